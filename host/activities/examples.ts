@@ -1,0 +1,21 @@
+/**
+ * Activities (steps) of the example workflows. Every side effect of a workflow lives in an activity,
+ * so Temporal can retry it and record it as a step in history.
+ */
+
+export async function composeGreeting(name: string): Promise<string> {
+  return `Hello, ${name}!`;
+}
+
+export async function countWords(text: string): Promise<{ text: string; words: number }> {
+  const words = text.trim().split(/\s+/).filter(Boolean).length;
+  return { text, words };
+}
+
+export async function shout(text: string): Promise<string> {
+  return text.toUpperCase();
+}
+
+export async function prepareDoomedWork(reason: string): Promise<{ prepared: true; reason: string }> {
+  return { prepared: true, reason };
+}

@@ -1,0 +1,42 @@
+/**
+ * The workflow catalog: each example workflow's name, description and zod schemas. The host
+ * publishes it to the edge on start (as JSON Schema), which validates inputs before they reach
+ * Temporal. Adding a workflow means adding it to host/workflows/ and here.
+ */
+import { z } from "zod";
+import type { CatalogEntry } from "../src/shared/host-api.ts";
+
+interface WorkflowDefinition {
+  description: string;
+  input: z.ZodType;
+  output: z.ZodType;
+}
+
+export const WORKFLOWS = {
+  hello: {
+    description: "Greets someone by name in one step.",
+    input: z.object({ name: z.string().min(1).max(200).describe("Who to greet") }).strict(),
+    output: z.object({ greeting: z.string() }),
+  },
+  two_steps: {
+    description: "Counts the words of a text, then upper-cases it: two steps in sequence.",
+    input: z.object({ text: z.string().max(10_000) }).strict(),
+    output: z.object({ words: z.number().int(), shouted: z.string() }),
+  },
+  always_fails: {
+    description: "Runs one step, then fails with a clear message. Useful to see failures end to end.",
+    input: z.object({ reason: z.string().max(500).optional() }).strict(),
+    output: z.never(),
+  },
+} satisfies Record<string, WorkflowDefinition>;
+
+export type WorkflowName = keyof typeof WORKFLOWS;
+
+export function catalogEntries(): CatalogEntry[] {
+  return Object.entries(WORKFLOWS).map(([name, def]) => ({
+    name,
+    description: def.description,
+    inputSchema: z.toJSONSchema(def.input, { target: "draft-2020-12" }) as Record<string, unknown>,
+    outputSchema: z.toJSONSchema(def.output, { target: "draft-2020-12", unrepresentable: "any" }) as Record<string, unknown>,
+  }));
+}

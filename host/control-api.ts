@@ -1,0 +1,100 @@
+/**
+ * The host's control API: the edge's only way to Temporal. Every route but /health requires a
+ * request signed with the shared secret (see src/shared/signing.ts).
+ */
+import { Hono } from "hono";
+import { HTTPException } from "hono/http-exception";
+import {
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+  type Client,
+} from "@temporalio/client";
+import { HOST_PATHS, startRunRequest, type RunEvent } from "../src/shared/host-api.ts";
+import { verifyRequest } from "../src/shared/signing.ts";
+import { WORKFLOWS } from "./catalog.ts";
+import type { EdgeClient } from "./edge-client.ts";
+import type { RunWatcher } from "./run-watcher.ts";
+import { describeRun, runResult } from "./temporal.ts";
+
+/** Longest a single result call may block; the edge asks again if it wants to wait longer. */
+export const MAX_RESULT_WAIT_MS = 120_000;
+
+export interface ControlApiDeps {
+  client: Client;
+  taskQueue: string;
+  sharedSecrets: string[];
+  watcher: RunWatcher;
+  edge: EdgeClient;
+}
+
+function hostError(status: 400 | 401 | 404 | 409 | 503, code: string, message: string): HTTPException {
+  return new HTTPException(status, {
+    res: Response.json({ error: { code, message } }, { status }),
+  });
+}
+
+export function createControlApi(deps: ControlApiDeps): Hono {
+  const app = new Hono();
+
+  app.get("/health", (c) => c.json({ ok: true }));
+
+  app.use("/v1/*", async (c, next) => {
+    const body = new Uint8Array(await c.req.raw.clone().arrayBuffer());
+    const url = new URL(c.req.url);
+    const verdict = await verifyRequest(deps.sharedSecrets, c.req.method, url.pathname + url.search, c.req.raw.headers, body);
+    if (!verdict.ok) throw hostError(401, verdict.reason, "request to the host is not signed with the shared secret, or its signature is stale");
+    await next();
+  });
+
+  app.post(HOST_PATHS.start, async (c) => {
+    const parsed = startRunRequest.safeParse(await c.req.json().catch(() => null));
+    if (!parsed.success) throw hostError(400, "invalid_request", parsed.error.message);
+    const { workflowId, workflowName, input } = parsed.data;
+    if (!(workflowName in WORKFLOWS)) throw hostError(404, "workflow_not_found", `no workflow named "${workflowName}" on this host`);
+    try {
+      const handle = await deps.client.workflow.start(workflowName, {
+        taskQueue: deps.taskQueue,
+        workflowId,
+        args: [input],
+      });
+      deps.watcher.watch(workflowId);
+      const started: RunEvent = {
+        sourceKey: `run:${handle.firstExecutionRunId}:started`,
+        type: "run.started",
+        at: new Date().toISOString(),
+        data: { runId: handle.firstExecutionRunId },
+      };
+      // Not awaited: the caller already gets the run id in this response.
+      void deps.edge.pushRunEvents(workflowId, [started]).catch((err) => console.warn(`push run.started: ${String(err)}`));
+      return c.json({ workflowId, runId: handle.firstExecutionRunId });
+    } catch (err) {
+      if (err instanceof WorkflowExecutionAlreadyStartedError) {
+        throw hostError(409, "workflow_id_in_use", `a run with workflow id ${workflowId} already exists`);
+      }
+      throw err;
+    }
+  });
+
+  app.get("/v1/runs/:workflowId", async (c) => c.json(await describeRun(deps.client, c.req.param("workflowId"))));
+
+  app.get("/v1/runs/:workflowId/result", async (c) => {
+    const waitMs = Math.min(MAX_RESULT_WAIT_MS, Math.max(0, Number(c.req.query("waitMs") ?? 0) || 0));
+    return c.json(await runResult(deps.client, c.req.param("workflowId"), waitMs));
+  });
+
+  app.onError((err, c) => {
+    if (err instanceof HTTPException) return err.getResponse();
+    if (err instanceof WorkflowNotFoundError) {
+      return c.json({ error: { code: "run_not_found", message: err.message } }, 404);
+    }
+    // gRPC UNAVAILABLE and connection failures: Temporal is down or unreachable.
+    const code = (err as { code?: number }).code;
+    if (code === 14 || /UNAVAILABLE|ECONNREFUSED|connect/i.test(String(err))) {
+      return c.json({ error: { code: "temporal_unavailable", message: "Temporal is not reachable from the host" } }, 503);
+    }
+    console.error("control API error", err);
+    return c.json({ error: { code: "host_error", message: "the host failed to handle the request" } }, 500);
+  });
+
+  return app;
+}

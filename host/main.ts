@@ -1,0 +1,53 @@
+/**
+ * The Node host: control API for the edge, a Temporal worker, and the publisher of run events.
+ * Run with `npm run host` (or as part of `npm run dev`).
+ */
+import { serve } from "@hono/node-server";
+import { catalogEntries } from "./catalog.ts";
+import { loadConfig } from "./config.ts";
+import { createControlApi } from "./control-api.ts";
+import { EdgeClient } from "./edge-client.ts";
+import { RunWatcher } from "./run-watcher.ts";
+import { connectClient } from "./temporal.ts";
+import { createWorker } from "./worker.ts";
+
+const config = loadConfig();
+const client = await connectClient(config);
+const worker = await createWorker(config);
+const edge = new EdgeClient(config.edgeUrl, config.sharedSecrets[0]!);
+const watcher = new RunWatcher(client, edge, config.taskQueue);
+const app = createControlApi({ client, taskQueue: config.taskQueue, sharedSecrets: config.sharedSecrets, watcher, edge });
+
+const workerRun = worker.run();
+const server = serve({ fetch: app.fetch, port: config.port, hostname: config.bind }, (info) => {
+  console.log(`outrider host: control API on http://${info.address}:${info.port}, task queue "${config.taskQueue}" on ${config.temporalAddress}`);
+});
+
+// Both go on in the background: the edge may come up after the host.
+edge
+  .publishCatalog(catalogEntries())
+  .then(() => console.log(`outrider host: published ${catalogEntries().length} workflows to ${config.edgeUrl}`))
+  .catch((err) => console.error(`outrider host: could not publish the catalog: ${String(err)}`));
+watcher
+  .reattachOpenRuns()
+  .then((n) => n > 0 && console.log(`outrider host: following ${n} open runs`))
+  .catch((err) => console.warn(`outrider host: could not list open runs: ${String(err)}`));
+
+let stopping = false;
+async function shutdown(signal: string) {
+  if (stopping) return;
+  stopping = true;
+  console.log(`outrider host: ${signal}, shutting down`);
+  server.close();
+  worker.shutdown();
+  await workerRun.catch(() => undefined);
+  await client.connection.close();
+  process.exit(0);
+}
+process.on("SIGINT", () => void shutdown("SIGINT"));
+process.on("SIGTERM", () => void shutdown("SIGTERM"));
+
+await workerRun.catch((err) => {
+  console.error("outrider host: worker stopped with an error", err);
+  process.exit(1);
+});

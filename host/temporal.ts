@@ -1,0 +1,92 @@
+/** Temporal access for the host: one client connection, and the run outcome in our terms. */
+import {
+  Client,
+  Connection,
+  WorkflowFailedError,
+  WorkflowNotFoundError,
+  type WorkflowHandle,
+} from "@temporalio/client";
+import { TERMINAL_STATUSES, fromTemporalStatus, type RunStatus } from "../src/shared/run-status.ts";
+import type { DescribeRunResponse, RunResultResponse } from "../src/shared/host-api.ts";
+import type { HostConfig } from "./config.ts";
+
+export async function connectClient(config: HostConfig): Promise<Client> {
+  const connection = await Connection.connect({ address: config.temporalAddress });
+  return new Client({ connection, namespace: config.temporalNamespace });
+}
+
+export { WorkflowNotFoundError };
+
+export async function describeRun(client: Client, workflowId: string): Promise<DescribeRunResponse> {
+  const d = await client.workflow.getHandle(workflowId).describe();
+  return {
+    workflowId: d.workflowId,
+    runId: d.runId,
+    workflowName: d.type,
+    status: fromTemporalStatus(d.status.name),
+    startTime: d.startTime.toISOString(),
+    closeTime: d.closeTime?.toISOString() ?? null,
+    historyLength: d.historyLength,
+    taskQueue: d.taskQueue,
+  };
+}
+
+/** The innermost failure message: what the workflow author wrote, not Temporal's wrapper text. */
+export function failureMessage(err: unknown): string {
+  let current: unknown = err;
+  let message = err instanceof Error ? err.message : String(err);
+  while (current instanceof Error) {
+    if (current.message) message = current.message;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return message;
+}
+
+function statusOfFailure(err: WorkflowFailedError): RunStatus {
+  const cause = err.cause as { name?: string } | undefined;
+  switch (cause?.name) {
+    case "CancelledFailure":
+      return "cancelled";
+    case "TerminatedFailure":
+      return "terminated";
+    case "TimeoutFailure":
+      return "timed_out";
+    default:
+      return "failed";
+  }
+}
+
+/**
+ * Settles a run's outcome: waits up to `waitMs` for it to close (0 = do not wait) and reports its
+ * status with output or error. Never throws for a failed run; that is an outcome, not an error.
+ */
+export async function runResult(client: Client, workflowId: string, waitMs: number): Promise<RunResultResponse> {
+  const handle: WorkflowHandle = client.workflow.getHandle(workflowId);
+  let described = await describeRun(client, workflowId);
+  if (!TERMINAL_STATUSES.has(described.status) && waitMs > 0) {
+    let timer: NodeJS.Timeout | undefined;
+    const settled = await Promise.race([
+      handle.result().then(
+        () => true,
+        () => true,
+      ),
+      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), waitMs))),
+    ]);
+    clearTimeout(timer);
+    if (settled) described = await describeRun(client, workflowId);
+  }
+  const base = { workflowId, runId: described.runId, closeTime: described.closeTime };
+  if (!TERMINAL_STATUSES.has(described.status)) {
+    return { ...base, status: described.status, output: null, error: null };
+  }
+  try {
+    // followRuns: false keeps the outcome of the run we described, even if it continued as new.
+    const output = await client.workflow.getHandle(workflowId, described.runId, { followRuns: false }).result();
+    return { ...base, status: described.status, output: output ?? null, error: null };
+  } catch (err) {
+    if (err instanceof WorkflowFailedError) {
+      return { ...base, status: statusOfFailure(err), output: null, error: failureMessage(err) };
+    }
+    throw err;
+  }
+}

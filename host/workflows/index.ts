@@ -1,0 +1,2 @@
+// Entry point of the workflow bundle the Temporal worker loads (see host/worker.ts).
+export * from "./examples.ts";

@@ -1,0 +1,197 @@
+/**
+ * `npm run dev`: the whole stack on this machine, the way a developer (and the e2e tests) run it.
+ *
+ *   Temporal dev server  127.0.0.1:$TEMPORAL_PORT (7233)   started unless one already listens
+ *   edge Worker          127.0.0.1:$OUTRIDER_PORT (8787)   wrangler dev, local D1 and Durable Objects
+ *   Node host            127.0.0.1:$HOST_PORT (8788)       control API + Temporal worker
+ *
+ * It applies D1 migrations, seeds a development organization with an API key (the value of
+ * OUTRIDER_DEV_API_KEY when set) and prints the key. HOST_SHARED_SECRET is generated for the
+ * session unless set. Everything here is for development only.
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
+import { join, resolve } from "node:path";
+import { generateApiKey, parseApiKey, sha256Hex } from "../src/shared/api-keys.ts";
+
+const root = resolve(import.meta.dirname, "..");
+const env = process.env;
+const edgePort = Number(env.OUTRIDER_PORT ?? 8787);
+const hostPort = Number(env.HOST_PORT ?? 8788);
+const temporalPort = Number(env.TEMPORAL_PORT ?? 7233);
+const stateDir = resolve(root, env.OUTRIDER_STATE_DIR ?? ".wrangler/state");
+const devDir = join(root, ".outrider");
+const DEV_ORG_ID = "org_dev";
+const STARTUP_TIMEOUT_MS = 180_000;
+
+const children: ChildProcess[] = [];
+const log = (msg: string) => console.log(`[dev] ${msg}`);
+
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((done) => {
+    const socket = connect({ host: "127.0.0.1", port });
+    socket.once("connect", () => (socket.destroy(), done(true)));
+    socket.once("error", () => done(false));
+  });
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = STARTUP_TIMEOUT_MS) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`${what} did not come up within ${timeoutMs / 1000}s`);
+}
+
+function start(name: string, command: string, args: string[], extraEnv: Record<string, string>, onLine?: (line: string) => void) {
+  const child = spawn(command, args, { cwd: root, env: { ...env, ...extraEnv }, stdio: ["ignore", "pipe", "pipe"], detached: true });
+  children.push(child);
+  for (const stream of [child.stdout!, child.stderr!]) {
+    let buffered = "";
+    stream.on("data", (chunk: Buffer) => {
+      buffered += chunk.toString();
+      const lines = buffered.split("\n");
+      buffered = lines.pop()!;
+      for (const line of lines) {
+        if (line.trim()) console.log(`[${name}] ${line}`);
+        onLine?.(line);
+      }
+    });
+  }
+  child.on("exit", (code, signal) => {
+    if (!stopping) {
+      console.error(`[dev] ${name} exited (${signal ?? code}); stopping the stack`);
+      void stop(1);
+    }
+  });
+  return child;
+}
+
+function wrangler(args: string[]) {
+  const result = spawnSync("wrangler", args, { cwd: root, env: { ...env, CI: "true" }, encoding: "utf8" });
+  if (result.status !== 0) throw new Error(`wrangler ${args.join(" ")} failed:\n${result.stdout}\n${result.stderr}`);
+  return result.stdout;
+}
+
+function devApiKey(): string {
+  const given = env.OUTRIDER_DEV_API_KEY;
+  if (given) {
+    if (!parseApiKey(given)) {
+      throw new Error("OUTRIDER_DEV_API_KEY must look like otr_<id>_<secret> (id: 8-32 of a-z0-9, secret: 24-128 letters and digits)");
+    }
+    return given;
+  }
+  const file = join(devDir, "dev-api-key");
+  if (existsSync(file)) return readFileSync(file, "utf8").trim();
+  const { key } = generateApiKey();
+  mkdirSync(devDir, { recursive: true });
+  writeFileSync(file, key + "\n", { mode: 0o600 });
+  return key;
+}
+
+async function seed(key: string) {
+  const parsed = parseApiKey(key)!;
+  const digest = await sha256Hex(parsed.secret);
+  const q = (s: string) => `'${s.replaceAll("'", "''")}'`;
+  const sql = [
+    `INSERT INTO organizations (id, name) VALUES (${q(DEV_ORG_ID)}, 'Development') ON CONFLICT (id) DO NOTHING;`,
+    `INSERT INTO api_keys (id, organization_id, prefix, secret_sha256, name) VALUES (${q(parsed.id)}, ${q(DEV_ORG_ID)}, ${q(parsed.prefix)}, ${q(digest)}, 'dev key')
+       ON CONFLICT (id) DO UPDATE SET secret_sha256 = excluded.secret_sha256, organization_id = excluded.organization_id, revoked_at = NULL;`,
+  ].join("\n");
+  wrangler(["d1", "execute", "DB", "--local", "--persist-to", stateDir, "--command", sql]);
+}
+
+let stopping = false;
+async function stop(code = 0) {
+  if (stopping) return;
+  stopping = true;
+  for (const child of children.reverse()) {
+    try {
+      if (child.pid) process.kill(-child.pid, "SIGTERM");
+    } catch {
+      /* already gone */
+    }
+  }
+  await new Promise((r) => setTimeout(r, 1500));
+  for (const child of children) {
+    try {
+      if (child.pid) process.kill(-child.pid, "SIGKILL");
+    } catch {
+      /* already gone */
+    }
+  }
+  process.exit(code);
+}
+process.on("SIGINT", () => void stop(0));
+process.on("SIGTERM", () => void stop(0));
+
+async function main() {
+  const sharedSecret = env.HOST_SHARED_SECRET || randomBytes(32).toString("hex"); // dev-only, per session
+  const key = devApiKey();
+
+  if (await portOpen(temporalPort)) {
+    log(`using the Temporal server already listening on 127.0.0.1:${temporalPort}`);
+  } else {
+    log("starting the Temporal dev server (first run builds the CLI from the Go module proxy)");
+    start("temporal", "bash", ["scripts/temporal.sh", "start"], {
+      TEMPORAL_PORT: String(temporalPort),
+      TEMPORAL_HTTP_PORT: String(temporalPort + 10),
+      TEMPORAL_METRICS_PORT: String(temporalPort + 11),
+    });
+    // Building the CLI on a fresh machine takes minutes.
+    await waitFor("Temporal", () => portOpen(temporalPort), 900_000);
+  }
+
+  log("applying D1 migrations (local)");
+  wrangler(["d1", "migrations", "apply", "DB", "--local", "--persist-to", stateDir]);
+  await seed(key);
+
+  start(
+    "edge",
+    "wrangler",
+    ["dev", "--ip", "127.0.0.1", "--port", String(edgePort), "--persist-to", stateDir, "--var", `HOST_URL:http://127.0.0.1:${hostPort}`, "--show-interactive-dev-session=false", "--inspector-port", String(edgePort + 1000)],
+    { HOST_SHARED_SECRET: sharedSecret, WRANGLER_SEND_METRICS: "false" },
+  );
+  await waitFor("edge Worker", async () => (await fetch(`http://127.0.0.1:${edgePort}/health`).catch(() => null))?.ok === true);
+
+  let catalogPublished = false;
+  start(
+    "host",
+    "tsx",
+    ["host/main.ts"],
+    {
+      HOST_SHARED_SECRET: sharedSecret,
+      HOST_PORT: String(hostPort),
+      TEMPORAL_ADDRESS: `127.0.0.1:${temporalPort}`,
+      EDGE_URL: `http://127.0.0.1:${edgePort}`,
+    },
+    (line) => {
+      if (line.includes("published") && line.includes("workflows")) catalogPublished = true;
+    },
+  );
+  await waitFor("Node host", async () => catalogPublished);
+
+  console.log(
+    [
+      "",
+      "  Outrider is running (development mode)",
+      `  API          http://127.0.0.1:${edgePort}`,
+      `  Node host    http://127.0.0.1:${hostPort}`,
+      `  Temporal     127.0.0.1:${temporalPort}`,
+      `  Dev API key  ${key}`,
+      "",
+      `  curl -X POST http://127.0.0.1:${edgePort}/workflow/run -H "Authorization: Bearer ${key}" \\`,
+      `    -H 'Content-Type: application/json' -d '{"workflowName":"hello","input":{"name":"Ada"}}'`,
+      "",
+      "OUTRIDER_READY",
+    ].join("\n"),
+  );
+}
+
+main().catch((err) => {
+  console.error(`[dev] ${err instanceof Error ? err.message : String(err)}`);
+  void stop(1);
+});

@@ -1,0 +1,24 @@
+import { and, eq } from "drizzle-orm";
+import { db } from "./client.ts";
+import { runs, type Run } from "./schema.ts";
+
+export async function insertScheduledRun(
+  d1: D1Database,
+  row: Pick<Run, "id" | "organizationId" | "workflowId" | "workflowName" | "temporalWorkflowId" | "input">,
+): Promise<void> {
+  await db(d1).insert(runs).values({ ...row, status: "scheduled" });
+}
+
+/** Removes a run whose start never reached Temporal, so nothing claims it is scheduled. */
+export async function deleteUnstartedRun(d1: D1Database, id: string): Promise<void> {
+  await db(d1).delete(runs).where(and(eq(runs.id, id), eq(runs.status, "scheduled")));
+}
+
+export async function findRunByWorkflowId(d1: D1Database, organizationId: string, temporalWorkflowId: string) {
+  const rows = await db(d1)
+    .select()
+    .from(runs)
+    .where(and(eq(runs.organizationId, organizationId), eq(runs.temporalWorkflowId, temporalWorkflowId)))
+    .limit(1);
+  return rows[0] ?? null;
+}

@@ -1,0 +1,46 @@
+import { and, eq, isNull, or } from "drizzle-orm";
+import type { CatalogEntry } from "../shared/host-api.ts";
+import { db } from "./client.ts";
+import { workflows } from "./schema.ts";
+
+/** A published workflow the organization may run: its own, or a code workflow from the host. */
+export async function findRunnableWorkflow(d1: D1Database, organizationId: string, name: string) {
+  const rows = await db(d1)
+    .select()
+    .from(workflows)
+    .where(
+      and(
+        eq(workflows.name, name),
+        eq(workflows.published, true),
+        or(isNull(workflows.organizationId), eq(workflows.organizationId, organizationId)),
+      ),
+    )
+    .limit(1);
+  return rows[0] ?? null;
+}
+
+/**
+ * Replaces the host's code workflows with what it publishes. Workflows that disappear from the
+ * host are unpublished, not deleted, so old runs keep their catalog row.
+ */
+export async function upsertCodeCatalog(d1: D1Database, entries: CatalogEntry[]): Promise<void> {
+  const now = new Date().toISOString();
+  const statements: D1PreparedStatement[] = [
+    d1.prepare("UPDATE workflows SET published = 0, updated_at = ? WHERE organization_id IS NULL AND kind = 'code'").bind(now),
+  ];
+  for (const entry of entries) {
+    statements.push(
+      d1
+        .prepare(
+          `INSERT INTO workflows (id, organization_id, name, kind, description, input_schema, output_schema, published, created_at, updated_at)
+           VALUES (?, NULL, ?, 'code', ?, ?, ?, 1, ?, ?)
+           ON CONFLICT (name) WHERE organization_id IS NULL DO UPDATE SET
+             description = excluded.description, input_schema = excluded.input_schema,
+             output_schema = excluded.output_schema, published = 1, updated_at = excluded.updated_at`,
+        )
+        .bind(crypto.randomUUID(), entry.name, entry.description, JSON.stringify(entry.inputSchema), JSON.stringify(entry.outputSchema), now, now),
+    );
+  }
+  // One batch is one transaction: readers never see a half-replaced catalog.
+  await d1.batch(statements);
+}

@@ -1,0 +1,69 @@
+/**
+ * The edge's typed, signed client for the Node host's control API. Network failures and 5xx from
+ * the host become `host_unavailable` (503 with Retry-After), so callers can retry safely.
+ */
+import type { z } from "zod";
+import { ApiError } from "./errors.ts";
+import {
+  HOST_PATHS,
+  describeRunResponse,
+  hostErrorBody,
+  runResultResponse,
+  startRunResponse,
+  type StartRunRequest,
+} from "./shared/host-api.ts";
+import { parseSecrets, signRequest } from "./shared/signing.ts";
+
+/** Seconds a client should wait before retrying when the host cannot be reached. */
+export const HOST_RETRY_AFTER_SECONDS = 5;
+
+export class HostClient {
+  constructor(private readonly env: Env) {}
+
+  start(request: StartRunRequest) {
+    return this.call("POST", HOST_PATHS.start, startRunResponse, request);
+  }
+
+  describe(workflowId: string) {
+    return this.call("GET", HOST_PATHS.describe(workflowId), describeRunResponse);
+  }
+
+  /** The run's outcome; waits up to `waitMs` for it to close. */
+  result(workflowId: string, waitMs = 0) {
+    return this.call("GET", `${HOST_PATHS.result(workflowId)}?waitMs=${Math.max(0, Math.floor(waitMs))}`, runResultResponse);
+  }
+
+  private async call<T extends z.ZodType>(method: string, path: string, schema: T, payload?: unknown): Promise<z.infer<T>> {
+    const body = payload === undefined ? "" : JSON.stringify(payload);
+    const secret = parseSecrets(this.env.HOST_SHARED_SECRET)[0];
+    if (!secret) throw new ApiError("host_unavailable", "the edge has no HOST_SHARED_SECRET configured", undefined, this.retryAfter());
+    const headers: Record<string, string> = { ...(await signRequest(secret, method, path, body)) };
+    if (body) headers["content-type"] = "application/json";
+    let res: Response;
+    try {
+      res = await fetch(new URL(path, this.env.HOST_URL), { method, headers, body: body || undefined });
+    } catch (err) {
+      throw new ApiError("host_unavailable", `the workflow host is not reachable: ${(err as Error).message}`, undefined, this.retryAfter());
+    }
+    const json: unknown = await res.json().catch(() => null);
+    if (res.ok) {
+      const parsed = schema.safeParse(json);
+      if (!parsed.success) throw new ApiError("host_error", "the workflow host sent a response the edge does not understand");
+      return parsed.data;
+    }
+    const hostError = hostErrorBody.safeParse(json);
+    const code = hostError.success ? hostError.data.error.code : "";
+    const message = hostError.success ? hostError.data.error.message : `host answered ${res.status}`;
+    if (res.status === 404 && code === "run_not_found") throw new ApiError("run_not_found", message);
+    if (res.status === 404 && code === "workflow_not_found") throw new ApiError("workflow_not_found", message);
+    if (res.status >= 500 || res.status === 401) {
+      // 401 means the two sides disagree on the secret: an operator problem, not the caller's.
+      throw new ApiError("host_unavailable", `the workflow host cannot serve this now (${code || res.status}): ${message}`, undefined, this.retryAfter());
+    }
+    throw new ApiError("host_error", `the workflow host refused the request (${code || res.status}): ${message}`);
+  }
+
+  private retryAfter() {
+    return { "retry-after": String(HOST_RETRY_AFTER_SECONDS) };
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * Bearer API key authentication. `Authorization: Basic <key>` is accepted too, because
+ * Output-compatible clients send their token that way (either the key itself or base64 of
+ * `user:key`).
+ */
+import { createMiddleware } from "hono/factory";
+import { parseApiKey, sha256Hex } from "../../shared/api-keys.ts";
+import type { AppEnv, AuthContext } from "../../app-env.ts";
+import { ApiError } from "../../errors.ts";
+import { findApiKeyById } from "../../db/api-keys.ts";
+
+/** How long a verified key stays cached in the isolate; also the longest a revoked key still works. */
+export const API_KEY_CACHE_TTL_MS = 30_000;
+const API_KEY_CACHE_MAX_ENTRIES = 1_000;
+
+interface CachedKey {
+  organizationId: string;
+  secretSha256: string;
+  scopes: string[];
+  expiresAt: number;
+}
+const cache = new Map<string, CachedKey>();
+
+/** For tests: forget every cached key. */
+export function clearApiKeyCache(): void {
+  cache.clear();
+}
+
+export function credentialFromHeader(header: string | undefined, allowBasic: boolean): string | null {
+  if (!header) return null;
+  const [scheme, ...rest] = header.trim().split(/\s+/);
+  const token = rest.join(" ");
+  if (!token) return null;
+  if (/^bearer$/i.test(scheme ?? "")) return token;
+  if (allowBasic && /^basic$/i.test(scheme ?? "")) {
+    if (parseApiKey(token)) return token;
+    try {
+      const decoded = atob(token);
+      const colon = decoded.indexOf(":");
+      if (colon < 0) return decoded;
+      // user:key, or key: with an empty password
+      return decoded.slice(colon + 1) || decoded.slice(0, colon);
+    } catch {
+      return null;
+    }
+  }
+  return null;
+}
+
+async function constantTimeEqualHex(a: string, b: string): Promise<boolean> {
+  const enc = new TextEncoder();
+  const x = enc.encode(a);
+  const y = enc.encode(b);
+  if (x.byteLength !== y.byteLength) return false;
+  return crypto.subtle.timingSafeEqual(x, y);
+}
+
+async function lookUp(db: D1Database, id: string): Promise<CachedKey | null> {
+  const now = Date.now();
+  const hit = cache.get(id);
+  if (hit && hit.expiresAt > now) return hit;
+  const row = await findApiKeyById(db, id);
+  if (!row || row.revokedAt) {
+    cache.delete(id);
+    return null;
+  }
+  if (cache.size >= API_KEY_CACHE_MAX_ENTRIES) cache.delete(cache.keys().next().value!);
+  const entry = { organizationId: row.organizationId, secretSha256: row.secretSha256, scopes: row.scopes, expiresAt: now + API_KEY_CACHE_TTL_MS };
+  cache.set(id, entry);
+  return entry;
+}
+
+export const apiKeyAuth = (options: { allowBasic?: boolean } = {}) =>
+  createMiddleware<AppEnv>(async (c, next) => {
+    const credential = credentialFromHeader(c.req.header("authorization"), options.allowBasic ?? false);
+    if (!credential) {
+      throw new ApiError("unauthorized", "send an API key as `Authorization: Bearer <key>`", undefined, {
+        "www-authenticate": 'Bearer realm="outrider"',
+      });
+    }
+    const parsed = parseApiKey(credential);
+    const key = parsed ? await lookUp(c.env.DB, parsed.id) : null;
+    // Hash even when the key is unknown, so timing does not tell unknown ids from wrong secrets.
+    const digest = await sha256Hex(parsed?.secret ?? credential);
+    if (!key || !(await constantTimeEqualHex(digest, key.secretSha256))) {
+      throw new ApiError("unauthorized", "the API key is not valid (unknown, revoked or mistyped)", undefined, {
+        "www-authenticate": 'Bearer realm="outrider", error="invalid_token"',
+      });
+    }
+    const auth: AuthContext = { organizationId: key.organizationId, apiKeyId: parsed!.id, scopes: key.scopes };
+    c.set("auth", auth);
+    await next();
+  });

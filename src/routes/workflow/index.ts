@@ -1,0 +1,29 @@
+import { bodyLimit } from "hono/body-limit";
+import type { App } from "../../app-env.ts";
+import { ApiError } from "../../errors.ts";
+import { apiKeyAuth } from "../../middleware/api-key-auth/index.ts";
+import { registerResult } from "./result.ts";
+import { registerRun } from "./run.ts";
+import { registerStart } from "./start.ts";
+import { registerStatus } from "./status.ts";
+
+/** Largest request body the Workflow API accepts (1 MiB). */
+export const MAX_WORKFLOW_BODY_BYTES = 1024 * 1024;
+
+/** The Workflow API (`/workflow/...`), Output-compatible: Bearer or Basic API keys. */
+export function registerWorkflowApi(app: App) {
+  app.use("/workflow/*", apiKeyAuth({ allowBasic: true }));
+  app.use(
+    "/workflow/*",
+    bodyLimit({
+      maxSize: MAX_WORKFLOW_BODY_BYTES,
+      onError: () => {
+        throw new ApiError("payload_too_large", `request body is larger than ${MAX_WORKFLOW_BODY_BYTES} bytes`);
+      },
+    }),
+  );
+  registerStart(app);
+  registerRun(app);
+  registerStatus(app);
+  registerResult(app);
+}

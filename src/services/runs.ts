@@ -1,0 +1,106 @@
+/**
+ * Starting runs and settling their state: the logic the Workflow API routes share.
+ * The edge writes a run row as `scheduled` before asking the host to start it, and removes it if
+ * the start fails, so no row pretends to be scheduled for a run Temporal never saw. Every later
+ * change goes through the run's RunStream DO.
+ */
+import { aggregate, type Attribute } from "../shared/aggregations.ts";
+import { isTerminal, type RunStatus } from "../shared/run-status.ts";
+import type { RunEvent, RunResultResponse } from "../shared/host-api.ts";
+import { ApiError } from "../errors.ts";
+import { HostClient } from "../host-client.ts";
+import { recordRunEvents } from "../run-stream-client.ts";
+import { deleteUnstartedRun, findRunByWorkflowId, insertScheduledRun } from "../db/runs.ts";
+import { findRunnableWorkflow } from "../db/workflows.ts";
+import type { Run } from "../db/schema.ts";
+import { assertValidInput } from "../routes/workflow/input-validation.ts";
+
+/** The host blocks at most this long per result call; longer waits are several calls. */
+const HOST_RESULT_WAIT_SLICE_MS = 110_000;
+
+export interface StartedRun {
+  workflowId: string;
+  runId: string;
+  status: RunStatus;
+}
+
+export async function startRun(env: Env, organizationId: string, workflowName: string, input: unknown): Promise<StartedRun> {
+  const workflow = await findRunnableWorkflow(env.DB, organizationId, workflowName);
+  if (!workflow) throw new ApiError("workflow_not_found", `no published workflow named "${workflowName}"; GET /workflow/catalog lists them`);
+  assertValidInput(workflow, input);
+
+  const id = crypto.randomUUID();
+  const workflowId = `${workflow.name}-${id}`;
+  await insertScheduledRun(env.DB, { id, organizationId, workflowId: workflow.id, workflowName: workflow.name, temporalWorkflowId: workflowId, input });
+  let runId: string;
+  try {
+    ({ runId } = await new HostClient(env).start({ workflowId, workflowName: workflow.name, input }));
+  } catch (err) {
+    await deleteUnstartedRun(env.DB, id);
+    throw err;
+  }
+  await recordRunEvents(env, workflowId, [startedEvent(runId)]);
+  return { workflowId, runId, status: "running" };
+}
+
+export function startedEvent(runId: string): RunEvent {
+  return { sourceKey: `run:${runId}:started`, type: "run.started", at: new Date().toISOString(), data: { runId } };
+}
+
+/** Same source key as the host's publisher uses, so whichever arrives second is dropped. */
+export function finishedEvent(result: RunResultResponse): RunEvent {
+  return {
+    sourceKey: `run:${result.runId}:finished`,
+    type: "run.finished",
+    at: result.closeTime ?? new Date().toISOString(),
+    data: { runId: result.runId, status: result.status, output: result.output, error: result.error },
+  };
+}
+
+export async function getRunOrThrow(env: Env, organizationId: string, workflowId: string): Promise<Run> {
+  const run = await findRunByWorkflowId(env.DB, organizationId, workflowId);
+  if (!run) throw new ApiError("run_not_found", `no run with workflowId "${workflowId}"`);
+  return run;
+}
+
+/**
+ * Brings a non-terminal row up to date with Temporal (via the host), waiting up to `waitMs` for
+ * the run to close. A terminal row is returned as is. If the host cannot be reached the row is
+ * returned unchanged when `tolerateHostDown`, so reads keep working while the host restarts.
+ */
+export async function settleRun(env: Env, run: Run, waitMs = 0, tolerateHostDown = true): Promise<Run> {
+  if (isTerminal(run.status)) return run;
+  const host = new HostClient(env);
+  const deadline = Date.now() + waitMs;
+  let result: RunResultResponse;
+  try {
+    do {
+      result = await host.result(run.temporalWorkflowId, Math.min(HOST_RESULT_WAIT_SLICE_MS, Math.max(0, deadline - Date.now())));
+    } while (!isTerminal(result.status) && Date.now() < deadline);
+  } catch (err) {
+    if (tolerateHostDown && err instanceof ApiError && err.code === "host_unavailable") return run;
+    throw err;
+  }
+  const events: RunEvent[] = [];
+  if (run.status === "scheduled") events.push(startedEvent(result.runId));
+  if (isTerminal(result.status)) events.push(finishedEvent(result));
+  if (events.length === 0) return run;
+  await recordRunEvents(env, run.temporalWorkflowId, events);
+  return (await findRunByWorkflowId(env.DB, run.organizationId, run.temporalWorkflowId)) ?? run;
+}
+
+/** The Workflow API's result payload for a run row. */
+export function resultPayload(run: Run) {
+  const attributes: Attribute[] = [];
+  return {
+    workflowId: run.temporalWorkflowId,
+    runId: run.temporalRunId,
+    status: run.status,
+    input: run.input,
+    output: run.output ?? null,
+    trace: null,
+    attributes,
+    aggregations: aggregate(attributes),
+    error: run.error ?? null,
+  };
+}

@@ -1,0 +1,74 @@
+/**
+ * The typed contract of the hop between the edge Worker and the Node host. Both sides parse with
+ * these schemas, so a change here is a compile error on the side that forgot it.
+ */
+import { z } from "zod";
+import { RUN_STATUSES } from "./run-status.ts";
+
+export const HOST_PATHS = {
+  start: "/v1/runs/start",
+  describe: (workflowId: string) => `/v1/runs/${encodeURIComponent(workflowId)}`,
+  result: (workflowId: string) => `/v1/runs/${encodeURIComponent(workflowId)}/result`,
+} as const;
+
+export const EDGE_PATHS = {
+  catalog: "/internal/catalog",
+  runEvents: (workflowId: string) => `/internal/runs/${encodeURIComponent(workflowId)}/events`,
+} as const;
+
+export const startRunRequest = z.object({
+  workflowId: z.string().min(1),
+  workflowName: z.string().min(1),
+  input: z.unknown(),
+});
+export type StartRunRequest = z.infer<typeof startRunRequest>;
+
+export const startRunResponse = z.object({ workflowId: z.string(), runId: z.string() });
+export type StartRunResponse = z.infer<typeof startRunResponse>;
+
+const runStatus = z.enum(RUN_STATUSES);
+
+export const describeRunResponse = z.object({
+  workflowId: z.string(),
+  runId: z.string(),
+  workflowName: z.string(),
+  status: runStatus,
+  startTime: z.string().nullable(),
+  closeTime: z.string().nullable(),
+  historyLength: z.number(),
+  taskQueue: z.string(),
+});
+export type DescribeRunResponse = z.infer<typeof describeRunResponse>;
+
+/** A run's outcome as the host sees it; `status` is non-terminal when `wait` ran out first. */
+export const runResultResponse = z.object({
+  workflowId: z.string(),
+  runId: z.string(),
+  status: runStatus,
+  output: z.unknown().nullable(),
+  error: z.string().nullable(),
+  closeTime: z.string().nullable(),
+});
+export type RunResultResponse = z.infer<typeof runResultResponse>;
+
+export const hostErrorBody = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
+
+/** One entry in a run's event log. `sourceKey` makes redelivery idempotent. */
+export const runEvent = z.object({
+  sourceKey: z.string().min(1).max(200),
+  type: z.enum(["run.started", "run.finished"]),
+  at: z.string(),
+  data: z.record(z.string(), z.unknown()),
+});
+export type RunEvent = z.infer<typeof runEvent>;
+
+export const runEventBatch = z.object({ events: z.array(runEvent).min(1).max(500) });
+
+export const catalogEntry = z.object({
+  name: z.string().regex(/^[a-z][a-z0-9_]{0,63}$/),
+  description: z.string(),
+  inputSchema: z.record(z.string(), z.unknown()),
+  outputSchema: z.record(z.string(), z.unknown()),
+});
+export type CatalogEntry = z.infer<typeof catalogEntry>;
+export const catalogPublish = z.object({ workflows: z.array(catalogEntry) });

@@ -1,0 +1,102 @@
+/**
+ * HMAC signing for calls between the edge Worker and the Node host, in both directions.
+ *
+ * The signature covers method, path (with query), a timestamp and the SHA-256 of the body, so a
+ * captured request cannot be replayed against another route, with another body, or after the
+ * window closes. Uses only WebCrypto, so the same code runs in workerd and in Node.
+ */
+
+export const SIGNATURE_HEADER = "x-outrider-signature";
+export const TIMESTAMP_HEADER = "x-outrider-timestamp";
+/** How far a signed request's timestamp may be from the receiver's clock. */
+export const SIGNATURE_WINDOW_SECONDS = 300;
+const SIGNATURE_VERSION = "v1";
+
+const encoder = new TextEncoder();
+
+function toHex(buffer: ArrayBuffer): string {
+  return [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function sha256Hex(body: string | Uint8Array): Promise<string> {
+  const bytes = typeof body === "string" ? encoder.encode(body) : body;
+  return toHex(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
+}
+
+const keyCache = new Map<string, Promise<CryptoKey>>();
+function hmacKey(secret: string): Promise<CryptoKey> {
+  let key = keyCache.get(secret);
+  if (!key) {
+    key = crypto.subtle.importKey("raw", encoder.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, [
+      "sign",
+      "verify",
+    ]);
+    keyCache.set(secret, key);
+  }
+  return key;
+}
+
+async function canonical(method: string, pathAndQuery: string, timestamp: string, body: string | Uint8Array) {
+  return `${SIGNATURE_VERSION}\n${method.toUpperCase()}\n${pathAndQuery}\n${timestamp}\n${await sha256Hex(body)}`;
+}
+
+export interface SignedHeaders {
+  [TIMESTAMP_HEADER]: string;
+  [SIGNATURE_HEADER]: string;
+}
+
+export async function signRequest(
+  secret: string,
+  method: string,
+  pathAndQuery: string,
+  body: string | Uint8Array = "",
+  now: number = Date.now(),
+): Promise<SignedHeaders> {
+  const timestamp = String(Math.floor(now / 1000));
+  const mac = await crypto.subtle.sign(
+    "HMAC",
+    await hmacKey(secret),
+    encoder.encode(await canonical(method, pathAndQuery, timestamp, body)),
+  );
+  return { [TIMESTAMP_HEADER]: timestamp, [SIGNATURE_HEADER]: `${SIGNATURE_VERSION}=${toHex(mac)}` };
+}
+
+export type VerifyFailure = "missing_signature" | "stale_signature" | "bad_signature";
+
+/**
+ * Checks a signed request. `secrets` may hold more than one value so that the shared secret can be
+ * rotated without downtime (accept old and new, then drop the old).
+ */
+export async function verifyRequest(
+  secrets: readonly string[],
+  method: string,
+  pathAndQuery: string,
+  headers: { get(name: string): string | null },
+  body: string | Uint8Array,
+  now: number = Date.now(),
+): Promise<{ ok: true } | { ok: false; reason: VerifyFailure }> {
+  const timestamp = headers.get(TIMESTAMP_HEADER);
+  const signature = headers.get(SIGNATURE_HEADER);
+  if (!timestamp || !signature || !signature.startsWith(`${SIGNATURE_VERSION}=`)) {
+    return { ok: false, reason: "missing_signature" };
+  }
+  const seconds = Number(timestamp);
+  if (!Number.isInteger(seconds) || Math.abs(now / 1000 - seconds) > SIGNATURE_WINDOW_SECONDS) {
+    return { ok: false, reason: "stale_signature" };
+  }
+  const hex = signature.slice(SIGNATURE_VERSION.length + 1);
+  if (!/^[0-9a-f]{64}$/.test(hex)) return { ok: false, reason: "bad_signature" };
+  const mac = new Uint8Array(hex.match(/../g)!.map((h) => parseInt(h, 16)));
+  const data = encoder.encode(await canonical(method, pathAndQuery, timestamp, body));
+  for (const secret of secrets) {
+    if (!secret) continue;
+    // crypto.subtle.verify compares in constant time.
+    if (await crypto.subtle.verify("HMAC", await hmacKey(secret), mac, data)) return { ok: true };
+  }
+  return { ok: false, reason: "bad_signature" };
+}
+
+/** Splits a comma-separated secret list (current first, then the one being rotated out). */
+export function parseSecrets(value: string | undefined): string[] {
+  return (value ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+}
