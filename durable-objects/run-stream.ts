@@ -39,14 +39,16 @@ export class RunStream extends DurableObject<Env> {
       if (this.hasEvent(event.sourceKey)) continue;
       // Project first: if D1 fails, the event is not in the log and the sender's retry re-applies it.
       await this.project(workflowId, event);
-      const inserted = this.sql.exec(
-        "INSERT OR IGNORE INTO events (source_key, type, at, data) VALUES (?, ?, ?, ?)",
-        event.sourceKey,
-        event.type,
-        event.at,
-        JSON.stringify(event.data),
-      ).rowsWritten;
-      accepted += inserted;
+      // RETURNING yields a row only when the insert happened (a concurrent twin may have won).
+      accepted += this.sql
+        .exec(
+          "INSERT OR IGNORE INTO events (source_key, type, at, data) VALUES (?, ?, ?, ?) RETURNING seq",
+          event.sourceKey,
+          event.type,
+          event.at,
+          JSON.stringify(event.data),
+        )
+        .toArray().length;
     }
     return { accepted, duplicates: events.length - accepted };
   }

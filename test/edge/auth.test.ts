@@ -1,0 +1,62 @@
+import { env } from "cloudflare:workers";
+import { beforeAll, describe, expect, it } from "vitest";
+import { clearApiKeyCache } from "../../src/middleware/api-key-auth/index.ts";
+import { createKey, postJson, seedCatalog, seedOrganization, type ErrorBody } from "./helpers.ts";
+
+// A request that passes auth then fails validation (400) proves the key was accepted without
+// needing the host.
+const UNKNOWN_WORKFLOW = { workflowName: "no_such_workflow", input: {} };
+
+describe("API key authentication", () => {
+  let org: Awaited<ReturnType<typeof seedOrganization>>;
+  beforeAll(async () => {
+    org = await seedOrganization();
+    await seedCatalog();
+  });
+
+  it("refuses a request without credentials with 401 and the JSON error shape", async () => {
+    const res = await postJson("/workflow/start", UNKNOWN_WORKFLOW);
+    expect(res.status).toBe(401);
+    expect(res.headers.get("www-authenticate")).toContain("Bearer");
+    const body = (await res.json()) as ErrorBody;
+    expect(body.error.code).toBe("unauthorized");
+    expect(body.error.requestId).toBeTruthy();
+  });
+
+  it("accepts a valid Bearer key", async () => {
+    const res = await postJson("/workflow/start", UNKNOWN_WORKFLOW, org.key);
+    expect(res.status).toBe(404);
+    expect(((await res.json()) as ErrorBody).error.code).toBe("workflow_not_found");
+  });
+
+  it("refuses a key with the right id and a wrong secret", async () => {
+    const wrong = org.key.slice(0, -4) + (org.key.endsWith("AAAA") ? "BBBB" : "AAAA");
+    const res = await postJson("/workflow/start", UNKNOWN_WORKFLOW, wrong);
+    expect(res.status).toBe(401);
+  });
+
+  it("refuses an unknown key id and a malformed key", async () => {
+    expect((await postJson("/workflow/start", UNKNOWN_WORKFLOW, "otr_unknownid1_abcdefghijklmnopqrstuvwxyz0123")).status).toBe(401);
+    expect((await postJson("/workflow/start", UNKNOWN_WORKFLOW, "not-a-key")).status).toBe(401);
+  });
+
+  it("accepts Basic with the raw key and with base64 user:key, as Output clients send", async () => {
+    const raw = await postJson("/workflow/start", UNKNOWN_WORKFLOW, undefined, { authorization: `Basic ${org.key}` });
+    expect(raw.status).toBe(404);
+    const encoded = await postJson("/workflow/start", UNKNOWN_WORKFLOW, undefined, { authorization: `Basic ${btoa(`user:${org.key}`)}` });
+    expect(encoded.status).toBe(404);
+  });
+
+  it("refuses an unsupported scheme", async () => {
+    const res = await postJson("/workflow/start", UNKNOWN_WORKFLOW, undefined, { authorization: `Token ${org.key}` });
+    expect(res.status).toBe(401);
+  });
+
+  it("refuses a revoked key once the isolate cache has expired", async () => {
+    const { key, keyId } = await createKey(org.organizationId);
+    expect((await postJson("/workflow/start", UNKNOWN_WORKFLOW, key)).status).toBe(404);
+    await env.DB.prepare("UPDATE api_keys SET revoked_at = ? WHERE id = ?").bind(new Date().toISOString(), keyId).run();
+    clearApiKeyCache(); // stands for the cache TTL passing
+    expect((await postJson("/workflow/start", UNKNOWN_WORKFLOW, key)).status).toBe(401);
+  });
+});

@@ -1,0 +1,50 @@
+/** Helpers for edge tests: seed tenants and keys in local D1, and call the Worker. */
+import { env, exports } from "cloudflare:workers";
+import { catalogEntries } from "../../host/catalog.ts";
+import { upsertCodeCatalog } from "../../src/db/workflows.ts";
+import { generateApiKey, sha256Hex } from "../../src/shared/api-keys.ts";
+import { signRequest } from "../../src/shared/signing.ts";
+
+export const TEST_HOST_SECRET = "edge-test-secret";
+
+export async function seedOrganization(name = "Test org"): Promise<{ organizationId: string; key: string; keyId: string }> {
+  const organizationId = `org_${crypto.randomUUID().slice(0, 8)}`;
+  await env.DB.prepare("INSERT INTO organizations (id, name) VALUES (?, ?)").bind(organizationId, name).run();
+  const { key, keyId } = await createKey(organizationId);
+  return { organizationId, key, keyId };
+}
+
+export async function createKey(organizationId: string): Promise<{ key: string; keyId: string }> {
+  const k = generateApiKey();
+  await env.DB.prepare("INSERT INTO api_keys (id, organization_id, prefix, secret_sha256, name) VALUES (?, ?, ?, ?, 'test')")
+    .bind(k.id, organizationId, k.prefix, await sha256Hex(k.secret))
+    .run();
+  return { key: k.key, keyId: k.id };
+}
+
+/** The real catalog the host publishes, written the way the internal route writes it. */
+export async function seedCatalog(): Promise<void> {
+  await upsertCodeCatalog(env.DB, catalogEntries());
+}
+
+export function call(path: string, init: RequestInit = {}): Promise<Response> {
+  return exports.default.fetch(new Request(new URL(path, "http://edge.test"), init));
+}
+
+export function postJson(path: string, body: unknown, key?: string, headers: Record<string, string> = {}): Promise<Response> {
+  return call(path, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...(key ? { authorization: `Bearer ${key}` } : {}), ...headers },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
+}
+
+export async function signedPost(path: string, body: unknown, secret = TEST_HOST_SECRET, now = Date.now()): Promise<Response> {
+  const text = JSON.stringify(body);
+  const headers = await signRequest(secret, "POST", path, text, now);
+  return call(path, { method: "POST", headers: { ...headers, "content-type": "application/json" }, body: text });
+}
+
+export interface ErrorBody {
+  error: { code: string; message: string; requestId: string; issues?: Array<{ path: string; message: string }> };
+}

@@ -1,0 +1,96 @@
+import { env } from "cloudflare:workers";
+import { beforeAll, describe, expect, it } from "vitest";
+import { catalogEntries } from "../../host/catalog.ts";
+import { runStream } from "../../src/run-stream-client.ts";
+import { call, seedCatalog, seedOrganization, signedPost, type ErrorBody } from "./helpers.ts";
+
+const WORKFLOW_ID = "hello-11111111-2222-4333-8444-555555555555";
+
+async function insertRun(organizationId: string, workflowId: string) {
+  const wf = await env.DB.prepare("SELECT id FROM workflows WHERE name = 'hello' AND organization_id IS NULL").first<{ id: string }>();
+  await env.DB.prepare(
+    "INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, status, input) VALUES (?, ?, ?, 'hello', ?, 'scheduled', '{}')",
+  )
+    .bind(crypto.randomUUID(), organizationId, wf!.id, workflowId)
+    .run();
+}
+
+const runRow = (workflowId: string) =>
+  env.DB.prepare("SELECT status, output, error, temporal_run_id FROM runs WHERE temporal_workflow_id = ?").bind(workflowId).first<{
+    status: string;
+    output: string | null;
+    error: string | null;
+    temporal_run_id: string | null;
+  }>();
+
+const finished = (status: string, output: unknown, error: string | null) => ({
+  sourceKey: "run:r1:finished",
+  type: "run.finished",
+  at: new Date().toISOString(),
+  data: { runId: "r1", status, output, error },
+});
+
+describe("internal routes (host → edge)", () => {
+  let org: Awaited<ReturnType<typeof seedOrganization>>;
+  beforeAll(async () => {
+    org = await seedOrganization();
+    await seedCatalog();
+    await insertRun(org.organizationId, WORKFLOW_ID);
+  });
+
+  it("refuses unsigned, wrongly signed and stale requests with 401", async () => {
+    const unsigned = await call("/internal/catalog", { method: "POST", body: "{}" });
+    expect(unsigned.status).toBe(401);
+    expect(((await unsigned.json()) as ErrorBody).error.code).toBe("unauthorized");
+    expect((await signedPost("/internal/catalog", { workflows: [] }, "wrong-secret")).status).toBe(401);
+    const tenMinutesAgo = Date.now() - 10 * 60_000;
+    expect((await signedPost("/internal/catalog", { workflows: [] }, undefined, tenMinutesAgo)).status).toBe(401);
+  });
+
+  it("accepts a request signed with the secret being rotated out", async () => {
+    const res = await signedPost("/internal/catalog", { workflows: catalogEntries() }, "edge-test-old-secret");
+    expect(res.status).toBe(200);
+  });
+
+  it("publishing the catalog replaces the code workflows and unpublishes dropped ones", async () => {
+    const [first] = catalogEntries();
+    const res = await signedPost("/internal/catalog", { workflows: [first] });
+    expect(await res.json()).toEqual({ published: 1 });
+    const published = await env.DB.prepare("SELECT name FROM workflows WHERE organization_id IS NULL AND published = 1").all<{ name: string }>();
+    expect(published.results.map((r) => r.name)).toEqual([first!.name]);
+    await seedCatalog();
+  });
+
+  it("run events update the run row through its RunStream, once per source key", async () => {
+    const started = { sourceKey: "run:r1:started", type: "run.started", at: new Date().toISOString(), data: { runId: "r1" } };
+    const first = await signedPost(`/internal/runs/${WORKFLOW_ID}/events`, { events: [started] });
+    expect(await first.json()).toEqual({ accepted: 1, duplicates: 0 });
+    expect((await runRow(WORKFLOW_ID))?.status).toBe("running");
+
+    const done = finished("completed", { greeting: "Hello, Ada!" }, null);
+    expect(await (await signedPost(`/internal/runs/${WORKFLOW_ID}/events`, { events: [done, started] })).json()).toEqual({ accepted: 1, duplicates: 1 });
+    const row = await runRow(WORKFLOW_ID);
+    expect(row?.status).toBe("completed");
+    expect(JSON.parse(row!.output!)).toEqual({ greeting: "Hello, Ada!" });
+
+    // A redelivered finish with other content is a duplicate: it changes nothing.
+    const replay = finished("failed", null, "should not appear");
+    expect(await (await signedPost(`/internal/runs/${WORKFLOW_ID}/events`, { events: [replay] })).json()).toEqual({ accepted: 0, duplicates: 1 });
+    expect((await runRow(WORKFLOW_ID))?.status).toBe("completed");
+
+    const log = await runStream(env, WORKFLOW_ID).events();
+    expect(log.map((e) => e.sourceKey)).toEqual(["run:r1:started", "run:r1:finished"]);
+  });
+
+  it("a late run.started does not move a finished run back to running", async () => {
+    const late = { sourceKey: "run:r1:started-again", type: "run.started", at: new Date().toISOString(), data: { runId: "r1" } };
+    await signedPost(`/internal/runs/${WORKFLOW_ID}/events`, { events: [late] });
+    expect((await runRow(WORKFLOW_ID))?.status).toBe("completed");
+  });
+
+  it("rejects malformed event batches with 400", async () => {
+    const res = await signedPost(`/internal/runs/${WORKFLOW_ID}/events`, { events: [{ type: "run.finished" }] });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as ErrorBody).error.code).toBe("invalid_request");
+  });
+});

@@ -1,0 +1,29 @@
+import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
+import { defineConfig } from "vitest/config";
+
+// Edge tests run inside workerd with the Worker's real bindings (local D1, Durable Objects).
+// HOST_URL points at a closed port: these tests cover everything the edge decides on its own,
+// and how it behaves when the host cannot be reached. test/e2e covers the real host.
+// Test-only secret (the second value exercises rotation). Read by wrangler's secrets.required.
+process.env.HOST_SHARED_SECRET = "edge-test-secret,edge-test-old-secret";
+
+export default defineConfig(async () => {
+  const migrations = await readD1Migrations("./migrations");
+  return {
+    plugins: [
+      cloudflareTest({
+        wrangler: { configPath: "./wrangler.toml" },
+        miniflare: {
+          bindings: {
+            TEST_MIGRATIONS: migrations,
+            HOST_URL: "http://127.0.0.1:9",
+          },
+        },
+      }),
+    ],
+    test: {
+      include: ["test/edge/**/*.test.ts", "src/**/*.test.ts"],
+      setupFiles: ["./test/edge/apply-migrations.ts"],
+    },
+  };
+});
