@@ -1,4 +1,5 @@
 /** The host's configuration, read once from the environment. Defaults are for local development. */
+import type { LogLevel } from "@temporalio/worker";
 import { parseSecrets } from "../src/shared/signing.ts";
 
 export interface HostConfig {
@@ -10,7 +11,10 @@ export interface HostConfig {
   edgeUrl: string;
   /** Current secret first; a second one is accepted while a rotation is under way. */
   sharedSecrets: string[];
+  logLevel: LogLevel;
 }
+
+const LOG_LEVELS: readonly LogLevel[] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"];
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
   const sharedSecrets = parseSecrets(env.HOST_SHARED_SECRET);
@@ -25,5 +29,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
     taskQueue: env.TEMPORAL_TASK_QUEUE ?? "outrider",
     edgeUrl: env.EDGE_URL ?? "http://127.0.0.1:8787",
     sharedSecrets,
+    logLevel: LOG_LEVELS.find((l) => l === env.HOST_LOG_LEVEL?.toUpperCase()) ?? "INFO",
   };
 }

@@ -1,0 +1,149 @@
+import { Client, Connection } from "@temporalio/client";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { ALWAYS_FAILS_MESSAGE } from "../../host/workflows/examples.ts";
+import { api, eventually, postJson, queryD1, type ErrorBody, type ResultPayload } from "./helpers.ts";
+
+describe("Workflow API through the whole stack", () => {
+  it("POST /workflow/run of hello returns a completed result with the greeting (the README's curl)", async () => {
+    const res = await postJson("/workflow/run", { workflowName: "hello", input: { name: "Ada" } });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as ResultPayload;
+    expect(body).toMatchObject({
+      status: "completed",
+      input: { name: "Ada" },
+      output: { greeting: "Hello, Ada!" },
+      attributes: [],
+      aggregations: { cost: { total: 0 }, tokens: { total: 0, input: 0, output: 0 }, httpRequests: { total: 0 } },
+      error: null,
+    });
+    expect(body.workflowId).toMatch(/^hello-[0-9a-f-]{36}$/);
+    expect(body.runId).toBeTruthy();
+  });
+
+  it("start, then status reaches completed, then the result carries the output", async () => {
+    const start = await postJson("/workflow/start", { workflowName: "two_steps", input: { text: "durable work pays off" } });
+    expect(start.status).toBe(200);
+    const started = (await start.json()) as { workflowId: string; runId: string; status: string };
+    expect(started).toMatchObject({ status: "running" });
+    expect(started.workflowId).toMatch(/^two_steps-/);
+
+    const status = await eventually(async () => {
+      const s = (await (await api(`/workflow/${started.workflowId}/status`)).json()) as { status: string; runId: string };
+      return s.status === "completed" && s;
+    });
+    expect(status.runId).toBe(started.runId);
+
+    const result = (await (await api(`/workflow/${started.workflowId}/result`)).json()) as ResultPayload;
+    expect(result).toMatchObject({ workflowId: started.workflowId, runId: started.runId, status: "completed", output: { words: 4, shouted: "DURABLE WORK PAYS OFF" }, error: null });
+  });
+
+  it("always_fails ends failed with its error message, in run, status and result", async () => {
+    const res = await postJson("/workflow/run", { workflowName: "always_fails", input: {} });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as ResultPayload;
+    expect(body).toMatchObject({ status: "failed", output: null, error: ALWAYS_FAILS_MESSAGE });
+    const status = (await (await api(`/workflow/${body.workflowId}/status`)).json()) as { status: string };
+    expect(status.status).toBe("failed");
+    const result = (await (await api(`/workflow/${body.workflowId}/result`)).json()) as ResultPayload;
+    expect(result.error).toBe(ALWAYS_FAILS_MESSAGE);
+  });
+
+  it("POST /workflow/run with a timeout that runs out answers 202 with the workflowId, and the run goes on", async () => {
+    const res = await postJson("/workflow/run", { workflowName: "two_steps", input: { text: "slow enough" }, timeout: 1 });
+    expect(res.status).toBe(202);
+    const body = (await res.json()) as ResultPayload;
+    expect(body.status).toBe("running");
+    expect(body.output).toBeNull();
+    expect(res.headers.get("location")).toBe(`/workflow/${body.workflowId}/result`);
+    const final = await eventually(async () => {
+      const r = (await (await api(res.headers.get("location")!)).json()) as ResultPayload;
+      return r.status === "completed" && r;
+    });
+    expect(final.output).toEqual({ words: 2, shouted: "SLOW ENOUGH" });
+  });
+
+  it("Authorization: Basic <key> works as Output-compatible clients send it", async () => {
+    const res = await postJson("/workflow/run", { workflowName: "hello", input: { name: "Basic" } }, { key: null, headers: { authorization: `Basic ${inject("apiKey")}` } });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as ResultPayload).output).toEqual({ greeting: "Hello, Basic!" });
+  });
+});
+
+describe("the D1 run row follows the run to its end", () => {
+  let client: Client;
+  beforeAll(async () => {
+    client = new Client({ connection: await Connection.connect({ address: inject("temporalAddress") }) });
+  });
+  afterAll(async () => client?.connection.close());
+
+  it("without any client polling: the host's push reaches the row through the RunStream DO", async () => {
+    const start = await postJson("/workflow/start", { workflowName: "two_steps", input: { text: "nobody polls" } });
+    const { workflowId } = (await start.json()) as { workflowId: string };
+    // Wait on Temporal itself, not on the edge, so no edge read can reconcile the row.
+    await client.workflow.getHandle(workflowId).result();
+    const row = await eventually(
+      async () => {
+        const [r] = queryD1<{ status: string; output: string; completed_at: string }>(
+          `SELECT status, output, completed_at FROM runs WHERE temporal_workflow_id = '${workflowId}'`,
+        );
+        return r?.status === "completed" && r;
+      },
+      30_000,
+      1_000,
+    );
+    expect(JSON.parse(row.output)).toEqual({ words: 2, shouted: "NOBODY POLLS" });
+    expect(row.completed_at).toBeTruthy();
+  });
+});
+
+describe("errors through the whole stack", () => {
+  it("401 without a key and with a wrong key, in the JSON error shape", async () => {
+    for (const key of [null, "otr_abcdefgh1234_wrongwrongwrongwrongwrongwrong"]) {
+      const res = await postJson("/workflow/run", { workflowName: "hello", input: { name: "x" } }, { key });
+      expect(res.status).toBe(401);
+      const body = (await res.json()) as ErrorBody;
+      expect(body.error.code).toBe("unauthorized");
+      expect(body.error.requestId).toBeTruthy();
+    }
+  });
+
+  it("400 for malformed JSON, a missing field and a wrong-typed input field", async () => {
+    const malformed = await postJson("/workflow/start", "{nope");
+    expect(malformed.status).toBe(400);
+    expect(((await malformed.json()) as ErrorBody).error.code).toBe("invalid_json");
+
+    const missing = await postJson("/workflow/start", { input: { name: "x" } });
+    expect(missing.status).toBe(400);
+    expect(((await missing.json()) as ErrorBody).error.issues?.[0]?.path).toBe("workflowName");
+
+    const wrongType = await postJson("/workflow/start", { workflowName: "hello", input: { name: 42 } });
+    expect(wrongType.status).toBe(400);
+    const body = (await wrongType.json()) as ErrorBody;
+    expect(body.error.code).toBe("invalid_input");
+    expect(body.error.issues?.map((i) => i.path)).toContain("input.name");
+  });
+
+  it("404 for an unknown workflow and an unknown run", async () => {
+    const unknownWorkflow = await postJson("/workflow/start", { workflowName: "no_such_thing", input: {} });
+    expect(unknownWorkflow.status).toBe(404);
+    expect(((await unknownWorkflow.json()) as ErrorBody).error.code).toBe("workflow_not_found");
+    const unknownRun = await api(`/workflow/hello-${crypto.randomUUID()}/status`);
+    expect(unknownRun.status).toBe(404);
+    expect(((await unknownRun.json()) as ErrorBody).error.code).toBe("run_not_found");
+  });
+
+  it("413 for a body over 1 MiB", async () => {
+    const res = await postJson("/workflow/start", { workflowName: "hello", input: { name: "x".repeat(1_100_000) } });
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as ErrorBody).error.code).toBe("payload_too_large");
+  });
+
+  it("/health answers without auth", async () => {
+    expect((await api("/health", { key: null })).status).toBe(200);
+  });
+
+  it("no refused request left a run row behind", () => {
+    const rows = queryD1<{ n: number }>("SELECT COUNT(*) AS n FROM runs WHERE status = 'scheduled'");
+    expect(rows[0]!.n).toBe(0);
+  });
+});

@@ -1,0 +1,137 @@
+import { Client, Connection } from "@temporalio/client";
+import { Worker } from "@temporalio/worker";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { createControlApi } from "../../host/control-api.ts";
+import { loadConfig } from "../../host/config.ts";
+import { EdgeClient } from "../../host/edge-client.ts";
+import { RunWatcher } from "../../host/run-watcher.ts";
+import { createWorker } from "../../host/worker.ts";
+import { ALWAYS_FAILS_MESSAGE } from "../../host/workflows/examples.ts";
+import { HOST_PATHS, describeRunResponse, runResultResponse, startRunResponse } from "../../src/shared/host-api.ts";
+import { signRequest } from "../../src/shared/signing.ts";
+
+const SECRET = "host-test-secret"; // test-only
+const TASK_QUEUE = `host-test-${process.pid}`;
+
+let client: Client;
+let worker: Worker;
+let workerRun: Promise<void>;
+let app: ReturnType<typeof createControlApi>;
+
+async function signed(method: string, path: string, payload?: unknown, opts: { secret?: string; now?: number } = {}) {
+  const body = payload === undefined ? "" : JSON.stringify(payload);
+  const headers = await signRequest(opts.secret ?? SECRET, method, path, body, opts.now);
+  return app.request(path, { method, headers: { ...headers, "content-type": "application/json" }, body: body || undefined });
+}
+
+const newId = (name: string) => `${name}-${crypto.randomUUID()}`;
+
+beforeAll(async () => {
+  const config = loadConfig({ HOST_SHARED_SECRET: SECRET, TEMPORAL_ADDRESS: inject("temporalAddress"), TEMPORAL_TASK_QUEUE: TASK_QUEUE, HOST_LOG_LEVEL: "WARN" });
+  client = new Client({ connection: await Connection.connect({ address: config.temporalAddress }) });
+  worker = await createWorker(config);
+  workerRun = worker.run();
+  // No edge in host tests: pushes go to a closed port and are given up quietly. test/e2e covers them.
+  const edge = new EdgeClient("http://127.0.0.1:9", SECRET, () => undefined);
+  const watcher = new RunWatcher(client, edge, TASK_QUEUE);
+  app = createControlApi({ client, taskQueue: TASK_QUEUE, sharedSecrets: [SECRET], watcher, edge });
+});
+
+afterAll(async () => {
+  worker?.shutdown();
+  await workerRun;
+  await client?.connection.close();
+});
+
+describe("control API auth", () => {
+  it("refuses unsigned requests with 401", async () => {
+    const res = await app.request(HOST_PATHS.start, { method: "POST", body: "{}" });
+    expect(res.status).toBe(401);
+    expect(await res.json()).toMatchObject({ error: { code: "missing_signature" } });
+  });
+
+  it("refuses a stale signature with 401", async () => {
+    const res = await signed("POST", HOST_PATHS.start, { workflowId: newId("hello"), workflowName: "hello", input: { name: "x" } }, { now: Date.now() - 3_600_000 });
+    expect(res.status).toBe(401);
+    expect(await res.json()).toMatchObject({ error: { code: "stale_signature" } });
+  });
+
+  it("refuses a request signed with another secret with 401", async () => {
+    const res = await signed("GET", HOST_PATHS.describe(newId("hello")), undefined, { secret: "not-the-secret" });
+    expect(res.status).toBe(401);
+    expect(await res.json()).toMatchObject({ error: { code: "bad_signature" } });
+  });
+
+  it("answers /health without a signature", async () => {
+    expect((await app.request("/health")).status).toBe(200);
+  });
+});
+
+describe("control API over real Temporal", () => {
+  it("starts hello, describes it, and waits for its result", async () => {
+    const workflowId = newId("hello");
+    const start = await signed("POST", HOST_PATHS.start, { workflowId, workflowName: "hello", input: { name: "Ada" } });
+    expect(start.status).toBe(200);
+    const started = startRunResponse.parse(await start.json());
+    expect(started.workflowId).toBe(workflowId);
+
+    const result = runResultResponse.parse(await (await signed("GET", `${HOST_PATHS.result(workflowId)}?waitMs=30000`)).json());
+    expect(result).toMatchObject({ status: "completed", output: { greeting: "Hello, Ada!" }, error: null, runId: started.runId });
+
+    const described = describeRunResponse.parse(await (await signed("GET", HOST_PATHS.describe(workflowId))).json());
+    expect(described).toMatchObject({ workflowName: "hello", status: "completed", taskQueue: TASK_QUEUE });
+    expect(described.closeTime).not.toBeNull();
+  });
+
+  it("runs two_steps as two activities in sequence", async () => {
+    const workflowId = newId("two_steps");
+    await signed("POST", HOST_PATHS.start, { workflowId, workflowName: "two_steps", input: { text: "one two three" } });
+    const result = runResultResponse.parse(await (await signed("GET", `${HOST_PATHS.result(workflowId)}?waitMs=30000`)).json());
+    expect(result.output).toEqual({ words: 3, shouted: "ONE TWO THREE" });
+    const history = await client.workflow.getHandle(workflowId).fetchHistory();
+    const scheduled = history.events!.filter((e) => e.activityTaskScheduledEventAttributes).map((e) => e.activityTaskScheduledEventAttributes!.activityType!.name);
+    expect(scheduled).toEqual(["countWords", "shout"]);
+  });
+
+  it("reports always_fails as failed with its message, after one step", async () => {
+    const workflowId = newId("always_fails");
+    await signed("POST", HOST_PATHS.start, { workflowId, workflowName: "always_fails", input: {} });
+    const result = runResultResponse.parse(await (await signed("GET", `${HOST_PATHS.result(workflowId)}?waitMs=30000`)).json());
+    expect(result).toMatchObject({ status: "failed", output: null, error: ALWAYS_FAILS_MESSAGE });
+    const history = await client.workflow.getHandle(workflowId).fetchHistory();
+    expect(history.events!.filter((e) => e.activityTaskCompletedEventAttributes)).toHaveLength(1);
+  });
+
+  it("answers a result call without waiting while the run is open", async () => {
+    const workflowId = newId("hello");
+    // Started on a queue no worker polls, so it stays open.
+    await client.workflow.start("hello", { taskQueue: `${TASK_QUEUE}-idle`, workflowId, args: [{ name: "x" }] });
+    const t0 = Date.now();
+    const result = runResultResponse.parse(await (await signed("GET", `${HOST_PATHS.result(workflowId)}?waitMs=300`)).json());
+    expect(result).toMatchObject({ status: "running", output: null, error: null });
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    await client.workflow.getHandle(workflowId).terminate("test cleanup");
+  });
+
+  it("refuses an unknown workflow name with 404 and a duplicate workflow id with 409", async () => {
+    const unknown = await signed("POST", HOST_PATHS.start, { workflowId: newId("nope"), workflowName: "nope", input: {} });
+    expect(unknown.status).toBe(404);
+    expect(await unknown.json()).toMatchObject({ error: { code: "workflow_not_found" } });
+
+    const workflowId = newId("hello");
+    await signed("POST", HOST_PATHS.start, { workflowId, workflowName: "hello", input: { name: "a" } });
+    const again = await signed("POST", HOST_PATHS.start, { workflowId, workflowName: "hello", input: { name: "a" } });
+    expect(again.status).toBe(409);
+  });
+
+  it("answers 404 run_not_found for a workflow id Temporal does not know", async () => {
+    const res = await signed("GET", HOST_PATHS.describe(newId("hello")));
+    expect(res.status).toBe(404);
+    expect(await res.json()).toMatchObject({ error: { code: "run_not_found" } });
+  });
+
+  it("answers 400 for a malformed start request", async () => {
+    const res = await signed("POST", HOST_PATHS.start, { workflowName: "hello" });
+    expect(res.status).toBe(400);
+  });
+});

@@ -1,0 +1,85 @@
+/**
+ * Starts the whole stack exactly as the README's quick start does (`node scripts/dev.ts`, which is
+ * what `npm run dev` runs), on test ports and a throwaway D1 state directory.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { generateApiKey } from "../../src/shared/api-keys.ts";
+import { portOpen } from "./temporal-server.ts";
+
+const root = resolve(import.meta.dirname, "../..");
+const READY_MARKER = "OUTRIDER_READY";
+
+export interface RunningStack {
+  baseUrl: string;
+  apiKey: string;
+  stateDir: string;
+  temporalAddress: string;
+  stop(): Promise<void>;
+  output(): string;
+}
+
+export async function startStack(ports: { edge: number; host: number; temporal: number }, timeoutMs = 900_000): Promise<RunningStack> {
+  for (const port of Object.values(ports)) {
+    if (await portOpen(port)) throw new Error(`port ${port} is taken; the e2e stack needs it`);
+  }
+  const stateDir = mkdtempSync(join(tmpdir(), "outrider-e2e-"));
+  const apiKey = generateApiKey().key;
+  let output = "";
+  const child: ChildProcess = spawn(process.execPath, ["scripts/dev.ts"], {
+    cwd: root,
+    env: {
+      ...process.env,
+      PATH: `${resolve(root, "node_modules/.bin")}:${process.env.PATH}`,
+      OUTRIDER_PORT: String(ports.edge),
+      HOST_PORT: String(ports.host),
+      TEMPORAL_PORT: String(ports.temporal),
+      OUTRIDER_STATE_DIR: stateDir,
+      OUTRIDER_DEV_API_KEY: apiKey,
+      TEMPORAL_LOG_LEVEL: "error",
+      HOST_LOG_LEVEL: "WARN",
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
+  const stop = async () => {
+    if (child.exitCode !== null || !child.pid) return;
+    const exited = new Promise((r) => child.once("exit", r));
+    process.kill(-child.pid, "SIGTERM");
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+    try {
+      process.kill(-child.pid, "SIGKILL");
+    } catch {
+      /* gone */
+    }
+  };
+  await new Promise<void>((ready, fail) => {
+    const timer = setTimeout(() => fail(new Error(`stack not ready after ${timeoutMs / 1000}s:\n${output.slice(-4000)}`)), timeoutMs);
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      if (output.includes(READY_MARKER)) {
+        clearTimeout(timer);
+        ready();
+      }
+    };
+    child.stdout!.on("data", onData);
+    child.stderr!.on("data", onData);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      fail(new Error(`npm run dev exited with ${code} before it was ready:\n${output.slice(-4000)}`));
+    });
+  }).catch(async (err) => {
+    await stop();
+    throw err;
+  });
+  return {
+    baseUrl: `http://127.0.0.1:${ports.edge}`,
+    apiKey,
+    stateDir,
+    temporalAddress: `127.0.0.1:${ports.temporal}`,
+    stop,
+    output: () => output,
+  };
+}

@@ -1,0 +1,12 @@
+import { defineConfig } from "vitest/config";
+
+// Host tests run in Node against a real Temporal dev server started by the global setup.
+export default defineConfig({
+  test: {
+    include: ["test/host/**/*.test.ts"],
+    globalSetup: ["./test/host/global-setup.ts"],
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+    fileParallelism: false,
+  },
+});
