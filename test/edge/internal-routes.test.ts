@@ -1,4 +1,6 @@
+import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
+import type { RunStream } from "../../durable-objects/run-stream.ts";
 import { beforeAll, describe, expect, it } from "vitest";
 import { catalogEntries } from "../../host/catalog.ts";
 import { runStream } from "../../src/run-stream-client.ts";
@@ -78,7 +80,7 @@ describe("internal routes (host → edge)", () => {
     expect(await (await signedPost(`/internal/runs/${WORKFLOW_ID}/events`, { events: [replay] })).json()).toEqual({ accepted: 0, duplicates: 1 });
     expect((await runRow(WORKFLOW_ID))?.status).toBe("completed");
 
-    const log = await runStream(env, WORKFLOW_ID).events();
+    const log = await runInDurableObject(runStream(env, WORKFLOW_ID), (instance: RunStream) => instance.events());
     expect(log.map((e) => e.sourceKey)).toEqual(["run:r1:started", "run:r1:finished"]);
   });
 
