@@ -6,6 +6,7 @@ import { defineConfig } from "vitest/config";
 // and how it behaves when the host cannot be reached. test/e2e covers the real host.
 // Test-only secret (the second value exercises rotation). Read by wrangler's secrets.required.
 process.env.HOST_SHARED_SECRET = "edge-test-secret,edge-test-old-secret";
+process.env.STREAM_TOKEN_SECRET = "edge-test-stream-token-secret";
 
 export default defineConfig(async () => {
   const migrations = await readD1Migrations("./migrations");
@@ -17,6 +18,7 @@ export default defineConfig(async () => {
           bindings: {
             TEST_MIGRATIONS: migrations,
             HOST_URL: "http://127.0.0.1:9",
+            CORS_ORIGINS: "https://app.example,https://other.example",
           },
         },
       }),

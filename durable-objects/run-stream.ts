@@ -1,17 +1,82 @@
 /**
  * RunStream: one Durable Object per run, addressed by the Temporal workflow id.
  *
- * It owns the run's event log (in its own SQLite storage) and is the single writer of the run's D1
- * row: every status change reaches D1 by being recorded here first. Events arrive at least once
- * (from the host's publisher and from the edge's own reconciliation); each carries a source key,
- * and a key already in the log is dropped, so the log and the row see every event exactly once.
+ * - Owns the run's event log in its own SQLite storage. Events arrive at least once (the host's
+ *   history relay and publisher, the edge's own reconciliation); each carries a source key and a
+ *   key already in the log is dropped, so everything downstream sees each event exactly once.
+ * - Is the single writer of the run's D1 row: status changes are projected from the log, and a
+ *   projection that failed is retried (by the next event or by the watchdog alarm).
+ * - Fans the log out to stream subscribers. Each subscriber is a hibernatable WebSocket held by
+ *   the Worker that serves the client's SSE response, so an idle run with many subscribers costs
+ *   nothing while it waits (the cloudflare/agents pattern).
+ * - Runs a watchdog: a run that is not finished and has gone quiet is reconciled with Temporal
+ *   through the host, so no run stays `running` after a fault.
  */
 import { DurableObject } from "cloudflare:workers";
+import { HostClient } from "../src/host-client.ts";
 import type { RunEvent } from "../src/shared/host-api.ts";
+import { runFinishedEvent } from "../src/shared/run-events.ts";
+import { isTerminal, type RunStatus } from "../src/shared/run-status.ts";
+import { sseFrame } from "../src/sse/frames.ts";
+
+/** A run with no new event for this long is checked against Temporal (overridable for tests). */
+export const DEFAULT_WATCHDOG_QUIET_MS = 30_000;
+/** Most history events sent in one SSE `history` frame when replaying a backlog. */
+export const REPLAY_BATCH_SIZE = 200;
+const CLOSE_EVENT_TYPES_SQL = [
+  "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED",
+  "EVENT_TYPE_WORKFLOW_EXECUTION_FAILED",
+  "EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT",
+  "EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED",
+  "EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED",
+  "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW",
+]
+  .map((t) => `'${t}'`)
+  .join(", ");
+/** Close code the DO uses to tell the Worker the stream is complete (after `done`). */
+export const STREAM_DONE_CLOSE_CODE = 4000;
 
 export interface RecordResult {
   accepted: number;
   duplicates: number;
+}
+
+/** What the Worker needs before it opens a stream (404/204 decisions). */
+export interface StreamState {
+  runId: string | null;
+  finished: boolean;
+  lastEventId: number;
+}
+
+/** One message from the DO to the Worker holding a subscriber's SSE response. */
+export interface SubscriberMessage {
+  sse: string;
+  /** Temporal event id of the last history event in this frame, if it carried any. */
+  eventId?: number;
+}
+
+interface SubscriberAttachment {
+  runId: string;
+  includePayloads: boolean;
+  lastEventId: number;
+}
+
+interface HistoryEventData {
+  eventId: string;
+  eventTime: string | null;
+  eventType: string;
+  attributes: Record<string, unknown>;
+  payloads?: unknown;
+}
+
+interface LogRow extends Record<string, SqlStorageValue> {
+  seq: number;
+  source_key: string;
+  type: string;
+  at: string;
+  run_id: string | null;
+  history_event_id: number | null;
+  data: string;
 }
 
 export class RunStream extends DurableObject<Env> {
@@ -20,84 +85,362 @@ export class RunStream extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
-    // Schema before any request is served.
     ctx.blockConcurrencyWhile(async () => {
       this.sql.exec(`CREATE TABLE IF NOT EXISTS events (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         source_key TEXT NOT NULL UNIQUE,
         type TEXT NOT NULL,
         at TEXT NOT NULL,
-        data TEXT NOT NULL
+        run_id TEXT,
+        history_event_id INTEGER,
+        data TEXT NOT NULL,
+        projected INTEGER NOT NULL DEFAULT 0
       )`);
+      this.sql.exec("CREATE INDEX IF NOT EXISTS events_run_history ON events (run_id, history_event_id)");
+      this.sql.exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
     });
   }
 
-  /** Appends new events to the log and projects them into D1; duplicates are dropped. */
+  // ---------------------------------------------------------------- writing the log
+
+  /**
+   * Appends new events and pushes them to subscribers, then projects status changes into D1.
+   * Inserting and broadcasting happen with no await in between, so every subscriber sees the log
+   * in order, with nothing missed and nothing twice, whatever else is in flight.
+   */
   async record(workflowId: string, events: RunEvent[]): Promise<RecordResult> {
-    let accepted = 0;
+    this.setMeta("workflowId", workflowId);
+    const fresh: LogRow[] = [];
     for (const event of events) {
-      if (this.hasEvent(event.sourceKey)) continue;
-      // Project first: if D1 fails, the event is not in the log and the sender's retry re-applies it.
-      await this.project(workflowId, event);
-      // RETURNING yields a row only when the insert happened (a concurrent twin may have won).
-      accepted += this.sql
-        .exec(
-          "INSERT OR IGNORE INTO events (source_key, type, at, data) VALUES (?, ?, ?, ?) RETURNING seq",
+      const data = event.data as Record<string, unknown>;
+      const runId = typeof data.runId === "string" ? data.runId : null;
+      const historyEventId = event.type === "history" ? Number((data.event as HistoryEventData | undefined)?.eventId) : null;
+      const row = this.sql
+        .exec<LogRow>(
+          `INSERT OR IGNORE INTO events (source_key, type, at, run_id, history_event_id, data, projected)
+           VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq, source_key, type, at, run_id, history_event_id, data`,
           event.sourceKey,
           event.type,
           event.at,
+          runId,
+          Number.isFinite(historyEventId) ? historyEventId : null,
           JSON.stringify(event.data),
+          event.type === "history" ? 1 : 0,
         )
-        .toArray().length;
+        .toArray()[0];
+      if (row) fresh.push(row);
     }
-    return { accepted, duplicates: events.length - accepted };
+    if (fresh.length > 0) {
+      this.setMeta("lastEventAt", String(Date.now()));
+      this.broadcast(fresh);
+    }
+    await this.projectPending(workflowId);
+    await this.armWatchdog();
+    return { accepted: fresh.length, duplicates: events.length - fresh.length };
   }
 
-  /** The log in order, for readers (streams build on this). */
+  /** The log in order (for tests and for readers that want raw events). */
   async events(afterSeq = 0): Promise<Array<RunEvent & { seq: number }>> {
     return this.sql
-      .exec<{ seq: number; source_key: string; type: RunEvent["type"]; at: string; data: string }>(
-        "SELECT seq, source_key, type, at, data FROM events WHERE seq > ? ORDER BY seq",
-        afterSeq,
-      )
+      .exec<LogRow>("SELECT * FROM events WHERE seq > ? ORDER BY seq", afterSeq)
       .toArray()
-      .map((r) => ({ seq: r.seq, sourceKey: r.source_key, type: r.type, at: r.at, data: JSON.parse(r.data) }));
+      .map((r) => ({ seq: r.seq, sourceKey: r.source_key, type: r.type as RunEvent["type"], at: r.at, data: JSON.parse(r.data) }));
   }
 
-  private hasEvent(sourceKey: string): boolean {
-    return this.sql.exec("SELECT 1 FROM events WHERE source_key = ?", sourceKey).toArray().length > 0;
-  }
+  // ---------------------------------------------------------------- D1 projection
 
-  private async project(workflowId: string, event: RunEvent): Promise<void> {
-    const now = new Date().toISOString();
-    const data = event.data as Record<string, unknown>;
-    switch (event.type) {
-      case "run.started":
-        await this.env.DB.prepare(
-          `UPDATE runs SET status = 'running', temporal_run_id = ?, started_at = COALESCE(started_at, ?), updated_at = ?
-           WHERE temporal_workflow_id = ? AND status = 'scheduled'`,
-        )
-          .bind(String(data.runId), event.at, now, workflowId)
-          .run();
-        return;
-      case "run.finished":
-        await this.env.DB.prepare(
-          `UPDATE runs SET status = ?, output = ?, error = ?, temporal_run_id = ?, completed_at = ?,
-             started_at = COALESCE(started_at, ?), updated_at = ?
-           WHERE temporal_workflow_id = ?`,
-        )
-          .bind(
-            String(data.status),
-            data.output === undefined || data.output === null ? null : JSON.stringify(data.output),
-            (data.error as string | null | undefined) ?? null,
-            String(data.runId),
-            event.at,
-            event.at,
-            now,
-            workflowId,
-          )
-          .run();
-        return;
+  private async projectPending(workflowId: string): Promise<void> {
+    const pending = this.sql.exec<LogRow>("SELECT * FROM events WHERE projected = 0 ORDER BY seq").toArray();
+    for (const row of pending) {
+      await this.project(workflowId, row);
+      this.sql.exec("UPDATE events SET projected = 1 WHERE seq = ?", row.seq);
     }
+  }
+
+  private async project(workflowId: string, row: LogRow): Promise<void> {
+    const now = new Date().toISOString();
+    const data = JSON.parse(row.data) as Record<string, unknown>;
+    if (row.type === "run.started") {
+      // Only a scheduled row moves to running: a late start never undoes a finish.
+      await this.env.DB.prepare(
+        `UPDATE runs SET status = 'running', temporal_run_id = ?, started_at = COALESCE(started_at, ?), updated_at = ?
+         WHERE temporal_workflow_id = ? AND status = 'scheduled'`,
+      )
+        .bind(String(data.runId), row.at, now, workflowId)
+        .run();
+    } else if (row.type === "run.finished") {
+      // A continued-as-new run is not the end of the workflow: the row follows the new run.
+      if (data.status === "continued_as_new" && typeof data.newRunId === "string") {
+        await this.env.DB.prepare("UPDATE runs SET temporal_run_id = ?, updated_at = ? WHERE temporal_workflow_id = ?")
+          .bind(data.newRunId, now, workflowId)
+          .run();
+        return;
+      }
+      await this.env.DB.prepare(
+        `UPDATE runs SET status = ?, output = ?, error = ?, temporal_run_id = ?, completed_at = ?,
+           started_at = COALESCE(started_at, ?), updated_at = ?
+         WHERE temporal_workflow_id = ?`,
+      )
+        .bind(
+          String(data.status),
+          data.output === undefined || data.output === null ? null : JSON.stringify(data.output),
+          (data.error as string | null | undefined) ?? null,
+          String(data.runId),
+          row.at,
+          row.at,
+          now,
+          workflowId,
+        )
+        .run();
+    }
+  }
+
+  // ---------------------------------------------------------------- run state, from the log
+
+  private latestRunId(): string | null {
+    const newest = this.sql
+      .exec<{ run_id: string; type: string; data: string }>(
+        "SELECT run_id, type, data FROM events WHERE run_id IS NOT NULL ORDER BY seq DESC LIMIT 1",
+      )
+      .toArray()[0];
+    if (!newest) return null;
+    const data = JSON.parse(newest.data) as { newRunId?: string | null };
+    return newest.type === "run.finished" && data.newRunId ? data.newRunId : newest.run_id;
+  }
+
+  private finishedEvent(runId: string): { status: RunStatus; newRunId?: string | null } | null {
+    const row = this.sql
+      .exec<{ data: string }>("SELECT data FROM events WHERE type = 'run.finished' AND run_id = ? LIMIT 1", runId)
+      .toArray()[0];
+    return row ? (JSON.parse(row.data) as { status: RunStatus; newRunId?: string | null }) : null;
+  }
+
+  /**
+   * A run's stream is complete when both its outcome and its closing history event are in the
+   * log. The edge may learn the outcome (from a result call) before the relay delivers the last
+   * history events; `done` waits for them so a stream never ends short.
+   */
+  private isStreamComplete(runId: string): boolean {
+    if (!this.finishedEvent(runId)) return false;
+    return (
+      this.sql
+        .exec(
+          `SELECT 1 FROM events WHERE run_id = ? AND type = 'history' AND json_extract(data, '$.event.eventType') IN (${CLOSE_EVENT_TYPES_SQL}) LIMIT 1`,
+          runId,
+        )
+        .toArray().length > 0
+    );
+  }
+
+  private lastHistoryEventId(runId: string): number {
+    return (
+      this.sql
+        .exec<{ last: number | null }>("SELECT MAX(history_event_id) AS last FROM events WHERE run_id = ? AND type = 'history'", runId)
+        .toArray()[0]?.last ?? 0
+    );
+  }
+
+  /** Stream state of `runId`, or of the latest run when none is given. */
+  async streamState(runId?: string): Promise<StreamState> {
+    const id = runId ?? this.latestRunId();
+    if (!id) return { runId: null, finished: false, lastEventId: 0 };
+    return { runId: id, finished: this.isStreamComplete(id), lastEventId: this.lastHistoryEventId(id) };
+  }
+
+  private workflowSummary(runId: string) {
+    const history = (eventId: number) =>
+      this.sql
+        .exec<{ data: string }>("SELECT data FROM events WHERE run_id = ? AND type = 'history' AND history_event_id = ?", runId, eventId)
+        .toArray()[0];
+    const startedRow = history(1);
+    const started = startedRow ? ((JSON.parse(startedRow.data) as { event: HistoryEventData }).event) : null;
+    const finished = this.finishedEvent(runId);
+    const lastEventId = this.lastHistoryEventId(runId);
+    const lastRow = finished && lastEventId ? history(lastEventId) : undefined;
+    const closeTime = lastRow ? (JSON.parse(lastRow.data) as { event: HistoryEventData }).event.eventTime : null;
+    const count = this.sql
+      .exec<{ n: number }>("SELECT COUNT(*) AS n FROM events WHERE run_id = ? AND type = 'history'", runId)
+      .toArray()[0]!.n;
+    const taskQueue = (started?.attributes.taskQueue as { name?: string } | undefined)?.name ?? null;
+    return {
+      workflowId: this.getMeta("workflowId"),
+      runId,
+      status: finished?.status ?? "running",
+      startTime: started?.eventTime ?? null,
+      closeTime,
+      historyLength: count,
+      taskQueue,
+    };
+  }
+
+  // ---------------------------------------------------------------- subscribers
+
+  /**
+   * `GET /subscribe?runId=&after=&includePayloads=&workflowEvent=` with `Upgrade: websocket`,
+   * from the Worker only. Sends the backlog after `after`, then live events, then `done`.
+   */
+  override async fetch(request: Request): Promise<Response> {
+    const url = new URL(request.url);
+    if (url.pathname !== "/subscribe" || request.headers.get("upgrade") !== "websocket") {
+      return new Response("not found", { status: 404 });
+    }
+    const requestedRunId = url.searchParams.get("runId");
+    const runId = requestedRunId || this.latestRunId() || url.searchParams.get("fallbackRunId");
+    if (!runId) return new Response("run has no events yet and no run id was given", { status: 409 });
+    if (url.searchParams.get("workflowId")) this.setMeta("workflowId", url.searchParams.get("workflowId")!);
+
+    const { 0: client, 1: server } = new WebSocketPair();
+    this.ctx.acceptWebSocket(server, [runId]);
+    const attachment: SubscriberAttachment = {
+      runId,
+      includePayloads: url.searchParams.get("includePayloads") === "true",
+      lastEventId: Math.max(0, Number(url.searchParams.get("after") ?? 0) || 0),
+    };
+    // Everything below is synchronous: no event can slip in between the backlog and live delivery.
+    if (url.searchParams.get("workflowEvent") !== "false") {
+      this.send(server, { sse: sseFrame({ event: "workflow", data: this.workflowSummary(runId) }) });
+    }
+    const backlog = this.sql
+      .exec<LogRow>(
+        "SELECT * FROM events WHERE run_id = ? AND type = 'history' AND history_event_id > ? ORDER BY history_event_id",
+        runId,
+        attachment.lastEventId,
+      )
+      .toArray();
+    for (let i = 0; i < backlog.length; i += REPLAY_BATCH_SIZE) {
+      this.sendHistory(server, attachment, backlog.slice(i, i + REPLAY_BATCH_SIZE));
+    }
+    server.serializeAttachment(attachment);
+    if (this.isStreamComplete(runId)) this.sendDone(server, this.finishedEvent(runId)!);
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  private broadcast(rows: LogRow[]): void {
+    const byRun = new Map<string, LogRow[]>();
+    for (const row of rows) {
+      if (!row.run_id) continue;
+      byRun.set(row.run_id, [...(byRun.get(row.run_id) ?? []), row]);
+    }
+    for (const [runId, runRows] of byRun) {
+      const history = runRows.filter((r) => r.type === "history").sort((a, b) => a.history_event_id! - b.history_event_id!);
+      const finished = this.isStreamComplete(runId) ? this.finishedEvent(runId) : null;
+      for (const ws of this.ctx.getWebSockets(runId)) {
+        const attachment = ws.deserializeAttachment() as SubscriberAttachment | null;
+        if (!attachment) continue;
+        const unseen = history.filter((r) => r.history_event_id! > attachment.lastEventId);
+        if (unseen.length > 0) {
+          this.sendHistory(ws, attachment, unseen);
+          ws.serializeAttachment(attachment);
+        }
+        if (finished) this.sendDone(ws, finished);
+      }
+    }
+  }
+
+  private sendHistory(ws: WebSocket, attachment: SubscriberAttachment, rows: LogRow[]): void {
+    const events = rows.map((r) => {
+      const event = (JSON.parse(r.data) as { event: HistoryEventData }).event;
+      if (attachment.includePayloads) return event;
+      const { payloads: _omitted, ...withoutPayloads } = event;
+      return withoutPayloads;
+    });
+    const lastEventId = rows[rows.length - 1]!.history_event_id!;
+    attachment.lastEventId = lastEventId;
+    this.send(ws, { sse: sseFrame({ event: "history", id: lastEventId, data: events }), eventId: lastEventId });
+  }
+
+  private sendDone(ws: WebSocket, finished: { status: string; newRunId?: string | null }): void {
+    const data: { reason: string; newRunId?: string } = { reason: finished.status };
+    if (finished.newRunId) data.newRunId = finished.newRunId;
+    this.send(ws, { sse: sseFrame({ event: "done", data }) });
+    ws.close(STREAM_DONE_CLOSE_CODE, "done");
+  }
+
+  private send(ws: WebSocket, message: SubscriberMessage): void {
+    try {
+      ws.send(JSON.stringify(message));
+    } catch {
+      // The subscriber is gone; webSocketClose cleans up.
+    }
+  }
+
+  override async webSocketMessage(): Promise<void> {
+    // Subscribers only listen.
+  }
+
+  override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
+    // The Worker closed (its client left): nothing to keep. Closing our side completes the handshake.
+    try {
+      ws.close(code === 1005 ? 1000 : code, "bye");
+    } catch {
+      /* already closed */
+    }
+  }
+
+  override async webSocketError(ws: WebSocket): Promise<void> {
+    try {
+      ws.close(1011, "error");
+    } catch {
+      /* already closed */
+    }
+  }
+
+  // ---------------------------------------------------------------- watchdog
+
+  private watchdogQuietMs(): number {
+    const configured = Number(this.env.RUN_WATCHDOG_QUIET_MS);
+    return Number.isFinite(configured) && configured > 0 ? configured : DEFAULT_WATCHDOG_QUIET_MS;
+  }
+
+  /** The workflow is over: its latest run ended (not by continuing as new) and its log is complete. */
+  private isFinished(): boolean {
+    const latest = this.latestRunId();
+    const finished = latest ? this.finishedEvent(latest) : null;
+    return finished !== null && isTerminal(finished.status) && finished.status !== "continued_as_new" && this.isStreamComplete(latest!);
+  }
+
+  private async armWatchdog(): Promise<void> {
+    const pendingProjection = this.sql.exec("SELECT 1 FROM events WHERE projected = 0 LIMIT 1").toArray().length > 0;
+    if (this.isFinished() && !pendingProjection) {
+      await this.ctx.storage.deleteAlarm();
+      return;
+    }
+    await this.ctx.storage.setAlarm(Date.now() + this.watchdogQuietMs());
+  }
+
+  /** Watchdog: finish failed projections; ask Temporal (via the host) about a quiet open run. */
+  override async alarm(): Promise<void> {
+    const workflowId = this.getMeta("workflowId");
+    if (!workflowId) return;
+    try {
+      await this.projectPending(workflowId);
+      if (!this.isFinished()) await this.reconcile(workflowId);
+    } finally {
+      await this.armWatchdog();
+    }
+  }
+
+  private async reconcile(workflowId: string): Promise<void> {
+    const host = new HostClient(this.env);
+    try {
+      // Ask the host to relay this run's history again: what we already have is dropped as duplicate.
+      await host.follow(workflowId);
+      const result = await host.result(workflowId, 0);
+      if (isTerminal(result.status)) {
+        await this.record(workflowId, [runFinishedEvent(result)]);
+      }
+    } catch (err) {
+      console.warn(JSON.stringify({ level: "warn", message: "run watchdog could not reach the host", workflowId, error: String(err) }));
+    }
+  }
+
+  // ---------------------------------------------------------------- meta
+
+  private getMeta(key: string): string | null {
+    return this.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", key).toArray()[0]?.value ?? null;
+  }
+
+  private setMeta(key: string, value: string): void {
+    this.sql.exec("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", key, value);
   }
 }

@@ -9,11 +9,12 @@ import {
   WorkflowNotFoundError,
   type Client,
 } from "@temporalio/client";
-import { HOST_PATHS, startRunRequest, type RunEvent } from "../src/shared/host-api.ts";
+import { HOST_PATHS, startRunRequest } from "../src/shared/host-api.ts";
+import { runStartedEvent } from "../src/shared/run-events.ts";
 import { verifyRequest } from "../src/shared/signing.ts";
 import { WORKFLOWS } from "./catalog.ts";
 import type { EdgeClient } from "./edge-client.ts";
-import type { RunWatcher } from "./run-watcher.ts";
+import type { HistoryRelay } from "./history-relay.ts";
 import { describeRun, runResult } from "./temporal.ts";
 
 /** Longest a single result call may block; the edge asks again if it wants to wait longer. */
@@ -23,7 +24,7 @@ export interface ControlApiDeps {
   client: Client;
   taskQueue: string;
   sharedSecrets: string[];
-  watcher: RunWatcher;
+  relay: HistoryRelay;
   edge: EdgeClient;
 }
 
@@ -57,13 +58,8 @@ export function createControlApi(deps: ControlApiDeps): Hono {
         workflowId,
         args: [input],
       });
-      deps.watcher.watch(workflowId);
-      const started: RunEvent = {
-        sourceKey: `run:${handle.firstExecutionRunId}:started`,
-        type: "run.started",
-        at: new Date().toISOString(),
-        data: { runId: handle.firstExecutionRunId },
-      };
+      deps.relay.follow(workflowId);
+      const started = runStartedEvent(handle.firstExecutionRunId);
       // Not awaited: the caller already gets the run id in this response.
       void deps.edge.pushRunEvents(workflowId, [started]).catch((err) => console.warn(`push run.started: ${String(err)}`));
       return c.json({ workflowId, runId: handle.firstExecutionRunId });
@@ -74,6 +70,16 @@ export function createControlApi(deps: ControlApiDeps): Hono {
       throw err;
     }
   });
+
+  // The edge's watchdog calls this for a quiet run: follow it again (a no-op if already followed).
+  app.post("/v1/runs/:workflowId/follow", async (c) => {
+    const workflowId = c.req.param("workflowId");
+    await describeRun(deps.client, workflowId); // 404 for an unknown run
+    deps.relay.follow(workflowId);
+    return c.json({ following: true });
+  });
+
+  app.get(HOST_PATHS.metrics, (c) => c.json({ historyRequests: deps.relay.historyRequests, runsFollowed: deps.relay.size }));
 
   app.get("/v1/runs/:workflowId", async (c) => c.json(await describeRun(deps.client, c.req.param("workflowId"))));
 

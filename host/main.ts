@@ -7,7 +7,7 @@ import { catalogEntries } from "./catalog.ts";
 import { loadConfig } from "./config.ts";
 import { createControlApi } from "./control-api.ts";
 import { EdgeClient } from "./edge-client.ts";
-import { RunWatcher } from "./run-watcher.ts";
+import { HistoryRelay } from "./history-relay.ts";
 import { connectClient } from "./temporal.ts";
 import { createWorker } from "./worker.ts";
 
@@ -15,8 +15,8 @@ const config = loadConfig();
 const client = await connectClient(config);
 const worker = await createWorker(config);
 const edge = new EdgeClient(config.edgeUrl, config.sharedSecrets[0]!);
-const watcher = new RunWatcher(client, edge, config.taskQueue);
-const app = createControlApi({ client, taskQueue: config.taskQueue, sharedSecrets: config.sharedSecrets, watcher, edge });
+const relay = new HistoryRelay(client, edge, config.taskQueue);
+const app = createControlApi({ client, taskQueue: config.taskQueue, sharedSecrets: config.sharedSecrets, relay, edge });
 
 const workerRun = worker.run();
 const server = serve({ fetch: app.fetch, port: config.port, hostname: config.bind }, (info) => {
@@ -28,7 +28,7 @@ edge
   .publishCatalog(catalogEntries())
   .then(() => console.log(`outrider host: published ${catalogEntries().length} workflows to ${config.edgeUrl}`))
   .catch((err) => console.error(`outrider host: could not publish the catalog: ${String(err)}`));
-watcher
+relay
   .reattachOpenRuns()
   .then((n) => n > 0 && console.log(`outrider host: following ${n} open runs`))
   .catch((err) => console.warn(`outrider host: could not list open runs: ${String(err)}`));
@@ -39,6 +39,7 @@ async function shutdown(signal: string) {
   stopping = true;
   console.log(`outrider host: ${signal}, shutting down`);
   server.close();
+  relay.stop();
   worker.shutdown();
   await workerRun.catch(() => undefined);
   await client.connection.close();

@@ -2,6 +2,7 @@
 import {
   Client,
   Connection,
+  WorkflowContinuedAsNewError,
   WorkflowFailedError,
   WorkflowNotFoundError,
   type WorkflowHandle,
@@ -17,8 +18,9 @@ export async function connectClient(config: HostConfig): Promise<Client> {
 
 export { WorkflowNotFoundError };
 
-export async function describeRun(client: Client, workflowId: string): Promise<DescribeRunResponse> {
-  const d = await client.workflow.getHandle(workflowId).describe();
+/** Describes the run `runId` of a workflow, or its latest run. */
+export async function describeRun(client: Client, workflowId: string, runId?: string): Promise<DescribeRunResponse> {
+  const d = await client.workflow.getHandle(workflowId, runId).describe();
   return {
     workflowId: d.workflowId,
     runId: d.runId,
@@ -60,9 +62,9 @@ function statusOfFailure(err: WorkflowFailedError): RunStatus {
  * Settles a run's outcome: waits up to `waitMs` for it to close (0 = do not wait) and reports its
  * status with output or error. Never throws for a failed run; that is an outcome, not an error.
  */
-export async function runResult(client: Client, workflowId: string, waitMs: number): Promise<RunResultResponse> {
-  const handle: WorkflowHandle = client.workflow.getHandle(workflowId);
-  let described = await describeRun(client, workflowId);
+export async function runResult(client: Client, workflowId: string, waitMs: number, runId?: string): Promise<RunResultResponse> {
+  const handle: WorkflowHandle = client.workflow.getHandle(workflowId, runId, { followRuns: false });
+  let described = await describeRun(client, workflowId, runId);
   if (!TERMINAL_STATUSES.has(described.status) && waitMs > 0) {
     let timer: NodeJS.Timeout | undefined;
     const settled = await Promise.race([
@@ -73,7 +75,7 @@ export async function runResult(client: Client, workflowId: string, waitMs: numb
       new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), waitMs))),
     ]);
     clearTimeout(timer);
-    if (settled) described = await describeRun(client, workflowId);
+    if (settled) described = await describeRun(client, workflowId, runId);
   }
   const base = { workflowId, runId: described.runId, closeTime: described.closeTime };
   if (!TERMINAL_STATUSES.has(described.status)) {
@@ -84,6 +86,9 @@ export async function runResult(client: Client, workflowId: string, waitMs: numb
     const output = await client.workflow.getHandle(workflowId, described.runId, { followRuns: false }).result();
     return { ...base, status: described.status, output: output ?? null, error: null };
   } catch (err) {
+    if (err instanceof WorkflowContinuedAsNewError) {
+      return { ...base, status: "continued_as_new", output: null, error: null, newRunId: err.newExecutionRunId };
+    }
     if (err instanceof WorkflowFailedError) {
       return { ...base, status: statusOfFailure(err), output: null, error: failureMessage(err) };
     }

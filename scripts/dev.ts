@@ -129,7 +129,9 @@ process.on("SIGINT", () => void stop(0));
 process.on("SIGTERM", () => void stop(0));
 
 async function main() {
-  const sharedSecret = env.HOST_SHARED_SECRET || randomBytes(32).toString("hex"); // dev-only, per session
+  // Dev-only secrets, fresh for each session unless given.
+  const sharedSecret = env.HOST_SHARED_SECRET || randomBytes(32).toString("hex");
+  const streamTokenSecret = env.STREAM_TOKEN_SECRET || randomBytes(32).toString("hex");
   const key = devApiKey();
 
   if (await portOpen(temporalPort)) {
@@ -153,7 +155,7 @@ async function main() {
     "edge",
     "wrangler",
     ["dev", "--ip", "127.0.0.1", "--port", String(edgePort), "--persist-to", stateDir, "--var", `HOST_URL:http://127.0.0.1:${hostPort}`, "--show-interactive-dev-session=false", "--inspector-port", String(edgePort + 1000)],
-    { HOST_SHARED_SECRET: sharedSecret, WRANGLER_SEND_METRICS: "false" },
+    { HOST_SHARED_SECRET: sharedSecret, STREAM_TOKEN_SECRET: streamTokenSecret, WRANGLER_SEND_METRICS: "false" },
   );
   await waitFor("edge Worker", async () => (await fetch(`http://127.0.0.1:${edgePort}/health`).catch(() => null))?.ok === true);
 

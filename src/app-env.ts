@@ -2,8 +2,11 @@ import type { Hono } from "hono";
 
 export interface AuthContext {
   organizationId: string;
-  apiKeyId: string;
+  /** The API key used, or null for a stream token. */
+  apiKeyId: string | null;
   scopes: string[];
+  /** Set for a run-scoped stream token: the only workflowId it may read. */
+  runScope?: string;
 }
 
 /** Hono generics shared by every route and middleware of the edge Worker. */

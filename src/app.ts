@@ -1,6 +1,7 @@
 import { Hono } from "hono";
 import type { AppEnv } from "./app-env.ts";
 import { ApiError, errorResponse, handleError } from "./errors.ts";
+import { corsForConfiguredOrigins } from "./middleware/cors/index.ts";
 import { requestId } from "./middleware/request-id/index.ts";
 import { registerHealth } from "./routes/health.ts";
 import { registerInternalApi } from "./routes/internal/index.ts";
@@ -9,6 +10,7 @@ import { registerWorkflowApi } from "./routes/workflow/index.ts";
 export function createApp() {
   const app = new Hono<AppEnv>();
   app.use("*", requestId());
+  app.use("*", corsForConfiguredOrigins());
   registerHealth(app);
   registerInternalApi(app);
   registerWorkflowApi(app);

@@ -9,6 +9,7 @@ import {
   describeRunResponse,
   hostErrorBody,
   runResultResponse,
+  followResponse,
   startRunResponse,
   type StartRunRequest,
 } from "./shared/host-api.ts";
@@ -31,6 +32,11 @@ export class HostClient {
   /** The run's outcome; waits up to `waitMs` for it to close. */
   result(workflowId: string, waitMs = 0) {
     return this.call("GET", `${HOST_PATHS.result(workflowId)}?waitMs=${Math.max(0, Math.floor(waitMs))}`, runResultResponse);
+  }
+
+  /** Asks the host to (re)relay a run's history to the edge. */
+  follow(workflowId: string) {
+    return this.call("POST", HOST_PATHS.follow(workflowId), followResponse, {});
   }
 
   private async call<T extends z.ZodType>(method: string, path: string, schema: T, payload?: unknown): Promise<z.infer<T>> {

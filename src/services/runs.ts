@@ -7,6 +7,7 @@
 import { aggregate, type Attribute } from "../shared/aggregations.ts";
 import { isTerminal, type RunStatus } from "../shared/run-status.ts";
 import type { RunEvent, RunResultResponse } from "../shared/host-api.ts";
+import { runFinishedEvent, runStartedEvent } from "../shared/run-events.ts";
 import { ApiError } from "../errors.ts";
 import { HostClient } from "../host-client.ts";
 import { recordRunEvents } from "../run-stream-client.ts";
@@ -39,22 +40,8 @@ export async function startRun(env: Env, organizationId: string, workflowName: s
     await deleteUnstartedRun(env.DB, id);
     throw err;
   }
-  await recordRunEvents(env, workflowId, [startedEvent(runId)]);
+  await recordRunEvents(env, workflowId, [runStartedEvent(runId)]);
   return { workflowId, runId, status: "running" };
-}
-
-export function startedEvent(runId: string): RunEvent {
-  return { sourceKey: `run:${runId}:started`, type: "run.started", at: new Date().toISOString(), data: { runId } };
-}
-
-/** Same source key as the host's publisher uses, so whichever arrives second is dropped. */
-export function finishedEvent(result: RunResultResponse): RunEvent {
-  return {
-    sourceKey: `run:${result.runId}:finished`,
-    type: "run.finished",
-    at: result.closeTime ?? new Date().toISOString(),
-    data: { runId: result.runId, status: result.status, output: result.output, error: result.error },
-  };
 }
 
 export async function getRunOrThrow(env: Env, organizationId: string, workflowId: string): Promise<Run> {
@@ -82,8 +69,8 @@ export async function settleRun(env: Env, run: Run, waitMs = 0, tolerateHostDown
     throw err;
   }
   const events: RunEvent[] = [];
-  if (run.status === "scheduled") events.push(startedEvent(result.runId));
-  if (isTerminal(result.status)) events.push(finishedEvent(result));
+  if (run.status === "scheduled") events.push(runStartedEvent(result.runId));
+  if (isTerminal(result.status)) events.push(runFinishedEvent(result));
   if (events.length === 0) return run;
   await recordRunEvents(env, run.temporalWorkflowId, events);
   return (await findRunByWorkflowId(env.DB, run.organizationId, run.temporalWorkflowId)) ?? run;

@@ -9,6 +9,8 @@ export const HOST_PATHS = {
   start: "/v1/runs/start",
   describe: (workflowId: string) => `/v1/runs/${encodeURIComponent(workflowId)}`,
   result: (workflowId: string) => `/v1/runs/${encodeURIComponent(workflowId)}/result`,
+  follow: (workflowId: string) => `/v1/runs/${encodeURIComponent(workflowId)}/follow`,
+  metrics: "/v1/metrics",
 } as const;
 
 export const EDGE_PATHS = {
@@ -48,15 +50,19 @@ export const runResultResponse = z.object({
   output: z.unknown().nullable(),
   error: z.string().nullable(),
   closeTime: z.string().nullable(),
+  /** Set when the run continued as new: the next run of the same workflow id. */
+  newRunId: z.string().nullable().optional(),
 });
 export type RunResultResponse = z.infer<typeof runResultResponse>;
+
+export const followResponse = z.object({ following: z.boolean() });
 
 export const hostErrorBody = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
 
 /** One entry in a run's event log. `sourceKey` makes redelivery idempotent. */
 export const runEvent = z.object({
   sourceKey: z.string().min(1).max(200),
-  type: z.enum(["run.started", "run.finished"]),
+  type: z.enum(["run.started", "run.finished", "history"]),
   at: z.string(),
   data: z.record(z.string(), z.unknown()),
 });

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createControlApi } from "../../host/control-api.ts";
 import { loadConfig } from "../../host/config.ts";
 import { EdgeClient } from "../../host/edge-client.ts";
-import { RunWatcher } from "../../host/run-watcher.ts";
+import { HistoryRelay } from "../../host/history-relay.ts";
 import { createWorker } from "../../host/worker.ts";
 import { ALWAYS_FAILS_MESSAGE } from "../../host/workflows/examples.ts";
 import { HOST_PATHS, describeRunResponse, runResultResponse, startRunResponse } from "../../src/shared/host-api.ts";
@@ -33,8 +33,8 @@ beforeAll(async () => {
   workerRun = worker.run();
   // No edge in host tests: pushes go to a closed port and are given up quietly. test/e2e covers them.
   const edge = new EdgeClient("http://127.0.0.1:9", SECRET, () => undefined);
-  const watcher = new RunWatcher(client, edge, TASK_QUEUE);
-  app = createControlApi({ client, taskQueue: TASK_QUEUE, sharedSecrets: [SECRET], watcher, edge });
+  const relay = new HistoryRelay(client, edge, TASK_QUEUE);
+  app = createControlApi({ client, taskQueue: TASK_QUEUE, sharedSecrets: [SECRET], relay, edge });
 });
 
 afterAll(async () => {

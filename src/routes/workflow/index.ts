@@ -1,7 +1,9 @@
 import { bodyLimit } from "hono/body-limit";
 import type { App } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
-import { apiKeyAuth } from "../../middleware/api-key-auth/index.ts";
+import { apiKeyOrStreamToken } from "../../middleware/stream-token-auth/index.ts";
+import { registerHistoryStream } from "./history-stream.ts";
+import { registerStreamToken } from "./stream-token.ts";
 import { registerResult } from "./result.ts";
 import { registerRun } from "./run.ts";
 import { registerStart } from "./start.ts";
@@ -10,9 +12,12 @@ import { registerStatus } from "./status.ts";
 /** Largest request body the Workflow API accepts (1 MiB). */
 export const MAX_WORKFLOW_BODY_BYTES = 1024 * 1024;
 
-/** The Workflow API (`/workflow/...`), Output-compatible: Bearer or Basic API keys. */
+/**
+ * The Workflow API (`/workflow/...`), Output-compatible: Bearer or Basic API keys, and run-scoped
+ * `?token=` on stream routes.
+ */
 export function registerWorkflowApi(app: App) {
-  app.use("/workflow/*", apiKeyAuth({ allowBasic: true }));
+  app.use("/workflow/*", apiKeyOrStreamToken());
   app.use(
     "/workflow/*",
     bodyLimit({
@@ -26,4 +31,6 @@ export function registerWorkflowApi(app: App) {
   registerRun(app);
   registerStatus(app);
   registerResult(app);
+  registerHistoryStream(app);
+  registerStreamToken(app);
 }

@@ -2,6 +2,7 @@ import type { App } from "../../app-env.ts";
 import { readJson } from "../../middleware/json-body/index.ts";
 import { isTerminal } from "../../shared/run-status.ts";
 import { getRunOrThrow, resultPayload, settleRun, startRun } from "../../services/runs.ts";
+import { mintStreamToken } from "../../stream-tokens.ts";
 import { runWorkflowBody } from "./schemas.ts";
 
 /**
@@ -11,13 +12,15 @@ import { runWorkflowBody } from "./schemas.ts";
  */
 export function registerRun(app: App) {
   app.post("/workflow/run", async (c) => {
-    const body = await readJson(c, runWorkflowBody);
+    const request = await readJson(c, runWorkflowBody);
     const organizationId = c.get("auth").organizationId;
-    const started = await startRun(c.env, organizationId, body.workflowName, body.input ?? {});
-    const waitMs = body.timeout ?? Number(c.env.RUN_WAIT_DEFAULT_MS);
+    const started = await startRun(c.env, organizationId, request.workflowName, request.input ?? {});
+    const waitMs = request.timeout ?? Number(c.env.RUN_WAIT_DEFAULT_MS);
+    const stream = await mintStreamToken(c.env.STREAM_TOKEN_SECRET, { organizationId, workflowId: started.workflowId });
     const run = await settleRun(c.env, await getRunOrThrow(c.env, organizationId, started.workflowId), waitMs, false);
-    if (isTerminal(run.status)) return c.json(resultPayload(run), 200);
+    const body = { ...resultPayload(run), streamToken: stream.token, streamTokenExpiresAt: stream.expiresAt };
+    if (isTerminal(run.status)) return c.json(body, 200);
     c.header("location", `/workflow/${encodeURIComponent(run.temporalWorkflowId)}/result`);
-    return c.json(resultPayload(run), 202);
+    return c.json(body, 202);
   });
 }

@@ -1,0 +1,82 @@
+/**
+ * Temporal history events as the edge stores and streams them: Temporal's own JSON form (enum
+ * names, int64 as strings), payload bytes removed, and activity/workflow inputs and results
+ * decoded into `payloads` so a stream can include them on request (`?includePayloads=true`).
+ */
+import { defaultPayloadConverter } from "@temporalio/common";
+import proto from "@temporalio/proto"; // CommonJS: no named ESM exports at run time
+import type { temporal } from "@temporalio/proto";
+
+const { HistoryEvent } = proto.temporal.api.history.v1;
+
+type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
+type Payloads = temporal.api.common.v1.IPayloads | null | undefined;
+
+export interface SerializedHistoryEvent {
+  eventId: string;
+  eventTime: string | null;
+  eventType: string;
+  attributes: Record<string, unknown>;
+  /** Decoded input/result of activity events; streams include it only with includePayloads. */
+  payloads?: { input?: unknown[]; result?: unknown };
+}
+
+export const CLOSE_EVENT_TYPES = new Set([
+  "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED",
+  "EVENT_TYPE_WORKFLOW_EXECUTION_FAILED",
+  "EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT",
+  "EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED",
+  "EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED",
+  "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW",
+]);
+
+function decode(payloads: Payloads): unknown[] | undefined {
+  if (!payloads?.payloads?.length) return undefined;
+  return payloads.payloads.map((p) => {
+    try {
+      return defaultPayloadConverter.fromPayload(p as temporal.api.common.v1.Payload);
+    } catch {
+      return "<undecodable payload>";
+    }
+  });
+}
+
+/** Drops payload bytes (they are in `payloads`, decoded, when they matter). */
+function stripPayloads(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(stripPayloads);
+  if (value && typeof value === "object") {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) {
+      if (k === "payloads" || k === "header") continue;
+      out[k] = stripPayloads(v);
+    }
+    return out;
+  }
+  return value;
+}
+
+export function serializeHistoryEvent(event: HistoryEvent): SerializedHistoryEvent {
+  const json = HistoryEvent.toObject(event as temporal.api.history.v1.HistoryEvent, {
+    enums: String,
+    longs: String,
+    bytes: String,
+  }) as Record<string, unknown>;
+  const attributesKey = Object.keys(json).find((k) => k.endsWith("EventAttributes"));
+  const eventTime = event.eventTime?.seconds != null
+    ? new Date(Number(event.eventTime.seconds) * 1000 + Math.floor((event.eventTime.nanos ?? 0) / 1e6)).toISOString()
+    : null;
+  const serialized: SerializedHistoryEvent = {
+    eventId: String(json.eventId),
+    eventTime,
+    eventType: String(json.eventType),
+    attributes: attributesKey ? (stripPayloads(json[attributesKey]) as Record<string, unknown>) : {},
+  };
+  const input = decode(event.activityTaskScheduledEventAttributes?.input);
+  const result = decode(event.activityTaskCompletedEventAttributes?.result);
+  if (input !== undefined || result !== undefined) {
+    serialized.payloads = {};
+    if (input !== undefined) serialized.payloads.input = input;
+    if (result !== undefined) serialized.payloads.result = result[0];
+  }
+  return serialized;
+}

@@ -1,0 +1,26 @@
+/**
+ * Authentication for the Workflow API: an API key, or, on stream routes only, a run-scoped
+ * `?token=` (what browsers' EventSource can send). A token authenticates exactly one run's
+ * streams; the route checks the scope.
+ */
+import { createMiddleware } from "hono/factory";
+import type { AppEnv } from "../../app-env.ts";
+import { ApiError } from "../../errors.ts";
+import { verifyStreamToken } from "../../stream-tokens.ts";
+import { apiKeyAuth } from "../api-key-auth/index.ts";
+
+const STREAM_ROUTE = /^\/workflow\/[^/]+(\/runs\/[^/]+)?\/history\/stream$/;
+
+export const apiKeyOrStreamToken = () => {
+  const keyAuth = apiKeyAuth({ allowBasic: true });
+  return createMiddleware<AppEnv>(async (c, next) => {
+    const token = c.req.query("token");
+    if (token && !c.req.header("authorization") && STREAM_ROUTE.test(c.req.path)) {
+      const claims = await verifyStreamToken(c.env.STREAM_TOKEN_SECRET, token);
+      if (!claims) throw new ApiError("unauthorized", "the stream token is invalid or has expired; mint a new one with POST /workflow/:id/stream-token");
+      c.set("auth", { organizationId: claims.organizationId, apiKeyId: null, scopes: ["run:stream"], runScope: claims.workflowId });
+      return next();
+    }
+    return keyAuth(c, next);
+  });
+};

@@ -1,0 +1,18 @@
+/**
+ * Builders of the run events both the host and the edge emit. The same source key from both sides
+ * is what makes a second delivery a duplicate.
+ */
+import type { RunEvent, RunResultResponse } from "./host-api.ts";
+
+export function runStartedEvent(runId: string, at = new Date().toISOString()): RunEvent {
+  return { sourceKey: `run:${runId}:started`, type: "run.started", at, data: { runId } };
+}
+
+export function runFinishedEvent(result: Omit<RunResultResponse, "workflowId">): RunEvent {
+  return {
+    sourceKey: `run:${result.runId}:finished`,
+    type: "run.finished",
+    at: result.closeTime ?? new Date().toISOString(),
+    data: { runId: result.runId, status: result.status, output: result.output, error: result.error, newRunId: result.newRunId ?? null },
+  };
+}

@@ -1,0 +1,52 @@
+/**
+ * Run-scoped stream tokens: `EventSource` cannot send an Authorization header, so start and run
+ * responses carry a short-lived token that lets a browser open that one run's stream with
+ * `?token=`. HS256 JWTs (jose), signed with STREAM_TOKEN_SECRET.
+ */
+import { SignJWT, jwtVerify } from "jose";
+
+/** How long a stream token is valid. EventSource reconnects reuse the URL, so not too short. */
+export const STREAM_TOKEN_TTL_SECONDS = 15 * 60;
+const AUDIENCE = "outrider:run-stream";
+const ISSUER = "outrider";
+
+const encoder = new TextEncoder();
+
+export interface StreamTokenClaims {
+  organizationId: string;
+  workflowId: string;
+}
+
+export async function mintStreamToken(
+  secret: string,
+  claims: StreamTokenClaims,
+  now: number = Date.now(),
+): Promise<{ token: string; expiresAt: string }> {
+  const issuedAt = Math.floor(now / 1000);
+  const expiresAt = issuedAt + STREAM_TOKEN_TTL_SECONDS;
+  const token = await new SignJWT({ org: claims.organizationId })
+    .setProtectedHeader({ alg: "HS256" })
+    .setIssuer(ISSUER)
+    .setAudience(AUDIENCE)
+    .setSubject(claims.workflowId)
+    .setIssuedAt(issuedAt)
+    .setExpirationTime(expiresAt)
+    .sign(encoder.encode(secret));
+  return { token, expiresAt: new Date(expiresAt * 1000).toISOString() };
+}
+
+/** The token's claims, or null if it is forged, expired or not a stream token. */
+export async function verifyStreamToken(secret: string, token: string, now: number = Date.now()): Promise<StreamTokenClaims | null> {
+  try {
+    const { payload } = await jwtVerify(token, encoder.encode(secret), {
+      algorithms: ["HS256"],
+      audience: AUDIENCE,
+      issuer: ISSUER,
+      currentDate: new Date(now),
+    });
+    if (typeof payload.sub !== "string" || typeof payload.org !== "string") return null;
+    return { organizationId: payload.org, workflowId: payload.sub };
+  } catch {
+    return null;
+  }
+}
