@@ -71,8 +71,9 @@ async function streamHistory(c: Context<AppEnv>, requestedRunId: string | undefi
     return c.body(null, 204);
   }
 
+  // A fresh stub each time: a stub to a DO that was reset keeps failing.
   const subscribe = (after: number, workflowEvent: boolean) =>
-    openSubscription(stub, {
+    openSubscription(runStream(c.env, workflowId), {
       runId,
       workflowId,
       after: String(after),

@@ -1,0 +1,232 @@
+import { abortAllDurableObjects } from "cloudflare:test";
+import { beforeAll, describe, expect, it } from "vitest";
+import { mintStreamToken } from "../../src/stream-tokens.ts";
+import { collectHistoryStream, readSse } from "../support/sse.ts";
+import { call, seedCatalog, seedOrganization, type ErrorBody } from "./helpers.ts";
+import { closeEvent, createRunningRun, finishedEvent, historyEvent, push, range } from "./stream-helpers.ts";
+
+const STREAM_SECRET = "edge-test-stream-token-secret";
+
+describe("GET /workflow/:id/history/stream", () => {
+  let org: Awaited<ReturnType<typeof seedOrganization>>;
+  const auth = () => ({ authorization: `Bearer ${org.key}` });
+  const open = (workflowId: string, query = "", headers: Record<string, string> = {}) =>
+    call(`/workflow/${workflowId}/history/stream${query}`, { headers: { ...auth(), ...headers } });
+
+  beforeAll(async () => {
+    org = await seedOrganization();
+    await seedCatalog();
+  });
+
+  it("delivers every event exactly once, in order, to 200 concurrent subscribers", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, range(1, 5).map((n) => historyEvent(runId, n)));
+    const streams = await Promise.all(range(1, 200).map(() => open(workflowId)));
+    expect(streams.every((r) => r.status === 200 && r.headers.get("content-type")?.startsWith("text/event-stream"))).toBe(true);
+    const collected = Promise.all(streams.map((r) => collectHistoryStream(r.body!)));
+
+    // Batches, with redeliveries of events already sent (as a retrying host would).
+    await push(workflowId, range(6, 12).map((n) => historyEvent(runId, n)));
+    expect(await push(workflowId, range(4, 16).map((n) => historyEvent(runId, n)))).toEqual({ accepted: 4, duplicates: 9 });
+    await push(workflowId, [...range(17, 24).map((n) => historyEvent(runId, n)), closeEvent(runId, 25)]);
+    await push(workflowId, [finishedEvent(runId), finishedEvent(runId)]);
+
+    for (const seen of await collected) {
+      expect(seen.workflow).toHaveLength(1);
+      expect(seen.eventIds).toEqual(range(1, 25));
+      expect(seen.done).toEqual([{ reason: "completed" }]);
+      expect(seen.serverErrors).toEqual([]);
+      for (const batch of seen.batches) expect(batch.id).toBe(String(batch.eventIds.at(-1)));
+    }
+  });
+
+  it("first bytes go out at once, and `workflow` describes the run", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, range(1, 3).map((n) => historyEvent(runId, n)));
+    const res = await open(workflowId);
+    const reader = res.body!.getReader();
+    const first = new TextDecoder().decode((await reader.read()).value);
+    expect(first).toContain("retry:");
+    reader.releaseLock();
+    for await (const message of readSse(res.body!)) {
+      expect(message.event).toBe("workflow");
+      expect(JSON.parse(message.data)).toMatchObject({ workflowId, runId, status: "running", historyLength: 3, taskQueue: "outrider" });
+      break;
+    }
+  });
+
+  it("a subscriber that leaves mid-run and comes back with Last-Event-ID gets exactly the missed events", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, range(1, 4).map((n) => historyEvent(runId, n)));
+    const first = await open(workflowId);
+    const pending = collectHistoryStream(first.body!, 8); // reads until event 8, then hangs up
+    await push(workflowId, range(5, 8).map((n) => historyEvent(runId, n)));
+    const before = await pending;
+    expect(before.eventIds).toEqual(range(1, 8));
+
+    await push(workflowId, range(9, 14).map((n) => historyEvent(runId, n)));
+    const resumed = await open(workflowId, "", { "last-event-id": "8" });
+    const after = collectHistoryStream(resumed.body!);
+    await push(workflowId, [closeEvent(runId, 15), finishedEvent(runId)]);
+    const seen = await after;
+    expect(seen.eventIds).toEqual(range(9, 15));
+    expect([...before.eventIds, ...seen.eventIds]).toEqual(range(1, 15));
+
+    // ?lastEventId= works the same (for clients that cannot set headers).
+    const viaQuery = await collectHistoryStream((await open(workflowId, "?lastEventId=12")).body!);
+    expect(viaQuery.eventIds).toEqual([13, 14, 15]);
+    expect(viaQuery.done).toEqual([{ reason: "completed" }]);
+  });
+
+  it("a finished run: replay then done; past its last event, 204 so EventSource stops", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [...range(1, 5).map((n) => historyEvent(runId, n)), closeEvent(runId, 6), finishedEvent(runId, "failed")]);
+    const full = await collectHistoryStream((await open(workflowId)).body!);
+    expect(full.eventIds).toEqual(range(1, 6));
+    expect(full.done).toEqual([{ reason: "failed" }]);
+    const past = await open(workflowId, "", { "last-event-id": "6" });
+    expect(past.status).toBe(204);
+    expect((await open(workflowId, "?lastEventId=99")).status).toBe(204);
+  });
+
+  it("done waits for the closing history events even when the outcome arrives first", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, range(1, 3).map((n) => historyEvent(runId, n)));
+    const collected = collectHistoryStream((await open(workflowId)).body!);
+    await push(workflowId, [finishedEvent(runId)]); // e.g. the edge settled a /workflow/run first
+    await push(workflowId, [historyEvent(runId, 4), closeEvent(runId, 5)]);
+    const seen = await collected;
+    expect(seen.eventIds).toEqual(range(1, 5));
+    expect(seen.done).toHaveLength(1);
+  });
+
+  it("aborting the Durable Object mid-run loses nothing and duplicates nothing", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, range(1, 5).map((n) => historyEvent(runId, n)));
+    const streams = await Promise.all(range(1, 10).map(() => open(workflowId)));
+    const collected = Promise.all(streams.map((r) => collectHistoryStream(r.body!)));
+    await push(workflowId, range(6, 10).map((n) => historyEvent(runId, n)));
+    await abortAllDurableObjects();
+    // The host retries what it may not have delivered: some of it is already stored.
+    await push(workflowId, range(8, 14).map((n) => historyEvent(runId, n)));
+    await push(workflowId, [closeEvent(runId, 15), finishedEvent(runId)]);
+    for (const seen of await collected) {
+      expect(seen.serverErrors).toEqual([]);
+      expect(seen.eventIds).toEqual(range(1, 15));
+      expect(seen.done).toHaveLength(1);
+    }
+  });
+
+  it("includePayloads=true adds decoded payloads; without it they are left out", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(runId, 1), historyEvent(runId, 2), closeEvent(runId, 3), finishedEvent(runId)]);
+    const plain = await readHistoryEvents(await open(workflowId));
+    expect(plain.every((e) => !("payloads" in e))).toBe(true);
+    const rich = await readHistoryEvents(await open(workflowId, "?includePayloads=true"));
+    expect(rich[1]).toMatchObject({ eventId: "2", payloads: { result: { step: 2 } } });
+  });
+
+  it("the runs/:rid variant streams that run, and an unknown rid is 404", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)]);
+    const res = await call(`/workflow/${workflowId}/runs/${runId}/history/stream`, { headers: auth() });
+    expect((await collectHistoryStream(res.body!)).eventIds).toEqual([1, 2]);
+    const unknown = await call(`/workflow/${workflowId}/runs/no-such-run/history/stream`, { headers: auth() });
+    expect(unknown.status).toBe(404);
+    expect(((await unknown.json()) as ErrorBody).error.code).toBe("run_not_found");
+  });
+
+  it("an unknown run is 404 JSON before any stream opens; a bad Last-Event-ID is 400", async () => {
+    const res = await open(`two_steps-${crypto.randomUUID()}`);
+    expect(res.status).toBe(404);
+    expect(res.headers.get("content-type")).toContain("application/json");
+    expect(((await res.json()) as ErrorBody).error.code).toBe("run_not_found");
+    const { workflowId } = await createRunningRun(org.organizationId);
+    const bad = await open(workflowId, "", { "last-event-id": "abc" });
+    expect(bad.status).toBe(400);
+  });
+
+  it("another organization's run is 404, never its events", async () => {
+    const other = await seedOrganization("Other org");
+    const { workflowId } = await createRunningRun(org.organizationId);
+    const res = await call(`/workflow/${workflowId}/history/stream`, { headers: { authorization: `Bearer ${other.key}` } });
+    expect(res.status).toBe(404);
+  });
+});
+
+describe("run-scoped stream tokens", () => {
+  let org: Awaited<ReturnType<typeof seedOrganization>>;
+  beforeAll(async () => {
+    org = await seedOrganization();
+    await seedCatalog();
+  });
+
+  it("opens the stream of its own run with ?token=", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)]);
+    const { token } = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, workflowId });
+    const res = await call(`/workflow/${workflowId}/history/stream?token=${token}`);
+    expect(res.status).toBe(200);
+    expect((await collectHistoryStream(res.body!)).eventIds).toEqual([1, 2]);
+  });
+
+  it("is refused on another run, after it expires, when forged, and on non-stream routes", async () => {
+    const a = await createRunningRun(org.organizationId);
+    const b = await createRunningRun(org.organizationId);
+    const { token } = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, workflowId: a.workflowId });
+    expect((await call(`/workflow/${b.workflowId}/history/stream?token=${token}`)).status).toBe(401);
+
+    const expired = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, workflowId: a.workflowId }, Date.now() - 3_600_000);
+    const res = await call(`/workflow/${a.workflowId}/history/stream?token=${expired.token}`);
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as ErrorBody).error.code).toBe("unauthorized");
+
+    const forged = await mintStreamToken("not-the-secret", { organizationId: org.organizationId, workflowId: a.workflowId });
+    expect((await call(`/workflow/${a.workflowId}/history/stream?token=${forged.token}`)).status).toBe(401);
+
+    expect((await call(`/workflow/${a.workflowId}/status?token=${token}`)).status).toBe(401);
+  });
+
+  it("POST /workflow/:id/stream-token mints a working token with an API key", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)]);
+    const minted = await call(`/workflow/${workflowId}/stream-token`, { method: "POST", headers: { authorization: `Bearer ${org.key}` } });
+    expect(minted.status).toBe(200);
+    const { token, expiresAt } = (await minted.json()) as { token: string; expiresAt: string };
+    expect(new Date(expiresAt).getTime()).toBeGreaterThan(Date.now());
+    expect((await call(`/workflow/${workflowId}/history/stream?token=${token}`)).status).toBe(200);
+    // A token cannot mint tokens.
+    expect((await call(`/workflow/${workflowId}/stream-token?token=${token}`, { method: "POST" })).status).toBe(401);
+  });
+});
+
+describe("CORS", () => {
+  it("answers a preflight from a configured origin, on any route", async () => {
+    const res = await call("/workflow/start", {
+      method: "OPTIONS",
+      headers: { origin: "https://app.example", "access-control-request-method": "POST", "access-control-request-headers": "authorization,content-type" },
+    });
+    expect(res.status).toBe(204);
+    expect(res.headers.get("access-control-allow-origin")).toBe("https://app.example");
+    expect(res.headers.get("access-control-allow-headers")?.toLowerCase()).toContain("authorization");
+  });
+
+  it("sets the origin on actual responses, errors included, and ignores unknown origins", async () => {
+    const ok = await call("/health", { headers: { origin: "https://other.example" } });
+    expect(ok.headers.get("access-control-allow-origin")).toBe("https://other.example");
+    const err = await call("/workflow/start", { method: "POST", headers: { origin: "https://app.example" } });
+    expect(err.status).toBe(401);
+    expect(err.headers.get("access-control-allow-origin")).toBe("https://app.example");
+    const stranger = await call("/health", { headers: { origin: "https://evil.example" } });
+    expect(stranger.headers.get("access-control-allow-origin")).toBeNull();
+  });
+});
+
+async function readHistoryEvents(res: Response): Promise<Array<Record<string, unknown>>> {
+  const events: Array<Record<string, unknown>> = [];
+  for await (const message of readSse(res.body!)) {
+    if (message.event === "history") events.push(...(JSON.parse(message.data) as Array<Record<string, unknown>>));
+    if (message.event === "done") break;
+  }
+  return events;
+}

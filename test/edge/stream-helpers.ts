@@ -1,0 +1,50 @@
+/** Runs and history pushes for stream tests, shaped exactly as the host's relay sends them. */
+import { env } from "cloudflare:workers";
+import { signedPost } from "./helpers.ts";
+
+export function historyEvent(runId: string, eventId: number, eventType = "EVENT_TYPE_ACTIVITY_TASK_COMPLETED") {
+  return {
+    sourceKey: `history:${runId}:${eventId}`,
+    type: "history",
+    at: new Date().toISOString(),
+    data: {
+      runId,
+      event: {
+        eventId: String(eventId),
+        eventTime: new Date().toISOString(),
+        eventType: eventId === 1 ? "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED" : eventType,
+        attributes: eventId === 1 ? { taskQueue: { name: "outrider" } } : {},
+        payloads: { result: { step: eventId } },
+      },
+    },
+  };
+}
+
+export const closeEvent = (runId: string, eventId: number) => historyEvent(runId, eventId, "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED");
+
+export function finishedEvent(runId: string, status = "completed") {
+  return { sourceKey: `run:${runId}:finished`, type: "run.finished", at: new Date().toISOString(), data: { runId, status, output: { ok: true }, error: null } };
+}
+
+export async function push(workflowId: string, events: unknown[]) {
+  const res = await signedPost(`/internal/runs/${workflowId}/events`, { events });
+  if (res.status !== 200) throw new Error(`push failed: ${res.status} ${await res.text()}`);
+  return (await res.json()) as { accepted: number; duplicates: number };
+}
+
+/** A run row as the start route leaves it, plus the run.started event. */
+export async function createRunningRun(organizationId: string, name = "two_steps") {
+  const id = crypto.randomUUID();
+  const workflowId = `${name}-${id}`;
+  const runId = `run-${id.slice(0, 8)}`;
+  const wf = await env.DB.prepare("SELECT id FROM workflows WHERE name = ? AND organization_id IS NULL").bind(name).first<{ id: string }>();
+  await env.DB.prepare(
+    "INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, status, input) VALUES (?, ?, ?, ?, ?, 'scheduled', '{}')",
+  )
+    .bind(id, organizationId, wf!.id, name, workflowId)
+    .run();
+  await push(workflowId, [{ sourceKey: `run:${runId}:started`, type: "run.started", at: new Date().toISOString(), data: { runId } }]);
+  return { workflowId, runId };
+}
+
+export const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
