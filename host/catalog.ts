@@ -19,8 +19,13 @@ export const WORKFLOWS = {
     output: z.object({ greeting: z.string() }),
   },
   two_steps: {
-    description: "Counts the words of a text, then upper-cases it: two steps in sequence.",
-    input: z.object({ text: z.string().max(10_000) }).strict(),
+    description: "Counts the words of a text, then upper-cases it: two steps in sequence, optionally pausing between them.",
+    input: z
+      .object({
+        text: z.string().max(10_000),
+        pauseMs: z.number().int().min(0).max(60_000).optional().describe("A durable pause between the two steps"),
+      })
+      .strict(),
     output: z.object({ words: z.number().int(), shouted: z.string() }),
   },
   always_fails: {

@@ -2,7 +2,7 @@
  * Example workflows. Workflow code runs in Temporal's deterministic sandbox: no I/O here, only
  * orchestration of activities. The exported function name is the workflow name clients use.
  */
-import { ApplicationFailure, proxyActivities } from "@temporalio/workflow";
+import { ApplicationFailure, proxyActivities, sleep } from "@temporalio/workflow";
 import type * as activities from "../activities/index.ts";
 
 const steps = proxyActivities<typeof activities>({
@@ -14,8 +14,10 @@ export async function hello(input: { name: string }): Promise<{ greeting: string
   return { greeting: await steps.composeGreeting(input.name) };
 }
 
-export async function two_steps(input: { text: string }): Promise<{ words: number; shouted: string }> {
+export async function two_steps(input: { text: string; pauseMs?: number }): Promise<{ words: number; shouted: string }> {
   const counted = await steps.countWords(input.text);
+  // A durable timer between the steps, so there is time to watch a run in progress.
+  if (input.pauseMs) await sleep(input.pauseMs);
   const shouted = await steps.shout(counted.text);
   return { words: counted.words, shouted };
 }
