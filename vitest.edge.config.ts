@@ -19,6 +19,7 @@ export default defineConfig(async () => {
             TEST_MIGRATIONS: migrations,
             HOST_URL: "http://127.0.0.1:9",
             CORS_ORIGINS: "https://app.example,https://other.example",
+            SSE_KEEPALIVE_MS: "200", // short, so a test can see keep-alives without waiting 20 s
           },
         },
       }),

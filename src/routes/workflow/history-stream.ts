@@ -20,7 +20,7 @@ import { SSE_HEADERS, sseComment, sseFrame } from "../../sse/frames.ts";
 import { parseWorkflowIdParam } from "./params.ts";
 
 /** Comment lines keep proxies and browsers from timing the stream out (at most every 25 s). */
-export const KEEPALIVE_INTERVAL_MS = 20_000;
+export const DEFAULT_KEEPALIVE_INTERVAL_MS = 20_000;
 /** What EventSource should wait before reconnecting after a drop. */
 const CLIENT_RETRY_MS = 2_000;
 /** Attempts to re-attach to the DO (e.g. after it was reset) before giving up with server_error. */
@@ -140,7 +140,8 @@ async function streamHistory(c: Context<AppEnv>, requestedRunId: string | undefi
 
   // First bytes at once: reconnect delay and a comment, so clients and proxies see a live stream.
   write(sseFrame({ retry: CLIENT_RETRY_MS }) + sseComment("connected"));
-  keepAlive = setInterval(() => write(sseComment("keep-alive")), KEEPALIVE_INTERVAL_MS);
+  const keepAliveMs = Number(c.env.SSE_KEEPALIVE_MS) > 0 ? Number(c.env.SSE_KEEPALIVE_MS) : DEFAULT_KEEPALIVE_INTERVAL_MS;
+  keepAlive = setInterval(() => write(sseComment("keep-alive")), keepAliveMs);
   attach(socket);
   c.req.raw.signal.addEventListener("abort", close);
 
