@@ -133,6 +133,7 @@ async function main() {
   const sharedSecret = env.HOST_SHARED_SECRET || randomBytes(32).toString("hex");
   const streamTokenSecret = env.STREAM_TOKEN_SECRET || randomBytes(32).toString("hex");
   const key = devApiKey();
+  mkdirSync(devDir, { recursive: true });
 
   if (await portOpen(temporalPort)) {
     log(`using the Temporal server already listening on 127.0.0.1:${temporalPort}`);
@@ -151,16 +152,26 @@ async function main() {
   wrangler(["d1", "migrations", "apply", "DB", "--local", "--persist-to", stateDir]);
   await seed(key);
 
+  // wrangler.toml [vars] can be overridden from the environment for a session.
+  const varOverrides = ["RUN_WAIT_DEFAULT_MS", "RUN_WATCHDOG_QUIET_MS", "SSE_KEEPALIVE_MS", "CORS_ORIGINS"]
+    .filter((name) => env[name] !== undefined)
+    .flatMap((name) => ["--var", `${name}:${env[name]}`]);
   start(
     "edge",
     "wrangler",
-    ["dev", "--ip", "127.0.0.1", "--port", String(edgePort), "--persist-to", stateDir, "--var", `HOST_URL:http://127.0.0.1:${hostPort}`, "--show-interactive-dev-session=false", "--inspector-port", String(edgePort + 1000)],
+    [
+      "dev", "--ip", "127.0.0.1", "--port", String(edgePort), "--persist-to", stateDir,
+      "--var", `HOST_URL:http://127.0.0.1:${hostPort}`, ...varOverrides,
+      "--show-interactive-dev-session=false", "--inspector-port", String(edgePort + 1000),
+    ],
     { HOST_SHARED_SECRET: sharedSecret, STREAM_TOKEN_SECRET: streamTokenSecret, WRANGLER_SEND_METRICS: "false" },
   );
   await waitFor("edge Worker", async () => (await fetch(`http://127.0.0.1:${edgePort}/health`).catch(() => null))?.ok === true);
 
-  let catalogPublished = false;
-  start(
+  // OUTRIDER_START_HOST=false leaves the host to the caller (the fault tests start and kill it).
+  const startHost = env.OUTRIDER_START_HOST !== "false";
+  let catalogPublished = !startHost;
+  if (startHost) start(
     "host",
     "tsx",
     ["host/main.ts"],
@@ -181,7 +192,7 @@ async function main() {
       "",
       "  Outrider is running (development mode)",
       `  API          http://127.0.0.1:${edgePort}`,
-      `  Node host    http://127.0.0.1:${hostPort}`,
+      `  Node host    ${startHost ? `http://127.0.0.1:${hostPort}` : "not started (OUTRIDER_START_HOST=false)"}`,
       `  Temporal     127.0.0.1:${temporalPort}`,
       `  Dev API key  ${key}`,
       "",

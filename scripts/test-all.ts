@@ -8,7 +8,7 @@ import { resolve } from "node:path";
 
 const root = resolve(import.meta.dirname, "..");
 const resultsDir = resolve(root, "test-results");
-const layers = (process.env.OUTRIDER_TEST_LAYERS ?? "edge,host,e2e").split(",").filter(Boolean);
+const layers = (process.env.OUTRIDER_TEST_LAYERS ?? "edge,host,e2e,faults").split(",").filter(Boolean);
 
 rmSync(resultsDir, { recursive: true, force: true });
 mkdirSync(resultsDir, { recursive: true });

@@ -21,7 +21,16 @@ export interface RunningStack {
   output(): string;
 }
 
-export async function startStack(ports: { edge: number; host: number; temporal: number }, timeoutMs = 900_000): Promise<RunningStack> {
+export interface StackOptions {
+  /** false: start Temporal and the edge only; the caller runs the host (see host-process.ts). */
+  startHost?: boolean;
+  /** Extra environment for `npm run dev` (e.g. RUN_WATCHDOG_QUIET_MS, HOST_SHARED_SECRET). */
+  env?: Record<string, string>;
+  timeoutMs?: number;
+}
+
+export async function startStack(ports: { edge: number; host: number; temporal: number }, options: StackOptions = {}): Promise<RunningStack> {
+  const timeoutMs = options.timeoutMs ?? 900_000;
   for (const port of Object.values(ports)) {
     if (await portOpen(port)) throw new Error(`port ${port} is taken; the e2e stack needs it`);
   }
@@ -40,6 +49,8 @@ export async function startStack(ports: { edge: number; host: number; temporal: 
       OUTRIDER_DEV_API_KEY: apiKey,
       TEMPORAL_LOG_LEVEL: "error",
       HOST_LOG_LEVEL: "WARN",
+      OUTRIDER_START_HOST: String(options.startHost ?? true),
+      ...options.env,
     },
     stdio: ["ignore", "pipe", "pipe"],
     detached: true,

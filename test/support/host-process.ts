@@ -1,0 +1,46 @@
+/** Runs the Node host as its own process, so fault tests can kill and restart it. */
+import { spawn, type ChildProcess } from "node:child_process";
+import { resolve } from "node:path";
+
+const root = resolve(import.meta.dirname, "../..");
+
+export interface HostProcess {
+  /** SIGKILL by default: a crash, not a graceful stop. */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  output(): string;
+}
+
+export async function startHostProcess(env: Record<string, string>, timeoutMs = 120_000): Promise<HostProcess> {
+  let output = "";
+  const child: ChildProcess = spawn(resolve(root, "node_modules/.bin/tsx"), ["host/main.ts"], {
+    cwd: root,
+    env: { ...process.env, HOST_LOG_LEVEL: "WARN", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
+  await new Promise<void>((ready, fail) => {
+    const timer = setTimeout(() => fail(new Error(`host not ready in ${timeoutMs} ms:\n${output}`)), timeoutMs);
+    const onData = (chunk: Buffer) => {
+      output += chunk.toString();
+      if (/published \d+ workflows/.test(output)) {
+        clearTimeout(timer);
+        ready();
+      }
+    };
+    child.stdout!.on("data", onData);
+    child.stderr!.on("data", onData);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      fail(new Error(`host exited with ${code}:\n${output}`));
+    });
+  });
+  return {
+    output: () => output,
+    async kill(signal = "SIGKILL") {
+      if (child.exitCode !== null || child.signalCode !== null || !child.pid) return;
+      const exited = new Promise((r) => child.once("exit", r));
+      process.kill(-child.pid, signal);
+      await exited;
+    },
+  };
+}

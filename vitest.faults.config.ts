@@ -1,0 +1,11 @@
+import { defineConfig } from "vitest/config";
+
+// Fault tests start their own stack (test/support/stack.ts) and kill parts of it.
+export default defineConfig({
+  test: {
+    include: ["test/faults/**/*.test.ts"],
+    testTimeout: 120_000,
+    hookTimeout: 900_000,
+    fileParallelism: false,
+  },
+});
