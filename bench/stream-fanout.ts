@@ -1,0 +1,216 @@
+/**
+ * Stream fan-out benchmark: many SSE subscribers on one run, through the whole local stack.
+ *
+ *   npm run bench:stream -- [--subscribers 1000] [--batches 20] [--events-per-batch 5] [--write]
+ *
+ * 1. Latency. A real `two_steps` run is started and held in its durable pause; N clients open
+ *    its history stream; then the benchmark pushes batches of history events through the same
+ *    signed route the host's relay uses (event ids from 1001 up, so they never collide with the
+ *    run's real ones). Latency is from the start of each push to each client's receipt of that
+ *    batch (one process, one clock). Every client must see every event exactly once.
+ * 2. Temporal load. Two more runs, one with no subscriber and one with N, are followed to the end;
+ *    the host's count of GetWorkflowExecutionHistory calls per run must not grow with N.
+ *
+ * With --write the figures replace the stream section of docs/BENCHMARKS.md.
+ */
+import { readFileSync, writeFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { Agent, setGlobalDispatcher } from "undici";
+import { HOST_PATHS } from "../src/shared/host-api.ts";
+import { signRequest } from "../src/shared/signing.ts";
+import { readSse } from "../test/support/sse.ts";
+import { startStack } from "../test/support/stack.ts";
+
+const { values: args } = parseArgs({
+  options: {
+    subscribers: { type: "string", default: "1000" },
+    batches: { type: "string", default: "20" },
+    "events-per-batch": { type: "string", default: "5" },
+    write: { type: "boolean", default: false },
+  },
+});
+const SUBSCRIBERS = Number(args.subscribers);
+const BATCHES = Number(args.batches);
+const PER_BATCH = Number(args["events-per-batch"]);
+const FIRST_SYNTHETIC_ID = 1001;
+const PORTS = { edge: 8817, host: 8818, temporal: 7241 };
+const SECRET = `bench-${crypto.randomUUID()}`;
+
+setGlobalDispatcher(new Agent({ connections: SUBSCRIBERS + 50, keepAliveTimeout: 60_000, headersTimeout: 120_000, bodyTimeout: 0 }));
+
+const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+const round = (n: number) => Math.round(n * 10) / 10;
+
+const stack = await startStack(PORTS, { env: { HOST_SHARED_SECRET: SECRET } });
+const api = (path: string, init: RequestInit = {}) =>
+  fetch(`${stack.baseUrl}${path}`, { ...init, headers: { authorization: `Bearer ${stack.apiKey}`, "content-type": "application/json", ...(init.headers as Record<string, string>) } });
+
+async function startRun(input: unknown): Promise<string> {
+  const res = await api("/workflow/start", { method: "POST", body: JSON.stringify({ workflowName: "two_steps", input }) });
+  if (!res.ok) throw new Error(`start failed: ${res.status} ${await res.text()}`);
+  return ((await res.json()) as { workflowId: string }).workflowId;
+}
+
+async function hostHistoryRequests(): Promise<number> {
+  const headers = await signRequest(SECRET, "GET", HOST_PATHS.metrics, "");
+  const res = await fetch(`http://127.0.0.1:${PORTS.host}${HOST_PATHS.metrics}`, { headers: { ...headers } });
+  return ((await res.json()) as { historyRequests: number }).historyRequests;
+}
+
+interface Subscriber {
+  received: Map<number, number>; // eventId -> receipt time
+  ids: number[];
+  done: Promise<void>;
+}
+
+async function subscribe(workflowId: string, onHistory?: (ids: number[], at: number) => void): Promise<Subscriber> {
+  const res = await api(`/workflow/${workflowId}/history/stream`);
+  if (res.status !== 200) throw new Error(`subscribe: ${res.status}`);
+  const sub: Subscriber = { received: new Map(), ids: [], done: Promise.resolve() };
+  sub.done = (async () => {
+    for await (const message of readSse(res.body!)) {
+      if (message.event === "done") return;
+      if (message.event !== "history") continue;
+      const at = performance.now();
+      const ids = (JSON.parse(message.data) as Array<{ eventId: string }>).map((e) => Number(e.eventId));
+      for (const id of ids) {
+        sub.ids.push(id);
+        sub.received.set(id, at);
+      }
+      onHistory?.(ids, at);
+    }
+  })();
+  return sub;
+}
+
+async function openAll(workflowId: string, n: number): Promise<Subscriber[]> {
+  const subs: Subscriber[] = [];
+  const CONCURRENT_OPENS = 100;
+  for (let i = 0; i < n; i += CONCURRENT_OPENS) {
+    subs.push(...(await Promise.all(Array.from({ length: Math.min(CONCURRENT_OPENS, n - i) }, () => subscribe(workflowId)))));
+  }
+  return subs;
+}
+
+try {
+  // ---- 1. fan-out latency
+  const workflowId = await startRun({ text: "fan out", pauseMs: 60_000 });
+  const runId = ((await (await api(`/workflow/${workflowId}/status`)).json()) as { runId: string }).runId;
+  console.log(`opening ${SUBSCRIBERS} subscribers on ${workflowId}`);
+  const subs = await openAll(workflowId, SUBSCRIBERS);
+  await new Promise((r) => setTimeout(r, 1000));
+
+  const pushStarted: number[] = [];
+  const expected: number[] = [];
+  for (let b = 0; b < BATCHES; b++) {
+    const ids = Array.from({ length: PER_BATCH }, (_, i) => FIRST_SYNTHETIC_ID + b * PER_BATCH + i);
+    expected.push(...ids);
+    const events = ids.map((id) => ({
+      sourceKey: `history:${runId}:${id}`,
+      type: "history",
+      at: new Date().toISOString(),
+      data: { runId, event: { eventId: String(id), eventTime: new Date().toISOString(), eventType: "EVENT_TYPE_MARKER_RECORDED", attributes: { markerName: "bench" } } },
+    }));
+    const body = JSON.stringify({ events });
+    const path = `/internal/runs/${workflowId}/events`;
+    const headers = await signRequest(SECRET, "POST", path, body);
+    pushStarted.push(performance.now());
+    const res = await fetch(`${stack.baseUrl}${path}`, { method: "POST", headers: { ...headers, "content-type": "application/json" }, body });
+    if (!res.ok) throw new Error(`push failed: ${res.status}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  // Let the last batch arrive.
+  await new Promise((r) => setTimeout(r, 3000));
+  const latencies: number[] = [];
+  let lost = 0;
+  let duplicated = 0;
+  for (const sub of subs) {
+    const synthetic = sub.ids.filter((id) => id >= FIRST_SYNTHETIC_ID);
+    duplicated += synthetic.length - new Set(synthetic).size;
+    for (let b = 0; b < BATCHES; b++) {
+      const lastId = FIRST_SYNTHETIC_ID + b * PER_BATCH + PER_BATCH - 1;
+      const at = sub.received.get(lastId);
+      if (at === undefined) continue;
+      latencies.push(at - pushStarted[b]!);
+    }
+    lost += expected.filter((id) => !sub.received.has(id)).length;
+  }
+  latencies.sort((a, b) => a - b);
+  // ---- 2. Temporal history requests per run vs subscribers (the fan-out run must be over first)
+  const { Client, Connection } = await import("@temporalio/client");
+  const client = new Client({ connection: await Connection.connect({ address: stack.temporalAddress }) });
+  await client.workflow.getHandle(workflowId).terminate("benchmark over");
+  await Promise.race([Promise.all(subs.map((s) => s.done)), new Promise((r) => setTimeout(r, 30_000))]);
+
+  async function historyRequestsForRun(subscribers: number): Promise<number> {
+    await new Promise((r) => setTimeout(r, 1000));
+    const before = await hostHistoryRequests();
+    const id = await startRun({ text: "count history requests", pauseMs: 2000 });
+    const watchers = await openAll(id, subscribers);
+    await client.workflow.getHandle(id).result();
+    await Promise.race([Promise.all(watchers.map((w) => w.done)), new Promise((r) => setTimeout(r, 30_000))]);
+    await new Promise((r) => setTimeout(r, 1000));
+    return (await hostHistoryRequests()) - before;
+  }
+  const requestsAlone = await historyRequestsForRun(0);
+  const requestsWithSubscribers = await historyRequestsForRun(SUBSCRIBERS);
+  await client.connection.close();
+
+  const figures = {
+    subscribers: SUBSCRIBERS,
+    batches: BATCHES,
+    eventsPerBatch: PER_BATCH,
+    deliveries: latencies.length,
+    p50Ms: round(percentile(latencies, 50)),
+    p99Ms: round(percentile(latencies, 99)),
+    maxMs: round(latencies.at(-1) ?? NaN),
+    lost,
+    duplicated,
+    historyRequestsPerRunWithoutSubscribers: requestsAlone,
+    historyRequestsPerRunWith: requestsWithSubscribers,
+  };
+  console.log(JSON.stringify(figures, null, 2));
+
+  if (args.write) {
+    const file = resolve(import.meta.dirname, "../docs/BENCHMARKS.md");
+    const section = [
+      "<!-- stream-fanout:start -->",
+      "## Stream fan-out (issue: live progress)",
+      "",
+      "```sh",
+      `npm run bench:stream -- --subscribers ${SUBSCRIBERS} --batches ${BATCHES} --events-per-batch ${PER_BATCH} --write`,
+      "```",
+      "",
+      `Measured ${new Date().toISOString().slice(0, 10)} on the 2-core development machine, whole stack local (wrangler dev, Temporal dev server, Node host); the subscribers run in the benchmark's own Node process on the same two cores.`,
+      "",
+      "| figure | value |",
+      "|---|---|",
+      `| subscribers on one run | ${SUBSCRIBERS} |`,
+      `| batches pushed (events each) | ${BATCHES} (${PER_BATCH}) |`,
+      `| batch deliveries measured | ${figures.deliveries} |`,
+      `| latency host push → client, p50 | ${figures.p50Ms} ms |`,
+      `| latency host push → client, p99 | ${figures.p99Ms} ms |`,
+      `| latency, max | ${figures.maxMs} ms |`,
+      `| events lost | ${lost} |`,
+      `| events duplicated | ${duplicated} |`,
+      `| Temporal history requests for a run with 0 subscribers | ${requestsAlone} |`,
+      `| Temporal history requests for a run with ${SUBSCRIBERS} subscribers | ${requestsWithSubscribers} |`,
+      "<!-- stream-fanout:end -->",
+    ].join("\n");
+    let doc = "";
+    try {
+      doc = readFileSync(file, "utf8");
+    } catch {
+      doc = "# Benchmarks\n\nFigures from `bench/`. Each section gives the command that produced it; this machine is noisy, so compare ratios within one run.\n";
+    }
+    doc = /<!-- stream-fanout:start -->[\s\S]*<!-- stream-fanout:end -->/.test(doc)
+      ? doc.replace(/<!-- stream-fanout:start -->[\s\S]*<!-- stream-fanout:end -->/, section)
+      : `${doc.trimEnd()}\n\n${section}\n`;
+    writeFileSync(file, doc);
+    console.log(`wrote ${file}`);
+  }
+  if (lost > 0 || duplicated > 0) process.exitCode = 1;
+} finally {
+  await stack.stop();
+}
