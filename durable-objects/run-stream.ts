@@ -15,6 +15,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { HostClient } from "../src/host-client.ts";
 import type { RunEvent } from "../src/shared/host-api.ts";
+import { CLOSE_EVENT_TYPES } from "../src/shared/history-events.ts";
 import { runFinishedEvent } from "../src/shared/run-events.ts";
 import { isTerminal, type RunStatus } from "../src/shared/run-status.ts";
 import { sseFrame } from "../src/sse/frames.ts";
@@ -23,16 +24,7 @@ import { sseFrame } from "../src/sse/frames.ts";
 export const DEFAULT_WATCHDOG_QUIET_MS = 30_000;
 /** Most history events sent in one SSE `history` frame when replaying a backlog. */
 export const REPLAY_BATCH_SIZE = 200;
-const CLOSE_EVENT_TYPES_SQL = [
-  "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED",
-  "EVENT_TYPE_WORKFLOW_EXECUTION_FAILED",
-  "EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT",
-  "EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED",
-  "EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED",
-  "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW",
-]
-  .map((t) => `'${t}'`)
-  .join(", ");
+const CLOSE_EVENT_TYPES_SQL = CLOSE_EVENT_TYPES.map((t) => `'${t}'`).join(", ");
 /** Close code the DO uses to tell the Worker the stream is complete (after `done`). */
 export const STREAM_DONE_CLOSE_CODE = 4000;
 

@@ -11,7 +11,8 @@ import type { Client } from "@temporalio/client";
 import type { RunEvent } from "../src/shared/host-api.ts";
 import { runFinishedEvent } from "../src/shared/run-events.ts";
 import type { EdgeClient } from "./edge-client.ts";
-import { CLOSE_EVENT_TYPES, serializeHistoryEvent } from "./history-serialization.ts";
+import { CLOSE_EVENT_TYPES } from "../src/shared/history-events.ts";
+import { serializeHistoryEvent } from "./history-serialization.ts";
 import { runResult } from "./temporal.ts";
 
 /** Pause after a failed history request before trying again. */
@@ -95,7 +96,7 @@ export class HistoryRelay {
             data: { runId, event: event as unknown as Record<string, unknown> },
           })),
         );
-        const close = serialized.find((e) => CLOSE_EVENT_TYPES.has(e.eventType));
+        const close = serialized.find((e) => CLOSE_EVENT_TYPES.includes(e.eventType));
         if (close) {
           const outcome = await runResult(this.client, workflowId, 0, runId);
           await this.edge.pushRunEvents(workflowId, [runFinishedEvent({ ...outcome, closeTime: close.eventTime ?? outcome.closeTime })]);

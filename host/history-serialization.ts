@@ -21,15 +21,6 @@ export interface SerializedHistoryEvent {
   payloads?: { input?: unknown[]; result?: unknown };
 }
 
-export const CLOSE_EVENT_TYPES = new Set([
-  "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED",
-  "EVENT_TYPE_WORKFLOW_EXECUTION_FAILED",
-  "EVENT_TYPE_WORKFLOW_EXECUTION_TIMED_OUT",
-  "EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED",
-  "EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED",
-  "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW",
-]);
-
 function decode(payloads: Payloads): unknown[] | undefined {
   if (!payloads?.payloads?.length) return undefined;
   return payloads.payloads.map((p) => {

@@ -1,6 +1,7 @@
 /** Runs the Node host as its own process, so fault tests can kill and restart it. */
 import { spawn, type ChildProcess } from "node:child_process";
 import { resolve } from "node:path";
+import { waitForOutput } from "./process-output.ts";
 
 const root = resolve(import.meta.dirname, "../..");
 
@@ -11,31 +12,16 @@ export interface HostProcess {
 }
 
 export async function startHostProcess(env: Record<string, string>, timeoutMs = 120_000): Promise<HostProcess> {
-  let output = "";
   const child: ChildProcess = spawn(resolve(root, "node_modules/.bin/tsx"), ["host/main.ts"], {
     cwd: root,
     env: { ...process.env, HOST_LOG_LEVEL: "WARN", ...env },
     stdio: ["ignore", "pipe", "pipe"],
     detached: true,
   });
-  await new Promise<void>((ready, fail) => {
-    const timer = setTimeout(() => fail(new Error(`host not ready in ${timeoutMs} ms:\n${output}`)), timeoutMs);
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      if (/published \d+ workflows/.test(output)) {
-        clearTimeout(timer);
-        ready();
-      }
-    };
-    child.stdout!.on("data", onData);
-    child.stderr!.on("data", onData);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      fail(new Error(`host exited with ${code}:\n${output}`));
-    });
-  });
+  const startup = waitForOutput(child, /published \d+ workflows/, timeoutMs, "host");
+  await startup.done;
   return {
-    output: () => output,
+    output: startup.output,
     async kill(signal = "SIGKILL") {
       if (child.exitCode !== null || child.signalCode !== null || !child.pid) return;
       const exited = new Promise((r) => child.once("exit", r));

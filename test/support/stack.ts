@@ -7,10 +7,11 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { generateApiKey } from "../../src/shared/api-keys.ts";
+import { waitForOutput } from "./process-output.ts";
 import { portOpen } from "./temporal-server.ts";
 
 const root = resolve(import.meta.dirname, "../..");
-const READY_MARKER = "OUTRIDER_READY";
+const READY_MARKER = /OUTRIDER_READY/;
 
 export interface RunningStack {
   baseUrl: string;
@@ -36,7 +37,6 @@ export async function startStack(ports: { edge: number; host: number; temporal: 
   }
   const stateDir = mkdtempSync(join(tmpdir(), "outrider-e2e-"));
   const apiKey = generateApiKey().key;
-  let output = "";
   const child: ChildProcess = spawn(process.execPath, ["scripts/dev.ts"], {
     cwd: root,
     env: {
@@ -66,22 +66,8 @@ export async function startStack(ports: { edge: number; host: number; temporal: 
       /* gone */
     }
   };
-  await new Promise<void>((ready, fail) => {
-    const timer = setTimeout(() => fail(new Error(`stack not ready after ${timeoutMs / 1000}s:\n${output.slice(-4000)}`)), timeoutMs);
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      if (output.includes(READY_MARKER)) {
-        clearTimeout(timer);
-        ready();
-      }
-    };
-    child.stdout!.on("data", onData);
-    child.stderr!.on("data", onData);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      fail(new Error(`npm run dev exited with ${code} before it was ready:\n${output.slice(-4000)}`));
-    });
-  }).catch(async (err) => {
+  const startup = waitForOutput(child, READY_MARKER, timeoutMs, "npm run dev");
+  await startup.done.catch(async (err) => {
     await stop();
     throw err;
   });
@@ -91,6 +77,6 @@ export async function startStack(ports: { edge: number; host: number; temporal: 
     stateDir,
     temporalAddress: `127.0.0.1:${ports.temporal}`,
     stop,
-    output: () => output,
+    output: startup.output,
   };
 }
