@@ -10,6 +10,8 @@ interface WorkflowDefinition {
   description: string;
   input: z.ZodType;
   output: z.ZodType;
+  /** Names of the signal, query and update handlers clients may call. */
+  handlers?: { signals?: string[]; queries?: string[]; updates?: string[] };
 }
 
 export const WORKFLOWS = {
@@ -33,14 +35,28 @@ export const WORKFLOWS = {
     input: z.object({ reason: z.string().max(500).optional() }).strict(),
     output: z.never(),
   },
+  approval: {
+    description: "Waits for signal `approve` ({approvedBy}); query `progress`; update `setPriority` ({priority: 1-5}). Stopped, it cleans up.",
+    input: z.object({ request: z.string().min(1).max(500) }).strict(),
+    output: z.object({ request: z.string(), approvedBy: z.string(), priority: z.number().int() }),
+    handlers: { signals: ["approve"], queries: ["progress"], updates: ["setPriority"] },
+  },
 } satisfies Record<string, WorkflowDefinition>;
+
+export type HandlerKind = "signals" | "queries" | "updates";
+
+export function hasHandler(workflowName: string, kind: HandlerKind, name: string): boolean {
+  const def: WorkflowDefinition | undefined = (WORKFLOWS as Record<string, WorkflowDefinition>)[workflowName];
+  return def?.handlers?.[kind]?.includes(name) ?? false;
+}
 
 export type WorkflowName = keyof typeof WORKFLOWS;
 
 export function catalogEntries(): CatalogEntry[] {
-  return Object.entries(WORKFLOWS).map(([name, def]) => ({
+  return Object.entries(WORKFLOWS as Record<string, WorkflowDefinition>).map(([name, def]) => ({
     name,
     description: def.description,
+    handlers: { signals: def.handlers?.signals ?? [], queries: def.handlers?.queries ?? [], updates: def.handlers?.updates ?? [] },
     inputSchema: z.toJSONSchema(def.input, { target: "draft-2020-12" }) as Record<string, unknown>,
     outputSchema: z.toJSONSchema(def.output, { target: "draft-2020-12", unrepresentable: "any" }) as Record<string, unknown>,
   }));

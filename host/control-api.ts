@@ -5,17 +5,21 @@
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import {
+  QueryNotRegisteredError,
+  QueryRejectedError,
   WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
   type Client,
 } from "@temporalio/client";
-import { HOST_PATHS, startRunRequest } from "../src/shared/host-api.ts";
+import { HOST_PATHS, interactRequest, startRunRequest, terminateRequest } from "../src/shared/host-api.ts";
+import { TERMINAL_STATUSES } from "../src/shared/run-status.ts";
 import { runStartedEvent } from "../src/shared/run-events.ts";
 import { verifyRequest } from "../src/shared/signing.ts";
-import { WORKFLOWS } from "./catalog.ts";
+import { WORKFLOWS, hasHandler, type HandlerKind } from "./catalog.ts";
 import type { EdgeClient } from "./edge-client.ts";
 import type { HistoryRelay } from "./history-relay.ts";
-import { describeRun, runResult } from "./temporal.ts";
+import { describeRun, failureMessage, runResult } from "./temporal.ts";
 
 /** Longest a single result call may block; the edge asks again if it wants to wait longer. */
 export const MAX_RESULT_WAIT_MS = 120_000;
@@ -28,7 +32,7 @@ export interface ControlApiDeps {
   edge: EdgeClient;
 }
 
-function hostError(status: 400 | 401 | 404 | 409 | 503, code: string, message: string): HTTPException {
+function hostError(status: 400 | 401 | 404 | 409 | 422 | 503, code: string, message: string): HTTPException {
   return new HTTPException(status, {
     res: Response.json({ error: { code, message } }, { status }),
   });
@@ -77,6 +81,63 @@ export function createControlApi(deps: ControlApiDeps): Hono {
     await describeRun(deps.client, workflowId); // 404 for an unknown run
     deps.relay.follow(workflowId);
     return c.json({ following: true });
+  });
+
+  const KINDS: Record<"signal" | "query" | "update", HandlerKind> = { signal: "signals", query: "queries", update: "updates" };
+
+  /** A run that is still open, or 409: handlers and stops need a live run. */
+  async function openRun(workflowId: string) {
+    const described = await describeRun(deps.client, workflowId);
+    if (TERMINAL_STATUSES.has(described.status)) {
+      throw hostError(409, "run_finished", `run ${workflowId} already ended (${described.status})`);
+    }
+    return described;
+  }
+
+  app.post("/v1/runs/:workflowId/:kind{signal|query|update}/:name", async (c) => {
+    const workflowId = c.req.param("workflowId");
+    const kind = c.req.param("kind") as "signal" | "query" | "update";
+    const name = c.req.param("name");
+    const parsed = interactRequest.safeParse(await c.req.json().catch(() => null));
+    if (!parsed.success) throw hostError(400, "invalid_request", parsed.error.message);
+    const described = kind === "query" ? await describeRun(deps.client, workflowId) : await openRun(workflowId);
+    if (!hasHandler(described.workflowName, KINDS[kind], name)) {
+      throw hostError(404, "handler_not_found", `workflow ${described.workflowName} has no ${kind} handler named "${name}"`);
+    }
+    const handle = deps.client.workflow.getHandle(workflowId);
+    const args = parsed.data.payload === undefined ? [] : [parsed.data.payload];
+    try {
+      if (kind === "signal") {
+        await handle.signal(name, ...args);
+        return c.json({});
+      }
+      if (kind === "query") return c.json({ result: await handle.query(name, ...args) });
+      return c.json({ result: await handle.executeUpdate(name, { args: args as [unknown] }) });
+    } catch (err) {
+      if (err instanceof QueryNotRegisteredError) throw hostError(404, "handler_not_found", err.message);
+      if (err instanceof WorkflowUpdateFailedError || err instanceof QueryRejectedError) {
+        throw hostError(422, "handler_failed", failureMessage(err));
+      }
+      // A query that throws inside the workflow comes back as a gRPC error carrying its message.
+      if (kind === "query" && (err as { code?: number }).code === 3) throw hostError(422, "handler_failed", failureMessage(err));
+      throw err;
+    }
+  });
+
+  app.post("/v1/runs/:workflowId/cancel", async (c) => {
+    const workflowId = c.req.param("workflowId");
+    await openRun(workflowId);
+    await deps.client.workflow.getHandle(workflowId).cancel();
+    return c.json({ status: "cancelling" });
+  });
+
+  app.post("/v1/runs/:workflowId/terminate", async (c) => {
+    const workflowId = c.req.param("workflowId");
+    const parsed = terminateRequest.safeParse(await c.req.json().catch(() => ({})));
+    if (!parsed.success) throw hostError(400, "invalid_request", parsed.error.message);
+    await openRun(workflowId);
+    await deps.client.workflow.getHandle(workflowId).terminate(parsed.data.reason ?? "terminated through the API");
+    return c.json({ status: "terminated" });
   });
 
   app.get(HOST_PATHS.metrics, (c) => c.json({ historyRequests: deps.relay.historyRequests, runsFollowed: deps.relay.size }));

@@ -19,3 +19,12 @@ export async function shout(text: string): Promise<string> {
 export async function prepareDoomedWork(reason: string): Promise<{ prepared: true; reason: string }> {
   return { prepared: true, reason };
 }
+
+export async function recordApproval(request: string, approvedBy: string, priority: number): Promise<{ request: string; approvedBy: string; priority: number }> {
+  return { request, approvedBy, priority };
+}
+
+/** Runs when an approval is stopped: releases whatever the request held. */
+export async function cleanupApproval(request: string): Promise<{ released: string }> {
+  return { released: request };
+}

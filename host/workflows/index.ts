@@ -1,2 +1,3 @@
 // Entry point of the workflow bundle the Temporal worker loads (see host/worker.ts).
+export * from "./approval.ts";
 export * from "./examples.ts";

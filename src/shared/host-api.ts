@@ -10,6 +10,10 @@ export const HOST_PATHS = {
   describe: (workflowId: string) => `/v1/runs/${encodeURIComponent(workflowId)}`,
   result: (workflowId: string) => `/v1/runs/${encodeURIComponent(workflowId)}/result`,
   follow: (workflowId: string) => `/v1/runs/${encodeURIComponent(workflowId)}/follow`,
+  interact: (workflowId: string, kind: "signal" | "query" | "update", name: string) =>
+    `/v1/runs/${encodeURIComponent(workflowId)}/${kind}/${encodeURIComponent(name)}`,
+  cancel: (workflowId: string) => `/v1/runs/${encodeURIComponent(workflowId)}/cancel`,
+  terminate: (workflowId: string) => `/v1/runs/${encodeURIComponent(workflowId)}/terminate`,
   metrics: "/v1/metrics",
 } as const;
 
@@ -55,6 +59,11 @@ export const runResultResponse = z.object({
 });
 export type RunResultResponse = z.infer<typeof runResultResponse>;
 
+export const interactRequest = z.object({ payload: z.unknown().optional() });
+export const interactResponse = z.object({ result: z.unknown().optional() });
+export const terminateRequest = z.object({ reason: z.string().max(1000).optional() });
+export const stopResponse = z.object({ status: z.string() });
+
 export const followResponse = z.object({ following: z.boolean() });
 
 export const hostErrorBody = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
@@ -75,6 +84,9 @@ export const catalogEntry = z.object({
   description: z.string(),
   inputSchema: z.record(z.string(), z.unknown()),
   outputSchema: z.record(z.string(), z.unknown()),
+  handlers: z
+    .object({ signals: z.array(z.string()), queries: z.array(z.string()), updates: z.array(z.string()) })
+    .default({ signals: [], queries: [], updates: [] }),
 });
 export type CatalogEntry = z.infer<typeof catalogEntry>;
 export const catalogPublish = z.object({ workflows: z.array(catalogEntry) });

@@ -135,3 +135,49 @@ describe("control API over real Temporal", () => {
     expect(res.status).toBe(400);
   });
 });
+
+describe("interacting with a running approval", () => {
+  const interact = (workflowId: string, kind: "signal" | "query" | "update", name: string, payload?: unknown) =>
+    signed("POST", HOST_PATHS.interact(workflowId, kind, name), { payload });
+
+  it("query, update, signal; then handlers on the finished run are refused", async () => {
+    const workflowId = newId("approval");
+    await signed("POST", HOST_PATHS.start, { workflowId, workflowName: "approval", input: { request: "buy a boat" } });
+    const progress = await interact(workflowId, "query", "progress");
+    expect(await progress.json()).toEqual({ result: { stage: "waiting_for_approval", priority: 3, approvedBy: null } });
+
+    const updated = await interact(workflowId, "update", "setPriority", { priority: 5 });
+    expect(await updated.json()).toEqual({ result: { priority: 5 } });
+    const rejected = await interact(workflowId, "update", "setPriority", { priority: 9 });
+    expect(rejected.status).toBe(422);
+    expect(await rejected.json()).toMatchObject({ error: { code: "handler_failed", message: "priority must be an integer from 1 to 5" } });
+
+    expect((await interact(workflowId, "signal", "nope")).status).toBe(404);
+    expect((await interact(workflowId, "signal", "approve", { approvedBy: "Grace" })).status).toBe(200);
+    const result = runResultResponse.parse(await (await signed("GET", `${HOST_PATHS.result(workflowId)}?waitMs=30000`)).json());
+    expect(result.output).toEqual({ request: "buy a boat", approvedBy: "Grace", priority: 5 });
+
+    const late = await interact(workflowId, "signal", "approve", { approvedBy: "Ada" });
+    expect(late.status).toBe(409);
+    expect(await late.json()).toMatchObject({ error: { code: "run_finished" } });
+  });
+
+  it("cancel runs the cleanup step and ends cancelled; terminate is immediate; both 409 once finished", async () => {
+    const a = newId("approval");
+    await signed("POST", HOST_PATHS.start, { workflowId: a, workflowName: "approval", input: { request: "a" } });
+    expect((await signed("POST", HOST_PATHS.cancel(a), {})).status).toBe(200);
+    const cancelled = runResultResponse.parse(await (await signed("GET", `${HOST_PATHS.result(a)}?waitMs=30000`)).json());
+    expect(cancelled.status).toBe("cancelled");
+    const history = await client.workflow.getHandle(a).fetchHistory();
+    const steps = history.events!.filter((e) => e.activityTaskScheduledEventAttributes).map((e) => e.activityTaskScheduledEventAttributes!.activityType!.name);
+    expect(steps).toEqual(["cleanupApproval"]);
+    expect((await signed("POST", HOST_PATHS.cancel(a), {})).status).toBe(409);
+
+    const b = newId("approval");
+    await signed("POST", HOST_PATHS.start, { workflowId: b, workflowName: "approval", input: { request: "b" } });
+    expect((await signed("POST", HOST_PATHS.terminate(b), { reason: "not needed" })).status).toBe(200);
+    const terminated = runResultResponse.parse(await (await signed("GET", `${HOST_PATHS.result(b)}?waitMs=30000`)).json());
+    expect(terminated).toMatchObject({ status: "terminated", error: "not needed" });
+    expect((await signed("POST", HOST_PATHS.terminate(b), {})).status).toBe(409);
+  });
+});

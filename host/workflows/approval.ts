@@ -1,0 +1,63 @@
+/**
+ * `approval`: waits for a human. Signal `approve` ({approvedBy}) completes it, query `progress`
+ * reads its state, update `setPriority` ({priority: 1-5}) changes its priority and returns it.
+ * Stopped gracefully (cancellation), it runs a cleanup step before it ends `cancelled`.
+ */
+import {
+  CancellationScope,
+  condition,
+  defineQuery,
+  defineSignal,
+  defineUpdate,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+} from "@temporalio/workflow";
+import type * as activities from "../activities/index.ts";
+
+const steps = proxyActivities<typeof activities>({ startToCloseTimeout: "1 minute", retry: { maximumAttempts: 5 } });
+
+export const approveSignal = defineSignal<[{ approvedBy: string }]>("approve");
+export const progressQuery = defineQuery<ApprovalProgress>("progress");
+export const setPriorityUpdate = defineUpdate<{ priority: number }, [{ priority: number }]>("setPriority");
+
+export interface ApprovalProgress {
+  stage: "waiting_for_approval" | "approved" | "cleaning_up";
+  priority: number;
+  approvedBy: string | null;
+}
+
+export const PRIORITY_ERROR = "priority must be an integer from 1 to 5";
+
+export async function approval(input: { request: string }): Promise<{ request: string; approvedBy: string; priority: number }> {
+  const state: ApprovalProgress = { stage: "waiting_for_approval", priority: 3, approvedBy: null };
+  setHandler(progressQuery, () => state);
+  setHandler(approveSignal, ({ approvedBy }) => {
+    if (typeof approvedBy === "string" && approvedBy.length > 0) state.approvedBy = approvedBy;
+  });
+  setHandler(
+    setPriorityUpdate,
+    ({ priority }) => {
+      state.priority = priority;
+      return { priority };
+    },
+    {
+      validator: (arg) => {
+        const priority = (arg as { priority?: unknown } | undefined)?.priority;
+        if (!Number.isInteger(priority) || (priority as number) < 1 || (priority as number) > 5) throw new Error(PRIORITY_ERROR);
+      },
+    },
+  );
+  try {
+    await condition(() => state.approvedBy !== null);
+    state.stage = "approved";
+    return await steps.recordApproval(input.request, state.approvedBy!, state.priority);
+  } catch (err) {
+    if (isCancellation(err)) {
+      state.stage = "cleaning_up";
+      // The cleanup must run even though the workflow is being cancelled.
+      await CancellationScope.nonCancellable(() => steps.cleanupApproval(input.request));
+    }
+    throw err;
+  }
+}
