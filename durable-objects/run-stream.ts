@@ -19,6 +19,7 @@ import { CLOSE_EVENT_TYPES } from "../src/shared/history-events.ts";
 import { runFinishedEvent } from "../src/shared/run-events.ts";
 import { isTerminal, type RunStatus } from "../src/shared/run-status.ts";
 import { sseFrame } from "../src/sse/frames.ts";
+import { buildTrace, traceKey, type TraceHistoryEvent } from "./trace.ts";
 
 /** A run with no new event for this long is checked against Temporal (overridable for tests). */
 export const DEFAULT_WATCHDOG_QUIET_MS = 30_000;
@@ -127,6 +128,7 @@ export class RunStream extends DurableObject<Env> {
       this.broadcast(fresh);
     }
     await this.projectPending(workflowId);
+    await this.writeTraces(workflowId);
     await this.armWatchdog();
     return { accepted: fresh.length, duplicates: events.length - fresh.length };
   }
@@ -187,6 +189,41 @@ export class RunStream extends DurableObject<Env> {
     }
   }
 
+  // ---------------------------------------------------------------- trace log
+
+  /** Writes the trace of every finished run that has none yet (durably, to R2). */
+  private async writeTraces(workflowId: string): Promise<void> {
+    const finishedRuns = this.sql.exec<{ run_id: string }>("SELECT run_id FROM events WHERE type = 'run.finished'").toArray();
+    for (const { run_id: runId } of finishedRuns) {
+      if (!this.getMeta(`trace:${runId}`) && this.isStreamComplete(runId)) await this.writeTrace(workflowId, runId);
+    }
+  }
+
+  private async writeTrace(workflowId: string, runId: string): Promise<string> {
+    const finished = this.finishedEvent(runId)! as { status: string; output?: unknown; error?: string | null };
+    const events = this.sql
+      .exec<{ data: string }>("SELECT data FROM events WHERE run_id = ? AND type = 'history' ORDER BY history_event_id", runId)
+      .toArray()
+      .map((r) => (JSON.parse(r.data) as { event: TraceHistoryEvent }).event);
+    const trace = buildTrace({ workflowId, runId, status: finished.status, output: finished.output, error: finished.error ?? null }, events);
+    const key = traceKey(workflowId, runId);
+    await this.env.TRACES.put(key, JSON.stringify(trace), { httpMetadata: { contentType: "application/json" } });
+    this.setMeta(`trace:${runId}`, key);
+    return key;
+  }
+
+  /**
+   * The trace of `runId` (or the latest run): its R2 key once the run is finished and its history
+   * complete, written now if it was not yet; null while the run is still going.
+   */
+  async traceFor(runId?: string): Promise<{ runId: string; key: string } | null> {
+    const id = runId ?? this.latestRunId();
+    if (!id || !this.isStreamComplete(id)) return null;
+    const workflowId = this.getMeta("workflowId");
+    if (!workflowId) return null;
+    return { runId: id, key: this.getMeta(`trace:${id}`) ?? (await this.writeTrace(workflowId, id)) };
+  }
+
   // ---------------------------------------------------------------- run state, from the log
 
   private latestRunId(): string | null {
@@ -237,6 +274,28 @@ export class RunStream extends DurableObject<Env> {
     const id = runId ?? this.latestRunId();
     if (!id) return { runId: null, finished: false, lastEventId: 0 };
     return { runId: id, finished: this.isStreamComplete(id), lastEventId: this.lastHistoryEventId(id) };
+  }
+
+  /**
+   * A page of a run's history, as streams send it: events after `afterEventId`, at most `limit`.
+   * `nextAfterEventId` is null on the last page of a finished run.
+   */
+  async historyPage(runId: string | undefined, afterEventId: number, limit: number, includePayloads: boolean) {
+    const id = runId ?? this.latestRunId();
+    if (!id) return { runId: null, events: [], nextAfterEventId: null, complete: false };
+    const rows = this.sql
+      .exec<LogRow>(
+        "SELECT * FROM events WHERE run_id = ? AND type = 'history' AND history_event_id > ? ORDER BY history_event_id LIMIT ?",
+        id,
+        afterEventId,
+        limit,
+      )
+      .toArray();
+    const events = rows.map((r) => this.historyEventForSubscriber(r, includePayloads));
+    const complete = this.isStreamComplete(id);
+    const last = rows.at(-1)?.history_event_id ?? afterEventId;
+    const more = rows.length === limit || !complete;
+    return { runId: id, events, nextAfterEventId: more ? last : null, complete };
   }
 
   private workflowSummary(runId: string) {
@@ -330,15 +389,17 @@ export class RunStream extends DurableObject<Env> {
   }
 
   private sendHistory(ws: WebSocket, attachment: SubscriberAttachment, rows: LogRow[]): void {
-    const events = rows.map((r) => {
-      const event = (JSON.parse(r.data) as { event: HistoryEventData }).event;
-      if (attachment.includePayloads) return event;
-      const { payloads: _omitted, ...withoutPayloads } = event;
-      return withoutPayloads;
-    });
+    const events = rows.map((r) => this.historyEventForSubscriber(r, attachment.includePayloads));
     const lastEventId = rows[rows.length - 1]!.history_event_id!;
     attachment.lastEventId = lastEventId;
     this.send(ws, { sse: sseFrame({ event: "history", id: lastEventId, data: events }), eventId: lastEventId });
+  }
+
+  private historyEventForSubscriber(row: LogRow, includePayloads: boolean): Omit<HistoryEventData, "payloads"> & { payloads?: unknown } {
+    const event = (JSON.parse(row.data) as { event: HistoryEventData }).event;
+    if (includePayloads) return event;
+    const { payloads: _omitted, ...withoutPayloads } = event;
+    return withoutPayloads;
   }
 
   private sendDone(ws: WebSocket, finished: { status: string; newRunId?: string | null }): void {
@@ -393,7 +454,9 @@ export class RunStream extends DurableObject<Env> {
 
   private async armWatchdog(): Promise<void> {
     const pendingProjection = this.sql.exec("SELECT 1 FROM events WHERE projected = 0 LIMIT 1").toArray().length > 0;
-    if (this.isFinished() && !pendingProjection) {
+    const latest = this.latestRunId();
+    const traceMissing = latest !== null && this.isStreamComplete(latest) && !this.getMeta(`trace:${latest}`);
+    if (this.isFinished() && !pendingProjection && !traceMissing) {
       await this.ctx.storage.deleteAlarm();
       return;
     }
@@ -406,6 +469,7 @@ export class RunStream extends DurableObject<Env> {
     if (!workflowId) return;
     try {
       await this.projectPending(workflowId);
+      await this.writeTraces(workflowId);
       if (!this.isFinished()) await this.reconcile(workflowId);
     } finally {
       await this.armWatchdog();

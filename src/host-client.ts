@@ -3,17 +3,27 @@
  * the host become `host_unavailable` (503 with Retry-After), so callers can retry safely.
  */
 import type { z } from "zod";
-import { ApiError } from "./errors.ts";
+import { ApiError, type ErrorCode } from "./errors.ts";
 import {
   HOST_PATHS,
   describeRunResponse,
   hostErrorBody,
   runResultResponse,
   followResponse,
+  interactResponse,
+  stopResponse,
   startRunResponse,
   type StartRunRequest,
 } from "./shared/host-api.ts";
 import { parseSecrets, signRequest } from "./shared/signing.ts";
+
+const PASS_THROUGH_CODES: Partial<Record<ErrorCode, true>> = {
+  run_not_found: true,
+  workflow_not_found: true,
+  handler_not_found: true,
+  handler_failed: true,
+  run_finished: true,
+};
 
 /** Seconds a client should wait before retrying when the host cannot be reached. */
 export const HOST_RETRY_AFTER_SECONDS = 5;
@@ -32,6 +42,20 @@ export class HostClient {
   /** The run's outcome; waits up to `waitMs` for it to close. */
   result(workflowId: string, waitMs = 0) {
     return this.call("GET", `${HOST_PATHS.result(workflowId)}?waitMs=${Math.max(0, Math.floor(waitMs))}`, runResultResponse);
+  }
+
+  /** Sends a signal, query or update to a run; resolves to the handler's result (signals: undefined). */
+  async interact(workflowId: string, kind: "signal" | "query" | "update", name: string, payload: unknown) {
+    return (await this.call("POST", HOST_PATHS.interact(workflowId, kind, name), interactResponse, { payload })).result;
+  }
+
+  /** Graceful stop: Temporal cancellation, the workflow's cleanup runs. */
+  cancel(workflowId: string) {
+    return this.call("POST", HOST_PATHS.cancel(workflowId), stopResponse, {});
+  }
+
+  terminate(workflowId: string, reason: string | undefined) {
+    return this.call("POST", HOST_PATHS.terminate(workflowId), stopResponse, { reason });
   }
 
   /** Asks the host to (re)relay a run's history to the edge. */
@@ -60,8 +84,8 @@ export class HostClient {
     const hostError = hostErrorBody.safeParse(json);
     const code = hostError.success ? hostError.data.error.code : "";
     const message = hostError.success ? hostError.data.error.message : `host answered ${res.status}`;
-    if (res.status === 404 && code === "run_not_found") throw new ApiError("run_not_found", message);
-    if (res.status === 404 && code === "workflow_not_found") throw new ApiError("workflow_not_found", message);
+    // The host's client-facing codes are ours too: pass them through unchanged.
+    if (res.status < 500 && code in PASS_THROUGH_CODES) throw new ApiError(code as ErrorCode, message);
     if (res.status >= 500 || res.status === 401) {
       // 401 means the two sides disagree on the secret: an operator problem, not the caller's.
       throw new ApiError("host_unavailable", `the workflow host cannot serve this now (${code || res.status}): ${message}`, undefined, this.retryAfter());

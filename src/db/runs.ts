@@ -1,4 +1,4 @@
-import { and, eq } from "drizzle-orm";
+import { and, desc, eq } from "drizzle-orm";
 import { db } from "./client.ts";
 import { runs, type Run } from "./schema.ts";
 
@@ -21,4 +21,9 @@ export async function findRunByWorkflowId(d1: D1Database, organizationId: string
     .where(and(eq(runs.organizationId, organizationId), eq(runs.temporalWorkflowId, temporalWorkflowId)))
     .limit(1);
   return rows[0] ?? null;
+}
+
+/** The organization's most recent runs, newest first. */
+export async function listRecentRuns(d1: D1Database, organizationId: string, limit: number) {
+  return db(d1).select().from(runs).where(eq(runs.organizationId, organizationId)).orderBy(desc(runs.createdAt), desc(runs.id)).limit(limit);
 }

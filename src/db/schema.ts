@@ -49,6 +49,11 @@ export const workflows = sqliteTable(
     description: text("description").notNull().default(""),
     inputSchema: text("input_schema", { mode: "json" }).$type<Record<string, unknown>>().notNull(),
     outputSchema: text("output_schema", { mode: "json" }).$type<Record<string, unknown>>().notNull(),
+    /** Signal, query and update handler names a client may call. */
+    handlers: text("handlers", { mode: "json" })
+      .$type<{ signals: string[]; queries: string[]; updates: string[] }>()
+      .notNull()
+      .default(sql`'{"signals":[],"queries":[],"updates":[]}'`),
     published: integer("published", { mode: "boolean" }).notNull().default(true),
     ...timestamps,
   },

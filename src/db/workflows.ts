@@ -1,4 +1,4 @@
-import { and, eq, isNull, or } from "drizzle-orm";
+import { and, asc, eq, isNull, or } from "drizzle-orm";
 import type { CatalogEntry } from "../shared/host-api.ts";
 import { db } from "./client.ts";
 import { workflows } from "./schema.ts";
@@ -19,6 +19,19 @@ export async function findRunnableWorkflow(d1: D1Database, organizationId: strin
   return rows[0] ?? null;
 }
 
+export async function findWorkflowById(d1: D1Database, id: string) {
+  return (await db(d1).select().from(workflows).where(eq(workflows.id, id)).limit(1))[0] ?? null;
+}
+
+/** Every published workflow the organization may run, by name. */
+export async function listRunnableWorkflows(d1: D1Database, organizationId: string) {
+  return db(d1)
+    .select()
+    .from(workflows)
+    .where(and(eq(workflows.published, true), or(isNull(workflows.organizationId), eq(workflows.organizationId, organizationId))))
+    .orderBy(asc(workflows.name));
+}
+
 /**
  * Replaces the host's code workflows with what it publishes. Workflows that disappear from the
  * host are unpublished, not deleted, so old runs keep their catalog row.
@@ -32,13 +45,22 @@ export async function upsertCodeCatalog(d1: D1Database, entries: CatalogEntry[])
     statements.push(
       d1
         .prepare(
-          `INSERT INTO workflows (id, organization_id, name, kind, description, input_schema, output_schema, published, created_at, updated_at)
-           VALUES (?, NULL, ?, 'code', ?, ?, ?, 1, ?, ?)
+          `INSERT INTO workflows (id, organization_id, name, kind, description, input_schema, output_schema, handlers, published, created_at, updated_at)
+           VALUES (?, NULL, ?, 'code', ?, ?, ?, ?, 1, ?, ?)
            ON CONFLICT (name) WHERE organization_id IS NULL DO UPDATE SET
              description = excluded.description, input_schema = excluded.input_schema,
-             output_schema = excluded.output_schema, published = 1, updated_at = excluded.updated_at`,
+             output_schema = excluded.output_schema, handlers = excluded.handlers, published = 1, updated_at = excluded.updated_at`,
         )
-        .bind(crypto.randomUUID(), entry.name, entry.description, JSON.stringify(entry.inputSchema), JSON.stringify(entry.outputSchema), now, now),
+        .bind(
+          crypto.randomUUID(),
+          entry.name,
+          entry.description,
+          JSON.stringify(entry.inputSchema),
+          JSON.stringify(entry.outputSchema),
+          JSON.stringify(entry.handlers),
+          now,
+          now,
+        ),
     );
   }
   // One batch is one transaction: readers never see a half-replaced catalog.

@@ -6,6 +6,7 @@
  */
 import { aggregate, type Attribute } from "../shared/aggregations.ts";
 import { isTerminal, type RunStatus } from "../shared/run-status.ts";
+import { traceKey } from "../../durable-objects/trace.ts";
 import type { RunEvent, RunResultResponse } from "../shared/host-api.ts";
 import { runFinishedEvent, runStartedEvent } from "../shared/run-events.ts";
 import { ApiError } from "../errors.ts";
@@ -85,7 +86,10 @@ export function resultPayload(run: Run) {
     status: run.status,
     input: run.input,
     output: run.output ?? null,
-    trace: null,
+    // Written by the run's RunStream to R2 when the run ends; the API route reads it back.
+    trace: isTerminal(run.status)
+      ? { destinations: { r2: traceKey(run.temporalWorkflowId, run.temporalRunId ?? ""), api: `/workflow/${run.temporalWorkflowId}/trace-log` } }
+      : null,
     attributes,
     aggregations: aggregate(attributes),
     error: run.error ?? null,

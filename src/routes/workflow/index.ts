@@ -2,7 +2,13 @@ import { bodyLimit } from "hono/body-limit";
 import type { App } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
 import { apiKeyOrStreamToken } from "../../middleware/stream-token-auth/index.ts";
+import { registerCatalog } from "./catalog.ts";
+import { registerHistory } from "./history.ts";
 import { registerHistoryStream } from "./history-stream.ts";
+import { registerInteractions } from "./interact.ts";
+import { registerRunsList } from "./runs.ts";
+import { registerStop } from "./stop.ts";
+import { registerTraceLog } from "./trace-log.ts";
 import { registerStreamToken } from "./stream-token.ts";
 import { registerResult } from "./result.ts";
 import { registerRun } from "./run.ts";
@@ -27,10 +33,17 @@ export function registerWorkflowApi(app: App) {
       },
     }),
   );
+  // Fixed paths before /workflow/:id/... so that "catalog" and "runs" are never taken for ids.
+  registerCatalog(app);
+  registerRunsList(app);
   registerStart(app);
   registerRun(app);
   registerStatus(app);
   registerResult(app);
   registerHistoryStream(app);
   registerStreamToken(app);
+  registerHistory(app);
+  registerInteractions(app);
+  registerStop(app);
+  registerTraceLog(app);
 }

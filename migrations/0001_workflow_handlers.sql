@@ -1,0 +1,1 @@
+ALTER TABLE `workflows` ADD `handlers` text DEFAULT '{"signals":[],"queries":[],"updates":[]}' NOT NULL;
