@@ -134,6 +134,9 @@ async function main() {
   const streamTokenSecret = env.STREAM_TOKEN_SECRET || randomBytes(32).toString("hex");
   const key = devApiKey();
   mkdirSync(devDir, { recursive: true });
+  for (const [name, port] of [["OUTRIDER_PORT", edgePort], ["HOST_PORT", hostPort]] as const) {
+    if (await portOpen(port)) throw new Error(`port ${port} is in use (another \`npm run dev\`?); stop it or set ${name}`);
+  }
 
   if (await portOpen(temporalPort)) {
     log(`using the Temporal server already listening on 127.0.0.1:${temporalPort}`);
