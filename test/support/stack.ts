@@ -25,6 +25,8 @@ export interface RunningStack {
 export interface StackOptions {
   /** false: start Temporal and the edge only; the caller runs the host (see host-process.ts). */
   startHost?: boolean;
+  /** true: a Temporal server the caller started already listens on the port (dev reuses it). */
+  reuseTemporal?: boolean;
   /** Extra environment for `npm run dev` (e.g. RUN_WATCHDOG_QUIET_MS, HOST_SHARED_SECRET). */
   env?: Record<string, string>;
   timeoutMs?: number;
@@ -32,7 +34,8 @@ export interface StackOptions {
 
 export async function startStack(ports: { edge: number; host: number; temporal: number }, options: StackOptions = {}): Promise<RunningStack> {
   const timeoutMs = options.timeoutMs ?? 900_000;
-  for (const port of Object.values(ports)) {
+  const mustBeFree = options.reuseTemporal ? [ports.edge, ports.host] : Object.values(ports);
+  for (const port of mustBeFree) {
     if (await portOpen(port)) throw new Error(`port ${port} is taken; the e2e stack needs it`);
   }
   const stateDir = mkdtempSync(join(tmpdir(), "outrider-e2e-"));

@@ -1,0 +1,55 @@
+/**
+ * Temporal itself restarts mid-run (the dev server with a database file, so its state survives).
+ * The host's relay and worker reconnect by themselves; nothing is lost or repeated.
+ */
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Client, Connection } from "@temporalio/client";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { collectHistoryStream } from "../support/sse.ts";
+import { startStack, type RunningStack } from "../support/stack.ts";
+import { startTemporal, type RunningTemporal } from "../support/temporal-server.ts";
+
+const PORTS = { edge: 8827, host: 8828, temporal: 7243 };
+const dbFile = join(mkdtempSync(join(tmpdir(), "outrider-temporal-")), "temporal.db");
+
+let temporal: RunningTemporal;
+let stack: RunningStack;
+
+beforeAll(async () => {
+  // Started first, so `npm run dev` reuses it instead of starting an in-memory one.
+  temporal = await startTemporal(PORTS.temporal, { TEMPORAL_DB_FILENAME: dbFile });
+  stack = await startStack(PORTS, { reuseTemporal: true });
+});
+
+afterAll(async () => {
+  await stack?.stop();
+  await temporal?.stop();
+});
+
+describe("Temporal restarts mid-run", () => {
+  it("the run completes, the subscriber gets every event exactly once, and the row ends completed", async () => {
+    const api = (path: string, init: RequestInit = {}) =>
+      fetch(`${stack.baseUrl}${path}`, { ...init, headers: { authorization: `Bearer ${stack.apiKey}`, "content-type": "application/json" } });
+    const start = await api("/workflow/start", { method: "POST", body: JSON.stringify({ workflowName: "two_steps", input: { text: "outlive the server", pauseMs: 4000 } }) });
+    const { workflowId } = (await start.json()) as { workflowId: string };
+    const collected = collectHistoryStream((await api(`/workflow/${workflowId}/history/stream`)).body!);
+
+    await new Promise((r) => setTimeout(r, 1000)); // inside the durable pause
+    await temporal.stop();
+    temporal = await startTemporal(PORTS.temporal, { TEMPORAL_DB_FILENAME: dbFile });
+
+    const seen = await collected;
+    const client = new Client({ connection: await Connection.connect({ address: stack.temporalAddress }) });
+    try {
+      const history = await client.workflow.getHandle(workflowId).fetchHistory();
+      expect(seen.eventIds).toEqual(history.events!.map((e) => Number(e.eventId)));
+    } finally {
+      await client.connection.close();
+    }
+    expect(seen.done).toEqual([{ reason: "completed" }]);
+    const status = (await (await api(`/workflow/${workflowId}/status`)).json()) as { status: string };
+    expect(status.status).toBe("completed");
+  });
+});
