@@ -23,6 +23,8 @@ import { buildTrace, traceKey, type TraceHistoryEvent } from "./trace.ts";
 
 /** A run with no new event for this long is checked against Temporal (overridable for tests). */
 export const DEFAULT_WATCHDOG_QUIET_MS = 30_000;
+/** The longest the watchdog waits between checks of a run that stays quiet. */
+export const MAX_WATCHDOG_INTERVAL_MS = 10 * 60_000;
 /** Most history events sent in one SSE `history` frame when replaying a backlog. */
 export const REPLAY_BATCH_SIZE = 200;
 const CLOSE_EVENT_TYPES_SQL = CLOSE_EVENT_TYPES.map((t) => `'${t}'`).join(", ");
@@ -124,7 +126,7 @@ export class RunStream extends DurableObject<Env> {
       if (row) fresh.push(row);
     }
     if (fresh.length > 0) {
-      this.setMeta("lastEventAt", String(Date.now()));
+      this.setMeta("quietChecks", "0");
       this.broadcast(fresh);
     }
     await this.projectPending(workflowId);
@@ -460,7 +462,11 @@ export class RunStream extends DurableObject<Env> {
       await this.ctx.storage.deleteAlarm();
       return;
     }
-    await this.ctx.storage.setAlarm(Date.now() + this.watchdogQuietMs());
+    // Each check that finds the run still quiet doubles the wait, so a run that waits for a
+    // human for days costs a few checks an hour, not one every 30 s.
+    const quietChecks = Number(this.getMeta("quietChecks") ?? 0);
+    const delay = Math.min(this.watchdogQuietMs() * 2 ** Math.min(quietChecks, 16), MAX_WATCHDOG_INTERVAL_MS);
+    await this.ctx.storage.setAlarm(Date.now() + delay);
   }
 
   /** Watchdog: finish failed projections; ask Temporal (via the host) about a quiet open run. */
@@ -470,7 +476,10 @@ export class RunStream extends DurableObject<Env> {
     try {
       await this.projectPending(workflowId);
       await this.writeTraces(workflowId);
-      if (!this.isFinished()) await this.reconcile(workflowId);
+      if (!this.isFinished()) {
+        await this.reconcile(workflowId);
+        this.setMeta("quietChecks", String(Number(this.getMeta("quietChecks") ?? 0) + 1));
+      }
     } finally {
       await this.armWatchdog();
     }
