@@ -15,11 +15,11 @@
 import { DurableObject } from "cloudflare:workers";
 import { HostClient } from "../src/host-client.ts";
 import type { RunEvent } from "../src/shared/host-api.ts";
-import { CLOSE_EVENT_TYPES } from "../src/shared/history-events.ts";
+import { CLOSE_EVENT_TYPES, type SerializedHistoryEvent } from "../src/shared/history-events.ts";
 import { runFinishedEvent } from "../src/shared/run-events.ts";
 import { isTerminal, type RunStatus } from "../src/shared/run-status.ts";
 import { sseFrame } from "../src/sse/frames.ts";
-import { buildTrace, traceKey, type TraceHistoryEvent } from "./trace.ts";
+import { buildTrace, traceKey } from "./trace.ts";
 
 /** A run with no new event for this long is checked against Temporal (overridable for tests). */
 export const DEFAULT_WATCHDOG_QUIET_MS = 30_000;
@@ -54,14 +54,6 @@ interface SubscriberAttachment {
   runId: string;
   includePayloads: boolean;
   lastEventId: number;
-}
-
-interface HistoryEventData {
-  eventId: string;
-  eventTime: string | null;
-  eventType: string;
-  attributes: Record<string, unknown>;
-  payloads?: unknown;
 }
 
 interface LogRow extends Record<string, SqlStorageValue> {
@@ -109,7 +101,7 @@ export class RunStream extends DurableObject<Env> {
     for (const event of events) {
       const data = event.data as Record<string, unknown>;
       const runId = typeof data.runId === "string" ? data.runId : null;
-      const historyEventId = event.type === "history" ? Number((data.event as HistoryEventData | undefined)?.eventId) : null;
+      const historyEventId = event.type === "history" ? Number((data.event as SerializedHistoryEvent | undefined)?.eventId) : null;
       const row = this.sql
         .exec<LogRow>(
           `INSERT OR IGNORE INTO events (source_key, type, at, run_id, history_event_id, data, projected)
@@ -206,7 +198,7 @@ export class RunStream extends DurableObject<Env> {
     const events = this.sql
       .exec<{ data: string }>("SELECT data FROM events WHERE run_id = ? AND type = 'history' ORDER BY history_event_id", runId)
       .toArray()
-      .map((r) => (JSON.parse(r.data) as { event: TraceHistoryEvent }).event);
+      .map((r) => (JSON.parse(r.data) as { event: SerializedHistoryEvent }).event);
     const trace = buildTrace({ workflowId, runId, status: finished.status, output: finished.output, error: finished.error ?? null }, events);
     const key = traceKey(workflowId, runId);
     await this.env.TRACES.put(key, JSON.stringify(trace), { httpMetadata: { contentType: "application/json" } });
@@ -306,11 +298,11 @@ export class RunStream extends DurableObject<Env> {
         .exec<{ data: string }>("SELECT data FROM events WHERE run_id = ? AND type = 'history' AND history_event_id = ?", runId, eventId)
         .toArray()[0];
     const startedRow = history(1);
-    const started = startedRow ? ((JSON.parse(startedRow.data) as { event: HistoryEventData }).event) : null;
+    const started = startedRow ? ((JSON.parse(startedRow.data) as { event: SerializedHistoryEvent }).event) : null;
     const finished = this.finishedEvent(runId);
     const lastEventId = this.lastHistoryEventId(runId);
     const lastRow = finished && lastEventId ? history(lastEventId) : undefined;
-    const closeTime = lastRow ? (JSON.parse(lastRow.data) as { event: HistoryEventData }).event.eventTime : null;
+    const closeTime = lastRow ? (JSON.parse(lastRow.data) as { event: SerializedHistoryEvent }).event.eventTime : null;
     const count = this.sql
       .exec<{ n: number }>("SELECT COUNT(*) AS n FROM events WHERE run_id = ? AND type = 'history'", runId)
       .toArray()[0]!.n;
@@ -397,8 +389,8 @@ export class RunStream extends DurableObject<Env> {
     this.send(ws, { sse: sseFrame({ event: "history", id: lastEventId, data: events }), eventId: lastEventId });
   }
 
-  private historyEventForSubscriber(row: LogRow, includePayloads: boolean): Omit<HistoryEventData, "payloads"> & { payloads?: unknown } {
-    const event = (JSON.parse(row.data) as { event: HistoryEventData }).event;
+  private historyEventForSubscriber(row: LogRow, includePayloads: boolean): SerializedHistoryEvent {
+    const event = (JSON.parse(row.data) as { event: SerializedHistoryEvent }).event;
     if (includePayloads) return event;
     const { payloads: _omitted, ...withoutPayloads } = event;
     return withoutPayloads;

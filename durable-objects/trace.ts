@@ -1,15 +1,9 @@
+import type { SerializedHistoryEvent } from "../src/shared/history-events.ts";
+
 /**
  * The execution trace of a finished run, built from its history log: one entry per step
  * (activity) with input, output, start and end time, attempts and error.
  */
-
-export interface TraceHistoryEvent {
-  eventId: string;
-  eventTime: string | null;
-  eventType: string;
-  attributes: Record<string, unknown>;
-  payloads?: { input?: unknown[]; result?: unknown };
-}
 
 export interface TraceStep {
   stepName: string;
@@ -46,7 +40,7 @@ const STEP_END: Record<string, TraceStep["status"]> = {
 
 export function buildTrace(
   run: { workflowId: string; runId: string; status: string; output: unknown; error: string | null },
-  events: TraceHistoryEvent[],
+  events: SerializedHistoryEvent[],
 ): RunTrace {
   const steps = new Map<string, TraceStep>();
   let workflowName: string | null = null;

@@ -6,20 +6,12 @@
 import { defaultPayloadConverter } from "@temporalio/common";
 import proto from "@temporalio/proto"; // CommonJS: no named ESM exports at run time
 import type { temporal } from "@temporalio/proto";
+import type { SerializedHistoryEvent } from "../src/shared/history-events.ts";
 
 const { HistoryEvent } = proto.temporal.api.history.v1;
 
 type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
 type Payloads = temporal.api.common.v1.IPayloads | null | undefined;
-
-export interface SerializedHistoryEvent {
-  eventId: string;
-  eventTime: string | null;
-  eventType: string;
-  attributes: Record<string, unknown>;
-  /** Decoded input/result of activity events; streams include it only with includePayloads. */
-  payloads?: { input?: unknown[]; result?: unknown };
-}
 
 function decode(payloads: Payloads): unknown[] | undefined {
   if (!payloads?.payloads?.length) return undefined;

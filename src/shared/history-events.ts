@@ -7,3 +7,16 @@ export const CLOSE_EVENT_TYPES: readonly string[] = [
   "EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED",
   "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW",
 ];
+
+/**
+ * A Temporal history event as the host relays it and the edge stores and streams it: Temporal's
+ * JSON form (enum names, int64 as strings) without payload bytes, plus decoded activity payloads.
+ */
+export interface SerializedHistoryEvent {
+  eventId: string;
+  eventTime: string | null;
+  eventType: string;
+  attributes: Record<string, unknown>;
+  /** Decoded input/result of activity events; streams include it only with includePayloads. */
+  payloads?: { input?: unknown[]; result?: unknown };
+}
