@@ -15,6 +15,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { HostClient } from "../src/host-client.ts";
 import type { RunEvent } from "../src/shared/host-api.ts";
+import { aggregate, type Attribute } from "../src/shared/aggregations.ts";
 import { CLOSE_EVENT_TYPES, type SerializedHistoryEvent } from "../src/shared/history-events.ts";
 import { runFinishedEvent } from "../src/shared/run-events.ts";
 import { isTerminal, type RunStatus } from "../src/shared/run-status.ts";
@@ -23,6 +24,8 @@ import { buildTrace, traceKey } from "./trace.ts";
 
 /** A run with no new event for this long is checked against Temporal (overridable for tests). */
 export const DEFAULT_WATCHDOG_QUIET_MS = 30_000;
+/** Event types that change the run's D1 row; the others only live in the log. */
+const PROJECTED_TYPES: ReadonlySet<string> = new Set(["run.started", "run.finished", "attribute"]);
 /** The longest the watchdog waits between checks of a run that stays quiet. */
 export const MAX_WATCHDOG_INTERVAL_MS = 10 * 60_000;
 /** Most history events sent in one SSE `history` frame when replaying a backlog. */
@@ -112,7 +115,7 @@ export class RunStream extends DurableObject<Env> {
           runId,
           Number.isFinite(historyEventId) ? historyEventId : null,
           JSON.stringify(event.data),
-          event.type === "history" ? 1 : 0,
+          PROJECTED_TYPES.has(event.type) ? 0 : 1,
         )
         .toArray()[0];
       if (row) fresh.push(row);
@@ -125,6 +128,14 @@ export class RunStream extends DurableObject<Env> {
     await this.writeTraces(workflowId);
     await this.armWatchdog();
     return { accepted: fresh.length, duplicates: events.length - fresh.length };
+  }
+
+  /** The attributes recorded by the run's steps (every run of the workflow), in order. */
+  async attributes(): Promise<Attribute[]> {
+    return this.sql
+      .exec<{ data: string }>("SELECT data FROM events WHERE type = 'attribute' ORDER BY seq")
+      .toArray()
+      .map((r) => (JSON.parse(r.data) as { attribute: Attribute }).attribute);
   }
 
   /** The log in order (for tests and for readers that want raw events). */
@@ -155,6 +166,16 @@ export class RunStream extends DurableObject<Env> {
          WHERE temporal_workflow_id = ? AND status = 'scheduled'`,
       )
         .bind(String(data.runId), row.at, now, workflowId)
+        .run();
+    } else if (row.type === "attribute") {
+      // Totals for listing and billing; the attributes themselves stay in the log.
+      const totals = aggregate([data.attribute as Attribute]);
+      await this.env.DB.prepare(
+        `UPDATE runs SET cost_total = cost_total + ?, tokens_input = tokens_input + ?, tokens_output = tokens_output + ?,
+           tokens_total = tokens_total + ?, http_requests = http_requests + ?, updated_at = ?
+         WHERE temporal_workflow_id = ?`,
+      )
+        .bind(totals.cost.total, totals.tokens.input, totals.tokens.output, totals.tokens.total, totals.httpRequests.total, now, workflowId)
         .run();
     } else if (row.type === "run.finished") {
       // A continued-as-new run is not the end of the workflow: the row follows the new run.
@@ -345,16 +366,22 @@ export class RunStream extends DurableObject<Env> {
     if (url.searchParams.get("workflowEvent") !== "false") {
       this.send(server, { sse: sseFrame({ event: "workflow", data: this.workflowSummary(runId) }) });
     }
+    // History after the client's last event id, and the thinking text logged after that event.
+    const afterSeq =
+      this.sql
+        .exec<{ seq: number }>("SELECT seq FROM events WHERE run_id = ? AND type = 'history' AND history_event_id = ?", runId, attachment.lastEventId)
+        .toArray()[0]?.seq ?? 0;
     const backlog = this.sql
       .exec<LogRow>(
-        "SELECT * FROM events WHERE run_id = ? AND type = 'history' AND history_event_id > ? ORDER BY history_event_id",
+        `SELECT * FROM events WHERE run_id = ?
+           AND ((type = 'history' AND history_event_id > ?) OR (type = 'thinking' AND seq > ?))
+         ORDER BY seq`,
         runId,
         attachment.lastEventId,
+        attachment.lastEventId > 0 ? afterSeq : 0,
       )
       .toArray();
-    for (let i = 0; i < backlog.length; i += REPLAY_BATCH_SIZE) {
-      this.sendHistory(server, attachment, backlog.slice(i, i + REPLAY_BATCH_SIZE));
-    }
+    this.sendRows(server, attachment, backlog);
     server.serializeAttachment(attachment);
     if (this.isStreamComplete(runId)) this.sendDone(server, this.finishedEvent(runId)!);
     return new Response(null, { status: 101, webSocket: client });
@@ -367,19 +394,41 @@ export class RunStream extends DurableObject<Env> {
       byRun.set(row.run_id, [...(byRun.get(row.run_id) ?? []), row]);
     }
     for (const [runId, runRows] of byRun) {
-      const history = runRows.filter((r) => r.type === "history").sort((a, b) => a.history_event_id! - b.history_event_id!);
+      const streamed = runRows.filter((r) => r.type === "history" || r.type === "thinking");
       const finished = this.isStreamComplete(runId) ? this.finishedEvent(runId) : null;
       for (const ws of this.ctx.getWebSockets(runId)) {
         const attachment = ws.deserializeAttachment() as SubscriberAttachment | null;
         if (!attachment) continue;
-        const unseen = history.filter((r) => r.history_event_id! > attachment.lastEventId);
-        if (unseen.length > 0) {
-          this.sendHistory(ws, attachment, unseen);
-          ws.serializeAttachment(attachment);
-        }
+        const before = attachment.lastEventId;
+        this.sendRows(ws, attachment, streamed);
+        if (attachment.lastEventId !== before) ws.serializeAttachment(attachment);
         if (finished) this.sendDone(ws, finished);
       }
     }
+  }
+
+  /**
+   * Sends log rows in log order: runs of history events as `history` frames (only events after
+   * the subscriber's last one, at most REPLAY_BATCH_SIZE a frame), thinking text as `thinking`.
+   */
+  private sendRows(ws: WebSocket, attachment: SubscriberAttachment, rows: LogRow[]): void {
+    let batch: LogRow[] = [];
+    const flush = () => {
+      if (batch.length > 0) this.sendHistory(ws, attachment, batch.sort((a, b) => a.history_event_id! - b.history_event_id!));
+      batch = [];
+    };
+    for (const row of rows) {
+      if (row.type === "history") {
+        if (row.history_event_id! <= attachment.lastEventId || batch.some((b) => b.history_event_id === row.history_event_id)) continue;
+        batch.push(row);
+        if (batch.length >= REPLAY_BATCH_SIZE) flush();
+      } else if (row.type === "thinking") {
+        flush();
+        const { activityId, stepName, attempt, text } = JSON.parse(row.data) as Record<string, unknown>;
+        this.send(ws, { sse: sseFrame({ event: "thinking", data: { activityId, stepName, attempt, text } }) });
+      }
+    }
+    flush();
   }
 
   private sendHistory(ws: WebSocket, attachment: SubscriberAttachment, rows: LogRow[]): void {

@@ -1,6 +1,8 @@
 /** The host's configuration, read once from the environment. Defaults are for local development. */
 import type { LogLevel } from "@temporalio/worker";
 import { parseSecrets } from "../src/shared/signing.ts";
+import { llmConfigFromEnv, type LlmConfig } from "./llm/models.ts";
+import { loadPrices, type PriceTable } from "./llm/pricing.ts";
 
 export interface HostConfig {
   port: number;
@@ -12,6 +14,10 @@ export interface HostConfig {
   /** Current secret first; a second one is accepted while a rotation is under way. */
   sharedSecrets: string[];
   logLevel: LogLevel;
+  llm: LlmConfig;
+  prices: PriceTable;
+  /** USD per outbound HTTP request made by activities through the HTTP helper. */
+  httpRequestCost: number;
 }
 
 const LOG_LEVELS: readonly LogLevel[] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"];
@@ -30,5 +36,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
     edgeUrl: env.EDGE_URL ?? "http://127.0.0.1:8787",
     sharedSecrets,
     logLevel: LOG_LEVELS.find((l) => l === env.HOST_LOG_LEVEL?.toUpperCase()) ?? "INFO",
+    llm: llmConfigFromEnv(env),
+    prices: loadPrices(env.LLM_PRICES),
+    httpRequestCost: Number(env.HTTP_REQUEST_COST_USD ?? 0) || 0,
   };
 }

@@ -15,6 +15,8 @@ export class EdgeClient {
     private readonly edgeUrl: string,
     private readonly secret: string,
     private readonly log: (msg: string) => void = (msg) => console.warn(msg),
+    /** Tries per push before it is given up (the edge's watchdog reconciles what was lost). */
+    private readonly maxAttempts = MAX_ATTEMPTS,
   ) {}
 
   async pushRunEvents(workflowId: string, events: RunEvent[]): Promise<void> {
@@ -43,7 +45,7 @@ export class EdgeClient {
         }
         this.log(`edge answered ${res.status} to ${path}, retrying`);
       } catch (err) {
-        if (err instanceof PermanentPushError || attempt >= MAX_ATTEMPTS) throw err;
+        if (err instanceof PermanentPushError || attempt >= this.maxAttempts) throw err;
         if (attempt === 1 || attempt % 10 === 0) this.log(`push to edge ${path} failed (${String(err)}), retrying`);
       }
       await new Promise((r) => setTimeout(r, Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** (attempt - 1))));

@@ -13,8 +13,8 @@ import { createWorker } from "./worker.ts";
 
 const config = loadConfig();
 const client = await connectClient(config);
-const worker = await createWorker(config);
 const edge = new EdgeClient(config.edgeUrl, config.sharedSecrets[0]!);
+const worker = await createWorker(config, edge);
 const relay = new HistoryRelay(client, edge, config.taskQueue);
 const app = createControlApi({ client, taskQueue: config.taskQueue, sharedSecrets: config.sharedSecrets, relay, edge });
 

@@ -2,7 +2,9 @@
 import { fileURLToPath } from "node:url";
 import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel } from "@temporalio/worker";
 import * as activities from "./activities/index.ts";
+import { installActivityRuntime } from "./activities/runtime.ts";
 import type { HostConfig } from "./config.ts";
+import type { EdgeClient } from "./edge-client.ts";
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL("./workflows/index.ts", import.meta.url));
 
@@ -14,8 +16,9 @@ function installRuntime(level: LogLevel) {
   Runtime.install({ logger: new DefaultLogger(level) });
 }
 
-export async function createWorker(config: HostConfig): Promise<Worker> {
+export async function createWorker(config: HostConfig, edge: EdgeClient): Promise<Worker> {
   installRuntime(config.logLevel);
+  installActivityRuntime({ edge, prices: config.prices, llm: config.llm, httpRequestCost: config.httpRequestCost });
   const connection = await NativeConnection.connect({ address: config.temporalAddress });
   return Worker.create({
     connection,

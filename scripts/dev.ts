@@ -4,6 +4,7 @@
  *   Temporal dev server  127.0.0.1:$TEMPORAL_PORT (7233)   started unless one already listens
  *   edge Worker          127.0.0.1:$OUTRIDER_PORT (8787)   wrangler dev, local D1 and Durable Objects
  *   Node host            127.0.0.1:$HOST_PORT (8788)       control API + Temporal worker
+ *   local LLM server     127.0.0.1:$LOCAL_LLM_PORT (8790)  OpenAI-compatible stand-in for providers without a key
  *
  * It applies D1 migrations, seeds a development organization with an API key (the value of
  * OUTRIDER_DEV_API_KEY when set) and prints the key. HOST_SHARED_SECRET is generated for the
@@ -21,6 +22,7 @@ const env = process.env;
 const edgePort = Number(env.OUTRIDER_PORT ?? 8787);
 const hostPort = Number(env.HOST_PORT ?? 8788);
 const temporalPort = Number(env.TEMPORAL_PORT ?? 7233);
+const localLlmPort = Number(env.LOCAL_LLM_PORT ?? 8790);
 const stateDir = resolve(root, env.OUTRIDER_STATE_DIR ?? ".wrangler/state");
 const devDir = join(root, ".outrider");
 const DEV_ORG_ID = "org_dev";
@@ -134,7 +136,7 @@ async function main() {
   const streamTokenSecret = env.STREAM_TOKEN_SECRET || randomBytes(32).toString("hex");
   const key = devApiKey();
   mkdirSync(devDir, { recursive: true });
-  for (const [name, port] of [["OUTRIDER_PORT", edgePort], ["HOST_PORT", hostPort]] as const) {
+  for (const [name, port] of [["OUTRIDER_PORT", edgePort], ["HOST_PORT", hostPort], ["LOCAL_LLM_PORT", localLlmPort]] as const) {
     if (await portOpen(port)) throw new Error(`port ${port} is in use (another \`npm run dev\`?); stop it or set ${name}`);
   }
 
@@ -171,6 +173,12 @@ async function main() {
   );
   await waitFor("edge Worker", async () => (await fetch(`http://127.0.0.1:${edgePort}/health`).catch(() => null))?.ok === true);
 
+  // The stand-in for paid LLM providers: used for every provider whose API key is not set.
+  if (env.OUTRIDER_LOCAL_LLM !== "false") {
+    start("llm", "tsx", ["host/local-llm/server.ts"], { LOCAL_LLM_PORT: String(localLlmPort) });
+    await waitFor("local LLM server", () => portOpen(localLlmPort));
+  }
+
   // OUTRIDER_START_HOST=false leaves the host to the caller (the fault tests start and kill it).
   const startHost = env.OUTRIDER_START_HOST !== "false";
   let catalogPublished = !startHost;
@@ -183,6 +191,7 @@ async function main() {
       HOST_PORT: String(hostPort),
       TEMPORAL_ADDRESS: `127.0.0.1:${temporalPort}`,
       EDGE_URL: `http://127.0.0.1:${edgePort}`,
+      LOCAL_LLM_PORT: String(localLlmPort),
     },
     (line) => {
       if (line.includes("published") && line.includes("workflows")) catalogPublished = true;
@@ -197,6 +206,7 @@ async function main() {
       `  API          http://127.0.0.1:${edgePort}`,
       `  Node host    ${startHost ? `http://127.0.0.1:${hostPort}` : "not started (OUTRIDER_START_HOST=false)"}`,
       `  Temporal     127.0.0.1:${temporalPort}`,
+      `  Local LLM    http://127.0.0.1:${localLlmPort}/v1 (for providers without an API key)`,
       `  Dev API key  ${key}`,
       "",
       `  curl -X POST http://127.0.0.1:${edgePort}/workflow/run -H "Authorization: Bearer ${key}" \\`,

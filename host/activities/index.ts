@@ -1,1 +1,3 @@
 export * from "./examples.ts";
+export { askModel } from "./llm.ts";
+export { checkSummaryLength, fetchPageText } from "./research.ts";

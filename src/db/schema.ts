@@ -3,7 +3,7 @@
  * Every table that holds tenant data carries organization_id, and every query filters on it.
  */
 import { sql } from "drizzle-orm";
-import { index, integer, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { index, integer, real, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 import type { RunStatus } from "../shared/run-status.ts";
 
 const timestamps = {
@@ -83,6 +83,12 @@ export const runs = sqliteTable(
     input: text("input", { mode: "json" }).notNull(),
     output: text("output", { mode: "json" }),
     error: text("error"),
+    /** Totals of the run's attributes (cost in USD), kept for listing and billing. */
+    costTotal: real("cost_total").notNull().default(0),
+    tokensInput: integer("tokens_input").notNull().default(0),
+    tokensOutput: integer("tokens_output").notNull().default(0),
+    tokensTotal: integer("tokens_total").notNull().default(0),
+    httpRequests: integer("http_requests").notNull().default(0),
     startedAt: text("started_at"),
     completedAt: text("completed_at"),
     ...timestamps,

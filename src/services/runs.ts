@@ -11,7 +11,7 @@ import type { RunEvent, RunResultResponse } from "../shared/host-api.ts";
 import { runFinishedEvent, runStartedEvent } from "../shared/run-events.ts";
 import { ApiError } from "../errors.ts";
 import { HostClient } from "../host-client.ts";
-import { recordRunEvents } from "../run-stream-client.ts";
+import { recordRunEvents, runStream } from "../run-stream-client.ts";
 import { deleteUnstartedRun, findRunByWorkflowId, insertScheduledRun } from "../db/runs.ts";
 import { findRunnableWorkflow } from "../db/workflows.ts";
 import type { Run } from "../db/schema.ts";
@@ -77,9 +77,12 @@ export async function settleRun(env: Env, run: Run, waitMs = 0, tolerateHostDown
   return (await findRunByWorkflowId(env.DB, run.organizationId, run.temporalWorkflowId)) ?? run;
 }
 
-/** The Workflow API's result payload for a run row. */
-export function resultPayload(run: Run) {
-  const attributes: Attribute[] = [];
+/**
+ * The Workflow API's result payload for a run row. Attributes come from the run's log (its steps
+ * publish them as they go), so a failed run keeps the ones it collected; aggregations are derived.
+ */
+export async function resultPayload(env: Env, run: Run) {
+  const attributes: Attribute[] = await runStream(env, run.temporalWorkflowId).attributes();
   return {
     workflowId: run.temporalWorkflowId,
     runId: run.temporalRunId,

@@ -8,9 +8,14 @@ export interface LlmUsageAttribute {
   total: number;
   tokensUsed: number;
   usage: Array<{ type: "input" | "output" | string; ppm: number; amount: number; total: number }>;
+  /** Present when the price table has no entry for the model: it then costs 0. */
+  unpriced?: true;
 }
 export interface HttpAttribute {
   type: "http:request";
+  method: string;
+  url: string;
+  status: number | null;
   count: number;
   total: number;
 }

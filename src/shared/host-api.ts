@@ -71,7 +71,7 @@ export const hostErrorBody = z.object({ error: z.object({ code: z.string(), mess
 /** One entry in a run's event log. `sourceKey` makes redelivery idempotent. */
 export const runEvent = z.object({
   sourceKey: z.string().min(1).max(200),
-  type: z.enum(["run.started", "run.finished", "history"]),
+  type: z.enum(["run.started", "run.finished", "history", "attribute", "thinking"]),
   at: z.string(),
   data: z.record(z.string(), z.unknown()),
 });

@@ -7,6 +7,7 @@ declare module "vitest" {
     apiKey: string;
     stateDir: string;
     temporalAddress: string;
+    localLlmUrl: string;
   }
 }
 
@@ -20,5 +21,6 @@ export default async function setup(project: TestProject) {
   project.provide("apiKey", stack.apiKey);
   project.provide("stateDir", stack.stateDir);
   project.provide("temporalAddress", stack.temporalAddress);
+  project.provide("localLlmUrl", stack.localLlmUrl);
   return () => stack.stop();
 }

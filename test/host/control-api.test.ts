@@ -29,10 +29,10 @@ const newId = (name: string) => `${name}-${crypto.randomUUID()}`;
 beforeAll(async () => {
   const config = loadConfig({ HOST_SHARED_SECRET: SECRET, TEMPORAL_ADDRESS: inject("temporalAddress"), TEMPORAL_TASK_QUEUE: TASK_QUEUE, HOST_LOG_LEVEL: "WARN" });
   client = new Client({ connection: await Connection.connect({ address: config.temporalAddress }) });
-  worker = await createWorker(config);
-  workerRun = worker.run();
   // No edge in host tests: pushes go to a closed port and are given up quietly. test/e2e covers them.
-  const edge = new EdgeClient("http://127.0.0.1:9", SECRET, () => undefined);
+  const edge = new EdgeClient("http://127.0.0.1:9", SECRET, () => undefined, 1);
+  worker = await createWorker(config, edge);
+  workerRun = worker.run();
   const relay = new HistoryRelay(client, edge, TASK_QUEUE);
   app = createControlApi({ client, taskQueue: TASK_QUEUE, sharedSecrets: [SECRET], relay, edge });
 });

@@ -18,6 +18,8 @@ export interface RunningStack {
   apiKey: string;
   stateDir: string;
   temporalAddress: string;
+  /** The local OpenAI-compatible server of this stack. */
+  localLlmUrl: string;
   stop(): Promise<void>;
   output(): string;
 }
@@ -34,7 +36,7 @@ export interface StackOptions {
 
 export async function startStack(ports: { edge: number; host: number; temporal: number }, options: StackOptions = {}): Promise<RunningStack> {
   const timeoutMs = options.timeoutMs ?? 900_000;
-  const mustBeFree = options.reuseTemporal ? [ports.edge, ports.host] : Object.values(ports);
+  const mustBeFree = [ports.edge, ports.host, ports.host + 2, ...(options.reuseTemporal ? [] : [ports.temporal])];
   for (const port of mustBeFree) {
     if (await portOpen(port)) throw new Error(`port ${port} is taken; the e2e stack needs it`);
   }
@@ -53,6 +55,7 @@ export async function startStack(ports: { edge: number; host: number; temporal: 
       TEMPORAL_LOG_LEVEL: "error",
       HOST_LOG_LEVEL: "WARN",
       OUTRIDER_START_HOST: String(options.startHost ?? true),
+      LOCAL_LLM_PORT: String(ports.host + 2),
       ...options.env,
     },
     stdio: ["ignore", "pipe", "pipe"],
@@ -79,6 +82,7 @@ export async function startStack(ports: { edge: number; host: number; temporal: 
     apiKey,
     stateDir,
     temporalAddress: `127.0.0.1:${ports.temporal}`,
+    localLlmUrl: `http://127.0.0.1:${ports.host + 2}`,
     stop,
     output: startup.output,
   };

@@ -7,6 +7,6 @@ export function registerResult(app: App) {
   app.get("/workflow/:id/result", async (c) => {
     const workflowId = parseWorkflowIdParam(c.req.param("id"));
     const run = await settleRun(c.env, await getRunOrThrow(c.env, c.get("auth").organizationId, workflowId));
-    return c.json(resultPayload(run));
+    return c.json(await resultPayload(c.env, run));
   });
 }

@@ -18,7 +18,7 @@ export function registerRun(app: App) {
     const waitMs = request.timeout ?? Number(c.env.RUN_WAIT_DEFAULT_MS);
     const stream = await mintStreamToken(c.env.STREAM_TOKEN_SECRET, { organizationId, workflowId: started.workflowId });
     const run = await settleRun(c.env, await getRunOrThrow(c.env, organizationId, started.workflowId), waitMs, false);
-    const body = { ...resultPayload(run), streamToken: stream.token, streamTokenExpiresAt: stream.expiresAt };
+    const body = { ...(await resultPayload(c.env, run)), streamToken: stream.token, streamTokenExpiresAt: stream.expiresAt };
     if (isTerminal(run.status)) return c.json(body, 200);
     c.header("location", `/workflow/${encodeURIComponent(run.temporalWorkflowId)}/result`);
     return c.json(body, 202);

@@ -1,0 +1,33 @@
+/** Steps of summarize_url: fetch a page (recorded HTTP) and keep its readable text. */
+import { ApplicationFailure } from "@temporalio/activity";
+import { fetchRecorded } from "./http.ts";
+import { StepPublisher } from "./runtime.ts";
+
+/** Longest page text handed to a model, in characters. */
+const MAX_PAGE_TEXT = 20_000;
+
+export async function fetchPageText(url: string): Promise<{ url: string; title: string | null; text: string }> {
+  const res = await fetchRecorded(new StepPublisher(), url);
+  if (!res.ok) {
+    // 4xx will not get better by retrying; 5xx might.
+    const message = `fetching ${url} answered ${res.status}`;
+    throw res.status < 500 ? ApplicationFailure.nonRetryable(message, "HttpClientError") : new Error(message);
+  }
+  const html = await res.text();
+  const title = /<title>([^<]*)<\/title>/i.exec(html)?.[1]?.trim() ?? null;
+  const text = html
+    .replace(/<(script|style)[\s\S]*?<\/\1>/gi, " ")
+    .replace(/<title>[\s\S]*?<\/title>/gi, " ")
+    .replace(/<[^>]+>/g, " ")
+    .replace(/\s+/g, " ")
+    .trim()
+    .slice(0, MAX_PAGE_TEXT);
+  return { url, title, text };
+}
+
+export async function checkSummaryLength(summary: string, maxWords: number): Promise<void> {
+  const words = summary.split(/\s+/).filter(Boolean).length;
+  if (words > maxWords) {
+    throw ApplicationFailure.nonRetryable(`the summary has ${words} words, more than the ${maxWords} allowed`, "SummaryTooLong");
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * What activities need beyond their arguments: where to publish run events (attributes, thinking
+ * text), prices, and LLM configuration. Installed once per worker (host/worker.ts).
+ *
+ * Events are keyed by run, activity and attempt, so a retried push is dropped at the edge while a
+ * retried attempt records its own (its calls were made, and cost, again).
+ */
+import { Context } from "@temporalio/activity";
+import type { Attribute } from "../../src/shared/aggregations.ts";
+import type { RunEvent } from "../../src/shared/host-api.ts";
+import type { EdgeClient } from "../edge-client.ts";
+import type { LlmConfig } from "../llm/models.ts";
+import type { PriceTable } from "../llm/pricing.ts";
+
+export interface ActivityRuntime {
+  edge: EdgeClient;
+  prices: PriceTable;
+  llm: LlmConfig;
+  /** USD charged per outbound HTTP request made through the HTTP helper (0: count only). */
+  httpRequestCost: number;
+}
+
+let runtime: ActivityRuntime | undefined;
+
+export function installActivityRuntime(r: ActivityRuntime): void {
+  runtime = r;
+}
+
+export function activityRuntime(): ActivityRuntime {
+  if (!runtime) throw new Error("activity runtime not installed (host/worker.ts installs it)");
+  return runtime;
+}
+
+/** Publishes events of the current activity attempt, in order. */
+export class StepPublisher {
+  private sequence = 0;
+  private chain: Promise<void> = Promise.resolve();
+  private readonly info = Context.current().info;
+  private readonly execution = (() => {
+    const execution = this.info.workflowExecution;
+    if (!execution) throw new Error("StepPublisher needs an activity started by a workflow");
+    return execution;
+  })();
+
+  private event(type: RunEvent["type"], data: Record<string, unknown>): RunEvent {
+    const { activityId, attempt, activityType } = this.info;
+    const workflowExecution = this.execution;
+    return {
+      sourceKey: `${type}:${workflowExecution.runId}:${activityId}:${attempt}:${++this.sequence}`,
+      type,
+      at: new Date().toISOString(),
+      data: { runId: workflowExecution.runId, activityId, stepName: activityType, attempt, ...data },
+    };
+  }
+
+  private push(event: RunEvent): Promise<void> {
+    const { edge } = activityRuntime();
+    // One push at a time keeps the events in order; a failed push is logged, not fatal to the step.
+    this.chain = this.chain
+      .then(() => edge.pushRunEvents(this.execution.workflowId, [event]))
+      .catch((err) => console.warn(`could not publish ${event.type} for ${this.info.activityId}: ${String(err)}`));
+    return this.chain;
+  }
+
+  attribute(attribute: Attribute): Promise<void> {
+    return this.push(this.event("attribute", { attribute: attribute as unknown as Record<string, unknown> }));
+  }
+
+  thinking(text: string): Promise<void> {
+    return this.push(this.event("thinking", { text }));
+  }
+
+  /** Resolves when everything published so far has been delivered (or given up). */
+  flush(): Promise<void> {
+    return this.chain;
+  }
+}

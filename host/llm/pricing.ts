@@ -1,0 +1,48 @@
+/**
+ * Prices are data (host/llm/prices.json, overridable with LLM_PRICES), and the `llm:usage`
+ * attribute is computed from them exactly in the Workflow API's shape.
+ */
+import { readFileSync } from "node:fs";
+import type { LlmUsageAttribute } from "../../src/shared/aggregations.ts";
+
+export interface ModelPrice {
+  /** USD per million input tokens. */
+  input: number;
+  /** USD per million output tokens. */
+  output: number;
+}
+export type PriceTable = Record<string, ModelPrice>;
+
+const bundled = JSON.parse(readFileSync(new URL("./prices.json", import.meta.url), "utf8")) as Record<string, unknown>;
+
+export function loadPrices(override: string | undefined): PriceTable {
+  const table: PriceTable = {};
+  for (const [model, price] of Object.entries(bundled)) if (!model.startsWith("$")) table[model] = price as ModelPrice;
+  if (override) {
+    const parsed = JSON.parse(override) as PriceTable;
+    for (const [model, price] of Object.entries(parsed)) {
+      if (typeof price?.input !== "number" || typeof price?.output !== "number") {
+        throw new Error(`LLM_PRICES: ${model} needs numeric "input" and "output" (USD per million tokens)`);
+      }
+      table[model] = price;
+    }
+  }
+  return table;
+}
+
+/** Money is rounded to 1e-10 USD so that float noise never shows in results. */
+const money = (n: number) => Math.round(n * 1e10) / 1e10;
+
+export function usageAttribute(modelId: string, inputTokens: number, outputTokens: number, prices: PriceTable): LlmUsageAttribute {
+  const price = prices[modelId];
+  const line = (type: "input" | "output", amount: number, ppm: number) => ({ type, ppm, amount, total: money((amount * ppm) / 1_000_000) });
+  const usage = [line("input", inputTokens, price?.input ?? 0), line("output", outputTokens, price?.output ?? 0)];
+  return {
+    type: "llm:usage",
+    modelId,
+    total: money(usage.reduce((sum, u) => sum + u.total, 0)),
+    tokensUsed: inputTokens + outputTokens,
+    usage,
+    ...(price ? {} : { unpriced: true }),
+  };
+}

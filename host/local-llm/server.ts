@@ -1,0 +1,138 @@
+/**
+ * A small OpenAI-compatible server for tests and offline development: the only stand-in in this
+ * project, for paid LLM providers and web search. Everything it says is deterministic:
+ *
+ * - `POST /v1/chat/completions` (plain and streaming): the answer and the reasoning text derive
+ *   from the prompt; `usage` counts are exact under its one rule, one token per whitespace-
+ *   separated word (prompt: all message texts; completion: answer plus reasoning).
+ * - With `web_search_options` in the request, the answer cites sources (`annotations`).
+ * - `GET /pages/:slug`: fixed HTML pages for workflows that fetch the web.
+ * - `GET /_calls`: every completion it served, with its usage, so tests can redo the arithmetic.
+ *
+ *   npm run local-llm            (port LOCAL_LLM_PORT, default 8790; `npm run dev` starts it)
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+
+export const countTokens = (text: string) => text.split(/\s+/).filter(Boolean).length;
+
+interface ChatMessage {
+  role: string;
+  content: string | Array<{ type: string; text?: string }> | null;
+}
+
+export interface ServedCall {
+  model: string;
+  promptTokens: number;
+  completionTokens: number;
+  reasoningTokens: number;
+  webSearch: boolean;
+}
+
+const PAGES: Record<string, string> = {
+  "durable-execution": `<html><head><title>Durable execution</title></head><body><h1>Durable execution</h1>
+<p>Durable execution lets a program survive crashes: every step is recorded, and after a failure the
+program resumes from the last recorded step instead of starting over.</p>
+<p>Workflow engines such as Temporal keep an event history per run and replay it to rebuild state.</p></body></html>`,
+};
+
+export const SEARCH_SOURCES = [
+  { url: "https://example.com/research/overview", title: "Overview" },
+  { url: "https://example.org/research/market", title: "Market notes" },
+];
+
+function text(content: ChatMessage["content"]): string {
+  if (typeof content === "string") return content;
+  return (content ?? []).map((p) => p.text ?? "").join(" ");
+}
+
+export function answerFor(messages: ChatMessage[], model: string) {
+  const lastUser = [...messages].reverse().find((m) => m.role === "user");
+  const words = text(lastUser?.content ?? "").split(/\s+/).filter(Boolean);
+  const reasoning = `Reading the request: ${words.slice(0, 8).join(" ")}. Deciding what matters most.`;
+  const answer = `(${model}) In short: ${words.slice(0, 24).join(" ")}${words.length > 24 ? " …" : ""}`;
+  const promptTokens = messages.reduce((n, m) => n + countTokens(text(m.content)), 0);
+  return { reasoning, answer, promptTokens, completionTokens: countTokens(answer) + countTokens(reasoning), reasoningTokens: countTokens(reasoning) };
+}
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+export function createLocalLlmServer() {
+  const calls: ServedCall[] = [];
+  const server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
+    const url = new URL(req.url ?? "/", "http://local");
+    const json = (status: number, body: unknown) => {
+      res.writeHead(status, { "content-type": "application/json" });
+      res.end(JSON.stringify(body));
+    };
+    if (req.method === "GET" && url.pathname === "/health") return json(200, { ok: true });
+    if (req.method === "GET" && url.pathname === "/_calls") return json(200, { calls });
+    if (req.method === "GET" && url.pathname.startsWith("/pages/")) {
+      const page = PAGES[url.pathname.slice("/pages/".length)];
+      if (!page) return json(404, { error: "no such page" });
+      res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
+      return res.end(page);
+    }
+    if (req.method !== "POST" || url.pathname !== "/v1/chat/completions") return json(404, { error: { message: "not found" } });
+
+    let body: { model?: string; messages?: ChatMessage[]; stream?: boolean; stream_options?: { include_usage?: boolean }; web_search_options?: unknown };
+    try {
+      body = JSON.parse(await readBody(req));
+    } catch {
+      return json(400, { error: { message: "invalid JSON" } });
+    }
+    if (!body.model || !Array.isArray(body.messages)) return json(400, { error: { message: "model and messages are required" } });
+    const model = body.model;
+    const webSearch = body.web_search_options !== undefined;
+    const a = answerFor(body.messages, model);
+    calls.push({ model, promptTokens: a.promptTokens, completionTokens: a.completionTokens, reasoningTokens: a.reasoningTokens, webSearch });
+    const usage = {
+      prompt_tokens: a.promptTokens,
+      completion_tokens: a.completionTokens,
+      total_tokens: a.promptTokens + a.completionTokens,
+      completion_tokens_details: { reasoning_tokens: a.reasoningTokens },
+    };
+    const annotations = webSearch
+      ? SEARCH_SOURCES.map((s) => ({ type: "url_citation", url_citation: { url: s.url, title: s.title, start_index: 0, end_index: 0 } }))
+      : undefined;
+    const id = `chatcmpl-local-${calls.length}`;
+    const created = Math.floor(Date.now() / 1000);
+
+    if (!body.stream) {
+      return json(200, {
+        id,
+        object: "chat.completion",
+        created,
+        model,
+        choices: [{ index: 0, finish_reason: "stop", message: { role: "assistant", content: a.answer, reasoning_content: a.reasoning, annotations } }],
+        usage,
+      });
+    }
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+    const send = (delta: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
+      res.write(`data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta, finish_reason: null }], ...extra })}\n\n`);
+    const pause = () => new Promise((r) => setTimeout(r, 5));
+    send({ role: "assistant", content: "" });
+    for (const word of a.reasoning.split(" ")) {
+      send({ reasoning_content: `${word} ` });
+      await pause();
+    }
+    for (const [i, word] of a.answer.split(" ").entries()) {
+      send({ content: i === 0 ? word : ` ${word}` });
+      await pause();
+    }
+    if (annotations) send({ annotations });
+    res.write(`data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta: {}, finish_reason: "stop" }] })}\n\n`);
+    if (body.stream_options?.include_usage) res.write(`data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model, choices: [], usage })}\n\n`);
+    res.end("data: [DONE]\n\n");
+  });
+  return { server, calls };
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const port = Number(process.env.LOCAL_LLM_PORT ?? 8790);
+  createLocalLlmServer().server.listen(port, "127.0.0.1", () => console.log(`local LLM server (OpenAI-compatible) on http://127.0.0.1:${port}/v1`));
+}
