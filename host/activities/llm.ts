@@ -16,12 +16,10 @@ export interface AskModelInput {
   modelId: string;
   prompt: string;
   system?: string;
-  webSearch?: boolean;
 }
 
 export interface AskModelOutput {
   text: string;
-  citations: string[];
 }
 
 export async function askModel(input: AskModelInput): Promise<AskModelOutput> {
@@ -39,7 +37,6 @@ export async function askModel(input: AskModelInput): Promise<AskModelOutput> {
     prompt: input.prompt,
     system: input.system,
     maxRetries: 0, // Temporal retries the activity
-    providerOptions: input.webSearch ? { local: { web_search_options: {} }, compatible: { web_search_options: {} } } : undefined,
   });
 
   let pending = "";
@@ -65,7 +62,6 @@ export async function askModel(input: AskModelInput): Promise<AskModelOutput> {
   flushThinking();
   const usage = await result.totalUsage;
   await publisher.attribute(usageAttribute(input.modelId, usage.inputTokens ?? 0, usage.outputTokens ?? 0, runtime.prices));
-  const sources = await result.sources;
   await publisher.flush();
-  return { text, citations: sources.flatMap((s) => (s.sourceType === "url" ? [s.url] : [])) };
+  return { text };
 }

@@ -230,3 +230,34 @@ async function readHistoryEvents(res: Response): Promise<Array<Record<string, un
   }
   return events;
 }
+
+describe("thinking and attributes in the run log", () => {
+  it("thinking text streams in log order between history batches, also on replay after Last-Event-ID", async () => {
+    const org = await seedOrganization();
+    await seedCatalog();
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    const thinking = (n: number, text: string) => ({
+      sourceKey: `thinking:${runId}:5:1:${n}`,
+      type: "thinking",
+      at: new Date().toISOString(),
+      data: { runId, activityId: "5", stepName: "askModel", attempt: 1, text },
+    });
+    await push(workflowId, [historyEvent(runId, 1), historyEvent(runId, 2)]);
+    await push(workflowId, [thinking(1, "Reading "), thinking(2, "the request.")]);
+    await push(workflowId, [thinking(2, "the request.")]); // redelivered: dropped
+    await push(workflowId, [historyEvent(runId, 3), closeEvent(runId, 4), finishedEvent(runId)]);
+
+    const frames = async (headers: Record<string, string>) => {
+      const out: string[] = [];
+      const res = await call(`/workflow/${workflowId}/history/stream`, { headers: { authorization: `Bearer ${org.key}`, ...headers } });
+      for await (const m of readSse(res.body!)) {
+        out.push(m.event === "thinking" ? `thinking:${(JSON.parse(m.data) as { text: string }).text}` : `${m.event}:${m.id ?? ""}`);
+        if (m.event === "done") break;
+      }
+      return out;
+    };
+    expect(await frames({})).toEqual(["workflow:", "history:2", "thinking:Reading ", "thinking:the request.", "history:4", "done:"]);
+    expect(await frames({ "last-event-id": "2" })).toEqual(["workflow:", "thinking:Reading ", "thinking:the request.", "history:4", "done:"]);
+    expect(await frames({ "last-event-id": "3" })).toEqual(["workflow:", "history:4", "done:"]);
+  });
+});

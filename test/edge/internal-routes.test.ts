@@ -84,6 +84,33 @@ describe("internal routes (host → edge)", () => {
     expect(log.map((e) => e.sourceKey)).toEqual(["run:r1:started", "run:r1:finished"]);
   });
 
+  it("attributes add up into the run row's cost and token totals, once each", async () => {
+    const attribute = {
+      sourceKey: "attribute:r1:3:1:1",
+      type: "attribute",
+      at: new Date().toISOString(),
+      data: {
+        runId: "r1",
+        attribute: {
+          type: "llm:usage",
+          modelId: "anthropic/claude-3-5-sonnet",
+          total: 0.0084,
+          tokensUsed: 1200,
+          usage: [
+            { type: "input", ppm: 3, amount: 800, total: 0.0024 },
+            { type: "output", ppm: 15, amount: 400, total: 0.006 },
+          ],
+        },
+      },
+    };
+    await signedPost(`/internal/runs/${WORKFLOW_ID}/events`, { events: [attribute] });
+    await signedPost(`/internal/runs/${WORKFLOW_ID}/events`, { events: [attribute] }); // redelivered
+    const totals = await env.DB.prepare("SELECT cost_total, tokens_input, tokens_output, tokens_total FROM runs WHERE temporal_workflow_id = ?")
+      .bind(WORKFLOW_ID)
+      .first();
+    expect(totals).toEqual({ cost_total: 0.0084, tokens_input: 800, tokens_output: 400, tokens_total: 1200 });
+  });
+
   it("a late run.started does not move a finished run back to running", async () => {
     const late = { sourceKey: "run:r1:started-again", type: "run.started", at: new Date().toISOString(), data: { runId: "r1" } };
     await signedPost(`/internal/runs/${WORKFLOW_ID}/events`, { events: [late] });
