@@ -220,7 +220,12 @@ export class RunStream extends DurableObject<Env> {
       .exec<{ data: string }>("SELECT data FROM events WHERE run_id = ? AND type = 'history' ORDER BY history_event_id", runId)
       .toArray()
       .map((r) => (JSON.parse(r.data) as { event: SerializedHistoryEvent }).event);
-    const trace = buildTrace({ workflowId, runId, status: finished.status, output: finished.output, error: finished.error ?? null }, events);
+    const attributes = new Map<string, unknown[]>();
+    for (const row of this.sql.exec<{ data: string }>("SELECT data FROM events WHERE run_id = ? AND type = 'attribute' ORDER BY seq", runId)) {
+      const { activityId, attribute } = JSON.parse(row.data) as { activityId: string; attribute: unknown };
+      attributes.set(activityId, [...(attributes.get(activityId) ?? []), attribute]);
+    }
+    const trace = buildTrace({ workflowId, runId, status: finished.status, output: finished.output, error: finished.error ?? null }, events, attributes);
     const key = traceKey(workflowId, runId);
     await this.env.TRACES.put(key, JSON.stringify(trace), { httpMetadata: { contentType: "application/json" } });
     this.setMeta(`trace:${runId}`, key);

@@ -41,6 +41,8 @@ const STEP_END: Record<string, TraceStep["status"]> = {
 export function buildTrace(
   run: { workflowId: string; runId: string; status: string; output: unknown; error: string | null },
   events: SerializedHistoryEvent[],
+  /** Attributes the steps published, by activity id. */
+  attributesByActivity: ReadonlyMap<string, unknown[]> = new Map(),
 ): RunTrace {
   const steps = new Map<string, TraceStep>();
   let workflowName: string | null = null;
@@ -59,7 +61,7 @@ export function buildTrace(
         endedAt: null,
         attempts: 0,
         error: null,
-        usage: [],
+        usage: attributesByActivity.get(String(a.activityId)) ?? [],
       });
     } else if (event.eventType === "EVENT_TYPE_ACTIVITY_TASK_STARTED") {
       const step = steps.get(String(a.scheduledEventId));

@@ -3,7 +3,7 @@ import { resolve } from "node:path";
 import { describe, expect, inject, it } from "vitest";
 import type { LlmUsageAttribute } from "../../src/shared/aggregations.ts";
 import { readSse } from "../support/sse.ts";
-import { api, postJson, queryD1, type ResultPayload } from "./helpers.ts";
+import { api, eventually, postJson, queryD1, type ResultPayload } from "./helpers.ts";
 
 // The price table is data: the test reads the same file a reader would.
 const prices = JSON.parse(readFileSync(resolve(import.meta.dirname, "../../host/llm/prices.json"), "utf8")) as Record<string, { input: number; output: number }>;
@@ -54,6 +54,14 @@ describe("cost-aware results", () => {
       output: sum(calls.map((c) => c.completionTokens)),
     });
     expect(result.aggregations.httpRequests.total).toBe(0);
+
+    // The trace log shows each step's LLM usage.
+    const trace = await eventually(async () => {
+      const r = await api(`/workflow/${result.workflowId}/trace-log`);
+      return r.status === 200 && ((await r.json()) as { steps: Array<{ stepName: string; usage: unknown[] }> });
+    });
+    expect(trace.steps.map((s) => s.stepName)).toEqual(["askModel", "askModel", "askModel"]);
+    expect(trace.steps.map((s) => s.usage)).toEqual(llm.map((a) => [a]));
 
     // The D1 row keeps the totals for listing and billing.
     const [row] = queryD1<{ cost_total: number; tokens_total: number; tokens_input: number; tokens_output: number }>(
