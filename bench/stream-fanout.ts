@@ -13,14 +13,13 @@
  *
  * With --write the figures replace the stream section of docs/BENCHMARKS.md.
  */
-import { readFileSync, writeFileSync } from "node:fs";
-import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { Agent, setGlobalDispatcher } from "undici";
 import { HOST_PATHS } from "../src/shared/host-api.ts";
 import { signRequest } from "../src/shared/signing.ts";
 import { readSse } from "../test/support/sse.ts";
 import { startStack } from "../test/support/stack.ts";
+import { percentile, round1, writeSection } from "./report.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -39,8 +38,6 @@ const SECRET = `bench-${crypto.randomUUID()}`;
 
 setGlobalDispatcher(new Agent({ connections: SUBSCRIBERS + 50, keepAliveTimeout: 60_000, headersTimeout: 120_000, bodyTimeout: 0 }));
 
-const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-const round = (n: number) => Math.round(n * 10) / 10;
 
 const stack = await startStack(PORTS, { env: { HOST_SHARED_SECRET: SECRET } });
 const api = (path: string, init: RequestInit = {}) =>
@@ -162,9 +159,9 @@ try {
     batches: BATCHES,
     eventsPerBatch: PER_BATCH,
     deliveries: latencies.length,
-    p50Ms: round(percentile(latencies, 50)),
-    p99Ms: round(percentile(latencies, 99)),
-    maxMs: round(latencies.at(-1) ?? NaN),
+    p50Ms: round1(percentile(latencies, 50)),
+    p99Ms: round1(percentile(latencies, 99)),
+    maxMs: round1(latencies.at(-1) ?? NaN),
     lost,
     duplicated,
     historyRequestsPerRunWithoutSubscribers: requestsAlone,
@@ -173,9 +170,7 @@ try {
   console.log(JSON.stringify(figures, null, 2));
 
   if (args.write) {
-    const file = resolve(import.meta.dirname, "../docs/BENCHMARKS.md");
-    const section = [
-      "<!-- stream-fanout:start -->",
+    writeSection("stream-fanout", [
       "## Stream fan-out (issue: live progress)",
       "",
       "```sh",
@@ -196,19 +191,7 @@ try {
       `| events duplicated | ${duplicated} |`,
       `| Temporal history requests for a run with 0 subscribers | ${requestsAlone} |`,
       `| Temporal history requests for a run with ${SUBSCRIBERS} subscribers | ${requestsWithSubscribers} |`,
-      "<!-- stream-fanout:end -->",
-    ].join("\n");
-    let doc = "";
-    try {
-      doc = readFileSync(file, "utf8");
-    } catch {
-      doc = "# Benchmarks\n\nFigures from `bench/`. Each section gives the command that produced it; this machine is noisy, so compare ratios within one run.\n";
-    }
-    doc = /<!-- stream-fanout:start -->[\s\S]*<!-- stream-fanout:end -->/.test(doc)
-      ? doc.replace(/<!-- stream-fanout:start -->[\s\S]*<!-- stream-fanout:end -->/, section)
-      : `${doc.trimEnd()}\n\n${section}\n`;
-    writeFileSync(file, doc);
-    console.log(`wrote ${file}`);
+    ]);
   }
   if (lost > 0 || duplicated > 0) process.exitCode = 1;
 } finally {
