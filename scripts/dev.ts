@@ -158,7 +158,7 @@ async function main() {
   await seed(key);
 
   // wrangler.toml [vars] can be overridden from the environment for a session.
-  const varOverrides = ["RUN_WAIT_DEFAULT_MS", "RUN_WATCHDOG_QUIET_MS", "SSE_KEEPALIVE_MS", "CORS_ORIGINS"]
+  const varOverrides = ["RUN_WAIT_DEFAULT_MS", "RUN_WATCHDOG_QUIET_MS", "SSE_KEEPALIVE_MS", "CORS_ORIGINS", "RATE_LIMIT_PER_MINUTE"]
     .filter((name) => env[name] !== undefined)
     .flatMap((name) => ["--var", `${name}:${env[name]}`]);
   start(

@@ -5,6 +5,8 @@ export interface AuthContext {
   /** The API key used, or null for a stream token. */
   apiKeyId: string | null;
   scopes: string[];
+  /** The key's own requests per minute, when it has one. */
+  rateLimitPerMinute?: number | null;
   /** Set for a run-scoped stream token: the only workflowId it may read. */
   runScope?: string;
 }

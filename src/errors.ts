@@ -19,6 +19,7 @@ export const ERROR_CODES = {
   run_not_finished: 409,
   payload_too_large: 413,
   handler_failed: 422,
+  rate_limited: 429,
   internal_error: 500,
   host_error: 502,
   host_unavailable: 503,

@@ -29,6 +29,8 @@ export const apiKeys = sqliteTable(
     secretSha256: text("secret_sha256").notNull(),
     name: text("name").notNull(),
     scopes: text("scopes", { mode: "json" }).$type<string[]>().notNull().default(sql`'["*"]'`),
+    /** Requests per minute for this key; NULL means RATE_LIMIT_PER_MINUTE. */
+    rateLimitPerMinute: integer("rate_limit_per_minute"),
     revokedAt: text("revoked_at"),
     ...timestamps,
   },

@@ -56,6 +56,8 @@ export async function startStack(ports: { edge: number; host: number; temporal: 
       HOST_LOG_LEVEL: "WARN",
       OUTRIDER_START_HOST: String(options.startHost ?? true),
       LOCAL_LLM_PORT: String(ports.host + 2),
+      // Tests and benchmarks drive one key hard; the limiter itself is tested in test/edge.
+      RATE_LIMIT_PER_MINUTE: "1000000",
       ...options.env,
     },
     stdio: ["ignore", "pipe", "pipe"],

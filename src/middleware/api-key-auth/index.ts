@@ -15,6 +15,7 @@ const API_KEY_CACHE_MAX_ENTRIES = 1_000;
 
 interface CachedKey {
   organizationId: string;
+  rateLimitPerMinute: number | null;
   secretSha256: string;
   scopes: string[];
   expiresAt: number;
@@ -65,7 +66,7 @@ async function lookUp(db: D1Database, id: string): Promise<CachedKey | null> {
     return null;
   }
   if (cache.size >= API_KEY_CACHE_MAX_ENTRIES) cache.delete(cache.keys().next().value!);
-  const entry = { organizationId: row.organizationId, secretSha256: row.secretSha256, scopes: row.scopes, expiresAt: now + API_KEY_CACHE_TTL_MS };
+  const entry = { organizationId: row.organizationId, rateLimitPerMinute: row.rateLimitPerMinute, secretSha256: row.secretSha256, scopes: row.scopes, expiresAt: now + API_KEY_CACHE_TTL_MS };
   cache.set(id, entry);
   return entry;
 }
@@ -87,7 +88,7 @@ export const apiKeyAuth = (options: { allowBasic?: boolean } = {}) =>
         "www-authenticate": 'Bearer realm="outrider", error="invalid_token"',
       });
     }
-    const auth: AuthContext = { organizationId: key.organizationId, apiKeyId: parsed!.id, scopes: key.scopes };
+    const auth: AuthContext = { organizationId: key.organizationId, apiKeyId: parsed!.id, scopes: key.scopes, rateLimitPerMinute: key.rateLimitPerMinute };
     c.set("auth", auth);
     await next();
   });

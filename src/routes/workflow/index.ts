@@ -1,6 +1,7 @@
 import { bodyLimit } from "hono/body-limit";
 import type { App } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
+import { rateLimit } from "../../middleware/rate-limit/index.ts";
 import { apiKeyOrStreamToken } from "../../middleware/stream-token-auth/index.ts";
 import { registerCatalog } from "./catalog.ts";
 import { registerHistory } from "./history.ts";
@@ -24,6 +25,7 @@ export const MAX_WORKFLOW_BODY_BYTES = 1024 * 1024;
  */
 export function registerWorkflowApi(app: App) {
   app.use("/workflow/*", apiKeyOrStreamToken());
+  app.use("/workflow/*", rateLimit());
   app.use(
     "/workflow/*",
     bodyLimit({

@@ -1,0 +1,36 @@
+/**
+ * Per-key rate limits, enforced by the key's RateLimiter Durable Object. Every response to an
+ * authenticated request carries `x-ratelimit-limit`, `x-ratelimit-remaining` and
+ * `x-ratelimit-reset` (Unix seconds); a refused one is 429 `rate_limited` with `Retry-After`.
+ * A key's own `rate_limit_per_minute` wins over RATE_LIMIT_PER_MINUTE.
+ */
+import { createMiddleware } from "hono/factory";
+import type { AppEnv } from "../../app-env.ts";
+import { ApiError } from "../../errors.ts";
+
+export const RATE_LIMIT_WINDOW_SECONDS = 60;
+const DEFAULT_PER_MINUTE = 600;
+
+export const rateLimit = () =>
+  createMiddleware<AppEnv>(async (c, next) => {
+    const auth = c.get("auth");
+    // Stream tokens are scoped to one run and minted by a key that was itself limited.
+    if (!auth?.apiKeyId) return next();
+    const limit = auth.rateLimitPerMinute ?? (Number(c.env.RATE_LIMIT_PER_MINUTE) || DEFAULT_PER_MINUTE);
+    const limiter = c.env.RATE_LIMITER.get(c.env.RATE_LIMITER.idFromName(auth.apiKeyId));
+    const decision = await limiter.hit(limit, RATE_LIMIT_WINDOW_SECONDS);
+    const headers = {
+      "x-ratelimit-limit": String(decision.limit),
+      "x-ratelimit-remaining": String(decision.remaining),
+      "x-ratelimit-reset": String(decision.resetAt),
+    };
+    if (!decision.allowed) {
+      const retryAfter = Math.max(1, decision.resetAt - Math.floor(Date.now() / 1000));
+      throw new ApiError("rate_limited", `rate limit of ${decision.limit} requests per minute reached; retry after ${retryAfter} s`, undefined, {
+        ...headers,
+        "retry-after": String(retryAfter),
+      });
+    }
+    await next();
+    for (const [name, value] of Object.entries(headers)) c.res.headers.set(name, value);
+  });

@@ -1,0 +1,53 @@
+import { env } from "cloudflare:workers";
+import { beforeAll, describe, expect, it } from "vitest";
+import { call, createKey, seedCatalog, seedOrganization, type ErrorBody } from "./helpers.ts";
+
+async function keyWithLimit(limit: number): Promise<string> {
+  const org = await seedOrganization();
+  const { key, keyId } = await createKey(org.organizationId);
+  await env.DB.prepare("UPDATE api_keys SET rate_limit_per_minute = ? WHERE id = ?").bind(limit, keyId).run();
+  return key;
+}
+
+describe("per-key rate limits", () => {
+  beforeAll(async () => {
+    await seedCatalog();
+  });
+
+  it("25 concurrent calls on a key limited to 5 a minute: exactly 5 get through, 20 get 429 with Retry-After", async () => {
+    const key = await keyWithLimit(5);
+    const responses = await Promise.all(Array.from({ length: 25 }, () => call("/workflow/catalog", { headers: { authorization: `Bearer ${key}` } })));
+    const ok = responses.filter((r) => r.status === 200);
+    const limited = responses.filter((r) => r.status === 429);
+    expect(ok).toHaveLength(5);
+    expect(limited).toHaveLength(20);
+    for (const res of limited) {
+      expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
+      expect(res.headers.get("x-ratelimit-remaining")).toBe("0");
+      expect(((await res.json()) as ErrorBody).error.code).toBe("rate_limited");
+    }
+    expect(ok.map((r) => Number(r.headers.get("x-ratelimit-remaining"))).sort()).toEqual([0, 1, 2, 3, 4]);
+  });
+
+  it("every authenticated response carries the headers, error responses included", async () => {
+    const key = await keyWithLimit(100);
+    for (const res of [
+      await call("/workflow/catalog", { headers: { authorization: `Bearer ${key}` } }),
+      await call(`/workflow/hello-${crypto.randomUUID()}/status`, { headers: { authorization: `Bearer ${key}` } }),
+    ]) {
+      expect(res.headers.get("x-ratelimit-limit")).toBe("100");
+      expect(Number(res.headers.get("x-ratelimit-remaining"))).toBeLessThan(100);
+      expect(Number(res.headers.get("x-ratelimit-reset"))).toBeGreaterThan(Date.now() / 1000);
+    }
+  });
+
+  it("keys are limited separately, and the default comes from RATE_LIMIT_PER_MINUTE", async () => {
+    const limited = await keyWithLimit(1);
+    const org = await seedOrganization();
+    expect((await call("/workflow/catalog", { headers: { authorization: `Bearer ${limited}` } })).status).toBe(200);
+    expect((await call("/workflow/catalog", { headers: { authorization: `Bearer ${limited}` } })).status).toBe(429);
+    const other = await call("/workflow/catalog", { headers: { authorization: `Bearer ${org.key}` } });
+    expect(other.status).toBe(200);
+    expect(other.headers.get("x-ratelimit-limit")).toBe(env.RATE_LIMIT_PER_MINUTE);
+  });
+});
