@@ -9,6 +9,8 @@
  * - Fans the log out to stream subscribers. Each subscriber is a hibernatable WebSocket held by
  *   the Worker that serves the client's SSE response, so an idle run with many subscribers costs
  *   nothing while it waits (the cloudflare/agents pattern).
+ * - Keeps what Temporal history does not: the steps' attributes (LLM usage, HTTP requests) and
+ *   their thinking text; writes the run's trace to R2 when it ends.
  * - Runs a watchdog: a run that is not finished and has gone quiet is reconciled with Temporal
  *   through the host, so no run stays `running` after a fault.
  */
