@@ -1,4 +1,5 @@
 /** The host's configuration, read once from the environment. Defaults are for local development. */
+import { readFileSync } from "node:fs";
 import type { LogLevel } from "@temporalio/worker";
 import { parseSecrets } from "../src/shared/signing.ts";
 import { llmConfigFromEnv, type LlmConfig } from "./llm/models.ts";
@@ -9,6 +10,8 @@ export interface HostConfig {
   bind: string;
   temporalAddress: string;
   temporalNamespace: string;
+  /** How to reach Temporal beyond its address: TLS and an API key or a client certificate (Temporal Cloud). */
+  temporalConnection: { tls?: { clientCertPair?: { crt: Buffer; key: Buffer } } | boolean; apiKey?: string };
   taskQueue: string;
   edgeUrl: string;
   /** Current secret first; a second one is accepted while a rotation is under way. */
@@ -32,6 +35,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
     bind: env.HOST_BIND ?? "127.0.0.1",
     temporalAddress: env.TEMPORAL_ADDRESS ?? "127.0.0.1:7233",
     temporalNamespace: env.TEMPORAL_NAMESPACE ?? "default",
+    temporalConnection: temporalConnectionFromEnv(env),
     taskQueue: env.TEMPORAL_TASK_QUEUE ?? "outrider",
     edgeUrl: env.EDGE_URL ?? "http://127.0.0.1:8787",
     sharedSecrets,
@@ -40,4 +44,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
     prices: loadPrices(env.LLM_PRICES),
     httpRequestCost: Number(env.HTTP_REQUEST_COST_USD ?? 0) || 0,
   };
+}
+
+/**
+ * TEMPORAL_API_KEY (Temporal Cloud API keys; implies TLS), or TEMPORAL_TLS_CERT and
+ * TEMPORAL_TLS_KEY (paths to an mTLS client certificate and key), or TEMPORAL_TLS=true alone.
+ * None of them: plain gRPC, as the local dev server expects.
+ */
+function temporalConnectionFromEnv(env: NodeJS.ProcessEnv): HostConfig["temporalConnection"] {
+  if (env.TEMPORAL_TLS_CERT || env.TEMPORAL_TLS_KEY) {
+    if (!env.TEMPORAL_TLS_CERT || !env.TEMPORAL_TLS_KEY) throw new Error("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together");
+    return { tls: { clientCertPair: { crt: readFileSync(env.TEMPORAL_TLS_CERT), key: readFileSync(env.TEMPORAL_TLS_KEY) } } };
+  }
+  if (env.TEMPORAL_API_KEY) return { tls: true, apiKey: env.TEMPORAL_API_KEY };
+  return env.TEMPORAL_TLS === "true" ? { tls: true } : {};
 }

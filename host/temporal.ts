@@ -12,7 +12,7 @@ import type { DescribeRunResponse, RunResultResponse } from "../src/shared/host-
 import type { HostConfig } from "./config.ts";
 
 export async function connectClient(config: HostConfig): Promise<Client> {
-  const connection = await Connection.connect({ address: config.temporalAddress });
+  const connection = await Connection.connect({ address: config.temporalAddress, ...config.temporalConnection });
   return new Client({ connection, namespace: config.temporalNamespace });
 }
 

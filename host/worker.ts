@@ -19,7 +19,7 @@ function installRuntime(level: LogLevel) {
 export async function createWorker(config: HostConfig, edge: EdgeClient): Promise<Worker> {
   installRuntime(config.logLevel);
   installActivityRuntime({ edge, prices: config.prices, llm: config.llm, httpRequestCost: config.httpRequestCost });
-  const connection = await NativeConnection.connect({ address: config.temporalAddress });
+  const connection = await NativeConnection.connect({ address: config.temporalAddress, ...config.temporalConnection });
   return Worker.create({
     connection,
     namespace: config.temporalNamespace,
