@@ -51,6 +51,13 @@ export async function getRunOrThrow(env: Env, organizationId: string, workflowId
   return run;
 }
 
+/** Stops, terminations, signals and updates need a run that has not ended: else 409. */
+export function assertRunOpen(run: Run, what: string): void {
+  if (isTerminal(run.status)) {
+    throw new ApiError("run_finished", `run ${run.temporalWorkflowId} already ended (${run.status}); it takes no ${what}`);
+  }
+}
+
 /**
  * Brings a non-terminal row up to date with Temporal (via the host), waiting up to `waitMs` for
  * the run to close. A terminal row is returned as is. If the host cannot be reached the row is

@@ -13,19 +13,33 @@ export function zodIssues(error: z.ZodError, prefix = ""): Issue[] {
   }));
 }
 
-export async function readJson<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
+/** The body as JSON, or undefined when it is empty (or only white space). */
+export async function readOptionalJson(c: Context): Promise<unknown> {
   const text = await c.req.text();
-  let raw: unknown;
+  if (text.trim() === "") return undefined;
   try {
-    raw = text.length === 0 ? undefined : JSON.parse(text);
+    return JSON.parse(text);
   } catch (err) {
     throw new ApiError("invalid_json", `request body is not valid JSON: ${(err as Error).message}`);
   }
+}
+
+export async function readJson<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
+  const raw = await readOptionalJson(c);
   if (raw === undefined) throw new ApiError("invalid_json", "request body is empty; send a JSON object");
+  return parseBody(schema, raw);
+}
+
+function parseBody<T extends z.ZodType>(schema: T, raw: unknown): z.infer<T> {
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {
     const issues = zodIssues(parsed.error);
     throw new ApiError("invalid_request", `invalid request body: ${issues.map((i) => `${i.path || "(body)"}: ${i.message}`).join("; ")}`, issues);
   }
   return parsed.data;
+}
+
+/** Like readJson, but an empty body stands for `{}` (for routes whose fields are all optional). */
+export async function readJsonOrEmpty<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
+  return parseBody(schema, (await readOptionalJson(c)) ?? {});
 }
