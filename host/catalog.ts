@@ -62,8 +62,6 @@ export function hasHandler(workflowName: string, kind: HandlerKind, name: string
   return def?.handlers?.[kind]?.includes(name) ?? false;
 }
 
-export type WorkflowName = keyof typeof WORKFLOWS;
-
 export function catalogEntries(): CatalogEntry[] {
   return Object.entries(WORKFLOWS as Record<string, WorkflowDefinition>).map(([name, def]) => ({
     name,

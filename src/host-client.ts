@@ -6,7 +6,6 @@ import type { z } from "zod";
 import { ApiError, type ErrorCode } from "./errors.ts";
 import {
   HOST_PATHS,
-  describeRunResponse,
   hostErrorBody,
   runResultResponse,
   followResponse,
@@ -33,10 +32,6 @@ export class HostClient {
 
   start(request: StartRunRequest) {
     return this.call("POST", HOST_PATHS.start, startRunResponse, request);
-  }
-
-  describe(workflowId: string) {
-    return this.call("GET", HOST_PATHS.describe(workflowId), describeRunResponse);
   }
 
   /** The run's outcome; waits up to `waitMs` for it to close. */
