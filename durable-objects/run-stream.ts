@@ -15,6 +15,7 @@
  *   through the host, so no run stays `running` after a fault.
  */
 import { DurableObject } from "cloudflare:workers";
+import { settleCreditsStatements } from "../src/db/credits.ts";
 import { HostClient } from "../src/host-client.ts";
 import type { RunEvent } from "../src/shared/host-api.ts";
 import { aggregate, type Attribute } from "../src/shared/aggregations.ts";
@@ -48,16 +49,42 @@ export interface StreamState {
   lastEventId: number;
 }
 
-/** One message from the DO to the Worker holding a subscriber's SSE response. */
+/**
+ * One message from the DO to the Worker holding a subscriber's SSE response. The `history` view
+ * (Workflow API) gets ready-made SSE frames; the `log` view (the other API families, which each
+ * shape their own events) gets raw log entries and a final `done`.
+ */
 export interface SubscriberMessage {
-  sse: string;
+  sse?: string;
   /** Temporal event id of the last history event in this frame, if it carried any. */
   eventId?: number;
+  entry?: LogEntry;
+  done?: RunOutcome;
 }
+
+/** How a run ended, as its `run.finished` event says. */
+export interface RunOutcome {
+  status: RunStatus;
+  output?: unknown;
+  error?: string | null;
+  newRunId?: string | null;
+}
+
+/** A log row as the `log` view sends it; `seq` orders the whole log and is its event id. */
+export interface LogEntry {
+  seq: number;
+  type: RunEvent["type"];
+  at: string;
+  data: Record<string, unknown>;
+}
+
+export type SubscriptionView = "history" | "log";
 
 interface SubscriberAttachment {
   runId: string;
+  view: SubscriptionView;
   includePayloads: boolean;
+  /** history view: last Temporal event id sent; log view: last log seq sent. */
   lastEventId: number;
 }
 
@@ -187,22 +214,23 @@ export class RunStream extends DurableObject<Env> {
           .run();
         return;
       }
-      await this.env.DB.prepare(
+      const finish = this.env.DB.prepare(
         `UPDATE runs SET status = ?, output = ?, error = ?, temporal_run_id = ?, completed_at = ?,
            started_at = COALESCE(started_at, ?), updated_at = ?
          WHERE temporal_workflow_id = ?`,
-      )
-        .bind(
-          String(data.status),
-          data.output === undefined || data.output === null ? null : JSON.stringify(data.output),
-          (data.error as string | null | undefined) ?? null,
-          String(data.runId),
-          row.at,
-          row.at,
-          now,
-          workflowId,
-        )
-        .run();
+      ).bind(
+        String(data.status),
+        data.output === undefined || data.output === null ? null : JSON.stringify(data.output),
+        (data.error as string | null | undefined) ?? null,
+        String(data.runId),
+        row.at,
+        row.at,
+        now,
+        workflowId,
+      );
+      // The outcome and the credit settlement land together (one D1 transaction), keyed by the
+      // log row so that a retried projection writes the same ledger row (and is ignored).
+      await this.env.DB.batch([finish, ...settleCreditsStatements(this.env.DB, workflowId, `charge:${workflowId}:${row.seq}`, now)]);
     }
   }
 
@@ -259,11 +287,11 @@ export class RunStream extends DurableObject<Env> {
     return newest.type === "run.finished" && data.newRunId ? data.newRunId : newest.run_id;
   }
 
-  private finishedEvent(runId: string): { status: RunStatus; newRunId?: string | null } | null {
+  private finishedEvent(runId: string): RunOutcome | null {
     const row = this.sql
       .exec<{ data: string }>("SELECT data FROM events WHERE type = 'run.finished' AND run_id = ? LIMIT 1", runId)
       .toArray()[0];
-    return row ? (JSON.parse(row.data) as { status: RunStatus; newRunId?: string | null }) : null;
+    return row ? (JSON.parse(row.data) as RunOutcome) : null;
   }
 
   /**
@@ -349,7 +377,7 @@ export class RunStream extends DurableObject<Env> {
   // ---------------------------------------------------------------- subscribers
 
   /**
-   * `GET /subscribe?runId=&after=&includePayloads=&workflowEvent=` with `Upgrade: websocket`,
+   * `GET /subscribe?runId=&after=&includePayloads=&workflowEvent=&view=` with `Upgrade: websocket`,
    * from the Worker only. Sends the backlog after `after`, then live events, then `done`.
    */
   override async fetch(request: Request): Promise<Response> {
@@ -366,9 +394,18 @@ export class RunStream extends DurableObject<Env> {
     this.ctx.acceptWebSocket(server, [runId]);
     const attachment: SubscriberAttachment = {
       runId,
+      view: url.searchParams.get("view") === "log" ? "log" : "history",
       includePayloads: url.searchParams.get("includePayloads") === "true",
       lastEventId: Math.max(0, Number(url.searchParams.get("after") ?? 0) || 0),
     };
+    if (attachment.view === "log") {
+      // Synchronous from here, as below: backlog, then live entries, with no gap.
+      const backlog = this.sql.exec<LogRow>("SELECT * FROM events WHERE run_id = ? AND seq > ? ORDER BY seq", runId, attachment.lastEventId).toArray();
+      this.sendEntries(server, attachment, backlog);
+      server.serializeAttachment(attachment);
+      if (this.isStreamComplete(runId)) this.sendDone(server, attachment, this.finishedEvent(runId)!);
+      return new Response(null, { status: 101, webSocket: client });
+    }
     // Everything below is synchronous: no event can slip in between the backlog and live delivery.
     if (url.searchParams.get("workflowEvent") !== "false") {
       this.send(server, { sse: sseFrame({ event: "workflow", data: this.workflowSummary(runId) }) });
@@ -390,7 +427,7 @@ export class RunStream extends DurableObject<Env> {
       .toArray();
     this.sendRows(server, attachment, backlog);
     server.serializeAttachment(attachment);
-    if (this.isStreamComplete(runId)) this.sendDone(server, this.finishedEvent(runId)!);
+    if (this.isStreamComplete(runId)) this.sendDone(server, attachment, this.finishedEvent(runId)!);
     return new Response(null, { status: 101, webSocket: client });
   }
 
@@ -407,9 +444,10 @@ export class RunStream extends DurableObject<Env> {
         const attachment = ws.deserializeAttachment() as SubscriberAttachment | null;
         if (!attachment) continue;
         const before = attachment.lastEventId;
-        this.sendRows(ws, attachment, streamed);
+        if (attachment.view === "log") this.sendEntries(ws, attachment, runRows);
+        else this.sendRows(ws, attachment, streamed);
         if (attachment.lastEventId !== before) ws.serializeAttachment(attachment);
-        if (finished) this.sendDone(ws, finished);
+        if (finished) this.sendDone(ws, attachment, finished);
       }
     }
   }
@@ -438,6 +476,16 @@ export class RunStream extends DurableObject<Env> {
     flush();
   }
 
+  /** The log view: every entry after the subscriber's last one, as is. */
+  private sendEntries(ws: WebSocket, attachment: SubscriberAttachment, rows: LogRow[]): void {
+    for (const row of rows) {
+      if (row.seq <= attachment.lastEventId) continue;
+      attachment.lastEventId = row.seq;
+      const entry: LogEntry = { seq: row.seq, type: row.type as RunEvent["type"], at: row.at, data: JSON.parse(row.data) as Record<string, unknown> };
+      this.send(ws, { entry });
+    }
+  }
+
   private sendHistory(ws: WebSocket, attachment: SubscriberAttachment, rows: LogRow[]): void {
     const events = rows.map((r) => this.historyEventForSubscriber(r, attachment.includePayloads));
     const lastEventId = rows[rows.length - 1]!.history_event_id!;
@@ -452,7 +500,12 @@ export class RunStream extends DurableObject<Env> {
     return withoutPayloads;
   }
 
-  private sendDone(ws: WebSocket, finished: { status: string; newRunId?: string | null }): void {
+  private sendDone(ws: WebSocket, attachment: SubscriberAttachment, finished: RunOutcome): void {
+    if (attachment.view === "log") {
+      this.send(ws, { done: { status: finished.status, output: finished.output ?? null, error: finished.error ?? null, newRunId: finished.newRunId ?? null } });
+      ws.close(STREAM_DONE_CLOSE_CODE, "done");
+      return;
+    }
     const data: { reason: string; newRunId?: string } = { reason: finished.status };
     if (finished.newRunId) data.newRunId = finished.newRunId;
     this.send(ws, { sse: sseFrame({ event: "done", data }) });

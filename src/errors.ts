@@ -8,21 +8,28 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 
 export const ERROR_CODES = {
   unauthorized: 401,
+  insufficient_credits: 402,
   invalid_json: 400,
   invalid_request: 400,
   invalid_input: 400,
   workflow_not_found: 404,
+  organization_not_found: 404,
+  api_key_not_found: 404,
   run_not_found: 404,
   handler_not_found: 404,
   route_not_found: 404,
   run_finished: 409,
   run_not_finished: 409,
+  organization_exists: 409,
+  workflow_name_taken: 409,
   payload_too_large: 413,
   handler_failed: 422,
   rate_limited: 429,
   internal_error: 500,
+  run_failed: 500,
   host_error: 502,
   host_unavailable: 503,
+  run_timed_out: 504,
 } as const satisfies Record<string, ContentfulStatusCode>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

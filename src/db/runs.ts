@@ -4,14 +4,14 @@ import { runs, type Run } from "./schema.ts";
 
 export async function insertScheduledRun(
   d1: D1Database,
-  row: Pick<Run, "id" | "organizationId" | "workflowId" | "workflowName" | "temporalWorkflowId" | "input">,
+  row: Pick<Run, "id" | "organizationId" | "workflowId" | "workflowName" | "temporalWorkflowId" | "input" | "creditHold">,
 ): Promise<void> {
   await db(d1).insert(runs).values({ ...row, status: "scheduled" });
 }
 
 /** Removes a run whose start never reached Temporal, so nothing claims it is scheduled. */
-export async function deleteUnstartedRun(d1: D1Database, id: string): Promise<void> {
-  await db(d1).delete(runs).where(and(eq(runs.id, id), eq(runs.status, "scheduled")));
+export function deleteUnstartedRunStatement(d1: D1Database, id: string): D1PreparedStatement {
+  return d1.prepare("DELETE FROM runs WHERE id = ? AND status = 'scheduled'").bind(id);
 }
 
 export async function findRunByWorkflowId(d1: D1Database, organizationId: string, temporalWorkflowId: string) {

@@ -14,8 +14,49 @@ const timestamps = {
 export const organizations = sqliteTable("organizations", {
   id: text("id").primaryKey(),
   name: text("name").notNull(),
+  /**
+   * Credits (1 credit = 1 LLM token). NULL: the organization is not metered (no 402 ever); the
+   * first grant through the admin API turns metering on. See docs/credits.md.
+   */
+  creditBalance: integer("credit_balance"),
+  /** Credits held by runs in flight; available = balance - reserved. */
+  creditsReserved: integer("credits_reserved").notNull().default(0),
   ...timestamps,
 });
+
+/** Every change of an organization's balance: grants and adjustments (admin), run charges. */
+export const creditLedger = sqliteTable(
+  "credit_ledger",
+  {
+    id: text("id").primaryKey(),
+    organizationId: text("organization_id")
+      .notNull()
+      .references(() => organizations.id),
+    kind: text("kind", { enum: ["grant", "charge"] }).notNull(),
+    /** Signed change of the balance: grants positive, charges zero or negative. */
+    amount: integer("amount").notNull(),
+    balanceAfter: integer("balance_after").notNull(),
+    runId: text("run_id"),
+    note: text("note").notNull().default(""),
+    createdAt: timestamps.createdAt,
+  },
+  (t) => [
+    index("credit_ledger_org_created_idx").on(t.organizationId, t.createdAt),
+    // One charge per run, whatever retries the settlement sees.
+    uniqueIndex("credit_ledger_run_charge_uq").on(t.runId).where(sql`kind = 'charge'`),
+  ],
+);
+
+/** A prompt workflow's definition (workflows.kind = 'prompt'). */
+export interface PromptDefinition {
+  template: string;
+  /** The template's `{{variable}}` names, in order of first use. */
+  variables: string[];
+  /** `provider/model`, as in host/llm/models.ts. */
+  model: string;
+  webSearch: boolean;
+  maxOutputTokens: number;
+}
 
 /** API keys `<prefix>_<id>_<secret>`: only the SHA-256 of the secret is kept. */
 export const apiKeys = sqliteTable(
@@ -39,7 +80,7 @@ export const apiKeys = sqliteTable(
 
 /**
  * The workflow catalog. Code workflows published by the host have organization_id NULL (every
- * organization may run them); organization-owned workflows come later with prompt workflows.
+ * organization may run them); prompt workflows (kind `prompt`, ids `wf_...`) belong to one organization and start unpublished.
  */
 export const workflows = sqliteTable(
   "workflows",
@@ -57,6 +98,7 @@ export const workflows = sqliteTable(
       .notNull()
       .default(sql`'{"signals":[],"queries":[],"updates":[]}'`),
     published: integer("published", { mode: "boolean" }).notNull().default(true),
+    prompt: text("prompt", { mode: "json" }).$type<PromptDefinition>(),
     ...timestamps,
   },
   (t) => [
@@ -91,6 +133,10 @@ export const runs = sqliteTable(
     tokensOutput: integer("tokens_output").notNull().default(0),
     tokensTotal: integer("tokens_total").notNull().default(0),
     httpRequests: integer("http_requests").notNull().default(0),
+    /** Credits held while the run is open (0 once settled, or for unmetered organizations). */
+    creditHold: integer("credit_hold").notNull().default(0),
+    /** Credits the run was charged when it ended; NULL until settled (or when unmetered). */
+    creditsCharged: integer("credits_charged"),
     startedAt: text("started_at"),
     completedAt: text("completed_at"),
     ...timestamps,
@@ -105,3 +151,4 @@ export const runs = sqliteTable(
 export type Run = typeof runs.$inferSelect;
 export type Workflow = typeof workflows.$inferSelect;
 export type ApiKey = typeof apiKeys.$inferSelect;
+export type Organization = typeof organizations.$inferSelect;

@@ -1,5 +1,5 @@
 /**
- * Starting runs and settling their state: the logic the Workflow API routes share.
+ * Starting runs and settling their state: the logic every API family shares.
  * The edge writes a run row as `scheduled` before asking the host to start it, and removes it if
  * the start fails, so no row pretends to be scheduled for a run Temporal never saw. Every later
  * change goes through the run's RunStream DO.
@@ -12,9 +12,10 @@ import { runFinishedEvent, runStartedEvent } from "../shared/run-events.ts";
 import { ApiError } from "../errors.ts";
 import { HostClient } from "../host-client.ts";
 import { recordRunEvents, runStream } from "../run-stream-client.ts";
-import { deleteUnstartedRun, findRunByWorkflowId, insertScheduledRun } from "../db/runs.ts";
+import { reserveCredits, releaseCreditsStatement } from "../db/credits.ts";
+import { deleteUnstartedRunStatement, findRunByWorkflowId, insertScheduledRun } from "../db/runs.ts";
 import { findRunnableWorkflow } from "../db/workflows.ts";
-import type { Run } from "../db/schema.ts";
+import type { Run, Workflow } from "../db/schema.ts";
 import { assertValidInput } from "../routes/workflow/input-validation.ts";
 
 /** The host blocks at most this long per result call; longer waits are several calls. */
@@ -26,19 +27,57 @@ export interface StartedRun {
   status: RunStatus;
 }
 
+/** Credits a code workflow run holds while it runs (its token use is not known in advance). */
+const DEFAULT_CODE_RUN_CREDIT_HOLD = 20_000;
+
+/** Starts a published code workflow by name (the Workflow API and the Workflow Runs API). */
 export async function startRun(env: Env, organizationId: string, workflowName: string, input: unknown): Promise<StartedRun> {
   const workflow = await findRunnableWorkflow(env.DB, organizationId, workflowName);
   if (!workflow) throw new ApiError("workflow_not_found", `no published workflow named "${workflowName}"; GET /workflow/catalog lists them`);
   assertValidInput(workflow, input);
+  return startWorkflowRun(env, organizationId, workflow, input, { creditHold: Number(env.CODE_RUN_CREDIT_HOLD) || DEFAULT_CODE_RUN_CREDIT_HOLD });
+}
 
+export interface StartOptions {
+  /** Credits to hold until the run ends (metered organizations only): the most it may be charged. */
+  creditHold: number;
+  /** What the host starts, when it is not the catalog workflow itself (prompt workflows). */
+  host?: { workflowName: string; input: unknown; executionTimeoutMs?: number };
+}
+
+/**
+ * Holds credits, writes the `scheduled` row, and asks the host to start the run. Any failure
+ * undoes what came before it: no orphan row, no stuck hold.
+ */
+export async function startWorkflowRun(env: Env, organizationId: string, workflow: Workflow, input: unknown, options: StartOptions): Promise<StartedRun> {
+  const hold = await reserveCredits(env.DB, organizationId, options.creditHold);
+  if (!hold.ok) {
+    throw new ApiError(
+      "insufficient_credits",
+      `this run needs ${options.creditHold} credits available and the organization has ${hold.available}; add credits to continue`,
+    );
+  }
+  const creditHold = hold.metered ? options.creditHold : 0;
   const id = crypto.randomUUID();
-  const workflowId = `${workflow.name}-${id}`;
-  await insertScheduledRun(env.DB, { id, organizationId, workflowId: workflow.id, workflowName: workflow.name, temporalWorkflowId: workflowId, input });
+  const workflowId = `${workflow.kind === "prompt" ? workflow.id : workflow.name}-${id}`;
+  const undo = () =>
+    env.DB.batch([deleteUnstartedRunStatement(env.DB, id), ...(creditHold > 0 ? [releaseCreditsStatement(env.DB, organizationId, creditHold)] : [])]);
+  try {
+    await insertScheduledRun(env.DB, { id, organizationId, workflowId: workflow.id, workflowName: workflow.name, temporalWorkflowId: workflowId, input, creditHold });
+  } catch (err) {
+    if (creditHold > 0) await releaseCreditsStatement(env.DB, organizationId, creditHold).run();
+    throw err;
+  }
   let runId: string;
   try {
-    ({ runId } = await new HostClient(env).start({ workflowId, workflowName: workflow.name, input }));
+    ({ runId } = await new HostClient(env).start({
+      workflowId,
+      workflowName: options.host?.workflowName ?? workflow.name,
+      input: options.host ? options.host.input : input,
+      executionTimeoutMs: options.host?.executionTimeoutMs,
+    }));
   } catch (err) {
-    await deleteUnstartedRun(env.DB, id);
+    await undo();
     throw err;
   }
   await recordRunEvents(env, workflowId, [runStartedEvent(runId)]);

@@ -1,0 +1,104 @@
+/** Credit holds and settlement, at the level of D1 and the RunStream that settles runs. */
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { reserveCredits } from "../../src/db/credits.ts";
+import { admin, seedOrganization, signedPost } from "./helpers.ts";
+
+async function meteredOrg(balance: number) {
+  const org = await seedOrganization();
+  await admin("POST", `/admin/v1/organizations/${org.organizationId}/credits`, { amount: balance, note: "test" });
+  return org;
+}
+
+const orgRow = (id: string) =>
+  env.DB.prepare("SELECT credit_balance AS balance, credits_reserved AS reserved FROM organizations WHERE id = ?").bind(id).first<{ balance: number; reserved: number }>();
+
+async function insertHeldRun(organizationId: string, hold: number): Promise<string> {
+  const workflowId = `hello-${crypto.randomUUID()}`;
+  await env.DB.prepare(
+    `INSERT INTO workflows (id, organization_id, name, kind, input_schema, output_schema) VALUES ('wf_credits_test', NULL, 'credits_test', 'code', '{}', '{}')
+     ON CONFLICT DO NOTHING`,
+  ).run();
+  await env.DB.prepare(
+    "INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, status, input, credit_hold) VALUES (?, ?, 'wf_credits_test', 'credits_test', ?, 'running', '{}', ?)",
+  )
+    .bind(crypto.randomUUID(), organizationId, workflowId, hold)
+    .run();
+  await env.DB.prepare("UPDATE organizations SET credits_reserved = credits_reserved + ? WHERE id = ?").bind(hold, organizationId).run();
+  return workflowId;
+}
+
+function usage(runId: string, input: number, output: number) {
+  return {
+    sourceKey: `attribute:${runId}:1:1:1`,
+    type: "attribute",
+    at: new Date().toISOString(),
+    data: {
+      runId,
+      activityId: "1",
+      attempt: 1,
+      attribute: {
+        type: "llm:usage",
+        modelId: "local/writer",
+        total: 0,
+        tokensUsed: input + output,
+        usage: [
+          { type: "input", ppm: 0, amount: input, total: 0 },
+          { type: "output", ppm: 0, amount: output, total: 0 },
+        ],
+      },
+    },
+  };
+}
+
+const finished = (runId: string, status: string) => ({
+  sourceKey: `run:${runId}:finished`,
+  type: "run.finished",
+  at: new Date().toISOString(),
+  data: { runId, status, output: status === "completed" ? { text: "hi", citations: [] } : null, error: status === "completed" ? null : "boom" },
+});
+
+describe("credit holds", () => {
+  it("concurrent reservations never hold more than the balance", async () => {
+    const org = await meteredOrg(1000);
+    const outcomes = await Promise.all(Array.from({ length: 12 }, () => reserveCredits(env.DB, org.organizationId, 300)));
+    expect(outcomes.filter((o) => o.ok)).toHaveLength(3);
+    expect(outcomes.filter((o) => !o.ok)).toHaveLength(9);
+    expect(await orgRow(org.organizationId)).toEqual({ balance: 1000, reserved: 900 });
+  });
+
+  it("an unmetered organization holds nothing and is never refused", async () => {
+    const org = await seedOrganization();
+    expect(await reserveCredits(env.DB, org.organizationId, 10_000_000)).toEqual({ ok: true, metered: false });
+  });
+});
+
+describe("credit settlement by the run's RunStream", () => {
+  it("a completed run is charged its tokens once, however often its end is delivered", async () => {
+    const org = await meteredOrg(1000);
+    const workflowId = await insertHeldRun(org.organizationId, 400);
+    const events = [usage("r1", 30, 12), finished("r1", "completed")];
+    for (let i = 0; i < 3; i++) expect((await signedPost(`/internal/runs/${workflowId}/events`, { events })).status).toBe(200);
+    expect(await orgRow(org.organizationId)).toEqual({ balance: 958, reserved: 0 });
+    const run = await env.DB.prepare("SELECT credit_hold, credits_charged FROM runs WHERE temporal_workflow_id = ?").bind(workflowId).first();
+    expect(run).toEqual({ credit_hold: 0, credits_charged: 42 });
+    const ledger = await env.DB.prepare("SELECT kind, amount, balance_after, note FROM credit_ledger WHERE run_id IS NOT NULL AND organization_id = ?")
+      .bind(org.organizationId)
+      .all();
+    expect(ledger.results).toEqual([{ kind: "charge", amount: -42, balance_after: 958, note: "42 tokens" }]);
+  });
+
+  it("a failed run is not charged and its hold is released", async () => {
+    const org = await meteredOrg(1000);
+    const workflowId = await insertHeldRun(org.organizationId, 400);
+    await signedPost(`/internal/runs/${workflowId}/events`, { events: [usage("r2", 30, 12), finished("r2", "failed")] });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: 1000, reserved: 0 });
+  });
+
+  it("a charge never exceeds the run's hold", async () => {
+    const org = await meteredOrg(1000);
+    const workflowId = await insertHeldRun(org.organizationId, 50);
+    await signedPost(`/internal/runs/${workflowId}/events`, { events: [usage("r3", 40, 40), finished("r3", "completed")] });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: 950, reserved: 0 });
+  });
+});
