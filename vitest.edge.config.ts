@@ -7,6 +7,7 @@ import { defineConfig } from "vitest/config";
 // Test-only secret (the second value exercises rotation). Read by wrangler's secrets.required.
 process.env.HOST_SHARED_SECRET = "edge-test-secret,edge-test-old-secret";
 process.env.STREAM_TOKEN_SECRET = "edge-test-stream-token-secret";
+process.env.ADMIN_API_KEY = "edge-test-admin-key,edge-test-old-admin-key";
 
 export default defineConfig(async () => {
   const migrations = await readD1Migrations("./migrations");

@@ -55,6 +55,16 @@ export const WORKFLOWS = {
   },
 } satisfies Record<string, WorkflowDefinition>;
 
+/**
+ * Workflows the edge starts on its own behalf, never listed in the catalog: `run_prompt` runs
+ * every published prompt workflow (its input is the prompt definition plus the caller's values).
+ */
+export const INTERNAL_WORKFLOWS: ReadonlySet<string> = new Set(["run_prompt"]);
+
+export function isStartable(workflowName: string): boolean {
+  return workflowName in WORKFLOWS || INTERNAL_WORKFLOWS.has(workflowName);
+}
+
 export type HandlerKind = "signals" | "queries" | "updates";
 
 export function hasHandler(workflowName: string, kind: HandlerKind, name: string): boolean {

@@ -16,7 +16,7 @@ import { HOST_PATHS, interactRequest, startRunRequest, terminateRequest } from "
 import { TERMINAL_STATUSES } from "../src/shared/run-status.ts";
 import { runStartedEvent } from "../src/shared/run-events.ts";
 import { verifyRequest } from "../src/shared/signing.ts";
-import { WORKFLOWS, hasHandler, type HandlerKind } from "./catalog.ts";
+import { hasHandler, isStartable, type HandlerKind } from "./catalog.ts";
 import type { EdgeClient } from "./edge-client.ts";
 import type { HistoryRelay } from "./history-relay.ts";
 import { describeRun, failureMessage, runResult } from "./temporal.ts";
@@ -54,13 +54,14 @@ export function createControlApi(deps: ControlApiDeps): Hono {
   app.post(HOST_PATHS.start, async (c) => {
     const parsed = startRunRequest.safeParse(await c.req.json().catch(() => null));
     if (!parsed.success) throw hostError(400, "invalid_request", parsed.error.message);
-    const { workflowId, workflowName, input } = parsed.data;
-    if (!(workflowName in WORKFLOWS)) throw hostError(404, "workflow_not_found", `no workflow named "${workflowName}" on this host`);
+    const { workflowId, workflowName, input, executionTimeoutMs } = parsed.data;
+    if (!isStartable(workflowName)) throw hostError(404, "workflow_not_found", `no workflow named "${workflowName}" on this host`);
     try {
       const handle = await deps.client.workflow.start(workflowName, {
         taskQueue: deps.taskQueue,
         workflowId,
         args: [input],
+        ...(executionTimeoutMs ? { workflowExecutionTimeout: executionTimeoutMs } : {}),
       });
       deps.relay.follow(workflowId);
       const started = runStartedEvent(handle.firstExecutionRunId);

@@ -7,14 +7,16 @@
  *   local LLM server     127.0.0.1:$LOCAL_LLM_PORT (8790)  OpenAI-compatible stand-in for providers without a key
  *
  * It applies D1 migrations, seeds a development organization with an API key (the value of
- * OUTRIDER_DEV_API_KEY when set) and prints the key. HOST_SHARED_SECRET is generated for the
- * session unless set. Everything here is for development only.
+ * OUTRIDER_DEV_API_KEY when set) and an example prompt workflow, and prints the key. The admin key
+ * (ADMIN_API_KEY, else .outrider/dev-admin-key) is printed too. HOST_SHARED_SECRET is generated
+ * for the session unless set. Everything here is for development only.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join, resolve } from "node:path";
+import { promptInputSchema } from "../src/shared/prompt-template.ts";
 import { generateApiKey, parseApiKey, sha256Hex } from "../src/shared/api-keys.ts";
 
 const root = resolve(import.meta.dirname, "..");
@@ -94,6 +96,24 @@ function devApiKey(): string {
   return key;
 }
 
+/** DEV ONLY: the admin API key of local sessions, kept in .outrider/ (git-ignored) for `npm run admin`. */
+function devAdminKey(): string {
+  if (env.ADMIN_API_KEY) return env.ADMIN_API_KEY;
+  const file = join(devDir, "dev-admin-key");
+  if (existsSync(file)) return readFileSync(file, "utf8").trim();
+  const key = `dev_admin_${randomBytes(24).toString("hex")}`;
+  mkdirSync(devDir, { recursive: true });
+  writeFileSync(file, key + "\n", { mode: 0o600 });
+  return key;
+}
+
+/** The example prompt workflow of the development organization (POST /api/v1/run/wf_devexplain). */
+const DEV_PROMPT_WORKFLOW = {
+  id: "wf_devexplain",
+  name: "Explain a topic",
+  prompt: { template: "Explain {{topic}} to {{audience}} in two sentences.", variables: ["topic", "audience"], model: "local/writer", webSearch: false, maxOutputTokens: 256 },
+};
+
 async function seed(key: string) {
   const parsed = parseApiKey(key)!;
   const digest = await sha256Hex(parsed.secret);
@@ -102,6 +122,10 @@ async function seed(key: string) {
     `INSERT INTO organizations (id, name) VALUES (${q(DEV_ORG_ID)}, 'Development') ON CONFLICT (id) DO NOTHING;`,
     `INSERT INTO api_keys (id, organization_id, prefix, secret_sha256, name) VALUES (${q(parsed.id)}, ${q(DEV_ORG_ID)}, ${q(parsed.prefix)}, ${q(digest)}, 'dev key')
        ON CONFLICT (id) DO UPDATE SET secret_sha256 = excluded.secret_sha256, organization_id = excluded.organization_id, revoked_at = NULL;`,
+    `INSERT INTO workflows (id, organization_id, name, kind, description, input_schema, output_schema, published, prompt)
+       VALUES (${q(DEV_PROMPT_WORKFLOW.id)}, ${q(DEV_ORG_ID)}, ${q(DEV_PROMPT_WORKFLOW.name)}, 'prompt', 'Example prompt workflow (dev seed)',
+         ${q(JSON.stringify(promptInputSchema(DEV_PROMPT_WORKFLOW.prompt.variables)))}, '{}', 1, ${q(JSON.stringify(DEV_PROMPT_WORKFLOW.prompt))})
+       ON CONFLICT (id) DO NOTHING;`,
   ].join("\n");
   wrangler(["d1", "execute", "DB", "--local", "--persist-to", stateDir, "--command", sql]);
 }
@@ -135,6 +159,7 @@ async function main() {
   const sharedSecret = env.HOST_SHARED_SECRET || randomBytes(32).toString("hex");
   const streamTokenSecret = env.STREAM_TOKEN_SECRET || randomBytes(32).toString("hex");
   const key = devApiKey();
+  const adminKey = devAdminKey();
   mkdirSync(devDir, { recursive: true });
   for (const [name, port] of [["OUTRIDER_PORT", edgePort], ["HOST_PORT", hostPort], ["LOCAL_LLM_PORT", localLlmPort]] as const) {
     if (await portOpen(port)) throw new Error(`port ${port} is in use (another \`npm run dev\`?); stop it or set ${name}`);
@@ -158,7 +183,15 @@ async function main() {
   await seed(key);
 
   // wrangler.toml [vars] can be overridden from the environment for a session.
-  const varOverrides = ["RUN_WAIT_DEFAULT_MS", "RUN_WATCHDOG_QUIET_MS", "SSE_KEEPALIVE_MS", "CORS_ORIGINS", "RATE_LIMIT_PER_MINUTE"]
+  const varOverrides = [
+    "RUN_WAIT_DEFAULT_MS",
+    "RUN_WATCHDOG_QUIET_MS",
+    "SSE_KEEPALIVE_MS",
+    "CORS_ORIGINS",
+    "RATE_LIMIT_PER_MINUTE",
+    "PROMPT_RUN_MAX_MS",
+    "CODE_RUN_CREDIT_HOLD",
+  ]
     .filter((name) => env[name] !== undefined)
     .flatMap((name) => ["--var", `${name}:${env[name]}`]);
   start(
@@ -169,7 +202,7 @@ async function main() {
       "--var", `HOST_URL:http://127.0.0.1:${hostPort}`, ...varOverrides,
       "--show-interactive-dev-session=false", "--inspector-port", String(edgePort + 1000),
     ],
-    { HOST_SHARED_SECRET: sharedSecret, STREAM_TOKEN_SECRET: streamTokenSecret, WRANGLER_SEND_METRICS: "false" },
+    { HOST_SHARED_SECRET: sharedSecret, STREAM_TOKEN_SECRET: streamTokenSecret, ADMIN_API_KEY: adminKey, WRANGLER_SEND_METRICS: "false" },
   );
   await waitFor("edge Worker", async () => (await fetch(`http://127.0.0.1:${edgePort}/health`).catch(() => null))?.ok === true);
 
@@ -208,9 +241,12 @@ async function main() {
       `  Temporal     127.0.0.1:${temporalPort}`,
       `  Local LLM    http://127.0.0.1:${localLlmPort}/v1 (for providers without an API key)`,
       `  Dev API key  ${key}`,
+      `  Admin key    ${adminKey} (dev only; .outrider/dev-admin-key)`,
       "",
       `  curl -X POST http://127.0.0.1:${edgePort}/workflow/run -H "Authorization: Bearer ${key}" \\`,
       `    -H 'Content-Type: application/json' -d '{"workflowName":"hello","input":{"name":"Ada"}}'`,
+      `  curl -X POST http://127.0.0.1:${edgePort}/api/v1/run/${DEV_PROMPT_WORKFLOW.id} -H "Authorization: Bearer ${key}" \\`,
+      `    -H 'Content-Type: application/json' -d '{"topic":"durable execution","audience":"a new engineer"}'`,
       "",
       "OUTRIDER_READY",
     ].join("\n"),

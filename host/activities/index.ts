@@ -1,3 +1,3 @@
 export * from "./examples.ts";
-export { askModel } from "./llm.ts";
+export { answerPrompt, askModel } from "./llm.ts";
 export { checkSummaryLength, fetchPageText } from "./research.ts";

@@ -1,16 +1,17 @@
 /**
  * LLM steps on the AI SDK. Each call streams: reasoning text is published as `thinking` events as
- * it arrives (it is not in Temporal history), and the call's token usage becomes an `llm:usage`
- * attribute priced from the price table.
+ * it arrives (it is not in Temporal history), answer text as `text` events for the steps whose
+ * callers stream it, and the call's token usage becomes an `llm:usage` attribute priced from the
+ * price table.
  */
 import { ApplicationFailure } from "@temporalio/activity";
-import { streamText } from "ai";
+import { streamText, type ToolSet } from "ai";
 import { UnknownModelError, resolveModel } from "../llm/models.ts";
 import { usageAttribute } from "../llm/pricing.ts";
 import { StepPublisher, activityRuntime } from "./runtime.ts";
 
-/** Reasoning deltas are gathered for this long before they are published together. */
-const THINKING_FLUSH_MS = 150;
+/** Reasoning and answer deltas are gathered for this long before they are published together. */
+const STREAM_FLUSH_MS = 150;
 
 export interface AskModelInput {
   modelId: string;
@@ -22,46 +23,98 @@ export interface AskModelOutput {
   text: string;
 }
 
-export async function askModel(input: AskModelInput): Promise<AskModelOutput> {
+export interface AnswerPromptInput {
+  modelId: string;
+  prompt: string;
+  webSearch: boolean;
+  maxOutputTokens: number;
+}
+
+export interface AnswerPromptOutput {
+  text: string;
+  /** URLs of the web sources the model cited (web search only), in order, without repeats. */
+  citations: string[];
+}
+
+interface ModelCall {
+  modelId: string;
+  prompt: string;
+  system?: string;
+  maxOutputTokens?: number;
+  webSearch?: boolean;
+  /** Publish answer text as it is generated. */
+  streamAnswer?: boolean;
+}
+
+/** A buffer that publishes what it gathered at most every STREAM_FLUSH_MS. */
+function throttled(publish: (text: string) => Promise<void>) {
+  let pending = "";
+  let lastFlush = Date.now();
+  const flush = () => {
+    if (!pending) return;
+    void publish(pending);
+    pending = "";
+    lastFlush = Date.now();
+  };
+  return {
+    add(text: string) {
+      pending += text;
+      if (Date.now() - lastFlush >= STREAM_FLUSH_MS) flush();
+    },
+    flush,
+  };
+}
+
+async function callModel(call: ModelCall): Promise<{ text: string; citations: string[] }> {
   const runtime = activityRuntime();
   const publisher = new StepPublisher();
-  let model;
+  let resolved;
   try {
-    ({ model } = resolveModel(input.modelId, runtime.llm));
+    resolved = resolveModel(call.modelId, runtime.llm, { webSearch: call.webSearch ?? false });
   } catch (err) {
     if (err instanceof UnknownModelError) throw ApplicationFailure.nonRetryable(err.message, "UnknownModel");
     throw err;
   }
   const result = streamText({
-    model,
-    prompt: input.prompt,
-    system: input.system,
+    model: resolved.model,
+    prompt: call.prompt,
+    system: call.system,
+    maxOutputTokens: call.maxOutputTokens,
+    tools: resolved.tools as ToolSet | undefined,
     maxRetries: 0, // Temporal retries the activity
   });
 
-  let pending = "";
-  let lastFlush = Date.now();
-  const flushThinking = () => {
-    if (!pending) return;
-    void publisher.thinking(pending);
-    pending = "";
-    lastFlush = Date.now();
-  };
+  const thinking = throttled((text) => publisher.thinking(text));
+  const answer = throttled((text) => publisher.text(text));
   let text = "";
+  const citations: string[] = [];
   for await (const part of result.fullStream) {
     if (part.type === "reasoning-delta") {
-      pending += part.text;
-      if (Date.now() - lastFlush >= THINKING_FLUSH_MS) flushThinking();
+      thinking.add(part.text);
     } else if (part.type === "text-delta") {
-      flushThinking();
+      thinking.flush();
       text += part.text;
+      if (call.streamAnswer) answer.add(part.text);
+    } else if (part.type === "source" && part.sourceType === "url") {
+      if (!citations.includes(part.url)) citations.push(part.url);
     } else if (part.type === "error") {
       throw part.error;
     }
   }
-  flushThinking();
+  thinking.flush();
+  answer.flush();
   const usage = await result.totalUsage;
-  await publisher.attribute(usageAttribute(input.modelId, usage.inputTokens ?? 0, usage.outputTokens ?? 0, runtime.prices));
+  await publisher.attribute(usageAttribute(call.modelId, usage.inputTokens ?? 0, usage.outputTokens ?? 0, runtime.prices));
   await publisher.flush();
+  return { text, citations };
+}
+
+export async function askModel(input: AskModelInput): Promise<AskModelOutput> {
+  const { text } = await callModel(input);
   return { text };
+}
+
+/** The step of `run_prompt`: streams its answer, cites sources when web search is on. */
+export async function answerPrompt(input: AnswerPromptInput): Promise<AnswerPromptOutput> {
+  return callModel({ ...input, streamAnswer: true });
 }

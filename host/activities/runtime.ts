@@ -70,6 +70,11 @@ export class StepPublisher {
     return this.push(this.event("thinking", { text }));
   }
 
+  /** A piece of the step's answer, for clients that stream it as it is generated. */
+  text(delta: string): Promise<void> {
+    return this.push(this.event("text", { delta }));
+  }
+
   /** Resolves when everything published so far has been delivered (or given up). */
   flush(): Promise<void> {
     return this.chain;

@@ -32,11 +32,35 @@ export function llmConfigFromEnv(env: NodeJS.ProcessEnv): LlmConfig {
 
 export class UnknownModelError extends Error {}
 
-export function resolveModel(modelId: string, config: LlmConfig): { model: LanguageModel; servedBy: string } {
+export interface ResolvedModel {
+  model: LanguageModel;
+  servedBy: string;
+  /** Provider tools the call needs (Anthropic's web search). */
+  tools?: Record<string, unknown>;
+}
+
+/**
+ * Chat Completions' web search is the request field `web_search_options` (OpenAI's search models,
+ * and the local server); the AI SDK's OpenAI chat model has no setting for it, so it is added to
+ * the request body here. That model also reads the answer's `url_citation` annotations as sources.
+ */
+function withWebSearchOptions(): typeof fetch {
+  return async (input, init) => {
+    if (typeof init?.body === "string") {
+      const body = JSON.parse(init.body) as Record<string, unknown>;
+      body.web_search_options = {};
+      init = { ...init, body: JSON.stringify(body) };
+    }
+    return fetch(input, init);
+  };
+}
+
+export function resolveModel(modelId: string, config: LlmConfig, options: { webSearch?: boolean } = {}): ResolvedModel {
   const slash = modelId.indexOf("/");
   if (slash <= 0 || slash === modelId.length - 1) throw new UnknownModelError(`model id "${modelId}" must look like provider/model`);
   const provider = modelId.slice(0, slash);
   const name = modelId.slice(slash + 1);
+  if (options.webSearch) return resolveSearchModel(provider, name, modelId, config);
   const local = () => createOpenAICompatible({ name: "local", baseURL: config.localBaseUrl, includeUsage: true })(modelId);
   switch (provider) {
     case "openai":
@@ -55,6 +79,33 @@ export function resolveModel(modelId: string, config: LlmConfig): { model: Langu
       };
     case "local":
       return { model: local(), servedBy: "local" };
+    default:
+      throw new UnknownModelError(`unknown provider "${provider}" in model id "${modelId}" (openai, anthropic, compatible, local)`);
+  }
+}
+
+/** A model that searches the web and reports the sources it used. */
+function resolveSearchModel(provider: string, name: string, modelId: string, config: LlmConfig): ResolvedModel {
+  const searchingChat = (baseURL: string | undefined, apiKey: string | undefined, model: string, servedBy: string) => ({
+    model: createOpenAI({ baseURL, apiKey: apiKey ?? "local-no-key", fetch: withWebSearchOptions() }).chat(model),
+    servedBy,
+  });
+  switch (provider) {
+    case "openai":
+      return config.openaiApiKey
+        ? searchingChat(config.openaiBaseUrl, config.openaiApiKey, name, "openai")
+        : searchingChat(config.localBaseUrl, undefined, modelId, "local");
+    case "anthropic":
+      if (!config.anthropicApiKey) return searchingChat(config.localBaseUrl, undefined, modelId, "local");
+      {
+        const anthropic = createAnthropic({ apiKey: config.anthropicApiKey });
+        return { model: anthropic(name), servedBy: "anthropic", tools: { web_search: anthropic.tools.webSearch_20250305({ maxUses: 5 }) } };
+      }
+    case "compatible":
+      if (!config.compatibleBaseUrl) throw new UnknownModelError("compatible/* models need OPENAI_COMPATIBLE_BASE_URL");
+      return searchingChat(config.compatibleBaseUrl, config.compatibleApiKey, name, "compatible");
+    case "local":
+      return searchingChat(config.localBaseUrl, undefined, modelId, "local");
     default:
       throw new UnknownModelError(`unknown provider "${provider}" in model id "${modelId}" (openai, anthropic, compatible, local)`);
   }

@@ -6,6 +6,8 @@
  *   from the prompt; `usage` counts are exact under its one rule, one token per whitespace-
  *   separated word (prompt: all message texts; completion: answer plus reasoning).
  * - With `web_search_options` in the request, the answer cites sources (`annotations`).
+ * - `max_tokens` / `max_completion_tokens` cut the completion short (finish reason `length`).
+ * - Models whose name contains `slow` stream half a second a word (for time-limit tests).
  * - `GET /pages/:slug`: fixed HTML pages for workflows that fetch the web.
  * - `GET /_calls`: every completion it served, with its usage, so tests can redo the arithmetic.
  *
@@ -45,13 +47,21 @@ function text(content: ChatMessage["content"]): string {
   return (content ?? []).map((p) => p.text ?? "").join(" ");
 }
 
-export function answerFor(messages: ChatMessage[], model: string) {
+/** `max_tokens` bounds the completion (reasoning and answer), as real providers do. */
+export function answerFor(messages: ChatMessage[], model: string, maxTokens?: number) {
   const lastUser = [...messages].reverse().find((m) => m.role === "user");
   const words = text(lastUser?.content ?? "").split(/\s+/).filter(Boolean);
-  const reasoning = `Reading the request: ${words.slice(0, 8).join(" ")}. Deciding what matters most.`;
-  const answer = `(${model}) In short: ${words.slice(0, 24).join(" ")}${words.length > 24 ? " …" : ""}`;
+  let reasoning = `Reading the request: ${words.slice(0, 8).join(" ")}. Deciding what matters most.`;
+  let answer = `(${model}) In short: ${words.slice(0, 24).join(" ")}${words.length > 24 ? " …" : ""}`;
+  let truncated = false;
+  if (maxTokens !== undefined && countTokens(reasoning) + countTokens(answer) > maxTokens) {
+    truncated = true;
+    const reasoningWords = Math.min(countTokens(reasoning), Math.floor(maxTokens / 2));
+    reasoning = reasoning.split(" ").slice(0, reasoningWords).join(" ");
+    answer = answer.split(" ").slice(0, Math.max(1, maxTokens - reasoningWords)).join(" ");
+  }
   const promptTokens = messages.reduce((n, m) => n + countTokens(text(m.content)), 0);
-  return { reasoning, answer, promptTokens, completionTokens: countTokens(answer) + countTokens(reasoning), reasoningTokens: countTokens(reasoning) };
+  return { reasoning, answer, truncated, promptTokens, completionTokens: countTokens(answer) + countTokens(reasoning), reasoningTokens: countTokens(reasoning) };
 }
 
 async function readBody(req: IncomingMessage): Promise<string> {
@@ -78,7 +88,15 @@ export function createLocalLlmServer() {
     }
     if (req.method !== "POST" || url.pathname !== "/v1/chat/completions") return json(404, { error: { message: "not found" } });
 
-    let body: { model?: string; messages?: ChatMessage[]; stream?: boolean; stream_options?: { include_usage?: boolean }; web_search_options?: unknown };
+    let body: {
+      model?: string;
+      messages?: ChatMessage[];
+      stream?: boolean;
+      stream_options?: { include_usage?: boolean };
+      web_search_options?: unknown;
+      max_tokens?: number;
+      max_completion_tokens?: number;
+    };
     try {
       body = JSON.parse(await readBody(req));
     } catch {
@@ -87,7 +105,8 @@ export function createLocalLlmServer() {
     if (!body.model || !Array.isArray(body.messages)) return json(400, { error: { message: "model and messages are required" } });
     const model = body.model;
     const webSearch = body.web_search_options !== undefined;
-    const a = answerFor(body.messages, model);
+    const a = answerFor(body.messages, model, body.max_completion_tokens ?? body.max_tokens);
+    const finishReason = a.truncated ? "length" : "stop";
     calls.push({ model, promptTokens: a.promptTokens, completionTokens: a.completionTokens, reasoningTokens: a.reasoningTokens, webSearch });
     const usage = {
       prompt_tokens: a.promptTokens,
@@ -107,14 +126,15 @@ export function createLocalLlmServer() {
         object: "chat.completion",
         created,
         model,
-        choices: [{ index: 0, finish_reason: "stop", message: { role: "assistant", content: a.answer, reasoning_content: a.reasoning, annotations } }],
+        choices: [{ index: 0, finish_reason: finishReason, message: { role: "assistant", content: a.answer, reasoning_content: a.reasoning, annotations } }],
         usage,
       });
     }
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
     const send = (delta: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
       res.write(`data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta, finish_reason: null }], ...extra })}\n\n`);
-    const pause = () => new Promise((r) => setTimeout(r, 5));
+    // Models named `*slow*` take half a second a word, for tests of time limits.
+    const pause = () => new Promise((r) => setTimeout(r, model.includes("slow") ? 500 : 5));
     send({ role: "assistant", content: "" });
     for (const word of a.reasoning.split(" ")) {
       send({ reasoning_content: `${word} ` });
@@ -125,7 +145,7 @@ export function createLocalLlmServer() {
       await pause();
     }
     if (annotations) send({ annotations });
-    res.write(`data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta: {}, finish_reason: "stop" }] })}\n\n`);
+    res.write(`data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta: {}, finish_reason: finishReason }] })}\n\n`);
     if (body.stream_options?.include_usage) res.write(`data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model, choices: [], usage })}\n\n`);
     res.end("data: [DONE]\n\n");
   });

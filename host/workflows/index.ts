@@ -2,3 +2,4 @@
 export * from "./approval.ts";
 export * from "./examples.ts";
 export * from "./research.ts";
+export * from "./prompt.ts";

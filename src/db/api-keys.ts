@@ -1,7 +1,26 @@
-import { eq } from "drizzle-orm";
+import { and, asc, eq, isNull } from "drizzle-orm";
 import { db } from "./client.ts";
-import { apiKeys } from "./schema.ts";
+import { apiKeys, type ApiKey } from "./schema.ts";
 
 export async function findApiKeyById(d1: D1Database, id: string) {
   return (await db(d1).select().from(apiKeys).where(eq(apiKeys.id, id)).limit(1))[0] ?? null;
+}
+
+export async function insertApiKey(d1: D1Database, row: Pick<ApiKey, "id" | "organizationId" | "prefix" | "secretSha256" | "name" | "rateLimitPerMinute">) {
+  return (await db(d1).insert(apiKeys).values(row).returning())[0]!;
+}
+
+export async function listApiKeys(d1: D1Database, organizationId: string) {
+  return db(d1).select().from(apiKeys).where(eq(apiKeys.organizationId, organizationId)).orderBy(asc(apiKeys.createdAt), asc(apiKeys.id));
+}
+
+/** Revokes a key once; the revocation time of the first call stays. Null when there is no such key. */
+export async function revokeApiKey(d1: D1Database, organizationId: string, id: string) {
+  const now = new Date().toISOString();
+  await db(d1)
+    .update(apiKeys)
+    .set({ revokedAt: now, updatedAt: now })
+    .where(and(eq(apiKeys.id, id), eq(apiKeys.organizationId, organizationId), isNull(apiKeys.revokedAt)));
+  const row = (await db(d1).select().from(apiKeys).where(and(eq(apiKeys.id, id), eq(apiKeys.organizationId, organizationId))).limit(1))[0];
+  return row ?? null;
 }

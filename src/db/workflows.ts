@@ -3,7 +3,10 @@ import type { CatalogEntry } from "../shared/host-api.ts";
 import { db } from "./client.ts";
 import { workflows } from "./schema.ts";
 
-/** A published workflow the organization may run: its own, or a code workflow from the host. */
+/**
+ * A published code workflow the organization may run by name (Workflow API, Workflow Runs API).
+ * Prompt workflows run by id through /api/v1/run.
+ */
 export async function findRunnableWorkflow(d1: D1Database, organizationId: string, name: string) {
   const rows = await db(d1)
     .select()
@@ -11,6 +14,7 @@ export async function findRunnableWorkflow(d1: D1Database, organizationId: strin
     .where(
       and(
         eq(workflows.name, name),
+        eq(workflows.kind, "code"),
         eq(workflows.published, true),
         or(isNull(workflows.organizationId), eq(workflows.organizationId, organizationId)),
       ),
@@ -23,12 +27,12 @@ export async function findWorkflowById(d1: D1Database, id: string) {
   return (await db(d1).select().from(workflows).where(eq(workflows.id, id)).limit(1))[0] ?? null;
 }
 
-/** Every published workflow the organization may run, by name. */
+/** Every published code workflow the organization may run, by name. */
 export async function listRunnableWorkflows(d1: D1Database, organizationId: string) {
   return db(d1)
     .select()
     .from(workflows)
-    .where(and(eq(workflows.published, true), or(isNull(workflows.organizationId), eq(workflows.organizationId, organizationId))))
+    .where(and(eq(workflows.kind, "code"), eq(workflows.published, true), or(isNull(workflows.organizationId), eq(workflows.organizationId, organizationId))))
     .orderBy(asc(workflows.name));
 }
 

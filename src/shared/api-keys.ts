@@ -18,7 +18,7 @@ export function parseApiKey(key: string): ParsedApiKey | null {
   return m ? { prefix: m[1]!, id: m[2]!, secret: m[3]! } : null;
 }
 
-function randomString(length: number, alphabet: string): string {
+export function randomString(length: number, alphabet: string): string {
   // Rejection sampling keeps every character equally likely.
   const out: string[] = [];
   const limit = 256 - (256 % alphabet.length);

@@ -26,6 +26,8 @@ export const startRunRequest = z.object({
   workflowId: z.string().min(1),
   workflowName: z.string().min(1),
   input: z.unknown(),
+  /** Temporal's workflow execution timeout: the run ends as timed_out after this long. */
+  executionTimeoutMs: z.number().int().positive().optional(),
 });
 export type StartRunRequest = z.infer<typeof startRunRequest>;
 
@@ -71,7 +73,7 @@ export const hostErrorBody = z.object({ error: z.object({ code: z.string(), mess
 /** One entry in a run's event log. `sourceKey` makes redelivery idempotent. */
 export const runEvent = z.object({
   sourceKey: z.string().min(1).max(200),
-  type: z.enum(["run.started", "run.finished", "history", "attribute", "thinking"]),
+  type: z.enum(["run.started", "run.finished", "history", "attribute", "thinking", "text", "step"]),
   at: z.string(),
   data: z.record(z.string(), z.unknown()),
 });

@@ -5,6 +5,7 @@ declare module "vitest" {
   export interface ProvidedContext {
     baseUrl: string;
     apiKey: string;
+    adminKey: string;
     stateDir: string;
     temporalAddress: string;
     localLlmUrl: string;
@@ -19,6 +20,7 @@ export default async function setup(project: TestProject) {
   });
   project.provide("baseUrl", stack.baseUrl);
   project.provide("apiKey", stack.apiKey);
+  project.provide("adminKey", stack.adminKey);
   project.provide("stateDir", stack.stateDir);
   project.provide("temporalAddress", stack.temporalAddress);
   project.provide("localLlmUrl", stack.localLlmUrl);

@@ -5,6 +5,17 @@ import { inject } from "vitest";
 export const baseUrl = () => inject("baseUrl");
 export const apiKey = () => inject("apiKey");
 
+/** A call to the stack's admin API; throws unless it succeeds, and returns the JSON body. */
+export async function admin<T = Record<string, unknown>>(method: string, path: string, body?: unknown): Promise<T> {
+  const res = await fetch(new URL(path, baseUrl()), {
+    method,
+    headers: { authorization: `Bearer ${inject("adminKey")}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!res.ok) throw new Error(`admin ${method} ${path}: ${res.status} ${await res.text()}`);
+  return (await res.json()) as T;
+}
+
 export function api(path: string, init: RequestInit & { key?: string | null } = {}): Promise<Response> {
   const { key = apiKey(), headers, ...rest } = init;
   return fetch(new URL(path, baseUrl()), {

@@ -6,6 +6,16 @@ import { generateApiKey, sha256Hex } from "../../src/shared/api-keys.ts";
 import { signRequest } from "../../src/shared/signing.ts";
 
 export const TEST_HOST_SECRET = "edge-test-secret";
+export const TEST_ADMIN_KEY = "edge-test-admin-key";
+
+/** A call to the admin API with the test admin key. */
+export function admin(method: string, path: string, body?: unknown, key = TEST_ADMIN_KEY): Promise<Response> {
+  return call(path, {
+    method,
+    headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+  });
+}
 
 export async function seedOrganization(name = "Test org"): Promise<{ organizationId: string; key: string; keyId: string }> {
   const organizationId = `org_${crypto.randomUUID().slice(0, 8)}`;

@@ -3,6 +3,7 @@
  * what `npm run dev` runs), on test ports and a throwaway D1 state directory.
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -16,6 +17,8 @@ const READY_MARKER = /OUTRIDER_READY/;
 export interface RunningStack {
   baseUrl: string;
   apiKey: string;
+  /** The admin API key of this stack (test-only value). */
+  adminKey: string;
   stateDir: string;
   temporalAddress: string;
   /** The local OpenAI-compatible server of this stack. */
@@ -42,6 +45,7 @@ export async function startStack(ports: { edge: number; host: number; temporal: 
   }
   const stateDir = mkdtempSync(join(tmpdir(), "outrider-e2e-"));
   const apiKey = generateApiKey().key;
+  const adminKey = `test_admin_${randomBytes(16).toString("hex")}`;
   const child: ChildProcess = spawn(process.execPath, ["scripts/dev.ts"], {
     cwd: root,
     env: {
@@ -58,6 +62,9 @@ export async function startStack(ports: { edge: number; host: number; temporal: 
       LOCAL_LLM_PORT: String(ports.host + 2),
       // Tests and benchmarks drive one key hard; the limiter itself is tested in test/edge.
       RATE_LIMIT_PER_MINUTE: "1000000",
+      ADMIN_API_KEY: adminKey,
+      // Short enough for a test to see a prompt run time out (local/slow* models), long enough for the others.
+      PROMPT_RUN_MAX_MS: "10000",
       ...options.env,
     },
     stdio: ["ignore", "pipe", "pipe"],
@@ -82,6 +89,7 @@ export async function startStack(ports: { edge: number; host: number; temporal: 
   return {
     baseUrl: `http://127.0.0.1:${ports.edge}`,
     apiKey,
+    adminKey,
     stateDir,
     temporalAddress: `127.0.0.1:${ports.temporal}`,
     localLlmUrl: `http://127.0.0.1:${ports.host + 2}`,

@@ -17,6 +17,7 @@ import { ApiError } from "../../errors.ts";
 import { runStream } from "../../run-stream-client.ts";
 import { getRunOrThrow } from "../../services/runs.ts";
 import { SSE_HEADERS, sseComment, sseFrame } from "../../sse/frames.ts";
+import { closeQuietly, sseWriter } from "../../sse/writer.ts";
 import { parseWorkflowIdParam } from "./params.ts";
 
 /** Comment lines keep proxies and browsers from timing the stream out (at most every 25 s). */
@@ -85,37 +86,22 @@ async function streamHistory(c: Context<AppEnv>, requestedRunId: string | undefi
     throw new ApiError("host_unavailable", `the run's stream is not available: ${err.message}`, undefined, { "retry-after": "1" });
   });
 
-  const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
-  const writer = writable.getWriter();
-  const encoder = new TextEncoder();
-  let closed = false;
   let lastSent = lastEventId ?? 0;
   let keepAlive: ReturnType<typeof setInterval> | undefined;
-
-  const close = () => {
-    if (closed) return;
-    closed = true;
+  const out = sseWriter(() => {
     if (keepAlive !== undefined) clearInterval(keepAlive);
-    try {
-      socket.close(1000, "subscriber left");
-    } catch {
-      /* already closed */
-    }
-    writer.close().catch(() => undefined);
-  };
-  const write = (text: string) => {
-    if (closed) return;
-    writer.write(encoder.encode(text)).catch(close);
-  };
+    closeQuietly(socket);
+  });
+  const { write, close } = out;
 
   const attach = (ws: WebSocket) => {
     ws.addEventListener("message", (event) => {
       const message = JSON.parse(event.data as string) as SubscriberMessage;
-      write(message.sse);
+      if (message.sse) write(message.sse);
       if (message.eventId !== undefined) lastSent = message.eventId;
     });
     ws.addEventListener("close", (event) => {
-      if (closed) return;
+      if (out.closed) return;
       if (event.code === STREAM_DONE_CLOSE_CODE) close();
       else void reattach();
     });
@@ -124,7 +110,7 @@ async function streamHistory(c: Context<AppEnv>, requestedRunId: string | undefi
   // The DO went away (reset, deploy): attach again from the last event sent, so the client
   // notices nothing. Only if that fails does it see server_error (and EventSource reconnects).
   const reattach = async () => {
-    for (let attempt = 1; attempt <= DO_RECONNECT_ATTEMPTS && !closed; attempt++) {
+    for (let attempt = 1; attempt <= DO_RECONNECT_ATTEMPTS && !out.closed; attempt++) {
       await new Promise((r) => setTimeout(r, DO_RECONNECT_DELAY_MS * attempt));
       try {
         socket = await subscribe(lastSent, false);
@@ -145,7 +131,7 @@ async function streamHistory(c: Context<AppEnv>, requestedRunId: string | undefi
   attach(socket);
   c.req.raw.signal.addEventListener("abort", close);
 
-  return new Response(readable, { status: 200, headers: SSE_HEADERS });
+  return new Response(out.readable, { status: 200, headers: SSE_HEADERS });
 }
 
 export function registerHistoryStream(app: App) {

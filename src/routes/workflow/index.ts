@@ -1,6 +1,5 @@
-import { bodyLimit } from "hono/body-limit";
 import type { App } from "../../app-env.ts";
-import { ApiError } from "../../errors.ts";
+import { limitBody } from "../../middleware/body-limit/index.ts";
 import { rateLimit } from "../../middleware/rate-limit/index.ts";
 import { apiKeyOrStreamToken } from "../../middleware/stream-token-auth/index.ts";
 import { registerCatalog } from "./catalog.ts";
@@ -26,15 +25,7 @@ export const MAX_WORKFLOW_BODY_BYTES = 1024 * 1024;
 export function registerWorkflowApi(app: App) {
   app.use("/workflow/*", apiKeyOrStreamToken());
   app.use("/workflow/*", rateLimit());
-  app.use(
-    "/workflow/*",
-    bodyLimit({
-      maxSize: MAX_WORKFLOW_BODY_BYTES,
-      onError: () => {
-        throw new ApiError("payload_too_large", `request body is larger than ${MAX_WORKFLOW_BODY_BYTES} bytes`);
-      },
-    }),
-  );
+  app.use("/workflow/*", limitBody(MAX_WORKFLOW_BODY_BYTES));
   // Fixed paths before /workflow/:id/... so that "catalog" and "runs" are never taken for ids.
   registerCatalog(app);
   registerRunsList(app);

@@ -1,0 +1,32 @@
+/**
+ * `run_prompt`: the Temporal workflow behind every published prompt workflow (POST
+ * /api/v1/run/{workflow_id}). It is not in the public catalog; the edge starts it with the
+ * prompt workflow's definition and the caller's variables. One LLM step, retried by Temporal.
+ */
+import { proxyActivities } from "@temporalio/workflow";
+import { renderTemplate } from "../../src/shared/prompt-template.ts";
+import type * as activities from "../activities/index.ts";
+
+export interface RunPromptInput {
+  template: string;
+  variables: Record<string, string>;
+  model: string;
+  webSearch: boolean;
+  maxOutputTokens: number;
+}
+
+export interface RunPromptOutput {
+  text: string;
+  citations: string[];
+}
+
+const steps = proxyActivities<typeof activities>({
+  // The edge bounds the whole run (executionTimeoutMs); one attempt may use most of it.
+  startToCloseTimeout: "5 minutes",
+  retry: { maximumAttempts: 3, initialInterval: "1 second" },
+});
+
+export async function run_prompt(input: RunPromptInput): Promise<RunPromptOutput> {
+  const prompt = renderTemplate(input.template, input.variables);
+  return steps.answerPrompt({ modelId: input.model, prompt, webSearch: input.webSearch, maxOutputTokens: input.maxOutputTokens });
+}

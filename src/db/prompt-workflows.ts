@@ -1,0 +1,93 @@
+/** Prompt workflows: organization-owned rows of `workflows` with kind `prompt` and ids `wf_...`. */
+import { and, asc, eq } from "drizzle-orm";
+import { randomString } from "../shared/api-keys.ts";
+import { promptInputSchema } from "../shared/prompt-template.ts";
+import { db } from "./client.ts";
+import { workflows, type PromptDefinition, type Workflow } from "./schema.ts";
+
+export const PROMPT_WORKFLOW_ID = /^wf_[a-z0-9]{6,40}$/;
+
+export function newPromptWorkflowId(): string {
+  return `wf_${randomString(12, "abcdefghijklmnopqrstuvwxyz0123456789")}`;
+}
+
+const PROMPT_OUTPUT_SCHEMA = {
+  type: "object",
+  properties: { text: { type: "string" }, citations: { type: "array", items: { type: "string" } } },
+  required: ["text", "citations"],
+};
+
+export class NameTakenError extends Error {}
+
+function isUniqueViolation(err: unknown): boolean {
+  return /UNIQUE constraint failed/i.test(String((err as Error)?.message ?? err) + String((err as { cause?: unknown })?.cause ?? ""));
+}
+
+export async function insertPromptWorkflow(
+  d1: D1Database,
+  organizationId: string,
+  fields: { name: string; description: string; prompt: PromptDefinition },
+): Promise<Workflow> {
+  try {
+    const rows = await db(d1)
+      .insert(workflows)
+      .values({
+        id: newPromptWorkflowId(),
+        organizationId,
+        name: fields.name,
+        kind: "prompt",
+        description: fields.description,
+        inputSchema: promptInputSchema(fields.prompt.variables),
+        outputSchema: PROMPT_OUTPUT_SCHEMA,
+        published: false,
+        prompt: fields.prompt,
+      })
+      .returning();
+    return rows[0]!;
+  } catch (err) {
+    if (isUniqueViolation(err)) throw new NameTakenError(fields.name);
+    throw err;
+  }
+}
+
+export async function updatePromptWorkflow(
+  d1: D1Database,
+  workflow: Workflow,
+  changes: { name?: string; description?: string; prompt?: PromptDefinition; published?: boolean },
+): Promise<Workflow> {
+  try {
+    const rows = await db(d1)
+      .update(workflows)
+      .set({
+        ...changes,
+        ...(changes.prompt ? { inputSchema: promptInputSchema(changes.prompt.variables) } : {}),
+        updatedAt: new Date().toISOString(),
+      })
+      .where(eq(workflows.id, workflow.id))
+      .returning();
+    return rows[0]!;
+  } catch (err) {
+    if (isUniqueViolation(err)) throw new NameTakenError(changes.name ?? workflow.name);
+    throw err;
+  }
+}
+
+/** An organization's prompt workflow by id, published or not (admin view). */
+export async function findPromptWorkflow(d1: D1Database, id: string) {
+  if (!PROMPT_WORKFLOW_ID.test(id)) return null;
+  return (await db(d1).select().from(workflows).where(and(eq(workflows.id, id), eq(workflows.kind, "prompt"))).limit(1))[0] ?? null;
+}
+
+/** A published prompt workflow of this organization: the only kind /api/v1/run runs. */
+export async function findPublishedPromptWorkflow(d1: D1Database, organizationId: string, id: string) {
+  const row = await findPromptWorkflow(d1, id);
+  return row && row.organizationId === organizationId && row.published && row.prompt ? row : null;
+}
+
+export async function listPromptWorkflows(d1: D1Database, organizationId: string) {
+  return db(d1)
+    .select()
+    .from(workflows)
+    .where(and(eq(workflows.organizationId, organizationId), eq(workflows.kind, "prompt")))
+    .orderBy(asc(workflows.name));
+}

@@ -1,0 +1,25 @@
+import type { App } from "../../app-env.ts";
+import { creditSummary, grantCredits } from "../../db/credits.ts";
+import { ApiError } from "../../errors.ts";
+import { readJson, zodIssues } from "../../middleware/json-body/index.ts";
+import { organizationOrThrow } from "./organizations.ts";
+import { grantCreditsBody, ledgerQuery } from "./schemas.ts";
+
+export function registerCredits(app: App) {
+  /** Adds credits (or removes them, with a negative amount); the first grant turns metering on. */
+  app.post("/admin/v1/organizations/:orgId/credits", async (c) => {
+    const org = await organizationOrThrow(c.env, c.req.param("orgId"));
+    const body = await readJson(c, grantCreditsBody);
+    const entry = await grantCredits(c.env.DB, org.id, body.amount, body.note);
+    const { ledger: _ledger, ...credits } = (await creditSummary(c.env.DB, org.id, 1))!;
+    return c.json({ entry, credits }, 201);
+  });
+
+  /** Balance, holds of runs in flight, and the ledger, newest first. */
+  app.get("/admin/v1/organizations/:orgId/credits", async (c) => {
+    const org = await organizationOrThrow(c.env, c.req.param("orgId"));
+    const query = ledgerQuery.safeParse(c.req.query());
+    if (!query.success) throw new ApiError("invalid_request", "limit must be an integer from 1 to 500", zodIssues(query.error));
+    return c.json(await creditSummary(c.env.DB, org.id, query.data.limit));
+  });
+}

@@ -1,0 +1,22 @@
+import type { App } from "../../app-env.ts";
+import { limitBody } from "../../middleware/body-limit/index.ts";
+import { adminAuth } from "../../middleware/admin-auth/index.ts";
+import { registerApiKeys } from "./api-keys.ts";
+import { registerCredits } from "./credits.ts";
+import { registerOrganizations } from "./organizations.ts";
+import { registerPromptWorkflows } from "./prompt-workflows.ts";
+
+const MAX_ADMIN_BODY_BYTES = 256 * 1024;
+
+/**
+ * The admin API (`/admin/v1/...`), for operators and `npm run admin`: organizations, API keys,
+ * credits and prompt workflows. Guarded by ADMIN_API_KEY, not by tenant keys.
+ */
+export function registerAdminApi(app: App) {
+  app.use("/admin/*", adminAuth());
+  app.use("/admin/*", limitBody(MAX_ADMIN_BODY_BYTES));
+  registerOrganizations(app);
+  registerApiKeys(app);
+  registerCredits(app);
+  registerPromptWorkflows(app);
+}

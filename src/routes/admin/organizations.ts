@@ -1,0 +1,37 @@
+import type { App } from "../../app-env.ts";
+import { findOrganization, insertOrganization, listOrganizations } from "../../db/organizations.ts";
+import type { Organization } from "../../db/schema.ts";
+import { ApiError } from "../../errors.ts";
+import { readJson } from "../../middleware/json-body/index.ts";
+import { randomString } from "../../shared/api-keys.ts";
+import { ADMIN_ID_PATTERN, createOrganizationBody } from "./schemas.ts";
+
+export function organizationView(org: Organization) {
+  const metered = org.creditBalance !== null;
+  return {
+    id: org.id,
+    name: org.name,
+    credits: { metered, balance: org.creditBalance, reserved: org.creditsReserved, available: metered ? Math.max(0, org.creditBalance! - org.creditsReserved) : null },
+    createdAt: org.createdAt,
+  };
+}
+
+/** The organization named in the path, or 404. */
+export async function organizationOrThrow(env: Env, id: string): Promise<Organization> {
+  const org = ADMIN_ID_PATTERN.test(id) ? await findOrganization(env.DB, id) : null;
+  if (!org) throw new ApiError("organization_not_found", `no organization "${id}"`);
+  return org;
+}
+
+export function registerOrganizations(app: App) {
+  app.post("/admin/v1/organizations", async (c) => {
+    const body = await readJson(c, createOrganizationBody);
+    const id = body.id ?? `org_${randomString(12, "abcdefghijklmnopqrstuvwxyz0123456789")}`;
+    if (!(await insertOrganization(c.env.DB, id, body.name))) throw new ApiError("organization_exists", `organization "${id}" already exists`);
+    return c.json(organizationView((await findOrganization(c.env.DB, id))!), 201);
+  });
+
+  app.get("/admin/v1/organizations", async (c) => c.json({ organizations: (await listOrganizations(c.env.DB)).map(organizationView) }));
+
+  app.get("/admin/v1/organizations/:orgId", async (c) => c.json(organizationView(await organizationOrThrow(c.env, c.req.param("orgId")))));
+}

@@ -1,0 +1,98 @@
+import type { App } from "../../app-env.ts";
+import {
+  NameTakenError,
+  findPromptWorkflow,
+  insertPromptWorkflow,
+  listPromptWorkflows,
+  updatePromptWorkflow,
+} from "../../db/prompt-workflows.ts";
+import type { PromptDefinition, Workflow } from "../../db/schema.ts";
+import { ApiError } from "../../errors.ts";
+import { readJson } from "../../middleware/json-body/index.ts";
+import { parseTemplate } from "../../shared/prompt-template.ts";
+import { organizationOrThrow } from "./organizations.ts";
+import { createPromptWorkflowBody, updatePromptWorkflowBody } from "./schemas.ts";
+
+export function promptWorkflowView(w: Workflow) {
+  const prompt = w.prompt!;
+  return {
+    id: w.id,
+    organizationId: w.organizationId,
+    name: w.name,
+    description: w.description,
+    template: prompt.template,
+    variables: prompt.variables,
+    model: prompt.model,
+    webSearch: prompt.webSearch,
+    maxOutputTokens: prompt.maxOutputTokens,
+    published: w.published,
+    runUrl: `/api/v1/run/${w.id}`,
+    createdAt: w.createdAt,
+    updatedAt: w.updatedAt,
+  };
+}
+
+/** Reads the template's variables; a malformed placeholder is a 400 naming it. */
+function definition(fields: Omit<PromptDefinition, "variables">): PromptDefinition {
+  const { variables, problems } = parseTemplate(fields.template);
+  if (problems.length > 0) {
+    throw new ApiError(
+      "invalid_request",
+      `template: ${problems.map((p) => p.message).join("; ")}`,
+      problems.map((p) => ({ path: "template", message: p.message })),
+    );
+  }
+  return { ...fields, variables };
+}
+
+async function workflowOrThrow(env: Env, id: string): Promise<Workflow> {
+  const workflow = await findPromptWorkflow(env.DB, id);
+  if (!workflow) throw new ApiError("workflow_not_found", `no prompt workflow "${id}"`);
+  return workflow;
+}
+
+function nameTaken(err: unknown): never {
+  if (err instanceof NameTakenError) throw new ApiError("workflow_name_taken", `the organization already has a workflow named "${err.message}"`);
+  throw err;
+}
+
+export function registerPromptWorkflows(app: App) {
+  app.post("/admin/v1/organizations/:orgId/workflows", async (c) => {
+    const org = await organizationOrThrow(c.env, c.req.param("orgId"));
+    const body = await readJson(c, createPromptWorkflowBody);
+    const prompt = definition({ template: body.template, model: body.model, webSearch: body.webSearch, maxOutputTokens: body.maxOutputTokens });
+    const workflow = await insertPromptWorkflow(c.env.DB, org.id, { name: body.name, description: body.description, prompt }).catch(nameTaken);
+    return c.json(promptWorkflowView(workflow), 201);
+  });
+
+  app.get("/admin/v1/organizations/:orgId/workflows", async (c) => {
+    const org = await organizationOrThrow(c.env, c.req.param("orgId"));
+    return c.json({ workflows: (await listPromptWorkflows(c.env.DB, org.id)).map(promptWorkflowView) });
+  });
+
+  app.get("/admin/v1/workflows/:workflowId", async (c) => c.json(promptWorkflowView(await workflowOrThrow(c.env, c.req.param("workflowId")))));
+
+  app.patch("/admin/v1/workflows/:workflowId", async (c) => {
+    const workflow = await workflowOrThrow(c.env, c.req.param("workflowId"));
+    const body = await readJson(c, updatePromptWorkflowBody);
+    const current = workflow.prompt!;
+    const promptChanged = body.template !== undefined || body.model !== undefined || body.webSearch !== undefined || body.maxOutputTokens !== undefined;
+    const prompt = promptChanged
+      ? definition({
+          template: body.template ?? current.template,
+          model: body.model ?? current.model,
+          webSearch: body.webSearch ?? current.webSearch,
+          maxOutputTokens: body.maxOutputTokens ?? current.maxOutputTokens,
+        })
+      : undefined;
+    const updated = await updatePromptWorkflow(c.env.DB, workflow, { name: body.name, description: body.description, prompt }).catch(nameTaken);
+    return c.json(promptWorkflowView(updated));
+  });
+
+  for (const [action, published] of [["publish", true], ["unpublish", false]] as const) {
+    app.post(`/admin/v1/workflows/:workflowId/${action}`, async (c) => {
+      const workflow = await workflowOrThrow(c.env, c.req.param("workflowId"));
+      return c.json(promptWorkflowView(await updatePromptWorkflow(c.env.DB, workflow, { published })));
+    });
+  }
+}

@@ -1,0 +1,65 @@
+/** Request bodies of the admin API. */
+import { z } from "zod";
+
+/** `provider/model`, with the providers host/llm/models.ts knows. */
+export const modelId = z
+  .string()
+  .regex(/^(openai|anthropic|compatible|local)\/[A-Za-z0-9._:-]{1,100}$/, "a model id like openai/gpt-4o-mini (providers: openai, anthropic, compatible, local)");
+
+export const createOrganizationBody = z
+  .object({
+    name: z.string().trim().min(1).max(200),
+    id: z.string().regex(/^org_[a-z0-9_]{3,40}$/, "org_ followed by 3-40 lower-case letters, digits or _").optional(),
+  })
+  .strict();
+
+export const createApiKeyBody = z
+  .object({
+    name: z.string().trim().min(1).max(100),
+    rateLimitPerMinute: z.number().int().min(1).max(1_000_000).optional().describe("Requests per minute; default RATE_LIMIT_PER_MINUTE"),
+  })
+  .strict();
+
+export const grantCreditsBody = z
+  .object({
+    amount: z
+      .number()
+      .int()
+      .min(-1_000_000_000_000)
+      .max(1_000_000_000_000)
+      .refine((n) => n !== 0, "must not be 0")
+      .describe("Credits to add (negative to remove); 1 credit = 1 token"),
+    note: z.string().max(500).default(""),
+  })
+  .strict();
+
+const promptFields = {
+  name: z.string().trim().min(1).max(100),
+  description: z.string().max(2000),
+  template: z.string().min(1).max(100_000).describe("Prompt text with {{variable}} placeholders"),
+  model: modelId,
+  webSearch: z.boolean(),
+  maxOutputTokens: z.number().int().min(16).max(32_000),
+};
+
+export const DEFAULT_MAX_OUTPUT_TOKENS = 1024;
+
+export const createPromptWorkflowBody = z
+  .object({
+    ...promptFields,
+    description: promptFields.description.default(""),
+    webSearch: promptFields.webSearch.default(false),
+    maxOutputTokens: promptFields.maxOutputTokens.default(DEFAULT_MAX_OUTPUT_TOKENS),
+  })
+  .strict();
+
+export const updatePromptWorkflowBody = z
+  .object(promptFields)
+  .partial()
+  .strict()
+  .refine((body) => Object.keys(body).length > 0, "send at least one field to change");
+
+export const ledgerQuery = z.object({ limit: z.coerce.number().int().min(1).max(500).default(50) });
+
+/** Ids in admin paths: anything else cannot exist, so it is a 404 without a query. */
+export const ADMIN_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;

@@ -1,0 +1,44 @@
+import type { App } from "../../app-env.ts";
+import { errorBody } from "../../errors.ts";
+import { readOptionalJson } from "../../middleware/json-body/index.ts";
+import { promptOutcome, promptRunMaxMs, startPromptRun } from "../../services/prompt-runs.ts";
+import { logStreamResponse } from "../../sse/log-stream.ts";
+import { sseComment, sseFrame } from "../../sse/frames.ts";
+import { DEFAULT_KEEPALIVE_INTERVAL_MS } from "../workflow/history-stream.ts";
+
+/**
+ * POST /api/v1/run/{workflow_id}/stream: the same run, as Server-Sent Events while the model
+ * writes: `text` ({delta}) for each piece of the answer, `thinking` ({text}) for reasoning, then
+ * `result` (the body the non-streaming route returns) or `error` (the shared error body).
+ * Problems found before the run starts (auth, input, credits, limits) are ordinary JSON errors.
+ */
+export function registerPublishedRunStream(app: App) {
+  app.post("/api/v1/run/:workflowId/stream", async (c) => {
+    const organizationId = c.get("auth").organizationId;
+    const { started, prompt } = await startPromptRun(c.env, organizationId, c.req.param("workflowId"), await readOptionalJson(c));
+    const maxMs = promptRunMaxMs(c.env);
+    const requestId = c.get("requestId");
+    c.header("x-run-id", started.workflowId);
+    const response = await logStreamResponse(c, {
+      workflowId: started.workflowId,
+      runId: started.runId,
+      afterSeq: 0,
+      keepAliveMs: Number(c.env.SSE_KEEPALIVE_MS) > 0 ? Number(c.env.SSE_KEEPALIVE_MS) : DEFAULT_KEEPALIVE_INTERVAL_MS,
+      keepAlive: () => sseComment("keep-alive"),
+      onEntry: (entry) => {
+        if (entry.type === "text") return sseFrame({ event: "text", data: { delta: entry.data.delta } });
+        if (entry.type === "thinking") return sseFrame({ event: "thinking", data: { text: entry.data.text } });
+        return "";
+      },
+      onDone: async (done) => {
+        const outcome = promptOutcome(prompt, done.status, done.output, done.error, maxMs);
+        return outcome.ok
+          ? sseFrame({ event: "result", data: outcome.body })
+          : sseFrame({ event: "error", data: errorBody(outcome.error.code, outcome.error.message, requestId) });
+      },
+      onLost: () => sseFrame({ event: "error", data: errorBody("host_unavailable", "lost the run's event stream", requestId) }),
+    });
+    for (const [name, value] of c.res.headers) if (name.startsWith("x-")) response.headers.set(name, value);
+    return response;
+  });
+}

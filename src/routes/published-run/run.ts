@@ -1,0 +1,25 @@
+import type { App } from "../../app-env.ts";
+import { readOptionalJson } from "../../middleware/json-body/index.ts";
+import { promptOutcome, promptRunMaxMs, startPromptRun } from "../../services/prompt-runs.ts";
+import { getRunOrThrow, settleRun } from "../../services/runs.ts";
+
+/** Waiting this much past the run's own limit lets Temporal's timeout, not ours, end it. */
+const WAIT_MARGIN_MS = 15_000;
+
+/**
+ * POST /api/v1/run/{workflow_id}: runs a published prompt workflow and answers with its text
+ * (and citations, when the workflow searches the web) once the model is done.
+ */
+export function registerPublishedRun(app: App) {
+  app.post("/api/v1/run/:workflowId", async (c) => {
+    const organizationId = c.get("auth").organizationId;
+    const { started, prompt } = await startPromptRun(c.env, organizationId, c.req.param("workflowId"), await readOptionalJson(c));
+    const maxMs = promptRunMaxMs(c.env);
+    const run = await settleRun(c.env, await getRunOrThrow(c.env, organizationId, started.workflowId), maxMs + WAIT_MARGIN_MS, false);
+    // The run's id, to look it up later (Workflow API, Workflow Runs API).
+    c.header("x-run-id", run.temporalWorkflowId);
+    const outcome = promptOutcome(prompt, run.status, run.output, run.error, maxMs);
+    if (!outcome.ok) throw outcome.error;
+    return c.json(outcome.body, 200);
+  });
+}

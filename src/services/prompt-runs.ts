@@ -1,0 +1,90 @@
+/**
+ * Published prompt workflows (POST /api/v1/run/{workflow_id}): checking the caller's variables
+ * against the template, sizing the credit hold, and starting the host's `run_prompt` workflow.
+ */
+import { findPublishedPromptWorkflow } from "../db/prompt-workflows.ts";
+import type { PromptDefinition, Workflow } from "../db/schema.ts";
+import { ApiError, type Issue } from "../errors.ts";
+import { renderTemplate } from "../shared/prompt-template.ts";
+import { startWorkflowRun, type StartedRun } from "./runs.ts";
+
+/** Allowance for the chat format around the prompt (role markers, system text), in tokens. */
+const PROMPT_OVERHEAD_TOKENS = 64;
+export const DEFAULT_PROMPT_RUN_MAX_MS = 300_000;
+
+export function promptRunMaxMs(env: Env): number {
+  const configured = Number(env.PROMPT_RUN_MAX_MS);
+  return Number.isFinite(configured) && configured > 0 ? configured : DEFAULT_PROMPT_RUN_MAX_MS;
+}
+
+/** The body's values, one string per template variable; 400 naming every missing or unknown key. */
+export function checkVariables(variables: string[], body: unknown): Record<string, string> {
+  if (body === null || typeof body !== "object" || Array.isArray(body)) {
+    throw new ApiError("invalid_input", "send the template's variables as a JSON object of key/value pairs", [
+      { path: "(body)", message: "expected a JSON object" },
+    ]);
+  }
+  const given = body as Record<string, unknown>;
+  const issues: Issue[] = [];
+  const values: Record<string, string> = {};
+  for (const name of variables) {
+    if (!Object.hasOwn(given, name)) issues.push({ path: name, message: "missing: the template uses this variable" });
+  }
+  for (const [name, value] of Object.entries(given)) {
+    if (!variables.includes(name)) {
+      issues.push({ path: name, message: `unknown: the template's variables are ${variables.length ? variables.join(", ") : "(none)"}` });
+    } else if (typeof value === "string" || typeof value === "number" || typeof value === "boolean") {
+      values[name] = String(value);
+    } else {
+      issues.push({ path: name, message: "must be a string, number or boolean" });
+    }
+  }
+  if (issues.length > 0) {
+    throw new ApiError("invalid_input", `the input does not match the template: ${issues.map((i) => `${i.path} (${i.message.split(":")[0]})`).join(", ")}`, issues);
+  }
+  return values;
+}
+
+/**
+ * The most a run can use, in tokens (1 credit = 1 token): every byte of the prompt could be a
+ * token (byte-level tokenizers never do worse), plus the chat overhead, plus the output cap the
+ * model is held to. A completed run is charged its real usage, never more than this.
+ */
+export function creditHoldFor(prompt: PromptDefinition, rendered: string): number {
+  return new TextEncoder().encode(rendered).byteLength + PROMPT_OVERHEAD_TOKENS + prompt.maxOutputTokens;
+}
+
+export async function startPromptRun(
+  env: Env,
+  organizationId: string,
+  workflowId: string,
+  body: unknown,
+): Promise<{ started: StartedRun; workflow: Workflow; prompt: PromptDefinition }> {
+  const workflow = await findPublishedPromptWorkflow(env.DB, organizationId, workflowId);
+  if (!workflow) throw new ApiError("workflow_not_found", `no published workflow "${workflowId}"`);
+  const prompt = workflow.prompt!;
+  const values = checkVariables(prompt.variables, body ?? {});
+  const started = await startWorkflowRun(env, organizationId, workflow, values, {
+    creditHold: creditHoldFor(prompt, renderTemplate(prompt.template, values)),
+    host: { workflowName: "run_prompt", input: { ...prompt, variables: values }, executionTimeoutMs: promptRunMaxMs(env) },
+  });
+  return { started, workflow, prompt };
+}
+
+/** How a finished prompt run ends for the caller: its result, or the error to answer with. */
+export function promptOutcome(
+  prompt: PromptDefinition,
+  status: string,
+  output: unknown,
+  error: string | null | undefined,
+  maxMs: number,
+): { ok: true; body: { success: true; result: string; citations?: string[] } } | { ok: false; error: ApiError } {
+  if (status === "completed") {
+    const { text, citations } = output as { text: string; citations: string[] };
+    return { ok: true, body: { success: true, result: text, ...(prompt.webSearch ? { citations } : {}) } };
+  }
+  if (status === "timed_out" || status === "running" || status === "scheduled") {
+    return { ok: false, error: new ApiError("run_timed_out", `the run did not finish within its limit of ${Math.round(maxMs / 1000)} s`) };
+  }
+  return { ok: false, error: new ApiError("run_failed", `the run ${status}: ${error ?? "no error message"}`) };
+}

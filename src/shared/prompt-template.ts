@@ -1,0 +1,44 @@
+/**
+ * Prompt templates: text with `{{variable}}` placeholders (spaces inside the braces allowed).
+ * The edge reads the variable names when a workflow is saved and checks a run's input against
+ * them; the host's `run_prompt` workflow renders the text. Pure functions, shared by both.
+ */
+
+/** Variable names: a letter or underscore, then letters, digits or underscores (at most 64). */
+export const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+const PLACEHOLDER = /\{\{\s*([^{}]*?)\s*\}\}/g;
+
+export interface TemplateProblem {
+  placeholder: string;
+  message: string;
+}
+
+/** The template's variable names in order of first use, and placeholders that are not valid names. */
+export function parseTemplate(template: string): { variables: string[]; problems: TemplateProblem[] } {
+  const variables: string[] = [];
+  const problems: TemplateProblem[] = [];
+  for (const match of template.matchAll(PLACEHOLDER)) {
+    const name = match[1]!;
+    if (!VARIABLE_NAME.test(name)) {
+      problems.push({ placeholder: match[0], message: `"${match[0]}" is not a valid variable (letters, digits and _; not starting with a digit)` });
+    } else if (!variables.includes(name)) {
+      variables.push(name);
+    }
+  }
+  return { variables, problems };
+}
+
+/** Replaces every placeholder with its value (callers check first that every variable has one). */
+export function renderTemplate(template: string, values: Record<string, string>): string {
+  return template.replace(PLACEHOLDER, (whole, name: string) => (Object.hasOwn(values, name) ? values[name]! : whole));
+}
+
+/** The JSON Schema of a prompt workflow's input: one string per template variable. */
+export function promptInputSchema(variables: string[]): Record<string, unknown> {
+  return {
+    type: "object",
+    properties: Object.fromEntries(variables.map((v) => [v, { type: "string" }])),
+    required: variables,
+    additionalProperties: false,
+  };
+}

@@ -1,0 +1,42 @@
+/** The writable side of an SSE response: text in, bytes out, and one idempotent close. */
+export interface SseWriter {
+  readable: ReadableStream<Uint8Array>;
+  /** Writes unless closed; a failed write (the client left) closes. Empty text is skipped. */
+  write(text: string): void;
+  close(): void;
+  readonly closed: boolean;
+}
+
+/** `onClose` runs once, on the first close (keep-alive timers, the DO socket). */
+export function sseWriter(onClose: () => void): SseWriter {
+  const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+  const writer = writable.getWriter();
+  const encoder = new TextEncoder();
+  let closed = false;
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    onClose();
+    writer.close().catch(() => undefined);
+  };
+  return {
+    readable,
+    write(text: string) {
+      if (closed || text === "") return;
+      writer.write(encoder.encode(text)).catch(close);
+    },
+    close,
+    get closed() {
+      return closed;
+    },
+  };
+}
+
+/** Closes a WebSocket that may already be closed. */
+export function closeQuietly(ws: WebSocket, code = 1000, reason = "subscriber left"): void {
+  try {
+    ws.close(code, reason);
+  } catch {
+    /* already closed */
+  }
+}

@@ -1,0 +1,160 @@
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { admin, call, type ErrorBody } from "./helpers.ts";
+
+const code = async (res: Response) => ((await res.json()) as ErrorBody).error.code;
+
+async function newOrganization(name = "Acme") {
+  const res = await admin("POST", "/admin/v1/organizations", { name });
+  expect(res.status).toBe(201);
+  return (await res.json()) as { id: string; name: string; credits: { metered: boolean; balance: number | null } };
+}
+
+describe("admin API: security", () => {
+  it("refuses no key, a wrong key and a tenant API key with 401; accepts the key being rotated out", async () => {
+    expect(await code(await call("/admin/v1/organizations"))).toBe("unauthorized");
+    expect((await admin("GET", "/admin/v1/organizations", undefined, "not-the-admin-key")).status).toBe(401);
+    expect((await admin("GET", "/admin/v1/organizations", undefined, "otr_abcdefgh12_ABCDEFGHIJKLMNOPQRSTUVWXYZ12")).status).toBe(401);
+    expect((await admin("GET", "/admin/v1/organizations", undefined, "edge-test-old-admin-key")).status).toBe(200);
+  });
+});
+
+describe("admin API: organizations and API keys", () => {
+  it("creates an organization, unmetered until credits are granted", async () => {
+    const org = await newOrganization("Globex");
+    expect(org.id).toMatch(/^org_[a-z0-9]{12}$/);
+    expect(org.credits).toMatchObject({ metered: false, balance: null });
+    const fetched = await admin("GET", `/admin/v1/organizations/${org.id}`);
+    expect(((await fetched.json()) as { name: string }).name).toBe("Globex");
+  });
+
+  it("rejects a taken id with 409 and an unknown organization with 404", async () => {
+    const id = `org_fixed_${crypto.randomUUID().slice(0, 6)}`;
+    expect((await admin("POST", "/admin/v1/organizations", { name: "One", id })).status).toBe(201);
+    const again = await admin("POST", "/admin/v1/organizations", { name: "Two", id });
+    expect(again.status).toBe(409);
+    expect(await code(again)).toBe("organization_exists");
+    expect(await code(await admin("GET", "/admin/v1/organizations/org_nope_nope"))).toBe("organization_not_found");
+    expect(await code(await admin("GET", `/admin/v1/organizations/${"x".repeat(300)}`))).toBe("organization_not_found");
+  });
+
+  it("shows a new key once, lists keys without secrets, and a revoked key stops working", async () => {
+    const org = await newOrganization();
+    const created = await admin("POST", `/admin/v1/organizations/${org.id}/api-keys`, { name: "ci", rateLimitPerMinute: 30 });
+    expect(created.status).toBe(201);
+    const key = (await created.json()) as { id: string; key: string; rateLimitPerMinute: number };
+    expect(key.key).toMatch(/^otr_[a-z0-9]+_[A-Za-z0-9]{40}$/);
+    expect(key.rateLimitPerMinute).toBe(30);
+
+    const listed = (await (await admin("GET", `/admin/v1/organizations/${org.id}/api-keys`)).json()) as { apiKeys: Array<Record<string, unknown>> };
+    expect(listed.apiKeys).toHaveLength(1);
+    expect(JSON.stringify(listed)).not.toContain(key.key.split("_")[2]);
+
+    const use = () => call("/workflow/catalog", { headers: { authorization: `Bearer ${key.key}` } });
+    expect((await use()).status).toBe(200);
+    expect((await use()).headers.get("x-ratelimit-limit")).toBe("30");
+    const revoked = await admin("DELETE", `/admin/v1/organizations/${org.id}/api-keys/${key.id}`);
+    expect(revoked.status).toBe(200);
+    const body = (await revoked.json()) as { revokedAt: string; revocationEffectiveWithinMs: number };
+    expect(body.revokedAt).toBeTruthy();
+    expect(body.revocationEffectiveWithinMs).toBe(30_000);
+    // The key is cached in this isolate for up to the TTL; a fresh lookup refuses it.
+    const { clearApiKeyCache } = await import("../../src/middleware/api-key-auth/index.ts");
+    clearApiKeyCache();
+    expect((await use()).status).toBe(401);
+  });
+
+  it("cannot revoke another organization's key (404)", async () => {
+    const a = await newOrganization();
+    const b = await newOrganization();
+    const key = (await (await admin("POST", `/admin/v1/organizations/${a.id}/api-keys`, { name: "a" })).json()) as { id: string };
+    const res = await admin("DELETE", `/admin/v1/organizations/${b.id}/api-keys/${key.id}`);
+    expect(res.status).toBe(404);
+    expect(await code(res)).toBe("api_key_not_found");
+  });
+
+  it("validates bodies: 400 naming the field, 400 for bad JSON, 413 for oversized bodies", async () => {
+    const org = await newOrganization();
+    const bad = await admin("POST", `/admin/v1/organizations/${org.id}/api-keys`, { name: "", rateLimitPerMinute: 0 });
+    expect(bad.status).toBe(400);
+    const issues = ((await bad.json()) as ErrorBody).error.issues!.map((i) => i.path);
+    expect(issues).toEqual(expect.arrayContaining(["name", "rateLimitPerMinute"]));
+    expect(await code(await admin("POST", "/admin/v1/organizations", "{not json"))).toBe("invalid_json");
+    expect((await admin("POST", "/admin/v1/organizations", { name: "x".repeat(300 * 1024) })).status).toBe(413);
+  });
+});
+
+describe("admin API: credits", () => {
+  it("grants credits, turning metering on, and lists the ledger newest first", async () => {
+    const org = await newOrganization();
+    const granted = await admin("POST", `/admin/v1/organizations/${org.id}/credits`, { amount: 500, note: "welcome" });
+    expect(granted.status).toBe(201);
+    expect(((await granted.json()) as { credits: { balance: number; metered: boolean } }).credits).toMatchObject({ balance: 500, metered: true });
+    await admin("POST", `/admin/v1/organizations/${org.id}/credits`, { amount: -200, note: "correction" });
+    const summary = (await (await admin("GET", `/admin/v1/organizations/${org.id}/credits`)).json()) as {
+      balance: number;
+      available: number;
+      ledger: Array<{ kind: string; amount: number; balanceAfter: number; note: string }>;
+    };
+    expect(summary.balance).toBe(300);
+    expect(summary.available).toBe(300);
+    expect(summary.ledger.map((e) => [e.kind, e.amount, e.balanceAfter, e.note])).toEqual([
+      ["grant", -200, 300, "correction"],
+      ["grant", 500, 500, "welcome"],
+    ]);
+  });
+
+  it("refuses a zero or fractional amount and an out-of-range limit", async () => {
+    const org = await newOrganization();
+    expect((await admin("POST", `/admin/v1/organizations/${org.id}/credits`, { amount: 0 })).status).toBe(400);
+    expect((await admin("POST", `/admin/v1/organizations/${org.id}/credits`, { amount: 1.5 })).status).toBe(400);
+    expect((await admin("GET", `/admin/v1/organizations/${org.id}/credits?limit=0`)).status).toBe(400);
+  });
+});
+
+describe("admin API: prompt workflows", () => {
+  const definition = { name: "Story", template: "Write a story about {{ topic }} for {{audience}}; mention {{topic}} twice.", model: "local/writer" };
+
+  it("creates an unpublished workflow with its variables, publishes and unpublishes it", async () => {
+    const org = await newOrganization();
+    const res = await admin("POST", `/admin/v1/organizations/${org.id}/workflows`, definition);
+    expect(res.status).toBe(201);
+    const wf = (await res.json()) as { id: string; variables: string[]; published: boolean; webSearch: boolean; maxOutputTokens: number };
+    expect(wf.id).toMatch(/^wf_[a-z0-9]{12}$/);
+    expect(wf.variables).toEqual(["topic", "audience"]);
+    expect(wf).toMatchObject({ published: false, webSearch: false, maxOutputTokens: 1024 });
+
+    expect(((await (await admin("POST", `/admin/v1/workflows/${wf.id}/publish`)).json()) as { published: boolean }).published).toBe(true);
+    expect(((await (await admin("POST", `/admin/v1/workflows/${wf.id}/unpublish`)).json()) as { published: boolean }).published).toBe(false);
+    const row = await env.DB.prepare("SELECT kind, organization_id, published FROM workflows WHERE id = ?").bind(wf.id).first();
+    expect(row).toEqual({ kind: "prompt", organization_id: org.id, published: 0 });
+  });
+
+  it("updates the template and re-reads its variables; PATCH with nothing is a 400", async () => {
+    const org = await newOrganization();
+    const wf = (await (await admin("POST", `/admin/v1/organizations/${org.id}/workflows`, definition)).json()) as { id: string };
+    const updated = await admin("PATCH", `/admin/v1/workflows/${wf.id}`, { template: "Summarize {{text}}", webSearch: true });
+    expect(((await updated.json()) as { variables: string[]; webSearch: boolean })).toMatchObject({ variables: ["text"], webSearch: true });
+    expect((await admin("PATCH", `/admin/v1/workflows/${wf.id}`, {})).status).toBe(400);
+  });
+
+  it("rejects bad placeholders, unknown providers and taken names", async () => {
+    const org = await newOrganization();
+    const badTemplate = await admin("POST", `/admin/v1/organizations/${org.id}/workflows`, { ...definition, template: "Hi {{ 1st name }}" });
+    expect(badTemplate.status).toBe(400);
+    expect(((await badTemplate.json()) as ErrorBody).error.issues![0]!.path).toBe("template");
+    const badModel = await admin("POST", `/admin/v1/organizations/${org.id}/workflows`, { ...definition, model: "gpt-4o" });
+    expect(((await badModel.json()) as ErrorBody).error.issues![0]!.path).toBe("model");
+    expect((await admin("POST", `/admin/v1/organizations/${org.id}/workflows`, definition)).status).toBe(201);
+    const taken = await admin("POST", `/admin/v1/organizations/${org.id}/workflows`, definition);
+    expect(taken.status).toBe(409);
+    expect(await code(taken)).toBe("workflow_name_taken");
+  });
+
+  it("answers 404 for unknown and malformed workflow ids", async () => {
+    for (const id of ["wf_doesnotexist", "../../etc/passwd", "wf_%E2%98%83", "w".repeat(500)]) {
+      const res = await admin("GET", `/admin/v1/workflows/${id}`);
+      expect(res.status).toBe(404);
+    }
+  });
+});

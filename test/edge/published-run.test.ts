@@ -1,0 +1,128 @@
+/**
+ * POST /api/v1/run/{workflow_id} at the edge, with the host unreachable: everything the edge
+ * decides before a run starts. test/e2e/published-run.test.ts runs it through the real stack.
+ */
+import { env } from "cloudflare:workers";
+import { beforeAll, describe, expect, it } from "vitest";
+import { admin, call, createKey, postJson, seedOrganization, type ErrorBody } from "./helpers.ts";
+
+async function promptWorkflow(organizationId: string, fields: Record<string, unknown> = {}, publish = true): Promise<string> {
+  const res = await admin("POST", `/admin/v1/organizations/${organizationId}/workflows`, {
+    name: `wf ${crypto.randomUUID()}`,
+    template: "Tell {{audience}} about {{topic}}.",
+    model: "local/writer",
+    maxOutputTokens: 100,
+    ...fields,
+  });
+  const { id } = (await res.json()) as { id: string };
+  if (publish) await admin("POST", `/admin/v1/workflows/${id}/publish`);
+  return id;
+}
+
+const error = async (res: Response) => ((await res.json()) as ErrorBody).error;
+
+describe("published run API: errors before a run starts", () => {
+  let org: Awaited<ReturnType<typeof seedOrganization>>;
+  let workflowId: string;
+  beforeAll(async () => {
+    org = await seedOrganization();
+    workflowId = await promptWorkflow(org.organizationId);
+  });
+
+  it("401 without a key or with a bad one (Basic is not accepted here)", async () => {
+    expect((await postJson(`/api/v1/run/${workflowId}`, {})).status).toBe(401);
+    expect((await postJson(`/api/v1/run/${workflowId}`, {}, "otr_abcdefgh12_ABCDEFGHIJKLMNOPQRSTUVWXYZ12")).status).toBe(401);
+    const basic = await call(`/api/v1/run/${workflowId}`, { method: "POST", headers: { authorization: `Basic ${org.key}` }, body: "{}" });
+    expect(basic.status).toBe(401);
+  });
+
+  it("404 for unknown, unpublished, malformed and other organizations' workflows", async () => {
+    const unpublished = await promptWorkflow(org.organizationId, {}, false);
+    const other = await seedOrganization();
+    const foreign = await promptWorkflow(other.organizationId);
+    for (const id of ["wf_doesnotexist1", unpublished, foreign, "..%2F..%2Fadmin", "wf_" + "a".repeat(400), "wf_%F0%9F%92%A5"]) {
+      const res = await postJson(`/api/v1/run/${id}`, { audience: "a", topic: "b" }, org.key);
+      expect(res.status, id).toBe(404);
+      expect((await error(res)).code).toBe("workflow_not_found");
+    }
+  });
+
+  it("400 naming every missing and unknown variable", async () => {
+    const res = await postJson(`/api/v1/run/${workflowId}`, { topic: "x", colour: "red", size: 3 }, org.key);
+    expect(res.status).toBe(400);
+    const body = await error(res);
+    expect(body.code).toBe("invalid_input");
+    expect(body.issues!.map((i) => i.path).sort()).toEqual(["audience", "colour", "size"]);
+    expect(body.message).toMatch(/audience/);
+    expect(body.message).toMatch(/colour/);
+  });
+
+  it("400 for a body that is not an object, or not JSON, and for nested values", async () => {
+    expect((await error(await postJson(`/api/v1/run/${workflowId}`, ["a"], org.key))).code).toBe("invalid_input");
+    expect((await error(await postJson(`/api/v1/run/${workflowId}`, "{oops", org.key))).code).toBe("invalid_json");
+    const nested = await error(await postJson(`/api/v1/run/${workflowId}`, { audience: { a: 1 }, topic: "t" }, org.key));
+    expect(nested.issues).toEqual([{ path: "audience", message: "must be a string, number or boolean" }]);
+  });
+
+  it("413 for a body over 1 MiB", async () => {
+    const res = await postJson(`/api/v1/run/${workflowId}`, { audience: "x".repeat(1024 * 1024 + 10), topic: "t" }, org.key);
+    expect(res.status).toBe(413);
+  });
+
+  it("503 with Retry-After when the host is down, leaving no run row", async () => {
+    const res = await postJson(`/api/v1/run/${workflowId}`, { audience: "a", topic: "b" }, org.key);
+    expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBeTruthy();
+    expect((await error(res)).code).toBe("host_unavailable");
+    const rows = await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?").bind(org.organizationId).first<{ n: number }>();
+    expect(rows!.n).toBe(0);
+  });
+
+  it("carries rate-limit headers on errors too; 429 with Retry-After past the key's limit", async () => {
+    const { key, keyId } = await createKey(org.organizationId);
+    await env.DB.prepare("UPDATE api_keys SET rate_limit_per_minute = 2 WHERE id = ?").bind(keyId).run();
+    const first = await postJson(`/api/v1/run/${workflowId}`, {}, key);
+    expect(first.status).toBe(400);
+    expect(first.headers.get("x-ratelimit-limit")).toBe("2");
+    expect(first.headers.get("x-ratelimit-remaining")).toBe("1");
+    expect(first.headers.get("x-ratelimit-reset")).toBeTruthy();
+    await postJson(`/api/v1/run/${workflowId}`, {}, key);
+    const limited = await postJson(`/api/v1/run/${workflowId}`, {}, key);
+    expect(limited.status).toBe(429);
+    expect(Number(limited.headers.get("retry-after"))).toBeGreaterThan(0);
+    expect((await error(limited)).code).toBe("rate_limited");
+  });
+});
+
+describe("published run API: credits at the door", () => {
+  it("402 when the organization's available credits cannot cover the run's hold; nothing is held", async () => {
+    const org = await seedOrganization();
+    const workflowId = await promptWorkflow(org.organizationId);
+    await admin("POST", `/admin/v1/organizations/${org.organizationId}/credits`, { amount: 10 });
+    const res = await postJson(`/api/v1/run/${workflowId}`, { audience: "you", topic: "credits" }, org.key);
+    expect(res.status).toBe(402);
+    const body = await error(res);
+    expect(body.code).toBe("insufficient_credits");
+    expect(body.message).toMatch(/has 10/);
+    const row = await env.DB.prepare("SELECT credit_balance, credits_reserved FROM organizations WHERE id = ?").bind(org.organizationId).first();
+    expect(row).toEqual({ credit_balance: 10, credits_reserved: 0 });
+  });
+
+  it("a run whose start fails gives its hold back", async () => {
+    const org = await seedOrganization();
+    const workflowId = await promptWorkflow(org.organizationId);
+    await admin("POST", `/admin/v1/organizations/${org.organizationId}/credits`, { amount: 100_000 });
+    expect((await postJson(`/api/v1/run/${workflowId}`, { audience: "a", topic: "b" }, org.key)).status).toBe(503);
+    const row = await env.DB.prepare("SELECT credit_balance, credits_reserved FROM organizations WHERE id = ?").bind(org.organizationId).first();
+    expect(row).toEqual({ credit_balance: 100_000, credits_reserved: 0 });
+  });
+
+  it("the Workflow API's code runs are held against credits too", async () => {
+    const org = await seedOrganization();
+    await admin("POST", `/admin/v1/organizations/${org.organizationId}/credits`, { amount: 5 });
+    const { seedCatalog } = await import("./helpers.ts");
+    await seedCatalog();
+    const res = await postJson("/workflow/run", { workflowName: "hello", input: { name: "Ada" } }, org.key);
+    expect(res.status).toBe(402);
+  });
+});
