@@ -8,6 +8,8 @@ import { defineConfig } from "vitest/config";
 process.env.HOST_SHARED_SECRET = "edge-test-secret,edge-test-old-secret";
 process.env.STREAM_TOKEN_SECRET = "edge-test-stream-token-secret";
 process.env.ADMIN_API_KEY = "edge-test-admin-key,edge-test-old-admin-key";
+process.env.INTERNAL_SERVICE_SECRET = "edge-test-internal-secret";
+process.env.JWT_SECRET = "edge-test-jwt-secret-at-least-32-bytes-long";
 
 export default defineConfig(async () => {
   const migrations = await readD1Migrations("./migrations");

@@ -23,12 +23,13 @@ import { CLOSE_EVENT_TYPES, type SerializedHistoryEvent } from "../src/shared/hi
 import { runFinishedEvent } from "../src/shared/run-events.ts";
 import { isTerminal, type RunStatus } from "../src/shared/run-status.ts";
 import { sseFrame } from "../src/sse/frames.ts";
+import { stepRunId } from "../src/shared/step-run-id.ts";
 import { buildTrace, traceKey } from "./trace.ts";
 
 /** A run with no new event for this long is checked against Temporal (overridable for tests). */
 export const DEFAULT_WATCHDOG_QUIET_MS = 30_000;
 /** Event types that change the run's D1 row; the others only live in the log. */
-const PROJECTED_TYPES: ReadonlySet<string> = new Set(["run.started", "run.finished", "attribute"]);
+const PROJECTED_TYPES: ReadonlySet<string> = new Set(["run.started", "run.finished", "attribute", "step"]);
 /** The longest the watchdog waits between checks of a run that stays quiet. */
 export const MAX_WATCHDOG_INTERVAL_MS = 10 * 60_000;
 /** Most history events sent in one SSE `history` frame when replaying a backlog. */
@@ -206,6 +207,8 @@ export class RunStream extends DurableObject<Env> {
       )
         .bind(totals.cost.total, totals.tokens.input, totals.tokens.output, totals.tokens.total, totals.httpRequests.total, now, workflowId)
         .run();
+    } else if (row.type === "step") {
+      await this.projectStep(workflowId, row, data);
     } else if (row.type === "run.finished") {
       // A continued-as-new run is not the end of the workflow: the row follows the new run.
       if (data.status === "continued_as_new" && typeof data.newRunId === "string") {
@@ -232,6 +235,40 @@ export class RunStream extends DurableObject<Env> {
       // log row so that a retried projection writes the same ledger row (and is ignored).
       await this.env.DB.batch([finish, ...settleCreditsStatements(this.env.DB, workflowId, `charge:${workflowId}:${row.seq}`, now)]);
     }
+  }
+
+  /**
+   * One step_runs row per attempt. A later state never goes back to `running` (the `started` push
+   * of an attempt may arrive after its end).
+   */
+  private async projectStep(workflowId: string, row: LogRow, data: Record<string, unknown>): Promise<void> {
+    const run = await this.env.DB.prepare("SELECT id FROM runs WHERE temporal_workflow_id = ?").bind(workflowId).first<{ id: string }>();
+    if (!run) return;
+    const stepId = String(data.activityId);
+    const attempt = Number(data.attempt) || 1;
+    const state = data.state === "completed" || data.state === "failed" ? data.state : "running";
+    await this.env.DB.prepare(
+      `INSERT INTO step_runs (id, run_id, organization_id, step_id, step_name, attempt, status, outputs, error, created_at, updated_at)
+       SELECT ?1, r.id, r.organization_id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8 FROM runs r WHERE r.id = ?9
+       ON CONFLICT (run_id, step_id, attempt) DO UPDATE SET
+         status = CASE WHEN excluded.status = 'running' THEN step_runs.status ELSE excluded.status END,
+         outputs = COALESCE(excluded.outputs, step_runs.outputs),
+         error = COALESCE(excluded.error, step_runs.error),
+         created_at = MIN(step_runs.created_at, excluded.created_at),
+         updated_at = MAX(step_runs.updated_at, excluded.updated_at)`,
+    )
+      .bind(
+        await stepRunId(run.id, stepId, attempt),
+        stepId,
+        typeof data.stepName === "string" ? data.stepName : null,
+        attempt,
+        state,
+        data.outputs === undefined ? null : JSON.stringify(data.outputs),
+        typeof data.error === "string" ? data.error : null,
+        row.at,
+        run.id,
+      )
+      .run();
   }
 
   // ---------------------------------------------------------------- trace log

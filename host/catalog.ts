@@ -41,6 +41,11 @@ export const WORKFLOWS = {
     output: z.object({ request: z.string(), approvedBy: z.string(), priority: z.number().int() }),
     handlers: { signals: ["approve"], queries: ["progress"], updates: ["setPriority"] },
   },
+  flaky_step: {
+    description: "One step that fails its first `failures` attempts (default 1), then succeeds: retries, visible.",
+    input: z.object({ failures: z.number().int().min(0).max(3).optional() }).strict(),
+    output: z.object({ attempts: z.number().int() }),
+  },
   summarize_url: {
     description: "Fetches a web page and summarizes it with one LLM step. `maxSummaryWords` makes it fail when the summary is longer.",
     input: z

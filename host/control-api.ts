@@ -19,6 +19,7 @@ import { verifyRequest } from "../src/shared/signing.ts";
 import { hasHandler, isStartable, type HandlerKind } from "./catalog.ts";
 import type { EdgeClient } from "./edge-client.ts";
 import type { HistoryRelay } from "./history-relay.ts";
+import type { RunEnvs } from "./run-envs.ts";
 import { describeRun, failureMessage, runResult } from "./temporal.ts";
 
 /** Longest a single result call may block; the edge asks again if it wants to wait longer. */
@@ -30,6 +31,7 @@ export interface ControlApiDeps {
   sharedSecrets: string[];
   relay: HistoryRelay;
   edge: EdgeClient;
+  envs?: RunEnvs;
 }
 
 function hostError(status: 400 | 401 | 404 | 409 | 422 | 503, code: string, message: string): HTTPException {
@@ -54,7 +56,7 @@ export function createControlApi(deps: ControlApiDeps): Hono {
   app.post(HOST_PATHS.start, async (c) => {
     const parsed = startRunRequest.safeParse(await c.req.json().catch(() => null));
     if (!parsed.success) throw hostError(400, "invalid_request", parsed.error.message);
-    const { workflowId, workflowName, input, executionTimeoutMs } = parsed.data;
+    const { workflowId, workflowName, input, executionTimeoutMs, envs } = parsed.data;
     if (!isStartable(workflowName)) throw hostError(404, "workflow_not_found", `no workflow named "${workflowName}" on this host`);
     try {
       const handle = await deps.client.workflow.start(workflowName, {
@@ -62,7 +64,10 @@ export function createControlApi(deps: ControlApiDeps): Hono {
         workflowId,
         args: [input],
         ...(executionTimeoutMs ? { workflowExecutionTimeout: executionTimeoutMs } : {}),
+        // Sealed: the memo is part of Temporal history.
+        ...(envs && deps.envs ? { memo: deps.envs.memoFor(workflowId, envs) } : {}),
       });
+      if (!envs) deps.envs?.noEnvs(workflowId);
       deps.relay.follow(workflowId);
       const started = runStartedEvent(handle.firstExecutionRunId);
       // Not awaited: the caller already gets the run id in this response.

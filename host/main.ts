@@ -9,14 +9,16 @@ import { createControlApi } from "./control-api.ts";
 import { EdgeClient } from "./edge-client.ts";
 import { HistoryRelay } from "./history-relay.ts";
 import { connectClient } from "./temporal.ts";
+import { RunEnvs } from "./run-envs.ts";
 import { createWorker } from "./worker.ts";
 
 const config = loadConfig();
 const client = await connectClient(config);
 const edge = new EdgeClient(config.edgeUrl, config.sharedSecrets[0]!);
-const worker = await createWorker(config, edge);
+const runEnvs = new RunEnvs(client, config.sharedSecrets);
+const worker = await createWorker(config, edge, runEnvs);
 const relay = new HistoryRelay(client, edge, config.taskQueue);
-const app = createControlApi({ client, taskQueue: config.taskQueue, sharedSecrets: config.sharedSecrets, relay, edge });
+const app = createControlApi({ client, taskQueue: config.taskQueue, sharedSecrets: config.sharedSecrets, relay, edge, envs: runEnvs });
 
 const workerRun = worker.run();
 const server = serve({ fetch: app.fetch, port: config.port, hostname: config.bind }, (info) => {

@@ -3,8 +3,10 @@ import { fileURLToPath } from "node:url";
 import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel } from "@temporalio/worker";
 import * as activities from "./activities/index.ts";
 import { installActivityRuntime } from "./activities/runtime.ts";
+import { stepEventsInterceptor } from "./activities/step-events.ts";
 import type { HostConfig } from "./config.ts";
 import type { EdgeClient } from "./edge-client.ts";
+import type { RunEnvs } from "./run-envs.ts";
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL("./workflows/index.ts", import.meta.url));
 
@@ -16,9 +18,9 @@ function installRuntime(level: LogLevel) {
   Runtime.install({ logger: new DefaultLogger(level) });
 }
 
-export async function createWorker(config: HostConfig, edge: EdgeClient): Promise<Worker> {
+export async function createWorker(config: HostConfig, edge: EdgeClient, envs?: RunEnvs): Promise<Worker> {
   installRuntime(config.logLevel);
-  installActivityRuntime({ edge, prices: config.prices, llm: config.llm, httpRequestCost: config.httpRequestCost });
+  installActivityRuntime({ edge, prices: config.prices, llm: config.llm, httpRequestCost: config.httpRequestCost, envs });
   const connection = await NativeConnection.connect({ address: config.temporalAddress, ...config.temporalConnection });
   return Worker.create({
     connection,
@@ -26,5 +28,6 @@ export async function createWorker(config: HostConfig, edge: EdgeClient): Promis
     taskQueue: config.taskQueue,
     workflowsPath: WORKFLOWS_PATH,
     activities,
+    interceptors: { activity: [stepEventsInterceptor] },
   });
 }

@@ -160,6 +160,9 @@ async function main() {
   const streamTokenSecret = env.STREAM_TOKEN_SECRET || randomBytes(32).toString("hex");
   const key = devApiKey();
   const adminKey = devAdminKey();
+  // DEV ONLY defaults, fresh per session unless given.
+  const internalSecret = env.INTERNAL_SERVICE_SECRET || randomBytes(32).toString("hex");
+  const jwtSecret = env.JWT_SECRET || randomBytes(32).toString("hex");
   mkdirSync(devDir, { recursive: true });
   for (const [name, port] of [["OUTRIDER_PORT", edgePort], ["HOST_PORT", hostPort], ["LOCAL_LLM_PORT", localLlmPort]] as const) {
     if (await portOpen(port)) throw new Error(`port ${port} is in use (another \`npm run dev\`?); stop it or set ${name}`);
@@ -202,7 +205,11 @@ async function main() {
       "--var", `HOST_URL:http://127.0.0.1:${hostPort}`, ...varOverrides,
       "--show-interactive-dev-session=false", "--inspector-port", String(edgePort + 1000),
     ],
-    { HOST_SHARED_SECRET: sharedSecret, STREAM_TOKEN_SECRET: streamTokenSecret, ADMIN_API_KEY: adminKey, WRANGLER_SEND_METRICS: "false" },
+    { HOST_SHARED_SECRET: sharedSecret, STREAM_TOKEN_SECRET: streamTokenSecret, ADMIN_API_KEY: adminKey,
+      INTERNAL_SERVICE_SECRET: internalSecret,
+      JWT_SECRET: jwtSecret,
+      WRANGLER_SEND_METRICS: "false",
+    },
   );
   await waitFor("edge Worker", async () => (await fetch(`http://127.0.0.1:${edgePort}/health`).catch(() => null))?.ok === true);
 

@@ -7,6 +7,8 @@ export interface AuthContext {
   scopes: string[];
   /** The key's own requests per minute, when it has one. */
   rateLimitPerMinute?: number | null;
+  /** What the rate limiter counts against: the API key, or the JWT subject / internal caller. */
+  rateLimitKey?: string;
   /** Set for a run-scoped stream token: the only workflowId it may read. */
   runScope?: string;
 }

@@ -7,6 +7,7 @@ import { registerAdminApi } from "./routes/admin/index.ts";
 import { registerHealth } from "./routes/health.ts";
 import { registerInternalApi } from "./routes/internal/index.ts";
 import { registerPublishedRunApi } from "./routes/published-run/index.ts";
+import { registerWorkflowRunsApi } from "./routes/workflow-runs/index.ts";
 import { registerWorkflowApi } from "./routes/workflow/index.ts";
 
 export function createApp() {
@@ -17,6 +18,7 @@ export function createApp() {
   registerInternalApi(app);
   registerWorkflowApi(app);
   registerPublishedRunApi(app);
+  registerWorkflowRunsApi(app);
   registerAdminApi(app);
   app.notFound((c) => errorResponse(c, new ApiError("route_not_found", `no route ${c.req.method} ${new URL(c.req.url).pathname}`)));
   app.onError(handleError);

@@ -5,7 +5,9 @@
  * Events are keyed by run, activity and attempt, so a retried push is dropped at the edge while a
  * retried attempt records its own (its calls were made, and cost, again).
  */
+import { AsyncLocalStorage } from "node:async_hooks";
 import { Context } from "@temporalio/activity";
+import type { RunEnvs } from "../run-envs.ts";
 import type { Attribute } from "../../src/shared/aggregations.ts";
 import type { RunEvent } from "../../src/shared/host-api.ts";
 import type { EdgeClient } from "../edge-client.ts";
@@ -18,6 +20,21 @@ export interface ActivityRuntime {
   llm: LlmConfig;
   /** USD charged per outbound HTTP request made through the HTTP helper (0: count only). */
   httpRequestCost: number;
+  /** Where a run's environment overrides come from (absent: none). */
+  envs?: RunEnvs;
+}
+
+const envOverrides = new AsyncLocalStorage<Record<string, string>>();
+
+/** Runs an activity attempt with its run's environment overrides (the step-events interceptor does). */
+export function withEnvOverrides<T>(envs: Record<string, string>, fn: () => Promise<T>): Promise<T> {
+  return envOverrides.run(envs, fn);
+}
+
+/** An environment variable as the current run sees it: its override, else the host's own. */
+export function activityEnv(name: string): string | undefined {
+  const overrides = envOverrides.getStore();
+  return overrides && Object.hasOwn(overrides, name) ? overrides[name] : process.env[name];
 }
 
 let runtime: ActivityRuntime | undefined;
@@ -42,11 +59,11 @@ export class StepPublisher {
     return execution;
   })();
 
-  private event(type: RunEvent["type"], data: Record<string, unknown>): RunEvent {
+  private event(type: RunEvent["type"], data: Record<string, unknown>, key: string | number = ++this.sequence): RunEvent {
     const { activityId, attempt, activityType } = this.info;
     const workflowExecution = this.execution;
     return {
-      sourceKey: `${type}:${workflowExecution.runId}:${activityId}:${attempt}:${++this.sequence}`,
+      sourceKey: `${type}:${workflowExecution.runId}:${activityId}:${attempt}:${key}`,
       type,
       at: new Date().toISOString(),
       data: { runId: workflowExecution.runId, activityId, stepName: activityType, attempt, ...data },
@@ -68,6 +85,15 @@ export class StepPublisher {
 
   thinking(text: string): Promise<void> {
     return this.push(this.event("thinking", { text }));
+  }
+
+  /**
+   * The step's own lifecycle: `started` when an attempt begins, `completed` or `failed` when it
+   * ends. Temporal records no history event for a retried attempt until the activity finally
+   * ends, so these are what show attempts while they happen.
+   */
+  step(state: "started" | "completed" | "failed", details: Record<string, unknown> = {}): Promise<void> {
+    return this.push(this.event("step", { state, ...details }, state));
   }
 
   /** A piece of the step's answer, for clients that stream it as it is generated. */

@@ -28,3 +28,7 @@ export async function always_fails(input: { reason?: string }): Promise<never> {
   await steps.prepareDoomedWork(input.reason ?? "no reason given");
   throw ApplicationFailure.nonRetryable(ALWAYS_FAILS_MESSAGE, "AlwaysFails");
 }
+
+export async function flaky_step(input: { failures?: number }): Promise<{ attempts: number }> {
+  return steps.unreliableStep(input.failures ?? 1);
+}

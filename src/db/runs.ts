@@ -4,7 +4,7 @@ import { runs, type Run } from "./schema.ts";
 
 export async function insertScheduledRun(
   d1: D1Database,
-  row: Pick<Run, "id" | "organizationId" | "workflowId" | "workflowName" | "temporalWorkflowId" | "input" | "creditHold">,
+  row: Pick<Run, "id" | "organizationId" | "workflowId" | "workflowName" | "temporalWorkflowId" | "input" | "creditHold" | "envNames">,
 ): Promise<void> {
   await db(d1).insert(runs).values({ ...row, status: "scheduled" });
 }

@@ -133,6 +133,8 @@ export const runs = sqliteTable(
     tokensOutput: integer("tokens_output").notNull().default(0),
     tokensTotal: integer("tokens_total").notNull().default(0),
     httpRequests: integer("http_requests").notNull().default(0),
+    /** Names of the environment overrides the run was given (values are never stored here). */
+    envNames: text("env_names", { mode: "json" }).$type<string[]>(),
     /** Credits held while the run is open (0 once settled, or for unmetered organizations). */
     creditHold: integer("credit_hold").notNull().default(0),
     /** Credits the run was charged when it ended; NULL until settled (or when unmetered). */
@@ -144,11 +146,41 @@ export const runs = sqliteTable(
   (t) => [
     uniqueIndex("runs_temporal_workflow_id_uq").on(t.temporalWorkflowId),
     index("runs_org_created_idx").on(t.organizationId, t.createdAt),
-    index("runs_org_status_idx").on(t.organizationId, t.status),
+    // Workflow Runs API: list by status, list by workflow (and search, which resolves names to
+    // workflow ids first), and the dashboard's counts by status (covered by the index).
+    index("runs_org_status_created_idx").on(t.organizationId, t.status, t.createdAt),
+    index("runs_org_workflow_created_idx").on(t.organizationId, t.workflowId, t.createdAt),
+    index("runs_org_workflow_status_idx").on(t.organizationId, t.workflowId, t.status),
   ],
+);
+
+/**
+ * One row per attempt of each step (Temporal activity) of a run, projected by the run's RunStream
+ * from the host's `step` events, so retries show while they happen.
+ */
+export const stepRuns = sqliteTable(
+  "step_runs",
+  {
+    id: text("id").primaryKey(),
+    runId: text("run_id")
+      .notNull()
+      .references(() => runs.id),
+    organizationId: text("organization_id").notNull(),
+    /** Temporal's activity id (unique within the run). */
+    stepId: text("step_id").notNull(),
+    stepName: text("step_name"),
+    /** 1-indexed. */
+    attempt: integer("attempt").notNull(),
+    status: text("status", { enum: ["running", "completed", "failed"] }).notNull(),
+    outputs: text("outputs", { mode: "json" }),
+    error: text("error"),
+    ...timestamps,
+  },
+  (t) => [uniqueIndex("step_runs_run_step_attempt_uq").on(t.runId, t.stepId, t.attempt)],
 );
 
 export type Run = typeof runs.$inferSelect;
 export type Workflow = typeof workflows.$inferSelect;
 export type ApiKey = typeof apiKeys.$inferSelect;
+export type StepRun = typeof stepRuns.$inferSelect;
 export type Organization = typeof organizations.$inferSelect;

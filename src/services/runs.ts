@@ -41,6 +41,8 @@ export async function startRun(env: Env, organizationId: string, workflowName: s
 export interface StartOptions {
   /** Credits to hold until the run ends (metered organizations only): the most it may be charged. */
   creditHold: number;
+  /** Environment overrides for the run's activities (Workflow Runs API); only names are stored. */
+  envs?: Record<string, string>;
   /** What the host starts, when it is not the catalog workflow itself (prompt workflows). */
   host?: { workflowName: string; input: unknown; executionTimeoutMs?: number };
 }
@@ -63,7 +65,16 @@ export async function startWorkflowRun(env: Env, organizationId: string, workflo
   const undo = () =>
     env.DB.batch([deleteUnstartedRunStatement(env.DB, id), ...(creditHold > 0 ? [releaseCreditsStatement(env.DB, organizationId, creditHold)] : [])]);
   try {
-    await insertScheduledRun(env.DB, { id, organizationId, workflowId: workflow.id, workflowName: workflow.name, temporalWorkflowId: workflowId, input, creditHold });
+    await insertScheduledRun(env.DB, {
+      id,
+      organizationId,
+      workflowId: workflow.id,
+      workflowName: workflow.name,
+      temporalWorkflowId: workflowId,
+      input,
+      creditHold,
+      envNames: options.envs ? Object.keys(options.envs) : null,
+    });
   } catch (err) {
     if (creditHold > 0) await releaseCreditsStatement(env.DB, organizationId, creditHold).run();
     throw err;
@@ -75,6 +86,7 @@ export async function startWorkflowRun(env: Env, organizationId: string, workflo
       workflowName: options.host?.workflowName ?? workflow.name,
       input: options.host ? options.host.input : input,
       executionTimeoutMs: options.host?.executionTimeoutMs,
+      envs: options.envs && Object.keys(options.envs).length > 0 ? options.envs : undefined,
     }));
   } catch (err) {
     await undo();

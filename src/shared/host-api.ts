@@ -28,6 +28,8 @@ export const startRunRequest = z.object({
   input: z.unknown(),
   /** Temporal's workflow execution timeout: the run ends as timed_out after this long. */
   executionTimeoutMs: z.number().int().positive().optional(),
+  /** Environment overrides for the run's activities; the host keeps them out of Temporal history in clear. */
+  envs: z.record(z.string(), z.string()).optional(),
 });
 export type StartRunRequest = z.infer<typeof startRunRequest>;
 

@@ -26,7 +26,7 @@ export interface LogStreamOptions {
   /** Frames to send first (e.g. `retry:`), before any entry. */
   preamble?: string;
   /** SSE text for one entry ("" to skip it). */
-  onEntry: (entry: LogEntry) => string;
+  onEntry: (entry: LogEntry) => string | Promise<string>;
   /** SSE text once the run is over, after its last entry. */
   onDone: (done: NonNullable<SubscriberMessage["done"]>) => Promise<string>;
   /** Sent when the DO cannot be reached again; the client should reconnect with Last-Event-ID. */
@@ -69,7 +69,7 @@ export async function logStreamResponse(c: Context<AppEnv>, options: LogStreamOp
       if (message.entry) {
         const entry = message.entry;
         lastSeq = entry.seq;
-        enqueue(() => write(options.onEntry(entry)));
+        enqueue(async () => write(await options.onEntry(entry)));
       }
       if (message.done) {
         const done = message.done;

@@ -13,6 +13,8 @@ import { portOpen } from "./temporal-server.ts";
 
 const root = resolve(import.meta.dirname, "../..");
 const READY_MARKER = /OUTRIDER_READY/;
+/** HS256 secret of the stacks' Workflow Runs API JWTs (test-only value). */
+export const TEST_JWT_SECRET = "test-jwt-secret-for-the-e2e-stack-only";
 
 export interface RunningStack {
   baseUrl: string;
@@ -63,6 +65,8 @@ export async function startStack(ports: { edge: number; host: number; temporal: 
       // Tests and benchmarks drive one key hard; the limiter itself is tested in test/edge.
       RATE_LIMIT_PER_MINUTE: "1000000",
       ADMIN_API_KEY: adminKey,
+      INTERNAL_SERVICE_SECRET: `test_internal_${randomBytes(16).toString("hex")}`,
+      JWT_SECRET: TEST_JWT_SECRET,
       // Short enough for a test to see a prompt run time out (local/slow* models), long enough for the others.
       PROMPT_RUN_MAX_MS: "10000",
       ...options.env,

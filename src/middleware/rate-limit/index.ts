@@ -15,9 +15,10 @@ export const rateLimit = () =>
   createMiddleware<AppEnv>(async (c, next) => {
     const auth = c.get("auth");
     // Stream tokens are scoped to one run and minted by a key that was itself limited.
-    if (!auth?.apiKeyId) return next();
-    const limit = auth.rateLimitPerMinute ?? (Number(c.env.RATE_LIMIT_PER_MINUTE) || DEFAULT_PER_MINUTE);
-    const limiter = c.env.RATE_LIMITER.get(c.env.RATE_LIMITER.idFromName(auth.apiKeyId));
+    const limitedKey = auth?.rateLimitKey ?? auth?.apiKeyId;
+    if (!limitedKey) return next();
+    const limit = auth!.rateLimitPerMinute ?? (Number(c.env.RATE_LIMIT_PER_MINUTE) || DEFAULT_PER_MINUTE);
+    const limiter = c.env.RATE_LIMITER.get(c.env.RATE_LIMITER.idFromName(limitedKey));
     const decision = await limiter.hit(limit, RATE_LIMIT_WINDOW_SECONDS);
     const headers = {
       "x-ratelimit-limit": String(decision.limit),

@@ -7,6 +7,8 @@ export function registerCatalog(app: App) {
     const rows = await listRunnableWorkflows(c.env.DB, c.get("auth").organizationId);
     return c.json({
       workflows: rows.map((w) => ({
+        // The Workflow Runs API names workflows by this id.
+        id: w.id,
         name: w.name,
         description: w.description,
         kind: w.kind,

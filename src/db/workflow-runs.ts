@@ -1,0 +1,81 @@
+/** Queries of the Workflow Runs API. Every one is scoped by organization and served by an index. */
+import { and, asc, count, desc, eq, inArray, type SQL } from "drizzle-orm";
+import { db } from "./client.ts";
+import { runs, stepRuns, workflows } from "./schema.ts";
+import type { RunStatus } from "../shared/run-status.ts";
+
+export interface RunListFilter {
+  workflowId?: string;
+  statuses?: RunStatus[];
+  /** Substring of the workflow's name (case-insensitive). */
+  search?: string;
+}
+
+/**
+ * Search resolves names to workflow ids first (the catalog is small), so the runs query stays on
+ * the (organization, workflow, created) index instead of scanning names.
+ */
+async function workflowIdsMatching(d1: D1Database, organizationId: string, search: string): Promise<string[]> {
+  const pattern = `%${search.replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`;
+  const rows = await d1
+    .prepare("SELECT id FROM workflows WHERE (organization_id IS NULL OR organization_id = ?) AND name LIKE ? ESCAPE '\\'")
+    .bind(organizationId, pattern)
+    .all<{ id: string }>();
+  return rows.results.map((r) => r.id);
+}
+
+export async function listWorkflowRuns(d1: D1Database, organizationId: string, filter: RunListFilter, page: number, limit: number) {
+  const conditions: SQL[] = [eq(runs.organizationId, organizationId)];
+  if (filter.workflowId) conditions.push(eq(runs.workflowId, filter.workflowId));
+  if (filter.statuses) conditions.push(inArray(runs.status, filter.statuses));
+  if (filter.search !== undefined) {
+    const ids = await workflowIdsMatching(d1, organizationId, filter.search);
+    if (ids.length === 0) return { rows: [], total: 0 };
+    conditions.push(inArray(runs.workflowId, ids));
+  }
+  const where = and(...conditions);
+  const [rows, [totalRow]] = await Promise.all([
+    db(d1)
+      .select()
+      .from(runs)
+      .where(where)
+      .orderBy(desc(runs.createdAt), desc(runs.id))
+      .limit(limit)
+      .offset((page - 1) * limit),
+    db(d1).select({ n: count() }).from(runs).where(where),
+  ]);
+  return { rows, total: totalRow?.n ?? 0 };
+}
+
+export async function countRunsByStatus(d1: D1Database, organizationId: string, workflowId: string) {
+  return db(d1)
+    .select({ status: runs.status, n: count() })
+    .from(runs)
+    .where(and(eq(runs.organizationId, organizationId), eq(runs.workflowId, workflowId)))
+    .groupBy(runs.status);
+}
+
+export async function findRunById(d1: D1Database, organizationId: string, id: string) {
+  return (await db(d1).select().from(runs).where(and(eq(runs.organizationId, organizationId), eq(runs.id, id))).limit(1))[0] ?? null;
+}
+
+export async function listStepRuns(d1: D1Database, runId: string) {
+  return db(d1).select().from(stepRuns).where(eq(stepRuns.runId, runId)).orderBy(asc(stepRuns.createdAt), asc(stepRuns.stepId), asc(stepRuns.attempt));
+}
+
+/** A code workflow the organization may run, by its id (the Workflow Runs API's `workflowId`). */
+export async function findRunnableWorkflowById(d1: D1Database, organizationId: string, id: string) {
+  const row = (await db(d1).select().from(workflows).where(eq(workflows.id, id)).limit(1))[0];
+  if (!row || row.kind !== "code" || !row.published) return null;
+  return row.organizationId === null || row.organizationId === organizationId ? row : null;
+}
+
+/** The organization's runs of one workflow that have not ended, for cancel-by-workflow. */
+export async function listOpenRunsOfWorkflow(d1: D1Database, organizationId: string, workflowId: string, statuses: RunStatus[], limit: number) {
+  return db(d1)
+    .select()
+    .from(runs)
+    .where(and(eq(runs.organizationId, organizationId), eq(runs.workflowId, workflowId), inArray(runs.status, statuses)))
+    .limit(limit);
+}
+

@@ -1,0 +1,73 @@
+/**
+ * Authentication of the Workflow Runs API (`/api/v1/workflow-runs`), which accepts either:
+ *
+ * - a **JWT** (`Authorization: Bearer <jwt>`) from the customer's backend, verified with jose
+ *   against JWT_JWKS_URL (a JWKS), JWT_PUBLIC_KEY (PEM SPKI, RS256/ES256/EdDSA) or JWT_SECRET
+ *   (HS256), with `exp` required and JWT_ISSUER / JWT_AUDIENCE checked when set. The
+ *   organization is the JWT_ORG_CLAIM claim (default `org_id`); or
+ * - a **trusted internal call**: `Authorization: Bearer <INTERNAL_SERVICE_SECRET>` plus
+ *   `X-Organization-Id`. A Worker has no private network, so "private IP" trust becomes
+ *   possession of this secret (docs/authentication.md).
+ */
+import { createMiddleware } from "hono/factory";
+import { createRemoteJWKSet, importSPKI, jwtVerify, type JWTVerifyGetKey, type JWTPayload } from "jose";
+import type { AppEnv } from "../../app-env.ts";
+import { ApiError } from "../../errors.ts";
+import { credentialFromHeader } from "../api-key-auth/index.ts";
+
+const ORGANIZATION_ID = /^[A-Za-z0-9_-]{1,64}$/;
+const ASYMMETRIC_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"];
+const jwksCache = new Map<string, JWTVerifyGetKey>();
+
+const unauthorized = (message: string) =>
+  new ApiError("unauthorized", message, undefined, { "www-authenticate": 'Bearer realm="outrider", error="invalid_token"' });
+
+async function constantTimeEqual(a: string, b: string): Promise<boolean> {
+  const digest = async (s: string) => new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(s)));
+  return crypto.subtle.timingSafeEqual(await digest(a), await digest(b));
+}
+
+async function verifyJwt(env: Env, token: string): Promise<JWTPayload> {
+  const options = {
+    issuer: env.JWT_ISSUER || undefined,
+    audience: env.JWT_AUDIENCE || undefined,
+    requiredClaims: ["exp"],
+  };
+  if (env.JWT_JWKS_URL) {
+    let jwks = jwksCache.get(env.JWT_JWKS_URL);
+    if (!jwks) jwksCache.set(env.JWT_JWKS_URL, (jwks = createRemoteJWKSet(new URL(env.JWT_JWKS_URL))));
+    return (await jwtVerify(token, jwks, { ...options, algorithms: ASYMMETRIC_ALGORITHMS })).payload;
+  }
+  if (env.JWT_PUBLIC_KEY) {
+    const header = JSON.parse(atob(token.split(".")[0]!.replace(/-/g, "+").replace(/_/g, "/"))) as { alg?: string };
+    if (!header.alg || !ASYMMETRIC_ALGORITHMS.includes(header.alg)) throw new Error(`algorithm ${header.alg} is not accepted`);
+    return (await jwtVerify(token, await importSPKI(env.JWT_PUBLIC_KEY, header.alg), { ...options, algorithms: [header.alg] })).payload;
+  }
+  return (await jwtVerify(token, new TextEncoder().encode(env.JWT_SECRET), { ...options, algorithms: ["HS256"] })).payload;
+}
+
+export const serviceAuth = () =>
+  createMiddleware<AppEnv>(async (c, next) => {
+    const credential = credentialFromHeader(c.req.header("authorization"), false);
+    if (!credential) throw unauthorized("send a JWT (or the internal service secret) as `Authorization: Bearer <token>`");
+
+    if (c.env.INTERNAL_SERVICE_SECRET && (await constantTimeEqual(credential, c.env.INTERNAL_SERVICE_SECRET))) {
+      const organizationId = c.req.header("x-organization-id") ?? "";
+      if (!ORGANIZATION_ID.test(organizationId)) throw new ApiError("invalid_request", "internal calls name their organization in X-Organization-Id");
+      c.set("auth", { organizationId, apiKeyId: null, scopes: ["*"], rateLimitKey: `internal:${organizationId}` });
+      return next();
+    }
+
+    let claims: JWTPayload;
+    try {
+      claims = await verifyJwt(c.env, credential);
+    } catch (err) {
+      throw unauthorized(`the token is not a valid JWT for this API (${(err as Error).message})`);
+    }
+    const organizationId = claims[c.env.JWT_ORG_CLAIM || "org_id"];
+    if (typeof organizationId !== "string" || !ORGANIZATION_ID.test(organizationId)) {
+      throw unauthorized(`the JWT has no organization claim "${c.env.JWT_ORG_CLAIM || "org_id"}"`);
+    }
+    c.set("auth", { organizationId, apiKeyId: null, scopes: ["*"], rateLimitKey: `jwt:${organizationId}:${claims.sub ?? ""}` });
+    await next();
+  });

@@ -1,0 +1,55 @@
+import { z } from "zod";
+import type { App } from "../../app-env.ts";
+import type { Run } from "../../db/schema.ts";
+import { findRunById, listOpenRunsOfWorkflow } from "../../db/workflow-runs.ts";
+import { ApiError } from "../../errors.ts";
+import { HostClient } from "../../host-client.ts";
+import { readJson } from "../../middleware/json-body/index.ts";
+import type { RunStatus } from "../../shared/run-status.ts";
+import { cancelBody } from "./schemas.ts";
+
+type Outcome = "cancelled" | "already_completed" | "not_eligible" | "not_found" | "error";
+const OPEN: RunStatus[] = ["scheduled", "running", "continued_as_new"];
+const ENDED_ON_ITS_OWN: ReadonlySet<RunStatus> = new Set(["completed", "failed", "timed_out"]);
+/** Cancel-by-workflow acts on at most this many open runs per call (call again for more). */
+const MAX_RUNS_PER_CANCEL = 100;
+
+async function cancelOne(host: HostClient, run: Run): Promise<{ status: Outcome; message?: string }> {
+  if (ENDED_ON_ITS_OWN.has(run.status)) return { status: "already_completed" };
+  if (run.status === "cancelled" || run.status === "terminated") return { status: "not_eligible", message: "already cancelled" };
+  if (!run.temporalRunId) return { status: "not_eligible", message: "the run has no Temporal workflow yet" };
+  try {
+    await host.cancel(run.temporalWorkflowId);
+    return { status: "cancelled" };
+  } catch (err) {
+    if (err instanceof ApiError && err.code === "run_finished") return { status: "already_completed" };
+    return { status: "error", message: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+/**
+ * POST /api/v1/workflow-runs/cancel: `runIds` or `workflowId` (exactly one), optional `reason`.
+ * One outcome per run; the request itself succeeds even when some runs could not be cancelled.
+ */
+export function registerCancel(app: App) {
+  app.post("/api/v1/workflow-runs/cancel", async (c) => {
+    const body = await readJson(c, cancelBody);
+    const organizationId = c.get("auth").organizationId;
+    const host = new HostClient(c.env);
+    const targets: Array<{ runId: string; run: Run | null }> = body.runIds
+      ? await Promise.all(
+          [...new Set(body.runIds)].map(async (runId) => ({
+            runId,
+            run: z.uuid().safeParse(runId).success ? await findRunById(c.env.DB, organizationId, runId) : null,
+          })),
+        )
+      : (await listOpenRunsOfWorkflow(c.env.DB, organizationId, body.workflowId!, OPEN, MAX_RUNS_PER_CANCEL)).map((run) => ({ runId: run.id, run }));
+    const results = await Promise.all(
+      targets.map(async ({ runId, run }) => ({ runId, ...(run ? await cancelOne(host, run) : { status: "not_found" as const }) })),
+    );
+    const summary = Object.fromEntries(
+      (["cancelled", "already_completed", "not_eligible", "not_found", "error"] as const).map((s) => [s, results.filter((r) => r.status === s).length]),
+    );
+    return c.json({ reason: body.reason ?? null, results, summary });
+  });
+}

@@ -1,0 +1,147 @@
+import type { Context } from "hono";
+import type { App, AppEnv } from "../../app-env.ts";
+import { findRunnableWorkflowById } from "../../db/workflow-runs.ts";
+import { ApiError } from "../../errors.ts";
+import { zodIssues } from "../../middleware/json-body/index.ts";
+import { toWorkflowRunStatus, type RunStatus } from "../../shared/run-status.ts";
+import { stepRunId } from "../../shared/step-run-id.ts";
+import { assertValidInput } from "../workflow/input-validation.ts";
+import { getRunOrThrow, settleRun, startWorkflowRun } from "../../services/runs.ts";
+import { logStreamResponse } from "../../sse/log-stream.ts";
+import { sseFrame } from "../../sse/frames.ts";
+import type { Run } from "../../db/schema.ts";
+import { detailOf, workflowRunOrThrow } from "./detail.ts";
+import { executeFields } from "./schemas.ts";
+
+/** The seed's keep-alive: a `ping` event every 9 s. */
+export const PING_INTERVAL_MS = 9_000;
+/** The blocking execute waits at most this long, then answers 202 with the run so far. */
+const EXECUTE_WAIT_MAX_MS = 15 * 60_000;
+
+/** Fields arrive as multipart/form-data (the seed) or urlencoded; `inputs` and `envs` are JSON text. A JSON body works too. */
+async function readExecuteFields(c: Context<AppEnv>) {
+  const type = c.req.header("content-type") ?? "";
+  let raw: Record<string, unknown>;
+  if (type.startsWith("application/json")) {
+    raw = await c.req.json().catch(() => {
+      throw new ApiError("invalid_json", "request body is not valid JSON");
+    });
+  } else if (type.startsWith("multipart/form-data") || type.startsWith("application/x-www-form-urlencoded")) {
+    const form = await c.req.parseBody().catch(() => {
+      throw new ApiError("invalid_request", "the multipart body could not be read");
+    });
+    raw = {};
+    for (const [name, value] of Object.entries(form)) {
+      if (typeof value !== "string") throw new ApiError("invalid_request", `field ${name} must be text, not a file`, [{ path: name, message: "expected text" }]);
+      if (name === "inputs" || name === "envs") {
+        try {
+          raw[name] = JSON.parse(value);
+        } catch {
+          throw new ApiError("invalid_json", `field ${name} is not valid JSON`, [{ path: name, message: "expected a JSON object" }]);
+        }
+      } else raw[name] = value;
+    }
+  } else {
+    throw new ApiError("invalid_request", "send multipart/form-data with workflowId, inputs and envs");
+  }
+  const parsed = executeFields.safeParse(raw);
+  if (!parsed.success) {
+    const issues = zodIssues(parsed.error);
+    throw new ApiError("invalid_request", `invalid request: ${issues.map((i) => `${i.path || "(body)"}: ${i.message}`).join("; ")}`, issues);
+  }
+  return parsed.data;
+}
+
+async function execute(c: Context<AppEnv>) {
+  const fields = await readExecuteFields(c);
+  const organizationId = c.get("auth").organizationId;
+  const workflow = await findRunnableWorkflowById(c.env.DB, organizationId, fields.workflowId);
+  if (!workflow) throw new ApiError("workflow_not_found", `no workflow "${fields.workflowId}" you can run`);
+  assertValidInput(workflow, fields.inputs);
+  const started = await startWorkflowRun(c.env, organizationId, workflow, fields.inputs, {
+    creditHold: Number(c.env.CODE_RUN_CREDIT_HOLD) || 20_000,
+    envs: fields.envs,
+  });
+  return getRunOrThrow(c.env, organizationId, started.workflowId);
+}
+
+/** SSE over a run's log in the Workflow Runs API's events; ids are log sequence numbers. */
+function runEventStream(c: Context<AppEnv>, run: Run, afterSeq: number): Promise<Response> {
+  const content = (status: string) => ({ content: { workflowRunId: run.id, status } });
+  return logStreamResponse(c, {
+    workflowId: run.temporalWorkflowId,
+    runId: run.temporalRunId!,
+    afterSeq,
+    keepAliveMs: PING_INTERVAL_MS,
+    keepAlive: () => sseFrame({ event: "ping", data: { content: "ping" } }),
+    onEntry: async (entry) => {
+      const data = entry.data;
+      if (entry.type === "run.started") return sseFrame({ id: entry.seq, event: "workflow-run", data: content("running") });
+      if (entry.type === "run.finished") {
+        return sseFrame({ id: entry.seq, event: "workflow-run", data: content(toWorkflowRunStatus(data.status as RunStatus)) });
+      }
+      if (entry.type === "step") {
+        const state = data.state === "started" ? "running" : String(data.state);
+        return sseFrame({
+          id: entry.seq,
+          event: "activity-run",
+          data: {
+            content: {
+              ...content(state).content,
+              activityRunId: await stepRunId(run.id, String(data.activityId), Number(data.attempt) || 1),
+              stepId: data.activityId,
+              stepName: data.stepName,
+              attempt: data.attempt,
+              ...(data.error ? { error: data.error } : {}),
+            },
+          },
+        });
+      }
+      if (entry.type === "thinking") {
+        const activityRunId = await stepRunId(run.id, String(data.activityId), Number(data.attempt) || 1);
+        return sseFrame({ id: entry.seq, event: "thinking", data: { content: data.text, stepId: data.activityId, activityRunId } });
+      }
+      return "";
+    },
+    onDone: async (done) => {
+      const detail = await detailOf(c.env, await workflowRunOrThrow(c.env, run.organizationId, run.id));
+      if (done.status === "completed") return sseFrame({ event: "result", data: { success: true, workflowRun: { ...detail, status: "completed", outputs: done.output ?? null } } });
+      return sseFrame({ event: "error", data: { error: `workflow run ${toWorkflowRunStatus(done.status)}`, details: done.error ?? done.status } });
+    },
+    onLost: () => sseFrame({ event: "error", data: { error: "stream interrupted", details: "reconnect with Last-Event-ID to resume" } }),
+  });
+}
+
+function lastEventId(c: Context<AppEnv>): number {
+  const raw = c.req.header("last-event-id") ?? c.req.query("lastEventId");
+  if (raw === undefined || raw === "") return 0;
+  if (!/^\d{1,15}$/.test(raw)) throw new ApiError("invalid_request", "Last-Event-ID must be a non-negative integer", [{ path: "lastEventId", message: "expected an integer" }]);
+  return Number(raw);
+}
+
+/**
+ * POST /api/v1/workflow-runs/execute (blocking), POST …/execute/stream (SSE), and
+ * GET /api/v1/workflow-runs/:runId/stream, where a client that lost the stream resumes it with
+ * Last-Event-ID.
+ */
+export function registerExecute(app: App) {
+  app.post("/api/v1/workflow-runs/execute", async (c) => {
+    const run = await settleRun(c.env, await execute(c), EXECUTE_WAIT_MAX_MS, false);
+    const detail = await detailOf(c.env, run);
+    if (run.status === "completed") return c.json({ success: true, workflowRun: detail });
+    if (detail.status === "running" || detail.status === "scheduled") return c.json({ success: true, workflowRun: detail }, 202);
+    return c.json({ success: false, workflowRun: detail });
+  });
+
+  app.post("/api/v1/workflow-runs/execute/stream", async (c) => {
+    const run = await execute(c);
+    return runEventStream(c, run, 0);
+  });
+
+  app.get("/api/v1/workflow-runs/:runId/stream", async (c) => {
+    const run = await workflowRunOrThrow(c.env, c.get("auth").organizationId, c.req.param("runId"));
+    if (!run.temporalRunId) throw new ApiError("host_unavailable", "the run has not started yet; retry shortly", undefined, { "retry-after": "1" });
+    return runEventStream(c, run, lastEventId(c));
+  });
+}
+

@@ -1,0 +1,23 @@
+import type { App } from "../../app-env.ts";
+import { limitBody } from "../../middleware/body-limit/index.ts";
+import { rateLimit } from "../../middleware/rate-limit/index.ts";
+import { serviceAuth } from "../../middleware/service-auth/index.ts";
+import { registerCancel } from "./cancel.ts";
+import { registerDetail } from "./detail.ts";
+import { registerExecute } from "./execute.ts";
+import { registerListAndDashboard } from "./list.ts";
+
+const MAX_EXECUTE_BODY_BYTES = 1024 * 1024;
+
+/** The Workflow Runs API (`/api/v1/workflow-runs`): JWT or trusted internal callers. */
+export function registerWorkflowRunsApi(app: App) {
+  // Hono's `/*` also matches the bare path (GET /api/v1/workflow-runs).
+  app.use("/api/v1/workflow-runs/*", serviceAuth());
+  app.use("/api/v1/workflow-runs/*", rateLimit());
+  app.use("/api/v1/workflow-runs/*", limitBody(MAX_EXECUTE_BODY_BYTES));
+  // Fixed paths before /:runId.
+  registerExecute(app);
+  registerCancel(app);
+  registerListAndDashboard(app);
+  registerDetail(app);
+}

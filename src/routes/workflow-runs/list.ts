@@ -1,0 +1,38 @@
+import type { App } from "../../app-env.ts";
+import { countRunsByStatus, listWorkflowRuns } from "../../db/workflow-runs.ts";
+import { ApiError } from "../../errors.ts";
+import { zodIssues } from "../../middleware/json-body/index.ts";
+import { STATUSES_BY_WORKFLOW_RUN_STATUS, WORKFLOW_RUN_STATUSES, toWorkflowRunStatus, type RunStatus } from "../../shared/run-status.ts";
+import { listQuery } from "./schemas.ts";
+import { workflowRunView } from "./views.ts";
+import { z } from "zod";
+
+/** GET /api/v1/workflow-runs and GET /api/v1/workflow-runs/dashboard/:workflowId */
+export function registerListAndDashboard(app: App) {
+  app.get("/api/v1/workflow-runs", async (c) => {
+    const parsed = listQuery.safeParse(c.req.query());
+    if (!parsed.success) throw new ApiError("invalid_request", `invalid query: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`, zodIssues(parsed.error));
+    const { workflowId, status, page, limit, search } = parsed.data;
+    const { rows, total } = await listWorkflowRuns(
+      c.env.DB,
+      c.get("auth").organizationId,
+      { workflowId, search, statuses: status ? STATUSES_BY_WORKFLOW_RUN_STATUS[status] : undefined },
+      page,
+      limit,
+    );
+    const totalPages = Math.ceil(total / limit);
+    return c.json({
+      data: rows.map(workflowRunView),
+      pagination: { page, limit, total, totalPages, hasNextPage: page < totalPages, hasPreviousPage: page > 1 },
+    });
+  });
+
+  app.get("/api/v1/workflow-runs/dashboard/:workflowId", async (c) => {
+    const workflowId = c.req.param("workflowId");
+    if (!z.uuid().safeParse(workflowId).success) throw new ApiError("workflow_not_found", "workflowId must be a workflow's UUID");
+    const rows = await countRunsByStatus(c.env.DB, c.get("auth").organizationId, workflowId);
+    const counts = Object.fromEntries(WORKFLOW_RUN_STATUSES.map((s) => [s, 0])) as Record<(typeof WORKFLOW_RUN_STATUSES)[number], number>;
+    for (const row of rows) counts[toWorkflowRunStatus(row.status as RunStatus)] += row.n;
+    return c.json({ workflowId, total: rows.reduce((n, r) => n + r.n, 0), counts });
+  });
+}

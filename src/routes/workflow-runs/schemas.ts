@@ -1,0 +1,36 @@
+/** Request schemas of the Workflow Runs API. */
+import { z } from "zod";
+import { WORKFLOW_RUN_STATUSES } from "../../shared/run-status.ts";
+
+export const listQuery = z
+  .object({
+    workflowId: z.uuid().optional(),
+    status: z.enum(WORKFLOW_RUN_STATUSES).optional(),
+    page: z.coerce.number().int().min(1).max(100_000).default(1),
+    limit: z.coerce.number().int().min(1).max(100).default(10),
+    search: z.string().trim().min(1).max(200).optional(),
+  })
+  .strict();
+
+export const cancelBody = z
+  .object({
+    runIds: z.array(z.string().max(100)).min(1).max(100).optional(),
+    workflowId: z.uuid().optional(),
+    reason: z.string().max(500).optional(),
+  })
+  .strict()
+  .refine((b) => (b.runIds === undefined) !== (b.workflowId === undefined), "send exactly one of runIds and workflowId");
+
+/** Environment override names: shell-style, so activities can read them like process variables. */
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+
+export const executeFields = z
+  .object({
+    workflowId: z.uuid(),
+    inputs: z.record(z.string(), z.unknown()).default({}),
+    envs: z
+      .record(z.string().regex(ENV_NAME, "names are letters, digits and _ (not starting with a digit)"), z.string().max(8192))
+      .refine((e) => Object.keys(e).length <= 50, "at most 50 environment overrides")
+      .default({}),
+  })
+  .strict();

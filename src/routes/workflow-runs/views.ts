@@ -1,0 +1,48 @@
+/** The Workflow Runs API's shapes of runs and activity runs. */
+import type { Run, StepRun } from "../../db/schema.ts";
+import { toWorkflowRunStatus } from "../../shared/run-status.ts";
+
+/** `inputs` is an array of `{name, value}`, one per input field. */
+function inputsOf(input: unknown) {
+  return input && typeof input === "object" && !Array.isArray(input) ? Object.entries(input).map(([name, value]) => ({ name, value })) : [];
+}
+
+export function workflowRunView(run: Run) {
+  return {
+    id: run.id,
+    workflowId: run.workflowId,
+    workflowName: run.workflowName,
+    status: toWorkflowRunStatus(run.status),
+    inputs: inputsOf(run.input),
+    createdAt: run.createdAt,
+    updatedAt: run.updatedAt,
+  };
+}
+
+export function activityRunView(step: StepRun) {
+  return {
+    id: step.id,
+    stepId: step.stepId,
+    stepName: step.stepName,
+    status: step.status,
+    outputs: (step.outputs as Record<string, unknown> | null) ?? null,
+    error: step.error,
+    attempt: step.attempt,
+    createdAt: step.createdAt,
+    updatedAt: step.updatedAt,
+  };
+}
+
+/** A run with everything the detail route shows: outcome, usage, environment names, activity runs. */
+export function workflowRunDetail(run: Run, steps: StepRun[]) {
+  return {
+    ...workflowRunView(run),
+    outputs: run.output ?? null,
+    error: run.error,
+    envNames: run.envNames ?? [],
+    usage: { costUsd: run.costTotal, tokens: run.tokensTotal, credits: run.creditsCharged },
+    startedAt: run.startedAt,
+    completedAt: run.completedAt,
+    activityRuns: steps.map(activityRunView),
+  };
+}

@@ -1,0 +1,258 @@
+/** The Workflow Runs API at the edge (host unreachable): auth, validation, list, dashboard, detail, cancel. */
+import { env } from "cloudflare:workers";
+import { SignJWT } from "jose";
+import { beforeAll, describe, expect, it } from "vitest";
+import { call, seedCatalog, seedOrganization, type ErrorBody } from "./helpers.ts";
+
+const JWT_SECRET = "edge-test-jwt-secret-at-least-32-bytes-long";
+
+async function jwtFor(organizationId: string, options: { secret?: string; expiresIn?: string; claims?: Record<string, unknown> } = {}) {
+  return new SignJWT({ org_id: organizationId, ...options.claims })
+    .setProtectedHeader({ alg: "HS256" })
+    .setSubject("user-1")
+    .setIssuedAt()
+    .setExpirationTime(options.expiresIn ?? "5m")
+    .sign(new TextEncoder().encode(options.secret ?? JWT_SECRET));
+}
+
+const get = (path: string, token: string, headers: Record<string, string> = {}) => call(path, { headers: { authorization: `Bearer ${token}`, ...headers } });
+
+async function workflowIdOf(name: string): Promise<string> {
+  return (await env.DB.prepare("SELECT id FROM workflows WHERE name = ? AND organization_id IS NULL").bind(name).first<{ id: string }>())!.id;
+}
+
+async function insertRun(organizationId: string, workflowName: string, status: string, createdAt: string, temporalRunId: string | null = "r-1") {
+  const id = crypto.randomUUID();
+  await env.DB.prepare(
+    `INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, temporal_run_id, status, input, created_at, updated_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?, '{"name":"Ada"}', ?, ?)`,
+  )
+    .bind(id, organizationId, await workflowIdOf(workflowName), workflowName, `${workflowName}-${id}`, temporalRunId, status, createdAt, createdAt)
+    .run();
+  return id;
+}
+
+describe("Workflow Runs API: auth", () => {
+  let org: Awaited<ReturnType<typeof seedOrganization>>;
+  beforeAll(async () => {
+    await seedCatalog();
+    org = await seedOrganization();
+  });
+
+  it("accepts a valid JWT and maps its org_id claim to the organization", async () => {
+    const token = await jwtFor(org.organizationId);
+    const res = await get("/api/v1/workflow-runs", token);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-ratelimit-limit")).toBeTruthy();
+    // Each request counts once against the caller's limit.
+    const next = await get("/api/v1/workflow-runs", token);
+    expect(Number(res.headers.get("x-ratelimit-remaining")) - Number(next.headers.get("x-ratelimit-remaining"))).toBe(1);
+  });
+
+  it("refuses API keys, forged, expired and claim-less JWTs with 401", async () => {
+    const claimless = await new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setExpirationTime("5m").sign(new TextEncoder().encode(JWT_SECRET));
+    const noExp = await new SignJWT({ org_id: org.organizationId }).setProtectedHeader({ alg: "HS256" }).sign(new TextEncoder().encode(JWT_SECRET));
+    for (const token of [
+      org.key,
+      await jwtFor(org.organizationId, { secret: "another-secret-of-sufficient-length!!" }),
+      await jwtFor(org.organizationId, { expiresIn: "-1m" }),
+      claimless,
+      noExp,
+      "not.a.jwt",
+    ]) {
+      const res = await get("/api/v1/workflow-runs", token);
+      expect(res.status).toBe(401);
+      expect(((await res.json()) as ErrorBody).error.code).toBe("unauthorized");
+    }
+    expect((await call("/api/v1/workflow-runs")).status).toBe(401);
+  });
+
+  it("accepts the internal service secret with X-Organization-Id, and requires the header", async () => {
+    expect((await get("/api/v1/workflow-runs", "edge-test-internal-secret", { "x-organization-id": org.organizationId })).status).toBe(200);
+    expect((await get("/api/v1/workflow-runs", "edge-test-internal-secret")).status).toBe(400);
+    expect((await get("/api/v1/workflow-runs", "edge-test-internal-secre", { "x-organization-id": org.organizationId })).status).toBe(401);
+  });
+
+  it("another organization's run is 404 on detail, dashboard counts and list", async () => {
+    const other = await seedOrganization();
+    const runId = await insertRun(other.organizationId, "hello", "completed", "2026-01-01T00:00:00.000Z");
+    const token = await jwtFor(org.organizationId);
+    const detail = await get(`/api/v1/workflow-runs/${runId}`, token);
+    expect(detail.status).toBe(404);
+    expect(((await detail.json()) as ErrorBody).error.code).toBe("run_not_found");
+    const dash = (await (await get(`/api/v1/workflow-runs/dashboard/${await workflowIdOf("hello")}`, token)).json()) as { total: number };
+    expect(dash.total).toBe(0);
+  });
+});
+
+describe("Workflow Runs API: list, dashboard and detail", () => {
+  let token: string;
+  let organizationId: string;
+  const ids: Record<string, string> = {};
+  beforeAll(async () => {
+    await seedCatalog();
+    ({ organizationId } = await seedOrganization());
+    token = await jwtFor(organizationId);
+    const rows: Array<[string, string, string]> = [
+      ["hello", "completed", "2026-01-01T00:00:01.000Z"],
+      ["hello", "failed", "2026-01-01T00:00:02.000Z"],
+      ["hello", "timed_out", "2026-01-01T00:00:03.000Z"],
+      ["hello", "running", "2026-01-01T00:00:04.000Z"],
+      ["two_steps", "cancelled", "2026-01-01T00:00:05.000Z"],
+      ["two_steps", "terminated", "2026-01-01T00:00:06.000Z"],
+      ["approval", "scheduled", "2026-01-01T00:00:07.000Z"],
+    ];
+    for (const [name, status, at] of rows) ids[`${name}:${status}`] = await insertRun(organizationId, name, status, at);
+  });
+
+  it("lists newest first with pagination metadata; page and limit work", async () => {
+    const page1 = (await (await get("/api/v1/workflow-runs?limit=3", token)).json()) as { data: Array<{ id: string; status: string; inputs: unknown }>; pagination: Record<string, unknown> };
+    expect(page1.data.map((r) => r.id)).toEqual([ids["approval:scheduled"], ids["two_steps:terminated"], ids["two_steps:cancelled"]]);
+    expect(page1.pagination).toEqual({ page: 1, limit: 3, total: 7, totalPages: 3, hasNextPage: true, hasPreviousPage: false });
+    expect(page1.data[0]!.inputs).toEqual([{ name: "name", value: "Ada" }]);
+    const page3 = (await (await get("/api/v1/workflow-runs?limit=3&page=3", token)).json()) as { data: unknown[]; pagination: { hasNextPage: boolean } };
+    expect(page3.data).toHaveLength(1);
+    expect(page3.pagination.hasNextPage).toBe(false);
+    const defaults = (await (await get("/api/v1/workflow-runs", token)).json()) as { pagination: { limit: number; page: number } };
+    expect(defaults.pagination).toMatchObject({ page: 1, limit: 10 });
+  });
+
+  it("filters by status (API statuses group ours), by workflowId, and searches by workflow name", async () => {
+    const list = async (query: string) =>
+      ((await (await get(`/api/v1/workflow-runs?${query}`, token)).json()) as { data: Array<{ id: string; status: string }> }).data;
+    expect((await list("status=failed")).map((r) => r.id).sort()).toEqual([ids["hello:failed"], ids["hello:timed_out"]].sort());
+    expect((await list("status=cancelled")).every((r) => r.status === "cancelled")).toBe(true);
+    expect(await list("status=cancelled")).toHaveLength(2);
+    expect(await list("status=waiting")).toEqual([]);
+    expect(await list(`workflowId=${await workflowIdOf("two_steps")}`)).toHaveLength(2);
+    expect(await list("search=STEPS")).toHaveLength(2);
+    expect(await list("search=hel")).toHaveLength(4);
+    expect(await list("search=%25")).toEqual([]);
+    expect(await list("search=nothing-matches")).toEqual([]);
+  });
+
+  it("rejects out-of-range and unknown parameters with 400 naming them", async () => {
+    for (const [query, path] of [
+      ["limit=0", "limit"],
+      ["limit=101", "limit"],
+      ["page=0", "page"],
+      ["status=sleeping", "status"],
+      ["workflowId=not-a-uuid", "workflowId"],
+      ["colour=blue", ""],
+    ] as const) {
+      const res = await get(`/api/v1/workflow-runs?${query}`, token);
+      expect(res.status, query).toBe(400);
+      const body = (await res.json()) as ErrorBody;
+      if (path) expect(body.error.issues!.map((i) => i.path)).toContain(path);
+    }
+  });
+
+  it("the dashboard counts agree with the list", async () => {
+    const helloId = await workflowIdOf("hello");
+    const dash = (await (await get(`/api/v1/workflow-runs/dashboard/${helloId}`, token)).json()) as { total: number; counts: Record<string, number> };
+    expect(dash.counts).toEqual({ scheduled: 0, running: 1, completed: 1, failed: 2, cancelled: 0, waiting: 0 });
+    for (const [status, n] of Object.entries(dash.counts)) {
+      const listed = (await (await get(`/api/v1/workflow-runs?workflowId=${helloId}&status=${status}&limit=100`, token)).json()) as { pagination: { total: number } };
+      expect(listed.pagination.total, status).toBe(n);
+    }
+    expect(dash.total).toBe(4);
+    expect((await get("/api/v1/workflow-runs/dashboard/not-a-uuid", token)).status).toBe(404);
+  });
+
+  it("detail shows the run with its activity runs, one per attempt; odd ids are 404", async () => {
+    const runId = ids["hello:completed"]!;
+    await env.DB.prepare(
+      `INSERT INTO step_runs (id, run_id, organization_id, step_id, step_name, attempt, status, outputs, created_at, updated_at) VALUES
+       (?, ?, ?, '1', 'composeGreeting', 1, 'failed', NULL, '2026-01-01T00:00:01.100Z', '2026-01-01T00:00:01.200Z'),
+       (?, ?, ?, '1', 'composeGreeting', 2, 'completed', '"Hello, Ada!"', '2026-01-01T00:00:02.100Z', '2026-01-01T00:00:02.200Z')`,
+    )
+      .bind(crypto.randomUUID(), runId, organizationId, crypto.randomUUID(), runId, organizationId)
+      .run();
+    const detail = (await (await get(`/api/v1/workflow-runs/${runId}`, token)).json()) as { id: string; status: string; activityRuns: Array<Record<string, unknown>> };
+    expect(detail).toMatchObject({ id: runId, status: "completed" });
+    expect(detail.activityRuns.map((a) => [a.stepId, a.stepName, a.attempt, a.status, a.outputs])).toEqual([
+      ["1", "composeGreeting", 1, "failed", null],
+      ["1", "composeGreeting", 2, "completed", "Hello, Ada!"],
+    ]);
+    for (const id of [crypto.randomUUID(), "..%2F..%2Fadmin", "x".repeat(500), "%E2%98%83"]) {
+      expect((await get(`/api/v1/workflow-runs/${id}`, token)).status, id).toBe(404);
+    }
+  });
+});
+
+describe("Workflow Runs API: cancel", () => {
+  it("one outcome per run: already_completed, not_eligible, not_found, and error when Temporal cannot be reached", async () => {
+    await seedCatalog();
+    const { organizationId } = await seedOrganization();
+    const other = await seedOrganization();
+    const token = await jwtFor(organizationId);
+    const completed = await insertRun(organizationId, "hello", "completed", "2026-01-02T00:00:00.000Z");
+    const failed = await insertRun(organizationId, "hello", "failed", "2026-01-02T00:00:01.000Z");
+    const cancelled = await insertRun(organizationId, "hello", "cancelled", "2026-01-02T00:00:02.000Z");
+    const unstarted = await insertRun(organizationId, "hello", "scheduled", "2026-01-02T00:00:03.000Z", null);
+    const running = await insertRun(organizationId, "hello", "running", "2026-01-02T00:00:04.000Z");
+    const foreign = await insertRun(other.organizationId, "hello", "running", "2026-01-02T00:00:05.000Z");
+    const unknown = crypto.randomUUID();
+    const res = await call("/api/v1/workflow-runs/cancel", {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({ runIds: [completed, failed, cancelled, unstarted, running, foreign, unknown, "bogus"], reason: "tidy up" }),
+    });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { results: Array<{ runId: string; status: string }>; summary: Record<string, number> };
+    const outcome = Object.fromEntries(body.results.map((r) => [r.runId, r.status]));
+    expect(outcome).toEqual({
+      [completed]: "already_completed",
+      [failed]: "already_completed",
+      [cancelled]: "not_eligible",
+      [unstarted]: "not_eligible",
+      [running]: "error",
+      [foreign]: "not_found",
+      [unknown]: "not_found",
+      bogus: "not_found",
+    });
+    expect(body.summary).toEqual({ cancelled: 0, already_completed: 2, not_eligible: 2, not_found: 3, error: 1 });
+  });
+
+  it("needs exactly one of runIds and workflowId; reason at most 500 characters", async () => {
+    const { organizationId } = await seedOrganization();
+    const token = await jwtFor(organizationId);
+    const cancel = (body: unknown) =>
+      call("/api/v1/workflow-runs/cancel", { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+    expect((await cancel({})).status).toBe(400);
+    expect((await cancel({ runIds: [crypto.randomUUID()], workflowId: crypto.randomUUID() })).status).toBe(400);
+    expect((await cancel({ runIds: [crypto.randomUUID()], reason: "x".repeat(501) })).status).toBe(400);
+    expect((await cancel({ runIds: [] })).status).toBe(400);
+    const byWorkflow = await cancel({ workflowId: crypto.randomUUID() });
+    expect(((await byWorkflow.json()) as { results: unknown[] }).results).toEqual([]);
+  });
+});
+
+describe("Workflow Runs API: execute validation", () => {
+  it("400 for a missing or malformed workflowId, bad inputs JSON, bad env names; 404 for an unknown workflow", async () => {
+    await seedCatalog();
+    const { organizationId } = await seedOrganization();
+    const token = await jwtFor(organizationId);
+    const execute = (fields: Record<string, string>) => {
+      const form = new FormData();
+      for (const [k, v] of Object.entries(fields)) form.set(k, v);
+      return call("/api/v1/workflow-runs/execute", { method: "POST", headers: { authorization: `Bearer ${token}` }, body: form });
+    };
+    const helloId = await workflowIdOf("hello");
+    expect((await execute({ inputs: "{}" })).status).toBe(400);
+    expect((await execute({ workflowId: "hello" })).status).toBe(400);
+    const badJson = await execute({ workflowId: helloId, inputs: "{nope" });
+    expect(((await badJson.json()) as ErrorBody).error.code).toBe("invalid_json");
+    const badEnv = await execute({ workflowId: helloId, inputs: '{"name":"Ada"}', envs: '{"1BAD":"x"}' });
+    expect(badEnv.status).toBe(400);
+    const badInput = await execute({ workflowId: helloId, inputs: '{"name":42}' });
+    expect(((await badInput.json()) as ErrorBody).error.code).toBe("invalid_input");
+    const unknown = await execute({ workflowId: crypto.randomUUID(), inputs: "{}" });
+    expect(unknown.status).toBe(404);
+    // Valid: reaches the (unreachable) host, which leaves no row behind.
+    const down = await execute({ workflowId: helloId, inputs: '{"name":"Ada"}', envs: '{"GREETING":"Hi"}' });
+    expect(down.status).toBe(503);
+    const rows = await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?").bind(organizationId).first<{ n: number }>();
+    expect(rows!.n).toBe(0);
+  });
+});
