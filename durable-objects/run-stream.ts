@@ -155,6 +155,7 @@ export class RunStream extends DurableObject<Env> {
       this.broadcast(fresh);
     }
     await this.projectPending(workflowId);
+    if (fresh.some((r) => r.type === "history")) await this.projectWaiting(workflowId);
     await this.writeTraces(workflowId);
     await this.armWatchdog();
     return { accepted: fresh.length, duplicates: events.length - fresh.length };
@@ -219,7 +220,7 @@ export class RunStream extends DurableObject<Env> {
       }
       const finish = this.env.DB.prepare(
         `UPDATE runs SET status = ?, output = ?, error = ?, temporal_run_id = ?, completed_at = ?,
-           started_at = COALESCE(started_at, ?), updated_at = ?
+           started_at = COALESCE(started_at, ?), updated_at = ?, waiting_since = NULL
          WHERE temporal_workflow_id = ?`,
       ).bind(
         String(data.status),
@@ -269,6 +270,48 @@ export class RunStream extends DurableObject<Env> {
         run.id,
       )
       .run();
+  }
+
+  /**
+   * Is the latest run blocked on a signal or human input? Yes when its history so far ends with a
+   * completed workflow task and nothing is in flight: every activity, timer and child workflow it
+   * started has ended. (A timer is a durable pause, not waiting for someone.)
+   */
+  private isWaiting(runId: string): boolean {
+    const t = (name: string) => `'EVENT_TYPE_${name}'`;
+    const row = this.sql
+      .exec<{ open: number; last: string | null; closed: number }>(
+        `SELECT
+           SUM(CASE WHEN type IN (${t("ACTIVITY_TASK_SCHEDULED")}, ${t("TIMER_STARTED")}, ${t("START_CHILD_WORKFLOW_EXECUTION_INITIATED")}) THEN 1
+                    WHEN type IN (${t("ACTIVITY_TASK_COMPLETED")}, ${t("ACTIVITY_TASK_FAILED")}, ${t("ACTIVITY_TASK_TIMED_OUT")}, ${t("ACTIVITY_TASK_CANCELED")},
+                                  ${t("TIMER_FIRED")}, ${t("TIMER_CANCELED")}, ${t("START_CHILD_WORKFLOW_EXECUTION_FAILED")},
+                                  ${t("CHILD_WORKFLOW_EXECUTION_COMPLETED")}, ${t("CHILD_WORKFLOW_EXECUTION_FAILED")}, ${t("CHILD_WORKFLOW_EXECUTION_CANCELED")},
+                                  ${t("CHILD_WORKFLOW_EXECUTION_TIMED_OUT")}, ${t("CHILD_WORKFLOW_EXECUTION_TERMINATED")}) THEN -1
+                    ELSE 0 END) AS open,
+           (SELECT json_extract(data, '$.event.eventType') FROM events WHERE run_id = ?1 AND type = 'history' ORDER BY history_event_id DESC LIMIT 1) AS last,
+           (SELECT COUNT(*) FROM events WHERE run_id = ?1 AND type = 'run.finished') AS closed
+         FROM (SELECT json_extract(data, '$.event.eventType') AS type FROM events WHERE run_id = ?1 AND type = 'history')`,
+        runId,
+      )
+      .toArray()[0];
+    return !!row && row.closed === 0 && (row.open ?? 0) === 0 && row.last === "EVENT_TYPE_WORKFLOW_TASK_COMPLETED";
+  }
+
+  /** Keeps `runs.waiting_since` in step with isWaiting (only while the row is `running`). */
+  private async projectWaiting(workflowId: string): Promise<void> {
+    const runId = this.latestRunId();
+    if (!runId) return;
+    const waiting = this.isWaiting(runId);
+    if ((this.getMeta("waiting") === "1") === waiting) return;
+    const now = new Date().toISOString();
+    await this.env.DB.prepare(
+      waiting
+        ? "UPDATE runs SET waiting_since = ?, updated_at = ? WHERE temporal_workflow_id = ? AND status = 'running' AND waiting_since IS NULL"
+        : "UPDATE runs SET waiting_since = NULL, updated_at = ? WHERE temporal_workflow_id = ? AND waiting_since IS NOT NULL",
+    )
+      .bind(...(waiting ? [now, now, workflowId] : [now, workflowId]))
+      .run();
+    this.setMeta("waiting", waiting ? "1" : "0");
   }
 
   // ---------------------------------------------------------------- trace log

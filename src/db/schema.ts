@@ -133,6 +133,12 @@ export const runs = sqliteTable(
     tokensOutput: integer("tokens_output").notNull().default(0),
     tokensTotal: integer("tokens_total").notNull().default(0),
     httpRequests: integer("http_requests").notNull().default(0),
+    /**
+     * Set while a running run is blocked on a signal or human input: nothing in flight (no
+     * activity, timer or child workflow) and no workflow task pending. Derived by RunStream from
+     * the run's history; the Workflow Runs API reports such runs as `waiting`.
+     */
+    waitingSince: text("waiting_since"),
     /** Names of the environment overrides the run was given (values are never stored here). */
     envNames: text("env_names", { mode: "json" }).$type<string[]>(),
     /** Credits held while the run is open (0 once settled, or for unmetered organizations). */
@@ -150,7 +156,7 @@ export const runs = sqliteTable(
     // workflow ids first), and the dashboard's counts by status (covered by the index).
     index("runs_org_status_created_idx").on(t.organizationId, t.status, t.createdAt),
     index("runs_org_workflow_created_idx").on(t.organizationId, t.workflowId, t.createdAt),
-    index("runs_org_workflow_status_idx").on(t.organizationId, t.workflowId, t.status),
+    index("runs_org_workflow_status_idx").on(t.organizationId, t.workflowId, t.status, t.waitingSince),
   ],
 );
 

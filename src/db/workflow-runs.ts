@@ -1,5 +1,5 @@
 /** Queries of the Workflow Runs API. Every one is scoped by organization and served by an index. */
-import { and, asc, count, desc, eq, inArray, type SQL } from "drizzle-orm";
+import { and, asc, count, desc, eq, inArray, isNotNull, isNull, sql, type SQL } from "drizzle-orm";
 import { db } from "./client.ts";
 import { runs, stepRuns, workflows } from "./schema.ts";
 import type { RunStatus } from "../shared/run-status.ts";
@@ -7,6 +7,8 @@ import type { RunStatus } from "../shared/run-status.ts";
 export interface RunListFilter {
   workflowId?: string;
   statuses?: RunStatus[];
+  /** true: only runs blocked on input; false: only runs that are not. */
+  waiting?: boolean;
   /** Substring of the workflow's name (case-insensitive). */
   search?: string;
 }
@@ -28,6 +30,7 @@ export async function listWorkflowRuns(d1: D1Database, organizationId: string, f
   const conditions: SQL[] = [eq(runs.organizationId, organizationId)];
   if (filter.workflowId) conditions.push(eq(runs.workflowId, filter.workflowId));
   if (filter.statuses) conditions.push(inArray(runs.status, filter.statuses));
+  if (filter.waiting !== undefined) conditions.push(filter.waiting ? isNotNull(runs.waitingSince) : isNull(runs.waitingSince));
   if (filter.search !== undefined) {
     const ids = await workflowIdsMatching(d1, organizationId, filter.search);
     if (ids.length === 0) return { rows: [], total: 0 };
@@ -49,10 +52,10 @@ export async function listWorkflowRuns(d1: D1Database, organizationId: string, f
 
 export async function countRunsByStatus(d1: D1Database, organizationId: string, workflowId: string) {
   return db(d1)
-    .select({ status: runs.status, n: count() })
+    .select({ status: runs.status, waiting: sql<number>`${runs.waitingSince} IS NOT NULL`, n: count() })
     .from(runs)
     .where(and(eq(runs.organizationId, organizationId), eq(runs.workflowId, workflowId)))
-    .groupBy(runs.status);
+    .groupBy(runs.status, sql`${runs.waitingSince} IS NOT NULL`);
 }
 
 export async function findRunById(d1: D1Database, organizationId: string, id: string) {

@@ -54,18 +54,22 @@ export function fromTemporalStatus(name: string): RunStatus {
 export const WORKFLOW_RUN_STATUSES = ["scheduled", "running", "completed", "failed", "cancelled", "waiting"] as const;
 export type WorkflowRunStatus = (typeof WORKFLOW_RUN_STATUSES)[number];
 
-/** Our statuses grouped under each Workflow Runs API status (for filters and counts). */
+/**
+ * Our statuses grouped under each Workflow Runs API status (for filters and counts). `waiting`
+ * is a `running` run whose `waiting_since` is set (blocked on a signal or human input), and
+ * `running` excludes those.
+ */
 export const STATUSES_BY_WORKFLOW_RUN_STATUS: Record<WorkflowRunStatus, RunStatus[]> = {
   scheduled: ["scheduled"],
   running: ["running", "continued_as_new"],
   completed: ["completed"],
   failed: ["failed", "timed_out"],
   cancelled: ["cancelled", "terminated"],
-  // Blocked on a signal or human input: not tracked as its own status yet (see docs/workflow-runs.md).
-  waiting: [],
+  waiting: ["running"],
 };
 
-export function toWorkflowRunStatus(status: RunStatus): WorkflowRunStatus {
+export function toWorkflowRunStatus(status: RunStatus, waitingSince: string | null = null): WorkflowRunStatus {
+  if (status === "running" && waitingSince) return "waiting";
   for (const [api, ours] of Object.entries(STATUSES_BY_WORKFLOW_RUN_STATUS)) if (ours.includes(status)) return api as WorkflowRunStatus;
   return "running";
 }

@@ -158,6 +158,30 @@ describe("cancel", () => {
   });
 });
 
+describe("waiting", () => {
+  it("a run blocked on a signal is `waiting` in detail, list and dashboard, and `running` again once signalled", async () => {
+    const stream = await executeStream({ workflowId: workflowIds.approval, inputs: { request: "a standing desk" } });
+    const first = (await collect(stream, (m) => m.event === "workflow-run"))[0]!;
+    const runId = (JSON.parse(first.data) as { content: { workflowRunId: string } }).content.workflowRunId;
+    await eventually(async () => ((await (await authed(`/api/v1/workflow-runs/${runId}`)).json()) as { status: string }).status === "waiting");
+    const waiting = (await (await authed(`/api/v1/workflow-runs?status=waiting&limit=100`)).json()) as { data: Array<{ id: string; status: string }> };
+    expect(waiting.data.map((r) => r.id)).toContain(runId);
+    const running = (await (await authed(`/api/v1/workflow-runs?status=running&limit=100`)).json()) as { data: Array<{ id: string }> };
+    expect(running.data.map((r) => r.id)).not.toContain(runId);
+    const dash = (await (await authed(`/api/v1/workflow-runs/dashboard/${workflowIds.approval}`)).json()) as { counts: Record<string, number> };
+    expect(dash.counts.waiting).toBeGreaterThanOrEqual(1);
+
+    const [row] = queryD1<{ temporal_workflow_id: string }>(`SELECT temporal_workflow_id FROM runs WHERE id = '${runId}'`);
+    const signal = await postJson(`/workflow/${row!.temporal_workflow_id}/signal/approve`, { approvedBy: "Grace" }, { key: apiKey });
+    expect(signal.status).toBe(200);
+    const done = await eventually(async () => {
+      const d = (await (await authed(`/api/v1/workflow-runs/${runId}`)).json()) as { status: string };
+      return d.status === "completed" ? d : null;
+    });
+    expect(done.status).toBe("completed");
+  });
+});
+
 describe("list and dashboard", () => {
   it("agree with each other for every status", async () => {
     const helloId = workflowIds.hello!;

@@ -16,7 +16,12 @@ export function registerListAndDashboard(app: App) {
     const { rows, total } = await listWorkflowRuns(
       c.env.DB,
       c.get("auth").organizationId,
-      { workflowId, search, statuses: status ? STATUSES_BY_WORKFLOW_RUN_STATUS[status] : undefined },
+      {
+        workflowId,
+        search,
+        statuses: status ? STATUSES_BY_WORKFLOW_RUN_STATUS[status] : undefined,
+        waiting: status === "waiting" ? true : status === "running" ? false : undefined,
+      },
       page,
       limit,
     );
@@ -32,7 +37,7 @@ export function registerListAndDashboard(app: App) {
     if (!z.uuid().safeParse(workflowId).success) throw new ApiError("workflow_not_found", "workflowId must be a workflow's UUID");
     const rows = await countRunsByStatus(c.env.DB, c.get("auth").organizationId, workflowId);
     const counts = Object.fromEntries(WORKFLOW_RUN_STATUSES.map((s) => [s, 0])) as Record<(typeof WORKFLOW_RUN_STATUSES)[number], number>;
-    for (const row of rows) counts[toWorkflowRunStatus(row.status as RunStatus)] += row.n;
+    for (const row of rows) counts[toWorkflowRunStatus(row.status as RunStatus, row.waiting ? "yes" : null)] += row.n;
     return c.json({ workflowId, total: rows.reduce((n, r) => n + r.n, 0), counts });
   });
 }

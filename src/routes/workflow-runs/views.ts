@@ -12,7 +12,7 @@ export function workflowRunView(run: Run) {
     id: run.id,
     workflowId: run.workflowId,
     workflowName: run.workflowName,
-    status: toWorkflowRunStatus(run.status),
+    status: toWorkflowRunStatus(run.status, run.waitingSince),
     inputs: inputsOf(run.input),
     createdAt: run.createdAt,
     updatedAt: run.updatedAt,
