@@ -19,7 +19,9 @@ function outputsOf(result: unknown): unknown {
 export class StepEventsInterceptor implements ActivityInboundCallsInterceptor {
   async execute(input: ActivityExecuteInput, next: Next<ActivityInboundCallsInterceptor, "execute">): Promise<unknown> {
     const publisher = new StepPublisher();
-    await publisher.step("started");
+    // Not awaited: the step does not wait for the edge to start. The publisher sends in order, and
+    // the end of the attempt (awaited below) is delivered after its start.
+    void publisher.step("started");
     try {
       const workflowId = Context.current().info.workflowExecution?.workflowId;
       const envs = workflowId ? ((await activityRuntime().envs?.forWorkflow(workflowId)) ?? {}) : {};

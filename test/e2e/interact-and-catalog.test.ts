@@ -122,7 +122,7 @@ describe("catalog, runs, history and trace log", () => {
     const res = await api("/workflow/catalog");
     expect(res.status).toBe(200);
     const { workflows } = (await res.json()) as { workflows: Array<{ name: string; inputSchema: { type: string; properties: Record<string, unknown> }; outputSchema: object; signals: string[] }> };
-    expect(workflows.map((w) => w.name).sort()).toEqual(["always_fails", "approval", "company_research", "hello", "summarize_url", "two_steps"]);
+    expect(workflows.map((w) => w.name).sort()).toEqual(["always_fails", "approval", "company_research", "flaky_step", "hello", "summarize_url", "two_steps"]);
     for (const w of workflows) {
       expect(w.inputSchema.type).toBe("object");
       expect(w.outputSchema).toBeTypeOf("object");
