@@ -256,3 +256,30 @@ describe("Workflow Runs API: execute validation", () => {
     expect(rows!.n).toBe(0);
   });
 });
+
+describe("Workflow Runs API: JWT keys", () => {
+  it("verifies ES256 and RS256 tokens against JWT_PUBLIC_KEY (PEM) and refuses HS256 tokens then", async () => {
+    const { exportSPKI, generateKeyPair } = await import("jose");
+    const { verifyJwt } = await import("../../src/middleware/service-auth/index.ts");
+    for (const alg of ["ES256", "RS256"]) {
+      const { publicKey, privateKey } = await generateKeyPair(alg, { extractable: true });
+      const pemEnv = { ...env, JWT_PUBLIC_KEY: await exportSPKI(publicKey), JWT_JWKS_URL: "" } as Env;
+      const token = await new SignJWT({ org_id: "org_pem" }).setProtectedHeader({ alg }).setExpirationTime("5m").sign(privateKey);
+      expect((await verifyJwt(pemEnv, token)).org_id).toBe("org_pem");
+      const other = await generateKeyPair(alg);
+      const forged = await new SignJWT({ org_id: "org_pem" }).setProtectedHeader({ alg }).setExpirationTime("5m").sign(other.privateKey);
+      await expect(verifyJwt(pemEnv, forged)).rejects.toThrow();
+      // With a public key configured, a token signed with the HS256 secret is not accepted.
+      await expect(verifyJwt(pemEnv, await jwtFor("org_pem"))).rejects.toThrow(/not accepted/);
+    }
+  });
+
+  it("checks issuer and audience when they are configured", async () => {
+    const { verifyJwt } = await import("../../src/middleware/service-auth/index.ts");
+    const strict = { ...env, JWT_ISSUER: "https://auth.example", JWT_AUDIENCE: "outrider" } as Env;
+    const good = await jwtFor("org_x", { claims: { iss: "https://auth.example", aud: "outrider" } });
+    expect((await verifyJwt(strict, good)).org_id).toBe("org_x");
+    await expect(verifyJwt(strict, await jwtFor("org_x", { claims: { iss: "https://evil.example", aud: "outrider" } }))).rejects.toThrow();
+    await expect(verifyJwt(strict, await jwtFor("org_x", { claims: { iss: "https://auth.example" } }))).rejects.toThrow();
+  });
+});

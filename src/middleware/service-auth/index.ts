@@ -27,7 +27,7 @@ async function constantTimeEqual(a: string, b: string): Promise<boolean> {
   return crypto.subtle.timingSafeEqual(await digest(a), await digest(b));
 }
 
-async function verifyJwt(env: Env, token: string): Promise<JWTPayload> {
+export async function verifyJwt(env: Env, token: string): Promise<JWTPayload> {
   const options = {
     issuer: env.JWT_ISSUER || undefined,
     audience: env.JWT_AUDIENCE || undefined,
