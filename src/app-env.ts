@@ -1,4 +1,4 @@
-import type { Hono } from "hono";
+import type { OpenAPIHono } from "@hono/zod-openapi";
 
 export interface AuthContext {
   organizationId: string;
@@ -22,4 +22,5 @@ export interface AppEnv {
   };
 }
 
-export type App = Hono<AppEnv>;
+/** OpenAPIHono is Hono plus the registry GET /openapi.json is generated from. */
+export type App = OpenAPIHono<AppEnv>;

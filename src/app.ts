@@ -1,22 +1,26 @@
-import { Hono } from "hono";
+import { OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "./app-env.ts";
 import { ApiError, errorResponse, handleError } from "./errors.ts";
 import { corsForConfiguredOrigins } from "./middleware/cors/index.ts";
 import { requestId } from "./middleware/request-id/index.ts";
 import { registerAdminApi } from "./routes/admin/index.ts";
 import { registerHealth } from "./routes/health.ts";
+import { registerOpenApi } from "./routes/openapi.ts";
 import { registerInternalApi } from "./routes/internal/index.ts";
 import { registerPublishedRunApi } from "./routes/published-run/index.ts";
 import { registerWorkflowRunsApi } from "./routes/workflow-runs/index.ts";
 import { registerWorkflowApi } from "./routes/workflow/index.ts";
+import { registerViewer } from "./routes/viewer/index.ts";
 
 export function createApp() {
-  const app = new Hono<AppEnv>();
+  const app = new OpenAPIHono<AppEnv>();
   app.use("*", requestId());
   app.use("*", corsForConfiguredOrigins());
   registerHealth(app);
+  registerOpenApi(app);
   registerInternalApi(app);
   registerWorkflowApi(app);
+  registerViewer(app);
   registerPublishedRunApi(app);
   registerWorkflowRunsApi(app);
   registerAdminApi(app);

@@ -1,4 +1,5 @@
 import type { App } from "../../app-env.ts";
+import { documentAdminApi } from "./openapi.ts";
 import { limitBody } from "../../middleware/body-limit/index.ts";
 import { adminAuth } from "../../middleware/admin-auth/index.ts";
 import { registerApiKeys } from "./api-keys.ts";
@@ -19,4 +20,5 @@ export function registerAdminApi(app: App) {
   registerApiKeys(app);
   registerCredits(app);
   registerPromptWorkflows(app);
+  documentAdminApi(app);
 }

@@ -2,6 +2,7 @@
  * Routes only the Node host calls, signed with the shared secret: run events and the catalog.
  */
 import type { App } from "../../app-env.ts";
+import { documentInternalApi } from "./openapi.ts";
 import { upsertCodeCatalog } from "../../db/workflows.ts";
 import { readJson } from "../../middleware/json-body/index.ts";
 import { hostSignature } from "../../middleware/host-signature/index.ts";
@@ -23,4 +24,5 @@ export function registerInternalApi(app: App) {
     const body = await readJson(c, runEventBatch);
     return c.json(await recordRunEvents(c.env, workflowId, body.events));
   });
+  documentInternalApi(app);
 }

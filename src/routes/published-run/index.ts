@@ -1,4 +1,5 @@
 import type { App } from "../../app-env.ts";
+import { documentPublishedRunApi } from "./openapi.ts";
 import { limitBody } from "../../middleware/body-limit/index.ts";
 import { apiKeyAuth } from "../../middleware/api-key-auth/index.ts";
 import { rateLimit } from "../../middleware/rate-limit/index.ts";
@@ -15,4 +16,5 @@ export function registerPublishedRunApi(app: App) {
   app.use("/api/v1/run/*", limitBody(MAX_RUN_BODY_BYTES));
   registerPublishedRunStream(app);
   registerPublishedRun(app);
+  documentPublishedRunApi(app);
 }

@@ -1,4 +1,5 @@
 import type { App } from "../../app-env.ts";
+import { documentWorkflowRunsApi } from "./openapi.ts";
 import { limitBody } from "../../middleware/body-limit/index.ts";
 import { rateLimit } from "../../middleware/rate-limit/index.ts";
 import { serviceAuth } from "../../middleware/service-auth/index.ts";
@@ -20,4 +21,5 @@ export function registerWorkflowRunsApi(app: App) {
   registerCancel(app);
   registerListAndDashboard(app);
   registerDetail(app);
+  documentWorkflowRunsApi(app);
 }

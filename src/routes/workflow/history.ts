@@ -6,7 +6,7 @@ import { runStream } from "../../run-stream-client.ts";
 import { getRunOrThrow } from "../../services/runs.ts";
 import { parseWorkflowIdParam } from "./params.ts";
 
-const query = z.object({
+export const historyQuery = z.object({
   pageSize: z.coerce.number().int().min(1).max(1000).default(100),
   /** Opaque to clients: pass back `nextPageToken` (it is the last event id seen). */
   pageToken: z.string().regex(/^\d{1,15}$/).optional(),
@@ -17,7 +17,7 @@ const query = z.object({
 export function registerHistory(app: App) {
   app.get("/workflow/:id/history", async (c) => {
     const workflowId = parseWorkflowIdParam(c.req.param("id"));
-    const parsed = query.safeParse(c.req.query());
+    const parsed = historyQuery.safeParse(c.req.query());
     if (!parsed.success) throw new ApiError("invalid_request", "invalid history query", zodIssues(parsed.error));
     await getRunOrThrow(c.env, c.get("auth").organizationId, workflowId);
     const page = await runStream(c.env, workflowId).historyPage(

@@ -1,4 +1,5 @@
 import type { App } from "../../app-env.ts";
+import { documentWorkflowApi } from "./openapi.ts";
 import { limitBody } from "../../middleware/body-limit/index.ts";
 import { rateLimit } from "../../middleware/rate-limit/index.ts";
 import { apiKeyOrStreamToken } from "../../middleware/stream-token-auth/index.ts";
@@ -39,4 +40,5 @@ export function registerWorkflowApi(app: App) {
   registerInteractions(app);
   registerStop(app);
   registerTraceLog(app);
+  documentWorkflowApi(app);
 }

@@ -1,0 +1,110 @@
+/**
+ * The OpenAPI 3.1 description of every route, registered next to the route from the same zod
+ * schemas the handler parses with. `GET /openapi.json` serves it; test/edge/openapi.test.ts
+ * fails when a registered route is missing from it (or the other way round).
+ */
+import type { RouteConfig } from "@hono/zod-openapi";
+import { z } from "zod";
+import type { App } from "../app-env.ts";
+import { ERROR_CODES, type ErrorCode } from "../errors.ts";
+
+/** Who may call a route; each maps to security schemes of the document. */
+export type Auth = "none" | "apiKey" | "apiKeyOrStreamToken" | "streamToken" | "jwtOrInternal" | "admin" | "hostSignature";
+
+const SECURITY: Record<Auth, Array<Record<string, string[]>>> = {
+  none: [],
+  apiKey: [{ apiKey: [] }],
+  apiKeyOrStreamToken: [{ apiKey: [] }, { apiKeyBasic: [] }, { streamToken: [] }],
+  streamToken: [{ streamToken: [] }],
+  jwtOrInternal: [{ jwt: [] }, { internalSecret: [], organizationHeader: [] }],
+  admin: [{ adminKey: [] }],
+  hostSignature: [{ hostSignature: [] }],
+};
+
+/** Codes every authenticated, rate-limited route can answer with. */
+const AUTH_ERRORS: ErrorCode[] = ["unauthorized", "rate_limited"];
+
+export const errorBodySchema = z
+  .object({
+    error: z.object({
+      code: z.enum(Object.keys(ERROR_CODES) as [ErrorCode, ...ErrorCode[]]),
+      message: z.string(),
+      requestId: z.string(),
+      issues: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+    }),
+  })
+  .meta({ id: "Error" });
+
+/** Any JSON object (for payloads whose shape is the workflow's own). */
+export const anyObject = z.record(z.string(), z.unknown());
+
+export interface RouteDoc {
+  method: "get" | "post" | "patch" | "put" | "delete";
+  /** Hono path (`:param`). */
+  path: string;
+  summary: string;
+  description?: string;
+  tag: string;
+  auth: Auth;
+  params?: z.ZodObject;
+  query?: z.ZodObject;
+  body?: z.ZodType;
+  /** Body content type when not JSON (e.g. multipart/form-data). */
+  bodyType?: string;
+  responses: Record<number, { description: string; schema?: z.ZodType; contentType?: string }>;
+  errors?: ErrorCode[];
+}
+
+const toOpenApiPath = (path: string) => path.replace(/:([A-Za-z0-9_]+)/g, "{$1}");
+
+/** Path parameters of a path, as strings, unless the route gives its own schema. */
+function pathParams(path: string): z.ZodObject | undefined {
+  const names = [...path.matchAll(/:([A-Za-z0-9_]+)/g)].map((m) => m[1]!);
+  return names.length ? z.object(Object.fromEntries(names.map((n) => [n, z.string()]))) : undefined;
+}
+
+export function documentRoute(app: App, doc: RouteDoc): void {
+  const codes = [...new Set([...(doc.auth === "none" ? [] : AUTH_ERRORS), ...(doc.errors ?? []), "internal_error" as const])];
+  const byStatus = new Map<number, ErrorCode[]>();
+  for (const code of codes) byStatus.set(ERROR_CODES[code], [...(byStatus.get(ERROR_CODES[code]) ?? []), code]);
+  const responses: RouteConfig["responses"] = {};
+  for (const [status, r] of Object.entries(doc.responses)) {
+    responses[status] = {
+      description: r.description,
+      ...(r.schema ? { content: { [r.contentType ?? "application/json"]: { schema: r.schema } } } : {}),
+    };
+  }
+  for (const [status, list] of byStatus) {
+    responses[String(status)] = {
+      description: `Error: ${list.map((c) => `\`${c}\``).join(", ")} (docs/errors.md)`,
+      content: { "application/json": { schema: errorBodySchema } },
+    };
+  }
+  app.openAPIRegistry.registerPath({
+    method: doc.method,
+    path: toOpenApiPath(doc.path),
+    summary: doc.summary,
+    description: doc.description,
+    tags: [doc.tag],
+    security: SECURITY[doc.auth],
+    request: {
+      params: doc.params ?? pathParams(doc.path),
+      query: doc.query,
+      ...(doc.body ? { body: { required: true, content: { [doc.bodyType ?? "application/json"]: { schema: doc.body } } } } : {}),
+    },
+    responses,
+  });
+}
+
+/** Security schemes named in SECURITY. */
+export function registerSecuritySchemes(app: App): void {
+  const r = app.openAPIRegistry;
+  r.registerComponent("securitySchemes", "apiKey", { type: "http", scheme: "bearer", description: "API key `otr_<id>_<secret>`" });
+  r.registerComponent("securitySchemes", "apiKeyBasic", { type: "http", scheme: "basic", description: "Output-compatible: the API key as Basic credentials" });
+  r.registerComponent("securitySchemes", "streamToken", { type: "apiKey", in: "query", name: "token", description: "Run-scoped stream token (15 min)" });
+  r.registerComponent("securitySchemes", "jwt", { type: "http", scheme: "bearer", bearerFormat: "JWT", description: "JWT with the organization in `org_id` (JWT_ORG_CLAIM)" });
+  r.registerComponent("securitySchemes", "internalSecret", { type: "http", scheme: "bearer", description: "INTERNAL_SERVICE_SECRET (trusted internal callers)" });
+  r.registerComponent("securitySchemes", "organizationHeader", { type: "apiKey", in: "header", name: "X-Organization-Id" });
+  r.registerComponent("securitySchemes", "adminKey", { type: "http", scheme: "bearer", description: "ADMIN_API_KEY" });
+  r.registerComponent("securitySchemes", "hostSignature", { type: "apiKey", in: "header", name: "x-outrider-signature", description: "HMAC of the request by the Node host" });
+}

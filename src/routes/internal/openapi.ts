@@ -1,0 +1,19 @@
+/** OpenAPI description of the routes only the Node host calls (`/internal/...`), signed with the shared secret. */
+import { z } from "zod";
+import type { App } from "../../app-env.ts";
+import { documentRoute } from "../../openapi/document.ts";
+import { catalogPublish, runEventBatch } from "../../shared/host-api.ts";
+import { workflowIdParam } from "../workflow/schemas.ts";
+
+const tag = "Internal (host → edge)";
+
+export function documentInternalApi(app: App) {
+  documentRoute(app, {
+    method: "post", path: "/internal/catalog", tag, auth: "hostSignature", summary: "The host publishes its workflow catalog", body: catalogPublish,
+    responses: { 200: { description: "Published", schema: z.object({ published: z.number() }) } }, errors: ["invalid_json", "invalid_request"],
+  });
+  documentRoute(app, {
+    method: "post", path: "/internal/runs/:id/events", tag, auth: "hostSignature", summary: "The host pushes a batch of run events", params: z.object({ id: workflowIdParam }), body: runEventBatch,
+    responses: { 200: { description: "Recorded", schema: z.object({ accepted: z.number(), duplicates: z.number() }) } }, errors: ["invalid_json", "invalid_request", "run_not_found"],
+  });
+}
