@@ -18,10 +18,10 @@ export interface RunListFilter {
  * the (organization, workflow, created) index instead of scanning names.
  */
 async function workflowIdsMatching(d1: D1Database, organizationId: string, search: string): Promise<string[]> {
-  const pattern = `%${search.replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`;
+  // instr, not LIKE: no wildcards to escape, and no pattern-length limit (D1's is small).
   const rows = await d1
-    .prepare("SELECT id FROM workflows WHERE (organization_id IS NULL OR organization_id = ?) AND name LIKE ? ESCAPE '\\'")
-    .bind(organizationId, pattern)
+    .prepare("SELECT id FROM workflows WHERE (organization_id IS NULL OR organization_id = ?) AND instr(lower(name), lower(?)) > 0")
+    .bind(organizationId, search)
     .all<{ id: string }>();
   return rows.results.map((r) => r.id);
 }

@@ -71,6 +71,9 @@ describe("Workflow Runs API: auth", () => {
     expect((await get("/api/v1/workflow-runs", "edge-test-internal-secret", { "x-organization-id": org.organizationId })).status).toBe(200);
     expect((await get("/api/v1/workflow-runs", "edge-test-internal-secret")).status).toBe(400);
     expect((await get("/api/v1/workflow-runs", "edge-test-internal-secre", { "x-organization-id": org.organizationId })).status).toBe(401);
+    // An organization that does not exist authenticates nobody (it was a 500 on execute before).
+    expect((await get("/api/v1/workflow-runs", "edge-test-internal-secret", { "x-organization-id": "org_missing" })).status).toBe(401);
+    expect((await get("/api/v1/workflow-runs", await jwtFor("org_missing"))).status).toBe(401);
   });
 
   it("another organization's run is 404 on detail, dashboard counts and list", async () => {
@@ -128,6 +131,8 @@ describe("Workflow Runs API: list, dashboard and detail", () => {
     expect(await list("search=STEPS")).toHaveLength(2);
     expect(await list("search=hel")).toHaveLength(4);
     expect(await list("search=%25")).toEqual([]);
+    // Found by fuzzing: a search full of LIKE wildcards was a 500 (pattern too complex).
+    expect(await list(`search=${encodeURIComponent("%_".repeat(100))}`)).toEqual([]);
     expect(await list("search=nothing-matches")).toEqual([]);
   });
 

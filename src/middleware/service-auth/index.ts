@@ -46,6 +46,12 @@ export async function verifyJwt(env: Env, token: string): Promise<JWTPayload> {
   return (await jwtVerify(token, new TextEncoder().encode(env.JWT_SECRET), { ...options, algorithms: ["HS256"] })).payload;
 }
 
+/** A token or header naming an organization that does not exist authenticates nobody. */
+async function assertOrganizationExists(env: Env, organizationId: string): Promise<void> {
+  const row = await env.DB.prepare("SELECT 1 AS ok FROM organizations WHERE id = ?").bind(organizationId).first();
+  if (!row) throw unauthorized(`organization "${organizationId}" does not exist`);
+}
+
 export const serviceAuth = () =>
   createMiddleware<AppEnv>(async (c, next) => {
     const credential = credentialFromHeader(c.req.header("authorization"), false);
@@ -54,6 +60,7 @@ export const serviceAuth = () =>
     if (c.env.INTERNAL_SERVICE_SECRET && (await constantTimeEqual(credential, c.env.INTERNAL_SERVICE_SECRET))) {
       const organizationId = c.req.header("x-organization-id") ?? "";
       if (!ORGANIZATION_ID.test(organizationId)) throw new ApiError("invalid_request", "internal calls name their organization in X-Organization-Id");
+      await assertOrganizationExists(c.env, organizationId);
       c.set("auth", { organizationId, apiKeyId: null, scopes: ["*"], rateLimitKey: `internal:${organizationId}` });
       return next();
     }
@@ -68,6 +75,7 @@ export const serviceAuth = () =>
     if (typeof organizationId !== "string" || !ORGANIZATION_ID.test(organizationId)) {
       throw unauthorized(`the JWT has no organization claim "${c.env.JWT_ORG_CLAIM || "org_id"}"`);
     }
+    await assertOrganizationExists(c.env, organizationId);
     c.set("auth", { organizationId, apiKeyId: null, scopes: ["*"], rateLimitKey: `jwt:${organizationId}:${claims.sub ?? ""}` });
     await next();
   });
