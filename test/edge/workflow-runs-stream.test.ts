@@ -1,0 +1,80 @@
+/** The Workflow Runs API's event stream over a run's log, driven by pushed events (no host). */
+import { abortAllDurableObjects } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { SignJWT } from "jose";
+import { beforeAll, describe, expect, it } from "vitest";
+import { readSse } from "../support/sse.ts";
+import { call, seedCatalog, seedOrganization } from "./helpers.ts";
+import { closeEvent, createRunningRun, finishedEvent, historyEvent, push, range } from "./stream-helpers.ts";
+
+const stepEvent = (runId: string, attempt: number, state: "started" | "completed" | "failed") => ({
+  sourceKey: `step:${runId}:1:${attempt}:${state}`,
+  type: "step",
+  at: new Date().toISOString(),
+  data: { runId, activityId: "1", stepName: "countWords", attempt, state, ...(state === "failed" ? { error: "boom" } : {}) },
+});
+
+async function collect(res: Response) {
+  const events: Array<{ event: string; id?: string; data: any }> = [];
+  for await (const m of readSse(res.body!)) events.push({ event: m.event, id: m.id, data: JSON.parse(m.data) });
+  return events;
+}
+
+describe("Workflow Runs API stream", () => {
+  let token: string;
+  let organizationId: string;
+  beforeAll(async () => {
+    await seedCatalog();
+    ({ organizationId } = await seedOrganization());
+    token = await new SignJWT({ org_id: organizationId }).setProtectedHeader({ alg: "HS256" }).setExpirationTime("5m").sign(new TextEncoder().encode("edge-test-jwt-secret-at-least-32-bytes-long"));
+  });
+
+  const runIdOf = async (workflowId: string) =>
+    (await env.DB.prepare("SELECT id FROM runs WHERE temporal_workflow_id = ?").bind(workflowId).first<{ id: string }>())!.id;
+  const open = (runId: string, lastEventId?: string) =>
+    call(`/api/v1/workflow-runs/${runId}/stream`, { headers: { authorization: `Bearer ${token}`, ...(lastEventId ? { "last-event-id": lastEventId } : {}) } });
+
+  it("aborting the Durable Object mid-stream loses nothing and duplicates nothing", async () => {
+    const { workflowId, runId } = await createRunningRun(organizationId);
+    const id = await runIdOf(workflowId);
+    await push(workflowId, [stepEvent(runId, 1, "started"), historyEvent(runId, 1)]);
+    const streams = await Promise.all(range(1, 5).map(() => open(id)));
+    const collected = Promise.all(streams.map(collect));
+    await push(workflowId, [stepEvent(runId, 1, "failed"), historyEvent(runId, 2)]);
+    await abortAllDurableObjects();
+    // Redelivery after the abort: some of it is already in the log.
+    await push(workflowId, [stepEvent(runId, 1, "failed"), stepEvent(runId, 2, "started"), stepEvent(runId, 2, "completed")]);
+    await push(workflowId, [closeEvent(runId, 3), finishedEvent(runId)]);
+    for (const events of await collected) {
+      const steps = events.filter((e) => e.event === "activity-run").map((e) => [e.data.content.attempt, e.data.content.status]);
+      expect(steps).toEqual([
+        [1, "running"],
+        [1, "failed"],
+        [2, "running"],
+        [2, "completed"],
+      ]);
+      expect(events.filter((e) => e.event === "workflow-run").map((e) => e.data.content.status)).toEqual(["running", "completed"]);
+      const ids = events.filter((e) => e.id).map((e) => Number(e.id));
+      expect(new Set(ids).size).toBe(ids.length);
+      expect(events.at(-1)!.event).toBe("result");
+    }
+    // Detail agrees: one activity run per attempt.
+    const detail = (await (await call(`/api/v1/workflow-runs/${id}`, { headers: { authorization: `Bearer ${token}` } })).json()) as { activityRuns: Array<{ attempt: number; status: string }> };
+    expect(detail.activityRuns.map((a) => [a.attempt, a.status])).toEqual([
+      [1, "failed"],
+      [2, "completed"],
+    ]);
+  });
+
+  it("Last-Event-ID replays exactly what came after it; a bad one is 400", async () => {
+    const { workflowId, runId } = await createRunningRun(organizationId);
+    const id = await runIdOf(workflowId);
+    await push(workflowId, [historyEvent(runId, 1), stepEvent(runId, 1, "started"), stepEvent(runId, 1, "completed"), closeEvent(runId, 2), finishedEvent(runId)]);
+    const all = await collect(await open(id));
+    const withIds = all.filter((e) => e.id);
+    const resumed = await collect(await open(id, withIds[1]!.id));
+    expect(resumed.filter((e) => e.id).map((e) => e.id)).toEqual(withIds.slice(2).map((e) => e.id));
+    expect(resumed.at(-1)!.event).toBe("result");
+    expect((await open(id, "abc")).status).toBe(400);
+  });
+});
