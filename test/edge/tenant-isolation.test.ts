@@ -1,0 +1,86 @@
+/**
+ * Tenant isolation: every route that names a run answers another organization's run exactly as
+ * it answers a run that does not exist (404, never 403, never data).
+ */
+import { env } from "cloudflare:workers";
+import { SignJWT } from "jose";
+import { beforeAll, describe, expect, it } from "vitest";
+import { call, seedCatalog, seedOrganization, type ErrorBody } from "./helpers.ts";
+import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
+
+const jwtFor = (organizationId: string) =>
+  new SignJWT({ org_id: organizationId }).setProtectedHeader({ alg: "HS256" }).setExpirationTime("5m").sign(new TextEncoder().encode("edge-test-jwt-secret-at-least-32-bytes-long"));
+
+describe("tenant isolation", () => {
+  let owner: Awaited<ReturnType<typeof seedOrganization>>;
+  let intruder: Awaited<ReturnType<typeof seedOrganization>>;
+  let workflowId: string;
+  let runId: string;
+  let rowId: string;
+  beforeAll(async () => {
+    await seedCatalog();
+    owner = await seedOrganization("owner");
+    intruder = await seedOrganization("intruder");
+    ({ workflowId, runId } = await createRunningRun(owner.organizationId, "approval"));
+    await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)]);
+    rowId = (await env.DB.prepare("SELECT id FROM runs WHERE temporal_workflow_id = ?").bind(workflowId).first<{ id: string }>())!.id;
+  });
+
+  it("every Workflow API route that names the run answers the intruder 404 run_not_found, with no data", async () => {
+    const routes: Array<[string, string, unknown?]> = [
+      ["GET", `/workflow/${workflowId}/status`],
+      ["GET", `/workflow/${workflowId}/result`],
+      ["GET", `/workflow/${workflowId}/history`],
+      ["GET", `/workflow/${workflowId}/history/stream`],
+      ["GET", `/workflow/${workflowId}/runs/${runId}/history/stream`],
+      ["GET", `/workflow/${workflowId}/trace-log`],
+      ["POST", `/workflow/${workflowId}/stream-token`],
+      ["POST", `/workflow/${workflowId}/signal/approve`, { approvedBy: "x" }],
+      ["POST", `/workflow/${workflowId}/query/progress`],
+      ["POST", `/workflow/${workflowId}/update/setPriority`, { priority: 1 }],
+      ["PATCH", `/workflow/${workflowId}/stop`],
+      ["POST", `/workflow/${workflowId}/terminate`, {}],
+    ];
+    for (const [method, path, body] of routes) {
+      const res = await call(path, {
+        method,
+        headers: { authorization: `Bearer ${intruder.key}`, "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      expect(res.status, `${method} ${path}`).toBe(404);
+      const text = await res.text();
+      expect((JSON.parse(text) as ErrorBody).error.code, path).toBe("run_not_found");
+      expect(text).not.toContain(runId);
+      // The owner gets past the ownership check on the same route.
+      const own = await call(path, { method, headers: { authorization: `Bearer ${owner.key}`, "content-type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) });
+      expect(own.status, `owner ${method} ${path}`).not.toBe(404);
+    }
+    const recent = await (await call("/workflow/runs", { headers: { authorization: `Bearer ${intruder.key}` } })).text();
+    expect(recent).not.toContain(workflowId);
+  });
+
+  it("the Workflow Runs API: detail and stream 404, cancel says not_found, lists and counts leave it out", async () => {
+    const token = await jwtFor(intruder.organizationId);
+    const get = (path: string) => call(path, { headers: { authorization: `Bearer ${token}` } });
+    expect((await get(`/api/v1/workflow-runs/${rowId}`)).status).toBe(404);
+    expect((await get(`/api/v1/workflow-runs/${rowId}/stream`)).status).toBe(404);
+    const cancel = await call("/api/v1/workflow-runs/cancel", {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({ runIds: [rowId] }),
+    });
+    expect(((await cancel.json()) as { results: Array<{ status: string }> }).results[0]!.status).toBe("not_found");
+    expect(await (await get("/api/v1/workflow-runs?limit=100")).text()).not.toContain(rowId);
+    const wf = (await env.DB.prepare("SELECT workflow_id FROM runs WHERE id = ?").bind(rowId).first<{ workflow_id: string }>())!.workflow_id;
+    expect(((await (await get(`/api/v1/workflow-runs/dashboard/${wf}`)).json()) as { total: number }).total).toBe(0);
+  });
+
+  it("a stream token minted for one run opens no other run, and no other route", async () => {
+    const mint = await call(`/workflow/${workflowId}/stream-token`, { method: "POST", headers: { authorization: `Bearer ${owner.key}` } });
+    const { token } = (await mint.json()) as { token: string };
+    const other = await createRunningRun(owner.organizationId);
+    expect((await call(`/workflow/${other.workflowId}/history/stream?token=${token}`)).status).toBe(401);
+    expect((await call(`/workflow/${workflowId}/status?token=${token}`)).status).toBe(401);
+    expect((await call(`/workflow/${workflowId}/history/stream?token=${token}`)).status).toBe(200);
+  });
+});
