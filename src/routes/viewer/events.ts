@@ -1,0 +1,116 @@
+/**
+ * GET /runs/:workflowId/events?token=
+ *
+ * The Server-Sent Events the run viewer page follows: a view over the run's event log (the
+ * RunStream's `log` view), one SSE event per log entry the page shows, each with the entry's log
+ * sequence number as its SSE id, so `Last-Event-ID` (or `?lastEventId=`) resumes exactly after
+ * the last event the client saw: nothing twice, nothing lost.
+ *
+ * | event          | data                                                                      |
+ * |----------------|---------------------------------------------------------------------------|
+ * | `run`          | `{state: "started"|"finished", runId, status, output?, error?, at}`     |
+ * | `step`         | `{activityId, stepName, attempt, state: started|completed|failed, at, error?}` |
+ * | `thinking`     | `{activityId, stepName, attempt, text, at}`                               |
+ * | `attribute`    | `{activityId, stepName, attempt, attribute, at}`                          |
+ * | `done`         | `{status, output, error, newRunId}`, last (no id)                         |
+ * | `server_error` | `{error, message}`: the run's stream was lost; reconnect to resume (no id) |
+ *
+ * Auth: the run-scoped stream token (`?token=`), for exactly this workflowId.
+ */
+import type { Context } from "hono";
+import type { App, AppEnv } from "../../app-env.ts";
+import type { LogEntry } from "../../../durable-objects/run-stream.ts";
+import { ApiError } from "../../errors.ts";
+import { runStream } from "../../run-stream-client.ts";
+import { getRunOrThrow } from "../../services/runs.ts";
+import { sseComment, sseFrame } from "../../sse/frames.ts";
+import { logStreamResponse } from "../../sse/log-stream.ts";
+import { verifyStreamToken } from "../../stream-tokens.ts";
+
+/** What EventSource waits before reconnecting after a drop. */
+export const VIEWER_RETRY_MS = 1_000;
+const DEFAULT_KEEPALIVE_MS = 20_000;
+/** Log entry types the viewer shows; `history` and `text` (answer deltas) are left out. */
+const SHOWN_TYPES: ReadonlySet<LogEntry["type"]> = new Set(["run.started", "run.finished", "step", "thinking", "attribute"]);
+
+/** The token's run, or 401: missing, forged, expired, or minted for another run. */
+async function authorize(c: Context<AppEnv>, workflowId: string): Promise<{ organizationId: string }> {
+  const token = c.req.query("token");
+  if (!token) throw new ApiError("unauthorized", "this stream needs ?token= (the streamToken of POST /workflow/start, or POST /workflow/:id/stream-token)");
+  const claims = await verifyStreamToken(c.env.STREAM_TOKEN_SECRET, token);
+  if (!claims) throw new ApiError("unauthorized", "the stream token is invalid or has expired; mint a new one with POST /workflow/:id/stream-token");
+  if (claims.workflowId !== workflowId) throw new ApiError("unauthorized", "this stream token is for another run");
+  return { organizationId: claims.organizationId };
+}
+
+function lastEventId(c: Context<AppEnv>): number {
+  const raw = c.req.header("last-event-id") ?? c.req.query("lastEventId");
+  if (raw === undefined || raw === "") return 0;
+  if (!/^\d{1,15}$/.test(raw)) throw new ApiError("invalid_request", "Last-Event-ID must be a log sequence number (a non-negative integer)", [{ path: "lastEventId", message: "expected an integer" }]);
+  return Number(raw);
+}
+
+const str = (v: unknown) => (typeof v === "string" ? v : v === undefined || v === null ? null : String(v));
+
+/** The SSE frame of one log entry ("" for entries the viewer does not show). */
+export function viewerFrame(entry: LogEntry): string {
+  const d = entry.data;
+  const step = { activityId: str(d.activityId), stepName: str(d.stepName), attempt: Number(d.attempt) || 1, at: entry.at };
+  switch (entry.type) {
+    case "run.started":
+      return sseFrame({ id: entry.seq, event: "run", data: { state: "started", runId: str(d.runId), status: "running", at: entry.at } });
+    case "run.finished":
+      return sseFrame({
+        id: entry.seq,
+        event: "run",
+        data: { state: "finished", runId: str(d.runId), status: str(d.status), output: d.output ?? null, error: d.error ?? null, newRunId: d.newRunId ?? null, at: entry.at },
+      });
+    case "step": {
+      const state = d.state === "completed" || d.state === "failed" ? d.state : "started";
+      return sseFrame({ id: entry.seq, event: "step", data: { ...step, state, ...(d.error ? { error: str(d.error) } : {}) } });
+    }
+    case "thinking":
+      return sseFrame({ id: entry.seq, event: "thinking", data: { ...step, text: str(d.text) ?? "" } });
+    case "attribute":
+      return sseFrame({ id: entry.seq, event: "attribute", data: { ...step, attribute: d.attribute ?? null } });
+    default:
+      return "";
+  }
+}
+
+export function registerViewerEvents(app: App) {
+  app.get("/runs/:workflowId/events", async (c) => {
+    const workflowId = c.req.param("workflowId");
+    const { organizationId } = await authorize(c, workflowId);
+    const run = await getRunOrThrow(c.env, organizationId, workflowId);
+    const afterSeq = lastEventId(c);
+    const runId = run.temporalRunId;
+    if (!runId) throw new ApiError("host_unavailable", "the run has not started yet; retry shortly", undefined, { "retry-after": "1" });
+
+    // A client that saw everything of a finished run gets 204, which makes EventSource stop
+    // instead of reconnecting for ever to a stream that has nothing more to say.
+    if (afterSeq > 0) {
+      const stub = runStream(c.env, workflowId);
+      const state = await stub.streamState(runId);
+      if (state.finished) {
+        // RPC typing turns the entries' `unknown` data into `never`; they are plain JSON.
+        const rest = (await stub.events(afterSeq)) as unknown as Array<{ type: LogEntry["type"]; data: Record<string, unknown> }>;
+        if (!rest.some((e) => e.data.runId === runId && SHOWN_TYPES.has(e.type))) return c.body(null, 204);
+      }
+    }
+
+    const keepAliveMs = Number(c.env.SSE_KEEPALIVE_MS) > 0 ? Number(c.env.SSE_KEEPALIVE_MS) : DEFAULT_KEEPALIVE_MS;
+    return logStreamResponse(c, {
+      workflowId,
+      runId,
+      afterSeq,
+      keepAliveMs,
+      keepAlive: () => sseComment("keep-alive"),
+      preamble: sseFrame({ retry: VIEWER_RETRY_MS }),
+      onEntry: (entry) => viewerFrame(entry),
+      onDone: async (done) =>
+        sseFrame({ event: "done", data: { status: done.status, output: done.output ?? null, error: done.error ?? null, newRunId: done.newRunId ?? null } }),
+      onLost: () => sseFrame({ event: "server_error", data: { error: "stream_interrupted", message: "lost the run's event stream; reconnecting resumes it" } }),
+    });
+  });
+}

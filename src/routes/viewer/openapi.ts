@@ -1,0 +1,33 @@
+import { z } from "zod";
+import type { App } from "../../app-env.ts";
+import { documentRoute } from "../../openapi/document.ts";
+
+/** The viewer's two routes in GET /openapi.json. */
+export function documentViewer(app: App) {
+  documentRoute(app, {
+    method: "get",
+    path: "/runs/:workflowId",
+    tag: "Run viewer",
+    auth: "none",
+    summary: "Live run viewer (HTML page)",
+    description:
+      "A self-contained page that follows the run live over `GET /runs/{workflowId}/events`: status, steps with their attempts, thinking text, cost and tokens, output or error. Open it with `?token=<streamToken>`; the page itself needs no auth, its stream does.",
+    query: z.object({ token: z.string().optional() }),
+    responses: { 200: { description: "HTML page", schema: z.string(), contentType: "text/html" } },
+  });
+  documentRoute(app, {
+    method: "get",
+    path: "/runs/:workflowId/events",
+    tag: "Run viewer",
+    auth: "streamToken",
+    summary: "The run viewer's Server-Sent Events",
+    description:
+      "The run's event log as SSE: `run`, `step`, `thinking`, `attribute` (SSE id: the log sequence number), then `done`; `server_error` if the stream is lost. `Last-Event-ID` (or `?lastEventId=`) resumes after that event; 204 once a finished run has nothing more.",
+    query: z.object({ token: z.string(), lastEventId: z.string().optional() }),
+    responses: {
+      200: { description: "text/event-stream", schema: z.string(), contentType: "text/event-stream" },
+      204: { description: "The run is over and the client has seen every event" },
+    },
+    errors: ["invalid_request", "run_not_found", "host_unavailable"],
+  });
+}

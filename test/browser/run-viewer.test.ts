@@ -1,0 +1,476 @@
+/**
+ * The live run viewer (GET /runs/:workflowId?token=) in a real headless Chromium, against the
+ * whole stack. The stack's LLM calls are paced (llm-pacer.ts) so that company_research takes a
+ * few seconds and the page can be seen following it.
+ */
+import { existsSync, mkdirSync } from "node:fs";
+import { resolve } from "node:path";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
+import { readSse, type SseMessage } from "../support/sse.ts";
+import { startCuttableProxy } from "./cuttable-proxy.ts";
+
+const root = resolve(import.meta.dirname, "../..");
+const resultsDir = resolve(root, "test-results");
+const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+const TERMINAL = new Set(["completed", "failed", "cancelled", "terminated", "timed_out", "continued_as_new"]);
+/** What the local LLM server puts at the end of every reasoning text. */
+const THINKING_ENDS_WITH = "Deciding what matters most.";
+
+const baseUrl = () => inject("baseUrl");
+
+// ---------------------------------------------------------------- the API
+
+interface StartedRun {
+  workflowId: string;
+  runId: string;
+  streamToken: string;
+}
+
+async function startRun(workflowName: string, input: unknown): Promise<StartedRun> {
+  const res = await fetch(`${baseUrl()}/workflow/start`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${inject("apiKey")}`, "content-type": "application/json" },
+    body: JSON.stringify({ workflowName, input }),
+  });
+  expect(res.status).toBe(200);
+  const body = (await res.json()) as StartedRun;
+  expect(body.streamToken).toEqual(expect.any(String));
+  return body;
+}
+
+interface ResultPayload {
+  status: string;
+  output: unknown;
+  error: string | null;
+  aggregations: { cost: { total: number }; tokens: { total: number } };
+}
+
+async function finalResult(workflowId: string): Promise<ResultPayload> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const res = await fetch(`${baseUrl()}/workflow/${workflowId}/result`, { headers: { authorization: `Bearer ${inject("apiKey")}` } });
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as ResultPayload;
+    if (TERMINAL.has(body.status)) return body;
+    if (Date.now() > deadline) throw new Error(`run ${workflowId} did not end within 60 s (status ${body.status})`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+const eventsUrl = (run: StartedRun, token = run.streamToken) => `${baseUrl()}/runs/${run.workflowId}/events?token=${encodeURIComponent(token)}`;
+
+/** Reads the viewer's event stream of a run to its end (`done`). */
+async function readViewerStream(run: StartedRun, headers: Record<string, string> = {}): Promise<{ status: number; messages: SseMessage[] }> {
+  const res = await fetch(eventsUrl(run), { headers, signal: AbortSignal.timeout(60_000) });
+  if (res.status !== 200 || !res.body) return { status: res.status, messages: [] };
+  const messages: SseMessage[] = [];
+  for await (const message of readSse(res.body)) {
+    messages.push(message);
+    if (message.event === "done") break;
+  }
+  return { status: res.status, messages };
+}
+
+/** The reasoning text the log holds for each step (activityId → text). */
+function thinkingByStep(messages: SseMessage[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const m of messages.filter((m) => m.event === "thinking")) {
+    const d = JSON.parse(m.data) as { activityId: string; text: string };
+    out.set(d.activityId, (out.get(d.activityId) ?? "") + d.text);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- the page
+
+interface ViewerDebug {
+  events: Array<{ type: string; id: string | null; receivedAt: number }>;
+  /** Times the stream opened. */
+  opens: number;
+  /** Times the page had to reconnect itself (EventSource gave up: an HTTP error, or a refused reconnect). */
+  recoveries: number;
+}
+declare global {
+  interface Window {
+    runViewer?: ViewerDebug;
+  }
+}
+
+interface PageView {
+  status: string;
+  connection: string;
+  costUsd: number;
+  costText: string;
+  tokens: number;
+  output: string | null;
+  error: string | null;
+  message: string;
+  steps: Array<{
+    activityId: string;
+    stepName: string;
+    status: string;
+    attempts: Array<{ attempt: number; status: string; start: string; duration: string; error: string }>;
+    thinking: string[];
+  }>;
+  received: ViewerDebug["events"];
+  opens: number;
+  recoveries: number;
+}
+
+/** What the page shows, read from its DOM (and the events it says it received). */
+function view(page: Page): Promise<PageView> {
+  return page.evaluate(() => {
+    const text = (selector: string, scope: ParentNode = document) => scope.querySelector(selector)?.textContent ?? "";
+    const shown = (id: string) => !(document.getElementById(id) as HTMLElement).hidden;
+    return {
+      status: (document.getElementById("status") as HTMLElement).dataset.status ?? "",
+      connection: (document.getElementById("connection") as HTMLElement).dataset.state ?? "",
+      costUsd: Number((document.getElementById("cost") as HTMLElement).dataset.usd),
+      costText: text("#cost"),
+      tokens: Number((document.getElementById("tokens") as HTMLElement).dataset.tokens),
+      output: shown("result") ? text("#output") : null,
+      error: shown("failure") ? text("#error") : null,
+      message: text("#message"),
+      steps: Array.from(document.querySelectorAll<HTMLElement>(".step")).map((step) => ({
+        activityId: step.dataset.activityId ?? "",
+        stepName: step.dataset.stepName ?? "",
+        status: step.dataset.status ?? "",
+        attempts: Array.from(step.querySelectorAll<HTMLElement>("tr.attempt")).map((row) => ({
+          attempt: Number(row.dataset.attempt),
+          status: row.dataset.status ?? "",
+          start: text(".attempt-start", row),
+          duration: text(".attempt-duration", row),
+          error: text(".error", row),
+        })),
+        thinking: Array.from(step.querySelectorAll("pre.thinking")).map((p) => p.textContent ?? ""),
+      })),
+      received: window.runViewer?.events ?? [],
+      opens: window.runViewer?.opens ?? 0,
+      recoveries: window.runViewer?.recoveries ?? 0,
+    };
+  });
+}
+
+const completedSteps = (v: PageView) => v.steps.filter((s) => s.status === "completed").length;
+
+/** Polls the page until the run's status is terminal and the stream is closed; returns every distinct state seen. */
+async function followToEnd(page: Page, timeoutMs = 60_000): Promise<{ timeline: PageView[]; final: PageView }> {
+  const timeline: PageView[] = [];
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await view(page);
+    const last = timeline[timeline.length - 1];
+    if (!last || last.status !== v.status || last.steps.length !== v.steps.length || completedSteps(last) !== completedSteps(v) || last.connection !== v.connection) {
+      timeline.push(v);
+    }
+    if (TERMINAL.has(v.status) && (v.connection === "closed" || v.connection === "error")) return { timeline, final: v };
+    if (Date.now() > deadline) throw new Error(`the page did not show the end of the run within ${timeoutMs} ms: ${JSON.stringify(v)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * Every SSE id the page received, in order (ids are log sequence numbers). `done` and
+ * `server_error` carry no id of their own (EventSource repeats the last one on them).
+ */
+const receivedIds = (v: PageView) => v.received.filter((e) => e.id !== null && e.type !== "done" && e.type !== "server_error").map((e) => Number(e.id));
+
+function expectStrictlyIncreasing(ids: number[]) {
+  for (let i = 1; i < ids.length; i++) expect(ids[i], `event id ${ids[i]} after ${ids[i - 1]}`).toBeGreaterThan(ids[i - 1]!);
+}
+
+// ---------------------------------------------------------------- tests
+
+let browser: Browser;
+let context: BrowserContext | undefined;
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM_PATH)) throw new Error(`no Chromium at ${CHROMIUM_PATH}: run \`bash scripts/install-chromium.sh\` (or set CHROMIUM_PATH)`);
+  browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS, headless: true });
+  mkdirSync(resultsDir, { recursive: true });
+});
+
+afterEach(async () => {
+  await context?.close();
+  context = undefined;
+});
+
+afterAll(async () => {
+  await browser?.close();
+});
+
+/** Script and console errors of each page. */
+const pageErrors = new WeakMap<Page, string[]>();
+
+async function openViewer(run: StartedRun, origin = baseUrl()): Promise<Page> {
+  context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
+  const page = await context.newPage();
+  const errors: string[] = [];
+  page.on("pageerror", (err) => errors.push(String(err)));
+  page.on("console", (msg) => {
+    if (msg.type() === "error") errors.push(msg.text());
+  });
+  pageErrors.set(page, errors);
+  const res = await page.goto(`${origin}/runs/${run.workflowId}?token=${encodeURIComponent(run.streamToken)}`);
+  expect(res?.status()).toBe(200);
+  return page;
+}
+/** Script errors and console errors of the page, but for failed loads (expected while the connection is cut). */
+const scriptErrors = (page: Page) => (pageErrors.get(page) ?? []).filter((e) => !/Failed to load resource|net::ERR_/.test(e));
+
+describe("run viewer in Chromium", () => {
+  it("follows company_research live: steps as they happen, thinking, cost, output", async () => {
+    const run = await startRun("company_research", { domain: "example.com" });
+    const page = await openViewer(run);
+
+    // Live: a step finished while the run is still going (each LLM call takes 1.5 s here).
+    await page.waitForFunction(
+      () => {
+        const status = document.getElementById("status")?.dataset.status;
+        const done = document.querySelectorAll('.step[data-status="completed"]').length;
+        return status === "running" && done >= 1 && done < 3;
+      },
+      undefined,
+      { timeout: 30_000 },
+    );
+    const midRun = await view(page);
+    expect(midRun.status).toBe("running");
+    expect(midRun.connection).toBe("connected");
+    expect(midRun.output).toBeNull();
+    expect(midRun.steps.length).toBeGreaterThanOrEqual(1);
+    expect(midRun.steps.length).toBeLessThanOrEqual(3);
+    expect(midRun.costUsd).toBeGreaterThan(0);
+    await page.screenshot({ path: resolve(resultsDir, "run-viewer-company-research-running.png"), fullPage: true });
+
+    const { timeline, final } = await followToEnd(page);
+    await page.screenshot({ path: resolve(resultsDir, "run-viewer-company-research.png"), fullPage: true });
+
+    // Steps appeared one after another while the run was running, not all at once at the end.
+    const whileRunning = timeline.filter((v) => v.status === "running").map(completedSteps);
+    expect(whileRunning).toContain(1);
+    expect(whileRunning).toContain(2);
+    expect(whileRunning).toEqual([...whileRunning].sort((a, b) => a - b));
+
+    const result = await finalResult(run.workflowId);
+    expect(result.status).toBe("completed");
+    expect(final.status).toBe("completed");
+    expect(final.connection).toBe("closed");
+    expect(final.error).toBeNull();
+    expect(JSON.parse(final.output!)).toEqual(result.output);
+    expect(result.output).toMatchObject({ domain: "example.com" });
+
+    // Three LLM steps, one attempt each, with a start time and a duration.
+    expect(final.steps.map((s) => s.stepName)).toEqual(["askModel", "askModel", "askModel"]);
+    expect(new Set(final.steps.map((s) => s.activityId)).size).toBe(3);
+    for (const step of final.steps) {
+      expect(step.status).toBe("completed");
+      expect(step.attempts).toHaveLength(1);
+      expect(step.attempts[0]).toMatchObject({ attempt: 1, status: "completed", error: "" });
+      expect(step.attempts[0]!.start).toMatch(/\d{2}:\d{2}:\d{2}\.\d{3}/);
+      expect(step.attempts[0]!.duration).toMatch(/^\d+(\.\d+)? (ms|s)$/);
+      // Paced LLM calls: every step took at least the pacer's delay.
+      const seconds = step.attempts[0]!.duration.endsWith(" ms") ? parseFloat(step.attempts[0]!.duration) / 1000 : parseFloat(step.attempts[0]!.duration);
+      expect(seconds).toBeGreaterThanOrEqual(inject("llmDelayMs") / 1000 - 0.05);
+    }
+
+    // Thinking text per step: exactly what the run's log holds.
+    const stream = await readViewerStream(run);
+    const thinking = thinkingByStep(stream.messages);
+    expect(thinking.size).toBe(3);
+    for (const step of final.steps) {
+      expect(step.thinking).toHaveLength(1);
+      expect(step.thinking[0]!.trim()).toBe(thinking.get(step.activityId)!.trim());
+      expect(step.thinking[0]!.trim().endsWith(THINKING_ENDS_WITH)).toBe(true);
+    }
+
+    // Cost and tokens: the sum of the run's llm:usage attributes, as the result API derives it.
+    expect(final.costUsd).toBeGreaterThan(0);
+    expect(final.costUsd).toBeCloseTo(result.aggregations.cost.total, 9);
+    expect(final.costText).toMatch(/^\$\d+\.\d+$/);
+    expect(final.tokens).toBe(result.aggregations.tokens.total);
+    expect(final.tokens).toBeGreaterThan(0);
+
+    // The page got every event exactly once, in log order.
+    expect(receivedIds(final)).toEqual(stream.messages.filter((m) => m.id !== undefined).map((m) => Number(m.id)));
+    expect(final.received.filter((e) => e.type === "done")).toHaveLength(1);
+    expect(scriptErrors(page)).toEqual([]);
+  });
+
+  it("recovers from a dropped connection mid-run: complete, nothing twice, nothing lost", async () => {
+    // The page talks to the edge through a proxy the test can cut.
+    const proxy = await startCuttableProxy(Number(new URL(baseUrl()).port));
+    try {
+      await recoveryCase(proxy);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  async function recoveryCase(proxy: Awaited<ReturnType<typeof startCuttableProxy>>) {
+    const run = await startRun("company_research", { domain: "example.net" });
+    const page = await openViewer(run, proxy.origin);
+    await page.waitForFunction(
+      () => document.getElementById("status")?.dataset.status === "running" && document.querySelectorAll('.step[data-status="completed"]').length === 1,
+      undefined,
+      { timeout: 30_000 },
+    );
+    const before = await view(page);
+    expect(before.opens).toBe(1);
+    const seenBefore = receivedIds(before);
+
+    // Drop the page's connection while the second step runs, and keep the edge unreachable for
+    // 2 s: the step's events happen meanwhile, and EventSource's first reconnect fails.
+    const outage = proxy.cut(2_000);
+    await page.waitForFunction(() => document.getElementById("connection")?.dataset.state === "reconnecting", undefined, { timeout: 1_500 });
+    const offline = await view(page);
+    expect(offline.connection).toBe("reconnecting");
+    expect(offline.status).toBe("running");
+    expect(receivedIds(offline)).toEqual(seenBefore);
+    await outage;
+    expect(proxy.stats.dropped).toBeGreaterThanOrEqual(1);
+
+    const { final } = await followToEnd(page);
+    await page.screenshot({ path: resolve(resultsDir, "run-viewer-recovered.png"), fullPage: true });
+    expect(final.opens).toBeGreaterThanOrEqual(2);
+
+    const result = await finalResult(run.workflowId);
+    expect(result.status).toBe("completed");
+    expect(final.status).toBe("completed");
+    expect(final.connection).toBe("closed");
+    expect(JSON.parse(final.output!)).toEqual(result.output);
+
+    // Nothing shown twice: three steps, one attempt row each, one thinking block each.
+    expect(final.steps.map((s) => s.stepName)).toEqual(["askModel", "askModel", "askModel"]);
+    expect(new Set(final.steps.map((s) => s.activityId)).size).toBe(3);
+    const stream = await readViewerStream(run);
+    const thinking = thinkingByStep(stream.messages);
+    for (const step of final.steps) {
+      expect(step.status).toBe("completed");
+      expect(step.attempts.map((a) => [a.attempt, a.status])).toEqual([[1, "completed"]]);
+      expect(step.thinking).toHaveLength(1);
+      expect(step.thinking[0]!.trim()).toBe(thinking.get(step.activityId)!.trim());
+    }
+    expect(final.costUsd).toBeCloseTo(result.aggregations.cost.total, 9);
+    expect(final.tokens).toBe(result.aggregations.tokens.total);
+
+    // The server resumed after Last-Event-ID: the page received every event of the log once, in order,
+    // some of them after the reconnect.
+    const ids = receivedIds(final);
+    expectStrictlyIncreasing(ids);
+    expect(ids).toEqual(stream.messages.filter((m) => m.id !== undefined).map((m) => Number(m.id)));
+    expect(ids.length).toBeGreaterThan(seenBefore.length);
+    expect(scriptErrors(page)).toEqual([]);
+  }
+
+  it("shows retried attempts of a flaky step", async () => {
+    const run = await startRun("flaky_step", { failures: 1 });
+    const page = await openViewer(run);
+    const { final } = await followToEnd(page);
+    expect(final.status).toBe("completed");
+    expect(final.steps).toHaveLength(1);
+    const [step] = final.steps;
+    expect(step!.stepName).toBe("unreliableStep");
+    expect(step!.status).toBe("completed");
+    expect(step!.attempts.map((a) => [a.attempt, a.status])).toEqual([
+      [1, "failed"],
+      [2, "completed"],
+    ]);
+    expect(step!.attempts[0]!.error).toContain("attempt 1 failed on purpose");
+    expect(JSON.parse(final.output!)).toEqual({ attempts: 2 });
+    expect(final.costUsd).toBe(0);
+  });
+
+  it("shows a failed run's error", async () => {
+    const run = await startRun("always_fails", { reason: "viewer test" });
+    const page = await openViewer(run);
+    const { final } = await followToEnd(page);
+    expect(final.status).toBe("failed");
+    expect(final.output).toBeNull();
+    expect(final.error).toContain("always_fails gave up on purpose");
+    expect(final.steps.map((s) => [s.stepName, s.status])).toEqual([["prepareDoomedWork", "completed"]]);
+  });
+
+  it("says so when the token is not valid for the run", async () => {
+    const run = await startRun("hello", { name: "Ada" });
+    context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${baseUrl()}/runs/${run.workflowId}?token=not-a-token`);
+    await page.waitForFunction(() => document.getElementById("connection")?.dataset.state === "error", undefined, { timeout: 15_000 });
+    const v = await view(page);
+    expect(v.message).toContain("invalid or has expired");
+    expect(v.steps).toEqual([]);
+  });
+});
+
+describe("GET /runs/:workflowId/events", () => {
+  it("needs the stream token of exactly that run: 401 with the JSON error shape otherwise", async () => {
+    const run = await startRun("hello", { name: "Grace" });
+    const other = await startRun("hello", { name: "Alan" });
+    const cases: Array<[string, string]> = [
+      ["no token", `${baseUrl()}/runs/${run.workflowId}/events`],
+      ["forged token", eventsUrl(run, "eyJhbGciOiJIUzI1NiJ9.e30.c2lnbmF0dXJl")],
+      ["another run's token", eventsUrl(run, other.streamToken)],
+    ];
+    for (const [what, url] of cases) {
+      const res = await fetch(url, { headers: { authorization: `Bearer ${inject("apiKey")}` } });
+      expect(res.status, what).toBe(401);
+      expect(res.headers.get("content-type"), what).toContain("application/json");
+      const body = (await res.json()) as { error: { code: string; message: string; requestId: string } };
+      expect(body.error.code, what).toBe("unauthorized");
+      expect(body.error.requestId, what).toEqual(expect.any(String));
+    }
+  });
+
+  it("resumes after Last-Event-ID exactly, and answers 204 once a finished run has nothing more", async () => {
+    const run = await startRun("two_steps", { text: "a b c" });
+    await finalResult(run.workflowId);
+    const full = await readViewerStream(run);
+    expect(full.status).toBe(200);
+    const ids = full.messages.filter((m) => m.id !== undefined).map((m) => Number(m.id));
+    expectStrictlyIncreasing(ids);
+    const events = full.messages.map((m) => m.event);
+    expect(events[0]).toBe("run");
+    expect(events[events.length - 1]).toBe("done");
+    const steps = full.messages.filter((m) => m.event === "step").map((m) => JSON.parse(m.data) as { stepName: string; state: string; attempt: number; at: string });
+    expect(steps.map((s) => [s.stepName, s.state]).sort()).toEqual([
+      ["countWords", "completed"],
+      ["countWords", "started"],
+      ["shout", "completed"],
+      ["shout", "started"],
+    ]);
+    expect(JSON.parse(full.messages[full.messages.length - 1]!.data)).toMatchObject({ status: "completed", output: { words: 3, shouted: "A B C" } });
+
+    const middle = ids[Math.floor(ids.length / 2)]!;
+    const resumed = await readViewerStream(run, { "last-event-id": String(middle) });
+    expect(resumed.messages.filter((m) => m.id !== undefined).map((m) => Number(m.id))).toEqual(ids.filter((id) => id > middle));
+    expect(resumed.messages[resumed.messages.length - 1]!.event).toBe("done");
+
+    const atEnd = await fetch(eventsUrl(run), { headers: { "last-event-id": String(ids[ids.length - 1]) } });
+    expect(atEnd.status).toBe(204);
+  });
+
+  it("serves the page with a strict CSP and no referrer", async () => {
+    const res = await fetch(`${baseUrl()}/runs/some-run?token=x`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toContain("text/html");
+    expect(res.headers.get("referrer-policy")).toBe("no-referrer");
+    const csp = res.headers.get("content-security-policy") ?? "";
+    const nonce = /script-src 'nonce-([^']+)'/.exec(csp)?.[1];
+    expect(nonce).toBeTruthy();
+    expect(csp).toContain("default-src 'none'");
+    const html = await res.text();
+    expect(html).toContain(`<script nonce="${nonce}">`);
+    expect(html).not.toMatch(/<script[^>]+src=/);
+  });
+});
