@@ -8,8 +8,9 @@
  *
  * It applies D1 migrations, seeds a development organization with an API key (the value of
  * OUTRIDER_DEV_API_KEY when set) and an example prompt workflow, and prints the key. The admin key
- * (ADMIN_API_KEY, else .outrider/dev-admin-key) is printed too. HOST_SHARED_SECRET is generated
- * for the session unless set. Everything here is for development only.
+ * (ADMIN_API_KEY, else .outrider/dev-admin-key) is printed too; the internal service secret
+ * (INTERNAL_SERVICE_SECRET, else .outrider/dev-internal-secret) is kept for `npm run admin -- run`.
+ * HOST_SHARED_SECRET is generated for the session unless set. Everything here is for development only.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -107,6 +108,20 @@ function devAdminKey(): string {
   return key;
 }
 
+/**
+ * DEV ONLY: the internal service secret of local sessions (trusted internal callers of the
+ * Workflow Runs API), kept in .outrider/ (git-ignored) for `npm run admin -- run`.
+ */
+function devInternalSecret(): string {
+  if (env.INTERNAL_SERVICE_SECRET) return env.INTERNAL_SERVICE_SECRET;
+  const file = join(devDir, "dev-internal-secret");
+  if (existsSync(file)) return readFileSync(file, "utf8").trim();
+  const secret = randomBytes(32).toString("hex");
+  mkdirSync(devDir, { recursive: true });
+  writeFileSync(file, secret + "\n", { mode: 0o600 });
+  return secret;
+}
+
 /** The example prompt workflow of the development organization (POST /api/v1/run/wf_devexplain). */
 const DEV_PROMPT_WORKFLOW = {
   id: "wf_devexplain",
@@ -160,8 +175,9 @@ async function main() {
   const streamTokenSecret = env.STREAM_TOKEN_SECRET || randomBytes(32).toString("hex");
   const key = devApiKey();
   const adminKey = devAdminKey();
-  // DEV ONLY defaults, fresh per session unless given.
-  const internalSecret = env.INTERNAL_SERVICE_SECRET || randomBytes(32).toString("hex");
+  // DEV ONLY: kept in .outrider/dev-internal-secret unless given, for `npm run admin -- run`.
+  const internalSecret = devInternalSecret();
+  // DEV ONLY default, fresh per session unless given.
   const jwtSecret = env.JWT_SECRET || randomBytes(32).toString("hex");
   mkdirSync(devDir, { recursive: true });
   for (const [name, port] of [["OUTRIDER_PORT", edgePort], ["HOST_PORT", hostPort], ["LOCAL_LLM_PORT", localLlmPort]] as const) {
@@ -249,6 +265,7 @@ async function main() {
       `  Local LLM    http://127.0.0.1:${localLlmPort}/v1 (for providers without an API key)`,
       `  Dev API key  ${key}`,
       `  Admin key    ${adminKey} (dev only; .outrider/dev-admin-key)`,
+      `  Internal     ${env.INTERNAL_SERVICE_SECRET ? "INTERNAL_SERVICE_SECRET (from the environment)" : ".outrider/dev-internal-secret"} (dev only; Workflow Runs API internal secret)`,
       "",
       `  curl -X POST http://127.0.0.1:${edgePort}/workflow/run -H "Authorization: Bearer ${key}" \\`,
       `    -H 'Content-Type: application/json' -d '{"workflowName":"hello","input":{"name":"Ada"}}'`,

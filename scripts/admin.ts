@@ -1,0 +1,112 @@
+/**
+ * `npm run admin -- <command>`: the operator's CLI over the admin API (/admin/v1) and, for `run`,
+ * the Workflow Runs API. Same commands against a local stack or a deployed one; only the URL and
+ * the keys differ (flags, OUTRIDER_* environment variables, or for a local URL the dev-only files
+ * `npm run dev` writes in .outrider/). See "Admin CLI" in README.md.
+ */
+import { GLOBAL_OPTIONS, parse, str, type ParsedArgs } from "./admin/args.ts";
+import { usageOf, type Command } from "./admin/command.ts";
+import { ADMIN_KEY, credentialHint, resolveCredential, resolveUrl } from "./admin/config.ts";
+import { CliError, reportFailure } from "./admin/errors.ts";
+import { jsonClient, type JsonClient } from "./admin/http.ts";
+import { out } from "./admin/output.ts";
+import { accountCommands } from "./admin/accounts.ts";
+import { runCommand } from "./admin/run.ts";
+import { workflowCommands } from "./admin/workflows.ts";
+
+const commands: Command[] = [...accountCommands, ...workflowCommands, runCommand];
+
+function usage(only?: string): string {
+  const shown = commands.filter((c) => !only || c.words[0] === only);
+  const lines = [
+    `${out.bold("usage:")} npm run admin -- <command> [options]`,
+    "",
+    out.bold("commands:"),
+  ];
+  for (const c of shown) lines.push(`  ${[...c.words, ...c.operands, ...(c.synopsis ? [c.synopsis] : [])].join(" ")}`, `      ${out.dim(c.summary)}`);
+  lines.push(
+    "  help",
+    `      ${out.dim("this text (also --help, or no command)")}`,
+    "",
+    out.bold("options for every command:"),
+    "  --url <url>              the edge (default: OUTRIDER_URL, else http://127.0.0.1:8787)",
+    "  --admin-key <key>        admin API key (default: OUTRIDER_ADMIN_KEY, else .outrider/dev-admin-key for a local URL)",
+    "  --json                   print the raw JSON responses (run: one JSON line per event)",
+    "",
+    out.bold("run also takes:"),
+    "  --internal-secret <s>    INTERNAL_SERVICE_SECRET (default: OUTRIDER_INTERNAL_SECRET, else .outrider/dev-internal-secret)",
+    "  --api-key <key>          to look the workflow up by name in GET /workflow/catalog",
+    "                           (default: OUTRIDER_API_KEY, else .outrider/dev-api-key; not needed with a UUID)",
+    "",
+    out.bold("examples:"),
+    "  npm run admin -- orgs create --name 'Acme' --id org_acme",
+    "  npm run admin -- keys create org_acme --name backend --rate-limit 120",
+    "  npm run admin -- credits grant org_acme 100000 --note 'trial'",
+    "  npm run admin -- run hello --org org_acme --input '{\"name\":\"Ada\"}'",
+  );
+  return lines.join("\n");
+}
+
+function findCommand(positionals: string[]): Command {
+  const matches = commands.filter((c) => c.words.every((w, i) => positionals[i] === w));
+  if (matches.length > 0) return matches.sort((a, b) => b.words.length - a.words.length)[0]!;
+  const group = commands.filter((c) => c.words[0] === positionals[0]);
+  if (group.length > 0) {
+    const actions = group.map((c) => c.words[1]).join(", ");
+    throw new CliError(positionals[1] ? `unknown command "${positionals[0]} ${positionals[1]}"` : `"${positionals[0]}" needs a command`, [
+      `${positionals[0]} commands: ${actions}`,
+    ]);
+  }
+  throw new CliError(`unknown command "${positionals[0]}"`, ["run `npm run admin -- help` for the list"]);
+}
+
+function checkArgs(command: Command, args: ParsedArgs): string[] {
+  const operands = args.positionals.slice(command.words.length);
+  const line = usageOf(command);
+  if (operands.length < command.operands.length) {
+    throw new CliError(`missing ${command.operands.slice(operands.length).join(" ")}`, [`usage: ${line}`]);
+  }
+  if (operands.length > command.operands.length) throw new CliError(`unexpected argument "${operands[command.operands.length]}"`, [`usage: ${line}`]);
+  for (const option of args.given) {
+    if (!GLOBAL_OPTIONS.includes(option.name) && !command.options.includes(option.name)) {
+      throw new CliError(`${option.raw} does not apply to \`${command.words.join(" ")}\``, [`usage: ${line}`]);
+    }
+  }
+  return operands;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const args = parse(argv);
+  if (args.positionals.length === 0 || args.positionals[0] === "help") {
+    console.log(usage());
+    return 0;
+  }
+  if (args.values.help) {
+    console.log(usage(commands.some((c) => c.words[0] === args.positionals[0]) ? args.positionals[0] : undefined));
+    return 0;
+  }
+  const command = findCommand(args.positionals);
+  const operands = checkArgs(command, args);
+  const url = resolveUrl(str(args, "url"));
+  let admin: JsonClient | undefined;
+  const code = await command.run({
+    args,
+    operands,
+    usage: usageOf(command),
+    url,
+    json: args.values.json === true,
+    admin: () => (admin ??= jsonClient(url, resolveCredential(ADMIN_KEY, str(args, "admin-key"), url), credentialHint(ADMIN_KEY))),
+  });
+  return code ?? 0;
+}
+
+const json = process.argv.includes("--json");
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (failure: unknown) => {
+    reportFailure(failure, json);
+    process.exitCode = 1;
+  },
+);

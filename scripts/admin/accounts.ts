@@ -1,0 +1,172 @@
+/** Admin API commands for organizations, API keys and credits (/admin/v1/organizations/...). */
+import { integer, required, str } from "./args.ts";
+import { answer, type Command } from "./command.ts";
+import { err, out, printFields, printTable } from "./output.ts";
+
+interface Credits {
+  metered: boolean;
+  balance: number | null;
+  reserved: number;
+  available: number | null;
+}
+interface Organization {
+  id: string;
+  name: string;
+  credits: Credits;
+  createdAt: string;
+}
+interface ApiKey {
+  id: string;
+  organizationId: string;
+  name: string;
+  prefix: string;
+  rateLimitPerMinute: number | null;
+  createdAt: string;
+  revokedAt: string | null;
+  key?: string;
+  revocationEffectiveWithinMs?: number;
+}
+interface LedgerEntry {
+  id: string;
+  kind: string;
+  amount: number;
+  balanceAfter: number;
+  runId: string | null;
+  note: string;
+  createdAt: string;
+}
+
+const seg = encodeURIComponent;
+const creditsText = (c: Credits) => (c.metered ? `${c.available} available (balance ${c.balance}, reserved ${c.reserved})` : "unmetered");
+
+function showOrganization(org: Organization) {
+  printFields([
+    ["id", org.id],
+    ["name", org.name],
+    ["credits", creditsText(org.credits)],
+    ["created", org.createdAt],
+  ]);
+}
+
+
+export const accountCommands: Command[] = [
+  {
+    words: ["orgs", "create"],
+    operands: [],
+    options: ["name", "id"],
+    synopsis: "--name <name> [--id org_x]",
+    summary: "create an organization (id generated unless given)",
+    run: (ctx) =>
+      answer(ctx, ctx.admin().request<Organization>("POST", "/admin/v1/organizations", { name: required(ctx.args, "name", ctx.usage), id: str(ctx.args, "id") }), (org) => {
+        console.log(`${out.green("created")} organization ${out.bold(org.id)}`);
+        showOrganization(org);
+      }),
+  },
+  {
+    words: ["orgs", "list"],
+    operands: [],
+    options: [],
+    summary: "list organizations",
+    run: (ctx) =>
+      answer(ctx, ctx.admin().request<{ organizations: Organization[] }>("GET", "/admin/v1/organizations"), ({ organizations }) =>
+        printTable(["ID", "NAME", "CREDITS", "CREATED"], organizations.map((o) => [o.id, o.name, creditsText(o.credits), o.createdAt]), "no organizations"),
+      ),
+  },
+  {
+    words: ["orgs", "show"],
+    operands: ["<orgId>"],
+    options: [],
+    summary: "an organization with its credits",
+    run: (ctx) => answer(ctx, ctx.admin().request<Organization>("GET", `/admin/v1/organizations/${seg(ctx.operands[0]!)}`), showOrganization),
+  },
+  {
+    words: ["keys", "create"],
+    operands: ["<orgId>"],
+    options: ["name", "rate-limit"],
+    synopsis: "--name <name> [--rate-limit <perMinute>]",
+    summary: "create an API key; the key is printed once",
+    run: (ctx) => {
+      const body = {
+        name: required(ctx.args, "name", ctx.usage),
+        rateLimitPerMinute: integer("--rate-limit", str(ctx.args, "rate-limit")),
+      };
+      return answer(ctx, ctx.admin().request<ApiKey>("POST", `/admin/v1/organizations/${seg(ctx.operands[0]!)}/api-keys`, body), (key) => {
+        console.log(`${out.green("created")} API key ${out.bold(key.id)} "${key.name}" for ${key.organizationId} (rate limit: ${key.rateLimitPerMinute ?? "default"}/min)`);
+        console.log("");
+        console.log(`  ${out.bold(key.key ?? "")}`);
+        console.log("");
+        console.error(err.yellow("Store this key now: it will not be shown again (only its hash is kept)."));
+      });
+    },
+  },
+  {
+    words: ["keys", "list"],
+    operands: ["<orgId>"],
+    options: [],
+    summary: "an organization's API keys (never their secrets)",
+    run: (ctx) =>
+      answer(ctx, ctx.admin().request<{ apiKeys: ApiKey[] }>("GET", `/admin/v1/organizations/${seg(ctx.operands[0]!)}/api-keys`), ({ apiKeys }) =>
+        printTable(
+          ["ID", "NAME", "PREFIX", "RATE/MIN", "CREATED", "REVOKED"],
+          apiKeys.map((k) => [k.id, k.name, `${k.prefix}…`, k.rateLimitPerMinute ?? "default", k.createdAt, k.revokedAt]),
+          "no API keys",
+        ),
+      ),
+  },
+  {
+    words: ["keys", "revoke"],
+    operands: ["<orgId>", "<keyId>"],
+    options: [],
+    summary: "revoke an API key",
+    run: (ctx) =>
+      answer(ctx, ctx.admin().request<ApiKey>("DELETE", `/admin/v1/organizations/${seg(ctx.operands[0]!)}/api-keys/${seg(ctx.operands[1]!)}`), (key) => {
+        const within = Math.round((key.revocationEffectiveWithinMs ?? 0) / 1000);
+        console.log(`${out.green("revoked")} API key ${out.bold(key.id)} "${key.name}" at ${key.revokedAt}`);
+        if (within > 0) console.log(out.dim(`edge isolates cache verified keys: it may still be accepted for up to ${within} s`));
+      }),
+  },
+  {
+    words: ["credits", "grant"],
+    operands: ["<orgId>", "<amount>"],
+    options: ["note"],
+    synopsis: "[--note <text>]",
+    summary: "add credits (a negative amount removes them); the first grant turns metering on",
+    run: (ctx) => {
+      const body = { amount: integer("<amount>", ctx.operands[1]), note: str(ctx.args, "note") };
+      return answer(ctx, ctx.admin().request<{ entry: LedgerEntry; credits: Credits }>("POST", `/admin/v1/organizations/${seg(ctx.operands[0]!)}/credits`, body), ({ entry, credits }) => {
+        console.log(`${out.green(entry.amount < 0 ? "removed" : "granted")} ${Math.abs(entry.amount)} credits${entry.note ? ` (${entry.note})` : ""}`);
+        printFields([
+          ["balance", credits.balance],
+          ["reserved", credits.reserved],
+          ["available", credits.available],
+        ]);
+      });
+    },
+  },
+  {
+    words: ["credits", "show"],
+    operands: ["<orgId>"],
+    options: ["limit"],
+    synopsis: "[--limit <n>]",
+    summary: "balance, reserved, available and the ledger (newest first)",
+    run: (ctx) => {
+      const limit = integer("--limit", str(ctx.args, "limit"));
+      const query = limit === undefined ? "" : `?limit=${limit}`;
+      return answer(ctx, ctx.admin().request<Credits & { organizationId: string; ledger: LedgerEntry[] }>("GET", `/admin/v1/organizations/${seg(ctx.operands[0]!)}/credits${query}`), (c) => {
+        printFields([
+          ["organization", c.organizationId],
+          ["metered", c.metered ? "yes" : "no (no credits granted yet: runs are not charged)"],
+          ["balance", c.balance],
+          ["reserved", c.reserved],
+          ["available", c.available],
+        ]);
+        console.log("");
+        printTable(
+          ["WHEN", "KIND", "AMOUNT", "BALANCE AFTER", "RUN", "NOTE"],
+          c.ledger.map((e) => [e.createdAt, e.kind, e.amount > 0 ? `+${e.amount}` : e.amount, e.balanceAfter, e.runId, e.note]),
+          "no ledger entries",
+        );
+      });
+    },
+  },
+];

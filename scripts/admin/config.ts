@@ -1,0 +1,61 @@
+/**
+ * Where the CLI talks to and with which credentials: flags, then environment variables, then
+ * (for a local URL only) the dev-only files `npm run dev` writes in .outrider/.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { CliError } from "./errors.ts";
+
+const devDir = join(resolve(import.meta.dirname, "../.."), ".outrider");
+export const DEFAULT_URL = "http://127.0.0.1:8787";
+
+export interface Credential {
+  flag: string;
+  envVar: string;
+  devFile: string;
+  what: string;
+}
+
+/** The hint printed with a 401: which flag, variable or file the value came from. */
+export const credentialHint = (c: Credential) => `check ${c.flag} / ${c.envVar} (default for a local URL: .outrider/${c.devFile})`;
+
+export const ADMIN_KEY: Credential = { flag: "--admin-key", envVar: "OUTRIDER_ADMIN_KEY", devFile: "dev-admin-key", what: "admin API key (the edge's ADMIN_API_KEY)" };
+export const INTERNAL_SECRET: Credential = {
+  flag: "--internal-secret",
+  envVar: "OUTRIDER_INTERNAL_SECRET",
+  devFile: "dev-internal-secret",
+  what: "internal service secret (the edge's INTERNAL_SERVICE_SECRET)",
+};
+export const API_KEY: Credential = { flag: "--api-key", envVar: "OUTRIDER_API_KEY", devFile: "dev-api-key", what: "API key (otr_<id>_<secret>)" };
+
+export function resolveUrl(flag: string | undefined): string {
+  const raw = flag || process.env.OUTRIDER_URL || DEFAULT_URL;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new CliError(`--url / OUTRIDER_URL is not a URL: "${raw}"`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") throw new CliError(`--url must be http(s): "${raw}"`);
+  return url.origin + url.pathname.replace(/\/+$/, "");
+}
+
+/** Dev files are only read for a local URL: a deployed environment never gets a dev secret by accident. */
+function isLocal(url: string): boolean {
+  const host = new URL(url).hostname;
+  return host === "localhost" || host === "127.0.0.1" || host === "[::1]" || host === "::1";
+}
+
+export function resolveCredential(credential: Credential, flag: string | undefined, url: string): string {
+  const given = flag || process.env[credential.envVar];
+  if (given) return given.trim();
+  const file = join(devDir, credential.devFile);
+  if (isLocal(url) && existsSync(file)) {
+    const value = readFileSync(file, "utf8").trim();
+    if (value) return value;
+  }
+  throw new CliError(`no ${credential.what} to call ${url} with`, [
+    `pass ${credential.flag} <value> or set ${credential.envVar}`,
+    isLocal(url) ? `(\`npm run dev\` writes the local one to .outrider/${credential.devFile})` : `(.outrider/${credential.devFile} is only used for a local URL)`,
+  ]);
+}

@@ -1,0 +1,46 @@
+/** HTTP calls of the CLI: JSON in and out, API errors and unreachable servers made readable. */
+import { CliError, apiFailure } from "./errors.ts";
+
+/** fetch, with connection failures turned into a message that names the URL. */
+export async function send(url: string, init: RequestInit): Promise<Response> {
+  try {
+    return await fetch(url, init);
+  } catch (error) {
+    const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+    const origin = new URL(url).origin;
+    const reason =
+      cause?.code === "ECONNREFUSED"
+        ? "connection refused"
+        : cause?.code === "ENOTFOUND"
+          ? "host not found"
+          : cause?.code === "ECONNRESET"
+            ? "connection reset"
+            : (cause?.message ?? (error as Error).message);
+    const local = ["localhost", "127.0.0.1", "[::1]"].includes(new URL(url).hostname);
+    throw new CliError(`cannot reach Outrider at ${origin} (${reason})`, [
+      local ? "is `npm run dev` running? For another environment pass --url or set OUTRIDER_URL." : "check --url / OUTRIDER_URL",
+    ]);
+  }
+}
+
+export interface JsonClient {
+  request<T = Record<string, unknown>>(method: string, path: string, body?: unknown): Promise<T>;
+}
+
+/**
+ * A client sending `Authorization: Bearer <token>`; any non-2xx answer throws an ApiFailure.
+ * `unauthorizedHint` says which credential to check when the answer is 401.
+ */
+export function jsonClient(baseUrl: string, token: string, unauthorizedHint?: string): JsonClient {
+  return {
+    async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+      const res = await send(baseUrl + path, {
+        method,
+        headers: { authorization: `Bearer ${token}`, accept: "application/json", ...(body === undefined ? {} : { "content-type": "application/json" }) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      if (!res.ok) throw await apiFailure(res, unauthorizedHint);
+      return (await res.json()) as T;
+    },
+  };
+}

@@ -1,0 +1,219 @@
+/**
+ * `run <workflow>`: executes a code workflow through the Workflow Runs API as a trusted internal
+ * caller (`Authorization: Bearer <INTERNAL_SERVICE_SECRET>` + `X-Organization-Id`) and follows
+ * its SSE stream, printing progress as it happens. A lost stream is resumed with Last-Event-ID.
+ */
+import { list, required, str } from "./args.ts";
+import type { Command, Context } from "./command.ts";
+import { API_KEY, INTERNAL_SECRET, credentialHint, resolveCredential } from "./config.ts";
+import { ApiFailure, CliError, apiFailure } from "./errors.ts";
+import { jsonClient, send } from "./http.ts";
+import { err, oneLine, out } from "./output.ts";
+import { readSse, type SseMessage } from "./sse.ts";
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const MAX_RESUMES = 5;
+
+function parseInputs(raw: string | undefined): Record<string, unknown> {
+  if (raw === undefined) return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch (error) {
+    throw new CliError(`--input is not valid JSON: ${(error as Error).message}`, [`example: --input '{"name":"Ada"}'`]);
+  }
+  if (!value || typeof value !== "object" || Array.isArray(value)) throw new CliError("--input must be a JSON object");
+  return value as Record<string, unknown>;
+}
+
+function parseEnvs(pairs: string[]): Record<string, string> {
+  const envs: Record<string, string> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0) throw new CliError(`--env takes NAME=value, not "${pair}"`);
+    envs[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return envs;
+}
+
+/** The workflow's UUID: given as is, or looked up by name in `GET /workflow/catalog` (needs an API key). */
+async function workflowUuid(ctx: Context, nameOrId: string): Promise<{ id: string; name: string }> {
+  if (UUID.test(nameOrId)) return { id: nameOrId, name: nameOrId };
+  const apiKey = resolveCredential(API_KEY, str(ctx.args, "api-key"), ctx.url);
+  const { workflows } = await jsonClient(ctx.url, apiKey, credentialHint(API_KEY)).request<{ workflows: Array<{ id: string; name: string }> }>("GET", "/workflow/catalog");
+  const found = workflows.find((w) => w.name === nameOrId);
+  if (!found) {
+    throw new CliError(`no workflow named "${nameOrId}" in the catalog`, [`available: ${workflows.map((w) => w.name).join(", ") || "(none)"}`]);
+  }
+  return found;
+}
+
+/**
+ * The edge trusts an internal caller's X-Organization-Id as is, and a run for an organization
+ * that does not exist fails as a 500; when the admin key is at hand, say so.
+ */
+async function organizationExists(ctx: Context, org: string): Promise<boolean> {
+  try {
+    await ctx.admin().request("GET", `/admin/v1/organizations/${encodeURIComponent(org)}`);
+    return true;
+  } catch (error) {
+    return !(error instanceof ApiFailure && error.code === "organization_not_found");
+  }
+}
+
+interface Content {
+  workflowRunId?: string;
+  status?: string;
+  activityRunId?: string;
+  stepName?: string;
+  attempt?: number;
+  error?: unknown;
+}
+
+/** Prints one line per event worth seeing; remembers what it needs to resume and to exit. */
+class Progress {
+  startedAt = Date.now();
+  attemptStarts = new Map<string, number>();
+  runId: string | undefined;
+  lastEventId: string | undefined;
+  outcome: "completed" | "failed" | "interrupted" | undefined;
+  json: boolean;
+
+  constructor(json: boolean) {
+    this.json = json;
+  }
+
+  private stamp(at = Date.now()) {
+    return out.dim(`+${((at - this.startedAt) / 1000).toFixed(2).padStart(6)}s`);
+  }
+
+  private status(status: string) {
+    if (status === "completed") return out.green(status);
+    if (status === "failed" || status === "cancelled") return out.red(status);
+    return out.cyan(status);
+  }
+
+  handle(message: SseMessage): void {
+    if (message.id !== undefined) this.lastEventId = message.id;
+    let data: Record<string, unknown>;
+    try {
+      data = JSON.parse(message.data) as Record<string, unknown>;
+    } catch {
+      data = { raw: message.data };
+    }
+    const content = (typeof data.content === "object" && data.content ? data.content : {}) as Content;
+    if (content.workflowRunId) this.runId = content.workflowRunId;
+    if (message.event === "result") this.outcome = data.success === true ? "completed" : "failed";
+    else if (message.event === "error") this.outcome = data.error === "stream interrupted" ? "interrupted" : "failed";
+
+    if (this.json) {
+      if (message.event !== "ping") console.log(JSON.stringify({ event: message.event, id: message.id ?? null, data }));
+      return;
+    }
+    const now = Date.now();
+    switch (message.event) {
+      case "workflow-run":
+        console.log(`${this.stamp(now)} workflow run ${out.dim(content.workflowRunId ?? "")} ${this.status(String(content.status))}`);
+        break;
+      case "activity-run": {
+        const key = content.activityRunId ?? `${content.stepName}:${content.attempt}`;
+        let took = "";
+        if (content.status === "running") this.attemptStarts.set(key, now);
+        else if (this.attemptStarts.has(key)) took = out.dim(` (${((now - this.attemptStarts.get(key)!) / 1000).toFixed(2)}s)`);
+        const error = content.error === undefined ? "" : ` ${err.red("—")} ${oneLine(typeof content.error === "string" ? content.error : JSON.stringify(content.error), 200)}`;
+        console.log(`${this.stamp(now)}   activity ${out.bold(String(content.stepName))}  attempt ${content.attempt}  ${this.status(String(content.status))}${took}${error}`);
+        break;
+      }
+      case "thinking":
+        console.log(out.dim(`${" ".repeat(18)}thinking: ${oneLine(typeof data.content === "string" ? data.content : "", 120)}`));
+        break;
+      case "result": {
+        const run = (data.workflowRun ?? {}) as { id?: string; outputs?: unknown; usage?: { tokens?: number; costUsd?: number; credits?: number | null } };
+        const usage = run.usage;
+        const figures = usage?.tokens ? `, ${usage.tokens} tokens, $${(usage.costUsd ?? 0).toFixed(6)}` : "";
+        console.log(`${this.stamp(now)} ${out.green("done")} in ${((now - this.startedAt) / 1000).toFixed(2)}s${figures}`);
+        console.log(out.bold("outputs:"));
+        console.log(JSON.stringify(run.outputs ?? null, null, 2));
+        break;
+      }
+      case "error":
+        if (this.outcome === "interrupted") {
+          console.log(out.yellow(`${this.stamp(now)} stream interrupted; resuming after event ${this.lastEventId ?? "0"}`));
+          break;
+        }
+        console.error(`${err.red("error:")} ${String(data.error ?? "the run failed")}`);
+        if (data.details !== undefined) console.error(`  ${typeof data.details === "string" ? data.details : JSON.stringify(data.details, null, 2)}`);
+        break;
+      default:
+        break; // ping and anything new
+    }
+  }
+}
+
+/** Reads the stream until the run's outcome, an interruption, or a dropped connection (then resumed). */
+async function follow(res: Response, progress: Progress): Promise<void> {
+  try {
+    for await (const message of readSse(res.body!)) {
+      progress.handle(message);
+      if (progress.outcome !== undefined) return;
+    }
+  } catch (error) {
+    if (!progress.json) console.log(out.yellow(`connection lost (${(error as Error).message}); resuming after event ${progress.lastEventId ?? "0"}`));
+  }
+}
+
+async function runWorkflow(ctx: Context): Promise<number> {
+  const org = required(ctx.args, "org", ctx.usage);
+  const inputs = parseInputs(str(ctx.args, "input"));
+  const envs = parseEnvs(list(ctx.args, "env"));
+  const secret = resolveCredential(INTERNAL_SECRET, str(ctx.args, "internal-secret"), ctx.url);
+  const workflow = await workflowUuid(ctx, ctx.operands[0]!);
+  const headers = { authorization: `Bearer ${secret}`, "x-organization-id": org, accept: "text/event-stream" };
+
+  const form = new FormData();
+  form.set("workflowId", workflow.id);
+  form.set("inputs", JSON.stringify(inputs));
+  form.set("envs", JSON.stringify(envs));
+  const progress = new Progress(ctx.json);
+  const label = workflow.name === workflow.id ? `workflow ${workflow.id}` : `${workflow.name} ${out.dim(`(${workflow.id})`)}`;
+  if (!ctx.json) console.log(`${out.bold("running")} ${label} for ${org} at ${ctx.url}`);
+  const res = await send(`${ctx.url}/api/v1/workflow-runs/execute/stream`, { method: "POST", headers, body: form });
+  if (!res.ok) {
+    const failure = await apiFailure(res, credentialHint(INTERNAL_SECRET));
+    if (failure.status === 500 && !(await organizationExists(ctx, org))) failure.hints.push(`organization "${org}" does not exist (see \`orgs list\`)`);
+    throw failure;
+  }
+
+  const onInterrupt = () => {
+    console.error(`\nstopped following${progress.runId ? `; the run goes on on the server: ${progress.runId}` : ""}`);
+    process.exit(130);
+  };
+  process.once("SIGINT", onInterrupt);
+  try {
+    await follow(res, progress);
+    for (let resumes = 0; progress.outcome !== "completed" && progress.outcome !== "failed"; resumes++) {
+      if (!progress.runId || resumes >= MAX_RESUMES) {
+        throw new CliError("the stream ended before the run did", progress.runId ? [`follow it with GET /api/v1/workflow-runs/${progress.runId}/stream`] : []);
+      }
+      await new Promise((r) => setTimeout(r, 1000 * (resumes + 1)));
+      progress.outcome = undefined;
+      const again = await send(`${ctx.url}/api/v1/workflow-runs/${progress.runId}/stream`, {
+        headers: { ...headers, ...(progress.lastEventId ? { "last-event-id": progress.lastEventId } : {}) },
+      });
+      if (!again.ok) throw await apiFailure(again, credentialHint(INTERNAL_SECRET));
+      await follow(again, progress);
+    }
+  } finally {
+    process.off("SIGINT", onInterrupt);
+  }
+  return progress.outcome === "completed" ? 0 : 1;
+}
+
+export const runCommand: Command = {
+  words: ["run"],
+  operands: ["<workflow>"],
+  options: ["org", "input", "env", "internal-secret", "api-key"],
+  synopsis: "--org <orgId> [--input '<json>'] [--env NAME=value ...]",
+  summary: "run a code workflow (name or UUID) through the Workflow Runs API, with live progress",
+  run: runWorkflow,
+};

@@ -1,0 +1,345 @@
+/**
+ * The admin CLI (`npm run admin`, scripts/admin.ts) run as a child process against the whole
+ * stack: the admin API commands, `run` with live progress from the Workflow Runs API, and the
+ * way it reports API errors, bad credentials and unreachable servers.
+ */
+import { spawn } from "node:child_process";
+import { createServer } from "node:net";
+import { resolve } from "node:path";
+import { beforeAll, describe, expect, inject, it } from "vitest";
+
+const root = resolve(import.meta.dirname, "../..");
+
+interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Starts `node scripts/admin.ts ...args` (as `npm run admin` does) with the stack's credentials in its environment. */
+function spawnCli(args: string[], env: Record<string, string | undefined> = {}) {
+  const base: Record<string, string | undefined> = { ...process.env };
+  for (const name of Object.keys(base)) if (name.startsWith("OUTRIDER_")) delete base[name];
+  return spawn(process.execPath, ["scripts/admin.ts", ...args], {
+    cwd: root,
+    env: {
+      ...base,
+      OUTRIDER_URL: inject("baseUrl"),
+      OUTRIDER_ADMIN_KEY: inject("adminKey"),
+      OUTRIDER_INTERNAL_SECRET: inject("internalSecret"),
+      OUTRIDER_API_KEY: inject("apiKey"),
+      ...env,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+}
+
+/** Runs the CLI to its end. */
+function cli(args: string[], env: Record<string, string | undefined> = {}): Promise<CliResult> {
+  const child = spawnCli(args, env);
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  return new Promise((done, fail) => {
+    child.once("error", fail);
+    child.once("close", (code) => done({ code, stdout, stderr }));
+  });
+}
+
+/** Like cli(), but the command must succeed; with --json the parsed output is returned. */
+async function ok(args: string[]): Promise<CliResult> {
+  const result = await cli(args);
+  expect(result.code, `${args.join(" ")}\n${result.stdout}\n${result.stderr}`).toBe(0);
+  return result;
+}
+
+async function okJson<T = Record<string, any>>(args: string[]): Promise<T> {
+  return JSON.parse((await ok([...args, "--json"])).stdout) as T;
+}
+
+const unique = () => Math.random().toString(36).slice(2, 10);
+
+function catalog(key: string): Promise<Response> {
+  return fetch(new URL("/workflow/catalog", inject("baseUrl")), { headers: { authorization: `Bearer ${key}` } });
+}
+
+/** A port nothing listens on. */
+function freePort(): Promise<number> {
+  return new Promise((done) => {
+    const server = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => done(port));
+    });
+  });
+}
+
+describe("help", () => {
+  it("lists every command, with no arguments, `help` and --help", async () => {
+    for (const args of [[], ["help"], ["--help"]]) {
+      const { code, stdout } = await cli(args);
+      expect(code).toBe(0);
+      for (const command of ["orgs create", "orgs list", "orgs show", "keys create", "keys list", "keys revoke", "credits grant", "credits show", "workflows create", "workflows update", "workflows publish", "workflows unpublish", "run <workflow>"]) {
+        expect(stdout).toContain(command);
+      }
+    }
+  });
+
+  it("an unknown command, a missing argument and a foreign option are usage errors", async () => {
+    const unknown = await cli(["frobnicate"]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('unknown command "frobnicate"');
+    const missing = await cli(["keys", "list"]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain("missing <orgId>");
+    const foreign = await cli(["orgs", "list", "--note", "x"]);
+    expect(foreign.code).toBe(1);
+    expect(foreign.stderr).toContain("--note does not apply to `orgs list`");
+  });
+});
+
+describe("organizations and API keys", () => {
+  const orgId = `org_cli_${unique()}`;
+
+  it("orgs create, list and show", async () => {
+    const created = await ok(["orgs", "create", "--name", "CLI Org", "--id", orgId]);
+    expect(created.stdout).toContain(`created organization ${orgId}`);
+    const list = await ok(["orgs", "list"]);
+    expect(list.stdout).toMatch(new RegExp(`${orgId}\\s+CLI Org\\s+unmetered`));
+    const shown = await okJson(["orgs", "show", orgId]);
+    expect(shown).toMatchObject({ id: orgId, name: "CLI Org", credits: { metered: false } });
+    // A generated id.
+    expect((await okJson(["orgs", "create", "--name", "Generated"])).id).toMatch(/^org_[a-z0-9]{12}$/);
+  });
+
+  it("a taken id is the API's error code on stderr and exit 1", async () => {
+    const again = await cli(["orgs", "create", "--name", "CLI Org", "--id", orgId]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain("organization_exists");
+    const bad = await cli(["orgs", "create", "--name", "x", "--id", "BAD"]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain("invalid_request");
+    expect(bad.stderr).toContain("- id:");
+  });
+
+  it("keys create prints a working key once, with a warning; keys revoke turns one off", async () => {
+    const created = await ok(["keys", "create", orgId, "--name", "backend", "--rate-limit", "500"]);
+    const key = created.stdout.match(/otr_[a-z0-9]+_[A-Za-z0-9]+/)?.[0];
+    expect(key).toBeDefined();
+    expect(created.stderr).toContain("will not be shown again");
+    expect((await catalog(key!)).status).toBe(200);
+
+    // A second key, revoked before it is ever used (so no edge isolate has it cached).
+    const second = await okJson<{ id: string; key: string }>(["keys", "create", orgId, "--name", "temporary"]);
+    const revoked = await ok(["keys", "revoke", orgId, second.id]);
+    expect(revoked.stdout).toContain(`revoked API key ${second.id}`);
+    expect((await catalog(second.key)).status).toBe(401);
+
+    const list = await ok(["keys", "list", orgId]);
+    expect(list.stdout).toMatch(/backend\s+otr_[a-z0-9]+_…\s+500/);
+    expect(list.stdout).not.toContain(key!.split("_")[2]);
+    const keys = (await okJson<{ apiKeys: Array<{ id: string; revokedAt: string | null }> }>(["keys", "list", orgId])).apiKeys;
+    expect(keys.find((k) => k.id === second.id)?.revokedAt).toBeTruthy();
+
+    const unknown = await cli(["keys", "revoke", orgId, "nosuchkey"]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain("api_key_not_found");
+  });
+});
+
+describe("credits", () => {
+  it("grant (also negative amounts) and show with the ledger", async () => {
+    const orgId = (await okJson(["orgs", "create", "--name", "CLI credits"])).id as string;
+    const granted = await ok(["credits", "grant", orgId, "5000", "--note", "trial grant"]);
+    expect(granted.stdout).toContain("granted 5000 credits (trial grant)");
+    await ok(["credits", "grant", orgId, "-200", "--note", "correction"]);
+
+    const shown = await ok(["credits", "show", orgId]);
+    expect(shown.stdout).toMatch(/balance\s+4800/);
+    expect(shown.stdout).toMatch(/reserved\s+0/);
+    expect(shown.stdout).toMatch(/available\s+4800/);
+    expect(shown.stdout).toMatch(/grant\s+-200\s+4800\s+-\s+correction/);
+    expect(shown.stdout).toMatch(/grant\s+\+5000\s+5000\s+-\s+trial grant/);
+    expect(shown.stdout.indexOf("correction")).toBeLessThan(shown.stdout.indexOf("trial grant"));
+
+    const limited = await okJson<{ balance: number; ledger: Array<{ note: string }> }>(["credits", "show", orgId, "--limit", "1"]);
+    expect(limited.balance).toBe(4800);
+    expect(limited.ledger.map((e) => e.note)).toEqual(["correction"]);
+
+    const zero = await cli(["credits", "grant", orgId, "0"]);
+    expect(zero.code).toBe(1);
+    expect(zero.stderr).toContain("invalid_request");
+    const notNumber = await cli(["credits", "grant", orgId, "lots"]);
+    expect(notNumber.code).toBe(1);
+    expect(notNumber.stderr).toContain("<amount> must be an integer");
+  });
+});
+
+describe("prompt workflows", () => {
+  it("create, update, publish, then POST /api/v1/run/<id> works with a key made by the CLI; unpublish stops it", async () => {
+    const orgId = (await okJson(["orgs", "create", "--name", "CLI workflows"])).id as string;
+    const key = (await okJson<{ key: string }>(["keys", "create", orgId, "--name", "runner"])).key;
+    const created = await ok([
+      "workflows", "create", orgId, "--name", "Explain", "--template", "Explain {{topic}} in one sentence.", "--model", "local/writer", "--max-output-tokens", "64", "--description", "from the CLI",
+    ]);
+    const workflowId = created.stdout.match(/wf_[a-z0-9]+/)![0];
+    expect(created.stdout).toMatch(/variables\s+topic/);
+    expect(created.stdout).toMatch(/published\s+no/);
+
+    const runIt = () =>
+      fetch(new URL(`/api/v1/run/${workflowId}`, inject("baseUrl")), {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: JSON.stringify({ topic: "durable execution" }),
+      });
+    expect((await runIt()).status).toBe(404);
+
+    const updated = await okJson(["workflows", "update", workflowId, "--web-search", "--description", "changed"]);
+    expect(updated).toMatchObject({ webSearch: true, description: "changed", maxOutputTokens: 64 });
+    expect(await okJson(["workflows", "update", workflowId, "--no-web-search"])).toMatchObject({ webSearch: false });
+
+    expect((await ok(["workflows", "publish", workflowId])).stdout).toContain(`published prompt workflow ${workflowId}`);
+    const res = await runIt();
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ success: true, result: expect.any(String) });
+
+    expect((await ok(["workflows", "list", orgId])).stdout).toMatch(new RegExp(`${workflowId}\\s+Explain\\s+local/writer\\s+yes\\s+topic`));
+    expect((await ok(["workflows", "show", workflowId])).stdout).toContain("Explain {{topic}} in one sentence.");
+
+    await ok(["workflows", "unpublish", workflowId]);
+    expect((await runIt()).status).toBe(404);
+
+    const badModel = await cli(["workflows", "create", orgId, "--name", "Bad", "--template", "{{x}}", "--model", "nope"]);
+    expect(badModel.code).toBe(1);
+    expect(badModel.stderr).toContain("invalid_request");
+    expect(badModel.stderr).toContain("- model:");
+    const missing = await cli(["workflows", "create", orgId, "--name", "No template"]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain("--template is required");
+  });
+});
+
+describe("run", () => {
+  let orgId = "";
+  beforeAll(async () => {
+    orgId = (await okJson(["orgs", "create", "--name", "CLI runs"])).id as string;
+  });
+
+  it("shows progress as it happens, then the outputs", async () => {
+    const { code, stdout } = await cli(["run", "hello", "--org", orgId, "--input", '{"name":"Ada"}']);
+    expect(code, stdout).toBe(0);
+    expect(stdout).toMatch(/workflow run [0-9a-f-]{36} running/);
+    expect(stdout).toMatch(/activity composeGreeting\s+attempt 1\s+running/);
+    expect(stdout).toMatch(/activity composeGreeting\s+attempt 1\s+completed/);
+    expect(stdout).toMatch(/workflow run [0-9a-f-]{36} completed/);
+    expect(stdout).toContain('"greeting": "Hello, Ada!"');
+    // Progress lines come before the outputs, in the order they happened, each with its elapsed time.
+    const lines = stdout.split("\n");
+    const at = (pattern: RegExp) => lines.findIndex((line) => pattern.test(line));
+    expect(at(/composeGreeting\s+attempt 1\s+running/)).toBeLessThan(at(/composeGreeting\s+attempt 1\s+completed/));
+    expect(at(/composeGreeting\s+attempt 1\s+completed/)).toBeLessThan(at(/^outputs:/));
+    expect(lines[at(/composeGreeting\s+attempt 1\s+completed/)]).toMatch(/^\+\s*\d+\.\d\ds .*\(\d+\.\d\ds\)$/);
+  });
+
+  it("prints each step while the run is still going, not at the end", async () => {
+    const child = spawnCli(["run", "two_steps", "--org", orgId, "--input", '{"text":"slow and steady","pauseMs":4000}']);
+    let stdout = "";
+    const exited = new Promise<number | null>((done) => child.once("close", done));
+    const firstStep = await new Promise<string>((done, fail) => {
+      child.stdout.on("data", (chunk: Buffer) => {
+        stdout += chunk.toString();
+        const line = stdout.split("\n").find((l) => /activity \S+\s+attempt 1\s+completed/.test(l));
+        if (line) done(line);
+      });
+      child.once("close", () => fail(new Error(`exited before any step was shown:\n${stdout}`)));
+    });
+    expect(firstStep).toBeTruthy();
+    // The run pauses 4 s after its first step: the CLI has shown it and is still following.
+    expect(child.exitCode).toBeNull();
+    expect(stdout).not.toContain("outputs:");
+    expect(await exited).toBe(0);
+    expect(stdout).toContain("outputs:");
+  });
+
+  it("--env reaches the workflow's activities", async () => {
+    const { code, stdout } = await cli(["run", "hello", "--org", orgId, "--input", '{"name":"Ada"}', "--env", "GREETING=Bonjour"]);
+    expect(code).toBe(0);
+    expect(stdout).toContain('"greeting": "Bonjour, Ada!"');
+  });
+
+  it("a retried step shows attempts 1 and 2", async () => {
+    const { code, stdout } = await cli(["run", "flaky_step", "--org", orgId, "--input", '{"failures":1}']);
+    expect(code, stdout).toBe(0);
+    expect(stdout).toMatch(/activity unreliableStep\s+attempt 1\s+failed/);
+    expect(stdout).toMatch(/activity unreliableStep\s+attempt 2\s+running/);
+    expect(stdout).toMatch(/activity unreliableStep\s+attempt 2\s+completed/);
+    expect(stdout).toContain('"attempts": 2');
+  });
+
+  it("shows the thinking of LLM steps", async () => {
+    const { code, stdout } = await cli(["run", "company_research", "--org", orgId, "--input", '{"domain":"example.org"}']);
+    expect(code, stdout).toBe(0);
+    expect(stdout).toMatch(/thinking: Reading the request/);
+    expect(stdout).toMatch(/\d+ tokens/);
+  });
+
+  it("a failed run: its error on stderr, exit 1", async () => {
+    const { code, stdout, stderr } = await cli(["run", "always_fails", "--org", orgId]);
+    expect(code).toBe(1);
+    expect(stdout).toMatch(/workflow run [0-9a-f-]{36} failed/);
+    expect(stderr).toContain("workflow run failed");
+    expect(stderr).toContain("gave up on purpose");
+  });
+
+  it("bad input: the API's error code and issues, exit 1", async () => {
+    const invalid = await cli(["run", "hello", "--org", orgId, "--input", '{"name":5}']);
+    expect(invalid.code).toBe(1);
+    expect(invalid.stderr).toContain("invalid_input");
+    expect(invalid.stderr).toContain("- input.name:");
+    const notJson = await cli(["run", "hello", "--org", orgId, "--input", "{name"]);
+    expect(notJson.code).toBe(1);
+    expect(notJson.stderr).toContain("--input is not valid JSON");
+    const unknown = await cli(["run", "no_such_workflow", "--org", orgId]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('no workflow named "no_such_workflow"');
+    expect(unknown.stderr).toContain("hello");
+  });
+
+  it("--json prints one JSON line per event, ending with the result", async () => {
+    const { code, stdout } = await cli(["run", "hello", "--org", orgId, "--input", '{"name":"Bo"}', "--json"]);
+    expect(code).toBe(0);
+    const events = stdout.trim().split("\n").map((line) => JSON.parse(line) as { event: string; data: Record<string, any> });
+    expect(events.map((e) => e.event)).toEqual(["workflow-run", "activity-run", "activity-run", "workflow-run", "result"]);
+    expect(events.at(-1)!.data.workflowRun.outputs).toEqual({ greeting: "Hello, Bo!" });
+  });
+
+  it("a wrong internal secret is unauthorized, with a hint", async () => {
+    const { code, stderr } = await cli(["run", "hello", "--org", orgId, "--input", '{"name":"Ada"}'], { OUTRIDER_INTERNAL_SECRET: "not-the-secret" });
+    expect(code).toBe(1);
+    expect(stderr).toContain("unauthorized");
+    expect(stderr).toContain("OUTRIDER_INTERNAL_SECRET");
+  });
+});
+
+describe("credentials and connections", () => {
+  it("a wrong admin key: unauthorized, exit 1", async () => {
+    const { code, stderr } = await cli(["orgs", "list"], { OUTRIDER_ADMIN_KEY: "wrong-admin-key" });
+    expect(code).toBe(1);
+    expect(stderr).toContain("unauthorized");
+    expect(stderr).toContain("OUTRIDER_ADMIN_KEY");
+  });
+
+  it("an unreachable URL: a message naming it", async () => {
+    const port = await freePort();
+    const { code, stderr } = await cli(["orgs", "list"], { OUTRIDER_URL: `http://127.0.0.1:${port}` });
+    expect(code).toBe(1);
+    expect(stderr).toContain(`cannot reach Outrider at http://127.0.0.1:${port} (connection refused)`);
+  });
+
+  it("no admin key for a deployed URL: says how to set one (dev files are for local URLs only)", async () => {
+    const { code, stderr } = await cli(["orgs", "list", "--url", "https://outrider.invalid"], { OUTRIDER_ADMIN_KEY: undefined });
+    expect(code).toBe(1);
+    expect(stderr).toContain("no admin API key");
+    expect(stderr).toContain("OUTRIDER_ADMIN_KEY");
+  });
+});
