@@ -1,6 +1,8 @@
 /**
  * `npm test`: type checks, then every test layer in order (edge in workerd, host against a real
- * Temporal, e2e against the whole stack), then one summary line. Exits non-zero if anything failed.
+ * Temporal, e2e against the whole stack, cli: the admin CLI against the whole stack, faults,
+ * browser: the run viewer in headless Chromium, fuzz: Schemathesis over /openapi.json), then one
+ * summary line. Exits non-zero if anything failed.
  */
 import { spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, rmSync } from "node:fs";
@@ -8,7 +10,7 @@ import { resolve } from "node:path";
 
 const root = resolve(import.meta.dirname, "..");
 const resultsDir = resolve(root, "test-results");
-const layers = (process.env.OUTRIDER_TEST_LAYERS ?? "edge,host,e2e,faults").split(",").filter(Boolean);
+const layers = (process.env.OUTRIDER_TEST_LAYERS ?? "edge,host,e2e,cli,faults,browser,fuzz").split(",").filter(Boolean);
 
 rmSync(resultsDir, { recursive: true, force: true });
 mkdirSync(resultsDir, { recursive: true });

@@ -4,7 +4,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync } from "node:fs";
+import { appendFileSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { generateApiKey } from "../../src/shared/api-keys.ts";
@@ -21,6 +21,8 @@ export interface RunningStack {
   apiKey: string;
   /** The admin API key of this stack (test-only value). */
   adminKey: string;
+  /** The INTERNAL_SERVICE_SECRET of this stack (test-only value), for trusted Workflow Runs API calls. */
+  internalSecret: string;
   stateDir: string;
   temporalAddress: string;
   /** The local OpenAI-compatible server of this stack. */
@@ -48,6 +50,7 @@ export async function startStack(ports: { edge: number; host: number; temporal: 
   const stateDir = mkdtempSync(join(tmpdir(), "outrider-e2e-"));
   const apiKey = generateApiKey().key;
   const adminKey = `test_admin_${randomBytes(16).toString("hex")}`;
+  const internalSecret = options.env?.INTERNAL_SERVICE_SECRET ?? `test_internal_${randomBytes(16).toString("hex")}`;
   const child: ChildProcess = spawn(process.execPath, ["scripts/dev.ts"], {
     cwd: root,
     env: {
@@ -65,7 +68,7 @@ export async function startStack(ports: { edge: number; host: number; temporal: 
       // Tests and benchmarks drive one key hard; the limiter itself is tested in test/edge.
       RATE_LIMIT_PER_MINUTE: "1000000",
       ADMIN_API_KEY: adminKey,
-      INTERNAL_SERVICE_SECRET: `test_internal_${randomBytes(16).toString("hex")}`,
+      INTERNAL_SERVICE_SECRET: internalSecret,
       JWT_SECRET: TEST_JWT_SECRET,
       // Short enough for a test to see a prompt run time out (local/slow* models), long enough for the others.
       PROMPT_RUN_MAX_MS: "10000",
@@ -86,6 +89,9 @@ export async function startStack(ports: { edge: number; host: number; temporal: 
     }
   };
   const startup = waitForOutput(child, READY_MARKER, timeoutMs, "npm run dev");
+  // Everything the stack logs (edge, host, Temporal), for tests that read it (no secret in logs).
+  const logFile = join(stateDir, "stack.log");
+  for (const stream of [child.stdout!, child.stderr!]) stream.on("data", (chunk: Buffer) => appendFileSync(logFile, chunk));
   await startup.done.catch(async (err) => {
     await stop();
     throw err;
@@ -94,6 +100,7 @@ export async function startStack(ports: { edge: number; host: number; temporal: 
     baseUrl: `http://127.0.0.1:${ports.edge}`,
     apiKey,
     adminKey,
+    internalSecret,
     stateDir,
     temporalAddress: `127.0.0.1:${ports.temporal}`,
     localLlmUrl: `http://127.0.0.1:${ports.host + 2}`,
