@@ -1,3 +1,5 @@
+import { spawnSync } from "node:child_process";
+import { resolve } from "node:path";
 import type { TestProject } from "vitest/node";
 import { startStack } from "../support/stack.ts";
 import { startLlmPacer } from "./llm-pacer.ts";
@@ -15,6 +17,9 @@ declare module "vitest" {
 const LLM_DELAY_MS = 1_500;
 
 export default async function setup(project: TestProject) {
+  // `npm test` on a fresh machine: Debian's Chromium is installed here when it is missing.
+  const install = spawnSync("bash", ["scripts/install-chromium.sh"], { cwd: resolve(import.meta.dirname, "../.."), stdio: "inherit" });
+  if (install.status !== 0) throw new Error("could not install Chromium (scripts/install-chromium.sh)");
   const ports = {
     edge: Number(process.env.BROWSER_EDGE_PORT ?? 8867),
     host: Number(process.env.BROWSER_HOST_PORT ?? 8868),
