@@ -15,7 +15,7 @@ import {
 import { HOST_PATHS, interactRequest, startRunRequest, terminateRequest } from "../src/shared/host-api.ts";
 import { TERMINAL_STATUSES } from "../src/shared/run-status.ts";
 import { runStartedEvent } from "../src/shared/run-events.ts";
-import { verifyRequest } from "../src/shared/signing.ts";
+import { NonceMemory, verifyRequest } from "../src/shared/signing.ts";
 import { hasHandler, isStartable, type HandlerKind } from "./catalog.ts";
 import type { EdgeClient } from "./edge-client.ts";
 import type { HistoryRelay } from "./history-relay.ts";
@@ -44,12 +44,15 @@ export function createControlApi(deps: ControlApiDeps): Hono {
   const app = new Hono();
 
   app.get("/health", (c) => c.json({ ok: true }));
+  // Accepted nonces of signed requests, so a replay is refused (per host process).
+  const nonces = new NonceMemory();
 
   app.use("/v1/*", async (c, next) => {
     const body = new Uint8Array(await c.req.raw.clone().arrayBuffer());
     const url = new URL(c.req.url);
     const verdict = await verifyRequest(deps.sharedSecrets, c.req.method, url.pathname + url.search, c.req.raw.headers, body);
     if (!verdict.ok) throw hostError(401, verdict.reason, "request to the host is not signed with the shared secret, or its signature is stale");
+    if (!nonces.claim(verdict.nonce, verdict.expiresAt)) throw hostError(401, "replayed_signature", "this signed request was already used");
     await next();
   });
 

@@ -185,6 +185,16 @@ export const stepRuns = sqliteTable(
   (t) => [uniqueIndex("step_runs_run_step_attempt_uq").on(t.runId, t.stepId, t.attempt)],
 );
 
+/**
+ * Nonces of signed host requests (/internal/*) accepted within the signature window: a request
+ * presented a second time is a replay and is refused. Rows past `expires_at` are deleted lazily.
+ */
+export const hostRequestNonces = sqliteTable("host_request_nonces", {
+  nonce: text("nonce").primaryKey(),
+  /** Epoch ms after which the request could no longer pass the time check anyway. */
+  expiresAt: integer("expires_at").notNull(),
+});
+
 export type Run = typeof runs.$inferSelect;
 export type Workflow = typeof workflows.$inferSelect;
 export type ApiKey = typeof apiKeys.$inferSelect;

@@ -1,12 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { SIGNATURE_HEADER, SIGNATURE_WINDOW_SECONDS, TIMESTAMP_HEADER, signRequest, verifyRequest } from "./signing.ts";
+import { NONCE_HEADER, NonceMemory, SIGNATURE_HEADER, SIGNATURE_WINDOW_SECONDS, TIMESTAMP_HEADER, signRequest, verifyRequest } from "./signing.ts";
 
 const headersOf = (h: Record<string, string>) => new Headers(h);
 
 describe("request signing", () => {
   it("verifies what it signed", async () => {
     const h = await signRequest("s3cret", "POST", "/v1/runs/start", '{"a":1}');
-    expect(await verifyRequest(["s3cret"], "POST", "/v1/runs/start", headersOf({ ...h }), '{"a":1}')).toEqual({ ok: true });
+    expect(await verifyRequest(["s3cret"], "POST", "/v1/runs/start", headersOf({ ...h }), '{"a":1}')).toMatchObject({ ok: true, nonce: h[NONCE_HEADER] });
   });
 
   it("rejects another body, path, method or secret", async () => {
@@ -23,11 +23,28 @@ describe("request signing", () => {
     const h = await signRequest("s3cret", "GET", "/x", "", old);
     expect(await verifyRequest(["s3cret"], "GET", "/x", headersOf({ ...h }), "")).toEqual({ ok: false, reason: "stale_signature" });
     expect(h[TIMESTAMP_HEADER]).toMatch(/^\d+$/);
-    expect(h[SIGNATURE_HEADER]).toMatch(/^v1=[0-9a-f]{64}$/);
+    expect(h[SIGNATURE_HEADER]).toMatch(/^v2=[0-9a-f]{64}$/);
   });
 
   it("accepts either secret during a rotation", async () => {
     const h = headersOf({ ...(await signRequest("old", "GET", "/x", "")) });
-    expect(await verifyRequest(["new", "old"], "GET", "/x", h, "")).toEqual({ ok: true });
+    expect(await verifyRequest(["new", "old"], "GET", "/x", h, "")).toMatchObject({ ok: true });
+  });
+
+  it("signs each request with a fresh nonce, which the signature covers", async () => {
+    const a = await signRequest("s3cret", "GET", "/x", "");
+    const b = await signRequest("s3cret", "GET", "/x", "");
+    expect(a[NONCE_HEADER]).toMatch(/^[0-9a-f]{32}$/);
+    expect(a[NONCE_HEADER]).not.toBe(b[NONCE_HEADER]);
+    const swapped = headersOf({ ...a, [NONCE_HEADER]: b[NONCE_HEADER] });
+    expect(await verifyRequest(["s3cret"], "GET", "/x", swapped, "")).toEqual({ ok: false, reason: "bad_signature" });
+  });
+
+  it("a nonce can be claimed once while its window lasts", () => {
+    const memory = new NonceMemory();
+    const now = Date.now();
+    expect(memory.claim("n1", now + 1000, now)).toBe(true);
+    expect(memory.claim("n1", now + 1000, now)).toBe(false);
+    expect(memory.claim("n2", now + 1000, now)).toBe(true);
   });
 });

@@ -1,16 +1,18 @@
 /**
  * HMAC signing for calls between the edge Worker and the Node host, in both directions.
  *
- * The signature covers method, path (with query), a timestamp and the SHA-256 of the body, so a
- * captured request cannot be replayed against another route, with another body, or after the
- * window closes. Uses only WebCrypto, so the same code runs in workerd and in Node.
+ * The signature covers method, path (with query), a timestamp, a random nonce and the SHA-256 of
+ * the body, so a captured request cannot be replayed against another route, with another body,
+ * or after the window closes; receivers remember the nonces they accepted within the window and
+ * refuse a second use (a replay). Uses only WebCrypto, so the same code runs in workerd and Node.
  */
 
 export const SIGNATURE_HEADER = "x-outrider-signature";
 export const TIMESTAMP_HEADER = "x-outrider-timestamp";
+export const NONCE_HEADER = "x-outrider-nonce";
 /** How far a signed request's timestamp may be from the receiver's clock. */
 export const SIGNATURE_WINDOW_SECONDS = 300;
-const SIGNATURE_VERSION = "v1";
+const SIGNATURE_VERSION = "v2";
 
 const encoder = new TextEncoder();
 
@@ -36,14 +38,17 @@ function hmacKey(secret: string): Promise<CryptoKey> {
   return key;
 }
 
-async function canonical(method: string, pathAndQuery: string, timestamp: string, body: string | Uint8Array) {
-  return `${SIGNATURE_VERSION}\n${method.toUpperCase()}\n${pathAndQuery}\n${timestamp}\n${await sha256Hex(body)}`;
+async function canonical(method: string, pathAndQuery: string, timestamp: string, nonce: string, body: string | Uint8Array) {
+  return `${SIGNATURE_VERSION}\n${method.toUpperCase()}\n${pathAndQuery}\n${timestamp}\n${nonce}\n${await sha256Hex(body)}`;
 }
 
 export interface SignedHeaders {
   [TIMESTAMP_HEADER]: string;
+  [NONCE_HEADER]: string;
   [SIGNATURE_HEADER]: string;
 }
+
+const NONCE_PATTERN = /^[0-9a-f]{32}$/;
 
 export async function signRequest(
   secret: string,
@@ -53,15 +58,17 @@ export async function signRequest(
   now: number = Date.now(),
 ): Promise<SignedHeaders> {
   const timestamp = String(Math.floor(now / 1000));
+  // Fresh for every request, retries included: a retry is a new request, a replay is not.
+  const nonce = toHex(crypto.getRandomValues(new Uint8Array(16)).buffer as ArrayBuffer);
   const mac = await crypto.subtle.sign(
     "HMAC",
     await hmacKey(secret),
-    encoder.encode(await canonical(method, pathAndQuery, timestamp, body)),
+    encoder.encode(await canonical(method, pathAndQuery, timestamp, nonce, body)),
   );
-  return { [TIMESTAMP_HEADER]: timestamp, [SIGNATURE_HEADER]: `${SIGNATURE_VERSION}=${toHex(mac)}` };
+  return { [TIMESTAMP_HEADER]: timestamp, [NONCE_HEADER]: nonce, [SIGNATURE_HEADER]: `${SIGNATURE_VERSION}=${toHex(mac)}` };
 }
 
-export type VerifyFailure = "missing_signature" | "stale_signature" | "bad_signature";
+export type VerifyFailure = "missing_signature" | "stale_signature" | "bad_signature" | "replayed_signature";
 
 /**
  * Checks a signed request. `secrets` may hold more than one value so that the shared secret can be
@@ -74,12 +81,14 @@ export async function verifyRequest(
   headers: { get(name: string): string | null },
   body: string | Uint8Array,
   now: number = Date.now(),
-): Promise<{ ok: true } | { ok: false; reason: VerifyFailure }> {
+): Promise<{ ok: true; nonce: string; expiresAt: number } | { ok: false; reason: VerifyFailure }> {
   const timestamp = headers.get(TIMESTAMP_HEADER);
+  const nonce = headers.get(NONCE_HEADER);
   const signature = headers.get(SIGNATURE_HEADER);
-  if (!timestamp || !signature || !signature.startsWith(`${SIGNATURE_VERSION}=`)) {
+  if (!timestamp || !nonce || !signature || !signature.startsWith(`${SIGNATURE_VERSION}=`)) {
     return { ok: false, reason: "missing_signature" };
   }
+  if (!NONCE_PATTERN.test(nonce)) return { ok: false, reason: "bad_signature" };
   const seconds = Number(timestamp);
   if (!Number.isInteger(seconds) || Math.abs(now / 1000 - seconds) > SIGNATURE_WINDOW_SECONDS) {
     return { ok: false, reason: "stale_signature" };
@@ -87,11 +96,14 @@ export async function verifyRequest(
   const hex = signature.slice(SIGNATURE_VERSION.length + 1);
   if (!/^[0-9a-f]{64}$/.test(hex)) return { ok: false, reason: "bad_signature" };
   const mac = new Uint8Array(hex.match(/../g)!.map((h) => parseInt(h, 16)));
-  const data = encoder.encode(await canonical(method, pathAndQuery, timestamp, body));
+  const data = encoder.encode(await canonical(method, pathAndQuery, timestamp, nonce, body));
   for (const secret of secrets) {
     if (!secret) continue;
-    // crypto.subtle.verify compares in constant time.
-    if (await crypto.subtle.verify("HMAC", await hmacKey(secret), mac, data)) return { ok: true };
+    // crypto.subtle.verify compares in constant time. The nonce must be remembered until the
+    // request could no longer pass the time check.
+    if (await crypto.subtle.verify("HMAC", await hmacKey(secret), mac, data)) {
+      return { ok: true, nonce, expiresAt: (seconds + SIGNATURE_WINDOW_SECONDS + 1) * 1000 };
+    }
   }
   return { ok: false, reason: "bad_signature" };
 }
@@ -99,4 +111,22 @@ export async function verifyRequest(
 /** Splits a comma-separated secret list (current first, then the one being rotated out). */
 export function parseSecrets(value: string | undefined): string[] {
   return (value ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+}
+
+/**
+ * Nonces accepted within the signature window, in memory (for a single receiving process, such as
+ * one Node host). The edge keeps its own in D1, shared by every isolate.
+ */
+export class NonceMemory {
+  private readonly seen = new Map<string, number>();
+
+  /** true the first time a nonce is claimed; false for a replay. */
+  claim(nonce: string, expiresAt: number, now = Date.now()): boolean {
+    if (this.seen.size > 10_000 || Math.random() < 0.01) {
+      for (const [n, until] of this.seen) if (until < now) this.seen.delete(n);
+    }
+    if ((this.seen.get(nonce) ?? 0) >= now) return false;
+    this.seen.set(nonce, expiresAt);
+    return true;
+  }
 }

@@ -4,7 +4,8 @@ import type { RunStream } from "../../durable-objects/run-stream.ts";
 import { beforeAll, describe, expect, it } from "vitest";
 import { catalogEntries } from "../../host/catalog.ts";
 import { runStream } from "../../src/run-stream-client.ts";
-import { call, seedCatalog, seedOrganization, signedPost, type ErrorBody } from "./helpers.ts";
+import { signRequest } from "../../src/shared/signing.ts";
+import { TEST_HOST_SECRET, call, seedCatalog, seedOrganization, signedPost, type ErrorBody } from "./helpers.ts";
 
 const WORKFLOW_ID = "hello-11111111-2222-4333-8444-555555555555";
 
@@ -47,6 +48,16 @@ describe("internal routes (host → edge)", () => {
     expect((await signedPost("/internal/catalog", { workflows: [] }, "wrong-secret")).status).toBe(401);
     const tenMinutesAgo = Date.now() - 10 * 60_000;
     expect((await signedPost("/internal/catalog", { workflows: [] }, undefined, tenMinutesAgo)).status).toBe(401);
+  });
+
+  it("refuses a replayed request: the same signed request works once", async () => {
+    const text = JSON.stringify({ workflows: catalogEntries() });
+    const headers = { ...(await signRequest(TEST_HOST_SECRET, "POST", "/internal/catalog", text)), "content-type": "application/json" };
+    const send = () => call("/internal/catalog", { method: "POST", headers, body: text });
+    expect((await send()).status).toBe(200);
+    const replay = await send();
+    expect(replay.status).toBe(401);
+    expect(((await replay.json()) as ErrorBody).error.message).toMatch(/replayed/);
   });
 
   it("accepts a request signed with the secret being rotated out", async () => {

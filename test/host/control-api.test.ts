@@ -50,6 +50,14 @@ describe("control API auth", () => {
     expect(await res.json()).toMatchObject({ error: { code: "missing_signature" } });
   });
 
+  it("refuses a replayed signed request with 401", async () => {
+    const headers = { ...(await signRequest(SECRET, "GET", HOST_PATHS.metrics, "")), "content-type": "application/json" };
+    expect((await app.request(HOST_PATHS.metrics, { method: "GET", headers })).status).toBe(200);
+    const replay = await app.request(HOST_PATHS.metrics, { method: "GET", headers });
+    expect(replay.status).toBe(401);
+    expect(await replay.json()).toMatchObject({ error: { code: "replayed_signature" } });
+  });
+
   it("refuses a stale signature with 401", async () => {
     const res = await signed("POST", HOST_PATHS.start, { workflowId: newId("hello"), workflowName: "hello", input: { name: "x" } }, { now: Date.now() - 3_600_000 });
     expect(res.status).toBe(401);

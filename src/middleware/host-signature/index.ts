@@ -3,7 +3,13 @@ import type { AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
 import { parseSecrets, verifyRequest } from "../../shared/signing.ts";
 
-/** Guards /internal/*: only requests signed by the Node host with the shared secret get through. */
+/** One request in this many also deletes expired nonces. */
+const NONCE_CLEANUP_PROBABILITY = 0.01;
+
+/**
+ * Guards /internal/*: only requests signed by the Node host with the shared secret get through,
+ * each once (a replayed request is refused).
+ */
 export const hostSignature = () =>
   createMiddleware<AppEnv>(async (c, next) => {
     const body = new Uint8Array(await c.req.raw.clone().arrayBuffer());
@@ -16,5 +22,13 @@ export const hostSignature = () =>
       body,
     );
     if (!verdict.ok) throw new ApiError("unauthorized", `internal route: ${verdict.reason.replaceAll("_", " ")}`);
+    // One use per signed request, across every isolate: D1 remembers accepted nonces.
+    const claimed = await c.env.DB.prepare("INSERT INTO host_request_nonces (nonce, expires_at) VALUES (?, ?) ON CONFLICT (nonce) DO NOTHING RETURNING nonce")
+      .bind(verdict.nonce, verdict.expiresAt)
+      .first();
+    if (!claimed) throw new ApiError("unauthorized", "internal route: replayed signature (this signed request was already used)");
+    if (Math.random() < NONCE_CLEANUP_PROBABILITY) {
+      c.executionCtx.waitUntil(c.env.DB.prepare("DELETE FROM host_request_nonces WHERE expires_at < ?").bind(Date.now()).run());
+    }
     await next();
   });
