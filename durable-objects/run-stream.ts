@@ -41,6 +41,8 @@ export const STREAM_DONE_CLOSE_CODE = 4000;
 export interface RecordResult {
   accepted: number;
   duplicates: number;
+  /** The signed push carrying these events was seen before: nothing was recorded. */
+  replayed?: boolean;
 }
 
 /** What the Worker needs before it opens a stream (404/204 decisions). */
@@ -118,6 +120,8 @@ export class RunStream extends DurableObject<Env> {
       )`);
       this.sql.exec("CREATE INDEX IF NOT EXISTS events_run_history ON events (run_id, history_event_id)");
       this.sql.exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
+      // Nonces of the signed pushes this run received, while they could still pass the time check.
+      this.sql.exec("CREATE TABLE IF NOT EXISTS push_nonces (nonce TEXT PRIMARY KEY, expires_at INTEGER NOT NULL)");
     });
   }
 
@@ -128,7 +132,12 @@ export class RunStream extends DurableObject<Env> {
    * Inserting and broadcasting happen with no await in between, so every subscriber sees the log
    * in order, with nothing missed and nothing twice, whatever else is in flight.
    */
-  async record(workflowId: string, events: RunEvent[]): Promise<RecordResult> {
+  async record(workflowId: string, events: RunEvent[], nonce?: { nonce: string; expiresAt: number }): Promise<RecordResult> {
+    if (nonce) {
+      this.sql.exec("DELETE FROM push_nonces WHERE expires_at < ?", Date.now());
+      const fresh = this.sql.exec("INSERT OR IGNORE INTO push_nonces (nonce, expires_at) VALUES (?, ?) RETURNING nonce", nonce.nonce, nonce.expiresAt).toArray();
+      if (fresh.length === 0) return { accepted: 0, duplicates: 0, replayed: true };
+    }
     this.setMeta("workflowId", workflowId);
     const fresh: LogRow[] = [];
     for (const event of events) {

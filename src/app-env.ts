@@ -19,6 +19,8 @@ export interface AppEnv {
   Variables: {
     requestId: string;
     auth: AuthContext;
+    /** The verified nonce of a signed host request, for the route that claims it (run events). */
+    hostNonce?: { nonce: string; expiresAt: number };
   };
 }
 

@@ -5,6 +5,6 @@ export function runStream(env: Env, workflowId: string) {
   return env.RUN_STREAM.get(env.RUN_STREAM.idFromName(workflowId));
 }
 
-export function recordRunEvents(env: Env, workflowId: string, events: RunEvent[]) {
-  return runStream(env, workflowId).record(workflowId, events);
+export function recordRunEvents(env: Env, workflowId: string, events: RunEvent[], nonce?: { nonce: string; expiresAt: number }) {
+  return runStream(env, workflowId).record(workflowId, events, nonce);
 }

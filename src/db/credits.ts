@@ -13,8 +13,17 @@ import { creditLedger, organizations } from "./schema.ts";
 
 export type ReserveOutcome = { ok: true; metered: boolean } | { ok: false; available: number };
 
-/** Holds `amount` credits for a run if the organization has them available. */
+/**
+ * Holds `amount` credits for a run if the organization has them available. An unmetered
+ * organization costs one read; for a metered one the hold is one conditional UPDATE, so
+ * concurrent holds can never exceed the balance.
+ */
 export async function reserveCredits(d1: D1Database, organizationId: string, amount: number): Promise<ReserveOutcome> {
+  const org = await d1
+    .prepare("SELECT credit_balance AS balance FROM organizations WHERE id = ?")
+    .bind(organizationId)
+    .first<{ balance: number | null }>();
+  if (!org || org.balance === null) return { ok: true, metered: false };
   const held = await d1
     .prepare(
       `UPDATE organizations SET credits_reserved = credits_reserved + ?1
@@ -24,12 +33,11 @@ export async function reserveCredits(d1: D1Database, organizationId: string, amo
     .bind(amount, organizationId)
     .first();
   if (held) return { ok: true, metered: true };
-  const org = await d1
+  const now = await d1
     .prepare("SELECT credit_balance AS balance, credits_reserved AS reserved FROM organizations WHERE id = ?")
     .bind(organizationId)
-    .first<{ balance: number | null; reserved: number }>();
-  if (!org || org.balance === null) return { ok: true, metered: false };
-  return { ok: false, available: Math.max(0, org.balance - org.reserved) };
+    .first<{ balance: number; reserved: number }>();
+  return { ok: false, available: Math.max(0, (now?.balance ?? 0) - (now?.reserved ?? 0)) };
 }
 
 /** Gives back a hold whose run never started. */

@@ -60,6 +60,21 @@ describe("internal routes (host → edge)", () => {
     expect(((await replay.json()) as ErrorBody).error.message).toMatch(/replayed/);
   });
 
+  it("refuses a replayed run-event push (claimed by the run's RunStream)", async () => {
+    const workflowId = `hello-${crypto.randomUUID()}`;
+    await insertRun(org.organizationId, workflowId);
+    const path = `/internal/runs/${workflowId}/events`;
+    const text = JSON.stringify({ events: [finished("completed", { ok: 1 }, null)] });
+    const headers = { ...(await signRequest(TEST_HOST_SECRET, "POST", path, text)), "content-type": "application/json" };
+    const send = () => call(path, { method: "POST", headers, body: text });
+    expect((await send()).status).toBe(200);
+    const replay = await send();
+    expect(replay.status).toBe(401);
+    expect(((await replay.json()) as ErrorBody).error.message).toMatch(/replayed/);
+    // A new signature for the same events is a retry, not a replay: accepted, as a duplicate.
+    expect(await (await signedPost(path, JSON.parse(text))).json()).toEqual({ accepted: 0, duplicates: 1 });
+  });
+
   it("accepts a request signed with the secret being rotated out", async () => {
     const res = await signedPost("/internal/catalog", { workflows: catalogEntries() }, "edge-test-old-secret");
     expect(res.status).toBe(200);

@@ -3,6 +3,7 @@ import type { AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
 import { parseSecrets, verifyRequest } from "../../shared/signing.ts";
 
+const RUN_EVENTS_PATH = /^\/internal\/runs\/[^/]+\/events$/;
 /** One request in this many also deletes expired nonces. */
 const NONCE_CLEANUP_PROBABILITY = 0.01;
 
@@ -22,6 +23,12 @@ export const hostSignature = () =>
       body,
     );
     if (!verdict.ok) throw new ApiError("unauthorized", `internal route: ${verdict.reason.replaceAll("_", " ")}`);
+    // Run-event pushes are the hot path: their nonce is claimed by the run's RunStream, in the
+    // same call that records the events (no extra D1 write). Every other route claims it here.
+    if (RUN_EVENTS_PATH.test(url.pathname)) {
+      c.set("hostNonce", { nonce: verdict.nonce, expiresAt: verdict.expiresAt });
+      return next();
+    }
     // One use per signed request, across every isolate: D1 remembers accepted nonces.
     const claimed = await c.env.DB.prepare("INSERT INTO host_request_nonces (nonce, expires_at) VALUES (?, ?) ON CONFLICT (nonce) DO NOTHING RETURNING nonce")
       .bind(verdict.nonce, verdict.expiresAt)

@@ -4,6 +4,7 @@
 import type { App } from "../../app-env.ts";
 import { documentInternalApi } from "./openapi.ts";
 import { upsertCodeCatalog } from "../../db/workflows.ts";
+import { ApiError } from "../../errors.ts";
 import { readJson } from "../../middleware/json-body/index.ts";
 import { hostSignature } from "../../middleware/host-signature/index.ts";
 import { recordRunEvents } from "../../run-stream-client.ts";
@@ -22,7 +23,9 @@ export function registerInternalApi(app: App) {
   app.post("/internal/runs/:id/events", async (c) => {
     const workflowId = parseWorkflowIdParam(c.req.param("id"));
     const body = await readJson(c, runEventBatch);
-    return c.json(await recordRunEvents(c.env, workflowId, body.events));
+    const recorded = await recordRunEvents(c.env, workflowId, body.events, c.get("hostNonce"));
+    if (recorded.replayed) throw new ApiError("unauthorized", "internal route: replayed signature (this signed request was already used)");
+    return c.json({ accepted: recorded.accepted, duplicates: recorded.duplicates });
   });
   documentInternalApi(app);
 }
