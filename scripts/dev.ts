@@ -210,6 +210,11 @@ async function main() {
     "RATE_LIMIT_PER_MINUTE",
     "PROMPT_RUN_MAX_MS",
     "CODE_RUN_CREDIT_HOLD",
+    "JWT_JWKS_URL",
+    "JWT_PUBLIC_KEY",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "JWT_ORG_CLAIM",
   ]
     .filter((name) => env[name] !== undefined)
     .flatMap((name) => ["--var", `${name}:${env[name]}`]);

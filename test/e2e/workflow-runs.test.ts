@@ -134,6 +134,21 @@ describe("execute", () => {
   });
 });
 
+describe("JWT verified against a JWKS", () => {
+  it("an RS256 token from the identity provider's JWKS works; one signed with another key does not", async () => {
+    const { importJWK, generateKeyPair } = await import("jose");
+    const { inject } = await import("vitest");
+    const key = await importJWK(JSON.parse(inject("jwksPrivateKey")) as Record<string, string>, "RS256");
+    const sign = (k: Parameters<SignJWT["sign"]>[0]) =>
+      new SignJWT({ org_id: organizationId }).setProtectedHeader({ alg: "RS256", kid: "e2e-key" }).setExpirationTime("5m").sign(k);
+    const ok = await fetch(new URL("/api/v1/workflow-runs", baseUrl()), { headers: { authorization: `Bearer ${await sign(key)}` } });
+    expect(ok.status).toBe(200);
+    const other = await generateKeyPair("RS256");
+    const forged = await fetch(new URL("/api/v1/workflow-runs", baseUrl()), { headers: { authorization: `Bearer ${await sign(other.privateKey)}` } });
+    expect(forged.status).toBe(401);
+  });
+});
+
 describe("cancel", () => {
   it("a mix of running, finished and unknown runs gets the right outcome for each", async () => {
     const finished = ((await (await execute({ workflowId: workflowIds.hello, inputs: { name: "Bo" } })).json()) as { workflowRun: { id: string } }).workflowRun.id;

@@ -263,7 +263,7 @@ describe("Workflow Runs API: execute validation", () => {
 });
 
 describe("Workflow Runs API: JWT keys", () => {
-  it("verifies ES256 and RS256 tokens against JWT_PUBLIC_KEY (PEM) and refuses HS256 tokens then", async () => {
+  it("verifies ES256 and RS256 tokens against JWT_PUBLIC_KEY (PEM); HS256 only ever with JWT_SECRET", async () => {
     const { exportSPKI, generateKeyPair } = await import("jose");
     const { verifyJwt } = await import("../../src/middleware/service-auth/index.ts");
     for (const alg of ["ES256", "RS256"]) {
@@ -274,8 +274,15 @@ describe("Workflow Runs API: JWT keys", () => {
       const other = await generateKeyPair(alg);
       const forged = await new SignJWT({ org_id: "org_pem" }).setProtectedHeader({ alg }).setExpirationTime("5m").sign(other.privateKey);
       await expect(verifyJwt(pemEnv, forged)).rejects.toThrow();
-      // With a public key configured, a token signed with the HS256 secret is not accepted.
-      await expect(verifyJwt(pemEnv, await jwtFor("org_pem"))).rejects.toThrow(/not accepted/);
+      // HS256 is checked against JWT_SECRET only: never against the public key's bytes.
+      expect((await verifyJwt(pemEnv, await jwtFor("org_pem"))).org_id).toBe("org_pem");
+      const pemAsSecret = await new SignJWT({ org_id: "org_pem" })
+        .setProtectedHeader({ alg: "HS256" })
+        .setExpirationTime("5m")
+        .sign(new TextEncoder().encode(pemEnv.JWT_PUBLIC_KEY));
+      await expect(verifyJwt(pemEnv, pemAsSecret)).rejects.toThrow();
+      // An asymmetric token with no public key configured is refused.
+      await expect(verifyJwt({ ...env, JWT_PUBLIC_KEY: "", JWT_JWKS_URL: "" } as Env, token)).rejects.toThrow(/needs JWT_JWKS_URL/);
     }
   });
 

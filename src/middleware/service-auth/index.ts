@@ -1,16 +1,16 @@
 /**
  * Authentication of the Workflow Runs API (`/api/v1/workflow-runs`), which accepts either:
  *
- * - a **JWT** (`Authorization: Bearer <jwt>`) from the customer's backend, verified with jose
- *   against JWT_JWKS_URL (a JWKS), JWT_PUBLIC_KEY (PEM SPKI, RS256/ES256/EdDSA) or JWT_SECRET
- *   (HS256), with `exp` required and JWT_ISSUER / JWT_AUDIENCE checked when set. The
+ * - a **JWT** (`Authorization: Bearer <jwt>`) from the customer's backend, verified with jose:
+ *   RS/PS/ES/EdDSA against JWT_JWKS_URL (a JWKS) or else JWT_PUBLIC_KEY (PEM SPKI), HS256 against
+ *   JWT_SECRET, with `exp` required and JWT_ISSUER / JWT_AUDIENCE checked when set. The
  *   organization is the JWT_ORG_CLAIM claim (default `org_id`); or
  * - a **trusted internal call**: `Authorization: Bearer <INTERNAL_SERVICE_SECRET>` plus
  *   `X-Organization-Id`. A Worker has no private network, so "private IP" trust becomes
  *   possession of this secret (docs/authentication.md).
  */
 import { createMiddleware } from "hono/factory";
-import { createRemoteJWKSet, importSPKI, jwtVerify, type JWTVerifyGetKey, type JWTPayload } from "jose";
+import { createRemoteJWKSet, decodeProtectedHeader, importSPKI, jwtVerify, type JWTVerifyGetKey, type JWTPayload } from "jose";
 import type { AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
 import { credentialFromHeader } from "../api-key-auth/index.ts";
@@ -27,23 +27,30 @@ async function constantTimeEqual(a: string, b: string): Promise<boolean> {
   return crypto.subtle.timingSafeEqual(await digest(a), await digest(b));
 }
 
+/**
+ * Verifies a JWT with the key its algorithm calls for: HS256 only with JWT_SECRET; asymmetric
+ * algorithms only with JWT_JWKS_URL (when set) or JWT_PUBLIC_KEY. A key is never used with an
+ * algorithm of the other kind, so no algorithm confusion is possible.
+ */
 export async function verifyJwt(env: Env, token: string): Promise<JWTPayload> {
   const options = {
     issuer: env.JWT_ISSUER || undefined,
     audience: env.JWT_AUDIENCE || undefined,
     requiredClaims: ["exp"],
   };
+  const { alg } = decodeProtectedHeader(token);
+  if (alg === "HS256") {
+    if (!env.JWT_SECRET) throw new Error("HS256 tokens are not accepted (no JWT_SECRET)");
+    return (await jwtVerify(token, new TextEncoder().encode(env.JWT_SECRET), { ...options, algorithms: ["HS256"] })).payload;
+  }
+  if (!alg || !ASYMMETRIC_ALGORITHMS.includes(alg)) throw new Error(`algorithm ${alg} is not accepted`);
   if (env.JWT_JWKS_URL) {
     let jwks = jwksCache.get(env.JWT_JWKS_URL);
     if (!jwks) jwksCache.set(env.JWT_JWKS_URL, (jwks = createRemoteJWKSet(new URL(env.JWT_JWKS_URL))));
     return (await jwtVerify(token, jwks, { ...options, algorithms: ASYMMETRIC_ALGORITHMS })).payload;
   }
-  if (env.JWT_PUBLIC_KEY) {
-    const header = JSON.parse(atob(token.split(".")[0]!.replace(/-/g, "+").replace(/_/g, "/"))) as { alg?: string };
-    if (!header.alg || !ASYMMETRIC_ALGORITHMS.includes(header.alg)) throw new Error(`algorithm ${header.alg} is not accepted`);
-    return (await jwtVerify(token, await importSPKI(env.JWT_PUBLIC_KEY, header.alg), { ...options, algorithms: [header.alg] })).payload;
-  }
-  return (await jwtVerify(token, new TextEncoder().encode(env.JWT_SECRET), { ...options, algorithms: ["HS256"] })).payload;
+  if (env.JWT_PUBLIC_KEY) return (await jwtVerify(token, await importSPKI(env.JWT_PUBLIC_KEY, alg), { ...options, algorithms: [alg] })).payload;
+  throw new Error(`algorithm ${alg} needs JWT_JWKS_URL or JWT_PUBLIC_KEY`);
 }
 
 /** A token or header naming an organization that does not exist authenticates nobody. */
