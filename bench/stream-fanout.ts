@@ -17,7 +17,7 @@ import { parseArgs } from "node:util";
 import { Agent, setGlobalDispatcher } from "undici";
 import { HOST_PATHS } from "../src/shared/host-api.ts";
 import { signRequest } from "../src/shared/signing.ts";
-import { readSse } from "../test/support/sse.ts";
+import { readSse } from "../src/shared/sse-reader.ts";
 import { startStack } from "../test/support/stack.ts";
 import { percentile, round1, writeSection } from "./report.ts";
 

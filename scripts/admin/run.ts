@@ -9,7 +9,7 @@ import { API_KEY, INTERNAL_SECRET, credentialHint, resolveCredential } from "./c
 import { ApiFailure, CliError, apiFailure } from "./errors.ts";
 import { jsonClient, send } from "./http.ts";
 import { err, oneLine, out } from "./output.ts";
-import { readSse, type SseMessage } from "./sse.ts";
+import { readSse, type SseMessage } from "../../src/shared/sse-reader.ts";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const MAX_RESUMES = 5;

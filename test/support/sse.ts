@@ -1,49 +1,7 @@
-/**
- * A small reader of `text/event-stream` bodies with EventSource's parsing rules, for tests that
- * run in workerd as well as in Node.
- */
-export interface SseMessage {
-  event: string;
-  id: string | undefined;
-  data: string;
-}
+/** SSE helpers for tests: the shared reader, and a summary of a Workflow API history stream. */
+import { readSse } from "../../src/shared/sse-reader.ts";
 
-export async function* readSse(body: ReadableStream<Uint8Array>): AsyncGenerator<SseMessage> {
-  const reader = body.getReader();
-  const decoder = new TextDecoder();
-  let buffer = "";
-  let event = "";
-  let id: string | undefined;
-  let data: string[] = [];
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      buffer += decoder.decode(value, { stream: true });
-      let newline: number;
-      while ((newline = buffer.indexOf("\n")) >= 0) {
-        const line = buffer.slice(0, newline).replace(/\r$/, "");
-        buffer = buffer.slice(newline + 1);
-        if (line === "") {
-          if (data.length > 0) yield { event: event || "message", id, data: data.join("\n") };
-          event = "";
-          id = undefined;
-          data = [];
-        } else if (!line.startsWith(":")) {
-          const colon = line.indexOf(":");
-          const field = colon < 0 ? line : line.slice(0, colon);
-          const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
-          if (field === "event") event = value;
-          else if (field === "data") data.push(value);
-          else if (field === "id") id = value;
-        }
-      }
-    }
-  } finally {
-    reader.releaseLock();
-    await body.cancel().catch(() => undefined);
-  }
-}
+export { readSse, type SseMessage } from "../../src/shared/sse-reader.ts";
 
 export interface HistoryBatch {
   id: string | undefined;

@@ -24,6 +24,7 @@ import { ApiError } from "../../errors.ts";
 import { runStream } from "../../run-stream-client.ts";
 import { getRunOrThrow } from "../../services/runs.ts";
 import { sseComment, sseFrame } from "../../sse/frames.ts";
+import { parseLastEventId } from "../../sse/last-event-id.ts";
 import { logStreamResponse } from "../../sse/log-stream.ts";
 import { verifyStreamToken } from "../../stream-tokens.ts";
 
@@ -41,13 +42,6 @@ async function authorize(c: Context<AppEnv>, workflowId: string): Promise<{ orga
   if (!claims) throw new ApiError("unauthorized", "the stream token is invalid or has expired; mint a new one with POST /workflow/:id/stream-token");
   if (claims.workflowId !== workflowId) throw new ApiError("unauthorized", "this stream token is for another run");
   return { organizationId: claims.organizationId };
-}
-
-function lastEventId(c: Context<AppEnv>): number {
-  const raw = c.req.header("last-event-id") ?? c.req.query("lastEventId");
-  if (raw === undefined || raw === "") return 0;
-  if (!/^\d{1,15}$/.test(raw)) throw new ApiError("invalid_request", "Last-Event-ID must be a log sequence number (a non-negative integer)", [{ path: "lastEventId", message: "expected an integer" }]);
-  return Number(raw);
 }
 
 const str = (v: unknown) => (typeof v === "string" ? v : v === undefined || v === null ? null : String(v));
@@ -83,7 +77,7 @@ export function registerViewerEvents(app: App) {
     const workflowId = c.req.param("workflowId");
     const { organizationId } = await authorize(c, workflowId);
     const run = await getRunOrThrow(c.env, organizationId, workflowId);
-    const afterSeq = lastEventId(c);
+    const afterSeq = parseLastEventId(c, "a log sequence number") ?? 0;
     const runId = run.temporalRunId;
     if (!runId) throw new ApiError("host_unavailable", "the run has not started yet; retry shortly", undefined, { "retry-after": "1" });
 

@@ -1,14 +1,15 @@
 import type { Context } from "hono";
 import type { App, AppEnv } from "../../app-env.ts";
-import { findRunnableWorkflowById } from "../../db/workflow-runs.ts";
+import { findRunnableWorkflow } from "../../db/workflows.ts";
 import { ApiError } from "../../errors.ts";
 import { zodIssues } from "../../middleware/json-body/index.ts";
 import { toWorkflowRunStatus, type RunStatus } from "../../shared/run-status.ts";
 import { stepRunId } from "../../shared/step-run-id.ts";
 import { assertValidInput } from "../workflow/input-validation.ts";
-import { getRunOrThrow, settleRun, startWorkflowRun } from "../../services/runs.ts";
+import { codeRunCreditHold, getRunOrThrow, settleRun, startWorkflowRun } from "../../services/runs.ts";
 import { logStreamResponse } from "../../sse/log-stream.ts";
 import { sseFrame } from "../../sse/frames.ts";
+import { parseLastEventId } from "../../sse/last-event-id.ts";
 import type { Run } from "../../db/schema.ts";
 import { detailOf, workflowRunOrThrow } from "./detail.ts";
 import { executeFields } from "./schemas.ts";
@@ -55,11 +56,11 @@ async function readExecuteFields(c: Context<AppEnv>) {
 async function execute(c: Context<AppEnv>) {
   const fields = await readExecuteFields(c);
   const organizationId = c.get("auth").organizationId;
-  const workflow = await findRunnableWorkflowById(c.env.DB, organizationId, fields.workflowId);
+  const workflow = await findRunnableWorkflow(c.env.DB, organizationId, { id: fields.workflowId });
   if (!workflow) throw new ApiError("workflow_not_found", `no workflow "${fields.workflowId}" you can run`);
   assertValidInput(workflow, fields.inputs);
   const started = await startWorkflowRun(c.env, organizationId, workflow, fields.inputs, {
-    creditHold: Number(c.env.CODE_RUN_CREDIT_HOLD) || 20_000,
+    creditHold: codeRunCreditHold(c.env),
     envs: fields.envs,
   });
   return getRunOrThrow(c.env, organizationId, started.workflowId);
@@ -88,7 +89,7 @@ function runEventStream(c: Context<AppEnv>, run: Run, afterSeq: number): Promise
           data: {
             content: {
               ...content(state).content,
-              activityRunId: await stepRunId(run.id, String(data.activityId), Number(data.attempt) || 1),
+              activityRunId: await stepRunId(run.temporalWorkflowId, String(data.activityId), Number(data.attempt) || 1),
               stepId: data.activityId,
               stepName: data.stepName,
               attempt: data.attempt,
@@ -98,7 +99,7 @@ function runEventStream(c: Context<AppEnv>, run: Run, afterSeq: number): Promise
         });
       }
       if (entry.type === "thinking") {
-        const activityRunId = await stepRunId(run.id, String(data.activityId), Number(data.attempt) || 1);
+        const activityRunId = await stepRunId(run.temporalWorkflowId, String(data.activityId), Number(data.attempt) || 1);
         return sseFrame({ id: entry.seq, event: "thinking", data: { content: data.text, stepId: data.activityId, activityRunId } });
       }
       return "";
@@ -110,13 +111,6 @@ function runEventStream(c: Context<AppEnv>, run: Run, afterSeq: number): Promise
     },
     onLost: () => sseFrame({ event: "error", data: { error: "stream interrupted", details: "reconnect with Last-Event-ID to resume" } }),
   });
-}
-
-function lastEventId(c: Context<AppEnv>): number {
-  const raw = c.req.header("last-event-id") ?? c.req.query("lastEventId");
-  if (raw === undefined || raw === "") return 0;
-  if (!/^\d{1,15}$/.test(raw)) throw new ApiError("invalid_request", "Last-Event-ID must be a non-negative integer", [{ path: "lastEventId", message: "expected an integer" }]);
-  return Number(raw);
 }
 
 /**
@@ -141,7 +135,7 @@ export function registerExecute(app: App) {
   app.get("/api/v1/workflow-runs/:runId/stream", async (c) => {
     const run = await workflowRunOrThrow(c.env, c.get("auth").organizationId, c.req.param("runId"));
     if (!run.temporalRunId) throw new ApiError("host_unavailable", "the run has not started yet; retry shortly", undefined, { "retry-after": "1" });
-    return runEventStream(c, run, lastEventId(c));
+    return runEventStream(c, run, parseLastEventId(c, "a log sequence number") ?? 0);
   });
 }
 

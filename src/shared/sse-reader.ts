@@ -1,6 +1,6 @@
 /**
- * A reader of `text/event-stream` bodies with EventSource's parsing rules (a copy of
- * test/support/sse.ts's reader, so the CLI does not depend on the tests).
+ * A reader of `text/event-stream` bodies with EventSource's parsing rules. Web APIs only, so it
+ * serves the admin CLI (Node), the tests (workerd and Node) and the benchmarks alike.
  */
 export interface SseMessage {
   event: string;

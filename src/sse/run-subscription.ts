@@ -1,0 +1,102 @@
+/**
+ * An SSE response fed by a subscription to a run's RunStream DO (a hibernatable WebSocket the
+ * Worker holds while the client listens). This module holds the connection for every stream
+ * route: first bytes at once, keep-alives, frames written in order, and, when the DO goes away
+ * (reset, deploy), a new subscription from the last cursor sent, so the client notices nothing.
+ * Only if that fails does the client get the route's "lost" frame (and reconnects itself).
+ */
+import type { Context } from "hono";
+import type { AppEnv } from "../app-env.ts";
+import { STREAM_DONE_CLOSE_CODE, type SubscriberMessage } from "../../durable-objects/run-stream.ts";
+import { ApiError } from "../errors.ts";
+import { runStream } from "../run-stream-client.ts";
+import { SSE_HEADERS, sseComment } from "./frames.ts";
+import { closeQuietly, sseWriter } from "./writer.ts";
+
+/** Attempts to subscribe again after the DO went away, before giving up. */
+const DO_RECONNECT_ATTEMPTS = 3;
+const DO_RECONNECT_DELAY_MS = 250;
+
+/** Opens a subscription (`GET /subscribe` on the DO, upgraded to a WebSocket). A fresh stub each time: one to a DO that was reset keeps failing. */
+export async function openRunSubscription(env: Env, workflowId: string, params: Record<string, string>): Promise<WebSocket> {
+  const res = await runStream(env, workflowId).fetch(`https://run-stream/subscribe?${new URLSearchParams({ ...params, workflowId })}`, {
+    headers: { upgrade: "websocket" },
+  });
+  if (res.status !== 101 || !res.webSocket) throw new Error(`run stream refused the subscription (${res.status})`);
+  res.webSocket.accept();
+  return res.webSocket;
+}
+
+export interface SubscriptionStreamOptions {
+  /** Opens a subscription resuming after `cursor`; `first` is true only for the initial one. */
+  subscribe: (cursor: number, first: boolean) => Promise<WebSocket>;
+  /** The client's cursor (Last-Event-ID), 0 for everything. */
+  cursor: number;
+  /** Frames to send before anything else (e.g. `retry:`). */
+  preamble?: string;
+  keepAliveMs: number;
+  keepAlive: () => string;
+  /** The SSE text for one DO message ("" for none) and the cursor it advances to, if any. */
+  frame: (message: SubscriberMessage) => { text: string | Promise<string>; cursor?: number };
+  /** Sent when the DO cannot be reached again. */
+  onLost: () => string;
+}
+
+export async function subscriptionResponse(c: Context<AppEnv>, options: SubscriptionStreamOptions): Promise<Response> {
+  // Opened before the response so that a failure is still a JSON error, not a broken stream.
+  let socket = await options.subscribe(options.cursor, true).catch((err: Error) => {
+    throw new ApiError("host_unavailable", `the run's stream is not available: ${err.message}`, undefined, { "retry-after": "1" });
+  });
+  let cursor = options.cursor;
+  let keepAlive: ReturnType<typeof setInterval> | undefined;
+  const out = sseWriter(() => {
+    if (keepAlive !== undefined) clearInterval(keepAlive);
+    closeQuietly(socket);
+  });
+  // Frames may take async work (a lookup); the queue keeps them in the DO's order.
+  let queue: Promise<void> = Promise.resolve();
+  const enqueue = (work: () => Promise<void> | void) => {
+    queue = queue.then(work).catch((err) => {
+      console.error(JSON.stringify({ level: "error", message: "stream frame failed", error: String(err) }));
+      out.write(options.onLost());
+      out.close();
+    });
+  };
+
+  const attach = (ws: WebSocket) => {
+    ws.addEventListener("message", (event) => {
+      const { text, cursor: next } = options.frame(JSON.parse(event.data as string) as SubscriberMessage);
+      if (next !== undefined) cursor = next;
+      enqueue(async () => out.write(await text));
+    });
+    ws.addEventListener("close", (event) => {
+      if (out.closed) return;
+      // The DO closes with this code after the run's last frame: the stream is complete.
+      if (event.code === STREAM_DONE_CLOSE_CODE) enqueue(out.close);
+      else void reattach();
+    });
+  };
+
+  const reattach = async () => {
+    for (let attempt = 1; attempt <= DO_RECONNECT_ATTEMPTS && !out.closed; attempt++) {
+      await new Promise((r) => setTimeout(r, DO_RECONNECT_DELAY_MS * attempt));
+      try {
+        socket = await options.subscribe(cursor, false);
+        attach(socket);
+        return;
+      } catch {
+        /* try again */
+      }
+    }
+    enqueue(() => {
+      out.write(options.onLost());
+      out.close();
+    });
+  };
+
+  out.write((options.preamble ?? "") + sseComment("connected"));
+  keepAlive = setInterval(() => out.write(options.keepAlive()), options.keepAliveMs);
+  attach(socket);
+  c.req.raw.signal.addEventListener("abort", out.close);
+  return new Response(out.readable, { status: 200, headers: SSE_HEADERS });
+}
