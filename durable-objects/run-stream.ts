@@ -252,14 +252,12 @@ export class RunStream extends DurableObject<Env> {
    * of an attempt may arrive after its end).
    */
   private async projectStep(workflowId: string, row: LogRow, data: Record<string, unknown>): Promise<void> {
-    const run = await this.env.DB.prepare("SELECT id FROM runs WHERE temporal_workflow_id = ?").bind(workflowId).first<{ id: string }>();
-    if (!run) return;
     const stepId = String(data.activityId);
     const attempt = Number(data.attempt) || 1;
     const state = data.state === "completed" || data.state === "failed" ? data.state : "running";
     await this.env.DB.prepare(
       `INSERT INTO step_runs (id, run_id, organization_id, step_id, step_name, attempt, status, outputs, error, created_at, updated_at)
-       SELECT ?1, r.id, r.organization_id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8 FROM runs r WHERE r.id = ?9
+       SELECT ?1, r.id, r.organization_id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8 FROM runs r WHERE r.temporal_workflow_id = ?9
        ON CONFLICT (run_id, step_id, attempt) DO UPDATE SET
          status = CASE WHEN excluded.status = 'running' THEN step_runs.status ELSE excluded.status END,
          outputs = COALESCE(excluded.outputs, step_runs.outputs),
@@ -268,7 +266,7 @@ export class RunStream extends DurableObject<Env> {
          updated_at = MAX(step_runs.updated_at, excluded.updated_at)`,
     )
       .bind(
-        await stepRunId(run.id, stepId, attempt),
+        await stepRunId(workflowId, stepId, attempt),
         stepId,
         typeof data.stepName === "string" ? data.stepName : null,
         attempt,
@@ -276,7 +274,7 @@ export class RunStream extends DurableObject<Env> {
         data.outputs === undefined ? null : JSON.stringify(data.outputs),
         typeof data.error === "string" ? data.error : null,
         row.at,
-        run.id,
+        workflowId,
       )
       .run();
   }
@@ -287,23 +285,29 @@ export class RunStream extends DurableObject<Env> {
    * started has ended. (A timer is a durable pause, not waiting for someone.)
    */
   private isWaiting(runId: string): boolean {
+    // Cheap checks first (this runs for every history batch); the count scans the run's history.
+    const last = this.sql
+      .exec<{ type: string }>(
+        "SELECT json_extract(data, '$.event.eventType') AS type FROM events WHERE run_id = ? AND type = 'history' ORDER BY history_event_id DESC LIMIT 1",
+        runId,
+      )
+      .toArray()[0];
+    if (last?.type !== "EVENT_TYPE_WORKFLOW_TASK_COMPLETED" || this.finishedEvent(runId)) return false;
     const t = (name: string) => `'EVENT_TYPE_${name}'`;
     const row = this.sql
-      .exec<{ open: number; last: string | null; closed: number }>(
+      .exec<{ open: number | null }>(
         `SELECT
            SUM(CASE WHEN type IN (${t("ACTIVITY_TASK_SCHEDULED")}, ${t("TIMER_STARTED")}, ${t("START_CHILD_WORKFLOW_EXECUTION_INITIATED")}) THEN 1
                     WHEN type IN (${t("ACTIVITY_TASK_COMPLETED")}, ${t("ACTIVITY_TASK_FAILED")}, ${t("ACTIVITY_TASK_TIMED_OUT")}, ${t("ACTIVITY_TASK_CANCELED")},
                                   ${t("TIMER_FIRED")}, ${t("TIMER_CANCELED")}, ${t("START_CHILD_WORKFLOW_EXECUTION_FAILED")},
                                   ${t("CHILD_WORKFLOW_EXECUTION_COMPLETED")}, ${t("CHILD_WORKFLOW_EXECUTION_FAILED")}, ${t("CHILD_WORKFLOW_EXECUTION_CANCELED")},
                                   ${t("CHILD_WORKFLOW_EXECUTION_TIMED_OUT")}, ${t("CHILD_WORKFLOW_EXECUTION_TERMINATED")}) THEN -1
-                    ELSE 0 END) AS open,
-           (SELECT json_extract(data, '$.event.eventType') FROM events WHERE run_id = ?1 AND type = 'history' ORDER BY history_event_id DESC LIMIT 1) AS last,
-           (SELECT COUNT(*) FROM events WHERE run_id = ?1 AND type = 'run.finished') AS closed
-         FROM (SELECT json_extract(data, '$.event.eventType') AS type FROM events WHERE run_id = ?1 AND type = 'history')`,
+                    ELSE 0 END) AS open
+         FROM (SELECT json_extract(data, '$.event.eventType') AS type FROM events WHERE run_id = ? AND type = 'history')`,
         runId,
       )
       .toArray()[0];
-    return !!row && row.closed === 0 && (row.open ?? 0) === 0 && row.last === "EVENT_TYPE_WORKFLOW_TASK_COMPLETED";
+    return (row?.open ?? 0) === 0;
   }
 
   /** Keeps `runs.waiting_since` in step with isWaiting (only while the row is `running`). */

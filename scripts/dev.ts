@@ -81,46 +81,34 @@ function wrangler(args: string[]) {
   return result.stdout;
 }
 
+/**
+ * DEV ONLY: a credential of local sessions. The environment's value wins; otherwise it is kept in
+ * .outrider/<file> (git-ignored, mode 600), generated the first time, so tools such as
+ * `npm run admin` find the same value across sessions.
+ */
+function devCredential(given: string | undefined, file: string, generate: () => string): string {
+  if (given) return given;
+  const path = join(devDir, file);
+  if (existsSync(path)) return readFileSync(path, "utf8").trim();
+  const value = generate();
+  mkdirSync(devDir, { recursive: true });
+  writeFileSync(path, value + "\n", { mode: 0o600 });
+  return value;
+}
+
 function devApiKey(): string {
   const given = env.OUTRIDER_DEV_API_KEY;
-  if (given) {
-    if (!parseApiKey(given)) {
-      throw new Error("OUTRIDER_DEV_API_KEY must look like otr_<id>_<secret> (id: 8-32 of a-z0-9, secret: 24-128 letters and digits)");
-    }
-    return given;
+  if (given && !parseApiKey(given)) {
+    throw new Error("OUTRIDER_DEV_API_KEY must look like otr_<id>_<secret> (id: 8-32 of a-z0-9, secret: 24-128 letters and digits)");
   }
-  const file = join(devDir, "dev-api-key");
-  if (existsSync(file)) return readFileSync(file, "utf8").trim();
-  const { key } = generateApiKey();
-  mkdirSync(devDir, { recursive: true });
-  writeFileSync(file, key + "\n", { mode: 0o600 });
-  return key;
+  return devCredential(given, "dev-api-key", () => generateApiKey().key);
 }
 
-/** DEV ONLY: the admin API key of local sessions, kept in .outrider/ (git-ignored) for `npm run admin`. */
-function devAdminKey(): string {
-  if (env.ADMIN_API_KEY) return env.ADMIN_API_KEY;
-  const file = join(devDir, "dev-admin-key");
-  if (existsSync(file)) return readFileSync(file, "utf8").trim();
-  const key = `dev_admin_${randomBytes(24).toString("hex")}`;
-  mkdirSync(devDir, { recursive: true });
-  writeFileSync(file, key + "\n", { mode: 0o600 });
-  return key;
-}
+/** The admin API key (`npm run admin`). */
+const devAdminKey = () => devCredential(env.ADMIN_API_KEY, "dev-admin-key", () => `dev_admin_${randomBytes(24).toString("hex")}`);
 
-/**
- * DEV ONLY: the internal service secret of local sessions (trusted internal callers of the
- * Workflow Runs API), kept in .outrider/ (git-ignored) for `npm run admin -- run`.
- */
-function devInternalSecret(): string {
-  if (env.INTERNAL_SERVICE_SECRET) return env.INTERNAL_SERVICE_SECRET;
-  const file = join(devDir, "dev-internal-secret");
-  if (existsSync(file)) return readFileSync(file, "utf8").trim();
-  const secret = randomBytes(32).toString("hex");
-  mkdirSync(devDir, { recursive: true });
-  writeFileSync(file, secret + "\n", { mode: 0o600 });
-  return secret;
-}
+/** The Workflow Runs API's internal service secret (`npm run admin -- run`). */
+const devInternalSecret = () => devCredential(env.INTERNAL_SERVICE_SECRET, "dev-internal-secret", () => randomBytes(32).toString("hex"));
 
 /** The example prompt workflow of the development organization (POST /api/v1/run/wf_devexplain). */
 const DEV_PROMPT_WORKFLOW = {

@@ -83,19 +83,15 @@ export function settleCreditsStatements(d1: D1Database, temporalWorkflowId: stri
 /** Adds (or, negative, removes) credits; the first grant turns metering on. */
 export async function grantCredits(d1: D1Database, organizationId: string, amount: number, note: string) {
   const id = crypto.randomUUID();
-  const [, inserted] = await d1.batch([
+  await d1.batch([
     d1.prepare("UPDATE organizations SET credit_balance = COALESCE(credit_balance, 0) + ? WHERE id = ?").bind(amount, organizationId),
     d1
       .prepare(
         `INSERT INTO credit_ledger (id, organization_id, kind, amount, balance_after, note)
-         SELECT ?, id, 'grant', ?, credit_balance, ? FROM organizations WHERE id = ? RETURNING *`,
+         SELECT ?, id, 'grant', ?, credit_balance, ? FROM organizations WHERE id = ?`,
       )
       .bind(id, amount, note, organizationId),
   ]);
-  return (inserted!.results[0] as Record<string, unknown> | undefined) ? await ledgerEntry(d1, id) : null;
-}
-
-async function ledgerEntry(d1: D1Database, id: string) {
   return (await db(d1).select().from(creditLedger).where(eq(creditLedger.id, id)).limit(1))[0] ?? null;
 }
 

@@ -1,7 +1,7 @@
 /** Queries of the Workflow Runs API. Every one is scoped by organization and served by an index. */
 import { and, asc, count, desc, eq, inArray, isNotNull, isNull, sql, type SQL } from "drizzle-orm";
 import { db } from "./client.ts";
-import { runs, stepRuns, workflows } from "./schema.ts";
+import { runs, stepRuns } from "./schema.ts";
 import type { RunStatus } from "../shared/run-status.ts";
 
 export interface RunListFilter {
@@ -64,13 +64,6 @@ export async function findRunById(d1: D1Database, organizationId: string, id: st
 
 export async function listStepRuns(d1: D1Database, runId: string) {
   return db(d1).select().from(stepRuns).where(eq(stepRuns.runId, runId)).orderBy(asc(stepRuns.createdAt), asc(stepRuns.stepId), asc(stepRuns.attempt));
-}
-
-/** A code workflow the organization may run, by its id (the Workflow Runs API's `workflowId`). */
-export async function findRunnableWorkflowById(d1: D1Database, organizationId: string, id: string) {
-  const row = (await db(d1).select().from(workflows).where(eq(workflows.id, id)).limit(1))[0];
-  if (!row || row.kind !== "code" || !row.published) return null;
-  return row.organizationId === null || row.organizationId === organizationId ? row : null;
 }
 
 /** The organization's runs of one workflow that have not ended, for cancel-by-workflow. */

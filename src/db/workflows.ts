@@ -3,24 +3,17 @@ import type { CatalogEntry } from "../shared/host-api.ts";
 import { db } from "./client.ts";
 import { workflows } from "./schema.ts";
 
+/** Published code workflows the organization may run: the host's (global) ones and its own. */
+const runnableBy = (organizationId: string) =>
+  and(eq(workflows.kind, "code"), eq(workflows.published, true), or(isNull(workflows.organizationId), eq(workflows.organizationId, organizationId)));
+
 /**
- * A published code workflow the organization may run by name (Workflow API, Workflow Runs API).
- * Prompt workflows run by id through /api/v1/run.
+ * A runnable code workflow by name (Workflow API) or by id (Workflow Runs API). Prompt workflows
+ * run by id through /api/v1/run.
  */
-export async function findRunnableWorkflow(d1: D1Database, organizationId: string, name: string) {
-  const rows = await db(d1)
-    .select()
-    .from(workflows)
-    .where(
-      and(
-        eq(workflows.name, name),
-        eq(workflows.kind, "code"),
-        eq(workflows.published, true),
-        or(isNull(workflows.organizationId), eq(workflows.organizationId, organizationId)),
-      ),
-    )
-    .limit(1);
-  return rows[0] ?? null;
+export async function findRunnableWorkflow(d1: D1Database, organizationId: string, by: { name: string } | { id: string }) {
+  const match = "name" in by ? eq(workflows.name, by.name) : eq(workflows.id, by.id);
+  return (await db(d1).select().from(workflows).where(and(match, runnableBy(organizationId))).limit(1))[0] ?? null;
 }
 
 export async function findWorkflowById(d1: D1Database, id: string) {
@@ -32,7 +25,7 @@ export async function listRunnableWorkflows(d1: D1Database, organizationId: stri
   return db(d1)
     .select()
     .from(workflows)
-    .where(and(eq(workflows.kind, "code"), eq(workflows.published, true), or(isNull(workflows.organizationId), eq(workflows.organizationId, organizationId))))
+    .where(runnableBy(organizationId))
     .orderBy(asc(workflows.name));
 }
 

@@ -30,12 +30,14 @@ export interface StartedRun {
 /** Credits a code workflow run holds while it runs (its token use is not known in advance). */
 const DEFAULT_CODE_RUN_CREDIT_HOLD = 20_000;
 
+export const codeRunCreditHold = (env: Env) => Number(env.CODE_RUN_CREDIT_HOLD) || DEFAULT_CODE_RUN_CREDIT_HOLD;
+
 /** Starts a published code workflow by name (the Workflow API and the Workflow Runs API). */
 export async function startRun(env: Env, organizationId: string, workflowName: string, input: unknown): Promise<StartedRun> {
-  const workflow = await findRunnableWorkflow(env.DB, organizationId, workflowName);
+  const workflow = await findRunnableWorkflow(env.DB, organizationId, { name: workflowName });
   if (!workflow) throw new ApiError("workflow_not_found", `no published workflow named "${workflowName}"; GET /workflow/catalog lists them`);
   assertValidInput(workflow, input);
-  return startWorkflowRun(env, organizationId, workflow, input, { creditHold: Number(env.CODE_RUN_CREDIT_HOLD) || DEFAULT_CODE_RUN_CREDIT_HOLD });
+  return startWorkflowRun(env, organizationId, workflow, input, { creditHold: codeRunCreditHold(env) });
 }
 
 export interface StartOptions {

@@ -1,9 +1,10 @@
 /**
- * Step run (activity run) ids are UUID-shaped and derived from the run, the step and the attempt,
- * so the RunStream that writes the row and a stream that reports it agree without a lookup.
+ * Step run (activity run) ids are UUID-shaped and derived from the run's Temporal workflow id, the
+ * step and the attempt, so the RunStream that writes the row and a stream that reports it agree
+ * without a lookup (one run row per Temporal workflow id).
  */
-export async function stepRunId(runId: string, stepId: string, attempt: number): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`${runId}\n${stepId}\n${attempt}`)));
+export async function stepRunId(temporalWorkflowId: string, stepId: string, attempt: number): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`${temporalWorkflowId}\n${stepId}\n${attempt}`)));
   const bytes = digest.slice(0, 16);
   bytes[6] = (bytes[6]! & 0x0f) | 0x80; // version 8: custom
   bytes[8] = (bytes[8]! & 0x3f) | 0x80; // RFC 9562 variant

@@ -6,25 +6,19 @@
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
+import { matchesSecret } from "../../lib/secret-compare.ts";
+import { parseSecrets } from "../../shared/signing.ts";
 import { credentialFromHeader } from "../api-key-auth/index.ts";
-
-async function digest(text: string): Promise<Uint8Array> {
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
-}
 
 export const adminAuth = () =>
   createMiddleware<AppEnv>(async (c, next) => {
-    const configured = (c.env.ADMIN_API_KEY ?? "").split(",").map((k) => k.trim()).filter(Boolean);
+    const configured = parseSecrets(c.env.ADMIN_API_KEY);
     const credential = credentialFromHeader(c.req.header("authorization"), false);
     if (configured.length === 0 || !credential) {
       throw new ApiError("unauthorized", "the admin API needs `Authorization: Bearer <ADMIN_API_KEY>`", undefined, {
         "www-authenticate": 'Bearer realm="outrider-admin"',
       });
     }
-    // Compare digests (equal length) in constant time, against every configured key.
-    const given = await digest(credential);
-    let ok = false;
-    for (const key of configured) if (crypto.subtle.timingSafeEqual(given, await digest(key))) ok = true;
-    if (!ok) throw new ApiError("unauthorized", "the admin key is not valid", undefined, { "www-authenticate": 'Bearer realm="outrider-admin", error="invalid_token"' });
+    if (!(await matchesSecret(credential, configured))) throw new ApiError("unauthorized", "the admin key is not valid", undefined, { "www-authenticate": 'Bearer realm="outrider-admin", error="invalid_token"' });
     await next();
   });

@@ -13,6 +13,7 @@ import { createMiddleware } from "hono/factory";
 import { createRemoteJWKSet, decodeProtectedHeader, importSPKI, jwtVerify, type JWTVerifyGetKey, type JWTPayload } from "jose";
 import type { AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
+import { matchesSecret } from "../../lib/secret-compare.ts";
 import { credentialFromHeader } from "../api-key-auth/index.ts";
 
 const ORGANIZATION_ID = /^[A-Za-z0-9_-]{1,64}$/;
@@ -21,11 +22,6 @@ const jwksCache = new Map<string, JWTVerifyGetKey>();
 
 const unauthorized = (message: string) =>
   new ApiError("unauthorized", message, undefined, { "www-authenticate": 'Bearer realm="outrider", error="invalid_token"' });
-
-async function constantTimeEqual(a: string, b: string): Promise<boolean> {
-  const digest = async (s: string) => new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(s)));
-  return crypto.subtle.timingSafeEqual(await digest(a), await digest(b));
-}
 
 /**
  * Verifies a JWT with the key its algorithm calls for: HS256 only with JWT_SECRET; asymmetric
@@ -53,10 +49,20 @@ export async function verifyJwt(env: Env, token: string): Promise<JWTPayload> {
   throw new Error(`algorithm ${alg} needs JWT_JWKS_URL or JWT_PUBLIC_KEY`);
 }
 
+/**
+ * Organizations seen to exist, per isolate: organizations are never deleted, so a hit needs no
+ * D1 read (this runs on every request of the family). Bounded like the API key cache.
+ */
+const knownOrganizations = new Set<string>();
+const KNOWN_ORGANIZATIONS_MAX = 10_000;
+
 /** A token or header naming an organization that does not exist authenticates nobody. */
 async function assertOrganizationExists(env: Env, organizationId: string): Promise<void> {
+  if (knownOrganizations.has(organizationId)) return;
   const row = await env.DB.prepare("SELECT 1 AS ok FROM organizations WHERE id = ?").bind(organizationId).first();
   if (!row) throw unauthorized(`organization "${organizationId}" does not exist`);
+  if (knownOrganizations.size >= KNOWN_ORGANIZATIONS_MAX) knownOrganizations.clear();
+  knownOrganizations.add(organizationId);
 }
 
 export const serviceAuth = () =>
@@ -64,7 +70,7 @@ export const serviceAuth = () =>
     const credential = credentialFromHeader(c.req.header("authorization"), false);
     if (!credential) throw unauthorized("send a JWT (or the internal service secret) as `Authorization: Bearer <token>`");
 
-    if (c.env.INTERNAL_SERVICE_SECRET && (await constantTimeEqual(credential, c.env.INTERNAL_SERVICE_SECRET))) {
+    if (c.env.INTERNAL_SERVICE_SECRET && (await matchesSecret(credential, [c.env.INTERNAL_SERVICE_SECRET]))) {
       const organizationId = c.req.header("x-organization-id") ?? "";
       if (!ORGANIZATION_ID.test(organizationId)) throw new ApiError("invalid_request", "internal calls name their organization in X-Organization-Id");
       await assertOrganizationExists(c.env, organizationId);

@@ -18,7 +18,6 @@ export function registerPublishedRunStream(app: App) {
     const { started, prompt } = await startPromptRun(c.env, organizationId, c.req.param("workflowId"), await readOptionalJson(c));
     const maxMs = promptRunMaxMs(c.env);
     const requestId = c.get("requestId");
-    c.header("x-run-id", started.workflowId);
     const response = await logStreamResponse(c, {
       workflowId: started.workflowId,
       runId: started.runId,
@@ -38,7 +37,8 @@ export function registerPublishedRunStream(app: App) {
       },
       onLost: () => sseFrame({ event: "error", data: errorBody("host_unavailable", "lost the run's event stream", requestId) }),
     });
-    for (const [name, value] of c.res.headers) if (name.startsWith("x-")) response.headers.set(name, value);
+    // The run's id, as the blocking route gives it (rate-limit and request-id headers are added by their middleware).
+    response.headers.set("x-run-id", started.workflowId);
     return response;
   });
 }
