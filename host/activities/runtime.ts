@@ -9,7 +9,7 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { Context } from "@temporalio/activity";
 import type { RunEnvs } from "../run-envs.ts";
 import type { Attribute } from "../../src/shared/aggregations.ts";
-import type { RunEvent } from "../../src/shared/host-api.ts";
+import type { RunEvent, RunEventOf } from "../../src/shared/host-api.ts";
 import type { EdgeClient } from "../edge-client.ts";
 import type { LlmConfig } from "../llm/models.ts";
 import type { PriceTable } from "../llm/pricing.ts";
@@ -59,15 +59,14 @@ export class StepPublisher {
     return execution;
   })();
 
-  private event(type: RunEvent["type"], data: Record<string, unknown>, key: string | number = ++this.sequence): RunEvent {
+  /** The attempt's part of every step event's data. */
+  private context() {
     const { activityId, attempt, activityType } = this.info;
-    const workflowExecution = this.execution;
-    return {
-      sourceKey: `${type}:${workflowExecution.runId}:${activityId}:${attempt}:${key}`,
-      type,
-      at: new Date().toISOString(),
-      data: { runId: workflowExecution.runId, activityId, stepName: activityType, attempt, ...data },
-    };
+    return { runId: this.execution.runId, activityId, stepName: activityType, attempt };
+  }
+
+  private key(type: RunEvent["type"], key: string | number = ++this.sequence): string {
+    return `${type}:${this.execution.runId}:${this.info.activityId}:${this.info.attempt}:${key}`;
   }
 
   private push(event: RunEvent): Promise<void> {
@@ -79,12 +78,15 @@ export class StepPublisher {
     return this.chain;
   }
 
+  private now = () => new Date().toISOString();
+
   attribute(attribute: Attribute): Promise<void> {
-    return this.push(this.event("attribute", { attribute: attribute as unknown as Record<string, unknown> }));
+    const event: RunEventOf<"attribute"> = { sourceKey: this.key("attribute"), type: "attribute", at: this.now(), data: { ...this.context(), attribute: { ...attribute } } };
+    return this.push(event);
   }
 
   thinking(text: string): Promise<void> {
-    return this.push(this.event("thinking", { text }));
+    return this.push({ sourceKey: this.key("thinking"), type: "thinking", at: this.now(), data: { ...this.context(), text } });
   }
 
   /**
@@ -92,13 +94,13 @@ export class StepPublisher {
    * ends. Temporal records no history event for a retried attempt until the activity finally
    * ends, so these are what show attempts while they happen.
    */
-  step(state: "started" | "completed" | "failed", details: Record<string, unknown> = {}): Promise<void> {
-    return this.push(this.event("step", { state, ...details }, state));
+  step(state: "started" | "completed" | "failed", details: { outputs?: unknown; error?: string } = {}): Promise<void> {
+    return this.push({ sourceKey: this.key("step", state), type: "step", at: this.now(), data: { ...this.context(), state, ...details } });
   }
 
   /** A piece of the step's answer, for clients that stream it as it is generated. */
   text(delta: string): Promise<void> {
-    return this.push(this.event("text", { delta }));
+    return this.push({ sourceKey: this.key("text"), type: "text", at: this.now(), data: { ...this.context(), delta } });
   }
 
   /** Resolves when everything published so far has been delivered (or given up). */

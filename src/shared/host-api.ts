@@ -20,6 +20,8 @@ export const HOST_PATHS = {
 export const EDGE_PATHS = {
   catalog: "/internal/catalog",
   runEvents: (workflowId: string) => `/internal/runs/${encodeURIComponent(workflowId)}/events`,
+  /** Events of many runs in one signed push (what the host sends). */
+  runEventsBatch: "/internal/run-events",
 } as const;
 
 export const startRunRequest = z.object({
@@ -72,16 +74,8 @@ export const followResponse = z.object({ following: z.boolean() });
 
 export const hostErrorBody = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
 
-/** One entry in a run's event log. `sourceKey` makes redelivery idempotent. */
-export const runEvent = z.object({
-  sourceKey: z.string().min(1).max(200),
-  type: z.enum(["run.started", "run.finished", "history", "attribute", "thinking", "text", "step"]),
-  at: z.string(),
-  data: z.record(z.string(), z.unknown()),
-});
-export type RunEvent = z.infer<typeof runEvent>;
-
-export const runEventBatch = z.object({ events: z.array(runEvent).min(1).max(500) });
+export { runEvent, runEventBatch, runEventPush, runEventPushResult } from "./run-event-schema.ts";
+export type { RunEvent, RunEventOf, RunEventType, RunEventPush } from "./run-event-schema.ts";
 
 export const catalogEntry = z.object({
   name: z.string().regex(/^[a-z][a-z0-9_]{0,63}$/),

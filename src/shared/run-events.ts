@@ -2,13 +2,13 @@
  * Builders of the run events both the host and the edge emit. The same source key from both sides
  * is what makes a second delivery a duplicate.
  */
-import type { RunEvent, RunResultResponse } from "./host-api.ts";
+import type { RunEventOf, RunResultResponse } from "./host-api.ts";
 
-export function runStartedEvent(runId: string, at = new Date().toISOString()): RunEvent {
+export function runStartedEvent(runId: string, at = new Date().toISOString()): RunEventOf<"run.started"> {
   return { sourceKey: `run:${runId}:started`, type: "run.started", at, data: { runId } };
 }
 
-export function runFinishedEvent(result: Omit<RunResultResponse, "workflowId">): RunEvent {
+export function runFinishedEvent(result: Omit<RunResultResponse, "workflowId">): RunEventOf<"run.finished"> {
   return {
     sourceKey: `run:${result.runId}:finished`,
     type: "run.finished",

@@ -5,7 +5,7 @@
  */
 import type { Context } from "hono";
 import type { AppEnv } from "../app-env.ts";
-import type { LogEntry, SubscriberMessage } from "../../durable-objects/run-stream.ts";
+import type { LogEntry, RunOutcome } from "../../durable-objects/run-stream.ts";
 import { openRunSubscription, subscriptionResponse } from "./run-subscription.ts";
 
 export interface LogStreamOptions {
@@ -21,10 +21,20 @@ export interface LogStreamOptions {
   /** SSE text for one entry ("" to skip it). */
   onEntry: (entry: LogEntry) => string | Promise<string>;
   /** SSE text once the run is over, after its last entry. */
-  onDone: (done: NonNullable<SubscriberMessage["done"]>) => Promise<string>;
+  onDone: (done: LogDone) => Promise<string>;
   /** Sent when the DO cannot be reached again; the client should reconnect with Last-Event-ID. */
   onLost: () => string;
 }
+
+/** How the run ended, every field present (null when it does not apply). */
+export interface LogDone {
+  status: RunOutcome["status"];
+  output: unknown;
+  error: string | null;
+  newRunId: string | null;
+}
+
+const logDone = (o: RunOutcome): LogDone => ({ status: o.status, output: o.output ?? null, error: o.error ?? null, newRunId: o.newRunId ?? null });
 
 /** The `log` view of the run's RunStream; SSE ids are log sequence numbers. */
 export function logStreamResponse(c: Context<AppEnv>, options: LogStreamOptions): Promise<Response> {
@@ -35,8 +45,8 @@ export function logStreamResponse(c: Context<AppEnv>, options: LogStreamOptions)
     keepAliveMs: options.keepAliveMs,
     keepAlive: options.keepAlive,
     frame: (message) => {
-      if (message.entry) return { text: options.onEntry(message.entry), cursor: message.entry.seq };
-      if (message.done) return { text: options.onDone(message.done) };
+      if (message.kind === "entry") return { text: options.onEntry(message.entry), cursor: message.entry.seq };
+      if (message.kind === "done") return { text: options.onDone(logDone(message.outcome)) };
       return { text: "" };
     },
     onLost: options.onLost,

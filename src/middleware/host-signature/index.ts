@@ -3,7 +3,7 @@ import type { AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
 import { parseSecrets, verifyRequest } from "../../shared/signing.ts";
 
-const RUN_EVENTS_PATH = /^\/internal\/runs\/[^/]+\/events$/;
+const RUN_EVENTS_PATH = /^\/internal\/(runs\/[^/]+\/events|run-events)$/;
 /** One request in this many also deletes expired nonces. */
 const NONCE_CLEANUP_PROBABILITY = 0.01;
 

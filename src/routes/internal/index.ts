@@ -8,8 +8,9 @@ import { ApiError } from "../../errors.ts";
 import { readJson } from "../../middleware/json-body/index.ts";
 import { hostSignature } from "../../middleware/host-signature/index.ts";
 import { recordRunEvents } from "../../run-stream-client.ts";
-import { catalogPublish, runEventBatch } from "../../shared/host-api.ts";
+import { EDGE_PATHS, catalogPublish, runEventBatch, runEventPush } from "../../shared/host-api.ts";
 import { parseWorkflowIdParam } from "../workflow/params.ts";
+import { workflowIdParam } from "../workflow/schemas.ts";
 
 export function registerInternalApi(app: App) {
   app.use("/internal/*", hostSignature());
@@ -26,6 +27,40 @@ export function registerInternalApi(app: App) {
     const recorded = await recordRunEvents(c.env, workflowId, body.events, c.get("hostNonce"));
     if (recorded.replayed) throw new ApiError("unauthorized", "internal route: replayed signature (this signed request was already used)");
     return c.json({ accepted: recorded.accepted, duplicates: recorded.duplicates });
+  });
+
+  /**
+   * Events of many runs in one signed push (what the host sends). The whole push is validated
+   * first (one bad event: 400, nothing recorded). Then each run's events go to its RunStream in one
+   * call, all runs in parallel; each DO claims the push's nonce, so a replayed push records
+   * nothing anywhere. A run listed twice is merged (its events in order).
+   */
+  app.post(EDGE_PATHS.runEventsBatch, async (c) => {
+    const body = await readJson(c, runEventPush);
+    const byRun = new Map<string, typeof body.runs[number]["events"]>();
+    for (const [i, run] of body.runs.entries()) {
+      if (!workflowIdParam.safeParse(run.workflowId).success) {
+        throw new ApiError("invalid_request", "a pushed run has a malformed workflowId (expected `<workflowName>-<uuid>`)", [
+          { path: `runs.${i}.workflowId`, message: "expected `<workflowName>-<uuid>`" },
+        ]);
+      }
+      byRun.set(run.workflowId, [...(byRun.get(run.workflowId) ?? []), ...run.events]);
+    }
+    const nonce = c.get("hostNonce");
+    const results = await Promise.allSettled([...byRun].map(([workflowId, events]) => recordRunEvents(c.env, workflowId, events, nonce)));
+    const failed = results.filter((r) => r.status === "rejected");
+    if (failed.length > 0) {
+      // Some runs may be recorded already: the host retries the whole push, and those are dropped as duplicates.
+      console.error(JSON.stringify({ level: "error", message: "run event push partly failed", failed: failed.length, runs: byRun.size, error: String(failed[0]!.reason) }));
+      throw new ApiError("host_unavailable", `could not record the events of ${failed.length} of ${byRun.size} runs; retry the push`, undefined, { "retry-after": "1" });
+    }
+    const recorded = results.map((r) => (r as PromiseFulfilledResult<Awaited<ReturnType<typeof recordRunEvents>>>).value);
+    if (recorded.some((r) => r.replayed)) throw new ApiError("unauthorized", "internal route: replayed signature (this signed request was already used)");
+    return c.json({
+      runs: byRun.size,
+      accepted: recorded.reduce((n, r) => n + r.accepted, 0),
+      duplicates: recorded.reduce((n, r) => n + r.duplicates, 0),
+    });
   });
   documentInternalApi(app);
 }

@@ -2,7 +2,7 @@
 import { z } from "zod";
 import type { App } from "../../app-env.ts";
 import { documentRoute } from "../../openapi/document.ts";
-import { catalogPublish, runEventBatch } from "../../shared/host-api.ts";
+import { catalogPublish, runEventBatch, runEventPush, runEventPushResult } from "../../shared/host-api.ts";
 import { workflowIdParam } from "../workflow/schemas.ts";
 
 const tag = "Internal (host → edge)";
@@ -15,5 +15,9 @@ export function documentInternalApi(app: App) {
   documentRoute(app, {
     method: "post", path: "/internal/runs/:id/events", tag, auth: "hostSignature", summary: "The host pushes a batch of run events", params: z.object({ id: workflowIdParam }), body: runEventBatch,
     responses: { 200: { description: "Recorded", schema: z.object({ accepted: z.number(), duplicates: z.number() }) } }, errors: ["invalid_json", "invalid_request", "run_not_found"],
+  });
+  documentRoute(app, {
+    method: "post", path: "/internal/run-events", tag, auth: "hostSignature", summary: "The host pushes the events of many runs at once", body: runEventPush,
+    responses: { 200: { description: "Recorded", schema: runEventPushResult } }, errors: ["invalid_json", "invalid_request", "host_unavailable"],
   });
 }

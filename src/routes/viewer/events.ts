@@ -44,29 +44,34 @@ async function authorize(c: Context<AppEnv>, workflowId: string): Promise<{ orga
   return { organizationId: claims.organizationId };
 }
 
-const str = (v: unknown) => (typeof v === "string" ? v : v === undefined || v === null ? null : String(v));
-
 /** The SSE frame of one log entry ("" for entries the viewer does not show). */
 export function viewerFrame(entry: LogEntry): string {
-  const d = entry.data;
-  const step = { activityId: str(d.activityId), stepName: str(d.stepName), attempt: Number(d.attempt) || 1, at: entry.at };
+  const step = (d: { activityId?: string; stepName?: string; attempt?: number }) => ({
+    activityId: d.activityId ?? null,
+    stepName: d.stepName ?? null,
+    attempt: d.attempt || 1,
+    at: entry.at,
+  });
   switch (entry.type) {
     case "run.started":
-      return sseFrame({ id: entry.seq, event: "run", data: { state: "started", runId: str(d.runId), status: "running", at: entry.at } });
-    case "run.finished":
+      return sseFrame({ id: entry.seq, event: "run", data: { state: "started", runId: entry.data.runId, status: "running", at: entry.at } });
+    case "run.finished": {
+      const d = entry.data;
       return sseFrame({
         id: entry.seq,
         event: "run",
-        data: { state: "finished", runId: str(d.runId), status: str(d.status), output: d.output ?? null, error: d.error ?? null, newRunId: d.newRunId ?? null, at: entry.at },
+        data: { state: "finished", runId: d.runId, status: d.status, output: d.output ?? null, error: d.error ?? null, newRunId: d.newRunId ?? null, at: entry.at },
       });
+    }
     case "step": {
+      const d = entry.data;
       const state = d.state === "completed" || d.state === "failed" ? d.state : "started";
-      return sseFrame({ id: entry.seq, event: "step", data: { ...step, state, ...(d.error ? { error: str(d.error) } : {}) } });
+      return sseFrame({ id: entry.seq, event: "step", data: { ...step(d), state, ...(d.error ? { error: d.error } : {}) } });
     }
     case "thinking":
-      return sseFrame({ id: entry.seq, event: "thinking", data: { ...step, text: str(d.text) ?? "" } });
+      return sseFrame({ id: entry.seq, event: "thinking", data: { ...step(entry.data), text: entry.data.text } });
     case "attribute":
-      return sseFrame({ id: entry.seq, event: "attribute", data: { ...step, attribute: d.attribute ?? null } });
+      return sseFrame({ id: entry.seq, event: "attribute", data: { ...step(entry.data), attribute: entry.data.attribute ?? null } });
     default:
       return "";
   }
@@ -88,7 +93,7 @@ export function registerViewerEvents(app: App) {
       const state = await stub.streamState(runId);
       if (state.finished) {
         // RPC typing turns the entries' `unknown` data into `never`; they are plain JSON.
-        const rest = (await stub.events(afterSeq)) as unknown as Array<{ type: LogEntry["type"]; data: Record<string, unknown> }>;
+        const rest = (await stub.events(afterSeq)) as unknown as Array<{ type: LogEntry["type"]; data: { runId: string } }>;
         if (!rest.some((e) => e.data.runId === runId && SHOWN_TYPES.has(e.type))) return c.body(null, 204);
       }
     }
@@ -102,8 +107,7 @@ export function registerViewerEvents(app: App) {
       keepAlive: () => sseComment("keep-alive"),
       preamble: sseFrame({ retry: VIEWER_RETRY_MS }),
       onEntry: (entry) => viewerFrame(entry),
-      onDone: async (done) =>
-        sseFrame({ event: "done", data: { status: done.status, output: done.output ?? null, error: done.error ?? null, newRunId: done.newRunId ?? null } }),
+      onDone: async (done) => sseFrame({ event: "done", data: done }),
       onLost: () => sseFrame({ event: "server_error", data: { error: "stream_interrupted", message: "lost the run's event stream; reconnecting resumes it" } }),
     });
   });

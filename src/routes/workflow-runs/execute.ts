@@ -76,20 +76,20 @@ function runEventStream(c: Context<AppEnv>, run: Run, afterSeq: number): Promise
     keepAliveMs: PING_INTERVAL_MS,
     keepAlive: () => sseFrame({ event: "ping", data: { content: "ping" } }),
     onEntry: async (entry) => {
-      const data = entry.data;
       if (entry.type === "run.started") return sseFrame({ id: entry.seq, event: "workflow-run", data: content("running") });
       if (entry.type === "run.finished") {
-        return sseFrame({ id: entry.seq, event: "workflow-run", data: content(toWorkflowRunStatus(data.status as RunStatus)) });
+        return sseFrame({ id: entry.seq, event: "workflow-run", data: content(toWorkflowRunStatus(entry.data.status)) });
       }
       if (entry.type === "step") {
-        const state = data.state === "started" ? "running" : String(data.state);
+        const data = entry.data;
+        const state = data.state === "started" ? "running" : data.state;
         return sseFrame({
           id: entry.seq,
           event: "activity-run",
           data: {
             content: {
               ...content(state).content,
-              activityRunId: await stepRunId(run.temporalWorkflowId, String(data.activityId), Number(data.attempt) || 1),
+              activityRunId: await stepRunId(run.temporalWorkflowId, data.activityId, data.attempt || 1),
               stepId: data.activityId,
               stepName: data.stepName,
               attempt: data.attempt,
@@ -99,7 +99,8 @@ function runEventStream(c: Context<AppEnv>, run: Run, afterSeq: number): Promise
         });
       }
       if (entry.type === "thinking") {
-        const activityRunId = await stepRunId(run.temporalWorkflowId, String(data.activityId), Number(data.attempt) || 1);
+        const data = entry.data;
+        const activityRunId = await stepRunId(run.temporalWorkflowId, String(data.activityId), data.attempt || 1);
         return sseFrame({ id: entry.seq, event: "thinking", data: { content: data.text, stepId: data.activityId, activityRunId } });
       }
       return "";

@@ -8,10 +8,11 @@
  * its last event answers 204, which tells EventSource to stop.
  *
  * The Worker holds the client's response; the run's RunStream DO holds one hibernatable
- * WebSocket per subscriber and sends ready-made SSE frames down it.
+ * WebSocket per subscriber and sends structured messages down it, framed here (historyFrame).
  */
 import type { Context } from "hono";
 import type { App, AppEnv } from "../../app-env.ts";
+import type { SubscriberMessage } from "../../../durable-objects/run-stream.ts";
 import { ApiError } from "../../errors.ts";
 import { runStream } from "../../run-stream-client.ts";
 import { getRunOrThrow } from "../../services/runs.ts";
@@ -26,6 +27,27 @@ export const DEFAULT_KEEPALIVE_INTERVAL_MS = 20_000;
 const CLIENT_RETRY_MS = 2_000;
 
 const RUN_ID_PATTERN = /^[A-Za-z0-9-]{1,64}$/;
+
+/** The SSE text of one message from the run's RunStream, and the cursor (Temporal event id) it advances to. */
+export function historyFrame(message: SubscriberMessage): { text: string; cursor?: number } {
+  switch (message.kind) {
+    case "workflow":
+      return { text: sseFrame({ event: "workflow", data: message.summary }) };
+    case "history":
+      return { text: sseFrame({ event: "history", id: message.lastEventId, data: message.events }), cursor: message.lastEventId };
+    case "thinking": {
+      const { activityId, stepName, attempt, text } = message;
+      return { text: sseFrame({ event: "thinking", data: { activityId, stepName, attempt, text } }) };
+    }
+    case "done": {
+      const data: { reason: string; newRunId?: string } = { reason: message.outcome.status };
+      if (message.outcome.newRunId) data.newRunId = message.outcome.newRunId;
+      return { text: sseFrame({ event: "done", data }) };
+    }
+    default:
+      return { text: "" };
+  }
+}
 
 async function streamHistory(c: Context<AppEnv>, requestedRunId: string | undefined): Promise<Response> {
   const workflowId = parseWorkflowIdParam(c.req.param("id")!);
@@ -61,7 +83,7 @@ async function streamHistory(c: Context<AppEnv>, requestedRunId: string | undefi
     preamble: sseFrame({ retry: CLIENT_RETRY_MS }),
     keepAliveMs,
     keepAlive: () => sseComment("keep-alive"),
-    frame: (message) => ({ text: message.sse ?? "", cursor: message.eventId }),
+    frame: historyFrame,
     onLost: () => sseFrame({ event: "server_error", data: { error: "stream_interrupted", message: "lost the run's event stream; reconnect to resume" } }),
   });
 }

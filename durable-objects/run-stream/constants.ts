@@ -1,0 +1,34 @@
+/** Named intervals, limits and storage keys of the RunStream DO (one place to read them). */
+
+/** Version of the DO's own SQLite schema (storage.ts migrates older storage up to it). */
+export const STORAGE_SCHEMA_VERSION = 2;
+
+/** A run with no new event for this long is checked against Temporal (overridable: RUN_WATCHDOG_QUIET_MS). */
+export const DEFAULT_WATCHDOG_QUIET_MS = 30_000;
+/** The longest the watchdog waits between checks of a run that stays quiet. */
+export const MAX_WATCHDOG_INTERVAL_MS = 10 * 60_000;
+/** Each quiet check doubles the wait, at most this many times (then MAX_WATCHDOG_INTERVAL_MS caps it). */
+export const MAX_WATCHDOG_DOUBLINGS = 16;
+
+/** Most history events sent in one `history` message when replaying a backlog. */
+export const REPLAY_BATCH_SIZE = 200;
+/** Close code the DO uses to tell the Worker the stream is complete (after `done`). */
+export const STREAM_DONE_CLOSE_CODE = 4000;
+
+/** Keys of the `meta` table. */
+export const META_KEYS = {
+  schemaVersion: "schemaVersion",
+  workflowId: "workflowId",
+  /** Watchdog checks in a row that found the run quiet. */
+  quietChecks: "quietChecks",
+  /** "1" while the D1 row says the run waits for a signal or human input. */
+  waiting: "waiting",
+  /** `trace:<runId>`: the R2 key of that run's trace, once written. */
+  trace: (runId: string) => `trace:${runId}`,
+} as const;
+
+/** Event types that change the run's D1 row; the others only live in the log. */
+export const PROJECTED_TYPES: ReadonlySet<string> = new Set(["run.started", "run.finished", "attribute", "step"]);
+
+/** `events.projected`: not yet in D1 / in D1 / outcome in D1 but the credit settlement still to do. */
+export const PROJECTION_STATE = { pending: 0, done: 1, settlementPending: 2 } as const;

@@ -1,0 +1,56 @@
+/**
+ * What the RunStream DO says to the Worker: results of its RPC methods, and the structured
+ * messages it sends each subscriber. The DO never writes SSE: the stream routes frame these
+ * messages (src/routes/workflow/history-stream.ts, src/sse/log-stream.ts).
+ */
+import type { RunEventData, RunEventType } from "../../src/shared/run-event-schema.ts";
+import type { SerializedHistoryEvent } from "../../src/shared/history-events.ts";
+import type { RunStatus } from "../../src/shared/run-status.ts";
+
+export interface RecordResult {
+  accepted: number;
+  duplicates: number;
+  /** The signed push carrying these events was seen before: nothing was recorded. */
+  replayed?: boolean;
+}
+
+/** What the Worker needs before it opens a stream (404/204 decisions). */
+export interface StreamState {
+  runId: string | null;
+  finished: boolean;
+  lastEventId: number;
+}
+
+/** How a run ended, as its `run.finished` event says. */
+export type RunOutcome = RunEventData<"run.finished">;
+
+/** A log entry as the `log` view sends it; `seq` orders the whole log and is its event id. */
+export type LogEntry = {
+  [T in RunEventType]: { seq: number; type: T; at: string; data: RunEventData<T> };
+}[RunEventType];
+
+/** The `workflow` summary a history subscriber gets first. */
+export interface WorkflowSummary {
+  workflowId: string | null;
+  runId: string;
+  status: RunStatus;
+  startTime: string | null;
+  closeTime: string | null;
+  historyLength: number;
+  taskQueue: string | null;
+}
+
+export type SubscriptionView = "history" | "log";
+
+/** One message from the DO to the Worker holding a subscriber's SSE response. */
+export type SubscriberMessage =
+  /** history view, first, once per connection when asked for. */
+  | { kind: "workflow"; summary: WorkflowSummary }
+  /** history view: Temporal history events after the subscriber's last one; `lastEventId` is the cursor. */
+  | { kind: "history"; events: SerializedHistoryEvent[]; lastEventId: number }
+  /** history view: reasoning text of a step, in log order between history batches. */
+  | { kind: "thinking"; seq: number; activityId?: string; stepName?: string; attempt?: number; text: string }
+  /** log view: one log entry, as is. */
+  | { kind: "entry"; entry: LogEntry }
+  /** both views: the run is over and everything was sent; the DO closes with STREAM_DONE_CLOSE_CODE next. */
+  | { kind: "done"; outcome: RunOutcome };

@@ -1,0 +1,203 @@
+/**
+ * The run's D1 row (and its step rows) projected from the log. The DO is their single writer.
+ *
+ * Every application is one `db.batch` (one D1 transaction): all rows not yet projected, merged
+ * where D1 only needs the net effect (both ends of a step attempt are one upsert, all new
+ * attributes one addition), plus the waiting flag. A finished run whose row holds credits gets
+ * its settlement in a second batch; the log row stays "settlement pending" until it is in, so a
+ * crash in between settles on the next application (the settlement statements are idempotent).
+ * A failed batch leaves its rows pending: the next event or the watchdog retries them.
+ */
+import { settleCreditsStatements } from "../../src/db/credits.ts";
+import { aggregate } from "../../src/shared/aggregations.ts";
+import { stepRunId } from "../../src/shared/step-run-id.ts";
+import { PROJECTION_STATE } from "./constants.ts";
+import type { EventLog, LogRow, LogRowOf } from "./event-log.ts";
+import type { WaitingDetector } from "./waiting.ts";
+
+/** Counts of what one application sent to D1 (tests and benches read them through logs if needed). */
+export interface ProjectionResult {
+  statements: number;
+  batches: number;
+}
+
+export class D1Projection {
+  constructor(
+    private readonly db: D1Database,
+    private readonly log: EventLog,
+    private readonly waiting: WaitingDetector,
+  ) {}
+
+  /** Projects every pending row; `checkWaiting` also re-evaluates the waiting flag (after new history). */
+  async apply(workflowId: string, checkWaiting: boolean): Promise<ProjectionResult> {
+    const rows = this.log.unprojected();
+    const pending = rows.filter((r) => r.projected === PROJECTION_STATE.pending);
+    const settlementDue = rows.filter((r): r is LogRowOf<"run.finished"> => r.projected === PROJECTION_STATE.settlementPending && r.type === "run.finished");
+    const now = new Date().toISOString();
+    const statements: D1PreparedStatement[] = [];
+    /** Index in `statements` of each finish that may need a settlement, with its log row. */
+    const finishes: Array<{ index: number; row: LogRowOf<"run.finished"> }> = [];
+
+    for (const row of pending) if (row.type === "run.started") statements.push(this.started(workflowId, row, now));
+    for (const step of mergeSteps(pending)) statements.push(await this.step(workflowId, step));
+    const attributes = pending.filter((r): r is LogRowOf<"attribute"> => r.type === "attribute");
+    if (attributes.length > 0) statements.push(this.attributes(workflowId, attributes, now));
+    for (const row of pending) {
+      if (row.type !== "run.finished") continue;
+      const statement = this.finished(workflowId, row, now);
+      if (statement.finish) finishes.push({ index: statements.length, row });
+      statements.push(statement.statement);
+    }
+    const waitingChange = checkWaiting ? this.waiting.change(this.db, workflowId, now) : null;
+    if (waitingChange) statements.push(waitingChange.statement);
+
+    let batches = 0;
+    if (statements.length > 0) {
+      const results = await this.db.batch(statements);
+      batches++;
+      const holding = finishes.filter(({ index }) => Number((results[index]?.results?.[0] as { credit_hold?: number } | undefined)?.credit_hold ?? 0) > 0);
+      this.log.markProjected(holding.map((f) => f.row.seq), PROJECTION_STATE.settlementPending);
+      const holdingSeqs = new Set(holding.map((f) => f.row.seq));
+      this.log.markProjected(pending.filter((r) => !holdingSeqs.has(r.seq)).map((r) => r.seq));
+      if (waitingChange) this.waiting.committed(waitingChange.waiting);
+      settlementDue.push(...holding.map((f) => f.row));
+    }
+    let settlementStatements = 0;
+    if (settlementDue.length > 0) {
+      // Keyed by the log row, so a retried settlement writes the same ledger row (and is ignored).
+      const settle = settlementDue.flatMap((row) => settleCreditsStatements(this.db, workflowId, `charge:${workflowId}:${row.seq}`, now));
+      await this.db.batch(settle);
+      batches++;
+      settlementStatements = settle.length;
+      this.log.markProjected(settlementDue.map((r) => r.seq));
+    }
+    return { statements: statements.length + settlementStatements, batches };
+  }
+
+  /** Only a scheduled row moves to running: a late start never undoes a finish. */
+  private started(workflowId: string, row: LogRowOf<"run.started">, now: string): D1PreparedStatement {
+    return this.db
+      .prepare(
+        `UPDATE runs SET status = 'running', temporal_run_id = ?, started_at = COALESCE(started_at, ?), updated_at = ?
+         WHERE temporal_workflow_id = ? AND status = 'scheduled'`,
+      )
+      .bind(row.data.runId, row.at, now, workflowId);
+  }
+
+  /** Totals for listing and billing; the attributes themselves stay in the log. */
+  private attributes(workflowId: string, rows: LogRowOf<"attribute">[], now: string): D1PreparedStatement {
+    const totals = aggregate(rows.map((r) => r.data.attribute));
+    return this.db
+      .prepare(
+        `UPDATE runs SET cost_total = cost_total + ?, tokens_input = tokens_input + ?, tokens_output = tokens_output + ?,
+           tokens_total = tokens_total + ?, http_requests = http_requests + ?, updated_at = ?
+         WHERE temporal_workflow_id = ?`,
+      )
+      .bind(totals.cost.total, totals.tokens.input, totals.tokens.output, totals.tokens.total, totals.httpRequests.total, now, workflowId);
+  }
+
+  /**
+   * One step_runs row per attempt. A later state never goes back to `running` (the `started` push
+   * of an attempt may arrive after its end).
+   */
+  private async step(workflowId: string, step: MergedStep): Promise<D1PreparedStatement> {
+    return this.db
+      .prepare(
+        `INSERT INTO step_runs (id, run_id, organization_id, step_id, step_name, attempt, status, outputs, error, created_at, updated_at)
+         SELECT ?1, r.id, r.organization_id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 FROM runs r WHERE r.temporal_workflow_id = ?10
+         ON CONFLICT (run_id, step_id, attempt) DO UPDATE SET
+           status = CASE WHEN excluded.status = 'running' THEN step_runs.status ELSE excluded.status END,
+           outputs = COALESCE(excluded.outputs, step_runs.outputs),
+           error = COALESCE(excluded.error, step_runs.error),
+           created_at = MIN(step_runs.created_at, excluded.created_at),
+           updated_at = MAX(step_runs.updated_at, excluded.updated_at)`,
+      )
+      .bind(
+        await stepRunId(workflowId, step.activityId, step.attempt),
+        step.activityId,
+        step.stepName,
+        step.attempt,
+        step.status,
+        step.outputs === undefined ? null : JSON.stringify(step.outputs),
+        step.error,
+        step.firstAt,
+        step.lastAt,
+        workflowId,
+      );
+  }
+
+  /**
+   * The outcome. A continued-as-new run is not the end of the workflow: the row follows the new
+   * run. `finish` says the statement returns the row's credit hold (a settlement may be due).
+   */
+  private finished(workflowId: string, row: LogRowOf<"run.finished">, now: string): { statement: D1PreparedStatement; finish: boolean } {
+    const data = row.data;
+    if (data.status === "continued_as_new" && data.newRunId) {
+      return {
+        statement: this.db.prepare("UPDATE runs SET temporal_run_id = ?, updated_at = ? WHERE temporal_workflow_id = ?").bind(data.newRunId, now, workflowId),
+        finish: false,
+      };
+    }
+    const statement = this.db
+      .prepare(
+        `UPDATE runs SET status = ?, output = ?, error = ?, temporal_run_id = ?, completed_at = ?,
+           started_at = COALESCE(started_at, ?), updated_at = ?, waiting_since = NULL
+         WHERE temporal_workflow_id = ? RETURNING credit_hold`,
+      )
+      .bind(
+        data.status,
+        data.output === undefined || data.output === null ? null : JSON.stringify(data.output),
+        data.error ?? null,
+        data.runId,
+        row.at,
+        row.at,
+        now,
+        workflowId,
+      );
+    return { statement, finish: true };
+  }
+}
+
+interface MergedStep {
+  activityId: string;
+  attempt: number;
+  stepName: string | null;
+  status: "running" | "completed" | "failed";
+  outputs: unknown;
+  error: string | null;
+  firstAt: string;
+  lastAt: string;
+}
+
+/** The step rows of one application, one per attempt: what D1's upsert would end with after each in turn. */
+function mergeSteps(rows: readonly LogRow[]): MergedStep[] {
+  const steps = new Map<string, MergedStep>();
+  for (const row of rows) {
+    if (row.type !== "step") continue;
+    const d = row.data;
+    const attempt = d.attempt || 1;
+    const key = `${d.activityId}\u0000${attempt}`;
+    const state = d.state === "completed" || d.state === "failed" ? d.state : "running";
+    const seen = steps.get(key);
+    if (!seen) {
+      steps.set(key, {
+        activityId: d.activityId,
+        attempt,
+        stepName: d.stepName ?? null,
+        status: state,
+        outputs: d.outputs,
+        error: d.error ?? null,
+        firstAt: row.at,
+        lastAt: row.at,
+      });
+      continue;
+    }
+    if (state !== "running") seen.status = state;
+    if (d.outputs !== undefined && d.outputs !== null) seen.outputs = d.outputs;
+    if (d.error !== undefined) seen.error = d.error;
+    seen.stepName ??= d.stepName ?? null;
+    if (row.at < seen.firstAt) seen.firstAt = row.at;
+    if (row.at > seen.lastAt) seen.lastAt = row.at;
+  }
+  return [...steps.values()];
+}

@@ -1,0 +1,52 @@
+/**
+ * Waiting detection: is the latest run blocked on a signal or human input? Yes when its history
+ * so far ends with a completed workflow task and nothing is in flight: every activity, timer and
+ * child workflow it started has ended. (A timer is a durable pause, not waiting for someone.)
+ * The D1 row's `waiting_since` follows it (only while the row is `running`).
+ */
+import type { EventLog } from "./event-log.ts";
+import { META_KEYS } from "./constants.ts";
+import type { Meta } from "./storage.ts";
+
+const t = (name: string) => `EVENT_TYPE_${name}`;
+const OPENS = [t("ACTIVITY_TASK_SCHEDULED"), t("TIMER_STARTED"), t("START_CHILD_WORKFLOW_EXECUTION_INITIATED")];
+const CLOSES = [
+  t("ACTIVITY_TASK_COMPLETED"), t("ACTIVITY_TASK_FAILED"), t("ACTIVITY_TASK_TIMED_OUT"), t("ACTIVITY_TASK_CANCELED"),
+  t("TIMER_FIRED"), t("TIMER_CANCELED"), t("START_CHILD_WORKFLOW_EXECUTION_FAILED"),
+  t("CHILD_WORKFLOW_EXECUTION_COMPLETED"), t("CHILD_WORKFLOW_EXECUTION_FAILED"), t("CHILD_WORKFLOW_EXECUTION_CANCELED"),
+  t("CHILD_WORKFLOW_EXECUTION_TIMED_OUT"), t("CHILD_WORKFLOW_EXECUTION_TERMINATED"),
+];
+
+export class WaitingDetector {
+  constructor(
+    private readonly log: EventLog,
+    private readonly meta: Meta,
+  ) {}
+
+  isWaiting(runId: string): boolean {
+    // Cheap checks first (this runs for every history batch); the count scans the run's history.
+    if (this.log.lastHistoryType(runId) !== t("WORKFLOW_TASK_COMPLETED") || this.log.finished(runId)) return false;
+    return this.log.openCount(runId, OPENS, CLOSES) === 0;
+  }
+
+  /**
+   * The D1 statement that brings `waiting_since` in line, or null when it already is. Call
+   * `committed(change)` once the statement is in D1.
+   */
+  change(db: D1Database, workflowId: string, now: string): { statement: D1PreparedStatement; waiting: boolean } | null {
+    const runId = this.log.latestRunId();
+    if (!runId) return null;
+    const waiting = this.isWaiting(runId);
+    if ((this.meta.get(META_KEYS.waiting) === "1") === waiting) return null;
+    const statement = waiting
+      ? db
+          .prepare("UPDATE runs SET waiting_since = ?, updated_at = ? WHERE temporal_workflow_id = ? AND status = 'running' AND waiting_since IS NULL")
+          .bind(now, now, workflowId)
+      : db.prepare("UPDATE runs SET waiting_since = NULL, updated_at = ? WHERE temporal_workflow_id = ? AND waiting_since IS NOT NULL").bind(now, workflowId);
+    return { statement, waiting };
+  }
+
+  committed(waiting: boolean): void {
+    this.meta.set(META_KEYS.waiting, waiting ? "1" : "0");
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * The watchdog alarm: a run that is not finished and has gone quiet is reconciled with Temporal
+ * through the host, so no run stays `running` after a fault. Each check that finds the run still
+ * quiet doubles the wait (up to MAX_WATCHDOG_INTERVAL_MS), so a run that waits for a human for
+ * days costs a few checks an hour; any new event resets it.
+ */
+import { HostClient } from "../../src/host-client.ts";
+import { runFinishedEvent } from "../../src/shared/run-events.ts";
+import type { RunEvent } from "../../src/shared/run-event-schema.ts";
+import { isTerminal } from "../../src/shared/run-status.ts";
+import { DEFAULT_WATCHDOG_QUIET_MS, MAX_WATCHDOG_DOUBLINGS, MAX_WATCHDOG_INTERVAL_MS, META_KEYS } from "./constants.ts";
+import type { Meta } from "./storage.ts";
+
+export class Watchdog {
+  constructor(
+    private readonly storage: DurableObjectStorage,
+    private readonly env: Env,
+    private readonly meta: Meta,
+  ) {}
+
+  private quietMs(): number {
+    const configured = Number(this.env.RUN_WATCHDOG_QUIET_MS);
+    return Number.isFinite(configured) && configured > 0 ? configured : DEFAULT_WATCHDOG_QUIET_MS;
+  }
+
+  private quietChecks(): number {
+    return Number(this.meta.get(META_KEYS.quietChecks) ?? 0);
+  }
+
+  /** New events arrived: the next check is a full quiet period away again. */
+  heard(): void {
+    this.meta.set(META_KEYS.quietChecks, "0");
+  }
+
+  /** Sets the alarm, or clears it when there is nothing left to watch (`settled`). */
+  async arm(settled: boolean): Promise<void> {
+    if (settled) {
+      await this.storage.deleteAlarm();
+      return;
+    }
+    const delay = Math.min(this.quietMs() * 2 ** Math.min(this.quietChecks(), MAX_WATCHDOG_DOUBLINGS), MAX_WATCHDOG_INTERVAL_MS);
+    await this.storage.setAlarm(Date.now() + delay);
+  }
+
+  /** Asks the host to relay the run's history again and records its outcome if it has ended. */
+  async reconcile(workflowId: string, record: (events: RunEvent[]) => Promise<unknown>): Promise<void> {
+    const host = new HostClient(this.env);
+    try {
+      // What we already have is dropped as duplicate.
+      await host.follow(workflowId);
+      const result = await host.result(workflowId, 0);
+      if (isTerminal(result.status)) await record([runFinishedEvent(result)]);
+    } catch (err) {
+      console.warn(JSON.stringify({ level: "warn", message: "run watchdog could not reach the host", workflowId, error: String(err) }));
+    }
+    this.meta.set(META_KEYS.quietChecks, String(this.quietChecks() + 1));
+  }
+}

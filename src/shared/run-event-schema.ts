@@ -1,0 +1,102 @@
+/**
+ * The run-event contract between the Node host and the edge: one zod discriminated union on
+ * `type`, parsed by the edge's push route and built (typed) by the host. Each event type has its
+ * own `data` shape, so a reader that checked `type` gets typed data without a cast.
+ *
+ * `sourceKey` makes redelivery idempotent: the same event from both sides, or twice from one, has
+ * the same key and the run's log keeps it once.
+ */
+import { z } from "zod";
+import { RUN_STATUSES } from "./run-status.ts";
+
+const sourceKey = z.string().min(1).max(200);
+const at = z.string().min(1).max(64);
+const runId = z.string().min(1).max(200);
+
+/** A Temporal history event in the JSON form the host relays (see history-events.ts). */
+export const serializedHistoryEventSchema = z.object({
+  eventId: z.string().regex(/^\d{1,19}$/),
+  eventTime: z.string().nullable(),
+  eventType: z.string().min(1).max(120),
+  attributes: z.record(z.string(), z.unknown()),
+  payloads: z.object({ input: z.array(z.unknown()).optional(), result: z.unknown().optional() }).optional(),
+});
+
+/** Which activity attempt an event of a step belongs to. */
+const stepContext = {
+  runId,
+  activityId: z.string().max(200).optional(),
+  stepName: z.string().max(200).optional(),
+  attempt: z.number().int().min(1).optional(),
+};
+
+/** An attribute a step recorded (`llm:usage`, `http:request`, ...): a type, an optional cost, anything else. */
+export const attributeSchema = z.looseObject({ type: z.string().min(1).max(100), total: z.number().optional() });
+
+export const runStartedData = z.object({ runId });
+export const runFinishedData = z.object({
+  runId,
+  status: z.enum(RUN_STATUSES),
+  output: z.unknown().optional(),
+  error: z.string().nullable().optional(),
+  /** Set when the run continued as new: the next run of the same workflow id. */
+  newRunId: z.string().nullable().optional(),
+});
+export const historyData = z.object({ runId, event: serializedHistoryEventSchema });
+export const attributeData = z.object({ ...stepContext, attribute: attributeSchema });
+export const thinkingData = z.object({ ...stepContext, text: z.string() });
+export const textData = z.object({ ...stepContext, delta: z.string() });
+export const stepData = z.object({
+  ...stepContext,
+  activityId: z.string().min(1).max(200),
+  state: z.enum(["started", "completed", "failed"]),
+  outputs: z.unknown().optional(),
+  error: z.string().optional(),
+});
+
+const event = <T extends string, D extends z.ZodType>(type: T, data: D) => z.object({ sourceKey, type: z.literal(type), at, data });
+
+/** One entry of a run's event log. */
+export const runEvent = z.discriminatedUnion("type", [
+  event("run.started", runStartedData),
+  event("run.finished", runFinishedData),
+  event("history", historyData),
+  event("attribute", attributeData),
+  event("thinking", thinkingData),
+  event("text", textData),
+  event("step", stepData),
+]);
+export type RunEvent = z.infer<typeof runEvent>;
+export type RunEventType = RunEvent["type"];
+/** The event of one type, e.g. `RunEventOf<"step">`. */
+export type RunEventOf<T extends RunEventType> = Extract<RunEvent, { type: T }>;
+export type RunEventData<T extends RunEventType> = RunEventOf<T>["data"];
+export const RUN_EVENT_TYPES = runEvent.options.map((o) => o.shape.type.value) as readonly RunEventType[];
+
+/** The most events in one push (per run, and in all). */
+export const MAX_EVENTS_PER_PUSH = 1000;
+/** The most runs in one push. */
+export const MAX_RUNS_PER_PUSH = 200;
+
+/** A push for one run (the per-run route). */
+export const runEventBatch = z.object({ events: z.array(runEvent).min(1).max(500) });
+
+/**
+ * A push across runs (the batch route): each run's events, in order. Events of one run are
+ * applied in the order given; runs are independent of each other.
+ */
+export const runEventPush = z
+  .object({
+    runs: z
+      .array(z.object({ workflowId: z.string().min(1).max(128), events: z.array(runEvent).min(1).max(MAX_EVENTS_PER_PUSH) }))
+      .min(1)
+      .max(MAX_RUNS_PER_PUSH),
+  })
+  .refine((p) => p.runs.reduce((n, r) => n + r.events.length, 0) <= MAX_EVENTS_PER_PUSH, {
+    message: `at most ${MAX_EVENTS_PER_PUSH} events per push`,
+    path: ["runs"],
+  });
+export type RunEventPush = z.infer<typeof runEventPush>;
+
+/** What the edge answers to a push across runs. */
+export const runEventPushResult = z.object({ runs: z.number(), accepted: z.number(), duplicates: z.number() });
