@@ -9,6 +9,7 @@
  * - traces.ts      the trace of each finished run, written to R2
  * - fanout.ts      subscribers (hibernatable WebSockets), sent structured messages
  * - watchdog.ts    the alarm that reconciles a quiet run with Temporal through the host
+ * - webhook-outbox.ts  completion webhooks: a durable outbox worked by the alarm
  *
  * State is hydrated once per wake, under blockConcurrencyWhile. Nothing here speaks SSE: the
  * stream routes frame the messages (messages.ts).
@@ -26,6 +27,7 @@ import { Meta, claimPushNonce, migrate } from "./run-stream/storage.ts";
 import { TraceWriter } from "./run-stream/traces.ts";
 import { WaitingDetector } from "./run-stream/waiting.ts";
 import { Watchdog } from "./run-stream/watchdog.ts";
+import { WebhookOutbox } from "./run-stream/webhook-outbox.ts";
 
 export { DEFAULT_WATCHDOG_QUIET_MS, MAX_WATCHDOG_INTERVAL_MS, REPLAY_BATCH_SIZE, STREAM_DONE_CLOSE_CODE } from "./run-stream/constants.ts";
 export type { LogEntry, RecordResult, RunOutcome, StreamState, SubscriberMessage, SubscriptionView, WorkflowSummary } from "./run-stream/messages.ts";
@@ -37,6 +39,7 @@ interface Parts {
   traces: TraceWriter;
   subscribers: Subscribers;
   watchdog: Watchdog;
+  webhooks: WebhookOutbox;
 }
 
 export class RunStream extends DurableObject<Env> {
@@ -56,6 +59,7 @@ export class RunStream extends DurableObject<Env> {
         traces: new TraceWriter(env.TRACES, log, meta),
         subscribers: new Subscribers(ctx, log, (runId) => this.workflowSummary(runId)),
         watchdog: new Watchdog(ctx.storage, env, meta),
+        webhooks: new WebhookOutbox({ sql, storage: ctx.storage, env, log, meta, endedRun: () => this.endedRun() }),
       };
     });
   }
@@ -86,7 +90,15 @@ export class RunStream extends DurableObject<Env> {
       await this.parts.traces.writeMissing(workflowId);
     } finally {
       await this.parts.watchdog.arm(this.isSettled());
+      await this.parts.webhooks.arm();
     }
+  }
+
+  /** The workflow's final outcome, once it has ended and D1 has all of it (webhooks go out then). */
+  private endedRun() {
+    const { log } = this.parts;
+    const latest = log.latestRunId();
+    return latest !== null && this.isFinished() && !log.hasUnprojected() ? log.finished(latest) : null;
   }
 
   /** Nothing left to watch: the workflow is over, D1 has all of it and every trace is written. */
@@ -169,6 +181,11 @@ export class RunStream extends DurableObject<Env> {
     };
   }
 
+  /** The webhook outbox's rows (tests and diagnostics). */
+  async webhookOutbox() {
+    return this.parts.webhooks.rows();
+  }
+
   // ---------------------------------------------------------------- subscribers
 
   /**
@@ -220,7 +237,9 @@ export class RunStream extends DurableObject<Env> {
       await this.parts.traces.writeMissing(workflowId);
       if (!this.isFinished()) await this.parts.watchdog.reconcile(workflowId, (events) => this.record(workflowId, events));
     } finally {
+      await this.parts.webhooks.work(workflowId);
       await this.parts.watchdog.arm(this.isSettled());
+      await this.parts.webhooks.arm();
     }
   }
 }

@@ -21,6 +21,8 @@ export interface AppEnv {
     auth: AuthContext;
     /** The verified nonce of a signed host request, for the route that claims it (run events). */
     hostNonce?: { nonce: string; expiresAt: number };
+    /** `Idempotency-Key` of a start request, checked and fingerprinted (middleware/idempotency). */
+    idempotency?: import("./middleware/idempotency/index.ts").IdempotencyRequest;
   };
 }
 

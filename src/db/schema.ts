@@ -200,3 +200,68 @@ export type Workflow = typeof workflows.$inferSelect;
 export type ApiKey = typeof apiKeys.$inferSelect;
 export type StepRun = typeof stepRuns.$inferSelect;
 export type Organization = typeof organizations.$inferSelect;
+
+/**
+ * Idempotency keys (`Idempotency-Key` on the start routes): one row per organization and key for
+ * 24 hours. `fingerprint` is the SHA-256 of the route and the request body; `workflow_id` is the
+ * run the key started. The claim is one INSERT … ON CONFLICT, so concurrent requests with one key
+ * start one run. Rows past `expires_at` may be claimed again (and are deleted lazily).
+ */
+export const idempotencyKeys = sqliteTable(
+  "idempotency_keys",
+  {
+    organizationId: text("organization_id").notNull(),
+    key: text("key").notNull(),
+    fingerprint: text("fingerprint").notNull(),
+    /** The run's Temporal workflow id (the Workflow API's `workflowId`). */
+    workflowId: text("workflow_id").notNull(),
+    /** Epoch ms after which the key is free again. */
+    expiresAt: integer("expires_at").notNull(),
+    createdAt: timestamps.createdAt,
+  },
+  (t) => [uniqueIndex("idempotency_keys_org_key_uq").on(t.organizationId, t.key), index("idempotency_keys_expires_idx").on(t.expiresAt)],
+);
+
+/** Completion webhook endpoints of an organization (admin API). */
+export const webhookEndpoints = sqliteTable(
+  "webhook_endpoints",
+  {
+    /** `whk_<hex>` */
+    id: text("id").primaryKey(),
+    organizationId: text("organization_id")
+      .notNull()
+      .references(() => organizations.id),
+    url: text("url").notNull(),
+    /** Event types it receives (`run.completed`, …). */
+    events: text("events", { mode: "json" }).$type<string[]>().notNull(),
+    /** `whsec_<base64>`: the signing secret (Standard Webhooks). Needed to sign, so kept as is. */
+    secret: text("secret").notNull(),
+    deletedAt: text("deleted_at"),
+    ...timestamps,
+  },
+  (t) => [index("webhook_endpoints_org_idx").on(t.organizationId)],
+);
+
+/** One row per delivery attempt, written by the run's RunStream (the delivery log). */
+export const webhookAttempts = sqliteTable(
+  "webhook_attempts",
+  {
+    id: text("id").primaryKey(),
+    endpointId: text("endpoint_id").notNull(),
+    organizationId: text("organization_id").notNull(),
+    /** The `webhook-id` header: the same on every attempt of one message. */
+    messageId: text("message_id").notNull(),
+    eventType: text("event_type").notNull(),
+    workflowId: text("workflow_id").notNull(),
+    attempt: integer("attempt").notNull(),
+    /** `succeeded`, `retrying` (another attempt is scheduled) or `failed` (given up). */
+    status: text("status", { enum: ["succeeded", "retrying", "failed"] }).notNull(),
+    responseStatus: integer("response_status"),
+    error: text("error"),
+    attemptedAt: text("attempted_at").notNull(),
+    nextAttemptAt: text("next_attempt_at"),
+  },
+  (t) => [uniqueIndex("webhook_attempts_message_attempt_uq").on(t.endpointId, t.messageId, t.attempt), index("webhook_attempts_endpoint_idx").on(t.endpointId, t.attemptedAt)],
+);
+
+export type WebhookEndpoint = typeof webhookEndpoints.$inferSelect;

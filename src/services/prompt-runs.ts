@@ -6,6 +6,7 @@ import { findPublishedPromptWorkflow } from "../db/prompt-workflows.ts";
 import type { PromptDefinition, Workflow } from "../db/schema.ts";
 import { ApiError, type Issue } from "../errors.ts";
 import { renderTemplate } from "../shared/prompt-template.ts";
+import type { IdempotencyRequest } from "../middleware/idempotency/index.ts";
 import { startWorkflowRun, type StartedRun } from "./runs.ts";
 
 /** Allowance for the chat format around the prompt (role markers, system text), in tokens. */
@@ -59,6 +60,7 @@ export async function startPromptRun(
   organizationId: string,
   workflowId: string,
   body: unknown,
+  idempotency?: IdempotencyRequest,
 ): Promise<{ started: StartedRun; workflow: Workflow; prompt: PromptDefinition }> {
   const workflow = await findPublishedPromptWorkflow(env.DB, organizationId, workflowId);
   if (!workflow) throw new ApiError("workflow_not_found", `no published workflow "${workflowId}"`);
@@ -67,6 +69,7 @@ export async function startPromptRun(
   const started = await startWorkflowRun(env, organizationId, workflow, values, {
     creditHold: creditHoldFor(prompt, renderTemplate(prompt.template, values)),
     host: { workflowName: "run_prompt", input: { ...prompt, variables: values }, executionTimeoutMs: promptRunMaxMs(env) },
+    idempotency,
   });
   return { started, workflow, prompt };
 }

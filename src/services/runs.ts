@@ -17,6 +17,8 @@ import { deleteUnstartedRunStatement, findRunByWorkflowId, insertScheduledRun } 
 import { findRunnableWorkflow } from "../db/workflows.ts";
 import type { Run, Workflow } from "../db/schema.ts";
 import { assertValidInput } from "../routes/workflow/input-validation.ts";
+import type { IdempotencyRequest } from "../middleware/idempotency/index.ts";
+import { claimIdempotencyKey, releaseStatement } from "./idempotency.ts";
 
 /** The host blocks at most this long per result call; longer waits are several calls. */
 const HOST_RESULT_WAIT_SLICE_MS = 110_000;
@@ -33,11 +35,11 @@ const DEFAULT_CODE_RUN_CREDIT_HOLD = 20_000;
 export const codeRunCreditHold = (env: Env) => Number(env.CODE_RUN_CREDIT_HOLD) || DEFAULT_CODE_RUN_CREDIT_HOLD;
 
 /** Starts a published code workflow by name (the Workflow API and the Workflow Runs API). */
-export async function startRun(env: Env, organizationId: string, workflowName: string, input: unknown): Promise<StartedRun> {
+export async function startRun(env: Env, organizationId: string, workflowName: string, input: unknown, idempotency?: IdempotencyRequest): Promise<StartedRun> {
   const workflow = await findRunnableWorkflow(env.DB, organizationId, { name: workflowName });
   if (!workflow) throw new ApiError("workflow_not_found", `no published workflow named "${workflowName}"; GET /workflow/catalog lists them`);
   assertValidInput(workflow, input);
-  return startWorkflowRun(env, organizationId, workflow, input, { creditHold: codeRunCreditHold(env) });
+  return startWorkflowRun(env, organizationId, workflow, input, { creditHold: codeRunCreditHold(env), idempotency });
 }
 
 export interface StartOptions {
@@ -47,6 +49,8 @@ export interface StartOptions {
   envs?: Record<string, string>;
   /** What the host starts, when it is not the catalog workflow itself (prompt workflows). */
   host?: { workflowName: string; input: unknown; executionTimeoutMs?: number };
+  /** The request's `Idempotency-Key`: claimed before the hold; a replay returns the first run. */
+  idempotency?: IdempotencyRequest;
 }
 
 /**
@@ -54,18 +58,25 @@ export interface StartOptions {
  * undoes what came before it: no orphan row, no stuck hold.
  */
 export async function startWorkflowRun(env: Env, organizationId: string, workflow: Workflow, input: unknown, options: StartOptions): Promise<StartedRun> {
+  const id = crypto.randomUUID();
+  const workflowId = `${workflow.kind === "prompt" ? workflow.id : workflow.name}-${id}`;
+  const key = options.idempotency;
+  if (key) {
+    const replay = await claimIdempotencyKey(env.DB, organizationId, key, workflowId);
+    if (replay) return replay;
+  }
+  const releaseKey = key ? [releaseStatement(env.DB, organizationId, key.key, workflowId)] : [];
   const hold = await reserveCredits(env.DB, organizationId, options.creditHold);
   if (!hold.ok) {
+    if (key) await releaseKey[0]!.run();
     throw new ApiError(
       "insufficient_credits",
       `this run needs ${options.creditHold} credits available and the organization has ${hold.available}; add credits to continue`,
     );
   }
   const creditHold = hold.metered ? options.creditHold : 0;
-  const id = crypto.randomUUID();
-  const workflowId = `${workflow.kind === "prompt" ? workflow.id : workflow.name}-${id}`;
   const undo = () =>
-    env.DB.batch([deleteUnstartedRunStatement(env.DB, id), ...(creditHold > 0 ? [releaseCreditsStatement(env.DB, organizationId, creditHold)] : [])]);
+    env.DB.batch([deleteUnstartedRunStatement(env.DB, id), ...(creditHold > 0 ? [releaseCreditsStatement(env.DB, organizationId, creditHold)] : []), ...releaseKey]);
   try {
     await insertScheduledRun(env.DB, {
       id,
@@ -78,7 +89,8 @@ export async function startWorkflowRun(env: Env, organizationId: string, workflo
       envNames: options.envs ? Object.keys(options.envs) : null,
     });
   } catch (err) {
-    if (creditHold > 0) await releaseCreditsStatement(env.DB, organizationId, creditHold).run();
+    const undoHold = [...(creditHold > 0 ? [releaseCreditsStatement(env.DB, organizationId, creditHold)] : []), ...releaseKey];
+    if (undoHold.length > 0) await env.DB.batch(undoHold);
     throw err;
   }
   let runId: string;

@@ -14,8 +14,8 @@ export const corsForConfiguredOrigins = () =>
     return cors({
       origin: (origin) => (allowAll ? "*" : configured.includes(origin) ? origin : null),
       allowMethods: ["GET", "POST", "PATCH", "PUT", "DELETE", "OPTIONS"],
-      allowHeaders: ["Authorization", "Content-Type", "Last-Event-ID", "X-Request-Id"],
-      exposeHeaders: ["x-request-id", "location", "retry-after", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"],
+      allowHeaders: ["Authorization", "Content-Type", "Last-Event-ID", "X-Request-Id", "Idempotency-Key"],
+      exposeHeaders: ["x-request-id", "location", "retry-after", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "idempotent-replayed"],
       maxAge: 600,
     })(c, next);
   });

@@ -6,12 +6,13 @@ import { registerApiKeys } from "./api-keys.ts";
 import { registerCredits } from "./credits.ts";
 import { registerOrganizations } from "./organizations.ts";
 import { registerPromptWorkflows } from "./prompt-workflows.ts";
+import { registerWebhooks } from "./webhooks.ts";
 
 const MAX_ADMIN_BODY_BYTES = 256 * 1024;
 
 /**
  * The admin API (`/admin/v1/...`), for operators and `npm run admin`: organizations, API keys,
- * credits and prompt workflows. Guarded by ADMIN_API_KEY, not by tenant keys.
+ * credits, prompt workflows and webhooks. Guarded by ADMIN_API_KEY, not by tenant keys.
  */
 export function registerAdminApi(app: App) {
   app.use("/admin/*", adminAuth());
@@ -20,5 +21,6 @@ export function registerAdminApi(app: App) {
   registerApiKeys(app);
   registerCredits(app);
   registerPromptWorkflows(app);
+  registerWebhooks(app);
   documentAdminApi(app);
 }

@@ -1,7 +1,7 @@
 /** OpenAPI description of the admin API (`/admin/v1/...`). */
 import type { App } from "../../app-env.ts";
 import { anyObject, documentRoute, type RouteDoc } from "../../openapi/document.ts";
-import { createApiKeyBody, createOrganizationBody, createPromptWorkflowBody, grantCreditsBody, ledgerQuery, updatePromptWorkflowBody } from "./schemas.ts";
+import { createApiKeyBody, createOrganizationBody, createWebhookBody, deliveriesQuery, createPromptWorkflowBody, grantCreditsBody, ledgerQuery, updatePromptWorkflowBody } from "./schemas.ts";
 
 const tag = "Admin API";
 const ok = (description: string, status = 200) => ({ [status]: { description, schema: anyObject } });
@@ -24,4 +24,9 @@ export function documentAdminApi(app: App) {
   for (const action of ["publish", "unpublish"]) {
     doc({ method: "post", path: `/admin/v1/workflows/:workflowId/${action}`, summary: `${action[0]!.toUpperCase()}${action.slice(1)} a prompt workflow`, responses: ok("Done"), errors: ["workflow_not_found"] });
   }
+  doc({ method: "post", path: "/admin/v1/organizations/:orgId/webhooks", summary: "Register a completion webhook endpoint (the whsec_ secret is shown once)", body: createWebhookBody, responses: ok("Created", 201), errors: [...BODY_ERRORS, "organization_not_found", "webhook_url_not_allowed"] });
+  doc({ method: "get", path: "/admin/v1/organizations/:orgId/webhooks", summary: "List webhook endpoints (never their secrets)", responses: ok("Webhooks"), errors: ["organization_not_found"] });
+  doc({ method: "delete", path: "/admin/v1/organizations/:orgId/webhooks/:webhookId", summary: "Delete a webhook endpoint (pending deliveries stop)", responses: ok("Deleted"), errors: ["organization_not_found", "webhook_not_found"] });
+  doc({ method: "post", path: "/admin/v1/organizations/:orgId/webhooks/:webhookId/rotate-secret", summary: "Rotate the signing secret (the new one is shown once)", responses: ok("Rotated"), errors: ["organization_not_found", "webhook_not_found"] });
+  doc({ method: "get", path: "/admin/v1/organizations/:orgId/webhooks/:webhookId/deliveries", summary: "Delivery attempts, newest first: status, response code, time, next attempt", query: deliveriesQuery, responses: ok("Deliveries"), errors: ["organization_not_found", "webhook_not_found", "invalid_request"] });
 }

@@ -63,3 +63,19 @@ export const ledgerQuery = z.object({ limit: z.coerce.number().int().min(1).max(
 
 /** Ids in admin paths: anything else cannot exist, so it is a 404 without a query. */
 export const ADMIN_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+export const createWebhookBody = z
+  .object({
+    url: z.string().min(1).max(2048).describe("https URL that receives the deliveries (http://127.0.0.1 only where WEBHOOK_ALLOW_LOOPBACK_HTTP=1)"),
+    events: z
+      .array(z.enum(["run.completed", "run.failed", "run.cancelled", "run.terminated", "run.timed_out"]))
+      .min(1)
+      .max(5)
+      .optional()
+      .describe("Event types to send; default all five"),
+  })
+  .strict();
+
+export const deliveriesQuery = z
+  .object({ limit: z.coerce.number().int().min(1).max(200).default(50) })
+  .strict();

@@ -15,7 +15,7 @@ import { DEFAULT_KEEPALIVE_INTERVAL_MS } from "../workflow/history-stream.ts";
 export function registerPublishedRunStream(app: App) {
   app.post("/api/v1/run/:workflowId/stream", async (c) => {
     const organizationId = c.get("auth").organizationId;
-    const { started, prompt } = await startPromptRun(c.env, organizationId, c.req.param("workflowId"), await readOptionalJson(c));
+    const { started, prompt } = await startPromptRun(c.env, organizationId, c.req.param("workflowId"), await readOptionalJson(c), c.get("idempotency"));
     const maxMs = promptRunMaxMs(c.env);
     const requestId = c.get("requestId");
     const response = await logStreamResponse(c, {

@@ -13,7 +13,7 @@ const WAIT_MARGIN_MS = 15_000;
 export function registerPublishedRun(app: App) {
   app.post("/api/v1/run/:workflowId", async (c) => {
     const organizationId = c.get("auth").organizationId;
-    const { started, prompt } = await startPromptRun(c.env, organizationId, c.req.param("workflowId"), await readOptionalJson(c));
+    const { started, prompt } = await startPromptRun(c.env, organizationId, c.req.param("workflowId"), await readOptionalJson(c), c.get("idempotency"));
     const maxMs = promptRunMaxMs(c.env);
     const run = await settleRun(c.env, await getRunOrThrow(c.env, organizationId, started.workflowId), maxMs + WAIT_MARGIN_MS, false);
     // The run's id, to look it up later (Workflow API, Workflow Runs API).

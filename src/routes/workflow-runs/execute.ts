@@ -62,6 +62,7 @@ async function execute(c: Context<AppEnv>) {
   const started = await startWorkflowRun(c.env, organizationId, workflow, fields.inputs, {
     creditHold: codeRunCreditHold(c.env),
     envs: fields.envs,
+    idempotency: c.get("idempotency"),
   });
   return getRunOrThrow(c.env, organizationId, started.workflowId);
 }

@@ -2,6 +2,7 @@ import type { App } from "../../app-env.ts";
 import { documentWorkflowRunsApi } from "./openapi.ts";
 import { limitBody } from "../../middleware/body-limit/index.ts";
 import { rateLimit } from "../../middleware/rate-limit/index.ts";
+import { idempotencyKey } from "../../middleware/idempotency/index.ts";
 import { serviceAuth } from "../../middleware/service-auth/index.ts";
 import { registerCancel } from "./cancel.ts";
 import { registerDetail } from "./detail.ts";
@@ -16,6 +17,8 @@ export function registerWorkflowRunsApi(app: App) {
   app.use("/api/v1/workflow-runs/*", serviceAuth());
   app.use("/api/v1/workflow-runs/*", rateLimit());
   app.use("/api/v1/workflow-runs/*", limitBody(MAX_EXECUTE_BODY_BYTES));
+  app.use("/api/v1/workflow-runs/execute", idempotencyKey());
+  app.use("/api/v1/workflow-runs/execute/stream", idempotencyKey());
   // Fixed paths before /:runId.
   registerExecute(app);
   registerCancel(app);

@@ -2,6 +2,7 @@ import type { App } from "../../app-env.ts";
 import { documentWorkflowApi } from "./openapi.ts";
 import { limitBody } from "../../middleware/body-limit/index.ts";
 import { rateLimit } from "../../middleware/rate-limit/index.ts";
+import { idempotencyKey } from "../../middleware/idempotency/index.ts";
 import { apiKeyOrStreamToken } from "../../middleware/stream-token-auth/index.ts";
 import { registerCatalog } from "./catalog.ts";
 import { registerHistory } from "./history.ts";
@@ -27,6 +28,8 @@ export function registerWorkflowApi(app: App) {
   app.use("/workflow/*", apiKeyOrStreamToken());
   app.use("/workflow/*", rateLimit());
   app.use("/workflow/*", limitBody(MAX_WORKFLOW_BODY_BYTES));
+  app.use("/workflow/start", idempotencyKey());
+  app.use("/workflow/run", idempotencyKey());
   // Fixed paths before /workflow/:id/... so that "catalog" and "runs" are never taken for ids.
   registerCatalog(app);
   registerRunsList(app);

@@ -14,7 +14,7 @@ export function registerRun(app: App) {
   app.post("/workflow/run", async (c) => {
     const request = await readJson(c, runWorkflowBody);
     const organizationId = c.get("auth").organizationId;
-    const started = await startRun(c.env, organizationId, request.workflowName, request.input ?? {});
+    const started = await startRun(c.env, organizationId, request.workflowName, request.input ?? {}, c.get("idempotency"));
     const waitMs = request.timeout ?? Number(c.env.RUN_WAIT_DEFAULT_MS);
     const stream = await mintStreamToken(c.env.STREAM_TOKEN_SECRET, { organizationId, workflowId: started.workflowId });
     const run = await settleRun(c.env, await getRunOrThrow(c.env, organizationId, started.workflowId), waitMs, false);

@@ -1,0 +1,258 @@
+/**
+ * Completion webhooks, sent from the run's side: a durable outbox in the DO's SQLite, worked by
+ * the DO's alarm.
+ *
+ * - When the workflow has ended and D1 has its outcome, `enqueue` reads the organization's
+ *   endpoints (one D1 query, joined through the run's row, so only the run's own organization's
+ *   endpoints can ever be chosen) and writes one outbox row per endpoint that wants the event.
+ *   The message (`webhook-id`, body) is fixed then and never changes, so every attempt, after a
+ *   DO reset or an edge restart too, sends the same `webhook-id` and body.
+ * - An attempt first moves the row's next attempt (and the alarm) to the backoff time, then
+ *   sends: if the DO is aborted or evicted mid-delivery, the alarm sends it again. At least once.
+ * - Backoff: WEBHOOK_RETRY_BASE_MS (5 s) × 5^(n-1), at most 8 h: 5 s, 25 s, ~2 min, ~10 min,
+ *   ~52 min, ~4.3 h, then every 8 h; retried while less than WEBHOOK_RETRY_WINDOW_MS (24 h) has
+ *   passed since the first attempt, then marked failed. Each attempt is logged in D1
+ *   (`webhook_attempts`, read by GET /admin/v1/organizations/:orgId/webhooks/:id/deliveries).
+ * - The endpoint's URL and secret are read at each attempt: a deleted endpoint stops receiving,
+ *   a rotated secret signs the next attempt; the URL policy is checked again.
+ * - Nothing here is awaited by `record`: deliveries run in the alarm, and outbound fetches let
+ *   the DO serve its other requests meanwhile.
+ */
+import { aggregate, type Attribute } from "../../src/shared/aggregations.ts";
+import { eventTypeForStatus, webhookHeaders } from "../../src/webhooks/signing.ts";
+import { urlPolicyFrom, webhookUrlProblem } from "../../src/webhooks/url-policy.ts";
+import type { EventLog } from "./event-log.ts";
+import type { RunOutcome } from "./messages.ts";
+import type { Meta } from "./storage.ts";
+
+/** Storage schema version of this module's table (bump with a migration step when it changes). */
+export const WEBHOOK_OUTBOX_SCHEMA_VERSION = 1;
+export const DEFAULT_WEBHOOK_RETRY_BASE_MS = 5_000;
+export const WEBHOOK_BACKOFF_FACTOR = 5;
+export const MAX_WEBHOOK_RETRY_INTERVAL_MS = 8 * 60 * 60_000;
+export const DEFAULT_WEBHOOK_RETRY_WINDOW_MS = 24 * 60 * 60_000;
+export const DEFAULT_WEBHOOK_TIMEOUT_MS = 10_000;
+/** Attempts sent at once by one alarm (the rest wait for the next). */
+const MAX_PARALLEL_DELIVERIES = 10;
+
+/** Meta key: `webhooks:<runId>` is "1" once that run's messages are in the outbox. */
+export const webhooksQueuedKey = (runId: string) => `webhooks:${runId}`;
+
+interface OutboxRow extends Record<string, SqlStorageValue> {
+  delivery_id: string;
+  message_id: string;
+  endpoint_id: string;
+  organization_id: string;
+  event_type: string;
+  workflow_id: string;
+  body: string;
+  attempts: number;
+  first_attempt_at: number | null;
+  next_attempt_at: number;
+  state: string;
+}
+
+const numberVar = (value: string | undefined, fallback: number) => {
+  const n = Number(value);
+  return Number.isFinite(n) && n > 0 ? n : fallback;
+};
+
+/** The wait after the n-th failed attempt (1-based). */
+export function webhookRetryDelay(attempt: number, baseMs = DEFAULT_WEBHOOK_RETRY_BASE_MS): number {
+  return Math.min(baseMs * WEBHOOK_BACKOFF_FACTOR ** Math.min(attempt - 1, 20), MAX_WEBHOOK_RETRY_INTERVAL_MS);
+}
+
+async function messageIdFor(workflowId: string, runId: string, type: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`${workflowId}\u0000${runId}\u0000${type}`));
+  return `msg_${[...new Uint8Array(digest)].slice(0, 16).map((b) => b.toString(16).padStart(2, "0")).join("")}`;
+}
+
+export interface WebhookOutboxDeps {
+  sql: SqlStorage;
+  storage: DurableObjectStorage;
+  env: Env;
+  log: EventLog;
+  meta: Meta;
+  /** The workflow's final outcome once it has ended and D1 has it; null before. */
+  endedRun(): RunOutcome | null;
+}
+
+export class WebhookOutbox {
+  constructor(private readonly deps: WebhookOutboxDeps) {
+    deps.sql.exec(`CREATE TABLE IF NOT EXISTS webhook_outbox (
+      delivery_id TEXT PRIMARY KEY,      -- message_id:endpoint_id
+      message_id TEXT NOT NULL,          -- the webhook-id header
+      endpoint_id TEXT NOT NULL,
+      organization_id TEXT NOT NULL,
+      event_type TEXT NOT NULL,
+      workflow_id TEXT NOT NULL,
+      body TEXT NOT NULL,
+      attempts INTEGER NOT NULL DEFAULT 0,
+      first_attempt_at INTEGER,
+      next_attempt_at INTEGER NOT NULL,
+      state TEXT NOT NULL,               -- pending | delivered | failed
+      schema_version INTEGER NOT NULL DEFAULT ${WEBHOOK_OUTBOX_SCHEMA_VERSION}
+    )`);
+  }
+
+  private get baseMs() {
+    return numberVar(this.deps.env.WEBHOOK_RETRY_BASE_MS, DEFAULT_WEBHOOK_RETRY_BASE_MS);
+  }
+
+  /** The run has ended and its messages are not in the outbox yet. */
+  private enqueueDue(): boolean {
+    const ended = this.deps.endedRun();
+    return ended !== null && this.deps.meta.get(webhooksQueuedKey(ended.runId)) === null;
+  }
+
+  private nextDue(): number | null {
+    return this.deps.sql.exec<{ at: number | null }>("SELECT MIN(next_attempt_at) AS at FROM webhook_outbox WHERE state = 'pending'").toArray()[0]?.at ?? null;
+  }
+
+  /** Brings the alarm forward to the outbox's next due time (never later than what is set). */
+  async arm(): Promise<void> {
+    const due = this.enqueueDue() ? Date.now() : this.nextDue();
+    if (due === null) return;
+    const current = await this.deps.storage.getAlarm();
+    if (current === null || current > due) await this.deps.storage.setAlarm(due);
+  }
+
+  /** The alarm's part: enqueue the ended run's messages, then send what is due. Never throws. */
+  async work(workflowId: string): Promise<void> {
+    try {
+      if (this.enqueueDue()) await this.enqueue(workflowId, this.deps.endedRun()!);
+      const due = this.deps.sql
+        .exec<OutboxRow>("SELECT * FROM webhook_outbox WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?", Date.now(), MAX_PARALLEL_DELIVERIES)
+        .toArray();
+      await Promise.all(due.map((row) => this.attempt(row)));
+    } catch (err) {
+      console.warn(JSON.stringify({ level: "warn", message: "webhook outbox", workflowId, error: String(err) }));
+    }
+  }
+
+  private async enqueue(workflowId: string, outcome: RunOutcome): Promise<void> {
+    const type = eventTypeForStatus(outcome.status);
+    const { env, sql, meta, log } = this.deps;
+    if (type) {
+      const rows = await env.DB.prepare(
+        `SELECT r.organization_id AS organization_id, r.workflow_name AS workflow_name, e.id AS endpoint_id, e.events AS events
+         FROM runs r JOIN webhook_endpoints e ON e.organization_id = r.organization_id AND e.deleted_at IS NULL
+         WHERE r.temporal_workflow_id = ?`,
+      )
+        .bind(workflowId)
+        .all<{ organization_id: string; workflow_name: string; endpoint_id: string; events: string }>();
+      const endpoints = rows.results.filter((r) => (JSON.parse(r.events) as string[]).includes(type));
+      if (endpoints.length > 0) {
+        const messageId = await messageIdFor(workflowId, outcome.runId, type);
+        const attributes = log.attributes().map((r) => r.data.attribute) as Attribute[];
+        const body = JSON.stringify({
+          type,
+          timestamp: this.finishedAt(outcome.runId) ?? new Date().toISOString(),
+          data: {
+            workflowId,
+            runId: outcome.runId,
+            workflowName: endpoints[0]!.workflow_name,
+            status: outcome.status,
+            output: outcome.output ?? null,
+            error: outcome.error ?? null,
+            aggregations: aggregate(attributes),
+          },
+        });
+        const now = Date.now();
+        for (const endpoint of endpoints) {
+          sql.exec(
+            `INSERT OR IGNORE INTO webhook_outbox (delivery_id, message_id, endpoint_id, organization_id, event_type, workflow_id, body, next_attempt_at, state)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')`,
+            `${messageId}:${endpoint.endpoint_id}`,
+            messageId,
+            endpoint.endpoint_id,
+            endpoint.organization_id,
+            type,
+            workflowId,
+            body,
+            now,
+          );
+        }
+      }
+    }
+    meta.set(webhooksQueuedKey(outcome.runId), "1");
+  }
+
+  private async attempt(row: OutboxRow): Promise<void> {
+    const { env, sql, storage } = this.deps;
+    const now = Date.now();
+    const attempt = row.attempts + 1;
+    const firstAt = row.first_attempt_at ?? now;
+    const retryAt = now + webhookRetryDelay(attempt, this.baseMs);
+    // Before sending: if this DO goes away mid-delivery, the alarm sends the same message again.
+    sql.exec("UPDATE webhook_outbox SET attempts = ?, first_attempt_at = ?, next_attempt_at = ? WHERE delivery_id = ?", attempt, firstAt, retryAt, row.delivery_id);
+    const current = await storage.getAlarm();
+    if (current === null || current > retryAt) await storage.setAlarm(retryAt);
+
+    const endpoint = await env.DB.prepare("SELECT url, secret FROM webhook_endpoints WHERE id = ? AND organization_id = ? AND deleted_at IS NULL")
+      .bind(row.endpoint_id, row.organization_id)
+      .first<{ url: string; secret: string }>();
+    if (!endpoint) {
+      sql.exec("UPDATE webhook_outbox SET state = 'failed' WHERE delivery_id = ?", row.delivery_id);
+      return;
+    }
+    let responseStatus: number | null = null;
+    let error: string | null = webhookUrlProblem(endpoint.url, urlPolicyFrom(env));
+    if (error === null) {
+      try {
+        const response = await fetch(endpoint.url, {
+          method: "POST",
+          headers: await webhookHeaders(endpoint.secret, row.message_id, row.body, now),
+          body: row.body,
+          redirect: "manual",
+          signal: AbortSignal.timeout(numberVar(env.WEBHOOK_TIMEOUT_MS, DEFAULT_WEBHOOK_TIMEOUT_MS)),
+        });
+        responseStatus = response.status;
+        await response.body?.cancel();
+        if (response.status < 200 || response.status > 299) error = `the endpoint answered ${response.status}`;
+      } catch (err) {
+        error = err instanceof Error && err.name === "TimeoutError" ? "no answer within the timeout" : `could not reach the endpoint: ${String(err)}`;
+      }
+    }
+    const windowMs = numberVar(env.WEBHOOK_RETRY_WINDOW_MS, DEFAULT_WEBHOOK_RETRY_WINDOW_MS);
+    const status = error === null ? "succeeded" : Date.now() - firstAt < windowMs ? "retrying" : "failed";
+    if (status === "succeeded") sql.exec("UPDATE webhook_outbox SET state = 'delivered' WHERE delivery_id = ?", row.delivery_id);
+    if (status === "failed") sql.exec("UPDATE webhook_outbox SET state = 'failed' WHERE delivery_id = ?", row.delivery_id);
+    try {
+      await env.DB.prepare(
+        `INSERT OR REPLACE INTO webhook_attempts (id, endpoint_id, organization_id, message_id, event_type, workflow_id, attempt, status, response_status, error, attempted_at, next_attempt_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+        .bind(
+          `${row.delivery_id}:${attempt}`,
+          row.endpoint_id,
+          row.organization_id,
+          row.message_id,
+          row.event_type,
+          row.workflow_id,
+          attempt,
+          status,
+          responseStatus,
+          error,
+          new Date(now).toISOString(),
+          status === "retrying" ? new Date(retryAt).toISOString() : null,
+        )
+        .run();
+    } catch (err) {
+      console.warn(JSON.stringify({ level: "warn", message: "webhook attempt not logged", deliveryId: row.delivery_id, error: String(err) }));
+    }
+  }
+
+  /** When the run's `run.finished` event happened (the event's timestamp). */
+  private finishedAt(runId: string): string | null {
+    return this.deps.sql.exec<{ at: string }>("SELECT at FROM events WHERE type = 'run.finished' AND run_id = ? LIMIT 1", runId).toArray()[0]?.at ?? null;
+  }
+
+  /** Outbox rows (tests and diagnostics). */
+  rows(): Array<{ messageId: string; endpointId: string; state: string; attempts: number; nextAttemptAt: number }> {
+    return this.deps.sql
+      .exec<OutboxRow>("SELECT * FROM webhook_outbox ORDER BY delivery_id")
+      .toArray()
+      .map((r) => ({ messageId: r.message_id, endpointId: r.endpoint_id, state: r.state, attempts: r.attempts, nextAttemptAt: r.next_attempt_at }));
+  }
+}

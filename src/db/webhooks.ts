@@ -1,0 +1,64 @@
+/** Webhook endpoints and their delivery log (admin API; the run's RunStream reads and writes them). */
+import { and, desc, eq, isNull } from "drizzle-orm";
+import { db } from "./client.ts";
+import { webhookAttempts, webhookEndpoints, type WebhookEndpoint } from "./schema.ts";
+
+export async function insertWebhookEndpoint(d1: D1Database, row: Pick<WebhookEndpoint, "id" | "organizationId" | "url" | "events" | "secret">) {
+  return (await db(d1).insert(webhookEndpoints).values(row).returning())[0]!;
+}
+
+export async function listWebhookEndpoints(d1: D1Database, organizationId: string) {
+  return db(d1)
+    .select()
+    .from(webhookEndpoints)
+    .where(and(eq(webhookEndpoints.organizationId, organizationId), isNull(webhookEndpoints.deletedAt)))
+    .orderBy(webhookEndpoints.createdAt, webhookEndpoints.id);
+}
+
+export async function findWebhookEndpoint(d1: D1Database, organizationId: string, id: string) {
+  const rows = await db(d1)
+    .select()
+    .from(webhookEndpoints)
+    .where(and(eq(webhookEndpoints.id, id), eq(webhookEndpoints.organizationId, organizationId), isNull(webhookEndpoints.deletedAt)))
+    .limit(1);
+  return rows[0] ?? null;
+}
+
+/** Soft delete: the delivery log stays readable; pending deliveries to it stop. */
+export async function deleteWebhookEndpoint(d1: D1Database, organizationId: string, id: string) {
+  const now = new Date().toISOString();
+  const rows = await db(d1)
+    .update(webhookEndpoints)
+    .set({ deletedAt: now, updatedAt: now })
+    .where(and(eq(webhookEndpoints.id, id), eq(webhookEndpoints.organizationId, organizationId), isNull(webhookEndpoints.deletedAt)))
+    .returning();
+  return rows[0] ?? null;
+}
+
+export async function rotateWebhookSecret(d1: D1Database, organizationId: string, id: string, secret: string) {
+  const rows = await db(d1)
+    .update(webhookEndpoints)
+    .set({ secret, updatedAt: new Date().toISOString() })
+    .where(and(eq(webhookEndpoints.id, id), eq(webhookEndpoints.organizationId, organizationId), isNull(webhookEndpoints.deletedAt)))
+    .returning();
+  return rows[0] ?? null;
+}
+
+/** The endpoint's delivery attempts, newest first (also for a deleted endpoint). */
+export async function listWebhookAttempts(d1: D1Database, organizationId: string, endpointId: string, limit: number) {
+  return db(d1)
+    .select()
+    .from(webhookAttempts)
+    .where(and(eq(webhookAttempts.endpointId, endpointId), eq(webhookAttempts.organizationId, organizationId)))
+    .orderBy(desc(webhookAttempts.attemptedAt), desc(webhookAttempts.attempt))
+    .limit(limit);
+}
+
+export async function endpointExists(d1: D1Database, organizationId: string, id: string) {
+  const rows = await db(d1)
+    .select({ id: webhookEndpoints.id })
+    .from(webhookEndpoints)
+    .where(and(eq(webhookEndpoints.id, id), eq(webhookEndpoints.organizationId, organizationId)))
+    .limit(1);
+  return rows.length > 0;
+}

@@ -1,0 +1,95 @@
+/**
+ * `Idempotency-Key` on the routes that start runs (draft-ietf-httpapi-idempotency-key-header, and
+ * Stripe's behaviour). This middleware only reads and checks the header and fingerprints the
+ * request; the key is claimed where the run starts (src/services/idempotency.ts, called from the
+ * start path next to the credit hold), so a key costs no extra round trip of its own.
+ *
+ * - The key: 1 to 255 printable ASCII characters (0x20-0x7E), sent bare (`abc`) or as the
+ *   draft's Structured Field string (`"abc"`); anything else is 400 `invalid_idempotency_key`.
+ * - The fingerprint: SHA-256 over the method, the path and the body. JSON bodies are
+ *   canonicalized (keys sorted, whitespace dropped) and form bodies are reduced to their sorted
+ *   fields, so a client's retry matches whatever its serializer or multipart boundary does.
+ * - A replayed response carries `Idempotent-Replayed: true`.
+ */
+import { createMiddleware } from "hono/factory";
+import type { AppEnv } from "../../app-env.ts";
+import { ApiError } from "../../errors.ts";
+
+export const IDEMPOTENCY_KEY_HEADER = "idempotency-key";
+export const IDEMPOTENT_REPLAYED_HEADER = "idempotent-replayed";
+export const MAX_IDEMPOTENCY_KEY_LENGTH = 255;
+
+/** What a start path needs to claim the key; `replayed` is set by the claim when it replays. */
+export interface IdempotencyRequest {
+  key: string;
+  fingerprint: string;
+  replayed: boolean;
+}
+
+/** The key's value, or null when the header is absent; throws 400 for a malformed key. */
+export function parseIdempotencyKey(header: string | undefined): string | null {
+  if (header === undefined) return null;
+  let key = header.trim();
+  if (key.length >= 2 && key.startsWith('"') && key.endsWith('"')) key = key.slice(1, -1);
+  if (key.length === 0 || key.length > MAX_IDEMPOTENCY_KEY_LENGTH || !/^[\x20-\x7e]+$/.test(key) || key.includes('"')) {
+    throw new ApiError(
+      "invalid_idempotency_key",
+      `Idempotency-Key must be 1 to ${MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII characters (optionally in double quotes)`,
+      [{ path: "Idempotency-Key", message: "1-255 printable ASCII characters" }],
+    );
+  }
+  return key;
+}
+
+/** JSON with object keys sorted: the same value always gives the same text. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value) ?? "null";
+}
+
+async function sha256Hex(data: ArrayBuffer | Uint8Array): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", data);
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** What identifies "the same request": method, path and body (canonicalized where it has a shape). */
+export async function requestFingerprint(request: Request): Promise<string> {
+  const url = new URL(request.url);
+  const type = request.headers.get("content-type") ?? "";
+  let body: string;
+  if (type.startsWith("multipart/form-data") || type.startsWith("application/x-www-form-urlencoded")) {
+    try {
+      const form = await request.clone().formData();
+      const fields: Array<[string, string]> = [];
+      for (const [name, value] of form.entries()) {
+        fields.push([name, typeof value === "string" ? value : `file:${value.name}:${await sha256Hex(await value.arrayBuffer())}`]);
+      }
+      body = `form:${canonicalJson(fields.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : 1)))}`;
+    } catch {
+      body = `raw:${await sha256Hex(await request.clone().arrayBuffer())}`;
+    }
+  } else {
+    const text = await request.clone().text();
+    try {
+      body = `json:${canonicalJson(JSON.parse(text))}`;
+    } catch {
+      body = `raw:${text}`;
+    }
+  }
+  return sha256Hex(new TextEncoder().encode(`${request.method} ${url.pathname}\n${body}`));
+}
+
+/** Reads `Idempotency-Key` for the start routes it is mounted on; marks replayed responses. */
+export const idempotencyKey = () =>
+  createMiddleware<AppEnv>(async (c, next) => {
+    const key = parseIdempotencyKey(c.req.header(IDEMPOTENCY_KEY_HEADER));
+    if (key === null || c.req.method !== "POST") return next();
+    const request: IdempotencyRequest = { key, fingerprint: await requestFingerprint(c.req.raw), replayed: false };
+    c.set("idempotency", request);
+    await next();
+    if (request.replayed) c.res.headers.set(IDEMPOTENT_REPLAYED_HEADER, "true");
+  });

@@ -1,0 +1,91 @@
+/**
+ * Completion webhook endpoints of an organization: create (the signing secret is shown once),
+ * list, delete, rotate the secret, and the delivery log. Deliveries themselves are sent by each
+ * run's RunStream (durable-objects/run-stream/webhook-outbox.ts); see docs/webhooks.md.
+ */
+import type { App } from "../../app-env.ts";
+import { deleteWebhookEndpoint, endpointExists, insertWebhookEndpoint, listWebhookAttempts, listWebhookEndpoints, rotateWebhookSecret } from "../../db/webhooks.ts";
+import type { WebhookEndpoint } from "../../db/schema.ts";
+import { ApiError } from "../../errors.ts";
+import { readJson, zodIssues } from "../../middleware/json-body/index.ts";
+import { generateWebhookSecret, WEBHOOK_EVENT_TYPES } from "../../webhooks/signing.ts";
+import { urlPolicyFrom, webhookUrlProblem } from "../../webhooks/url-policy.ts";
+import { organizationOrThrow } from "./organizations.ts";
+import { ADMIN_ID_PATTERN, createWebhookBody, deliveriesQuery } from "./schemas.ts";
+
+/** An endpoint as listings show it: never its secret. */
+function endpointView(endpoint: WebhookEndpoint) {
+  return {
+    id: endpoint.id,
+    organizationId: endpoint.organizationId,
+    url: endpoint.url,
+    events: endpoint.events,
+    createdAt: endpoint.createdAt,
+    updatedAt: endpoint.updatedAt,
+  };
+}
+
+const newEndpointId = () => `whk_${crypto.randomUUID().replaceAll("-", "").slice(0, 20)}`;
+
+export function registerWebhooks(app: App) {
+  const base = "/admin/v1/organizations/:orgId/webhooks";
+
+  app.post(base, async (c) => {
+    const org = await organizationOrThrow(c.env, c.req.param("orgId"));
+    const body = await readJson(c, createWebhookBody);
+    const problem = webhookUrlProblem(body.url, urlPolicyFrom(c.env));
+    if (problem) throw new ApiError("webhook_url_not_allowed", `this URL cannot receive webhooks: ${problem}`, [{ path: "url", message: problem }]);
+    const secret = generateWebhookSecret();
+    const events = body.events ? [...new Set(body.events)] : [...WEBHOOK_EVENT_TYPES];
+    const row = await insertWebhookEndpoint(c.env.DB, { id: newEndpointId(), organizationId: org.id, url: new URL(body.url).href, events, secret });
+    // The only time the secret is shown (until it is rotated).
+    return c.json({ ...endpointView(row), secret }, 201);
+  });
+
+  app.get(base, async (c) => {
+    const org = await organizationOrThrow(c.env, c.req.param("orgId"));
+    return c.json({ webhooks: (await listWebhookEndpoints(c.env.DB, org.id)).map(endpointView) });
+  });
+
+  app.delete(`${base}/:webhookId`, async (c) => {
+    const org = await organizationOrThrow(c.env, c.req.param("orgId"));
+    const id = c.req.param("webhookId");
+    const row = ADMIN_ID_PATTERN.test(id) ? await deleteWebhookEndpoint(c.env.DB, org.id, id) : null;
+    if (!row) throw new ApiError("webhook_not_found", `organization ${org.id} has no webhook "${id}"`);
+    return c.json({ ...endpointView(row), deletedAt: row.deletedAt });
+  });
+
+  app.post(`${base}/:webhookId/rotate-secret`, async (c) => {
+    const org = await organizationOrThrow(c.env, c.req.param("orgId"));
+    const id = c.req.param("webhookId");
+    const secret = generateWebhookSecret();
+    const row = ADMIN_ID_PATTERN.test(id) ? await rotateWebhookSecret(c.env.DB, org.id, id, secret) : null;
+    if (!row) throw new ApiError("webhook_not_found", `organization ${org.id} has no webhook "${id}"`);
+    // Deliveries from now on (retries included) are signed with the new secret.
+    return c.json({ ...endpointView(row), secret });
+  });
+
+  app.get(`${base}/:webhookId/deliveries`, async (c) => {
+    const org = await organizationOrThrow(c.env, c.req.param("orgId"));
+    const id = c.req.param("webhookId");
+    const query = deliveriesQuery.safeParse(c.req.query());
+    if (!query.success) throw new ApiError("invalid_request", "limit must be an integer from 1 to 200", zodIssues(query.error));
+    if (!ADMIN_ID_PATTERN.test(id) || !(await endpointExists(c.env.DB, org.id, id))) {
+      throw new ApiError("webhook_not_found", `organization ${org.id} has no webhook "${id}"`);
+    }
+    const attempts = await listWebhookAttempts(c.env.DB, org.id, id, query.data.limit);
+    return c.json({
+      deliveries: attempts.map((a) => ({
+        webhookId: a.messageId,
+        eventType: a.eventType,
+        workflowId: a.workflowId,
+        attempt: a.attempt,
+        status: a.status,
+        responseStatus: a.responseStatus,
+        error: a.error,
+        attemptedAt: a.attemptedAt,
+        nextAttemptAt: a.nextAttemptAt,
+      })),
+    });
+  });
+}

@@ -1,0 +1,99 @@
+/**
+ * Claiming an `Idempotency-Key` for a start (see src/middleware/idempotency for the header).
+ *
+ * The claim is one D1 statement in the start path, before the credit hold: an INSERT keyed by
+ * (organization, key) that only takes over a row past its 24 h, RETURNING the row that holds the
+ * key afterwards. Of any number of concurrent requests with one key exactly one sees its own
+ * workflowId come back and starts the run; every other one resolves the holder's run:
+ *
+ * - a different fingerprint (route or body): 422 `idempotency_key_reused`;
+ * - the same request whose run has no row yet, or is still `scheduled` without a Temporal run id
+ *   (its start is in flight): 409 `idempotency_key_in_use` with Retry-After;
+ * - else a replay: the first request's run (same workflowId and runId), `Idempotent-Replayed: true`.
+ *
+ * A start that fails (no credits, host down, ...) releases the key with its undo, so the client's
+ * retry with the same key is a fresh attempt, as Stripe does for requests that never ran. A claim
+ * left behind by a Worker that died before writing the run row is taken over after
+ * ABANDONED_CLAIM_MS.
+ */
+import { ApiError } from "../errors.ts";
+import { findRunByWorkflowId } from "../db/runs.ts";
+import type { IdempotencyRequest } from "../middleware/idempotency/index.ts";
+import type { RunStatus } from "../shared/run-status.ts";
+
+export const IDEMPOTENCY_KEY_TTL_MS = 24 * 60 * 60_000;
+/** A claim with no run row after this long belonged to a start that died before writing it. */
+export const ABANDONED_CLAIM_MS = 60_000;
+
+const SWEEP_PROBABILITY = 0.01;
+
+export interface ReplayedRun {
+  workflowId: string;
+  runId: string;
+  status: RunStatus;
+}
+
+/** The claim statement: after it ran, the row holding (organization, key) is returned. */
+export function claimStatement(d1: D1Database, organizationId: string, request: IdempotencyRequest, workflowId: string, now = Date.now()): D1PreparedStatement {
+  return d1
+    .prepare(
+      `INSERT INTO idempotency_keys (organization_id, key, fingerprint, workflow_id, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
+       ON CONFLICT (organization_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, workflow_id = excluded.workflow_id,
+         expires_at = excluded.expires_at, created_at = strftime('%Y-%m-%dT%H:%M:%fZ','now')
+       WHERE idempotency_keys.expires_at < ?6
+       RETURNING fingerprint, workflow_id, created_at`,
+    )
+    .bind(organizationId, request.key, request.fingerprint, workflowId, now + IDEMPOTENCY_KEY_TTL_MS, now);
+}
+
+/** Gives the key back (the start it was claimed for failed). */
+export function releaseStatement(d1: D1Database, organizationId: string, key: string, workflowId: string): D1PreparedStatement {
+  return d1.prepare("DELETE FROM idempotency_keys WHERE organization_id = ? AND key = ? AND workflow_id = ?").bind(organizationId, key, workflowId);
+}
+
+/**
+ * Claims the key for `workflowId`. Returns null when this request holds it (go on and start),
+ * or the run to replay; throws 422 / 409 as described above.
+ */
+export async function claimIdempotencyKey(d1: D1Database, organizationId: string, request: IdempotencyRequest, workflowId: string): Promise<ReplayedRun | null> {
+  const now = Date.now();
+  // Rows past their 24 h are taken over by the claim; the rest are swept now and then.
+  if (Math.random() < SWEEP_PROBABILITY) await d1.prepare("DELETE FROM idempotency_keys WHERE expires_at < ?").bind(now).run();
+  let holder = await claimStatement(d1, organizationId, request, workflowId, now).first<{ fingerprint: string; workflow_id: string; created_at: string }>();
+  if (!holder) {
+    // Conflict with a live row: RETURNING gives nothing, read it.
+    holder = await d1
+      .prepare("SELECT fingerprint, workflow_id, created_at FROM idempotency_keys WHERE organization_id = ? AND key = ?")
+      .bind(organizationId, request.key)
+      .first();
+    // Deleted in between (its start failed): try once more.
+    if (!holder) holder = await claimStatement(d1, organizationId, request, workflowId, now).first();
+    if (!holder) throw inUse();
+  }
+  if (holder.workflow_id === workflowId) return null;
+  if (holder.fingerprint !== request.fingerprint) {
+    throw new ApiError(
+      "idempotency_key_reused",
+      "this Idempotency-Key was used for a different request (route or body) in the last 24 hours; use a new key for a new request",
+    );
+  }
+  const run = await findRunByWorkflowId(d1, organizationId, holder.workflow_id);
+  if (!run) {
+    if (now - Date.parse(holder.created_at) > ABANDONED_CLAIM_MS) {
+      const taken = await d1
+        .prepare("UPDATE idempotency_keys SET workflow_id = ?, created_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE organization_id = ? AND key = ? AND workflow_id = ? RETURNING workflow_id")
+        .bind(workflowId, organizationId, request.key, holder.workflow_id)
+        .first();
+      if (taken) return null;
+    }
+    throw inUse();
+  }
+  if (run.status === "scheduled" && !run.temporalRunId) throw inUse();
+  request.replayed = true;
+  return { workflowId: run.temporalWorkflowId, runId: run.temporalRunId ?? "", status: run.status };
+}
+
+const inUse = () =>
+  new ApiError("idempotency_key_in_use", "a request with this Idempotency-Key is still starting its run; retry in a moment to get its result", undefined, {
+    "retry-after": "1",
+  });

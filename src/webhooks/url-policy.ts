@@ -1,0 +1,55 @@
+/**
+ * Which URLs a webhook endpoint may have. Checked when the endpoint is registered and again
+ * before every delivery attempt (the configuration may have changed):
+ *
+ * - https only; plain http only for 127.0.0.1 (any port) and only when WEBHOOK_ALLOW_LOOPBACK_HTTP
+ *   is "1" (`npm run dev` sets it, a deployed Worker does not);
+ * - no credentials in the URL, no fragment, at most 2048 characters;
+ * - the host is a DNS name or a public unicast IP literal: private, loopback, link-local, CGNAT,
+ *   documentation, multicast and reserved ranges are refused (src/shared/ip-ranges.ts, the same
+ *   ranges as the host's outbound HTTP guard); so are names that only resolve inside a network
+ *   (`localhost`, `*.localhost`, `*.local`, `*.internal`, `*.lan`, `*.home.arpa`, single labels).
+ *
+ * What the edge cannot do: workerd's fetch resolves names itself and cannot be pinned to a
+ * checked address, so a public name that resolves to a private address is not caught here. On
+ * Cloudflare, Workers' outbound fetch cannot reach private networks anyway; deliveries never
+ * follow redirects (a 3xx is a failed attempt), so a public endpoint cannot bounce us elsewhere.
+ */
+import { isIpLiteral, refusedRange } from "../shared/ip-ranges.ts";
+
+export const MAX_WEBHOOK_URL_LENGTH = 2048;
+
+export interface UrlPolicy {
+  allowLoopbackHttp: boolean;
+}
+
+export const urlPolicyFrom = (env: { WEBHOOK_ALLOW_LOOPBACK_HTTP?: string }): UrlPolicy => ({ allowLoopbackHttp: env.WEBHOOK_ALLOW_LOOPBACK_HTTP === "1" });
+
+const INTERNAL_NAME = /(^|\.)(localhost|local|internal|intranet|lan|home\.arpa|localdomain|corp)$/i;
+
+/** null if the URL may receive webhooks, else why not (a sentence for the caller). */
+export function webhookUrlProblem(text: string, policy: UrlPolicy): string | null {
+  if (text.length > MAX_WEBHOOK_URL_LENGTH) return `the URL is longer than ${MAX_WEBHOOK_URL_LENGTH} characters`;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return "not an absolute URL";
+  }
+  if (url.username || url.password) return "the URL must not carry credentials";
+  if (url.hash) return "the URL must not have a fragment";
+  const host = url.hostname.replace(/^\[|\]$/g, "").toLowerCase();
+  const loopbackDev = policy.allowLoopbackHttp && host === "127.0.0.1";
+  if (url.protocol === "http:") {
+    if (!loopbackDev) return "webhook URLs must use https (http only for 127.0.0.1 where the configuration allows it)";
+  } else if (url.protocol !== "https:") {
+    return "webhook URLs must use https";
+  }
+  if (loopbackDev) return null;
+  if (isIpLiteral(host)) {
+    const refused = refusedRange(host);
+    return refused ? `the address is not public: ${refused}` : null;
+  }
+  if (!host.includes(".") || INTERNAL_NAME.test(host.replace(/\.$/, ""))) return `"${host}" is not a public host name`;
+  return null;
+}
