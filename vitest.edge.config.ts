@@ -1,5 +1,6 @@
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
+import { startWebhookReceiver } from "./test/support/webhook-receiver.ts";
 
 // Edge tests run inside workerd with the Worker's real bindings (local D1, Durable Objects).
 // HOST_URL points at a closed port: these tests cover everything the edge decides on its own,
@@ -13,6 +14,8 @@ process.env.JWT_SECRET = "edge-test-jwt-secret-at-least-32-bytes-long";
 
 export default defineConfig(async () => {
   const migrations = await readD1Migrations("./migrations");
+  // Webhook deliveries in edge tests go to a scripted receiver on a random local port.
+  const receiver = await startWebhookReceiver();
   return {
     plugins: [
       cloudflareTest({
@@ -23,6 +26,9 @@ export default defineConfig(async () => {
             HOST_URL: "http://127.0.0.1:9",
             CORS_ORIGINS: "https://app.example,https://other.example",
             SSE_KEEPALIVE_MS: "200", // short, so a test can see keep-alives without waiting 20 s
+            WEBHOOK_TEST_RECEIVER: receiver.url,
+            WEBHOOK_ALLOW_LOOPBACK_HTTP: "1",
+            WEBHOOK_RETRY_BASE_MS: "200", // retries after 0.2 s, 1 s, 5 s: a test sees three attempts in ~1.2 s
           },
         },
       }),

@@ -1,0 +1,182 @@
+/**
+ * Completion webhooks delivered by the run's RunStream: signed (checked with the independent
+ * `standardwebhooks` package), retried with the same webhook-id, durable across a DO abort, and
+ * only ever to the run's own organization. The receiver is a real HTTP server on 127.0.0.1.
+ */
+import { runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { Webhook } from "standardwebhooks";
+import { beforeAll, describe, expect, it } from "vitest";
+import { runStream } from "../../src/run-stream-client.ts";
+import { admin, seedCatalog, seedOrganization } from "./helpers.ts";
+import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
+
+interface Received {
+  headers: Record<string, string>;
+  body: string;
+  status: number;
+}
+
+const hookUrl = (name: string, plan = "") => `${env.WEBHOOK_TEST_RECEIVER}/hook/${name}${plan ? `?plan=${plan}` : ""}`;
+const received = async (name: string): Promise<Received[]> => (await fetch(`${env.WEBHOOK_TEST_RECEIVER}/log/${name}`)).json();
+
+async function until<T>(check: () => Promise<T | null | undefined | false>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error("timed out waiting");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function register(organizationId: string, url: string, events?: string[]) {
+  const res = await admin("POST", `/admin/v1/organizations/${organizationId}/webhooks`, { url, ...(events ? { events } : {}) });
+  expect(res.status).toBe(201);
+  return (await res.json()) as { id: string; secret: string; events: string[] };
+}
+
+async function finishRun(organizationId: string, status = "completed") {
+  const { workflowId, runId } = await createRunningRun(organizationId);
+  await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), { ...finishedEvent(runId, status), data: { ...finishedEvent(runId, status).data, error: status === "completed" ? null : "boom" } }]);
+  return { workflowId, runId };
+}
+
+describe("completion webhooks", { timeout: 40_000 }, () => {
+  beforeAll(async () => {
+    await seedCatalog();
+  });
+
+  it("a receiver answering 500, 500, 200 gets the same signed message three times; the delivery log shows each attempt", async () => {
+    const org = await seedOrganization();
+    const name = `retry-${crypto.randomUUID()}`;
+    const endpoint = await register(org.organizationId, hookUrl(name, "500,500,200"));
+    const { workflowId, runId } = await finishRun(org.organizationId);
+
+    const got = await until(async () => {
+      const r = await received(name);
+      return r.length >= 3 ? r : null;
+    });
+    expect(got.map((r) => r.status)).toEqual([500, 500, 200]);
+    const ids = new Set(got.map((r) => r.headers["webhook-id"]));
+    expect(ids.size).toBe(1);
+    expect([...ids][0]).toMatch(/^msg_[0-9a-f]{32}$/);
+    const verifier = new Webhook(endpoint.secret);
+    for (const r of got) {
+      const payload = verifier.verify(r.body, r.headers) as { type: string; timestamp: string; data: Record<string, unknown> };
+      expect(payload.type).toBe("run.completed");
+      expect(payload.data).toMatchObject({ workflowId, runId, workflowName: "two_steps", status: "completed", output: { ok: true }, error: null });
+      expect(payload.data.aggregations).toBeTypeOf("object");
+      expect(Date.parse(payload.timestamp)).not.toBeNaN();
+    }
+    // The body is the same on every attempt (only the timestamp header and signature differ).
+    expect(new Set(got.map((r) => r.body)).size).toBe(1);
+    // A wrong secret does not verify.
+    expect(() => new Webhook("whsec_" + btoa("another secret of 24 b!!")).verify(got[0]!.body, got[0]!.headers)).toThrow();
+
+    const deliveries = await until(async () => {
+      const res = await admin("GET", `/admin/v1/organizations/${org.organizationId}/webhooks/${endpoint.id}/deliveries`);
+      const body = (await res.json()) as { deliveries: Array<Record<string, unknown>> };
+      return body.deliveries.length >= 3 ? body.deliveries : null;
+    });
+    expect(deliveries.map((d) => [d.attempt, d.status, d.responseStatus])).toEqual([
+      [3, "succeeded", 200],
+      [2, "retrying", 500],
+      [1, "retrying", 500],
+    ]);
+    expect(deliveries[2]!.nextAttemptAt).toBeTypeOf("string");
+    expect(deliveries[0]!.nextAttemptAt).toBeNull();
+    expect(deliveries.every((d) => d.webhookId === got[0]!.headers["webhook-id"] && d.workflowId === workflowId && d.eventType === "run.completed")).toBe(true);
+    const outbox = await runStream(env, workflowId).webhookOutbox();
+    expect(outbox).toEqual([expect.objectContaining({ endpointId: endpoint.id, state: "delivered", attempts: 3 })]);
+  });
+
+  it("a DO abort in the middle of a delivery still delivers, with the same webhook-id", async () => {
+    const org = await seedOrganization();
+    const name = `abort-${crypto.randomUUID()}`;
+    const endpoint = await register(org.organizationId, hookUrl(name, "hang:4000,200"));
+    const { workflowId } = await finishRun(org.organizationId);
+    await until(async () => (await received(name)).length >= 1);
+    // The first attempt is in flight (the receiver holds its answer): reset the DO.
+    await runInDurableObject(runStream(env, workflowId), (_instance, state) => {
+      try {
+        state.abort("test: abort mid-delivery");
+      } catch {
+        /* abort throws in the aborted context */
+      }
+    }).catch(() => undefined);
+    const got = await until(async () => {
+      const r = await received(name);
+      return r.length >= 2 ? r : null;
+    });
+    expect(got[0]!.headers["webhook-id"]).toBe(got[1]!.headers["webhook-id"]);
+    expect(got[0]!.body).toBe(got[1]!.body);
+    new Webhook(endpoint.secret).verify(got[1]!.body, got[1]!.headers);
+    const outbox = await until(async () => {
+      const rows = await runStream(env, workflowId).webhookOutbox();
+      return rows[0]?.state === "delivered" ? rows : null;
+    });
+    expect(outbox).toHaveLength(1);
+  });
+
+  it("another organization's runs never reach an endpoint", async () => {
+    const mine = await seedOrganization();
+    const other = await seedOrganization();
+    const mineName = `mine-${crypto.randomUUID()}`;
+    const otherName = `other-${crypto.randomUUID()}`;
+    await register(mine.organizationId, hookUrl(mineName));
+    await register(other.organizationId, hookUrl(otherName));
+    const { workflowId } = await finishRun(mine.organizationId);
+    const got = await until(async () => {
+      const r = await received(mineName);
+      return r.length >= 1 ? r : null;
+    });
+    expect(JSON.parse(got[0]!.body).data.workflowId).toBe(workflowId);
+    // Give a wrong delivery every chance to happen, then check none did.
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await received(otherName)).toEqual([]);
+    expect((await runStream(env, workflowId).webhookOutbox()).map((r) => r.endpointId)).toHaveLength(1);
+  });
+
+  it("each endpoint gets only the event types it asked for; a failed run sends run.failed", async () => {
+    const org = await seedOrganization();
+    const failedOnly = `failed-only-${crypto.randomUUID()}`;
+    const completedOnly = `completed-only-${crypto.randomUUID()}`;
+    const a = await register(org.organizationId, hookUrl(failedOnly), ["run.failed"]);
+    await register(org.organizationId, hookUrl(completedOnly), ["run.completed"]);
+    const { workflowId } = await finishRun(org.organizationId, "failed");
+    const got = await until(async () => {
+      const r = await received(failedOnly);
+      return r.length >= 1 ? r : null;
+    });
+    const payload = new Webhook(a.secret).verify(got[0]!.body, got[0]!.headers) as { type: string; data: Record<string, unknown> };
+    expect(payload.type).toBe("run.failed");
+    expect(payload.data).toMatchObject({ workflowId, status: "failed", error: "boom" });
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(await received(completedOnly)).toEqual([]);
+  });
+
+  it("a deleted endpoint stops receiving; a rotated secret signs the next attempt", async () => {
+    const org = await seedOrganization();
+    const name = `rotate-${crypto.randomUUID()}`;
+    const endpoint = await register(org.organizationId, hookUrl(name, "500,200"));
+    await finishRun(org.organizationId);
+    await until(async () => (await received(name)).length >= 1);
+    const rotated = (await (await admin("POST", `/admin/v1/organizations/${org.organizationId}/webhooks/${endpoint.id}/rotate-secret`)).json()) as { secret: string };
+    expect(rotated.secret).not.toBe(endpoint.secret);
+    const got = await until(async () => {
+      const r = await received(name);
+      return r.length >= 2 ? r : null;
+    });
+    new Webhook(rotated.secret).verify(got[1]!.body, got[1]!.headers);
+    expect(() => new Webhook(endpoint.secret).verify(got[1]!.body, got[1]!.headers)).toThrow();
+
+    const gone = `deleted-${crypto.randomUUID()}`;
+    const deleted = await register(org.organizationId, hookUrl(gone));
+    expect((await admin("DELETE", `/admin/v1/organizations/${org.organizationId}/webhooks/${deleted.id}`)).status).toBe(200);
+    const { workflowId } = await finishRun(org.organizationId);
+    await until(async () => (await received(name)).length >= 3);
+    expect(await received(gone)).toEqual([]);
+    expect((await runStream(env, workflowId).webhookOutbox()).map((r) => r.endpointId)).toEqual([endpoint.id]);
+  });
+});
