@@ -203,6 +203,9 @@ async function main() {
     "JWT_ISSUER",
     "JWT_AUDIENCE",
     "JWT_ORG_CLAIM",
+    "WEBHOOK_RETRY_BASE_MS",
+    "WEBHOOK_RETRY_WINDOW_MS",
+    "WEBHOOK_TIMEOUT_MS",
   ]
     .filter((name) => env[name] !== undefined)
     .flatMap((name) => ["--var", `${name}:${env[name]}`]);
@@ -212,6 +215,8 @@ async function main() {
     [
       "dev", "--ip", "127.0.0.1", "--port", String(edgePort), "--persist-to", stateDir,
       "--var", `HOST_URL:http://127.0.0.1:${hostPort}`, ...varOverrides,
+      // Local development may receive webhooks on http://127.0.0.1 (dev only; never set in production).
+      "--var", `WEBHOOK_ALLOW_LOOPBACK_HTTP:${env.WEBHOOK_ALLOW_LOOPBACK_HTTP ?? "1"}`,
       "--show-interactive-dev-session=false", "--inspector-port", String(edgePort + 1000),
     ],
     { HOST_SHARED_SECRET: sharedSecret, STREAM_TOKEN_SECRET: streamTokenSecret, ADMIN_API_KEY: adminKey,

@@ -36,7 +36,8 @@ export default async function setup(project: TestProject) {
       host: Number(process.env.E2E_HOST_PORT ?? 8798),
       temporal: Number(process.env.E2E_TEMPORAL_PORT ?? 7237),
     },
-    { env: { JWT_JWKS_URL: jwks.url } },
+    // Webhook retries after 0.5 s, 2.5 s, ... so a test sees them quickly.
+    { env: { JWT_JWKS_URL: jwks.url, WEBHOOK_RETRY_BASE_MS: "500" } },
   );
   project.provide("baseUrl", stack.baseUrl);
   project.provide("apiKey", stack.apiKey);

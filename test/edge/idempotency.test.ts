@@ -1,0 +1,148 @@
+/**
+ * Idempotency-Key at the edge: the header's format, the claim (one run per key and organization,
+ * 422 for another request, 409 while in flight, replay once started), and a failed start giving
+ * the key back. Edge tests have no host; replays of real runs and 20 concurrent requests through
+ * the real stack are in test/e2e/idempotency.test.ts.
+ */
+import { env } from "cloudflare:workers";
+import { beforeAll, describe, expect, it } from "vitest";
+import { canonicalJson, parseIdempotencyKey, requestFingerprint, type IdempotencyRequest } from "../../src/middleware/idempotency/index.ts";
+import { claimIdempotencyKey } from "../../src/services/idempotency.ts";
+import { ApiError } from "../../src/errors.ts";
+import { call, postJson, seedCatalog, seedOrganization, type ErrorBody } from "./helpers.ts";
+import { createRunningRun } from "./stream-helpers.ts";
+
+const request = (key: string, fingerprint = "f1"): IdempotencyRequest => ({ key, fingerprint, replayed: false });
+const codeOf = async (p: Promise<unknown>) => {
+  try {
+    await p;
+    return null;
+  } catch (err) {
+    return err instanceof ApiError ? err.code : String(err);
+  }
+};
+
+describe("Idempotency-Key: format", () => {
+  beforeAll(async () => {
+    await seedCatalog();
+  });
+
+  it("accepts 1-255 printable ASCII characters, bare or as a quoted string", () => {
+    expect(parseIdempotencyKey(undefined)).toBeNull();
+    expect(parseIdempotencyKey("abc-123")).toBe("abc-123");
+    expect(parseIdempotencyKey('"8e03978e-40d5-43e8-bc93-6894a57f9324"')).toBe("8e03978e-40d5-43e8-bc93-6894a57f9324");
+    expect(parseIdempotencyKey("k".repeat(255))).toHaveLength(255);
+    expect(parseIdempotencyKey("with space ~!")).toBe("with space ~!");
+  });
+
+  it("answers 400 invalid_idempotency_key on every start route for a bad key, before anything starts", async () => {
+    const { key, organizationId } = await seedOrganization();
+    const bad = ["", "k".repeat(256), "caf\u00e9", "tab\there", '""', 'a"b'];
+    const routes: Array<[string, unknown]> = [
+      ["/workflow/start", { workflowName: "hello", input: { name: "Ada" } }],
+      ["/workflow/run", { workflowName: "hello", input: { name: "Ada" } }],
+      ["/api/v1/run/wf_missing", {}],
+      ["/api/v1/run/wf_missing/stream", {}],
+    ];
+    for (const [path, body] of routes) {
+      for (const value of bad) {
+        const res = await call(path, {
+          method: "POST",
+          headers: { authorization: `Bearer ${key}`, "content-type": "application/json", "idempotency-key": value },
+          body: JSON.stringify(body),
+        });
+        expect(res.status, `${path} ${JSON.stringify(value)}`).toBe(400);
+        expect(((await res.json()) as ErrorBody).error.code).toBe("invalid_idempotency_key");
+      }
+    }
+    const execute = await call("/api/v1/workflow-runs/execute", {
+      method: "POST",
+      headers: { authorization: "Bearer edge-test-internal-secret", "x-organization-id": organizationId, "content-type": "application/json", "idempotency-key": "k".repeat(300) },
+      body: JSON.stringify({ workflowId: "x", inputs: {} }),
+    });
+    expect(execute.status).toBe(400);
+    expect(((await execute.json()) as ErrorBody).error.code).toBe("invalid_idempotency_key");
+    expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM idempotency_keys WHERE organization_id = ?").bind(organizationId).first("n")).toBe(0);
+  });
+
+  it("fingerprints the route and the body's content, not its spelling", async () => {
+    const req = (path: string, body: string, type = "application/json") => new Request(`http://edge.test${path}`, { method: "POST", headers: { "content-type": type }, body });
+    const a = await requestFingerprint(req("/workflow/start", '{"workflowName":"hello","input":{"name":"Ada"}}'));
+    expect(await requestFingerprint(req("/workflow/start", '{ "input": {"name": "Ada"}, "workflowName": "hello" }'))).toBe(a);
+    expect(await requestFingerprint(req("/workflow/run", '{"workflowName":"hello","input":{"name":"Ada"}}'))).not.toBe(a);
+    expect(await requestFingerprint(req("/workflow/start", '{"workflowName":"hello","input":{"name":"Bob"}}'))).not.toBe(a);
+    const form = (boundary: string) =>
+      req("/api/v1/workflow-runs/execute", `--${boundary}\r\nContent-Disposition: form-data; name="workflowId"\r\n\r\nw1\r\n--${boundary}--\r\n`, `multipart/form-data; boundary=${boundary}`);
+    expect(await requestFingerprint(form("aaa"))).toBe(await requestFingerprint(form("bbb")));
+    expect(canonicalJson({ b: 1, a: [1, { d: 2, c: 3 }] })).toBe('{"a":[1,{"c":3,"d":2}],"b":1}');
+  });
+});
+
+describe("Idempotency-Key: the claim", () => {
+  it("one holder per organization and key; same request replays once started, in flight is 409, another request is 422", async () => {
+    const { organizationId } = await seedOrganization();
+    const { workflowId, runId } = await createRunningRun(organizationId);
+    const key = `key-${crypto.randomUUID()}`;
+    expect(await claimIdempotencyKey(env.DB, organizationId, request(key), workflowId)).toBeNull();
+    // Same request, another attempt (its own fresh workflowId): the first run, marked replayed.
+    const again = request(key);
+    expect(await claimIdempotencyKey(env.DB, organizationId, again, `two_steps-${crypto.randomUUID()}`)).toEqual({ workflowId, runId, status: "running" });
+    expect(again.replayed).toBe(true);
+    // Another body (or route) under the same key.
+    expect(await codeOf(claimIdempotencyKey(env.DB, organizationId, request(key, "f2"), `two_steps-${crypto.randomUUID()}`))).toBe("idempotency_key_reused");
+    // The same key in another organization is another key.
+    const other = await seedOrganization();
+    expect(await claimIdempotencyKey(env.DB, other.organizationId, request(key, "f2"), `two_steps-${crypto.randomUUID()}`)).toBeNull();
+  });
+
+  it("a key whose run is still starting is 409 idempotency_key_in_use with Retry-After", async () => {
+    const { organizationId } = await seedOrganization();
+    const key = `key-${crypto.randomUUID()}`;
+    expect(await claimIdempotencyKey(env.DB, organizationId, request(key), `hello-${crypto.randomUUID()}`)).toBeNull();
+    try {
+      await claimIdempotencyKey(env.DB, organizationId, request(key), `hello-${crypto.randomUUID()}`);
+      expect.unreachable();
+    } catch (err) {
+      expect((err as ApiError).code).toBe("idempotency_key_in_use");
+      expect((err as ApiError).headers).toEqual({ "retry-after": "1" });
+    }
+  });
+
+  it("of 20 concurrent claims of one key exactly one wins", async () => {
+    const { organizationId } = await seedOrganization();
+    const key = `key-${crypto.randomUUID()}`;
+    const outcomes = await Promise.all(
+      Array.from({ length: 20 }, () => claimIdempotencyKey(env.DB, organizationId, request(key), `hello-${crypto.randomUUID()}`).then(() => "won", (e: ApiError) => e.code)),
+    );
+    expect(outcomes.filter((o) => o === "won")).toHaveLength(1);
+    expect(outcomes.filter((o) => o !== "won").every((o) => o === "idempotency_key_in_use")).toBe(true);
+  });
+
+  it("an expired key is free again; an abandoned claim (no run row after a minute) is taken over", async () => {
+    const { organizationId } = await seedOrganization();
+    const key = `key-${crypto.randomUUID()}`;
+    await env.DB.prepare("INSERT INTO idempotency_keys (organization_id, key, fingerprint, workflow_id, expires_at) VALUES (?, ?, 'old', 'hello-old', ?)")
+      .bind(organizationId, key, Date.now() - 1)
+      .run();
+    expect(await claimIdempotencyKey(env.DB, organizationId, request(key, "new"), "hello-new")).toBeNull();
+    const abandoned = `key-${crypto.randomUUID()}`;
+    await env.DB.prepare(
+      "INSERT INTO idempotency_keys (organization_id, key, fingerprint, workflow_id, expires_at, created_at) VALUES (?, ?, 'f1', 'hello-dead', ?, '2020-01-01T00:00:00.000Z')",
+    )
+      .bind(organizationId, abandoned, Date.now() + 3_600_000)
+      .run();
+    expect(await claimIdempotencyKey(env.DB, organizationId, request(abandoned), "hello-alive")).toBeNull();
+  });
+
+  it("a start that fails (host down: 503) gives the key back, so a retry is a fresh attempt", async () => {
+    const { organizationId, key } = await seedOrganization();
+    const idem = `key-${crypto.randomUUID()}`;
+    for (let i = 0; i < 2; i++) {
+      const res = await postJson("/workflow/start", { workflowName: "hello", input: { name: "Ada" } }, key, { "idempotency-key": idem });
+      expect(res.status).toBe(503);
+      expect(((await res.json()) as ErrorBody).error.code).toBe("host_unavailable");
+    }
+    expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM idempotency_keys WHERE organization_id = ?").bind(organizationId).first("n")).toBe(0);
+    expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?").bind(organizationId).first("n")).toBe(0);
+  });
+});
