@@ -8,12 +8,15 @@
  * again from its first event; the edge drops what it already has.
  */
 import type { Client } from "@temporalio/client";
-import type { RunEvent } from "../src/shared/host-api.ts";
+import type { RunEvent, RunResultResponse } from "../src/shared/host-api.ts";
 import { runFinishedEvent } from "../src/shared/run-events.ts";
 import type { EdgeClient } from "./edge-client.ts";
 import { CLOSE_EVENT_TYPES } from "../src/shared/history-events.ts";
 import { serializeHistoryEvent } from "./history-serialization.ts";
-import { runResult } from "./temporal.ts";
+import { failureMessage, runResult } from "./temporal.ts";
+import type { temporal } from "@temporalio/proto";
+
+type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
 
 /** Pause after a failed history request before trying again. */
 const RETRY_DELAY_MS = 1_000;
@@ -34,11 +37,14 @@ export class HistoryRelay {
     return this.following.size;
   }
 
-  /** Follows a run until it closes; a second call for a run already followed is a no-op. */
-  follow(workflowId: string): void {
+  /**
+   * Follows a run until it closes; a second call for a run already followed is a no-op. `runId`
+   * (known right after a start) saves describing the workflow first.
+   */
+  follow(workflowId: string, runId?: string): void {
     if (this.following.has(workflowId) || this.stopped) return;
     this.following.add(workflowId);
-    void this.relay(workflowId)
+    void this.relay(workflowId, runId)
       .catch((err) => console.warn(`history relay: gave up on ${workflowId}: ${String(err)}`))
       .finally(() => this.following.delete(workflowId));
   }
@@ -57,8 +63,8 @@ export class HistoryRelay {
     return count;
   }
 
-  private async relay(workflowId: string): Promise<void> {
-    let runId: string | undefined = (await this.client.workflow.getHandle(workflowId).describe()).runId;
+  private async relay(workflowId: string, knownRunId?: string): Promise<void> {
+    let runId: string | undefined = knownRunId ?? (await this.client.workflow.getHandle(workflowId).describe()).runId;
     while (runId && !this.stopped) {
       runId = await this.relayRun(workflowId, runId);
     }
@@ -93,12 +99,15 @@ export class HistoryRelay {
             sourceKey: `history:${runId}:${event.eventId}`,
             type: "history",
             at: event.eventTime ?? new Date().toISOString(),
-            data: { runId, event: event as unknown as Record<string, unknown> },
+            data: { runId, event },
           })),
         );
-        const close = serialized.find((e) => CLOSE_EVENT_TYPES.includes(e.eventType));
-        if (close) {
-          const outcome = await runResult(this.client, workflowId, 0, runId);
+        const closeIndex = serialized.findIndex((e) => CLOSE_EVENT_TYPES.includes(e.eventType));
+        if (closeIndex >= 0) {
+          const close = serialized[closeIndex]!;
+          // The close event says how the run ended; only outcomes it cannot word as
+          // Temporal's client does (cancel, terminate, time-out) cost more requests.
+          const outcome = this.outcomeOf(runId, events[closeIndex]!) ?? (await runResult(this.client, workflowId, 0, runId));
           await this.edge.pushRunEvents(workflowId, [runFinishedEvent({ ...outcome, closeTime: close.eventTime ?? outcome.closeTime })]);
           return outcome.newRunId ?? undefined;
         }
@@ -109,5 +118,22 @@ export class HistoryRelay {
         return undefined;
       }
     }
+  }
+
+  /** The outcome of a run from its close event, when it completed, failed or continued as new. */
+  private outcomeOf(runId: string, event: HistoryEvent): Omit<RunResultResponse, "workflowId"> | null {
+    const { payloadConverter, failureConverter } = this.client.options.loadedDataConverter;
+    const base = { runId, closeTime: null, output: null, error: null };
+    if (event.workflowExecutionCompletedEventAttributes) {
+      const payloads = event.workflowExecutionCompletedEventAttributes.result?.payloads ?? [];
+      const output = payloads[0] ? payloadConverter.fromPayload(payloads[0] as temporal.api.common.v1.Payload) : null;
+      return { ...base, status: "completed", output: output ?? null };
+    }
+    if (event.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId) {
+      return { ...base, status: "continued_as_new", newRunId: event.workflowExecutionContinuedAsNewEventAttributes.newExecutionRunId };
+    }
+    const failure = event.workflowExecutionFailedEventAttributes?.failure;
+    if (failure) return { ...base, status: "failed", error: failureMessage(failureConverter.failureToError(failure as temporal.api.failure.v1.IFailure, payloadConverter)) };
+    return null;
   }
 }

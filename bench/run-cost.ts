@@ -1,0 +1,153 @@
+/**
+ * What one run costs the pipeline, at sustained load: host → edge requests, D1 statements and
+ * Temporal history requests per run, for `hello` and `company_research`.
+ *
+ *   npm run bench:cost -- [--concurrency 8] [--seconds 15] [--research-seconds 10] [--label after] [--write]
+ *
+ * Counting is bench-only: the stack's edge runs bench/worker-entry.ts (wraps the D1 binding of the
+ * Worker and of the RunStream DOs, counts run-event pushes), and Temporal's own Prometheus metrics
+ * (`service_requests` by operation, on the dev server's metrics port) count history requests from
+ * every client of Temporal (the host's relay and result calls alike). Counters are read before and
+ * after each load phase, once every run of the phase has closed in Temporal and the host has been
+ * quiet; then every run is checked: D1 row completed, log complete (its stream ends with `done`).
+ *
+ * --label/--json: the figures as JSON on stdout (the before/after table is written from two runs,
+ * see docs/BENCHMARKS.md).
+ */
+import { writeFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { Client, Connection } from "@temporalio/client";
+import { startStack } from "../test/support/stack.ts";
+import { round1 } from "./report.ts";
+
+const { values: args } = parseArgs({
+  options: {
+    concurrency: { type: "string", default: "8" },
+    seconds: { type: "string", default: "15" },
+    "research-seconds": { type: "string", default: "10" },
+    out: { type: "string" },
+  },
+});
+const CONCURRENCY = Number(args.concurrency);
+const PORTS = { edge: 8847, host: 8848, temporal: 7255 };
+const METRICS_PORT = PORTS.temporal + 11; // scripts/dev.ts: TEMPORAL_METRICS_PORT
+
+const stack = await startStack(PORTS, { env: { OUTRIDER_EDGE_ENTRY: "bench/worker-entry.ts" } });
+const temporal = new Client({ connection: await Connection.connect({ address: stack.temporalAddress }) });
+const api = (path: string, init?: RequestInit) =>
+  fetch(`${stack.baseUrl}${path}`, { ...init, headers: { authorization: `Bearer ${stack.apiKey}`, "content-type": "application/json", ...init?.headers } });
+
+interface Counters {
+  workerStatements: number;
+  runStreamStatements: number;
+  runStreamBatches: number;
+  runEventPushes: number;
+  historyRequests: number;
+}
+
+async function historyRequests(): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${METRICS_PORT}/metrics`)).text();
+  let total = 0;
+  for (const line of text.split("\n")) {
+    if (line.startsWith("service_requests{") && line.includes('operation="GetWorkflowExecutionHistory"') && !line.includes('service_name="history"') && !line.includes('service_name="matching"')) {
+      total += Number(line.slice(line.lastIndexOf(" ") + 1));
+    }
+  }
+  return total;
+}
+
+async function counters(): Promise<Counters> {
+  const edge = (await (await fetch(`${stack.baseUrl}/__bench/counters`)).json()) as Omit<Counters, "historyRequests">;
+  return { ...edge, historyRequests: await historyRequests() };
+}
+
+const diff = (a: Counters, b: Counters): Counters =>
+  Object.fromEntries(Object.keys(a).map((k) => [k, b[k as keyof Counters] - a[k as keyof Counters]])) as unknown as Counters;
+
+async function waitClosed(workflowIds: string[]): Promise<void> {
+  for (const id of workflowIds) {
+    for (;;) {
+      const d = await temporal.workflow.getHandle(id).describe();
+      if (d.status.name !== "RUNNING") break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
+/** Waits until the counters stop moving (the host has pushed everything, the DOs have projected it). */
+async function quiet(): Promise<Counters> {
+  let last = await counters();
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 2_000));
+    const now = await counters();
+    if (now.runEventPushes === last.runEventPushes && now.runStreamStatements === last.runStreamStatements) return now;
+    last = now;
+  }
+}
+
+async function phase(workflowName: string, input: unknown, seconds: number) {
+  // Warm-up (isolates, caches), not counted.
+  for (let i = 0; i < 3; i++) {
+    const res = await api("/workflow/run", { method: "POST", body: JSON.stringify({ workflowName, input }) });
+    await res.arrayBuffer();
+  }
+  const before = await quiet();
+  const workflowIds: string[] = [];
+  let failed = 0;
+  const deadline = performance.now() + seconds * 1000;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (performance.now() < deadline) {
+        const res = await api("/workflow/start", { method: "POST", body: JSON.stringify({ workflowName, input }) });
+        if (res.status === 200) workflowIds.push(((await res.json()) as { workflowId: string }).workflowId);
+        else {
+          failed++;
+          await res.arrayBuffer();
+        }
+      }
+    }),
+  );
+  const startSeconds = (performance.now() - t0) / 1000;
+  await waitClosed(workflowIds);
+  const after = await quiet();
+  const d = diff(before, after);
+  // Accounting, after the counters were read: every row completed, every log complete.
+  let notCompleted = 0;
+  for (const id of workflowIds) {
+    const status = ((await (await api(`/workflow/${id}/status`)).json()) as { status: string }).status;
+    if (status !== "completed") notCompleted++;
+  }
+  let incompleteLogs = 0;
+  for (const id of workflowIds.slice(0, 50)) {
+    const text = await (await api(`/workflow/${id}/history/stream`)).text();
+    if (!text.includes("event: done")) incompleteLogs++;
+  }
+  const runs = workflowIds.length;
+  return {
+    workflowName,
+    runs,
+    failedStarts: failed,
+    startsPerSecond: round1(runs / startSeconds),
+    hostToEdgeRequestsPerRun: round1((d.runEventPushes / runs) * 100) / 100,
+    d1StatementsPerRunPipeline: round1((d.runStreamStatements / runs) * 100) / 100,
+    d1BatchesPerRunPipeline: round1((d.runStreamBatches / runs) * 100) / 100,
+    d1StatementsPerRunWorker: round1((d.workerStatements / runs) * 100) / 100,
+    historyRequestsPerRun: round1((d.historyRequests / runs) * 100) / 100,
+    notCompleted,
+    incompleteLogs,
+    logsChecked: Math.min(50, runs),
+  };
+}
+
+try {
+  const results = [
+    await phase("hello", { name: "bench" }, Number(args.seconds)),
+    await phase("company_research", { domain: "example.com" }, Number(args["research-seconds"])),
+  ];
+  console.log(JSON.stringify(results, null, 2));
+  if (args.out) writeFileSync(args.out, JSON.stringify(results, null, 2));
+} finally {
+  await temporal.connection.close();
+  await stack.stop();
+}
