@@ -14,11 +14,11 @@
  * --label/--json: the figures as JSON on stdout (the before/after table is written from two runs,
  * see docs/BENCHMARKS.md).
  */
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { Client, Connection } from "@temporalio/client";
 import { startStack } from "../test/support/stack.ts";
-import { round1 } from "./report.ts";
+import { round1, writeSection } from "./report.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -26,6 +26,10 @@ const { values: args } = parseArgs({
     seconds: { type: "string", default: "15" },
     "research-seconds": { type: "string", default: "10" },
     out: { type: "string" },
+    /** Figures of the "before" code (the JSON of --out from a run on the old commit), for the table. */
+    before: { type: "string" },
+    "before-label": { type: "string", default: "main at 59d3151" },
+    write: { type: "boolean", default: false },
   },
 });
 const CONCURRENCY = Number(args.concurrency);
@@ -140,6 +144,45 @@ async function phase(workflowName: string, input: unknown, seconds: number) {
   };
 }
 
+type PhaseResult = Awaited<ReturnType<typeof phase>>;
+
+function report(after: PhaseResult[], before: PhaseResult[] | null): string[] {
+  const date = new Date().toISOString().slice(0, 10);
+  const rows: Array<[string, keyof PhaseResult, string]> = [
+    ["host → edge requests per run", "hostToEdgeRequestsPerRun", "≤ 1"],
+    ["D1 statements per run, run pipeline (RunStream)", "d1StatementsPerRunPipeline", "≤ 5 (hello)"],
+    ["D1 batches per run, run pipeline", "d1BatchesPerRunPipeline", ""],
+    ["D1 statements per run, Worker (start path: auth, credits, run row)", "d1StatementsPerRunWorker", ""],
+    ["Temporal history requests per run", "historyRequestsPerRun", ""],
+    ["runs started (starts/s)", "runs", ""],
+    ["rows not completed / logs incomplete (of those checked)", "notCompleted", "0 / 0"],
+  ];
+  const cell = (r: PhaseResult | undefined, key: keyof PhaseResult) => {
+    if (!r) return "–";
+    if (key === "runs") return `${r.runs} (${r.startsPerSecond}/s)`;
+    if (key === "notCompleted") return `${r.notCompleted} / ${r.incompleteLogs} of ${r.logsChecked}`;
+    return String(r[key]);
+  };
+  const lines = [
+    "## Run cost: requests and statements per run at sustained load",
+    "",
+    "```sh",
+    `npm run bench:cost -- --concurrency ${CONCURRENCY} --seconds ${args.seconds} --research-seconds ${args["research-seconds"]} --before before.json --write`,
+    "```",
+    "",
+    `Measured ${date} on the 2-core development machine, whole stack local. ${CONCURRENCY} clients start runs back to back (\`POST /workflow/start\`) for the given seconds; the counters are read once every run has closed and the pipeline is quiet, and divided by the runs started. Counting is bench-only: the edge runs \`bench/worker-entry.ts\` (wraps the D1 binding of the Worker and of the RunStream DOs, counts the host's run-event pushes) and Temporal's own metrics count \`GetWorkflowExecutionHistory\` calls from every client. "Before" is ${args["before-label"]} measured the same way in the same session (bench files copied onto it), right before "after".`,
+    "",
+  ];
+  for (const name of ["hello", "company_research"]) {
+    const a = after.find((r) => r.workflowName === name);
+    const b = before?.find((r) => r.workflowName === name);
+    lines.push(`**${name}**`, "", `| figure | before | after | target |`, `|---|---|---|---|`);
+    for (const [label, key, target] of rows) lines.push(`| ${label} | ${cell(b, key)} | ${cell(a, key)} | ${target} |`);
+    lines.push("");
+  }
+  return lines;
+}
+
 try {
   const results = [
     await phase("hello", { name: "bench" }, Number(args.seconds)),
@@ -147,6 +190,7 @@ try {
   ];
   console.log(JSON.stringify(results, null, 2));
   if (args.out) writeFileSync(args.out, JSON.stringify(results, null, 2));
+  if (args.write) writeSection("run-cost", report(results, args.before ? (JSON.parse(readFileSync(args.before, "utf8")) as typeof results) : null));
 } finally {
   await temporal.connection.close();
   await stack.stop();
