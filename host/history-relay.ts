@@ -100,22 +100,22 @@ export class HistoryRelay {
       const events = response.history?.events ?? [];
       if (events.length > 0) {
         const serialized = events.map(serializeHistoryEvent);
-        await this.edge.pushRunEvents(
-          workflowId,
-          serialized.map((event): RunEvent => ({
-            sourceKey: `history:${runId}:${event.eventId}`,
-            type: "history",
-            at: event.eventTime ?? new Date().toISOString(),
-            data: { runId, event },
-          })),
-        );
+        const history = serialized.map((event): RunEvent => ({
+          sourceKey: `history:${runId}:${event.eventId}`,
+          type: "history",
+          at: event.eventTime ?? new Date().toISOString(),
+          data: { runId, event },
+        }));
         const closeIndex = serialized.findIndex((e) => CLOSE_EVENT_TYPES.includes(e.eventType));
-        if (closeIndex >= 0) {
+        if (closeIndex < 0) {
+          await this.edge.pushRunEvents(workflowId, history);
+        } else {
           const close = serialized[closeIndex]!;
-          // The close event says how the run ended; only outcomes it cannot word as
-          // Temporal's client does (cancel, terminate, time-out) cost more requests.
+          // The close event says how the run ended, so the last history and the outcome go out in
+          // one push; only outcomes it cannot word as Temporal's client does (cancel, terminate,
+          // time-out) ask Temporal for the result first.
           const outcome = this.outcomeOf(runId, events[closeIndex]!) ?? (await runResult(this.client, workflowId, 0, runId));
-          await this.edge.pushRunEvents(workflowId, [runFinishedEvent({ ...outcome, closeTime: close.eventTime ?? outcome.closeTime })]);
+          await this.edge.pushRunEvents(workflowId, [...history, runFinishedEvent({ ...outcome, closeTime: close.eventTime ?? outcome.closeTime })]);
           return outcome.newRunId ?? undefined;
         }
       }
