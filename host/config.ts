@@ -4,6 +4,7 @@ import type { LogLevel } from "@temporalio/worker";
 import { parseSecrets } from "../src/shared/signing.ts";
 import { llmConfigFromEnv, type LlmConfig } from "./llm/models.ts";
 import { loadPrices, type PriceTable } from "./llm/pricing.ts";
+import { PUSH_WINDOW_MS } from "./edge-client.ts";
 
 export interface HostConfig {
   port: number;
@@ -14,6 +15,8 @@ export interface HostConfig {
   temporalConnection: { tls?: { clientCertPair?: { crt: Buffer; key: Buffer } } | boolean; apiKey?: string };
   taskQueue: string;
   edgeUrl: string;
+  /** How long the first run event of a push waits for others (EDGE_PUSH_WINDOW_MS, default 5 ms). */
+  edgePushWindowMs: number;
   /** Current secret first; a second one is accepted while a rotation is under way. */
   sharedSecrets: string[];
   logLevel: LogLevel;
@@ -38,6 +41,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
     temporalConnection: temporalConnectionFromEnv(env),
     taskQueue: env.TEMPORAL_TASK_QUEUE ?? "outrider",
     edgeUrl: env.EDGE_URL ?? "http://127.0.0.1:8787",
+    edgePushWindowMs: Number(env.EDGE_PUSH_WINDOW_MS) > 0 ? Number(env.EDGE_PUSH_WINDOW_MS) : PUSH_WINDOW_MS,
     sharedSecrets,
     logLevel: LOG_LEVELS.find((l) => l === env.HOST_LOG_LEVEL?.toUpperCase()) ?? "INFO",
     llm: llmConfigFromEnv(env),

@@ -71,7 +71,7 @@ export function createControlApi(deps: ControlApiDeps): Hono {
         ...(envs && deps.envs ? { memo: deps.envs.memoFor(workflowId, envs) } : {}),
       });
       if (!envs) deps.envs?.noEnvs(workflowId);
-      deps.relay.follow(workflowId);
+      deps.relay.follow(workflowId, handle.firstExecutionRunId);
       const started = runStartedEvent(handle.firstExecutionRunId);
       // Not awaited: the caller already gets the run id in this response.
       void deps.edge.pushRunEvents(workflowId, [started]).catch((err) => console.warn(`push run.started: ${String(err)}`));
@@ -149,7 +149,9 @@ export function createControlApi(deps: ControlApiDeps): Hono {
     return c.json({ status: "terminated" });
   });
 
-  app.get(HOST_PATHS.metrics, (c) => c.json({ historyRequests: deps.relay.historyRequests, runsFollowed: deps.relay.size }));
+  app.get(HOST_PATHS.metrics, (c) =>
+    c.json({ historyRequests: deps.relay.historyRequests, runsFollowed: deps.relay.size, edgePushes: deps.edge.counters }),
+  );
 
   app.get("/v1/runs/:workflowId", async (c) => c.json(await describeRun(deps.client, c.req.param("workflowId"))));
 

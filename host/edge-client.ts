@@ -1,37 +1,155 @@
 /**
- * Signed calls from the host to the edge: run events and the workflow catalog. Delivery is
- * at-least-once: a failed push is retried with backoff, and the edge drops duplicates by sourceKey.
+ * Signed calls from the host to the edge: run events and the workflow catalog.
+ *
+ * Run events of every run are batched: events handed to `pushRunEvents` within PUSH_WINDOW_MS
+ * (or while earlier pushes are in flight) go out together in one signed push to
+ * `/internal/run-events`, grouped by workflow id, at most MAX_PUSH_EVENTS a push and at most
+ * MAX_PUSHES_IN_FLIGHT pushes at once. Under load the pushes grow instead of multiplying.
+ * `pushRunEvents` resolves once the edge has recorded the caller's events, so a caller that
+ * awaits it (an activity publishing its step's end) knows they are durable.
+ *
+ * Delivery is at-least-once: a failed push is retried with backoff under a fresh signature, and the
+ * edge drops duplicates by sourceKey. A push the edge refuses (4xx) is logged as an error and
+ * retried run by run, so one bad run cannot hold up the others; nothing is dropped silently.
  */
 import { EDGE_PATHS, type CatalogEntry, type RunEvent } from "../src/shared/host-api.ts";
+import { MAX_EVENTS_PER_PUSH, MAX_RUNS_PER_PUSH } from "../src/shared/run-event-schema.ts";
 import { signRequest } from "../src/shared/signing.ts";
 
 const RETRY_BASE_MS = 250;
 const RETRY_MAX_MS = 5_000;
 /** After this many failed tries a push is given up (the edge's watchdog reconciles later). */
 const MAX_ATTEMPTS = 30;
+/** How long the first event of a push waits for others to join it. */
+export const PUSH_WINDOW_MS = 5;
+/** Pushes of run events on the wire at once; events that arrive meanwhile wait for the next. */
+export const MAX_PUSHES_IN_FLIGHT = 2;
+/** Events in one push (the edge accepts at most MAX_EVENTS_PER_PUSH). */
+export const MAX_PUSH_EVENTS = Math.min(500, MAX_EVENTS_PER_PUSH);
+
+interface Pending {
+  workflowId: string;
+  events: RunEvent[];
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+/** What the host sent the edge so far (the control API's /v1/metrics shows it). */
+export interface EdgePushCounters {
+  /** Signed requests that carried run events (each attempt counts). */
+  runEventRequests: number;
+  /** Events handed to pushRunEvents. */
+  runEvents: number;
+  /** Pushes the edge refused (4xx), each attempt. */
+  refused: number;
+}
 
 export class EdgeClient {
+  readonly counters: EdgePushCounters = { runEventRequests: 0, runEvents: 0, refused: 0 };
+  private queue: Pending[] = [];
+  private queuedEvents = 0;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private inFlight = 0;
+  private idleWaiters: Array<() => void> = [];
+
   constructor(
     private readonly edgeUrl: string,
     private readonly secret: string,
     private readonly log: (msg: string) => void = (msg) => console.warn(msg),
     /** Tries per push before it is given up (the edge's watchdog reconciles what was lost). */
     private readonly maxAttempts = MAX_ATTEMPTS,
+    private readonly windowMs = PUSH_WINDOW_MS,
   ) {}
 
-  async pushRunEvents(workflowId: string, events: RunEvent[]): Promise<void> {
-    await this.postWithRetry(EDGE_PATHS.runEvents(workflowId), { events });
+  /** Queues a run's events for the next push; resolves when the edge has recorded them. */
+  pushRunEvents(workflowId: string, events: RunEvent[]): Promise<void> {
+    if (events.length === 0) return Promise.resolve();
+    this.counters.runEvents += events.length;
+    return new Promise<void>((resolve, reject) => {
+      // A run's events larger than one push go in several, in order.
+      for (let i = 0; i < events.length; i += MAX_PUSH_EVENTS) {
+        const part = events.slice(i, i + MAX_PUSH_EVENTS);
+        const last = i + MAX_PUSH_EVENTS >= events.length;
+        this.queue.push({ workflowId, events: part, resolve: last ? resolve : () => undefined, reject });
+        this.queuedEvents += part.length;
+      }
+      this.schedule();
+    });
+  }
+
+  /** Resolves when every queued event has been delivered or given up (host shutdown). */
+  drain(): Promise<void> {
+    if (this.queue.length === 0 && this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   async publishCatalog(workflows: CatalogEntry[]): Promise<void> {
     await this.postWithRetry(EDGE_PATHS.catalog, { workflows });
   }
 
-  private async postWithRetry(path: string, payload: unknown): Promise<void> {
+  private schedule(): void {
+    if (this.queue.length === 0) {
+      if (this.inFlight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+      return;
+    }
+    if (this.inFlight >= MAX_PUSHES_IN_FLIGHT) return; // sent when a push in flight ends
+    if (this.queuedEvents >= MAX_PUSH_EVENTS) {
+      this.flush();
+      return;
+    }
+    this.timer ??= setTimeout(() => this.flush(), this.windowMs);
+  }
+
+  private flush(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.queue.length === 0 || this.inFlight >= MAX_PUSHES_IN_FLIGHT) return;
+    const batch: Pending[] = [];
+    const runs = new Set<string>();
+    let events = 0;
+    while (this.queue.length > 0) {
+      const next = this.queue[0]!;
+      if (batch.length > 0 && (events + next.events.length > MAX_PUSH_EVENTS || (!runs.has(next.workflowId) && runs.size >= MAX_RUNS_PER_PUSH))) break;
+      batch.push(this.queue.shift()!);
+      runs.add(next.workflowId);
+      events += next.events.length;
+    }
+    this.queuedEvents -= events;
+    this.inFlight++;
+    void this.send(batch).finally(() => {
+      this.inFlight--;
+      this.schedule();
+    });
+    // More than one push's worth waiting: start the next one now.
+    if (this.queuedEvents >= MAX_PUSH_EVENTS) this.schedule();
+  }
+
+  /** Delivers one push; on a refusal, delivers its runs one by one (each retried on its own). */
+  private async send(batch: Pending[]): Promise<void> {
+    try {
+      const runs = group(batch);
+      await this.postWithRetry(EDGE_PATHS.runEventsBatch, { runs }, { runEvents: true, splittable: runs.length > 1 });
+      for (const p of batch) p.resolve();
+    } catch (err) {
+      if (!(err instanceof PushRefusedError) || new Set(batch.map((p) => p.workflowId)).size === 1) {
+        this.log(`outrider host: ERROR gave up pushing ${batch.reduce((n, p) => n + p.events.length, 0)} run events to the edge: ${String(err)}`);
+        for (const p of batch) p.reject(err as Error);
+        return;
+      }
+      const byRun = new Map<string, Pending[]>();
+      for (const p of batch) byRun.set(p.workflowId, [...(byRun.get(p.workflowId) ?? []), p]);
+      await Promise.all([...byRun.values()].map((part) => this.send(part)));
+    }
+  }
+
+  private async postWithRetry(path: string, payload: unknown, { runEvents = false, splittable = false } = {}): Promise<void> {
     const body = JSON.stringify(payload);
+    let refusals = 0;
     for (let attempt = 1; ; attempt++) {
+      let error: Error;
       try {
         const headers = await signRequest(this.secret, "POST", path, body);
+        if (runEvents) this.counters.runEventRequests++;
         const res = await fetch(new URL(path, this.edgeUrl), {
           method: "POST",
           headers: { ...headers, "content-type": "application/json" },
@@ -39,18 +157,35 @@ export class EdgeClient {
         });
         if (res.ok) return;
         const text = await res.text();
-        // A 4xx other than 429 will not get better by retrying: the push is wrong.
         if (res.status >= 400 && res.status < 500 && res.status !== 429) {
-          throw new PermanentPushError(`edge refused ${path}: ${res.status} ${text.slice(0, 300)}`);
+          // Refused: the push is wrong (or the edge runs other code than we do). Loud, and retried:
+          // a deploy of either side can fix it, and a push is never dropped without a trace.
+          this.counters.refused++;
+          refusals++;
+          error = new PushRefusedError(`edge refused ${path}: ${res.status} ${text.slice(0, 300)}`);
+          this.log(`outrider host: ERROR ${error.message} (attempt ${attempt}, retrying)`);
+        } else {
+          error = new Error(`edge answered ${res.status} to ${path}`);
+          this.log(`${error.message}, retrying`);
         }
-        this.log(`edge answered ${res.status} to ${path}, retrying`);
       } catch (err) {
-        if (err instanceof PermanentPushError || attempt >= this.maxAttempts) throw err;
+        error = err as Error;
         if (attempt === 1 || attempt % 10 === 0) this.log(`push to edge ${path} failed (${String(err)}), retrying`);
       }
+      if (attempt >= this.maxAttempts) throw error;
+      // A push refused more than once is worth splitting (the caller does, for run events).
+      if (splittable && refusals >= 2 && error instanceof PushRefusedError) throw error;
       await new Promise((r) => setTimeout(r, Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** (attempt - 1))));
     }
   }
 }
 
-export class PermanentPushError extends Error {}
+/** A run's events, in the order they were handed over, one entry per run. */
+function group(batch: Pending[]): Array<{ workflowId: string; events: RunEvent[] }> {
+  const runs = new Map<string, RunEvent[]>();
+  for (const p of batch) runs.set(p.workflowId, [...(runs.get(p.workflowId) ?? []), ...p.events]);
+  return [...runs].map(([workflowId, events]) => ({ workflowId, events }));
+}
+
+/** The edge refused a push (4xx): retrying the same bytes will not help unless something changes. */
+export class PushRefusedError extends Error {}

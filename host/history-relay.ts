@@ -8,12 +8,22 @@
  * again from its first event; the edge drops what it already has.
  */
 import type { Client } from "@temporalio/client";
-import type { RunEvent } from "../src/shared/host-api.ts";
+import type { RunEvent, RunResultResponse } from "../src/shared/host-api.ts";
 import { runFinishedEvent } from "../src/shared/run-events.ts";
 import type { EdgeClient } from "./edge-client.ts";
 import { CLOSE_EVENT_TYPES } from "../src/shared/history-events.ts";
 import { serializeHistoryEvent } from "./history-serialization.ts";
-import { runResult } from "./temporal.ts";
+import { failureMessage, runResult } from "./temporal.ts";
+import type { temporal } from "@temporalio/proto";
+
+type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
+
+/**
+ * Pause after a page of new events before asking for more: events of one workflow task come in
+ * quick succession, and waiting a moment lets the next request return them together (fewer
+ * history requests per run, for a few ms of stream latency).
+ */
+export const RELAY_COALESCE_MS = 20;
 
 /** Pause after a failed history request before trying again. */
 const RETRY_DELAY_MS = 1_000;
@@ -34,11 +44,14 @@ export class HistoryRelay {
     return this.following.size;
   }
 
-  /** Follows a run until it closes; a second call for a run already followed is a no-op. */
-  follow(workflowId: string): void {
+  /**
+   * Follows a run until it closes; a second call for a run already followed is a no-op. `runId`
+   * (known right after a start) saves describing the workflow first.
+   */
+  follow(workflowId: string, runId?: string): void {
     if (this.following.has(workflowId) || this.stopped) return;
     this.following.add(workflowId);
-    void this.relay(workflowId)
+    void this.relay(workflowId, runId)
       .catch((err) => console.warn(`history relay: gave up on ${workflowId}: ${String(err)}`))
       .finally(() => this.following.delete(workflowId));
   }
@@ -57,8 +70,8 @@ export class HistoryRelay {
     return count;
   }
 
-  private async relay(workflowId: string): Promise<void> {
-    let runId: string | undefined = (await this.client.workflow.getHandle(workflowId).describe()).runId;
+  private async relay(workflowId: string, knownRunId?: string): Promise<void> {
+    let runId: string | undefined = knownRunId ?? (await this.client.workflow.getHandle(workflowId).describe()).runId;
     while (runId && !this.stopped) {
       runId = await this.relayRun(workflowId, runId);
     }
@@ -87,19 +100,22 @@ export class HistoryRelay {
       const events = response.history?.events ?? [];
       if (events.length > 0) {
         const serialized = events.map(serializeHistoryEvent);
-        await this.edge.pushRunEvents(
-          workflowId,
-          serialized.map((event): RunEvent => ({
-            sourceKey: `history:${runId}:${event.eventId}`,
-            type: "history",
-            at: event.eventTime ?? new Date().toISOString(),
-            data: { runId, event: event as unknown as Record<string, unknown> },
-          })),
-        );
-        const close = serialized.find((e) => CLOSE_EVENT_TYPES.includes(e.eventType));
-        if (close) {
-          const outcome = await runResult(this.client, workflowId, 0, runId);
-          await this.edge.pushRunEvents(workflowId, [runFinishedEvent({ ...outcome, closeTime: close.eventTime ?? outcome.closeTime })]);
+        const history = serialized.map((event): RunEvent => ({
+          sourceKey: `history:${runId}:${event.eventId}`,
+          type: "history",
+          at: event.eventTime ?? new Date().toISOString(),
+          data: { runId, event },
+        }));
+        const closeIndex = serialized.findIndex((e) => CLOSE_EVENT_TYPES.includes(e.eventType));
+        if (closeIndex < 0) {
+          await this.edge.pushRunEvents(workflowId, history);
+        } else {
+          const close = serialized[closeIndex]!;
+          // The close event says how the run ended, so the last history and the outcome go out in
+          // one push; only outcomes it cannot word as Temporal's client does (cancel, terminate,
+          // time-out) ask Temporal for the result first.
+          const outcome = this.outcomeOf(runId, events[closeIndex]!) ?? (await runResult(this.client, workflowId, 0, runId));
+          await this.edge.pushRunEvents(workflowId, [...history, runFinishedEvent({ ...outcome, closeTime: close.eventTime ?? outcome.closeTime })]);
           return outcome.newRunId ?? undefined;
         }
       }
@@ -108,6 +124,24 @@ export class HistoryRelay {
         // No token and nothing new: the run is closed and we saw its end before. Done.
         return undefined;
       }
+      if (events.length > 0) await new Promise((r) => setTimeout(r, RELAY_COALESCE_MS));
     }
+  }
+
+  /** The outcome of a run from its close event, when it completed, failed or continued as new. */
+  private outcomeOf(runId: string, event: HistoryEvent): Omit<RunResultResponse, "workflowId"> | null {
+    const { payloadConverter, failureConverter } = this.client.options.loadedDataConverter;
+    const base = { runId, closeTime: null, output: null, error: null };
+    if (event.workflowExecutionCompletedEventAttributes) {
+      const payloads = event.workflowExecutionCompletedEventAttributes.result?.payloads ?? [];
+      const output = payloads[0] ? payloadConverter.fromPayload(payloads[0] as temporal.api.common.v1.Payload) : null;
+      return { ...base, status: "completed", output: output ?? null };
+    }
+    if (event.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId) {
+      return { ...base, status: "continued_as_new", newRunId: event.workflowExecutionContinuedAsNewEventAttributes.newExecutionRunId };
+    }
+    const failure = event.workflowExecutionFailedEventAttributes?.failure;
+    if (failure) return { ...base, status: "failed", error: failureMessage(failureConverter.failureToError(failure as temporal.api.failure.v1.IFailure, payloadConverter)) };
+    return null;
   }
 }

@@ -14,7 +14,7 @@ import { createWorker } from "./worker.ts";
 
 const config = loadConfig();
 const client = await connectClient(config);
-const edge = new EdgeClient(config.edgeUrl, config.sharedSecrets[0]!);
+const edge = new EdgeClient(config.edgeUrl, config.sharedSecrets[0]!, undefined, undefined, config.edgePushWindowMs);
 const runEnvs = new RunEnvs(client, config.sharedSecrets);
 const worker = await createWorker(config, edge, runEnvs);
 const relay = new HistoryRelay(client, edge, config.taskQueue);
@@ -44,6 +44,8 @@ async function shutdown(signal: string) {
   relay.stop();
   worker.shutdown();
   await workerRun.catch(() => undefined);
+  // Run events the worker published last are still on their way: let them go out.
+  await Promise.race([edge.drain(), new Promise((r) => setTimeout(r, 5_000))]);
   await client.connection.close();
   process.exit(0);
 }

@@ -213,7 +213,8 @@ async function main() {
     "edge",
     "wrangler",
     [
-      "dev", "--ip", "127.0.0.1", "--port", String(edgePort), "--persist-to", stateDir,
+      // BENCH ONLY: another entry (bench/worker-entry.ts counts D1 statements); never set otherwise.
+      "dev", ...(env.OUTRIDER_EDGE_ENTRY ? [env.OUTRIDER_EDGE_ENTRY] : []), "--ip", "127.0.0.1", "--port", String(edgePort), "--persist-to", stateDir,
       "--var", `HOST_URL:http://127.0.0.1:${hostPort}`, ...varOverrides,
       // Local development may receive webhooks on http://127.0.0.1 (dev only; never set in production).
       "--var", `WEBHOOK_ALLOW_LOOPBACK_HTTP:${env.WEBHOOK_ALLOW_LOOPBACK_HTTP ?? "1"}`,

@@ -77,7 +77,10 @@ export class Subscribers {
     return client;
   }
 
-  /** Sends newly appended rows to the subscribers of their runs. */
+  /**
+   * Sends newly appended rows to the subscribers of their runs. Subscribers in the same state
+   * (view, payloads, cursor: nearly all of them, live) share one serialized message list.
+   */
   broadcast(rows: readonly LogRow[]): void {
     const byRun = new Map<string, LogRow[]>();
     for (const row of rows) {
@@ -87,55 +90,41 @@ export class Subscribers {
     for (const [runId, runRows] of byRun) {
       const streamed = runRows.filter((r) => r.type === "history" || r.type === "thinking");
       const finished = this.log.isComplete(runId) ? this.log.finished(runId) : null;
+      const done = finished ? JSON.stringify({ kind: "done", outcome: finished } satisfies SubscriberMessage) : null;
+      const shared = new Map<string, { frames: string[]; lastEventId: number }>();
       for (const ws of this.ctx.getWebSockets(runId)) {
         const attachment = ws.deserializeAttachment() as SubscriberAttachment | null;
         if (!attachment) continue;
-        const before = attachment.lastEventId;
-        if (attachment.view === "log") this.sendEntries(ws, attachment, runRows);
-        else this.sendRows(ws, attachment, streamed);
-        if (attachment.lastEventId !== before) ws.serializeAttachment(attachment);
-        if (finished) this.sendDone(ws, finished);
+        const key = `${attachment.view}:${attachment.includePayloads}:${attachment.lastEventId}`;
+        let out = shared.get(key);
+        if (!out) {
+          const messages = attachment.view === "log" ? entryMessages(attachment.lastEventId, runRows) : rowMessages(attachment, streamed);
+          out = { frames: messages.messages.map((m) => JSON.stringify(m)), lastEventId: messages.lastEventId };
+          shared.set(key, out);
+        }
+        for (const frame of out.frames) this.sendRaw(ws, frame);
+        if (out.lastEventId !== attachment.lastEventId) {
+          attachment.lastEventId = out.lastEventId;
+          ws.serializeAttachment(attachment);
+        }
+        if (done) {
+          this.sendRaw(ws, done);
+          ws.close(STREAM_DONE_CLOSE_CODE, "done");
+        }
       }
     }
   }
 
-  /**
-   * History view: runs of history events as `history` messages (only events after the
-   * subscriber's last one, at most REPLAY_BATCH_SIZE a message), thinking text as `thinking`.
-   */
   private sendRows(ws: WebSocket, attachment: SubscriberAttachment, rows: readonly LogRow[]): void {
-    let batch: LogRowOf<"history">[] = [];
-    const flush = () => {
-      if (batch.length > 0) this.sendHistory(ws, attachment, batch.sort((a, b) => a.historyEventId! - b.historyEventId!));
-      batch = [];
-    };
-    for (const row of rows) {
-      if (row.type === "history") {
-        if (row.historyEventId! <= attachment.lastEventId || batch.some((b) => b.historyEventId === row.historyEventId)) continue;
-        batch.push(row);
-        if (batch.length >= REPLAY_BATCH_SIZE) flush();
-      } else if (row.type === "thinking") {
-        flush();
-        const { activityId, stepName, attempt, text } = row.data;
-        this.send(ws, { kind: "thinking", seq: row.seq, activityId, stepName, attempt, text });
-      }
-    }
-    flush();
+    const out = rowMessages(attachment, rows);
+    for (const message of out.messages) this.send(ws, message);
+    attachment.lastEventId = out.lastEventId;
   }
 
-  private sendHistory(ws: WebSocket, attachment: SubscriberAttachment, rows: LogRowOf<"history">[]): void {
-    const lastEventId = rows[rows.length - 1]!.historyEventId!;
-    attachment.lastEventId = lastEventId;
-    this.send(ws, { kind: "history", events: rows.map((r) => withoutPayloads(r.data.event, attachment.includePayloads)), lastEventId });
-  }
-
-  /** Log view: every entry after the subscriber's last one, as is. */
   private sendEntries(ws: WebSocket, attachment: SubscriberAttachment, rows: readonly LogRow[]): void {
-    for (const row of rows) {
-      if (row.seq <= attachment.lastEventId) continue;
-      attachment.lastEventId = row.seq;
-      this.send(ws, { kind: "entry", entry: toEntry(row) });
-    }
+    const out = entryMessages(attachment.lastEventId, rows);
+    for (const message of out.messages) this.send(ws, message);
+    attachment.lastEventId = out.lastEventId;
   }
 
   private sendDone(ws: WebSocket, outcome: RunOutcome): void {
@@ -144,10 +133,57 @@ export class Subscribers {
   }
 
   private send(ws: WebSocket, message: SubscriberMessage): void {
+    this.sendRaw(ws, JSON.stringify(message));
+  }
+
+  private sendRaw(ws: WebSocket, text: string): void {
     try {
-      ws.send(JSON.stringify(message));
+      ws.send(text);
     } catch {
       // The subscriber is gone; webSocketClose cleans up.
     }
   }
+}
+
+/**
+ * History view: runs of history events as `history` messages (only events after the subscriber's
+ * last one, at most REPLAY_BATCH_SIZE a message), thinking text as `thinking`, in log order.
+ */
+function rowMessages(attachment: { includePayloads: boolean; lastEventId: number }, rows: readonly LogRow[]): { messages: SubscriberMessage[]; lastEventId: number } {
+  const messages: SubscriberMessage[] = [];
+  let lastEventId = attachment.lastEventId;
+  let batch: LogRowOf<"history">[] = [];
+  const flush = () => {
+    if (batch.length > 0) {
+      batch.sort((a, b) => a.historyEventId! - b.historyEventId!);
+      lastEventId = batch[batch.length - 1]!.historyEventId!;
+      messages.push({ kind: "history", events: batch.map((r) => withoutPayloads(r.data.event, attachment.includePayloads)), lastEventId });
+    }
+    batch = [];
+  };
+  for (const row of rows) {
+    if (row.type === "history") {
+      if (row.historyEventId! <= lastEventId || batch.some((b) => b.historyEventId === row.historyEventId)) continue;
+      batch.push(row);
+      if (batch.length >= REPLAY_BATCH_SIZE) flush();
+    } else if (row.type === "thinking") {
+      flush();
+      const { activityId, stepName, attempt, text } = row.data;
+      messages.push({ kind: "thinking", seq: row.seq, activityId, stepName, attempt, text });
+    }
+  }
+  flush();
+  return { messages, lastEventId };
+}
+
+/** Log view: every entry after the subscriber's last one, as is. */
+function entryMessages(afterSeq: number, rows: readonly LogRow[]): { messages: SubscriberMessage[]; lastEventId: number } {
+  const messages: SubscriberMessage[] = [];
+  let lastEventId = afterSeq;
+  for (const row of rows) {
+    if (row.seq <= lastEventId) continue;
+    lastEventId = row.seq;
+    messages.push({ kind: "entry", entry: toEntry(row) });
+  }
+  return { messages, lastEventId };
 }

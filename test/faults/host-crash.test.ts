@@ -4,7 +4,7 @@
  */
 import { Client, Connection } from "@temporalio/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { collectHistoryStream } from "../support/sse.ts";
+import { collectHistoryStream, readSse } from "../support/sse.ts";
 import { startHostProcess, type HostProcess } from "../support/host-process.ts";
 import { startStack, type RunningStack } from "../support/stack.ts";
 
@@ -98,6 +98,71 @@ describe("the Node host crashes mid-run", () => {
       expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
       expect(((await res.json()) as { error: { code: string } }).error.code).toBe("host_unavailable");
     } finally {
+      host = await startHostProcess(hostEnv());
+    }
+  });
+});
+
+describe("the Node host crashes between two pushes of batched run events", () => {
+  it("loses nothing and duplicates nothing: every run completes with its whole history and every step's end in its log", async () => {
+    // A long push window: events wait 400 ms in the host before they go out, so a kill lands
+    // after one push and before the next, with the next one's events only in the host's memory.
+    await host!.kill();
+    host = await startHostProcess({ ...hostEnv(), EDGE_PUSH_WINDOW_MS: "400" });
+    try {
+      const runs = await Promise.all(
+        Array.from({ length: 4 }, async (_, i) => {
+          const res = await api("/workflow/start", { method: "POST", body: JSON.stringify({ workflowName: "two_steps", input: { text: `batch ${i}`, pauseMs: 1500 } }) });
+          expect(res.status).toBe(200);
+          return (await res.json()) as { workflowId: string; streamToken: string };
+        }),
+      );
+      const streams = await Promise.all(runs.map(async (r) => collectHistoryStream((await api(`/workflow/${r.workflowId}/history/stream`)).body!)));
+      // Wait until a first push has reached the edge (the runs' first history is in D1's view of the log)...
+      const firstPushed = await Promise.race([
+        (async () => {
+          for (;;) {
+            const page = (await (await api(`/workflow/${runs[0]!.workflowId}/history`)).json()) as { events?: unknown[] };
+            if ((page.events?.length ?? 0) > 0) return true;
+            await new Promise((r) => setTimeout(r, 50));
+          }
+        })(),
+        new Promise<false>((r) => setTimeout(() => r(false), 20_000)),
+      ]);
+      expect(firstPushed).toBe(true);
+      // ...then kill the host inside the next window, with events queued and not yet pushed.
+      await new Promise((r) => setTimeout(r, 150));
+      await host!.kill();
+      host = await startHostProcess(hostEnv());
+
+      const seen = await Promise.all(streams);
+      for (const [i, run] of runs.entries()) {
+        const history = await client.workflow.getHandle(run.workflowId).fetchHistory();
+        expect(seen[i]!.eventIds).toEqual(history.events!.map((e) => Number(e.eventId)));
+        expect(seen[i]!.done).toEqual([{ reason: "completed" }]);
+        await waitForStatus(run.workflowId, "completed");
+        // The run's log (the viewer's view of it): each log entry once, and the end of every
+        // activity that completed in Temporal is there as a step event.
+        const log = await fetch(`${stack.baseUrl}/runs/${run.workflowId}/events?token=${run.streamToken}`);
+        const ids: string[] = [];
+        const completedSteps = new Set<string>();
+        for await (const m of readSse(log.body!)) {
+          if (m.id) ids.push(m.id);
+          if (m.event === "step") {
+            const step = JSON.parse(m.data) as { activityId: string; state: string };
+            if (step.state === "completed") completedSteps.add(step.activityId);
+          }
+          if (m.event === "done") break;
+        }
+        expect(new Set(ids).size).toBe(ids.length);
+        const completedActivities = history
+          .events!.filter((e) => e.activityTaskCompletedEventAttributes)
+          .map((e) => history.events!.find((s) => Number(s.eventId) === Number(e.activityTaskCompletedEventAttributes!.scheduledEventId))!)
+          .map((s) => s.activityTaskScheduledEventAttributes!.activityId!);
+        expect([...completedSteps].sort()).toEqual([...completedActivities].sort());
+      }
+    } finally {
+      await host?.kill();
       host = await startHostProcess(hostEnv());
     }
   });

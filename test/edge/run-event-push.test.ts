@@ -1,0 +1,139 @@
+/**
+ * POST /internal/run-events: the host's signed push of many runs' events at once.
+ * Happy paths, errors and security cases are split into their own describe blocks.
+ */
+import { runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { RunStream } from "../../durable-objects/run-stream.ts";
+import { runStream } from "../../src/run-stream-client.ts";
+import { signRequest } from "../../src/shared/signing.ts";
+import { TEST_HOST_SECRET, call, seedCatalog, seedOrganization, signedPost, type ErrorBody } from "./helpers.ts";
+import { closeEvent, finishedEvent, historyEvent } from "./stream-helpers.ts";
+
+const PATH = "/internal/run-events";
+
+async function insertRun(organizationId: string): Promise<string> {
+  const workflowId = `hello-${crypto.randomUUID()}`;
+  const wf = await env.DB.prepare("SELECT id FROM workflows WHERE name = 'hello' AND organization_id IS NULL").first<{ id: string }>();
+  await env.DB.prepare(
+    "INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, status, input) VALUES (?, ?, ?, 'hello', ?, 'scheduled', '{}')",
+  )
+    .bind(crypto.randomUUID(), organizationId, wf!.id, workflowId)
+    .run();
+  return workflowId;
+}
+
+const started = (runId: string) => ({ sourceKey: `run:${runId}:started`, type: "run.started", at: new Date().toISOString(), data: { runId } });
+const step = (runId: string, state: "started" | "completed") => ({
+  sourceKey: `step:${runId}:1:1:${state}`,
+  type: "step",
+  at: new Date().toISOString(),
+  data: { runId, activityId: "1", stepName: "greet", attempt: 1, state, ...(state === "completed" ? { outputs: { greeting: "hi" } } : {}) },
+});
+
+const row = (workflowId: string) =>
+  env.DB.prepare("SELECT status, temporal_run_id, output FROM runs WHERE temporal_workflow_id = ?").bind(workflowId).first<{ status: string; temporal_run_id: string | null; output: string | null }>();
+const steps = (workflowId: string) =>
+  env.DB.prepare("SELECT s.status, s.attempt, s.outputs FROM step_runs s JOIN runs r ON r.id = s.run_id WHERE r.temporal_workflow_id = ?")
+    .bind(workflowId)
+    .all<{ status: string; attempt: number; outputs: string | null }>();
+const log = (workflowId: string) => runInDurableObject(runStream(env, workflowId), (instance: RunStream) => instance.events());
+
+let organizationId: string;
+beforeAll(async () => {
+  await seedCatalog();
+  ({ organizationId } = await seedOrganization());
+});
+
+describe("POST /internal/run-events: applying a push", () => {
+  it("records the events of several runs in one push, each in its own RunStream and D1 row", async () => {
+    const a = await insertRun(organizationId);
+    const b = await insertRun(organizationId);
+    const res = await signedPost(PATH, {
+      runs: [
+        { workflowId: a, events: [started("ra"), step("ra", "started"), step("ra", "completed"), historyEvent("ra", 1), closeEvent("ra", 2), finishedEvent("ra")] },
+        { workflowId: b, events: [started("rb"), historyEvent("rb", 1)] },
+      ],
+    });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ runs: 2, accepted: 8, duplicates: 0 });
+    expect(await row(a)).toMatchObject({ status: "completed", temporal_run_id: "ra", output: JSON.stringify({ ok: true }) });
+    expect(await row(b)).toMatchObject({ status: "running", temporal_run_id: "rb" });
+    // Both ends of the step attempt in one push make one row with the later state.
+    expect((await steps(a)).results).toEqual([{ status: "completed", attempt: 1, outputs: JSON.stringify({ greeting: "hi" }) }]);
+    expect((await log(a)).map((e) => e.sourceKey)).toEqual(["run:ra:started", "step:ra:1:1:started", "step:ra:1:1:completed", "history:ra:1", "history:ra:2", "run:ra:finished"]);
+    expect((await log(b)).map((e) => e.sourceKey)).toEqual(["run:rb:started", "history:rb:1"]);
+  });
+
+  it("drops duplicate source keys, within a push and across pushes, and merges a run listed twice", async () => {
+    const a = await insertRun(organizationId);
+    const first = await signedPost(PATH, {
+      runs: [
+        { workflowId: a, events: [started("rc"), historyEvent("rc", 1), historyEvent("rc", 1)] },
+        { workflowId: a, events: [historyEvent("rc", 2), started("rc")] },
+      ],
+    });
+    expect(await first.json()).toEqual({ runs: 1, accepted: 3, duplicates: 2 });
+    // The host's retry of a push it did not hear back from: a new signature, the same events.
+    const retry = await signedPost(PATH, { runs: [{ workflowId: a, events: [historyEvent("rc", 2), historyEvent("rc", 3)] }] });
+    expect(await retry.json()).toEqual({ runs: 1, accepted: 1, duplicates: 1 });
+    expect((await log(a)).map((e) => e.sourceKey)).toEqual(["run:rc:started", "history:rc:1", "history:rc:2", "history:rc:3"]);
+  });
+});
+
+describe("POST /internal/run-events: bad pushes", () => {
+  it("an invalid event anywhere in the push is 400 invalid_request and nothing of the push is recorded", async () => {
+    const a = await insertRun(organizationId);
+    const b = await insertRun(organizationId);
+    const badStep = { ...step("rd", "completed"), data: { runId: "rd", state: "done" } }; // no activityId, unknown state
+    const res = await signedPost(PATH, { runs: [{ workflowId: a, events: [started("rd")] }, { workflowId: b, events: [badStep] }] });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as ErrorBody;
+    expect(body.error.code).toBe("invalid_request");
+    expect(body.error.issues?.some((i) => i.path.startsWith("runs.1.events.0"))).toBe(true);
+    expect((await row(a))?.status).toBe("scheduled");
+    expect(await log(a)).toEqual([]);
+  });
+
+  it("400 for an unknown event type, a history event without an id, a malformed workflowId, an empty or oversized push", async () => {
+    const a = await insertRun(organizationId);
+    const cases: unknown[] = [
+      { runs: [{ workflowId: a, events: [{ sourceKey: "x:1", type: "made.up", at: new Date().toISOString(), data: { runId: "r" } }] }] },
+      { runs: [{ workflowId: a, events: [{ ...historyEvent("r", 1), data: { runId: "r", event: { eventType: "EVENT_TYPE_TIMER_FIRED", attributes: {} } } }] }] },
+      { runs: [{ workflowId: "not a workflow id", events: [started("r")] }] },
+      { runs: [] },
+      { runs: [{ workflowId: a, events: Array.from({ length: 1001 }, (_, i) => historyEvent("r", i + 1)) }] },
+    ];
+    for (const body of cases) {
+      const res = await signedPost(PATH, body);
+      expect(res.status, JSON.stringify(body).slice(0, 120)).toBe(400);
+      expect(((await res.json()) as ErrorBody).error.code).toBe("invalid_request");
+    }
+    expect(await log(a)).toEqual([]);
+  });
+});
+
+describe("POST /internal/run-events: security", () => {
+  it("refuses unsigned and wrongly signed pushes with 401", async () => {
+    const a = await insertRun(organizationId);
+    const body = { runs: [{ workflowId: a, events: [started("re")] }] };
+    expect((await call(PATH, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" } })).status).toBe(401);
+    expect((await signedPost(PATH, body, "wrong-secret")).status).toBe(401);
+    expect(await log(a)).toEqual([]);
+  });
+
+  it("a replayed push records nothing in any of its runs", async () => {
+    const a = await insertRun(organizationId);
+    const b = await insertRun(organizationId);
+    const text = JSON.stringify({ runs: [{ workflowId: a, events: [started("rf")] }, { workflowId: b, events: [started("rg")] }] });
+    const headers = { ...(await signRequest(TEST_HOST_SECRET, "POST", PATH, text)), "content-type": "application/json" };
+    const send = () => call(PATH, { method: "POST", headers, body: text });
+    expect((await send()).status).toBe(200);
+    const replay = await send();
+    expect(replay.status).toBe(401);
+    expect(((await replay.json()) as ErrorBody).error.message).toMatch(/replayed/);
+    expect((await log(a)).length).toBe(1);
+    expect((await log(b)).length).toBe(1);
+  });
+});

@@ -1,0 +1,86 @@
+/**
+ * The host's batching of run events (host/edge-client.ts) against a stand-in edge that records
+ * what it gets and answers as told: pushes across runs, order, refusals retried and never dropped.
+ */
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { EdgeClient } from "../../host/edge-client.ts";
+import type { RunEvent, RunEventPush } from "../../src/shared/host-api.ts";
+import { verifyRequest } from "../../src/shared/signing.ts";
+
+const SECRET = "edge-client-test-secret"; // test-only
+
+interface Received {
+  path: string;
+  body: RunEventPush;
+}
+
+let server: Server | undefined;
+afterEach(() => new Promise<void>((r) => (server ? server.close(() => r()) : r())));
+
+/** A stand-in edge: `answer` decides each response status from the push. */
+async function fakeEdge(answer: (push: RunEventPush, n: number) => number) {
+  const received: Received[] = [];
+  const statuses: number[] = [];
+  server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", async () => {
+      const body = Buffer.concat(chunks);
+      const verdict = await verifyRequest([SECRET], req.method!, req.url!, new Headers(req.headers as Record<string, string>), new Uint8Array(body));
+      const push = JSON.parse(body.toString()) as RunEventPush;
+      const status = verdict.ok ? answer(push, received.length) : 401;
+      received.push({ path: req.url!, body: push });
+      statuses.push(status);
+      res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(status === 200 ? { ok: true } : { error: { code: "invalid_request", message: "bad event" } }));
+    });
+  });
+  await new Promise<void>((r) => server!.listen(0, "127.0.0.1", r));
+  return { url: `http://127.0.0.1:${(server!.address() as AddressInfo).port}`, received, statuses };
+}
+
+const started = (runId: string): RunEvent => ({ sourceKey: `run:${runId}:started`, type: "run.started", at: new Date().toISOString(), data: { runId } });
+
+describe("EdgeClient: batched run events", () => {
+  it("events of many runs handed over together go out as one signed push, grouped by run, in order", async () => {
+    const edge = await fakeEdge(() => 200);
+    const client = new EdgeClient(edge.url, SECRET, () => undefined, 3, 20);
+    await Promise.all(Array.from({ length: 20 }, (_, i) => client.pushRunEvents(`hello-${i}`, [started(`r${i}`), started(`r${i}b`)])));
+    expect(edge.received).toHaveLength(1);
+    expect(edge.received[0]!.path).toBe("/internal/run-events");
+    expect(edge.received[0]!.body.runs).toHaveLength(20);
+    expect(edge.received[0]!.body.runs[3]).toEqual({ workflowId: "hello-3", events: [started("r3"), started("r3b")].map((e) => ({ ...e, at: expect.any(String) })) });
+    expect(client.counters).toMatchObject({ runEventRequests: 1, runEvents: 40, refused: 0 });
+  });
+
+  it("a refused push is logged as an error and retried until the edge takes it: nothing is dropped", async () => {
+    const edge = await fakeEdge((_push, n) => (n < 2 ? 400 : 200));
+    const logs: string[] = [];
+    const client = new EdgeClient(edge.url, SECRET, (m) => logs.push(m), 10, 1);
+    await client.pushRunEvents("hello-1", [started("r1")]);
+    expect(edge.statuses).toEqual([400, 400, 200]);
+    expect(logs.filter((l) => l.includes("ERROR") && l.includes("refused"))).toHaveLength(2);
+    expect(client.counters.refused).toBe(2);
+  });
+
+  it("a push refused for one run is split: the other runs are delivered, the bad one retried on its own and reported when given up", async () => {
+    const edge = await fakeEdge((push) => (push.runs.some((r) => r.workflowId === "hello-bad") ? 400 : 200));
+    const logs: string[] = [];
+    const client = new EdgeClient(edge.url, SECRET, (m) => logs.push(m), 3, 10);
+    const good = client.pushRunEvents("hello-good", [started("g")]);
+    const bad = client.pushRunEvents("hello-bad", [started("b")]);
+    await expect(good).resolves.toBeUndefined();
+    await expect(bad).rejects.toThrow(/refused/);
+    const delivered = edge.received.filter((_r, i) => edge.statuses[i] === 200).flatMap((r) => r.body.runs.map((x) => x.workflowId));
+    expect(delivered).toEqual(["hello-good"]);
+    expect(logs.some((l) => l.includes("ERROR gave up"))).toBe(true);
+  });
+
+  it("an edge that is down is retried with backoff until it answers", async () => {
+    const edge = await fakeEdge((_push, n) => (n < 2 ? 503 : 200));
+    const client = new EdgeClient(edge.url, SECRET, () => undefined, 10, 1);
+    await client.pushRunEvents("hello-1", [started("r1")]);
+    expect(edge.statuses).toEqual([503, 503, 200]);
+  });
+});
