@@ -13,8 +13,9 @@ import { out } from "./admin/output.ts";
 import { accountCommands } from "./admin/accounts.ts";
 import { runCommand } from "./admin/run.ts";
 import { workflowCommands } from "./admin/workflows.ts";
+import { webhookCommands } from "./admin/webhooks.ts";
 
-const commands: Command[] = [...accountCommands, ...workflowCommands, runCommand];
+const commands: Command[] = [...accountCommands, ...workflowCommands, ...webhookCommands, runCommand];
 
 function usage(only?: string): string {
   const shown = commands.filter((c) => !only || c.words[0] === only);
@@ -42,6 +43,7 @@ function usage(only?: string): string {
     "  npm run admin -- orgs create --name 'Acme' --id org_acme",
     "  npm run admin -- keys create org_acme --name backend --rate-limit 120",
     "  npm run admin -- credits grant org_acme 100000 --note 'trial'",
+    "  npm run admin -- webhooks create org_acme --endpoint https://example.com/hooks --events run.failed,run.timed_out",
     "  npm run admin -- run hello --org org_acme --input '{\"name\":\"Ada\"}'",
   );
   return lines.join("\n");

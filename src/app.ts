@@ -11,6 +11,7 @@ import { registerPublishedRunApi } from "./routes/published-run/index.ts";
 import { registerWorkflowRunsApi } from "./routes/workflow-runs/index.ts";
 import { registerWorkflowApi } from "./routes/workflow/index.ts";
 import { registerViewer } from "./routes/viewer/index.ts";
+import { documentIdempotency } from "./openapi/idempotency.ts";
 
 export function createApp() {
   const app = new OpenAPIHono<AppEnv>();
@@ -24,6 +25,7 @@ export function createApp() {
   registerPublishedRunApi(app);
   registerWorkflowRunsApi(app);
   registerAdminApi(app);
+  documentIdempotency(app);
   app.notFound((c) => errorResponse(c, new ApiError("route_not_found", `no route ${c.req.method} ${new URL(c.req.url).pathname}`)));
   app.onError(handleError);
   return app;

@@ -22,6 +22,8 @@ export const OPTIONS = {
   org: { type: "string" },
   input: { type: "string" },
   env: { type: "string", multiple: true },
+  events: { type: "string" },
+  endpoint: { type: "string" },
 } as const;
 
 export type OptionName = keyof typeof OPTIONS;

@@ -1,0 +1,104 @@
+/** Admin API commands for completion webhook endpoints (/admin/v1/organizations/:orgId/webhooks). */
+import { integer, required, str } from "./args.ts";
+import { answer, type Command } from "./command.ts";
+import { err, out, printFields, printTable } from "./output.ts";
+
+interface Webhook {
+  id: string;
+  organizationId: string;
+  url: string;
+  events: string[];
+  createdAt: string;
+  updatedAt: string;
+  secret?: string;
+  deletedAt?: string;
+}
+interface Delivery {
+  webhookId: string;
+  eventType: string;
+  workflowId: string;
+  attempt: number;
+  status: string;
+  responseStatus: number | null;
+  error: string | null;
+  attemptedAt: string;
+  nextAttemptAt: string | null;
+}
+
+const seg = encodeURIComponent;
+const base = (orgId: string) => `/admin/v1/organizations/${seg(orgId)}/webhooks`;
+
+function showSecret(webhook: Webhook, verb: string) {
+  console.log(`${out.green(verb)} webhook ${out.bold(webhook.id)} → ${webhook.url}`);
+  printFields([
+    ["events", webhook.events.join(", ")],
+    ["organization", webhook.organizationId],
+  ]);
+  console.log("");
+  console.log(`  ${out.bold(webhook.secret ?? "")}`);
+  console.log("");
+  console.error(err.yellow("Store this signing secret now: it will not be shown again (rotate-secret makes a new one)."));
+}
+
+export const webhookCommands: Command[] = [
+  {
+    words: ["webhooks", "create"],
+    operands: ["<orgId>"],
+    options: ["endpoint", "events"],
+    synopsis: "--endpoint <https url> [--events run.completed,run.failed,...]",
+    summary: "register a completion webhook endpoint; its signing secret is printed once",
+    run: (ctx) => {
+      const events = str(ctx.args, "events");
+      const body = {
+        url: required(ctx.args, "endpoint", ctx.usage),
+        ...(events ? { events: events.split(",").map((e) => e.trim()).filter(Boolean) } : {}),
+      };
+      return answer(ctx, ctx.admin().request<Webhook>("POST", base(ctx.operands[0]!), body), (w) => showSecret(w, "created"));
+    },
+  },
+  {
+    words: ["webhooks", "list"],
+    operands: ["<orgId>"],
+    options: [],
+    summary: "an organization's webhook endpoints (never their secrets)",
+    run: (ctx) =>
+      answer(ctx, ctx.admin().request<{ webhooks: Webhook[] }>("GET", base(ctx.operands[0]!)), ({ webhooks }) =>
+        printTable(["ID", "URL", "EVENTS", "CREATED"], webhooks.map((w) => [w.id, w.url, w.events.join(","), w.createdAt]), "no webhooks"),
+      ),
+  },
+  {
+    words: ["webhooks", "delete"],
+    operands: ["<orgId>", "<webhookId>"],
+    options: [],
+    summary: "delete an endpoint (its pending retries stop; its delivery log stays)",
+    run: (ctx) =>
+      answer(ctx, ctx.admin().request<Webhook>("DELETE", `${base(ctx.operands[0]!)}/${seg(ctx.operands[1]!)}`), (w) =>
+        console.log(`${out.green("deleted")} webhook ${out.bold(w.id)} (${w.url})`),
+      ),
+  },
+  {
+    words: ["webhooks", "rotate-secret"],
+    operands: ["<orgId>", "<webhookId>"],
+    options: [],
+    summary: "a new signing secret, printed once; the old one stops signing at once",
+    run: (ctx) => answer(ctx, ctx.admin().request<Webhook>("POST", `${base(ctx.operands[0]!)}/${seg(ctx.operands[1]!)}/rotate-secret`), (w) => showSecret(w, "rotated")),
+  },
+  {
+    words: ["webhooks", "deliveries"],
+    operands: ["<orgId>", "<webhookId>"],
+    options: ["limit"],
+    synopsis: "[--limit <n>]",
+    summary: "delivery attempts, newest first: status, response code, time, next attempt",
+    run: (ctx) => {
+      const limit = integer("--limit", str(ctx.args, "limit"));
+      const query = limit === undefined ? "" : `?limit=${limit}`;
+      return answer(ctx, ctx.admin().request<{ deliveries: Delivery[] }>("GET", `${base(ctx.operands[0]!)}/${seg(ctx.operands[1]!)}/deliveries${query}`), ({ deliveries }) =>
+        printTable(
+          ["ATTEMPTED", "EVENT", "WORKFLOW", "#", "STATUS", "CODE", "NEXT ATTEMPT", "ERROR"],
+          deliveries.map((d) => [d.attemptedAt, d.eventType, d.workflowId, d.attempt, d.status, d.responseStatus, d.nextAttemptAt, d.error]),
+          "no deliveries yet",
+        ),
+      );
+    },
+  },
+];

@@ -1,0 +1,68 @@
+/**
+ * Documents `Idempotency-Key` on the start routes, after they registered themselves: the request
+ * header, the `Idempotent-Replayed` response header and the three error codes. Kept apart from
+ * each family's openapi.ts so the list of start routes lives in one place.
+ */
+import { z } from "@hono/zod-openapi";
+import type { App } from "../app-env.ts";
+import { ERROR_CODES, type ErrorCode } from "../errors.ts";
+import { MAX_IDEMPOTENCY_KEY_LENGTH } from "../middleware/idempotency/index.ts";
+
+/** OpenAPI paths of every route that starts a run. */
+export const IDEMPOTENT_START_PATHS = [
+  "/workflow/start",
+  "/workflow/run",
+  "/api/v1/run/{workflowId}",
+  "/api/v1/run/{workflowId}/stream",
+  "/api/v1/workflow-runs/execute",
+  "/api/v1/workflow-runs/execute/stream",
+] as const;
+
+const IDEMPOTENCY_ERRORS: ErrorCode[] = ["invalid_idempotency_key", "idempotency_key_in_use", "idempotency_key_reused"];
+
+const headerSchema = z.object({
+  "idempotency-key": z
+    .string()
+    .min(1)
+    .max(MAX_IDEMPOTENCY_KEY_LENGTH)
+    .optional()
+    .openapi({
+      description:
+        "1-255 printable ASCII characters, unique per request (e.g. a UUID). The same key with the same request within 24 h returns the first request's run (`Idempotent-Replayed: true`); another request is 422 `idempotency_key_reused`; while the first is still starting, 409 `idempotency_key_in_use`. Scoped to the organization. docs/idempotency.md",
+    }),
+});
+
+interface RouteDefinition {
+  type: string;
+  route?: {
+    path: string;
+    method: string;
+    request?: { headers?: unknown };
+    responses: Record<string, { description: string; headers?: Record<string, unknown>; content?: unknown }>;
+  };
+}
+
+export function documentIdempotency(app: App): void {
+  for (const definition of app.openAPIRegistry.definitions as RouteDefinition[]) {
+    const route = definition.type === "route" ? definition.route : undefined;
+    if (!route || route.method !== "post" || !(IDEMPOTENT_START_PATHS as readonly string[]).includes(route.path)) continue;
+    route.request = { ...(route.request ?? {}), headers: headerSchema };
+    for (const [status, response] of Object.entries(route.responses)) {
+      if (Number(status) >= 200 && Number(status) < 300) {
+        response.headers = { ...(response.headers ?? {}), "Idempotent-Replayed": { description: "`true` when this answer replays an earlier request with the same Idempotency-Key", schema: { type: "string", enum: ["true"] } } };
+      }
+    }
+    for (const code of IDEMPOTENCY_ERRORS) {
+      const status = String(ERROR_CODES[code]);
+      const existing = route.responses[status];
+      if (existing && existing.content) {
+        existing.description = existing.description.replace(/ \(docs\/errors\.md\)$/, `, \`${code}\` (docs/errors.md)`);
+      } else {
+        route.responses[status] = {
+          description: `Error: \`${code}\` (docs/errors.md)`,
+          content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } },
+        };
+      }
+    }
+  }
+}
