@@ -25,6 +25,10 @@ import { isTerminal, type RunStatus } from "../src/shared/run-status.ts";
 import { sseFrame } from "../src/sse/frames.ts";
 import { stepRunId } from "../src/shared/step-run-id.ts";
 import { buildTrace, traceKey } from "./trace.ts";
+import { RunStarter, type StartCommand } from "./run-stream/run-starter.ts";
+import { RunReader, type ReadOptions } from "./run-stream/run-reader.ts";
+import { prepareStart } from "../src/services/runs.ts";
+import { runStartedEvent } from "../src/shared/run-events.ts";
 
 /** A run with no new event for this long is checked against Temporal (overridable for tests). */
 export const DEFAULT_WATCHDOG_QUIET_MS = 30_000;
@@ -103,10 +107,15 @@ interface LogRow extends Record<string, SqlStorageValue> {
 
 export class RunStream extends DurableObject<Env> {
   private readonly sql: SqlStorage;
+  private readonly starter: RunStarter;
+  private readonly reader: RunReader;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
+    // The start path and reads (the Worker's one call into the home region): docs/start-path.md.
+    this.starter = new RunStarter({ sql: this.sql, env, storage: ctx.storage, prepare: prepareStart, recordStarted: async (workflowId, runId) => void (await this.record(workflowId, [runStartedEvent(runId)])) });
+    this.reader = new RunReader({ env, starter: this.starter, attributes: () => this.attributes() });
     ctx.blockConcurrencyWhile(async () => {
       this.sql.exec(`CREATE TABLE IF NOT EXISTS events (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -124,6 +133,10 @@ export class RunStream extends DurableObject<Env> {
       this.sql.exec("CREATE TABLE IF NOT EXISTS push_nonces (nonce TEXT PRIMARY KEY, expires_at INTEGER NOT NULL)");
     });
   }
+
+  start(command: StartCommand) { return this.starter.start(command); }
+  startAndWait(command: StartCommand, options: ReadOptions & { waitMs: number }) { return this.reader.startAndWait(command, options); }
+  read(organizationId: string, workflowId: string, options?: ReadOptions) { return this.reader.read(organizationId, workflowId, options); }
 
   // ---------------------------------------------------------------- writing the log
 
@@ -665,6 +678,7 @@ export class RunStream extends DurableObject<Env> {
 
   /** Watchdog: finish failed projections; ask Temporal (via the host) about a quiet open run. */
   override async alarm(): Promise<void> {
+    if (await this.starter.retryPending()) return; // a start not yet confirmed by Temporal
     const workflowId = this.getMeta("workflowId");
     if (!workflowId) return;
     try {

@@ -22,6 +22,7 @@ export const ERROR_CODES = {
   run_not_finished: 409,
   organization_exists: 409,
   workflow_name_taken: 409,
+  workflow_id_in_use: 409,
   payload_too_large: 413,
   handler_failed: 422,
   rate_limited: 429,
