@@ -13,7 +13,7 @@ import app from "../../src/index.ts";
 
 export { RateLimiter, RunStream } from "../../src/index.ts";
 
-export const BENCH_DELAY_HEADER = "x-bench-home-delay-ms";
+const BENCH_DELAY_HEADER = "x-bench-home-delay-ms";
 /** Host calls from the Worker go to this origin; the patched fetch below delays and forwards them. */
 const DELAYED_HOST_ORIGIN = "http://home-region.bench.invalid";
 
