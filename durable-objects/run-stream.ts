@@ -27,6 +27,7 @@ import { stepRunId } from "../src/shared/step-run-id.ts";
 import { buildTrace, traceKey } from "./trace.ts";
 import { RunStarter, type StartCommand } from "./run-stream/run-starter.ts";
 import { RunReader, type ReadOptions } from "./run-stream/run-reader.ts";
+import { admitSubscriber, ADMITTED_RUN_HEADER } from "./run-stream/subscriber-admission.ts";
 import { prepareStart } from "../src/services/runs.ts";
 import { runStartedEvent } from "../src/shared/run-events.ts";
 
@@ -491,7 +492,9 @@ export class RunStream extends DurableObject<Env> {
     if (url.pathname !== "/subscribe" || request.headers.get("upgrade") !== "websocket") {
       return new Response("not found", { status: 404 });
     }
-    const requestedRunId = url.searchParams.get("runId");
+    const admission = await admitSubscriber(this.env, url.searchParams.get("workflowId") ?? "", url, (id) => this.streamState(id));
+    if (admission && "refusal" in admission) return admission.refusal;
+    const requestedRunId = admission?.runId ?? url.searchParams.get("runId");
     const runId = requestedRunId || this.latestRunId() || url.searchParams.get("fallbackRunId");
     if (!runId) return new Response("run has no events yet and no run id was given", { status: 409 });
     if (url.searchParams.get("workflowId")) this.setMeta("workflowId", url.searchParams.get("workflowId")!);
@@ -510,7 +513,7 @@ export class RunStream extends DurableObject<Env> {
       this.sendEntries(server, attachment, backlog);
       server.serializeAttachment(attachment);
       if (this.isStreamComplete(runId)) this.sendDone(server, attachment, this.finishedEvent(runId)!);
-      return new Response(null, { status: 101, webSocket: client });
+      return new Response(null, { status: 101, webSocket: client, headers: { [ADMITTED_RUN_HEADER]: runId } });
     }
     // Everything below is synchronous: no event can slip in between the backlog and live delivery.
     if (url.searchParams.get("workflowEvent") !== "false") {
@@ -534,7 +537,7 @@ export class RunStream extends DurableObject<Env> {
     this.sendRows(server, attachment, backlog);
     server.serializeAttachment(attachment);
     if (this.isStreamComplete(runId)) this.sendDone(server, attachment, this.finishedEvent(runId)!);
-    return new Response(null, { status: 101, webSocket: client });
+    return new Response(null, { status: 101, webSocket: client, headers: { [ADMITTED_RUN_HEADER]: runId } });
   }
 
   private broadcast(rows: LogRow[]): void {
