@@ -115,7 +115,7 @@ export class RunStream extends DurableObject<Env> {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     // The start path and reads (the Worker's one call into the home region): docs/start-path.md.
-    this.starter = new RunStarter({ sql: this.sql, env, storage: ctx.storage, prepare: prepareStart, recordStarted: async (workflowId, runId) => void (await this.record(workflowId, [runStartedEvent(runId)])) });
+    this.starter = new RunStarter({ sql: this.sql, env, storage: ctx.storage, prepare: prepareStart, recordStarted: (workflowId, runId) => this.recordStarted(workflowId, runId) });
     this.reader = new RunReader({ env, starter: this.starter, attributes: () => this.attributes() });
     ctx.blockConcurrencyWhile(async () => {
       this.sql.exec(`CREATE TABLE IF NOT EXISTS events (
@@ -136,6 +136,10 @@ export class RunStream extends DurableObject<Env> {
   }
 
   start(command: StartCommand) { return this.starter.start(command); }
+  /** The log entry is written before this returns; its D1 projection finishes after the answer (the watchdog retries a failed one). */
+  private async recordStarted(workflowId: string, runId: string): Promise<void> {
+    void this.record(workflowId, [runStartedEvent(runId)]).catch((err) => console.warn(JSON.stringify({ level: "warn", message: "run.started projection failed; the watchdog retries it", workflowId, error: String(err) })));
+  }
   startAndWait(command: StartCommand, options: ReadOptions & { waitMs: number }) { return this.reader.startAndWait(command, options); }
   read(organizationId: string, workflowId: string, options?: ReadOptions) { return this.reader.read(organizationId, workflowId, options); }
 

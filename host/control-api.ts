@@ -94,9 +94,12 @@ export function createControlApi(deps: ControlApiDeps): Hono {
       });
       if (!envs) deps.envs?.noEnvs(workflowId);
       deps.relay.follow(workflowId);
-      const started = runStartedEvent(handle.firstExecutionRunId);
-      // Not awaited: the caller already gets the run id in this response.
-      void deps.edge.pushRunEvents(workflowId, [started]).catch((err) => console.warn(`push run.started: ${String(err)}`));
+      // A start with an accept id comes from the run's DO, which records run.started itself (and
+      // retries until it has the answer). Others get a push, not awaited: the answer has the run id too.
+      if (!acceptId) {
+        const started = runStartedEvent(handle.firstExecutionRunId);
+        void deps.edge.pushRunEvents(workflowId, [started]).catch((err) => console.warn(`push run.started: ${String(err)}`));
+      }
       return c.json({ workflowId, runId: handle.firstExecutionRunId });
     } catch (err) {
       if (err instanceof WorkflowExecutionAlreadyStartedError) {

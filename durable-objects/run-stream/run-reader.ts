@@ -57,6 +57,8 @@ export class RunReader {
     try {
       // A start the host did not confirm is accepted (the outbox starts it): answer with the row at once.
       const view = await this.view(command.organizationId, command.workflowId, { ...options, waitMs: Math.max(0, deadline - Date.now()) });
+      // The run.started projection may still be on its way to D1: the row says at least what the start knows.
+      if (reply.started.runId && view.run.status === "scheduled") view.run = { ...view.run, status: "running", temporalRunId: reply.started.runId };
       return { ok: true, started: reply.started, view };
     } catch (err) {
       return { ok: false, error: serializeError(err) };
