@@ -80,8 +80,8 @@ async function executions(workflowId: string): Promise<string[]> {
 }
 
 beforeAll(async () => {
-  proxy = await startProxy();
   stack = await startStack(PORTS, { startHost: false, env: { HOST_SHARED_SECRET: SECRET } });
+  proxy = await startProxy(); // after the stack, which checks that the host port is free
   client = new Client({ connection: await Connection.connect({ address: stack.temporalAddress }) });
   host = await startHostProcess({ HOST_SHARED_SECRET: SECRET, HOST_PORT: String(REAL_HOST_PORT), EDGE_URL: stack.baseUrl, TEMPORAL_ADDRESS: stack.temporalAddress });
 });
