@@ -2,10 +2,15 @@
  * What the edge adds: `POST /workflow/start` and `POST /workflow/run` through the whole local stack
  * against the same calls made directly with @temporalio/client on the same machine, interleaved
  * (one edge call, one direct call, repeat) so both see the same load. Then starts per second
- * sustained through the edge with a fixed number of concurrent clients.
+ * sustained with a fixed number of concurrent clients, directly and through the edge, and an
+ * audit of every run the edge started: its D1 row ends `completed` (read from D1 itself, not
+ * through a route that would settle it), its log holds exactly Temporal's history (nothing lost,
+ * nothing twice), and Temporal holds exactly one execution under its workflow id.
  *
- *   npm run bench:start -- [--iterations 60] [--concurrency 16] [--seconds 20] [--write]
+ *   npm run bench:start -- [--iterations 60] [--concurrency 16] [--seconds 15] [--write]
  */
+import { execFileSync } from "node:child_process";
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { Client, Connection } from "@temporalio/client";
 import { startStack } from "../test/support/stack.ts";
@@ -15,7 +20,7 @@ const { values: args } = parseArgs({
   options: {
     iterations: { type: "string", default: "60" },
     concurrency: { type: "string", default: "16" },
-    seconds: { type: "string", default: "20" },
+    seconds: { type: "string", default: "15" },
     write: { type: "boolean", default: false },
   },
 });
@@ -41,6 +46,50 @@ async function timed(fn: () => Promise<unknown>): Promise<number> {
 }
 
 const input = { name: "bench" };
+
+/** Every run accounted for: row completed in D1, log = Temporal history exactly, one execution. */
+async function auditRuns(ids: string[]) {
+  const root = resolve(import.meta.dirname, "..");
+  const d1Statuses = () => {
+    const out = execFileSync("wrangler", ["d1", "execute", "DB", "--local", "--persist-to", stack.stateDir, "--json", "--command", "SELECT temporal_workflow_id AS id, status FROM runs"], {
+      cwd: root,
+      encoding: "utf8",
+      env: { ...process.env, CI: "true", WRANGLER_SEND_METRICS: "false" },
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    const rows = (JSON.parse(out) as Array<{ results: Array<{ id: string; status: string }> }>)[0]!.results;
+    return new Map(rows.map((r) => [r.id, r.status]));
+  };
+  let statuses = d1Statuses();
+  for (let i = 0; i < 60 && ids.some((id) => statuses.get(id) !== "completed"); i++) {
+    await new Promise((r) => setTimeout(r, 3000));
+    statuses = d1Statuses();
+  }
+  const rowsCompleted = ids.filter((id) => statuses.get(id) === "completed").length;
+  let logsComplete = 0;
+  let eventsLost = 0;
+  let eventsDuplicated = 0;
+  let singleExecution = 0;
+  const queue = [...ids];
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      for (let id = queue.pop(); id; id = queue.pop()) {
+        const res = await fetch(`${stack.baseUrl}/workflow/${id}/history?pageSize=1000`, { headers: { authorization: `Bearer ${stack.apiKey}` } });
+        const page = (await res.json()) as { events: Array<{ eventId: string | number }>; complete: boolean };
+        const logged = page.events.map((e) => Number(e.eventId));
+        const history = (await client.workflow.getHandle(id).fetchHistory()).events!.map((e) => Number(e.eventId));
+        const seen = new Set(logged);
+        eventsLost += history.filter((e) => !seen.has(e)).length;
+        eventsDuplicated += logged.length - seen.size;
+        if (page.complete && JSON.stringify(logged) === JSON.stringify(history)) logsComplete++;
+        let executions = 0;
+        for await (const _ of client.workflow.list({ query: `WorkflowId = '${id}'` })) executions++;
+        if (executions === 1) singleExecution++;
+      }
+    }),
+  );
+  return { runs: ids.length, rowsCompleted, logsComplete, eventsLost, eventsDuplicated, singleExecution };
+}
 const samples = { edgeStart: [] as number[], directStart: [] as number[], edgeRun: [] as number[], directRun: [] as number[] };
 try {
   for (let i = 0; i < ITERATIONS + WARMUP; i++) {
@@ -50,13 +99,13 @@ try {
       if (res.status !== 200) throw new Error(`edge start: ${res.status}`);
       await res.arrayBuffer();
     });
-    const directStart = await timed(() => client.workflow.start("hello", { taskQueue: TASK_QUEUE, workflowId: `hello-${crypto.randomUUID()}`, args: [input] }));
+    const directStart = await timed(() => client.workflow.start("hello", { taskQueue: TASK_QUEUE, workflowId: `direct-hello-${crypto.randomUUID()}`, args: [input] }));
     const edgeRun = await timed(async () => {
       const res = await post("/workflow/run", { workflowName: "hello", input });
       if (res.status !== 200) throw new Error(`edge run: ${res.status}`);
       await res.arrayBuffer();
     });
-    const directRun = await timed(() => client.workflow.execute("hello", { taskQueue: TASK_QUEUE, workflowId: `hello-${crypto.randomUUID()}`, args: [input] }));
+    const directRun = await timed(() => client.workflow.execute("hello", { taskQueue: TASK_QUEUE, workflowId: `direct-hello-${crypto.randomUUID()}`, args: [input] }));
     if (keep) {
       samples.edgeStart.push(edgeStart);
       samples.directStart.push(directStart);
@@ -65,22 +114,37 @@ try {
     }
   }
 
-  // Sustained starts: CONCURRENCY clients start runs back to back for SECONDS.
-  let started = 0;
-  let failed = 0;
-  const deadline = performance.now() + SECONDS * 1000;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: CONCURRENCY }, async () => {
-      while (performance.now() < deadline) {
-        const res = await post("/workflow/start", { workflowName: "hello", input });
-        await res.arrayBuffer();
-        if (res.status === 200) started++;
-        else failed++;
-      }
-    }),
-  );
-  const startsPerSecond = started / ((performance.now() - t0) / 1000);
+  // Sustained starts: CONCURRENCY clients start runs back to back for SECONDS, directly, then through the edge.
+  async function sustained(start: () => Promise<string | null>) {
+    let failed = 0;
+    const ids: string[] = [];
+    const deadline = performance.now() + SECONDS * 1000;
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: CONCURRENCY }, async () => {
+        while (performance.now() < deadline) {
+          const id = await start().catch(() => null);
+          if (id) ids.push(id);
+          else failed++;
+        }
+      }),
+    );
+    return { ids, failed, perSecond: ids.length / ((performance.now() - t0) / 1000) };
+  }
+  const direct = await sustained(async () => {
+    const id = `direct-hello-${crypto.randomUUID()}`;
+    await client.workflow.start("hello", { taskQueue: TASK_QUEUE, workflowId: id, args: [input] });
+    return id;
+  });
+  const edge = await sustained(async () => {
+    const res = await post("/workflow/start", { workflowName: "hello", input });
+    const body = (await res.json()) as { workflowId?: string };
+    return res.status === 200 ? body.workflowId! : null;
+  });
+  const startsPerSecond = edge.perSecond;
+  const failed = edge.failed;
+  const audit = await auditRuns(edge.ids);
+  console.log(JSON.stringify({ audit }, null, 2));
 
   const m = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, round1(median(v))])) as Record<keyof typeof samples, number>;
   const figures = {
@@ -91,7 +155,10 @@ try {
     addedStartMs: round1(m.edgeStart - m.directStart),
     addedRunMs: round1(m.edgeRun - m.directRun),
     startsPerSecond: round1(startsPerSecond),
+    directStartsPerSecond: round1(direct.perSecond),
+    sustainedRatio: Math.round((startsPerSecond / direct.perSecond) * 100) / 100,
     sustainedFailures: failed,
+    audit,
   };
   console.log(JSON.stringify(figures, null, 2));
 
@@ -104,14 +171,16 @@ try {
       "```",
       "",
       `Measured ${new Date().toISOString().slice(0, 10)} on the 2-core development machine: the whole stack local, the \`hello\` workflow, edge and direct calls interleaved in one run (${ITERATIONS} pairs after ${WARMUP} warm-up pairs), medians.`,
-      "The edge path adds auth (D1), input validation, the D1 run row, the signed hop to the host and the RunStream record; the direct path is one gRPC call.",
+      "The edge path: auth from the isolate cache, the rate limiter DO, then one call to the run's RunStream DO, which checks the input, holds credits, writes the D1 row, starts the run through the signed host hop and records `run.started` (docs/start-path.md); the direct path is one gRPC call.",
       "",
       "| call | through the edge | direct | ratio | added |",
       "|---|---|---|---|---|",
       `| start | ${m.edgeStart} ms | ${m.directStart} ms | ${figures.startRatio}× | ${figures.addedStartMs} ms |`,
       `| run (start + wait for result) | ${m.edgeRun} ms | ${m.directRun} ms | ${figures.runRatio}× | ${figures.addedRunMs} ms |`,
       "",
-      `Sustained: ${figures.startsPerSecond} starts per second through the edge with ${CONCURRENCY} concurrent clients for ${SECONDS} s (${failed} failed), everything on the same two cores.`,
+      `Sustained, ${CONCURRENCY} concurrent clients for ${SECONDS} s each, same run: ${figures.startsPerSecond} starts/s through the edge (${failed} failed) vs ${figures.directStartsPerSecond} starts/s directly: ${figures.sustainedRatio}×. Everything on the same two cores.`,
+      "",
+      `Afterwards, every one of the ${audit.runs} runs the edge started in that phase: D1 rows \`completed\` ${audit.rowsCompleted}/${audit.runs} (read from D1 directly); logs identical to Temporal's history ${audit.logsComplete}/${audit.runs} (${audit.eventsLost} events lost, ${audit.eventsDuplicated} duplicated); one Temporal execution per workflow id ${audit.singleExecution}/${audit.runs}.`,
     ]);
   }
 } finally {

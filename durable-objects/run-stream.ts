@@ -28,6 +28,11 @@ import { TraceWriter } from "./run-stream/traces.ts";
 import { WaitingDetector } from "./run-stream/waiting.ts";
 import { Watchdog } from "./run-stream/watchdog.ts";
 import { WebhookOutbox } from "./run-stream/webhook-outbox.ts";
+import { RunStarter, type StartCommand } from "./run-stream/run-starter.ts";
+import { RunReader, type ReadOptions } from "./run-stream/run-reader.ts";
+import { admitSubscriber, ADMITTED_RUN_HEADER } from "./run-stream/subscriber-admission.ts";
+import { prepareStart } from "../src/services/runs.ts";
+import { runStartedEvent } from "../src/shared/run-events.ts";
 
 export { DEFAULT_WATCHDOG_QUIET_MS, MAX_WATCHDOG_INTERVAL_MS, REPLAY_BATCH_SIZE, STREAM_DONE_CLOSE_CODE } from "./run-stream/constants.ts";
 export type { LogEntry, RecordResult, RunOutcome, StreamState, SubscriberMessage, SubscriptionView, WorkflowSummary } from "./run-stream/messages.ts";
@@ -44,9 +49,14 @@ interface Parts {
 
 export class RunStream extends DurableObject<Env> {
   private parts!: Parts;
+  private readonly starter: RunStarter;
+  private readonly reader: RunReader;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
+    // The start path and reads (the Worker's one call into the home region): docs/start-path.md.
+    this.starter = new RunStarter({ sql: ctx.storage.sql, env, storage: ctx.storage, prepare: prepareStart, recordStarted: (workflowId, runId) => this.recordStarted(workflowId, runId) });
+    this.reader = new RunReader({ env, starter: this.starter, attributes: () => this.attributes() });
     ctx.blockConcurrencyWhile(async () => {
       const sql = ctx.storage.sql;
       migrate(sql);
@@ -63,6 +73,14 @@ export class RunStream extends DurableObject<Env> {
       };
     });
   }
+
+  start(command: StartCommand) { return this.starter.start(command); }
+  /** The log entry is written before this returns; its D1 projection finishes after the answer (the watchdog retries a failed one). */
+  private async recordStarted(workflowId: string, runId: string): Promise<void> {
+    void this.record(workflowId, [runStartedEvent(runId)]).catch((err) => console.warn(JSON.stringify({ level: "warn", message: "run.started projection failed; the watchdog retries it", workflowId, error: String(err) })));
+  }
+  startAndWait(command: StartCommand, options: ReadOptions & { waitMs: number }) { return this.reader.startAndWait(command, options); }
+  read(organizationId: string, workflowId: string, options?: ReadOptions) { return this.reader.read(organizationId, workflowId, options); }
 
   // ---------------------------------------------------------------- writing the log
 
@@ -197,12 +215,14 @@ export class RunStream extends DurableObject<Env> {
     if (url.pathname !== "/subscribe" || request.headers.get("upgrade") !== "websocket") {
       return new Response("not found", { status: 404 });
     }
-    const runId = url.searchParams.get("runId") || this.parts.log.latestRunId() || url.searchParams.get("fallbackRunId");
+    const admission = await admitSubscriber(this.env, url.searchParams.get("workflowId") ?? "", url, (id) => this.streamState(id));
+    if (admission && "refusal" in admission) return admission.refusal;
+    const runId = admission?.runId || url.searchParams.get("runId") || this.parts.log.latestRunId() || url.searchParams.get("fallbackRunId");
     if (!runId) return new Response("run has no events yet and no run id was given", { status: 409 });
     const workflowId = url.searchParams.get("workflowId");
     if (workflowId) this.parts.meta.set(META_KEYS.workflowId, workflowId);
     const client = this.parts.subscribers.accept(parseSubscribeRequest(url, runId));
-    return new Response(null, { status: 101, webSocket: client });
+    return new Response(null, { status: 101, webSocket: client, headers: { [ADMITTED_RUN_HEADER]: runId } });
   }
 
   override async webSocketMessage(): Promise<void> {
@@ -230,6 +250,7 @@ export class RunStream extends DurableObject<Env> {
 
   /** Watchdog: finish failed projections and traces; ask Temporal (via the host) about a quiet open run. */
   override async alarm(): Promise<void> {
+    if (await this.starter.retryPending()) return; // a start not yet confirmed by Temporal
     const workflowId = this.parts.meta.get(META_KEYS.workflowId);
     if (!workflowId) return;
     try {

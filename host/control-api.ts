@@ -22,6 +22,25 @@ import type { HistoryRelay } from "./history-relay.ts";
 import type { RunEnvs } from "./run-envs.ts";
 import { describeRun, failureMessage, runResult } from "./temporal.ts";
 
+/** Memo key of the run UUID a start carries (StartRunRequest.acceptId). */
+export const ACCEPT_ID_MEMO_KEY = "outriderAcceptId";
+
+/**
+ * The first run id of the workflow's current execution if it was started with `acceptId`; null
+ * when the workflow id holds no execution or another one (a caller reusing an id, say).
+ */
+async function acceptedExecution(client: Client, workflowId: string, acceptId: string): Promise<string | null> {
+  try {
+    const d = await client.workflow.getHandle(workflowId).describe();
+    if (d.memo?.[ACCEPT_ID_MEMO_KEY] !== acceptId) return null;
+    // A continued-as-new run is still the same start; its chain begins at the first execution.
+    return (d.raw.workflowExecutionInfo?.firstRunId as string | undefined) || d.runId;
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return null;
+    throw err;
+  }
+}
+
 /** Longest a single result call may block; the edge asks again if it wants to wait longer. */
 export const MAX_RESULT_WAIT_MS = 120_000;
 
@@ -59,8 +78,11 @@ export function createControlApi(deps: ControlApiDeps): Hono {
   app.post(HOST_PATHS.start, async (c) => {
     const parsed = startRunRequest.safeParse(await c.req.json().catch(() => null));
     if (!parsed.success) throw hostError(400, "invalid_request", parsed.error.message);
-    const { workflowId, workflowName, input, executionTimeoutMs, envs } = parsed.data;
+    const { workflowId, workflowName, input, executionTimeoutMs, envs, acceptId, retry } = parsed.data;
     if (!isStartable(workflowName)) throw hostError(404, "workflow_not_found", `no workflow named "${workflowName}" on this host`);
+    // A retried start (same accept id) whose earlier attempt did reach Temporal: answer with that run.
+    const earlier = acceptId && retry ? await acceptedExecution(deps.client, workflowId, acceptId) : null;
+    if (earlier) return c.json({ workflowId, runId: earlier });
     try {
       const handle = await deps.client.workflow.start(workflowName, {
         taskQueue: deps.taskQueue,
@@ -68,16 +90,22 @@ export function createControlApi(deps: ControlApiDeps): Hono {
         args: [input],
         ...(executionTimeoutMs ? { workflowExecutionTimeout: executionTimeoutMs } : {}),
         // Sealed: the memo is part of Temporal history.
-        ...(envs && deps.envs ? { memo: deps.envs.memoFor(workflowId, envs) } : {}),
+        memo: { ...(envs && deps.envs ? deps.envs.memoFor(workflowId, envs) : {}), ...(acceptId ? { [ACCEPT_ID_MEMO_KEY]: acceptId } : {}) },
       });
       if (!envs) deps.envs?.noEnvs(workflowId);
       deps.relay.follow(workflowId, handle.firstExecutionRunId);
-      const started = runStartedEvent(handle.firstExecutionRunId);
-      // Not awaited: the caller already gets the run id in this response.
-      void deps.edge.pushRunEvents(workflowId, [started]).catch((err) => console.warn(`push run.started: ${String(err)}`));
+      // A start with an accept id comes from the run's DO, which records run.started itself (and
+      // retries until it has the answer). Others get a push, not awaited: the answer has the run id too.
+      if (!acceptId) {
+        const started = runStartedEvent(handle.firstExecutionRunId);
+        void deps.edge.pushRunEvents(workflowId, [started]).catch((err) => console.warn(`push run.started: ${String(err)}`));
+      }
       return c.json({ workflowId, runId: handle.firstExecutionRunId });
     } catch (err) {
       if (err instanceof WorkflowExecutionAlreadyStartedError) {
+        // Two attempts of the same start raced: the other one won, and its run is this start's run.
+        const raced = acceptId ? await acceptedExecution(deps.client, workflowId, acceptId) : null;
+        if (raced) return c.json({ workflowId, runId: raced });
         throw hostError(409, "workflow_id_in_use", `a run with workflow id ${workflowId} already exists`);
       }
       throw err;

@@ -10,7 +10,8 @@
  * OUTRIDER_DEV_API_KEY when set) and an example prompt workflow, and prints the key. The admin key
  * (ADMIN_API_KEY, else .outrider/dev-admin-key) is printed too; the internal service secret
  * (INTERNAL_SERVICE_SECRET, else .outrider/dev-internal-secret) is kept for `npm run admin -- run`.
- * HOST_SHARED_SECRET is generated for the session unless set. Everything here is for development only.
+ * HOST_SHARED_SECRET is generated for the session unless set. OUTRIDER_WRANGLER_CONFIG runs the edge
+ * from another wrangler config (bench/geography.ts uses it). Everything here is for development only.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -213,8 +214,8 @@ async function main() {
     "edge",
     "wrangler",
     [
-      // BENCH ONLY: another entry (bench/worker-entry.ts counts D1 statements); never set otherwise.
-      "dev", ...(env.OUTRIDER_EDGE_ENTRY ? [env.OUTRIDER_EDGE_ENTRY] : []), "--ip", "127.0.0.1", "--port", String(edgePort), "--persist-to", stateDir,
+      // BENCH ONLY: another entry (bench/worker-entry.ts counts D1 statements) or config (bench/geography); never set otherwise.
+      "dev", ...(env.OUTRIDER_EDGE_ENTRY ? [env.OUTRIDER_EDGE_ENTRY] : []), ...(env.OUTRIDER_WRANGLER_CONFIG ? ["--config", env.OUTRIDER_WRANGLER_CONFIG] : []), "--ip", "127.0.0.1", "--port", String(edgePort), "--persist-to", stateDir,
       "--var", `HOST_URL:http://127.0.0.1:${hostPort}`, ...varOverrides,
       // Local development may receive webhooks on http://127.0.0.1 (dev only; never set in production).
       "--var", `WEBHOOK_ALLOW_LOOPBACK_HTTP:${env.WEBHOOK_ALLOW_LOOPBACK_HTTP ?? "1"}`,

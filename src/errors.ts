@@ -26,6 +26,7 @@ export const ERROR_CODES = {
   organization_exists: 409,
   workflow_name_taken: 409,
   idempotency_key_in_use: 409,
+  workflow_id_in_use: 409,
   payload_too_large: 413,
   handler_failed: 422,
   idempotency_key_reused: 422,

@@ -22,7 +22,11 @@ const PASS_THROUGH_CODES: Partial<Record<ErrorCode, true>> = {
   handler_not_found: true,
   handler_failed: true,
   run_finished: true,
+  workflow_id_in_use: true,
 };
+
+/** The host answered and refused the request (4xx other than 401): it did nothing. */
+export class HostRefusedError extends ApiError {}
 
 /** Seconds a client should wait before retrying when the host cannot be reached. */
 export const HOST_RETRY_AFTER_SECONDS = 5;
@@ -30,8 +34,9 @@ export const HOST_RETRY_AFTER_SECONDS = 5;
 export class HostClient {
   constructor(private readonly env: Env) {}
 
-  start(request: StartRunRequest) {
-    return this.call("POST", HOST_PATHS.start, startRunResponse, request);
+  /** Starts a run; gives up after `timeoutMs` (the outcome is then unknown: see run-starter.ts). */
+  start(request: StartRunRequest, timeoutMs?: number) {
+    return this.call("POST", HOST_PATHS.start, startRunResponse, request, timeoutMs);
   }
 
   /** The run's outcome; waits up to `waitMs` for it to close. */
@@ -58,7 +63,7 @@ export class HostClient {
     return this.call("POST", HOST_PATHS.follow(workflowId), followResponse, {});
   }
 
-  private async call<T extends z.ZodType>(method: string, path: string, schema: T, payload?: unknown): Promise<z.infer<T>> {
+  private async call<T extends z.ZodType>(method: string, path: string, schema: T, payload?: unknown, timeoutMs?: number): Promise<z.infer<T>> {
     const body = payload === undefined ? "" : JSON.stringify(payload);
     const secret = parseSecrets(this.env.HOST_SHARED_SECRET)[0];
     if (!secret) throw new ApiError("host_unavailable", "the edge has no HOST_SHARED_SECRET configured", undefined, this.retryAfter());
@@ -66,7 +71,12 @@ export class HostClient {
     if (body) headers["content-type"] = "application/json";
     let res: Response;
     try {
-      res = await fetch(new URL(path, this.env.HOST_URL), { method, headers, body: body || undefined });
+      res = await fetch(new URL(path, this.env.HOST_URL), {
+        method,
+        headers,
+        body: body || undefined,
+        ...(timeoutMs ? { signal: AbortSignal.timeout(timeoutMs) } : {}),
+      });
     } catch (err) {
       throw new ApiError("host_unavailable", `the workflow host is not reachable: ${(err as Error).message}`, undefined, this.retryAfter());
     }
@@ -80,12 +90,12 @@ export class HostClient {
     const code = hostError.success ? hostError.data.error.code : "";
     const message = hostError.success ? hostError.data.error.message : `host answered ${res.status}`;
     // The host's client-facing codes are ours too: pass them through unchanged.
-    if (res.status < 500 && code in PASS_THROUGH_CODES) throw new ApiError(code as ErrorCode, message);
+    if (res.status < 500 && code in PASS_THROUGH_CODES) throw new HostRefusedError(code as ErrorCode, message);
     if (res.status >= 500 || res.status === 401) {
       // 401 means the two sides disagree on the secret: an operator problem, not the caller's.
       throw new ApiError("host_unavailable", `the workflow host cannot serve this now (${code || res.status}): ${message}`, undefined, this.retryAfter());
     }
-    throw new ApiError("host_error", `the workflow host refused the request (${code || res.status}): ${message}`);
+    throw new HostRefusedError("host_error", `the workflow host refused the request (${code || res.status}): ${message}`);
   }
 
   private retryAfter() {

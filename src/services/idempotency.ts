@@ -1,15 +1,18 @@
 /**
  * Claiming an `Idempotency-Key` for a start (see src/middleware/idempotency for the header).
  *
- * The claim is one D1 statement in the start path, before the credit hold: an INSERT keyed by
+ * The claim is one D1 statement at the beginning of the start, inside the run's DO
+ * (durable-objects/run-stream/run-starter.ts), so in the home region next to D1: an INSERT keyed by
  * (organization, key) that only takes over a row past its 24 h, RETURNING the row that holds the
  * key afterwards. Of any number of concurrent requests with one key exactly one sees its own
  * workflowId come back and starts the run; every other one resolves the holder's run:
  *
  * - a different fingerprint (route or body): 422 `idempotency_key_reused`;
- * - the same request whose run has no row yet, or is still `scheduled` without a Temporal run id
- *   (its start is in flight): 409 `idempotency_key_in_use` with Retry-After;
- * - else a replay: the first request's run (same workflowId and runId), `Idempotent-Replayed: true`.
+ * - the same request whose run has no row yet (its start is still before acceptance: catalog,
+ *   credits): 409 `idempotency_key_in_use` with Retry-After;
+ * - else a replay: the first request's run (same workflowId and runId; `runId` is null, as it was
+ *   for the first request, while an accepted run waits for Temporal to confirm it), with
+ *   `Idempotent-Replayed: true`.
  *
  * A start that fails (no credits, host down, ...) releases the key with its undo, so the client's
  * retry with the same key is a fresh attempt, as Stripe does for requests that never ran. A claim
@@ -29,8 +32,10 @@ const SWEEP_PROBABILITY = 0.01;
 
 export interface ReplayedRun {
   workflowId: string;
-  runId: string;
+  runId: string | null;
   status: RunStatus;
+  /** Our run id (the D1 row's UUID). */
+  id: string;
 }
 
 /** The claim statement: after it ran, the row holding (organization, key) is returned. */
@@ -88,9 +93,8 @@ export async function claimIdempotencyKey(d1: D1Database, organizationId: string
     }
     throw inUse();
   }
-  if (run.status === "scheduled" && !run.temporalRunId) throw inUse();
   request.replayed = true;
-  return { workflowId: run.temporalWorkflowId, runId: run.temporalRunId ?? "", status: run.status };
+  return { workflowId: run.temporalWorkflowId, runId: run.temporalRunId, status: run.status, id: run.id };
 }
 
 const inUse = () =>

@@ -2,12 +2,13 @@
  * Published prompt workflows (POST /api/v1/run/{workflow_id}): checking the caller's variables
  * against the template, sizing the credit hold, and starting the host's `run_prompt` workflow.
  */
-import { findPublishedPromptWorkflow } from "../db/prompt-workflows.ts";
-import type { PromptDefinition, Workflow } from "../db/schema.ts";
+import { findPublishedPromptWorkflow, PROMPT_WORKFLOW_ID } from "../db/prompt-workflows.ts";
+import type { PromptDefinition } from "../db/schema.ts";
 import { ApiError, type Issue } from "../errors.ts";
 import { renderTemplate } from "../shared/prompt-template.ts";
+import type { PreparedStart, StartCommand, StartedRunInfo } from "../../durable-objects/run-stream/run-starter.ts";
+import { startCommand, startInRegion } from "./runs.ts";
 import type { IdempotencyRequest } from "../middleware/idempotency/index.ts";
-import { startWorkflowRun, type StartedRun } from "./runs.ts";
 
 /** Allowance for the chat format around the prompt (role markers, system text), in tokens. */
 const PROMPT_OVERHEAD_TOKENS = 64;
@@ -55,23 +56,39 @@ export function creditHoldFor(prompt: PromptDefinition, rendered: string): numbe
   return new TextEncoder().encode(rendered).byteLength + PROMPT_OVERHEAD_TOKENS + prompt.maxOutputTokens;
 }
 
+/** Runs in the run's DO: the prompt workflow, its checked variables, its hold and what the host starts. */
+export async function preparePromptStart(env: Env, organizationId: string, workflowId: string, body: unknown): Promise<PreparedStart> {
+  const workflow = await findPublishedPromptWorkflow(env.DB, organizationId, workflowId);
+  if (!workflow) throw new ApiError("workflow_not_found", `no published workflow "${workflowId}"`);
+  const prompt = workflow.prompt!;
+  const values = checkVariables(prompt.variables, body ?? {});
+  return {
+    catalogId: workflow.id,
+    workflowName: workflow.name,
+    input: values,
+    creditHold: creditHoldFor(prompt, renderTemplate(prompt.template, values)),
+    envNames: null,
+    host: { workflowName: "run_prompt", input: { ...prompt, variables: values }, executionTimeoutMs: promptRunMaxMs(env) },
+    prompt,
+  };
+}
+
+/** The start of a prompt run (one call into the home region); an unknown id is refused at the edge. */
+export function promptStartCommand(organizationId: string, workflowId: string, body: unknown, idempotency?: IdempotencyRequest): StartCommand {
+  if (!PROMPT_WORKFLOW_ID.test(workflowId)) throw new ApiError("workflow_not_found", `no published workflow "${workflowId}"`);
+  return startCommand(organizationId, workflowId, { kind: "prompt", promptWorkflowId: workflowId, body }, { idempotency });
+}
+
+/** Starts a prompt run and answers at once (the streaming route). */
 export async function startPromptRun(
   env: Env,
   organizationId: string,
   workflowId: string,
   body: unknown,
   idempotency?: IdempotencyRequest,
-): Promise<{ started: StartedRun; workflow: Workflow; prompt: PromptDefinition }> {
-  const workflow = await findPublishedPromptWorkflow(env.DB, organizationId, workflowId);
-  if (!workflow) throw new ApiError("workflow_not_found", `no published workflow "${workflowId}"`);
-  const prompt = workflow.prompt!;
-  const values = checkVariables(prompt.variables, body ?? {});
-  const started = await startWorkflowRun(env, organizationId, workflow, values, {
-    creditHold: creditHoldFor(prompt, renderTemplate(prompt.template, values)),
-    host: { workflowName: "run_prompt", input: { ...prompt, variables: values }, executionTimeoutMs: promptRunMaxMs(env) },
-    idempotency,
-  });
-  return { started, workflow, prompt };
+): Promise<{ started: StartedRunInfo; prompt: PromptDefinition }> {
+  const started = await startInRegion(env, promptStartCommand(organizationId, workflowId, body, idempotency));
+  return { started, prompt: started.prompt! };
 }
 
 /** How a finished prompt run ends for the caller: its result, or the error to answer with. */

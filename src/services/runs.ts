@@ -1,8 +1,9 @@
 /**
  * Starting runs and settling their state: the logic every API family shares.
- * The edge writes a run row as `scheduled` before asking the host to start it, and removes it if
- * the start fails, so no row pretends to be scheduled for a run Temporal never saw. Every later
- * change goes through the run's RunStream DO.
+ * The Worker makes one call into the home region per start or read: the run's RunStream DO
+ * checks the input against the catalog, holds credits, writes the `scheduled` row and starts the
+ * run on the host (durably, with an outbox: durable-objects/run-stream/run-starter.ts and
+ * docs/start-path.md). Every later change goes through the run's RunStream DO.
  */
 import { aggregate, type Attribute } from "../shared/aggregations.ts";
 import { isTerminal, type RunStatus } from "../shared/run-status.ts";
@@ -12,20 +13,22 @@ import { runFinishedEvent, runStartedEvent } from "../shared/run-events.ts";
 import { ApiError } from "../errors.ts";
 import { HostClient } from "../host-client.ts";
 import { recordRunEvents, runStream } from "../run-stream-client.ts";
-import { reserveCredits, releaseCreditsStatement } from "../db/credits.ts";
-import { deleteUnstartedRunStatement, findRunByWorkflowId, insertScheduledRun } from "../db/runs.ts";
+import { findRunByWorkflowId } from "../db/runs.ts";
 import { findRunnableWorkflow } from "../db/workflows.ts";
-import type { Run, Workflow } from "../db/schema.ts";
+import type { Run } from "../db/schema.ts";
 import { assertValidInput } from "../routes/workflow/input-validation.ts";
+import type { PreparedStart, SerializedError, StartCommand, StartedRunInfo, StartTarget } from "../../durable-objects/run-stream/run-starter.ts";
+import type { ReadOptions, ReadReply, StartAndWaitReply } from "../../durable-objects/run-stream/run-reader.ts";
+import { preparePromptStart } from "./prompt-runs.ts";
 import type { IdempotencyRequest } from "../middleware/idempotency/index.ts";
-import { claimIdempotencyKey, releaseStatement } from "./idempotency.ts";
 
 /** The host blocks at most this long per result call; longer waits are several calls. */
 const HOST_RESULT_WAIT_SLICE_MS = 110_000;
 
 export interface StartedRun {
   workflowId: string;
-  runId: string;
+  /** null while the run is accepted but Temporal has not confirmed it yet (it will run). */
+  runId: string | null;
   status: RunStatus;
 }
 
@@ -34,80 +37,98 @@ const DEFAULT_CODE_RUN_CREDIT_HOLD = 20_000;
 
 export const codeRunCreditHold = (env: Env) => Number(env.CODE_RUN_CREDIT_HOLD) || DEFAULT_CODE_RUN_CREDIT_HOLD;
 
-/** Starts a published code workflow by name (the Workflow API and the Workflow Runs API). */
-export async function startRun(env: Env, organizationId: string, workflowName: string, input: unknown, idempotency?: IdempotencyRequest): Promise<StartedRun> {
-  const workflow = await findRunnableWorkflow(env.DB, organizationId, { name: workflowName });
-  if (!workflow) throw new ApiError("workflow_not_found", `no published workflow named "${workflowName}"; GET /workflow/catalog lists them`);
-  assertValidInput(workflow, input);
-  return startWorkflowRun(env, organizationId, workflow, input, { creditHold: codeRunCreditHold(env), idempotency });
-}
-
-export interface StartOptions {
-  /** Credits to hold until the run ends (metered organizations only): the most it may be charged. */
-  creditHold: number;
-  /** Environment overrides for the run's activities (Workflow Runs API); only names are stored. */
-  envs?: Record<string, string>;
-  /** What the host starts, when it is not the catalog workflow itself (prompt workflows). */
-  host?: { workflowName: string; input: unknown; executionTimeoutMs?: number };
-  /** The request's `Idempotency-Key`: claimed before the hold; a replay returns the first run. */
+/** Caller-chosen options of a start. */
+export interface StartChoices {
+  /** A caller-chosen Temporal workflow id (else `<workflow>-<uuid>`). */
+  workflowId?: string;
+  /** The request's `Idempotency-Key`; marked `replayed` when the start replays an earlier run. */
   idempotency?: IdempotencyRequest;
 }
 
+/** The Worker side of every start: mint the ids, then ONE call into the home region (the run's DO). */
+export function startCommand(organizationId: string, idPrefix: string, target: StartTarget, choices: StartChoices = {}): StartCommand {
+  const runUuid = crypto.randomUUID();
+  return { organizationId, workflowId: choices.workflowId ?? `${idPrefix}-${runUuid}`, runUuid, target, ...(choices.idempotency ? { idempotency: choices.idempotency } : {}) };
+}
+
+export function replyError(error: SerializedError): ApiError {
+  return new ApiError(error.code, error.message, error.issues, error.headers);
+}
+
+/** Starts a run through its RunStream DO (which holds credits, writes the row and starts it). */
+export async function startInRegion(env: Env, command: StartCommand): Promise<StartedRunInfo> {
+  const reply = await runStream(env, command.workflowId).start(command);
+  if (!reply.ok) throw replyError(reply.error);
+  // The command's idempotency object is the request's own (c.get("idempotency")): the middleware adds the header.
+  if (reply.replayed && command.idempotency) command.idempotency.replayed = true;
+  return reply.started;
+}
+
+/** Starts a run and waits up to `waitMs` for its outcome, in one call into the home region. */
+export async function startAndWaitInRegion(env: Env, command: StartCommand, waitMs: number, attributes = false, settle = true) {
+  // (The RPC stub's mapped type loses the union's discriminant for these payloads.)
+  const reply = (await runStream(env, command.workflowId).startAndWait(command, { waitMs, attributes, tolerateHostDown: false, settle })) as StartAndWaitReply;
+  if (!reply.ok) throw replyError(reply.error);
+  if (reply.replayed && command.idempotency) command.idempotency.replayed = true;
+  return { started: reply.started, run: reply.view.run, attributes: reply.view.attributes };
+}
+
+/** A run's row (settled with Temporal when not final) and optionally its attributes: one call into the home region. */
+export async function readRun(env: Env, organizationId: string, workflowId: string, options: ReadOptions = {}) {
+  const reply = (await runStream(env, workflowId).read(organizationId, workflowId, options)) as ReadReply;
+  if (!reply.ok) throw replyError(reply.error);
+  return reply.view;
+}
+
+/** Starts a published code workflow by name (the Workflow API). */
+export async function startRun(env: Env, organizationId: string, workflowName: string, input: unknown, choices: StartChoices = {}): Promise<StartedRun> {
+  const started = await startInRegion(env, startCommand(organizationId, workflowName, { kind: "code", by: { name: workflowName }, input }, choices));
+  return { workflowId: started.workflowId, runId: started.runId, status: started.status };
+}
+
+/** Starts a code workflow by name and waits up to `waitMs` for its outcome (POST /workflow/run). */
+export async function runToOutcome(env: Env, organizationId: string, workflowName: string, input: unknown, waitMs: number, choices: StartChoices = {}) {
+  return startAndWaitInRegion(env, startCommand(organizationId, workflowName, { kind: "code", by: { name: workflowName }, input }, choices), waitMs, true);
+}
+
+/** Names of runnable code workflows by catalog id, for workflow ids (`<name>-<uuid>`); an id's name never changes. */
+const workflowNames = new Map<string, string>();
+const WORKFLOW_NAME_CACHE_MAX = 1_000;
+
+/** The name of a code workflow the organization may run, by catalog id: from the isolate cache, else D1. */
+export async function workflowNameById(env: Env, organizationId: string, id: string): Promise<string> {
+  const cached = workflowNames.get(id);
+  if (cached) return cached;
+  const workflow = await findRunnableWorkflow(env.DB, organizationId, { id });
+  if (!workflow) throw new ApiError("workflow_not_found", `no workflow "${id}" you can run`);
+  if (workflowNames.size >= WORKFLOW_NAME_CACHE_MAX) workflowNames.delete(workflowNames.keys().next().value!);
+  workflowNames.set(id, workflow.name);
+  return workflow.name;
+}
+
 /**
- * Holds credits, writes the `scheduled` row, and asks the host to start the run. Any failure
- * undoes what came before it: no orphan row, no stuck hold.
+ * Runs in the run's DO (home region): resolves a start target against the catalog, checks its
+ * input, and sizes its credit hold. Throws ApiError for anything the caller must fix.
  */
-export async function startWorkflowRun(env: Env, organizationId: string, workflow: Workflow, input: unknown, options: StartOptions): Promise<StartedRun> {
-  const id = crypto.randomUUID();
-  const workflowId = `${workflow.kind === "prompt" ? workflow.id : workflow.name}-${id}`;
-  const key = options.idempotency;
-  if (key) {
-    const replay = await claimIdempotencyKey(env.DB, organizationId, key, workflowId);
-    if (replay) return replay;
-  }
-  const releaseKey = key ? [releaseStatement(env.DB, organizationId, key.key, workflowId)] : [];
-  const hold = await reserveCredits(env.DB, organizationId, options.creditHold);
-  if (!hold.ok) {
-    if (key) await releaseKey[0]!.run();
+export async function prepareStart(env: Env, organizationId: string, target: StartTarget): Promise<PreparedStart> {
+  if (target.kind === "prompt") return preparePromptStart(env, organizationId, target.promptWorkflowId, target.body);
+  const workflow = await findRunnableWorkflow(env.DB, organizationId, target.by);
+  if (!workflow) {
     throw new ApiError(
-      "insufficient_credits",
-      `this run needs ${options.creditHold} credits available and the organization has ${hold.available}; add credits to continue`,
+      "workflow_not_found",
+      "name" in target.by ? `no published workflow named "${target.by.name}"; GET /workflow/catalog lists them` : `no workflow "${target.by.id}" you can run`,
     );
   }
-  const creditHold = hold.metered ? options.creditHold : 0;
-  const undo = () =>
-    env.DB.batch([deleteUnstartedRunStatement(env.DB, id), ...(creditHold > 0 ? [releaseCreditsStatement(env.DB, organizationId, creditHold)] : []), ...releaseKey]);
-  try {
-    await insertScheduledRun(env.DB, {
-      id,
-      organizationId,
-      workflowId: workflow.id,
-      workflowName: workflow.name,
-      temporalWorkflowId: workflowId,
-      input,
-      creditHold,
-      envNames: options.envs ? Object.keys(options.envs) : null,
-    });
-  } catch (err) {
-    const undoHold = [...(creditHold > 0 ? [releaseCreditsStatement(env.DB, organizationId, creditHold)] : []), ...releaseKey];
-    if (undoHold.length > 0) await env.DB.batch(undoHold);
-    throw err;
-  }
-  let runId: string;
-  try {
-    ({ runId } = await new HostClient(env).start({
-      workflowId,
-      workflowName: options.host?.workflowName ?? workflow.name,
-      input: options.host ? options.host.input : input,
-      executionTimeoutMs: options.host?.executionTimeoutMs,
-      envs: options.envs && Object.keys(options.envs).length > 0 ? options.envs : undefined,
-    }));
-  } catch (err) {
-    await undo();
-    throw err;
-  }
-  await recordRunEvents(env, workflowId, [runStartedEvent(runId)]);
-  return { workflowId, runId, status: "running" };
+  assertValidInput(workflow, target.input);
+  const envs = target.envs && Object.keys(target.envs).length > 0 ? target.envs : undefined;
+  return {
+    catalogId: workflow.id,
+    workflowName: workflow.name,
+    input: target.input,
+    creditHold: codeRunCreditHold(env),
+    envNames: target.envs ? Object.keys(target.envs) : null,
+    host: { workflowName: workflow.name, input: target.input, ...(envs ? { envs } : {}) },
+  };
 }
 
 export async function getRunOrThrow(env: Env, organizationId: string, workflowId: string): Promise<Run> {
@@ -153,8 +174,8 @@ export async function settleRun(env: Env, run: Run, waitMs = 0, tolerateHostDown
  * The Workflow API's result payload for a run row. Attributes come from the run's log (its steps
  * publish them as they go), so a failed run keeps the ones it collected; aggregations are derived.
  */
-export async function resultPayload(env: Env, run: Run) {
-  const attributes: Attribute[] = await runStream(env, run.temporalWorkflowId).attributes();
+export async function resultPayload(env: Env, run: Run, known?: Attribute[]) {
+  const attributes: Attribute[] = known ?? (await runStream(env, run.temporalWorkflowId).attributes());
   return {
     workflowId: run.temporalWorkflowId,
     runId: run.temporalRunId,

@@ -32,6 +32,14 @@ export const startRunRequest = z.object({
   executionTimeoutMs: z.number().int().positive().optional(),
   /** Environment overrides for the run's activities; the host keeps them out of Temporal history in clear. */
   envs: z.record(z.string(), z.string()).optional(),
+  /**
+   * The run's UUID, kept in the workflow's memo. A start that carries one is idempotent: when the
+   * workflow id already holds an execution with the same accept id (an earlier attempt whose answer
+   * was lost), the host answers with that run instead of starting another (docs/start-path.md).
+   */
+  acceptId: z.string().min(1).max(64).optional(),
+  /** A later attempt of the same start: the host looks for the earlier attempt's run first. */
+  retry: z.boolean().optional(),
 });
 export type StartRunRequest = z.infer<typeof startRunRequest>;
 

@@ -8,7 +8,8 @@
 import type { Context } from "hono";
 import type { AppEnv } from "../app-env.ts";
 import { STREAM_DONE_CLOSE_CODE, type SubscriberMessage } from "../../durable-objects/run-stream.ts";
-import { ApiError } from "../errors.ts";
+import { ApiError, ERROR_CODES, type ErrorCode } from "../errors.ts";
+import { ADMITTED_RUN_HEADER } from "../../durable-objects/run-stream/subscriber-admission.ts";
 import { runStream } from "../run-stream-client.ts";
 import { SSE_HEADERS, sseComment } from "./frames.ts";
 import { closeQuietly, sseWriter } from "./writer.ts";
@@ -19,12 +20,32 @@ const DO_RECONNECT_DELAY_MS = 250;
 
 /** Opens a subscription (`GET /subscribe` on the DO, upgraded to a WebSocket). A fresh stub each time: one to a DO that was reset keeps failing. */
 export async function openRunSubscription(env: Env, workflowId: string, params: Record<string, string>): Promise<WebSocket> {
+  return (await openAdmittedSubscription(env, workflowId, params)).socket;
+}
+
+/** The DO says the client already has everything of a finished run: answer 204. */
+export class StreamAtEnd extends Error {}
+
+/**
+ * Opens a subscription; with admission parameters (durable-objects/run-stream/subscriber-admission.ts)
+ * the DO also checks the run and answers 404/503/204 itself, so a connect is one call into the
+ * home region. Resolves to the socket and the run it follows.
+ */
+export async function openAdmittedSubscription(env: Env, workflowId: string, params: Record<string, string>): Promise<{ socket: WebSocket; runId: string | null }> {
   const res = await runStream(env, workflowId).fetch(`https://run-stream/subscribe?${new URLSearchParams({ ...params, workflowId })}`, {
     headers: { upgrade: "websocket" },
   });
-  if (res.status !== 101 || !res.webSocket) throw new Error(`run stream refused the subscription (${res.status})`);
+  if (res.status === 204) throw new StreamAtEnd("stream complete");
+  if (res.status !== 101 || !res.webSocket) {
+    const body = (await res.json().catch(() => null)) as { error?: { code?: string; message?: string } } | null;
+    const code = body?.error?.code;
+    if (code && code in ERROR_CODES) {
+      throw new ApiError(code as ErrorCode, body!.error!.message ?? code, undefined, code === "host_unavailable" ? { "retry-after": "1" } : undefined);
+    }
+    throw new Error(`run stream refused the subscription (${res.status})`);
+  }
   res.webSocket.accept();
-  return res.webSocket;
+  return { socket: res.webSocket, runId: res.headers.get(ADMITTED_RUN_HEADER) };
 }
 
 export interface SubscriptionStreamOptions {
@@ -45,6 +66,7 @@ export interface SubscriptionStreamOptions {
 export async function subscriptionResponse(c: Context<AppEnv>, options: SubscriptionStreamOptions): Promise<Response> {
   // Opened before the response so that a failure is still a JSON error, not a broken stream.
   let socket = await options.subscribe(options.cursor, true).catch((err: Error) => {
+    if (err instanceof ApiError || err instanceof StreamAtEnd) throw err;
     throw new ApiError("host_unavailable", `the run's stream is not available: ${err.message}`, undefined, { "retry-after": "1" });
   });
   let cursor = options.cursor;

@@ -54,11 +54,14 @@ describe("Idempotency-Key through the stack", () => {
     const workflowId = ok[0]!.body.workflowId as string;
     const runId = ok.find((o) => o.replayed !== "true")!.body.runId as string;
 
-    // Later, the same request again: the same run, marked replayed.
-    const again = await postJson("/workflow/start", body, withKey(org, key));
-    expect(again.status).toBe(200);
-    expect(again.headers.get("idempotent-replayed")).toBe("true");
-    expect(await again.json()).toMatchObject({ workflowId, runId });
+    // Later, the same request again: the same run, marked replayed (once run.started is in D1, with its runId).
+    const again = await eventually(async () => {
+      const res = await postJson("/workflow/start", body, withKey(org, key));
+      const json = (await res.json()) as Record<string, unknown>;
+      return res.status === 200 && json.runId ? { res, json } : null;
+    });
+    expect(again.res.headers.get("idempotent-replayed")).toBe("true");
+    expect(again.json).toMatchObject({ workflowId, runId });
 
     expect(count(`SELECT COUNT(*) AS n FROM runs WHERE organization_id = '${org.id}'`)).toBe(1);
     await eventually(async () => count(`SELECT COUNT(*) AS n FROM runs WHERE organization_id = '${org.id}' AND status = 'completed'`) === 1);

@@ -1,6 +1,6 @@
 /**
  * Idempotency-Key at the edge: the header's format, the claim (one run per key and organization,
- * 422 for another request, 409 while in flight, replay once started), and a failed start giving
+ * 422 for another request, 409 while in flight, replay once accepted), and a refused start giving
  * the key back. Edge tests have no host; replays of real runs and 20 concurrent requests through
  * the real stack are in test/e2e/idempotency.test.ts.
  */
@@ -86,7 +86,7 @@ describe("Idempotency-Key: the claim", () => {
     expect(await claimIdempotencyKey(env.DB, organizationId, request(key), workflowId)).toBeNull();
     // Same request, another attempt (its own fresh workflowId): the first run, marked replayed.
     const again = request(key);
-    expect(await claimIdempotencyKey(env.DB, organizationId, again, `two_steps-${crypto.randomUUID()}`)).toEqual({ workflowId, runId, status: "running" });
+    expect(await claimIdempotencyKey(env.DB, organizationId, again, `two_steps-${crypto.randomUUID()}`)).toMatchObject({ workflowId, runId, status: "running" });
     expect(again.replayed).toBe(true);
     // Another body (or route) under the same key.
     expect(await codeOf(claimIdempotencyKey(env.DB, organizationId, request(key, "f2"), `two_steps-${crypto.randomUUID()}`))).toBe("idempotency_key_reused");
@@ -134,15 +134,35 @@ describe("Idempotency-Key: the claim", () => {
     expect(await claimIdempotencyKey(env.DB, organizationId, request(abandoned), "hello-alive")).toBeNull();
   });
 
-  it("a start that fails (host down: 503) gives the key back, so a retry is a fresh attempt", async () => {
+  it("a start refused before acceptance (402) gives the key back, so a retry is a fresh attempt", async () => {
     const { organizationId, key } = await seedOrganization();
+    await env.DB.prepare("UPDATE organizations SET credit_balance = 0 WHERE id = ?").bind(organizationId).run();
     const idem = `key-${crypto.randomUUID()}`;
     for (let i = 0; i < 2; i++) {
       const res = await postJson("/workflow/start", { workflowName: "hello", input: { name: "Ada" } }, key, { "idempotency-key": idem });
-      expect(res.status).toBe(503);
-      expect(((await res.json()) as ErrorBody).error.code).toBe("host_unavailable");
+      expect(res.status).toBe(402);
+      expect(((await res.json()) as ErrorBody).error.code).toBe("insufficient_credits");
     }
     expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM idempotency_keys WHERE organization_id = ?").bind(organizationId).first("n")).toBe(0);
     expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?").bind(organizationId).first("n")).toBe(0);
+  });
+
+  it("a start accepted while the host is down (runId null) is replayed as it was answered, through the start route", async () => {
+    const { organizationId, key } = await seedOrganization();
+    const idem = `key-${crypto.randomUUID()}`;
+    const body = { workflowName: "hello", input: { name: "Ada" } };
+    const first = await postJson("/workflow/start", body, key, { "idempotency-key": idem });
+    expect(first.status).toBe(200);
+    expect(first.headers.get("idempotent-replayed")).toBeNull();
+    const started = (await first.json()) as { workflowId: string; runId: string | null };
+    expect(started.runId).toBeNull();
+    const again = await postJson("/workflow/start", body, key, { "idempotency-key": `"${idem}"` });
+    expect(again.status).toBe(200);
+    expect(again.headers.get("idempotent-replayed")).toBe("true");
+    expect(await again.json()).toMatchObject({ workflowId: started.workflowId, runId: null });
+    const reused = await postJson("/workflow/start", { ...body, input: { name: "Bob" } }, key, { "idempotency-key": idem });
+    expect(reused.status).toBe(422);
+    expect(((await reused.json()) as ErrorBody).error.code).toBe("idempotency_key_reused");
+    expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?").bind(organizationId).first("n")).toBe(1);
   });
 });

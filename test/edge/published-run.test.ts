@@ -69,13 +69,13 @@ describe("published run API: errors before a run starts", () => {
     expect(res.status).toBe(413);
   });
 
-  it("503 with Retry-After when the host is down, leaving no run row", async () => {
+  it("202 with x-run-id when the host is down: the run is accepted (row scheduled) and its DO retries the start", async () => {
     const res = await postJson(`/api/v1/run/${workflowId}`, { audience: "a", topic: "b" }, org.key);
-    expect(res.status).toBe(503);
-    expect(res.headers.get("retry-after")).toBeTruthy();
-    expect((await error(res)).code).toBe("host_unavailable");
-    const rows = await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?").bind(org.organizationId).first<{ n: number }>();
-    expect(rows!.n).toBe(0);
+    expect(res.status).toBe(202);
+    const runId = res.headers.get("x-run-id");
+    expect(await res.json()).toEqual({ workflowId: runId, status: "scheduled" });
+    const rows = await env.DB.prepare("SELECT status FROM runs WHERE organization_id = ?").bind(org.organizationId).all();
+    expect(rows.results).toEqual([{ status: "scheduled" }]);
   });
 
   it("carries rate-limit headers on errors too; 429 with Retry-After past the key's limit", async () => {
@@ -108,13 +108,16 @@ describe("published run API: credits at the door", () => {
     expect(row).toEqual({ credit_balance: 10, credits_reserved: 0 });
   });
 
-  it("a run whose start fails gives its hold back", async () => {
+  it("a run accepted while the host is down holds its credits until it ends", async () => {
     const org = await seedOrganization();
     const workflowId = await promptWorkflow(org.organizationId);
     await admin("POST", `/admin/v1/organizations/${org.organizationId}/credits`, { amount: 100_000 });
-    expect((await postJson(`/api/v1/run/${workflowId}`, { audience: "a", topic: "b" }, org.key)).status).toBe(503);
-    const row = await env.DB.prepare("SELECT credit_balance, credits_reserved FROM organizations WHERE id = ?").bind(org.organizationId).first();
-    expect(row).toEqual({ credit_balance: 100_000, credits_reserved: 0 });
+    expect((await postJson(`/api/v1/run/${workflowId}`, { audience: "a", topic: "b" }, org.key)).status).toBe(202);
+    const row = await env.DB.prepare("SELECT o.credits_reserved AS reserved, r.credit_hold AS hold FROM organizations o JOIN runs r ON r.organization_id = o.id WHERE o.id = ?")
+      .bind(org.organizationId)
+      .first<{ reserved: number; hold: number }>();
+    expect(row!.hold).toBeGreaterThan(0);
+    expect(row!.reserved).toBe(row!.hold);
   });
 
   it("the Workflow API's code runs are held against credits too", async () => {

@@ -254,11 +254,11 @@ describe("Workflow Runs API: execute validation", () => {
     expect(((await badInput.json()) as ErrorBody).error.code).toBe("invalid_input");
     const unknown = await execute({ workflowId: crypto.randomUUID(), inputs: "{}" });
     expect(unknown.status).toBe(404);
-    // Valid: reaches the (unreachable) host, which leaves no row behind.
+    // Valid: the host is unreachable, so the run is accepted (202, scheduled) and its DO retries the start.
     const down = await execute({ workflowId: helloId, inputs: '{"name":"Ada"}', envs: '{"GREETING":"Hi"}' });
-    expect(down.status).toBe(503);
-    const rows = await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?").bind(organizationId).first<{ n: number }>();
-    expect(rows!.n).toBe(0);
+    expect(down.status).toBe(202);
+    const rows = await env.DB.prepare("SELECT status, env_names FROM runs WHERE organization_id = ?").bind(organizationId).all();
+    expect(rows.results).toEqual([{ status: "scheduled", env_names: '["GREETING"]' }]);
   });
 });
 

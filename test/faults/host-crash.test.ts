@@ -90,16 +90,24 @@ describe("the Node host crashes mid-run", () => {
     await waitForStatus(workflowId, "terminated", 5_000);
   });
 
-  it("with the host down, start answers 503 host_unavailable with Retry-After and leaves no run", async () => {
+  it("with the host down, start accepts the run (runId null); it runs exactly once when the host is back", async () => {
     await host!.kill();
+    let workflowId: string;
     try {
       const res = await api("/workflow/start", { method: "POST", body: JSON.stringify({ workflowName: "hello", input: { name: "nobody" } }) });
-      expect(res.status).toBe(503);
-      expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
-      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("host_unavailable");
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as { workflowId: string; runId: string | null; status: string };
+      expect(body).toMatchObject({ runId: null, status: "scheduled" });
+      workflowId = body.workflowId;
+      // While the host is away the row says what is true: accepted, not started.
+      expect(((await (await api(`/workflow/${workflowId}/status`)).json()) as { status: string }).status).toBe("scheduled");
     } finally {
       host = await startHostProcess(hostEnv());
     }
+    await waitForStatus(workflowId, "completed", 90_000);
+    const executions: string[] = [];
+    for await (const e of client.workflow.list({ query: `WorkflowId = '${workflowId}'` })) executions.push(e.runId);
+    expect(executions).toHaveLength(1);
   });
 });
 

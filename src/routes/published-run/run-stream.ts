@@ -16,11 +16,17 @@ export function registerPublishedRunStream(app: App) {
   app.post("/api/v1/run/:workflowId/stream", async (c) => {
     const organizationId = c.get("auth").organizationId;
     const { started, prompt } = await startPromptRun(c.env, organizationId, c.req.param("workflowId"), await readOptionalJson(c), c.get("idempotency"));
+    if (started.runId === null) {
+      // Accepted, but the host has not confirmed the start yet: it will run; the caller follows it by id.
+      c.header("x-run-id", started.workflowId);
+      return c.json({ workflowId: started.workflowId, status: started.status }, 202);
+    }
+    const runId = started.runId;
     const maxMs = promptRunMaxMs(c.env);
     const requestId = c.get("requestId");
     const response = await logStreamResponse(c, {
       workflowId: started.workflowId,
-      runId: started.runId,
+      runId,
       afterSeq: 0,
       keepAliveMs: Number(c.env.SSE_KEEPALIVE_MS) > 0 ? Number(c.env.SSE_KEEPALIVE_MS) : DEFAULT_KEEPALIVE_INTERVAL_MS,
       keepAlive: () => sseComment("keep-alive"),

@@ -1,7 +1,7 @@
 import type { App } from "../../app-env.ts";
 import { readOptionalJson } from "../../middleware/json-body/index.ts";
-import { promptOutcome, promptRunMaxMs, startPromptRun } from "../../services/prompt-runs.ts";
-import { getRunOrThrow, settleRun } from "../../services/runs.ts";
+import { promptOutcome, promptRunMaxMs, promptStartCommand } from "../../services/prompt-runs.ts";
+import { startAndWaitInRegion } from "../../services/runs.ts";
 
 /** Waiting this much past the run's own limit lets Temporal's timeout, not ours, end it. */
 const WAIT_MARGIN_MS = 15_000;
@@ -13,9 +13,16 @@ const WAIT_MARGIN_MS = 15_000;
 export function registerPublishedRun(app: App) {
   app.post("/api/v1/run/:workflowId", async (c) => {
     const organizationId = c.get("auth").organizationId;
-    const { started, prompt } = await startPromptRun(c.env, organizationId, c.req.param("workflowId"), await readOptionalJson(c), c.get("idempotency"));
+    const command = promptStartCommand(organizationId, c.req.param("workflowId"), await readOptionalJson(c), c.get("idempotency"));
     const maxMs = promptRunMaxMs(c.env);
-    const run = await settleRun(c.env, await getRunOrThrow(c.env, organizationId, started.workflowId), maxMs + WAIT_MARGIN_MS, false);
+    // One call into the home region: the run's DO starts it and waits for its outcome.
+    const { started, run } = await startAndWaitInRegion(c.env, command, maxMs + WAIT_MARGIN_MS);
+    const prompt = started.prompt!;
+    if (started.runId === null) {
+      // Accepted, but the host has not confirmed the start yet: it will run; the caller follows it by id.
+      c.header("x-run-id", started.workflowId);
+      return c.json({ workflowId: started.workflowId, status: started.status }, 202);
+    }
     // The run's id, to look it up later (Workflow API, Workflow Runs API).
     c.header("x-run-id", run.temporalWorkflowId);
     const outcome = promptOutcome(prompt, run.status, run.output, run.error, maxMs);

@@ -1,12 +1,10 @@
 import type { Context } from "hono";
 import type { App, AppEnv } from "../../app-env.ts";
-import { findRunnableWorkflow } from "../../db/workflows.ts";
 import { ApiError } from "../../errors.ts";
 import { zodIssues } from "../../middleware/json-body/index.ts";
 import { toWorkflowRunStatus, type RunStatus } from "../../shared/run-status.ts";
 import { stepRunId } from "../../shared/step-run-id.ts";
-import { assertValidInput } from "../workflow/input-validation.ts";
-import { codeRunCreditHold, getRunOrThrow, settleRun, startWorkflowRun } from "../../services/runs.ts";
+import { startAndWaitInRegion, startCommand, workflowNameById } from "../../services/runs.ts";
 import { logStreamResponse } from "../../sse/log-stream.ts";
 import { sseFrame } from "../../sse/frames.ts";
 import { parseLastEventId } from "../../sse/last-event-id.ts";
@@ -53,18 +51,13 @@ async function readExecuteFields(c: Context<AppEnv>) {
   return parsed.data;
 }
 
-async function execute(c: Context<AppEnv>) {
+/** Starts the run (and waits up to `waitMs` for it): one call into the home region, the run's DO. */
+async function execute(c: Context<AppEnv>, waitMs: number) {
   const fields = await readExecuteFields(c);
   const organizationId = c.get("auth").organizationId;
-  const workflow = await findRunnableWorkflow(c.env.DB, organizationId, { id: fields.workflowId });
-  if (!workflow) throw new ApiError("workflow_not_found", `no workflow "${fields.workflowId}" you can run`);
-  assertValidInput(workflow, fields.inputs);
-  const started = await startWorkflowRun(c.env, organizationId, workflow, fields.inputs, {
-    creditHold: codeRunCreditHold(c.env),
-    envs: fields.envs,
-    idempotency: c.get("idempotency"),
-  });
-  return getRunOrThrow(c.env, organizationId, started.workflowId);
+  const name = await workflowNameById(c.env, organizationId, fields.workflowId);
+  const command = startCommand(organizationId, name, { kind: "code", by: { id: fields.workflowId }, input: fields.inputs, envs: fields.envs }, { idempotency: c.get("idempotency") });
+  return (await startAndWaitInRegion(c.env, command, waitMs, false, waitMs > 0)).run;
 }
 
 /** SSE over a run's log in the Workflow Runs API's events; ids are log sequence numbers. */
@@ -122,7 +115,7 @@ function runEventStream(c: Context<AppEnv>, run: Run, afterSeq: number): Promise
  */
 export function registerExecute(app: App) {
   app.post("/api/v1/workflow-runs/execute", async (c) => {
-    const run = await settleRun(c.env, await execute(c), EXECUTE_WAIT_MAX_MS, false);
+    const run = await execute(c, EXECUTE_WAIT_MAX_MS);
     const detail = await detailOf(c.env, run);
     if (run.status === "completed") return c.json({ success: true, workflowRun: detail });
     if (detail.status === "running" || detail.status === "scheduled") return c.json({ success: true, workflowRun: detail }, 202);
@@ -130,7 +123,11 @@ export function registerExecute(app: App) {
   });
 
   app.post("/api/v1/workflow-runs/execute/stream", async (c) => {
-    const run = await execute(c);
+    const run = await execute(c, 0);
+    if (!run.temporalRunId) {
+      // Accepted, but the host has not confirmed the start yet: it will run; follow it by id.
+      return c.json({ success: true, workflowRun: await detailOf(c.env, run) }, 202);
+    }
     return runEventStream(c, run, 0);
   });
 

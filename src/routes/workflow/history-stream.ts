@@ -14,11 +14,10 @@ import type { Context } from "hono";
 import type { App, AppEnv } from "../../app-env.ts";
 import type { SubscriberMessage } from "../../../durable-objects/run-stream.ts";
 import { ApiError } from "../../errors.ts";
-import { runStream } from "../../run-stream-client.ts";
-import { getRunOrThrow } from "../../services/runs.ts";
 import { sseComment, sseFrame } from "../../sse/frames.ts";
 import { parseLastEventId } from "../../sse/last-event-id.ts";
-import { openRunSubscription, subscriptionResponse } from "../../sse/run-subscription.ts";
+import { openAdmittedSubscription, openRunSubscription, StreamAtEnd, subscriptionResponse } from "../../sse/run-subscription.ts";
+import { ADMISSION_PARAMS } from "../../../durable-objects/run-stream/subscriber-admission.ts";
 import { parseWorkflowIdParam } from "./params.ts";
 
 /** Comment lines keep proxies and browsers from timing the stream out (at most every 25 s). */
@@ -58,26 +57,26 @@ async function streamHistory(c: Context<AppEnv>, requestedRunId: string | undefi
   if (requestedRunId !== undefined && !RUN_ID_PATTERN.test(requestedRunId)) {
     throw new ApiError("run_not_found", "no run with that runId");
   }
-  const run = await getRunOrThrow(c.env, auth.organizationId, workflowId);
   const lastEventId = parseLastEventId(c, "a Temporal event id");
   const includePayloads = c.req.query("includePayloads") === "true";
-
-  const stub = runStream(c.env, workflowId);
-  const state = await stub.streamState(requestedRunId);
-  if (requestedRunId !== undefined && state.lastEventId === 0 && !state.finished && requestedRunId !== run.temporalRunId) {
-    throw new ApiError("run_not_found", `workflow ${workflowId} has no run ${requestedRunId}`);
-  }
-  const runId = requestedRunId ?? state.runId ?? run.temporalRunId;
-  if (!runId) throw new ApiError("host_unavailable", "the run has not started yet; retry shortly", undefined, { "retry-after": "1" });
-  if (state.finished && lastEventId !== null && lastEventId >= state.lastEventId) {
-    return c.body(null, 204);
-  }
-
   const keepAliveMs = Number(c.env.SSE_KEEPALIVE_MS) > 0 ? Number(c.env.SSE_KEEPALIVE_MS) : DEFAULT_KEEPALIVE_INTERVAL_MS;
+  let admittedRunId: string | null = null;
   return subscriptionResponse(c, {
     // The `workflow` summary goes out once, on the first subscription only.
-    subscribe: (after, first) =>
-      openRunSubscription(c.env, workflowId, { runId, after: String(after), includePayloads: String(includePayloads), workflowEvent: String(first) }),
+    // The first subscription is also the admission (run exists for this organization, has started,
+    // 204 at the end): one call into the home region. Reconnects follow the admitted run.
+    subscribe: async (after, first) => {
+      const params = { after: String(after), includePayloads: String(includePayloads), workflowEvent: String(first) };
+      if (!first) return openRunSubscription(c.env, workflowId, { ...params, runId: admittedRunId ?? "" });
+      const admitted = await openAdmittedSubscription(c.env, workflowId, {
+        ...params,
+        [ADMISSION_PARAMS.organizationId]: auth.organizationId,
+        ...(requestedRunId !== undefined ? { [ADMISSION_PARAMS.requestedRunId]: requestedRunId } : {}),
+        ...(lastEventId !== null ? { [ADMISSION_PARAMS.lastEventId]: String(lastEventId) } : {}),
+      });
+      admittedRunId = admitted.runId;
+      return admitted.socket;
+    },
     cursor: lastEventId ?? 0,
     // First bytes at once: reconnect delay and a comment, so clients and proxies see a live stream.
     preamble: sseFrame({ retry: CLIENT_RETRY_MS }),
@@ -85,6 +84,9 @@ async function streamHistory(c: Context<AppEnv>, requestedRunId: string | undefi
     keepAlive: () => sseComment("keep-alive"),
     frame: historyFrame,
     onLost: () => sseFrame({ event: "server_error", data: { error: "stream_interrupted", message: "lost the run's event stream; reconnect to resume" } }),
+  }).catch((err) => {
+    if (err instanceof StreamAtEnd) return c.body(null, 204);
+    throw err;
   });
 }
 

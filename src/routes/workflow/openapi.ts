@@ -10,7 +10,8 @@ import { runWorkflowBody, startWorkflowBody, workflowIdParam } from "./schemas.t
 const tag = "Workflow API";
 const idParam = z.object({ id: workflowIdParam });
 const status = z.enum(RUN_STATUSES);
-const started = z.object({ workflowId: z.string(), runId: z.string(), status, streamToken: z.string(), streamTokenExpiresAt: z.string() });
+// runId is null (status `scheduled`) when the run is accepted but Temporal has not confirmed it yet: it will run (docs/start-path.md).
+const started = z.object({ workflowId: z.string(), runId: z.string().nullable(), status, streamToken: z.string(), streamTokenExpiresAt: z.string() });
 const result = z
   .object({
     workflowId: z.string(),

@@ -1,12 +1,12 @@
 import type { App } from "../../app-env.ts";
-import { getRunOrThrow, settleRun } from "../../services/runs.ts";
+import { readRun } from "../../services/runs.ts";
 import { parseWorkflowIdParam } from "./params.ts";
 
 /** GET /workflow/:id/status: the run's current or final status. */
 export function registerStatus(app: App) {
   app.get("/workflow/:id/status", async (c) => {
     const workflowId = parseWorkflowIdParam(c.req.param("id"));
-    const run = await settleRun(c.env, await getRunOrThrow(c.env, c.get("auth").organizationId, workflowId));
+    const { run } = await readRun(c.env, c.get("auth").organizationId, workflowId);
     return c.json({
       workflowId: run.temporalWorkflowId,
       runId: run.temporalRunId,

@@ -1,0 +1,84 @@
+/**
+ * RunReader: what the Worker's one home-region call returns for a run (status, result, the
+ * outcome of a blocking start): the D1 row, brought up to date with Temporal through the host
+ * when it is not final, and the attributes from the run's log. All of it runs in the run's DO,
+ * next to D1 and the host.
+ */
+import type { Run } from "../../src/db/schema.ts";
+import { findRunByWorkflowId } from "../../src/db/runs.ts";
+import type { Attribute } from "../../src/shared/aggregations.ts";
+import { ApiError } from "../../src/errors.ts";
+import { settleRun } from "../../src/services/runs.ts";
+import { runStream } from "../../src/run-stream-client.ts";
+import type { RunStarter, SerializedError, StartCommand, StartedRunInfo } from "./run-starter.ts";
+import { serializeError } from "./run-starter.ts";
+
+export interface RunView {
+  run: Run;
+  /** Present when asked for (result payloads). */
+  attributes?: Attribute[];
+}
+
+export type ReadReply = { ok: true; view: RunView } | { ok: false; error: SerializedError };
+export type StartAndWaitReply = { ok: true; started: StartedRunInfo; view: RunView; replayed?: boolean } | { ok: false; error: SerializedError };
+
+export interface ReadOptions {
+  /** Wait up to this long for a run that has not ended (0: answer at once). */
+  waitMs?: number;
+  /** Include the run's attributes (from its log). */
+  attributes?: boolean;
+  /** Keep answering with the stored row when the host is down (reads); blocking calls say false. */
+  tolerateHostDown?: boolean;
+  /** false: answer with the stored row, without asking Temporal (a start that goes on to stream). */
+  settle?: boolean;
+}
+
+export interface RunReaderDeps {
+  env: Env;
+  starter: RunStarter;
+  attributes(): Promise<Attribute[]>;
+}
+
+export class RunReader {
+  constructor(private readonly deps: RunReaderDeps) {}
+
+  async read(organizationId: string, workflowId: string, options: ReadOptions = {}): Promise<ReadReply> {
+    try {
+      return { ok: true, view: await this.view(organizationId, workflowId, options) };
+    } catch (err) {
+      return { ok: false, error: serializeError(err) };
+    }
+  }
+
+  /** Starts the run, then waits for its outcome: the blocking start routes' one call. */
+  async startAndWait(command: StartCommand, options: ReadOptions & { waitMs: number }): Promise<StartAndWaitReply> {
+    const deadline = Date.now() + options.waitMs;
+    const reply = await this.deps.starter.start(command);
+    if (!reply.ok) return reply;
+    if (reply.replayed) {
+      // An Idempotency-Key replay: the run lives in its own DO (same home region); read it there.
+      const other = (await runStream(this.deps.env, reply.started.workflowId).read(command.organizationId, reply.started.workflowId, {
+        ...options,
+        waitMs: Math.max(0, deadline - Date.now()),
+      })) as ReadReply;
+      return other.ok ? { ok: true, started: reply.started, view: other.view, replayed: true } : other;
+    }
+    try {
+      // A start the host did not confirm is accepted (the outbox starts it): answer with the row at once.
+      const view = await this.view(command.organizationId, command.workflowId, { ...options, waitMs: Math.max(0, deadline - Date.now()) });
+      // The run.started projection may still be on its way to D1: the row says at least what the start knows.
+      if (reply.started.runId && view.run.status === "scheduled") view.run = { ...view.run, status: "running", temporalRunId: reply.started.runId };
+      return { ok: true, started: reply.started, view };
+    } catch (err) {
+      return { ok: false, error: serializeError(err) };
+    }
+  }
+
+  private async view(organizationId: string, workflowId: string, options: ReadOptions): Promise<RunView> {
+    const stored = await findRunByWorkflowId(this.deps.env.DB, organizationId, workflowId);
+    if (!stored) throw new ApiError("run_not_found", `no run with workflowId "${workflowId}"`);
+    // A start still in the outbox is not in Temporal yet: the row is what there is to say.
+    const run = this.deps.starter.hasPending() || options.settle === false ? stored : await settleRun(this.deps.env, stored, options.waitMs ?? 0, options.tolerateHostDown ?? true);
+    return { run, ...(options.attributes ? { attributes: await this.deps.attributes() } : {}) };
+  }
+}

@@ -1,0 +1,323 @@
+/**
+ * RunStarter: the start of a run, done by the run's RunStream DO next to D1 and the host.
+ *
+ * The Worker makes one call into the home region (RunStream.start); everything a start needs
+ * happens here: the catalog read and input check, the credit hold, the `scheduled` run row, and
+ * the host start with the first log entry. See docs/start-path.md.
+ *
+ * Durability: a start is *accepted* when its row is written and its outbox row is in this DO's
+ * storage. From then on it always runs, exactly once: if the host's answer does not come (timeout,
+ * lost connection, host or Temporal down), the caller is told the run is accepted (`runId: null`,
+ * status `scheduled`) and the alarm retries the start under the same workflow id and accept id
+ * (the run UUID, in the workflow's memo) until Temporal confirms it; the host answers a repeated
+ * start with the run the earlier attempt created, so a lost answer never starts a second run. A
+ * start refused before acceptance (validation, credits, a workflow id in use) or refused for
+ * certain by the host (it answered 4xx: nothing was started) is undone and reported as failed.
+ */
+import { releaseCreditsStatement, reserveCredits, settleCreditsStatements } from "../../src/db/credits.ts";
+import { deleteUnstartedRunStatement, insertScheduledRun } from "../../src/db/runs.ts";
+import type { PromptDefinition } from "../../src/db/schema.ts";
+import { ApiError, type ErrorCode, type Issue } from "../../src/errors.ts";
+import { HostClient, HostRefusedError } from "../../src/host-client.ts";
+import type { StartRunRequest } from "../../src/shared/host-api.ts";
+import type { RunStatus } from "../../src/shared/run-status.ts";
+import type { IdempotencyRequest } from "../../src/middleware/idempotency/index.ts";
+import { claimIdempotencyKey, releaseStatement } from "../../src/services/idempotency.ts";
+
+/** Storage schema version of this module's table (bump with a migration step when it changes). */
+export const RUN_STARTER_SCHEMA_VERSION = 1;
+/** One host start attempt may take this long before the run is left to the outbox. */
+export const START_ATTEMPT_TIMEOUT_MS = 5_000;
+/** First wait before the outbox retries a start; doubles per attempt up to the maximum. */
+export const START_RETRY_BASE_MS = 1_000;
+export const START_RETRY_MAX_MS = 30_000;
+
+/** What the edge decided (auth, caller's ids) plus what to start; the rest is decided here. */
+export interface StartCommand {
+  organizationId: string;
+  /** Temporal workflow id; this DO's name. */
+  workflowId: string;
+  /** Our run id (the D1 row's id) and the start's accept id. */
+  runUuid: string;
+  /** Resolves the catalog entry and checks the input (throws ApiError for a 4xx). */
+  target: StartTarget;
+  /** The request's `Idempotency-Key` (src/middleware/idempotency): claimed here, before the hold. */
+  idempotency?: IdempotencyRequest;
+}
+
+export type StartTarget =
+  | { kind: "code"; by: { name: string } | { id: string }; input: unknown; envs?: Record<string, string> }
+  | { kind: "prompt"; promptWorkflowId: string; body: unknown };
+
+/** What a target resolves to: the row's fields and what the host starts. */
+export interface PreparedStart {
+  catalogId: string;
+  workflowName: string;
+  input: unknown;
+  creditHold: number;
+  envNames: string[] | null;
+  host: Omit<StartRunRequest, "workflowId" | "acceptId" | "retry">;
+  prompt?: PromptDefinition;
+}
+
+export interface StartedRunInfo {
+  workflowId: string;
+  /** null while the run is accepted but Temporal has not confirmed it yet. */
+  runId: string | null;
+  status: RunStatus;
+  /** Our run id (UUID). */
+  id: string;
+  prompt?: PromptDefinition;
+}
+
+export interface SerializedError {
+  code: ErrorCode;
+  message: string;
+  issues?: Issue[];
+  headers?: Record<string, string>;
+}
+
+/** `replayed`: the Idempotency-Key named an earlier start; `started` is that run (in another DO). */
+export type StartReply = { ok: true; started: StartedRunInfo; replayed?: boolean } | { ok: false; error: SerializedError };
+
+export function serializeError(err: unknown): SerializedError {
+  if (err instanceof ApiError) return { code: err.code, message: err.message, issues: err.issues, headers: err.headers };
+  throw err;
+}
+
+/** What the DO class lends the starter. */
+export interface RunStarterDeps {
+  sql: SqlStorage;
+  env: Env;
+  storage: DurableObjectStorage;
+  /** Resolves a start target against the catalog (src/services). */
+  prepare(env: Env, organizationId: string, target: StartTarget): Promise<PreparedStart>;
+  /** Records `run.started` in the run's log (and so moves the D1 row to running). */
+  recordStarted(workflowId: string, runId: string): Promise<void>;
+}
+
+interface OutboxRow extends Record<string, SqlStorageValue> {
+  accept_id: string;
+  workflow_id: string;
+  organization_id: string;
+  state: string;
+  run_id: string | null;
+  request: string | null;
+  attempts: number;
+  next_attempt_at: number;
+  credit_hold: number;
+}
+
+type AttemptOutcome = { kind: "started"; runId: string } | { kind: "refused"; error: ApiError } | { kind: "unknown"; error: unknown };
+
+export class RunStarter {
+  constructor(private readonly deps: RunStarterDeps) {
+    deps.sql.exec(`CREATE TABLE IF NOT EXISTS run_start (
+      accept_id TEXT PRIMARY KEY,
+      workflow_id TEXT NOT NULL,
+      organization_id TEXT NOT NULL,
+      state TEXT NOT NULL,            -- pending | started | failed
+      run_id TEXT,
+      request TEXT,                   -- the host start request, kept only while pending (it may carry envs)
+      attempts INTEGER NOT NULL,
+      next_attempt_at INTEGER NOT NULL,
+      credit_hold INTEGER NOT NULL,
+      schema_version INTEGER NOT NULL DEFAULT ${RUN_STARTER_SCHEMA_VERSION}
+    )`);
+  }
+
+  private row(): OutboxRow | undefined {
+    return this.deps.sql.exec<OutboxRow>("SELECT * FROM run_start LIMIT 1").toArray()[0];
+  }
+
+  /** A start accepted here and not yet confirmed by Temporal. */
+  hasPending(): boolean {
+    return this.row()?.state === "pending";
+  }
+
+  /**
+   * Starts a run. With an Idempotency-Key, the key is claimed first (one D1 statement, here next
+   * to D1, so it adds no round trip of its own): a replay answers with the earlier run (which lives
+   * in its own DO), and a start refused before acceptance gives the key back.
+   */
+  async start(command: StartCommand): Promise<StartReply> {
+    const key = command.idempotency;
+    if (!key) return this.startClaimed(command);
+    const { env } = this.deps;
+    let replay: Awaited<ReturnType<typeof claimIdempotencyKey>>;
+    try {
+      replay = await claimIdempotencyKey(env.DB, command.organizationId, { ...key, replayed: false }, command.workflowId);
+    } catch (err) {
+      return { ok: false, error: serializeError(err) };
+    }
+    if (replay) {
+      // A prompt run's caller needs its definition to shape the answer.
+      let prompt: PromptDefinition | undefined;
+      if (command.target.kind === "prompt") {
+        try {
+          prompt = (await this.deps.prepare(env, command.organizationId, command.target)).prompt;
+        } catch (err) {
+          return { ok: false, error: serializeError(err) };
+        }
+      }
+      return { ok: true, replayed: true, started: { ...replay, ...(prompt ? { prompt } : {}) } };
+    }
+    const release = () => releaseStatement(env.DB, command.organizationId, key.key, command.workflowId).run();
+    let reply: StartReply;
+    try {
+      reply = await this.startClaimed(command);
+    } catch (err) {
+      await release();
+      throw err;
+    }
+    if (!reply.ok) await release();
+    return reply;
+  }
+
+  /** Starts a run: everything before acceptance may refuse it; after acceptance it runs. */
+  private async startClaimed(command: StartCommand): Promise<StartReply> {
+    const existing = this.row();
+    if (existing) {
+      // The same start again (the Worker retried a call whose answer it lost): same answer.
+      if (existing.accept_id === command.runUuid) return { ok: true, started: this.info(existing) };
+      return { ok: false, error: { code: "workflow_id_in_use", message: `a run with workflowId "${command.workflowId}" already exists` } };
+    }
+    const { env } = this.deps;
+    let prepared: PreparedStart;
+    try {
+      prepared = await this.deps.prepare(env, command.organizationId, command.target);
+    } catch (err) {
+      return { ok: false, error: serializeError(err) };
+    }
+    const hold = await reserveCredits(env.DB, command.organizationId, prepared.creditHold);
+    if (!hold.ok) {
+      return {
+        ok: false,
+        error: {
+          code: "insufficient_credits",
+          message: `this run needs ${prepared.creditHold} credits available and the organization has ${hold.available}; add credits to continue`,
+        },
+      };
+    }
+    const creditHold = hold.metered ? prepared.creditHold : 0;
+    try {
+      await insertScheduledRun(env.DB, {
+        id: command.runUuid,
+        organizationId: command.organizationId,
+        workflowId: prepared.catalogId,
+        workflowName: prepared.workflowName,
+        temporalWorkflowId: command.workflowId,
+        input: prepared.input,
+        creditHold,
+        envNames: prepared.envNames,
+      });
+    } catch (err) {
+      if (creditHold > 0) await releaseCreditsStatement(env.DB, command.organizationId, creditHold).run();
+      if (/UNIQUE constraint failed/i.test(String(err) + String((err as { cause?: unknown }).cause ?? ""))) {
+        return { ok: false, error: { code: "workflow_id_in_use", message: `a run with workflowId "${command.workflowId}" already exists` } };
+      }
+      throw err;
+    }
+    const request: StartRunRequest = { ...prepared.host, workflowId: command.workflowId, acceptId: command.runUuid };
+    // Accepted: from here on the run always runs. The alarm is the safety net if this DO goes away mid-attempt.
+    this.deps.sql.exec(
+      `INSERT INTO run_start (accept_id, workflow_id, organization_id, state, request, attempts, next_attempt_at, credit_hold)
+       VALUES (?, ?, ?, 'pending', ?, 1, ?, ?)`,
+      command.runUuid,
+      command.workflowId,
+      command.organizationId,
+      JSON.stringify(request),
+      Date.now() + START_ATTEMPT_TIMEOUT_MS + START_RETRY_BASE_MS,
+      creditHold,
+    );
+    await this.ensureAlarm(Date.now() + START_ATTEMPT_TIMEOUT_MS + START_RETRY_BASE_MS);
+
+    const outcome = await this.attempt(request);
+    if (outcome.kind === "refused") {
+      // The host answered that it started nothing: undo everything, report the refusal.
+      await env.DB.batch([
+        deleteUnstartedRunStatement(env.DB, command.runUuid),
+        ...(creditHold > 0 ? [releaseCreditsStatement(env.DB, command.organizationId, creditHold)] : []),
+      ]);
+      this.deps.sql.exec("DELETE FROM run_start WHERE accept_id = ?", command.runUuid);
+      return { ok: false, error: serializeError(outcome.error) };
+    }
+    if (outcome.kind === "started") await this.confirm(outcome.runId);
+    else this.logRetry(command.workflowId, outcome.error, 1);
+    return { ok: true, started: { ...this.info(this.row()!), prompt: prepared.prompt } };
+  }
+
+  /** The alarm: one more attempt for a pending start. Returns true when a start is still pending. */
+  async retryPending(): Promise<boolean> {
+    const row = this.row();
+    if (!row || row.state !== "pending") return false;
+    if (row.next_attempt_at > Date.now()) {
+      await this.ensureAlarm(row.next_attempt_at);
+      return true;
+    }
+    const attempts = row.attempts + 1;
+    const wait = Math.min(START_RETRY_MAX_MS, START_RETRY_BASE_MS * 2 ** Math.min(attempts, 10));
+    this.deps.sql.exec("UPDATE run_start SET attempts = ?, next_attempt_at = ? WHERE accept_id = ?", attempts, Date.now() + START_ATTEMPT_TIMEOUT_MS + wait, row.accept_id);
+    await this.deps.storage.setAlarm(Date.now() + START_ATTEMPT_TIMEOUT_MS + wait);
+    const request = JSON.parse(row.request!) as StartRunRequest;
+    const outcome = await this.attempt({ ...request, retry: true });
+    if (outcome.kind === "started") {
+      await this.confirm(outcome.runId);
+      return false;
+    }
+    if (outcome.kind === "refused") {
+      // Accepted, then refused for good (e.g. the workflow left the host's catalog): the run failed, on record.
+      this.deps.sql.exec("UPDATE run_start SET state = 'failed', request = NULL WHERE accept_id = ?", row.accept_id);
+      await this.recordFailed(row.workflow_id, `the run could not be started: ${outcome.error.message}`);
+      return false;
+    }
+    this.logRetry(row.workflow_id, outcome.error, attempts);
+    return true;
+  }
+
+  private async attempt(request: StartRunRequest): Promise<AttemptOutcome> {
+    try {
+      const { runId } = await new HostClient(this.deps.env).start(request, START_ATTEMPT_TIMEOUT_MS);
+      return { kind: "started", runId };
+    } catch (err) {
+      // A 4xx answer from the host means it started nothing (a conflict under our own accept id is answered with the run).
+      if (err instanceof HostRefusedError) return { kind: "refused", error: err };
+      return { kind: "unknown", error: err };
+    }
+  }
+
+  private async confirm(runId: string): Promise<void> {
+    const row = this.row()!;
+    this.deps.sql.exec("UPDATE run_start SET state = 'started', run_id = ?, request = NULL WHERE accept_id = ?", runId, row.accept_id);
+    await this.deps.recordStarted(row.workflow_id, runId);
+  }
+
+  /** The row ends `failed` with the reason, and its credit hold is released (charged nothing). */
+  private async recordFailed(workflowId: string, message: string): Promise<void> {
+    const { DB } = this.deps.env;
+    const now = new Date().toISOString();
+    await DB.batch([
+      DB.prepare("UPDATE runs SET status = 'failed', error = ?, completed_at = ?, updated_at = ? WHERE temporal_workflow_id = ? AND status = 'scheduled'").bind(
+        message,
+        now,
+        now,
+        workflowId,
+      ),
+      ...settleCreditsStatements(DB, workflowId, `charge:${workflowId}:start`, now),
+    ]);
+  }
+
+  private info(row: OutboxRow): StartedRunInfo {
+    const status: RunStatus = row.state === "started" ? "running" : row.state === "failed" ? "failed" : "scheduled";
+    return { workflowId: row.workflow_id, runId: row.run_id, status, id: row.accept_id };
+  }
+
+  private async ensureAlarm(at: number): Promise<void> {
+    const current = await this.deps.storage.getAlarm();
+    if (current === null || current > at) await this.deps.storage.setAlarm(at);
+  }
+
+  private logRetry(workflowId: string, error: unknown, attempts: number): void {
+    console.warn(JSON.stringify({ level: "warn", message: "run start not confirmed by the host; the outbox retries it", workflowId, attempts, error: String(error) }));
+  }
+}
