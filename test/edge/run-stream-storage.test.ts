@@ -1,0 +1,64 @@
+/**
+ * The RunStream's storage schema is versioned: a DO whose log was written by the code before
+ * versioning (schema v1, no `history_type` column, no recorded version) is migrated when it next
+ * wakes, and keeps working: its stream completes, its history pages, new events append.
+ */
+import { evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { RunStream } from "../../durable-objects/run-stream.ts";
+import { STORAGE_SCHEMA_VERSION } from "../../durable-objects/run-stream/constants.ts";
+import { runStream } from "../../src/run-stream-client.ts";
+import { seedCatalog, seedOrganization } from "./helpers.ts";
+import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
+
+/** Turns the DO's storage back into what the unversioned code wrote (v1). */
+function downgradeToV1(sql: SqlStorage): void {
+  sql.exec(`CREATE TABLE events_v1 (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, source_key TEXT NOT NULL UNIQUE, type TEXT NOT NULL, at TEXT NOT NULL,
+    run_id TEXT, history_event_id INTEGER, data TEXT NOT NULL, projected INTEGER NOT NULL DEFAULT 0)`);
+  sql.exec("INSERT INTO events_v1 SELECT seq, source_key, type, at, run_id, history_event_id, data, projected FROM events");
+  sql.exec("DROP TABLE events");
+  sql.exec("ALTER TABLE events_v1 RENAME TO events");
+  sql.exec("CREATE INDEX IF NOT EXISTS events_run_history ON events (run_id, history_event_id)");
+  sql.exec("DELETE FROM meta WHERE key = 'schemaVersion'");
+}
+
+describe("RunStream storage migrations", () => {
+  let organizationId: string;
+  beforeAll(async () => {
+    await seedCatalog();
+    ({ organizationId } = await seedOrganization());
+  });
+
+  it("a DO with unversioned (v1) storage is migrated on wake and keeps its log", async () => {
+    const { workflowId, runId } = await createRunningRun(organizationId);
+    await push(workflowId, [historyEvent(runId, 1), historyEvent(runId, 2), closeEvent(runId, 3), finishedEvent(runId)]);
+    const stub = () => runStream(env, workflowId);
+    await runInDurableObject(stub(), (_i: RunStream, state) => downgradeToV1(state.storage.sql));
+    const columns = await runInDurableObject(stub(), (_i: RunStream, state) => state.storage.sql.exec<{ name: string }>("PRAGMA table_info(events)").toArray().map((c) => c.name));
+    expect(columns).not.toContain("history_type");
+
+    await evictDurableObject(stub());
+    // The next wake migrates: the column is back and backfilled, the version recorded.
+    const after = await runInDurableObject(stub(), (_i: RunStream, state) => ({
+      version: state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'schemaVersion'").toArray()[0]?.value,
+      types: state.storage.sql.exec<{ t: string | null }>("SELECT history_type AS t FROM events WHERE type = 'history' ORDER BY seq").toArray().map((r) => r.t),
+    }));
+    expect(after.version).toBe(String(STORAGE_SCHEMA_VERSION));
+    expect(after.types).toEqual(["EVENT_TYPE_WORKFLOW_EXECUTION_STARTED", "EVENT_TYPE_ACTIVITY_TASK_COMPLETED", "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED"]);
+    expect(await stub().streamState(runId)).toEqual({ runId, finished: true, lastEventId: 3 });
+    const page = await stub().historyPage(runId, 0, 10, false);
+    expect((page.events as Array<{ eventId: string }>).map((e) => e.eventId)).toEqual(["1", "2", "3"]);
+    expect(page.nextAfterEventId).toBeNull();
+  });
+
+  it("a fresh DO starts at the current version", async () => {
+    const { workflowId, runId } = await createRunningRun(organizationId);
+    await push(workflowId, [historyEvent(runId, 1)]);
+    const version = await runInDurableObject(runStream(env, workflowId), (_i: RunStream, state) =>
+      state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'schemaVersion'").toArray()[0]?.value,
+    );
+    expect(version).toBe(String(STORAGE_SCHEMA_VERSION));
+  });
+});
