@@ -46,7 +46,7 @@ function delayedStatement(statement: D1PreparedStatement, delayMs: number): D1Pr
       if (typeof prop === "string" && DELAYED_STATEMENT_METHODS.has(prop)) {
         return async (...args: unknown[]) => {
           await sleep(delayMs);
-          return (value as (...a: unknown[]) => unknown).apply(target, args);
+          return Reflect.apply(value as (...a: unknown[]) => unknown, target, args);
         };
       }
       return value.bind(target);
@@ -84,9 +84,10 @@ function delayedStub<T extends object>(stub: T, delayMs: number): T {
     get(target, prop) {
       const value = Reflect.get(target, prop, target);
       if (typeof value !== "function" || prop === "then") return value;
+      // (Reflect.apply: on an RPC stub, even `.apply` would be taken for a remote method.)
       return async (...args: unknown[]) => {
         await sleep(delayMs);
-        return (value as (...a: unknown[]) => unknown).apply(target, args);
+        return Reflect.apply(value as (...a: unknown[]) => unknown, target, args);
       };
     },
   });

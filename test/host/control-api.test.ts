@@ -189,3 +189,41 @@ describe("interacting with a running approval", () => {
     expect((await signed("POST", HOST_PATHS.terminate(b), {})).status).toBe(409);
   });
 });
+
+describe("idempotent starts by accept id (the edge's start outbox)", () => {
+  const start = (workflowId: string, acceptId: string, retry: boolean) =>
+    signed("POST", HOST_PATHS.start, { workflowId, workflowName: "hello", input: { name: "once" }, acceptId, retry });
+  const executions = async (workflowId: string) => {
+    const ids: string[] = [];
+    for await (const e of client.workflow.list({ query: `WorkflowId = '${workflowId}'` })) ids.push(e.runId);
+    return ids;
+  };
+
+  it("a retry with the same accept id answers with the first attempt's run, even after it ended: one execution", async () => {
+    const workflowId = newId("hello");
+    const acceptId = crypto.randomUUID();
+    const first = startRunResponse.parse(await (await start(workflowId, acceptId, false)).json());
+    // While it runs, and again after it completed (Temporal would allow a new run under a closed id).
+    const again = startRunResponse.parse(await (await start(workflowId, acceptId, true)).json());
+    expect(again.runId).toBe(first.runId);
+    await client.workflow.getHandle(workflowId).result();
+    const late = startRunResponse.parse(await (await start(workflowId, acceptId, true)).json());
+    expect(late.runId).toBe(first.runId);
+    let runs: string[] = [];
+    for (let i = 0; i < 20 && runs.length === 0; i++) {
+      runs = await executions(workflowId);
+      if (runs.length === 0) await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(runs).toEqual([first.runId]);
+  });
+
+  it("a first attempt that races an open run with another accept id is 409 workflow_id_in_use", async () => {
+    const workflowId = newId("approval");
+    const open = await signed("POST", HOST_PATHS.start, { workflowId, workflowName: "approval", input: { request: "x" }, acceptId: crypto.randomUUID() });
+    expect(open.status).toBe(200);
+    const other = await signed("POST", HOST_PATHS.start, { workflowId, workflowName: "approval", input: { request: "x" }, acceptId: crypto.randomUUID() });
+    expect(other.status).toBe(409);
+    expect(await other.json()).toMatchObject({ error: { code: "workflow_id_in_use" } });
+    await client.workflow.getHandle(workflowId).terminate("test done");
+  });
+});

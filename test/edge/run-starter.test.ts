@@ -1,0 +1,75 @@
+/**
+ * The run's DO owns the start (durable-objects/run-stream/run-starter.ts): refusals before
+ * acceptance leave nothing behind; an accepted start is idempotent under its accept id, a second
+ * start under the same workflow id is 409, and a start the host did not confirm stays in the
+ * outbox with its alarm armed (edge tests have no host: HOST_URL is a closed port).
+ */
+import { env } from "cloudflare:workers";
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { StartCommand } from "../../durable-objects/run-stream/run-starter.ts";
+import { runStream } from "../../src/run-stream-client.ts";
+import { admin, seedCatalog, seedOrganization } from "./helpers.ts";
+
+let org: Awaited<ReturnType<typeof seedOrganization>>;
+beforeAll(async () => {
+  org = await seedOrganization();
+  await seedCatalog();
+});
+
+function command(input: unknown = { name: "Ada" }, organizationId = org.organizationId): StartCommand {
+  const runUuid = crypto.randomUUID();
+  return { organizationId, workflowId: `hello-${runUuid}`, runUuid, target: { kind: "code", by: { name: "hello" }, input } };
+}
+
+const rowsOf = async (workflowId: string) =>
+  (await env.DB.prepare("SELECT status, credit_hold FROM runs WHERE temporal_workflow_id = ?").bind(workflowId).all()).results;
+const outboxOf = (workflowId: string) =>
+  runInDurableObject(runStream(env, workflowId), (_i, state) => state.storage.sql.exec("SELECT state, attempts FROM run_start").toArray());
+
+describe("RunStream.start: before acceptance", () => {
+  it("bad input is 400 invalid_input, with no row and no outbox entry", async () => {
+    const c = command({ name: 42 });
+    const reply = await runStream(env, c.workflowId).start(c);
+    expect(reply).toMatchObject({ ok: false, error: { code: "invalid_input" } });
+    expect(await rowsOf(c.workflowId)).toEqual([]);
+    expect(await outboxOf(c.workflowId)).toEqual([]);
+  });
+
+  it("an unknown workflow is 404; too few credits is 402; neither leaves a row or a hold", async () => {
+    const unknown = { ...command(), target: { kind: "code" as const, by: { name: "nope" }, input: {} } };
+    expect(await runStream(env, unknown.workflowId).start(unknown)).toMatchObject({ ok: false, error: { code: "workflow_not_found" } });
+    const poor = await seedOrganization();
+    await admin("POST", `/admin/v1/organizations/${poor.organizationId}/credits`, { amount: 5 });
+    const c = command({ name: "Ada" }, poor.organizationId);
+    expect(await runStream(env, c.workflowId).start(c)).toMatchObject({ ok: false, error: { code: "insufficient_credits" } });
+    expect(await rowsOf(c.workflowId)).toEqual([]);
+    const held = await env.DB.prepare("SELECT credits_reserved FROM organizations WHERE id = ?").bind(poor.organizationId).first();
+    expect(held).toEqual({ credits_reserved: 0 });
+  });
+});
+
+describe("RunStream.start: after acceptance", () => {
+  it("the same start again gets the same answer (one row); another start under the workflow id is 409", async () => {
+    const c = command();
+    const first = await runStream(env, c.workflowId).start(c);
+    expect(first).toMatchObject({ ok: true, started: { workflowId: c.workflowId, runId: null, status: "scheduled", id: c.runUuid } });
+    expect(await runStream(env, c.workflowId).start(c)).toEqual(first);
+    const other = { ...c, runUuid: crypto.randomUUID() };
+    expect(await runStream(env, c.workflowId).start(other)).toMatchObject({ ok: false, error: { code: "workflow_id_in_use" } });
+    expect(await rowsOf(c.workflowId)).toEqual([{ status: "scheduled", credit_hold: 0 }]);
+  });
+
+  it("an unconfirmed start stays in the outbox: each alarm makes one more attempt and re-arms", async () => {
+    const c = command();
+    await runStream(env, c.workflowId).start(c);
+    expect(await outboxOf(c.workflowId)).toEqual([{ state: "pending", attempts: 1 }]);
+    // Make the next attempt due now, then fire the alarm.
+    await runInDurableObject(runStream(env, c.workflowId), (_i, state) => state.storage.sql.exec("UPDATE run_start SET next_attempt_at = 0"));
+    expect(await runDurableObjectAlarm(runStream(env, c.workflowId))).toBe(true);
+    expect(await outboxOf(c.workflowId)).toEqual([{ state: "pending", attempts: 2 }]);
+    const alarm = await runInDurableObject(runStream(env, c.workflowId), (_i, state) => state.storage.getAlarm());
+    expect(alarm).toBeGreaterThan(Date.now());
+    expect(await rowsOf(c.workflowId)).toEqual([{ status: "scheduled", credit_hold: 0 }]);
+  });
+});
