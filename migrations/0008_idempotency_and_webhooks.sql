@@ -3,6 +3,7 @@ CREATE TABLE `idempotency_keys` (
 	`key` text NOT NULL,
 	`fingerprint` text NOT NULL,
 	`workflow_id` text NOT NULL,
+	`run_uuid` text NOT NULL,
 	`expires_at` integer NOT NULL,
 	`created_at` text DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')) NOT NULL
 );

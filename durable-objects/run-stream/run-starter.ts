@@ -146,7 +146,7 @@ export class RunStarter {
     const { env } = this.deps;
     let replay: Awaited<ReturnType<typeof claimIdempotencyKey>>;
     try {
-      replay = await claimIdempotencyKey(env.DB, command.organizationId, { ...key, replayed: false }, command.workflowId);
+      replay = await claimIdempotencyKey(env.DB, command.organizationId, { ...key, replayed: false }, { workflowId: command.workflowId, runUuid: command.runUuid });
     } catch (err) {
       return { ok: false, error: serializeError(err) };
     }
@@ -162,7 +162,7 @@ export class RunStarter {
       }
       return { ok: true, replayed: true, started: { ...replay, ...(prompt ? { prompt } : {}) } };
     }
-    const release = () => releaseStatement(env.DB, command.organizationId, key.key, command.workflowId).run();
+    const release = () => releaseStatement(env.DB, command.organizationId, key.key, command.runUuid).run();
     let reply: StartReply;
     try {
       reply = await this.startClaimed(command);

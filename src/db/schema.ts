@@ -215,6 +215,8 @@ export const idempotencyKeys = sqliteTable(
     fingerprint: text("fingerprint").notNull(),
     /** The run's Temporal workflow id (the Workflow API's `workflowId`). */
     workflowId: text("workflow_id").notNull(),
+    /** The run's UUID (`runs.id`, the start's accept id): who holds the key, even with a caller-chosen workflowId. */
+    runUuid: text("run_uuid").notNull(),
     /** Epoch ms after which the key is free again. */
     expiresAt: integer("expires_at").notNull(),
     createdAt: timestamps.createdAt,

@@ -39,55 +39,72 @@ export interface ReplayedRun {
 }
 
 /** The claim statement: after it ran, the row holding (organization, key) is returned. */
-export function claimStatement(d1: D1Database, organizationId: string, request: IdempotencyRequest, workflowId: string, now = Date.now()): D1PreparedStatement {
-  return d1
-    .prepare(
-      `INSERT INTO idempotency_keys (organization_id, key, fingerprint, workflow_id, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)
-       ON CONFLICT (organization_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, workflow_id = excluded.workflow_id,
-         expires_at = excluded.expires_at, created_at = strftime('%Y-%m-%dT%H:%M:%fZ','now')
-       WHERE idempotency_keys.expires_at < ?6
-       RETURNING fingerprint, workflow_id, created_at`,
-    )
-    .bind(organizationId, request.key, request.fingerprint, workflowId, now + IDEMPOTENCY_KEY_TTL_MS, now);
+/** The start a key is claimed for: its Temporal workflow id and its run UUID (which tells starts apart). */
+export interface ClaimingStart {
+  workflowId: string;
+  runUuid: string;
 }
 
-/** Gives the key back (the start it was claimed for failed). */
-export function releaseStatement(d1: D1Database, organizationId: string, key: string, workflowId: string): D1PreparedStatement {
-  return d1.prepare("DELETE FROM idempotency_keys WHERE organization_id = ? AND key = ? AND workflow_id = ?").bind(organizationId, key, workflowId);
+interface Holder {
+  fingerprint: string;
+  workflow_id: string;
+  run_uuid: string;
+  created_at: string;
+}
+
+export function claimStatement(d1: D1Database, organizationId: string, request: IdempotencyRequest, start: ClaimingStart, now = Date.now()): D1PreparedStatement {
+  return d1
+    .prepare(
+      `INSERT INTO idempotency_keys (organization_id, key, fingerprint, workflow_id, run_uuid, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+       ON CONFLICT (organization_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, workflow_id = excluded.workflow_id,
+         run_uuid = excluded.run_uuid, expires_at = excluded.expires_at, created_at = strftime('%Y-%m-%dT%H:%M:%fZ','now')
+       WHERE idempotency_keys.expires_at < ?7
+       RETURNING fingerprint, workflow_id, run_uuid, created_at`,
+    )
+    .bind(organizationId, request.key, request.fingerprint, start.workflowId, start.runUuid, now + IDEMPOTENCY_KEY_TTL_MS, now);
+}
+
+/** Gives the key back (the start it was claimed for was refused). */
+export function releaseStatement(d1: D1Database, organizationId: string, key: string, runUuid: string): D1PreparedStatement {
+  return d1.prepare("DELETE FROM idempotency_keys WHERE organization_id = ? AND key = ? AND run_uuid = ?").bind(organizationId, key, runUuid);
 }
 
 /**
- * Claims the key for `workflowId`. Returns null when this request holds it (go on and start),
- * or the run to replay; throws 422 / 409 as described above.
+ * Claims the key for `start`. Returns null when this request holds it (go on and start), or the
+ * run to replay; throws 422 / 409 as described above.
  */
-export async function claimIdempotencyKey(d1: D1Database, organizationId: string, request: IdempotencyRequest, workflowId: string): Promise<ReplayedRun | null> {
+export async function claimIdempotencyKey(d1: D1Database, organizationId: string, request: IdempotencyRequest, start: ClaimingStart): Promise<ReplayedRun | null> {
   const now = Date.now();
   // Rows past their 24 h are taken over by the claim; the rest are swept now and then.
   if (Math.random() < SWEEP_PROBABILITY) await d1.prepare("DELETE FROM idempotency_keys WHERE expires_at < ?").bind(now).run();
-  let holder = await claimStatement(d1, organizationId, request, workflowId, now).first<{ fingerprint: string; workflow_id: string; created_at: string }>();
+  let holder = await claimStatement(d1, organizationId, request, start, now).first<Holder>();
   if (!holder) {
     // Conflict with a live row: RETURNING gives nothing, read it.
     holder = await d1
-      .prepare("SELECT fingerprint, workflow_id, created_at FROM idempotency_keys WHERE organization_id = ? AND key = ?")
+      .prepare("SELECT fingerprint, workflow_id, run_uuid, created_at FROM idempotency_keys WHERE organization_id = ? AND key = ?")
       .bind(organizationId, request.key)
-      .first();
-    // Deleted in between (its start failed): try once more.
-    if (!holder) holder = await claimStatement(d1, organizationId, request, workflowId, now).first();
+      .first<Holder>();
+    // Deleted in between (its start was refused): try once more.
+    if (!holder) holder = await claimStatement(d1, organizationId, request, start, now).first<Holder>();
     if (!holder) throw inUse();
   }
-  if (holder.workflow_id === workflowId) return null;
+  if (holder.run_uuid === start.runUuid) return null;
   if (holder.fingerprint !== request.fingerprint) {
     throw new ApiError(
       "idempotency_key_reused",
       "this Idempotency-Key was used for a different request (route or body) in the last 24 hours; use a new key for a new request",
     );
   }
-  const run = await findRunByWorkflowId(d1, organizationId, holder.workflow_id);
+  const found = await findRunByWorkflowId(d1, organizationId, holder.workflow_id);
+  // A caller-chosen workflowId may name another start's row: only the holder's own run counts.
+  const run = found && found.id === holder.run_uuid ? found : null;
   if (!run) {
     if (now - Date.parse(holder.created_at) > ABANDONED_CLAIM_MS) {
       const taken = await d1
-        .prepare("UPDATE idempotency_keys SET workflow_id = ?, created_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE organization_id = ? AND key = ? AND workflow_id = ? RETURNING workflow_id")
-        .bind(workflowId, organizationId, request.key, holder.workflow_id)
+        .prepare(
+          "UPDATE idempotency_keys SET workflow_id = ?, run_uuid = ?, created_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE organization_id = ? AND key = ? AND run_uuid = ? RETURNING run_uuid",
+        )
+        .bind(start.workflowId, start.runUuid, organizationId, request.key, holder.run_uuid)
         .first();
       if (taken) return null;
     }

@@ -13,6 +13,11 @@ import { call, postJson, seedCatalog, seedOrganization, type ErrorBody } from ".
 import { createRunningRun } from "./stream-helpers.ts";
 
 const request = (key: string, fingerprint = "f1"): IdempotencyRequest => ({ key, fingerprint, replayed: false });
+/** A start claiming a key: a fresh run UUID and its workflow id (or the given workflow id, as a caller may choose it). */
+const fresh = (workflowId?: string) => {
+  const runUuid = crypto.randomUUID();
+  return { workflowId: workflowId ?? `hello-${runUuid}`, runUuid };
+};
 const codeOf = async (p: Promise<unknown>) => {
   try {
     await p;
@@ -83,24 +88,35 @@ describe("Idempotency-Key: the claim", () => {
     const { organizationId } = await seedOrganization();
     const { workflowId, runId } = await createRunningRun(organizationId);
     const key = `key-${crypto.randomUUID()}`;
-    expect(await claimIdempotencyKey(env.DB, organizationId, request(key), workflowId)).toBeNull();
+    expect(await claimIdempotencyKey(env.DB, organizationId, request(key), { workflowId, runUuid: workflowId.replace("two_steps-", "") })).toBeNull();
     // Same request, another attempt (its own fresh workflowId): the first run, marked replayed.
     const again = request(key);
-    expect(await claimIdempotencyKey(env.DB, organizationId, again, `two_steps-${crypto.randomUUID()}`)).toMatchObject({ workflowId, runId, status: "running" });
+    expect(await claimIdempotencyKey(env.DB, organizationId, again, fresh())).toMatchObject({ workflowId, runId, status: "running" });
     expect(again.replayed).toBe(true);
     // Another body (or route) under the same key.
-    expect(await codeOf(claimIdempotencyKey(env.DB, organizationId, request(key, "f2"), `two_steps-${crypto.randomUUID()}`))).toBe("idempotency_key_reused");
+    expect(await codeOf(claimIdempotencyKey(env.DB, organizationId, request(key, "f2"), fresh()))).toBe("idempotency_key_reused");
     // The same key in another organization is another key.
     const other = await seedOrganization();
-    expect(await claimIdempotencyKey(env.DB, other.organizationId, request(key, "f2"), `two_steps-${crypto.randomUUID()}`)).toBeNull();
+    expect(await claimIdempotencyKey(env.DB, other.organizationId, request(key, "f2"), fresh())).toBeNull();
+  });
+
+  it("with a caller-chosen workflowId, a retry of the same start replays it (the holder is the run UUID, not the id)", async () => {
+    const { organizationId } = await seedOrganization();
+    const { workflowId, runId } = await createRunningRun(organizationId);
+    const key = `key-${crypto.randomUUID()}`;
+    expect(await claimIdempotencyKey(env.DB, organizationId, request(key), { workflowId, runUuid: workflowId.replace("two_steps-", "") })).toBeNull();
+    // The retry names the same workflowId (the caller chose it) but is another start (another UUID).
+    const retry = request(key);
+    expect(await claimIdempotencyKey(env.DB, organizationId, retry, fresh(workflowId))).toMatchObject({ workflowId, runId });
+    expect(retry.replayed).toBe(true);
   });
 
   it("a key whose run is still starting is 409 idempotency_key_in_use with Retry-After", async () => {
     const { organizationId } = await seedOrganization();
     const key = `key-${crypto.randomUUID()}`;
-    expect(await claimIdempotencyKey(env.DB, organizationId, request(key), `hello-${crypto.randomUUID()}`)).toBeNull();
+    expect(await claimIdempotencyKey(env.DB, organizationId, request(key), fresh())).toBeNull();
     try {
-      await claimIdempotencyKey(env.DB, organizationId, request(key), `hello-${crypto.randomUUID()}`);
+      await claimIdempotencyKey(env.DB, organizationId, request(key), fresh());
       expect.unreachable();
     } catch (err) {
       expect((err as ApiError).code).toBe("idempotency_key_in_use");
@@ -112,7 +128,7 @@ describe("Idempotency-Key: the claim", () => {
     const { organizationId } = await seedOrganization();
     const key = `key-${crypto.randomUUID()}`;
     const outcomes = await Promise.all(
-      Array.from({ length: 20 }, () => claimIdempotencyKey(env.DB, organizationId, request(key), `hello-${crypto.randomUUID()}`).then(() => "won", (e: ApiError) => e.code)),
+      Array.from({ length: 20 }, () => claimIdempotencyKey(env.DB, organizationId, request(key), fresh()).then(() => "won", (e: ApiError) => e.code)),
     );
     expect(outcomes.filter((o) => o === "won")).toHaveLength(1);
     expect(outcomes.filter((o) => o !== "won").every((o) => o === "idempotency_key_in_use")).toBe(true);
@@ -121,17 +137,17 @@ describe("Idempotency-Key: the claim", () => {
   it("an expired key is free again; an abandoned claim (no run row after a minute) is taken over", async () => {
     const { organizationId } = await seedOrganization();
     const key = `key-${crypto.randomUUID()}`;
-    await env.DB.prepare("INSERT INTO idempotency_keys (organization_id, key, fingerprint, workflow_id, expires_at) VALUES (?, ?, 'old', 'hello-old', ?)")
+    await env.DB.prepare("INSERT INTO idempotency_keys (organization_id, key, fingerprint, workflow_id, run_uuid, expires_at) VALUES (?, ?, 'old', 'hello-old', 'old-uuid', ?)")
       .bind(organizationId, key, Date.now() - 1)
       .run();
-    expect(await claimIdempotencyKey(env.DB, organizationId, request(key, "new"), "hello-new")).toBeNull();
+    expect(await claimIdempotencyKey(env.DB, organizationId, request(key, "new"), fresh())).toBeNull();
     const abandoned = `key-${crypto.randomUUID()}`;
     await env.DB.prepare(
-      "INSERT INTO idempotency_keys (organization_id, key, fingerprint, workflow_id, expires_at, created_at) VALUES (?, ?, 'f1', 'hello-dead', ?, '2020-01-01T00:00:00.000Z')",
+      "INSERT INTO idempotency_keys (organization_id, key, fingerprint, workflow_id, run_uuid, expires_at, created_at) VALUES (?, ?, 'f1', 'hello-dead', 'dead-uuid', ?, '2020-01-01T00:00:00.000Z')",
     )
       .bind(organizationId, abandoned, Date.now() + 3_600_000)
       .run();
-    expect(await claimIdempotencyKey(env.DB, organizationId, request(abandoned), "hello-alive")).toBeNull();
+    expect(await claimIdempotencyKey(env.DB, organizationId, request(abandoned), fresh())).toBeNull();
   });
 
   it("a start refused before acceptance (402) gives the key back, so a retry is a fresh attempt", async () => {
