@@ -150,6 +150,27 @@ describe("Idempotency-Key: the claim", () => {
     expect(await claimIdempotencyKey(env.DB, organizationId, request(abandoned), fresh())).toBeNull();
   });
 
+  it("20 concurrent POST /workflow/start with one key through the Worker and the DOs accept exactly one run", async () => {
+    const { organizationId, key } = await seedOrganization();
+    const idem = `key-${crypto.randomUUID()}`;
+    const body = { workflowName: "hello", input: { name: "Ada" } };
+    const responses = await Promise.all(Array.from({ length: 20 }, () => postJson("/workflow/start", body, key, { "idempotency-key": idem })));
+    const outcomes = await Promise.all(responses.map(async (r) => ({ status: r.status, replayed: r.headers.get("idempotent-replayed"), body: (await r.json()) as Record<string, any> })));
+    const ok = outcomes.filter((o) => o.status === 200);
+    expect(ok.filter((o) => o.replayed === null)).toHaveLength(1);
+    expect(new Set(ok.map((o) => o.body.workflowId)).size).toBe(1);
+    for (const o of outcomes.filter((o) => o.status !== 200)) {
+      expect(o.status).toBe(409);
+      expect(o.body.error.code).toBe("idempotency_key_in_use");
+    }
+    expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?").bind(organizationId).first("n")).toBe(1);
+    // Afterwards every retry is a replay of that run.
+    const later = await postJson("/workflow/start", body, key, { "idempotency-key": idem });
+    expect(later.status).toBe(200);
+    expect(later.headers.get("idempotent-replayed")).toBe("true");
+    expect(((await later.json()) as { workflowId: string }).workflowId).toBe(ok[0]!.body.workflowId);
+  });
+
   it("a start refused before acceptance (402) gives the key back, so a retry is a fresh attempt", async () => {
     const { organizationId, key } = await seedOrganization();
     await env.DB.prepare("UPDATE organizations SET credit_balance = 0 WHERE id = ?").bind(organizationId).run();
