@@ -83,6 +83,27 @@ describe("Idempotency-Key: format", () => {
   });
 });
 
+describe("Idempotency-Key: OpenAPI", () => {
+  it("documents the header, Idempotent-Replayed and the three codes on every start route, and the webhook routes", async () => {
+    const doc = (await (await call("/openapi.json")).json()) as { paths: Record<string, Record<string, any>> };
+    const starts = ["/workflow/start", "/workflow/run", "/api/v1/run/{workflowId}", "/api/v1/run/{workflowId}/stream", "/api/v1/workflow-runs/execute", "/api/v1/workflow-runs/execute/stream"];
+    for (const path of starts) {
+      const op = doc.paths[path]?.post;
+      expect(op, path).toBeDefined();
+      expect(op.parameters.some((p: { in: string; name: string }) => p.in === "header" && p.name === "idempotency-key"), path).toBe(true);
+      const text = JSON.stringify(op.responses);
+      for (const code of ["invalid_idempotency_key", "idempotency_key_in_use", "idempotency_key_reused"]) expect(text, `${path} ${code}`).toContain(code);
+      expect(op.responses["200"].headers["Idempotent-Replayed"], path).toBeDefined();
+    }
+    expect(doc.paths["/workflow/{id}/status"]?.get.parameters?.some((p: { name: string }) => p.name === "idempotency-key") ?? false).toBe(false);
+    const hooks = "/admin/v1/organizations/{orgId}/webhooks";
+    expect(Object.keys(doc.paths[hooks] ?? {}).sort()).toEqual(["get", "post"]);
+    expect(doc.paths[`${hooks}/{webhookId}`]?.delete).toBeDefined();
+    expect(doc.paths[`${hooks}/{webhookId}/rotate-secret`]?.post).toBeDefined();
+    expect(doc.paths[`${hooks}/{webhookId}/deliveries`]?.get).toBeDefined();
+  });
+});
+
 describe("Idempotency-Key: the claim", () => {
   it("one holder per organization and key; same request replays once started, in flight is 409, another request is 422", async () => {
     const { organizationId } = await seedOrganization();
