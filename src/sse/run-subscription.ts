@@ -63,6 +63,20 @@ export interface SubscriptionStreamOptions {
   onLost: () => string;
 }
 
+/**
+ * The last message framed in this isolate. A run's subscribers all get the same message text from
+ * the DO, and a route whose `frame` is one shared pure function (the history stream) then parses
+ * and frames it once instead of once per subscriber. Per-request closures never match.
+ */
+let lastFramed: { frame: SubscriptionStreamOptions["frame"]; raw: string; out: ReturnType<SubscriptionStreamOptions["frame"]> } | undefined;
+
+function framed(frame: SubscriptionStreamOptions["frame"], raw: string): ReturnType<SubscriptionStreamOptions["frame"]> {
+  if (lastFramed && lastFramed.frame === frame && lastFramed.raw === raw) return lastFramed.out;
+  const out = frame(JSON.parse(raw) as SubscriberMessage);
+  lastFramed = { frame, raw, out };
+  return out;
+}
+
 export async function subscriptionResponse(c: Context<AppEnv>, options: SubscriptionStreamOptions): Promise<Response> {
   // Opened before the response so that a failure is still a JSON error, not a broken stream.
   let socket = await options.subscribe(options.cursor, true).catch((err: Error) => {
@@ -87,7 +101,7 @@ export async function subscriptionResponse(c: Context<AppEnv>, options: Subscrip
 
   const attach = (ws: WebSocket) => {
     ws.addEventListener("message", (event) => {
-      const { text, cursor: next } = options.frame(JSON.parse(event.data as string) as SubscriberMessage);
+      const { text, cursor: next } = framed(options.frame, event.data as string);
       if (next !== undefined) cursor = next;
       enqueue(async () => out.write(await text));
     });

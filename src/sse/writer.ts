@@ -7,11 +7,19 @@ export interface SseWriter {
   readonly closed: boolean;
 }
 
+const encoder = new TextEncoder();
+/** The last text encoded in this isolate: the same frame goes to every subscriber of a run. */
+let lastEncoded: { text: string; bytes: Uint8Array } | undefined;
+
+function encode(text: string): Uint8Array {
+  if (lastEncoded?.text !== text) lastEncoded = { text, bytes: encoder.encode(text) };
+  return lastEncoded.bytes;
+}
+
 /** `onClose` runs once, on the first close (keep-alive timers, the DO socket). */
 export function sseWriter(onClose: () => void): SseWriter {
   const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
   const writer = writable.getWriter();
-  const encoder = new TextEncoder();
   let closed = false;
   const close = () => {
     if (closed) return;
@@ -23,7 +31,7 @@ export function sseWriter(onClose: () => void): SseWriter {
     readable,
     write(text: string) {
       if (closed || text === "") return;
-      writer.write(encoder.encode(text)).catch(close);
+      writer.write(encode(text)).catch(close);
     },
     close,
     get closed() {
