@@ -3,11 +3,12 @@
  * `standardwebhooks` package), retried with the same webhook-id, durable across a DO abort, and
  * only ever to the run's own organization. The receiver is a real HTTP server on 127.0.0.1.
  */
-import { runInDurableObject } from "cloudflare:test";
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";
 import { beforeAll, describe, expect, it } from "vitest";
 import { runStream } from "../../src/run-stream-client.ts";
+import { DEFAULT_WEBHOOK_RETRY_BASE_MS, MAX_WEBHOOK_RETRY_INTERVAL_MS, webhookRetryDelay } from "../../durable-objects/run-stream/webhook-outbox.ts";
 import { admin, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
 
@@ -178,5 +179,36 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
     await until(async () => (await received(name)).length >= 3);
     expect(await received(gone)).toEqual([]);
     expect((await runStream(env, workflowId).webhookOutbox()).map((r) => r.endpointId)).toEqual([endpoint.id]);
+  });
+
+  it("backs off 5 s, 25 s, ... up to 8 h, and marks a delivery failed once 24 h have passed since its first attempt", async () => {
+    const schedule = [1, 2, 3, 4, 5, 6, 7, 8].map((n) => webhookRetryDelay(n));
+    expect(schedule.slice(0, 3)).toEqual([5_000, 25_000, 125_000]);
+    expect(schedule.every((d, i) => i === 0 || d >= schedule[i - 1]!)).toBe(true);
+    expect(Math.max(...schedule)).toBe(MAX_WEBHOOK_RETRY_INTERVAL_MS);
+    expect(DEFAULT_WEBHOOK_RETRY_BASE_MS).toBe(5_000);
+
+    const org = await seedOrganization();
+    const name = `gives-up-${crypto.randomUUID()}`;
+    const endpoint = await register(org.organizationId, hookUrl(name, "500,500,500,500,500"));
+    const { workflowId } = await finishRun(org.organizationId);
+    await until(async () => (await received(name)).length >= 1);
+    // Pretend the first attempt was 25 hours ago and the next one is due now.
+    await runInDurableObject(runStream(env, workflowId), (_i, state) => {
+      state.storage.sql.exec("UPDATE webhook_outbox SET first_attempt_at = ?, next_attempt_at = ?", Date.now() - 25 * 3_600_000, Date.now() - 1);
+    });
+    await runDurableObjectAlarm(runStream(env, workflowId));
+    const rows = await until(async () => {
+      const r = await runStream(env, workflowId).webhookOutbox();
+      return r[0]?.state === "failed" ? r : null;
+    });
+    expect(rows).toHaveLength(1);
+    const deliveries = (await (await admin("GET", `/admin/v1/organizations/${org.organizationId}/webhooks/${endpoint.id}/deliveries`)).json()) as {
+      deliveries: Array<{ status: string; nextAttemptAt: string | null; responseStatus: number }>;
+    };
+    expect(deliveries.deliveries[0]).toMatchObject({ status: "failed", nextAttemptAt: null, responseStatus: 500 });
+    const count = (await received(name)).length;
+    await new Promise((r) => setTimeout(r, 1500));
+    expect((await received(name)).length).toBe(count);
   });
 });
