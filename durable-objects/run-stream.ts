@@ -62,14 +62,15 @@ export class RunStream extends DurableObject<Env> {
       migrate(sql);
       const meta = new Meta(sql);
       const log = new EventLog(sql);
+      const webhooks = new WebhookOutbox({ sql, storage: ctx.storage, env, log, meta, endedRun: () => this.endedRun() });
       this.parts = {
         meta,
         log,
-        projection: new D1Projection(env.DB, log, new WaitingDetector(log, meta)),
+        projection: new D1Projection(env.DB, log, new WaitingDetector(log, meta), (runId, hasWebhooks) => webhooks.noteFinished(runId, hasWebhooks)),
         traces: new TraceWriter(env.TRACES, log, meta),
         subscribers: new Subscribers(ctx, log, (runId) => this.workflowSummary(runId)),
         watchdog: new Watchdog(ctx.storage, env, meta),
-        webhooks: new WebhookOutbox({ sql, storage: ctx.storage, env, log, meta, endedRun: () => this.endedRun() }),
+        webhooks,
       };
     });
   }

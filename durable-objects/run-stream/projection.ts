@@ -26,6 +26,8 @@ export class D1Projection {
     private readonly db: D1Database,
     private readonly log: EventLog,
     private readonly waiting: WaitingDetector,
+    /** Told, for each finish D1 took, whether the run's organization has webhook endpoints (webhook-outbox.ts). */
+    private readonly onFinished?: (runId: string, hasWebhooks: boolean) => void,
   ) {}
 
   /** Projects every pending row; `checkWaiting` also re-evaluates the waiting flag (after new history). */
@@ -55,6 +57,10 @@ export class D1Projection {
     if (statements.length > 0) {
       const results = await this.db.batch(statements);
       batches++;
+      for (const { index, row } of finishes) {
+        const returned = results[index]?.results?.[0] as { has_webhooks?: number } | undefined;
+        if (returned) this.onFinished?.(row.data.runId, Number(returned.has_webhooks ?? 0) > 0);
+      }
       const holding = finishes.filter(({ index }) => Number((results[index]?.results?.[0] as { credit_hold?: number } | undefined)?.credit_hold ?? 0) > 0);
       this.log.markProjected(holding.map((f) => f.row.seq), PROJECTION_STATE.settlementPending);
       const holdingSeqs = new Set(holding.map((f) => f.row.seq));
@@ -142,7 +148,9 @@ export class D1Projection {
       .prepare(
         `UPDATE runs SET status = ?, output = ?, error = ?, temporal_run_id = ?, completed_at = ?,
            started_at = COALESCE(started_at, ?), updated_at = ?, waiting_since = NULL
-         WHERE temporal_workflow_id = ? RETURNING credit_hold`,
+         WHERE temporal_workflow_id = ?
+         RETURNING credit_hold,
+           EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.organization_id = runs.organization_id AND e.deleted_at IS NULL) AS has_webhooks`,
       )
       .bind(
         data.status,

@@ -2,6 +2,8 @@
  * Completion webhooks, sent from the run's side: a durable outbox in the DO's SQLite, worked by
  * the DO's alarm.
  *
+ * - The D1 projection's finish statement says whether the organization has any endpoint at all
+ *   (`noteFinished`); if not, nothing more happens for the run: no alarm, no query.
  * - When the workflow has ended and D1 has its outcome, `enqueue` reads the organization's
  *   endpoints (one D1 query, joined through the run's row, so only the run's own organization's
  *   endpoints can ever be chosen) and writes one outbox row per endpoint that wants the event.
@@ -35,7 +37,7 @@ export const DEFAULT_WEBHOOK_TIMEOUT_MS = 10_000;
 /** Attempts sent at once by one alarm (the rest wait for the next). */
 const MAX_PARALLEL_DELIVERIES = 10;
 
-/** Meta key: `webhooks:<runId>` is "1" once that run's messages are in the outbox. */
+/** Meta key: `webhooks:<runId>` is "1" once that run's messages are in the outbox, "none" when its organization has no endpoint. */
 export const webhooksQueuedKey = (runId: string) => `webhooks:${runId}`;
 
 interface OutboxRow extends Record<string, SqlStorageValue> {
@@ -103,6 +105,14 @@ export class WebhookOutbox {
   private enqueueDue(): boolean {
     const ended = this.deps.endedRun();
     return ended !== null && this.deps.meta.get(webhooksQueuedKey(ended.runId)) === null;
+  }
+
+  /**
+   * From the D1 projection: the finish statement also says whether the organization has any
+   * endpoint. Without one there is nothing to enqueue, so no alarm and no lookup for this run.
+   */
+  noteFinished(runId: string, hasWebhooks: boolean): void {
+    if (!hasWebhooks) this.deps.meta.set(webhooksQueuedKey(runId), "none");
   }
 
   private nextDue(): number | null {
