@@ -25,6 +25,7 @@ const headerSchema = z.object({
     .string()
     .min(1)
     .max(MAX_IDEMPOTENCY_KEY_LENGTH)
+    .regex(/^([\x20\x21\x23-\x7e]+|"[\x20\x21\x23-\x7e]+")$/)
     .optional()
     .openapi({
       description:
