@@ -56,7 +56,7 @@ export class RunStream extends DurableObject<Env> {
     super(ctx, env);
     // The start path and reads (the Worker's one call into the home region): docs/start-path.md.
     this.starter = new RunStarter({ sql: ctx.storage.sql, env, storage: ctx.storage, prepare: prepareStart, recordStarted: (workflowId, runId) => this.recordStarted(workflowId, runId) });
-    this.reader = new RunReader({ env, starter: this.starter, attributes: () => this.attributes() });
+    this.reader = new RunReader({ env, starter: this.starter, attributes: () => this.attributes(), record: (workflowId, events) => this.record(workflowId, events) });
     ctx.blockConcurrencyWhile(async () => {
       const sql = ctx.storage.sql;
       migrate(sql);

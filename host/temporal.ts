@@ -65,17 +65,25 @@ function statusOfFailure(err: WorkflowFailedError): RunStatus {
 export async function runResult(client: Client, workflowId: string, waitMs: number, runId?: string): Promise<RunResultResponse> {
   const handle: WorkflowHandle = client.workflow.getHandle(workflowId, runId, { followRuns: false });
   let described = await describeRun(client, workflowId, runId);
+  // The outcome the wait below already fetched (no second history read for it).
+  let outcome: Promise<unknown> | undefined;
   if (!TERMINAL_STATUSES.has(described.status) && waitMs > 0) {
     let timer: NodeJS.Timeout | undefined;
+    const waiting = handle.result();
     const settled = await Promise.race([
-      handle.result().then(
+      waiting.then(
         () => true,
         () => true,
       ),
       new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), waitMs))),
     ]);
     clearTimeout(timer);
-    if (settled) described = await describeRun(client, workflowId, runId);
+    if (settled) {
+      described = await describeRun(client, workflowId, runId);
+      outcome = waiting;
+    } else {
+      waiting.catch(() => undefined);
+    }
   }
   const base = { workflowId, runId: described.runId, closeTime: described.closeTime };
   if (!TERMINAL_STATUSES.has(described.status)) {
@@ -83,7 +91,9 @@ export async function runResult(client: Client, workflowId: string, waitMs: numb
   }
   try {
     // followRuns: false keeps the outcome of the run we described, even if it continued as new.
-    const output = await client.workflow.getHandle(workflowId, described.runId, { followRuns: false }).result();
+    const fresh = () => client.workflow.getHandle(workflowId, described.runId, { followRuns: false }).result();
+    // A run that continued as new while we waited: the outcome to report is the described (newer) run's.
+    const output = await (outcome ? outcome.catch((err) => (err instanceof WorkflowContinuedAsNewError ? fresh() : Promise.reject(err))) : fresh());
     return { ...base, status: described.status, output: output ?? null, error: null };
   } catch (err) {
     if (err instanceof WorkflowContinuedAsNewError) {

@@ -7,6 +7,7 @@
 import type { Run } from "../../src/db/schema.ts";
 import { findRunByWorkflowId } from "../../src/db/runs.ts";
 import type { Attribute } from "../../src/shared/aggregations.ts";
+import type { RunEvent } from "../../src/shared/host-api.ts";
 import { ApiError } from "../../src/errors.ts";
 import { settleRun } from "../../src/services/runs.ts";
 import { runStream } from "../../src/run-stream-client.ts";
@@ -37,6 +38,8 @@ export interface RunReaderDeps {
   env: Env;
   starter: RunStarter;
   attributes(): Promise<Attribute[]>;
+  /** The DO's own record (settling a run from inside its DO). */
+  record(workflowId: string, events: RunEvent[]): Promise<unknown>;
 }
 
 export class RunReader {
@@ -78,7 +81,7 @@ export class RunReader {
     const stored = await findRunByWorkflowId(this.deps.env.DB, organizationId, workflowId);
     if (!stored) throw new ApiError("run_not_found", `no run with workflowId "${workflowId}"`);
     // A start still in the outbox is not in Temporal yet: the row is what there is to say.
-    const run = this.deps.starter.hasPending() || options.settle === false ? stored : await settleRun(this.deps.env, stored, options.waitMs ?? 0, options.tolerateHostDown ?? true);
+    const run = this.deps.starter.hasPending() || options.settle === false ? stored : await settleRun(this.deps.env, stored, options.waitMs ?? 0, options.tolerateHostDown ?? true, this.deps.record);
     return { run, ...(options.attributes ? { attributes: await this.deps.attributes() } : {}) };
   }
 }

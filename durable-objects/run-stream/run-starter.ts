@@ -14,7 +14,7 @@
  * start refused before acceptance (validation, credits, a workflow id in use) or refused for
  * certain by the host (it answered 4xx: nothing was started) is undone and reported as failed.
  */
-import { releaseCreditsStatement, reserveCredits, settleCreditsStatements } from "../../src/db/credits.ts";
+import { creditBalance, releaseCreditsStatement, reserveCreditsOf, settleCreditsStatements } from "../../src/db/credits.ts";
 import { deleteUnstartedRunStatement, insertScheduledRun } from "../../src/db/runs.ts";
 import type { PromptDefinition } from "../../src/db/schema.ts";
 import { ApiError, type ErrorCode, type Issue } from "../../src/errors.ts";
@@ -184,12 +184,15 @@ export class RunStarter {
     }
     const { env } = this.deps;
     let prepared: PreparedStart;
+    // The catalog and the balance are read side by side (two D1 reads, one wait).
+    const balance = creditBalance(env.DB, command.organizationId);
     try {
       prepared = await this.deps.prepare(env, command.organizationId, command.target);
     } catch (err) {
+      await balance.catch(() => undefined);
       return { ok: false, error: serializeError(err) };
     }
-    const hold = await reserveCredits(env.DB, command.organizationId, prepared.creditHold);
+    const hold = await reserveCreditsOf(env.DB, command.organizationId, prepared.creditHold, await balance);
     if (!hold.ok) {
       return {
         ok: false,
@@ -230,7 +233,8 @@ export class RunStarter {
       Date.now() + START_ATTEMPT_TIMEOUT_MS + START_RETRY_BASE_MS,
       creditHold,
     );
-    await this.ensureAlarm(Date.now() + START_ATTEMPT_TIMEOUT_MS + START_RETRY_BASE_MS);
+    // (A fresh start: this DO holds no other alarm yet.)
+    await this.deps.storage.setAlarm(Date.now() + START_ATTEMPT_TIMEOUT_MS + START_RETRY_BASE_MS);
 
     const outcome = await this.attempt(request);
     if (outcome.kind === "refused") {
@@ -252,7 +256,7 @@ export class RunStarter {
     const row = this.row();
     if (!row || row.state !== "pending") return false;
     if (row.next_attempt_at > Date.now()) {
-      await this.ensureAlarm(row.next_attempt_at);
+      await this.deps.storage.setAlarm(row.next_attempt_at);
       return true;
     }
     const attempts = row.attempts + 1;
@@ -310,11 +314,6 @@ export class RunStarter {
   private info(row: OutboxRow): StartedRunInfo {
     const status: RunStatus = row.state === "started" ? "running" : row.state === "failed" ? "failed" : "scheduled";
     return { workflowId: row.workflow_id, runId: row.run_id, status, id: row.accept_id };
-  }
-
-  private async ensureAlarm(at: number): Promise<void> {
-    const current = await this.deps.storage.getAlarm();
-    if (current === null || current > at) await this.deps.storage.setAlarm(at);
   }
 
   private logRetry(workflowId: string, error: unknown, attempts: number): void {

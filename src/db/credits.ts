@@ -19,10 +19,16 @@ export type ReserveOutcome = { ok: true; metered: boolean } | { ok: false; avail
  * concurrent holds can never exceed the balance.
  */
 export async function reserveCredits(d1: D1Database, organizationId: string, amount: number): Promise<ReserveOutcome> {
-  const org = await d1
-    .prepare("SELECT credit_balance AS balance FROM organizations WHERE id = ?")
-    .bind(organizationId)
-    .first<{ balance: number | null }>();
+  return reserveCreditsOf(d1, organizationId, amount, await creditBalance(d1, organizationId));
+}
+
+/** The organization's balance (null: unmetered), read on its own so a caller can read it alongside other things. */
+export function creditBalance(d1: D1Database, organizationId: string): Promise<{ balance: number | null } | null> {
+  return d1.prepare("SELECT credit_balance AS balance FROM organizations WHERE id = ?").bind(organizationId).first<{ balance: number | null }>();
+}
+
+/** reserveCredits with the balance already read: unmetered costs nothing more, metered one conditional UPDATE. */
+export async function reserveCreditsOf(d1: D1Database, organizationId: string, amount: number, org: { balance: number | null } | null): Promise<ReserveOutcome> {
   if (!org || org.balance === null) return { ok: true, metered: false };
   const held = await d1
     .prepare(

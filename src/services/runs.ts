@@ -149,7 +149,14 @@ export function assertRunOpen(run: Run, what: string): void {
  * the run to close. A terminal row is returned as is. If the host cannot be reached the row is
  * returned unchanged when `tolerateHostDown`, so reads keep working while the host restarts.
  */
-export async function settleRun(env: Env, run: Run, waitMs = 0, tolerateHostDown = true): Promise<Run> {
+export async function settleRun(
+  env: Env,
+  run: Run,
+  waitMs = 0,
+  tolerateHostDown = true,
+  /** How to record what was learned (the run's DO passes its own record, to skip a call to itself). */
+  record: (workflowId: string, events: RunEvent[]) => Promise<unknown> = (workflowId, events) => recordRunEvents(env, workflowId, events),
+): Promise<Run> {
   if (isTerminal(run.status)) return run;
   const host = new HostClient(env);
   const deadline = Date.now() + waitMs;
@@ -166,7 +173,7 @@ export async function settleRun(env: Env, run: Run, waitMs = 0, tolerateHostDown
   if (run.status === "scheduled") events.push(runStartedEvent(result.runId));
   if (isTerminal(result.status)) events.push(runFinishedEvent(result));
   if (events.length === 0) return run;
-  await recordRunEvents(env, run.temporalWorkflowId, events);
+  await record(run.temporalWorkflowId, events);
   return (await findRunByWorkflowId(env.DB, run.organizationId, run.temporalWorkflowId)) ?? run;
 }
 
