@@ -21,6 +21,7 @@ import type { RunEvent } from "../src/shared/host-api.ts";
 import { aggregate, type Attribute } from "../src/shared/aggregations.ts";
 import { CLOSE_EVENT_TYPES, type SerializedHistoryEvent } from "../src/shared/history-events.ts";
 import { runFinishedEvent } from "../src/shared/run-events.ts";
+import { doneReason, toOutputEvent, type OutputHistoryEvent } from "../src/shared/output-history.ts";
 import { isTerminal, type RunStatus } from "../src/shared/run-status.ts";
 import { sseFrame } from "../src/sse/frames.ts";
 import { stepRunId } from "../src/shared/step-run-id.ts";
@@ -200,6 +201,17 @@ export class RunStream extends DurableObject<Env> {
     const now = new Date().toISOString();
     const data = JSON.parse(row.data) as Record<string, unknown>;
     if (row.type === "run.started") {
+      if (typeof data.resetFromRunId === "string") {
+        // A Temporal reset replaced the run: the row follows the new run, open again.
+        await this.env.DB.prepare(
+          `UPDATE runs SET status = 'running', temporal_run_id = ?, completed_at = NULL, output = NULL, error = NULL,
+             waiting_since = NULL, updated_at = ?
+           WHERE temporal_workflow_id = ? AND (temporal_run_id IS NULL OR temporal_run_id = ?)`,
+        )
+          .bind(String(data.runId), now, workflowId, data.resetFromRunId)
+          .run();
+        return;
+      }
       // Only a scheduled row moves to running: a late start never undoes a finish.
       await this.env.DB.prepare(
         `UPDATE runs SET status = 'running', temporal_run_id = ?, started_at = COALESCE(started_at, ?), updated_at = ?
@@ -220,6 +232,9 @@ export class RunStream extends DurableObject<Env> {
     } else if (row.type === "step") {
       await this.projectStep(workflowId, row, data);
     } else if (row.type === "run.finished") {
+      // The end of a run that a reset already replaced says nothing about the workflow any more.
+      const current = await this.env.DB.prepare("SELECT temporal_run_id FROM runs WHERE temporal_workflow_id = ?").bind(workflowId).first<{ temporal_run_id: string | null }>();
+      if (current?.temporal_run_id && current.temporal_run_id !== data.runId) return;
       // A continued-as-new run is not the end of the workflow: the row follows the new run.
       if (data.status === "continued_as_new" && typeof data.newRunId === "string") {
         await this.env.DB.prepare("UPDATE runs SET temporal_run_id = ?, updated_at = ? WHERE temporal_workflow_id = ?")
@@ -425,7 +440,7 @@ export class RunStream extends DurableObject<Env> {
    */
   async historyPage(runId: string | undefined, afterEventId: number, limit: number, includePayloads: boolean) {
     const id = runId ?? this.latestRunId();
-    if (!id) return { runId: null, events: [], nextAfterEventId: null, complete: false };
+    if (!id) return { runId: null, events: [], nextAfterEventId: null, complete: false, lastEventId: afterEventId, known: false, workflow: null };
     const rows = this.sql
       .exec<LogRow>(
         "SELECT * FROM events WHERE run_id = ? AND type = 'history' AND history_event_id > ? ORDER BY history_event_id LIMIT ?",
@@ -438,7 +453,8 @@ export class RunStream extends DurableObject<Env> {
     const complete = this.isStreamComplete(id);
     const last = rows.at(-1)?.history_event_id ?? afterEventId;
     const more = rows.length === limit || !complete;
-    return { runId: id, events, nextAfterEventId: more ? last : null, complete };
+    const known = this.sql.exec("SELECT 1 FROM events WHERE run_id = ? LIMIT 1", id).toArray().length > 0;
+    return { runId: id, events, nextAfterEventId: more ? last : null, complete, lastEventId: last, known, workflow: known ? this.workflowSummary(id) : null };
   }
 
   private workflowSummary(runId: string) {
@@ -464,6 +480,7 @@ export class RunStream extends DurableObject<Env> {
       closeTime,
       historyLength: count,
       taskQueue,
+      closed: finished !== null,
     };
   }
 
@@ -586,11 +603,8 @@ export class RunStream extends DurableObject<Env> {
     this.send(ws, { sse: sseFrame({ event: "history", id: lastEventId, data: events }), eventId: lastEventId });
   }
 
-  private historyEventForSubscriber(row: LogRow, includePayloads: boolean): SerializedHistoryEvent {
-    const event = (JSON.parse(row.data) as { event: SerializedHistoryEvent }).event;
-    if (includePayloads) return event;
-    const { payloads: _omitted, ...withoutPayloads } = event;
-    return withoutPayloads;
+  private historyEventForSubscriber(row: LogRow, includePayloads: boolean): OutputHistoryEvent {
+    return toOutputEvent((JSON.parse(row.data) as { event: SerializedHistoryEvent }).event, includePayloads);
   }
 
   private sendDone(ws: WebSocket, attachment: SubscriberAttachment, finished: RunOutcome): void {
@@ -599,7 +613,7 @@ export class RunStream extends DurableObject<Env> {
       ws.close(STREAM_DONE_CLOSE_CODE, "done");
       return;
     }
-    const data: { reason: string; newRunId?: string } = { reason: finished.status };
+    const data: { reason: string; newRunId?: string } = { reason: doneReason(finished.status) };
     if (finished.newRunId) data.newRunId = finished.newRunId;
     this.send(ws, { sse: sseFrame({ event: "done", data }) });
     ws.close(STREAM_DONE_CLOSE_CODE, "done");

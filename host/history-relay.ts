@@ -58,9 +58,16 @@ export class HistoryRelay {
   }
 
   private async relay(workflowId: string): Promise<void> {
+    const relayed = new Set<string>();
     let runId: string | undefined = (await this.client.workflow.getHandle(workflowId).describe()).runId;
     while (runId && !this.stopped) {
+      relayed.add(runId);
       runId = await this.relayRun(workflowId, runId);
+      if (!runId && !this.stopped) {
+        // Closed with no successor named: a reset may still have started a newer run.
+        const latest = (await this.client.workflow.getHandle(workflowId).describe()).runId;
+        if (!relayed.has(latest)) runId = latest;
+      }
     }
   }
 

@@ -8,6 +8,7 @@ import {
   HOST_PATHS,
   hostErrorBody,
   runResultResponse,
+  resetResponse,
   followResponse,
   interactResponse,
   stopResponse,
@@ -22,6 +23,8 @@ const PASS_THROUGH_CODES: Partial<Record<ErrorCode, true>> = {
   handler_not_found: true,
   handler_failed: true,
   run_finished: true,
+  step_not_found: true,
+  step_not_completed: true,
 };
 
 /** Seconds a client should wait before retrying when the host cannot be reached. */
@@ -51,6 +54,11 @@ export class HostClient {
 
   terminate(workflowId: string, reason: string | undefined) {
     return this.call("POST", HOST_PATHS.terminate(workflowId), stopResponse, { reason });
+  }
+
+  /** Temporal reset to just after `stepName` completed; answers the new run's id. */
+  reset(workflowId: string, request: { stepName: string; reason?: string; runId?: string }) {
+    return this.call("POST", HOST_PATHS.reset(workflowId), resetResponse, request);
   }
 
   /** Asks the host to (re)relay a run's history to the edge. */
