@@ -479,7 +479,8 @@ export class RunStream extends DurableObject<Env> {
       startTime: started?.eventTime ?? null,
       closeTime,
       historyLength: count,
-      taskQueue,
+      // Output's describe always names one; before the first history event arrives we cannot.
+      taskQueue: taskQueue ?? "",
       closed: finished !== null,
     };
   }

@@ -23,6 +23,8 @@ import { parseWorkflowIdParam } from "./params.ts";
 export const MAX_LONG_POLL_MS = 15_000;
 /** How often a long-poll looks at the run's log for new events. */
 const LONG_POLL_INTERVAL_MS = 250;
+/** How long a first page waits for the first events of a run that has just started. */
+const FIRST_EVENTS_WAIT_MS = 2_000;
 /** Output allows 50 a page; we allow more (a superset), with Output's default. */
 export const MAX_HISTORY_PAGE_SIZE = 1000;
 
@@ -67,6 +69,16 @@ async function historyPage(c: Context<AppEnv>, pinnedRunId: string | undefined):
   if ((askedRunId || cursor) && !page.known) throw new ApiError("run_not_found", `workflow ${workflowId} has no run ${askedRunId ?? cursor!.runId}`);
 
   const longPoll = query.longPollTimeoutMs !== undefined;
+  if (!longPoll && after === 0 && page.known && page.events.length === 0) {
+    // Just started: the host relays the first events within moments; a first page with them
+    // (and a full summary) is what a client wants, so wait for them a little.
+    const deadline = Date.now() + FIRST_EVENTS_WAIT_MS;
+    const runId = page.runId ?? undefined;
+    while (page.events.length === 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, LONG_POLL_INTERVAL_MS));
+      page = await stub.historyPage(runId, after, query.pageSize, includePayloads);
+    }
+  }
   if (longPoll) {
     const deadline = Date.now() + Math.min(query.longPollTimeoutMs!, MAX_LONG_POLL_MS);
     // Stay on the run the first look found, even if a reset or continue-as-new starts another.
