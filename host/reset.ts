@@ -33,11 +33,20 @@ export function resetEventIdFor(events: HistoryEvent[], stepName: string): numbe
 }
 
 export async function resetToAfterStep(client: Client, workflowId: string, stepName: string, reason: string | undefined, runId?: string) {
+  let resolvedRunId: string;
+  let events: HistoryEvent[];
   try {
     // Pin the run first, so the history read and the reset name the same run.
-    const resolvedRunId = runId ?? (await client.workflow.getHandle(workflowId).describe()).runId;
-    const history = await client.workflow.getHandle(workflowId, resolvedRunId).fetchHistory();
-    const eventId = resetEventIdFor(history.events ?? [], stepName);
+    resolvedRunId = runId ?? (await client.workflow.getHandle(workflowId).describe()).runId;
+    events = (await client.workflow.getHandle(workflowId, resolvedRunId).fetchHistory()).events ?? [];
+  } catch (err) {
+    // gRPC NOT_FOUND (an unknown run id) and INVALID_ARGUMENT (a malformed one).
+    const code = (err as { code?: number }).code;
+    if (code === 5 || code === 3) throw new RunNotFoundError(`workflow ${workflowId} has no run ${runId ?? ""}`.trim());
+    throw err;
+  }
+  const eventId = resetEventIdFor(events, stepName);
+  try {
     const response: temporal.api.workflowservice.v1.IResetWorkflowExecutionResponse = await client.workflowService.resetWorkflowExecution({
       namespace: client.options.namespace,
       workflowExecution: { workflowId, runId: resolvedRunId },
@@ -49,9 +58,7 @@ export async function resetToAfterStep(client: Client, workflowId: string, stepN
     if (!response.runId) throw new Error("Temporal did not report the new run's id");
     return { workflowId, runId: response.runId, resetFromRunId: resolvedRunId };
   } catch (err) {
-    // gRPC NOT_FOUND (an unknown run id) and INVALID_ARGUMENT (a malformed one).
-    const code = (err as { code?: number }).code;
-    if (code === 5 || code === 3) throw new RunNotFoundError(`workflow ${workflowId} has no run ${runId ?? ""}`.trim());
+    if ((err as { code?: number }).code === 5) throw new RunNotFoundError(`workflow ${workflowId} has no run ${resolvedRunId}`);
     throw err;
   }
 }

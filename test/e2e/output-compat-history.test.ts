@@ -345,6 +345,9 @@ describe("POST /workflow/:id/reset", () => {
     expect(codeOf(await pending.json())).toBe("step_not_completed");
     const missing = await postJson(`/workflow/${workflowId}/reset`, {});
     expect(missing.status).toBe(400);
+    const otherRun = await postJson(`/workflow/${workflowId}/runs/${crypto.randomUUID()}/reset`, { stepName: "unreliableStep" });
+    expect(otherRun.status).toBe(404);
+    expect(codeOf(await otherRun.json())).toBe("run_not_found");
     await postJson(`/workflow/${workflowId}/terminate`, { reason: "done with it" });
   });
 });
