@@ -167,6 +167,10 @@ describe("GET /workflow/:id/history (Output's shape)", () => {
     // Terminal detection as Output's monitor does it: `workflow.status` on a long-poll.
     const after = await page(`/workflow/${workflowId}/history?runId=${runId}&pageToken=${encodeURIComponent(encodePageToken({ runId, afterEventId: 17 }))}&longPollTimeoutMs=5000`);
     expect(after).toMatchObject({ events: [], nextPageToken: null, workflow: { status: "failed" } });
+    // `wait=true` (another Output CLI version's long-poll) replays from the token that fetched the tip, de-duped by the client.
+    const replay = await page(`/workflow/${workflowId}/history?runId=${runId}&pageToken=${encodeURIComponent(tip)}&wait=true`);
+    expect(replay.events.map((e) => Number(e.eventId))).toEqual([9, 10, 11, 12, 13, 14, 15, 16, 17]);
+    expect(replay.workflow).toMatchObject({ status: "failed" });
   });
 
   it("bad input: 400 invalid_request for the query, 400 invalid_page_token for a token not ours, 404 for an unknown run", async () => {

@@ -38,6 +38,8 @@ export const historyQuery = z.object({
   includePayloads: z.enum(["true", "false"]).optional(),
   /** Wait up to this long (ms, capped at 15 000) for events after `pageToken`. */
   longPollTimeoutMs: z.coerce.number().int().positive().max(2_147_483_647).optional(),
+  /** Some Output CLI versions ask for a long-poll with `wait=true` instead: the longest wait. */
+  wait: z.enum(["true", "false"]).optional(),
 });
 
 /** A pinned run id from the path: a UUID, as Output requires, else 400. */
@@ -68,7 +70,8 @@ async function historyPage(c: Context<AppEnv>, pinnedRunId: string | undefined):
   let page = await stub.historyPage(askedRunId ?? cursor?.runId, after, query.pageSize, includePayloads);
   if ((askedRunId || cursor) && !page.known) throw new ApiError("run_not_found", `workflow ${workflowId} has no run ${askedRunId ?? cursor!.runId}`);
 
-  const longPoll = query.longPollTimeoutMs !== undefined;
+  const longPollMs = query.longPollTimeoutMs ?? (query.wait === "true" ? MAX_LONG_POLL_MS : undefined);
+  const longPoll = longPollMs !== undefined;
   if (!longPoll && after === 0 && page.known && page.events.length === 0) {
     // Just started: the host relays the first events within moments; a first page with them
     // (and a full summary) is what a client wants, so wait for them a little.
@@ -80,7 +83,7 @@ async function historyPage(c: Context<AppEnv>, pinnedRunId: string | undefined):
     }
   }
   if (longPoll) {
-    const deadline = Date.now() + Math.min(query.longPollTimeoutMs!, MAX_LONG_POLL_MS);
+    const deadline = Date.now() + Math.min(longPollMs, MAX_LONG_POLL_MS);
     // Stay on the run the first look found, even if a reset or continue-as-new starts another.
     const runId = page.runId ?? undefined;
     while (page.events.length === 0 && !page.complete && Date.now() < deadline) {
