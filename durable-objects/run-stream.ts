@@ -20,7 +20,7 @@ import type { RunEvent } from "../src/shared/run-event-schema.ts";
 import { isTerminal } from "../src/shared/run-status.ts";
 import { META_KEYS } from "./run-stream/constants.ts";
 import { EventLog } from "./run-stream/event-log.ts";
-import { Subscribers, parseSubscribeRequest, withoutPayloads } from "./run-stream/fanout.ts";
+import { Subscribers, parseSubscribeRequest } from "./run-stream/fanout.ts";
 import type { RecordResult, StreamState, WorkflowSummary } from "./run-stream/messages.ts";
 import { D1Projection } from "./run-stream/projection.ts";
 import { Meta, claimPushNonce, migrate } from "./run-stream/storage.ts";
@@ -33,6 +33,7 @@ import { RunReader, type ReadOptions } from "./run-stream/run-reader.ts";
 import { admitSubscriber, ADMITTED_RUN_HEADER } from "./run-stream/subscriber-admission.ts";
 import { prepareStart } from "../src/services/runs.ts";
 import { runStartedEvent } from "../src/shared/run-events.ts";
+import { toOutputEvent } from "../src/shared/output-history.ts";
 
 export { DEFAULT_WATCHDOG_QUIET_MS, MAX_WATCHDOG_INTERVAL_MS, REPLAY_BATCH_SIZE, STREAM_DONE_CLOSE_CODE } from "./run-stream/constants.ts";
 export type { LogEntry, RecordResult, RunOutcome, StreamState, SubscriberMessage, SubscriptionView, WorkflowSummary } from "./run-stream/messages.ts";
@@ -162,13 +163,14 @@ export class RunStream extends DurableObject<Env> {
   async historyPage(runId: string | undefined, afterEventId: number, limit: number, includePayloads: boolean) {
     const { log } = this.parts;
     const id = runId ?? log.latestRunId();
-    if (!id) return { runId: null, events: [], nextAfterEventId: null, complete: false };
+    if (!id) return { runId: null, events: [], nextAfterEventId: null, complete: false, lastEventId: afterEventId, known: false, workflow: null };
     const rows = log.historyAfter(id, afterEventId, limit);
-    const events = rows.map((r) => withoutPayloads(r.data.event, includePayloads));
+    const events = rows.map((r) => toOutputEvent(r.data.event, includePayloads));
     const complete = log.isComplete(id);
     const last = rows.at(-1)?.historyEventId ?? afterEventId;
     const more = rows.length === limit || !complete;
-    return { runId: id, events, nextAfterEventId: more ? last : null, complete };
+    const known = log.knowsRun(id);
+    return { runId: id, events, nextAfterEventId: more ? last : null, complete, lastEventId: last, known, workflow: known ? this.workflowSummary(id) : null };
   }
 
   /**
@@ -196,7 +198,9 @@ export class RunStream extends DurableObject<Env> {
       startTime: started?.eventTime ?? null,
       closeTime,
       historyLength: log.historyCount(runId),
-      taskQueue: (started?.attributes.taskQueue as { name?: string } | undefined)?.name ?? null,
+      // Output's describe always names one; before the first history event arrives we cannot.
+      taskQueue: (started?.attributes.taskQueue as { name?: string } | undefined)?.name ?? "",
+      closed: finished !== null,
     };
   }
 

@@ -12,7 +12,7 @@ import {
   WorkflowUpdateFailedError,
   type Client,
 } from "@temporalio/client";
-import { HOST_PATHS, interactRequest, startRunRequest, terminateRequest } from "../src/shared/host-api.ts";
+import { HOST_PATHS, interactRequest, resetRequest, startRunRequest, terminateRequest } from "../src/shared/host-api.ts";
 import { TERMINAL_STATUSES } from "../src/shared/run-status.ts";
 import { runStartedEvent } from "../src/shared/run-events.ts";
 import { NonceMemory, verifyRequest } from "../src/shared/signing.ts";
@@ -21,6 +21,7 @@ import type { EdgeClient } from "./edge-client.ts";
 import type { HistoryRelay } from "./history-relay.ts";
 import type { RunEnvs } from "./run-envs.ts";
 import { describeRun, failureMessage, runResult } from "./temporal.ts";
+import { RunNotFoundError, StepNotCompletedError, StepNotFoundError, resetToAfterStep } from "./reset.ts";
 
 /** Memo key of the run UUID a start carries (StartRunRequest.acceptId). */
 export const ACCEPT_ID_MEMO_KEY = "outriderAcceptId";
@@ -175,6 +176,23 @@ export function createControlApi(deps: ControlApiDeps): Hono {
     await openRun(workflowId);
     await deps.client.workflow.getHandle(workflowId).terminate(parsed.data.reason ?? "terminated through the API");
     return c.json({ status: "terminated" });
+  });
+
+  app.post("/v1/runs/:workflowId/reset", async (c) => {
+    const workflowId = c.req.param("workflowId");
+    const parsed = resetRequest.safeParse(await c.req.json().catch(() => null));
+    if (!parsed.success) throw hostError(400, "invalid_request", parsed.error.message);
+    try {
+      const reset = await resetToAfterStep(deps.client, workflowId, parsed.data.stepName, parsed.data.reason, parsed.data.runId);
+      // The relay moves on to the new run once the old one's history ends.
+      deps.relay.followReset(workflowId, reset.runId);
+      return c.json(reset);
+    } catch (err) {
+      if (err instanceof StepNotFoundError) throw hostError(404, "step_not_found", err.message);
+      if (err instanceof StepNotCompletedError) throw hostError(409, "step_not_completed", err.message);
+      if (err instanceof RunNotFoundError) throw hostError(404, "run_not_found", err.message);
+      throw err;
+    }
   });
 
   app.get(HOST_PATHS.metrics, (c) =>

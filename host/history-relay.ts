@@ -30,6 +30,8 @@ const RETRY_DELAY_MS = 1_000;
 
 export class HistoryRelay {
   private readonly following = new Set<string>();
+  /** Runs a reset started while the workflow's previous run was still followed: relayed next. */
+  private readonly resetSuccessors = new Map<string, string>();
   /** Temporal GetWorkflowExecutionHistory calls made, for the benchmark's per-run figure. */
   historyRequests = 0;
   private stopped = false;
@@ -50,10 +52,20 @@ export class HistoryRelay {
    */
   follow(workflowId: string, runId?: string): void {
     if (this.following.has(workflowId) || this.stopped) return;
+    this.resetSuccessors.delete(workflowId);
     this.following.add(workflowId);
     void this.relay(workflowId, runId)
       .catch((err) => console.warn(`history relay: gave up on ${workflowId}: ${String(err)}`))
       .finally(() => this.following.delete(workflowId));
+  }
+
+  /**
+   * A reset replaced the workflow's run with `newRunId`: relay that run next (at once if the
+   * workflow is not followed any more, else as soon as the old run's history ends).
+   */
+  followReset(workflowId: string, newRunId: string): void {
+    if (this.following.has(workflowId)) this.resetSuccessors.set(workflowId, newRunId);
+    else this.follow(workflowId, newRunId);
   }
 
   stop(): void {
@@ -73,7 +85,11 @@ export class HistoryRelay {
   private async relay(workflowId: string, knownRunId?: string): Promise<void> {
     let runId: string | undefined = knownRunId ?? (await this.client.workflow.getHandle(workflowId).describe()).runId;
     while (runId && !this.stopped) {
-      runId = await this.relayRun(workflowId, runId);
+      const relayed = runId;
+      // A reset names no successor in the old run's history: the reset route tells us.
+      runId = (await this.relayRun(workflowId, runId)) ?? this.resetSuccessors.get(workflowId);
+      this.resetSuccessors.delete(workflowId);
+      if (runId === relayed) runId = undefined;
     }
   }
 

@@ -1,7 +1,8 @@
 /**
  * Temporal history events as the edge stores and streams them: Temporal's own JSON form (enum
- * names, int64 as strings), payload bytes removed, and activity/workflow inputs and results
+ * names, int64 as strings), payload bytes removed, and activity and workflow inputs and results
  * decoded into `payloads` so a stream can include them on request (`?includePayloads=true`).
+ * src/shared/output-history.ts turns this stored form into Output's JSON form on the way out.
  */
 import { defaultPayloadConverter } from "@temporalio/common";
 import proto from "@temporalio/proto"; // CommonJS: no named ESM exports at run time
@@ -19,7 +20,9 @@ function decode(payloads: Payloads): unknown[] | undefined {
     try {
       return defaultPayloadConverter.fromPayload(p as temporal.api.common.v1.Payload);
     } catch {
-      return "<undecodable payload>";
+      // As Output does: name the encoding rather than fail the whole event.
+      const encoding = p.metadata?.encoding ? new TextDecoder().decode(p.metadata.encoding) : "unknown";
+      return { _raw: true, encoding };
     }
   });
 }
@@ -54,8 +57,8 @@ export function serializeHistoryEvent(event: HistoryEvent): SerializedHistoryEve
     eventType: String(json.eventType),
     attributes: attributesKey ? (stripPayloads(json[attributesKey]) as Record<string, unknown>) : {},
   };
-  const input = decode(event.activityTaskScheduledEventAttributes?.input);
-  const result = decode(event.activityTaskCompletedEventAttributes?.result);
+  const input = decode(event.activityTaskScheduledEventAttributes?.input ?? event.workflowExecutionStartedEventAttributes?.input);
+  const result = decode(event.activityTaskCompletedEventAttributes?.result ?? event.workflowExecutionCompletedEventAttributes?.result);
   if (input !== undefined || result !== undefined) {
     serialized.payloads = {};
     if (input !== undefined) serialized.payloads.input = input;

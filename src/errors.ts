@@ -22,7 +22,7 @@ export const ERROR_CODES = {
   handler_not_found: 404,
   route_not_found: 404,
   run_finished: 409,
-  run_not_finished: 409,
+  run_not_finished: 424,
   organization_exists: 409,
   workflow_name_taken: 409,
   idempotency_key_in_use: 409,
@@ -36,6 +36,11 @@ export const ERROR_CODES = {
   host_error: 502,
   host_unavailable: 503,
   run_timed_out: 504,
+  // History, trace log and reset (Output's InvalidPageTokenError, TraceNotAvailableError, StepNotFoundError, StepNotCompletedError).
+  invalid_page_token: 400,
+  trace_not_available: 404,
+  step_not_found: 404,
+  step_not_completed: 409,
 } as const satisfies Record<string, ContentfulStatusCode>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

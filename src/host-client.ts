@@ -8,6 +8,7 @@ import {
   HOST_PATHS,
   hostErrorBody,
   runResultResponse,
+  resetResponse,
   followResponse,
   interactResponse,
   stopResponse,
@@ -23,6 +24,8 @@ const PASS_THROUGH_CODES: Partial<Record<ErrorCode, true>> = {
   handler_failed: true,
   run_finished: true,
   workflow_id_in_use: true,
+  step_not_found: true,
+  step_not_completed: true,
 };
 
 /** The host answered and refused the request (4xx other than 401): it did nothing. */
@@ -56,6 +59,11 @@ export class HostClient {
 
   terminate(workflowId: string, reason: string | undefined) {
     return this.call("POST", HOST_PATHS.terminate(workflowId), stopResponse, { reason });
+  }
+
+  /** Temporal reset to just after `stepName` completed; answers the new run's id. */
+  reset(workflowId: string, request: { stepName: string; reason?: string; runId?: string }) {
+    return this.call("POST", HOST_PATHS.reset(workflowId), resetResponse, request);
   }
 
   /** Asks the host to (re)relay a run's history to the edge. */

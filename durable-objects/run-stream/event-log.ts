@@ -126,6 +126,18 @@ export class EventLog {
     return newest.type === "run.finished" && newest.data.newRunId ? newest.data.newRunId : newest.runId;
   }
 
+  /** Whether any event of `runId` is in the log (an unknown run id is a 404 for readers). */
+  knowsRun(runId: string): boolean {
+    return this.sql.exec("SELECT 1 FROM events WHERE run_id = ? LIMIT 1", runId).toArray().length > 0;
+  }
+
+  /** Whether a Temporal reset replaced `runId` with a newer run (its `run.started` names it). */
+  wasReset(runId: string): boolean {
+    return (
+      this.sql.exec("SELECT 1 FROM events WHERE type = 'run.started' AND json_extract(data, '$.resetFromRunId') = ? LIMIT 1", runId).toArray().length > 0
+    );
+  }
+
   finishedRunIds(): string[] {
     return this.sql.exec<{ run_id: string }>("SELECT run_id FROM events WHERE type = 'run.finished'").toArray().map((r) => r.run_id);
   }

@@ -37,7 +37,9 @@ export interface WorkflowSummary {
   startTime: string | null;
   closeTime: string | null;
   historyLength: number;
-  taskQueue: string | null;
+  taskQueue: string;
+  /** The run has ended (Output's `closed`). */
+  closed: boolean;
 }
 
 export type SubscriptionView = "history" | "log";

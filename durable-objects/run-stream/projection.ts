@@ -46,6 +46,8 @@ export class D1Projection {
     if (attributes.length > 0) statements.push(this.attributes(workflowId, attributes, now));
     for (const row of pending) {
       if (row.type !== "run.finished") continue;
+      // The end of a run that a reset replaced says nothing about the workflow any more.
+      if (this.log.wasReset(row.data.runId)) continue;
       const statement = this.finished(workflowId, row, now);
       if (statement.finish) finishes.push({ index: statements.length, row });
       statements.push(statement.statement);
@@ -82,6 +84,16 @@ export class D1Projection {
 
   /** Only a scheduled row moves to running: a late start never undoes a finish. */
   private started(workflowId: string, row: LogRowOf<"run.started">, now: string): D1PreparedStatement {
+    if (row.data.resetFromRunId) {
+      // A Temporal reset replaced the run: the row follows the new run, open again.
+      return this.db
+        .prepare(
+          `UPDATE runs SET status = 'running', temporal_run_id = ?, completed_at = NULL, output = NULL, error = NULL,
+             waiting_since = NULL, updated_at = ?
+           WHERE temporal_workflow_id = ? AND (temporal_run_id IS NULL OR temporal_run_id = ?)`,
+        )
+        .bind(row.data.runId, now, workflowId, row.data.resetFromRunId);
+    }
     return this.db
       .prepare(
         `UPDATE runs SET status = 'running', temporal_run_id = ?, started_at = COALESCE(started_at, ?), updated_at = ?

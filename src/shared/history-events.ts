@@ -17,6 +17,9 @@ export interface SerializedHistoryEvent {
   eventTime: string | null;
   eventType: string;
   attributes: Record<string, unknown>;
-  /** Decoded input/result of activity events; streams include it only with includePayloads. */
+  /**
+   * Decoded input (activity scheduled, workflow started) and result (activity or workflow
+   * completed); clients get them only with includePayloads.
+   */
   payloads?: { input?: unknown[]; result?: unknown };
 }

@@ -15,6 +15,7 @@ export const HOST_PATHS = {
   cancel: (workflowId: string) => `/v1/runs/${encodeURIComponent(workflowId)}/cancel`,
   terminate: (workflowId: string) => `/v1/runs/${encodeURIComponent(workflowId)}/terminate`,
   metrics: "/v1/metrics",
+  reset: (workflowId: string) => `/v1/runs/${encodeURIComponent(workflowId)}/reset`,
 } as const;
 
 export const EDGE_PATHS = {
@@ -77,6 +78,14 @@ export const interactRequest = z.object({ payload: z.unknown().optional() });
 export const interactResponse = z.object({ result: z.unknown().optional() });
 export const terminateRequest = z.object({ reason: z.string().max(1000).optional() });
 export const stopResponse = z.object({ status: z.string() });
+
+/** Temporal reset to just after a completed step (of `runId`, or of the latest run). */
+export const resetRequest = z.object({
+  stepName: z.string().min(1).max(256),
+  reason: z.string().max(1000).optional(),
+  runId: z.string().optional(),
+});
+export const resetResponse = z.object({ workflowId: z.string(), runId: z.string(), resetFromRunId: z.string() });
 
 export const followResponse = z.object({ following: z.boolean() });
 

@@ -33,7 +33,8 @@ const stepContext = {
 /** An attribute a step recorded (`llm:usage`, `http:request`, ...): a type, an optional cost, anything else. */
 export const attributeSchema = z.looseObject({ type: z.string().min(1).max(100), total: z.number().optional() });
 
-export const runStartedData = z.object({ runId });
+/** `resetFromRunId`: the run a Temporal reset replaced with this one (the row follows the new run). */
+export const runStartedData = z.object({ runId, resetFromRunId: runId.optional() });
 export const runFinishedData = z.object({
   runId,
   status: z.enum(RUN_STATUSES),

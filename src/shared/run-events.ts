@@ -16,3 +16,8 @@ export function runFinishedEvent(result: Omit<RunResultResponse, "workflowId">):
     data: { runId: result.runId, status: result.status, output: result.output, error: result.error, newRunId: result.newRunId ?? null },
   };
 }
+
+/** The run a Temporal reset started: the workflow's row and streams follow it from now on. */
+export function runResetEvent(runId: string, resetFromRunId: string, at = new Date().toISOString()): RunEventOf<"run.started"> {
+  return { sourceKey: `run:${runId}:started`, type: "run.started", at, data: { runId, resetFromRunId } };
+}

@@ -55,13 +55,15 @@ describe("cost-aware results", () => {
     });
     expect(result.aggregations.httpRequests.total).toBe(0);
 
-    // The trace log shows each step's LLM usage.
+    // The trace log shows each step's LLM usage, on an `llm` node under the step (where Output's CLI `cost` reads it).
+    type Node = { kind: string; name: string; attributes?: Record<string, unknown>; children: Node[] };
     const trace = await eventually(async () => {
       const r = await api(`/workflow/${result.workflowId}/trace-log`);
-      return r.status === 200 && ((await r.json()) as { steps: Array<{ stepName: string; usage: unknown[] }> });
+      return r.status === 200 && ((await r.json()) as { source: string; data: Node });
     });
-    expect(trace.steps.map((s) => s.stepName)).toEqual(["askModel", "askModel", "askModel"]);
-    expect(trace.steps.map((s) => s.usage)).toEqual(llm.map((a) => [a]));
+    expect(trace.source).toBe("remote");
+    expect(trace.data.children.map((s) => [s.kind, s.name])).toEqual([["step", "askModel"], ["step", "askModel"], ["step", "askModel"]]);
+    expect(trace.data.children.map((s) => s.children.map((n) => [n.kind, n.attributes?.["llm:usage"]]))).toEqual(llm.map((a) => [["llm", a]]));
 
     // The D1 row keeps the totals for listing and billing.
     const [row] = queryD1<{ cost_total: number; tokens_total: number; tokens_input: number; tokens_output: number }>(
@@ -89,7 +91,7 @@ describe("cost-aware results", () => {
     expect(thinking.map((t) => t.text).join("")).toContain("Reading the request: Describe the company behind example.org");
     const firstThinking = frames.findIndex((f) => f.event === "thinking");
     const completed = frames.findIndex(
-      (f) => f.event === "history" && (f.data as Array<{ eventType: string }>).some((e) => e.eventType === "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED"),
+      (f) => f.event === "history" && (f.data as Array<{ eventTypeName: string }>).some((e) => e.eventTypeName === "WORKFLOW_EXECUTION_COMPLETED"),
     );
     expect(firstThinking).toBeGreaterThan(-1);
     expect(firstThinking).toBeLessThan(completed);

@@ -75,7 +75,7 @@ describe("a browser-style EventSource client following two_steps", () => {
     const history = await client.workflow.getHandle(workflowId).fetchHistory();
     const all = history.events!.map((e) => Number(e.eventId));
     expect(seen).toEqual(all); // every event, once, in order
-    expect(done).toEqual([{ reason: "completed" }]);
+    expect(done).toEqual([{ reason: "WORKFLOW_EXECUTION_COMPLETED" }]);
     expect(workflowEvents.length).toBeGreaterThanOrEqual(2); // one per connection
     expect(connections[0]!.lastEventId).toBeUndefined();
     const resumedFrom = Number(connections[1]!.lastEventId);

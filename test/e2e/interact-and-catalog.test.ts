@@ -25,9 +25,14 @@ async function errorCode(res: Response): Promise<string> {
   return ((await res.json()) as ErrorBody).error.code;
 }
 
+/** The trace-log answer: Output's `{source, runId, data}` with the trace node tree in `data`. */
 interface Trace {
-  status: string;
-  steps: Array<{ stepName: string; status: string; input: unknown; output: unknown; startedAt: string; endedAt: string; attempts: number; error: string | null }>;
+  source: "remote";
+  runId: string;
+  data: {
+    status: string;
+    children: Array<{ kind: string; name: string; status: string; input: unknown; output: unknown; startedAt: number; endedAt: number; attempts: number; error: { message: string } | null }>;
+  };
 }
 
 describe("signals, queries and updates on approval", () => {
@@ -85,10 +90,10 @@ describe("stopping runs", () => {
       const res = await api(`/workflow/${workflowId}/trace-log`);
       return res.status === 200 && ((await res.json()) as Trace);
     });
-    expect(trace.status).toBe("cancelled");
-    expect(trace.steps.map((s) => s.stepName)).toEqual(["cleanupApproval"]);
-    expect(trace.steps[0]).toMatchObject({ status: "completed", input: ["to be stopped"], output: { released: "to be stopped" }, attempts: 1, error: null });
-    expect(Date.parse(trace.steps[0]!.endedAt)).toBeGreaterThanOrEqual(Date.parse(trace.steps[0]!.startedAt));
+    expect(trace.data.status).toBe("cancelled");
+    expect(trace.data.children.map((s) => s.name)).toEqual(["cleanupApproval"]);
+    expect(trace.data.children[0]).toMatchObject({ kind: "step", status: "completed", input: "to be stopped", output: { released: "to be stopped" }, attempts: 1, error: null });
+    expect(trace.data.children[0]!.endedAt).toBeGreaterThanOrEqual(trace.data.children[0]!.startedAt);
 
     const again = await api(`/workflow/${workflowId}/stop`, { method: "PATCH" });
     expect(again.status).toBe(409);
@@ -107,7 +112,7 @@ describe("stopping runs", () => {
       const r = await api(`/workflow/${workflowId}/trace-log`);
       return r.status === 200 && ((await r.json()) as Trace);
     });
-    expect(trace.steps).toEqual([]); // no cleanup on terminate
+    expect(trace.data.children).toEqual([]); // no cleanup on terminate
 
     const again = await postJson(`/workflow/${workflowId}/terminate`, {});
     expect(again.status).toBe(409);
@@ -153,11 +158,11 @@ describe("catalog, runs, history and trace log", () => {
     const all: number[] = [];
     let token: string | null = null;
     await eventually(async () => {
-      const r = (await (await api(`/workflow/${workflowId}/history`)).json()) as { complete: boolean };
-      return r.complete;
+      const r = (await (await api(`/workflow/${workflowId}/history`)).json()) as { workflow: { closed: boolean } | null };
+      return r.workflow?.closed;
     });
     do {
-      const res = await api(`/workflow/${workflowId}/history?pageSize=5${token ? `&pageToken=${token}` : ""}`);
+      const res = await api(`/workflow/${workflowId}/history?pageSize=5${token ? `&pageToken=${encodeURIComponent(token)}` : ""}`);
       expect(res.status).toBe(200);
       const page = (await res.json()) as { events: Array<{ eventId: string }>; nextPageToken: string | null };
       all.push(...page.events.map((e) => Number(e.eventId)));
@@ -168,10 +173,10 @@ describe("catalog, runs, history and trace log", () => {
     expect((await api(`/workflow/${workflowId}/history?pageSize=0`)).status).toBe(400);
   });
 
-  it("trace-log of a running run is 409 run_not_finished; of an unknown run 404", async () => {
+  it("trace-log of a running run is 424 run_not_finished; of an unknown run 404", async () => {
     const workflowId = await startApproval("still running");
     const res = await api(`/workflow/${workflowId}/trace-log`);
-    expect(res.status).toBe(409);
+    expect(res.status).toBe(424);
     expect(await errorCode(res)).toBe("run_not_finished");
     expect((await api(`/workflow/hello-${crypto.randomUUID()}/trace-log`)).status).toBe(404);
     await api(`/workflow/${workflowId}/terminate`, { method: "POST" });
@@ -183,7 +188,7 @@ describe("catalog, runs, history and trace log", () => {
       const r = await api(`/workflow/${workflowId}/trace-log`);
       return r.status === 200 && ((await r.json()) as Trace);
     });
-    expect(trace.steps.map((s) => [s.stepName, s.status, s.output])).toEqual([
+    expect(trace.data.children.map((s) => [s.name, s.status, s.output])).toEqual([
       ["countWords", "completed", { text: "trace me", words: 2 }],
       ["shout", "completed", "TRACE ME"],
     ]);

@@ -34,7 +34,7 @@ describe("GET /workflow/:id/history/stream", () => {
     for (const seen of await collected) {
       expect(seen.workflow).toHaveLength(1);
       expect(seen.eventIds).toEqual(range(1, 25));
-      expect(seen.done).toEqual([{ reason: "completed" }]);
+      expect(seen.done).toEqual([{ reason: "WORKFLOW_EXECUTION_COMPLETED" }]);
       expect(seen.serverErrors).toEqual([]);
       for (const batch of seen.batches) expect(batch.id).toBe(String(batch.eventIds.at(-1)));
     }
@@ -50,7 +50,7 @@ describe("GET /workflow/:id/history/stream", () => {
     reader.releaseLock();
     for await (const message of readSse(res.body!)) {
       expect(message.event).toBe("workflow");
-      expect(JSON.parse(message.data)).toMatchObject({ workflowId, runId, status: "running", historyLength: 3, taskQueue: "outrider" });
+      expect(JSON.parse(message.data)).toMatchObject({ workflowId, runId, status: "running", historyLength: 3, taskQueue: "outrider", closed: false });
       break;
     }
   });
@@ -75,7 +75,7 @@ describe("GET /workflow/:id/history/stream", () => {
     // ?lastEventId= works the same (for clients that cannot set headers).
     const viaQuery = await collectHistoryStream((await open(workflowId, "?lastEventId=12")).body!);
     expect(viaQuery.eventIds).toEqual([13, 14, 15]);
-    expect(viaQuery.done).toEqual([{ reason: "completed" }]);
+    expect(viaQuery.done).toEqual([{ reason: "WORKFLOW_EXECUTION_COMPLETED" }]);
   });
 
   it("a finished run: replay then done; past its last event, 204 so EventSource stops", async () => {
@@ -83,7 +83,8 @@ describe("GET /workflow/:id/history/stream", () => {
     await push(workflowId, [...range(1, 5).map((n) => historyEvent(runId, n)), closeEvent(runId, 6), finishedEvent(runId, "failed")]);
     const full = await collectHistoryStream((await open(workflowId)).body!);
     expect(full.eventIds).toEqual(range(1, 6));
-    expect(full.done).toEqual([{ reason: "failed" }]);
+    expect(full.done).toEqual([{ reason: "WORKFLOW_EXECUTION_FAILED" }]);
+    expect(full.workflow).toEqual([expect.objectContaining({ status: "failed", closed: true })]);
     const past = await open(workflowId, "", { "last-event-id": "6" });
     expect(past.status).toBe(204);
     expect((await open(workflowId, "?lastEventId=99")).status).toBe(204);
@@ -120,20 +121,32 @@ describe("GET /workflow/:id/history/stream", () => {
   it("includePayloads=true adds decoded payloads; without it they are left out", async () => {
     const { workflowId, runId } = await createRunningRun(org.organizationId);
     await push(workflowId, [historyEvent(runId, 1), historyEvent(runId, 2), closeEvent(runId, 3), finishedEvent(runId)]);
+    // Output's event form: numeric eventType, eventTypeName, Temporal's *EventAttributes key.
     const plain = await readHistoryEvents(await open(workflowId));
-    expect(plain.every((e) => !("payloads" in e))).toBe(true);
+    expect(plain[1]).toEqual({
+      eventId: "2",
+      eventType: 12,
+      eventTypeName: "ACTIVITY_TASK_COMPLETED",
+      eventTime: expect.any(String),
+      activityTaskCompletedEventAttributes: {},
+    });
+    expect(plain.every((e) => !("payloads" in e) && !("attributes" in e))).toBe(true);
     const rich = await readHistoryEvents(await open(workflowId, "?includePayloads=true"));
-    expect(rich[1]).toMatchObject({ eventId: "2", payloads: { result: { step: 2 } } });
+    expect(rich[1]).toMatchObject({ eventId: "2", activityTaskCompletedEventAttributes: { result: [{ step: 2 }] } });
+    expect(rich[2]).toMatchObject({ eventTypeName: "WORKFLOW_EXECUTION_COMPLETED", workflowExecutionCompletedEventAttributes: { result: [{ step: 3 }] } });
   });
 
-  it("the runs/:rid variant streams that run, and an unknown rid is 404", async () => {
+  it("the runs/:rid variant streams that run; an unknown rid is 404, a malformed one 400", async () => {
     const { workflowId, runId } = await createRunningRun(org.organizationId);
     await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)]);
     const res = await call(`/workflow/${workflowId}/runs/${runId}/history/stream`, { headers: auth() });
     expect((await collectHistoryStream(res.body!)).eventIds).toEqual([1, 2]);
-    const unknown = await call(`/workflow/${workflowId}/runs/no-such-run/history/stream`, { headers: auth() });
+    const unknown = await call(`/workflow/${workflowId}/runs/${crypto.randomUUID()}/history/stream`, { headers: auth() });
     expect(unknown.status).toBe(404);
     expect(((await unknown.json()) as ErrorBody).error.code).toBe("run_not_found");
+    const malformed = await call(`/workflow/${workflowId}/runs/no-such-run/history/stream`, { headers: auth() });
+    expect(malformed.status).toBe(400);
+    expect(((await malformed.json()) as ErrorBody).error.code).toBe("invalid_request");
   });
 
   it("an unknown run is 404 JSON before any stream opens; a bad Last-Event-ID is 400", async () => {

@@ -36,7 +36,7 @@ export async function push(workflowId: string, events: unknown[]) {
 export async function createRunningRun(organizationId: string, name = "two_steps") {
   const id = crypto.randomUUID();
   const workflowId = `${name}-${id}`;
-  const runId = `run-${id.slice(0, 8)}`;
+  const runId = crypto.randomUUID(); // Temporal run ids are UUIDs
   const wf = await env.DB.prepare("SELECT id FROM workflows WHERE name = ? AND organization_id IS NULL").bind(name).first<{ id: string }>();
   await env.DB.prepare(
     "INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, status, input) VALUES (?, ?, ?, ?, ?, 'scheduled', '{}')",

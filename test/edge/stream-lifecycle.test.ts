@@ -18,18 +18,18 @@ describe("stream lifecycle", () => {
     await seedCatalog();
   });
 
-  it("sends keep-alive comments while the run is quiet", async () => {
+  it("sends Output's keepalive comments while the run is quiet", async () => {
     const { workflowId, runId } = await createRunningRun(org.organizationId);
     await push(workflowId, [historyEvent(runId, 1)]);
     const res = await open(workflowId);
     const reader = res.body!.getReader();
     let text = "";
     const deadline = Date.now() + 5_000;
-    while (!text.includes(": keep-alive") && Date.now() < deadline) {
+    while (!text.includes(": keepalive") && Date.now() < deadline) {
       text += new TextDecoder().decode((await reader.read()).value);
     }
     await reader.cancel();
-    expect(text).toContain(": keep-alive");
+    expect(text).toContain(": keepalive\n\n"); // Output's comment text
   });
 
   it("notices a subscriber that leaves and drops its socket", async () => {

@@ -65,7 +65,7 @@ describe("the Node host crashes mid-run", () => {
     const seen = await collected;
     const history = await client.workflow.getHandle(workflowId).fetchHistory();
     expect(seen.eventIds).toEqual(history.events!.map((e) => Number(e.eventId)));
-    expect(seen.done).toEqual([{ reason: "completed" }]);
+    expect(seen.done).toEqual([{ reason: "WORKFLOW_EXECUTION_COMPLETED" }]);
     await waitForStatus(workflowId, "completed");
   });
 
@@ -85,7 +85,7 @@ describe("the Node host crashes mid-run", () => {
     const seen = await collected; // ends only if the watchdog brought the rest of the history
     const history = await client.workflow.getHandle(workflowId).fetchHistory();
     expect(seen.eventIds).toEqual(history.events!.map((e) => Number(e.eventId)));
-    expect(seen.done).toEqual([{ reason: "terminated" }]);
+    expect(seen.done).toEqual([{ reason: "WORKFLOW_EXECUTION_TERMINATED" }]);
     // The D1 row, read without asking the host (status reads of terminal rows never do).
     await waitForStatus(workflowId, "terminated", 5_000);
   });

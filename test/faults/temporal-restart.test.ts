@@ -48,7 +48,7 @@ describe("Temporal restarts mid-run", () => {
     } finally {
       await client.connection.close();
     }
-    expect(seen.done).toEqual([{ reason: "completed" }]);
+    expect(seen.done).toEqual([{ reason: "WORKFLOW_EXECUTION_COMPLETED" }]);
     const status = (await (await api(`/workflow/${workflowId}/status`)).json()) as { status: string };
     expect(status.status).toBe("completed");
   });

@@ -18,28 +18,33 @@ import { sseComment, sseFrame } from "../../sse/frames.ts";
 import { parseLastEventId } from "../../sse/last-event-id.ts";
 import { openAdmittedSubscription, openRunSubscription, StreamAtEnd, subscriptionResponse } from "../../sse/run-subscription.ts";
 import { ADMISSION_PARAMS } from "../../../durable-objects/run-stream/subscriber-admission.ts";
+import { doneReason, toOutputEvent } from "../../shared/output-history.ts";
+import { parsePinnedRunId } from "./history.ts";
 import { parseWorkflowIdParam } from "./params.ts";
 
-/** Comment lines keep proxies and browsers from timing the stream out (at most every 25 s). */
-export const DEFAULT_KEEPALIVE_INTERVAL_MS = 20_000;
+/** Comment lines keep proxies and browsers from timing the stream out; Output sends one every 15 s. */
+export const DEFAULT_KEEPALIVE_INTERVAL_MS = 15_000;
 /** What EventSource should wait before reconnecting after a drop. */
 const CLIENT_RETRY_MS = 2_000;
 
-const RUN_ID_PATTERN = /^[A-Za-z0-9-]{1,64}$/;
-
-/** The SSE text of one message from the run's RunStream, and the cursor (Temporal event id) it advances to. */
-export function historyFrame(message: SubscriberMessage): { text: string; cursor?: number } {
+/**
+ * The SSE text of one message from the run's RunStream, and the cursor (Temporal event id) it
+ * advances to. Events and `done` reasons are in Output's form (src/shared/output-history.ts).
+ */
+export function historyFrame(message: SubscriberMessage, includePayloads: boolean): { text: string; cursor?: number } {
   switch (message.kind) {
     case "workflow":
       return { text: sseFrame({ event: "workflow", data: message.summary }) };
-    case "history":
-      return { text: sseFrame({ event: "history", id: message.lastEventId, data: message.events }), cursor: message.lastEventId };
+    case "history": {
+      const events = message.events.map((event) => toOutputEvent(event, includePayloads));
+      return { text: sseFrame({ event: "history", id: message.lastEventId, data: events }), cursor: message.lastEventId };
+    }
     case "thinking": {
       const { activityId, stepName, attempt, text } = message;
       return { text: sseFrame({ event: "thinking", data: { activityId, stepName, attempt, text } }) };
     }
     case "done": {
-      const data: { reason: string; newRunId?: string } = { reason: message.outcome.status };
+      const data: { reason: string; newRunId?: string } = { reason: doneReason(message.outcome.status) };
       if (message.outcome.newRunId) data.newRunId = message.outcome.newRunId;
       return { text: sseFrame({ event: "done", data }) };
     }
@@ -53,9 +58,6 @@ async function streamHistory(c: Context<AppEnv>, requestedRunId: string | undefi
   const auth = c.get("auth");
   if (auth.runScope && auth.runScope !== workflowId) {
     throw new ApiError("unauthorized", "this stream token is for another run");
-  }
-  if (requestedRunId !== undefined && !RUN_ID_PATTERN.test(requestedRunId)) {
-    throw new ApiError("run_not_found", "no run with that runId");
   }
   const lastEventId = parseLastEventId(c, "a Temporal event id");
   const includePayloads = c.req.query("includePayloads") === "true";
@@ -81,9 +83,19 @@ async function streamHistory(c: Context<AppEnv>, requestedRunId: string | undefi
     // First bytes at once: reconnect delay and a comment, so clients and proxies see a live stream.
     preamble: sseFrame({ retry: CLIENT_RETRY_MS }),
     keepAliveMs,
-    keepAlive: () => sseComment("keep-alive"),
-    frame: historyFrame,
-    onLost: () => sseFrame({ event: "server_error", data: { error: "stream_interrupted", message: "lost the run's event stream; reconnect to resume" } }),
+    keepAlive: () => sseComment("keepalive"),
+    frame: (message) => historyFrame(message, includePayloads),
+    onLost: () =>
+      sseFrame({
+        event: "server_error",
+        data: {
+          error: "StreamInterruptedError",
+          code: "stream_interrupted",
+          message: "lost the run's event stream; reconnect to resume",
+          workflowId,
+          runId: admittedRunId,
+        },
+      }),
   }).catch((err) => {
     if (err instanceof StreamAtEnd) return c.body(null, 204);
     throw err;
@@ -92,5 +104,5 @@ async function streamHistory(c: Context<AppEnv>, requestedRunId: string | undefi
 
 export function registerHistoryStream(app: App) {
   app.get("/workflow/:id/history/stream", (c) => streamHistory(c, undefined));
-  app.get("/workflow/:id/runs/:rid/history/stream", (c) => streamHistory(c, c.req.param("rid")));
+  app.get("/workflow/:id/runs/:rid/history/stream", (c) => streamHistory(c, parsePinnedRunId(c.req.param("rid"))));
 }

@@ -1,37 +1,121 @@
+/**
+ * GET /workflow/:id/history and GET /workflow/:id/runs/:rid/history: a run's Temporal history as
+ * JSON pages, in the shape Output's API server answers (see docs/streaming.md#history-as-json).
+ *
+ * - `workflow` (the run's summary) comes with the first page and with every long-poll call.
+ * - Without `longPollTimeoutMs`, `nextPageToken` is null at the current end of the history, even
+ *   while the run goes on (clients that walk pages stop there).
+ * - With it, the call waits (at most 15 s) for events past `pageToken`; on timeout it answers
+ *   `events: []` and the same token.
+ * - Tokens are opaque base64 and name their run, so a page walk stays on one run.
+ */
+import type { Context } from "hono";
 import { z } from "zod";
-import type { App } from "../../app-env.ts";
+import type { App, AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
 import { zodIssues } from "../../middleware/json-body/index.ts";
 import { runStream } from "../../run-stream-client.ts";
 import { getRunOrThrow } from "../../services/runs.ts";
+import { PAGE_TOKEN_PATTERN, decodePageToken, encodePageToken } from "../../shared/output-history.ts";
 import { parseWorkflowIdParam } from "./params.ts";
 
+/** Output's cap on one long-poll; a larger `longPollTimeoutMs` waits this long. */
+export const MAX_LONG_POLL_MS = 15_000;
+/** How often a long-poll looks at the run's log for new events. */
+const LONG_POLL_INTERVAL_MS = 250;
+/** How long a first page waits for the first events of a run that has just started. */
+const FIRST_EVENTS_WAIT_MS = 2_000;
+/** Output allows 50 a page; we allow more (a superset), with Output's default. */
+export const MAX_HISTORY_PAGE_SIZE = 1000;
+
+export const runIdSchema = z.uuid();
+
 export const historyQuery = z.object({
-  pageSize: z.coerce.number().int().min(1).max(1000).default(100),
-  /** Opaque to clients: pass back `nextPageToken` (it is the last event id seen). */
-  pageToken: z.string().regex(/^\d{1,15}$/).optional(),
+  runId: runIdSchema.optional(),
+  pageSize: z.coerce.number().int().min(1).max(MAX_HISTORY_PAGE_SIZE).default(20),
+  /** Opaque: pass back `nextPageToken`. An empty value counts as absent, as in Output. */
+  pageToken: z.preprocess((v) => (v === "" ? undefined : v), z.string().max(4096).regex(PAGE_TOKEN_PATTERN, "invalid pageToken format").optional()),
   includePayloads: z.enum(["true", "false"]).optional(),
+  /** Wait up to this long (ms, capped at 15 000) for events after `pageToken`. */
+  longPollTimeoutMs: z.coerce.number().int().positive().max(2_147_483_647).optional(),
+  /** Some Output CLI versions ask for a long-poll with `wait=true` instead: the longest wait. */
+  wait: z.enum(["true", "false"]).optional(),
 });
 
-/** GET /workflow/:id/history: the run's history as JSON, a page at a time. */
-export function registerHistory(app: App) {
-  app.get("/workflow/:id/history", async (c) => {
-    const workflowId = parseWorkflowIdParam(c.req.param("id"));
-    const parsed = historyQuery.safeParse(c.req.query());
-    if (!parsed.success) throw new ApiError("invalid_request", "invalid history query", zodIssues(parsed.error));
-    await getRunOrThrow(c.env, c.get("auth").organizationId, workflowId);
-    const page = await runStream(c.env, workflowId).historyPage(
-      undefined,
-      Number(parsed.data.pageToken ?? 0),
-      parsed.data.pageSize,
-      parsed.data.includePayloads === "true",
-    );
-    return c.json({
-      workflowId,
-      runId: page.runId,
-      events: page.events,
-      complete: page.complete,
-      nextPageToken: page.nextAfterEventId === null ? null : String(page.nextAfterEventId),
-    });
+/** A pinned run id from the path: a UUID, as Output requires, else 400. */
+export function parsePinnedRunId(raw: string | undefined): string | undefined {
+  if (raw === undefined) return undefined;
+  const parsed = runIdSchema.safeParse(raw);
+  if (!parsed.success) throw new ApiError("invalid_request", "runId must be a UUID", [{ path: "rid", message: "expected a UUID" }]);
+  return parsed.data;
+}
+
+async function historyPage(c: Context<AppEnv>, pinnedRunId: string | undefined): Promise<Response> {
+  const workflowId = parseWorkflowIdParam(c.req.param("id")!);
+  const parsed = historyQuery.safeParse(c.req.query());
+  if (!parsed.success) throw new ApiError("invalid_request", "invalid history query", zodIssues(parsed.error));
+  const query = parsed.data;
+  const run = await getRunOrThrow(c.env, c.get("auth").organizationId, workflowId);
+
+  const cursor = query.pageToken === undefined ? null : decodePageToken(query.pageToken);
+  if (query.pageToken !== undefined && !cursor) throw new ApiError("invalid_page_token", "this pageToken was not issued by this API");
+  const askedRunId = pinnedRunId ?? query.runId;
+  if (cursor && askedRunId && cursor.runId !== askedRunId) {
+    throw new ApiError("invalid_page_token", "this pageToken belongs to another run of the workflow");
+  }
+  const includePayloads = query.includePayloads === "true";
+  const after = cursor?.afterEventId ?? 0;
+  const stub = runStream(c.env, workflowId);
+
+  let page = await stub.historyPage(askedRunId ?? cursor?.runId, after, query.pageSize, includePayloads);
+  if ((askedRunId || cursor) && !page.known) throw new ApiError("run_not_found", `workflow ${workflowId} has no run ${askedRunId ?? cursor!.runId}`);
+
+  const longPollMs = query.longPollTimeoutMs ?? (query.wait === "true" ? MAX_LONG_POLL_MS : undefined);
+  const longPoll = longPollMs !== undefined;
+  if (!longPoll && after === 0 && page.known && page.events.length === 0) {
+    // Just started: the host relays the first events within moments; a first page with them
+    // (and a full summary) is what a client wants, so wait for them a little.
+    const deadline = Date.now() + FIRST_EVENTS_WAIT_MS;
+    const runId = page.runId ?? undefined;
+    while (page.events.length === 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, LONG_POLL_INTERVAL_MS));
+      page = await stub.historyPage(runId, after, query.pageSize, includePayloads);
+    }
+  }
+  if (longPoll) {
+    const deadline = Date.now() + Math.min(longPollMs, MAX_LONG_POLL_MS);
+    // Stay on the run the first look found, even if a reset or continue-as-new starts another.
+    const runId = page.runId ?? undefined;
+    while (page.events.length === 0 && !page.complete && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, Math.min(LONG_POLL_INTERVAL_MS, Math.max(0, deadline - Date.now()))));
+      page = await stub.historyPage(runId, after, query.pageSize, includePayloads);
+    }
+  }
+
+  const runId = page.runId ?? run.temporalRunId;
+  let nextPageToken: string | null = null;
+  if (runId) {
+    const full = page.events.length === query.pageSize;
+    if (!longPoll) {
+      // At the current end: null, so a page walk stops (Temporal does the same without waitNewEvent).
+      nextPageToken = full ? encodePageToken({ runId, afterEventId: page.lastEventId }) : null;
+    } else if (page.events.length > 0) {
+      nextPageToken = page.complete && !full ? null : encodePageToken({ runId, afterEventId: page.lastEventId });
+    } else {
+      // Timed out with nothing new: the same cursor again (none once the run's history is complete).
+      nextPageToken = page.complete ? null : (query.pageToken ?? encodePageToken({ runId, afterEventId: after }));
+    }
+  }
+  const firstPage = query.pageToken === undefined;
+  return c.json({
+    workflow: firstPage || longPoll ? page.workflow : null,
+    events: page.events,
+    runId,
+    nextPageToken,
   });
+}
+
+export function registerHistory(app: App) {
+  app.get("/workflow/:id/history", (c) => historyPage(c, undefined));
+  app.get("/workflow/:id/runs/:rid/history", (c) => historyPage(c, parsePinnedRunId(c.req.param("rid"))));
 }

@@ -10,6 +10,7 @@ import { registerHistoryStream } from "./history-stream.ts";
 import { registerInteractions } from "./interact.ts";
 import { registerRunsList } from "./runs.ts";
 import { registerStop } from "./stop.ts";
+import { registerReset } from "./reset.ts";
 import { registerTraceLog } from "./trace-log.ts";
 import { registerStreamToken } from "./stream-token.ts";
 import { registerResult } from "./result.ts";
@@ -43,5 +44,6 @@ export function registerWorkflowApi(app: App) {
   registerInteractions(app);
   registerStop(app);
   registerTraceLog(app);
+  registerReset(app);
   documentWorkflowApi(app);
 }

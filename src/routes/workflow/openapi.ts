@@ -4,6 +4,7 @@ import type { App } from "../../app-env.ts";
 import { anyObject, documentRoute } from "../../openapi/document.ts";
 import { RUN_STATUSES } from "../../shared/run-status.ts";
 import { historyQuery } from "./history.ts";
+import { resetBody } from "./reset.ts";
 import { recentRunsQuery } from "./runs.ts";
 import { runWorkflowBody, startWorkflowBody, workflowIdParam } from "./schemas.ts";
 
@@ -27,6 +28,13 @@ const result = z
   .meta({ id: "RunResult" });
 const sse = { description: "Server-Sent Events (docs/streaming.md)", schema: z.string(), contentType: "text/event-stream" };
 const RUN_ERRORS = ["run_not_found"] as const;
+const pinnedParams = z.object({ id: workflowIdParam, rid: z.uuid() });
+const historyPage = z.object({
+  workflow: z.object({ workflowId: z.string().nullable(), runId: z.string(), status, startTime: z.string().nullable(), closeTime: z.string().nullable(), historyLength: z.number(), taskQueue: z.string().nullable(), closed: z.boolean() }).nullable(),
+  events: z.array(anyObject),
+  runId: z.string().nullable(),
+  nextPageToken: z.string().nullable(),
+});
 
 export function documentWorkflowApi(app: App) {
   documentRoute(app, {
@@ -58,7 +66,7 @@ export function documentWorkflowApi(app: App) {
   for (const path of ["/workflow/:id/history/stream", "/workflow/:id/runs/:rid/history/stream"]) {
     documentRoute(app, {
       method: "get", path, tag, auth: "apiKeyOrStreamToken", summary: "Follow a run's Temporal history live (workflow, history, done, server_error)",
-      params: path.includes(":rid") ? z.object({ id: workflowIdParam, rid: z.string() }) : idParam,
+      params: path.includes(":rid") ? pinnedParams : idParam,
       query: z.object({ lastEventId: z.string().optional(), includePayloads: z.enum(["true", "false"]).optional(), token: z.string().optional() }),
       responses: { 200: sse, 204: { description: "Past the end of a finished run" } }, errors: [...RUN_ERRORS, "invalid_request", "host_unavailable"],
     });
@@ -67,10 +75,13 @@ export function documentWorkflowApi(app: App) {
     method: "post", path: "/workflow/:id/stream-token", tag, auth: "apiKey", summary: "Mint a run-scoped stream token", params: idParam,
     responses: { 200: { description: "Token", schema: z.object({ workflowId: z.string(), token: z.string(), expiresAt: z.string() }) } }, errors: [...RUN_ERRORS],
   });
-  documentRoute(app, {
-    method: "get", path: "/workflow/:id/history", tag, auth: "apiKey", summary: "A run's history as JSON, paged", params: idParam, query: historyQuery,
-    responses: { 200: { description: "A page of history", schema: anyObject } }, errors: [...RUN_ERRORS, "invalid_request"],
-  });
+  for (const path of ["/workflow/:id/history", "/workflow/:id/runs/:rid/history"]) {
+    documentRoute(app, {
+      method: "get", path, tag, auth: "apiKey", summary: "A run's history as JSON, paged (Output's shape; long-poll with longPollTimeoutMs)",
+      params: path.includes(":rid") ? pinnedParams : idParam, query: historyQuery,
+      responses: { 200: { description: "A page of history", schema: historyPage } }, errors: [...RUN_ERRORS, "invalid_request", "invalid_page_token"],
+    });
+  }
   for (const kind of ["signal", "query", "update"] as const) {
     documentRoute(app, {
       method: "post", path: `/workflow/:id/${kind}/:name`, tag, auth: "apiKey", summary: `Call the workflow's ${kind} handler with the JSON body`,
@@ -88,8 +99,19 @@ export function documentWorkflowApi(app: App) {
     body: z.object({ reason: z.string().max(1000).optional() }),
     responses: { 200: { description: "Terminated", schema: anyObject } }, errors: [...RUN_ERRORS, "invalid_json", "invalid_request", "run_finished", "host_unavailable"],
   });
-  documentRoute(app, {
-    method: "get", path: "/workflow/:id/trace-log", tag, auth: "apiKey", summary: "The execution trace of a finished run", params: idParam,
-    responses: { 200: { description: "Trace", schema: anyObject } }, errors: [...RUN_ERRORS, "run_not_finished"],
-  });
+  for (const path of ["/workflow/:id/trace-log", "/workflow/:id/runs/:rid/trace-log"]) {
+    documentRoute(app, {
+      method: "get", path, tag, auth: "apiKey", summary: "The execution trace of a finished run, in Output's trace format", params: path.includes(":rid") ? pinnedParams : idParam,
+      responses: { 200: { description: "Trace", schema: z.object({ source: z.literal("remote"), runId: z.string(), data: anyObject }) } },
+      errors: [...RUN_ERRORS, "invalid_request", "run_not_finished", "trace_not_available"],
+    });
+  }
+  for (const path of ["/workflow/:id/reset", "/workflow/:id/runs/:rid/reset"]) {
+    documentRoute(app, {
+      method: "post", path, tag, auth: "apiKey", summary: "Temporal reset to just after a completed step; answers the new run's id", params: path.includes(":rid") ? pinnedParams : idParam,
+      body: resetBody,
+      responses: { 200: { description: "The new run", schema: z.object({ workflowId: z.string(), runId: z.string() }) } },
+      errors: [...RUN_ERRORS, "invalid_json", "invalid_request", "step_not_found", "step_not_completed", "host_unavailable"],
+    });
+  }
 }

@@ -1,0 +1,45 @@
+import type { Context } from "hono";
+import { z } from "zod";
+import type { App, AppEnv } from "../../app-env.ts";
+import { HostClient } from "../../host-client.ts";
+import { readJsonOrEmpty } from "../../middleware/json-body/index.ts";
+import { recordRunEvents } from "../../run-stream-client.ts";
+import { getRunOrThrow } from "../../services/runs.ts";
+import { runResetEvent } from "../../shared/run-events.ts";
+import { parsePinnedRunId } from "./history.ts";
+import { parseWorkflowIdParam } from "./params.ts";
+
+export const resetBody = z.object({
+  /** The step (activity) to re-run from after: its completion is kept, every later step runs again. */
+  stepName: z.string().min(1).max(256),
+  reason: z.string().max(1000).optional(),
+});
+
+/** When Output retires its unpinned run routes (its `deprecated` middleware). */
+export const UNPINNED_SUNSET = "Thu, 16 Jul 2026 00:00:00 GMT";
+
+/**
+ * POST /workflow/:id/reset (latest run; deprecated as in Output) and POST
+ * /workflow/:id/runs/:rid/reset: a Temporal reset to the workflow task completed just after the
+ * step's activity completed. Answers the NEW run's id; the workflow's row, its RunStream and its
+ * streams follow the new run. 404 `step_not_found`, 409 `step_not_completed`.
+ */
+async function reset(c: Context<AppEnv>, pinnedRunId: string | undefined): Promise<Response> {
+  const workflowId = parseWorkflowIdParam(c.req.param("id")!);
+  const body = await readJsonOrEmpty(c, resetBody);
+  await getRunOrThrow(c.env, c.get("auth").organizationId, workflowId);
+  const result = await new HostClient(c.env).reset(workflowId, { ...body, runId: pinnedRunId });
+  // Recorded before we answer: a status or stream request right after this sees the new run.
+  await recordRunEvents(c.env, workflowId, [runResetEvent(result.runId, result.resetFromRunId)]);
+  if (!pinnedRunId) {
+    c.header("Deprecation", "true");
+    c.header("Sunset", UNPINNED_SUNSET);
+    c.header("Link", `</workflow/${workflowId}/runs/${result.resetFromRunId}/reset>; rel="successor-version"`);
+  }
+  return c.json({ workflowId, runId: result.runId });
+}
+
+export function registerReset(app: App) {
+  app.post("/workflow/:id/reset", (c) => reset(c, undefined));
+  app.post("/workflow/:id/runs/:rid/reset", (c) => reset(c, parsePinnedRunId(c.req.param("rid"))));
+}

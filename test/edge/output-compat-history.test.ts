@@ -1,0 +1,308 @@
+/**
+ * History JSON, trace log and reset at the edge (workerd, real D1 and RunStream DOs; history is
+ * pushed as the host's relay pushes it). Happy paths, then bad input, then other tenants.
+ * test/e2e/output-compat-history.test.ts drives the same routes against real Temporal runs.
+ */
+import { env } from "cloudflare:workers";
+import { beforeAll, describe, expect, it } from "vitest";
+import { encodePageToken } from "../../src/shared/output-history.ts";
+import { call, seedCatalog, seedOrganization, type ErrorBody } from "./helpers.ts";
+import { createRunningRun, push } from "./stream-helpers.ts";
+
+type Page = { workflow: Record<string, unknown> | null; events: Array<Record<string, unknown>>; runId: string | null; nextPageToken: string | null };
+
+/** One Temporal history event as the relay pushes it (the stored form the edge translates). */
+function stored(runId: string, eventId: number, type: string, attributes: Record<string, unknown> = {}, payloads?: Record<string, unknown>) {
+  return {
+    sourceKey: `history:${runId}:${eventId}`,
+    type: "history",
+    at: new Date(Date.UTC(2026, 0, 1, 0, 0, eventId)).toISOString(),
+    data: {
+      runId,
+      event: {
+        eventId: String(eventId),
+        eventTime: new Date(Date.UTC(2026, 0, 1, 0, 0, eventId)).toISOString(),
+        eventType: `EVENT_TYPE_${type}`,
+        attributes,
+        ...(payloads ? { payloads } : {}),
+      },
+    },
+  };
+}
+
+/** two_steps up to the end of its first step (8 events), as Temporal records it. */
+function firstStep(runId: string) {
+  return [
+    stored(runId, 1, "WORKFLOW_EXECUTION_STARTED", { workflowType: { name: "two_steps" }, taskQueue: { name: "outrider" }, input: {} }, { input: [{ text: "a b c" }] }),
+    stored(runId, 2, "WORKFLOW_TASK_SCHEDULED"),
+    stored(runId, 3, "WORKFLOW_TASK_STARTED"),
+    stored(runId, 4, "WORKFLOW_TASK_COMPLETED"),
+    stored(runId, 5, "ACTIVITY_TASK_SCHEDULED", { activityId: "1", activityType: { name: "countWords" }, input: {} }, { input: ["a b c"] }),
+    stored(runId, 6, "ACTIVITY_TASK_STARTED", { scheduledEventId: "5", attempt: 1 }),
+    stored(runId, 7, "ACTIVITY_TASK_COMPLETED", { scheduledEventId: "5", startedEventId: "6", result: {} }, { result: { words: 3, text: "a b c" } }),
+    stored(runId, 8, "WORKFLOW_TASK_SCHEDULED"),
+  ];
+}
+
+function secondStepFailing(runId: string) {
+  return [
+    stored(runId, 9, "WORKFLOW_TASK_STARTED"),
+    stored(runId, 10, "WORKFLOW_TASK_COMPLETED"),
+    stored(runId, 11, "ACTIVITY_TASK_SCHEDULED", { activityId: "2", activityType: { name: "shout" }, input: {} }, { input: ["a b c"] }),
+    stored(runId, 12, "ACTIVITY_TASK_STARTED", { scheduledEventId: "11", attempt: 2 }),
+    stored(runId, 13, "ACTIVITY_TASK_FAILED", {
+      scheduledEventId: "11",
+      failure: { message: "too loud", stackTrace: "at shout", applicationFailureInfo: { type: "Loud" } },
+    }),
+    stored(runId, 14, "WORKFLOW_TASK_SCHEDULED"),
+    stored(runId, 15, "WORKFLOW_TASK_STARTED"),
+    stored(runId, 16, "WORKFLOW_TASK_COMPLETED"),
+    stored(runId, 17, "WORKFLOW_EXECUTION_FAILED", { failure: { message: "too loud" } }),
+  ];
+}
+
+const finished = (runId: string, status: string, error: string | null = null) => ({
+  sourceKey: `run:${runId}:finished`,
+  type: "run.finished",
+  at: new Date().toISOString(),
+  data: { runId, status, output: null, error },
+});
+
+const llmUsage = (runId: string) => ({
+  sourceKey: `attribute:${runId}:2:2:1`,
+  type: "attribute",
+  at: new Date().toISOString(),
+  data: {
+    runId,
+    activityId: "2",
+    stepName: "shout",
+    attempt: 2,
+    attribute: { type: "llm:usage", modelId: "gpt-test", total: 0.003, tokensUsed: 30, usage: [{ type: "input", ppm: 100, amount: 10, total: 0.001 }, { type: "output", ppm: 100, amount: 20, total: 0.002 }] },
+  },
+});
+
+describe("GET /workflow/:id/history (Output's shape)", () => {
+  let org: Awaited<ReturnType<typeof seedOrganization>>;
+  const get = (path: string, key = org.key) => call(path, { headers: { authorization: `Bearer ${key}` } });
+  const page = async (path: string) => {
+    const res = await get(path);
+    expect(res.status, path).toBe(200);
+    return (await res.json()) as Page;
+  };
+
+  beforeAll(async () => {
+    org = await seedOrganization();
+    await seedCatalog();
+  });
+
+  it("first page: the workflow summary, events in Output's JSON form, payload fields left out", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, firstStep(runId));
+    const first = await page(`/workflow/${workflowId}/history`);
+    expect(first.workflow).toEqual({
+      workflowId, runId, status: "running", startTime: "2026-01-01T00:00:01.000Z", closeTime: null, historyLength: 8, taskQueue: "outrider", closed: false,
+    });
+    expect(first.runId).toBe(runId);
+    expect(first.events).toHaveLength(8);
+    expect(first.nextPageToken).toBeNull(); // the current end of a running run
+    expect(first.events[4]).toEqual({
+      eventId: "5",
+      eventType: 10,
+      eventTypeName: "ACTIVITY_TASK_SCHEDULED",
+      eventTime: "2026-01-01T00:00:05.000Z",
+      activityTaskScheduledEventAttributes: { activityId: "1", activityType: { name: "countWords" }, stepName: "countWords" },
+    });
+    expect(first.events[6]).toEqual(expect.objectContaining({ eventTypeName: "ACTIVITY_TASK_COMPLETED", activityTaskCompletedEventAttributes: { scheduledEventId: "5", startedEventId: "6" } }));
+  });
+
+  it("includePayloads=true decodes inputs and results in place, as arrays, and trims failures", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [...firstStep(runId), ...secondStepFailing(runId)]);
+    const { events } = await page(`/workflow/${workflowId}/history?includePayloads=true&pageSize=50`);
+    expect(events[0]!.workflowExecutionStartedEventAttributes).toMatchObject({ input: [{ text: "a b c" }] });
+    expect(events[4]!.activityTaskScheduledEventAttributes).toMatchObject({ input: ["a b c"] });
+    expect(events[6]!.activityTaskCompletedEventAttributes).toMatchObject({ result: [{ words: 3, text: "a b c" }] });
+    expect(events[12]!.activityTaskFailedEventAttributes).toEqual({ scheduledEventId: "11", failure: { message: "too loud", stackTrace: "at shout", type: "Loud" } });
+    const plain = await page(`/workflow/${workflowId}/history?pageSize=50`);
+    expect(plain.events[12]!.activityTaskFailedEventAttributes).toEqual({ scheduledEventId: "11" });
+    expect(JSON.stringify(plain.events)).not.toContain("a b c");
+  });
+
+  it("a page walk like Output's CLI: base64 tokens, the summary only on page one, null at the tip", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, firstStep(runId));
+    const pages: Page[] = [];
+    let token: string | null = null;
+    do {
+      const query: string = token ? `&runId=${runId}&pageToken=${encodeURIComponent(token)}` : "";
+      const p = await page(`/workflow/${workflowId}/history?pageSize=3${query}`);
+      pages.push(p);
+      token = p.nextPageToken;
+      if (token) expect(token).toMatch(/^[A-Za-z0-9+/]+={0,2}$/);
+      expect(pages.length).toBeLessThan(10);
+    } while (token);
+    expect(pages.map((p) => p.events.map((e) => Number(e.eventId)))).toEqual([[1, 2, 3], [4, 5, 6], [7, 8]]);
+    expect(pages.map((p) => p.workflow === null)).toEqual([false, true, true]);
+    // The same walk on the pinned route; a token works there without ?runId.
+    const pinned = await page(`/workflow/${workflowId}/runs/${runId}/history?pageSize=5`);
+    const next = await page(`/workflow/${workflowId}/runs/${runId}/history?pageSize=5&pageToken=${encodeURIComponent(pinned.nextPageToken!)}`);
+    expect([...pinned.events, ...next.events].map((e) => e.eventId)).toEqual(["1", "2", "3", "4", "5", "6", "7", "8"]);
+  });
+
+  it("long-poll: waits for the next events and returns them with the summary; on timeout events [] and the same token", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, firstStep(runId));
+    const tip = encodePageToken({ runId, afterEventId: 8 });
+    const quiet = await page(`/workflow/${workflowId}/history?runId=${runId}&pageToken=${encodeURIComponent(tip)}&longPollTimeoutMs=300`);
+    expect(quiet).toEqual({ workflow: expect.objectContaining({ status: "running", closed: false }), events: [], runId, nextPageToken: tip });
+
+    const waiting = page(`/workflow/${workflowId}/history?runId=${runId}&pageToken=${encodeURIComponent(tip)}&longPollTimeoutMs=10000`);
+    await new Promise((r) => setTimeout(r, 400));
+    await push(workflowId, [...secondStepFailing(runId), finished(runId, "failed", "too loud")]);
+    const woke = await waiting;
+    expect(woke.events.map((e) => Number(e.eventId))).toEqual([9, 10, 11, 12, 13, 14, 15, 16, 17]);
+    expect(woke.workflow).toMatchObject({ status: "failed", closed: true, closeTime: "2026-01-01T00:00:17.000Z" });
+    expect(woke.nextPageToken).toBeNull(); // the run's history is complete
+
+    // Terminal detection as Output's monitor does it: `workflow.status` on a long-poll.
+    const after = await page(`/workflow/${workflowId}/history?runId=${runId}&pageToken=${encodeURIComponent(encodePageToken({ runId, afterEventId: 17 }))}&longPollTimeoutMs=5000`);
+    expect(after).toMatchObject({ events: [], nextPageToken: null, workflow: { status: "failed" } });
+    // `wait=true` (another Output CLI version's long-poll) replays from the token that fetched the tip, de-duped by the client.
+    const replay = await page(`/workflow/${workflowId}/history?runId=${runId}&pageToken=${encodeURIComponent(tip)}&wait=true`);
+    expect(replay.events.map((e) => Number(e.eventId))).toEqual([9, 10, 11, 12, 13, 14, 15, 16, 17]);
+    expect(replay.workflow).toMatchObject({ status: "failed" });
+  });
+
+  it("bad input: 400 invalid_request for the query, 400 invalid_page_token for a token not ours, 404 for an unknown run", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, firstStep(runId));
+    const expectError = async (path: string, status: number, code: string) => {
+      const res = await get(path);
+      expect(res.status, path).toBe(status);
+      expect(((await res.json()) as ErrorBody).error.code, path).toBe(code);
+    };
+    for (const q of ["pageSize=0", "pageSize=1001", "pageSize=abc", "includePayloads=yes", "longPollTimeoutMs=0", "longPollTimeoutMs=-5", "pageToken=%21%21", `pageToken=${"A".repeat(4100)}`, "runId=not-a-uuid"]) {
+      await expectError(`/workflow/${workflowId}/history?${q}`, 400, "invalid_request");
+    }
+    await expectError(`/workflow/${workflowId}/history?pageToken=Zm9vYmFy`, 400, "invalid_page_token");
+    const otherRunsToken = encodeURIComponent(encodePageToken({ runId: crypto.randomUUID(), afterEventId: 2 }));
+    await expectError(`/workflow/${workflowId}/history?runId=${runId}&pageToken=${otherRunsToken}`, 400, "invalid_page_token");
+    await expectError(`/workflow/${workflowId}/runs/not-a-uuid/history`, 400, "invalid_request");
+    await expectError(`/workflow/${workflowId}/history?runId=${crypto.randomUUID()}`, 404, "run_not_found");
+    await expectError(`/workflow/${workflowId}/runs/${crypto.randomUUID()}/history`, 404, "run_not_found");
+    await expectError(`/workflow/two_steps-${crypto.randomUUID()}/history`, 404, "run_not_found");
+    // An empty pageToken counts as absent, as in Output.
+    expect((await page(`/workflow/${workflowId}/history?pageToken=`)).events).toHaveLength(8);
+  });
+
+  it("security: another organization gets 404; a token naming another workflow's run reads nothing of it", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, firstStep(runId));
+    const other = await seedOrganization("Other org");
+    for (const path of [`/workflow/${workflowId}/history`, `/workflow/${workflowId}/runs/${runId}/history`, `/workflow/${workflowId}/runs/${runId}/trace-log`]) {
+      const res = await get(path, other.key);
+      expect(res.status, path).toBe(404);
+      expect(await res.text()).not.toContain(runId);
+    }
+    // The other organization's own run, asked with a token of ours: its DO does not know our run.
+    const theirs = await createRunningRun(other.organizationId);
+    await push(theirs.workflowId, firstStep(theirs.runId));
+    const res = await get(`/workflow/${theirs.workflowId}/history?pageToken=${encodeURIComponent(encodePageToken({ runId, afterEventId: 0 }))}`, other.key);
+    expect(res.status).toBe(404);
+    expect(await res.text()).not.toContain("countWords");
+  });
+});
+
+describe("GET /workflow/:id/trace-log (Output's trace format)", () => {
+  let org: Awaited<ReturnType<typeof seedOrganization>>;
+  const get = (path: string) => call(path, { headers: { authorization: `Bearer ${org.key}` } });
+  beforeAll(async () => {
+    org = await seedOrganization();
+    await seedCatalog();
+  });
+
+  it("424 run_not_finished while the run goes on, then {source: remote, runId, data} with the node tree", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [...firstStep(runId), llmUsage(runId)]);
+    const running = await get(`/workflow/${workflowId}/trace-log`);
+    expect(running.status).toBe(424);
+    expect(running.headers.get("retry-after")).toBe("2");
+    expect(((await running.json()) as ErrorBody).error.code).toBe("run_not_finished");
+    expect((await get(`/workflow/${workflowId}/runs/${runId}/trace-log`)).status).toBe(424);
+
+    await push(workflowId, [...secondStepFailing(runId), finished(runId, "failed", "too loud")]);
+    for (const path of [`/workflow/${workflowId}/trace-log`, `/workflow/${workflowId}/runs/${runId}/trace-log`]) {
+      const res = await get(path);
+      expect(res.status, path).toBe(200);
+      const body = (await res.json()) as { source: string; runId: string; data: Record<string, unknown> & { children: Array<Record<string, unknown> & { children: Array<Record<string, unknown>> }> } };
+      expect(body.source).toBe("remote");
+      expect(body.runId).toBe(runId);
+      expect(body.data).toMatchObject({
+        kind: "workflow", name: "two_steps", phase: "error", status: "failed", input: { text: "a b c" }, error: { message: "too loud" },
+        startedAt: Date.UTC(2026, 0, 1, 0, 0, 1), endedAt: Date.UTC(2026, 0, 1, 0, 0, 17),
+      });
+      expect(body.data.children.map((s) => [s.kind, s.name, s.phase, s.status, s.input, s.output, s.error])).toEqual([
+        ["step", "countWords", "end", "completed", "a b c", { words: 3, text: "a b c" }, null],
+        ["step", "shout", "error", "failed", "a b c", null, { message: "too loud" }],
+      ]);
+      expect(body.data.children[1]!.children).toEqual([
+        expect.objectContaining({ kind: "llm", name: "gpt-test", attributes: { "llm:usage": expect.objectContaining({ modelId: "gpt-test", total: 0.003 }) } }),
+      ]);
+    }
+  });
+
+  it("404 trace_not_available when no trace was stored; 404 for an unknown run; 400 for a malformed rid", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [...firstStep(runId), ...secondStepFailing(runId), finished(runId, "failed", "too loud")]);
+    expect((await get(`/workflow/${workflowId}/trace-log`)).status).toBe(200);
+    await env.TRACES.delete(`traces/${workflowId}/${runId}.json`);
+    const gone = await get(`/workflow/${workflowId}/trace-log`);
+    expect(gone.status).toBe(404);
+    expect(((await gone.json()) as ErrorBody).error.code).toBe("trace_not_available");
+    const unknown = await get(`/workflow/${workflowId}/runs/${crypto.randomUUID()}/trace-log`);
+    expect(unknown.status).toBe(404);
+    expect(((await unknown.json()) as ErrorBody).error.code).toBe("run_not_found");
+    expect((await get(`/workflow/${workflowId}/runs/abc/trace-log`)).status).toBe(400);
+  });
+});
+
+describe("POST /workflow/:id/reset at the edge", () => {
+  let org: Awaited<ReturnType<typeof seedOrganization>>;
+  const post = (path: string, body: unknown) =>
+    call(path, { method: "POST", headers: { authorization: `Bearer ${org.key}`, "content-type": "application/json" }, body: typeof body === "string" ? body : JSON.stringify(body) });
+  beforeAll(async () => {
+    org = await seedOrganization();
+    await seedCatalog();
+  });
+
+  it("400 for a missing, empty or overlong stepName, a non-string reason, malformed JSON or a malformed rid; 404 for an unknown workflow", async () => {
+    const { workflowId } = await createRunningRun(org.organizationId);
+    for (const body of [{}, { stepName: "" }, { stepName: 5 }, { stepName: "x".repeat(257) }, { stepName: "shout", reason: 5 }, ""]) {
+      const res = await post(`/workflow/${workflowId}/reset`, body);
+      expect(res.status, JSON.stringify(body)).toBe(400);
+    }
+    expect(((await (await post(`/workflow/${workflowId}/reset`, "{nope")).json()) as ErrorBody).error.code).toBe("invalid_json");
+    expect((await post(`/workflow/${workflowId}/runs/not-a-uuid/reset`, { stepName: "shout" })).status).toBe(400);
+    const unknown = await post(`/workflow/two_steps-${crypto.randomUUID()}/reset`, { stepName: "shout" });
+    expect(unknown.status).toBe(404);
+  });
+
+  it("the run's row follows the run a reset started, and a late end of the replaced run does not undo it", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [...firstStep(runId), ...secondStepFailing(runId), finished(runId, "failed", "too loud")]);
+    const row = () => env.DB.prepare("SELECT status, temporal_run_id, completed_at, error FROM runs WHERE temporal_workflow_id = ?").bind(workflowId).first();
+    expect(await row()).toMatchObject({ status: "failed", temporal_run_id: runId });
+    const newRunId = crypto.randomUUID();
+    // What the reset route records once the host answered.
+    await push(workflowId, [{ sourceKey: `run:${newRunId}:started`, type: "run.started", at: new Date().toISOString(), data: { runId: newRunId, resetFromRunId: runId } }]);
+    expect(await row()).toEqual({ status: "running", temporal_run_id: newRunId, completed_at: null, error: null });
+    // The replaced run's end, delivered again (e.g. the relay after a restart), changes nothing.
+    await push(workflowId, [{ ...finished(runId, "terminated"), sourceKey: `run:${runId}:finished:again` }]);
+    expect(await row()).toMatchObject({ status: "running", temporal_run_id: newRunId });
+    // History and status now speak of the new run.
+    await push(workflowId, firstStep(newRunId));
+    const page = (await (await call(`/workflow/${workflowId}/history`, { headers: { authorization: `Bearer ${org.key}` } })).json()) as Page;
+    expect(page.runId).toBe(newRunId);
+    expect(page.workflow).toMatchObject({ runId: newRunId, status: "running" });
+  });
+});
