@@ -85,7 +85,7 @@ export class HistoryRelay {
   private async relay(workflowId: string, knownRunId?: string): Promise<void> {
     let runId: string | undefined = knownRunId ?? (await this.client.workflow.getHandle(workflowId).describe()).runId;
     while (runId && !this.stopped) {
-      const relayed = runId;
+      const relayed: string = runId;
       // A reset names no successor in the old run's history: the reset route tells us.
       runId = (await this.relayRun(workflowId, runId)) ?? this.resetSuccessors.get(workflowId);
       this.resetSuccessors.delete(workflowId);
