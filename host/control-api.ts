@@ -25,6 +25,9 @@ import { describeRun, failureMessage, runResult } from "./temporal.ts";
 /** Longest a single result call may block; the edge asks again if it wants to wait longer. */
 export const MAX_RESULT_WAIT_MS = 120_000;
 
+/** How long the readiness check waits for Temporal. */
+export const READY_TIMEOUT_MS = 3_000;
+
 export interface ControlApiDeps {
   client: Client;
   taskQueue: string;
@@ -147,6 +150,16 @@ export function createControlApi(deps: ControlApiDeps): Hono {
     await openRun(workflowId);
     await deps.client.workflow.getHandle(workflowId).terminate(parsed.data.reason ?? "terminated through the API");
     return c.json({ status: "terminated" });
+  });
+
+  // Readiness (the edge's GET /ready): Temporal must answer a cheap call within READY_TIMEOUT_MS.
+  app.get(HOST_PATHS.ready, async (c) => {
+    try {
+      await deps.client.connection.withDeadline(Date.now() + READY_TIMEOUT_MS, () => deps.client.workflowService.getSystemInfo({}));
+    } catch (err) {
+      throw hostError(503, "temporal_unavailable", `Temporal did not answer: ${(err as Error).message}`);
+    }
+    return c.json({ ok: true });
   });
 
   app.get(HOST_PATHS.metrics, (c) => c.json({ historyRequests: deps.relay.historyRequests, runsFollowed: deps.relay.size }));

@@ -9,6 +9,7 @@ import {
   hostErrorBody,
   runResultResponse,
   followResponse,
+  readyResponse,
   interactResponse,
   stopResponse,
   startRunResponse,
@@ -22,6 +23,7 @@ const PASS_THROUGH_CODES: Partial<Record<ErrorCode, true>> = {
   handler_not_found: true,
   handler_failed: true,
   run_finished: true,
+  workflow_id_in_use: true,
 };
 
 /** Seconds a client should wait before retrying when the host cannot be reached. */
@@ -51,6 +53,11 @@ export class HostClient {
 
   terminate(workflowId: string, reason: string | undefined) {
     return this.call("POST", HOST_PATHS.terminate(workflowId), stopResponse, { reason });
+  }
+
+  /** Resolves when the host is up and Temporal answers it; else host_unavailable. */
+  ready() {
+    return this.call("GET", HOST_PATHS.ready, readyResponse);
   }
 
   /** Asks the host to (re)relay a run's history to the edge. */

@@ -33,11 +33,17 @@ const DEFAULT_CODE_RUN_CREDIT_HOLD = 20_000;
 export const codeRunCreditHold = (env: Env) => Number(env.CODE_RUN_CREDIT_HOLD) || DEFAULT_CODE_RUN_CREDIT_HOLD;
 
 /** Starts a published code workflow by name (the Workflow API and the Workflow Runs API). */
-export async function startRun(env: Env, organizationId: string, workflowName: string, input: unknown): Promise<StartedRun> {
+export async function startRun(
+  env: Env,
+  organizationId: string,
+  workflowName: string,
+  input: unknown,
+  options: Pick<StartOptions, "workflowId"> = {},
+): Promise<StartedRun> {
   const workflow = await findRunnableWorkflow(env.DB, organizationId, { name: workflowName });
   if (!workflow) throw new ApiError("workflow_not_found", `no published workflow named "${workflowName}"; GET /workflow/catalog lists them`);
   assertValidInput(workflow, input);
-  return startWorkflowRun(env, organizationId, workflow, input, { creditHold: codeRunCreditHold(env) });
+  return startWorkflowRun(env, organizationId, workflow, input, { creditHold: codeRunCreditHold(env), workflowId: options.workflowId });
 }
 
 export interface StartOptions {
@@ -47,6 +53,8 @@ export interface StartOptions {
   envs?: Record<string, string>;
   /** What the host starts, when it is not the catalog workflow itself (prompt workflows). */
   host?: { workflowName: string; input: unknown; executionTimeoutMs?: number };
+  /** The caller's workflow id (Workflow API); default `<name>-<uuid>`. A taken id is 409 workflow_id_in_use. */
+  workflowId?: string;
 }
 
 /**
@@ -63,7 +71,7 @@ export async function startWorkflowRun(env: Env, organizationId: string, workflo
   }
   const creditHold = hold.metered ? options.creditHold : 0;
   const id = crypto.randomUUID();
-  const workflowId = `${workflow.kind === "prompt" ? workflow.id : workflow.name}-${id}`;
+  const workflowId = options.workflowId ?? `${workflow.kind === "prompt" ? workflow.id : workflow.name}-${id}`;
   const undo = () =>
     env.DB.batch([deleteUnstartedRunStatement(env.DB, id), ...(creditHold > 0 ? [releaseCreditsStatement(env.DB, organizationId, creditHold)] : [])]);
   try {
@@ -79,6 +87,8 @@ export async function startWorkflowRun(env: Env, organizationId: string, workflo
     });
   } catch (err) {
     if (creditHold > 0) await releaseCreditsStatement(env.DB, organizationId, creditHold).run();
+    // The unique index on the workflow id is what makes two concurrent starts of one id one run.
+    if (isUniqueViolation(err)) throw new ApiError("workflow_id_in_use", `a run with workflow id "${workflowId}" already exists; a workflow id names one run`, undefined, undefined, workflowId);
     throw err;
   }
   let runId: string;
@@ -96,6 +106,11 @@ export async function startWorkflowRun(env: Env, organizationId: string, workflo
   }
   await recordRunEvents(env, workflowId, [runStartedEvent(runId)]);
   return { workflowId, runId, status: "running" };
+}
+
+function isUniqueViolation(err: unknown): boolean {
+  for (let e: unknown = err; e instanceof Error; e = e.cause) if (/UNIQUE constraint failed/i.test(e.message)) return true;
+  return false;
 }
 
 export async function getRunOrThrow(env: Env, organizationId: string, workflowId: string): Promise<Run> {

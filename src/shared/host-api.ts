@@ -15,6 +15,8 @@ export const HOST_PATHS = {
   cancel: (workflowId: string) => `/v1/runs/${encodeURIComponent(workflowId)}/cancel`,
   terminate: (workflowId: string) => `/v1/runs/${encodeURIComponent(workflowId)}/terminate`,
   metrics: "/v1/metrics",
+  /** Readiness: the host answers once it has asked Temporal for its system info. */
+  ready: "/v1/ready",
 } as const;
 
 export const EDGE_PATHS = {
@@ -69,6 +71,8 @@ export const terminateRequest = z.object({ reason: z.string().max(1000).optional
 export const stopResponse = z.object({ status: z.string() });
 
 export const followResponse = z.object({ following: z.boolean() });
+
+export const readyResponse = z.object({ ok: z.literal(true) });
 
 export const hostErrorBody = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
 

@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { postJson, seedCatalog, seedOrganization, type ErrorBody } from "./helpers.ts";
+import { postJson, seedCatalog, seedOrganization, type OutputErrorBody } from "./helpers.ts";
 
 // In edge tests HOST_URL points at a closed port, so every call to the host fails to connect.
 describe("when the host cannot be reached", () => {
@@ -15,7 +15,7 @@ describe("when the host cannot be reached", () => {
       const res = await postJson(path, { workflowName: "hello", input: { name: "Ada" } }, org.key);
       expect(res.status).toBe(503);
       expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
-      expect(((await res.json()) as ErrorBody).error.code).toBe("host_unavailable");
+      expect(((await res.json()) as OutputErrorBody).code).toBe("host_unavailable");
       const rows = await env.DB.prepare("SELECT status FROM runs WHERE organization_id = ?").bind(org.organizationId).all();
       expect(rows.results).toEqual([]);
     });

@@ -1,12 +1,32 @@
 import type { App } from "../../app-env.ts";
-import { getRunOrThrow, resultPayload, settleRun } from "../../services/runs.ts";
-import { parseWorkflowIdParam } from "./params.ts";
+import { ApiError } from "../../errors.ts";
+import { settleRun } from "../../services/runs.ts";
+import { isTerminal } from "../../shared/run-status.ts";
+import { outputResult } from "./result-body.ts";
+import { targetRun, unpinnedAndPinned } from "./run-target.ts";
 
-/** GET /workflow/:id/result: the result payload; `status` says whether it is final. */
+/**
+ * GET /workflow/:id/result and /workflow/:id/runs/:rid/result: the result of a run that has
+ * ended (completed, failed, cancelled, ... all 200); 424 WorkflowNotCompletedError while it runs.
+ */
 export function registerResult(app: App) {
-  app.get("/workflow/:id/result", async (c) => {
-    const workflowId = parseWorkflowIdParam(c.req.param("id"));
-    const run = await settleRun(c.env, await getRunOrThrow(c.env, c.get("auth").organizationId, workflowId));
-    return c.json(await resultPayload(c.env, run));
-  });
+  for (const path of unpinnedAndPinned("result")) {
+    app.get(path, async (c) => {
+      const run = await settleRun(c.env, await targetRun(c));
+      if (!isTerminal(run.status)) {
+        throw new ApiError("run_not_finished", `Workflow execution is not complete (${run.status}); its result exists once it ends`, undefined, undefined, run.temporalWorkflowId);
+      }
+      return c.json(await outputResult(c.env, run));
+    });
+  }
+}
+
+/** GET /workflow/:id/input and /workflow/:id/runs/:rid/input: the run's input, also while it runs. */
+export function registerInput(app: App) {
+  for (const path of unpinnedAndPinned("input")) {
+    app.get(path, async (c) => {
+      const run = await targetRun(c);
+      return c.json({ workflowId: run.temporalWorkflowId, runId: run.temporalRunId, input: run.input ?? null });
+    });
+  }
 }

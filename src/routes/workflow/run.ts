@@ -1,26 +1,34 @@
 import type { App } from "../../app-env.ts";
+import { ApiError } from "../../errors.ts";
 import { readJson } from "../../middleware/json-body/index.ts";
 import { isTerminal } from "../../shared/run-status.ts";
-import { getRunOrThrow, resultPayload, settleRun, startRun } from "../../services/runs.ts";
-import { mintStreamToken } from "../../stream-tokens.ts";
+import { getRunOrThrow, settleRun } from "../../services/runs.ts";
+import { outputResult } from "./result-body.ts";
 import { runWorkflowBody } from "./schemas.ts";
+import { startFromRequest } from "./start-request.ts";
 
 /**
- * POST /workflow/run: starts a run and waits for its result. When `timeout` (ms, default
- * RUN_WAIT_DEFAULT_MS) runs out first, answers 202 Accepted with the same payload shape (status
- * `running`, output null) and a Location header to poll: the run goes on, nothing is lost.
+ * POST /workflow/run: starts a run and waits for its result, `timeout` ms (default
+ * RUN_WAIT_DEFAULT_MS, 300 s as Output). When the wait runs out first the answer is Output's 408
+ * WorkflowExecutionTimedOutError with the `workflowId`; the run goes on, and the Location header
+ * points at its result.
  */
 export function registerRun(app: App) {
   app.post("/workflow/run", async (c) => {
     const request = await readJson(c, runWorkflowBody);
+    const { started, streamToken, streamTokenExpiresAt } = await startFromRequest(c, request);
     const organizationId = c.get("auth").organizationId;
-    const started = await startRun(c.env, organizationId, request.workflowName, request.input ?? {});
     const waitMs = request.timeout ?? Number(c.env.RUN_WAIT_DEFAULT_MS);
-    const stream = await mintStreamToken(c.env.STREAM_TOKEN_SECRET, { organizationId, workflowId: started.workflowId });
     const run = await settleRun(c.env, await getRunOrThrow(c.env, organizationId, started.workflowId), waitMs, false);
-    const body = { ...(await resultPayload(c.env, run)), streamToken: stream.token, streamTokenExpiresAt: stream.expiresAt };
-    if (isTerminal(run.status)) return c.json(body, 200);
-    c.header("location", `/workflow/${encodeURIComponent(run.temporalWorkflowId)}/result`);
-    return c.json(body, 202);
+    if (!isTerminal(run.status)) {
+      throw new ApiError(
+        "wait_timed_out",
+        `Workflow execution exceeded timeout for synchronous execution. The run goes on: GET /workflow/${started.workflowId}/result once it ends`,
+        undefined,
+        { location: `/workflow/${encodeURIComponent(started.workflowId)}/result` },
+        started.workflowId,
+      );
+    }
+    return c.json({ ...(await outputResult(c.env, run)), streamToken, streamTokenExpiresAt }, 200);
   });
 }
