@@ -96,7 +96,7 @@ describe("the Node host crashes mid-run", () => {
       const res = await api("/workflow/start", { method: "POST", body: JSON.stringify({ workflowName: "hello", input: { name: "nobody" } }) });
       expect(res.status).toBe(503);
       expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
-      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("host_unavailable");
+      expect(((await res.json()) as { code: string }).code).toBe("host_unavailable");
     } finally {
       host = await startHostProcess(hostEnv());
     }
