@@ -97,6 +97,11 @@ describe("the Node host crashes mid-run", () => {
       expect(res.status).toBe(503);
       expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
       expect(((await res.json()) as { code: string }).code).toBe("host_unavailable");
+      // Readiness says so too (no key needed), once the last positive answer (2 s) has aged out.
+      await new Promise((r) => setTimeout(r, 2_100));
+      const ready = await fetch(`${stack.baseUrl}/ready`);
+      expect(ready.status).toBe(503);
+      expect(Number(ready.headers.get("retry-after"))).toBeGreaterThan(0);
     } finally {
       host = await startHostProcess(hostEnv());
     }

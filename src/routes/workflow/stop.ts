@@ -28,8 +28,15 @@ async function openRunOr404(c: Context<AppEnv>): Promise<Run> {
 }
 
 const ended = (run: Run) =>
-  new ApiError("run_ended", `workflow execution already completed (${run.status}); it takes no stop or termination`, undefined, undefined, run.temporalWorkflowId);
+  new ApiError(
+    "run_ended",
+    `workflow execution already completed${isTerminal(run.status) ? ` (${run.status})` : ""}; it takes no stop or termination`,
+    undefined,
+    undefined,
+    run.temporalWorkflowId,
+  );
 
+/** The host found the run closed in Temporal before the D1 row knew: the same 404. */
 function asEnded(err: unknown, run: Run): unknown {
   return err instanceof ApiError && err.code === "run_finished" ? ended(run) : err;
 }
