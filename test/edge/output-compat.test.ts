@@ -313,6 +313,16 @@ describe("catalog and runs list", () => {
     expect(await (await get("/workflow/runs?catalog=main", org.key)).json()).toEqual({ runs: [], count: 0 });
     expect(((await (await get("/workflow/runs?catalog=outrider&limit=1", org.key)).json()) as { count: number }).count).toBe(1);
 
+    // The filtered list walks runs_org_workflow_created_idx in order (no scan of the org's runs).
+    const plan = await env.DB.prepare(
+      "EXPLAIN QUERY PLAN SELECT * FROM runs WHERE organization_id = ? AND workflow_id = ? ORDER BY created_at DESC, id DESC LIMIT ?",
+    )
+      .bind(org.organizationId, "x", 100)
+      .all<{ detail: string }>();
+    const details = plan.results.map((r) => r.detail).join("\n");
+    expect(details).toContain("USING INDEX runs_org_workflow_created_idx (organization_id=? AND workflow_id=?)");
+    expect(details).not.toMatch(/SCAN runs\b/);
+
     for (const q of ["limit=0", "limit=1001", "limit=abc", "catalog=a%2Fb"]) {
       const res = await get(`/workflow/runs?${q}`, org.key);
       expect(res.status, q).toBe(400);
