@@ -36,10 +36,10 @@ export const WORKFLOWS = {
     output: z.never(),
   },
   approval: {
-    description: "Waits for signal `approve` ({approvedBy}); query `progress`; update `setPriority` ({priority: 1-5}). Stopped, it cleans up.",
+    description: "Waits for signal `approve` or `resume` ({approvedBy}); query `progress`; update `setPriority` ({priority: 1-5}). Stopped, it cleans up.",
     input: z.object({ request: z.string().min(1).max(500) }).strict(),
     output: z.object({ request: z.string(), approvedBy: z.string(), priority: z.number().int() }),
-    handlers: { signals: ["approve"], queries: ["progress"], updates: ["setPriority"] },
+    handlers: { signals: ["approve", "resume"], queries: ["progress"], updates: ["setPriority"] },
   },
   flaky_step: {
     description: "One step that fails its first `failures` attempts (default 1), then succeeds: retries, visible.",

@@ -45,6 +45,9 @@ async function acceptedExecution(client: Client, workflowId: string, acceptId: s
 /** Longest a single result call may block; the edge asks again if it wants to wait longer. */
 export const MAX_RESULT_WAIT_MS = 120_000;
 
+/** How long the readiness check waits for Temporal. */
+export const READY_TIMEOUT_MS = 3_000;
+
 export interface ControlApiDeps {
   client: Client;
   taskQueue: string;
@@ -193,6 +196,16 @@ export function createControlApi(deps: ControlApiDeps): Hono {
       if (err instanceof RunNotFoundError) throw hostError(404, "run_not_found", err.message);
       throw err;
     }
+  });
+
+  // Readiness (the edge's GET /ready): Temporal must answer a cheap call within READY_TIMEOUT_MS.
+  app.get(HOST_PATHS.ready, async (c) => {
+    try {
+      await deps.client.connection.withDeadline(Date.now() + READY_TIMEOUT_MS, () => deps.client.workflowService.getSystemInfo({}));
+    } catch (err) {
+      throw hostError(503, "temporal_unavailable", `Temporal did not answer: ${(err as Error).message}`);
+    }
+    return c.json({ ok: true });
   });
 
   app.get(HOST_PATHS.metrics, (c) =>

@@ -5,6 +5,7 @@ import { corsForConfiguredOrigins } from "./middleware/cors/index.ts";
 import { requestId } from "./middleware/request-id/index.ts";
 import { registerAdminApi } from "./routes/admin/index.ts";
 import { registerHealth } from "./routes/health.ts";
+import { registerProbes } from "./routes/probes.ts";
 import { registerOpenApi } from "./routes/openapi.ts";
 import { registerInternalApi } from "./routes/internal/index.ts";
 import { registerPublishedRunApi } from "./routes/published-run/index.ts";
@@ -18,6 +19,7 @@ export function createApp() {
   app.use("*", requestId());
   app.use("*", corsForConfiguredOrigins());
   registerHealth(app);
+  registerProbes(app);
   registerOpenApi(app);
   registerInternalApi(app);
   registerWorkflowApi(app);

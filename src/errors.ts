@@ -1,6 +1,9 @@
 /**
- * One error shape for every route: `{ "error": { "code", "message", "requestId", "issues"? } }`.
- * Codes are stable and listed in docs/errors.md; messages are for humans and may change.
+ * Errors, in one place. Codes are stable and listed in docs/errors.md; messages are for humans
+ * and may change. Two envelopes, chosen by the request's path:
+ * - the Output family (`/workflow...`, `/ready`, `/heartbeat`), Output's API server's shape:
+ *   `{ "error": "<OutputErrorName>", "message", "workflowId"?, "code", "requestId", "issues"? }`;
+ * - every other family: `{ "error": { "code", "message", "requestId", "issues"? } }`.
  */
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
@@ -23,6 +26,14 @@ export const ERROR_CODES = {
   route_not_found: 404,
   run_finished: 409,
   run_not_finished: 424,
+  run_ended: 404,
+  wait_timed_out: 408,
+  catalog_not_found: 404,
+  unsupported_workflow: 424,
+  invalid_page_token: 400,
+  step_not_found: 404,
+  step_not_completed: 409,
+  trace_not_available: 404,
   organization_exists: 409,
   workflow_name_taken: 409,
   idempotency_key_in_use: 409,
@@ -36,14 +47,76 @@ export const ERROR_CODES = {
   host_error: 502,
   host_unavailable: 503,
   run_timed_out: 504,
-  // History, trace log and reset (Output's InvalidPageTokenError, TraceNotAvailableError, StepNotFoundError, StepNotCompletedError).
-  invalid_page_token: 400,
-  trace_not_available: 404,
-  step_not_found: 404,
-  step_not_completed: 409,
 } as const satisfies Record<string, ContentfulStatusCode>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
+
+/**
+ * The `error` string of the Output envelope: Output's own error class name where Output has the
+ * same case (api/src/clients/errors.js, its error handler), else a PascalCase name of ours.
+ */
+export const OUTPUT_ERROR_NAMES = {
+  unauthorized: "UnauthorizedError",
+  insufficient_credits: "InsufficientCreditsError",
+  invalid_json: "SyntaxError",
+  invalid_request: "ValidationError",
+  invalid_input: "ValidationError",
+  invalid_idempotency_key: "ValidationError",
+  webhook_url_not_allowed: "ValidationError",
+  workflow_not_found: "WorkflowNotFoundError",
+  organization_not_found: "OrganizationNotFoundError",
+  api_key_not_found: "ApiKeyNotFoundError",
+  run_not_found: "WorkflowNotFoundError",
+  webhook_not_found: "WebhookNotFoundError",
+  handler_not_found: "HandlerNotFoundError",
+  route_not_found: "RouteNotFoundError",
+  run_finished: "WorkflowAlreadyClosedError",
+  run_not_finished: "WorkflowNotCompletedError",
+  run_ended: "WorkflowNotFoundError",
+  workflow_id_in_use: "WorkflowExecutionAlreadyStartedError",
+  wait_timed_out: "WorkflowExecutionTimedOutError",
+  catalog_not_found: "CatalogNotFoundError",
+  unsupported_workflow: "UnsupportedWorkflowError",
+  invalid_page_token: "InvalidPageTokenError",
+  step_not_found: "StepNotFoundError",
+  step_not_completed: "StepNotCompletedError",
+  trace_not_available: "TraceNotAvailableError",
+  organization_exists: "OrganizationExistsError",
+  workflow_name_taken: "WorkflowNameTakenError",
+  idempotency_key_in_use: "IdempotencyKeyInUseError",
+  idempotency_key_reused: "IdempotencyKeyReusedError",
+  payload_too_large: "PayloadTooLargeError",
+  handler_failed: "HandlerFailedError",
+  rate_limited: "RateLimitedError",
+  internal_error: "InternalServerError",
+  run_failed: "WorkflowFailedError",
+  host_error: "HostError",
+  host_unavailable: "ServiceUnavailableError",
+  run_timed_out: "WorkflowTimedOutError",
+} as const satisfies Record<ErrorCode, string>;
+
+export type OutputErrorName = (typeof OUTPUT_ERROR_NAMES)[ErrorCode];
+
+/** Codes whose errors concern one run: the Output envelope names its `workflowId`. */
+const RUN_TIED_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  "run_not_found",
+  "run_finished",
+  "run_not_finished",
+  "run_ended",
+  "workflow_id_in_use",
+  "wait_timed_out",
+  "handler_not_found",
+  "handler_failed",
+  "step_not_found",
+  "step_not_completed",
+  "trace_not_available",
+  "invalid_page_token",
+]);
+
+/** Paths that answer errors in Output's envelope (the Workflow API and Output's probes). */
+export function isOutputFamilyPath(path: string): boolean {
+  return path === "/workflow" || path.startsWith("/workflow/") || path === "/ready" || path === "/heartbeat";
+}
 
 export interface Issue {
   path: string;
@@ -56,6 +129,8 @@ export class ApiError extends HTTPException {
     message: string,
     readonly issues?: Issue[],
     readonly headers?: Record<string, string>,
+    /** The run the error concerns (Output envelope); else the route's own `:id` for run-tied codes. */
+    readonly workflowId?: string,
   ) {
     super(ERROR_CODES[code], { message });
   }
@@ -65,8 +140,35 @@ export function errorBody(code: ErrorCode, message: string, requestId: string, i
   return { error: { code, message, requestId, ...(issues ? { issues } : {}) } };
 }
 
+/** Output's envelope: `error` is the error's name; our `code` and `requestId` ride along. */
+export function outputErrorBody(code: ErrorCode, message: string, requestId: string, issues?: Issue[], workflowId?: string) {
+  return {
+    error: OUTPUT_ERROR_NAMES[code],
+    message,
+    ...(workflowId ? { workflowId } : {}),
+    code,
+    requestId,
+    ...(issues ? { issues } : {}),
+  };
+}
+
+/** The workflow id a run-tied error names: the error's own, else the matched route's `:id`. */
+function errorWorkflowId(c: Context, err: ApiError): string | undefined {
+  if (err.workflowId) return err.workflowId;
+  if (!RUN_TIED_CODES.has(err.code)) return undefined;
+  try {
+    return c.req.param("id") || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function errorResponse(c: Context, err: ApiError): Response {
-  const res = c.json(errorBody(err.code, err.message, c.get("requestId") ?? "", err.issues), ERROR_CODES[err.code]);
+  const requestId = c.get("requestId") ?? "";
+  const body = isOutputFamilyPath(c.req.path)
+    ? outputErrorBody(err.code, err.message, requestId, err.issues, errorWorkflowId(c, err))
+    : errorBody(err.code, err.message, requestId, err.issues);
+  const res = c.json(body, ERROR_CODES[err.code]);
   for (const [name, value] of Object.entries(err.headers ?? {})) res.headers.set(name, value);
   return res;
 }

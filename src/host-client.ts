@@ -10,6 +10,7 @@ import {
   runResultResponse,
   resetResponse,
   followResponse,
+  readyResponse,
   interactResponse,
   stopResponse,
   startRunResponse,
@@ -64,6 +65,11 @@ export class HostClient {
   /** Temporal reset to just after `stepName` completed; answers the new run's id. */
   reset(workflowId: string, request: { stepName: string; reason?: string; runId?: string }) {
     return this.call("POST", HOST_PATHS.reset(workflowId), resetResponse, request);
+  }
+
+  /** Resolves when the host is up and Temporal answers it; else host_unavailable. */
+  ready() {
+    return this.call("GET", HOST_PATHS.ready, readyResponse);
   }
 
   /** Asks the host to (re)relay a run's history to the edge. */

@@ -1,5 +1,6 @@
 /**
- * `approval`: waits for a human. Signal `approve` ({approvedBy}) completes it, query `progress`
+ * `approval`: waits for a human. Signal `approve` ({approvedBy}) completes it (so does `resume`,
+ * the signal Output's `POST /workflow/:id/feedback` sends, with the same payload), query `progress`
  * reads its state, update `setPriority` ({priority: 1-5}) changes its priority and returns it.
  * Stopped gracefully (cancellation), it runs a cleanup step before it ends `cancelled`.
  */
@@ -17,7 +18,8 @@ import type * as activities from "../activities/index.ts";
 
 const steps = proxyActivities<typeof activities>({ startToCloseTimeout: "1 minute", retry: { maximumAttempts: 5 } });
 
-export const approveSignal = defineSignal<[{ approvedBy: string }]>("approve");
+export const approveSignal = defineSignal<[{ approvedBy: string }?]>("approve");
+export const resumeSignal = defineSignal<[{ approvedBy: string }?]>("resume");
 export const progressQuery = defineQuery<ApprovalProgress>("progress");
 export const setPriorityUpdate = defineUpdate<{ priority: number }, [{ priority: number }]>("setPriority");
 
@@ -32,9 +34,13 @@ export const PRIORITY_ERROR = "priority must be an integer from 1 to 5";
 export async function approval(input: { request: string }): Promise<{ request: string; approvedBy: string; priority: number }> {
   const state: ApprovalProgress = { stage: "waiting_for_approval", priority: 3, approvedBy: null };
   setHandler(progressQuery, () => state);
-  setHandler(approveSignal, ({ approvedBy }) => {
+  // Callers may send no payload or any object: only a non-empty string approvedBy counts.
+  const approve = (payload?: { approvedBy?: unknown }) => {
+    const approvedBy = payload?.approvedBy;
     if (typeof approvedBy === "string" && approvedBy.length > 0) state.approvedBy = approvedBy;
-  });
+  };
+  setHandler(approveSignal, approve);
+  setHandler(resumeSignal, approve);
   setHandler(
     setPriorityUpdate,
     ({ priority }) => {

@@ -49,7 +49,11 @@ async function readFailure(res: Response): Promise<ApiFailure> {
   } catch {
     /* not JSON: keep the text */
   }
-  const error = (body as { error?: { code?: unknown; message?: unknown; requestId?: unknown; issues?: unknown } } | null)?.error;
+  const parsed = body as { error?: unknown; code?: unknown } | null;
+  // The Workflow API answers in Output's envelope: `error` is a name, `code` sits beside it.
+  const error = (parsed && typeof parsed.error === "string" ? parsed : parsed?.error) as
+    | { code?: unknown; message?: unknown; requestId?: unknown; issues?: unknown }
+    | undefined;
   if (error && typeof error.code === "string") {
     const issues = Array.isArray(error.issues) ? (error.issues as Issue[]) : [];
     return new ApiFailure(res.status, error.code, String(error.message ?? ""), typeof error.requestId === "string" ? error.requestId : undefined, issues, body);

@@ -23,7 +23,14 @@ export async function findRunByWorkflowId(d1: D1Database, organizationId: string
   return rows[0] ?? null;
 }
 
-/** The organization's most recent runs, newest first. */
-export async function listRecentRuns(d1: D1Database, organizationId: string, limit: number) {
-  return db(d1).select().from(runs).where(eq(runs.organizationId, organizationId)).orderBy(desc(runs.createdAt), desc(runs.id)).limit(limit);
+/**
+ * The organization's most recent runs, newest first; of one workflow (catalog row id) when
+ * `workflowId` is given. Both forms walk an index in order: runs_org_created_idx, and
+ * runs_org_workflow_created_idx for one workflow.
+ */
+export async function listRecentRuns(d1: D1Database, organizationId: string, limit: number, filter: { workflowId?: string } = {}) {
+  const where = filter.workflowId
+    ? and(eq(runs.organizationId, organizationId), eq(runs.workflowId, filter.workflowId))
+    : eq(runs.organizationId, organizationId);
+  return db(d1).select().from(runs).where(where).orderBy(desc(runs.createdAt), desc(runs.id)).limit(limit);
 }

@@ -6,7 +6,7 @@
 import type { RouteConfig } from "@hono/zod-openapi";
 import { z } from "zod";
 import type { App } from "../app-env.ts";
-import { ERROR_CODES, type ErrorCode } from "../errors.ts";
+import { ERROR_CODES, OUTPUT_ERROR_NAMES, isOutputFamilyPath, type ErrorCode } from "../errors.ts";
 
 /** Who may call a route; each maps to security schemes of the document. */
 export type Auth = "none" | "apiKey" | "apiKeyOrStreamToken" | "streamToken" | "jwtOrInternal" | "admin" | "hostSignature";
@@ -34,6 +34,18 @@ export const errorBodySchema = z
     }),
   })
   .meta({ id: "Error" });
+
+/** The Output family's error envelope (`/workflow...`, `/ready`, `/heartbeat`): Output's shape plus our code. */
+export const outputErrorBodySchema = z
+  .object({
+    error: z.enum([...new Set(Object.values(OUTPUT_ERROR_NAMES))] as [string, ...string[]]).meta({ description: "The error's name, as Output's API server names it" }),
+    message: z.string(),
+    workflowId: z.string().optional().meta({ description: "The run the error concerns, when it concerns one" }),
+    code: z.enum(Object.keys(ERROR_CODES) as [ErrorCode, ...ErrorCode[]]).meta({ description: "Outrider's stable error code (docs/errors.md)" }),
+    requestId: z.string(),
+    issues: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+  })
+  .meta({ id: "OutputError" });
 
 /** Any JSON object (for payloads whose shape is the workflow's own). */
 export const anyObject = z.record(z.string(), z.unknown());
@@ -74,10 +86,11 @@ export function documentRoute(app: App, doc: RouteDoc): void {
       ...(r.schema ? { content: { [r.contentType ?? "application/json"]: { schema: r.schema } } } : {}),
     };
   }
+  const errorSchema = isOutputFamilyPath(doc.path) ? outputErrorBodySchema : errorBodySchema;
   for (const [status, list] of byStatus) {
     responses[String(status)] = {
       description: `Error: ${list.map((c) => `\`${c}\``).join(", ")} (docs/errors.md)`,
-      content: { "application/json": { schema: errorBodySchema } },
+      content: { "application/json": { schema: errorSchema } },
     };
   }
   app.openAPIRegistry.registerPath({

@@ -16,6 +16,8 @@ export const HOST_PATHS = {
   terminate: (workflowId: string) => `/v1/runs/${encodeURIComponent(workflowId)}/terminate`,
   metrics: "/v1/metrics",
   reset: (workflowId: string) => `/v1/runs/${encodeURIComponent(workflowId)}/reset`,
+  /** Readiness: the host answers once it has asked Temporal for its system info. */
+  ready: "/v1/ready",
 } as const;
 
 export const EDGE_PATHS = {
@@ -88,6 +90,8 @@ export const resetRequest = z.object({
 export const resetResponse = z.object({ workflowId: z.string(), runId: z.string(), resetFromRunId: z.string() });
 
 export const followResponse = z.object({ following: z.boolean() });
+
+export const readyResponse = z.object({ ok: z.literal(true) });
 
 export const hostErrorBody = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { api, eventually, postJson, type ErrorBody, type ResultPayload } from "./helpers.ts";
+import { api, eventually, postJson, type OutputErrorBody, type ResultPayload } from "./helpers.ts";
 
 const send = (workflowId: string, kind: "signal" | "query" | "update", name: string, body?: unknown) =>
   api(`/workflow/${workflowId}/${kind}/${name}`, {
@@ -14,15 +14,18 @@ async function startApproval(request: string): Promise<string> {
   return ((await res.json()) as { workflowId: string }).workflowId;
 }
 
+/** The result once the run has ended (424 WorkflowNotCompletedError until then). */
 async function finalResult(workflowId: string): Promise<ResultPayload> {
   return eventually(async () => {
-    const r = (await (await api(`/workflow/${workflowId}/result`)).json()) as ResultPayload;
-    return r.status !== "running" && r;
+    const res = await api(`/workflow/${workflowId}/result`);
+    if (res.status === 424) return null;
+    expect(res.status).toBe(200);
+    return (await res.json()) as ResultPayload;
   });
 }
 
 async function errorCode(res: Response): Promise<string> {
-  return ((await res.json()) as ErrorBody).error.code;
+  return ((await res.json()) as OutputErrorBody).code;
 }
 
 /** The trace-log answer: Output's `{source, runId, data}` with the trace node tree in `data`. */
@@ -40,14 +43,15 @@ describe("signals, queries and updates on approval", () => {
     const workflowId = await startApproval("new laptop");
     const waiting = await send(workflowId, "query", "progress");
     expect(waiting.status).toBe(200);
-    expect(await waiting.json()).toMatchObject({ workflowId, query: "progress", result: { stage: "waiting_for_approval", priority: 3, approvedBy: null } });
+    // Output's contract: the body is `{payload}`, and query/update answer with the handler's result as is.
+    expect(await waiting.json()).toEqual({ stage: "waiting_for_approval", priority: 3, approvedBy: null });
 
-    const update = await send(workflowId, "update", "setPriority", { priority: 1 });
+    const update = await send(workflowId, "update", "setPriority", { payload: { priority: 1 } });
     expect(update.status).toBe(200);
-    expect(await update.json()).toMatchObject({ result: { priority: 1 } });
-    expect(((await (await send(workflowId, "query", "progress")).json()) as { result: { priority: number } }).result.priority).toBe(1);
+    expect(await update.json()).toEqual({ priority: 1 });
+    expect(((await (await send(workflowId, "query", "progress")).json()) as { priority: number }).priority).toBe(1);
 
-    const signal = await send(workflowId, "signal", "approve", { approvedBy: "Grace" });
+    const signal = await send(workflowId, "signal", "approve", { payload: { approvedBy: "Grace" } });
     expect(signal.status).toBe(200);
     const result = await finalResult(workflowId);
     expect(result).toMatchObject({ status: "completed", output: { request: "new laptop", approvedBy: "Grace", priority: 1 } });
@@ -55,11 +59,11 @@ describe("signals, queries and updates on approval", () => {
 
   it("a rejected update is 422 with the handler's message; unknown handlers and runs are 404", async () => {
     const workflowId = await startApproval("rejections");
-    const rejected = await send(workflowId, "update", "setPriority", { priority: 42 });
+    const rejected = await send(workflowId, "update", "setPriority", { payload: { priority: 42 } });
     expect(rejected.status).toBe(422);
-    const body = (await rejected.json()) as ErrorBody;
-    expect(body.error.code).toBe("handler_failed");
-    expect(body.error.message).toContain("priority must be an integer from 1 to 5");
+    const body = (await rejected.json()) as OutputErrorBody;
+    expect(body.code).toBe("handler_failed");
+    expect(body.message).toContain("priority must be an integer from 1 to 5");
 
     for (const kind of ["signal", "query", "update"] as const) {
       const unknown = await send(workflowId, kind, "noSuchHandler", {});
@@ -80,11 +84,11 @@ describe("stopping runs", () => {
   it("PATCH stop is graceful: the run ends cancelled and its cleanup step is in the trace log", async () => {
     const workflowId = await startApproval("to be stopped");
     const stop = await api(`/workflow/${workflowId}/stop`, { method: "PATCH" });
-    expect(stop.status).toBe(202);
+    expect(stop.status).toBe(200);
     expect(await stop.json()).toMatchObject({ workflowId, status: "cancelling" });
     const result = await finalResult(workflowId);
     expect(result.status).toBe("cancelled");
-    expect(result.trace).toMatchObject({ destinations: { api: `/workflow/${workflowId}/trace-log` } });
+    expect(result.trace).toMatchObject({ destinations: { local: null, remote: expect.stringContaining(workflowId) } });
 
     const trace = await eventually(async () => {
       const res = await api(`/workflow/${workflowId}/trace-log`);
@@ -96,13 +100,13 @@ describe("stopping runs", () => {
     expect(trace.data.children[0]!.endedAt).toBeGreaterThanOrEqual(trace.data.children[0]!.startedAt);
 
     const again = await api(`/workflow/${workflowId}/stop`, { method: "PATCH" });
-    expect(again.status).toBe(409);
-    expect(await errorCode(again)).toBe("run_finished");
-    const late = await send(workflowId, "signal", "approve", { approvedBy: "too late" });
+    expect(again.status).toBe(404);
+    expect(await errorCode(again)).toBe("run_ended");
+    const late = await send(workflowId, "signal", "approve", { payload: { approvedBy: "too late" } });
     expect(late.status).toBe(409);
   });
 
-  it("terminate is immediate, keeps its reason, and is 409 on a finished run", async () => {
+  it("terminate is immediate, keeps its reason, and is 404 on a finished run (as Output)", async () => {
     const workflowId = await startApproval("to be terminated");
     const res = await postJson(`/workflow/${workflowId}/terminate`, { reason: "changed my mind" });
     expect(res.status).toBe(200);
@@ -115,8 +119,8 @@ describe("stopping runs", () => {
     expect(trace.data.children).toEqual([]); // no cleanup on terminate
 
     const again = await postJson(`/workflow/${workflowId}/terminate`, {});
-    expect(again.status).toBe(409);
-    expect(await errorCode(again)).toBe("run_finished");
+    expect(again.status).toBe(404);
+    expect(await errorCode(again)).toBe("run_ended");
     const tooLong = await postJson(`/workflow/${await startApproval("reason check")}/terminate`, { reason: "x".repeat(1001) });
     expect(tooLong.status).toBe(400);
   });
@@ -133,13 +137,13 @@ describe("catalog, runs, history and trace log", () => {
       expect(w.outputSchema).toBeTypeOf("object");
     }
     expect(workflows.find((w) => w.name === "hello")!.inputSchema.properties).toHaveProperty("name");
-    expect(workflows.find((w) => w.name === "approval")!.signals).toEqual(["approve"]);
+    expect(workflows.find((w) => w.name === "approval")!.signals).toEqual(["approve", "resume"]);
   });
 
   it("a start with a wrong input type gets 400 naming the field", async () => {
     const res = await postJson("/workflow/start", { workflowName: "approval", input: { request: 7 } });
     expect(res.status).toBe(400);
-    expect(((await res.json()) as ErrorBody).error.issues?.map((i) => i.path)).toContain("input.request");
+    expect(((await res.json()) as OutputErrorBody).issues?.map((i) => i.path)).toContain("input.request");
   });
 
   it("GET /workflow/runs lists recent runs newest first, with a limit", async () => {
@@ -150,7 +154,7 @@ describe("catalog, runs, history and trace log", () => {
     expect(runs.map((r) => r.workflowId)).toEqual([second, first]);
     expect(runs[0]!.status).toBe("completed");
     expect((await api("/workflow/runs?limit=0")).status).toBe(400);
-    expect((await api("/workflow/runs?limit=101")).status).toBe(400);
+    expect((await api("/workflow/runs?limit=1001")).status).toBe(400);
   });
 
   it("GET /workflow/:id/history pages through the run's history", async () => {

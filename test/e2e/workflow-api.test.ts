@@ -1,7 +1,7 @@
 import { Client, Connection } from "@temporalio/client";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ALWAYS_FAILS_MESSAGE } from "../../host/workflows/examples.ts";
-import { api, eventually, postJson, queryD1, type ErrorBody, type ResultPayload } from "./helpers.ts";
+import { api, eventually, postJson, queryD1, type OutputErrorBody, type ResultPayload } from "./helpers.ts";
 
 describe("Workflow API through the whole stack", () => {
   it("POST /workflow/run of hello returns a completed result with the greeting (the README's curl)", async () => {
@@ -48,17 +48,17 @@ describe("Workflow API through the whole stack", () => {
     expect(result.error).toBe(ALWAYS_FAILS_MESSAGE);
   });
 
-  it("POST /workflow/run with a timeout that runs out answers 202 with the workflowId, and the run goes on", async () => {
-    const res = await postJson("/workflow/run", { workflowName: "two_steps", input: { text: "slow enough" }, timeout: 1 });
-    expect(res.status).toBe(202);
-    const body = (await res.json()) as ResultPayload;
-    expect(body.status).toBe("running");
-    expect(body.output).toBeNull();
+  it("POST /workflow/run with a timeout that runs out answers 408 WorkflowExecutionTimedOutError with the workflowId, and the run goes on", async () => {
+    const res = await postJson("/workflow/run", { workflowName: "two_steps", input: { text: "slow enough", pauseMs: 2_000 }, timeout: 250 });
+    expect(res.status).toBe(408);
+    const body = (await res.json()) as OutputErrorBody;
+    expect(body).toMatchObject({ error: "WorkflowExecutionTimedOutError", code: "wait_timed_out" });
     expect(res.headers.get("location")).toBe(`/workflow/${body.workflowId}/result`);
     const final = await eventually(async () => {
-      const r = (await (await api(res.headers.get("location")!)).json()) as ResultPayload;
-      return r.status === "completed" && r;
+      const r = await api(res.headers.get("location")!);
+      return r.status === 200 && ((await r.json()) as ResultPayload);
     });
+    expect(final.status).toBe("completed");
     expect(final.output).toEqual({ words: 2, shouted: "SLOW ENOUGH" });
   });
 
@@ -101,41 +101,42 @@ describe("errors through the whole stack", () => {
     for (const key of [null, "otr_abcdefgh1234_wrongwrongwrongwrongwrongwrong"]) {
       const res = await postJson("/workflow/run", { workflowName: "hello", input: { name: "x" } }, { key });
       expect(res.status).toBe(401);
-      const body = (await res.json()) as ErrorBody;
-      expect(body.error.code).toBe("unauthorized");
-      expect(body.error.requestId).toBeTruthy();
+      const body = (await res.json()) as OutputErrorBody;
+      expect(body.error).toBe("UnauthorizedError");
+      expect(body.code).toBe("unauthorized");
+      expect(body.requestId).toBeTruthy();
     }
   });
 
   it("400 for malformed JSON, a missing field and a wrong-typed input field", async () => {
     const malformed = await postJson("/workflow/start", "{nope");
     expect(malformed.status).toBe(400);
-    expect(((await malformed.json()) as ErrorBody).error.code).toBe("invalid_json");
+    expect(((await malformed.json()) as OutputErrorBody).code).toBe("invalid_json");
 
     const missing = await postJson("/workflow/start", { input: { name: "x" } });
     expect(missing.status).toBe(400);
-    expect(((await missing.json()) as ErrorBody).error.issues?.[0]?.path).toBe("workflowName");
+    expect(((await missing.json()) as OutputErrorBody).issues?.[0]?.path).toBe("workflowName");
 
     const wrongType = await postJson("/workflow/start", { workflowName: "hello", input: { name: 42 } });
     expect(wrongType.status).toBe(400);
-    const body = (await wrongType.json()) as ErrorBody;
-    expect(body.error.code).toBe("invalid_input");
-    expect(body.error.issues?.map((i) => i.path)).toContain("input.name");
+    const body = (await wrongType.json()) as OutputErrorBody;
+    expect(body.code).toBe("invalid_input");
+    expect(body.issues?.map((i) => i.path)).toContain("input.name");
   });
 
-  it("404 for an unknown workflow and an unknown run", async () => {
+  it("424 for an unknown workflow (as Output) and 404 for an unknown run", async () => {
     const unknownWorkflow = await postJson("/workflow/start", { workflowName: "no_such_thing", input: {} });
-    expect(unknownWorkflow.status).toBe(404);
-    expect(((await unknownWorkflow.json()) as ErrorBody).error.code).toBe("workflow_not_found");
+    expect(unknownWorkflow.status).toBe(424);
+    expect(((await unknownWorkflow.json()) as OutputErrorBody).code).toBe("unsupported_workflow");
     const unknownRun = await api(`/workflow/hello-${crypto.randomUUID()}/status`);
     expect(unknownRun.status).toBe(404);
-    expect(((await unknownRun.json()) as ErrorBody).error.code).toBe("run_not_found");
+    expect(((await unknownRun.json()) as OutputErrorBody).code).toBe("run_not_found");
   });
 
   it("413 for a body over 1 MiB", async () => {
     const res = await postJson("/workflow/start", { workflowName: "hello", input: { name: "x".repeat(1_100_000) } });
     expect(res.status).toBe(413);
-    expect(((await res.json()) as ErrorBody).error.code).toBe("payload_too_large");
+    expect(((await res.json()) as OutputErrorBody).code).toBe("payload_too_large");
   });
 
   it("/health answers without auth", async () => {

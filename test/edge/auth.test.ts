@@ -1,10 +1,10 @@
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { clearApiKeyCache } from "../../src/middleware/api-key-auth/index.ts";
-import { createKey, postJson, seedCatalog, seedOrganization, type ErrorBody } from "./helpers.ts";
+import { createKey, postJson, seedCatalog, seedOrganization, type ErrorBody, type OutputErrorBody } from "./helpers.ts";
 
-// A request that passes auth then fails validation (400) proves the key was accepted without
-// needing the host.
+// A request that passes auth then names a workflow the catalog lacks (424) proves the key was
+// accepted without needing the host.
 const UNKNOWN_WORKFLOW = { workflowName: "no_such_workflow", input: {} };
 
 describe("API key authentication", () => {
@@ -18,15 +18,21 @@ describe("API key authentication", () => {
     const res = await postJson("/workflow/start", UNKNOWN_WORKFLOW);
     expect(res.status).toBe(401);
     expect(res.headers.get("www-authenticate")).toContain("Bearer");
-    const body = (await res.json()) as ErrorBody;
-    expect(body.error.code).toBe("unauthorized");
-    expect(body.error.requestId).toBeTruthy();
+    // The Workflow API answers in Output's envelope: `error` is a string Output clients can print.
+    const body = (await res.json()) as OutputErrorBody;
+    expect(body.error).toBe("UnauthorizedError");
+    expect(body.code).toBe("unauthorized");
+    expect(body.requestId).toBeTruthy();
+    // The other families keep their own envelope.
+    const admin = await postJson("/api/v1/workflow-runs/execute", {});
+    expect(admin.status).toBe(401);
+    expect(((await admin.json()) as ErrorBody).error.code).toBe("unauthorized");
   });
 
   it("accepts a valid Bearer key", async () => {
     const res = await postJson("/workflow/start", UNKNOWN_WORKFLOW, org.key);
-    expect(res.status).toBe(404);
-    expect(((await res.json()) as ErrorBody).error.code).toBe("workflow_not_found");
+    expect(res.status).toBe(424);
+    expect(((await res.json()) as OutputErrorBody).code).toBe("unsupported_workflow");
   });
 
   it("refuses a key with the right id and a wrong secret", async () => {
@@ -42,9 +48,9 @@ describe("API key authentication", () => {
 
   it("accepts Basic with the raw key and with base64 user:key, as Output clients send", async () => {
     const raw = await postJson("/workflow/start", UNKNOWN_WORKFLOW, undefined, { authorization: `Basic ${org.key}` });
-    expect(raw.status).toBe(404);
+    expect(raw.status).toBe(424);
     const encoded = await postJson("/workflow/start", UNKNOWN_WORKFLOW, undefined, { authorization: `Basic ${btoa(`user:${org.key}`)}` });
-    expect(encoded.status).toBe(404);
+    expect(encoded.status).toBe(424);
   });
 
   it("refuses an unsupported scheme", async () => {
@@ -54,7 +60,7 @@ describe("API key authentication", () => {
 
   it("refuses a revoked key once the isolate cache has expired", async () => {
     const { key, keyId } = await createKey(org.organizationId);
-    expect((await postJson("/workflow/start", UNKNOWN_WORKFLOW, key)).status).toBe(404);
+    expect((await postJson("/workflow/start", UNKNOWN_WORKFLOW, key)).status).toBe(424);
     await env.DB.prepare("UPDATE api_keys SET revoked_at = ? WHERE id = ?").bind(new Date().toISOString(), keyId).run();
     clearApiKeyCache(); // stands for the cache TTL passing
     expect((await postJson("/workflow/start", UNKNOWN_WORKFLOW, key)).status).toBe(401);

@@ -58,3 +58,13 @@ export async function signedPost(path: string, body: unknown, secret = TEST_HOST
 export interface ErrorBody {
   error: { code: string; message: string; requestId: string; issues?: Array<{ path: string; message: string }> };
 }
+
+/** Output's error envelope, used by the `/workflow` family, `/ready` and `/heartbeat`. */
+export interface OutputErrorBody {
+  error: string;
+  message: string;
+  workflowId?: string;
+  code: string;
+  requestId: string;
+  issues?: Array<{ path: string; message: string }>;
+}

@@ -2,7 +2,7 @@ import { abortAllDurableObjects } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
 import { mintStreamToken } from "../../src/stream-tokens.ts";
 import { collectHistoryStream, readSse } from "../support/sse.ts";
-import { call, seedCatalog, seedOrganization, type ErrorBody } from "./helpers.ts";
+import { call, seedCatalog, seedOrganization, type OutputErrorBody } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push, range } from "./stream-helpers.ts";
 
 const STREAM_SECRET = "edge-test-stream-token-secret";
@@ -143,17 +143,17 @@ describe("GET /workflow/:id/history/stream", () => {
     expect((await collectHistoryStream(res.body!)).eventIds).toEqual([1, 2]);
     const unknown = await call(`/workflow/${workflowId}/runs/${crypto.randomUUID()}/history/stream`, { headers: auth() });
     expect(unknown.status).toBe(404);
-    expect(((await unknown.json()) as ErrorBody).error.code).toBe("run_not_found");
+    expect(((await unknown.json()) as OutputErrorBody).code).toBe("run_not_found");
     const malformed = await call(`/workflow/${workflowId}/runs/no-such-run/history/stream`, { headers: auth() });
     expect(malformed.status).toBe(400);
-    expect(((await malformed.json()) as ErrorBody).error.code).toBe("invalid_request");
+    expect(((await malformed.json()) as OutputErrorBody).code).toBe("invalid_request");
   });
 
   it("an unknown run is 404 JSON before any stream opens; a bad Last-Event-ID is 400", async () => {
     const res = await open(`two_steps-${crypto.randomUUID()}`);
     expect(res.status).toBe(404);
     expect(res.headers.get("content-type")).toContain("application/json");
-    expect(((await res.json()) as ErrorBody).error.code).toBe("run_not_found");
+    expect(((await res.json()) as OutputErrorBody).code).toBe("run_not_found");
     const { workflowId } = await createRunningRun(org.organizationId);
     const bad = await open(workflowId, "", { "last-event-id": "abc" });
     expect(bad.status).toBe(400);
@@ -192,7 +192,7 @@ describe("run-scoped stream tokens", () => {
     const expired = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, workflowId: a.workflowId }, Date.now() - 3_600_000);
     const res = await call(`/workflow/${a.workflowId}/history/stream?token=${expired.token}`);
     expect(res.status).toBe(401);
-    expect(((await res.json()) as ErrorBody).error.code).toBe("unauthorized");
+    expect(((await res.json()) as OutputErrorBody).code).toBe("unauthorized");
 
     const forged = await mintStreamToken("not-the-secret", { organizationId: org.organizationId, workflowId: a.workflowId });
     expect((await call(`/workflow/${a.workflowId}/history/stream?token=${forged.token}`)).status).toBe(401);

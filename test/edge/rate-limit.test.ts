@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { call, createKey, seedCatalog, seedOrganization, type ErrorBody } from "./helpers.ts";
+import { call, createKey, seedCatalog, seedOrganization, type OutputErrorBody } from "./helpers.ts";
 
 async function keyWithLimit(limit: number): Promise<string> {
   const org = await seedOrganization();
@@ -24,7 +24,7 @@ describe("per-key rate limits", () => {
     for (const res of limited) {
       expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
       expect(res.headers.get("x-ratelimit-remaining")).toBe("0");
-      expect(((await res.json()) as ErrorBody).error.code).toBe("rate_limited");
+      expect(((await res.json()) as OutputErrorBody).code).toBe("rate_limited");
     }
     expect(ok.map((r) => Number(r.headers.get("x-ratelimit-remaining"))).sort()).toEqual([0, 1, 2, 3, 4]);
   });

@@ -33,10 +33,11 @@ export async function push(workflowId: string, events: unknown[]) {
 }
 
 /** A run row as the start route leaves it, plus the run.started event. */
-export async function createRunningRun(organizationId: string, name = "two_steps") {
+export async function createRunningRun(organizationId: string, name = "two_steps", chosenWorkflowId?: string) {
   const id = crypto.randomUUID();
-  const workflowId = `${name}-${id}`;
-  const runId = crypto.randomUUID(); // Temporal run ids are UUIDs
+  const workflowId = chosenWorkflowId ?? `${name}-${id}`;
+  // Temporal run ids are UUIDs (the run-pinned routes check it).
+  const runId = crypto.randomUUID();
   const wf = await env.DB.prepare("SELECT id FROM workflows WHERE name = ? AND organization_id IS NULL").bind(name).first<{ id: string }>();
   await env.DB.prepare(
     "INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, status, input) VALUES (?, ?, ?, ?, ?, 'scheduled', '{}')",

@@ -101,6 +101,11 @@ describe("the Node host crashes mid-run", () => {
       workflowId = body.workflowId;
       // While the host is away the row says what is true: accepted, not started.
       expect(((await (await api(`/workflow/${workflowId}/status`)).json()) as { status: string }).status).toBe("scheduled");
+      // Readiness says the host is away (no key needed), once the last positive answer (2 s) has aged out.
+      await new Promise((r) => setTimeout(r, 2_100));
+      const ready = await fetch(`${stack.baseUrl}/ready`);
+      expect(ready.status).toBe(503);
+      expect(Number(ready.headers.get("retry-after"))).toBeGreaterThan(0);
     } finally {
       host = await startHostProcess(hostEnv());
     }

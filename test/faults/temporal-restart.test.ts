@@ -52,4 +52,27 @@ describe("Temporal restarts mid-run", () => {
     const status = (await (await api(`/workflow/${workflowId}/status`)).json()) as { status: string };
     expect(status.status).toBe("completed");
   });
+
+  it("GET /ready is 503 with Retry-After while Temporal is down, and 200 again once it is back", async () => {
+    const ready = () => fetch(`${stack.baseUrl}/ready`);
+    const until = async (wanted: number) => {
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const res = await ready();
+        if (res.status === wanted) return res;
+        if (Date.now() > deadline) throw new Error(`/ready did not answer ${wanted} within 30 s (last ${res.status})`);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    };
+    await until(200);
+    await temporal.stop();
+    try {
+      const down = await until(503);
+      expect(Number(down.headers.get("retry-after"))).toBeGreaterThan(0);
+      expect(((await down.json()) as { error: string; code: string }).code).toBe("host_unavailable");
+    } finally {
+      temporal = await startTemporal(PORTS.temporal, { TEMPORAL_DB_FILENAME: dbFile });
+    }
+    await until(200);
+  });
 });

@@ -76,6 +76,13 @@ describe("control API auth", () => {
 });
 
 describe("control API over real Temporal", () => {
+  it("answers /v1/ready (signed) once Temporal answers", async () => {
+    const res = await signed("GET", HOST_PATHS.ready);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ ok: true });
+    expect((await app.request(HOST_PATHS.ready)).status).toBe(401);
+  });
+
   it("starts hello, describes it, and waits for its result", async () => {
     const workflowId = newId("hello");
     const start = await signed("POST", HOST_PATHS.start, { workflowId, workflowName: "hello", input: { name: "Ada" } });
@@ -168,6 +175,18 @@ describe("interacting with a running approval", () => {
     const late = await interact(workflowId, "signal", "approve", { approvedBy: "Ada" });
     expect(late.status).toBe(409);
     expect(await late.json()).toMatchObject({ error: { code: "run_finished" } });
+  });
+
+  it("signal resume (Output's feedback) approves too; a signal without a payload is ignored, not a crash", async () => {
+    const workflowId = newId("approval");
+    await signed("POST", HOST_PATHS.start, { workflowId, workflowName: "approval", input: { request: "feedback" } });
+    expect((await interact(workflowId, "signal", "approve")).status).toBe(200);
+    expect((await interact(workflowId, "signal", "resume", { unrelated: true })).status).toBe(200);
+    const waiting = await interact(workflowId, "query", "progress");
+    expect(await waiting.json()).toEqual({ result: { stage: "waiting_for_approval", priority: 3, approvedBy: null } });
+    expect((await interact(workflowId, "signal", "resume", { approvedBy: "Ada" })).status).toBe(200);
+    const result = runResultResponse.parse(await (await signed("GET", `${HOST_PATHS.result(workflowId)}?waitMs=30000`)).json());
+    expect(result.output).toEqual({ request: "feedback", approvedBy: "Ada", priority: 3 });
   });
 
   it("cancel runs the cleanup step and ends cancelled; terminate is immediate; both 409 once finished", async () => {

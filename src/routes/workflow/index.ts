@@ -13,7 +13,7 @@ import { registerStop } from "./stop.ts";
 import { registerReset } from "./reset.ts";
 import { registerTraceLog } from "./trace-log.ts";
 import { registerStreamToken } from "./stream-token.ts";
-import { registerResult } from "./result.ts";
+import { registerInput, registerResult } from "./result.ts";
 import { registerRun } from "./run.ts";
 import { registerStart } from "./start.ts";
 import { registerStatus } from "./status.ts";
@@ -22,8 +22,8 @@ import { registerStatus } from "./status.ts";
 export const MAX_WORKFLOW_BODY_BYTES = 1024 * 1024;
 
 /**
- * The Workflow API (`/workflow/...`), Output-compatible: Bearer or Basic API keys, and run-scoped
- * `?token=` on stream routes.
+ * The Workflow API (`/workflow/...`), the Output API server's contract (docs/output-compatibility.md):
+ * Bearer or Basic API keys, run-scoped `?token=` on stream routes, Output's error envelope.
  */
 export function registerWorkflowApi(app: App) {
   app.use("/workflow/*", apiKeyOrStreamToken());
@@ -45,5 +45,8 @@ export function registerWorkflowApi(app: App) {
   registerStop(app);
   registerTraceLog(app);
   registerReset(app);
+  // Output compatibility (issue 15, compat-api): run inputs; the pinned status/result/input/stop/
+  // terminate, /feedback and /catalog/:id register with their unpinned forms above.
+  registerInput(app);
   documentWorkflowApi(app);
 }

@@ -5,14 +5,20 @@ import { anyObject, documentRoute } from "../../openapi/document.ts";
 import { RUN_STATUSES } from "../../shared/run-status.ts";
 import { historyQuery } from "./history.ts";
 import { resetBody } from "./reset.ts";
+import { interactionBody } from "./interact.ts";
 import { recentRunsQuery } from "./runs.ts";
-import { runWorkflowBody, startWorkflowBody, workflowIdParam } from "./schemas.ts";
+import { catalogIdSchema, runIdParam, runWorkflowBody, startWorkflowBody, workflowIdParam } from "./schemas.ts";
+import { terminateBody } from "./stop.ts";
 
 const tag = "Workflow API";
 const idParam = z.object({ id: workflowIdParam });
+const pinnedParams = z.object({ id: workflowIdParam, rid: runIdParam });
 const status = z.enum(RUN_STATUSES);
 // runId is null (status `scheduled`) when the run is accepted but Temporal has not confirmed it yet: it will run (docs/start-path.md).
 const started = z.object({ workflowId: z.string(), runId: z.string().nullable(), status, streamToken: z.string(), streamTokenExpiresAt: z.string() });
+const traceInfo = z
+  .object({ destinations: z.object({ local: z.string().nullable(), remote: z.string().nullable() }) })
+  .meta({ id: "TraceInfo", description: "Where the run's trace lives: `local` is always null, `remote` the R2 object (read it with GET /workflow/:id/trace-log)" });
 const result = z
   .object({
     workflowId: z.string(),
@@ -20,17 +26,37 @@ const result = z
     status,
     input: z.unknown(),
     output: z.unknown(),
-    trace: z.unknown(),
+    trace: traceInfo.nullable(),
     attributes: z.array(anyObject),
     aggregations: anyObject,
     error: z.string().nullable(),
   })
   .meta({ id: "RunResult" });
+const statusBody = z.object({
+  workflowId: z.string(),
+  runId: z.string().nullable(),
+  status,
+  startedAt: z.union([z.number(), z.literal("")]).meta({ description: "Epoch ms, or '' before the run has started" }),
+  completedAt: z.union([z.number(), z.literal("")]).meta({ description: "Epoch ms, or '' while the run has not ended" }),
+  workflowName: z.string(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+const runInfo = z.object({
+  workflowId: z.string(),
+  runId: z.string().nullable(),
+  workflowType: z.string(),
+  status,
+  startedAt: z.string(),
+  completedAt: z.string().nullable(),
+  createdAt: z.string(),
+});
 const sse = { description: "Server-Sent Events (docs/streaming.md)", schema: z.string(), contentType: "text/event-stream" };
-const RUN_ERRORS = ["run_not_found"] as const;
-const pinnedParams = z.object({ id: workflowIdParam, rid: z.uuid() });
+const RUN_ERRORS = ["run_not_found", "invalid_request"] as const;
+const START_ERRORS = ["invalid_json", "invalid_request", "invalid_input", "unsupported_workflow", "catalog_not_found", "workflow_id_in_use", "insufficient_credits", "payload_too_large", "host_unavailable", "host_error"] as const;
+const deprecatedNote = "Deprecated as in Output (Deprecation, Sunset and Link headers): use the run-pinned form.";
 const historyPage = z.object({
-  workflow: z.object({ workflowId: z.string().nullable(), runId: z.string(), status, startTime: z.string().nullable(), closeTime: z.string().nullable(), historyLength: z.number(), taskQueue: z.string().nullable(), closed: z.boolean() }).nullable(),
+  workflow: z.object({ workflowId: z.string().nullable(), runId: z.string(), status, startTime: z.string().nullable(), closeTime: z.string().nullable(), historyLength: z.number(), taskQueue: z.string(), closed: z.boolean() }).nullable(),
   events: z.array(anyObject),
   runId: z.string().nullable(),
   nextPageToken: z.string().nullable(),
@@ -42,27 +68,57 @@ export function documentWorkflowApi(app: App) {
     responses: { 200: { description: "The catalog", schema: z.object({ workflows: z.array(anyObject) }) } },
   });
   documentRoute(app, {
-    method: "get", path: "/workflow/runs", tag, auth: "apiKey", summary: "Recent runs, newest first", query: recentRunsQuery,
-    responses: { 200: { description: "Runs", schema: z.object({ runs: z.array(anyObject) }) } }, errors: ["invalid_request"],
+    method: "get", path: "/workflow/catalog/:id", tag, auth: "apiKey", summary: "The catalog `:id`: Outrider has one, `outrider`",
+    params: z.object({ id: catalogIdSchema }),
+    responses: { 200: { description: "The catalog", schema: z.object({ workflows: z.array(anyObject) }) } }, errors: ["invalid_request", "catalog_not_found"],
+  });
+  documentRoute(app, {
+    method: "get", path: "/workflow/runs", tag, auth: "apiKey", summary: "Recent runs, newest first (Output's shape)", query: recentRunsQuery,
+    responses: { 200: { description: "Runs", schema: z.object({ runs: z.array(runInfo), count: z.number().int() }) } }, errors: ["invalid_request"],
   });
   documentRoute(app, {
     method: "post", path: "/workflow/start", tag, auth: "apiKey", summary: "Start a run and return at once", body: startWorkflowBody,
-    responses: { 200: { description: "Started", schema: started } },
-    errors: ["invalid_json", "invalid_request", "invalid_input", "workflow_not_found", "insufficient_credits", "payload_too_large", "host_unavailable", "host_error"],
+    responses: { 200: { description: "Started", schema: started } }, errors: [...START_ERRORS],
   });
   documentRoute(app, {
-    method: "post", path: "/workflow/run", tag, auth: "apiKey", summary: "Start a run and wait for its result (202 when `timeout` runs out first)", body: runWorkflowBody,
-    responses: { 200: { description: "The run ended", schema: result }, 202: { description: "Still running; poll the Location header", schema: result } },
-    errors: ["invalid_json", "invalid_request", "invalid_input", "workflow_not_found", "insufficient_credits", "payload_too_large", "host_unavailable", "host_error"],
+    method: "post", path: "/workflow/run", tag, auth: "apiKey", summary: "Start a run and wait for its result (408 when `timeout` runs out first)", body: runWorkflowBody,
+    responses: { 200: { description: "The run ended (completed, failed, cancelled, ...)", schema: result } },
+    errors: [...START_ERRORS, "wait_timed_out"],
   });
-  documentRoute(app, {
-    method: "get", path: "/workflow/:id/status", tag, auth: "apiKey", summary: "A run's current or final status", params: idParam,
-    responses: { 200: { description: "Status", schema: anyObject } }, errors: [...RUN_ERRORS],
-  });
-  documentRoute(app, {
-    method: "get", path: "/workflow/:id/result", tag, auth: "apiKey", summary: "A run's result payload", params: idParam,
-    responses: { 200: { description: "Result", schema: result } }, errors: [...RUN_ERRORS],
-  });
+  for (const pinned of [false, true]) {
+    const base = pinned ? "/workflow/:id/runs/:rid" : "/workflow/:id";
+    const params = pinned ? pinnedParams : idParam;
+    const which = pinned ? "One run's" : "A run's";
+    documentRoute(app, {
+      method: "get", path: `${base}/status`, tag, auth: "apiKey", summary: `${which} current or final status`, params,
+      responses: { 200: { description: "Status", schema: statusBody } }, errors: [...RUN_ERRORS],
+    });
+    documentRoute(app, {
+      method: "get", path: `${base}/result`, tag, auth: "apiKey", summary: `${which} result, once it has ended (424 before)`, params,
+      responses: { 200: { description: "Result", schema: result } }, errors: [...RUN_ERRORS, "run_not_finished"],
+    });
+    documentRoute(app, {
+      method: "get", path: `${base}/input`, tag, auth: "apiKey", summary: `${which} input`, params,
+      responses: { 200: { description: "Input", schema: z.object({ workflowId: z.string(), runId: z.string().nullable(), input: z.unknown() }) } }, errors: [...RUN_ERRORS],
+    });
+    documentRoute(app, {
+      method: "patch", path: `${base}/stop`, tag, auth: "apiKey", summary: "Graceful stop (Temporal cancellation; cleanup runs)", params,
+      description: pinned ? undefined : deprecatedNote,
+      responses: { 200: { description: "Cancelling", schema: z.object({ workflowId: z.string(), runId: z.string().nullable(), status: z.literal("cancelling") }) } },
+      errors: [...RUN_ERRORS, "run_ended", "host_unavailable"],
+    });
+    documentRoute(app, {
+      method: "post", path: `${base}/terminate`, tag, auth: "apiKey", summary: "Immediate stop", params, body: terminateBody,
+      description: pinned ? undefined : deprecatedNote,
+      responses: {
+        200: {
+          description: "Terminated",
+          schema: z.object({ terminated: z.literal(true), workflowId: z.string(), runId: z.string().nullable(), status: z.literal("terminated"), reason: z.string().nullable() }),
+        },
+      },
+      errors: [...RUN_ERRORS, "invalid_json", "run_ended", "host_unavailable"],
+    });
+  }
   for (const path of ["/workflow/:id/history/stream", "/workflow/:id/runs/:rid/history/stream"]) {
     documentRoute(app, {
       method: "get", path, tag, auth: "apiKeyOrStreamToken", summary: "Follow a run's Temporal history live (workflow, history, done, server_error)",
@@ -84,20 +140,20 @@ export function documentWorkflowApi(app: App) {
   }
   for (const kind of ["signal", "query", "update"] as const) {
     documentRoute(app, {
-      method: "post", path: `/workflow/:id/${kind}/:name`, tag, auth: "apiKey", summary: `Call the workflow's ${kind} handler with the JSON body`,
-      params: z.object({ id: workflowIdParam, name: z.string() }), body: z.unknown(),
-      responses: { 200: { description: "Delivered / the handler's result", schema: anyObject } },
-      errors: [...RUN_ERRORS, "invalid_json", "handler_not_found", "handler_failed", "run_finished", "host_unavailable"],
+      method: "post", path: `/workflow/:id/${kind}/:name`, tag, auth: "apiKey", summary: `Call the workflow's ${kind} handler with \`payload\``,
+      params: z.object({ id: workflowIdParam, name: z.string() }), body: interactionBody,
+      responses: {
+        200: kind === "signal"
+          ? { description: "Delivered", schema: z.object({ workflowId: z.string(), signal: z.string(), delivered: z.literal(true) }) }
+          : { description: "The handler's result, as is", schema: z.unknown() },
+      },
+      errors: [...RUN_ERRORS, "invalid_json", "handler_not_found", "handler_failed", ...(kind === "query" ? [] : (["run_finished"] as const)), "host_unavailable"],
     });
   }
   documentRoute(app, {
-    method: "patch", path: "/workflow/:id/stop", tag, auth: "apiKey", summary: "Graceful stop (Temporal cancellation; cleanup runs)", params: idParam,
-    responses: { 202: { description: "Cancelling", schema: anyObject } }, errors: [...RUN_ERRORS, "run_finished", "host_unavailable"],
-  });
-  documentRoute(app, {
-    method: "post", path: "/workflow/:id/terminate", tag, auth: "apiKey", summary: "Immediate stop", params: idParam,
-    body: z.object({ reason: z.string().max(1000).optional() }),
-    responses: { 200: { description: "Terminated", schema: anyObject } }, errors: [...RUN_ERRORS, "invalid_json", "invalid_request", "run_finished", "host_unavailable"],
+    method: "post", path: "/workflow/:id/feedback", tag, auth: "apiKey", summary: "Send signal `resume` with `payload` (Output's feedback)", params: idParam, body: interactionBody,
+    responses: { 200: { description: "Delivered", schema: z.object({ workflowId: z.string(), signal: z.literal("resume"), delivered: z.literal(true) }) } },
+    errors: [...RUN_ERRORS, "invalid_json", "handler_not_found", "run_finished", "host_unavailable"],
   });
   for (const path of ["/workflow/:id/trace-log", "/workflow/:id/runs/:rid/trace-log"]) {
     documentRoute(app, {

@@ -1,12 +1,31 @@
 import type { App } from "../../app-env.ts";
-import { readRun, resultPayload } from "../../services/runs.ts";
-import { parseWorkflowIdParam } from "./params.ts";
+import { ApiError } from "../../errors.ts";
+import { isTerminal } from "../../shared/run-status.ts";
+import { outputResult } from "./result-body.ts";
+import { targetRun, targetRunView, unpinnedAndPinned } from "./run-target.ts";
 
-/** GET /workflow/:id/result: the result payload; `status` says whether it is final. */
+/**
+ * GET /workflow/:id/result and /workflow/:id/runs/:rid/result: the result of a run that has
+ * ended (completed, failed, cancelled, ... all 200); 424 WorkflowNotCompletedError while it runs.
+ */
 export function registerResult(app: App) {
-  app.get("/workflow/:id/result", async (c) => {
-    const workflowId = parseWorkflowIdParam(c.req.param("id"));
-    const { run, attributes } = await readRun(c.env, c.get("auth").organizationId, workflowId, { attributes: true });
-    return c.json(await resultPayload(c.env, run, attributes));
-  });
+  for (const path of unpinnedAndPinned("result")) {
+    app.get(path, async (c) => {
+      const { run, attributes } = await targetRunView(c, { attributes: true });
+      if (!isTerminal(run.status)) {
+        throw new ApiError("run_not_finished", `Workflow execution is not complete (${run.status}); its result exists once it ends`, undefined, undefined, run.temporalWorkflowId);
+      }
+      return c.json(await outputResult(c.env, run, attributes));
+    });
+  }
+}
+
+/** GET /workflow/:id/input and /workflow/:id/runs/:rid/input: the run's input, also while it runs. */
+export function registerInput(app: App) {
+  for (const path of unpinnedAndPinned("input")) {
+    app.get(path, async (c) => {
+      const run = await targetRun(c, { settle: false });
+      return c.json({ workflowId: run.temporalWorkflowId, runId: run.temporalRunId, input: run.input ?? null });
+    });
+  }
 }

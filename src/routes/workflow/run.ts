@@ -1,26 +1,47 @@
 import type { App } from "../../app-env.ts";
+import { ApiError } from "../../errors.ts";
 import { readJson } from "../../middleware/json-body/index.ts";
 import { isTerminal } from "../../shared/run-status.ts";
-import { resultPayload, runToOutcome } from "../../services/runs.ts";
+import { runToOutcome } from "../../services/runs.ts";
 import { mintStreamToken } from "../../stream-tokens.ts";
+import { outputResult } from "./result-body.ts";
 import { runWorkflowBody } from "./schemas.ts";
+import { assertKnownCatalog, startChoices, withOutputWorkflowErrors } from "./start-request.ts";
 
 /**
- * POST /workflow/run: starts a run and waits for its result. When `timeout` (ms, default
- * RUN_WAIT_DEFAULT_MS) runs out first, answers 202 Accepted with the same payload shape (status
- * `running`, output null) and a Location header to poll: the run goes on, nothing is lost.
+ * POST /workflow/run: starts a run and waits for its result, `timeout` ms (default
+ * RUN_WAIT_DEFAULT_MS, 300 s as Output). When the wait runs out first the answer is Output's 408
+ * WorkflowExecutionTimedOutError with the `workflowId`; the run goes on, and the Location header
+ * points at its result. A run accepted while the host did not confirm its start (status
+ * `scheduled`, runId null) answers 202 at once with the same Location: it will run, exactly once.
  */
 export function registerRun(app: App) {
   app.post("/workflow/run", async (c) => {
     const request = await readJson(c, runWorkflowBody);
+    assertKnownCatalog(request);
     const organizationId = c.get("auth").organizationId;
     const waitMs = request.timeout ?? Number(c.env.RUN_WAIT_DEFAULT_MS);
     // One call into the home region: the run's DO starts it and waits for its outcome.
-    const { run, attributes } = await runToOutcome(c.env, organizationId, request.workflowName, request.input ?? {}, waitMs, { idempotency: c.get("idempotency") });
+    const { run, attributes } = await withOutputWorkflowErrors(request.workflowName, () =>
+      runToOutcome(c.env, organizationId, request.workflowName, request.input ?? {}, waitMs, startChoices(c, request)),
+    );
     const stream = await mintStreamToken(c.env.STREAM_TOKEN_SECRET, { organizationId, workflowId: run.temporalWorkflowId });
-    const body = { ...(await resultPayload(c.env, run, attributes)), streamToken: stream.token, streamTokenExpiresAt: stream.expiresAt };
-    if (isTerminal(run.status)) return c.json(body, 200);
-    c.header("location", `/workflow/${encodeURIComponent(run.temporalWorkflowId)}/result`);
-    return c.json(body, 202);
+    const location = `/workflow/${encodeURIComponent(run.temporalWorkflowId)}/result`;
+    if (run.status === "scheduled") {
+      // Accepted, but the host did not confirm the start (it is down or slow): the run's DO starts
+      // it as soon as it can (docs/start-path.md). 202, not an error: a retry would start a second run.
+      c.header("location", location);
+      return c.json({ ...(await outputResult(c.env, run, attributes)), streamToken: stream.token, streamTokenExpiresAt: stream.expiresAt }, 202);
+    }
+    if (!isTerminal(run.status)) {
+      throw new ApiError(
+        "wait_timed_out",
+        `Workflow execution exceeded timeout for synchronous execution. The run goes on: GET /workflow/${run.temporalWorkflowId}/result once it ends`,
+        undefined,
+        { location },
+        run.temporalWorkflowId,
+      );
+    }
+    return c.json({ ...(await outputResult(c.env, run, attributes)), streamToken: stream.token, streamTokenExpiresAt: stream.expiresAt }, 200);
   });
 }

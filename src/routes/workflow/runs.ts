@@ -1,27 +1,51 @@
 import { z } from "zod";
 import type { App } from "../../app-env.ts";
 import { listRecentRuns } from "../../db/runs.ts";
+import { findRunnableWorkflow } from "../../db/workflows.ts";
 import { ApiError } from "../../errors.ts";
 import { zodIssues } from "../../middleware/json-body/index.ts";
+import { CATALOG_ID, catalogIdSchema } from "./schemas.ts";
 
-export const recentRunsQuery = z.object({ limit: z.coerce.number().int().min(1).max(100).default(20) });
+/** Output's query: `workflowType` and `catalog` filters, `limit` 1-1000 (default 100). */
+export const recentRunsQuery = z.object({
+  workflowType: z.string().min(1).max(64).optional(),
+  catalog: catalogIdSchema.optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+});
 
-/** GET /workflow/runs?limit=: the organization's recent runs, newest first. */
+/**
+ * GET /workflow/runs?workflowType=&catalog=&limit=: the organization's recent runs, newest first,
+ * as Output lists them (`{runs: [{workflowId, runId, workflowType, status, startedAt,
+ * completedAt}], count}`, ISO times), plus `createdAt`. A catalog other than Outrider's one has
+ * no runs; so has a workflow type the caller cannot run.
+ */
 export function registerRunsList(app: App) {
   app.get("/workflow/runs", async (c) => {
     const parsed = recentRunsQuery.safeParse(c.req.query());
-    if (!parsed.success) throw new ApiError("invalid_request", "limit must be an integer from 1 to 100", zodIssues(parsed.error));
-    const rows = await listRecentRuns(c.env.DB, c.get("auth").organizationId, parsed.data.limit);
-    return c.json({
-      runs: rows.map((r) => ({
-        workflowId: r.temporalWorkflowId,
-        runId: r.temporalRunId,
-        workflowName: r.workflowName,
-        status: r.status,
-        createdAt: r.createdAt,
-        startedAt: r.startedAt,
-        completedAt: r.completedAt,
-      })),
-    });
+    if (!parsed.success) {
+      const issues = zodIssues(parsed.error);
+      throw new ApiError("invalid_request", `invalid query: ${issues.map((i) => `${i.path}: ${i.message}`).join("; ")}`, issues);
+    }
+    const { workflowType, catalog, limit } = parsed.data;
+    const organizationId = c.get("auth").organizationId;
+    let rows: Awaited<ReturnType<typeof listRecentRuns>> = [];
+    if (catalog === undefined || catalog === CATALOG_ID) {
+      if (workflowType === undefined) rows = await listRecentRuns(c.env.DB, organizationId, limit);
+      else {
+        const workflow = await findRunnableWorkflow(c.env.DB, organizationId, { name: workflowType });
+        if (workflow) rows = await listRecentRuns(c.env.DB, organizationId, limit, { workflowId: workflow.id });
+      }
+    }
+    const runs = rows.map((r) => ({
+      workflowId: r.temporalWorkflowId,
+      runId: r.temporalRunId,
+      workflowType: r.workflowName,
+      status: r.status,
+      // A run not yet confirmed by Temporal has no start time; Output's field is never empty.
+      startedAt: r.startedAt ?? r.createdAt,
+      completedAt: r.completedAt ?? null,
+      createdAt: r.createdAt,
+    }));
+    return c.json({ runs, count: runs.length });
   });
 }

@@ -1,21 +1,58 @@
 import { z } from "zod";
 
-/** Longest `POST /workflow/run` will hold the connection before answering 202 (15 minutes). */
+/** Longest `POST /workflow/run` will hold the connection before answering 408 (15 minutes). */
 export const MAX_RUN_TIMEOUT_MS = 900_000;
+
+/** Shortest `timeout` `POST /workflow/run` accepts, as Output's API server (ms). */
+export const MIN_RUN_TIMEOUT_MS = 250;
+
+/** Longest workflow id the Workflow API accepts. */
+export const MAX_WORKFLOW_ID_LENGTH = 256;
+
+/**
+ * Outrider's one catalog. Output names a catalog by the task queue its catalog workflow runs on;
+ * Outrider has one catalog per deployment (the workflows the host publishes plus each
+ * organization's prompt workflows, filtered per caller), and this is its id.
+ */
+export const CATALOG_ID = "outrider";
+
+/** Path segments of fixed `/workflow/<x>` routes: never workflow ids, or they could not be addressed. */
+const RESERVED_WORKFLOW_IDS = new Set(["catalog", "runs", "start", "run"]);
+
+/**
+ * A workflow id: any id Output or a caller mints (nanoid, `<name>-<uuid>`, `order:42`, ...), as
+ * long as it is 1-256 characters of `A-Za-z0-9` and `._:@+=~-`, not only dots (`.`/`..` are
+ * path segments URLs normalise away) and not one of the fixed route names.
+ */
+export const workflowIdSchema = z
+  .string()
+  .min(1)
+  .max(MAX_WORKFLOW_ID_LENGTH)
+  .regex(/^[A-Za-z0-9._:@+=~-]+$/, "a workflow id is made of A-Z, a-z, 0-9 and ._:@+=~-")
+  .refine((id) => !/^\.+$/.test(id), "a workflow id cannot be only dots")
+  .refine((id) => !RESERVED_WORKFLOW_IDS.has(id), "catalog, runs, start and run name routes, not workflow ids");
+
+/** Kept for the OpenAPI document of path parameters. */
+export const workflowIdParam = workflowIdSchema;
+
+/** A pinned run id (`/workflow/:id/runs/:rid/...`): Temporal run ids are UUIDs, as Output requires. */
+export const runIdParam = z.uuid();
+
+/** A catalog id, as Output accepts them (Output: the catalog's task queue name). */
+export const catalogIdSchema = z.string().min(1).max(128).regex(/^[a-z0-9_.@-]+$/i, "a catalog id is made of letters, digits and _.@-");
 
 export const startWorkflowBody = z.object({
   workflowName: z.string().min(1).max(64),
   input: z.unknown().optional(),
+  /** The run's workflow id; default `<workflowName>-<uuid>`. One id names one run, ever. */
+  workflowId: workflowIdSchema.optional(),
+  /** The catalog to run from; only `outrider` exists (CATALOG_ID). Wins over `taskQueue`. */
+  catalog: catalogIdSchema.optional(),
+  /** Output's deprecated alias of `catalog`. */
+  taskQueue: catalogIdSchema.optional(),
 });
 
 export const runWorkflowBody = startWorkflowBody.extend({
-  /** Milliseconds to wait for the run to finish before answering 202 with the workflowId. */
-  timeout: z.number().int().min(1).max(MAX_RUN_TIMEOUT_MS).optional(),
+  /** Milliseconds to wait for the run to finish before answering 408 (a string of digits is read as a number, as Output does). */
+  timeout: z.coerce.number().int().min(MIN_RUN_TIMEOUT_MS).max(MAX_RUN_TIMEOUT_MS).optional(),
 });
-
-/** Temporal workflow ids minted by the edge: `<workflowName>-<uuid>`. */
-export const workflowIdParam = z
-  .string()
-  .min(1)
-  .max(128)
-  .regex(/^[a-z][a-z0-9_]{0,63}-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);

@@ -1,21 +1,28 @@
 import type { App } from "../../app-env.ts";
-import { readRun } from "../../services/runs.ts";
-import { parseWorkflowIdParam } from "./params.ts";
+import { targetRun, unpinnedAndPinned } from "./run-target.ts";
 
-/** GET /workflow/:id/status: the run's current or final status. */
+/** Output's times: epoch milliseconds, or '' when there is none (yet). */
+const epochMs = (iso: string | null) => (iso ? Date.parse(iso) : "");
+
+/**
+ * GET /workflow/:id/status and /workflow/:id/runs/:rid/status: Output's
+ * `{workflowId, runId, status, startedAt, completedAt}` (epoch ms or ''), plus our
+ * `workflowName`, `createdAt` and `updatedAt` (ISO).
+ */
 export function registerStatus(app: App) {
-  app.get("/workflow/:id/status", async (c) => {
-    const workflowId = parseWorkflowIdParam(c.req.param("id"));
-    const { run } = await readRun(c.env, c.get("auth").organizationId, workflowId);
-    return c.json({
-      workflowId: run.temporalWorkflowId,
-      runId: run.temporalRunId,
-      workflowName: run.workflowName,
-      status: run.status,
-      createdAt: run.createdAt,
-      startedAt: run.startedAt,
-      completedAt: run.completedAt,
-      updatedAt: run.updatedAt,
+  for (const path of unpinnedAndPinned("status")) {
+    app.get(path, async (c) => {
+      const run = await targetRun(c);
+      return c.json({
+        workflowId: run.temporalWorkflowId,
+        runId: run.temporalRunId,
+        status: run.status,
+        startedAt: epochMs(run.startedAt),
+        completedAt: epochMs(run.completedAt),
+        workflowName: run.workflowName,
+        createdAt: run.createdAt,
+        updatedAt: run.updatedAt,
+      });
     });
-  });
+  }
 }

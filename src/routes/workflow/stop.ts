@@ -1,33 +1,74 @@
 import { z } from "zod";
-import type { App } from "../../app-env.ts";
+import type { Context } from "hono";
+import type { App, AppEnv } from "../../app-env.ts";
+import { ApiError } from "../../errors.ts";
 import { HostClient } from "../../host-client.ts";
 import { readJsonOrEmpty } from "../../middleware/json-body/index.ts";
-import { assertRunOpen, getRunOrThrow } from "../../services/runs.ts";
-import { parseWorkflowIdParam } from "./params.ts";
+import { isTerminal } from "../../shared/run-status.ts";
+import type { Run } from "../../db/schema.ts";
+import { targetRun } from "./run-target.ts";
 
-const terminateBody = z.object({ reason: z.string().max(1000).optional() });
+export const terminateBody = z.object({ reason: z.string().max(1000).optional() });
+
+/** Output's sunset date for the unpinned stop/terminate/reset (api/src/index.js). */
+export const UNPINNED_SUNSET = "Thu, 16 Jul 2026 00:00:00 GMT";
+
+/** Output's Deprecation / Sunset / Link headers on an unpinned route whose successor is pinned. */
+export function markDeprecated(c: Context<AppEnv>, action: string): void {
+  c.header("deprecation", "true");
+  c.header("sunset", UNPINNED_SUNSET);
+  c.header("link", `</workflow/{id}/runs/{rid}/${action}>; rel="successor-version"`);
+}
+
+/** Output answers stop/terminate of a run that has ended with 404 (Temporal: already completed). */
+async function openRunOr404(c: Context<AppEnv>): Promise<Run> {
+  const run = await targetRun(c);
+  if (isTerminal(run.status)) throw ended(run);
+  return run;
+}
+
+const ended = (run: Run) =>
+  new ApiError(
+    "run_ended",
+    `workflow execution already completed${isTerminal(run.status) ? ` (${run.status})` : ""}; it takes no stop or termination`,
+    undefined,
+    undefined,
+    run.temporalWorkflowId,
+  );
+
+/** The host found the run closed in Temporal before the D1 row knew: the same 404. */
+function asEnded(err: unknown, run: Run): unknown {
+  return err instanceof ApiError && err.code === "run_finished" ? ended(run) : err;
+}
 
 /**
- * PATCH /workflow/:id/stop: graceful (Temporal cancellation; the workflow's cleanup runs and the
- * run ends `cancelled`). POST /workflow/:id/terminate: immediate, optional `reason`. Both answer
- * 409 `run_finished` for a run that already ended: from the D1 row when it knows, else from the
- * host, which checks Temporal before it acts.
+ * PATCH /workflow/:id/stop and /workflow/:id/runs/:rid/stop: graceful (Temporal cancellation;
+ * the workflow's cleanup runs and the run ends `cancelled`) → 200 `{workflowId, runId}`.
+ * POST /workflow/:id/terminate and /workflow/:id/runs/:rid/terminate: immediate, optional
+ * `reason` → 200 `{terminated: true, workflowId, runId}`. A run that has ended is 404, from the
+ * D1 row when it knows, else from the host, which checks Temporal before it acts. The unpinned
+ * routes carry Output's Deprecation, Sunset and Link headers.
  */
 export function registerStop(app: App) {
-  app.patch("/workflow/:id/stop", async (c) => {
-    const workflowId = parseWorkflowIdParam(c.req.param("id"));
-    const run = await getRunOrThrow(c.env, c.get("auth").organizationId, workflowId);
-    assertRunOpen(run, "stop");
-    await new HostClient(c.env).cancel(workflowId);
-    return c.json({ workflowId, runId: run.temporalRunId, status: "cancelling" }, 202);
-  });
+  for (const pinned of [false, true]) {
+    const base = pinned ? "/workflow/:id/runs/:rid" : "/workflow/:id";
+    app.patch(`${base}/stop`, async (c) => {
+      if (!pinned) markDeprecated(c, "stop");
+      const run = await openRunOr404(c);
+      await new HostClient(c.env).cancel(run.temporalWorkflowId).catch((err: unknown) => {
+        throw asEnded(err, run);
+      });
+      return c.json({ workflowId: run.temporalWorkflowId, runId: run.temporalRunId, status: "cancelling" }, 200);
+    });
 
-  app.post("/workflow/:id/terminate", async (c) => {
-    const workflowId = parseWorkflowIdParam(c.req.param("id"));
-    const { reason } = await readJsonOrEmpty(c, terminateBody);
-    const run = await getRunOrThrow(c.env, c.get("auth").organizationId, workflowId);
-    assertRunOpen(run, "termination");
-    await new HostClient(c.env).terminate(workflowId, reason);
-    return c.json({ workflowId, runId: run.temporalRunId, status: "terminated", reason: reason ?? null });
-  });
+    app.post(`${base}/terminate`, async (c) => {
+      if (!pinned) markDeprecated(c, "terminate");
+      const { reason } = await readJsonOrEmpty(c, terminateBody);
+      const run = await openRunOr404(c);
+      await new HostClient(c.env).terminate(run.temporalWorkflowId, reason).catch((err: unknown) => {
+        throw asEnded(err, run);
+      });
+      return c.json({ terminated: true, workflowId: run.temporalWorkflowId, runId: run.temporalRunId, status: "terminated", reason: reason ?? null });
+    });
+  }
 }

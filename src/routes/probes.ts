@@ -1,0 +1,38 @@
+/**
+ * Output's probes. GET /ready (no auth, as Output): 200 when the host answers and Temporal answers
+ * the host, else 503 with Retry-After. POST /heartbeat (API key): 204, a cheap authenticated
+ * round trip.
+ */
+import { z } from "zod";
+import type { App } from "../app-env.ts";
+import { HostClient } from "../host-client.ts";
+import { apiKeyAuth } from "../middleware/api-key-auth/index.ts";
+import { rateLimit } from "../middleware/rate-limit/index.ts";
+import { documentRoute } from "../openapi/document.ts";
+
+/** A positive answer is reused for this long per isolate, so unauthenticated probes cannot load the host. */
+const READY_CACHE_MS = 2_000;
+let readyUntil = 0;
+
+export function registerProbes(app: App) {
+  app.get("/ready", async (c) => {
+    if (Date.now() >= readyUntil) {
+      await new HostClient(c.env).ready();
+      readyUntil = Date.now() + READY_CACHE_MS;
+    }
+    return c.json({ ok: true, host: "ok", temporal: "ok" });
+  });
+  app.use("/heartbeat", apiKeyAuth({ allowBasic: true }));
+  app.use("/heartbeat", rateLimit());
+  app.post("/heartbeat", (c) => c.body(null, 204));
+
+  documentRoute(app, {
+    method: "get", path: "/ready", tag: "Health", auth: "none", summary: "Readiness: the host and Temporal answer (503 otherwise)",
+    responses: { 200: { description: "Ready", schema: z.object({ ok: z.literal(true), host: z.literal("ok"), temporal: z.literal("ok") }) } },
+    errors: ["host_unavailable"],
+  });
+  documentRoute(app, {
+    method: "post", path: "/heartbeat", tag: "Health", auth: "apiKey", summary: "An authenticated no-op (Output's heartbeat)",
+    responses: { 204: { description: "Alive" } },
+  });
+}

@@ -1,0 +1,353 @@
+/**
+ * The Workflow API's Output contract at the edge (no host: HOST_URL is a closed port): the error
+ * envelope, the new routes' shapes and validation, hostile workflow ids, and tenant isolation.
+ * test/e2e/output-compat-api.test.ts drives the same routes against the whole stack.
+ */
+import { env } from "cloudflare:workers";
+import { beforeAll, describe, expect, it } from "vitest";
+import { call, postJson, seedCatalog, seedOrganization, type ErrorBody, type OutputErrorBody } from "./helpers.ts";
+import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
+
+type Org = Awaited<ReturnType<typeof seedOrganization>>;
+
+const get = (path: string, key: string, headers: Record<string, string> = {}) => call(path, { headers: { authorization: `Bearer ${key}`, ...headers } });
+const send = (method: string, path: string, key: string, body?: unknown) =>
+  call(path, {
+    method,
+    headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+  });
+
+async function outputError(res: Response): Promise<OutputErrorBody> {
+  expect(res.headers.get("content-type")).toContain("application/json");
+  const body = (await res.json()) as OutputErrorBody;
+  expect(typeof body.error).toBe("string");
+  expect(typeof body.message).toBe("string");
+  expect(body.requestId).toBe(res.headers.get("x-request-id"));
+  return body;
+}
+
+async function runRows(organizationId: string): Promise<number> {
+  return (await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?").bind(organizationId).first<{ n: number }>())!.n;
+}
+
+async function finishedRun(org: Org, name = "approval", workflowId?: string) {
+  const run = await createRunningRun(org.organizationId, name, workflowId);
+  await push(encodeURIComponent(run.workflowId), [historyEvent(run.runId, 1), closeEvent(run.runId, 2), finishedEvent(run.runId)]);
+  return run;
+}
+
+describe("Output's error envelope", () => {
+  let org: Org;
+  beforeAll(async () => {
+    await seedCatalog();
+    org = await seedOrganization();
+  });
+
+  it("on /workflow: error is Output's name, code and requestId ride along, workflowId when the error is a run's", async () => {
+    const missing = await get("/workflow/no-such-run/status", org.key);
+    expect(missing.status).toBe(404);
+    expect(await outputError(missing)).toMatchObject({ error: "WorkflowNotFoundError", code: "run_not_found", workflowId: "no-such-run" });
+
+    const bad = await postJson("/workflow/start", { workflowName: 7 }, org.key);
+    expect(bad.status).toBe(400);
+    const body = await outputError(bad);
+    expect(body).toMatchObject({ error: "ValidationError", code: "invalid_request" });
+    expect(body.workflowId).toBeUndefined();
+    expect(body.issues?.[0]?.path).toBe("workflowName");
+
+    const unknownRoute = await get("/workflow/no-such-run/nothing-here", org.key);
+    expect(unknownRoute.status).toBe(404);
+    expect((await outputError(unknownRoute)).error).toBe("RouteNotFoundError");
+  });
+
+  it("a 401 on /workflow has a string error (Output's CLI prints it instead of [object Object])", async () => {
+    for (const headers of [{}, { authorization: "Basic wrong" }] as Array<Record<string, string>>) {
+      const res = await call("/workflow/catalog", { headers });
+      expect(res.status).toBe(401);
+      expect(await outputError(res)).toMatchObject({ error: "UnauthorizedError", code: "unauthorized" });
+    }
+  });
+
+  it("the other families keep their envelope", async () => {
+    const adminRes = await call("/admin/v1/organizations", { headers: { authorization: "Bearer wrong" } });
+    expect(adminRes.status).toBe(401);
+    expect(((await adminRes.json()) as ErrorBody).error.code).toBe("unauthorized");
+    const published = await postJson("/api/v1/run/wf_nope", {}, org.key);
+    expect(published.status).toBe(404);
+    expect(((await published.json()) as ErrorBody).error.code).toBe("workflow_not_found");
+    expect(((await (await call("/nope")).json()) as ErrorBody).error.code).toBe("route_not_found");
+  });
+});
+
+describe("start and run: Output's request fields", () => {
+  let org: Org;
+  beforeAll(async () => {
+    await seedCatalog();
+    org = await seedOrganization();
+  });
+
+  it("an unknown catalog (or taskQueue) is 404 CatalogNotFoundError and starts nothing; catalog wins over taskQueue", async () => {
+    for (const extra of [{ catalog: "main" }, { taskQueue: "main" }, { catalog: "main", taskQueue: "outrider" }]) {
+      const res = await postJson("/workflow/start", { workflowName: "hello", input: { name: "x" }, ...extra }, org.key);
+      expect(res.status).toBe(404);
+      expect(await outputError(res)).toMatchObject({ error: "CatalogNotFoundError", code: "catalog_not_found" });
+    }
+    // Outrider's own catalog passes the check (and then meets the missing host: 503, no row).
+    const ours = await postJson("/workflow/run", { workflowName: "hello", input: { name: "x" }, catalog: "outrider", taskQueue: "main" }, org.key);
+    expect(ours.status).toBe(503);
+    expect((await outputError(ours)).code).toBe("host_unavailable");
+    const bad = await postJson("/workflow/start", { workflowName: "hello", catalog: "no/slashes" }, org.key);
+    expect(bad.status).toBe(400);
+    expect((await outputError(bad)).issues?.[0]?.path).toBe("catalog");
+    expect(await runRows(org.organizationId)).toBe(0);
+  });
+
+  it("timeout is coerced from a string, as Output; below 250 ms is 400", async () => {
+    const coerced = await postJson("/workflow/run", { workflowName: "hello", input: { name: "x" }, timeout: "1000" }, org.key);
+    expect(coerced.status).toBe(503); // past validation: the host is what is missing here
+    const tooShort = await postJson("/workflow/run", { workflowName: "hello", input: { name: "x" }, timeout: "249" }, org.key);
+    expect(tooShort.status).toBe(400);
+    expect((await outputError(tooShort)).issues?.[0]?.path).toBe("timeout");
+  });
+
+  it("a workflowId that is taken is 409 WorkflowExecutionAlreadyStartedError: no second row, the first run untouched", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId, "hello", `order-${crypto.randomUUID()}`);
+    const again = await postJson("/workflow/start", { workflowName: "hello", input: { name: "x" }, workflowId }, org.key);
+    expect(again.status).toBe(409);
+    expect(await outputError(again)).toMatchObject({ error: "WorkflowExecutionAlreadyStartedError", code: "workflow_id_in_use", workflowId });
+    const rows = await env.DB.prepare("SELECT temporal_run_id AS runId FROM runs WHERE temporal_workflow_id = ?").bind(workflowId).all<{ runId: string }>();
+    expect(rows.results).toEqual([{ runId }]);
+  });
+
+  it("hostile workflowIds in the body are 400 before anything is written", async () => {
+    const before = await runRows(org.organizationId);
+    for (const workflowId of ["../etc/passwd", "a/b", "x".repeat(257), "", "..", "catalog", "runs", "héllo", "a b", "a\u0000b", "%2F"]) {
+      const res = await postJson("/workflow/start", { workflowName: "hello", input: { name: "x" }, workflowId }, org.key);
+      expect(res.status, JSON.stringify(workflowId)).toBe(400);
+      expect(await outputError(res)).toMatchObject({ error: "ValidationError", code: "invalid_request" });
+    }
+    expect(await runRows(org.organizationId)).toBe(before);
+  });
+});
+
+describe("run routes: shapes, pinned forms, hostile ids", () => {
+  let org: Org;
+  let intruder: Org;
+  beforeAll(async () => {
+    await seedCatalog();
+    org = await seedOrganization("owner");
+    intruder = await seedOrganization("intruder");
+  });
+
+  it("status: epoch-ms startedAt/completedAt ('' when absent), our ISO fields as extras", async () => {
+    const running = await createRunningRun(org.organizationId);
+    const res = await get(`/workflow/${running.workflowId}/status`, org.key);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as Record<string, unknown>;
+    expect(body).toMatchObject({ workflowId: running.workflowId, runId: running.runId, status: "running", completedAt: "" });
+    expect(typeof body.startedAt).toBe("number");
+    expect(typeof body.createdAt).toBe("string");
+
+    const done = await finishedRun(org);
+    const pinned = (await (await get(`/workflow/${done.workflowId}/runs/${done.runId}/status`, org.key)).json()) as Record<string, unknown>;
+    expect(pinned).toMatchObject({ workflowId: done.workflowId, runId: done.runId, status: "completed" });
+    expect(pinned.completedAt as number).toBeGreaterThanOrEqual(pinned.startedAt as number);
+  });
+
+  it("result: 424 WorkflowNotCompletedError while running; once ended, trace.destinations {local: null, remote}", async () => {
+    const running = await createRunningRun(org.organizationId);
+    for (const path of [`/workflow/${running.workflowId}/result`, `/workflow/${running.workflowId}/runs/${running.runId}/result`]) {
+      const res = await get(path, org.key);
+      expect(res.status).toBe(424);
+      expect(await outputError(res)).toMatchObject({ error: "WorkflowNotCompletedError", code: "run_not_finished", workflowId: running.workflowId });
+    }
+    const done = await finishedRun(org);
+    const body = (await (await get(`/workflow/${done.workflowId}/result`, org.key)).json()) as { trace: { destinations: { local: unknown; remote: string } } };
+    expect(body.trace.destinations.local).toBeNull();
+    expect(body.trace.destinations.remote).toContain(done.workflowId);
+  });
+
+  it("input, unpinned and pinned; a rid that is not a UUID is 400, another run's rid 404", async () => {
+    const run = await createRunningRun(org.organizationId);
+    for (const path of [`/workflow/${run.workflowId}/input`, `/workflow/${run.workflowId}/runs/${run.runId}/input`]) {
+      expect(await (await get(path, org.key)).json()).toEqual({ workflowId: run.workflowId, runId: run.runId, input: {} });
+    }
+    for (const suffix of ["status", "result", "input"]) {
+      const notUuid = await get(`/workflow/${run.workflowId}/runs/not-a-uuid/${suffix}`, org.key);
+      expect(notUuid.status).toBe(400);
+      expect((await outputError(notUuid)).error).toBe("ValidationError");
+      const other = await get(`/workflow/${run.workflowId}/runs/${crypto.randomUUID()}/${suffix}`, org.key);
+      expect(other.status).toBe(404);
+      expect((await outputError(other)).error).toBe("WorkflowNotFoundError");
+    }
+    const stop = await send("PATCH", `/workflow/${run.workflowId}/runs/not-a-uuid/stop`, org.key);
+    expect(stop.status).toBe(400);
+  });
+
+  it("stop/terminate of a run that has ended: 404 (as Output), Deprecation/Sunset/Link on the unpinned routes only", async () => {
+    const done = await finishedRun(org);
+    const cases: Array<[string, string, string | null]> = [
+      ["PATCH", `/workflow/${done.workflowId}/stop`, "stop"],
+      ["POST", `/workflow/${done.workflowId}/terminate`, "terminate"],
+      ["PATCH", `/workflow/${done.workflowId}/runs/${done.runId}/stop`, null],
+      ["POST", `/workflow/${done.workflowId}/runs/${done.runId}/terminate`, null],
+    ];
+    for (const [method, path, successor] of cases) {
+      const res = await send(method, path, org.key, method === "POST" ? { reason: "test" } : undefined);
+      expect(res.status, path).toBe(404);
+      expect(await outputError(res)).toMatchObject({ error: "WorkflowNotFoundError", code: "run_ended", workflowId: done.workflowId });
+      if (successor) {
+        expect(res.headers.get("deprecation")).toBe("true");
+        expect(res.headers.get("sunset")).toBe("Thu, 16 Jul 2026 00:00:00 GMT");
+        expect(res.headers.get("link")).toBe(`</workflow/{id}/runs/{rid}/${successor}>; rel="successor-version"`);
+      } else {
+        expect(res.headers.get("deprecation")).toBeNull();
+      }
+    }
+    const badReason = await send("POST", `/workflow/${done.workflowId}/terminate`, org.key, { reason: 5 });
+    expect(badReason.status).toBe(400);
+  });
+
+  it("any id shape is addressable, URL-decoded; hostile ids are 400 or 404, never a crash or another run", async () => {
+    const chosen = ["V1StGXR8_Z5jdHi6B-myT", "order:42@acme", "__proto__", "constructor", "a.b=c+d~e"];
+    for (const id of chosen) {
+      const run = await createRunningRun(org.organizationId, "two_steps", id === "__proto__" || id === "constructor" ? `${id}-${crypto.randomUUID().slice(0, 8)}` : id);
+      const res = await get(`/workflow/${encodeURIComponent(run.workflowId)}/status`, org.key);
+      expect(res.status, id).toBe(200);
+      expect(((await res.json()) as { workflowId: string }).workflowId).toBe(run.workflowId);
+    }
+    // __proto__ and friends as ids nobody started: plain 404s.
+    for (const id of ["__proto__", "constructor", "prototype", "hasOwnProperty"]) {
+      const res = await get(`/workflow/${id}/status`, org.key);
+      expect(res.status, id).toBe(404);
+      expect((await outputError(res)).workflowId).toBe(id);
+    }
+    // Encoded slashes, dots, NULs, non-ASCII, very long, a fixed route's name: 400 ValidationError.
+    // (`/workflow/catalog/<x>` is the catalog route, so "catalog" is refused at start instead.)
+    for (const raw of ["a%2Fb", "..%2F..%2Fsecrets", "%2e%2e%2f", "a%00b", "%C3%A9", "a%20b", "x".repeat(257), "runs"]) {
+      for (const suffix of ["status", "input", "runs/00000000-0000-4000-8000-000000000000/status"]) {
+        const res = await get(`/workflow/${raw}/${suffix}`, org.key);
+        expect(res.status, `${raw}/${suffix}`).toBe(400);
+        expect((await outputError(res)).error).toBe("ValidationError");
+      }
+    }
+  });
+
+  it("another organization's run is 404 WorkflowNotFoundError on every new route, never its data", async () => {
+    const done = await finishedRun(org);
+    const running = await createRunningRun(org.organizationId, "approval");
+    const paths: Array<[string, string, unknown?]> = [
+      ["GET", `/workflow/${done.workflowId}/input`],
+      ["GET", `/workflow/${done.workflowId}/runs/${done.runId}/status`],
+      ["GET", `/workflow/${done.workflowId}/runs/${done.runId}/result`],
+      ["GET", `/workflow/${done.workflowId}/runs/${done.runId}/input`],
+      ["PATCH", `/workflow/${running.workflowId}/runs/${running.runId}/stop`],
+      ["POST", `/workflow/${running.workflowId}/runs/${running.runId}/terminate`, {}],
+      ["POST", `/workflow/${running.workflowId}/feedback`, { payload: { approvedBy: "intruder" } }],
+      ["POST", `/workflow/${running.workflowId}/signal/approve`, { payload: { approvedBy: "intruder" } }],
+    ];
+    for (const [method, path, body] of paths) {
+      const res = await send(method, path, intruder.key, body);
+      expect(res.status, path).toBe(404);
+      const text = await res.text();
+      expect((JSON.parse(text) as OutputErrorBody).code, path).toBe("run_not_found");
+      expect(text).not.toContain(done.runId);
+      expect(text).not.toContain(running.runId);
+    }
+    const list = await (await get("/workflow/runs?limit=1000", intruder.key)).json();
+    expect(list).toEqual({ runs: [], count: 0 });
+  });
+
+  it("signal/query/update/feedback take Output's {payload}: a payload that is not an object is 400", async () => {
+    const run = await createRunningRun(org.organizationId, "approval");
+    for (const body of [{ payload: [1] }, { payload: "yes" }, { payload: 3 }, "[1]", '"x"']) {
+      for (const path of [`/workflow/${run.workflowId}/signal/approve`, `/workflow/${run.workflowId}/feedback`, `/workflow/${run.workflowId}/update/setPriority`]) {
+        const res = await send("POST", path, org.key, body);
+        expect(res.status, `${path} ${JSON.stringify(body)}`).toBe(400);
+        expect((await outputError(res)).error).toBe("ValidationError");
+      }
+    }
+    // feedback needs the workflow to declare signal `resume`; two_steps does not.
+    const other = await createRunningRun(org.organizationId, "two_steps");
+    const noResume = await send("POST", `/workflow/${other.workflowId}/feedback`, org.key, { payload: {} });
+    expect(noResume.status).toBe(404);
+    expect((await outputError(noResume)).code).toBe("handler_not_found");
+  });
+});
+
+describe("catalog and runs list", () => {
+  let org: Org;
+  beforeAll(async () => {
+    await seedCatalog();
+    org = await seedOrganization();
+  });
+
+  it("GET /workflow/catalog/outrider is the catalog; another id 404 CatalogNotFoundError; a malformed one 400", async () => {
+    const all = (await (await get("/workflow/catalog", org.key)).json()) as { workflows: Array<{ name: string }> };
+    const byId = (await (await get("/workflow/catalog/outrider", org.key)).json()) as { workflows: Array<{ name: string }> };
+    expect(byId.workflows.map((w) => w.name)).toEqual(all.workflows.map((w) => w.name));
+    expect(byId.workflows.length).toBeGreaterThan(0);
+    const other = await get("/workflow/catalog/main", org.key);
+    expect(other.status).toBe(404);
+    expect(await outputError(other)).toMatchObject({ error: "CatalogNotFoundError", code: "catalog_not_found" });
+    const bad = await get("/workflow/catalog/a%20b", org.key);
+    expect(bad.status).toBe(400);
+  });
+
+  it("runs: Output's fields and count, workflowType and catalog filters, limit 1-1000 (default 100)", async () => {
+    const hello = await createRunningRun(org.organizationId, "hello");
+    const steps = await finishedRun(org, "two_steps");
+    const all = (await (await get("/workflow/runs", org.key)).json()) as { runs: Array<Record<string, unknown>>; count: number };
+    expect(all.count).toBe(all.runs.length);
+    const row = all.runs.find((r) => r.workflowId === steps.workflowId)!;
+    expect(row).toMatchObject({ workflowId: steps.workflowId, runId: steps.runId, workflowType: "two_steps", status: "completed" });
+    expect(new Date(row.startedAt as string).toISOString()).toBe(row.startedAt);
+    expect(typeof row.completedAt).toBe("string");
+    expect(all.runs.find((r) => r.workflowId === hello.workflowId)!.completedAt).toBeNull();
+
+    const onlyHello = (await (await get("/workflow/runs?workflowType=hello&limit=1000", org.key)).json()) as { runs: Array<{ workflowType: string }>; count: number };
+    expect(onlyHello.count).toBe(1);
+    expect(onlyHello.runs.map((r) => r.workflowType)).toEqual(["hello"]);
+    expect(await (await get("/workflow/runs?workflowType=no_such_workflow", org.key)).json()).toEqual({ runs: [], count: 0 });
+    expect(await (await get("/workflow/runs?catalog=main", org.key)).json()).toEqual({ runs: [], count: 0 });
+    expect(((await (await get("/workflow/runs?catalog=outrider&limit=1", org.key)).json()) as { count: number }).count).toBe(1);
+
+    // The filtered list walks runs_org_workflow_created_idx in order (no scan of the org's runs).
+    const plan = await env.DB.prepare(
+      "EXPLAIN QUERY PLAN SELECT * FROM runs WHERE organization_id = ? AND workflow_id = ? ORDER BY created_at DESC, id DESC LIMIT ?",
+    )
+      .bind(org.organizationId, "x", 100)
+      .all<{ detail: string }>();
+    const details = plan.results.map((r) => r.detail).join("\n");
+    expect(details).toContain("USING INDEX runs_org_workflow_created_idx (organization_id=? AND workflow_id=?)");
+    expect(details).not.toMatch(/SCAN runs\b/);
+
+    for (const q of ["limit=0", "limit=1001", "limit=abc", "catalog=a%2Fb"]) {
+      const res = await get(`/workflow/runs?${q}`, org.key);
+      expect(res.status, q).toBe(400);
+      expect((await outputError(res)).error).toBe("ValidationError");
+    }
+  });
+});
+
+describe("probes", () => {
+  it("GET /ready: 503 ServiceUnavailableError with Retry-After when the host cannot be reached (no auth needed)", async () => {
+    const res = await call("/ready");
+    expect(res.status).toBe(503);
+    expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
+    expect(await outputError(res)).toMatchObject({ error: "ServiceUnavailableError", code: "host_unavailable" });
+  });
+
+  it("POST /heartbeat: 204 with a key (Bearer or Output's Basic), 401 without", async () => {
+    const org = await seedOrganization();
+    for (const authorization of [`Bearer ${org.key}`, `Basic ${org.key}`]) {
+      const res = await call("/heartbeat", { method: "POST", headers: { authorization } });
+      expect(res.status).toBe(204);
+      expect(await res.text()).toBe("");
+    }
+    const anonymous = await call("/heartbeat", { method: "POST" });
+    expect(anonymous.status).toBe(401);
+    expect((await outputError(anonymous)).error).toBe("UnauthorizedError");
+  });
+});
