@@ -75,13 +75,15 @@ export interface SerializedError {
   message: string;
   issues?: Issue[];
   headers?: Record<string, string>;
+  /** The run the error concerns (Output's envelope names it). */
+  workflowId?: string;
 }
 
 /** `replayed`: the Idempotency-Key named an earlier start; `started` is that run (in another DO). */
 export type StartReply = { ok: true; started: StartedRunInfo; replayed?: boolean } | { ok: false; error: SerializedError };
 
 export function serializeError(err: unknown): SerializedError {
-  if (err instanceof ApiError) return { code: err.code, message: err.message, issues: err.issues, headers: err.headers };
+  if (err instanceof ApiError) return { code: err.code, message: err.message, issues: err.issues, headers: err.headers, workflowId: err.workflowId };
   throw err;
 }
 
@@ -180,7 +182,7 @@ export class RunStarter {
     if (existing) {
       // The same start again (the Worker retried a call whose answer it lost): same answer.
       if (existing.accept_id === command.runUuid) return { ok: true, started: this.info(existing) };
-      return { ok: false, error: { code: "workflow_id_in_use", message: `a run with workflowId "${command.workflowId}" already exists` } };
+      return { ok: false, error: { code: "workflow_id_in_use", message: `a run with workflowId "${command.workflowId}" already exists`, workflowId: command.workflowId } };
     }
     const { env } = this.deps;
     let prepared: PreparedStart;
@@ -217,7 +219,7 @@ export class RunStarter {
     } catch (err) {
       if (creditHold > 0) await releaseCreditsStatement(env.DB, command.organizationId, creditHold).run();
       if (/UNIQUE constraint failed/i.test(String(err) + String((err as { cause?: unknown }).cause ?? ""))) {
-        return { ok: false, error: { code: "workflow_id_in_use", message: `a run with workflowId "${command.workflowId}" already exists` } };
+        return { ok: false, error: { code: "workflow_id_in_use", message: `a run with workflowId "${command.workflowId}" already exists`, workflowId: command.workflowId } };
       }
       throw err;
     }

@@ -52,7 +52,7 @@ export function startCommand(organizationId: string, idPrefix: string, target: S
 }
 
 export function replyError(error: SerializedError): ApiError {
-  return new ApiError(error.code, error.message, error.issues, error.headers);
+  return new ApiError(error.code, error.message, error.issues, error.headers, error.workflowId);
 }
 
 /** Starts a run through its RunStream DO (which holds credits, writes the row and starts it). */

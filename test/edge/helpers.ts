@@ -68,3 +68,9 @@ export interface OutputErrorBody {
   requestId: string;
   issues?: Array<{ path: string; message: string }>;
 }
+
+/** The stable error code of either envelope: Output's (`/workflow...`: `code` beside a string `error`) or ours (`error.code`). */
+export function errorCodeOf(body: unknown): string | undefined {
+  const b = body as { code?: string; error?: string | { code?: string } };
+  return typeof b.error === "object" ? b.error?.code : b.code;
+}

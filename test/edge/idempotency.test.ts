@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { canonicalJson, parseIdempotencyKey, requestFingerprint, type IdempotencyRequest } from "../../src/middleware/idempotency/index.ts";
 import { claimIdempotencyKey } from "../../src/services/idempotency.ts";
 import { ApiError } from "../../src/errors.ts";
-import { call, postJson, seedCatalog, seedOrganization, type ErrorBody } from "./helpers.ts";
+import { call, errorCodeOf, postJson, seedCatalog, seedOrganization } from "./helpers.ts";
 import { createRunningRun } from "./stream-helpers.ts";
 
 const request = (key: string, fingerprint = "f1"): IdempotencyRequest => ({ key, fingerprint, replayed: false });
@@ -57,7 +57,7 @@ describe("Idempotency-Key: format", () => {
           body: JSON.stringify(body),
         });
         expect(res.status, `${path} ${JSON.stringify(value)}`).toBe(400);
-        expect(((await res.json()) as ErrorBody).error.code).toBe("invalid_idempotency_key");
+        expect(errorCodeOf(await res.json())).toBe("invalid_idempotency_key");
       }
     }
     const execute = await call("/api/v1/workflow-runs/execute", {
@@ -66,7 +66,7 @@ describe("Idempotency-Key: format", () => {
       body: JSON.stringify({ workflowId: "x", inputs: {} }),
     });
     expect(execute.status).toBe(400);
-    expect(((await execute.json()) as ErrorBody).error.code).toBe("invalid_idempotency_key");
+    expect(errorCodeOf(await execute.json())).toBe("invalid_idempotency_key");
     expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM idempotency_keys WHERE organization_id = ?").bind(organizationId).first("n")).toBe(0);
   });
 
@@ -182,7 +182,7 @@ describe("Idempotency-Key: the claim", () => {
     expect(new Set(ok.map((o) => o.body.workflowId)).size).toBe(1);
     for (const o of outcomes.filter((o) => o.status !== 200)) {
       expect(o.status).toBe(409);
-      expect(o.body.error.code).toBe("idempotency_key_in_use");
+      expect(errorCodeOf(o.body)).toBe("idempotency_key_in_use");
     }
     expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?").bind(organizationId).first("n")).toBe(1);
     // Afterwards every retry is a replay of that run.
@@ -199,7 +199,7 @@ describe("Idempotency-Key: the claim", () => {
     for (let i = 0; i < 2; i++) {
       const res = await postJson("/workflow/start", { workflowName: "hello", input: { name: "Ada" } }, key, { "idempotency-key": idem });
       expect(res.status).toBe(402);
-      expect(((await res.json()) as ErrorBody).error.code).toBe("insufficient_credits");
+      expect(errorCodeOf(await res.json())).toBe("insufficient_credits");
     }
     expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM idempotency_keys WHERE organization_id = ?").bind(organizationId).first("n")).toBe(0);
     expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?").bind(organizationId).first("n")).toBe(0);
@@ -220,7 +220,7 @@ describe("Idempotency-Key: the claim", () => {
     expect(await again.json()).toMatchObject({ workflowId: started.workflowId, runId: null });
     const reused = await postJson("/workflow/start", { ...body, input: { name: "Bob" } }, key, { "idempotency-key": idem });
     expect(reused.status).toBe(422);
-    expect(((await reused.json()) as ErrorBody).error.code).toBe("idempotency_key_reused");
+    expect(errorCodeOf(await reused.json())).toBe("idempotency_key_reused");
     expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?").bind(organizationId).first("n")).toBe(1);
   });
 });

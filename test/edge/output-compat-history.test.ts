@@ -6,7 +6,7 @@
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { encodePageToken } from "../../src/shared/output-history.ts";
-import { call, seedCatalog, seedOrganization, type ErrorBody } from "./helpers.ts";
+import { call, seedCatalog, seedOrganization, errorCodeOf } from "./helpers.ts";
 import { createRunningRun, push } from "./stream-helpers.ts";
 
 type Page = { workflow: Record<string, unknown> | null; events: Array<Record<string, unknown>>; runId: string | null; nextPageToken: string | null };
@@ -179,7 +179,7 @@ describe("GET /workflow/:id/history (Output's shape)", () => {
     const expectError = async (path: string, status: number, code: string) => {
       const res = await get(path);
       expect(res.status, path).toBe(status);
-      expect(((await res.json()) as ErrorBody).error.code, path).toBe(code);
+      expect(errorCodeOf(await res.json()), path).toBe(code);
     };
     for (const q of ["pageSize=0", "pageSize=1001", "pageSize=abc", "includePayloads=yes", "longPollTimeoutMs=0", "longPollTimeoutMs=-5", "pageToken=%21%21", `pageToken=${"A".repeat(4100)}`, "runId=not-a-uuid"]) {
       await expectError(`/workflow/${workflowId}/history?${q}`, 400, "invalid_request");
@@ -227,7 +227,7 @@ describe("GET /workflow/:id/trace-log (Output's trace format)", () => {
     const running = await get(`/workflow/${workflowId}/trace-log`);
     expect(running.status).toBe(424);
     expect(running.headers.get("retry-after")).toBe("2");
-    expect(((await running.json()) as ErrorBody).error.code).toBe("run_not_finished");
+    expect(errorCodeOf(await running.json())).toBe("run_not_finished");
     expect((await get(`/workflow/${workflowId}/runs/${runId}/trace-log`)).status).toBe(424);
 
     await push(workflowId, [...secondStepFailing(runId), finished(runId, "failed", "too loud")]);
@@ -258,10 +258,10 @@ describe("GET /workflow/:id/trace-log (Output's trace format)", () => {
     await env.TRACES.delete(`traces/${workflowId}/${runId}.json`);
     const gone = await get(`/workflow/${workflowId}/trace-log`);
     expect(gone.status).toBe(404);
-    expect(((await gone.json()) as ErrorBody).error.code).toBe("trace_not_available");
+    expect(errorCodeOf(await gone.json())).toBe("trace_not_available");
     const unknown = await get(`/workflow/${workflowId}/runs/${crypto.randomUUID()}/trace-log`);
     expect(unknown.status).toBe(404);
-    expect(((await unknown.json()) as ErrorBody).error.code).toBe("run_not_found");
+    expect(errorCodeOf(await unknown.json())).toBe("run_not_found");
     expect((await get(`/workflow/${workflowId}/runs/abc/trace-log`)).status).toBe(400);
   });
 });
@@ -281,7 +281,7 @@ describe("POST /workflow/:id/reset at the edge", () => {
       const res = await post(`/workflow/${workflowId}/reset`, body);
       expect(res.status, JSON.stringify(body)).toBe(400);
     }
-    expect(((await (await post(`/workflow/${workflowId}/reset`, "{nope")).json()) as ErrorBody).error.code).toBe("invalid_json");
+    expect(errorCodeOf(await (await post(`/workflow/${workflowId}/reset`, "{nope")).json())).toBe("invalid_json");
     expect((await post(`/workflow/${workflowId}/runs/not-a-uuid/reset`, { stepName: "shout" })).status).toBe(400);
     const unknown = await post(`/workflow/two_steps-${crypto.randomUUID()}/reset`, { stepName: "shout" });
     expect(unknown.status).toBe(404);

@@ -93,19 +93,20 @@ describe("start and run: Output's request fields", () => {
       expect(res.status).toBe(404);
       expect(await outputError(res)).toMatchObject({ error: "CatalogNotFoundError", code: "catalog_not_found" });
     }
-    // Outrider's own catalog passes the check (and then meets the missing host: 503, no row).
+    // Outrider's own catalog passes the check (and then meets the missing host: the run is
+    // accepted, 202 with runId null, and its DO starts it once the host answers).
     const ours = await postJson("/workflow/run", { workflowName: "hello", input: { name: "x" }, catalog: "outrider", taskQueue: "main" }, org.key);
-    expect(ours.status).toBe(503);
-    expect((await outputError(ours)).code).toBe("host_unavailable");
+    expect(ours.status).toBe(202);
+    expect(await ours.json()).toMatchObject({ runId: null, status: "scheduled" });
     const bad = await postJson("/workflow/start", { workflowName: "hello", catalog: "no/slashes" }, org.key);
     expect(bad.status).toBe(400);
     expect((await outputError(bad)).issues?.[0]?.path).toBe("catalog");
-    expect(await runRows(org.organizationId)).toBe(0);
+    expect(await runRows(org.organizationId)).toBe(1); // only the accepted run with Outrider's own catalog
   });
 
   it("timeout is coerced from a string, as Output; below 250 ms is 400", async () => {
     const coerced = await postJson("/workflow/run", { workflowName: "hello", input: { name: "x" }, timeout: "1000" }, org.key);
-    expect(coerced.status).toBe(503); // past validation: the host is what is missing here
+    expect(coerced.status).toBe(202); // past validation: accepted while the host is missing here
     const tooShort = await postJson("/workflow/run", { workflowName: "hello", input: { name: "x" }, timeout: "249" }, org.key);
     expect(tooShort.status).toBe(400);
     expect((await outputError(tooShort)).issues?.[0]?.path).toBe("timeout");
