@@ -61,6 +61,12 @@ export interface SubscriberMessage {
   sse?: string;
   /** Temporal event id of the last history event in this frame, if it carried any. */
   eventId?: number;
+  /**
+   * History view: the SSE id of this frame, to resume from: `<eventId>` for a history frame,
+   * `<eventId>.<seq>` for a thinking frame (the last Temporal event id sent, and the thinking
+   * entry's log seq). See parseHistoryCursor (src/sse/last-event-id.ts).
+   */
+  cursor?: string;
   entry?: LogEntry;
   done?: RunOutcome;
 }
@@ -89,6 +95,8 @@ interface SubscriberAttachment {
   includePayloads: boolean;
   /** history view: last Temporal event id sent; log view: last log seq sent. */
   lastEventId: number;
+  /** history view: log seq of the last thinking entry sent (0: none yet, or none since the client's history event). */
+  lastThinkingSeq?: number;
 }
 
 interface LogRow extends Record<string, SqlStorageValue> {
@@ -491,6 +499,12 @@ export class RunStream extends DurableObject<Env> {
       includePayloads: url.searchParams.get("includePayloads") === "true",
       lastEventId: Math.max(0, Number(url.searchParams.get("after") ?? 0) || 0),
     };
+    // History view cursors may be `<eventId>.<thinkingSeq>` (the id of a thinking frame).
+    const composite = /^(\d+)\.(\d+)$/.exec(url.searchParams.get("after") ?? "");
+    if (composite) {
+      attachment.lastEventId = Number(composite[1]);
+      attachment.lastThinkingSeq = Number(composite[2]);
+    }
     if (attachment.view === "log") {
       // Synchronous from here, as below: backlog, then live entries, with no gap.
       const backlog = this.sql.exec<LogRow>("SELECT * FROM events WHERE run_id = ? AND seq > ? ORDER BY seq", runId, attachment.lastEventId).toArray();
@@ -503,11 +517,14 @@ export class RunStream extends DurableObject<Env> {
     if (url.searchParams.get("workflowEvent") !== "false") {
       this.send(server, { sse: sseFrame({ event: "workflow", data: this.workflowSummary(runId) }) });
     }
-    // History after the client's last event id, and the thinking text logged after that event.
+    // History after the client's last event id, and the thinking text logged after the last
+    // thinking entry it saw (composite id), else after that history event.
     const afterSeq =
+      attachment.lastThinkingSeq ??
       this.sql
         .exec<{ seq: number }>("SELECT seq FROM events WHERE run_id = ? AND type = 'history' AND history_event_id = ?", runId, attachment.lastEventId)
-        .toArray()[0]?.seq ?? 0;
+        .toArray()[0]?.seq ??
+      0;
     const backlog = this.sql
       .exec<LogRow>(
         `SELECT * FROM events WHERE run_id = ?
@@ -515,7 +532,7 @@ export class RunStream extends DurableObject<Env> {
          ORDER BY seq`,
         runId,
         attachment.lastEventId,
-        attachment.lastEventId > 0 ? afterSeq : 0,
+        attachment.lastEventId > 0 || attachment.lastThinkingSeq !== undefined ? afterSeq : 0,
       )
       .toArray();
     this.sendRows(server, attachment, backlog);
@@ -536,10 +553,10 @@ export class RunStream extends DurableObject<Env> {
       for (const ws of this.ctx.getWebSockets(runId)) {
         const attachment = ws.deserializeAttachment() as SubscriberAttachment | null;
         if (!attachment) continue;
-        const before = attachment.lastEventId;
+        const before = `${attachment.lastEventId}.${attachment.lastThinkingSeq ?? 0}`;
         if (attachment.view === "log") this.sendEntries(ws, attachment, runRows);
         else this.sendRows(ws, attachment, streamed);
-        if (attachment.lastEventId !== before) ws.serializeAttachment(attachment);
+        if (`${attachment.lastEventId}.${attachment.lastThinkingSeq ?? 0}` !== before) ws.serializeAttachment(attachment);
         if (finished) this.sendDone(ws, attachment, finished);
       }
     }
@@ -562,8 +579,13 @@ export class RunStream extends DurableObject<Env> {
         if (batch.length >= REPLAY_BATCH_SIZE) flush();
       } else if (row.type === "thinking") {
         flush();
+        if (row.seq <= (attachment.lastThinkingSeq ?? 0)) continue;
+        attachment.lastThinkingSeq = row.seq;
+        // A composite id: the history event id the client has, then this entry's log seq, so
+        // Last-Event-ID resumes after exactly this thinking text.
+        const cursor = `${attachment.lastEventId}.${row.seq}`;
         const { activityId, stepName, attempt, text } = JSON.parse(row.data) as Record<string, unknown>;
-        this.send(ws, { sse: sseFrame({ event: "thinking", data: { activityId, stepName, attempt, text } }) });
+        this.send(ws, { sse: sseFrame({ event: "thinking", id: cursor, data: { activityId, stepName, attempt, text } }), cursor });
       }
     }
     flush();
@@ -583,7 +605,7 @@ export class RunStream extends DurableObject<Env> {
     const events = rows.map((r) => this.historyEventForSubscriber(r, attachment.includePayloads));
     const lastEventId = rows[rows.length - 1]!.history_event_id!;
     attachment.lastEventId = lastEventId;
-    this.send(ws, { sse: sseFrame({ event: "history", id: lastEventId, data: events }), eventId: lastEventId });
+    this.send(ws, { sse: sseFrame({ event: "history", id: lastEventId, data: events }), eventId: lastEventId, cursor: String(lastEventId) });
   }
 
   private historyEventForSubscriber(row: LogRow, includePayloads: boolean): SerializedHistoryEvent {

@@ -2,8 +2,8 @@
  * GET /workflow/:id/history/stream and GET /workflow/:id/runs/:rid/history/stream
  *
  * Server-Sent Events over a run's Temporal history: `workflow` once on connect, `history` for
- * each batch of new events (SSE id = the batch's last Temporal event id), `done` when the run
- * ends, `server_error` if something breaks after the stream opened. `Last-Event-ID` (or
+ * each batch of new events (SSE id = the batch's last Temporal event id), `thinking` for reasoning
+ * text (SSE id = `<last Temporal event id sent>.<log seq>`), `done` when the run ends, `server_error` if something breaks after the stream opened. `Last-Event-ID` (or
  * `?lastEventId=`) replays only what the client has not seen; reconnecting to a finished run past
  * its last event answers 204, which tells EventSource to stop.
  *
@@ -16,7 +16,7 @@ import { ApiError } from "../../errors.ts";
 import { runStream } from "../../run-stream-client.ts";
 import { getRunOrThrow } from "../../services/runs.ts";
 import { sseComment, sseFrame } from "../../sse/frames.ts";
-import { parseLastEventId } from "../../sse/last-event-id.ts";
+import { parseHistoryCursor } from "../../sse/last-event-id.ts";
 import { openRunSubscription, subscriptionResponse } from "../../sse/run-subscription.ts";
 import { parseWorkflowIdParam } from "./params.ts";
 
@@ -37,7 +37,8 @@ async function streamHistory(c: Context<AppEnv>, requestedRunId: string | undefi
     throw new ApiError("run_not_found", "no run with that runId");
   }
   const run = await getRunOrThrow(c.env, auth.organizationId, workflowId);
-  const lastEventId = parseLastEventId(c, "a Temporal event id");
+  const resumeFrom = parseHistoryCursor(c);
+  const lastEventId = resumeFrom?.eventId ?? null;
   const includePayloads = c.req.query("includePayloads") === "true";
 
   const stub = runStream(c.env, workflowId);
@@ -56,12 +57,12 @@ async function streamHistory(c: Context<AppEnv>, requestedRunId: string | undefi
     // The `workflow` summary goes out once, on the first subscription only.
     subscribe: (after, first) =>
       openRunSubscription(c.env, workflowId, { runId, after: String(after), includePayloads: String(includePayloads), workflowEvent: String(first) }),
-    cursor: lastEventId ?? 0,
+    cursor: resumeFrom?.cursor ?? 0,
     // First bytes at once: reconnect delay and a comment, so clients and proxies see a live stream.
     preamble: sseFrame({ retry: CLIENT_RETRY_MS }),
     keepAliveMs,
     keepAlive: () => sseComment("keep-alive"),
-    frame: (message) => ({ text: message.sse ?? "", cursor: message.eventId }),
+    frame: (message) => ({ text: message.sse ?? "", cursor: message.cursor ?? message.eventId }),
     onLost: () => sseFrame({ event: "server_error", data: { error: "stream_interrupted", message: "lost the run's event stream; reconnect to resume" } }),
   });
 }
