@@ -17,6 +17,11 @@ export function zodIssues(error: z.ZodError, prefix = ""): Issue[] {
 
 /** Deepest nesting of arrays and objects a JSON body may have (each `[` or `{` is one level). */
 export const MAX_JSON_DEPTH = 64;
+/**
+ * The signed host's pushes (/internal/*) carry callers' data inside a few levels of envelope
+ * (history events with decoded payloads, a run's output), so they get more room; still bounded.
+ */
+export const INTERNAL_MAX_JSON_DEPTH = 1024;
 
 /**
  * The deepest nesting in JSON text, counting brackets outside strings, without parsing it (so a
@@ -46,9 +51,9 @@ export function jsonDepth(text: string, limit = MAX_JSON_DEPTH): number {
 }
 
 /** JSON text (a body, or a multipart field named `what`) parsed after the depth check. */
-export function parseJsonText(text: string, what = "request body"): unknown {
-  if (jsonDepth(text) > MAX_JSON_DEPTH) {
-    throw new ApiError("json_too_deep", `${what} nests arrays and objects more than ${MAX_JSON_DEPTH} levels deep (the most allowed is ${MAX_JSON_DEPTH})`);
+export function parseJsonText(text: string, what = "request body", maxDepth = MAX_JSON_DEPTH): unknown {
+  if (jsonDepth(text, maxDepth) > maxDepth) {
+    throw new ApiError("json_too_deep", `${what} nests arrays and objects more than ${maxDepth} levels deep (the most allowed is ${maxDepth})`);
   }
   try {
     return JSON.parse(text);
@@ -70,14 +75,14 @@ export async function readUtf8Body(c: Context): Promise<string> {
 }
 
 /** The body as JSON, or undefined when it is empty (or only white space). */
-export async function readOptionalJson(c: Context): Promise<unknown> {
+export async function readOptionalJson(c: Context, maxDepth = MAX_JSON_DEPTH): Promise<unknown> {
   const text = await readUtf8Body(c);
   if (text.trim() === "") return undefined;
-  return parseJsonText(text);
+  return parseJsonText(text, "request body", maxDepth);
 }
 
-export async function readJson<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
-  const raw = await readOptionalJson(c);
+export async function readJson<T extends z.ZodType>(c: Context, schema: T, maxDepth = MAX_JSON_DEPTH): Promise<z.infer<T>> {
+  const raw = await readOptionalJson(c, maxDepth);
   if (raw === undefined) throw new ApiError("invalid_json", "request body is empty; send a JSON object");
   return parseBody(schema, raw);
 }
