@@ -75,6 +75,13 @@ describe("reference and viewer pages (security: our origin only, strict CSP)", (
     expect(res.headers.get("x-content-type-options")).toBe("nosniff");
   });
 
+  it("routes that read a JSON body document json_too_deep beside invalid_json", async () => {
+    const doc = (await (await call("/openapi.json")).json()) as { paths: Record<string, Record<string, { responses: Record<string, { description: string }> }>> };
+    for (const [path, method] of [["/workflow/start", "post"], ["/api/v1/run/{workflowId}", "post"], ["/admin/v1/organizations/{orgId}/credits", "post"]] as const) {
+      expect(doc.paths[path]![method]!.responses["400"]!.description, path).toContain("`json_too_deep`");
+    }
+  });
+
   it("the pinned build is a static asset of this Worker", async () => {
     expect(SCALAR_SCRIPT_PATH).toContain(SCALAR_VERSION);
     const asset = await env.ASSETS.fetch(new Request(`http://edge.test${SCALAR_SCRIPT_PATH}`));
