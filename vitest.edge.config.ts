@@ -1,6 +1,7 @@
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
 import { startWebhookReceiver } from "./test/support/webhook-receiver.ts";
+import { vendorAssets } from "./scripts/vendor-assets.ts";
 
 // Edge tests run inside workerd with the Worker's real bindings (local D1, Durable Objects).
 // HOST_URL points at a closed port: these tests cover everything the edge decides on its own,
@@ -13,6 +14,8 @@ process.env.INTERNAL_SERVICE_SECRET = "edge-test-internal-secret";
 process.env.JWT_SECRET = "edge-test-jwt-secret-at-least-32-bytes-long";
 
 export default defineConfig(async () => {
+  // static/ (wrangler.toml [assets]) is generated; wrangler's [build] fills it for dev and deploy.
+  vendorAssets();
   const migrations = await readD1Migrations("./migrations");
   // Webhook deliveries in edge tests go to a scripted receiver on a random local port.
   const receiver = await startWebhookReceiver();

@@ -5,6 +5,7 @@ import { parseSecrets } from "../src/shared/signing.ts";
 import { llmConfigFromEnv, type LlmConfig } from "./llm/models.ts";
 import { loadPrices, type PriceTable } from "./llm/pricing.ts";
 import { PUSH_WINDOW_MS } from "./edge-client.ts";
+import { policyFromEnv, type OutboundPolicy } from "./activities/outbound-guard.ts";
 
 export interface HostConfig {
   port: number;
@@ -24,6 +25,8 @@ export interface HostConfig {
   prices: PriceTable;
   /** USD per outbound HTTP request made by activities through the HTTP helper. */
   httpRequestCost: number;
+  /** The SSRF guard of activities' outbound HTTP: OUTBOUND_HTTP_ALLOW, _MAX_BYTES, _TIMEOUT_MS (docs/configuration.md). */
+  outbound: OutboundPolicy;
 }
 
 const LOG_LEVELS: readonly LogLevel[] = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"];
@@ -47,6 +50,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
     llm: llmConfigFromEnv(env),
     prices: loadPrices(env.LLM_PRICES),
     httpRequestCost: Number(env.HTTP_REQUEST_COST_USD ?? 0) || 0,
+    outbound: policyFromEnv(env),
   };
 }
 

@@ -1,6 +1,10 @@
 /**
- * The edge's typed, signed client for the Node host's control API. Network failures and 5xx from
- * the host become `host_unavailable` (503 with Retry-After), so callers can retry safely.
+ * The edge's typed, signed client for the Node host's control API. Only an outage becomes
+ * `host_unavailable` (503 with Retry-After, "retry and it will work"): the host cannot be reached,
+ * or it (or a proxy in front of it) answers 502, 503 or 504. A failure that retrying cannot fix
+ * is not an outage: the host's 500 (it failed on this request) and 401 (edge and host disagree on
+ * HOST_SHARED_SECRET) are 500 `internal_error`; its client-facing 4xx codes pass through; any other
+ * refusal is 502 `host_error`.
  */
 import type { z } from "zod";
 import { ApiError, type ErrorCode } from "./errors.ts";
@@ -27,10 +31,14 @@ const PASS_THROUGH_CODES: Partial<Record<ErrorCode, true>> = {
   workflow_id_in_use: true,
   step_not_found: true,
   step_not_completed: true,
+  invalid_request: true,
 };
 
 /** The host answered and refused the request (4xx other than 401): it did nothing. */
 export class HostRefusedError extends ApiError {}
+
+/** Host (or proxy) statuses that mean "overloaded or down for now". */
+const OUTAGE_STATUSES = new Set([502, 503, 504]);
 
 /** Seconds a client should wait before retrying when the host cannot be reached. */
 export const HOST_RETRY_AFTER_SECONDS = 5;
@@ -105,9 +113,16 @@ export class HostClient {
     const message = hostError.success ? hostError.data.error.message : `host answered ${res.status}`;
     // The host's client-facing codes are ours too: pass them through unchanged.
     if (res.status < 500 && code in PASS_THROUGH_CODES) throw new HostRefusedError(code as ErrorCode, message);
-    if (res.status >= 500 || res.status === 401) {
-      // 401 means the two sides disagree on the secret: an operator problem, not the caller's.
+    if (OUTAGE_STATUSES.has(res.status)) {
       throw new ApiError("host_unavailable", `the workflow host cannot serve this now (${code || res.status}): ${message}`, undefined, this.retryAfter());
+    }
+    if (res.status === 401) {
+      // The two sides disagree on the secret: an operator problem, not the caller's, and not one a retry fixes.
+      console.error(JSON.stringify({ level: "error", message: "the host refused the edge's signature: check HOST_SHARED_SECRET on both sides", code }));
+      throw new ApiError("internal_error", "the edge cannot talk to the workflow host (a configuration problem); quote the request id when reporting it");
+    }
+    if (res.status >= 500) {
+      throw new ApiError("internal_error", `the workflow host failed to handle the request (${code || res.status}); quote the request id when reporting it`);
     }
     throw new HostRefusedError("host_error", `the workflow host refused the request (${code || res.status}): ${message}`);
   }

@@ -194,8 +194,9 @@ export class EventLog {
   }
 
   /** What a history subscriber resuming after `afterEventId` is owed: later history, and thinking text logged after that event. */
-  streamBacklog(runId: string, afterEventId: number): LogRow[] {
-    const afterSeq = afterEventId > 0 ? this.seqOfHistoryEvent(runId, afterEventId) : 0;
+  streamBacklog(runId: string, afterEventId: number, afterThinkingSeq?: number): LogRow[] {
+    // Thinking text after the last thinking entry the client saw, else after its last history event.
+    const afterSeq = afterThinkingSeq ?? (afterEventId > 0 ? this.seqOfHistoryEvent(runId, afterEventId) : 0);
     return this.rows(
       `SELECT ${COLUMNS} FROM events WHERE run_id = ?
          AND ((type = 'history' AND history_event_id > ?) OR (type = 'thinking' AND seq > ?))

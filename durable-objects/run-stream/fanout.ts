@@ -27,16 +27,24 @@ export interface SubscribeRequest {
   view: SubscriptionView;
   includePayloads: boolean;
   after: number;
+  /**
+   * history view: the log seq of the last `thinking` frame the client has, when it resumes from a
+   * thinking frame's id (`<eventId>.<seq>`); thinking text up to it is not sent again.
+   */
+  afterThinkingSeq?: number;
   /** history view: send the `workflow` summary first. */
   workflowEvent: boolean;
 }
 
 export function parseSubscribeRequest(url: URL, runId: string): SubscribeRequest {
+  // `after` is a number, or on the history view a thinking frame's composite id `<eventId>.<seq>`.
+  const composite = /^(\d{1,15})\.(\d{1,15})$/.exec(url.searchParams.get("after") ?? "");
   return {
     runId,
     view: url.searchParams.get("view") === "log" ? "log" : "history",
     includePayloads: url.searchParams.get("includePayloads") === "true",
-    after: Math.max(0, Number(url.searchParams.get("after") ?? 0) || 0),
+    after: composite ? Number(composite[1]) : Math.max(0, Number(url.searchParams.get("after") ?? 0) || 0),
+    ...(composite ? { afterThinkingSeq: Number(composite[2]) } : {}),
     workflowEvent: url.searchParams.get("workflowEvent") !== "false",
   };
 }
@@ -69,7 +77,7 @@ export class Subscribers {
       this.sendEntries(server, attachment, this.log.ofRunAfter(request.runId, attachment.lastEventId));
     } else {
       if (request.workflowEvent) this.send(server, { kind: "workflow", summary: this.summary(request.runId) });
-      this.sendRows(server, attachment, this.log.streamBacklog(request.runId, attachment.lastEventId));
+      this.sendRows(server, attachment, this.log.streamBacklog(request.runId, attachment.lastEventId, request.afterThinkingSeq));
     }
     server.serializeAttachment(attachment);
     const finished = this.log.isComplete(request.runId) ? this.log.finished(request.runId) : null;

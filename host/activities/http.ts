@@ -1,12 +1,19 @@
 /**
- * Outbound HTTP for activities. Every request made through it is recorded as an `http:request`
- * attribute of the run (count, and cost when HTTP_REQUEST_COST_USD is set), failed ones included.
+ * Outbound HTTP for activities. Every request goes through the SSRF guard (outbound-guard.ts:
+ * public addresses only unless OUTBOUND_HTTP_ALLOW says otherwise, redirects re-checked, size
+ * and time capped), and every request made is recorded as an `http:request` attribute of the
+ * run (count, and cost when HTTP_REQUEST_COST_USD is set), failed ones included. A refused URL
+ * fails the step with a non-retryable `url_not_allowed` error; no request is made for it, so
+ * it is not recorded or charged.
  */
+import { ApplicationFailure } from "@temporalio/activity";
 import type { HttpAttribute } from "../../src/shared/aggregations.ts";
+import { guardedFetch, policyFromEnv, ResponseTooLargeError, URL_NOT_ALLOWED, UrlNotAllowedError, type OutboundPolicy } from "./outbound-guard.ts";
 import { StepPublisher, activityRuntime } from "./runtime.ts";
 
-/** Requests that take longer than this are aborted. */
-const HTTP_TIMEOUT_MS = 30_000;
+let defaultPolicy: OutboundPolicy | undefined;
+/** The host's policy (host/config.ts reads it, so a bad OUTBOUND_HTTP_ALLOW stops the host at start). */
+const outboundPolicy = () => activityRuntime().outbound ?? (defaultPolicy ??= policyFromEnv({}));
 
 export async function fetchRecorded(publisher: StepPublisher, url: string, init: RequestInit = {}): Promise<Response> {
   const method = (init.method ?? "GET").toUpperCase();
@@ -16,9 +23,11 @@ export async function fetchRecorded(publisher: StepPublisher, url: string, init:
   };
   let res: Response;
   try {
-    res = await fetch(url, { ...init, signal: init.signal ?? AbortSignal.timeout(HTTP_TIMEOUT_MS) });
+    res = await guardedFetch(outboundPolicy(), url, init);
   } catch (err) {
+    if (err instanceof UrlNotAllowedError) throw ApplicationFailure.nonRetryable(err.message, URL_NOT_ALLOWED);
     await record(null);
+    if (err instanceof ResponseTooLargeError) throw ApplicationFailure.nonRetryable(err.message, "ResponseTooLarge");
     throw err;
   }
   await record(res.status);

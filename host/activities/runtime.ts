@@ -13,6 +13,7 @@ import type { RunEvent, RunEventOf } from "../../src/shared/host-api.ts";
 import type { EdgeClient } from "../edge-client.ts";
 import type { LlmConfig } from "../llm/models.ts";
 import type { PriceTable } from "../llm/pricing.ts";
+import type { OutboundPolicy } from "./outbound-guard.ts";
 
 export interface ActivityRuntime {
   edge: EdgeClient;
@@ -20,6 +21,8 @@ export interface ActivityRuntime {
   llm: LlmConfig;
   /** USD charged per outbound HTTP request made through the HTTP helper (0: count only). */
   httpRequestCost: number;
+  /** The SSRF guard's policy for outbound HTTP (absent: the defaults, no allow-list). */
+  outbound?: OutboundPolicy;
   /** Where a run's environment overrides come from (absent: none). */
   envs?: RunEnvs;
 }

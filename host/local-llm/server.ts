@@ -8,7 +8,8 @@
  * - With `web_search_options` in the request, the answer cites sources (`annotations`).
  * - `max_tokens` / `max_completion_tokens` cut the completion short (finish reason `length`).
  * - Models whose name contains `slow` stream half a second a word (for time-limit tests).
- * - `GET /pages/:slug`: fixed HTML pages for workflows that fetch the web.
+ * - `GET /pages/:slug`: fixed HTML pages for workflows that fetch the web; `GET /pages/redirect?to=`
+ *   answers 302 to `to` (the SSRF guard tests check that the redirect is checked).
  * - `GET /_calls`: every completion it served, with its usage, so tests can redo the arithmetic.
  *
  *   npm run local-llm            (port LOCAL_LLM_PORT, default 8790; `npm run dev` starts it)
@@ -80,6 +81,11 @@ export function createLocalLlmServer() {
     };
     if (req.method === "GET" && url.pathname === "/health") return json(200, { ok: true });
     if (req.method === "GET" && url.pathname === "/_calls") return json(200, { calls });
+    // A redirect anywhere (test fixture only: the SSRF guard must check where it points).
+    if (req.method === "GET" && url.pathname === "/pages/redirect" && url.searchParams.get("to")) {
+      res.writeHead(302, { location: url.searchParams.get("to")! });
+      return res.end();
+    }
     if (req.method === "GET" && url.pathname.startsWith("/pages/")) {
       const page = PAGES[url.pathname.slice("/pages/".length)];
       if (!page) return json(404, { error: "no such page" });

@@ -1,5 +1,5 @@
 /** Admin API commands for organizations, API keys and credits (/admin/v1/organizations/...). */
-import { integer, required, str } from "./args.ts";
+import { flag, integer, required, str } from "./args.ts";
 import { answer, type Command } from "./command.ts";
 import { err, out, printFields, printTable } from "./output.ts";
 
@@ -128,11 +128,11 @@ export const accountCommands: Command[] = [
   {
     words: ["credits", "grant"],
     operands: ["<orgId>", "<amount>"],
-    options: ["note"],
-    synopsis: "[--note <text>]",
-    summary: "add credits (a negative amount removes them); the first grant turns metering on",
+    options: ["note", "allow-debt"],
+    synopsis: "[--note <text>] [--allow-debt]",
+    summary: "add credits (a negative amount removes them, at most what is available unless --allow-debt); the first grant turns metering on",
     run: (ctx) => {
-      const body = { amount: integer("<amount>", ctx.operands[1]), note: str(ctx.args, "note") };
+      const body = { amount: integer("<amount>", ctx.operands[1]), note: str(ctx.args, "note"), ...(flag(ctx.args, "allow-debt") ? { allowDebt: true } : {}) };
       return answer(ctx, ctx.admin().request<{ entry: LedgerEntry; credits: Credits }>("POST", `/admin/v1/organizations/${seg(ctx.operands[0]!)}/credits`, body), ({ entry, credits }) => {
         console.log(`${out.green(entry.amount < 0 ? "removed" : "granted")} ${Math.abs(entry.amount)} credits${entry.note ? ` (${entry.note})` : ""}`);
         printFields([

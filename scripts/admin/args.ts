@@ -13,6 +13,7 @@ export const OPTIONS = {
   id: { type: "string" },
   "rate-limit": { type: "string" },
   note: { type: "string" },
+  "allow-debt": { type: "boolean" },
   limit: { type: "string" },
   template: { type: "string" },
   model: { type: "string" },

@@ -14,6 +14,14 @@ import { creditLedger, organizations } from "./schema.ts";
 export type ReserveOutcome = { ok: true; metered: boolean } | { ok: false; available: number };
 
 /**
+ * Credits available to new holds: balance - reserved, the one formula every view uses (null for
+ * an unmetered organization). Never negative unless an operator removed credits with allowDebt.
+ */
+export function availableCredits(balance: number | null, reserved: number): number | null {
+  return balance === null ? null : balance - reserved;
+}
+
+/**
  * Holds `amount` credits for a run if the organization has them available. An unmetered
  * organization costs one read; for a metered one the hold is one conditional UPDATE, so
  * concurrent holds can never exceed the balance.
@@ -43,7 +51,7 @@ export async function reserveCreditsOf(d1: D1Database, organizationId: string, a
     .prepare("SELECT credit_balance AS balance, credits_reserved AS reserved FROM organizations WHERE id = ?")
     .bind(organizationId)
     .first<{ balance: number; reserved: number }>();
-  return { ok: false, available: Math.max(0, (now?.balance ?? 0) - (now?.reserved ?? 0)) };
+  return { ok: false, available: availableCredits(now?.balance ?? 0, now?.reserved ?? 0)! };
 }
 
 /** Gives back a hold whose run never started. */
@@ -86,19 +94,43 @@ export function settleCreditsStatements(d1: D1Database, temporalWorkflowId: stri
   ];
 }
 
-/** Adds (or, negative, removes) credits; the first grant turns metering on. */
-export async function grantCredits(d1: D1Database, organizationId: string, amount: number, note: string) {
+export type GrantOutcome =
+  | { ok: true; entry: typeof creditLedger.$inferSelect | null }
+  | { ok: false; balance: number | null; reserved: number; available: number };
+
+/**
+ * Adds (or, negative, removes) credits; the first grant turns metering on. A removal larger than
+ * what is available (balance - reserved: credits held by runs in flight stay covered) is refused
+ * unless `allowDebt`, in which case the balance may go below zero. The check and the change are
+ * one conditional UPDATE, and the ledger row is written only if it applied (one D1 batch, one
+ * transaction), so concurrent removals cannot overdraw either.
+ */
+export async function grantCredits(d1: D1Database, organizationId: string, amount: number, note: string, allowDebt = false): Promise<GrantOutcome> {
   const id = crypto.randomUUID();
-  await d1.batch([
-    d1.prepare("UPDATE organizations SET credit_balance = COALESCE(credit_balance, 0) + ? WHERE id = ?").bind(amount, organizationId),
+  const [updated] = await d1.batch([
+    d1
+      .prepare(
+        `UPDATE organizations SET credit_balance = COALESCE(credit_balance, 0) + ?1
+         WHERE id = ?2 AND (?1 > 0 OR ?3 = 1 OR COALESCE(credit_balance, 0) - credits_reserved + ?1 >= 0)`,
+      )
+      .bind(amount, organizationId, allowDebt ? 1 : 0),
     d1
       .prepare(
         `INSERT INTO credit_ledger (id, organization_id, kind, amount, balance_after, note)
-         SELECT ?, id, 'grant', ?, credit_balance, ? FROM organizations WHERE id = ?`,
+         SELECT ?, id, 'grant', ?, credit_balance, ? FROM organizations WHERE id = ? AND changes() = 1`,
       )
       .bind(id, amount, note, organizationId),
   ]);
-  return (await db(d1).select().from(creditLedger).where(eq(creditLedger.id, id)).limit(1))[0] ?? null;
+  if (updated!.meta.changes === 0) {
+    const now = await d1
+      .prepare("SELECT credit_balance AS balance, credits_reserved AS reserved FROM organizations WHERE id = ?")
+      .bind(organizationId)
+      .first<{ balance: number | null; reserved: number }>();
+    const balance = now?.balance ?? null;
+    const reserved = now?.reserved ?? 0;
+    return { ok: false, balance, reserved, available: availableCredits(balance ?? 0, reserved)! };
+  }
+  return { ok: true, entry: (await db(d1).select().from(creditLedger).where(eq(creditLedger.id, id)).limit(1))[0] ?? null };
 }
 
 export async function creditSummary(d1: D1Database, organizationId: string, limit: number) {
@@ -116,7 +148,7 @@ export async function creditSummary(d1: D1Database, organizationId: string, limi
     metered,
     balance: org.creditBalance,
     reserved: org.creditsReserved,
-    available: metered ? Math.max(0, org.creditBalance! - org.creditsReserved) : null,
+    available: availableCredits(org.creditBalance, org.creditsReserved),
     ledger,
   };
 }

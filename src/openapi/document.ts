@@ -76,7 +76,9 @@ function pathParams(path: string): z.ZodObject | undefined {
 }
 
 export function documentRoute(app: App, doc: RouteDoc): void {
-  const codes = [...new Set([...(doc.auth === "none" ? [] : AUTH_ERRORS), ...(doc.errors ?? []), "internal_error" as const])];
+  // Every route that reads a JSON body can also refuse it for depth (json-body's MAX_JSON_DEPTH).
+  const bodyErrors: ErrorCode[] = doc.errors?.includes("invalid_json") ? ["json_too_deep"] : [];
+  const codes = [...new Set([...(doc.auth === "none" ? [] : AUTH_ERRORS), ...(doc.errors ?? []), ...bodyErrors, "internal_error" as const])];
   const byStatus = new Map<number, ErrorCode[]>();
   for (const code of codes) byStatus.set(ERROR_CODES[code], [...(byStatus.get(ERROR_CODES[code]) ?? []), code]);
   const responses: RouteConfig["responses"] = {};

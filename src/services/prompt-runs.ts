@@ -9,6 +9,7 @@ import { renderTemplate } from "../shared/prompt-template.ts";
 import type { PreparedStart, StartCommand, StartedRunInfo } from "../../durable-objects/run-stream/run-starter.ts";
 import { startCommand, startInRegion } from "./runs.ts";
 import type { IdempotencyRequest } from "../middleware/idempotency/index.ts";
+import { isReservedName, RESERVED_NAME_MESSAGE } from "../shared/reserved-names.ts";
 
 /** Allowance for the chat format around the prompt (role markers, system text), in tokens. */
 const PROMPT_OVERHEAD_TOKENS = 64;
@@ -28,15 +29,18 @@ export function checkVariables(variables: string[], body: unknown): Record<strin
   }
   const given = body as Record<string, unknown>;
   const issues: Issue[] = [];
-  const values: Record<string, string> = {};
+  // A Map, then Object.fromEntries (own data properties only): nothing inherited, no name special.
+  const values = new Map<string, string>();
   for (const name of variables) {
     if (!Object.hasOwn(given, name)) issues.push({ path: name, message: "missing: the template uses this variable" });
   }
   for (const [name, value] of Object.entries(given)) {
-    if (!variables.includes(name)) {
+    if (isReservedName(name)) {
+      issues.push({ path: name, message: `reserved: ${name} ${RESERVED_NAME_MESSAGE}` });
+    } else if (!variables.includes(name)) {
       issues.push({ path: name, message: `unknown: the template's variables are ${variables.length ? variables.join(", ") : "(none)"}` });
     } else if (typeof value === "string" || typeof value === "number" || typeof value === "boolean") {
-      values[name] = String(value);
+      values.set(name, String(value));
     } else {
       issues.push({ path: name, message: "must be a string, number or boolean" });
     }
@@ -44,7 +48,7 @@ export function checkVariables(variables: string[], body: unknown): Record<strin
   if (issues.length > 0) {
     throw new ApiError("invalid_input", `the input does not match the template: ${issues.map((i) => `${i.path} (${i.message.split(":")[0]})`).join(", ")}`, issues);
   }
-  return values;
+  return Object.fromEntries(values);
 }
 
 /**

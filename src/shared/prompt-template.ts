@@ -4,7 +4,9 @@
  * them; the host's `run_prompt` workflow renders the text. Pure functions, shared by both.
  */
 
-/** Variable names: a letter or underscore, then letters, digits or underscores (at most 64). */
+import { isReservedName } from "./reserved-names.ts";
+
+/** Variable names: a letter or underscore, then letters, digits or underscores (at most 64); not __proto__, constructor or prototype. */
 export const VARIABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 const PLACEHOLDER = /\{\{\s*([^{}]*?)\s*\}\}/g;
 
@@ -21,6 +23,8 @@ export function parseTemplate(template: string): { variables: string[]; problems
     const name = match[1]!;
     if (!VARIABLE_NAME.test(name)) {
       problems.push({ placeholder: match[0], message: `"${match[0]}" is not a valid variable (letters, digits and _; not starting with a digit)` });
+    } else if (isReservedName(name)) {
+      problems.push({ placeholder: match[0], message: `"${match[0]}" is not a valid variable: ${name} is a reserved name` });
     } else if (!variables.includes(name)) {
       variables.push(name);
     }
@@ -30,7 +34,8 @@ export function parseTemplate(template: string): { variables: string[]; problems
 
 /** Replaces every placeholder with its value (callers check first that every variable has one). */
 export function renderTemplate(template: string, values: Record<string, string>): string {
-  return template.replace(PLACEHOLDER, (whole, name: string) => (Object.hasOwn(values, name) ? values[name]! : whole));
+  const byName = new Map(Object.entries(values));
+  return template.replace(PLACEHOLDER, (whole, name: string) => byName.get(name) ?? whole);
 }
 
 /** The JSON Schema of a prompt workflow's input: one string per template variable. */

@@ -17,3 +17,20 @@ export function parseLastEventId(c: Context<AppEnv>, meaning: string): number | 
   }
   return Number(raw);
 }
+
+/**
+ * The history stream's cursor: `<eventId>` (a `history` frame: the Temporal event id of its last
+ * event) or `<eventId>.<seq>` (a `thinking` frame: the last Temporal event id sent before it, and
+ * the thinking entry's log seq). Null when there is none; 400 when it is neither.
+ */
+export function parseHistoryCursor(c: Context<AppEnv>): { eventId: number; cursor: string } | null {
+  const raw = c.req.header("last-event-id") ?? c.req.query("lastEventId");
+  if (raw === undefined || raw === "") return null;
+  const match = /^(\d{1,15})(?:\.(\d{1,15}))?$/.exec(raw);
+  if (!match) {
+    throw new ApiError("invalid_request", "Last-Event-ID must be a Temporal event id (a non-negative integer), or the id of a thinking event (<eventId>.<n>)", [
+      { path: "lastEventId", message: "expected <eventId> or <eventId>.<n>" },
+    ]);
+  }
+  return { eventId: Number(match[1]), cursor: match[2] === undefined ? String(Number(match[1])) : `${Number(match[1])}.${Number(match[2])}` };
+}

@@ -50,15 +50,15 @@ export async function openAdmittedSubscription(env: Env, workflowId: string, par
 
 export interface SubscriptionStreamOptions {
   /** Opens a subscription resuming after `cursor`; `first` is true only for the initial one. */
-  subscribe: (cursor: number, first: boolean) => Promise<WebSocket>;
-  /** The client's cursor (Last-Event-ID), 0 for everything. */
-  cursor: number;
+  subscribe: (cursor: number | string, first: boolean) => Promise<WebSocket>;
+  /** The client's cursor (Last-Event-ID; the history stream's may be `<eventId>.<seq>`), 0 for everything. */
+  cursor: number | string;
   /** Frames to send before anything else (e.g. `retry:`). */
   preamble?: string;
   keepAliveMs: number;
   keepAlive: () => string;
   /** The SSE text for one DO message ("" for none) and the cursor it advances to, if any. */
-  frame: (message: SubscriberMessage) => { text: string | Promise<string>; cursor?: number };
+  frame: (message: SubscriberMessage) => { text: string | Promise<string>; cursor?: number | string };
   /** Sent when the DO cannot be reached again. */
   onLost: () => string;
 }

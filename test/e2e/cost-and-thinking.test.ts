@@ -123,3 +123,34 @@ describe("cost-aware results", () => {
     expect(result.aggregations.tokens.total).toBe(0);
   });
 });
+
+describe("security: summarize_url and the SSRF guard", () => {
+  // The e2e stack allows the local LLM server's port only (OUTBOUND_HTTP_ALLOW); the host's own
+  // control API listens two ports below it, on the same loopback address.
+  const hostPort = () => Number(new URL(inject("localLlmUrl")).port) - 2;
+
+  it("the host's own /health is refused with url_not_allowed: no body in the result or the trace-log, no request made", async () => {
+    for (const url of [`http://127.0.0.1:${hostPort()}/health`, `http://localhost:${hostPort()}/health`, `http://2130706433:${hostPort()}/health`]) {
+      const { result } = await runMeasured("summarize_url", { url });
+      expect(result.status).toBe("failed");
+      expect(result.error).toMatch(/url_not_allowed/);
+      expect(result.output).toBeNull();
+      expect(result.aggregations.httpRequests.total).toBe(0);
+      expect(JSON.stringify(result)).not.toMatch(/"ok":true|\\"ok\\":true/);
+      const trace = await eventually(async () => {
+        const r = await api(`/workflow/${result.workflowId}/trace-log`);
+        return r.status === 200 && (await r.text());
+      });
+      expect(trace).toMatch(/url_not_allowed/);
+      expect(trace).not.toMatch(/"ok":true|\\"ok\\":true/);
+    }
+  });
+
+  it("a page on an allowed address that redirects to the host is refused at the redirect", async () => {
+    const to = `http://127.0.0.1:${hostPort()}/health`;
+    const { result } = await runMeasured("summarize_url", { url: `${inject("localLlmUrl")}/pages/redirect?to=${encodeURIComponent(to)}` });
+    expect(result.status).toBe("failed");
+    expect(result.error).toMatch(/url_not_allowed/);
+    expect(JSON.stringify(result)).not.toMatch(/"ok":true|\\"ok\\":true/);
+  });
+});

@@ -112,6 +112,66 @@ describe("admin API: credits", () => {
   });
 });
 
+describe("admin API: credits (security: no overdraw)", () => {
+  type Summary = { balance: number | null; reserved: number; available: number | null; ledger: Array<{ amount: number; balanceAfter: number }> };
+  const credits = (orgId: string, body: Record<string, unknown>) => admin("POST", `/admin/v1/organizations/${orgId}/credits`, body);
+  const summary = async (orgId: string) => (await (await admin("GET", `/admin/v1/organizations/${orgId}/credits`)).json()) as Summary;
+  const holdCredits = (orgId: string, amount: number) => env.DB.prepare("UPDATE organizations SET credits_reserved = ? WHERE id = ?").bind(amount, orgId).run();
+
+  it("a removal larger than the balance → 409 insufficient_balance; nothing changes, no ledger row", async () => {
+    const org = await newOrganization();
+    await credits(org.id, { amount: 100 });
+    const res = await credits(org.id, { amount: -1_000 });
+    expect(res.status).toBe(409);
+    const body = (await res.json()) as ErrorBody;
+    expect(body.error.code).toBe("insufficient_balance");
+    expect(body.error.message).toMatch(/100 available/);
+    expect(body.error.message).toContain("allowDebt");
+    const after = await summary(org.id);
+    expect([after.balance, after.available, after.ledger.length]).toEqual([100, 100, 1]);
+  });
+
+  it("credits held by runs in flight cannot be removed: the limit is balance - reserved", async () => {
+    const org = await newOrganization();
+    await credits(org.id, { amount: 1_000 });
+    await holdCredits(org.id, 800);
+    expect((await credits(org.id, { amount: -201 })).status).toBe(409);
+    expect((await credits(org.id, { amount: -200 })).status).toBe(201);
+    const after = await summary(org.id);
+    expect([after.balance, after.reserved, after.available]).toEqual([800, 800, 0]);
+  });
+
+  it("an unmetered organization has nothing to remove", async () => {
+    const org = await newOrganization();
+    expect((await credits(org.id, { amount: -1 })).status).toBe(409);
+    expect((await summary(org.id)).balance).toBeNull();
+  });
+
+  it("allowDebt: true lets the balance go below zero, and available stays balance - reserved", async () => {
+    const org = await newOrganization();
+    await credits(org.id, { amount: 100 });
+    await holdCredits(org.id, 50);
+    const res = await credits(org.id, { amount: -1_000, allowDebt: true, note: "chargeback" });
+    expect(res.status).toBe(201);
+    const { credits: shown } = (await res.json()) as { credits: Summary };
+    expect([shown.balance, shown.reserved, shown.available]).toEqual([-900, 50, -950]);
+    const after = await summary(org.id);
+    expect(after.available).toBe(after.balance! - after.reserved);
+    const view = (await (await admin("GET", `/admin/v1/organizations/${org.id}`)).json()) as { credits: Summary };
+    expect(view.credits.available).toBe(view.credits.balance! - view.credits.reserved);
+    expect((await credits(org.id, { amount: -1, allowDebt: "yes" })).status).toBe(400);
+  });
+
+  it("concurrent removals cannot overdraw together", async () => {
+    const org = await newOrganization();
+    await credits(org.id, { amount: 100 });
+    const results = await Promise.all(Array.from({ length: 5 }, () => credits(org.id, { amount: -30 })));
+    expect(results.map((r) => r.status).sort()).toEqual([201, 201, 201, 409, 409]);
+    const after = await summary(org.id);
+    expect([after.balance, after.available, after.ledger.length]).toEqual([10, 10, 4]);
+  });
+});
+
 describe("admin API: prompt workflows", () => {
   const definition = { name: "Story", template: "Write a story about {{ topic }} for {{audience}}; mention {{topic}} twice.", model: "local/writer" };
 

@@ -2,8 +2,8 @@ import { abortAllDurableObjects } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
 import { mintStreamToken } from "../../src/stream-tokens.ts";
 import { collectHistoryStream, readSse } from "../support/sse.ts";
-import { call, seedCatalog, seedOrganization, type OutputErrorBody } from "./helpers.ts";
-import { closeEvent, createRunningRun, finishedEvent, historyEvent, push, range } from "./stream-helpers.ts";
+import { call, errorCodeOf, seedCatalog, seedOrganization, type OutputErrorBody } from "./helpers.ts";
+import { closeEvent, createRunningRun, expectExactResume, finishedEvent, historyEvent, push, range, thinkingEvent } from "./stream-helpers.ts";
 
 const STREAM_SECRET = "edge-test-stream-token-secret";
 
@@ -272,5 +272,63 @@ describe("thinking and attributes in the run log", () => {
     expect(await frames({})).toEqual(["workflow:", "history:2", "thinking:Reading ", "thinking:the request.", "history:4", "done:"]);
     expect(await frames({ "last-event-id": "2" })).toEqual(["workflow:", "thinking:Reading ", "thinking:the request.", "history:4", "done:"]);
     expect(await frames({ "last-event-id": "3" })).toEqual(["workflow:", "history:4", "done:"]);
+  });
+});
+
+describe("resume after thinking (security: exact replay, no duplicates)", () => {
+  it("every history and thinking frame has an id, and Last-Event-ID resumes exactly after it", async () => {
+    const org = await seedOrganization();
+    await seedCatalog();
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(runId, 1), historyEvent(runId, 2)]);
+    await push(workflowId, [thinkingEvent(runId, 1, "Reading "), thinkingEvent(runId, 2, "the request.")]);
+    await push(workflowId, [historyEvent(runId, 3)]);
+    await push(workflowId, [thinkingEvent(runId, 3, "Now the answer."), thinkingEvent(runId, 4, "Done.")]);
+    await push(workflowId, [closeEvent(runId, 4), finishedEvent(runId)]);
+    const open = (lastEventId?: string) =>
+      call(`/workflow/${workflowId}/history/stream`, { headers: { authorization: `Bearer ${org.key}`, ...(lastEventId ? { "last-event-id": lastEventId } : {}) } });
+    const { frames, resumes } = await expectExactResume(open, ["workflow", "done"]);
+    expect(frames.map((f) => `${f.event}:${f.id ?? ""}`)).toEqual([
+      "workflow:",
+      "history:2",
+      expect.stringMatching(/^thinking:2\.\d+$/),
+      expect.stringMatching(/^thinking:2\.\d+$/),
+      "history:3",
+      expect.stringMatching(/^thinking:3\.\d+$/),
+      expect.stringMatching(/^thinking:3\.\d+$/),
+      "history:4",
+      "done:",
+    ]);
+    expect(resumes).toBe(7);
+    // The id also works as ?lastEventId=, and a malformed composite id is 400.
+    const thinkingId = frames[3]!.id!;
+    const viaQuery = await call(`/workflow/${workflowId}/history/stream?lastEventId=${thinkingId}`, { headers: { authorization: `Bearer ${org.key}` } });
+    expect(viaQuery.status).toBe(200);
+    await viaQuery.body!.cancel();
+    for (const bad of ["2.", ".5", "2.5.1", "2.x", "-1.2"]) {
+      expect((await open(bad)).status, bad).toBe(400);
+    }
+  });
+
+  it("a thinking id sent on a live stream resumes it exactly (thinking arriving after the client left included)", async () => {
+    const org = await seedOrganization();
+    await seedCatalog();
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(runId, 1), thinkingEvent(runId, 1, "one")]);
+    const first = await call(`/workflow/${workflowId}/history/stream`, { headers: { authorization: `Bearer ${org.key}` } });
+    let lastId = "";
+    const seen: string[] = [];
+    for await (const m of readSse(first.body!)) {
+      if (m.id) lastId = m.id;
+      if (m.event === "thinking") seen.push((JSON.parse(m.data) as { text: string }).text);
+      if (m.event === "thinking") break; // the client drops right after the thinking text
+    }
+    await push(workflowId, [thinkingEvent(runId, 2, "two"), historyEvent(runId, 2), thinkingEvent(runId, 3, "three"), closeEvent(runId, 3), finishedEvent(runId)]);
+    const resumed = await call(`/workflow/${workflowId}/history/stream`, { headers: { authorization: `Bearer ${org.key}`, "last-event-id": lastId } });
+    for await (const m of readSse(resumed.body!)) {
+      if (m.event === "thinking") seen.push((JSON.parse(m.data) as { text: string }).text);
+    }
+    expect(lastId).toMatch(/^1\.\d+$/);
+    expect(seen).toEqual(["one", "two", "three"]);
   });
 });

@@ -148,4 +148,18 @@ describe("internal routes (host → edge)", () => {
     expect(res.status).toBe(400);
     expect(((await res.json()) as ErrorBody).error.code).toBe("invalid_request");
   });
+
+  it("a push carrying caller data at the callers' depth limit inside its envelope is accepted; a pathological one is 400 json_too_deep", async () => {
+    const workflowId = "hello-21111111-2222-4333-8444-555555555555";
+    await insertRun(org.organizationId, workflowId);
+    const nested = (depth: number): unknown => (depth === 0 ? "x" : [nested(depth - 1)]);
+    // A workflow input 62 levels deep (the most a 64-deep start body holds) inside a history event's payloads.
+    const deepInput = { sourceKey: "history:r9:1", type: "history", at: new Date().toISOString(), data: { runId: "r9", event: { eventId: "1", eventType: "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED", payloads: { input: nested(62) } } } };
+    expect((await signedPost(`/internal/runs/${workflowId}/events`, { events: [deepInput] })).status).toBe(200);
+    const text = `{"events":[{"sourceKey":"s","type":"attribute","at":"now","data":{"x":${"[".repeat(2_000)}${"]".repeat(2_000)}}}]}`;
+    const headers = await signRequest(TEST_HOST_SECRET, "POST", `/internal/runs/${workflowId}/events`, text);
+    const res = await call(`/internal/runs/${workflowId}/events`, { method: "POST", headers: { ...headers, "content-type": "application/json" }, body: text });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as ErrorBody).error.code).toBe("json_too_deep");
+  });
 });

@@ -1,4 +1,6 @@
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { SCALAR_SCRIPT_PATH, SCALAR_VERSION } from "../../src/routes/docs-assets.ts";
 import { createApp } from "../../src/app.ts";
 import { call } from "./helpers.ts";
 
@@ -47,5 +49,61 @@ describe("OpenAPI document", () => {
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toMatch(/text\/html/);
     expect(await res.text()).toContain('data-url="/openapi.json"');
+  });
+});
+
+describe("reference and viewer pages (security: our origin only, strict CSP)", () => {
+  const directives = (csp: string) => new Map(csp.split(/;\s*/).map((d) => [d.split(" ")[0]!, d.split(" ").slice(1)] as const));
+  /** Every URL in the page's src and href attributes, and any absolute URL anywhere in it. */
+  const urlsIn = (html: string) => [...html.matchAll(/(?:src|href)="([^"]*)"/g)].map((m) => m[1]!).concat(html.match(/(?:https?:)?\/\/[a-z0-9.-]+\.[a-z]{2,}/gi) ?? []);
+
+  it("/docs loads only the pinned Scalar build from this origin, with a CSP that allows nothing else", async () => {
+    const res = await call("/docs");
+    const html = await res.text();
+    expect(urlsIn(html).sort()).toEqual(["/openapi.json", SCALAR_SCRIPT_PATH].sort());
+    expect(html).not.toMatch(/cdn|jsdelivr|unpkg/i);
+    expect(html).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>[^<]+<\/script>/); // no inline script
+    const csp = directives(res.headers.get("content-security-policy") ?? "");
+    expect(csp.get("default-src")).toEqual(["'none'"]);
+    expect(csp.get("script-src")).toEqual(["'self'"]);
+    expect(csp.get("connect-src")).toEqual(["'self'"]);
+    expect(csp.get("frame-ancestors")).toEqual(["'none'"]);
+    expect(csp.get("img-src")).toEqual(["'self'", "data:", "blob:"]);
+    expect(csp.get("font-src")).toEqual(["'self'", "data:"]);
+    expect(csp.get("base-uri")).toEqual(["'none'"]);
+    expect(csp.get("script-src")).not.toContain("'unsafe-eval'");
+    expect(res.headers.get("x-content-type-options")).toBe("nosniff");
+  });
+
+  it("routes that read a JSON body document json_too_deep beside invalid_json", async () => {
+    const doc = (await (await call("/openapi.json")).json()) as { paths: Record<string, Record<string, { responses: Record<string, { description: string }> }>> };
+    for (const [path, method] of [["/workflow/start", "post"], ["/api/v1/run/{workflowId}", "post"], ["/admin/v1/organizations/{orgId}/credits", "post"]] as const) {
+      expect(doc.paths[path]![method]!.responses["400"]!.description, path).toContain("`json_too_deep`");
+    }
+  });
+
+  it("the pinned build is a static asset of this Worker", async () => {
+    expect(SCALAR_SCRIPT_PATH).toContain(SCALAR_VERSION);
+    const asset = await env.ASSETS.fetch(new Request(`http://edge.test${SCALAR_SCRIPT_PATH}`));
+    expect(asset.status).toBe(200);
+    expect(asset.headers.get("content-type")).toMatch(/javascript/);
+    expect((await asset.text()).length).toBeGreaterThan(1_000_000);
+  });
+
+  it("the run viewer page: its inline code runs only with the response's nonce, and it loads nothing from elsewhere", async () => {
+    const res = await call("/runs/hello-00000000-0000-4000-8000-000000000000?token=x");
+    const html = await res.text();
+    const csp = directives(res.headers.get("content-security-policy") ?? "");
+    expect(csp.get("default-src")).toEqual(["'none'"]);
+    const scriptSrc = csp.get("script-src")!;
+    expect(scriptSrc).toHaveLength(1);
+    const nonce = /^'nonce-([^']+)'$/.exec(scriptSrc[0]!)?.[1];
+    expect(nonce).toBeTruthy();
+    const scripts = [...html.matchAll(/<script([^>]*)>/g)].map((m) => m[1]);
+    expect(scripts.length).toBeGreaterThan(0);
+    for (const attrs of scripts) expect(attrs).toContain(`nonce="${nonce}"`);
+    expect(csp.get("connect-src")).toEqual(["'self'"]);
+    expect(urlsIn(html).filter((u) => /^(https?:)?\/\//.test(u))).toEqual([]);
+    expect(res.headers.get("referrer-policy")).toBe("no-referrer");
   });
 });

@@ -94,6 +94,53 @@ describe("published run API: errors before a run starts", () => {
   });
 });
 
+describe("published run API: hostile input (security)", () => {
+  let org: Awaited<ReturnType<typeof seedOrganization>>;
+  let workflowId: string;
+  beforeAll(async () => {
+    org = await seedOrganization();
+    workflowId = await promptWorkflow(org.organizationId);
+  });
+
+  it("a template using {{__proto__}}, {{constructor}} or {{prototype}} is refused when saved (400 naming it)", async () => {
+    for (const name of ["__proto__", "constructor", "prototype"]) {
+      const created = await admin("POST", `/admin/v1/organizations/${org.organizationId}/workflows`, {
+        name: `wf ${crypto.randomUUID()}`,
+        template: `Tell {{audience}} about {{ ${name} }}.`,
+        model: "local/writer",
+      });
+      expect(created.status).toBe(400);
+      const body = await error(created);
+      expect(body.code).toBe("invalid_request");
+      expect(body.message).toContain(`${name} is a reserved name`);
+      const updated = await admin("PATCH", `/admin/v1/workflows/${workflowId}`, { template: `{{${name}}}` });
+      expect(updated.status).toBe(400);
+    }
+  });
+
+  it("__proto__, constructor and prototype as body keys → 400 naming them (never silently dropped)", async () => {
+    for (const name of ["__proto__", "constructor", "prototype"]) {
+      const res = await postJson(`/api/v1/run/${workflowId}`, `{"audience":"a","topic":"b","${name}":"x"}`, org.key);
+      expect(res.status).toBe(400);
+      const body = await error(res);
+      expect(body.code).toBe("invalid_input");
+      expect(body.issues).toEqual([{ path: name, message: expect.stringContaining("reserved") }]);
+    }
+  });
+
+  it("deep JSON → 400 json_too_deep; invalid UTF-8 → 400 invalid_json, on both routes", async () => {
+    for (const path of [`/api/v1/run/${workflowId}`, `/api/v1/run/${workflowId}/stream`]) {
+      const deep = await postJson(path, `{"audience":${"[".repeat(4_500)}${"]".repeat(4_500)},"topic":"t"}`, org.key);
+      expect([deep.status, (await error(deep)).code]).toEqual([400, "json_too_deep"]);
+      const bytes = new Uint8Array([...new TextEncoder().encode('{"audience":"'), 0xc0, 0xaf, ...new TextEncoder().encode('","topic":"t"}')]);
+      const bad = await call(path, { method: "POST", headers: { authorization: `Bearer ${org.key}`, "content-type": "application/json" }, body: bytes });
+      expect([bad.status, (await error(bad)).code]).toEqual([400, "invalid_json"]);
+    }
+    const rows = await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?").bind(org.organizationId).first<{ n: number }>();
+    expect(rows!.n).toBe(0);
+  });
+});
+
 describe("published run API: credits at the door", () => {
   it("402 when the organization's available credits cannot cover the run's hold; nothing is held", async () => {
     const org = await seedOrganization();

@@ -49,3 +49,48 @@ export async function createRunningRun(organizationId: string, name = "two_steps
 }
 
 export const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+/** A thinking entry as an LLM step publishes it. */
+export const thinkingEvent = (runId: string, n: number, text: string, activityId = "5") => ({
+  sourceKey: `thinking:${runId}:${activityId}:1:${n}`,
+  type: "thinking",
+  at: new Date().toISOString(),
+  data: { runId, activityId, stepName: "askModel", attempt: 1, text },
+});
+
+export interface Frame {
+  event: string;
+  id?: string;
+  data: string;
+}
+
+/** Every frame of a stream until it ends (a 204 is no frames). */
+export async function allFrames(res: Response): Promise<Frame[]> {
+  if (res.status === 204) return [];
+  if (res.status !== 200) throw new Error(`stream answered ${res.status}: ${await res.text()}`);
+  const { readSse } = await import("../support/sse.ts");
+  const frames: Frame[] = [];
+  for await (const m of readSse(res.body!)) frames.push({ event: m.event, id: m.id || undefined, data: m.data });
+  return frames;
+}
+
+/**
+ * Resume is exact: on a finished run's stream, every frame but the `unnumbered` kinds (summaries,
+ * keep-alives, the final outcome) carries an id, and resuming from each id gives exactly the
+ * frames that followed it: none twice, none lost.
+ */
+export async function expectExactResume(open: (lastEventId?: string) => Promise<Response>, unnumbered: string[]) {
+  const numbered = (frames: Frame[]) => frames.filter((f) => !unnumbered.includes(f.event));
+  const all = await allFrames(await open());
+  const expected = numbered(all);
+  for (const f of expected) if (!f.id) throw new Error(`a ${f.event} frame has no id: ${f.data}`);
+  let resumes = 0;
+  for (const [i, frame] of expected.entries()) {
+    const rest = numbered(await allFrames(await open(frame.id)));
+    if (JSON.stringify(rest) !== JSON.stringify(expected.slice(i + 1))) {
+      throw new Error(`resuming after ${frame.event} ${frame.id} gave ${JSON.stringify(rest.map((f) => `${f.event}:${f.id}`))}, expected ${JSON.stringify(expected.slice(i + 1).map((f) => `${f.event}:${f.id}`))}`);
+    }
+    resumes++;
+  }
+  return { frames: all, resumes };
+}

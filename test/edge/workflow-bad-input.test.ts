@@ -1,6 +1,7 @@
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { call, postJson, seedCatalog, seedOrganization, type OutputErrorBody } from "./helpers.ts";
+import { call, errorCodeOf, postJson, seedCatalog, seedOrganization, type OutputErrorBody } from "./helpers.ts";
+import { createRunningRun } from "./stream-helpers.ts";
 
 async function runCount(organizationId: string): Promise<number> {
   const row = await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?").bind(organizationId).first<{ n: number }>();
@@ -103,5 +104,57 @@ describe("Workflow API: bad input gets a clear 4xx and writes nothing", () => {
 
   it("none of the refused requests left a run row", async () => {
     expect(await runCount(org.organizationId)).toBe(0);
+  });
+});
+
+describe("Workflow API: hostile bodies (security)", () => {
+  let org: Awaited<ReturnType<typeof seedOrganization>>;
+  beforeAll(async () => {
+    org = await seedOrganization();
+    await seedCatalog();
+  });
+  const nested = (depth: number) => `${"[".repeat(depth)}${"]".repeat(depth)}`;
+
+  it("JSON nested deeper than 64 levels → 400 json_too_deep naming the limit, on every JSON body route", async () => {
+    for (const depth of [63, 4_500, 100_000]) {
+      // depth + 2 levels in all (the body object and input around it): 65 is one past the limit.
+      const res = await postJson("/workflow/start", `{"workflowName":"hello","input":{"name":"x","deep":${nested(depth)}}}`, org.key);
+      expect(res.status).toBe(400);
+      const body = (await res.json()) as OutputErrorBody;
+      expect(body.code).toBe("json_too_deep");
+      expect(body.message).toContain("64");
+    }
+    const run = await createRunningRun(org.organizationId, "approval");
+    for (const path of ["/workflow/run", `/workflow/${run.workflowId}/signal/approve`, `/workflow/${run.workflowId}/query/progress`, `/workflow/${run.workflowId}/update/setPriority`, `/workflow/${run.workflowId}/terminate`]) {
+      const res = await postJson(path, nested(4_500), org.key);
+      expect(res.status, path).toBe(400);
+      expect(errorCodeOf(await res.json()), path).toBe("json_too_deep");
+    }
+  });
+
+  it("64 levels are fine, and brackets inside strings do not count", async () => {
+    // 64 levels in all: the body object, input, and 62 arrays. Past the depth check, the input schema answers.
+    const atLimit = await postJson("/workflow/start", `{"workflowName":"hello","input":{"name":${nested(62)}}}`, org.key);
+    expect(errorCodeOf(await atLimit.json())).toBe("invalid_input");
+    const inString = await postJson("/workflow/start", { workflowName: "hello", input: { name: 5, text: "[{".repeat(5_000) + '\\"' } }, org.key);
+    expect(errorCodeOf(await inString.json())).toBe("invalid_input");
+  });
+
+  it("invalid UTF-8 in a JSON body → 400 invalid_json (not replaced with U+FFFD)", async () => {
+    const prefix = new TextEncoder().encode('{"workflowName":"hello","input":{"name":"');
+    const suffix = new TextEncoder().encode('"}}');
+    for (const bad of [[0xff], [0xc3, 0x28], [0xed, 0xa0, 0x80], [0xe2, 0x82]]) {
+      const body = new Uint8Array([...prefix, ...bad, ...suffix]);
+      const res = await call("/workflow/start", { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${org.key}` }, body });
+      expect(res.status).toBe(400);
+      const error = (await res.json()) as OutputErrorBody;
+      expect(error.code).toBe("invalid_json");
+      expect(error.message).toMatch(/UTF-8/);
+    }
+  });
+
+  it("none of the refused requests left a run row", async () => {
+    const row = await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ? AND workflow_name <> 'approval'").bind(org.organizationId).first<{ n: number }>();
+    expect(row!.n).toBe(0);
   });
 });

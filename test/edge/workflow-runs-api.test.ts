@@ -295,3 +295,59 @@ describe("Workflow Runs API: JWT keys", () => {
     await expect(verifyJwt(strict, await jwtFor("org_x", { claims: { iss: "https://auth.example" } }))).rejects.toThrow();
   });
 });
+
+describe("Workflow Runs API: execute (security)", () => {
+  let token: string;
+  let helloId: string;
+  beforeAll(async () => {
+    await seedCatalog();
+    const { organizationId } = await seedOrganization();
+    token = await jwtFor(organizationId);
+    helloId = await workflowIdOf("hello");
+  });
+  const executeForm = (fields: Array<[string, string]>) => {
+    const form = new FormData();
+    for (const [k, v] of fields) form.append(k, v);
+    return call("/api/v1/workflow-runs/execute", { method: "POST", headers: { authorization: `Bearer ${token}` }, body: form });
+  };
+  const executeJson = (body: string | Uint8Array) =>
+    call("/api/v1/workflow-runs/execute", { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body });
+  const error = async (res: Response) => ({ status: res.status, ...((await res.json()) as ErrorBody).error });
+
+  it("a field sent twice → 400 naming it (never the last one silently)", async () => {
+    for (const name of ["workflowId", "inputs", "envs"]) {
+      const fields: Array<[string, string]> = [["workflowId", helloId], ["inputs", '{"name":"Ada"}'], ["envs", "{}"]];
+      fields.push(fields.find(([n]) => n === name)!);
+      const e = await error(await executeForm(fields));
+      expect([e.status, e.code]).toEqual([400, "invalid_request"]);
+      expect(e.message).toContain(`field ${name} appears more than once`);
+      expect(e.issues).toEqual([{ path: name, message: "duplicate field" }]);
+    }
+  });
+
+  it("__proto__, constructor and prototype are refused with a 400 as field names, env names and input keys", async () => {
+    for (const name of ["__proto__", "constructor", "prototype"]) {
+      const asField = await error(await executeForm([["workflowId", helloId], ["inputs", '{"name":"Ada"}'], [name, "x"]]));
+      expect([asField.status, asField.code, asField.issues?.[0]?.path]).toEqual([400, "invalid_request", name]);
+      const asEnv = await error(await executeForm([["workflowId", helloId], ["inputs", '{"name":"Ada"}'], ["envs", `{"${name}":"x"}`]]));
+      expect([asEnv.status, asEnv.code, asEnv.issues?.[0]?.path]).toEqual([400, "invalid_request", `envs.${name}`]);
+      const asInput = await error(await executeForm([["workflowId", helloId], ["inputs", `{"name":"Ada","${name}":{"x":1}}`]]));
+      expect([asInput.status, asInput.code, asInput.issues?.[0]?.path]).toEqual([400, "invalid_request", `inputs.${name}`]);
+      const inJson = await error(await executeJson(`{"workflowId":"${helloId}","inputs":{"name":"Ada"},"envs":{"${name}":"x"}}`));
+      expect([inJson.status, inJson.issues?.[0]?.path]).toEqual([400, `envs.${name}`]);
+      expect(asEnv.message).toContain("reserved name");
+    }
+  });
+
+  it("deep JSON in a multipart field or a JSON body → 400 json_too_deep; invalid UTF-8 in a JSON body → 400 invalid_json", async () => {
+    const deep = `{"name":"Ada","x":${"[".repeat(5_000)}${"]".repeat(5_000)}}`;
+    const inField = await error(await executeForm([["workflowId", helloId], ["inputs", deep]]));
+    expect([inField.status, inField.code]).toEqual([400, "json_too_deep"]);
+    expect(inField.message).toContain("field inputs");
+    const inBody = await error(await executeJson(`{"workflowId":"${helloId}","inputs":${deep}}`));
+    expect([inBody.status, inBody.code]).toEqual([400, "json_too_deep"]);
+    const bytes = new Uint8Array([...new TextEncoder().encode(`{"workflowId":"${helloId}","inputs":{"name":"`), 0xff, 0xfe, ...new TextEncoder().encode('"}}')]);
+    const badUtf8 = await error(await executeJson(bytes));
+    expect([badUtf8.status, badUtf8.code]).toEqual([400, "invalid_json"]);
+  });
+});

@@ -5,7 +5,7 @@ import { SignJWT } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
 import { readSse } from "../support/sse.ts";
 import { call, seedCatalog, seedOrganization } from "./helpers.ts";
-import { closeEvent, createRunningRun, finishedEvent, historyEvent, push, range } from "./stream-helpers.ts";
+import { closeEvent, createRunningRun, expectExactResume, finishedEvent, historyEvent, push, range, thinkingEvent } from "./stream-helpers.ts";
 
 const stepEvent = (runId: string, attempt: number, state: "started" | "completed" | "failed") => ({
   sourceKey: `step:${runId}:1:${attempt}:${state}`,
@@ -76,5 +76,14 @@ describe("Workflow Runs API stream", () => {
     expect(resumed.filter((e) => e.id).map((e) => e.id)).toEqual(withIds.slice(2).map((e) => e.id));
     expect(resumed.at(-1)!.event).toBe("result");
     expect((await open(id, "abc")).status).toBe(400);
+  });
+
+  it("resume is exact from every event id, thinking included (security: no duplicates)", async () => {
+    const { workflowId, runId } = await createRunningRun(organizationId);
+    const id = await runIdOf(workflowId);
+    await push(workflowId, [historyEvent(runId, 1), stepEvent(runId, 1, "started"), thinkingEvent(runId, 1, "hmm", "1"), thinkingEvent(runId, 2, "ok", "1")]);
+    await push(workflowId, [stepEvent(runId, 1, "completed"), closeEvent(runId, 2), finishedEvent(runId)]);
+    const { frames } = await expectExactResume((lastEventId) => open(id, lastEventId), ["ping", "result", "error"]);
+    expect(frames.filter((f) => f.id).map((f) => f.event)).toEqual(["workflow-run", "activity-run", "thinking", "thinking", "activity-run", "workflow-run"]);
   });
 });

@@ -65,6 +65,9 @@ export async function startStack(ports: { edge: number; host: number; temporal: 
       HOST_LOG_LEVEL: "WARN",
       OUTRIDER_START_HOST: String(options.startHost ?? true),
       LOCAL_LLM_PORT: String(ports.host + 2),
+      // The SSRF guard refuses loopback; the local LLM server's /pages (summarize_url's test
+      // pages) are allowed by configuration, on their port only (docs/configuration.md).
+      OUTBOUND_HTTP_ALLOW: `127.0.0.1:${ports.host + 2}`,
       // Tests and benchmarks drive one key hard; the limiter itself is tested in test/edge.
       RATE_LIMIT_PER_MINUTE: "1000000",
       ADMIN_API_KEY: adminKey,

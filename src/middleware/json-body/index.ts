@@ -1,6 +1,8 @@
 /**
- * Parses a JSON body against a zod schema: malformed JSON is `invalid_json`, a schema mismatch is
- * `invalid_request` with one issue per field (dotted path and message).
+ * Parses a JSON body against a zod schema: malformed JSON (or bytes that are not UTF-8) is
+ * `invalid_json`, nesting deeper than MAX_JSON_DEPTH is `json_too_deep`, a schema mismatch is
+ * `invalid_request` with one issue per field (dotted path and message). Every JSON body the edge
+ * reads goes through `parseJsonText` (multipart fields that carry JSON too).
  */
 import type { Context } from "hono";
 import type { z } from "zod";
@@ -13,19 +15,74 @@ export function zodIssues(error: z.ZodError, prefix = ""): Issue[] {
   }));
 }
 
-/** The body as JSON, or undefined when it is empty (or only white space). */
-export async function readOptionalJson(c: Context): Promise<unknown> {
-  const text = await c.req.text();
-  if (text.trim() === "") return undefined;
+/** Deepest nesting of arrays and objects a JSON body may have (each `[` or `{` is one level). */
+export const MAX_JSON_DEPTH = 64;
+/**
+ * The signed host's pushes (/internal/*) carry callers' data inside a few levels of envelope
+ * (history events with decoded payloads, a run's output), so they get more room; still bounded.
+ */
+export const INTERNAL_MAX_JSON_DEPTH = 1024;
+
+/**
+ * The deepest nesting in JSON text, counting brackets outside strings, without parsing it (so a
+ * hostile body cannot exhaust a recursive parser's stack). Stops counting past `limit`.
+ */
+export function jsonDepth(text: string, limit = MAX_JSON_DEPTH): number {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (inString) {
+      if (ch === 0x5c /* \ */) i++;
+      else if (ch === 0x22 /* " */) inString = false;
+    } else if (ch === 0x22) {
+      inString = true;
+    } else if (ch === 0x5b /* [ */ || ch === 0x7b /* { */) {
+      if (++depth > deepest) {
+        deepest = depth;
+        if (deepest > limit) return deepest;
+      }
+    } else if (ch === 0x5d /* ] */ || ch === 0x7d /* } */) {
+      depth--;
+    }
+  }
+  return deepest;
+}
+
+/** JSON text (a body, or a multipart field named `what`) parsed after the depth check. */
+export function parseJsonText(text: string, what = "request body", maxDepth = MAX_JSON_DEPTH): unknown {
+  if (jsonDepth(text, maxDepth) > maxDepth) {
+    throw new ApiError("json_too_deep", `${what} nests arrays and objects more than ${maxDepth} levels deep (the most allowed is ${maxDepth})`);
+  }
   try {
     return JSON.parse(text);
   } catch (err) {
-    throw new ApiError("invalid_json", `request body is not valid JSON: ${(err as Error).message}`);
+    throw new ApiError("invalid_json", `${what} is not valid JSON: ${(err as Error).message}`);
   }
 }
 
-export async function readJson<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
-  const raw = await readOptionalJson(c);
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
+
+/** The body as text; bytes that are not UTF-8 are `invalid_json` (never replaced with U+FFFD). */
+export async function readUtf8Body(c: Context): Promise<string> {
+  const bytes = await c.req.arrayBuffer();
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    throw new ApiError("invalid_json", "request body is not valid UTF-8 (JSON must be UTF-8)");
+  }
+}
+
+/** The body as JSON, or undefined when it is empty (or only white space). */
+export async function readOptionalJson(c: Context, maxDepth = MAX_JSON_DEPTH): Promise<unknown> {
+  const text = await readUtf8Body(c);
+  if (text.trim() === "") return undefined;
+  return parseJsonText(text, "request body", maxDepth);
+}
+
+export async function readJson<T extends z.ZodType>(c: Context, schema: T, maxDepth = MAX_JSON_DEPTH): Promise<z.infer<T>> {
+  const raw = await readOptionalJson(c, maxDepth);
   if (raw === undefined) throw new ApiError("invalid_json", "request body is empty; send a JSON object");
   return parseBody(schema, raw);
 }

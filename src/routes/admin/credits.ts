@@ -6,11 +6,22 @@ import { organizationOrThrow } from "./organizations.ts";
 import { grantCreditsBody, ledgerQuery } from "./schemas.ts";
 
 export function registerCredits(app: App) {
-  /** Adds credits (or removes them, with a negative amount); the first grant turns metering on. */
+  /**
+   * Adds credits (or removes them, with a negative amount); the first grant turns metering on.
+   * Removing more than is available is 409 insufficient_balance, unless `allowDebt: true`.
+   */
   app.post("/admin/v1/organizations/:orgId/credits", async (c) => {
     const org = await organizationOrThrow(c.env, c.req.param("orgId"));
     const body = await readJson(c, grantCreditsBody);
-    const entry = await grantCredits(c.env.DB, org.id, body.amount, body.note);
+    const outcome = await grantCredits(c.env.DB, org.id, body.amount, body.note, body.allowDebt);
+    if (!outcome.ok) {
+      throw new ApiError(
+        "insufficient_balance",
+        `cannot remove ${-body.amount} credits: ${outcome.available} available (balance ${outcome.balance ?? 0}, reserved ${outcome.reserved}); send "allowDebt": true to let the balance go below zero`,
+        [{ path: "amount", message: `at most ${Math.max(0, outcome.available)} can be removed` }],
+      );
+    }
+    const { entry } = outcome;
     const { ledger: _ledger, ...credits } = (await creditSummary(c.env.DB, org.id, 1))!;
     return c.json({ entry, credits }, 201);
   });

@@ -15,7 +15,7 @@ export function documentAdminApi(app: App) {
   doc({ method: "post", path: "/admin/v1/organizations/:orgId/api-keys", summary: "Create an API key (shown once)", body: createApiKeyBody, responses: ok("Created", 201), errors: [...BODY_ERRORS, "organization_not_found"] });
   doc({ method: "get", path: "/admin/v1/organizations/:orgId/api-keys", summary: "List API keys (never their secrets)", responses: ok("Keys"), errors: ["organization_not_found"] });
   doc({ method: "delete", path: "/admin/v1/organizations/:orgId/api-keys/:keyId", summary: "Revoke an API key", responses: ok("Revoked"), errors: ["organization_not_found", "api_key_not_found"] });
-  doc({ method: "post", path: "/admin/v1/organizations/:orgId/credits", summary: "Grant (or remove) credits", body: grantCreditsBody, responses: ok("Granted", 201), errors: [...BODY_ERRORS, "organization_not_found"] });
+  doc({ method: "post", path: "/admin/v1/organizations/:orgId/credits", summary: "Grant (or remove) credits", body: grantCreditsBody, responses: ok("Granted", 201), errors: [...BODY_ERRORS, "organization_not_found", "insufficient_balance"] });
   doc({ method: "get", path: "/admin/v1/organizations/:orgId/credits", summary: "Balance, holds and ledger", query: ledgerQuery, responses: ok("Credits"), errors: ["organization_not_found", "invalid_request"] });
   doc({ method: "post", path: "/admin/v1/organizations/:orgId/workflows", summary: "Create a prompt workflow (unpublished)", body: createPromptWorkflowBody, responses: ok("Created", 201), errors: [...BODY_ERRORS, "organization_not_found", "workflow_name_taken"] });
   doc({ method: "get", path: "/admin/v1/organizations/:orgId/workflows", summary: "List prompt workflows", responses: ok("Workflows"), errors: ["organization_not_found"] });

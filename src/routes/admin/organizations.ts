@@ -1,4 +1,5 @@
 import type { App } from "../../app-env.ts";
+import { availableCredits } from "../../db/credits.ts";
 import { findOrganization, insertOrganization, listOrganizations } from "../../db/organizations.ts";
 import type { Organization } from "../../db/schema.ts";
 import { ApiError } from "../../errors.ts";
@@ -11,7 +12,7 @@ export function organizationView(org: Organization) {
   return {
     id: org.id,
     name: org.name,
-    credits: { metered, balance: org.creditBalance, reserved: org.creditsReserved, available: metered ? Math.max(0, org.creditBalance! - org.creditsReserved) : null },
+    credits: { metered, balance: org.creditBalance, reserved: org.creditsReserved, available: availableCredits(org.creditBalance, org.creditsReserved) },
     createdAt: org.createdAt,
   };
 }

@@ -30,6 +30,10 @@ export const grantCreditsBody = z
       .refine((n) => n !== 0, "must not be 0")
       .describe("Credits to add (negative to remove); 1 credit = 1 token"),
     note: z.string().max(500).default(""),
+    allowDebt: z
+      .boolean()
+      .default(false)
+      .describe("Let a removal take the balance below what is available (into debt); otherwise it is 409 insufficient_balance"),
   })
   .strict();
 

@@ -1,7 +1,8 @@
 import type { Context } from "hono";
 import type { App, AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
-import { zodIssues } from "../../middleware/json-body/index.ts";
+import { parseJsonText, readOptionalJson, zodIssues } from "../../middleware/json-body/index.ts";
+import { isReservedName, RESERVED_NAME_MESSAGE, reservedKeys } from "../../shared/reserved-names.ts";
 import { toWorkflowRunStatus, type RunStatus } from "../../shared/run-status.ts";
 import { stepRunId } from "../../shared/step-run-id.ts";
 import { startAndWaitInRegion, startCommand, workflowNameById } from "../../services/runs.ts";
@@ -17,38 +18,62 @@ export const PING_INTERVAL_MS = 9_000;
 /** The blocking execute waits at most this long, then answers 202 with the run so far. */
 const EXECUTE_WAIT_MAX_MS = 15 * 60_000;
 
-/** Fields arrive as multipart/form-data (the seed) or urlencoded; `inputs` and `envs` are JSON text. A JSON body works too. */
+const EXECUTE_FIELDS = new Set(["workflowId", "inputs", "envs"]);
+
+/**
+ * Fields arrive as multipart/form-data (the seed) or urlencoded; `inputs` and `envs` are JSON text.
+ * A JSON body works too. A field sent twice, a file, or a reserved name (`__proto__`, ...) is a
+ * 400 naming it; the fields are collected in a Map, never on an ordinary object.
+ */
 async function readExecuteFields(c: Context<AppEnv>) {
   const type = c.req.header("content-type") ?? "";
-  let raw: Record<string, unknown>;
+  const raw: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   if (type.startsWith("application/json")) {
-    raw = await c.req.json().catch(() => {
-      throw new ApiError("invalid_json", "request body is not valid JSON");
-    });
+    const body = await readOptionalJson(c);
+    if (body === undefined) throw new ApiError("invalid_json", "request body is empty; send workflowId, inputs and envs");
+    if (body === null || typeof body !== "object" || Array.isArray(body)) {
+      throw new ApiError("invalid_request", "send a JSON object with workflowId, inputs and envs", [{ path: "(body)", message: "expected an object" }]);
+    }
+    refuseReservedKeys(body, "");
+    Object.assign(raw, body);
   } else if (type.startsWith("multipart/form-data") || type.startsWith("application/x-www-form-urlencoded")) {
-    const form = await c.req.parseBody().catch(() => {
+    const form = await c.req.formData().catch(() => {
       throw new ApiError("invalid_request", "the multipart body could not be read");
     });
-    raw = {};
-    for (const [name, value] of Object.entries(form)) {
+    const fields = new Map<string, string>();
+    for (const [name, value] of form.entries()) {
+      if (isReservedName(name)) throw new ApiError("invalid_request", `field ${name} ${RESERVED_NAME_MESSAGE}`, [{ path: name, message: "reserved name" }]);
+      if (fields.has(name)) throw new ApiError("invalid_request", `field ${name} appears more than once; send each field once`, [{ path: name, message: "duplicate field" }]);
       if (typeof value !== "string") throw new ApiError("invalid_request", `field ${name} must be text, not a file`, [{ path: name, message: "expected text" }]);
-      if (name === "inputs" || name === "envs") {
-        try {
-          raw[name] = JSON.parse(value);
-        } catch {
-          throw new ApiError("invalid_json", `field ${name} is not valid JSON`, [{ path: name, message: "expected a JSON object" }]);
-        }
+      fields.set(name, value);
+    }
+    for (const [name, value] of fields) {
+      if (!EXECUTE_FIELDS.has(name)) {
+        raw[name] = value; // unknown: the strict schema below names it
+      } else if (name === "inputs" || name === "envs") {
+        raw[name] = parseJsonText(value, `field ${name}`);
+        refuseReservedKeys(raw[name], name);
       } else raw[name] = value;
     }
   } else {
     throw new ApiError("invalid_request", "send multipart/form-data with workflowId, inputs and envs");
   }
+  if (raw.inputs !== undefined) refuseReservedKeys(raw.inputs, "inputs");
+  if (raw.envs !== undefined) refuseReservedKeys(raw.envs, "envs");
   const parsed = executeFields.safeParse(raw);
   if (!parsed.success) {
     const issues = zodIssues(parsed.error);
     throw new ApiError("invalid_request", `invalid request: ${issues.map((i) => `${i.path || "(body)"}: ${i.message}`).join("; ")}`, issues);
   }
   return parsed.data;
+}
+
+/** 400 for `__proto__`, `constructor` or `prototype` among an object's keys (zod records drop `__proto__` silently). */
+function refuseReservedKeys(value: unknown, prefix: string) {
+  const reserved = reservedKeys(value);
+  if (reserved.length === 0) return;
+  const paths = reserved.map((k) => (prefix ? `${prefix}.${k}` : k));
+  throw new ApiError("invalid_request", `${paths.join(", ")} ${RESERVED_NAME_MESSAGE}`, paths.map((path) => ({ path, message: "reserved name" })));
 }
 
 /** Starts the run (and waits up to `waitMs` for it): one call into the home region, the run's DO. */

@@ -2,20 +2,20 @@
  * GET /workflow/:id/history/stream and GET /workflow/:id/runs/:rid/history/stream
  *
  * Server-Sent Events over a run's Temporal history: `workflow` once on connect, `history` for
- * each batch of new events (SSE id = the batch's last Temporal event id), `done` when the run
- * ends, `server_error` if something breaks after the stream opened. `Last-Event-ID` (or
+ * each batch of new events (SSE id = the batch's last Temporal event id), `thinking` for reasoning
+ * text (SSE id = `<last Temporal event id sent>.<log seq>`), `done` when the run ends, `server_error` if something breaks after the stream opened. `Last-Event-ID` (or
  * `?lastEventId=`) replays only what the client has not seen; reconnecting to a finished run past
  * its last event answers 204, which tells EventSource to stop.
  *
  * The Worker holds the client's response; the run's RunStream DO holds one hibernatable
- * WebSocket per subscriber and sends structured messages down it, framed here (historyFrame).
+ * WebSocket per subscriber and sends structured messages down it, framed here (historyFramer).
  */
 import type { Context } from "hono";
 import type { App, AppEnv } from "../../app-env.ts";
 import type { SubscriberMessage } from "../../../durable-objects/run-stream.ts";
 import { ApiError } from "../../errors.ts";
 import { sseComment, sseFrame } from "../../sse/frames.ts";
-import { parseLastEventId } from "../../sse/last-event-id.ts";
+import { parseHistoryCursor } from "../../sse/last-event-id.ts";
 import { openAdmittedSubscription, openRunSubscription, StreamAtEnd, subscriptionResponse } from "../../sse/run-subscription.ts";
 import { ADMISSION_PARAMS } from "../../../durable-objects/run-stream/subscriber-admission.ts";
 import { doneReason, toOutputEvent } from "../../shared/output-history.ts";
@@ -28,29 +28,36 @@ export const DEFAULT_KEEPALIVE_INTERVAL_MS = 15_000;
 const CLIENT_RETRY_MS = 2_000;
 
 /**
- * The SSE text of one message from the run's RunStream, and the cursor (Temporal event id) it
- * advances to. Events and `done` reasons are in Output's form (src/shared/output-history.ts).
+ * Frames the run's RunStream messages as SSE. Events and `done` reasons are in Output's form
+ * (src/shared/output-history.ts). Every frame a client can resume from carries an id: a `history`
+ * frame the Temporal event id of its last event, a `thinking` frame `<that id>.<log seq>`, so
+ * `Last-Event-ID` resumes exactly after it (docs/streaming.md).
  */
-export function historyFrame(message: SubscriberMessage, includePayloads: boolean): { text: string; cursor?: number } {
-  switch (message.kind) {
-    case "workflow":
-      return { text: sseFrame({ event: "workflow", data: message.summary }) };
-    case "history": {
-      const events = message.events.map((event) => toOutputEvent(event, includePayloads));
-      return { text: sseFrame({ event: "history", id: message.lastEventId, data: events }), cursor: message.lastEventId };
+export function historyFramer(includePayloads: boolean, resumeAfterEventId: number) {
+  let lastEventId = resumeAfterEventId;
+  return (message: SubscriberMessage): { text: string; cursor?: number | string } => {
+    switch (message.kind) {
+      case "workflow":
+        return { text: sseFrame({ event: "workflow", data: message.summary }) };
+      case "history": {
+        lastEventId = message.lastEventId;
+        const events = message.events.map((event) => toOutputEvent(event, includePayloads));
+        return { text: sseFrame({ event: "history", id: message.lastEventId, data: events }), cursor: message.lastEventId };
+      }
+      case "thinking": {
+        const { activityId, stepName, attempt, text, seq } = message;
+        const id = `${lastEventId}.${seq}`;
+        return { text: sseFrame({ event: "thinking", id, data: { activityId, stepName, attempt, text } }), cursor: id };
+      }
+      case "done": {
+        const data: { reason: string; newRunId?: string } = { reason: doneReason(message.outcome.status) };
+        if (message.outcome.newRunId) data.newRunId = message.outcome.newRunId;
+        return { text: sseFrame({ event: "done", data }) };
+      }
+      default:
+        return { text: "" };
     }
-    case "thinking": {
-      const { activityId, stepName, attempt, text } = message;
-      return { text: sseFrame({ event: "thinking", data: { activityId, stepName, attempt, text } }) };
-    }
-    case "done": {
-      const data: { reason: string; newRunId?: string } = { reason: doneReason(message.outcome.status) };
-      if (message.outcome.newRunId) data.newRunId = message.outcome.newRunId;
-      return { text: sseFrame({ event: "done", data }) };
-    }
-    default:
-      return { text: "" };
-  }
+  };
 }
 
 async function streamHistory(c: Context<AppEnv>, requestedRunId: string | undefined): Promise<Response> {
@@ -59,7 +66,8 @@ async function streamHistory(c: Context<AppEnv>, requestedRunId: string | undefi
   if (auth.runScope && auth.runScope !== workflowId) {
     throw new ApiError("unauthorized", "this stream token is for another run");
   }
-  const lastEventId = parseLastEventId(c, "a Temporal event id");
+  const resumeFrom = parseHistoryCursor(c);
+  const lastEventId = resumeFrom?.eventId ?? null;
   const includePayloads = c.req.query("includePayloads") === "true";
   const keepAliveMs = Number(c.env.SSE_KEEPALIVE_MS) > 0 ? Number(c.env.SSE_KEEPALIVE_MS) : DEFAULT_KEEPALIVE_INTERVAL_MS;
   let admittedRunId: string | null = null;
@@ -79,12 +87,12 @@ async function streamHistory(c: Context<AppEnv>, requestedRunId: string | undefi
       admittedRunId = admitted.runId;
       return admitted.socket;
     },
-    cursor: lastEventId ?? 0,
+    cursor: resumeFrom?.cursor ?? 0,
     // First bytes at once: reconnect delay and a comment, so clients and proxies see a live stream.
     preamble: sseFrame({ retry: CLIENT_RETRY_MS }),
     keepAliveMs,
     keepAlive: () => sseComment("keepalive"),
-    frame: (message) => historyFrame(message, includePayloads),
+    frame: historyFramer(includePayloads, lastEventId ?? 0),
     onLost: () =>
       sseFrame({
         event: "server_error",

@@ -1,0 +1,337 @@
+/**
+ * The SSRF guard of every outbound HTTP request that workflow code makes for a tenant
+ * (host/activities/http.ts). A URL is fetched only if:
+ *
+ *   - its scheme is http or https;
+ *   - every address its host name resolves to is a public unicast address (not loopback, private,
+ *     link-local, CGNAT, multicast, unspecified, reserved, documentation, IPv4-mapped, NAT64 or
+ *     6to4 space), or is allowed by the operator's OUTBOUND_HTTP_ALLOW list;
+ *   - the connection goes to an address that was checked: the guard's own DNS lookup answers the
+ *     socket's connect, and the socket's peer address is checked again once connected, so a DNS
+ *     answer that changes between check and connect (rebinding) cannot reach a refused address;
+ *   - each redirect is followed by hand (at most MAX_REDIRECTS) and checked the same way.
+ *
+ * Responses are capped in size (the body is read here, up to maxBytes) and time (one deadline
+ * for the whole exchange, redirects and body included). A refusal is an `UrlNotAllowedError`:
+ * no request is made, so nothing of the refused address (status, body) can leak.
+ *
+ * IP literals are parsed by the WHATWG URL parser first, so decimal (2130706433), octal (0177.1),
+ * hex (0x7f.0.0.1) and short (127.1) spellings arrive here as their dotted-quad form.
+ */
+import { lookup as dnsLookup, type LookupAddress } from "node:dns";
+import { BlockList, isIP, type LookupFunction } from "node:net";
+import { Agent, buildConnector, fetch as undiciFetch, type Dispatcher } from "undici";
+
+export const URL_NOT_ALLOWED = "url_not_allowed";
+
+export class UrlNotAllowedError extends Error {
+  readonly code = URL_NOT_ALLOWED;
+  constructor(message: string) {
+    super(`${URL_NOT_ALLOWED}: ${message}`);
+    this.name = "UrlNotAllowedError";
+  }
+}
+
+/** Refused ranges, each with the name a refusal gives. Everything that is not public unicast. */
+const REFUSED_RANGES: ReadonlyArray<readonly [cidr: string, name: string]> = [
+  ["0.0.0.0/8", "unspecified (0.0.0.0/8)"],
+  ["10.0.0.0/8", "private (10.0.0.0/8)"],
+  ["100.64.0.0/10", "carrier-grade NAT (100.64.0.0/10)"],
+  ["127.0.0.0/8", "loopback (127.0.0.0/8)"],
+  ["169.254.0.0/16", "link-local (169.254.0.0/16, cloud metadata)"],
+  ["172.16.0.0/12", "private (172.16.0.0/12)"],
+  ["192.0.0.0/24", "IETF protocol assignments (192.0.0.0/24)"],
+  ["192.0.2.0/24", "documentation (192.0.2.0/24)"],
+  ["192.88.99.0/24", "6to4 relay (192.88.99.0/24)"],
+  ["192.168.0.0/16", "private (192.168.0.0/16)"],
+  ["198.18.0.0/15", "benchmarking (198.18.0.0/15)"],
+  ["198.51.100.0/24", "documentation (198.51.100.0/24)"],
+  ["203.0.113.0/24", "documentation (203.0.113.0/24)"],
+  ["224.0.0.0/4", "multicast (224.0.0.0/4)"],
+  ["240.0.0.0/4", "reserved (240.0.0.0/4, broadcast)"],
+  ["::/128", "unspecified (::)"],
+  ["::1/128", "loopback (::1)"],
+  ["::ffff:0:0/96", "IPv4-mapped IPv6 (::ffff:0:0/96)"],
+  ["::/96", "IPv4-compatible IPv6 (::/96)"],
+  ["64:ff9b::/96", "NAT64 (64:ff9b::/96)"],
+  ["64:ff9b:1::/48", "NAT64 (64:ff9b:1::/48)"],
+  ["100::/64", "discard-only (100::/64)"],
+  ["2001::/23", "IETF protocol assignments (2001::/23, Teredo)"],
+  ["2001:db8::/32", "documentation (2001:db8::/32)"],
+  ["2002::/16", "6to4 (2002::/16)"],
+  ["fc00::/7", "unique local (fc00::/7)"],
+  ["fe80::/10", "link-local (fe80::/10)"],
+  ["fec0::/10", "site-local (fec0::/10)"],
+  ["ff00::/8", "multicast (ff00::/8)"],
+];
+
+function subnet(cidr: string): BlockList {
+  const [address, prefix] = cidr.split("/") as [string, string];
+  const list = new BlockList();
+  list.addSubnet(address, Number(prefix), isIP(address) === 6 ? "ipv6" : "ipv4");
+  return list;
+}
+
+// Node's BlockList matches IPv4 rules against IPv4-mapped IPv6 addresses and back; each range is
+// checked against addresses of its own family only, so the names below are exact.
+const REFUSED = REFUSED_RANGES.map(([cidr, name]) => ({ list: subnet(cidr), name, family: isIP(cidr.split("/")[0]!) }));
+/** Only global unicast IPv6 (2000::/3) is ever public. */
+const GLOBAL_UNICAST_V6 = subnet("2000::/3");
+
+/** The name of the refused range `address` is in, or null for a public unicast address. */
+export function refusedRange(address: string): string | null {
+  const family = isIP(address);
+  if (family === 0) return "not an IP address";
+  const type = family === 6 ? "ipv6" : "ipv4";
+  for (const range of REFUSED) if (range.family === family && range.list.check(address, type)) return range.name;
+  if (family === 6 && !GLOBAL_UNICAST_V6.check(address, "ipv6")) return "reserved IPv6 (outside 2000::/3)";
+  return null;
+}
+
+/** One OUTBOUND_HTTP_ALLOW entry: a host name or an address range, optionally on one port only. */
+export type AllowEntry = { kind: "host"; host: string; port?: number } | { kind: "range"; cidr: string; list: BlockList; port?: number };
+
+/**
+ * Parses OUTBOUND_HTTP_ALLOW: comma-separated entries, each a host name (`intranet.example`), an
+ * address or CIDR range (`10.1.0.0/16`, `fd00::/8`), optionally followed by `:port`
+ * (`127.0.0.1:8790`, `[::1]:8790`, `wiki.internal:8443`). Throws on an entry it cannot read, so a
+ * typo stops the host instead of silently allowing nothing (or everything).
+ */
+export function parseAllowList(text: string | undefined): AllowEntry[] {
+  const entries: AllowEntry[] = [];
+  for (const raw of (text ?? "").split(",").map((s) => s.trim()).filter(Boolean)) {
+    let base = raw;
+    let port: number | undefined;
+    const bracketed = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(raw);
+    if (bracketed) {
+      base = bracketed[1]!;
+      port = bracketed[2] ? Number(bracketed[2]) : undefined;
+    } else if ((raw.match(/:/g) ?? []).length === 1) {
+      const at = raw.lastIndexOf(":");
+      base = raw.slice(0, at);
+      port = Number(raw.slice(at + 1));
+      if (!/^\d{1,5}$/.test(raw.slice(at + 1))) throw new Error(`OUTBOUND_HTTP_ALLOW: "${raw}" has a bad port`);
+    }
+    if (port !== undefined && (port < 1 || port > 65535)) throw new Error(`OUTBOUND_HTTP_ALLOW: "${raw}" has a bad port`);
+    const [address, prefix] = base.split("/");
+    const family = isIP(address ?? "");
+    if (family !== 0) {
+      const bits = prefix === undefined ? (family === 6 ? 128 : 32) : Number(prefix);
+      if (!Number.isInteger(bits) || bits < 0 || bits > (family === 6 ? 128 : 32)) throw new Error(`OUTBOUND_HTTP_ALLOW: "${raw}" has a bad prefix length`);
+      const cidr = `${address}/${bits}`;
+      entries.push({ kind: "range", cidr, list: subnet(cidr), port });
+    } else if (/^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i.test(base)) {
+      entries.push({ kind: "host", host: base.toLowerCase().replace(/\.$/, ""), port });
+    } else {
+      throw new Error(`OUTBOUND_HTTP_ALLOW: cannot read "${raw}" (a host name, an address or a CIDR range, optionally :port)`);
+    }
+  }
+  return entries;
+}
+
+export interface OutboundPolicy {
+  allow: AllowEntry[];
+  /** Largest response body read, in bytes. */
+  maxBytes: number;
+  /** Deadline of one request, redirects and body included (ms). */
+  timeoutMs: number;
+  maxRedirects: number;
+  /** DNS resolution (tests inject one to play a rebinding resolver); node:dns lookup by default. */
+  lookup?: (hostname: string) => Promise<LookupAddress[]>;
+}
+
+export const DEFAULT_MAX_BYTES = 5 * 1024 * 1024;
+export const DEFAULT_TIMEOUT_MS = 30_000;
+export const MAX_REDIRECTS = 5;
+
+export function policyFromEnv(env: NodeJS.ProcessEnv = process.env): OutboundPolicy {
+  const positive = (v: string | undefined, fallback: number) => (Number(v) > 0 ? Number(v) : fallback);
+  return {
+    allow: parseAllowList(env.OUTBOUND_HTTP_ALLOW),
+    maxBytes: positive(env.OUTBOUND_HTTP_MAX_BYTES, DEFAULT_MAX_BYTES),
+    timeoutMs: positive(env.OUTBOUND_HTTP_TIMEOUT_MS, DEFAULT_TIMEOUT_MS),
+    maxRedirects: MAX_REDIRECTS,
+  };
+}
+
+const stripBrackets = (host: string) => (host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host);
+
+function hostAllowed(policy: OutboundPolicy, hostname: string, port: number): boolean {
+  const host = stripBrackets(hostname).toLowerCase().replace(/\.$/, "");
+  return policy.allow.some((e) => e.kind === "host" && e.host === host && (e.port === undefined || e.port === port));
+}
+
+/** Null if `address` may be connected to on `port`; else why not. */
+function addressRefusal(policy: OutboundPolicy, address: string, port: number): string | null {
+  const family = isIP(address);
+  const allowed = policy.allow.some(
+    (e) => e.kind === "range" && (e.port === undefined || e.port === port) && family !== 0 && e.list.check(address, family === 6 ? "ipv6" : "ipv4"),
+  );
+  return allowed ? null : refusedRange(address);
+}
+
+/** Checks a URL before any connection: scheme, and the host if it is an IP literal. */
+export function checkUrl(policy: OutboundPolicy, raw: string | URL): URL {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new UrlNotAllowedError(`"${String(raw).slice(0, 200)}" is not a valid URL`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new UrlNotAllowedError(`only http and https URLs may be fetched, not ${url.protocol.replace(/:$/, "")}`);
+  }
+  const port = portOf(url);
+  const host = stripBrackets(url.hostname);
+  if (isIP(host) !== 0 && !hostAllowed(policy, host, port)) {
+    const refusal = addressRefusal(policy, host, port);
+    if (refusal) throw new UrlNotAllowedError(`${url.host} is a ${refusal} address, which outbound requests may not reach`);
+  }
+  return url;
+}
+
+const portOf = (url: URL) => Number(url.port) || (url.protocol === "https:" ? 443 : 80);
+
+const systemLookup = (hostname: string) =>
+  new Promise<LookupAddress[]>((resolve, reject) => dnsLookup(hostname, { all: true, verbatim: true }, (err, addresses) => (err ? reject(err) : resolve(addresses))));
+
+/**
+ * The socket's lookup: resolves, refuses the host if ANY answer is refused (a mixed answer is
+ * the classic rebinding trick), and hands the socket exactly the checked addresses.
+ */
+function guardedLookup(policy: OutboundPolicy, port: number): LookupFunction {
+  return (hostname, options, callback) => {
+    const resolve = policy.lookup ?? systemLookup;
+    resolve(hostname)
+      .then((answers) => {
+        if (answers.length === 0) throw new UrlNotAllowedError(`${hostname} does not resolve`);
+        if (!hostAllowed(policy, hostname, port)) {
+          for (const { address } of answers) {
+            const refusal = addressRefusal(policy, address, port);
+            if (refusal) throw new UrlNotAllowedError(`${hostname} resolves to ${address}, a ${refusal} address, which outbound requests may not reach`);
+          }
+        }
+        const wanted = options.family === 4 || options.family === 6 ? answers.filter((a) => a.family === options.family) : answers;
+        if (wanted.length === 0) throw Object.assign(new Error(`${hostname} has no IPv${options.family} address`), { code: "ENOTFOUND" });
+        if (options.all) callback(null, wanted);
+        else callback(null, wanted[0]!.address, wanted[0]!.family);
+      })
+      .catch((err: NodeJS.ErrnoException) => callback(err, "", 0));
+  };
+}
+
+/**
+ * A dispatcher whose sockets only reach allowed addresses: resolution through guardedLookup, and
+ * the connected peer checked again (IP literals skip lookup; this also covers them).
+ */
+function guardedDispatcher(policy: OutboundPolicy, url: URL): Dispatcher {
+  const port = portOf(url);
+  const base = buildConnector({ lookup: guardedLookup(policy, port), timeout: policy.timeoutMs } as buildConnector.BuildOptions);
+  return new Agent({
+    connect: (options, callback) =>
+      base(options, (err, socket) => {
+        if (err || !socket) return callback(err ?? new Error("no socket"), null);
+        const peer = socket.remoteAddress ?? "";
+        const refusal = hostAllowed(policy, options.hostname, port) ? null : addressRefusal(policy, peer, port);
+        if (refusal) {
+          socket.destroy();
+          return callback(new UrlNotAllowedError(`${options.hostname} connected to ${peer}, a ${refusal} address`), null);
+        }
+        callback(null, socket);
+      }),
+  });
+}
+
+function notAllowedIn(err: unknown): UrlNotAllowedError | null {
+  for (let e: unknown = err, depth = 0; e && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof UrlNotAllowedError) return e;
+  }
+  return null;
+}
+
+async function readCapped(res: Response, maxBytes: number, url: URL): Promise<Uint8Array<ArrayBuffer>> {
+  const declared = Number(res.headers.get("content-length"));
+  if (declared > maxBytes) {
+    await res.body?.cancel();
+    throw new ResponseTooLargeError(url, maxBytes);
+  }
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  if (res.body) {
+    const reader = res.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > maxBytes) {
+        await reader.cancel();
+        throw new ResponseTooLargeError(url, maxBytes);
+      }
+      chunks.push(value);
+    }
+  }
+  const body = new Uint8Array(new ArrayBuffer(size));
+  let at = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return body;
+}
+
+export class ResponseTooLargeError extends Error {
+  constructor(url: URL, maxBytes: number) {
+    super(`the response of ${url.origin} is larger than ${maxBytes} bytes, the most an outbound request may read`);
+    this.name = "ResponseTooLargeError";
+  }
+}
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+/**
+ * fetch() through the guard. Resolves to a Response whose body was read in full (within the
+ * cap); the final URL is `response.url`. Throws UrlNotAllowedError for a refused URL or
+ * redirect, ResponseTooLargeError past the size cap, and fetch's own errors otherwise.
+ */
+export async function guardedFetch(policy: OutboundPolicy, input: string, init: RequestInit = {}): Promise<Response> {
+  const deadline = AbortSignal.timeout(policy.timeoutMs);
+  const signal = init.signal ? AbortSignal.any([init.signal, deadline]) : deadline;
+  let url = checkUrl(policy, input);
+  let method = (init.method ?? "GET").toUpperCase();
+  let body = init.body;
+  for (let redirects = 0; ; redirects++) {
+    const dispatcher = guardedDispatcher(policy, url);
+    try {
+      let res: Response;
+      try {
+        res = (await undiciFetch(url, {
+          method,
+          headers: init.headers as Record<string, string> | undefined,
+          body: body as string | undefined,
+          redirect: "manual",
+          signal,
+          dispatcher,
+        })) as unknown as Response;
+      } catch (err) {
+        throw notAllowedIn(err) ?? err;
+      }
+      const location = res.headers.get("location");
+      if (REDIRECTS.has(res.status) && location) {
+        await res.body?.cancel();
+        if (redirects >= policy.maxRedirects) throw new UrlNotAllowedError(`more than ${policy.maxRedirects} redirects`);
+        url = checkUrl(policy, new URL(location, url));
+        if (res.status === 303 || ((res.status === 301 || res.status === 302) && method === "POST")) {
+          method = "GET";
+          body = undefined;
+        }
+        continue;
+      }
+      const bytes = await readCapped(res, policy.maxBytes, url);
+      const out = new Response(res.status === 204 || res.status === 304 ? null : bytes, { status: res.status, statusText: res.statusText, headers: res.headers });
+      Object.defineProperty(out, "url", { value: url.href });
+      return out;
+    } finally {
+      void dispatcher.close().catch(() => {});
+    }
+  }
+}

@@ -1,0 +1,260 @@
+/**
+ * Security cases of the SSRF guard (host/activities/outbound-guard.ts), the only way workflow
+ * code reaches the network for a tenant: every refused range, the spellings of an address that
+ * the URL parser normalises, names that resolve to loopback, redirects into private space, DNS
+ * rebinding, and the size and time caps. Real sockets on 127.0.0.x stand in for internal services;
+ * each records what reached it, so "refused" also means "no request was made".
+ */
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  checkUrl,
+  guardedFetch,
+  parseAllowList,
+  refusedRange,
+  ResponseTooLargeError,
+  UrlNotAllowedError,
+  type OutboundPolicy,
+} from "../../host/activities/outbound-guard.ts";
+
+const policy = (over: Partial<OutboundPolicy> = {}): OutboundPolicy => ({ allow: [], maxBytes: 1024 * 1024, timeoutMs: 5_000, maxRedirects: 5, ...over });
+
+interface Fixture {
+  server: Server;
+  port: number;
+  hits: string[];
+}
+
+async function listen(host: string, handler: (path: string, res: import("node:http").ServerResponse) => void, port = 0): Promise<Fixture> {
+  const hits: string[] = [];
+  const server = createServer((req, res) => {
+    hits.push(req.url ?? "");
+    handler(req.url ?? "", res);
+  });
+  await new Promise<void>((ok) => server.listen(port, host, ok));
+  return { server, port: (server.address() as AddressInfo).port, hits };
+}
+
+const SECRET_BODY = "internal-secret-body";
+let secret: Fixture; // an "internal service" on 127.0.0.1
+let publicSite: Fixture; // stands in for a public site: 127.0.0.2, allowed by the tests' policies
+let rebound: Fixture; // 127.0.0.1 on the public site's port, where a rebinding DNS answer points
+
+beforeAll(async () => {
+  secret = await listen("127.0.0.1", (_path, res) => res.end(SECRET_BODY));
+  publicSite = await listen("127.0.0.2", (path, res) => {
+    const to = new URL(path, "http://x").searchParams.get("to");
+    if (path.startsWith("/redirect") && to) {
+      res.writeHead(302, { location: to }).end();
+    } else if (path === "/loop") {
+      res.writeHead(301, { location: "/loop" }).end();
+    } else if (path === "/big") {
+      res.writeHead(200, { "content-length": String(2 * 1024 * 1024) }).end(Buffer.alloc(2 * 1024 * 1024, 97));
+    } else if (path === "/big-chunked") {
+      res.writeHead(200);
+      for (let i = 0; i < 32; i++) res.write(Buffer.alloc(64 * 1024, 98));
+      res.end();
+    } else if (path === "/slow") {
+      setTimeout(() => res.end("late"), 3_000);
+    } else {
+      res.end("public page");
+    }
+  });
+  rebound = await listen("127.0.0.1", (_path, res) => res.end(SECRET_BODY), publicSite.port);
+});
+
+afterAll(() => {
+  for (const f of [secret, publicSite, rebound]) f?.server.closeAllConnections();
+  for (const f of [secret, publicSite, rebound]) f?.server.close();
+});
+
+/** The tests' "public internet": 127.0.0.2 only, on the public site's port only. */
+const publicOnly = () => policy({ allow: parseAllowList(`127.0.0.2:${publicSite.port}`) });
+
+async function refusal(p: Promise<unknown>): Promise<string> {
+  const err = await p.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(UrlNotAllowedError);
+  expect((err as UrlNotAllowedError).code).toBe("url_not_allowed");
+  return (err as Error).message;
+}
+
+describe("outbound HTTP guard: address ranges", () => {
+  it.each([
+    ["0.0.0.0", "unspecified"],
+    ["0.1.2.3", "unspecified"],
+    ["10.0.0.1", "private"],
+    ["10.255.255.255", "private"],
+    ["100.64.0.1", "carrier-grade NAT"],
+    ["100.127.255.254", "carrier-grade NAT"],
+    ["127.0.0.1", "loopback"],
+    ["127.255.0.9", "loopback"],
+    ["169.254.169.254", "link-local"],
+    ["172.16.0.1", "private"],
+    ["172.31.255.255", "private"],
+    ["192.0.0.8", "IETF"],
+    ["192.0.2.1", "documentation"],
+    ["192.168.1.1", "private"],
+    ["198.18.0.1", "benchmarking"],
+    ["224.0.0.251", "multicast"],
+    ["239.255.255.250", "multicast"],
+    ["240.0.0.1", "reserved"],
+    ["255.255.255.255", "reserved"],
+    ["::", "unspecified"],
+    ["::1", "loopback"],
+    ["::ffff:127.0.0.1", "IPv4-mapped"],
+    ["::ffff:8.8.8.8", "IPv4-mapped"],
+    ["::127.0.0.1", "IPv4-compatible"],
+    ["64:ff9b::a9fe:a9fe", "NAT64"],
+    ["2002:7f00:1::", "6to4"],
+    ["2001:0:4136:e378::1", "Teredo"],
+    ["fc00::1", "unique local"],
+    ["fd12:3456::1", "unique local"],
+    ["fe80::1", "link-local"],
+    ["febf::1", "link-local"],
+    ["fec0::1", "site-local"],
+    ["ff02::1", "multicast"],
+    ["ff0e::1", "multicast"],
+    ["4000::1", "reserved IPv6"],
+  ])("refuses %s (%s)", (address, name) => {
+    expect(refusedRange(address)).toContain(name);
+  });
+
+  it.each(["8.8.8.8", "93.184.216.34", "1.1.1.1", "100.63.255.255", "100.128.0.1", "172.32.0.1", "2606:4700:4700::1111", "2a00:1450:4001::1"])(
+    "lets the public address %s through",
+    (address) => {
+      expect(refusedRange(address)).toBeNull();
+    },
+  );
+});
+
+describe("outbound HTTP guard: URLs", () => {
+  it.each([
+    ["http://127.0.0.1/", "loopback"],
+    ["http://2130706433/", "loopback"], // decimal
+    ["http://0177.0.0.1/", "loopback"], // octal
+    ["http://0x7f.0.0.1/", "loopback"], // hex
+    ["http://0x7f000001/", "loopback"], // one hex number
+    ["http://127.1/", "loopback"], // short form
+    ["http://017700000001/", "loopback"], // one octal number
+    ["http://0/", "unspecified"],
+    ["http://[::1]:8788/health", "loopback"],
+    ["http://[::ffff:127.0.0.1]/", "IPv4-mapped"],
+    ["http://[::ffff:7f00:1]/", "IPv4-mapped"],
+    ["http://[0:0:0:0:0:ffff:169.254.169.254]/", "IPv4-mapped"],
+    ["http://169.254.169.254/latest/meta-data/", "link-local"],
+    ["http://0xa9fea9fe/", "link-local"],
+    ["https://10.0.0.5/", "private"],
+    ["http://[fd00::5]/", "unique local"],
+    ["http://[fe80::1]/", "link-local"],
+    ["http://100.100.100.200/", "carrier-grade NAT"],
+    ["http://224.0.0.1/", "multicast"],
+  ])("refuses %s before connecting", async (url, name) => {
+    expect(() => checkUrl(policy(), url)).toThrow(UrlNotAllowedError);
+    expect(await refusal(guardedFetch(policy(), url))).toContain(name);
+  });
+
+  it.each(["file:///etc/passwd", "ftp://example.com/", "gopher://127.0.0.1:6379/_INFO", "data:text/plain,hi", "javascript:alert(1)", "not a url"])(
+    "refuses %s (only http and https)",
+    async (url) => {
+      await refusal(guardedFetch(policy(), url));
+    },
+  );
+
+  it("refuses the internal service by its address, and no request reaches it", async () => {
+    const message = await refusal(guardedFetch(policy(), `http://127.0.0.1:${secret.port}/health`));
+    expect(message).not.toContain(SECRET_BODY);
+    expect(secret.hits).toEqual([]);
+  });
+
+  it("refuses a DNS name that resolves to 127.0.0.1 (localhost, from /etc/hosts)", async () => {
+    const message = await refusal(guardedFetch(policy(), `http://localhost:${secret.port}/health`));
+    expect(message).toMatch(/localhost resolves to (127\.0\.0\.1|::1)/);
+    expect(secret.hits).toEqual([]);
+  });
+
+  it("refuses a name any of whose addresses is private (a mixed DNS answer)", async () => {
+    const lookup = async () => [
+      { address: "127.0.0.2", family: 4 },
+      { address: "127.0.0.1", family: 4 },
+    ];
+    const p = policy({ allow: parseAllowList("127.0.0.2"), lookup });
+    await refusal(guardedFetch(p, `http://mixed.test:${secret.port}/`));
+    expect(secret.hits).toEqual([]);
+  });
+});
+
+describe("outbound HTTP guard: redirects, rebinding, caps, allow-list", () => {
+  it("fetches an allowed address, and the body arrives", async () => {
+    const res = await guardedFetch(publicOnly(), `http://127.0.0.2:${publicSite.port}/page`);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe("public page");
+  });
+
+  it("checks every redirect: one to a private address is refused and never followed", async () => {
+    for (const to of [`http://127.0.0.1:${secret.port}/health`, `http://localhost:${secret.port}/`, "http://169.254.169.254/latest/meta-data/", `http://2130706433:${secret.port}/`]) {
+      const message = await refusal(guardedFetch(publicOnly(), `http://127.0.0.2:${publicSite.port}/redirect?to=${encodeURIComponent(to)}`));
+      expect(message).not.toContain(SECRET_BODY);
+    }
+    expect(secret.hits).toEqual([]);
+  });
+
+  it("follows a redirect to an allowed address", async () => {
+    const to = `http://127.0.0.2:${publicSite.port}/landing`;
+    const res = await guardedFetch(publicOnly(), `http://127.0.0.2:${publicSite.port}/redirect?to=${encodeURIComponent(to)}`);
+    expect(await res.text()).toBe("public page");
+    expect(res.url).toBe(to);
+  });
+
+  it("stops after at most 5 redirects", async () => {
+    const before = publicSite.hits.length;
+    expect(await refusal(guardedFetch(publicOnly(), `http://127.0.0.2:${publicSite.port}/loop`))).toMatch(/more than 5 redirects/);
+    expect(publicSite.hits.length - before).toBe(6);
+  });
+
+  it("connects to the address it checked: a rebinding DNS answer cannot reach loopback", async () => {
+    // Odd answers: the allowed 127.0.0.2; even answers: 127.0.0.1 (same port). A guard that
+    // resolved once to check and again to connect would check .2 and reach .1 on the first fetch.
+    let answers = 0;
+    const lookup = async () => [{ address: ++answers % 2 === 1 ? "127.0.0.2" : "127.0.0.1", family: 4 }];
+    const p = policy({ allow: parseAllowList(`127.0.0.2:${publicSite.port}`), lookup });
+    const first = await guardedFetch(p, `http://rebind.test:${publicSite.port}/page`);
+    expect(await first.text()).toBe("public page");
+    expect(answers).toBe(1);
+    await refusal(guardedFetch(p, `http://rebind.test:${publicSite.port}/page`));
+    expect(rebound.hits).toEqual([]);
+  });
+
+  it("caps the response size, declared or streamed", async () => {
+    const p = { ...publicOnly(), maxBytes: 1024 * 1024 };
+    await expect(guardedFetch(p, `http://127.0.0.2:${publicSite.port}/big`)).rejects.toBeInstanceOf(ResponseTooLargeError);
+    await expect(guardedFetch(p, `http://127.0.0.2:${publicSite.port}/big-chunked`)).rejects.toBeInstanceOf(ResponseTooLargeError);
+  });
+
+  it("caps the time of a request", async () => {
+    const started = Date.now();
+    await expect(guardedFetch({ ...publicOnly(), timeoutMs: 300 }, `http://127.0.0.2:${publicSite.port}/slow`)).rejects.toThrow(/abort|timeout/i);
+    expect(Date.now() - started).toBeLessThan(2_500);
+  });
+
+  it("allow-list entries: host names, ranges and ports, and nothing more", async () => {
+    const byName = policy({ allow: parseAllowList(`localhost:${secret.port}`) });
+    expect(await (await guardedFetch(byName, `http://localhost:${secret.port}/`)).text()).toBe(SECRET_BODY);
+    // The name is allowed, not the address behind it, and only on its port.
+    await refusal(guardedFetch(byName, `http://127.0.0.1:${secret.port}/`));
+    await refusal(guardedFetch(byName, `http://localhost:${publicSite.port}/`));
+    const byRange = policy({ allow: parseAllowList("127.0.0.0/30") });
+    expect(await (await guardedFetch(byRange, `http://127.0.0.2:${publicSite.port}/page`)).text()).toBe("public page");
+    await refusal(guardedFetch(byRange, "http://10.0.0.1/"));
+    expect(parseAllowList(" wiki.internal , 10.1.0.0/16, [fd00::1]:8443, fd00::/8 ").map((e) => (e.kind === "host" ? e.host : e.cidr))).toEqual([
+      "wiki.internal",
+      "10.1.0.0/16",
+      "fd00::1/128",
+      "fd00::/8",
+    ]);
+    for (const bad of ["http://x", "10.0.0.0/33", "host:99999", "a b"]) expect(() => parseAllowList(bad)).toThrow(/OUTBOUND_HTTP_ALLOW/);
+  });
+});
