@@ -154,7 +154,7 @@ describe("internal routes (host → edge)", () => {
     await insertRun(org.organizationId, workflowId);
     const nested = (depth: number): unknown => (depth === 0 ? "x" : [nested(depth - 1)]);
     // A workflow input 62 levels deep (the most a 64-deep start body holds) inside a history event's payloads.
-    const deepInput = { sourceKey: "history:r9:1", type: "history", at: new Date().toISOString(), data: { runId: "r9", event: { eventId: "1", eventType: "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED", payloads: { input: nested(62) } } } };
+    const deepInput = { sourceKey: "history:r9:1", type: "history", at: new Date().toISOString(), data: { runId: "r9", event: { eventId: "1", eventTime: null, eventType: "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED", attributes: {}, payloads: { input: [nested(62)] } } } };
     expect((await signedPost(`/internal/runs/${workflowId}/events`, { events: [deepInput] })).status).toBe(200);
     const text = `{"events":[{"sourceKey":"s","type":"attribute","at":"now","data":{"x":${"[".repeat(2_000)}${"]".repeat(2_000)}}}]}`;
     const headers = await signRequest(TEST_HOST_SECRET, "POST", `/internal/runs/${workflowId}/events`, text);
