@@ -3,7 +3,7 @@
  * attribute of the run (count, and cost when HTTP_REQUEST_COST_USD is set), failed ones included.
  */
 import type { HttpAttribute } from "../../src/shared/aggregations.ts";
-import { StepPublisher, activityRuntime } from "./runtime.ts";
+import { type StepPublisher, activityRuntime } from "./runtime.ts";
 
 /** Requests that take longer than this are aborted. */
 const HTTP_TIMEOUT_MS = 30_000;

@@ -1,5 +1,9 @@
+import { resolve } from "node:path";
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
+import { buildViewer } from "../../scripts/build-viewer.ts";
+
+const root = resolve(import.meta.dirname, "../..");
 
 // Edge tests run inside workerd with the Worker's real bindings (local D1, Durable Objects).
 // HOST_URL points at a closed port: these tests cover everything the edge decides on its own,
@@ -12,11 +16,14 @@ process.env.INTERNAL_SERVICE_SECRET = "edge-test-internal-secret";
 process.env.JWT_SECRET = "edge-test-jwt-secret-at-least-32-bytes-long";
 
 export default defineConfig(async () => {
-  const migrations = await readD1Migrations("./migrations");
+  // wrangler.toml serves build/assets as static assets; wrangler's [build] makes it, vitest does not run that.
+  await buildViewer();
+  const migrations = await readD1Migrations(resolve(root, "migrations"));
   return {
+    root,
     plugins: [
       cloudflareTest({
-        wrangler: { configPath: "./wrangler.toml" },
+        wrangler: { configPath: resolve(root, "wrangler.toml") },
         miniflare: {
           bindings: {
             TEST_MIGRATIONS: migrations,
@@ -29,7 +36,7 @@ export default defineConfig(async () => {
     ],
     test: {
       include: ["test/edge/**/*.test.ts", "src/**/*.test.ts"],
-      setupFiles: ["./test/edge/apply-migrations.ts"],
+      setupFiles: ["test/edge/apply-migrations.ts"],
     },
   };
 });
