@@ -45,7 +45,7 @@ writeFileSync(
 const ROUTES = ["start", "run", "status", "result", "stream first byte"] as const;
 type RouteName = (typeof ROUTES)[number];
 
-const stack = await startStack({ edge: 8847, host: 8848, temporal: 7255 }, { env: { OUTRIDER_WRANGLER_CONFIG: config } });
+const stack = await startStack({ env: { OUTRIDER_WRANGLER_CONFIG: config } });
 const commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: root, encoding: "utf8" }).trim();
 
 function call(method: string, path: string, delayMs: number, body?: unknown): Promise<Response> {

@@ -33,10 +33,8 @@ const { values: args } = parseArgs({
   },
 });
 const CONCURRENCY = Number(args.concurrency);
-const PORTS = { edge: 8847, host: 8848, temporal: 7255 };
-const METRICS_PORT = PORTS.temporal + 11; // scripts/dev.ts: TEMPORAL_METRICS_PORT
-
-const stack = await startStack(PORTS, { env: { OUTRIDER_EDGE_ENTRY: "bench/worker-entry.ts" } });
+const stack = await startStack({ env: { OUTRIDER_EDGE_ENTRY: "bench/worker-entry.ts" } });
+const METRICS_PORT = stack.ports.temporalMetrics;
 const temporal = new Client({ connection: await Connection.connect({ address: stack.temporalAddress }) });
 const api = (path: string, init?: RequestInit) =>
   fetch(`${stack.baseUrl}${path}`, { ...init, headers: { authorization: `Bearer ${stack.apiKey}`, "content-type": "application/json", ...init?.headers } });

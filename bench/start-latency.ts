@@ -30,7 +30,7 @@ const SECONDS = Number(args.seconds);
 const WARMUP = 5;
 const TASK_QUEUE = "outrider"; // the stack's host worker polls it
 
-const stack = await startStack({ edge: 8837, host: 8838, temporal: 7245 });
+const stack = await startStack(); // free ports (test/support/ports.ts)
 const client = new Client({ connection: await Connection.connect({ address: stack.temporalAddress }) });
 const post = (path: string, body: unknown) =>
   fetch(`${stack.baseUrl}${path}`, {

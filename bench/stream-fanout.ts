@@ -33,13 +33,12 @@ const SUBSCRIBERS = Number(args.subscribers);
 const BATCHES = Number(args.batches);
 const PER_BATCH = Number(args["events-per-batch"]);
 const FIRST_SYNTHETIC_ID = 1001;
-const PORTS = { edge: 8817, host: 8818, temporal: 7241 };
 const SECRET = `bench-${crypto.randomUUID()}`;
 
 setGlobalDispatcher(new Agent({ connections: SUBSCRIBERS + 50, keepAliveTimeout: 60_000, headersTimeout: 120_000, bodyTimeout: 0 }));
 
 
-const stack = await startStack(PORTS, { env: { HOST_SHARED_SECRET: SECRET } });
+const stack = await startStack({ env: { HOST_SHARED_SECRET: SECRET } }); // free ports (test/support/ports.ts)
 const api = (path: string, init: RequestInit = {}) =>
   fetch(`${stack.baseUrl}${path}`, { ...init, headers: { authorization: `Bearer ${stack.apiKey}`, "content-type": "application/json", ...(init.headers as Record<string, string>) } });
 
@@ -51,7 +50,7 @@ async function startRun(input: unknown): Promise<string> {
 
 async function hostHistoryRequests(): Promise<number> {
   const headers = await signRequest(SECRET, "GET", HOST_PATHS.metrics, "");
-  const res = await fetch(`http://127.0.0.1:${PORTS.host}${HOST_PATHS.metrics}`, { headers: { ...headers } });
+  const res = await fetch(`http://127.0.0.1:${stack.ports.host}${HOST_PATHS.metrics}`, { headers: { ...headers } });
   return ((await res.json()) as { historyRequests: number }).historyRequests;
 }
 

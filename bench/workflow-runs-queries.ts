@@ -13,13 +13,15 @@ import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { SignJWT } from "jose";
 import { percentile, round1, writeSection } from "./report.ts";
+import { freePorts } from "../test/support/ports.ts";
 
 const { values: args } = parseArgs({
   options: { runs: { type: "string", default: "100000" }, requests: { type: "string", default: "200" }, write: { type: "boolean", default: false } },
 });
 const RUNS = Number(args.runs);
 const REQUESTS = Number(args.requests);
-const PORT = 8857;
+// Free ports chosen at run time, so the bench can run beside `npm run dev` and the tests.
+const [PORT, INSPECTOR_PORT] = (await freePorts(2)) as [number, number];
 const JWT_SECRET = "bench-only-jwt-secret-not-for-production";
 const root = resolve(import.meta.dirname, "..");
 const stateDir = mkdtempSync(join(tmpdir(), "outrider-bench-runs-"));
@@ -77,7 +79,7 @@ async function main() {
   wrangler(["d1", "execute", "DB", "--local", "--persist-to", stateDir, "--file", sqlFile]);
   console.log(`seeded in ${((Date.now() - seedStarted) / 1000).toFixed(1)} s`);
 
-  const edge = spawn("wrangler", ["dev", "--ip", "127.0.0.1", "--port", String(PORT), "--persist-to", stateDir, "--show-interactive-dev-session=false", "--inspector-port", String(PORT + 1000), "--var", "RATE_LIMIT_PER_MINUTE:100000000"], {
+  const edge = spawn("wrangler", ["dev", "--ip", "127.0.0.1", "--port", String(PORT), "--persist-to", stateDir, "--show-interactive-dev-session=false", "--inspector-port", String(INSPECTOR_PORT), "--var", "RATE_LIMIT_PER_MINUTE:100000000"], {
     cwd: root,
     env: {
       ...process.env,

@@ -6,6 +6,9 @@
  *   Node host            127.0.0.1:$HOST_PORT (8788)       control API + Temporal worker
  *   local LLM server     127.0.0.1:$LOCAL_LLM_PORT (8790)  OpenAI-compatible stand-in for providers without a key
  *
+ * Other ports: Temporal's HTTP API and metrics ($TEMPORAL_HTTP_PORT, $TEMPORAL_METRICS_PORT; default
+ * the gRPC port + 10 and + 11) and wrangler's inspector ($OUTRIDER_INSPECTOR_PORT; default edge + 1000).
+ *
  * It applies D1 migrations, seeds a development organization with an API key (the value of
  * OUTRIDER_DEV_API_KEY when set) and an example prompt workflow, and prints the key. The admin key
  * (ADMIN_API_KEY, else .outrider/dev-admin-key) is printed too; the internal service secret
@@ -27,6 +30,10 @@ const edgePort = Number(env.OUTRIDER_PORT ?? 8787);
 const hostPort = Number(env.HOST_PORT ?? 8788);
 const temporalPort = Number(env.TEMPORAL_PORT ?? 7233);
 const localLlmPort = Number(env.LOCAL_LLM_PORT ?? 8790);
+// The other ports the stack's children open (tests choose free ones for every port).
+const temporalHttpPort = Number(env.TEMPORAL_HTTP_PORT ?? temporalPort + 10);
+const temporalMetricsPort = Number(env.TEMPORAL_METRICS_PORT ?? temporalPort + 11);
+const inspectorPort = Number(env.OUTRIDER_INSPECTOR_PORT ?? edgePort + 1000);
 const stateDir = resolve(root, env.OUTRIDER_STATE_DIR ?? ".wrangler/state");
 const devDir = join(root, ".outrider");
 const DEV_ORG_ID = "org_dev";
@@ -38,7 +45,10 @@ const log = (msg: string) => console.log(`[dev] ${msg}`);
 function portOpen(port: number): Promise<boolean> {
   return new Promise((done) => {
     const socket = connect({ host: "127.0.0.1", port });
-    socket.once("connect", () => (socket.destroy(), done(true)));
+    socket.once("connect", () => {
+      socket.destroy();
+      done(true);
+    });
     socket.once("error", () => done(false));
   });
 }
@@ -93,7 +103,7 @@ function devCredential(given: string | undefined, file: string, generate: () => 
   if (existsSync(path)) return readFileSync(path, "utf8").trim();
   const value = generate();
   mkdirSync(devDir, { recursive: true });
-  writeFileSync(path, value + "\n", { mode: 0o600 });
+  writeFileSync(path, `${value}\n`, { mode: 0o600 });
   return value;
 }
 
@@ -179,8 +189,8 @@ async function main() {
     log("starting the Temporal dev server (first run builds the CLI from the Go module proxy)");
     start("temporal", "bash", ["scripts/temporal.sh", "start"], {
       TEMPORAL_PORT: String(temporalPort),
-      TEMPORAL_HTTP_PORT: String(temporalPort + 10),
-      TEMPORAL_METRICS_PORT: String(temporalPort + 11),
+      TEMPORAL_HTTP_PORT: String(temporalHttpPort),
+      TEMPORAL_METRICS_PORT: String(temporalMetricsPort),
     });
     // Building the CLI on a fresh machine takes minutes.
     await waitFor("Temporal", () => portOpen(temporalPort), 900_000);
@@ -219,7 +229,7 @@ async function main() {
       "--var", `HOST_URL:http://127.0.0.1:${hostPort}`, ...varOverrides,
       // Local development may receive webhooks on http://127.0.0.1 (dev only; never set in production).
       "--var", `WEBHOOK_ALLOW_LOOPBACK_HTTP:${env.WEBHOOK_ALLOW_LOOPBACK_HTTP ?? "1"}`,
-      "--show-interactive-dev-session=false", "--inspector-port", String(edgePort + 1000),
+      "--show-interactive-dev-session=false", "--inspector-port", String(inspectorPort),
     ],
     { HOST_SHARED_SECRET: sharedSecret, STREAM_TOKEN_SECRET: streamTokenSecret, ADMIN_API_KEY: adminKey,
       INTERNAL_SERVICE_SECRET: internalSecret,

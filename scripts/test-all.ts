@@ -1,27 +1,62 @@
 /**
- * `npm test`: type checks, then every test layer in order (edge in workerd, host against a real
- * Temporal, e2e against the whole stack, cli: the admin CLI against the whole stack, faults,
- * browser: the run viewer in headless Chromium, fuzz: Schemathesis over /openapi.json), then one
- * summary line. Exits non-zero if anything failed.
+ * `npm test`: type checks, then every test layer in order, then one summary line. Exits non-zero
+ * if anything failed.
+ *
+ *   edge       vitest in workerd (no servers)
+ *   host       the host against a real Temporal
+ *   workflows  the example workflows' own logic on Temporal's TestWorkflowEnvironment, mocked activities
+ *   faults     stacks of their own, with parts killed and restarted
+ *   e2e        the whole stack over HTTP          ┐
+ *   cli        the admin CLI against the stack    │ one stack, started here before e2e and stopped
+ *   browser    the run viewer in headless Chromium│ after fuzz, passed down in OUTRIDER_TEST_STACK
+ *   fuzz       Schemathesis over /openapi.json    ┘ (each layer run alone starts its own)
+ *
+ * Every port comes from free ports chosen at run time, so `npm test` runs beside `npm run dev`.
+ * OUTRIDER_TEST_LAYERS=host,e2e runs a subset. The last line is always
+ * `tests: N passed, N failed, N skipped`.
  */
-import { spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import { resolve } from "node:path";
+import { SHARED_STACK_ENV, type SharedStack, startSharedStack } from "../test/support/shared-stack.ts";
 
 const root = resolve(import.meta.dirname, "..");
 const resultsDir = resolve(root, "test-results");
-const layers = (process.env.OUTRIDER_TEST_LAYERS ?? "edge,host,e2e,cli,faults,browser,fuzz").split(",").filter(Boolean);
+const ALL_LAYERS = ["edge", "host", "workflows", "faults", "e2e", "cli", "browser", "fuzz"];
+/** The layers that share one stack when they run together. */
+const STACK_LAYERS = new Set(["e2e", "cli", "browser", "fuzz"]);
+const layers = (process.env.OUTRIDER_TEST_LAYERS ?? ALL_LAYERS.join(",")).split(",").filter(Boolean);
+const unknown = layers.filter((l) => !ALL_LAYERS.includes(l));
+if (unknown.length > 0) {
+  console.error(`unknown test layers: ${unknown.join(", ")} (layers: ${ALL_LAYERS.join(", ")})`);
+  process.exit(2);
+}
 
 rmSync(resultsDir, { recursive: true, force: true });
 mkdirSync(resultsDir, { recursive: true });
 
-function run(command: string, args: string[]): number {
-  const res = spawnSync(command, args, { cwd: root, stdio: "inherit" });
-  return res.status ?? 1;
+let shared: { stack: SharedStack; stop(): Promise<void> } | undefined;
+
+/** Runs a command with the terminal; asynchronous, so this process keeps serving the shared stack's helpers (JWKS, LLM pacer). */
+function run(command: string, args: string[], env: Record<string, string> = {}): Promise<number> {
+  return new Promise((done) => {
+    const child = spawn(command, args, { cwd: root, stdio: "inherit", env: { ...process.env, ...env } });
+    child.once("error", () => done(1));
+    child.once("exit", (code) => done(code ?? 1));
+  });
 }
 
+// Ctrl-C: the shared stack's processes run detached, so stop them before leaving.
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    void (shared?.stop() ?? Promise.resolve()).finally(() => process.exit(130));
+  });
+}
+
+const seconds = (since: number) => `${((Date.now() - since) / 1000).toFixed(1)}s`;
+const suiteStart = Date.now();
 let failedSteps = 0;
-if (run("npm", ["run", "--silent", "typecheck"]) !== 0) {
+if ((await run("npm", ["run", "--silent", "typecheck"])) !== 0) {
   console.error("typecheck failed");
   failedSteps++;
 }
@@ -29,20 +64,52 @@ if (run("npm", ["run", "--silent", "typecheck"]) !== 0) {
 let passed = 0;
 let failed = 0;
 let skipped = 0;
-for (const layer of layers) {
-  const outputFile = resolve(resultsDir, `${layer}.json`);
-  const code = run("npx", ["vitest", "run", "--config", `vitest.${layer}.config.ts`, "--reporter=default", "--reporter=json", `--outputFile.json=${outputFile}`]);
-  try {
-    const report = JSON.parse(readFileSync(outputFile, "utf8")) as { numPassedTests: number; numFailedTests: number; numPendingTests: number; numTodoTests: number };
-    passed += report.numPassedTests;
-    failed += report.numFailedTests;
-    skipped += report.numPendingTests + report.numTodoTests;
-  } catch {
-    // No report means the layer could not even start (setup failed): count it as a failure.
-    failed++;
+const timings: string[] = [];
+const lastStackLayer = layers.filter((l) => STACK_LAYERS.has(l)).at(-1);
+try {
+  for (const layer of layers) {
+    const env: Record<string, string> = {};
+    if (STACK_LAYERS.has(layer)) {
+      if (!shared) {
+        const started = Date.now();
+        console.log(`\n== starting the stack shared by ${layers.filter((l) => STACK_LAYERS.has(l)).join(", ")}`);
+        try {
+          shared = await startSharedStack();
+          console.log(`== stack up at ${shared.stack.baseUrl} in ${seconds(started)}`);
+        } catch (err) {
+          // Each layer's global setup then tries a stack of its own, and reports why it could not.
+          console.error(`== the shared stack did not start: ${err instanceof Error ? err.message : String(err)}`);
+        }
+      }
+      if (shared) env[SHARED_STACK_ENV] = JSON.stringify(shared.stack);
+    }
+    const outputFile = resolve(resultsDir, `${layer}.json`);
+    const started = Date.now();
+    const code = await run(
+      "npx",
+      ["vitest", "run", "--config", `test/${layer}/vitest.config.ts`, "--reporter=default", "--reporter=json", `--outputFile.json=${outputFile}`],
+      env,
+    );
+    timings.push(`${layer} ${seconds(started)}`);
+    try {
+      const report = JSON.parse(readFileSync(outputFile, "utf8")) as { numPassedTests: number; numFailedTests: number; numPendingTests: number; numTodoTests: number };
+      passed += report.numPassedTests;
+      failed += report.numFailedTests;
+      skipped += report.numPendingTests + report.numTodoTests;
+    } catch {
+      // No report means the layer could not even start (setup failed): count it as a failure.
+      failed++;
+    }
+    if (code !== 0) failedSteps++;
+    if (layer === lastStackLayer && shared) {
+      await shared.stop();
+      shared = undefined;
+    }
   }
-  if (code !== 0) failedSteps++;
+} finally {
+  await shared?.stop();
 }
 
-console.log(`\ntests: ${passed} passed, ${failed} failed, ${skipped} skipped`);
+console.log(`\nlayers: ${timings.join(", ")}; suite ${seconds(suiteStart)}`);
+console.log(`tests: ${passed} passed, ${failed} failed, ${skipped} skipped`);
 process.exit(failedSteps > 0 || failed > 0 || skipped > 0 || passed === 0 ? 1 : 0);

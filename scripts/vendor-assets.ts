@@ -1,18 +1,18 @@
 /**
- * Fills static/ (the Worker's static assets, wrangler.toml [assets]) with the browser code the
- * API reference page needs, from node_modules: no CDN at page load. Run by wrangler's [build]
- * (so `npm run dev`, `wrangler deploy` and `npm run deploy:dry-run` run it) and by the edge test
- * config. Fails if the installed @scalar/api-reference is not the version the page names.
+ * Puts the browser code the API reference page needs into build/assets/vendor/ (the Worker's
+ * static assets, wrangler.toml [assets]), from node_modules: no CDN at page load. Part of
+ * scripts/build-assets.ts. Fails if the installed @scalar/api-reference is not the version the
+ * page names.
  *
  *   node scripts/vendor-assets.ts
  */
-import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { SCALAR_SCRIPT_PATH, SCALAR_VERSION } from "../src/routes/docs-assets.ts";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-export const STATIC_DIR = join(root, "static");
+export const STATIC_DIR = join(root, "build/assets");
 
 export function vendorAssets(): void {
   const pkgDir = join(root, "node_modules/@scalar/api-reference");
@@ -23,14 +23,7 @@ export function vendorAssets(): void {
   rmSync(join(STATIC_DIR, "vendor"), { recursive: true, force: true });
   mkdirSync(join(STATIC_DIR, "vendor"), { recursive: true });
   copyFileSync(join(pkgDir, "dist/browser/standalone.js"), join(STATIC_DIR, SCALAR_SCRIPT_PATH));
-  // Cloudflare's static-asset headers file: versioned names never change, so cache them for a year.
-  writeFileSync(
-    join(STATIC_DIR, "_headers"),
-    ["/vendor/*", "  Cache-Control: public, max-age=31536000, immutable", "  X-Content-Type-Options: nosniff", ""].join("\n"),
-  );
 }
 
-if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  vendorAssets();
-  console.log(`static assets: ${SCALAR_SCRIPT_PATH} (@scalar/api-reference ${SCALAR_VERSION})`);
-}
+/** Cloudflare's static-asset headers for /vendor: versioned names never change, so cache them for a year. */
+export const VENDOR_HEADERS = ["/vendor/*", "  Cache-Control: public, max-age=31536000, immutable", "  X-Content-Type-Options: nosniff"].join("\n");

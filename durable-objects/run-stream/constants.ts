@@ -32,3 +32,6 @@ export const PROJECTED_TYPES: ReadonlySet<string> = new Set(["run.started", "run
 
 /** `events.projected`: not yet in D1 / in D1 / outcome in D1 but the credit settlement still to do. */
 export const PROJECTION_STATE = { pending: 0, done: 1, settlementPending: 2 } as const;
+
+/** One host start attempt may take this long before the run is left to the outbox. */
+export const START_ATTEMPT_TIMEOUT_MS = 5_000;

@@ -21,13 +21,12 @@ import { ApiError, type ErrorCode, type Issue } from "../../src/errors.ts";
 import { HostClient, HostRefusedError } from "../../src/host-client.ts";
 import type { StartRunRequest } from "../../src/shared/host-api.ts";
 import type { RunStatus } from "../../src/shared/run-status.ts";
+import { START_ATTEMPT_TIMEOUT_MS } from "./constants.ts";
 import type { IdempotencyRequest } from "../../src/middleware/idempotency/index.ts";
 import { claimIdempotencyKey, releaseStatement } from "../../src/services/idempotency.ts";
 
 /** Storage schema version of this module's table (bump with a migration step when it changes). */
 export const RUN_STARTER_SCHEMA_VERSION = 1;
-/** One host start attempt may take this long before the run is left to the outbox. */
-export const START_ATTEMPT_TIMEOUT_MS = 5_000;
 /** First wait before the outbox retries a start; doubles per attempt up to the maximum. */
 export const START_RETRY_BASE_MS = 1_000;
 export const START_RETRY_MAX_MS = 30_000;

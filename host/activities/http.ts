@@ -9,7 +9,7 @@
 import { ApplicationFailure } from "@temporalio/activity";
 import type { HttpAttribute } from "../../src/shared/aggregations.ts";
 import { guardedFetch, policyFromEnv, ResponseTooLargeError, URL_NOT_ALLOWED, UrlNotAllowedError, type OutboundPolicy } from "./outbound-guard.ts";
-import { StepPublisher, activityRuntime } from "./runtime.ts";
+import { type StepPublisher, activityRuntime } from "./runtime.ts";
 
 let defaultPolicy: OutboundPolicy | undefined;
 /** The host's policy (host/config.ts reads it, so a bad OUTBOUND_HTTP_ALLOW stops the host at start). */

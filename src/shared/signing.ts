@@ -85,7 +85,7 @@ export async function verifyRequest(
   const timestamp = headers.get(TIMESTAMP_HEADER);
   const nonce = headers.get(NONCE_HEADER);
   const signature = headers.get(SIGNATURE_HEADER);
-  if (!timestamp || !nonce || !signature || !signature.startsWith(`${SIGNATURE_VERSION}=`)) {
+  if (!timestamp || !nonce || !signature?.startsWith(`${SIGNATURE_VERSION}=`)) {
     return { ok: false, reason: "missing_signature" };
   }
   if (!NONCE_PATTERN.test(nonce)) return { ok: false, reason: "bad_signature" };

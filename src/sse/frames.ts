@@ -16,7 +16,7 @@ export function sseFrame({ event, id, data, retry }: SseFrame): string {
     // JSON has no raw newlines, but be safe for any string: one data line per line.
     for (const line of JSON.stringify(data).split("\n")) out += `data: ${line}\n`;
   }
-  return out + "\n";
+  return `${out}\n`;
 }
 
 export function sseComment(text: string): string {

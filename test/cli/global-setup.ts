@@ -1,5 +1,5 @@
 import type { TestProject } from "vitest/node";
-import { startStack } from "../support/stack.ts";
+import { useSharedStack } from "../support/shared-stack.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -10,15 +10,12 @@ declare module "vitest" {
   }
 }
 
+/** The stack `npm test` shares with the e2e, browser and fuzz layers, or one of its own (test/support/shared-stack.ts). */
 export default async function setup(project: TestProject) {
-  const stack = await startStack({
-    edge: Number(process.env.CLI_EDGE_PORT ?? 8877),
-    host: Number(process.env.CLI_HOST_PORT ?? 8878),
-    temporal: Number(process.env.CLI_TEMPORAL_PORT ?? 7249),
-  });
+  const { stack, stop } = await useSharedStack();
   project.provide("baseUrl", stack.baseUrl);
   project.provide("apiKey", stack.apiKey);
   project.provide("adminKey", stack.adminKey);
   project.provide("internalSecret", stack.internalSecret);
-  return () => stack.stop();
+  return stop;
 }

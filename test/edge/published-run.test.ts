@@ -40,7 +40,7 @@ describe("published run API: errors before a run starts", () => {
     const unpublished = await promptWorkflow(org.organizationId, {}, false);
     const other = await seedOrganization();
     const foreign = await promptWorkflow(other.organizationId);
-    for (const id of ["wf_doesnotexist1", unpublished, foreign, "..%2F..%2Fadmin", "wf_" + "a".repeat(400), "wf_%F0%9F%92%A5"]) {
+    for (const id of ["wf_doesnotexist1", unpublished, foreign, "..%2F..%2Fadmin", `wf_${"a".repeat(400)}`, "wf_%F0%9F%92%A5"]) {
       const res = await postJson(`/api/v1/run/${id}`, { audience: "a", topic: "b" }, org.key);
       expect(res.status, id).toBe(404);
       expect((await error(res)).code).toBe("workflow_not_found");

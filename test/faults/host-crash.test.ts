@@ -8,7 +8,6 @@ import { collectHistoryStream, readSse } from "../support/sse.ts";
 import { startHostProcess, type HostProcess } from "../support/host-process.ts";
 import { startStack, type RunningStack } from "../support/stack.ts";
 
-const PORTS = { edge: 8807, host: 8808, temporal: 7239 };
 const SECRET = `faults-${crypto.randomUUID()}`; // test-only
 
 let stack: RunningStack;
@@ -17,7 +16,8 @@ let host: HostProcess | undefined;
 
 const hostEnv = () => ({
   HOST_SHARED_SECRET: SECRET,
-  HOST_PORT: String(PORTS.host),
+  HOST_PORT: String(stack.ports.host),
+  LOCAL_LLM_PORT: String(stack.ports.localLlm),
   EDGE_URL: stack.baseUrl,
   TEMPORAL_ADDRESS: stack.temporalAddress,
 });
@@ -40,7 +40,8 @@ async function waitForStatus(workflowId: string, wanted: string, timeoutMs = 60_
 }
 
 beforeAll(async () => {
-  stack = await startStack(PORTS, { startHost: false, env: { HOST_SHARED_SECRET: SECRET, RUN_WATCHDOG_QUIET_MS: "2000" } });
+  // Free ports for everything; the host the test starts takes the port the stack chose for it.
+  stack = await startStack({ startHost: false, env: { HOST_SHARED_SECRET: SECRET, RUN_WATCHDOG_QUIET_MS: "2000" } });
   client = new Client({ connection: await Connection.connect({ address: stack.temporalAddress }) });
   host = await startHostProcess(hostEnv());
 });

@@ -8,13 +8,14 @@
 import { createServer, type Server } from "node:http";
 import { Client, Connection } from "@temporalio/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { START_ATTEMPT_TIMEOUT_MS } from "../../durable-objects/run-stream/run-starter.ts";
+import { START_ATTEMPT_TIMEOUT_MS } from "../../durable-objects/run-stream/constants.ts";
 import { startHostProcess, type HostProcess } from "../support/host-process.ts";
-import { startStack, type RunningStack } from "../support/stack.ts";
+import { freePort } from "../support/ports.ts";
+import { freeStackPorts, startStack, type RunningStack, type StackPorts } from "../support/stack.ts";
 
-const PORTS = { edge: 8867, host: 8868, temporal: 7259 };
+let PORTS: StackPorts;
 /** The real host listens here; the edge's HOST_URL (PORTS.host) is the proxy. */
-const REAL_HOST_PORT = 8879;
+let REAL_HOST_PORT: number;
 const SECRET = `faults-${crypto.randomUUID()}`; // test-only
 
 let stack: RunningStack;
@@ -80,7 +81,9 @@ async function executions(workflowId: string): Promise<string[]> {
 }
 
 beforeAll(async () => {
-  stack = await startStack(PORTS, { startHost: false, env: { HOST_SHARED_SECRET: SECRET } });
+  PORTS = await freeStackPorts();
+  REAL_HOST_PORT = await freePort();
+  stack = await startStack({ ports: PORTS, startHost: false, env: { HOST_SHARED_SECRET: SECRET } });
   proxy = await startProxy(); // after the stack, which checks that the host port is free
   client = new Client({ connection: await Connection.connect({ address: stack.temporalAddress }) });
   host = await startHostProcess({ HOST_SHARED_SECRET: SECRET, HOST_PORT: String(REAL_HOST_PORT), EDGE_URL: stack.baseUrl, TEMPORAL_ADDRESS: stack.temporalAddress });

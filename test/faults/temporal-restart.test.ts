@@ -11,7 +11,6 @@ import { collectHistoryStream } from "../support/sse.ts";
 import { startStack, type RunningStack } from "../support/stack.ts";
 import { startTemporal, type RunningTemporal } from "../support/temporal-server.ts";
 
-const PORTS = { edge: 8827, host: 8828, temporal: 7243 };
 const dbFile = join(mkdtempSync(join(tmpdir(), "outrider-temporal-")), "temporal.db");
 
 let temporal: RunningTemporal;
@@ -19,8 +18,8 @@ let stack: RunningStack;
 
 beforeAll(async () => {
   // Started first, so `npm run dev` reuses it instead of starting an in-memory one.
-  temporal = await startTemporal(PORTS.temporal, { TEMPORAL_DB_FILENAME: dbFile });
-  stack = await startStack(PORTS, { reuseTemporal: true });
+  temporal = await startTemporal({ env: { TEMPORAL_DB_FILENAME: dbFile } });
+  stack = await startStack({ ports: { temporal: temporal.ports.grpc }, reuseTemporal: true });
 });
 
 afterAll(async () => {
@@ -38,7 +37,8 @@ describe("Temporal restarts mid-run", () => {
 
     await new Promise((r) => setTimeout(r, 1000)); // inside the durable pause
     await temporal.stop();
-    temporal = await startTemporal(PORTS.temporal, { TEMPORAL_DB_FILENAME: dbFile });
+    // Back on the same ports (gRPC, HTTP, metrics), as a restarted server would be.
+    temporal = await startTemporal({ ports: temporal.ports, env: { TEMPORAL_DB_FILENAME: dbFile } });
 
     const seen = await collected;
     const client = new Client({ connection: await Connection.connect({ address: stack.temporalAddress }) });
@@ -71,7 +71,7 @@ describe("Temporal restarts mid-run", () => {
       expect(Number(down.headers.get("retry-after"))).toBeGreaterThan(0);
       expect(((await down.json()) as { error: string; code: string }).code).toBe("host_unavailable");
     } finally {
-      temporal = await startTemporal(PORTS.temporal, { TEMPORAL_DB_FILENAME: dbFile });
+      temporal = await startTemporal({ ports: temporal.ports, env: { TEMPORAL_DB_FILENAME: dbFile } });
     }
     await until(200);
   });

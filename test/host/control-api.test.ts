@@ -1,5 +1,5 @@
 import { Client, Connection } from "@temporalio/client";
-import { Worker } from "@temporalio/worker";
+import type { Worker } from "@temporalio/worker";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { createControlApi } from "../../host/control-api.ts";
 import { loadConfig } from "../../host/config.ts";

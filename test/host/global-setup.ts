@@ -1,8 +1,6 @@
 import type { TestProject } from "vitest/node";
 import { startTemporal } from "../support/temporal-server.ts";
 
-const TEMPORAL_TEST_PORT = Number(process.env.TEMPORAL_TEST_PORT ?? 7235);
-
 declare module "vitest" {
   export interface ProvidedContext {
     temporalAddress: string;
@@ -10,7 +8,8 @@ declare module "vitest" {
 }
 
 export default async function setup(project: TestProject) {
-  const temporal = await startTemporal(TEMPORAL_TEST_PORT);
+  // Free ports chosen at run time (test/support/ports.ts).
+  const temporal = await startTemporal();
   project.provide("temporalAddress", temporal.address);
   return () => temporal.stop();
 }

@@ -1,6 +1,8 @@
 /**
  * Starts the whole stack exactly as the README's quick start does (`node scripts/dev.ts`, which is
- * what `npm run dev` runs), on test ports and a throwaway D1 state directory.
+ * what `npm run dev` runs), on free ports chosen at run time (every port it and its children open:
+ * edge, wrangler's inspector, host, local LLM, Temporal's gRPC, HTTP and metrics) and a throwaway
+ * D1 state directory.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -8,6 +10,7 @@ import { appendFileSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { generateApiKey } from "../../src/shared/api-keys.ts";
+import { freePorts } from "./ports.ts";
 import { waitForOutput } from "./process-output.ts";
 import { portOpen } from "./temporal-server.ts";
 
@@ -16,8 +19,26 @@ const READY_MARKER = /OUTRIDER_READY/;
 /** HS256 secret of the stacks' Workflow Runs API JWTs (test-only value). */
 export const TEST_JWT_SECRET = "test-jwt-secret-for-the-e2e-stack-only";
 
+/** Every port a stack opens. */
+export interface StackPorts {
+  edge: number;
+  /** wrangler dev's inspector (Chrome DevTools protocol). */
+  inspector: number;
+  host: number;
+  localLlm: number;
+  temporal: number;
+  temporalHttp: number;
+  temporalMetrics: number;
+}
+
+export async function freeStackPorts(): Promise<StackPorts> {
+  const [edge, inspector, host, localLlm, temporal, temporalHttp, temporalMetrics] = (await freePorts(7)) as [number, number, number, number, number, number, number];
+  return { edge, inspector, host, localLlm, temporal, temporalHttp, temporalMetrics };
+}
+
 export interface RunningStack {
   baseUrl: string;
+  ports: StackPorts;
   apiKey: string;
   /** The admin API key of this stack (test-only value). */
   adminKey: string;
@@ -32,6 +53,8 @@ export interface RunningStack {
 }
 
 export interface StackOptions {
+  /** Ports to use instead of free ones (e.g. the gRPC port of a Temporal server the caller started). */
+  ports?: Partial<StackPorts>;
   /** false: start Temporal and the edge only; the caller runs the host (see host-process.ts). */
   startHost?: boolean;
   /** true: a Temporal server the caller started already listens on the port (dev reuses it). */
@@ -41,11 +64,12 @@ export interface StackOptions {
   timeoutMs?: number;
 }
 
-export async function startStack(ports: { edge: number; host: number; temporal: number }, options: StackOptions = {}): Promise<RunningStack> {
+export async function startStack(options: StackOptions = {}): Promise<RunningStack> {
   const timeoutMs = options.timeoutMs ?? 900_000;
-  const mustBeFree = [ports.edge, ports.host, ports.host + 2, ...(options.reuseTemporal ? [] : [ports.temporal])];
+  const ports: StackPorts = { ...(await freeStackPorts()), ...options.ports };
+  const mustBeFree = [ports.edge, ports.inspector, ports.host, ports.localLlm, ...(options.reuseTemporal ? [] : [ports.temporal, ports.temporalHttp, ports.temporalMetrics])];
   for (const port of mustBeFree) {
-    if (await portOpen(port)) throw new Error(`port ${port} is taken; the e2e stack needs it`);
+    if (await portOpen(port)) throw new Error(`port ${port} is taken; the test stack needs it`);
   }
   const stateDir = mkdtempSync(join(tmpdir(), "outrider-e2e-"));
   const apiKey = generateApiKey().key;
@@ -57,17 +81,20 @@ export async function startStack(ports: { edge: number; host: number; temporal: 
       ...process.env,
       PATH: `${resolve(root, "node_modules/.bin")}:${process.env.PATH}`,
       OUTRIDER_PORT: String(ports.edge),
+      OUTRIDER_INSPECTOR_PORT: String(ports.inspector),
       HOST_PORT: String(ports.host),
       TEMPORAL_PORT: String(ports.temporal),
+      TEMPORAL_HTTP_PORT: String(ports.temporalHttp),
+      TEMPORAL_METRICS_PORT: String(ports.temporalMetrics),
       OUTRIDER_STATE_DIR: stateDir,
       OUTRIDER_DEV_API_KEY: apiKey,
       TEMPORAL_LOG_LEVEL: "error",
       HOST_LOG_LEVEL: "WARN",
       OUTRIDER_START_HOST: String(options.startHost ?? true),
-      LOCAL_LLM_PORT: String(ports.host + 2),
+      LOCAL_LLM_PORT: String(ports.localLlm),
       // The SSRF guard refuses loopback; the local LLM server's /pages (summarize_url's test
       // pages) are allowed by configuration, on their port only (docs/configuration.md).
-      OUTBOUND_HTTP_ALLOW: `127.0.0.1:${ports.host + 2}`,
+      OUTBOUND_HTTP_ALLOW: `127.0.0.1:${ports.localLlm}`,
       // Tests and benchmarks drive one key hard; the limiter itself is tested in test/edge.
       RATE_LIMIT_PER_MINUTE: "1000000",
       ADMIN_API_KEY: adminKey,
@@ -101,12 +128,13 @@ export async function startStack(ports: { edge: number; host: number; temporal: 
   });
   return {
     baseUrl: `http://127.0.0.1:${ports.edge}`,
+    ports,
     apiKey,
     adminKey,
     internalSecret,
     stateDir,
     temporalAddress: `127.0.0.1:${ports.temporal}`,
-    localLlmUrl: `http://127.0.0.1:${ports.host + 2}`,
+    localLlmUrl: `http://127.0.0.1:${ports.localLlm}`,
     stop,
     output: startup.output,
   };

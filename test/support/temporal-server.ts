@@ -1,17 +1,22 @@
 /**
- * Starts a real Temporal dev server (the official CLI, via scripts/temporal.sh) for a test run,
- * on its own port so it never collides with a developer's `npm run dev`.
+ * Starts a real Temporal dev server (the official CLI, via scripts/temporal.sh) for a test run, on
+ * free ports chosen at run time (gRPC, HTTP API and metrics), so it never collides with a
+ * developer's `npm run dev` or with another test stack.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { connect } from "node:net";
 import { resolve } from "node:path";
+import { freePorts } from "./ports.ts";
 
 const root = resolve(import.meta.dirname, "../..");
 
 export function portOpen(port: number, host = "127.0.0.1"): Promise<boolean> {
   return new Promise((done) => {
     const socket = connect({ host, port });
-    socket.once("connect", () => (socket.destroy(), done(true)));
+    socket.once("connect", () => {
+      socket.destroy();
+      done(true);
+    });
     socket.once("error", () => done(false));
   });
 }
@@ -24,23 +29,46 @@ export async function waitForPort(port: number, timeoutMs: number, what: string)
   }
 }
 
+/** Every port a Temporal dev server opens. */
+export interface TemporalPorts {
+  grpc: number;
+  http: number;
+  metrics: number;
+}
+
+export async function freeTemporalPorts(): Promise<TemporalPorts> {
+  const [grpc, http, metrics] = (await freePorts(3)) as [number, number, number];
+  return { grpc, http, metrics };
+}
+
 export interface RunningTemporal {
   address: string;
+  /** The ports it listens on: start it again on the same ones (the fault tests restart it). */
+  ports: TemporalPorts;
   stop(): Promise<void>;
 }
 
-export async function startTemporal(port: number, extraEnv: Record<string, string> = {}): Promise<RunningTemporal> {
-  if (await portOpen(port)) throw new Error(`port ${port} is taken; stop whatever listens there before running the tests`);
+export async function startTemporal(options: { ports?: TemporalPorts; env?: Record<string, string> } = {}): Promise<RunningTemporal> {
+  const ports = options.ports ?? (await freeTemporalPorts());
+  if (await portOpen(ports.grpc)) throw new Error(`port ${ports.grpc} is taken; stop whatever listens there before running the tests`);
   const child: ChildProcess = spawn("bash", [resolve(root, "scripts/temporal.sh"), "start"], {
     cwd: root,
-    env: { ...process.env, TEMPORAL_PORT: String(port), TEMPORAL_HTTP_PORT: String(port + 10), TEMPORAL_METRICS_PORT: String(port + 11), TEMPORAL_LOG_LEVEL: "error", ...extraEnv },
+    env: {
+      ...process.env,
+      TEMPORAL_PORT: String(ports.grpc),
+      TEMPORAL_HTTP_PORT: String(ports.http),
+      TEMPORAL_METRICS_PORT: String(ports.metrics),
+      TEMPORAL_LOG_LEVEL: "error",
+      ...options.env,
+    },
     stdio: ["ignore", "inherit", "inherit"],
     detached: true,
   });
   // The first run on a fresh machine builds the CLI (minutes); later runs start in seconds.
-  await waitForPort(port, 900_000, "Temporal dev server");
+  await waitForPort(ports.grpc, 900_000, "Temporal dev server");
   return {
-    address: `127.0.0.1:${port}`,
+    address: `127.0.0.1:${ports.grpc}`,
+    ports,
     async stop() {
       if (child.exitCode !== null || !child.pid) return;
       const exited = new Promise((r) => child.once("exit", r));

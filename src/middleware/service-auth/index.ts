@@ -42,7 +42,10 @@ export async function verifyJwt(env: Env, token: string): Promise<JWTPayload> {
   if (!alg || !ASYMMETRIC_ALGORITHMS.includes(alg)) throw new Error(`algorithm ${alg} is not accepted`);
   if (env.JWT_JWKS_URL) {
     let jwks = jwksCache.get(env.JWT_JWKS_URL);
-    if (!jwks) jwksCache.set(env.JWT_JWKS_URL, (jwks = createRemoteJWKSet(new URL(env.JWT_JWKS_URL))));
+    if (!jwks) {
+      jwks = createRemoteJWKSet(new URL(env.JWT_JWKS_URL));
+      jwksCache.set(env.JWT_JWKS_URL, jwks);
+    }
     return (await jwtVerify(token, jwks, { ...options, algorithms: ASYMMETRIC_ALGORITHMS })).payload;
   }
   if (env.JWT_PUBLIC_KEY) return (await jwtVerify(token, await importSPKI(env.JWT_PUBLIC_KEY, alg), { ...options, algorithms: [alg] })).payload;

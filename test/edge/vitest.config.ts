@@ -1,7 +1,10 @@
+import { resolve } from "node:path";
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
-import { startWebhookReceiver } from "./test/support/webhook-receiver.ts";
-import { vendorAssets } from "./scripts/vendor-assets.ts";
+import { buildAssets } from "../../scripts/build-assets.ts";
+import { startWebhookReceiver } from "../support/webhook-receiver.ts";
+
+const root = resolve(import.meta.dirname, "../..");
 
 // Edge tests run inside workerd with the Worker's real bindings (local D1, Durable Objects).
 // HOST_URL points at a closed port: these tests cover everything the edge decides on its own,
@@ -14,15 +17,16 @@ process.env.INTERNAL_SERVICE_SECRET = "edge-test-internal-secret";
 process.env.JWT_SECRET = "edge-test-jwt-secret-at-least-32-bytes-long";
 
 export default defineConfig(async () => {
-  // static/ (wrangler.toml [assets]) is generated; wrangler's [build] fills it for dev and deploy.
-  vendorAssets();
-  const migrations = await readD1Migrations("./migrations");
+  // wrangler.toml serves build/assets as static assets; wrangler's [build] makes it, vitest does not run that.
+  await buildAssets();
+  const migrations = await readD1Migrations(resolve(root, "migrations"));
   // Webhook deliveries in edge tests go to a scripted receiver on a random local port.
   const receiver = await startWebhookReceiver();
   return {
+    root,
     plugins: [
       cloudflareTest({
-        wrangler: { configPath: "./wrangler.toml" },
+        wrangler: { configPath: resolve(root, "wrangler.toml") },
         miniflare: {
           bindings: {
             TEST_MIGRATIONS: migrations,
@@ -38,7 +42,7 @@ export default defineConfig(async () => {
     ],
     test: {
       include: ["test/edge/**/*.test.ts", "src/**/*.test.ts"],
-      setupFiles: ["./test/edge/apply-migrations.ts"],
+      setupFiles: ["test/edge/apply-migrations.ts"],
     },
   };
 });

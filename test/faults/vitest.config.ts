@@ -1,7 +1,9 @@
+import { resolve } from "node:path";
 import { defineConfig } from "vitest/config";
 
-// Fault tests start their own stack (test/support/stack.ts) and kill parts of it.
+// Fault tests start their own stack (test/support/stack.ts, free ports) and kill parts of it.
 export default defineConfig({
+  root: resolve(import.meta.dirname, "../.."),
   test: {
     include: ["test/faults/**/*.test.ts"],
     testTimeout: 120_000,
