@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readSse } from "../support/sse.ts";
 import { TEST_JWT_SECRET } from "../support/stack.ts";
 import { startWebhookReceiver, type ReceivedWebhook } from "../support/webhook-receiver.ts";
-import { admin, api, eventually, postJson, queryD1, type ErrorBody } from "./helpers.ts";
+import { admin, api, eventually, postJson, queryD1, type ErrorBody, type OutputErrorBody } from "./helpers.ts";
 
 interface Org {
   id: string;
@@ -49,7 +49,7 @@ describe("Idempotency-Key through the stack", () => {
     expect(ok.filter((o) => o.replayed !== "true")).toHaveLength(1);
     for (const c of conflicts) {
       expect(c.status).toBe(409);
-      expect((c.body as ErrorBody).error.code).toBe("idempotency_key_in_use");
+      expect((c.body as OutputErrorBody).code).toBe("idempotency_key_in_use");
     }
     const workflowId = ok[0]!.body.workflowId as string;
     const runId = ok.find((o) => o.replayed !== "true")!.body.runId as string;
@@ -72,7 +72,7 @@ describe("Idempotency-Key through the stack", () => {
     // Same key, another body: 422. Same key in another organization: a new run.
     const reused = await postJson("/workflow/start", { workflowName: "hello", input: { name: "Bob" } }, withKey(org, key));
     expect(reused.status).toBe(422);
-    expect(((await reused.json()) as ErrorBody).error.code).toBe("idempotency_key_reused");
+    expect(((await reused.json()) as OutputErrorBody).code).toBe("idempotency_key_reused");
     const otherOrg = await newOrg();
     const other = await postJson("/workflow/start", body, withKey(otherOrg, key));
     expect(other.status).toBe(200);

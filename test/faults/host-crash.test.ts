@@ -153,7 +153,7 @@ describe("the Node host crashes between two pushes of batched run events", () =>
       for (const [i, run] of runs.entries()) {
         const history = await client.workflow.getHandle(run.workflowId).fetchHistory();
         expect(seen[i]!.eventIds).toEqual(history.events!.map((e) => Number(e.eventId)));
-        expect(seen[i]!.done).toEqual([{ reason: "completed" }]);
+        expect(seen[i]!.done).toEqual([{ reason: "WORKFLOW_EXECUTION_COMPLETED" }]);
         await waitForStatus(run.workflowId, "completed");
         // The run's log (the viewer's view of it): each log entry once, and the end of every
         // activity that completed in Temporal is there as a step event.
