@@ -187,7 +187,7 @@ describe("waiting", () => {
     expect(dash.counts.waiting).toBeGreaterThanOrEqual(1);
 
     const [row] = queryD1<{ temporal_workflow_id: string }>(`SELECT temporal_workflow_id FROM runs WHERE id = '${runId}'`);
-    const signal = await postJson(`/workflow/${row!.temporal_workflow_id}/signal/approve`, { approvedBy: "Grace" }, { key: apiKey });
+    const signal = await postJson(`/workflow/${row!.temporal_workflow_id}/signal/approve`, { payload: { approvedBy: "Grace" } }, { key: apiKey });
     expect(signal.status).toBe(200);
     const done = await eventually(async () => {
       const d = (await (await authed(`/api/v1/workflow-runs/${runId}`)).json()) as { status: string };
