@@ -35,9 +35,9 @@ describe("tenant isolation", () => {
       ["GET", `/workflow/${workflowId}/runs/${runId}/history/stream`],
       ["GET", `/workflow/${workflowId}/trace-log`],
       ["POST", `/workflow/${workflowId}/stream-token`],
-      ["POST", `/workflow/${workflowId}/signal/approve`, { approvedBy: "x" }],
+      ["POST", `/workflow/${workflowId}/signal/approve`, { payload: { approvedBy: "x" } }],
       ["POST", `/workflow/${workflowId}/query/progress`],
-      ["POST", `/workflow/${workflowId}/update/setPriority`, { priority: 1 }],
+      ["POST", `/workflow/${workflowId}/update/setPriority`, { payload: { priority: 1 } }],
       ["PATCH", `/workflow/${workflowId}/stop`],
       ["POST", `/workflow/${workflowId}/terminate`, {}],
       // Output's routes (issue 15)
