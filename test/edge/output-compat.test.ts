@@ -260,9 +260,10 @@ describe("run routes: shapes, pinned forms, hostile ids", () => {
     expect(list).toEqual({ runs: [], count: 0 });
   });
 
-  it("signal/query/update/feedback take Output's {payload}: a payload that is not an object is 400", async () => {
+  it("signal/query/update/feedback take Output's {payload}: a payload that is not an object, or an unwrapped body, is 400", async () => {
     const run = await createRunningRun(org.organizationId, "approval");
-    for (const body of [{ payload: [1] }, { payload: "yes" }, { payload: 3 }, "[1]", '"x"']) {
+    // ...and an unwrapped argument is refused rather than silently dropped.
+    for (const body of [{ payload: [1] }, { payload: "yes" }, { payload: 3 }, "[1]", '"x"', { approvedBy: "x" }, { payload: {}, extra: 1 }]) {
       for (const path of [`/workflow/${run.workflowId}/signal/approve`, `/workflow/${run.workflowId}/feedback`, `/workflow/${run.workflowId}/update/setPriority`]) {
         const res = await send("POST", path, org.key, body);
         expect(res.status, `${path} ${JSON.stringify(body)}`).toBe(400);

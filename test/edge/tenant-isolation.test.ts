@@ -39,9 +39,9 @@ describe("tenant isolation", () => {
       ["POST", `/workflow/${workflowId}/reset`, { stepName: "waitForApproval" }],
       ["POST", `/workflow/${workflowId}/runs/${runId}/reset`, { stepName: "waitForApproval" }],
       ["POST", `/workflow/${workflowId}/stream-token`],
-      ["POST", `/workflow/${workflowId}/signal/approve`, { approvedBy: "x" }],
+      ["POST", `/workflow/${workflowId}/signal/approve`, { payload: { approvedBy: "x" } }],
       ["POST", `/workflow/${workflowId}/query/progress`],
-      ["POST", `/workflow/${workflowId}/update/setPriority`, { priority: 1 }],
+      ["POST", `/workflow/${workflowId}/update/setPriority`, { payload: { priority: 1 } }],
       ["PATCH", `/workflow/${workflowId}/stop`],
       ["POST", `/workflow/${workflowId}/terminate`, {}],
       // Output's routes (issue 15)

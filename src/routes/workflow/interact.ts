@@ -19,8 +19,12 @@ const HANDLER_NAME = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
 const KIND_TO_LIST = { signal: "signals", query: "queries", update: "updates" } as const;
 type Kind = keyof typeof KIND_TO_LIST;
 
-/** Output's body for signals, queries, updates and feedback: an optional object `payload`. */
-export const interactionBody = z.object({ payload: z.looseObject({}).optional() });
+/**
+ * Output's body for signals, queries, updates and feedback: an optional object `payload`. Other
+ * keys are refused (Output ignores them), so a client that sends the argument unwrapped learns it
+ * at once instead of its handler silently getting nothing.
+ */
+export const interactionBody = z.strictObject({ payload: z.looseObject({}).optional() }, { error: "send the handler's argument as {\"payload\": {...}}" });
 
 /** The signal `POST /workflow/:id/feedback` sends, as Output. */
 export const FEEDBACK_SIGNAL = "resume";
