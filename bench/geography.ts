@@ -110,7 +110,7 @@ try {
   const figures = { commit, date: new Date().toISOString().slice(0, 10), delayMs: DELAY_MS, iterations: ITERATIONS, rows };
   console.log(JSON.stringify(figures, null, 2));
 
-  if (args["as-before"]) writeFileSync(BEFORE_FILE, JSON.stringify(figures, null, 2) + "\n");
+  if (args["as-before"]) writeFileSync(BEFORE_FILE, `${JSON.stringify(figures, null, 2)}\n`);
   if (args.write) {
     const before = existsSync(BEFORE_FILE) ? (JSON.parse(readFileSync(BEFORE_FILE, "utf8")) as typeof figures) : null;
     const table = (f: typeof figures, label: string) =>

@@ -255,7 +255,7 @@ export class RunStarter {
   /** The alarm: one more attempt for a pending start. Returns true when a start is still pending. */
   async retryPending(): Promise<boolean> {
     const row = this.row();
-    if (!row || row.state !== "pending") return false;
+    if (row?.state !== "pending") return false;
     if (row.next_attempt_at > Date.now()) {
       await this.deps.storage.setAlarm(row.next_attempt_at);
       return true;

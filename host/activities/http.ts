@@ -13,7 +13,12 @@ import { type StepPublisher, activityRuntime } from "./runtime.ts";
 
 let defaultPolicy: OutboundPolicy | undefined;
 /** The host's policy (host/config.ts reads it, so a bad OUTBOUND_HTTP_ALLOW stops the host at start). */
-const outboundPolicy = () => activityRuntime().outbound ?? (defaultPolicy ??= policyFromEnv({}));
+function outboundPolicy(): OutboundPolicy {
+  const configured = activityRuntime().outbound;
+  if (configured) return configured;
+  defaultPolicy ??= policyFromEnv({});
+  return defaultPolicy;
+}
 
 export async function fetchRecorded(publisher: StepPublisher, url: string, init: RequestInit = {}): Promise<Response> {
   const method = (init.method ?? "GET").toUpperCase();

@@ -46,7 +46,7 @@ interface RouteDefinition {
 export function documentIdempotency(app: App): void {
   for (const definition of app.openAPIRegistry.definitions as RouteDefinition[]) {
     const route = definition.type === "route" ? definition.route : undefined;
-    if (!route || route.method !== "post" || !(IDEMPOTENT_START_PATHS as readonly string[]).includes(route.path)) continue;
+    if (route?.method !== "post" || !(IDEMPOTENT_START_PATHS as readonly string[]).includes(route.path)) continue;
     route.request = { ...(route.request ?? {}), headers: headerSchema };
     for (const [status, response] of Object.entries(route.responses)) {
       if (Number(status) >= 200 && Number(status) < 300) {
@@ -56,7 +56,7 @@ export function documentIdempotency(app: App): void {
     for (const code of IDEMPOTENCY_ERRORS) {
       const status = String(ERROR_CODES[code]);
       const existing = route.responses[status];
-      if (existing && existing.content) {
+      if (existing?.content) {
         existing.description = existing.description.replace(/ \(docs\/errors\.md\)$/, `, \`${code}\` (docs/errors.md)`);
       } else {
         route.responses[status] = {

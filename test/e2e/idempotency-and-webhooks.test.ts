@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readSse } from "../support/sse.ts";
 import { TEST_JWT_SECRET } from "../support/stack.ts";
 import { startWebhookReceiver, type ReceivedWebhook } from "../support/webhook-receiver.ts";
-import { admin, api, eventually, postJson, queryD1, type ErrorBody, type OutputErrorBody } from "./helpers.ts";
+import { admin, api, eventually, postJson, queryD1, type OutputErrorBody } from "./helpers.ts";
 
 interface Org {
   id: string;

@@ -8,7 +8,7 @@
 import { Client, Connection } from "@temporalio/client";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { z } from "zod";
-import { api, eventually, postJson, queryD1 } from "./helpers.ts";
+import { api, eventually, queryD1 } from "./helpers.ts";
 
 // ---- Output's contract, as its openapi.json and handlers describe it ------------------------
 /** ErrorResponse: `{error: <error class name>, message, workflowId?}` (error_handler.js). */

@@ -2,7 +2,7 @@ import { abortAllDurableObjects } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
 import { mintStreamToken } from "../../src/stream-tokens.ts";
 import { collectHistoryStream, readSse } from "../support/sse.ts";
-import { call, errorCodeOf, seedCatalog, seedOrganization, type OutputErrorBody } from "./helpers.ts";
+import { call, seedCatalog, seedOrganization, type OutputErrorBody } from "./helpers.ts";
 import { closeEvent, createRunningRun, expectExactResume, finishedEvent, historyEvent, push, range, thinkingEvent } from "./stream-helpers.ts";
 
 const STREAM_SECRET = "edge-test-stream-token-secret";

@@ -73,7 +73,7 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
     // The body is the same on every attempt (only the timestamp header and signature differ).
     expect(new Set(got.map((r) => r.body)).size).toBe(1);
     // A wrong secret does not verify.
-    expect(() => new Webhook("whsec_" + btoa("another secret of 24 b!!")).verify(got[0]!.body, got[0]!.headers)).toThrow();
+    expect(() => new Webhook(`whsec_${btoa("another secret of 24 b!!")}`).verify(got[0]!.body, got[0]!.headers)).toThrow();
 
     const deliveries = await until(async () => {
       const res = await admin("GET", `/admin/v1/organizations/${org.organizationId}/webhooks/${endpoint.id}/deliveries`);

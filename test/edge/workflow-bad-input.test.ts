@@ -136,7 +136,7 @@ describe("Workflow API: hostile bodies (security)", () => {
     // 64 levels in all: the body object, input, and 62 arrays. Past the depth check, the input schema answers.
     const atLimit = await postJson("/workflow/start", `{"workflowName":"hello","input":{"name":${nested(62)}}}`, org.key);
     expect(errorCodeOf(await atLimit.json())).toBe("invalid_input");
-    const inString = await postJson("/workflow/start", { workflowName: "hello", input: { name: 5, text: "[{".repeat(5_000) + '\\"' } }, org.key);
+    const inString = await postJson("/workflow/start", { workflowName: "hello", input: { name: 5, text: `${"[{".repeat(5_000)}\\"` } }, org.key);
     expect(errorCodeOf(await inString.json())).toBe("invalid_input");
   });
 

@@ -3,7 +3,7 @@ import type { App, AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
 import { parseJsonText, readOptionalJson, zodIssues } from "../../middleware/json-body/index.ts";
 import { isReservedName, RESERVED_NAME_MESSAGE, reservedKeys } from "../../shared/reserved-names.ts";
-import { toWorkflowRunStatus, type RunStatus } from "../../shared/run-status.ts";
+import { toWorkflowRunStatus, } from "../../shared/run-status.ts";
 import { stepRunId } from "../../shared/step-run-id.ts";
 import { startAndWaitInRegion, startCommand, workflowNameById } from "../../services/runs.ts";
 import { logStreamResponse } from "../../sse/log-stream.ts";
