@@ -21,6 +21,7 @@
 import { lookup as dnsLookup, type LookupAddress } from "node:dns";
 import { BlockList, isIP, type LookupFunction } from "node:net";
 import { Agent, buildConnector, fetch as undiciFetch, type Dispatcher } from "undici";
+import { REFUSED_RANGES } from "../../src/shared/ip-ranges.ts";
 
 export const URL_NOT_ALLOWED = "url_not_allowed";
 
@@ -32,38 +33,6 @@ export class UrlNotAllowedError extends Error {
   }
 }
 
-/** Refused ranges, each with the name a refusal gives. Everything that is not public unicast. */
-const REFUSED_RANGES: ReadonlyArray<readonly [cidr: string, name: string]> = [
-  ["0.0.0.0/8", "unspecified (0.0.0.0/8)"],
-  ["10.0.0.0/8", "private (10.0.0.0/8)"],
-  ["100.64.0.0/10", "carrier-grade NAT (100.64.0.0/10)"],
-  ["127.0.0.0/8", "loopback (127.0.0.0/8)"],
-  ["169.254.0.0/16", "link-local (169.254.0.0/16, cloud metadata)"],
-  ["172.16.0.0/12", "private (172.16.0.0/12)"],
-  ["192.0.0.0/24", "IETF protocol assignments (192.0.0.0/24)"],
-  ["192.0.2.0/24", "documentation (192.0.2.0/24)"],
-  ["192.88.99.0/24", "6to4 relay (192.88.99.0/24)"],
-  ["192.168.0.0/16", "private (192.168.0.0/16)"],
-  ["198.18.0.0/15", "benchmarking (198.18.0.0/15)"],
-  ["198.51.100.0/24", "documentation (198.51.100.0/24)"],
-  ["203.0.113.0/24", "documentation (203.0.113.0/24)"],
-  ["224.0.0.0/4", "multicast (224.0.0.0/4)"],
-  ["240.0.0.0/4", "reserved (240.0.0.0/4, broadcast)"],
-  ["::/128", "unspecified (::)"],
-  ["::1/128", "loopback (::1)"],
-  ["::ffff:0:0/96", "IPv4-mapped IPv6 (::ffff:0:0/96)"],
-  ["::/96", "IPv4-compatible IPv6 (::/96)"],
-  ["64:ff9b::/96", "NAT64 (64:ff9b::/96)"],
-  ["64:ff9b:1::/48", "NAT64 (64:ff9b:1::/48)"],
-  ["100::/64", "discard-only (100::/64)"],
-  ["2001::/23", "IETF protocol assignments (2001::/23, Teredo)"],
-  ["2001:db8::/32", "documentation (2001:db8::/32)"],
-  ["2002::/16", "6to4 (2002::/16)"],
-  ["fc00::/7", "unique local (fc00::/7)"],
-  ["fe80::/10", "link-local (fe80::/10)"],
-  ["fec0::/10", "site-local (fec0::/10)"],
-  ["ff00::/8", "multicast (ff00::/8)"],
-];
 
 function subnet(cidr: string): BlockList {
   const [address, prefix] = cidr.split("/") as [string, string];

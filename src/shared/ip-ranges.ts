@@ -1,12 +1,12 @@
 /**
  * Which IP addresses are not public unicast, in plain TypeScript (no node:net), so the edge
- * (workerd) can use it. The same ranges as the host's outbound HTTP guard
- * (host/activities/outbound-guard.ts in branch `sec`, which uses node:net's BlockList).
- * Used by the webhook URL policy (src/webhooks/url-policy.ts).
+ * (workerd) can use it: the webhook URL policy (src/webhooks/url-policy.ts). The host's outbound
+ * HTTP guard (host/activities/outbound-guard.ts) checks the same REFUSED_RANGES with node:net's
+ * BlockList.
  */
 
-/** Refused ranges, each with the name a refusal gives. */
-const REFUSED_RANGES: ReadonlyArray<readonly [cidr: string, name: string]> = [
+/** Refused ranges, each with the name a refusal gives: everything that is not public unicast. */
+export const REFUSED_RANGES: ReadonlyArray<readonly [cidr: string, name: string]> = [
   ["0.0.0.0/8", "unspecified (0.0.0.0/8)"],
   ["10.0.0.0/8", "private (10.0.0.0/8)"],
   ["100.64.0.0/10", "carrier-grade NAT (100.64.0.0/10)"],
