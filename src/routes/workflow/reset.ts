@@ -8,15 +8,13 @@ import { getRunOrThrow } from "../../services/runs.ts";
 import { runResetEvent } from "../../shared/run-events.ts";
 import { parsePinnedRunId } from "./history.ts";
 import { parseWorkflowIdParam } from "./params.ts";
+import { markDeprecated } from "./stop.ts";
 
 export const resetBody = z.object({
   /** The step (activity) to re-run from after: its completion is kept, every later step runs again. */
   stepName: z.string().min(1).max(256),
   reason: z.string().max(1000).optional(),
 });
-
-/** When Output retires its unpinned run routes (its `deprecated` middleware). */
-export const UNPINNED_SUNSET = "Thu, 16 Jul 2026 00:00:00 GMT";
 
 /**
  * POST /workflow/:id/reset (latest run; deprecated as in Output) and POST
@@ -31,11 +29,7 @@ async function reset(c: Context<AppEnv>, pinnedRunId: string | undefined): Promi
   const result = await new HostClient(c.env).reset(workflowId, { ...body, runId: pinnedRunId });
   // Recorded before we answer: a status or stream request right after this sees the new run.
   await recordRunEvents(c.env, workflowId, [runResetEvent(result.runId, result.resetFromRunId)]);
-  if (!pinnedRunId) {
-    c.header("Deprecation", "true");
-    c.header("Sunset", UNPINNED_SUNSET);
-    c.header("Link", `</workflow/${workflowId}/runs/${result.resetFromRunId}/reset>; rel="successor-version"`);
-  }
+  if (!pinnedRunId) markDeprecated(c, "reset");
   return c.json({ workflowId, runId: result.runId });
 }
 
