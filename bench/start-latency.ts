@@ -75,13 +75,13 @@ async function auditRuns(ids: string[]) {
     Array.from({ length: 8 }, async () => {
       for (let id = queue.pop(); id; id = queue.pop()) {
         const res = await fetch(`${stack.baseUrl}/workflow/${id}/history?pageSize=1000`, { headers: { authorization: `Bearer ${stack.apiKey}` } });
-        const page = (await res.json()) as { events: Array<{ eventId: string | number }>; complete: boolean };
+        const page = (await res.json()) as { events: Array<{ eventId: string | number }>; workflow: { closed: boolean } | null };
         const logged = page.events.map((e) => Number(e.eventId));
         const history = (await client.workflow.getHandle(id).fetchHistory()).events!.map((e) => Number(e.eventId));
         const seen = new Set(logged);
         eventsLost += history.filter((e) => !seen.has(e)).length;
         eventsDuplicated += logged.length - seen.size;
-        if (page.complete && JSON.stringify(logged) === JSON.stringify(history)) logsComplete++;
+        if (page.workflow?.closed && JSON.stringify(logged) === JSON.stringify(history)) logsComplete++;
         let executions = 0;
         for await (const _ of client.workflow.list({ query: `WorkflowId = '${id}'` })) executions++;
         if (executions === 1) singleExecution++;
