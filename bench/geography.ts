@@ -40,8 +40,7 @@ writeFileSync(
     readFileSync(resolve(root, "wrangler.toml"), "utf8")
       .replace(/^main = .*$/m, 'main = "worker.ts"')
       .replace(/^migrations_dir = "migrations"$/m, 'migrations_dir = "../../migrations"')
-      // Paths in the config are relative to it: the static assets and their build live at the root.
-      .replace(/^command = "node scripts\/build-assets.ts"$/m, 'command = "node ../../scripts/build-assets.ts"')
+      // Paths in the config are relative to it (the build command runs from the root): the static assets live at the root.
       .replace(/^watch_dir = "src\/routes\/viewer\/client"$/m, 'watch_dir = "../../src/routes/viewer/client"')
       .replace(/^directory = "build\/assets"$/m, 'directory = "../../build/assets"'),
 );
