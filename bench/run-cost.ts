@@ -37,7 +37,10 @@ const stack = await startStack({ env: { OUTRIDER_EDGE_ENTRY: "bench/worker-entry
 const METRICS_PORT = stack.ports.temporalMetrics;
 const temporal = new Client({ connection: await Connection.connect({ address: stack.temporalAddress }) });
 const api = (path: string, init?: RequestInit) =>
-  fetch(`${stack.baseUrl}${path}`, { ...init, headers: { authorization: `Bearer ${stack.apiKey}`, "content-type": "application/json", ...init?.headers } });
+  fetch(`${stack.baseUrl}${path}`, {
+    ...init,
+    headers: { authorization: `Bearer ${stack.apiKey}`, "content-type": "application/json", ...init?.headers },
+  });
 
 interface Counters {
   workerStatements: number;
@@ -120,7 +123,13 @@ async function phase(workflowName: string, input: unknown, seconds: number) {
   const d = diff(before, after);
   if (d.historyRequests === 0) {
     const text = await (await fetch(`http://127.0.0.1:${METRICS_PORT}/metrics`)).text();
-    console.warn("no history requests counted; frontend operations with History:", text.split("\n").filter((l) => l.startsWith("service_requests{") && l.includes("History")).join("\n"));
+    console.warn(
+      "no history requests counted; frontend operations with History:",
+      text
+        .split("\n")
+        .filter((l) => l.startsWith("service_requests{") && l.includes("History"))
+        .join("\n"),
+    );
   }
   // Accounting, after the counters were read: every row completed, every log complete.
   let notCompleted = 0;
@@ -196,7 +205,8 @@ try {
   ];
   console.log(JSON.stringify(results, null, 2));
   if (args.out) writeFileSync(args.out, JSON.stringify(results, null, 2));
-  if (args.write) writeSection("run-cost", report(results, args.before ? (JSON.parse(readFileSync(args.before, "utf8")) as typeof results) : null));
+  if (args.write)
+    writeSection("run-cost", report(results, args.before ? (JSON.parse(readFileSync(args.before, "utf8")) as typeof results) : null));
 } finally {
   await temporal.connection.close();
   await stack.stop();

@@ -51,12 +51,26 @@ const input = { name: "bench" };
 async function auditRuns(ids: string[]) {
   const root = resolve(import.meta.dirname, "..");
   const d1Statuses = () => {
-    const out = execFileSync("wrangler", ["d1", "execute", "DB", "--local", "--persist-to", stack.stateDir, "--json", "--command", "SELECT temporal_workflow_id AS id, status FROM runs"], {
-      cwd: root,
-      encoding: "utf8",
-      env: { ...process.env, CI: "true", WRANGLER_SEND_METRICS: "false" },
-      maxBuffer: 64 * 1024 * 1024,
-    });
+    const out = execFileSync(
+      "wrangler",
+      [
+        "d1",
+        "execute",
+        "DB",
+        "--local",
+        "--persist-to",
+        stack.stateDir,
+        "--json",
+        "--command",
+        "SELECT temporal_workflow_id AS id, status FROM runs",
+      ],
+      {
+        cwd: root,
+        encoding: "utf8",
+        env: { ...process.env, CI: "true", WRANGLER_SEND_METRICS: "false" },
+        maxBuffer: 64 * 1024 * 1024,
+      },
+    );
     const rows = (JSON.parse(out) as Array<{ results: Array<{ id: string; status: string }> }>)[0]!.results;
     return new Map(rows.map((r) => [r.id, r.status]));
   };
@@ -74,7 +88,9 @@ async function auditRuns(ids: string[]) {
   await Promise.all(
     Array.from({ length: 8 }, async () => {
       for (let id = queue.pop(); id; id = queue.pop()) {
-        const res = await fetch(`${stack.baseUrl}/workflow/${id}/history?pageSize=1000`, { headers: { authorization: `Bearer ${stack.apiKey}` } });
+        const res = await fetch(`${stack.baseUrl}/workflow/${id}/history?pageSize=1000`, {
+          headers: { authorization: `Bearer ${stack.apiKey}` },
+        });
         const page = (await res.json()) as { events: Array<{ eventId: string | number }>; workflow: { closed: boolean } | null };
         const logged = page.events.map((e) => Number(e.eventId));
         const history = (await client.workflow.getHandle(id).fetchHistory()).events!.map((e) => Number(e.eventId));
@@ -99,13 +115,17 @@ try {
       if (res.status !== 200) throw new Error(`edge start: ${res.status}`);
       await res.arrayBuffer();
     });
-    const directStart = await timed(() => client.workflow.start("hello", { taskQueue: TASK_QUEUE, workflowId: `direct-hello-${crypto.randomUUID()}`, args: [input] }));
+    const directStart = await timed(() =>
+      client.workflow.start("hello", { taskQueue: TASK_QUEUE, workflowId: `direct-hello-${crypto.randomUUID()}`, args: [input] }),
+    );
     const edgeRun = await timed(async () => {
       const res = await post("/workflow/run", { workflowName: "hello", input });
       if (res.status !== 200) throw new Error(`edge run: ${res.status}`);
       await res.arrayBuffer();
     });
-    const directRun = await timed(() => client.workflow.execute("hello", { taskQueue: TASK_QUEUE, workflowId: `direct-hello-${crypto.randomUUID()}`, args: [input] }));
+    const directRun = await timed(() =>
+      client.workflow.execute("hello", { taskQueue: TASK_QUEUE, workflowId: `direct-hello-${crypto.randomUUID()}`, args: [input] }),
+    );
     if (keep) {
       samples.edgeStart.push(edgeStart);
       samples.directStart.push(directStart);

@@ -37,10 +37,12 @@ const SECRET = `bench-${crypto.randomUUID()}`;
 
 setGlobalDispatcher(new Agent({ connections: SUBSCRIBERS + 50, keepAliveTimeout: 60_000, headersTimeout: 120_000, bodyTimeout: 0 }));
 
-
 const stack = await startStack({ env: { HOST_SHARED_SECRET: SECRET } }); // free ports (test/support/ports.ts)
 const api = (path: string, init: RequestInit = {}) =>
-  fetch(`${stack.baseUrl}${path}`, { ...init, headers: { authorization: `Bearer ${stack.apiKey}`, "content-type": "application/json", ...(init.headers as Record<string, string>) } });
+  fetch(`${stack.baseUrl}${path}`, {
+    ...init,
+    headers: { authorization: `Bearer ${stack.apiKey}`, "content-type": "application/json", ...(init.headers as Record<string, string>) },
+  });
 
 async function startRun(input: unknown): Promise<string> {
   const res = await api("/workflow/start", { method: "POST", body: JSON.stringify({ workflowName: "two_steps", input }) });
@@ -106,13 +108,25 @@ try {
       sourceKey: `history:${runId}:${id}`,
       type: "history",
       at: new Date().toISOString(),
-      data: { runId, event: { eventId: String(id), eventTime: new Date().toISOString(), eventType: "EVENT_TYPE_MARKER_RECORDED", attributes: { markerName: "bench" } } },
+      data: {
+        runId,
+        event: {
+          eventId: String(id),
+          eventTime: new Date().toISOString(),
+          eventType: "EVENT_TYPE_MARKER_RECORDED",
+          attributes: { markerName: "bench" },
+        },
+      },
     }));
     const body = JSON.stringify({ events });
     const path = `/internal/runs/${workflowId}/events`;
     const headers = await signRequest(SECRET, "POST", path, body);
     pushStarted.push(performance.now());
-    const res = await fetch(`${stack.baseUrl}${path}`, { method: "POST", headers: { ...headers, "content-type": "application/json" }, body });
+    const res = await fetch(`${stack.baseUrl}${path}`, {
+      method: "POST",
+      headers: { ...headers, "content-type": "application/json" },
+      body,
+    });
     if (!res.ok) throw new Error(`push failed: ${res.status}`);
     await new Promise((r) => setTimeout(r, 100));
   }

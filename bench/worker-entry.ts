@@ -71,7 +71,8 @@ export default {
   async fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
     const url = new URL(request.url);
     if (url.pathname === "/__bench/counters") return Response.json(counters);
-    if (request.method === "POST" && (url.pathname === "/internal/run-events" || /^\/internal\/runs\/[^/]+\/events$/.test(url.pathname))) counters.runEventPushes++;
+    if (request.method === "POST" && (url.pathname === "/internal/run-events" || /^\/internal\/runs\/[^/]+\/events$/.test(url.pathname)))
+      counters.runEventPushes++;
     return app.fetch!(request as Parameters<NonNullable<typeof app.fetch>>[0], { ...env, DB: countingD1(env.DB, "workerStatements") }, ctx);
   },
 } satisfies ExportedHandler<Env>;

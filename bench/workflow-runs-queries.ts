@@ -16,7 +16,11 @@ import { percentile, round1, writeSection } from "./report.ts";
 import { freePorts } from "../test/support/ports.ts";
 
 const { values: args } = parseArgs({
-  options: { runs: { type: "string", default: "100000" }, requests: { type: "string", default: "200" }, write: { type: "boolean", default: false } },
+  options: {
+    runs: { type: "string", default: "100000" },
+    requests: { type: "string", default: "200" },
+    write: { type: "boolean", default: false },
+  },
 });
 const RUNS = Number(args.runs);
 const REQUESTS = Number(args.requests);
@@ -31,7 +35,12 @@ const WORKFLOWS = ["hello", "two_steps", "summarize_url", "company_research", "a
 const STATUSES = ["completed", "completed", "completed", "failed", "running", "cancelled", "scheduled", "terminated", "timed_out"];
 
 function wrangler(argv: string[]): string {
-  const res = spawnSync("wrangler", argv, { cwd: root, encoding: "utf8", env: { ...process.env, CI: "true" }, maxBuffer: 64 * 1024 * 1024 });
+  const res = spawnSync("wrangler", argv, {
+    cwd: root,
+    encoding: "utf8",
+    env: { ...process.env, CI: "true" },
+    maxBuffer: 64 * 1024 * 1024,
+  });
   if (res.status !== 0) throw new Error(`wrangler ${argv.slice(0, 3).join(" ")} failed: ${res.stderr}`);
   return res.stdout;
 }
@@ -39,7 +48,10 @@ function wrangler(argv: string[]): string {
 function seedSql(): string {
   const lines = [
     `INSERT INTO organizations (id, name) VALUES ('${ORG}', 'bench'), ('${OTHER_ORG}', 'bench other');`,
-    ...WORKFLOWS.map((name, i) => `INSERT INTO workflows (id, organization_id, name, kind, input_schema, output_schema) VALUES ('00000000-0000-4000-8000-00000000000${i}', NULL, '${name}', 'code', '{}', '{}');`),
+    ...WORKFLOWS.map(
+      (name, i) =>
+        `INSERT INTO workflows (id, organization_id, name, kind, input_schema, output_schema) VALUES ('00000000-0000-4000-8000-00000000000${i}', NULL, '${name}', 'code', '{}', '{}');`,
+    ),
   ];
   const start = Date.parse("2026-01-01T00:00:00Z");
   const BATCH = 100; // D1 caps statement length (SQLITE_TOOBIG at 500 rows)
@@ -52,7 +64,9 @@ function seedSql(): string {
       const at = new Date(start + j * 1000).toISOString();
       const id = `${j.toString(16).padStart(8, "0")}-0000-4000-8000-${"0".repeat(12)}`;
       const waiting = status === "running" && j % 3 === 0 ? `'${at}'` : "NULL";
-      values.push(`('${id}','${org}','00000000-0000-4000-8000-00000000000${w}','${WORKFLOWS[w]}','${WORKFLOWS[w]}-${id}','r-${j}','${status}','{"n":${j}}','${at}','${at}',${waiting})`);
+      values.push(
+        `('${id}','${org}','00000000-0000-4000-8000-00000000000${w}','${WORKFLOWS[w]}','${WORKFLOWS[w]}-${id}','r-${j}','${status}','{"n":${j}}','${at}','${at}',${waiting})`,
+      );
     }
     lines.push(
       `INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, temporal_run_id, status, input, created_at, updated_at, waiting_since) VALUES ${values.join(",")};`,
@@ -79,25 +93,46 @@ async function main() {
   wrangler(["d1", "execute", "DB", "--local", "--persist-to", stateDir, "--file", sqlFile]);
   console.log(`seeded in ${((Date.now() - seedStarted) / 1000).toFixed(1)} s`);
 
-  const edge = spawn("wrangler", ["dev", "--ip", "127.0.0.1", "--port", String(PORT), "--persist-to", stateDir, "--show-interactive-dev-session=false", "--inspector-port", String(INSPECTOR_PORT), "--var", "RATE_LIMIT_PER_MINUTE:100000000"], {
-    cwd: root,
-    env: {
-      ...process.env,
-      CI: "true",
-      WRANGLER_SEND_METRICS: "false",
-      // Bench-only secrets.
-      HOST_SHARED_SECRET: "bench",
-      STREAM_TOKEN_SECRET: "bench",
-      ADMIN_API_KEY: "bench",
-      INTERNAL_SERVICE_SECRET: "bench-internal",
-      JWT_SECRET,
+  const edge = spawn(
+    "wrangler",
+    [
+      "dev",
+      "--ip",
+      "127.0.0.1",
+      "--port",
+      String(PORT),
+      "--persist-to",
+      stateDir,
+      "--show-interactive-dev-session=false",
+      "--inspector-port",
+      String(INSPECTOR_PORT),
+      "--var",
+      "RATE_LIMIT_PER_MINUTE:100000000",
+    ],
+    {
+      cwd: root,
+      env: {
+        ...process.env,
+        CI: "true",
+        WRANGLER_SEND_METRICS: "false",
+        // Bench-only secrets.
+        HOST_SHARED_SECRET: "bench",
+        STREAM_TOKEN_SECRET: "bench",
+        ADMIN_API_KEY: "bench",
+        INTERNAL_SERVICE_SECRET: "bench-internal",
+        JWT_SECRET,
+      },
+      stdio: "ignore",
+      detached: true,
     },
-    stdio: "ignore",
-    detached: true,
-  });
+  );
   try {
     await waitForEdge();
-    const token = await new SignJWT({ org_id: ORG }).setProtectedHeader({ alg: "HS256" }).setSubject("bench").setExpirationTime("1h").sign(new TextEncoder().encode(JWT_SECRET));
+    const token = await new SignJWT({ org_id: ORG })
+      .setProtectedHeader({ alg: "HS256" })
+      .setSubject("bench")
+      .setExpirationTime("1h")
+      .sign(new TextEncoder().encode(JWT_SECRET));
     const helloId = "00000000-0000-4000-8000-000000000000";
     const someRun = "00000001-0000-4000-8000-000000000000";
     const queries: Array<[string, string]> = [
@@ -106,7 +141,7 @@ async function main() {
       ["list by status=failed", "/api/v1/workflow-runs?status=failed&limit=50"],
       ["list by status=waiting", "/api/v1/workflow-runs?status=waiting&limit=50"],
       ["list by workflowId", `/api/v1/workflow-runs?workflowId=${helloId}&limit=50`],
-      ["search by workflow name (\"step\")", "/api/v1/workflow-runs?search=step&limit=50"],
+      ['search by workflow name ("step")', "/api/v1/workflow-runs?search=step&limit=50"],
       ["dashboard counts of one workflow", `/api/v1/workflow-runs/dashboard/${helloId}`],
       ["run detail", `/api/v1/workflow-runs/${someRun}`],
     ];
@@ -127,11 +162,22 @@ async function main() {
     }
     // The plans SQLite chose (each line names the index that serves the query).
     const plans = [
-      ["list by status", `SELECT * FROM runs WHERE organization_id = '${ORG}' AND status IN ('failed','timed_out') ORDER BY created_at DESC, id DESC LIMIT 50`],
-      ["list by workflow", `SELECT * FROM runs WHERE organization_id = '${ORG}' AND workflow_id = '${helloId}' ORDER BY created_at DESC, id DESC LIMIT 50`],
-      ["dashboard", `SELECT status, waiting_since IS NOT NULL, COUNT(*) FROM runs WHERE organization_id = '${ORG}' AND workflow_id = '${helloId}' GROUP BY 1, 2`],
+      [
+        "list by status",
+        `SELECT * FROM runs WHERE organization_id = '${ORG}' AND status IN ('failed','timed_out') ORDER BY created_at DESC, id DESC LIMIT 50`,
+      ],
+      [
+        "list by workflow",
+        `SELECT * FROM runs WHERE organization_id = '${ORG}' AND workflow_id = '${helloId}' ORDER BY created_at DESC, id DESC LIMIT 50`,
+      ],
+      [
+        "dashboard",
+        `SELECT status, waiting_since IS NOT NULL, COUNT(*) FROM runs WHERE organization_id = '${ORG}' AND workflow_id = '${helloId}' GROUP BY 1, 2`,
+      ],
     ].map(([name, sql]) => {
-      const out = JSON.parse(wrangler(["d1", "execute", "DB", "--local", "--persist-to", stateDir, "--json", "--command", `EXPLAIN QUERY PLAN ${sql}`])) as Array<{ results: Array<{ detail: string }> }>;
+      const out = JSON.parse(
+        wrangler(["d1", "execute", "DB", "--local", "--persist-to", stateDir, "--json", "--command", `EXPLAIN QUERY PLAN ${sql}`]),
+      ) as Array<{ results: Array<{ detail: string }> }>;
       const detail = out[0]!.results.map((r) => r.detail).join("; ");
       console.log(`${name}: ${detail}`);
       return `- ${name}: \`${detail}\``;

@@ -36,7 +36,15 @@ import { runStartedEvent } from "../src/shared/run-events.ts";
 import { toOutputEvent } from "../src/shared/output-history.ts";
 
 export { DEFAULT_WATCHDOG_QUIET_MS, MAX_WATCHDOG_INTERVAL_MS, REPLAY_BATCH_SIZE, STREAM_DONE_CLOSE_CODE } from "./run-stream/constants.ts";
-export type { LogEntry, RecordResult, RunOutcome, StreamState, SubscriberMessage, SubscriptionView, WorkflowSummary } from "./run-stream/messages.ts";
+export type {
+  LogEntry,
+  RecordResult,
+  RunOutcome,
+  StreamState,
+  SubscriberMessage,
+  SubscriptionView,
+  WorkflowSummary,
+} from "./run-stream/messages.ts";
 
 interface Parts {
   meta: Meta;
@@ -56,8 +64,19 @@ export class RunStream extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     // The start path and reads (the Worker's one call into the home region): docs/start-path.md.
-    this.starter = new RunStarter({ sql: ctx.storage.sql, env, storage: ctx.storage, prepare: prepareStart, recordStarted: (workflowId, runId) => this.recordStarted(workflowId, runId) });
-    this.reader = new RunReader({ env, starter: this.starter, attributes: () => this.attributes(), record: (workflowId, events) => this.record(workflowId, events) });
+    this.starter = new RunStarter({
+      sql: ctx.storage.sql,
+      env,
+      storage: ctx.storage,
+      prepare: prepareStart,
+      recordStarted: (workflowId, runId) => this.recordStarted(workflowId, runId),
+    });
+    this.reader = new RunReader({
+      env,
+      starter: this.starter,
+      attributes: () => this.attributes(),
+      record: (workflowId, events) => this.record(workflowId, events),
+    });
     ctx.blockConcurrencyWhile(async () => {
       const sql = ctx.storage.sql;
       migrate(sql);
@@ -67,7 +86,9 @@ export class RunStream extends DurableObject<Env> {
       this.parts = {
         meta,
         log,
-        projection: new D1Projection(env.DB, log, new WaitingDetector(log, meta), (runId, hasWebhooks) => webhooks.noteFinished(runId, hasWebhooks)),
+        projection: new D1Projection(env.DB, log, new WaitingDetector(log, meta), (runId, hasWebhooks) =>
+          webhooks.noteFinished(runId, hasWebhooks),
+        ),
         traces: new TraceWriter(env.TRACES, log, meta),
         subscribers: new Subscribers(ctx, log, (runId) => this.workflowSummary(runId)),
         watchdog: new Watchdog(ctx.storage, env, meta),
@@ -76,13 +97,28 @@ export class RunStream extends DurableObject<Env> {
     });
   }
 
-  start(command: StartCommand) { return this.starter.start(command); }
+  start(command: StartCommand) {
+    return this.starter.start(command);
+  }
   /** The log entry is written before this returns; its D1 projection finishes after the answer (the watchdog retries a failed one). */
   private async recordStarted(workflowId: string, runId: string): Promise<void> {
-    void this.record(workflowId, [runStartedEvent(runId)]).catch((err) => console.warn(JSON.stringify({ level: "warn", message: "run.started projection failed; the watchdog retries it", workflowId, error: String(err) })));
+    void this.record(workflowId, [runStartedEvent(runId)]).catch((err) =>
+      console.warn(
+        JSON.stringify({
+          level: "warn",
+          message: "run.started projection failed; the watchdog retries it",
+          workflowId,
+          error: String(err),
+        }),
+      ),
+    );
   }
-  startAndWait(command: StartCommand, options: ReadOptions & { waitMs: number }) { return this.reader.startAndWait(command, options); }
-  read(organizationId: string, workflowId: string, options?: ReadOptions) { return this.reader.read(organizationId, workflowId, options); }
+  startAndWait(command: StartCommand, options: ReadOptions & { waitMs: number }) {
+    return this.reader.startAndWait(command, options);
+  }
+  read(organizationId: string, workflowId: string, options?: ReadOptions) {
+    return this.reader.read(organizationId, workflowId, options);
+  }
 
   // ---------------------------------------------------------------- writing the log
 
@@ -99,7 +135,10 @@ export class RunStream extends DurableObject<Env> {
       watchdog.heard();
       subscribers.broadcast(fresh);
     }
-    await this.settle(workflowId, fresh.some((r) => r.type === "history"));
+    await this.settle(
+      workflowId,
+      fresh.some((r) => r.type === "history"),
+    );
     return { accepted: fresh.length, duplicates: events.length - fresh.length };
   }
 
@@ -145,7 +184,9 @@ export class RunStream extends DurableObject<Env> {
 
   /** The log in order (for tests and for readers that want raw events). */
   async events(afterSeq = 0): Promise<Array<RunEvent & { seq: number }>> {
-    return this.parts.log.after(afterSeq).map((r) => ({ seq: r.seq, sourceKey: r.sourceKey, type: r.type, at: r.at, data: r.data }) as RunEvent & { seq: number });
+    return this.parts.log
+      .after(afterSeq)
+      .map((r) => ({ seq: r.seq, sourceKey: r.sourceKey, type: r.type, at: r.at, data: r.data }) as RunEvent & { seq: number });
   }
 
   /** Stream state of `runId`, or of the latest run when none is given. */
@@ -163,14 +204,23 @@ export class RunStream extends DurableObject<Env> {
   async historyPage(runId: string | undefined, afterEventId: number, limit: number, includePayloads: boolean) {
     const { log } = this.parts;
     const id = runId ?? log.latestRunId();
-    if (!id) return { runId: null, events: [], nextAfterEventId: null, complete: false, lastEventId: afterEventId, known: false, workflow: null };
+    if (!id)
+      return { runId: null, events: [], nextAfterEventId: null, complete: false, lastEventId: afterEventId, known: false, workflow: null };
     const rows = log.historyAfter(id, afterEventId, limit);
     const events = rows.map((r) => toOutputEvent(r.data.event, includePayloads));
     const complete = log.isComplete(id);
     const last = rows.at(-1)?.historyEventId ?? afterEventId;
     const more = rows.length === limit || !complete;
     const known = log.knowsRun(id);
-    return { runId: id, events, nextAfterEventId: more ? last : null, complete, lastEventId: last, known, workflow: known ? this.workflowSummary(id) : null };
+    return {
+      runId: id,
+      events,
+      nextAfterEventId: more ? last : null,
+      complete,
+      lastEventId: last,
+      known,
+      workflow: known ? this.workflowSummary(id) : null,
+    };
   }
 
   /**
@@ -222,7 +272,8 @@ export class RunStream extends DurableObject<Env> {
     }
     const admission = await admitSubscriber(this.env, url.searchParams.get("workflowId") ?? "", url, (id) => this.streamState(id));
     if (admission && "refusal" in admission) return admission.refusal;
-    const runId = admission?.runId || url.searchParams.get("runId") || this.parts.log.latestRunId() || url.searchParams.get("fallbackRunId");
+    const runId =
+      admission?.runId || url.searchParams.get("runId") || this.parts.log.latestRunId() || url.searchParams.get("fallbackRunId");
     if (!runId) return new Response("run has no events yet and no run id was given", { status: 409 });
     const workflowId = url.searchParams.get("workflowId");
     if (workflowId) this.parts.meta.set(META_KEYS.workflowId, workflowId);

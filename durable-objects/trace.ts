@@ -12,7 +12,16 @@ import { stepNameOf } from "../src/shared/output-history.ts";
  * `children`; `debug` prints that tree and `cost` sums the LLM nodes.
  */
 
-export type TraceStatus = "scheduled" | "running" | "completed" | "failed" | "timed_out" | "cancelled" | "terminated" | "continued_as_new" | string;
+export type TraceStatus =
+  | "scheduled"
+  | "running"
+  | "completed"
+  | "failed"
+  | "timed_out"
+  | "cancelled"
+  | "terminated"
+  | "continued_as_new"
+  | string;
 
 export interface TraceNode {
   id: string;
@@ -55,7 +64,17 @@ function attributeNodes(stepId: string, attributes: readonly unknown[]): TraceNo
     const attr = (raw ?? {}) as Record<string, unknown> & { type?: string };
     const id = `${stepId}:${i + 1}`;
     if (attr.type === "llm:usage") {
-      return { id, kind: "llm", name: String(attr.modelId ?? "llm"), phase: "end", status: "completed", startedAt: null, endedAt: null, attributes: { "llm:usage": attr }, children: [] };
+      return {
+        id,
+        kind: "llm",
+        name: String(attr.modelId ?? "llm"),
+        phase: "end",
+        status: "completed",
+        startedAt: null,
+        endedAt: null,
+        attributes: { "llm:usage": attr },
+        children: [],
+      };
     }
     if (attr.type === "http:request") {
       const url = String(attr.url ?? "");
@@ -73,7 +92,17 @@ function attributeNodes(stepId: string, attributes: readonly unknown[]): TraceNo
         children: [],
       };
     }
-    return { id, kind: String(attr.type ?? "attribute"), name: String(attr.type ?? "attribute"), phase: "end", status: "completed", startedAt: null, endedAt: null, attributes: { [String(attr.type ?? "attribute")]: attr }, children: [] };
+    return {
+      id,
+      kind: String(attr.type ?? "attribute"),
+      name: String(attr.type ?? "attribute"),
+      phase: "end",
+      status: "completed",
+      startedAt: null,
+      endedAt: null,
+      attributes: { [String(attr.type ?? "attribute")]: attr },
+      children: [],
+    };
   });
 }
 
@@ -89,7 +118,7 @@ export function buildTrace(
   for (const event of events) {
     const a = event.attributes;
     if (event.eventType === "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED") {
-      workflowName = ((a.workflowType as { name?: string } | undefined)?.name) ?? workflowName;
+      workflowName = (a.workflowType as { name?: string } | undefined)?.name ?? workflowName;
       input = firstArgument(event.payloads?.input);
     } else if (event.eventType === "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED") {
       const activityId = (a.activityId as string | undefined) ?? event.eventId;

@@ -36,7 +36,8 @@ export const WORKFLOWS = {
     output: z.never(),
   },
   approval: {
-    description: "Waits for signal `approve` or `resume` ({approvedBy}); query `progress`; update `setPriority` ({priority: 1-5}). Stopped, it cleans up.",
+    description:
+      "Waits for signal `approve` or `resume` ({approvedBy}); query `progress`; update `setPriority` ({priority: 1-5}). Stopped, it cleans up.",
     input: z.object({ request: z.string().min(1).max(500) }).strict(),
     output: z.object({ request: z.string(), approvedBy: z.string(), priority: z.number().int() }),
     handlers: { signals: ["approve", "resume"], queries: ["progress"], updates: ["setPriority"] },
@@ -48,14 +49,20 @@ export const WORKFLOWS = {
   },
   summarize_url: {
     description: "Fetches a web page and summarizes it with one LLM step. `maxSummaryWords` makes it fail when the summary is longer.",
-    input: z
-      .object({ url: z.url({ protocol: /^https?$/ }), maxSummaryWords: z.number().int().min(1).max(10_000).optional() })
-      .strict(),
+    input: z.object({ url: z.url({ protocol: /^https?$/ }), maxSummaryWords: z.number().int().min(1).max(10_000).optional() }).strict(),
     output: z.object({ url: z.string(), title: z.string().nullable(), summary: z.string() }),
   },
   company_research: {
     description: "Researches a company from its domain with several LLM steps (profile, market, brief).",
-    input: z.object({ domain: z.string().min(3).max(253).regex(/^[a-z0-9.-]+\.[a-z]{2,}$/i, "a domain name like example.com") }).strict(),
+    input: z
+      .object({
+        domain: z
+          .string()
+          .min(3)
+          .max(253)
+          .regex(/^[a-z0-9.-]+\.[a-z]{2,}$/i, "a domain name like example.com"),
+      })
+      .strict(),
     output: z.object({ domain: z.string(), profile: z.string(), market: z.string(), brief: z.string() }),
   },
 } satisfies Record<string, WorkflowDefinition>;

@@ -74,7 +74,8 @@ export function createControlApi(deps: ControlApiDeps): Hono {
     const body = new Uint8Array(await c.req.raw.clone().arrayBuffer());
     const url = new URL(c.req.url);
     const verdict = await verifyRequest(deps.sharedSecrets, c.req.method, url.pathname + url.search, c.req.raw.headers, body);
-    if (!verdict.ok) throw hostError(401, verdict.reason, "request to the host is not signed with the shared secret, or its signature is stale");
+    if (!verdict.ok)
+      throw hostError(401, verdict.reason, "request to the host is not signed with the shared secret, or its signature is stale");
     if (!nonces.claim(verdict.nonce, verdict.expiresAt)) throw hostError(401, "replayed_signature", "this signed request was already used");
     await next();
   });
@@ -94,7 +95,10 @@ export function createControlApi(deps: ControlApiDeps): Hono {
         args: [input],
         ...(executionTimeoutMs ? { workflowExecutionTimeout: executionTimeoutMs } : {}),
         // Sealed: the memo is part of Temporal history.
-        memo: { ...(envs && deps.envs ? deps.envs.memoFor(workflowId, envs) : {}), ...(acceptId ? { [ACCEPT_ID_MEMO_KEY]: acceptId } : {}) },
+        memo: {
+          ...(envs && deps.envs ? deps.envs.memoFor(workflowId, envs) : {}),
+          ...(acceptId ? { [ACCEPT_ID_MEMO_KEY]: acceptId } : {}),
+        },
       });
       if (!envs) deps.envs?.noEnvs(workflowId);
       deps.relay.follow(workflowId, handle.firstExecutionRunId);

@@ -109,7 +109,11 @@ export class EdgeClient {
     let events = 0;
     while (this.queue.length > 0) {
       const next = this.queue[0]!;
-      if (batch.length > 0 && (events + next.events.length > MAX_PUSH_EVENTS || (!runs.has(next.workflowId) && runs.size >= MAX_RUNS_PER_PUSH))) break;
+      if (
+        batch.length > 0 &&
+        (events + next.events.length > MAX_PUSH_EVENTS || (!runs.has(next.workflowId) && runs.size >= MAX_RUNS_PER_PUSH))
+      )
+        break;
       batch.push(this.queue.shift()!);
       runs.add(next.workflowId);
       events += next.events.length;
@@ -132,7 +136,9 @@ export class EdgeClient {
       for (const p of batch) p.resolve();
     } catch (err) {
       if (!(err instanceof PushRefusedError) || new Set(batch.map((p) => p.workflowId)).size === 1) {
-        this.log(`outrider host: ERROR gave up pushing ${batch.reduce((n, p) => n + p.events.length, 0)} run events to the edge: ${String(err)}`);
+        this.log(
+          `outrider host: ERROR gave up pushing ${batch.reduce((n, p) => n + p.events.length, 0)} run events to the edge: ${String(err)}`,
+        );
         for (const p of batch) p.reject(err as Error);
         return;
       }

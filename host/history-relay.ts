@@ -116,12 +116,14 @@ export class HistoryRelay {
       const events = response.history?.events ?? [];
       if (events.length > 0) {
         const serialized = events.map(serializeHistoryEvent);
-        const history = serialized.map((event): RunEvent => ({
-          sourceKey: `history:${runId}:${event.eventId}`,
-          type: "history",
-          at: event.eventTime ?? new Date().toISOString(),
-          data: { runId, event },
-        }));
+        const history = serialized.map(
+          (event): RunEvent => ({
+            sourceKey: `history:${runId}:${event.eventId}`,
+            type: "history",
+            at: event.eventTime ?? new Date().toISOString(),
+            data: { runId, event },
+          }),
+        );
         const closeIndex = serialized.findIndex((e) => CLOSE_EVENT_TYPES.includes(e.eventType));
         if (closeIndex < 0) {
           await this.edge.pushRunEvents(workflowId, history);
@@ -131,7 +133,10 @@ export class HistoryRelay {
           // one push; only outcomes it cannot word as Temporal's client does (cancel, terminate,
           // time-out) ask Temporal for the result first.
           const outcome = this.outcomeOf(runId, events[closeIndex]!) ?? (await runResult(this.client, workflowId, 0, runId));
-          await this.edge.pushRunEvents(workflowId, [...history, runFinishedEvent({ ...outcome, closeTime: close.eventTime ?? outcome.closeTime })]);
+          await this.edge.pushRunEvents(workflowId, [
+            ...history,
+            runFinishedEvent({ ...outcome, closeTime: close.eventTime ?? outcome.closeTime }),
+          ]);
           return outcome.newRunId ?? undefined;
         }
       }
@@ -157,7 +162,12 @@ export class HistoryRelay {
       return { ...base, status: "continued_as_new", newRunId: event.workflowExecutionContinuedAsNewEventAttributes.newExecutionRunId };
     }
     const failure = event.workflowExecutionFailedEventAttributes?.failure;
-    if (failure) return { ...base, status: "failed", error: failureMessage(failureConverter.failureToError(failure as temporal.api.failure.v1.IFailure, payloadConverter)) };
+    if (failure)
+      return {
+        ...base,
+        status: "failed",
+        error: failureMessage(failureConverter.failureToError(failure as temporal.api.failure.v1.IFailure, payloadConverter)),
+      };
     return null;
   }
 }

@@ -48,9 +48,10 @@ export function serializeHistoryEvent(event: HistoryEvent): SerializedHistoryEve
     bytes: String,
   }) as Record<string, unknown>;
   const attributesKey = Object.keys(json).find((k) => k.endsWith("EventAttributes"));
-  const eventTime = event.eventTime?.seconds != null
-    ? new Date(Number(event.eventTime.seconds) * 1000 + Math.floor((event.eventTime.nanos ?? 0) / 1e6)).toISOString()
-    : null;
+  const eventTime =
+    event.eventTime?.seconds != null
+      ? new Date(Number(event.eventTime.seconds) * 1000 + Math.floor((event.eventTime.nanos ?? 0) / 1e6)).toISOString()
+      : null;
   const serialized: SerializedHistoryEvent = {
     eventId: String(json.eventId),
     eventTime,

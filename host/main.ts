@@ -22,7 +22,9 @@ const app = createControlApi({ client, taskQueue: config.taskQueue, sharedSecret
 
 const workerRun = worker.run();
 const server = serve({ fetch: app.fetch, port: config.port, hostname: config.bind }, (info) => {
-  console.log(`outrider host: control API on http://${info.address}:${info.port}, task queue "${config.taskQueue}" on ${config.temporalAddress}`);
+  console.log(
+    `outrider host: control API on http://${info.address}:${info.port}, task queue "${config.taskQueue}" on ${config.temporalAddress}`,
+  );
 });
 
 // Both go on in the background: the edge may come up after the host.

@@ -27,7 +27,10 @@ export function openEnvs(sealed: string, secrets: string[]): Record<string, stri
     try {
       const decipher = createDecipheriv("aes-256-gcm", keyOf(secret), raw.subarray(0, 12));
       decipher.setAuthTag(raw.subarray(12, 28));
-      const envs = JSON.parse(Buffer.concat([decipher.update(raw.subarray(28)), decipher.final()]).toString("utf8")) as Record<string, string>;
+      const envs = JSON.parse(Buffer.concat([decipher.update(raw.subarray(28)), decipher.final()]).toString("utf8")) as Record<
+        string,
+        string
+      >;
       // Null prototype: every name is just a name (the edge refuses __proto__ and co. anyway).
       return Object.assign(Object.create(null) as Record<string, string>, envs);
     } catch {

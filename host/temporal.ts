@@ -93,7 +93,9 @@ export async function runResult(client: Client, workflowId: string, waitMs: numb
     // followRuns: false keeps the outcome of the run we described, even if it continued as new.
     const fresh = () => client.workflow.getHandle(workflowId, described.runId, { followRuns: false }).result();
     // A run that continued as new while we waited: the outcome to report is the described (newer) run's.
-    const output = await (outcome ? outcome.catch((err) => (err instanceof WorkflowContinuedAsNewError ? fresh() : Promise.reject(err))) : fresh());
+    const output = await (outcome
+      ? outcome.catch((err) => (err instanceof WorkflowContinuedAsNewError ? fresh() : Promise.reject(err)))
+      : fresh());
     return { ...base, status: described.status, output: output ?? null, error: null };
   } catch (err) {
     if (err instanceof WorkflowContinuedAsNewError) {

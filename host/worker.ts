@@ -20,7 +20,14 @@ function installRuntime(level: LogLevel) {
 
 export async function createWorker(config: HostConfig, edge: EdgeClient, envs?: RunEnvs): Promise<Worker> {
   installRuntime(config.logLevel);
-  installActivityRuntime({ edge, prices: config.prices, llm: config.llm, httpRequestCost: config.httpRequestCost, outbound: config.outbound, envs });
+  installActivityRuntime({
+    edge,
+    prices: config.prices,
+    llm: config.llm,
+    httpRequestCost: config.httpRequestCost,
+    outbound: config.outbound,
+    envs,
+  });
   const connection = await NativeConnection.connect({ address: config.temporalAddress, ...config.temporalConnection });
   return Worker.create({
     connection,

@@ -19,12 +19,9 @@ const commands: Command[] = [...accountCommands, ...workflowCommands, ...webhook
 
 function usage(only?: string): string {
   const shown = commands.filter((c) => !only || c.words[0] === only);
-  const lines = [
-    `${out.bold("usage:")} npm run admin -- <command> [options]`,
-    "",
-    out.bold("commands:"),
-  ];
-  for (const c of shown) lines.push(`  ${[...c.words, ...c.operands, ...(c.synopsis ? [c.synopsis] : [])].join(" ")}`, `      ${out.dim(c.summary)}`);
+  const lines = [`${out.bold("usage:")} npm run admin -- <command> [options]`, "", out.bold("commands:")];
+  for (const c of shown)
+    lines.push(`  ${[...c.words, ...c.operands, ...(c.synopsis ? [c.synopsis] : [])].join(" ")}`, `      ${out.dim(c.summary)}`);
   lines.push(
     "  help",
     `      ${out.dim("this text (also --help, or no command)")}`,
@@ -44,7 +41,7 @@ function usage(only?: string): string {
     "  npm run admin -- keys create org_acme --name backend --rate-limit 120",
     "  npm run admin -- credits grant org_acme 100000 --note 'trial'",
     "  npm run admin -- webhooks create org_acme --endpoint https://example.com/hooks --events run.failed,run.timed_out",
-    "  npm run admin -- run hello --org org_acme --input '{\"name\":\"Ada\"}'",
+    '  npm run admin -- run hello --org org_acme --input \'{"name":"Ada"}\'',
   );
   return lines.join("\n");
 }
@@ -68,7 +65,8 @@ function checkArgs(command: Command, args: ParsedArgs): string[] {
   if (operands.length < command.operands.length) {
     throw new CliError(`missing ${command.operands.slice(operands.length).join(" ")}`, [`usage: ${line}`]);
   }
-  if (operands.length > command.operands.length) throw new CliError(`unexpected argument "${operands[command.operands.length]}"`, [`usage: ${line}`]);
+  if (operands.length > command.operands.length)
+    throw new CliError(`unexpected argument "${operands[command.operands.length]}"`, [`usage: ${line}`]);
   for (const option of args.given) {
     if (!GLOBAL_OPTIONS.includes(option.name) && !command.options.includes(option.name)) {
       throw new CliError(`${option.raw} does not apply to \`${command.words.join(" ")}\``, [`usage: ${line}`]);

@@ -125,7 +125,13 @@ const devInternalSecret = () => devCredential(env.INTERNAL_SERVICE_SECRET, "dev-
 const DEV_PROMPT_WORKFLOW = {
   id: "wf_devexplain",
   name: "Explain a topic",
-  prompt: { template: "Explain {{topic}} to {{audience}} in two sentences.", variables: ["topic", "audience"], model: "local/writer", webSearch: false, maxOutputTokens: 256 },
+  prompt: {
+    template: "Explain {{topic}} to {{audience}} in two sentences.",
+    variables: ["topic", "audience"],
+    model: "local/writer",
+    webSearch: false,
+    maxOutputTokens: 256,
+  },
 };
 
 async function seed(key: string) {
@@ -179,7 +185,11 @@ async function main() {
   // DEV ONLY default, fresh per session unless given.
   const jwtSecret = env.JWT_SECRET || randomBytes(32).toString("hex");
   mkdirSync(devDir, { recursive: true });
-  for (const [name, port] of [["OUTRIDER_PORT", edgePort], ["HOST_PORT", hostPort], ["LOCAL_LLM_PORT", localLlmPort]] as const) {
+  for (const [name, port] of [
+    ["OUTRIDER_PORT", edgePort],
+    ["HOST_PORT", hostPort],
+    ["LOCAL_LLM_PORT", localLlmPort],
+  ] as const) {
     if (await portOpen(port)) throw new Error(`port ${port} is in use (another \`npm run dev\`?); stop it or set ${name}`);
   }
 
@@ -225,13 +235,29 @@ async function main() {
     "wrangler",
     [
       // BENCH ONLY: another entry (bench/worker-entry.ts counts D1 statements) or config (bench/geography); never set otherwise.
-      "dev", ...(env.OUTRIDER_EDGE_ENTRY ? [env.OUTRIDER_EDGE_ENTRY] : []), ...(env.OUTRIDER_WRANGLER_CONFIG ? ["--config", env.OUTRIDER_WRANGLER_CONFIG] : []), "--ip", "127.0.0.1", "--port", String(edgePort), "--persist-to", stateDir,
-      "--var", `HOST_URL:http://127.0.0.1:${hostPort}`, ...varOverrides,
+      "dev",
+      ...(env.OUTRIDER_EDGE_ENTRY ? [env.OUTRIDER_EDGE_ENTRY] : []),
+      ...(env.OUTRIDER_WRANGLER_CONFIG ? ["--config", env.OUTRIDER_WRANGLER_CONFIG] : []),
+      "--ip",
+      "127.0.0.1",
+      "--port",
+      String(edgePort),
+      "--persist-to",
+      stateDir,
+      "--var",
+      `HOST_URL:http://127.0.0.1:${hostPort}`,
+      ...varOverrides,
       // Local development may receive webhooks on http://127.0.0.1 (dev only; never set in production).
-      "--var", `WEBHOOK_ALLOW_LOOPBACK_HTTP:${env.WEBHOOK_ALLOW_LOOPBACK_HTTP ?? "1"}`,
-      "--show-interactive-dev-session=false", "--inspector-port", String(inspectorPort),
+      "--var",
+      `WEBHOOK_ALLOW_LOOPBACK_HTTP:${env.WEBHOOK_ALLOW_LOOPBACK_HTTP ?? "1"}`,
+      "--show-interactive-dev-session=false",
+      "--inspector-port",
+      String(inspectorPort),
     ],
-    { HOST_SHARED_SECRET: sharedSecret, STREAM_TOKEN_SECRET: streamTokenSecret, ADMIN_API_KEY: adminKey,
+    {
+      HOST_SHARED_SECRET: sharedSecret,
+      STREAM_TOKEN_SECRET: streamTokenSecret,
+      ADMIN_API_KEY: adminKey,
       INTERNAL_SERVICE_SECRET: internalSecret,
       JWT_SECRET: jwtSecret,
       WRANGLER_SEND_METRICS: "false",
@@ -248,21 +274,22 @@ async function main() {
   // OUTRIDER_START_HOST=false leaves the host to the caller (the fault tests start and kill it).
   const startHost = env.OUTRIDER_START_HOST !== "false";
   let catalogPublished = !startHost;
-  if (startHost) start(
-    "host",
-    "tsx",
-    ["host/main.ts"],
-    {
-      HOST_SHARED_SECRET: sharedSecret,
-      HOST_PORT: String(hostPort),
-      TEMPORAL_ADDRESS: `127.0.0.1:${temporalPort}`,
-      EDGE_URL: `http://127.0.0.1:${edgePort}`,
-      LOCAL_LLM_PORT: String(localLlmPort),
-    },
-    (line) => {
-      if (line.includes("published") && line.includes("workflows")) catalogPublished = true;
-    },
-  );
+  if (startHost)
+    start(
+      "host",
+      "tsx",
+      ["host/main.ts"],
+      {
+        HOST_SHARED_SECRET: sharedSecret,
+        HOST_PORT: String(hostPort),
+        TEMPORAL_ADDRESS: `127.0.0.1:${temporalPort}`,
+        EDGE_URL: `http://127.0.0.1:${edgePort}`,
+        LOCAL_LLM_PORT: String(localLlmPort),
+      },
+      (line) => {
+        if (line.includes("published") && line.includes("workflows")) catalogPublished = true;
+      },
+    );
   await waitFor("Node host", async () => catalogPublished);
 
   console.log(

@@ -87,12 +87,25 @@ try {
     const started = Date.now();
     const code = await run(
       "npx",
-      ["vitest", "run", "--config", `test/${layer}/vitest.config.ts`, "--reporter=default", "--reporter=json", `--outputFile.json=${outputFile}`],
+      [
+        "vitest",
+        "run",
+        "--config",
+        `test/${layer}/vitest.config.ts`,
+        "--reporter=default",
+        "--reporter=json",
+        `--outputFile.json=${outputFile}`,
+      ],
       env,
     );
     timings.push(`${layer} ${seconds(started)}`);
     try {
-      const report = JSON.parse(readFileSync(outputFile, "utf8")) as { numPassedTests: number; numFailedTests: number; numPendingTests: number; numTodoTests: number };
+      const report = JSON.parse(readFileSync(outputFile, "utf8")) as {
+        numPassedTests: number;
+        numFailedTests: number;
+        numPendingTests: number;
+        numTodoTests: number;
+      };
       passed += report.numPassedTests;
       failed += report.numFailedTests;
       skipped += report.numPendingTests + report.numTodoTests;

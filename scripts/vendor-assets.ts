@@ -18,7 +18,9 @@ export function vendorAssets(): void {
   const pkgDir = join(root, "node_modules/@scalar/api-reference");
   const installed = (JSON.parse(readFileSync(join(pkgDir, "package.json"), "utf8")) as { version: string }).version;
   if (installed !== SCALAR_VERSION) {
-    throw new Error(`@scalar/api-reference ${installed} is installed but src/routes/docs-assets.ts names ${SCALAR_VERSION}: run npm install, or update both together`);
+    throw new Error(
+      `@scalar/api-reference ${installed} is installed but src/routes/docs-assets.ts names ${SCALAR_VERSION}: run npm install, or update both together`,
+    );
   }
   rmSync(join(STATIC_DIR, "vendor"), { recursive: true, force: true });
   mkdirSync(join(STATIC_DIR, "vendor"), { recursive: true });
@@ -26,4 +28,8 @@ export function vendorAssets(): void {
 }
 
 /** Cloudflare's static-asset headers for /vendor: versioned names never change, so cache them for a year. */
-export const VENDOR_HEADERS = ["/vendor/*", "  Cache-Control: public, max-age=31536000, immutable", "  X-Content-Type-Options: nosniff"].join("\n");
+export const VENDOR_HEADERS = [
+  "/vendor/*",
+  "  Cache-Control: public, max-age=31536000, immutable",
+  "  X-Content-Type-Options: nosniff",
+].join("\n");

@@ -85,7 +85,13 @@ export class HostClient {
     return this.call("POST", HOST_PATHS.follow(workflowId), followResponse, {});
   }
 
-  private async call<T extends z.ZodType>(method: string, path: string, schema: T, payload?: unknown, timeoutMs?: number): Promise<z.infer<T>> {
+  private async call<T extends z.ZodType>(
+    method: string,
+    path: string,
+    schema: T,
+    payload?: unknown,
+    timeoutMs?: number,
+  ): Promise<z.infer<T>> {
     const body = payload === undefined ? "" : JSON.stringify(payload);
     const secret = parseSecrets(this.env.HOST_SHARED_SECRET)[0];
     if (!secret) throw new ApiError("host_unavailable", "the edge has no HOST_SHARED_SECRET configured", undefined, this.retryAfter());
@@ -114,15 +120,28 @@ export class HostClient {
     // The host's client-facing codes are ours too: pass them through unchanged.
     if (res.status < 500 && code in PASS_THROUGH_CODES) throw new HostRefusedError(code as ErrorCode, message);
     if (OUTAGE_STATUSES.has(res.status)) {
-      throw new ApiError("host_unavailable", `the workflow host cannot serve this now (${code || res.status}): ${message}`, undefined, this.retryAfter());
+      throw new ApiError(
+        "host_unavailable",
+        `the workflow host cannot serve this now (${code || res.status}): ${message}`,
+        undefined,
+        this.retryAfter(),
+      );
     }
     if (res.status === 401) {
       // The two sides disagree on the secret: an operator problem, not the caller's, and not one a retry fixes.
-      console.error(JSON.stringify({ level: "error", message: "the host refused the edge's signature: check HOST_SHARED_SECRET on both sides", code }));
-      throw new ApiError("internal_error", "the edge cannot talk to the workflow host (a configuration problem); quote the request id when reporting it");
+      console.error(
+        JSON.stringify({ level: "error", message: "the host refused the edge's signature: check HOST_SHARED_SECRET on both sides", code }),
+      );
+      throw new ApiError(
+        "internal_error",
+        "the edge cannot talk to the workflow host (a configuration problem); quote the request id when reporting it",
+      );
     }
     if (res.status >= 500) {
-      throw new ApiError("internal_error", `the workflow host failed to handle the request (${code || res.status}); quote the request id when reporting it`);
+      throw new ApiError(
+        "internal_error",
+        `the workflow host failed to handle the request (${code || res.status}); quote the request id when reporting it`,
+      );
     }
     throw new HostRefusedError("host_error", `the workflow host refused the request (${code || res.status}): ${message}`);
   }

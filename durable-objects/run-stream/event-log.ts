@@ -62,7 +62,10 @@ export class EventLog {
   constructor(private readonly sql: SqlStorage) {}
 
   private rows(query: string, ...bindings: SqlStorageValue[]): LogRow[] {
-    return this.sql.exec<LogRowSql>(query, ...bindings).toArray().map(toRow);
+    return this.sql
+      .exec<LogRowSql>(query, ...bindings)
+      .toArray()
+      .map(toRow);
   }
 
   /** Appends the events whose source key is new, in order; returns the rows added. */
@@ -134,12 +137,17 @@ export class EventLog {
   /** Whether a Temporal reset replaced `runId` with a newer run (its `run.started` names it). */
   wasReset(runId: string): boolean {
     return (
-      this.sql.exec("SELECT 1 FROM events WHERE type = 'run.started' AND json_extract(data, '$.resetFromRunId') = ? LIMIT 1", runId).toArray().length > 0
+      this.sql
+        .exec("SELECT 1 FROM events WHERE type = 'run.started' AND json_extract(data, '$.resetFromRunId') = ? LIMIT 1", runId)
+        .toArray().length > 0
     );
   }
 
   finishedRunIds(): string[] {
-    return this.sql.exec<{ run_id: string }>("SELECT run_id FROM events WHERE type = 'run.finished'").toArray().map((r) => r.run_id);
+    return this.sql
+      .exec<{ run_id: string }>("SELECT run_id FROM events WHERE type = 'run.finished'")
+      .toArray()
+      .map((r) => r.run_id);
   }
 
   finished(runId: string): RunOutcome | null {
@@ -164,7 +172,11 @@ export class EventLog {
   }
 
   lastHistoryEventId(runId: string): number {
-    return this.sql.exec<{ last: number | null }>("SELECT MAX(history_event_id) AS last FROM events WHERE run_id = ? AND type = 'history'", runId).toArray()[0]?.last ?? 0;
+    return (
+      this.sql
+        .exec<{ last: number | null }>("SELECT MAX(history_event_id) AS last FROM events WHERE run_id = ? AND type = 'history'", runId)
+        .toArray()[0]?.last ?? 0
+    );
   }
 
   historyCount(runId: string): number {
@@ -172,9 +184,11 @@ export class EventLog {
   }
 
   historyEvent(runId: string, eventId: number): SerializedHistoryEvent | null {
-    const row = this.rows(`SELECT ${COLUMNS} FROM events WHERE run_id = ? AND type = 'history' AND history_event_id = ?`, runId, eventId)[0] as
-      | LogRowOf<"history">
-      | undefined;
+    const row = this.rows(
+      `SELECT ${COLUMNS} FROM events WHERE run_id = ? AND type = 'history' AND history_event_id = ?`,
+      runId,
+      eventId,
+    )[0] as LogRowOf<"history"> | undefined;
     return row?.data.event ?? null;
   }
 
@@ -190,7 +204,11 @@ export class EventLog {
 
   /** The log seq of a run's history event (0 if not in the log). */
   seqOfHistoryEvent(runId: string, eventId: number): number {
-    return this.sql.exec<{ seq: number }>("SELECT seq FROM events WHERE run_id = ? AND type = 'history' AND history_event_id = ?", runId, eventId).toArray()[0]?.seq ?? 0;
+    return (
+      this.sql
+        .exec<{ seq: number }>("SELECT seq FROM events WHERE run_id = ? AND type = 'history' AND history_event_id = ?", runId, eventId)
+        .toArray()[0]?.seq ?? 0
+    );
   }
 
   /** What a history subscriber resuming after `afterEventId` is owed: later history, and thinking text logged after that event. */
@@ -211,7 +229,10 @@ export class EventLog {
   lastHistoryType(runId: string): string | null {
     return (
       this.sql
-        .exec<{ t: string | null }>("SELECT history_type AS t FROM events WHERE run_id = ? AND type = 'history' ORDER BY history_event_id DESC LIMIT 1", runId)
+        .exec<{ t: string | null }>(
+          "SELECT history_type AS t FROM events WHERE run_id = ? AND type = 'history' ORDER BY history_event_id DESC LIMIT 1",
+          runId,
+        )
         .toArray()[0]?.t ?? null
     );
   }

@@ -157,7 +157,10 @@ export class Subscribers {
  * History view: runs of history events as `history` messages (only events after the subscriber's
  * last one, at most REPLAY_BATCH_SIZE a message), thinking text as `thinking`, in log order.
  */
-function rowMessages(attachment: { includePayloads: boolean; lastEventId: number }, rows: readonly LogRow[]): { messages: SubscriberMessage[]; lastEventId: number } {
+function rowMessages(
+  attachment: { includePayloads: boolean; lastEventId: number },
+  rows: readonly LogRow[],
+): { messages: SubscriberMessage[]; lastEventId: number } {
   const messages: SubscriberMessage[] = [];
   let lastEventId = attachment.lastEventId;
   let batch: LogRowOf<"history">[] = [];

@@ -34,7 +34,9 @@ export class D1Projection {
   async apply(workflowId: string, checkWaiting: boolean): Promise<ProjectionResult> {
     const rows = this.log.unprojected();
     const pending = rows.filter((r) => r.projected === PROJECTION_STATE.pending);
-    const settlementDue = rows.filter((r): r is LogRowOf<"run.finished"> => r.projected === PROJECTION_STATE.settlementPending && r.type === "run.finished");
+    const settlementDue = rows.filter(
+      (r): r is LogRowOf<"run.finished"> => r.projected === PROJECTION_STATE.settlementPending && r.type === "run.finished",
+    );
     const now = new Date().toISOString();
     const statements: D1PreparedStatement[] = [];
     /** Index in `statements` of each finish that may need a settlement, with its log row. */
@@ -63,8 +65,13 @@ export class D1Projection {
         const returned = results[index]?.results?.[0] as { has_webhooks?: number } | undefined;
         if (returned) this.onFinished?.(row.data.runId, Number(returned.has_webhooks ?? 0) > 0);
       }
-      const holding = finishes.filter(({ index }) => Number((results[index]?.results?.[0] as { credit_hold?: number } | undefined)?.credit_hold ?? 0) > 0);
-      this.log.markProjected(holding.map((f) => f.row.seq), PROJECTION_STATE.settlementPending);
+      const holding = finishes.filter(
+        ({ index }) => Number((results[index]?.results?.[0] as { credit_hold?: number } | undefined)?.credit_hold ?? 0) > 0,
+      );
+      this.log.markProjected(
+        holding.map((f) => f.row.seq),
+        PROJECTION_STATE.settlementPending,
+      );
       const holdingSeqs = new Set(holding.map((f) => f.row.seq));
       this.log.markProjected(pending.filter((r) => !holdingSeqs.has(r.seq)).map((r) => r.seq));
       if (waitingChange) this.waiting.committed(waitingChange.waiting);
@@ -152,7 +159,9 @@ export class D1Projection {
     const data = row.data;
     if (data.status === "continued_as_new" && data.newRunId) {
       return {
-        statement: this.db.prepare("UPDATE runs SET temporal_run_id = ?, updated_at = ? WHERE temporal_workflow_id = ?").bind(data.newRunId, now, workflowId),
+        statement: this.db
+          .prepare("UPDATE runs SET temporal_run_id = ?, updated_at = ? WHERE temporal_workflow_id = ?")
+          .bind(data.newRunId, now, workflowId),
         finish: false,
       };
     }

@@ -21,7 +21,9 @@ export interface RunView {
 }
 
 export type ReadReply = { ok: true; view: RunView } | { ok: false; error: SerializedError };
-export type StartAndWaitReply = { ok: true; started: StartedRunInfo; view: RunView; replayed?: boolean } | { ok: false; error: SerializedError };
+export type StartAndWaitReply =
+  | { ok: true; started: StartedRunInfo; view: RunView; replayed?: boolean }
+  | { ok: false; error: SerializedError };
 
 export interface ReadOptions {
   /** Wait up to this long for a run that has not ended (0: answer at once). */
@@ -70,7 +72,8 @@ export class RunReader {
       // A start the host did not confirm is accepted (the outbox starts it): answer with the row at once.
       const view = await this.view(command.organizationId, command.workflowId, { ...options, waitMs: Math.max(0, deadline - Date.now()) });
       // The run.started projection may still be on its way to D1: the row says at least what the start knows.
-      if (reply.started.runId && view.run.status === "scheduled") view.run = { ...view.run, status: "running", temporalRunId: reply.started.runId };
+      if (reply.started.runId && view.run.status === "scheduled")
+        view.run = { ...view.run, status: "running", temporalRunId: reply.started.runId };
       return { ok: true, started: reply.started, view };
     } catch (err) {
       return { ok: false, error: serializeError(err) };
@@ -81,7 +84,10 @@ export class RunReader {
     const stored = await findRunByWorkflowId(this.deps.env.DB, organizationId, workflowId);
     if (!stored) throw new ApiError("run_not_found", `no run with workflowId "${workflowId}"`);
     // A start still in the outbox is not in Temporal yet: the row is what there is to say.
-    const run = this.deps.starter.hasPending() || options.settle === false ? stored : await settleRun(this.deps.env, stored, options.waitMs ?? 0, options.tolerateHostDown ?? true, this.deps.record);
+    const run =
+      this.deps.starter.hasPending() || options.settle === false
+        ? stored
+        : await settleRun(this.deps.env, stored, options.waitMs ?? 0, options.tolerateHostDown ?? true, this.deps.record);
     return { run, ...(options.attributes ? { attributes: await this.deps.attributes() } : {}) };
   }
 }

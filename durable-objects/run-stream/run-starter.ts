@@ -82,7 +82,8 @@ export interface SerializedError {
 export type StartReply = { ok: true; started: StartedRunInfo; replayed?: boolean } | { ok: false; error: SerializedError };
 
 export function serializeError(err: unknown): SerializedError {
-  if (err instanceof ApiError) return { code: err.code, message: err.message, issues: err.issues, headers: err.headers, workflowId: err.workflowId };
+  if (err instanceof ApiError)
+    return { code: err.code, message: err.message, issues: err.issues, headers: err.headers, workflowId: err.workflowId };
   throw err;
 }
 
@@ -147,7 +148,12 @@ export class RunStarter {
     const { env } = this.deps;
     let replay: Awaited<ReturnType<typeof claimIdempotencyKey>>;
     try {
-      replay = await claimIdempotencyKey(env.DB, command.organizationId, { ...key, replayed: false }, { workflowId: command.workflowId, runUuid: command.runUuid });
+      replay = await claimIdempotencyKey(
+        env.DB,
+        command.organizationId,
+        { ...key, replayed: false },
+        { workflowId: command.workflowId, runUuid: command.runUuid },
+      );
     } catch (err) {
       return { ok: false, error: serializeError(err) };
     }
@@ -181,7 +187,14 @@ export class RunStarter {
     if (existing) {
       // The same start again (the Worker retried a call whose answer it lost): same answer.
       if (existing.accept_id === command.runUuid) return { ok: true, started: this.info(existing) };
-      return { ok: false, error: { code: "workflow_id_in_use", message: `a run with workflowId "${command.workflowId}" already exists`, workflowId: command.workflowId } };
+      return {
+        ok: false,
+        error: {
+          code: "workflow_id_in_use",
+          message: `a run with workflowId "${command.workflowId}" already exists`,
+          workflowId: command.workflowId,
+        },
+      };
     }
     const { env } = this.deps;
     let prepared: PreparedStart;
@@ -218,7 +231,14 @@ export class RunStarter {
     } catch (err) {
       if (creditHold > 0) await releaseCreditsStatement(env.DB, command.organizationId, creditHold).run();
       if (/UNIQUE constraint failed/i.test(String(err) + String((err as { cause?: unknown }).cause ?? ""))) {
-        return { ok: false, error: { code: "workflow_id_in_use", message: `a run with workflowId "${command.workflowId}" already exists`, workflowId: command.workflowId } };
+        return {
+          ok: false,
+          error: {
+            code: "workflow_id_in_use",
+            message: `a run with workflowId "${command.workflowId}" already exists`,
+            workflowId: command.workflowId,
+          },
+        };
       }
       throw err;
     }
@@ -262,7 +282,12 @@ export class RunStarter {
     }
     const attempts = row.attempts + 1;
     const wait = Math.min(START_RETRY_MAX_MS, START_RETRY_BASE_MS * 2 ** Math.min(attempts, 10));
-    this.deps.sql.exec("UPDATE run_start SET attempts = ?, next_attempt_at = ? WHERE accept_id = ?", attempts, Date.now() + START_ATTEMPT_TIMEOUT_MS + wait, row.accept_id);
+    this.deps.sql.exec(
+      "UPDATE run_start SET attempts = ?, next_attempt_at = ? WHERE accept_id = ?",
+      attempts,
+      Date.now() + START_ATTEMPT_TIMEOUT_MS + wait,
+      row.accept_id,
+    );
     await this.deps.storage.setAlarm(Date.now() + START_ATTEMPT_TIMEOUT_MS + wait);
     const request = JSON.parse(row.request!) as StartRunRequest;
     const outcome = await this.attempt({ ...request, retry: true });
@@ -302,12 +327,9 @@ export class RunStarter {
     const { DB } = this.deps.env;
     const now = new Date().toISOString();
     await DB.batch([
-      DB.prepare("UPDATE runs SET status = 'failed', error = ?, completed_at = ?, updated_at = ? WHERE temporal_workflow_id = ? AND status = 'scheduled'").bind(
-        message,
-        now,
-        now,
-        workflowId,
-      ),
+      DB.prepare(
+        "UPDATE runs SET status = 'failed', error = ?, completed_at = ?, updated_at = ? WHERE temporal_workflow_id = ? AND status = 'scheduled'",
+      ).bind(message, now, now, workflowId),
       ...settleCreditsStatements(DB, workflowId, `charge:${workflowId}:start`, now),
     ]);
   }
@@ -318,6 +340,14 @@ export class RunStarter {
   }
 
   private logRetry(workflowId: string, error: unknown, attempts: number): void {
-    console.warn(JSON.stringify({ level: "warn", message: "run start not confirmed by the host; the outbox retries it", workflowId, attempts, error: String(error) }));
+    console.warn(
+      JSON.stringify({
+        level: "warn",
+        message: "run start not confirmed by the host; the outbox retries it",
+        workflowId,
+        attempts,
+        error: String(error),
+      }),
+    );
   }
 }

@@ -77,5 +77,8 @@ export class Meta {
 /** Signed pushes are used once: the run's DO remembers their nonces until they expire. */
 export function claimPushNonce(sql: SqlStorage, nonce: { nonce: string; expiresAt: number }): boolean {
   sql.exec("DELETE FROM push_nonces WHERE expires_at < ?", Date.now());
-  return sql.exec("INSERT OR IGNORE INTO push_nonces (nonce, expires_at) VALUES (?, ?) RETURNING nonce", nonce.nonce, nonce.expiresAt).toArray().length > 0;
+  return (
+    sql.exec("INSERT OR IGNORE INTO push_nonces (nonce, expires_at) VALUES (?, ?) RETURNING nonce", nonce.nonce, nonce.expiresAt).toArray()
+      .length > 0
+  );
 }

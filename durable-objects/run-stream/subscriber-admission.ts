@@ -9,7 +9,11 @@ import { findRunByWorkflowId } from "../../src/db/runs.ts";
 import type { ErrorCode } from "../../src/errors.ts";
 
 /** Query parameters of an admission (first subscription of a history stream). */
-export const ADMISSION_PARAMS = { organizationId: "admitOrganizationId", requestedRunId: "admitRunId", lastEventId: "admitLastEventId" } as const;
+export const ADMISSION_PARAMS = {
+  organizationId: "admitOrganizationId",
+  requestedRunId: "admitRunId",
+  lastEventId: "admitLastEventId",
+} as const;
 /** Header of the 101 answer: the run the subscription follows (reconnects ask for the same one). */
 export const ADMITTED_RUN_HEADER = "x-admitted-run-id";
 
@@ -34,7 +38,9 @@ export async function admitSubscriber(
   const organizationId = url.searchParams.get(ADMISSION_PARAMS.organizationId);
   if (!organizationId) return null;
   const requestedRunId = url.searchParams.get(ADMISSION_PARAMS.requestedRunId) || undefined;
-  const lastEventId = url.searchParams.has(ADMISSION_PARAMS.lastEventId) ? Number(url.searchParams.get(ADMISSION_PARAMS.lastEventId)) : null;
+  const lastEventId = url.searchParams.has(ADMISSION_PARAMS.lastEventId)
+    ? Number(url.searchParams.get(ADMISSION_PARAMS.lastEventId))
+    : null;
   const run = await findRunByWorkflowId(env.DB, organizationId, workflowId);
   if (!run) return { refusal: refuse(404, "run_not_found", `no run with workflowId "${workflowId}"`) };
   const state = await streamState(requestedRunId);

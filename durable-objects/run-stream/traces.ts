@@ -37,7 +37,11 @@ export class TraceWriter {
       const activityId = String(row.data.activityId);
       attributes.set(activityId, [...(attributes.get(activityId) ?? []), row.data.attribute]);
     }
-    const trace = buildTrace({ workflowId, runId, status: finished.status, output: finished.output, error: finished.error ?? null }, events, attributes);
+    const trace = buildTrace(
+      { workflowId, runId, status: finished.status, output: finished.output, error: finished.error ?? null },
+      events,
+      attributes,
+    );
     const key = traceKey(workflowId, runId);
     await this.bucket.put(key, JSON.stringify(trace), { httpMetadata: { contentType: "application/json" } });
     this.meta.set(META_KEYS.trace(runId), key);

@@ -11,10 +11,18 @@ import type { Meta } from "./storage.ts";
 const t = (name: string) => `EVENT_TYPE_${name}`;
 const OPENS = [t("ACTIVITY_TASK_SCHEDULED"), t("TIMER_STARTED"), t("START_CHILD_WORKFLOW_EXECUTION_INITIATED")];
 const CLOSES = [
-  t("ACTIVITY_TASK_COMPLETED"), t("ACTIVITY_TASK_FAILED"), t("ACTIVITY_TASK_TIMED_OUT"), t("ACTIVITY_TASK_CANCELED"),
-  t("TIMER_FIRED"), t("TIMER_CANCELED"), t("START_CHILD_WORKFLOW_EXECUTION_FAILED"),
-  t("CHILD_WORKFLOW_EXECUTION_COMPLETED"), t("CHILD_WORKFLOW_EXECUTION_FAILED"), t("CHILD_WORKFLOW_EXECUTION_CANCELED"),
-  t("CHILD_WORKFLOW_EXECUTION_TIMED_OUT"), t("CHILD_WORKFLOW_EXECUTION_TERMINATED"),
+  t("ACTIVITY_TASK_COMPLETED"),
+  t("ACTIVITY_TASK_FAILED"),
+  t("ACTIVITY_TASK_TIMED_OUT"),
+  t("ACTIVITY_TASK_CANCELED"),
+  t("TIMER_FIRED"),
+  t("TIMER_CANCELED"),
+  t("START_CHILD_WORKFLOW_EXECUTION_FAILED"),
+  t("CHILD_WORKFLOW_EXECUTION_COMPLETED"),
+  t("CHILD_WORKFLOW_EXECUTION_FAILED"),
+  t("CHILD_WORKFLOW_EXECUTION_CANCELED"),
+  t("CHILD_WORKFLOW_EXECUTION_TIMED_OUT"),
+  t("CHILD_WORKFLOW_EXECUTION_TERMINATED"),
 ];
 
 export class WaitingDetector {
@@ -40,9 +48,13 @@ export class WaitingDetector {
     if ((this.meta.get(META_KEYS.waiting) === "1") === waiting) return null;
     const statement = waiting
       ? db
-          .prepare("UPDATE runs SET waiting_since = ?, updated_at = ? WHERE temporal_workflow_id = ? AND status = 'running' AND waiting_since IS NULL")
+          .prepare(
+            "UPDATE runs SET waiting_since = ?, updated_at = ? WHERE temporal_workflow_id = ? AND status = 'running' AND waiting_since IS NULL",
+          )
           .bind(now, now, workflowId)
-      : db.prepare("UPDATE runs SET waiting_since = NULL, updated_at = ? WHERE temporal_workflow_id = ? AND waiting_since IS NOT NULL").bind(now, workflowId);
+      : db
+          .prepare("UPDATE runs SET waiting_since = NULL, updated_at = ? WHERE temporal_workflow_id = ? AND waiting_since IS NOT NULL")
+          .bind(now, workflowId);
     return { statement, waiting };
   }
 

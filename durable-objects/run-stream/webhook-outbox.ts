@@ -66,7 +66,10 @@ export function webhookRetryDelay(attempt: number, baseMs = DEFAULT_WEBHOOK_RETR
 
 async function messageIdFor(workflowId: string, runId: string, type: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`${workflowId}\u0000${runId}\u0000${type}`));
-  return `msg_${[...new Uint8Array(digest)].slice(0, 16).map((b) => b.toString(16).padStart(2, "0")).join("")}`;
+  return `msg_${[...new Uint8Array(digest)]
+    .slice(0, 16)
+    .map((b) => b.toString(16).padStart(2, "0"))
+    .join("")}`;
 }
 
 export interface WebhookOutboxDeps {
@@ -116,7 +119,11 @@ export class WebhookOutbox {
   }
 
   private nextDue(): number | null {
-    return this.deps.sql.exec<{ at: number | null }>("SELECT MIN(next_attempt_at) AS at FROM webhook_outbox WHERE state = 'pending'").toArray()[0]?.at ?? null;
+    return (
+      this.deps.sql
+        .exec<{ at: number | null }>("SELECT MIN(next_attempt_at) AS at FROM webhook_outbox WHERE state = 'pending'")
+        .toArray()[0]?.at ?? null
+    );
   }
 
   /** Brings the alarm forward to the outbox's next due time (never later than what is set). */
@@ -132,7 +139,11 @@ export class WebhookOutbox {
     try {
       if (this.enqueueDue()) await this.enqueue(workflowId, this.deps.endedRun()!);
       const due = this.deps.sql
-        .exec<OutboxRow>("SELECT * FROM webhook_outbox WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?", Date.now(), MAX_PARALLEL_DELIVERIES)
+        .exec<OutboxRow>(
+          "SELECT * FROM webhook_outbox WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
+          Date.now(),
+          MAX_PARALLEL_DELIVERIES,
+        )
         .toArray();
       await Promise.all(due.map((row) => this.attempt(row)));
     } catch (err) {
@@ -195,11 +206,19 @@ export class WebhookOutbox {
     const firstAt = row.first_attempt_at ?? now;
     const retryAt = now + webhookRetryDelay(attempt, this.baseMs);
     // Before sending: if this DO goes away mid-delivery, the alarm sends the same message again.
-    sql.exec("UPDATE webhook_outbox SET attempts = ?, first_attempt_at = ?, next_attempt_at = ? WHERE delivery_id = ?", attempt, firstAt, retryAt, row.delivery_id);
+    sql.exec(
+      "UPDATE webhook_outbox SET attempts = ?, first_attempt_at = ?, next_attempt_at = ? WHERE delivery_id = ?",
+      attempt,
+      firstAt,
+      retryAt,
+      row.delivery_id,
+    );
     const current = await storage.getAlarm();
     if (current === null || current > retryAt) await storage.setAlarm(retryAt);
 
-    const endpoint = await env.DB.prepare("SELECT url, secret FROM webhook_endpoints WHERE id = ? AND organization_id = ? AND deleted_at IS NULL")
+    const endpoint = await env.DB.prepare(
+      "SELECT url, secret FROM webhook_endpoints WHERE id = ? AND organization_id = ? AND deleted_at IS NULL",
+    )
       .bind(row.endpoint_id, row.organization_id)
       .first<{ url: string; secret: string }>();
     if (!endpoint) {
@@ -221,7 +240,10 @@ export class WebhookOutbox {
         await response.body?.cancel();
         if (response.status < 200 || response.status > 299) error = `the endpoint answered ${response.status}`;
       } catch (err) {
-        error = err instanceof Error && err.name === "TimeoutError" ? "no answer within the timeout" : `could not reach the endpoint: ${String(err)}`;
+        error =
+          err instanceof Error && err.name === "TimeoutError"
+            ? "no answer within the timeout"
+            : `could not reach the endpoint: ${String(err)}`;
       }
     }
     const windowMs = numberVar(env.WEBHOOK_RETRY_WINDOW_MS, DEFAULT_WEBHOOK_RETRY_WINDOW_MS);
@@ -249,13 +271,18 @@ export class WebhookOutbox {
         )
         .run();
     } catch (err) {
-      console.warn(JSON.stringify({ level: "warn", message: "webhook attempt not logged", deliveryId: row.delivery_id, error: String(err) }));
+      console.warn(
+        JSON.stringify({ level: "warn", message: "webhook attempt not logged", deliveryId: row.delivery_id, error: String(err) }),
+      );
     }
   }
 
   /** When the run's `run.finished` event happened (the event's timestamp). */
   private finishedAt(runId: string): string | null {
-    return this.deps.sql.exec<{ at: string }>("SELECT at FROM events WHERE type = 'run.finished' AND run_id = ? LIMIT 1", runId).toArray()[0]?.at ?? null;
+    return (
+      this.deps.sql.exec<{ at: string }>("SELECT at FROM events WHERE type = 'run.finished' AND run_id = ? LIMIT 1", runId).toArray()[0]
+        ?.at ?? null
+    );
   }
 
   /** Outbox rows (tests and diagnostics). */
@@ -263,6 +290,12 @@ export class WebhookOutbox {
     return this.deps.sql
       .exec<OutboxRow>("SELECT * FROM webhook_outbox ORDER BY delivery_id")
       .toArray()
-      .map((r) => ({ messageId: r.message_id, endpointId: r.endpoint_id, state: r.state, attempts: r.attempts, nextAttemptAt: r.next_attempt_at }));
+      .map((r) => ({
+        messageId: r.message_id,
+        endpointId: r.endpoint_id,
+        state: r.state,
+        attempts: r.attempts,
+        nextAttemptAt: r.next_attempt_at,
+      }));
   }
 }

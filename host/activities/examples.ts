@@ -23,7 +23,11 @@ export async function prepareDoomedWork(reason: string): Promise<{ prepared: tru
   return { prepared: true, reason };
 }
 
-export async function recordApproval(request: string, approvedBy: string, priority: number): Promise<{ request: string; approvedBy: string; priority: number }> {
+export async function recordApproval(
+  request: string,
+  approvedBy: string,
+  priority: number,
+): Promise<{ request: string; approvedBy: string; priority: number }> {
   return { request, approvedBy, priority };
 }
 

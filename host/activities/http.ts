@@ -8,7 +8,14 @@
  */
 import { ApplicationFailure } from "@temporalio/activity";
 import type { HttpAttribute } from "../../src/shared/aggregations.ts";
-import { guardedFetch, policyFromEnv, ResponseTooLargeError, URL_NOT_ALLOWED, UrlNotAllowedError, type OutboundPolicy } from "./outbound-guard.ts";
+import {
+  guardedFetch,
+  policyFromEnv,
+  ResponseTooLargeError,
+  URL_NOT_ALLOWED,
+  UrlNotAllowedError,
+  type OutboundPolicy,
+} from "./outbound-guard.ts";
 import { type StepPublisher, activityRuntime } from "./runtime.ts";
 
 let defaultPolicy: OutboundPolicy | undefined;

@@ -33,7 +33,6 @@ export class UrlNotAllowedError extends Error {
   }
 }
 
-
 function subnet(cidr: string): BlockList {
   const [address, prefix] = cidr.split("/") as [string, string];
   const list = new BlockList();
@@ -68,7 +67,10 @@ export type AllowEntry = { kind: "host"; host: string; port?: number } | { kind:
  */
 export function parseAllowList(text: string | undefined): AllowEntry[] {
   const entries: AllowEntry[] = [];
-  for (const raw of (text ?? "").split(",").map((s) => s.trim()).filter(Boolean)) {
+  for (const raw of (text ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     let base = raw;
     let port: number | undefined;
     const bracketed = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(raw);
@@ -86,7 +88,8 @@ export function parseAllowList(text: string | undefined): AllowEntry[] {
     const family = isIP(address ?? "");
     if (family !== 0) {
       const bits = prefix === undefined ? (family === 6 ? 128 : 32) : Number(prefix);
-      if (!Number.isInteger(bits) || bits < 0 || bits > (family === 6 ? 128 : 32)) throw new Error(`OUTBOUND_HTTP_ALLOW: "${raw}" has a bad prefix length`);
+      if (!Number.isInteger(bits) || bits < 0 || bits > (family === 6 ? 128 : 32))
+        throw new Error(`OUTBOUND_HTTP_ALLOW: "${raw}" has a bad prefix length`);
       const cidr = `${address}/${bits}`;
       entries.push({ kind: "range", cidr, list: subnet(cidr), port });
     } else if (/^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i.test(base)) {
@@ -134,7 +137,11 @@ function hostAllowed(policy: OutboundPolicy, hostname: string, port: number): bo
 function addressRefusal(policy: OutboundPolicy, address: string, port: number): string | null {
   const family = isIP(address);
   const allowed = policy.allow.some(
-    (e) => e.kind === "range" && (e.port === undefined || e.port === port) && family !== 0 && e.list.check(address, family === 6 ? "ipv6" : "ipv4"),
+    (e) =>
+      e.kind === "range" &&
+      (e.port === undefined || e.port === port) &&
+      family !== 0 &&
+      e.list.check(address, family === 6 ? "ipv6" : "ipv4"),
   );
   return allowed ? null : refusedRange(address);
 }
@@ -162,7 +169,9 @@ export function checkUrl(policy: OutboundPolicy, raw: string | URL): URL {
 const portOf = (url: URL) => Number(url.port) || (url.protocol === "https:" ? 443 : 80);
 
 const systemLookup = (hostname: string) =>
-  new Promise<LookupAddress[]>((resolve, reject) => dnsLookup(hostname, { all: true, verbatim: true }, (err, addresses) => (err ? reject(err) : resolve(addresses))));
+  new Promise<LookupAddress[]>((resolve, reject) =>
+    dnsLookup(hostname, { all: true, verbatim: true }, (err, addresses) => (err ? reject(err) : resolve(addresses))),
+  );
 
 /**
  * The socket's lookup: resolves, refuses the host if ANY answer is refused (a mixed answer is
@@ -177,7 +186,10 @@ function guardedLookup(policy: OutboundPolicy, port: number): LookupFunction {
         if (!hostAllowed(policy, hostname, port)) {
           for (const { address } of answers) {
             const refusal = addressRefusal(policy, address, port);
-            if (refusal) throw new UrlNotAllowedError(`${hostname} resolves to ${address}, a ${refusal} address, which outbound requests may not reach`);
+            if (refusal)
+              throw new UrlNotAllowedError(
+                `${hostname} resolves to ${address}, a ${refusal} address, which outbound requests may not reach`,
+              );
           }
         }
         const wanted = options.family === 4 || options.family === 6 ? answers.filter((a) => a.family === options.family) : answers;
@@ -296,7 +308,11 @@ export async function guardedFetch(policy: OutboundPolicy, input: string, init: 
         continue;
       }
       const bytes = await readCapped(res, policy.maxBytes, url);
-      const out = new Response(res.status === 204 || res.status === 304 ? null : bytes, { status: res.status, statusText: res.statusText, headers: res.headers });
+      const out = new Response(res.status === 204 || res.status === 304 ? null : bytes, {
+        status: res.status,
+        statusText: res.statusText,
+        headers: res.headers,
+      });
       Object.defineProperty(out, "url", { value: url.href });
       return out;
     } finally {

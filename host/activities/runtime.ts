@@ -84,7 +84,12 @@ export class StepPublisher {
   private now = () => new Date().toISOString();
 
   attribute(attribute: Attribute): Promise<void> {
-    const event: RunEventOf<"attribute"> = { sourceKey: this.key("attribute"), type: "attribute", at: this.now(), data: { ...this.context(), attribute: { ...attribute } } };
+    const event: RunEventOf<"attribute"> = {
+      sourceKey: this.key("attribute"),
+      type: "attribute",
+      at: this.now(),
+      data: { ...this.context(), attribute: { ...attribute } },
+    };
     return this.push(event);
   }
 

@@ -74,7 +74,12 @@ export function resolveModel(modelId: string, config: LlmConfig, options: { webS
     case "compatible":
       if (!config.compatibleBaseUrl) throw new UnknownModelError("compatible/* models need OPENAI_COMPATIBLE_BASE_URL");
       return {
-        model: createOpenAICompatible({ name: "compatible", baseURL: config.compatibleBaseUrl, apiKey: config.compatibleApiKey, includeUsage: true })(name),
+        model: createOpenAICompatible({
+          name: "compatible",
+          baseURL: config.compatibleBaseUrl,
+          apiKey: config.compatibleApiKey,
+          includeUsage: true,
+        })(name),
         servedBy: "compatible",
       };
     case "local":

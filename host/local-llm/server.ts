@@ -51,7 +51,9 @@ function text(content: ChatMessage["content"]): string {
 /** `max_tokens` bounds the completion (reasoning and answer), as real providers do. */
 export function answerFor(messages: ChatMessage[], model: string, maxTokens?: number) {
   const lastUser = [...messages].reverse().find((m) => m.role === "user");
-  const words = text(lastUser?.content ?? "").split(/\s+/).filter(Boolean);
+  const words = text(lastUser?.content ?? "")
+    .split(/\s+/)
+    .filter(Boolean);
   let reasoning = `Reading the request: ${words.slice(0, 8).join(" ")}. Deciding what matters most.`;
   let answer = `(${model}) In short: ${words.slice(0, 24).join(" ")}${words.length > 24 ? " …" : ""}`;
   let truncated = false;
@@ -59,10 +61,20 @@ export function answerFor(messages: ChatMessage[], model: string, maxTokens?: nu
     truncated = true;
     const reasoningWords = Math.min(countTokens(reasoning), Math.floor(maxTokens / 2));
     reasoning = reasoning.split(" ").slice(0, reasoningWords).join(" ");
-    answer = answer.split(" ").slice(0, Math.max(1, maxTokens - reasoningWords)).join(" ");
+    answer = answer
+      .split(" ")
+      .slice(0, Math.max(1, maxTokens - reasoningWords))
+      .join(" ");
   }
   const promptTokens = messages.reduce((n, m) => n + countTokens(text(m.content)), 0);
-  return { reasoning, answer, truncated, promptTokens, completionTokens: countTokens(answer) + countTokens(reasoning), reasoningTokens: countTokens(reasoning) };
+  return {
+    reasoning,
+    answer,
+    truncated,
+    promptTokens,
+    completionTokens: countTokens(answer) + countTokens(reasoning),
+    reasoningTokens: countTokens(reasoning),
+  };
 }
 
 async function readBody(req: IncomingMessage): Promise<string> {
@@ -113,7 +125,13 @@ export function createLocalLlmServer() {
     const webSearch = body.web_search_options !== undefined;
     const a = answerFor(body.messages, model, body.max_completion_tokens ?? body.max_tokens);
     const finishReason = a.truncated ? "length" : "stop";
-    calls.push({ model, promptTokens: a.promptTokens, completionTokens: a.completionTokens, reasoningTokens: a.reasoningTokens, webSearch });
+    calls.push({
+      model,
+      promptTokens: a.promptTokens,
+      completionTokens: a.completionTokens,
+      reasoningTokens: a.reasoningTokens,
+      webSearch,
+    });
     const usage = {
       prompt_tokens: a.promptTokens,
       completion_tokens: a.completionTokens,
@@ -132,13 +150,21 @@ export function createLocalLlmServer() {
         object: "chat.completion",
         created,
         model,
-        choices: [{ index: 0, finish_reason: finishReason, message: { role: "assistant", content: a.answer, reasoning_content: a.reasoning, annotations } }],
+        choices: [
+          {
+            index: 0,
+            finish_reason: finishReason,
+            message: { role: "assistant", content: a.answer, reasoning_content: a.reasoning, annotations },
+          },
+        ],
         usage,
       });
     }
     res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
     const send = (delta: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
-      res.write(`data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta, finish_reason: null }], ...extra })}\n\n`);
+      res.write(
+        `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta, finish_reason: null }], ...extra })}\n\n`,
+      );
     // Models named `*slow*` take half a second a word, for tests of time limits.
     const pause = () => new Promise((r) => setTimeout(r, model.includes("slow") ? 500 : 5));
     send({ role: "assistant", content: "" });
@@ -151,8 +177,11 @@ export function createLocalLlmServer() {
       await pause();
     }
     if (annotations) send({ annotations });
-    res.write(`data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta: {}, finish_reason: finishReason }] })}\n\n`);
-    if (body.stream_options?.include_usage) res.write(`data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model, choices: [], usage })}\n\n`);
+    res.write(
+      `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model, choices: [{ index: 0, delta: {}, finish_reason: finishReason }] })}\n\n`,
+    );
+    if (body.stream_options?.include_usage)
+      res.write(`data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model, choices: [], usage })}\n\n`);
     res.end("data: [DONE]\n\n");
   });
   return { server, calls };
@@ -160,5 +189,7 @@ export function createLocalLlmServer() {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const port = Number(process.env.LOCAL_LLM_PORT ?? 8790);
-  createLocalLlmServer().server.listen(port, "127.0.0.1", () => console.log(`local LLM server (OpenAI-compatible) on http://127.0.0.1:${port}/v1`));
+  createLocalLlmServer().server.listen(port, "127.0.0.1", () =>
+    console.log(`local LLM server (OpenAI-compatible) on http://127.0.0.1:${port}/v1`),
+  );
 }

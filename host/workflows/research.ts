@@ -18,7 +18,10 @@ export const RESEARCH_MODELS = {
   brief: "openai/gpt-4o",
 } as const;
 
-export async function summarize_url(input: { url: string; maxSummaryWords?: number }): Promise<{ url: string; title: string | null; summary: string }> {
+export async function summarize_url(input: {
+  url: string;
+  maxSummaryWords?: number;
+}): Promise<{ url: string; title: string | null; summary: string }> {
   const page = await steps.fetchPageText(input.url);
   const { text: summary } = await steps.askModel({
     modelId: SUMMARY_MODEL,
@@ -29,9 +32,17 @@ export async function summarize_url(input: { url: string; maxSummaryWords?: numb
   return { url: page.url, title: page.title, summary };
 }
 
-export async function company_research(input: { domain: string }): Promise<{ domain: string; profile: string; market: string; brief: string }> {
-  const profile = await steps.askModel({ modelId: RESEARCH_MODELS.profile, prompt: `Describe the company behind ${input.domain}: what it sells and to whom.` });
-  const market = await steps.askModel({ modelId: RESEARCH_MODELS.market, prompt: `Name the main competitors of ${input.domain} given this profile: ${profile.text}` });
+export async function company_research(input: {
+  domain: string;
+}): Promise<{ domain: string; profile: string; market: string; brief: string }> {
+  const profile = await steps.askModel({
+    modelId: RESEARCH_MODELS.profile,
+    prompt: `Describe the company behind ${input.domain}: what it sells and to whom.`,
+  });
+  const market = await steps.askModel({
+    modelId: RESEARCH_MODELS.market,
+    prompt: `Name the main competitors of ${input.domain} given this profile: ${profile.text}`,
+  });
   const brief = await steps.askModel({
     modelId: RESEARCH_MODELS.brief,
     prompt: `Write a two-line brief on ${input.domain}. Profile: ${profile.text} Market: ${market.text}`,

@@ -48,7 +48,6 @@ function showOrganization(org: Organization) {
   ]);
 }
 
-
 export const accountCommands: Command[] = [
   {
     words: ["orgs", "create"],
@@ -57,10 +56,17 @@ export const accountCommands: Command[] = [
     synopsis: "--name <name> [--id org_x]",
     summary: "create an organization (id generated unless given)",
     run: (ctx) =>
-      answer(ctx, ctx.admin().request<Organization>("POST", "/admin/v1/organizations", { name: required(ctx.args, "name", ctx.usage), id: str(ctx.args, "id") }), (org) => {
-        console.log(`${out.green("created")} organization ${out.bold(org.id)}`);
-        showOrganization(org);
-      }),
+      answer(
+        ctx,
+        ctx.admin().request<Organization>("POST", "/admin/v1/organizations", {
+          name: required(ctx.args, "name", ctx.usage),
+          id: str(ctx.args, "id"),
+        }),
+        (org) => {
+          console.log(`${out.green("created")} organization ${out.bold(org.id)}`);
+          showOrganization(org);
+        },
+      ),
   },
   {
     words: ["orgs", "list"],
@@ -69,7 +75,11 @@ export const accountCommands: Command[] = [
     summary: "list organizations",
     run: (ctx) =>
       answer(ctx, ctx.admin().request<{ organizations: Organization[] }>("GET", "/admin/v1/organizations"), ({ organizations }) =>
-        printTable(["ID", "NAME", "CREDITS", "CREATED"], organizations.map((o) => [o.id, o.name, creditsText(o.credits), o.createdAt]), "no organizations"),
+        printTable(
+          ["ID", "NAME", "CREDITS", "CREATED"],
+          organizations.map((o) => [o.id, o.name, creditsText(o.credits), o.createdAt]),
+          "no organizations",
+        ),
       ),
   },
   {
@@ -77,7 +87,8 @@ export const accountCommands: Command[] = [
     operands: ["<orgId>"],
     options: [],
     summary: "an organization with its credits",
-    run: (ctx) => answer(ctx, ctx.admin().request<Organization>("GET", `/admin/v1/organizations/${seg(ctx.operands[0]!)}`), showOrganization),
+    run: (ctx) =>
+      answer(ctx, ctx.admin().request<Organization>("GET", `/admin/v1/organizations/${seg(ctx.operands[0]!)}`), showOrganization),
   },
   {
     words: ["keys", "create"],
@@ -91,7 +102,9 @@ export const accountCommands: Command[] = [
         rateLimitPerMinute: integer("--rate-limit", str(ctx.args, "rate-limit")),
       };
       return answer(ctx, ctx.admin().request<ApiKey>("POST", `/admin/v1/organizations/${seg(ctx.operands[0]!)}/api-keys`, body), (key) => {
-        console.log(`${out.green("created")} API key ${out.bold(key.id)} "${key.name}" for ${key.organizationId} (rate limit: ${key.rateLimitPerMinute ?? "default"}/min)`);
+        console.log(
+          `${out.green("created")} API key ${out.bold(key.id)} "${key.name}" for ${key.organizationId} (rate limit: ${key.rateLimitPerMinute ?? "default"}/min)`,
+        );
         console.log("");
         console.log(`  ${out.bold(key.key ?? "")}`);
         console.log("");
@@ -105,12 +118,15 @@ export const accountCommands: Command[] = [
     options: [],
     summary: "an organization's API keys (never their secrets)",
     run: (ctx) =>
-      answer(ctx, ctx.admin().request<{ apiKeys: ApiKey[] }>("GET", `/admin/v1/organizations/${seg(ctx.operands[0]!)}/api-keys`), ({ apiKeys }) =>
-        printTable(
-          ["ID", "NAME", "PREFIX", "RATE/MIN", "CREATED", "REVOKED"],
-          apiKeys.map((k) => [k.id, k.name, `${k.prefix}…`, k.rateLimitPerMinute ?? "default", k.createdAt, k.revokedAt]),
-          "no API keys",
-        ),
+      answer(
+        ctx,
+        ctx.admin().request<{ apiKeys: ApiKey[] }>("GET", `/admin/v1/organizations/${seg(ctx.operands[0]!)}/api-keys`),
+        ({ apiKeys }) =>
+          printTable(
+            ["ID", "NAME", "PREFIX", "RATE/MIN", "CREATED", "REVOKED"],
+            apiKeys.map((k) => [k.id, k.name, `${k.prefix}…`, k.rateLimitPerMinute ?? "default", k.createdAt, k.revokedAt]),
+            "no API keys",
+          ),
       ),
   },
   {
@@ -119,28 +135,45 @@ export const accountCommands: Command[] = [
     options: [],
     summary: "revoke an API key",
     run: (ctx) =>
-      answer(ctx, ctx.admin().request<ApiKey>("DELETE", `/admin/v1/organizations/${seg(ctx.operands[0]!)}/api-keys/${seg(ctx.operands[1]!)}`), (key) => {
-        const within = Math.round((key.revocationEffectiveWithinMs ?? 0) / 1000);
-        console.log(`${out.green("revoked")} API key ${out.bold(key.id)} "${key.name}" at ${key.revokedAt}`);
-        if (within > 0) console.log(out.dim(`edge isolates cache verified keys: it may still be accepted for up to ${within} s`));
-      }),
+      answer(
+        ctx,
+        ctx.admin().request<ApiKey>("DELETE", `/admin/v1/organizations/${seg(ctx.operands[0]!)}/api-keys/${seg(ctx.operands[1]!)}`),
+        (key) => {
+          const within = Math.round((key.revocationEffectiveWithinMs ?? 0) / 1000);
+          console.log(`${out.green("revoked")} API key ${out.bold(key.id)} "${key.name}" at ${key.revokedAt}`);
+          if (within > 0) console.log(out.dim(`edge isolates cache verified keys: it may still be accepted for up to ${within} s`));
+        },
+      ),
   },
   {
     words: ["credits", "grant"],
     operands: ["<orgId>", "<amount>"],
     options: ["note", "allow-debt"],
     synopsis: "[--note <text>] [--allow-debt]",
-    summary: "add credits (a negative amount removes them, at most what is available unless --allow-debt); the first grant turns metering on",
+    summary:
+      "add credits (a negative amount removes them, at most what is available unless --allow-debt); the first grant turns metering on",
     run: (ctx) => {
-      const body = { amount: integer("<amount>", ctx.operands[1]), note: str(ctx.args, "note"), ...(flag(ctx.args, "allow-debt") ? { allowDebt: true } : {}) };
-      return answer(ctx, ctx.admin().request<{ entry: LedgerEntry; credits: Credits }>("POST", `/admin/v1/organizations/${seg(ctx.operands[0]!)}/credits`, body), ({ entry, credits }) => {
-        console.log(`${out.green(entry.amount < 0 ? "removed" : "granted")} ${Math.abs(entry.amount)} credits${entry.note ? ` (${entry.note})` : ""}`);
-        printFields([
-          ["balance", credits.balance],
-          ["reserved", credits.reserved],
-          ["available", credits.available],
-        ]);
-      });
+      const body = {
+        amount: integer("<amount>", ctx.operands[1]),
+        note: str(ctx.args, "note"),
+        ...(flag(ctx.args, "allow-debt") ? { allowDebt: true } : {}),
+      };
+      return answer(
+        ctx,
+        ctx
+          .admin()
+          .request<{ entry: LedgerEntry; credits: Credits }>("POST", `/admin/v1/organizations/${seg(ctx.operands[0]!)}/credits`, body),
+        ({ entry, credits }) => {
+          console.log(
+            `${out.green(entry.amount < 0 ? "removed" : "granted")} ${Math.abs(entry.amount)} credits${entry.note ? ` (${entry.note})` : ""}`,
+          );
+          printFields([
+            ["balance", credits.balance],
+            ["reserved", credits.reserved],
+            ["available", credits.available],
+          ]);
+        },
+      );
     },
   },
   {
@@ -152,21 +185,30 @@ export const accountCommands: Command[] = [
     run: (ctx) => {
       const limit = integer("--limit", str(ctx.args, "limit"));
       const query = limit === undefined ? "" : `?limit=${limit}`;
-      return answer(ctx, ctx.admin().request<Credits & { organizationId: string; ledger: LedgerEntry[] }>("GET", `/admin/v1/organizations/${seg(ctx.operands[0]!)}/credits${query}`), (c) => {
-        printFields([
-          ["organization", c.organizationId],
-          ["metered", c.metered ? "yes" : "no (no credits granted yet: runs are not charged)"],
-          ["balance", c.balance],
-          ["reserved", c.reserved],
-          ["available", c.available],
-        ]);
-        console.log("");
-        printTable(
-          ["WHEN", "KIND", "AMOUNT", "BALANCE AFTER", "RUN", "NOTE"],
-          c.ledger.map((e) => [e.createdAt, e.kind, e.amount > 0 ? `+${e.amount}` : e.amount, e.balanceAfter, e.runId, e.note]),
-          "no ledger entries",
-        );
-      });
+      return answer(
+        ctx,
+        ctx
+          .admin()
+          .request<Credits & { organizationId: string; ledger: LedgerEntry[] }>(
+            "GET",
+            `/admin/v1/organizations/${seg(ctx.operands[0]!)}/credits${query}`,
+          ),
+        (c) => {
+          printFields([
+            ["organization", c.organizationId],
+            ["metered", c.metered ? "yes" : "no (no credits granted yet: runs are not charged)"],
+            ["balance", c.balance],
+            ["reserved", c.reserved],
+            ["available", c.available],
+          ]);
+          console.log("");
+          printTable(
+            ["WHEN", "KIND", "AMOUNT", "BALANCE AFTER", "RUN", "NOTE"],
+            c.ledger.map((e) => [e.createdAt, e.kind, e.amount > 0 ? `+${e.amount}` : e.amount, e.balanceAfter, e.runId, e.note]),
+            "no ledger entries",
+          );
+        },
+      );
     },
   },
 ];

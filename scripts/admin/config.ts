@@ -19,14 +19,24 @@ export interface Credential {
 /** The hint printed with a 401: which flag, variable or file the value came from. */
 export const credentialHint = (c: Credential) => `check ${c.flag} / ${c.envVar} (default for a local URL: .outrider/${c.devFile})`;
 
-export const ADMIN_KEY: Credential = { flag: "--admin-key", envVar: "OUTRIDER_ADMIN_KEY", devFile: "dev-admin-key", what: "admin API key (the edge's ADMIN_API_KEY)" };
+export const ADMIN_KEY: Credential = {
+  flag: "--admin-key",
+  envVar: "OUTRIDER_ADMIN_KEY",
+  devFile: "dev-admin-key",
+  what: "admin API key (the edge's ADMIN_API_KEY)",
+};
 export const INTERNAL_SECRET: Credential = {
   flag: "--internal-secret",
   envVar: "OUTRIDER_INTERNAL_SECRET",
   devFile: "dev-internal-secret",
   what: "internal service secret (the edge's INTERNAL_SERVICE_SECRET)",
 };
-export const API_KEY: Credential = { flag: "--api-key", envVar: "OUTRIDER_API_KEY", devFile: "dev-api-key", what: "API key (otr_<id>_<secret>)" };
+export const API_KEY: Credential = {
+  flag: "--api-key",
+  envVar: "OUTRIDER_API_KEY",
+  devFile: "dev-api-key",
+  what: "API key (otr_<id>_<secret>)",
+};
 
 export function resolveUrl(flag: string | undefined): string {
   const raw = flag || process.env.OUTRIDER_URL || DEFAULT_URL;
@@ -56,6 +66,8 @@ export function resolveCredential(credential: Credential, flag: string | undefin
   }
   throw new CliError(`no ${credential.what} to call ${url} with`, [
     `pass ${credential.flag} <value> or set ${credential.envVar}`,
-    isLocal(url) ? `(\`npm run dev\` writes the local one to .outrider/${credential.devFile})` : `(.outrider/${credential.devFile} is only used for a local URL)`,
+    isLocal(url)
+      ? `(\`npm run dev\` writes the local one to .outrider/${credential.devFile})`
+      : `(.outrider/${credential.devFile} is only used for a local URL)`,
   ]);
 }

@@ -56,10 +56,24 @@ async function readFailure(res: Response): Promise<ApiFailure> {
     | undefined;
   if (error && typeof error.code === "string") {
     const issues = Array.isArray(error.issues) ? (error.issues as Issue[]) : [];
-    return new ApiFailure(res.status, error.code, String(error.message ?? ""), typeof error.requestId === "string" ? error.requestId : undefined, issues, body);
+    return new ApiFailure(
+      res.status,
+      error.code,
+      String(error.message ?? ""),
+      typeof error.requestId === "string" ? error.requestId : undefined,
+      issues,
+      body,
+    );
   }
   const snippet = text.replace(/\s+/g, " ").trim().slice(0, 300);
-  return new ApiFailure(res.status, `http_${res.status}`, snippet || res.statusText || "no body", res.headers.get("x-request-id") ?? undefined, [], body);
+  return new ApiFailure(
+    res.status,
+    `http_${res.status}`,
+    snippet || res.statusText || "no body",
+    res.headers.get("x-request-id") ?? undefined,
+    [],
+    body,
+  );
 }
 
 /** Prints any failure to stderr; with `json`, an API error is printed as the raw body. */

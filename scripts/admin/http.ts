@@ -36,7 +36,11 @@ export function jsonClient(baseUrl: string, token: string, unauthorizedHint?: st
     async request<T>(method: string, path: string, body?: unknown): Promise<T> {
       const res = await send(baseUrl + path, {
         method,
-        headers: { authorization: `Bearer ${token}`, accept: "application/json", ...(body === undefined ? {} : { "content-type": "application/json" }) },
+        headers: {
+          authorization: `Bearer ${token}`,
+          accept: "application/json",
+          ...(body === undefined ? {} : { "content-type": "application/json" }),
+        },
         body: body === undefined ? undefined : JSON.stringify(body),
       });
       if (!res.ok) throw await apiFailure(res, unauthorizedHint);

@@ -40,10 +40,14 @@ function parseEnvs(pairs: string[]): Record<string, string> {
 async function workflowUuid(ctx: Context, nameOrId: string): Promise<{ id: string; name: string }> {
   if (UUID.test(nameOrId)) return { id: nameOrId, name: nameOrId };
   const apiKey = resolveCredential(API_KEY, str(ctx.args, "api-key"), ctx.url);
-  const { workflows } = await jsonClient(ctx.url, apiKey, credentialHint(API_KEY)).request<{ workflows: Array<{ id: string; name: string }> }>("GET", "/workflow/catalog");
+  const { workflows } = await jsonClient(ctx.url, apiKey, credentialHint(API_KEY)).request<{
+    workflows: Array<{ id: string; name: string }>;
+  }>("GET", "/workflow/catalog");
   const found = workflows.find((w) => w.name === nameOrId);
   if (!found) {
-    throw new CliError(`no workflow named "${nameOrId}" in the catalog`, [`available: ${workflows.map((w) => w.name).join(", ") || "(none)"}`]);
+    throw new CliError(`no workflow named "${nameOrId}" in the catalog`, [
+      `available: ${workflows.map((w) => w.name).join(", ") || "(none)"}`,
+    ]);
   }
   return found;
 }
@@ -120,15 +124,24 @@ class Progress {
         let took = "";
         if (content.status === "running") this.attemptStarts.set(key, now);
         else if (this.attemptStarts.has(key)) took = out.dim(` (${((now - this.attemptStarts.get(key)!) / 1000).toFixed(2)}s)`);
-        const error = content.error === undefined ? "" : ` ${err.red("—")} ${oneLine(typeof content.error === "string" ? content.error : JSON.stringify(content.error), 200)}`;
-        console.log(`${this.stamp(now)}   activity ${out.bold(String(content.stepName))}  attempt ${content.attempt}  ${this.status(String(content.status))}${took}${error}`);
+        const error =
+          content.error === undefined
+            ? ""
+            : ` ${err.red("—")} ${oneLine(typeof content.error === "string" ? content.error : JSON.stringify(content.error), 200)}`;
+        console.log(
+          `${this.stamp(now)}   activity ${out.bold(String(content.stepName))}  attempt ${content.attempt}  ${this.status(String(content.status))}${took}${error}`,
+        );
         break;
       }
       case "thinking":
         console.log(out.dim(`${" ".repeat(18)}thinking: ${oneLine(typeof data.content === "string" ? data.content : "", 120)}`));
         break;
       case "result": {
-        const run = (data.workflowRun ?? {}) as { id?: string; outputs?: unknown; usage?: { tokens?: number; costUsd?: number; credits?: number | null } };
+        const run = (data.workflowRun ?? {}) as {
+          id?: string;
+          outputs?: unknown;
+          usage?: { tokens?: number; costUsd?: number; credits?: number | null };
+        };
         const usage = run.usage;
         const figures = usage?.tokens ? `, ${usage.tokens} tokens, $${(usage.costUsd ?? 0).toFixed(6)}` : "";
         console.log(`${this.stamp(now)} ${out.green("done")} in ${((now - this.startedAt) / 1000).toFixed(2)}s${figures}`);
@@ -142,7 +155,8 @@ class Progress {
           break;
         }
         console.error(`${err.red("error:")} ${String(data.error ?? "the run failed")}`);
-        if (data.details !== undefined) console.error(`  ${typeof data.details === "string" ? data.details : JSON.stringify(data.details, null, 2)}`);
+        if (data.details !== undefined)
+          console.error(`  ${typeof data.details === "string" ? data.details : JSON.stringify(data.details, null, 2)}`);
         break;
       default:
         break; // ping and anything new
@@ -158,7 +172,8 @@ async function follow(res: Response, progress: Progress): Promise<void> {
       if (progress.outcome !== undefined) return;
     }
   } catch (error) {
-    if (!progress.json) console.log(out.yellow(`connection lost (${(error as Error).message}); resuming after event ${progress.lastEventId ?? "0"}`));
+    if (!progress.json)
+      console.log(out.yellow(`connection lost (${(error as Error).message}); resuming after event ${progress.lastEventId ?? "0"}`));
   }
 }
 
@@ -180,7 +195,8 @@ async function runWorkflow(ctx: Context): Promise<number> {
   const res = await send(`${ctx.url}/api/v1/workflow-runs/execute/stream`, { method: "POST", headers, body: form });
   if (!res.ok) {
     const failure = await apiFailure(res, credentialHint(INTERNAL_SECRET));
-    if (failure.status === 500 && !(await organizationExists(ctx, org))) failure.hints.push(`organization "${org}" does not exist (see \`orgs list\`)`);
+    if (failure.status === 500 && !(await organizationExists(ctx, org)))
+      failure.hints.push(`organization "${org}" does not exist (see \`orgs list\`)`);
     throw failure;
   }
 
@@ -193,7 +209,10 @@ async function runWorkflow(ctx: Context): Promise<number> {
     await follow(res, progress);
     for (let resumes = 0; progress.outcome !== "completed" && progress.outcome !== "failed"; resumes++) {
       if (!progress.runId || resumes >= MAX_RESUMES) {
-        throw new CliError("the stream ended before the run did", progress.runId ? [`follow it with GET /api/v1/workflow-runs/${progress.runId}/stream`] : []);
+        throw new CliError(
+          "the stream ended before the run did",
+          progress.runId ? [`follow it with GET /api/v1/workflow-runs/${progress.runId}/stream`] : [],
+        );
       }
       await new Promise((r) => setTimeout(r, 1000 * (resumes + 1)));
       progress.outcome = undefined;

@@ -51,7 +51,14 @@ export const webhookCommands: Command[] = [
       const events = str(ctx.args, "events");
       const body = {
         url: required(ctx.args, "endpoint", ctx.usage),
-        ...(events ? { events: events.split(",").map((e) => e.trim()).filter(Boolean) } : {}),
+        ...(events
+          ? {
+              events: events
+                .split(",")
+                .map((e) => e.trim())
+                .filter(Boolean),
+            }
+          : {}),
       };
       return answer(ctx, ctx.admin().request<Webhook>("POST", base(ctx.operands[0]!), body), (w) => showSecret(w, "created"));
     },
@@ -63,7 +70,11 @@ export const webhookCommands: Command[] = [
     summary: "an organization's webhook endpoints (never their secrets)",
     run: (ctx) =>
       answer(ctx, ctx.admin().request<{ webhooks: Webhook[] }>("GET", base(ctx.operands[0]!)), ({ webhooks }) =>
-        printTable(["ID", "URL", "EVENTS", "CREATED"], webhooks.map((w) => [w.id, w.url, w.events.join(","), w.createdAt]), "no webhooks"),
+        printTable(
+          ["ID", "URL", "EVENTS", "CREATED"],
+          webhooks.map((w) => [w.id, w.url, w.events.join(","), w.createdAt]),
+          "no webhooks",
+        ),
       ),
   },
   {
@@ -81,7 +92,10 @@ export const webhookCommands: Command[] = [
     operands: ["<orgId>", "<webhookId>"],
     options: [],
     summary: "a new signing secret, printed once; the old one stops signing at once",
-    run: (ctx) => answer(ctx, ctx.admin().request<Webhook>("POST", `${base(ctx.operands[0]!)}/${seg(ctx.operands[1]!)}/rotate-secret`), (w) => showSecret(w, "rotated")),
+    run: (ctx) =>
+      answer(ctx, ctx.admin().request<Webhook>("POST", `${base(ctx.operands[0]!)}/${seg(ctx.operands[1]!)}/rotate-secret`), (w) =>
+        showSecret(w, "rotated"),
+      ),
   },
   {
     words: ["webhooks", "deliveries"],
@@ -92,12 +106,24 @@ export const webhookCommands: Command[] = [
     run: (ctx) => {
       const limit = integer("--limit", str(ctx.args, "limit"));
       const query = limit === undefined ? "" : `?limit=${limit}`;
-      return answer(ctx, ctx.admin().request<{ deliveries: Delivery[] }>("GET", `${base(ctx.operands[0]!)}/${seg(ctx.operands[1]!)}/deliveries${query}`), ({ deliveries }) =>
-        printTable(
-          ["ATTEMPTED", "EVENT", "WORKFLOW", "#", "STATUS", "CODE", "NEXT ATTEMPT", "ERROR"],
-          deliveries.map((d) => [d.attemptedAt, d.eventType, d.workflowId, d.attempt, d.status, d.responseStatus, d.nextAttemptAt, d.error]),
-          "no deliveries yet",
-        ),
+      return answer(
+        ctx,
+        ctx.admin().request<{ deliveries: Delivery[] }>("GET", `${base(ctx.operands[0]!)}/${seg(ctx.operands[1]!)}/deliveries${query}`),
+        ({ deliveries }) =>
+          printTable(
+            ["ATTEMPTED", "EVENT", "WORKFLOW", "#", "STATUS", "CODE", "NEXT ATTEMPT", "ERROR"],
+            deliveries.map((d) => [
+              d.attemptedAt,
+              d.eventType,
+              d.workflowId,
+              d.attempt,
+              d.status,
+              d.responseStatus,
+              d.nextAttemptAt,
+              d.error,
+            ]),
+            "no deliveries yet",
+          ),
       );
     },
   },

@@ -19,7 +19,6 @@ interface PromptWorkflow {
   updatedAt: string;
 }
 
-
 const seg = encodeURIComponent;
 
 function showWorkflow(w: PromptWorkflow) {
@@ -67,10 +66,14 @@ export const workflowCommands: Command[] = [
     summary: "create a prompt workflow (unpublished); {{variables}} in the template are its inputs",
     run: (ctx) => {
       for (const name of ["name", "template", "model"] as const) required(ctx.args, name, ctx.usage);
-      return answer(ctx, ctx.admin().request<PromptWorkflow>("POST", `/admin/v1/organizations/${seg(ctx.operands[0]!)}/workflows`, workflowFields(ctx.args)), (w) => {
-        console.log(`${out.green("created")} prompt workflow ${out.bold(w.id)} (unpublished: \`workflows publish ${w.id}\` to run it)`);
-        showWorkflow(w);
-      });
+      return answer(
+        ctx,
+        ctx.admin().request<PromptWorkflow>("POST", `/admin/v1/organizations/${seg(ctx.operands[0]!)}/workflows`, workflowFields(ctx.args)),
+        (w) => {
+          console.log(`${out.green("created")} prompt workflow ${out.bold(w.id)} (unpublished: \`workflows publish ${w.id}\` to run it)`);
+          showWorkflow(w);
+        },
+      );
     },
   },
   {
@@ -79,12 +82,15 @@ export const workflowCommands: Command[] = [
     options: [],
     summary: "an organization's prompt workflows",
     run: (ctx) =>
-      answer(ctx, ctx.admin().request<{ workflows: PromptWorkflow[] }>("GET", `/admin/v1/organizations/${seg(ctx.operands[0]!)}/workflows`), ({ workflows }) =>
-        printTable(
-          ["ID", "NAME", "MODEL", "PUBLISHED", "VARIABLES", "UPDATED"],
-          workflows.map((w) => [w.id, w.name, w.model, w.published ? "yes" : "no", w.variables.join(", "), w.updatedAt]),
-          "no prompt workflows",
-        ),
+      answer(
+        ctx,
+        ctx.admin().request<{ workflows: PromptWorkflow[] }>("GET", `/admin/v1/organizations/${seg(ctx.operands[0]!)}/workflows`),
+        ({ workflows }) =>
+          printTable(
+            ["ID", "NAME", "MODEL", "PUBLISHED", "VARIABLES", "UPDATED"],
+            workflows.map((w) => [w.id, w.name, w.model, w.published ? "yes" : "no", w.variables.join(", "), w.updatedAt]),
+            "no prompt workflows",
+          ),
       ),
   },
   {
@@ -101,10 +107,14 @@ export const workflowCommands: Command[] = [
     synopsis: "[--name ..] [--template ..] [--model ..] [--web-search | --no-web-search] [--max-output-tokens ..] [--description ..]",
     summary: "change the fields given",
     run: (ctx) =>
-      answer(ctx, ctx.admin().request<PromptWorkflow>("PATCH", `/admin/v1/workflows/${seg(ctx.operands[0]!)}`, workflowFields(ctx.args)), (w) => {
-        console.log(`${out.green("updated")} prompt workflow ${out.bold(w.id)}`);
-        showWorkflow(w);
-      }),
+      answer(
+        ctx,
+        ctx.admin().request<PromptWorkflow>("PATCH", `/admin/v1/workflows/${seg(ctx.operands[0]!)}`, workflowFields(ctx.args)),
+        (w) => {
+          console.log(`${out.green("updated")} prompt workflow ${out.bold(w.id)}`);
+          showWorkflow(w);
+        },
+      ),
   },
   ...(["publish", "unpublish"] as const).map(
     (action): Command => ({
@@ -114,7 +124,9 @@ export const workflowCommands: Command[] = [
       summary: action === "publish" ? "make it runnable at POST /api/v1/run/<workflowId>" : "stop it being runnable",
       run: (ctx) =>
         answer(ctx, ctx.admin().request<PromptWorkflow>("POST", `/admin/v1/workflows/${seg(ctx.operands[0]!)}/${action}`), (w) => {
-          console.log(`${out.green(`${action}ed`)} prompt workflow ${out.bold(w.id)} "${w.name}"${w.published ? ` (POST ${w.runUrl})` : ""}`);
+          console.log(
+            `${out.green(`${action}ed`)} prompt workflow ${out.bold(w.id)} "${w.name}"${w.published ? ` (POST ${w.runUrl})` : ""}`,
+          );
         }),
     }),
   ),

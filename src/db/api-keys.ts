@@ -6,7 +6,10 @@ export async function findApiKeyById(d1: D1Database, id: string) {
   return (await db(d1).select().from(apiKeys).where(eq(apiKeys.id, id)).limit(1))[0] ?? null;
 }
 
-export async function insertApiKey(d1: D1Database, row: Pick<ApiKey, "id" | "organizationId" | "prefix" | "secretSha256" | "name" | "rateLimitPerMinute">) {
+export async function insertApiKey(
+  d1: D1Database,
+  row: Pick<ApiKey, "id" | "organizationId" | "prefix" | "secretSha256" | "name" | "rateLimitPerMinute">,
+) {
   return (await db(d1).insert(apiKeys).values(row).returning())[0]!;
 }
 
@@ -21,6 +24,12 @@ export async function revokeApiKey(d1: D1Database, organizationId: string, id: s
     .update(apiKeys)
     .set({ revokedAt: now, updatedAt: now })
     .where(and(eq(apiKeys.id, id), eq(apiKeys.organizationId, organizationId), isNull(apiKeys.revokedAt)));
-  const row = (await db(d1).select().from(apiKeys).where(and(eq(apiKeys.id, id), eq(apiKeys.organizationId, organizationId))).limit(1))[0];
+  const row = (
+    await db(d1)
+      .select()
+      .from(apiKeys)
+      .where(and(eq(apiKeys.id, id), eq(apiKeys.organizationId, organizationId)))
+      .limit(1)
+  )[0];
   return row ?? null;
 }

@@ -32,11 +32,19 @@ export async function reserveCredits(d1: D1Database, organizationId: string, amo
 
 /** The organization's balance (null: unmetered), read on its own so a caller can read it alongside other things. */
 export function creditBalance(d1: D1Database, organizationId: string): Promise<{ balance: number | null } | null> {
-  return d1.prepare("SELECT credit_balance AS balance FROM organizations WHERE id = ?").bind(organizationId).first<{ balance: number | null }>();
+  return d1
+    .prepare("SELECT credit_balance AS balance FROM organizations WHERE id = ?")
+    .bind(organizationId)
+    .first<{ balance: number | null }>();
 }
 
 /** reserveCredits with the balance already read: unmetered costs nothing more, metered one conditional UPDATE. */
-export async function reserveCreditsOf(d1: D1Database, organizationId: string, amount: number, org: { balance: number | null } | null): Promise<ReserveOutcome> {
+export async function reserveCreditsOf(
+  d1: D1Database,
+  organizationId: string,
+  amount: number,
+  org: { balance: number | null } | null,
+): Promise<ReserveOutcome> {
   if (!org || org.balance === null) return { ok: true, metered: false };
   const held = await d1
     .prepare(
@@ -105,7 +113,13 @@ export type GrantOutcome =
  * one conditional UPDATE, and the ledger row is written only if it applied (one D1 batch, one
  * transaction), so concurrent removals cannot overdraw either.
  */
-export async function grantCredits(d1: D1Database, organizationId: string, amount: number, note: string, allowDebt = false): Promise<GrantOutcome> {
+export async function grantCredits(
+  d1: D1Database,
+  organizationId: string,
+  amount: number,
+  note: string,
+  allowDebt = false,
+): Promise<GrantOutcome> {
   const id = crypto.randomUUID();
   const [updated] = await d1.batch([
     d1

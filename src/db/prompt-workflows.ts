@@ -75,7 +75,15 @@ export async function updatePromptWorkflow(
 /** An organization's prompt workflow by id, published or not (admin view). */
 export async function findPromptWorkflow(d1: D1Database, id: string) {
   if (!PROMPT_WORKFLOW_ID.test(id)) return null;
-  return (await db(d1).select().from(workflows).where(and(eq(workflows.id, id), eq(workflows.kind, "prompt"))).limit(1))[0] ?? null;
+  return (
+    (
+      await db(d1)
+        .select()
+        .from(workflows)
+        .where(and(eq(workflows.id, id), eq(workflows.kind, "prompt")))
+        .limit(1)
+    )[0] ?? null
+  );
 }
 
 /** A published prompt workflow of this organization: the only kind /api/v1/run runs. */

@@ -6,7 +6,9 @@ export async function insertScheduledRun(
   d1: D1Database,
   row: Pick<Run, "id" | "organizationId" | "workflowId" | "workflowName" | "temporalWorkflowId" | "input" | "creditHold" | "envNames">,
 ): Promise<void> {
-  await db(d1).insert(runs).values({ ...row, status: "scheduled" });
+  await db(d1)
+    .insert(runs)
+    .values({ ...row, status: "scheduled" });
 }
 
 /** Removes a run whose start never reached Temporal, so nothing claims it is scheduled. */

@@ -263,7 +263,10 @@ export const webhookAttempts = sqliteTable(
     attemptedAt: text("attempted_at").notNull(),
     nextAttemptAt: text("next_attempt_at"),
   },
-  (t) => [uniqueIndex("webhook_attempts_message_attempt_uq").on(t.endpointId, t.messageId, t.attempt), index("webhook_attempts_endpoint_idx").on(t.endpointId, t.attemptedAt)],
+  (t) => [
+    uniqueIndex("webhook_attempts_message_attempt_uq").on(t.endpointId, t.messageId, t.attempt),
+    index("webhook_attempts_endpoint_idx").on(t.endpointId, t.attemptedAt),
+  ],
 );
 
 export type WebhookEndpoint = typeof webhookEndpoints.$inferSelect;

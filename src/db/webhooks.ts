@@ -3,7 +3,10 @@ import { and, desc, eq, isNull } from "drizzle-orm";
 import { db } from "./client.ts";
 import { webhookAttempts, webhookEndpoints, type WebhookEndpoint } from "./schema.ts";
 
-export async function insertWebhookEndpoint(d1: D1Database, row: Pick<WebhookEndpoint, "id" | "organizationId" | "url" | "events" | "secret">) {
+export async function insertWebhookEndpoint(
+  d1: D1Database,
+  row: Pick<WebhookEndpoint, "id" | "organizationId" | "url" | "events" | "secret">,
+) {
   return (await db(d1).insert(webhookEndpoints).values(row).returning())[0]!;
 }
 

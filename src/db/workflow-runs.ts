@@ -59,19 +59,36 @@ export async function countRunsByStatus(d1: D1Database, organizationId: string, 
 }
 
 export async function findRunById(d1: D1Database, organizationId: string, id: string) {
-  return (await db(d1).select().from(runs).where(and(eq(runs.organizationId, organizationId), eq(runs.id, id))).limit(1))[0] ?? null;
+  return (
+    (
+      await db(d1)
+        .select()
+        .from(runs)
+        .where(and(eq(runs.organizationId, organizationId), eq(runs.id, id)))
+        .limit(1)
+    )[0] ?? null
+  );
 }
 
 export async function listStepRuns(d1: D1Database, runId: string) {
-  return db(d1).select().from(stepRuns).where(eq(stepRuns.runId, runId)).orderBy(asc(stepRuns.createdAt), asc(stepRuns.stepId), asc(stepRuns.attempt));
+  return db(d1)
+    .select()
+    .from(stepRuns)
+    .where(eq(stepRuns.runId, runId))
+    .orderBy(asc(stepRuns.createdAt), asc(stepRuns.stepId), asc(stepRuns.attempt));
 }
 
 /** The organization's runs of one workflow that have not ended, for cancel-by-workflow. */
-export async function listOpenRunsOfWorkflow(d1: D1Database, organizationId: string, workflowId: string, statuses: RunStatus[], limit: number) {
+export async function listOpenRunsOfWorkflow(
+  d1: D1Database,
+  organizationId: string,
+  workflowId: string,
+  statuses: RunStatus[],
+  limit: number,
+) {
   return db(d1)
     .select()
     .from(runs)
     .where(and(eq(runs.organizationId, organizationId), eq(runs.workflowId, workflowId), inArray(runs.status, statuses)))
     .limit(limit);
 }
-

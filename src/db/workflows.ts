@@ -5,7 +5,11 @@ import { workflows } from "./schema.ts";
 
 /** Published code workflows the organization may run: the host's (global) ones and its own. */
 const runnableBy = (organizationId: string) =>
-  and(eq(workflows.kind, "code"), eq(workflows.published, true), or(isNull(workflows.organizationId), eq(workflows.organizationId, organizationId)));
+  and(
+    eq(workflows.kind, "code"),
+    eq(workflows.published, true),
+    or(isNull(workflows.organizationId), eq(workflows.organizationId, organizationId)),
+  );
 
 /**
  * A runnable code workflow by name (Workflow API) or by id (Workflow Runs API). Prompt workflows
@@ -13,7 +17,15 @@ const runnableBy = (organizationId: string) =>
  */
 export async function findRunnableWorkflow(d1: D1Database, organizationId: string, by: { name: string } | { id: string }) {
   const match = "name" in by ? eq(workflows.name, by.name) : eq(workflows.id, by.id);
-  return (await db(d1).select().from(workflows).where(and(match, runnableBy(organizationId))).limit(1))[0] ?? null;
+  return (
+    (
+      await db(d1)
+        .select()
+        .from(workflows)
+        .where(and(match, runnableBy(organizationId)))
+        .limit(1)
+    )[0] ?? null
+  );
 }
 
 export async function findWorkflowById(d1: D1Database, id: string) {
@@ -22,11 +34,7 @@ export async function findWorkflowById(d1: D1Database, id: string) {
 
 /** Every published code workflow the organization may run, by name. */
 export async function listRunnableWorkflows(d1: D1Database, organizationId: string) {
-  return db(d1)
-    .select()
-    .from(workflows)
-    .where(runnableBy(organizationId))
-    .orderBy(asc(workflows.name));
+  return db(d1).select().from(workflows).where(runnableBy(organizationId)).orderBy(asc(workflows.name));
 }
 
 /**

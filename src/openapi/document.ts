@@ -38,10 +38,14 @@ export const errorBodySchema = z
 /** The Output family's error envelope (`/workflow...`, `/ready`, `/heartbeat`): Output's shape plus our code. */
 export const outputErrorBodySchema = z
   .object({
-    error: z.enum([...new Set(Object.values(OUTPUT_ERROR_NAMES))] as [string, ...string[]]).meta({ description: "The error's name, as Output's API server names it" }),
+    error: z
+      .enum([...new Set(Object.values(OUTPUT_ERROR_NAMES))] as [string, ...string[]])
+      .meta({ description: "The error's name, as Output's API server names it" }),
     message: z.string(),
     workflowId: z.string().optional().meta({ description: "The run the error concerns, when it concerns one" }),
-    code: z.enum(Object.keys(ERROR_CODES) as [ErrorCode, ...ErrorCode[]]).meta({ description: "Outrider's stable error code (docs/errors.md)" }),
+    code: z
+      .enum(Object.keys(ERROR_CODES) as [ErrorCode, ...ErrorCode[]])
+      .meta({ description: "Outrider's stable error code (docs/errors.md)" }),
     requestId: z.string(),
     issues: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
   })
@@ -78,7 +82,9 @@ function pathParams(path: string): z.ZodObject | undefined {
 export function documentRoute(app: App, doc: RouteDoc): void {
   // Every route that reads a JSON body can also refuse it for depth (json-body's MAX_JSON_DEPTH).
   const bodyErrors: ErrorCode[] = doc.errors?.includes("invalid_json") ? ["json_too_deep"] : [];
-  const codes = [...new Set([...(doc.auth === "none" ? [] : AUTH_ERRORS), ...(doc.errors ?? []), ...bodyErrors, "internal_error" as const])];
+  const codes = [
+    ...new Set([...(doc.auth === "none" ? [] : AUTH_ERRORS), ...(doc.errors ?? []), ...bodyErrors, "internal_error" as const]),
+  ];
   const byStatus = new Map<number, ErrorCode[]>();
   for (const code of codes) byStatus.set(ERROR_CODES[code], [...(byStatus.get(ERROR_CODES[code]) ?? []), code]);
   const responses: RouteConfig["responses"] = {};
@@ -115,11 +121,34 @@ export function documentRoute(app: App, doc: RouteDoc): void {
 export function registerSecuritySchemes(app: App): void {
   const r = app.openAPIRegistry;
   r.registerComponent("securitySchemes", "apiKey", { type: "http", scheme: "bearer", description: "API key `otr_<id>_<secret>`" });
-  r.registerComponent("securitySchemes", "apiKeyBasic", { type: "http", scheme: "basic", description: "Output-compatible: the API key as Basic credentials" });
-  r.registerComponent("securitySchemes", "streamToken", { type: "apiKey", in: "query", name: "token", description: "Run-scoped stream token (15 min)" });
-  r.registerComponent("securitySchemes", "jwt", { type: "http", scheme: "bearer", bearerFormat: "JWT", description: "JWT with the organization in `org_id` (JWT_ORG_CLAIM)" });
-  r.registerComponent("securitySchemes", "internalSecret", { type: "http", scheme: "bearer", description: "INTERNAL_SERVICE_SECRET (trusted internal callers)" });
+  r.registerComponent("securitySchemes", "apiKeyBasic", {
+    type: "http",
+    scheme: "basic",
+    description: "Output-compatible: the API key as Basic credentials",
+  });
+  r.registerComponent("securitySchemes", "streamToken", {
+    type: "apiKey",
+    in: "query",
+    name: "token",
+    description: "Run-scoped stream token (15 min)",
+  });
+  r.registerComponent("securitySchemes", "jwt", {
+    type: "http",
+    scheme: "bearer",
+    bearerFormat: "JWT",
+    description: "JWT with the organization in `org_id` (JWT_ORG_CLAIM)",
+  });
+  r.registerComponent("securitySchemes", "internalSecret", {
+    type: "http",
+    scheme: "bearer",
+    description: "INTERNAL_SERVICE_SECRET (trusted internal callers)",
+  });
   r.registerComponent("securitySchemes", "organizationHeader", { type: "apiKey", in: "header", name: "X-Organization-Id" });
   r.registerComponent("securitySchemes", "adminKey", { type: "http", scheme: "bearer", description: "ADMIN_API_KEY" });
-  r.registerComponent("securitySchemes", "hostSignature", { type: "apiKey", in: "header", name: "x-outrider-signature", description: "HMAC of the request by the Node host" });
+  r.registerComponent("securitySchemes", "hostSignature", {
+    type: "apiKey",
+    in: "header",
+    name: "x-outrider-signature",
+    description: "HMAC of the request by the Node host",
+  });
 }

@@ -50,7 +50,13 @@ export function documentIdempotency(app: App): void {
     route.request = { ...(route.request ?? {}), headers: headerSchema };
     for (const [status, response] of Object.entries(route.responses)) {
       if (Number(status) >= 200 && Number(status) < 300) {
-        response.headers = { ...(response.headers ?? {}), "Idempotent-Replayed": { description: "`true` when this answer replays an earlier request with the same Idempotency-Key", schema: { type: "string", enum: ["true"] } } };
+        response.headers = {
+          ...(response.headers ?? {}),
+          "Idempotent-Replayed": {
+            description: "`true` when this answer replays an earlier request with the same Idempotency-Key",
+            schema: { type: "string", enum: ["true"] },
+          },
+        };
       }
     }
     for (const code of IDEMPOTENCY_ERRORS) {

@@ -59,8 +59,22 @@ export function docsPageHeaders(): Record<string, string> {
 /** GET /openapi.json (OpenAPI 3.1, generated from the routes' zod schemas) and GET /docs. */
 export function registerOpenApi(app: App) {
   registerSecuritySchemes(app);
-  documentRoute(app, { method: "get", path: "/openapi.json", tag: "Reference", auth: "none", summary: "This document (OpenAPI 3.1)", responses: { 200: { description: "OpenAPI 3.1", schema: z.record(z.string(), z.unknown()) } } });
-  documentRoute(app, { method: "get", path: "/docs", tag: "Reference", auth: "none", summary: "Interactive API reference", responses: { 200: { description: "HTML page", schema: z.string(), contentType: "text/html" } } });
+  documentRoute(app, {
+    method: "get",
+    path: "/openapi.json",
+    tag: "Reference",
+    auth: "none",
+    summary: "This document (OpenAPI 3.1)",
+    responses: { 200: { description: "OpenAPI 3.1", schema: z.record(z.string(), z.unknown()) } },
+  });
+  documentRoute(app, {
+    method: "get",
+    path: "/docs",
+    tag: "Reference",
+    auth: "none",
+    summary: "Interactive API reference",
+    responses: { 200: { description: "HTML page", schema: z.string(), contentType: "text/html" } },
+  });
   app.get("/openapi.json", (c) => {
     const origin = new URL(c.req.url).origin;
     return c.json(app.getOpenAPI31Document({ openapi: "3.1.0", info: OPENAPI_INFO, servers: [{ url: origin }] }));

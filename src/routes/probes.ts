@@ -27,12 +27,22 @@ export function registerProbes(app: App) {
   app.post("/heartbeat", (c) => c.body(null, 204));
 
   documentRoute(app, {
-    method: "get", path: "/ready", tag: "Health", auth: "none", summary: "Readiness: the host and Temporal answer (503 otherwise)",
-    responses: { 200: { description: "Ready", schema: z.object({ ok: z.literal(true), host: z.literal("ok"), temporal: z.literal("ok") }) } },
+    method: "get",
+    path: "/ready",
+    tag: "Health",
+    auth: "none",
+    summary: "Readiness: the host and Temporal answer (503 otherwise)",
+    responses: {
+      200: { description: "Ready", schema: z.object({ ok: z.literal(true), host: z.literal("ok"), temporal: z.literal("ok") }) },
+    },
     errors: ["host_unavailable"],
   });
   documentRoute(app, {
-    method: "post", path: "/heartbeat", tag: "Health", auth: "apiKey", summary: "An authenticated no-op (Output's heartbeat)",
+    method: "post",
+    path: "/heartbeat",
+    tag: "Health",
+    auth: "apiKey",
+    summary: "An authenticated no-op (Output's heartbeat)",
     responses: { 204: { description: "Alive" } },
   });
 }

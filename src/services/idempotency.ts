@@ -52,7 +52,13 @@ interface Holder {
   created_at: string;
 }
 
-export function claimStatement(d1: D1Database, organizationId: string, request: IdempotencyRequest, start: ClaimingStart, now = Date.now()): D1PreparedStatement {
+export function claimStatement(
+  d1: D1Database,
+  organizationId: string,
+  request: IdempotencyRequest,
+  start: ClaimingStart,
+  now = Date.now(),
+): D1PreparedStatement {
   return d1
     .prepare(
       `INSERT INTO idempotency_keys (organization_id, key, fingerprint, workflow_id, run_uuid, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -66,14 +72,21 @@ export function claimStatement(d1: D1Database, organizationId: string, request: 
 
 /** Gives the key back (the start it was claimed for was refused). */
 export function releaseStatement(d1: D1Database, organizationId: string, key: string, runUuid: string): D1PreparedStatement {
-  return d1.prepare("DELETE FROM idempotency_keys WHERE organization_id = ? AND key = ? AND run_uuid = ?").bind(organizationId, key, runUuid);
+  return d1
+    .prepare("DELETE FROM idempotency_keys WHERE organization_id = ? AND key = ? AND run_uuid = ?")
+    .bind(organizationId, key, runUuid);
 }
 
 /**
  * Claims the key for `start`. Returns null when this request holds it (go on and start), or the
  * run to replay; throws 422 / 409 as described above.
  */
-export async function claimIdempotencyKey(d1: D1Database, organizationId: string, request: IdempotencyRequest, start: ClaimingStart): Promise<ReplayedRun | null> {
+export async function claimIdempotencyKey(
+  d1: D1Database,
+  organizationId: string,
+  request: IdempotencyRequest,
+  start: ClaimingStart,
+): Promise<ReplayedRun | null> {
   const now = Date.now();
   // Rows past their 24 h are taken over by the claim; the rest are swept now and then.
   if (Math.random() < SWEEP_PROBABILITY) await d1.prepare("DELETE FROM idempotency_keys WHERE expires_at < ?").bind(now).run();
@@ -115,6 +128,11 @@ export async function claimIdempotencyKey(d1: D1Database, organizationId: string
 }
 
 const inUse = () =>
-  new ApiError("idempotency_key_in_use", "a request with this Idempotency-Key is still starting its run; retry in a moment to get its result", undefined, {
-    "retry-after": "1",
-  });
+  new ApiError(
+    "idempotency_key_in_use",
+    "a request with this Idempotency-Key is still starting its run; retry in a moment to get its result",
+    undefined,
+    {
+      "retry-after": "1",
+    },
+  );

@@ -46,7 +46,11 @@ export function checkVariables(variables: string[], body: unknown): Record<strin
     }
   }
   if (issues.length > 0) {
-    throw new ApiError("invalid_input", `the input does not match the template: ${issues.map((i) => `${i.path} (${i.message.split(":")[0]})`).join(", ")}`, issues);
+    throw new ApiError(
+      "invalid_input",
+      `the input does not match the template: ${issues.map((i) => `${i.path} (${i.message.split(":")[0]})`).join(", ")}`,
+      issues,
+    );
   }
   return Object.fromEntries(values);
 }
@@ -78,7 +82,12 @@ export async function preparePromptStart(env: Env, organizationId: string, workf
 }
 
 /** The start of a prompt run (one call into the home region); an unknown id is refused at the edge. */
-export function promptStartCommand(organizationId: string, workflowId: string, body: unknown, idempotency?: IdempotencyRequest): StartCommand {
+export function promptStartCommand(
+  organizationId: string,
+  workflowId: string,
+  body: unknown,
+  idempotency?: IdempotencyRequest,
+): StartCommand {
   if (!PROMPT_WORKFLOW_ID.test(workflowId)) throw new ApiError("workflow_not_found", `no published workflow "${workflowId}"`);
   return startCommand(organizationId, workflowId, { kind: "prompt", promptWorkflowId: workflowId, body }, { idempotency });
 }

@@ -17,7 +17,13 @@ import { findRunByWorkflowId } from "../db/runs.ts";
 import { findRunnableWorkflow } from "../db/workflows.ts";
 import type { Run } from "../db/schema.ts";
 import { assertValidInput } from "../routes/workflow/input-validation.ts";
-import type { PreparedStart, SerializedError, StartCommand, StartedRunInfo, StartTarget } from "../../durable-objects/run-stream/run-starter.ts";
+import type {
+  PreparedStart,
+  SerializedError,
+  StartCommand,
+  StartedRunInfo,
+  StartTarget,
+} from "../../durable-objects/run-stream/run-starter.ts";
 import type { ReadOptions, ReadReply, StartAndWaitReply } from "../../durable-objects/run-stream/run-reader.ts";
 import { preparePromptStart } from "./prompt-runs.ts";
 import type { IdempotencyRequest } from "../middleware/idempotency/index.ts";
@@ -48,7 +54,13 @@ export interface StartChoices {
 /** The Worker side of every start: mint the ids, then ONE call into the home region (the run's DO). */
 export function startCommand(organizationId: string, idPrefix: string, target: StartTarget, choices: StartChoices = {}): StartCommand {
   const runUuid = crypto.randomUUID();
-  return { organizationId, workflowId: choices.workflowId ?? `${idPrefix}-${runUuid}`, runUuid, target, ...(choices.idempotency ? { idempotency: choices.idempotency } : {}) };
+  return {
+    organizationId,
+    workflowId: choices.workflowId ?? `${idPrefix}-${runUuid}`,
+    runUuid,
+    target,
+    ...(choices.idempotency ? { idempotency: choices.idempotency } : {}),
+  };
 }
 
 export function replyError(error: SerializedError): ApiError {
@@ -67,7 +79,12 @@ export async function startInRegion(env: Env, command: StartCommand): Promise<St
 /** Starts a run and waits up to `waitMs` for its outcome, in one call into the home region. */
 export async function startAndWaitInRegion(env: Env, command: StartCommand, waitMs: number, attributes = false, settle = true) {
   // (The RPC stub's mapped type loses the union's discriminant for these payloads.)
-  const reply = (await runStream(env, command.workflowId).startAndWait(command, { waitMs, attributes, tolerateHostDown: false, settle })) as StartAndWaitReply;
+  const reply = (await runStream(env, command.workflowId).startAndWait(command, {
+    waitMs,
+    attributes,
+    tolerateHostDown: false,
+    settle,
+  })) as StartAndWaitReply;
   if (!reply.ok) throw replyError(reply.error);
   if (reply.replayed && command.idempotency) command.idempotency.replayed = true;
   return { started: reply.started, run: reply.view.run, attributes: reply.view.attributes };
@@ -81,14 +98,35 @@ export async function readRun(env: Env, organizationId: string, workflowId: stri
 }
 
 /** Starts a published code workflow by name (the Workflow API). */
-export async function startRun(env: Env, organizationId: string, workflowName: string, input: unknown, choices: StartChoices = {}): Promise<StartedRun> {
-  const started = await startInRegion(env, startCommand(organizationId, workflowName, { kind: "code", by: { name: workflowName }, input }, choices));
+export async function startRun(
+  env: Env,
+  organizationId: string,
+  workflowName: string,
+  input: unknown,
+  choices: StartChoices = {},
+): Promise<StartedRun> {
+  const started = await startInRegion(
+    env,
+    startCommand(organizationId, workflowName, { kind: "code", by: { name: workflowName }, input }, choices),
+  );
   return { workflowId: started.workflowId, runId: started.runId, status: started.status };
 }
 
 /** Starts a code workflow by name and waits up to `waitMs` for its outcome (POST /workflow/run). */
-export async function runToOutcome(env: Env, organizationId: string, workflowName: string, input: unknown, waitMs: number, choices: StartChoices = {}) {
-  return startAndWaitInRegion(env, startCommand(organizationId, workflowName, { kind: "code", by: { name: workflowName }, input }, choices), waitMs, true);
+export async function runToOutcome(
+  env: Env,
+  organizationId: string,
+  workflowName: string,
+  input: unknown,
+  waitMs: number,
+  choices: StartChoices = {},
+) {
+  return startAndWaitInRegion(
+    env,
+    startCommand(organizationId, workflowName, { kind: "code", by: { name: workflowName }, input }, choices),
+    waitMs,
+    true,
+  );
 }
 
 /** Names of runnable code workflows by catalog id, for workflow ids (`<name>-<uuid>`); an id's name never changes. */
@@ -116,7 +154,9 @@ export async function prepareStart(env: Env, organizationId: string, target: Sta
   if (!workflow) {
     throw new ApiError(
       "workflow_not_found",
-      "name" in target.by ? `no published workflow named "${target.by.name}"; GET /workflow/catalog lists them` : `no workflow "${target.by.id}" you can run`,
+      "name" in target.by
+        ? `no published workflow named "${target.by.name}"; GET /workflow/catalog lists them`
+        : `no workflow "${target.by.id}" you can run`,
     );
   }
   assertValidInput(workflow, target.input);
@@ -191,7 +231,12 @@ export async function resultPayload(env: Env, run: Run, known?: Attribute[]) {
     output: run.output ?? null,
     // Written by the run's RunStream to R2 when the run ends; the API route reads it back.
     trace: isTerminal(run.status)
-      ? { destinations: { r2: traceKey(run.temporalWorkflowId, run.temporalRunId ?? ""), api: `/workflow/${run.temporalWorkflowId}/trace-log` } }
+      ? {
+          destinations: {
+            r2: traceKey(run.temporalWorkflowId, run.temporalRunId ?? ""),
+            api: `/workflow/${run.temporalWorkflowId}/trace-log`,
+          },
+        }
       : null,
     attributes,
     aggregations: aggregate(attributes),

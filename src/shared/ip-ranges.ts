@@ -89,7 +89,9 @@ interface Range {
 const RANGES: Range[] = REFUSED_RANGES.map(([cidr, name]) => {
   const [address, prefix] = cidr.split("/") as [string, string];
   const v4 = parseIPv4(address);
-  return v4 !== null ? { family: 4, base: v4, bits: Number(prefix), name } : { family: 6, base: parseIPv6(address)!, bits: Number(prefix), name };
+  return v4 !== null
+    ? { family: 4, base: v4, bits: Number(prefix), name }
+    : { family: 6, base: parseIPv6(address)!, bits: Number(prefix), name };
 });
 
 const inRange = (value: bigint, range: Range) => {

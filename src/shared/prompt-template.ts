@@ -22,7 +22,10 @@ export function parseTemplate(template: string): { variables: string[]; problems
   for (const match of template.matchAll(PLACEHOLDER)) {
     const name = match[1]!;
     if (!VARIABLE_NAME.test(name)) {
-      problems.push({ placeholder: match[0], message: `"${match[0]}" is not a valid variable (letters, digits and _; not starting with a digit)` });
+      problems.push({
+        placeholder: match[0],
+        message: `"${match[0]}" is not a valid variable (letters, digits and _; not starting with a digit)`,
+      });
     } else if (isReservedName(name)) {
       problems.push({ placeholder: match[0], message: `"${match[0]}" is not a valid variable: ${name} is a reserved name` });
     } else if (!variables.includes(name)) {

@@ -1,12 +1,23 @@
 import { describe, expect, it } from "vitest";
-import { NONCE_HEADER, NonceMemory, SIGNATURE_HEADER, SIGNATURE_WINDOW_SECONDS, TIMESTAMP_HEADER, signRequest, verifyRequest } from "./signing.ts";
+import {
+  NONCE_HEADER,
+  NonceMemory,
+  SIGNATURE_HEADER,
+  SIGNATURE_WINDOW_SECONDS,
+  TIMESTAMP_HEADER,
+  signRequest,
+  verifyRequest,
+} from "./signing.ts";
 
 const headersOf = (h: Record<string, string>) => new Headers(h);
 
 describe("request signing", () => {
   it("verifies what it signed", async () => {
     const h = await signRequest("s3cret", "POST", "/v1/runs/start", '{"a":1}');
-    expect(await verifyRequest(["s3cret"], "POST", "/v1/runs/start", headersOf({ ...h }), '{"a":1}')).toMatchObject({ ok: true, nonce: h[NONCE_HEADER] });
+    expect(await verifyRequest(["s3cret"], "POST", "/v1/runs/start", headersOf({ ...h }), '{"a":1}')).toMatchObject({
+      ok: true,
+      nonce: h[NONCE_HEADER],
+    });
   });
 
   it("rejects another body, path, method or secret", async () => {

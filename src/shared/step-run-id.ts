@@ -4,7 +4,9 @@
  * without a lookup (one run row per Temporal workflow id).
  */
 export async function stepRunId(temporalWorkflowId: string, stepId: string, attempt: number): Promise<string> {
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`${temporalWorkflowId}\n${stepId}\n${attempt}`)));
+  const digest = new Uint8Array(
+    await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`${temporalWorkflowId}\n${stepId}\n${attempt}`)),
+  );
   const bytes = digest.slice(0, 16);
   bytes[6] = (bytes[6]! & 0x0f) | 0x80; // version 8: custom
   bytes[8] = (bytes[8]! & 0x3f) | 0x80; // RFC 9562 variant

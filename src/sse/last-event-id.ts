@@ -28,9 +28,14 @@ export function parseHistoryCursor(c: Context<AppEnv>): { eventId: number; curso
   if (raw === undefined || raw === "") return null;
   const match = /^(\d{1,15})(?:\.(\d{1,15}))?$/.exec(raw);
   if (!match) {
-    throw new ApiError("invalid_request", "Last-Event-ID must be a Temporal event id (a non-negative integer), or the id of a thinking event (<eventId>.<n>)", [
-      { path: "lastEventId", message: "expected <eventId> or <eventId>.<n>" },
-    ]);
+    throw new ApiError(
+      "invalid_request",
+      "Last-Event-ID must be a Temporal event id (a non-negative integer), or the id of a thinking event (<eventId>.<n>)",
+      [{ path: "lastEventId", message: "expected <eventId> or <eventId>.<n>" }],
+    );
   }
-  return { eventId: Number(match[1]), cursor: match[2] === undefined ? String(Number(match[1])) : `${Number(match[1])}.${Number(match[2])}` };
+  return {
+    eventId: Number(match[1]),
+    cursor: match[2] === undefined ? String(Number(match[1])) : `${Number(match[1])}.${Number(match[2])}`,
+  };
 }

@@ -34,7 +34,12 @@ export interface LogDone {
   newRunId: string | null;
 }
 
-const logDone = (o: RunOutcome): LogDone => ({ status: o.status, output: o.output ?? null, error: o.error ?? null, newRunId: o.newRunId ?? null });
+const logDone = (o: RunOutcome): LogDone => ({
+  status: o.status,
+  output: o.output ?? null,
+  error: o.error ?? null,
+  newRunId: o.newRunId ?? null,
+});
 
 /** The `log` view of the run's RunStream; SSE ids are log sequence numbers. */
 export function logStreamResponse(c: Context<AppEnv>, options: LogStreamOptions): Promise<Response> {

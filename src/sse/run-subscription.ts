@@ -31,7 +31,11 @@ export class StreamAtEnd extends Error {}
  * the DO also checks the run and answers 404/503/204 itself, so a connect is one call into the
  * home region. Resolves to the socket and the run it follows.
  */
-export async function openAdmittedSubscription(env: Env, workflowId: string, params: Record<string, string>): Promise<{ socket: WebSocket; runId: string | null }> {
+export async function openAdmittedSubscription(
+  env: Env,
+  workflowId: string,
+  params: Record<string, string>,
+): Promise<{ socket: WebSocket; runId: string | null }> {
   const res = await runStream(env, workflowId).fetch(`https://run-stream/subscribe?${new URLSearchParams({ ...params, workflowId })}`, {
     headers: { upgrade: "websocket" },
   });
@@ -40,7 +44,12 @@ export async function openAdmittedSubscription(env: Env, workflowId: string, par
     const body = (await res.json().catch(() => null)) as { error?: { code?: string; message?: string } } | null;
     const code = body?.error?.code;
     if (code && code in ERROR_CODES) {
-      throw new ApiError(code as ErrorCode, body!.error!.message ?? code, undefined, code === "host_unavailable" ? { "retry-after": "1" } : undefined);
+      throw new ApiError(
+        code as ErrorCode,
+        body!.error!.message ?? code,
+        undefined,
+        code === "host_unavailable" ? { "retry-after": "1" } : undefined,
+      );
     }
     throw new Error(`run stream refused the subscription (${res.status})`);
   }

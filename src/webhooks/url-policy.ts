@@ -23,7 +23,9 @@ export interface UrlPolicy {
   allowLoopbackHttp: boolean;
 }
 
-export const urlPolicyFrom = (env: { WEBHOOK_ALLOW_LOOPBACK_HTTP?: string }): UrlPolicy => ({ allowLoopbackHttp: env.WEBHOOK_ALLOW_LOOPBACK_HTTP === "1" });
+export const urlPolicyFrom = (env: { WEBHOOK_ALLOW_LOOPBACK_HTTP?: string }): UrlPolicy => ({
+  allowLoopbackHttp: env.WEBHOOK_ALLOW_LOOPBACK_HTTP === "1",
+});
 
 const INTERNAL_NAME = /(^|\.)(localhost|local|internal|intranet|lan|home\.arpa|localdomain|corp)$/i;
 

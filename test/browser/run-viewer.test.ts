@@ -71,10 +71,14 @@ async function finalResult(workflowId: string): Promise<ResultPayload> {
   }
 }
 
-const eventsUrl = (run: StartedRun, token = run.streamToken) => `${baseUrl()}/runs/${run.workflowId}/events?token=${encodeURIComponent(token)}`;
+const eventsUrl = (run: StartedRun, token = run.streamToken) =>
+  `${baseUrl()}/runs/${run.workflowId}/events?token=${encodeURIComponent(token)}`;
 
 /** Reads the viewer's event stream of a run to its end (`done`). */
-async function readViewerStream(run: StartedRun, headers: Record<string, string> = {}): Promise<{ status: number; messages: SseMessage[] }> {
+async function readViewerStream(
+  run: StartedRun,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; messages: SseMessage[] }> {
   const res = await fetch(eventsUrl(run), { headers, signal: AbortSignal.timeout(60_000) });
   if (res.status !== 200 || !res.body) return { status: res.status, messages: [] };
   const messages: SseMessage[] = [];
@@ -174,7 +178,13 @@ async function followToEnd(page: Page, timeoutMs = 60_000): Promise<{ timeline: 
   for (;;) {
     const v = await view(page);
     const last = timeline[timeline.length - 1];
-    if (!last || last.status !== v.status || last.steps.length !== v.steps.length || completedSteps(last) !== completedSteps(v) || last.connection !== v.connection) {
+    if (
+      !last ||
+      last.status !== v.status ||
+      last.steps.length !== v.steps.length ||
+      completedSteps(last) !== completedSteps(v) ||
+      last.connection !== v.connection
+    ) {
       timeline.push(v);
     }
     if (TERMINAL.has(v.status) && (v.connection === "closed" || v.connection === "error")) return { timeline, final: v };
@@ -187,7 +197,8 @@ async function followToEnd(page: Page, timeoutMs = 60_000): Promise<{ timeline: 
  * Every SSE id the page received, in order (ids are log sequence numbers). `done` and
  * `server_error` carry no id of their own (EventSource repeats the last one on them).
  */
-const receivedIds = (v: PageView) => v.received.filter((e) => e.id !== null && e.type !== "done" && e.type !== "server_error").map((e) => Number(e.id));
+const receivedIds = (v: PageView) =>
+  v.received.filter((e) => e.id !== null && e.type !== "done" && e.type !== "server_error").map((e) => Number(e.id));
 
 function expectStrictlyIncreasing(ids: number[]) {
   for (let i = 1; i < ids.length; i++) expect(ids[i], `event id ${ids[i]} after ${ids[i - 1]}`).toBeGreaterThan(ids[i - 1]!);
@@ -199,7 +210,8 @@ let browser: Browser;
 let context: BrowserContext | undefined;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM_PATH)) throw new Error(`no Chromium at ${CHROMIUM_PATH}: run \`bash scripts/install-chromium.sh\` (or set CHROMIUM_PATH)`);
+  if (!existsSync(CHROMIUM_PATH))
+    throw new Error(`no Chromium at ${CHROMIUM_PATH}: run \`bash scripts/install-chromium.sh\` (or set CHROMIUM_PATH)`);
   browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS, headless: true });
   mkdirSync(resultsDir, { recursive: true });
 });
@@ -283,7 +295,9 @@ describe("run viewer in Chromium", () => {
       expect(step.attempts[0]!.start).toMatch(/\d{2}:\d{2}:\d{2}\.\d{3}/);
       expect(step.attempts[0]!.duration).toMatch(/^\d+(\.\d+)? (ms|s)$/);
       // Paced LLM calls: every step took at least the pacer's delay.
-      const seconds = step.attempts[0]!.duration.endsWith(" ms") ? parseFloat(step.attempts[0]!.duration) / 1000 : parseFloat(step.attempts[0]!.duration);
+      const seconds = step.attempts[0]!.duration.endsWith(" ms")
+        ? parseFloat(step.attempts[0]!.duration) / 1000
+        : parseFloat(step.attempts[0]!.duration);
       expect(seconds).toBeGreaterThanOrEqual(inject("llmDelayMs") / 1000 - 0.05);
     }
 
@@ -324,7 +338,9 @@ describe("run viewer in Chromium", () => {
     const run = await startRun("company_research", { domain: "example.net" });
     const page = await openViewer(run, proxy.origin);
     await page.waitForFunction(
-      () => document.getElementById("status")?.dataset.status === "running" && document.querySelectorAll('.step[data-status="completed"]').length === 1,
+      () =>
+        document.getElementById("status")?.dataset.status === "running" &&
+        document.querySelectorAll('.step[data-status="completed"]').length === 1,
       undefined,
       { timeout: 30_000 },
     );
@@ -335,7 +351,9 @@ describe("run viewer in Chromium", () => {
     // Drop the page's connection while the second step runs, and keep the edge unreachable for
     // 2 s: the step's events happen meanwhile, and EventSource's first reconnect fails.
     const outage = proxy.cut(2_000);
-    await page.waitForFunction(() => document.getElementById("connection")?.dataset.state === "reconnecting", undefined, { timeout: 1_500 });
+    await page.waitForFunction(() => document.getElementById("connection")?.dataset.state === "reconnecting", undefined, {
+      timeout: 1_500,
+    });
     const offline = await view(page);
     expect(offline.connection).toBe("reconnecting");
     expect(offline.status).toBe("running");
@@ -445,14 +463,19 @@ describe("GET /runs/:workflowId/events", () => {
     const events = full.messages.map((m) => m.event);
     expect(events[0]).toBe("run");
     expect(events[events.length - 1]).toBe("done");
-    const steps = full.messages.filter((m) => m.event === "step").map((m) => JSON.parse(m.data) as { stepName: string; state: string; attempt: number; at: string });
+    const steps = full.messages
+      .filter((m) => m.event === "step")
+      .map((m) => JSON.parse(m.data) as { stepName: string; state: string; attempt: number; at: string });
     expect(steps.map((s) => [s.stepName, s.state]).sort()).toEqual([
       ["countWords", "completed"],
       ["countWords", "started"],
       ["shout", "completed"],
       ["shout", "started"],
     ]);
-    expect(JSON.parse(full.messages[full.messages.length - 1]!.data)).toMatchObject({ status: "completed", output: { words: 3, shouted: "A B C" } });
+    expect(JSON.parse(full.messages[full.messages.length - 1]!.data)).toMatchObject({
+      status: "completed",
+      output: { words: 3, shouted: "A B C" },
+    });
 
     const middle = ids[Math.floor(ids.length / 2)]!;
     const resumed = await readViewerStream(run, { "last-event-id": String(middle) });

@@ -79,7 +79,21 @@ describe("help", () => {
     for (const args of [[], ["help"], ["--help"]]) {
       const { code, stdout } = await cli(args);
       expect(code).toBe(0);
-      for (const command of ["orgs create", "orgs list", "orgs show", "keys create", "keys list", "keys revoke", "credits grant", "credits show", "workflows create", "workflows update", "workflows publish", "workflows unpublish", "run <workflow>"]) {
+      for (const command of [
+        "orgs create",
+        "orgs list",
+        "orgs show",
+        "keys create",
+        "keys list",
+        "keys revoke",
+        "credits grant",
+        "credits show",
+        "workflows create",
+        "workflows update",
+        "workflows publish",
+        "workflows unpublish",
+        "run <workflow>",
+      ]) {
         expect(stdout).toContain(command);
       }
     }
@@ -180,7 +194,19 @@ describe("prompt workflows", () => {
     const orgId = (await okJson(["orgs", "create", "--name", "CLI workflows"])).id as string;
     const key = (await okJson<{ key: string }>(["keys", "create", orgId, "--name", "runner"])).key;
     const created = await ok([
-      "workflows", "create", orgId, "--name", "Explain", "--template", "Explain {{topic}} in one sentence.", "--model", "local/writer", "--max-output-tokens", "64", "--description", "from the CLI",
+      "workflows",
+      "create",
+      orgId,
+      "--name",
+      "Explain",
+      "--template",
+      "Explain {{topic}} in one sentence.",
+      "--model",
+      "local/writer",
+      "--max-output-tokens",
+      "64",
+      "--description",
+      "from the CLI",
     ]);
     const workflowId = created.stdout.match(/wf_[a-z0-9]+/)![0];
     expect(created.stdout).toMatch(/variables\s+topic/);
@@ -308,13 +334,18 @@ describe("run", () => {
   it("--json prints one JSON line per event, ending with the result", async () => {
     const { code, stdout } = await cli(["run", "hello", "--org", orgId, "--input", '{"name":"Bo"}', "--json"]);
     expect(code).toBe(0);
-    const events = stdout.trim().split("\n").map((line) => JSON.parse(line) as { event: string; data: Record<string, any> });
+    const events = stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as { event: string; data: Record<string, any> });
     expect(events.map((e) => e.event)).toEqual(["workflow-run", "activity-run", "activity-run", "workflow-run", "result"]);
     expect(events.at(-1)!.data.workflowRun.outputs).toEqual({ greeting: "Hello, Bo!" });
   });
 
   it("a wrong internal secret is unauthorized, with a hint", async () => {
-    const { code, stderr } = await cli(["run", "hello", "--org", orgId, "--input", '{"name":"Ada"}'], { OUTRIDER_INTERNAL_SECRET: "not-the-secret" });
+    const { code, stderr } = await cli(["run", "hello", "--org", orgId, "--input", '{"name":"Ada"}'], {
+      OUTRIDER_INTERNAL_SECRET: "not-the-secret",
+    });
     expect(code).toBe(1);
     expect(stderr).toContain("unauthorized");
     expect(stderr).toContain("OUTRIDER_INTERNAL_SECRET");

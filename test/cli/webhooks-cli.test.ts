@@ -28,7 +28,15 @@ describe("admin CLI: webhooks", () => {
     const orgId = `org_cli_hooks_${Math.random().toString(36).slice(2, 8)}`;
     expect((await cli(["orgs", "create", "--name", "Hooks", "--id", orgId])).code).toBe(0);
 
-    const created = await cli(["webhooks", "create", orgId, "--endpoint", "https://hooks.example.com/outrider", "--events", "run.failed,run.timed_out"]);
+    const created = await cli([
+      "webhooks",
+      "create",
+      orgId,
+      "--endpoint",
+      "https://hooks.example.com/outrider",
+      "--events",
+      "run.failed,run.timed_out",
+    ]);
     expect(created.code, created.stderr).toBe(0);
     const secret = /whsec_[A-Za-z0-9+/]+/.exec(created.stdout)?.[0];
     expect(secret).toBeDefined();

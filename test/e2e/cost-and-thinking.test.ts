@@ -6,14 +6,18 @@ import { readSse } from "../support/sse.ts";
 import { api, eventually, postJson, queryD1, type ResultPayload } from "./helpers.ts";
 
 // The price table is data: the test reads the same file a reader would.
-const prices = JSON.parse(readFileSync(resolve(import.meta.dirname, "../../host/llm/prices.json"), "utf8")) as Record<string, { input: number; output: number }>;
+const prices = JSON.parse(readFileSync(resolve(import.meta.dirname, "../../host/llm/prices.json"), "utf8")) as Record<
+  string,
+  { input: number; output: number }
+>;
 
 interface ServedCall {
   model: string;
   promptTokens: number;
   completionTokens: number;
 }
-const servedCalls = async (): Promise<ServedCall[]> => ((await (await fetch(`${inject("localLlmUrl")}/_calls`)).json()) as { calls: ServedCall[] }).calls;
+const servedCalls = async (): Promise<ServedCall[]> =>
+  ((await (await fetch(`${inject("localLlmUrl")}/_calls`)).json()) as { calls: ServedCall[] }).calls;
 
 /** Runs a workflow and returns its result with the LLM calls the local server served for it. */
 async function runMeasured(workflowName: string, input: unknown) {
@@ -40,7 +44,12 @@ describe("cost-aware results", () => {
       expect(attr.type).toBe("llm:usage");
       expect(attr.usage).toEqual([
         { type: "input", ppm: price.input, amount: call.promptTokens, total: expect.closeTo((call.promptTokens * price.input) / 1e6, 12) },
-        { type: "output", ppm: price.output, amount: call.completionTokens, total: expect.closeTo((call.completionTokens * price.output) / 1e6, 12) },
+        {
+          type: "output",
+          ppm: price.output,
+          amount: call.completionTokens,
+          total: expect.closeTo((call.completionTokens * price.output) / 1e6, 12),
+        },
       ]);
       expect(attr.tokensUsed).toBe(call.promptTokens + call.completionTokens);
       expect(attr.total).toBeCloseTo((call.promptTokens * price.input + call.completionTokens * price.output) / 1e6, 12);
@@ -62,8 +71,14 @@ describe("cost-aware results", () => {
       return r.status === 200 && ((await r.json()) as { source: string; data: Node });
     });
     expect(trace.source).toBe("remote");
-    expect(trace.data.children.map((s) => [s.kind, s.name])).toEqual([["step", "askModel"], ["step", "askModel"], ["step", "askModel"]]);
-    expect(trace.data.children.map((s) => s.children.map((n) => [n.kind, n.attributes?.["llm:usage"]]))).toEqual(llm.map((a) => [["llm", a]]));
+    expect(trace.data.children.map((s) => [s.kind, s.name])).toEqual([
+      ["step", "askModel"],
+      ["step", "askModel"],
+      ["step", "askModel"],
+    ]);
+    expect(trace.data.children.map((s) => s.children.map((n) => [n.kind, n.attributes?.["llm:usage"]]))).toEqual(
+      llm.map((a) => [["llm", a]]),
+    );
 
     // The D1 row keeps the totals for listing and billing.
     const [row] = queryD1<{ cost_total: number; tokens_total: number; tokens_input: number; tokens_output: number }>(
@@ -91,7 +106,9 @@ describe("cost-aware results", () => {
     expect(thinking.map((t) => t.text).join("")).toContain("Reading the request: Describe the company behind example.org");
     const firstThinking = frames.findIndex((f) => f.event === "thinking");
     const completed = frames.findIndex(
-      (f) => f.event === "history" && (f.data as Array<{ eventTypeName: string }>).some((e) => e.eventTypeName === "WORKFLOW_EXECUTION_COMPLETED"),
+      (f) =>
+        f.event === "history" &&
+        (f.data as Array<{ eventTypeName: string }>).some((e) => e.eventTypeName === "WORKFLOW_EXECUTION_COMPLETED"),
     );
     expect(firstThinking).toBeGreaterThan(-1);
     expect(firstThinking).toBeLessThan(completed);
@@ -130,7 +147,11 @@ describe("security: summarize_url and the SSRF guard", () => {
   const hostPort = () => Number(new URL(inject("localLlmUrl")).port) - 2;
 
   it("the host's own /health is refused with url_not_allowed: no body in the result or the trace-log, no request made", async () => {
-    for (const url of [`http://127.0.0.1:${hostPort()}/health`, `http://localhost:${hostPort()}/health`, `http://2130706433:${hostPort()}/health`]) {
+    for (const url of [
+      `http://127.0.0.1:${hostPort()}/health`,
+      `http://localhost:${hostPort()}/health`,
+      `http://2130706433:${hostPort()}/health`,
+    ]) {
       const { result } = await runMeasured("summarize_url", { url });
       expect(result.status).toBe("failed");
       expect(result.error).toMatch(/url_not_allowed/);

@@ -47,11 +47,15 @@ export async function eventually<T>(check: () => Promise<T | undefined | null | 
 /** Reads the stack's local D1 directly, the way an operator would with wrangler. */
 export function queryD1<T>(sql: string): T[] {
   const root = resolve(import.meta.dirname, "../..");
-  const res = spawnSync("npx", ["wrangler", "d1", "execute", "DB", "--local", "--persist-to", inject("stateDir"), "--json", "--command", sql], {
-    cwd: root,
-    encoding: "utf8",
-    env: { ...process.env, CI: "true" },
-  });
+  const res = spawnSync(
+    "npx",
+    ["wrangler", "d1", "execute", "DB", "--local", "--persist-to", inject("stateDir"), "--json", "--command", sql],
+    {
+      cwd: root,
+      encoding: "utf8",
+      env: { ...process.env, CI: "true" },
+    },
+  );
   if (res.status !== 0) throw new Error(`wrangler d1 execute failed: ${res.stderr}`);
   return (JSON.parse(res.stdout) as Array<{ results: T[] }>)[0]!.results;
 }

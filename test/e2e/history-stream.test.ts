@@ -55,7 +55,9 @@ describe("a browser-style EventSource client following two_steps", () => {
     const workflowEvents: unknown[] = [];
     const done: unknown[] = [];
     // ?token= because EventSource cannot send an Authorization header.
-    const es = new EventSource(`${inject("baseUrl")}/workflow/${workflowId}/history/stream?token=${streamToken}`, { fetch: droppingFetch(connections) });
+    const es = new EventSource(`${inject("baseUrl")}/workflow/${workflowId}/history/stream?token=${streamToken}`, {
+      fetch: droppingFetch(connections),
+    });
     es.addEventListener("workflow", (e) => workflowEvents.push(JSON.parse(e.data)));
     es.addEventListener("history", (e) => {
       const ids = (JSON.parse(e.data) as Array<{ eventId: string }>).map((ev) => Number(ev.eventId));

@@ -19,7 +19,10 @@ interface Org {
 
 async function newOrg(credits?: number): Promise<Org> {
   const org = await admin<{ id: string }>("POST", "/admin/v1/organizations", { name: "idempotency e2e" });
-  const key = await admin<{ key: string }>("POST", `/admin/v1/organizations/${org.id}/api-keys`, { name: "e2e", rateLimitPerMinute: 10_000 });
+  const key = await admin<{ key: string }>("POST", `/admin/v1/organizations/${org.id}/api-keys`, {
+    name: "e2e",
+    rateLimitPerMinute: 10_000,
+  });
   if (credits !== undefined) await admin("POST", `/admin/v1/organizations/${org.id}/credits`, { amount: credits });
   return { id: org.id, key: key.key };
 }
@@ -41,7 +44,13 @@ describe("Idempotency-Key through the stack", () => {
     const key = `e2e-${crypto.randomUUID()}`;
     const body = { workflowName: "hello", input: { name: "Ada" } };
     const responses = await Promise.all(Array.from({ length: 20 }, () => postJson("/workflow/start", body, withKey(org, key))));
-    const outcomes = await Promise.all(responses.map(async (res) => ({ status: res.status, replayed: res.headers.get("idempotent-replayed"), body: (await res.json()) as Record<string, any> })));
+    const outcomes = await Promise.all(
+      responses.map(async (res) => ({
+        status: res.status,
+        replayed: res.headers.get("idempotent-replayed"),
+        body: (await res.json()) as Record<string, any>,
+      })),
+    );
     const ok = outcomes.filter((o) => o.status === 200);
     const conflicts = outcomes.filter((o) => o.status !== 200);
     expect(ok.length).toBeGreaterThanOrEqual(1);
@@ -64,10 +73,16 @@ describe("Idempotency-Key through the stack", () => {
     expect(again.json).toMatchObject({ workflowId, runId });
 
     expect(count(`SELECT COUNT(*) AS n FROM runs WHERE organization_id = '${org.id}'`)).toBe(1);
-    await eventually(async () => count(`SELECT COUNT(*) AS n FROM runs WHERE organization_id = '${org.id}' AND status = 'completed'`) === 1);
+    await eventually(
+      async () => count(`SELECT COUNT(*) AS n FROM runs WHERE organization_id = '${org.id}' AND status = 'completed'`) === 1,
+    );
     // One hold, settled once: one charge in the ledger, nothing left reserved.
-    await eventually(async () => count(`SELECT COUNT(*) AS n FROM credit_ledger WHERE organization_id = '${org.id}' AND kind = 'charge'`) === 1);
-    expect(queryD1<{ credits_reserved: number }>(`SELECT credits_reserved FROM organizations WHERE id = '${org.id}'`)[0]!.credits_reserved).toBe(0);
+    await eventually(
+      async () => count(`SELECT COUNT(*) AS n FROM credit_ledger WHERE organization_id = '${org.id}' AND kind = 'charge'`) === 1,
+    );
+    expect(
+      queryD1<{ credits_reserved: number }>(`SELECT credits_reserved FROM organizations WHERE id = '${org.id}'`)[0]!.credits_reserved,
+    ).toBe(0);
 
     // Same key, another body: 422. Same key in another organization: a new run.
     const reused = await postJson("/workflow/start", { workflowName: "hello", input: { name: "Bob" } }, withKey(org, key));
@@ -91,7 +106,12 @@ describe("Idempotency-Key through the stack", () => {
     const replay = await postJson("/workflow/run", body, withKey(org, key));
     expect(replay.status).toBe(200);
     expect(replay.headers.get("idempotent-replayed")).toBe("true");
-    expect(await replay.json()).toMatchObject({ workflowId: result.workflowId, runId: result.runId, status: "completed", output: { greeting: "Hello, Grace!" } });
+    expect(await replay.json()).toMatchObject({
+      workflowId: result.workflowId,
+      runId: result.runId,
+      status: "completed",
+      output: { greeting: "Hello, Grace!" },
+    });
     expect(count(`SELECT COUNT(*) AS n FROM runs WHERE organization_id = '${org.id}'`)).toBe(1);
     const otherRoute = await postJson("/workflow/start", body, withKey(org, key));
     expect(otherRoute.status).toBe(422);
@@ -135,14 +155,23 @@ describe("Idempotency-Key through the stack", () => {
     expect(s2.replayed).toBe("true");
     expect(s2.result).toEqual(s1.result);
 
-    const token = await new SignJWT({ org_id: org.id }).setProtectedHeader({ alg: "HS256" }).setSubject("e2e").setExpirationTime("10m").sign(new TextEncoder().encode(TEST_JWT_SECRET));
+    const token = await new SignJWT({ org_id: org.id })
+      .setProtectedHeader({ alg: "HS256" })
+      .setSubject("e2e")
+      .setExpirationTime("10m")
+      .sign(new TextEncoder().encode(TEST_JWT_SECRET));
     const hello = queryD1<{ id: string }>("SELECT id FROM workflows WHERE organization_id IS NULL AND name = 'hello'")[0]!.id;
     // Each FormData gets its own multipart boundary: the fingerprint reads the fields, not the bytes.
     const execute = () => {
       const form = new FormData();
       form.set("workflowId", hello);
       form.set("inputs", JSON.stringify({ name: "Lin" }));
-      return api("/api/v1/workflow-runs/execute", { method: "POST", key: token, headers: { "idempotency-key": `e2e-exec-${key}` }, body: form });
+      return api("/api/v1/workflow-runs/execute", {
+        method: "POST",
+        key: token,
+        headers: { "idempotency-key": `e2e-exec-${key}` },
+        body: form,
+      });
     };
     const e1 = await execute();
     expect(e1.status).toBe(200);
@@ -161,7 +190,9 @@ describe("completion webhooks through the stack", () => {
     const bystander = await newOrg();
     const name = `e2e-${crypto.randomUUID()}`;
     const otherName = `e2e-other-${crypto.randomUUID()}`;
-    const endpoint = await admin<{ id: string; secret: string }>("POST", `/admin/v1/organizations/${org.id}/webhooks`, { url: `${receiver.url}/hook/${name}?plan=500,200` });
+    const endpoint = await admin<{ id: string; secret: string }>("POST", `/admin/v1/organizations/${org.id}/webhooks`, {
+      url: `${receiver.url}/hook/${name}?plan=500,200`,
+    });
     await admin("POST", `/admin/v1/organizations/${bystander.id}/webhooks`, { url: `${receiver.url}/hook/${otherName}` });
     const run = await postJson("/workflow/run", { workflowName: "hello", input: { name: "Hook" } }, { key: org.key });
     const result = (await run.json()) as { workflowId: string; runId: string };
@@ -173,8 +204,17 @@ describe("completion webhooks through the stack", () => {
     expect(got[0]!.headers["webhook-id"]).toBe(got[1]!.headers["webhook-id"]);
     const payload = new Webhook(endpoint.secret).verify(got[1]!.body, got[1]!.headers) as { type: string; data: Record<string, unknown> };
     expect(payload.type).toBe("run.completed");
-    expect(payload.data).toMatchObject({ workflowId: result.workflowId, runId: result.runId, workflowName: "hello", status: "completed", output: { greeting: "Hello, Hook!" } });
-    const deliveries = await admin<{ deliveries: Array<{ status: string; responseStatus: number }> }>("GET", `/admin/v1/organizations/${org.id}/webhooks/${endpoint.id}/deliveries`);
+    expect(payload.data).toMatchObject({
+      workflowId: result.workflowId,
+      runId: result.runId,
+      workflowName: "hello",
+      status: "completed",
+      output: { greeting: "Hello, Hook!" },
+    });
+    const deliveries = await admin<{ deliveries: Array<{ status: string; responseStatus: number }> }>(
+      "GET",
+      `/admin/v1/organizations/${org.id}/webhooks/${endpoint.id}/deliveries`,
+    );
     expect(deliveries.deliveries.map((d) => [d.status, d.responseStatus])).toEqual([
       ["succeeded", 200],
       ["retrying", 500],

@@ -34,7 +34,17 @@ interface Trace {
   runId: string;
   data: {
     status: string;
-    children: Array<{ kind: string; name: string; status: string; input: unknown; output: unknown; startedAt: number; endedAt: number; attempts: number; error: { message: string } | null }>;
+    children: Array<{
+      kind: string;
+      name: string;
+      status: string;
+      input: unknown;
+      output: unknown;
+      startedAt: number;
+      endedAt: number;
+      attempts: number;
+      error: { message: string } | null;
+    }>;
   };
 }
 
@@ -96,7 +106,14 @@ describe("stopping runs", () => {
     });
     expect(trace.data.status).toBe("cancelled");
     expect(trace.data.children.map((s) => s.name)).toEqual(["cleanupApproval"]);
-    expect(trace.data.children[0]).toMatchObject({ kind: "step", status: "completed", input: "to be stopped", output: { released: "to be stopped" }, attempts: 1, error: null });
+    expect(trace.data.children[0]).toMatchObject({
+      kind: "step",
+      status: "completed",
+      input: "to be stopped",
+      output: { released: "to be stopped" },
+      attempts: 1,
+      error: null,
+    });
     expect(trace.data.children[0]!.endedAt).toBeGreaterThanOrEqual(trace.data.children[0]!.startedAt);
 
     const again = await api(`/workflow/${workflowId}/stop`, { method: "PATCH" });
@@ -130,8 +147,23 @@ describe("catalog, runs, history and trace log", () => {
   it("the catalog shows input and output JSON Schemas for every example", async () => {
     const res = await api("/workflow/catalog");
     expect(res.status).toBe(200);
-    const { workflows } = (await res.json()) as { workflows: Array<{ name: string; inputSchema: { type: string; properties: Record<string, unknown> }; outputSchema: object; signals: string[] }> };
-    expect(workflows.map((w) => w.name).sort()).toEqual(["always_fails", "approval", "company_research", "flaky_step", "hello", "summarize_url", "two_steps"]);
+    const { workflows } = (await res.json()) as {
+      workflows: Array<{
+        name: string;
+        inputSchema: { type: string; properties: Record<string, unknown> };
+        outputSchema: object;
+        signals: string[];
+      }>;
+    };
+    expect(workflows.map((w) => w.name).sort()).toEqual([
+      "always_fails",
+      "approval",
+      "company_research",
+      "flaky_step",
+      "hello",
+      "summarize_url",
+      "two_steps",
+    ]);
     for (const w of workflows) {
       expect(w.inputSchema.type).toBe("object");
       expect(w.outputSchema).toBeTypeOf("object");
@@ -147,8 +179,10 @@ describe("catalog, runs, history and trace log", () => {
   });
 
   it("GET /workflow/runs lists recent runs newest first, with a limit", async () => {
-    const first = ((await (await postJson("/workflow/run", { workflowName: "hello", input: { name: "one" } })).json()) as ResultPayload).workflowId;
-    const second = ((await (await postJson("/workflow/run", { workflowName: "hello", input: { name: "two" } })).json()) as ResultPayload).workflowId;
+    const first = ((await (await postJson("/workflow/run", { workflowName: "hello", input: { name: "one" } })).json()) as ResultPayload)
+      .workflowId;
+    const second = ((await (await postJson("/workflow/run", { workflowName: "hello", input: { name: "two" } })).json()) as ResultPayload)
+      .workflowId;
     const res = await api("/workflow/runs?limit=2");
     const { runs } = (await res.json()) as { runs: Array<{ workflowId: string; status: string }> };
     expect(runs.map((r) => r.workflowId)).toEqual([second, first]);
@@ -158,7 +192,9 @@ describe("catalog, runs, history and trace log", () => {
   });
 
   it("GET /workflow/:id/history pages through the run's history", async () => {
-    const { workflowId } = (await (await postJson("/workflow/run", { workflowName: "two_steps", input: { text: "page me" } })).json()) as ResultPayload;
+    const { workflowId } = (await (
+      await postJson("/workflow/run", { workflowName: "two_steps", input: { text: "page me" } })
+    ).json()) as ResultPayload;
     const all: number[] = [];
     let token: string | null = null;
     await eventually(async () => {
@@ -187,7 +223,9 @@ describe("catalog, runs, history and trace log", () => {
   });
 
   it("the trace log of two_steps has both steps with inputs, outputs and timings", async () => {
-    const { workflowId } = (await (await postJson("/workflow/run", { workflowName: "two_steps", input: { text: "trace me" } })).json()) as ResultPayload;
+    const { workflowId } = (await (
+      await postJson("/workflow/run", { workflowName: "two_steps", input: { text: "trace me" } })
+    ).json()) as ResultPayload;
     const trace = await eventually(async () => {
       const r = await api(`/workflow/${workflowId}/trace-log`);
       return r.status === 200 && ((await r.json()) as Trace);

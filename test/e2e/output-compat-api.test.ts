@@ -36,7 +36,18 @@ const epochOrEmpty = z.union([z.number().int().positive(), z.literal("")]);
 const StatusResponse = z.object({
   workflowId: z.string(),
   runId: z.string().nullable(),
-  status: z.enum(["canceled", "cancelled", "completed", "continued_as_new", "failed", "running", "terminated", "timed_out", "unspecified", "scheduled"]),
+  status: z.enum([
+    "canceled",
+    "cancelled",
+    "completed",
+    "continued_as_new",
+    "failed",
+    "running",
+    "terminated",
+    "timed_out",
+    "unspecified",
+    "scheduled",
+  ]),
   startedAt: epochOrEmpty,
   completedAt: epochOrEmpty,
 });
@@ -93,7 +104,10 @@ async function expectShape<T extends z.ZodType>(res: Response, status: number, s
 }
 
 /** A nanoid-shaped id, as Output mints them (21 chars of A-Za-z0-9_-). */
-const nanoidLike = () => btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16)))).replace(/[+/=]/g, "_").slice(0, 21);
+const nanoidLike = () =>
+  btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))))
+    .replace(/[+/=]/g, "_")
+    .slice(0, 21);
 
 async function resultWhenClosed(workflowId: string, path = `/workflow/${workflowId}/result`) {
   return eventually(async () => {
@@ -145,12 +159,20 @@ describe("Output's routes and shapes through the whole stack", () => {
     expect(() => new Date(status.startedAt).toISOString()).not.toThrow();
 
     for (const base of [`/workflow/${workflowId}`, `/workflow/${workflowId}/runs/${runId}`]) {
-      expect(await expectShape(await call("GET", `${base}/input`), 200, InputResponse)).toEqual({ workflowId, runId, input: { name: "Output" } });
+      expect(await expectShape(await call("GET", `${base}/input`), 200, InputResponse)).toEqual({
+        workflowId,
+        runId,
+        input: { name: "Output" },
+      });
       expect((await expectShape(await call("GET", `${base}/status`), 200, StatusResponse)).runId).toBe(runId);
       expect((await expectShape(await call("GET", `${base}/result`), 200, ResultResponse)).runId).toBe(runId);
     }
     await expectShape(await call("GET", `/workflow/${workflowId}/runs/not-a-uuid/status`), 400, ValidationError);
-    await expectShape(await call("GET", `/workflow/${workflowId}/runs/${crypto.randomUUID()}/result`), 404, namedError("WorkflowNotFoundError"));
+    await expectShape(
+      await call("GET", `/workflow/${workflowId}/runs/${crypto.randomUUID()}/result`),
+      404,
+      namedError("WorkflowNotFoundError"),
+    );
     await expectShape(await call("GET", `/workflow/${nanoidLike()}/status`), 404, namedError("WorkflowNotFoundError"));
   });
 
@@ -177,19 +199,39 @@ describe("Output's routes and shapes through the whole stack", () => {
     expect(executions).toEqual([runId]);
     expect(queryD1<{ n: number }>(`SELECT COUNT(*) AS n FROM runs WHERE temporal_workflow_id = '${workflowId}'`)[0]!.n).toBe(1);
     // A start after the run ended is 409 too: one id names one run.
-    await expectShape(await call("POST", "/workflow/start", { workflowName: "hello", input: { name: "again" }, workflowId }), 409, OutputError);
+    await expectShape(
+      await call("POST", "/workflow/start", { workflowName: "hello", input: { name: "again" }, workflowId }),
+      409,
+      OutputError,
+    );
   });
 
   it("run: the body Output's CLI sends gives the result; an unknown workflow is 424 UnsupportedWorkflowError", async () => {
-    const body = await expectShape(await call("POST", "/workflow/run", { workflowName: "hello", input: { name: "CLI" } }), 200, ResultResponse);
+    const body = await expectShape(
+      await call("POST", "/workflow/run", { workflowName: "hello", input: { name: "CLI" } }),
+      200,
+      ResultResponse,
+    );
     expect(body).toMatchObject({ status: "completed", output: { greeting: "Hello, CLI!" } });
-    await expectShape(await call("POST", "/workflow/run", { workflowName: "no_such_workflow", input: {} }), 424, namedError("UnsupportedWorkflowError"));
-    await expectShape(await call("POST", "/workflow/run", { workflowName: "hello", input: { name: "x" }, catalog: "main" }), 404, OutputError);
+    await expectShape(
+      await call("POST", "/workflow/run", { workflowName: "no_such_workflow", input: {} }),
+      424,
+      namedError("UnsupportedWorkflowError"),
+    );
+    await expectShape(
+      await call("POST", "/workflow/run", { workflowName: "hello", input: { name: "x" }, catalog: "main" }),
+      404,
+      OutputError,
+    );
     await expectShape(await call("POST", "/workflow/run", { workflowName: 5 }), 400, ValidationError);
   });
 
   it("run whose wait runs out: 408 WorkflowExecutionTimedOutError with the workflowId (timeout as a string, as Output coerces it)", async () => {
-    const res = await call("POST", "/workflow/run", { workflowName: "two_steps", input: { text: "wait for me", pauseMs: 3_000 }, timeout: "300" });
+    const res = await call("POST", "/workflow/run", {
+      workflowName: "two_steps",
+      input: { text: "wait for me", pauseMs: 3_000 },
+      timeout: "300",
+    });
     const body = await expectShape(res, 408, namedError("WorkflowExecutionTimedOutError"));
     expect(body.workflowId).toEqual(expect.any(String));
     // The run goes on; meanwhile its result is 424, then 200.
@@ -200,7 +242,10 @@ describe("Output's routes and shapes through the whole stack", () => {
   it("signal, query, update and feedback take {payload}; query and update answer with the handler's result as is", async () => {
     const { workflowId } = await startApproval("compat handlers");
     const progress = await call("POST", `/workflow/${workflowId}/query/progress`, { payload: {} });
-    expect(await expectShape(progress, 200, z.object({ stage: z.string(), priority: z.number() }))).toMatchObject({ stage: "waiting_for_approval", priority: 3 });
+    expect(await expectShape(progress, 200, z.object({ stage: z.string(), priority: z.number() }))).toMatchObject({
+      stage: "waiting_for_approval",
+      priority: 3,
+    });
     const updated = await call("POST", `/workflow/${workflowId}/update/setPriority`, { payload: { priority: 2 } });
     expect(await expectShape(updated, 200, z.object({ priority: z.number() }))).toEqual({ priority: 2 });
     // Output's feedback: signal `resume` with the payload.
@@ -242,7 +287,11 @@ describe("Output's routes and shapes through the whole stack", () => {
   });
 
   it("runs list: Output's fields and count, the workflowType filter done by the server, limit up to 1000", async () => {
-    const { workflowId } = await expectShape(await call("POST", "/workflow/run", { workflowName: "hello", input: { name: "listed" } }), 200, ResultResponse);
+    const { workflowId } = await expectShape(
+      await call("POST", "/workflow/run", { workflowName: "hello", input: { name: "listed" } }),
+      200,
+      ResultResponse,
+    );
     const list = await expectShape(await call("GET", "/workflow/runs?workflowType=hello&limit=1000"), 200, RunsResponse);
     expect(list.count).toBe(list.runs.length);
     expect(list.runs.every((r) => r.workflowType === "hello")).toBe(true);

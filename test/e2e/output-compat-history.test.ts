@@ -27,9 +27,17 @@ const workflowInfo = z.object({
 
 /** event_serialization.js serializeEvent: exactly one `<x>EventAttributes` key besides the four fields. */
 const historyEvent = z
-  .object({ eventId: z.string().regex(/^\d+$/), eventType: z.number().int(), eventTypeName: z.string().regex(/^[A-Z_]+$/), eventTime: z.string().datetime().nullable() })
+  .object({
+    eventId: z.string().regex(/^\d+$/),
+    eventType: z.number().int(),
+    eventTypeName: z.string().regex(/^[A-Z_]+$/),
+    eventTime: z.string().datetime().nullable(),
+  })
   .catchall(z.record(z.string(), z.unknown()))
-  .refine((e) => Object.keys(e).filter((k) => k.endsWith("EventAttributes")).length <= 1 && !("attributes" in e), "one *EventAttributes key")
+  .refine(
+    (e) => Object.keys(e).filter((k) => k.endsWith("EventAttributes")).length <= 1 && !("attributes" in e),
+    "one *EventAttributes key",
+  )
   .refine((e) => !e.eventTypeName.startsWith("EVENT_TYPE_"), "eventTypeName has no EVENT_TYPE_ prefix");
 
 /** get_history.js: the JSON page. */
@@ -37,7 +45,10 @@ const historyPage = z.object({
   workflow: workflowInfo.nullable(),
   events: z.array(historyEvent),
   runId: z.string(),
-  nextPageToken: z.string().regex(/^[A-Za-z0-9+/]+={0,2}$/).nullable(),
+  nextPageToken: z
+    .string()
+    .regex(/^[A-Za-z0-9+/]+={0,2}$/)
+    .nullable(),
 });
 type HistoryPage = z.infer<typeof historyPage>;
 type Event = z.infer<typeof historyEvent>;
@@ -120,7 +131,16 @@ const TERMINAL = new Set(["completed", "failed", "cancelled", "terminated", "tim
 /** cost_calculator.ts findLLMCalls: `llm` nodes with `llm:usage`, under the nearest `step`. */
 function findLlmCalls(node: TraceNode, step: string | null = null): Array<{ step: string | null; model: string; total: number }> {
   const here = node.kind === "step" ? node.name : step;
-  const own = node.kind === "llm" && node.attributes?.["llm:usage"] ? [{ step, model: (node.attributes["llm:usage"] as { modelId: string }).modelId, total: (node.attributes["llm:usage"] as { total: number }).total }] : [];
+  const own =
+    node.kind === "llm" && node.attributes?.["llm:usage"]
+      ? [
+          {
+            step,
+            model: (node.attributes["llm:usage"] as { modelId: string }).modelId,
+            total: (node.attributes["llm:usage"] as { total: number }).total,
+          },
+        ]
+      : [];
   return [...own, ...(node.children ?? []).flatMap((c) => findLlmCalls(c, here))];
 }
 
@@ -181,7 +201,9 @@ describe("history JSON as Output's CLI reads it", () => {
     expect(early.pages.at(-1)!.nextPageToken).toBeNull();
 
     // monitor_stream.ts: resume from a cursor with longPollTimeoutMs until workflow.status is terminal.
-    let token = (historyPage.parse(await (await api(`/workflow/${workflowId}/history?runId=${runId}&pageSize=${early.events.length - 1}`)).json())).nextPageToken!;
+    let token = historyPage.parse(
+      await (await api(`/workflow/${workflowId}/history?runId=${runId}&pageSize=${early.events.length - 1}`)).json(),
+    ).nextPageToken!;
     const seen = early.events.slice(0, early.events.length - 1).map((e) => Number(e.eventId));
     let status = "running";
     for (let polls = 0; !TERMINAL.has(status) && polls < 40; polls++) {
@@ -241,7 +263,13 @@ describe("trace log as Output's debug and cost read it", () => {
       return r.status === 200 && traceLogResponse.parse(await r.json());
     });
     const root = traceNode.parse(trace.data);
-    expect(root).toMatchObject({ kind: "workflow", name: "two_steps", status: "completed", phase: "end", output: { words: 2, shouted: "TRACE SOON" } });
+    expect(root).toMatchObject({
+      kind: "workflow",
+      name: "two_steps",
+      status: "completed",
+      phase: "end",
+      output: { words: 2, shouted: "TRACE SOON" },
+    });
     expect(root.endedAt! - root.startedAt!).toBeGreaterThanOrEqual(2000);
     expect(root.children!.map((s) => [s.kind, s.name, s.status, s.input, s.output])).toEqual([
       ["step", "countWords", "completed", "trace soon", { text: "trace soon", words: 2 }],
@@ -259,7 +287,9 @@ describe("trace log as Output's debug and cost read it", () => {
       return r.status === 200 && traceLogResponse.parse(await r.json());
     });
     const calls = findLlmCalls(traceNode.parse(trace.data));
-    expect(calls).toEqual(result.attributes.filter((a) => a.type === "llm:usage").map((a) => ({ step: "askModel", model: a.modelId, total: a.total })));
+    expect(calls).toEqual(
+      result.attributes.filter((a) => a.type === "llm:usage").map((a) => ({ step: "askModel", model: a.modelId, total: a.total })),
+    );
   });
 });
 
@@ -301,7 +331,10 @@ describe("POST /workflow/:id/reset", () => {
     const fromTemporal = await temporal.workflow.getHandle(workflowId, reset.runId).fetchHistory();
     expect(walk.events.map((e) => Number(e.eventId))).toEqual(fromTemporal.events!.map((e) => Number(e.eventId)));
     const spans = correlate(walk.events);
-    expect(spans.map((s) => [s.name, s.status])).toEqual([["countWords", "completed"], ["shout", "completed"]]);
+    expect(spans.map((s) => [s.name, s.status])).toEqual([
+      ["countWords", "completed"],
+      ["shout", "completed"],
+    ]);
     // countWords ran once, before the reset point (its events were copied); shout was scheduled in the new run.
     const resetPoint = walk.events.find((e) => e.eventTypeName === "WORKFLOW_TASK_FAILED");
     expect(resetPoint).toBeDefined();

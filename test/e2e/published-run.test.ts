@@ -192,7 +192,11 @@ describe("rate limits and credits through the stack", () => {
 
   it("the Workflow API's runs are charged from the same balance", async () => {
     const org = await newOrg({ credits: 50_000 });
-    const res = await postJson("/workflow/run", { workflowName: "summarize_url", input: { url: `${inject("localLlmUrl")}/pages/durable-execution` } }, { key: org.key });
+    const res = await postJson(
+      "/workflow/run",
+      { workflowName: "summarize_url", input: { url: `${inject("localLlmUrl")}/pages/durable-execution` } },
+      { key: org.key },
+    );
     expect(res.status).toBe(200);
     const result = (await res.json()) as { aggregations: { tokens: { total: number } } };
     const tokens = result.aggregations.tokens.total;
@@ -204,4 +208,3 @@ describe("rate limits and credits through the stack", () => {
     expect(credits.balance).toBe(50_000 - tokens);
   });
 });
-

@@ -15,17 +15,26 @@ describe("logs", () => {
   it("hold no API key, admin key, JWT, signing secret or environment override value", async () => {
     const org = await admin<{ id: string }>("POST", "/admin/v1/organizations", { name: "logs" });
     const { key } = await admin<{ key: string }>("POST", `/admin/v1/organizations/${org.id}/api-keys`, { name: "logs" });
-    const jwt = await new SignJWT({ org_id: org.id }).setProtectedHeader({ alg: "HS256" }).setExpirationTime("5m").sign(new TextEncoder().encode(TEST_JWT_SECRET));
+    const jwt = await new SignJWT({ org_id: org.id })
+      .setProtectedHeader({ alg: "HS256" })
+      .setExpirationTime("5m")
+      .sign(new TextEncoder().encode(TEST_JWT_SECRET));
     const envSecret = `env-secret-${crypto.randomUUID()}`;
     expect((await postJson("/workflow/run", { workflowName: "hello", input: { name: "Logs" } }, { key })).status).toBe(200);
     expect((await postJson("/workflow/run", { workflowName: "hello", input: 42 }, { key })).status).toBe(400);
     expect((await postJson("/workflow/run", {}, { key: `${key.slice(0, -4)}XXXX` })).status).toBe(401);
-    const catalog = (await (await fetch(new URL("/workflow/catalog", baseUrl()), { headers: { authorization: `Bearer ${key}` } })).json()) as { workflows: Array<{ id: string; name: string }> };
+    const catalog = (await (
+      await fetch(new URL("/workflow/catalog", baseUrl()), { headers: { authorization: `Bearer ${key}` } })
+    ).json()) as { workflows: Array<{ id: string; name: string }> };
     const form = new FormData();
     form.set("workflowId", catalog.workflows.find((w) => w.name === "hello")!.id);
     form.set("inputs", JSON.stringify({ name: "Logs" }));
     form.set("envs", JSON.stringify({ API_TOKEN: envSecret }));
-    const executed = await fetch(new URL("/api/v1/workflow-runs/execute", baseUrl()), { method: "POST", headers: { authorization: `Bearer ${jwt}` }, body: form });
+    const executed = await fetch(new URL("/api/v1/workflow-runs/execute", baseUrl()), {
+      method: "POST",
+      headers: { authorization: `Bearer ${jwt}` },
+      body: form,
+    });
     expect(executed.status).toBe(200);
 
     const logs = readFileSync(join(inject("stateDir"), "stack.log"), "utf8");

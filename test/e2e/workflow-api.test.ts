@@ -34,7 +34,13 @@ describe("Workflow API through the whole stack", () => {
     expect(status.runId).toBe(started.runId);
 
     const result = (await (await api(`/workflow/${started.workflowId}/result`)).json()) as ResultPayload;
-    expect(result).toMatchObject({ workflowId: started.workflowId, runId: started.runId, status: "completed", output: { words: 4, shouted: "DURABLE WORK PAYS OFF" }, error: null });
+    expect(result).toMatchObject({
+      workflowId: started.workflowId,
+      runId: started.runId,
+      status: "completed",
+      output: { words: 4, shouted: "DURABLE WORK PAYS OFF" },
+      error: null,
+    });
   });
 
   it("always_fails ends failed with its error message, in run, status and result", async () => {
@@ -49,7 +55,11 @@ describe("Workflow API through the whole stack", () => {
   });
 
   it("POST /workflow/run with a timeout that runs out answers 408 WorkflowExecutionTimedOutError with the workflowId, and the run goes on", async () => {
-    const res = await postJson("/workflow/run", { workflowName: "two_steps", input: { text: "slow enough", pauseMs: 2_000 }, timeout: 250 });
+    const res = await postJson("/workflow/run", {
+      workflowName: "two_steps",
+      input: { text: "slow enough", pauseMs: 2_000 },
+      timeout: 250,
+    });
     expect(res.status).toBe(408);
     const body = (await res.json()) as OutputErrorBody;
     expect(body).toMatchObject({ error: "WorkflowExecutionTimedOutError", code: "wait_timed_out" });
@@ -63,7 +73,11 @@ describe("Workflow API through the whole stack", () => {
   });
 
   it("Authorization: Basic <key> works as Output-compatible clients send it", async () => {
-    const res = await postJson("/workflow/run", { workflowName: "hello", input: { name: "Basic" } }, { key: null, headers: { authorization: `Basic ${inject("apiKey")}` } });
+    const res = await postJson(
+      "/workflow/run",
+      { workflowName: "hello", input: { name: "Basic" } },
+      { key: null, headers: { authorization: `Basic ${inject("apiKey")}` } },
+    );
     expect(res.status).toBe(200);
     expect(((await res.json()) as ResultPayload).output).toEqual({ greeting: "Hello, Basic!" });
   });

@@ -20,7 +20,8 @@ function form(fields: Record<string, unknown>): FormData {
 }
 
 const execute = (fields: Record<string, unknown>) => authed("/api/v1/workflow-runs/execute", { method: "POST", body: form(fields) });
-const executeStream = (fields: Record<string, unknown>) => authed("/api/v1/workflow-runs/execute/stream", { method: "POST", body: form(fields) });
+const executeStream = (fields: Record<string, unknown>) =>
+  authed("/api/v1/workflow-runs/execute/stream", { method: "POST", body: form(fields) });
 
 async function collect(res: Response, stopAfter?: (m: SseMessage) => boolean): Promise<SseMessage[]> {
   const messages: SseMessage[] = [];
@@ -40,7 +41,9 @@ beforeAll(async () => {
     .setSubject("e2e-user")
     .setExpirationTime("30m")
     .sign(new TextEncoder().encode(TEST_JWT_SECRET));
-  for (const row of queryD1<{ id: string; name: string }>("SELECT id, name FROM workflows WHERE organization_id IS NULL AND kind = 'code'")) {
+  for (const row of queryD1<{ id: string; name: string }>(
+    "SELECT id, name FROM workflows WHERE organization_id IS NULL AND kind = 'code'",
+  )) {
     workflowIds[row.name] = row.id;
   }
 });
@@ -50,7 +53,10 @@ describe("execute", () => {
     const secret = `s3cr3t-${crypto.randomUUID()}`;
     const res = await execute({ workflowId: workflowIds.hello, inputs: { name: "Ada" }, envs: { GREETING: "Bonjour", API_TOKEN: secret } });
     expect(res.status).toBe(200);
-    const body = (await res.json()) as { success: boolean; workflowRun: { id: string; status: string; outputs: unknown; envNames: string[]; activityRuns: Array<Record<string, unknown>> } };
+    const body = (await res.json()) as {
+      success: boolean;
+      workflowRun: { id: string; status: string; outputs: unknown; envNames: string[]; activityRuns: Array<Record<string, unknown>> };
+    };
     expect(body.success).toBe(true);
     expect(body.workflowRun.status).toBe("completed");
     expect(body.workflowRun.outputs).toEqual({ greeting: "Bonjour, Ada!" });
@@ -80,7 +86,9 @@ describe("execute", () => {
     expect(res.status).toBe(200);
     const messages = await collect(res);
     const events = messages.map((m) => ({ event: m.event, id: m.id, data: JSON.parse(m.data) as Record<string, any> }));
-    const steps = events.filter((e) => e.event === "activity-run").map((e) => [e.data.content.stepName, e.data.content.attempt, e.data.content.status]);
+    const steps = events
+      .filter((e) => e.event === "activity-run")
+      .map((e) => [e.data.content.stepName, e.data.content.attempt, e.data.content.status]);
     expect(steps).toEqual([
       ["unreliableStep", 1, "running"],
       ["unreliableStep", 1, "failed"],
@@ -109,7 +117,9 @@ describe("execute", () => {
     expect(resumed.at(-1)!.event).toBe("result");
 
     // The detail route shows the same attempts.
-    const detail = (await (await authed(`/api/v1/workflow-runs/${runId}`)).json()) as { activityRuns: Array<{ attempt: number; status: string }> };
+    const detail = (await (await authed(`/api/v1/workflow-runs/${runId}`)).json()) as {
+      activityRuns: Array<{ attempt: number; status: string }>;
+    };
     expect(detail.activityRuns.map((a) => [a.attempt, a.status])).toEqual([
       [1, "failed"],
       [2, "completed"],
@@ -144,14 +154,18 @@ describe("JWT verified against a JWKS", () => {
     const ok = await fetch(new URL("/api/v1/workflow-runs", baseUrl()), { headers: { authorization: `Bearer ${await sign(key)}` } });
     expect(ok.status).toBe(200);
     const other = await generateKeyPair("RS256");
-    const forged = await fetch(new URL("/api/v1/workflow-runs", baseUrl()), { headers: { authorization: `Bearer ${await sign(other.privateKey)}` } });
+    const forged = await fetch(new URL("/api/v1/workflow-runs", baseUrl()), {
+      headers: { authorization: `Bearer ${await sign(other.privateKey)}` },
+    });
     expect(forged.status).toBe(401);
   });
 });
 
 describe("cancel", () => {
   it("a mix of running, finished and unknown runs gets the right outcome for each", async () => {
-    const finished = ((await (await execute({ workflowId: workflowIds.hello, inputs: { name: "Bo" } })).json()) as { workflowRun: { id: string } }).workflowRun.id;
+    const finished = (
+      (await (await execute({ workflowId: workflowIds.hello, inputs: { name: "Bo" } })).json()) as { workflowRun: { id: string } }
+    ).workflowRun.id;
     const stream = await executeStream({ workflowId: workflowIds.approval, inputs: { request: "a new laptop" } });
     const first = (await collect(stream, (m) => m.event === "workflow-run"))[0]!;
     expect(first.event).toBe("workflow-run");
@@ -160,7 +174,9 @@ describe("cancel", () => {
 
     const res = await postJson("/api/v1/workflow-runs/cancel", { runIds: [running, finished, unknown], reason: "e2e" }, { key: token });
     expect(res.status).toBe(200);
-    const outcome = Object.fromEntries(((await res.json()) as { results: Array<{ runId: string; status: string }> }).results.map((r) => [r.runId, r.status]));
+    const outcome = Object.fromEntries(
+      ((await res.json()) as { results: Array<{ runId: string; status: string }> }).results.map((r) => [r.runId, r.status]),
+    );
     expect(outcome).toEqual({ [running]: "cancelled", [finished]: "already_completed", [unknown]: "not_found" });
     const detail = await eventually(async () => {
       const d = (await (await authed(`/api/v1/workflow-runs/${running}`)).json()) as { status: string };
@@ -178,16 +194,26 @@ describe("waiting", () => {
     const stream = await executeStream({ workflowId: workflowIds.approval, inputs: { request: "a standing desk" } });
     const first = (await collect(stream, (m) => m.event === "workflow-run"))[0]!;
     const runId = (JSON.parse(first.data) as { content: { workflowRunId: string } }).content.workflowRunId;
-    await eventually(async () => ((await (await authed(`/api/v1/workflow-runs/${runId}`)).json()) as { status: string }).status === "waiting");
-    const waiting = (await (await authed(`/api/v1/workflow-runs?status=waiting&limit=100`)).json()) as { data: Array<{ id: string; status: string }> };
+    await eventually(
+      async () => ((await (await authed(`/api/v1/workflow-runs/${runId}`)).json()) as { status: string }).status === "waiting",
+    );
+    const waiting = (await (await authed(`/api/v1/workflow-runs?status=waiting&limit=100`)).json()) as {
+      data: Array<{ id: string; status: string }>;
+    };
     expect(waiting.data.map((r) => r.id)).toContain(runId);
     const running = (await (await authed(`/api/v1/workflow-runs?status=running&limit=100`)).json()) as { data: Array<{ id: string }> };
     expect(running.data.map((r) => r.id)).not.toContain(runId);
-    const dash = (await (await authed(`/api/v1/workflow-runs/dashboard/${workflowIds.approval}`)).json()) as { counts: Record<string, number> };
+    const dash = (await (await authed(`/api/v1/workflow-runs/dashboard/${workflowIds.approval}`)).json()) as {
+      counts: Record<string, number>;
+    };
     expect(dash.counts.waiting).toBeGreaterThanOrEqual(1);
 
     const [row] = queryD1<{ temporal_workflow_id: string }>(`SELECT temporal_workflow_id FROM runs WHERE id = '${runId}'`);
-    const signal = await postJson(`/workflow/${row!.temporal_workflow_id}/signal/approve`, { payload: { approvedBy: "Grace" } }, { key: apiKey });
+    const signal = await postJson(
+      `/workflow/${row!.temporal_workflow_id}/signal/approve`,
+      { payload: { approvedBy: "Grace" } },
+      { key: apiKey },
+    );
     expect(signal.status).toBe(200);
     const done = await eventually(async () => {
       const d = (await (await authed(`/api/v1/workflow-runs/${runId}`)).json()) as { status: string };
@@ -200,11 +226,16 @@ describe("waiting", () => {
 describe("list and dashboard", () => {
   it("agree with each other for every status", async () => {
     const helloId = workflowIds.hello!;
-    const dash = (await (await authed(`/api/v1/workflow-runs/dashboard/${helloId}`)).json()) as { total: number; counts: Record<string, number> };
+    const dash = (await (await authed(`/api/v1/workflow-runs/dashboard/${helloId}`)).json()) as {
+      total: number;
+      counts: Record<string, number>;
+    };
     expect(dash.total).toBeGreaterThanOrEqual(2);
     let sum = 0;
     for (const [status, n] of Object.entries(dash.counts)) {
-      const listed = (await (await authed(`/api/v1/workflow-runs?workflowId=${helloId}&status=${status}`)).json()) as { pagination: { total: number } };
+      const listed = (await (await authed(`/api/v1/workflow-runs?workflowId=${helloId}&status=${status}`)).json()) as {
+        pagination: { total: number };
+      };
       expect(listed.pagination.total, status).toBe(n);
       sum += n;
     }

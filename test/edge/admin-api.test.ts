@@ -46,7 +46,9 @@ describe("admin API: organizations and API keys", () => {
     expect(key.key).toMatch(/^otr_[a-z0-9]+_[A-Za-z0-9]{40}$/);
     expect(key.rateLimitPerMinute).toBe(30);
 
-    const listed = (await (await admin("GET", `/admin/v1/organizations/${org.id}/api-keys`)).json()) as { apiKeys: Array<Record<string, unknown>> };
+    const listed = (await (await admin("GET", `/admin/v1/organizations/${org.id}/api-keys`)).json()) as {
+      apiKeys: Array<Record<string, unknown>>;
+    };
     expect(listed.apiKeys).toHaveLength(1);
     expect(JSON.stringify(listed)).not.toContain(key.key.split("_")[2]);
 
@@ -89,7 +91,10 @@ describe("admin API: credits", () => {
     const org = await newOrganization();
     const granted = await admin("POST", `/admin/v1/organizations/${org.id}/credits`, { amount: 500, note: "welcome" });
     expect(granted.status).toBe(201);
-    expect(((await granted.json()) as { credits: { balance: number; metered: boolean } }).credits).toMatchObject({ balance: 500, metered: true });
+    expect(((await granted.json()) as { credits: { balance: number; metered: boolean } }).credits).toMatchObject({
+      balance: 500,
+      metered: true,
+    });
     await admin("POST", `/admin/v1/organizations/${org.id}/credits`, { amount: -200, note: "correction" });
     const summary = (await (await admin("GET", `/admin/v1/organizations/${org.id}/credits`)).json()) as {
       balance: number;
@@ -113,10 +118,16 @@ describe("admin API: credits", () => {
 });
 
 describe("admin API: credits (security: no overdraw)", () => {
-  type Summary = { balance: number | null; reserved: number; available: number | null; ledger: Array<{ amount: number; balanceAfter: number }> };
+  type Summary = {
+    balance: number | null;
+    reserved: number;
+    available: number | null;
+    ledger: Array<{ amount: number; balanceAfter: number }>;
+  };
   const credits = (orgId: string, body: Record<string, unknown>) => admin("POST", `/admin/v1/organizations/${orgId}/credits`, body);
   const summary = async (orgId: string) => (await (await admin("GET", `/admin/v1/organizations/${orgId}/credits`)).json()) as Summary;
-  const holdCredits = (orgId: string, amount: number) => env.DB.prepare("UPDATE organizations SET credits_reserved = ? WHERE id = ?").bind(amount, orgId).run();
+  const holdCredits = (orgId: string, amount: number) =>
+    env.DB.prepare("UPDATE organizations SET credits_reserved = ? WHERE id = ?").bind(amount, orgId).run();
 
   it("a removal larger than the balance → 409 insufficient_balance; nothing changes, no ledger row", async () => {
     const org = await newOrganization();
@@ -173,7 +184,11 @@ describe("admin API: credits (security: no overdraw)", () => {
 });
 
 describe("admin API: prompt workflows", () => {
-  const definition = { name: "Story", template: "Write a story about {{ topic }} for {{audience}}; mention {{topic}} twice.", model: "local/writer" };
+  const definition = {
+    name: "Story",
+    template: "Write a story about {{ topic }} for {{audience}}; mention {{topic}} twice.",
+    model: "local/writer",
+  };
 
   it("creates an unpublished workflow with its variables, publishes and unpublishes it", async () => {
     const org = await newOrganization();
@@ -185,7 +200,9 @@ describe("admin API: prompt workflows", () => {
     expect(wf).toMatchObject({ published: false, webSearch: false, maxOutputTokens: 1024 });
 
     expect(((await (await admin("POST", `/admin/v1/workflows/${wf.id}/publish`)).json()) as { published: boolean }).published).toBe(true);
-    expect(((await (await admin("POST", `/admin/v1/workflows/${wf.id}/unpublish`)).json()) as { published: boolean }).published).toBe(false);
+    expect(((await (await admin("POST", `/admin/v1/workflows/${wf.id}/unpublish`)).json()) as { published: boolean }).published).toBe(
+      false,
+    );
     const row = await env.DB.prepare("SELECT kind, organization_id, published FROM workflows WHERE id = ?").bind(wf.id).first();
     expect(row).toEqual({ kind: "prompt", organization_id: org.id, published: 0 });
   });
@@ -194,13 +211,16 @@ describe("admin API: prompt workflows", () => {
     const org = await newOrganization();
     const wf = (await (await admin("POST", `/admin/v1/organizations/${org.id}/workflows`, definition)).json()) as { id: string };
     const updated = await admin("PATCH", `/admin/v1/workflows/${wf.id}`, { template: "Summarize {{text}}", webSearch: true });
-    expect(((await updated.json()) as { variables: string[]; webSearch: boolean })).toMatchObject({ variables: ["text"], webSearch: true });
+    expect((await updated.json()) as { variables: string[]; webSearch: boolean }).toMatchObject({ variables: ["text"], webSearch: true });
     expect((await admin("PATCH", `/admin/v1/workflows/${wf.id}`, {})).status).toBe(400);
   });
 
   it("rejects bad placeholders, unknown providers and taken names", async () => {
     const org = await newOrganization();
-    const badTemplate = await admin("POST", `/admin/v1/organizations/${org.id}/workflows`, { ...definition, template: "Hi {{ 1st name }}" });
+    const badTemplate = await admin("POST", `/admin/v1/organizations/${org.id}/workflows`, {
+      ...definition,
+      template: "Hi {{ 1st name }}",
+    });
     expect(badTemplate.status).toBe(400);
     expect(((await badTemplate.json()) as ErrorBody).error.issues![0]!.path).toBe("template");
     const badModel = await admin("POST", `/admin/v1/organizations/${org.id}/workflows`, { ...definition, model: "gpt-4o" });

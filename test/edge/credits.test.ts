@@ -11,7 +11,9 @@ async function meteredOrg(balance: number) {
 }
 
 const orgRow = (id: string) =>
-  env.DB.prepare("SELECT credit_balance AS balance, credits_reserved AS reserved FROM organizations WHERE id = ?").bind(id).first<{ balance: number; reserved: number }>();
+  env.DB.prepare("SELECT credit_balance AS balance, credits_reserved AS reserved FROM organizations WHERE id = ?")
+    .bind(id)
+    .first<{ balance: number; reserved: number }>();
 
 async function insertHeldRun(organizationId: string, hold: number): Promise<string> {
   const workflowId = `hello-${crypto.randomUUID()}`;
@@ -55,7 +57,12 @@ const finished = (runId: string, status: string) => ({
   sourceKey: `run:${runId}:finished`,
   type: "run.finished",
   at: new Date().toISOString(),
-  data: { runId, status, output: status === "completed" ? { text: "hi", citations: [] } : null, error: status === "completed" ? null : "boom" },
+  data: {
+    runId,
+    status,
+    output: status === "completed" ? { text: "hi", citations: [] } : null,
+    error: status === "completed" ? null : "boom",
+  },
 });
 
 describe("credit holds", () => {
@@ -80,9 +87,13 @@ describe("credit settlement by the run's RunStream", () => {
     const events = [usage("r1", 30, 12), finished("r1", "completed")];
     for (let i = 0; i < 3; i++) expect((await signedPost(`/internal/runs/${workflowId}/events`, { events })).status).toBe(200);
     expect(await orgRow(org.organizationId)).toEqual({ balance: 958, reserved: 0 });
-    const run = await env.DB.prepare("SELECT credit_hold, credits_charged FROM runs WHERE temporal_workflow_id = ?").bind(workflowId).first();
+    const run = await env.DB.prepare("SELECT credit_hold, credits_charged FROM runs WHERE temporal_workflow_id = ?")
+      .bind(workflowId)
+      .first();
     expect(run).toEqual({ credit_hold: 0, credits_charged: 42 });
-    const ledger = await env.DB.prepare("SELECT kind, amount, balance_after, note FROM credit_ledger WHERE run_id IS NOT NULL AND organization_id = ?")
+    const ledger = await env.DB.prepare(
+      "SELECT kind, amount, balance_after, note FROM credit_ledger WHERE run_id IS NOT NULL AND organization_id = ?",
+    )
       .bind(org.organizationId)
       .all();
     expect(ledger.results).toEqual([{ kind: "charge", amount: -42, balance_after: 958, note: "42 tokens" }]);

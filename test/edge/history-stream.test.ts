@@ -3,7 +3,16 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { mintStreamToken } from "../../src/stream-tokens.ts";
 import { collectHistoryStream, readSse } from "../support/sse.ts";
 import { call, seedCatalog, seedOrganization, type OutputErrorBody } from "./helpers.ts";
-import { closeEvent, createRunningRun, expectExactResume, finishedEvent, historyEvent, push, range, thinkingEvent } from "./stream-helpers.ts";
+import {
+  closeEvent,
+  createRunningRun,
+  expectExactResume,
+  finishedEvent,
+  historyEvent,
+  push,
+  range,
+  thinkingEvent,
+} from "./stream-helpers.ts";
 
 const STREAM_SECRET = "edge-test-stream-token-secret";
 
@@ -20,14 +29,25 @@ describe("GET /workflow/:id/history/stream", () => {
 
   it("delivers every event exactly once, in order, to 200 concurrent subscribers", async () => {
     const { workflowId, runId } = await createRunningRun(org.organizationId);
-    await push(workflowId, range(1, 5).map((n) => historyEvent(runId, n)));
+    await push(
+      workflowId,
+      range(1, 5).map((n) => historyEvent(runId, n)),
+    );
     const streams = await Promise.all(range(1, 200).map(() => open(workflowId)));
     expect(streams.every((r) => r.status === 200 && r.headers.get("content-type")?.startsWith("text/event-stream"))).toBe(true);
     const collected = Promise.all(streams.map((r) => collectHistoryStream(r.body!)));
 
     // Batches, with redeliveries of events already sent (as a retrying host would).
-    await push(workflowId, range(6, 12).map((n) => historyEvent(runId, n)));
-    expect(await push(workflowId, range(4, 16).map((n) => historyEvent(runId, n)))).toEqual({ accepted: 4, duplicates: 9 });
+    await push(
+      workflowId,
+      range(6, 12).map((n) => historyEvent(runId, n)),
+    );
+    expect(
+      await push(
+        workflowId,
+        range(4, 16).map((n) => historyEvent(runId, n)),
+      ),
+    ).toEqual({ accepted: 4, duplicates: 9 });
     await push(workflowId, [...range(17, 24).map((n) => historyEvent(runId, n)), closeEvent(runId, 25)]);
     await push(workflowId, [finishedEvent(runId), finishedEvent(runId)]);
 
@@ -42,7 +62,10 @@ describe("GET /workflow/:id/history/stream", () => {
 
   it("first bytes go out at once, and `workflow` describes the run", async () => {
     const { workflowId, runId } = await createRunningRun(org.organizationId);
-    await push(workflowId, range(1, 3).map((n) => historyEvent(runId, n)));
+    await push(
+      workflowId,
+      range(1, 3).map((n) => historyEvent(runId, n)),
+    );
     const res = await open(workflowId);
     const reader = res.body!.getReader();
     const first = new TextDecoder().decode((await reader.read()).value);
@@ -50,21 +73,37 @@ describe("GET /workflow/:id/history/stream", () => {
     reader.releaseLock();
     for await (const message of readSse(res.body!)) {
       expect(message.event).toBe("workflow");
-      expect(JSON.parse(message.data)).toMatchObject({ workflowId, runId, status: "running", historyLength: 3, taskQueue: "outrider", closed: false });
+      expect(JSON.parse(message.data)).toMatchObject({
+        workflowId,
+        runId,
+        status: "running",
+        historyLength: 3,
+        taskQueue: "outrider",
+        closed: false,
+      });
       break;
     }
   });
 
   it("a subscriber that leaves mid-run and comes back with Last-Event-ID gets exactly the missed events", async () => {
     const { workflowId, runId } = await createRunningRun(org.organizationId);
-    await push(workflowId, range(1, 4).map((n) => historyEvent(runId, n)));
+    await push(
+      workflowId,
+      range(1, 4).map((n) => historyEvent(runId, n)),
+    );
     const first = await open(workflowId);
     const pending = collectHistoryStream(first.body!, 8); // reads until event 8, then hangs up
-    await push(workflowId, range(5, 8).map((n) => historyEvent(runId, n)));
+    await push(
+      workflowId,
+      range(5, 8).map((n) => historyEvent(runId, n)),
+    );
     const before = await pending;
     expect(before.eventIds).toEqual(range(1, 8));
 
-    await push(workflowId, range(9, 14).map((n) => historyEvent(runId, n)));
+    await push(
+      workflowId,
+      range(9, 14).map((n) => historyEvent(runId, n)),
+    );
     const resumed = await open(workflowId, "", { "last-event-id": "8" });
     const after = collectHistoryStream(resumed.body!);
     await push(workflowId, [closeEvent(runId, 15), finishedEvent(runId)]);
@@ -92,7 +131,10 @@ describe("GET /workflow/:id/history/stream", () => {
 
   it("done waits for the closing history events even when the outcome arrives first", async () => {
     const { workflowId, runId } = await createRunningRun(org.organizationId);
-    await push(workflowId, range(1, 3).map((n) => historyEvent(runId, n)));
+    await push(
+      workflowId,
+      range(1, 3).map((n) => historyEvent(runId, n)),
+    );
     const collected = collectHistoryStream((await open(workflowId)).body!);
     await push(workflowId, [finishedEvent(runId)]); // e.g. the edge settled a /workflow/run first
     await push(workflowId, [historyEvent(runId, 4), closeEvent(runId, 5)]);
@@ -103,13 +145,22 @@ describe("GET /workflow/:id/history/stream", () => {
 
   it("aborting the Durable Object mid-run loses nothing and duplicates nothing", async () => {
     const { workflowId, runId } = await createRunningRun(org.organizationId);
-    await push(workflowId, range(1, 5).map((n) => historyEvent(runId, n)));
+    await push(
+      workflowId,
+      range(1, 5).map((n) => historyEvent(runId, n)),
+    );
     const streams = await Promise.all(range(1, 10).map(() => open(workflowId)));
     const collected = Promise.all(streams.map((r) => collectHistoryStream(r.body!)));
-    await push(workflowId, range(6, 10).map((n) => historyEvent(runId, n)));
+    await push(
+      workflowId,
+      range(6, 10).map((n) => historyEvent(runId, n)),
+    );
     await abortAllDurableObjects();
     // The host retries what it may not have delivered: some of it is already stored.
-    await push(workflowId, range(8, 14).map((n) => historyEvent(runId, n)));
+    await push(
+      workflowId,
+      range(8, 14).map((n) => historyEvent(runId, n)),
+    );
     await push(workflowId, [closeEvent(runId, 15), finishedEvent(runId)]);
     for (const seen of await collected) {
       expect(seen.serverErrors).toEqual([]);
@@ -133,7 +184,10 @@ describe("GET /workflow/:id/history/stream", () => {
     expect(plain.every((e) => !("payloads" in e) && !("attributes" in e))).toBe(true);
     const rich = await readHistoryEvents(await open(workflowId, "?includePayloads=true"));
     expect(rich[1]).toMatchObject({ eventId: "2", activityTaskCompletedEventAttributes: { result: [{ step: 2 }] } });
-    expect(rich[2]).toMatchObject({ eventTypeName: "WORKFLOW_EXECUTION_COMPLETED", workflowExecutionCompletedEventAttributes: { result: [{ step: 3 }] } });
+    expect(rich[2]).toMatchObject({
+      eventTypeName: "WORKFLOW_EXECUTION_COMPLETED",
+      workflowExecutionCompletedEventAttributes: { result: [{ step: 3 }] },
+    });
   });
 
   it("the runs/:rid variant streams that run; an unknown rid is 404, a malformed one 400", async () => {
@@ -189,7 +243,11 @@ describe("run-scoped stream tokens", () => {
     const { token } = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, workflowId: a.workflowId });
     expect((await call(`/workflow/${b.workflowId}/history/stream?token=${token}`)).status).toBe(401);
 
-    const expired = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, workflowId: a.workflowId }, Date.now() - 3_600_000);
+    const expired = await mintStreamToken(
+      STREAM_SECRET,
+      { organizationId: org.organizationId, workflowId: a.workflowId },
+      Date.now() - 3_600_000,
+    );
     const res = await call(`/workflow/${a.workflowId}/history/stream?token=${expired.token}`);
     expect(res.status).toBe(401);
     expect(((await res.json()) as OutputErrorBody).code).toBe("unauthorized");
@@ -217,7 +275,11 @@ describe("CORS", () => {
   it("answers a preflight from a configured origin, on any route", async () => {
     const res = await call("/workflow/start", {
       method: "OPTIONS",
-      headers: { origin: "https://app.example", "access-control-request-method": "POST", "access-control-request-headers": "authorization,content-type" },
+      headers: {
+        origin: "https://app.example",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization,content-type",
+      },
     });
     expect(res.status).toBe(204);
     expect(res.headers.get("access-control-allow-origin")).toBe("https://app.example");
@@ -270,7 +332,13 @@ describe("thinking and attributes in the run log", () => {
       return out;
     };
     expect(await frames({})).toEqual(["workflow:", "history:2", "thinking:Reading ", "thinking:the request.", "history:4", "done:"]);
-    expect(await frames({ "last-event-id": "2" })).toEqual(["workflow:", "thinking:Reading ", "thinking:the request.", "history:4", "done:"]);
+    expect(await frames({ "last-event-id": "2" })).toEqual([
+      "workflow:",
+      "thinking:Reading ",
+      "thinking:the request.",
+      "history:4",
+      "done:",
+    ]);
     expect(await frames({ "last-event-id": "3" })).toEqual(["workflow:", "history:4", "done:"]);
   });
 });
@@ -286,7 +354,9 @@ describe("resume after thinking (security: exact replay, no duplicates)", () => 
     await push(workflowId, [thinkingEvent(runId, 3, "Now the answer."), thinkingEvent(runId, 4, "Done.")]);
     await push(workflowId, [closeEvent(runId, 4), finishedEvent(runId)]);
     const open = (lastEventId?: string) =>
-      call(`/workflow/${workflowId}/history/stream`, { headers: { authorization: `Bearer ${org.key}`, ...(lastEventId ? { "last-event-id": lastEventId } : {}) } });
+      call(`/workflow/${workflowId}/history/stream`, {
+        headers: { authorization: `Bearer ${org.key}`, ...(lastEventId ? { "last-event-id": lastEventId } : {}) },
+      });
     const { frames, resumes } = await expectExactResume(open, ["workflow", "done"]);
     expect(frames.map((f) => `${f.event}:${f.id ?? ""}`)).toEqual([
       "workflow:",
@@ -302,7 +372,9 @@ describe("resume after thinking (security: exact replay, no duplicates)", () => 
     expect(resumes).toBe(7);
     // The id also works as ?lastEventId=, and a malformed composite id is 400.
     const thinkingId = frames[3]!.id!;
-    const viaQuery = await call(`/workflow/${workflowId}/history/stream?lastEventId=${thinkingId}`, { headers: { authorization: `Bearer ${org.key}` } });
+    const viaQuery = await call(`/workflow/${workflowId}/history/stream?lastEventId=${thinkingId}`, {
+      headers: { authorization: `Bearer ${org.key}` },
+    });
     expect(viaQuery.status).toBe(200);
     await viaQuery.body!.cancel();
     for (const bad of ["2.", ".5", "2.5.1", "2.x", "-1.2"]) {
@@ -323,8 +395,16 @@ describe("resume after thinking (security: exact replay, no duplicates)", () => 
       if (m.event === "thinking") seen.push((JSON.parse(m.data) as { text: string }).text);
       if (m.event === "thinking") break; // the client drops right after the thinking text
     }
-    await push(workflowId, [thinkingEvent(runId, 2, "two"), historyEvent(runId, 2), thinkingEvent(runId, 3, "three"), closeEvent(runId, 3), finishedEvent(runId)]);
-    const resumed = await call(`/workflow/${workflowId}/history/stream`, { headers: { authorization: `Bearer ${org.key}`, "last-event-id": lastId } });
+    await push(workflowId, [
+      thinkingEvent(runId, 2, "two"),
+      historyEvent(runId, 2),
+      thinkingEvent(runId, 3, "three"),
+      closeEvent(runId, 3),
+      finishedEvent(runId),
+    ]);
+    const resumed = await call(`/workflow/${workflowId}/history/stream`, {
+      headers: { authorization: `Bearer ${org.key}`, "last-event-id": lastId },
+    });
     for await (const m of readSse(resumed.body!)) {
       if (m.event === "thinking") seen.push((JSON.parse(m.data) as { text: string }).text);
     }

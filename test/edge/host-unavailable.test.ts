@@ -36,18 +36,24 @@ describe("when the host cannot be reached", () => {
     const body = (await res.json()) as { workflowId: string; runId: string | null; status: string };
     expect(body).toMatchObject({ runId: null, status: "scheduled" });
     expect(res.headers.get("location")).toBe(`/workflow/${body.workflowId}/result`);
-    const rows = await env.DB.prepare("SELECT status FROM runs WHERE organization_id = ? AND temporal_workflow_id = ?").bind(org.organizationId, body.workflowId).all();
+    const rows = await env.DB.prepare("SELECT status FROM runs WHERE organization_id = ? AND temporal_workflow_id = ?")
+      .bind(org.organizationId, body.workflowId)
+      .all();
     expect(rows.results).toEqual([{ status: "scheduled" }]);
   });
 });
 
 describe("host failures that are not outages (security: no retry that cannot work)", () => {
   const client = () => new HostClient({ ...env, HOST_URL: "http://host.test" } as Env);
-  const answer = (status: number, code: string) => vi.spyOn(globalThis, "fetch").mockResolvedValue(Response.json({ error: { code, message: "m" } }, { status }));
+  const answer = (status: number, code: string) =>
+    vi.spyOn(globalThis, "fetch").mockResolvedValue(Response.json({ error: { code, message: "m" } }, { status }));
   afterEach(() => vi.restoreAllMocks());
 
   async function failure(p: Promise<unknown>) {
-    const err = await p.then(() => null, (e: unknown) => e);
+    const err = await p.then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(ApiError);
     return err as ApiError;
   }

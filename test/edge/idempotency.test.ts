@@ -62,22 +62,34 @@ describe("Idempotency-Key: format", () => {
     }
     const execute = await call("/api/v1/workflow-runs/execute", {
       method: "POST",
-      headers: { authorization: "Bearer edge-test-internal-secret", "x-organization-id": organizationId, "content-type": "application/json", "idempotency-key": "k".repeat(300) },
+      headers: {
+        authorization: "Bearer edge-test-internal-secret",
+        "x-organization-id": organizationId,
+        "content-type": "application/json",
+        "idempotency-key": "k".repeat(300),
+      },
       body: JSON.stringify({ workflowId: "x", inputs: {} }),
     });
     expect(execute.status).toBe(400);
     expect(errorCodeOf(await execute.json())).toBe("invalid_idempotency_key");
-    expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM idempotency_keys WHERE organization_id = ?").bind(organizationId).first("n")).toBe(0);
+    expect(
+      await env.DB.prepare("SELECT COUNT(*) AS n FROM idempotency_keys WHERE organization_id = ?").bind(organizationId).first("n"),
+    ).toBe(0);
   });
 
   it("fingerprints the route and the body's content, not its spelling", async () => {
-    const req = (path: string, body: string, type = "application/json") => new Request(`http://edge.test${path}`, { method: "POST", headers: { "content-type": type }, body });
+    const req = (path: string, body: string, type = "application/json") =>
+      new Request(`http://edge.test${path}`, { method: "POST", headers: { "content-type": type }, body });
     const a = await requestFingerprint(req("/workflow/start", '{"workflowName":"hello","input":{"name":"Ada"}}'));
     expect(await requestFingerprint(req("/workflow/start", '{ "input": {"name": "Ada"}, "workflowName": "hello" }'))).toBe(a);
     expect(await requestFingerprint(req("/workflow/run", '{"workflowName":"hello","input":{"name":"Ada"}}'))).not.toBe(a);
     expect(await requestFingerprint(req("/workflow/start", '{"workflowName":"hello","input":{"name":"Bob"}}'))).not.toBe(a);
     const form = (boundary: string) =>
-      req("/api/v1/workflow-runs/execute", `--${boundary}\r\nContent-Disposition: form-data; name="workflowId"\r\n\r\nw1\r\n--${boundary}--\r\n`, `multipart/form-data; boundary=${boundary}`);
+      req(
+        "/api/v1/workflow-runs/execute",
+        `--${boundary}\r\nContent-Disposition: form-data; name="workflowId"\r\n\r\nw1\r\n--${boundary}--\r\n`,
+        `multipart/form-data; boundary=${boundary}`,
+      );
     expect(await requestFingerprint(form("aaa"))).toBe(await requestFingerprint(form("bbb")));
     expect(canonicalJson({ b: 1, a: [1, { d: 2, c: 3 }] })).toBe('{"a":[1,{"c":3,"d":2}],"b":1}');
   });
@@ -86,16 +98,29 @@ describe("Idempotency-Key: format", () => {
 describe("Idempotency-Key: OpenAPI", () => {
   it("documents the header, Idempotent-Replayed and the three codes on every start route, and the webhook routes", async () => {
     const doc = (await (await call("/openapi.json")).json()) as { paths: Record<string, Record<string, any>> };
-    const starts = ["/workflow/start", "/workflow/run", "/api/v1/run/{workflowId}", "/api/v1/run/{workflowId}/stream", "/api/v1/workflow-runs/execute", "/api/v1/workflow-runs/execute/stream"];
+    const starts = [
+      "/workflow/start",
+      "/workflow/run",
+      "/api/v1/run/{workflowId}",
+      "/api/v1/run/{workflowId}/stream",
+      "/api/v1/workflow-runs/execute",
+      "/api/v1/workflow-runs/execute/stream",
+    ];
     for (const path of starts) {
       const op = doc.paths[path]?.post;
       expect(op, path).toBeDefined();
-      expect(op.parameters.some((p: { in: string; name: string }) => p.in === "header" && p.name === "idempotency-key"), path).toBe(true);
+      expect(
+        op.parameters.some((p: { in: string; name: string }) => p.in === "header" && p.name === "idempotency-key"),
+        path,
+      ).toBe(true);
       const text = JSON.stringify(op.responses);
-      for (const code of ["invalid_idempotency_key", "idempotency_key_in_use", "idempotency_key_reused"]) expect(text, `${path} ${code}`).toContain(code);
+      for (const code of ["invalid_idempotency_key", "idempotency_key_in_use", "idempotency_key_reused"])
+        expect(text, `${path} ${code}`).toContain(code);
       expect(op.responses["200"].headers["Idempotent-Replayed"], path).toBeDefined();
     }
-    expect(doc.paths["/workflow/{id}/status"]?.get.parameters?.some((p: { name: string }) => p.name === "idempotency-key") ?? false).toBe(false);
+    expect(doc.paths["/workflow/{id}/status"]?.get.parameters?.some((p: { name: string }) => p.name === "idempotency-key") ?? false).toBe(
+      false,
+    );
     const hooks = "/admin/v1/organizations/{orgId}/webhooks";
     expect(Object.keys(doc.paths[hooks] ?? {}).sort()).toEqual(["get", "post"]);
     expect(doc.paths[`${hooks}/{webhookId}`]?.delete).toBeDefined();
@@ -109,7 +134,9 @@ describe("Idempotency-Key: the claim", () => {
     const { organizationId } = await seedOrganization();
     const { workflowId, runId } = await createRunningRun(organizationId);
     const key = `key-${crypto.randomUUID()}`;
-    expect(await claimIdempotencyKey(env.DB, organizationId, request(key), { workflowId, runUuid: workflowId.replace("two_steps-", "") })).toBeNull();
+    expect(
+      await claimIdempotencyKey(env.DB, organizationId, request(key), { workflowId, runUuid: workflowId.replace("two_steps-", "") }),
+    ).toBeNull();
     // Same request, another attempt (its own fresh workflowId): the first run, marked replayed.
     const again = request(key);
     expect(await claimIdempotencyKey(env.DB, organizationId, again, fresh())).toMatchObject({ workflowId, runId, status: "running" });
@@ -125,7 +152,9 @@ describe("Idempotency-Key: the claim", () => {
     const { organizationId } = await seedOrganization();
     const { workflowId, runId } = await createRunningRun(organizationId);
     const key = `key-${crypto.randomUUID()}`;
-    expect(await claimIdempotencyKey(env.DB, organizationId, request(key), { workflowId, runUuid: workflowId.replace("two_steps-", "") })).toBeNull();
+    expect(
+      await claimIdempotencyKey(env.DB, organizationId, request(key), { workflowId, runUuid: workflowId.replace("two_steps-", "") }),
+    ).toBeNull();
     // The retry names the same workflowId (the caller chose it) but is another start (another UUID).
     const retry = request(key);
     expect(await claimIdempotencyKey(env.DB, organizationId, retry, fresh(workflowId))).toMatchObject({ workflowId, runId });
@@ -149,7 +178,12 @@ describe("Idempotency-Key: the claim", () => {
     const { organizationId } = await seedOrganization();
     const key = `key-${crypto.randomUUID()}`;
     const outcomes = await Promise.all(
-      Array.from({ length: 20 }, () => claimIdempotencyKey(env.DB, organizationId, request(key), fresh()).then(() => "won", (e: ApiError) => e.code)),
+      Array.from({ length: 20 }, () =>
+        claimIdempotencyKey(env.DB, organizationId, request(key), fresh()).then(
+          () => "won",
+          (e: ApiError) => e.code,
+        ),
+      ),
     );
     expect(outcomes.filter((o) => o === "won")).toHaveLength(1);
     expect(outcomes.filter((o) => o !== "won").every((o) => o === "idempotency_key_in_use")).toBe(true);
@@ -158,7 +192,9 @@ describe("Idempotency-Key: the claim", () => {
   it("an expired key is free again; an abandoned claim (no run row after a minute) is taken over", async () => {
     const { organizationId } = await seedOrganization();
     const key = `key-${crypto.randomUUID()}`;
-    await env.DB.prepare("INSERT INTO idempotency_keys (organization_id, key, fingerprint, workflow_id, run_uuid, expires_at) VALUES (?, ?, 'old', 'hello-old', 'old-uuid', ?)")
+    await env.DB.prepare(
+      "INSERT INTO idempotency_keys (organization_id, key, fingerprint, workflow_id, run_uuid, expires_at) VALUES (?, ?, 'old', 'hello-old', 'old-uuid', ?)",
+    )
       .bind(organizationId, key, Date.now() - 1)
       .run();
     expect(await claimIdempotencyKey(env.DB, organizationId, request(key, "new"), fresh())).toBeNull();
@@ -175,8 +211,16 @@ describe("Idempotency-Key: the claim", () => {
     const { organizationId, key } = await seedOrganization();
     const idem = `key-${crypto.randomUUID()}`;
     const body = { workflowName: "hello", input: { name: "Ada" } };
-    const responses = await Promise.all(Array.from({ length: 20 }, () => postJson("/workflow/start", body, key, { "idempotency-key": idem })));
-    const outcomes = await Promise.all(responses.map(async (r) => ({ status: r.status, replayed: r.headers.get("idempotent-replayed"), body: (await r.json()) as Record<string, any> })));
+    const responses = await Promise.all(
+      Array.from({ length: 20 }, () => postJson("/workflow/start", body, key, { "idempotency-key": idem })),
+    );
+    const outcomes = await Promise.all(
+      responses.map(async (r) => ({
+        status: r.status,
+        replayed: r.headers.get("idempotent-replayed"),
+        body: (await r.json()) as Record<string, any>,
+      })),
+    );
     const ok = outcomes.filter((o) => o.status === 200);
     expect(ok.filter((o) => o.replayed === null)).toHaveLength(1);
     expect(new Set(ok.map((o) => o.body.workflowId)).size).toBe(1);
@@ -201,7 +245,9 @@ describe("Idempotency-Key: the claim", () => {
       expect(res.status).toBe(402);
       expect(errorCodeOf(await res.json())).toBe("insufficient_credits");
     }
-    expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM idempotency_keys WHERE organization_id = ?").bind(organizationId).first("n")).toBe(0);
+    expect(
+      await env.DB.prepare("SELECT COUNT(*) AS n FROM idempotency_keys WHERE organization_id = ?").bind(organizationId).first("n"),
+    ).toBe(0);
     expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?").bind(organizationId).first("n")).toBe(0);
   });
 

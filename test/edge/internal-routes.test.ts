@@ -84,7 +84,9 @@ describe("internal routes (host → edge)", () => {
     const [first] = catalogEntries();
     const res = await signedPost("/internal/catalog", { workflows: [first] });
     expect(await res.json()).toEqual({ published: 1 });
-    const published = await env.DB.prepare("SELECT name FROM workflows WHERE organization_id IS NULL AND published = 1").all<{ name: string }>();
+    const published = await env.DB.prepare("SELECT name FROM workflows WHERE organization_id IS NULL AND published = 1").all<{
+      name: string;
+    }>();
     expect(published.results.map((r) => r.name)).toEqual([first!.name]);
     await seedCatalog();
   });
@@ -96,14 +98,20 @@ describe("internal routes (host → edge)", () => {
     expect((await runRow(WORKFLOW_ID))?.status).toBe("running");
 
     const done = finished("completed", { greeting: "Hello, Ada!" }, null);
-    expect(await (await signedPost(`/internal/runs/${WORKFLOW_ID}/events`, { events: [done, started] })).json()).toEqual({ accepted: 1, duplicates: 1 });
+    expect(await (await signedPost(`/internal/runs/${WORKFLOW_ID}/events`, { events: [done, started] })).json()).toEqual({
+      accepted: 1,
+      duplicates: 1,
+    });
     const row = await runRow(WORKFLOW_ID);
     expect(row?.status).toBe("completed");
     expect(JSON.parse(row!.output!)).toEqual({ greeting: "Hello, Ada!" });
 
     // A redelivered finish with other content is a duplicate: it changes nothing.
     const replay = finished("failed", null, "should not appear");
-    expect(await (await signedPost(`/internal/runs/${WORKFLOW_ID}/events`, { events: [replay] })).json()).toEqual({ accepted: 0, duplicates: 1 });
+    expect(await (await signedPost(`/internal/runs/${WORKFLOW_ID}/events`, { events: [replay] })).json()).toEqual({
+      accepted: 0,
+      duplicates: 1,
+    });
     expect((await runRow(WORKFLOW_ID))?.status).toBe("completed");
 
     const log = await runInDurableObject(runStream(env, WORKFLOW_ID), (instance: RunStream) => instance.events());
@@ -131,7 +139,9 @@ describe("internal routes (host → edge)", () => {
     };
     await signedPost(`/internal/runs/${WORKFLOW_ID}/events`, { events: [attribute] });
     await signedPost(`/internal/runs/${WORKFLOW_ID}/events`, { events: [attribute] }); // redelivered
-    const totals = await env.DB.prepare("SELECT cost_total, tokens_input, tokens_output, tokens_total FROM runs WHERE temporal_workflow_id = ?")
+    const totals = await env.DB.prepare(
+      "SELECT cost_total, tokens_input, tokens_output, tokens_total FROM runs WHERE temporal_workflow_id = ?",
+    )
       .bind(WORKFLOW_ID)
       .first();
     expect(totals).toEqual({ cost_total: 0.0084, tokens_input: 800, tokens_output: 400, tokens_total: 1200 });
@@ -154,11 +164,29 @@ describe("internal routes (host → edge)", () => {
     await insertRun(org.organizationId, workflowId);
     const nested = (depth: number): unknown => (depth === 0 ? "x" : [nested(depth - 1)]);
     // A workflow input 62 levels deep (the most a 64-deep start body holds) inside a history event's payloads.
-    const deepInput = { sourceKey: "history:r9:1", type: "history", at: new Date().toISOString(), data: { runId: "r9", event: { eventId: "1", eventTime: null, eventType: "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED", attributes: {}, payloads: { input: [nested(62)] } } } };
+    const deepInput = {
+      sourceKey: "history:r9:1",
+      type: "history",
+      at: new Date().toISOString(),
+      data: {
+        runId: "r9",
+        event: {
+          eventId: "1",
+          eventTime: null,
+          eventType: "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED",
+          attributes: {},
+          payloads: { input: [nested(62)] },
+        },
+      },
+    };
     expect((await signedPost(`/internal/runs/${workflowId}/events`, { events: [deepInput] })).status).toBe(200);
     const text = `{"events":[{"sourceKey":"s","type":"attribute","at":"now","data":{"x":${"[".repeat(2_000)}${"]".repeat(2_000)}}}]}`;
     const headers = await signRequest(TEST_HOST_SECRET, "POST", `/internal/runs/${workflowId}/events`, text);
-    const res = await call(`/internal/runs/${workflowId}/events`, { method: "POST", headers: { ...headers, "content-type": "application/json" }, body: text });
+    const res = await call(`/internal/runs/${workflowId}/events`, {
+      method: "POST",
+      headers: { ...headers, "content-type": "application/json" },
+      body: text,
+    });
     expect(res.status).toBe(400);
     expect(((await res.json()) as ErrorBody).error.code).toBe("json_too_deep");
   });

@@ -55,7 +55,8 @@ describe("OpenAPI document", () => {
 describe("reference and viewer pages (security: our origin only, strict CSP)", () => {
   const directives = (csp: string) => new Map(csp.split(/;\s*/).map((d) => [d.split(" ")[0]!, d.split(" ").slice(1)] as const));
   /** Every URL in the page's src and href attributes, and any absolute URL anywhere in it. */
-  const urlsIn = (html: string) => [...html.matchAll(/(?:src|href)="([^"]*)"/g)].map((m) => m[1]!).concat(html.match(/(?:https?:)?\/\/[a-z0-9.-]+\.[a-z]{2,}/gi) ?? []);
+  const urlsIn = (html: string) =>
+    [...html.matchAll(/(?:src|href)="([^"]*)"/g)].map((m) => m[1]!).concat(html.match(/(?:https?:)?\/\/[a-z0-9.-]+\.[a-z]{2,}/gi) ?? []);
 
   it("/docs loads only the pinned Scalar build from this origin, with a CSP that allows nothing else", async () => {
     const res = await call("/docs");
@@ -76,8 +77,14 @@ describe("reference and viewer pages (security: our origin only, strict CSP)", (
   });
 
   it("routes that read a JSON body document json_too_deep beside invalid_json", async () => {
-    const doc = (await (await call("/openapi.json")).json()) as { paths: Record<string, Record<string, { responses: Record<string, { description: string }> }>> };
-    for (const [path, method] of [["/workflow/start", "post"], ["/api/v1/run/{workflowId}", "post"], ["/admin/v1/organizations/{orgId}/credits", "post"]] as const) {
+    const doc = (await (await call("/openapi.json")).json()) as {
+      paths: Record<string, Record<string, { responses: Record<string, { description: string }> }>>;
+    };
+    for (const [path, method] of [
+      ["/workflow/start", "post"],
+      ["/api/v1/run/{workflowId}", "post"],
+      ["/admin/v1/organizations/{orgId}/credits", "post"],
+    ] as const) {
       expect(doc.paths[path]![method]!.responses["400"]!.description, path).toContain("`json_too_deep`");
     }
   });

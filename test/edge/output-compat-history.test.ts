@@ -9,10 +9,21 @@ import { encodePageToken } from "../../src/shared/output-history.ts";
 import { call, seedCatalog, seedOrganization, errorCodeOf } from "./helpers.ts";
 import { createRunningRun, push } from "./stream-helpers.ts";
 
-type Page = { workflow: Record<string, unknown> | null; events: Array<Record<string, unknown>>; runId: string | null; nextPageToken: string | null };
+type Page = {
+  workflow: Record<string, unknown> | null;
+  events: Array<Record<string, unknown>>;
+  runId: string | null;
+  nextPageToken: string | null;
+};
 
 /** One Temporal history event as the relay pushes it (the stored form the edge translates). */
-function stored(runId: string, eventId: number, type: string, attributes: Record<string, unknown> = {}, payloads?: Record<string, unknown>) {
+function stored(
+  runId: string,
+  eventId: number,
+  type: string,
+  attributes: Record<string, unknown> = {},
+  payloads?: Record<string, unknown>,
+) {
   return {
     sourceKey: `history:${runId}:${eventId}`,
     type: "history",
@@ -33,13 +44,25 @@ function stored(runId: string, eventId: number, type: string, attributes: Record
 /** two_steps up to the end of its first step (8 events), as Temporal records it. */
 function firstStep(runId: string) {
   return [
-    stored(runId, 1, "WORKFLOW_EXECUTION_STARTED", { workflowType: { name: "two_steps" }, taskQueue: { name: "outrider" }, input: {} }, { input: [{ text: "a b c" }] }),
+    stored(
+      runId,
+      1,
+      "WORKFLOW_EXECUTION_STARTED",
+      { workflowType: { name: "two_steps" }, taskQueue: { name: "outrider" }, input: {} },
+      { input: [{ text: "a b c" }] },
+    ),
     stored(runId, 2, "WORKFLOW_TASK_SCHEDULED"),
     stored(runId, 3, "WORKFLOW_TASK_STARTED"),
     stored(runId, 4, "WORKFLOW_TASK_COMPLETED"),
     stored(runId, 5, "ACTIVITY_TASK_SCHEDULED", { activityId: "1", activityType: { name: "countWords" }, input: {} }, { input: ["a b c"] }),
     stored(runId, 6, "ACTIVITY_TASK_STARTED", { scheduledEventId: "5", attempt: 1 }),
-    stored(runId, 7, "ACTIVITY_TASK_COMPLETED", { scheduledEventId: "5", startedEventId: "6", result: {} }, { result: { words: 3, text: "a b c" } }),
+    stored(
+      runId,
+      7,
+      "ACTIVITY_TASK_COMPLETED",
+      { scheduledEventId: "5", startedEventId: "6", result: {} },
+      { result: { words: 3, text: "a b c" } },
+    ),
     stored(runId, 8, "WORKFLOW_TASK_SCHEDULED"),
   ];
 }
@@ -77,7 +100,16 @@ const llmUsage = (runId: string) => ({
     activityId: "2",
     stepName: "shout",
     attempt: 2,
-    attribute: { type: "llm:usage", modelId: "gpt-test", total: 0.003, tokensUsed: 30, usage: [{ type: "input", ppm: 100, amount: 10, total: 0.001 }, { type: "output", ppm: 100, amount: 20, total: 0.002 }] },
+    attribute: {
+      type: "llm:usage",
+      modelId: "gpt-test",
+      total: 0.003,
+      tokensUsed: 30,
+      usage: [
+        { type: "input", ppm: 100, amount: 10, total: 0.001 },
+        { type: "output", ppm: 100, amount: 20, total: 0.002 },
+      ],
+    },
   },
 });
 
@@ -100,7 +132,14 @@ describe("GET /workflow/:id/history (Output's shape)", () => {
     await push(workflowId, firstStep(runId));
     const first = await page(`/workflow/${workflowId}/history`);
     expect(first.workflow).toEqual({
-      workflowId, runId, status: "running", startTime: "2026-01-01T00:00:01.000Z", closeTime: null, historyLength: 8, taskQueue: "outrider", closed: false,
+      workflowId,
+      runId,
+      status: "running",
+      startTime: "2026-01-01T00:00:01.000Z",
+      closeTime: null,
+      historyLength: 8,
+      taskQueue: "outrider",
+      closed: false,
     });
     expect(first.runId).toBe(runId);
     expect(first.events).toHaveLength(8);
@@ -112,7 +151,12 @@ describe("GET /workflow/:id/history (Output's shape)", () => {
       eventTime: "2026-01-01T00:00:05.000Z",
       activityTaskScheduledEventAttributes: { activityId: "1", activityType: { name: "countWords" }, stepName: "countWords" },
     });
-    expect(first.events[6]).toEqual(expect.objectContaining({ eventTypeName: "ACTIVITY_TASK_COMPLETED", activityTaskCompletedEventAttributes: { scheduledEventId: "5", startedEventId: "6" } }));
+    expect(first.events[6]).toEqual(
+      expect.objectContaining({
+        eventTypeName: "ACTIVITY_TASK_COMPLETED",
+        activityTaskCompletedEventAttributes: { scheduledEventId: "5", startedEventId: "6" },
+      }),
+    );
   });
 
   it("includePayloads=true decodes inputs and results in place, as arrays, and trims failures", async () => {
@@ -122,7 +166,10 @@ describe("GET /workflow/:id/history (Output's shape)", () => {
     expect(events[0]!.workflowExecutionStartedEventAttributes).toMatchObject({ input: [{ text: "a b c" }] });
     expect(events[4]!.activityTaskScheduledEventAttributes).toMatchObject({ input: ["a b c"] });
     expect(events[6]!.activityTaskCompletedEventAttributes).toMatchObject({ result: [{ words: 3, text: "a b c" }] });
-    expect(events[12]!.activityTaskFailedEventAttributes).toEqual({ scheduledEventId: "11", failure: { message: "too loud", stackTrace: "at shout", type: "Loud" } });
+    expect(events[12]!.activityTaskFailedEventAttributes).toEqual({
+      scheduledEventId: "11",
+      failure: { message: "too loud", stackTrace: "at shout", type: "Loud" },
+    });
     const plain = await page(`/workflow/${workflowId}/history?pageSize=50`);
     expect(plain.events[12]!.activityTaskFailedEventAttributes).toEqual({ scheduledEventId: "11" });
     expect(JSON.stringify(plain.events)).not.toContain("a b c");
@@ -141,11 +188,17 @@ describe("GET /workflow/:id/history (Output's shape)", () => {
       if (token) expect(token).toMatch(/^[A-Za-z0-9+/]+={0,2}$/);
       expect(pages.length).toBeLessThan(10);
     } while (token);
-    expect(pages.map((p) => p.events.map((e) => Number(e.eventId)))).toEqual([[1, 2, 3], [4, 5, 6], [7, 8]]);
+    expect(pages.map((p) => p.events.map((e) => Number(e.eventId)))).toEqual([
+      [1, 2, 3],
+      [4, 5, 6],
+      [7, 8],
+    ]);
     expect(pages.map((p) => p.workflow === null)).toEqual([false, true, true]);
     // The same walk on the pinned route; a token works there without ?runId.
     const pinned = await page(`/workflow/${workflowId}/runs/${runId}/history?pageSize=5`);
-    const next = await page(`/workflow/${workflowId}/runs/${runId}/history?pageSize=5&pageToken=${encodeURIComponent(pinned.nextPageToken!)}`);
+    const next = await page(
+      `/workflow/${workflowId}/runs/${runId}/history?pageSize=5&pageToken=${encodeURIComponent(pinned.nextPageToken!)}`,
+    );
     expect([...pinned.events, ...next.events].map((e) => e.eventId)).toEqual(["1", "2", "3", "4", "5", "6", "7", "8"]);
   });
 
@@ -154,7 +207,12 @@ describe("GET /workflow/:id/history (Output's shape)", () => {
     await push(workflowId, firstStep(runId));
     const tip = encodePageToken({ runId, afterEventId: 8 });
     const quiet = await page(`/workflow/${workflowId}/history?runId=${runId}&pageToken=${encodeURIComponent(tip)}&longPollTimeoutMs=300`);
-    expect(quiet).toEqual({ workflow: expect.objectContaining({ status: "running", closed: false }), events: [], runId, nextPageToken: tip });
+    expect(quiet).toEqual({
+      workflow: expect.objectContaining({ status: "running", closed: false }),
+      events: [],
+      runId,
+      nextPageToken: tip,
+    });
 
     const waiting = page(`/workflow/${workflowId}/history?runId=${runId}&pageToken=${encodeURIComponent(tip)}&longPollTimeoutMs=10000`);
     await new Promise((r) => setTimeout(r, 400));
@@ -165,7 +223,9 @@ describe("GET /workflow/:id/history (Output's shape)", () => {
     expect(woke.nextPageToken).toBeNull(); // the run's history is complete
 
     // Terminal detection as Output's monitor does it: `workflow.status` on a long-poll.
-    const after = await page(`/workflow/${workflowId}/history?runId=${runId}&pageToken=${encodeURIComponent(encodePageToken({ runId, afterEventId: 17 }))}&longPollTimeoutMs=5000`);
+    const after = await page(
+      `/workflow/${workflowId}/history?runId=${runId}&pageToken=${encodeURIComponent(encodePageToken({ runId, afterEventId: 17 }))}&longPollTimeoutMs=5000`,
+    );
     expect(after).toMatchObject({ events: [], nextPageToken: null, workflow: { status: "failed" } });
     // `wait=true` (another Output CLI version's long-poll) replays from the token that fetched the tip, de-duped by the client.
     const replay = await page(`/workflow/${workflowId}/history?runId=${runId}&pageToken=${encodeURIComponent(tip)}&wait=true`);
@@ -181,7 +241,17 @@ describe("GET /workflow/:id/history (Output's shape)", () => {
       expect(res.status, path).toBe(status);
       expect(errorCodeOf(await res.json()), path).toBe(code);
     };
-    for (const q of ["pageSize=0", "pageSize=1001", "pageSize=abc", "includePayloads=yes", "longPollTimeoutMs=0", "longPollTimeoutMs=-5", "pageToken=%21%21", `pageToken=${"A".repeat(4100)}`, "runId=not-a-uuid"]) {
+    for (const q of [
+      "pageSize=0",
+      "pageSize=1001",
+      "pageSize=abc",
+      "includePayloads=yes",
+      "longPollTimeoutMs=0",
+      "longPollTimeoutMs=-5",
+      "pageToken=%21%21",
+      `pageToken=${"A".repeat(4100)}`,
+      "runId=not-a-uuid",
+    ]) {
       await expectError(`/workflow/${workflowId}/history?${q}`, 400, "invalid_request");
     }
     await expectError(`/workflow/${workflowId}/history?pageToken=Zm9vYmFy`, 400, "invalid_page_token");
@@ -199,7 +269,11 @@ describe("GET /workflow/:id/history (Output's shape)", () => {
     const { workflowId, runId } = await createRunningRun(org.organizationId);
     await push(workflowId, firstStep(runId));
     const other = await seedOrganization("Other org");
-    for (const path of [`/workflow/${workflowId}/history`, `/workflow/${workflowId}/runs/${runId}/history`, `/workflow/${workflowId}/runs/${runId}/trace-log`]) {
+    for (const path of [
+      `/workflow/${workflowId}/history`,
+      `/workflow/${workflowId}/runs/${runId}/history`,
+      `/workflow/${workflowId}/runs/${runId}/trace-log`,
+    ]) {
       const res = await get(path, other.key);
       expect(res.status, path).toBe(404);
       expect(await res.text()).not.toContain(runId);
@@ -207,7 +281,10 @@ describe("GET /workflow/:id/history (Output's shape)", () => {
     // The other organization's own run, asked with a token of ours: its DO does not know our run.
     const theirs = await createRunningRun(other.organizationId);
     await push(theirs.workflowId, firstStep(theirs.runId));
-    const res = await get(`/workflow/${theirs.workflowId}/history?pageToken=${encodeURIComponent(encodePageToken({ runId, afterEventId: 0 }))}`, other.key);
+    const res = await get(
+      `/workflow/${theirs.workflowId}/history?pageToken=${encodeURIComponent(encodePageToken({ runId, afterEventId: 0 }))}`,
+      other.key,
+    );
     expect(res.status).toBe(404);
     expect(await res.text()).not.toContain("countWords");
   });
@@ -234,19 +311,33 @@ describe("GET /workflow/:id/trace-log (Output's trace format)", () => {
     for (const path of [`/workflow/${workflowId}/trace-log`, `/workflow/${workflowId}/runs/${runId}/trace-log`]) {
       const res = await get(path);
       expect(res.status, path).toBe(200);
-      const body = (await res.json()) as { source: string; runId: string; data: Record<string, unknown> & { children: Array<Record<string, unknown> & { children: Array<Record<string, unknown>> }> } };
+      const body = (await res.json()) as {
+        source: string;
+        runId: string;
+        data: Record<string, unknown> & { children: Array<Record<string, unknown> & { children: Array<Record<string, unknown>> }> };
+      };
       expect(body.source).toBe("remote");
       expect(body.runId).toBe(runId);
       expect(body.data).toMatchObject({
-        kind: "workflow", name: "two_steps", phase: "error", status: "failed", input: { text: "a b c" }, error: { message: "too loud" },
-        startedAt: Date.UTC(2026, 0, 1, 0, 0, 1), endedAt: Date.UTC(2026, 0, 1, 0, 0, 17),
+        kind: "workflow",
+        name: "two_steps",
+        phase: "error",
+        status: "failed",
+        input: { text: "a b c" },
+        error: { message: "too loud" },
+        startedAt: Date.UTC(2026, 0, 1, 0, 0, 1),
+        endedAt: Date.UTC(2026, 0, 1, 0, 0, 17),
       });
       expect(body.data.children.map((s) => [s.kind, s.name, s.phase, s.status, s.input, s.output, s.error])).toEqual([
         ["step", "countWords", "end", "completed", "a b c", { words: 3, text: "a b c" }, null],
         ["step", "shout", "error", "failed", "a b c", null, { message: "too loud" }],
       ]);
       expect(body.data.children[1]!.children).toEqual([
-        expect.objectContaining({ kind: "llm", name: "gpt-test", attributes: { "llm:usage": expect.objectContaining({ modelId: "gpt-test", total: 0.003 }) } }),
+        expect.objectContaining({
+          kind: "llm",
+          name: "gpt-test",
+          attributes: { "llm:usage": expect.objectContaining({ modelId: "gpt-test", total: 0.003 }) },
+        }),
       ]);
     }
   });
@@ -269,7 +360,11 @@ describe("GET /workflow/:id/trace-log (Output's trace format)", () => {
 describe("POST /workflow/:id/reset at the edge", () => {
   let org: Awaited<ReturnType<typeof seedOrganization>>;
   const post = (path: string, body: unknown) =>
-    call(path, { method: "POST", headers: { authorization: `Bearer ${org.key}`, "content-type": "application/json" }, body: typeof body === "string" ? body : JSON.stringify(body) });
+    call(path, {
+      method: "POST",
+      headers: { authorization: `Bearer ${org.key}`, "content-type": "application/json" },
+      body: typeof body === "string" ? body : JSON.stringify(body),
+    });
   beforeAll(async () => {
     org = await seedOrganization();
     await seedCatalog();
@@ -290,18 +385,30 @@ describe("POST /workflow/:id/reset at the edge", () => {
   it("the run's row follows the run a reset started, and a late end of the replaced run does not undo it", async () => {
     const { workflowId, runId } = await createRunningRun(org.organizationId);
     await push(workflowId, [...firstStep(runId), ...secondStepFailing(runId), finished(runId, "failed", "too loud")]);
-    const row = () => env.DB.prepare("SELECT status, temporal_run_id, completed_at, error FROM runs WHERE temporal_workflow_id = ?").bind(workflowId).first();
+    const row = () =>
+      env.DB.prepare("SELECT status, temporal_run_id, completed_at, error FROM runs WHERE temporal_workflow_id = ?")
+        .bind(workflowId)
+        .first();
     expect(await row()).toMatchObject({ status: "failed", temporal_run_id: runId });
     const newRunId = crypto.randomUUID();
     // What the reset route records once the host answered.
-    await push(workflowId, [{ sourceKey: `run:${newRunId}:started`, type: "run.started", at: new Date().toISOString(), data: { runId: newRunId, resetFromRunId: runId } }]);
+    await push(workflowId, [
+      {
+        sourceKey: `run:${newRunId}:started`,
+        type: "run.started",
+        at: new Date().toISOString(),
+        data: { runId: newRunId, resetFromRunId: runId },
+      },
+    ]);
     expect(await row()).toEqual({ status: "running", temporal_run_id: newRunId, completed_at: null, error: null });
     // The replaced run's end, delivered again (e.g. the relay after a restart), changes nothing.
     await push(workflowId, [{ ...finished(runId, "terminated"), sourceKey: `run:${runId}:finished:again` }]);
     expect(await row()).toMatchObject({ status: "running", temporal_run_id: newRunId });
     // History and status now speak of the new run.
     await push(workflowId, firstStep(newRunId));
-    const page = (await (await call(`/workflow/${workflowId}/history`, { headers: { authorization: `Bearer ${org.key}` } })).json()) as Page;
+    const page = (await (
+      await call(`/workflow/${workflowId}/history`, { headers: { authorization: `Bearer ${org.key}` } })
+    ).json()) as Page;
     expect(page.runId).toBe(newRunId);
     expect(page.workflow).toMatchObject({ runId: newRunId, status: "running" });
   });

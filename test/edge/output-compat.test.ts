@@ -10,7 +10,8 @@ import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from 
 
 type Org = Awaited<ReturnType<typeof seedOrganization>>;
 
-const get = (path: string, key: string, headers: Record<string, string> = {}) => call(path, { headers: { authorization: `Bearer ${key}`, ...headers } });
+const get = (path: string, key: string, headers: Record<string, string> = {}) =>
+  call(path, { headers: { authorization: `Bearer ${key}`, ...headers } });
 const send = (method: string, path: string, key: string, body?: unknown) =>
   call(path, {
     method,
@@ -95,7 +96,11 @@ describe("start and run: Output's request fields", () => {
     }
     // Outrider's own catalog passes the check (and then meets the missing host: the run is
     // accepted, 202 with runId null, and its DO starts it once the host answers).
-    const ours = await postJson("/workflow/run", { workflowName: "hello", input: { name: "x" }, catalog: "outrider", taskQueue: "main" }, org.key);
+    const ours = await postJson(
+      "/workflow/run",
+      { workflowName: "hello", input: { name: "x" }, catalog: "outrider", taskQueue: "main" },
+      org.key,
+    );
     expect(ours.status).toBe(202);
     expect(await ours.json()).toMatchObject({ runId: null, status: "scheduled" });
     const bad = await postJson("/workflow/start", { workflowName: "hello", catalog: "no/slashes" }, org.key);
@@ -116,8 +121,14 @@ describe("start and run: Output's request fields", () => {
     const { workflowId, runId } = await createRunningRun(org.organizationId, "hello", `order-${crypto.randomUUID()}`);
     const again = await postJson("/workflow/start", { workflowName: "hello", input: { name: "x" }, workflowId }, org.key);
     expect(again.status).toBe(409);
-    expect(await outputError(again)).toMatchObject({ error: "WorkflowExecutionAlreadyStartedError", code: "workflow_id_in_use", workflowId });
-    const rows = await env.DB.prepare("SELECT temporal_run_id AS runId FROM runs WHERE temporal_workflow_id = ?").bind(workflowId).all<{ runId: string }>();
+    expect(await outputError(again)).toMatchObject({
+      error: "WorkflowExecutionAlreadyStartedError",
+      code: "workflow_id_in_use",
+      workflowId,
+    });
+    const rows = await env.DB.prepare("SELECT temporal_run_id AS runId FROM runs WHERE temporal_workflow_id = ?")
+      .bind(workflowId)
+      .all<{ runId: string }>();
     expect(rows.results).toEqual([{ runId }]);
   });
 
@@ -161,10 +172,16 @@ describe("run routes: shapes, pinned forms, hostile ids", () => {
     for (const path of [`/workflow/${running.workflowId}/result`, `/workflow/${running.workflowId}/runs/${running.runId}/result`]) {
       const res = await get(path, org.key);
       expect(res.status).toBe(424);
-      expect(await outputError(res)).toMatchObject({ error: "WorkflowNotCompletedError", code: "run_not_finished", workflowId: running.workflowId });
+      expect(await outputError(res)).toMatchObject({
+        error: "WorkflowNotCompletedError",
+        code: "run_not_finished",
+        workflowId: running.workflowId,
+      });
     }
     const done = await finishedRun(org);
-    const body = (await (await get(`/workflow/${done.workflowId}/result`, org.key)).json()) as { trace: { destinations: { local: unknown; remote: string } } };
+    const body = (await (await get(`/workflow/${done.workflowId}/result`, org.key)).json()) as {
+      trace: { destinations: { local: unknown; remote: string } };
+    };
     expect(body.trace.destinations.local).toBeNull();
     expect(body.trace.destinations.remote).toContain(done.workflowId);
   });
@@ -213,7 +230,11 @@ describe("run routes: shapes, pinned forms, hostile ids", () => {
   it("any id shape is addressable, URL-decoded; hostile ids are 400 or 404, never a crash or another run", async () => {
     const chosen = ["V1StGXR8_Z5jdHi6B-myT", "order:42@acme", "__proto__", "constructor", "a.b=c+d~e"];
     for (const id of chosen) {
-      const run = await createRunningRun(org.organizationId, "two_steps", id === "__proto__" || id === "constructor" ? `${id}-${crypto.randomUUID().slice(0, 8)}` : id);
+      const run = await createRunningRun(
+        org.organizationId,
+        "two_steps",
+        id === "__proto__" || id === "constructor" ? `${id}-${crypto.randomUUID().slice(0, 8)}` : id,
+      );
       const res = await get(`/workflow/${encodeURIComponent(run.workflowId)}/status`, org.key);
       expect(res.status, id).toBe(200);
       expect(((await res.json()) as { workflowId: string }).workflowId).toBe(run.workflowId);
@@ -263,8 +284,20 @@ describe("run routes: shapes, pinned forms, hostile ids", () => {
   it("signal/query/update/feedback take Output's {payload}: a payload that is not an object, or an unwrapped body, is 400", async () => {
     const run = await createRunningRun(org.organizationId, "approval");
     // ...and an unwrapped argument is refused rather than silently dropped.
-    for (const body of [{ payload: [1] }, { payload: "yes" }, { payload: 3 }, "[1]", '"x"', { approvedBy: "x" }, { payload: {}, extra: 1 }]) {
-      for (const path of [`/workflow/${run.workflowId}/signal/approve`, `/workflow/${run.workflowId}/feedback`, `/workflow/${run.workflowId}/update/setPriority`]) {
+    for (const body of [
+      { payload: [1] },
+      { payload: "yes" },
+      { payload: 3 },
+      "[1]",
+      '"x"',
+      { approvedBy: "x" },
+      { payload: {}, extra: 1 },
+    ]) {
+      for (const path of [
+        `/workflow/${run.workflowId}/signal/approve`,
+        `/workflow/${run.workflowId}/feedback`,
+        `/workflow/${run.workflowId}/update/setPriority`,
+      ]) {
         const res = await send("POST", path, org.key, body);
         expect(res.status, `${path} ${JSON.stringify(body)}`).toBe(400);
         expect((await outputError(res)).error).toBe("ValidationError");
@@ -308,7 +341,10 @@ describe("catalog and runs list", () => {
     expect(typeof row.completedAt).toBe("string");
     expect(all.runs.find((r) => r.workflowId === hello.workflowId)!.completedAt).toBeNull();
 
-    const onlyHello = (await (await get("/workflow/runs?workflowType=hello&limit=1000", org.key)).json()) as { runs: Array<{ workflowType: string }>; count: number };
+    const onlyHello = (await (await get("/workflow/runs?workflowType=hello&limit=1000", org.key)).json()) as {
+      runs: Array<{ workflowType: string }>;
+      count: number;
+    };
     expect(onlyHello.count).toBe(1);
     expect(onlyHello.runs.map((r) => r.workflowType)).toEqual(["hello"]);
     expect(await (await get("/workflow/runs?workflowType=no_such_workflow", org.key)).json()).toEqual({ runs: [], count: 0 });

@@ -132,11 +132,22 @@ describe("published run API: hostile input (security)", () => {
     for (const path of [`/api/v1/run/${workflowId}`, `/api/v1/run/${workflowId}/stream`]) {
       const deep = await postJson(path, `{"audience":${"[".repeat(4_500)}${"]".repeat(4_500)},"topic":"t"}`, org.key);
       expect([deep.status, (await error(deep)).code]).toEqual([400, "json_too_deep"]);
-      const bytes = new Uint8Array([...new TextEncoder().encode('{"audience":"'), 0xc0, 0xaf, ...new TextEncoder().encode('","topic":"t"}')]);
-      const bad = await call(path, { method: "POST", headers: { authorization: `Bearer ${org.key}`, "content-type": "application/json" }, body: bytes });
+      const bytes = new Uint8Array([
+        ...new TextEncoder().encode('{"audience":"'),
+        0xc0,
+        0xaf,
+        ...new TextEncoder().encode('","topic":"t"}'),
+      ]);
+      const bad = await call(path, {
+        method: "POST",
+        headers: { authorization: `Bearer ${org.key}`, "content-type": "application/json" },
+        body: bytes,
+      });
       expect([bad.status, (await error(bad)).code]).toEqual([400, "invalid_json"]);
     }
-    const rows = await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?").bind(org.organizationId).first<{ n: number }>();
+    const rows = await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?")
+      .bind(org.organizationId)
+      .first<{ n: number }>();
     expect(rows!.n).toBe(0);
   });
 });
@@ -151,7 +162,9 @@ describe("published run API: credits at the door", () => {
     const body = await error(res);
     expect(body.code).toBe("insufficient_credits");
     expect(body.message).toMatch(/has 10/);
-    const row = await env.DB.prepare("SELECT credit_balance, credits_reserved FROM organizations WHERE id = ?").bind(org.organizationId).first();
+    const row = await env.DB.prepare("SELECT credit_balance, credits_reserved FROM organizations WHERE id = ?")
+      .bind(org.organizationId)
+      .first();
     expect(row).toEqual({ credit_balance: 10, credits_reserved: 0 });
   });
 
@@ -160,7 +173,9 @@ describe("published run API: credits at the door", () => {
     const workflowId = await promptWorkflow(org.organizationId);
     await admin("POST", `/admin/v1/organizations/${org.organizationId}/credits`, { amount: 100_000 });
     expect((await postJson(`/api/v1/run/${workflowId}`, { audience: "a", topic: "b" }, org.key)).status).toBe(202);
-    const row = await env.DB.prepare("SELECT o.credits_reserved AS reserved, r.credit_hold AS hold FROM organizations o JOIN runs r ON r.organization_id = o.id WHERE o.id = ?")
+    const row = await env.DB.prepare(
+      "SELECT o.credits_reserved AS reserved, r.credit_hold AS hold FROM organizations o JOIN runs r ON r.organization_id = o.id WHERE o.id = ?",
+    )
       .bind(org.organizationId)
       .first<{ reserved: number; hold: number }>();
     expect(row!.hold).toBeGreaterThan(0);

@@ -16,7 +16,9 @@ describe("per-key rate limits", () => {
 
   it("25 concurrent calls on a key limited to 5 a minute: exactly 5 get through, 20 get 429 with Retry-After", async () => {
     const key = await keyWithLimit(5);
-    const responses = await Promise.all(Array.from({ length: 25 }, () => call("/workflow/catalog", { headers: { authorization: `Bearer ${key}` } })));
+    const responses = await Promise.all(
+      Array.from({ length: 25 }, () => call("/workflow/catalog", { headers: { authorization: `Bearer ${key}` } })),
+    );
     const ok = responses.filter((r) => r.status === 200);
     const limited = responses.filter((r) => r.status === 429);
     expect(ok).toHaveLength(5);

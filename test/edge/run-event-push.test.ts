@@ -24,7 +24,12 @@ async function insertRun(organizationId: string): Promise<string> {
   return workflowId;
 }
 
-const started = (runId: string) => ({ sourceKey: `run:${runId}:started`, type: "run.started", at: new Date().toISOString(), data: { runId } });
+const started = (runId: string) => ({
+  sourceKey: `run:${runId}:started`,
+  type: "run.started",
+  at: new Date().toISOString(),
+  data: { runId },
+});
 const step = (runId: string, state: "started" | "completed") => ({
   sourceKey: `step:${runId}:1:1:${state}`,
   type: "step",
@@ -33,7 +38,9 @@ const step = (runId: string, state: "started" | "completed") => ({
 });
 
 const row = (workflowId: string) =>
-  env.DB.prepare("SELECT status, temporal_run_id, output FROM runs WHERE temporal_workflow_id = ?").bind(workflowId).first<{ status: string; temporal_run_id: string | null; output: string | null }>();
+  env.DB.prepare("SELECT status, temporal_run_id, output FROM runs WHERE temporal_workflow_id = ?")
+    .bind(workflowId)
+    .first<{ status: string; temporal_run_id: string | null; output: string | null }>();
 const steps = (workflowId: string) =>
   env.DB.prepare("SELECT s.status, s.attempt, s.outputs FROM step_runs s JOIN runs r ON r.id = s.run_id WHERE r.temporal_workflow_id = ?")
     .bind(workflowId)
@@ -52,7 +59,17 @@ describe("POST /internal/run-events: applying a push", () => {
     const b = await insertRun(organizationId);
     const res = await signedPost(PATH, {
       runs: [
-        { workflowId: a, events: [started("ra"), step("ra", "started"), step("ra", "completed"), historyEvent("ra", 1), closeEvent("ra", 2), finishedEvent("ra")] },
+        {
+          workflowId: a,
+          events: [
+            started("ra"),
+            step("ra", "started"),
+            step("ra", "completed"),
+            historyEvent("ra", 1),
+            closeEvent("ra", 2),
+            finishedEvent("ra"),
+          ],
+        },
         { workflowId: b, events: [started("rb"), historyEvent("rb", 1)] },
       ],
     });
@@ -62,7 +79,14 @@ describe("POST /internal/run-events: applying a push", () => {
     expect(await row(b)).toMatchObject({ status: "running", temporal_run_id: "rb" });
     // Both ends of the step attempt in one push make one row with the later state.
     expect((await steps(a)).results).toEqual([{ status: "completed", attempt: 1, outputs: JSON.stringify({ greeting: "hi" }) }]);
-    expect((await log(a)).map((e) => e.sourceKey)).toEqual(["run:ra:started", "step:ra:1:1:started", "step:ra:1:1:completed", "history:ra:1", "history:ra:2", "run:ra:finished"]);
+    expect((await log(a)).map((e) => e.sourceKey)).toEqual([
+      "run:ra:started",
+      "step:ra:1:1:started",
+      "step:ra:1:1:completed",
+      "history:ra:1",
+      "history:ra:2",
+      "run:ra:finished",
+    ]);
     expect((await log(b)).map((e) => e.sourceKey)).toEqual(["run:rb:started", "history:rb:1"]);
   });
 
@@ -87,7 +111,12 @@ describe("POST /internal/run-events: bad pushes", () => {
     const a = await insertRun(organizationId);
     const b = await insertRun(organizationId);
     const badStep = { ...step("rd", "completed"), data: { runId: "rd", state: "done" } }; // no activityId, unknown state
-    const res = await signedPost(PATH, { runs: [{ workflowId: a, events: [started("rd")] }, { workflowId: b, events: [badStep] }] });
+    const res = await signedPost(PATH, {
+      runs: [
+        { workflowId: a, events: [started("rd")] },
+        { workflowId: b, events: [badStep] },
+      ],
+    });
     expect(res.status).toBe(400);
     const body = (await res.json()) as ErrorBody;
     expect(body.error.code).toBe("invalid_request");
@@ -100,7 +129,14 @@ describe("POST /internal/run-events: bad pushes", () => {
     const a = await insertRun(organizationId);
     const cases: unknown[] = [
       { runs: [{ workflowId: a, events: [{ sourceKey: "x:1", type: "made.up", at: new Date().toISOString(), data: { runId: "r" } }] }] },
-      { runs: [{ workflowId: a, events: [{ ...historyEvent("r", 1), data: { runId: "r", event: { eventType: "EVENT_TYPE_TIMER_FIRED", attributes: {} } } }] }] },
+      {
+        runs: [
+          {
+            workflowId: a,
+            events: [{ ...historyEvent("r", 1), data: { runId: "r", event: { eventType: "EVENT_TYPE_TIMER_FIRED", attributes: {} } } }],
+          },
+        ],
+      },
       { runs: [{ workflowId: "not a workflow id", events: [started("r")] }] },
       { runs: [] },
       { runs: [{ workflowId: a, events: Array.from({ length: 1001 }, (_, i) => historyEvent("r", i + 1)) }] },
@@ -118,7 +154,9 @@ describe("POST /internal/run-events: security", () => {
   it("refuses unsigned and wrongly signed pushes with 401", async () => {
     const a = await insertRun(organizationId);
     const body = { runs: [{ workflowId: a, events: [started("re")] }] };
-    expect((await call(PATH, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" } })).status).toBe(401);
+    expect((await call(PATH, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" } })).status).toBe(
+      401,
+    );
     expect((await signedPost(PATH, body, "wrong-secret")).status).toBe(401);
     expect(await log(a)).toEqual([]);
   });
@@ -126,7 +164,12 @@ describe("POST /internal/run-events: security", () => {
   it("a replayed push records nothing in any of its runs", async () => {
     const a = await insertRun(organizationId);
     const b = await insertRun(organizationId);
-    const text = JSON.stringify({ runs: [{ workflowId: a, events: [started("rf")] }, { workflowId: b, events: [started("rg")] }] });
+    const text = JSON.stringify({
+      runs: [
+        { workflowId: a, events: [started("rf")] },
+        { workflowId: b, events: [started("rg")] },
+      ],
+    });
     const headers = { ...(await signRequest(TEST_HOST_SECRET, "POST", PATH, text)), "content-type": "application/json" };
     const send = () => call(PATH, { method: "POST", headers, body: text });
     expect((await send()).status).toBe(200);

@@ -65,7 +65,9 @@ describe("RunStream.start: after acceptance", () => {
     await runStream(env, c.workflowId).start(c);
     expect(await outboxOf(c.workflowId)).toEqual([{ state: "pending", attempts: 1 }]);
     // Make the next attempt due now, then fire the alarm.
-    await runInDurableObject(runStream(env, c.workflowId), (_i, state) => state.storage.sql.exec("UPDATE run_start SET next_attempt_at = 0"));
+    await runInDurableObject(runStream(env, c.workflowId), (_i, state) =>
+      state.storage.sql.exec("UPDATE run_start SET next_attempt_at = 0"),
+    );
     expect(await runDurableObjectAlarm(runStream(env, c.workflowId))).toBe(true);
     expect(await outboxOf(c.workflowId)).toEqual([{ state: "pending", attempts: 2 }]);
     const alarm = await runInDurableObject(runStream(env, c.workflowId), (_i, state) => state.storage.getAlarm());

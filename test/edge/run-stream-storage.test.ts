@@ -36,17 +36,29 @@ describe("RunStream storage migrations", () => {
     await push(workflowId, [historyEvent(runId, 1), historyEvent(runId, 2), closeEvent(runId, 3), finishedEvent(runId)]);
     const stub = () => runStream(env, workflowId);
     await runInDurableObject(stub(), (_i: RunStream, state) => downgradeToV1(state.storage.sql));
-    const columns = await runInDurableObject(stub(), (_i: RunStream, state) => state.storage.sql.exec<{ name: string }>("PRAGMA table_info(events)").toArray().map((c) => c.name));
+    const columns = await runInDurableObject(stub(), (_i: RunStream, state) =>
+      state.storage.sql
+        .exec<{ name: string }>("PRAGMA table_info(events)")
+        .toArray()
+        .map((c) => c.name),
+    );
     expect(columns).not.toContain("history_type");
 
     await evictDurableObject(stub());
     // The next wake migrates: the column is back and backfilled, the version recorded.
     const after = await runInDurableObject(stub(), (_i: RunStream, state) => ({
       version: state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'schemaVersion'").toArray()[0]?.value,
-      types: state.storage.sql.exec<{ t: string | null }>("SELECT history_type AS t FROM events WHERE type = 'history' ORDER BY seq").toArray().map((r) => r.t),
+      types: state.storage.sql
+        .exec<{ t: string | null }>("SELECT history_type AS t FROM events WHERE type = 'history' ORDER BY seq")
+        .toArray()
+        .map((r) => r.t),
     }));
     expect(after.version).toBe(String(STORAGE_SCHEMA_VERSION));
-    expect(after.types).toEqual(["EVENT_TYPE_WORKFLOW_EXECUTION_STARTED", "EVENT_TYPE_ACTIVITY_TASK_COMPLETED", "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED"]);
+    expect(after.types).toEqual([
+      "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED",
+      "EVENT_TYPE_ACTIVITY_TASK_COMPLETED",
+      "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED",
+    ]);
     expect(await stub().streamState(runId)).toEqual({ runId, finished: true, lastEventId: 3 });
     const page = await stub().historyPage(runId, 0, 10, false);
     expect((page.events as Array<{ eventId: string }>).map((e) => e.eventId)).toEqual(["1", "2", "3"]);
@@ -56,8 +68,10 @@ describe("RunStream storage migrations", () => {
   it("a fresh DO starts at the current version", async () => {
     const { workflowId, runId } = await createRunningRun(organizationId);
     await push(workflowId, [historyEvent(runId, 1)]);
-    const version = await runInDurableObject(runStream(env, workflowId), (_i: RunStream, state) =>
-      state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'schemaVersion'").toArray()[0]?.value,
+    const version = await runInDurableObject(
+      runStream(env, workflowId),
+      (_i: RunStream, state) =>
+        state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'schemaVersion'").toArray()[0]?.value,
     );
     expect(version).toBe(String(STORAGE_SCHEMA_VERSION));
   });

@@ -23,7 +23,12 @@ export function historyEvent(runId: string, eventId: number, eventType = "EVENT_
 export const closeEvent = (runId: string, eventId: number) => historyEvent(runId, eventId, "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED");
 
 export function finishedEvent(runId: string, status = "completed") {
-  return { sourceKey: `run:${runId}:finished`, type: "run.finished", at: new Date().toISOString(), data: { runId, status, output: { ok: true }, error: null } };
+  return {
+    sourceKey: `run:${runId}:finished`,
+    type: "run.finished",
+    at: new Date().toISOString(),
+    data: { runId, status, output: { ok: true }, error: null },
+  };
 }
 
 export async function push(workflowId: string, events: unknown[]) {
@@ -88,7 +93,9 @@ export async function expectExactResume(open: (lastEventId?: string) => Promise<
   for (const [i, frame] of expected.entries()) {
     const rest = numbered(await allFrames(await open(frame.id)));
     if (JSON.stringify(rest) !== JSON.stringify(expected.slice(i + 1))) {
-      throw new Error(`resuming after ${frame.event} ${frame.id} gave ${JSON.stringify(rest.map((f) => `${f.event}:${f.id}`))}, expected ${JSON.stringify(expected.slice(i + 1).map((f) => `${f.event}:${f.id}`))}`);
+      throw new Error(
+        `resuming after ${frame.event} ${frame.id} gave ${JSON.stringify(rest.map((f) => `${f.event}:${f.id}`))}, expected ${JSON.stringify(expected.slice(i + 1).map((f) => `${f.event}:${f.id}`))}`,
+      );
     }
     resumes++;
   }

@@ -45,7 +45,10 @@ describe("stream lifecycle", () => {
 
   it("hibernates with subscribers connected and wakes up to deliver the next events", async () => {
     const { workflowId, runId } = await createRunningRun(org.organizationId);
-    await push(workflowId, range(1, 3).map((n) => historyEvent(runId, n)));
+    await push(
+      workflowId,
+      range(1, 3).map((n) => historyEvent(runId, n)),
+    );
     const streams = await Promise.all(range(1, 5).map(() => open(workflowId)));
     const collected = Promise.all(streams.map((s) => collectHistoryStream(s.body!)));
     await push(workflowId, [historyEvent(runId, 4)]);

@@ -9,7 +9,10 @@ import { call, seedCatalog, seedOrganization, type OutputErrorBody } from "./hel
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
 
 const jwtFor = (organizationId: string) =>
-  new SignJWT({ org_id: organizationId }).setProtectedHeader({ alg: "HS256" }).setExpirationTime("5m").sign(new TextEncoder().encode("edge-test-jwt-secret-at-least-32-bytes-long"));
+  new SignJWT({ org_id: organizationId })
+    .setProtectedHeader({ alg: "HS256" })
+    .setExpirationTime("5m")
+    .sign(new TextEncoder().encode("edge-test-jwt-secret-at-least-32-bytes-long"));
 
 describe("tenant isolation", () => {
   let owner: Awaited<ReturnType<typeof seedOrganization>>;
@@ -65,7 +68,11 @@ describe("tenant isolation", () => {
       expect(text).not.toContain(runId);
       // The owner gets past the ownership check on the same route.
       // (A stop of the owner's ended run is a 404 too, as Output's, but not "no such run".)
-      const own = await call(path, { method, headers: { authorization: `Bearer ${owner.key}`, "content-type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) });
+      const own = await call(path, {
+        method,
+        headers: { authorization: `Bearer ${owner.key}`, "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
       const ownText = await own.text();
       if (own.status === 404) expect((JSON.parse(ownText) as OutputErrorBody).code, `owner ${method} ${path}`).not.toBe("run_not_found");
     }
@@ -85,7 +92,8 @@ describe("tenant isolation", () => {
     });
     expect(((await cancel.json()) as { results: Array<{ status: string }> }).results[0]!.status).toBe("not_found");
     expect(await (await get("/api/v1/workflow-runs?limit=100")).text()).not.toContain(rowId);
-    const wf = (await env.DB.prepare("SELECT workflow_id FROM runs WHERE id = ?").bind(rowId).first<{ workflow_id: string }>())!.workflow_id;
+    const wf = (await env.DB.prepare("SELECT workflow_id FROM runs WHERE id = ?").bind(rowId).first<{ workflow_id: string }>())!
+      .workflow_id;
     expect(((await (await get(`/api/v1/workflow-runs/dashboard/${wf}`)).json()) as { total: number }).total).toBe(0);
   });
 

@@ -10,7 +10,13 @@ const attributeEvent = (runId: string, n: number) => ({
   sourceKey: `attribute:${runId}:5:1:${n}`,
   type: "attribute",
   at: new Date().toISOString(),
-  data: { runId, activityId: "5", stepName: "askModel", attempt: 1, attribute: { type: "http:request", method: "GET", url: "https://example.com/", status: 200, count: 1, total: 0 } },
+  data: {
+    runId,
+    activityId: "5",
+    stepName: "askModel",
+    attempt: 1,
+    attribute: { type: "http:request", method: "GET", url: "https://example.com/", status: 200, count: 1, total: 0 },
+  },
 });
 const stepEvent = (runId: string, state: "started" | "completed") => ({
   sourceKey: `step:${runId}:5:1:${state}`,
@@ -28,10 +34,21 @@ describe("run viewer stream: resume (security: exact replay, no duplicates)", ()
 
   it("every run, step, thinking and attribute frame has an id, and Last-Event-ID resumes exactly after it", async () => {
     const { workflowId, runId } = await createRunningRun(org.organizationId);
-    await push(workflowId, [historyEvent(runId, 1), stepEvent(runId, "started"), thinkingEvent(runId, 1, "Reading "), attributeEvent(runId, 1)]);
-    await push(workflowId, [thinkingEvent(runId, 2, "done reading."), stepEvent(runId, "completed"), closeEvent(runId, 2), finishedEvent(runId)]);
+    await push(workflowId, [
+      historyEvent(runId, 1),
+      stepEvent(runId, "started"),
+      thinkingEvent(runId, 1, "Reading "),
+      attributeEvent(runId, 1),
+    ]);
+    await push(workflowId, [
+      thinkingEvent(runId, 2, "done reading."),
+      stepEvent(runId, "completed"),
+      closeEvent(runId, 2),
+      finishedEvent(runId),
+    ]);
     const { token } = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, workflowId });
-    const open = (lastEventId?: string) => call(`/runs/${workflowId}/events?token=${token}`, { headers: lastEventId ? { "last-event-id": lastEventId } : {} });
+    const open = (lastEventId?: string) =>
+      call(`/runs/${workflowId}/events?token=${token}`, { headers: lastEventId ? { "last-event-id": lastEventId } : {} });
     const { frames, resumes } = await expectExactResume(open, ["done"]);
     expect(frames.filter((f) => f.id).map((f) => f.event)).toEqual(["run", "step", "thinking", "attribute", "thinking", "step", "run"]);
     expect(resumes).toBe(7);

@@ -18,7 +18,10 @@ describe("webhook endpoints: happy path", () => {
     expect(endpoint.events).toEqual(["run.completed", "run.failed", "run.cancelled", "run.terminated", "run.timed_out"]);
     expect(endpoint.secret).toMatch(/^whsec_[A-Za-z0-9+/]{32}$/);
 
-    const some = await admin("POST", base(organizationId), { url: "https://other.example.com/h", events: ["run.failed", "run.failed", "run.timed_out"] });
+    const some = await admin("POST", base(organizationId), {
+      url: "https://other.example.com/h",
+      events: ["run.failed", "run.failed", "run.timed_out"],
+    });
     expect(((await some.json()) as { events: string[] }).events).toEqual(["run.failed", "run.timed_out"]);
 
     const list = (await (await admin("GET", base(organizationId))).json()) as { webhooks: Array<Record<string, unknown>> };
@@ -61,7 +64,9 @@ describe("webhook endpoints: errors", () => {
       expect(res.status, JSON.stringify(body)).toBe(status);
       expect(((await res.json()) as ErrorBody).error.code).toBe(code);
     }
-    expect(((await (await admin("POST", base("org_missing"), { url: "https://a.example.com" })).json()) as ErrorBody).error.code).toBe("organization_not_found");
+    expect(((await (await admin("POST", base("org_missing"), { url: "https://a.example.com" })).json()) as ErrorBody).error.code).toBe(
+      "organization_not_found",
+    );
     for (const [method, path] of [
       ["DELETE", `${base(organizationId)}/whk_nope`],
       ["POST", `${base(organizationId)}/whk_nope/rotate-secret`],

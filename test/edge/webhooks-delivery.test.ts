@@ -8,7 +8,11 @@ import { env } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";
 import { beforeAll, describe, expect, it } from "vitest";
 import { runStream } from "../../src/run-stream-client.ts";
-import { DEFAULT_WEBHOOK_RETRY_BASE_MS, MAX_WEBHOOK_RETRY_INTERVAL_MS, webhookRetryDelay } from "../../durable-objects/run-stream/webhook-outbox.ts";
+import {
+  DEFAULT_WEBHOOK_RETRY_BASE_MS,
+  MAX_WEBHOOK_RETRY_INTERVAL_MS,
+  webhookRetryDelay,
+} from "../../durable-objects/run-stream/webhook-outbox.ts";
 import { admin, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
 
@@ -39,7 +43,11 @@ async function register(organizationId: string, url: string, events?: string[]) 
 
 async function finishRun(organizationId: string, status = "completed") {
   const { workflowId, runId } = await createRunningRun(organizationId);
-  await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), { ...finishedEvent(runId, status), data: { ...finishedEvent(runId, status).data, error: status === "completed" ? null : "boom" } }]);
+  await push(workflowId, [
+    historyEvent(runId, 1),
+    closeEvent(runId, 2),
+    { ...finishedEvent(runId, status), data: { ...finishedEvent(runId, status).data, error: status === "completed" ? null : "boom" } },
+  ]);
   return { workflowId, runId };
 }
 
@@ -66,7 +74,14 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
     for (const r of got) {
       const payload = verifier.verify(r.body, r.headers) as { type: string; timestamp: string; data: Record<string, unknown> };
       expect(payload.type).toBe("run.completed");
-      expect(payload.data).toMatchObject({ workflowId, runId, workflowName: "two_steps", status: "completed", output: { ok: true }, error: null });
+      expect(payload.data).toMatchObject({
+        workflowId,
+        runId,
+        workflowName: "two_steps",
+        status: "completed",
+        output: { ok: true },
+        error: null,
+      });
       expect(payload.data.aggregations).toBeTypeOf("object");
       expect(Date.parse(payload.timestamp)).not.toBeNaN();
     }
@@ -87,7 +102,11 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
     ]);
     expect(deliveries[2]!.nextAttemptAt).toBeTypeOf("string");
     expect(deliveries[0]!.nextAttemptAt).toBeNull();
-    expect(deliveries.every((d) => d.webhookId === got[0]!.headers["webhook-id"] && d.workflowId === workflowId && d.eventType === "run.completed")).toBe(true);
+    expect(
+      deliveries.every(
+        (d) => d.webhookId === got[0]!.headers["webhook-id"] && d.workflowId === workflowId && d.eventType === "run.completed",
+      ),
+    ).toBe(true);
     const outbox = await runStream(env, workflowId).webhookOutbox();
     expect(outbox).toEqual([expect.objectContaining({ endpointId: endpoint.id, state: "delivered", attempts: 3 })]);
   });
@@ -163,7 +182,9 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
     const endpoint = await register(org.organizationId, hookUrl(name, "500,200"));
     await finishRun(org.organizationId);
     await until(async () => (await received(name)).length >= 1);
-    const rotated = (await (await admin("POST", `/admin/v1/organizations/${org.organizationId}/webhooks/${endpoint.id}/rotate-secret`)).json()) as { secret: string };
+    const rotated = (await (
+      await admin("POST", `/admin/v1/organizations/${org.organizationId}/webhooks/${endpoint.id}/rotate-secret`)
+    ).json()) as { secret: string };
     expect(rotated.secret).not.toBe(endpoint.secret);
     const got = await until(async () => {
       const r = await received(name);
@@ -195,7 +216,11 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
     await until(async () => (await received(name)).length >= 1);
     // Pretend the first attempt was 25 hours ago and the next one is due now.
     await runInDurableObject(runStream(env, workflowId), (_i, state) => {
-      state.storage.sql.exec("UPDATE webhook_outbox SET first_attempt_at = ?, next_attempt_at = ?", Date.now() - 25 * 3_600_000, Date.now() - 1);
+      state.storage.sql.exec(
+        "UPDATE webhook_outbox SET first_attempt_at = ?, next_attempt_at = ?",
+        Date.now() - 25 * 3_600_000,
+        Date.now() - 1,
+      );
     });
     await runDurableObjectAlarm(runStream(env, workflowId));
     const rows = await until(async () => {
@@ -203,7 +228,9 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
       return r[0]?.state === "failed" ? r : null;
     });
     expect(rows).toHaveLength(1);
-    const deliveries = (await (await admin("GET", `/admin/v1/organizations/${org.organizationId}/webhooks/${endpoint.id}/deliveries`)).json()) as {
+    const deliveries = (await (
+      await admin("GET", `/admin/v1/organizations/${org.organizationId}/webhooks/${endpoint.id}/deliveries`)
+    ).json()) as {
       deliveries: Array<{ status: string; nextAttemptAt: string | null; responseStatus: number }>;
     };
     expect(deliveries.deliveries[0]).toMatchObject({ status: "failed", nextAttemptAt: null, responseStatus: 500 });

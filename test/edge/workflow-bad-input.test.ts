@@ -125,7 +125,13 @@ describe("Workflow API: hostile bodies (security)", () => {
       expect(body.message).toContain("64");
     }
     const run = await createRunningRun(org.organizationId, "approval");
-    for (const path of ["/workflow/run", `/workflow/${run.workflowId}/signal/approve`, `/workflow/${run.workflowId}/query/progress`, `/workflow/${run.workflowId}/update/setPriority`, `/workflow/${run.workflowId}/terminate`]) {
+    for (const path of [
+      "/workflow/run",
+      `/workflow/${run.workflowId}/signal/approve`,
+      `/workflow/${run.workflowId}/query/progress`,
+      `/workflow/${run.workflowId}/update/setPriority`,
+      `/workflow/${run.workflowId}/terminate`,
+    ]) {
       const res = await postJson(path, nested(4_500), org.key);
       expect(res.status, path).toBe(400);
       expect(errorCodeOf(await res.json()), path).toBe("json_too_deep");
@@ -136,7 +142,11 @@ describe("Workflow API: hostile bodies (security)", () => {
     // 64 levels in all: the body object, input, and 62 arrays. Past the depth check, the input schema answers.
     const atLimit = await postJson("/workflow/start", `{"workflowName":"hello","input":{"name":${nested(62)}}}`, org.key);
     expect(errorCodeOf(await atLimit.json())).toBe("invalid_input");
-    const inString = await postJson("/workflow/start", { workflowName: "hello", input: { name: 5, text: `${"[{".repeat(5_000)}\\"` } }, org.key);
+    const inString = await postJson(
+      "/workflow/start",
+      { workflowName: "hello", input: { name: 5, text: `${"[{".repeat(5_000)}\\"` } },
+      org.key,
+    );
     expect(errorCodeOf(await inString.json())).toBe("invalid_input");
   });
 
@@ -145,7 +155,11 @@ describe("Workflow API: hostile bodies (security)", () => {
     const suffix = new TextEncoder().encode('"}}');
     for (const bad of [[0xff], [0xc3, 0x28], [0xed, 0xa0, 0x80], [0xe2, 0x82]]) {
       const body = new Uint8Array([...prefix, ...bad, ...suffix]);
-      const res = await call("/workflow/start", { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${org.key}` }, body });
+      const res = await call("/workflow/start", {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${org.key}` },
+        body,
+      });
       expect(res.status).toBe(400);
       const error = (await res.json()) as OutputErrorBody;
       expect(error.code).toBe("invalid_json");
@@ -154,7 +168,9 @@ describe("Workflow API: hostile bodies (security)", () => {
   });
 
   it("none of the refused requests left a run row", async () => {
-    const row = await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ? AND workflow_name <> 'approval'").bind(org.organizationId).first<{ n: number }>();
+    const row = await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ? AND workflow_name <> 'approval'")
+      .bind(org.organizationId)
+      .first<{ n: number }>();
     expect(row!.n).toBe(0);
   });
 });

@@ -15,19 +15,37 @@ async function jwtFor(organizationId: string, options: { secret?: string; expire
     .sign(new TextEncoder().encode(options.secret ?? JWT_SECRET));
 }
 
-const get = (path: string, token: string, headers: Record<string, string> = {}) => call(path, { headers: { authorization: `Bearer ${token}`, ...headers } });
+const get = (path: string, token: string, headers: Record<string, string> = {}) =>
+  call(path, { headers: { authorization: `Bearer ${token}`, ...headers } });
 
 async function workflowIdOf(name: string): Promise<string> {
-  return (await env.DB.prepare("SELECT id FROM workflows WHERE name = ? AND organization_id IS NULL").bind(name).first<{ id: string }>())!.id;
+  return (await env.DB.prepare("SELECT id FROM workflows WHERE name = ? AND organization_id IS NULL").bind(name).first<{ id: string }>())!
+    .id;
 }
 
-async function insertRun(organizationId: string, workflowName: string, status: string, createdAt: string, temporalRunId: string | null = "r-1") {
+async function insertRun(
+  organizationId: string,
+  workflowName: string,
+  status: string,
+  createdAt: string,
+  temporalRunId: string | null = "r-1",
+) {
   const id = crypto.randomUUID();
   await env.DB.prepare(
     `INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, temporal_run_id, status, input, created_at, updated_at)
      VALUES (?, ?, ?, ?, ?, ?, ?, '{"name":"Ada"}', ?, ?)`,
   )
-    .bind(id, organizationId, await workflowIdOf(workflowName), workflowName, `${workflowName}-${id}`, temporalRunId, status, createdAt, createdAt)
+    .bind(
+      id,
+      organizationId,
+      await workflowIdOf(workflowName),
+      workflowName,
+      `${workflowName}-${id}`,
+      temporalRunId,
+      status,
+      createdAt,
+      createdAt,
+    )
     .run();
   return id;
 }
@@ -50,8 +68,13 @@ describe("Workflow Runs API: auth", () => {
   });
 
   it("refuses API keys, forged, expired and claim-less JWTs with 401", async () => {
-    const claimless = await new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setExpirationTime("5m").sign(new TextEncoder().encode(JWT_SECRET));
-    const noExp = await new SignJWT({ org_id: org.organizationId }).setProtectedHeader({ alg: "HS256" }).sign(new TextEncoder().encode(JWT_SECRET));
+    const claimless = await new SignJWT({})
+      .setProtectedHeader({ alg: "HS256" })
+      .setExpirationTime("5m")
+      .sign(new TextEncoder().encode(JWT_SECRET));
+    const noExp = await new SignJWT({ org_id: org.organizationId })
+      .setProtectedHeader({ alg: "HS256" })
+      .sign(new TextEncoder().encode(JWT_SECRET));
     for (const token of [
       org.key,
       await jwtFor(org.organizationId, { secret: "another-secret-of-sufficient-length!!" }),
@@ -109,11 +132,17 @@ describe("Workflow Runs API: list, dashboard and detail", () => {
   });
 
   it("lists newest first with pagination metadata; page and limit work", async () => {
-    const page1 = (await (await get("/api/v1/workflow-runs?limit=3", token)).json()) as { data: Array<{ id: string; status: string; inputs: unknown }>; pagination: Record<string, unknown> };
+    const page1 = (await (await get("/api/v1/workflow-runs?limit=3", token)).json()) as {
+      data: Array<{ id: string; status: string; inputs: unknown }>;
+      pagination: Record<string, unknown>;
+    };
     expect(page1.data.map((r) => r.id)).toEqual([ids["approval:scheduled"], ids["two_steps:terminated"], ids["two_steps:cancelled"]]);
     expect(page1.pagination).toEqual({ page: 1, limit: 3, total: 7, totalPages: 3, hasNextPage: true, hasPreviousPage: false });
     expect(page1.data[0]!.inputs).toEqual([{ name: "name", value: "Ada" }]);
-    const page3 = (await (await get("/api/v1/workflow-runs?limit=3&page=3", token)).json()) as { data: unknown[]; pagination: { hasNextPage: boolean } };
+    const page3 = (await (await get("/api/v1/workflow-runs?limit=3&page=3", token)).json()) as {
+      data: unknown[];
+      pagination: { hasNextPage: boolean };
+    };
     expect(page3.data).toHaveLength(1);
     expect(page3.pagination.hasNextPage).toBe(false);
     const defaults = (await (await get("/api/v1/workflow-runs", token)).json()) as { pagination: { limit: number; page: number } };
@@ -154,10 +183,15 @@ describe("Workflow Runs API: list, dashboard and detail", () => {
 
   it("the dashboard counts agree with the list", async () => {
     const helloId = await workflowIdOf("hello");
-    const dash = (await (await get(`/api/v1/workflow-runs/dashboard/${helloId}`, token)).json()) as { total: number; counts: Record<string, number> };
+    const dash = (await (await get(`/api/v1/workflow-runs/dashboard/${helloId}`, token)).json()) as {
+      total: number;
+      counts: Record<string, number>;
+    };
     expect(dash.counts).toEqual({ scheduled: 0, running: 1, completed: 1, failed: 2, cancelled: 0, waiting: 0 });
     for (const [status, n] of Object.entries(dash.counts)) {
-      const listed = (await (await get(`/api/v1/workflow-runs?workflowId=${helloId}&status=${status}&limit=100`, token)).json()) as { pagination: { total: number } };
+      const listed = (await (await get(`/api/v1/workflow-runs?workflowId=${helloId}&status=${status}&limit=100`, token)).json()) as {
+        pagination: { total: number };
+      };
       expect(listed.pagination.total, status).toBe(n);
     }
     expect(dash.total).toBe(4);
@@ -173,7 +207,11 @@ describe("Workflow Runs API: list, dashboard and detail", () => {
     )
       .bind(crypto.randomUUID(), runId, organizationId, crypto.randomUUID(), runId, organizationId)
       .run();
-    const detail = (await (await get(`/api/v1/workflow-runs/${runId}`, token)).json()) as { id: string; status: string; activityRuns: Array<Record<string, unknown>> };
+    const detail = (await (await get(`/api/v1/workflow-runs/${runId}`, token)).json()) as {
+      id: string;
+      status: string;
+      activityRuns: Array<Record<string, unknown>>;
+    };
     expect(detail).toMatchObject({ id: runId, status: "completed" });
     expect(detail.activityRuns.map((a) => [a.stepId, a.stepName, a.attempt, a.status, a.outputs])).toEqual([
       ["1", "composeGreeting", 1, "failed", null],
@@ -223,7 +261,11 @@ describe("Workflow Runs API: cancel", () => {
     const { organizationId } = await seedOrganization();
     const token = await jwtFor(organizationId);
     const cancel = (body: unknown) =>
-      call("/api/v1/workflow-runs/cancel", { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+      call("/api/v1/workflow-runs/cancel", {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
     expect((await cancel({})).status).toBe(400);
     expect((await cancel({ runIds: [crypto.randomUUID()], workflowId: crypto.randomUUID() })).status).toBe(400);
     expect((await cancel({ runIds: [crypto.randomUUID()], reason: "x".repeat(501) })).status).toBe(400);
@@ -311,12 +353,20 @@ describe("Workflow Runs API: execute (security)", () => {
     return call("/api/v1/workflow-runs/execute", { method: "POST", headers: { authorization: `Bearer ${token}` }, body: form });
   };
   const executeJson = (body: string | Uint8Array) =>
-    call("/api/v1/workflow-runs/execute", { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body });
+    call("/api/v1/workflow-runs/execute", {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body,
+    });
   const error = async (res: Response) => ({ status: res.status, ...((await res.json()) as ErrorBody).error });
 
   it("a field sent twice → 400 naming it (never the last one silently)", async () => {
     for (const name of ["workflowId", "inputs", "envs"]) {
-      const fields: Array<[string, string]> = [["workflowId", helloId], ["inputs", '{"name":"Ada"}'], ["envs", "{}"]];
+      const fields: Array<[string, string]> = [
+        ["workflowId", helloId],
+        ["inputs", '{"name":"Ada"}'],
+        ["envs", "{}"],
+      ];
       fields.push(fields.find(([n]) => n === name)!);
       const e = await error(await executeForm(fields));
       expect([e.status, e.code]).toEqual([400, "invalid_request"]);
@@ -327,11 +377,28 @@ describe("Workflow Runs API: execute (security)", () => {
 
   it("__proto__, constructor and prototype are refused with a 400 as field names, env names and input keys", async () => {
     for (const name of ["__proto__", "constructor", "prototype"]) {
-      const asField = await error(await executeForm([["workflowId", helloId], ["inputs", '{"name":"Ada"}'], [name, "x"]]));
+      const asField = await error(
+        await executeForm([
+          ["workflowId", helloId],
+          ["inputs", '{"name":"Ada"}'],
+          [name, "x"],
+        ]),
+      );
       expect([asField.status, asField.code, asField.issues?.[0]?.path]).toEqual([400, "invalid_request", name]);
-      const asEnv = await error(await executeForm([["workflowId", helloId], ["inputs", '{"name":"Ada"}'], ["envs", `{"${name}":"x"}`]]));
+      const asEnv = await error(
+        await executeForm([
+          ["workflowId", helloId],
+          ["inputs", '{"name":"Ada"}'],
+          ["envs", `{"${name}":"x"}`],
+        ]),
+      );
       expect([asEnv.status, asEnv.code, asEnv.issues?.[0]?.path]).toEqual([400, "invalid_request", `envs.${name}`]);
-      const asInput = await error(await executeForm([["workflowId", helloId], ["inputs", `{"name":"Ada","${name}":{"x":1}}`]]));
+      const asInput = await error(
+        await executeForm([
+          ["workflowId", helloId],
+          ["inputs", `{"name":"Ada","${name}":{"x":1}}`],
+        ]),
+      );
       expect([asInput.status, asInput.code, asInput.issues?.[0]?.path]).toEqual([400, "invalid_request", `inputs.${name}`]);
       const inJson = await error(await executeJson(`{"workflowId":"${helloId}","inputs":{"name":"Ada"},"envs":{"${name}":"x"}}`));
       expect([inJson.status, inJson.issues?.[0]?.path]).toEqual([400, `envs.${name}`]);
@@ -341,12 +408,22 @@ describe("Workflow Runs API: execute (security)", () => {
 
   it("deep JSON in a multipart field or a JSON body → 400 json_too_deep; invalid UTF-8 in a JSON body → 400 invalid_json", async () => {
     const deep = `{"name":"Ada","x":${"[".repeat(5_000)}${"]".repeat(5_000)}}`;
-    const inField = await error(await executeForm([["workflowId", helloId], ["inputs", deep]]));
+    const inField = await error(
+      await executeForm([
+        ["workflowId", helloId],
+        ["inputs", deep],
+      ]),
+    );
     expect([inField.status, inField.code]).toEqual([400, "json_too_deep"]);
     expect(inField.message).toContain("field inputs");
     const inBody = await error(await executeJson(`{"workflowId":"${helloId}","inputs":${deep}}`));
     expect([inBody.status, inBody.code]).toEqual([400, "json_too_deep"]);
-    const bytes = new Uint8Array([...new TextEncoder().encode(`{"workflowId":"${helloId}","inputs":{"name":"`), 0xff, 0xfe, ...new TextEncoder().encode('"}}')]);
+    const bytes = new Uint8Array([
+      ...new TextEncoder().encode(`{"workflowId":"${helloId}","inputs":{"name":"`),
+      0xff,
+      0xfe,
+      ...new TextEncoder().encode('"}}'),
+    ]);
     const badUtf8 = await error(await executeJson(bytes));
     expect([badUtf8.status, badUtf8.code]).toEqual([400, "invalid_json"]);
   });

@@ -5,7 +5,16 @@ import { SignJWT } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
 import { readSse } from "../support/sse.ts";
 import { call, seedCatalog, seedOrganization } from "./helpers.ts";
-import { closeEvent, createRunningRun, expectExactResume, finishedEvent, historyEvent, push, range, thinkingEvent } from "./stream-helpers.ts";
+import {
+  closeEvent,
+  createRunningRun,
+  expectExactResume,
+  finishedEvent,
+  historyEvent,
+  push,
+  range,
+  thinkingEvent,
+} from "./stream-helpers.ts";
 
 const stepEvent = (runId: string, attempt: number, state: "started" | "completed" | "failed") => ({
   sourceKey: `step:${runId}:1:${attempt}:${state}`,
@@ -26,13 +35,18 @@ describe("Workflow Runs API stream", () => {
   beforeAll(async () => {
     await seedCatalog();
     ({ organizationId } = await seedOrganization());
-    token = await new SignJWT({ org_id: organizationId }).setProtectedHeader({ alg: "HS256" }).setExpirationTime("5m").sign(new TextEncoder().encode("edge-test-jwt-secret-at-least-32-bytes-long"));
+    token = await new SignJWT({ org_id: organizationId })
+      .setProtectedHeader({ alg: "HS256" })
+      .setExpirationTime("5m")
+      .sign(new TextEncoder().encode("edge-test-jwt-secret-at-least-32-bytes-long"));
   });
 
   const runIdOf = async (workflowId: string) =>
     (await env.DB.prepare("SELECT id FROM runs WHERE temporal_workflow_id = ?").bind(workflowId).first<{ id: string }>())!.id;
   const open = (runId: string, lastEventId?: string) =>
-    call(`/api/v1/workflow-runs/${runId}/stream`, { headers: { authorization: `Bearer ${token}`, ...(lastEventId ? { "last-event-id": lastEventId } : {}) } });
+    call(`/api/v1/workflow-runs/${runId}/stream`, {
+      headers: { authorization: `Bearer ${token}`, ...(lastEventId ? { "last-event-id": lastEventId } : {}) },
+    });
 
   it("aborting the Durable Object mid-stream loses nothing and duplicates nothing", async () => {
     const { workflowId, runId } = await createRunningRun(organizationId);
@@ -59,7 +73,9 @@ describe("Workflow Runs API stream", () => {
       expect(events.at(-1)!.event).toBe("result");
     }
     // Detail agrees: one activity run per attempt.
-    const detail = (await (await call(`/api/v1/workflow-runs/${id}`, { headers: { authorization: `Bearer ${token}` } })).json()) as { activityRuns: Array<{ attempt: number; status: string }> };
+    const detail = (await (await call(`/api/v1/workflow-runs/${id}`, { headers: { authorization: `Bearer ${token}` } })).json()) as {
+      activityRuns: Array<{ attempt: number; status: string }>;
+    };
     expect(detail.activityRuns.map((a) => [a.attempt, a.status])).toEqual([
       [1, "failed"],
       [2, "completed"],
@@ -69,7 +85,13 @@ describe("Workflow Runs API stream", () => {
   it("Last-Event-ID replays exactly what came after it; a bad one is 400", async () => {
     const { workflowId, runId } = await createRunningRun(organizationId);
     const id = await runIdOf(workflowId);
-    await push(workflowId, [historyEvent(runId, 1), stepEvent(runId, 1, "started"), stepEvent(runId, 1, "completed"), closeEvent(runId, 2), finishedEvent(runId)]);
+    await push(workflowId, [
+      historyEvent(runId, 1),
+      stepEvent(runId, 1, "started"),
+      stepEvent(runId, 1, "completed"),
+      closeEvent(runId, 2),
+      finishedEvent(runId),
+    ]);
     const all = await collect(await open(id));
     const withIds = all.filter((e) => e.id);
     const resumed = await collect(await open(id, withIds[1]!.id));
@@ -81,9 +103,21 @@ describe("Workflow Runs API stream", () => {
   it("resume is exact from every event id, thinking included (security: no duplicates)", async () => {
     const { workflowId, runId } = await createRunningRun(organizationId);
     const id = await runIdOf(workflowId);
-    await push(workflowId, [historyEvent(runId, 1), stepEvent(runId, 1, "started"), thinkingEvent(runId, 1, "hmm", "1"), thinkingEvent(runId, 2, "ok", "1")]);
+    await push(workflowId, [
+      historyEvent(runId, 1),
+      stepEvent(runId, 1, "started"),
+      thinkingEvent(runId, 1, "hmm", "1"),
+      thinkingEvent(runId, 2, "ok", "1"),
+    ]);
     await push(workflowId, [stepEvent(runId, 1, "completed"), closeEvent(runId, 2), finishedEvent(runId)]);
     const { frames } = await expectExactResume((lastEventId) => open(id, lastEventId), ["ping", "result", "error"]);
-    expect(frames.filter((f) => f.id).map((f) => f.event)).toEqual(["workflow-run", "activity-run", "thinking", "thinking", "activity-run", "workflow-run"]);
+    expect(frames.filter((f) => f.id).map((f) => f.event)).toEqual([
+      "workflow-run",
+      "activity-run",
+      "thinking",
+      "thinking",
+      "activity-run",
+      "workflow-run",
+    ]);
   });
 });

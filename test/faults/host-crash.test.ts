@@ -54,7 +54,10 @@ afterAll(async () => {
 
 describe("the Node host crashes mid-run", () => {
   it("after a restart the run completes and a subscriber gets every event exactly once", async () => {
-    const start = await api("/workflow/start", { method: "POST", body: JSON.stringify({ workflowName: "two_steps", input: { text: "survive this", pauseMs: 3000 } }) });
+    const start = await api("/workflow/start", {
+      method: "POST",
+      body: JSON.stringify({ workflowName: "two_steps", input: { text: "survive this", pauseMs: 3000 } }),
+    });
     const { workflowId } = (await start.json()) as { workflowId: string };
     const stream = await api(`/workflow/${workflowId}/history/stream`);
     const collected = collectHistoryStream(stream.body!);
@@ -71,7 +74,10 @@ describe("the Node host crashes mid-run", () => {
   });
 
   it("a run that ended while the host was down is reconciled by the watchdog: no run stays running", async () => {
-    const start = await api("/workflow/start", { method: "POST", body: JSON.stringify({ workflowName: "two_steps", input: { text: "ended elsewhere", pauseMs: 10_000 } }) });
+    const start = await api("/workflow/start", {
+      method: "POST",
+      body: JSON.stringify({ workflowName: "two_steps", input: { text: "ended elsewhere", pauseMs: 10_000 } }),
+    });
     const { workflowId } = (await start.json()) as { workflowId: string };
     const stream = await api(`/workflow/${workflowId}/history/stream`);
     const collected = collectHistoryStream(stream.body!);
@@ -95,7 +101,10 @@ describe("the Node host crashes mid-run", () => {
     await host!.kill();
     let workflowId: string;
     try {
-      const res = await api("/workflow/start", { method: "POST", body: JSON.stringify({ workflowName: "hello", input: { name: "nobody" } }) });
+      const res = await api("/workflow/start", {
+        method: "POST",
+        body: JSON.stringify({ workflowName: "hello", input: { name: "nobody" } }),
+      });
       expect(res.status).toBe(200);
       const body = (await res.json()) as { workflowId: string; runId: string | null; status: string };
       expect(body).toMatchObject({ runId: null, status: "scheduled" });
@@ -126,12 +135,17 @@ describe("the Node host crashes between two pushes of batched run events", () =>
     try {
       const runs = await Promise.all(
         Array.from({ length: 4 }, async (_, i) => {
-          const res = await api("/workflow/start", { method: "POST", body: JSON.stringify({ workflowName: "two_steps", input: { text: `batch ${i}`, pauseMs: 1500 } }) });
+          const res = await api("/workflow/start", {
+            method: "POST",
+            body: JSON.stringify({ workflowName: "two_steps", input: { text: `batch ${i}`, pauseMs: 1500 } }),
+          });
           expect(res.status).toBe(200);
           return (await res.json()) as { workflowId: string; streamToken: string };
         }),
       );
-      const streams = await Promise.all(runs.map(async (r) => collectHistoryStream((await api(`/workflow/${r.workflowId}/history/stream`)).body!)));
+      const streams = await Promise.all(
+        runs.map(async (r) => collectHistoryStream((await api(`/workflow/${r.workflowId}/history/stream`)).body!)),
+      );
       // Wait until a first push has reached the edge (the runs' first history is in D1's view of the log)...
       const firstPushed = await Promise.race([
         (async () => {

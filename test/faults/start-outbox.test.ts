@@ -30,7 +30,9 @@ function startProxy(): Promise<Server> {
   const server = createServer(async (req, res) => {
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
-    const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => !["host", "connection", "content-length"].includes(k))) as Record<string, string>;
+    const headers = Object.fromEntries(
+      Object.entries(req.headers).filter(([k]) => !["host", "connection", "content-length"].includes(k)),
+    ) as Record<string, string>;
     try {
       const upstream = await fetch(`http://127.0.0.1:${REAL_HOST_PORT}${req.url}`, {
         method: req.method,
@@ -86,7 +88,12 @@ beforeAll(async () => {
   stack = await startStack({ ports: PORTS, startHost: false, env: { HOST_SHARED_SECRET: SECRET } });
   proxy = await startProxy(); // after the stack, which checks that the host port is free
   client = new Client({ connection: await Connection.connect({ address: stack.temporalAddress }) });
-  host = await startHostProcess({ HOST_SHARED_SECRET: SECRET, HOST_PORT: String(REAL_HOST_PORT), EDGE_URL: stack.baseUrl, TEMPORAL_ADDRESS: stack.temporalAddress });
+  host = await startHostProcess({
+    HOST_SHARED_SECRET: SECRET,
+    HOST_PORT: String(REAL_HOST_PORT),
+    EDGE_URL: stack.baseUrl,
+    TEMPORAL_ADDRESS: stack.temporalAddress,
+  });
 });
 
 afterAll(async () => {
@@ -101,7 +108,10 @@ describe("a start whose answer comes after the edge's timeout", () => {
     holdStarts = true;
     let workflowId: string;
     try {
-      const res = await api("/workflow/start", { method: "POST", body: JSON.stringify({ workflowName: "hello", input: { name: "late answer" } }) });
+      const res = await api("/workflow/start", {
+        method: "POST",
+        body: JSON.stringify({ workflowName: "hello", input: { name: "late answer" } }),
+      });
       expect(res.status).toBe(200);
       const body = (await res.json()) as { workflowId: string; runId: string | null; status: string };
       expect(body).toMatchObject({ runId: null, status: "scheduled" });
@@ -124,7 +134,10 @@ describe("a start whose answer comes after the edge's timeout", () => {
     holdStarts = true;
     let workflowId: string;
     try {
-      const res = await api("/workflow/run", { method: "POST", body: JSON.stringify({ workflowName: "hello", input: { name: "late run" } }) });
+      const res = await api("/workflow/run", {
+        method: "POST",
+        body: JSON.stringify({ workflowName: "hello", input: { name: "late run" } }),
+      });
       // The host's events may have finished the row during the held answer (200 completed); else 202.
       const body = (await res.json()) as { workflowId: string; status: string };
       expect(res.status === 200 ? body.status : res.status).toBe(res.status === 200 ? "completed" : 202);

@@ -30,8 +30,14 @@ afterAll(async () => {
 describe("Temporal restarts mid-run", () => {
   it("the run completes, the subscriber gets every event exactly once, and the row ends completed", async () => {
     const api = (path: string, init: RequestInit = {}) =>
-      fetch(`${stack.baseUrl}${path}`, { ...init, headers: { authorization: `Bearer ${stack.apiKey}`, "content-type": "application/json" } });
-    const start = await api("/workflow/start", { method: "POST", body: JSON.stringify({ workflowName: "two_steps", input: { text: "outlive the server", pauseMs: 4000 } }) });
+      fetch(`${stack.baseUrl}${path}`, {
+        ...init,
+        headers: { authorization: `Bearer ${stack.apiKey}`, "content-type": "application/json" },
+      });
+    const start = await api("/workflow/start", {
+      method: "POST",
+      body: JSON.stringify({ workflowName: "two_steps", input: { text: "outlive the server", pauseMs: 4000 } }),
+    });
     const { workflowId } = (await start.json()) as { workflowId: string };
     const collected = collectHistoryStream((await api(`/workflow/${workflowId}/history/stream`)).body!);
 

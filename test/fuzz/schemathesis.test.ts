@@ -35,10 +35,27 @@ beforeAll(async () => {
   const baseUrl = inject("baseUrl");
   const adminKey = inject("adminKey");
   const adminHeaders = { authorization: `Bearer ${adminKey}`, "content-type": "application/json" };
-  const org = (await (await fetch(`${baseUrl}/admin/v1/organizations`, { method: "POST", headers: adminHeaders, body: JSON.stringify({ name: "fuzz" }) })).json()) as { id: string };
-  const key = (await (await fetch(`${baseUrl}/admin/v1/organizations/${org.id}/api-keys`, { method: "POST", headers: adminHeaders, body: JSON.stringify({ name: "fuzz" }) })).json()) as { key: string };
-  const jwt = await new SignJWT({ org_id: org.id }).setProtectedHeader({ alg: "HS256" }).setSubject("fuzz").setExpirationTime("2h").sign(new TextEncoder().encode(TEST_JWT_SECRET));
-  credentials["workflow-api"] = ["-H", `Authorization: Bearer ${key.key}`, "--include-path-regex", "^/(workflow|health|ready|heartbeat|openapi.json|docs)"];
+  const org = (await (
+    await fetch(`${baseUrl}/admin/v1/organizations`, { method: "POST", headers: adminHeaders, body: JSON.stringify({ name: "fuzz" }) })
+  ).json()) as { id: string };
+  const key = (await (
+    await fetch(`${baseUrl}/admin/v1/organizations/${org.id}/api-keys`, {
+      method: "POST",
+      headers: adminHeaders,
+      body: JSON.stringify({ name: "fuzz" }),
+    })
+  ).json()) as { key: string };
+  const jwt = await new SignJWT({ org_id: org.id })
+    .setProtectedHeader({ alg: "HS256" })
+    .setSubject("fuzz")
+    .setExpirationTime("2h")
+    .sign(new TextEncoder().encode(TEST_JWT_SECRET));
+  credentials["workflow-api"] = [
+    "-H",
+    `Authorization: Bearer ${key.key}`,
+    "--include-path-regex",
+    "^/(workflow|health|ready|heartbeat|openapi.json|docs)",
+  ];
   credentials["published-run"] = ["-H", `Authorization: Bearer ${key.key}`, "--include-path-regex", "^/api/v1/run/"];
   credentials["workflow-runs"] = ["-H", `Authorization: Bearer ${jwt}`, "--include-path-regex", "^/api/v1/workflow-runs"];
   credentials.admin = ["-H", `Authorization: Bearer ${adminKey}`, "--include-path-regex", "^/admin/"];
@@ -66,18 +83,36 @@ describe("Schemathesis over /openapi.json", () => {
       const res = spawnSync(
         schemathesis,
         [
-          "run", `${inject("baseUrl")}/openapi.json`,
-          "--checks", "not_a_server_error",
-          "--max-examples", String(MAX_EXAMPLES),
-          "--phases", "examples,fuzzing",
-          "--workers", "2",
-          "--seed", "20261122",
-          "--request-timeout", "60",
-          "--suppress-health-check", "all",
-          "--report", "har,junit", "--report-har-path", har, "--report-junit-path", junit,
+          "run",
+          `${inject("baseUrl")}/openapi.json`,
+          "--checks",
+          "not_a_server_error",
+          "--max-examples",
+          String(MAX_EXAMPLES),
+          "--phases",
+          "examples,fuzzing",
+          "--workers",
+          "2",
+          "--seed",
+          "20261122",
+          "--request-timeout",
+          "60",
+          "--suppress-health-check",
+          "all",
+          "--report",
+          "har,junit",
+          "--report-har-path",
+          har,
+          "--report-junit-path",
+          junit,
           ...args,
         ],
-        { cwd: root, encoding: "utf8", env: { ...process.env, NO_COLOR: "1", SCHEMATHESIS_TELEMETRY: "false" }, maxBuffer: 256 * 1024 * 1024 },
+        {
+          cwd: root,
+          encoding: "utf8",
+          env: { ...process.env, NO_COLOR: "1", SCHEMATHESIS_TELEMETRY: "false" },
+          maxBuffer: 256 * 1024 * 1024,
+        },
       );
       writeFileSync(log, `$ schemathesis run ... (exit ${res.status})\n\n== stdout\n${res.stdout}\n== stderr\n${res.stderr}\n`);
       exits[family] = res.status ?? -1;

@@ -27,7 +27,12 @@ async function signed(method: string, path: string, payload?: unknown, opts: { s
 const newId = (name: string) => `${name}-${crypto.randomUUID()}`;
 
 beforeAll(async () => {
-  const config = loadConfig({ HOST_SHARED_SECRET: SECRET, TEMPORAL_ADDRESS: inject("temporalAddress"), TEMPORAL_TASK_QUEUE: TASK_QUEUE, HOST_LOG_LEVEL: "WARN" });
+  const config = loadConfig({
+    HOST_SHARED_SECRET: SECRET,
+    TEMPORAL_ADDRESS: inject("temporalAddress"),
+    TEMPORAL_TASK_QUEUE: TASK_QUEUE,
+    HOST_LOG_LEVEL: "WARN",
+  });
   client = new Client({ connection: await Connection.connect({ address: config.temporalAddress }) });
   // No edge in host tests: pushes go to a closed port and are given up quietly. test/e2e covers them.
   const edge = new EdgeClient("http://127.0.0.1:9", SECRET, () => undefined, 1);
@@ -59,7 +64,12 @@ describe("control API auth", () => {
   });
 
   it("refuses a stale signature with 401", async () => {
-    const res = await signed("POST", HOST_PATHS.start, { workflowId: newId("hello"), workflowName: "hello", input: { name: "x" } }, { now: Date.now() - 3_600_000 });
+    const res = await signed(
+      "POST",
+      HOST_PATHS.start,
+      { workflowId: newId("hello"), workflowName: "hello", input: { name: "x" } },
+      { now: Date.now() - 3_600_000 },
+    );
     expect(res.status).toBe(401);
     expect(await res.json()).toMatchObject({ error: { code: "stale_signature" } });
   });
@@ -104,7 +114,9 @@ describe("control API over real Temporal", () => {
     const result = runResultResponse.parse(await (await signed("GET", `${HOST_PATHS.result(workflowId)}?waitMs=30000`)).json());
     expect(result.output).toEqual({ words: 3, shouted: "ONE TWO THREE" });
     const history = await client.workflow.getHandle(workflowId).fetchHistory();
-    const scheduled = history.events!.filter((e) => e.activityTaskScheduledEventAttributes).map((e) => e.activityTaskScheduledEventAttributes!.activityType!.name);
+    const scheduled = history
+      .events!.filter((e) => e.activityTaskScheduledEventAttributes)
+      .map((e) => e.activityTaskScheduledEventAttributes!.activityType!.name);
     expect(scheduled).toEqual(["countWords", "shout"]);
   });
 
@@ -196,7 +208,9 @@ describe("interacting with a running approval", () => {
     const cancelled = runResultResponse.parse(await (await signed("GET", `${HOST_PATHS.result(a)}?waitMs=30000`)).json());
     expect(cancelled.status).toBe("cancelled");
     const history = await client.workflow.getHandle(a).fetchHistory();
-    const steps = history.events!.filter((e) => e.activityTaskScheduledEventAttributes).map((e) => e.activityTaskScheduledEventAttributes!.activityType!.name);
+    const steps = history
+      .events!.filter((e) => e.activityTaskScheduledEventAttributes)
+      .map((e) => e.activityTaskScheduledEventAttributes!.activityType!.name);
     expect(steps).toEqual(["cleanupApproval"]);
     expect((await signed("POST", HOST_PATHS.cancel(a), {})).status).toBe(409);
 
@@ -238,9 +252,19 @@ describe("idempotent starts by accept id (the edge's start outbox)", () => {
 
   it("a first attempt that races an open run with another accept id is 409 workflow_id_in_use", async () => {
     const workflowId = newId("approval");
-    const open = await signed("POST", HOST_PATHS.start, { workflowId, workflowName: "approval", input: { request: "x" }, acceptId: crypto.randomUUID() });
+    const open = await signed("POST", HOST_PATHS.start, {
+      workflowId,
+      workflowName: "approval",
+      input: { request: "x" },
+      acceptId: crypto.randomUUID(),
+    });
     expect(open.status).toBe(200);
-    const other = await signed("POST", HOST_PATHS.start, { workflowId, workflowName: "approval", input: { request: "x" }, acceptId: crypto.randomUUID() });
+    const other = await signed("POST", HOST_PATHS.start, {
+      workflowId,
+      workflowName: "approval",
+      input: { request: "x" },
+      acceptId: crypto.randomUUID(),
+    });
     expect(other.status).toBe(409);
     expect(await other.json()).toMatchObject({ error: { code: "workflow_id_in_use" } });
     await client.workflow.getHandle(workflowId).terminate("test done");

@@ -28,19 +28,32 @@ async function fakeEdge(answer: (push: RunEventPush, n: number) => number) {
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", async () => {
       const body = Buffer.concat(chunks);
-      const verdict = await verifyRequest([SECRET], req.method!, req.url!, new Headers(req.headers as Record<string, string>), new Uint8Array(body));
+      const verdict = await verifyRequest(
+        [SECRET],
+        req.method!,
+        req.url!,
+        new Headers(req.headers as Record<string, string>),
+        new Uint8Array(body),
+      );
       const push = JSON.parse(body.toString()) as RunEventPush;
       const status = verdict.ok ? answer(push, received.length) : 401;
       received.push({ path: req.url!, body: push });
       statuses.push(status);
-      res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(status === 200 ? { ok: true } : { error: { code: "invalid_request", message: "bad event" } }));
+      res
+        .writeHead(status, { "content-type": "application/json" })
+        .end(JSON.stringify(status === 200 ? { ok: true } : { error: { code: "invalid_request", message: "bad event" } }));
     });
   });
   await new Promise<void>((r) => server!.listen(0, "127.0.0.1", r));
   return { url: `http://127.0.0.1:${(server!.address() as AddressInfo).port}`, received, statuses };
 }
 
-const started = (runId: string): RunEvent => ({ sourceKey: `run:${runId}:started`, type: "run.started", at: new Date().toISOString(), data: { runId } });
+const started = (runId: string): RunEvent => ({
+  sourceKey: `run:${runId}:started`,
+  type: "run.started",
+  at: new Date().toISOString(),
+  data: { runId },
+});
 
 describe("EdgeClient: batched run events", () => {
   it("events of many runs handed over together go out as one signed push, grouped by run, in order", async () => {
@@ -50,7 +63,10 @@ describe("EdgeClient: batched run events", () => {
     expect(edge.received).toHaveLength(1);
     expect(edge.received[0]!.path).toBe("/internal/run-events");
     expect(edge.received[0]!.body.runs).toHaveLength(20);
-    expect(edge.received[0]!.body.runs[3]).toEqual({ workflowId: "hello-3", events: [started("r3"), started("r3b")].map((e) => ({ ...e, at: expect.any(String) })) });
+    expect(edge.received[0]!.body.runs[3]).toEqual({
+      workflowId: "hello-3",
+      events: [started("r3"), started("r3b")].map((e) => ({ ...e, at: expect.any(String) })),
+    });
     expect(client.counters).toMatchObject({ runEventRequests: 1, runEvents: 40, refused: 0 });
   });
 

@@ -18,7 +18,13 @@ import {
   type OutboundPolicy,
 } from "../../host/activities/outbound-guard.ts";
 
-const policy = (over: Partial<OutboundPolicy> = {}): OutboundPolicy => ({ allow: [], maxBytes: 1024 * 1024, timeoutMs: 5_000, maxRedirects: 5, ...over });
+const policy = (over: Partial<OutboundPolicy> = {}): OutboundPolicy => ({
+  allow: [],
+  maxBytes: 1024 * 1024,
+  timeoutMs: 5_000,
+  maxRedirects: 5,
+  ...over,
+});
 
 interface Fixture {
   server: Server;
@@ -123,12 +129,18 @@ describe("outbound HTTP guard: address ranges", () => {
     expect(refusedRange(address)).toContain(name);
   });
 
-  it.each(["8.8.8.8", "93.184.216.34", "1.1.1.1", "100.63.255.255", "100.128.0.1", "172.32.0.1", "2606:4700:4700::1111", "2a00:1450:4001::1"])(
-    "lets the public address %s through",
-    (address) => {
-      expect(refusedRange(address)).toBeNull();
-    },
-  );
+  it.each([
+    "8.8.8.8",
+    "93.184.216.34",
+    "1.1.1.1",
+    "100.63.255.255",
+    "100.128.0.1",
+    "172.32.0.1",
+    "2606:4700:4700::1111",
+    "2a00:1450:4001::1",
+  ])("lets the public address %s through", (address) => {
+    expect(refusedRange(address)).toBeNull();
+  });
 });
 
 describe("outbound HTTP guard: URLs", () => {
@@ -157,12 +169,16 @@ describe("outbound HTTP guard: URLs", () => {
     expect(await refusal(guardedFetch(policy(), url))).toContain(name);
   });
 
-  it.each(["file:///etc/passwd", "ftp://example.com/", "gopher://127.0.0.1:6379/_INFO", "data:text/plain,hi", "javascript:alert(1)", "not a url"])(
-    "refuses %s (only http and https)",
-    async (url) => {
-      await refusal(guardedFetch(policy(), url));
-    },
-  );
+  it.each([
+    "file:///etc/passwd",
+    "ftp://example.com/",
+    "gopher://127.0.0.1:6379/_INFO",
+    "data:text/plain,hi",
+    "javascript:alert(1)",
+    "not a url",
+  ])("refuses %s (only http and https)", async (url) => {
+    await refusal(guardedFetch(policy(), url));
+  });
 
   it("refuses the internal service by its address, and no request reaches it", async () => {
     const message = await refusal(guardedFetch(policy(), `http://127.0.0.1:${secret.port}/health`));
@@ -195,8 +211,15 @@ describe("outbound HTTP guard: redirects, rebinding, caps, allow-list", () => {
   });
 
   it("checks every redirect: one to a private address is refused and never followed", async () => {
-    for (const to of [`http://127.0.0.1:${secret.port}/health`, `http://localhost:${secret.port}/`, "http://169.254.169.254/latest/meta-data/", `http://2130706433:${secret.port}/`]) {
-      const message = await refusal(guardedFetch(publicOnly(), `http://127.0.0.2:${publicSite.port}/redirect?to=${encodeURIComponent(to)}`));
+    for (const to of [
+      `http://127.0.0.1:${secret.port}/health`,
+      `http://localhost:${secret.port}/`,
+      "http://169.254.169.254/latest/meta-data/",
+      `http://2130706433:${secret.port}/`,
+    ]) {
+      const message = await refusal(
+        guardedFetch(publicOnly(), `http://127.0.0.2:${publicSite.port}/redirect?to=${encodeURIComponent(to)}`),
+      );
       expect(message).not.toContain(SECRET_BODY);
     }
     expect(secret.hits).toEqual([]);
@@ -236,7 +259,9 @@ describe("outbound HTTP guard: redirects, rebinding, caps, allow-list", () => {
 
   it("caps the time of a request", async () => {
     const started = Date.now();
-    await expect(guardedFetch({ ...publicOnly(), timeoutMs: 300 }, `http://127.0.0.2:${publicSite.port}/slow`)).rejects.toThrow(/abort|timeout/i);
+    await expect(guardedFetch({ ...publicOnly(), timeoutMs: 300 }, `http://127.0.0.2:${publicSite.port}/slow`)).rejects.toThrow(
+      /abort|timeout/i,
+    );
     expect(Date.now() - started).toBeLessThan(2_500);
   });
 
@@ -249,12 +274,9 @@ describe("outbound HTTP guard: redirects, rebinding, caps, allow-list", () => {
     const byRange = policy({ allow: parseAllowList("127.0.0.0/30") });
     expect(await (await guardedFetch(byRange, `http://127.0.0.2:${publicSite.port}/page`)).text()).toBe("public page");
     await refusal(guardedFetch(byRange, "http://10.0.0.1/"));
-    expect(parseAllowList(" wiki.internal , 10.1.0.0/16, [fd00::1]:8443, fd00::/8 ").map((e) => (e.kind === "host" ? e.host : e.cidr))).toEqual([
-      "wiki.internal",
-      "10.1.0.0/16",
-      "fd00::1/128",
-      "fd00::/8",
-    ]);
+    expect(
+      parseAllowList(" wiki.internal , 10.1.0.0/16, [fd00::1]:8443, fd00::/8 ").map((e) => (e.kind === "host" ? e.host : e.cidr)),
+    ).toEqual(["wiki.internal", "10.1.0.0/16", "fd00::1/128", "fd00::/8"]);
     for (const bad of ["http://x", "10.0.0.0/33", "host:99999", "a b"]) expect(() => parseAllowList(bad)).toThrow(/OUTBOUND_HTTP_ALLOW/);
   });
 });

@@ -26,7 +26,9 @@ describe("prices and llm:usage attributes", () => {
   });
 
   it("LLM_PRICES overrides and extends the table, and refuses malformed prices", () => {
-    const custom = loadPrices(JSON.stringify({ "anthropic/claude-3-5-sonnet": { input: 1, output: 2 }, "local/experimental": { input: 10, output: 20 } }));
+    const custom = loadPrices(
+      JSON.stringify({ "anthropic/claude-3-5-sonnet": { input: 1, output: 2 }, "local/experimental": { input: 10, output: 20 } }),
+    );
     expect(usageAttribute("anthropic/claude-3-5-sonnet", 1_000_000, 1_000_000, custom).total).toBe(3);
     expect(usageAttribute("local/experimental", 100, 100, custom).total).toBeCloseTo(0.003, 12);
     expect(() => loadPrices(JSON.stringify({ "x/y": { input: "1" } }))).toThrow(/numeric/);
@@ -41,7 +43,10 @@ describe("prices and llm:usage attributes", () => {
     const agg = aggregate(attrs);
     expect(agg.tokens).toEqual({ total: 180, input: 110, output: 70 });
     expect(agg.httpRequests.total).toBe(1);
-    expect(agg.cost.total).toBeCloseTo(attrs.reduce((s, a) => s + a.total, 0), 12);
+    expect(agg.cost.total).toBeCloseTo(
+      attrs.reduce((s, a) => s + a.total, 0),
+      12,
+    );
   });
 
   it("routes providers without a key to the local server, and refuses unknown ids", () => {

@@ -37,7 +37,13 @@ export async function startLlmPacer(target: string, delayMs: number): Promise<Ll
     }
     const forward = () => {
       const upstream = request(
-        { host: upstreamUrl.hostname, port: upstreamUrl.port, method: req.method, path: req.url, headers: { ...req.headers, host: upstreamUrl.host } },
+        {
+          host: upstreamUrl.hostname,
+          port: upstreamUrl.port,
+          method: req.method,
+          path: req.url,
+          headers: { ...req.headers, host: upstreamUrl.host },
+        },
         (up) => {
           res.writeHead(up.statusCode ?? 502, up.headers);
           up.pipe(res);

@@ -10,7 +10,13 @@ export interface HistoryBatch {
 
 /** Reads a Workflow API history stream to its end (or until `stopAfterEventId`), summarised. */
 export async function collectHistoryStream(body: ReadableStream<Uint8Array>, stopAfterEventId?: number) {
-  const seen = { workflow: [] as unknown[], batches: [] as HistoryBatch[], done: [] as unknown[], serverErrors: [] as unknown[], eventIds: [] as number[] };
+  const seen = {
+    workflow: [] as unknown[],
+    batches: [] as HistoryBatch[],
+    done: [] as unknown[],
+    serverErrors: [] as unknown[],
+    eventIds: [] as number[],
+  };
   for await (const message of readSse(body)) {
     const data = JSON.parse(message.data);
     if (message.event === "workflow") seen.workflow.push(data);

@@ -32,7 +32,15 @@ export interface StackPorts {
 }
 
 export async function freeStackPorts(): Promise<StackPorts> {
-  const [edge, inspector, host, localLlm, temporal, temporalHttp, temporalMetrics] = (await freePorts(7)) as [number, number, number, number, number, number, number];
+  const [edge, inspector, host, localLlm, temporal, temporalHttp, temporalMetrics] = (await freePorts(7)) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
   return { edge, inspector, host, localLlm, temporal, temporalHttp, temporalMetrics };
 }
 
@@ -67,7 +75,13 @@ export interface StackOptions {
 export async function startStack(options: StackOptions = {}): Promise<RunningStack> {
   const timeoutMs = options.timeoutMs ?? 900_000;
   const ports: StackPorts = { ...(await freeStackPorts()), ...options.ports };
-  const mustBeFree = [ports.edge, ports.inspector, ports.host, ports.localLlm, ...(options.reuseTemporal ? [] : [ports.temporal, ports.temporalHttp, ports.temporalMetrics])];
+  const mustBeFree = [
+    ports.edge,
+    ports.inspector,
+    ports.host,
+    ports.localLlm,
+    ...(options.reuseTemporal ? [] : [ports.temporal, ports.temporalHttp, ports.temporalMetrics]),
+  ];
   for (const port of mustBeFree) {
     if (await portOpen(port)) throw new Error(`port ${port} is taken; the test stack needs it`);
   }

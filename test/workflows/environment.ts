@@ -11,7 +11,14 @@
 import { spawnSync } from "node:child_process";
 import { resolve } from "node:path";
 import { TestWorkflowEnvironment } from "@temporalio/testing";
-import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkerOptions, type WorkflowBundleWithSourceMap } from "@temporalio/worker";
+import {
+  bundleWorkflowCode,
+  DefaultLogger,
+  Runtime,
+  Worker,
+  type WorkerOptions,
+  type WorkflowBundleWithSourceMap,
+} from "@temporalio/worker";
 import type * as activities from "../../host/activities/index.ts";
 import { freePorts } from "../support/ports.ts";
 

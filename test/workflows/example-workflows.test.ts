@@ -46,7 +46,11 @@ describe("approval", () => {
       },
     });
     await worker.runUntil(async () => {
-      const handle = await t.env.client.workflow.start("approval", { taskQueue: queue, workflowId: `approval-${randomUUID()}`, args: [{ request: "deploy v2" }] });
+      const handle = await t.env.client.workflow.start("approval", {
+        taskQueue: queue,
+        workflowId: `approval-${randomUUID()}`,
+        args: [{ request: "deploy v2" }],
+      });
       await until(async () => (await handle.query<ApprovalProgress>("progress")).stage === "waiting_for_approval", "approval waiting");
       await handle.cancel();
       const err = await handle.result().then(
@@ -77,7 +81,11 @@ describe("approval", () => {
       },
     });
     await worker.runUntil(async () => {
-      const handle = await t.env.client.workflow.start("approval", { taskQueue: queue, workflowId: `approval-${randomUUID()}`, args: [{ request: "hire" }] });
+      const handle = await t.env.client.workflow.start("approval", {
+        taskQueue: queue,
+        workflowId: `approval-${randomUUID()}`,
+        args: [{ request: "hire" }],
+      });
       const refused = await handle.executeUpdate("setPriority", { args: [{ priority: 9 }] }).then(
         () => null,
         (e: unknown) => e,
@@ -107,7 +115,9 @@ describe("flaky_step", () => {
       },
     });
     const workflowId = `flaky_step-${randomUUID()}`;
-    const result = await worker.runUntil(t.env.client.workflow.execute("flaky_step", { taskQueue: queue, workflowId, args: [{ failures: 2 }] }));
+    const result = await worker.runUntil(
+      t.env.client.workflow.execute("flaky_step", { taskQueue: queue, workflowId, args: [{ failures: 2 }] }),
+    );
     expect(result).toEqual({ attempts: 3 });
     expect(attempts).toEqual([1, 2, 3]);
     // Retries are the server's: one ActivityTaskScheduled, started for the last time at attempt 3.
@@ -129,11 +139,19 @@ describe("flaky_step", () => {
       },
     });
     await worker.runUntil(async () => {
-      expect(await t.env.client.workflow.execute("flaky_step", { taskQueue: queue, workflowId: `flaky_step-${randomUUID()}`, args: [{ failures: 0 }] })).toEqual({
+      expect(
+        await t.env.client.workflow.execute("flaky_step", {
+          taskQueue: queue,
+          workflowId: `flaky_step-${randomUUID()}`,
+          args: [{ failures: 0 }],
+        }),
+      ).toEqual({
         attempts: 1,
       });
       expect(attempts).toEqual([1]);
-      expect(await t.env.client.workflow.execute("flaky_step", { taskQueue: queue, workflowId: `flaky_step-${randomUUID()}`, args: [{}] })).toEqual({ attempts: 2 });
+      expect(
+        await t.env.client.workflow.execute("flaky_step", { taskQueue: queue, workflowId: `flaky_step-${randomUUID()}`, args: [{}] }),
+      ).toEqual({ attempts: 2 });
     });
     expect(attempts).toEqual([1, 1, 2]);
   });
@@ -159,7 +177,11 @@ describe("two_steps", () => {
     const queue = taskQueue("two_steps");
     const { calls, mocks } = counting();
     const workflowId = `two_steps-${randomUUID()}`;
-    const handle = await t.env.client.workflow.start("two_steps", { taskQueue: queue, workflowId, args: [{ text: "a b c", pauseMs: 3000 }] });
+    const handle = await t.env.client.workflow.start("two_steps", {
+      taskQueue: queue,
+      workflowId,
+      args: [{ text: "a b c", pauseMs: 3000 }],
+    });
     const timerStarted = async () => (await handle.fetchHistory()).events!.some((e) => e.timerStartedEventAttributes);
 
     // The first worker runs the first step and starts the timer, then goes away mid-pause.
@@ -184,7 +206,9 @@ describe("two_steps", () => {
     const { calls, mocks } = counting();
     const worker = await t.worker(queue, mocks);
     const workflowId = `two_steps-${randomUUID()}`;
-    expect(await worker.runUntil(t.env.client.workflow.execute("two_steps", { taskQueue: queue, workflowId, args: [{ text: " one  two " }] }))).toEqual({
+    expect(
+      await worker.runUntil(t.env.client.workflow.execute("two_steps", { taskQueue: queue, workflowId, args: [{ text: " one  two " }] })),
+    ).toEqual({
       words: 2,
       shouted: " ONE  TWO ",
     });

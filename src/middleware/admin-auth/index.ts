@@ -19,6 +19,9 @@ export const adminAuth = () =>
         "www-authenticate": 'Bearer realm="outrider-admin"',
       });
     }
-    if (!(await matchesSecret(credential, configured))) throw new ApiError("unauthorized", "the admin key is not valid", undefined, { "www-authenticate": 'Bearer realm="outrider-admin", error="invalid_token"' });
+    if (!(await matchesSecret(credential, configured)))
+      throw new ApiError("unauthorized", "the admin key is not valid", undefined, {
+        "www-authenticate": 'Bearer realm="outrider-admin", error="invalid_token"',
+      });
     await next();
   });

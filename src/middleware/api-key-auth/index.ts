@@ -66,7 +66,13 @@ async function lookUp(db: D1Database, id: string): Promise<CachedKey | null> {
     return null;
   }
   if (cache.size >= API_KEY_CACHE_MAX_ENTRIES) cache.delete(cache.keys().next().value!);
-  const entry = { organizationId: row.organizationId, rateLimitPerMinute: row.rateLimitPerMinute, secretSha256: row.secretSha256, scopes: row.scopes, expiresAt: now + API_KEY_CACHE_TTL_MS };
+  const entry = {
+    organizationId: row.organizationId,
+    rateLimitPerMinute: row.rateLimitPerMinute,
+    secretSha256: row.secretSha256,
+    scopes: row.scopes,
+    expiresAt: now + API_KEY_CACHE_TTL_MS,
+  };
   cache.set(id, entry);
   return entry;
 }
@@ -88,7 +94,12 @@ export const apiKeyAuth = (options: { allowBasic?: boolean } = {}) =>
         "www-authenticate": 'Bearer realm="outrider", error="invalid_token"',
       });
     }
-    const auth: AuthContext = { organizationId: key.organizationId, apiKeyId: parsed!.id, scopes: key.scopes, rateLimitPerMinute: key.rateLimitPerMinute };
+    const auth: AuthContext = {
+      organizationId: key.organizationId,
+      apiKeyId: parsed!.id,
+      scopes: key.scopes,
+      rateLimitPerMinute: key.rateLimitPerMinute,
+    };
     c.set("auth", auth);
     await next();
   });

@@ -30,7 +30,9 @@ export const hostSignature = () =>
       return next();
     }
     // One use per signed request, across every isolate: D1 remembers accepted nonces.
-    const claimed = await c.env.DB.prepare("INSERT INTO host_request_nonces (nonce, expires_at) VALUES (?, ?) ON CONFLICT (nonce) DO NOTHING RETURNING nonce")
+    const claimed = await c.env.DB.prepare(
+      "INSERT INTO host_request_nonces (nonce, expires_at) VALUES (?, ?) ON CONFLICT (nonce) DO NOTHING RETURNING nonce",
+    )
       .bind(verdict.nonce, verdict.expiresAt)
       .first();
     if (!claimed) throw new ApiError("unauthorized", "internal route: replayed signature (this signed request was already used)");

@@ -53,7 +53,10 @@ export function jsonDepth(text: string, limit = MAX_JSON_DEPTH): number {
 /** JSON text (a body, or a multipart field named `what`) parsed after the depth check. */
 export function parseJsonText(text: string, what = "request body", maxDepth = MAX_JSON_DEPTH): unknown {
   if (jsonDepth(text, maxDepth) > maxDepth) {
-    throw new ApiError("json_too_deep", `${what} nests arrays and objects more than ${maxDepth} levels deep (the most allowed is ${maxDepth})`);
+    throw new ApiError(
+      "json_too_deep",
+      `${what} nests arrays and objects more than ${maxDepth} levels deep (the most allowed is ${maxDepth})`,
+    );
   }
   try {
     return JSON.parse(text);
@@ -91,7 +94,11 @@ function parseBody<T extends z.ZodType>(schema: T, raw: unknown): z.infer<T> {
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {
     const issues = zodIssues(parsed.error);
-    throw new ApiError("invalid_request", `invalid request body: ${issues.map((i) => `${i.path || "(body)"}: ${i.message}`).join("; ")}`, issues);
+    throw new ApiError(
+      "invalid_request",
+      `invalid request body: ${issues.map((i) => `${i.path || "(body)"}: ${i.message}`).join("; ")}`,
+      issues,
+    );
   }
   return parsed.data;
 }

@@ -27,10 +27,15 @@ export const rateLimit = () =>
     };
     if (!decision.allowed) {
       const retryAfter = Math.max(1, decision.resetAt - Math.floor(Date.now() / 1000));
-      throw new ApiError("rate_limited", `rate limit of ${decision.limit} requests per minute reached; retry after ${retryAfter} s`, undefined, {
-        ...headers,
-        "retry-after": String(retryAfter),
-      });
+      throw new ApiError(
+        "rate_limited",
+        `rate limit of ${decision.limit} requests per minute reached; retry after ${retryAfter} s`,
+        undefined,
+        {
+          ...headers,
+          "retry-after": String(retryAfter),
+        },
+      );
     }
     await next();
     for (const [name, value] of Object.entries(headers)) c.res.headers.set(name, value);

@@ -48,7 +48,8 @@ export async function verifyJwt(env: Env, token: string): Promise<JWTPayload> {
     }
     return (await jwtVerify(token, jwks, { ...options, algorithms: ASYMMETRIC_ALGORITHMS })).payload;
   }
-  if (env.JWT_PUBLIC_KEY) return (await jwtVerify(token, await importSPKI(env.JWT_PUBLIC_KEY, alg), { ...options, algorithms: [alg] })).payload;
+  if (env.JWT_PUBLIC_KEY)
+    return (await jwtVerify(token, await importSPKI(env.JWT_PUBLIC_KEY, alg), { ...options, algorithms: [alg] })).payload;
   throw new Error(`algorithm ${alg} needs JWT_JWKS_URL or JWT_PUBLIC_KEY`);
 }
 
@@ -75,7 +76,8 @@ export const serviceAuth = () =>
 
     if (c.env.INTERNAL_SERVICE_SECRET && (await matchesSecret(credential, [c.env.INTERNAL_SERVICE_SECRET]))) {
       const organizationId = c.req.header("x-organization-id") ?? "";
-      if (!ORGANIZATION_ID.test(organizationId)) throw new ApiError("invalid_request", "internal calls name their organization in X-Organization-Id");
+      if (!ORGANIZATION_ID.test(organizationId))
+        throw new ApiError("invalid_request", "internal calls name their organization in X-Organization-Id");
       await assertOrganizationExists(c.env, organizationId);
       c.set("auth", { organizationId, apiKeyId: null, scopes: ["*"], rateLimitKey: `internal:${organizationId}` });
       return next();

@@ -17,7 +17,11 @@ export const apiKeyOrStreamToken = () => {
     const token = c.req.query("token");
     if (token && !c.req.header("authorization") && STREAM_ROUTE.test(c.req.path)) {
       const claims = await verifyStreamToken(c.env.STREAM_TOKEN_SECRET, token);
-      if (!claims) throw new ApiError("unauthorized", "the stream token is invalid or has expired; mint a new one with POST /workflow/:id/stream-token");
+      if (!claims)
+        throw new ApiError(
+          "unauthorized",
+          "the stream token is invalid or has expired; mint a new one with POST /workflow/:id/stream-token",
+        );
       c.set("auth", { organizationId: claims.organizationId, apiKeyId: null, scopes: ["run:stream"], runScope: claims.workflowId });
       return next();
     }

@@ -1,7 +1,16 @@
 /** OpenAPI description of the admin API (`/admin/v1/...`). */
 import type { App } from "../../app-env.ts";
 import { anyObject, documentRoute, type RouteDoc } from "../../openapi/document.ts";
-import { createApiKeyBody, createOrganizationBody, createWebhookBody, deliveriesQuery, createPromptWorkflowBody, grantCreditsBody, ledgerQuery, updatePromptWorkflowBody } from "./schemas.ts";
+import {
+  createApiKeyBody,
+  createOrganizationBody,
+  createWebhookBody,
+  deliveriesQuery,
+  createPromptWorkflowBody,
+  grantCreditsBody,
+  ledgerQuery,
+  updatePromptWorkflowBody,
+} from "./schemas.ts";
 
 const tag = "Admin API";
 const ok = (description: string, status = 200) => ({ [status]: { description, schema: anyObject } });
@@ -9,24 +18,134 @@ const BODY_ERRORS = ["invalid_json", "invalid_request", "payload_too_large"] as 
 
 export function documentAdminApi(app: App) {
   const doc = (d: Omit<RouteDoc, "tag" | "auth">) => documentRoute(app, { ...d, tag, auth: "admin" });
-  doc({ method: "post", path: "/admin/v1/organizations", summary: "Create an organization", body: createOrganizationBody, responses: ok("Created", 201), errors: [...BODY_ERRORS, "organization_exists"] });
+  doc({
+    method: "post",
+    path: "/admin/v1/organizations",
+    summary: "Create an organization",
+    body: createOrganizationBody,
+    responses: ok("Created", 201),
+    errors: [...BODY_ERRORS, "organization_exists"],
+  });
   doc({ method: "get", path: "/admin/v1/organizations", summary: "List organizations", responses: ok("Organizations") });
-  doc({ method: "get", path: "/admin/v1/organizations/:orgId", summary: "An organization with its credits", responses: ok("Organization"), errors: ["organization_not_found"] });
-  doc({ method: "post", path: "/admin/v1/organizations/:orgId/api-keys", summary: "Create an API key (shown once)", body: createApiKeyBody, responses: ok("Created", 201), errors: [...BODY_ERRORS, "organization_not_found"] });
-  doc({ method: "get", path: "/admin/v1/organizations/:orgId/api-keys", summary: "List API keys (never their secrets)", responses: ok("Keys"), errors: ["organization_not_found"] });
-  doc({ method: "delete", path: "/admin/v1/organizations/:orgId/api-keys/:keyId", summary: "Revoke an API key", responses: ok("Revoked"), errors: ["organization_not_found", "api_key_not_found"] });
-  doc({ method: "post", path: "/admin/v1/organizations/:orgId/credits", summary: "Grant (or remove) credits", body: grantCreditsBody, responses: ok("Granted", 201), errors: [...BODY_ERRORS, "organization_not_found", "insufficient_balance"] });
-  doc({ method: "get", path: "/admin/v1/organizations/:orgId/credits", summary: "Balance, holds and ledger", query: ledgerQuery, responses: ok("Credits"), errors: ["organization_not_found", "invalid_request"] });
-  doc({ method: "post", path: "/admin/v1/organizations/:orgId/workflows", summary: "Create a prompt workflow (unpublished)", body: createPromptWorkflowBody, responses: ok("Created", 201), errors: [...BODY_ERRORS, "organization_not_found", "workflow_name_taken"] });
-  doc({ method: "get", path: "/admin/v1/organizations/:orgId/workflows", summary: "List prompt workflows", responses: ok("Workflows"), errors: ["organization_not_found"] });
-  doc({ method: "get", path: "/admin/v1/workflows/:workflowId", summary: "A prompt workflow", responses: ok("Workflow"), errors: ["workflow_not_found"] });
-  doc({ method: "patch", path: "/admin/v1/workflows/:workflowId", summary: "Change a prompt workflow", body: updatePromptWorkflowBody, responses: ok("Updated"), errors: [...BODY_ERRORS, "workflow_not_found", "workflow_name_taken"] });
+  doc({
+    method: "get",
+    path: "/admin/v1/organizations/:orgId",
+    summary: "An organization with its credits",
+    responses: ok("Organization"),
+    errors: ["organization_not_found"],
+  });
+  doc({
+    method: "post",
+    path: "/admin/v1/organizations/:orgId/api-keys",
+    summary: "Create an API key (shown once)",
+    body: createApiKeyBody,
+    responses: ok("Created", 201),
+    errors: [...BODY_ERRORS, "organization_not_found"],
+  });
+  doc({
+    method: "get",
+    path: "/admin/v1/organizations/:orgId/api-keys",
+    summary: "List API keys (never their secrets)",
+    responses: ok("Keys"),
+    errors: ["organization_not_found"],
+  });
+  doc({
+    method: "delete",
+    path: "/admin/v1/organizations/:orgId/api-keys/:keyId",
+    summary: "Revoke an API key",
+    responses: ok("Revoked"),
+    errors: ["organization_not_found", "api_key_not_found"],
+  });
+  doc({
+    method: "post",
+    path: "/admin/v1/organizations/:orgId/credits",
+    summary: "Grant (or remove) credits",
+    body: grantCreditsBody,
+    responses: ok("Granted", 201),
+    errors: [...BODY_ERRORS, "organization_not_found", "insufficient_balance"],
+  });
+  doc({
+    method: "get",
+    path: "/admin/v1/organizations/:orgId/credits",
+    summary: "Balance, holds and ledger",
+    query: ledgerQuery,
+    responses: ok("Credits"),
+    errors: ["organization_not_found", "invalid_request"],
+  });
+  doc({
+    method: "post",
+    path: "/admin/v1/organizations/:orgId/workflows",
+    summary: "Create a prompt workflow (unpublished)",
+    body: createPromptWorkflowBody,
+    responses: ok("Created", 201),
+    errors: [...BODY_ERRORS, "organization_not_found", "workflow_name_taken"],
+  });
+  doc({
+    method: "get",
+    path: "/admin/v1/organizations/:orgId/workflows",
+    summary: "List prompt workflows",
+    responses: ok("Workflows"),
+    errors: ["organization_not_found"],
+  });
+  doc({
+    method: "get",
+    path: "/admin/v1/workflows/:workflowId",
+    summary: "A prompt workflow",
+    responses: ok("Workflow"),
+    errors: ["workflow_not_found"],
+  });
+  doc({
+    method: "patch",
+    path: "/admin/v1/workflows/:workflowId",
+    summary: "Change a prompt workflow",
+    body: updatePromptWorkflowBody,
+    responses: ok("Updated"),
+    errors: [...BODY_ERRORS, "workflow_not_found", "workflow_name_taken"],
+  });
   for (const action of ["publish", "unpublish"]) {
-    doc({ method: "post", path: `/admin/v1/workflows/:workflowId/${action}`, summary: `${action[0]!.toUpperCase()}${action.slice(1)} a prompt workflow`, responses: ok("Done"), errors: ["workflow_not_found"] });
+    doc({
+      method: "post",
+      path: `/admin/v1/workflows/:workflowId/${action}`,
+      summary: `${action[0]!.toUpperCase()}${action.slice(1)} a prompt workflow`,
+      responses: ok("Done"),
+      errors: ["workflow_not_found"],
+    });
   }
-  doc({ method: "post", path: "/admin/v1/organizations/:orgId/webhooks", summary: "Register a completion webhook endpoint (the whsec_ secret is shown once)", body: createWebhookBody, responses: ok("Created", 201), errors: [...BODY_ERRORS, "organization_not_found", "webhook_url_not_allowed"] });
-  doc({ method: "get", path: "/admin/v1/organizations/:orgId/webhooks", summary: "List webhook endpoints (never their secrets)", responses: ok("Webhooks"), errors: ["organization_not_found"] });
-  doc({ method: "delete", path: "/admin/v1/organizations/:orgId/webhooks/:webhookId", summary: "Delete a webhook endpoint (pending deliveries stop)", responses: ok("Deleted"), errors: ["organization_not_found", "webhook_not_found"] });
-  doc({ method: "post", path: "/admin/v1/organizations/:orgId/webhooks/:webhookId/rotate-secret", summary: "Rotate the signing secret (the new one is shown once)", responses: ok("Rotated"), errors: ["organization_not_found", "webhook_not_found"] });
-  doc({ method: "get", path: "/admin/v1/organizations/:orgId/webhooks/:webhookId/deliveries", summary: "Delivery attempts, newest first: status, response code, time, next attempt", query: deliveriesQuery, responses: ok("Deliveries"), errors: ["organization_not_found", "webhook_not_found", "invalid_request"] });
+  doc({
+    method: "post",
+    path: "/admin/v1/organizations/:orgId/webhooks",
+    summary: "Register a completion webhook endpoint (the whsec_ secret is shown once)",
+    body: createWebhookBody,
+    responses: ok("Created", 201),
+    errors: [...BODY_ERRORS, "organization_not_found", "webhook_url_not_allowed"],
+  });
+  doc({
+    method: "get",
+    path: "/admin/v1/organizations/:orgId/webhooks",
+    summary: "List webhook endpoints (never their secrets)",
+    responses: ok("Webhooks"),
+    errors: ["organization_not_found"],
+  });
+  doc({
+    method: "delete",
+    path: "/admin/v1/organizations/:orgId/webhooks/:webhookId",
+    summary: "Delete a webhook endpoint (pending deliveries stop)",
+    responses: ok("Deleted"),
+    errors: ["organization_not_found", "webhook_not_found"],
+  });
+  doc({
+    method: "post",
+    path: "/admin/v1/organizations/:orgId/webhooks/:webhookId/rotate-secret",
+    summary: "Rotate the signing secret (the new one is shown once)",
+    responses: ok("Rotated"),
+    errors: ["organization_not_found", "webhook_not_found"],
+  });
+  doc({
+    method: "get",
+    path: "/admin/v1/organizations/:orgId/webhooks/:webhookId/deliveries",
+    summary: "Delivery attempts, newest first: status, response code, time, next attempt",
+    query: deliveriesQuery,
+    responses: ok("Deliveries"),
+    errors: ["organization_not_found", "webhook_not_found", "invalid_request"],
+  });
 }

@@ -12,7 +12,12 @@ export function organizationView(org: Organization) {
   return {
     id: org.id,
     name: org.name,
-    credits: { metered, balance: org.creditBalance, reserved: org.creditsReserved, available: availableCredits(org.creditBalance, org.creditsReserved) },
+    credits: {
+      metered,
+      balance: org.creditBalance,
+      reserved: org.creditsReserved,
+      available: availableCredits(org.creditBalance, org.creditsReserved),
+    },
     createdAt: org.createdAt,
   };
 }
@@ -28,7 +33,8 @@ export function registerOrganizations(app: App) {
   app.post("/admin/v1/organizations", async (c) => {
     const body = await readJson(c, createOrganizationBody);
     const id = body.id ?? `org_${randomString(12, "abcdefghijklmnopqrstuvwxyz0123456789")}`;
-    if (!(await insertOrganization(c.env.DB, id, body.name))) throw new ApiError("organization_exists", `organization "${id}" already exists`);
+    if (!(await insertOrganization(c.env.DB, id, body.name)))
+      throw new ApiError("organization_exists", `organization "${id}" already exists`);
     return c.json(organizationView((await findOrganization(c.env.DB, id))!), 201);
   });
 

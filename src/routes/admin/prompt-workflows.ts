@@ -52,7 +52,8 @@ async function workflowOrThrow(env: Env, id: string): Promise<Workflow> {
 }
 
 function nameTaken(err: unknown): never {
-  if (err instanceof NameTakenError) throw new ApiError("workflow_name_taken", `the organization already has a workflow named "${err.message}"`);
+  if (err instanceof NameTakenError)
+    throw new ApiError("workflow_name_taken", `the organization already has a workflow named "${err.message}"`);
   throw err;
 }
 
@@ -60,8 +61,15 @@ export function registerPromptWorkflows(app: App) {
   app.post("/admin/v1/organizations/:orgId/workflows", async (c) => {
     const org = await organizationOrThrow(c.env, c.req.param("orgId"));
     const body = await readJson(c, createPromptWorkflowBody);
-    const prompt = definition({ template: body.template, model: body.model, webSearch: body.webSearch, maxOutputTokens: body.maxOutputTokens });
-    const workflow = await insertPromptWorkflow(c.env.DB, org.id, { name: body.name, description: body.description, prompt }).catch(nameTaken);
+    const prompt = definition({
+      template: body.template,
+      model: body.model,
+      webSearch: body.webSearch,
+      maxOutputTokens: body.maxOutputTokens,
+    });
+    const workflow = await insertPromptWorkflow(c.env.DB, org.id, { name: body.name, description: body.description, prompt }).catch(
+      nameTaken,
+    );
     return c.json(promptWorkflowView(workflow), 201);
   });
 
@@ -70,13 +78,16 @@ export function registerPromptWorkflows(app: App) {
     return c.json({ workflows: (await listPromptWorkflows(c.env.DB, org.id)).map(promptWorkflowView) });
   });
 
-  app.get("/admin/v1/workflows/:workflowId", async (c) => c.json(promptWorkflowView(await workflowOrThrow(c.env, c.req.param("workflowId")))));
+  app.get("/admin/v1/workflows/:workflowId", async (c) =>
+    c.json(promptWorkflowView(await workflowOrThrow(c.env, c.req.param("workflowId")))),
+  );
 
   app.patch("/admin/v1/workflows/:workflowId", async (c) => {
     const workflow = await workflowOrThrow(c.env, c.req.param("workflowId"));
     const body = await readJson(c, updatePromptWorkflowBody);
     const current = workflow.prompt!;
-    const promptChanged = body.template !== undefined || body.model !== undefined || body.webSearch !== undefined || body.maxOutputTokens !== undefined;
+    const promptChanged =
+      body.template !== undefined || body.model !== undefined || body.webSearch !== undefined || body.maxOutputTokens !== undefined;
     const prompt = promptChanged
       ? definition({
           template: body.template ?? current.template,
@@ -85,11 +96,16 @@ export function registerPromptWorkflows(app: App) {
           maxOutputTokens: body.maxOutputTokens ?? current.maxOutputTokens,
         })
       : undefined;
-    const updated = await updatePromptWorkflow(c.env.DB, workflow, { name: body.name, description: body.description, prompt }).catch(nameTaken);
+    const updated = await updatePromptWorkflow(c.env.DB, workflow, { name: body.name, description: body.description, prompt }).catch(
+      nameTaken,
+    );
     return c.json(promptWorkflowView(updated));
   });
 
-  for (const [action, published] of [["publish", true], ["unpublish", false]] as const) {
+  for (const [action, published] of [
+    ["publish", true],
+    ["unpublish", false],
+  ] as const) {
     app.post(`/admin/v1/workflows/:workflowId/${action}`, async (c) => {
       const workflow = await workflowOrThrow(c.env, c.req.param("workflowId"));
       return c.json(promptWorkflowView(await updatePromptWorkflow(c.env.DB, workflow, { published })));

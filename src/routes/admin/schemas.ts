@@ -4,12 +4,18 @@ import { z } from "zod";
 /** `provider/model`, with the providers host/llm/models.ts knows. */
 export const modelId = z
   .string()
-  .regex(/^(openai|anthropic|compatible|local)\/[A-Za-z0-9._:-]{1,100}$/, "a model id like openai/gpt-4o-mini (providers: openai, anthropic, compatible, local)");
+  .regex(
+    /^(openai|anthropic|compatible|local)\/[A-Za-z0-9._:-]{1,100}$/,
+    "a model id like openai/gpt-4o-mini (providers: openai, anthropic, compatible, local)",
+  );
 
 export const createOrganizationBody = z
   .object({
     name: z.string().trim().min(1).max(200),
-    id: z.string().regex(/^org_[a-z0-9_]{3,40}$/, "org_ followed by 3-40 lower-case letters, digits or _").optional(),
+    id: z
+      .string()
+      .regex(/^org_[a-z0-9_]{3,40}$/, "org_ followed by 3-40 lower-case letters, digits or _")
+      .optional(),
   })
   .strict();
 
@@ -70,7 +76,11 @@ export const ADMIN_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
 export const createWebhookBody = z
   .object({
-    url: z.string().min(1).max(2048).describe("https URL that receives the deliveries (http://127.0.0.1 only where WEBHOOK_ALLOW_LOOPBACK_HTTP=1)"),
+    url: z
+      .string()
+      .min(1)
+      .max(2048)
+      .describe("https URL that receives the deliveries (http://127.0.0.1 only where WEBHOOK_ALLOW_LOOPBACK_HTTP=1)"),
     events: z
       .array(z.enum(["run.completed", "run.failed", "run.cancelled", "run.terminated", "run.timed_out"]))
       .min(1)
@@ -80,6 +90,4 @@ export const createWebhookBody = z
   })
   .strict();
 
-export const deliveriesQuery = z
-  .object({ limit: z.coerce.number().int().min(1).max(200).default(50) })
-  .strict();
+export const deliveriesQuery = z.object({ limit: z.coerce.number().int().min(1).max(200).default(50) }).strict();

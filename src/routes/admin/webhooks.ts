@@ -4,7 +4,14 @@
  * run's RunStream (durable-objects/run-stream/webhook-outbox.ts); see docs/webhooks.md.
  */
 import type { App } from "../../app-env.ts";
-import { deleteWebhookEndpoint, endpointExists, insertWebhookEndpoint, listWebhookAttempts, listWebhookEndpoints, rotateWebhookSecret } from "../../db/webhooks.ts";
+import {
+  deleteWebhookEndpoint,
+  endpointExists,
+  insertWebhookEndpoint,
+  listWebhookAttempts,
+  listWebhookEndpoints,
+  rotateWebhookSecret,
+} from "../../db/webhooks.ts";
 import type { WebhookEndpoint } from "../../db/schema.ts";
 import { ApiError } from "../../errors.ts";
 import { readJson, zodIssues } from "../../middleware/json-body/index.ts";
@@ -34,10 +41,17 @@ export function registerWebhooks(app: App) {
     const org = await organizationOrThrow(c.env, c.req.param("orgId"));
     const body = await readJson(c, createWebhookBody);
     const problem = webhookUrlProblem(body.url, urlPolicyFrom(c.env));
-    if (problem) throw new ApiError("webhook_url_not_allowed", `this URL cannot receive webhooks: ${problem}`, [{ path: "url", message: problem }]);
+    if (problem)
+      throw new ApiError("webhook_url_not_allowed", `this URL cannot receive webhooks: ${problem}`, [{ path: "url", message: problem }]);
     const secret = generateWebhookSecret();
     const events = body.events ? [...new Set(body.events)] : [...WEBHOOK_EVENT_TYPES];
-    const row = await insertWebhookEndpoint(c.env.DB, { id: newEndpointId(), organizationId: org.id, url: new URL(body.url).href, events, secret });
+    const row = await insertWebhookEndpoint(c.env.DB, {
+      id: newEndpointId(),
+      organizationId: org.id,
+      url: new URL(body.url).href,
+      events,
+      secret,
+    });
     // The only time the secret is shown (until it is rotated).
     return c.json({ ...endpointView(row), secret }, 201);
   });

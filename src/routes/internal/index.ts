@@ -37,7 +37,7 @@ export function registerInternalApi(app: App) {
    */
   app.post(EDGE_PATHS.runEventsBatch, async (c) => {
     const body = await readJson(c, runEventPush);
-    const byRun = new Map<string, typeof body.runs[number]["events"]>();
+    const byRun = new Map<string, (typeof body.runs)[number]["events"]>();
     for (const [i, run] of body.runs.entries()) {
       if (!workflowIdParam.safeParse(run.workflowId).success) {
         throw new ApiError("invalid_request", "a pushed run has a malformed workflowId (expected `<workflowName>-<uuid>`)", [
@@ -51,11 +51,25 @@ export function registerInternalApi(app: App) {
     const failed = results.filter((r) => r.status === "rejected");
     if (failed.length > 0) {
       // Some runs may be recorded already: the host retries the whole push, and those are dropped as duplicates.
-      console.error(JSON.stringify({ level: "error", message: "run event push partly failed", failed: failed.length, runs: byRun.size, error: String(failed[0]!.reason) }));
-      throw new ApiError("host_unavailable", `could not record the events of ${failed.length} of ${byRun.size} runs; retry the push`, undefined, { "retry-after": "1" });
+      console.error(
+        JSON.stringify({
+          level: "error",
+          message: "run event push partly failed",
+          failed: failed.length,
+          runs: byRun.size,
+          error: String(failed[0]!.reason),
+        }),
+      );
+      throw new ApiError(
+        "host_unavailable",
+        `could not record the events of ${failed.length} of ${byRun.size} runs; retry the push`,
+        undefined,
+        { "retry-after": "1" },
+      );
     }
     const recorded = results.map((r) => (r as PromiseFulfilledResult<Awaited<ReturnType<typeof recordRunEvents>>>).value);
-    if (recorded.some((r) => r.replayed)) throw new ApiError("unauthorized", "internal route: replayed signature (this signed request was already used)");
+    if (recorded.some((r) => r.replayed))
+      throw new ApiError("unauthorized", "internal route: replayed signature (this signed request was already used)");
     return c.json({
       runs: byRun.size,
       accepted: recorded.reduce((n, r) => n + r.accepted, 0),

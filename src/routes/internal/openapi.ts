@@ -9,15 +9,34 @@ const tag = "Internal (host → edge)";
 
 export function documentInternalApi(app: App) {
   documentRoute(app, {
-    method: "post", path: "/internal/catalog", tag, auth: "hostSignature", summary: "The host publishes its workflow catalog", body: catalogPublish,
-    responses: { 200: { description: "Published", schema: z.object({ published: z.number() }) } }, errors: ["invalid_json", "invalid_request"],
+    method: "post",
+    path: "/internal/catalog",
+    tag,
+    auth: "hostSignature",
+    summary: "The host publishes its workflow catalog",
+    body: catalogPublish,
+    responses: { 200: { description: "Published", schema: z.object({ published: z.number() }) } },
+    errors: ["invalid_json", "invalid_request"],
   });
   documentRoute(app, {
-    method: "post", path: "/internal/runs/:id/events", tag, auth: "hostSignature", summary: "The host pushes a batch of run events", params: z.object({ id: workflowIdParam }), body: runEventBatch,
-    responses: { 200: { description: "Recorded", schema: z.object({ accepted: z.number(), duplicates: z.number() }) } }, errors: ["invalid_json", "invalid_request", "run_not_found"],
+    method: "post",
+    path: "/internal/runs/:id/events",
+    tag,
+    auth: "hostSignature",
+    summary: "The host pushes a batch of run events",
+    params: z.object({ id: workflowIdParam }),
+    body: runEventBatch,
+    responses: { 200: { description: "Recorded", schema: z.object({ accepted: z.number(), duplicates: z.number() }) } },
+    errors: ["invalid_json", "invalid_request", "run_not_found"],
   });
   documentRoute(app, {
-    method: "post", path: "/internal/run-events", tag, auth: "hostSignature", summary: "The host pushes the events of many runs at once", body: runEventPush,
-    responses: { 200: { description: "Recorded", schema: runEventPushResult } }, errors: ["invalid_json", "invalid_request", "host_unavailable"],
+    method: "post",
+    path: "/internal/run-events",
+    tag,
+    auth: "hostSignature",
+    summary: "The host pushes the events of many runs at once",
+    body: runEventPush,
+    responses: { 200: { description: "Recorded", schema: runEventPushResult } },
+    errors: ["invalid_json", "invalid_request", "host_unavailable"],
   });
 }

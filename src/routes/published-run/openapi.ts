@@ -7,17 +7,46 @@ const tag = "Published run API";
 const params = z.object({ workflowId: z.string().describe("A prompt workflow id, e.g. wf_abc123") });
 const variables = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).describe("Exactly the template's variables");
 /** The run is accepted but the host has not confirmed its start yet; it will run (docs/start-path.md). */
-const accepted = { description: "Accepted, not started yet; follow it by the x-run-id header (a Workflow API workflowId)", schema: z.object({ workflowId: z.string(), status: z.literal("scheduled") }) };
-const ERRORS = ["invalid_json", "invalid_input", "workflow_not_found", "insufficient_credits", "payload_too_large", "host_unavailable"] as const;
+const accepted = {
+  description: "Accepted, not started yet; follow it by the x-run-id header (a Workflow API workflowId)",
+  schema: z.object({ workflowId: z.string(), status: z.literal("scheduled") }),
+};
+const ERRORS = [
+  "invalid_json",
+  "invalid_input",
+  "workflow_not_found",
+  "insufficient_credits",
+  "payload_too_large",
+  "host_unavailable",
+] as const;
 
 export function documentPublishedRunApi(app: App) {
   documentRoute(app, {
-    method: "post", path: "/api/v1/run/:workflowId", tag, auth: "apiKey", summary: "Run a published prompt workflow and return its text", params, body: variables,
-    responses: { 200: { description: "The generated text", schema: z.object({ success: z.literal(true), result: z.string(), citations: z.array(z.string()).optional() }) }, 202: accepted },
+    method: "post",
+    path: "/api/v1/run/:workflowId",
+    tag,
+    auth: "apiKey",
+    summary: "Run a published prompt workflow and return its text",
+    params,
+    body: variables,
+    responses: {
+      200: {
+        description: "The generated text",
+        schema: z.object({ success: z.literal(true), result: z.string(), citations: z.array(z.string()).optional() }),
+      },
+      202: accepted,
+    },
     errors: [...ERRORS, "run_failed", "run_timed_out"],
   });
   documentRoute(app, {
-    method: "post", path: "/api/v1/run/:workflowId/stream", tag, auth: "apiKey", summary: "The same run as Server-Sent Events (thinking, text, result, error)", params, body: variables,
-    responses: { 200: { description: "Server-Sent Events", schema: z.string(), contentType: "text/event-stream" }, 202: accepted }, errors: [...ERRORS],
+    method: "post",
+    path: "/api/v1/run/:workflowId/stream",
+    tag,
+    auth: "apiKey",
+    summary: "The same run as Server-Sent Events (thinking, text, result, error)",
+    params,
+    body: variables,
+    responses: { 200: { description: "Server-Sent Events", schema: z.string(), contentType: "text/event-stream" }, 202: accepted },
+    errors: [...ERRORS],
   });
 }

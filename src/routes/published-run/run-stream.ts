@@ -15,7 +15,13 @@ import { DEFAULT_KEEPALIVE_INTERVAL_MS } from "../workflow/history-stream.ts";
 export function registerPublishedRunStream(app: App) {
   app.post("/api/v1/run/:workflowId/stream", async (c) => {
     const organizationId = c.get("auth").organizationId;
-    const { started, prompt } = await startPromptRun(c.env, organizationId, c.req.param("workflowId"), await readOptionalJson(c), c.get("idempotency"));
+    const { started, prompt } = await startPromptRun(
+      c.env,
+      organizationId,
+      c.req.param("workflowId"),
+      await readOptionalJson(c),
+      c.get("idempotency"),
+    );
     if (started.runId === null) {
       // Accepted, but the host has not confirmed the start yet: it will run; the caller follows it by id.
       c.header("x-run-id", started.workflowId);

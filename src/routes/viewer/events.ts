@@ -37,9 +37,14 @@ const SHOWN_TYPES: ReadonlySet<LogEntry["type"]> = new Set(["run.started", "run.
 /** The token's run, or 401: missing, forged, expired, or minted for another run. */
 async function authorize(c: Context<AppEnv>, workflowId: string): Promise<{ organizationId: string }> {
   const token = c.req.query("token");
-  if (!token) throw new ApiError("unauthorized", "this stream needs ?token= (the streamToken of POST /workflow/start, or POST /workflow/:id/stream-token)");
+  if (!token)
+    throw new ApiError(
+      "unauthorized",
+      "this stream needs ?token= (the streamToken of POST /workflow/start, or POST /workflow/:id/stream-token)",
+    );
   const claims = await verifyStreamToken(c.env.STREAM_TOKEN_SECRET, token);
-  if (!claims) throw new ApiError("unauthorized", "the stream token is invalid or has expired; mint a new one with POST /workflow/:id/stream-token");
+  if (!claims)
+    throw new ApiError("unauthorized", "the stream token is invalid or has expired; mint a new one with POST /workflow/:id/stream-token");
   if (claims.workflowId !== workflowId) throw new ApiError("unauthorized", "this stream token is for another run");
   return { organizationId: claims.organizationId };
 }
@@ -54,13 +59,25 @@ export function viewerFrame(entry: LogEntry): string {
   });
   switch (entry.type) {
     case "run.started":
-      return sseFrame({ id: entry.seq, event: "run", data: { state: "started", runId: entry.data.runId, status: "running", at: entry.at } });
+      return sseFrame({
+        id: entry.seq,
+        event: "run",
+        data: { state: "started", runId: entry.data.runId, status: "running", at: entry.at },
+      });
     case "run.finished": {
       const d = entry.data;
       return sseFrame({
         id: entry.seq,
         event: "run",
-        data: { state: "finished", runId: d.runId, status: d.status, output: d.output ?? null, error: d.error ?? null, newRunId: d.newRunId ?? null, at: entry.at },
+        data: {
+          state: "finished",
+          runId: d.runId,
+          status: d.status,
+          output: d.output ?? null,
+          error: d.error ?? null,
+          newRunId: d.newRunId ?? null,
+          at: entry.at,
+        },
       });
     }
     case "step": {
@@ -108,7 +125,11 @@ export function registerViewerEvents(app: App) {
       preamble: sseFrame({ retry: VIEWER_RETRY_MS }),
       onEntry: (entry) => viewerFrame(entry),
       onDone: async (done) => sseFrame({ event: "done", data: done }),
-      onLost: () => sseFrame({ event: "server_error", data: { error: "stream_interrupted", message: "lost the run's event stream; reconnecting resumes it" } }),
+      onLost: () =>
+        sseFrame({
+          event: "server_error",
+          data: { error: "stream_interrupted", message: "lost the run's event stream; reconnecting resumes it" },
+        }),
     });
   });
 }

@@ -43,12 +43,18 @@ export function registerCancel(app: App) {
             run: z.uuid().safeParse(runId).success ? await findRunById(c.env.DB, organizationId, runId) : null,
           })),
         )
-      : (await listOpenRunsOfWorkflow(c.env.DB, organizationId, body.workflowId!, OPEN, MAX_RUNS_PER_CANCEL)).map((run) => ({ runId: run.id, run }));
+      : (await listOpenRunsOfWorkflow(c.env.DB, organizationId, body.workflowId!, OPEN, MAX_RUNS_PER_CANCEL)).map((run) => ({
+          runId: run.id,
+          run,
+        }));
     const results = await Promise.all(
       targets.map(async ({ runId, run }) => ({ runId, ...(run ? await cancelOne(host, run) : { status: "not_found" as const }) })),
     );
     const summary = Object.fromEntries(
-      (["cancelled", "already_completed", "not_eligible", "not_found", "error"] as const).map((s) => [s, results.filter((r) => r.status === s).length]),
+      (["cancelled", "already_completed", "not_eligible", "not_found", "error"] as const).map((s) => [
+        s,
+        results.filter((r) => r.status === s).length,
+      ]),
     );
     return c.json({ reason: body.reason ?? null, results, summary });
   });

@@ -3,7 +3,7 @@ import type { App, AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
 import { parseJsonText, readOptionalJson, zodIssues } from "../../middleware/json-body/index.ts";
 import { isReservedName, RESERVED_NAME_MESSAGE, reservedKeys } from "../../shared/reserved-names.ts";
-import { toWorkflowRunStatus, } from "../../shared/run-status.ts";
+import { toWorkflowRunStatus } from "../../shared/run-status.ts";
 import { stepRunId } from "../../shared/step-run-id.ts";
 import { startAndWaitInRegion, startCommand, workflowNameById } from "../../services/runs.ts";
 import { logStreamResponse } from "../../sse/log-stream.ts";
@@ -32,7 +32,9 @@ async function readExecuteFields(c: Context<AppEnv>) {
     const body = await readOptionalJson(c);
     if (body === undefined) throw new ApiError("invalid_json", "request body is empty; send workflowId, inputs and envs");
     if (body === null || typeof body !== "object" || Array.isArray(body)) {
-      throw new ApiError("invalid_request", "send a JSON object with workflowId, inputs and envs", [{ path: "(body)", message: "expected an object" }]);
+      throw new ApiError("invalid_request", "send a JSON object with workflowId, inputs and envs", [
+        { path: "(body)", message: "expected an object" },
+      ]);
     }
     refuseReservedKeys(body, "");
     Object.assign(raw, body);
@@ -42,9 +44,14 @@ async function readExecuteFields(c: Context<AppEnv>) {
     });
     const fields = new Map<string, string>();
     for (const [name, value] of form.entries()) {
-      if (isReservedName(name)) throw new ApiError("invalid_request", `field ${name} ${RESERVED_NAME_MESSAGE}`, [{ path: name, message: "reserved name" }]);
-      if (fields.has(name)) throw new ApiError("invalid_request", `field ${name} appears more than once; send each field once`, [{ path: name, message: "duplicate field" }]);
-      if (typeof value !== "string") throw new ApiError("invalid_request", `field ${name} must be text, not a file`, [{ path: name, message: "expected text" }]);
+      if (isReservedName(name))
+        throw new ApiError("invalid_request", `field ${name} ${RESERVED_NAME_MESSAGE}`, [{ path: name, message: "reserved name" }]);
+      if (fields.has(name))
+        throw new ApiError("invalid_request", `field ${name} appears more than once; send each field once`, [
+          { path: name, message: "duplicate field" },
+        ]);
+      if (typeof value !== "string")
+        throw new ApiError("invalid_request", `field ${name} must be text, not a file`, [{ path: name, message: "expected text" }]);
       fields.set(name, value);
     }
     for (const [name, value] of fields) {
@@ -63,7 +70,11 @@ async function readExecuteFields(c: Context<AppEnv>) {
   const parsed = executeFields.safeParse(raw);
   if (!parsed.success) {
     const issues = zodIssues(parsed.error);
-    throw new ApiError("invalid_request", `invalid request: ${issues.map((i) => `${i.path || "(body)"}: ${i.message}`).join("; ")}`, issues);
+    throw new ApiError(
+      "invalid_request",
+      `invalid request: ${issues.map((i) => `${i.path || "(body)"}: ${i.message}`).join("; ")}`,
+      issues,
+    );
   }
   return parsed.data;
 }
@@ -73,7 +84,11 @@ function refuseReservedKeys(value: unknown, prefix: string) {
   const reserved = reservedKeys(value);
   if (reserved.length === 0) return;
   const paths = reserved.map((k) => (prefix ? `${prefix}.${k}` : k));
-  throw new ApiError("invalid_request", `${paths.join(", ")} ${RESERVED_NAME_MESSAGE}`, paths.map((path) => ({ path, message: "reserved name" })));
+  throw new ApiError(
+    "invalid_request",
+    `${paths.join(", ")} ${RESERVED_NAME_MESSAGE}`,
+    paths.map((path) => ({ path, message: "reserved name" })),
+  );
 }
 
 /** Starts the run (and waits up to `waitMs` for it): one call into the home region, the run's DO. */
@@ -81,7 +96,12 @@ async function execute(c: Context<AppEnv>, waitMs: number) {
   const fields = await readExecuteFields(c);
   const organizationId = c.get("auth").organizationId;
   const name = await workflowNameById(c.env, organizationId, fields.workflowId);
-  const command = startCommand(organizationId, name, { kind: "code", by: { id: fields.workflowId }, input: fields.inputs, envs: fields.envs }, { idempotency: c.get("idempotency") });
+  const command = startCommand(
+    organizationId,
+    name,
+    { kind: "code", by: { id: fields.workflowId }, input: fields.inputs, envs: fields.envs },
+    { idempotency: c.get("idempotency") },
+  );
   return (await startAndWaitInRegion(c.env, command, waitMs, false, waitMs > 0)).run;
 }
 
@@ -126,8 +146,15 @@ function runEventStream(c: Context<AppEnv>, run: Run, afterSeq: number): Promise
     },
     onDone: async (done) => {
       const detail = await detailOf(c.env, await workflowRunOrThrow(c.env, run.organizationId, run.id));
-      if (done.status === "completed") return sseFrame({ event: "result", data: { success: true, workflowRun: { ...detail, status: "completed", outputs: done.output ?? null } } });
-      return sseFrame({ event: "error", data: { error: `workflow run ${toWorkflowRunStatus(done.status)}`, details: done.error ?? done.status } });
+      if (done.status === "completed")
+        return sseFrame({
+          event: "result",
+          data: { success: true, workflowRun: { ...detail, status: "completed", outputs: done.output ?? null } },
+        });
+      return sseFrame({
+        event: "error",
+        data: { error: `workflow run ${toWorkflowRunStatus(done.status)}`, details: done.error ?? done.status },
+      });
     },
     onLost: () => sseFrame({ event: "error", data: { error: "stream interrupted", details: "reconnect with Last-Event-ID to resume" } }),
   });
@@ -158,8 +185,8 @@ export function registerExecute(app: App) {
 
   app.get("/api/v1/workflow-runs/:runId/stream", async (c) => {
     const run = await workflowRunOrThrow(c.env, c.get("auth").organizationId, c.req.param("runId"));
-    if (!run.temporalRunId) throw new ApiError("host_unavailable", "the run has not started yet; retry shortly", undefined, { "retry-after": "1" });
+    if (!run.temporalRunId)
+      throw new ApiError("host_unavailable", "the run has not started yet; retry shortly", undefined, { "retry-after": "1" });
     return runEventStream(c, run, parseLastEventId(c, "a log sequence number") ?? 0);
   });
 }
-

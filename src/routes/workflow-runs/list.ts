@@ -11,7 +11,12 @@ import { z } from "zod";
 export function registerListAndDashboard(app: App) {
   app.get("/api/v1/workflow-runs", async (c) => {
     const parsed = listQuery.safeParse(c.req.query());
-    if (!parsed.success) throw new ApiError("invalid_request", `invalid query: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`, zodIssues(parsed.error));
+    if (!parsed.success)
+      throw new ApiError(
+        "invalid_request",
+        `invalid query: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`,
+        zodIssues(parsed.error),
+      );
     const { workflowId, status, page, limit, search } = parsed.data;
     const { rows, total } = await listWorkflowRuns(
       c.env.DB,

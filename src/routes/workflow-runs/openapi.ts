@@ -11,39 +11,101 @@ const executeForm = z.object({
   envs: z.string().optional().describe("JSON object of environment overrides (string to string)"),
 });
 const runParams = z.object({ runId: z.uuid() });
-const EXECUTE_ERRORS = ["invalid_json", "invalid_request", "invalid_input", "workflow_not_found", "insufficient_credits", "payload_too_large", "host_unavailable"] as const;
-const sse = { description: "Server-Sent Events: ping, workflow-run, activity-run, thinking, result, error (docs/workflow-runs.md)", schema: z.string(), contentType: "text/event-stream" };
+const EXECUTE_ERRORS = [
+  "invalid_json",
+  "invalid_request",
+  "invalid_input",
+  "workflow_not_found",
+  "insufficient_credits",
+  "payload_too_large",
+  "host_unavailable",
+] as const;
+const sse = {
+  description: "Server-Sent Events: ping, workflow-run, activity-run, thinking, result, error (docs/workflow-runs.md)",
+  schema: z.string(),
+  contentType: "text/event-stream",
+};
 
 export function documentWorkflowRunsApi(app: App) {
   documentRoute(app, {
-    method: "post", path: "/api/v1/workflow-runs/execute", tag, auth: "jwtOrInternal", summary: "Execute a workflow and wait for it to end", body: executeForm, bodyType: "multipart/form-data",
-    responses: { 200: { description: "The run ended", schema: z.object({ success: z.boolean(), workflowRun: anyObject }) }, 202: { description: "Still running after 15 minutes", schema: anyObject } },
+    method: "post",
+    path: "/api/v1/workflow-runs/execute",
+    tag,
+    auth: "jwtOrInternal",
+    summary: "Execute a workflow and wait for it to end",
+    body: executeForm,
+    bodyType: "multipart/form-data",
+    responses: {
+      200: { description: "The run ended", schema: z.object({ success: z.boolean(), workflowRun: anyObject }) },
+      202: { description: "Still running after 15 minutes", schema: anyObject },
+    },
     errors: [...EXECUTE_ERRORS],
   });
   documentRoute(app, {
-    method: "post", path: "/api/v1/workflow-runs/execute/stream", tag, auth: "jwtOrInternal", summary: "Execute a workflow, streaming its progress", body: executeForm, bodyType: "multipart/form-data",
-    responses: { 200: sse }, errors: [...EXECUTE_ERRORS],
+    method: "post",
+    path: "/api/v1/workflow-runs/execute/stream",
+    tag,
+    auth: "jwtOrInternal",
+    summary: "Execute a workflow, streaming its progress",
+    body: executeForm,
+    bodyType: "multipart/form-data",
+    responses: { 200: sse },
+    errors: [...EXECUTE_ERRORS],
   });
   documentRoute(app, {
-    method: "get", path: "/api/v1/workflow-runs/:runId/stream", tag, auth: "jwtOrInternal", summary: "Follow (or resume, with Last-Event-ID) a run's event stream", params: runParams,
-    query: z.object({ lastEventId: z.string().optional() }), responses: { 200: sse }, errors: ["run_not_found", "invalid_request", "host_unavailable"],
+    method: "get",
+    path: "/api/v1/workflow-runs/:runId/stream",
+    tag,
+    auth: "jwtOrInternal",
+    summary: "Follow (or resume, with Last-Event-ID) a run's event stream",
+    params: runParams,
+    query: z.object({ lastEventId: z.string().optional() }),
+    responses: { 200: sse },
+    errors: ["run_not_found", "invalid_request", "host_unavailable"],
   });
   documentRoute(app, {
-    method: "post", path: "/api/v1/workflow-runs/cancel", tag, auth: "jwtOrInternal", summary: "Cancel runs by id or all open runs of a workflow", body: cancelBody,
-    responses: { 200: { description: "One outcome per run", schema: z.object({ reason: z.string().nullable(), results: z.array(anyObject), summary: anyObject }) } },
+    method: "post",
+    path: "/api/v1/workflow-runs/cancel",
+    tag,
+    auth: "jwtOrInternal",
+    summary: "Cancel runs by id or all open runs of a workflow",
+    body: cancelBody,
+    responses: {
+      200: {
+        description: "One outcome per run",
+        schema: z.object({ reason: z.string().nullable(), results: z.array(anyObject), summary: anyObject }),
+      },
+    },
     errors: ["invalid_json", "invalid_request"],
   });
   documentRoute(app, {
-    method: "get", path: "/api/v1/workflow-runs", tag, auth: "jwtOrInternal", summary: "List runs with filters and pagination", query: listQuery,
-    responses: { 200: { description: "A page of runs", schema: z.object({ data: z.array(anyObject), pagination: anyObject }) } }, errors: ["invalid_request"],
+    method: "get",
+    path: "/api/v1/workflow-runs",
+    tag,
+    auth: "jwtOrInternal",
+    summary: "List runs with filters and pagination",
+    query: listQuery,
+    responses: { 200: { description: "A page of runs", schema: z.object({ data: z.array(anyObject), pagination: anyObject }) } },
+    errors: ["invalid_request"],
   });
   documentRoute(app, {
-    method: "get", path: "/api/v1/workflow-runs/dashboard/:workflowId", tag, auth: "jwtOrInternal", summary: "Counts of a workflow's runs by status",
-    params: z.object({ workflowId: z.uuid() }), responses: { 200: { description: "Counts", schema: z.object({ workflowId: z.string(), total: z.number(), counts: anyObject }) } },
+    method: "get",
+    path: "/api/v1/workflow-runs/dashboard/:workflowId",
+    tag,
+    auth: "jwtOrInternal",
+    summary: "Counts of a workflow's runs by status",
+    params: z.object({ workflowId: z.uuid() }),
+    responses: { 200: { description: "Counts", schema: z.object({ workflowId: z.string(), total: z.number(), counts: anyObject }) } },
     errors: ["workflow_not_found"],
   });
   documentRoute(app, {
-    method: "get", path: "/api/v1/workflow-runs/:runId", tag, auth: "jwtOrInternal", summary: "A run with its activity runs (one per attempt)", params: runParams,
-    responses: { 200: { description: "The run", schema: anyObject } }, errors: ["run_not_found"],
+    method: "get",
+    path: "/api/v1/workflow-runs/:runId",
+    tag,
+    auth: "jwtOrInternal",
+    summary: "A run with its activity runs (one per attempt)",
+    params: runParams,
+    responses: { 200: { description: "The run", schema: anyObject } },
+    errors: ["run_not_found"],
   });
 }

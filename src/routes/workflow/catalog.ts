@@ -31,7 +31,8 @@ export function registerCatalog(app: App) {
   app.get("/workflow/catalog", async (c) => c.json(await catalogBody(c)));
   app.get("/workflow/catalog/:id", async (c) => {
     const id = c.req.param("id");
-    if (!catalogIdSchema.safeParse(id).success) throw new ApiError("invalid_request", "invalid catalog id: letters, digits and _.@- only, at most 128");
+    if (!catalogIdSchema.safeParse(id).success)
+      throw new ApiError("invalid_request", "invalid catalog id: letters, digits and _.@- only, at most 128");
     if (id !== CATALOG_ID) throw new ApiError("catalog_not_found", `no catalog "${id}": this deployment has one catalog, "${CATALOG_ID}"`);
     return c.json(await catalogBody(c));
   });

@@ -34,7 +34,10 @@ export const historyQuery = z.object({
   runId: runIdSchema.optional(),
   pageSize: z.coerce.number().int().min(1).max(MAX_HISTORY_PAGE_SIZE).default(20),
   /** Opaque: pass back `nextPageToken`. An empty value counts as absent, as in Output. */
-  pageToken: z.preprocess((v) => (v === "" ? undefined : v), z.string().max(4096).regex(PAGE_TOKEN_PATTERN, "invalid pageToken format").optional()),
+  pageToken: z.preprocess(
+    (v) => (v === "" ? undefined : v),
+    z.string().max(4096).regex(PAGE_TOKEN_PATTERN, "invalid pageToken format").optional(),
+  ),
   includePayloads: z.enum(["true", "false"]).optional(),
   /** Wait up to this long (ms, capped at 15 000) for events after `pageToken`. */
   longPollTimeoutMs: z.coerce.number().int().positive().max(2_147_483_647).optional(),
@@ -68,7 +71,8 @@ async function historyPage(c: Context<AppEnv>, pinnedRunId: string | undefined):
   const stub = runStream(c.env, workflowId);
 
   let page = await stub.historyPage(askedRunId ?? cursor?.runId, after, query.pageSize, includePayloads);
-  if ((askedRunId || cursor) && !page.known) throw new ApiError("run_not_found", `workflow ${workflowId} has no run ${askedRunId ?? cursor!.runId}`);
+  if ((askedRunId || cursor) && !page.known)
+    throw new ApiError("run_not_found", `workflow ${workflowId} has no run ${askedRunId ?? cursor!.runId}`);
 
   const longPollMs = query.longPollTimeoutMs ?? (query.wait === "true" ? MAX_LONG_POLL_MS : undefined);
   const longPoll = longPollMs !== undefined;

@@ -24,7 +24,10 @@ type Kind = keyof typeof KIND_TO_LIST;
  * keys are refused (Output ignores them), so a client that sends the argument unwrapped learns it
  * at once instead of its handler silently getting nothing.
  */
-export const interactionBody = z.strictObject({ payload: z.looseObject({}).optional() }, { error: "send the handler's argument as {\"payload\": {...}}" });
+export const interactionBody = z.strictObject(
+  { payload: z.looseObject({}).optional() },
+  { error: 'send the handler\'s argument as {"payload": {...}}' },
+);
 
 /** The signal `POST /workflow/:id/feedback` sends, as Output. */
 export const FEEDBACK_SIGNAL = "resume";

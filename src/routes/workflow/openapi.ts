@@ -15,10 +15,17 @@ const idParam = z.object({ id: workflowIdParam });
 const pinnedParams = z.object({ id: workflowIdParam, rid: runIdParam });
 const status = z.enum(RUN_STATUSES);
 // runId is null (status `scheduled`) when the run is accepted but Temporal has not confirmed it yet: it will run (docs/start-path.md).
-const started = z.object({ workflowId: z.string(), runId: z.string().nullable(), status, streamToken: z.string(), streamTokenExpiresAt: z.string() });
-const traceInfo = z
-  .object({ destinations: z.object({ local: z.string().nullable(), remote: z.string().nullable() }) })
-  .meta({ id: "TraceInfo", description: "Where the run's trace lives: `local` is always null, `remote` the R2 object (read it with GET /workflow/:id/trace-log)" });
+const started = z.object({
+  workflowId: z.string(),
+  runId: z.string().nullable(),
+  status,
+  streamToken: z.string(),
+  streamTokenExpiresAt: z.string(),
+});
+const traceInfo = z.object({ destinations: z.object({ local: z.string().nullable(), remote: z.string().nullable() }) }).meta({
+  id: "TraceInfo",
+  description: "Where the run's trace lives: `local` is always null, `remote` the R2 object (read it with GET /workflow/:id/trace-log)",
+});
 const result = z
   .object({
     workflowId: z.string(),
@@ -53,10 +60,32 @@ const runInfo = z.object({
 });
 const sse = { description: "Server-Sent Events (docs/streaming.md)", schema: z.string(), contentType: "text/event-stream" };
 const RUN_ERRORS = ["run_not_found", "invalid_request"] as const;
-const START_ERRORS = ["invalid_json", "invalid_request", "invalid_input", "unsupported_workflow", "catalog_not_found", "workflow_id_in_use", "insufficient_credits", "payload_too_large", "host_unavailable", "host_error"] as const;
+const START_ERRORS = [
+  "invalid_json",
+  "invalid_request",
+  "invalid_input",
+  "unsupported_workflow",
+  "catalog_not_found",
+  "workflow_id_in_use",
+  "insufficient_credits",
+  "payload_too_large",
+  "host_unavailable",
+  "host_error",
+] as const;
 const deprecatedNote = "Deprecated as in Output (Deprecation, Sunset and Link headers): use the run-pinned form.";
 const historyPage = z.object({
-  workflow: z.object({ workflowId: z.string().nullable(), runId: z.string(), status, startTime: z.string().nullable(), closeTime: z.string().nullable(), historyLength: z.number(), taskQueue: z.string(), closed: z.boolean() }).nullable(),
+  workflow: z
+    .object({
+      workflowId: z.string().nullable(),
+      runId: z.string(),
+      status,
+      startTime: z.string().nullable(),
+      closeTime: z.string().nullable(),
+      historyLength: z.number(),
+      taskQueue: z.string(),
+      closed: z.boolean(),
+    })
+    .nullable(),
   events: z.array(anyObject),
   runId: z.string().nullable(),
   nextPageToken: z.string().nullable(),
@@ -64,24 +93,50 @@ const historyPage = z.object({
 
 export function documentWorkflowApi(app: App) {
   documentRoute(app, {
-    method: "get", path: "/workflow/catalog", tag, auth: "apiKey", summary: "Workflows you can run, with their input and output JSON Schema",
+    method: "get",
+    path: "/workflow/catalog",
+    tag,
+    auth: "apiKey",
+    summary: "Workflows you can run, with their input and output JSON Schema",
     responses: { 200: { description: "The catalog", schema: z.object({ workflows: z.array(anyObject) }) } },
   });
   documentRoute(app, {
-    method: "get", path: "/workflow/catalog/:id", tag, auth: "apiKey", summary: "The catalog `:id`: Outrider has one, `outrider`",
+    method: "get",
+    path: "/workflow/catalog/:id",
+    tag,
+    auth: "apiKey",
+    summary: "The catalog `:id`: Outrider has one, `outrider`",
     params: z.object({ id: catalogIdSchema }),
-    responses: { 200: { description: "The catalog", schema: z.object({ workflows: z.array(anyObject) }) } }, errors: ["invalid_request", "catalog_not_found"],
+    responses: { 200: { description: "The catalog", schema: z.object({ workflows: z.array(anyObject) }) } },
+    errors: ["invalid_request", "catalog_not_found"],
   });
   documentRoute(app, {
-    method: "get", path: "/workflow/runs", tag, auth: "apiKey", summary: "Recent runs, newest first (Output's shape)", query: recentRunsQuery,
-    responses: { 200: { description: "Runs", schema: z.object({ runs: z.array(runInfo), count: z.number().int() }) } }, errors: ["invalid_request"],
+    method: "get",
+    path: "/workflow/runs",
+    tag,
+    auth: "apiKey",
+    summary: "Recent runs, newest first (Output's shape)",
+    query: recentRunsQuery,
+    responses: { 200: { description: "Runs", schema: z.object({ runs: z.array(runInfo), count: z.number().int() }) } },
+    errors: ["invalid_request"],
   });
   documentRoute(app, {
-    method: "post", path: "/workflow/start", tag, auth: "apiKey", summary: "Start a run and return at once", body: startWorkflowBody,
-    responses: { 200: { description: "Started", schema: started } }, errors: [...START_ERRORS],
+    method: "post",
+    path: "/workflow/start",
+    tag,
+    auth: "apiKey",
+    summary: "Start a run and return at once",
+    body: startWorkflowBody,
+    responses: { 200: { description: "Started", schema: started } },
+    errors: [...START_ERRORS],
   });
   documentRoute(app, {
-    method: "post", path: "/workflow/run", tag, auth: "apiKey", summary: "Start a run and wait for its result (408 when `timeout` runs out first)", body: runWorkflowBody,
+    method: "post",
+    path: "/workflow/run",
+    tag,
+    auth: "apiKey",
+    summary: "Start a run and wait for its result (408 when `timeout` runs out first)",
+    body: runWorkflowBody,
     responses: { 200: { description: "The run ended (completed, failed, cancelled, ...)", schema: result } },
     errors: [...START_ERRORS, "wait_timed_out"],
   });
@@ -90,30 +145,72 @@ export function documentWorkflowApi(app: App) {
     const params = pinned ? pinnedParams : idParam;
     const which = pinned ? "One run's" : "A run's";
     documentRoute(app, {
-      method: "get", path: `${base}/status`, tag, auth: "apiKey", summary: `${which} current or final status`, params,
-      responses: { 200: { description: "Status", schema: statusBody } }, errors: [...RUN_ERRORS],
+      method: "get",
+      path: `${base}/status`,
+      tag,
+      auth: "apiKey",
+      summary: `${which} current or final status`,
+      params,
+      responses: { 200: { description: "Status", schema: statusBody } },
+      errors: [...RUN_ERRORS],
     });
     documentRoute(app, {
-      method: "get", path: `${base}/result`, tag, auth: "apiKey", summary: `${which} result, once it has ended (424 before)`, params,
-      responses: { 200: { description: "Result", schema: result } }, errors: [...RUN_ERRORS, "run_not_finished"],
+      method: "get",
+      path: `${base}/result`,
+      tag,
+      auth: "apiKey",
+      summary: `${which} result, once it has ended (424 before)`,
+      params,
+      responses: { 200: { description: "Result", schema: result } },
+      errors: [...RUN_ERRORS, "run_not_finished"],
     });
     documentRoute(app, {
-      method: "get", path: `${base}/input`, tag, auth: "apiKey", summary: `${which} input`, params,
-      responses: { 200: { description: "Input", schema: z.object({ workflowId: z.string(), runId: z.string().nullable(), input: z.unknown() }) } }, errors: [...RUN_ERRORS],
+      method: "get",
+      path: `${base}/input`,
+      tag,
+      auth: "apiKey",
+      summary: `${which} input`,
+      params,
+      responses: {
+        200: { description: "Input", schema: z.object({ workflowId: z.string(), runId: z.string().nullable(), input: z.unknown() }) },
+      },
+      errors: [...RUN_ERRORS],
     });
     documentRoute(app, {
-      method: "patch", path: `${base}/stop`, tag, auth: "apiKey", summary: "Graceful stop (Temporal cancellation; cleanup runs)", params,
+      method: "patch",
+      path: `${base}/stop`,
+      tag,
+      auth: "apiKey",
+      summary: "Graceful stop (Temporal cancellation; cleanup runs)",
+      params,
       description: pinned ? undefined : deprecatedNote,
-      responses: { 200: { description: "Cancelling", schema: z.object({ workflowId: z.string(), runId: z.string().nullable(), status: z.literal("cancelling") }) } },
+      responses: {
+        200: {
+          description: "Cancelling",
+          schema: z.object({ workflowId: z.string(), runId: z.string().nullable(), status: z.literal("cancelling") }),
+        },
+      },
       errors: [...RUN_ERRORS, "run_ended", "host_unavailable"],
     });
     documentRoute(app, {
-      method: "post", path: `${base}/terminate`, tag, auth: "apiKey", summary: "Immediate stop", params, body: terminateBody,
+      method: "post",
+      path: `${base}/terminate`,
+      tag,
+      auth: "apiKey",
+      summary: "Immediate stop",
+      params,
+      body: terminateBody,
       description: pinned ? undefined : deprecatedNote,
       responses: {
         200: {
           description: "Terminated",
-          schema: z.object({ terminated: z.literal(true), workflowId: z.string(), runId: z.string().nullable(), status: z.literal("terminated"), reason: z.string().nullable() }),
+          schema: z.object({
+            terminated: z.literal(true),
+            workflowId: z.string(),
+            runId: z.string().nullable(),
+            status: z.literal("terminated"),
+            reason: z.string().nullable(),
+          }),
         },
       },
       errors: [...RUN_ERRORS, "invalid_json", "run_ended", "host_unavailable"],
@@ -121,50 +218,105 @@ export function documentWorkflowApi(app: App) {
   }
   for (const path of ["/workflow/:id/history/stream", "/workflow/:id/runs/:rid/history/stream"]) {
     documentRoute(app, {
-      method: "get", path, tag, auth: "apiKeyOrStreamToken", summary: "Follow a run's Temporal history live (workflow, history, done, server_error)",
+      method: "get",
+      path,
+      tag,
+      auth: "apiKeyOrStreamToken",
+      summary: "Follow a run's Temporal history live (workflow, history, done, server_error)",
       params: path.includes(":rid") ? pinnedParams : idParam,
-      query: z.object({ lastEventId: z.string().optional(), includePayloads: z.enum(["true", "false"]).optional(), token: z.string().optional() }),
-      responses: { 200: sse, 204: { description: "Past the end of a finished run" } }, errors: [...RUN_ERRORS, "invalid_request", "host_unavailable"],
+      query: z.object({
+        lastEventId: z.string().optional(),
+        includePayloads: z.enum(["true", "false"]).optional(),
+        token: z.string().optional(),
+      }),
+      responses: { 200: sse, 204: { description: "Past the end of a finished run" } },
+      errors: [...RUN_ERRORS, "invalid_request", "host_unavailable"],
     });
   }
   documentRoute(app, {
-    method: "post", path: "/workflow/:id/stream-token", tag, auth: "apiKey", summary: "Mint a run-scoped stream token", params: idParam,
-    responses: { 200: { description: "Token", schema: z.object({ workflowId: z.string(), token: z.string(), expiresAt: z.string() }) } }, errors: [...RUN_ERRORS],
+    method: "post",
+    path: "/workflow/:id/stream-token",
+    tag,
+    auth: "apiKey",
+    summary: "Mint a run-scoped stream token",
+    params: idParam,
+    responses: { 200: { description: "Token", schema: z.object({ workflowId: z.string(), token: z.string(), expiresAt: z.string() }) } },
+    errors: [...RUN_ERRORS],
   });
   for (const path of ["/workflow/:id/history", "/workflow/:id/runs/:rid/history"]) {
     documentRoute(app, {
-      method: "get", path, tag, auth: "apiKey", summary: "A run's history as JSON, paged (Output's shape; long-poll with longPollTimeoutMs)",
-      params: path.includes(":rid") ? pinnedParams : idParam, query: historyQuery,
-      responses: { 200: { description: "A page of history", schema: historyPage } }, errors: [...RUN_ERRORS, "invalid_request", "invalid_page_token"],
+      method: "get",
+      path,
+      tag,
+      auth: "apiKey",
+      summary: "A run's history as JSON, paged (Output's shape; long-poll with longPollTimeoutMs)",
+      params: path.includes(":rid") ? pinnedParams : idParam,
+      query: historyQuery,
+      responses: { 200: { description: "A page of history", schema: historyPage } },
+      errors: [...RUN_ERRORS, "invalid_request", "invalid_page_token"],
     });
   }
   for (const kind of ["signal", "query", "update"] as const) {
     documentRoute(app, {
-      method: "post", path: `/workflow/:id/${kind}/:name`, tag, auth: "apiKey", summary: `Call the workflow's ${kind} handler with \`payload\``,
-      params: z.object({ id: workflowIdParam, name: z.string() }), body: interactionBody,
+      method: "post",
+      path: `/workflow/:id/${kind}/:name`,
+      tag,
+      auth: "apiKey",
+      summary: `Call the workflow's ${kind} handler with \`payload\``,
+      params: z.object({ id: workflowIdParam, name: z.string() }),
+      body: interactionBody,
       responses: {
-        200: kind === "signal"
-          ? { description: "Delivered", schema: z.object({ workflowId: z.string(), signal: z.string(), delivered: z.literal(true) }) }
-          : { description: "The handler's result, as is", schema: z.unknown() },
+        200:
+          kind === "signal"
+            ? { description: "Delivered", schema: z.object({ workflowId: z.string(), signal: z.string(), delivered: z.literal(true) }) }
+            : { description: "The handler's result, as is", schema: z.unknown() },
       },
-      errors: [...RUN_ERRORS, "invalid_json", "handler_not_found", "handler_failed", ...(kind === "query" ? [] : (["run_finished"] as const)), "host_unavailable"],
+      errors: [
+        ...RUN_ERRORS,
+        "invalid_json",
+        "handler_not_found",
+        "handler_failed",
+        ...(kind === "query" ? [] : (["run_finished"] as const)),
+        "host_unavailable",
+      ],
     });
   }
   documentRoute(app, {
-    method: "post", path: "/workflow/:id/feedback", tag, auth: "apiKey", summary: "Send signal `resume` with `payload` (Output's feedback)", params: idParam, body: interactionBody,
-    responses: { 200: { description: "Delivered", schema: z.object({ workflowId: z.string(), signal: z.literal("resume"), delivered: z.literal(true) }) } },
+    method: "post",
+    path: "/workflow/:id/feedback",
+    tag,
+    auth: "apiKey",
+    summary: "Send signal `resume` with `payload` (Output's feedback)",
+    params: idParam,
+    body: interactionBody,
+    responses: {
+      200: {
+        description: "Delivered",
+        schema: z.object({ workflowId: z.string(), signal: z.literal("resume"), delivered: z.literal(true) }),
+      },
+    },
     errors: [...RUN_ERRORS, "invalid_json", "handler_not_found", "run_finished", "host_unavailable"],
   });
   for (const path of ["/workflow/:id/trace-log", "/workflow/:id/runs/:rid/trace-log"]) {
     documentRoute(app, {
-      method: "get", path, tag, auth: "apiKey", summary: "The execution trace of a finished run, in Output's trace format", params: path.includes(":rid") ? pinnedParams : idParam,
+      method: "get",
+      path,
+      tag,
+      auth: "apiKey",
+      summary: "The execution trace of a finished run, in Output's trace format",
+      params: path.includes(":rid") ? pinnedParams : idParam,
       responses: { 200: { description: "Trace", schema: z.object({ source: z.literal("remote"), runId: z.string(), data: anyObject }) } },
       errors: [...RUN_ERRORS, "invalid_request", "run_not_finished", "trace_not_available"],
     });
   }
   for (const path of ["/workflow/:id/reset", "/workflow/:id/runs/:rid/reset"]) {
     documentRoute(app, {
-      method: "post", path, tag, auth: "apiKey", summary: "Temporal reset to just after a completed step; answers the new run's id", params: path.includes(":rid") ? pinnedParams : idParam,
+      method: "post",
+      path,
+      tag,
+      auth: "apiKey",
+      summary: "Temporal reset to just after a completed step; answers the new run's id",
+      params: path.includes(":rid") ? pinnedParams : idParam,
       body: resetBody,
       responses: { 200: { description: "The new run", schema: z.object({ workflowId: z.string(), runId: z.string() }) } },
       errors: [...RUN_ERRORS, "invalid_json", "invalid_request", "step_not_found", "step_not_completed", "host_unavailable"],

@@ -8,7 +8,8 @@ import { runIdParam, workflowIdSchema } from "./schemas.ts";
  */
 export function parseWorkflowIdParam(raw: string): string {
   const parsed = workflowIdSchema.safeParse(raw);
-  if (!parsed.success) throw new ApiError("invalid_request", `invalid workflow id: ${parsed.error.issues[0]?.message}`, zodIssues(parsed.error, "id"));
+  if (!parsed.success)
+    throw new ApiError("invalid_request", `invalid workflow id: ${parsed.error.issues[0]?.message}`, zodIssues(parsed.error, "id"));
   return parsed.data;
 }
 

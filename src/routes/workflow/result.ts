@@ -13,7 +13,13 @@ export function registerResult(app: App) {
     app.get(path, async (c) => {
       const { run, attributes } = await targetRunView(c, { attributes: true });
       if (!isTerminal(run.status)) {
-        throw new ApiError("run_not_finished", `Workflow execution is not complete (${run.status}); its result exists once it ends`, undefined, undefined, run.temporalWorkflowId);
+        throw new ApiError(
+          "run_not_finished",
+          `Workflow execution is not complete (${run.status}); its result exists once it ends`,
+          undefined,
+          undefined,
+          run.temporalWorkflowId,
+        );
       }
       return c.json(await outputResult(c.env, run, attributes));
     });

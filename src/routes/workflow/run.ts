@@ -31,7 +31,10 @@ export function registerRun(app: App) {
       // Accepted, but the host did not confirm the start (it is down or slow): the run's DO starts
       // it as soon as it can (docs/start-path.md). 202, not an error: a retry would start a second run.
       c.header("location", location);
-      return c.json({ ...(await outputResult(c.env, run, attributes)), streamToken: stream.token, streamTokenExpiresAt: stream.expiresAt }, 202);
+      return c.json(
+        { ...(await outputResult(c.env, run, attributes)), streamToken: stream.token, streamTokenExpiresAt: stream.expiresAt },
+        202,
+      );
     }
     if (!isTerminal(run.status)) {
       throw new ApiError(
@@ -42,6 +45,9 @@ export function registerRun(app: App) {
         run.temporalWorkflowId,
       );
     }
-    return c.json({ ...(await outputResult(c.env, run, attributes)), streamToken: stream.token, streamTokenExpiresAt: stream.expiresAt }, 200);
+    return c.json(
+      { ...(await outputResult(c.env, run, attributes)), streamToken: stream.token, streamTokenExpiresAt: stream.expiresAt },
+      200,
+    );
   });
 }

@@ -39,7 +39,11 @@ export const workflowIdParam = workflowIdSchema;
 export const runIdParam = z.uuid();
 
 /** A catalog id, as Output accepts them (Output: the catalog's task queue name). */
-export const catalogIdSchema = z.string().min(1).max(128).regex(/^[a-z0-9_.@-]+$/i, "a catalog id is made of letters, digits and _.@-");
+export const catalogIdSchema = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[a-z0-9_.@-]+$/i, "a catalog id is made of letters, digits and _.@-");
 
 export const startWorkflowBody = z.object({
   workflowName: z.string().min(1).max(64),

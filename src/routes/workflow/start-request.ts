@@ -21,7 +21,10 @@ export interface StartRequest {
 export function assertKnownCatalog(request: Pick<StartRequest, "catalog" | "taskQueue">): void {
   const catalog = request.catalog ?? request.taskQueue;
   if (catalog !== undefined && catalog !== CATALOG_ID) {
-    throw new ApiError("catalog_not_found", `no catalog "${catalog}": this deployment has one catalog, "${CATALOG_ID}" (GET /workflow/catalog)`);
+    throw new ApiError(
+      "catalog_not_found",
+      `no catalog "${catalog}": this deployment has one catalog, "${CATALOG_ID}" (GET /workflow/catalog)`,
+    );
   }
 }
 
@@ -31,7 +34,10 @@ export async function withOutputWorkflowErrors<T>(workflowName: string, start: (
     return await start();
   } catch (err) {
     if (err instanceof ApiError && err.code === "workflow_not_found") {
-      throw new ApiError("unsupported_workflow", `workflow "${workflowName}" is not in catalog "${CATALOG_ID}"; GET /workflow/catalog lists them`);
+      throw new ApiError(
+        "unsupported_workflow",
+        `workflow "${workflowName}" is not in catalog "${CATALOG_ID}"; GET /workflow/catalog lists them`,
+      );
     }
     throw err;
   }

@@ -68,7 +68,13 @@ export function registerStop(app: App) {
       await new HostClient(c.env).terminate(run.temporalWorkflowId, reason).catch((err: unknown) => {
         throw asEnded(err, run);
       });
-      return c.json({ terminated: true, workflowId: run.temporalWorkflowId, runId: run.temporalRunId, status: "terminated", reason: reason ?? null });
+      return c.json({
+        terminated: true,
+        workflowId: run.temporalWorkflowId,
+        runId: run.temporalRunId,
+        status: "terminated",
+        reason: reason ?? null,
+      });
     });
   }
 }
