@@ -75,7 +75,7 @@ try {
         console.log(`\n== starting the stack shared by ${layers.filter((l) => STACK_LAYERS.has(l)).join(", ")}`);
         try {
           shared = await startSharedStack();
-          console.log(`== stack up at ${shared.stack.baseUrl} in ${seconds(started)}`);
+          console.log(`shared stack: up at ${shared.stack.baseUrl} after ${seconds(started)}`);
         } catch (err) {
           // Each layer's global setup then tries a stack of its own, and reports why it could not.
           console.error(`== the shared stack did not start: ${err instanceof Error ? err.message : String(err)}`);
