@@ -15,6 +15,7 @@
  * certain by the host (it answered 4xx: nothing was started) is undone and reported as failed.
  */
 import { creditBalance, releaseCreditsStatement, reserveCreditsOf, settleCreditsStatements } from "../../src/db/credits.ts";
+import { isUniqueViolation } from "../../src/db/client.ts";
 import { deleteUnstartedRunStatement, insertScheduledRun } from "../../src/db/runs.ts";
 import type { PromptDefinition } from "../../src/db/schema.ts";
 import { ApiError, type ErrorCode, type Issue } from "../../src/errors.ts";
@@ -80,6 +81,11 @@ export interface SerializedError {
 
 /** `replayed`: the Idempotency-Key named an earlier start; `started` is that run (in another DO). */
 export type StartReply = { ok: true; started: StartedRunInfo; replayed?: boolean } | { ok: false; error: SerializedError };
+
+/** A workflow id names one run, ever: a start under a taken id is refused before acceptance. */
+function workflowIdInUse(workflowId: string): StartReply {
+  return { ok: false, error: { code: "workflow_id_in_use", message: `a run with workflowId "${workflowId}" already exists`, workflowId } };
+}
 
 export function serializeError(err: unknown): SerializedError {
   if (err instanceof ApiError)
@@ -187,14 +193,7 @@ export class RunStarter {
     if (existing) {
       // The same start again (the Worker retried a call whose answer it lost): same answer.
       if (existing.accept_id === command.runUuid) return { ok: true, started: this.info(existing) };
-      return {
-        ok: false,
-        error: {
-          code: "workflow_id_in_use",
-          message: `a run with workflowId "${command.workflowId}" already exists`,
-          workflowId: command.workflowId,
-        },
-      };
+      return workflowIdInUse(command.workflowId);
     }
     const { env } = this.deps;
     let prepared: PreparedStart;
@@ -230,15 +229,8 @@ export class RunStarter {
       });
     } catch (err) {
       if (creditHold > 0) await releaseCreditsStatement(env.DB, command.organizationId, creditHold).run();
-      if (/UNIQUE constraint failed/i.test(String(err) + String((err as { cause?: unknown }).cause ?? ""))) {
-        return {
-          ok: false,
-          error: {
-            code: "workflow_id_in_use",
-            message: `a run with workflowId "${command.workflowId}" already exists`,
-            workflowId: command.workflowId,
-          },
-        };
+      if (isUniqueViolation(err)) {
+        return workflowIdInUse(command.workflowId);
       }
       throw err;
     }

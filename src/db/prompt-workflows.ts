@@ -4,6 +4,7 @@ import { randomString } from "../shared/api-keys.ts";
 import { promptInputSchema } from "../shared/prompt-template.ts";
 import { db } from "./client.ts";
 import { workflows, type PromptDefinition, type Workflow } from "./schema.ts";
+import { isUniqueViolation } from "./client.ts";
 
 export const PROMPT_WORKFLOW_ID = /^wf_[a-z0-9]{6,40}$/;
 
@@ -18,10 +19,6 @@ const PROMPT_OUTPUT_SCHEMA = {
 };
 
 export class NameTakenError extends Error {}
-
-function isUniqueViolation(err: unknown): boolean {
-  return /UNIQUE constraint failed/i.test(String((err as Error)?.message ?? err) + String((err as { cause?: unknown })?.cause ?? ""));
-}
 
 export async function insertPromptWorkflow(
   d1: D1Database,

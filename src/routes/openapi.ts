@@ -2,6 +2,7 @@ import type { App } from "../app-env.ts";
 import { documentRoute, registerSecuritySchemes } from "../openapi/document.ts";
 import { z } from "zod";
 import { SCALAR_SCRIPT_PATH } from "./docs-assets.ts";
+import { htmlPageHeaders } from "./page-headers.ts";
 
 export const OPENAPI_INFO = {
   title: "Outrider API",
@@ -34,26 +35,16 @@ export function docsPage(): string {
  * keys into this page: nothing from elsewhere may run on it.
  */
 export function docsPageHeaders(): Record<string, string> {
-  return {
-    "content-type": "text/html; charset=utf-8",
-    "cache-control": "no-store",
-    "referrer-policy": "no-referrer",
-    "x-content-type-options": "nosniff",
-    "content-security-policy": [
-      "default-src 'none'",
-      "script-src 'self'",
-      // Scalar, its theme and Vue add <style> elements and style attributes at run time. Styles
-      // cannot run code, and img-src/font-src/connect-src keep CSS from sending anything elsewhere.
-      "style-src 'self' 'unsafe-inline'",
-      "img-src 'self' data: blob:",
-      "font-src 'self' data:",
-      "connect-src 'self'",
-      "worker-src 'self' blob:",
-      "base-uri 'none'",
-      "form-action 'none'",
-      "frame-ancestors 'none'",
-    ].join("; "),
-  };
+  return htmlPageHeaders([
+    "script-src 'self'",
+    // Scalar, its theme and Vue add <style> elements and style attributes at run time. Styles
+    // cannot run code, and img-src/font-src/connect-src keep CSS from sending anything elsewhere.
+    "style-src 'self' 'unsafe-inline'",
+    "img-src 'self' data: blob:",
+    "font-src 'self' data:",
+    "connect-src 'self'",
+    "worker-src 'self' blob:",
+  ]);
 }
 
 /** GET /openapi.json (OpenAPI 3.1, generated from the routes' zod schemas) and GET /docs. */

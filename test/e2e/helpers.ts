@@ -72,16 +72,4 @@ export interface ResultPayload {
   error: string | null;
 }
 
-export interface ErrorBody {
-  error: { code: string; message: string; requestId: string; issues?: Array<{ path: string; message: string }> };
-}
-
-/** Output's error envelope, used by the `/workflow` family, `/ready` and `/heartbeat`. */
-export interface OutputErrorBody {
-  error: string;
-  message: string;
-  workflowId?: string;
-  code: string;
-  requestId: string;
-  issues?: Array<{ path: string; message: string }>;
-}
+export type { ErrorBody, OutputErrorBody } from "../support/error-bodies.ts";

@@ -55,22 +55,5 @@ export async function signedPost(path: string, body: unknown, secret = TEST_HOST
   return call(path, { method: "POST", headers: { ...headers, "content-type": "application/json" }, body: text });
 }
 
-export interface ErrorBody {
-  error: { code: string; message: string; requestId: string; issues?: Array<{ path: string; message: string }> };
-}
-
-/** Output's error envelope, used by the `/workflow` family, `/ready` and `/heartbeat`. */
-export interface OutputErrorBody {
-  error: string;
-  message: string;
-  workflowId?: string;
-  code: string;
-  requestId: string;
-  issues?: Array<{ path: string; message: string }>;
-}
-
-/** The stable error code of either envelope: Output's (`/workflow...`: `code` beside a string `error`) or ours (`error.code`). */
-export function errorCodeOf(body: unknown): string | undefined {
-  const b = body as { code?: string; error?: string | { code?: string } };
-  return typeof b.error === "object" ? b.error?.code : b.code;
-}
+export { errorCodeOf } from "../support/error-bodies.ts";
+export type { ErrorBody, OutputErrorBody } from "../support/error-bodies.ts";

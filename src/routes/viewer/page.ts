@@ -9,6 +9,7 @@
  * nothing request-specific in it, so no run data is ever parsed as HTML (the script builds the DOM
  * with textContent only).
  */
+import { htmlPageHeaders } from "../page-headers.ts";
 
 /** Where the page's script and stylesheet are served (static assets, see scripts/build-viewer.ts). */
 export const VIEWER_ASSETS = { script: "/viewer/run-viewer.js", style: "/viewer/run-viewer.css" } as const;
@@ -53,20 +54,5 @@ export function viewerPage(): string {
 
 /** Response headers of the page: only its own origin's script and style run, and the token in its URL never leaves in a Referer. */
 export function viewerPageHeaders(): Record<string, string> {
-  return {
-    "content-type": "text/html; charset=utf-8",
-    "cache-control": "no-store",
-    "referrer-policy": "no-referrer",
-    "x-content-type-options": "nosniff",
-    "content-security-policy": [
-      "default-src 'none'",
-      "script-src 'self'",
-      "style-src 'self'",
-      "connect-src 'self'",
-      "img-src data:",
-      "base-uri 'none'",
-      "form-action 'none'",
-      "frame-ancestors 'none'",
-    ].join("; "),
-  };
+  return htmlPageHeaders(["script-src 'self'", "style-src 'self'", "connect-src 'self'", "img-src data:"]);
 }
