@@ -66,24 +66,22 @@ export interface SubscriptionStreamOptions {
   preamble?: string;
   keepAliveMs: number;
   keepAlive: () => string;
-  /** The SSE text for one DO message ("" for none) and the cursor it advances to, if any. */
+  /** The SSE text for one DO message ("" for none) and the cursor it advances to, if any. The message is shared by the run's subscribers: read it, never change it. */
   frame: (message: SubscriberMessage) => { text: string | Promise<string>; cursor?: number | string };
   /** Sent when the DO cannot be reached again. */
   onLost: () => string;
 }
 
 /**
- * The last message framed in this isolate. A run's subscribers all get the same message text from
- * the DO, and a route whose `frame` is one shared pure function (the history stream) then parses
- * and frames it once instead of once per subscriber. Per-request closures never match.
+ * The last DO message parsed in this isolate. A run's subscribers all get the same message text
+ * from the DO, one after another, so they share one parsed object (frame functions only read it,
+ * and may cache their output by it: see the history stream's framer).
  */
-let lastFramed: { frame: SubscriptionStreamOptions["frame"]; raw: string; out: ReturnType<SubscriptionStreamOptions["frame"]> } | undefined;
+let lastParsed: { raw: string; message: SubscriberMessage } | undefined;
 
-function framed(frame: SubscriptionStreamOptions["frame"], raw: string): ReturnType<SubscriptionStreamOptions["frame"]> {
-  if (lastFramed && lastFramed.frame === frame && lastFramed.raw === raw) return lastFramed.out;
-  const out = frame(JSON.parse(raw) as SubscriberMessage);
-  lastFramed = { frame, raw, out };
-  return out;
+function parsed(raw: string): SubscriberMessage {
+  if (lastParsed?.raw !== raw) lastParsed = { raw, message: JSON.parse(raw) as SubscriberMessage };
+  return lastParsed.message;
 }
 
 export async function subscriptionResponse(c: Context<AppEnv>, options: SubscriptionStreamOptions): Promise<Response> {
@@ -110,7 +108,7 @@ export async function subscriptionResponse(c: Context<AppEnv>, options: Subscrip
 
   const attach = (ws: WebSocket) => {
     ws.addEventListener("message", (event) => {
-      const { text, cursor: next } = framed(options.frame, event.data as string);
+      const { text, cursor: next } = options.frame(parsed(event.data as string));
       if (next !== undefined) cursor = next;
       enqueue(async () => out.write(await text));
     });

@@ -28,6 +28,13 @@ export const DEFAULT_KEEPALIVE_INTERVAL_MS = 15_000;
 const CLIENT_RETRY_MS = 2_000;
 
 /**
+ * The `history` frame of a DO message, by message and payload choice. Every subscriber of a run
+ * gets the same parsed message object (src/sse/run-subscription.ts), so with 1,000 subscribers the
+ * events are converted to Output's form and serialized once, not 1,000 times.
+ */
+const historyTexts = { withPayloads: new WeakMap<SubscriberMessage, string>(), withoutPayloads: new WeakMap<SubscriberMessage, string>() };
+
+/**
  * Frames the run's RunStream messages as SSE. Events and `done` reasons are in Output's form
  * (src/shared/output-history.ts). Every frame a client can resume from carries an id: a `history`
  * frame the Temporal event id of its last event, a `thinking` frame `<that id>.<log seq>`, so
@@ -41,8 +48,14 @@ export function historyFramer(includePayloads: boolean, resumeAfterEventId: numb
         return { text: sseFrame({ event: "workflow", data: message.summary }) };
       case "history": {
         lastEventId = message.lastEventId;
-        const events = message.events.map((event) => toOutputEvent(event, includePayloads));
-        return { text: sseFrame({ event: "history", id: message.lastEventId, data: events }), cursor: message.lastEventId };
+        const cache = includePayloads ? historyTexts.withPayloads : historyTexts.withoutPayloads;
+        let text = cache.get(message);
+        if (text === undefined) {
+          const events = message.events.map((event) => toOutputEvent(event, includePayloads));
+          text = sseFrame({ event: "history", id: message.lastEventId, data: events });
+          cache.set(message, text);
+        }
+        return { text, cursor: message.lastEventId };
       }
       case "thinking": {
         const { activityId, stepName, attempt, text, seq } = message;
