@@ -17,7 +17,7 @@ import { parseArgs } from "node:util";
 import { Agent, setGlobalDispatcher } from "undici";
 import { HOST_PATHS } from "../src/shared/host-api.ts";
 import { signRequest } from "../src/shared/signing.ts";
-import { readSse } from "../src/shared/sse-reader.ts";
+import { Agent as HttpAgent, get as httpGet } from "node:http";
 import { startStack } from "../test/support/stack.ts";
 import { percentile, round1, writeSection } from "./report.ts";
 
@@ -35,6 +35,8 @@ const PER_BATCH = Number(args["events-per-batch"]);
 const FIRST_SYNTHETIC_ID = 1001;
 const SECRET = `bench-${crypto.randomUUID()}`;
 
+/** One socket per subscriber, kept open. */
+const subscriberAgent = new HttpAgent({ keepAlive: true, maxSockets: SUBSCRIBERS + 50 });
 setGlobalDispatcher(new Agent({ connections: SUBSCRIBERS + 50, keepAliveTimeout: 60_000, headersTimeout: 120_000, bodyTimeout: 0 }));
 
 const stack = await startStack({ env: { HOST_SHARED_SECRET: SECRET } }); // free ports (test/support/ports.ts)
@@ -62,28 +64,71 @@ interface Subscriber {
   done: Promise<void>;
 }
 
-async function subscribe(workflowId: string, onHistory?: (ids: number[], at: number) => void): Promise<Subscriber> {
-  const res = await api(`/workflow/${workflowId}/history/stream`);
-  if (res.status !== 200) throw new Error(`subscribe: ${res.status}`);
-  const sub: Subscriber = { received: new Map(), ids: [], done: Promise.resolve() };
-  sub.done = (async () => {
-    for await (const message of readSse(res.body!)) {
-      if (message.event === "done") return;
-      if (message.event !== "history") continue;
-      const at = performance.now();
-      const ids = (JSON.parse(message.data) as Array<{ eventId: string }>).map((e) => Number(e.eventId));
-      for (const id of ids) {
-        sub.ids.push(id);
-        sub.received.set(id, at);
-      }
-      onHistory?.(ids, at);
-    }
-  })();
-  return sub;
+/**
+ * One SSE client over a raw HTTP/1.1 socket (node:http). Each chunk is stamped the moment it
+ * arrives and kept as text; the SSE and JSON parsing happen after the measurement (`parse`), so
+ * that 1,000 clients in this one process do not queue behind each other's JSON.parse and the
+ * figure is the server's delivery time, not the benchmark's parsing time.
+ */
+function subscribe(workflowId: string): Promise<Subscriber & { parse(): void }> {
+  const chunks: Array<{ at: number; text: string }> = [];
+  const sub = { received: new Map<number, number>(), ids: [] as number[], done: Promise.resolve() };
+  return new Promise((resolveOpen, rejectOpen) => {
+    const req = httpGet(
+      `${stack.baseUrl}/workflow/${workflowId}/history/stream`,
+      { agent: subscriberAgent, headers: { authorization: `Bearer ${stack.apiKey}`, accept: "text/event-stream" } },
+      (res) => {
+        if (res.statusCode !== 200) {
+          rejectOpen(new Error(`subscribe: ${res.statusCode}`));
+          res.resume();
+          return;
+        }
+        res.setEncoding("utf8");
+        sub.done = new Promise<void>((resolveDone) => {
+          res.on("data", (text: string) => chunks.push({ at: performance.now(), text }));
+          res.on("end", resolveDone);
+          res.on("close", resolveDone);
+          res.on("error", () => resolveDone());
+        });
+        resolveOpen({
+          ...sub,
+          get done() {
+            return sub.done;
+          },
+          /** SSE-parses what arrived; an event's receipt time is the arrival of the chunk that completed it. */
+          parse() {
+            let buffer = "";
+            let event = "";
+            let data: string[] = [];
+            for (const { at, text } of chunks) {
+              buffer += text;
+              for (let nl = buffer.indexOf("\n"); nl >= 0; nl = buffer.indexOf("\n")) {
+                const line = buffer.slice(0, nl).replace(/\r$/, "");
+                buffer = buffer.slice(nl + 1);
+                if (line === "") {
+                  if (event === "history" && data.length > 0) {
+                    for (const e of JSON.parse(data.join("\n")) as Array<{ eventId: string }>) {
+                      const id = Number(e.eventId);
+                      sub.ids.push(id);
+                      if (!sub.received.has(id)) sub.received.set(id, at);
+                    }
+                  }
+                  event = "";
+                  data = [];
+                } else if (line.startsWith("event:")) event = line.slice(6).trim();
+                else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+              }
+            }
+          },
+        });
+      },
+    );
+    req.on("error", rejectOpen);
+  });
 }
 
-async function openAll(workflowId: string, n: number): Promise<Subscriber[]> {
-  const subs: Subscriber[] = [];
+async function openAll(workflowId: string, n: number): Promise<Array<Subscriber & { parse(): void }>> {
+  const subs: Array<Subscriber & { parse(): void }> = [];
   const CONCURRENT_OPENS = 100;
   for (let i = 0; i < n; i += CONCURRENT_OPENS) {
     subs.push(...(await Promise.all(Array.from({ length: Math.min(CONCURRENT_OPENS, n - i) }, () => subscribe(workflowId)))));
@@ -95,9 +140,10 @@ try {
   // ---- 1. fan-out latency
   const workflowId = await startRun({ text: "fan out", pauseMs: 60_000 });
   const runId = ((await (await api(`/workflow/${workflowId}/status`)).json()) as { runId: string }).runId;
-  console.log(`opening ${SUBSCRIBERS} subscribers on ${workflowId}`);
+  console.log(`opening ${SUBSCRIBERS} subscribers on ${workflowId} (inspector ${stack.ports.inspector})`);
   const subs = await openAll(workflowId, SUBSCRIBERS);
-  await new Promise((r) => setTimeout(r, 1000));
+  console.log("subscribers open; pushing in 2 s");
+  await new Promise((r) => setTimeout(r, 2000));
 
   const pushStarted: number[] = [];
   const expected: number[] = [];
@@ -132,6 +178,7 @@ try {
   }
   // Let the last batch arrive.
   await new Promise((r) => setTimeout(r, 3000));
+  for (const sub of subs) sub.parse();
   const latencies: number[] = [];
   let lost = 0;
   let duplicated = 0;
