@@ -237,7 +237,7 @@ try {
       `npm run bench:stream -- --subscribers ${SUBSCRIBERS} --batches ${BATCHES} --events-per-batch ${PER_BATCH} --write`,
       "```",
       "",
-      `Measured ${new Date().toISOString().slice(0, 10)} on the 2-core development machine, whole stack local (wrangler dev, Temporal dev server, Node host); the subscribers run in the benchmark's own Node process on the same two cores.`,
+      `Measured ${new Date().toISOString().slice(0, 10)} on the 2-core development machine, whole stack local (wrangler dev, Temporal dev server, Node host); the subscribers run in the benchmark's own Node process on the same two cores, each on its own HTTP/1.1 socket (node:http); a chunk is stamped when it arrives and parsed after the measurement, so the figure is the server's delivery time (before 2026-11-30 the clients parsed each message with fetch streams as it came, and 1,000 of them queued behind each other's parsing in this one process). The edge is wrangler dev, so every byte also passes its local proxy (another workerd process).`,
       "",
       "| figure | value |",
       "|---|---|",
