@@ -22,6 +22,13 @@ import { PROJECTION_STATE } from "./constants.ts";
 import type { EventLog, LogRow, LogRowOf } from "./event-log.ts";
 import type { WaitingDetector } from "./waiting.ts";
 
+/**
+ * How long the D1 row of a step attempt that has started may wait for the attempt's end, so that
+ * both make one upsert (most steps end within it). The run's own rows are never held back, and
+ * nothing is held back once the run has ended.
+ */
+export const STEP_START_GRACE_MS = 1_000;
+
 /** Counts of what one application sent to D1 (tests and benches read them through logs if needed). */
 export interface ProjectionResult {
   statements: number;
@@ -68,6 +75,31 @@ export class D1Projection {
     return this.next;
   }
 
+  /** When each step attempt's start was first held back (see STEP_START_GRACE_MS), by attempt. */
+  private readonly startSeen = new Map<string, number>();
+  private flushTimer: ReturnType<typeof setTimeout> | null = null;
+
+  /**
+   * Holds back a step attempt that has started and not ended, for up to STEP_START_GRACE_MS, so
+   * that its end (usually close behind) makes one upsert with it; a timer projects it otherwise.
+   */
+  private deferStart(workflowId: string, step: MergedStep): boolean {
+    if (step.status !== "running") return false;
+    const key = stepKey(step);
+    const now = Date.now();
+    const since = this.startSeen.get(key);
+    if (since === undefined) this.startSeen.set(key, now);
+    else if (now - since >= STEP_START_GRACE_MS) return false;
+    this.flushTimer ??= setTimeout(() => {
+      this.flushTimer = null;
+      this.apply(workflowId, false).catch((err: unknown) =>
+        // The rows stay pending: the next event or the watchdog projects them.
+        console.warn(JSON.stringify({ level: "warn", message: "step projection failed", workflowId, error: String(err) })),
+      );
+    }, STEP_START_GRACE_MS + 5);
+    return true;
+  }
+
   private async applyOnce(workflowId: string, checkWaiting: boolean): Promise<ProjectionResult> {
     const rows = this.log.unprojected();
     const pending = rows.filter((r) => r.projected === PROJECTION_STATE.pending);
@@ -92,7 +124,16 @@ export class D1Projection {
       if (endsHere) startedAt.set(row.data.runId, row.at);
       else statements.push(this.started(workflowId, row, now));
     }
-    for (const step of mergeSteps(pending)) statements.push(await this.step(workflowId, step));
+    const deferred = new Set<number>();
+    const finishing = ends.length > 0;
+    for (const step of mergeSteps(pending)) {
+      if (!finishing && this.deferStart(workflowId, step)) {
+        for (const seq of step.seqs) deferred.add(seq);
+        continue;
+      }
+      this.startSeen.delete(stepKey(step));
+      statements.push(await this.step(workflowId, step));
+    }
     const attributes = pending.filter((r): r is LogRowOf<"attribute"> => r.type === "attribute");
     if (attributes.length > 0) statements.push(this.attributes(workflowId, attributes, now));
     const knownHold = this.creditHold();
@@ -118,14 +159,15 @@ export class D1Projection {
         if (returned) this.onFinished?.(row.data.runId, Number(returned.has_webhooks ?? 0) > 0);
       }
       const holding = finishes.filter(
-        ({ index, settle }) => settle && Number((results[index]?.results?.[0] as { credit_hold?: number } | undefined)?.credit_hold ?? 0) > 0,
+        ({ index, settle }) =>
+          settle && Number((results[index]?.results?.[0] as { credit_hold?: number } | undefined)?.credit_hold ?? 0) > 0,
       );
       this.log.markProjected(
         holding.map((f) => f.row.seq),
         PROJECTION_STATE.settlementPending,
       );
       const holdingSeqs = new Set(holding.map((f) => f.row.seq));
-      this.log.markProjected(pending.filter((r) => !holdingSeqs.has(r.seq)).map((r) => r.seq));
+      this.log.markProjected(pending.filter((r) => !holdingSeqs.has(r.seq) && !deferred.has(r.seq)).map((r) => r.seq));
       if (waitingChange) this.waiting.committed(waitingChange.waiting);
       settlementDue.push(...holding.map((f) => f.row));
     }
@@ -247,12 +289,16 @@ export class D1Projection {
   }
 }
 
+const stepKey = (step: Pick<MergedStep, "activityId" | "attempt">) => `${step.activityId}\u0000${step.attempt}`;
+
 /** A real end of the run (not a continue-as-new, which the row follows to the new run). */
 function isFinish(row: LogRowOf<"run.finished">): boolean {
   return !(row.data.status === "continued_as_new" && row.data.newRunId);
 }
 
 interface MergedStep {
+  /** The log rows merged into it. */
+  seqs: number[];
   activityId: string;
   attempt: number;
   stepName: string | null;
@@ -275,6 +321,7 @@ function mergeSteps(rows: readonly LogRow[]): MergedStep[] {
     const seen = steps.get(key);
     if (!seen) {
       steps.set(key, {
+        seqs: [row.seq],
         activityId: d.activityId,
         attempt,
         stepName: d.stepName ?? null,
@@ -286,6 +333,7 @@ function mergeSteps(rows: readonly LogRow[]): MergedStep[] {
       });
       continue;
     }
+    seen.seqs.push(row.seq);
     if (state !== "running") seen.status = state;
     if (d.outputs !== undefined && d.outputs !== null) seen.outputs = d.outputs;
     if (d.error !== undefined) seen.error = d.error;

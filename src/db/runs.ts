@@ -1,6 +1,6 @@
 import { and, desc, eq } from "drizzle-orm";
 import { db } from "./client.ts";
-import { runs, type Run } from "./schema.ts";
+import { runs } from "./schema.ts";
 
 // The `scheduled` row is inserted together with its credit hold: acceptRunWithHold in ./credits.ts.
 
