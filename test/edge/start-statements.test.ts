@@ -19,6 +19,8 @@ import { isUniqueViolation } from "../../src/db/client.ts";
 import { prepareStart } from "../../src/services/runs.ts";
 import { runStream } from "../../src/run-stream-client.ts";
 import type { RunEvent } from "../../src/shared/run-event-schema.ts";
+import { upsertCodeCatalog } from "../../src/db/workflows.ts";
+import { catalogEntries } from "../../host/catalog.ts";
 import { admin, seedCatalog, seedOrganization } from "./helpers.ts";
 
 const HOLD = Number(env.CODE_RUN_CREDIT_HOLD);
@@ -152,6 +154,28 @@ describe("the start's D1 statements", () => {
     expect(count).toEqual({ statements: 3, batches: 1 });
     expect(await runRow(c.workflowId)).toMatchObject({ credit_hold: HOLD });
     expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2, reserved: HOLD });
+  });
+});
+
+describe("the catalog entry from the isolate cache", () => {
+  it("is read from D1 once, and a catalog publish in this isolate applies to the next start at once", async () => {
+    const org = await seedOrganization();
+    await countedStart(command(org.organizationId));
+    // hello's input now has to be a number: the next start is checked against it, not the cached entry.
+    const changed = catalogEntries().map((e) =>
+      e.name === "hello" ? { ...e, inputSchema: { type: "object", properties: { name: { type: "number" } }, required: ["name"] } } : e,
+    );
+    await upsertCodeCatalog(env.DB, changed);
+    try {
+      const { reply, count } = await countedStart(command(org.organizationId));
+      expect(reply).toMatchObject({ ok: false, error: { code: "invalid_input" } });
+      expect(count).toEqual({ statements: 1, batches: 0 }); // the fresh catalog read; nothing written
+      const again = await countedStart(command(org.organizationId, { name: 7 }));
+      expect(again.reply).toMatchObject({ ok: true });
+      expect(again.count).toEqual({ statements: 1, batches: 0 }); // the row only: the entry is cached again
+    } finally {
+      await seedCatalog();
+    }
   });
 });
 
