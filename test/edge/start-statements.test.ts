@@ -292,6 +292,22 @@ describe("the projection's D1 statements", () => {
     expect(ledger.results).toEqual([{ kind: "charge", amount: -42, balance_after: HOLD * 2 - 42, note: "42 tokens" }]);
   });
 
+  it("a failed run settled in its finishing batch is charged nothing and its hold is released", async () => {
+    const org = await meteredOrg(HOLD * 2);
+    const c = command(org.organizationId);
+    expect((await runStream(env, c.workflowId).start(c)).ok).toBe(true);
+    const events = lifetime("r-failed", 42).map((e) =>
+      e.type === "run.finished" ? ({ ...e, data: { runId: "r-failed", status: "failed", error: "boom" } } as RunEvent) : e,
+    );
+    expect(await project(c.workflowId, events, HOLD)).toEqual({ statements: 5, batches: 1 });
+    expect(await runRow(c.workflowId)).toMatchObject({ status: "failed", credit_hold: 0, credits_charged: 0 });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2, reserved: 0 });
+    const ledger = await env.DB.prepare("SELECT amount, note FROM credit_ledger WHERE organization_id = ? AND run_id IS NOT NULL")
+      .bind(org.organizationId)
+      .all();
+    expect(ledger.results).toEqual([{ amount: 0, note: "run failed: not charged" }]);
+  });
+
   it("an unmetered run's whole life is three statements: step, totals, finish", async () => {
     const org = await seedOrganization();
     const c = command(org.organizationId);
