@@ -86,8 +86,12 @@ export class RunStream extends DurableObject<Env> {
       this.parts = {
         meta,
         log,
-        projection: new D1Projection(env.DB, log, new WaitingDetector(log, meta), (runId, hasWebhooks) =>
-          webhooks.noteFinished(runId, hasWebhooks),
+        projection: new D1Projection(
+          env.DB,
+          log,
+          new WaitingDetector(log, meta),
+          (runId, hasWebhooks) => webhooks.noteFinished(runId, hasWebhooks),
+          () => this.starter.creditHold(),
         ),
         traces: new TraceWriter(env.TRACES, log, meta),
         subscribers: new Subscribers(ctx, log, (runId) => this.workflowSummary(runId)),

@@ -3,17 +3,31 @@
  *
  * Every application is one `db.batch` (one D1 transaction): all rows not yet projected, merged
  * where D1 only needs the net effect (both ends of a step attempt are one upsert, all new
- * attributes one addition), plus the waiting flag. A finished run whose row holds credits gets
- * its settlement in a second batch; the log row stays "settlement pending" until it is in, so a
- * crash in between settles on the next application (the settlement statements are idempotent).
+ * attributes one addition, a `run.started` whose run finishes in the same application is folded
+ * into the finish), plus the waiting flag. Applications do not overlap: events that arrive while
+ * one is in flight go together into the next, so a burst of pushes costs few batches.
+ *
+ * Credits: when this DO started the run it knows the row's hold (RunStarter.creditHold): a run
+ * with none needs no settlement; a run with one is settled in the finishing batch itself (the
+ * charge and the ledger row, then the final UPDATE that records the charge and releases the
+ * hold). Otherwise the finish returns the row's hold and a holding run gets its settlement in a
+ * second batch; the log row stays "settlement pending" until it is in, so a crash in between
+ * settles on the next application (the settlement statements are idempotent).
  * A failed batch leaves its rows pending: the next event or the watchdog retries them.
  */
-import { settleCreditsStatements } from "../../src/db/credits.ts";
+import { settleCreditsStatements, settledRowSql, settleFinishingRunStatements } from "../../src/db/credits.ts";
 import { aggregate } from "../../src/shared/aggregations.ts";
 import { stepRunId } from "../../src/shared/step-run-id.ts";
 import { PROJECTION_STATE } from "./constants.ts";
 import type { EventLog, LogRow, LogRowOf } from "./event-log.ts";
 import type { WaitingDetector } from "./waiting.ts";
+
+/**
+ * How long the D1 row of a step attempt that has started may wait for the attempt's end, so that
+ * both make one upsert (most steps end within it). The run's own rows are never held back, and
+ * nothing is held back once the run has ended.
+ */
+export const STEP_START_GRACE_MS = 1_000;
 
 /** Counts of what one application sent to D1 (tests and benches read them through logs if needed). */
 export interface ProjectionResult {
@@ -28,10 +42,65 @@ export class D1Projection {
     private readonly waiting: WaitingDetector,
     /** Told, for each finish D1 took, whether the run's organization has webhook endpoints (webhook-outbox.ts). */
     private readonly onFinished?: (runId: string, hasWebhooks: boolean) => void,
+    /** The credits the run's row holds since its start, if this DO knows (null: ask D1 at the finish). */
+    private readonly creditHold: () => number | null = () => null,
   ) {}
 
-  /** Projects every pending row; `checkWaiting` also re-evaluates the waiting flag (after new history). */
-  async apply(workflowId: string, checkWaiting: boolean): Promise<ProjectionResult> {
+  private inFlight: Promise<ProjectionResult> | null = null;
+  private next: Promise<ProjectionResult> | null = null;
+  private nextChecksWaiting = false;
+
+  /**
+   * Projects every pending row; `checkWaiting` also re-evaluates the waiting flag (after new
+   * history). While an application is in flight, callers share the one that follows it, which
+   * takes every row appended in the meantime.
+   */
+  apply(workflowId: string, checkWaiting: boolean): Promise<ProjectionResult> {
+    if (!this.inFlight) {
+      const current = this.applyOnce(workflowId, checkWaiting).finally(() => {
+        if (this.inFlight === current) this.inFlight = null;
+      });
+      this.inFlight = current;
+      return current;
+    }
+    this.nextChecksWaiting ||= checkWaiting;
+    this.next ??= this.inFlight
+      .catch(() => undefined)
+      .then(() => {
+        const checks = this.nextChecksWaiting;
+        this.next = null;
+        this.nextChecksWaiting = false;
+        return this.apply(workflowId, checks);
+      });
+    return this.next;
+  }
+
+  /** When each step attempt's start was first held back (see STEP_START_GRACE_MS), by attempt. */
+  private readonly startSeen = new Map<string, number>();
+  private flushTimer: ReturnType<typeof setTimeout> | null = null;
+
+  /**
+   * Holds back a step attempt that has started and not ended, for up to STEP_START_GRACE_MS, so
+   * that its end (usually close behind) makes one upsert with it; a timer projects it otherwise.
+   */
+  private deferStart(workflowId: string, step: MergedStep): boolean {
+    if (step.status !== "running") return false;
+    const key = stepKey(step);
+    const now = Date.now();
+    const since = this.startSeen.get(key);
+    if (since === undefined) this.startSeen.set(key, now);
+    else if (now - since >= STEP_START_GRACE_MS) return false;
+    this.flushTimer ??= setTimeout(() => {
+      this.flushTimer = null;
+      this.apply(workflowId, false).catch((err: unknown) =>
+        // The rows stay pending: the next event or the watchdog projects them.
+        console.warn(JSON.stringify({ level: "warn", message: "step projection failed", workflowId, error: String(err) })),
+      );
+    }, STEP_START_GRACE_MS + 5);
+    return true;
+  }
+
+  private async applyOnce(workflowId: string, checkWaiting: boolean): Promise<ProjectionResult> {
     const rows = this.log.unprojected();
     const pending = rows.filter((r) => r.projected === PROJECTION_STATE.pending);
     const settlementDue = rows.filter(
@@ -40,18 +109,42 @@ export class D1Projection {
     const now = new Date().toISOString();
     const statements: D1PreparedStatement[] = [];
     /** Index in `statements` of each finish that may need a settlement, with its log row. */
-    const finishes: Array<{ index: number; row: LogRowOf<"run.finished"> }> = [];
+    const finishes: Array<{ index: number; row: LogRowOf<"run.finished">; settle: boolean }> = [];
 
-    for (const row of pending) if (row.type === "run.started") statements.push(this.started(workflowId, row, now));
-    for (const step of mergeSteps(pending)) statements.push(await this.step(workflowId, step));
+    const ends = pending.filter(
+      (r): r is LogRowOf<"run.finished"> =>
+        // The end of a run that a reset replaced says nothing about the workflow any more.
+        r.type === "run.finished" && !this.log.wasReset(r.data.runId),
+    );
+    /** Runs that start and end in this application: their finish writes the start too (one UPDATE). */
+    const startedAt = new Map<string, string>();
+    for (const row of pending) {
+      if (row.type !== "run.started") continue;
+      const endsHere = !row.data.resetFromRunId && ends.some((e) => e.data.runId === row.data.runId && isFinish(e));
+      if (endsHere) startedAt.set(row.data.runId, row.at);
+      else statements.push(this.started(workflowId, row, now));
+    }
+    const deferred = new Set<number>();
+    const finishing = ends.length > 0;
+    for (const step of mergeSteps(pending)) {
+      if (!finishing && this.deferStart(workflowId, step)) {
+        for (const seq of step.seqs) deferred.add(seq);
+        continue;
+      }
+      this.startSeen.delete(stepKey(step));
+      statements.push(await this.step(workflowId, step));
+    }
     const attributes = pending.filter((r): r is LogRowOf<"attribute"> => r.type === "attribute");
     if (attributes.length > 0) statements.push(this.attributes(workflowId, attributes, now));
-    for (const row of pending) {
-      if (row.type !== "run.finished") continue;
-      // The end of a run that a reset replaced says nothing about the workflow any more.
-      if (this.log.wasReset(row.data.runId)) continue;
-      const statement = this.finished(workflowId, row, now);
-      if (statement.finish) finishes.push({ index: statements.length, row });
+    const knownHold = this.creditHold();
+    for (const row of ends) {
+      const settleInline = isFinish(row) && knownHold !== null && knownHold > 0;
+      // Keyed by the log row, so a retried settlement writes the same ledger row (and is ignored).
+      if (settleInline)
+        statements.push(...settleFinishingRunStatements(this.db, workflowId, `charge:${workflowId}:${row.seq}`, now, row.data.status));
+      const statement = this.finished(workflowId, row, now, startedAt.get(row.data.runId), settleInline);
+      // A finish needs the settlement pass only when the hold is not known here.
+      if (statement.finish) finishes.push({ index: statements.length, row, settle: knownHold === null });
       statements.push(statement.statement);
     }
     const waitingChange = checkWaiting ? this.waiting.change(this.db, workflowId, now) : null;
@@ -66,14 +159,15 @@ export class D1Projection {
         if (returned) this.onFinished?.(row.data.runId, Number(returned.has_webhooks ?? 0) > 0);
       }
       const holding = finishes.filter(
-        ({ index }) => Number((results[index]?.results?.[0] as { credit_hold?: number } | undefined)?.credit_hold ?? 0) > 0,
+        ({ index, settle }) =>
+          settle && Number((results[index]?.results?.[0] as { credit_hold?: number } | undefined)?.credit_hold ?? 0) > 0,
       );
       this.log.markProjected(
         holding.map((f) => f.row.seq),
         PROJECTION_STATE.settlementPending,
       );
       const holdingSeqs = new Set(holding.map((f) => f.row.seq));
-      this.log.markProjected(pending.filter((r) => !holdingSeqs.has(r.seq)).map((r) => r.seq));
+      this.log.markProjected(pending.filter((r) => !holdingSeqs.has(r.seq) && !deferred.has(r.seq)).map((r) => r.seq));
       if (waitingChange) this.waiting.committed(waitingChange.waiting);
       settlementDue.push(...holding.map((f) => f.row));
     }
@@ -155,9 +249,17 @@ export class D1Projection {
    * The outcome. A continued-as-new run is not the end of the workflow: the row follows the new
    * run. `finish` says the statement returns the row's credit hold (a settlement may be due).
    */
-  private finished(workflowId: string, row: LogRowOf<"run.finished">, now: string): { statement: D1PreparedStatement; finish: boolean } {
+  private finished(
+    workflowId: string,
+    row: LogRowOf<"run.finished">,
+    now: string,
+    /** When the run's `run.started` is in the same application (its UPDATE was left out). */
+    startedAt: string | undefined,
+    /** The settlement statements precede this one: record the charge and release the hold. */
+    settleInline: boolean,
+  ): { statement: D1PreparedStatement; finish: boolean } {
     const data = row.data;
-    if (data.status === "continued_as_new" && data.newRunId) {
+    if (!isFinish(row)) {
       return {
         statement: this.db
           .prepare("UPDATE runs SET temporal_run_id = ?, updated_at = ? WHERE temporal_workflow_id = ?")
@@ -167,9 +269,9 @@ export class D1Projection {
     }
     const statement = this.db
       .prepare(
-        `UPDATE runs SET status = ?, output = ?, error = ?, temporal_run_id = ?, completed_at = ?,
-           started_at = COALESCE(started_at, ?), updated_at = ?, waiting_since = NULL
-         WHERE temporal_workflow_id = ?
+        `UPDATE runs SET status = ?1, output = ?2, error = ?3, temporal_run_id = ?4, completed_at = ?5,
+           started_at = COALESCE(started_at, ?6), updated_at = ?7, waiting_since = NULL${settleInline ? `, ${settledRowSql("?1")}` : ""}
+         WHERE temporal_workflow_id = ?8
          RETURNING credit_hold,
            EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.organization_id = runs.organization_id AND e.deleted_at IS NULL) AS has_webhooks`,
       )
@@ -179,7 +281,7 @@ export class D1Projection {
         data.error ?? null,
         data.runId,
         row.at,
-        row.at,
+        startedAt ?? row.at,
         now,
         workflowId,
       );
@@ -187,7 +289,16 @@ export class D1Projection {
   }
 }
 
+const stepKey = (step: Pick<MergedStep, "activityId" | "attempt">) => `${step.activityId}\u0000${step.attempt}`;
+
+/** A real end of the run (not a continue-as-new, which the row follows to the new run). */
+function isFinish(row: LogRowOf<"run.finished">): boolean {
+  return !(row.data.status === "continued_as_new" && row.data.newRunId);
+}
+
 interface MergedStep {
+  /** The log rows merged into it. */
+  seqs: number[];
   activityId: string;
   attempt: number;
   stepName: string | null;
@@ -210,6 +321,7 @@ function mergeSteps(rows: readonly LogRow[]): MergedStep[] {
     const seen = steps.get(key);
     if (!seen) {
       steps.set(key, {
+        seqs: [row.seq],
         activityId: d.activityId,
         attempt,
         stepName: d.stepName ?? null,
@@ -221,6 +333,7 @@ function mergeSteps(rows: readonly LogRow[]): MergedStep[] {
       });
       continue;
     }
+    seen.seqs.push(row.seq);
     if (state !== "running") seen.status = state;
     if (d.outputs !== undefined && d.outputs !== null) seen.outputs = d.outputs;
     if (d.error !== undefined) seen.error = d.error;

@@ -14,9 +14,8 @@
  * start refused before acceptance (validation, credits, a workflow id in use) or refused for
  * certain by the host (it answered 4xx: nothing was started) is undone and reported as failed.
  */
-import { creditBalance, releaseCreditsStatement, reserveCreditsOf, settleCreditsStatements } from "../../src/db/credits.ts";
+import { acceptRunWithHold, settleCreditsStatements, undoAcceptedRunStatements } from "../../src/db/credits.ts";
 import { isUniqueViolation } from "../../src/db/client.ts";
-import { deleteUnstartedRunStatement, insertScheduledRun } from "../../src/db/runs.ts";
 import type { PromptDefinition } from "../../src/db/schema.ts";
 import { ApiError, type ErrorCode, type Issue } from "../../src/errors.ts";
 import { HostClient, HostRefusedError } from "../../src/host-client.ts";
@@ -138,6 +137,15 @@ export class RunStarter {
     return this.deps.sql.exec<OutboxRow>("SELECT * FROM run_start LIMIT 1").toArray()[0];
   }
 
+  /**
+   * The credits the run's row was accepted with (0: unmetered), or null when this DO did not
+   * start the run (its projection then learns the hold from D1).
+   */
+  creditHold(): number | null {
+    const row = this.row();
+    return row ? row.credit_hold : null;
+  }
+
   /** A start accepted here and not yet confirmed by Temporal. */
   hasPending(): boolean {
     return this.row()?.state === "pending";
@@ -197,15 +205,36 @@ export class RunStarter {
     }
     const { env } = this.deps;
     let prepared: PreparedStart;
-    // The catalog and the balance are read side by side (two D1 reads, one wait).
-    const balance = creditBalance(env.DB, command.organizationId);
     try {
+      // The catalog entry comes from the isolate cache (src/db/workflows.ts) unless it is not there yet.
       prepared = await this.deps.prepare(env, command.organizationId, command.target);
     } catch (err) {
-      await balance.catch(() => undefined);
       return { ok: false, error: serializeError(err) };
     }
-    const hold = await reserveCreditsOf(env.DB, command.organizationId, prepared.creditHold, await balance);
+    // The credit check, the hold and the row: one statement for an unmetered organization, one
+    // batch of two for a metered one, all or nothing (src/db/credits.ts).
+    let hold: Awaited<ReturnType<typeof acceptRunWithHold>>;
+    try {
+      hold = await acceptRunWithHold(
+        env.DB,
+        {
+          id: command.runUuid,
+          organizationId: command.organizationId,
+          workflowId: prepared.catalogId,
+          workflowName: prepared.workflowName,
+          temporalWorkflowId: command.workflowId,
+          input: prepared.input,
+          envNames: prepared.envNames,
+        },
+        prepared.creditHold,
+      );
+    } catch (err) {
+      // A taken workflow id wrote nothing (the batch is one transaction).
+      if (isUniqueViolation(err)) return workflowIdInUse(command.workflowId);
+      // Unknown outcome: make sure no row or hold is left behind before reporting the error.
+      await env.DB.batch(undoAcceptedRunStatements(env.DB, command.runUuid)).catch(() => undefined);
+      throw err;
+    }
     if (!hold.ok) {
       return {
         ok: false,
@@ -215,25 +244,7 @@ export class RunStarter {
         },
       };
     }
-    const creditHold = hold.metered ? prepared.creditHold : 0;
-    try {
-      await insertScheduledRun(env.DB, {
-        id: command.runUuid,
-        organizationId: command.organizationId,
-        workflowId: prepared.catalogId,
-        workflowName: prepared.workflowName,
-        temporalWorkflowId: command.workflowId,
-        input: prepared.input,
-        creditHold,
-        envNames: prepared.envNames,
-      });
-    } catch (err) {
-      if (creditHold > 0) await releaseCreditsStatement(env.DB, command.organizationId, creditHold).run();
-      if (isUniqueViolation(err)) {
-        return workflowIdInUse(command.workflowId);
-      }
-      throw err;
-    }
+    const creditHold = hold.creditHold;
     const request: StartRunRequest = { ...prepared.host, workflowId: command.workflowId, acceptId: command.runUuid };
     // Accepted: from here on the run always runs. The alarm is the safety net if this DO goes away mid-attempt.
     this.deps.sql.exec(
@@ -252,10 +263,7 @@ export class RunStarter {
     const outcome = await this.attempt(request);
     if (outcome.kind === "refused") {
       // The host answered that it started nothing: undo everything, report the refusal.
-      await env.DB.batch([
-        deleteUnstartedRunStatement(env.DB, command.runUuid),
-        ...(creditHold > 0 ? [releaseCreditsStatement(env.DB, command.organizationId, creditHold)] : []),
-      ]);
+      await env.DB.batch(undoAcceptedRunStatements(env.DB, command.runUuid));
       this.deps.sql.exec("DELETE FROM run_start WHERE accept_id = ?", command.runUuid);
       return { ok: false, error: serializeError(outcome.error) };
     }

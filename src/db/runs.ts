@@ -1,20 +1,8 @@
 import { and, desc, eq } from "drizzle-orm";
 import { db } from "./client.ts";
-import { runs, type Run } from "./schema.ts";
+import { runs } from "./schema.ts";
 
-export async function insertScheduledRun(
-  d1: D1Database,
-  row: Pick<Run, "id" | "organizationId" | "workflowId" | "workflowName" | "temporalWorkflowId" | "input" | "creditHold" | "envNames">,
-): Promise<void> {
-  await db(d1)
-    .insert(runs)
-    .values({ ...row, status: "scheduled" });
-}
-
-/** Removes a run whose start never reached Temporal, so nothing claims it is scheduled. */
-export function deleteUnstartedRunStatement(d1: D1Database, id: string): D1PreparedStatement {
-  return d1.prepare("DELETE FROM runs WHERE id = ? AND status = 'scheduled'").bind(id);
-}
+// The `scheduled` row is inserted together with its credit hold: acceptRunWithHold in ./credits.ts.
 
 export async function findRunByWorkflowId(d1: D1Database, organizationId: string, temporalWorkflowId: string) {
   const rows = await db(d1)

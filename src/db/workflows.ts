@@ -28,6 +28,44 @@ export async function findRunnableWorkflow(d1: D1Database, organizationId: strin
   );
 }
 
+/**
+ * How long a start may use a catalog entry read earlier by the same isolate. Within this time a
+ * start can see the catalog as it was: a workflow the host stopped publishing is still accepted
+ * (the host then refuses the start, so the run is undone and reported failed: nothing runs), and
+ * an input schema changed by the host may be checked against its previous version. The isolate
+ * that takes a catalog publish drops its entries at once; a workflow not found is never cached.
+ */
+export const CATALOG_CACHE_TTL_MS = 10_000;
+const CATALOG_CACHE_MAX = 1_000;
+type RunnableWorkflow = NonNullable<Awaited<ReturnType<typeof findRunnableWorkflow>>>;
+const runnableCache = new Map<string, { workflow: RunnableWorkflow; expires: number }>();
+/** Bumped by every catalog change this isolate makes: a read that began before it is not cached. */
+let catalogGeneration = 0;
+
+/** findRunnableWorkflow through the isolate cache (see CATALOG_CACHE_TTL_MS): the start path's read. */
+export async function findRunnableWorkflowCached(d1: D1Database, organizationId: string, by: { name: string } | { id: string }) {
+  const key = `${organizationId}\u0000${"name" in by ? `name:${by.name}` : `id:${by.id}`}`;
+  const hit = runnableCache.get(key);
+  if (hit && hit.expires > Date.now()) return hit.workflow;
+  const generation = catalogGeneration;
+  const workflow = await findRunnableWorkflow(d1, organizationId, by);
+  if (!workflow) {
+    runnableCache.delete(key);
+    return null;
+  }
+  if (generation === catalogGeneration) {
+    if (runnableCache.size >= CATALOG_CACHE_MAX && !runnableCache.has(key)) runnableCache.delete(runnableCache.keys().next().value!);
+    runnableCache.set(key, { workflow, expires: Date.now() + CATALOG_CACHE_TTL_MS });
+  }
+  return workflow;
+}
+
+/** Drops this isolate's cached catalog entries (after a publish; tests that edit the catalog directly). */
+export function forgetCachedCatalog(): void {
+  catalogGeneration++;
+  runnableCache.clear();
+}
+
 export async function findWorkflowById(d1: D1Database, id: string) {
   return (await db(d1).select().from(workflows).where(eq(workflows.id, id)).limit(1))[0] ?? null;
 }
@@ -69,5 +107,10 @@ export async function upsertCodeCatalog(d1: D1Database, entries: CatalogEntry[])
     );
   }
   // One batch is one transaction: readers never see a half-replaced catalog.
-  await d1.batch(statements);
+  forgetCachedCatalog();
+  try {
+    await d1.batch(statements);
+  } finally {
+    forgetCachedCatalog();
+  }
 }

@@ -14,7 +14,7 @@ import { ApiError } from "../errors.ts";
 import { HostClient } from "../host-client.ts";
 import { recordRunEvents, runStream } from "../run-stream-client.ts";
 import { findRunByWorkflowId } from "../db/runs.ts";
-import { findRunnableWorkflow } from "../db/workflows.ts";
+import { findRunnableWorkflow, findRunnableWorkflowCached } from "../db/workflows.ts";
 import type { Run } from "../db/schema.ts";
 import { assertValidInput } from "../routes/workflow/input-validation.ts";
 import type {
@@ -150,7 +150,8 @@ export async function workflowNameById(env: Env, organizationId: string, id: str
  */
 export async function prepareStart(env: Env, organizationId: string, target: StartTarget): Promise<PreparedStart> {
   if (target.kind === "prompt") return preparePromptStart(env, organizationId, target.promptWorkflowId, target.body);
-  const workflow = await findRunnableWorkflow(env.DB, organizationId, target.by);
+  // The catalog changes rarely: served from the isolate cache (staleness: CATALOG_CACHE_TTL_MS in src/db/workflows.ts).
+  const workflow = await findRunnableWorkflowCached(env.DB, organizationId, target.by);
   if (!workflow) {
     throw new ApiError(
       "workflow_not_found",

@@ -1,0 +1,371 @@
+/**
+ * What a run costs D1 (issue 13: at most 5 statements per `hello` run), checked against a D1
+ * binding wrapped to count statements: the start (catalog from the isolate cache; the credit
+ * check, hold and row in one statement or one batch) and the projection (a start folded into
+ * its finish, the settlement inside the finishing batch). Also the SQL's refusals: too few
+ * credits (with the available figure), concurrent starts, a taken workflow id, a stale
+ * metering hint; none leaves a row or a hold behind.
+ */
+import { env } from "cloudflare:workers";
+import { runInDurableObject } from "cloudflare:test";
+import { beforeAll, describe, expect, it } from "vitest";
+import { RunStarter, type StartCommand } from "../../durable-objects/run-stream/run-starter.ts";
+import { EventLog } from "../../durable-objects/run-stream/event-log.ts";
+import { D1Projection, STEP_START_GRACE_MS } from "../../durable-objects/run-stream/projection.ts";
+import { Meta } from "../../durable-objects/run-stream/storage.ts";
+import { WaitingDetector } from "../../durable-objects/run-stream/waiting.ts";
+import { acceptRunWithHold, type AcceptedRunRow } from "../../src/db/credits.ts";
+import { isUniqueViolation } from "../../src/db/client.ts";
+import { prepareStart } from "../../src/services/runs.ts";
+import { runStream } from "../../src/run-stream-client.ts";
+import type { RunEvent } from "../../src/shared/run-event-schema.ts";
+import { upsertCodeCatalog } from "../../src/db/workflows.ts";
+import { catalogEntries } from "../../host/catalog.ts";
+import { admin, seedCatalog, seedOrganization } from "./helpers.ts";
+
+const HOLD = Number(env.CODE_RUN_CREDIT_HOLD);
+
+/** A D1 binding that counts the statements it executes (alone or in a batch) and its batches. */
+function countingD1(db: D1Database) {
+  const count = { statements: 0, batches: 0 };
+  const originals = new WeakMap<object, D1PreparedStatement>();
+  const wrap = (statement: D1PreparedStatement): D1PreparedStatement => {
+    const proxy = new Proxy(statement, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target);
+        if (typeof value !== "function") return value;
+        if (prop === "bind") return (...args: unknown[]) => wrap(target.bind(...args));
+        if (prop === "run" || prop === "first" || prop === "all" || prop === "raw")
+          return (...args: unknown[]) => {
+            count.statements++;
+            return (value as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        return value.bind(target);
+      },
+    });
+    originals.set(proxy, statement);
+    return proxy;
+  };
+  const d1 = new Proxy(db, {
+    get(target, prop) {
+      if (prop === "prepare") return (sql: string) => wrap(target.prepare(sql));
+      if (prop === "batch")
+        return (statements: D1PreparedStatement[]) => {
+          count.statements += statements.length;
+          count.batches++;
+          return target.batch(statements.map((s) => originals.get(s) ?? s));
+        };
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return { d1, count };
+}
+
+async function meteredOrg(balance: number) {
+  const org = await seedOrganization();
+  await admin("POST", `/admin/v1/organizations/${org.organizationId}/credits`, { amount: balance, note: "test" });
+  return org;
+}
+const orgRow = (id: string) =>
+  env.DB.prepare("SELECT credit_balance AS balance, credits_reserved AS reserved FROM organizations WHERE id = ?")
+    .bind(id)
+    .first<{ balance: number | null; reserved: number }>();
+const runRow = (workflowId: string) =>
+  env.DB.prepare(
+    "SELECT status, temporal_run_id, started_at, credit_hold, credits_charged, tokens_total FROM runs WHERE temporal_workflow_id = ?",
+  )
+    .bind(workflowId)
+    .first();
+
+function command(organizationId: string, input: unknown = { name: "Ada" }): StartCommand {
+  const runUuid = crypto.randomUUID();
+  return { organizationId, workflowId: `hello-${runUuid}`, runUuid, target: { kind: "code", by: { name: "hello" }, input } };
+}
+
+/** Starts a run through a RunStarter in the run's own DO whose D1 binding counts (edge tests have no host: the start stays accepted). */
+async function countedStart(c: StartCommand) {
+  const { d1, count } = countingD1(env.DB);
+  const reply = await runInDurableObject(runStream(env, c.workflowId), (_instance, state) =>
+    new RunStarter({
+      sql: state.storage.sql,
+      env: { ...env, DB: d1 },
+      storage: state.storage,
+      prepare: prepareStart,
+      recordStarted: async () => undefined,
+    }).start(c),
+  );
+  return { reply, count };
+}
+
+let helloId: string;
+beforeAll(async () => {
+  await seedCatalog();
+  helloId = (await env.DB.prepare("SELECT id FROM workflows WHERE name = 'hello' AND organization_id IS NULL").first<{ id: string }>())!.id;
+});
+
+describe("the start's D1 statements", () => {
+  it("an unmetered organization's start is one statement once the isolate has seen the catalog entry and the organization", async () => {
+    const org = await seedOrganization();
+    await countedStart(command(org.organizationId)); // warms the catalog entry and the metering hint
+    const c = command(org.organizationId);
+    const { reply, count } = await countedStart(c);
+    expect(reply).toMatchObject({ ok: true, started: { workflowId: c.workflowId, status: "scheduled" } });
+    expect(count).toEqual({ statements: 1, batches: 0 });
+    expect(await runRow(c.workflowId)).toMatchObject({ status: "scheduled", credit_hold: 0 });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: null, reserved: 0 });
+  });
+
+  it("a metered organization's start is one batch of two statements: the row with its hold, and the hold on the balance", async () => {
+    const org = await meteredOrg(HOLD * 3);
+    await countedStart(command(org.organizationId));
+    const c = command(org.organizationId);
+    const { reply, count } = await countedStart(c);
+    expect(reply).toMatchObject({ ok: true });
+    expect(count).toEqual({ statements: 2, batches: 1 });
+    expect(await runRow(c.workflowId)).toMatchObject({ status: "scheduled", credit_hold: HOLD });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 3, reserved: HOLD * 2 });
+  });
+
+  it("too few credits: 402 with the available figure (the balance is read only then), no row, no hold", async () => {
+    const org = await meteredOrg(HOLD + 5);
+    expect((await countedStart(command(org.organizationId))).reply).toMatchObject({ ok: true });
+    const c = command(org.organizationId);
+    const { reply, count } = await countedStart(c);
+    expect(reply).toEqual({
+      ok: false,
+      error: {
+        code: "insufficient_credits",
+        message: `this run needs ${HOLD} credits available and the organization has 5; add credits to continue`,
+      },
+    });
+    expect(count).toEqual({ statements: 3, batches: 1 });
+    expect(await runRow(c.workflowId)).toBeNull();
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD + 5, reserved: HOLD });
+  });
+
+  it("metering turned on after the isolate saw the organization unmetered: the start still holds (the hint only costs a statement)", async () => {
+    const org = await seedOrganization();
+    await countedStart(command(org.organizationId)); // hint: unmetered
+    await admin("POST", `/admin/v1/organizations/${org.organizationId}/credits`, { amount: HOLD * 2, note: "test" });
+    const c = command(org.organizationId);
+    const { reply, count } = await countedStart(c);
+    expect(reply).toMatchObject({ ok: true });
+    expect(count).toEqual({ statements: 3, batches: 1 });
+    expect(await runRow(c.workflowId)).toMatchObject({ credit_hold: HOLD });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2, reserved: HOLD });
+  });
+});
+
+describe("the catalog entry from the isolate cache", () => {
+  it("is read from D1 once, and a catalog publish in this isolate applies to the next start at once", async () => {
+    const org = await seedOrganization();
+    await countedStart(command(org.organizationId));
+    // hello's input now has to be a number: the next start is checked against it, not the cached entry.
+    const changed = catalogEntries().map((e) =>
+      e.name === "hello" ? { ...e, inputSchema: { type: "object", properties: { name: { type: "number" } }, required: ["name"] } } : e,
+    );
+    await upsertCodeCatalog(env.DB, changed);
+    try {
+      const { reply, count } = await countedStart(command(org.organizationId));
+      expect(reply).toMatchObject({ ok: false, error: { code: "invalid_input" } });
+      expect(count).toEqual({ statements: 1, batches: 0 }); // the fresh catalog read; nothing written
+      const again = await countedStart(command(org.organizationId, { name: 7 }));
+      expect(again.reply).toMatchObject({ ok: true });
+      expect(again.count).toEqual({ statements: 1, batches: 0 }); // the row only: the entry is cached again
+    } finally {
+      await seedCatalog();
+    }
+  });
+});
+
+describe("acceptRunWithHold: the SQL", () => {
+  const row = (organizationId: string, temporalWorkflowId = `hello-${crypto.randomUUID()}`): AcceptedRunRow => ({
+    id: crypto.randomUUID(),
+    organizationId,
+    workflowId: helloId,
+    workflowName: "hello",
+    temporalWorkflowId,
+    input: { name: "Ada" },
+    envNames: null,
+  });
+
+  it("concurrent starts never hold more than the balance, and every refused start wrote nothing", async () => {
+    const org = await meteredOrg(1000);
+    const rows = Array.from({ length: 12 }, () => row(org.organizationId));
+    const outcomes = await Promise.all(rows.map((r) => acceptRunWithHold(env.DB, r, 300)));
+    expect(outcomes.filter((o) => o.ok)).toHaveLength(3);
+    for (const o of outcomes.filter((o) => !o.ok)) expect(o).toEqual({ ok: false, available: 100 });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: 1000, reserved: 900 });
+    const inserted = await env.DB.prepare("SELECT COUNT(*) AS n, SUM(credit_hold) AS held FROM runs WHERE organization_id = ?")
+      .bind(org.organizationId)
+      .first();
+    expect(inserted).toEqual({ n: 3, held: 900 });
+  });
+
+  it("a workflow id already taken throws D1's UNIQUE error and holds nothing", async () => {
+    const org = await meteredOrg(1000);
+    const first = row(org.organizationId);
+    expect(await acceptRunWithHold(env.DB, first, 300)).toEqual({ ok: true, creditHold: 300 });
+    const again = { ...row(org.organizationId), temporalWorkflowId: first.temporalWorkflowId };
+    const err = await acceptRunWithHold(env.DB, again, 300).catch((e: unknown) => e);
+    expect(isUniqueViolation(err)).toBe(true);
+    expect(await orgRow(org.organizationId)).toEqual({ balance: 1000, reserved: 300 });
+  });
+
+  it("an unmetered organization holds nothing and is never refused", async () => {
+    const org = await seedOrganization();
+    expect(await acceptRunWithHold(env.DB, row(org.organizationId), 10_000_000)).toEqual({ ok: true, creditHold: 0 });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: null, reserved: 0 });
+  });
+});
+
+describe("the projection's D1 statements", () => {
+  const at = (ms: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, 0, ms)).toISOString();
+  const lifetime = (runId: string, tokens: number): RunEvent[] => [
+    { sourceKey: `run:${runId}:started`, type: "run.started", at: at(1), data: { runId } },
+    { sourceKey: `step:${runId}:a:1:started`, type: "step", at: at(2), data: { runId, activityId: "a", attempt: 1, state: "started" } },
+    {
+      sourceKey: `step:${runId}:a:1:completed`,
+      type: "step",
+      at: at(3),
+      data: { runId, activityId: "a", attempt: 1, state: "completed", outputs: { ok: true } },
+    },
+    {
+      sourceKey: `attribute:${runId}:a:1:1`,
+      type: "attribute",
+      at: at(4),
+      data: {
+        runId,
+        activityId: "a",
+        attempt: 1,
+        attribute: {
+          type: "llm:usage",
+          modelId: "local/writer",
+          total: 0,
+          tokensUsed: tokens,
+          usage: [
+            { type: "input", ppm: 0, amount: tokens, total: 0 },
+            { type: "output", ppm: 0, amount: 0, total: 0 },
+          ],
+        },
+      },
+    },
+    { sourceKey: `run:${runId}:finished`, type: "run.finished", at: at(5), data: { runId, status: "completed", output: { ok: true } } },
+  ];
+
+  /** Appends a run's whole life to its DO's log and projects it with a counting D1 binding. */
+  async function project(workflowId: string, events: RunEvent[], hold: number | null) {
+    const { d1, count } = countingD1(env.DB);
+    await runInDurableObject(runStream(env, workflowId), async (_instance, state) => {
+      const log = new EventLog(state.storage.sql);
+      log.append(events);
+      await new D1Projection(d1, log, new WaitingDetector(log, new Meta(state.storage.sql)), undefined, () => hold).apply(
+        workflowId,
+        false,
+      );
+    });
+    return count;
+  }
+
+  it("a run that starts and ends in one application: one batch; the start folded into the finish; the settlement inside", async () => {
+    const org = await meteredOrg(HOLD * 2);
+    const c = command(org.organizationId);
+    expect((await runStream(env, c.workflowId).start(c)).ok).toBe(true);
+    const count = await project(c.workflowId, lifetime("r-fold", 42), HOLD);
+    // step upsert, usage totals, charge, ledger row, the final UPDATE (no separate `running` UPDATE, no second batch)
+    expect(count).toEqual({ statements: 5, batches: 1 });
+    expect(await runRow(c.workflowId)).toEqual({
+      status: "completed",
+      temporal_run_id: "r-fold",
+      started_at: at(1),
+      credit_hold: 0,
+      credits_charged: 42,
+      tokens_total: 42,
+    });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 42, reserved: 0 });
+    const ledger = await env.DB.prepare(
+      "SELECT kind, amount, balance_after, note FROM credit_ledger WHERE organization_id = ? AND run_id IS NOT NULL",
+    )
+      .bind(org.organizationId)
+      .all();
+    expect(ledger.results).toEqual([{ kind: "charge", amount: -42, balance_after: HOLD * 2 - 42, note: "42 tokens" }]);
+  });
+
+  it("a failed run settled in its finishing batch is charged nothing and its hold is released", async () => {
+    const org = await meteredOrg(HOLD * 2);
+    const c = command(org.organizationId);
+    expect((await runStream(env, c.workflowId).start(c)).ok).toBe(true);
+    const events = lifetime("r-failed", 42).map((e) =>
+      e.type === "run.finished" ? ({ ...e, data: { runId: "r-failed", status: "failed", error: "boom" } } as RunEvent) : e,
+    );
+    expect(await project(c.workflowId, events, HOLD)).toEqual({ statements: 5, batches: 1 });
+    expect(await runRow(c.workflowId)).toMatchObject({ status: "failed", credit_hold: 0, credits_charged: 0 });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2, reserved: 0 });
+    const ledger = await env.DB.prepare("SELECT amount, note FROM credit_ledger WHERE organization_id = ? AND run_id IS NOT NULL")
+      .bind(org.organizationId)
+      .all();
+    expect(ledger.results).toEqual([{ amount: 0, note: "run failed: not charged" }]);
+  });
+
+  it("an unmetered run's whole life is three statements: step, totals, finish", async () => {
+    const org = await seedOrganization();
+    const c = command(org.organizationId);
+    expect((await runStream(env, c.workflowId).start(c)).ok).toBe(true);
+    expect(await project(c.workflowId, lifetime("r-free", 7), 0)).toEqual({ statements: 3, batches: 1 });
+    expect(await runRow(c.workflowId)).toMatchObject({ status: "completed", credit_hold: 0, credits_charged: null, started_at: at(1) });
+  });
+
+  it("a run whose hold this DO does not know is settled in a second batch, with the same amounts", async () => {
+    const org = await meteredOrg(HOLD * 2);
+    const c = command(org.organizationId);
+    expect((await runStream(env, c.workflowId).start(c)).ok).toBe(true);
+    expect(await project(c.workflowId, lifetime("r-legacy", 42), null)).toEqual({ statements: 6, batches: 2 });
+    expect(await runRow(c.workflowId)).toMatchObject({ status: "completed", credit_hold: 0, credits_charged: 42 });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 42, reserved: 0 });
+  });
+
+  it("a step's start waits briefly for its end (one upsert for both), and reaches D1 on its own if the end is late", async () => {
+    const org = await seedOrganization();
+    const c = command(org.organizationId);
+    expect((await runStream(env, c.workflowId).start(c)).ok).toBe(true);
+    const [started, stepStart, stepEnd] = lifetime("r-step", 1);
+    const stepRows = () =>
+      env.DB.prepare("SELECT s.step_id, s.status FROM step_runs s JOIN runs r ON r.id = s.run_id WHERE r.temporal_workflow_id = ?")
+        .bind(c.workflowId)
+        .all()
+        .then((r) => r.results);
+    const { d1, count } = countingD1(env.DB);
+    await runInDurableObject(runStream(env, c.workflowId), async (_instance, state) => {
+      const log = new EventLog(state.storage.sql);
+      const projection = new D1Projection(d1, log, new WaitingDetector(log, new Meta(state.storage.sql)), undefined, () => 0);
+      log.append([started!, stepStart!]);
+      await projection.apply(c.workflowId, false);
+      // The run's start went out; the step's start is held back.
+      expect(count).toEqual({ statements: 1, batches: 1 });
+      log.append([stepEnd!]);
+      await projection.apply(c.workflowId, false);
+      expect(count).toEqual({ statements: 2, batches: 2 });
+    });
+    expect(await stepRows()).toEqual([{ step_id: "a", status: "completed" }]);
+
+    // Another attempt whose end does not come: its row is written once the grace has passed.
+    const late: RunEvent = {
+      ...stepStart!,
+      sourceKey: "step:r-step:a:2:started",
+      data: { ...(stepStart!.data as object), attempt: 2 },
+    } as RunEvent;
+    await runInDurableObject(runStream(env, c.workflowId), async (_instance, state) => {
+      const log = new EventLog(state.storage.sql);
+      const projection = new D1Projection(env.DB, log, new WaitingDetector(log, new Meta(state.storage.sql)), undefined, () => 0);
+      log.append([late]);
+      await projection.apply(c.workflowId, false);
+      expect(await stepRows()).toHaveLength(1);
+      await new Promise((r) => setTimeout(r, STEP_START_GRACE_MS * 3));
+    });
+    expect(await stepRows()).toEqual([
+      { step_id: "a", status: "completed" },
+      { step_id: "a", status: "running" },
+    ]);
+  });
+});
