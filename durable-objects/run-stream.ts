@@ -31,6 +31,7 @@ import { WebhookOutbox } from "./run-stream/webhook-outbox.ts";
 import { RunStarter, type StartCommand } from "./run-stream/run-starter.ts";
 import { RunReader, type ReadOptions } from "./run-stream/run-reader.ts";
 import { admitSubscriber, ADMITTED_RUN_HEADER } from "./run-stream/subscriber-admission.ts";
+import { START_AND_SUBSCRIBE_PATH, startAndSubscribe } from "./run-stream/start-and-subscribe.ts";
 import { prepareStart } from "../src/services/runs.ts";
 import { runStartedEvent } from "../src/shared/run-events.ts";
 import { toOutputEvent } from "../src/shared/output-history.ts";
@@ -267,9 +268,24 @@ export class RunStream extends DurableObject<Env> {
    */
   override async fetch(request: Request): Promise<Response> {
     const url = new URL(request.url);
-    if (url.pathname !== "/subscribe" || request.headers.get("upgrade") !== "websocket") {
-      return new Response("not found", { status: 404 });
+    if (request.headers.get("upgrade") !== "websocket") return new Response("not found", { status: 404 });
+    if (url.pathname === START_AND_SUBSCRIBE_PATH && request.method === "POST") {
+      // A streaming start: the start and the subscription in one call (run-stream/start-and-subscribe.ts).
+      const workflowId = url.searchParams.get("workflowId") ?? "";
+      return startAndSubscribe(
+        {
+          env: this.env,
+          starter: this.starter,
+          accept: (id, subscription) => {
+            this.parts.meta.set(META_KEYS.workflowId, id);
+            return this.parts.subscribers.accept(subscription);
+          },
+        },
+        request,
+        workflowId,
+      );
     }
+    if (url.pathname !== "/subscribe") return new Response("not found", { status: 404 });
     const admission = await admitSubscriber(this.env, url.searchParams.get("workflowId") ?? "", url, (id) => this.streamState(id));
     if (admission && "refusal" in admission) return admission.refusal;
     const runId =
