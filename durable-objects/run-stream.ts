@@ -31,7 +31,7 @@ import { WebhookOutbox } from "./run-stream/webhook-outbox.ts";
 import { RunStarter, type StartCommand } from "./run-stream/run-starter.ts";
 import { RunReader, type ReadOptions } from "./run-stream/run-reader.ts";
 import { admitSubscriber, ADMITTED_RUN_HEADER } from "./run-stream/subscriber-admission.ts";
-import { START_AND_SUBSCRIBE_PATH, startAndSubscribe } from "./run-stream/start-and-subscribe.ts";
+import { START_AND_SUBSCRIBE_PATH, startAndSubscribe, startForStream } from "./run-stream/start-and-subscribe.ts";
 import { prepareStart } from "../src/services/runs.ts";
 import { runStartedEvent } from "../src/shared/run-events.ts";
 import { toOutputEvent } from "../src/shared/output-history.ts";
@@ -113,6 +113,10 @@ export class RunStream extends DurableObject<Env> {
         }),
       ),
     );
+  }
+  /** A streaming start whose command is too big for start-and-subscribe's headers: the start, then a subscription (two calls). */
+  startForStream(command: StartCommand, withRow: boolean) {
+    return startForStream({ env: this.env, starter: this.starter }, command, withRow);
   }
   startAndWait(command: StartCommand, options: ReadOptions & { waitMs: number }) {
     return this.reader.startAndWait(command, options);
@@ -269,7 +273,7 @@ export class RunStream extends DurableObject<Env> {
   override async fetch(request: Request): Promise<Response> {
     const url = new URL(request.url);
     if (request.headers.get("upgrade") !== "websocket") return new Response("not found", { status: 404 });
-    if (url.pathname === START_AND_SUBSCRIBE_PATH && request.method === "POST") {
+    if (url.pathname === START_AND_SUBSCRIBE_PATH) {
       // A streaming start: the start and the subscription in one call (run-stream/start-and-subscribe.ts).
       const workflowId = url.searchParams.get("workflowId") ?? "";
       return startAndSubscribe(
