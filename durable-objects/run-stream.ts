@@ -10,6 +10,7 @@
  * - fanout.ts      subscribers (hibernatable WebSockets), sent structured messages
  * - watchdog.ts    the alarm that reconciles a quiet run with Temporal through the host
  * - webhook-outbox.ts  completion webhooks: a durable outbox worked by the alarm
+ * - start-and-subscribe.ts  the streaming starts: start, then subscribe, in one call
  *
  * State is hydrated once per wake, under blockConcurrencyWhile. Nothing here speaks SSE: the
  * stream routes frame the messages (messages.ts).
@@ -269,6 +270,8 @@ export class RunStream extends DurableObject<Env> {
   /**
    * `GET /subscribe?runId=&after=&includePayloads=&workflowEvent=&view=` with `Upgrade: websocket`,
    * from the Worker only. Sends the backlog after `after`, then live events, then `done`.
+   * `GET /start-and-subscribe` (also an upgrade): a streaming start, the run's start and then its
+   * log subscription in one call (run-stream/start-and-subscribe.ts).
    */
   override async fetch(request: Request): Promise<Response> {
     const url = new URL(request.url);
