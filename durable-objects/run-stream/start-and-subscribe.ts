@@ -1,7 +1,7 @@
 /**
  * Start-and-subscribe: the streaming starts' one call into the home region.
  *
- * `POST /start-and-subscribe` with `Upgrade: websocket`, from the Worker only. The body carries
+ * `GET /start-and-subscribe` with `Upgrade: websocket`, from the Worker only. Its headers carry
  * the start command (validated here); the DO starts the run on the same RunStarter path as every
  * other start (same Idempotency-Key claim, acceptance, outbox and undo), and once the host has
  * confirmed it accepts the subscriber on the run's `log` view in the same call, so the backlog
@@ -13,7 +13,7 @@
  *   today's 4xx), a start accepted but not yet confirmed by Temporal (the Worker answers 202; the
  *   run row and its step rows come along when asked, read here next to D1), or an Idempotency-Key
  *   replay (the run lives in its own DO; the Worker follows it there, a second call).
- * - 400 for a body that is not a start command (a bug in the Worker, never a caller's input).
+ * - 400 for headers that are not a start command (a bug in the Worker, never a caller's input).
  */
 import { z } from "zod";
 import type { Run, StepRun } from "../../src/db/schema.ts";
