@@ -10,6 +10,7 @@
  * - fanout.ts      subscribers (hibernatable WebSockets), sent structured messages
  * - watchdog.ts    the alarm that reconciles a quiet run with Temporal through the host
  * - webhook-outbox.ts  completion webhooks: a durable outbox worked by the alarm
+ * - start-and-subscribe.ts  the streaming starts: start, then subscribe, in one call
  *
  * State is hydrated once per wake, under blockConcurrencyWhile. Nothing here speaks SSE: the
  * stream routes frame the messages (messages.ts).
@@ -31,6 +32,7 @@ import { WebhookOutbox } from "./run-stream/webhook-outbox.ts";
 import { RunStarter, type StartCommand } from "./run-stream/run-starter.ts";
 import { RunReader, type ReadOptions } from "./run-stream/run-reader.ts";
 import { admitSubscriber, ADMITTED_RUN_HEADER } from "./run-stream/subscriber-admission.ts";
+import { START_AND_SUBSCRIBE_PATH, startAndSubscribe, startForStream } from "./run-stream/start-and-subscribe.ts";
 import { prepareStart } from "../src/services/runs.ts";
 import { runStartedEvent } from "../src/shared/run-events.ts";
 import { toOutputEvent } from "../src/shared/output-history.ts";
@@ -116,6 +118,10 @@ export class RunStream extends DurableObject<Env> {
         }),
       ),
     );
+  }
+  /** A streaming start whose command is too big for start-and-subscribe's headers: the start, then a subscription (two calls). */
+  startForStream(command: StartCommand, withRow: boolean) {
+    return startForStream({ env: this.env, starter: this.starter }, command, withRow);
   }
   startAndWait(command: StartCommand, options: ReadOptions & { waitMs: number }) {
     return this.reader.startAndWait(command, options);
@@ -268,12 +274,29 @@ export class RunStream extends DurableObject<Env> {
   /**
    * `GET /subscribe?runId=&after=&includePayloads=&workflowEvent=&view=` with `Upgrade: websocket`,
    * from the Worker only. Sends the backlog after `after`, then live events, then `done`.
+   * `GET /start-and-subscribe` (also an upgrade): a streaming start, the run's start and then its
+   * log subscription in one call (run-stream/start-and-subscribe.ts).
    */
   override async fetch(request: Request): Promise<Response> {
     const url = new URL(request.url);
-    if (url.pathname !== "/subscribe" || request.headers.get("upgrade") !== "websocket") {
-      return new Response("not found", { status: 404 });
+    if (request.headers.get("upgrade") !== "websocket") return new Response("not found", { status: 404 });
+    if (url.pathname === START_AND_SUBSCRIBE_PATH) {
+      // A streaming start: the start and the subscription in one call (run-stream/start-and-subscribe.ts).
+      const workflowId = url.searchParams.get("workflowId") ?? "";
+      return startAndSubscribe(
+        {
+          env: this.env,
+          starter: this.starter,
+          accept: (id, subscription) => {
+            this.parts.meta.set(META_KEYS.workflowId, id);
+            return this.parts.subscribers.accept(subscription);
+          },
+        },
+        request,
+        workflowId,
+      );
     }
+    if (url.pathname !== "/subscribe") return new Response("not found", { status: 404 });
     const admission = await admitSubscriber(this.env, url.searchParams.get("workflowId") ?? "", url, (id) => this.streamState(id));
     if (admission && "refusal" in admission) return admission.refusal;
     const runId =

@@ -68,6 +68,9 @@ function delayedD1(db: D1Database, delayMs: number): D1Database {
           return target.batch(statements.map((s) => unwrap.get(s) ?? s));
         };
       }
+      // A read-replica session (withSession) is served near the Worker in production (docs/architecture.md,
+      // placement): not a home-region call, so not delayed. Only the primary, `DB` itself, is.
+      if (prop === "withSession") return value.bind(target);
       if (prop === "exec") {
         return async (sql: string) => {
           await sleep(delayMs);

@@ -13,6 +13,8 @@ export const ADMISSION_PARAMS = {
   organizationId: "admitOrganizationId",
   requestedRunId: "admitRunId",
   lastEventId: "admitLastEventId",
+  /** log view (Workflow Runs API): the run UUID the caller named; the run must be this workflow's row. */
+  runUuid: "admitRunUuid",
 } as const;
 /** Header of the 101 answer: the run the subscription follows (reconnects ask for the same one). */
 export const ADMITTED_RUN_HEADER = "x-admitted-run-id";
@@ -37,6 +39,8 @@ export async function admitSubscriber(
 ): Promise<{ refusal: Response } | { runId: string } | null> {
   const organizationId = url.searchParams.get(ADMISSION_PARAMS.organizationId);
   if (!organizationId) return null;
+  const runUuid = url.searchParams.get(ADMISSION_PARAMS.runUuid);
+  if (runUuid !== null) return admitLogSubscriber(env, organizationId, workflowId, runUuid);
   const requestedRunId = url.searchParams.get(ADMISSION_PARAMS.requestedRunId) || undefined;
   const lastEventId = url.searchParams.has(ADMISSION_PARAMS.lastEventId)
     ? Number(url.searchParams.get(ADMISSION_PARAMS.lastEventId))
@@ -51,4 +55,22 @@ export async function admitSubscriber(
   if (!runId) return { refusal: refuse(503, "host_unavailable", "the run has not started yet; retry shortly") };
   if (state.finished && lastEventId !== null && lastEventId >= state.lastEventId) return { refusal: new Response(null, { status: 204 }) };
   return { runId };
+}
+
+/**
+ * The Workflow Runs API's stream (`log` view) names its run by UUID; the Worker found the workflow
+ * id (this DO) from it. Here, against D1's primary: the row is this organization's and has that
+ * UUID (else 404, as if it did not exist), and the run has started (else 503). The subscription
+ * follows the row's current Temporal run.
+ */
+async function admitLogSubscriber(
+  env: Env,
+  organizationId: string,
+  workflowId: string,
+  runUuid: string,
+): Promise<{ refusal: Response } | { runId: string }> {
+  const run = await findRunByWorkflowId(env.DB, organizationId, workflowId);
+  if (!run || run.id !== runUuid) return { refusal: refuse(404, "run_not_found", `no workflow run "${runUuid.slice(0, 100)}"`) };
+  if (!run.temporalRunId) return { refusal: refuse(503, "host_unavailable", "the run has not started yet; retry shortly") };
+  return { runId: run.temporalRunId };
 }

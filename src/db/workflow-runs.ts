@@ -70,6 +70,15 @@ export async function findRunById(d1: D1Database, organizationId: string, id: st
   );
 }
 
+/** The Temporal workflow id of the organization's run with this UUID; works on a read-replica session too. */
+export async function findWorkflowIdOfRun(d1: D1Database | D1DatabaseSession, organizationId: string, id: string) {
+  const row = await d1
+    .prepare("SELECT temporal_workflow_id AS workflowId FROM runs WHERE id = ? AND organization_id = ?")
+    .bind(id, organizationId)
+    .first<{ workflowId: string }>();
+  return row?.workflowId ?? null;
+}
+
 export async function listStepRuns(d1: D1Database, runId: string) {
   return db(d1)
     .select()

@@ -6,8 +6,8 @@ import { findPublishedPromptWorkflow, PROMPT_WORKFLOW_ID } from "../db/prompt-wo
 import type { PromptDefinition } from "../db/schema.ts";
 import { ApiError, type Issue } from "../errors.ts";
 import { renderTemplate } from "../shared/prompt-template.ts";
-import type { PreparedStart, StartCommand, StartedRunInfo } from "../../durable-objects/run-stream/run-starter.ts";
-import { startCommand, startInRegion } from "./runs.ts";
+import type { PreparedStart, StartCommand } from "../../durable-objects/run-stream/run-starter.ts";
+import { startCommand } from "./runs.ts";
 import type { IdempotencyRequest } from "../middleware/idempotency/index.ts";
 import { isReservedName, RESERVED_NAME_MESSAGE } from "../shared/reserved-names.ts";
 
@@ -92,21 +92,9 @@ export function promptStartCommand(
   return startCommand(organizationId, workflowId, { kind: "prompt", promptWorkflowId: workflowId, body }, { idempotency });
 }
 
-/** Starts a prompt run and answers at once (the streaming route). */
-export async function startPromptRun(
-  env: Env,
-  organizationId: string,
-  workflowId: string,
-  body: unknown,
-  idempotency?: IdempotencyRequest,
-): Promise<{ started: StartedRunInfo; prompt: PromptDefinition }> {
-  const started = await startInRegion(env, promptStartCommand(organizationId, workflowId, body, idempotency));
-  return { started, prompt: started.prompt! };
-}
-
 /** How a finished prompt run ends for the caller: its result, or the error to answer with. */
 export function promptOutcome(
-  prompt: PromptDefinition,
+  prompt: Pick<PromptDefinition, "webSearch">,
   status: string,
   output: unknown,
   error: string | null | undefined,

@@ -10,7 +10,8 @@ import { openRunSubscription, subscriptionResponse } from "./run-subscription.ts
 
 export interface LogStreamOptions {
   workflowId: string;
-  runId: string;
+  /** The run the stream follows; null when `openFirst` names it (an admission decides it). */
+  runId: string | null;
   /** Log seq the client has already seen (Last-Event-ID), 0 for everything. */
   afterSeq: number;
   /** Keep-alive interval; each API family has its own (comment or `ping` event). */
@@ -24,6 +25,11 @@ export interface LogStreamOptions {
   onDone: (done: LogDone) => Promise<string>;
   /** Sent when the DO cannot be reached again; the client should reconnect with Last-Event-ID. */
   onLost: () => string;
+  /**
+   * The first subscription, when the route opens it its own way (already opened by a streaming
+   * start, or with an admission): one call into the home region. Reconnects subscribe plainly.
+   */
+  openFirst?: () => Promise<{ socket: WebSocket; runId: string }>;
 }
 
 /** How the run ended, every field present (null when it does not apply). */
@@ -43,8 +49,16 @@ const logDone = (o: RunOutcome): LogDone => ({
 
 /** The `log` view of the run's RunStream; SSE ids are log sequence numbers. */
 export function logStreamResponse(c: Context<AppEnv>, options: LogStreamOptions): Promise<Response> {
+  let runId = options.runId;
   return subscriptionResponse(c, {
-    subscribe: (after) => openRunSubscription(c.env, options.workflowId, { view: "log", runId: options.runId, after: String(after) }),
+    subscribe: async (after, first) => {
+      if (first && options.openFirst) {
+        const opened = await options.openFirst();
+        runId = opened.runId;
+        return opened.socket;
+      }
+      return openRunSubscription(c.env, options.workflowId, { view: "log", runId: runId ?? "", after: String(after) });
+    },
     cursor: options.afterSeq,
     preamble: options.preamble,
     keepAliveMs: options.keepAliveMs,

@@ -1,7 +1,8 @@
 import type { App } from "../../app-env.ts";
 import { errorBody } from "../../errors.ts";
 import { readOptionalJson } from "../../middleware/json-body/index.ts";
-import { promptOutcome, promptRunMaxMs, startPromptRun } from "../../services/prompt-runs.ts";
+import { promptOutcome, promptRunMaxMs, promptStartCommand } from "../../services/prompt-runs.ts";
+import { startAndSubscribe } from "../../sse/start-subscription.ts";
 import { logStreamResponse } from "../../sse/log-stream.ts";
 import { sseComment, sseFrame } from "../../sse/frames.ts";
 import { DEFAULT_KEEPALIVE_INTERVAL_MS } from "../workflow/history-stream.ts";
@@ -15,18 +16,16 @@ import { DEFAULT_KEEPALIVE_INTERVAL_MS } from "../workflow/history-stream.ts";
 export function registerPublishedRunStream(app: App) {
   app.post("/api/v1/run/:workflowId/stream", async (c) => {
     const organizationId = c.get("auth").organizationId;
-    const { started, prompt } = await startPromptRun(
-      c.env,
-      organizationId,
-      c.req.param("workflowId"),
-      await readOptionalJson(c),
-      c.get("idempotency"),
-    );
+    const command = promptStartCommand(organizationId, c.req.param("workflowId"), await readOptionalJson(c), c.get("idempotency"));
+    // One call into the home region: the run's DO starts it and subscribes this stream to its log.
+    const opened = await startAndSubscribe(c.env, command);
+    const { started } = opened;
     if (started.runId === null) {
       // Accepted, but the host has not confirmed the start yet: it will run; the caller follows it by id.
       c.header("x-run-id", started.workflowId);
       return c.json({ workflowId: started.workflowId, status: started.status }, 202);
     }
+    const prompt = started.prompt!;
     const runId = started.runId;
     const maxMs = promptRunMaxMs(c.env);
     const requestId = c.get("requestId");
@@ -34,6 +33,8 @@ export function registerPublishedRunStream(app: App) {
       workflowId: started.workflowId,
       runId,
       afterSeq: 0,
+      // An Idempotency-Key replay follows the earlier run in its own DO (a second call).
+      ...(opened.kind === "subscribed" ? { openFirst: async () => ({ socket: opened.socket, runId }) } : {}),
       keepAliveMs: Number(c.env.SSE_KEEPALIVE_MS) > 0 ? Number(c.env.SSE_KEEPALIVE_MS) : DEFAULT_KEEPALIVE_INTERVAL_MS,
       keepAlive: () => sseComment("keep-alive"),
       onEntry: (entry) => {

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import type { App } from "../../app-env.ts";
 import type { Run } from "../../db/schema.ts";
-import { findRunById, listStepRuns } from "../../db/workflow-runs.ts";
+import { findRunById, findWorkflowIdOfRun, listStepRuns } from "../../db/workflow-runs.ts";
 import { ApiError } from "../../errors.ts";
 import { workflowRunDetail } from "./views.ts";
 
@@ -10,6 +10,22 @@ export async function workflowRunOrThrow(env: Env, organizationId: string, runId
   const run = z.uuid().safeParse(runId).success ? await findRunById(env.DB, organizationId, runId) : null;
   if (!run) throw new ApiError("run_not_found", `no workflow run "${runId.slice(0, 100)}"`);
   return run;
+}
+
+/**
+ * The workflow id (so the RunStream DO) of the caller's run with this UUID, for the run's stream.
+ * Read through a D1 session that may be served by a read replica near the Worker (the id never
+ * changes once written, so any replica that has the row is right); a replica that has not seen a
+ * fresh row yet is answered by the primary. The DO then checks the row against the primary.
+ * docs/architecture.md, "Where each part lives in production".
+ */
+export async function workflowIdOfRun(env: Env, organizationId: string, runId: string): Promise<string> {
+  if (z.uuid().safeParse(runId).success) {
+    const replica = await findWorkflowIdOfRun(env.DB.withSession("first-unconstrained"), organizationId, runId);
+    const workflowId = replica ?? (await findWorkflowIdOfRun(env.DB, organizationId, runId));
+    if (workflowId) return workflowId;
+  }
+  throw new ApiError("run_not_found", `no workflow run "${runId.slice(0, 100)}"`);
 }
 
 export async function detailOf(env: Env, run: Run) {

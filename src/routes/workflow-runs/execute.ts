@@ -5,12 +5,16 @@ import { parseJsonText, readOptionalJson, zodIssues } from "../../middleware/jso
 import { isReservedName, RESERVED_NAME_MESSAGE, reservedKeys } from "../../shared/reserved-names.ts";
 import { toWorkflowRunStatus } from "../../shared/run-status.ts";
 import { stepRunId } from "../../shared/step-run-id.ts";
-import { startAndWaitInRegion, startCommand, workflowNameById } from "../../services/runs.ts";
+import { readRun, startAndWaitInRegion, startCommand, workflowNameById } from "../../services/runs.ts";
+import { startAndSubscribe } from "../../sse/start-subscription.ts";
+import { openAdmittedSubscription } from "../../sse/run-subscription.ts";
+import { ADMISSION_PARAMS } from "../../../durable-objects/run-stream/subscriber-admission.ts";
+import { workflowRunDetail } from "./views.ts";
 import { logStreamResponse } from "../../sse/log-stream.ts";
 import { sseFrame } from "../../sse/frames.ts";
 import { parseLastEventId } from "../../sse/last-event-id.ts";
 import type { Run } from "../../db/schema.ts";
-import { detailOf, workflowRunOrThrow } from "./detail.ts";
+import { detailOf, workflowIdOfRun, workflowRunOrThrow } from "./detail.ts";
 import { executeFields } from "./schemas.ts";
 
 /** The seed's keep-alive: a `ping` event every 9 s. */
@@ -91,27 +95,40 @@ function refuseReservedKeys(value: unknown, prefix: string) {
   );
 }
 
-/** Starts the run (and waits up to `waitMs` for it): one call into the home region, the run's DO. */
-async function execute(c: Context<AppEnv>, waitMs: number) {
+/** The start command of an execute: fields checked here, the input against the catalog in the run's DO. */
+async function executeCommand(c: Context<AppEnv>) {
   const fields = await readExecuteFields(c);
   const organizationId = c.get("auth").organizationId;
   const name = await workflowNameById(c.env, organizationId, fields.workflowId);
-  const command = startCommand(
+  return startCommand(
     organizationId,
     name,
     { kind: "code", by: { id: fields.workflowId }, input: fields.inputs, envs: fields.envs },
     { idempotency: c.get("idempotency") },
   );
-  return (await startAndWaitInRegion(c.env, command, waitMs, false, waitMs > 0)).run;
 }
 
+/** Starts the run and waits up to `waitMs` for it: one call into the home region, the run's DO. */
+async function execute(c: Context<AppEnv>, waitMs: number) {
+  return (await startAndWaitInRegion(c.env, await executeCommand(c), waitMs, false, waitMs > 0)).run;
+}
+
+/** What a stream needs of its run; `temporalRunId` is null when the first subscription's admission names it. */
+type StreamedRun = Pick<Run, "id" | "temporalWorkflowId" | "organizationId"> & { temporalRunId: string | null };
+
 /** SSE over a run's log in the Workflow Runs API's events; ids are log sequence numbers. */
-function runEventStream(c: Context<AppEnv>, run: Run, afterSeq: number): Promise<Response> {
+function runEventStream(
+  c: Context<AppEnv>,
+  run: StreamedRun,
+  afterSeq: number,
+  openFirst?: () => Promise<{ socket: WebSocket; runId: string }>,
+): Promise<Response> {
   const content = (status: string) => ({ content: { workflowRunId: run.id, status } });
   return logStreamResponse(c, {
     workflowId: run.temporalWorkflowId,
-    runId: run.temporalRunId!,
+    runId: run.temporalRunId,
     afterSeq,
+    ...(openFirst ? { openFirst } : {}),
     keepAliveMs: PING_INTERVAL_MS,
     keepAlive: () => sseFrame({ event: "ping", data: { content: "ping" } }),
     onEntry: async (entry) => {
@@ -175,18 +192,43 @@ export function registerExecute(app: App) {
   });
 
   app.post("/api/v1/workflow-runs/execute/stream", async (c) => {
-    const run = await execute(c, 0);
-    if (!run.temporalRunId) {
-      // Accepted, but the host has not confirmed the start yet: it will run; follow it by id.
-      return c.json({ success: true, workflowRun: await detailOf(c.env, run) }, 202);
+    const command = await executeCommand(c);
+    const { organizationId } = command;
+    // One call into the home region: the run's DO starts it and subscribes this stream to its log.
+    const opened = await startAndSubscribe(c.env, command, { withRow: true });
+    if (opened.kind === "subscribed") {
+      const { started, socket } = opened;
+      const runId = started.runId!;
+      const run = { id: started.id, temporalWorkflowId: started.workflowId, temporalRunId: runId, organizationId };
+      return runEventStream(c, run, 0, async () => ({ socket, runId }));
     }
+    if (opened.kind === "accepted") {
+      // Accepted, but the host has not confirmed the start yet: it will run; follow it by id.
+      if (!opened.run) throw new ApiError("run_not_found", `no workflow run "${opened.started.id}"`);
+      return c.json({ success: true, workflowRun: workflowRunDetail(opened.run, opened.steps ?? []) }, 202);
+    }
+    // An Idempotency-Key replay: the earlier run, read and followed in its own DO (a second call).
+    const { run } = await readRun(c.env, organizationId, opened.started.workflowId, { settle: false });
+    if (!run.temporalRunId) return c.json({ success: true, workflowRun: await detailOf(c.env, run) }, 202);
     return runEventStream(c, run, 0);
   });
 
   app.get("/api/v1/workflow-runs/:runId/stream", async (c) => {
-    const run = await workflowRunOrThrow(c.env, c.get("auth").organizationId, c.req.param("runId"));
-    if (!run.temporalRunId)
-      throw new ApiError("host_unavailable", "the run has not started yet; retry shortly", undefined, { "retry-after": "1" });
-    return runEventStream(c, run, parseLastEventId(c, "a log sequence number") ?? 0);
+    const organizationId = c.get("auth").organizationId;
+    const runUuid = c.req.param("runId");
+    // Which DO: from a D1 read replica near the Worker (the primary only if the replica has not seen the row yet).
+    const workflowId = await workflowIdOfRun(c.env, organizationId, runUuid);
+    const afterSeq = parseLastEventId(c, "a log sequence number") ?? 0;
+    // The first subscription carries the admission (the row is this organization's, the run has started): one call.
+    const admit = async () => {
+      const admitted = await openAdmittedSubscription(c.env, workflowId, {
+        view: "log",
+        after: String(afterSeq),
+        [ADMISSION_PARAMS.organizationId]: organizationId,
+        [ADMISSION_PARAMS.runUuid]: runUuid,
+      });
+      return { socket: admitted.socket, runId: admitted.runId ?? "" };
+    };
+    return runEventStream(c, { id: runUuid, temporalWorkflowId: workflowId, temporalRunId: null, organizationId }, afterSeq, admit);
   });
 }

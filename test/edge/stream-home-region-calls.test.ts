@@ -1,0 +1,275 @@
+/**
+ * The streaming starts and the Workflow Runs stream make ONE call from the Worker into the home
+ * region (docs/start-path.md). The Worker app runs here with its D1 and RunStream bindings wrapped
+ * to count the calls it makes (the DOs keep the real ones: their calls are inside the home region).
+ * The host's start answer is scripted (edge tests have no host), so the DO confirms the start and
+ * the stream opens on the run's log.
+ */
+import { createExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { SignJWT } from "jose";
+import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import app from "../../src/index.ts";
+import { HOST_PATHS } from "../../src/shared/host-api.ts";
+import { readSse } from "../support/sse.ts";
+import { admin, seedCatalog, seedOrganization } from "./helpers.ts";
+import { closeEvent, createRunningRun, finishedEvent, push } from "./stream-helpers.ts";
+
+interface Counts {
+  /** Calls on RunStream stubs (RPC methods and fetch). */
+  runStream: number;
+  /** D1 primary statements and batches. */
+  d1: number;
+  /** D1 reads through a read-replica session (withSession): near the Worker in production. */
+  replica: number;
+}
+
+function countingD1(db: D1Database, counts: Counts, replicaHasRows: boolean): D1Database {
+  const statement = (s: D1PreparedStatement, key: "d1" | "replica"): D1PreparedStatement =>
+    new Proxy(s, {
+      get(target, prop) {
+        const value = Reflect.get(target, prop, target);
+        if (typeof value !== "function") return value;
+        if (prop === "bind") return (...args: unknown[]) => statement(target.bind(...args), key);
+        if (prop === "run" || prop === "all" || prop === "first" || prop === "raw") {
+          return (...args: unknown[]) => {
+            counts[key]++;
+            // A replica that has not seen the row yet answers "no row".
+            if (key === "replica" && !replicaHasRows) return Promise.resolve(prop === "first" ? null : { results: [] });
+            return Reflect.apply(value, target, args);
+          };
+        }
+        return value.bind(target);
+      },
+    });
+  return new Proxy(db, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target);
+      if (typeof value !== "function") return value;
+      if (prop === "prepare") return (sql: string) => statement(target.prepare(sql), "d1");
+      if (prop === "batch") {
+        return (statements: D1PreparedStatement[]) => {
+          counts.d1++;
+          return target.batch(statements);
+        };
+      }
+      if (prop === "withSession") {
+        return (...args: unknown[]) => {
+          const session = target.withSession(...(args as [D1SessionConstraint]));
+          return new Proxy(session, {
+            get(s, p) {
+              const v = Reflect.get(s, p, s);
+              if (p === "prepare") return (sql: string) => statement(s.prepare(sql), "replica");
+              return typeof v === "function" ? v.bind(s) : v;
+            },
+          });
+        };
+      }
+      return value.bind(target);
+    },
+  });
+}
+
+function countingRunStream(ns: Env["RUN_STREAM"], counts: Counts): Env["RUN_STREAM"] {
+  return new Proxy(ns, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target);
+      if (typeof value !== "function") return value;
+      if (prop !== "get" && prop !== "getByName") return value.bind(target);
+      return (...args: unknown[]) => {
+        const stub = Reflect.apply(value, target, args) as object;
+        return new Proxy(stub, {
+          get(s, p) {
+            const v = Reflect.get(s, p, s);
+            if (typeof v !== "function" || p === "then") return v;
+            return (...a: unknown[]) => {
+              counts.runStream++;
+              return Reflect.apply(v, s, a);
+            };
+          },
+        });
+      };
+    },
+  });
+}
+
+/** One request through the app with counting bindings. */
+async function counted(request: Request, options: { replicaHasRows?: boolean } = {}): Promise<{ res: Response; counts: Counts }> {
+  const counts: Counts = { runStream: 0, d1: 0, replica: 0 };
+  const countingEnv: Env = {
+    ...env,
+    DB: countingD1(env.DB, counts, options.replicaHasRows ?? true),
+    RUN_STREAM: countingRunStream(env.RUN_STREAM, counts),
+  };
+  const res = await app.fetch(request, countingEnv, createExecutionContext());
+  // Copied: the first byte is the home-region work; what follows (frames) is not counted.
+  return { res, counts: { ...counts } };
+}
+
+/** Ends a response's stream (and so its subscription: a request holds only a few connections at once). */
+const drop = async (p: Promise<{ res: Response }>) => (await p).res.body?.cancel();
+
+const req = (path: string, init: RequestInit) => new Request(new URL(path, "http://edge.test"), init);
+
+/** The first SSE frame of a response, then the stream is dropped. */
+async function firstFrames(res: Response, n: number) {
+  const frames: Array<{ event: string; data: string }> = [];
+  for await (const m of readSse(res.body!)) {
+    frames.push({ event: m.event, data: m.data });
+    if (frames.length >= n) break;
+  }
+  return frames;
+}
+
+let org: Awaited<ReturnType<typeof seedOrganization>>;
+let token: string;
+let helloId: string;
+let promptWorkflowId: string;
+
+beforeAll(async () => {
+  await seedCatalog();
+  org = await seedOrganization();
+  token = await new SignJWT({ org_id: org.organizationId })
+    .setProtectedHeader({ alg: "HS256" })
+    .setExpirationTime("5m")
+    .sign(new TextEncoder().encode("edge-test-jwt-secret-at-least-32-bytes-long"));
+  helloId = (await env.DB.prepare("SELECT id FROM workflows WHERE name = 'hello' AND organization_id IS NULL").first<{ id: string }>())!.id;
+  const created = await admin("POST", `/admin/v1/organizations/${org.organizationId}/workflows`, {
+    name: `wf ${crypto.randomUUID()}`,
+    template: "Tell {{audience}} about {{topic}}.",
+    model: "local/writer",
+    maxOutputTokens: 100,
+  });
+  promptWorkflowId = ((await created.json()) as { id: string }).id;
+  await admin("POST", `/admin/v1/workflows/${promptWorkflowId}/publish`);
+});
+
+/** The host answers every start with a run id (the DOs' calls to the host; the Worker makes none here). */
+let hostStarts: string[];
+beforeEach(() => {
+  hostStarts = [];
+  const realFetch = globalThis.fetch;
+  vi.spyOn(globalThis, "fetch").mockImplementation(async (input: RequestInfo | URL, init?: RequestInit) => {
+    const url = new URL(input instanceof Request ? input.url : String(input));
+    if (url.origin === new URL(env.HOST_URL).origin && url.pathname === HOST_PATHS.start) {
+      const body = JSON.parse(String(init?.body ?? (input instanceof Request ? await input.text() : "{}"))) as { workflowId: string };
+      hostStarts.push(body.workflowId);
+      return Response.json({ workflowId: body.workflowId, runId: crypto.randomUUID() });
+    }
+    return realFetch(input, init);
+  });
+});
+afterEach(() => vi.restoreAllMocks());
+
+const publishedStream = (body: unknown) =>
+  req(`/api/v1/run/${promptWorkflowId}/stream`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${org.key}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+const executeStream = (fields: Record<string, unknown>) =>
+  req("/api/v1/workflow-runs/execute/stream", {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: JSON.stringify(fields),
+  });
+
+describe("streaming starts: one call into the home region", () => {
+  it("POST /api/v1/run/{id}/stream starts the run and opens its stream in one RunStream call, no D1 from the Worker", async () => {
+    await drop(counted(publishedStream({ audience: "a", topic: "warm-up" }))); // fills the isolate's key cache
+    const { res, counts } = await counted(publishedStream({ audience: "engineers", topic: "streams" }));
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(/text\/event-stream/);
+    const workflowId = res.headers.get("x-run-id")!;
+    expect(hostStarts).toContain(workflowId);
+    expect(counts).toEqual({ runStream: 1, d1: 0, replica: 0 });
+    await res.body!.cancel();
+  });
+
+  it("POST /api/v1/workflow-runs/execute/stream starts the run and streams from run.started in one RunStream call", async () => {
+    await drop(counted(executeStream({ workflowId: helloId, inputs: { name: "warm-up" } }))); // the id → name cache
+    const { res, counts } = await counted(executeStream({ workflowId: helloId, inputs: { name: "Ada" } }));
+    expect(res.status).toBe(200);
+    expect(counts).toEqual({ runStream: 1, d1: 0, replica: 0 });
+    const frames = await firstFrames(res, 1);
+    expect(frames[0]!.event).toBe("workflow-run");
+    expect(JSON.parse(frames[0]!.data)).toMatchObject({ content: { status: "running" } });
+  });
+
+  it("refusals are the same 4xx as before, decided in the same one call", async () => {
+    const bad = await counted(publishedStream({ audience: "a" }));
+    expect(bad.res.status).toBe(400);
+    expect(((await bad.res.json()) as { error: { code: string } }).error.code).toBe("invalid_input");
+    expect(bad.counts).toEqual({ runStream: 1, d1: 0, replica: 0 });
+    const input = await counted(executeStream({ workflowId: helloId, inputs: { name: 42 } }));
+    expect(input.res.status).toBe(400);
+    expect(((await input.res.json()) as { error: { code: string } }).error.code).toBe("invalid_input");
+    expect(input.counts.runStream).toBe(1);
+    expect(hostStarts).toEqual([]);
+  });
+
+  it("a start the host does not confirm is a 202 with the accepted run, still one call", async () => {
+    vi.restoreAllMocks(); // the host is unreachable again
+    const { res, counts } = await counted(executeStream({ workflowId: helloId, inputs: { name: "Ada" } }));
+    expect(res.status).toBe(202);
+    const body = (await res.json()) as { success: boolean; workflowRun: { status: string; activityRuns: unknown[] } };
+    expect(body).toMatchObject({ success: true, workflowRun: { status: "scheduled", activityRuns: [] } });
+    expect(counts).toEqual({ runStream: 1, d1: 0, replica: 0 });
+  });
+
+  it("a command too big for the start command's headers takes the two-call path and still streams", async () => {
+    // 12 values of 8 KiB (the most each may be): ~130 KB of base64, over the headers' 72 KB.
+    const envs = Object.fromEntries(Array.from({ length: 12 }, (_, i) => [`BIG_${i}`, "x".repeat(8192)]));
+    const { res, counts } = await counted(executeStream({ workflowId: helloId, inputs: { name: "Ada" }, envs }));
+    expect(res.status).toBe(200);
+    expect(counts).toEqual({ runStream: 2, d1: 0, replica: 0 });
+    const frames = await firstFrames(res, 1);
+    expect(frames[0]!.event).toBe("workflow-run");
+  });
+});
+
+describe("GET /api/v1/workflow-runs/{runId}/stream: one call into the home region", () => {
+  const open = (runUuid: string) => req(`/api/v1/workflow-runs/${runUuid}/stream`, { headers: { authorization: `Bearer ${token}` } });
+  const uuidOf = async (workflowId: string) =>
+    (await env.DB.prepare("SELECT id FROM runs WHERE temporal_workflow_id = ?").bind(workflowId).first<{ id: string }>())!.id;
+
+  it("finds the run's DO through a read-replica session and subscribes with its admission: one RunStream call, no primary read", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [closeEvent(runId, 2), finishedEvent(runId)]);
+    const { res, counts } = await counted(open(await uuidOf(workflowId)));
+    expect(res.status).toBe(200);
+    expect(counts).toEqual({ runStream: 1, d1: 0, replica: 1 });
+    const events = [];
+    for await (const m of readSse(res.body!)) events.push(m.event);
+    expect(events).toEqual(["workflow-run", "workflow-run", "result"]);
+  });
+
+  it("a replica that has not seen the row yet: the primary answers (two calls), same stream", async () => {
+    const { workflowId } = await createRunningRun(org.organizationId);
+    const { res, counts } = await counted(open(await uuidOf(workflowId)), { replicaHasRows: false });
+    expect(res.status).toBe(200);
+    expect(counts).toEqual({ runStream: 1, d1: 1, replica: 1 });
+    expect((await firstFrames(res, 1))[0]!.event).toBe("workflow-run");
+  });
+
+  it("another organization's run and an unknown id are 404 run_not_found; a run not started yet is 503 with Retry-After", async () => {
+    const other = await seedOrganization();
+    const foreign = await createRunningRun(other.organizationId);
+    for (const id of [await uuidOf(foreign.workflowId), crypto.randomUUID(), "not-a-uuid"]) {
+      const { res } = await counted(open(id));
+      expect(res.status, id).toBe(404);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("run_not_found");
+    }
+    const uuid = crypto.randomUUID();
+    const wf = `hello-${uuid}`;
+    await env.DB.prepare(
+      "INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, status, input) VALUES (?, ?, ?, 'hello', ?, 'scheduled', '{}')",
+    )
+      .bind(uuid, org.organizationId, helloId, wf)
+      .run();
+    const { res, counts } = await counted(open(uuid));
+    expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBe("1");
+    expect(counts.runStream).toBe(1);
+  });
+});
