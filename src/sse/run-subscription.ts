@@ -96,21 +96,31 @@ export async function subscriptionResponse(c: Context<AppEnv>, options: Subscrip
     if (keepAlive !== undefined) clearInterval(keepAlive);
     closeQuietly(socket);
   });
-  // Frames may take async work (a lookup); the queue keeps them in the DO's order.
+  // Frames may take async work (a lookup); the queue keeps them in the DO's order. While nothing is
+  // queued, a frame that is ready is written at once (the common case: with 1,000 subscribers on a
+  // run, this spares a promise chain per subscriber per message).
   let queue: Promise<void> = Promise.resolve();
+  let queued = 0;
   const enqueue = (work: () => Promise<void> | void) => {
-    queue = queue.then(work).catch((err) => {
-      console.error(JSON.stringify({ level: "error", message: "stream frame failed", error: String(err) }));
-      out.write(options.onLost());
-      out.close();
-    });
+    queued++;
+    queue = queue
+      .then(work)
+      .catch((err) => {
+        console.error(JSON.stringify({ level: "error", message: "stream frame failed", error: String(err) }));
+        out.write(options.onLost());
+        out.close();
+      })
+      .finally(() => {
+        queued--;
+      });
   };
 
   const attach = (ws: WebSocket) => {
     ws.addEventListener("message", (event) => {
       const { text, cursor: next } = options.frame(parsed(event.data as string));
       if (next !== undefined) cursor = next;
-      enqueue(async () => out.write(await text));
+      if (typeof text === "string" && queued === 0) out.write(text);
+      else enqueue(async () => out.write(await text));
     });
     ws.addEventListener("close", (event) => {
       if (out.closed) return;
