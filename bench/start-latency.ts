@@ -9,7 +9,7 @@
  *
  * Fair phases: every phase waits until Temporal has no open `hello` execution left before the next
  * one begins (the drain), so the edge's sustained phase does not compete with the thousands of
- * runs the direct phase started. The floor (median GET /health and authenticated GET /heartbeat
+ * runs the direct phase started. The floor (median GET /health and authenticated POST /heartbeat
  * through the same edge) shows what `wrangler dev`'s proxy and the Worker cost on their own.
  *
  *   npm run bench:start -- [--iterations 60] [--concurrency 16] [--seconds 15] [--write]
@@ -66,13 +66,16 @@ async function drain(timeoutMs = 300_000): Promise<{ ms: number; open: number }>
   return { ms: Math.round(performance.now() - t0), open };
 }
 
-/** Median of `count` sequential GETs through the edge: what wrangler dev and the Worker cost on their own. */
-async function floor(path: string, count: number, authenticated: boolean): Promise<number> {
+/** Median of `count` sequential calls through the edge: what wrangler dev and the Worker cost on their own. */
+async function floor(method: string, path: string, count: number, authenticated: boolean): Promise<number> {
   const times: number[] = [];
   for (let i = 0; i < count + WARMUP; i++) {
     const ms = await timed(async () => {
-      const res = await fetch(`${stack.baseUrl}${path}`, authenticated ? { headers: { authorization: `Bearer ${stack.apiKey}` } } : {});
-      if (res.status !== 200) throw new Error(`${path}: ${res.status}`);
+      const res = await fetch(`${stack.baseUrl}${path}`, {
+        method,
+        headers: authenticated ? { authorization: `Bearer ${stack.apiKey}` } : {},
+      });
+      if (!res.ok) throw new Error(`${method} ${path}: ${res.status}`);
       await res.arrayBuffer();
     });
     if (i >= WARMUP) times.push(ms);
@@ -141,7 +144,10 @@ async function auditRuns(ids: string[]) {
 }
 const samples = { edgeStart: [] as number[], directStart: [] as number[], edgeRun: [] as number[], directRun: [] as number[] };
 try {
-  const floorMs = { health: await floor("/health", ITERATIONS, false), heartbeat: await floor("/heartbeat", ITERATIONS, true) };
+  const floorMs = {
+    health: await floor("GET", "/health", ITERATIONS, false),
+    heartbeat: await floor("POST", "/heartbeat", ITERATIONS, true),
+  };
   for (let i = 0; i < ITERATIONS + WARMUP; i++) {
     const keep = i >= WARMUP;
     const edgeStart = await timed(async () => {
@@ -235,7 +241,7 @@ try {
       `Measured ${new Date().toISOString().slice(0, 10)} on the 2-core development machine: the whole stack local, the \`hello\` workflow, edge and direct calls interleaved in one run (${ITERATIONS} pairs after ${WARMUP} warm-up pairs), medians.`,
       "The edge path: auth from the isolate cache, the rate limiter DO, then one call to the run's RunStream DO, which checks the input, holds credits, writes the D1 row, starts the run through the signed host hop and records `run.started` (docs/start-path.md); the direct path is one gRPC call.",
       "",
-      `The floor, same edge, sequential medians: GET /health ${floorMs.health} ms, authenticated GET /heartbeat ${floorMs.heartbeat} ms (what \`wrangler dev\`'s proxy, the Worker and auth cost before any run work).`,
+      `The floor, same edge, sequential medians: GET /health ${floorMs.health} ms, authenticated POST /heartbeat (API key, rate limiter) ${floorMs.heartbeat} ms: what \`wrangler dev\`'s proxy, the Worker and auth cost before any run work.`,
       "",
       "| call | through the edge | direct | ratio | added |",
       "|---|---|---|---|---|",
