@@ -23,7 +23,7 @@ import { EventLog } from "./run-stream/event-log.ts";
 import { Subscribers, parseSubscribeRequest } from "./run-stream/fanout.ts";
 import type { RecordResult, StreamState, WorkflowSummary } from "./run-stream/messages.ts";
 import { D1Projection } from "./run-stream/projection.ts";
-import { Meta, claimPushNonce, migrate } from "./run-stream/storage.ts";
+import { type Meta, PushNonces, openStorage } from "./run-stream/storage.ts";
 import { TraceWriter } from "./run-stream/traces.ts";
 import { WaitingDetector } from "./run-stream/waiting.ts";
 import { Watchdog } from "./run-stream/watchdog.ts";
@@ -48,6 +48,7 @@ export type {
 
 interface Parts {
   meta: Meta;
+  nonces: PushNonces;
   log: EventLog;
   projection: D1Projection;
   traces: TraceWriter;
@@ -79,12 +80,13 @@ export class RunStream extends DurableObject<Env> {
     });
     ctx.blockConcurrencyWhile(async () => {
       const sql = ctx.storage.sql;
-      migrate(sql);
-      const meta = new Meta(sql);
-      const log = new EventLog(sql);
-      const webhooks = new WebhookOutbox({ sql, storage: ctx.storage, env, log, meta, endedRun: () => this.endedRun() });
+      // A new DO (every run has one) gets its schema in one statement batch and reads nothing back.
+      const { meta, fresh } = openStorage(sql);
+      const log = new EventLog(sql, fresh);
+      const webhooks = new WebhookOutbox({ sql, storage: ctx.storage, env, log, meta, endedRun: () => this.endedRun() }, fresh);
       this.parts = {
         meta,
+        nonces: new PushNonces(sql, fresh),
         log,
         projection: new D1Projection(env.DB, log, new WaitingDetector(log, meta), (runId, hasWebhooks) =>
           webhooks.noteFinished(runId, hasWebhooks),
@@ -127,8 +129,8 @@ export class RunStream extends DurableObject<Env> {
    * traces and the watchdog up to date. `nonce` claims a signed push once.
    */
   async record(workflowId: string, events: RunEvent[], nonce?: { nonce: string; expiresAt: number }): Promise<RecordResult> {
-    const { meta, log, subscribers, watchdog } = this.parts;
-    if (nonce && !claimPushNonce(this.ctx.storage.sql, nonce)) return { accepted: 0, duplicates: 0, replayed: true };
+    const { meta, log, nonces, subscribers, watchdog } = this.parts;
+    if (nonce && !nonces.claim(nonce)) return { accepted: 0, duplicates: 0, replayed: true };
     meta.set(META_KEYS.workflowId, workflowId);
     const fresh = log.append(events);
     if (fresh.length > 0) {
@@ -306,6 +308,7 @@ export class RunStream extends DurableObject<Env> {
 
   /** Watchdog: finish failed projections and traces; ask Temporal (via the host) about a quiet open run. */
   override async alarm(): Promise<void> {
+    this.parts.watchdog.forget(); // the alarm that fired is gone; the start outbox may set its own
     if (await this.starter.retryPending()) return; // a start not yet confirmed by Temporal
     const workflowId = this.parts.meta.get(META_KEYS.workflowId);
     if (!workflowId) return;
