@@ -76,7 +76,8 @@ export class RunStream extends DurableObject<Env> {
       env,
       starter: this.starter,
       attributes: () => this.attributes(),
-      record: (workflowId, events) => this.record(workflowId, events),
+      // A read that learned the outcome answers once D1 has it (the trace and the alarm follow).
+      record: (workflowId, events) => this.recordEvents(workflowId, events, undefined, true),
     });
     ctx.blockConcurrencyWhile(async () => {
       const sql = ctx.storage.sql;
@@ -129,6 +130,15 @@ export class RunStream extends DurableObject<Env> {
    * traces and the watchdog up to date. `nonce` claims a signed push once.
    */
   async record(workflowId: string, events: RunEvent[], nonce?: { nonce: string; expiresAt: number }): Promise<RecordResult> {
+    return this.recordEvents(workflowId, events, nonce, false);
+  }
+
+  private async recordEvents(
+    workflowId: string,
+    events: RunEvent[],
+    nonce: { nonce: string; expiresAt: number } | undefined,
+    tailLater: boolean,
+  ): Promise<RecordResult> {
     const { meta, log, nonces, subscribers, watchdog } = this.parts;
     if (nonce && !nonces.claim(nonce)) return { accepted: 0, duplicates: 0, replayed: true };
     meta.set(META_KEYS.workflowId, workflowId);
@@ -140,15 +150,35 @@ export class RunStream extends DurableObject<Env> {
     await this.settle(
       workflowId,
       fresh.some((r) => r.type === "history"),
+      tailLater,
     );
     return { accepted: fresh.length, duplicates: events.length - fresh.length };
   }
 
-  /** D1, traces, then the alarm: what follows every change to the log (and every alarm). */
-  private async settle(workflowId: string, newHistory: boolean): Promise<void> {
+  /**
+   * D1, traces, then the alarm: what follows every change to the log (and every alarm).
+   * `tailLater`: return once D1 has the change, and write traces and arm the alarm after (a
+   * reader waiting for a run's outcome needs the row, not the trace; the alarm retries a trace
+   * that fails).
+   */
+  private async settle(workflowId: string, newHistory: boolean, tailLater = false): Promise<void> {
+    let projected = false;
     try {
       await this.parts.projection.apply(workflowId, newHistory);
-      await this.parts.traces.writeMissing(workflowId);
+      projected = true;
+    } finally {
+      const tail = this.settleTail(workflowId, projected);
+      if (tailLater)
+        tail.catch((err) =>
+          console.warn(JSON.stringify({ level: "warn", message: "trace or alarm after a read failed", workflowId, error: String(err) })),
+        );
+      else await tail;
+    }
+  }
+
+  private async settleTail(workflowId: string, projected: boolean): Promise<void> {
+    try {
+      if (projected) await this.parts.traces.writeMissing(workflowId);
     } finally {
       await this.parts.watchdog.arm(this.isSettled());
       await this.parts.webhooks.arm();
