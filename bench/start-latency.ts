@@ -7,6 +7,11 @@
  * through a route that would settle it), its log holds exactly Temporal's history (nothing lost,
  * nothing twice), and Temporal holds exactly one execution under its workflow id.
  *
+ * Fair phases: every phase waits until Temporal has no open `hello` execution left before the next
+ * one begins (the drain), so the edge's sustained phase does not compete with the thousands of
+ * runs the direct phase started. The floor (median GET /health and authenticated POST /heartbeat
+ * through the same edge) shows what `wrangler dev`'s proxy and the Worker cost on their own.
+ *
  *   npm run bench:start -- [--iterations 60] [--concurrency 16] [--seconds 15] [--write]
  */
 import { execFileSync } from "node:child_process";
@@ -46,6 +51,37 @@ async function timed(fn: () => Promise<unknown>): Promise<number> {
 }
 
 const input = { name: "bench" };
+
+/** Waits until Temporal has no open `hello` execution (the previous phase's runs have finished). */
+async function drain(timeoutMs = 300_000): Promise<{ ms: number; open: number }> {
+  const t0 = performance.now();
+  let open = Infinity;
+  while (performance.now() - t0 < timeoutMs) {
+    open = (await client.workflow.count("WorkflowType = 'hello' AND ExecutionStatus = 'Running'")).count;
+    if (open === 0) break;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  // Then a short quiet period, so the edge's last pushes and projections of those runs are done too.
+  await new Promise((r) => setTimeout(r, 2000));
+  return { ms: Math.round(performance.now() - t0), open };
+}
+
+/** Median of `count` sequential calls through the edge: what wrangler dev and the Worker cost on their own. */
+async function floor(method: string, path: string, count: number, authenticated: boolean): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < count + WARMUP; i++) {
+    const ms = await timed(async () => {
+      const res = await fetch(`${stack.baseUrl}${path}`, {
+        method,
+        headers: authenticated ? { authorization: `Bearer ${stack.apiKey}` } : {},
+      });
+      if (!res.ok) throw new Error(`${method} ${path}: ${res.status}`);
+      await res.arrayBuffer();
+    });
+    if (i >= WARMUP) times.push(ms);
+  }
+  return round1(median(times));
+}
 
 /** Every run accounted for: row completed in D1, log = Temporal history exactly, one execution. */
 async function auditRuns(ids: string[]) {
@@ -108,6 +144,10 @@ async function auditRuns(ids: string[]) {
 }
 const samples = { edgeStart: [] as number[], directStart: [] as number[], edgeRun: [] as number[], directRun: [] as number[] };
 try {
+  const floorMs = {
+    health: await floor("GET", "/health", ITERATIONS, false),
+    heartbeat: await floor("POST", "/heartbeat", ITERATIONS, true),
+  };
   for (let i = 0; i < ITERATIONS + WARMUP; i++) {
     const keep = i >= WARMUP;
     const edgeStart = await timed(async () => {
@@ -151,11 +191,16 @@ try {
     );
     return { ids, failed, perSecond: ids.length / ((performance.now() - t0) / 1000) };
   }
+  const drains: number[] = [(await drain()).ms];
   const direct = await sustained(async () => {
     const id = `direct-hello-${crypto.randomUUID()}`;
     await client.workflow.start("hello", { taskQueue: TASK_QUEUE, workflowId: id, args: [input] });
     return id;
   });
+  // The direct phase's runs finish before the edge's phase begins (and the edge's before the audit).
+  const directDrain = await drain();
+  drains.push(directDrain.ms);
+  if (directDrain.open > 0) console.warn(`drain: ${directDrain.open} direct runs still open after the timeout`);
   const edge = await sustained(async () => {
     const res = await post("/workflow/start", { workflowName: "hello", input });
     const body = (await res.json()) as { workflowId?: string };
@@ -163,6 +208,7 @@ try {
   });
   const startsPerSecond = edge.perSecond;
   const failed = edge.failed;
+  drains.push((await drain()).ms);
   const audit = await auditRuns(edge.ids);
   console.log(JSON.stringify({ audit }, null, 2));
 
@@ -177,7 +223,11 @@ try {
     startsPerSecond: round1(startsPerSecond),
     directStartsPerSecond: round1(direct.perSecond),
     sustainedRatio: Math.round((startsPerSecond / direct.perSecond) * 100) / 100,
+    // A direct start only queues the run: this is how fast the host and Temporal finished them (phase + drain).
+    directFinishedPerSecond: round1(direct.ids.length / (SECONDS + directDrain.ms / 1000)),
     sustainedFailures: failed,
+    floorMs,
+    drainMs: drains,
     audit,
   };
   console.log(JSON.stringify(figures, null, 2));
@@ -193,12 +243,16 @@ try {
       `Measured ${new Date().toISOString().slice(0, 10)} on the 2-core development machine: the whole stack local, the \`hello\` workflow, edge and direct calls interleaved in one run (${ITERATIONS} pairs after ${WARMUP} warm-up pairs), medians.`,
       "The edge path: auth from the isolate cache, the rate limiter DO, then one call to the run's RunStream DO, which checks the input, holds credits, writes the D1 row, starts the run through the signed host hop and records `run.started` (docs/start-path.md); the direct path is one gRPC call.",
       "",
+      `The floor, same edge, sequential medians: GET /health ${floorMs.health} ms, authenticated POST /heartbeat (API key, rate limiter) ${floorMs.heartbeat} ms: what \`wrangler dev\`'s proxy, the Worker and auth cost before any run work.`,
+      "",
       "| call | through the edge | direct | ratio | added |",
       "|---|---|---|---|---|",
       `| start | ${m.edgeStart} ms | ${m.directStart} ms | ${figures.startRatio}× | ${figures.addedStartMs} ms |`,
       `| run (start + wait for result) | ${m.edgeRun} ms | ${m.directRun} ms | ${figures.runRatio}× | ${figures.addedRunMs} ms |`,
       "",
       `Sustained, ${CONCURRENCY} concurrent clients for ${SECONDS} s each, same run: ${figures.startsPerSecond} starts/s through the edge (${failed} failed) vs ${figures.directStartsPerSecond} starts/s directly: ${figures.sustainedRatio}×. Everything on the same two cores.`,
+      `Each phase starts on a quiet system: before the direct phase, between it and the edge phase, and before the audit, the bench waits until Temporal has no open \`hello\` execution left, plus 2 s (drains took ${drains.map((d) => `${(d / 1000).toFixed(1)} s`).join(", ")}). Without the drain, the edge phase would compete with the host worker still executing the direct phase's runs.`,
+      `A direct start only queues the run: the host and Temporal finished the direct phase's ${direct.ids.length} runs at ${figures.directFinishedPerSecond} runs/s (phase plus drain), the ceiling for any start rate whose runs also complete on these cores.`,
       "",
       `Afterwards, every one of the ${audit.runs} runs the edge started in that phase: D1 rows \`completed\` ${audit.rowsCompleted}/${audit.runs} (read from D1 directly); logs identical to Temporal's history ${audit.logsComplete}/${audit.runs} (${audit.eventsLost} events lost, ${audit.eventsDuplicated} duplicated); one Temporal execution per workflow id ${audit.singleExecution}/${audit.runs}.`,
     ]);

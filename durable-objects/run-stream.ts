@@ -24,7 +24,7 @@ import { EventLog } from "./run-stream/event-log.ts";
 import { Subscribers, parseSubscribeRequest } from "./run-stream/fanout.ts";
 import type { RecordResult, StreamState, WorkflowSummary } from "./run-stream/messages.ts";
 import { D1Projection } from "./run-stream/projection.ts";
-import { Meta, claimPushNonce, migrate } from "./run-stream/storage.ts";
+import { type Meta, PushNonces, openStorage } from "./run-stream/storage.ts";
 import { TraceWriter } from "./run-stream/traces.ts";
 import { WaitingDetector } from "./run-stream/waiting.ts";
 import { Watchdog } from "./run-stream/watchdog.ts";
@@ -50,6 +50,7 @@ export type {
 
 interface Parts {
   meta: Meta;
+  nonces: PushNonces;
   log: EventLog;
   projection: D1Projection;
   traces: TraceWriter;
@@ -77,16 +78,18 @@ export class RunStream extends DurableObject<Env> {
       env,
       starter: this.starter,
       attributes: () => this.attributes(),
-      record: (workflowId, events) => this.record(workflowId, events),
+      // A read that learned the outcome answers once D1 has it (the trace and the alarm follow).
+      record: (workflowId, events) => this.recordEvents(workflowId, events, undefined, true),
     });
     ctx.blockConcurrencyWhile(async () => {
       const sql = ctx.storage.sql;
-      migrate(sql);
-      const meta = new Meta(sql);
-      const log = new EventLog(sql);
-      const webhooks = new WebhookOutbox({ sql, storage: ctx.storage, env, log, meta, endedRun: () => this.endedRun() });
+      // A new DO (every run has one) gets its schema in one statement batch and reads nothing back.
+      const { meta, fresh } = openStorage(sql);
+      const log = new EventLog(sql, fresh);
+      const webhooks = new WebhookOutbox({ sql, storage: ctx.storage, env, log, meta, endedRun: () => this.endedRun() }, fresh);
       this.parts = {
         meta,
+        nonces: new PushNonces(sql, fresh),
         log,
         projection: new D1Projection(
           env.DB,
@@ -137,8 +140,17 @@ export class RunStream extends DurableObject<Env> {
    * traces and the watchdog up to date. `nonce` claims a signed push once.
    */
   async record(workflowId: string, events: RunEvent[], nonce?: { nonce: string; expiresAt: number }): Promise<RecordResult> {
-    const { meta, log, subscribers, watchdog } = this.parts;
-    if (nonce && !claimPushNonce(this.ctx.storage.sql, nonce)) return { accepted: 0, duplicates: 0, replayed: true };
+    return this.recordEvents(workflowId, events, nonce, false);
+  }
+
+  private async recordEvents(
+    workflowId: string,
+    events: RunEvent[],
+    nonce: { nonce: string; expiresAt: number } | undefined,
+    tailLater: boolean,
+  ): Promise<RecordResult> {
+    const { meta, log, nonces, subscribers, watchdog } = this.parts;
+    if (nonce && !nonces.claim(nonce)) return { accepted: 0, duplicates: 0, replayed: true };
     meta.set(META_KEYS.workflowId, workflowId);
     const fresh = log.append(events);
     if (fresh.length > 0) {
@@ -148,15 +160,35 @@ export class RunStream extends DurableObject<Env> {
     await this.settle(
       workflowId,
       fresh.some((r) => r.type === "history"),
+      tailLater,
     );
     return { accepted: fresh.length, duplicates: events.length - fresh.length };
   }
 
-  /** D1, traces, then the alarm: what follows every change to the log (and every alarm). */
-  private async settle(workflowId: string, newHistory: boolean): Promise<void> {
+  /**
+   * D1, traces, then the alarm: what follows every change to the log (and every alarm).
+   * `tailLater`: return once D1 has the change, and write traces and arm the alarm after (a
+   * reader waiting for a run's outcome needs the row, not the trace; the alarm retries a trace
+   * that fails).
+   */
+  private async settle(workflowId: string, newHistory: boolean, tailLater = false): Promise<void> {
+    let projected = false;
     try {
       await this.parts.projection.apply(workflowId, newHistory);
-      await this.parts.traces.writeMissing(workflowId);
+      projected = true;
+    } finally {
+      const tail = this.settleTail(workflowId, projected);
+      if (tailLater)
+        tail.catch((err) =>
+          console.warn(JSON.stringify({ level: "warn", message: "trace or alarm after a read failed", workflowId, error: String(err) })),
+        );
+      else await tail;
+    }
+  }
+
+  private async settleTail(workflowId: string, projected: boolean): Promise<void> {
+    try {
+      if (projected) await this.parts.traces.writeMissing(workflowId);
     } finally {
       await this.parts.watchdog.arm(this.isSettled());
       await this.parts.webhooks.arm();
@@ -333,6 +365,7 @@ export class RunStream extends DurableObject<Env> {
 
   /** Watchdog: finish failed projections and traces; ask Temporal (via the host) about a quiet open run. */
   override async alarm(): Promise<void> {
+    this.parts.watchdog.forget(); // the alarm that fired is gone; the start outbox may set its own
     if (await this.starter.retryPending()) return; // a start not yet confirmed by Temporal
     const workflowId = this.parts.meta.get(META_KEYS.workflowId);
     if (!workflowId) return;

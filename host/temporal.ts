@@ -64,10 +64,11 @@ function statusOfFailure(err: WorkflowFailedError): RunStatus {
  */
 export async function runResult(client: Client, workflowId: string, waitMs: number, runId?: string): Promise<RunResultResponse> {
   const handle: WorkflowHandle = client.workflow.getHandle(workflowId, runId, { followRuns: false });
-  let described = await describeRun(client, workflowId, runId);
   // The outcome the wait below already fetched (no second history read for it).
   let outcome: Promise<unknown> | undefined;
-  if (!TERMINAL_STATUSES.has(described.status) && waitMs > 0) {
+  if (waitMs > 0) {
+    // No describe before the wait: the result call answers at once for a closed run (and rejects
+    // for an unknown one), so one describe after it is enough (one Temporal call fewer per wait).
     let timer: NodeJS.Timeout | undefined;
     const waiting = handle.result();
     const settled = await Promise.race([
@@ -78,13 +79,10 @@ export async function runResult(client: Client, workflowId: string, waitMs: numb
       new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), waitMs))),
     ]);
     clearTimeout(timer);
-    if (settled) {
-      described = await describeRun(client, workflowId, runId);
-      outcome = waiting;
-    } else {
-      waiting.catch(() => undefined);
-    }
+    if (settled) outcome = waiting;
+    else waiting.catch(() => undefined);
   }
+  const described = await describeRun(client, workflowId, runId);
   const base = { workflowId, runId: described.runId, closeTime: described.closeTime };
   if (!TERMINAL_STATUSES.has(described.status)) {
     return { ...base, status: described.status, output: null, error: null };

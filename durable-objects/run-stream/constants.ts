@@ -1,7 +1,9 @@
 /** Named intervals, limits and storage keys of the RunStream DO (one place to read them). */
 
 /** Version of the DO's own SQLite schema (storage.ts migrates older storage up to it). */
-export const STORAGE_SCHEMA_VERSION = 2;
+export const STORAGE_SCHEMA_VERSION = 3;
+/** Expired push nonces are deleted at most this often (a replay is refused by the nonce's key either way). */
+export const NONCE_CLEANUP_INTERVAL_MS = 60_000;
 
 /** A run with no new event for this long is checked against Temporal (overridable: RUN_WATCHDOG_QUIET_MS). */
 export const DEFAULT_WATCHDOG_QUIET_MS = 30_000;

@@ -54,12 +54,109 @@ function toRow(r: LogRowSql): LogRow {
   } as LogRow;
 }
 
+/** The run a row makes the latest (a continue-as-new's outcome points to the new run). */
+function latestOf(row: LogRow): Derived["latest"] {
+  return {
+    runId: row.runId!,
+    newRunId: row.type === "run.finished" && row.data.newRunId ? row.data.newRunId : null,
+  };
+}
+
 export function toEntry(row: LogRow): LogEntry {
   return { seq: row.seq, type: row.type, at: row.at, data: row.data } as LogEntry;
 }
 
+/** Per run: what its history rows add up to (kept in memory, updated on append). */
+interface HistoryStats {
+  /** Highest Temporal event id logged, and that event's type. */
+  lastEventId: number;
+  lastType: string | null;
+  count: number;
+  /** A closing history event is in the log. */
+  closed: boolean;
+}
+
+/** Rows marked per UPDATE (bound parameters per statement stay well under SQLite's limit). */
+const MARK_CHUNK = 50;
+
+const CLOSE_TYPES: ReadonlySet<string> = new Set(CLOSE_EVENT_TYPES);
+
+/**
+ * The log's derived state, which every change to the log and every alarm consults: the latest
+ * run, each run's outcome and history totals, and which rows D1 does not have yet. Read from
+ * SQLite once per wake (nothing to read for a new DO) and kept in line by `append` and
+ * `markProjected`, the log's only writers, instead of a query per check.
+ */
+interface Derived {
+  latest: { runId: string; newRunId: string | null } | null;
+  finished: Map<string, { outcome: RunOutcome; at: string }>;
+  history: Map<string, HistoryStats>;
+  /** Every row not yet fully in D1, by seq (its `projected` kept current). */
+  unprojected: Map<number, LogRow>;
+  /** Runs a Temporal reset replaced (named by a later `run.started`). */
+  resetRuns: Set<string>;
+}
+
 export class EventLog {
-  constructor(private readonly sql: SqlStorage) {}
+  private readonly derived: Derived;
+
+  /** `fresh`: the DO was just created, so its log is empty (nothing to read). */
+  constructor(
+    private readonly sql: SqlStorage,
+    fresh = false,
+  ) {
+    this.derived = fresh
+      ? { latest: null, finished: new Map(), history: new Map(), unprojected: new Map(), resetRuns: new Set() }
+      : this.hydrate();
+  }
+
+  private hydrate(): Derived {
+    const newest = this.rows(`SELECT ${COLUMNS} FROM events WHERE run_id IS NOT NULL ORDER BY seq DESC LIMIT 1`)[0];
+    const finished = new Map<string, { outcome: RunOutcome; at: string }>();
+    const resetRuns = new Set<string>();
+    for (const row of this.rows(
+      `SELECT ${COLUMNS} FROM events
+       WHERE type = 'run.finished' OR (type = 'run.started' AND json_extract(data, '$.resetFromRunId') IS NOT NULL) ORDER BY seq`,
+    )) {
+      if (row.type === "run.started" && row.data.resetFromRunId) resetRuns.add(row.data.resetFromRunId);
+      if (row.type === "run.finished" && !finished.has(row.runId!)) finished.set(row.runId!, { outcome: row.data, at: row.at });
+    }
+    const history = new Map<string, HistoryStats>();
+    // SQLite: with MAX(), the bare column `history_type` comes from the row holding the maximum.
+    for (const r of this.sql.exec<{ run_id: string; last: number | null; t: string | null; n: number; closed: number }>(
+      `SELECT run_id, MAX(history_event_id) AS last, history_type AS t, COUNT(*) AS n,
+         MAX(history_type IN (${CLOSE_EVENT_TYPES_SQL})) AS closed
+       FROM events WHERE type = 'history' AND run_id IS NOT NULL GROUP BY run_id`,
+    )) {
+      history.set(r.run_id, { lastEventId: r.last ?? 0, lastType: r.last === null ? null : r.t, count: r.n, closed: r.closed === 1 });
+    }
+    const unprojected = new Map<number, LogRow>();
+    for (const row of this.rows(`SELECT ${COLUMNS} FROM events WHERE projected <> ${PROJECTION_STATE.done} ORDER BY seq`)) {
+      unprojected.set(row.seq, row);
+    }
+    return { latest: newest ? latestOf(newest) : null, finished, history, unprojected, resetRuns };
+  }
+
+  /** Brings the derived state in line with a row just added. */
+  private noteAppended(row: LogRow): void {
+    const d = this.derived;
+    if (row.projected !== PROJECTION_STATE.done) d.unprojected.set(row.seq, row);
+    if (row.type === "run.started" && row.data.resetFromRunId) d.resetRuns.add(row.data.resetFromRunId);
+    if (row.runId === null) return;
+    d.latest = latestOf(row);
+    if (row.type === "run.finished" && !d.finished.has(row.runId)) d.finished.set(row.runId, { outcome: row.data, at: row.at });
+    if (row.type === "history") {
+      const stats = d.history.get(row.runId) ?? { lastEventId: 0, lastType: null, count: 0, closed: false };
+      stats.count++;
+      const type = row.data.event.eventType;
+      if (row.historyEventId !== null && row.historyEventId > stats.lastEventId) {
+        stats.lastEventId = row.historyEventId;
+        stats.lastType = type ?? null;
+      }
+      if (type && CLOSE_TYPES.has(type)) stats.closed = true;
+      d.history.set(row.runId, stats);
+    }
+  }
 
   private rows(query: string, ...bindings: SqlStorageValue[]): LogRow[] {
     return this.sql
@@ -74,21 +171,37 @@ export class EventLog {
     for (const event of events) {
       const history = event.type === "history" ? event.data.event : null;
       const historyEventId = history ? Number(history.eventId) : null;
-      const row = this.sql
-        .exec<LogRowSql>(
+      const storedEventId = historyEventId !== null && Number.isFinite(historyEventId) ? historyEventId : null;
+      const projected = PROJECTED_TYPES.has(event.type) ? PROJECTION_STATE.pending : PROJECTION_STATE.done;
+      const inserted = this.sql
+        .exec<{ seq: number }>(
           `INSERT OR IGNORE INTO events (source_key, type, at, run_id, history_event_id, history_type, data, projected)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING ${COLUMNS}`,
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`,
           event.sourceKey,
           event.type,
           event.at,
           event.data.runId,
-          historyEventId !== null && Number.isFinite(historyEventId) ? historyEventId : null,
+          storedEventId,
           history?.eventType ?? null,
           JSON.stringify(event.data),
-          PROJECTED_TYPES.has(event.type) ? PROJECTION_STATE.pending : PROJECTION_STATE.done,
+          projected,
         )
         .toArray()[0];
-      if (row) fresh.push(toRow(row));
+      if (inserted) {
+        // The row as stored, built from the (already validated) event instead of read back and parsed.
+        const added = {
+          seq: inserted.seq,
+          sourceKey: event.sourceKey,
+          type: event.type,
+          at: event.at,
+          runId: event.data.runId ?? null,
+          historyEventId: storedEventId,
+          data: event.data,
+          projected,
+        } as LogRow;
+        this.noteAppended(added);
+        fresh.push(added);
+      }
     }
     return fresh;
   }
@@ -111,22 +224,32 @@ export class EventLog {
 
   /** Rows not yet (fully) in D1, in log order. */
   unprojected(): LogRow[] {
-    return this.rows(`SELECT ${COLUMNS} FROM events WHERE projected <> ${PROJECTION_STATE.done} ORDER BY seq`);
+    // Copies: a caller keeps its snapshot while markProjected moves the rows on. Appended in seq order.
+    return [...this.derived.unprojected.values()].map((row) => ({ ...row }));
   }
 
   hasUnprojected(): boolean {
-    return this.sql.exec(`SELECT 1 FROM events WHERE projected <> ${PROJECTION_STATE.done} LIMIT 1`).toArray().length > 0;
+    return this.derived.unprojected.size > 0;
   }
 
+  /** One statement per MARK_CHUNK rows. */
   markProjected(seqs: readonly number[], state: number = PROJECTION_STATE.done): void {
-    for (const seq of seqs) this.sql.exec("UPDATE events SET projected = ? WHERE seq = ?", state, seq);
+    for (let i = 0; i < seqs.length; i += MARK_CHUNK) {
+      const chunk = seqs.slice(i, i + MARK_CHUNK);
+      this.sql.exec(`UPDATE events SET projected = ? WHERE seq IN (${chunk.map(() => "?").join(", ")})`, state, ...chunk);
+    }
+    for (const seq of seqs) {
+      const row = this.derived.unprojected.get(seq);
+      if (!row) continue;
+      if (state === PROJECTION_STATE.done) this.derived.unprojected.delete(seq);
+      else row.projected = state;
+    }
   }
 
   /** The workflow's current run: the newest run seen, or the one a continue-as-new points to. */
   latestRunId(): string | null {
-    const newest = this.rows(`SELECT ${COLUMNS} FROM events WHERE run_id IS NOT NULL ORDER BY seq DESC LIMIT 1`)[0];
-    if (!newest) return null;
-    return newest.type === "run.finished" && newest.data.newRunId ? newest.data.newRunId : newest.runId;
+    const latest = this.derived.latest;
+    return latest ? (latest.newRunId ?? latest.runId) : null;
   }
 
   /** Whether any event of `runId` is in the log (an unknown run id is a 404 for readers). */
@@ -136,25 +259,20 @@ export class EventLog {
 
   /** Whether a Temporal reset replaced `runId` with a newer run (its `run.started` names it). */
   wasReset(runId: string): boolean {
-    return (
-      this.sql
-        .exec("SELECT 1 FROM events WHERE type = 'run.started' AND json_extract(data, '$.resetFromRunId') = ? LIMIT 1", runId)
-        .toArray().length > 0
-    );
+    return this.derived.resetRuns.has(runId);
   }
 
   finishedRunIds(): string[] {
-    return this.sql
-      .exec<{ run_id: string }>("SELECT run_id FROM events WHERE type = 'run.finished'")
-      .toArray()
-      .map((r) => r.run_id);
+    return [...this.derived.finished.keys()];
   }
 
   finished(runId: string): RunOutcome | null {
-    const row = this.rows(`SELECT ${COLUMNS} FROM events WHERE type = 'run.finished' AND run_id = ? LIMIT 1`, runId)[0] as
-      | LogRowOf<"run.finished">
-      | undefined;
-    return row ? row.data : null;
+    return this.derived.finished.get(runId)?.outcome ?? null;
+  }
+
+  /** When the run's `run.finished` event happened (the event's timestamp). */
+  finishedAt(runId: string): string | null {
+    return this.derived.finished.get(runId)?.at ?? null;
   }
 
   /**
@@ -163,24 +281,15 @@ export class EventLog {
    * history events; `done` waits for them so a stream never ends short.
    */
   isComplete(runId: string): boolean {
-    if (!this.finished(runId)) return false;
-    return (
-      this.sql
-        .exec(`SELECT 1 FROM events WHERE run_id = ? AND type = 'history' AND history_type IN (${CLOSE_EVENT_TYPES_SQL}) LIMIT 1`, runId)
-        .toArray().length > 0
-    );
+    return this.derived.finished.has(runId) && (this.derived.history.get(runId)?.closed ?? false);
   }
 
   lastHistoryEventId(runId: string): number {
-    return (
-      this.sql
-        .exec<{ last: number | null }>("SELECT MAX(history_event_id) AS last FROM events WHERE run_id = ? AND type = 'history'", runId)
-        .toArray()[0]?.last ?? 0
-    );
+    return this.derived.history.get(runId)?.lastEventId ?? 0;
   }
 
   historyCount(runId: string): number {
-    return this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM events WHERE run_id = ? AND type = 'history'", runId).toArray()[0]!.n;
+    return this.derived.history.get(runId)?.count ?? 0;
   }
 
   historyEvent(runId: string, eventId: number): SerializedHistoryEvent | null {
@@ -227,14 +336,7 @@ export class EventLog {
 
   /** The Temporal event types of a run's history, newest first (waiting detection). */
   lastHistoryType(runId: string): string | null {
-    return (
-      this.sql
-        .exec<{ t: string | null }>(
-          "SELECT history_type AS t FROM events WHERE run_id = ? AND type = 'history' ORDER BY history_event_id DESC LIMIT 1",
-          runId,
-        )
-        .toArray()[0]?.t ?? null
-    );
+    return this.derived.history.get(runId)?.lastType ?? null;
   }
 
   /** Sum over a run's history of +1 for each type in `opens`, -1 for each in `closes`. */

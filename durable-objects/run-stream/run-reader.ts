@@ -9,7 +9,7 @@ import { findRunByWorkflowId } from "../../src/db/runs.ts";
 import type { Attribute } from "../../src/shared/aggregations.ts";
 import type { RunEvent } from "../../src/shared/host-api.ts";
 import { ApiError } from "../../src/errors.ts";
-import { settleRun } from "../../src/services/runs.ts";
+import { settleRun, waitForResult } from "../../src/services/runs.ts";
 import { runStream } from "../../src/run-stream-client.ts";
 import type { RunStarter, SerializedError, StartCommand, StartedRunInfo } from "./run-starter.ts";
 import { serializeError } from "./run-starter.ts";
@@ -70,7 +70,12 @@ export class RunReader {
     }
     try {
       // A start the host did not confirm is accepted (the outbox starts it): answer with the row at once.
-      const view = await this.view(command.organizationId, command.workflowId, { ...options, waitMs: Math.max(0, deadline - Date.now()) });
+      const view = await this.view(
+        command.organizationId,
+        command.workflowId,
+        { ...options, waitMs: Math.max(0, deadline - Date.now()) },
+        true,
+      );
       // The run.started projection may still be on its way to D1: the row says at least what the start knows.
       if (reply.started.runId && view.run.status === "scheduled")
         view.run = { ...view.run, status: "running", temporalRunId: reply.started.runId };
@@ -80,14 +85,18 @@ export class RunReader {
     }
   }
 
-  private async view(organizationId: string, workflowId: string, options: ReadOptions): Promise<RunView> {
+  /** `justStarted`: this DO has just started the run, so the host's wait begins while the row is read. */
+  private async view(organizationId: string, workflowId: string, options: ReadOptions, justStarted = false): Promise<RunView> {
+    // A start still in the outbox is not in Temporal yet: the row is what there is to say.
+    const settle = !this.deps.starter.hasPending() && options.settle !== false;
+    const waitMs = options.waitMs ?? 0;
+    const waiting = settle && justStarted ? waitForResult(this.deps.env, workflowId, waitMs) : undefined;
+    waiting?.catch(() => undefined); // settleRun reports its failure; a row that is missing answers first
     const stored = await findRunByWorkflowId(this.deps.env.DB, organizationId, workflowId);
     if (!stored) throw new ApiError("run_not_found", `no run with workflowId "${workflowId}"`);
-    // A start still in the outbox is not in Temporal yet: the row is what there is to say.
-    const run =
-      this.deps.starter.hasPending() || options.settle === false
-        ? stored
-        : await settleRun(this.deps.env, stored, options.waitMs ?? 0, options.tolerateHostDown ?? true, this.deps.record);
+    const run = settle
+      ? await settleRun(this.deps.env, stored, waitMs, options.tolerateHostDown ?? true, this.deps.record, waiting)
+      : stored;
     return { run, ...(options.attributes ? { attributes: await this.deps.attributes() } : {}) };
   }
 }

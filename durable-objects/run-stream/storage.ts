@@ -1,15 +1,19 @@
 /**
- * The DO's SQLite schema, versioned. `migrate` brings any storage up to STORAGE_SCHEMA_VERSION,
+ * The DO's SQLite schema, versioned. `migrate` brings older storage up to STORAGE_SCHEMA_VERSION,
  * one step at a time, so a DO created by older code keeps its log:
  *
  * - v1: the schema before versioning (events, meta, push_nonces). A DO without a recorded
  *   version is treated as v0 and gets v1's `CREATE ... IF NOT EXISTS`, which keeps what it has.
  * - v2: `events.history_type` (the Temporal event type of `history` rows), backfilled from the
  *   stored JSON, so waiting detection and stream completion read a column instead of parsing JSON.
+ * - v3: the webhook outbox's table (webhook-outbox.ts), until then created on every wake.
+ *
+ * A new DO skips all of that: `openStorage` creates the current schema in one `exec`.
  *
  * `Meta` is the `meta` table, read once when the DO wakes and kept in memory (write-through).
  */
-import { META_KEYS, STORAGE_SCHEMA_VERSION } from "./constants.ts";
+import { META_KEYS, NONCE_CLEANUP_INTERVAL_MS, STORAGE_SCHEMA_VERSION } from "./constants.ts";
+import { WEBHOOK_OUTBOX_TABLE } from "./webhook-outbox.ts";
 
 const MIGRATIONS: ReadonlyArray<(sql: SqlStorage) => void> = [
   // v0 → v1
@@ -36,31 +40,94 @@ const MIGRATIONS: ReadonlyArray<(sql: SqlStorage) => void> = [
     sql.exec("UPDATE events SET history_type = json_extract(data, '$.event.eventType') WHERE type = 'history' AND history_type IS NULL");
     sql.exec("CREATE INDEX IF NOT EXISTS events_pending ON events (projected) WHERE projected <> 1");
   },
+  // v2 → v3: the webhook outbox's table joins the versioned schema (before, it was created on every wake).
+  (sql) => {
+    sql.exec(WEBHOOK_OUTBOX_TABLE);
+  },
 ];
 
-/** Brings the storage to the current schema; returns the version it found. */
-export function migrate(sql: SqlStorage): number {
-  const hasMeta = sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").toArray().length > 0;
-  const found = hasMeta
-    ? Number(sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = ?", META_KEYS.schemaVersion).toArray()[0]?.value ?? 0)
-    : 0;
+/** The current schema in one batch of statements: what a new DO gets (the same as v0 migrated to the current version). */
+const CURRENT_SCHEMA = `
+  CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    source_key TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    at TEXT NOT NULL,
+    run_id TEXT,
+    history_event_id INTEGER,
+    data TEXT NOT NULL,
+    projected INTEGER NOT NULL DEFAULT 0,
+    history_type TEXT
+  );
+  CREATE INDEX events_run_history ON events (run_id, history_event_id);
+  CREATE INDEX events_pending ON events (projected) WHERE projected <> 1;
+  CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+  CREATE TABLE push_nonces (nonce TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
+  ${WEBHOOK_OUTBOX_TABLE};
+  INSERT INTO meta (key, value) VALUES ('${META_KEYS.schemaVersion}', '${STORAGE_SCHEMA_VERSION}');
+`;
+
+/** Brings older storage to the current schema, one step at a time from `found`. */
+export function migrate(sql: SqlStorage, found: number): void {
   for (let version = found; version < STORAGE_SCHEMA_VERSION; version++) MIGRATIONS[version]!(sql);
-  if (found !== STORAGE_SCHEMA_VERSION) {
-    sql.exec(
-      "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-      META_KEYS.schemaVersion,
-      String(STORAGE_SCHEMA_VERSION),
-    );
+  sql.exec(
+    "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    META_KEYS.schemaVersion,
+    String(STORAGE_SCHEMA_VERSION),
+  );
+}
+
+/** What opening the storage found: a brand-new DO (schema just created, nothing to read) or older storage. */
+export interface OpenedStorage {
+  meta: Meta;
+  /** No table existed: the current schema was created in one statement batch and every table is empty. */
+  fresh: boolean;
+  /** The schema version the storage had (0 for a fresh DO or unversioned storage). */
+  found: number;
+}
+
+/**
+ * Opens the DO's storage once per wake: one probe; a new DO gets the whole current schema in one
+ * `exec` (no version probing, no migration steps), older storage is migrated. Returns the `meta`
+ * table hydrated.
+ */
+export function openStorage(sql: SqlStorage): OpenedStorage {
+  const tables = new Set(
+    sql
+      .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('events', 'meta')")
+      .toArray()
+      .map((r) => r.name),
+  );
+  if (tables.size === 0) {
+    sql.exec(CURRENT_SCHEMA);
+    return { meta: new Meta(sql, [[META_KEYS.schemaVersion, String(STORAGE_SCHEMA_VERSION)]]), fresh: true, found: 0 };
   }
-  return found;
+  const read = () => sql.exec<{ key: string; value: string }>("SELECT key, value FROM meta").toArray();
+  let entries = tables.has("meta") ? read() : [];
+  const found = Number(entries.find((e) => e.key === META_KEYS.schemaVersion)?.value ?? 0);
+  if (found < STORAGE_SCHEMA_VERSION) {
+    migrate(sql, found);
+    entries = read();
+  }
+  return {
+    meta: new Meta(
+      sql,
+      entries.map((e) => [e.key, e.value]),
+    ),
+    fresh: false,
+    found,
+  };
 }
 
 /** The `meta` key-value table, hydrated into memory once per wake. */
 export class Meta {
   private readonly values = new Map<string, string>();
 
-  constructor(private readonly sql: SqlStorage) {
-    for (const row of sql.exec<{ key: string; value: string }>("SELECT key, value FROM meta")) this.values.set(row.key, row.value);
+  constructor(
+    private readonly sql: SqlStorage,
+    entries: Iterable<readonly [string, string]>,
+  ) {
+    for (const [key, value] of entries) this.values.set(key, value);
   }
 
   get(key: string): string | null {
@@ -74,11 +141,33 @@ export class Meta {
   }
 }
 
-/** Signed pushes are used once: the run's DO remembers their nonces until they expire. */
-export function claimPushNonce(sql: SqlStorage, nonce: { nonce: string; expiresAt: number }): boolean {
-  sql.exec("DELETE FROM push_nonces WHERE expires_at < ?", Date.now());
-  return (
-    sql.exec("INSERT OR IGNORE INTO push_nonces (nonce, expires_at) VALUES (?, ?) RETURNING nonce", nonce.nonce, nonce.expiresAt).toArray()
-      .length > 0
-  );
+/**
+ * Signed pushes are used once: the run's DO remembers their nonces until they expire. A replay is
+ * refused by the nonce's primary key; expired nonces (which the signature's time check refuses on
+ * its own) are deleted at most once per NONCE_CLEANUP_INTERVAL_MS, not on every push, and never on
+ * a DO that was just created (it has none).
+ */
+export class PushNonces {
+  private nextCleanupAt: number;
+
+  constructor(
+    private readonly sql: SqlStorage,
+    fresh: boolean,
+  ) {
+    this.nextCleanupAt = fresh ? Date.now() + NONCE_CLEANUP_INTERVAL_MS : 0;
+  }
+
+  /** Claims the nonce; false when it was claimed before (a replay). */
+  claim(nonce: { nonce: string; expiresAt: number }): boolean {
+    const now = Date.now();
+    if (now >= this.nextCleanupAt) {
+      this.sql.exec("DELETE FROM push_nonces WHERE expires_at < ?", now);
+      this.nextCleanupAt = now + NONCE_CLEANUP_INTERVAL_MS;
+    }
+    return (
+      this.sql
+        .exec("INSERT OR IGNORE INTO push_nonces (nonce, expires_at) VALUES (?, ?) RETURNING nonce", nonce.nonce, nonce.expiresAt)
+        .toArray().length > 0
+    );
+  }
 }

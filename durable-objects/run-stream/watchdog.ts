@@ -11,7 +11,13 @@ import { isTerminal } from "../../src/shared/run-status.ts";
 import { DEFAULT_WATCHDOG_QUIET_MS, MAX_WATCHDOG_DOUBLINGS, MAX_WATCHDOG_INTERVAL_MS, META_KEYS } from "./constants.ts";
 import type { Meta } from "./storage.ts";
 
+/** An alarm already set at most this much earlier than a new arm would set it is left as it is. */
+export const WATCHDOG_ARM_SLACK_MS = 1_000;
+
 export class Watchdog {
+  /** The alarm this DO last set or deleted (undefined: not known, e.g. after the alarm fired). */
+  private alarmAt: number | null | undefined;
+
   constructor(
     private readonly storage: DurableObjectStorage,
     private readonly env: Env,
@@ -32,14 +38,30 @@ export class Watchdog {
     this.meta.set(META_KEYS.quietChecks, "0");
   }
 
-  /** Sets the alarm, or clears it when there is nothing left to watch (`settled`). */
+  /**
+   * Sets the alarm, or clears it when there is nothing left to watch (`settled`). A burst of
+   * events does not move the alarm on every event: one set less than a second (or a tenth of the
+   * wait) earlier stays, and a cleared alarm is not cleared again.
+   */
   async arm(settled: boolean): Promise<void> {
     if (settled) {
+      if (this.alarmAt === null) return;
       await this.storage.deleteAlarm();
+      this.alarmAt = null;
       return;
     }
+    const now = Date.now();
     const delay = Math.min(this.quietMs() * 2 ** Math.min(this.quietChecks(), MAX_WATCHDOG_DOUBLINGS), MAX_WATCHDOG_INTERVAL_MS);
-    await this.storage.setAlarm(Date.now() + delay);
+    const at = now + delay;
+    const set = this.alarmAt;
+    if (typeof set === "number" && set > now && set <= at && at - set < Math.min(WATCHDOG_ARM_SLACK_MS, delay / 10)) return;
+    await this.storage.setAlarm(at);
+    this.alarmAt = at;
+  }
+
+  /** Someone else may have moved the alarm (it fired, or another part set it): the next arm sets it. */
+  forget(): void {
+    this.alarmAt = undefined;
   }
 
   /** Asks the host to relay the run's history again and records its outcome if it has ended. */

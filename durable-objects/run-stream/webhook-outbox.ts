@@ -37,6 +37,22 @@ export const DEFAULT_WEBHOOK_TIMEOUT_MS = 10_000;
 /** Attempts sent at once by one alarm (the rest wait for the next). */
 const MAX_PARALLEL_DELIVERIES = 10;
 
+/** The outbox's table (created by storage.ts: with the current schema, or by the v2 → v3 migration). */
+export const WEBHOOK_OUTBOX_TABLE = `CREATE TABLE IF NOT EXISTS webhook_outbox (
+  delivery_id TEXT PRIMARY KEY,      -- message_id:endpoint_id
+  message_id TEXT NOT NULL,          -- the webhook-id header
+  endpoint_id TEXT NOT NULL,
+  organization_id TEXT NOT NULL,
+  event_type TEXT NOT NULL,
+  workflow_id TEXT NOT NULL,
+  body TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  first_attempt_at INTEGER,
+  next_attempt_at INTEGER NOT NULL,
+  state TEXT NOT NULL,               -- pending | delivered | failed
+  schema_version INTEGER NOT NULL DEFAULT ${WEBHOOK_OUTBOX_SCHEMA_VERSION}
+)`;
+
 /** Meta key: `webhooks:<runId>` is "1" once that run's messages are in the outbox, "none" when its organization has no endpoint. */
 export const webhooksQueuedKey = (runId: string) => `webhooks:${runId}`;
 
@@ -83,21 +99,15 @@ export interface WebhookOutboxDeps {
 }
 
 export class WebhookOutbox {
-  constructor(private readonly deps: WebhookOutboxDeps) {
-    deps.sql.exec(`CREATE TABLE IF NOT EXISTS webhook_outbox (
-      delivery_id TEXT PRIMARY KEY,      -- message_id:endpoint_id
-      message_id TEXT NOT NULL,          -- the webhook-id header
-      endpoint_id TEXT NOT NULL,
-      organization_id TEXT NOT NULL,
-      event_type TEXT NOT NULL,
-      workflow_id TEXT NOT NULL,
-      body TEXT NOT NULL,
-      attempts INTEGER NOT NULL DEFAULT 0,
-      first_attempt_at INTEGER,
-      next_attempt_at INTEGER NOT NULL,
-      state TEXT NOT NULL,               -- pending | delivered | failed
-      schema_version INTEGER NOT NULL DEFAULT ${WEBHOOK_OUTBOX_SCHEMA_VERSION}
-    )`);
+  /** Whether the outbox may hold pending rows (null: not read yet this wake). */
+  private pending: boolean | null;
+
+  /** `fresh`: the DO was just created, so its outbox is empty (no query needed to know). */
+  constructor(
+    private readonly deps: WebhookOutboxDeps,
+    fresh = false,
+  ) {
+    this.pending = fresh ? false : null;
   }
 
   private get baseMs() {
@@ -119,11 +129,13 @@ export class WebhookOutbox {
   }
 
   private nextDue(): number | null {
-    return (
+    if (this.pending === false) return null; // known empty: no query on every change to the log
+    const at =
       this.deps.sql
         .exec<{ at: number | null }>("SELECT MIN(next_attempt_at) AS at FROM webhook_outbox WHERE state = 'pending'")
-        .toArray()[0]?.at ?? null
-    );
+        .toArray()[0]?.at ?? null;
+    this.pending = at !== null;
+    return at;
   }
 
   /** Brings the alarm forward to the outbox's next due time (never later than what is set). */
@@ -147,6 +159,7 @@ export class WebhookOutbox {
         .toArray();
       await Promise.all(due.map((row) => this.attempt(row)));
     } catch (err) {
+      this.pending = null;
       console.warn(JSON.stringify({ level: "warn", message: "webhook outbox", workflowId, error: String(err) }));
     }
   }
@@ -168,7 +181,7 @@ export class WebhookOutbox {
         const attributes = log.attributes().map((r) => r.data.attribute) as Attribute[];
         const body = JSON.stringify({
           type,
-          timestamp: this.finishedAt(outcome.runId) ?? new Date().toISOString(),
+          timestamp: log.finishedAt(outcome.runId) ?? new Date().toISOString(),
           data: {
             workflowId,
             runId: outcome.runId,
@@ -180,6 +193,7 @@ export class WebhookOutbox {
           },
         });
         const now = Date.now();
+        this.pending = true;
         for (const endpoint of endpoints) {
           sql.exec(
             `INSERT OR IGNORE INTO webhook_outbox (delivery_id, message_id, endpoint_id, organization_id, event_type, workflow_id, body, next_attempt_at, state)
@@ -275,14 +289,6 @@ export class WebhookOutbox {
         JSON.stringify({ level: "warn", message: "webhook attempt not logged", deliveryId: row.delivery_id, error: String(err) }),
       );
     }
-  }
-
-  /** When the run's `run.finished` event happened (the event's timestamp). */
-  private finishedAt(runId: string): string | null {
-    return (
-      this.deps.sql.exec<{ at: string }>("SELECT at FROM events WHERE type = 'run.finished' AND run_id = ? LIMIT 1", runId).toArray()[0]
-        ?.at ?? null
-    );
   }
 
   /** Outbox rows (tests and diagnostics). */

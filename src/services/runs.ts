@@ -197,15 +197,13 @@ export async function settleRun(
   tolerateHostDown = true,
   /** How to record what was learned (the run's DO passes its own record, to skip a call to itself). */
   record: (workflowId: string, events: RunEvent[]) => Promise<unknown> = (workflowId, events) => recordRunEvents(env, workflowId, events),
+  /** The host's answer, when the caller started waiting for it already (`waitForResult`, same `waitMs`). */
+  waiting?: Promise<RunResultResponse>,
 ): Promise<Run> {
   if (isTerminal(run.status)) return run;
-  const host = new HostClient(env);
-  const deadline = Date.now() + waitMs;
   let result: RunResultResponse;
   try {
-    do {
-      result = await host.result(run.temporalWorkflowId, Math.min(HOST_RESULT_WAIT_SLICE_MS, Math.max(0, deadline - Date.now())));
-    } while (!isTerminal(result.status) && Date.now() < deadline);
+    result = await (waiting ?? waitForResult(env, run.temporalWorkflowId, waitMs));
   } catch (err) {
     if (tolerateHostDown && err instanceof ApiError && err.code === "host_unavailable") return run;
     throw err;
@@ -216,6 +214,21 @@ export async function settleRun(
   if (events.length === 0) return run;
   await record(run.temporalWorkflowId, events);
   return (await findRunByWorkflowId(env.DB, run.organizationId, run.temporalWorkflowId)) ?? run;
+}
+
+/**
+ * Asks the host for the run's outcome, waiting up to `waitMs` for it to close (in slices). A
+ * caller that has just started the run may begin this before reading the run's row (settleRun's
+ * `waiting`), so the row read and the wait overlap.
+ */
+export async function waitForResult(env: Env, workflowId: string, waitMs: number): Promise<RunResultResponse> {
+  const host = new HostClient(env);
+  const deadline = Date.now() + waitMs;
+  let result: RunResultResponse;
+  do {
+    result = await host.result(workflowId, Math.min(HOST_RESULT_WAIT_SLICE_MS, Math.max(0, deadline - Date.now())));
+  } while (!isTerminal(result.status) && Date.now() < deadline);
+  return result;
 }
 
 /**

@@ -1,9 +1,11 @@
 /**
  * The RunStream's storage schema is versioned: a DO whose log was written by the code before
  * versioning (schema v1, no `history_type` column, no recorded version) is migrated when it next
- * wakes, and keeps working: its stream completes, its history pages, new events append.
+ * wakes, and keeps working: its stream completes, its history pages, new events append. What the
+ * DO keeps in memory about its log (latest run, outcomes, history totals, rows D1 lacks) is read
+ * back from storage on every wake.
  */
-import { evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { RunStream } from "../../durable-objects/run-stream.ts";
@@ -74,5 +76,55 @@ describe("RunStream storage migrations", () => {
         state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'schemaVersion'").toArray()[0]?.value,
     );
     expect(version).toBe(String(STORAGE_SCHEMA_VERSION));
+  });
+
+  it("storage at v2 (webhook outbox table made on every wake) is migrated to v3 on wake", async () => {
+    const { workflowId, runId } = await createRunningRun(organizationId);
+    await push(workflowId, [historyEvent(runId, 1)]);
+    const stub = () => runStream(env, workflowId);
+    await runInDurableObject(stub(), (_i: RunStream, state) => {
+      state.storage.sql.exec("DROP TABLE webhook_outbox");
+      state.storage.sql.exec("UPDATE meta SET value = '2' WHERE key = 'schemaVersion'");
+    });
+    await evictDurableObject(stub());
+    const after = await runInDurableObject(stub(), (_i: RunStream, state) => ({
+      version: state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'schemaVersion'").toArray()[0]?.value,
+      outbox: state.storage.sql.exec("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'webhook_outbox'").toArray().length,
+    }));
+    expect(after).toEqual({ version: String(STORAGE_SCHEMA_VERSION), outbox: 1 });
+    expect(await stub().webhookOutbox()).toEqual([]);
+    expect(await stub().streamState(runId)).toEqual({ runId, finished: false, lastEventId: 1 });
+  });
+
+  it("a woken DO knows its log again: latest run, history totals, completion", async () => {
+    const { workflowId, runId } = await createRunningRun(organizationId);
+    const stub = () => runStream(env, workflowId);
+    await push(workflowId, [historyEvent(runId, 1), historyEvent(runId, 2)]);
+    await evictDurableObject(stub());
+    expect(await stub().streamState()).toEqual({ runId, finished: false, lastEventId: 2 });
+    await push(workflowId, [historyEvent(runId, 2), closeEvent(runId, 3), finishedEvent(runId)]);
+    await evictDurableObject(stub());
+    expect(await stub().streamState()).toEqual({ runId, finished: true, lastEventId: 3 });
+    const page = await stub().historyPage(undefined, 0, 10, false);
+    expect(page.workflow).toMatchObject({ runId, status: "completed", historyLength: 3, closed: true });
+  });
+
+  it("a row D1 lacks when the DO goes away is projected after the next wake", async () => {
+    const { workflowId, runId } = await createRunningRun(organizationId);
+    const stub = () => runStream(env, workflowId);
+    await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)]);
+    const status = async () =>
+      (await env.DB.prepare("SELECT status FROM runs WHERE temporal_workflow_id = ?").bind(workflowId).first<{ status: string }>())?.status;
+    expect(await status()).toBe("completed");
+    // As if the outcome's D1 batch had failed: the log row is pending again, the D1 row still running.
+    await runInDurableObject(stub(), async (_i: RunStream, state) => {
+      state.storage.sql.exec("UPDATE events SET projected = 0 WHERE type = 'run.finished'");
+      await state.storage.setAlarm(Date.now() + 60_000);
+    });
+    await env.DB.prepare("UPDATE runs SET status = 'running', completed_at = NULL WHERE temporal_workflow_id = ?").bind(workflowId).run();
+    await evictDurableObject(stub());
+    expect(await runDurableObjectAlarm(stub())).toBe(true);
+    expect(await status()).toBe("completed");
+    expect(await runInDurableObject(stub(), (_i: RunStream, state) => state.storage.getAlarm())).toBeNull();
   });
 });
