@@ -23,6 +23,16 @@ import { upsertCodeCatalog } from "../../src/db/workflows.ts";
 import { catalogEntries } from "../../host/catalog.ts";
 import { admin, seedCatalog, seedOrganization } from "./helpers.ts";
 
+/** The DO's `meta` table as the DO hydrates it. */
+const metaOf = (sql: SqlStorage) =>
+  new Meta(
+    sql,
+    sql
+      .exec<{ key: string; value: string }>("SELECT key, value FROM meta")
+      .toArray()
+      .map((r) => [r.key, r.value] as const),
+  );
+
 const HOLD = Number(env.CODE_RUN_CREDIT_HOLD);
 
 /** A D1 binding that counts the statements it executes (alone or in a batch) and its batches. */
@@ -260,10 +270,7 @@ describe("the projection's D1 statements", () => {
     await runInDurableObject(runStream(env, workflowId), async (_instance, state) => {
       const log = new EventLog(state.storage.sql);
       log.append(events);
-      await new D1Projection(d1, log, new WaitingDetector(log, new Meta(state.storage.sql)), undefined, () => hold).apply(
-        workflowId,
-        false,
-      );
+      await new D1Projection(d1, log, new WaitingDetector(log, metaOf(state.storage.sql)), undefined, () => hold).apply(workflowId, false);
     });
     return count;
   }
@@ -338,7 +345,7 @@ describe("the projection's D1 statements", () => {
     const { d1, count } = countingD1(env.DB);
     await runInDurableObject(runStream(env, c.workflowId), async (_instance, state) => {
       const log = new EventLog(state.storage.sql);
-      const projection = new D1Projection(d1, log, new WaitingDetector(log, new Meta(state.storage.sql)), undefined, () => 0);
+      const projection = new D1Projection(d1, log, new WaitingDetector(log, metaOf(state.storage.sql)), undefined, () => 0);
       log.append([started!, stepStart!]);
       await projection.apply(c.workflowId, false);
       // The run's start went out; the step's start is held back.
@@ -357,7 +364,7 @@ describe("the projection's D1 statements", () => {
     } as RunEvent;
     await runInDurableObject(runStream(env, c.workflowId), async (_instance, state) => {
       const log = new EventLog(state.storage.sql);
-      const projection = new D1Projection(env.DB, log, new WaitingDetector(log, new Meta(state.storage.sql)), undefined, () => 0);
+      const projection = new D1Projection(env.DB, log, new WaitingDetector(log, metaOf(state.storage.sql)), undefined, () => 0);
       log.append([late]);
       await projection.apply(c.workflowId, false);
       expect(await stepRows()).toHaveLength(1);
