@@ -2,7 +2,7 @@
  * What one run costs the pipeline, at sustained load: host → edge requests, D1 statements and
  * Temporal history requests per run, for `hello` and `company_research`.
  *
- *   npm run bench:cost -- [--concurrency 8] [--seconds 15] [--research-seconds 10] [--label after] [--write]
+ *   npm run bench:cost -- [--concurrency 8] [--seconds 15] [--research-seconds 10] [--out FILE] [--before FILE --before-label TEXT] [--write]
  *
  * Counting is bench-only: the stack's edge runs bench/worker-entry.ts (wraps the D1 binding of the
  * Worker and of the RunStream DOs, counts run-event pushes), and Temporal's own Prometheus metrics
@@ -11,7 +11,7 @@
  * after each load phase, once every run of the phase has closed in Temporal and the host has been
  * quiet; then every run is checked: D1 row completed, log complete (its stream ends with `done`).
  *
- * --label/--json: the figures as JSON on stdout (the before/after table is written from two runs,
+ * --out FILE: the figures as JSON (the before/after table is written from two runs,
  * see docs/BENCHMARKS.md).
  */
 import { readFileSync, writeFileSync } from "node:fs";

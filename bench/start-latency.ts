@@ -12,9 +12,10 @@
  * runs the direct phase started. The floor (median GET /health and authenticated POST /heartbeat
  * through the same edge) shows what `wrangler dev`'s proxy and the Worker cost on their own.
  *
- *   npm run bench:start -- [--iterations 60] [--concurrency 16] [--seconds 15] [--write]
+ *   npm run bench:start -- [--iterations 60] [--concurrency 16] [--seconds 15] [--out FILE] [--before FILE --before-label TEXT] [--write]
  */
 import { execFileSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { Client, Connection } from "@temporalio/client";
@@ -26,6 +27,11 @@ const { values: args } = parseArgs({
     iterations: { type: "string", default: "60" },
     concurrency: { type: "string", default: "16" },
     seconds: { type: "string", default: "15" },
+    /** Write the figures as JSON here (a run on older code, for --before). */
+    out: { type: "string" },
+    /** Figures of the "before" code (the JSON of --out from a run on the old commit), for the tables. */
+    before: { type: "string" },
+    "before-label": { type: "string", default: "before" },
     write: { type: "boolean", default: false },
   },
 });
@@ -231,13 +237,23 @@ try {
     audit,
   };
   console.log(JSON.stringify(figures, null, 2));
+  if (args.out) writeFileSync(args.out, JSON.stringify(figures, null, 2));
+  const before = args.before ? (JSON.parse(readFileSync(args.before, "utf8")) as typeof figures) : null;
+  const beforeRows = before
+    ? [
+        `| start | ${args["before-label"]} | ${before.medianMs.edgeStart} ms | ${before.medianMs.directStart} ms | ${before.startRatio}× | ${before.addedStartMs} ms |`,
+        `| run (start + wait for result) | ${args["before-label"]} | ${before.medianMs.edgeRun} ms | ${before.medianMs.directRun} ms | ${before.runRatio}× | ${before.addedRunMs} ms |`,
+        `| sustained starts/s (${CONCURRENCY} clients, ${SECONDS} s) | ${args["before-label"]} | ${before.startsPerSecond}/s | ${before.directStartsPerSecond}/s | ${before.sustainedRatio}× | direct runs finished at ${before.directFinishedPerSecond}/s |`,
+        `| floor: GET /health, POST /heartbeat | ${args["before-label"]} | ${before.floorMs.health} ms, ${before.floorMs.heartbeat} ms | | | |`,
+      ]
+    : [];
 
   if (args.write) {
     writeSection("start-latency", [
       "## Start and run through the edge vs @temporalio/client directly",
       "",
       "```sh",
-      `npm run bench:start -- --iterations ${ITERATIONS} --concurrency ${CONCURRENCY} --seconds ${SECONDS} --write`,
+      `npm run bench:start -- --iterations ${ITERATIONS} --concurrency ${CONCURRENCY} --seconds ${SECONDS}${before ? " --before before.json" : ""} --write`,
       "```",
       "",
       `Measured ${new Date().toISOString().slice(0, 10)} on the 2-core development machine: the whole stack local, the \`hello\` workflow, edge and direct calls interleaved in one run (${ITERATIONS} pairs after ${WARMUP} warm-up pairs), medians.`,
@@ -245,10 +261,19 @@ try {
       "",
       `The floor, same edge, sequential medians: GET /health ${floorMs.health} ms, authenticated POST /heartbeat (API key, rate limiter) ${floorMs.heartbeat} ms: what \`wrangler dev\`'s proxy, the Worker and auth cost before any run work.`,
       "",
-      "| call | through the edge | direct | ratio | added |",
-      "|---|---|---|---|---|",
-      `| start | ${m.edgeStart} ms | ${m.directStart} ms | ${figures.startRatio}× | ${figures.addedStartMs} ms |`,
-      `| run (start + wait for result) | ${m.edgeRun} ms | ${m.directRun} ms | ${figures.runRatio}× | ${figures.addedRunMs} ms |`,
+      ...(before
+        ? [
+            `"${args["before-label"]}" is the older code measured by this same bench in the same session on the same machine, right before "after" (the bench file copied onto it; \`--out\` there, \`--before\` here).`,
+            "",
+          ]
+        : []),
+      "| call | code | through the edge | direct | ratio | added |",
+      "|---|---|---|---|---|---|",
+      ...beforeRows,
+      `| start | after | ${m.edgeStart} ms | ${m.directStart} ms | ${figures.startRatio}× | ${figures.addedStartMs} ms |`,
+      `| run (start + wait for result) | after | ${m.edgeRun} ms | ${m.directRun} ms | ${figures.runRatio}× | ${figures.addedRunMs} ms |`,
+      `| sustained starts/s (${CONCURRENCY} clients, ${SECONDS} s) | after | ${figures.startsPerSecond}/s | ${figures.directStartsPerSecond}/s | ${figures.sustainedRatio}× | direct runs finished at ${figures.directFinishedPerSecond}/s |`,
+      `| floor: GET /health, POST /heartbeat | after | ${floorMs.health} ms, ${floorMs.heartbeat} ms | | | |`,
       "",
       `Sustained, ${CONCURRENCY} concurrent clients for ${SECONDS} s each, same run: ${figures.startsPerSecond} starts/s through the edge (${failed} failed) vs ${figures.directStartsPerSecond} starts/s directly: ${figures.sustainedRatio}×. Everything on the same two cores.`,
       `Each phase starts on a quiet system: before the direct phase, between it and the edge phase, and before the audit, the bench waits until Temporal has no open \`hello\` execution left, plus 2 s (drains took ${drains.map((d) => `${(d / 1000).toFixed(1)} s`).join(", ")}). Without the drain, the edge phase would compete with the host worker still executing the direct phase's runs.`,
