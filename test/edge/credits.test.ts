@@ -2,18 +2,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { reserveCredits } from "../../src/db/credits.ts";
-import { admin, seedOrganization, signedPost } from "./helpers.ts";
-
-async function meteredOrg(balance: number) {
-  const org = await seedOrganization();
-  await admin("POST", `/admin/v1/organizations/${org.organizationId}/credits`, { amount: balance, note: "test" });
-  return org;
-}
-
-const orgRow = (id: string) =>
-  env.DB.prepare("SELECT credit_balance AS balance, credits_reserved AS reserved FROM organizations WHERE id = ?")
-    .bind(id)
-    .first<{ balance: number; reserved: number }>();
+import { meteredOrg, orgRow, seedOrganization, signedPost } from "./helpers.ts";
 
 async function insertHeldRun(organizationId: string, hold: number): Promise<string> {
   const workflowId = `hello-${crypto.randomUUID()}`;

@@ -24,6 +24,19 @@ export async function seedOrganization(name = "Test org"): Promise<{ organizatio
   return { organizationId, key, keyId };
 }
 
+/** An organization whose runs are metered, with `balance` credits added by the admin API. */
+export async function meteredOrg(balance: number) {
+  const org = await seedOrganization();
+  await admin("POST", `/admin/v1/organizations/${org.organizationId}/credits`, { amount: balance, note: "test" });
+  return org;
+}
+
+/** An organization's credit balance (null: unmetered) and what its running runs hold. */
+export const orgRow = (id: string) =>
+  env.DB.prepare("SELECT credit_balance AS balance, credits_reserved AS reserved FROM organizations WHERE id = ?")
+    .bind(id)
+    .first<{ balance: number | null; reserved: number }>();
+
 export async function createKey(organizationId: string): Promise<{ key: string; keyId: string }> {
   const k = generateApiKey();
   await env.DB.prepare("INSERT INTO api_keys (id, organization_id, prefix, secret_sha256, name) VALUES (?, ?, ?, ?, 'test')")

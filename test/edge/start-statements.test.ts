@@ -21,7 +21,7 @@ import { runStream } from "../../src/run-stream-client.ts";
 import type { RunEvent } from "../../src/shared/run-event-schema.ts";
 import { upsertCodeCatalog } from "../../src/db/workflows.ts";
 import { catalogEntries } from "../../host/catalog.ts";
-import { admin, seedCatalog, seedOrganization } from "./helpers.ts";
+import { admin, meteredOrg, orgRow, seedCatalog, seedOrganization } from "./helpers.ts";
 
 /** The DO's `meta` table as the DO hydrates it. */
 const metaOf = (sql: SqlStorage) =>
@@ -72,15 +72,6 @@ function countingD1(db: D1Database) {
   return { d1, count };
 }
 
-async function meteredOrg(balance: number) {
-  const org = await seedOrganization();
-  await admin("POST", `/admin/v1/organizations/${org.organizationId}/credits`, { amount: balance, note: "test" });
-  return org;
-}
-const orgRow = (id: string) =>
-  env.DB.prepare("SELECT credit_balance AS balance, credits_reserved AS reserved FROM organizations WHERE id = ?")
-    .bind(id)
-    .first<{ balance: number | null; reserved: number }>();
 const runRow = (workflowId: string) =>
   env.DB.prepare(
     "SELECT status, temporal_run_id, started_at, credit_hold, credits_charged, tokens_total FROM runs WHERE temporal_workflow_id = ?",
