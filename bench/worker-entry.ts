@@ -8,6 +8,7 @@
  */
 import app from "../src/index.ts";
 import { RunStream as BaseRunStream } from "../durable-objects/run-stream.ts";
+import { interceptD1 } from "../test/support/d1-intercept.ts";
 
 export { RateLimiter } from "../durable-objects/rate-limiter.ts";
 
@@ -23,41 +24,12 @@ const counters = {
 };
 type Counter = "workerStatements" | "runStreamStatements";
 
-const unwrap = new WeakMap<object, D1PreparedStatement>();
-
-function countingStatement(statement: D1PreparedStatement, counter: Counter): D1PreparedStatement {
-  const proxy = new Proxy(statement, {
-    get(target, prop) {
-      const value = Reflect.get(target, prop, target);
-      if (typeof value !== "function") return value;
-      if (prop === "bind") return (...args: unknown[]) => countingStatement(target.bind(...args), counter);
-      if (prop === "run" || prop === "first" || prop === "all" || prop === "raw") {
-        return (...args: unknown[]) => {
-          counters[counter]++;
-          return (value as (...a: unknown[]) => unknown).apply(target, args);
-        };
-      }
-      return value.bind(target);
-    },
-  });
-  unwrap.set(proxy, statement);
-  return proxy;
-}
-
 function countingD1(db: D1Database, counter: Counter): D1Database {
-  return new Proxy(db, {
-    get(target, prop) {
-      const value = Reflect.get(target, prop, target);
-      if (prop === "prepare") return (sql: string) => countingStatement(target.prepare(sql), counter);
-      if (prop === "batch") {
-        return (statements: D1PreparedStatement[]) => {
-          counters[counter] += statements.length;
-          if (counter === "runStreamStatements") counters.runStreamBatches++;
-          return target.batch(statements.map((s) => unwrap.get(s) ?? s));
-        };
-      }
-      return typeof value === "function" ? value.bind(target) : value;
-    },
+  return interceptD1(db, (call) => {
+    if (call.kind === "batch") {
+      counters[counter] += call.statements;
+      if (counter === "runStreamStatements") counters.runStreamBatches++;
+    } else counters[counter]++;
   });
 }
 

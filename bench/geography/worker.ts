@@ -10,6 +10,7 @@
  * own env, so calls made inside the home region are not delayed.
  */
 import app from "../../src/index.ts";
+import { interceptD1 } from "../../test/support/d1-intercept.ts";
 
 export { RateLimiter, RunStream } from "../../src/index.ts";
 
@@ -17,7 +18,7 @@ const BENCH_DELAY_HEADER = "x-bench-home-delay-ms";
 /** Host calls from the Worker go to this origin; the patched fetch below delays and forwards them. */
 const DELAYED_HOST_ORIGIN = "http://home-region.bench.invalid";
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 // Set per request from the real env; the bench sends one request at a time with a given delay.
 let realHostUrl = "";
@@ -34,53 +35,9 @@ globalThis.fetch = (async (input: RequestInfo | URL, init?: RequestInit) => {
   return realFetch(input, init);
 }) as typeof fetch;
 
-const DELAYED_STATEMENT_METHODS = new Set(["run", "all", "first", "raw"]);
-const unwrap = new WeakMap<object, D1PreparedStatement>();
-
-function delayedStatement(statement: D1PreparedStatement, delayMs: number): D1PreparedStatement {
-  const proxy = new Proxy(statement, {
-    get(target, prop) {
-      const value = Reflect.get(target, prop, target);
-      if (typeof value !== "function") return value;
-      if (prop === "bind") return (...args: unknown[]) => delayedStatement(target.bind(...args), delayMs);
-      if (typeof prop === "string" && DELAYED_STATEMENT_METHODS.has(prop)) {
-        return async (...args: unknown[]) => {
-          await sleep(delayMs);
-          return Reflect.apply(value as (...a: unknown[]) => unknown, target, args);
-        };
-      }
-      return value.bind(target);
-    },
-  });
-  unwrap.set(proxy, statement);
-  return proxy;
-}
-
-function delayedD1(db: D1Database, delayMs: number): D1Database {
-  return new Proxy(db, {
-    get(target, prop) {
-      const value = Reflect.get(target, prop, target);
-      if (typeof value !== "function") return value;
-      if (prop === "prepare") return (sql: string) => delayedStatement(target.prepare(sql), delayMs);
-      if (prop === "batch") {
-        return async (statements: D1PreparedStatement[]) => {
-          await sleep(delayMs);
-          return target.batch(statements.map((s) => unwrap.get(s) ?? s));
-        };
-      }
-      // A read-replica session (withSession) is served near the Worker in production (docs/architecture.md,
-      // placement): not a home-region call, so not delayed. Only the primary, `DB` itself, is.
-      if (prop === "withSession") return value.bind(target);
-      if (prop === "exec") {
-        return async (sql: string) => {
-          await sleep(delayMs);
-          return target.exec(sql);
-        };
-      }
-      return value.bind(target);
-    },
-  });
-}
+/** D1's primary, delayed. A read-replica session (withSession) is served near the Worker in production
+ * (docs/architecture.md, placement): not a home-region call, so it is left as it is. */
+const delayedD1 = (db: D1Database, delayMs: number) => interceptD1(db, () => sleep(delayMs));
 
 function delayedStub<T extends object>(stub: T, delayMs: number): T {
   return new Proxy(stub, {

@@ -21,6 +21,7 @@ import { runStream } from "../../src/run-stream-client.ts";
 import type { RunEvent } from "../../src/shared/run-event-schema.ts";
 import { upsertCodeCatalog } from "../../src/db/workflows.ts";
 import { catalogEntries } from "../../host/catalog.ts";
+import { interceptD1 } from "../support/d1-intercept.ts";
 import { admin, meteredOrg, orgRow, seedCatalog, seedOrganization } from "./helpers.ts";
 
 /** The DO's `meta` table as the DO hydrates it. */
@@ -38,36 +39,11 @@ const HOLD = Number(env.CODE_RUN_CREDIT_HOLD);
 /** A D1 binding that counts the statements it executes (alone or in a batch) and its batches. */
 function countingD1(db: D1Database) {
   const count = { statements: 0, batches: 0 };
-  const originals = new WeakMap<object, D1PreparedStatement>();
-  const wrap = (statement: D1PreparedStatement): D1PreparedStatement => {
-    const proxy = new Proxy(statement, {
-      get(target, prop) {
-        const value = Reflect.get(target, prop, target);
-        if (typeof value !== "function") return value;
-        if (prop === "bind") return (...args: unknown[]) => wrap(target.bind(...args));
-        if (prop === "run" || prop === "first" || prop === "all" || prop === "raw")
-          return (...args: unknown[]) => {
-            count.statements++;
-            return (value as (...a: unknown[]) => unknown).apply(target, args);
-          };
-        return value.bind(target);
-      },
-    });
-    originals.set(proxy, statement);
-    return proxy;
-  };
-  const d1 = new Proxy(db, {
-    get(target, prop) {
-      if (prop === "prepare") return (sql: string) => wrap(target.prepare(sql));
-      if (prop === "batch")
-        return (statements: D1PreparedStatement[]) => {
-          count.statements += statements.length;
-          count.batches++;
-          return target.batch(statements.map((s) => originals.get(s) ?? s));
-        };
-      const value = Reflect.get(target, prop, target);
-      return typeof value === "function" ? value.bind(target) : value;
-    },
+  const d1 = interceptD1(db, (call) => {
+    if (call.kind === "batch") {
+      count.statements += call.statements;
+      count.batches++;
+    } else count.statements++;
   });
   return { d1, count };
 }

@@ -11,6 +11,7 @@ import { SignJWT } from "jose";
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import app from "../../src/index.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
+import { interceptD1 } from "../support/d1-intercept.ts";
 import { readSse } from "../support/sse.ts";
 import { admin, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, push } from "./stream-helpers.ts";
@@ -25,49 +26,20 @@ interface Counts {
 }
 
 function countingD1(db: D1Database, counts: Counts, replicaHasRows: boolean): D1Database {
-  const statement = (s: D1PreparedStatement, key: "d1" | "replica"): D1PreparedStatement =>
-    new Proxy(s, {
-      get(target, prop) {
-        const value = Reflect.get(target, prop, target);
-        if (typeof value !== "function") return value;
-        if (prop === "bind") return (...args: unknown[]) => statement(target.bind(...args), key);
-        if (prop === "run" || prop === "all" || prop === "first" || prop === "raw") {
-          return (...args: unknown[]) => {
-            counts[key]++;
-            // A replica that has not seen the row yet answers "no row".
-            if (key === "replica" && !replicaHasRows) return Promise.resolve(prop === "first" ? null : { results: [] });
-            return Reflect.apply(value, target, args);
-          };
-        }
-        return value.bind(target);
-      },
-    });
-  return new Proxy(db, {
-    get(target, prop) {
-      const value = Reflect.get(target, prop, target);
-      if (typeof value !== "function") return value;
-      if (prop === "prepare") return (sql: string) => statement(target.prepare(sql), "d1");
-      if (prop === "batch") {
-        return (statements: D1PreparedStatement[]) => {
-          counts.d1++;
-          return target.batch(statements);
-        };
-      }
-      if (prop === "withSession") {
-        return (...args: unknown[]) => {
-          const session = target.withSession(...(args as [D1SessionConstraint]));
-          return new Proxy(session, {
-            get(s, p) {
-              const v = Reflect.get(s, p, s);
-              if (p === "prepare") return (sql: string) => statement(s.prepare(sql), "replica");
-              return typeof v === "function" ? v.bind(s) : v;
-            },
-          });
-        };
-      }
-      return value.bind(target);
+  return interceptD1(
+    db,
+    () => {
+      counts.d1++;
     },
-  });
+    {
+      session: (session) =>
+        interceptD1(session, (call) => {
+          counts.replica++;
+          // A replica that has not seen the row yet answers "no row".
+          if (call.kind === "statement" && !replicaHasRows) return { answer: call.method === "first" ? null : { results: [] } };
+        }),
+    },
+  );
 }
 
 function countingRunStream(ns: Env["RUN_STREAM"], counts: Counts): Env["RUN_STREAM"] {

@@ -1,0 +1,69 @@
+/**
+ * A D1 binding whose every call passes through one hook first: the benches count or delay the
+ * calls (bench/worker-entry.ts, bench/geography/worker.ts), edge tests count them. Statements
+ * prepared through it still work inside `batch` (the batch gets the original statements).
+ * Web APIs only: it runs in workerd and in Node alike.
+ */
+
+export type D1Call =
+  | { kind: "statement"; method: "run" | "all" | "first" | "raw" }
+  | { kind: "batch"; statements: number }
+  | { kind: "exec" };
+
+/**
+ * Runs before each call. A promise delays the call until it settles; `{ answer }` answers the call
+ * with that value instead of running it (a test's stand-in for a replica that lacks a row).
+ */
+export type D1Hook = (call: D1Call) => void | Promise<void> | { answer: unknown };
+
+export interface D1InterceptOptions {
+  /** What `withSession` (a read-replica session) returns; by default the real session, not intercepted. */
+  session?: (session: D1DatabaseSession) => D1DatabaseSession;
+}
+
+const STATEMENT_METHODS: ReadonlySet<PropertyKey> = new Set(["run", "all", "first", "raw"]);
+/** The statement behind each intercepted one, for `batch`. */
+const originals = new WeakMap<object, D1PreparedStatement>();
+
+function proceed(outcome: ReturnType<D1Hook>, call: () => unknown): unknown {
+  if (outcome instanceof Promise) return outcome.then(call);
+  if (outcome && "answer" in outcome) return Promise.resolve(outcome.answer);
+  return call();
+}
+
+function interceptStatement(statement: D1PreparedStatement, hook: D1Hook): D1PreparedStatement {
+  const proxy = new Proxy(statement, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target);
+      if (typeof value !== "function") return value;
+      if (prop === "bind") return (...args: unknown[]) => interceptStatement(target.bind(...args), hook);
+      if (STATEMENT_METHODS.has(prop)) {
+        const method = prop as "run" | "all" | "first" | "raw";
+        return (...args: unknown[]) => proceed(hook({ kind: "statement", method }), () => Reflect.apply(value, target, args));
+      }
+      return value.bind(target);
+    },
+  });
+  originals.set(proxy, statement);
+  return proxy;
+}
+
+export function interceptD1<T extends D1Database | D1DatabaseSession>(db: T, hook: D1Hook, options: D1InterceptOptions = {}): T {
+  return new Proxy(db, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target);
+      if (typeof value !== "function") return value;
+      if (prop === "prepare") return (sql: string) => interceptStatement(target.prepare(sql), hook);
+      if (prop === "batch") {
+        return (statements: D1PreparedStatement[]) =>
+          proceed(hook({ kind: "batch", statements: statements.length }), () => target.batch(statements.map((s) => originals.get(s) ?? s)));
+      }
+      if (prop === "exec") return (sql: string) => proceed(hook({ kind: "exec" }), () => (target as D1Database).exec(sql));
+      if (prop === "withSession" && options.session) {
+        const session = options.session;
+        return (...args: unknown[]) => session(Reflect.apply(value, target, args) as D1DatabaseSession);
+      }
+      return value.bind(target);
+    },
+  });
+}
