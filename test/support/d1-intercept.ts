@@ -63,7 +63,7 @@ export function interceptD1<T extends D1Database | D1DatabaseSession>(db: T, hoo
         const session = options.session;
         return (...args: unknown[]) => session(Reflect.apply(value, target, args) as D1DatabaseSession);
       }
-      return value.bind(target);
+      return (value as (...args: unknown[]) => unknown).bind(target);
     },
   });
 }
