@@ -14,19 +14,13 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { exportJWK, generateKeyPair } from "jose";
 import { startLlmPacer } from "./llm-pacer.ts";
-import { freeStackPorts, startStack } from "./stack.ts";
+import { freeStackPorts, type RunningStack, startStack } from "./stack.ts";
 
 export const SHARED_STACK_ENV = "OUTRIDER_TEST_STACK";
 
-export interface SharedStack {
-  baseUrl: string;
-  apiKey: string;
-  adminKey: string;
-  internalSecret: string;
-  stateDir: string;
-  temporalAddress: string;
-  /** The local OpenAI-compatible server itself (not through the pacer). */
-  localLlmUrl: string;
+/** What a layer gets of the stack (JSON in OUTRIDER_TEST_STACK): the running stack's addresses and keys, plus the shared extras. */
+export interface SharedStack
+  extends Pick<RunningStack, "baseUrl" | "apiKey" | "adminKey" | "internalSecret" | "stateDir" | "temporalAddress" | "localLlmUrl"> {
   /** Origin of the LLM pacer the host goes through (setPacerDelay). */
   llmPacerOrigin: string;
   /** Private JWK (RS256, kid "e2e-key") whose public half the stack's JWT_JWKS_URL serves. */
