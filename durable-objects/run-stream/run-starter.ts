@@ -117,21 +117,22 @@ interface OutboxRow extends Record<string, SqlStorageValue> {
 
 type AttemptOutcome = { kind: "started"; runId: string } | { kind: "refused"; error: ApiError } | { kind: "unknown"; error: unknown };
 
+/** The start outbox's table: part of the DO's versioned schema (storage.ts), not created per wake. */
+export const RUN_START_TABLE = `CREATE TABLE IF NOT EXISTS run_start (
+  accept_id TEXT PRIMARY KEY,
+  workflow_id TEXT NOT NULL,
+  organization_id TEXT NOT NULL,
+  state TEXT NOT NULL,            -- pending | started | failed
+  run_id TEXT,
+  request TEXT,                   -- the host start request, kept only while pending (it may carry envs)
+  attempts INTEGER NOT NULL,
+  next_attempt_at INTEGER NOT NULL,
+  credit_hold INTEGER NOT NULL,
+  schema_version INTEGER NOT NULL DEFAULT ${RUN_STARTER_SCHEMA_VERSION}
+)`;
+
 export class RunStarter {
-  constructor(private readonly deps: RunStarterDeps) {
-    deps.sql.exec(`CREATE TABLE IF NOT EXISTS run_start (
-      accept_id TEXT PRIMARY KEY,
-      workflow_id TEXT NOT NULL,
-      organization_id TEXT NOT NULL,
-      state TEXT NOT NULL,            -- pending | started | failed
-      run_id TEXT,
-      request TEXT,                   -- the host start request, kept only while pending (it may carry envs)
-      attempts INTEGER NOT NULL,
-      next_attempt_at INTEGER NOT NULL,
-      credit_hold INTEGER NOT NULL,
-      schema_version INTEGER NOT NULL DEFAULT ${RUN_STARTER_SCHEMA_VERSION}
-    )`);
-  }
+  constructor(private readonly deps: RunStarterDeps) {}
 
   private row(): OutboxRow | undefined {
     return this.deps.sql.exec<OutboxRow>("SELECT * FROM run_start LIMIT 1").toArray()[0];

@@ -7,12 +7,14 @@
  * - v2: `events.history_type` (the Temporal event type of `history` rows), backfilled from the
  *   stored JSON, so waiting detection and stream completion read a column instead of parsing JSON.
  * - v3: the webhook outbox's table (webhook-outbox.ts), until then created on every wake.
+ * - v4: the start outbox's table (run-starter.ts), until then created on every wake.
  *
  * A new DO skips all of that: `openStorage` creates the current schema in one `exec`.
  *
  * `Meta` is the `meta` table, read once when the DO wakes and kept in memory (write-through).
  */
 import { META_KEYS, NONCE_CLEANUP_INTERVAL_MS, STORAGE_SCHEMA_VERSION } from "./constants.ts";
+import { RUN_START_TABLE } from "./run-starter.ts";
 import { WEBHOOK_OUTBOX_TABLE } from "./webhook-outbox.ts";
 
 const MIGRATIONS: ReadonlyArray<(sql: SqlStorage) => void> = [
@@ -44,6 +46,10 @@ const MIGRATIONS: ReadonlyArray<(sql: SqlStorage) => void> = [
   (sql) => {
     sql.exec(WEBHOOK_OUTBOX_TABLE);
   },
+  // v3 → v4: so does the start outbox's table.
+  (sql) => {
+    sql.exec(RUN_START_TABLE);
+  },
 ];
 
 /** The current schema in one batch of statements: what a new DO gets (the same as v0 migrated to the current version). */
@@ -64,6 +70,7 @@ const CURRENT_SCHEMA = `
   CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
   CREATE TABLE push_nonces (nonce TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
   ${WEBHOOK_OUTBOX_TABLE};
+  ${RUN_START_TABLE};
   INSERT INTO meta (key, value) VALUES ('${META_KEYS.schemaVersion}', '${STORAGE_SCHEMA_VERSION}');
 `;
 

@@ -96,6 +96,23 @@ describe("RunStream storage migrations", () => {
     expect(await stub().streamState(runId)).toEqual({ runId, finished: false, lastEventId: 1 });
   });
 
+  it("storage at v3 (start outbox table made on every wake) is migrated to v4 on wake", async () => {
+    const { workflowId, runId } = await createRunningRun(organizationId);
+    await push(workflowId, [historyEvent(runId, 1)]);
+    const stub = () => runStream(env, workflowId);
+    await runInDurableObject(stub(), (_i: RunStream, state) => {
+      state.storage.sql.exec("DROP TABLE run_start");
+      state.storage.sql.exec("UPDATE meta SET value = '3' WHERE key = 'schemaVersion'");
+    });
+    await evictDurableObject(stub());
+    const after = await runInDurableObject(stub(), (_i: RunStream, state) => ({
+      version: state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'schemaVersion'").toArray()[0]?.value,
+      outbox: state.storage.sql.exec("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'run_start'").toArray().length,
+    }));
+    expect(after).toEqual({ version: String(STORAGE_SCHEMA_VERSION), outbox: 1 });
+    expect(await stub().streamState(runId)).toEqual({ runId, finished: false, lastEventId: 1 });
+  });
+
   it("a woken DO knows its log again: latest run, history totals, completion", async () => {
     const { workflowId, runId } = await createRunningRun(organizationId);
     const stub = () => runStream(env, workflowId);
