@@ -129,14 +129,20 @@ describe("Idempotency-Key: OpenAPI", () => {
   });
 });
 
+/** A running run whose start claimed a fresh key (the claim finds no earlier holder). */
+async function runHoldingAKey() {
+  const { organizationId } = await seedOrganization();
+  const { workflowId, runId } = await createRunningRun(organizationId);
+  const key = `key-${crypto.randomUUID()}`;
+  expect(
+    await claimIdempotencyKey(env.DB, organizationId, request(key), { workflowId, runUuid: workflowId.replace("two_steps-", "") }),
+  ).toBeNull();
+  return { organizationId, workflowId, runId, key };
+}
+
 describe("Idempotency-Key: the claim", () => {
   it("one holder per organization and key; same request replays once started, in flight is 409, another request is 422", async () => {
-    const { organizationId } = await seedOrganization();
-    const { workflowId, runId } = await createRunningRun(organizationId);
-    const key = `key-${crypto.randomUUID()}`;
-    expect(
-      await claimIdempotencyKey(env.DB, organizationId, request(key), { workflowId, runUuid: workflowId.replace("two_steps-", "") }),
-    ).toBeNull();
+    const { organizationId, workflowId, runId, key } = await runHoldingAKey();
     // Same request, another attempt (its own fresh workflowId): the first run, marked replayed.
     const again = request(key);
     expect(await claimIdempotencyKey(env.DB, organizationId, again, fresh())).toMatchObject({ workflowId, runId, status: "running" });
@@ -149,12 +155,7 @@ describe("Idempotency-Key: the claim", () => {
   });
 
   it("with a caller-chosen workflowId, a retry of the same start replays it (the holder is the run UUID, not the id)", async () => {
-    const { organizationId } = await seedOrganization();
-    const { workflowId, runId } = await createRunningRun(organizationId);
-    const key = `key-${crypto.randomUUID()}`;
-    expect(
-      await claimIdempotencyKey(env.DB, organizationId, request(key), { workflowId, runUuid: workflowId.replace("two_steps-", "") }),
-    ).toBeNull();
+    const { organizationId, workflowId, runId, key } = await runHoldingAKey();
     // The retry names the same workflowId (the caller chose it) but is another start (another UUID).
     const retry = request(key);
     expect(await claimIdempotencyKey(env.DB, organizationId, retry, fresh(workflowId))).toMatchObject({ workflowId, runId });
