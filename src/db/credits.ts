@@ -11,55 +11,12 @@ import { desc, eq } from "drizzle-orm";
 import { db } from "./client.ts";
 import { creditLedger, organizations } from "./schema.ts";
 
-export type ReserveOutcome = { ok: true; metered: boolean } | { ok: false; available: number };
-
 /**
  * Credits available to new holds: balance - reserved, the one formula every view uses (null for
  * an unmetered organization). Never negative unless an operator removed credits with allowDebt.
  */
 export function availableCredits(balance: number | null, reserved: number): number | null {
   return balance === null ? null : balance - reserved;
-}
-
-/**
- * Holds `amount` credits for a run if the organization has them available. An unmetered
- * organization costs one read; for a metered one the hold is one conditional UPDATE, so
- * concurrent holds can never exceed the balance.
- */
-export async function reserveCredits(d1: D1Database, organizationId: string, amount: number): Promise<ReserveOutcome> {
-  return reserveCreditsOf(d1, organizationId, amount, await creditBalance(d1, organizationId));
-}
-
-/** The organization's balance (null: unmetered), read on its own so a caller can read it alongside other things. */
-export function creditBalance(d1: D1Database, organizationId: string): Promise<{ balance: number | null } | null> {
-  return d1
-    .prepare("SELECT credit_balance AS balance FROM organizations WHERE id = ?")
-    .bind(organizationId)
-    .first<{ balance: number | null }>();
-}
-
-/** reserveCredits with the balance already read: unmetered costs nothing more, metered one conditional UPDATE. */
-export async function reserveCreditsOf(
-  d1: D1Database,
-  organizationId: string,
-  amount: number,
-  org: { balance: number | null } | null,
-): Promise<ReserveOutcome> {
-  if (!org || org.balance === null) return { ok: true, metered: false };
-  const held = await d1
-    .prepare(
-      `UPDATE organizations SET credits_reserved = credits_reserved + ?1
-       WHERE id = ?2 AND credit_balance IS NOT NULL AND credit_balance - credits_reserved >= ?1
-       RETURNING id`,
-    )
-    .bind(amount, organizationId)
-    .first();
-  if (held) return { ok: true, metered: true };
-  const now = await d1
-    .prepare("SELECT credit_balance AS balance, credits_reserved AS reserved FROM organizations WHERE id = ?")
-    .bind(organizationId)
-    .first<{ balance: number; reserved: number }>();
-  return { ok: false, available: availableCredits(now?.balance ?? 0, now?.reserved ?? 0)! };
 }
 
 /** A run row to accept: what the start path knows before the hold (the hold is decided in SQL). */
@@ -88,11 +45,6 @@ function noteMetering(organizationId: string, unmetered: boolean): void {
   if (unmeteredHints.size >= UNMETERED_HINTS_MAX && !unmeteredHints.has(organizationId))
     unmeteredHints.delete(unmeteredHints.keys().next().value!);
   unmeteredHints.set(organizationId, unmetered);
-}
-
-/** Forgets the metering hints (tests). */
-export function forgetMeteringHints(): void {
-  unmeteredHints.clear();
 }
 
 /**

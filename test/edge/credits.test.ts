@@ -1,7 +1,6 @@
 /** Credit holds and settlement, at the level of D1 and the RunStream that settles runs. */
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { reserveCredits } from "../../src/db/credits.ts";
 import { meteredOrg, orgRow, seedOrganization, signedPost } from "./helpers.ts";
 
 async function insertHeldRun(organizationId: string, hold: number): Promise<string> {
@@ -52,21 +51,6 @@ const finished = (runId: string, status: string) => ({
     output: status === "completed" ? { text: "hi", citations: [] } : null,
     error: status === "completed" ? null : "boom",
   },
-});
-
-describe("credit holds", () => {
-  it("concurrent reservations never hold more than the balance", async () => {
-    const org = await meteredOrg(1000);
-    const outcomes = await Promise.all(Array.from({ length: 12 }, () => reserveCredits(env.DB, org.organizationId, 300)));
-    expect(outcomes.filter((o) => o.ok)).toHaveLength(3);
-    expect(outcomes.filter((o) => !o.ok)).toHaveLength(9);
-    expect(await orgRow(org.organizationId)).toEqual({ balance: 1000, reserved: 900 });
-  });
-
-  it("an unmetered organization holds nothing and is never refused", async () => {
-    const org = await seedOrganization();
-    expect(await reserveCredits(env.DB, org.organizationId, 10_000_000)).toEqual({ ok: true, metered: false });
-  });
 });
 
 describe("credit settlement by the run's RunStream", () => {
