@@ -1,7 +1,7 @@
 /** Credit holds and settlement, at the level of D1 and the RunStream that settles runs. */
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { meteredOrg, orgRow, seedOrganization, signedPost } from "./helpers.ts";
+import { meteredOrg, orgRow, signedPost } from "./helpers.ts";
 
 async function insertHeldRun(organizationId: string, hold: number): Promise<string> {
   const workflowId = `hello-${crypto.randomUUID()}`;
