@@ -1,6 +1,8 @@
 /**
  * What one run costs the pipeline, at sustained load: host → edge requests, D1 statements and
- * Temporal history requests per run, for `hello` and `company_research`.
+ * Temporal history requests per run, for `hello` and `company_research` (the stack's development
+ * organization, unmetered), and for `hello` again from an organization with metering (credits):
+ * its runs hold credits at the start and settle at the end.
  *
  *   npm run bench:cost -- [--concurrency 8] [--seconds 15] [--research-seconds 10] [--out FILE] [--before FILE --before-label TEXT] [--write]
  *
@@ -9,7 +11,8 @@
  * (`service_requests` by operation, on the dev server's metrics port) count history requests from
  * every client of Temporal (the host's relay and result calls alike). Counters are read before and
  * after each load phase, once every run of the phase has closed in Temporal and the host has been
- * quiet; then every run is checked: D1 row completed, log complete (its stream ends with `done`).
+ * quiet; then every run is checked: D1 row completed, log complete (its stream ends with `done`),
+ * and for the metered organization: no credits still held once every run has ended.
  *
  * --out FILE: the figures as JSON (the before/after table is written from two runs,
  * see docs/BENCHMARKS.md).
@@ -36,11 +39,28 @@ const CONCURRENCY = Number(args.concurrency);
 const stack = await startStack({ env: { OUTRIDER_EDGE_ENTRY: "bench/worker-entry.ts" } });
 const METRICS_PORT = stack.ports.temporalMetrics;
 const temporal = new Client({ connection: await Connection.connect({ address: stack.temporalAddress }) });
-const api = (path: string, init?: RequestInit) =>
+const api = (path: string, init?: RequestInit, key = stack.apiKey) =>
   fetch(`${stack.baseUrl}${path}`, {
     ...init,
-    headers: { authorization: `Bearer ${stack.apiKey}`, "content-type": "application/json", ...init?.headers },
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...init?.headers },
   });
+const admin = async <T>(method: string, path: string, body?: unknown): Promise<T> => {
+  const res = await fetch(`${stack.baseUrl}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${stack.adminKey}`, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
+  return (await res.json()) as T;
+};
+
+/** An organization with metering on (credits for every run of the phase) and an API key of its own. */
+async function meteredOrganization(): Promise<{ id: string; key: string }> {
+  const { id } = await admin<{ id: string }>("POST", "/admin/v1/organizations", { name: "bench metered" });
+  const { key } = await admin<{ key: string }>("POST", `/admin/v1/organizations/${id}/api-keys`, { name: "bench" });
+  await admin("POST", `/admin/v1/organizations/${id}/credits`, { amount: 1_000_000_000, note: "bench" });
+  return { id, key };
+}
 
 interface Counters {
   workerStatements: number;
@@ -94,10 +114,11 @@ async function quiet(): Promise<Counters> {
   }
 }
 
-async function phase(workflowName: string, input: unknown, seconds: number) {
+async function phase(workflowName: string, input: unknown, seconds: number, metered?: { id: string; key: string }) {
+  const call = (path: string, init?: RequestInit) => api(path, init, metered?.key);
   // Warm-up (isolates, caches), not counted.
   for (let i = 0; i < 3; i++) {
-    const res = await api("/workflow/run", { method: "POST", body: JSON.stringify({ workflowName, input }) });
+    const res = await call("/workflow/run", { method: "POST", body: JSON.stringify({ workflowName, input }) });
     await res.arrayBuffer();
   }
   const before = await quiet();
@@ -108,7 +129,7 @@ async function phase(workflowName: string, input: unknown, seconds: number) {
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async () => {
       while (performance.now() < deadline) {
-        const res = await api("/workflow/start", { method: "POST", body: JSON.stringify({ workflowName, input }) });
+        const res = await call("/workflow/start", { method: "POST", body: JSON.stringify({ workflowName, input }) });
         if (res.status === 200) workflowIds.push(((await res.json()) as { workflowId: string }).workflowId);
         else {
           failed++;
@@ -134,17 +155,23 @@ async function phase(workflowName: string, input: unknown, seconds: number) {
   // Accounting, after the counters were read: every row completed, every log complete.
   let notCompleted = 0;
   for (const id of workflowIds) {
-    const status = ((await (await api(`/workflow/${id}/status`)).json()) as { status: string }).status;
+    const status = ((await (await call(`/workflow/${id}/status`)).json()) as { status: string }).status;
     if (status !== "completed") notCompleted++;
   }
   let incompleteLogs = 0;
   for (const id of workflowIds.slice(0, 50)) {
-    const text = await (await api(`/workflow/${id}/history/stream`)).text();
+    const text = await (await call(`/workflow/${id}/history/stream`)).text();
     if (!text.includes("event: done")) incompleteLogs++;
   }
   const runs = workflowIds.length;
+  // Every run has ended: a metered organization holds nothing any more.
+  const creditsHeldAfter = metered
+    ? (await admin<{ reserved: number }>("GET", `/admin/v1/organizations/${metered.id}/credits?limit=1`)).reserved
+    : null;
   return {
     workflowName,
+    metered: metered !== undefined,
+    creditsHeldAfter,
     runs,
     failedStarts: failed,
     startsPerSecond: round1(runs / startSeconds),
@@ -175,11 +202,13 @@ function report(after: PhaseResult[], before: PhaseResult[] | null): string[] {
     ["Temporal history requests per run", "historyRequestsPerRun", ""],
     ["runs started (starts/s)", "runs", ""],
     ["rows not completed / logs incomplete (of those checked)", "notCompleted", "0 / 0"],
+    ["credits still held once every run has ended", "creditsHeldAfter", "0"],
   ];
   const cell = (r: PhaseResult | undefined, key: keyof PhaseResult) => {
     if (!r) return "–";
     if (key === "runs") return `${r.runs} (${r.startsPerSecond}/s)`;
     if (key === "notCompleted") return `${r.notCompleted} / ${r.incompleteLogs} of ${r.logsChecked}`;
+    if (key === "creditsHeldAfter") return r.creditsHeldAfter === null ? "–" : String(r.creditsHeldAfter);
     return String(r[key]);
   };
   const lines = [
@@ -192,11 +221,21 @@ function report(after: PhaseResult[], before: PhaseResult[] | null): string[] {
     `Measured ${date} on the 2-core development machine, whole stack local. ${CONCURRENCY} clients start runs back to back (\`POST /workflow/start\`) for the given seconds; the counters are read once every run has closed and the pipeline is quiet, and divided by the runs started. Counting is bench-only: the edge runs \`bench/worker-entry.ts\` (wraps the D1 binding of the Worker and of the RunStream DOs, counts the host's run-event pushes) and Temporal's own metrics count \`GetWorkflowExecutionHistory\` calls from every client. "Before" is ${args["before-label"]} measured the same way in the same session (bench files copied onto it), right before "after".`,
     "",
   ];
-  for (const name of ["hello", "company_research"]) {
-    const a = after.find((r) => r.workflowName === name);
-    const b = before?.find((r) => r.workflowName === name);
-    lines.push(`**${name}**`, "", `| figure | before | after | target |`, `|---|---|---|---|`);
-    for (const [label, key, target] of rows) lines.push(`| ${label} | ${cell(b, key)} | ${cell(a, key)} | ${target} |`);
+  const phases = [
+    { name: "hello", metered: false, title: "**hello** (an organization without metering)" },
+    { name: "company_research", metered: false, title: "**company_research** (an organization without metering)" },
+    { name: "hello", metered: true, title: "**hello** (an organization with metering: each run holds credits, then is charged)" },
+  ];
+  for (const { name, metered, title } of phases) {
+    const find = (results: PhaseResult[] | null | undefined) =>
+      results?.find((r) => r.workflowName === name && Boolean(r.metered) === metered);
+    const a = find(after);
+    const b = find(before);
+    lines.push(title, "", `| figure | before | after | target |`, `|---|---|---|---|`);
+    for (const [label, key, target] of rows) {
+      if (key === "creditsHeldAfter" && !metered) continue;
+      lines.push(`| ${label} | ${cell(b, key)} | ${cell(a, key)} | ${target} |`);
+    }
     lines.push("");
   }
   return lines;
@@ -206,6 +245,7 @@ try {
   const results = [
     await phase("hello", { name: "bench" }, Number(args.seconds)),
     await phase("company_research", { domain: "example.com" }, Number(args["research-seconds"])),
+    await phase("hello", { name: "bench" }, Number(args.seconds), await meteredOrganization()),
   ];
   console.log(JSON.stringify(results, null, 2));
   if (args.out) writeFileSync(args.out, JSON.stringify(results, null, 2));

@@ -91,12 +91,8 @@ export class RunStream extends DurableObject<Env> {
         meta,
         nonces: new PushNonces(sql, fresh),
         log,
-        projection: new D1Projection(
-          env.DB,
-          log,
-          new WaitingDetector(log, meta),
-          (runId, hasWebhooks) => webhooks.noteFinished(runId, hasWebhooks),
-          () => this.starter.creditHold(),
+        projection: new D1Projection(env.DB, log, new WaitingDetector(log, meta), (runId, hasWebhooks) =>
+          webhooks.noteFinished(runId, hasWebhooks),
         ),
         traces: new TraceWriter(env.TRACES, log, meta),
         subscribers: new Subscribers(ctx, log, (runId) => this.workflowSummary(runId)),

@@ -7,15 +7,14 @@
  * into the finish), plus the waiting flag. Applications do not overlap: events that arrive while
  * one is in flight go together into the next, so a burst of pushes costs few batches.
  *
- * Credits: when this DO started the run it knows the row's hold (RunStarter.creditHold): a run
- * with none needs no settlement; a run with one is settled in the finishing batch itself (the
- * charge and the ledger row, then the final UPDATE that records the charge and releases the
- * hold). Otherwise the finish returns the row's hold and a holding run gets its settlement in a
- * second batch; the log row stays "settlement pending" until it is in, so a crash in between
- * settles on the next application (the settlement statements are idempotent).
+ * Credits: nothing here. The run's row carries its hold, and triggers on `runs` settle it when
+ * the finish writes a final status (migrations/0009_credit_triggers.sql): the finishing batch
+ * sends the same statements for a metered run as for an unmetered one. A log row left
+ * "settlement pending" by the code before those triggers gets one idempotent statement that
+ * settles its row if it still holds credits.
  * A failed batch leaves its rows pending: the next event or the watchdog retries them.
  */
-import { settleCreditsStatements, settledRowSql, settleFinishingRunStatements } from "../../src/db/credits.ts";
+import { settleHeldFinishedRunStatement } from "../../src/db/credits.ts";
 import { aggregate } from "../../src/shared/aggregations.ts";
 import { stepRunId } from "../../src/shared/step-run-id.ts";
 import { PROJECTION_STATE } from "./constants.ts";
@@ -42,8 +41,6 @@ export class D1Projection {
     private readonly waiting: WaitingDetector,
     /** Told, for each finish D1 took, whether the run's organization has webhook endpoints (webhook-outbox.ts). */
     private readonly onFinished?: (runId: string, hasWebhooks: boolean) => void,
-    /** The credits the run's row holds since its start, if this DO knows (null: ask D1 at the finish). */
-    private readonly creditHold: () => number | null = () => null,
   ) {}
 
   private inFlight: Promise<ProjectionResult> | null = null;
@@ -108,8 +105,8 @@ export class D1Projection {
     );
     const now = new Date().toISOString();
     const statements: D1PreparedStatement[] = [];
-    /** Index in `statements` of each finish that may need a settlement, with its log row. */
-    const finishes: Array<{ index: number; row: LogRowOf<"run.finished">; settle: boolean }> = [];
+    /** Index in `statements` of each finish, with its log row. */
+    const finishes: Array<{ index: number; row: LogRowOf<"run.finished"> }> = [];
 
     const ends = pending.filter(
       (r): r is LogRowOf<"run.finished"> =>
@@ -136,17 +133,13 @@ export class D1Projection {
     }
     const attributes = pending.filter((r): r is LogRowOf<"attribute"> => r.type === "attribute");
     if (attributes.length > 0) statements.push(this.attributes(workflowId, attributes, now));
-    const knownHold = this.creditHold();
     for (const row of ends) {
-      const settleInline = isFinish(row) && knownHold !== null && knownHold > 0;
-      // Keyed by the log row, so a retried settlement writes the same ledger row (and is ignored).
-      if (settleInline)
-        statements.push(...settleFinishingRunStatements(this.db, workflowId, `charge:${workflowId}:${row.seq}`, now, row.data.status));
-      const statement = this.finished(workflowId, row, now, startedAt.get(row.data.runId), settleInline);
-      // A finish needs the settlement pass only when the hold is not known here.
-      if (statement.finish) finishes.push({ index: statements.length, row, settle: knownHold === null });
+      const statement = this.finished(workflowId, row, now, startedAt.get(row.data.runId));
+      if (statement.finish) finishes.push({ index: statements.length, row });
       statements.push(statement.statement);
     }
+    // Left pending by the code before the credit triggers: settle the row if it still holds (idempotent).
+    if (settlementDue.length > 0) statements.push(settleHeldFinishedRunStatement(this.db, workflowId));
     const waitingChange = checkWaiting ? this.waiting.change(this.db, workflowId, now) : null;
     if (waitingChange) statements.push(waitingChange.statement);
 
@@ -158,29 +151,10 @@ export class D1Projection {
         const returned = results[index]?.results?.[0] as { has_webhooks?: number } | undefined;
         if (returned) this.onFinished?.(row.data.runId, Number(returned.has_webhooks ?? 0) > 0);
       }
-      const holding = finishes.filter(
-        ({ index, settle }) =>
-          settle && Number((results[index]?.results?.[0] as { credit_hold?: number } | undefined)?.credit_hold ?? 0) > 0,
-      );
-      this.log.markProjected(
-        holding.map((f) => f.row.seq),
-        PROJECTION_STATE.settlementPending,
-      );
-      const holdingSeqs = new Set(holding.map((f) => f.row.seq));
-      this.log.markProjected(pending.filter((r) => !holdingSeqs.has(r.seq) && !deferred.has(r.seq)).map((r) => r.seq));
+      this.log.markProjected([...pending.filter((r) => !deferred.has(r.seq)), ...settlementDue].map((r) => r.seq));
       if (waitingChange) this.waiting.committed(waitingChange.waiting);
-      settlementDue.push(...holding.map((f) => f.row));
     }
-    let settlementStatements = 0;
-    if (settlementDue.length > 0) {
-      // Keyed by the log row, so a retried settlement writes the same ledger row (and is ignored).
-      const settle = settlementDue.flatMap((row) => settleCreditsStatements(this.db, workflowId, `charge:${workflowId}:${row.seq}`, now));
-      await this.db.batch(settle);
-      batches++;
-      settlementStatements = settle.length;
-      this.log.markProjected(settlementDue.map((r) => r.seq));
-    }
-    return { statements: statements.length + settlementStatements, batches };
+    return { statements: statements.length, batches };
   }
 
   /** Only a scheduled row moves to running: a late start never undoes a finish. */
@@ -247,7 +221,8 @@ export class D1Projection {
 
   /**
    * The outcome. A continued-as-new run is not the end of the workflow: the row follows the new
-   * run. `finish` says the statement returns the row's credit hold (a settlement may be due).
+   * run. `finish` says the statement is a real end (it returns whether the organization has
+   * webhook endpoints). A final status settles the row's credits (trigger runs_credit_settle_on_final).
    */
   private finished(
     workflowId: string,
@@ -255,8 +230,6 @@ export class D1Projection {
     now: string,
     /** When the run's `run.started` is in the same application (its UPDATE was left out). */
     startedAt: string | undefined,
-    /** The settlement statements precede this one: record the charge and release the hold. */
-    settleInline: boolean,
   ): { statement: D1PreparedStatement; finish: boolean } {
     const data = row.data;
     if (!isFinish(row)) {
@@ -270,10 +243,9 @@ export class D1Projection {
     const statement = this.db
       .prepare(
         `UPDATE runs SET status = ?1, output = ?2, error = ?3, temporal_run_id = ?4, completed_at = ?5,
-           started_at = COALESCE(started_at, ?6), updated_at = ?7, waiting_since = NULL${settleInline ? `, ${settledRowSql("?1")}` : ""}
+           started_at = COALESCE(started_at, ?6), updated_at = ?7, waiting_since = NULL
          WHERE temporal_workflow_id = ?8
-         RETURNING credit_hold,
-           EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.organization_id = runs.organization_id AND e.deleted_at IS NULL) AS has_webhooks`,
+         RETURNING EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.organization_id = runs.organization_id AND e.deleted_at IS NULL) AS has_webhooks`,
       )
       .bind(
         data.status,

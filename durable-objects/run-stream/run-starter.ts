@@ -14,7 +14,7 @@
  * start refused before acceptance (validation, credits, a workflow id in use) or refused for
  * certain by the host (it answered 4xx: nothing was started) is undone and reported as failed.
  */
-import { acceptRunWithHold, settleCreditsStatements, undoAcceptedRunStatements } from "../../src/db/credits.ts";
+import { acceptRunWithHold, undoAcceptedRunStatement } from "../../src/db/credits.ts";
 import { isUniqueViolation } from "../../src/db/client.ts";
 import type { PromptDefinition } from "../../src/db/schema.ts";
 import { ApiError, type ErrorCode, type Issue } from "../../src/errors.ts";
@@ -138,15 +138,6 @@ export class RunStarter {
     return this.deps.sql.exec<OutboxRow>("SELECT * FROM run_start LIMIT 1").toArray()[0];
   }
 
-  /**
-   * The credits the run's row was accepted with (0: unmetered), or null when this DO did not
-   * start the run (its projection then learns the hold from D1).
-   */
-  creditHold(): number | null {
-    const row = this.row();
-    return row ? row.credit_hold : null;
-  }
-
   /** A start accepted here and not yet confirmed by Temporal. */
   hasPending(): boolean {
     return this.row()?.state === "pending";
@@ -212,8 +203,7 @@ export class RunStarter {
     } catch (err) {
       return { ok: false, error: serializeError(err) };
     }
-    // The credit check, the hold and the row: one statement for an unmetered organization, one
-    // batch of two for a metered one, all or nothing (src/db/credits.ts).
+    // The credit check, the hold and the row: one statement, all or nothing (src/db/credits.ts).
     let hold: Awaited<ReturnType<typeof acceptRunWithHold>>;
     try {
       hold = await acceptRunWithHold(
@@ -230,10 +220,12 @@ export class RunStarter {
         prepared.creditHold,
       );
     } catch (err) {
-      // A taken workflow id wrote nothing (the batch is one transaction).
+      // A taken workflow id wrote nothing (the statement and its trigger are one transaction).
       if (isUniqueViolation(err)) return workflowIdInUse(command.workflowId);
       // Unknown outcome: make sure no row or hold is left behind before reporting the error.
-      await env.DB.batch(undoAcceptedRunStatements(env.DB, command.runUuid)).catch(() => undefined);
+      await undoAcceptedRunStatement(env.DB, command.runUuid)
+        .run()
+        .catch(() => undefined);
       throw err;
     }
     if (!hold.ok) {
@@ -264,7 +256,7 @@ export class RunStarter {
     const outcome = await this.attempt(request);
     if (outcome.kind === "refused") {
       // The host answered that it started nothing: undo everything, report the refusal.
-      await env.DB.batch(undoAcceptedRunStatements(env.DB, command.runUuid));
+      await undoAcceptedRunStatement(env.DB, command.runUuid).run();
       this.deps.sql.exec("DELETE FROM run_start WHERE accept_id = ?", command.runUuid);
       return { ok: false, error: serializeError(outcome.error) };
     }
@@ -323,16 +315,18 @@ export class RunStarter {
     await this.deps.recordStarted(row.workflow_id, runId);
   }
 
-  /** The row ends `failed` with the reason, and its credit hold is released (charged nothing). */
+  /**
+   * The row ends `failed` with the reason; the final status releases its credit hold, charged
+   * nothing (trigger runs_credit_settle_on_final).
+   */
   private async recordFailed(workflowId: string, message: string): Promise<void> {
     const { DB } = this.deps.env;
     const now = new Date().toISOString();
-    await DB.batch([
-      DB.prepare(
-        "UPDATE runs SET status = 'failed', error = ?, completed_at = ?, updated_at = ? WHERE temporal_workflow_id = ? AND status = 'scheduled'",
-      ).bind(message, now, now, workflowId),
-      ...settleCreditsStatements(DB, workflowId, `charge:${workflowId}:start`, now),
-    ]);
+    await DB.prepare(
+      "UPDATE runs SET status = 'failed', error = ?, completed_at = ?, updated_at = ? WHERE temporal_workflow_id = ? AND status = 'scheduled'",
+    )
+      .bind(message, now, now, workflowId)
+      .run();
   }
 
   private info(row: OutboxRow): StartedRunInfo {

@@ -1,11 +1,14 @@
 /**
  * Credits: an organization's balance, the holds of its runs in flight, and the ledger.
  *
- * A run holds its most expensive possible charge before it starts (reserve), and when it ends its
- * RunStream charges the real usage and releases the hold (settle). Both are single SQL statements
- * (or one D1 batch, which is one transaction), so concurrent starts can never hold more than the
- * balance, and a settlement that is retried is a no-op. Unmetered organizations (balance NULL)
- * hold nothing.
+ * A run holds its most expensive possible charge before it starts, and when it ends it is charged
+ * its real usage and the hold is released. The code writes only the run's row; triggers on `runs`
+ * (migrations/0009_credit_triggers.sql) do the rest inside the same statement: a row inserted
+ * with a hold reserves it, a row reaching a final status with a hold is settled (charge, ledger
+ * row, hold released, once), a row deleted with a hold gives it back. So concurrent starts never
+ * hold more than the balance, a settlement that is retried is a no-op, and an organization's
+ * `credits_reserved` is always the sum of its runs' `credit_hold`. Unmetered organizations
+ * (balance NULL) hold nothing. See docs/credits.md.
  */
 import { desc, eq } from "drizzle-orm";
 import { db } from "./client.ts";
@@ -34,173 +37,64 @@ export interface AcceptedRunRow {
 export type AcceptOutcome = { ok: true; creditHold: number } | { ok: false; available: number };
 
 /**
- * Which organizations were last seen unmetered, per isolate: only a hint for how many statements
- * to send (one for an unmetered organization, else two); the statements check the organization's
- * row themselves, so a stale hint costs a statement, never a wrong hold.
- */
-const unmeteredHints = new Map<string, boolean>();
-const UNMETERED_HINTS_MAX = 10_000;
-
-function noteMetering(organizationId: string, unmetered: boolean): void {
-  if (unmeteredHints.size >= UNMETERED_HINTS_MAX && !unmeteredHints.has(organizationId))
-    unmeteredHints.delete(unmeteredHints.keys().next().value!);
-  unmeteredHints.set(organizationId, unmetered);
-}
-
-/**
- * The run's `scheduled` row and its credit hold, all or nothing, checked and written by the same
- * statements (so concurrent starts never hold more than the balance):
+ * The run's `scheduled` row and its credit hold, all or nothing, in one statement (so concurrent
+ * starts never hold more than the balance): the row is inserted only if the organization is
+ * unmetered (hold 0) or has `amount` credits available (hold `amount`), `INSERT … SELECT … FROM
+ * organizations WHERE …`, and the trigger `runs_credit_hold_on_insert` adds the row's hold to
+ * the organization's `credits_reserved` in the same statement.
  *
- * - the row is inserted only if the organization is unmetered (hold 0) or has `amount` credits
- *   available (hold `amount`): `INSERT … SELECT … FROM organizations WHERE …`;
- * - the organization's `credits_reserved` grows by the row's hold only if that row went in with
- *   one (same `db.batch`, one transaction).
- *
- * An organization last seen unmetered gets only the first statement, restricted to unmetered
- * organizations; if it has been metered since, nothing is written and the pair follows. The
- * balance is read only to report a refusal (`available`). A run id or workflow id already taken
- * throws D1's UNIQUE error and writes nothing.
+ * The balance is read only to report a refusal (`available`). A run id or workflow id already
+ * taken throws D1's UNIQUE error and writes nothing.
  */
 export async function acceptRunWithHold(d1: D1Database, row: AcceptedRunRow, amount: number, retried = false): Promise<AcceptOutcome> {
-  const insert = (metered: boolean) =>
-    d1
-      .prepare(
-        `INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, status, input, env_names, credit_hold)
-         SELECT ?1, o.id, ?2, ?3, ?4, 'scheduled', ?5, ?6, CASE WHEN o.credit_balance IS NULL THEN 0 ELSE ?8 END
-         FROM organizations o
-         WHERE o.id = ?7 AND (o.credit_balance IS NULL ${metered ? "OR o.credit_balance - o.credits_reserved >= ?8" : ""})
-         RETURNING credit_hold`,
-      )
-      .bind(
-        row.id,
-        row.workflowId,
-        row.workflowName,
-        row.temporalWorkflowId,
-        JSON.stringify(row.input ?? null),
-        row.envNames === null ? null : JSON.stringify(row.envNames),
-        row.organizationId,
-        amount,
-      );
-  if (unmeteredHints.get(row.organizationId)) {
-    const inserted = await insert(false).first<{ credit_hold: number }>();
-    if (inserted) return { ok: true, creditHold: 0 };
-    noteMetering(row.organizationId, false);
-  }
-  const [inserted] = await d1.batch([
-    insert(true),
-    d1
-      .prepare(
-        `UPDATE organizations SET credits_reserved = credits_reserved + (SELECT credit_hold FROM runs WHERE id = ?1)
-         WHERE id = ?2 AND EXISTS (SELECT 1 FROM runs WHERE id = ?1 AND credit_hold > 0)`,
-      )
-      .bind(row.id, row.organizationId),
-  ]);
-  const held = (inserted?.results?.[0] as { credit_hold: number } | undefined)?.credit_hold;
-  if (held !== undefined) {
-    noteMetering(row.organizationId, held === 0);
-    return { ok: true, creditHold: held };
-  }
+  const inserted = await d1
+    .prepare(
+      `INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, status, input, env_names, credit_hold)
+       SELECT ?1, o.id, ?2, ?3, ?4, 'scheduled', ?5, ?6, CASE WHEN o.credit_balance IS NULL THEN 0 ELSE ?8 END
+       FROM organizations o
+       WHERE o.id = ?7 AND (o.credit_balance IS NULL OR o.credit_balance - o.credits_reserved >= ?8)
+       RETURNING credit_hold`,
+    )
+    .bind(
+      row.id,
+      row.workflowId,
+      row.workflowName,
+      row.temporalWorkflowId,
+      JSON.stringify(row.input ?? null),
+      row.envNames === null ? null : JSON.stringify(row.envNames),
+      row.organizationId,
+      amount,
+    )
+    .first<{ credit_hold: number }>();
+  if (inserted) return { ok: true, creditHold: inserted.credit_hold };
   // Refused: the one read, to say how much is available.
   const now = await d1
     .prepare("SELECT credit_balance AS balance, credits_reserved AS reserved FROM organizations WHERE id = ?")
     .bind(row.organizationId)
     .first<{ balance: number | null; reserved: number }>();
   if (!now) throw new Error(`organization ${row.organizationId} not found`);
-  // Metering turned off in between (the statements saw a metered organization): try again as it is now.
+  // Metering turned off in between (the statement saw a metered organization): try again as it is now.
   if (now.balance === null && !retried) return acceptRunWithHold(d1, row, amount, true);
   return { ok: false, available: availableCredits(now.balance ?? 0, now.reserved)! };
 }
 
 /**
  * Undoes an accepted run that never started (the host refused it, or the outcome of the accepting
- * batch is unknown): the row's hold is given back and the row removed, only while it is still
- * `scheduled`. One batch; a no-op when there is nothing to undo.
+ * statement is unknown): the row is removed only while it is still `scheduled`, and the trigger
+ * `runs_credit_release_on_delete` gives its hold back in the same statement. A no-op when there
+ * is nothing to undo.
  */
-export function undoAcceptedRunStatements(d1: D1Database, runUuid: string): D1PreparedStatement[] {
-  return [
-    d1
-      .prepare(
-        `UPDATE organizations SET credits_reserved = MAX(0, credits_reserved - (SELECT credit_hold FROM runs WHERE id = ?1))
-         WHERE id = (SELECT organization_id FROM runs WHERE id = ?1 AND status = 'scheduled' AND credit_hold > 0)`,
-      )
-      .bind(runUuid),
-    d1.prepare("DELETE FROM runs WHERE id = ? AND status = 'scheduled'").bind(runUuid),
-  ];
+export function undoAcceptedRunStatement(d1: D1Database, runUuid: string): D1PreparedStatement {
+  return d1.prepare("DELETE FROM runs WHERE id = ? AND status = 'scheduled'").bind(runUuid);
 }
 
 /**
- * The statements that settle a finished run (for RunStream's D1 batch, after its status update):
- * a completed run is charged its tokens (capped at its hold), any other outcome nothing; the
- * hold is released and the ledger gets one `charge` row. Runs with no hold are left alone, so
- * running these twice charges once.
+ * Settles a finished run that the code before migration 0009 left holding (its finish was written,
+ * its settlement batch was not): rewriting the row's final status fires `runs_credit_settle_on_final`,
+ * which settles a row that still holds credits and does nothing otherwise (so it is safe to repeat).
  */
-export function settleCreditsStatements(d1: D1Database, temporalWorkflowId: string, ledgerId: string, at: string): D1PreparedStatement[] {
-  return [
-    ...chargeStatements(d1, temporalWorkflowId, ledgerId, at, "r.status"),
-    d1
-      .prepare(
-        `UPDATE runs SET credits_charged = CASE WHEN status = 'completed' THEN MIN(tokens_total, credit_hold) ELSE 0 END, credit_hold = 0
-         WHERE temporal_workflow_id = ?1 AND credit_hold > 0`,
-      )
-      .bind(temporalWorkflowId),
-  ];
-}
-
-/**
- * The settlement of a run that is finishing in the same batch, with its outcome known: the charge
- * and the ledger row, to be followed by the run's final UPDATE, which records `credits_charged`
- * and releases the row's hold itself (`settledRowSql`). Two statements instead of three; the
- * same amounts and ledger row as settleCreditsStatements, and a no-op for a row without a hold.
- */
-export function settleFinishingRunStatements(
-  d1: D1Database,
-  temporalWorkflowId: string,
-  ledgerId: string,
-  at: string,
-  status: string,
-): D1PreparedStatement[] {
-  return chargeStatements(d1, temporalWorkflowId, ledgerId, at, "?4", status);
-}
-
-/**
- * SET clauses of a run's final UPDATE that settle its row (`?status` is the bound outcome):
- * after settleFinishingRunStatements in the same batch.
- */
-export const settledRowSql = (status: string) =>
-  `credits_charged = CASE WHEN credit_hold > 0 THEN (CASE WHEN ${status} = 'completed' THEN MIN(tokens_total, credit_hold) ELSE 0 END) ELSE credits_charged END,
-   credit_hold = 0`;
-
-/** The charge to the organization and its ledger row; `status` is SQL for the run's outcome (the row's, or bound as ?4). */
-function chargeStatements(
-  d1: D1Database,
-  temporalWorkflowId: string,
-  ledgerId: string,
-  at: string,
-  status: "r.status" | "?4",
-  boundStatus?: string,
-): D1PreparedStatement[] {
-  const run = "SELECT * FROM runs WHERE temporal_workflow_id = ?1 AND credit_hold > 0";
-  const charge = `(CASE WHEN ${status} = 'completed' THEN MIN(r.tokens_total, r.credit_hold) ELSE 0 END)`;
-  const bindStatus = boundStatus === undefined ? [] : [boundStatus];
-  return [
-    d1
-      .prepare(
-        `UPDATE organizations SET
-           credit_balance = credit_balance - (SELECT ${charge} FROM (${run}) r),
-           credits_reserved = MAX(0, credits_reserved - (SELECT r.credit_hold FROM (${run}) r))
-         WHERE id = (SELECT r.organization_id FROM (${run}) r)`,
-      )
-      // (?2 and ?3 are unused here; bound so ?4 means the same in both statements.)
-      .bind(temporalWorkflowId, ...(boundStatus === undefined ? [] : [ledgerId, at, boundStatus])),
-    d1
-      .prepare(
-        `INSERT OR IGNORE INTO credit_ledger (id, organization_id, kind, amount, balance_after, run_id, note, created_at)
-         SELECT ?2, r.organization_id, 'charge', -${charge}, o.credit_balance, r.id,
-           CASE WHEN ${status} = 'completed' THEN r.tokens_total || ' tokens' ELSE 'run ' || ${status} || ': not charged' END, ?3
-         FROM (${run}) r JOIN organizations o ON o.id = r.organization_id`,
-      )
-      .bind(temporalWorkflowId, ledgerId, at, ...bindStatus),
-  ];
+export function settleHeldFinishedRunStatement(d1: D1Database, temporalWorkflowId: string): D1PreparedStatement {
+  return d1.prepare("UPDATE runs SET status = status WHERE temporal_workflow_id = ? AND credit_hold > 0").bind(temporalWorkflowId);
 }
 
 export type GrantOutcome =

@@ -1,10 +1,11 @@
 /**
  * What a run costs D1 (issue 13: at most 5 statements per `hello` run), checked against a D1
  * binding wrapped to count statements: the start (catalog from the isolate cache; the credit
- * check, hold and row in one statement or one batch) and the projection (a start folded into
- * its finish, the settlement inside the finishing batch). Also the SQL's refusals: too few
- * credits (with the available figure), concurrent starts, a taken workflow id, a stale
- * metering hint; none leaves a row or a hold behind.
+ * check, hold and row in one statement) and the projection (a start folded into its finish; the
+ * settlement done by the finish's own UPDATE through the credit triggers of migration 0009).
+ * Also the SQL's refusals: too few credits (with the available figure), concurrent starts, a
+ * taken workflow id; none leaves a row or a hold behind. A metered run's whole life, counted at
+ * the binding the run's DO uses, and its settlement for every way it can end: credit-lifecycle.test.ts.
  */
 import { env } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
@@ -13,6 +14,7 @@ import { RunStarter, type StartCommand } from "../../durable-objects/run-stream/
 import { EventLog } from "../../durable-objects/run-stream/event-log.ts";
 import { D1Projection, STEP_START_GRACE_MS } from "../../durable-objects/run-stream/projection.ts";
 import { Meta } from "../../durable-objects/run-stream/storage.ts";
+import { PROJECTION_STATE } from "../../durable-objects/run-stream/constants.ts";
 import { WaitingDetector } from "../../durable-objects/run-stream/waiting.ts";
 import { acceptRunWithHold, type AcceptedRunRow } from "../../src/db/credits.ts";
 import { isUniqueViolation } from "../../src/db/client.ts";
@@ -93,13 +95,13 @@ describe("the start's D1 statements", () => {
     expect(await orgRow(org.organizationId)).toEqual({ balance: null, reserved: 0 });
   });
 
-  it("a metered organization's start is one batch of two statements: the row with its hold, and the hold on the balance", async () => {
+  it("a metered organization's start is one statement too: the row with its hold (a trigger adds the hold to the organization's reserve)", async () => {
     const org = await meteredOrg(HOLD * 3);
-    await countedStart(command(org.organizationId));
+    await countedStart(command(org.organizationId)); // warms the organization's catalog entry
     const c = command(org.organizationId);
     const { reply, count } = await countedStart(c);
     expect(reply).toMatchObject({ ok: true });
-    expect(count).toEqual({ statements: 2, batches: 1 });
+    expect(count).toEqual({ statements: 1, batches: 0 });
     expect(await runRow(c.workflowId)).toMatchObject({ status: "scheduled", credit_hold: HOLD });
     expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 3, reserved: HOLD * 2 });
   });
@@ -116,19 +118,19 @@ describe("the start's D1 statements", () => {
         message: `this run needs ${HOLD} credits available and the organization has 5; add credits to continue`,
       },
     });
-    expect(count).toEqual({ statements: 3, batches: 1 });
+    expect(count).toEqual({ statements: 2, batches: 0 }); // the refused INSERT, then the balance for the message
     expect(await runRow(c.workflowId)).toBeNull();
     expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD + 5, reserved: HOLD });
   });
 
-  it("metering turned on after the isolate saw the organization unmetered: the start still holds (the hint only costs a statement)", async () => {
+  it("metering turned on after an unmetered start in this isolate: the next start holds, still in one statement", async () => {
     const org = await seedOrganization();
-    await countedStart(command(org.organizationId)); // hint: unmetered
+    await countedStart(command(org.organizationId));
     await admin("POST", `/admin/v1/organizations/${org.organizationId}/credits`, { amount: HOLD * 2, note: "test" });
     const c = command(org.organizationId);
     const { reply, count } = await countedStart(c);
     expect(reply).toMatchObject({ ok: true });
-    expect(count).toEqual({ statements: 3, batches: 1 });
+    expect(count).toEqual({ statements: 1, batches: 0 });
     expect(await runRow(c.workflowId)).toMatchObject({ credit_hold: HOLD });
     expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2, reserved: HOLD });
   });
@@ -232,23 +234,23 @@ describe("the projection's D1 statements", () => {
   ];
 
   /** Appends a run's whole life to its DO's log and projects it with a counting D1 binding. */
-  async function project(workflowId: string, events: RunEvent[], hold: number | null) {
+  async function project(workflowId: string, events: RunEvent[]) {
     const { d1, count } = countingD1(env.DB);
     await runInDurableObject(runStream(env, workflowId), async (_instance, state) => {
       const log = new EventLog(state.storage.sql);
       log.append(events);
-      await new D1Projection(d1, log, new WaitingDetector(log, metaOf(state.storage.sql)), undefined, () => hold).apply(workflowId, false);
+      await new D1Projection(d1, log, new WaitingDetector(log, metaOf(state.storage.sql))).apply(workflowId, false);
     });
     return count;
   }
 
-  it("a run that starts and ends in one application: one batch; the start folded into the finish; the settlement inside", async () => {
+  it("a run that starts and ends in one application: one batch; the start folded into the finish; the settlement in the finish's UPDATE", async () => {
     const org = await meteredOrg(HOLD * 2);
     const c = command(org.organizationId);
     expect((await runStream(env, c.workflowId).start(c)).ok).toBe(true);
-    const count = await project(c.workflowId, lifetime("r-fold", 42), HOLD);
-    // step upsert, usage totals, charge, ledger row, the final UPDATE (no separate `running` UPDATE, no second batch)
-    expect(count).toEqual({ statements: 5, batches: 1 });
+    const count = await project(c.workflowId, lifetime("r-fold", 42));
+    // step upsert, usage totals, the final UPDATE (no separate `running` UPDATE; the charge, ledger row and release are its trigger's)
+    expect(count).toEqual({ statements: 3, batches: 1 });
     expect(await runRow(c.workflowId)).toEqual({
       status: "completed",
       temporal_run_id: "r-fold",
@@ -266,14 +268,14 @@ describe("the projection's D1 statements", () => {
     expect(ledger.results).toEqual([{ kind: "charge", amount: -42, balance_after: HOLD * 2 - 42, note: "42 tokens" }]);
   });
 
-  it("a failed run settled in its finishing batch is charged nothing and its hold is released", async () => {
+  it("a failed run settled by its finishing batch is charged nothing and its hold is released", async () => {
     const org = await meteredOrg(HOLD * 2);
     const c = command(org.organizationId);
     expect((await runStream(env, c.workflowId).start(c)).ok).toBe(true);
     const events = lifetime("r-failed", 42).map((e) =>
       e.type === "run.finished" ? ({ ...e, data: { runId: "r-failed", status: "failed", error: "boom" } } as RunEvent) : e,
     );
-    expect(await project(c.workflowId, events, HOLD)).toEqual({ statements: 5, batches: 1 });
+    expect(await project(c.workflowId, events)).toEqual({ statements: 3, batches: 1 });
     expect(await runRow(c.workflowId)).toMatchObject({ status: "failed", credit_hold: 0, credits_charged: 0 });
     expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2, reserved: 0 });
     const ledger = await env.DB.prepare("SELECT amount, note FROM credit_ledger WHERE organization_id = ? AND run_id IS NOT NULL")
@@ -282,19 +284,42 @@ describe("the projection's D1 statements", () => {
     expect(ledger.results).toEqual([{ amount: 0, note: "run failed: not charged" }]);
   });
 
-  it("an unmetered run's whole life is three statements: step, totals, finish", async () => {
+  it("an unmetered run's whole life is three statements too: step, totals, finish", async () => {
     const org = await seedOrganization();
     const c = command(org.organizationId);
     expect((await runStream(env, c.workflowId).start(c)).ok).toBe(true);
-    expect(await project(c.workflowId, lifetime("r-free", 7), 0)).toEqual({ statements: 3, batches: 1 });
+    expect(await project(c.workflowId, lifetime("r-free", 7))).toEqual({ statements: 3, batches: 1 });
     expect(await runRow(c.workflowId)).toMatchObject({ status: "completed", credit_hold: 0, credits_charged: null, started_at: at(1) });
   });
 
-  it("a run whose hold this DO does not know is settled in a second batch, with the same amounts", async () => {
+  it("a finish the code before the credit triggers left 'settlement pending' is settled by one idempotent statement", async () => {
     const org = await meteredOrg(HOLD * 2);
     const c = command(org.organizationId);
     expect((await runStream(env, c.workflowId).start(c)).ok).toBe(true);
-    expect(await project(c.workflowId, lifetime("r-legacy", 42), null)).toEqual({ statements: 6, batches: 2 });
+    // What that code left behind: the final status written while the row still held its credits
+    // (the trigger set aside for that one UPDATE, in one transaction).
+    const trigger = await env.DB.prepare(
+      "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'runs_credit_settle_on_final'",
+    ).first<{
+      sql: string;
+    }>();
+    await env.DB.batch([
+      env.DB.prepare("DROP TRIGGER runs_credit_settle_on_final"),
+      env.DB.prepare("UPDATE runs SET status = 'completed', tokens_total = 42 WHERE temporal_workflow_id = ?").bind(c.workflowId),
+      env.DB.prepare(trigger!.sql),
+    ]);
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2, reserved: HOLD });
+    const { d1, count } = countingD1(env.DB);
+    await runInDurableObject(runStream(env, c.workflowId), async (_instance, state) => {
+      const log = new EventLog(state.storage.sql);
+      const [finished] = log.append([lifetime("r-legacy", 42).at(-1)!]);
+      log.markProjected([finished!.seq], PROJECTION_STATE.settlementPending);
+      const projection = new D1Projection(d1, log, new WaitingDetector(log, metaOf(state.storage.sql)));
+      await projection.apply(c.workflowId, false);
+      expect(log.hasUnprojected()).toBe(false);
+      await projection.apply(c.workflowId, false); // nothing left: no statement
+    });
+    expect(count).toEqual({ statements: 1, batches: 1 });
     expect(await runRow(c.workflowId)).toMatchObject({ status: "completed", credit_hold: 0, credits_charged: 42 });
     expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 42, reserved: 0 });
   });
@@ -312,7 +337,7 @@ describe("the projection's D1 statements", () => {
     const { d1, count } = countingD1(env.DB);
     await runInDurableObject(runStream(env, c.workflowId), async (_instance, state) => {
       const log = new EventLog(state.storage.sql);
-      const projection = new D1Projection(d1, log, new WaitingDetector(log, metaOf(state.storage.sql)), undefined, () => 0);
+      const projection = new D1Projection(d1, log, new WaitingDetector(log, metaOf(state.storage.sql)));
       log.append([started!, stepStart!]);
       await projection.apply(c.workflowId, false);
       // The run's start went out; the step's start is held back.
@@ -331,7 +356,7 @@ describe("the projection's D1 statements", () => {
     } as RunEvent;
     await runInDurableObject(runStream(env, c.workflowId), async (_instance, state) => {
       const log = new EventLog(state.storage.sql);
-      const projection = new D1Projection(env.DB, log, new WaitingDetector(log, metaOf(state.storage.sql)), undefined, () => 0);
+      const projection = new D1Projection(env.DB, log, new WaitingDetector(log, metaOf(state.storage.sql)));
       log.append([late]);
       await projection.apply(c.workflowId, false);
       expect(await stepRows()).toHaveLength(1);

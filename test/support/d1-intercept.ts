@@ -67,3 +67,26 @@ export function interceptD1<T extends D1Database | D1DatabaseSession>(db: T, hoo
     },
   });
 }
+
+/**
+ * Intercepts a D1 binding object in place (its own `prepare`, `batch` and `exec` shadow the
+ * binding's), for code that took the binding before a caller could wrap it, such as a Durable
+ * Object's parts in the edge tests' isolate. Returns the undo.
+ */
+export function interceptD1InPlace(db: D1Database, hook: D1Hook): () => void {
+  const methods = ["prepare", "batch", "exec"] as const;
+  // The binding's own methods, reached through a view so that the shadowing below does not loop.
+  const view = Object.create(db) as D1Database;
+  for (const name of methods)
+    Object.defineProperty(view, name, { value: (db[name] as (...a: unknown[]) => unknown).bind(db), writable: true, configurable: true });
+  const wrapped = interceptD1(view, hook);
+  for (const name of methods)
+    Object.defineProperty(db, name, {
+      value: (...args: unknown[]) => (wrapped[name] as (...a: unknown[]) => unknown)(...args),
+      configurable: true,
+      writable: true,
+    });
+  return () => {
+    for (const name of methods) delete (db as unknown as Record<string, unknown>)[name];
+  };
+}
