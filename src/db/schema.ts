@@ -1,6 +1,8 @@
 /**
  * D1 schema (drizzle). The source of migrations/: change this file, then `npm run db:generate`.
  * Every table that holds tenant data carries organization_id, and every query filters on it.
+ * Triggers, which drizzle does not model, are custom migrations (`drizzle-kit generate --custom`):
+ * 0009_credit_triggers.sql keeps credits in step with the `runs` rows (src/db/credits.ts).
  */
 import { sql } from "drizzle-orm";
 import { index, integer, real, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
