@@ -2,6 +2,8 @@
 -- own row, and these triggers keep the organization's credits_reserved, balance and ledger in step
 -- with it, inside the same statement (so inside the same transaction). The invariant they keep:
 -- an organization's credits_reserved is the sum of its runs' credit_hold.
+-- The trigger bodies use no CASE expressions (D1's remote statement splitter may cut a trigger at
+-- their closing keyword): `(status = 'completed')` is 1 or 0, and IIF picks the ledger note.
 --
 -- A row inserted with a hold (acceptRunWithHold's conditional INSERT ... SELECT) reserves it.
 CREATE TRIGGER `runs_credit_hold_on_insert` AFTER INSERT ON `runs`
@@ -19,18 +21,14 @@ WHEN NEW.credit_hold > 0
   AND NEW.status IN ('completed', 'failed', 'cancelled', 'terminated', 'timed_out', 'continued_as_new')
 BEGIN
   UPDATE organizations SET
-    credit_balance = credit_balance - (CASE WHEN NEW.status = 'completed' THEN MIN(NEW.tokens_total, NEW.credit_hold) ELSE 0 END),
+    credit_balance = credit_balance - MIN(NEW.tokens_total, NEW.credit_hold) * (NEW.status = 'completed'),
     credits_reserved = MAX(0, credits_reserved - NEW.credit_hold)
   WHERE id = NEW.organization_id;
   INSERT OR IGNORE INTO credit_ledger (id, organization_id, kind, amount, balance_after, run_id, note)
-  SELECT 'charge:' || NEW.id, o.id, 'charge',
-    -(CASE WHEN NEW.status = 'completed' THEN MIN(NEW.tokens_total, NEW.credit_hold) ELSE 0 END),
-    o.credit_balance, NEW.id,
-    CASE WHEN NEW.status = 'completed' THEN NEW.tokens_total || ' tokens' ELSE 'run ' || NEW.status || ': not charged' END
+  SELECT 'charge:' || NEW.id, o.id, 'charge', -MIN(NEW.tokens_total, NEW.credit_hold) * (NEW.status = 'completed'),
+    o.credit_balance, NEW.id, IIF(NEW.status = 'completed', NEW.tokens_total || ' tokens', 'run ' || NEW.status || ': not charged')
   FROM organizations o WHERE o.id = NEW.organization_id AND o.credit_balance IS NOT NULL;
-  UPDATE runs SET
-    credits_charged = CASE WHEN NEW.status = 'completed' THEN MIN(NEW.tokens_total, NEW.credit_hold) ELSE 0 END,
-    credit_hold = 0
+  UPDATE runs SET credits_charged = MIN(NEW.tokens_total, NEW.credit_hold) * (NEW.status = 'completed'), credit_hold = 0
   WHERE id = NEW.id;
 END;
 --> statement-breakpoint
