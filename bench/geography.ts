@@ -57,6 +57,9 @@ const ROUTES = [
   "run/{id}/stream first byte",
   "execute/stream first byte",
   "workflow-runs/{runId}/stream first byte",
+  "history",
+  "query",
+  "signal",
 ] as const;
 type RouteName = (typeof ROUTES)[number];
 
@@ -139,6 +142,21 @@ async function sample(delayMs: number, finishedId: string, helloCatalogId: strin
     t,
     await call("GET", `/api/v1/workflow-runs/${runUuid}/stream`, delayMs, undefined, internalAuth()),
   );
+  // The JSON history page of the finished run; a query and then a signal to an open `approval` run
+  // (its start is not timed; the signal completes it).
+  t = performance.now();
+  await expectOk(await call("GET", `/workflow/${finishedId}/history`, delayMs), "history");
+  out.history = performance.now() - t;
+  const open = await expectOk(
+    await call("POST", "/workflow/start", 0, { workflowName: "approval", input: { request: "geo" } }),
+    "approval start",
+  );
+  t = performance.now();
+  await expectOk(await call("POST", `/workflow/${open.workflowId}/query/progress`, delayMs, {}), "query");
+  out.query = performance.now() - t;
+  t = performance.now();
+  await expectOk(await call("POST", `/workflow/${open.workflowId}/signal/approve`, delayMs, { payload: { approvedBy: "geo" } }), "signal");
+  out.signal = performance.now() - t;
   return out;
 }
 

@@ -178,6 +178,21 @@ export async function getRunOrThrow(env: Env, organizationId: string, workflowId
   return run;
 }
 
+/**
+ * The caller's run, read near the Worker: through a D1 session that a read replica may answer,
+ * and from the primary only when the replica has no row yet (a run started moments ago). The
+ * fields that never change once the row exists (its organization, ids, workflow name and catalog
+ * id) are right either way: this is the ownership check. `status` and `temporalRunId` may lag
+ * the primary when `fresh` is false, so no refusal may rest on them alone (see interact.ts).
+ * docs/architecture.md, "Where each part lives in production".
+ */
+export async function findRunNearby(env: Env, organizationId: string, workflowId: string): Promise<{ run: Run; fresh: boolean }> {
+  // drizzle's D1 driver only prepares statements and batches, which a session does too.
+  const replica = await findRunByWorkflowId(env.DB.withSession("first-unconstrained") as unknown as D1Database, organizationId, workflowId);
+  if (replica) return { run: replica, fresh: false };
+  return { run: await getRunOrThrow(env, organizationId, workflowId), fresh: true };
+}
+
 /** Stops, terminations, signals and updates need a run that has not ended: else 409. */
 export function assertRunOpen(run: Run, what: string): void {
   if (isTerminal(run.status)) {

@@ -14,7 +14,7 @@ import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import { interceptD1 } from "../support/d1-intercept.ts";
 import { readSse } from "../support/sse.ts";
 import { admin, seedCatalog, seedOrganization } from "./helpers.ts";
-import { closeEvent, createRunningRun, finishedEvent, push } from "./stream-helpers.ts";
+import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
 
 interface Counts {
   /** Calls on RunStream stubs (RPC methods and fetch). */
@@ -36,7 +36,9 @@ function countingD1(db: D1Database, counts: Counts, replicaHasRows: boolean): D1
         interceptD1(session, (call) => {
           counts.replica++;
           // A replica that has not seen the row yet answers "no row".
-          if (call.kind === "statement" && !replicaHasRows) return { answer: call.method === "first" ? null : { results: [] } };
+          if (call.kind === "statement" && !replicaHasRows) {
+            return { answer: call.method === "first" ? null : call.method === "raw" ? [] : { results: [] } };
+          }
         }),
     },
   );
@@ -118,11 +120,20 @@ beforeAll(async () => {
 
 /** The host answers every start with a run id (the DOs' calls to the host; the Worker makes none here). */
 let hostStarts: string[];
+/** Every call to the host (the Worker's and the DOs'), by path. */
+let hostCalls: string[];
+/** What the host answers a signal, query or update (else the host is unreachable for them). */
+let hostInteract: (() => Response) | null;
 beforeEach(() => {
   hostStarts = [];
+  hostCalls = [];
+  hostInteract = null;
   const realFetch = globalThis.fetch;
   vi.spyOn(globalThis, "fetch").mockImplementation(async (input: RequestInfo | URL, init?: RequestInit) => {
     const url = new URL(input instanceof Request ? input.url : String(input));
+    if (url.origin === new URL(env.HOST_URL).origin) hostCalls.push(url.pathname);
+    if (url.origin === new URL(env.HOST_URL).origin && hostInteract && /\/(signal|query|update)\//.test(url.pathname))
+      return hostInteract();
     if (url.origin === new URL(env.HOST_URL).origin && url.pathname === HOST_PATHS.start) {
       const body = JSON.parse(String(init?.body ?? (input instanceof Request ? await input.text() : "{}"))) as { workflowId: string };
       hostStarts.push(body.workflowId);
@@ -243,5 +254,107 @@ describe("GET /api/v1/workflow-runs/{runId}/stream: one call into the home regio
     expect(res.status).toBe(503);
     expect(res.headers.get("retry-after")).toBe("1");
     expect(counts.runStream).toBe(1);
+  });
+});
+
+describe("reads and interactions by workflow id: one call into the home region", () => {
+  const get = (path: string) => req(path, { headers: { authorization: `Bearer ${org.key}` } });
+  const post = (path: string, body: unknown = {}) =>
+    req(path, {
+      method: "POST",
+      headers: { authorization: `Bearer ${org.key}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+  /** The /workflow routes answer in Output's envelope: `{error: <name>, code, message}`. */
+  const codeOf = async (res: Response) => ((await res.json()) as { code: string }).code;
+  const finish = async (workflowId: string, runId: string) => {
+    await push(workflowId, [closeEvent(runId, 2), finishedEvent(runId)]);
+    await env.DB.prepare("UPDATE runs SET status = 'completed' WHERE temporal_workflow_id = ?").bind(workflowId).run();
+  };
+
+  beforeAll(async () => {
+    await drop(counted(get("/workflow/catalog"))); // fills the isolate's key cache
+  });
+
+  it("GET /workflow/{id}/history: the ownership check reads a replica, the page is the one RunStream call", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2)]);
+    const { res, counts } = await counted(get(`/workflow/${workflowId}/history`));
+    expect(res.status).toBe(200);
+    expect(counts).toEqual({ runStream: 1, d1: 0, replica: 1 });
+    expect(hostCalls).toEqual([]);
+    const body = (await res.json()) as { runId: string; events: unknown[] };
+    expect(body.runId).toBe(runId);
+    expect(body.events.length).toBeGreaterThan(0);
+  });
+
+  it("GET /workflow/{id}/history: a replica without the row yet falls back to the primary; unknown and foreign runs stay 404", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(runId, 1)]);
+    const { res, counts } = await counted(get(`/workflow/${workflowId}/history`), { replicaHasRows: false });
+    expect(res.status).toBe(200);
+    expect(counts).toEqual({ runStream: 1, d1: 1, replica: 1 });
+    const foreign = await createRunningRun((await seedOrganization()).organizationId);
+    for (const id of [foreign.workflowId, `two_steps-${crypto.randomUUID()}`]) {
+      const missing = await counted(get(`/workflow/${id}/history`));
+      expect(missing.res.status).toBe(404);
+      expect(await codeOf(missing.res)).toBe("run_not_found");
+      expect(missing.counts.runStream).toBe(0);
+    }
+  });
+
+  it("signal, query and update: the row and the catalog are read near the Worker, the host call is the one call", async () => {
+    const { workflowId } = await createRunningRun(org.organizationId, "approval");
+    hostInteract = () => Response.json({ result: { ok: 1 } });
+    const signal = await counted(post(`/workflow/${workflowId}/signal/approve`, { payload: { approvedBy: "ada" } }));
+    expect(signal.res.status).toBe(200);
+    expect(await signal.res.json()).toEqual({ workflowId, signal: "approve", delivered: true });
+    expect(signal.counts).toEqual({ runStream: 0, d1: 0, replica: 2 });
+    expect(hostCalls).toEqual([HOST_PATHS.interact(workflowId, "signal", "approve")]);
+    for (const [kind, name] of [
+      ["query", "progress"],
+      ["update", "setPriority"],
+    ] as const) {
+      hostCalls = [];
+      const { res, counts } = await counted(post(`/workflow/${workflowId}/${kind}/${name}`, { payload: { p: 1 } }));
+      expect(res.status, kind).toBe(200);
+      expect(await res.json()).toEqual({ ok: 1 });
+      expect(counts, kind).toEqual({ runStream: 0, d1: 0, replica: 2 });
+      expect(hostCalls).toEqual([HOST_PATHS.interact(workflowId, kind, name)]);
+    }
+  });
+
+  it("refusals keep their codes: unknown handler 404 and a finished run 409 without reaching the host; the host's own 409 passes through", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId, "approval");
+    hostInteract = () => Response.json({ result: null });
+    const unknown = await counted(post(`/workflow/${workflowId}/signal/nope`));
+    expect(unknown.res.status).toBe(404);
+    expect(await codeOf(unknown.res)).toBe("handler_not_found");
+    // A run the replica sees open but that has just ended: the host refuses it, with the same code.
+    hostInteract = () =>
+      Response.json({ error: { code: "run_finished", message: `run ${workflowId} already ended (COMPLETED)` } }, { status: 409 });
+    const raced = await counted(post(`/workflow/${workflowId}/signal/approve`));
+    expect(raced.res.status).toBe(409);
+    expect(await codeOf(raced.res)).toBe("run_finished");
+    hostCalls = [];
+    await finish(workflowId, runId);
+    for (const path of [`/workflow/${workflowId}/signal/approve`, `/workflow/${workflowId}/update/setPriority`]) {
+      const { res, counts } = await counted(post(path));
+      expect(res.status, path).toBe(409);
+      expect(await codeOf(res)).toBe("run_finished");
+      // The replica said "ended": confirmed on the primary (a reset may have reopened the run) before refusing.
+      expect(counts).toEqual({ runStream: 0, d1: 1, replica: 2 });
+    }
+    expect(hostCalls).toEqual([]);
+  });
+
+  it("POST /workflow/{id}/stream-token checks ownership near the Worker: no call into the home region", async () => {
+    const { workflowId } = await createRunningRun(org.organizationId);
+    const { res, counts } = await counted(post(`/workflow/${workflowId}/stream-token`));
+    expect(res.status).toBe(200);
+    expect(counts).toEqual({ runStream: 0, d1: 0, replica: 1 });
+    const missing = await counted(post(`/workflow/two_steps-${crypto.randomUUID()}/stream-token`));
+    expect(missing.res.status).toBe(404);
+    expect(await codeOf(missing.res)).toBe("run_not_found");
   });
 });

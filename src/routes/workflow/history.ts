@@ -15,7 +15,7 @@ import type { App, AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
 import { zodIssues } from "../../middleware/json-body/index.ts";
 import { runStream } from "../../run-stream-client.ts";
-import { getRunOrThrow } from "../../services/runs.ts";
+import { findRunNearby, getRunOrThrow } from "../../services/runs.ts";
 import { PAGE_TOKEN_PATTERN, decodePageToken, encodePageToken } from "../../shared/output-history.ts";
 import { parseWorkflowIdParam } from "./params.ts";
 
@@ -58,7 +58,9 @@ async function historyPage(c: Context<AppEnv>, pinnedRunId: string | undefined):
   const parsed = historyQuery.safeParse(c.req.query());
   if (!parsed.success) throw new ApiError("invalid_request", "invalid history query", zodIssues(parsed.error));
   const query = parsed.data;
-  const run = await getRunOrThrow(c.env, c.get("auth").organizationId, workflowId);
+  const organizationId = c.get("auth").organizationId;
+  // Read near the Worker (docs/start-path.md): the only call into the home region is the DO's.
+  const near = await findRunNearby(c.env, organizationId, workflowId);
 
   const cursor = query.pageToken === undefined ? null : decodePageToken(query.pageToken);
   if (query.pageToken !== undefined && !cursor) throw new ApiError("invalid_page_token", "this pageToken was not issued by this API");
@@ -96,7 +98,9 @@ async function historyPage(c: Context<AppEnv>, pinnedRunId: string | undefined):
     }
   }
 
-  const runId = page.runId ?? run.temporalRunId;
+  // The DO knows no run yet: the row's run id, from the primary if a replica's copy has none yet.
+  const runId =
+    page.runId ?? near.run.temporalRunId ?? (near.fresh ? null : (await getRunOrThrow(c.env, organizationId, workflowId)).temporalRunId);
   let nextPageToken: string | null = null;
   if (runId) {
     const full = page.events.length === query.pageSize;

@@ -8,11 +8,13 @@
 import { z } from "zod";
 import type { Context } from "hono";
 import type { App, AppEnv } from "../../app-env.ts";
+import type { Workflow } from "../../db/schema.ts";
 import { findWorkflowById } from "../../db/workflows.ts";
 import { ApiError } from "../../errors.ts";
 import { HostClient } from "../../host-client.ts";
 import { readJsonOrEmpty } from "../../middleware/json-body/index.ts";
-import { assertRunOpen, getRunOrThrow } from "../../services/runs.ts";
+import { assertRunOpen, findRunNearby, getRunOrThrow } from "../../services/runs.ts";
+import { isTerminal } from "../../shared/run-status.ts";
 import { parseWorkflowIdParam } from "./params.ts";
 
 const HANDLER_NAME = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
@@ -34,11 +36,22 @@ export const FEEDBACK_SIGNAL = "resume";
 
 async function interact(c: Context<AppEnv>, kind: Kind, name: string) {
   const workflowId = parseWorkflowIdParam(c.req.param("id") ?? "");
-  const run = await getRunOrThrow(c.env, c.get("auth").organizationId, workflowId);
+  const organizationId = c.get("auth").organizationId;
+  // One call into the home region (the host's): the row and the catalog are read near the Worker.
+  // What a replica says is trusted only where it lets the call through (the host checks the run
+  // is open and has the handler itself, with the same codes); a refusal is confirmed on the primary.
+  const near = await findRunNearby(c.env, organizationId, workflowId);
+  let run = near.run;
   const { payload } = await readJsonOrEmpty(c, interactionBody);
-  const workflow = await findWorkflowById(c.env.DB, run.workflowId);
-  if (!HANDLER_NAME.test(name) || !workflow?.handlers[KIND_TO_LIST[kind]].includes(name)) {
+  const hasHandler = (workflow: Workflow | null) => HANDLER_NAME.test(name) && !!workflow?.handlers[KIND_TO_LIST[kind]].includes(name);
+  let workflow = await findWorkflowById(c.env.DB.withSession("first-unconstrained") as unknown as D1Database, run.workflowId);
+  if (!hasHandler(workflow) && HANDLER_NAME.test(name)) workflow = await findWorkflowById(c.env.DB, run.workflowId);
+  if (!hasHandler(workflow)) {
     throw new ApiError("handler_not_found", `workflow ${run.workflowName} has no ${kind} handler named "${name}"`);
+  }
+  if (kind !== "query" && isTerminal(run.status) && !near.fresh) {
+    // A replica may lag a reset that reopened the run: ask the primary before refusing.
+    run = await getRunOrThrow(c.env, organizationId, workflowId);
   }
   if (kind !== "query") assertRunOpen(run, `${kind}s`);
   const result = await new HostClient(c.env).interact(workflowId, kind, name, payload);

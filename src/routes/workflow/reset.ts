@@ -4,7 +4,7 @@ import type { App, AppEnv } from "../../app-env.ts";
 import { HostClient } from "../../host-client.ts";
 import { readJsonOrEmpty } from "../../middleware/json-body/index.ts";
 import { recordRunEvents } from "../../run-stream-client.ts";
-import { getRunOrThrow } from "../../services/runs.ts";
+import { findRunNearby } from "../../services/runs.ts";
 import { runResetEvent } from "../../shared/run-events.ts";
 import { parsePinnedRunId } from "./history.ts";
 import { parseWorkflowIdParam } from "./params.ts";
@@ -25,7 +25,8 @@ export const resetBody = z.object({
 async function reset(c: Context<AppEnv>, pinnedRunId: string | undefined): Promise<Response> {
   const workflowId = parseWorkflowIdParam(c.req.param("id")!);
   const body = await readJsonOrEmpty(c, resetBody);
-  await getRunOrThrow(c.env, c.get("auth").organizationId, workflowId);
+  // Ownership only (read near the Worker); the host decides whether the run can be reset.
+  await findRunNearby(c.env, c.get("auth").organizationId, workflowId);
   const result = await new HostClient(c.env).reset(workflowId, { ...body, runId: pinnedRunId });
   // Recorded before we answer: a status or stream request right after this sees the new run.
   await recordRunEvents(c.env, workflowId, [runResetEvent(result.runId, result.resetFromRunId)]);

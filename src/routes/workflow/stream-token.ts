@@ -1,6 +1,6 @@
 import type { App } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
-import { getRunOrThrow } from "../../services/runs.ts";
+import { findRunNearby } from "../../services/runs.ts";
 import { mintStreamToken } from "../../stream-tokens.ts";
 import { parseWorkflowIdParam } from "./params.ts";
 
@@ -13,7 +13,7 @@ export function registerStreamToken(app: App) {
     const auth = c.get("auth");
     if (!auth.apiKeyId) throw new ApiError("unauthorized", "minting a stream token needs an API key");
     const workflowId = parseWorkflowIdParam(c.req.param("id"));
-    await getRunOrThrow(c.env, auth.organizationId, workflowId);
+    await findRunNearby(c.env, auth.organizationId, workflowId); // ownership: never changes, a replica may answer
     const { token, expiresAt } = await mintStreamToken(c.env.STREAM_TOKEN_SECRET, { organizationId: auth.organizationId, workflowId });
     return c.json({ workflowId, token, expiresAt });
   });
