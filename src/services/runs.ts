@@ -13,6 +13,7 @@ import { runFinishedEvent, runStartedEvent } from "../shared/run-events.ts";
 import { ApiError } from "../errors.ts";
 import { HostClient } from "../host-client.ts";
 import { recordRunEvents, runStream } from "../run-stream-client.ts";
+import { nearbyReads } from "../db/client.ts";
 import { findRunByWorkflowId } from "../db/runs.ts";
 import { findRunnableWorkflow, findRunnableWorkflowCached } from "../db/workflows.ts";
 import type { Run } from "../db/schema.ts";
@@ -187,8 +188,7 @@ export async function getRunOrThrow(env: Env, organizationId: string, workflowId
  * docs/architecture.md, "Where each part lives in production".
  */
 export async function findRunNearby(env: Env, organizationId: string, workflowId: string): Promise<{ run: Run; fresh: boolean }> {
-  // drizzle's D1 driver only prepares statements and batches, which a session does too.
-  const replica = await findRunByWorkflowId(env.DB.withSession("first-unconstrained") as unknown as D1Database, organizationId, workflowId);
+  const replica = await findRunByWorkflowId(nearbyReads(env.DB), organizationId, workflowId);
   if (replica) return { run: replica, fresh: false };
   return { run: await getRunOrThrow(env, organizationId, workflowId), fresh: true };
 }

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { App } from "../../app-env.ts";
+import { nearbyReads } from "../../db/client.ts";
 import type { Run } from "../../db/schema.ts";
 import { findRunById, findWorkflowIdOfRun, listStepRuns } from "../../db/workflow-runs.ts";
 import { ApiError } from "../../errors.ts";
@@ -21,7 +22,7 @@ export async function workflowRunOrThrow(env: Env, organizationId: string, runId
  */
 export async function workflowIdOfRun(env: Env, organizationId: string, runId: string): Promise<string> {
   if (z.uuid().safeParse(runId).success) {
-    const replica = await findWorkflowIdOfRun(env.DB.withSession("first-unconstrained"), organizationId, runId);
+    const replica = await findWorkflowIdOfRun(nearbyReads(env.DB), organizationId, runId);
     const workflowId = replica ?? (await findWorkflowIdOfRun(env.DB, organizationId, runId));
     if (workflowId) return workflowId;
   }

@@ -9,6 +9,7 @@ import { z } from "zod";
 import type { Context } from "hono";
 import type { App, AppEnv } from "../../app-env.ts";
 import type { Workflow } from "../../db/schema.ts";
+import { nearbyReads } from "../../db/client.ts";
 import { findWorkflowById } from "../../db/workflows.ts";
 import { ApiError } from "../../errors.ts";
 import { HostClient } from "../../host-client.ts";
@@ -44,7 +45,7 @@ async function interact(c: Context<AppEnv>, kind: Kind, name: string) {
   let run = near.run;
   const { payload } = await readJsonOrEmpty(c, interactionBody);
   const hasHandler = (workflow: Workflow | null) => HANDLER_NAME.test(name) && !!workflow?.handlers[KIND_TO_LIST[kind]].includes(name);
-  let workflow = await findWorkflowById(c.env.DB.withSession("first-unconstrained") as unknown as D1Database, run.workflowId);
+  let workflow = await findWorkflowById(nearbyReads(c.env.DB), run.workflowId);
   if (!hasHandler(workflow) && HANDLER_NAME.test(name)) workflow = await findWorkflowById(c.env.DB, run.workflowId);
   if (!hasHandler(workflow)) {
     throw new ApiError("handler_not_found", `workflow ${run.workflowName} has no ${kind} handler named "${name}"`);
