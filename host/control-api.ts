@@ -20,7 +20,7 @@ import { hasHandler, isStartable, type HandlerKind } from "./catalog.ts";
 import type { EdgeClient } from "./edge-client.ts";
 import type { HistoryRelay } from "./history-relay.ts";
 import type { RunEnvs } from "./run-envs.ts";
-import { describeRun, failureMessage, runResult } from "./temporal.ts";
+import { completedRunResult, describeRun, failureMessage, runResult } from "./temporal.ts";
 import { RunNotFoundError, StepNotCompletedError, StepNotFoundError, resetToAfterStep } from "./reset.ts";
 
 /** Memo key of the run UUID a start carries (StartRunRequest.acceptId). */
@@ -41,6 +41,8 @@ async function acceptedExecution(client: Client, workflowId: string, acceptId: s
     throw err;
   }
 }
+
+const RUN_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Longest a single result call may block; the edge asks again if it wants to wait longer. */
 export const MAX_RESULT_WAIT_MS = 120_000;
@@ -220,7 +222,18 @@ export function createControlApi(deps: ControlApiDeps): Hono {
 
   app.get("/v1/runs/:workflowId/result", async (c) => {
     const waitMs = Math.min(MAX_RESULT_WAIT_MS, Math.max(0, Number(c.req.query("waitMs") ?? 0) || 0));
-    return c.json(await runResult(deps.client, c.req.param("workflowId"), waitMs));
+    const workflowId = c.req.param("workflowId");
+    // `runId`: the caller knows the run (the DO that just started it), so a completed run is
+    // answered from its close event, without describing it first.
+    const runId = c.req.query("runId");
+    if (runId !== undefined && !RUN_ID.test(runId)) throw hostError(400, "invalid_request", "runId must be a Temporal run id (a UUID)");
+    if (runId && waitMs > 0) {
+      const deadline = Date.now() + waitMs;
+      const completed = await completedRunResult(deps.client, workflowId, runId, waitMs);
+      if (completed) return c.json(completed);
+      return c.json(await runResult(deps.client, workflowId, Math.max(0, deadline - Date.now())));
+    }
+    return c.json(await runResult(deps.client, workflowId, waitMs));
   });
 
   app.onError((err, c) => {

@@ -2,7 +2,8 @@
  * Signed calls from the host to the edge: run events and the workflow catalog.
  *
  * Run events of every run are batched: events handed to `pushRunEvents` within PUSH_WINDOW_MS
- * (or while earlier pushes are in flight) go out together in one signed push to
+ * (or while earlier pushes are in flight; a run's outcome, pushed with `now`, does not wait for
+ * the window) go out together in one signed push to
  * `/internal/run-events`, grouped by workflow id, at most MAX_PUSH_EVENTS a push and at most
  * MAX_PUSHES_IN_FLIGHT pushes at once. Under load the pushes grow instead of multiplying.
  * `pushRunEvents` resolves once the edge has recorded the caller's events, so a caller that
@@ -32,6 +33,8 @@ interface Pending {
   events: RunEvent[];
   resolve: () => void;
   reject: (err: Error) => void;
+  /** Sent without waiting for the push window (a run's outcome). */
+  now: boolean;
 }
 
 /** What the host sent the edge so far (the control API's /v1/metrics shows it). */
@@ -48,6 +51,8 @@ export class EdgeClient {
   readonly counters: EdgePushCounters = { runEventRequests: 0, runEvents: 0, refused: 0 };
   private queue: Pending[] = [];
   private queuedEvents = 0;
+  /** Queued entries pushed with `now`. */
+  private queuedNow = 0;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private inFlight = 0;
   private idleWaiters: Array<() => void> = [];
@@ -61,8 +66,12 @@ export class EdgeClient {
     private readonly windowMs = PUSH_WINDOW_MS,
   ) {}
 
-  /** Queues a run's events for the next push; resolves when the edge has recorded them. */
-  pushRunEvents(workflowId: string, events: RunEvent[]): Promise<void> {
+  /**
+   * Queues a run's events for the next push; resolves when the edge has recorded them. `now`: the
+   * push goes out at once (as soon as a slot is free) instead of after the push window, taking
+   * whatever else is queued with it; for events someone waits on, such as a run's outcome.
+   */
+  pushRunEvents(workflowId: string, events: RunEvent[], { now = false }: { now?: boolean } = {}): Promise<void> {
     if (events.length === 0) return Promise.resolve();
     this.counters.runEvents += events.length;
     return new Promise<void>((resolve, reject) => {
@@ -70,8 +79,9 @@ export class EdgeClient {
       for (let i = 0; i < events.length; i += MAX_PUSH_EVENTS) {
         const part = events.slice(i, i + MAX_PUSH_EVENTS);
         const last = i + MAX_PUSH_EVENTS >= events.length;
-        this.queue.push({ workflowId, events: part, resolve: last ? resolve : () => undefined, reject });
+        this.queue.push({ workflowId, events: part, resolve: last ? resolve : () => undefined, reject, now });
         this.queuedEvents += part.length;
+        if (now) this.queuedNow++;
       }
       this.schedule();
     });
@@ -93,7 +103,7 @@ export class EdgeClient {
       return;
     }
     if (this.inFlight >= MAX_PUSHES_IN_FLIGHT) return; // sent when a push in flight ends
-    if (this.queuedEvents >= MAX_PUSH_EVENTS) {
+    if (this.queuedEvents >= MAX_PUSH_EVENTS || this.queuedNow > 0) {
       this.flush();
       return;
     }
@@ -115,6 +125,7 @@ export class EdgeClient {
       )
         break;
       batch.push(this.queue.shift()!);
+      if (next.now) this.queuedNow--;
       runs.add(next.workflowId);
       events += next.events.length;
     }
@@ -124,8 +135,8 @@ export class EdgeClient {
       this.inFlight--;
       this.schedule();
     });
-    // More than one push's worth waiting: start the next one now.
-    if (this.queuedEvents >= MAX_PUSH_EVENTS) this.schedule();
+    // More than one push's worth waiting, or an outcome left behind: start the next one now.
+    if (this.queuedEvents >= MAX_PUSH_EVENTS || this.queuedNow > 0) this.schedule();
   }
 
   /** Delivers one push; on a refusal, delivers its runs one by one (each retried on its own). */

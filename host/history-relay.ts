@@ -19,11 +19,18 @@ import type { temporal } from "@temporalio/proto";
 type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
 
 /**
- * Pause after a page of new events before asking for more: events of one workflow task come in
- * quick succession, and waiting a moment lets the next request return them together (fewer
- * history requests per run, for a few ms of stream latency).
+ * Pause after a page of new events (once the edge has it) before asking for more: events of one
+ * workflow task come in quick succession, and waiting a moment lets the next request return them
+ * together (fewer history requests and pushes per run, for a few ms of stream latency). Counting
+ * the push's own time toward the pause was tried: the close event reached the edge about 17 ms
+ * sooner, but runs made more pages and pushes, and on `wrangler dev`'s one thread a blocking run
+ * got slower (docs/start-path.md).
  */
 export const RELAY_COALESCE_MS = 20;
+
+/** How the relay waits (a test records the pauses instead of timing them). */
+export type Sleep = (ms: number) => Promise<void>;
+const sleep: Sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Pause after a failed history request before trying again. */
 const RETRY_DELAY_MS = 1_000;
@@ -40,6 +47,7 @@ export class HistoryRelay {
     private readonly client: Client,
     private readonly edge: EdgeClient,
     private readonly taskQueue: string,
+    private readonly pause: Sleep = sleep,
   ) {}
 
   get size(): number {
@@ -110,7 +118,7 @@ export class HistoryRelay {
         });
       } catch (err) {
         if ((err as { code?: number }).code === 5) throw err; // NOT_FOUND: nothing to follow
-        await new Promise((r) => setTimeout(r, RETRY_DELAY_MS));
+        await this.pause(RETRY_DELAY_MS);
         continue;
       }
       const events = response.history?.events ?? [];
@@ -133,10 +141,12 @@ export class HistoryRelay {
           // one push; only outcomes it cannot word as Temporal's client does (cancel, terminate,
           // time-out) ask Temporal for the result first.
           const outcome = this.outcomeOf(runId, events[closeIndex]!) ?? (await runResult(this.client, workflowId, 0, runId));
-          await this.edge.pushRunEvents(workflowId, [
-            ...history,
-            runFinishedEvent({ ...outcome, closeTime: close.eventTime ?? outcome.closeTime }),
-          ]);
+          // Sent at once, not after the push window: readers and streams wait for this one.
+          await this.edge.pushRunEvents(
+            workflowId,
+            [...history, runFinishedEvent({ ...outcome, closeTime: close.eventTime ?? outcome.closeTime })],
+            { now: true },
+          );
           return outcome.newRunId ?? undefined;
         }
       }
@@ -145,7 +155,7 @@ export class HistoryRelay {
         // No token and nothing new: the run is closed and we saw its end before. Done.
         return undefined;
       }
-      if (events.length > 0) await new Promise((r) => setTimeout(r, RELAY_COALESCE_MS));
+      if (events.length > 0) await this.pause(RELAY_COALESCE_MS);
     }
   }
 

@@ -10,6 +10,7 @@ import {
 import { TERMINAL_STATUSES, fromTemporalStatus, type RunStatus } from "../src/shared/run-status.ts";
 import type { DescribeRunResponse, RunResultResponse } from "../src/shared/host-api.ts";
 import type { HostConfig } from "./config.ts";
+import proto, { type temporal } from "@temporalio/proto"; // CommonJS: no named ESM exports at run time
 
 export async function connectClient(config: HostConfig): Promise<Client> {
   const connection = await Connection.connect({ address: config.temporalAddress, ...config.temporalConnection });
@@ -56,6 +57,62 @@ function statusOfFailure(err: WorkflowFailedError): RunStatus {
     default:
       return "failed";
   }
+}
+
+/**
+ * The outcome of run `runId` if it completes within `waitMs`, from its close event alone: one
+ * long-poll for that event and no describe (the caller names the run, so there is nothing to look
+ * up). What a direct `@temporalio/client` caller's `result()` waits for, minus runResult's describe
+ * after it. null when the run did not close in time, ended any other way (failed, cancelled,
+ * continued as new…) or cannot be read: the caller then asks runResult, which words every case.
+ */
+export async function completedRunResult(
+  client: Client,
+  workflowId: string,
+  runId: string,
+  waitMs: number,
+): Promise<RunResultResponse | null> {
+  const deadline = Date.now() + waitMs;
+  let nextPageToken: Uint8Array | undefined;
+  try {
+    while (Date.now() < deadline) {
+      let timer: NodeJS.Timeout | undefined;
+      const request = client.workflowService.getWorkflowExecutionHistory({
+        namespace: client.options.namespace,
+        execution: { workflowId, runId },
+        nextPageToken,
+        waitNewEvent: true,
+        historyEventFilterType: proto.temporal.api.enums.v1.HistoryEventFilterType.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT,
+        skipArchival: true,
+      });
+      const response = await Promise.race([
+        request,
+        new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), Math.max(0, deadline - Date.now())))),
+      ]);
+      clearTimeout(timer);
+      if (!response) {
+        request.catch(() => undefined);
+        return null;
+      }
+      const close = response.history?.events?.[0];
+      if (close) {
+        const completed = close.workflowExecutionCompletedEventAttributes;
+        if (!completed) return null;
+        const payload = completed.result?.payloads?.[0];
+        const output = payload
+          ? client.options.loadedDataConverter.payloadConverter.fromPayload(payload as temporal.api.common.v1.Payload)
+          : null;
+        const at = close.eventTime;
+        const closeTime = at ? new Date(Number(at.seconds ?? 0) * 1000 + Math.floor((at.nanos ?? 0) / 1e6)).toISOString() : null;
+        return { workflowId, runId, closeTime, status: "completed", output: output ?? null, error: null };
+      }
+      // A long-poll that ended without the event (the server's poll limit): ask again from where it stopped.
+      nextPageToken = response.nextPageToken?.length ? response.nextPageToken : undefined;
+    }
+  } catch {
+    return null; // e.g. NOT_FOUND: runResult reports it as the API does
+  }
+  return null;
 }
 
 /**

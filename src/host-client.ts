@@ -51,9 +51,13 @@ export class HostClient {
     return this.call("POST", HOST_PATHS.start, startRunResponse, request, timeoutMs);
   }
 
-  /** The run's outcome; waits up to `waitMs` for it to close. */
-  result(workflowId: string, waitMs = 0) {
-    return this.call("GET", `${HOST_PATHS.result(workflowId)}?waitMs=${Math.max(0, Math.floor(waitMs))}`, runResultResponse);
+  /**
+   * The run's outcome; waits up to `waitMs` for it to close. `runId` (a run the caller just
+   * started) lets the host answer a completed run from its close event, without describing it.
+   */
+  result(workflowId: string, waitMs = 0, runId?: string) {
+    const query = `waitMs=${Math.max(0, Math.floor(waitMs))}${runId ? `&runId=${encodeURIComponent(runId)}` : ""}`;
+    return this.call("GET", `${HOST_PATHS.result(workflowId)}?${query}`, runResultResponse);
   }
 
   /** Sends a signal, query or update to a run; resolves to the handler's result (signals: undefined). */

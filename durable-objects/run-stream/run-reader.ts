@@ -74,7 +74,7 @@ export class RunReader {
         command.organizationId,
         command.workflowId,
         { ...options, waitMs: Math.max(0, deadline - Date.now()) },
-        true,
+        { runId: reply.started.runId ?? undefined },
       );
       // The run.started projection may still be on its way to D1: the row says at least what the start knows.
       if (reply.started.runId && view.run.status === "scheduled")
@@ -85,12 +85,20 @@ export class RunReader {
     }
   }
 
-  /** `justStarted`: this DO has just started the run, so the host's wait begins while the row is read. */
-  private async view(organizationId: string, workflowId: string, options: ReadOptions, justStarted = false): Promise<RunView> {
+  /**
+   * `justStarted`: this DO has just started the run (its Temporal run id, when the host confirmed
+   * it), so the host's wait begins while the row is read.
+   */
+  private async view(
+    organizationId: string,
+    workflowId: string,
+    options: ReadOptions,
+    justStarted: { runId?: string } | false = false,
+  ): Promise<RunView> {
     // A start still in the outbox is not in Temporal yet: the row is what there is to say.
     const settle = !this.deps.starter.hasPending() && options.settle !== false;
     const waitMs = options.waitMs ?? 0;
-    const waiting = settle && justStarted ? waitForResult(this.deps.env, workflowId, waitMs) : undefined;
+    const waiting = settle && justStarted ? waitForResult(this.deps.env, workflowId, waitMs, justStarted.runId) : undefined;
     waiting?.catch(() => undefined); // settleRun reports its failure; a row that is missing answers first
     const stored = await findRunByWorkflowId(this.deps.env.DB, organizationId, workflowId);
     if (!stored) throw new ApiError("run_not_found", `no run with workflowId "${workflowId}"`);

@@ -234,14 +234,15 @@ export async function settleRun(
 /**
  * Asks the host for the run's outcome, waiting up to `waitMs` for it to close (in slices). A
  * caller that has just started the run may begin this before reading the run's row (settleRun's
- * `waiting`), so the row read and the wait overlap.
+ * `waiting`), so the row read and the wait overlap, and name the run it started (`runId`), which
+ * spares the host a describe when the run completes.
  */
-export async function waitForResult(env: Env, workflowId: string, waitMs: number): Promise<RunResultResponse> {
+export async function waitForResult(env: Env, workflowId: string, waitMs: number, runId?: string): Promise<RunResultResponse> {
   const host = new HostClient(env);
   const deadline = Date.now() + waitMs;
   let result: RunResultResponse;
   do {
-    result = await host.result(workflowId, Math.min(HOST_RESULT_WAIT_SLICE_MS, Math.max(0, deadline - Date.now())));
+    result = await host.result(workflowId, Math.min(HOST_RESULT_WAIT_SLICE_MS, Math.max(0, deadline - Date.now())), runId);
   } while (!isTerminal(result.status) && Date.now() < deadline);
   return result;
 }

@@ -163,6 +163,59 @@ describe("control API over real Temporal", () => {
   });
 });
 
+describe("the result of a run the caller names (runId: the run its DO just started)", () => {
+  const resultOf = async (workflowId: string, query: string) => {
+    const res = await signed("GET", `${HOST_PATHS.result(workflowId)}?${query}`);
+    expect(res.status).toBe(200);
+    return runResultResponse.parse(await res.json());
+  };
+
+  it("a completed run: the same answer as without runId (ids, close time, output), from its close event", async () => {
+    const workflowId = newId("hello");
+    const started = startRunResponse.parse(
+      await (await signed("POST", HOST_PATHS.start, { workflowId, workflowName: "hello", input: { name: "Ada" } })).json(),
+    );
+    const named = await resultOf(workflowId, `waitMs=30000&runId=${started.runId}`);
+    expect(named).toMatchObject({
+      workflowId,
+      runId: started.runId,
+      status: "completed",
+      output: { greeting: "Hello, Ada!" },
+      error: null,
+    });
+    expect(named.closeTime).not.toBeNull();
+    expect(await resultOf(workflowId, "waitMs=30000")).toEqual(named);
+  });
+
+  it("a failed run: the same answer as without runId", async () => {
+    const workflowId = newId("always_fails");
+    const started = startRunResponse.parse(
+      await (await signed("POST", HOST_PATHS.start, { workflowId, workflowName: "always_fails", input: {} })).json(),
+    );
+    const named = await resultOf(workflowId, `waitMs=30000&runId=${started.runId}`);
+    expect(named).toMatchObject({ runId: started.runId, status: "failed", output: null, error: ALWAYS_FAILS_MESSAGE });
+    expect(await resultOf(workflowId, "waitMs=30000")).toEqual(named);
+  });
+
+  it("a run still open when the wait ends: running, as without runId", async () => {
+    const workflowId = newId("hello");
+    const handle = await client.workflow.start("hello", { taskQueue: `${TASK_QUEUE}-idle`, workflowId, args: [{ name: "x" }] });
+    const named = await resultOf(workflowId, `waitMs=300&runId=${handle.firstExecutionRunId}`);
+    expect(named).toMatchObject({ runId: handle.firstExecutionRunId, status: "running", output: null, error: null, closeTime: null });
+    await handle.terminate("test cleanup");
+  });
+
+  it("a run id that is not a UUID is refused with 400; an unknown workflow is still 404", async () => {
+    const workflowId = newId("hello");
+    const bad = await signed("GET", `${HOST_PATHS.result(workflowId)}?waitMs=100&runId=${encodeURIComponent("../x")}`);
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toMatchObject({ error: { code: "invalid_request" } });
+    const unknown = await signed("GET", `${HOST_PATHS.result(workflowId)}?waitMs=100&runId=${crypto.randomUUID()}`);
+    expect(unknown.status).toBe(404);
+    expect(await unknown.json()).toMatchObject({ error: { code: "run_not_found" } });
+  });
+});
+
 describe("interacting with a running approval", () => {
   const interact = (workflowId: string, kind: "signal" | "query" | "update", name: string, payload?: unknown) =>
     signed("POST", HOST_PATHS.interact(workflowId, kind, name), { payload });

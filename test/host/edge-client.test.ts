@@ -70,6 +70,27 @@ describe("EdgeClient: batched run events", () => {
     expect(client.counters).toMatchObject({ runEventRequests: 1, runEvents: 40, refused: 0 });
   });
 
+  it("a push with `now` goes out without waiting for the window, taking the events queued before it, in order", async () => {
+    const edge = await fakeEdge(() => 200);
+    // A window no test would wait for: only a `now` push can be delivered within the test's time.
+    const client = new EdgeClient(edge.url, SECRET, () => undefined, 3, 3_600_000);
+    const earlier = client.pushRunEvents("hello-1", [started("a")]);
+    const other = client.pushRunEvents("hello-2", [started("x")]);
+    await client.pushRunEvents("hello-1", [started("b")], { now: true });
+    await Promise.all([earlier, other]);
+    expect(edge.received).toHaveLength(1);
+    expect(edge.received[0]!.body.runs.map((r) => [r.workflowId, r.events.map((e) => e.sourceKey)])).toEqual([
+      ["hello-1", ["run:a:started", "run:b:started"]],
+      ["hello-2", ["run:x:started"]],
+    ]);
+    // Without `now` the window holds again: this one is still queued.
+    let delivered = false;
+    void client.pushRunEvents("hello-3", [started("c")]).then(() => (delivered = true));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(delivered).toBe(false);
+    expect(edge.received).toHaveLength(1);
+  });
+
   it("a refused push is logged as an error and retried until the edge takes it: nothing is dropped", async () => {
     const edge = await fakeEdge((_push, n) => (n < 2 ? 400 : 200));
     const logs: string[] = [];

@@ -1,0 +1,103 @@
+/**
+ * The host's history relay (host/history-relay.ts) over real Temporal, with a stand-in edge that
+ * records what it is handed: every event of the run once and in order, the outcome last and sent
+ * without the push window, a coalescing pause after each page.
+ */
+import { Client, Connection } from "@temporalio/client";
+import type { Worker } from "@temporalio/worker";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { loadConfig } from "../../host/config.ts";
+import { EdgeClient } from "../../host/edge-client.ts";
+import { HistoryRelay, RELAY_COALESCE_MS } from "../../host/history-relay.ts";
+import { createWorker } from "../../host/worker.ts";
+import type { RunEvent } from "../../src/shared/host-api.ts";
+
+const SECRET = "relay-test-secret"; // test-only
+const TASK_QUEUE = `relay-test-${process.pid}`;
+
+let client: Client;
+let worker: Worker;
+let workerRun: Promise<void>;
+
+beforeAll(async () => {
+  const config = loadConfig({
+    HOST_SHARED_SECRET: SECRET,
+    TEMPORAL_ADDRESS: inject("temporalAddress"),
+    TEMPORAL_TASK_QUEUE: TASK_QUEUE,
+    HOST_LOG_LEVEL: "WARN",
+  });
+  client = new Client({ connection: await Connection.connect({ address: config.temporalAddress }) });
+  // The workflows' own step events go to a closed port and are given up quietly; the relay's pushes go to the recorder.
+  worker = await createWorker(config, new EdgeClient("http://127.0.0.1:9", SECRET, () => undefined, 1));
+  workerRun = worker.run();
+});
+
+afterAll(async () => {
+  worker?.shutdown();
+  await workerRun;
+  await client?.connection.close();
+});
+
+interface Push {
+  workflowId: string;
+  events: RunEvent[];
+  now: boolean;
+}
+
+/** An edge that records each push and takes `pushMs` to accept it. */
+function recordingEdge(pushMs: number) {
+  const pushes: Push[] = [];
+  const edge = {
+    async pushRunEvents(workflowId: string, events: RunEvent[], options: { now?: boolean } = {}) {
+      pushes.push({ workflowId, events, now: options.now ?? false });
+      await new Promise((r) => setTimeout(r, pushMs));
+    },
+  } as unknown as EdgeClient;
+  return { edge, pushes };
+}
+
+/** Relays one run of `workflow` to the recorder; resolves with the pushes and the pauses the relay took. */
+async function relayOneRun(workflow: string, args: unknown[], pushMs: number) {
+  const { edge, pushes } = recordingEdge(pushMs);
+  const pauses: number[] = [];
+  const relay = new HistoryRelay(client, edge, TASK_QUEUE, async (ms) => {
+    pauses.push(ms);
+    await new Promise((r) => setTimeout(r, ms));
+  });
+  const workflowId = `${workflow}-${crypto.randomUUID()}`;
+  const handle = await client.workflow.start(workflow, { taskQueue: TASK_QUEUE, workflowId, args });
+  relay.follow(workflowId, handle.firstExecutionRunId);
+  await handle.result().catch(() => undefined);
+  // The relay lets go of the run once it has pushed the outcome.
+  for (let i = 0; i < 200 && relay.size > 0; i++) await new Promise((r) => setTimeout(r, 50));
+  expect(relay.size).toBe(0);
+  const history = (await handle.fetchHistory()).events!.map((e) => String(e.eventId));
+  return { workflowId, runId: handle.firstExecutionRunId, pushes, pauses, history };
+}
+
+describe("history relay", () => {
+  it("pushes every history event of a run once, in order, then run.finished last, in the same push as the close event", async () => {
+    const { workflowId, runId, pushes, history } = await relayOneRun("two_steps", [{ text: "one two three" }], 0);
+    expect(pushes.every((p) => p.workflowId === workflowId)).toBe(true);
+    const events = pushes.flatMap((p) => p.events);
+    const relayed = events.filter((e) => e.type === "history").map((e) => e.sourceKey);
+    expect(relayed).toEqual(history.map((id) => `history:${runId}:${id}`));
+    expect(events.at(-1)).toMatchObject({ type: "run.finished", data: { status: "completed" } });
+    expect(events.filter((e) => e.type === "run.finished")).toHaveLength(1);
+    const last = pushes.at(-1)!;
+    expect(last.events.some((e) => e.type === "history" && e.sourceKey === `history:${runId}:${history.at(-1)}`)).toBe(true);
+  });
+
+  it("the push carrying the outcome goes out without the push window; the others keep it", async () => {
+    const { pushes } = await relayOneRun("hello", [{ name: "Ada" }], 0);
+    expect(pushes.at(-1)!.now).toBe(true);
+    expect(pushes.slice(0, -1).every((p) => !p.now)).toBe(true);
+  });
+
+  it("pauses after each page it pushed, so the events of one workflow task come back together", async () => {
+    const { pushes, pauses } = await relayOneRun("two_steps", [{ text: "a b" }], 5);
+    // One pause after each page but the last (the close ends the relay); none before a page came.
+    expect(pauses).toHaveLength(pushes.length - 1);
+    expect(pauses.every((ms) => ms === RELAY_COALESCE_MS)).toBe(true);
+  });
+});
