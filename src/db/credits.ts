@@ -3,8 +3,9 @@
  *
  * A run holds its most expensive possible charge before it starts, and when it ends it is charged
  * its real usage and the hold is released. The code writes only the run's row; triggers on `runs`
- * (migrations/0009_credit_triggers.sql) do the rest inside the same statement: a row inserted
- * with a hold reserves it, a row reaching a final status with a hold is settled (charge, ledger
+ * (migrations 0009_credit_triggers.sql and 0010_reset_credit_hold.sql) do the rest inside the same
+ * statement: a row inserted with a hold reserves it, a change of a row's hold (a reset's) moves the
+ * reservation by the difference, a row reaching a final status with a hold is settled (charge, ledger
  * row, hold released, once), a row deleted with a hold gives it back. So concurrent starts never
  * hold more than the balance, a settlement that is retried is a no-op, and an organization's
  * `credits_reserved` is always the sum of its runs' `credit_hold`. Unmetered organizations
