@@ -3,8 +3,9 @@
  *
  * A run holds its most expensive possible charge before it starts, and when it ends it is charged
  * its real usage and the hold is released. The code writes only the run's row; triggers on `runs`
- * (migrations/0009_credit_triggers.sql) do the rest inside the same statement: a row inserted
- * with a hold reserves it, a row reaching a final status with a hold is settled (charge, ledger
+ * (migrations 0009_credit_triggers.sql and 0010_reset_credit_hold.sql) do the rest inside the same
+ * statement: a row inserted with a hold reserves it, a change of a row's hold (a reset's) moves the
+ * reservation by the difference, a row reaching a final status with a hold is settled (charge, ledger
  * row, hold released, once), a row deleted with a hold gives it back. So concurrent starts never
  * hold more than the balance, a settlement that is retried is a no-op, and an organization's
  * `credits_reserved` is always the sum of its runs' `credit_hold`. Unmetered organizations
@@ -95,6 +96,55 @@ export function undoAcceptedRunStatement(d1: D1Database, runUuid: string): D1Pre
  */
 export function settleHeldFinishedRunStatement(d1: D1Database, temporalWorkflowId: string): D1PreparedStatement {
   return d1.prepare("UPDATE runs SET status = status WHERE temporal_workflow_id = ? AND credit_hold > 0").bind(temporalWorkflowId);
+}
+
+export type ResetHoldOutcome =
+  | { ok: true; held: false }
+  | { ok: true; held: true; undo: D1PreparedStatement }
+  | { ok: false; available: number };
+
+/**
+ * A reset of a metered organization's run holds credits like a start: one conditional UPDATE of
+ * the run's row sets its `credit_hold` to `amount` (and `credit_tokens_base` to the tokens counted
+ * so far, so the reset's run is charged only what it adds) if the organization has `amount`
+ * available, counting what the row already holds (a run still going keeps its hold, topped up or
+ * trimmed to `amount`); the trigger `runs_credit_hold_on_update` moves `credits_reserved` by the
+ * difference in the same statement. An unmetered organization holds nothing (`held: false`).
+ *
+ * `undo` puts the row's hold and base back as they were (only if the row still holds exactly this
+ * hold): for a reset the host refuses. The row is read from the primary first, for those values.
+ */
+export async function holdForReset(d1: D1Database, organizationId: string, runUuid: string, amount: number): Promise<ResetHoldOutcome> {
+  const before = await d1
+    .prepare(
+      `SELECT r.credit_hold AS hold, r.credit_tokens_base AS base, o.credit_balance AS balance, o.credits_reserved AS reserved
+       FROM runs r JOIN organizations o ON o.id = r.organization_id WHERE r.id = ? AND r.organization_id = ?`,
+    )
+    .bind(runUuid, organizationId)
+    .first<{ hold: number; base: number | null; balance: number | null; reserved: number }>();
+  if (!before || before.balance === null) return { ok: true, held: false };
+  const updated = await d1
+    .prepare(
+      `UPDATE runs SET credit_hold = ?1, credit_tokens_base = tokens_total
+       WHERE id = ?2 AND organization_id = ?3 AND credit_hold = ?4
+         AND EXISTS (SELECT 1 FROM organizations o WHERE o.id = ?3 AND o.credit_balance IS NOT NULL
+                     AND o.credit_balance - o.credits_reserved + runs.credit_hold >= ?1)`,
+    )
+    .bind(amount, runUuid, organizationId, before.hold)
+    .run();
+  if (updated.meta.changes === 0) {
+    const now = await d1
+      .prepare("SELECT credit_balance AS balance, credits_reserved AS reserved FROM organizations WHERE id = ?")
+      .bind(organizationId)
+      .first<{ balance: number | null; reserved: number }>();
+    // Metering turned off in between: nothing to hold.
+    if (!now || now.balance === null) return { ok: true, held: false };
+    return { ok: false, available: availableCredits(now.balance, now.reserved)! + before.hold };
+  }
+  const undo = d1
+    .prepare("UPDATE runs SET credit_hold = ?1, credit_tokens_base = ?2 WHERE id = ?3 AND credit_hold = ?4")
+    .bind(before.hold, before.base, runUuid, amount);
+  return { ok: true, held: true, undo };
 }
 
 export type GrantOutcome =

@@ -44,8 +44,9 @@ export const creditLedger = sqliteTable(
   },
   (t) => [
     index("credit_ledger_org_created_idx").on(t.organizationId, t.createdAt),
-    // One charge per run, whatever retries the settlement sees.
-    uniqueIndex("credit_ledger_run_charge_uq").on(t.runId).where(sql`kind = 'charge'`),
+    // One charge per run, whatever retries the settlement sees (a reset's run gets its own
+    // charge row, `charge:<run>:<temporal run>`, unique by its id; migration 0010).
+    uniqueIndex("credit_ledger_run_charge_uq").on(t.runId).where(sql`kind = 'charge' AND id = 'charge:' || run_id`),
   ],
 );
 
@@ -147,6 +148,11 @@ export const runs = sqliteTable(
     creditHold: integer("credit_hold").notNull().default(0),
     /** Credits the run was charged when it ended; NULL until settled (or when unmetered). */
     creditsCharged: integer("credits_charged"),
+    /**
+     * The run's tokens_total when a reset took its hold (NULL if never reset): the reset's run is
+     * charged only what it adds on top (migration 0010).
+     */
+    creditTokensBase: integer("credit_tokens_base"),
     startedAt: text("started_at"),
     completedAt: text("completed_at"),
     ...timestamps,

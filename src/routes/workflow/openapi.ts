@@ -319,7 +319,15 @@ export function documentWorkflowApi(app: App) {
       params: path.includes(":rid") ? pinnedParams : idParam,
       body: resetBody,
       responses: { 200: { description: "The new run", schema: z.object({ workflowId: z.string(), runId: z.string() }) } },
-      errors: [...RUN_ERRORS, "invalid_json", "invalid_request", "step_not_found", "step_not_completed", "host_unavailable"],
+      errors: [
+        ...RUN_ERRORS,
+        "invalid_json",
+        "invalid_request",
+        "step_not_found",
+        "step_not_completed",
+        "insufficient_credits",
+        "host_unavailable",
+      ],
     });
   }
 }
