@@ -13,7 +13,9 @@
  * OUTRIDER_DEV_API_KEY when set) and an example prompt workflow, and prints the key. The admin key
  * (ADMIN_API_KEY, else .outrider/dev-admin-key) is printed too; the internal service secret
  * (INTERNAL_SERVICE_SECRET, else .outrider/dev-internal-secret) is kept for `npm run admin -- run`.
- * HOST_SHARED_SECRET is generated for the session unless set. OUTRIDER_WRANGLER_CONFIG runs the edge
+ * WEBHOOK_SECRET_KEYS (the key encrypting webhook signing secrets in D1) is kept in
+ * .outrider/dev-webhook-secret-keys unless set, so endpoints made in one session still sign in the
+ * next. HOST_SHARED_SECRET is generated for the session unless set. OUTRIDER_WRANGLER_CONFIG runs the edge
  * from another wrangler config (bench/geography.ts uses it). Everything here is for development only.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
@@ -121,6 +123,10 @@ const devAdminKey = () => devCredential(env.ADMIN_API_KEY, "dev-admin-key", () =
 /** The Workflow Runs API's internal service secret (`npm run admin -- run`). */
 const devInternalSecret = () => devCredential(env.INTERNAL_SERVICE_SECRET, "dev-internal-secret", () => randomBytes(32).toString("hex"));
 
+/** DEV ONLY: the key encrypting webhook signing secrets at rest, kept with the local D1 it encrypts for. */
+const devWebhookSecretKeys = () =>
+  devCredential(env.WEBHOOK_SECRET_KEYS, "dev-webhook-secret-keys", () => `dev1:${randomBytes(32).toString("base64")}`);
+
 /** The example prompt workflow of the development organization (POST /api/v1/run/wf_devexplain). */
 const DEV_PROMPT_WORKFLOW = {
   id: "wf_devexplain",
@@ -184,6 +190,8 @@ async function main() {
   const internalSecret = devInternalSecret();
   // DEV ONLY default, fresh per session unless given.
   const jwtSecret = env.JWT_SECRET || randomBytes(32).toString("hex");
+  // DEV ONLY: kept in .outrider/dev-webhook-secret-keys unless given.
+  const webhookSecretKeys = devWebhookSecretKeys();
   mkdirSync(devDir, { recursive: true });
   for (const [name, port] of [
     ["OUTRIDER_PORT", edgePort],
@@ -260,6 +268,7 @@ async function main() {
       ADMIN_API_KEY: adminKey,
       INTERNAL_SERVICE_SECRET: internalSecret,
       JWT_SECRET: jwtSecret,
+      WEBHOOK_SECRET_KEYS: webhookSecretKeys,
       WRANGLER_SEND_METRICS: "false",
     },
   );

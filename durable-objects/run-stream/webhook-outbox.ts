@@ -16,11 +16,14 @@
  *   passed since the first attempt, then marked failed. Each attempt is logged in D1
  *   (`webhook_attempts`, read by GET /admin/v1/organizations/:orgId/webhooks/:id/deliveries).
  * - The endpoint's URL and secret are read at each attempt: a deleted endpoint stops receiving,
- *   a rotated secret signs the next attempt; the URL policy is checked again.
+ *   a rotated secret signs the next attempt; the URL policy is checked again. The secret is stored
+ *   encrypted (src/shared/secret-box.ts): one that does not decrypt (unknown key id, or a ciphertext
+ *   copied from another row) is logged as that attempt's error and nothing is sent.
  * - Nothing here is awaited by `record`: deliveries run in the alarm, and outbound fetches let
  *   the DO serve its other requests meanwhile.
  */
 import { aggregate, type Attribute } from "../../src/shared/aggregations.ts";
+import { openSecret, webhookSecretAad } from "../../src/shared/secret-box.ts";
 import { eventTypeForStatus, webhookHeaders } from "../../src/webhooks/signing.ts";
 import { urlPolicyFrom, webhookUrlProblem } from "../../src/webhooks/url-policy.ts";
 import type { EventLog } from "./event-log.ts";
@@ -241,11 +244,19 @@ export class WebhookOutbox {
     }
     let responseStatus: number | null = null;
     let error: string | null = webhookUrlProblem(endpoint.url, urlPolicyFrom(env));
+    let secret: string | null = null;
     if (error === null) {
+      try {
+        secret = await openSecret(env.WEBHOOK_SECRET_KEYS, endpoint.secret, webhookSecretAad(row.organization_id, row.endpoint_id));
+      } catch (err) {
+        error = `the signing secret could not be read: ${err instanceof Error ? err.message : String(err)}`;
+      }
+    }
+    if (error === null && secret !== null) {
       try {
         const response = await fetch(endpoint.url, {
           method: "POST",
-          headers: await webhookHeaders(endpoint.secret, row.message_id, row.body, now),
+          headers: await webhookHeaders(secret, row.message_id, row.body, now),
           body: row.body,
           redirect: "manual",
           signal: AbortSignal.timeout(numberVar(env.WEBHOOK_TIMEOUT_MS, DEFAULT_WEBHOOK_TIMEOUT_MS)),

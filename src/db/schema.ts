@@ -244,7 +244,7 @@ export const webhookEndpoints = sqliteTable(
     url: text("url").notNull(),
     /** Event types it receives (`run.completed`, …). */
     events: text("events", { mode: "json" }).$type<string[]>().notNull(),
-    /** `whsec_<base64>`: the signing secret (Standard Webhooks). Needed to sign, so kept as is. */
+    /** The signing secret (`whsec_<base64>`, Standard Webhooks), encrypted: `enc1:<keyId>:<iv>:<ciphertext>` (src/shared/secret-box.ts); rows written before encryption hold the plain value until their next write. */
     secret: text("secret").notNull(),
     deletedAt: text("deleted_at"),
     ...timestamps,

@@ -1,13 +1,26 @@
-/** Webhook endpoints and their delivery log (admin API; the run's RunStream reads and writes them). */
+/**
+ * Webhook endpoints and their delivery log (admin API; the run's RunStream reads and writes them).
+ * The signing secret is stored encrypted (src/shared/secret-box.ts, keys from WEBHOOK_SECRET_KEYS,
+ * bound to the organization and endpoint ids); callers pass and get back the plain `whsec_` value.
+ */
 import { and, desc, eq, isNull } from "drizzle-orm";
+import { sealSecret, webhookSecretAad } from "../shared/secret-box.ts";
 import { db } from "./client.ts";
 import { webhookAttempts, webhookEndpoints, type WebhookEndpoint } from "./schema.ts";
 
+/** Inserts an endpoint; `row.secret` is the plain secret, stored encrypted with the newest of `keys`. */
 export async function insertWebhookEndpoint(
   d1: D1Database,
+  keys: string | undefined,
   row: Pick<WebhookEndpoint, "id" | "organizationId" | "url" | "events" | "secret">,
 ) {
-  return (await db(d1).insert(webhookEndpoints).values(row).returning())[0]!;
+  const secret = await sealSecret(keys, row.secret, webhookSecretAad(row.organizationId, row.id));
+  return (
+    await db(d1)
+      .insert(webhookEndpoints)
+      .values({ ...row, secret })
+      .returning()
+  )[0]!;
 }
 
 export async function listWebhookEndpoints(d1: D1Database, organizationId: string) {
@@ -38,10 +51,12 @@ export async function deleteWebhookEndpoint(d1: D1Database, organizationId: stri
   return rows[0] ?? null;
 }
 
-export async function rotateWebhookSecret(d1: D1Database, organizationId: string, id: string, secret: string) {
+/** Replaces the secret (plain `secret`, stored encrypted; a legacy plain row is encrypted from now on). */
+export async function rotateWebhookSecret(d1: D1Database, keys: string | undefined, organizationId: string, id: string, secret: string) {
+  const sealed = await sealSecret(keys, secret, webhookSecretAad(organizationId, id));
   const rows = await db(d1)
     .update(webhookEndpoints)
-    .set({ secret, updatedAt: new Date().toISOString() })
+    .set({ secret: sealed, updatedAt: new Date().toISOString() })
     .where(and(eq(webhookEndpoints.id, id), eq(webhookEndpoints.organizationId, organizationId), isNull(webhookEndpoints.deletedAt)))
     .returning();
   return rows[0] ?? null;

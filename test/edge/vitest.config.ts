@@ -15,6 +15,8 @@ process.env.STREAM_TOKEN_SECRET = "edge-test-stream-token-secret";
 process.env.ADMIN_API_KEY = "edge-test-admin-key,edge-test-old-admin-key";
 process.env.INTERNAL_SERVICE_SECRET = "edge-test-internal-secret";
 process.env.JWT_SECRET = "edge-test-jwt-secret-at-least-32-bytes-long";
+// Test-only keys (32 bytes each): "edge2" encrypts, "edge1" is an older key still listed for decryption.
+process.env.WEBHOOK_SECRET_KEYS = `edge2:${Buffer.alloc(32, 2).toString("base64")},edge1:${Buffer.alloc(32, 1).toString("base64")}`;
 
 export default defineConfig(async () => {
   // wrangler.toml serves build/assets as static assets; wrangler's [build] makes it, vitest does not run that.

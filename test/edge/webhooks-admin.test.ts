@@ -3,6 +3,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { webhookUrlProblem } from "../../src/webhooks/url-policy.ts";
 import { refusedRange } from "../../src/shared/ip-ranges.ts";
+import { openSecret, webhookSecretAad } from "../../src/shared/secret-box.ts";
 import { admin, seedOrganization, type ErrorBody } from "./helpers.ts";
 
 const base = (org: string) => `/admin/v1/organizations/${org}/webhooks`;
@@ -31,8 +32,9 @@ describe("webhook endpoints: happy path", () => {
     const rotated = (await (await admin("POST", `${base(organizationId)}/${endpoint.id}/rotate-secret`)).json()) as { secret: string };
     expect(rotated.secret).toMatch(/^whsec_/);
     expect(rotated.secret).not.toBe(endpoint.secret);
+    // Stored encrypted (test/edge/webhooks-secrets.test.ts); it opens to the secret just shown.
     const stored = await env.DB.prepare("SELECT secret FROM webhook_endpoints WHERE id = ?").bind(endpoint.id).first<{ secret: string }>();
-    expect(stored?.secret).toBe(rotated.secret);
+    expect(await openSecret(env.WEBHOOK_SECRET_KEYS, stored!.secret, webhookSecretAad(organizationId, endpoint.id))).toBe(rotated.secret);
 
     const deliveries = await admin("GET", `${base(organizationId)}/${endpoint.id}/deliveries?limit=10`);
     expect(deliveries.status).toBe(200);

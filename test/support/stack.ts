@@ -114,6 +114,8 @@ export async function startStack(options: StackOptions = {}): Promise<RunningSta
       ADMIN_API_KEY: adminKey,
       INTERNAL_SERVICE_SECRET: internalSecret,
       JWT_SECRET: TEST_JWT_SECRET,
+      // Test-only key encrypting webhook signing secrets in this stack's D1.
+      WEBHOOK_SECRET_KEYS: `test1:${randomBytes(32).toString("base64")}`,
       // Short enough for a test to see a prompt run time out (local/slow* models), long enough for the others.
       PROMPT_RUN_MAX_MS: "10000",
       ...options.env,

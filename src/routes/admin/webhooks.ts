@@ -45,7 +45,7 @@ export function registerWebhooks(app: App) {
       throw new ApiError("webhook_url_not_allowed", `this URL cannot receive webhooks: ${problem}`, [{ path: "url", message: problem }]);
     const secret = generateWebhookSecret();
     const events = body.events ? [...new Set(body.events)] : [...WEBHOOK_EVENT_TYPES];
-    const row = await insertWebhookEndpoint(c.env.DB, {
+    const row = await insertWebhookEndpoint(c.env.DB, c.env.WEBHOOK_SECRET_KEYS, {
       id: newEndpointId(),
       organizationId: org.id,
       url: new URL(body.url).href,
@@ -73,7 +73,7 @@ export function registerWebhooks(app: App) {
     const org = await organizationOrThrow(c.env, c.req.param("orgId"));
     const id = c.req.param("webhookId");
     const secret = generateWebhookSecret();
-    const row = ADMIN_ID_PATTERN.test(id) ? await rotateWebhookSecret(c.env.DB, org.id, id, secret) : null;
+    const row = ADMIN_ID_PATTERN.test(id) ? await rotateWebhookSecret(c.env.DB, c.env.WEBHOOK_SECRET_KEYS, org.id, id, secret) : null;
     if (!row) throw new ApiError("webhook_not_found", `organization ${org.id} has no webhook "${id}"`);
     // Deliveries from now on (retries included) are signed with the new secret.
     return c.json({ ...endpointView(row), secret });

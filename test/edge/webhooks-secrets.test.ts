@@ -1,0 +1,195 @@
+/**
+ * Webhook signing secrets at rest: D1 holds only `enc1:` ciphertexts (AES-256-GCM, bound to the
+ * organization and endpoint ids), deliveries still verify with the plain secret, a ciphertext
+ * moved to another row or sealed under an unknown key is a logged delivery error (nothing sent,
+ * nothing else changed), and a legacy plain row still signs until its next write encrypts it.
+ */
+import { env } from "cloudflare:workers";
+import { Webhook } from "standardwebhooks";
+import { beforeAll, describe, expect, it } from "vitest";
+import { runStream } from "../../src/run-stream-client.ts";
+import { isSealed, openSecret, sealSecret, webhookSecretAad } from "../../src/shared/secret-box.ts";
+import { admin, seedCatalog, seedOrganization } from "./helpers.ts";
+import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
+
+interface Received {
+  headers: Record<string, string>;
+  body: string;
+  status: number;
+}
+
+const hookUrl = (name: string) => `${env.WEBHOOK_TEST_RECEIVER}/hook/${name}`;
+const received = async (name: string): Promise<Received[]> => (await fetch(`${env.WEBHOOK_TEST_RECEIVER}/log/${name}`)).json();
+const base = (org: string) => `/admin/v1/organizations/${org}/webhooks`;
+
+async function until<T>(check: () => Promise<T | null | undefined | false>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error("timed out waiting");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function register(organizationId: string, url: string) {
+  const res = await admin("POST", base(organizationId), { url });
+  expect(res.status).toBe(201);
+  return (await res.json()) as { id: string; secret: string };
+}
+
+const storedSecret = async (id: string) =>
+  (await env.DB.prepare("SELECT secret FROM webhook_endpoints WHERE id = ?").bind(id).first<{ secret: string }>())!.secret;
+const setStoredSecret = (id: string, secret: string) =>
+  env.DB.prepare("UPDATE webhook_endpoints SET secret = ? WHERE id = ?").bind(secret, id).run();
+
+async function finishRun(organizationId: string) {
+  const { workflowId, runId } = await createRunningRun(organizationId);
+  await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId, "completed")]);
+  return { workflowId, runId };
+}
+
+async function deliveries(organizationId: string, id: string) {
+  const res = await admin("GET", `${base(organizationId)}/${id}/deliveries`);
+  return ((await res.json()) as { deliveries: Array<{ status: string; error: string | null; responseStatus: number | null }> }).deliveries;
+}
+
+describe("webhook secrets at rest: happy path", { timeout: 40_000 }, () => {
+  beforeAll(async () => {
+    await seedCatalog();
+  });
+
+  it("a delivery signed from the encrypted row verifies with the plain secret the API showed", async () => {
+    const org = await seedOrganization();
+    const name = `sealed-${crypto.randomUUID()}`;
+    const endpoint = await register(org.organizationId, hookUrl(name));
+    expect(isSealed(await storedSecret(endpoint.id))).toBe(true);
+    await finishRun(org.organizationId);
+    const got = await until(async () => {
+      const r = await received(name);
+      return r.length >= 1 ? r : null;
+    });
+    expect((new Webhook(endpoint.secret).verify(got[0]!.body, got[0]!.headers) as { type: string }).type).toBe("run.completed");
+  });
+
+  it("a legacy plain row still signs, and its next write (rotation) stores it encrypted", async () => {
+    const org = await seedOrganization();
+    const name = `legacy-${crypto.randomUUID()}`;
+    const endpoint = await register(org.organizationId, hookUrl(name));
+    // As rows written before encryption look: the plain whsec_ value.
+    const plain = `whsec_${btoa("legacy-plain-secret-24b!")}`;
+    await setStoredSecret(endpoint.id, plain);
+    await finishRun(org.organizationId);
+    const got = await until(async () => {
+      const r = await received(name);
+      return r.length >= 1 ? r : null;
+    });
+    new Webhook(plain).verify(got[0]!.body, got[0]!.headers);
+
+    const rotated = (await (await admin("POST", `${base(org.organizationId)}/${endpoint.id}/rotate-secret`)).json()) as { secret: string };
+    const stored = await storedSecret(endpoint.id);
+    expect(isSealed(stored)).toBe(true);
+    expect(await openSecret(env.WEBHOOK_SECRET_KEYS, stored, webhookSecretAad(org.organizationId, endpoint.id))).toBe(rotated.secret);
+  });
+});
+
+describe("webhook secrets at rest: security", { timeout: 40_000 }, () => {
+  beforeAll(async () => {
+    await seedCatalog();
+  });
+
+  it("the D1 row never holds the plain secret, after create and after rotate", async () => {
+    const org = await seedOrganization();
+    const endpoint = await register(org.organizationId, hookUrl(`rest-${crypto.randomUUID()}`));
+    const created = await storedSecret(endpoint.id);
+    expect(created).not.toContain(endpoint.secret);
+    expect(created).not.toContain("whsec_");
+    expect(created).toMatch(/^enc1:edge2:[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$/);
+
+    const rotated = (await (await admin("POST", `${base(org.organizationId)}/${endpoint.id}/rotate-secret`)).json()) as { secret: string };
+    expect(rotated.secret).toMatch(/^whsec_/);
+    const after = await storedSecret(endpoint.id);
+    expect(after).not.toContain(rotated.secret);
+    expect(after).not.toContain("whsec_");
+    expect(after).toMatch(/^enc1:edge2:/);
+    expect(after).not.toBe(created);
+    // The API answers as before: the listing never shows a secret, in either form.
+    const list = await (await admin("GET", base(org.organizationId))).text();
+    expect(list).not.toContain("whsec_");
+    expect(list).not.toContain("enc1:");
+  });
+
+  it("a ciphertext moved onto another endpoint's row does not decrypt: logged as an error, nothing sent, nothing rewritten", async () => {
+    const org = await seedOrganization();
+    const other = await seedOrganization();
+    const goodName = `good-${crypto.randomUUID()}`;
+    const movedName = `moved-${crypto.randomUUID()}`;
+    const crossName = `cross-${crypto.randomUUID()}`;
+    const good = await register(org.organizationId, hookUrl(goodName));
+    const moved = await register(org.organizationId, hookUrl(movedName));
+    const cross = await register(other.organizationId, hookUrl(crossName));
+    // Someone with write access to D1 copies the good endpoint's ciphertext onto two other rows.
+    const goodCipher = await storedSecret(good.id);
+    await setStoredSecret(moved.id, goodCipher);
+    await setStoredSecret(cross.id, goodCipher);
+
+    const { workflowId } = await finishRun(org.organizationId);
+    await finishRun(other.organizationId);
+    const got = await until(async () => {
+      const r = await received(goodName);
+      return r.length >= 1 ? r : null;
+    });
+    new Webhook(good.secret).verify(got[0]!.body, got[0]!.headers);
+
+    for (const [orgId, id] of [
+      [org.organizationId, moved.id],
+      [other.organizationId, cross.id],
+    ] as const) {
+      const log = await until(async () => {
+        const d = await deliveries(orgId, id);
+        return d.length >= 1 ? d : null;
+      });
+      expect(log[0]).toMatchObject({ status: "retrying", responseStatus: null });
+      expect(log[0]!.error).toMatch(/signing secret could not be read: .*does not decrypt for this row/);
+      // Nothing half-written: the row is left as it was.
+      expect(await storedSecret(id)).toBe(goodCipher);
+    }
+    expect(await received(movedName)).toEqual([]);
+    expect(await received(crossName)).toEqual([]);
+    const outbox = await runStream(env, workflowId).webhookOutbox();
+    expect(outbox.find((r) => r.endpointId === good.id)?.state).toBe("delivered");
+    expect(outbox.find((r) => r.endpointId === moved.id)?.state).toBe("pending");
+  });
+
+  it("a ciphertext under a key id that is not configured is a clear delivery error", async () => {
+    const org = await seedOrganization();
+    const name = `unknown-key-${crypto.randomUUID()}`;
+    const endpoint = await register(org.organizationId, hookUrl(name));
+    const stored = await storedSecret(endpoint.id);
+    await setStoredSecret(endpoint.id, stored.replace(/^enc1:edge2:/, "enc1:retired:"));
+    await finishRun(org.organizationId);
+    const log = await until(async () => {
+      const d = await deliveries(org.organizationId, endpoint.id);
+      return d.length >= 1 ? d : null;
+    });
+    expect(log[0]!.error).toBe(
+      'the signing secret could not be read: the stored secret was encrypted with key "retired", which is not configured',
+    );
+    expect(await received(name)).toEqual([]);
+  });
+
+  it("a value sealed under the older listed key (edge1) still signs: rotation keeps old rows working", async () => {
+    const org = await seedOrganization();
+    const name = `old-key-${crypto.randomUUID()}`;
+    const endpoint = await register(org.organizationId, hookUrl(name));
+    const oldKeyOnly = env.WEBHOOK_SECRET_KEYS.split(",").find((k) => k.startsWith("edge1:"))!;
+    await setStoredSecret(endpoint.id, await sealSecret(oldKeyOnly, endpoint.secret, webhookSecretAad(org.organizationId, endpoint.id)));
+    expect(await storedSecret(endpoint.id)).toMatch(/^enc1:edge1:/);
+    await finishRun(org.organizationId);
+    const got = await until(async () => {
+      const r = await received(name);
+      return r.length >= 1 ? r : null;
+    });
+    new Webhook(endpoint.secret).verify(got[0]!.body, got[0]!.headers);
+  });
+});
