@@ -121,6 +121,7 @@ async function main() {
         ADMIN_API_KEY: "bench",
         INTERNAL_SERVICE_SECRET: "bench-internal",
         JWT_SECRET,
+        WEBHOOK_SECRET_KEYS: `bench:${Buffer.alloc(32, 7).toString("base64")}`,
       },
       stdio: "ignore",
       detached: true,
