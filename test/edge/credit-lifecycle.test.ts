@@ -20,7 +20,7 @@ import { prepareStart } from "../../src/services/runs.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import type { RunEvent } from "../../src/shared/run-event-schema.ts";
 import { interceptD1InPlace } from "../support/d1-intercept.ts";
-import { meteredOrg, orgRow, seedCatalog, seedOrganization } from "./helpers.ts";
+import { llmUsageEvent, meteredOrg, orgRow, seedCatalog, seedOrganization } from "./helpers.ts";
 
 const HOLD = Number(env.CODE_RUN_CREDIT_HOLD);
 
@@ -91,26 +91,7 @@ const stepEvents = (runId: string): RunEvent[][] => [
     },
   ],
 ];
-const usage = (runId: string, tokens: number): RunEvent => ({
-  sourceKey: `attribute:${runId}:a:1:1`,
-  type: "attribute",
-  at: at(),
-  data: {
-    runId,
-    activityId: "a",
-    attempt: 1,
-    attribute: {
-      type: "llm:usage",
-      modelId: "local/writer",
-      total: 0,
-      tokensUsed: tokens,
-      usage: [
-        { type: "input", ppm: 0, amount: tokens, total: 0 },
-        { type: "output", ppm: 0, amount: 0, total: 0 },
-      ],
-    },
-  },
-});
+const usage = (runId: string, tokens: number): RunEvent => llmUsageEvent(runId, tokens, at());
 const finished = (runId: string, status: string, extra: Record<string, unknown> = {}): RunEvent =>
   ({
     sourceKey: `run:${runId}:finished`,

@@ -3,6 +3,7 @@ import { env, exports } from "cloudflare:workers";
 import { catalogEntries } from "../../host/catalog.ts";
 import { upsertCodeCatalog } from "../../src/db/workflows.ts";
 import { generateApiKey, sha256Hex } from "../../src/shared/api-keys.ts";
+import type { RunEvent } from "../../src/shared/run-event-schema.ts";
 import { signRequest } from "../../src/shared/signing.ts";
 
 export const TEST_HOST_SECRET = "edge-test-secret";
@@ -70,3 +71,25 @@ export async function signedPost(path: string, body: unknown, secret = TEST_HOST
 
 export { errorCodeOf } from "../support/error-bodies.ts";
 export type { ErrorBody, OutputErrorBody } from "../support/error-bodies.ts";
+
+/** The `llm:usage` attribute a step reports for `tokens` tokens: what a run is charged for. */
+export const llmUsageEvent = (runId: string, tokens: number, at: string): RunEvent => ({
+  sourceKey: `attribute:${runId}:a:1:1`,
+  type: "attribute",
+  at,
+  data: {
+    runId,
+    activityId: "a",
+    attempt: 1,
+    attribute: {
+      type: "llm:usage",
+      modelId: "local/writer",
+      total: 0,
+      tokensUsed: tokens,
+      usage: [
+        { type: "input", ppm: 0, amount: tokens, total: 0 },
+        { type: "output", ppm: 0, amount: 0, total: 0 },
+      ],
+    },
+  },
+});

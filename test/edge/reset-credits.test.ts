@@ -11,7 +11,7 @@ import type { StartCommand } from "../../durable-objects/run-stream/run-starter.
 import { runStream } from "../../src/run-stream-client.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import type { RunEvent } from "../../src/shared/run-event-schema.ts";
-import { call, errorCodeOf, meteredOrg, orgRow, seedCatalog, seedOrganization } from "./helpers.ts";
+import { call, errorCodeOf, llmUsageEvent, meteredOrg, orgRow, seedCatalog, seedOrganization } from "./helpers.ts";
 
 const HOLD = Number(env.CODE_RUN_CREDIT_HOLD);
 
@@ -53,26 +53,7 @@ afterEach(() => {
 
 let clock = Date.UTC(2026, 1, 1);
 const at = () => new Date(++clock).toISOString();
-const usage = (runId: string, tokens: number): RunEvent => ({
-  sourceKey: `attribute:${runId}:a:1:1`,
-  type: "attribute",
-  at: at(),
-  data: {
-    runId,
-    activityId: "a",
-    attempt: 1,
-    attribute: {
-      type: "llm:usage",
-      modelId: "local/writer",
-      total: 0,
-      tokensUsed: tokens,
-      usage: [
-        { type: "input", ppm: 0, amount: tokens, total: 0 },
-        { type: "output", ppm: 0, amount: 0, total: 0 },
-      ],
-    },
-  },
-});
+const usage = (runId: string, tokens: number): RunEvent => llmUsageEvent(runId, tokens, at());
 const finished = (runId: string, status: string): RunEvent =>
   ({
     sourceKey: `run:${runId}:finished`,

@@ -24,7 +24,7 @@ import type { RunEvent } from "../../src/shared/run-event-schema.ts";
 import { upsertCodeCatalog } from "../../src/db/workflows.ts";
 import { catalogEntries } from "../../host/catalog.ts";
 import { interceptD1 } from "../support/d1-intercept.ts";
-import { admin, meteredOrg, orgRow, seedCatalog, seedOrganization } from "./helpers.ts";
+import { admin, llmUsageEvent, meteredOrg, orgRow, seedCatalog, seedOrganization } from "./helpers.ts";
 
 /** The DO's `meta` table as the DO hydrates it. */
 const metaOf = (sql: SqlStorage) =>
@@ -210,26 +210,7 @@ describe("the projection's D1 statements", () => {
       at: at(3),
       data: { runId, activityId: "a", attempt: 1, state: "completed", outputs: { ok: true } },
     },
-    {
-      sourceKey: `attribute:${runId}:a:1:1`,
-      type: "attribute",
-      at: at(4),
-      data: {
-        runId,
-        activityId: "a",
-        attempt: 1,
-        attribute: {
-          type: "llm:usage",
-          modelId: "local/writer",
-          total: 0,
-          tokensUsed: tokens,
-          usage: [
-            { type: "input", ppm: 0, amount: tokens, total: 0 },
-            { type: "output", ppm: 0, amount: 0, total: 0 },
-          ],
-        },
-      },
-    },
+    llmUsageEvent(runId, tokens, at(4)),
     { sourceKey: `run:${runId}:finished`, type: "run.finished", at: at(5), data: { runId, status: "completed", output: { ok: true } } },
   ];
 
