@@ -20,32 +20,27 @@ import { prepareStart } from "../../src/services/runs.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import type { RunEvent } from "../../src/shared/run-event-schema.ts";
 import { interceptD1InPlace } from "../support/d1-intercept.ts";
-import { llmUsageEvent, meteredOrg, orgRow, seedCatalog, seedOrganization } from "./helpers.ts";
+import { llmUsageEvent, meteredOrg, orgRow, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
 
 const HOLD = Number(env.CODE_RUN_CREDIT_HOLD);
 
 /** How the scripted host answers a start: a run id, a refusal (4xx), or no answer at all. */
 type HostAnswer = { runId: string } | { refuse: string } | "unreachable";
 let hostAnswer: (workflowId: string) => HostAnswer = () => "unreachable";
-const realFetch = globalThis.fetch;
+let restoreHost: () => void;
 
 beforeAll(async () => {
   await seedCatalog();
-  // The DO runs in this isolate: its host calls go through this fetch.
-  globalThis.fetch = async (input: RequestInfo | URL, init?: RequestInit) => {
-    const request = new Request(input, init);
-    if (!request.url.startsWith(new URL(env.HOST_URL).origin)) return realFetch(request);
-    if (new URL(request.url).pathname !== HOST_PATHS.start) throw new TypeError("connection refused");
+  restoreHost = scriptHost(async (request, path) => {
+    if (path !== HOST_PATHS.start) throw new TypeError("connection refused");
     const { workflowId } = (await request.json()) as { workflowId: string };
     const answer = hostAnswer(workflowId);
     if (answer === "unreachable") throw new TypeError("connection refused");
     if ("refuse" in answer) return Response.json({ error: { code: "workflow_not_found", message: answer.refuse } }, { status: 404 });
     return Response.json({ workflowId, runId: answer.runId });
-  };
+  });
 });
-afterAll(() => {
-  globalThis.fetch = realFetch;
-});
+afterAll(() => restoreHost());
 afterEach(() => {
   hostAnswer = () => "unreachable";
 });

@@ -93,3 +93,22 @@ export const llmUsageEvent = (runId: string, tokens: number, at: string): RunEve
     },
   },
 });
+
+/**
+ * Answers this isolate's calls to the host (`env.HOST_URL`; the DOs under test run in this
+ * isolate too) with `answer`, given the request and its path; every other fetch goes out as usual.
+ * The edge layer has no host (HOST_URL is a closed port): this scripts the host's side of one
+ * exchange, and test/e2e runs the real host. Returns the undo.
+ */
+export function scriptHost(answer: (request: Request, path: string) => Response | Promise<Response>): () => void {
+  const realFetch = globalThis.fetch;
+  const hostOrigin = new URL(env.HOST_URL).origin;
+  globalThis.fetch = async (input: RequestInfo | URL, init?: RequestInit) => {
+    const request = new Request(input, init);
+    const url = new URL(request.url);
+    return url.origin === hostOrigin ? answer(request, url.pathname) : realFetch(request);
+  };
+  return () => {
+    globalThis.fetch = realFetch;
+  };
+}

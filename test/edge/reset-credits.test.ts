@@ -11,7 +11,7 @@ import type { StartCommand } from "../../durable-objects/run-stream/run-starter.
 import { runStream } from "../../src/run-stream-client.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import type { RunEvent } from "../../src/shared/run-event-schema.ts";
-import { call, errorCodeOf, llmUsageEvent, meteredOrg, orgRow, seedCatalog, seedOrganization } from "./helpers.ts";
+import { call, errorCodeOf, llmUsageEvent, meteredOrg, orgRow, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
 
 const HOLD = Number(env.CODE_RUN_CREDIT_HOLD);
 
@@ -19,14 +19,11 @@ const HOLD = Number(env.CODE_RUN_CREDIT_HOLD);
 type ResetAnswer = { runId: string } | { status: number; code: string };
 let resetAnswer: () => ResetAnswer = () => ({ status: 404, code: "step_not_found" });
 let resetCalls = 0;
-const realFetch = globalThis.fetch;
+let restoreHost: () => void;
 
 beforeAll(async () => {
   await seedCatalog();
-  globalThis.fetch = async (input: RequestInfo | URL, init?: RequestInit) => {
-    const request = new Request(input, init);
-    if (!request.url.startsWith(new URL(env.HOST_URL).origin)) return realFetch(request);
-    const path = new URL(request.url).pathname;
+  restoreHost = scriptHost(async (request, path) => {
     if (path === HOST_PATHS.start) {
       const { workflowId, acceptId } = (await request.json()) as { workflowId: string; acceptId: string };
       return Response.json({ workflowId, runId: acceptId });
@@ -42,11 +39,9 @@ beforeAll(async () => {
       return Response.json({ workflowId, runId: answer.runId, resetFromRunId: previous!.temporal_run_id });
     }
     throw new TypeError("connection refused");
-  };
+  });
 });
-afterAll(() => {
-  globalThis.fetch = realFetch;
-});
+afterAll(() => restoreHost());
 afterEach(() => {
   resetAnswer = () => ({ status: 404, code: "step_not_found" });
 });

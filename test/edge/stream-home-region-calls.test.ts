@@ -8,12 +8,12 @@
 import { createExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { SignJWT } from "jose";
-import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import app from "../../src/index.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import { interceptD1 } from "../support/d1-intercept.ts";
 import { readSse } from "../support/sse.ts";
-import { admin, seedCatalog, seedOrganization } from "./helpers.ts";
+import { admin, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
 
 interface Counts {
@@ -124,25 +124,23 @@ let hostStarts: string[];
 let hostCalls: string[];
 /** What the host answers a signal, query or update (else the host is unreachable for them). */
 let hostInteract: (() => Response) | null;
+let restoreHost: () => void;
 beforeEach(() => {
   hostStarts = [];
   hostCalls = [];
   hostInteract = null;
-  const realFetch = globalThis.fetch;
-  vi.spyOn(globalThis, "fetch").mockImplementation(async (input: RequestInfo | URL, init?: RequestInit) => {
-    const url = new URL(input instanceof Request ? input.url : String(input));
-    if (url.origin === new URL(env.HOST_URL).origin) hostCalls.push(url.pathname);
-    if (url.origin === new URL(env.HOST_URL).origin && hostInteract && /\/(signal|query|update)\//.test(url.pathname))
-      return hostInteract();
-    if (url.origin === new URL(env.HOST_URL).origin && url.pathname === HOST_PATHS.start) {
-      const body = JSON.parse(String(init?.body ?? (input instanceof Request ? await input.text() : "{}"))) as { workflowId: string };
+  restoreHost = scriptHost(async (request, path) => {
+    hostCalls.push(path);
+    if (hostInteract && /\/(signal|query|update)\//.test(path)) return hostInteract();
+    if (path === HOST_PATHS.start) {
+      const body = (await request.json()) as { workflowId: string };
       hostStarts.push(body.workflowId);
       return Response.json({ workflowId: body.workflowId, runId: crypto.randomUUID() });
     }
-    return realFetch(input, init);
+    throw new TypeError("connection refused");
   });
 });
-afterEach(() => vi.restoreAllMocks());
+afterEach(() => restoreHost());
 
 const publishedStream = (body: unknown) =>
   req(`/api/v1/run/${promptWorkflowId}/stream`, {
@@ -192,7 +190,7 @@ describe("streaming starts: one call into the home region", () => {
   });
 
   it("a start the host does not confirm is a 202 with the accepted run, still one call", async () => {
-    vi.restoreAllMocks(); // the host is unreachable again
+    restoreHost(); // the host is unreachable again
     const { res, counts } = await counted(executeStream({ workflowId: helloId, inputs: { name: "Ada" } }));
     expect(res.status).toBe(202);
     const body = (await res.json()) as { success: boolean; workflowRun: { status: string; activityRuns: unknown[] } };
