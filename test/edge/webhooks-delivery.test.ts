@@ -15,31 +15,7 @@ import {
 } from "../../durable-objects/run-stream/webhook-outbox.ts";
 import { admin, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
-
-interface Received {
-  headers: Record<string, string>;
-  body: string;
-  status: number;
-}
-
-const hookUrl = (name: string, plan = "") => `${env.WEBHOOK_TEST_RECEIVER}/hook/${name}${plan ? `?plan=${plan}` : ""}`;
-const received = async (name: string): Promise<Received[]> => (await fetch(`${env.WEBHOOK_TEST_RECEIVER}/log/${name}`)).json();
-
-async function until<T>(check: () => Promise<T | null | undefined | false>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error("timed out waiting");
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function register(organizationId: string, url: string, events?: string[]) {
-  const res = await admin("POST", `/admin/v1/organizations/${organizationId}/webhooks`, { url, ...(events ? { events } : {}) });
-  expect(res.status).toBe(201);
-  return (await res.json()) as { id: string; secret: string; events: string[] };
-}
+import { hookUrl, received, register, until } from "./webhook-helpers.ts";
 
 async function finishRun(organizationId: string, status = "completed") {
   const { workflowId, runId } = await createRunningRun(organizationId);

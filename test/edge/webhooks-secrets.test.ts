@@ -11,32 +11,9 @@ import { runStream } from "../../src/run-stream-client.ts";
 import { isSealed, openSecret, sealSecret, webhookSecretAad } from "../../src/shared/secret-box.ts";
 import { admin, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
+import { hookUrl, received, register, until } from "./webhook-helpers.ts";
 
-interface Received {
-  headers: Record<string, string>;
-  body: string;
-  status: number;
-}
-
-const hookUrl = (name: string) => `${env.WEBHOOK_TEST_RECEIVER}/hook/${name}`;
-const received = async (name: string): Promise<Received[]> => (await fetch(`${env.WEBHOOK_TEST_RECEIVER}/log/${name}`)).json();
 const base = (org: string) => `/admin/v1/organizations/${org}/webhooks`;
-
-async function until<T>(check: () => Promise<T | null | undefined | false>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error("timed out waiting");
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function register(organizationId: string, url: string) {
-  const res = await admin("POST", base(organizationId), { url });
-  expect(res.status).toBe(201);
-  return (await res.json()) as { id: string; secret: string };
-}
 
 const storedSecret = async (id: string) =>
   (await env.DB.prepare("SELECT secret FROM webhook_endpoints WHERE id = ?").bind(id).first<{ secret: string }>())!.secret;
