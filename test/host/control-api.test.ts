@@ -1,21 +1,17 @@
-import { Client, Connection } from "@temporalio/client";
-import type { Worker } from "@temporalio/worker";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import type { Client } from "@temporalio/client";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createControlApi } from "../../host/control-api.ts";
-import { loadConfig } from "../../host/config.ts";
-import { EdgeClient } from "../../host/edge-client.ts";
 import { HistoryRelay } from "../../host/history-relay.ts";
-import { createWorker } from "../../host/worker.ts";
 import { ALWAYS_FAILS_MESSAGE } from "../../host/workflows/examples.ts";
 import { HOST_PATHS, describeRunResponse, runResultResponse, startRunResponse } from "../../src/shared/host-api.ts";
 import { signRequest } from "../../src/shared/signing.ts";
+import { startTestWorker, type TestWorker } from "./temporal-worker.ts";
 
 const SECRET = "host-test-secret"; // test-only
 const TASK_QUEUE = `host-test-${process.pid}`;
 
 let client: Client;
-let worker: Worker;
-let workerRun: Promise<void>;
+let testWorker: TestWorker;
 let app: ReturnType<typeof createControlApi>;
 
 async function signed(method: string, path: string, payload?: unknown, opts: { secret?: string; now?: number } = {}) {
@@ -27,26 +23,13 @@ async function signed(method: string, path: string, payload?: unknown, opts: { s
 const newId = (name: string) => `${name}-${crypto.randomUUID()}`;
 
 beforeAll(async () => {
-  const config = loadConfig({
-    HOST_SHARED_SECRET: SECRET,
-    TEMPORAL_ADDRESS: inject("temporalAddress"),
-    TEMPORAL_TASK_QUEUE: TASK_QUEUE,
-    HOST_LOG_LEVEL: "WARN",
-  });
-  client = new Client({ connection: await Connection.connect({ address: config.temporalAddress }) });
-  // No edge in host tests: pushes go to a closed port and are given up quietly. test/e2e covers them.
-  const edge = new EdgeClient("http://127.0.0.1:9", SECRET, () => undefined, 1);
-  worker = await createWorker(config, edge);
-  workerRun = worker.run();
-  const relay = new HistoryRelay(client, edge, TASK_QUEUE);
-  app = createControlApi({ client, taskQueue: TASK_QUEUE, sharedSecrets: [SECRET], relay, edge });
+  testWorker = await startTestWorker(SECRET, TASK_QUEUE);
+  client = testWorker.client;
+  const relay = new HistoryRelay(client, testWorker.edge, TASK_QUEUE);
+  app = createControlApi({ client, taskQueue: TASK_QUEUE, sharedSecrets: [SECRET], relay, edge: testWorker.edge });
 });
 
-afterAll(async () => {
-  worker?.shutdown();
-  await workerRun;
-  await client?.connection.close();
-});
+afterAll(() => testWorker?.stop());
 
 describe("control API auth", () => {
   it("refuses unsigned requests with 401", async () => {

@@ -3,40 +3,26 @@
  * records what it is handed: every event of the run once and in order, the outcome last and sent
  * without the push window, a coalescing pause after each page.
  */
-import { Client, Connection } from "@temporalio/client";
-import type { Worker } from "@temporalio/worker";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { loadConfig } from "../../host/config.ts";
-import { EdgeClient } from "../../host/edge-client.ts";
+import type { Client } from "@temporalio/client";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { EdgeClient } from "../../host/edge-client.ts";
 import { HistoryRelay, RELAY_COALESCE_MS } from "../../host/history-relay.ts";
-import { createWorker } from "../../host/worker.ts";
 import type { RunEvent } from "../../src/shared/host-api.ts";
+import { startTestWorker, type TestWorker } from "./temporal-worker.ts";
 
 const SECRET = "relay-test-secret"; // test-only
 const TASK_QUEUE = `relay-test-${process.pid}`;
 
 let client: Client;
-let worker: Worker;
-let workerRun: Promise<void>;
+let testWorker: TestWorker;
 
 beforeAll(async () => {
-  const config = loadConfig({
-    HOST_SHARED_SECRET: SECRET,
-    TEMPORAL_ADDRESS: inject("temporalAddress"),
-    TEMPORAL_TASK_QUEUE: TASK_QUEUE,
-    HOST_LOG_LEVEL: "WARN",
-  });
-  client = new Client({ connection: await Connection.connect({ address: config.temporalAddress }) });
-  // The workflows' own step events go to a closed port and are given up quietly; the relay's pushes go to the recorder.
-  worker = await createWorker(config, new EdgeClient("http://127.0.0.1:9", SECRET, () => undefined, 1));
-  workerRun = worker.run();
+  // The workflows' own step events go to a closed port; the relay's pushes go to the recorder.
+  testWorker = await startTestWorker(SECRET, TASK_QUEUE);
+  client = testWorker.client;
 });
 
-afterAll(async () => {
-  worker?.shutdown();
-  await workerRun;
-  await client?.connection.close();
-});
+afterAll(() => testWorker?.stop());
 
 interface Push {
   workflowId: string;
