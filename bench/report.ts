@@ -1,5 +1,7 @@
 /** Writes one benchmark's section of docs/BENCHMARKS.md, replacing its previous figures. */
-import { readFileSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { accessSync, constants, readFileSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { resolve } from "node:path";
 
 const FILE = resolve(import.meta.dirname, "../docs/BENCHMARKS.md");
@@ -29,3 +31,38 @@ export const median = (xs: number[]) =>
     50,
   );
 export const round1 = (n: number) => Math.round(n * 10) / 10;
+
+/** Memory-backed storage (tmpfs) on Linux; where the bench stacks keep the edge's local state unless told otherwise. */
+const MEMORY_STATE_ROOT = "/dev/shm";
+
+export type EdgeStateStorage = "memory" | "disk";
+
+/**
+ * Where a benchmark's stack keeps the edge's local state (the D1 database, every Durable Object's
+ * SQLite file, R2). Temporal's dev server, the direct side of every comparison, keeps its whole
+ * state in memory; on disk, the edge alone would pay for SQLite's fsyncs (about 30 per `hello` run
+ * on this machine). So the benchmarks put the edge's state on tmpfs too, unless `disk` asks for
+ * the temp dir's disk (or there is no tmpfs).
+ */
+export function benchStateRoot(disk: boolean): { root: string; storage: EdgeStateStorage } {
+  if (!disk) {
+    try {
+      if (statSync(MEMORY_STATE_ROOT).isDirectory()) {
+        accessSync(MEMORY_STATE_ROOT, constants.W_OK);
+        return { root: MEMORY_STATE_ROOT, storage: "memory" };
+      }
+    } catch {
+      /* no tmpfs here: disk */
+    }
+  }
+  return { root: tmpdir(), storage: "disk" };
+}
+
+/** The checked-out commit (short), to label a benchmark's figures. */
+export function currentCommit(): string {
+  try {
+    return execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: import.meta.dirname, encoding: "utf8" }).trim();
+  } catch {
+    return "unknown";
+  }
+}

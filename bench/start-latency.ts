@@ -12,7 +12,10 @@
  * runs the direct phase started. The floor (median GET /health and authenticated POST /heartbeat
  * through the same edge) shows what `wrangler dev`'s proxy and the Worker cost on their own.
  *
- *   npm run bench:start -- [--iterations 60] [--concurrency 16] [--seconds 15] [--out FILE] [--before FILE --before-label TEXT] [--write]
+ * The edge's local state (D1, the DOs' SQLite files) lives on tmpfs, as Temporal's dev server keeps
+ * its own in memory (bench/report.ts `benchStateRoot`); `--disk` puts it on disk instead.
+ *
+ *   npm run bench:start -- [--iterations 60] [--concurrency 16] [--seconds 15] [--disk] [--out FILE] [--before FILE [--before-label TEXT]] [--write]
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -20,7 +23,7 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { Client, Connection } from "@temporalio/client";
 import { startStack } from "../test/support/stack.ts";
-import { median, round1, writeSection } from "./report.ts";
+import { benchStateRoot, currentCommit, median, round1, writeSection } from "./report.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -31,7 +34,10 @@ const { values: args } = parseArgs({
     out: { type: "string" },
     /** Figures of the "before" code (the JSON of --out from a run on the old commit), for the tables. */
     before: { type: "string" },
-    "before-label": { type: "string", default: "before" },
+    /** How the before row is labelled (default: its commit and where its edge kept its state). */
+    "before-label": { type: "string" },
+    /** Keep the edge's local state on disk rather than tmpfs. */
+    disk: { type: "boolean", default: false },
     write: { type: "boolean", default: false },
   },
 });
@@ -41,7 +47,8 @@ const SECONDS = Number(args.seconds);
 const WARMUP = 5;
 const TASK_QUEUE = "outrider"; // the stack's host worker polls it
 
-const stack = await startStack(); // free ports (test/support/ports.ts)
+const state = benchStateRoot(args.disk);
+const stack = await startStack({ stateRoot: state.root }); // free ports (test/support/ports.ts)
 const client = new Client({ connection: await Connection.connect({ address: stack.temporalAddress }) });
 const post = (path: string, body: unknown) =>
   fetch(`${stack.baseUrl}${path}`, {
@@ -220,6 +227,8 @@ try {
 
   const m = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, round1(median(v))])) as Record<keyof typeof samples, number>;
   const figures = {
+    commit: currentCommit(),
+    edgeState: state.storage,
     iterations: ITERATIONS,
     medianMs: m,
     startRatio: Math.round((m.edgeStart / m.directStart) * 100) / 100,
@@ -238,13 +247,19 @@ try {
   };
   console.log(JSON.stringify(figures, null, 2));
   if (args.out) writeFileSync(args.out, JSON.stringify(figures, null, 2));
-  const before = args.before ? (JSON.parse(readFileSync(args.before, "utf8")) as typeof figures) : null;
+  const before = args.before
+    ? (JSON.parse(readFileSync(args.before, "utf8")) as Partial<typeof figures> & Omit<typeof figures, "commit" | "edgeState">)
+    : null;
+  // Each row names its code and where its edge kept its state ("before" for figures from older benches).
+  const rowLabel = (f: { commit?: string; edgeState?: string }) => (f.commit ? `${f.commit}, ${f.edgeState ?? "disk"}` : "before");
+  const beforeLabel = before ? (args["before-label"] ?? rowLabel(before)) : "";
+  const afterLabel = rowLabel(figures);
   const beforeRows = before
     ? [
-        `| start | ${args["before-label"]} | ${before.medianMs.edgeStart} ms | ${before.medianMs.directStart} ms | ${before.startRatio}× | ${before.addedStartMs} ms |`,
-        `| run (start + wait for result) | ${args["before-label"]} | ${before.medianMs.edgeRun} ms | ${before.medianMs.directRun} ms | ${before.runRatio}× | ${before.addedRunMs} ms |`,
-        `| sustained starts/s (${CONCURRENCY} clients, ${SECONDS} s) | ${args["before-label"]} | ${before.startsPerSecond}/s | ${before.directStartsPerSecond}/s | ${before.sustainedRatio}× | direct runs finished at ${before.directFinishedPerSecond}/s |`,
-        `| floor: GET /health, POST /heartbeat | ${args["before-label"]} | ${before.floorMs.health} ms, ${before.floorMs.heartbeat} ms | | | |`,
+        `| start | ${beforeLabel} | ${before.medianMs.edgeStart} ms | ${before.medianMs.directStart} ms | ${before.startRatio}× | ${before.addedStartMs} ms |`,
+        `| run (start + wait for result) | ${beforeLabel} | ${before.medianMs.edgeRun} ms | ${before.medianMs.directRun} ms | ${before.runRatio}× | ${before.addedRunMs} ms |`,
+        `| sustained starts/s (${CONCURRENCY} clients, ${SECONDS} s) | ${beforeLabel} | ${before.startsPerSecond}/s | ${before.directStartsPerSecond}/s | ${before.sustainedRatio}× | direct runs finished at ${before.directFinishedPerSecond}/s |`,
+        `| floor: GET /health, POST /heartbeat | ${beforeLabel} | ${before.floorMs.health} ms, ${before.floorMs.heartbeat} ms | | | |`,
       ]
     : [];
 
@@ -253,27 +268,33 @@ try {
       "## Start and run through the edge vs @temporalio/client directly",
       "",
       "```sh",
-      `npm run bench:start -- --iterations ${ITERATIONS} --concurrency ${CONCURRENCY} --seconds ${SECONDS}${before ? " --before before.json" : ""} --write`,
+      ...(before
+        ? [
+            `npm run bench:start -- --iterations ${ITERATIONS} --concurrency ${CONCURRENCY} --seconds ${SECONDS}${before.edgeState === "disk" ? " --disk" : ""} --out before.json${before.commit && before.commit !== figures.commit ? `  # on ${before.commit}` : ""}`,
+          ]
+        : []),
+      `npm run bench:start -- --iterations ${ITERATIONS} --concurrency ${CONCURRENCY} --seconds ${SECONDS}${args.disk ? " --disk" : ""}${before ? " --before before.json" : ""} --write`,
       "```",
       "",
       `Measured ${new Date().toISOString().slice(0, 10)} on the 2-core development machine: the whole stack local, the \`hello\` workflow, edge and direct calls interleaved in one run (${ITERATIONS} pairs after ${WARMUP} warm-up pairs), medians.`,
+      "Temporal's dev server keeps its state in memory. A row marked `memory` kept the edge's local state (D1, the Durable Objects' SQLite files, R2) on tmpfs too, so neither side pays for fsyncs; `disk` kept it on the temp dir's disk (`--disk`), where SQLite's fsyncs (about 30 per `hello` run) are the edge's alone.",
       "The edge path: auth from the isolate cache, the rate limiter DO, then one call to the run's RunStream DO, which checks the input, holds credits, writes the D1 row, starts the run through the signed host hop and records `run.started` (docs/start-path.md); the direct path is one gRPC call.",
       "",
       `The floor, same edge, sequential medians: GET /health ${floorMs.health} ms, authenticated POST /heartbeat (API key, rate limiter) ${floorMs.heartbeat} ms: what \`wrangler dev\`'s proxy, the Worker and auth cost before any run work.`,
       "",
       ...(before
         ? [
-            `"${args["before-label"]}" is the older code measured by this same bench in the same session on the same machine, right before "after" (the bench file copied onto it; \`--out\` there, \`--before\` here).`,
+            `The "${beforeLabel}" rows were measured by this same bench in the same session on the same machine, right before the "${afterLabel}" rows (\`--out\` there, \`--before\` here).`,
             "",
           ]
         : []),
       "| call | code | through the edge | direct | ratio | added |",
       "|---|---|---|---|---|---|",
       ...beforeRows,
-      `| start | after | ${m.edgeStart} ms | ${m.directStart} ms | ${figures.startRatio}× | ${figures.addedStartMs} ms |`,
-      `| run (start + wait for result) | after | ${m.edgeRun} ms | ${m.directRun} ms | ${figures.runRatio}× | ${figures.addedRunMs} ms |`,
-      `| sustained starts/s (${CONCURRENCY} clients, ${SECONDS} s) | after | ${figures.startsPerSecond}/s | ${figures.directStartsPerSecond}/s | ${figures.sustainedRatio}× | direct runs finished at ${figures.directFinishedPerSecond}/s |`,
-      `| floor: GET /health, POST /heartbeat | after | ${floorMs.health} ms, ${floorMs.heartbeat} ms | | | |`,
+      `| start | ${afterLabel} | ${m.edgeStart} ms | ${m.directStart} ms | ${figures.startRatio}× | ${figures.addedStartMs} ms |`,
+      `| run (start + wait for result) | ${afterLabel} | ${m.edgeRun} ms | ${m.directRun} ms | ${figures.runRatio}× | ${figures.addedRunMs} ms |`,
+      `| sustained starts/s (${CONCURRENCY} clients, ${SECONDS} s) | ${afterLabel} | ${figures.startsPerSecond}/s | ${figures.directStartsPerSecond}/s | ${figures.sustainedRatio}× | direct runs finished at ${figures.directFinishedPerSecond}/s |`,
+      `| floor: GET /health, POST /heartbeat | ${afterLabel} | ${floorMs.health} ms, ${floorMs.heartbeat} ms | | | |`,
       "",
       `Sustained, ${CONCURRENCY} concurrent clients for ${SECONDS} s each, same run: ${figures.startsPerSecond} starts/s through the edge (${failed} failed) vs ${figures.directStartsPerSecond} starts/s directly: ${figures.sustainedRatio}×. Everything on the same two cores.`,
       `Each phase starts on a quiet system: before the direct phase, between it and the edge phase, and before the audit, the bench waits until Temporal has no open \`hello\` execution left, plus 2 s (drains took ${drains.map((d) => `${(d / 1000).toFixed(1)} s`).join(", ")}). Without the drain, the edge phase would compete with the host worker still executing the direct phase's runs.`,

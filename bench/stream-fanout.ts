@@ -1,7 +1,9 @@
 /**
  * Stream fan-out benchmark: many SSE subscribers on one run, through the whole local stack.
  *
- *   npm run bench:stream -- [--subscribers 1000] [--batches 20] [--events-per-batch 5] [--write]
+ *   npm run bench:stream -- [--subscribers 1000] [--batches 20] [--events-per-batch 5] [--disk] [--write]
+ *
+ * The edge's local state lives on tmpfs unless `--disk` (bench/report.ts `benchStateRoot`).
  *
  * 1. Latency. A real `two_steps` run is started and held in its durable pause; N clients open
  *    its history stream; then the benchmark pushes batches of history events through the same
@@ -19,13 +21,15 @@ import { HOST_PATHS } from "../src/shared/host-api.ts";
 import { signRequest } from "../src/shared/signing.ts";
 import { Agent as HttpAgent, get as httpGet } from "node:http";
 import { startStack } from "../test/support/stack.ts";
-import { percentile, round1, writeSection } from "./report.ts";
+import { benchStateRoot, currentCommit, percentile, round1, writeSection } from "./report.ts";
 
 const { values: args } = parseArgs({
   options: {
     subscribers: { type: "string", default: "1000" },
     batches: { type: "string", default: "20" },
     "events-per-batch": { type: "string", default: "5" },
+    /** Keep the edge's local state on disk rather than tmpfs. */
+    disk: { type: "boolean", default: false },
     write: { type: "boolean", default: false },
   },
 });
@@ -39,7 +43,8 @@ const SECRET = `bench-${crypto.randomUUID()}`;
 const subscriberAgent = new HttpAgent({ keepAlive: true, maxSockets: SUBSCRIBERS + 50 });
 setGlobalDispatcher(new Agent({ connections: SUBSCRIBERS + 50, keepAliveTimeout: 60_000, headersTimeout: 120_000, bodyTimeout: 0 }));
 
-const stack = await startStack({ env: { HOST_SHARED_SECRET: SECRET } }); // free ports (test/support/ports.ts)
+const state = benchStateRoot(args.disk);
+const stack = await startStack({ env: { HOST_SHARED_SECRET: SECRET }, stateRoot: state.root }); // free ports (test/support/ports.ts)
 const api = (path: string, init: RequestInit = {}) =>
   fetch(`${stack.baseUrl}${path}`, {
     ...init,
@@ -234,10 +239,10 @@ try {
       "## Stream fan-out (issue: live progress)",
       "",
       "```sh",
-      `npm run bench:stream -- --subscribers ${SUBSCRIBERS} --batches ${BATCHES} --events-per-batch ${PER_BATCH} --write`,
+      `npm run bench:stream -- --subscribers ${SUBSCRIBERS} --batches ${BATCHES} --events-per-batch ${PER_BATCH}${args.disk ? " --disk" : ""} --write`,
       "```",
       "",
-      `Measured ${new Date().toISOString().slice(0, 10)} on the 2-core development machine, whole stack local (wrangler dev, Temporal dev server, Node host); the subscribers run in the benchmark's own Node process on the same two cores, each on its own HTTP/1.1 socket (node:http); a chunk is stamped when it arrives and parsed after the measurement, so the figure is the server's delivery time (before 2026-11-30 the clients parsed each message with fetch streams as it came, and 1,000 of them queued behind each other's parsing in this one process). The edge is wrangler dev, so every byte also passes its local proxy (another workerd process).`,
+      `Measured ${new Date().toISOString().slice(0, 10)} on the 2-core development machine, whole stack local (wrangler dev, Temporal dev server, Node host); the subscribers run in the benchmark's own Node process on the same two cores, each on its own HTTP/1.1 socket (node:http); a chunk is stamped when it arrives and parsed after the measurement, so the figure is the server's delivery time (before 2026-11-30 the clients parsed each message with fetch streams as it came, and 1,000 of them queued behind each other's parsing in this one process). The edge is wrangler dev, so every byte also passes its local proxy (another workerd process). Code ${currentCommit()}; the edge's local state (D1, the Durable Objects' SQLite files) ${state.storage === "memory" ? "on tmpfs, as Temporal's dev server keeps its own in memory" : "on disk (`--disk`)"}.`,
       "",
       "| figure | value |",
       "|---|---|",

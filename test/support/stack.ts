@@ -70,6 +70,8 @@ export interface StackOptions {
   /** Extra environment for `npm run dev` (e.g. RUN_WATCHDOG_QUIET_MS, HOST_SHARED_SECRET). */
   env?: Record<string, string>;
   timeoutMs?: number;
+  /** Directory to create the stack's state directory in (default: the OS temp dir). */
+  stateRoot?: string;
 }
 
 export async function startStack(options: StackOptions = {}): Promise<RunningStack> {
@@ -85,7 +87,7 @@ export async function startStack(options: StackOptions = {}): Promise<RunningSta
   for (const port of mustBeFree) {
     if (await portOpen(port)) throw new Error(`port ${port} is taken; the test stack needs it`);
   }
-  const stateDir = mkdtempSync(join(tmpdir(), "outrider-e2e-"));
+  const stateDir = mkdtempSync(join(options.stateRoot ?? tmpdir(), "outrider-e2e-"));
   const apiKey = generateApiKey().key;
   const adminKey = `test_admin_${randomBytes(16).toString("hex")}`;
   const internalSecret = options.env?.INTERNAL_SERVICE_SECRET ?? `test_internal_${randomBytes(16).toString("hex")}`;
