@@ -67,6 +67,22 @@ describe("GET /workflow/:id/history: page size and pinning", () => {
     expect(other.runId).toBe(second);
     expect(other.events.map((e) => e.eventId)).toEqual(["1", "2", "3"]);
   });
+
+  it("a pinned rid is a UUID in any letter case, as on /runs/:rid/status (Temporal's run ids are lower-case)", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)]);
+    const upper = runId.toUpperCase();
+    const pinned = await page(`/workflow/${workflowId}/runs/${upper}/history`);
+    expect(pinned.runId).toBe(runId);
+    expect(pinned.events.map((e) => e.eventId)).toEqual(["1", "2"]);
+    expect((await get(`/workflow/${workflowId}/runs/${upper}/status`)).status).toBe(200);
+    // The trace log answers the upper-case form as it answers the run's own id.
+    const [lower, upperTrace] = await Promise.all([
+      get(`/workflow/${workflowId}/runs/${runId}/trace-log`),
+      get(`/workflow/${workflowId}/runs/${upper}/trace-log`),
+    ]);
+    expect({ status: upperTrace.status, body: await upperTrace.json() }).toEqual({ status: lower.status, body: await lower.json() });
+  });
 });
 
 describe("reset: which step a stepName names (host/reset.ts)", () => {

@@ -50,7 +50,8 @@ export function parsePinnedRunId(raw: string | undefined): string | undefined {
   if (raw === undefined) return undefined;
   const parsed = runIdSchema.safeParse(raw);
   if (!parsed.success) throw new ApiError("invalid_request", "runId must be a UUID", [{ path: "rid", message: "expected a UUID" }]);
-  return parsed.data;
+  // Temporal's run ids are lower-case; any letter case names the same run (as parseRunIdParam does).
+  return parsed.data.toLowerCase();
 }
 
 async function historyPage(c: Context<AppEnv>, pinnedRunId: string | undefined): Promise<Response> {
