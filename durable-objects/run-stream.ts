@@ -193,20 +193,28 @@ export class RunStream extends DurableObject<Env> {
   }
 
   /**
-   * A mark nobody ended in time (the route never heard from the host, or died): the host says
-   * which run is the workflow's latest. Another run than the replaced ones means the reset
-   * happened, and its `run.started` is recorded as the route would have; else the mark just ends.
+   * A mark nobody ended in time (the route never heard from the host, or died). A run seen since
+   * the mark, or else the workflow's latest run as the host reports it, that is not a replaced
+   * one means the reset happened: its `run.started` is recorded as the route would have. The
+   * replaced run still being the latest means it did not: the hold is put back as for a refusal.
+   * If the host cannot say, the mark just ends (the hold stays, as for any unknown outcome).
    */
   private async resolveStaleResetMark(workflowId: string): Promise<void> {
     const mark = this.parts.resetMark.get();
     if (!mark || Date.now() < mark.until) return;
+    const replaced = mark.replaces[0];
     try {
-      const latest = await new HostClient(this.env).result(workflowId, 0);
-      const replaced = mark.replaces[0];
-      if (replaced && !mark.replaces.includes(latest.runId)) {
-        const events: RunEvent[] = [runResetEvent(latest.runId, replaced)];
-        if (isTerminal(latest.status)) events.push(runFinishedEvent(latest));
-        await this.record(workflowId, events);
+      if (replaced && mark.successor) {
+        await this.record(workflowId, [runResetEvent(mark.successor, replaced)]);
+      } else if (replaced) {
+        const latest = await new HostClient(this.env).result(workflowId, 0);
+        if (!mark.replaces.includes(latest.runId)) {
+          const events: RunEvent[] = [runResetEvent(latest.runId, replaced)];
+          if (isTerminal(latest.status)) events.push(runFinishedEvent(latest));
+          await this.record(workflowId, events);
+        } else if (mark.undo) {
+          await undoResetHoldStatement(this.env.DB, mark.undo).run();
+        }
       }
     } catch (err) {
       console.warn(

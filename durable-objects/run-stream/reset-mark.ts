@@ -16,12 +16,15 @@
  *   as every end of a reset run is (EventLog.wasReset);
  * - when the host refuses the reset (`RunStream.undoResetHold`): the hold is put back, and the
  *   held-back end (a natural one) is projected and settles the run's own hold as usual;
- * - when nobody says (the host never answered the route, or the route died): after RESET_PENDING_MS
- *   a held-back end is projected again, and the watchdog's next alarm asks the host for the
- *   workflow's latest run. A run other than the replaced ones means the reset happened: its
- *   `run.started` (with `resetFromRunId`) is recorded as the route would have. Any event of such
- *   a run that arrives in the meantime says the same (`successor`), and the replaced runs' ends
- *   are dropped from then on.
+ * - when nobody says (the host never answered the route, or the route died): the first watchdog
+ *   alarm after RESET_PENDING_MS ends it (RunStream.resolveStaleResetMark). A run other than the
+ *   replaced ones, seen in the log since the mark (`successor`: the relay brought its events) or
+ *   named by the host as the workflow's latest, means the reset happened: its `run.started` (with
+ *   `resetFromRunId`) is recorded as the route would have. The replaced run still being the
+ *   latest means it did not: the hold is put back, as for a refusal. If the host cannot say, the
+ *   mark just ends. A successor seen before that already drops the replaced runs' ends.
+ *
+ * While a mark is set the run is never "settled" for the watchdog, so its alarm stays armed.
  *
  * A mark lives in the `meta` table (durable: a DO restarted between the reset's two calls keeps it).
  */
@@ -29,7 +32,7 @@ import type { ResetHoldUndo } from "../../src/db/credits.ts";
 import type { LogRow } from "./event-log.ts";
 import type { Meta } from "./storage.ts";
 
-/** How long a reset's mark holds back the replaced run's end without word from the route. */
+/** How long a reset's mark waits for word from the route before the watchdog's alarm settles it with the host. */
 export const RESET_PENDING_MS = 60_000;
 /** The route gives up on the host's answer to a reset after this (well inside RESET_PENDING_MS). */
 export const RESET_HOST_TIMEOUT_MS = 20_000;
@@ -39,7 +42,7 @@ const META_KEY = "resetPending";
 export interface ResetMarkState {
   /** Runs the reset may replace (their final status waits). */
   replaces: string[];
-  /** Until when (ms since the epoch) their ends wait without word from the route. */
+  /** From when (ms since the epoch) the watchdog's alarm settles the mark itself. */
   until: number;
   /** What the row held before the reset's hold (null until the hold is taken). */
   undo: ResetHoldUndo | null;
@@ -84,10 +87,9 @@ export class ResetMark {
   }
 
   /** The final status of `runId`: held back while a reset that may replace it is pending, dropped once it was replaced. */
-  gate(runId: string, now = Date.now()): FinishGate {
+  gate(runId: string): FinishGate {
     const state = this.state;
     if (!state || (state.replaces.length > 0 && !state.replaces.includes(runId))) return "project";
-    if (state.successor && state.successor !== runId) return "drop";
-    return now < state.until ? "hold" : "project";
+    return state.successor && state.successor !== runId ? "drop" : "hold";
   }
 }

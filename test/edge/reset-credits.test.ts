@@ -5,11 +5,14 @@
  * tests have none): the route's and the run DO's host calls go through this file's fetch, which
  * counts the reset requests. Happy paths, then refusals.
  */
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { RunStream } from "../../durable-objects/run-stream.ts";
+import type { ResetMark } from "../../durable-objects/run-stream/reset-mark.ts";
 import type { StartCommand } from "../../durable-objects/run-stream/run-starter.ts";
 import { runStream } from "../../src/run-stream-client.ts";
-import { HOST_PATHS } from "../../src/shared/host-api.ts";
+import { HOST_PATHS, type RunResultResponse } from "../../src/shared/host-api.ts";
 import type { RunEvent } from "../../src/shared/run-event-schema.ts";
 import { admin, call, errorCodeOf, llmUsageEvent, meteredOrg, orgRow, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
 
@@ -24,6 +27,8 @@ let resetAnswer: () => ResetAnswer = () => ({ status: 404, code: "step_not_found
  */
 let duringReset: (workflowId: string, replacedRunId: string) => Promise<void> = async () => {};
 let resetCalls = 0;
+/** What the scripted host says is the workflow's latest run (its result call), for the DO's alarm. */
+let latestRun: ((workflowId: string) => RunResultResponse) | null = null;
 let restoreHost: () => void;
 
 beforeAll(async () => {
@@ -44,6 +49,7 @@ beforeAll(async () => {
       if ("code" in answer) return Response.json({ error: { code: answer.code, message: "scripted refusal" } }, { status: answer.status });
       return Response.json({ workflowId, runId: answer.runId, resetFromRunId: previous!.temporal_run_id });
     }
+    if (latestRun && path.endsWith("/result")) return Response.json(latestRun(decodeURIComponent(path.split("/").at(-2)!)));
     throw new TypeError("connection refused");
   });
 });
@@ -51,6 +57,7 @@ afterAll(() => restoreHost());
 afterEach(() => {
   resetAnswer = () => ({ status: 404, code: "step_not_found" });
   duringReset = async () => {};
+  latestRun = null;
 });
 
 let clock = Date.UTC(2026, 1, 1);
@@ -366,5 +373,62 @@ describe("a reset holds what a start of the run's kind holds", () => {
     expect(errorCodeOf(body)).toBe("insufficient_credits");
     expect(JSON.stringify(body)).toContain(`needs ${promptHold} credits`);
     expect(resetCalls).toBe(calls);
+  });
+});
+
+describe("a reset whose answer the route never gets: the run's DO settles its mark with the host", () => {
+  /** As if RESET_PENDING_MS had passed without word from the route: the mark is stale, and the DO's alarm fires. */
+  async function staleMarkAlarm(stub: DurableObjectStub<RunStream>) {
+    await runInDurableObject(stub, (instance: RunStream) => {
+      const mark = (instance as unknown as { parts: { resetMark: ResetMark } }).parts.resetMark;
+      expect(mark.get()).not.toBeNull();
+      mark.set({ ...mark.get()!, until: 0 });
+    });
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    await runInDurableObject(stub, (instance: RunStream) => {
+      expect((instance as unknown as { parts: { resetMark: ResetMark } }).parts.resetMark.get()).toBeNull();
+    });
+  }
+
+  it("the host names a new latest run: the DO records it as the reset's run, which is charged what it adds", async () => {
+    const org = await meteredOrg(HOLD + 50);
+    const { workflowId, runId, stub } = await run(org.organizationId, (id) => [usage(id, 10)]);
+    resetAnswer = () => ({ status: 503, code: "unavailable" });
+    duringReset = async (id, replaced) => {
+      await runStream(env, id).record(id, [terminated(replaced)]);
+    };
+    expect((await reset(org.key, workflowId, runId)).status).toBe(503);
+    expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: runId, credit_hold: HOLD });
+    const newRunId = crypto.randomUUID();
+    latestRun = (id) => ({ workflowId: id, runId: newRunId, status: "running", output: null, error: null, closeTime: null });
+    await staleMarkAlarm(stub);
+    expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: newRunId, credit_hold: HOLD });
+    await stub.record(workflowId, [usage(newRunId, 7), finished(newRunId, "completed")]);
+    expect(await row(workflowId)).toMatchObject({ status: "completed", temporal_run_id: newRunId, credit_hold: 0, credits_charged: 7 });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD + 43, reserved: 0 });
+    expect(await charges(org.organizationId)).toEqual([{ amount: -7, note: "7 tokens" }]);
+  });
+
+  it("the host names the replaced run as still the latest: the reset did not happen, the hold goes back and the run's own end settles it", async () => {
+    const org = await meteredOrg(HOLD * 2);
+    const { workflowId, runId, stub } = await run(org.organizationId, (id) => [usage(id, 10)]);
+    resetAnswer = () => ({ status: 503, code: "unavailable" });
+    duringReset = async (id, replaced) => {
+      await runStream(env, id).record(id, [finished(replaced, "completed")]);
+    };
+    expect((await reset(org.key, workflowId)).status).toBe(503);
+    // The run's end waits for the reset's outcome.
+    expect(await row(workflowId)).toMatchObject({ status: "running", credit_hold: HOLD });
+    latestRun = (id) => ({ workflowId: id, runId, status: "completed", output: { greeting: "Hello, Ada" }, error: null, closeTime: null });
+    await staleMarkAlarm(stub);
+    expect(await row(workflowId)).toEqual({
+      status: "completed",
+      temporal_run_id: runId,
+      credit_hold: 0,
+      credits_charged: 10,
+      tokens_total: 10,
+    });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 10, reserved: 0 });
+    expect(await charges(org.organizationId)).toEqual([{ amount: -10, note: "10 tokens" }]);
   });
 });
