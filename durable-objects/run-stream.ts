@@ -34,7 +34,7 @@ import { RunReader, type ReadOptions } from "./run-stream/run-reader.ts";
 import { admitSubscriber, ADMITTED_RUN_HEADER } from "./run-stream/subscriber-admission.ts";
 import { START_AND_SUBSCRIBE_PATH, startAndSubscribe, startForStream } from "./run-stream/start-and-subscribe.ts";
 import { runFinishedEvent, runResetEvent, runStartedEvent } from "../src/shared/run-events.ts";
-import { holdForReset, undoResetHoldStatement } from "../src/db/credits.ts";
+import { holdForReset as holdResetCredits, undoResetHoldStatement } from "../src/db/credits.ts";
 import { HostClient } from "../src/host-client.ts";
 import { prepareStart, resetCreditHold } from "../src/services/runs.ts";
 import { RESET_PENDING_MS, ResetMark } from "./run-stream/reset-mark.ts";
@@ -160,17 +160,20 @@ export class RunStream extends DurableObject<Env> {
   async holdForReset(request: ResetHoldRequest): Promise<ResetHoldReply> {
     const { log, meta, resetMark } = this.parts;
     meta.set(META_KEYS.workflowId, request.workflowId);
-    const replaces = [...new Set([log.latestRunId(), request.runId].filter((id): id is string => !!id))];
-    resetMark.set({ replaces, until: Date.now() + RESET_PENDING_MS, undo: null, successor: null });
-    let outcome: Awaited<ReturnType<typeof holdForReset>>;
+    // A reset already pending (two at once) keeps its mark if this one holds nothing.
+    const previous = resetMark.get();
+    const replaces = [...new Set([log.latestRunId(), request.runId, ...(previous?.replaces ?? [])].filter((id): id is string => !!id))];
+    resetMark.set({ replaces, until: Date.now() + RESET_PENDING_MS, undo: previous?.undo ?? null, successor: null });
+    const giveUp = () => (previous ? resetMark.set(previous) : this.endResetMark(request.workflowId));
+    let outcome: Awaited<ReturnType<typeof holdResetCredits>>;
     try {
-      outcome = await holdForReset(this.env.DB, request.organizationId, request.runUuid, (basis) => resetCreditHold(this.env, basis));
+      outcome = await holdResetCredits(this.env.DB, request.organizationId, request.runUuid, (basis) => resetCreditHold(this.env, basis));
     } catch (err) {
-      await this.endResetMark(request.workflowId);
+      await giveUp();
       throw err;
     }
     if (!outcome.ok || !outcome.held) {
-      await this.endResetMark(request.workflowId);
+      await giveUp();
       return outcome.ok ? { ok: true, held: false } : { ok: false, amount: outcome.amount, available: outcome.available };
     }
     // Another reset's run.started may have ended the mark meanwhile: this reset's mark is set again.
