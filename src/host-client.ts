@@ -75,8 +75,8 @@ export class HostClient {
   }
 
   /** Temporal reset to just after `stepName` completed; answers the new run's id. */
-  reset(workflowId: string, request: { stepName: string; reason?: string; runId?: string }) {
-    return this.call("POST", HOST_PATHS.reset(workflowId), resetResponse, request);
+  reset(workflowId: string, request: { stepName: string; reason?: string; runId?: string }, timeoutMs?: number) {
+    return this.call("POST", HOST_PATHS.reset(workflowId), resetResponse, request, timeoutMs);
   }
 
   /** Resolves when the host is up and Temporal answers it; else host_unavailable. */

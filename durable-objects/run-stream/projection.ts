@@ -19,6 +19,7 @@ import { aggregate } from "../../src/shared/aggregations.ts";
 import { stepRunId } from "../../src/shared/step-run-id.ts";
 import { PROJECTION_STATE } from "./constants.ts";
 import type { EventLog, LogRow, LogRowOf } from "./event-log.ts";
+import type { FinishGate } from "./reset-mark.ts";
 import type { WaitingDetector } from "./waiting.ts";
 
 /**
@@ -41,6 +42,8 @@ export class D1Projection {
     private readonly waiting: WaitingDetector,
     /** Told, for each finish D1 took, whether the run's organization has webhook endpoints (webhook-outbox.ts). */
     private readonly onFinished?: (runId: string, hasWebhooks: boolean) => void,
+    /** Whether a run's final status goes to D1 now, waits (a reset is pending), or is dropped (reset-mark.ts). */
+    private readonly finishGate: (runId: string) => FinishGate = () => "project",
   ) {}
 
   private inFlight: Promise<ProjectionResult> | null = null;
@@ -108,11 +111,16 @@ export class D1Projection {
     /** Index in `statements` of each finish, with its log row. */
     const finishes: Array<{ index: number; row: LogRowOf<"run.finished"> }> = [];
 
-    const ends = pending.filter(
-      (r): r is LogRowOf<"run.finished"> =>
-        // The end of a run that a reset replaced says nothing about the workflow any more.
-        r.type === "run.finished" && !this.log.wasReset(r.data.runId),
-    );
+    /** Final statuses left pending: a reset that may replace their run is in flight (reset-mark.ts). */
+    const held = new Set<number>();
+    const ends = pending.filter((r): r is LogRowOf<"run.finished"> => {
+      // The end of a run that a reset replaced says nothing about the workflow any more.
+      if (r.type !== "run.finished" || this.log.wasReset(r.data.runId)) return false;
+      if (!isFinish(r)) return true;
+      const gate = this.finishGate(r.data.runId);
+      if (gate === "hold") held.add(r.seq);
+      return gate === "project";
+    });
     /** Runs that start and end in this application: their finish writes the start too (one UPDATE). */
     const startedAt = new Map<string, string>();
     for (const row of pending) {
@@ -151,7 +159,7 @@ export class D1Projection {
         const returned = results[index]?.results?.[0] as { has_webhooks?: number } | undefined;
         if (returned) this.onFinished?.(row.data.runId, Number(returned.has_webhooks ?? 0) > 0);
       }
-      this.log.markProjected([...pending.filter((r) => !deferred.has(r.seq)), ...settlementDue].map((r) => r.seq));
+      this.log.markProjected([...pending.filter((r) => !deferred.has(r.seq) && !held.has(r.seq)), ...settlementDue].map((r) => r.seq));
       if (waitingChange) this.waiting.committed(waitingChange.waiting);
     }
     return { statements: statements.length, batches };

@@ -13,7 +13,7 @@
  */
 import { desc, eq } from "drizzle-orm";
 import { db } from "./client.ts";
-import { creditLedger, organizations } from "./schema.ts";
+import { creditLedger, organizations, type PromptDefinition } from "./schema.ts";
 
 /**
  * Credits available to new holds: balance - reserved, the one formula every view uses (null for
@@ -98,31 +98,68 @@ export function settleHeldFinishedRunStatement(d1: D1Database, temporalWorkflowI
   return d1.prepare("UPDATE runs SET status = status WHERE temporal_workflow_id = ? AND credit_hold > 0").bind(temporalWorkflowId);
 }
 
+/** What a reset's hold is sized from: the run's kind, and for a prompt run its definition and variables. */
+export interface ResetHoldBasis {
+  kind: "code" | "prompt";
+  prompt: PromptDefinition | null;
+  input: unknown;
+}
+
+/** What the row held before a reset's hold (the undo puts it back). Plain data: it crosses the DO's RPC and its storage. */
+export interface ResetHoldUndo {
+  runUuid: string;
+  amount: number;
+  hold: number;
+  base: number | null;
+}
+
 export type ResetHoldOutcome =
   | { ok: true; held: false }
-  | { ok: true; held: true; undo: D1PreparedStatement }
-  | { ok: false; available: number };
+  | { ok: true; held: true; amount: number; undo: ResetHoldUndo }
+  | { ok: false; amount: number; available: number };
 
 /**
- * A reset of a metered organization's run holds credits like a start: one conditional UPDATE of
- * the run's row sets its `credit_hold` to `amount` (and `credit_tokens_base` to the tokens counted
- * so far, so the reset's run is charged only what it adds) if the organization has `amount`
- * available, counting what the row already holds (a run still going keeps its hold, topped up or
- * trimmed to `amount`); the trigger `runs_credit_hold_on_update` moves `credits_reserved` by the
- * difference in the same statement. An unmetered organization holds nothing (`held: false`).
+ * A reset of a metered organization's run holds credits like a start of that run's kind
+ * (`amountFor`, given the run's kind, prompt and input): one conditional UPDATE of the run's row
+ * sets its `credit_hold` to the amount (and `credit_tokens_base` to the tokens counted so far, so
+ * the reset's run is charged only what it adds) if the organization has it available, counting
+ * what the row already holds (a run still going keeps its hold, topped up or trimmed to the
+ * amount); the trigger `runs_credit_hold_on_update` moves `credits_reserved` by the difference in
+ * the same statement. An unmetered organization holds nothing (`held: false`).
  *
- * `undo` puts the row's hold and base back as they were (only if the row still holds exactly this
- * hold): for a reset the host refuses. The row is read from the primary first, for those values.
+ * `undo` says what the row held before (`undoResetHoldStatement` puts it back): for a reset the
+ * host refuses. The row is read from the primary first, for those values. Runs in the run's DO
+ * (home region), which also marks the reset pending (durable-objects/run-stream/reset-mark.ts).
  */
-export async function holdForReset(d1: D1Database, organizationId: string, runUuid: string, amount: number): Promise<ResetHoldOutcome> {
+export async function holdForReset(
+  d1: D1Database,
+  organizationId: string,
+  runUuid: string,
+  amountFor: (basis: ResetHoldBasis) => number,
+): Promise<ResetHoldOutcome> {
   const before = await d1
     .prepare(
-      `SELECT r.credit_hold AS hold, r.credit_tokens_base AS base, o.credit_balance AS balance, o.credits_reserved AS reserved
-       FROM runs r JOIN organizations o ON o.id = r.organization_id WHERE r.id = ? AND r.organization_id = ?`,
+      `SELECT r.credit_hold AS hold, r.credit_tokens_base AS base, r.input AS input, w.kind AS kind, w.prompt AS prompt,
+         o.credit_balance AS balance, o.credits_reserved AS reserved
+       FROM runs r JOIN organizations o ON o.id = r.organization_id LEFT JOIN workflows w ON w.id = r.workflow_id
+       WHERE r.id = ? AND r.organization_id = ?`,
     )
     .bind(runUuid, organizationId)
-    .first<{ hold: number; base: number | null; balance: number | null; reserved: number }>();
+    .first<{
+      hold: number;
+      base: number | null;
+      input: string | null;
+      kind: string | null;
+      prompt: string | null;
+      balance: number | null;
+      reserved: number;
+    }>();
   if (!before || before.balance === null) return { ok: true, held: false };
+  const amount = amountFor({
+    kind: before.kind === "prompt" ? "prompt" : "code",
+    prompt: before.prompt === null ? null : (JSON.parse(before.prompt) as PromptDefinition),
+    input: before.input === null ? null : JSON.parse(before.input),
+  });
   const updated = await d1
     .prepare(
       `UPDATE runs SET credit_hold = ?1, credit_tokens_base = tokens_total
@@ -139,12 +176,16 @@ export async function holdForReset(d1: D1Database, organizationId: string, runUu
       .first<{ balance: number | null; reserved: number }>();
     // Metering turned off in between: nothing to hold.
     if (!now || now.balance === null) return { ok: true, held: false };
-    return { ok: false, available: availableCredits(now.balance, now.reserved)! + before.hold };
+    return { ok: false, amount, available: availableCredits(now.balance, now.reserved)! + before.hold };
   }
-  const undo = d1
+  return { ok: true, held: true, amount, undo: { runUuid, amount, hold: before.hold, base: before.base } };
+}
+
+/** Puts a reset's hold back as it was (only if the row still holds exactly that hold): the host refused the reset. */
+export function undoResetHoldStatement(d1: D1Database, undo: ResetHoldUndo): D1PreparedStatement {
+  return d1
     .prepare("UPDATE runs SET credit_hold = ?1, credit_tokens_base = ?2 WHERE id = ?3 AND credit_hold = ?4")
-    .bind(before.hold, before.base, runUuid, amount);
-  return { ok: true, held: true, undo };
+    .bind(undo.hold, undo.base, undo.runUuid, undo.amount);
 }
 
 export type GrantOutcome =

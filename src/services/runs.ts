@@ -26,7 +26,9 @@ import type {
   StartTarget,
 } from "../../durable-objects/run-stream/run-starter.ts";
 import type { ReadOptions, ReadReply, StartAndWaitReply } from "../../durable-objects/run-stream/run-reader.ts";
-import { preparePromptStart } from "./prompt-runs.ts";
+import { creditHoldFor, preparePromptStart } from "./prompt-runs.ts";
+import type { ResetHoldBasis } from "../db/credits.ts";
+import { renderTemplate } from "../shared/prompt-template.ts";
 import type { IdempotencyRequest } from "../middleware/idempotency/index.ts";
 
 /** The host blocks at most this long per result call; longer waits are several calls. */
@@ -43,6 +45,20 @@ export interface StartedRun {
 const DEFAULT_CODE_RUN_CREDIT_HOLD = 20_000;
 
 export const codeRunCreditHold = (env: Env) => Number(env.CODE_RUN_CREDIT_HOLD) || DEFAULT_CODE_RUN_CREDIT_HOLD;
+
+/**
+ * What a reset of a run holds: what a start of that run's kind would hold. A prompt run holds its
+ * prompt rendered with the run's variables (as its start did), under the prompt workflow's
+ * current definition; a code run (or a prompt run whose definition is gone) the code run hold.
+ */
+export function resetCreditHold(env: Env, basis: ResetHoldBasis): number {
+  const variables = basis.input;
+  if (basis.kind !== "prompt" || !basis.prompt || variables === null || typeof variables !== "object" || Array.isArray(variables)) {
+    return codeRunCreditHold(env);
+  }
+  const values = Object.fromEntries(Object.entries(variables).map(([k, v]) => [k, String(v)]));
+  return creditHoldFor(basis.prompt, renderTemplate(basis.prompt.template, values));
+}
 
 /** Caller-chosen options of a start. */
 export interface StartChoices {

@@ -5,20 +5,30 @@
  * tests have none): the route's and the run DO's host calls go through this file's fetch, which
  * counts the reset requests. Happy paths, then refusals.
  */
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { RunStream } from "../../durable-objects/run-stream.ts";
+import type { ResetMark } from "../../durable-objects/run-stream/reset-mark.ts";
 import type { StartCommand } from "../../durable-objects/run-stream/run-starter.ts";
 import { runStream } from "../../src/run-stream-client.ts";
-import { HOST_PATHS } from "../../src/shared/host-api.ts";
+import { HOST_PATHS, type RunResultResponse } from "../../src/shared/host-api.ts";
 import type { RunEvent } from "../../src/shared/run-event-schema.ts";
-import { call, errorCodeOf, llmUsageEvent, meteredOrg, orgRow, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
+import { admin, call, errorCodeOf, llmUsageEvent, meteredOrg, orgRow, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
 
 const HOLD = Number(env.CODE_RUN_CREDIT_HOLD);
 
 /** How the scripted host answers a reset: the new run's id, or a refusal with its status and code. */
 type ResetAnswer = { runId: string } | { status: number; code: string };
 let resetAnswer: () => ResetAnswer = () => ({ status: 404, code: "step_not_found" });
+/**
+ * What happens on the host's side before it answers a reset, given the workflow and the run it
+ * replaces: Temporal has terminated that run, so its end may reach the DO before the answer does.
+ */
+let duringReset: (workflowId: string, replacedRunId: string) => Promise<void> = async () => {};
 let resetCalls = 0;
+/** What the scripted host says is the workflow's latest run (its result call), for the DO's alarm. */
+let latestRun: ((workflowId: string) => RunResultResponse) | null = null;
 let restoreHost: () => void;
 
 beforeAll(async () => {
@@ -32,18 +42,22 @@ beforeAll(async () => {
       resetCalls++;
       const workflowId = decodeURIComponent(path.split("/").at(-2)!);
       const answer = resetAnswer();
-      if ("code" in answer) return Response.json({ error: { code: answer.code, message: "scripted refusal" } }, { status: answer.status });
       const previous = await env.DB.prepare("SELECT temporal_run_id FROM runs WHERE temporal_workflow_id = ?")
         .bind(workflowId)
         .first<{ temporal_run_id: string }>();
+      await duringReset(workflowId, previous!.temporal_run_id);
+      if ("code" in answer) return Response.json({ error: { code: answer.code, message: "scripted refusal" } }, { status: answer.status });
       return Response.json({ workflowId, runId: answer.runId, resetFromRunId: previous!.temporal_run_id });
     }
+    if (latestRun && path.endsWith("/result")) return Response.json(latestRun(decodeURIComponent(path.split("/").at(-2)!)));
     throw new TypeError("connection refused");
   });
 });
 afterAll(() => restoreHost());
 afterEach(() => {
   resetAnswer = () => ({ status: 404, code: "step_not_found" });
+  duringReset = async () => {};
+  latestRun = null;
 });
 
 let clock = Date.UTC(2026, 1, 1);
@@ -57,15 +71,14 @@ const finished = (runId: string, status: string): RunEvent =>
     data: { runId, status, ...(status === "completed" ? { output: { greeting: "Hello, Ada" } } : { error: `run ${status}` }) },
   }) as RunEvent;
 
-/** A `hello` run started through its DO (the scripted host confirms it), then the given events. */
-async function run(organizationId: string, events: (runId: string) => RunEvent[]) {
+/** A `hello` run (or `target`'s) started through its DO (the scripted host confirms it), then the given events. */
+async function run(
+  organizationId: string,
+  events: (runId: string) => RunEvent[],
+  target: StartCommand["target"] = { kind: "code", by: { name: "hello" }, input: { name: "Ada" } },
+) {
   const runUuid = crypto.randomUUID();
-  const c: StartCommand = {
-    organizationId,
-    workflowId: `hello-${runUuid}`,
-    runUuid,
-    target: { kind: "code", by: { name: "hello" }, input: { name: "Ada" } },
-  };
+  const c: StartCommand = { organizationId, workflowId: `hello-${runUuid}`, runUuid, target };
   const stub = runStream(env, c.workflowId);
   expect(await stub.start(c)).toMatchObject({ ok: true, started: { status: "running" } });
   const runId = runUuid; // the scripted host names the run after its accept id (a UUID, as Temporal run ids are)
@@ -186,5 +199,236 @@ describe("a reset refused", () => {
     resetAnswer = () => ({ runId: crypto.randomUUID() });
     expect((await reset(org.key, ended.workflowId)).status).toBe(200);
     expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 3 - 13, reserved: HOLD });
+  });
+});
+
+/** The end of the run a reset replaces, as Temporal sends it once the reset has terminated it. */
+const terminated = (runId: string) => finished(runId, "terminated");
+
+describe("the replaced run's end and the reset's new run reach the run's DO in either order", () => {
+  /** A metered run still going (10 tokens so far), reset; `deliver` brings the replaced run's end in at its point. */
+  async function resetGoingRun(deliver: "before the host answers" | "after the reset is recorded") {
+    const org = await meteredOrg(HOLD + 50);
+    const { workflowId, runId, stub } = await run(org.organizationId, (id) => [usage(id, 10)]);
+    const newRunId = crypto.randomUUID();
+    resetAnswer = () => ({ runId: newRunId });
+    let duringRow: unknown = null;
+    if (deliver === "before the host answers") {
+      duringReset = async (id, replaced) => {
+        expect(replaced).toBe(runId);
+        await runStream(env, id).record(id, [terminated(replaced)]);
+        duringRow = await row(id);
+      };
+    }
+    expect((await reset(org.key, workflowId, runId)).status).toBe(200);
+    if (deliver === "after the reset is recorded") await stub.record(workflowId, [terminated(runId)]);
+    return { org, workflowId, runId, newRunId, stub, duringRow };
+  }
+
+  for (const deliver of ["before the host answers", "after the reset is recorded"] as const) {
+    it(`the replaced run's terminated end ${deliver}: it settles nothing, and the new run is charged once for what it adds`, async () => {
+      const { org, workflowId, runId, newRunId, stub, duringRow } = await resetGoingRun(deliver);
+      if (deliver === "before the host answers") {
+        // The end waits in the DO: D1 never shows the replaced run's end, the hold is the reset's.
+        expect(duringRow).toMatchObject({ status: "running", temporal_run_id: runId, credit_hold: HOLD });
+      }
+      expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: newRunId, credit_hold: HOLD, tokens_total: 10 });
+      expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD + 50, reserved: HOLD });
+      await stub.record(workflowId, [usage(newRunId, 7), finished(newRunId, "completed")]);
+      expect(await row(workflowId)).toEqual({
+        status: "completed",
+        temporal_run_id: newRunId,
+        credit_hold: 0,
+        credits_charged: 7,
+        tokens_total: 17,
+      });
+      expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD + 43, reserved: 0 });
+      // One settlement, the new run's: no "run terminated: not charged" row for the replaced run.
+      expect(await charges(org.organizationId)).toEqual([{ amount: -7, note: "7 tokens" }]);
+      // A late second delivery of the replaced run's end changes nothing.
+      await stub.record(workflowId, [terminated(runId)]);
+      expect(await row(workflowId)).toMatchObject({ status: "completed", temporal_run_id: newRunId, credits_charged: 7 });
+    });
+  }
+
+  it("the host's answer never comes (503) but the reset happened: the replaced run's end waits, the new run's events end the wait, and it is charged", async () => {
+    const org = await meteredOrg(HOLD + 50);
+    const { workflowId, runId, stub } = await run(org.organizationId, (id) => [usage(id, 10)]);
+    resetAnswer = () => ({ status: 503, code: "unavailable" });
+    duringReset = async (id, replaced) => {
+      await runStream(env, id).record(id, [terminated(replaced)]);
+    };
+    const res = await reset(org.key, workflowId, runId);
+    expect(res.status).toBe(503);
+    expect(errorCodeOf(await res.json())).toBe("host_unavailable");
+    // The outcome is unknown: the hold stays, and the replaced run's end has not released it.
+    expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: runId, credit_hold: HOLD });
+    // The relay brings the new run's events (nobody recorded its start): it is the reset's run.
+    const newRunId = crypto.randomUUID();
+    await stub.record(workflowId, [usage(newRunId, 7)]);
+    await stub.record(workflowId, [finished(newRunId, "completed")]);
+    expect(await row(workflowId)).toMatchObject({ status: "completed", temporal_run_id: newRunId, credit_hold: 0, credits_charged: 7 });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD + 43, reserved: 0 });
+    expect(await charges(org.organizationId)).toEqual([{ amount: -7, note: "7 tokens" }]);
+  });
+
+  it("the host refuses while the run ends on its own: the end waits for the refusal, then settles the run's own hold", async () => {
+    const org = await meteredOrg(HOLD * 2);
+    const { workflowId, runId, stub } = await run(org.organizationId, (id) => [usage(id, 10)]);
+    let duringRow: unknown = null;
+    resetAnswer = () => ({ status: 409, code: "step_not_completed" });
+    duringReset = async (id, replaced) => {
+      await runStream(env, id).record(id, [finished(replaced, "completed")]);
+      duringRow = await row(id);
+    };
+    const res = await reset(org.key, workflowId);
+    expect(res.status).toBe(409);
+    expect(errorCodeOf(await res.json())).toBe("step_not_completed");
+    // While the reset was pending the end waited (the row held the reset's hold, not settled)...
+    expect(duringRow).toMatchObject({ status: "running", credit_hold: HOLD });
+    // ...and the refusal let it through: charged the run's own tokens from its own hold.
+    expect(await row(workflowId)).toEqual({
+      status: "completed",
+      temporal_run_id: runId,
+      credit_hold: 0,
+      credits_charged: 10,
+      tokens_total: 10,
+    });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 10, reserved: 0 });
+    expect(await charges(org.organizationId)).toEqual([{ amount: -10, note: "10 tokens" }]);
+    // Nothing of the refused reset is left in the DO: a reset the host accepts next holds again and settles once.
+    const newRunId = crypto.randomUUID();
+    resetAnswer = () => ({ runId: newRunId });
+    duringReset = async () => {};
+    expect((await reset(org.key, workflowId)).status).toBe(200);
+    await stub.record(workflowId, [usage(newRunId, 4), finished(newRunId, "completed")]);
+    expect(await row(workflowId)).toMatchObject({ status: "completed", temporal_run_id: newRunId, credits_charged: 14 });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 14, reserved: 0 });
+  });
+
+  it("the host refuses a reset of a run still going: the run's later end is projected at once and charged from its own hold", async () => {
+    const org = await meteredOrg(HOLD * 2);
+    const { workflowId, runId, stub } = await run(org.organizationId, (id) => [usage(id, 10)]);
+    resetAnswer = () => ({ status: 404, code: "step_not_found" });
+    expect((await reset(org.key, workflowId, runId)).status).toBe(404);
+    await stub.record(workflowId, [finished(runId, "completed")]);
+    expect(await row(workflowId)).toMatchObject({ status: "completed", credit_hold: 0, credits_charged: 10 });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 10, reserved: 0 });
+  });
+});
+
+describe("a reset holds what a start of the run's kind holds", () => {
+  it("a prompt run's reset holds the prompt's hold (its rendered bytes + 64 + maxOutputTokens), not the code run hold", async () => {
+    const org = await meteredOrg(HOLD * 2);
+    const created = await admin("POST", `/admin/v1/organizations/${org.organizationId}/workflows`, {
+      name: `wf ${crypto.randomUUID()}`,
+      template: "Tell {{audience}} about {{topic}}.",
+      model: "local/writer",
+      maxOutputTokens: 100,
+    });
+    expect(created.status).toBe(201);
+    const promptWorkflowId = ((await created.json()) as { id: string }).id;
+    expect((await admin("POST", `/admin/v1/workflows/${promptWorkflowId}/publish`)).ok).toBe(true);
+    const promptHold = new TextEncoder().encode("Tell kids about stars.").byteLength + 64 + 100;
+    const { workflowId } = await run(org.organizationId, (id) => [usage(id, 10)], {
+      kind: "prompt",
+      promptWorkflowId,
+      body: { audience: "kids", topic: "stars" },
+    });
+    // The start held the prompt's hold...
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2, reserved: promptHold });
+    const newRunId = crypto.randomUUID();
+    resetAnswer = () => ({ runId: newRunId });
+    expect((await reset(org.key, workflowId)).status).toBe(200);
+    // ...and so does its reset.
+    expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: newRunId, credit_hold: promptHold });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2, reserved: promptHold });
+    await runStream(env, workflowId).record(workflowId, [usage(newRunId, 30), finished(newRunId, "completed")]);
+    expect(await row(workflowId)).toMatchObject({ status: "completed", credit_hold: 0, credits_charged: 30 });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 30, reserved: 0 });
+  });
+
+  it("402 insufficient_credits names the prompt run's hold when the organization cannot cover it", async () => {
+    const org = await meteredOrg(150);
+    const created = await admin("POST", `/admin/v1/organizations/${org.organizationId}/workflows`, {
+      name: `wf ${crypto.randomUUID()}`,
+      template: "Hi {{name}}",
+      model: "local/writer",
+      maxOutputTokens: 50,
+    });
+    const promptWorkflowId = ((await created.json()) as { id: string }).id;
+    await admin("POST", `/admin/v1/workflows/${promptWorkflowId}/publish`);
+    const promptHold = new TextEncoder().encode("Hi Ada").byteLength + 64 + 50;
+    const { workflowId } = await run(org.organizationId, (id) => [usage(id, 40), finished(id, "completed")], {
+      kind: "prompt",
+      promptWorkflowId,
+      body: { name: "Ada" },
+    });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: 110, reserved: 0 });
+    resetAnswer = () => ({ runId: crypto.randomUUID() });
+    const calls = resetCalls;
+    const res = await reset(org.key, workflowId);
+    expect(res.status).toBe(402);
+    const body = await res.json();
+    expect(errorCodeOf(body)).toBe("insufficient_credits");
+    expect(JSON.stringify(body)).toContain(`needs ${promptHold} credits`);
+    expect(resetCalls).toBe(calls);
+  });
+});
+
+describe("a reset whose answer the route never gets: the run's DO settles its mark with the host", () => {
+  /** As if RESET_PENDING_MS had passed without word from the route: the mark is stale, and the DO's alarm fires. */
+  async function staleMarkAlarm(stub: DurableObjectStub<RunStream>) {
+    await runInDurableObject(stub, (instance: RunStream) => {
+      const mark = (instance as unknown as { parts: { resetMark: ResetMark } }).parts.resetMark;
+      expect(mark.get()).not.toBeNull();
+      mark.set({ ...mark.get()!, until: 0 });
+    });
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    await runInDurableObject(stub, (instance: RunStream) => {
+      expect((instance as unknown as { parts: { resetMark: ResetMark } }).parts.resetMark.get()).toBeNull();
+    });
+  }
+
+  it("the host names a new latest run: the DO records it as the reset's run, which is charged what it adds", async () => {
+    const org = await meteredOrg(HOLD + 50);
+    const { workflowId, runId, stub } = await run(org.organizationId, (id) => [usage(id, 10)]);
+    resetAnswer = () => ({ status: 503, code: "unavailable" });
+    duringReset = async (id, replaced) => {
+      await runStream(env, id).record(id, [terminated(replaced)]);
+    };
+    expect((await reset(org.key, workflowId, runId)).status).toBe(503);
+    expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: runId, credit_hold: HOLD });
+    const newRunId = crypto.randomUUID();
+    latestRun = (id) => ({ workflowId: id, runId: newRunId, status: "running", output: null, error: null, closeTime: null });
+    await staleMarkAlarm(stub);
+    expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: newRunId, credit_hold: HOLD });
+    await stub.record(workflowId, [usage(newRunId, 7), finished(newRunId, "completed")]);
+    expect(await row(workflowId)).toMatchObject({ status: "completed", temporal_run_id: newRunId, credit_hold: 0, credits_charged: 7 });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD + 43, reserved: 0 });
+    expect(await charges(org.organizationId)).toEqual([{ amount: -7, note: "7 tokens" }]);
+  });
+
+  it("the host names the replaced run as still the latest: the reset did not happen, the hold goes back and the run's own end settles it", async () => {
+    const org = await meteredOrg(HOLD * 2);
+    const { workflowId, runId, stub } = await run(org.organizationId, (id) => [usage(id, 10)]);
+    resetAnswer = () => ({ status: 503, code: "unavailable" });
+    duringReset = async (id, replaced) => {
+      await runStream(env, id).record(id, [finished(replaced, "completed")]);
+    };
+    expect((await reset(org.key, workflowId)).status).toBe(503);
+    // The run's end waits for the reset's outcome.
+    expect(await row(workflowId)).toMatchObject({ status: "running", credit_hold: HOLD });
+    latestRun = (id) => ({ workflowId: id, runId, status: "completed", output: { greeting: "Hello, Ada" }, error: null, closeTime: null });
+    await staleMarkAlarm(stub);
+    expect(await row(workflowId)).toEqual({
+      status: "completed",
+      temporal_run_id: runId,
+      credit_hold: 0,
+      credits_charged: 10,
+      tokens_total: 10,
+    });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 10, reserved: 0 });
+    expect(await charges(org.organizationId)).toEqual([{ amount: -10, note: "10 tokens" }]);
   });
 });

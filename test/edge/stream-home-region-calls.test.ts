@@ -13,7 +13,7 @@ import app from "../../src/index.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import { interceptD1 } from "../support/d1-intercept.ts";
 import { readSse } from "../support/sse.ts";
-import { admin, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
+import { admin, meteredOrg, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
 
 interface Counts {
@@ -124,14 +124,18 @@ let hostStarts: string[];
 let hostCalls: string[];
 /** What the host answers a signal, query or update (else the host is unreachable for them). */
 let hostInteract: (() => Response) | null;
+/** What the host answers a reset (else the host is unreachable for it). */
+let hostReset: (() => Response) | null;
 let restoreHost: () => void;
 beforeEach(() => {
   hostStarts = [];
   hostCalls = [];
   hostInteract = null;
+  hostReset = null;
   restoreHost = scriptHost(async (request, path) => {
     hostCalls.push(path);
     if (hostInteract && /\/(signal|query|update)\//.test(path)) return hostInteract();
+    if (hostReset && path.endsWith("/reset")) return hostReset();
     if (path === HOST_PATHS.start) {
       const body = (await request.json()) as { workflowId: string };
       hostStarts.push(body.workflowId);
@@ -344,6 +348,33 @@ describe("reads and interactions by workflow id: one call into the home region",
       expect(counts).toEqual({ runStream: 0, d1: 1, replica: 2 });
     }
     expect(hostCalls).toEqual([]);
+  });
+
+  it("POST /workflow/{id}/runs/{rid}/reset: the run's DO marks it and takes the credit hold, the host resets, the DO records the new run: three calls, metered or not", async () => {
+    for (const metered of [false, true]) {
+      const owner = metered ? await meteredOrg(1_000_000) : org;
+      const as = (path: string, body: unknown) =>
+        req(path, {
+          method: "POST",
+          headers: { authorization: `Bearer ${owner.key}`, "content-type": "application/json" },
+          body: JSON.stringify(body),
+        });
+      if (metered) await drop(counted(as("/workflow/catalog", {}))); // fills the isolate's key cache
+      const { workflowId, runId } = await createRunningRun(owner.organizationId);
+      const newRunId = crypto.randomUUID();
+      hostReset = () => Response.json({ workflowId, runId: newRunId, resetFromRunId: runId });
+      hostCalls = [];
+      const { res, counts } = await counted(as(`/workflow/${workflowId}/runs/${runId}/reset`, { stepName: "countWords" }));
+      expect(res.status, `metered: ${metered}`).toBe(200);
+      expect(await res.json()).toEqual({ workflowId, runId: newRunId });
+      // The hold's read and UPDATE are inside the DO's call; the Worker reads only a replica.
+      expect(counts, `metered: ${metered}`).toEqual({ runStream: 2, d1: 0, replica: 1 });
+      expect(hostCalls).toEqual([HOST_PATHS.reset(workflowId)]);
+      const row = await env.DB.prepare("SELECT temporal_run_id, credit_hold FROM runs WHERE temporal_workflow_id = ?")
+        .bind(workflowId)
+        .first();
+      expect(row).toEqual({ temporal_run_id: newRunId, credit_hold: metered ? Number(env.CODE_RUN_CREDIT_HOLD) : 0 });
+    }
   });
 
   it("POST /workflow/{id}/stream-token checks ownership near the Worker: no call into the home region", async () => {

@@ -1,12 +1,12 @@
 import type { Context } from "hono";
 import { z } from "zod";
 import type { App, AppEnv } from "../../app-env.ts";
-import { holdForReset } from "../../db/credits.ts";
 import { ApiError } from "../../errors.ts";
 import { HostClient } from "../../host-client.ts";
 import { readJsonOrEmpty } from "../../middleware/json-body/index.ts";
-import { recordRunEvents } from "../../run-stream-client.ts";
-import { codeRunCreditHold, findRunNearby } from "../../services/runs.ts";
+import { runStream } from "../../run-stream-client.ts";
+import { findRunNearby } from "../../services/runs.ts";
+import { RESET_HOST_TIMEOUT_MS } from "../../../durable-objects/run-stream/reset-mark.ts";
 import { runResetEvent } from "../../shared/run-events.ts";
 import { parsePinnedRunId } from "./history.ts";
 import { parseWorkflowIdParam } from "./params.ts";
@@ -30,27 +30,33 @@ async function reset(c: Context<AppEnv>, pinnedRunId: string | undefined): Promi
   // Ownership only (read near the Worker); the host decides whether the run can be reset.
   const organizationId = c.get("auth").organizationId;
   const { run } = await findRunNearby(c.env, organizationId, workflowId);
-  // A metered organization's reset holds credits like a start, before the host is asked.
-  const amount = codeRunCreditHold(c.env);
-  const hold = await holdForReset(c.env.DB, organizationId, run.id, amount);
+  // The run's DO marks the reset pending, then (metered) holds what a start of the run's kind
+  // would, before the host is asked: the replaced run's end, which Temporal sends when it
+  // terminates it, may reach the DO before this route records the new run, and must not settle
+  // the reset's hold (durable-objects/run-stream/reset-mark.ts).
+  const stub = runStream(c.env, workflowId);
+  const hold = await stub.holdForReset({ organizationId, workflowId, runUuid: run.id, ...(pinnedRunId ? { runId: pinnedRunId } : {}) });
   if (!hold.ok) {
     throw new ApiError(
       "insufficient_credits",
-      `this reset needs ${amount} credits available and the organization has ${hold.available}; add credits to continue`,
+      `this reset needs ${hold.amount} credits available and the organization has ${hold.available}; add credits to continue`,
     );
   }
   let result: Awaited<ReturnType<HostClient["reset"]>>;
   try {
-    result = await new HostClient(c.env).reset(workflowId, { ...body, runId: pinnedRunId });
+    result = await new HostClient(c.env).reset(workflowId, { ...body, runId: pinnedRunId }, RESET_HOST_TIMEOUT_MS);
   } catch (err) {
     // The host refused (a 4xx: no such step, step not completed, run not found): the hold goes
-    // back as it was. If the outcome is unknown (host unreachable, an answer we cannot read), the
-    // reset may have started a run, so the hold stays; a retry of the reset finds it in place.
-    if (hold.held && !(err instanceof ApiError && (err.code === "host_unavailable" || err.code === "host_error"))) await hold.undo.run();
+    // back as it was and the mark ends. If the outcome is unknown (host unreachable, an answer we
+    // cannot read), the reset may have started a run, so the hold stays; a retry of the reset
+    // finds it in place, and the DO settles the mark with the host if nobody else does.
+    if (hold.held && !(err instanceof ApiError && (err.code === "host_unavailable" || err.code === "host_error"))) {
+      await stub.undoResetHold(workflowId);
+    }
     throw err;
   }
   // Recorded before we answer: a status or stream request right after this sees the new run.
-  await recordRunEvents(c.env, workflowId, [runResetEvent(result.runId, result.resetFromRunId)]);
+  await stub.record(workflowId, [runResetEvent(result.runId, result.resetFromRunId)]);
   if (!pinnedRunId) markDeprecated(c, "reset");
   return c.json({ workflowId, runId: result.runId });
 }

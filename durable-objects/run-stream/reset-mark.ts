@@ -1,0 +1,95 @@
+/**
+ * A reset in flight, marked in the run's DO before the host is asked (docs/credits.md, "A reset").
+ *
+ * A reset holds credits on the run's row, then the host resets: Temporal terminates the replaced
+ * run (a `terminated` close) and starts the new one. The replaced run's end and the reset's
+ * `run.started` (recorded by the route once the host answers) reach this DO in either order. Were
+ * the replaced run's end projected first, its final status would settle the reset's hold (trigger
+ * runs_credit_settle_on_final) with no charge, and the new run would run uncharged.
+ *
+ * So the reset route's first call into the home region is this DO (`RunStream.holdForReset`): it
+ * marks the reset pending, then takes the hold. While the mark is pending, the projection holds
+ * back (leaves pending in the log) the final status of every run the reset may replace: the log's
+ * newest run when marked, and the run a pinned reset names. The mark ends:
+ *
+ * - with the reset's `run.started` (it names the replaced run): the held-back end is then dropped,
+ *   as every end of a reset run is (EventLog.wasReset);
+ * - when the host refuses the reset (`RunStream.undoResetHold`): the hold is put back, and the
+ *   held-back end (a natural one) is projected and settles the run's own hold as usual;
+ * - when nobody says (the host never answered the route, or the route died): the first watchdog
+ *   alarm after RESET_PENDING_MS ends it (RunStream.resolveStaleResetMark). A run other than the
+ *   replaced ones, seen in the log since the mark (`successor`: the relay brought its events) or
+ *   named by the host as the workflow's latest, means the reset happened: its `run.started` (with
+ *   `resetFromRunId`) is recorded as the route would have. The replaced run still being the
+ *   latest means it did not: the hold is put back, as for a refusal. If the host cannot say, the
+ *   mark just ends. A successor seen before that already drops the replaced runs' ends.
+ *
+ * While a mark is set the run is never "settled" for the watchdog, so its alarm stays armed.
+ *
+ * A mark lives in the `meta` table (durable: a DO restarted between the reset's two calls keeps it).
+ */
+import type { ResetHoldUndo } from "../../src/db/credits.ts";
+import type { LogRow } from "./event-log.ts";
+import type { Meta } from "./storage.ts";
+
+/** How long a reset's mark waits for word from the route before the watchdog's alarm settles it with the host. */
+export const RESET_PENDING_MS = 60_000;
+/** The route gives up on the host's answer to a reset after this (well inside RESET_PENDING_MS). */
+export const RESET_HOST_TIMEOUT_MS = 20_000;
+
+const META_KEY = "resetPending";
+
+export interface ResetMarkState {
+  /** Runs the reset may replace (their final status waits). */
+  replaces: string[];
+  /** From when (ms since the epoch) the watchdog's alarm settles the mark itself. */
+  until: number;
+  /** What the row held before the reset's hold (null until the hold is taken). */
+  undo: ResetHoldUndo | null;
+  /** A run other than `replaces` seen since the mark: the reset started it. */
+  successor: string | null;
+}
+
+/** What the projection does with a run's final status. */
+export type FinishGate = "project" | "hold" | "drop";
+
+export class ResetMark {
+  private state: ResetMarkState | null;
+
+  constructor(private readonly meta: Meta) {
+    const stored = meta.get(META_KEY);
+    this.state = stored ? (JSON.parse(stored) as ResetMarkState) : null;
+  }
+
+  get(): ResetMarkState | null {
+    return this.state;
+  }
+
+  set(state: ResetMarkState): void {
+    this.state = state;
+    this.meta.set(META_KEY, JSON.stringify(state));
+  }
+
+  clear(): void {
+    if (!this.state) return;
+    this.state = null;
+    this.meta.set(META_KEY, "");
+  }
+
+  /** The log just took these rows: the reset's `run.started` ends the mark; another run's event names the successor. */
+  noteAppended(rows: readonly LogRow[]): void {
+    for (const row of rows) {
+      const state = this.state;
+      if (!state) return;
+      if (row.type === "run.started" && row.data.resetFromRunId) this.clear();
+      else if (row.runId !== null && !state.successor && !state.replaces.includes(row.runId)) this.set({ ...state, successor: row.runId });
+    }
+  }
+
+  /** The final status of `runId`: held back while a reset that may replace it is pending, dropped once it was replaced. */
+  gate(runId: string): FinishGate {
+    const state = this.state;
+    if (!state || (state.replaces.length > 0 && !state.replaces.includes(runId))) return "project";
+    return state.successor && state.successor !== runId ? "drop" : "hold";
+  }
+}
