@@ -12,7 +12,9 @@ const URLENC = "application/x-www-form-urlencoded";
 async function platform(type: string, body: Uint8Array) {
   const form = await new Response(body.slice(), { headers: { "content-type": type } }).formData();
   const entries: string[][] = [];
-  form.forEach((value, name) => entries.push([name, typeof value === "string" ? value : `file:${value.name}`]));
+  form.forEach((value, name) => {
+    entries.push([name, typeof value === "string" ? value : `file:${value.name}`]);
+  });
   return entries;
 }
 
