@@ -70,6 +70,25 @@ describe("form bodies: happy path", () => {
   });
 });
 
+describe("form bodies: header parameters", () => {
+  it("quoted values keep their semicolons and escaped quotes; the first of a repeated parameter wins", () => {
+    const body = bytes(
+      '--b\r\nContent-Disposition: form-data; name="a\\"b"; name="other"; filename="x;y.txt"\r\n\r\n1\r\n',
+      '--b\r\nContent-Disposition: form-data;name=plain ;flag; other = "v"\r\n\r\n2\r\n--b--',
+    );
+    expect(texts(parseFormBody("multipart/form-data; charset=utf-8; boundary=b", body))).toEqual([
+      ['a"b', "file:x;y.txt"],
+      ["plain", "2"],
+    ]);
+  });
+
+  it("a hostile part header (a megabyte of unterminated, escaped quotes) is read in one pass", () => {
+    const hostile = `Content-Disposition: form-data; name="x"${';a="\\"'.repeat(150_000)}\r\n\r\n`;
+    const parts = parseFormBody("multipart/form-data; boundary=b", bytes("--b\r\n", hostile, "1\r\n--b--"));
+    expect(texts(parts)).toEqual([["x", "1"]]);
+  });
+});
+
 describe("form bodies: errors", () => {
   it("a body that is not a well-formed form is a MalformedFormError", () => {
     const part = 'Content-Disposition: form-data; name="x"\r\n\r\n1\r\n';

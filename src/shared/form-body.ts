@@ -85,13 +85,46 @@ function parseUrlencoded(body: Uint8Array): FormPart[] {
   return parts;
 }
 
-/** A header's parameters (`; key=value` or `; key="quoted \" value"`), keys lower-cased. */
+/**
+ * A header's parameters (`; key=value` or `; key="quoted \" value"`), keys lower-cased, the first
+ * of a repeated key kept. One pass over the value (no regular expression that could backtrack on a
+ * hostile header), so its cost is linear in the header's length.
+ */
 function headerParams(value: string): Map<string, string> {
   const params = new Map<string, string>();
-  const re = /;\s*([^\s=;]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;]*))/g;
-  for (let m = re.exec(value); m !== null; m = re.exec(value)) {
-    const key = m[1]!.toLowerCase();
-    if (!params.has(key)) params.set(key, m[2] !== undefined ? m[2].replace(/\\(.)/g, "$1") : m[3]!.trim());
+  const n = value.length;
+  const skipSpace = (at: number) => {
+    while (at < n && (value[at] === " " || value[at] === "\t")) at++;
+    return at;
+  };
+  const nextSemicolon = (at: number) => {
+    const next = value.indexOf(";", at);
+    return next < 0 ? n : next;
+  };
+  for (let i = nextSemicolon(0); i < n; ) {
+    const keyStart = skipSpace(i + 1);
+    let eq = keyStart;
+    while (eq < n && value[eq] !== "=" && value[eq] !== ";") eq++;
+    const key = value.slice(keyStart, eq).trim().toLowerCase();
+    if (eq >= n || value[eq] === ";") {
+      i = eq; // a parameter without a value
+      continue;
+    }
+    let j = skipSpace(eq + 1);
+    let param: string;
+    if (value[j] === '"') {
+      let out = "";
+      for (j++; j < n && value[j] !== '"'; j++) {
+        if (value[j] === "\\" && j + 1 < n) j++;
+        out += value[j];
+      }
+      param = out;
+      i = nextSemicolon(j);
+    } else {
+      i = nextSemicolon(j);
+      param = value.slice(j, i).trim();
+    }
+    if (key && !params.has(key)) params.set(key, param);
   }
   return params;
 }
