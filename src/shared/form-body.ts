@@ -23,9 +23,6 @@ export class MalformedFormError extends Error {
   override name = "MalformedFormError";
 }
 
-export const isFormType = (contentType: string) =>
-  /^multipart\/form-data\b/i.test(contentType) || /^application\/x-www-form-urlencoded\b/i.test(contentType);
-
 /** BOM kept (as the WHATWG "UTF-8 decode without BOM"): only the bytes' validity is judged. */
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
@@ -45,11 +42,6 @@ export function parseFormBody(contentType: string, body: Uint8Array): FormPart[]
   if (/^application\/x-www-form-urlencoded\b/i.test(contentType)) return parseUrlencoded(body);
   if (/^multipart\/form-data\b/i.test(contentType)) return parseMultipart(contentType, body);
   throw new MalformedFormError("not a form content type");
-}
-
-/** Reads and parses a request's form body (the request's body is consumed: pass a clone to keep it). */
-export async function readFormBody(request: Request): Promise<FormPart[]> {
-  return parseFormBody(request.headers.get("content-type") ?? "", new Uint8Array(await request.arrayBuffer()));
 }
 
 const hex = (b: number) => (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x46) || (b >= 0x61 && b <= 0x66);
