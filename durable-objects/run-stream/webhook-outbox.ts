@@ -18,12 +18,15 @@
  * - The endpoint's URL and secret are read at each attempt: a deleted endpoint stops receiving,
  *   a rotated secret signs the next attempt; the URL policy is checked again. The secret is stored
  *   encrypted (src/shared/secret-box.ts): one that does not decrypt (unknown key id, or a ciphertext
- *   copied from another row) is logged as that attempt's error and nothing is sent.
+ *   copied from another row) is logged as that attempt's error and nothing is sent. A missing or
+ *   malformed WEBHOOK_SECRET_KEYS is that too (`webhook_secret_keys_missing: …` in the attempt's
+ *   error), and also an error line in the Worker's log; the delivery stays pending and is retried
+ *   with backoff until the operator sets the secret (or the retry window ends: failed).
  * - Nothing here is awaited by `record`: deliveries run in the alarm, and outbound fetches let
  *   the DO serve its other requests meanwhile.
  */
 import { aggregate, type Attribute } from "../../src/shared/aggregations.ts";
-import { openSecret, webhookSecretAad } from "../../src/shared/secret-box.ts";
+import { openSecret, secretKeysProblem, webhookSecretAad } from "../../src/shared/secret-box.ts";
 import { eventTypeForStatus, webhookHeaders } from "../../src/webhooks/signing.ts";
 import { urlPolicyFrom, webhookUrlProblem } from "../../src/webhooks/url-policy.ts";
 import type { EventLog } from "./event-log.ts";
@@ -249,7 +252,23 @@ export class WebhookOutbox {
       try {
         secret = await openSecret(env.WEBHOOK_SECRET_KEYS, endpoint.secret, webhookSecretAad(row.organization_id, row.endpoint_id));
       } catch (err) {
+        const keys = secretKeysProblem(err);
         error = `the signing secret could not be read: ${err instanceof Error ? err.message : String(err)}`;
+        if (keys) {
+          // The operator's to fix, for every endpoint: said loudly; the delivery stays pending and is retried.
+          error = `${keys.code}: ${keys.message}; the delivery is retried until then`;
+          console.error(
+            JSON.stringify({
+              level: "error",
+              message: "webhook delivery held: WEBHOOK_SECRET_KEYS",
+              code: keys.code,
+              detail: keys.message,
+              deliveryId: row.delivery_id,
+              organizationId: row.organization_id,
+              endpointId: row.endpoint_id,
+            }),
+          );
+        }
       }
     }
     if (error === null && secret !== null) {

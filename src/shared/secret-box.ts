@@ -130,3 +130,28 @@ export async function openSecret(keys: string | undefined, stored: string, aad: 
 
 /** The additional authenticated data of a webhook endpoint's signing secret. */
 export const webhookSecretAad = (organizationId: string, endpointId: string) => `webhook-secret\u0000${organizationId}\u0000${endpointId}`;
+
+/**
+ * A key list that is missing or malformed is the operator's to fix (the WEBHOOK_SECRET_KEYS
+ * secret): the stable code and a message saying so, or null for any other error. The admin API
+ * answers it as a 500 with this code (retrying will not help until the secret is set), and a
+ * delivery logs it as its attempt's error and retries, so nothing is dropped meanwhile.
+ */
+export function secretKeysProblem(
+  err: unknown,
+): { code: "webhook_secret_keys_missing" | "webhook_secret_keys_invalid"; message: string } | null {
+  if (!(err instanceof SecretBoxError)) return null;
+  if (err.code === "secret_keys_missing") {
+    return {
+      code: "webhook_secret_keys_missing",
+      message: "webhook signing secrets cannot be encrypted or read: the WEBHOOK_SECRET_KEYS secret is not set; the operator must set it",
+    };
+  }
+  if (err.code === "secret_keys_invalid") {
+    return {
+      code: "webhook_secret_keys_invalid",
+      message: `webhook signing secrets cannot be encrypted or read: the WEBHOOK_SECRET_KEYS secret is malformed (${err.message}); the operator must fix it`,
+    };
+  }
+  return null;
+}

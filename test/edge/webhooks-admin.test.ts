@@ -1,10 +1,12 @@
 /** Admin API for webhook endpoints: happy path, errors, and security (secrets, tenants, URLs). */
+import { createExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
+import app from "../../src/index.ts";
 import { webhookUrlProblem } from "../../src/webhooks/url-policy.ts";
 import { refusedRange } from "../../src/shared/ip-ranges.ts";
 import { openSecret, webhookSecretAad } from "../../src/shared/secret-box.ts";
-import { admin, seedOrganization, type ErrorBody } from "./helpers.ts";
+import { admin, seedOrganization, TEST_ADMIN_KEY, type ErrorBody } from "./helpers.ts";
 
 const base = (org: string) => `/admin/v1/organizations/${org}/webhooks`;
 
@@ -85,6 +87,65 @@ describe("webhook endpoints: errors", () => {
     await admin("DELETE", `${base(organizationId)}/${created.id}`);
     expect((await admin("DELETE", `${base(organizationId)}/${created.id}`)).status).toBe(404);
     expect((await admin("POST", `${base(organizationId)}/${created.id}/rotate-secret`)).status).toBe(404);
+  });
+});
+
+describe("webhook endpoints: errors when WEBHOOK_SECRET_KEYS is missing or malformed", () => {
+  /** One admin request through the app with WEBHOOK_SECRET_KEYS as given (the rest of the bindings as configured). */
+  const adminWithKeys = (keys: string | undefined, method: string, path: string, body?: unknown) =>
+    app.fetch(
+      new Request(new URL(path, "http://edge.test"), {
+        method,
+        headers: { authorization: `Bearer ${TEST_ADMIN_KEY}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      }),
+      { ...env, WEBHOOK_SECRET_KEYS: keys } as Env,
+      createExecutionContext(),
+    );
+  const endpointRows = (organizationId: string) =>
+    env.DB.prepare("SELECT id, secret, updated_at FROM webhook_endpoints WHERE organization_id = ? ORDER BY id").bind(organizationId).all();
+
+  it("create and rotate answer 500 with a code naming the missing secret, log it, and write nothing", async () => {
+    const { organizationId } = await seedOrganization();
+    const existing = (await (await admin("POST", base(organizationId), { url: "https://hooks.example.com/a" })).json()) as { id: string };
+    const before = (await endpointRows(organizationId)).results;
+    const logged = vi.spyOn(console, "error").mockImplementation(() => undefined);
+    try {
+      for (const [keys, code] of [
+        [undefined, "webhook_secret_keys_missing"],
+        ["", "webhook_secret_keys_missing"],
+        [" , ", "webhook_secret_keys_missing"],
+        ["k1:c2hvcnQ=", "webhook_secret_keys_invalid"],
+        ["no-key-id", "webhook_secret_keys_invalid"],
+      ] as const) {
+        const create = await adminWithKeys(keys, "POST", base(organizationId), { url: "https://hooks.example.com/b" });
+        const rotate = await adminWithKeys(keys, "POST", `${base(organizationId)}/${existing.id}/rotate-secret`);
+        for (const res of [create, rotate]) {
+          const error = ((await res.json()) as ErrorBody).error;
+          expect([keys, res.status, error.code]).toEqual([keys, 500, code]);
+          expect(error.message).toContain("WEBHOOK_SECRET_KEYS secret is");
+          expect(error.message).toContain(code.endsWith("missing") ? "not set; the operator must set it" : "malformed");
+          expect(error.message).toContain("nothing was written");
+        }
+        expect(logged.mock.calls.filter(([line]) => String(line).includes(`"code":"${code}"`)).length).toBeGreaterThanOrEqual(2);
+      }
+    } finally {
+      logged.mockRestore();
+    }
+    // Nothing half-written: no new endpoint, the existing one's secret and timestamp as they were.
+    expect((await endpointRows(organizationId)).results).toEqual(before);
+    // The configured keys still work: the failure was the configuration's, not the data's.
+    expect((await admin("POST", `${base(organizationId)}/${existing.id}/rotate-secret`)).status).toBe(200);
+  });
+
+  it("the OpenAPI document lists both codes under 500 for create and rotate", async () => {
+    const doc = (await (await app.fetch(new Request("http://edge.test/openapi.json"), env, createExecutionContext())).json()) as {
+      paths: Record<string, Record<string, { responses: Record<string, { description: string }> }>>;
+    };
+    for (const path of ["/admin/v1/organizations/{orgId}/webhooks", "/admin/v1/organizations/{orgId}/webhooks/{webhookId}/rotate-secret"]) {
+      const described = doc.paths[path]!.post!.responses["500"]!.description;
+      expect([path, described]).toEqual([path, expect.stringContaining("`webhook_secret_keys_missing`, `webhook_secret_keys_invalid`")]);
+    }
   });
 });
 

@@ -4,9 +4,11 @@
  * moved to another row or sealed under an unknown key is a logged delivery error (nothing sent,
  * nothing else changed), and a legacy plain row still signs until its next write encrypts it.
  */
+import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
+import { WebhookOutbox } from "../../durable-objects/run-stream/webhook-outbox.ts";
 import { runStream } from "../../src/run-stream-client.ts";
 import { isSealed, openSecret, sealSecret, webhookSecretAad } from "../../src/shared/secret-box.ts";
 import { admin, seedCatalog, seedOrganization } from "./helpers.ts";
@@ -167,6 +169,63 @@ describe("webhook secrets at rest: security", { timeout: 40_000 }, () => {
       const r = await received(name);
       return r.length >= 1 ? r : null;
     });
+    new Webhook(endpoint.secret).verify(got[0]!.body, got[0]!.headers);
+  });
+  it("WEBHOOK_SECRET_KEYS missing at delivery: the attempt's error says so, an error line is logged, and the delivery is held, not dropped", async () => {
+    const org = await seedOrganization();
+    const name = `no-keys-${crypto.randomUUID()}`;
+    const endpoint = await register(org.organizationId, hookUrl(name));
+    // A run's DO with one message in its outbox; the outbox is worked here with the bindings given
+    // (this DO has no run of its own, so its alarm leaves the outbox to this test).
+    const workflowId = `held-${crypto.randomUUID()}`;
+    const body = JSON.stringify({ type: "run.completed", timestamp: new Date().toISOString(), data: { workflowId } });
+    const work = (keys: string | undefined) =>
+      runInDurableObject(runStream(env, workflowId), async (_instance, state) => {
+        state.storage.sql.exec("UPDATE webhook_outbox SET next_attempt_at = 0 WHERE state = 'pending'");
+        const outbox = new WebhookOutbox({
+          sql: state.storage.sql,
+          storage: state.storage,
+          env: { ...env, WEBHOOK_SECRET_KEYS: keys } as Env,
+          log: undefined as never, // only read when enqueuing a run's messages: not here
+          meta: undefined as never,
+          endedRun: () => null,
+        });
+        await outbox.work(workflowId);
+        return outbox.rows();
+      });
+    await runInDurableObject(runStream(env, workflowId), async (_instance, state) => {
+      state.storage.sql.exec(
+        `INSERT INTO webhook_outbox (delivery_id, message_id, endpoint_id, organization_id, event_type, workflow_id, body, next_attempt_at, state)
+         VALUES (?, 'msg_held', ?, ?, 'run.completed', ?, ?, 0, 'pending')`,
+        `msg_held:${endpoint.id}`,
+        endpoint.id,
+        org.organizationId,
+        workflowId,
+        body,
+      );
+    });
+
+    const logged = vi.spyOn(console, "error").mockImplementation(() => undefined);
+    let held: Awaited<ReturnType<typeof work>>;
+    try {
+      held = await work("");
+      const lines = logged.mock.calls.map(([line]) => String(line)).filter((line) => line.includes("webhook_secret_keys_missing"));
+      expect(lines.length).toBe(1);
+      expect(JSON.parse(lines[0]!)).toMatchObject({ level: "error", code: "webhook_secret_keys_missing", endpointId: endpoint.id });
+    } finally {
+      logged.mockRestore();
+    }
+    expect(held).toEqual([expect.objectContaining({ endpointId: endpoint.id, state: "pending", attempts: 1 })]);
+    const log = await deliveries(org.organizationId, endpoint.id);
+    expect(log).toEqual([expect.objectContaining({ status: "retrying", responseStatus: null })]);
+    expect(log[0]!.error).toMatch(/^webhook_secret_keys_missing: .*the WEBHOOK_SECRET_KEYS secret is not set; the operator must set it/);
+    expect(await received(name)).toEqual([]);
+
+    // Once the operator sets the secret, the next attempt sends the same message, signed.
+    expect(await work(env.WEBHOOK_SECRET_KEYS)).toEqual([expect.objectContaining({ state: "delivered", attempts: 2 })]);
+    const got = await received(name);
+    expect(got.length).toBe(1);
+    expect(got[0]!.headers["webhook-id"]).toBe("msg_held");
     new Webhook(endpoint.secret).verify(got[0]!.body, got[0]!.headers);
   });
 });

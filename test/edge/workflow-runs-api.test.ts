@@ -428,3 +428,219 @@ describe("Workflow Runs API: execute (security)", () => {
     expect([badUtf8.status, badUtf8.code]).toEqual([400, "invalid_json"]);
   });
 });
+
+/** A multipart/form-data body built byte by byte (FormData would re-encode a string as UTF-8). */
+function multipartBody(parts: Array<{ name: string | Uint8Array; value: string | Uint8Array; filename?: string }>) {
+  const boundary = `b-${crypto.randomUUID()}`;
+  const enc = new TextEncoder();
+  const bytes = (v: string | Uint8Array) => (typeof v === "string" ? enc.encode(v) : v);
+  const chunks: Uint8Array[] = [];
+  for (const part of parts) {
+    chunks.push(enc.encode(`--${boundary}\r\nContent-Disposition: form-data; name="`), bytes(part.name), enc.encode('"'));
+    if (part.filename !== undefined) chunks.push(enc.encode(`; filename="${part.filename}"\r\nContent-Type: application/octet-stream`));
+    chunks.push(enc.encode("\r\n\r\n"), bytes(part.value), enc.encode("\r\n"));
+  }
+  chunks.push(enc.encode(`--${boundary}--\r\n`));
+  const body = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    body.set(c, at);
+    at += c.length;
+  }
+  return { body, type: `multipart/form-data; boundary=${boundary}` };
+}
+
+/** Valid UTF-8 around `bad`, the bytes under test: `{"name":"Ad<bad>a"}`. */
+const inputsWith = (bad: number[]) =>
+  new Uint8Array([...new TextEncoder().encode('{"name":"Ad'), ...bad, ...new TextEncoder().encode('a"}')]);
+
+/** Byte sequences that are not UTF-8: a stray continuation byte, 0xFF, an overlong "/", a lone surrogate, a cut-off "€". */
+const NOT_UTF8: Array<[string, number[]]> = [
+  ["stray continuation byte", [0x80]],
+  ["0xFF", [0xff]],
+  ["overlong encoding", [0xc0, 0xaf]],
+  ["UTF-16 surrogate", [0xed, 0xa0, 0x80]],
+  ["truncated sequence", [0xe2, 0x82]],
+];
+
+describe("Workflow Runs API: execute form encodings (happy path)", () => {
+  let token: string;
+  let organizationId: string;
+  let helloId: string;
+  beforeAll(async () => {
+    await seedCatalog();
+    ({ organizationId } = await seedOrganization());
+    token = await jwtFor(organizationId);
+    helloId = await workflowIdOf("hello");
+  });
+  const post = (body: BodyInit, type: string) =>
+    call("/api/v1/workflow-runs/execute", { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": type }, body });
+  const inputOf = async (res: Response) => {
+    const id = ((await res.json()) as { workflowRun: { id: string } }).workflowRun.id;
+    return JSON.parse((await env.DB.prepare("SELECT input FROM runs WHERE id = ?").bind(id).first<string>("input"))!) as unknown;
+  };
+  const name = "Adá Łukasz 山田 😀 \uFFFD"; // 2-, 3- and 4-byte UTF-8, and a U+FFFD the client really sent
+
+  it("non-ASCII text in multipart fields arrives exactly as sent", async () => {
+    const { body, type } = multipartBody([
+      { name: "workflowId", value: helloId },
+      { name: "inputs", value: JSON.stringify({ name }) },
+      { name: "envs", value: '{"GREETING":"¡Hola!"}' },
+    ]);
+    const res = await post(body, type);
+    expect(res.status).toBe(202);
+    expect(await inputOf(res)).toEqual({ name });
+  });
+
+  it("urlencoded fields: percent-encoded UTF-8, raw UTF-8 bytes and + for spaces", async () => {
+    const encoded = `workflowId=${helloId}&inputs=${encodeURIComponent(JSON.stringify({ name })).replaceAll("%20", "+")}`;
+    const res = await post(encoded, "application/x-www-form-urlencoded");
+    expect(res.status).toBe(202);
+    expect(await inputOf(res)).toEqual({ name });
+    const raw = new TextEncoder().encode(`workflowId=${helloId}&inputs=${JSON.stringify({ name: "Adá" })}`);
+    const rawRes = await post(raw, "application/x-www-form-urlencoded;charset=UTF-8");
+    expect(rawRes.status).toBe(202);
+    expect(await inputOf(rawRes)).toEqual({ name: "Adá" });
+  });
+
+  it("a FormData body from the platform (its own boundary and headers) still works", async () => {
+    const form = new FormData();
+    form.set("workflowId", helloId);
+    form.set("inputs", JSON.stringify({ name }));
+    const res = await call("/api/v1/workflow-runs/execute", { method: "POST", headers: { authorization: `Bearer ${token}` }, body: form });
+    expect(res.status).toBe(202);
+    expect(await inputOf(res)).toEqual({ name });
+  });
+});
+
+describe("Workflow Runs API: execute form encodings (errors)", () => {
+  let token: string;
+  let helloId: string;
+  beforeAll(async () => {
+    await seedCatalog();
+    token = await jwtFor((await seedOrganization()).organizationId);
+    helloId = await workflowIdOf("hello");
+  });
+  const post = (body: BodyInit, type: string) =>
+    call("/api/v1/workflow-runs/execute", { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": type }, body });
+  const error = async (res: Response) => ({ status: res.status, ...((await res.json()) as ErrorBody).error });
+
+  it("a multipart body that is not well formed is 400 invalid_request, not a 500", async () => {
+    const { body } = multipartBody([{ name: "workflowId", value: helloId }]);
+    for (const [what, type, bytes] of [
+      ["no boundary parameter", "multipart/form-data", body],
+      ["another boundary", "multipart/form-data; boundary=elsewhere", body],
+      ["cut off before its closing boundary", multipartBody([]).type, body.subarray(0, body.length - 20)],
+    ] as const) {
+      const e = await error(await post(bytes, type));
+      expect([what, e.status, e.code]).toEqual([what, 400, "invalid_request"]);
+    }
+  });
+
+  it("a file part is refused as before: 400 invalid_request naming the field (its bytes are never decoded)", async () => {
+    const { body, type } = multipartBody([
+      { name: "workflowId", value: helloId },
+      { name: "inputs", value: new Uint8Array([0xff, 0xfe, 0x00, 0x80]), filename: "inputs.bin" },
+    ]);
+    const e = await error(await post(body, type));
+    expect([e.status, e.code, e.message]).toEqual([400, "invalid_request", "field inputs must be text, not a file"]);
+  });
+});
+
+describe("Workflow Runs API: execute form encodings (security)", () => {
+  let token: string;
+  let organizationId: string;
+  let helloId: string;
+  beforeAll(async () => {
+    await seedCatalog();
+    ({ organizationId } = await seedOrganization());
+    token = await jwtFor(organizationId);
+    helloId = await workflowIdOf("hello");
+  });
+  const post = (path: string, body: BodyInit, type: string, headers: Record<string, string> = {}) =>
+    call(path, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": type, ...headers }, body });
+  const error = async (res: Response) => ({ status: res.status, ...((await res.json()) as ErrorBody).error });
+  const count = async (table: string) =>
+    env.DB.prepare(`SELECT COUNT(*) AS n FROM ${table} WHERE organization_id = ?`).bind(organizationId).first<number>("n");
+
+  it("a multipart text field that is not UTF-8 → 400 invalid_encoding naming it, on both execute routes; nothing started", async () => {
+    for (const path of ["/api/v1/workflow-runs/execute", "/api/v1/workflow-runs/execute/stream"]) {
+      for (const [what, bad] of NOT_UTF8) {
+        const { body, type } = multipartBody([
+          { name: "workflowId", value: helloId },
+          { name: "inputs", value: inputsWith(bad) },
+        ]);
+        const e = await error(await post(path, body, type));
+        expect([what, e.status, e.code]).toEqual([what, 400, "invalid_encoding"]);
+        expect(e.message).toContain("field inputs is not valid UTF-8");
+        expect(e.issues).toEqual([{ path: "inputs", message: "not valid UTF-8" }]);
+      }
+    }
+    const badId = multipartBody([
+      { name: "workflowId", value: new Uint8Array([...new TextEncoder().encode(helloId), 0xff]) },
+      { name: "inputs", value: '{"name":"Ada"}' },
+    ]);
+    expect((await error(await post("/api/v1/workflow-runs/execute", badId.body, badId.type))).issues).toEqual([
+      { path: "workflowId", message: "not valid UTF-8" },
+    ]);
+    const badEnvs = multipartBody([
+      { name: "workflowId", value: helloId },
+      { name: "inputs", value: '{"name":"Ada"}' },
+      { name: "envs", value: new Uint8Array([...new TextEncoder().encode('{"GREETING":"'), 0xc3, 0x28, 0x22, 0x7d]) },
+    ]);
+    expect((await error(await post("/api/v1/workflow-runs/execute", badEnvs.body, badEnvs.type))).code).toBe("invalid_encoding");
+    expect(await count("runs")).toBe(0);
+  });
+
+  it("a field name that is not UTF-8 → 400 invalid_encoding (never a name with U+FFFD in it)", async () => {
+    const { body, type } = multipartBody([
+      { name: "workflowId", value: helloId },
+      { name: new Uint8Array([0x69, 0x6e, 0xff]), value: '{"name":"Ada"}' },
+    ]);
+    const e = await error(await post("/api/v1/workflow-runs/execute", body, type));
+    expect([e.status, e.code]).toEqual([400, "invalid_encoding"]);
+    const url = await error(
+      await post("/api/v1/workflow-runs/execute", `workflowId=${helloId}&in%FFputs=x`, "application/x-www-form-urlencoded"),
+    );
+    expect([url.status, url.code]).toEqual([400, "invalid_encoding"]);
+    expect(await count("runs")).toBe(0);
+  });
+
+  it("urlencoded: inputs=%FF, an overlong %C0%AF and raw bytes that are not UTF-8 → 400 invalid_encoding; nothing started", async () => {
+    const cases: Array<[string, BodyInit]> = [
+      ["%FF", `workflowId=${helloId}&inputs=%FF`],
+      ["percent-encoded in JSON", `workflowId=${helloId}&inputs=%7B%22name%22%3A%22Ad%C3%28a%22%7D`],
+      ["overlong", `workflowId=${helloId}&inputs=%C0%AF`],
+      ["raw byte", new Uint8Array([...new TextEncoder().encode(`workflowId=${helloId}&inputs=`), ...inputsWith([0xff])])],
+    ];
+    for (const [what, body] of cases) {
+      const e = await error(await post("/api/v1/workflow-runs/execute", body, "application/x-www-form-urlencoded"));
+      expect([what, e.status, e.code, e.issues?.[0]?.path]).toEqual([what, 400, "invalid_encoding", "inputs"]);
+    }
+    expect(await count("runs")).toBe(0);
+  });
+
+  it("with an Idempotency-Key: 400 invalid_encoding, no key claimed and no run, so a corrected retry with the same key starts", async () => {
+    const key = `enc-${crypto.randomUUID()}`;
+    const bad = multipartBody([
+      { name: "workflowId", value: helloId },
+      { name: "inputs", value: inputsWith([0xff]) },
+    ]);
+    const e = await error(await post("/api/v1/workflow-runs/execute", bad.body, bad.type, { "idempotency-key": key }));
+    expect([e.status, e.code]).toEqual([400, "invalid_encoding"]);
+    // The same bytes with U+FFFD where the bad byte was: not the same request, and nothing was claimed for the key.
+    const other = await error(
+      await post("/api/v1/workflow-runs/execute", `workflowId=${helloId}&inputs=%FF%FE`, "application/x-www-form-urlencoded", {
+        "idempotency-key": key,
+      }),
+    );
+    expect([other.status, other.code]).toEqual([400, "invalid_encoding"]);
+    expect([await count("idempotency_keys"), await count("runs")]).toEqual([0, 0]);
+    const good = multipartBody([
+      { name: "workflowId", value: helloId },
+      { name: "inputs", value: '{"name":"Ada"}' },
+    ]);
+    expect((await post("/api/v1/workflow-runs/execute", good.body, good.type, { "idempotency-key": key })).status).toBe(202);
+    expect([await count("idempotency_keys"), await count("runs")]).toEqual([1, 1]);
+  });
+});

@@ -8,12 +8,15 @@
  *   draft's Structured Field string (`"abc"`); anything else is 400 `invalid_idempotency_key`.
  * - The fingerprint: SHA-256 over the method, the path and the body. JSON bodies are
  *   canonicalized (keys sorted, whitespace dropped) and form bodies are reduced to their sorted
- *   fields, so a client's retry matches whatever its serializer or multipart boundary does.
+ *   fields, so a client's retry matches whatever its serializer or multipart boundary does. Form
+ *   bodies are read strictly (src/shared/form-body.ts): a text field that is not UTF-8 is a 400
+ *   `invalid_encoding` here, so two such bodies never share a fingerprint and nothing is claimed.
  * - A replayed response carries `Idempotent-Replayed: true`.
  */
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
+import { MalformedFormError, parseFormBody, type FormPart } from "../../shared/form-body.ts";
 
 export const IDEMPOTENCY_KEY_HEADER = "idempotency-key";
 export const IDEMPOTENT_REPLAYED_HEADER = "idempotent-replayed";
@@ -62,15 +65,23 @@ export async function requestFingerprint(request: Request): Promise<string> {
   const type = request.headers.get("content-type") ?? "";
   let body: string;
   if (type.startsWith("multipart/form-data") || type.startsWith("application/x-www-form-urlencoded")) {
+    const bytes = new Uint8Array(await request.clone().arrayBuffer());
+    let form: FormPart[] | null = null;
     try {
-      const form = await request.clone().formData();
+      form = parseFormBody(type, bytes);
+    } catch (err) {
+      // A text field that is not UTF-8 is refused here (400 invalid_encoding), before anything is
+      // claimed; a body that is not a well-formed form is fingerprinted by its bytes (the route refuses it).
+      if (!(err instanceof MalformedFormError)) throw err;
+    }
+    if (form) {
       const fields: Array<[string, string]> = [];
-      for (const [name, value] of form.entries()) {
-        fields.push([name, typeof value === "string" ? value : `file:${value.name}:${await sha256Hex(await value.arrayBuffer())}`]);
+      for (const part of form) {
+        fields.push([part.name, part.kind === "text" ? part.value : `file:${part.filename}:${await sha256Hex(part.bytes)}`]);
       }
       body = `form:${canonicalJson(fields.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : 1)))}`;
-    } catch {
-      body = `raw:${await sha256Hex(await request.clone().arrayBuffer())}`;
+    } else {
+      body = `raw:${await sha256Hex(bytes)}`;
     }
   } else {
     const text = await request.clone().text();

@@ -15,6 +15,7 @@ import {
 const tag = "Admin API";
 const ok = (description: string, status = 200) => ({ [status]: { description, schema: anyObject } });
 const BODY_ERRORS = ["invalid_json", "invalid_request", "payload_too_large"] as const;
+const SECRET_KEY_ERRORS = ["webhook_secret_keys_missing", "webhook_secret_keys_invalid"] as const;
 
 export function documentAdminApi(app: App) {
   const doc = (d: Omit<RouteDoc, "tag" | "auth">) => documentRoute(app, { ...d, tag, auth: "admin" });
@@ -117,7 +118,7 @@ export function documentAdminApi(app: App) {
     summary: "Register a completion webhook endpoint (the whsec_ secret is shown once)",
     body: createWebhookBody,
     responses: ok("Created", 201),
-    errors: [...BODY_ERRORS, "organization_not_found", "webhook_url_not_allowed"],
+    errors: [...BODY_ERRORS, "organization_not_found", "webhook_url_not_allowed", ...SECRET_KEY_ERRORS],
   });
   doc({
     method: "get",
@@ -138,7 +139,7 @@ export function documentAdminApi(app: App) {
     path: "/admin/v1/organizations/:orgId/webhooks/:webhookId/rotate-secret",
     summary: "Rotate the signing secret (the new one is shown once)",
     responses: ok("Rotated"),
-    errors: ["organization_not_found", "webhook_not_found"],
+    errors: ["organization_not_found", "webhook_not_found", ...SECRET_KEY_ERRORS],
   });
   doc({
     method: "get",

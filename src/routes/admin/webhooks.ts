@@ -3,7 +3,8 @@
  * list, delete, rotate the secret, and the delivery log. Deliveries themselves are sent by each
  * run's RunStream (durable-objects/run-stream/webhook-outbox.ts); see docs/webhooks.md.
  */
-import type { App } from "../../app-env.ts";
+import type { Context } from "hono";
+import type { App, AppEnv } from "../../app-env.ts";
 import {
   deleteWebhookEndpoint,
   endpointExists,
@@ -15,6 +16,7 @@ import {
 import type { WebhookEndpoint } from "../../db/schema.ts";
 import { ApiError } from "../../errors.ts";
 import { readJson, zodIssues } from "../../middleware/json-body/index.ts";
+import { secretKeysProblem } from "../../shared/secret-box.ts";
 import { generateWebhookSecret, WEBHOOK_EVENT_TYPES } from "../../webhooks/signing.ts";
 import { urlPolicyFrom, webhookUrlProblem } from "../../webhooks/url-policy.ts";
 import { organizationOrThrow } from "./organizations.ts";
@@ -32,6 +34,22 @@ function endpointView(endpoint: WebhookEndpoint) {
   };
 }
 
+/**
+ * A write that seals a signing secret. Sealing comes before the write, so when WEBHOOK_SECRET_KEYS
+ * is missing or malformed nothing is written: a 500 with its own code (not a 503: it will not work
+ * on retry until the operator sets the secret), logged for the operator.
+ */
+async function sealing<T>(c: Context<AppEnv>, write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (err) {
+    const problem = secretKeysProblem(err);
+    if (!problem) throw err;
+    console.error(JSON.stringify({ level: "error", requestId: c.get("requestId"), code: problem.code, message: problem.message }));
+    throw new ApiError(problem.code, `${problem.message} (docs/webhooks.md#secrets-at-rest); nothing was written`);
+  }
+}
+
 const newEndpointId = () => `whk_${crypto.randomUUID().replaceAll("-", "").slice(0, 20)}`;
 
 export function registerWebhooks(app: App) {
@@ -45,13 +63,15 @@ export function registerWebhooks(app: App) {
       throw new ApiError("webhook_url_not_allowed", `this URL cannot receive webhooks: ${problem}`, [{ path: "url", message: problem }]);
     const secret = generateWebhookSecret();
     const events = body.events ? [...new Set(body.events)] : [...WEBHOOK_EVENT_TYPES];
-    const row = await insertWebhookEndpoint(c.env.DB, c.env.WEBHOOK_SECRET_KEYS, {
-      id: newEndpointId(),
-      organizationId: org.id,
-      url: new URL(body.url).href,
-      events,
-      secret,
-    });
+    const row = await sealing(c, () =>
+      insertWebhookEndpoint(c.env.DB, c.env.WEBHOOK_SECRET_KEYS, {
+        id: newEndpointId(),
+        organizationId: org.id,
+        url: new URL(body.url).href,
+        events,
+        secret,
+      }),
+    );
     // The only time the secret is shown (until it is rotated).
     return c.json({ ...endpointView(row), secret }, 201);
   });
@@ -73,7 +93,9 @@ export function registerWebhooks(app: App) {
     const org = await organizationOrThrow(c.env, c.req.param("orgId"));
     const id = c.req.param("webhookId");
     const secret = generateWebhookSecret();
-    const row = ADMIN_ID_PATTERN.test(id) ? await rotateWebhookSecret(c.env.DB, c.env.WEBHOOK_SECRET_KEYS, org.id, id, secret) : null;
+    const row = ADMIN_ID_PATTERN.test(id)
+      ? await sealing(c, () => rotateWebhookSecret(c.env.DB, c.env.WEBHOOK_SECRET_KEYS, org.id, id, secret))
+      : null;
     if (!row) throw new ApiError("webhook_not_found", `organization ${org.id} has no webhook "${id}"`);
     // Deliveries from now on (retries included) are signed with the new secret.
     return c.json({ ...endpointView(row), secret });

@@ -2,6 +2,7 @@ import type { Context } from "hono";
 import type { App, AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
 import { parseJsonText, readOptionalJson, zodIssues } from "../../middleware/json-body/index.ts";
+import { MalformedFormError, parseFormBody, type FormPart } from "../../shared/form-body.ts";
 import { isReservedName, RESERVED_NAME_MESSAGE, reservedKeys } from "../../shared/reserved-names.ts";
 import { toWorkflowRunStatus } from "../../shared/run-status.ts";
 import { stepRunId } from "../../shared/step-run-id.ts";
@@ -27,7 +28,7 @@ const EXECUTE_FIELDS = new Set(["workflowId", "inputs", "envs"]);
 /**
  * Fields arrive as multipart/form-data (the seed) or urlencoded; `inputs` and `envs` are JSON text.
  * A JSON body works too. A field sent twice, a file, or a reserved name (`__proto__`, ...) is a
- * 400 naming it; the fields are collected in a Map, never on an ordinary object.
+ * 400 naming it, and so is a field whose bytes are not UTF-8 (`invalid_encoding`); the fields are collected in a Map, never on an ordinary object.
  */
 async function readExecuteFields(c: Context<AppEnv>) {
   const type = c.req.header("content-type") ?? "";
@@ -43,20 +44,26 @@ async function readExecuteFields(c: Context<AppEnv>) {
     refuseReservedKeys(body, "");
     Object.assign(raw, body);
   } else if (type.startsWith("multipart/form-data") || type.startsWith("application/x-www-form-urlencoded")) {
-    const form = await c.req.formData().catch(() => {
-      throw new ApiError("invalid_request", "the multipart body could not be read");
-    });
+    // Read strictly: a text field that is not UTF-8 is 400 invalid_encoding, never U+FFFD (shared/form-body.ts).
+    let form: FormPart[];
+    try {
+      form = parseFormBody(type, new Uint8Array(await c.req.arrayBuffer()));
+    } catch (err) {
+      if (err instanceof MalformedFormError) throw new ApiError("invalid_request", `the form body could not be read: ${err.message}`);
+      throw err;
+    }
     const fields = new Map<string, string>();
-    for (const [name, value] of form.entries()) {
+    for (const part of form) {
+      const name = part.name;
       if (isReservedName(name))
         throw new ApiError("invalid_request", `field ${name} ${RESERVED_NAME_MESSAGE}`, [{ path: name, message: "reserved name" }]);
       if (fields.has(name))
         throw new ApiError("invalid_request", `field ${name} appears more than once; send each field once`, [
           { path: name, message: "duplicate field" },
         ]);
-      if (typeof value !== "string")
+      if (part.kind === "file")
         throw new ApiError("invalid_request", `field ${name} must be text, not a file`, [{ path: name, message: "expected text" }]);
-      fields.set(name, value);
+      fields.set(name, part.value);
     }
     for (const [name, value] of fields) {
       if (!EXECUTE_FIELDS.has(name)) {

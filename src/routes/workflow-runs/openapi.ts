@@ -13,6 +13,7 @@ const executeForm = z.object({
 const runParams = z.object({ runId: z.uuid() });
 const EXECUTE_ERRORS = [
   "invalid_json",
+  "invalid_encoding",
   "invalid_request",
   "invalid_input",
   "workflow_not_found",
