@@ -14,7 +14,7 @@ import type { ReadReply } from "./run-reader.ts";
 import { type SerializedError, serializeError } from "./run-starter.ts";
 
 /** The answer of a 424: the trace is written when the run ends, so ask again shortly. */
-export const TRACE_RETRY_AFTER_S = 2;
+const TRACE_RETRY_AFTER_S = 2;
 
 export type TraceLogReply = { ok: true; runId: string; trace: ReadableStream<Uint8Array> } | { ok: false; error: SerializedError };
 
