@@ -60,6 +60,9 @@ const ROUTES = [
   "history",
   "query",
   "signal",
+  "trace-log",
+  "runs/{rid}/trace-log",
+  "viewer events first byte",
 ] as const;
 type RouteName = (typeof ROUTES)[number];
 
@@ -101,8 +104,9 @@ async function expectOk(res: Response, what: string): Promise<any> {
   return res.json();
 }
 
-/** One sample of every route at one delay; status, result and stream read a finished run. */
-async function sample(delayMs: number, finishedId: string, helloCatalogId: string): Promise<Record<RouteName, number>> {
+/** One sample of every route at one delay; status, result, the streams and the trace log read a finished run. */
+async function sample(delayMs: number, finished: FinishedRun, helloCatalogId: string): Promise<Record<RouteName, number>> {
+  const finishedId = finished.workflowId;
   const out = {} as Record<RouteName, number>;
   const input = { workflowName: "hello", input: { name: "geo" } };
   let t = performance.now();
@@ -160,7 +164,27 @@ async function sample(delayMs: number, finishedId: string, helloCatalogId: strin
   t = performance.now();
   await expectOk(await call("POST", `/workflow/${open.workflowId}/signal/approve`, delayMs, { payload: { approvedBy: "geo" } }), "signal");
   out.signal = performance.now() - t;
+  // The finished run's trace, latest and pinned to its run id.
+  t = performance.now();
+  await expectOk(await call("GET", `/workflow/${finishedId}/trace-log`, delayMs), "trace-log");
+  out["trace-log"] = performance.now() - t;
+  t = performance.now();
+  await expectOk(await call("GET", `/workflow/${finishedId}/runs/${finished.runId}/trace-log`, delayMs), "pinned trace-log");
+  out["runs/{rid}/trace-log"] = performance.now() - t;
+  // The run viewer's event stream, with a stream token minted (not timed) for this sample.
+  const { token } = await expectOk(await call("POST", `/workflow/${finishedId}/stream-token`, 0, {}), "stream-token");
+  t = performance.now();
+  out["viewer events first byte"] = await firstByte(
+    "viewer events",
+    t,
+    await call("GET", `/runs/${finishedId}/events?token=${encodeURIComponent(token)}`, delayMs),
+  );
   return out;
+}
+
+interface FinishedRun {
+  workflowId: string;
+  runId: string;
 }
 
 try {
@@ -169,8 +193,8 @@ try {
   const helloCatalogId = (catalog.workflows as Array<{ id: string; name: string }>).find((w) => w.name === "hello")!.id;
   const samples = { without: [] as Record<RouteName, number>[], with: [] as Record<RouteName, number>[] };
   for (let i = 0; i < ITERATIONS + WARMUP; i++) {
-    const without = await sample(0, finished.workflowId, helloCatalogId);
-    const withDelay = await sample(DELAY_MS, finished.workflowId, helloCatalogId);
+    const without = await sample(0, finished, helloCatalogId);
+    const withDelay = await sample(DELAY_MS, finished, helloCatalogId);
     if (i >= WARMUP) {
       samples.without.push(without);
       samples.with.push(withDelay);
@@ -218,8 +242,8 @@ try {
       "```",
       "",
       `The edge runs from a bench-only entry (bench/geography/worker.ts, never deployed) that adds ${DELAY_MS} ms to every call the Worker makes into the home region: D1, the RunStream DOs and the host (not the per-key rate limiter).`,
-      "Each route is called without and with the delay, interleaved, medians; round trips = (with − without) / delay, rounded; 'at best' is the same from each side's fastest sample (load on a shared machine only adds time, so it shows the floor; '–' where the stored row predates it). `run` includes the `hello` workflow itself; status, result and the stream read a finished run.",
-      "The before rows were measured the same way on the code before the one-call start path and are kept from that run; rows added later (the three streaming routes; history, query and signal) had their before rows measured on the commit they name (the code before the one-call streaming start, and before the ownership check through a read replica). Query and signal go to an open `approval` run whose first query (not timed) has already waited for its first workflow task.",
+      "Each route is called without and with the delay, interleaved, medians; round trips = (with − without) / delay, rounded; 'at best' is the same from each side's fastest sample (load on a shared machine only adds time, so it shows the floor; '–' where the stored row predates it). `run` includes the `hello` workflow itself; status, result, the streams and the trace log read a finished run.",
+      "The before rows were measured the same way on the code before the one-call start path and are kept from that run; rows added later (the three streaming routes; history, query and signal) had their before rows measured on the commit they name (the code before the one-call streaming start, before the ownership check through a read replica, and before the one-call trace log and viewer stream). Query and signal go to an open `approval` run whose first query (not timed) has already waited for its first workflow task.",
       "",
       "| route | code | without delay | with delay | round trips | at best |",
       "|---|---|---|---|---|---|",

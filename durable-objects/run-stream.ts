@@ -11,6 +11,7 @@
  * - watchdog.ts    the alarm that reconciles a quiet run with Temporal through the host
  * - webhook-outbox.ts  completion webhooks: a durable outbox worked by the alarm
  * - start-and-subscribe.ts  the streaming starts: start, then subscribe, in one call
+ * - trace-reader.ts  the trace log route's one call: ownership, settle, the trace from R2
  *
  * State is hydrated once per wake, under blockConcurrencyWhile. Nothing here speaks SSE: the
  * stream routes frame the messages (messages.ts).
@@ -31,6 +32,7 @@ import { Watchdog } from "./run-stream/watchdog.ts";
 import { WebhookOutbox } from "./run-stream/webhook-outbox.ts";
 import { RunStarter, type StartCommand } from "./run-stream/run-starter.ts";
 import { RunReader, type ReadOptions } from "./run-stream/run-reader.ts";
+import { readTraceLog } from "./run-stream/trace-reader.ts";
 import { admitSubscriber, ADMITTED_RUN_HEADER } from "./run-stream/subscriber-admission.ts";
 import { START_AND_SUBSCRIBE_PATH, startAndSubscribe, startForStream } from "./run-stream/start-and-subscribe.ts";
 import { runFinishedEvent, runResetEvent, runStartedEvent } from "../src/shared/run-events.ts";
@@ -374,6 +376,17 @@ export class RunStream extends DurableObject<Env> {
     return key ? { runId: id, key } : null;
   }
 
+  /** GET /workflow/:id/trace-log (and a pinned run's): the Worker's one call (run-stream/trace-reader.ts). */
+  traceLog(organizationId: string, workflowId: string, pinnedRunId?: string) {
+    const deps = {
+      env: this.env,
+      log: this.parts.log,
+      read: (org: string, id: string) => this.reader.read(org, id),
+      traceFor: (runId?: string) => this.traceFor(runId),
+    };
+    return readTraceLog(deps, organizationId, workflowId, pinnedRunId);
+  }
+
   private workflowSummary(runId: string): WorkflowSummary {
     const { log, meta } = this.parts;
     const started = log.historyEvent(runId, 1);
@@ -426,7 +439,10 @@ export class RunStream extends DurableObject<Env> {
       );
     }
     if (url.pathname !== "/subscribe") return new Response("not found", { status: 404 });
-    const admission = await admitSubscriber(this.env, url.searchParams.get("workflowId") ?? "", url, (id) => this.streamState(id));
+    const admission = await admitSubscriber(this.env, url.searchParams.get("workflowId") ?? "", url, {
+      streamState: (id) => this.streamState(id),
+      entriesAfter: (seq) => this.parts.log.after(seq),
+    });
     if (admission && "refusal" in admission) return admission.refusal;
     const runId =
       admission?.runId || url.searchParams.get("runId") || this.parts.log.latestRunId() || url.searchParams.get("fallbackRunId");

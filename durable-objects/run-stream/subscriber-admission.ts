@@ -1,9 +1,11 @@
 /**
- * Admission of a history-stream subscriber, inside the run's DO: the Worker's first subscription
- * carries the caller's organization and cursor, and the DO decides here (next to D1) what the
- * route used to decide with two calls of its own: the run exists for this organization (else
- * 404), the requested run id is one of its runs (else 404), the run has started (else 503), and a
+ * Admission of a stream subscriber, inside the run's DO: the Worker's first subscription carries
+ * the caller's organization and cursor, and the DO decides here (next to D1's primary) what the
+ * route used to decide with calls of its own: the run exists for this organization (else 404),
+ * the requested run id is one of its runs (else 404), the run has started (else 503), and a
  * client already at the end of a finished run gets 204. One call into the home region per connect.
+ * The history streams use the history view; the Workflow Runs stream and the run viewer's event
+ * stream the `log` view (admitLogSubscriber).
  */
 import { findRunByWorkflowId } from "../../src/db/runs.ts";
 import type { ErrorCode } from "../../src/errors.ts";
@@ -15,6 +17,11 @@ export const ADMISSION_PARAMS = {
   lastEventId: "admitLastEventId",
   /** log view (Workflow Runs API): the run UUID the caller named; the run must be this workflow's row. */
   runUuid: "admitRunUuid",
+  /**
+   * log view (run viewer): the entry types the client shows, comma-separated. With `after` > 0, a
+   * finished run with no such entry of the followed run after `after` answers 204 (the client has it all).
+   */
+  endTypes: "admitEndTypes",
 } as const;
 /** Header of the 101 answer: the run the subscription follows (reconnects ask for the same one). */
 export const ADMITTED_RUN_HEADER = "x-admitted-run-id";
@@ -23,6 +30,13 @@ export interface StreamStateLike {
   runId: string | null;
   finished: boolean;
   lastEventId: number;
+}
+
+/** What an admission reads of the DO's log. */
+export interface AdmissionLog {
+  streamState(runId?: string): Promise<StreamStateLike>;
+  /** The log's entries after `seq`, in order (type and the run they belong to). */
+  entriesAfter(seq: number): Array<{ type: string; data: { runId?: unknown } }>;
 }
 
 const refuse = (status: 404 | 503, code: ErrorCode, message: string) => Response.json({ error: { code, message } }, { status });
@@ -35,19 +49,19 @@ export async function admitSubscriber(
   env: Env,
   workflowId: string,
   url: URL,
-  streamState: (runId?: string) => Promise<StreamStateLike>,
+  log: AdmissionLog,
 ): Promise<{ refusal: Response } | { runId: string } | null> {
   const organizationId = url.searchParams.get(ADMISSION_PARAMS.organizationId);
   if (!organizationId) return null;
   const runUuid = url.searchParams.get(ADMISSION_PARAMS.runUuid);
-  if (runUuid !== null) return admitLogSubscriber(env, organizationId, workflowId, runUuid);
+  if (runUuid !== null || url.searchParams.get("view") === "log") return admitLogSubscriber(env, organizationId, workflowId, url, log);
   const requestedRunId = url.searchParams.get(ADMISSION_PARAMS.requestedRunId) || undefined;
   const lastEventId = url.searchParams.has(ADMISSION_PARAMS.lastEventId)
     ? Number(url.searchParams.get(ADMISSION_PARAMS.lastEventId))
     : null;
   const run = await findRunByWorkflowId(env.DB, organizationId, workflowId);
   if (!run) return { refusal: refuse(404, "run_not_found", `no run with workflowId "${workflowId}"`) };
-  const state = await streamState(requestedRunId);
+  const state = await log.streamState(requestedRunId);
   if (requestedRunId !== undefined && state.lastEventId === 0 && !state.finished && requestedRunId !== run.temporalRunId) {
     return { refusal: refuse(404, "run_not_found", `workflow ${workflowId} has no run ${requestedRunId}`) };
   }
@@ -58,19 +72,33 @@ export async function admitSubscriber(
 }
 
 /**
- * The Workflow Runs API's stream (`log` view) names its run by UUID; the Worker found the workflow
- * id (this DO) from it. Here, against D1's primary: the row is this organization's and has that
- * UUID (else 404, as if it did not exist), and the run has started (else 503). The subscription
- * follows the row's current Temporal run.
+ * The `log` view: the Workflow Runs API's stream names its run by UUID (the Worker found the
+ * workflow id, this DO, from it), the run viewer's by workflow id (its stream token names it).
+ * Here, against D1's primary: the row is this organization's (and has that UUID; else 404, as if
+ * it did not exist), and the run has started (else 503). The subscription follows the row's
+ * current Temporal run. With `admitEndTypes`, a client already past the last shown entry of a
+ * finished run gets 204.
  */
 async function admitLogSubscriber(
   env: Env,
   organizationId: string,
   workflowId: string,
-  runUuid: string,
+  url: URL,
+  log: AdmissionLog,
 ): Promise<{ refusal: Response } | { runId: string }> {
+  const runUuid = url.searchParams.get(ADMISSION_PARAMS.runUuid);
   const run = await findRunByWorkflowId(env.DB, organizationId, workflowId);
-  if (!run || run.id !== runUuid) return { refusal: refuse(404, "run_not_found", `no workflow run "${runUuid.slice(0, 100)}"`) };
-  if (!run.temporalRunId) return { refusal: refuse(503, "host_unavailable", "the run has not started yet; retry shortly") };
-  return { runId: run.temporalRunId };
+  if (runUuid !== null && (!run || run.id !== runUuid))
+    return { refusal: refuse(404, "run_not_found", `no workflow run "${runUuid.slice(0, 100)}"`) };
+  if (!run) return { refusal: refuse(404, "run_not_found", `no run with workflowId "${workflowId}"`) };
+  const runId = run.temporalRunId;
+  if (!runId) return { refusal: refuse(503, "host_unavailable", "the run has not started yet; retry shortly") };
+  const endTypes = url.searchParams.get(ADMISSION_PARAMS.endTypes);
+  const after = Number(url.searchParams.get("after")) || 0;
+  if (endTypes !== null && after > 0 && (await log.streamState(runId)).finished) {
+    const shown = new Set(endTypes.split(","));
+    if (!log.entriesAfter(after).some((e) => e.data.runId === runId && shown.has(e.type)))
+      return { refusal: new Response(null, { status: 204 }) };
+  }
+  return { runId };
 }

@@ -1,6 +1,6 @@
 /**
- * The streaming starts and the Workflow Runs stream make ONE call from the Worker into the home
- * region (docs/start-path.md). The Worker app runs here with its D1 and RunStream bindings wrapped
+ * The streaming starts, the Workflow Runs stream, the reads by workflow id, the trace log and the
+ * run viewer's event stream make ONE call from the Worker into the home region (docs/start-path.md). The Worker app runs here with its D1 and RunStream bindings wrapped
  * to count the calls it makes (the DOs keep the real ones: their calls are inside the home region).
  * The host's start answer is scripted (edge tests have no host), so the DO confirms the start and
  * the stream opens on the run's log.
@@ -11,10 +11,11 @@ import { SignJWT } from "jose";
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import app from "../../src/index.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
+import { mintStreamToken } from "../../src/stream-tokens.ts";
 import { interceptD1 } from "../support/d1-intercept.ts";
 import { readSse } from "../support/sse.ts";
 import { admin, meteredOrg, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
-import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
+import { allFrames, closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
 
 interface Counts {
   /** Calls on RunStream stubs (RPC methods and fetch). */
@@ -126,16 +127,21 @@ let hostCalls: string[];
 let hostInteract: (() => Response) | null;
 /** What the host answers a reset (else the host is unreachable for it). */
 let hostReset: (() => Response) | null;
+/** What the host answers a result call (else the host is unreachable for it). */
+let hostResult: ((workflowId: string) => Response) | null;
 let restoreHost: () => void;
 beforeEach(() => {
   hostStarts = [];
   hostCalls = [];
   hostInteract = null;
   hostReset = null;
+  hostResult = null;
   restoreHost = scriptHost(async (request, path) => {
     hostCalls.push(path);
     if (hostInteract && /\/(signal|query|update)\//.test(path)) return hostInteract();
     if (hostReset && path.endsWith("/reset")) return hostReset();
+    const result = /^\/v1\/runs\/([^/]+)\/result$/.exec(path);
+    if (hostResult && result) return hostResult(decodeURIComponent(result[1]!));
     if (path === HOST_PATHS.start) {
       const body = (await request.json()) as { workflowId: string };
       hostStarts.push(body.workflowId);
@@ -385,5 +391,191 @@ describe("reads and interactions by workflow id: one call into the home region",
     const missing = await counted(post(`/workflow/two_steps-${crypto.randomUUID()}/stream-token`));
     expect(missing.res.status).toBe(404);
     expect(await codeOf(missing.res)).toBe("run_not_found");
+  });
+});
+
+describe("GET /workflow/{id}/trace-log: one call into the home region", () => {
+  const get = (path: string, key = org.key) => req(path, { headers: { authorization: `Bearer ${key}` } });
+  const codeOf = async (res: Response) => ((await res.json()) as { code: string }).code;
+  /** A run whose history is complete and whose row (the primary's) is `completed`: its trace exists. */
+  const finishedRun = async () => {
+    const run = await createRunningRun(org.organizationId);
+    await push(run.workflowId, [historyEvent(run.runId, 1), closeEvent(run.runId, 2), finishedEvent(run.runId)]);
+    return run;
+  };
+  const traceOf = async (res: Response) => (await res.json()) as { source: string; runId: string; data: { kind: string } };
+
+  beforeAll(async () => {
+    await drop(counted(get("/workflow/catalog"))); // fills the isolate's key cache
+  });
+
+  it("the latest run's trace: ownership, the finished row and the trace in one RunStream call, no D1 from the Worker", async () => {
+    const { workflowId, runId } = await finishedRun();
+    const { res, counts } = await counted(get(`/workflow/${workflowId}/trace-log`));
+    expect(res.status).toBe(200);
+    expect(counts).toEqual({ runStream: 1, d1: 0, replica: 0 });
+    expect(hostCalls).toEqual([]);
+    expect(await traceOf(res)).toMatchObject({ source: "remote", runId, data: { kind: "workflow" } });
+  });
+
+  it("a pinned run's trace (/runs/{rid}/trace-log): one RunStream call", async () => {
+    const { workflowId, runId } = await finishedRun();
+    const { res, counts } = await counted(get(`/workflow/${workflowId}/runs/${runId}/trace-log`));
+    expect(res.status).toBe(200);
+    expect(counts).toEqual({ runStream: 1, d1: 0, replica: 0 });
+    expect((await traceOf(res)).runId).toBe(runId);
+  });
+
+  it("a row not final yet is settled with Temporal inside the DO: the host's answer, the row and the trace, still one call", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2)]); // the close event came, run.finished did not
+    hostResult = (id) => Response.json({ workflowId: id, runId, status: "completed", output: { ok: 1 }, error: null, closeTime: null });
+    const { res, counts } = await counted(get(`/workflow/${workflowId}/trace-log`));
+    expect(res.status).toBe(200);
+    expect(counts).toEqual({ runStream: 1, d1: 0, replica: 0 });
+    expect(hostCalls).toEqual([HOST_PATHS.result(workflowId)]);
+    expect((await traceOf(res)).runId).toBe(runId);
+    const row = await env.DB.prepare("SELECT status FROM runs WHERE temporal_workflow_id = ?").bind(workflowId).first<{ status: string }>();
+    expect(row!.status).toBe("completed");
+  });
+
+  it("a running run is 424 run_not_finished with Retry-After, decided in the same one call", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(runId, 1)]);
+    hostResult = (id) => Response.json({ workflowId: id, runId, status: "running", output: null, error: null, closeTime: null });
+    for (const path of [`/workflow/${workflowId}/trace-log`, `/workflow/${workflowId}/runs/${runId}/trace-log`]) {
+      const { res, counts } = await counted(get(path));
+      expect(res.status, path).toBe(424);
+      expect(res.headers.get("retry-after")).toBe("2");
+      expect(await codeOf(res)).toBe("run_not_finished");
+      expect(counts, path).toEqual({ runStream: 1, d1: 0, replica: 0 });
+    }
+  });
+
+  it("reads no replica: a replica without the row, or one behind a reset, cannot turn a run into a 404 or a finished answer", async () => {
+    const { workflowId, runId } = await finishedRun();
+    // A replica that has not seen the row yet: the same trace, in the same one call.
+    const fresh = await counted(get(`/workflow/${workflowId}/trace-log`), { replicaHasRows: false });
+    expect(fresh.res.status).toBe(200);
+    expect(fresh.counts).toEqual({ runStream: 1, d1: 0, replica: 0 });
+    expect((await traceOf(fresh.res)).runId).toBe(runId);
+    // A reset reopened the run on a new Temporal run (the primary has it; a replica may still say completed):
+    // the latest trace waits for the new run; the old run's stays readable pinned.
+    const newRunId = crypto.randomUUID();
+    await env.DB.prepare("UPDATE runs SET status = 'running', temporal_run_id = ? WHERE temporal_workflow_id = ?")
+      .bind(newRunId, workflowId)
+      .run();
+    const reopened = await counted(get(`/workflow/${workflowId}/trace-log`));
+    expect(reopened.res.status).toBe(424);
+    expect(await codeOf(reopened.res)).toBe("run_not_finished");
+    expect(reopened.counts).toEqual({ runStream: 1, d1: 0, replica: 0 });
+    const pinned = await counted(get(`/workflow/${workflowId}/runs/${runId}/trace-log`));
+    expect(pinned.res.status).toBe(200);
+    expect((await traceOf(pinned.res)).runId).toBe(runId);
+  });
+
+  it("security: another organization's run and an unknown id are 404 run_not_found, with nothing of the run in the answer", async () => {
+    const { workflowId, runId } = await finishedRun();
+    const other = await seedOrganization();
+    await drop(counted(get("/workflow/catalog", other.key))); // the other key in the isolate's cache
+    for (const path of [`/workflow/${workflowId}/trace-log`, `/workflow/${workflowId}/runs/${runId}/trace-log`]) {
+      const { res, counts } = await counted(get(path, other.key));
+      expect(res.status, path).toBe(404);
+      const text = await res.text();
+      expect(JSON.parse(text).code).toBe("run_not_found");
+      expect(text).not.toContain(runId);
+      expect(counts).toEqual({ runStream: 1, d1: 0, replica: 0 });
+    }
+    const unknown = await counted(get(`/workflow/two_steps-${crypto.randomUUID()}/trace-log`));
+    expect(unknown.res.status).toBe(404);
+    expect(await codeOf(unknown.res)).toBe("run_not_found");
+    const unknownRun = await counted(get(`/workflow/${workflowId}/runs/${crypto.randomUUID()}/trace-log`));
+    expect(unknownRun.res.status).toBe(404);
+    expect(await codeOf(unknownRun.res)).toBe("run_not_found");
+  });
+});
+
+describe("GET /runs/{id}/events (the run viewer's stream): one call into the home region", () => {
+  const STREAM_SECRET = "edge-test-stream-token-secret";
+  const open = async (workflowId: string, lastEventId?: string, organizationId = org.organizationId) => {
+    const { token: streamToken } = await mintStreamToken(STREAM_SECRET, { organizationId, workflowId });
+    return req(`/runs/${workflowId}/events?token=${streamToken}`, { headers: lastEventId ? { "last-event-id": lastEventId } : {} });
+  };
+  const codeOf = async (res: Response) => ((await res.json()) as { error: { code: string } }).error.code;
+  const finishedRun = async () => {
+    const run = await createRunningRun(org.organizationId);
+    await push(run.workflowId, [historyEvent(run.runId, 1), closeEvent(run.runId, 2), finishedEvent(run.runId)]);
+    return run;
+  };
+
+  it("the admission (this organization's run, started) rides on the one subscription: no D1 from the Worker", async () => {
+    const { workflowId } = await finishedRun();
+    const { res, counts } = await counted(await open(workflowId));
+    expect(res.status).toBe(200);
+    expect(counts).toEqual({ runStream: 1, d1: 0, replica: 0 });
+    expect((await allFrames(res)).map((f) => f.event)).toEqual(["run", "run", "done"]);
+  });
+
+  it("Last-Event-ID past a finished run's last shown entry is 204 in the same one call; before it, the rest", async () => {
+    const { workflowId } = await finishedRun();
+    const frames = await allFrames((await counted(await open(workflowId))).res);
+    const ids = frames.filter((f) => f.id).map((f) => f.id!);
+    const atEnd = await counted(await open(workflowId, ids.at(-1)));
+    expect(atEnd.res.status).toBe(204);
+    expect(atEnd.counts).toEqual({ runStream: 1, d1: 0, replica: 0 });
+    const rest = await counted(await open(workflowId, ids[0]));
+    expect(rest.res.status).toBe(200);
+    expect(rest.counts).toEqual({ runStream: 1, d1: 0, replica: 0 });
+    expect((await allFrames(rest.res)).map((f) => [f.event, f.id])).toEqual([
+      ["run", ids[1]],
+      ["done", undefined],
+    ]);
+  });
+
+  it("reads no replica: a replica without the row answers nothing here; a run a reset reopened is followed, not ended with 204", async () => {
+    const { workflowId } = await finishedRun();
+    const fresh = await counted(await open(workflowId), { replicaHasRows: false });
+    expect(fresh.res.status).toBe(200);
+    expect(fresh.counts).toEqual({ runStream: 1, d1: 0, replica: 0 });
+    const ids = (await allFrames(fresh.res)).filter((f) => f.id).map((f) => f.id!);
+    // The primary's row follows a new run (a reset): the client that saw all of the old run gets the new one's stream.
+    const newRunId = crypto.randomUUID();
+    await env.DB.prepare("UPDATE runs SET status = 'running', temporal_run_id = ? WHERE temporal_workflow_id = ?")
+      .bind(newRunId, workflowId)
+      .run();
+    const { res, counts } = await counted(await open(workflowId, ids.at(-1)));
+    expect(res.status).toBe(200);
+    expect(counts).toEqual({ runStream: 1, d1: 0, replica: 0 });
+    await push(workflowId, [
+      { sourceKey: `run:${newRunId}:started`, type: "run.started", at: new Date().toISOString(), data: { runId: newRunId } },
+    ]);
+    const first = (await firstFrames(res, 1))[0]!;
+    expect(first.event).toBe("run");
+    expect(JSON.parse(first.data)).toMatchObject({ state: "started", runId: newRunId });
+  });
+
+  it("security: a token for another organization's run or an unknown run is 404 run_not_found; a run not started yet is 503 with Retry-After", async () => {
+    const other = await seedOrganization();
+    const foreign = await createRunningRun(other.organizationId);
+    for (const workflowId of [foreign.workflowId, `two_steps-${crypto.randomUUID()}`]) {
+      const { res, counts } = await counted(await open(workflowId));
+      expect(res.status, workflowId).toBe(404);
+      const text = await res.text();
+      expect(JSON.parse(text).error.code).toBe("run_not_found");
+      expect(text).not.toContain(foreign.runId);
+      expect(counts).toEqual({ runStream: 1, d1: 0, replica: 0 });
+    }
+    const uuid = crypto.randomUUID();
+    const workflowId = `hello-${uuid}`;
+    await env.DB.prepare(
+      "INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, status, input) VALUES (?, ?, ?, 'hello', ?, 'scheduled', '{}')",
+    )
+      .bind(uuid, org.organizationId, helloId, workflowId)
+      .run();
+    const { res, counts } = await counted(await open(workflowId));
+    expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBe("1");
+    expect(await codeOf(res)).toBe("host_unavailable");
+    expect(counts).toEqual({ runStream: 1, d1: 0, replica: 0 });
   });
 });

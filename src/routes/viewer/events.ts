@@ -20,12 +20,12 @@
 import type { Context } from "hono";
 import type { App, AppEnv } from "../../app-env.ts";
 import type { LogEntry } from "../../../durable-objects/run-stream.ts";
+import { ADMISSION_PARAMS } from "../../../durable-objects/run-stream/subscriber-admission.ts";
 import { ApiError } from "../../errors.ts";
-import { runStream } from "../../run-stream-client.ts";
-import { getRunOrThrow } from "../../services/runs.ts";
 import { sseComment, sseFrame } from "../../sse/frames.ts";
 import { parseLastEventId } from "../../sse/last-event-id.ts";
 import { logStreamResponse } from "../../sse/log-stream.ts";
+import { StreamAtEnd, openAdmittedSubscription } from "../../sse/run-subscription.ts";
 import { verifyStreamToken } from "../../stream-tokens.ts";
 
 /** What EventSource waits before reconnecting after a drop. */
@@ -98,28 +98,27 @@ export function registerViewerEvents(app: App) {
   app.get("/runs/:workflowId/events", async (c) => {
     const workflowId = c.req.param("workflowId");
     const { organizationId } = await authorize(c, workflowId);
-    const run = await getRunOrThrow(c.env, organizationId, workflowId);
     const afterSeq = parseLastEventId(c, "a log sequence number") ?? 0;
-    const runId = run.temporalRunId;
-    if (!runId) throw new ApiError("host_unavailable", "the run has not started yet; retry shortly", undefined, { "retry-after": "1" });
-
-    // A client that saw everything of a finished run gets 204, which makes EventSource stop
-    // instead of reconnecting for ever to a stream that has nothing more to say.
-    if (afterSeq > 0) {
-      const stub = runStream(c.env, workflowId);
-      const state = await stub.streamState(runId);
-      if (state.finished) {
-        // RPC typing turns the entries' `unknown` data into `never`; they are plain JSON.
-        const rest = (await stub.events(afterSeq)) as unknown as Array<{ type: LogEntry["type"]; data: { runId: string } }>;
-        if (!rest.some((e) => e.data.runId === runId && SHOWN_TYPES.has(e.type))) return c.body(null, 204);
-      }
-    }
-
     const keepAliveMs = Number(c.env.SSE_KEEPALIVE_MS) > 0 ? Number(c.env.SSE_KEEPALIVE_MS) : DEFAULT_KEEPALIVE_MS;
+    // One call into the home region (docs/start-path.md): the first subscription carries the
+    // admission, which the run's DO decides against D1's primary: the row is the token's
+    // organization's (404), the run has started (503), and a client that saw everything of a
+    // finished run gets 204, which makes EventSource stop instead of reconnecting for ever to a
+    // stream that has nothing more to say. The stream follows the row's current run.
+    const admit = async () => {
+      const admitted = await openAdmittedSubscription(c.env, workflowId, {
+        view: "log",
+        after: String(afterSeq),
+        [ADMISSION_PARAMS.organizationId]: organizationId,
+        [ADMISSION_PARAMS.endTypes]: [...SHOWN_TYPES].join(","),
+      });
+      return { socket: admitted.socket, runId: admitted.runId ?? "" };
+    };
     return logStreamResponse(c, {
       workflowId,
-      runId,
+      runId: null,
       afterSeq,
+      openFirst: admit,
       keepAliveMs,
       keepAlive: () => sseComment("keep-alive"),
       preamble: sseFrame({ retry: VIEWER_RETRY_MS }),
@@ -130,6 +129,9 @@ export function registerViewerEvents(app: App) {
           event: "server_error",
           data: { error: "stream_interrupted", message: "lost the run's event stream; reconnecting resumes it" },
         }),
+    }).catch((err) => {
+      if (err instanceof StreamAtEnd) return c.body(null, 204);
+      throw err;
     });
   });
 }
