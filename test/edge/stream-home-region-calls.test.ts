@@ -311,6 +311,25 @@ describe("reads and interactions by workflow id: one call into the home region",
     }
   });
 
+  it("GET /workflow/{id}/history/stream: ownership read near the Worker, the admission and stream in the one RunStream call; unknown and foreign ids never reach a DO", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)]);
+    const { res, counts } = await counted(get(`/workflow/${workflowId}/history/stream`));
+    expect(res.status).toBe(200);
+    expect(counts).toEqual({ runStream: 1, d1: 0, replica: 1 });
+    await res.body?.cancel();
+    // Any tenant can name any id: a 404 decided near the Worker creates no DO (and no storage) for it.
+    const foreign = await createRunningRun((await seedOrganization()).organizationId);
+    for (const id of [foreign.workflowId, `two_steps-${crypto.randomUUID()}`]) {
+      for (const path of [`/workflow/${id}/history/stream`, `/workflow/${id}/runs/${crypto.randomUUID()}/history/stream`]) {
+        const missing = await counted(get(path));
+        expect(missing.res.status, path).toBe(404);
+        expect(await codeOf(missing.res)).toBe("run_not_found");
+        expect(missing.counts, path).toEqual({ runStream: 0, d1: 1, replica: 1 });
+      }
+    }
+  });
+
   it("signal, query and update: the row and the catalog are read near the Worker, the host call is the one call", async () => {
     const { workflowId } = await createRunningRun(org.organizationId, "approval");
     hostInteract = () => Response.json({ result: { ok: 1 } });
@@ -409,11 +428,11 @@ describe("GET /workflow/{id}/trace-log: one call into the home region", () => {
     await drop(counted(get("/workflow/catalog"))); // fills the isolate's key cache
   });
 
-  it("the latest run's trace: ownership, the finished row and the trace in one RunStream call, no D1 from the Worker", async () => {
+  it("the latest run's trace: ownership read near the Worker, the finished row and the trace in one RunStream call", async () => {
     const { workflowId, runId } = await finishedRun();
     const { res, counts } = await counted(get(`/workflow/${workflowId}/trace-log`));
     expect(res.status).toBe(200);
-    expect(counts).toEqual({ runStream: 1, d1: 0, replica: 0 });
+    expect(counts).toEqual({ runStream: 1, d1: 0, replica: 1 });
     expect(hostCalls).toEqual([]);
     expect(await traceOf(res)).toMatchObject({ source: "remote", runId, data: { kind: "workflow" } });
   });
@@ -422,7 +441,7 @@ describe("GET /workflow/{id}/trace-log: one call into the home region", () => {
     const { workflowId, runId } = await finishedRun();
     const { res, counts } = await counted(get(`/workflow/${workflowId}/runs/${runId}/trace-log`));
     expect(res.status).toBe(200);
-    expect(counts).toEqual({ runStream: 1, d1: 0, replica: 0 });
+    expect(counts).toEqual({ runStream: 1, d1: 0, replica: 1 });
     expect((await traceOf(res)).runId).toBe(runId);
   });
 
@@ -432,7 +451,7 @@ describe("GET /workflow/{id}/trace-log: one call into the home region", () => {
     hostResult = (id) => Response.json({ workflowId: id, runId, status: "completed", output: { ok: 1 }, error: null, closeTime: null });
     const { res, counts } = await counted(get(`/workflow/${workflowId}/trace-log`));
     expect(res.status).toBe(200);
-    expect(counts).toEqual({ runStream: 1, d1: 0, replica: 0 });
+    expect(counts).toEqual({ runStream: 1, d1: 0, replica: 1 });
     expect(hostCalls).toEqual([HOST_PATHS.result(workflowId)]);
     expect((await traceOf(res)).runId).toBe(runId);
     const row = await env.DB.prepare("SELECT status FROM runs WHERE temporal_workflow_id = ?").bind(workflowId).first<{ status: string }>();
@@ -448,16 +467,16 @@ describe("GET /workflow/{id}/trace-log: one call into the home region", () => {
       expect(res.status, path).toBe(424);
       expect(res.headers.get("retry-after")).toBe("2");
       expect(await codeOf(res)).toBe("run_not_finished");
-      expect(counts, path).toEqual({ runStream: 1, d1: 0, replica: 0 });
+      expect(counts, path).toEqual({ runStream: 1, d1: 0, replica: 1 });
     }
   });
 
-  it("reads no replica: a replica without the row, or one behind a reset, cannot turn a run into a 404 or a finished answer", async () => {
+  it("a replica without the row, or one behind a reset, cannot turn a run into a 404 or a finished answer", async () => {
     const { workflowId, runId } = await finishedRun();
-    // A replica that has not seen the row yet: the same trace, in the same one call.
+    // A replica that has not seen the row yet: the primary confirms the owner (two calls), same trace.
     const fresh = await counted(get(`/workflow/${workflowId}/trace-log`), { replicaHasRows: false });
     expect(fresh.res.status).toBe(200);
-    expect(fresh.counts).toEqual({ runStream: 1, d1: 0, replica: 0 });
+    expect(fresh.counts).toEqual({ runStream: 1, d1: 1, replica: 1 });
     expect((await traceOf(fresh.res)).runId).toBe(runId);
     // A reset reopened the run on a new Temporal run (the primary has it; a replica may still say completed):
     // the latest trace waits for the new run; the old run's stays readable pinned.
@@ -468,7 +487,7 @@ describe("GET /workflow/{id}/trace-log: one call into the home region", () => {
     const reopened = await counted(get(`/workflow/${workflowId}/trace-log`));
     expect(reopened.res.status).toBe(424);
     expect(await codeOf(reopened.res)).toBe("run_not_finished");
-    expect(reopened.counts).toEqual({ runStream: 1, d1: 0, replica: 0 });
+    expect(reopened.counts).toEqual({ runStream: 1, d1: 0, replica: 1 });
     const pinned = await counted(get(`/workflow/${workflowId}/runs/${runId}/trace-log`));
     expect(pinned.res.status).toBe(200);
     expect((await traceOf(pinned.res)).runId).toBe(runId);
@@ -484,11 +503,13 @@ describe("GET /workflow/{id}/trace-log: one call into the home region", () => {
       const text = await res.text();
       expect(JSON.parse(text).code).toBe("run_not_found");
       expect(text).not.toContain(runId);
-      expect(counts).toEqual({ runStream: 1, d1: 0, replica: 0 });
+      // Refused near the Worker (the replica, then the primary): no DO is reached, so none is created.
+      expect(counts).toEqual({ runStream: 0, d1: 1, replica: 1 });
     }
     const unknown = await counted(get(`/workflow/two_steps-${crypto.randomUUID()}/trace-log`));
     expect(unknown.res.status).toBe(404);
     expect(await codeOf(unknown.res)).toBe("run_not_found");
+    expect(unknown.counts).toEqual({ runStream: 0, d1: 1, replica: 1 });
     const unknownRun = await counted(get(`/workflow/${workflowId}/runs/${crypto.randomUUID()}/trace-log`));
     expect(unknownRun.res.status).toBe(404);
     expect(await codeOf(unknownRun.res)).toBe("run_not_found");

@@ -15,6 +15,7 @@ import type { App, AppEnv } from "../../app-env.ts";
 import type { SubscriberMessage } from "../../../durable-objects/run-stream.ts";
 import { ApiError } from "../../errors.ts";
 import { sseComment, sseFrame } from "../../sse/frames.ts";
+import { findRunNearby } from "../../services/runs.ts";
 import { parseHistoryCursor } from "../../sse/last-event-id.ts";
 import { openAdmittedSubscription, openRunSubscription, StreamAtEnd, subscriptionResponse } from "../../sse/run-subscription.ts";
 import { ADMISSION_PARAMS } from "../../../durable-objects/run-stream/subscriber-admission.ts";
@@ -80,6 +81,10 @@ async function streamHistory(c: Context<AppEnv>, requestedRunId: string | undefi
     throw new ApiError("unauthorized", "this stream token is for another run");
   }
   const resumeFrom = parseHistoryCursor(c);
+  // Ownership near the Worker (a D1 read replica; the primary only for a run too new for it), so
+  // an unknown or another organization's workflow id is a 404 that never reaches, and never
+  // creates, a DO. The admission in the DO checks the rest (started, at its end).
+  await findRunNearby(c.env, auth.organizationId, workflowId);
   const lastEventId = resumeFrom?.eventId ?? null;
   const includePayloads = c.req.query("includePayloads") === "true";
   const keepAliveMs = Number(c.env.SSE_KEEPALIVE_MS) > 0 ? Number(c.env.SSE_KEEPALIVE_MS) : DEFAULT_KEEPALIVE_INTERVAL_MS;

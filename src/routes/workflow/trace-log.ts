@@ -2,7 +2,7 @@ import type { Context } from "hono";
 import type { App, AppEnv } from "../../app-env.ts";
 import type { TraceLogReply } from "../../../durable-objects/run-stream/trace-reader.ts";
 import { runStream } from "../../run-stream-client.ts";
-import { replyError } from "../../services/runs.ts";
+import { findRunNearby, replyError } from "../../services/runs.ts";
 import { parsePinnedRunId } from "./history.ts";
 import { parseWorkflowIdParam } from "./params.ts";
 
@@ -11,13 +11,17 @@ import { parseWorkflowIdParam } from "./params.ts";
  * execution trace of a finished run as Output's server answers it, `{source: "remote", runId,
  * data}`, with `data` in Output's trace format (durable-objects/trace.ts), written to R2 when the
  * run ended. 424 `run_not_finished` while the run goes on; 404 `trace_not_available` if none.
- * One call into the home region: the run's DO checks the run is the caller's, settles it, and
- * reads the trace (durable-objects/run-stream/trace-reader.ts, docs/start-path.md).
+ * One call into the home region: ownership is read near the Worker first (a D1 read replica), so
+ * an unknown or another organization's workflow id never reaches, and never creates, a DO; then
+ * the run's DO checks the row again on the primary, settles it, and reads the trace
+ * (durable-objects/run-stream/trace-reader.ts, docs/start-path.md).
  */
 async function traceLog(c: Context<AppEnv>, pinnedRunId: string | undefined): Promise<Response> {
   const workflowId = parseWorkflowIdParam(c.req.param("id")!);
+  const organizationId = c.get("auth").organizationId;
+  await findRunNearby(c.env, organizationId, workflowId);
   // (The RPC stub's mapped type loses the union's discriminant.)
-  const reply = (await runStream(c.env, workflowId).traceLog(c.get("auth").organizationId, workflowId, pinnedRunId)) as TraceLogReply;
+  const reply = (await runStream(c.env, workflowId).traceLog(organizationId, workflowId, pinnedRunId)) as TraceLogReply;
   if (!reply.ok) throw replyError(reply.error);
   return c.json({ source: "remote", runId: reply.runId, data: await new Response(reply.trace).json() });
 }
