@@ -165,6 +165,36 @@ const executeStream = (fields: Record<string, unknown>) =>
     body: JSON.stringify(fields),
   });
 
+describe("POST /workflow/start and /workflow/run: one call into the home region", () => {
+  const post = (path: string, body: unknown) =>
+    req(path, {
+      method: "POST",
+      headers: { authorization: `Bearer ${org.key}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+
+  it("a start is one RunStream call (the DO holds, writes the row, starts through the host, records run.started), no D1 from the Worker", async () => {
+    await drop(counted(post("/workflow/start", { workflowName: "hello", input: { name: "warm-up" } }))); // the isolate's key cache
+    const { res, counts } = await counted(post("/workflow/start", { workflowName: "hello", input: { name: "Ada" } }));
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { workflowId: string; runId: string | null };
+    expect(hostStarts).toContain(body.workflowId);
+    expect(body.runId).not.toBeNull();
+    expect(counts).toEqual({ runStream: 1, d1: 0, replica: 0 });
+  });
+
+  it("a run is one RunStream call too: the DO starts it and waits for the outcome (here past the caller's timeout: Output's 408)", async () => {
+    await drop(counted(post("/workflow/start", { workflowName: "hello", input: { name: "warm-up" } })));
+    // The host says the run goes on; the DO waits (its calls to the host are home-region calls of its own).
+    hostResult = (id) =>
+      Response.json({ workflowId: id, runId: crypto.randomUUID(), status: "running", output: null, error: null, closeTime: null });
+    const { res, counts } = await counted(post("/workflow/run", { workflowName: "hello", input: { name: "Ada" }, timeout: 250 }));
+    expect(res.status).toBe(408); // WorkflowExecutionTimedOutError, as Output answers a wait that runs out
+    expect(counts).toEqual({ runStream: 1, d1: 0, replica: 0 });
+    await res.body?.cancel();
+  });
+});
+
 describe("streaming starts: one call into the home region", () => {
   it("POST /api/v1/run/{id}/stream starts the run and opens its stream in one RunStream call, no D1 from the Worker", async () => {
     await drop(counted(publishedStream({ audience: "a", topic: "warm-up" }))); // fills the isolate's key cache
