@@ -341,6 +341,25 @@ describe("reads and interactions by workflow id: one call into the home region",
     }
   });
 
+  it("status, result and input: ownership read near the Worker, the row in the one RunStream call; unknown and foreign ids never reach a DO", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await finish(workflowId, runId);
+    for (const suffix of ["status", "result", "input"]) {
+      const { res, counts } = await counted(get(`/workflow/${workflowId}/${suffix}`));
+      expect(res.status, suffix).toBe(200);
+      expect(counts, suffix).toEqual({ runStream: 1, d1: 0, replica: 1 });
+    }
+    const foreign = await createRunningRun((await seedOrganization()).organizationId);
+    for (const id of [foreign.workflowId, `two_steps-${crypto.randomUUID()}`]) {
+      for (const path of [`/workflow/${id}/status`, `/workflow/${id}/result`, `/workflow/${id}/runs/${crypto.randomUUID()}/status`]) {
+        const missing = await counted(get(path));
+        expect(missing.res.status, path).toBe(404);
+        expect(await codeOf(missing.res)).toBe("run_not_found");
+        expect(missing.counts, path).toEqual({ runStream: 0, d1: 1, replica: 1 });
+      }
+    }
+  });
+
   it("GET /workflow/{id}/history/stream: ownership read near the Worker, the admission and stream in the one RunStream call; unknown and foreign ids never reach a DO", async () => {
     const { workflowId, runId } = await createRunningRun(org.organizationId);
     await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)]);

@@ -2,13 +2,16 @@
  * The run a `/workflow/:id/...` route names: the caller's organization's run with that workflow
  * id, and on the run-pinned routes (`/workflow/:id/runs/:rid/...`) only if `rid` is its run id.
  * Another organization's run is answered exactly like one that does not exist (404). One call
- * into the home region (the run's DO reads the row, settled with Temporal when not final).
+ * into the home region (the run's DO reads the row, settled with Temporal when not final), after
+ * an ownership read near the Worker (a D1 read replica; the primary only for a run too new for
+ * it): any tenant can name any id, and naming a DO creates it, so an unknown or another
+ * organization's id is refused before it reaches one.
  */
 import type { Context } from "hono";
 import type { AppEnv } from "../../app-env.ts";
 import type { Run } from "../../db/schema.ts";
 import { ApiError } from "../../errors.ts";
-import { readRun } from "../../services/runs.ts";
+import { findRunNearby, readRun } from "../../services/runs.ts";
 import type { ReadOptions, RunView } from "../../../durable-objects/run-stream/run-reader.ts";
 import { parseRunIdParam, parseWorkflowIdParam } from "./params.ts";
 
@@ -16,7 +19,9 @@ export async function targetRunView(c: Context<AppEnv>, options: ReadOptions = {
   const workflowId = parseWorkflowIdParam(c.req.param("id") ?? "");
   const rawRid = c.req.param("rid");
   const runId = rawRid === undefined ? undefined : parseRunIdParam(rawRid);
-  const view = await readRun(c.env, c.get("auth").organizationId, workflowId, options);
+  const organizationId = c.get("auth").organizationId;
+  await findRunNearby(c.env, organizationId, workflowId);
+  const view = await readRun(c.env, organizationId, workflowId, options);
   if (runId !== undefined && view.run.temporalRunId !== runId) {
     throw new ApiError("run_not_found", `run "${runId}" not found for workflow "${workflowId}"`);
   }
