@@ -96,6 +96,24 @@ const charges = (organizationId: string) =>
     .bind(organizationId)
     .all()
     .then((r) => r.results);
+/** The run's own end settled its own hold (of HOLD, in an organization given HOLD * 2): its 10 tokens charged once, nothing held. */
+async function expectOwnRunCharged(workflowId: string, runId: string, organizationId: string) {
+  expect(await row(workflowId)).toEqual({
+    status: "completed",
+    temporal_run_id: runId,
+    credit_hold: 0,
+    credits_charged: 10,
+    tokens_total: 10,
+  });
+  expect(await orgRow(organizationId)).toEqual({ balance: HOLD * 2 - 10, reserved: 0 });
+  expect(await charges(organizationId)).toEqual([{ amount: -10, note: "10 tokens" }]);
+}
+/** The reset's run (after a run that used 10 tokens, in an organization given HOLD + 50) ended charged once for the 7 tokens it added. */
+async function expectResetRunCharged(workflowId: string, newRunId: string, organizationId: string) {
+  expect(await row(workflowId)).toMatchObject({ status: "completed", temporal_run_id: newRunId, credit_hold: 0, credits_charged: 7 });
+  expect(await orgRow(organizationId)).toEqual({ balance: HOLD + 43, reserved: 0 });
+  expect(await charges(organizationId)).toEqual([{ amount: -7, note: "7 tokens" }]);
+}
 const reset = (key: string, workflowId: string, runId?: string) =>
   call(runId ? `/workflow/${workflowId}/runs/${runId}/reset` : `/workflow/${workflowId}/reset`, {
     method: "POST",
@@ -267,9 +285,7 @@ describe("the replaced run's end and the reset's new run reach the run's DO in e
     const newRunId = crypto.randomUUID();
     await stub.record(workflowId, [usage(newRunId, 7)]);
     await stub.record(workflowId, [finished(newRunId, "completed")]);
-    expect(await row(workflowId)).toMatchObject({ status: "completed", temporal_run_id: newRunId, credit_hold: 0, credits_charged: 7 });
-    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD + 43, reserved: 0 });
-    expect(await charges(org.organizationId)).toEqual([{ amount: -7, note: "7 tokens" }]);
+    await expectResetRunCharged(workflowId, newRunId, org.organizationId);
   });
 
   it("the host refuses while the run ends on its own: the end waits for the refusal, then settles the run's own hold", async () => {
@@ -287,15 +303,7 @@ describe("the replaced run's end and the reset's new run reach the run's DO in e
     // While the reset was pending the end waited (the row held the reset's hold, not settled)...
     expect(duringRow).toMatchObject({ status: "running", credit_hold: HOLD });
     // ...and the refusal let it through: charged the run's own tokens from its own hold.
-    expect(await row(workflowId)).toEqual({
-      status: "completed",
-      temporal_run_id: runId,
-      credit_hold: 0,
-      credits_charged: 10,
-      tokens_total: 10,
-    });
-    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 10, reserved: 0 });
-    expect(await charges(org.organizationId)).toEqual([{ amount: -10, note: "10 tokens" }]);
+    await expectOwnRunCharged(workflowId, runId, org.organizationId);
     // Nothing of the refused reset is left in the DO: a reset the host accepts next holds again and settles once.
     const newRunId = crypto.randomUUID();
     resetAnswer = () => ({ runId: newRunId });
@@ -404,9 +412,7 @@ describe("a reset whose answer the route never gets: the run's DO settles its ma
     await staleMarkAlarm(stub);
     expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: newRunId, credit_hold: HOLD });
     await stub.record(workflowId, [usage(newRunId, 7), finished(newRunId, "completed")]);
-    expect(await row(workflowId)).toMatchObject({ status: "completed", temporal_run_id: newRunId, credit_hold: 0, credits_charged: 7 });
-    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD + 43, reserved: 0 });
-    expect(await charges(org.organizationId)).toEqual([{ amount: -7, note: "7 tokens" }]);
+    await expectResetRunCharged(workflowId, newRunId, org.organizationId);
   });
 
   it("the host names the replaced run as still the latest: the reset did not happen, the hold goes back and the run's own end settles it", async () => {
@@ -421,14 +427,6 @@ describe("a reset whose answer the route never gets: the run's DO settles its ma
     expect(await row(workflowId)).toMatchObject({ status: "running", credit_hold: HOLD });
     latestRun = (id) => ({ workflowId: id, runId, status: "completed", output: { greeting: "Hello, Ada" }, error: null, closeTime: null });
     await staleMarkAlarm(stub);
-    expect(await row(workflowId)).toEqual({
-      status: "completed",
-      temporal_run_id: runId,
-      credit_hold: 0,
-      credits_charged: 10,
-      tokens_total: 10,
-    });
-    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 10, reserved: 0 });
-    expect(await charges(org.organizationId)).toEqual([{ amount: -10, note: "10 tokens" }]);
+    await expectOwnRunCharged(workflowId, runId, org.organizationId);
   });
 });

@@ -83,6 +83,17 @@ async function counted(request: Request, options: { replicaHasRows?: boolean } =
 
 /** Ends a response's stream (and so its subscription: a request holds only a few connections at once). */
 const drop = async (p: Promise<{ res: Response }>) => (await p).res.body?.cancel();
+/** A `hello` row accepted but not started yet (no Temporal run id): streams answer 503 until it starts. */
+async function scheduledRun(organizationId: string) {
+  const uuid = crypto.randomUUID();
+  const workflowId = `hello-${uuid}`;
+  await env.DB.prepare(
+    "INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, status, input) VALUES (?, ?, ?, 'hello', ?, 'scheduled', '{}')",
+  )
+    .bind(uuid, organizationId, helloId, workflowId)
+    .run();
+  return { uuid, workflowId };
+}
 
 const req = (path: string, init: RequestInit) => new Request(new URL(path, "http://edge.test"), init);
 
@@ -281,13 +292,7 @@ describe("GET /api/v1/workflow-runs/{runId}/stream: one call into the home regio
       expect(res.status, id).toBe(404);
       expect(((await res.json()) as { error: { code: string } }).error.code).toBe("run_not_found");
     }
-    const uuid = crypto.randomUUID();
-    const wf = `hello-${uuid}`;
-    await env.DB.prepare(
-      "INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, status, input) VALUES (?, ?, ?, 'hello', ?, 'scheduled', '{}')",
-    )
-      .bind(uuid, org.organizationId, helloId, wf)
-      .run();
+    const { uuid } = await scheduledRun(org.organizationId);
     const { res, counts } = await counted(open(uuid));
     expect(res.status).toBe(503);
     expect(res.headers.get("retry-after")).toBe("1");
@@ -635,13 +640,7 @@ describe("GET /runs/{id}/events (the run viewer's stream): one call into the hom
       expect(text).not.toContain(foreign.runId);
       expect(counts).toEqual({ runStream: 1, d1: 0, replica: 0 });
     }
-    const uuid = crypto.randomUUID();
-    const workflowId = `hello-${uuid}`;
-    await env.DB.prepare(
-      "INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, status, input) VALUES (?, ?, ?, 'hello', ?, 'scheduled', '{}')",
-    )
-      .bind(uuid, org.organizationId, helloId, workflowId)
-      .run();
+    const { workflowId } = await scheduledRun(org.organizationId);
     const { res, counts } = await counted(await open(workflowId));
     expect(res.status).toBe(503);
     expect(res.headers.get("retry-after")).toBe("1");

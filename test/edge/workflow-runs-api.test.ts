@@ -463,15 +463,18 @@ const NOT_UTF8: Array<[string, number[]]> = [
   ["truncated sequence", [0xe2, 0x82]],
 ];
 
+/** A fresh organization with a Workflow Runs API token, and the `hello` catalog id (each describe below has its own). */
+async function formEncodingsFixture() {
+  await seedCatalog();
+  const { organizationId } = await seedOrganization();
+  return { organizationId, token: await jwtFor(organizationId), helloId: await workflowIdOf("hello") };
+}
+
 describe("Workflow Runs API: execute form encodings (happy path)", () => {
   let token: string;
-  let organizationId: string;
   let helloId: string;
   beforeAll(async () => {
-    await seedCatalog();
-    ({ organizationId } = await seedOrganization());
-    token = await jwtFor(organizationId);
-    helloId = await workflowIdOf("hello");
+    ({ token, helloId } = await formEncodingsFixture());
   });
   const post = (body: BodyInit, type: string) =>
     call("/api/v1/workflow-runs/execute", { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": type }, body });
@@ -517,9 +520,7 @@ describe("Workflow Runs API: execute form encodings (errors)", () => {
   let token: string;
   let helloId: string;
   beforeAll(async () => {
-    await seedCatalog();
-    token = await jwtFor((await seedOrganization()).organizationId);
-    helloId = await workflowIdOf("hello");
+    ({ token, helloId } = await formEncodingsFixture());
   });
   const post = (body: BodyInit, type: string) =>
     call("/api/v1/workflow-runs/execute", { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": type }, body });
@@ -552,10 +553,7 @@ describe("Workflow Runs API: execute form encodings (security)", () => {
   let organizationId: string;
   let helloId: string;
   beforeAll(async () => {
-    await seedCatalog();
-    ({ organizationId } = await seedOrganization());
-    token = await jwtFor(organizationId);
-    helloId = await workflowIdOf("hello");
+    ({ organizationId, token, helloId } = await formEncodingsFixture());
   });
   const post = (path: string, body: BodyInit, type: string, headers: Record<string, string> = {}) =>
     call(path, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": type, ...headers }, body });
