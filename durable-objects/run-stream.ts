@@ -35,11 +35,10 @@ import { RunReader, type ReadOptions } from "./run-stream/run-reader.ts";
 import { readTraceLog } from "./run-stream/trace-reader.ts";
 import { admitSubscriber, ADMITTED_RUN_HEADER } from "./run-stream/subscriber-admission.ts";
 import { START_AND_SUBSCRIBE_PATH, startAndSubscribe, startForStream } from "./run-stream/start-and-subscribe.ts";
-import { runFinishedEvent, runResetEvent, runStartedEvent } from "../src/shared/run-events.ts";
-import { holdForReset as holdResetCredits, undoResetHoldStatement } from "../src/db/credits.ts";
-import { HostClient } from "../src/host-client.ts";
-import { prepareStart, resetCreditHold } from "../src/services/runs.ts";
-import { RESET_PENDING_MS, ResetMark } from "./run-stream/reset-mark.ts";
+import { runStartedEvent } from "../src/shared/run-events.ts";
+import { prepareStart } from "../src/services/runs.ts";
+import { ResetMark } from "./run-stream/reset-mark.ts";
+import { ResetHolds, type ResetHoldReply, type ResetHoldRequest } from "./run-stream/reset-holds.ts";
 import { toOutputEvent } from "../src/shared/output-history.ts";
 
 export { DEFAULT_WATCHDOG_QUIET_MS, MAX_WATCHDOG_INTERVAL_MS, REPLAY_BATCH_SIZE, STREAM_DONE_CLOSE_CODE } from "./run-stream/constants.ts";
@@ -63,17 +62,8 @@ interface Parts {
   watchdog: Watchdog;
   webhooks: WebhookOutbox;
   resetMark: ResetMark;
+  resets: ResetHolds;
 }
-
-/** The reset route's call before it asks the host (reset-mark.ts). `runId`: the run a pinned reset names. */
-export interface ResetHoldRequest {
-  organizationId: string;
-  workflowId: string;
-  runUuid: string;
-  runId?: string;
-}
-
-export type ResetHoldReply = { ok: true; held: boolean } | { ok: false; amount: number; available: number };
 
 export class RunStream extends DurableObject<Env> {
   private parts!: Parts;
@@ -104,6 +94,7 @@ export class RunStream extends DurableObject<Env> {
       const log = new EventLog(sql, fresh);
       const webhooks = new WebhookOutbox({ sql, storage: ctx.storage, env, log, meta, endedRun: () => this.endedRun() }, fresh);
       const resetMark = new ResetMark(meta);
+      const watchdog = new Watchdog(ctx.storage, env, meta);
       this.parts = {
         meta,
         nonces: new PushNonces(sql, fresh),
@@ -117,9 +108,18 @@ export class RunStream extends DurableObject<Env> {
         ),
         traces: new TraceWriter(env.TRACES, log, meta),
         subscribers: new Subscribers(ctx, log, (runId) => this.workflowSummary(runId)),
-        watchdog: new Watchdog(ctx.storage, env, meta),
+        watchdog,
         webhooks,
         resetMark,
+        resets: new ResetHolds({
+          env,
+          log,
+          meta,
+          mark: resetMark,
+          watchdog,
+          settle: (workflowId) => this.settle(workflowId, false),
+          record: (workflowId, events) => this.record(workflowId, events),
+        }),
       };
     });
   }
@@ -151,82 +151,16 @@ export class RunStream extends DurableObject<Env> {
     return this.reader.read(organizationId, workflowId, options);
   }
 
-  // ---------------------------------------------------------------- resets (reset-mark.ts)
+  // ---------------------------------------------------------------- resets (reset-holds.ts)
 
-  /**
-   * The reset route's first call: marks the reset pending (so the replaced run's end cannot settle
-   * the reset's hold, whichever arrives first), then takes the hold that a start of the run's kind
-   * would take (`holdForReset`). The mark is set before the hold's first await, so an end that
-   * arrives while the hold is being taken waits too; no hold (unmetered, or refused), no mark.
-   */
-  async holdForReset(request: ResetHoldRequest): Promise<ResetHoldReply> {
-    const { log, meta, resetMark } = this.parts;
-    meta.set(META_KEYS.workflowId, request.workflowId);
-    // A reset already pending (two at once) keeps its mark if this one holds nothing.
-    const previous = resetMark.get();
-    const replaces = [...new Set([log.latestRunId(), request.runId, ...(previous?.replaces ?? [])].filter((id): id is string => !!id))];
-    resetMark.set({ replaces, until: Date.now() + RESET_PENDING_MS, undo: previous?.undo ?? null, successor: null });
-    const giveUp = () => (previous ? resetMark.set(previous) : this.endResetMark(request.workflowId));
-    let outcome: Awaited<ReturnType<typeof holdResetCredits>>;
-    try {
-      outcome = await holdResetCredits(this.env.DB, request.organizationId, request.runUuid, (basis) => resetCreditHold(this.env, basis));
-    } catch (err) {
-      await giveUp();
-      throw err;
-    }
-    if (!outcome.ok || !outcome.held) {
-      await giveUp();
-      return outcome.ok ? { ok: true, held: false } : { ok: false, amount: outcome.amount, available: outcome.available };
-    }
-    // Another reset's run.started may have ended the mark meanwhile: this reset's mark is set again.
-    const mark = resetMark.get() ?? { replaces: [log.latestRunId()].filter((id): id is string => !!id), until: 0, successor: null };
-    resetMark.set({ ...mark, until: Date.now() + RESET_PENDING_MS, undo: outcome.undo });
-    await this.parts.watchdog.arm(false);
-    return { ok: true, held: true };
+  /** The reset route's first call: marks the reset pending, then takes its credit hold (reset-holds.ts). */
+  holdForReset(request: ResetHoldRequest): Promise<ResetHoldReply> {
+    return this.parts.resets.hold(request);
   }
 
   /** The host refused the reset: the hold is put back as it was, and an end held back meanwhile goes to D1. */
-  async undoResetHold(workflowId: string): Promise<void> {
-    const undo = this.parts.resetMark.get()?.undo;
-    if (undo) await undoResetHoldStatement(this.env.DB, undo).run();
-    await this.endResetMark(workflowId);
-  }
-
-  private async endResetMark(workflowId: string): Promise<void> {
-    this.parts.resetMark.clear();
-    if (this.parts.log.hasUnprojected()) await this.settle(workflowId, false);
-  }
-
-  /**
-   * A mark nobody ended in time (the route never heard from the host, or died). A run seen since
-   * the mark, or else the workflow's latest run as the host reports it, that is not a replaced
-   * one means the reset happened: its `run.started` is recorded as the route would have. The
-   * replaced run still being the latest means it did not: the hold is put back as for a refusal.
-   * If the host cannot say, the mark just ends (the hold stays, as for any unknown outcome).
-   */
-  private async resolveStaleResetMark(workflowId: string): Promise<void> {
-    const mark = this.parts.resetMark.get();
-    if (!mark || Date.now() < mark.until) return;
-    const replaced = mark.replaces[0];
-    try {
-      if (replaced && mark.successor) {
-        await this.record(workflowId, [runResetEvent(mark.successor, replaced)]);
-      } else if (replaced) {
-        const latest = await new HostClient(this.env).result(workflowId, 0);
-        if (!mark.replaces.includes(latest.runId)) {
-          const events: RunEvent[] = [runResetEvent(latest.runId, replaced)];
-          if (isTerminal(latest.status)) events.push(runFinishedEvent(latest));
-          await this.record(workflowId, events);
-        } else if (mark.undo) {
-          await undoResetHoldStatement(this.env.DB, mark.undo).run();
-        }
-      }
-    } catch (err) {
-      console.warn(
-        JSON.stringify({ level: "warn", message: "a stale reset mark could not be checked with the host", workflowId, error: String(err) }),
-      );
-    }
-    this.parts.resetMark.clear();
+  undoResetHold(workflowId: string): Promise<void> {
+    return this.parts.resets.undo(workflowId);
   }
 
   // ---------------------------------------------------------------- writing the log
@@ -368,7 +302,7 @@ export class RunStream extends DurableObject<Env> {
    * The trace of `runId` (or the latest run): its R2 key once the run is finished and its history
    * complete, written now if it was not yet; null while the run is still going.
    */
-  async traceFor(runId?: string): Promise<{ runId: string; key: string } | null> {
+  private async traceFor(runId?: string): Promise<{ runId: string; key: string } | null> {
     const id = runId ?? this.parts.log.latestRunId();
     const workflowId = this.parts.meta.get(META_KEYS.workflowId);
     if (!id || !workflowId) return null;
@@ -483,7 +417,7 @@ export class RunStream extends DurableObject<Env> {
     const workflowId = this.parts.meta.get(META_KEYS.workflowId);
     if (!workflowId) return;
     try {
-      await this.resolveStaleResetMark(workflowId);
+      await this.parts.resets.resolveStale(workflowId);
       await this.parts.projection.apply(workflowId, false);
       await this.parts.traces.writeMissing(workflowId);
       if (!this.isFinished()) await this.parts.watchdog.reconcile(workflowId, (events) => this.record(workflowId, events));

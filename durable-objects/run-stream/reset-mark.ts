@@ -7,7 +7,7 @@
  * the replaced run's end projected first, its final status would settle the reset's hold (trigger
  * runs_credit_settle_on_final) with no charge, and the new run would run uncharged.
  *
- * So the reset route's first call into the home region is this DO (`RunStream.holdForReset`): it
+ * So the reset route's first call into the home region is this DO (`RunStream.holdForReset`, reset-holds.ts): it
  * marks the reset pending, then takes the hold. While the mark is pending, the projection holds
  * back (leaves pending in the log) the final status of every run the reset may replace: the log's
  * newest run when marked, and the run a pinned reset names. The mark ends:
@@ -17,7 +17,7 @@
  * - when the host refuses the reset (`RunStream.undoResetHold`): the hold is put back, and the
  *   held-back end (a natural one) is projected and settles the run's own hold as usual;
  * - when nobody says (the host never answered the route, or the route died): the first watchdog
- *   alarm after RESET_PENDING_MS ends it (RunStream.resolveStaleResetMark). A run other than the
+ *   alarm after RESET_PENDING_MS ends it (ResetHolds.resolveStale in reset-holds.ts). A run other than the
  *   replaced ones, seen in the log since the mark (`successor`: the relay brought its events) or
  *   named by the host as the workflow's latest, means the reset happened: its `run.started` (with
  *   `resetFromRunId`) is recorded as the route would have. The replaced run still being the

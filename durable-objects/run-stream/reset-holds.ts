@@ -1,0 +1,120 @@
+/**
+ * A reset's credit hold, taken in the run's DO under a pending mark (reset-mark.ts; docs/credits.md,
+ * "A reset"): the route's first call marks the reset pending and takes the hold, a host refusal
+ * undoes both, and the watchdog's alarm settles a mark nobody ended in time.
+ */
+import { holdForReset as holdResetCredits, undoResetHoldStatement } from "../../src/db/credits.ts";
+import { HostClient } from "../../src/host-client.ts";
+import { resetCreditHold } from "../../src/services/runs.ts";
+import type { RunEvent } from "../../src/shared/run-event-schema.ts";
+import { runFinishedEvent, runResetEvent } from "../../src/shared/run-events.ts";
+import { isTerminal } from "../../src/shared/run-status.ts";
+import { META_KEYS } from "./constants.ts";
+import type { EventLog } from "./event-log.ts";
+import { RESET_PENDING_MS, type ResetMark } from "./reset-mark.ts";
+import type { Meta } from "./storage.ts";
+import type { Watchdog } from "./watchdog.ts";
+
+/** The reset route's call before it asks the host. `runId`: the run a pinned reset names. */
+export interface ResetHoldRequest {
+  organizationId: string;
+  workflowId: string;
+  runUuid: string;
+  runId?: string;
+}
+
+export type ResetHoldReply = { ok: true; held: boolean } | { ok: false; amount: number; available: number };
+
+export interface ResetHoldsDeps {
+  env: Env;
+  log: Pick<EventLog, "latestRunId" | "hasUnprojected">;
+  meta: Meta;
+  mark: ResetMark;
+  watchdog: Pick<Watchdog, "arm">;
+  /** Brings D1 up to date with the log (an end held back by the mark goes out). */
+  settle(workflowId: string): Promise<void>;
+  /** Records events as the route would have (the reset's `run.started`, the new run's end). */
+  record(workflowId: string, events: RunEvent[]): Promise<unknown>;
+}
+
+export class ResetHolds {
+  constructor(private readonly deps: ResetHoldsDeps) {}
+
+  /**
+   * The reset route's first call: marks the reset pending (so the replaced run's end cannot settle
+   * the reset's hold, whichever arrives first), then takes the hold that a start of the run's kind
+   * would take (`holdForReset`). The mark is set before the hold's first await, so an end that
+   * arrives while the hold is being taken waits too; no hold (unmetered, or refused), no mark.
+   */
+  async hold(request: ResetHoldRequest): Promise<ResetHoldReply> {
+    const { log, meta, mark: resetMark } = this.deps;
+    meta.set(META_KEYS.workflowId, request.workflowId);
+    // A reset already pending (two at once) keeps its mark if this one holds nothing.
+    const previous = resetMark.get();
+    const replaces = [...new Set([log.latestRunId(), request.runId, ...(previous?.replaces ?? [])].filter((id): id is string => !!id))];
+    resetMark.set({ replaces, until: Date.now() + RESET_PENDING_MS, undo: previous?.undo ?? null, successor: null });
+    const giveUp = () => (previous ? resetMark.set(previous) : this.end(request.workflowId));
+    let outcome: Awaited<ReturnType<typeof holdResetCredits>>;
+    try {
+      outcome = await holdResetCredits(this.deps.env.DB, request.organizationId, request.runUuid, (basis) =>
+        resetCreditHold(this.deps.env, basis),
+      );
+    } catch (err) {
+      await giveUp();
+      throw err;
+    }
+    if (!outcome.ok || !outcome.held) {
+      await giveUp();
+      return outcome.ok ? { ok: true, held: false } : { ok: false, amount: outcome.amount, available: outcome.available };
+    }
+    // Another reset's run.started may have ended the mark meanwhile: this reset's mark is set again.
+    const mark = resetMark.get() ?? { replaces: [log.latestRunId()].filter((id): id is string => !!id), until: 0, successor: null };
+    resetMark.set({ ...mark, until: Date.now() + RESET_PENDING_MS, undo: outcome.undo });
+    await this.deps.watchdog.arm(false);
+    return { ok: true, held: true };
+  }
+
+  /** The host refused the reset: the hold is put back as it was, and an end held back meanwhile goes to D1. */
+  async undo(workflowId: string): Promise<void> {
+    const undo = this.deps.mark.get()?.undo;
+    if (undo) await undoResetHoldStatement(this.deps.env.DB, undo).run();
+    await this.end(workflowId);
+  }
+
+  private async end(workflowId: string): Promise<void> {
+    this.deps.mark.clear();
+    if (this.deps.log.hasUnprojected()) await this.deps.settle(workflowId);
+  }
+
+  /**
+   * A mark nobody ended in time (the route never heard from the host, or died). A run seen since
+   * the mark, or else the workflow's latest run as the host reports it, that is not a replaced
+   * one means the reset happened: its `run.started` is recorded as the route would have. The
+   * replaced run still being the latest means it did not: the hold is put back as for a refusal.
+   * If the host cannot say, the mark just ends (the hold stays, as for any unknown outcome).
+   */
+  async resolveStale(workflowId: string): Promise<void> {
+    const mark = this.deps.mark.get();
+    if (!mark || Date.now() < mark.until) return;
+    const replaced = mark.replaces[0];
+    try {
+      if (replaced && mark.successor) {
+        await this.deps.record(workflowId, [runResetEvent(mark.successor, replaced)]);
+      } else if (replaced) {
+        const latest = await new HostClient(this.deps.env).result(workflowId, 0);
+        if (!mark.replaces.includes(latest.runId)) {
+          const events: RunEvent[] = [runResetEvent(latest.runId, replaced)];
+          if (isTerminal(latest.status)) events.push(runFinishedEvent(latest));
+          await this.deps.record(workflowId, events);
+        } else if (mark.undo) {
+          await undoResetHoldStatement(this.deps.env.DB, mark.undo).run();
+        }
+      }
+    } catch (err) {
+      console.warn(
+        JSON.stringify({ level: "warn", message: "a stale reset mark could not be checked with the host", workflowId, error: String(err) }),
+      );
+    }
+    this.deps.mark.clear();
+  }
+}
