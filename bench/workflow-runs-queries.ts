@@ -7,7 +7,7 @@
  *   npm run bench:runs -- [--runs 100000] [--requests 200] [--write]
  */
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -199,7 +199,12 @@ async function main() {
       ]);
     }
   } finally {
-    if (edge.pid) process.kill(-edge.pid, "SIGTERM");
+    if (edge.pid && edge.exitCode === null) {
+      const exited = new Promise((r) => edge.once("exit", r));
+      process.kill(-edge.pid, "SIGTERM");
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+    }
+    rmSync(stateDir, { recursive: true, force: true }); // the seeded D1 (tens of MB)
   }
 }
 

@@ -2,13 +2,13 @@
  * Temporal itself restarts mid-run (the dev server with a database file, so its state survives).
  * The host's relay and worker reconnect by themselves; nothing is lost or repeated.
  */
-import { mkdtempSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { Client, Connection } from "@temporalio/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { collectHistoryStream } from "../support/sse.ts";
-import { startStack, type RunningStack } from "../support/stack.ts";
+import { KEEP_STATE_ENV, startStack, type RunningStack } from "../support/stack.ts";
 import { startTemporal, type RunningTemporal } from "../support/temporal-server.ts";
 
 const dbFile = join(mkdtempSync(join(tmpdir(), "outrider-temporal-")), "temporal.db");
@@ -25,6 +25,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await stack?.stop();
   await temporal?.stop();
+  rmSync(dirname(dbFile), { recursive: true, force: true });
 });
 
 describe("Temporal restarts mid-run", () => {
@@ -80,5 +81,19 @@ describe("Temporal restarts mid-run", () => {
       temporal = await startTemporal({ ports: temporal.ports, env: { TEMPORAL_DB_FILENAME: dbFile } });
     }
     await until(200);
+  });
+
+  // Last: it stops the stack. A full `npm test` starts about 40 stacks; each one's local D1 and
+  // DO storage (up to 0.5 GB) stayed in the temp directory after it stopped.
+  it("stopping the stack deletes its state directory (local D1, DO storage, stack.log)", async () => {
+    expect(existsSync(join(stack.stateDir, "stack.log"))).toBe(true);
+    const keep = process.env[KEEP_STATE_ENV];
+    delete process.env[KEEP_STATE_ENV]; // this case checks the default
+    try {
+      await stack.stop();
+    } finally {
+      if (keep !== undefined) process.env[KEEP_STATE_ENV] = keep;
+    }
+    expect(existsSync(stack.stateDir)).toBe(false);
   });
 });

@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { appendFileSync, mkdtempSync } from "node:fs";
+import { appendFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { generateApiKey } from "../../src/shared/api-keys.ts";
@@ -44,6 +44,14 @@ export async function freeStackPorts(): Promise<StackPorts> {
   return { edge, inspector, host, localLlm, temporal, temporalHttp, temporalMetrics };
 }
 
+/**
+ * Set to 1 to keep each stack's state directory (local D1, Durable Object storage, stack.log) after
+ * it stops, to look into a failure. Otherwise stop() deletes it: a full `npm test` creates about 40
+ * stacks, and their state (tens of MB to 0.5 GB each, in RAM when the benchmarks use tmpfs) would
+ * otherwise pile up in the temp directory run after run.
+ */
+export const KEEP_STATE_ENV = "OUTRIDER_KEEP_TEST_STATE";
+
 export interface RunningStack {
   baseUrl: string;
   ports: StackPorts;
@@ -52,6 +60,7 @@ export interface RunningStack {
   adminKey: string;
   /** The INTERNAL_SERVICE_SECRET of this stack (test-only value), for trusted Workflow Runs API calls. */
   internalSecret: string;
+  /** Deleted by stop() unless KEEP_STATE_ENV is set. */
   stateDir: string;
   temporalAddress: string;
   /** The local OpenAI-compatible server of this stack. */
@@ -125,7 +134,8 @@ export async function startStack(options: StackOptions = {}): Promise<RunningSta
     stdio: ["ignore", "pipe", "pipe"],
     detached: true,
   });
-  const stop = async () => {
+  let stateRemoved = false;
+  const stopProcesses = async () => {
     if (child.exitCode !== null || !child.pid) return;
     const exited = new Promise((r) => child.once("exit", r));
     process.kill(-child.pid, "SIGTERM");
@@ -136,13 +146,22 @@ export async function startStack(options: StackOptions = {}): Promise<RunningSta
       /* gone */
     }
   };
+  const stop = async () => {
+    await stopProcesses();
+    if (process.env[KEEP_STATE_ENV] === "1" || stateRemoved) return;
+    stateRemoved = true;
+    rmSync(stateDir, { recursive: true, force: true });
+  };
   const startup = waitForOutput(child, READY_MARKER, timeoutMs, "npm run dev");
   // Everything the stack logs (edge, host, Temporal), for tests that read it (no secret in logs).
   const logFile = join(stateDir, "stack.log");
-  for (const stream of [child.stdout!, child.stderr!]) stream.on("data", (chunk: Buffer) => appendFileSync(logFile, chunk));
+  for (const stream of [child.stdout!, child.stderr!])
+    stream.on("data", (chunk: Buffer) => {
+      if (!stateRemoved) appendFileSync(logFile, chunk);
+    });
   await startup.done.catch(async (err) => {
-    await stop();
-    throw err;
+    await stopProcesses(); // the state (and stack.log) stays, to look into why it did not start
+    throw new Error(`${(err as Error).message}\n(the stack's state and whole log are kept in ${stateDir})`);
   });
   return {
     baseUrl: `http://127.0.0.1:${ports.edge}`,
