@@ -14,8 +14,10 @@
  *
  * The edge's local state (D1, the DOs' SQLite files) lives on tmpfs, as Temporal's dev server keeps
  * its own in memory (bench/report.ts `benchStateRoot`); `--disk` puts it on disk instead.
+ * `--worker-socket` calls the Worker's own socket instead of wrangler dev's proxy in front of it
+ * (production has no such proxy), and has the host push there too (bench/worker-socket.ts).
  *
- *   npm run bench:start -- [--iterations 60] [--concurrency 16] [--seconds 15] [--disk] [--out FILE] [--before FILE [--before-label TEXT]] [--write]
+ *   npm run bench:start -- [--iterations 60] [--concurrency 16] [--seconds 15] [--disk] [--worker-socket] [--out FILE] [--before FILE [--before-label TEXT]] [--write]
  */
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -38,6 +40,8 @@ const { values: args } = parseArgs({
     "before-label": { type: "string" },
     /** Keep the edge's local state on disk rather than tmpfs. */
     disk: { type: "boolean", default: false },
+    /** Call the Worker's own socket, past wrangler's dev proxy; the host pushes there too (bench/worker-socket.ts). */
+    "worker-socket": { type: "boolean", default: false },
     write: { type: "boolean", default: false },
   },
 });
@@ -48,10 +52,13 @@ const WARMUP = 5;
 const TASK_QUEUE = "outrider"; // the stack's host worker polls it
 
 const state = benchStateRoot(args.disk);
-const stack = await startStack({ stateRoot: state.root }); // free ports (test/support/ports.ts)
+const stack = await startStack({ stateRoot: state.root, workerSocket: args["worker-socket"] }); // free ports (test/support/ports.ts)
+/** How requests reach the Worker: wrangler dev's proxy (what `npm run dev` serves) or the Worker's own socket. */
+const front = args["worker-socket"] ? "worker socket" : "wrangler proxy";
+const edgeUrl = stack.workerUrl ?? stack.baseUrl;
 const client = new Client({ connection: await Connection.connect({ address: stack.temporalAddress }) });
 const post = (path: string, body: unknown) =>
-  fetch(`${stack.baseUrl}${path}`, {
+  fetch(`${edgeUrl}${path}`, {
     method: "POST",
     headers: { authorization: `Bearer ${stack.apiKey}`, "content-type": "application/json" },
     body: JSON.stringify(body),
@@ -84,7 +91,7 @@ async function floor(method: string, path: string, count: number, authenticated:
   const times: number[] = [];
   for (let i = 0; i < count + WARMUP; i++) {
     const ms = await timed(async () => {
-      const res = await fetch(`${stack.baseUrl}${path}`, {
+      const res = await fetch(`${edgeUrl}${path}`, {
         method,
         headers: authenticated ? { authorization: `Bearer ${stack.apiKey}` } : {},
       });
@@ -137,7 +144,7 @@ async function auditRuns(ids: string[]) {
   await Promise.all(
     Array.from({ length: 8 }, async () => {
       for (let id = queue.pop(); id; id = queue.pop()) {
-        const res = await fetch(`${stack.baseUrl}/workflow/${id}/history?pageSize=1000`, {
+        const res = await fetch(`${edgeUrl}/workflow/${id}/history?pageSize=1000`, {
           headers: { authorization: `Bearer ${stack.apiKey}` },
         });
         const page = (await res.json()) as { events: Array<{ eventId: string | number }>; workflow: { closed: boolean } | null };
@@ -229,6 +236,7 @@ try {
   const figures = {
     commit: currentCommit(),
     edgeState: state.storage,
+    front,
     iterations: ITERATIONS,
     medianMs: m,
     startRatio: Math.round((m.edgeStart / m.directStart) * 100) / 100,
@@ -251,7 +259,8 @@ try {
     ? (JSON.parse(readFileSync(args.before, "utf8")) as Partial<typeof figures> & Omit<typeof figures, "commit" | "edgeState">)
     : null;
   // Each row names its code and where its edge kept its state ("before" for figures from older benches).
-  const rowLabel = (f: { commit?: string; edgeState?: string }) => (f.commit ? `${f.commit}, ${f.edgeState ?? "disk"}` : "before");
+  const rowLabel = (f: { commit?: string; edgeState?: string; front?: string }) =>
+    f.commit ? `${f.commit}, ${f.edgeState ?? "disk"}, ${f.front ?? "wrangler proxy"}` : "before";
   const beforeLabel = before ? (args["before-label"] ?? rowLabel(before)) : "";
   const afterLabel = rowLabel(figures);
   const beforeRows = before
@@ -270,17 +279,18 @@ try {
       "```sh",
       ...(before
         ? [
-            `npm run bench:start -- --iterations ${ITERATIONS} --concurrency ${CONCURRENCY} --seconds ${SECONDS}${before.edgeState === "disk" ? " --disk" : ""} --out before.json${before.commit && before.commit !== figures.commit ? `  # on ${before.commit}` : ""}`,
+            `npm run bench:start -- --iterations ${ITERATIONS} --concurrency ${CONCURRENCY} --seconds ${SECONDS}${before.edgeState === "disk" ? " --disk" : ""}${before.front === "worker socket" ? " --worker-socket" : ""} --out before.json${before.commit && before.commit !== figures.commit ? `  # on ${before.commit}` : ""}`,
           ]
         : []),
-      `npm run bench:start -- --iterations ${ITERATIONS} --concurrency ${CONCURRENCY} --seconds ${SECONDS}${args.disk ? " --disk" : ""}${before ? " --before before.json" : ""} --write`,
+      `npm run bench:start -- --iterations ${ITERATIONS} --concurrency ${CONCURRENCY} --seconds ${SECONDS}${args.disk ? " --disk" : ""}${args["worker-socket"] ? " --worker-socket" : ""}${before ? " --before before.json" : ""} --write`,
       "```",
       "",
       `Measured ${new Date().toISOString().slice(0, 10)} on the 2-core development machine: the whole stack local, the \`hello\` workflow, edge and direct calls interleaved in one run (${ITERATIONS} pairs after ${WARMUP} warm-up pairs), medians.`,
       "Temporal's dev server keeps its state in memory. A row marked `memory` kept the edge's local state (D1, the Durable Objects' SQLite files, R2) on tmpfs too, so neither side pays for fsyncs; `disk` kept it on the temp dir's disk (`--disk`), where SQLite's fsyncs (about 30 per `hello` run) are the edge's alone.",
+      "A row marked `wrangler proxy` reached the Worker as `npm run dev` serves it, through wrangler dev's proxy (a second workerd process: a Worker handing each request to a Durable Object that fetches the user Worker); `worker socket` called the Worker's own socket (`--worker-socket`, bench/worker-socket.ts), and the host pushed there too. Production has no such proxy.",
       "The edge path: auth from the isolate cache, the rate limiter DO, then one call to the run's RunStream DO, which checks the input, holds credits, writes the D1 row, starts the run through the signed host hop and records `run.started` (docs/start-path.md); the direct path is one gRPC call.",
       "",
-      `The floor, same edge, sequential medians: GET /health ${floorMs.health} ms, authenticated POST /heartbeat (API key, rate limiter) ${floorMs.heartbeat} ms: what \`wrangler dev\`'s proxy, the Worker and auth cost before any run work.`,
+      `The floor, same edge, sequential medians: GET /health ${floorMs.health} ms, authenticated POST /heartbeat (API key, rate limiter) ${floorMs.heartbeat} ms: what ${front === "worker socket" ? "the Worker" : "`wrangler dev`'s proxy, the Worker"} and auth cost before any run work.`,
       "",
       ...(before
         ? [

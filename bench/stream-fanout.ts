@@ -1,9 +1,11 @@
 /**
  * Stream fan-out benchmark: many SSE subscribers on one run, through the whole local stack.
  *
- *   npm run bench:stream -- [--subscribers 1000] [--batches 20] [--events-per-batch 5] [--disk] [--write]
+ *   npm run bench:stream -- [--subscribers 1000] [--batches 20] [--events-per-batch 5] [--disk] [--worker-socket] [--write]
  *
  * The edge's local state lives on tmpfs unless `--disk` (bench/report.ts `benchStateRoot`).
+ * `--worker-socket`: the clients and the pushes reach the Worker's own socket instead of wrangler
+ * dev's proxy in front of it, which production does not have (bench/worker-socket.ts).
  *
  * 1. Latency. A real `two_steps` run is started and held in its durable pause; N clients open
  *    its history stream; then the benchmark pushes batches of history events through the same
@@ -30,6 +32,8 @@ const { values: args } = parseArgs({
     "events-per-batch": { type: "string", default: "5" },
     /** Keep the edge's local state on disk rather than tmpfs. */
     disk: { type: "boolean", default: false },
+    /** Subscribe and push through the Worker's own socket, past wrangler's dev proxy (bench/worker-socket.ts). */
+    "worker-socket": { type: "boolean", default: false },
     write: { type: "boolean", default: false },
   },
 });
@@ -44,9 +48,10 @@ const subscriberAgent = new HttpAgent({ keepAlive: true, maxSockets: SUBSCRIBERS
 setGlobalDispatcher(new Agent({ connections: SUBSCRIBERS + 50, keepAliveTimeout: 60_000, headersTimeout: 120_000, bodyTimeout: 0 }));
 
 const state = benchStateRoot(args.disk);
-const stack = await startStack({ env: { HOST_SHARED_SECRET: SECRET }, stateRoot: state.root }); // free ports (test/support/ports.ts)
+const stack = await startStack({ env: { HOST_SHARED_SECRET: SECRET }, stateRoot: state.root, workerSocket: args["worker-socket"] }); // free ports (test/support/ports.ts)
+const edgeUrl = stack.workerUrl ?? stack.baseUrl;
 const api = (path: string, init: RequestInit = {}) =>
-  fetch(`${stack.baseUrl}${path}`, {
+  fetch(`${edgeUrl}${path}`, {
     ...init,
     headers: { authorization: `Bearer ${stack.apiKey}`, "content-type": "application/json", ...(init.headers as Record<string, string>) },
   });
@@ -80,7 +85,7 @@ function subscribe(workflowId: string): Promise<Subscriber & { parse(): void }> 
   const sub = { received: new Map<number, number>(), ids: [] as number[], done: Promise.resolve() };
   return new Promise((resolveOpen, rejectOpen) => {
     const req = httpGet(
-      `${stack.baseUrl}/workflow/${workflowId}/history/stream`,
+      `${edgeUrl}/workflow/${workflowId}/history/stream`,
       { agent: subscriberAgent, headers: { authorization: `Bearer ${stack.apiKey}`, accept: "text/event-stream" } },
       (res) => {
         if (res.statusCode !== 200) {
@@ -173,7 +178,7 @@ try {
     const path = `/internal/runs/${workflowId}/events`;
     const headers = await signRequest(SECRET, "POST", path, body);
     pushStarted.push(performance.now());
-    const res = await fetch(`${stack.baseUrl}${path}`, {
+    const res = await fetch(`${edgeUrl}${path}`, {
       method: "POST",
       headers: { ...headers, "content-type": "application/json" },
       body,
@@ -239,10 +244,10 @@ try {
       "## Stream fan-out (issue: live progress)",
       "",
       "```sh",
-      `npm run bench:stream -- --subscribers ${SUBSCRIBERS} --batches ${BATCHES} --events-per-batch ${PER_BATCH}${args.disk ? " --disk" : ""} --write`,
+      `npm run bench:stream -- --subscribers ${SUBSCRIBERS} --batches ${BATCHES} --events-per-batch ${PER_BATCH}${args.disk ? " --disk" : ""}${args["worker-socket"] ? " --worker-socket" : ""} --write`,
       "```",
       "",
-      `Measured ${new Date().toISOString().slice(0, 10)} on the 2-core development machine, whole stack local (wrangler dev, Temporal dev server, Node host); the subscribers run in the benchmark's own Node process on the same two cores, each on its own HTTP/1.1 socket (node:http); a chunk is stamped when it arrives and parsed after the measurement, so the figure is the server's delivery time (before 2026-11-30 the clients parsed each message with fetch streams as it came, and 1,000 of them queued behind each other's parsing in this one process). The edge is wrangler dev, so every byte also passes its local proxy (another workerd process). Code ${currentCommit()}; the edge's local state (D1, the Durable Objects' SQLite files) ${state.storage === "memory" ? "on tmpfs, as Temporal's dev server keeps its own in memory" : "on disk (`--disk`)"}.`,
+      `Measured ${new Date().toISOString().slice(0, 10)} on the 2-core development machine, whole stack local (wrangler dev, Temporal dev server, Node host); the subscribers run in the benchmark's own Node process on the same two cores, each on its own HTTP/1.1 socket (node:http); a chunk is stamped when it arrives and parsed after the measurement, so the figure is the server's delivery time (before 2026-11-30 the clients parsed each message with fetch streams as it came, and 1,000 of them queued behind each other's parsing in this one process). ${args["worker-socket"] ? "The edge is wrangler dev; the clients and the pushes reached the Worker's own socket (`--worker-socket`), not wrangler's local proxy in front of it (another workerd process), which production does not have." : "The edge is wrangler dev, so every byte also passes its local proxy (another workerd process)."} Code ${currentCommit()}; the edge's local state (D1, the Durable Objects' SQLite files) ${state.storage === "memory" ? "on tmpfs, as Temporal's dev server keeps its own in memory" : "on disk (`--disk`)"}.`,
       "",
       "| figure | value |",
       "|---|---|",

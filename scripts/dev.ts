@@ -16,13 +16,15 @@
  * WEBHOOK_SECRET_KEYS (the key encrypting webhook signing secrets in D1) is kept in
  * .outrider/dev-webhook-secret-keys unless set, so endpoints made in one session still sign in the
  * next. HOST_SHARED_SECRET is generated for the session unless set. OUTRIDER_WRANGLER_CONFIG runs the edge
- * from another wrangler config (bench/geography.ts uses it). Everything here is for development only.
+ * from another wrangler config (bench/geography.ts uses it); OUTRIDER_BENCH_WORKER_SOCKET=1 finds the
+ * Worker's own socket behind wrangler's dev proxy, for the host and the benchmarks (bench/worker-socket.ts). Everything here is for development only.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join, resolve } from "node:path";
+import { findWorkerSocket } from "../bench/worker-socket.ts";
 import { promptInputSchema } from "../src/shared/prompt-template.ts";
 import { generateApiKey, parseApiKey, sha256Hex } from "../src/shared/api-keys.ts";
 
@@ -238,7 +240,7 @@ async function main() {
   ]
     .filter((name) => env[name] !== undefined)
     .flatMap((name) => ["--var", `${name}:${env[name]}`]);
-  start(
+  const edge = start(
     "edge",
     "wrangler",
     [
@@ -273,6 +275,8 @@ async function main() {
     },
   );
   await waitFor("edge Worker", async () => (await fetch(`http://127.0.0.1:${edgePort}/health`).catch(() => null))?.ok === true);
+  // BENCH ONLY (bench/worker-socket.ts): the host pushes to the Worker's own socket, past wrangler's dev proxy.
+  const workerSocket = env.OUTRIDER_BENCH_WORKER_SOCKET === "1" ? await findWorkerSocket(edge.pid!, [edgePort, inspectorPort]) : null;
 
   // The stand-in for paid LLM providers: used for every provider whose API key is not set.
   if (env.OUTRIDER_LOCAL_LLM !== "false") {
@@ -292,7 +296,7 @@ async function main() {
         HOST_SHARED_SECRET: sharedSecret,
         HOST_PORT: String(hostPort),
         TEMPORAL_ADDRESS: `127.0.0.1:${temporalPort}`,
-        EDGE_URL: `http://127.0.0.1:${edgePort}`,
+        EDGE_URL: workerSocket ?? `http://127.0.0.1:${edgePort}`,
         LOCAL_LLM_PORT: String(localLlmPort),
       },
       (line) => {
@@ -306,6 +310,7 @@ async function main() {
       "",
       "  Outrider is running (development mode)",
       `  API          http://127.0.0.1:${edgePort}`,
+      ...(workerSocket ? [`  Worker socket ${workerSocket} (bench only: past wrangler's dev proxy)`] : []),
       `  Node host    ${startHost ? `http://127.0.0.1:${hostPort}` : "not started (OUTRIDER_START_HOST=false)"}`,
       `  Temporal     127.0.0.1:${temporalPort}`,
       `  Local LLM    http://127.0.0.1:${localLlmPort}/v1 (for providers without an API key)`,

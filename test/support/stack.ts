@@ -54,6 +54,8 @@ export const KEEP_STATE_ENV = "OUTRIDER_KEEP_TEST_STATE";
 
 export interface RunningStack {
   baseUrl: string;
+  /** BENCH ONLY (options.workerSocket): the edge Worker's own socket, past wrangler's dev proxy (bench/worker-socket.ts). */
+  workerUrl?: string;
   ports: StackPorts;
   apiKey: string;
   /** The admin API key of this stack (test-only value). */
@@ -81,6 +83,8 @@ export interface StackOptions {
   timeoutMs?: number;
   /** Directory to create the stack's state directory in (default: the OS temp dir). */
   stateRoot?: string;
+  /** BENCH ONLY: find the Worker's own socket (workerUrl), and have the host push to it. */
+  workerSocket?: boolean;
 }
 
 export async function startStack(options: StackOptions = {}): Promise<RunningStack> {
@@ -129,6 +133,7 @@ export async function startStack(options: StackOptions = {}): Promise<RunningSta
       WEBHOOK_SECRET_KEYS: `test1:${randomBytes(32).toString("base64")}`,
       // Short enough for a test to see a prompt run time out (local/slow* models), long enough for the others.
       PROMPT_RUN_MAX_MS: "10000",
+      ...(options.workerSocket ? { OUTRIDER_BENCH_WORKER_SOCKET: "1" } : {}),
       ...options.env,
     },
     stdio: ["ignore", "pipe", "pipe"],
@@ -163,8 +168,14 @@ export async function startStack(options: StackOptions = {}): Promise<RunningSta
     await stopProcesses(); // the state (and stack.log) stays, to look into why it did not start
     throw new Error(`${(err as Error).message}\n(the stack's state and whole log are kept in ${stateDir})`);
   });
+  const workerUrl = options.workerSocket ? /Worker socket (http:\/\/\S+)/.exec(startup.output())?.[1] : undefined;
+  if (options.workerSocket && !workerUrl) {
+    await stop();
+    throw new Error("npm run dev printed no Worker socket");
+  }
   return {
     baseUrl: `http://127.0.0.1:${ports.edge}`,
+    workerUrl,
     ports,
     apiKey,
     adminKey,
