@@ -138,6 +138,19 @@ describe("webhook endpoints: errors when WEBHOOK_SECRET_KEYS is missing or malfo
     expect((await admin("POST", `${base(organizationId)}/${existing.id}/rotate-secret`)).status).toBe(200);
   });
 
+  it("rotating an endpoint that does not exist is 404 webhook_not_found, whether or not WEBHOOK_SECRET_KEYS is usable", async () => {
+    const { organizationId } = await seedOrganization();
+    const other = await seedOrganization();
+    const theirs = (await (await admin("POST", base(other.organizationId), { url: "https://hooks.example.com/t" })).json()) as {
+      id: string;
+    };
+    for (const keys of [undefined, "no-key-id", env.WEBHOOK_SECRET_KEYS])
+      for (const id of ["whk_doesnotexist00000000", theirs.id]) {
+        const res = await adminWithKeys(keys, "POST", `${base(organizationId)}/${id}/rotate-secret`);
+        expect([keys, id, res.status, ((await res.json()) as ErrorBody).error.code]).toEqual([keys, id, 404, "webhook_not_found"]);
+      }
+  });
+
   it("the OpenAPI document lists both codes under 500 for create and rotate", async () => {
     const doc = (await (await app.fetch(new Request("http://edge.test/openapi.json"), env, createExecutionContext())).json()) as {
       paths: Record<string, Record<string, { responses: Record<string, { description: string }> }>>;

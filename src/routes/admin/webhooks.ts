@@ -92,11 +92,12 @@ export function registerWebhooks(app: App) {
   app.post(`${base}/:webhookId/rotate-secret`, async (c) => {
     const org = await organizationOrThrow(c.env, c.req.param("orgId"));
     const id = c.req.param("webhookId");
+    const notFound = () => new ApiError("webhook_not_found", `organization ${org.id} has no webhook "${id}"`);
+    // An unknown endpoint is 404 whatever the state of WEBHOOK_SECRET_KEYS (sealing would answer 500 first).
+    if (!ADMIN_ID_PATTERN.test(id) || !(await endpointExists(c.env.DB, org.id, id))) throw notFound();
     const secret = generateWebhookSecret();
-    const row = ADMIN_ID_PATTERN.test(id)
-      ? await sealing(c, () => rotateWebhookSecret(c.env.DB, c.env.WEBHOOK_SECRET_KEYS, org.id, id, secret))
-      : null;
-    if (!row) throw new ApiError("webhook_not_found", `organization ${org.id} has no webhook "${id}"`);
+    const row = await sealing(c, () => rotateWebhookSecret(c.env.DB, c.env.WEBHOOK_SECRET_KEYS, org.id, id, secret));
+    if (!row) throw notFound(); // deleted meanwhile
     // Deliveries from now on (retries included) are signed with the new secret.
     return c.json({ ...endpointView(row), secret });
   });
