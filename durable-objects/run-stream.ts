@@ -12,6 +12,7 @@
  * - webhook-outbox.ts  completion webhooks: a durable outbox worked by the alarm
  * - start-and-subscribe.ts  the streaming starts: start, then subscribe, in one call
  * - trace-reader.ts  the trace log route's one call: ownership, settle, the trace from R2
+ * - push-admission.ts  a push for a run the edge never accepted is dropped, and nothing is written
  *
  * State is hydrated once per wake, under blockConcurrencyWhile. Nothing here speaks SSE: the
  * stream routes frame the messages (messages.ts).
@@ -25,7 +26,8 @@ import { EventLog } from "./run-stream/event-log.ts";
 import { Subscribers, parseSubscribeRequest } from "./run-stream/fanout.ts";
 import type { RecordResult, StreamState, WorkflowSummary } from "./run-stream/messages.ts";
 import { D1Projection } from "./run-stream/projection.ts";
-import { type Meta, PushNonces, openStorage } from "./run-stream/storage.ts";
+import { type Meta, PushNonces, createSchema, openStorage } from "./run-stream/storage.ts";
+import { PushAdmission } from "./run-stream/push-admission.ts";
 import { TraceWriter } from "./run-stream/traces.ts";
 import { WaitingDetector } from "./run-stream/waiting.ts";
 import { Watchdog } from "./run-stream/watchdog.ts";
@@ -66,15 +68,37 @@ interface Parts {
 }
 
 export class RunStream extends DurableObject<Env> {
-  private parts!: Parts;
+  private openedParts!: Parts;
+  /** A new DO whose schema is not created yet: the first use of storage creates it (`storage()`). */
+  private schemaPending = false;
   private readonly starter: RunStarter;
   private readonly reader: RunReader;
+  private readonly admission: PushAdmission;
+
+  /** The parts, over storage that has its schema (every use of storage goes through here or `storage()`). */
+  private get parts(): Parts {
+    this.storage();
+    return this.openedParts;
+  }
+
+  /** The DO's SQLite, its schema created first if this is a new DO (storage.ts, push-admission.ts). */
+  private storage(): SqlStorage {
+    const sql = this.ctx.storage.sql;
+    if (this.schemaPending) {
+      createSchema(sql);
+      this.schemaPending = false;
+    }
+    return sql;
+  }
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
+    const storage = () => this.storage();
     // The start path and reads (the Worker's one call into the home region): docs/start-path.md.
     this.starter = new RunStarter({
-      sql: ctx.storage.sql,
+      get sql() {
+        return storage();
+      },
       env,
       storage: ctx.storage,
       prepare: prepareStart,
@@ -87,15 +111,21 @@ export class RunStream extends DurableObject<Env> {
       // A read that learned the outcome answers once D1 has it (the trace and the alarm follow).
       record: (workflowId, events) => this.recordEvents(workflowId, events, undefined, true),
     });
+    this.admission = new PushAdmission({
+      db: env.DB,
+      knowsRun: () =>
+        !this.schemaPending && ctx.storage.sql.exec("SELECT 1 FROM run_start UNION ALL SELECT 1 FROM events LIMIT 1").toArray().length > 0,
+    });
     ctx.blockConcurrencyWhile(async () => {
       const sql = ctx.storage.sql;
-      // A new DO (every run has one) gets its schema in one statement batch and reads nothing back.
+      // A new DO (every run has one) reads nothing back; its schema is one statement batch, made on first use.
       const { meta, fresh } = openStorage(sql);
+      this.schemaPending = fresh;
       const log = new EventLog(sql, fresh);
       const webhooks = new WebhookOutbox({ sql, storage: ctx.storage, env, log, meta, endedRun: () => this.endedRun() }, fresh);
       const resetMark = new ResetMark(meta);
       const watchdog = new Watchdog(ctx.storage, env, meta);
-      this.parts = {
+      this.openedParts = {
         meta,
         nonces: new PushNonces(sql, fresh),
         log,
@@ -167,9 +197,12 @@ export class RunStream extends DurableObject<Env> {
 
   /**
    * Appends new events and sends them to subscribers (no await in between), then brings D1, the
-   * traces and the watchdog up to date. `nonce` claims a signed push once.
+   * traces and the watchdog up to date. `nonce` claims a signed push once. Events for a run the
+   * edge never accepted (started directly in Temporal) are dropped, and nothing at all is written
+   * (push-admission.ts): the answer says `dropped` so the host does not retry them.
    */
   async record(workflowId: string, events: RunEvent[], nonce?: { nonce: string; expiresAt: number }): Promise<RecordResult> {
+    if (!(await this.admission.admits(workflowId))) return { accepted: 0, duplicates: 0, dropped: true };
     return this.recordEvents(workflowId, events, nonce, false);
   }
 

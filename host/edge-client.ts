@@ -12,8 +12,13 @@
  * Delivery is at-least-once: a failed push is retried with backoff under a fresh signature, and the
  * edge drops duplicates by sourceKey. A push the edge refuses (4xx) is logged as an error and
  * retried run by run, so one bad run cannot hold up the others; nothing is dropped silently.
+ *
+ * The one thing the edge drops on purpose: events of a run no one started through the edge (an
+ * operator's `temporal workflow start`, a benchmark's direct runs). Its DO keeps nothing and the
+ * push succeeds with those runs counted as `dropped` (the edge logs each workflow id once): they
+ * are done with, not retried, and `counters.droppedRuns` adds them up.
  */
-import { EDGE_PATHS, type CatalogEntry, type RunEvent } from "../src/shared/host-api.ts";
+import { EDGE_PATHS, type CatalogEntry, type RunEvent, runEventPushResult } from "../src/shared/host-api.ts";
 import { MAX_EVENTS_PER_PUSH, MAX_RUNS_PER_PUSH } from "../src/shared/run-event-schema.ts";
 import { signRequest } from "../src/shared/signing.ts";
 
@@ -45,10 +50,12 @@ export interface EdgePushCounters {
   runEvents: number;
   /** Pushes the edge refused (4xx), each attempt. */
   refused: number;
+  /** Runs in delivered pushes whose events the edge did not keep: not started through the edge (see above). */
+  droppedRuns: number;
 }
 
 export class EdgeClient {
-  readonly counters: EdgePushCounters = { runEventRequests: 0, runEvents: 0, refused: 0 };
+  readonly counters: EdgePushCounters = { runEventRequests: 0, runEvents: 0, refused: 0, droppedRuns: 0 };
   private queue: Pending[] = [];
   private queuedEvents = 0;
   /** Queued entries pushed with `now`. */
@@ -143,7 +150,10 @@ export class EdgeClient {
   private async send(batch: Pending[]): Promise<void> {
     try {
       const runs = group(batch);
-      await this.postWithRetry(EDGE_PATHS.runEventsBatch, { runs }, { runEvents: true, splittable: runs.length > 1 });
+      const answer = await this.postWithRetry(EDGE_PATHS.runEventsBatch, { runs }, { runEvents: true, splittable: runs.length > 1 });
+      // An edge that predates `dropped` answers without it: nothing dropped.
+      const result = runEventPushResult.partial().safeParse(answer);
+      this.counters.droppedRuns += result.success ? (result.data.dropped ?? 0) : 0;
       for (const p of batch) p.resolve();
     } catch (err) {
       if (!(err instanceof PushRefusedError) || new Set(batch.map((p) => p.workflowId)).size === 1) {
@@ -159,7 +169,8 @@ export class EdgeClient {
     }
   }
 
-  private async postWithRetry(path: string, payload: unknown, { runEvents = false, splittable = false } = {}): Promise<void> {
+  /** Posts until the edge takes it; returns the edge's answer (its JSON, or null if it is not JSON). */
+  private async postWithRetry(path: string, payload: unknown, { runEvents = false, splittable = false } = {}): Promise<unknown> {
     const body = JSON.stringify(payload);
     let refusals = 0;
     for (let attempt = 1; ; attempt++) {
@@ -172,8 +183,8 @@ export class EdgeClient {
           headers: { ...headers, "content-type": "application/json" },
           body,
         });
-        if (res.ok) return;
         const text = await res.text();
+        if (res.ok) return parseJson(text);
         if (res.status >= 400 && res.status < 500 && res.status !== 429) {
           // Refused: the push is wrong (or the edge runs other code than we do). Loud, and retried:
           // a deploy of either side can fix it, and a push is never dropped without a trace.
@@ -194,6 +205,14 @@ export class EdgeClient {
       if (splittable && refusals >= 2 && error instanceof PushRefusedError) throw error;
       await new Promise((r) => setTimeout(r, Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** (attempt - 1))));
     }
+  }
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
   }
 }
 

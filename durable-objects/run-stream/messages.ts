@@ -12,6 +12,8 @@ export interface RecordResult {
   duplicates: number;
   /** The signed push carrying these events was seen before: nothing was recorded. */
   replayed?: boolean;
+  /** No run was accepted through the edge under this workflow id: nothing was recorded, and nothing needs retrying (push-admission.ts). */
+  dropped?: boolean;
 }
 
 /** What the Worker needs before it opens a stream (404/204 decisions). */

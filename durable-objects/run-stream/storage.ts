@@ -9,7 +9,9 @@
  * - v3: the webhook outbox's table (webhook-outbox.ts), until then created on every wake.
  * - v4: the start outbox's table (run-starter.ts), until then created on every wake.
  *
- * A new DO skips all of that: `openStorage` creates the current schema in one `exec`.
+ * A new DO skips all of that: `createSchema` makes the current schema in one `exec`, when the DO
+ * first needs storage (`openStorage` only probes), so a DO that never keeps anything (a push for
+ * a run the edge never accepted: push-admission.ts) writes nothing at all.
  *
  * `Meta` is the `meta` table, read once when the DO wakes and kept in memory (write-through).
  */
@@ -52,7 +54,10 @@ const MIGRATIONS: ReadonlyArray<(sql: SqlStorage) => void> = [
   },
 ];
 
-/** The current schema in one batch of statements: what a new DO gets (the same as v0 migrated to the current version). */
+/**
+ * The current schema in one batch of statements: what a new DO gets (the same as v0 migrated to
+ * the current version). Only ever run on storage without tables (`createSchema`).
+ */
 const CURRENT_SCHEMA = `
   CREATE TABLE events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -84,29 +89,43 @@ export function migrate(sql: SqlStorage, found: number): void {
   );
 }
 
-/** What opening the storage found: a brand-new DO (schema just created, nothing to read) or older storage. */
+/** What opening the storage found: a brand-new DO (no schema yet, nothing to read) or older storage. */
 export interface OpenedStorage {
   meta: Meta;
-  /** No table existed: the current schema was created in one statement batch and every table is empty. */
+  /**
+   * No table existed: every table counts as empty, and `createSchema` must run before the first
+   * statement that touches one (the `meta` values are already what it writes).
+   */
   fresh: boolean;
   /** The schema version the storage had (0 for a fresh DO or unversioned storage). */
   found: number;
 }
 
-/**
- * Opens the DO's storage once per wake: one probe; a new DO gets the whole current schema in one
- * `exec` (no version probing, no migration steps), older storage is migrated. Returns the `meta`
- * table hydrated.
- */
-export function openStorage(sql: SqlStorage): OpenedStorage {
-  const tables = new Set(
+function tablesOf(sql: SqlStorage): Set<string> {
+  return new Set(
     sql
       .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('events', 'meta')")
       .toArray()
       .map((r) => r.name),
   );
+}
+
+/**
+ * The whole current schema in one `exec` (no version probing, no migration steps), for a DO that
+ * `openStorage` found `fresh`. Does nothing where the tables exist already (e.g. a test made them).
+ */
+export function createSchema(sql: SqlStorage): void {
+  if (tablesOf(sql).size === 0) sql.exec(CURRENT_SCHEMA);
+}
+
+/**
+ * Opens the DO's storage once per wake: one probe. A new DO is reported `fresh` and its schema is
+ * left to `createSchema` (nothing is written yet); older storage is migrated. Returns the `meta`
+ * table hydrated.
+ */
+export function openStorage(sql: SqlStorage): OpenedStorage {
+  const tables = tablesOf(sql);
   if (tables.size === 0) {
-    sql.exec(CURRENT_SCHEMA);
     return { meta: new Meta(sql, [[META_KEYS.schemaVersion, String(STORAGE_SCHEMA_VERSION)]]), fresh: true, found: 0 };
   }
   const read = () => sql.exec<{ key: string; value: string }>("SELECT key, value FROM meta").toArray();

@@ -24,3 +24,11 @@ export async function listRecentRuns(d1: D1Database, organizationId: string, lim
     : eq(runs.organizationId, organizationId);
   return db(d1).select().from(runs).where(where).orderBy(desc(runs.createdAt), desc(runs.id)).limit(limit);
 }
+
+/**
+ * Whether any organization has a run under this Temporal workflow id (the unique index answers):
+ * a run's DO asks once before it keeps events for a run it does not know (push-admission.ts).
+ */
+export async function runExistsForWorkflowId(d1: D1Database, temporalWorkflowId: string): Promise<boolean> {
+  return (await d1.prepare("SELECT 1 AS one FROM runs WHERE temporal_workflow_id = ? LIMIT 1").bind(temporalWorkflowId).first()) !== null;
+}

@@ -99,5 +99,14 @@ export const runEventPush = z
   });
 export type RunEventPush = z.infer<typeof runEventPush>;
 
-/** What the edge answers to a push across runs. */
-export const runEventPushResult = z.object({ runs: z.number(), accepted: z.number(), duplicates: z.number() });
+/**
+ * What the edge answers to a push across runs. `dropped`: runs whose events were not kept because
+ * no run was started through the edge under their workflow id (started directly in Temporal);
+ * they are done with, not to be retried.
+ */
+export const runEventPushResult = z.object({
+  runs: z.number(),
+  accepted: z.number(),
+  duplicates: z.number(),
+  dropped: z.number(),
+});

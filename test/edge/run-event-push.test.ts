@@ -2,13 +2,14 @@
  * POST /internal/run-events: the host's signed push of many runs' events at once.
  * Happy paths, errors and security cases are split into their own describe blocks.
  */
-import { runInDurableObject } from "cloudflare:test";
+import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import type { RunStream } from "../../durable-objects/run-stream.ts";
 import { runStream } from "../../src/run-stream-client.ts";
 import { signRequest } from "../../src/shared/signing.ts";
-import { TEST_HOST_SECRET, call, seedCatalog, seedOrganization, signedPost, type ErrorBody } from "./helpers.ts";
+import { interceptD1InPlace } from "../support/d1-intercept.ts";
+import { TEST_HOST_SECRET, call, scriptHost, seedCatalog, seedOrganization, signedPost, type ErrorBody } from "./helpers.ts";
 import { closeEvent, finishedEvent, historyEvent } from "./stream-helpers.ts";
 
 const PATH = "/internal/run-events";
@@ -74,7 +75,7 @@ describe("POST /internal/run-events: applying a push", () => {
       ],
     });
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ runs: 2, accepted: 8, duplicates: 0 });
+    expect(await res.json()).toEqual({ runs: 2, accepted: 8, duplicates: 0, dropped: 0 });
     expect(await row(a)).toMatchObject({ status: "completed", temporal_run_id: "ra", output: JSON.stringify({ ok: true }) });
     expect(await row(b)).toMatchObject({ status: "running", temporal_run_id: "rb" });
     // Both ends of the step attempt in one push make one row with the later state.
@@ -98,10 +99,10 @@ describe("POST /internal/run-events: applying a push", () => {
         { workflowId: a, events: [historyEvent("rc", 2), started("rc")] },
       ],
     });
-    expect(await first.json()).toEqual({ runs: 1, accepted: 3, duplicates: 2 });
+    expect(await first.json()).toEqual({ runs: 1, accepted: 3, duplicates: 2, dropped: 0 });
     // The host's retry of a push it did not hear back from: a new signature, the same events.
     const retry = await signedPost(PATH, { runs: [{ workflowId: a, events: [historyEvent("rc", 2), historyEvent("rc", 3)] }] });
-    expect(await retry.json()).toEqual({ runs: 1, accepted: 1, duplicates: 1 });
+    expect(await retry.json()).toEqual({ runs: 1, accepted: 1, duplicates: 1, dropped: 0 });
     expect((await log(a)).map((e) => e.sourceKey)).toEqual(["run:rc:started", "history:rc:1", "history:rc:2", "history:rc:3"]);
   });
 });
@@ -179,4 +180,108 @@ describe("POST /internal/run-events: security", () => {
     expect((await log(a)).length).toBe(1);
     expect((await log(b)).length).toBe(1);
   });
+});
+
+/** Runs `fn` with every D1 call of this isolate counted (the Worker's and the DOs'); nothing else may touch D1 meanwhile. */
+async function d1Calls<T>(fn: () => Promise<T>): Promise<{ result: T; calls: number }> {
+  let calls = 0;
+  const undo = interceptD1InPlace(env.DB, () => {
+    calls++;
+  });
+  try {
+    return { result: await fn(), calls };
+  } finally {
+    undo();
+  }
+}
+
+/** What the DO's storage holds: its tables (none for a DO that never wrote anything) and its alarm. */
+const storageOf = (workflowId: string) =>
+  runInDurableObject(runStream(env, workflowId), async (_i: RunStream, state) => ({
+    tables: state.storage.sql.exec("SELECT name FROM sqlite_master").toArray().length,
+    alarm: await state.storage.getAlarm(),
+  }));
+
+describe("POST /internal/run-events: runs not started through the edge", () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it("a run with no row (started directly in Temporal) is dropped: acknowledged, logged once, nothing written, D1 read once", async () => {
+    const orphan = `hello-${crypto.randomUUID()}`;
+    const known = await insertRun(organizationId);
+    const warn = vi.spyOn(console, "warn");
+    const first = await d1Calls(() =>
+      signedPost(PATH, {
+        runs: [
+          { workflowId: orphan, events: [started("ro"), step("ro", "started"), historyEvent("ro", 1)] },
+          { workflowId: known, events: [historyEvent("rk", 1)] },
+        ],
+      }),
+    );
+    // Answered as handled (the host does not retry it); the other run of the push is recorded as usual.
+    expect(first.result.status).toBe(200);
+    expect(await first.result.json()).toEqual({ runs: 2, accepted: 1, duplicates: 0, dropped: 1 });
+    // Each DO asked D1 once (neither knows its run), and the history-only event has nothing to project.
+    expect(first.calls).toBe(2);
+    // The later pushes of the run: dropped again, from memory (no D1 read), and logged only the first time.
+    const second = await d1Calls(() =>
+      signedPost(PATH, { runs: [{ workflowId: orphan, events: [step("ro", "completed"), closeEvent("ro", 2), finishedEvent("ro")] }] }),
+    );
+    expect(await second.result.json()).toEqual({ runs: 1, accepted: 0, duplicates: 0, dropped: 1 });
+    expect(second.calls).toBe(0);
+    const drops = warn.mock.calls.map((args) => String(args[0])).filter((line) => line.includes("run events dropped"));
+    expect(drops).toHaveLength(1);
+    expect(JSON.parse(drops[0]!)).toMatchObject({ level: "warn", workflowId: orphan });
+    // Nothing was written: no table, no alarm; then (the read below creates its schema) an empty log; no D1 row.
+    expect(await storageOf(orphan)).toEqual({ tables: 0, alarm: null });
+    expect(await log(orphan)).toEqual([]);
+    expect(await row(orphan)).toBeNull();
+    expect((await log(known)).map((e) => e.sourceKey)).toEqual(["history:rk:1"]);
+  });
+
+  it("the per-run route acknowledges a dropped push the same way", async () => {
+    const orphan = `hello-${crypto.randomUUID()}`;
+    const res = await signedPost(`/internal/runs/${orphan}/events`, { events: [started("rp")] });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ accepted: 0, duplicates: 0, dropped: true });
+    expect(await storageOf(orphan)).toEqual({ tables: 0, alarm: null });
+  });
+
+  it("a run whose DO lost its storage still records: its row is found in D1", async () => {
+    const a = await insertRun(organizationId);
+    expect(await (await signedPost(PATH, { runs: [{ workflowId: a, events: [started("rw")] }] })).json()).toMatchObject({ dropped: 0 });
+    await runInDurableObject(runStream(env, a), (_i: RunStream, state) => state.storage.deleteAll());
+    await evictDurableObject(runStream(env, a));
+    expect(await storageOf(a)).toMatchObject({ tables: 0 });
+    const res = await signedPost(PATH, {
+      runs: [{ workflowId: a, events: [historyEvent("rw", 1), closeEvent("rw", 2), finishedEvent("rw")] }],
+    });
+    expect(await res.json()).toEqual({ runs: 1, accepted: 3, duplicates: 0, dropped: 0 });
+    expect((await log(a)).map((e) => e.sourceKey)).toEqual(["history:rw:1", "history:rw:2", "run:rw:finished"]);
+    expect(await row(a)).toMatchObject({ status: "completed" });
+  });
+
+  it("a run started through the edge never pays the D1 read: its DO knows it accepted the run", async () => {
+    const runUuid = crypto.randomUUID();
+    const workflowId = `hello-${runUuid}`;
+    const restore = scriptHost(() => Response.json({ workflowId, runId: "rs" }));
+    try {
+      const reply = await runStream(env, workflowId).start({
+        organizationId,
+        workflowId,
+        runUuid,
+        target: { kind: "code", by: { name: "hello" }, input: { name: "Ada" } },
+      });
+      expect(reply).toMatchObject({ ok: true });
+    } finally {
+      restore();
+    }
+    // `run.started` reaches D1 after the start's answer: wait for it, then the DO wakes again with its
+    // storage (eviction waits out the start's host-call timeout, START_ATTEMPT_TIMEOUT_MS: hence the test's timeout).
+    await vi.waitFor(async () => expect((await row(workflowId))?.status).toBe("running"));
+    await evictDurableObject(runStream(env, workflowId));
+    // History has nothing to project: the only D1 call the push could make is the admission's read.
+    const pushed = await d1Calls(() => signedPost(PATH, { runs: [{ workflowId, events: [historyEvent("rs", 1)] }] }));
+    expect(await pushed.result.json()).toEqual({ runs: 1, accepted: 1, duplicates: 0, dropped: 0 });
+    expect(pushed.calls).toBe(0);
+  }, 30_000);
 });

@@ -13,7 +13,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { RunStarter, type StartCommand } from "../../durable-objects/run-stream/run-starter.ts";
 import { EventLog } from "../../durable-objects/run-stream/event-log.ts";
 import { D1Projection, STEP_START_GRACE_MS } from "../../durable-objects/run-stream/projection.ts";
-import { Meta } from "../../durable-objects/run-stream/storage.ts";
+import { Meta, createSchema } from "../../durable-objects/run-stream/storage.ts";
 import { PROJECTION_STATE } from "../../durable-objects/run-stream/constants.ts";
 import { WaitingDetector } from "../../durable-objects/run-stream/waiting.ts";
 import { acceptRunWithHold, type AcceptedRunRow } from "../../src/db/credits.ts";
@@ -65,15 +65,17 @@ function command(organizationId: string, input: unknown = { name: "Ada" }): Star
 /** Starts a run through a RunStarter in the run's own DO whose D1 binding counts (edge tests have no host: the start stays accepted). */
 async function countedStart(c: StartCommand) {
   const { d1, count } = countingD1(env.DB);
-  const reply = await runInDurableObject(runStream(env, c.workflowId), (_instance, state) =>
-    new RunStarter({
+  const reply = await runInDurableObject(runStream(env, c.workflowId), (_instance, state) => {
+    // A new DO makes its schema on first use (the DO's own start path does this through its storage getter).
+    createSchema(state.storage.sql);
+    return new RunStarter({
       sql: state.storage.sql,
       env: { ...env, DB: d1 },
       storage: state.storage,
       prepare: prepareStart,
       recordStarted: async () => undefined,
-    }).start(c),
-  );
+    }).start(c);
+  });
   return { reply, count };
 }
 

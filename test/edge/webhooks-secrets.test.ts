@@ -9,6 +9,7 @@ import { env } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import { WebhookOutbox } from "../../durable-objects/run-stream/webhook-outbox.ts";
+import { createSchema } from "../../durable-objects/run-stream/storage.ts";
 import { runStream } from "../../src/run-stream-client.ts";
 import { isSealed, openSecret, sealSecret, webhookSecretAad } from "../../src/shared/secret-box.ts";
 import { admin, seedCatalog, seedOrganization } from "./helpers.ts";
@@ -194,6 +195,7 @@ describe("webhook secrets at rest: security", { timeout: 40_000 }, () => {
         return outbox.rows();
       });
     await runInDurableObject(runStream(env, workflowId), async (_instance, state) => {
+      createSchema(state.storage.sql); // a new DO makes its schema on first use
       state.storage.sql.exec(
         `INSERT INTO webhook_outbox (delivery_id, message_id, endpoint_id, organization_id, event_type, workflow_id, body, next_attempt_at, state)
          VALUES (?, 'msg_held', ?, ?, 'run.completed', ?, ?, 0, 'pending')`,

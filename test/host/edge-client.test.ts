@@ -19,8 +19,11 @@ interface Received {
 let server: Server | undefined;
 afterEach(() => new Promise<void>((r) => (server ? server.close(() => r()) : r())));
 
-/** A stand-in edge: `answer` decides each response status from the push. */
-async function fakeEdge(answer: (push: RunEventPush, n: number) => number) {
+/** A stand-in edge: `answer` decides each response status from the push; `accepted` is the body of a 200. */
+async function fakeEdge(
+  answer: (push: RunEventPush, n: number) => number,
+  accepted: (push: RunEventPush) => unknown = () => ({ ok: true }),
+) {
   const received: Received[] = [];
   const statuses: number[] = [];
   server = createServer((req, res) => {
@@ -41,7 +44,7 @@ async function fakeEdge(answer: (push: RunEventPush, n: number) => number) {
       statuses.push(status);
       res
         .writeHead(status, { "content-type": "application/json" })
-        .end(JSON.stringify(status === 200 ? { ok: true } : { error: { code: "invalid_request", message: "bad event" } }));
+        .end(JSON.stringify(status === 200 ? accepted(push) : { error: { code: "invalid_request", message: "bad event" } }));
     });
   });
   await new Promise<void>((r) => server!.listen(0, "127.0.0.1", r));
@@ -112,6 +115,34 @@ describe("EdgeClient: batched run events", () => {
     const delivered = edge.received.filter((_r, i) => edge.statuses[i] === 200).flatMap((r) => r.body.runs.map((x) => x.workflowId));
     expect(delivered).toEqual(["hello-good"]);
     expect(logs.some((l) => l.includes("ERROR gave up"))).toBe(true);
+  });
+
+  it("runs the edge answers as `dropped` (not started through the edge) are done with: counted, not retried", async () => {
+    // What the edge answers when its DOs keep nothing for runs that have no row (started directly in Temporal).
+    const edge = await fakeEdge(
+      () => 200,
+      (push) =>
+        push.runs[0]!.workflowId === "older-edge"
+          ? { ok: true }
+          : {
+              runs: push.runs.length,
+              accepted: 1,
+              duplicates: 0,
+              dropped: push.runs.filter((r) => r.workflowId.startsWith("direct-")).length,
+            },
+    );
+    const client = new EdgeClient(edge.url, SECRET, () => undefined, 3, 20);
+    await Promise.all([
+      client.pushRunEvents("hello-1", [started("r1")]),
+      client.pushRunEvents("direct-1", [started("d1")]),
+      client.pushRunEvents("direct-2", [started("d2")]),
+    ]);
+    expect(edge.statuses).toEqual([200]);
+    expect(client.counters).toMatchObject({ runEventRequests: 1, refused: 0, droppedRuns: 2 });
+    // An edge whose answer has no `dropped` (older code) dropped nothing.
+    await client.pushRunEvents("older-edge", [started("r2")]);
+    expect(edge.statuses).toEqual([200, 200]);
+    expect(client.counters.droppedRuns).toBe(2);
   });
 
   it("an edge that is down is retried with backoff until it answers", async () => {

@@ -26,14 +26,16 @@ export function registerInternalApi(app: App) {
     const body = await readJson(c, runEventBatch, INTERNAL_MAX_JSON_DEPTH);
     const recorded = await recordRunEvents(c.env, workflowId, body.events, c.get("hostNonce"));
     if (recorded.replayed) throw new ApiError("unauthorized", "internal route: replayed signature (this signed request was already used)");
-    return c.json({ accepted: recorded.accepted, duplicates: recorded.duplicates });
+    return c.json({ accepted: recorded.accepted, duplicates: recorded.duplicates, ...(recorded.dropped ? { dropped: true } : {}) });
   });
 
   /**
    * Events of many runs in one signed push (what the host sends). The whole push is validated
    * first (one bad event: 400, nothing recorded). Then each run's events go to its RunStream in one
    * call, all runs in parallel; each DO claims the push's nonce, so a replayed push records
-   * nothing anywhere. A run listed twice is merged (its events in order).
+   * nothing anywhere. A run listed twice is merged (its events in order). A run the edge never
+   * accepted (started directly in Temporal) is `dropped` by its DO, which keeps nothing: counted in
+   * the answer, and the push still succeeds, so the host does not retry it.
    */
   app.post(EDGE_PATHS.runEventsBatch, async (c) => {
     const body = await readJson(c, runEventPush);
@@ -74,6 +76,7 @@ export function registerInternalApi(app: App) {
       runs: byRun.size,
       accepted: recorded.reduce((n, r) => n + r.accepted, 0),
       duplicates: recorded.reduce((n, r) => n + r.duplicates, 0),
+      dropped: recorded.filter((r) => r.dropped).length,
     });
   });
   documentInternalApi(app);

@@ -26,7 +26,12 @@ export function documentInternalApi(app: App) {
     summary: "The host pushes a batch of run events",
     params: z.object({ id: workflowIdParam }),
     body: runEventBatch,
-    responses: { 200: { description: "Recorded", schema: z.object({ accepted: z.number(), duplicates: z.number() }) } },
+    responses: {
+      200: {
+        description: "Recorded (`dropped`: no run was started through the edge under this workflow id, nothing was kept)",
+        schema: z.object({ accepted: z.number(), duplicates: z.number(), dropped: z.boolean().optional() }),
+      },
+    },
     errors: ["invalid_json", "invalid_request", "run_not_found"],
   });
   documentRoute(app, {
