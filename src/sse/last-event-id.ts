@@ -23,7 +23,7 @@ export function parseLastEventId(c: Context<AppEnv>, meaning: string): number | 
  * event) or `<eventId>.<seq>` (a `thinking` frame: the last Temporal event id sent before it, and
  * the thinking entry's log seq). Null when there is none; 400 when it is neither.
  */
-export function parseHistoryCursor(c: Context<AppEnv>): { eventId: number; cursor: string } | null {
+export function parseHistoryCursor<E extends AppEnv>(c: Context<E>): { eventId: number; cursor: string } | null {
   const raw = c.req.header("last-event-id") ?? c.req.query("lastEventId");
   if (raw === undefined || raw === "") return null;
   const match = /^(\d{1,15})(?:\.(\d{1,15}))?$/.exec(raw);

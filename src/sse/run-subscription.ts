@@ -84,7 +84,7 @@ function parsed(raw: string): SubscriberMessage {
   return lastParsed.message;
 }
 
-export async function subscriptionResponse(c: Context<AppEnv>, options: SubscriptionStreamOptions): Promise<Response> {
+export async function subscriptionResponse<E extends AppEnv>(c: Context<E>, options: SubscriptionStreamOptions): Promise<Response> {
   // Opened before the response so that a failure is still a JSON error, not a broken stream.
   let socket = await options.subscribe(options.cursor, true).catch((err: Error) => {
     if (err instanceof ApiError || err instanceof StreamAtEnd) throw err;

@@ -11,16 +11,17 @@
  * WebSocket per subscriber and sends structured messages down it, framed here (historyFramer).
  */
 import type { Context } from "hono";
+import { createMiddleware } from "hono/factory";
 import type { App, AppEnv } from "../../app-env.ts";
 import type { SubscriberMessage } from "../../../durable-objects/run-stream.ts";
 import { ApiError } from "../../errors.ts";
 import { sseComment, sseFrame } from "../../sse/frames.ts";
-import { findRunNearby } from "../../services/runs.ts";
+import { type OwnedRunEnv, ownedRun } from "../../middleware/owned-run/index.ts";
 import { parseHistoryCursor } from "../../sse/last-event-id.ts";
 import { openAdmittedSubscription, openRunSubscription, StreamAtEnd, subscriptionResponse } from "../../sse/run-subscription.ts";
 import { ADMISSION_PARAMS } from "../../../durable-objects/run-stream/subscriber-admission.ts";
 import { doneReason, toOutputEvent } from "../../shared/output-history.ts";
-import { parsePinnedRunId } from "./history.ts";
+import { type PinnedRunEnv, pinnedRunParam } from "./history.ts";
 import { parseWorkflowIdParam } from "./params.ts";
 
 /** Comment lines keep proxies and browsers from timing the stream out; Output sends one every 15 s. */
@@ -74,17 +75,27 @@ export function historyFramer(includePayloads: boolean, resumeAfterEventId: numb
   };
 }
 
-async function streamHistory(c: Context<AppEnv>, requestedRunId: string | undefined): Promise<Response> {
+type ResumeEnv = AppEnv & { Variables: { resumeFrom: ReturnType<typeof parseHistoryCursor> } };
+
+/** A token's scope (401) and the client's cursor (400), before the ownership read. */
+const streamRequest = createMiddleware<ResumeEnv>(async (c, next) => {
   const workflowId = parseWorkflowIdParam(c.req.param("id")!);
-  const auth = c.get("auth");
-  if (auth.runScope && auth.runScope !== workflowId) {
+  const { runScope } = c.get("auth");
+  if (runScope && runScope !== workflowId) {
     throw new ApiError("unauthorized", "this stream token is for another run");
   }
-  const resumeFrom = parseHistoryCursor(c);
-  // Ownership near the Worker (a D1 read replica; the primary only for a run too new for it), so
-  // an unknown or another organization's workflow id is a 404 that never reaches, and never
-  // creates, a DO. The admission in the DO checks the rest (started, at its end).
-  await findRunNearby(c.env, auth.organizationId, workflowId);
+  c.set("resumeFrom", parseHistoryCursor(c));
+  await next();
+});
+
+async function streamHistory(c: Context<PinnedRunEnv & ResumeEnv & OwnedRunEnv>): Promise<Response> {
+  // Ownership was read near the Worker (ownedRun), so an unknown or another organization's
+  // workflow id is a 404 that never reaches, and never creates, a DO. The admission in the DO
+  // checks the rest (started, at its end).
+  const { workflowId } = c.get("ownedRun");
+  const auth = c.get("auth");
+  const requestedRunId = c.get("pinnedRunId");
+  const resumeFrom = c.get("resumeFrom");
   const lastEventId = resumeFrom?.eventId ?? null;
   const includePayloads = c.req.query("includePayloads") === "true";
   const keepAliveMs = Number(c.env.SSE_KEEPALIVE_MS) > 0 ? Number(c.env.SSE_KEEPALIVE_MS) : DEFAULT_KEEPALIVE_INTERVAL_MS;
@@ -129,6 +140,7 @@ async function streamHistory(c: Context<AppEnv>, requestedRunId: string | undefi
 }
 
 export function registerHistoryStream(app: App) {
-  app.get("/workflow/:id/history/stream", (c) => streamHistory(c, undefined));
-  app.get("/workflow/:id/runs/:rid/history/stream", (c) => streamHistory(c, parsePinnedRunId(c.req.param("rid"))));
+  for (const path of ["/workflow/:id/history/stream", "/workflow/:id/runs/:rid/history/stream"]) {
+    app.get(path, pinnedRunParam, streamRequest, ownedRun(), streamHistory);
+  }
 }

@@ -10,12 +10,14 @@
  * - Tokens are opaque base64 and name their run, so a page walk stays on one run.
  */
 import type { Context } from "hono";
+import { createMiddleware } from "hono/factory";
 import { z } from "zod";
 import type { App, AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
 import { zodIssues } from "../../middleware/json-body/index.ts";
+import { type OwnedRunEnv, ownedRun } from "../../middleware/owned-run/index.ts";
 import { runStream } from "../../run-stream-client.ts";
-import { findRunNearby, getRunOrThrow } from "../../services/runs.ts";
+import { getRunOrThrow } from "../../services/runs.ts";
 import { PAGE_TOKEN_PATTERN, decodePageToken, encodePageToken } from "../../shared/output-history.ts";
 import { parseWorkflowIdParam } from "./params.ts";
 
@@ -54,14 +56,35 @@ export function parsePinnedRunId(raw: string | undefined): string | undefined {
   return parsed.data.toLowerCase();
 }
 
-async function historyPage(c: Context<AppEnv>, pinnedRunId: string | undefined): Promise<Response> {
-  const workflowId = parseWorkflowIdParam(c.req.param("id")!);
+/** Hono generics of a route behind `pinnedRunParam`: its pinned run id, undefined on the unpinned form. */
+export interface PinnedRunEnv extends AppEnv {
+  Variables: AppEnv["Variables"] & { pinnedRunId: string | undefined };
+}
+
+/** The `:rid` of a pinned route (parsePinnedRunId: 400 before anything is read), as `pinnedRunId`. */
+export const pinnedRunParam = createMiddleware<PinnedRunEnv>(async (c, next) => {
+  c.set("pinnedRunId", parsePinnedRunId(c.req.param("rid")));
+  await next();
+});
+
+type HistoryQueryEnv = AppEnv & { Variables: { historyQuery: z.infer<typeof historyQuery> } };
+
+/** The id and the query, both 400 before the ownership read. */
+const historyRequest = createMiddleware<HistoryQueryEnv>(async (c, next) => {
+  parseWorkflowIdParam(c.req.param("id")!);
   const parsed = historyQuery.safeParse(c.req.query());
   if (!parsed.success) throw new ApiError("invalid_request", "invalid history query", zodIssues(parsed.error));
-  const query = parsed.data;
+  c.set("historyQuery", parsed.data);
+  await next();
+});
+
+async function historyPage(c: Context<PinnedRunEnv & OwnedRunEnv & HistoryQueryEnv>): Promise<Response> {
+  const pinnedRunId = c.get("pinnedRunId");
+  const query = c.get("historyQuery");
   const organizationId = c.get("auth").organizationId;
-  // Read near the Worker (docs/start-path.md): the only call into the home region is the DO's.
-  const near = await findRunNearby(c.env, organizationId, workflowId);
+  // Read near the Worker (ownedRun, docs/start-path.md): the only call into the home region is the DO's.
+  const near = c.get("ownedRun");
+  const { workflowId } = near;
 
   const cursor = query.pageToken === undefined ? null : decodePageToken(query.pageToken);
   if (query.pageToken !== undefined && !cursor) throw new ApiError("invalid_page_token", "this pageToken was not issued by this API");
@@ -125,6 +148,7 @@ async function historyPage(c: Context<AppEnv>, pinnedRunId: string | undefined):
 }
 
 export function registerHistory(app: App) {
-  app.get("/workflow/:id/history", (c) => historyPage(c, undefined));
-  app.get("/workflow/:id/runs/:rid/history", (c) => historyPage(c, parsePinnedRunId(c.req.param("rid"))));
+  for (const path of ["/workflow/:id/history", "/workflow/:id/runs/:rid/history"]) {
+    app.get(path, pinnedRunParam, historyRequest, ownedRun(), historyPage);
+  }
 }

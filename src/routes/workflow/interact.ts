@@ -7,16 +7,16 @@
  */
 import { z } from "zod";
 import type { Context } from "hono";
-import type { App, AppEnv } from "../../app-env.ts";
+import type { App } from "../../app-env.ts";
 import type { Workflow } from "../../db/schema.ts";
 import { nearbyReads } from "../../db/client.ts";
 import { findWorkflowById } from "../../db/workflows.ts";
 import { ApiError } from "../../errors.ts";
 import { HostClient } from "../../host-client.ts";
 import { readJsonOrEmpty } from "../../middleware/json-body/index.ts";
-import { assertRunOpen, findRunNearby, getRunOrThrow } from "../../services/runs.ts";
+import { type OwnedRunEnv, ownedRun } from "../../middleware/owned-run/index.ts";
+import { assertRunOpen, getRunOrThrow } from "../../services/runs.ts";
 import { isTerminal } from "../../shared/run-status.ts";
-import { parseWorkflowIdParam } from "./params.ts";
 
 const HANDLER_NAME = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
 const KIND_TO_LIST = { signal: "signals", query: "queries", update: "updates" } as const;
@@ -35,13 +35,13 @@ export const interactionBody = z.strictObject(
 /** The signal `POST /workflow/:id/feedback` sends, as Output. */
 export const FEEDBACK_SIGNAL = "resume";
 
-async function interact(c: Context<AppEnv>, kind: Kind, name: string) {
-  const workflowId = parseWorkflowIdParam(c.req.param("id") ?? "");
+async function interact(c: Context<OwnedRunEnv>, kind: Kind, name: string) {
   const organizationId = c.get("auth").organizationId;
-  // One call into the home region (the host's): the row and the catalog are read near the Worker.
+  // One call into the home region (the host's): the row (ownedRun) and the catalog are read near the Worker.
   // What a replica says is trusted only where it lets the call through (the host checks the run
   // is open and has the handler itself, with the same codes); a refusal is confirmed on the primary.
-  const near = await findRunNearby(c.env, organizationId, workflowId);
+  const near = c.get("ownedRun");
+  const { workflowId } = near;
   let run = near.run;
   const { payload } = await readJsonOrEmpty(c, interactionBody);
   const hasHandler = (workflow: Workflow | null) => HANDLER_NAME.test(name) && !!workflow?.handlers[KIND_TO_LIST[kind]].includes(name);
@@ -61,7 +61,7 @@ async function interact(c: Context<AppEnv>, kind: Kind, name: string) {
 
 export function registerInteractions(app: App) {
   for (const kind of ["signal", "query", "update"] as const) {
-    app.post(`/workflow/:id/${kind}/:name`, (c) => interact(c, kind, c.req.param("name")));
+    app.post(`/workflow/:id/${kind}/:name`, ownedRun(), (c) => interact(c, kind, c.req.param("name")));
   }
-  app.post("/workflow/:id/feedback", (c) => interact(c, "signal", FEEDBACK_SIGNAL));
+  app.post("/workflow/:id/feedback", ownedRun(), (c) => interact(c, "signal", FEEDBACK_SIGNAL));
 }

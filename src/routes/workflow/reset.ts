@@ -1,14 +1,15 @@
 import type { Context } from "hono";
+import { createMiddleware } from "hono/factory";
 import { z } from "zod";
 import type { App, AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
 import { HostClient } from "../../host-client.ts";
 import { readJsonOrEmpty } from "../../middleware/json-body/index.ts";
+import { type OwnedRunEnv, ownedRun } from "../../middleware/owned-run/index.ts";
 import { runStream } from "../../run-stream-client.ts";
-import { findRunNearby } from "../../services/runs.ts";
 import { RESET_HOST_TIMEOUT_MS } from "../../../durable-objects/run-stream/reset-mark.ts";
 import { runResetEvent } from "../../shared/run-events.ts";
-import { parsePinnedRunId } from "./history.ts";
+import { type PinnedRunEnv, pinnedRunParam } from "./history.ts";
 import { parseWorkflowIdParam } from "./params.ts";
 import { markDeprecated } from "./stop.ts";
 
@@ -24,12 +25,21 @@ export const resetBody = z.object({
  * step's activity completed. Answers the NEW run's id; the workflow's row, its RunStream and its
  * streams follow the new run. 404 `step_not_found`, 409 `step_not_completed`.
  */
-async function reset(c: Context<AppEnv>, pinnedRunId: string | undefined): Promise<Response> {
-  const workflowId = parseWorkflowIdParam(c.req.param("id")!);
-  const body = await readJsonOrEmpty(c, resetBody);
-  // Ownership only (read near the Worker); the host decides whether the run can be reset.
+type ResetBodyEnv = AppEnv & { Variables: { resetBody: z.infer<typeof resetBody> } };
+
+/** The id and the body, both 400 before the ownership read. */
+const resetRequest = createMiddleware<ResetBodyEnv>(async (c, next) => {
+  parseWorkflowIdParam(c.req.param("id")!);
+  c.set("resetBody", await readJsonOrEmpty(c, resetBody));
+  await next();
+});
+
+async function reset(c: Context<PinnedRunEnv & ResetBodyEnv & OwnedRunEnv>): Promise<Response> {
+  const pinnedRunId = c.get("pinnedRunId");
+  const body = c.get("resetBody");
+  // Ownership only (ownedRun, read near the Worker); the host decides whether the run can be reset.
   const organizationId = c.get("auth").organizationId;
-  const { run } = await findRunNearby(c.env, organizationId, workflowId);
+  const { workflowId, run } = c.get("ownedRun");
   // The run's DO marks the reset pending, then (metered) holds what a start of the run's kind
   // would, before the host is asked: the replaced run's end, which Temporal sends when it
   // terminates it, may reach the DO before this route records the new run, and must not settle
@@ -62,6 +72,7 @@ async function reset(c: Context<AppEnv>, pinnedRunId: string | undefined): Promi
 }
 
 export function registerReset(app: App) {
-  app.post("/workflow/:id/reset", (c) => reset(c, undefined));
-  app.post("/workflow/:id/runs/:rid/reset", (c) => reset(c, parsePinnedRunId(c.req.param("rid"))));
+  for (const path of ["/workflow/:id/reset", "/workflow/:id/runs/:rid/reset"]) {
+    app.post(path, pinnedRunParam, resetRequest, ownedRun(), reset);
+  }
 }

@@ -1,8 +1,9 @@
 import type { App } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
+import { ownedRun } from "../../middleware/owned-run/index.ts";
 import { isTerminal } from "../../shared/run-status.ts";
 import { outputResult } from "./result-body.ts";
-import { targetRun, targetRunView, unpinnedAndPinned } from "./run-target.ts";
+import { targetParams, targetRun, targetRunView, unpinnedAndPinned } from "./run-target.ts";
 
 /**
  * GET /workflow/:id/result and /workflow/:id/runs/:rid/result: the result of a run that has
@@ -10,7 +11,7 @@ import { targetRun, targetRunView, unpinnedAndPinned } from "./run-target.ts";
  */
 export function registerResult(app: App) {
   for (const path of unpinnedAndPinned("result")) {
-    app.get(path, async (c) => {
+    app.get(path, targetParams, ownedRun(), async (c) => {
       const { run, attributes } = await targetRunView(c, { attributes: true });
       if (!isTerminal(run.status)) {
         throw new ApiError(
@@ -29,7 +30,7 @@ export function registerResult(app: App) {
 /** GET /workflow/:id/input and /workflow/:id/runs/:rid/input: the run's input, also while it runs. */
 export function registerInput(app: App) {
   for (const path of unpinnedAndPinned("input")) {
-    app.get(path, async (c) => {
+    app.get(path, targetParams, ownedRun(), async (c) => {
       const run = await targetRun(c, { settle: false });
       return c.json({ workflowId: run.temporalWorkflowId, runId: run.temporalRunId, input: run.input ?? null });
     });

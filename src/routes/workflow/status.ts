@@ -1,5 +1,6 @@
 import type { App } from "../../app-env.ts";
-import { targetRun, unpinnedAndPinned } from "./run-target.ts";
+import { ownedRun } from "../../middleware/owned-run/index.ts";
+import { targetParams, targetRun, unpinnedAndPinned } from "./run-target.ts";
 
 /** Output's times: epoch milliseconds, or '' when there is none (yet). */
 const epochMs = (iso: string | null) => (iso ? Date.parse(iso) : "");
@@ -11,7 +12,7 @@ const epochMs = (iso: string | null) => (iso ? Date.parse(iso) : "");
  */
 export function registerStatus(app: App) {
   for (const path of unpinnedAndPinned("status")) {
-    app.get(path, async (c) => {
+    app.get(path, targetParams, ownedRun(), async (c) => {
       const run = await targetRun(c);
       return c.json({
         workflowId: run.temporalWorkflowId,

@@ -1,12 +1,14 @@
 import { z } from "zod";
 import type { Context } from "hono";
+import { createMiddleware } from "hono/factory";
 import type { App, AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
 import { HostClient } from "../../host-client.ts";
 import { readJsonOrEmpty } from "../../middleware/json-body/index.ts";
+import { ownedRun } from "../../middleware/owned-run/index.ts";
 import { isTerminal } from "../../shared/run-status.ts";
 import type { Run } from "../../db/schema.ts";
-import { targetRun } from "./run-target.ts";
+import { type RunTargetEnv, targetParams, targetRun } from "./run-target.ts";
 
 export const terminateBody = z.object({ reason: z.string().max(1000).optional() });
 
@@ -14,14 +16,29 @@ export const terminateBody = z.object({ reason: z.string().max(1000).optional() 
 export const UNPINNED_SUNSET = "Thu, 16 Jul 2026 00:00:00 GMT";
 
 /** Output's Deprecation / Sunset / Link headers on an unpinned route whose successor is pinned. */
-export function markDeprecated(c: Context<AppEnv>, action: string): void {
+export function markDeprecated<E extends AppEnv>(c: Context<E>, action: string): void {
   c.header("deprecation", "true");
   c.header("sunset", UNPINNED_SUNSET);
   c.header("link", `</workflow/{id}/runs/{rid}/${action}>; rel="successor-version"`);
 }
 
+/** The unpinned route's deprecation headers, set first: its errors carry them too. */
+const deprecatedUnless = (pinned: boolean, action: string) =>
+  createMiddleware<AppEnv>(async (c, next) => {
+    if (!pinned) markDeprecated(c, action);
+    await next();
+  });
+
+type TerminateBodyEnv = AppEnv & { Variables: { terminateBody: z.infer<typeof terminateBody> } };
+
+/** A terminate's body: 400 before the params and the ownership read. */
+const terminateRequest = createMiddleware<TerminateBodyEnv>(async (c, next) => {
+  c.set("terminateBody", await readJsonOrEmpty(c, terminateBody));
+  await next();
+});
+
 /** Output answers stop/terminate of a run that has ended with 404 (Temporal: already completed). */
-async function openRunOr404(c: Context<AppEnv>): Promise<Run> {
+async function openRunOr404<E extends RunTargetEnv>(c: Context<E>): Promise<Run> {
   // The stored row is enough: a run that closed before the row knew is the host's run_finished, the same 404 (asEnded).
   const run = await targetRun(c, { settle: false });
   if (isTerminal(run.status)) throw ended(run);
@@ -53,8 +70,7 @@ function asEnded(err: unknown, run: Run): unknown {
 export function registerStop(app: App) {
   for (const pinned of [false, true]) {
     const base = pinned ? "/workflow/:id/runs/:rid" : "/workflow/:id";
-    app.patch(`${base}/stop`, async (c) => {
-      if (!pinned) markDeprecated(c, "stop");
+    app.patch(`${base}/stop`, deprecatedUnless(pinned, "stop"), targetParams, ownedRun(), async (c) => {
       const run = await openRunOr404(c);
       await new HostClient(c.env).cancel(run.temporalWorkflowId).catch((err: unknown) => {
         throw asEnded(err, run);
@@ -62,9 +78,8 @@ export function registerStop(app: App) {
       return c.json({ workflowId: run.temporalWorkflowId, runId: run.temporalRunId, status: "cancelling" }, 200);
     });
 
-    app.post(`${base}/terminate`, async (c) => {
-      if (!pinned) markDeprecated(c, "terminate");
-      const { reason } = await readJsonOrEmpty(c, terminateBody);
+    app.post(`${base}/terminate`, deprecatedUnless(pinned, "terminate"), terminateRequest, targetParams, ownedRun(), async (c) => {
+      const { reason } = c.get("terminateBody");
       const run = await openRunOr404(c);
       await new HostClient(c.env).terminate(run.temporalWorkflowId, reason).catch((err: unknown) => {
         throw asEnded(err, run);

@@ -1,20 +1,27 @@
-import type { App } from "../../app-env.ts";
+import { createMiddleware } from "hono/factory";
+import type { App, AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
-import { findRunNearby } from "../../services/runs.ts";
+import { ownedRun } from "../../middleware/owned-run/index.ts";
 import { mintStreamToken } from "../../stream-tokens.ts";
-import { parseWorkflowIdParam } from "./params.ts";
+
+/** A stream token cannot mint another: 401 before the ownership read. */
+const needsApiKey = createMiddleware<AppEnv>(async (c, next) => {
+  if (!c.get("auth").apiKeyId) throw new ApiError("unauthorized", "minting a stream token needs an API key");
+  await next();
+});
 
 /**
  * POST /workflow/:id/stream-token: a fresh run-scoped token for `?token=` on the run's streams
  * (for a browser whose token from start/run has expired). Needs an API key, not a token.
+ * Ownership (ownedRun) never changes once the row exists, so a replica may answer it.
  */
 export function registerStreamToken(app: App) {
-  app.post("/workflow/:id/stream-token", async (c) => {
-    const auth = c.get("auth");
-    if (!auth.apiKeyId) throw new ApiError("unauthorized", "minting a stream token needs an API key");
-    const workflowId = parseWorkflowIdParam(c.req.param("id"));
-    await findRunNearby(c.env, auth.organizationId, workflowId); // ownership: never changes, a replica may answer
-    const { token, expiresAt } = await mintStreamToken(c.env.STREAM_TOKEN_SECRET, { organizationId: auth.organizationId, workflowId });
+  app.post("/workflow/:id/stream-token", needsApiKey, ownedRun(), async (c) => {
+    const { workflowId } = c.get("ownedRun");
+    const { token, expiresAt } = await mintStreamToken(c.env.STREAM_TOKEN_SECRET, {
+      organizationId: c.get("auth").organizationId,
+      workflowId,
+    });
     return c.json({ workflowId, token, expiresAt });
   });
 }
