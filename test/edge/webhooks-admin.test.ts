@@ -9,6 +9,7 @@ import app from "../../src/index.ts";
 import { webhookUrlProblem } from "../../src/webhooks/url-policy.ts";
 import { refusedRange } from "../../src/shared/ip-ranges.ts";
 import { openSecret, sealSecret, webhookSecretAad } from "../../src/shared/secret-box.ts";
+import type { SealReport } from "../../src/webhooks/secret-reseal.ts";
 import { generateWebhookSecret } from "../../src/webhooks/signing.ts";
 import { admin, seedOrganization, TEST_ADMIN_KEY, type ErrorBody } from "./helpers.ts";
 
@@ -57,13 +58,6 @@ describe("webhook endpoints: happy path", () => {
 });
 
 const SEAL = "/admin/v1/webhooks/seal-secrets";
-interface SealReport {
-  sealed: number;
-  resealed: number;
-  alreadyCurrent: number;
-  unreadable: Array<{ organizationId: string; webhookId: string; error: string }>;
-  next: string | null;
-}
 const stored = async (id: string) =>
   (await env.DB.prepare("SELECT secret FROM webhook_endpoints WHERE id = ?").bind(id).first<{ secret: string }>())!.secret;
 const setStored = (id: string, secret: string) =>
@@ -217,9 +211,10 @@ describe("webhook endpoints: errors when WEBHOOK_SECRET_KEYS is missing or malfo
   const endpointRows = (organizationId: string) =>
     env.DB.prepare("SELECT id, secret, updated_at FROM webhook_endpoints WHERE organization_id = ? ORDER BY id").bind(organizationId).all();
 
-  it("create and rotate answer 500 with a code naming the missing secret, log it, and write nothing", async () => {
+  it("create, rotate and seal-secrets answer 500 with a code naming the missing secret, log it, and write nothing", async () => {
     const { organizationId } = await seedOrganization();
     const existing = (await (await admin("POST", base(organizationId), { url: "https://hooks.example.com/a" })).json()) as { id: string };
+    const legacy = await legacyEndpoint(organizationId);
     const before = (await endpointRows(organizationId)).results;
     const logged = vi.spyOn(console, "error").mockImplementation(() => undefined);
     try {
@@ -232,45 +227,24 @@ describe("webhook endpoints: errors when WEBHOOK_SECRET_KEYS is missing or malfo
       ] as const) {
         const create = await adminWithKeys(keys, "POST", base(organizationId), { url: "https://hooks.example.com/b" });
         const rotate = await adminWithKeys(keys, "POST", `${base(organizationId)}/${existing.id}/rotate-secret`);
-        for (const res of [create, rotate]) {
+        const seal = await adminWithKeys(keys, "POST", SEAL);
+        for (const res of [create, rotate, seal]) {
           const error = ((await res.json()) as ErrorBody).error;
           expect([keys, res.status, error.code]).toEqual([keys, 500, code]);
           expect(error.message).toContain("WEBHOOK_SECRET_KEYS secret is");
           expect(error.message).toContain(code.endsWith("missing") ? "not set; the operator must set it" : "malformed");
           expect(error.message).toContain("nothing was written");
         }
-        expect(logged.mock.calls.filter(([line]) => String(line).includes(`"code":"${code}"`)).length).toBeGreaterThanOrEqual(2);
+        expect(logged.mock.calls.filter(([line]) => String(line).includes(`"code":"${code}"`)).length).toBeGreaterThanOrEqual(3);
       }
     } finally {
       logged.mockRestore();
     }
-    // Nothing half-written: no new endpoint, the existing one's secret and timestamp as they were.
-    expect((await endpointRows(organizationId)).results).toEqual(before);
-    // The configured keys still work: the failure was the configuration's, not the data's.
-    expect((await admin("POST", `${base(organizationId)}/${existing.id}/rotate-secret`)).status).toBe(200);
-  });
-
-  it("seal-secrets answers 500 with the same codes and writes nothing; with the keys configured it seals", async () => {
-    const { organizationId } = await seedOrganization();
-    const legacy = await legacyEndpoint(organizationId);
-    const before = (await endpointRows(organizationId)).results;
-    const logged = vi.spyOn(console, "error").mockImplementation(() => undefined);
-    try {
-      for (const [keys, code] of [
-        [undefined, "webhook_secret_keys_missing"],
-        ["", "webhook_secret_keys_missing"],
-        ["k1:c2hvcnQ=", "webhook_secret_keys_invalid"],
-      ] as const) {
-        const res = await adminWithKeys(keys, "POST", SEAL);
-        const error = ((await res.json()) as ErrorBody).error;
-        expect([keys, res.status, error.code]).toEqual([keys, 500, code]);
-        expect(error.message).toContain("nothing was written");
-      }
-    } finally {
-      logged.mockRestore();
-    }
+    // Nothing half-written: no new endpoint, the existing one's secret and timestamp as they were, the legacy row still plain.
     expect((await endpointRows(organizationId)).results).toEqual(before);
     expect(await stored(legacy.id)).toBe(legacy.plain);
+    // The configured keys still work: the failure was the configuration's, not the data's.
+    expect((await admin("POST", `${base(organizationId)}/${existing.id}/rotate-secret`)).status).toBe(200);
     expect(total(await sealAll(), "sealed")).toBe(1);
     expect(await stored(legacy.id)).toMatch(/^enc1:edge2:/);
   });
