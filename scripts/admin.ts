@@ -41,6 +41,7 @@ function usage(only?: string): string {
     "  npm run admin -- keys create org_acme --name backend --rate-limit 120",
     "  npm run admin -- credits grant org_acme 100000 --note 'trial'",
     "  npm run admin -- webhooks create org_acme --endpoint https://example.com/hooks --events run.failed,run.timed_out",
+    "  npm run admin -- webhooks seal-secrets",
     '  npm run admin -- run hello --org org_acme --input \'{"name":"Ada"}\'',
   );
   return lines.join("\n");

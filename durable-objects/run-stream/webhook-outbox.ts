@@ -21,12 +21,15 @@
  *   copied from another row) is logged as that attempt's error and nothing is sent. A missing or
  *   malformed WEBHOOK_SECRET_KEYS is that too (`webhook_secret_keys_missing: …` in the attempt's
  *   error), and also an error line in the Worker's log; the delivery stays pending and is retried
- *   with backoff until the operator sets the secret (or the retry window ends: failed).
+ *   with backoff until the operator sets the secret (or the retry window ends: failed). A legacy
+ *   plain secret, or one sealed under an older key, is sealed under the newest key as it is used
+ *   (src/webhooks/secret-reseal.ts: the same secret, one conditional UPDATE, beside the send).
  * - Nothing here is awaited by `record`: deliveries run in the alarm, and outbound fetches let
  *   the DO serve its other requests meanwhile.
  */
 import { aggregate, type Attribute } from "../../src/shared/aggregations.ts";
 import { openSecret, secretKeysProblem, webhookSecretAad } from "../../src/shared/secret-box.ts";
+import { resealOnUse } from "../../src/webhooks/secret-reseal.ts";
 import { eventTypeForStatus, webhookHeaders } from "../../src/webhooks/signing.ts";
 import { urlPolicyFrom, webhookUrlProblem } from "../../src/webhooks/url-policy.ts";
 import type { EventLog } from "./event-log.ts";
@@ -248,9 +251,12 @@ export class WebhookOutbox {
     let responseStatus: number | null = null;
     let error: string | null = webhookUrlProblem(endpoint.url, urlPolicyFrom(env));
     let secret: string | null = null;
+    let sealing: Promise<void> | null = null;
     if (error === null) {
       try {
         secret = await openSecret(env.WEBHOOK_SECRET_KEYS, endpoint.secret, webhookSecretAad(row.organization_id, row.endpoint_id));
+        // A legacy plain value (or one under an older key) is sealed in place, beside the send, not before it.
+        sealing = resealOnUse(env, row.organization_id, row.endpoint_id, endpoint.secret);
       } catch (err) {
         const keys = secretKeysProblem(err);
         error = `the signing secret could not be read: ${err instanceof Error ? err.message : String(err)}`;
@@ -319,6 +325,7 @@ export class WebhookOutbox {
         JSON.stringify({ level: "warn", message: "webhook attempt not logged", deliveryId: row.delivery_id, error: String(err) }),
       );
     }
+    await sealing; // never rejects (a failure is a WARN line; the next attempt tries again)
   }
 
   /** Outbox rows (tests and diagnostics). */

@@ -1,6 +1,7 @@
 /** Admin API commands for completion webhook endpoints (/admin/v1/organizations/:orgId/webhooks). */
 import { integer, required, str } from "./args.ts";
 import { answer, type Command } from "./command.ts";
+import type { JsonClient } from "./http.ts";
 import { err, out, printFields, printTable } from "./output.ts";
 
 interface Webhook {
@@ -25,6 +26,14 @@ interface Delivery {
   nextAttemptAt: string | null;
 }
 
+interface SealReport {
+  sealed: number;
+  resealed: number;
+  alreadyCurrent: number;
+  unreadable: Array<{ organizationId: string; webhookId: string; error: string }>;
+  next: string | null;
+}
+
 const seg = encodeURIComponent;
 const base = (orgId: string) => `/admin/v1/organizations/${seg(orgId)}/webhooks`;
 
@@ -38,6 +47,24 @@ function showSecret(webhook: Webhook, verb: string) {
   console.log(`  ${out.bold(webhook.secret ?? "")}`);
   console.log("");
   console.error(err.yellow("Store this signing secret now: it will not be shown again (rotate-secret makes a new one)."));
+}
+
+/** Calls POST /admin/v1/webhooks/seal-secrets until it has seen every row (each call works up to 500), summing the counts. */
+async function sealAll(admin: JsonClient): Promise<Omit<SealReport, "next">> {
+  const total: Omit<SealReport, "next"> = { sealed: 0, resealed: 0, alreadyCurrent: 0, unreadable: [] };
+  let after: string | null = "";
+  while (after !== null) {
+    const page: SealReport = await admin.request<SealReport>(
+      "POST",
+      `/admin/v1/webhooks/seal-secrets${after ? `?after=${seg(after)}` : ""}`,
+    );
+    total.sealed += page.sealed;
+    total.resealed += page.resealed;
+    total.alreadyCurrent += page.alreadyCurrent;
+    total.unreadable.push(...page.unreadable);
+    after = page.next;
+  }
+  return total;
 }
 
 export const webhookCommands: Command[] = [
@@ -96,6 +123,30 @@ export const webhookCommands: Command[] = [
       answer(ctx, ctx.admin().request<Webhook>("POST", `${base(ctx.operands[0]!)}/${seg(ctx.operands[1]!)}/rotate-secret`), (w) =>
         showSecret(w, "rotated"),
       ),
+  },
+  {
+    words: ["webhooks", "seal-secrets"],
+    operands: [],
+    options: [],
+    summary: "seal every signing secret still stored plain (or under an older key), all organizations; secrets do not change",
+    run: (ctx) =>
+      answer(ctx, sealAll(ctx.admin()), (total) => {
+        console.log(`${out.green("sealed")} webhook signing secrets in place (the secrets themselves are unchanged)`);
+        printFields([
+          ["sealed (were plain)", total.sealed],
+          ["resealed (older key)", total.resealed],
+          ["already current", total.alreadyCurrent],
+          ["unreadable", total.unreadable.length],
+        ]);
+        if (total.unreadable.length > 0) {
+          console.log("");
+          printTable(
+            ["ORGANIZATION", "WEBHOOK", "ERROR"],
+            total.unreadable.map((u) => [u.organizationId, u.webhookId, u.error]),
+          );
+          console.error(err.yellow("Unreadable rows are left as they are: list their key in WEBHOOK_SECRET_KEYS, or rotate their secret."));
+        }
+      }),
   },
   {
     words: ["webhooks", "deliveries"],

@@ -4,7 +4,8 @@
  * (the row's identity), so a ciphertext copied onto another row does not decrypt.
  *
  * Stored form: `enc1:<keyId>:<base64 iv>:<base64 ciphertext+tag>`. A value without the `enc1:`
- * prefix is a legacy plain value and is returned as is (it is encrypted on its next write).
+ * prefix is a legacy plain value and is returned as is; `resealSecret` seals it (and re-seals a
+ * value under an older key) without changing the secret (src/webhooks/secret-reseal.ts).
  *
  * Keys: a comma-separated list `<keyId>:<base64 32-byte key>` (the WEBHOOK_SECRET_KEYS secret).
  * The first key encrypts; any listed key decrypts. To rotate, put a new key first and keep the
@@ -126,6 +127,27 @@ export async function openSecret(keys: string | undefined, stored: string, aad: 
       "the stored secret does not decrypt for this row (wrong key, or copied from another row)",
     );
   }
+}
+
+/** The id of the key that seals new values (the first listed); throws when the keys are missing or malformed. */
+export async function currentKeyId(keys: string | undefined): Promise<string> {
+  return (await keyring(keys)).currentId;
+}
+
+/**
+ * The same secret sealed under the newest key when `stored` is not already: a legacy plain value
+ * (`kind: "sealed"`) or one sealed under an older listed key (`kind: "resealed"`); null when it is
+ * current. Throws a SecretBoxError when the keys are missing or malformed, or the value does not open.
+ */
+export async function resealSecret(
+  keys: string | undefined,
+  stored: string,
+  aad: string,
+): Promise<{ kind: "sealed" | "resealed"; value: string } | null> {
+  const current = await currentKeyId(keys);
+  if (stored.startsWith(`${SEALED_PREFIX}${current}:`)) return null;
+  const plain = await openSecret(keys, stored, aad);
+  return { kind: isSealed(stored) ? "resealed" : "sealed", value: await sealSecret(keys, plain, aad) };
 }
 
 /** The additional authenticated data of a webhook endpoint's signing secret. */

@@ -1,4 +1,4 @@
-/** `npm run admin -- webhooks ...` against the whole stack: create (secret once), list, rotate, deliveries, delete, errors. */
+/** `npm run admin -- webhooks ...` against the whole stack: create (secret once), list, rotate, deliveries, delete, seal-secrets, errors. */
 import { spawn } from "node:child_process";
 import { resolve } from "node:path";
 import { describe, expect, inject, it } from "vitest";
@@ -73,5 +73,28 @@ describe("admin CLI: webhooks", () => {
     const missing = await cli(["webhooks", "create", orgId]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain("--endpoint is required");
+  });
+
+  it("seal-secrets seals every stored secret in place and prints the counts; --json gives the summed answer", async () => {
+    const orgId = `org_cli_seal_${Math.random().toString(36).slice(2, 8)}`;
+    expect((await cli(["orgs", "create", "--name", "Seal", "--id", orgId])).code).toBe(0);
+    expect((await cli(["webhooks", "create", orgId, "--endpoint", "https://hooks.example.com/seal"])).code).toBe(0);
+
+    const sealed = await cli(["webhooks", "seal-secrets"]);
+    expect(sealed.code, sealed.stderr).toBe(0);
+    expect(sealed.stdout).toMatch(/sealed \(were plain\)\s+\d+/);
+    expect(sealed.stdout).toMatch(/already current\s+[1-9]\d*/);
+    expect(sealed.stdout).not.toContain("whsec_");
+
+    const json = await cli(["webhooks", "seal-secrets", "--json"]);
+    expect(json.code, json.stderr).toBe(0);
+    const answer = JSON.parse(json.stdout) as { sealed: number; resealed: number; alreadyCurrent: number; unreadable: unknown[] };
+    // Everything was sealed by the first call: this one seals nothing.
+    expect(answer).toMatchObject({ sealed: 0, resealed: 0 });
+    expect(answer.alreadyCurrent).toBeGreaterThanOrEqual(1);
+
+    const extra = await cli(["webhooks", "seal-secrets", orgId]);
+    expect(extra.code).toBe(1);
+    expect(extra.stderr).toContain(`unexpected argument "${orgId}"`);
   });
 });

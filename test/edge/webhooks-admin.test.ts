@@ -1,11 +1,16 @@
-/** Admin API for webhook endpoints: happy path, errors, and security (secrets, tenants, URLs). */
+/**
+ * Admin API for webhook endpoints: happy path, errors, and security (secrets, tenants, URLs), and
+ * POST /admin/v1/webhooks/seal-secrets (legacy plain and older-key secrets sealed in place).
+ */
 import { createExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
 import app from "../../src/index.ts";
 import { webhookUrlProblem } from "../../src/webhooks/url-policy.ts";
 import { refusedRange } from "../../src/shared/ip-ranges.ts";
-import { openSecret, webhookSecretAad } from "../../src/shared/secret-box.ts";
+import { openSecret, sealSecret, webhookSecretAad } from "../../src/shared/secret-box.ts";
+import type { SealReport } from "../../src/webhooks/secret-reseal.ts";
+import { generateWebhookSecret } from "../../src/webhooks/signing.ts";
 import { admin, seedOrganization, TEST_ADMIN_KEY, type ErrorBody } from "./helpers.ts";
 
 const base = (org: string) => `/admin/v1/organizations/${org}/webhooks`;
@@ -52,6 +57,103 @@ describe("webhook endpoints: happy path", () => {
   });
 });
 
+const SEAL = "/admin/v1/webhooks/seal-secrets";
+const stored = async (id: string) =>
+  (await env.DB.prepare("SELECT secret FROM webhook_endpoints WHERE id = ?").bind(id).first<{ secret: string }>())!.secret;
+const setStored = (id: string, secret: string) =>
+  env.DB.prepare("UPDATE webhook_endpoints SET secret = ? WHERE id = ?").bind(secret, id).run();
+
+/** An endpoint of `organizationId` whose row holds its secret as rows written before encryption do: plain. */
+async function legacyEndpoint(organizationId: string) {
+  const created = (await (await admin("POST", base(organizationId), { url: "https://hooks.example.com/legacy" })).json()) as { id: string };
+  const plain = generateWebhookSecret();
+  await setStored(created.id, plain);
+  return { id: created.id, plain };
+}
+
+/** POST seal-secrets until `next` is null; every answer, in order. */
+async function sealAll(): Promise<SealReport[]> {
+  const pages: SealReport[] = [];
+  let after: string | null = "";
+  while (after !== null) {
+    const res = await admin("POST", after ? `${SEAL}?after=${after}` : SEAL);
+    expect(res.status).toBe(200);
+    const page = (await res.json()) as SealReport;
+    pages.push(page);
+    after = page.next;
+  }
+  return pages;
+}
+const total = (pages: SealReport[], field: "sealed" | "resealed" | "alreadyCurrent") => pages.reduce((n, p) => n + p[field], 0);
+
+describe("sealing stored webhook secrets in bulk: happy path", () => {
+  it("seals legacy plain rows (deleted endpoints' too) and re-seals older-key rows, secrets unchanged; current rows untouched; idempotent", async () => {
+    const { organizationId } = await seedOrganization();
+    const legacy = await legacyEndpoint(organizationId);
+    const deleted = await legacyEndpoint(organizationId);
+    await admin("DELETE", `${base(organizationId)}/${deleted.id}`);
+    const current = (await (await admin("POST", base(organizationId), { url: "https://hooks.example.com/current" })).json()) as {
+      id: string;
+      secret: string;
+    };
+    const currentBefore = await stored(current.id);
+    const older = (await (await admin("POST", base(organizationId), { url: "https://hooks.example.com/older" })).json()) as {
+      id: string;
+      secret: string;
+    };
+    const aad = (id: string) => webhookSecretAad(organizationId, id);
+    const edge1 = env.WEBHOOK_SECRET_KEYS.split(",").find((k) => k.startsWith("edge1:"))!;
+    await setStored(older.id, await sealSecret(edge1, older.secret, aad(older.id)));
+
+    const first = await sealAll();
+    expect(total(first, "sealed")).toBe(2);
+    expect(total(first, "resealed")).toBe(1);
+    expect(total(first, "alreadyCurrent")).toBeGreaterThanOrEqual(1);
+    expect(first.flatMap((p) => p.unreadable)).toEqual([]);
+    for (const [id, secret] of [
+      [legacy.id, legacy.plain],
+      [deleted.id, deleted.plain],
+      [older.id, older.secret],
+    ] as const) {
+      const value = await stored(id);
+      expect(value).toMatch(/^enc1:edge2:/);
+      expect(value).not.toContain(secret);
+      expect(await openSecret(env.WEBHOOK_SECRET_KEYS, value, aad(id))).toBe(secret);
+    }
+    // A row already under the newest key is not rewritten.
+    expect(await stored(current.id)).toBe(currentBefore);
+
+    const second = await sealAll();
+    expect([total(second, "sealed"), total(second, "resealed")]).toEqual([0, 0]);
+    expect(total(second, "alreadyCurrent")).toBe(total(first, "alreadyCurrent") + 3);
+  });
+
+  it("works through a large table in bounded pages: `next` until null, 500 rows a call at most", async () => {
+    const { organizationId } = await seedOrganization();
+    const rows = Array.from({ length: 520 }, (_, i) => ({
+      id: `whk_bulk_${String(i).padStart(4, "0")}_${organizationId}`,
+      plain: generateWebhookSecret(),
+    }));
+    const insert = env.DB.prepare(
+      "INSERT INTO webhook_endpoints (id, organization_id, url, events, secret) VALUES (?, ?, 'https://hooks.example.com/b', '[\"run.completed\"]', ?)",
+    );
+    await env.DB.batch(rows.map((r) => insert.bind(r.id, organizationId, r.plain)));
+
+    const pages = await sealAll();
+    expect(pages.length).toBeGreaterThanOrEqual(2);
+    for (const page of pages) expect(page.sealed + page.resealed + page.alreadyCurrent + page.unreadable.length).toBeLessThanOrEqual(500);
+    expect(total(pages, "sealed")).toBe(520);
+    const left = await env.DB.prepare(
+      "SELECT count(*) AS n FROM webhook_endpoints WHERE organization_id = ? AND secret NOT LIKE 'enc1:edge2:%'",
+    )
+      .bind(organizationId)
+      .first<{ n: number }>();
+    expect(left!.n).toBe(0);
+    const last = rows[519]!;
+    expect(await openSecret(env.WEBHOOK_SECRET_KEYS, await stored(last.id), webhookSecretAad(organizationId, last.id))).toBe(last.plain);
+  });
+});
+
 describe("webhook endpoints: errors", () => {
   it("names each bad request with a stable code", async () => {
     const { organizationId } = await seedOrganization();
@@ -87,6 +189,10 @@ describe("webhook endpoints: errors", () => {
     await admin("DELETE", `${base(organizationId)}/${created.id}`);
     expect((await admin("DELETE", `${base(organizationId)}/${created.id}`)).status).toBe(404);
     expect((await admin("POST", `${base(organizationId)}/${created.id}/rotate-secret`)).status).toBe(404);
+    for (const query of ["?after=..%2Fx", `?after=${"x".repeat(65)}`, "?limit=5"]) {
+      const res = await admin("POST", `${SEAL}${query}`);
+      expect([query, res.status, ((await res.json()) as ErrorBody).error.code]).toEqual([query, 400, "invalid_request"]);
+    }
   });
 });
 
@@ -105,9 +211,10 @@ describe("webhook endpoints: errors when WEBHOOK_SECRET_KEYS is missing or malfo
   const endpointRows = (organizationId: string) =>
     env.DB.prepare("SELECT id, secret, updated_at FROM webhook_endpoints WHERE organization_id = ? ORDER BY id").bind(organizationId).all();
 
-  it("create and rotate answer 500 with a code naming the missing secret, log it, and write nothing", async () => {
+  it("create, rotate and seal-secrets answer 500 with a code naming the missing secret, log it, and write nothing", async () => {
     const { organizationId } = await seedOrganization();
     const existing = (await (await admin("POST", base(organizationId), { url: "https://hooks.example.com/a" })).json()) as { id: string };
+    const legacy = await legacyEndpoint(organizationId);
     const before = (await endpointRows(organizationId)).results;
     const logged = vi.spyOn(console, "error").mockImplementation(() => undefined);
     try {
@@ -120,22 +227,26 @@ describe("webhook endpoints: errors when WEBHOOK_SECRET_KEYS is missing or malfo
       ] as const) {
         const create = await adminWithKeys(keys, "POST", base(organizationId), { url: "https://hooks.example.com/b" });
         const rotate = await adminWithKeys(keys, "POST", `${base(organizationId)}/${existing.id}/rotate-secret`);
-        for (const res of [create, rotate]) {
+        const seal = await adminWithKeys(keys, "POST", SEAL);
+        for (const res of [create, rotate, seal]) {
           const error = ((await res.json()) as ErrorBody).error;
           expect([keys, res.status, error.code]).toEqual([keys, 500, code]);
           expect(error.message).toContain("WEBHOOK_SECRET_KEYS secret is");
           expect(error.message).toContain(code.endsWith("missing") ? "not set; the operator must set it" : "malformed");
           expect(error.message).toContain("nothing was written");
         }
-        expect(logged.mock.calls.filter(([line]) => String(line).includes(`"code":"${code}"`)).length).toBeGreaterThanOrEqual(2);
+        expect(logged.mock.calls.filter(([line]) => String(line).includes(`"code":"${code}"`)).length).toBeGreaterThanOrEqual(3);
       }
     } finally {
       logged.mockRestore();
     }
-    // Nothing half-written: no new endpoint, the existing one's secret and timestamp as they were.
+    // Nothing half-written: no new endpoint, the existing one's secret and timestamp as they were, the legacy row still plain.
     expect((await endpointRows(organizationId)).results).toEqual(before);
+    expect(await stored(legacy.id)).toBe(legacy.plain);
     // The configured keys still work: the failure was the configuration's, not the data's.
     expect((await admin("POST", `${base(organizationId)}/${existing.id}/rotate-secret`)).status).toBe(200);
+    expect(total(await sealAll(), "sealed")).toBe(1);
+    expect(await stored(legacy.id)).toMatch(/^enc1:edge2:/);
   });
 
   it("rotating an endpoint that does not exist is 404 webhook_not_found, whether or not WEBHOOK_SECRET_KEYS is usable", async () => {
@@ -151,11 +262,15 @@ describe("webhook endpoints: errors when WEBHOOK_SECRET_KEYS is missing or malfo
       }
   });
 
-  it("the OpenAPI document lists both codes under 500 for create and rotate", async () => {
+  it("the OpenAPI document lists both codes under 500 for create, rotate and seal-secrets", async () => {
     const doc = (await (await app.fetch(new Request("http://edge.test/openapi.json"), env, createExecutionContext())).json()) as {
       paths: Record<string, Record<string, { responses: Record<string, { description: string }> }>>;
     };
-    for (const path of ["/admin/v1/organizations/{orgId}/webhooks", "/admin/v1/organizations/{orgId}/webhooks/{webhookId}/rotate-secret"]) {
+    for (const path of [
+      "/admin/v1/organizations/{orgId}/webhooks",
+      "/admin/v1/organizations/{orgId}/webhooks/{webhookId}/rotate-secret",
+      "/admin/v1/webhooks/seal-secrets",
+    ]) {
       const described = doc.paths[path]!.post!.responses["500"]!.description;
       expect([path, described]).toEqual([path, expect.stringContaining("`webhook_secret_keys_missing`, `webhook_secret_keys_invalid`")]);
     }
@@ -168,6 +283,59 @@ describe("webhook endpoints: security", () => {
     expect((await admin("GET", base(organizationId), undefined, "wrong")).status).toBe(401);
     // A tenant's own API key is not an admin key.
     expect((await admin("POST", base(organizationId), { url: "https://a.example.com" }, key)).status).toBe(401);
+  });
+
+  it("seal-secrets needs the admin key, and refused, it writes nothing", async () => {
+    const { organizationId, key } = await seedOrganization();
+    const legacy = await legacyEndpoint(organizationId);
+    for (const credential of ["wrong", key]) {
+      const res = await admin("POST", SEAL, undefined, credential);
+      expect(res.status).toBe(401);
+      expect(((await res.json()) as ErrorBody).error.code).toBe("unauthorized");
+    }
+    expect(await stored(legacy.id)).toBe(legacy.plain);
+    await sealAll();
+  });
+
+  it("seal-secrets seals each organization's rows with their own row's AAD: a sealed value opens only on its own row", async () => {
+    const a = await seedOrganization();
+    const b = await seedOrganization();
+    const rowA = await legacyEndpoint(a.organizationId);
+    const rowB = await legacyEndpoint(b.organizationId);
+    await sealAll();
+    const sealedA = await stored(rowA.id);
+    const sealedB = await stored(rowB.id);
+    expect(await openSecret(env.WEBHOOK_SECRET_KEYS, sealedA, webhookSecretAad(a.organizationId, rowA.id))).toBe(rowA.plain);
+    expect(await openSecret(env.WEBHOOK_SECRET_KEYS, sealedB, webhookSecretAad(b.organizationId, rowB.id))).toBe(rowB.plain);
+    // Not on the other organization's row, nor under the other organization with the same endpoint id.
+    for (const aad of [webhookSecretAad(b.organizationId, rowB.id), webhookSecretAad(b.organizationId, rowA.id)]) {
+      await expect(openSecret(env.WEBHOOK_SECRET_KEYS, sealedA, aad)).rejects.toMatchObject({ code: "secret_not_authentic" });
+    }
+  });
+
+  it("seal-secrets leaves a value that does not open as it is and names it (moved from another row, or under an unlisted key)", async () => {
+    const { organizationId } = await seedOrganization();
+    const source = (await (await admin("POST", base(organizationId), { url: "https://hooks.example.com/src" })).json()) as { id: string };
+    const moved = (await (await admin("POST", base(organizationId), { url: "https://hooks.example.com/moved" })).json()) as { id: string };
+    const retired = (await (await admin("POST", base(organizationId), { url: "https://hooks.example.com/retired" })).json()) as {
+      id: string;
+    };
+    const sourceCipher = await stored(source.id);
+    const edge1 = env.WEBHOOK_SECRET_KEYS.split(",").find((k) => k.startsWith("edge1:"))!;
+    // Under an older key, so sealing would rewrite it if it opened here.
+    const movedValue = await sealSecret(edge1, "whsec_moved", webhookSecretAad(organizationId, source.id));
+    const retiredValue = sourceCipher.replace(/^enc1:edge2:/, "enc1:retired:");
+    await setStored(moved.id, movedValue);
+    await setStored(retired.id, retiredValue);
+    const unreadable = (await sealAll()).flatMap((p) => p.unreadable).filter((u) => u.organizationId === organizationId);
+    expect(unreadable.map((u) => u.webhookId).sort()).toEqual([moved.id, retired.id].sort());
+    expect(unreadable.find((u) => u.webhookId === moved.id)!.error).toMatch(/does not decrypt for this row/);
+    expect(unreadable.find((u) => u.webhookId === retired.id)!.error).toMatch(/key "retired", which is not configured/);
+    expect(await stored(moved.id)).toBe(movedValue);
+    expect(await stored(retired.id)).toBe(retiredValue);
+    expect(await stored(source.id)).toBe(sourceCipher);
+    // Removed, so that the tests after this one see no unreadable row but their own.
+    await env.DB.prepare("DELETE FROM webhook_endpoints WHERE id IN (?, ?)").bind(moved.id, retired.id).run();
   });
 
   it("one organization's endpoints are invisible and untouchable through another's path", async () => {

@@ -2,7 +2,8 @@
  * Webhook signing secrets at rest: D1 holds only `enc1:` ciphertexts (AES-256-GCM, bound to the
  * organization and endpoint ids), deliveries still verify with the plain secret, a ciphertext
  * moved to another row or sealed under an unknown key is a logged delivery error (nothing sent,
- * nothing else changed), and a legacy plain row still signs until its next write encrypts it.
+ * nothing else changed), and a legacy plain row (or one under an older key) signs with the same
+ * secret and is sealed under the newest key by that delivery, never over a rotation made meanwhile.
  */
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
@@ -11,7 +12,9 @@ import { beforeAll, describe, expect, it, vi } from "vitest";
 import { WebhookOutbox } from "../../durable-objects/run-stream/webhook-outbox.ts";
 import { createSchema } from "../../durable-objects/run-stream/storage.ts";
 import { runStream } from "../../src/run-stream-client.ts";
+import { rotateWebhookSecret } from "../../src/db/webhooks.ts";
 import { isSealed, openSecret, sealSecret, webhookSecretAad } from "../../src/shared/secret-box.ts";
+import { generateWebhookSecret } from "../../src/webhooks/signing.ts";
 import { admin, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
 import { hookUrl, received, register, until } from "./webhook-helpers.ts";
@@ -27,6 +30,60 @@ async function finishRun(organizationId: string) {
   const { workflowId, runId } = await createRunningRun(organizationId);
   await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId, "completed")]);
   return { workflowId, runId };
+}
+
+/**
+ * A run's DO with one message for `endpointId` in its outbox. `work` then works that outbox with
+ * the bindings given (this DO has no run of its own, so its alarm leaves the outbox to the test).
+ */
+async function queuedMessage(organizationId: string, endpointId: string, messageId: string) {
+  const workflowId = `queued-${crypto.randomUUID()}`;
+  const body = JSON.stringify({ type: "run.completed", timestamp: new Date().toISOString(), data: { workflowId } });
+  await runInDurableObject(runStream(env, workflowId), async (_instance, state) => {
+    createSchema(state.storage.sql); // a new DO makes its schema on first use
+    state.storage.sql.exec(
+      `INSERT INTO webhook_outbox (delivery_id, message_id, endpoint_id, organization_id, event_type, workflow_id, body, next_attempt_at, state)
+       VALUES (?, ?, ?, ?, 'run.completed', ?, ?, 0, 'pending')`,
+      `${messageId}:${endpointId}`,
+      messageId,
+      endpointId,
+      organizationId,
+      workflowId,
+      body,
+    );
+  });
+  return {
+    work: (bindings: Partial<Env>) =>
+      runInDurableObject(runStream(env, workflowId), async (_instance, state) => {
+        state.storage.sql.exec("UPDATE webhook_outbox SET next_attempt_at = 0 WHERE state = 'pending'");
+        const outbox = new WebhookOutbox({
+          sql: state.storage.sql,
+          storage: state.storage,
+          env: { ...env, ...bindings } as Env,
+          log: undefined as never, // only read when enqueuing a run's messages: not here
+          meta: undefined as never,
+          endedRun: () => null,
+        });
+        await outbox.work(workflowId);
+        return outbox.rows();
+      }),
+  };
+}
+
+/** `db` (env.DB) with `around` run on each statement whose SQL contains `match`, instead of the statement's own call. */
+function dbWith(match: string, around: (call: () => Promise<unknown>) => Promise<unknown>, db: D1Database = env.DB): D1Database {
+  return {
+    prepare(query: string) {
+      const statement = db.prepare(query);
+      if (!query.includes(match)) return statement;
+      return {
+        bind: (...values: unknown[]) => {
+          const bound = statement.bind(...values);
+          return { first: () => around(() => bound.first()), run: () => around(() => bound.run()) };
+        },
+      };
+    },
+  } as unknown as D1Database;
 }
 
 async function deliveries(organizationId: string, id: string) {
@@ -52,7 +109,7 @@ describe("webhook secrets at rest: happy path", { timeout: 40_000 }, () => {
     expect((new Webhook(endpoint.secret).verify(got[0]!.body, got[0]!.headers) as { type: string }).type).toBe("run.completed");
   });
 
-  it("a legacy plain row still signs, and its next write (rotation) stores it encrypted", async () => {
+  it("a legacy plain row signs with the same secret, and that first delivery seals it in place under the newest key", async () => {
     const org = await seedOrganization();
     const name = `legacy-${crypto.randomUUID()}`;
     const endpoint = await register(org.organizationId, hookUrl(name));
@@ -64,12 +121,74 @@ describe("webhook secrets at rest: happy path", { timeout: 40_000 }, () => {
       const r = await received(name);
       return r.length >= 1 ? r : null;
     });
-    new Webhook(plain).verify(got[0]!.body, got[0]!.headers);
+    // The receiver verifies with the secret it already has.
+    expect((new Webhook(plain).verify(got[0]!.body, got[0]!.headers) as { type: string }).type).toBe("run.completed");
+    const stored = await until(async () => {
+      const s = await storedSecret(endpoint.id);
+      return isSealed(s) ? s : null;
+    });
+    expect(stored).toMatch(/^enc1:edge2:/);
+    expect(stored).not.toContain(plain);
+    expect(await openSecret(env.WEBHOOK_SECRET_KEYS, stored, webhookSecretAad(org.organizationId, endpoint.id))).toBe(plain);
 
+    // Its next write (rotation) stores the new secret sealed, as for any row.
     const rotated = (await (await admin("POST", `${base(org.organizationId)}/${endpoint.id}/rotate-secret`)).json()) as { secret: string };
+    const after = await storedSecret(endpoint.id);
+    expect(isSealed(after)).toBe(true);
+    expect(await openSecret(env.WEBHOOK_SECRET_KEYS, after, webhookSecretAad(org.organizationId, endpoint.id))).toBe(rotated.secret);
+  });
+
+  it("a value sealed under the older listed key (edge1) still signs, and that delivery re-seals it under edge2, same secret", async () => {
+    const org = await seedOrganization();
+    const name = `old-key-${crypto.randomUUID()}`;
+    const endpoint = await register(org.organizationId, hookUrl(name));
+    const aad = webhookSecretAad(org.organizationId, endpoint.id);
+    const oldKeyOnly = env.WEBHOOK_SECRET_KEYS.split(",").find((k) => k.startsWith("edge1:"))!;
+    await setStoredSecret(endpoint.id, await sealSecret(oldKeyOnly, endpoint.secret, aad));
+    expect(await storedSecret(endpoint.id)).toMatch(/^enc1:edge1:/);
+    await finishRun(org.organizationId);
+    const got = await until(async () => {
+      const r = await received(name);
+      return r.length >= 1 ? r : null;
+    });
+    new Webhook(endpoint.secret).verify(got[0]!.body, got[0]!.headers);
+    const stored = await until(async () => {
+      const s = await storedSecret(endpoint.id);
+      return s.startsWith("enc1:edge2:") ? s : null;
+    });
+    // Readable without edge1 now: the old key could be retired.
+    const newKeyOnly = env.WEBHOOK_SECRET_KEYS.split(",").find((k) => k.startsWith("edge2:"))!;
+    expect(await openSecret(newKeyOnly, stored, aad)).toBe(endpoint.secret);
+  });
+
+  it("the write-back failing neither fails nor holds the delivery: a WARN line, the row stays plain, the next delivery seals it", async () => {
+    const org = await seedOrganization();
+    const name = `writeback-fails-${crypto.randomUUID()}`;
+    const endpoint = await register(org.organizationId, hookUrl(name));
+    const plain = generateWebhookSecret();
+    await setStoredSecret(endpoint.id, plain);
+    const first = await queuedMessage(org.organizationId, endpoint.id, "msg_writeback_1");
+    const failing = dbWith("UPDATE webhook_endpoints", () => Promise.reject(new Error("D1 is unavailable")));
+    const warned = vi.spyOn(console, "warn").mockImplementation(() => undefined);
+    try {
+      expect(await first.work({ DB: failing })).toEqual([expect.objectContaining({ state: "delivered", attempts: 1 })]);
+      const lines = warned.mock.calls.map(([line]) => String(line)).filter((line) => line.includes("not sealed on use"));
+      expect(lines.map((line) => JSON.parse(line))).toEqual([
+        expect.objectContaining({ level: "warn", endpointId: endpoint.id, error: "D1 is unavailable" }),
+      ]);
+    } finally {
+      warned.mockRestore();
+    }
+    const got = await received(name);
+    expect(got.length).toBe(1);
+    new Webhook(plain).verify(got[0]!.body, got[0]!.headers);
+    expect(await storedSecret(endpoint.id)).toBe(plain);
+
+    const second = await queuedMessage(org.organizationId, endpoint.id, "msg_writeback_2");
+    expect(await second.work({})).toEqual([expect.objectContaining({ state: "delivered" })]);
     const stored = await storedSecret(endpoint.id);
-    expect(isSealed(stored)).toBe(true);
-    expect(await openSecret(env.WEBHOOK_SECRET_KEYS, stored, webhookSecretAad(org.organizationId, endpoint.id))).toBe(rotated.secret);
+    expect(stored).toMatch(/^enc1:edge2:/);
+    expect(await openSecret(env.WEBHOOK_SECRET_KEYS, stored, webhookSecretAad(org.organizationId, endpoint.id))).toBe(plain);
   });
 });
 
@@ -158,59 +277,15 @@ describe("webhook secrets at rest: security", { timeout: 40_000 }, () => {
     expect(await received(name)).toEqual([]);
   });
 
-  it("a value sealed under the older listed key (edge1) still signs: rotation keeps old rows working", async () => {
-    const org = await seedOrganization();
-    const name = `old-key-${crypto.randomUUID()}`;
-    const endpoint = await register(org.organizationId, hookUrl(name));
-    const oldKeyOnly = env.WEBHOOK_SECRET_KEYS.split(",").find((k) => k.startsWith("edge1:"))!;
-    await setStoredSecret(endpoint.id, await sealSecret(oldKeyOnly, endpoint.secret, webhookSecretAad(org.organizationId, endpoint.id)));
-    expect(await storedSecret(endpoint.id)).toMatch(/^enc1:edge1:/);
-    await finishRun(org.organizationId);
-    const got = await until(async () => {
-      const r = await received(name);
-      return r.length >= 1 ? r : null;
-    });
-    new Webhook(endpoint.secret).verify(got[0]!.body, got[0]!.headers);
-  });
   it("WEBHOOK_SECRET_KEYS missing at delivery: the attempt's error says so, an error line is logged, and the delivery is held, not dropped", async () => {
     const org = await seedOrganization();
     const name = `no-keys-${crypto.randomUUID()}`;
     const endpoint = await register(org.organizationId, hookUrl(name));
-    // A run's DO with one message in its outbox; the outbox is worked here with the bindings given
-    // (this DO has no run of its own, so its alarm leaves the outbox to this test).
-    const workflowId = `held-${crypto.randomUUID()}`;
-    const body = JSON.stringify({ type: "run.completed", timestamp: new Date().toISOString(), data: { workflowId } });
-    const work = (keys: string | undefined) =>
-      runInDurableObject(runStream(env, workflowId), async (_instance, state) => {
-        state.storage.sql.exec("UPDATE webhook_outbox SET next_attempt_at = 0 WHERE state = 'pending'");
-        const outbox = new WebhookOutbox({
-          sql: state.storage.sql,
-          storage: state.storage,
-          env: { ...env, WEBHOOK_SECRET_KEYS: keys } as Env,
-          log: undefined as never, // only read when enqueuing a run's messages: not here
-          meta: undefined as never,
-          endedRun: () => null,
-        });
-        await outbox.work(workflowId);
-        return outbox.rows();
-      });
-    await runInDurableObject(runStream(env, workflowId), async (_instance, state) => {
-      createSchema(state.storage.sql); // a new DO makes its schema on first use
-      state.storage.sql.exec(
-        `INSERT INTO webhook_outbox (delivery_id, message_id, endpoint_id, organization_id, event_type, workflow_id, body, next_attempt_at, state)
-         VALUES (?, 'msg_held', ?, ?, 'run.completed', ?, ?, 0, 'pending')`,
-        `msg_held:${endpoint.id}`,
-        endpoint.id,
-        org.organizationId,
-        workflowId,
-        body,
-      );
-    });
-
+    const { work } = await queuedMessage(org.organizationId, endpoint.id, "msg_held");
     const logged = vi.spyOn(console, "error").mockImplementation(() => undefined);
     let held: Awaited<ReturnType<typeof work>>;
     try {
-      held = await work("");
+      held = await work({ WEBHOOK_SECRET_KEYS: "" });
       const lines = logged.mock.calls.map(([line]) => String(line)).filter((line) => line.includes("webhook_secret_keys_missing"));
       expect(lines.length).toBe(1);
       expect(JSON.parse(lines[0]!)).toMatchObject({ level: "error", code: "webhook_secret_keys_missing", endpointId: endpoint.id });
@@ -224,10 +299,43 @@ describe("webhook secrets at rest: security", { timeout: 40_000 }, () => {
     expect(await received(name)).toEqual([]);
 
     // Once the operator sets the secret, the next attempt sends the same message, signed.
-    expect(await work(env.WEBHOOK_SECRET_KEYS)).toEqual([expect.objectContaining({ state: "delivered", attempts: 2 })]);
+    expect(await work({})).toEqual([expect.objectContaining({ state: "delivered", attempts: 2 })]);
     const got = await received(name);
     expect(got.length).toBe(1);
     expect(got[0]!.headers["webhook-id"]).toBe("msg_held");
     new Webhook(endpoint.secret).verify(got[0]!.body, got[0]!.headers);
+  });
+
+  it("a rotation between the delivery's read and its write-back is not overwritten: the row keeps the rotated secret", async () => {
+    const org = await seedOrganization();
+    const name = `race-${crypto.randomUUID()}`;
+    const endpoint = await register(org.organizationId, hookUrl(name));
+    const plain = generateWebhookSecret();
+    await setStoredSecret(endpoint.id, plain);
+    const rotatedTo = generateWebhookSecret();
+    // The attempt reads the plain row; before it can write back, an admin rotates the secret.
+    const writeBacks: number[] = [];
+    const counted = dbWith("UPDATE webhook_endpoints", async (run) => {
+      const result = (await run()) as D1Result;
+      writeBacks.push(result.meta.changes);
+      return result;
+    });
+    const racing = dbWith(
+      "SELECT url, secret FROM webhook_endpoints",
+      async (read) => {
+        const row = await read();
+        await rotateWebhookSecret(env.DB, env.WEBHOOK_SECRET_KEYS, org.organizationId, endpoint.id, rotatedTo);
+        return row;
+      },
+      counted,
+    );
+    const { work } = await queuedMessage(org.organizationId, endpoint.id, "msg_race");
+    expect(await work({ DB: racing })).toEqual([expect.objectContaining({ state: "delivered" })]);
+    const got = await received(name);
+    new Webhook(plain).verify(got[0]!.body, got[0]!.headers);
+    // The write-back was tried and changed nothing; the rotation stands.
+    expect(writeBacks).toEqual([0]);
+    const stored = await storedSecret(endpoint.id);
+    expect(await openSecret(env.WEBHOOK_SECRET_KEYS, stored, webhookSecretAad(org.organizationId, endpoint.id))).toBe(rotatedTo);
   });
 });

@@ -7,6 +7,7 @@ import {
   createWebhookBody,
   deliveriesQuery,
   createPromptWorkflowBody,
+  sealSecretsQuery,
   grantCreditsBody,
   ledgerQuery,
   updatePromptWorkflowBody,
@@ -140,6 +141,17 @@ export function documentAdminApi(app: App) {
     summary: "Rotate the signing secret (the new one is shown once)",
     responses: ok("Rotated"),
     errors: ["organization_not_found", "webhook_not_found", ...SECRET_KEY_ERRORS],
+  });
+  doc({
+    method: "post",
+    path: "/admin/v1/webhooks/seal-secrets",
+    summary: "Seal every webhook secret still stored plain or under an older key, the secrets unchanged",
+    description:
+      "Every organization's endpoints, up to 500 rows a call in batches of 100: `{ sealed, resealed, alreadyCurrent, unreadable, next }`; " +
+      "call again with `?after=<next>` until `next` is null. Idempotent; each row's write applies only if the row still holds what was read.",
+    query: sealSecretsQuery,
+    responses: ok("Counts"),
+    errors: ["invalid_request", ...SECRET_KEY_ERRORS],
   });
   doc({
     method: "get",

@@ -91,3 +91,13 @@ export const createWebhookBody = z
   .strict();
 
 export const deliveriesQuery = z.object({ limit: z.coerce.number().int().min(1).max(200).default(50) }).strict();
+
+export const sealSecretsQuery = z
+  .object({
+    after: z
+      .string()
+      .regex(ADMIN_ID_PATTERN, "an endpoint id: the previous answer's next")
+      .optional()
+      .describe("Go on after this endpoint id (the previous answer's `next`); omit to start from the first"),
+  })
+  .strict();

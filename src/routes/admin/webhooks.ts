@@ -1,6 +1,7 @@
 /**
  * Completion webhook endpoints of an organization: create (the signing secret is shown once),
- * list, delete, rotate the secret, and the delivery log. Deliveries themselves are sent by each
+ * list, delete, rotate the secret, and the delivery log; and, across organizations, sealing the
+ * secrets still stored plain (or under an older key) in place. Deliveries themselves are sent by each
  * run's RunStream (durable-objects/run-stream/webhook-outbox.ts); see docs/webhooks.md.
  */
 import type { Context } from "hono";
@@ -20,7 +21,8 @@ import { secretKeysProblem } from "../../shared/secret-box.ts";
 import { generateWebhookSecret, WEBHOOK_EVENT_TYPES } from "../../webhooks/signing.ts";
 import { urlPolicyFrom, webhookUrlProblem } from "../../webhooks/url-policy.ts";
 import { organizationOrThrow } from "./organizations.ts";
-import { ADMIN_ID_PATTERN, createWebhookBody, deliveriesQuery } from "./schemas.ts";
+import { sealSecretsPage } from "../../webhooks/secret-reseal.ts";
+import { ADMIN_ID_PATTERN, createWebhookBody, deliveriesQuery, sealSecretsQuery } from "./schemas.ts";
 
 /** An endpoint as listings show it: never its secret. */
 function endpointView(endpoint: WebhookEndpoint) {
@@ -100,6 +102,27 @@ export function registerWebhooks(app: App) {
     if (!row) throw notFound(); // deleted meanwhile
     // Deliveries from now on (retries included) are signed with the new secret.
     return c.json({ ...endpointView(row), secret });
+  });
+
+  // Every organization's rows, deleted endpoints' too; the secrets themselves do not change.
+  app.post("/admin/v1/webhooks/seal-secrets", async (c) => {
+    const query = sealSecretsQuery.safeParse(c.req.query());
+    if (!query.success)
+      throw new ApiError("invalid_request", "after must be an endpoint id (the previous answer's next)", zodIssues(query.error));
+    const report = await sealing(c, () => sealSecretsPage(c.env.DB, c.env.WEBHOOK_SECRET_KEYS, query.data.after));
+    console.log(
+      JSON.stringify({
+        level: report.unreadable.length > 0 ? "warn" : "info",
+        message: "webhook secrets sealed",
+        requestId: c.get("requestId"),
+        sealed: report.sealed,
+        resealed: report.resealed,
+        alreadyCurrent: report.alreadyCurrent,
+        unreadable: report.unreadable,
+        next: report.next,
+      }),
+    );
+    return c.json(report);
   });
 
   app.get(`${base}/:webhookId/deliveries`, async (c) => {
