@@ -12,17 +12,16 @@
  */
 import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
-import type { App, AppEnv } from "../../app-env.ts";
+import { ADMISSION_PARAMS } from "../../../durable-objects/run-stream/subscriber-admission.ts";
 import type { SubscriberMessage } from "../../../durable-objects/run-stream.ts";
+import type { App, AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
-import { sseComment, sseFrame } from "../../sse/frames.ts";
 import { type OwnedRunEnv, ownedRun } from "../../middleware/owned-run/index.ts";
+import { doneReason, toOutputEvent } from "../../shared/output-history.ts";
+import { sseComment, sseFrame } from "../../sse/frames.ts";
 import { parseHistoryCursor } from "../../sse/last-event-id.ts";
 import { openAdmittedSubscription, openRunSubscription, StreamAtEnd, subscriptionResponse } from "../../sse/run-subscription.ts";
-import { ADMISSION_PARAMS } from "../../../durable-objects/run-stream/subscriber-admission.ts";
-import { doneReason, toOutputEvent } from "../../shared/output-history.ts";
-import { type PinnedRunEnv, pinnedRunParam } from "./history.ts";
-import { parseWorkflowIdParam } from "./params.ts";
+import { type PinnedRunEnv, parseWorkflowIdParam, pinnedRunParam } from "./params.ts";
 
 /** Comment lines keep proxies and browsers from timing the stream out; Output sends one every 15 s. */
 export const DEFAULT_KEEPALIVE_INTERVAL_MS = 15_000;

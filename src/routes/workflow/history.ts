@@ -18,8 +18,9 @@ import { zodIssues } from "../../middleware/json-body/index.ts";
 import { type OwnedRunEnv, ownedRun } from "../../middleware/owned-run/index.ts";
 import { runStream } from "../../run-stream-client.ts";
 import { getRunOrThrow } from "../../services/runs.ts";
-import { PAGE_TOKEN_PATTERN, decodePageToken, encodePageToken } from "../../shared/output-history.ts";
-import { parseWorkflowIdParam } from "./params.ts";
+import { decodePageToken, encodePageToken, PAGE_TOKEN_PATTERN } from "../../shared/output-history.ts";
+import { type PinnedRunEnv, parseWorkflowIdParam, pinnedRunParam } from "./params.ts";
+import { runIdParam } from "./schemas.ts";
 
 /** Output's cap on one long-poll; a larger `longPollTimeoutMs` waits this long. */
 export const MAX_LONG_POLL_MS = 15_000;
@@ -30,10 +31,8 @@ const FIRST_EVENTS_WAIT_MS = 2_000;
 /** Output allows 50 a page; we allow more (a superset), with Output's default. */
 export const MAX_HISTORY_PAGE_SIZE = 1000;
 
-export const runIdSchema = z.uuid();
-
 export const historyQuery = z.object({
-  runId: runIdSchema.optional(),
+  runId: runIdParam.optional(),
   pageSize: z.coerce.number().int().min(1).max(MAX_HISTORY_PAGE_SIZE).default(20),
   /** Opaque: pass back `nextPageToken`. An empty value counts as absent, as in Output. */
   pageToken: z.preprocess(
@@ -45,26 +44,6 @@ export const historyQuery = z.object({
   longPollTimeoutMs: z.coerce.number().int().positive().max(2_147_483_647).optional(),
   /** Some Output CLI versions ask for a long-poll with `wait=true` instead: the longest wait. */
   wait: z.enum(["true", "false"]).optional(),
-});
-
-/** A pinned run id from the path: a UUID, as Output requires, else 400. */
-export function parsePinnedRunId(raw: string | undefined): string | undefined {
-  if (raw === undefined) return undefined;
-  const parsed = runIdSchema.safeParse(raw);
-  if (!parsed.success) throw new ApiError("invalid_request", "runId must be a UUID", [{ path: "rid", message: "expected a UUID" }]);
-  // Temporal's run ids are lower-case; any letter case names the same run (as parseRunIdParam does).
-  return parsed.data.toLowerCase();
-}
-
-/** Hono generics of a route behind `pinnedRunParam`: its pinned run id, undefined on the unpinned form. */
-export interface PinnedRunEnv extends AppEnv {
-  Variables: AppEnv["Variables"] & { pinnedRunId: string | undefined };
-}
-
-/** The `:rid` of a pinned route (parsePinnedRunId: 400 before anything is read), as `pinnedRunId`. */
-export const pinnedRunParam = createMiddleware<PinnedRunEnv>(async (c, next) => {
-  c.set("pinnedRunId", parsePinnedRunId(c.req.param("rid")));
-  await next();
 });
 
 type HistoryQueryEnv = AppEnv & { Variables: { historyQuery: z.infer<typeof historyQuery> } };

@@ -1,3 +1,5 @@
+import { createMiddleware } from "hono/factory";
+import type { AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
 import { zodIssues } from "../../middleware/json-body/index.ts";
 import { runIdParam, workflowIdSchema } from "./schemas.ts";
@@ -19,3 +21,23 @@ export function parseRunIdParam(raw: string): string {
   if (!parsed.success) throw new ApiError("invalid_request", "invalid run id: expected a UUID", zodIssues(parsed.error, "rid"));
   return parsed.data.toLowerCase();
 }
+
+/** A pinned run id from the path: a UUID, as Output requires, else 400. */
+export function parsePinnedRunId(raw: string | undefined): string | undefined {
+  if (raw === undefined) return undefined;
+  const parsed = runIdParam.safeParse(raw);
+  if (!parsed.success) throw new ApiError("invalid_request", "runId must be a UUID", [{ path: "rid", message: "expected a UUID" }]);
+  // Temporal's run ids are lower-case; any letter case names the same run (as parseRunIdParam does).
+  return parsed.data.toLowerCase();
+}
+
+/** Hono generics of a route behind `pinnedRunParam`: its pinned run id, undefined on the unpinned form. */
+export interface PinnedRunEnv extends AppEnv {
+  Variables: AppEnv["Variables"] & { pinnedRunId: string | undefined };
+}
+
+/** The `:rid` of a pinned route (parsePinnedRunId: 400 before anything is read), as `pinnedRunId`. */
+export const pinnedRunParam = createMiddleware<PinnedRunEnv>(async (c, next) => {
+  c.set("pinnedRunId", parsePinnedRunId(c.req.param("rid")));
+  await next();
+});

@@ -1,16 +1,15 @@
 import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
 import { z } from "zod";
+import { RESET_HOST_TIMEOUT_MS } from "../../../durable-objects/run-stream/reset-mark.ts";
 import type { App, AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
 import { HostClient } from "../../host-client.ts";
 import { readJsonOrEmpty } from "../../middleware/json-body/index.ts";
 import { type OwnedRunEnv, ownedRun } from "../../middleware/owned-run/index.ts";
 import { runStream } from "../../run-stream-client.ts";
-import { RESET_HOST_TIMEOUT_MS } from "../../../durable-objects/run-stream/reset-mark.ts";
 import { runResetEvent } from "../../shared/run-events.ts";
-import { type PinnedRunEnv, pinnedRunParam } from "./history.ts";
-import { parseWorkflowIdParam } from "./params.ts";
+import { type PinnedRunEnv, parseWorkflowIdParam, pinnedRunParam } from "./params.ts";
 import { markDeprecated } from "./stop.ts";
 
 export const resetBody = z.object({

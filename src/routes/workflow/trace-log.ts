@@ -1,10 +1,10 @@
 import type { Context } from "hono";
-import type { App } from "../../app-env.ts";
 import type { TraceLogReply } from "../../../durable-objects/run-stream/trace-reader.ts";
+import type { App } from "../../app-env.ts";
 import { type OwnedRunEnv, ownedRun } from "../../middleware/owned-run/index.ts";
 import { runStream } from "../../run-stream-client.ts";
 import { replyError } from "../../services/runs.ts";
-import { type PinnedRunEnv, pinnedRunParam } from "./history.ts";
+import { type PinnedRunEnv, pinnedRunParam } from "./params.ts";
 
 /**
  * GET /workflow/:id/trace-log (latest run) and GET /workflow/:id/runs/:rid/trace-log: the
