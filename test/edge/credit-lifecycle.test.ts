@@ -19,6 +19,7 @@ import { runStream } from "../../src/run-stream-client.ts";
 import { prepareStart } from "../../src/services/runs.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import type { RunEvent } from "../../src/shared/run-event-schema.ts";
+import { runResetEvent } from "../../src/shared/run-events.ts";
 import { interceptD1InPlace } from "../support/d1-intercept.ts";
 import { llmUsageEvent, meteredOrg, orgRow, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
 
@@ -197,9 +198,7 @@ describe("a metered hello run, start to finish, counted at the DO's D1 binding",
     expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 10, reserved: 0 });
     const reset = `r-reset-${crypto.randomUUID().slice(0, 8)}`;
     const stub = runStream(env, c.workflowId);
-    await stub.record(c.workflowId, [
-      { sourceKey: `run:${reset}:started`, type: "run.started", at: at(), data: { runId: reset, resetFromRunId: runId } },
-    ]);
+    await stub.record(c.workflowId, [runResetEvent(reset, runId, at())]);
     expect(await runRow(c.workflowId)).toEqual({ status: "running", credit_hold: 0, credits_charged: 10 });
     await stub.record(c.workflowId, [finished(reset, "failed")]);
     expect(await runRow(c.workflowId)).toEqual({ status: "failed", credit_hold: 0, credits_charged: 10 });

@@ -10,6 +10,7 @@ import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { resetEventIdFor, StepNotCompletedError, StepNotFoundError } from "../../host/reset.ts";
 import { encodePageToken } from "../../src/shared/output-history.ts";
+import { runResetEvent } from "../../src/shared/run-events.ts";
 import { call, seedCatalog, seedOrganization, errorCodeOf } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push, range } from "./stream-helpers.ts";
 
@@ -315,15 +316,7 @@ describe("GET /workflow/:id/history (Output's shape)", () => {
     await push(workflowId, [historyEvent(first, 1), closeEvent(first, 2), finishedEvent(first)]);
     // A second run of the workflow (what a reset records), with its own history.
     const second = crypto.randomUUID();
-    await push(workflowId, [
-      {
-        sourceKey: `run:${second}:started`,
-        type: "run.started",
-        at: new Date().toISOString(),
-        data: { runId: second, resetFromRunId: first },
-      },
-      ...range(1, 3).map((n) => historyEvent(second, n)),
-    ]);
+    await push(workflowId, [runResetEvent(second, first), ...range(1, 3).map((n) => historyEvent(second, n))]);
     expect((await page(`/workflow/${workflowId}/history`)).runId).toBe(second);
     const pinned = await page(`/workflow/${workflowId}/runs/${first}/history?runId=${second}`);
     expect(pinned.runId).toBe(first);
@@ -453,14 +446,7 @@ describe("POST /workflow/:id/reset at the edge", () => {
     expect(await row()).toMatchObject({ status: "failed", temporal_run_id: runId });
     const newRunId = crypto.randomUUID();
     // What the reset route records once the host answered.
-    await push(workflowId, [
-      {
-        sourceKey: `run:${newRunId}:started`,
-        type: "run.started",
-        at: new Date().toISOString(),
-        data: { runId: newRunId, resetFromRunId: runId },
-      },
-    ]);
+    await push(workflowId, [runResetEvent(newRunId, runId)]);
     expect(await row()).toEqual({ status: "running", temporal_run_id: newRunId, completed_at: null, error: null });
     // The replaced run's end, delivered again (e.g. the relay after a restart), changes nothing.
     await push(workflowId, [{ ...finished(runId, "terminated"), sourceKey: `run:${runId}:finished:again` }]);

@@ -223,6 +223,21 @@ describe("a reset refused", () => {
 /** The end of the run a reset replaces, as Temporal sends it once the reset has terminated it. */
 const terminated = (runId: string) => finished(runId, "terminated");
 
+/**
+ * A metered run still going (10 tokens so far, in an organization given `credits`), reset while
+ * the host's answer never comes (503): meanwhile `end` (the replaced run's end) reaches its DO.
+ */
+async function resetUnanswered(credits: number, end: (replacedRunId: string) => RunEvent, pinned: boolean) {
+  const org = await meteredOrg(credits);
+  const { workflowId, runId, stub } = await run(org.organizationId, (id) => [usage(id, 10)]);
+  resetAnswer = () => ({ status: 503, code: "unavailable" });
+  duringReset = async (id, replaced) => {
+    await runStream(env, id).record(id, [end(replaced)]);
+  };
+  const res = await reset(org.key, workflowId, pinned ? runId : undefined);
+  return { org, workflowId, runId, stub, res };
+}
+
 describe("the replaced run's end and the reset's new run reach the run's DO in either order", () => {
   /** A metered run still going (10 tokens so far), reset; `deliver` brings the replaced run's end in at its point. */
   async function resetGoingRun(deliver: "before the host answers" | "after the reset is recorded") {
@@ -270,13 +285,7 @@ describe("the replaced run's end and the reset's new run reach the run's DO in e
   }
 
   it("the host's answer never comes (503) but the reset happened: the replaced run's end waits, the new run's events end the wait, and it is charged", async () => {
-    const org = await meteredOrg(HOLD + 50);
-    const { workflowId, runId, stub } = await run(org.organizationId, (id) => [usage(id, 10)]);
-    resetAnswer = () => ({ status: 503, code: "unavailable" });
-    duringReset = async (id, replaced) => {
-      await runStream(env, id).record(id, [terminated(replaced)]);
-    };
-    const res = await reset(org.key, workflowId, runId);
+    const { org, workflowId, runId, stub, res } = await resetUnanswered(HOLD + 50, terminated, true);
     expect(res.status).toBe(503);
     expect(errorCodeOf(await res.json())).toBe("host_unavailable");
     // The outcome is unknown: the hold stays, and the replaced run's end has not released it.
@@ -399,13 +408,8 @@ describe("a reset whose answer the route never gets: the run's DO settles its ma
   }
 
   it("the host names a new latest run: the DO records it as the reset's run, which is charged what it adds", async () => {
-    const org = await meteredOrg(HOLD + 50);
-    const { workflowId, runId, stub } = await run(org.organizationId, (id) => [usage(id, 10)]);
-    resetAnswer = () => ({ status: 503, code: "unavailable" });
-    duringReset = async (id, replaced) => {
-      await runStream(env, id).record(id, [terminated(replaced)]);
-    };
-    expect((await reset(org.key, workflowId, runId)).status).toBe(503);
+    const { org, workflowId, runId, stub, res } = await resetUnanswered(HOLD + 50, terminated, true);
+    expect(res.status).toBe(503);
     expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: runId, credit_hold: HOLD });
     const newRunId = crypto.randomUUID();
     latestRun = (id) => ({ workflowId: id, runId: newRunId, status: "running", output: null, error: null, closeTime: null });
@@ -416,13 +420,8 @@ describe("a reset whose answer the route never gets: the run's DO settles its ma
   });
 
   it("the host names the replaced run as still the latest: the reset did not happen, the hold goes back and the run's own end settles it", async () => {
-    const org = await meteredOrg(HOLD * 2);
-    const { workflowId, runId, stub } = await run(org.organizationId, (id) => [usage(id, 10)]);
-    resetAnswer = () => ({ status: 503, code: "unavailable" });
-    duringReset = async (id, replaced) => {
-      await runStream(env, id).record(id, [finished(replaced, "completed")]);
-    };
-    expect((await reset(org.key, workflowId)).status).toBe(503);
+    const { org, workflowId, runId, stub, res } = await resetUnanswered(HOLD * 2, (replaced) => finished(replaced, "completed"), false);
+    expect(res.status).toBe(503);
     // The run's end waits for the reset's outcome.
     expect(await row(workflowId)).toMatchObject({ status: "running", credit_hold: HOLD });
     latestRun = (id) => ({ workflowId: id, runId, status: "completed", output: { greeting: "Hello, Ada" }, error: null, closeTime: null });

@@ -50,6 +50,12 @@ async function insertRun(
   return id;
 }
 
+/** A response's status with its error envelope's fields, for one assertion. */
+const statusAndError = async (res: Response) => ({ status: res.status, ...((await res.json()) as ErrorBody).error });
+/** A raw body POSTed with its content type, by a Workflow Runs API caller holding `token`. */
+const postAs = (token: string, path: string, body: BodyInit, type: string, headers: Record<string, string> = {}) =>
+  call(path, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": type, ...headers }, body });
+
 describe("Workflow Runs API: auth", () => {
   let org: Awaited<ReturnType<typeof seedOrganization>>;
   beforeAll(async () => {
@@ -358,7 +364,6 @@ describe("Workflow Runs API: execute (security)", () => {
       headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
       body,
     });
-  const error = async (res: Response) => ({ status: res.status, ...((await res.json()) as ErrorBody).error });
 
   it("a field sent twice → 400 naming it (never the last one silently)", async () => {
     for (const name of ["workflowId", "inputs", "envs"]) {
@@ -368,7 +373,7 @@ describe("Workflow Runs API: execute (security)", () => {
         ["envs", "{}"],
       ];
       fields.push(fields.find(([n]) => n === name)!);
-      const e = await error(await executeForm(fields));
+      const e = await statusAndError(await executeForm(fields));
       expect([e.status, e.code]).toEqual([400, "invalid_request"]);
       expect(e.message).toContain(`field ${name} appears more than once`);
       expect(e.issues).toEqual([{ path: name, message: "duplicate field" }]);
@@ -377,7 +382,7 @@ describe("Workflow Runs API: execute (security)", () => {
 
   it("__proto__, constructor and prototype are refused with a 400 as field names, env names and input keys", async () => {
     for (const name of ["__proto__", "constructor", "prototype"]) {
-      const asField = await error(
+      const asField = await statusAndError(
         await executeForm([
           ["workflowId", helloId],
           ["inputs", '{"name":"Ada"}'],
@@ -385,7 +390,7 @@ describe("Workflow Runs API: execute (security)", () => {
         ]),
       );
       expect([asField.status, asField.code, asField.issues?.[0]?.path]).toEqual([400, "invalid_request", name]);
-      const asEnv = await error(
+      const asEnv = await statusAndError(
         await executeForm([
           ["workflowId", helloId],
           ["inputs", '{"name":"Ada"}'],
@@ -393,14 +398,14 @@ describe("Workflow Runs API: execute (security)", () => {
         ]),
       );
       expect([asEnv.status, asEnv.code, asEnv.issues?.[0]?.path]).toEqual([400, "invalid_request", `envs.${name}`]);
-      const asInput = await error(
+      const asInput = await statusAndError(
         await executeForm([
           ["workflowId", helloId],
           ["inputs", `{"name":"Ada","${name}":{"x":1}}`],
         ]),
       );
       expect([asInput.status, asInput.code, asInput.issues?.[0]?.path]).toEqual([400, "invalid_request", `inputs.${name}`]);
-      const inJson = await error(await executeJson(`{"workflowId":"${helloId}","inputs":{"name":"Ada"},"envs":{"${name}":"x"}}`));
+      const inJson = await statusAndError(await executeJson(`{"workflowId":"${helloId}","inputs":{"name":"Ada"},"envs":{"${name}":"x"}}`));
       expect([inJson.status, inJson.issues?.[0]?.path]).toEqual([400, `envs.${name}`]);
       expect(asEnv.message).toContain("reserved name");
     }
@@ -408,7 +413,7 @@ describe("Workflow Runs API: execute (security)", () => {
 
   it("deep JSON in a multipart field or a JSON body → 400 json_too_deep; invalid UTF-8 in a JSON body → 400 invalid_json", async () => {
     const deep = `{"name":"Ada","x":${"[".repeat(5_000)}${"]".repeat(5_000)}}`;
-    const inField = await error(
+    const inField = await statusAndError(
       await executeForm([
         ["workflowId", helloId],
         ["inputs", deep],
@@ -416,7 +421,7 @@ describe("Workflow Runs API: execute (security)", () => {
     );
     expect([inField.status, inField.code]).toEqual([400, "json_too_deep"]);
     expect(inField.message).toContain("field inputs");
-    const inBody = await error(await executeJson(`{"workflowId":"${helloId}","inputs":${deep}}`));
+    const inBody = await statusAndError(await executeJson(`{"workflowId":"${helloId}","inputs":${deep}}`));
     expect([inBody.status, inBody.code]).toEqual([400, "json_too_deep"]);
     const bytes = new Uint8Array([
       ...new TextEncoder().encode(`{"workflowId":"${helloId}","inputs":{"name":"`),
@@ -424,7 +429,7 @@ describe("Workflow Runs API: execute (security)", () => {
       0xfe,
       ...new TextEncoder().encode('"}}'),
     ]);
-    const badUtf8 = await error(await executeJson(bytes));
+    const badUtf8 = await statusAndError(await executeJson(bytes));
     expect([badUtf8.status, badUtf8.code]).toEqual([400, "invalid_json"]);
   });
 });
@@ -476,8 +481,7 @@ describe("Workflow Runs API: execute form encodings (happy path)", () => {
   beforeAll(async () => {
     ({ token, helloId } = await formEncodingsFixture());
   });
-  const post = (body: BodyInit, type: string) =>
-    call("/api/v1/workflow-runs/execute", { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": type }, body });
+  const post = (body: BodyInit, type: string) => postAs(token, "/api/v1/workflow-runs/execute", body, type);
   const inputOf = async (res: Response) => {
     const id = ((await res.json()) as { workflowRun: { id: string } }).workflowRun.id;
     return JSON.parse((await env.DB.prepare("SELECT input FROM runs WHERE id = ?").bind(id).first<string>("input"))!) as unknown;
@@ -522,9 +526,7 @@ describe("Workflow Runs API: execute form encodings (errors)", () => {
   beforeAll(async () => {
     ({ token, helloId } = await formEncodingsFixture());
   });
-  const post = (body: BodyInit, type: string) =>
-    call("/api/v1/workflow-runs/execute", { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": type }, body });
-  const error = async (res: Response) => ({ status: res.status, ...((await res.json()) as ErrorBody).error });
+  const post = (body: BodyInit, type: string) => postAs(token, "/api/v1/workflow-runs/execute", body, type);
 
   it("a multipart body that is not well formed is 400 invalid_request, not a 500", async () => {
     const { body } = multipartBody([{ name: "workflowId", value: helloId }]);
@@ -533,7 +535,7 @@ describe("Workflow Runs API: execute form encodings (errors)", () => {
       ["another boundary", "multipart/form-data; boundary=elsewhere", body],
       ["cut off before its closing boundary", multipartBody([]).type, body.subarray(0, body.length - 20)],
     ] as const) {
-      const e = await error(await post(bytes, type));
+      const e = await statusAndError(await post(bytes, type));
       expect([what, e.status, e.code]).toEqual([what, 400, "invalid_request"]);
     }
   });
@@ -543,7 +545,7 @@ describe("Workflow Runs API: execute form encodings (errors)", () => {
       { name: "workflowId", value: helloId },
       { name: "inputs", value: new Uint8Array([0xff, 0xfe, 0x00, 0x80]), filename: "inputs.bin" },
     ]);
-    const e = await error(await post(body, type));
+    const e = await statusAndError(await post(body, type));
     expect([e.status, e.code, e.message]).toEqual([400, "invalid_request", "field inputs must be text, not a file"]);
   });
 });
@@ -555,9 +557,7 @@ describe("Workflow Runs API: execute form encodings (security)", () => {
   beforeAll(async () => {
     ({ organizationId, token, helloId } = await formEncodingsFixture());
   });
-  const post = (path: string, body: BodyInit, type: string, headers: Record<string, string> = {}) =>
-    call(path, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": type, ...headers }, body });
-  const error = async (res: Response) => ({ status: res.status, ...((await res.json()) as ErrorBody).error });
+  const post = (path: string, body: BodyInit, type: string, headers?: Record<string, string>) => postAs(token, path, body, type, headers);
   const count = async (table: string) =>
     env.DB.prepare(`SELECT COUNT(*) AS n FROM ${table} WHERE organization_id = ?`).bind(organizationId).first<number>("n");
 
@@ -568,7 +568,7 @@ describe("Workflow Runs API: execute form encodings (security)", () => {
           { name: "workflowId", value: helloId },
           { name: "inputs", value: inputsWith(bad) },
         ]);
-        const e = await error(await post(path, body, type));
+        const e = await statusAndError(await post(path, body, type));
         expect([what, e.status, e.code]).toEqual([what, 400, "invalid_encoding"]);
         expect(e.message).toContain("field inputs is not valid UTF-8");
         expect(e.issues).toEqual([{ path: "inputs", message: "not valid UTF-8" }]);
@@ -578,7 +578,7 @@ describe("Workflow Runs API: execute form encodings (security)", () => {
       { name: "workflowId", value: new Uint8Array([...new TextEncoder().encode(helloId), 0xff]) },
       { name: "inputs", value: '{"name":"Ada"}' },
     ]);
-    expect((await error(await post("/api/v1/workflow-runs/execute", badId.body, badId.type))).issues).toEqual([
+    expect((await statusAndError(await post("/api/v1/workflow-runs/execute", badId.body, badId.type))).issues).toEqual([
       { path: "workflowId", message: "not valid UTF-8" },
     ]);
     const badEnvs = multipartBody([
@@ -586,7 +586,7 @@ describe("Workflow Runs API: execute form encodings (security)", () => {
       { name: "inputs", value: '{"name":"Ada"}' },
       { name: "envs", value: new Uint8Array([...new TextEncoder().encode('{"GREETING":"'), 0xc3, 0x28, 0x22, 0x7d]) },
     ]);
-    expect((await error(await post("/api/v1/workflow-runs/execute", badEnvs.body, badEnvs.type))).code).toBe("invalid_encoding");
+    expect((await statusAndError(await post("/api/v1/workflow-runs/execute", badEnvs.body, badEnvs.type))).code).toBe("invalid_encoding");
     expect(await count("runs")).toBe(0);
   });
 
@@ -595,9 +595,9 @@ describe("Workflow Runs API: execute form encodings (security)", () => {
       { name: "workflowId", value: helloId },
       { name: new Uint8Array([0x69, 0x6e, 0xff]), value: '{"name":"Ada"}' },
     ]);
-    const e = await error(await post("/api/v1/workflow-runs/execute", body, type));
+    const e = await statusAndError(await post("/api/v1/workflow-runs/execute", body, type));
     expect([e.status, e.code]).toEqual([400, "invalid_encoding"]);
-    const url = await error(
+    const url = await statusAndError(
       await post("/api/v1/workflow-runs/execute", `workflowId=${helloId}&in%FFputs=x`, "application/x-www-form-urlencoded"),
     );
     expect([url.status, url.code]).toEqual([400, "invalid_encoding"]);
@@ -612,7 +612,7 @@ describe("Workflow Runs API: execute form encodings (security)", () => {
       ["raw byte", new Uint8Array([...new TextEncoder().encode(`workflowId=${helloId}&inputs=`), ...inputsWith([0xff])])],
     ];
     for (const [what, body] of cases) {
-      const e = await error(await post("/api/v1/workflow-runs/execute", body, "application/x-www-form-urlencoded"));
+      const e = await statusAndError(await post("/api/v1/workflow-runs/execute", body, "application/x-www-form-urlencoded"));
       expect([what, e.status, e.code, e.issues?.[0]?.path]).toEqual([what, 400, "invalid_encoding", "inputs"]);
     }
     expect(await count("runs")).toBe(0);
@@ -624,10 +624,10 @@ describe("Workflow Runs API: execute form encodings (security)", () => {
       { name: "workflowId", value: helloId },
       { name: "inputs", value: inputsWith([0xff]) },
     ]);
-    const e = await error(await post("/api/v1/workflow-runs/execute", bad.body, bad.type, { "idempotency-key": key }));
+    const e = await statusAndError(await post("/api/v1/workflow-runs/execute", bad.body, bad.type, { "idempotency-key": key }));
     expect([e.status, e.code]).toEqual([400, "invalid_encoding"]);
     // The same bytes with U+FFFD where the bad byte was: not the same request, and nothing was claimed for the key.
-    const other = await error(
+    const other = await statusAndError(
       await post("/api/v1/workflow-runs/execute", `workflowId=${helloId}&inputs=%FF%FE`, "application/x-www-form-urlencoded", {
         "idempotency-key": key,
       }),
