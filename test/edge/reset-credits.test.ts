@@ -121,6 +121,18 @@ const reset = (key: string, workflowId: string, runId?: string) =>
     body: JSON.stringify({ stepName: "a" }),
   });
 
+/** The reset is 402 insufficient_credits (its body naming `says`) and the host is never asked. */
+async function expectRefusedForCredits(key: string, workflowId: string, says: string) {
+  resetAnswer = () => ({ runId: crypto.randomUUID() });
+  const calls = resetCalls;
+  const res = await reset(key, workflowId);
+  expect(res.status).toBe(402);
+  const body = await res.json();
+  expect(errorCodeOf(body)).toBe("insufficient_credits");
+  expect(JSON.stringify(body)).toContain(says);
+  expect(resetCalls).toBe(calls);
+}
+
 describe("a reset holds credits like a start", () => {
   it("a reset of an ended metered run takes the hold again, and the new run's end is charged only the new run's tokens", async () => {
     const org = await meteredOrg(HOLD * 2);
@@ -177,14 +189,7 @@ describe("a reset refused", () => {
     const { workflowId } = await run(org.organizationId, (runId) => [usage(runId, 10), finished(runId, "completed")]);
     const before = { row: await row(workflowId), org: await orgRow(org.organizationId) };
     expect(before.org).toEqual({ balance: HOLD - 5, reserved: 0 });
-    resetAnswer = () => ({ runId: crypto.randomUUID() });
-    const calls = resetCalls;
-    const res = await reset(org.key, workflowId);
-    expect(res.status).toBe(402);
-    const body = await res.json();
-    expect(errorCodeOf(body)).toBe("insufficient_credits");
-    expect(JSON.stringify(body)).toContain(`has ${HOLD - 5}`);
-    expect(resetCalls).toBe(calls);
+    await expectRefusedForCredits(org.key, workflowId, `has ${HOLD - 5}`);
     expect(await row(workflowId)).toEqual(before.row);
     expect(await orgRow(org.organizationId)).toEqual(before.org);
   });
@@ -382,14 +387,7 @@ describe("a reset holds what a start of the run's kind holds", () => {
       body: { name: "Ada" },
     });
     expect(await orgRow(org.organizationId)).toEqual({ balance: 110, reserved: 0 });
-    resetAnswer = () => ({ runId: crypto.randomUUID() });
-    const calls = resetCalls;
-    const res = await reset(org.key, workflowId);
-    expect(res.status).toBe(402);
-    const body = await res.json();
-    expect(errorCodeOf(body)).toBe("insufficient_credits");
-    expect(JSON.stringify(body)).toContain(`needs ${promptHold} credits`);
-    expect(resetCalls).toBe(calls);
+    await expectRefusedForCredits(org.key, workflowId, `needs ${promptHold} credits`);
   });
 });
 
