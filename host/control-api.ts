@@ -96,6 +96,12 @@ export function createControlApi(deps: ControlApiDeps): Hono {
         workflowId,
         args: [input],
         ...(executionTimeoutMs ? { workflowExecutionTimeout: executionTimeoutMs } : {}),
+        // An accepted start runs once. Temporal would let a second run use the id of one that has
+        // closed, so without this an attempt that reaches Temporal after another attempt's run has
+        // already ended (the first one delayed past the edge's timeout, then its retry, whose describe
+        // came too early to see it) would run the workflow twice. Rejected, it lands in the conflict
+        // branch below, which answers with the run that has this accept id.
+        ...(acceptId ? { workflowIdReusePolicy: "REJECT_DUPLICATE" as const } : {}),
         // Sealed: the memo is part of Temporal history.
         memo: {
           ...(envs && deps.envs ? deps.envs.memoFor(workflowId, envs) : {}),
@@ -113,7 +119,7 @@ export function createControlApi(deps: ControlApiDeps): Hono {
       return c.json({ workflowId, runId: handle.firstExecutionRunId });
     } catch (err) {
       if (err instanceof WorkflowExecutionAlreadyStartedError) {
-        // Two attempts of the same start raced: the other one won, and its run is this start's run.
+        // Two attempts of the same start raced (the other may even have ended): its run is this start's run.
         const raced = acceptId ? await acceptedExecution(deps.client, workflowId, acceptId) : null;
         if (raced) return c.json({ workflowId, runId: raced });
         throw hostError(409, "workflow_id_in_use", `a run with workflow id ${workflowId} already exists`);

@@ -286,6 +286,39 @@ describe("idempotent starts by accept id (the edge's start outbox)", () => {
     expect(runs).toEqual([first.runId]);
   });
 
+  it("an attempt that reaches Temporal after the run of another attempt has ended answers with that run: one execution", async () => {
+    // The edge's first attempt stalls past its timeout; the retry's describe finds nothing yet, so the
+    // retry starts the run, which ends; then the stalled attempt (retry: false, no describe) arrives.
+    const workflowId = newId("hello");
+    const acceptId = crypto.randomUUID();
+    const retried = startRunResponse.parse(await (await start(workflowId, acceptId, true)).json());
+    await client.workflow.getHandle(workflowId).result();
+    const stalled = await start(workflowId, acceptId, false);
+    expect(stalled.status).toBe(200);
+    expect(startRunResponse.parse(await stalled.json()).runId).toBe(retried.runId);
+    let runs: string[] = [];
+    for (let i = 0; i < 8 && runs.length < 2; i++) {
+      runs = await executions(workflowId);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(runs).toEqual([retried.runId]);
+  });
+
+  it("an attempt with another accept id under the id of an ended run is 409 workflow_id_in_use, and starts nothing", async () => {
+    const workflowId = newId("hello");
+    const first = startRunResponse.parse(await (await start(workflowId, crypto.randomUUID(), false)).json());
+    await client.workflow.getHandle(workflowId).result();
+    const other = await start(workflowId, crypto.randomUUID(), false);
+    expect(other.status).toBe(409);
+    expect(await other.json()).toMatchObject({ error: { code: "workflow_id_in_use" } });
+    let runs: string[] = [];
+    for (let i = 0; i < 8 && runs.length < 2; i++) {
+      runs = await executions(workflowId);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(runs).toEqual([first.runId]);
+  });
+
   it("a first attempt that races an open run with another accept id is 409 workflow_id_in_use", async () => {
     const workflowId = newId("approval");
     const open = await signed("POST", HOST_PATHS.start, {
