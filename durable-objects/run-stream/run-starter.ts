@@ -22,7 +22,7 @@ import { HostClient, HostRefusedError } from "../../src/host-client.ts";
 import type { StartRunRequest } from "../../src/shared/host-api.ts";
 import type { RunStatus } from "../../src/shared/run-status.ts";
 import { START_ATTEMPT_TIMEOUT_MS } from "./constants.ts";
-import type { IdempotencyRequest } from "../../src/middleware/idempotency/index.ts";
+import type { IdempotencyRequest } from "../../src/services/idempotency.ts";
 import { claimIdempotencyKey, releaseStatement } from "../../src/services/idempotency.ts";
 
 /** Storage schema version of this module's table (bump with a migration step when it changes). */
