@@ -16,6 +16,7 @@
  */
 import { acceptRunWithHold, undoAcceptedRunStatement } from "../../src/db/credits.ts";
 import { isUniqueViolation } from "../../src/db/client.ts";
+import { findPromptWorkflow } from "../../src/db/prompt-workflows.ts";
 import type { PromptDefinition } from "../../src/db/schema.ts";
 import { ApiError, type ErrorCode, type Issue } from "../../src/errors.ts";
 import { HostClient, HostRefusedError } from "../../src/host-client.ts";
@@ -164,14 +165,18 @@ export class RunStarter {
       return { ok: false, error: serializeError(err) };
     }
     if (replay) {
-      // A prompt run's caller needs its definition to shape the answer.
+      // A prompt run's caller needs its definition to shape the answer (its `webSearch` flag). The
+      // replay answers with the first run even if the workflow has since been unpublished or its
+      // variables changed, so the definition is read as it is, not checked again like a start.
       let prompt: PromptDefinition | undefined;
       if (command.target.kind === "prompt") {
-        try {
-          prompt = (await this.deps.prepare(env, command.organizationId, command.target)).prompt;
-        } catch (err) {
-          return { ok: false, error: serializeError(err) };
-        }
+        const workflow = await findPromptWorkflow(env.DB, command.target.promptWorkflowId);
+        if (!workflow?.prompt || workflow.organizationId !== command.organizationId)
+          return {
+            ok: false,
+            error: serializeError(new ApiError("workflow_not_found", `no workflow "${command.target.promptWorkflowId}"`)),
+          };
+        prompt = workflow.prompt;
       }
       return { ok: true, replayed: true, started: { ...replay, ...(prompt ? { prompt } : {}) } };
     }
