@@ -279,7 +279,8 @@ export class RunStarter {
       return true;
     }
     const attempts = row.attempts + 1;
-    const wait = Math.min(START_RETRY_MAX_MS, START_RETRY_BASE_MS * 2 ** Math.min(attempts, 10));
+    // The pause after this attempt's time limit: 1 s after the first attempt, 2 s after the second, 4 s ...
+    const wait = Math.min(START_RETRY_MAX_MS, START_RETRY_BASE_MS * 2 ** Math.min(attempts - 1, 10));
     this.deps.sql.exec(
       "UPDATE run_start SET attempts = ?, next_attempt_at = ? WHERE accept_id = ?",
       attempts,
