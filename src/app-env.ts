@@ -22,7 +22,7 @@ export interface AppEnv {
     /** The verified nonce of a signed host request, for the route that claims it (run events). */
     hostNonce?: { nonce: string; expiresAt: number };
     /** `Idempotency-Key` of a start request, checked and fingerprinted (middleware/idempotency). */
-    idempotency?: import("./middleware/idempotency/index.ts").IdempotencyRequest;
+    idempotency?: import("./services/idempotency.ts").IdempotencyRequest;
   };
 }
 

@@ -12,7 +12,7 @@ import { isTerminal } from "../../src/shared/run-status.ts";
 import { META_KEYS } from "./constants.ts";
 import type { EventLog } from "./event-log.ts";
 import { RESET_PENDING_MS, type ResetMark } from "./reset-mark.ts";
-import type { Meta } from "./storage.ts";
+import type { Meta } from "./meta.ts";
 import type { Watchdog } from "./watchdog.ts";
 
 /** The reset route's call before it asks the host. `runId`: the run a pinned reset names. */

@@ -30,7 +30,7 @@
  */
 import type { ResetHoldUndo } from "../../src/db/credits.ts";
 import type { LogRow } from "./event-log.ts";
-import type { Meta } from "./storage.ts";
+import type { Meta } from "./meta.ts";
 
 /** How long a reset's mark waits for word from the route before the watchdog's alarm settles it with the host. */
 export const RESET_PENDING_MS = 60_000;

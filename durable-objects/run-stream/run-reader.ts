@@ -7,12 +7,17 @@
 import type { Run } from "../../src/db/schema.ts";
 import { findRunByWorkflowId } from "../../src/db/runs.ts";
 import type { Attribute } from "../../src/shared/aggregations.ts";
-import type { RunEvent } from "../../src/shared/host-api.ts";
+import type { RunEvent, RunResultResponse } from "../../src/shared/host-api.ts";
+import { runFinishedEvent, runStartedEvent } from "../../src/shared/run-events.ts";
+import { isTerminal } from "../../src/shared/run-status.ts";
 import { ApiError } from "../../src/errors.ts";
-import { settleRun, waitForResult } from "../../src/services/runs.ts";
+import { HostClient } from "../../src/host-client.ts";
 import { runStream } from "../../src/run-stream-client.ts";
 import type { RunStarter, SerializedError, StartCommand, StartedRunInfo } from "./run-starter.ts";
 import { serializeError } from "./run-starter.ts";
+
+/** The host blocks at most this long per result call; longer waits are several calls. */
+const HOST_RESULT_WAIT_SLICE_MS = 110_000;
 
 export interface RunView {
   run: Run;
@@ -107,4 +112,51 @@ export class RunReader {
       : stored;
     return { run, ...(options.attributes ? { attributes: await this.deps.attributes() } : {}) };
   }
+}
+
+/**
+ * Brings a non-terminal row up to date with Temporal (via the host), waiting up to `waitMs` for
+ * the run to close. A terminal row is returned as is. If the host cannot be reached the row is
+ * returned unchanged when `tolerateHostDown`, so reads keep working while the host restarts.
+ */
+export async function settleRun(
+  env: Env,
+  run: Run,
+  waitMs: number,
+  tolerateHostDown: boolean,
+  /** How to record what was learned: the DO's own record (no call to itself). */
+  record: (workflowId: string, events: RunEvent[]) => Promise<unknown>,
+  /** The host's answer, when the caller started waiting for it already (`waitForResult`, same `waitMs`). */
+  waiting?: Promise<RunResultResponse>,
+): Promise<Run> {
+  if (isTerminal(run.status)) return run;
+  let result: RunResultResponse;
+  try {
+    result = await (waiting ?? waitForResult(env, run.temporalWorkflowId, waitMs));
+  } catch (err) {
+    if (tolerateHostDown && err instanceof ApiError && err.code === "host_unavailable") return run;
+    throw err;
+  }
+  const events: RunEvent[] = [];
+  if (run.status === "scheduled") events.push(runStartedEvent(result.runId));
+  if (isTerminal(result.status)) events.push(runFinishedEvent(result));
+  if (events.length === 0) return run;
+  await record(run.temporalWorkflowId, events);
+  return (await findRunByWorkflowId(env.DB, run.organizationId, run.temporalWorkflowId)) ?? run;
+}
+
+/**
+ * Asks the host for the run's outcome, waiting up to `waitMs` for it to close (in slices). A
+ * caller that has just started the run may begin this before reading the run's row (settleRun's
+ * `waiting`), so the row read and the wait overlap, and name the run it started (`runId`), which
+ * spares the host a describe when the run completes.
+ */
+export async function waitForResult(env: Env, workflowId: string, waitMs: number, runId?: string): Promise<RunResultResponse> {
+  const host = new HostClient(env);
+  const deadline = Date.now() + waitMs;
+  let result: RunResultResponse;
+  do {
+    result = await host.result(workflowId, Math.min(HOST_RESULT_WAIT_SLICE_MS, Math.max(0, deadline - Date.now())), runId);
+  } while (!isTerminal(result.status) && Date.now() < deadline);
+  return result;
 }

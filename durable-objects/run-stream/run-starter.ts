@@ -16,13 +16,14 @@
  */
 import { acceptRunWithHold, undoAcceptedRunStatement } from "../../src/db/credits.ts";
 import { isUniqueViolation } from "../../src/db/client.ts";
+import { findPromptWorkflow } from "../../src/db/prompt-workflows.ts";
 import type { PromptDefinition } from "../../src/db/schema.ts";
 import { ApiError, type ErrorCode, type Issue } from "../../src/errors.ts";
 import { HostClient, HostRefusedError } from "../../src/host-client.ts";
 import type { StartRunRequest } from "../../src/shared/host-api.ts";
 import type { RunStatus } from "../../src/shared/run-status.ts";
 import { START_ATTEMPT_TIMEOUT_MS } from "./constants.ts";
-import type { IdempotencyRequest } from "../../src/middleware/idempotency/index.ts";
+import type { IdempotencyRequest } from "../../src/services/idempotency.ts";
 import { claimIdempotencyKey, releaseStatement } from "../../src/services/idempotency.ts";
 
 /** Storage schema version of this module's table (bump with a migration step when it changes). */
@@ -164,14 +165,18 @@ export class RunStarter {
       return { ok: false, error: serializeError(err) };
     }
     if (replay) {
-      // A prompt run's caller needs its definition to shape the answer.
+      // A prompt run's caller needs its definition to shape the answer (its `webSearch` flag). The
+      // replay answers with the first run even if the workflow has since been unpublished or its
+      // variables changed, so the definition is read as it is, not checked again like a start.
       let prompt: PromptDefinition | undefined;
       if (command.target.kind === "prompt") {
-        try {
-          prompt = (await this.deps.prepare(env, command.organizationId, command.target)).prompt;
-        } catch (err) {
-          return { ok: false, error: serializeError(err) };
-        }
+        const workflow = await findPromptWorkflow(env.DB, command.target.promptWorkflowId);
+        if (!workflow?.prompt || workflow.organizationId !== command.organizationId)
+          return {
+            ok: false,
+            error: serializeError(new ApiError("workflow_not_found", `no workflow "${command.target.promptWorkflowId}"`)),
+          };
+        prompt = workflow.prompt;
       }
       return { ok: true, replayed: true, started: { ...replay, ...(prompt ? { prompt } : {}) } };
     }
@@ -274,7 +279,8 @@ export class RunStarter {
       return true;
     }
     const attempts = row.attempts + 1;
-    const wait = Math.min(START_RETRY_MAX_MS, START_RETRY_BASE_MS * 2 ** Math.min(attempts, 10));
+    // The pause after this attempt's time limit: 1 s after the first attempt, 2 s after the second, 4 s ...
+    const wait = Math.min(START_RETRY_MAX_MS, START_RETRY_BASE_MS * 2 ** Math.min(attempts - 1, 10));
     this.deps.sql.exec(
       "UPDATE run_start SET attempts = ?, next_attempt_at = ? WHERE accept_id = ?",
       attempts,

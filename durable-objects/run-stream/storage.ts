@@ -13,11 +13,12 @@
  * first needs storage (`openStorage` only probes), so a DO that never keeps anything (a push for
  * a run the edge never accepted: push-admission.ts) writes nothing at all.
  *
- * `Meta` is the `meta` table, read once when the DO wakes and kept in memory (write-through).
+ * `openStorage` hydrates the `meta` table (meta.ts) once when the DO wakes.
  */
 import { META_KEYS, NONCE_CLEANUP_INTERVAL_MS, STORAGE_SCHEMA_VERSION } from "./constants.ts";
 import { RUN_START_TABLE } from "./run-starter.ts";
 import { WEBHOOK_OUTBOX_TABLE } from "./webhook-outbox.ts";
+import { Meta } from "./meta.ts";
 
 const MIGRATIONS: ReadonlyArray<(sql: SqlStorage) => void> = [
   // v0 → v1
@@ -143,28 +144,6 @@ export function openStorage(sql: SqlStorage): OpenedStorage {
     fresh: false,
     found,
   };
-}
-
-/** The `meta` key-value table, hydrated into memory once per wake. */
-export class Meta {
-  private readonly values = new Map<string, string>();
-
-  constructor(
-    private readonly sql: SqlStorage,
-    entries: Iterable<readonly [string, string]>,
-  ) {
-    for (const [key, value] of entries) this.values.set(key, value);
-  }
-
-  get(key: string): string | null {
-    return this.values.get(key) ?? null;
-  }
-
-  set(key: string, value: string): void {
-    if (this.values.get(key) === value) return;
-    this.sql.exec("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", key, value);
-    this.values.set(key, value);
-  }
 }
 
 /**

@@ -2,7 +2,7 @@
 import { buildTrace, traceKey } from "../trace.ts";
 import { META_KEYS } from "./constants.ts";
 import type { EventLog } from "./event-log.ts";
-import type { Meta } from "./storage.ts";
+import type { Meta } from "./meta.ts";
 
 export class TraceWriter {
   constructor(

@@ -6,7 +6,7 @@
  */
 import type { EventLog } from "./event-log.ts";
 import { META_KEYS } from "./constants.ts";
-import type { Meta } from "./storage.ts";
+import type { Meta } from "./meta.ts";
 
 const t = (name: string) => `EVENT_TYPE_${name}`;
 const OPENS = [t("ACTIVITY_TASK_SCHEDULED"), t("TIMER_STARTED"), t("START_CHILD_WORKFLOW_EXECUTION_INITIATED")];

@@ -9,7 +9,7 @@ import { runFinishedEvent } from "../../src/shared/run-events.ts";
 import type { RunEvent } from "../../src/shared/run-event-schema.ts";
 import { isTerminal } from "../../src/shared/run-status.ts";
 import { DEFAULT_WATCHDOG_QUIET_MS, MAX_WATCHDOG_DOUBLINGS, MAX_WATCHDOG_INTERVAL_MS, META_KEYS } from "./constants.ts";
-import type { Meta } from "./storage.ts";
+import type { Meta } from "./meta.ts";
 
 /** An alarm already set at most this much earlier than a new arm would set it is left as it is. */
 export const WATCHDOG_ARM_SLACK_MS = 1_000;

@@ -34,7 +34,7 @@ import { eventTypeForStatus, webhookHeaders } from "../../src/webhooks/signing.t
 import { urlPolicyFrom, webhookUrlProblem } from "../../src/webhooks/url-policy.ts";
 import type { EventLog } from "./event-log.ts";
 import type { RunOutcome } from "./messages.ts";
-import type { Meta } from "./storage.ts";
+import type { Meta } from "./meta.ts";
 
 /** Storage schema version of this module's table (bump with a migration step when it changes). */
 export const WEBHOOK_OUTBOX_SCHEMA_VERSION = 1;

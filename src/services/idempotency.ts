@@ -21,8 +21,17 @@
  */
 import { ApiError } from "../errors.ts";
 import { findRunByWorkflowId } from "../db/runs.ts";
-import type { IdempotencyRequest } from "../middleware/idempotency/index.ts";
 import type { RunStatus } from "../shared/run-status.ts";
+
+/**
+ * What a start path needs to claim the key (the middleware makes it from the header and the
+ * request); `replayed` is set by the claim when it replays.
+ */
+export interface IdempotencyRequest {
+  key: string;
+  fingerprint: string;
+  replayed: boolean;
+}
 
 export const IDEMPOTENCY_KEY_TTL_MS = 24 * 60 * 60_000;
 /** A claim with no run row after this long belonged to a start that died before writing it. */

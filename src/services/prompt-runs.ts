@@ -7,8 +7,8 @@ import type { PromptDefinition } from "../db/schema.ts";
 import { ApiError, type Issue } from "../errors.ts";
 import { renderTemplate } from "../shared/prompt-template.ts";
 import type { PreparedStart, StartCommand } from "../../durable-objects/run-stream/run-starter.ts";
-import { startCommand } from "./runs.ts";
-import type { IdempotencyRequest } from "../middleware/idempotency/index.ts";
+import { startCommand } from "./start-command.ts";
+import type { IdempotencyRequest } from "./idempotency.ts";
 import { isReservedName, RESERVED_NAME_MESSAGE } from "../shared/reserved-names.ts";
 
 /** Allowance for the chat format around the prompt (role markers, system text), in tokens. */

@@ -8,11 +8,8 @@
 import { aggregate, type Attribute } from "../shared/aggregations.ts";
 import { isTerminal, type RunStatus } from "../shared/run-status.ts";
 import { traceKey } from "../../durable-objects/trace.ts";
-import type { RunEvent, RunResultResponse } from "../shared/host-api.ts";
-import { runFinishedEvent, runStartedEvent } from "../shared/run-events.ts";
 import { ApiError } from "../errors.ts";
-import { HostClient } from "../host-client.ts";
-import { recordRunEvents, runStream } from "../run-stream-client.ts";
+import { runStream } from "../run-stream-client.ts";
 import { nearbyReads } from "../db/client.ts";
 import { findRunByWorkflowId } from "../db/runs.ts";
 import { findRunnableWorkflow, findRunnableWorkflowCached } from "../db/workflows.ts";
@@ -27,12 +24,9 @@ import type {
 } from "../../durable-objects/run-stream/run-starter.ts";
 import type { ReadOptions, ReadReply, StartAndWaitReply } from "../../durable-objects/run-stream/run-reader.ts";
 import { creditHoldFor, preparePromptStart } from "./prompt-runs.ts";
+import { startCommand, type StartChoices } from "./start-command.ts";
 import type { ResetHoldBasis } from "../db/credits.ts";
 import { renderTemplate } from "../shared/prompt-template.ts";
-import type { IdempotencyRequest } from "../middleware/idempotency/index.ts";
-
-/** The host blocks at most this long per result call; longer waits are several calls. */
-const HOST_RESULT_WAIT_SLICE_MS = 110_000;
 
 export interface StartedRun {
   workflowId: string;
@@ -58,26 +52,6 @@ export function resetCreditHold(env: Env, basis: ResetHoldBasis): number {
   }
   const values = Object.fromEntries(Object.entries(variables).map(([k, v]) => [k, String(v)]));
   return creditHoldFor(basis.prompt, renderTemplate(basis.prompt.template, values));
-}
-
-/** Caller-chosen options of a start. */
-export interface StartChoices {
-  /** A caller-chosen Temporal workflow id (else `<workflow>-<uuid>`). */
-  workflowId?: string;
-  /** The request's `Idempotency-Key`; marked `replayed` when the start replays an earlier run. */
-  idempotency?: IdempotencyRequest;
-}
-
-/** The Worker side of every start: mint the ids, then ONE call into the home region (the run's DO). */
-export function startCommand(organizationId: string, idPrefix: string, target: StartTarget, choices: StartChoices = {}): StartCommand {
-  const runUuid = crypto.randomUUID();
-  return {
-    organizationId,
-    workflowId: choices.workflowId ?? `${idPrefix}-${runUuid}`,
-    runUuid,
-    target,
-    ...(choices.idempotency ? { idempotency: choices.idempotency } : {}),
-  };
 }
 
 export function replyError(error: SerializedError): ApiError {
@@ -214,53 +188,6 @@ export function assertRunOpen(run: Run, what: string): void {
   if (isTerminal(run.status)) {
     throw new ApiError("run_finished", `run ${run.temporalWorkflowId} already ended (${run.status}); it takes no ${what}`);
   }
-}
-
-/**
- * Brings a non-terminal row up to date with Temporal (via the host), waiting up to `waitMs` for
- * the run to close. A terminal row is returned as is. If the host cannot be reached the row is
- * returned unchanged when `tolerateHostDown`, so reads keep working while the host restarts.
- */
-export async function settleRun(
-  env: Env,
-  run: Run,
-  waitMs = 0,
-  tolerateHostDown = true,
-  /** How to record what was learned (the run's DO passes its own record, to skip a call to itself). */
-  record: (workflowId: string, events: RunEvent[]) => Promise<unknown> = (workflowId, events) => recordRunEvents(env, workflowId, events),
-  /** The host's answer, when the caller started waiting for it already (`waitForResult`, same `waitMs`). */
-  waiting?: Promise<RunResultResponse>,
-): Promise<Run> {
-  if (isTerminal(run.status)) return run;
-  let result: RunResultResponse;
-  try {
-    result = await (waiting ?? waitForResult(env, run.temporalWorkflowId, waitMs));
-  } catch (err) {
-    if (tolerateHostDown && err instanceof ApiError && err.code === "host_unavailable") return run;
-    throw err;
-  }
-  const events: RunEvent[] = [];
-  if (run.status === "scheduled") events.push(runStartedEvent(result.runId));
-  if (isTerminal(result.status)) events.push(runFinishedEvent(result));
-  if (events.length === 0) return run;
-  await record(run.temporalWorkflowId, events);
-  return (await findRunByWorkflowId(env.DB, run.organizationId, run.temporalWorkflowId)) ?? run;
-}
-
-/**
- * Asks the host for the run's outcome, waiting up to `waitMs` for it to close (in slices). A
- * caller that has just started the run may begin this before reading the run's row (settleRun's
- * `waiting`), so the row read and the wait overlap, and name the run it started (`runId`), which
- * spares the host a describe when the run completes.
- */
-export async function waitForResult(env: Env, workflowId: string, waitMs: number, runId?: string): Promise<RunResultResponse> {
-  const host = new HostClient(env);
-  const deadline = Date.now() + waitMs;
-  let result: RunResultResponse;
-  do {
-    result = await host.result(workflowId, Math.min(HOST_RESULT_WAIT_SLICE_MS, Math.max(0, deadline - Date.now())), runId);
-  } while (!isTerminal(result.status) && Date.now() < deadline);
-  return result;
 }
 
 /**

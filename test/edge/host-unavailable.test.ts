@@ -4,7 +4,7 @@ import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { ApiError } from "../../src/errors.ts";
 import { HostClient } from "../../src/host-client.ts";
 import { runStream } from "../../src/run-stream-client.ts";
-import { call, postJson, seedCatalog, seedOrganization } from "./helpers.ts";
+import { admin, call, postJson, seedCatalog, seedOrganization } from "./helpers.ts";
 
 // In edge tests HOST_URL points at a closed port, so every call to the host fails to connect.
 // The edge cannot tell a refused connection from an answer lost after the host started the run,
@@ -40,6 +40,56 @@ describe("when the host cannot be reached", () => {
       .bind(org.organizationId, body.workflowId)
       .all();
     expect(rows.results).toEqual([{ status: "scheduled" }]);
+  });
+});
+
+describe("when the host cannot be reached: the streaming starts", () => {
+  let org: Awaited<ReturnType<typeof seedOrganization>>;
+  beforeAll(async () => {
+    org = await seedOrganization();
+    await seedCatalog();
+  });
+  const rowOf = (workflowId: string) =>
+    env.DB.prepare("SELECT status, organization_id AS org FROM runs WHERE temporal_workflow_id = ?").bind(workflowId).first();
+
+  it("POST /api/v1/run/{id}/stream answers 202 {workflowId, status: scheduled} with x-run-id, not a stream; the run is accepted", async () => {
+    const created = await admin("POST", `/admin/v1/organizations/${org.organizationId}/workflows`, {
+      name: `wf ${crypto.randomUUID()}`,
+      template: "Tell {{audience}} about {{topic}}.",
+      model: "local/writer",
+      maxOutputTokens: 100,
+    });
+    const { id } = (await created.json()) as { id: string };
+    expect((await admin("POST", `/admin/v1/workflows/${id}/publish`)).ok).toBe(true);
+    const res = await postJson(`/api/v1/run/${id}/stream`, { audience: "you", topic: "outages" }, org.key);
+    expect(res.status).toBe(202);
+    expect(res.headers.get("content-type")).toContain("application/json");
+    const body = (await res.json()) as { workflowId: string; status: string };
+    expect(body).toEqual({ workflowId: expect.stringMatching(new RegExp(`^${id}-`)), status: "scheduled" });
+    expect(res.headers.get("x-run-id")).toBe(body.workflowId);
+    expect(await rowOf(body.workflowId)).toEqual({ status: "scheduled", org: org.organizationId });
+    const alarm = await runInDurableObject(runStream(env, body.workflowId), (_instance, state) => state.storage.getAlarm());
+    expect(alarm).not.toBeNull();
+  });
+
+  it("POST /api/v1/workflow-runs/execute/stream answers 202 with the accepted run (scheduled), not a stream", async () => {
+    const helloId = (await env.DB.prepare("SELECT id FROM workflows WHERE name = 'hello' AND organization_id IS NULL").first<{
+      id: string;
+    }>())!.id;
+    const res = await call("/api/v1/workflow-runs/execute/stream", {
+      method: "POST",
+      headers: {
+        authorization: "Bearer edge-test-internal-secret",
+        "x-organization-id": org.organizationId,
+        "content-type": "application/json",
+      },
+      body: JSON.stringify({ workflowId: helloId, inputs: { name: "Ada" } }),
+    });
+    expect(res.status).toBe(202);
+    const body = (await res.json()) as { success: boolean; workflowRun: { id: string; status: string } };
+    expect(body.success).toBe(true);
+    expect(body.workflowRun.status).toBe("scheduled");
+    expect(await rowOf(`hello-${body.workflowRun.id}`)).toEqual({ status: "scheduled", org: org.organizationId });
   });
 });
 

@@ -6,7 +6,8 @@
  */
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { canonicalJson, parseIdempotencyKey, requestFingerprint, type IdempotencyRequest } from "../../src/middleware/idempotency/index.ts";
+import { canonicalJson, parseIdempotencyKey, requestFingerprint } from "../../src/middleware/idempotency/index.ts";
+import type { IdempotencyRequest } from "../../src/services/idempotency.ts";
 import { claimIdempotencyKey } from "../../src/services/idempotency.ts";
 import { ApiError } from "../../src/errors.ts";
 import { call, errorCodeOf, postJson, seedCatalog, seedOrganization } from "./helpers.ts";

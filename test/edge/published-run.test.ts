@@ -94,6 +94,35 @@ describe("published run API: errors before a run starts", () => {
   });
 });
 
+describe("published run API: Idempotency-Key replays", () => {
+  it("replay the first run after the workflow's variables changed and after it was unpublished", async () => {
+    const org = await seedOrganization();
+    const workflowId = await promptWorkflow(org.organizationId);
+    const body = { audience: "a new engineer", topic: "durable execution" };
+    const idem = `key-${crypto.randomUUID()}`;
+    // Accepted while the host is missing here: 202 with the run's id.
+    const first = await postJson(`/api/v1/run/${workflowId}`, body, org.key, { "idempotency-key": idem });
+    expect(first.status).toBe(202);
+    const runId = first.headers.get("x-run-id");
+    expect(runId).toMatch(new RegExp(`^${workflowId}-`));
+    // The template now takes other variables: a new start with this body would be 400.
+    expect((await admin("PATCH", `/admin/v1/workflows/${workflowId}`, { template: "Summarize {{text}}." })).ok).toBe(true);
+    expect((await postJson(`/api/v1/run/${workflowId}`, body, org.key)).status).toBe(400);
+    const changed = await postJson(`/api/v1/run/${workflowId}`, body, org.key, { "idempotency-key": idem });
+    expect(changed.status).toBe(202);
+    expect(changed.headers.get("idempotent-replayed")).toBe("true");
+    expect(changed.headers.get("x-run-id")).toBe(runId);
+    // Unpublished: a new start is 404, the replay is still the first run.
+    expect((await admin("POST", `/admin/v1/workflows/${workflowId}/unpublish`)).ok).toBe(true);
+    expect((await postJson(`/api/v1/run/${workflowId}`, { text: "x" }, org.key)).status).toBe(404);
+    const unpublished = await postJson(`/api/v1/run/${workflowId}`, body, org.key, { "idempotency-key": idem });
+    expect(unpublished.status).toBe(202);
+    expect(unpublished.headers.get("idempotent-replayed")).toBe("true");
+    expect(unpublished.headers.get("x-run-id")).toBe(runId);
+    expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?").bind(org.organizationId).first("n")).toBe(1);
+  });
+});
+
 describe("published run API: hostile input (security)", () => {
   let org: Awaited<ReturnType<typeof seedOrganization>>;
   let workflowId: string;

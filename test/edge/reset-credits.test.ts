@@ -225,6 +225,47 @@ describe("a reset refused", () => {
   });
 });
 
+describe("a reset the host answers with an error", () => {
+  it("a refusal the edge has no code for (a 4xx: 502 host_error) reset nothing: the hold is given back", async () => {
+    const org = await meteredOrg(HOLD * 2);
+    const ended = await run(org.organizationId, (runId) => [usage(runId, 10), finished(runId, "completed")]);
+    const before = await row(ended.workflowId);
+    resetAnswer = () => ({ status: 422, code: "something_new" });
+    const res = await reset(org.key, ended.workflowId);
+    expect(res.status).toBe(502);
+    expect(errorCodeOf(await res.json())).toBe("host_error");
+    expect(await row(ended.workflowId)).toEqual(before);
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 10, reserved: 0 });
+  });
+
+  it("the host failing on it (500 internal_error) may have reset the run: the hold stays, and a retry holds nothing more", async () => {
+    const org = await meteredOrg(HOLD * 2);
+    const ended = await run(org.organizationId, (runId) => [usage(runId, 10), finished(runId, "completed")]);
+    resetAnswer = () => ({ status: 500, code: "internal" });
+    for (let i = 0; i < 2; i++) {
+      const res = await reset(org.key, ended.workflowId);
+      expect(res.status).toBe(500);
+      expect(errorCodeOf(await res.json())).toBe("internal_error");
+      expect(await row(ended.workflowId)).toMatchObject({ credit_hold: HOLD });
+      expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 10, reserved: HOLD });
+    }
+  });
+
+  it("the unpinned (deprecated) reset carries Deprecation, Sunset and Link on its errors too; the pinned one does not", async () => {
+    const org = await meteredOrg(HOLD * 2);
+    const ended = await run(org.organizationId, (runId) => [usage(runId, 10), finished(runId, "completed")]);
+    resetAnswer = () => ({ status: 404, code: "step_not_found" });
+    const unpinned = await reset(org.key, ended.workflowId);
+    expect(unpinned.status).toBe(404);
+    expect(unpinned.headers.get("deprecation")).toBe("true");
+    expect(unpinned.headers.get("link")).toBe('</workflow/{id}/runs/{rid}/reset>; rel="successor-version"');
+    expect(unpinned.headers.get("sunset")).toBeTruthy();
+    const pinned = await reset(org.key, ended.workflowId, ended.runId);
+    expect(pinned.status).toBe(404);
+    expect(pinned.headers.get("deprecation")).toBeNull();
+  });
+});
+
 /** The end of the run a reset replaces, as Temporal sends it once the reset has terminated it. */
 const terminated = (runId: string) => finished(runId, "terminated");
 

@@ -7,7 +7,8 @@
 import { env } from "cloudflare:workers";
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
-import type { StartCommand } from "../../durable-objects/run-stream/run-starter.ts";
+import { START_ATTEMPT_TIMEOUT_MS } from "../../durable-objects/run-stream/constants.ts";
+import { START_RETRY_BASE_MS, type StartCommand } from "../../durable-objects/run-stream/run-starter.ts";
 import { runStream } from "../../src/run-stream-client.ts";
 import { admin, seedCatalog, seedOrganization } from "./helpers.ts";
 
@@ -68,10 +69,13 @@ describe("RunStream.start: after acceptance", () => {
     await runInDurableObject(runStream(env, c.workflowId), (_i, state) =>
       state.storage.sql.exec("UPDATE run_start SET next_attempt_at = 0"),
     );
+    const fired = Date.now();
     expect(await runDurableObjectAlarm(runStream(env, c.workflowId))).toBe(true);
     expect(await outboxOf(c.workflowId)).toEqual([{ state: "pending", attempts: 2 }]);
     const alarm = await runInDurableObject(runStream(env, c.workflowId), (_i, state) => state.storage.getAlarm());
-    expect(alarm).toBeGreaterThan(Date.now());
+    // The second attempt's time limit, then twice the first pause (1 s after the first attempt, 2 s after the second).
+    expect(alarm).toBeGreaterThanOrEqual(fired + START_ATTEMPT_TIMEOUT_MS + 2 * START_RETRY_BASE_MS);
+    expect(alarm).toBeLessThan(Date.now() + START_ATTEMPT_TIMEOUT_MS + 3 * START_RETRY_BASE_MS);
     expect(await rowsOf(c.workflowId)).toEqual([{ status: "scheduled", credit_hold: 0 }]);
   });
 });

@@ -365,6 +365,32 @@ describe("Workflow Runs API: execute (security)", () => {
       body,
     });
 
+  it("a body over 1 MiB → 413 payload_too_large on execute, its stream and cancel, in every encoding; nothing started", async () => {
+    const big = "x".repeat(1024 * 1024 + 1);
+    const json = JSON.stringify({ workflowId: helloId, inputs: { name: big } });
+    const form = new FormData();
+    form.append("workflowId", helloId);
+    form.append("inputs", JSON.stringify({ name: big }));
+    const before = await env.DB.prepare("SELECT COUNT(*) AS n FROM runs").first<number>("n");
+    const answers = [
+      await postAs(token, "/api/v1/workflow-runs/execute", json, "application/json"),
+      await postAs(token, "/api/v1/workflow-runs/execute/stream", json, "application/json"),
+      await postAs(token, "/api/v1/workflow-runs/execute", `workflowId=${helloId}&inputs=${big}`, "application/x-www-form-urlencoded"),
+      await call("/api/v1/workflow-runs/execute", { method: "POST", headers: { authorization: `Bearer ${token}` }, body: form }),
+      await postAs(
+        token,
+        "/api/v1/workflow-runs/cancel",
+        JSON.stringify({ runIds: [crypto.randomUUID()], reason: big }),
+        "application/json",
+      ),
+    ];
+    for (const res of answers) {
+      const e = await statusAndError(res);
+      expect([e.status, e.code]).toEqual([413, "payload_too_large"]);
+    }
+    expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM runs").first<number>("n")).toBe(before);
+  });
+
   it("a field sent twice → 400 naming it (never the last one silently)", async () => {
     for (const name of ["workflowId", "inputs", "envs"]) {
       const fields: Array<[string, string]> = [

@@ -17,17 +17,11 @@ import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
 import { MalformedFormError, parseFormBody, type FormPart } from "../../shared/form-body.ts";
+import type { IdempotencyRequest } from "../../services/idempotency.ts";
 
 export const IDEMPOTENCY_KEY_HEADER = "idempotency-key";
 export const IDEMPOTENT_REPLAYED_HEADER = "idempotent-replayed";
 export const MAX_IDEMPOTENCY_KEY_LENGTH = 255;
-
-/** What a start path needs to claim the key; `replayed` is set by the claim when it replays. */
-export interface IdempotencyRequest {
-  key: string;
-  fingerprint: string;
-  replayed: boolean;
-}
 
 /** The key's value, or null when the header is absent; throws 400 for a malformed key. */
 export function parseIdempotencyKey(header: string | undefined): string | null {

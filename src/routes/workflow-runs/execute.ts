@@ -6,7 +6,8 @@ import { MalformedFormError, parseFormBody, type FormPart } from "../../shared/f
 import { isReservedName, RESERVED_NAME_MESSAGE, reservedKeys } from "../../shared/reserved-names.ts";
 import { toWorkflowRunStatus } from "../../shared/run-status.ts";
 import { stepRunId } from "../../shared/step-run-id.ts";
-import { readRun, startAndWaitInRegion, startCommand, workflowNameById } from "../../services/runs.ts";
+import { readRun, startAndWaitInRegion, workflowNameById } from "../../services/runs.ts";
+import { startCommand } from "../../services/start-command.ts";
 import { startAndSubscribe } from "../../sse/start-subscription.ts";
 import { openAdmittedSubscription } from "../../sse/run-subscription.ts";
 import { ADMISSION_PARAMS } from "../../../durable-objects/run-stream/subscriber-admission.ts";

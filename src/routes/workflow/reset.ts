@@ -4,13 +4,13 @@ import { z } from "zod";
 import { RESET_HOST_TIMEOUT_MS } from "../../../durable-objects/run-stream/reset-mark.ts";
 import type { App, AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
-import { HostClient } from "../../host-client.ts";
+import { HostClient, HostRefusedError } from "../../host-client.ts";
 import { readJsonOrEmpty } from "../../middleware/json-body/index.ts";
 import { type OwnedRunEnv, ownedRun } from "../../middleware/owned-run/index.ts";
 import { runStream } from "../../run-stream-client.ts";
 import { runResetEvent } from "../../shared/run-events.ts";
 import { type PinnedRunEnv, parseWorkflowIdParam, pinnedRunParam } from "./params.ts";
-import { markDeprecated } from "./stop.ts";
+import { deprecatedUnless } from "./stop.ts";
 
 export const resetBody = z.object({
   /** The step (activity) to re-run from after: its completion is kept, every later step runs again. */
@@ -55,23 +55,24 @@ async function reset(c: Context<PinnedRunEnv & ResetBodyEnv & OwnedRunEnv>): Pro
   try {
     result = await new HostClient(c.env).reset(workflowId, { ...body, runId: pinnedRunId }, RESET_HOST_TIMEOUT_MS);
   } catch (err) {
-    // The host refused (a 4xx: no such step, step not completed, run not found): the hold goes
-    // back as it was and the mark ends. If the outcome is unknown (host unreachable, an answer we
-    // cannot read), the reset may have started a run, so the hold stays; a retry of the reset
+    // The host refused (it answered a 4xx: no such step, step not completed, run not found, or a
+    // refusal the edge has no code for): it reset nothing, so the hold goes back as it was and the
+    // mark ends. Any other failure leaves the outcome unknown (host unreachable, its 500, an answer
+    // we cannot read): the reset may have started a run, so the hold stays; a retry of the reset
     // finds it in place, and the DO settles the mark with the host if nobody else does.
-    if (hold.held && !(err instanceof ApiError && (err.code === "host_unavailable" || err.code === "host_error"))) {
-      await stub.undoResetHold(workflowId);
-    }
+    if (hold.held && err instanceof HostRefusedError) await stub.undoResetHold(workflowId);
     throw err;
   }
   // Recorded before we answer: a status or stream request right after this sees the new run.
   await stub.record(workflowId, [runResetEvent(result.runId, result.resetFromRunId)]);
-  if (!pinnedRunId) markDeprecated(c, "reset");
   return c.json({ workflowId, runId: result.runId });
 }
 
 export function registerReset(app: App) {
-  for (const path of ["/workflow/:id/reset", "/workflow/:id/runs/:rid/reset"]) {
-    app.post(path, pinnedRunParam, resetRequest, ownedRun(), reset);
+  for (const [path, pinned] of [
+    ["/workflow/:id/reset", false],
+    ["/workflow/:id/runs/:rid/reset", true],
+  ] as const) {
+    app.post(path, deprecatedUnless(pinned, "reset"), pinnedRunParam, resetRequest, ownedRun(), reset);
   }
 }

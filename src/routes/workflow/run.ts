@@ -15,12 +15,21 @@ import { assertKnownCatalog, startChoices, withOutputWorkflowErrors } from "./st
  * points at its result. A run accepted while the host did not confirm its start (status
  * `scheduled`, runId null) answers 202 at once with the same Location: it will run, exactly once.
  */
+/** Output's default wait for a run (its TEMPORAL_WORKFLOW_EXECUTION_MAX_WAITING). */
+export const DEFAULT_RUN_WAIT_MS = 300_000;
+
+/** RUN_WAIT_DEFAULT_MS, or DEFAULT_RUN_WAIT_MS when it is unset or not a positive number (never NaN). */
+export function runWaitDefaultMs(env: Pick<Env, "RUN_WAIT_DEFAULT_MS">): number {
+  const configured = Number(env.RUN_WAIT_DEFAULT_MS);
+  return Number.isFinite(configured) && configured > 0 ? configured : DEFAULT_RUN_WAIT_MS;
+}
+
 export function registerRun(app: App) {
   app.post("/workflow/run", async (c) => {
     const request = await readJson(c, runWorkflowBody);
     assertKnownCatalog(request);
     const organizationId = c.get("auth").organizationId;
-    const waitMs = request.timeout ?? Number(c.env.RUN_WAIT_DEFAULT_MS);
+    const waitMs = request.timeout ?? runWaitDefaultMs(c.env);
     // One call into the home region: the run's DO starts it and waits for its outcome.
     const { run, attributes } = await withOutputWorkflowErrors(request.workflowName, () =>
       runToOutcome(c.env, organizationId, request.workflowName, request.input ?? {}, waitMs, startChoices(c, request)),

@@ -5,7 +5,8 @@
 import type { Context } from "hono";
 import type { AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
-import { startRun, type StartChoices, type StartedRun } from "../../services/runs.ts";
+import { startRun, type StartedRun } from "../../services/runs.ts";
+import type { StartChoices } from "../../services/start-command.ts";
 import { mintStreamToken } from "../../stream-tokens.ts";
 import { CATALOG_ID } from "./schemas.ts";
 

@@ -22,8 +22,8 @@ export function markDeprecated<E extends AppEnv>(c: Context<E>, action: string):
   c.header("link", `</workflow/{id}/runs/{rid}/${action}>; rel="successor-version"`);
 }
 
-/** The unpinned route's deprecation headers, set first: its errors carry them too. */
-const deprecatedUnless = (pinned: boolean, action: string) =>
+/** The unpinned route's deprecation headers, set first: its errors carry them too (as Output's middleware does). */
+export const deprecatedUnless = (pinned: boolean, action: string) =>
   createMiddleware<AppEnv>(async (c, next) => {
     if (!pinned) markDeprecated(c, action);
     await next();
