@@ -4,7 +4,8 @@
  * key gets re-sealed under the newest one. Two ways in (docs/webhooks.md#secrets-at-rest):
  *
  * - on use: a delivery attempt that read such a row writes it back (`resealOnUse`, from the run's
- *   webhook outbox); a failure is a WARN line and the next attempt tries again;
+ *   webhook outbox); a failure is a WARN line (once per endpoint and reason per isolate) and the
+ *   next attempt tries again;
  * - in bulk: `POST /admin/v1/webhooks/seal-secrets` (`sealSecretsPage`), for endpoints that never
  *   deliver, deleted ones too (their row still holds the secret).
  *
@@ -13,13 +14,23 @@
  */
 import { currentKeyId, resealSecret, SecretBoxError, webhookSecretAad } from "../shared/secret-box.ts";
 
-/** Rows read per page, and UPDATEs per D1 batch. */
-export const SEAL_PAGE_ROWS = 100;
 /**
- * Pages per request: at most 5 SELECTs and 500 UPDATEs, under a Worker invocation's 1,000 D1
- * queries; a larger table is worked in several requests (`next`).
+ * Rows one bulk call reads and may write (`limit`), and its bounds. A call makes at most
+ * `1 + limit` D1 queries: one SELECT of up to `limit` rows, then one UPDATE per row that needs
+ * sealing, sent in D1 batches of SEAL_BATCH_UPDATES (each statement of a batch counted as a query,
+ * the conservative reading of Cloudflare's limit). Cloudflare allows 1,000 queries per Worker
+ * invocation on the Workers Paid plan and 50 on the Free plan: the default (500, at most 501
+ * queries) fits Paid; 40 (at most 41) fits Free with room to spare, 49 is the most that does.
+ * A larger table is worked in several calls (`next`).
  */
-export const SEAL_PAGES_PER_REQUEST = 5;
+export const SEAL_LIMIT_DEFAULT = 500;
+export const SEAL_LIMIT_MIN = 1;
+export const SEAL_LIMIT_MAX = 500;
+/** UPDATEs per D1 batch (one round trip each). */
+export const SEAL_BATCH_UPDATES = 100;
+
+/** The most D1 queries a bulk call with this `limit` makes (what docs/webhooks.md promises). */
+export const sealQueryBudget = (limit: number) => 1 + limit;
 
 /** Writes `next` as the endpoint's stored secret only if the row still holds `read`. */
 function replaceStoredSecret(d1: D1Database, organizationId: string, id: string, read: string, next: string): D1PreparedStatement {
@@ -29,9 +40,33 @@ function replaceStoredSecret(d1: D1Database, organizationId: string, id: string,
 }
 
 /**
+ * Most endpoints whose failed write-back this isolate remembers (see `firstFailureWarning`); past
+ * it the oldest is forgotten (and may warn once more), so a long-lived isolate stays bounded.
+ */
+export const RESEAL_WARNED_MAX = 10_000;
+
+/**
+ * Whether a failed write-back should be logged: once per endpoint and reason per isolate, for
+ * isolates hold many run DOs. While WEBHOOK_SECRET_KEYS is missing, a legacy plain row still
+ * delivers and every attempt fails to seal it; a WARN per attempt (retries, every run of the
+ * organization) would bury the log in one repeated line. The operator needs one line per endpoint
+ * to act on (the keys problem is also logged as an error by deliveries of sealed rows); the write
+ * is still tried on every attempt. `warned` holds `<orgId> <endpointId> <reason>` keys, oldest first.
+ */
+export function firstFailureWarning(warned: Set<string>, key: string, max = RESEAL_WARNED_MAX): boolean {
+  if (warned.has(key)) return false;
+  if (warned.size >= max) warned.delete(warned.values().next().value!);
+  warned.add(key);
+  return true;
+}
+
+/** Endpoints (and reasons) this isolate has already warned about; see `firstFailureWarning`. */
+const resealFailuresWarned = new Set<string>();
+
+/**
  * After a delivery attempt read `stored` (and opened it): seals it under the newest key when it is
  * legacy plain or under an older key. Never throws; a failure (keys missing or malformed, D1) is
- * logged at WARN and left to the next attempt.
+ * logged at WARN, once per endpoint and reason per isolate, and left to the next attempt.
  */
 export async function resealOnUse(
   env: Pick<Env, "DB" | "WEBHOOK_SECRET_KEYS">,
@@ -43,6 +78,8 @@ export async function resealOnUse(
     const next = await resealSecret(env.WEBHOOK_SECRET_KEYS, stored, webhookSecretAad(organizationId, endpointId));
     if (next) await replaceStoredSecret(env.DB, organizationId, endpointId, stored, next.value).run();
   } catch (err) {
+    const reason = err instanceof SecretBoxError ? err.code : "write_failed";
+    if (!firstFailureWarning(resealFailuresWarned, `${organizationId} ${endpointId} ${reason}`)) return;
     console.warn(
       JSON.stringify({
         level: "warn",
@@ -70,42 +107,47 @@ export interface SealReport {
 }
 
 /**
- * Seals, in bounded batches, the rows after endpoint id `after` (up to SEAL_PAGES_PER_REQUEST
- * pages of SEAL_PAGE_ROWS). The keys are checked before anything is read, so with missing or
- * malformed keys this throws (SecretBoxError) having written nothing. Idempotent.
+ * Seals the first `limit` rows after endpoint id `after`, by id, writing in D1 batches of
+ * SEAL_BATCH_UPDATES: at most sealQueryBudget(limit) queries. The keys are checked before
+ * anything is read, so with missing or malformed keys this throws (SecretBoxError) having written
+ * nothing. Idempotent.
  */
-export async function sealSecretsPage(d1: D1Database, keys: string | undefined, after = ""): Promise<SealReport> {
+export async function sealSecretsPage(
+  d1: D1Database,
+  keys: string | undefined,
+  after = "",
+  limit = SEAL_LIMIT_DEFAULT,
+): Promise<SealReport> {
+  if (!Number.isInteger(limit) || limit < SEAL_LIMIT_MIN || limit > SEAL_LIMIT_MAX)
+    throw new RangeError(`limit must be an integer from ${SEAL_LIMIT_MIN} to ${SEAL_LIMIT_MAX}`);
   await currentKeyId(keys); // missing or malformed keys: thrown here, before any read or write
   const report: SealReport = { sealed: 0, resealed: 0, alreadyCurrent: 0, unreadable: [], next: null };
-  let cursor = after;
-  for (let page = 0; page < SEAL_PAGES_PER_REQUEST; page++) {
-    const rows = (
-      await d1
-        .prepare("SELECT id, organization_id, secret FROM webhook_endpoints WHERE id > ? ORDER BY id LIMIT ?")
-        .bind(cursor, SEAL_PAGE_ROWS)
-        .all<{ id: string; organization_id: string; secret: string }>()
-    ).results;
-    const writes: Array<{ kind: "sealed" | "resealed"; statement: D1PreparedStatement }> = [];
-    for (const row of rows) {
-      try {
-        const next = await resealSecret(keys, row.secret, webhookSecretAad(row.organization_id, row.id));
-        if (next) writes.push({ kind: next.kind, statement: replaceStoredSecret(d1, row.organization_id, row.id, row.secret, next.value) });
-        else report.alreadyCurrent++;
-      } catch (err) {
-        if (!(err instanceof SecretBoxError)) throw err;
-        report.unreadable.push({ organizationId: row.organization_id, webhookId: row.id, error: err.message });
-      }
+  const rows = (
+    await d1
+      .prepare("SELECT id, organization_id, secret FROM webhook_endpoints WHERE id > ? ORDER BY id LIMIT ?")
+      .bind(after, limit)
+      .all<{ id: string; organization_id: string; secret: string }>()
+  ).results;
+  const writes: Array<{ kind: "sealed" | "resealed"; statement: D1PreparedStatement }> = [];
+  for (const row of rows) {
+    try {
+      const next = await resealSecret(keys, row.secret, webhookSecretAad(row.organization_id, row.id));
+      if (next) writes.push({ kind: next.kind, statement: replaceStoredSecret(d1, row.organization_id, row.id, row.secret, next.value) });
+      else report.alreadyCurrent++;
+    } catch (err) {
+      if (!(err instanceof SecretBoxError)) throw err;
+      report.unreadable.push({ organizationId: row.organization_id, webhookId: row.id, error: err.message });
     }
-    if (writes.length > 0) {
-      const results = await d1.batch(writes.map((w) => w.statement));
-      results.forEach((result, i) => {
-        if (result.meta.changes === 0) report.alreadyCurrent++;
-        else report[writes[i]!.kind]++;
-      });
-    }
-    if (rows.length < SEAL_PAGE_ROWS) return report;
-    cursor = rows[rows.length - 1]!.id;
   }
-  report.next = cursor;
+  for (let start = 0; start < writes.length; start += SEAL_BATCH_UPDATES) {
+    const chunk = writes.slice(start, start + SEAL_BATCH_UPDATES);
+    const results = await d1.batch(chunk.map((w) => w.statement));
+    results.forEach((result, i) => {
+      if (result.meta.changes === 0) report.alreadyCurrent++;
+      else report[chunk[i]!.kind]++;
+    });
+  }
+  // A full page may have more after it; a short one was the end of the table.
+  if (rows.length === limit) report.next = rows[rows.length - 1]!.id;
   return report;
 }

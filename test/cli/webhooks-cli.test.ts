@@ -1,16 +1,18 @@
 /** `npm run admin -- webhooks ...` against the whole stack: create (secret once), list, rotate, deliveries, delete, seal-secrets, errors. */
 import { spawn } from "node:child_process";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { resolve } from "node:path";
 import { describe, expect, inject, it } from "vitest";
 
 const root = resolve(import.meta.dirname, "../..");
 
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function cli(args: string[], url: string = inject("baseUrl")): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const env: Record<string, string | undefined> = { ...process.env };
   for (const name of Object.keys(env)) if (name.startsWith("OUTRIDER_")) delete env[name];
   const child = spawn(process.execPath, ["scripts/admin.ts", ...args], {
     cwd: root,
-    env: { ...env, OUTRIDER_URL: inject("baseUrl"), OUTRIDER_ADMIN_KEY: inject("adminKey"), NO_COLOR: "1" },
+    env: { ...env, OUTRIDER_URL: url, OUTRIDER_ADMIN_KEY: inject("adminKey"), NO_COLOR: "1" },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stdout = "";
@@ -21,6 +23,43 @@ function cli(args: string[]): Promise<{ code: number | null; stdout: string; std
     child.once("error", fail);
     child.once("close", (code) => done({ code, stdout, stderr }));
   });
+}
+
+interface SealAnswer {
+  sealed: number;
+  resealed: number;
+  alreadyCurrent: number;
+  unreadable: unknown[];
+  next: string | null;
+}
+
+/**
+ * A pass-through proxy in front of the stack that records each request's path and query and the
+ * JSON it answered, so a test sees the calls the CLI made. `close` stops it.
+ */
+async function recordingProxy(target: string) {
+  const calls: Array<{ url: URL; answer: unknown }> = [];
+  const server = createServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const headers = new Headers();
+    for (const name of ["authorization", "content-type", "accept"]) if (req.headers[name]) headers.set(name, String(req.headers[name]));
+    const upstream = await fetch(new URL(req.url!, target), {
+      method: req.method,
+      headers,
+      body: chunks.length > 0 ? Buffer.concat(chunks) : undefined,
+    });
+    const text = await upstream.text();
+    calls.push({ url: new URL(req.url!, "http://proxy"), answer: JSON.parse(text) });
+    res.writeHead(upstream.status, { "content-type": upstream.headers.get("content-type") ?? "application/json" });
+    res.end(text);
+  });
+  await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    calls,
+    close: () => new Promise<void>((done) => server.close(() => done())),
+  };
 }
 
 describe("admin CLI: webhooks", () => {
@@ -96,5 +135,49 @@ describe("admin CLI: webhooks", () => {
     const extra = await cli(["webhooks", "seal-secrets", orgId]);
     expect(extra.code).toBe(1);
     expect(extra.stderr).toContain(`unexpected argument "${orgId}"`);
+  });
+
+  it("seal-secrets --limit N asks for N rows a call and follows next until null; without it the server's default; a bad --limit is refused", async () => {
+    const orgId = `org_cli_limit_${Math.random().toString(36).slice(2, 8)}`;
+    expect((await cli(["orgs", "create", "--name", "Limit", "--id", orgId])).code).toBe(0);
+    for (const n of [1, 2, 3])
+      expect((await cli(["webhooks", "create", orgId, "--endpoint", `https://hooks.example.com/l${n}`])).code).toBe(0);
+
+    const proxy = await recordingProxy(inject("baseUrl"));
+    try {
+      const paged = await cli(["webhooks", "seal-secrets", "--limit", "2", "--json"], proxy.url);
+      expect(paged.code, paged.stderr).toBe(0);
+      const calls = proxy.calls.filter((c) => c.url.pathname === "/admin/v1/webhooks/seal-secrets");
+      const answers = calls.map((c) => c.answer as SealAnswer);
+      // At least the three endpoints made here: two calls or more, each asking for 2 rows and getting at most 2.
+      expect(calls.length).toBeGreaterThanOrEqual(2);
+      for (const call of calls) expect(call.url.searchParams.get("limit")).toBe("2");
+      for (const a of answers) expect(a.sealed + a.resealed + a.alreadyCurrent + a.unreadable.length).toBeLessThanOrEqual(2);
+      // The first starts from the beginning; each next one goes on after the previous answer's `next`; the last has none.
+      expect(calls.map((c) => c.url.searchParams.get("after"))).toEqual([null, ...answers.slice(0, -1).map((a) => a.next)]);
+      expect(answers.at(-1)!.next).toBeNull();
+      // What it prints is the sum of the answers.
+      const printed = JSON.parse(paged.stdout) as Omit<SealAnswer, "next">;
+      expect(printed.alreadyCurrent).toBe(answers.reduce((n, a) => n + a.alreadyCurrent, 0));
+      expect(printed.alreadyCurrent).toBeGreaterThanOrEqual(3);
+
+      proxy.calls.length = 0;
+      expect((await cli(["webhooks", "seal-secrets"], proxy.url)).code).toBe(0);
+      const plain = proxy.calls.filter((c) => c.url.pathname === "/admin/v1/webhooks/seal-secrets");
+      expect(plain.length).toBeGreaterThanOrEqual(1);
+      for (const call of plain) expect(call.url.searchParams.has("limit")).toBe(false);
+    } finally {
+      await proxy.close();
+    }
+
+    for (const limit of ["0", "501", "-1"]) {
+      const refused = await cli(["webhooks", "seal-secrets", "--limit", limit]);
+      expect([limit, refused.code]).toEqual([limit, 1]);
+      expect(refused.stderr).toContain("invalid_request");
+      expect(refused.stderr).toContain("limit must be an integer from 1 to 500");
+    }
+    const notNumber = await cli(["webhooks", "seal-secrets", "--limit", "many"]);
+    expect(notNumber.code).toBe(1);
+    expect(notNumber.stderr).toContain('--limit must be an integer, not "many"');
   });
 });

@@ -9,7 +9,7 @@ import app from "../../src/index.ts";
 import { webhookUrlProblem } from "../../src/webhooks/url-policy.ts";
 import { refusedRange } from "../../src/shared/ip-ranges.ts";
 import { openSecret, sealSecret, webhookSecretAad } from "../../src/shared/secret-box.ts";
-import type { SealReport } from "../../src/webhooks/secret-reseal.ts";
+import { SEAL_LIMIT_DEFAULT, sealQueryBudget, type SealReport } from "../../src/webhooks/secret-reseal.ts";
 import { generateWebhookSecret } from "../../src/webhooks/signing.ts";
 import { admin, seedOrganization, TEST_ADMIN_KEY, type ErrorBody } from "./helpers.ts";
 
@@ -71,12 +71,13 @@ async function legacyEndpoint(organizationId: string) {
   return { id: created.id, plain };
 }
 
-/** POST seal-secrets until `next` is null; every answer, in order. */
-async function sealAll(): Promise<SealReport[]> {
+/** POST seal-secrets until `next` is null (from `start`, with `limit` when given); every answer, in order. */
+async function sealAll(start = "", limit?: number): Promise<SealReport[]> {
   const pages: SealReport[] = [];
-  let after: string | null = "";
+  let after: string | null = start;
   while (after !== null) {
-    const res = await admin("POST", after ? `${SEAL}?after=${after}` : SEAL);
+    const query = new URLSearchParams({ ...(after ? { after } : {}), ...(limit === undefined ? {} : { limit: String(limit) }) });
+    const res = await admin("POST", query.size > 0 ? `${SEAL}?${query}` : SEAL);
     expect(res.status).toBe(200);
     const page = (await res.json()) as SealReport;
     pages.push(page);
@@ -85,6 +86,74 @@ async function sealAll(): Promise<SealReport[]> {
   return pages;
 }
 const total = (pages: SealReport[], field: "sealed" | "resealed" | "alreadyCurrent") => pages.reduce((n, p) => n + p[field], 0);
+
+/** Rows a seal-secrets answer accounted for. */
+const handled = (page: SealReport) => page.sealed + page.resealed + page.alreadyCurrent + page.unreadable.length;
+
+/**
+ * `count` legacy plain rows whose ids share a prefix sorting after every other test's ids
+ * (`whk_<hex>`, `whk_bulk_…`), so `?after=<prefix>` starts at the first of them and they are the
+ * last rows of the table. `remove` deletes them (rows left plain would change other tests' counts).
+ */
+async function legacyRows(count: number) {
+  const { organizationId } = await seedOrganization();
+  const prefix = `whk_zz_${crypto.randomUUID().slice(0, 8)}_`;
+  const rows = Array.from({ length: count }, (_, i) => ({ id: `${prefix}${String(i).padStart(4, "0")}`, plain: generateWebhookSecret() }));
+  const insert = env.DB.prepare(
+    "INSERT INTO webhook_endpoints (id, organization_id, url, events, secret) VALUES (?, ?, 'https://hooks.example.com/z', '[\"run.completed\"]', ?)",
+  );
+  await env.DB.batch(rows.map((r) => insert.bind(r.id, organizationId, r.plain)));
+  return {
+    organizationId,
+    prefix,
+    rows,
+    remove: () => env.DB.prepare("DELETE FROM webhook_endpoints WHERE id LIKE ?").bind(`${prefix}%`).run(),
+  };
+}
+
+/**
+ * env.DB that counts what Cloudflare counts against a Worker invocation's D1 queries: each
+ * statement run alone, and each statement of a batch (`roundTrips` counts calls to D1).
+ */
+function countingDb(db: D1Database = env.DB) {
+  const real = new WeakMap<object, D1PreparedStatement>();
+  const counts = { queries: 0, roundTrips: 0 };
+  const one =
+    <T>(call: () => Promise<T>) =>
+    () => {
+      counts.queries++;
+      counts.roundTrips++;
+      return call();
+    };
+  const wrap = (statement: D1PreparedStatement): D1PreparedStatement => {
+    const wrapped = {
+      bind: (...values: unknown[]) => wrap(statement.bind(...values)),
+      first: (column?: string) => one(() => (column === undefined ? statement.first() : statement.first(column)))(),
+      all: one(() => statement.all()),
+      run: one(() => statement.run()),
+      raw: one(() => statement.raw()),
+    };
+    real.set(wrapped, statement);
+    return wrapped as unknown as D1PreparedStatement;
+  };
+  const counted = {
+    prepare: (query: string) => wrap(db.prepare(query)),
+    batch: (statements: D1PreparedStatement[]) => {
+      counts.queries += statements.length;
+      counts.roundTrips++;
+      return db.batch(statements.map((s) => real.get(s) ?? s));
+    },
+  } as unknown as D1Database;
+  return { db: counted, counts };
+}
+
+/** POST seal-secrets through the app with `db` as env.DB. */
+const sealWith = (db: D1Database, query: string) =>
+  app.fetch(
+    new Request(new URL(`${SEAL}${query}`, "http://edge.test"), { method: "POST", headers: { authorization: `Bearer ${TEST_ADMIN_KEY}` } }),
+    { ...env, DB: db } as Env,
+    createExecutionContext(),
+  );
 
 describe("sealing stored webhook secrets in bulk: happy path", () => {
   it("seals legacy plain rows (deleted endpoints' too) and re-seals older-key rows, secrets unchanged; current rows untouched; idempotent", async () => {
@@ -154,7 +223,91 @@ describe("sealing stored webhook secrets in bulk: happy path", () => {
   });
 });
 
+describe("sealing stored webhook secrets in bulk: limit", () => {
+  it("a small limit is honoured and `next` pages through every row: full pages until a short last one, next null", async () => {
+    const table = await legacyRows(10);
+    try {
+      const pages = await sealAll(table.prefix, 4);
+      expect(pages.map(handled)).toEqual([4, 4, 2]);
+      expect(pages.map((p) => p.next)).toEqual([table.rows[3]!.id, table.rows[7]!.id, null]);
+      expect(pages.map((p) => p.sealed)).toEqual([4, 4, 2]);
+      for (const row of table.rows) {
+        const value = await stored(row.id);
+        expect(value).toMatch(/^enc1:edge2:/);
+        expect(await openSecret(env.WEBHOOK_SECRET_KEYS, value, webhookSecretAad(table.organizationId, row.id))).toBe(row.plain);
+      }
+      // limit=1 walks them one by one; sealed already, so nothing is written.
+      const single = await sealAll(table.prefix, 1);
+      expect(single.map(handled)).toEqual([...table.rows.map(() => 1), 0]);
+      expect(single.map((p) => p.alreadyCurrent)).toEqual([...table.rows.map(() => 1), 0]);
+    } finally {
+      await table.remove();
+    }
+  });
+
+  it("limit=40 (the Workers Free plan's setting) makes at most 41 D1 queries, under the Free plan's 50", async () => {
+    const table = await legacyRows(45);
+    try {
+      const { db, counts } = countingDb();
+      const res = await sealWith(db, `?after=${table.prefix}&limit=40`);
+      expect(res.status).toBe(200);
+      const page = (await res.json()) as SealReport;
+      expect([page.sealed, page.next]).toEqual([40, table.rows[39]!.id]);
+      // One SELECT and 40 conditional UPDATEs in one batch.
+      expect(counts).toEqual({ queries: 41, roundTrips: 2 });
+      expect(counts.queries).toBeLessThanOrEqual(sealQueryBudget(40));
+      expect(counts.queries).toBeLessThanOrEqual(50);
+      // Rows already current cost no write: the read alone.
+      const again = countingDb();
+      expect((await sealWith(again.db, `?after=${table.prefix}&limit=40`)).status).toBe(200);
+      expect(again.counts).toEqual({ queries: 1, roundTrips: 1 });
+    } finally {
+      await table.remove();
+    }
+  });
+
+  it("without limit a call works 500 rows as before: at most 501 D1 queries (5 batches of 100), under the Paid plan's 1,000", async () => {
+    const table = await legacyRows(SEAL_LIMIT_DEFAULT + 5);
+    try {
+      const { db, counts } = countingDb();
+      const res = await sealWith(db, `?after=${table.prefix}`);
+      expect(res.status).toBe(200);
+      const page = (await res.json()) as SealReport;
+      expect([page.sealed, page.next]).toEqual([500, table.rows[499]!.id]);
+      expect(counts).toEqual({ queries: 501, roundTrips: 6 });
+      expect(counts.queries).toBeLessThanOrEqual(sealQueryBudget(SEAL_LIMIT_DEFAULT));
+      expect(await stored(table.rows[500]!.id)).toBe(table.rows[500]!.plain);
+    } finally {
+      await table.remove();
+    }
+  });
+
+  it("/openapi.json documents limit: an integer from 1 to 500, default 500", async () => {
+    const doc = (await (await app.fetch(new Request("http://edge.test/openapi.json"), env, createExecutionContext())).json()) as {
+      paths: Record<string, Record<string, { parameters: Array<{ name: string; in: string; schema: Record<string, unknown> }> }>>;
+    };
+    const limit = doc.paths["/admin/v1/webhooks/seal-secrets"]!.post!.parameters.find((p) => p.name === "limit");
+    expect(limit).toMatchObject({ in: "query", schema: { type: "integer", minimum: 1, maximum: 500, default: 500 } });
+  });
+});
+
 describe("webhook endpoints: errors", () => {
+  it("seal-secrets refuses a limit that is not an integer from 1 to 500: 400 invalid_request naming limit, nothing written", async () => {
+    const { organizationId } = await seedOrganization();
+    const legacy = await legacyEndpoint(organizationId);
+    for (const limit of ["0", "-1", "-500", "501", "100000", "abc", "1.5", "", "Infinity", "5abc"]) {
+      const res = await admin("POST", `${SEAL}?limit=${encodeURIComponent(limit)}`);
+      const error = ((await res.json()) as ErrorBody).error;
+      expect([limit, res.status, error.code]).toEqual([limit, 400, "invalid_request"]);
+      expect(error.message).toBe("limit must be an integer from 1 to 500");
+      expect(error.issues?.map((i) => i.path)).toEqual(["limit"]);
+    }
+    const both = ((await (await admin("POST", `${SEAL}?after=..%2Fx&limit=0`)).json()) as ErrorBody).error;
+    expect(both.message).toBe("after must be an endpoint id (the previous answer's next); limit must be an integer from 1 to 500");
+    expect(await stored(legacy.id)).toBe(legacy.plain);
+    await sealAll(); // so that the tests after this one see no plain row but their own
+  });
+
   it("names each bad request with a stable code", async () => {
     const { organizationId } = await seedOrganization();
     const cases: Array<[unknown, number, string]> = [
@@ -189,7 +342,7 @@ describe("webhook endpoints: errors", () => {
     await admin("DELETE", `${base(organizationId)}/${created.id}`);
     expect((await admin("DELETE", `${base(organizationId)}/${created.id}`)).status).toBe(404);
     expect((await admin("POST", `${base(organizationId)}/${created.id}/rotate-secret`)).status).toBe(404);
-    for (const query of ["?after=..%2Fx", `?after=${"x".repeat(65)}`, "?limit=5"]) {
+    for (const query of ["?after=..%2Fx", `?after=${"x".repeat(65)}`, "?pageSize=5"]) {
       const res = await admin("POST", `${SEAL}${query}`);
       expect([query, res.status, ((await res.json()) as ErrorBody).error.code]).toEqual([query, 400, "invalid_request"]);
     }

@@ -192,6 +192,59 @@ describe("webhook secrets at rest: happy path", { timeout: 40_000 }, () => {
   });
 });
 
+describe("webhook secrets at rest: WEBHOOK_SECRET_KEYS missing, legacy plain rows", { timeout: 40_000 }, () => {
+  beforeAll(async () => {
+    await seedCatalog();
+  });
+
+  it("a legacy plain row still delivers on every attempt, and its failed write-back warns once per endpoint, not per attempt", async () => {
+    const org = await seedOrganization();
+    const nameA = `nokeys-a-${crypto.randomUUID()}`;
+    const nameB = `nokeys-b-${crypto.randomUUID()}`;
+    const a = await register(org.organizationId, hookUrl(nameA));
+    const b = await register(org.organizationId, hookUrl(nameB));
+    const plainA = generateWebhookSecret();
+    const plainB = generateWebhookSecret();
+    await setStoredSecret(a.id, plainA);
+    await setStoredSecret(b.id, plainB);
+    const noKeys = { WEBHOOK_SECRET_KEYS: "" };
+    const warned = vi.spyOn(console, "warn").mockImplementation(() => undefined);
+    const warnings = () =>
+      warned.mock.calls
+        .map(([line]) => String(line))
+        .filter((line) => line.includes("not sealed on use"))
+        .map((line) => JSON.parse(line) as { endpointId: string; error: string });
+    try {
+      const first = await queuedMessage(org.organizationId, a.id, "msg_nokeys_1");
+      expect(await first.work(noKeys)).toEqual([expect.objectContaining({ state: "delivered", attempts: 1 })]);
+      expect(warnings()).toEqual([expect.objectContaining({ endpointId: a.id, error: expect.stringContaining("WEBHOOK_SECRET_KEYS") })]);
+
+      // The same endpoint again (another run's message): delivered, the write-back tried and failed again, no second line.
+      const second = await queuedMessage(org.organizationId, a.id, "msg_nokeys_2");
+      expect(await second.work(noKeys)).toEqual([expect.objectContaining({ state: "delivered" })]);
+      expect(warnings().map((w) => w.endpointId)).toEqual([a.id]);
+
+      // Another endpoint in the same isolate gets its own line.
+      const other = await queuedMessage(org.organizationId, b.id, "msg_nokeys_3");
+      expect(await other.work(noKeys)).toEqual([expect.objectContaining({ state: "delivered" })]);
+      expect(warnings().map((w) => w.endpointId)).toEqual([a.id, b.id]);
+    } finally {
+      warned.mockRestore();
+    }
+    // Every delivery went out signed with the secret the receiver has, and no row was written.
+    const gotA = await received(nameA);
+    expect(gotA.length).toBe(2);
+    for (const got of gotA) new Webhook(plainA).verify(got.body, got.headers);
+    new Webhook(plainB).verify((await received(nameB))[0]!.body, (await received(nameB))[0]!.headers);
+    expect([await storedSecret(a.id), await storedSecret(b.id)]).toEqual([plainA, plainB]);
+
+    // Once the keys are there, the next attempt seals the row: the warning was silenced, not the write-back.
+    const sealedNow = await queuedMessage(org.organizationId, a.id, "msg_nokeys_4");
+    expect(await sealedNow.work({})).toEqual([expect.objectContaining({ state: "delivered" })]);
+    expect(await storedSecret(a.id)).toMatch(/^enc1:edge2:/);
+  });
+});
+
 describe("webhook secrets at rest: security", { timeout: 40_000 }, () => {
   beforeAll(async () => {
     await seedCatalog();

@@ -147,8 +147,10 @@ export function documentAdminApi(app: App) {
     path: "/admin/v1/webhooks/seal-secrets",
     summary: "Seal every webhook secret still stored plain or under an older key, the secrets unchanged",
     description:
-      "Every organization's endpoints, up to 500 rows a call in batches of 100: `{ sealed, resealed, alreadyCurrent, unreadable, next }`; " +
-      "call again with `?after=<next>` until `next` is null. Idempotent; each row's write applies only if the row still holds what was read.",
+      "Every organization's endpoints, `limit` rows a call (default 500, at most 500), written in D1 batches of 100: " +
+      "`{ sealed, resealed, alreadyCurrent, unreadable, next }`; call again with `?after=<next>` until `next` is null. " +
+      "A call makes at most 1 + limit D1 queries: the default fits the Workers Paid plan (1,000 per invocation), `limit=40` the Free plan (50). " +
+      "Idempotent; each row's write applies only if the row still holds what was read.",
     query: sealSecretsQuery,
     responses: ok("Counts"),
     errors: ["invalid_request", ...SECRET_KEY_ERRORS],

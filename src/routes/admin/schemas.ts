@@ -1,5 +1,6 @@
 /** Request bodies of the admin API. */
 import { z } from "zod";
+import { SEAL_LIMIT_DEFAULT, SEAL_LIMIT_MAX, SEAL_LIMIT_MIN } from "../../webhooks/secret-reseal.ts";
 
 /** `provider/model`, with the providers host/llm/models.ts knows. */
 export const modelId = z
@@ -99,5 +100,15 @@ export const sealSecretsQuery = z
       .regex(ADMIN_ID_PATTERN, "an endpoint id: the previous answer's next")
       .optional()
       .describe("Go on after this endpoint id (the previous answer's `next`); omit to start from the first"),
+    limit: z.coerce
+      .number()
+      .int()
+      .min(SEAL_LIMIT_MIN)
+      .max(SEAL_LIMIT_MAX)
+      .default(SEAL_LIMIT_DEFAULT)
+      .describe(
+        "Rows this call reads and may write; it makes at most 1 + limit D1 queries. " +
+          "The default fits the Workers Paid plan (1,000 queries per invocation); 40 fits the Free plan (50)",
+      ),
   })
   .strict();

@@ -5,6 +5,7 @@
  * run's RunStream (durable-objects/run-stream/webhook-outbox.ts); see docs/webhooks.md.
  */
 import type { Context } from "hono";
+import type { z } from "zod";
 import type { App, AppEnv } from "../../app-env.ts";
 import {
   deleteWebhookEndpoint,
@@ -21,7 +22,7 @@ import { secretKeysProblem } from "../../shared/secret-box.ts";
 import { generateWebhookSecret, WEBHOOK_EVENT_TYPES } from "../../webhooks/signing.ts";
 import { urlPolicyFrom, webhookUrlProblem } from "../../webhooks/url-policy.ts";
 import { organizationOrThrow } from "./organizations.ts";
-import { sealSecretsPage } from "../../webhooks/secret-reseal.ts";
+import { SEAL_LIMIT_MAX, SEAL_LIMIT_MIN, sealSecretsPage } from "../../webhooks/secret-reseal.ts";
 import { ADMIN_ID_PATTERN, createWebhookBody, deliveriesQuery, sealSecretsQuery } from "./schemas.ts";
 
 /** An endpoint as listings show it: never its secret. */
@@ -50,6 +51,16 @@ async function sealing<T>(c: Context<AppEnv>, write: () => Promise<T>): Promise<
     console.error(JSON.stringify({ level: "error", requestId: c.get("requestId"), code: problem.code, message: problem.message }));
     throw new ApiError(problem.code, `${problem.message} (docs/webhooks.md#secrets-at-rest); nothing was written`);
   }
+}
+
+/** What is wrong with a seal-secrets query, naming each parameter at fault. */
+function sealQueryProblem(error: z.ZodError): string {
+  const fields = new Set(error.issues.map((issue) => (issue.code === "unrecognized_keys" ? "unknown" : String(issue.path[0]))));
+  const problems: string[] = [];
+  if (fields.has("after")) problems.push("after must be an endpoint id (the previous answer's next)");
+  if (fields.has("limit")) problems.push(`limit must be an integer from ${SEAL_LIMIT_MIN} to ${SEAL_LIMIT_MAX}`);
+  if (fields.has("unknown") || problems.length === 0) problems.push("the only query parameters are after and limit");
+  return problems.join("; ");
 }
 
 const newEndpointId = () => `whk_${crypto.randomUUID().replaceAll("-", "").slice(0, 20)}`;
@@ -107,9 +118,9 @@ export function registerWebhooks(app: App) {
   // Every organization's rows, deleted endpoints' too; the secrets themselves do not change.
   app.post("/admin/v1/webhooks/seal-secrets", async (c) => {
     const query = sealSecretsQuery.safeParse(c.req.query());
-    if (!query.success)
-      throw new ApiError("invalid_request", "after must be an endpoint id (the previous answer's next)", zodIssues(query.error));
-    const report = await sealing(c, () => sealSecretsPage(c.env.DB, c.env.WEBHOOK_SECRET_KEYS, query.data.after));
+    if (!query.success) throw new ApiError("invalid_request", sealQueryProblem(query.error), zodIssues(query.error));
+    const { after, limit } = query.data;
+    const report = await sealing(c, () => sealSecretsPage(c.env.DB, c.env.WEBHOOK_SECRET_KEYS, after, limit));
     console.log(
       JSON.stringify({
         level: report.unreadable.length > 0 ? "warn" : "info",
@@ -119,6 +130,7 @@ export function registerWebhooks(app: App) {
         resealed: report.resealed,
         alreadyCurrent: report.alreadyCurrent,
         unreadable: report.unreadable,
+        limit,
         next: report.next,
       }),
     );
