@@ -2,24 +2,26 @@
  * RunStream: one Durable Object per workflow, addressed by the Temporal workflow id. A thin class
  * over small parts in ./run-stream/, one job each:
  *
- * - storage.ts     the versioned SQLite schema (and the migration of older storage), the meta table
- * - event-log.ts   the run's event log: at-least-once in, each source key once, typed reads
- * - push-admission.ts  a push for a run the edge never accepted is dropped, and nothing is written
- * - run-lifecycle.ts   what follows each change to the log, and each alarm: D1, traces, the alarm, webhooks
- * - projection.ts  the run's D1 row and step rows, one db.batch per application (single writer)
- * - waiting.ts     is the run blocked on a signal or human input (`waiting_since`)
- * - traces.ts      the trace of each finished run, written to R2
- * - fanout.ts      subscribers (hibernatable WebSockets), sent structured messages
- * - watchdog.ts    the alarm that reconciles a quiet run with Temporal through the host
- * - webhook-outbox.ts  completion webhooks: a durable outbox worked by the alarm
- * - run-starter.ts     the start of a run, next to D1 and the host
- * - run-reader.ts      status, result and the blocking starts' outcome, in one call
- * - log-reader.ts      the log as the routes read it: stream state, history pages, the summary, attributes
- * - subscribe-upgrade.ts    `fetch`: the subscription upgrades (a subscription, or a streaming start)
- * - subscriber-admission.ts a stream's first subscription decides 404/503/204 next to D1
- * - start-and-subscribe.ts  the streaming starts: start, then subscribe, in one call
- * - trace-reader.ts  the trace log route's one call: ownership, settle, the trace from R2
- * - reset-mark.ts, reset-holds.ts  a reset in flight and its credit hold
+ * - storage.ts               the versioned SQLite schema (and the migration of older storage), the meta table
+ * - constants.ts             named intervals, limits, close codes and storage keys
+ * - event-log.ts             the run's event log: at-least-once in, each source key once, typed reads
+ * - push-admission.ts        a push for a run the edge never accepted is dropped, and nothing is written
+ * - run-lifecycle.ts         what follows each change to the log, and each alarm: D1, traces, the alarm, webhooks
+ * - projection.ts            the run's D1 row and step rows, one db.batch per application (single writer)
+ * - waiting.ts               is the run blocked on a signal or human input (`waiting_since`)
+ * - traces.ts                the trace of each finished run, written to R2
+ * - fanout.ts                subscribers (hibernatable WebSockets), sent structured messages (messages.ts)
+ * - watchdog.ts              the alarm that reconciles a quiet run with Temporal through the host
+ * - webhook-outbox.ts        completion webhooks: a durable outbox worked by the alarm
+ * - run-starter.ts           the start of a run, next to D1 and the host
+ * - run-reader.ts            status, result and the blocking starts' outcome, in one call
+ * - log-reader.ts            the log as the routes read it: stream state, history pages, the summary, attributes
+ * - subscribe-upgrade.ts     `fetch`: the Worker's upgrades, a log subscription or a streaming start
+ * - subscriber-admission.ts  a stream's first subscription decides 404/503/204 next to D1
+ * - start-and-subscribe.ts   the streaming starts: start, then subscribe, in one call
+ * - trace-reader.ts          the trace log route's one call: ownership, settle, the trace from R2
+ * - reset-mark.ts            a reset in flight: the replaced run's final status waits for the reset's run
+ * - reset-holds.ts           a reset's credit hold under that mark, and its undo
  *
  * State is hydrated once per wake, under blockConcurrencyWhile; each method below hands its call
  * to a part. Every use of storage goes through `parts` (or `storage()`), which makes a new DO's
