@@ -37,3 +37,9 @@ export const PROJECTION_STATE = { pending: 0, done: 1, settlementPending: 2 } as
 
 /** One host start attempt may take this long before the run is left to the outbox. */
 export const START_ATTEMPT_TIMEOUT_MS = 5_000;
+
+/** WebSocket close codes the DO answers with (RFC 6455 §7.4.1). 1005 means "no code was given"; it is never sent. */
+export const NORMAL_CLOSURE_CODE = 1000;
+export const NO_STATUS_CLOSE_CODE = 1005;
+/** The DO's side of a subscriber socket that failed. */
+export const SUBSCRIBER_ERROR_CLOSE_CODE = 1011;

@@ -1,0 +1,118 @@
+/**
+ * LogReader: the log as the Worker's routes read it, through the DO's RPC methods: the stream
+ * state a stream route decides 404/204 by, pages of a run's history (`GET /workflow/:id/history`),
+ * the workflow summary a history stream sends first, the attributes a result carries, the raw
+ * log (tests), and the R2 key of a finished run's trace (trace-reader.ts).
+ *
+ * Nothing here writes the log. Only `traceFor` may write: a complete run's trace goes to R2 when
+ * it is first asked for, should the alarm not have written it yet (traces.ts).
+ */
+import type { Attribute } from "../../src/shared/aggregations.ts";
+import { toOutputEvent } from "../../src/shared/output-history.ts";
+import type { RunEvent } from "../../src/shared/run-event-schema.ts";
+import { META_KEYS } from "./constants.ts";
+import type { EventLog } from "./event-log.ts";
+import type { StreamState, WorkflowSummary } from "./messages.ts";
+import type { Meta } from "./storage.ts";
+import type { TraceWriter } from "./traces.ts";
+
+export interface LogReaderDeps {
+  log: Pick<
+    EventLog,
+    | "after"
+    | "attributes"
+    | "finished"
+    | "historyAfter"
+    | "historyCount"
+    | "historyEvent"
+    | "isComplete"
+    | "knowsRun"
+    | "lastHistoryEventId"
+    | "latestRunId"
+  >;
+  /** The workflow id this DO serves (`META_KEYS.workflowId`), once a start, push or subscription named it. */
+  meta: Pick<Meta, "get">;
+  traces: Pick<TraceWriter, "keyFor">;
+}
+
+export class LogReader {
+  constructor(private readonly deps: LogReaderDeps) {}
+
+  /** The attributes recorded by the run's steps (every run of the workflow), in order. */
+  attributes(): Attribute[] {
+    return this.deps.log.attributes().map((r) => r.data.attribute);
+  }
+
+  /** The log in order (for tests and for readers that want raw events). */
+  events(afterSeq: number): Array<RunEvent & { seq: number }> {
+    return this.deps.log
+      .after(afterSeq)
+      .map((r) => ({ seq: r.seq, sourceKey: r.sourceKey, type: r.type, at: r.at, data: r.data }) as RunEvent & { seq: number });
+  }
+
+  /** Stream state of `runId`, or of the latest run when none is given. */
+  streamState(runId?: string): StreamState {
+    const { log } = this.deps;
+    const id = runId ?? log.latestRunId();
+    if (!id) return { runId: null, finished: false, lastEventId: 0 };
+    return { runId: id, finished: log.isComplete(id), lastEventId: log.lastHistoryEventId(id) };
+  }
+
+  /**
+   * A page of a run's history, as streams send it: events after `afterEventId`, at most `limit`.
+   * `nextAfterEventId` is null on the last page of a finished run.
+   */
+  historyPage(runId: string | undefined, afterEventId: number, limit: number, includePayloads: boolean) {
+    const { log } = this.deps;
+    const id = runId ?? log.latestRunId();
+    if (!id)
+      return { runId: null, events: [], nextAfterEventId: null, complete: false, lastEventId: afterEventId, known: false, workflow: null };
+    const rows = log.historyAfter(id, afterEventId, limit);
+    const events = rows.map((r) => toOutputEvent(r.data.event, includePayloads));
+    const complete = log.isComplete(id);
+    const last = rows.at(-1)?.historyEventId ?? afterEventId;
+    const more = rows.length === limit || !complete;
+    const known = log.knowsRun(id);
+    return {
+      runId: id,
+      events,
+      nextAfterEventId: more ? last : null,
+      complete,
+      lastEventId: last,
+      known,
+      workflow: known ? this.workflowSummary(id) : null,
+    };
+  }
+
+  /**
+   * The trace of `runId` (or the latest run): its R2 key once the run is finished and its history
+   * complete, written now if it was not yet; null while the run is still going.
+   */
+  async traceFor(runId?: string): Promise<{ runId: string; key: string } | null> {
+    const id = runId ?? this.deps.log.latestRunId();
+    const workflowId = this.deps.meta.get(META_KEYS.workflowId);
+    if (!id || !workflowId) return null;
+    const key = await this.deps.traces.keyFor(workflowId, id);
+    return key ? { runId: id, key } : null;
+  }
+
+  /** The `workflow` summary of `runId` (a history stream's first message, a history page's `workflow`). */
+  workflowSummary(runId: string): WorkflowSummary {
+    const { log, meta } = this.deps;
+    const started = log.historyEvent(runId, 1);
+    const finished = log.finished(runId);
+    const lastEventId = log.lastHistoryEventId(runId);
+    const closeTime = finished && lastEventId ? (log.historyEvent(runId, lastEventId)?.eventTime ?? null) : null;
+    return {
+      workflowId: meta.get(META_KEYS.workflowId),
+      runId,
+      status: finished?.status ?? "running",
+      startTime: started?.eventTime ?? null,
+      closeTime,
+      historyLength: log.historyCount(runId),
+      // Output's describe always names one; before the first history event arrives we cannot.
+      taskQueue: (started?.attributes.taskQueue as { name?: string } | undefined)?.name ?? "",
+      closed: finished !== null,
+    };
+  }
+}

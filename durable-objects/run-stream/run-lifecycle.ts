@@ -1,0 +1,178 @@
+/**
+ * RunLifecycle: what follows every change to the run's log, and every alarm. A change is appended
+ * and broadcast to subscribers at once, then D1, the traces, the watchdog's alarm and the webhook
+ * outbox are brought up to date, in that order (`settle`). The alarm does the same for what a
+ * failure left behind, and asks Temporal about a run that went quiet. The questions that decide
+ * when there is nothing left to do (finished, settled, ended) live here too.
+ *
+ * It reaches the DO's other parts through `parts()`, called only when a step needs one: the first
+ * call makes a new DO's schema (storage.ts), so a push that push-admission.ts drops must not get
+ * that far, and does not.
+ */
+import type { RunEvent } from "../../src/shared/run-event-schema.ts";
+import { runStartedEvent } from "../../src/shared/run-events.ts";
+import { isTerminal } from "../../src/shared/run-status.ts";
+import { META_KEYS } from "./constants.ts";
+import type { EventLog } from "./event-log.ts";
+import type { Subscribers } from "./fanout.ts";
+import type { RecordResult } from "./messages.ts";
+import type { D1Projection } from "./projection.ts";
+import type { PushAdmission } from "./push-admission.ts";
+import type { ResetHolds } from "./reset-holds.ts";
+import type { ResetMark } from "./reset-mark.ts";
+import type { RunStarter } from "./run-starter.ts";
+import type { Meta, PushNonces } from "./storage.ts";
+import type { TraceWriter } from "./traces.ts";
+import type { Watchdog } from "./watchdog.ts";
+import type { WebhookOutbox } from "./webhook-outbox.ts";
+
+/** The parts a change or an alarm goes through. */
+export interface LifecycleParts {
+  meta: Meta;
+  nonces: Pick<PushNonces, "claim">;
+  log: Pick<EventLog, "append" | "latestRunId" | "finished" | "hasUnprojected" | "isComplete">;
+  projection: Pick<D1Projection, "apply">;
+  traces: Pick<TraceWriter, "writeMissing" | "isMissing">;
+  subscribers: Pick<Subscribers, "broadcast">;
+  watchdog: Pick<Watchdog, "heard" | "arm" | "forget" | "reconcile">;
+  webhooks: Pick<WebhookOutbox, "arm" | "work">;
+  resetMark: Pick<ResetMark, "noteAppended" | "get">;
+  resets: Pick<ResetHolds, "resolveStale">;
+}
+
+export interface RunLifecycleDeps {
+  admission: Pick<PushAdmission, "admits">;
+  /** The start outbox: an alarm first retries a start Temporal has not confirmed (run-starter.ts). */
+  starter: Pick<RunStarter, "retryPending">;
+  /** The DO's parts, over storage that has its schema (see the header). */
+  parts(): LifecycleParts;
+}
+
+export class RunLifecycle {
+  constructor(private readonly deps: RunLifecycleDeps) {}
+
+  private get parts(): LifecycleParts {
+    return this.deps.parts();
+  }
+
+  /**
+   * Appends new events and sends them to subscribers (no await in between), then brings D1, the
+   * traces and the watchdog up to date. `nonce` claims a signed push once. Events for a run the
+   * edge never accepted (started directly in Temporal) are dropped, and nothing at all is written
+   * (push-admission.ts): the answer says `dropped` so the host does not retry them.
+   */
+  async record(workflowId: string, events: RunEvent[], nonce?: { nonce: string; expiresAt: number }): Promise<RecordResult> {
+    if (!(await this.deps.admission.admits(workflowId))) return { accepted: 0, duplicates: 0, dropped: true };
+    return this.recordEvents(workflowId, events, nonce, false);
+  }
+
+  /** The log entry is written before this returns; its D1 projection finishes after the answer (the watchdog retries a failed one). */
+  async recordStarted(workflowId: string, runId: string): Promise<void> {
+    void this.record(workflowId, [runStartedEvent(runId)]).catch((err) =>
+      console.warn(
+        JSON.stringify({
+          level: "warn",
+          message: "run.started projection failed; the watchdog retries it",
+          workflowId,
+          error: String(err),
+        }),
+      ),
+    );
+  }
+
+  /** `record` without the push checks, for the DO's own events; `tailLater` as for `settle`. */
+  async recordEvents(
+    workflowId: string,
+    events: RunEvent[],
+    nonce: { nonce: string; expiresAt: number } | undefined,
+    tailLater: boolean,
+  ): Promise<RecordResult> {
+    const { meta, log, nonces, subscribers, watchdog } = this.parts;
+    if (nonce && !nonces.claim(nonce)) return { accepted: 0, duplicates: 0, replayed: true };
+    meta.set(META_KEYS.workflowId, workflowId);
+    const fresh = log.append(events);
+    this.parts.resetMark.noteAppended(fresh);
+    if (fresh.length > 0) {
+      watchdog.heard();
+      subscribers.broadcast(fresh);
+    }
+    await this.settle(
+      workflowId,
+      fresh.some((r) => r.type === "history"),
+      tailLater,
+    );
+    return { accepted: fresh.length, duplicates: events.length - fresh.length };
+  }
+
+  /**
+   * D1, traces, then the alarm: what follows every change to the log (and every alarm).
+   * `tailLater`: return once D1 has the change, and write traces and arm the alarm after (a
+   * reader waiting for a run's outcome needs the row, not the trace; the alarm retries a trace
+   * that fails).
+   */
+  async settle(workflowId: string, newHistory: boolean, tailLater = false): Promise<void> {
+    let projected = false;
+    try {
+      await this.parts.projection.apply(workflowId, newHistory);
+      projected = true;
+    } finally {
+      const tail = this.settleTail(workflowId, projected);
+      if (tailLater)
+        tail.catch((err) =>
+          console.warn(JSON.stringify({ level: "warn", message: "trace or alarm after a read failed", workflowId, error: String(err) })),
+        );
+      else await tail;
+    }
+  }
+
+  private async settleTail(workflowId: string, projected: boolean): Promise<void> {
+    try {
+      if (projected) await this.parts.traces.writeMissing(workflowId);
+    } finally {
+      await this.parts.watchdog.arm(this.isSettled());
+      await this.parts.webhooks.arm();
+    }
+  }
+
+  /** Watchdog: finish failed projections and traces; ask Temporal (via the host) about a quiet open run. */
+  async alarm(): Promise<void> {
+    this.parts.watchdog.forget(); // the alarm that fired is gone; the start outbox may set its own
+    if (await this.deps.starter.retryPending()) return; // a start not yet confirmed by Temporal
+    const workflowId = this.parts.meta.get(META_KEYS.workflowId);
+    if (!workflowId) return;
+    try {
+      await this.parts.resets.resolveStale(workflowId);
+      await this.parts.projection.apply(workflowId, false);
+      await this.parts.traces.writeMissing(workflowId);
+      if (!this.isFinished()) await this.parts.watchdog.reconcile(workflowId, (events) => this.record(workflowId, events));
+    } finally {
+      await this.parts.webhooks.work(workflowId);
+      await this.parts.watchdog.arm(this.isSettled());
+      await this.parts.webhooks.arm();
+    }
+  }
+
+  /** The workflow's final outcome, once it has ended and D1 has all of it (webhooks go out then). */
+  endedRun() {
+    const { log } = this.parts;
+    const latest = log.latestRunId();
+    return latest !== null && this.isFinished() && !log.hasUnprojected() ? log.finished(latest) : null;
+  }
+
+  /** Nothing left to watch: the workflow is over, D1 has all of it and every trace is written. */
+  private isSettled(): boolean {
+    const { log, traces } = this.parts;
+    const latest = log.latestRunId();
+    return (
+      latest !== null && this.isFinished() && !log.hasUnprojected() && !traces.isMissing(latest) && this.parts.resetMark.get() === null
+    );
+  }
+
+  /** The workflow is over: its latest run ended (not by continuing as new) and its log is complete. */
+  private isFinished(): boolean {
+    const { log } = this.parts;
+    const latest = log.latestRunId();
+    const finished = latest ? log.finished(latest) : null;
+    return finished !== null && isTerminal(finished.status) && finished.status !== "continued_as_new" && log.isComplete(latest!);
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * The DO's `fetch`: the WebSocket upgrades the Worker opens to hold a subscriber's SSE response
+ * (fanout.ts). Nothing else is served over fetch: everything else is an RPC method.
+ *
+ * - `GET /subscribe?runId=&after=&includePayloads=&workflowEvent=&view=`: a subscription to a
+ *   run's log. A stream's first one carries the caller's organization and is admitted here
+ *   (subscriber-admission.ts: 404/503/204 next to D1); a reconnect names its run. The subscriber
+ *   gets the backlog after `after`, then live events, then `done`.
+ * - `GET /start-and-subscribe`: a streaming start, the run's start and then its log subscription,
+ *   in one call (start-and-subscribe.ts).
+ *
+ * Anything else is a 404.
+ */
+import { META_KEYS } from "./constants.ts";
+import type { EventLog } from "./event-log.ts";
+import { type Subscribers, parseSubscribeRequest } from "./fanout.ts";
+import type { LogReader } from "./log-reader.ts";
+import type { RunStarter } from "./run-starter.ts";
+import { START_AND_SUBSCRIBE_PATH, startAndSubscribe } from "./start-and-subscribe.ts";
+import type { Meta } from "./storage.ts";
+import { ADMITTED_RUN_HEADER, admitSubscriber } from "./subscriber-admission.ts";
+
+/** The path of a log subscription (src/sse/run-subscription.ts opens it). */
+export const SUBSCRIBE_PATH = "/subscribe";
+
+/** The parts a subscription goes through. */
+export interface SubscribeUpgradeParts {
+  log: Pick<EventLog, "after" | "latestRunId">;
+  meta: Pick<Meta, "set">;
+  subscribers: Pick<Subscribers, "accept">;
+  logReader: Pick<LogReader, "streamState">;
+}
+
+export interface SubscribeUpgradeDeps {
+  env: Env;
+  starter: RunStarter;
+  /**
+   * The DO's parts, over storage that has its schema: called only once a request gets past the
+   * checks that need none, so a refused upgrade leaves a new DO as it found it (storage.ts).
+   */
+  parts(): SubscribeUpgradeParts;
+}
+
+export async function routeUpgrade(deps: SubscribeUpgradeDeps, request: Request): Promise<Response> {
+  const url = new URL(request.url);
+  if (request.headers.get("upgrade") !== "websocket") return new Response("not found", { status: 404 });
+  if (url.pathname === START_AND_SUBSCRIBE_PATH) {
+    // A streaming start: the start and the subscription in one call (run-stream/start-and-subscribe.ts).
+    const workflowId = url.searchParams.get("workflowId") ?? "";
+    return startAndSubscribe(
+      {
+        env: deps.env,
+        starter: deps.starter,
+        accept: (id, subscription) => {
+          deps.parts().meta.set(META_KEYS.workflowId, id);
+          return deps.parts().subscribers.accept(subscription);
+        },
+      },
+      request,
+      workflowId,
+    );
+  }
+  if (url.pathname !== SUBSCRIBE_PATH) return new Response("not found", { status: 404 });
+  const admission = await admitSubscriber(deps.env, url.searchParams.get("workflowId") ?? "", url, {
+    streamState: async (id) => deps.parts().logReader.streamState(id),
+    entriesAfter: (seq) => deps.parts().log.after(seq),
+  });
+  if (admission && "refusal" in admission) return admission.refusal;
+  const runId =
+    admission?.runId || url.searchParams.get("runId") || deps.parts().log.latestRunId() || url.searchParams.get("fallbackRunId");
+  if (!runId) return new Response("run has no events yet and no run id was given", { status: 409 });
+  const workflowId = url.searchParams.get("workflowId");
+  if (workflowId) deps.parts().meta.set(META_KEYS.workflowId, workflowId);
+  const client = deps.parts().subscribers.accept(parseSubscribeRequest(url, runId));
+  return new Response(null, { status: 101, webSocket: client, headers: { [ADMITTED_RUN_HEADER]: runId } });
+}
