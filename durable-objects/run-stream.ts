@@ -2,7 +2,8 @@
  * RunStream: one Durable Object per workflow, addressed by the Temporal workflow id. A thin class
  * over small parts in ./run-stream/, one job each:
  *
- * - storage.ts               the versioned SQLite schema (and the migration of older storage), the meta table
+ * - storage.ts               the versioned SQLite schema (and the migration of older storage), push nonces
+ * - meta.ts                  the meta table: small named values, hydrated once per wake, written through
  * - constants.ts             named intervals, limits, close codes and storage keys
  * - event-log.ts             the run's event log: at-least-once in, each source key once, typed reads
  * - push-admission.ts        a push for a run the edge never accepted is dropped, and nothing is written

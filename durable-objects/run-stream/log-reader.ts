@@ -13,7 +13,7 @@ import type { RunEvent } from "../../src/shared/run-event-schema.ts";
 import { META_KEYS } from "./constants.ts";
 import type { EventLog } from "./event-log.ts";
 import type { StreamState, WorkflowSummary } from "./messages.ts";
-import type { Meta } from "./storage.ts";
+import type { Meta } from "./meta.ts";
 import type { TraceWriter } from "./traces.ts";
 
 export interface LogReaderDeps {

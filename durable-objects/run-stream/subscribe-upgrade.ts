@@ -17,7 +17,7 @@ import { type Subscribers, parseSubscribeRequest } from "./fanout.ts";
 import type { LogReader } from "./log-reader.ts";
 import type { RunStarter } from "./run-starter.ts";
 import { START_AND_SUBSCRIBE_PATH, startAndSubscribe } from "./start-and-subscribe.ts";
-import type { Meta } from "./storage.ts";
+import type { Meta } from "./meta.ts";
 import { ADMITTED_RUN_HEADER, admitSubscriber } from "./subscriber-admission.ts";
 
 /** The path of a log subscription (src/sse/run-subscription.ts opens it). */

@@ -10,6 +10,7 @@ import type { AppEnv } from "../app-env.ts";
 import { STREAM_DONE_CLOSE_CODE, type SubscriberMessage } from "../../durable-objects/run-stream.ts";
 import { ApiError, ERROR_CODES, type ErrorCode } from "../errors.ts";
 import { ADMITTED_RUN_HEADER } from "../../durable-objects/run-stream/subscriber-admission.ts";
+import { SUBSCRIBE_PATH } from "../../durable-objects/run-stream/subscribe-upgrade.ts";
 import { runStream } from "../run-stream-client.ts";
 import { SSE_HEADERS, sseComment } from "./frames.ts";
 import { closeQuietly, sseWriter } from "./writer.ts";
@@ -36,9 +37,12 @@ export async function openAdmittedSubscription(
   workflowId: string,
   params: Record<string, string>,
 ): Promise<{ socket: WebSocket; runId: string | null }> {
-  const res = await runStream(env, workflowId).fetch(`https://run-stream/subscribe?${new URLSearchParams({ ...params, workflowId })}`, {
-    headers: { upgrade: "websocket" },
-  });
+  const res = await runStream(env, workflowId).fetch(
+    `https://run-stream${SUBSCRIBE_PATH}?${new URLSearchParams({ ...params, workflowId })}`,
+    {
+      headers: { upgrade: "websocket" },
+    },
+  );
   if (res.status === 204) throw new StreamAtEnd("stream complete");
   if (res.status !== 101 || !res.webSocket) {
     const body = (await res.json().catch(() => null)) as { error?: { code?: string; message?: string } } | null;
