@@ -24,7 +24,11 @@ beforeAll(async () => {
 async function listAs(configured: string, bearer: string, headers: Record<string, string> = { "x-organization-id": organizationId }) {
   const request = new Request("http://edge.test/api/v1/workflow-runs", { headers: { authorization: `Bearer ${bearer}`, ...headers } });
   const res = await app.fetch(request, { ...env, INTERNAL_SERVICE_SECRET: configured } as Env, createExecutionContext());
-  return { status: res.status, code: errorCodeOf(await res.json().catch(() => ({}))), wwwAuthenticate: res.headers.get("www-authenticate") };
+  return {
+    status: res.status,
+    code: errorCodeOf(await res.json().catch(() => ({}))),
+    wwwAuthenticate: res.headers.get("www-authenticate"),
+  };
 }
 
 describe("INTERNAL_SERVICE_SECRET rotation (happy)", () => {

@@ -92,7 +92,12 @@ describe("run envs across a shared-secret rotation (happy)", () => {
 
   it("a sealed value names its secrets by id only, and every seal is fresh", () => {
     const sealed = sealEnvs(ENVS, [OLD, NEW]);
-    expect(sealed.split(".")[1]!.split(",").map((r) => r.split(":")[0])).toEqual([secretId(OLD), secretId(NEW)]);
+    expect(
+      sealed
+        .split(".")[1]!
+        .split(",")
+        .map((r) => r.split(":")[0]),
+    ).toEqual([secretId(OLD), secretId(NEW)]);
     expect(sealed).not.toContain(OLD);
     expect(sealed).not.toContain(ENVS.API_TOKEN);
     expect(sealed).not.toContain(Buffer.from(ENVS.API_TOKEN).toString("base64").slice(0, 12));
