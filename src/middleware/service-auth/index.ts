@@ -7,13 +7,15 @@
  *   organization is the JWT_ORG_CLAIM claim (default `org_id`); or
  * - a **trusted internal call**: `Authorization: Bearer <INTERNAL_SERVICE_SECRET>` plus
  *   `X-Organization-Id`. A Worker has no private network, so "private IP" trust becomes
- *   possession of this secret (docs/authentication.md).
+ *   possession of this secret (docs/authentication.md). Several comma-separated values are
+ *   accepted so that it can be rotated without downtime, like ADMIN_API_KEY.
  */
 import { createMiddleware } from "hono/factory";
 import { createRemoteJWKSet, decodeProtectedHeader, importSPKI, jwtVerify, type JWTVerifyGetKey, type JWTPayload } from "jose";
 import type { AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
 import { matchesSecret } from "../../lib/secret-compare.ts";
+import { parseSecrets } from "../../shared/signing.ts";
 import { credentialFromHeader } from "../api-key-auth/index.ts";
 
 const ORGANIZATION_ID = /^[A-Za-z0-9_-]{1,64}$/;
@@ -74,7 +76,9 @@ export const serviceAuth = () =>
     const credential = credentialFromHeader(c.req.header("authorization"), false);
     if (!credential) throw unauthorized("send a JWT (or the internal service secret) as `Authorization: Bearer <token>`");
 
-    if (c.env.INTERNAL_SERVICE_SECRET && (await matchesSecret(credential, [c.env.INTERNAL_SERVICE_SECRET]))) {
+    // A comma-separated list, every value accepted (`new,old` while rotating); blank entries are no secret.
+    const internalSecrets = parseSecrets(c.env.INTERNAL_SERVICE_SECRET);
+    if (internalSecrets.length > 0 && (await matchesSecret(credential, internalSecrets))) {
       const organizationId = c.req.header("x-organization-id") ?? "";
       if (!ORGANIZATION_ID.test(organizationId))
         throw new ApiError("invalid_request", "internal calls name their organization in X-Organization-Id");
