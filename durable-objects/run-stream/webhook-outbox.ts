@@ -43,6 +43,8 @@ export const WEBHOOK_BACKOFF_FACTOR = 5;
 export const MAX_WEBHOOK_RETRY_INTERVAL_MS = 8 * 60 * 60_000;
 export const DEFAULT_WEBHOOK_RETRY_WINDOW_MS = 24 * 60 * 60_000;
 export const DEFAULT_WEBHOOK_TIMEOUT_MS = 10_000;
+/** The deliveries log's error for a message whose endpoint was deleted before it went out. */
+export const ENDPOINT_DELETED_ERROR = "the endpoint was deleted: the delivery is given up";
 /** Attempts sent at once by one alarm (the rest wait for the next). */
 const MAX_PARALLEL_DELIVERIES = 10;
 
@@ -245,7 +247,10 @@ export class WebhookOutbox {
       .bind(row.endpoint_id, row.organization_id)
       .first<{ url: string; secret: string }>();
     if (!endpoint) {
+      // Deleted since the message was queued: given up, and said so in the deliveries log (else
+      // its last row would be a "retrying" whose next attempt never comes).
       sql.exec("UPDATE webhook_outbox SET state = 'failed' WHERE delivery_id = ?", row.delivery_id);
+      await this.logAttempt(row, attempt, now, { status: "failed", responseStatus: null, error: ENDPOINT_DELETED_ERROR });
       return;
     }
     let responseStatus: number | null = null;
@@ -300,8 +305,20 @@ export class WebhookOutbox {
     const status = error === null ? "succeeded" : Date.now() - firstAt < windowMs ? "retrying" : "failed";
     if (status === "succeeded") sql.exec("UPDATE webhook_outbox SET state = 'delivered' WHERE delivery_id = ?", row.delivery_id);
     if (status === "failed") sql.exec("UPDATE webhook_outbox SET state = 'failed' WHERE delivery_id = ?", row.delivery_id);
+    await this.logAttempt(row, attempt, now, { status, responseStatus, error, ...(status === "retrying" ? { retryAt } : {}) });
+    await sealing; // never rejects (a failure is a WARN line; the next attempt tries again)
+  }
+
+  /** One row of the deliveries log (D1 `webhook_attempts`) for this attempt; a failure to write it is a WARN line. */
+  private async logAttempt(
+    row: OutboxRow,
+    attempt: number,
+    now: number,
+    outcome: { status: "succeeded" | "retrying" | "failed"; responseStatus: number | null; error: string | null; retryAt?: number },
+  ): Promise<void> {
+    const { status, responseStatus, error, retryAt } = outcome;
     try {
-      await env.DB.prepare(
+      await this.deps.env.DB.prepare(
         `INSERT OR REPLACE INTO webhook_attempts (id, endpoint_id, organization_id, message_id, event_type, workflow_id, attempt, status, response_status, error, attempted_at, next_attempt_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
@@ -317,7 +334,7 @@ export class WebhookOutbox {
           responseStatus,
           error,
           new Date(now).toISOString(),
-          status === "retrying" ? new Date(retryAt).toISOString() : null,
+          retryAt === undefined ? null : new Date(retryAt).toISOString(),
         )
         .run();
     } catch (err) {
@@ -325,7 +342,6 @@ export class WebhookOutbox {
         JSON.stringify({ level: "warn", message: "webhook attempt not logged", deliveryId: row.delivery_id, error: String(err) }),
       );
     }
-    await sealing; // never rejects (a failure is a WARN line; the next attempt tries again)
   }
 
   /** Outbox rows (tests and diagnostics). */

@@ -72,11 +72,18 @@ export async function listWebhookAttempts(d1: D1Database, organizationId: string
     .limit(limit);
 }
 
-export async function endpointExists(d1: D1Database, organizationId: string, id: string) {
+/** Whether the organization has the endpoint: `live` (not deleted), or `any` (a deleted one's delivery log stays readable). */
+export async function endpointExists(d1: D1Database, organizationId: string, id: string, which: "live" | "any") {
   const rows = await db(d1)
     .select({ id: webhookEndpoints.id })
     .from(webhookEndpoints)
-    .where(and(eq(webhookEndpoints.id, id), eq(webhookEndpoints.organizationId, organizationId)))
+    .where(
+      and(
+        eq(webhookEndpoints.id, id),
+        eq(webhookEndpoints.organizationId, organizationId),
+        which === "live" ? isNull(webhookEndpoints.deletedAt) : undefined,
+      ),
+    )
     .limit(1);
   return rows.length > 0;
 }

@@ -149,6 +149,17 @@ describe("POST /internal/run-events: bad pushes", () => {
     }
     expect(await log(a)).toEqual([]);
   });
+
+  it("any workflow id shape is pushable (a caller-chosen one too); a malformed one's 400 says what a workflow id is made of", async () => {
+    const chosen = await signedPost(PATH, { runs: [{ workflowId: `order:${crypto.randomUUID()}`, events: [started("r")] }] });
+    expect(chosen.status).toBe(200);
+    const bad = await signedPost(PATH, { runs: [{ workflowId: "not a workflow id", events: [started("r")] }] });
+    const error = ((await bad.json()) as ErrorBody).error;
+    expect([bad.status, error.code]).toEqual([400, "invalid_request"]);
+    expect(error.message).toContain("A-Z, a-z, 0-9");
+    expect(error.message).not.toContain("<uuid>");
+    expect(error.issues).toEqual([{ path: "runs.0.workflowId", message: expect.stringContaining("A-Z, a-z, 0-9") }]);
+  });
 });
 
 describe("POST /internal/run-events: security", () => {

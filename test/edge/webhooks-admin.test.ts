@@ -402,14 +402,16 @@ describe("webhook endpoints: errors when WEBHOOK_SECRET_KEYS is missing or malfo
     expect(await stored(legacy.id)).toMatch(/^enc1:edge2:/);
   });
 
-  it("rotating an endpoint that does not exist is 404 webhook_not_found, whether or not WEBHOOK_SECRET_KEYS is usable", async () => {
+  it("rotating an endpoint that does not exist (or was deleted) is 404 webhook_not_found, whether or not WEBHOOK_SECRET_KEYS is usable", async () => {
     const { organizationId } = await seedOrganization();
     const other = await seedOrganization();
     const theirs = (await (await admin("POST", base(other.organizationId), { url: "https://hooks.example.com/t" })).json()) as {
       id: string;
     };
+    const deleted = (await (await admin("POST", base(organizationId), { url: "https://hooks.example.com/d" })).json()) as { id: string };
+    expect((await admin("DELETE", `${base(organizationId)}/${deleted.id}`)).status).toBe(200);
     for (const keys of [undefined, "no-key-id", env.WEBHOOK_SECRET_KEYS])
-      for (const id of ["whk_doesnotexist00000000", theirs.id]) {
+      for (const id of ["whk_doesnotexist00000000", theirs.id, deleted.id]) {
         const res = await adminWithKeys(keys, "POST", `${base(organizationId)}/${id}/rotate-secret`);
         expect([keys, id, res.status, ((await res.json()) as ErrorBody).error.code]).toEqual([keys, id, 404, "webhook_not_found"]);
       }

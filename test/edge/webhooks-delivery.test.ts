@@ -10,6 +10,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { runStream } from "../../src/run-stream-client.ts";
 import {
   DEFAULT_WEBHOOK_RETRY_BASE_MS,
+  ENDPOINT_DELETED_ERROR,
   MAX_WEBHOOK_RETRY_INTERVAL_MS,
   webhookRetryDelay,
 } from "../../durable-objects/run-stream/webhook-outbox.ts";
@@ -176,6 +177,30 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
     await until(async () => (await received(name)).length >= 3);
     expect(await received(gone)).toEqual([]);
     expect((await runStream(env, workflowId).webhookOutbox()).map((r) => r.endpointId)).toEqual([endpoint.id]);
+  });
+
+  it("an endpoint deleted while a delivery waits to be retried: the delivery is given up, and its log says so last", async () => {
+    const org = await seedOrganization();
+    const name = `deleted-later-${crypto.randomUUID()}`;
+    const endpoint = await register(org.organizationId, hookUrl(name, "500,500"));
+    const { workflowId } = await finishRun(org.organizationId);
+    await until(async () => (await received(name)).length >= 1);
+    const deliveriesOf = async () =>
+      (
+        (await (await admin("GET", `/admin/v1/organizations/${org.organizationId}/webhooks/${endpoint.id}/deliveries`)).json()) as {
+          deliveries: Array<{ status: string; attempt: number; nextAttemptAt: string | null; error: string | null }>;
+        }
+      ).deliveries;
+    await until(async () => ((await deliveriesOf())[0]?.status === "retrying" ? true : null));
+    expect((await admin("DELETE", `/admin/v1/organizations/${org.organizationId}/webhooks/${endpoint.id}`)).status).toBe(200);
+    await runInDurableObject(runStream(env, workflowId), (_i, state) => {
+      state.storage.sql.exec("UPDATE webhook_outbox SET next_attempt_at = ?", Date.now() - 1);
+    });
+    await runDurableObjectAlarm(runStream(env, workflowId));
+    expect((await runStream(env, workflowId).webhookOutbox()).map((r) => r.state)).toEqual(["failed"]);
+    const deliveries = await deliveriesOf();
+    expect(deliveries[0]).toMatchObject({ status: "failed", attempt: 2, nextAttemptAt: null, error: ENDPOINT_DELETED_ERROR });
+    expect((await received(name)).length).toBe(1);
   });
 
   it("backs off 5 s, 25 s, ... up to 8 h, and marks a delivery failed once 24 h have passed since its first attempt", async () => {

@@ -106,8 +106,8 @@ export function registerWebhooks(app: App) {
     const org = await organizationOrThrow(c.env, c.req.param("orgId"));
     const id = c.req.param("webhookId");
     const notFound = () => new ApiError("webhook_not_found", `organization ${org.id} has no webhook "${id}"`);
-    // An unknown endpoint is 404 whatever the state of WEBHOOK_SECRET_KEYS (sealing would answer 500 first).
-    if (!ADMIN_ID_PATTERN.test(id) || !(await endpointExists(c.env.DB, org.id, id))) throw notFound();
+    // An unknown or deleted endpoint is 404 whatever the state of WEBHOOK_SECRET_KEYS (sealing would answer 500 first).
+    if (!ADMIN_ID_PATTERN.test(id) || !(await endpointExists(c.env.DB, org.id, id, "live"))) throw notFound();
     const secret = generateWebhookSecret();
     const row = await sealing(c, () => rotateWebhookSecret(c.env.DB, c.env.WEBHOOK_SECRET_KEYS, org.id, id, secret));
     if (!row) throw notFound(); // deleted meanwhile
@@ -142,7 +142,7 @@ export function registerWebhooks(app: App) {
     const id = c.req.param("webhookId");
     const query = deliveriesQuery.safeParse(c.req.query());
     if (!query.success) throw new ApiError("invalid_request", "limit must be an integer from 1 to 200", zodIssues(query.error));
-    if (!ADMIN_ID_PATTERN.test(id) || !(await endpointExists(c.env.DB, org.id, id))) {
+    if (!ADMIN_ID_PATTERN.test(id) || !(await endpointExists(c.env.DB, org.id, id, "any"))) {
       throw new ApiError("webhook_not_found", `organization ${org.id} has no webhook "${id}"`);
     }
     const attempts = await listWebhookAttempts(c.env.DB, org.id, id, query.data.limit);

@@ -41,9 +41,11 @@ export function registerInternalApi(app: App) {
     const body = await readJson(c, runEventPush);
     const byRun = new Map<string, (typeof body.runs)[number]["events"]>();
     for (const [i, run] of body.runs.entries()) {
-      if (!workflowIdParam.safeParse(run.workflowId).success) {
-        throw new ApiError("invalid_request", "a pushed run has a malformed workflowId (expected `<workflowName>-<uuid>`)", [
-          { path: `runs.${i}.workflowId`, message: "expected `<workflowName>-<uuid>`" },
+      const checked = workflowIdParam.safeParse(run.workflowId);
+      if (!checked.success) {
+        const why = checked.error.issues[0]?.message ?? "not a workflow id";
+        throw new ApiError("invalid_request", `a pushed run has a malformed workflowId: ${why}`, [
+          { path: `runs.${i}.workflowId`, message: why },
         ]);
       }
       byRun.set(run.workflowId, [...(byRun.get(run.workflowId) ?? []), ...run.events]);
