@@ -98,6 +98,15 @@ describe("migration 0011: step rows keyed by the Temporal run", () => {
         updated_at: "2026-01-01T00:00:05.000Z",
       },
     ]);
+    // Code older than 0011 upserts on the key it dropped: D1 refuses the statement, so that code's
+    // projection batches stay pending until the new Worker runs (docs/deploy.md).
+    await expect(
+      db
+        .prepare(
+          "INSERT INTO step_runs (id, run_id, organization_id, step_id, attempt, status) VALUES ('s-6', 'run-1', 'org_m', '9', 1, 'running') ON CONFLICT (run_id, step_id, attempt) DO NOTHING",
+        )
+        .run(),
+    ).rejects.toThrow(/ON CONFLICT clause does not match/);
     // The new key is enforced: the same attempt of the same Temporal run cannot have two rows.
     await expect(
       db
