@@ -137,7 +137,7 @@ export class D1Projection {
         continue;
       }
       this.startSeen.delete(stepKey(step));
-      statements.push(await this.step(workflowId, step));
+      statements.push(await stepRunStatement(this.db, workflowId, step));
     }
     const attributes = pending.filter((r): r is LogRowOf<"attribute"> => r.type === "attribute");
     if (attributes.length > 0) statements.push(this.attributes(workflowId, attributes, now));
@@ -198,36 +198,6 @@ export class D1Projection {
   }
 
   /**
-   * One step_runs row per attempt. A later state never goes back to `running` (the `started` push
-   * of an attempt may arrive after its end).
-   */
-  private async step(workflowId: string, step: MergedStep): Promise<D1PreparedStatement> {
-    return this.db
-      .prepare(
-        `INSERT INTO step_runs (id, run_id, organization_id, step_id, step_name, attempt, status, outputs, error, created_at, updated_at)
-         SELECT ?1, r.id, r.organization_id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 FROM runs r WHERE r.temporal_workflow_id = ?10
-         ON CONFLICT (run_id, step_id, attempt) DO UPDATE SET
-           status = CASE WHEN excluded.status = 'running' THEN step_runs.status ELSE excluded.status END,
-           outputs = COALESCE(excluded.outputs, step_runs.outputs),
-           error = COALESCE(excluded.error, step_runs.error),
-           created_at = MIN(step_runs.created_at, excluded.created_at),
-           updated_at = MAX(step_runs.updated_at, excluded.updated_at)`,
-      )
-      .bind(
-        await stepRunId(workflowId, step.activityId, step.attempt),
-        step.activityId,
-        step.stepName,
-        step.attempt,
-        step.status,
-        step.outputs === undefined ? null : JSON.stringify(step.outputs),
-        step.error,
-        step.firstAt,
-        step.lastAt,
-        workflowId,
-      );
-  }
-
-  /**
    * The outcome. A continued-as-new run is not the end of the workflow: the row follows the new
    * run. `finish` says the statement is a real end (it returns whether the organization has
    * webhook endpoints). A final status settles the row's credits (trigger runs_credit_settle_on_final).
@@ -269,16 +239,52 @@ export class D1Projection {
   }
 }
 
-const stepKey = (step: Pick<MergedStep, "activityId" | "attempt">) => `${step.activityId}\u0000${step.attempt}`;
+/**
+ * One step_runs row per attempt of each Temporal run (a reset's or a continue-as-new's run repeats
+ * the earlier run's activity ids; it gets rows of its own). A later state never goes back to
+ * `running` (the `started` push of an attempt may arrive after its end). Exported for the
+ * migration tests (a row written before migration 0011 is found by its key, whatever its id).
+ */
+export async function stepRunStatement(db: D1Database, workflowId: string, step: MergedStep): Promise<D1PreparedStatement> {
+  return db
+    .prepare(
+      `INSERT INTO step_runs (id, run_id, organization_id, temporal_run_id, step_id, step_name, attempt, status, outputs, error, created_at, updated_at)
+       SELECT ?1, r.id, r.organization_id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 FROM runs r WHERE r.temporal_workflow_id = ?11
+       ON CONFLICT (run_id, temporal_run_id, step_id, attempt) DO UPDATE SET
+         status = CASE WHEN excluded.status = 'running' THEN step_runs.status ELSE excluded.status END,
+         outputs = COALESCE(excluded.outputs, step_runs.outputs),
+         error = COALESCE(excluded.error, step_runs.error),
+         created_at = MIN(step_runs.created_at, excluded.created_at),
+         updated_at = MAX(step_runs.updated_at, excluded.updated_at)`,
+    )
+    .bind(
+      await stepRunId(workflowId, step.runId, step.activityId, step.attempt),
+      step.runId,
+      step.activityId,
+      step.stepName,
+      step.attempt,
+      step.status,
+      step.outputs === undefined ? null : JSON.stringify(step.outputs),
+      step.error,
+      step.firstAt,
+      step.lastAt,
+      workflowId,
+    );
+}
+
+const stepKey = (step: Pick<MergedStep, "runId" | "activityId" | "attempt">) =>
+  `${step.runId}\u0000${step.activityId}\u0000${step.attempt}`;
 
 /** A real end of the run (not a continue-as-new, which the row follows to the new run). */
 function isFinish(row: LogRowOf<"run.finished">): boolean {
   return !(row.data.status === "continued_as_new" && row.data.newRunId);
 }
 
-interface MergedStep {
+export interface MergedStep {
   /** The log rows merged into it. */
   seqs: number[];
+  /** The Temporal run of the attempt. */
+  runId: string;
   activityId: string;
   attempt: number;
   stepName: string | null;
@@ -289,19 +295,20 @@ interface MergedStep {
   lastAt: string;
 }
 
-/** The step rows of one application, one per attempt: what D1's upsert would end with after each in turn. */
+/** The step rows of one application, one per attempt of each Temporal run: what D1's upsert would end with after each in turn. */
 function mergeSteps(rows: readonly LogRow[]): MergedStep[] {
   const steps = new Map<string, MergedStep>();
   for (const row of rows) {
     if (row.type !== "step") continue;
     const d = row.data;
     const attempt = d.attempt || 1;
-    const key = `${d.activityId}\u0000${attempt}`;
+    const key = stepKey({ runId: d.runId, activityId: d.activityId, attempt });
     const state = d.state === "completed" || d.state === "failed" ? d.state : "running";
     const seen = steps.get(key);
     if (!seen) {
       steps.set(key, {
         seqs: [row.seq],
+        runId: d.runId,
         activityId: d.activityId,
         attempt,
         stepName: d.stepName ?? null,

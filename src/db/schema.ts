@@ -169,8 +169,10 @@ export const runs = sqliteTable(
 );
 
 /**
- * One row per attempt of each step (Temporal activity) of a run, projected by the run's RunStream
- * from the host's `step` events, so retries show while they happen.
+ * One row per attempt of each step (Temporal activity) of each Temporal run of a run row, projected
+ * by the run's RunStream from the host's `step` events, so retries show while they happen. A reset
+ * or a continue-as-new gives the row a new Temporal run whose activity ids start again from the
+ * same numbers: `temporal_run_id` keeps the earlier run's attempts (migration 0011).
  */
 export const stepRuns = sqliteTable(
   "step_runs",
@@ -180,7 +182,12 @@ export const stepRuns = sqliteTable(
       .notNull()
       .references(() => runs.id),
     organizationId: text("organization_id").notNull(),
-    /** Temporal's activity id (unique within the run). */
+    /**
+     * The Temporal run the attempt ran in (the step event's run id). `''` only for rows written
+     * before migration 0011 whose run row had no Temporal run id then.
+     */
+    temporalRunId: text("temporal_run_id").notNull().default(""),
+    /** Temporal's activity id (unique within the Temporal run). */
     stepId: text("step_id").notNull(),
     stepName: text("step_name"),
     /** 1-indexed. */
@@ -190,7 +197,7 @@ export const stepRuns = sqliteTable(
     error: text("error"),
     ...timestamps,
   },
-  (t) => [uniqueIndex("step_runs_run_step_attempt_uq").on(t.runId, t.stepId, t.attempt)],
+  (t) => [uniqueIndex("step_runs_run_temporal_run_step_attempt_uq").on(t.runId, t.temporalRunId, t.stepId, t.attempt)],
 );
 
 /**

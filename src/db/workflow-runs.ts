@@ -79,6 +79,10 @@ export async function findWorkflowIdOfRun(d1: D1Database | D1DatabaseSession, or
   return row?.workflowId ?? null;
 }
 
+/**
+ * The run's step attempts, of every Temporal run it has had (a reset or a continue-as-new keeps the
+ * earlier runs' attempts), oldest first; served by the step_runs unique index (run_id first).
+ */
 export async function listStepRuns(d1: D1Database, runId: string) {
   return db(d1)
     .select()

@@ -30,6 +30,8 @@ export default defineConfig(async () => {
       cloudflareTest({
         wrangler: { configPath: resolve(root, "wrangler.toml") },
         miniflare: {
+          // An empty D1 of its own for the migration tests (test/edge/d1-migrations.test.ts).
+          d1Databases: { MIGRATION_TEST_DB: "migration-test" },
           bindings: {
             TEST_MIGRATIONS: migrations,
             HOST_URL: "http://127.0.0.1:9",

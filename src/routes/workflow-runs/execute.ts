@@ -153,7 +153,7 @@ function runEventStream(
           data: {
             content: {
               ...content(state).content,
-              activityRunId: await stepRunId(run.temporalWorkflowId, data.activityId, data.attempt || 1),
+              activityRunId: await stepRunId(run.temporalWorkflowId, data.runId, data.activityId, data.attempt || 1),
               stepId: data.activityId,
               stepName: data.stepName,
               attempt: data.attempt,
@@ -164,7 +164,7 @@ function runEventStream(
       }
       if (entry.type === "thinking") {
         const data = entry.data;
-        const activityRunId = await stepRunId(run.temporalWorkflowId, String(data.activityId), data.attempt || 1);
+        const activityRunId = await stepRunId(run.temporalWorkflowId, data.runId, String(data.activityId), data.attempt || 1);
         return sseFrame({ id: entry.seq, event: "thinking", data: { content: data.text, stepId: data.activityId, activityRunId } });
       }
       return "";

@@ -19,9 +19,16 @@ export function workflowRunView(run: Run) {
   };
 }
 
+/**
+ * One attempt of one step. `temporalRunId` (an Outrider addition) names the Temporal run it ran in:
+ * after a reset or a continue-as-new the run's detail lists every Temporal run's attempts, and the
+ * detail's own `temporalRunId` is the current one. null for an attempt recorded before that was
+ * kept whose run had no Temporal run id then.
+ */
 export function activityRunView(step: StepRun) {
   return {
     id: step.id,
+    temporalRunId: step.temporalRunId || null,
     stepId: step.stepId,
     stepName: step.stepName,
     status: step.status,
@@ -33,10 +40,14 @@ export function activityRunView(step: StepRun) {
   };
 }
 
-/** A run with everything the detail route shows: outcome, usage, environment names, activity runs. */
+/**
+ * A run with everything the detail route shows: outcome, usage, environment names, the current
+ * Temporal run, and the activity runs of every Temporal run the run has had (oldest first).
+ */
 export function workflowRunDetail(run: Run, steps: StepRun[]) {
   return {
     ...workflowRunView(run),
+    temporalRunId: run.temporalRunId,
     outputs: run.output ?? null,
     error: run.error,
     envNames: run.envNames ?? [],

@@ -1,0 +1,119 @@
+/**
+ * D1 migrations applied to a database that already holds data, as they are applied in production
+ * (`wrangler d1 migrations apply`: each file at once, in order). The database is MIGRATION_TEST_DB,
+ * an empty D1 of this file's own (test/edge/vitest.config.ts), brought to the migration before the
+ * one under test, given rows, then migrated.
+ */
+import { applyD1Migrations } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { type MergedStep, stepRunStatement } from "../../durable-objects/run-stream/projection.ts";
+
+const db = env.MIGRATION_TEST_DB;
+const migrationsBefore = (name: string) => env.TEST_MIGRATIONS.filter((m) => m.name < name);
+
+const indexesOf = async (table: string) =>
+  (
+    await db
+      .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL ORDER BY name")
+      .bind(table)
+      .all<{ name: string }>()
+  ).results.map((r) => r.name);
+
+describe("migration 0011: step rows keyed by the Temporal run", () => {
+  it("keeps every step row as it was, gives it its run row's Temporal run, and keys rows by the Temporal run from then on", async () => {
+    // The file's own database starts empty: nothing of 0011 may be there before it is applied.
+    expect((await db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE name = 'step_runs'").first<{ n: number }>())!.n).toBe(0);
+    await applyD1Migrations(db, migrationsBefore("0011_"));
+
+    await db.batch([
+      db.prepare("INSERT INTO organizations (id, name) VALUES ('org_m', 'Migrated org')"),
+      db.prepare("INSERT INTO workflows (id, name, kind, input_schema, output_schema) VALUES ('wf_m', 'two_steps', 'code', '{}', '{}')"),
+      db.prepare(
+        `INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, temporal_run_id, status, input) VALUES
+         ('run-1', 'org_m', 'wf_m', 'two_steps', 'two_steps-run-1', 'temporal-1', 'completed', '{}'),
+         ('run-2', 'org_m', 'wf_m', 'two_steps', 'two_steps-run-2', NULL, 'scheduled', '{}')`,
+      ),
+      db.prepare(
+        `INSERT INTO step_runs (id, run_id, organization_id, step_id, step_name, attempt, status, outputs, error, created_at, updated_at) VALUES
+         ('s-1', 'run-1', 'org_m', '1', 'a', 1, 'completed', '{"a":1}', NULL, '2026-01-01T00:00:01.000Z', '2026-01-01T00:00:01.500Z'),
+         ('s-2', 'run-1', 'org_m', '2', 'b', 1, 'failed', NULL, 'boom', '2026-01-01T00:00:02.000Z', '2026-01-01T00:00:02.500Z'),
+         ('s-3', 'run-1', 'org_m', '2', 'b', 2, 'running', NULL, NULL, '2026-01-01T00:00:03.000Z', '2026-01-01T00:00:03.000Z'),
+         ('s-4', 'run-2', 'org_m', '1', 'a', 1, 'running', NULL, NULL, '2026-01-01T00:00:04.000Z', '2026-01-01T00:00:04.000Z')`,
+      ),
+    ]);
+    const before = (await db.prepare("SELECT * FROM step_runs ORDER BY id").all<Record<string, unknown>>()).results;
+    expect(await indexesOf("step_runs")).toEqual(["step_runs_run_step_attempt_uq"]);
+
+    await applyD1Migrations(db, env.TEST_MIGRATIONS);
+
+    // Every row kept, every column as it was; the Temporal run is the run row's (none known: '').
+    const after = (await db.prepare("SELECT * FROM step_runs ORDER BY id").all<Record<string, unknown>>()).results;
+    expect(after).toEqual(before.map((row) => ({ ...row, temporal_run_id: row.run_id === "run-1" ? "temporal-1" : "" })));
+    expect(await indexesOf("step_runs")).toEqual(["step_runs_run_temporal_run_step_attempt_uq"]);
+    // The migrated table is the one every other database of these tests has.
+    const columns = (d: D1Database) =>
+      d.prepare("SELECT name, type, \"notnull\", dflt_value FROM pragma_table_info('step_runs') ORDER BY cid").all();
+    expect((await columns(db)).results).toEqual((await columns(env.DB)).results);
+
+    // The projection after the deploy: the end of an attempt that was running before it updates
+    // that attempt's row (found by its key; its id stays), and a later Temporal run's same attempt
+    // gets a row of its own.
+    const step = (runId: string, state: MergedStep["status"], outputs: unknown): MergedStep => ({
+      seqs: [],
+      runId,
+      activityId: "2",
+      attempt: 2,
+      stepName: "b",
+      status: state,
+      outputs,
+      error: null,
+      firstAt: "2026-01-01T00:00:05.000Z",
+      lastAt: "2026-01-01T00:00:05.000Z",
+    });
+    await db.batch([
+      await stepRunStatement(db, "two_steps-run-1", step("temporal-1", "completed", { b: "first run" })),
+      await stepRunStatement(db, "two_steps-run-1", step("temporal-2", "completed", { b: "reset's run" })),
+    ]);
+    const rows = await db
+      .prepare(
+        "SELECT id, temporal_run_id, status, outputs, created_at, updated_at FROM step_runs WHERE run_id = 'run-1' AND step_id = '2' AND attempt = 2 ORDER BY temporal_run_id",
+      )
+      .all<Record<string, unknown>>();
+    expect(rows.results).toEqual([
+      {
+        id: "s-3",
+        temporal_run_id: "temporal-1",
+        status: "completed",
+        outputs: JSON.stringify({ b: "first run" }),
+        created_at: "2026-01-01T00:00:03.000Z",
+        updated_at: "2026-01-01T00:00:05.000Z",
+      },
+      {
+        id: expect.stringMatching(/^[0-9a-f-]{36}$/),
+        temporal_run_id: "temporal-2",
+        status: "completed",
+        outputs: JSON.stringify({ b: "reset's run" }),
+        created_at: "2026-01-01T00:00:05.000Z",
+        updated_at: "2026-01-01T00:00:05.000Z",
+      },
+    ]);
+    // Code older than 0011 upserts on the key it dropped: D1 refuses the statement, so that code's
+    // projection batches stay pending until the new Worker runs (docs/deploy.md).
+    await expect(
+      db
+        .prepare(
+          "INSERT INTO step_runs (id, run_id, organization_id, step_id, attempt, status) VALUES ('s-6', 'run-1', 'org_m', '9', 1, 'running') ON CONFLICT (run_id, step_id, attempt) DO NOTHING",
+        )
+        .run(),
+    ).rejects.toThrow(/ON CONFLICT clause does not match/);
+    // The new key is enforced: the same attempt of the same Temporal run cannot have two rows.
+    await expect(
+      db
+        .prepare(
+          "INSERT INTO step_runs (id, run_id, organization_id, temporal_run_id, step_id, attempt, status) VALUES ('s-5', 'run-1', 'org_m', 'temporal-1', '1', 1, 'running')",
+        )
+        .run(),
+    ).rejects.toThrow(/UNIQUE constraint failed/);
+  });
+});
