@@ -12,6 +12,7 @@
  * - webhook-outbox.ts  completion webhooks: a durable outbox worked by the alarm
  * - start-and-subscribe.ts  the streaming starts: start, then subscribe, in one call
  * - trace-reader.ts  the trace log route's one call: ownership, settle, the trace from R2
+ * - earlier-run.ts   a run-pinned read of a run the row no longer follows (reset, continue-as-new), from the log
  * - push-admission.ts  a push for a run the edge never accepted is dropped, and nothing is written
  *
  * State is hydrated once per wake, under blockConcurrencyWhile. Nothing here speaks SSE: the
@@ -35,6 +36,7 @@ import { WebhookOutbox } from "./run-stream/webhook-outbox.ts";
 import { RunStarter, type StartCommand } from "./run-stream/run-starter.ts";
 import { RunReader, type ReadOptions } from "./run-stream/run-reader.ts";
 import { readTraceLog } from "./run-stream/trace-reader.ts";
+import { earlierRunView } from "./run-stream/earlier-run.ts";
 import { admitSubscriber, ADMITTED_RUN_HEADER } from "./run-stream/subscriber-admission.ts";
 import { START_AND_SUBSCRIBE_PATH, startAndSubscribe, startForStream } from "./run-stream/start-and-subscribe.ts";
 import { runStartedEvent } from "../src/shared/run-events.ts";
@@ -108,6 +110,7 @@ export class RunStream extends DurableObject<Env> {
       env,
       starter: this.starter,
       attributes: () => this.attributes(),
+      earlierRun: (current, runId, withAttributes) => earlierRunView(this.parts.log, current, runId, withAttributes),
       // A read that learned the outcome answers once D1 has it (the trace and the alarm follow).
       record: (workflowId, events) => this.recordEvents(workflowId, events, undefined, true),
     });
