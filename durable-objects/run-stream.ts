@@ -16,6 +16,7 @@
  * - webhook-outbox.ts        completion webhooks: a durable outbox worked by the alarm
  * - run-starter.ts           the start of a run, next to D1 and the host
  * - run-reader.ts            status, result and the blocking starts' outcome, in one call
+ * - earlier-run.ts           a run-pinned read of a run the row no longer follows (reset, continue-as-new), from the log
  * - log-reader.ts            the log as the routes read it: stream state, history pages, the summary, attributes
  * - subscribe-upgrade.ts     `fetch`: the Worker's upgrades, a log subscription or a streaming start
  * - subscriber-admission.ts  a stream's first subscription decides 404/503/204 next to D1
@@ -48,6 +49,7 @@ import { RunStarter, type StartCommand } from "./run-stream/run-starter.ts";
 import { RunReader, type ReadOptions } from "./run-stream/run-reader.ts";
 import { readTraceLog } from "./run-stream/trace-reader.ts";
 import { startForStream } from "./run-stream/start-and-subscribe.ts";
+import { earlierRunView } from "./run-stream/earlier-run.ts";
 import { prepareStart } from "../src/services/runs.ts";
 import { ResetMark } from "./run-stream/reset-mark.ts";
 import { ResetHolds, type ResetHoldReply, type ResetHoldRequest } from "./run-stream/reset-holds.ts";
@@ -122,6 +124,7 @@ export class RunStream extends DurableObject<Env> {
       env,
       starter: this.starter,
       attributes: () => this.attributes(),
+      earlierRun: (current, runId, withAttributes) => earlierRunView(this.parts.log, current, runId, withAttributes),
       // A read that learned the outcome answers once D1 has it (the trace and the alarm follow).
       record: (workflowId, events) => this.lifecycle.recordEvents(workflowId, events, undefined, true),
     });

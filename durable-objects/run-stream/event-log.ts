@@ -262,6 +262,63 @@ export class EventLog {
     return this.derived.resetRuns.has(runId);
   }
 
+  /** When the edge logged `runId`'s `run.started` (its start, or the reset that started it); null if not logged. */
+  startedAt(runId: string): string | null {
+    return (
+      this.sql
+        .exec<{ at: string }>("SELECT at FROM events WHERE type = 'run.started' AND run_id = ? ORDER BY seq LIMIT 1", runId)
+        .toArray()[0]?.at ?? null
+    );
+  }
+
+  /** When a reset replaced `runId` (the time of the `run.started` that names it); null if none did. */
+  replacedAt(runId: string): string | null {
+    if (!this.wasReset(runId)) return null;
+    return (
+      this.sql
+        .exec<{ at: string }>(
+          "SELECT at FROM events WHERE type = 'run.started' AND json_extract(data, '$.resetFromRunId') = ? ORDER BY seq LIMIT 1",
+          runId,
+        )
+        .toArray()[0]?.at ?? null
+    );
+  }
+
+  /**
+   * `runId` and the runs it follows from, newest first: the run a reset started it from, or the
+   * run that continued as new into it, and so on back to the workflow's first run.
+   */
+  lineage(runId: string): string[] {
+    const runs = [runId];
+    for (let id: string | null = runId; id !== null; ) {
+      const previous: string | null =
+        this.sql
+          .exec<{ previous: string | null }>(
+            `SELECT json_extract(data, '$.resetFromRunId') AS previous FROM events
+               WHERE type = 'run.started' AND run_id = ? AND json_extract(data, '$.resetFromRunId') IS NOT NULL
+             UNION ALL
+             SELECT run_id AS previous FROM events WHERE type = 'run.finished' AND json_extract(data, '$.newRunId') = ?
+             LIMIT 1`,
+            id,
+            id,
+          )
+          .toArray()[0]?.previous ?? null;
+      // A log that named a run twice would loop: each run counts once.
+      id = previous !== null && !runs.includes(previous) ? previous : null;
+      if (id !== null) runs.push(id);
+    }
+    return runs;
+  }
+
+  /** The attributes of the given runs, in log order. */
+  attributesOf(runIds: readonly string[]): LogRowOf<"attribute">[] {
+    if (runIds.length === 0) return [];
+    return this.rows(
+      `SELECT ${COLUMNS} FROM events WHERE type = 'attribute' AND run_id IN (${runIds.map(() => "?").join(", ")}) ORDER BY seq`,
+      ...runIds,
+    ) as LogRowOf<"attribute">[];
+  }
+
   finishedRunIds(): string[] {
     return [...this.derived.finished.keys()];
   }

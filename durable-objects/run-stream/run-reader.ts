@@ -23,6 +23,8 @@ export interface RunView {
   run: Run;
   /** Present when asked for (result payloads). */
   attributes?: Attribute[];
+  /** The pinned run is not the workflow's current one (a reset replaced it, or it continued as new): read from the log. */
+  earlier?: true;
 }
 
 export type ReadReply = { ok: true; view: RunView } | { ok: false; error: SerializedError };
@@ -39,12 +41,19 @@ export interface ReadOptions {
   tolerateHostDown?: boolean;
   /** false: answer with the stored row, without asking Temporal (a start that goes on to stream). */
   settle?: boolean;
+  /**
+   * The run-pinned routes' run: the row's current run as usual, any other run of the workflow
+   * the log knows from the log (earlier-run.ts), else 404 `run_not_found`.
+   */
+  runId?: string;
 }
 
 export interface RunReaderDeps {
   env: Env;
   starter: RunStarter;
   attributes(): Promise<Attribute[]>;
+  /** A run of the workflow other than the row's current one, from the log (null if the log does not know it). */
+  earlierRun(current: Run, runId: string, withAttributes: boolean): RunView | null;
   /** The DO's own record (settling a run from inside its DO). */
   record(workflowId: string, events: RunEvent[]): Promise<unknown>;
 }
@@ -107,10 +116,21 @@ export class RunReader {
     waiting?.catch(() => undefined); // settleRun reports its failure; a row that is missing answers first
     const stored = await findRunByWorkflowId(this.deps.env.DB, organizationId, workflowId);
     if (!stored) throw new ApiError("run_not_found", `no run with workflowId "${workflowId}"`);
+    const pinned = options.runId;
+    if (pinned !== undefined && pinned !== stored.temporalRunId) return this.pinnedRun(stored, pinned, options);
     const run = settle
       ? await settleRun(this.deps.env, stored, waitMs, options.tolerateHostDown ?? true, this.deps.record, waiting)
       : stored;
+    // Settling found that the pinned run continued as new: the row follows the next run now.
+    if (pinned !== undefined && pinned !== run.temporalRunId) return this.pinnedRun(run, pinned, options);
     return { run, ...(options.attributes ? { attributes: await this.deps.attributes() } : {}) };
+  }
+
+  /** A run-pinned read of a run that is not the row's current one. */
+  private pinnedRun(current: Run, runId: string, options: ReadOptions): RunView {
+    const view = this.deps.earlierRun(current, runId, options.attributes ?? false);
+    if (!view) throw new ApiError("run_not_found", `run "${runId}" not found for workflow "${current.temporalWorkflowId}"`);
+    return view;
   }
 }
 

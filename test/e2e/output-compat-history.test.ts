@@ -323,6 +323,27 @@ describe("POST /workflow/:id/reset", () => {
     const result = (await (await api(`/workflow/${workflowId}/result`)).json()) as { runId: string; output: unknown };
     expect(result).toMatchObject({ runId: reset.runId, output: { words: 2, shouted: "RESET ME" } });
 
+    // The replaced run stays readable pinned: what Temporal says of it (the reset terminated it), its
+    // input, no result output; and a stop of it is 404 as for any run that has ended.
+    const described = await temporal.workflow.getHandle(workflowId, oldRunId).describe();
+    expect(described.status.name).toBe("TERMINATED");
+    const oldStatus = (await (await api(`/workflow/${workflowId}/runs/${oldRunId}/status`)).json()) as Record<string, unknown>;
+    expect(oldStatus).toMatchObject({ workflowId, runId: oldRunId, status: "terminated" });
+    expect(oldStatus.completedAt as number).toBeGreaterThanOrEqual(oldStatus.startedAt as number);
+    expect(await (await api(`/workflow/${workflowId}/runs/${oldRunId}/input`)).json()).toEqual({
+      workflowId,
+      runId: oldRunId,
+      input: { text: "reset me", pauseMs: 4000 },
+    });
+    expect(await (await api(`/workflow/${workflowId}/runs/${oldRunId}/result`)).json()).toMatchObject({
+      runId: oldRunId,
+      status: "terminated",
+      output: null,
+    });
+    const stopOld = await api(`/workflow/${workflowId}/runs/${oldRunId}/stop`, { method: "PATCH" });
+    expect(stopOld.status).toBe(404);
+    expect(await stopOld.json()).toMatchObject({ code: "run_ended" });
+
     // The new run's history, through our API and straight from Temporal: the same events.
     const walk = await eventually(async () => {
       const w = await walkHistory(workflowId, reset.runId);

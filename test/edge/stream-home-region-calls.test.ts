@@ -11,6 +11,7 @@ import { SignJWT } from "jose";
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import app from "../../src/index.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
+import { runResetEvent } from "../../src/shared/run-events.ts";
 import { mintStreamToken } from "../../src/stream-tokens.ts";
 import { interceptD1 } from "../support/d1-intercept.ts";
 import { readSse } from "../support/sse.ts";
@@ -363,6 +364,28 @@ describe("reads and interactions by workflow id: one call into the home region",
         expect(missing.counts, path).toEqual({ runStream: 0, d1: 1, replica: 1 });
       }
     }
+  });
+
+  it("pinned status, result and input of a run a reset replaced: the same one RunStream call (the run from its log)", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId, "failed")]);
+    const newRunId = crypto.randomUUID();
+    await push(workflowId, [runResetEvent(newRunId, runId)]);
+    for (const [rid, status] of [
+      [runId, "failed"],
+      [newRunId, "running"],
+    ]) {
+      for (const suffix of ["status", "result", "input"]) {
+        const { res, counts } = await counted(get(`/workflow/${workflowId}/runs/${rid}/${suffix}`));
+        if (suffix === "result" && status === "running") expect(res.status).toBe(424);
+        else expect(res.status, `${status} ${suffix}`).toBe(200);
+        if (res.status === 200) expect(await res.json()).toMatchObject({ runId: rid });
+        expect(counts, `${status} ${suffix}`).toEqual({ runStream: 1, d1: 0, replica: 1 });
+      }
+    }
+    const unknown = await counted(get(`/workflow/${workflowId}/runs/${crypto.randomUUID()}/status`));
+    expect(unknown.res.status).toBe(404);
+    expect(unknown.counts).toEqual({ runStream: 1, d1: 0, replica: 1 });
   });
 
   it("GET /workflow/{id}/history/stream: ownership read near the Worker, the admission and stream in the one RunStream call; unknown and foreign ids never reach a DO", async () => {

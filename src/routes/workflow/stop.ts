@@ -8,7 +8,7 @@ import { readJsonOrEmpty } from "../../middleware/json-body/index.ts";
 import { ownedRun } from "../../middleware/owned-run/index.ts";
 import { isTerminal } from "../../shared/run-status.ts";
 import type { Run } from "../../db/schema.ts";
-import { type RunTargetEnv, targetParams, targetRun } from "./run-target.ts";
+import { type RunTargetEnv, targetParams, targetRunView } from "./run-target.ts";
 
 export const terminateBody = z.object({ reason: z.string().max(1000).optional() });
 
@@ -37,11 +37,15 @@ const terminateRequest = createMiddleware<TerminateBodyEnv>(async (c, next) => {
   await next();
 });
 
-/** Output answers stop/terminate of a run that has ended with 404 (Temporal: already completed). */
+/**
+ * Output answers stop/terminate of a run that has ended with 404 (Temporal: already completed).
+ * A pinned run that is not the workflow's current one (a reset replaced it, or it continued as
+ * new) has ended too, and the host acts on the current run: the same 404, nothing is sent.
+ */
 async function openRunOr404<E extends RunTargetEnv>(c: Context<E>): Promise<Run> {
   // The stored row is enough: a run that closed before the row knew is the host's run_finished, the same 404 (asEnded).
-  const run = await targetRun(c, { settle: false });
-  if (isTerminal(run.status)) throw ended(run);
+  const { run, earlier } = await targetRunView(c, { settle: false });
+  if (earlier || isTerminal(run.status)) throw ended(run);
   return run;
 }
 

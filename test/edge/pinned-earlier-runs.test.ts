@@ -1,0 +1,245 @@
+/**
+ * The run-pinned status, result and input routes answer any run of the workflow the edge knows:
+ * the row's current run as before, and an earlier one (replaced by a reset, or continued as new)
+ * from the run's log (durable-objects/run-stream/earlier-run.ts). No host here (HOST_URL is a
+ * closed port): a reset is what the reset route records once the host answered (runResetEvent),
+ * and the runs' events are pushed as the host's relay pushes them. Happy paths, then errors and
+ * stop/terminate, then other tenants.
+ */
+import { env } from "cloudflare:workers";
+import { beforeAll, describe, expect, it } from "vitest";
+import { runResetEvent } from "../../src/shared/run-events.ts";
+import { call, seedCatalog, seedOrganization, type OutputErrorBody } from "./helpers.ts";
+import { closeEvent, createRunningRun, historyEvent, push } from "./stream-helpers.ts";
+
+type Org = Awaited<ReturnType<typeof seedOrganization>>;
+
+const INPUT = { text: "a b c" };
+
+const at = (second: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, second)).toISOString();
+
+const finished = (runId: string, status: string, second: number, extra: Record<string, unknown> = {}) => ({
+  sourceKey: `run:${runId}:finished`,
+  type: "run.finished",
+  at: at(second),
+  data: { runId, status, output: null, error: null, ...extra },
+});
+
+const started = (runId: string, second: number) => ({
+  sourceKey: `run:${runId}:started`,
+  type: "run.started",
+  at: at(second),
+  data: { runId },
+});
+
+const attribute = (runId: string, total: number) => ({
+  sourceKey: `attribute:${runId}:1:1:${total}`,
+  type: "attribute",
+  at: new Date().toISOString(),
+  data: {
+    runId,
+    activityId: "1",
+    stepName: "countWords",
+    attempt: 1,
+    attribute: { type: "http:request", method: "GET", url: "https://x.test/", status: 200, count: 1, total },
+  },
+});
+
+/** The first history event of a run a continue-as-new started, with its own arguments. */
+const continuedStart = (runId: string, from: string, args: unknown) => ({
+  sourceKey: `history:${runId}:1`,
+  type: "history",
+  at: new Date().toISOString(),
+  data: {
+    runId,
+    event: {
+      eventId: "1",
+      eventTime: new Date().toISOString(),
+      eventType: "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED",
+      attributes: { taskQueue: { name: "outrider" }, continuedExecutionRunId: from },
+      payloads: { input: [args] },
+    },
+  },
+});
+
+/** A two_steps run that failed, then a reset that replaced it; the new run is still running. */
+async function failedThenReset(org: Org) {
+  const { workflowId, runId: oldRunId } = await createRunningRun(org.organizationId);
+  await env.DB.prepare("UPDATE runs SET input = ? WHERE temporal_workflow_id = ?").bind(JSON.stringify(INPUT), workflowId).run();
+  await push(workflowId, [
+    historyEvent(oldRunId, 1),
+    attribute(oldRunId, 0.25),
+    closeEvent(oldRunId, 2),
+    finished(oldRunId, "failed", 30, { error: "too loud" }),
+  ]);
+  const newRunId = crypto.randomUUID();
+  await push(workflowId, [runResetEvent(newRunId, oldRunId, at(40)), historyEvent(newRunId, 1)]);
+  return { workflowId, oldRunId, newRunId };
+}
+
+describe("pinned status, result and input of a run a reset replaced", () => {
+  let org: Org;
+  const get = (path: string, key = org.key) => call(path, { headers: { authorization: `Bearer ${key}` } });
+  const json = async (path: string) => {
+    const res = await get(path);
+    expect(res.status, path).toBe(200);
+    return (await res.json()) as Record<string, unknown>;
+  };
+
+  beforeAll(async () => {
+    await seedCatalog();
+    org = await seedOrganization();
+  });
+
+  it("the old run answers its own status, result and input; the new run (and the unpinned routes) the new run", async () => {
+    const { workflowId, oldRunId, newRunId } = await failedThenReset(org);
+    const base = `/workflow/${workflowId}`;
+
+    expect(await json(`${base}/runs/${oldRunId}/status`)).toMatchObject({
+      workflowId,
+      runId: oldRunId,
+      status: "failed",
+      completedAt: Date.parse(at(30)),
+      workflowName: "two_steps",
+    });
+    const oldResult = await json(`${base}/runs/${oldRunId}/result`);
+    expect(oldResult).toMatchObject({ workflowId, runId: oldRunId, status: "failed", error: "too loud", output: null, input: INPUT });
+    expect(oldResult.aggregations).toMatchObject({ cost: { total: 0.25 }, httpRequests: { total: 1 } });
+    expect((oldResult.trace as { destinations: { remote: string } }).destinations.remote).toContain(oldRunId);
+    expect(await json(`${base}/runs/${oldRunId}/input`)).toEqual({ workflowId, runId: oldRunId, input: INPUT });
+
+    for (const path of [`${base}/runs/${newRunId}/status`, `${base}/status`]) {
+      expect(await json(path), path).toMatchObject({ workflowId, runId: newRunId, status: "running", completedAt: "" });
+    }
+    for (const path of [`${base}/runs/${newRunId}/result`, `${base}/result`]) {
+      const res = await get(path);
+      expect(res.status, path).toBe(424);
+      expect(((await res.json()) as OutputErrorBody).code).toBe("run_not_finished");
+    }
+    for (const path of [`${base}/runs/${newRunId}/input`, `${base}/input`]) {
+      expect(await json(path), path).toEqual({ workflowId, runId: newRunId, input: INPUT });
+    }
+
+    // The new run ends: its result is its own; the old run's answers do not change.
+    await push(workflowId, [
+      closeEvent(newRunId, 2),
+      attribute(newRunId, 0.5),
+      finished(newRunId, "completed", 50, { output: { words: 3 } }),
+    ]);
+    expect(await json(`${base}/runs/${newRunId}/result`)).toMatchObject({ runId: newRunId, status: "completed", output: { words: 3 } });
+    expect(await json(`${base}/runs/${oldRunId}/result`)).toMatchObject({
+      runId: oldRunId,
+      status: "failed",
+      output: null,
+      aggregations: { cost: { total: 0.25 } },
+    });
+  });
+
+  it("a run reset while it ran is terminated (Temporal's reset ends it), before and after the relay brings its end", async () => {
+    const { workflowId, runId: oldRunId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(oldRunId, 1)]);
+    const newRunId = crypto.randomUUID();
+    await push(workflowId, [runResetEvent(newRunId, oldRunId, at(20))]);
+    expect(await json(`/workflow/${workflowId}/runs/${oldRunId}/status`)).toMatchObject({
+      runId: oldRunId,
+      status: "terminated",
+      completedAt: Date.parse(at(20)),
+    });
+    await push(workflowId, [finished(oldRunId, "terminated", 21)]);
+    expect(await json(`/workflow/${workflowId}/runs/${oldRunId}/status`)).toMatchObject({
+      status: "terminated",
+      completedAt: Date.parse(at(21)),
+    });
+    expect(await json(`/workflow/${workflowId}/runs/${oldRunId}/result`)).toMatchObject({ runId: oldRunId, status: "terminated" });
+    expect(await json(`/workflow/${workflowId}/runs/${newRunId}/status`)).toMatchObject({ runId: newRunId, status: "running" });
+  });
+
+  it("earlier runs of a continue-as-new chain: each its own status and input (the first run's is the row's)", async () => {
+    const { workflowId, runId: first } = await createRunningRun(org.organizationId);
+    await env.DB.prepare("UPDATE runs SET input = ? WHERE temporal_workflow_id = ?").bind(JSON.stringify(INPUT), workflowId).run();
+    const second = crypto.randomUUID();
+    const third = crypto.randomUUID();
+    await push(workflowId, [historyEvent(first, 1), finished(first, "continued_as_new", 10, { newRunId: second })]);
+    await push(workflowId, [started(second, 10), continuedStart(second, first, { page: 2 })]);
+    await push(workflowId, [
+      finished(second, "continued_as_new", 20, { newRunId: third }),
+      started(third, 20),
+      continuedStart(third, second, { page: 3 }),
+    ]);
+    const base = `/workflow/${workflowId}`;
+    expect(await json(`${base}/status`)).toMatchObject({ runId: third, status: "running" });
+    expect(await json(`${base}/runs/${first}/status`)).toMatchObject({
+      runId: first,
+      status: "continued_as_new",
+      completedAt: Date.parse(at(10)),
+    });
+    expect(await json(`${base}/runs/${second}/status`)).toMatchObject({
+      runId: second,
+      status: "continued_as_new",
+      startedAt: Date.parse(at(10)),
+      completedAt: Date.parse(at(20)),
+    });
+    expect(await json(`${base}/runs/${first}/input`)).toEqual({ workflowId, runId: first, input: INPUT });
+    expect(await json(`${base}/runs/${second}/input`)).toEqual({ workflowId, runId: second, input: { page: 2 } });
+    expect(await json(`${base}/runs/${second}/result`)).toMatchObject({ runId: second, status: "continued_as_new", output: null });
+  });
+});
+
+describe("pinned run routes: runs the workflow does not have, and stop/terminate of a replaced run", () => {
+  let org: Org;
+  const get = (path: string) => call(path, { headers: { authorization: `Bearer ${org.key}` } });
+  const send = (method: string, path: string) =>
+    call(path, { method, headers: { authorization: `Bearer ${org.key}`, "content-type": "application/json" }, body: "{}" });
+
+  beforeAll(async () => {
+    await seedCatalog();
+    org = await seedOrganization();
+  });
+
+  it("a rid the workflow never had is 404 run_not_found, also one of another workflow of ours", async () => {
+    const { workflowId } = await failedThenReset(org);
+    const other = await failedThenReset(org);
+    for (const rid of [crypto.randomUUID(), other.oldRunId, other.newRunId]) {
+      for (const suffix of ["status", "result", "input"]) {
+        const res = await get(`/workflow/${workflowId}/runs/${rid}/${suffix}`);
+        expect(res.status, suffix).toBe(404);
+        const body = (await res.json()) as OutputErrorBody;
+        expect(body).toMatchObject({ error: "WorkflowNotFoundError", code: "run_not_found" });
+      }
+    }
+  });
+
+  it("stop and terminate of the replaced run are 404 run_ended (an ended run, as Output) and the current run is left alone", async () => {
+    const { workflowId, oldRunId, newRunId } = await failedThenReset(org);
+    for (const [method, action] of [
+      ["PATCH", "stop"],
+      ["POST", "terminate"],
+    ] as const) {
+      const res = await send(method, `/workflow/${workflowId}/runs/${oldRunId}/${action}`);
+      expect(res.status, action).toBe(404);
+      expect(await res.json()).toMatchObject({ error: "WorkflowNotFoundError", code: "run_ended", workflowId });
+    }
+    const status = (await (await get(`/workflow/${workflowId}/status`)).json()) as Record<string, unknown>;
+    expect(status).toMatchObject({ runId: newRunId, status: "running" });
+  });
+});
+
+describe("pinned reads of an earlier run: other organizations", () => {
+  it("another organization's workflow is 404 for its old and new run ids, and nothing of the run is in the answer", async () => {
+    await seedCatalog();
+    const owner = await seedOrganization("owner");
+    const intruder = await seedOrganization("intruder");
+    const { workflowId, oldRunId, newRunId } = await failedThenReset(owner);
+    for (const rid of [oldRunId, newRunId]) {
+      for (const suffix of ["status", "result", "input"]) {
+        const res = await call(`/workflow/${workflowId}/runs/${rid}/${suffix}`, { headers: { authorization: `Bearer ${intruder.key}` } });
+        expect(res.status, suffix).toBe(404);
+        const text = await res.text();
+        expect((JSON.parse(text) as OutputErrorBody).code).toBe("run_not_found");
+        expect(text).not.toContain("too loud");
+        expect(text).not.toContain("a b c");
+        expect(text).not.toContain(rid === oldRunId ? newRunId : oldRunId);
+      }
+    }
+  });
+});
