@@ -10,7 +10,7 @@ import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { runResetEvent } from "../../src/shared/run-events.ts";
 import { call, seedCatalog, seedOrganization, type OutputErrorBody } from "./helpers.ts";
-import { closeEvent, createRunningRun, historyEvent, push } from "./stream-helpers.ts";
+import { closeEvent, createRunningRun, historyEvent, httpAttributeEvent, push } from "./stream-helpers.ts";
 
 type Org = Awaited<ReturnType<typeof seedOrganization>>;
 
@@ -32,18 +32,8 @@ const started = (runId: string, second: number) => ({
   data: { runId },
 });
 
-const attribute = (runId: string, total: number) => ({
-  sourceKey: `attribute:${runId}:1:1:${total}`,
-  type: "attribute",
-  at: new Date().toISOString(),
-  data: {
-    runId,
-    activityId: "1",
-    stepName: "countWords",
-    attempt: 1,
-    attribute: { type: "http:request", method: "GET", url: "https://x.test/", status: 200, count: 1, total },
-  },
-});
+const countWordsCost = (runId: string, total: number) =>
+  httpAttributeEvent(runId, total, { activityId: "1", stepName: "countWords" }, total);
 
 /** The first history event of a run a continue-as-new started, with its own arguments. */
 const continuedStart = (runId: string, from: string, args: unknown) => ({
@@ -68,7 +58,7 @@ async function failedThenReset(org: Org) {
   await env.DB.prepare("UPDATE runs SET input = ? WHERE temporal_workflow_id = ?").bind(JSON.stringify(INPUT), workflowId).run();
   await push(workflowId, [
     historyEvent(oldRunId, 1),
-    attribute(oldRunId, 0.25),
+    countWordsCost(oldRunId, 0.25),
     closeEvent(oldRunId, 2),
     finished(oldRunId, "failed", 30, { error: "too loud" }),
   ]);
@@ -123,7 +113,7 @@ describe("pinned status, result and input of a run a reset replaced", () => {
     // The new run ends: its result is its own; the old run's answers do not change.
     await push(workflowId, [
       closeEvent(newRunId, 2),
-      attribute(newRunId, 0.5),
+      countWordsCost(newRunId, 0.5),
       finished(newRunId, "completed", 50, { output: { words: 3 } }),
     ]);
     expect(await json(`${base}/runs/${newRunId}/result`)).toMatchObject({ runId: newRunId, status: "completed", output: { words: 3 } });

@@ -63,6 +63,19 @@ export const thinkingEvent = (runId: string, n: number, text: string, activityId
   data: { runId, activityId, stepName: "askModel", attempt: 1, text },
 });
 
+/** An `http:request` attribute as a step publishes it: the `n`th of step `activityId` (`total`: its cost). */
+export const httpAttributeEvent = (runId: string, n: number, step = { activityId: "5", stepName: "askModel" }, total = 0) => ({
+  sourceKey: `attribute:${runId}:${step.activityId}:1:${n}`,
+  type: "attribute",
+  at: new Date().toISOString(),
+  data: {
+    runId,
+    ...step,
+    attempt: 1,
+    attribute: { type: "http:request", method: "GET", url: "https://example.com/", status: 200, count: 1, total },
+  },
+});
+
 export interface Frame {
   event: string;
   id?: string;

@@ -2,22 +2,19 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { mintStreamToken } from "../../src/stream-tokens.ts";
 import { call, seedCatalog, seedOrganization } from "./helpers.ts";
-import { closeEvent, createRunningRun, expectExactResume, finishedEvent, historyEvent, push, thinkingEvent } from "./stream-helpers.ts";
+import {
+  closeEvent,
+  createRunningRun,
+  expectExactResume,
+  finishedEvent,
+  historyEvent,
+  httpAttributeEvent,
+  push,
+  thinkingEvent,
+} from "./stream-helpers.ts";
 
 const STREAM_SECRET = "edge-test-stream-token-secret";
 
-const attributeEvent = (runId: string, n: number) => ({
-  sourceKey: `attribute:${runId}:5:1:${n}`,
-  type: "attribute",
-  at: new Date().toISOString(),
-  data: {
-    runId,
-    activityId: "5",
-    stepName: "askModel",
-    attempt: 1,
-    attribute: { type: "http:request", method: "GET", url: "https://example.com/", status: 200, count: 1, total: 0 },
-  },
-});
 const stepEvent = (runId: string, state: "started" | "completed") => ({
   sourceKey: `step:${runId}:5:1:${state}`,
   type: "step",
@@ -38,7 +35,7 @@ describe("run viewer stream: resume (security: exact replay, no duplicates)", ()
       historyEvent(runId, 1),
       stepEvent(runId, "started"),
       thinkingEvent(runId, 1, "Reading "),
-      attributeEvent(runId, 1),
+      httpAttributeEvent(runId, 1),
     ]);
     await push(workflowId, [
       thinkingEvent(runId, 2, "done reading."),
