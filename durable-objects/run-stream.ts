@@ -49,7 +49,7 @@ import { RunStarter, type StartCommand } from "./run-stream/run-starter.ts";
 import { RunReader, type ReadOptions } from "./run-stream/run-reader.ts";
 import { readTraceLog } from "./run-stream/trace-reader.ts";
 import { startForStream } from "./run-stream/start-and-subscribe.ts";
-import { earlierRunView } from "./run-stream/earlier-run.ts";
+import { earlierRunView, pinnedRunInput } from "./run-stream/earlier-run.ts";
 import { prepareStart } from "../src/services/runs.ts";
 import { ResetMark } from "./run-stream/reset-mark.ts";
 import { ResetHolds, type ResetHoldReply, type ResetHoldRequest } from "./run-stream/reset-holds.ts";
@@ -125,6 +125,7 @@ export class RunStream extends DurableObject<Env> {
       starter: this.starter,
       attributes: () => this.attributes(),
       earlierRun: (current, runId, withAttributes) => earlierRunView(this.parts.log, current, runId, withAttributes),
+      pinnedInput: (runId, rowInput) => pinnedRunInput(this.parts.log, runId, rowInput),
       // A read that learned the outcome answers once D1 has it (the trace and the alarm follow).
       record: (workflowId, events) => this.lifecycle.recordEvents(workflowId, events, undefined, true),
     });

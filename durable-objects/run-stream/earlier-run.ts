@@ -26,6 +26,15 @@ function inputOf(started: SerializedHistoryEvent | null, rowInput: unknown): unk
 }
 
 /**
+ * The input a run-pinned read of the row's CURRENT run answers: its own arguments when a
+ * continue-as-new started it (as Output's pinned input route answers; the unpinned one, like the
+ * row, keeps the chain's first input), else the row's.
+ */
+export function pinnedRunInput(log: Pick<EventLog, "historyEvent">, runId: string, rowInput: unknown): unknown {
+  return inputOf(log.historyEvent(runId, 1), rowInput);
+}
+
+/**
  * `runId` of the workflow whose current row is `current`, from the log; null when the log does
  * not know the run. `earlier` is set unless it is the log's latest run (a row a moment behind
  * its log). Fields that are the workflow's rather than one run's (ids, name, created, totals)

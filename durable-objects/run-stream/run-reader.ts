@@ -54,6 +54,8 @@ export interface RunReaderDeps {
   attributes(): Promise<Attribute[]>;
   /** A run of the workflow other than the row's current one, from the log (null if the log does not know it). */
   earlierRun(current: Run, runId: string, withAttributes: boolean): RunView | null;
+  /** The input a pinned read of the row's current run answers (a continue-as-new's run: its own arguments). */
+  pinnedInput(runId: string, rowInput: unknown): unknown;
   /** The DO's own record (settling a run from inside its DO). */
   record(workflowId: string, events: RunEvent[]): Promise<unknown>;
 }
@@ -123,7 +125,8 @@ export class RunReader {
       : stored;
     // Settling found that the pinned run continued as new: the row follows the next run now.
     if (pinned !== undefined && pinned !== run.temporalRunId) return this.pinnedRun(run, pinned, options);
-    return { run, ...(options.attributes ? { attributes: await this.deps.attributes() } : {}) };
+    const answered = pinned === undefined ? run : { ...run, input: this.deps.pinnedInput(pinned, run.input) };
+    return { run: answered, ...(options.attributes ? { attributes: await this.deps.attributes() } : {}) };
   }
 
   /** A run-pinned read of a run that is not the row's current one. */

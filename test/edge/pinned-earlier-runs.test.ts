@@ -171,6 +171,9 @@ describe("pinned status, result and input of a run a reset replaced", () => {
     });
     expect(await json(`${base}/runs/${first}/input`)).toEqual({ workflowId, runId: first, input: INPUT });
     expect(await json(`${base}/runs/${second}/input`)).toEqual({ workflowId, runId: second, input: { page: 2 } });
+    // The current run too answers its own arguments when pinned; unpinned, the input is the chain's first (as Output).
+    expect(await json(`${base}/runs/${third}/input`)).toEqual({ workflowId, runId: third, input: { page: 3 } });
+    expect(await json(`${base}/input`)).toEqual({ workflowId, runId: third, input: INPUT });
     expect(await json(`${base}/runs/${second}/result`)).toMatchObject({ runId: second, status: "continued_as_new", output: null });
   });
 });
