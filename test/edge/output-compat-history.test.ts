@@ -250,6 +250,13 @@ describe("GET /workflow/:id/history (Output's shape)", () => {
       "pageSize=0",
       "pageSize=1001",
       "pageSize=abc",
+      // Number() would read these as 16, 100, 5, 5 and 5: only decimal digits are a number here.
+      "pageSize=0x10",
+      "pageSize=1e2",
+      "pageSize=%205",
+      "pageSize=%2B5",
+      "pageSize=5.0",
+      "longPollTimeoutMs=1e3",
       "includePayloads=yes",
       "longPollTimeoutMs=0",
       "longPollTimeoutMs=-5",

@@ -361,7 +361,7 @@ describe("catalog and runs list", () => {
     expect(details).toContain("USING INDEX runs_org_workflow_created_idx (organization_id=? AND workflow_id=?)");
     expect(details).not.toMatch(/SCAN runs\b/);
 
-    for (const q of ["limit=0", "limit=1001", "limit=abc", "catalog=a%2Fb"]) {
+    for (const q of ["limit=0", "limit=1001", "limit=abc", "limit=0x10", "limit=1e2", "limit=%2010", "limit=", "catalog=a%2Fb"]) {
       const res = await get(`/workflow/runs?${q}`, org.key);
       expect(res.status, q).toBe(400);
       expect((await outputError(res)).error).toBe("ValidationError");

@@ -176,6 +176,10 @@ describe("Workflow Runs API: list, dashboard and detail", () => {
       ["limit=0", "limit"],
       ["limit=101", "limit"],
       ["page=0", "page"],
+      // Only decimal digits are a number (Number() would read these as 16, 100 and 5).
+      ["limit=0x10", "limit"],
+      ["page=1e2", "page"],
+      ["limit=%205", "limit"],
       ["status=sleeping", "status"],
       ["workflowId=not-a-uuid", "workflowId"],
       ["colour=blue", ""],
@@ -184,6 +188,9 @@ describe("Workflow Runs API: list, dashboard and detail", () => {
       expect(res.status, query).toBe(400);
       const body = (await res.json()) as ErrorBody;
       if (path) expect(body.error.issues!.map((i) => i.path)).toContain(path);
+      const value = query.split("=")[1]!;
+      if ((path === "limit" || path === "page") && !/^\d+$/.test(value))
+        expect(body.error.issues!.find((i) => i.path === path)?.message).toBe("expected a whole number in decimal digits");
     }
   });
 

@@ -1,5 +1,6 @@
 /** Request bodies of the admin API. */
 import { z } from "zod";
+import { queryInt } from "../../shared/query-int.ts";
 import { SEAL_LIMIT_DEFAULT, SEAL_LIMIT_MAX, SEAL_LIMIT_MIN } from "../../webhooks/secret-reseal.ts";
 
 /** `provider/model`, with the providers host/llm/models.ts knows. */
@@ -70,7 +71,7 @@ export const updatePromptWorkflowBody = z
   .strict()
   .refine((body) => Object.keys(body).length > 0, "send at least one field to change");
 
-export const ledgerQuery = z.object({ limit: z.coerce.number().int().min(1).max(500).default(50) });
+export const ledgerQuery = z.object({ limit: queryInt(1, 500).default(50) });
 
 /** Ids in admin paths: anything else cannot exist, so it is a 404 without a query. */
 export const ADMIN_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
@@ -91,7 +92,7 @@ export const createWebhookBody = z
   })
   .strict();
 
-export const deliveriesQuery = z.object({ limit: z.coerce.number().int().min(1).max(200).default(50) }).strict();
+export const deliveriesQuery = z.object({ limit: queryInt(1, 200).default(50) }).strict();
 
 export const sealSecretsQuery = z
   .object({
@@ -100,11 +101,7 @@ export const sealSecretsQuery = z
       .regex(ADMIN_ID_PATTERN, "an endpoint id: the previous answer's next")
       .optional()
       .describe("Go on after this endpoint id (the previous answer's `next`); omit to start from the first"),
-    limit: z.coerce
-      .number()
-      .int()
-      .min(SEAL_LIMIT_MIN)
-      .max(SEAL_LIMIT_MAX)
+    limit: queryInt(SEAL_LIMIT_MIN, SEAL_LIMIT_MAX)
       .default(SEAL_LIMIT_DEFAULT)
       .describe(
         "Rows this call reads and may write; it makes at most 1 + limit D1 queries. " +

@@ -1,13 +1,14 @@
 /** Request schemas of the Workflow Runs API. */
 import { z } from "zod";
+import { queryInt } from "../../shared/query-int.ts";
 import { WORKFLOW_RUN_STATUSES } from "../../shared/run-status.ts";
 
 export const listQuery = z
   .object({
     workflowId: z.uuid().optional(),
     status: z.enum(WORKFLOW_RUN_STATUSES).optional(),
-    page: z.coerce.number().int().min(1).max(100_000).default(1),
-    limit: z.coerce.number().int().min(1).max(100).default(10),
+    page: queryInt(1, 100_000).default(1),
+    limit: queryInt(1, 100).default(10),
     search: z.string().trim().min(1).max(200).optional(),
   })
   .strict();

@@ -12,6 +12,7 @@
 import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
 import { z } from "zod";
+import { queryInt } from "../../shared/query-int.ts";
 import type { App, AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
 import { zodIssues } from "../../middleware/json-body/index.ts";
@@ -33,7 +34,7 @@ export const MAX_HISTORY_PAGE_SIZE = 1000;
 
 export const historyQuery = z.object({
   runId: runIdParam.optional(),
-  pageSize: z.coerce.number().int().min(1).max(MAX_HISTORY_PAGE_SIZE).default(20),
+  pageSize: queryInt(1, MAX_HISTORY_PAGE_SIZE).default(20),
   /** Opaque: pass back `nextPageToken`. An empty value counts as absent, as in Output. */
   pageToken: z.preprocess(
     (v) => (v === "" ? undefined : v),
@@ -41,7 +42,7 @@ export const historyQuery = z.object({
   ),
   includePayloads: z.enum(["true", "false"]).optional(),
   /** Wait up to this long (ms, capped at 15 000) for events after `pageToken`. */
-  longPollTimeoutMs: z.coerce.number().int().positive().max(2_147_483_647).optional(),
+  longPollTimeoutMs: queryInt(1, 2_147_483_647).optional(),
   /** Some Output CLI versions ask for a long-poll with `wait=true` instead: the longest wait. */
   wait: z.enum(["true", "false"]).optional(),
 });

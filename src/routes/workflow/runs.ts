@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { queryInt } from "../../shared/query-int.ts";
 import type { App } from "../../app-env.ts";
 import { listRecentRuns } from "../../db/runs.ts";
 import { findRunnableWorkflow } from "../../db/workflows.ts";
@@ -10,7 +11,7 @@ import { CATALOG_ID, catalogIdSchema } from "./schemas.ts";
 export const recentRunsQuery = z.object({
   workflowType: z.string().min(1).max(64).optional(),
   catalog: catalogIdSchema.optional(),
-  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  limit: queryInt(1, 1000).default(100),
 });
 
 /**
