@@ -4,6 +4,7 @@
  * quiet doubles the wait (up to MAX_WATCHDOG_INTERVAL_MS), so a run that waits for a human for
  * days costs a few checks an hour; any new event resets it.
  */
+import { positiveNumberVar } from "../../src/shared/positive-number-var.ts";
 import { HostClient } from "../../src/host-client.ts";
 import { runFinishedEvent } from "../../src/shared/run-events.ts";
 import type { RunEvent } from "../../src/shared/run-event-schema.ts";
@@ -25,8 +26,7 @@ export class Watchdog {
   ) {}
 
   private quietMs(): number {
-    const configured = Number(this.env.RUN_WATCHDOG_QUIET_MS);
-    return Number.isFinite(configured) && configured > 0 ? configured : DEFAULT_WATCHDOG_QUIET_MS;
+    return positiveNumberVar(this.env.RUN_WATCHDOG_QUIET_MS, DEFAULT_WATCHDOG_QUIET_MS);
   }
 
   private quietChecks(): number {

@@ -27,6 +27,7 @@
  * - Nothing here is awaited by `record`: deliveries run in the alarm, and outbound fetches let
  *   the DO serve its other requests meanwhile.
  */
+import { positiveNumberVar } from "../../src/shared/positive-number-var.ts";
 import { aggregate, type Attribute } from "../../src/shared/aggregations.ts";
 import { openSecret, secretKeysProblem, webhookSecretAad } from "../../src/shared/secret-box.ts";
 import { resealOnUse } from "../../src/webhooks/secret-reseal.ts";
@@ -81,11 +82,6 @@ interface OutboxRow extends Record<string, SqlStorageValue> {
   state: string;
 }
 
-const numberVar = (value: string | undefined, fallback: number) => {
-  const n = Number(value);
-  return Number.isFinite(n) && n > 0 ? n : fallback;
-};
-
 /** The wait after the n-th failed attempt (1-based). */
 export function webhookRetryDelay(attempt: number, baseMs = DEFAULT_WEBHOOK_RETRY_BASE_MS): number {
   return Math.min(baseMs * WEBHOOK_BACKOFF_FACTOR ** Math.min(attempt - 1, 20), MAX_WEBHOOK_RETRY_INTERVAL_MS);
@@ -122,7 +118,7 @@ export class WebhookOutbox {
   }
 
   private get baseMs() {
-    return numberVar(this.deps.env.WEBHOOK_RETRY_BASE_MS, DEFAULT_WEBHOOK_RETRY_BASE_MS);
+    return positiveNumberVar(this.deps.env.WEBHOOK_RETRY_BASE_MS, DEFAULT_WEBHOOK_RETRY_BASE_MS);
   }
 
   /** The run has ended and its messages are not in the outbox yet. */
@@ -289,7 +285,7 @@ export class WebhookOutbox {
           headers: await webhookHeaders(secret, row.message_id, row.body, now),
           body: row.body,
           redirect: "manual",
-          signal: AbortSignal.timeout(numberVar(env.WEBHOOK_TIMEOUT_MS, DEFAULT_WEBHOOK_TIMEOUT_MS)),
+          signal: AbortSignal.timeout(positiveNumberVar(env.WEBHOOK_TIMEOUT_MS, DEFAULT_WEBHOOK_TIMEOUT_MS)),
         });
         responseStatus = response.status;
         await response.body?.cancel();
@@ -301,7 +297,7 @@ export class WebhookOutbox {
             : `could not reach the endpoint: ${String(err)}`;
       }
     }
-    const windowMs = numberVar(env.WEBHOOK_RETRY_WINDOW_MS, DEFAULT_WEBHOOK_RETRY_WINDOW_MS);
+    const windowMs = positiveNumberVar(env.WEBHOOK_RETRY_WINDOW_MS, DEFAULT_WEBHOOK_RETRY_WINDOW_MS);
     const status = error === null ? "succeeded" : Date.now() - firstAt < windowMs ? "retrying" : "failed";
     if (status === "succeeded") sql.exec("UPDATE webhook_outbox SET state = 'delivered' WHERE delivery_id = ?", row.delivery_id);
     if (status === "failed") sql.exec("UPDATE webhook_outbox SET state = 'failed' WHERE delivery_id = ?", row.delivery_id);

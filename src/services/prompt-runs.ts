@@ -2,6 +2,7 @@
  * Published prompt workflows (POST /api/v1/run/{workflow_id}): checking the caller's variables
  * against the template, sizing the credit hold, and starting the host's `run_prompt` workflow.
  */
+import { positiveNumberVar } from "../shared/positive-number-var.ts";
 import { findPublishedPromptWorkflow, PROMPT_WORKFLOW_ID } from "../db/prompt-workflows.ts";
 import type { PromptDefinition } from "../db/schema.ts";
 import { ApiError, type Issue } from "../errors.ts";
@@ -16,8 +17,7 @@ const PROMPT_OVERHEAD_TOKENS = 64;
 export const DEFAULT_PROMPT_RUN_MAX_MS = 300_000;
 
 export function promptRunMaxMs(env: Env): number {
-  const configured = Number(env.PROMPT_RUN_MAX_MS);
-  return Number.isFinite(configured) && configured > 0 ? configured : DEFAULT_PROMPT_RUN_MAX_MS;
+  return positiveNumberVar(env.PROMPT_RUN_MAX_MS, DEFAULT_PROMPT_RUN_MAX_MS);
 }
 
 /** The body's values, one string per template variable; 400 naming every missing or unknown key. */

@@ -1,4 +1,5 @@
 import type { App } from "../../app-env.ts";
+import { positiveNumberVar } from "../../shared/positive-number-var.ts";
 import { ApiError } from "../../errors.ts";
 import { readJson } from "../../middleware/json-body/index.ts";
 import { isTerminal } from "../../shared/run-status.ts";
@@ -19,10 +20,7 @@ import { assertKnownCatalog, startChoices, withOutputWorkflowErrors } from "./st
 export const DEFAULT_RUN_WAIT_MS = 300_000;
 
 /** RUN_WAIT_DEFAULT_MS, or DEFAULT_RUN_WAIT_MS when it is unset or not a positive number (never NaN). */
-export function runWaitDefaultMs(env: Pick<Env, "RUN_WAIT_DEFAULT_MS">): number {
-  const configured = Number(env.RUN_WAIT_DEFAULT_MS);
-  return Number.isFinite(configured) && configured > 0 ? configured : DEFAULT_RUN_WAIT_MS;
-}
+export const runWaitDefaultMs = (env: Pick<Env, "RUN_WAIT_DEFAULT_MS">) => positiveNumberVar(env.RUN_WAIT_DEFAULT_MS, DEFAULT_RUN_WAIT_MS);
 
 export function registerRun(app: App) {
   app.post("/workflow/run", async (c) => {
