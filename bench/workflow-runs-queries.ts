@@ -115,6 +115,8 @@ async function main() {
         ...process.env,
         CI: "true",
         WRANGLER_SEND_METRICS: "false",
+        // As `npm run dev` runs it: without wrangler's local trace collector (docs/configuration.md).
+        X_LOCAL_OBSERVABILITY: process.env.X_LOCAL_OBSERVABILITY ?? "false",
         // Bench-only secrets.
         HOST_SHARED_SECRET: "bench",
         STREAM_TOKEN_SECRET: "bench",

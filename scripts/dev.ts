@@ -272,6 +272,12 @@ async function main() {
       JWT_SECRET: jwtSecret,
       WEBHOOK_SECRET_KEYS: webhookSecretKeys,
       WRANGLER_SEND_METRICS: "false",
+      // wrangler dev's local trace collector (its local explorer's traces) receives every
+      // request's and every Durable Object call's tail events on workerd's one thread, next to
+      // the Worker, the DOs and local D1: about 1 ms of CPU per request here. Production's
+      // observability runs outside the request, so it is off unless the caller turns it on
+      // (X_LOCAL_OBSERVABILITY=true npm run dev): docs/configuration.md.
+      X_LOCAL_OBSERVABILITY: env.X_LOCAL_OBSERVABILITY ?? "false",
     },
   );
   await waitFor("edge Worker", async () => (await fetch(`http://127.0.0.1:${edgePort}/health`).catch(() => null))?.ok === true);
