@@ -49,6 +49,11 @@ const ITERATIONS = Number(args.iterations);
 const CONCURRENCY = Number(args.concurrency);
 const SECONDS = Number(args.seconds);
 const WARMUP = 5;
+/**
+ * wrangler dev's local trace collector, off unless X_LOCAL_OBSERVABILITY=true (scripts/dev.ts):
+ * "on" measures the edge as every figure before 2026-12-01 did.
+ */
+const LOCAL_TRACE_COLLECTOR = process.env.X_LOCAL_OBSERVABILITY === "true" ? "on" : "off";
 const TASK_QUEUE = "outrider"; // the stack's host worker polls it
 
 const state = benchStateRoot(args.disk);
@@ -237,6 +242,7 @@ try {
     commit: currentCommit(),
     edgeState: state.storage,
     front,
+    traceCollector: LOCAL_TRACE_COLLECTOR,
     iterations: ITERATIONS,
     medianMs: m,
     startRatio: Math.round((m.edgeStart / m.directStart) * 100) / 100,
@@ -259,8 +265,10 @@ try {
     ? (JSON.parse(readFileSync(args.before, "utf8")) as Partial<typeof figures> & Omit<typeof figures, "commit" | "edgeState">)
     : null;
   // Each row names its code and where its edge kept its state ("before" for figures from older benches).
-  const rowLabel = (f: { commit?: string; edgeState?: string; front?: string }) =>
-    f.commit ? `${f.commit}, ${f.edgeState ?? "disk"}, ${f.front ?? "wrangler proxy"}` : "before";
+  const rowLabel = (f: { commit?: string; edgeState?: string; front?: string; traceCollector?: string }) =>
+    f.commit
+      ? `${f.commit}, ${f.edgeState ?? "disk"}, ${f.front ?? "wrangler proxy"}, trace collector ${f.traceCollector ?? "on"}`
+      : "before";
   const beforeLabel = before ? (args["before-label"] ?? rowLabel(before)) : "";
   const afterLabel = rowLabel(figures);
   const beforeRows = before
@@ -279,15 +287,16 @@ try {
       "```sh",
       ...(before
         ? [
-            `npm run bench:start -- --iterations ${ITERATIONS} --concurrency ${CONCURRENCY} --seconds ${SECONDS}${before.edgeState === "disk" ? " --disk" : ""}${before.front === "worker socket" ? " --worker-socket" : ""} --out before.json${before.commit && before.commit !== figures.commit ? `  # on ${before.commit}` : ""}`,
+            `${before.traceCollector === "off" ? "" : "X_LOCAL_OBSERVABILITY=true "}npm run bench:start -- --iterations ${ITERATIONS} --concurrency ${CONCURRENCY} --seconds ${SECONDS}${before.edgeState === "disk" ? " --disk" : ""}${before.front === "worker socket" ? " --worker-socket" : ""} --out before.json${before.commit && before.commit !== figures.commit ? `  # on ${before.commit}` : ""}`,
           ]
         : []),
-      `npm run bench:start -- --iterations ${ITERATIONS} --concurrency ${CONCURRENCY} --seconds ${SECONDS}${args.disk ? " --disk" : ""}${args["worker-socket"] ? " --worker-socket" : ""}${before ? " --before before.json" : ""} --write`,
+      `${LOCAL_TRACE_COLLECTOR === "on" ? "X_LOCAL_OBSERVABILITY=true " : ""}npm run bench:start -- --iterations ${ITERATIONS} --concurrency ${CONCURRENCY} --seconds ${SECONDS}${args.disk ? " --disk" : ""}${args["worker-socket"] ? " --worker-socket" : ""}${before ? " --before before.json" : ""} --write`,
       "```",
       "",
       `Measured ${new Date().toISOString().slice(0, 10)} on the 2-core development machine: the whole stack local, the \`hello\` workflow, edge and direct calls interleaved in one run (${ITERATIONS} pairs after ${WARMUP} warm-up pairs), medians.`,
       "Temporal's dev server keeps its state in memory. A row marked `memory` kept the edge's local state (D1, the Durable Objects' SQLite files, R2) on tmpfs too, so neither side pays for fsyncs; `disk` kept it on the temp dir's disk (`--disk`), where SQLite's fsyncs (about 30 per `hello` run) are the edge's alone.",
       "A row marked `wrangler proxy` reached the Worker as `npm run dev` serves it, through wrangler dev's proxy (a second workerd process: a Worker handing each request to a Durable Object that fetches the user Worker); `worker socket` called the Worker's own socket (`--worker-socket`, bench/worker-socket.ts), and the host pushed there too. Production has no such proxy.",
+      "`trace collector on` rows ran wrangler dev with its local trace collector (`X_LOCAL_OBSERVABILITY=true`), as every figure here did before 2026-12-01: it takes the tail events of every request and Durable Object call on workerd's one thread; `off` is how `npm run dev`, the tests and the benchmarks run the edge now (docs/configuration.md).",
       "The edge path: auth from the isolate cache, the rate limiter DO, then one call to the run's RunStream DO, which checks the input, holds credits, writes the D1 row, starts the run through the signed host hop and records `run.started` (docs/start-path.md); the direct path is one gRPC call.",
       "",
       `The floor, same edge, sequential medians: GET /health ${floorMs.health} ms, authenticated POST /heartbeat (API key, rate limiter) ${floorMs.heartbeat} ms: what ${front === "worker socket" ? "the Worker" : "`wrangler dev`'s proxy, the Worker"} and auth cost before any run work.`,
