@@ -233,7 +233,8 @@ try {
   });
   const startsPerSecond = edge.perSecond;
   const failed = edge.failed;
-  drains.push((await drain()).ms);
+  const edgeDrain = await drain();
+  drains.push(edgeDrain.ms);
   const audit = await auditRuns(edge.ids);
   console.log(JSON.stringify({ audit }, null, 2));
 
@@ -254,6 +255,8 @@ try {
     sustainedRatio: Math.round((startsPerSecond / direct.perSecond) * 100) / 100,
     // A direct start only queues the run: this is how fast the host and Temporal finished them (phase + drain).
     directFinishedPerSecond: round1(direct.ids.length / (SECONDS + directDrain.ms / 1000)),
+    // The same for the runs the edge accepted in its phase.
+    edgeFinishedPerSecond: round1(edge.ids.length / (SECONDS + edgeDrain.ms / 1000)),
     sustainedFailures: failed,
     floorMs,
     drainMs: drains,
@@ -317,7 +320,7 @@ try {
       "",
       `Sustained, ${CONCURRENCY} concurrent clients for ${SECONDS} s each, same run: ${figures.startsPerSecond} starts/s through the edge (${failed} failed) vs ${figures.directStartsPerSecond} starts/s directly: ${figures.sustainedRatio}×. Everything on the same two cores.`,
       `Each phase starts on a quiet system: before the direct phase, between it and the edge phase, and before the audit, the bench waits until Temporal has no open \`hello\` execution left, plus 2 s (drains took ${drains.map((d) => `${(d / 1000).toFixed(1)} s`).join(", ")}). Without the drain, the edge phase would compete with the host worker still executing the direct phase's runs.`,
-      `A direct start only queues the run: the host and Temporal finished the direct phase's ${direct.ids.length} runs at ${figures.directFinishedPerSecond} runs/s (phase plus drain), the ceiling for any start rate whose runs also complete on these cores.`,
+      `A start, direct or through the edge, only queues the run: the host and Temporal finished the direct phase's ${direct.ids.length} runs at ${figures.directFinishedPerSecond} runs/s and the edge phase's ${edge.ids.length} at ${figures.edgeFinishedPerSecond} runs/s (phase plus drain), on the same cores.`,
       "",
       `Afterwards, every one of the ${audit.runs} runs the edge started in that phase: D1 rows \`completed\` ${audit.rowsCompleted}/${audit.runs} (read from D1 directly); logs identical to Temporal's history ${audit.logsComplete}/${audit.runs} (${audit.eventsLost} events lost, ${audit.eventsDuplicated} duplicated); one Temporal execution per workflow id ${audit.singleExecution}/${audit.runs}.`,
     ]);
