@@ -7,6 +7,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { resolve } from "node:path";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
+import { SCALAR_SCRIPT_PATH } from "../../src/routes/docs-assets.ts";
 import { readSse, type SseMessage } from "../support/sse.ts";
 import { startCuttableProxy } from "./cuttable-proxy.ts";
 
@@ -515,5 +516,28 @@ describe("GET /runs/:workflowId/events", () => {
     const style = await fetch(`${baseUrl()}/viewer/run-viewer.css`);
     expect(style.status).toBe(200);
     expect(style.headers.get("content-type")).toMatch(/text\/css/);
+  });
+
+  it("looks static files up first only under /viewer and /vendor (wrangler.toml's run_worker_first); every other path is the Worker's", async () => {
+    // Served as static files: the headers come from build/assets/_headers, which only static files get.
+    const script = await fetch(`${baseUrl()}/viewer/run-viewer.js`);
+    expect(script.status).toBe(200);
+    expect(script.headers.get("cache-control")).toBe("no-cache");
+    await script.arrayBuffer();
+    const scalar = await fetch(`${baseUrl()}${SCALAR_SCRIPT_PATH}`);
+    expect(scalar.status).toBe(200);
+    expect(scalar.headers.get("cache-control")).toContain("immutable");
+    await scalar.arrayBuffer();
+    // Those two folders hold static files only: a missing one is the static files' 404, and the
+    // Worker (which stamps every answer with x-request-id) never runs for it.
+    const missing = await fetch(`${baseUrl()}/viewer/no-such-file.js`);
+    expect(missing.status).toBe(404);
+    expect(missing.headers.get("x-request-id")).toBeNull();
+    await missing.arrayBuffer();
+    // An API path is the Worker's, and gets the Worker's headers.
+    const health = await fetch(`${baseUrl()}/health`);
+    expect(health.status).toBe(200);
+    expect(health.headers.get("x-request-id")).toBeTruthy();
+    expect(await health.json()).toMatchObject({ ok: true });
   });
 });
