@@ -66,3 +66,13 @@ export function currentCommit(): string {
     return "unknown";
   }
 }
+
+/**
+ * Whether wrangler dev's local trace collector runs in the benchmark's edge: off unless
+ * X_LOCAL_OBSERVABILITY=true (scripts/dev.ts); "on" measures the edge as every figure before
+ * 2026-12-01 did. `commandPrefix` repeats the setting in a section's command.
+ */
+export function localTraceCollector(): { state: "on" | "off"; commandPrefix: string } {
+  const on = process.env.X_LOCAL_OBSERVABILITY === "true";
+  return { state: on ? "on" : "off", commandPrefix: on ? "X_LOCAL_OBSERVABILITY=true " : "" };
+}

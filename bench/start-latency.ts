@@ -25,7 +25,7 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { Client, Connection } from "@temporalio/client";
 import { startStack } from "../test/support/stack.ts";
-import { benchStateRoot, currentCommit, median, round1, writeSection } from "./report.ts";
+import { benchStateRoot, currentCommit, localTraceCollector, median, round1, writeSection } from "./report.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -49,11 +49,7 @@ const ITERATIONS = Number(args.iterations);
 const CONCURRENCY = Number(args.concurrency);
 const SECONDS = Number(args.seconds);
 const WARMUP = 5;
-/**
- * wrangler dev's local trace collector, off unless X_LOCAL_OBSERVABILITY=true (scripts/dev.ts):
- * "on" measures the edge as every figure before 2026-12-01 did.
- */
-const LOCAL_TRACE_COLLECTOR = process.env.X_LOCAL_OBSERVABILITY === "true" ? "on" : "off";
+const traceCollector = localTraceCollector();
 const TASK_QUEUE = "outrider"; // the stack's host worker polls it
 
 const state = benchStateRoot(args.disk);
@@ -243,7 +239,7 @@ try {
     commit: currentCommit(),
     edgeState: state.storage,
     front,
-    traceCollector: LOCAL_TRACE_COLLECTOR,
+    traceCollector: traceCollector.state,
     iterations: ITERATIONS,
     medianMs: m,
     startRatio: Math.round((m.edgeStart / m.directStart) * 100) / 100,
@@ -293,7 +289,7 @@ try {
             `${before.traceCollector === "off" ? "" : "X_LOCAL_OBSERVABILITY=true "}npm run bench:start -- --iterations ${ITERATIONS} --concurrency ${CONCURRENCY} --seconds ${SECONDS}${before.edgeState === "disk" ? " --disk" : ""}${before.front === "worker socket" ? " --worker-socket" : ""} --out before.json${before.commit && before.commit !== figures.commit ? `  # on ${before.commit}` : ""}`,
           ]
         : []),
-      `${LOCAL_TRACE_COLLECTOR === "on" ? "X_LOCAL_OBSERVABILITY=true " : ""}npm run bench:start -- --iterations ${ITERATIONS} --concurrency ${CONCURRENCY} --seconds ${SECONDS}${args.disk ? " --disk" : ""}${args["worker-socket"] ? " --worker-socket" : ""}${before ? " --before before.json" : ""} --write`,
+      `${traceCollector.commandPrefix}npm run bench:start -- --iterations ${ITERATIONS} --concurrency ${CONCURRENCY} --seconds ${SECONDS}${args.disk ? " --disk" : ""}${args["worker-socket"] ? " --worker-socket" : ""}${before ? " --before before.json" : ""} --write`,
       "```",
       "",
       `Measured ${new Date().toISOString().slice(0, 10)} on the 2-core development machine: the whole stack local, the \`hello\` workflow, edge and direct calls interleaved in one run (${ITERATIONS} pairs after ${WARMUP} warm-up pairs), medians.`,

@@ -23,7 +23,7 @@ import { HOST_PATHS } from "../src/shared/host-api.ts";
 import { signRequest } from "../src/shared/signing.ts";
 import { Agent as HttpAgent, get as httpGet } from "node:http";
 import { startStack } from "../test/support/stack.ts";
-import { benchStateRoot, currentCommit, percentile, round1, writeSection } from "./report.ts";
+import { benchStateRoot, currentCommit, localTraceCollector, percentile, round1, writeSection } from "./report.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -244,10 +244,10 @@ try {
       "## Stream fan-out (issue: live progress)",
       "",
       "```sh",
-      `${process.env.X_LOCAL_OBSERVABILITY === "true" ? "X_LOCAL_OBSERVABILITY=true " : ""}npm run bench:stream -- --subscribers ${SUBSCRIBERS} --batches ${BATCHES} --events-per-batch ${PER_BATCH}${args.disk ? " --disk" : ""}${args["worker-socket"] ? " --worker-socket" : ""} --write`,
+      `${localTraceCollector().commandPrefix}npm run bench:stream -- --subscribers ${SUBSCRIBERS} --batches ${BATCHES} --events-per-batch ${PER_BATCH}${args.disk ? " --disk" : ""}${args["worker-socket"] ? " --worker-socket" : ""} --write`,
       "```",
       "",
-      `Measured ${new Date().toISOString().slice(0, 10)} on the 2-core development machine, whole stack local (wrangler dev, Temporal dev server, Node host); the subscribers run in the benchmark's own Node process on the same two cores, each on its own HTTP/1.1 socket (node:http); a chunk is stamped when it arrives and parsed after the measurement, so the figure is the server's delivery time (before 2026-11-30 the clients parsed each message with fetch streams as it came, and 1,000 of them queued behind each other's parsing in this one process). ${args["worker-socket"] ? "The edge is wrangler dev; the clients and the pushes reached the Worker's own socket (`--worker-socket`), not wrangler's local proxy in front of it (another workerd process), which production does not have." : "The edge is wrangler dev, so every byte also passes its local proxy (another workerd process)."} Code ${currentCommit()}; the edge's local state (D1, the Durable Objects' SQLite files) ${state.storage === "memory" ? "on tmpfs, as Temporal's dev server keeps its own in memory" : "on disk (`--disk`)"}; wrangler dev's local trace collector ${process.env.X_LOCAL_OBSERVABILITY === "true" ? "on (`X_LOCAL_OBSERVABILITY=true`, as before 2026-12-01)" : "off, as `npm run dev` runs it (docs/configuration.md)"}.`,
+      `Measured ${new Date().toISOString().slice(0, 10)} on the 2-core development machine, whole stack local (wrangler dev, Temporal dev server, Node host); the subscribers run in the benchmark's own Node process on the same two cores, each on its own HTTP/1.1 socket (node:http); a chunk is stamped when it arrives and parsed after the measurement, so the figure is the server's delivery time (before 2026-11-30 the clients parsed each message with fetch streams as it came, and 1,000 of them queued behind each other's parsing in this one process). ${args["worker-socket"] ? "The edge is wrangler dev; the clients and the pushes reached the Worker's own socket (`--worker-socket`), not wrangler's local proxy in front of it (another workerd process), which production does not have." : "The edge is wrangler dev, so every byte also passes its local proxy (another workerd process)."} Code ${currentCommit()}; the edge's local state (D1, the Durable Objects' SQLite files) ${state.storage === "memory" ? "on tmpfs, as Temporal's dev server keeps its own in memory" : "on disk (`--disk`)"}; wrangler dev's local trace collector ${localTraceCollector().state === "on" ? "on (`X_LOCAL_OBSERVABILITY=true`, as before 2026-12-01)" : "off, as `npm run dev` runs it (docs/configuration.md)"}.`,
       "",
       "| figure | value |",
       "|---|---|",
