@@ -12,11 +12,12 @@ import { createApp } from "../../src/app.ts";
 import { SCALAR_SCRIPT_PATH } from "../../src/routes/docs-assets.ts";
 import { VIEWER_ASSETS } from "../../src/routes/viewer/page.ts";
 
-function workerFirstPatterns(): string[] {
+/** The list in wrangler.toml, read once. */
+const workerFirstPatterns: string[] = (() => {
   const line = /^run_worker_first\s*=\s*(\[.*\])\s*$/m.exec(wranglerToml);
   if (!line) throw new Error("wrangler.toml has no run_worker_first list");
   return JSON.parse(line[1]!) as string[];
-}
+})();
 
 const globToRegExp = (glob: string) =>
   new RegExp(
@@ -25,8 +26,9 @@ const globToRegExp = (glob: string) =>
       .map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"))
       .join(".*")}$`,
   );
+const workerFirstRegExps = workerFirstPatterns.map(globToRegExp);
 
-const goesToWorkerFirst = (path: string) => workerFirstPatterns().some((glob) => globToRegExp(glob).test(path));
+const goesToWorkerFirst = (path: string) => workerFirstRegExps.some((pattern) => pattern.test(path));
 
 /** A concrete path for a route pattern: each `:param` (with any `{regex}`) becomes a sample segment. */
 const samplePath = (routePath: string) => routePath.replace(/:[A-Za-z_]+(\{[^}]*\})?/g, "sample-id");
