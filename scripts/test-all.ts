@@ -17,7 +17,7 @@
  */
 import { spawn } from "node:child_process";
 import { mkdirSync, readFileSync, rmSync } from "node:fs";
-import { resolve } from "node:path";
+import { relative, resolve } from "node:path";
 import { SHARED_STACK_ENV, type SharedStack, startSharedStack } from "../test/support/shared-stack.ts";
 
 const root = resolve(import.meta.dirname, "..");
@@ -65,6 +65,16 @@ let passed = 0;
 let failed = 0;
 let skipped = 0;
 const timings: string[] = [];
+/** Each test file that failed outside its tests (a setup hook, an import), with its error's first line. */
+const failedFiles: string[] = [];
+
+interface VitestJsonReport {
+  numPassedTests: number;
+  numFailedTests: number;
+  numPendingTests: number;
+  numTodoTests: number;
+  testResults: { name: string; status: string; message?: string; assertionResults: { status: string }[] }[];
+}
 const lastStackLayer = layers.filter((l) => STACK_LAYERS.has(l)).at(-1);
 try {
   for (const layer of layers) {
@@ -100,15 +110,21 @@ try {
     );
     timings.push(`${layer} ${seconds(started)}`);
     try {
-      const report = JSON.parse(readFileSync(outputFile, "utf8")) as {
-        numPassedTests: number;
-        numFailedTests: number;
-        numPendingTests: number;
-        numTodoTests: number;
-      };
+      const report = JSON.parse(readFileSync(outputFile, "utf8")) as VitestJsonReport;
       passed += report.numPassedTests;
       failed += report.numFailedTests;
       skipped += report.numPendingTests + report.numTodoTests;
+      // Vitest reports the tests of a file whose beforeAll threw as skipped: they are failures, and
+      // the summary says which file and why, since the error itself may be far up the log.
+      for (const file of report.testResults) {
+        if (file.status !== "failed") continue;
+        const notRun = file.assertionResults.filter((t) => t.status === "skipped" || t.status === "pending").length;
+        if (!file.message && notRun === 0) continue; // only its tests failed, and vitest printed them
+        skipped -= notRun;
+        failed += notRun;
+        const why = file.message?.split("\n")[0]?.trim() || "failed outside its tests";
+        failedFiles.push(`${layer}: ${relative(root, file.name)}: ${why}${notRun > 0 ? ` (${notRun} tests did not run)` : ""}`);
+      }
     } catch {
       // No report means the layer could not even start (setup failed): count it as a failure.
       failed++;
@@ -123,6 +139,7 @@ try {
   await shared?.stop();
 }
 
+if (failedFiles.length > 0) console.log(`\nfiles that failed outside their tests:\n  ${failedFiles.join("\n  ")}`);
 console.log(`\nlayers: ${timings.join(", ")}; suite ${seconds(suiteStart)}`);
 console.log(`tests: ${passed} passed, ${failed} failed, ${skipped} skipped`);
 process.exit(failedSteps > 0 || failed > 0 || skipped > 0 || passed === 0 ? 1 : 0);
