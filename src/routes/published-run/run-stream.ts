@@ -2,9 +2,10 @@ import type { App } from "../../app-env.ts";
 import { errorBody } from "../../errors.ts";
 import { readOptionalJson } from "../../middleware/json-body/index.ts";
 import { promptOutcome, promptRunMaxMs, promptStartCommand } from "../../services/prompt-runs.ts";
-import { startAndSubscribe } from "../../sse/start-subscription.ts";
-import { logStreamResponse } from "../../sse/log-stream.ts";
+import { positiveNumberVar } from "../../shared/positive-number-var.ts";
 import { sseComment, sseFrame } from "../../sse/frames.ts";
+import { logStreamResponse } from "../../sse/log-stream.ts";
+import { startAndSubscribe } from "../../sse/start-subscription.ts";
 import { DEFAULT_KEEPALIVE_INTERVAL_MS } from "../workflow/history-stream.ts";
 
 /**
@@ -35,7 +36,7 @@ export function registerPublishedRunStream(app: App) {
       afterSeq: 0,
       // An Idempotency-Key replay follows the earlier run in its own DO (a second call).
       ...(opened.kind === "subscribed" ? { openFirst: async () => ({ socket: opened.socket, runId }) } : {}),
-      keepAliveMs: Number(c.env.SSE_KEEPALIVE_MS) > 0 ? Number(c.env.SSE_KEEPALIVE_MS) : DEFAULT_KEEPALIVE_INTERVAL_MS,
+      keepAliveMs: positiveNumberVar(c.env.SSE_KEEPALIVE_MS, DEFAULT_KEEPALIVE_INTERVAL_MS),
       keepAlive: () => sseComment("keep-alive"),
       onEntry: (entry) => {
         if (entry.type === "text") return sseFrame({ event: "text", data: { delta: entry.data.delta } });

@@ -18,14 +18,15 @@
  * Auth: the run-scoped stream token (`?token=`), for exactly this workflowId.
  */
 import type { Context } from "hono";
-import type { App, AppEnv } from "../../app-env.ts";
-import type { LogEntry } from "../../../durable-objects/run-stream.ts";
 import { ADMISSION_PARAMS } from "../../../durable-objects/run-stream/subscriber-admission.ts";
+import type { LogEntry } from "../../../durable-objects/run-stream.ts";
+import type { App, AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
+import { positiveNumberVar } from "../../shared/positive-number-var.ts";
 import { sseComment, sseFrame } from "../../sse/frames.ts";
 import { parseLastEventId } from "../../sse/last-event-id.ts";
 import { logStreamResponse } from "../../sse/log-stream.ts";
-import { StreamAtEnd, openAdmittedSubscription } from "../../sse/run-subscription.ts";
+import { openAdmittedSubscription, StreamAtEnd } from "../../sse/run-subscription.ts";
 import { verifyStreamToken } from "../../stream-tokens.ts";
 
 /** What EventSource waits before reconnecting after a drop. */
@@ -99,7 +100,7 @@ export function registerViewerEvents(app: App) {
     const workflowId = c.req.param("workflowId");
     const { organizationId } = await authorize(c, workflowId);
     const afterSeq = parseLastEventId(c, "a log sequence number") ?? 0;
-    const keepAliveMs = Number(c.env.SSE_KEEPALIVE_MS) > 0 ? Number(c.env.SSE_KEEPALIVE_MS) : DEFAULT_KEEPALIVE_MS;
+    const keepAliveMs = positiveNumberVar(c.env.SSE_KEEPALIVE_MS, DEFAULT_KEEPALIVE_MS);
     // One call into the home region (docs/start-path.md): the first subscription carries the
     // admission, which the run's DO decides against D1's primary: the row is the token's
     // organization's (404), the run has started (503), and a client that saw everything of a

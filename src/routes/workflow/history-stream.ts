@@ -18,6 +18,7 @@ import type { App, AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
 import { type OwnedRunEnv, ownedRun } from "../../middleware/owned-run/index.ts";
 import { doneReason, toOutputEvent } from "../../shared/output-history.ts";
+import { positiveNumberVar } from "../../shared/positive-number-var.ts";
 import { sseComment, sseFrame } from "../../sse/frames.ts";
 import { parseHistoryCursor } from "../../sse/last-event-id.ts";
 import { openAdmittedSubscription, openRunSubscription, StreamAtEnd, subscriptionResponse } from "../../sse/run-subscription.ts";
@@ -97,7 +98,7 @@ async function streamHistory(c: Context<PinnedRunEnv & ResumeEnv & OwnedRunEnv>)
   const resumeFrom = c.get("resumeFrom");
   const lastEventId = resumeFrom?.eventId ?? null;
   const includePayloads = c.req.query("includePayloads") === "true";
-  const keepAliveMs = Number(c.env.SSE_KEEPALIVE_MS) > 0 ? Number(c.env.SSE_KEEPALIVE_MS) : DEFAULT_KEEPALIVE_INTERVAL_MS;
+  const keepAliveMs = positiveNumberVar(c.env.SSE_KEEPALIVE_MS, DEFAULT_KEEPALIVE_INTERVAL_MS);
   let admittedRunId: string | null = null;
   return subscriptionResponse(c, {
     // The `workflow` summary goes out once, on the first subscription only.
