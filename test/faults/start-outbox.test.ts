@@ -50,7 +50,10 @@ function startProxy(): Promise<Server> {
       res.destroy();
     }
   });
-  return new Promise((resolve) => server.listen(PORTS.host, "127.0.0.1", () => resolve(server)));
+  return new Promise((resolve, reject) => {
+    server.once("error", reject); // e.g. the port was taken since the stack checked it: say so, not hang
+    server.listen(PORTS.host, "127.0.0.1", () => resolve(server));
+  });
 }
 
 async function api(path: string, init: RequestInit = {}) {
@@ -84,10 +87,11 @@ async function executions(workflowId: string): Promise<string[]> {
 
 beforeAll(async () => {
   PORTS = await freeStackPorts();
-  REAL_HOST_PORT = await freePort();
   stack = await startStack({ ports: PORTS, startHost: false, env: { HOST_SHARED_SECRET: SECRET } });
   proxy = await startProxy(); // after the stack, which checks that the host port is free
   client = new Client({ connection: await Connection.connect({ address: stack.temporalAddress }) });
+  // Chosen only now: a port picked before the stack started could since be one of its processes'.
+  REAL_HOST_PORT = await freePort();
   host = await startHostProcess({
     HOST_SHARED_SECRET: SECRET,
     HOST_PORT: String(REAL_HOST_PORT),

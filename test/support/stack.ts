@@ -87,9 +87,32 @@ export interface StackOptions {
   workerSocket?: boolean;
 }
 
+/**
+ * What a stack that could not listen says. Its ports are free when freeStackPorts() picks them,
+ * but until each process listens, another process can be given one (for a connection of its own).
+ */
+const PORT_TAKEN = /EADDRINUSE|address already in use|port \d+ is (taken|in use)/i;
+/** Startups tried, each on fresh ports, when a port was taken (never when the caller chose the ports). */
+const STACK_START_ATTEMPTS = 3;
+
 export async function startStack(options: StackOptions = {}): Promise<RunningStack> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startStackOn({ ...(await freeStackPorts()), ...options.ports }, options);
+    } catch (err) {
+      const callerPorts = Object.keys(options.ports ?? {}).length > 0;
+      if (callerPorts || attempt >= STACK_START_ATTEMPTS || !PORT_TAKEN.test((err as Error).message)) throw err;
+      const lines = (err as Error).message.split("\n");
+      // Which port, and (the last line) where that attempt's state and log were kept.
+      console.warn(
+        `test stack: a port was taken while it started (attempt ${attempt}); starting again on fresh ports\n  ${lines.find((l) => PORT_TAKEN.test(l))}\n  ${lines.at(-1)}`,
+      );
+    }
+  }
+}
+
+async function startStackOn(ports: StackPorts, options: StackOptions): Promise<RunningStack> {
   const timeoutMs = options.timeoutMs ?? 900_000;
-  const ports: StackPorts = { ...(await freeStackPorts()), ...options.ports };
   const mustBeFree = [
     ports.edge,
     ports.inspector,
