@@ -51,7 +51,7 @@ function startProxy(): Promise<Server> {
     }
   });
   return new Promise((resolve, reject) => {
-    server.once("error", reject); // e.g. the port was taken since the stack checked it: say so, not hang
+    server.once("error", reject); // e.g. the port was taken since the stack checked it: the hook fails with why
     server.listen(PORTS.host, "127.0.0.1", () => resolve(server));
   });
 }
