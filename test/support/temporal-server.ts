@@ -48,8 +48,24 @@ export interface RunningTemporal {
   stop(): Promise<void>;
 }
 
+/** Startups tried, each on fresh ports, when the server exits before it listens (never when the caller chose the ports). */
+const TEMPORAL_START_ATTEMPTS = 3;
+
+/** The server process ended before its gRPC port opened (most often: one of its ports was taken meanwhile). */
+class TemporalExitedEarly extends Error {}
+
 export async function startTemporal(options: { ports?: TemporalPorts; env?: Record<string, string> } = {}): Promise<RunningTemporal> {
-  const ports = options.ports ?? (await freeTemporalPorts());
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startTemporalOn(options.ports ?? (await freeTemporalPorts()), options.env);
+    } catch (err) {
+      if (options.ports || attempt >= TEMPORAL_START_ATTEMPTS || !(err instanceof TemporalExitedEarly)) throw err;
+      console.warn(`Temporal dev server: ${err.message} (attempt ${attempt}); starting again on fresh ports`);
+    }
+  }
+}
+
+async function startTemporalOn(ports: TemporalPorts, env: Record<string, string> = {}): Promise<RunningTemporal> {
   if (await portOpen(ports.grpc)) throw new Error(`port ${ports.grpc} is taken; stop whatever listens there before running the tests`);
   const child: ChildProcess = spawn("bash", [resolve(root, "scripts/temporal.sh"), "start"], {
     cwd: root,
@@ -59,13 +75,18 @@ export async function startTemporal(options: { ports?: TemporalPorts; env?: Reco
       TEMPORAL_HTTP_PORT: String(ports.http),
       TEMPORAL_METRICS_PORT: String(ports.metrics),
       TEMPORAL_LOG_LEVEL: "error",
-      ...options.env,
+      ...env,
     },
     stdio: ["ignore", "inherit", "inherit"],
     detached: true,
   });
+  // A server that exits (a port taken since it was picked) fails now, not after the wait below.
+  const exitedEarly = new Promise<never>((_, reject) =>
+    child.once("exit", (code) => reject(new TemporalExitedEarly(`exited with ${code} before it listened on ${ports.grpc}`))),
+  );
   // The first run on a fresh machine builds the CLI (minutes); later runs start in seconds.
-  await waitForPort(ports.grpc, 900_000, "Temporal dev server");
+  await Promise.race([waitForPort(ports.grpc, 900_000, "Temporal dev server"), exitedEarly]);
+  exitedEarly.catch(() => undefined); // a later exit (stop(), a fault test's kill) is not an error
   return {
     address: `127.0.0.1:${ports.grpc}`,
     ports,
