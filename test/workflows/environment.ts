@@ -44,16 +44,7 @@ export async function createWorkflowTestEnvironment(): Promise<WorkflowTestEnvir
   }
   const cli = spawnSync("bash", [resolve(root, "scripts/temporal.sh"), "path"], { cwd: root, encoding: "utf8" });
   if (cli.status !== 0) throw new Error(`no Temporal CLI (scripts/temporal.sh path): ${cli.stderr}`);
-  const [port, httpPort, metricsPort] = (await freePorts(3)) as [number, number, number];
-  const env = await TestWorkflowEnvironment.createLocal({
-    server: {
-      executable: { type: "existing-path", path: cli.stdout.trim() },
-      ip: "127.0.0.1",
-      port,
-      extraArgs: ["--http-port", String(httpPort), "--metrics-port", String(metricsPort)],
-      log: { format: "pretty", level: "error" },
-    },
-  });
+  const env = await startLocalServer(cli.stdout.trim());
   let bundle: WorkflowBundleWithSourceMap | undefined;
   return {
     env,
@@ -64,6 +55,30 @@ export async function createWorkflowTestEnvironment(): Promise<WorkflowTestEnvir
     },
     teardown: () => env.teardown(),
   };
+}
+
+/** Startups tried, each on fresh ports, when the server does not come up (a port taken since it was picked). */
+const SERVER_START_ATTEMPTS = 3;
+
+/** Temporal's dev server from our CLI, on free ports; the SDK gives it 5 s to answer before it fails. */
+async function startLocalServer(cliPath: string): Promise<TestWorkflowEnvironment> {
+  for (let attempt = 1; ; attempt++) {
+    const [port, httpPort, metricsPort] = (await freePorts(3)) as [number, number, number];
+    try {
+      return await TestWorkflowEnvironment.createLocal({
+        server: {
+          executable: { type: "existing-path", path: cliPath },
+          ip: "127.0.0.1",
+          port,
+          extraArgs: ["--http-port", String(httpPort), "--metrics-port", String(metricsPort)],
+          log: { format: "pretty", level: "error" },
+        },
+      });
+    } catch (err) {
+      if (attempt >= SERVER_START_ATTEMPTS || !/Failed to start ephemeral server/.test(String(err))) throw err;
+      console.warn(`Temporal test server did not start (attempt ${attempt}); starting again on fresh ports: ${String(err).slice(0, 200)}`);
+    }
+  }
 }
 
 /** Waits until `check` holds (polling), or fails after `timeoutMs`. */
