@@ -349,6 +349,36 @@ describe("GET /workflow/:id/history (Output's shape)", () => {
     ]);
     expect({ status: upperTrace.status, body: await upperTrace.json() }).toEqual({ status: lower.status, body: await lower.json() });
   });
+
+  it("a rid that is not a UUID is one and the same 400 on every pinned route, before any read", async () => {
+    const { workflowId } = await createRunningRun(org.organizationId);
+    const base = `/workflow/${workflowId}/runs/not-a-uuid`;
+    const answers = await Promise.all(
+      [
+        get(`${base}/history`),
+        get(`${base}/history/stream`),
+        get(`${base}/status`),
+        get(`${base}/result`),
+        get(`${base}/input`),
+        get(`${base}/trace-log`),
+        call(`${base}/stop`, { method: "PATCH", headers: { authorization: `Bearer ${org.key}` } }),
+        call(`${base}/reset`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${org.key}`, "content-type": "application/json" },
+          body: JSON.stringify({ stepName: "shout" }),
+        }),
+      ].map(async (pending) => {
+        const res = await pending;
+        const { requestId: _differs, ...body } = (await res.json()) as { requestId?: string };
+        return { status: res.status, body };
+      }),
+    );
+    expect(answers[0]).toMatchObject({
+      status: 400,
+      body: { error: "ValidationError", code: "invalid_request", message: "invalid run id: expected a UUID" },
+    });
+    for (const answer of answers) expect(answer).toEqual(answers[0]);
+  });
 });
 
 describe("GET /workflow/:id/trace-log (Output's trace format)", () => {

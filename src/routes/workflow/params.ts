@@ -15,20 +15,19 @@ export function parseWorkflowIdParam(raw: string): string {
   return parsed.data;
 }
 
-/** The `:rid` of a pinned route: a UUID (Temporal run ids are), else 400. */
+/**
+ * The `:rid` of a pinned route: a UUID (Temporal's run ids are, and Output requires one), else 400.
+ * Temporal's run ids are lower-case; any letter case names the same run.
+ */
 export function parseRunIdParam(raw: string): string {
   const parsed = runIdParam.safeParse(raw);
   if (!parsed.success) throw new ApiError("invalid_request", "invalid run id: expected a UUID", zodIssues(parsed.error, "rid"));
   return parsed.data.toLowerCase();
 }
 
-/** A pinned run id from the path: a UUID, as Output requires, else 400. */
+/** parseRunIdParam for a route that may have no `:rid` (its unpinned form). */
 export function parsePinnedRunId(raw: string | undefined): string | undefined {
-  if (raw === undefined) return undefined;
-  const parsed = runIdParam.safeParse(raw);
-  if (!parsed.success) throw new ApiError("invalid_request", "runId must be a UUID", [{ path: "rid", message: "expected a UUID" }]);
-  // Temporal's run ids are lower-case; any letter case names the same run (as parseRunIdParam does).
-  return parsed.data.toLowerCase();
+  return raw === undefined ? undefined : parseRunIdParam(raw);
 }
 
 /** Hono generics of a route behind `pinnedRunParam`: its pinned run id, undefined on the unpinned form. */

@@ -16,7 +16,7 @@ import type { Run } from "../../db/schema.ts";
 import type { OwnedRunEnv } from "../../middleware/owned-run/index.ts";
 import { readRun } from "../../services/runs.ts";
 import type { ReadOptions, RunView } from "../../../durable-objects/run-stream/run-reader.ts";
-import { parseRunIdParam, parseWorkflowIdParam } from "./params.ts";
+import { parsePinnedRunId, parseWorkflowIdParam } from "./params.ts";
 
 type TargetRunIdEnv = AppEnv & { Variables: { targetRunId: string | undefined } };
 
@@ -29,8 +29,7 @@ export type RunTargetEnv = TargetRunIdEnv & OwnedRunEnv;
  */
 export const targetParams = createMiddleware<TargetRunIdEnv>(async (c, next) => {
   parseWorkflowIdParam(c.req.param("id") ?? "");
-  const rawRid = c.req.param("rid");
-  c.set("targetRunId", rawRid === undefined ? undefined : parseRunIdParam(rawRid));
+  c.set("targetRunId", parsePinnedRunId(c.req.param("rid")));
   await next();
 });
 
