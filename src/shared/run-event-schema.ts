@@ -8,6 +8,7 @@
  */
 import { z } from "zod";
 import { RUN_STATUSES } from "./run-status.ts";
+import { MAX_WORKFLOW_ID_LENGTH } from "./workflow-id.ts";
 
 const sourceKey = z.string().min(1).max(200);
 const at = z.string().min(1).max(64);
@@ -89,7 +90,9 @@ export const runEventBatch = z.object({ events: z.array(runEvent).min(1).max(500
 export const runEventPush = z
   .object({
     runs: z
-      .array(z.object({ workflowId: z.string().min(1).max(128), events: z.array(runEvent).min(1).max(MAX_EVENTS_PER_PUSH) }))
+      .array(
+        z.object({ workflowId: z.string().min(1).max(MAX_WORKFLOW_ID_LENGTH), events: z.array(runEvent).min(1).max(MAX_EVENTS_PER_PUSH) }),
+      )
       .min(1)
       .max(MAX_RUNS_PER_PUSH),
   })

@@ -8,14 +8,14 @@ import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import type { RunStream } from "../../durable-objects/run-stream.ts";
 import { runStream } from "../../src/run-stream-client.ts";
 import { signRequest } from "../../src/shared/signing.ts";
+import { MAX_WORKFLOW_ID_LENGTH } from "../../src/shared/workflow-id.ts";
 import { interceptD1InPlace } from "../support/d1-intercept.ts";
 import { TEST_HOST_SECRET, call, scriptHost, seedCatalog, seedOrganization, signedPost, type ErrorBody } from "./helpers.ts";
 import { closeEvent, finishedEvent, historyEvent } from "./stream-helpers.ts";
 
 const PATH = "/internal/run-events";
 
-async function insertRun(organizationId: string): Promise<string> {
-  const workflowId = `hello-${crypto.randomUUID()}`;
+async function insertRun(organizationId: string, workflowId = `hello-${crypto.randomUUID()}`): Promise<string> {
   const wf = await env.DB.prepare("SELECT id FROM workflows WHERE name = 'hello' AND organization_id IS NULL").first<{ id: string }>();
   await env.DB.prepare(
     "INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, status, input) VALUES (?, ?, ?, 'hello', ?, 'scheduled', '{}')",
@@ -105,6 +105,18 @@ describe("POST /internal/run-events: applying a push", () => {
     expect(await retry.json()).toEqual({ runs: 1, accepted: 1, duplicates: 1, dropped: 0 });
     expect((await log(a)).map((e) => e.sourceKey)).toEqual(["run:rc:started", "history:rc:1", "history:rc:2", "history:rc:3"]);
   });
+
+  it("a run under the longest workflow id the Workflow API accepts (256 characters) has its events recorded", async () => {
+    const workflowId = await insertRun(organizationId, `hello-${"a".repeat(250)}`);
+    expect(workflowId).toHaveLength(MAX_WORKFLOW_ID_LENGTH);
+    const res = await signedPost(PATH, { runs: [{ workflowId, events: [started("rl"), historyEvent("rl", 1)] }] });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ runs: 1, accepted: 2, duplicates: 0, dropped: 0 });
+    expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: "rl" });
+    const tooLong = await signedPost(PATH, { runs: [{ workflowId: `${workflowId}a`, events: [started("rl")] }] });
+    expect(tooLong.status).toBe(400);
+    expect(((await tooLong.json()) as ErrorBody).error.issues?.[0]?.path).toBe("runs.0.workflowId");
+  });
 });
 
 describe("POST /internal/run-events: bad pushes", () => {
@@ -171,6 +183,22 @@ describe("POST /internal/run-events: security", () => {
     );
     expect((await signedPost(PATH, body, "wrong-secret")).status).toBe(401);
     expect(await log(a)).toEqual([]);
+  });
+
+  it("a push across runs takes caller data as deep as the per-run route does; a pathological one is 400 json_too_deep", async () => {
+    const a = await insertRun(organizationId);
+    const nested = (depth: number): unknown => (depth === 0 ? "x" : [nested(depth - 1)]);
+    // A workflow input 62 levels deep (the most a 64-deep start body holds), inside the push's envelope.
+    const base = historyEvent("rj", 1);
+    const deep = { ...base, data: { ...base.data, event: { ...base.data.event, payloads: { input: [nested(62)] } } } };
+    const res = await signedPost(PATH, { runs: [{ workflowId: a, events: [deep] }] });
+    expect(res.status).toBe(200);
+    expect((await log(a)).map((e) => e.sourceKey)).toEqual(["history:rj:1"]);
+    const text = `{"runs":[{"workflowId":"${a}","events":[{"sourceKey":"s","type":"attribute","at":"now","data":{"x":${"[".repeat(2_000)}${"]".repeat(2_000)}}}]}]}`;
+    const headers = { ...(await signRequest(TEST_HOST_SECRET, "POST", PATH, text)), "content-type": "application/json" };
+    const tooDeep = await call(PATH, { method: "POST", headers, body: text });
+    expect(tooDeep.status).toBe(400);
+    expect(((await tooDeep.json()) as ErrorBody).error.code).toBe("json_too_deep");
   });
 
   it("a replayed push records nothing in any of its runs", async () => {

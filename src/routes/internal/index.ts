@@ -38,7 +38,7 @@ export function registerInternalApi(app: App) {
    * the answer, and the push still succeeds, so the host does not retry it.
    */
   app.post(EDGE_PATHS.runEventsBatch, async (c) => {
-    const body = await readJson(c, runEventPush);
+    const body = await readJson(c, runEventPush, INTERNAL_MAX_JSON_DEPTH);
     const byRun = new Map<string, (typeof body.runs)[number]["events"]>();
     for (const [i, run] of body.runs.entries()) {
       const checked = workflowIdParam.safeParse(run.workflowId);

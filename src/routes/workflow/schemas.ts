@@ -1,13 +1,11 @@
 import { z } from "zod";
+import { MAX_WORKFLOW_ID_LENGTH } from "../../shared/workflow-id.ts";
 
 /** Longest `POST /workflow/run` will hold the connection before answering 408 (15 minutes). */
 export const MAX_RUN_TIMEOUT_MS = 900_000;
 
 /** Shortest `timeout` `POST /workflow/run` accepts, as Output's API server (ms). */
 export const MIN_RUN_TIMEOUT_MS = 250;
-
-/** Longest workflow id the Workflow API accepts. */
-export const MAX_WORKFLOW_ID_LENGTH = 256;
 
 /**
  * Outrider's one catalog. Output names a catalog by the task queue its catalog workflow runs on;
