@@ -73,9 +73,10 @@ export function createControlApi(deps: ControlApiDeps): Hono {
   const nonces = new NonceMemory();
 
   app.use("/v1/*", async (c, next) => {
-    const body = new Uint8Array(await c.req.raw.clone().arrayBuffer());
     const url = new URL(c.req.url);
-    const verdict = await verifyRequest(deps.sharedSecrets, c.req.method, url.pathname + url.search, c.req.raw.headers, body);
+    // The body is read (to hash it) only once the signature headers are present and fresh.
+    const readBody = async () => new Uint8Array(await c.req.raw.clone().arrayBuffer());
+    const verdict = await verifyRequest(deps.sharedSecrets, c.req.method, url.pathname + url.search, c.req.raw.headers, readBody);
     if (!verdict.ok)
       throw hostError(401, verdict.reason, "request to the host is not signed with the shared secret, or its signature is stale");
     if (!nonces.claim(verdict.nonce, verdict.expiresAt)) throw hostError(401, "replayed_signature", "this signed request was already used");

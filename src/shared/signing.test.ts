@@ -37,6 +37,26 @@ describe("request signing", () => {
     expect(h[SIGNATURE_HEADER]).toMatch(/^v2=[0-9a-f]{64}$/);
   });
 
+  it("reads the body only for a request whose signature headers are present, well-formed and fresh", async () => {
+    let reads = 0;
+    const body = async () => {
+      reads++;
+      return '{"a":1}';
+    };
+    const fresh = await signRequest("s3cret", "POST", "/x", '{"a":1}');
+    const stale = await signRequest("s3cret", "POST", "/x", '{"a":1}', Date.now() - (SIGNATURE_WINDOW_SECONDS + 5) * 1000);
+    const refusedUnread = [
+      headersOf({}),
+      headersOf({ ...stale }),
+      headersOf({ ...fresh, [NONCE_HEADER]: "not-a-nonce" }),
+      headersOf({ ...fresh, [SIGNATURE_HEADER]: "v2=zz" }),
+    ];
+    for (const h of refusedUnread) expect((await verifyRequest(["s3cret"], "POST", "/x", h, body)).ok).toBe(false);
+    expect(reads).toBe(0);
+    expect(await verifyRequest(["s3cret"], "POST", "/x", headersOf({ ...fresh }), body)).toMatchObject({ ok: true });
+    expect(reads).toBe(1);
+  });
+
   it("accepts either secret during a rotation", async () => {
     const h = headersOf({ ...(await signRequest("old", "GET", "/x", "")) });
     expect(await verifyRequest(["new", "old"], "GET", "/x", h, "")).toMatchObject({ ok: true });

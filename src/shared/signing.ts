@@ -69,14 +69,16 @@ export type VerifyFailure = "missing_signature" | "stale_signature" | "bad_signa
 
 /**
  * Checks a signed request. `secrets` may hold more than one value so that the shared secret can be
- * rotated without downtime (accept old and new, then drop the old).
+ * rotated without downtime (accept old and new, then drop the old). `body` may be a function that
+ * reads it: it is called only once the headers are well-formed and fresh, so a request without a
+ * plausible signature is refused without its body ever being read.
  */
 export async function verifyRequest(
   secrets: readonly string[],
   method: string,
   pathAndQuery: string,
   headers: { get(name: string): string | null },
-  body: string | Uint8Array,
+  body: string | Uint8Array | (() => Promise<string | Uint8Array>),
   now: number = Date.now(),
 ): Promise<{ ok: true; nonce: string; expiresAt: number } | { ok: false; reason: VerifyFailure }> {
   const timestamp = headers.get(TIMESTAMP_HEADER);
@@ -93,7 +95,8 @@ export async function verifyRequest(
   const hex = signature.slice(SIGNATURE_VERSION.length + 1);
   if (!/^[0-9a-f]{64}$/.test(hex)) return { ok: false, reason: "bad_signature" };
   const mac = new Uint8Array(hex.match(/../g)!.map((h) => parseInt(h, 16)));
-  const data = encoder.encode(await canonical(method, pathAndQuery, timestamp, nonce, body));
+  const bytes = typeof body === "function" ? await body() : body;
+  const data = encoder.encode(await canonical(method, pathAndQuery, timestamp, nonce, bytes));
   for (const secret of secrets) {
     if (!secret) continue;
     // crypto.subtle.verify compares in constant time. The nonce must be remembered until the

@@ -50,6 +50,21 @@ describe("internal routes (host → edge)", () => {
     expect((await signedPost("/internal/catalog", { workflows: [] }, undefined, tenMinutesAgo)).status).toBe(401);
   });
 
+  it("refuses a request without a fresh signature before reading its body (a body that never ends is not waited for)", async () => {
+    const stale = await signRequest(TEST_HOST_SECRET, "POST", "/internal/run-events", "{}", Date.now() - 10 * 60_000);
+    for (const headers of [{}, stale]) {
+      // One chunk, then the stream stays open: reading it to the end would never finish.
+      const endless = new ReadableStream<Uint8Array>({ start: (controller) => controller.enqueue(new TextEncoder().encode("{")) });
+      const res = await call("/internal/run-events", {
+        method: "POST",
+        headers: { ...headers, "content-type": "application/json" },
+        body: endless,
+      });
+      expect(res.status).toBe(401);
+      expect(((await res.json()) as ErrorBody).error.message).toMatch(/missing signature|stale signature/);
+    }
+  }, 5_000);
+
   it("refuses a replayed request: the same signed request works once", async () => {
     const text = JSON.stringify({ workflows: catalogEntries() });
     const headers = { ...(await signRequest(TEST_HOST_SECRET, "POST", "/internal/catalog", text)), "content-type": "application/json" };

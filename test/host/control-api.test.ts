@@ -38,6 +38,25 @@ describe("control API auth", () => {
     expect(await res.json()).toMatchObject({ error: { code: "missing_signature" } });
   });
 
+  it("refuses a request without a fresh signature before reading its body (a body that never ends is not waited for)", async () => {
+    const stale = await signRequest(SECRET, "POST", HOST_PATHS.start, "{}", Date.now() - 10 * 60_000);
+    for (const [headers, code] of [
+      [{}, "missing_signature"],
+      [stale, "stale_signature"],
+    ] as const) {
+      // One chunk, then the stream stays open: reading it to the end would never finish.
+      const endless = new ReadableStream<Uint8Array>({ start: (controller) => controller.enqueue(new TextEncoder().encode("{")) });
+      const res = await app.request(HOST_PATHS.start, {
+        method: "POST",
+        headers: { ...headers },
+        body: endless,
+        duplex: "half",
+      } as RequestInit);
+      expect(res.status).toBe(401);
+      expect(await res.json()).toMatchObject({ error: { code } });
+    }
+  }, 5_000);
+
   it("refuses a replayed signed request with 401", async () => {
     const headers = { ...(await signRequest(SECRET, "GET", HOST_PATHS.metrics, "")), "content-type": "application/json" };
     expect((await app.request(HOST_PATHS.metrics, { method: "GET", headers })).status).toBe(200);

@@ -13,14 +13,14 @@ const NONCE_CLEANUP_PROBABILITY = 0.01;
  */
 export const hostSignature = () =>
   createMiddleware<AppEnv>(async (c, next) => {
-    const body = new Uint8Array(await c.req.raw.clone().arrayBuffer());
     const url = new URL(c.req.url);
+    // The body is read (to hash it) only once the signature headers are present and fresh.
     const verdict = await verifyRequest(
       parseSecrets(c.env.HOST_SHARED_SECRET),
       c.req.method,
       url.pathname + url.search,
       c.req.raw.headers,
-      body,
+      async () => new Uint8Array(await c.req.raw.clone().arrayBuffer()),
     );
     if (!verdict.ok) throw new ApiError("unauthorized", `internal route: ${verdict.reason.replaceAll("_", " ")}`);
     // Run-event pushes are the hot path: their nonce is claimed by the run's RunStream, in the
