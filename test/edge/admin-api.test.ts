@@ -233,6 +233,22 @@ describe("admin API: prompt workflows", () => {
     expect(await code(taken)).toBe("workflow_name_taken");
   });
 
+  it("security: a template built to make placeholder matching backtrack is read in one pass", async () => {
+    const org = await newOrganization();
+    // `{{`, then spaces to the schema's 100,000-character limit, never closed: with a backtracking
+    // placeholder pattern this request ran for days; now it is an ordinary template without variables.
+    const hostile = `{{${" ".repeat(99_990)}x`;
+    const res = await admin("POST", `/admin/v1/organizations/${org.id}/workflows`, { ...definition, name: "Hostile", template: hostile });
+    expect(res.status).toBe(201);
+    expect(((await res.json()) as { variables: string[] }).variables).toEqual([]);
+    const spaced = await admin("POST", `/admin/v1/organizations/${org.id}/workflows`, {
+      ...definition,
+      name: "Spaced",
+      template: `{{${" ".repeat(5_000)}topic${"\t".repeat(5_000)}}} and {{ {{audience}} }}`,
+    });
+    expect(((await spaced.json()) as { variables: string[] }).variables).toEqual(["topic", "audience"]);
+  });
+
   it("answers 404 for unknown and malformed workflow ids", async () => {
     for (const id of ["wf_doesnotexist", "../../etc/passwd", "wf_%E2%98%83", "w".repeat(500)]) {
       const res = await admin("GET", `/admin/v1/workflows/${id}`);
