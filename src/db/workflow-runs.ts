@@ -1,7 +1,7 @@
 /** Queries of the Workflow Runs API. Every one is scoped by organization and served by an index. */
 import { and, asc, count, desc, eq, inArray, isNotNull, isNull, sql, type SQL } from "drizzle-orm";
 import { db } from "./client.ts";
-import { runs, stepRuns } from "./schema.ts";
+import { runs, stepRuns, workflows } from "./schema.ts";
 import type { RunStatus } from "../shared/run-status.ts";
 
 export interface RunListFilter {
@@ -14,16 +14,14 @@ export interface RunListFilter {
 }
 
 /**
- * Search resolves names to workflow ids first (the catalog is small), so the runs query stays on
- * the (organization, workflow, created) index instead of scanning names.
+ * The workflows (global, and the organization's own) whose name holds `search`, as a subquery: the
+ * runs query stays on the (organization, workflow, created) index through `workflow_id IN (...)`,
+ * and binds one value however many workflows match (a list of ids could pass D1's 100 bound
+ * parameters per statement).
  */
-async function workflowIdsMatching(d1: D1Database, organizationId: string, search: string): Promise<string[]> {
+function workflowIdsMatching(organizationId: string, search: string): SQL {
   // instr, not LIKE: no wildcards to escape, and no pattern-length limit (D1's is small).
-  const rows = await d1
-    .prepare("SELECT id FROM workflows WHERE (organization_id IS NULL OR organization_id = ?) AND instr(lower(name), lower(?)) > 0")
-    .bind(organizationId, search)
-    .all<{ id: string }>();
-  return rows.results.map((r) => r.id);
+  return sql`(SELECT ${workflows.id} FROM ${workflows} WHERE (${workflows.organizationId} IS NULL OR ${workflows.organizationId} = ${organizationId}) AND instr(lower(${workflows.name}), lower(${search})) > 0)`;
 }
 
 export async function listWorkflowRuns(d1: D1Database, organizationId: string, filter: RunListFilter, page: number, limit: number) {
@@ -31,11 +29,7 @@ export async function listWorkflowRuns(d1: D1Database, organizationId: string, f
   if (filter.workflowId) conditions.push(eq(runs.workflowId, filter.workflowId));
   if (filter.statuses) conditions.push(inArray(runs.status, filter.statuses));
   if (filter.waiting !== undefined) conditions.push(filter.waiting ? isNotNull(runs.waitingSince) : isNull(runs.waitingSince));
-  if (filter.search !== undefined) {
-    const ids = await workflowIdsMatching(d1, organizationId, filter.search);
-    if (ids.length === 0) return { rows: [], total: 0 };
-    conditions.push(inArray(runs.workflowId, ids));
-  }
+  if (filter.search !== undefined) conditions.push(inArray(runs.workflowId, workflowIdsMatching(organizationId, filter.search)));
   const where = and(...conditions);
   const [rows, [totalRow]] = await Promise.all([
     db(d1)

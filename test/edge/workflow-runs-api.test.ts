@@ -171,6 +171,28 @@ describe("Workflow Runs API: list, dashboard and detail", () => {
     expect(await list("search=nothing-matches")).toEqual([]);
   });
 
+  it("a search matching more workflows than one D1 statement may bind (100) still answers, with every match's runs", async () => {
+    const { organizationId: many } = await seedOrganization();
+    const names = Array.from({ length: 150 }, (_, i) => `report-${i}`);
+    await env.DB.batch(
+      names.map((name) =>
+        env.DB.prepare(
+          "INSERT INTO workflows (id, organization_id, name, kind, input_schema, output_schema, published) VALUES (?, ?, ?, 'prompt', '{}', '{}', 1)",
+        ).bind(`wf_${name}`, many, name),
+      ),
+    );
+    await env.DB.prepare(
+      `INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, status, input)
+       VALUES (?, ?, 'wf_report-149', 'report-149', ?, 'completed', '{}')`,
+    )
+      .bind(crypto.randomUUID(), many, `report-149-${crypto.randomUUID()}`)
+      .run();
+    const res = await get("/api/v1/workflow-runs?search=report", await jwtFor(many));
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { data: Array<{ workflowName: string }>; pagination: { total: number } };
+    expect(body.data.map((r) => r.workflowName)).toEqual(["report-149"]);
+  });
+
   it("rejects out-of-range and unknown parameters with 400 naming them", async () => {
     for (const [query, path] of [
       ["limit=0", "limit"],
