@@ -5,7 +5,7 @@
  */
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { call, postJson, seedCatalog, seedOrganization, type ErrorBody, type OutputErrorBody } from "./helpers.ts";
+import { call, postJson, scriptHost, seedCatalog, seedOrganization, type ErrorBody, type OutputErrorBody } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
 
 type Org = Awaited<ReturnType<typeof seedOrganization>>;
@@ -303,6 +303,24 @@ describe("run routes: shapes, pinned forms, hostile ids", () => {
         expect((await outputError(res)).error).toBe("ValidationError");
       }
     }
+    // A payload's keys reach the handler as sent, `__proto__` and `constructor` included: nothing
+    // is dropped on the way (JSON.parse makes them own keys; copying them one by one would not).
+    const seen: string[] = [];
+    const restore = scriptHost(async (request) => {
+      seen.push(await request.text());
+      return Response.json({});
+    });
+    try {
+      const text = '{"payload":{"__proto__":{"admin":true},"constructor":"c","approvedBy":"Ada"}}';
+      for (const path of [`/workflow/${run.workflowId}/signal/approve`, `/workflow/${run.workflowId}/update/setPriority`]) {
+        const res = await send("POST", path, org.key, text);
+        expect(res.status, path).toBe(200);
+      }
+    } finally {
+      restore();
+    }
+    expect(seen).toHaveLength(2);
+    for (const body of seen) expect(body).toBe('{"payload":{"__proto__":{"admin":true},"constructor":"c","approvedBy":"Ada"}}');
     // feedback needs the workflow to declare signal `resume`; two_steps does not.
     const other = await createRunningRun(org.organizationId, "two_steps");
     const noResume = await send("POST", `/workflow/${other.workflowId}/feedback`, org.key, { payload: {} });

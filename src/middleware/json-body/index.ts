@@ -90,7 +90,8 @@ export async function readJson<T extends z.ZodType>(c: Context, schema: T, maxDe
   return parseBody(schema, raw);
 }
 
-function parseBody<T extends z.ZodType>(schema: T, raw: unknown): z.infer<T> {
+/** Checks a parsed body against `schema`: 400 invalid_request naming each issue. Returns zod's output. */
+export function parseBody<T extends z.ZodType>(schema: T, raw: unknown): z.infer<T> {
   const parsed = schema.safeParse(raw);
   if (!parsed.success) {
     const issues = zodIssues(parsed.error);

@@ -13,7 +13,7 @@ import { nearbyReads } from "../../db/client.ts";
 import { findWorkflowById } from "../../db/workflows.ts";
 import { ApiError } from "../../errors.ts";
 import { HostClient } from "../../host-client.ts";
-import { readJsonOrEmpty } from "../../middleware/json-body/index.ts";
+import { parseBody, readOptionalJson } from "../../middleware/json-body/index.ts";
 import { type OwnedRunEnv, ownedRun } from "../../middleware/owned-run/index.ts";
 import { assertRunOpen, getRunOrThrow } from "../../services/runs.ts";
 import { isTerminal } from "../../shared/run-status.ts";
@@ -43,7 +43,11 @@ async function interact(c: Context<OwnedRunEnv>, kind: Kind, name: string) {
   const near = c.get("ownedRun");
   const { workflowId } = near;
   let run = near.run;
-  const { payload } = await readJsonOrEmpty(c, interactionBody);
+  // Checked against the schema, but the handler gets the payload as parsed, not zod's copy of it:
+  // the copy drops a `__proto__` key (an own key after JSON.parse), and the handler would never see it.
+  const body = (await readOptionalJson(c)) ?? {};
+  parseBody(interactionBody, body);
+  const payload = (body as { payload?: Record<string, unknown> }).payload;
   const hasHandler = (workflow: Workflow | null) => HANDLER_NAME.test(name) && !!workflow?.handlers[KIND_TO_LIST[kind]].includes(name);
   let workflow = await findWorkflowById(nearbyReads(c.env.DB), run.workflowId);
   if (!hasHandler(workflow) && HANDLER_NAME.test(name)) workflow = await findWorkflowById(c.env.DB, run.workflowId);
