@@ -334,7 +334,7 @@ describe("GET /workflow/:id/history (Output's shape)", () => {
     expect(other.events.map((e) => e.eventId)).toEqual(["1", "2", "3"]);
   });
 
-  it("a pinned rid is a UUID in any letter case, as on /runs/:rid/status (Temporal's run ids are lower-case)", async () => {
+  it("a pinned rid or ?runId= is a UUID in any letter case, as on /runs/:rid/status (Temporal's run ids are lower-case)", async () => {
     const { workflowId, runId } = await createRunningRun(org.organizationId);
     await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)]);
     const upper = runId.toUpperCase();
@@ -342,6 +342,11 @@ describe("GET /workflow/:id/history (Output's shape)", () => {
     expect(pinned.runId).toBe(runId);
     expect(pinned.events.map((e) => e.eventId)).toEqual(["1", "2"]);
     expect((await get(`/workflow/${workflowId}/runs/${upper}/status`)).status).toBe(200);
+    // `?runId=` too, alone and with a page token of the run's own (lower-case) id.
+    const queried = await page(`/workflow/${workflowId}/history?runId=${upper}&pageSize=1`);
+    expect([queried.runId, queried.events.map((e) => e.eventId)]).toEqual([runId, ["1"]]);
+    const next = await page(`/workflow/${workflowId}/history?runId=${upper}&pageToken=${encodeURIComponent(queried.nextPageToken!)}`);
+    expect(next.events.map((e) => e.eventId)).toEqual(["2"]);
     // The trace log answers the upper-case form as it answers the run's own id.
     const [lower, upperTrace] = await Promise.all([
       get(`/workflow/${workflowId}/runs/${runId}/trace-log`),

@@ -33,7 +33,8 @@ const FIRST_EVENTS_WAIT_MS = 2_000;
 export const MAX_HISTORY_PAGE_SIZE = 1000;
 
 export const historyQuery = z.object({
-  runId: runIdParam.optional(),
+  /** Temporal's run ids are lower-case; any letter case names the same run (as a pinned `:rid`). */
+  runId: runIdParam.transform((id) => id.toLowerCase()).optional(),
   pageSize: queryInt(1, MAX_HISTORY_PAGE_SIZE).default(20),
   /** Opaque: pass back `nextPageToken`. An empty value counts as absent, as in Output. */
   pageToken: z.preprocess(
