@@ -38,6 +38,8 @@ export function webhookUrlProblem(text: string, policy: UrlPolicy): string | nul
   } catch {
     return "not an absolute URL";
   }
+  // What is stored and fetched is the normalized form, which percent-encoding can make longer.
+  if (url.href.length > MAX_WEBHOOK_URL_LENGTH) return `the URL is longer than ${MAX_WEBHOOK_URL_LENGTH} characters once normalized`;
   if (url.username || url.password) return "the URL must not carry credentials";
   if (url.hash) return "the URL must not have a fragment";
   const host = url.hostname.replace(/^\[|\]$/g, "").toLowerCase();
@@ -52,6 +54,9 @@ export function webhookUrlProblem(text: string, policy: UrlPolicy): string | nul
     const refused = refusedRange(host);
     return refused ? `the address is not public: ${refused}` : null;
   }
-  if (!host.includes(".") || INTERNAL_NAME.test(host.replace(/\.$/, ""))) return `"${host}" is not a public host name`;
+  // Any number of trailing dots name the same host as none ("localhost.." is localhost).
+  const name = host.replace(/\.+$/, "");
+  if (name.split(".").includes("")) return `"${host}" has an empty label`;
+  if (!name.includes(".") || INTERNAL_NAME.test(name)) return `"${host}" is not a public host name`;
   return null;
 }

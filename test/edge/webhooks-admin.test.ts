@@ -529,6 +529,12 @@ describe("webhook endpoints: security", () => {
       "https://user:pass@hooks.example.com/h",
       "https://hooks.example.com/h#frag",
       `https://hooks.example.com/${"a".repeat(2100)}`,
+      // Trailing dots name the same host ("localhost.." is localhost); an empty label resolves nowhere.
+      "https://localhost../h",
+      "https://db.internal.../h",
+      "https://hooks..example.com/h",
+      // Short as sent, but over the limit as stored (each é is %C3%A9).
+      `https://hooks.example.com/${"é".repeat(1_000)}`,
     ];
     for (const url of refused) {
       const res = await admin("POST", base(organizationId), { url });
