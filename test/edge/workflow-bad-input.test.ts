@@ -61,7 +61,9 @@ describe("Workflow API: bad input gets a clear 4xx and writes nothing", () => {
   });
 
   it("timeout out of range on /workflow/run → 400 naming timeout (Output's minimum is 250 ms)", async () => {
-    for (const timeout of [0, -5, 249, 1.5, "abc", "", 10_000_000]) {
+    // A string counts only as decimal digits (Output coerces "1000"); Number() would also read an
+    // array of one number, hex, exponents, padding and booleans.
+    for (const timeout of [0, -5, 249, 1.5, "abc", "", 10_000_000, [500], "0x1f4", "5e2", " 500", true, null, { n: 500 }]) {
       const res = await postJson("/workflow/run", { workflowName: "hello", input: { name: "x" }, timeout }, org.key);
       expect(res.status).toBe(400);
       expect(((await res.json()) as OutputErrorBody).issues?.[0]?.path).toBe("timeout");

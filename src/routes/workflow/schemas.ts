@@ -55,6 +55,15 @@ export const startWorkflowBody = z.object({
 });
 
 export const runWorkflowBody = startWorkflowBody.extend({
-  /** Milliseconds to wait for the run to finish before answering 408 (a string of digits is read as a number, as Output does). */
-  timeout: z.coerce.number().int().min(MIN_RUN_TIMEOUT_MS).max(MAX_RUN_TIMEOUT_MS).optional(),
+  /**
+   * Milliseconds to wait for the run to finish before answering 408. A string of decimal digits is
+   * read as a number, as Output does; nothing else is coerced (Number() would read `[500]`, `"0x1f4"`,
+   * `" 500"` and `true` as numbers).
+   */
+  timeout: z
+    .preprocess(
+      (v) => (typeof v === "string" ? (/^\d{1,15}$/.test(v) ? Number(v) : Number.NaN) : v),
+      z.number({ error: "expected a whole number of milliseconds" }).int().min(MIN_RUN_TIMEOUT_MS).max(MAX_RUN_TIMEOUT_MS),
+    )
+    .optional(),
 });
