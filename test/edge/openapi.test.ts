@@ -44,6 +44,30 @@ describe("OpenAPI document", () => {
     expect(doc.paths["/api/v1/workflow-runs"]!.get!.security).toEqual([{ jwt: [] }, { internalSecret: [], organizationHeader: [] }]);
   });
 
+  it("every pattern is a plain regular expression, as JSON Schema reads one (no /flags), and the catalog pattern takes our catalog id", async () => {
+    const doc = await (await call("/openapi.json")).json();
+    const patterns: string[] = [];
+    JSON.stringify(doc, (key, value) => {
+      if (key === "pattern" && typeof value === "string") patterns.push(value);
+      return value;
+    });
+    expect(patterns.length).toBeGreaterThan(0);
+    for (const pattern of patterns) {
+      expect(() => new RegExp(pattern, "u"), pattern).not.toThrow();
+      expect(pattern, pattern).not.toMatch(/\/[dgimsuyv]+$/);
+    }
+    const run = (
+      doc as {
+        paths: Record<
+          string,
+          { post: { requestBody: { content: Record<string, { schema: { properties: Record<string, { pattern: string }> } }> } } }
+        >;
+      }
+    ).paths["/workflow/run"]!.post.requestBody.content["application/json"]!.schema;
+    for (const id of ["outrider", "OUTRIDER", "team.queue@v2"])
+      expect(new RegExp(run.properties.catalog!.pattern, "u").test(id), id).toBe(true);
+  });
+
   it("serves an interactive reference at /docs pointing at the document", async () => {
     const res = await call("/docs");
     expect(res.status).toBe(200);

@@ -41,7 +41,8 @@ export const catalogIdSchema = z
   .string()
   .min(1)
   .max(128)
-  .regex(/^[a-z0-9_.@-]+$/i, "a catalog id is made of letters, digits and _.@-");
+  // No /i flag: the OpenAPI document carries the pattern without flags (it read "...$/i", which nothing matches).
+  .regex(/^[A-Za-z0-9_.@-]+$/, "a catalog id is made of letters, digits and _.@-");
 
 export const startWorkflowBody = z.object({
   workflowName: z.string().min(1).max(64),
