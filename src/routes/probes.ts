@@ -5,7 +5,8 @@
  */
 import { z } from "zod";
 import type { App } from "../app-env.ts";
-import { HostClient } from "../host-client.ts";
+import { ApiError } from "../errors.ts";
+import { HOST_RETRY_AFTER_SECONDS, HostClient } from "../host-client.ts";
 import { apiKeyAuth } from "../middleware/api-key-auth/index.ts";
 import { rateLimit } from "../middleware/rate-limit/index.ts";
 import { documentRoute } from "../openapi/document.ts";
@@ -17,7 +18,19 @@ let readyUntil = 0;
 export function registerProbes(app: App) {
   app.get("/ready", async (c) => {
     if (Date.now() >= readyUntil) {
-      await new HostClient(c.env).ready();
+      try {
+        await new HostClient(c.env).ready();
+      } catch (err) {
+        // Anyone may ask: the reason (addresses, gRPC errors) goes to the log, not to the caller.
+        console.warn(JSON.stringify({ level: "warn", message: "not ready", reason: (err as Error).message }));
+        if (err instanceof ApiError && err.code === "host_unavailable") {
+          throw new ApiError("host_unavailable", "the workflow host or Temporal is not ready", undefined, {
+            "retry-after": String(HOST_RETRY_AFTER_SECONDS),
+          });
+        }
+        // Not an outage a retry outlasts (a configuration problem, a host the edge does not understand).
+        throw new ApiError("internal_error", "the edge cannot check readiness; quote the request id when reporting it");
+      }
       readyUntil = Date.now() + READY_CACHE_MS;
     }
     return c.json({ ok: true, host: "ok", temporal: "ok" });

@@ -395,6 +395,22 @@ describe("probes", () => {
     expect(await outputError(res)).toMatchObject({ error: "ServiceUnavailableError", code: "host_unavailable" });
   });
 
+  it("security: GET /ready (no auth) does not pass on what the host said about its network", async () => {
+    const internal = "Temporal did not answer: 14 UNAVAILABLE: connect ECONNREFUSED 10.20.30.40:7233";
+    const restore = scriptHost(() => Response.json({ error: { code: "temporal_unavailable", message: internal } }, { status: 503 }));
+    try {
+      const res = await call("/ready");
+      expect(res.status).toBe(503);
+      expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
+      const text = await res.text();
+      expect(JSON.parse(text)).toMatchObject({ error: "ServiceUnavailableError", code: "host_unavailable" });
+      expect(text).not.toContain("10.20.30.40");
+      expect(text).not.toContain("ECONNREFUSED");
+    } finally {
+      restore();
+    }
+  });
+
   it("POST /heartbeat: 204 with a key (Bearer or Output's Basic), 401 without", async () => {
     const org = await seedOrganization();
     for (const authorization of [`Bearer ${org.key}`, `Basic ${org.key}`]) {
