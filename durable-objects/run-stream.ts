@@ -254,7 +254,10 @@ export class RunStream extends DurableObject<Env> {
 
   /** The Worker's WebSocket upgrades: a log subscription, or a streaming start and its subscription. */
   override fetch(request: Request): Promise<Response> {
-    return routeUpgrade({ env: this.env, starter: this.starter, parts: () => this.parts }, request);
+    return routeUpgrade(
+      { env: this.env, starter: this.starter, subscriberCount: () => this.ctx.getWebSockets().length, parts: () => this.parts },
+      request,
+    );
   }
 
   override async webSocketMessage(): Promise<void> {

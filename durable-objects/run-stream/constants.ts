@@ -14,6 +14,14 @@ export const MAX_WATCHDOG_DOUBLINGS = 16;
 
 /** Most history events sent in one `history` message when replaying a backlog. */
 export const REPLAY_BATCH_SIZE = 200;
+/**
+ * Open streams one run takes (overridable: RUN_STREAM_MAX_SUBSCRIBERS). Every message is sent to
+ * each subscriber from the run's one DO, so without a bound one caller could open enough streams to
+ * slow every other subscriber of the run; Cloudflare allows 32,768 hibernatable sockets per DO.
+ */
+export const DEFAULT_MAX_SUBSCRIBERS_PER_RUN = 10_000;
+/** Seconds a stream refused for a full run suggests waiting (streams of a run end and free places). */
+export const FULL_RUN_RETRY_AFTER_SECONDS = 5;
 /** Close code the DO uses to tell the Worker the stream is complete (after `done`). */
 export const STREAM_DONE_CLOSE_CODE = 4000;
 

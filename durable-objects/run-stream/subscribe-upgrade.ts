@@ -9,9 +9,11 @@
  * - `GET /start-and-subscribe`: a streaming start, the run's start and then its log subscription,
  *   in one call (start-and-subscribe.ts).
  *
- * Anything else is a 404.
+ * A subscription to a run that already has RUN_STREAM_MAX_SUBSCRIBERS open streams is 429
+ * `too_many_subscribers`, before anything is read. Anything else is a 404.
  */
-import { META_KEYS } from "./constants.ts";
+import { positiveNumberVar } from "../../src/shared/positive-number-var.ts";
+import { DEFAULT_MAX_SUBSCRIBERS_PER_RUN, FULL_RUN_RETRY_AFTER_SECONDS, META_KEYS } from "./constants.ts";
 import type { EventLog } from "./event-log.ts";
 import { type Subscribers, parseSubscribeRequest } from "./fanout.ts";
 import type { LogReader } from "./log-reader.ts";
@@ -34,6 +36,8 @@ export interface SubscribeUpgradeParts {
 export interface SubscribeUpgradeDeps {
   env: Env;
   starter: RunStarter;
+  /** Open subscriber sockets of this DO (all runs of the workflow id). */
+  subscriberCount(): number;
   /**
    * The DO's parts, over storage that has its schema: called only once a request gets past the
    * checks that need none, so a refused upgrade leaves a new DO as it found it (storage.ts).
@@ -61,6 +65,18 @@ export async function routeUpgrade(deps: SubscribeUpgradeDeps, request: Request)
     );
   }
   if (url.pathname !== SUBSCRIBE_PATH) return new Response("not found", { status: 404 });
+  const max = positiveNumberVar(deps.env.RUN_STREAM_MAX_SUBSCRIBERS, DEFAULT_MAX_SUBSCRIBERS_PER_RUN);
+  if (deps.subscriberCount() >= max) {
+    return Response.json(
+      {
+        error: {
+          code: "too_many_subscribers",
+          message: `this run has ${max} open streams, the most it takes; close one or try again later`,
+        },
+      },
+      { status: 429, headers: { "retry-after": String(FULL_RUN_RETRY_AFTER_SECONDS) } },
+    );
+  }
   const admission = await admitSubscriber(deps.env, url.searchParams.get("workflowId") ?? "", url, {
     streamState: async (id) => deps.parts().logReader.streamState(id),
     entriesAfter: (seq) => deps.parts().log.after(seq),

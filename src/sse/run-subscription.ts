@@ -48,11 +48,12 @@ export async function openAdmittedSubscription(
     const body = (await res.json().catch(() => null)) as { error?: { code?: string; message?: string } } | null;
     const code = body?.error?.code;
     if (code && code in ERROR_CODES) {
+      const retryAfter = code === "host_unavailable" ? "1" : res.headers.get("retry-after");
       throw new ApiError(
         code as ErrorCode,
         body!.error!.message ?? code,
         undefined,
-        code === "host_unavailable" ? { "retry-after": "1" } : undefined,
+        retryAfter ? { "retry-after": retryAfter } : undefined,
       );
     }
     throw new Error(`run stream refused the subscription (${res.status})`);

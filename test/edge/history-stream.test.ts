@@ -1,5 +1,5 @@
 import { abortAllDurableObjects } from "cloudflare:test";
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import { mintStreamToken } from "../../src/stream-tokens.ts";
 import { collectHistoryStream, readSse } from "../support/sse.ts";
 import { call, seedCatalog, seedOrganization, type OutputErrorBody } from "./helpers.ts";
@@ -62,6 +62,32 @@ describe("GET /workflow/:id/history/stream", () => {
     }
   });
 
+  it("security: a run takes RUN_STREAM_MAX_SUBSCRIBERS open streams (200 here); the next is 429 until one closes", {
+    timeout: 30_000,
+  }, async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(runId, 1)]);
+    const streams = await Promise.all(range(1, 200).map(() => open(workflowId)));
+    expect(streams.every((r) => r.status === 200)).toBe(true);
+    const refused = await open(workflowId);
+    expect(refused.status).toBe(429);
+    expect(Number(refused.headers.get("retry-after"))).toBeGreaterThan(0);
+    expect((await refused.json()) as OutputErrorBody).toMatchObject({ error: "TooManySubscribersError", code: "too_many_subscribers" });
+    // A stream token's holder is held to the same bound.
+    const { token } = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, workflowId });
+    expect((await call(`/workflow/${workflowId}/history/stream?token=${token}`)).status).toBe(429);
+    // One client leaves: its place is free again.
+    await streams[0]!.body!.cancel();
+    await vi.waitFor(
+      async () => {
+        const again = await open(workflowId);
+        expect(again.status).toBe(200);
+        streams[0] = again;
+      },
+      { timeout: 5_000, interval: 100 },
+    );
+    await Promise.all(streams.map((s) => s.body!.cancel()));
+  });
   it("first bytes go out at once, and `workflow` describes the run", async () => {
     const { workflowId, runId } = await createRunningRun(org.organizationId);
     await push(

@@ -37,6 +37,7 @@ export default defineConfig(async () => {
             HOST_URL: "http://127.0.0.1:9",
             CORS_ORIGINS: "https://app.example,https://other.example",
             SSE_KEEPALIVE_MS: "200", // short, so a test can see keep-alives without waiting 20 s
+            RUN_STREAM_MAX_SUBSCRIBERS: "200", // the most any edge test opens on one run, so a test can fill a run
             WEBHOOK_TEST_RECEIVER: receiver.url,
             WEBHOOK_ALLOW_LOOPBACK_HTTP: "1",
             WEBHOOK_RETRY_BASE_MS: "200", // retries after 0.2 s, 1 s, 5 s: a test sees three attempts in ~1.2 s

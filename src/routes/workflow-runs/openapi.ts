@@ -62,7 +62,7 @@ export function documentWorkflowRunsApi(app: App) {
     params: runParams,
     query: z.object({ lastEventId: z.string().optional() }),
     responses: { 200: sse },
-    errors: ["run_not_found", "invalid_request", "host_unavailable"],
+    errors: ["run_not_found", "invalid_request", "too_many_subscribers", "host_unavailable"],
   });
   documentRoute(app, {
     method: "post",

@@ -230,7 +230,7 @@ export function documentWorkflowApi(app: App) {
         token: z.string().optional(),
       }),
       responses: { 200: sse, 204: { description: "Past the end of a finished run" } },
-      errors: [...RUN_ERRORS, "invalid_request", "host_unavailable"],
+      errors: [...RUN_ERRORS, "invalid_request", "too_many_subscribers", "host_unavailable"],
     });
   }
   documentRoute(app, {
