@@ -35,6 +35,13 @@ export async function mintStreamToken(
   return { token, expiresAt: new Date(expiresAt * 1000).toISOString() };
 }
 
+/**
+ * What the rate limiter counts a stream token's requests against: its run. Every token of a run
+ * shares the run's budget (RATE_LIMIT_PER_MINUTE), so a leaked or looping token cannot reconnect
+ * without bound; the key that minted it is not charged.
+ */
+export const streamTokenRateLimitKey = (claims: StreamTokenClaims) => `stream:${claims.organizationId}:${claims.workflowId}`;
+
 /** The token's claims, or null if it is forged, expired or not a stream token. */
 export async function verifyStreamToken(secret: string, token: string, now: number = Date.now()): Promise<StreamTokenClaims | null> {
   try {

@@ -1,6 +1,9 @@
 /** GET /runs/:workflowId/events (the run viewer's stream) and the viewer page's headers, driven by pushed events (no host). */
+import { runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { mintStreamToken } from "../../src/stream-tokens.ts";
+import { RATE_LIMIT_WINDOW_SECONDS } from "../../src/middleware/rate-limit/index.ts";
+import { mintStreamToken, streamTokenRateLimitKey } from "../../src/stream-tokens.ts";
 import { call, seedCatalog, seedOrganization } from "./helpers.ts";
 import {
   closeEvent,
@@ -49,5 +52,45 @@ describe("run viewer stream: resume (security: exact replay, no duplicates)", ()
     const { frames, resumes } = await expectExactResume(open, ["done"]);
     expect(frames.filter((f) => f.id).map((f) => f.event)).toEqual(["run", "step", "thinking", "attribute", "thinking", "step", "run"]);
     expect(resumes).toBe(7);
+  });
+});
+
+describe("stream tokens: rate limits (security)", () => {
+  let org: Awaited<ReturnType<typeof seedOrganization>>;
+  beforeAll(async () => {
+    org = await seedOrganization();
+    await seedCatalog();
+  });
+
+  it("a stream token's requests count against its run, on the viewer's stream and the history stream alike; a full window is 429", async () => {
+    const workflowId = `hello-${crypto.randomUUID()}`; // never started: each connect is a quick 404
+    const { token } = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, workflowId });
+    const viewer = await call(`/runs/${workflowId}/events?token=${token}`);
+    expect(viewer.status).toBe(404);
+    expect(viewer.headers.get("x-ratelimit-limit")).toBe(env.RATE_LIMIT_PER_MINUTE);
+    const before = Number(viewer.headers.get("x-ratelimit-remaining"));
+    const history = await call(`/workflow/${workflowId}/history/stream?token=${token}`);
+    expect(history.status).toBe(404);
+    expect(Number(history.headers.get("x-ratelimit-remaining"))).toBe(before - 1);
+
+    // Use up the run's window (not at the very end of a minute, or the window would turn over).
+    const windowMs = RATE_LIMIT_WINDOW_SECONDS * 1000;
+    if (windowMs - (Date.now() % windowMs) < 3_000) await new Promise((r) => setTimeout(r, 3_000));
+    const limiter = env.RATE_LIMITER.get(
+      env.RATE_LIMITER.idFromName(streamTokenRateLimitKey({ organizationId: org.organizationId, workflowId })),
+    );
+    await runInDurableObject(limiter, (_instance, state) => {
+      state.storage.kv.put("window", {
+        windowStart: Math.floor(Date.now() / windowMs) * windowMs,
+        count: Number(env.RATE_LIMIT_PER_MINUTE),
+      });
+    });
+    for (const path of [`/runs/${workflowId}/events?token=${token}`, `/workflow/${workflowId}/history/stream?token=${token}`]) {
+      const refused = await call(path);
+      expect(refused.status, path).toBe(429);
+      expect(Number(refused.headers.get("retry-after")), path).toBeGreaterThan(0);
+    }
+    // The organization's API key is not charged for its tokens.
+    expect((await call(`/workflow/${workflowId}/history/stream`, { headers: { authorization: `Bearer ${org.key}` } })).status).toBe(404);
   });
 });

@@ -14,7 +14,7 @@ const DEFAULT_PER_MINUTE = 600;
 export const rateLimit = () =>
   createMiddleware<AppEnv>(async (c, next) => {
     const auth = c.get("auth");
-    // Stream tokens are scoped to one run and minted by a key that was itself limited.
+    // A stream token counts against its run (streamTokenRateLimitKey).
     const limitedKey = auth?.rateLimitKey ?? auth?.apiKeyId;
     if (!limitedKey) return next();
     const limit = auth!.rateLimitPerMinute ?? (Number(c.env.RATE_LIMIT_PER_MINUTE) || DEFAULT_PER_MINUTE);

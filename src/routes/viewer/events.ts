@@ -17,17 +17,18 @@
  *
  * Auth: the run-scoped stream token (`?token=`), for exactly this workflowId.
  */
-import type { Context } from "hono";
+import { createMiddleware } from "hono/factory";
 import { ADMISSION_PARAMS } from "../../../durable-objects/run-stream/subscriber-admission.ts";
 import type { LogEntry } from "../../../durable-objects/run-stream.ts";
 import type { App, AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
+import { rateLimit } from "../../middleware/rate-limit/index.ts";
 import { positiveNumberVar } from "../../shared/positive-number-var.ts";
 import { sseComment, sseFrame } from "../../sse/frames.ts";
 import { parseLastEventId } from "../../sse/last-event-id.ts";
 import { logStreamResponse } from "../../sse/log-stream.ts";
 import { openAdmittedSubscription, StreamAtEnd } from "../../sse/run-subscription.ts";
-import { verifyStreamToken } from "../../stream-tokens.ts";
+import { streamTokenRateLimitKey, verifyStreamToken } from "../../stream-tokens.ts";
 
 /** What EventSource waits before reconnecting after a drop. */
 export const VIEWER_RETRY_MS = 1_000;
@@ -35,8 +36,12 @@ const DEFAULT_KEEPALIVE_MS = 20_000;
 /** Log entry types the viewer shows; `history` and `text` (answer deltas) are left out. */
 const SHOWN_TYPES: ReadonlySet<LogEntry["type"]> = new Set(["run.started", "run.finished", "step", "thinking", "attribute"]);
 
-/** The token's run, or 401: missing, forged, expired, or minted for another run. */
-async function authorize(c: Context<AppEnv>, workflowId: string): Promise<{ organizationId: string }> {
+/**
+ * The token's run, or 401: missing, forged, expired, or minted for another run. Sets the request's
+ * auth, so that rateLimit() counts it against the run (streamTokenRateLimitKey).
+ */
+const viewerTokenAuth = createMiddleware<AppEnv>(async (c, next) => {
+  const workflowId = c.req.param("workflowId") ?? "";
   const token = c.req.query("token");
   if (!token)
     throw new ApiError(
@@ -47,8 +52,15 @@ async function authorize(c: Context<AppEnv>, workflowId: string): Promise<{ orga
   if (!claims)
     throw new ApiError("unauthorized", "the stream token is invalid or has expired; mint a new one with POST /workflow/:id/stream-token");
   if (claims.workflowId !== workflowId) throw new ApiError("unauthorized", "this stream token is for another run");
-  return { organizationId: claims.organizationId };
-}
+  c.set("auth", {
+    organizationId: claims.organizationId,
+    apiKeyId: null,
+    scopes: ["run:stream"],
+    runScope: claims.workflowId,
+    rateLimitKey: streamTokenRateLimitKey(claims),
+  });
+  await next();
+});
 
 /** The SSE frame of one log entry ("" for entries the viewer does not show). */
 export function viewerFrame(entry: LogEntry): string {
@@ -96,9 +108,9 @@ export function viewerFrame(entry: LogEntry): string {
 }
 
 export function registerViewerEvents(app: App) {
-  app.get("/runs/:workflowId/events", async (c) => {
+  app.get("/runs/:workflowId/events", viewerTokenAuth, rateLimit(), async (c) => {
     const workflowId = c.req.param("workflowId");
-    const { organizationId } = await authorize(c, workflowId);
+    const { organizationId } = c.get("auth");
     const afterSeq = parseLastEventId(c, "a log sequence number") ?? 0;
     const keepAliveMs = positiveNumberVar(c.env.SSE_KEEPALIVE_MS, DEFAULT_KEEPALIVE_MS);
     // One call into the home region (docs/start-path.md): the first subscription carries the
