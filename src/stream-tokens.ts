@@ -4,6 +4,7 @@
  * `?token=`. HS256 JWTs (jose), signed with STREAM_TOKEN_SECRET.
  */
 import { SignJWT, jwtVerify } from "jose";
+import type { AuthContext } from "./app-env.ts";
 
 /** How long a stream token is valid. EventSource reconnects reuse the URL, so not too short. */
 export const STREAM_TOKEN_TTL_SECONDS = 15 * 60;
@@ -41,6 +42,15 @@ export async function mintStreamToken(
  * without bound; the key that minted it is not charged.
  */
 export const streamTokenRateLimitKey = (claims: StreamTokenClaims) => `stream:${claims.organizationId}:${claims.workflowId}`;
+
+/** The request's auth for a verified stream token: its organization, its one run, its run's rate limit. */
+export const streamTokenAuthContext = (claims: StreamTokenClaims): AuthContext => ({
+  organizationId: claims.organizationId,
+  apiKeyId: null,
+  scopes: ["run:stream"],
+  runScope: claims.workflowId,
+  rateLimitKey: streamTokenRateLimitKey(claims),
+});
 
 /** The token's claims, or null if it is forged, expired or not a stream token. */
 export async function verifyStreamToken(secret: string, token: string, now: number = Date.now()): Promise<StreamTokenClaims | null> {

@@ -6,7 +6,7 @@
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
-import { streamTokenRateLimitKey, verifyStreamToken } from "../../stream-tokens.ts";
+import { streamTokenAuthContext, verifyStreamToken } from "../../stream-tokens.ts";
 import { apiKeyAuth } from "../api-key-auth/index.ts";
 
 const STREAM_ROUTE = /^\/workflow\/[^/]+(\/runs\/[^/]+)?\/history\/stream$/;
@@ -22,13 +22,7 @@ export const apiKeyOrStreamToken = () => {
           "unauthorized",
           "the stream token is invalid or has expired; mint a new one with POST /workflow/:id/stream-token",
         );
-      c.set("auth", {
-        organizationId: claims.organizationId,
-        apiKeyId: null,
-        scopes: ["run:stream"],
-        runScope: claims.workflowId,
-        rateLimitKey: streamTokenRateLimitKey(claims),
-      });
+      c.set("auth", streamTokenAuthContext(claims));
       return next();
     }
     return keyAuth(c, next);

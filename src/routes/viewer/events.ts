@@ -28,7 +28,7 @@ import { sseComment, sseFrame } from "../../sse/frames.ts";
 import { parseLastEventId } from "../../sse/last-event-id.ts";
 import { logStreamResponse } from "../../sse/log-stream.ts";
 import { openAdmittedSubscription, StreamAtEnd } from "../../sse/run-subscription.ts";
-import { streamTokenRateLimitKey, verifyStreamToken } from "../../stream-tokens.ts";
+import { streamTokenAuthContext, verifyStreamToken } from "../../stream-tokens.ts";
 
 /** What EventSource waits before reconnecting after a drop. */
 export const VIEWER_RETRY_MS = 1_000;
@@ -52,13 +52,7 @@ const viewerTokenAuth = createMiddleware<AppEnv>(async (c, next) => {
   if (!claims)
     throw new ApiError("unauthorized", "the stream token is invalid or has expired; mint a new one with POST /workflow/:id/stream-token");
   if (claims.workflowId !== workflowId) throw new ApiError("unauthorized", "this stream token is for another run");
-  c.set("auth", {
-    organizationId: claims.organizationId,
-    apiKeyId: null,
-    scopes: ["run:stream"],
-    runScope: claims.workflowId,
-    rateLimitKey: streamTokenRateLimitKey(claims),
-  });
+  c.set("auth", streamTokenAuthContext(claims));
   await next();
 });
 
