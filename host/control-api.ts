@@ -12,6 +12,7 @@ import {
   WorkflowUpdateFailedError,
   type Client,
 } from "@temporalio/client";
+import { BodyTooLargeError, MAX_SIGNED_BODY_BYTES, readCappedBody } from "../src/shared/capped-body.ts";
 import { HOST_PATHS, interactRequest, resetRequest, startRunRequest, terminateRequest } from "../src/shared/host-api.ts";
 import { TERMINAL_STATUSES } from "../src/shared/run-status.ts";
 import { runStartedEvent } from "../src/shared/run-events.ts";
@@ -59,7 +60,7 @@ export interface ControlApiDeps {
   envs?: RunEnvs;
 }
 
-function hostError(status: 400 | 401 | 404 | 409 | 422 | 503, code: string, message: string): HTTPException {
+function hostError(status: 400 | 401 | 404 | 409 | 413 | 422 | 503, code: string, message: string): HTTPException {
   return new HTTPException(status, {
     res: Response.json({ error: { code, message } }, { status }),
   });
@@ -74,8 +75,13 @@ export function createControlApi(deps: ControlApiDeps): Hono {
 
   app.use("/v1/*", async (c, next) => {
     const url = new URL(c.req.url);
-    // The body is read (to hash it) only once the signature headers are present and fresh.
-    const readBody = async () => new Uint8Array(await c.req.raw.clone().arrayBuffer());
+    // The body is read (to hash it) only once the signature headers are present and fresh, and
+    // only up to MAX_SIGNED_BODY_BYTES.
+    const readBody = () =>
+      readCappedBody(c.req.raw.clone(), MAX_SIGNED_BODY_BYTES).catch((err: unknown) => {
+        if (err instanceof BodyTooLargeError) throw hostError(413, "payload_too_large", err.message);
+        throw err;
+      });
     const verdict = await verifyRequest(deps.sharedSecrets, c.req.method, url.pathname + url.search, c.req.raw.headers, readBody);
     if (!verdict.ok)
       throw hostError(401, verdict.reason, "request to the host is not signed with the shared secret, or its signature is stale");

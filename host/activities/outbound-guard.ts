@@ -21,6 +21,7 @@
 import { lookup as dnsLookup, type LookupAddress } from "node:dns";
 import { BlockList, isIP, type LookupFunction } from "node:net";
 import { Agent, buildConnector, fetch as undiciFetch, type Dispatcher } from "undici";
+import { BodyTooLargeError, readCappedBody } from "../../src/shared/capped-body.ts";
 import { REFUSED_RANGES } from "../../src/shared/ip-ranges.ts";
 
 export const URL_NOT_ALLOWED = "url_not_allowed";
@@ -230,34 +231,14 @@ function notAllowedIn(err: unknown): UrlNotAllowedError | null {
   return null;
 }
 
+/** The response's body, up to `maxBytes` (ResponseTooLargeError past it). */
 async function readCapped(res: Response, maxBytes: number, url: URL): Promise<Uint8Array<ArrayBuffer>> {
-  const declared = Number(res.headers.get("content-length"));
-  if (declared > maxBytes) {
-    await res.body?.cancel();
-    throw new ResponseTooLargeError(url, maxBytes);
+  try {
+    return await readCappedBody(res, maxBytes);
+  } catch (err) {
+    if (err instanceof BodyTooLargeError) throw new ResponseTooLargeError(url, maxBytes);
+    throw err;
   }
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  if (res.body) {
-    const reader = res.body.getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.byteLength;
-      if (size > maxBytes) {
-        await reader.cancel();
-        throw new ResponseTooLargeError(url, maxBytes);
-      }
-      chunks.push(value);
-    }
-  }
-  const body = new Uint8Array(new ArrayBuffer(size));
-  let at = 0;
-  for (const chunk of chunks) {
-    body.set(chunk, at);
-    at += chunk.byteLength;
-  }
-  return body;
 }
 
 export class ResponseTooLargeError extends Error {

@@ -4,6 +4,8 @@ import type { RunStream } from "../../durable-objects/run-stream.ts";
 import { beforeAll, describe, expect, it } from "vitest";
 import { catalogEntries } from "../../host/catalog.ts";
 import { runStream } from "../../src/run-stream-client.ts";
+import { MAX_SIGNED_BODY_BYTES } from "../../src/shared/capped-body.ts";
+import { endlessBody, stalledBody } from "../support/endless-bodies.ts";
 import { signRequest } from "../../src/shared/signing.ts";
 import { TEST_HOST_SECRET, call, seedCatalog, seedOrganization, signedPost, type ErrorBody } from "./helpers.ts";
 
@@ -53,17 +55,37 @@ describe("internal routes (host → edge)", () => {
   it("refuses a request without a fresh signature before reading its body (a body that never ends is not waited for)", async () => {
     const stale = await signRequest(TEST_HOST_SECRET, "POST", "/internal/run-events", "{}", Date.now() - 10 * 60_000);
     for (const headers of [{}, stale]) {
-      // One chunk, then the stream stays open: reading it to the end would never finish.
-      const endless = new ReadableStream<Uint8Array>({ start: (controller) => controller.enqueue(new TextEncoder().encode("{")) });
       const res = await call("/internal/run-events", {
         method: "POST",
         headers: { ...headers, "content-type": "application/json" },
-        body: endless,
+        body: stalledBody(),
       });
       expect(res.status).toBe(401);
       expect(((await res.json()) as ErrorBody).error.message).toMatch(/missing signature|stale signature/);
     }
   }, 5_000);
+
+  it("refuses a body over MAX_SIGNED_BODY_BYTES with 413, reading no more of it than that", { timeout: 20_000 }, async () => {
+    const headers = await signRequest(TEST_HOST_SECRET, "POST", "/internal/run-events", "{}");
+    // Declared (Content-Length): refused before a byte is read.
+    const declared = await call("/internal/run-events", {
+      method: "POST",
+      headers: { ...headers, "content-type": "application/json" },
+      body: "x".repeat(MAX_SIGNED_BODY_BYTES + 1),
+    });
+    expect(declared.status).toBe(413);
+    expect(((await declared.json()) as ErrorBody).error.code).toBe("payload_too_large");
+    // Streamed without a length, and never ending: read up to the limit, then refused.
+    const endless = endlessBody();
+    const streamed = await call("/internal/run-events", {
+      method: "POST",
+      headers: { ...(await signRequest(TEST_HOST_SECRET, "POST", "/internal/run-events", "{}")), "content-type": "application/json" },
+      body: endless.body,
+    });
+    expect(streamed.status).toBe(413);
+    expect(((await streamed.json()) as ErrorBody).error.code).toBe("payload_too_large");
+    expect(endless.pulled()).toBeLessThan(MAX_SIGNED_BODY_BYTES * 2);
+  });
 
   it("refuses a replayed request: the same signed request works once", async () => {
     const text = JSON.stringify({ workflows: catalogEntries() });

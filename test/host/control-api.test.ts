@@ -4,6 +4,8 @@ import { createControlApi } from "../../host/control-api.ts";
 import { HistoryRelay } from "../../host/history-relay.ts";
 import { ALWAYS_FAILS_MESSAGE } from "../../host/workflows/examples.ts";
 import { HOST_PATHS, describeRunResponse, runResultResponse, startRunResponse } from "../../src/shared/host-api.ts";
+import { MAX_SIGNED_BODY_BYTES } from "../../src/shared/capped-body.ts";
+import { endlessBody, stalledBody } from "../support/endless-bodies.ts";
 import { signRequest } from "../../src/shared/signing.ts";
 import { startTestWorker, type TestWorker } from "./temporal-worker.ts";
 
@@ -44,18 +46,30 @@ describe("control API auth", () => {
       [{}, "missing_signature"],
       [stale, "stale_signature"],
     ] as const) {
-      // One chunk, then the stream stays open: reading it to the end would never finish.
-      const endless = new ReadableStream<Uint8Array>({ start: (controller) => controller.enqueue(new TextEncoder().encode("{")) });
       const res = await app.request(HOST_PATHS.start, {
         method: "POST",
         headers: { ...headers },
-        body: endless,
+        body: stalledBody(),
         duplex: "half",
       } as RequestInit);
       expect(res.status).toBe(401);
       expect(await res.json()).toMatchObject({ error: { code } });
     }
   }, 5_000);
+
+  it("refuses a signed request whose body is over MAX_SIGNED_BODY_BYTES with 413, reading no more of it than that", async () => {
+    const headers = await signRequest(SECRET, "POST", HOST_PATHS.start, "{}");
+    const endless = endlessBody();
+    const res = await app.request(HOST_PATHS.start, {
+      method: "POST",
+      headers: { ...headers },
+      body: endless.body,
+      duplex: "half",
+    } as RequestInit);
+    expect(res.status).toBe(413);
+    expect(await res.json()).toMatchObject({ error: { code: "payload_too_large" } });
+    expect(endless.pulled()).toBeLessThan(MAX_SIGNED_BODY_BYTES * 2);
+  });
 
   it("refuses a replayed signed request with 401", async () => {
     const headers = { ...(await signRequest(SECRET, "GET", HOST_PATHS.metrics, "")), "content-type": "application/json" };

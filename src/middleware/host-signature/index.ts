@@ -1,6 +1,7 @@
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
+import { BodyTooLargeError, MAX_SIGNED_BODY_BYTES, readCappedBody } from "../../shared/capped-body.ts";
 import { parseSecrets, verifyRequest } from "../../shared/signing.ts";
 
 const RUN_EVENTS_PATH = /^\/internal\/(runs\/[^/]+\/events|run-events)$/;
@@ -14,13 +15,18 @@ const NONCE_CLEANUP_PROBABILITY = 0.01;
 export const hostSignature = () =>
   createMiddleware<AppEnv>(async (c, next) => {
     const url = new URL(c.req.url);
-    // The body is read (to hash it) only once the signature headers are present and fresh.
+    // The body is read (to hash it) only once the signature headers are present and fresh, and
+    // only up to MAX_SIGNED_BODY_BYTES (the host splits its pushes well below it).
     const verdict = await verifyRequest(
       parseSecrets(c.env.HOST_SHARED_SECRET),
       c.req.method,
       url.pathname + url.search,
       c.req.raw.headers,
-      async () => new Uint8Array(await c.req.raw.clone().arrayBuffer()),
+      () =>
+        readCappedBody(c.req.raw.clone(), MAX_SIGNED_BODY_BYTES).catch((err: unknown) => {
+          if (err instanceof BodyTooLargeError) throw new ApiError("payload_too_large", `internal route: ${err.message}`);
+          throw err;
+        }),
     );
     if (!verdict.ok) throw new ApiError("unauthorized", `internal route: ${verdict.reason.replaceAll("_", " ")}`);
     // Run-event pushes are the hot path: their nonce is claimed by the run's RunStream, in the
