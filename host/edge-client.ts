@@ -19,6 +19,7 @@
  * are done with, not retried, and `counters.droppedRuns` adds them up.
  */
 import { EDGE_PATHS, type CatalogEntry, type RunEvent, runEventPushResult } from "../src/shared/host-api.ts";
+import { MAX_SIGNED_BODY_BYTES } from "../src/shared/capped-body.ts";
 import { MAX_EVENTS_PER_PUSH, MAX_RUNS_PER_PUSH } from "../src/shared/run-event-schema.ts";
 import { signRequest } from "../src/shared/signing.ts";
 
@@ -32,6 +33,11 @@ export const PUSH_WINDOW_MS = 5;
 export const MAX_PUSHES_IN_FLIGHT = 2;
 /** Events in one push (the edge accepts at most MAX_EVENTS_PER_PUSH). */
 export const MAX_PUSH_EVENTS = Math.min(500, MAX_EVENTS_PER_PUSH);
+/**
+ * A push whose body is larger than this goes out in parts (runs, then a run's events, halved, in
+ * order), well below the edge's MAX_SIGNED_BODY_BYTES; only a single event larger than that is refused.
+ */
+export const MAX_PUSH_BYTES = MAX_SIGNED_BODY_BYTES / 4;
 
 interface Pending {
   workflowId: string;
@@ -101,7 +107,7 @@ export class EdgeClient {
   }
 
   async publishCatalog(workflows: CatalogEntry[]): Promise<void> {
-    await this.postWithRetry(EDGE_PATHS.catalog, { workflows });
+    await this.postWithRetry(EDGE_PATHS.catalog, JSON.stringify({ workflows }));
   }
 
   private schedule(): void {
@@ -146,11 +152,20 @@ export class EdgeClient {
     if (this.queuedEvents >= MAX_PUSH_EVENTS || this.queuedNow > 0) this.schedule();
   }
 
-  /** Delivers one push; on a refusal, delivers its runs one by one (each retried on its own). */
+  /**
+   * Delivers one push; on a refusal, delivers its runs one by one (each retried on its own). A push
+   * larger than MAX_PUSH_BYTES goes out as two, one after the other, so a run's events stay in order.
+   */
   private async send(batch: Pending[]): Promise<void> {
+    const runs = group(batch);
+    const body = JSON.stringify({ runs });
+    const parts = Buffer.byteLength(body) > MAX_PUSH_BYTES ? halves(batch) : null;
+    if (parts) {
+      for (const part of parts) await this.send(part);
+      return;
+    }
     try {
-      const runs = group(batch);
-      const answer = await this.postWithRetry(EDGE_PATHS.runEventsBatch, { runs }, { runEvents: true, splittable: runs.length > 1 });
+      const answer = await this.postWithRetry(EDGE_PATHS.runEventsBatch, body, { runEvents: true, splittable: runs.length > 1 });
       // An edge that predates `dropped` answers without it: nothing dropped.
       const result = runEventPushResult.partial().safeParse(answer);
       this.counters.droppedRuns += result.success ? (result.data.dropped ?? 0) : 0;
@@ -170,8 +185,7 @@ export class EdgeClient {
   }
 
   /** Posts until the edge takes it; returns the edge's answer (its JSON, or null if it is not JSON). */
-  private async postWithRetry(path: string, payload: unknown, { runEvents = false, splittable = false } = {}): Promise<unknown> {
-    const body = JSON.stringify(payload);
+  private async postWithRetry(path: string, body: string, { runEvents = false, splittable = false } = {}): Promise<unknown> {
     let refusals = 0;
     for (let attempt = 1; ; attempt++) {
       let error: Error;
@@ -214,6 +228,21 @@ function parseJson(text: string): unknown {
   } catch {
     return null;
   }
+}
+
+/**
+ * A batch in two, in order: its entries halved, or a lone entry's events (the first half resolves
+ * nothing, the second resolves the entry). null for a single event, which cannot be split.
+ */
+function halves(batch: Pending[]): [Pending[], Pending[]] | null {
+  if (batch.length > 1) {
+    const middle = Math.ceil(batch.length / 2);
+    return [batch.slice(0, middle), batch.slice(middle)];
+  }
+  const only = batch[0]!;
+  if (only.events.length < 2) return null;
+  const middle = Math.ceil(only.events.length / 2);
+  return [[{ ...only, events: only.events.slice(0, middle), resolve: () => undefined }], [{ ...only, events: only.events.slice(middle) }]];
 }
 
 /** A run's events, in the order they were handed over, one entry per run. */

@@ -5,7 +5,7 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { EdgeClient } from "../../host/edge-client.ts";
+import { EdgeClient, MAX_PUSH_BYTES } from "../../host/edge-client.ts";
 import type { RunEvent, RunEventPush } from "../../src/shared/host-api.ts";
 import { verifyRequest } from "../../src/shared/signing.ts";
 
@@ -71,6 +71,43 @@ describe("EdgeClient: batched run events", () => {
       events: [started("r3"), started("r3b")].map((e) => ({ ...e, at: expect.any(String) })),
     });
     expect(client.counters).toMatchObject({ runEventRequests: 1, runEvents: 40, refused: 0 });
+  });
+
+  it("a push over MAX_PUSH_BYTES goes out in parts, in order: runs halved, then one run's events", async () => {
+    const edge = await fakeEdge(() => 200);
+    const client = new EdgeClient(edge.url, SECRET, () => undefined, 3, 20);
+    // Each event carries about a fifth of a push's worth of payload.
+    const big = (runId: string, n: number): RunEvent => ({
+      sourceKey: `history:${runId}:${n}`,
+      type: "history",
+      at: new Date().toISOString(),
+      data: {
+        runId,
+        event: {
+          eventId: String(n),
+          eventTime: null,
+          eventType: "EVENT_TYPE_ACTIVITY_TASK_COMPLETED",
+          attributes: {},
+          payloads: { result: "x".repeat(MAX_PUSH_BYTES / 5) },
+        },
+      },
+    });
+    // Six runs of one event each: about 1.2 pushes' worth, so two pushes of three runs.
+    await Promise.all(Array.from({ length: 6 }, (_, i) => client.pushRunEvents(`big-${i}`, [big(`r${i}`, 1)])));
+    expect(edge.received.map((r) => r.body.runs.map((run) => run.workflowId))).toEqual([
+      ["big-0", "big-1", "big-2"],
+      ["big-3", "big-4", "big-5"],
+    ]);
+    // One run's nine events (about 1.8 pushes' worth): its events in parts, in order, none twice.
+    edge.received.length = 0;
+    await client.pushRunEvents(
+      "big-run",
+      Array.from({ length: 9 }, (_, i) => big("rb", i + 1)),
+    );
+    expect(edge.received.length).toBeGreaterThan(1);
+    const sent = edge.received.flatMap((r) => r.body.runs.flatMap((run) => run.events.map((e) => e.sourceKey)));
+    expect(sent).toEqual(Array.from({ length: 9 }, (_, i) => `history:rb:${i + 1}`));
+    for (const r of edge.received) expect(Buffer.byteLength(JSON.stringify(r.body))).toBeLessThanOrEqual(MAX_PUSH_BYTES);
   });
 
   it("a push with `now` goes out without waiting for the window, taking the events queued before it, in order", async () => {
