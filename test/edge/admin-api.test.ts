@@ -113,7 +113,7 @@ describe("admin API: credits", () => {
     const org = await newOrganization();
     expect((await admin("POST", `/admin/v1/organizations/${org.id}/credits`, { amount: 0 })).status).toBe(400);
     expect((await admin("POST", `/admin/v1/organizations/${org.id}/credits`, { amount: 1.5 })).status).toBe(400);
-    for (const limit of ["0", "501", "0x10", "1e2", "%2010", "10.0", ""])
+    for (const limit of ["0", "501", "0x10", "1e2", "%2010", "10.0", "", "16&limit=17"])
       expect((await admin("GET", `/admin/v1/organizations/${org.id}/credits?limit=${limit}`)).status, limit).toBe(400);
     expect((await admin("GET", `/admin/v1/organizations/${org.id}/credits?limit=16`)).status).toBe(200);
   });

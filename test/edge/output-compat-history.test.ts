@@ -263,6 +263,9 @@ describe("GET /workflow/:id/history (Output's shape)", () => {
       "pageToken=%21%21",
       `pageToken=${"A".repeat(4100)}`,
       "runId=not-a-uuid",
+      // A repeated parameter (Output's Express reads it as a list, which its validation refuses).
+      "pageSize=5&pageSize=500",
+      "includePayloads=false&includePayloads=true",
     ]) {
       await expectError(`/workflow/${workflowId}/history?${q}`, 400, "invalid_request");
     }

@@ -367,6 +367,10 @@ describe("catalog and runs list", () => {
     expect(onlyHello.runs.map((r) => r.workflowType)).toEqual(["hello"]);
     expect(await (await get("/workflow/runs?workflowType=no_such_workflow", org.key)).json()).toEqual({ runs: [], count: 0 });
     expect(await (await get("/workflow/runs?catalog=main", org.key)).json()).toEqual({ runs: [], count: 0 });
+    // A repeated parameter is 400 naming it, not silently its first value.
+    const repeated = await get("/workflow/runs?limit=1&limit=1000", org.key);
+    expect(repeated.status).toBe(400);
+    expect((await outputError(repeated)).issues).toEqual([{ path: "limit", message: expect.stringContaining("more than once") }]);
     expect(((await (await get("/workflow/runs?catalog=outrider&limit=1", org.key)).json()) as { count: number }).count).toBe(1);
 
     // The filtered list walks runs_org_workflow_created_idx in order (no scan of the org's runs).

@@ -4,6 +4,7 @@ import { ApiError } from "../../errors.ts";
 import { readJson, zodIssues } from "../../middleware/json-body/index.ts";
 import { organizationOrThrow } from "./organizations.ts";
 import { grantCreditsBody, ledgerQuery } from "./schemas.ts";
+import { singleValuedQuery } from "../../middleware/query/index.ts";
 
 export function registerCredits(app: App) {
   /**
@@ -29,7 +30,7 @@ export function registerCredits(app: App) {
   /** Balance, holds of runs in flight, and the ledger, newest first. */
   app.get("/admin/v1/organizations/:orgId/credits", async (c) => {
     const org = await organizationOrThrow(c.env, c.req.param("orgId"));
-    const query = ledgerQuery.safeParse(c.req.query());
+    const query = ledgerQuery.safeParse(singleValuedQuery(c));
     if (!query.success) throw new ApiError("invalid_request", "limit must be an integer from 1 to 500", zodIssues(query.error));
     return c.json(await creditSummary(c.env.DB, org.id, query.data.limit));
   });

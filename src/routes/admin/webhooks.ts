@@ -24,6 +24,7 @@ import { urlPolicyFrom, webhookUrlProblem } from "../../webhooks/url-policy.ts";
 import { organizationOrThrow } from "./organizations.ts";
 import { SEAL_LIMIT_MAX, SEAL_LIMIT_MIN, sealSecretsPage } from "../../webhooks/secret-reseal.ts";
 import { ADMIN_ID_PATTERN, createWebhookBody, deliveriesQuery, sealSecretsQuery } from "./schemas.ts";
+import { singleValuedQuery } from "../../middleware/query/index.ts";
 
 /** An endpoint as listings show it: never its secret. */
 function endpointView(endpoint: WebhookEndpoint) {
@@ -117,7 +118,7 @@ export function registerWebhooks(app: App) {
 
   // Every organization's rows, deleted endpoints' too; the secrets themselves do not change.
   app.post("/admin/v1/webhooks/seal-secrets", async (c) => {
-    const query = sealSecretsQuery.safeParse(c.req.query());
+    const query = sealSecretsQuery.safeParse(singleValuedQuery(c));
     if (!query.success) throw new ApiError("invalid_request", sealQueryProblem(query.error), zodIssues(query.error));
     const { after, limit } = query.data;
     const report = await sealing(c, () => sealSecretsPage(c.env.DB, c.env.WEBHOOK_SECRET_KEYS, after, limit));
@@ -140,7 +141,7 @@ export function registerWebhooks(app: App) {
   app.get(`${base}/:webhookId/deliveries`, async (c) => {
     const org = await organizationOrThrow(c.env, c.req.param("orgId"));
     const id = c.req.param("webhookId");
-    const query = deliveriesQuery.safeParse(c.req.query());
+    const query = deliveriesQuery.safeParse(singleValuedQuery(c));
     if (!query.success) throw new ApiError("invalid_request", "limit must be an integer from 1 to 200", zodIssues(query.error));
     if (!ADMIN_ID_PATTERN.test(id) || !(await endpointExists(c.env.DB, org.id, id, "any"))) {
       throw new ApiError("webhook_not_found", `organization ${org.id} has no webhook "${id}"`);

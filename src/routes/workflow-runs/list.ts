@@ -6,11 +6,12 @@ import { STATUSES_BY_WORKFLOW_RUN_STATUS, WORKFLOW_RUN_STATUSES, toWorkflowRunSt
 import { listQuery } from "./schemas.ts";
 import { workflowRunView } from "./views.ts";
 import { z } from "zod";
+import { singleValuedQuery } from "../../middleware/query/index.ts";
 
 /** GET /api/v1/workflow-runs and GET /api/v1/workflow-runs/dashboard/:workflowId */
 export function registerListAndDashboard(app: App) {
   app.get("/api/v1/workflow-runs", async (c) => {
-    const parsed = listQuery.safeParse(c.req.query());
+    const parsed = listQuery.safeParse(singleValuedQuery(c));
     if (!parsed.success)
       throw new ApiError(
         "invalid_request",

@@ -22,6 +22,7 @@ import { getRunOrThrow } from "../../services/runs.ts";
 import { decodePageToken, encodePageToken, PAGE_TOKEN_PATTERN } from "../../shared/output-history.ts";
 import { type PinnedRunEnv, parseWorkflowIdParam, pinnedRunParam } from "./params.ts";
 import { runIdParam } from "./schemas.ts";
+import { singleValuedQuery } from "../../middleware/query/index.ts";
 
 /** Output's cap on one long-poll; a larger `longPollTimeoutMs` waits this long. */
 export const MAX_LONG_POLL_MS = 15_000;
@@ -53,7 +54,7 @@ type HistoryQueryEnv = AppEnv & { Variables: { historyQuery: z.infer<typeof hist
 /** The id and the query, both 400 before the ownership read. */
 const historyRequest = createMiddleware<HistoryQueryEnv>(async (c, next) => {
   parseWorkflowIdParam(c.req.param("id")!);
-  const parsed = historyQuery.safeParse(c.req.query());
+  const parsed = historyQuery.safeParse(singleValuedQuery(c));
   if (!parsed.success) throw new ApiError("invalid_request", "invalid history query", zodIssues(parsed.error));
   c.set("historyQuery", parsed.data);
   await next();

@@ -6,6 +6,7 @@ import { findRunnableWorkflow } from "../../db/workflows.ts";
 import { ApiError } from "../../errors.ts";
 import { zodIssues } from "../../middleware/json-body/index.ts";
 import { CATALOG_ID, catalogIdSchema } from "./schemas.ts";
+import { singleValuedQuery } from "../../middleware/query/index.ts";
 
 /** Output's query: `workflowType` and `catalog` filters, `limit` 1-1000 (default 100). */
 export const recentRunsQuery = z.object({
@@ -22,7 +23,7 @@ export const recentRunsQuery = z.object({
  */
 export function registerRunsList(app: App) {
   app.get("/workflow/runs", async (c) => {
-    const parsed = recentRunsQuery.safeParse(c.req.query());
+    const parsed = recentRunsQuery.safeParse(singleValuedQuery(c));
     if (!parsed.success) {
       const issues = zodIssues(parsed.error);
       throw new ApiError("invalid_request", `invalid query: ${issues.map((i) => `${i.path}: ${i.message}`).join("; ")}`, issues);
