@@ -12,7 +12,7 @@ import {
   WorkflowUpdateFailedError,
   type Client,
 } from "@temporalio/client";
-import { BodyTooLargeError, MAX_SIGNED_BODY_BYTES, readCappedBody } from "../src/shared/capped-body.ts";
+import { BodyTooLargeError, readSignedBody } from "../src/shared/capped-body.ts";
 import { HOST_PATHS, interactRequest, resetRequest, startRunRequest, terminateRequest } from "../src/shared/host-api.ts";
 import { TERMINAL_STATUSES } from "../src/shared/run-status.ts";
 import { runStartedEvent } from "../src/shared/run-events.ts";
@@ -78,7 +78,7 @@ export function createControlApi(deps: ControlApiDeps): Hono {
     // The body is read (to hash it) only once the signature headers are present and fresh, and
     // only up to MAX_SIGNED_BODY_BYTES.
     const readBody = () =>
-      readCappedBody(c.req.raw.clone(), MAX_SIGNED_BODY_BYTES).catch((err: unknown) => {
+      readSignedBody(c.req).catch((err: unknown) => {
         if (err instanceof BodyTooLargeError) throw hostError(413, "payload_too_large", err.message);
         throw err;
       });

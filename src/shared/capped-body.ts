@@ -1,3 +1,5 @@
+import type { HonoRequest } from "hono";
+
 /**
  * Reading a body (a request's or a response's) up to a size, in workerd and Node alike: a declared
  * Content-Length over the limit is refused before anything is read, and a body without one is read
@@ -19,7 +21,7 @@ export class BodyTooLargeError extends Error {
 export async function readCappedBody(message: Request | Response, maxBytes: number): Promise<Uint8Array<ArrayBuffer>> {
   const declared = message.headers.get("content-length");
   if (declared !== null && Number(declared) > maxBytes) {
-    message.body?.cancel().catch(() => undefined);
+    await message.body?.cancel().catch(() => undefined);
     throw new BodyTooLargeError(maxBytes);
   }
   const chunks: Uint8Array[] = [];
@@ -31,9 +33,7 @@ export async function readCappedBody(message: Request | Response, maxBytes: numb
       if (done) break;
       total += value.byteLength;
       if (total > maxBytes) {
-        // Not awaited: cancelling one branch of a tee (a cloned request) settles only once the
-        // other branch is cancelled too, which its owner does when it answers.
-        reader.cancel().catch(() => undefined);
+        await reader.cancel().catch(() => undefined);
         throw new BodyTooLargeError(maxBytes);
       }
       chunks.push(value);
@@ -45,5 +45,17 @@ export async function readCappedBody(message: Request | Response, maxBytes: numb
     body.set(chunk, offset);
     offset += chunk.byteLength;
   }
+  return body;
+}
+
+/**
+ * A signed request's body, read once, up to MAX_SIGNED_BODY_BYTES, and kept in Hono's body cache:
+ * the route's own `c.req.json()` / `arrayBuffer()` then answers from those bytes instead of reading
+ * a clone of the body a second time.
+ */
+export async function readSignedBody(req: HonoRequest): Promise<Uint8Array<ArrayBuffer>> {
+  const body = await readCappedBody(req.raw, MAX_SIGNED_BODY_BYTES);
+  // Hono keeps a body read's promise under its method's name (typed as the method, held as the promise).
+  req.bodyCache.arrayBuffer = Promise.resolve(body.buffer) as unknown as HonoRequest["bodyCache"]["arrayBuffer"];
   return body;
 }

@@ -1,7 +1,7 @@
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
-import { BodyTooLargeError, MAX_SIGNED_BODY_BYTES, readCappedBody } from "../../shared/capped-body.ts";
+import { BodyTooLargeError, readSignedBody } from "../../shared/capped-body.ts";
 import { parseSecrets, verifyRequest } from "../../shared/signing.ts";
 
 const RUN_EVENTS_PATH = /^\/internal\/(runs\/[^/]+\/events|run-events)$/;
@@ -23,7 +23,7 @@ export const hostSignature = () =>
       url.pathname + url.search,
       c.req.raw.headers,
       () =>
-        readCappedBody(c.req.raw.clone(), MAX_SIGNED_BODY_BYTES).catch((err: unknown) => {
+        readSignedBody(c.req).catch((err: unknown) => {
           if (err instanceof BodyTooLargeError) throw new ApiError("payload_too_large", `internal route: ${err.message}`);
           throw err;
         }),
