@@ -7,12 +7,13 @@ import { z } from "zod";
 
 const DECIMAL = /^\d{1,15}$/;
 
-/** Not a number at all, so the schema below refuses it with its own "expected number" issue. */
-const NOT_DECIMAL = Number.NaN;
+/**
+ * A string of decimal digits as its number, any other string as NaN (which a number schema refuses
+ * with its own issue); values that are not strings pass as they are, for the schema to judge.
+ */
+export const decimalStringToNumber = (value: unknown): unknown =>
+  typeof value === "string" ? (DECIMAL.test(value) ? Number(value) : Number.NaN) : value;
 
 /** A query parameter from `min` to `max`, written as decimal digits (a default and a description go on after). */
 export const queryInt = (min: number, max: number) =>
-  z.preprocess(
-    (value) => (typeof value === "string" && !DECIMAL.test(value) ? NOT_DECIMAL : value),
-    z.coerce.number({ error: "expected a whole number in decimal digits" }).int().min(min).max(max),
-  );
+  z.preprocess(decimalStringToNumber, z.number({ error: "expected a whole number in decimal digits" }).int().min(min).max(max));

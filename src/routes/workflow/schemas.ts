@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { decimalStringToNumber } from "../../shared/query-int.ts";
 import { MAX_WORKFLOW_ID_LENGTH } from "../../shared/workflow-id.ts";
 
 /** Longest `POST /workflow/run` will hold the connection before answering 408 (15 minutes). */
@@ -63,7 +64,7 @@ export const runWorkflowBody = startWorkflowBody.extend({
    */
   timeout: z
     .preprocess(
-      (v) => (typeof v === "string" ? (/^\d{1,15}$/.test(v) ? Number(v) : Number.NaN) : v),
+      decimalStringToNumber,
       z.number({ error: "expected a whole number of milliseconds" }).int().min(MIN_RUN_TIMEOUT_MS).max(MAX_RUN_TIMEOUT_MS),
     )
     .optional(),
