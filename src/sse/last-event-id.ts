@@ -1,6 +1,13 @@
 import type { Context } from "hono";
 import type { AppEnv } from "../app-env.ts";
 import { ApiError } from "../errors.ts";
+import { singleQueryValue } from "../middleware/query/index.ts";
+
+/** The header wins over the query (EventSource sets it on reconnect); a repeated query is 400 either way. */
+function lastEventIdText(c: Context): string | undefined {
+  const fromQuery = singleQueryValue(c, "lastEventId");
+  return c.req.header("last-event-id") ?? fromQuery;
+}
 
 /**
  * The id a reconnecting client last saw: `Last-Event-ID` (EventSource sends it) or
@@ -8,7 +15,7 @@ import { ApiError } from "../errors.ts";
  * not an id. `meaning` names what the stream's ids are, for the error message.
  */
 export function parseLastEventId(c: Context<AppEnv>, meaning: string): number | null {
-  const raw = c.req.header("last-event-id") ?? c.req.query("lastEventId");
+  const raw = lastEventIdText(c);
   if (raw === undefined || raw === "") return null;
   if (!/^\d{1,15}$/.test(raw)) {
     throw new ApiError("invalid_request", `Last-Event-ID must be ${meaning} (a non-negative integer)`, [
@@ -24,7 +31,7 @@ export function parseLastEventId(c: Context<AppEnv>, meaning: string): number | 
  * the thinking entry's log seq). Null when there is none; 400 when it is neither.
  */
 export function parseHistoryCursor<E extends AppEnv>(c: Context<E>): { eventId: number; cursor: string } | null {
-  const raw = c.req.header("last-event-id") ?? c.req.query("lastEventId");
+  const raw = lastEventIdText(c);
   if (raw === undefined || raw === "") return null;
   const match = /^(\d{1,15})(?:\.(\d{1,15}))?$/.exec(raw);
   if (!match) {

@@ -241,6 +241,25 @@ describe("GET /workflow/:id/history/stream", () => {
     expect(bad.status).toBe(400);
   });
 
+  it("a query that is not what it says is 400 naming the parameter: includePayloads other than true/false, a repeat", async () => {
+    const { workflowId } = await createRunningRun(org.organizationId);
+    for (const [query, path] of [
+      ["?includePayloads=1", "includePayloads"],
+      ["?includePayloads=TRUE", "includePayloads"],
+      ["?includePayloads=true&includePayloads=false", "includePayloads"],
+      ["?lastEventId=1&lastEventId=500", "lastEventId"],
+    ]) {
+      const res = await open(workflowId, query);
+      expect(res.status, query).toBe(400);
+      const body = (await res.json()) as OutputErrorBody & { issues: { path: string }[] };
+      expect(body.code, query).toBe("invalid_request");
+      expect(
+        body.issues.map((i) => i.path),
+        query,
+      ).toEqual([path]);
+    }
+  });
+
   it("another organization's run is 404, never its events", async () => {
     const other = await seedOrganization("Other org");
     const { workflowId } = await createRunningRun(org.organizationId);
@@ -284,6 +303,15 @@ describe("run-scoped stream tokens", () => {
     expect((await call(`/workflow/${a.workflowId}/history/stream?token=${forged.token}`)).status).toBe(401);
 
     expect((await call(`/workflow/${a.workflowId}/status?token=${token}`)).status).toBe(401);
+  });
+
+  it("security: a repeated ?token= is 400, not the first one's stream", async () => {
+    const { workflowId } = await createRunningRun(org.organizationId);
+    const { token } = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, workflowId });
+    const forged = await mintStreamToken("not-the-secret", { organizationId: org.organizationId, workflowId });
+    const res = await call(`/workflow/${workflowId}/history/stream?token=${token}&token=${forged.token}`);
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as OutputErrorBody).code).toBe("invalid_request");
   });
 
   it("POST /workflow/:id/stream-token mints a working token with an API key", async () => {

@@ -53,6 +53,24 @@ describe("run viewer stream: resume (security: exact replay, no duplicates)", ()
     expect(frames.filter((f) => f.id).map((f) => f.event)).toEqual(["run", "step", "thinking", "attribute", "thinking", "step", "run"]);
     expect(resumes).toBe(7);
   });
+
+  it("a repeated ?token= or ?lastEventId= is 400 naming it (security: never the first value in silence)", async () => {
+    const { workflowId } = await createRunningRun(org.organizationId);
+    const { token } = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, workflowId });
+    for (const [query, path] of [
+      [`token=${token}&token=${token}`, "token"],
+      [`token=${token}&lastEventId=1&lastEventId=2`, "lastEventId"],
+    ]) {
+      const res = await call(`/runs/${workflowId}/events?${query}`);
+      expect(res.status, path).toBe(400);
+      const { error } = (await res.json()) as { error: { code: string; issues: { path: string }[] } };
+      expect(error.code, path).toBe("invalid_request");
+      expect(
+        error.issues.map((i) => i.path),
+        path,
+      ).toEqual([path]);
+    }
+  });
 });
 
 describe("stream tokens: rate limits (security)", () => {

@@ -8,15 +8,29 @@ import type { Context } from "hono";
 import { ApiError } from "../../errors.ts";
 
 export function singleValuedQuery(c: Context): Record<string, string> {
-  const repeated = Object.entries(c.req.queries())
-    .filter(([, values]) => values.length > 1)
-    .map(([name]) => name);
-  if (repeated.length > 0) {
-    throw new ApiError(
-      "invalid_request",
-      `query parameter${repeated.length > 1 ? "s" : ""} given more than once: ${repeated.join(", ")}`,
-      repeated.map((name) => ({ path: name, message: "given more than once; send it once" })),
-    );
-  }
+  refuseRepeats(
+    Object.entries(c.req.queries())
+      .filter(([, values]) => values.length > 1)
+      .map(([name]) => name),
+  );
   return c.req.query();
+}
+
+/**
+ * One query parameter, for middleware that reads a single one before the route's schema runs
+ * (a stream's `?token=`, `?lastEventId=`): undefined when absent, 400 when repeated.
+ */
+export function singleQueryValue(c: Context, name: string): string | undefined {
+  const values = c.req.queries(name);
+  if (values && values.length > 1) refuseRepeats([name]);
+  return values?.[0];
+}
+
+function refuseRepeats(repeated: string[]): void {
+  if (repeated.length === 0) return;
+  throw new ApiError(
+    "invalid_request",
+    `query parameter${repeated.length > 1 ? "s" : ""} given more than once: ${repeated.join(", ")}`,
+    repeated.map((name) => ({ path: name, message: "given more than once; send it once" })),
+  );
 }

@@ -6,6 +6,7 @@
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
+import { singleQueryValue } from "../query/index.ts";
 import { streamTokenAuthContext, verifyStreamToken } from "../../stream-tokens.ts";
 import { apiKeyAuth } from "../api-key-auth/index.ts";
 
@@ -14,8 +15,8 @@ const STREAM_ROUTE = /^\/workflow\/[^/]+(\/runs\/[^/]+)?\/history\/stream$/;
 export const apiKeyOrStreamToken = () => {
   const keyAuth = apiKeyAuth({ allowBasic: true });
   return createMiddleware<AppEnv>(async (c, next) => {
-    const token = c.req.query("token");
-    if (token && !c.req.header("authorization") && STREAM_ROUTE.test(c.req.path)) {
+    const token = !c.req.header("authorization") && STREAM_ROUTE.test(c.req.path) ? singleQueryValue(c, "token") : undefined;
+    if (token) {
       const claims = await verifyStreamToken(c.env.STREAM_TOKEN_SECRET, token);
       if (!claims)
         throw new ApiError(

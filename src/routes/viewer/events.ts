@@ -22,6 +22,7 @@ import { ADMISSION_PARAMS } from "../../../durable-objects/run-stream/subscriber
 import type { LogEntry } from "../../../durable-objects/run-stream.ts";
 import type { App, AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
+import { singleQueryValue } from "../../middleware/query/index.ts";
 import { rateLimit } from "../../middleware/rate-limit/index.ts";
 import { positiveNumberVar } from "../../shared/positive-number-var.ts";
 import { sseComment, sseFrame } from "../../sse/frames.ts";
@@ -42,7 +43,7 @@ const SHOWN_TYPES: ReadonlySet<LogEntry["type"]> = new Set(["run.started", "run.
  */
 const viewerTokenAuth = createMiddleware<AppEnv>(async (c, next) => {
   const workflowId = c.req.param("workflowId") ?? "";
-  const token = c.req.query("token");
+  const token = singleQueryValue(c, "token");
   if (!token)
     throw new ApiError(
       "unauthorized",

@@ -12,11 +12,14 @@
  */
 import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
+import { z } from "zod";
 import { ADMISSION_PARAMS } from "../../../durable-objects/run-stream/subscriber-admission.ts";
 import type { SubscriberMessage } from "../../../durable-objects/run-stream.ts";
 import type { App, AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
+import { zodIssues } from "../../middleware/json-body/index.ts";
 import { type OwnedRunEnv, ownedRun } from "../../middleware/owned-run/index.ts";
+import { singleValuedQuery } from "../../middleware/query/index.ts";
 import { doneReason, toOutputEvent } from "../../shared/output-history.ts";
 import { positiveNumberVar } from "../../shared/positive-number-var.ts";
 import { sseComment, sseFrame } from "../../sse/frames.ts";
@@ -75,15 +78,31 @@ export function historyFramer(includePayloads: boolean, resumeAfterEventId: numb
   };
 }
 
-type ResumeEnv = AppEnv & { Variables: { resumeFrom: ReturnType<typeof parseHistoryCursor> } };
+/**
+ * The stream's query (also its OpenAPI document). Other parameters are ignored, as in Output;
+ * a repeated one is 400 (singleValuedQuery). `Last-Event-ID`, when sent, wins over `lastEventId`.
+ */
+export const historyStreamQuery = z.object({
+  lastEventId: z.string().optional(),
+  /** Exactly `true` or `false`, as Output checks it: `?includePayloads=1` is 400, not silently false. */
+  includePayloads: z.enum(["true", "false"]).optional(),
+  token: z.string().optional(),
+});
 
-/** A token's scope (401) and the client's cursor (400), before the ownership read. */
+type ResumeEnv = AppEnv & {
+  Variables: { resumeFrom: ReturnType<typeof parseHistoryCursor>; includePayloads: boolean };
+};
+
+/** A token's scope (401), the query and the client's cursor (400), before the ownership read. */
 const streamRequest = createMiddleware<ResumeEnv>(async (c, next) => {
   const workflowId = parseWorkflowIdParam(c.req.param("id")!);
   const { runScope } = c.get("auth");
   if (runScope && runScope !== workflowId) {
     throw new ApiError("unauthorized", "this stream token is for another run");
   }
+  const query = historyStreamQuery.safeParse(singleValuedQuery(c));
+  if (!query.success) throw new ApiError("invalid_request", "invalid history stream query", zodIssues(query.error));
+  c.set("includePayloads", query.data.includePayloads === "true");
   c.set("resumeFrom", parseHistoryCursor(c));
   await next();
 });
@@ -97,7 +116,7 @@ async function streamHistory(c: Context<PinnedRunEnv & ResumeEnv & OwnedRunEnv>)
   const requestedRunId = c.get("pinnedRunId");
   const resumeFrom = c.get("resumeFrom");
   const lastEventId = resumeFrom?.eventId ?? null;
-  const includePayloads = c.req.query("includePayloads") === "true";
+  const includePayloads = c.get("includePayloads");
   const keepAliveMs = positiveNumberVar(c.env.SSE_KEEPALIVE_MS, DEFAULT_KEEPALIVE_INTERVAL_MS);
   let admittedRunId: string | null = null;
   return subscriptionResponse(c, {

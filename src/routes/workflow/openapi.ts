@@ -4,6 +4,7 @@ import type { App } from "../../app-env.ts";
 import { anyObject, documentRoute } from "../../openapi/document.ts";
 import { RUN_STATUSES } from "../../shared/run-status.ts";
 import { historyQuery } from "./history.ts";
+import { historyStreamQuery } from "./history-stream.ts";
 import { resetBody } from "./reset.ts";
 import { interactionBody } from "./interact.ts";
 import { recentRunsQuery } from "./runs.ts";
@@ -224,11 +225,7 @@ export function documentWorkflowApi(app: App) {
       auth: "apiKeyOrStreamToken",
       summary: "Follow a run's Temporal history live (workflow, history, done, server_error)",
       params: path.includes(":rid") ? pinnedParams : idParam,
-      query: z.object({
-        lastEventId: z.string().optional(),
-        includePayloads: z.enum(["true", "false"]).optional(),
-        token: z.string().optional(),
-      }),
+      query: historyStreamQuery,
       responses: { 200: sse, 204: { description: "Past the end of a finished run" } },
       errors: [...RUN_ERRORS, "invalid_request", "too_many_subscribers", "host_unavailable"],
     });
