@@ -261,6 +261,9 @@ async function main() {
       // Local development may receive webhooks on http://127.0.0.1 (dev only; never set in production).
       "--var",
       `WEBHOOK_ALLOW_LOOPBACK_HTTP:${env.WEBHOOK_ALLOW_LOOPBACK_HTTP ?? "1"}`,
+      // and skips webhook hosts' DNS lookups, as it may run offline (dev only; production looks them up).
+      "--var",
+      `WEBHOOK_DNS_RESOLVER:${env.WEBHOOK_DNS_RESOLVER ?? "off"}`,
       "--show-interactive-dev-session=false",
       "--inspector-port",
       String(inspectorPort),

@@ -52,6 +52,7 @@ export const ERROR_CODES = {
   webhook_secret_keys_invalid: 500,
   host_error: 502,
   host_unavailable: 503,
+  webhook_dns_unavailable: 503,
   run_timed_out: 504,
 } as const satisfies Record<string, ContentfulStatusCode>;
 
@@ -104,6 +105,7 @@ export const OUTPUT_ERROR_NAMES = {
   webhook_secret_keys_invalid: "WebhookSecretKeysInvalidError",
   host_error: "HostError",
   host_unavailable: "ServiceUnavailableError",
+  webhook_dns_unavailable: "ServiceUnavailableError",
   run_timed_out: "WorkflowTimedOutError",
 } as const satisfies Record<ErrorCode, string>;
 

@@ -32,6 +32,7 @@ import { aggregate, type Attribute } from "../../src/shared/aggregations.ts";
 import { openSecret, secretKeysProblem, webhookSecretAad } from "../../src/shared/secret-box.ts";
 import { resealOnUse } from "../../src/webhooks/secret-reseal.ts";
 import { eventTypeForStatus, webhookHeaders } from "../../src/webhooks/signing.ts";
+import { checkWebhookAddress, dnsResolverFrom } from "../../src/webhooks/address-check.ts";
 import { urlPolicyFrom, webhookUrlProblem } from "../../src/webhooks/url-policy.ts";
 import type { EventLog } from "./event-log.ts";
 import type { RunOutcome } from "./messages.ts";
@@ -251,6 +252,11 @@ export class WebhookOutbox {
     }
     let responseStatus: number | null = null;
     let error: string | null = webhookUrlProblem(endpoint.url, urlPolicyFrom(env));
+    if (error === null) {
+      // Its DNS may have moved to a private address since it was registered.
+      const address = await checkWebhookAddress(endpoint.url, dnsResolverFrom(env));
+      if (address.verdict !== "public") error = address.problem;
+    }
     let secret: string | null = null;
     let sealing: Promise<void> | null = null;
     if (error === null) {

@@ -10,10 +10,8 @@
  *   ranges as the host's outbound HTTP guard); so are names that only resolve inside a network
  *   (`localhost`, `*.localhost`, `*.local`, `*.internal`, `*.lan`, `*.home.arpa`, single labels).
  *
- * What the edge cannot do: workerd's fetch resolves names itself and cannot be pinned to a
- * checked address, so a public name that resolves to a private address is not caught here. On
- * Cloudflare, Workers' outbound fetch cannot reach private networks anyway; deliveries never
- * follow redirects (a 3xx is a failed attempt), so a public endpoint cannot bounce us elsewhere.
+ * Where a name points is checked after this, over DNS (address-check.ts). Deliveries never follow
+ * redirects (a 3xx is a failed attempt), so a public endpoint cannot bounce us elsewhere.
  */
 import { isIpLiteral, refusedRange } from "../shared/ip-ranges.ts";
 

@@ -22,7 +22,8 @@ export default defineConfig(async () => {
   // wrangler.toml serves build/assets as static assets; wrangler's [build] makes it, vitest does not run that.
   await buildAssets();
   const migrations = await readD1Migrations(resolve(root, "migrations"));
-  // Webhook deliveries in edge tests go to a scripted receiver on a random local port.
+  // Webhook deliveries in edge tests go to a scripted receiver on a random local port, which also
+  // answers webhook hosts' DNS lookups.
   const receiver = await startWebhookReceiver();
   return {
     root,
@@ -40,6 +41,7 @@ export default defineConfig(async () => {
             RUN_STREAM_MAX_SUBSCRIBERS: "200", // the most any edge test opens on one run, so a test can fill a run
             WEBHOOK_TEST_RECEIVER: receiver.url,
             WEBHOOK_ALLOW_LOOPBACK_HTTP: "1",
+            WEBHOOK_DNS_RESOLVER: `${receiver.url}/dns-query`, // the receiver's scripted zone (no internet here)
             WEBHOOK_RETRY_BASE_MS: "200", // retries after 0.2 s, 1 s, 5 s: a test sees three attempts in ~1.2 s
           },
         },

@@ -1,6 +1,7 @@
 /** Shared by the webhook tests: the test receiver (a real HTTP server on 127.0.0.1) and endpoint registration. */
 import { env } from "cloudflare:workers";
 import { expect } from "vitest";
+import type { TestDnsRecords } from "../support/webhook-receiver.ts";
 import { admin } from "./helpers.ts";
 
 /** One request the receiver got, as its log reports it. */
@@ -30,4 +31,10 @@ export async function register(organizationId: string, url: string, events?: str
   const res = await admin("POST", `/admin/v1/organizations/${organizationId}/webhooks`, { url, ...(events ? { events } : {}) });
   expect(res.status).toBe(201);
   return (await res.json()) as { id: string; secret: string; events: string[] };
+}
+
+/** Sets what the test DNS resolver (the receiver) answers for `name` from now on. */
+export async function setDns(name: string, records: TestDnsRecords): Promise<void> {
+  const res = await fetch(`${env.WEBHOOK_TEST_RECEIVER}/dns/${encodeURIComponent(name)}`, { method: "PUT", body: JSON.stringify(records) });
+  expect(res.status).toBe(204);
 }

@@ -6,12 +6,14 @@ import { createExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
 import app from "../../src/index.ts";
+import { checkWebhookAddress, dnsResolverFrom } from "../../src/webhooks/address-check.ts";
 import { webhookUrlProblem } from "../../src/webhooks/url-policy.ts";
 import { refusedRange } from "../../src/shared/ip-ranges.ts";
 import { openSecret, sealSecret, webhookSecretAad } from "../../src/shared/secret-box.ts";
 import { SEAL_LIMIT_DEFAULT, sealQueryBudget, type SealReport } from "../../src/webhooks/secret-reseal.ts";
 import { generateWebhookSecret } from "../../src/webhooks/signing.ts";
 import { admin, seedOrganization, TEST_ADMIN_KEY, type ErrorBody } from "./helpers.ts";
+import { setDns } from "./webhook-helpers.ts";
 
 const base = (org: string) => `/admin/v1/organizations/${org}/webhooks`;
 
@@ -565,5 +567,67 @@ describe("webhook endpoints: security", () => {
     expect(refusedRange("3fff::1")).toBeNull();
     expect(refusedRange("4000::1")).toMatch(/outside 2000::\/3/);
     expect(refusedRange("1.1.1.1")).toBeNull();
+  });
+
+  it("looks the host name up: one with a non-public address (A, AAAA, or at the end of a CNAME) or none is refused", async () => {
+    const { organizationId } = await seedOrganization();
+    const tag = crypto.randomUUID().slice(0, 8);
+    const names = {
+      private: `private-${tag}.partner.test`,
+      v6loopback: `v6-${tag}.partner.test`,
+      mixed: `mixed-${tag}.partner.test`,
+      cname: `cname-${tag}.partner.test`,
+      metadata: `metadata-${tag}.partner.test`,
+      missing: `missing-${tag}.partner.test`,
+      public: `public-${tag}.partner.test`,
+    };
+    await setDns(names.private, { A: ["10.1.2.3"] });
+    await setDns(names.v6loopback, { A: ["93.184.215.14"], AAAA: ["::1"] });
+    await setDns(names.mixed, { A: ["93.184.215.14", "192.168.0.10"] });
+    await setDns(names.cname, { CNAME: names.metadata });
+    await setDns(names.metadata, { A: ["169.254.169.254"] });
+    await setDns(names.public, { A: ["93.184.215.14"], AAAA: ["2606:2800:21f:cb07:6820:80da:af6b:8b2c"] });
+    for (const [name, reason] of [
+      [names.private, /10\.1\.2\.3.*private/],
+      [names.v6loopback, /::1.*loopback/],
+      [names.mixed, /192\.168\.0\.10/],
+      [names.cname, /169\.254\.169\.254.*link-local/],
+      [names.missing, /does not resolve/],
+    ] as const) {
+      const res = await admin("POST", base(organizationId), { url: `https://${name}/hook` });
+      expect(res.status, name).toBe(400);
+      const { error } = (await res.json()) as ErrorBody;
+      expect(error.code, name).toBe("webhook_url_not_allowed");
+      expect(error.message, name).toMatch(reason);
+    }
+    // A trailing dot is the same name, looked up the same way.
+    expect((await admin("POST", base(organizationId), { url: `https://${names.private}./hook` })).status).toBe(400);
+    expect((await admin("POST", base(organizationId), { url: `https://${names.public}/hook` })).status).toBe(201);
+    const listed = (await (await admin("GET", base(organizationId))).json()) as { webhooks: { url: string }[] };
+    expect(listed.webhooks.map((w) => w.url)).toEqual([`https://${names.public}/hook`]);
+  });
+
+  it("a registration while the resolver fails is 503 webhook_dns_unavailable with Retry-After, and writes nothing", async () => {
+    const { organizationId } = await seedOrganization();
+    const tag = crypto.randomUUID().slice(0, 8);
+    await setDns(`down-${tag}.partner.test`, { httpStatus: 502 });
+    await setDns(`servfail-${tag}.partner.test`, { rcode: 2 });
+    for (const name of [`down-${tag}.partner.test`, `servfail-${tag}.partner.test`]) {
+      const res = await admin("POST", base(organizationId), { url: `https://${name}/hook` });
+      expect(res.status, name).toBe(503);
+      expect(res.headers.get("retry-after"), name).toBe("5");
+      expect(((await res.json()) as ErrorBody).error.code, name).toBe("webhook_dns_unavailable");
+    }
+    expect(((await (await admin("GET", base(organizationId))).json()) as { webhooks: unknown[] }).webhooks).toEqual([]);
+  });
+
+  it("the lookup is skipped only where WEBHOOK_DNS_RESOLVER is off, and for IP literals", async () => {
+    const off = dnsResolverFrom({ WEBHOOK_DNS_RESOLVER: "off" });
+    expect(off).toBeNull();
+    expect(await checkWebhookAddress("https://nowhere.invalid/h", off)).toEqual({ verdict: "public" });
+    expect(dnsResolverFrom({ WEBHOOK_DNS_RESOLVER: "" })).toBe("https://cloudflare-dns.com/dns-query");
+    expect(dnsResolverFrom({})).toBe("https://cloudflare-dns.com/dns-query");
+    // An IP literal was checked by the URL policy; no resolver is asked (this one does not exist).
+    expect(await checkWebhookAddress("https://8.8.8.8/h", "http://127.0.0.1:9/dns-query")).toEqual({ verdict: "public" });
   });
 });

@@ -16,7 +16,7 @@ import {
 } from "../../durable-objects/run-stream/webhook-outbox.ts";
 import { admin, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
-import { hookUrl, received, register, until } from "./webhook-helpers.ts";
+import { hookUrl, received, register, setDns, until } from "./webhook-helpers.ts";
 
 async function finishRun(organizationId: string, status = "completed") {
   const { workflowId, runId } = await createRunningRun(organizationId);
@@ -201,6 +201,22 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
     const deliveries = await deliveriesOf();
     expect(deliveries[0]).toMatchObject({ status: "failed", attempt: 2, nextAttemptAt: null, error: ENDPOINT_DELETED_ERROR });
     expect((await received(name)).length).toBe(1);
+  });
+
+  it("security: an endpoint whose DNS moved to a private address after registration is not sent to; the attempt says why and is retried", async () => {
+    const org = await seedOrganization();
+    const name = `moves-${crypto.randomUUID().slice(0, 8)}.partner.test`;
+    await setDns(name, { A: ["93.184.215.14"] });
+    const endpoint = await register(org.organizationId, `https://${name}/hook`);
+    await setDns(name, { A: ["127.0.0.1"] });
+    await finishRun(org.organizationId);
+    const deliveries = await until(async () => {
+      const res = await admin("GET", `/admin/v1/organizations/${org.organizationId}/webhooks/${endpoint.id}/deliveries`);
+      const body = (await res.json()) as { deliveries: Array<{ status: string; responseStatus: number | null; error: string | null }> };
+      return body.deliveries.length > 0 ? body.deliveries : null;
+    });
+    expect(deliveries[0]).toMatchObject({ status: "retrying", responseStatus: null });
+    expect(deliveries[0]!.error).toMatch(/resolves to 127\.0\.0\.1, which is not public: loopback/);
   });
 
   it("backs off 5 s, 25 s, ... up to 8 h, and marks a delivery failed once 24 h have passed since its first attempt", async () => {

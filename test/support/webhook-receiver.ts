@@ -3,8 +3,57 @@
  * answers each request to <name> with the next status of its plan (then 200); a plan step
  * `hang:<ms>` holds the answer that long, then answers 200. `GET /log/<name>` returns what <name>
  * received: headers, raw body and the status it was answered with.
+ *
+ * It is also the tests' DNS-over-HTTPS resolver (the JSON API, as Cloudflare's answers it), since
+ * the machine has no internet: `GET /dns-query?name=&type=A|AAAA` answers from a zone that tests
+ * set with `PUT /dns/<name>` (a TestDnsRecords body). Names not set: any name under example.com has
+ * one public address, anything else is NXDOMAIN.
  */
-import { createServer, type Server } from "node:http";
+import { createServer, type IncomingMessage, type ServerResponse, type Server } from "node:http";
+
+/** What the test resolver answers for a name; `rcode` (a DNS response code) and `httpStatus` script failures. */
+export interface TestDnsRecords {
+  A?: string[];
+  AAAA?: string[];
+  CNAME?: string;
+  rcode?: number;
+  httpStatus?: number;
+}
+
+/** A public address (outside every refused range) for the example.com names tests register. */
+export const EXAMPLE_COM_ADDRESS = "93.184.215.14";
+const DNS_TYPES = { A: 1, AAAA: 28, CNAME: 5 } as const;
+
+function dnsAnswer(zone: Map<string, TestDnsRecords>, url: URL, res: ServerResponse) {
+  const type = url.searchParams.get("type") === "AAAA" ? "AAAA" : "A";
+  let name = (url.searchParams.get("name") ?? "").toLowerCase().replace(/\.+$/, "");
+  const answer: { name: string; type: number; TTL: number; data: string }[] = [];
+  for (let hops = 0; hops < 8; hops++) {
+    const records = zone.get(name) ?? (/(^|\.)example\.com$/.test(name) ? { A: [EXAMPLE_COM_ADDRESS] } : undefined);
+    if (records?.httpStatus) return void res.writeHead(records.httpStatus).end();
+    if (records?.rcode !== undefined || !records) {
+      const status = records?.rcode ?? (answer.length > 0 ? 0 : 3);
+      return void res.writeHead(200, { "content-type": "application/dns-json" }).end(JSON.stringify({ Status: status, Answer: answer }));
+    }
+    if (records.CNAME) {
+      answer.push({ name, type: DNS_TYPES.CNAME, TTL: 60, data: `${records.CNAME}.` });
+      name = records.CNAME;
+      continue;
+    }
+    for (const data of records[type] ?? []) answer.push({ name, type: DNS_TYPES[type], TTL: 60, data });
+    break;
+  }
+  res.writeHead(200, { "content-type": "application/dns-json" }).end(JSON.stringify({ Status: 0, Answer: answer }));
+}
+
+function setDnsRecords(zone: Map<string, TestDnsRecords>, name: string, req: IncomingMessage, res: ServerResponse) {
+  const chunks: Buffer[] = [];
+  req.on("data", (c: Buffer) => chunks.push(c));
+  req.on("end", () => {
+    zone.set(decodeURIComponent(name).toLowerCase(), JSON.parse(Buffer.concat(chunks).toString("utf8")) as TestDnsRecords);
+    res.writeHead(204).end();
+  });
+}
 
 export interface ReceivedWebhook {
   headers: Record<string, string>;
@@ -15,9 +64,12 @@ export interface ReceivedWebhook {
 
 export async function startWebhookReceiver(): Promise<{ url: string; server: Server; close: () => Promise<void> }> {
   const logs = new Map<string, ReceivedWebhook[]>();
+  const zone = new Map<string, TestDnsRecords>();
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? "/", "http://receiver");
     const [, kind, name = ""] = url.pathname.split("/");
+    if (req.method === "GET" && kind === "dns-query") return dnsAnswer(zone, url, res);
+    if (req.method === "PUT" && kind === "dns") return setDnsRecords(zone, name, req, res);
     if (req.method === "GET" && kind === "log") {
       res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(logs.get(name) ?? []));
       return;

@@ -20,6 +20,7 @@ import { ApiError } from "../../errors.ts";
 import { readJson, zodIssues } from "../../middleware/json-body/index.ts";
 import { secretKeysProblem } from "../../shared/secret-box.ts";
 import { generateWebhookSecret, WEBHOOK_EVENT_TYPES } from "../../webhooks/signing.ts";
+import { checkWebhookAddress, DNS_RETRY_AFTER_SECONDS, dnsResolverFrom } from "../../webhooks/address-check.ts";
 import { urlPolicyFrom, webhookUrlProblem } from "../../webhooks/url-policy.ts";
 import { organizationOrThrow } from "./organizations.ts";
 import { SEAL_LIMIT_MAX, SEAL_LIMIT_MIN, sealSecretsPage } from "../../webhooks/secret-reseal.ts";
@@ -75,6 +76,15 @@ export function registerWebhooks(app: App) {
     const problem = webhookUrlProblem(body.url, urlPolicyFrom(c.env));
     if (problem)
       throw new ApiError("webhook_url_not_allowed", `this URL cannot receive webhooks: ${problem}`, [{ path: "url", message: problem }]);
+    const address = await checkWebhookAddress(body.url, dnsResolverFrom(c.env));
+    if (address.verdict === "refused")
+      throw new ApiError("webhook_url_not_allowed", `this URL cannot receive webhooks: ${address.problem}`, [
+        { path: "url", message: address.problem },
+      ]);
+    if (address.verdict === "unknown")
+      throw new ApiError("webhook_dns_unavailable", `${address.problem}; nothing was written, try again`, undefined, {
+        "retry-after": String(DNS_RETRY_AFTER_SECONDS),
+      });
     const secret = generateWebhookSecret();
     const events = body.events ? [...new Set(body.events)] : [...WEBHOOK_EVENT_TYPES];
     const row = await sealing(c, () =>
