@@ -1,6 +1,7 @@
 /** Steps of summarize_url: fetch a page (recorded HTTP) and keep its readable text. */
 import { ApplicationFailure } from "@temporalio/activity";
 import { fetchRecorded } from "./http.ts";
+import { pageText, pageTitle } from "./page-text.ts";
 import { StepPublisher } from "./runtime.ts";
 
 /** Longest page text handed to a model, in characters. */
@@ -14,15 +15,7 @@ export async function fetchPageText(url: string): Promise<{ url: string; title: 
     throw res.status < 500 ? ApplicationFailure.nonRetryable(message, "HttpClientError") : new Error(message);
   }
   const html = await res.text();
-  const title = /<title>([^<]*)<\/title>/i.exec(html)?.[1]?.trim() ?? null;
-  const text = html
-    .replace(/<(script|style)[\s\S]*?<\/\1>/gi, " ")
-    .replace(/<title>[\s\S]*?<\/title>/gi, " ")
-    .replace(/<[^>]+>/g, " ")
-    .replace(/\s+/g, " ")
-    .trim()
-    .slice(0, MAX_PAGE_TEXT);
-  return { url, title, text };
+  return { url, title: pageTitle(html), text: pageText(html).slice(0, MAX_PAGE_TEXT) };
 }
 
 export async function checkSummaryLength(summary: string, maxWords: number): Promise<void> {
