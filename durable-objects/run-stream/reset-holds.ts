@@ -38,7 +38,20 @@ export interface ResetHoldsDeps {
 }
 
 export class ResetHolds {
+  /**
+   * Holds and releases one at a time. Each reads the row's hold, then updates it only if it is
+   * still what was read: two resets interleaving their D1 calls would both read the same hold, and
+   * the second's update would find it changed and be refused (402) though the credits are there.
+   */
+  private turn: Promise<unknown> = Promise.resolve();
+
   constructor(private readonly deps: ResetHoldsDeps) {}
+
+  private inTurn<T>(work: () => Promise<T>): Promise<T> {
+    const result = this.turn.then(work);
+    this.turn = result.catch(() => undefined);
+    return result;
+  }
 
   /**
    * The reset route's first call: marks the reset pending (so the replaced run's end cannot settle
@@ -46,38 +59,69 @@ export class ResetHolds {
    * would take (`holdForReset`). The mark is set before the hold's first await, so an end that
    * arrives while the hold is being taken waits too; no hold (unmetered, or refused), no mark.
    */
-  async hold(request: ResetHoldRequest): Promise<ResetHoldReply> {
+  hold(request: ResetHoldRequest): Promise<ResetHoldReply> {
+    return this.inTurn(() => this.holdNow(request));
+  }
+
+  private async holdNow(request: ResetHoldRequest): Promise<ResetHoldReply> {
     const { log, meta, mark: resetMark } = this.deps;
     meta.set(META_KEYS.workflowId, request.workflowId);
-    // A reset already pending (two at once) keeps its mark if this one holds nothing.
+    // A reset already pending (two at once, or a retry after an unknown outcome) stays in the mark:
+    // this one counts itself in, and the first hold's `undo` is kept.
     const previous = resetMark.get();
     const replaces = [...new Set([log.latestRunId(), request.runId, ...(previous?.replaces ?? [])].filter((id): id is string => !!id))];
-    resetMark.set({ replaces, until: Date.now() + RESET_PENDING_MS, undo: previous?.undo ?? null, successor: null });
-    const giveUp = () => (previous ? resetMark.set(previous) : this.end(request.workflowId));
+    resetMark.set({
+      replaces,
+      until: Date.now() + RESET_PENDING_MS,
+      undo: previous?.undo ?? null,
+      successor: null,
+      pending: (previous?.pending ?? 0) + 1,
+    });
     let outcome: Awaited<ReturnType<typeof holdResetCredits>>;
     try {
       outcome = await holdResetCredits(this.deps.env.DB, request.organizationId, request.runUuid, (basis) =>
         resetCreditHold(this.deps.env, basis),
       );
     } catch (err) {
-      await giveUp();
+      await this.release(request.workflowId);
       throw err;
     }
     if (!outcome.ok || !outcome.held) {
-      await giveUp();
+      await this.release(request.workflowId);
       return outcome.ok ? { ok: true, held: false } : { ok: false, amount: outcome.amount, available: outcome.available };
     }
     // Another reset's run.started may have ended the mark meanwhile: this reset's mark is set again.
-    const mark = resetMark.get() ?? { replaces: [log.latestRunId()].filter((id): id is string => !!id), until: 0, successor: null };
-    resetMark.set({ ...mark, until: Date.now() + RESET_PENDING_MS, undo: outcome.undo });
+    const mark = resetMark.get() ?? {
+      replaces: [log.latestRunId()].filter((id): id is string => !!id),
+      until: 0,
+      undo: null,
+      successor: null,
+      pending: 1,
+    };
+    resetMark.set({ ...mark, until: Date.now() + RESET_PENDING_MS, undo: mark.undo ?? outcome.undo });
     await this.deps.watchdog.arm(false);
     return { ok: true, held: true };
   }
 
   /** The host refused the reset: the hold is put back as it was, and an end held back meanwhile goes to D1. */
-  async undo(workflowId: string): Promise<void> {
-    const undo = this.deps.mark.get()?.undo;
-    if (undo) await undoResetHoldStatement(this.deps.env.DB, undo).run();
+  undo(workflowId: string): Promise<void> {
+    return this.inTurn(() => this.release(workflowId));
+  }
+
+  /**
+   * A reset that started nothing (its hold was not taken, or the host refused it) leaves the mark.
+   * Were it the last pending one, the row's hold goes back to what it held before the first and
+   * the mark ends; else the others still pending keep both. No mark: another reset's `run.started`
+   * ended it, and its run has the hold.
+   */
+  private async release(workflowId: string): Promise<void> {
+    const mark = this.deps.mark.get();
+    if (!mark) return;
+    if (mark.pending > 1) {
+      this.deps.mark.set({ ...mark, pending: mark.pending - 1 });
+      return;
+    }
+    if (mark.undo) await undoResetHoldStatement(this.deps.env.DB, mark.undo).run();
     await this.end(workflowId);
   }
 

@@ -44,8 +44,18 @@ export interface ResetMarkState {
   replaces: string[];
   /** From when (ms since the epoch) the watchdog's alarm settles the mark itself. */
   until: number;
-  /** What the row held before the reset's hold (null until the hold is taken). */
+  /**
+   * What the row held before the first pending reset's hold (null until a hold is taken). A second
+   * reset while one is pending holds on top of the first and keeps this: putting back its own
+   * "before" would leave the first hold in place for good.
+   */
   undo: ResetHoldUndo | null;
+  /**
+   * Resets whose routes have not heard from the host yet. A refusal puts the hold back only when
+   * it was the last of them (another may still start a run the hold is for); one the route never
+   * hears about stays counted, and the watchdog's alarm settles the mark with the host.
+   */
+  pending: number;
   /** A run other than `replaces` seen since the mark: the reset started it. */
   successor: string | null;
 }
@@ -58,7 +68,8 @@ export class ResetMark {
 
   constructor(private readonly meta: Meta) {
     const stored = meta.get(META_KEY);
-    this.state = stored ? (JSON.parse(stored) as ResetMarkState) : null;
+    // Marks stored before `pending` existed were one reset's.
+    this.state = stored ? { pending: 1, ...(JSON.parse(stored) as Omit<ResetMarkState, "pending">) } : null;
   }
 
   get(): ResetMarkState | null {

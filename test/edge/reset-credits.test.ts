@@ -225,6 +225,57 @@ describe("a reset refused", () => {
   });
 });
 
+describe("resets at once (two routes waiting on the host together)", () => {
+  /**
+   * Holds every reset at the host until `count` of them are there, so their waits overlap. (Each
+   * route runs in its own request context, where a promise another one resolves is never seen:
+   * the waiting is polled.)
+   */
+  function overlapResets(count: number) {
+    let arrived = 0;
+    duringReset = async () => {
+      arrived++;
+      // Bounded, so a reset that never gets here (refused before the host) fails the test's assertions, not its timeout.
+      const deadline = Date.now() + 2_000;
+      while (arrived < count && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+    };
+  }
+
+  it("both refused: the hold goes back as it was, not left reserved for good", async () => {
+    const org = await meteredOrg(HOLD * 2);
+    const ended = await run(org.organizationId, (runId) => [usage(runId, 10), finished(runId, "completed")]);
+    const before = await row(ended.workflowId);
+    overlapResets(2);
+    const answers = await Promise.all([reset(org.key, ended.workflowId), reset(org.key, ended.workflowId)]);
+    expect(answers.map((res) => res.status)).toEqual([404, 404]);
+    expect(await row(ended.workflowId)).toEqual(before);
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 10, reserved: 0 });
+    await runInDurableObject(ended.stub, (instance: RunStream) => {
+      expect((instance as unknown as { parts: { resetMark: ResetMark } }).parts.resetMark.get()).toBeNull();
+    });
+  });
+
+  it("one refused, one accepted: the accepted reset's run keeps the hold and is charged once for what it adds", async () => {
+    const org = await meteredOrg(HOLD * 2);
+    const ended = await run(org.organizationId, (runId) => [usage(runId, 10), finished(runId, "completed")]);
+    const newRunId = crypto.randomUUID();
+    const answers: ResetAnswer[] = [{ status: 404, code: "step_not_found" }, { runId: newRunId }];
+    resetAnswer = () => answers.shift()!;
+    overlapResets(2);
+    const statuses = (await Promise.all([reset(org.key, ended.workflowId), reset(org.key, ended.workflowId)])).map((res) => res.status);
+    expect(statuses.sort()).toEqual([200, 404]);
+    expect(await row(ended.workflowId)).toMatchObject({ temporal_run_id: newRunId, credit_hold: HOLD });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 10, reserved: HOLD });
+    await ended.stub.record(ended.workflowId, [usage(newRunId, 7), finished(newRunId, "completed")]);
+    expect(await row(ended.workflowId)).toMatchObject({ status: "completed", credit_hold: 0, credits_charged: 17 });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 17, reserved: 0 });
+    expect(await charges(org.organizationId)).toEqual([
+      { amount: -10, note: "10 tokens" },
+      { amount: -7, note: "7 tokens" },
+    ]);
+  });
+});
+
 describe("a reset the host answers with an error", () => {
   it("a refusal the edge has no code for (a 4xx: 502 host_error) reset nothing: the hold is given back", async () => {
     const org = await meteredOrg(HOLD * 2);
@@ -466,5 +517,28 @@ describe("a reset whose answer the route never gets: the run's DO settles its ma
     latestRun = (id) => ({ workflowId: id, runId, status: "completed", output: { greeting: "Hello, Ada" }, error: null, closeTime: null });
     await staleMarkAlarm(stub);
     await expectOwnRunCharged(workflowId, runId, org.organizationId);
+  });
+
+  it("an unknown outcome, then a retry the host refuses: the hold stays for the first, whose mark the DO still settles with the host", async () => {
+    const org = await meteredOrg(HOLD * 2);
+    const ended = await run(org.organizationId, (runId) => [usage(runId, 10), finished(runId, "completed")]);
+    resetAnswer = () => ({ status: 500, code: "internal" });
+    expect((await reset(org.key, ended.workflowId)).status).toBe(500);
+    resetAnswer = () => ({ status: 404, code: "step_not_found" });
+    expect((await reset(org.key, ended.workflowId)).status).toBe(404);
+    // The first may have started a run: its hold stays, and so does its mark.
+    expect(await row(ended.workflowId)).toMatchObject({ credit_hold: HOLD });
+    latestRun = (id) => ({
+      workflowId: id,
+      runId: ended.runId,
+      status: "completed",
+      output: { greeting: "Hello, Ada" },
+      error: null,
+      closeTime: null,
+    });
+    await staleMarkAlarm(ended.stub);
+    // The host says the replaced run is still the latest: neither reset happened, nothing stays reserved.
+    expect(await row(ended.workflowId)).toMatchObject({ status: "completed", credit_hold: 0, credits_charged: 10 });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 10, reserved: 0 });
   });
 });
