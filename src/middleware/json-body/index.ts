@@ -58,11 +58,33 @@ export function parseJsonText(text: string, what = "request body", maxDepth = MA
       `${what} nests arrays and objects more than ${maxDepth} levels deep (the most allowed is ${maxDepth})`,
     );
   }
+  let parsed: unknown;
   try {
-    return JSON.parse(text);
+    parsed = JSON.parse(text);
   } catch (err) {
     throw new ApiError("invalid_json", `${what} is not valid JSON: ${(err as Error).message}`);
   }
+  // Only text with a 3-digit exponent or a 309-digit run can hold a number past a double's range.
+  if (MAYBE_OUT_OF_RANGE.test(text)) refuseNonFinite(parsed, what);
+  return parsed;
+}
+
+const MAYBE_OUT_OF_RANGE = /[eE][+-]?\d{3}|\d{309}/;
+
+/**
+ * JSON.parse reads `1e400` as Infinity, which validation takes for a number and JSON.stringify
+ * then writes as `null`: the workflow would get null where the caller sent a number. Refused.
+ */
+function refuseNonFinite(value: unknown, what: string, path: string[] = []): void {
+  if (typeof value === "number" && !Number.isFinite(value)) {
+    const at = path.length > 0 ? path.join(".") : "(the body itself)";
+    throw new ApiError("invalid_json", `${what} has a number too large for a 64-bit float at ${at}`, [
+      { path: at, message: "number out of range" },
+    ]);
+  }
+  if (value === null || typeof value !== "object") return;
+  // The depth check bounds this recursion.
+  for (const [key, child] of Object.entries(value)) refuseNonFinite(child, what, [...path, key]);
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
