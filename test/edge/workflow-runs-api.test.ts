@@ -236,6 +236,18 @@ describe("Workflow Runs API: list, dashboard and detail", () => {
     expect((await get("/api/v1/workflow-runs/dashboard/not-a-uuid", token)).status).toBe(404);
   });
 
+  it("ids are UUIDs in any letter case: an upper-case one names the same workflow or run, never nothing", async () => {
+    const helloId = (await workflowIdOf("hello")).toUpperCase();
+    const listed = (await (await get(`/api/v1/workflow-runs?workflowId=${helloId}`, token)).json()) as { data: unknown[] };
+    expect(listed.data).toHaveLength(4);
+    const dash = (await (await get(`/api/v1/workflow-runs/dashboard/${helloId}`, token)).json()) as { workflowId: string; total: number };
+    expect(dash).toMatchObject({ workflowId: helloId.toLowerCase(), total: 4 });
+    const runId = ids["hello:completed"]!;
+    const detail = await get(`/api/v1/workflow-runs/${runId.toUpperCase()}`, token);
+    expect(detail.status).toBe(200);
+    expect(((await detail.json()) as { id: string }).id).toBe(runId);
+  });
+
   it("detail shows the run with its activity runs, one per attempt; odd ids are 404", async () => {
     const runId = ids["hello:completed"]!;
     await env.DB.prepare(
@@ -295,6 +307,27 @@ describe("Workflow Runs API: cancel", () => {
     expect(body.summary).toEqual({ cancelled: 0, already_completed: 2, not_eligible: 2, not_found: 3, error: 1 });
   });
 
+  it("an upper-case run or workflow id names the same runs (not not_found while they go on); one run named twice is one outcome", async () => {
+    await seedCatalog();
+    const { organizationId } = await seedOrganization();
+    const token = await jwtFor(organizationId);
+    const completed = await insertRun(organizationId, "hello", "completed", "2026-01-03T00:00:00.000Z");
+    const running = await insertRun(organizationId, "two_steps", "running", "2026-01-03T00:00:01.000Z");
+    const cancel = async (body: unknown) =>
+      (await (
+        await call("/api/v1/workflow-runs/cancel", {
+          method: "POST",
+          headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+          body: JSON.stringify(body),
+        })
+      ).json()) as { results: Array<{ runId: string; status: string }> };
+    const byRunIds = await cancel({ runIds: [completed.toUpperCase(), completed] });
+    expect(byRunIds.results).toEqual([{ runId: completed.toUpperCase(), status: "already_completed" }]);
+    // The running run's cancel reaches for the host (none in edge tests): "error", not "not_found".
+    const byWorkflow = await cancel({ workflowId: (await workflowIdOf("two_steps")).toUpperCase() });
+    expect(byWorkflow.results.map((r) => [r.runId, r.status])).toEqual([[running, "error"]]);
+  });
+
   it("needs exactly one of runIds and workflowId; reason at most 500 characters", async () => {
     const { organizationId } = await seedOrganization();
     const token = await jwtFor(organizationId);
@@ -332,6 +365,9 @@ describe("Workflow Runs API: execute validation", () => {
     expect(badEnv.status).toBe(400);
     const badInput = await execute({ workflowId: helloId, inputs: '{"name":42}' });
     expect(((await badInput.json()) as ErrorBody).error.code).toBe("invalid_input");
+    // An upper-case id names the same workflow: past the id, its input schema answers (not 404).
+    const upper = await execute({ workflowId: helloId.toUpperCase(), inputs: '{"name":42}' });
+    expect(((await upper.json()) as ErrorBody).error.code).toBe("invalid_input");
     const unknown = await execute({ workflowId: crypto.randomUUID(), inputs: "{}" });
     expect(unknown.status).toBe(404);
     // Valid: the host is unreachable, so the run is accepted (202, scheduled) and its DO retries the start.

@@ -1,4 +1,3 @@
-import { z } from "zod";
 import type { App } from "../../app-env.ts";
 import type { Run } from "../../db/schema.ts";
 import { findRunById, listOpenRunsOfWorkflow } from "../../db/workflow-runs.ts";
@@ -6,7 +5,7 @@ import { ApiError } from "../../errors.ts";
 import { HostClient } from "../../host-client.ts";
 import { readJson } from "../../middleware/json-body/index.ts";
 import type { RunStatus } from "../../shared/run-status.ts";
-import { cancelBody } from "./schemas.ts";
+import { cancelBody, idOfAnyCase } from "./schemas.ts";
 
 type Outcome = "cancelled" | "already_completed" | "not_eligible" | "not_found" | "error";
 const OPEN: RunStatus[] = ["scheduled", "running", "continued_as_new"];
@@ -36,11 +35,14 @@ export function registerCancel(app: App) {
     const body = await readJson(c, cancelBody);
     const organizationId = c.get("auth").organizationId;
     const host = new HostClient(c.env);
+    // One target per run, whatever the letter case it was named in; results echo the first spelling.
+    const named = new Map<string, string>();
+    for (const runId of body.runIds ?? []) if (!named.has(runId.toLowerCase())) named.set(runId.toLowerCase(), runId);
     const targets: Array<{ runId: string; run: Run | null }> = body.runIds
       ? await Promise.all(
-          [...new Set(body.runIds)].map(async (runId) => ({
+          [...named].map(async ([id, runId]) => ({
             runId,
-            run: z.uuid().safeParse(runId).success ? await findRunById(c.env.DB, organizationId, runId) : null,
+            run: idOfAnyCase.safeParse(id).success ? await findRunById(c.env.DB, organizationId, id) : null,
           })),
         )
       : (await listOpenRunsOfWorkflow(c.env.DB, organizationId, body.workflowId!, OPEN, MAX_RUNS_PER_CANCEL)).map((run) => ({

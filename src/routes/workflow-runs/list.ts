@@ -3,9 +3,8 @@ import { countRunsByStatus, listWorkflowRuns } from "../../db/workflow-runs.ts";
 import { ApiError } from "../../errors.ts";
 import { zodIssues } from "../../middleware/json-body/index.ts";
 import { STATUSES_BY_WORKFLOW_RUN_STATUS, WORKFLOW_RUN_STATUSES, toWorkflowRunStatus, type RunStatus } from "../../shared/run-status.ts";
-import { listQuery } from "./schemas.ts";
+import { idOfAnyCase, listQuery } from "./schemas.ts";
 import { workflowRunView } from "./views.ts";
-import { z } from "zod";
 import { singleValuedQuery } from "../../middleware/query/index.ts";
 
 /** GET /api/v1/workflow-runs and GET /api/v1/workflow-runs/dashboard/:workflowId */
@@ -39,8 +38,9 @@ export function registerListAndDashboard(app: App) {
   });
 
   app.get("/api/v1/workflow-runs/dashboard/:workflowId", async (c) => {
-    const workflowId = c.req.param("workflowId");
-    if (!z.uuid().safeParse(workflowId).success) throw new ApiError("workflow_not_found", "workflowId must be a workflow's UUID");
+    const parsed = idOfAnyCase.safeParse(c.req.param("workflowId"));
+    if (!parsed.success) throw new ApiError("workflow_not_found", "workflowId must be a workflow's UUID");
+    const workflowId = parsed.data;
     const rows = await countRunsByStatus(c.env.DB, c.get("auth").organizationId, workflowId);
     const counts = Object.fromEntries(WORKFLOW_RUN_STATUSES.map((s) => [s, 0])) as Record<(typeof WORKFLOW_RUN_STATUSES)[number], number>;
     for (const row of rows) counts[toWorkflowRunStatus(row.status as RunStatus, row.waiting ? "yes" : null)] += row.n;
