@@ -5,7 +5,8 @@
  * (or while earlier pushes are in flight; a run's outcome, pushed with `now`, does not wait for
  * the window) go out together in one signed push to
  * `/internal/run-events`, grouped by workflow id, at most MAX_PUSH_EVENTS a push and at most
- * MAX_PUSHES_IN_FLIGHT pushes at once. Under load the pushes grow instead of multiplying.
+ * MAX_PUSHES_IN_FLIGHT pushes at once, a run in one of them at most (so the edge gets each run's
+ * events in order). Under load the pushes grow instead of multiplying.
  * `pushRunEvents` resolves once the edge has recorded the caller's events, so a caller that
  * awaits it (an activity publishing its step's end) knows they are durable.
  *
@@ -68,6 +69,8 @@ export class EdgeClient {
   private queuedNow = 0;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private inFlight = 0;
+  /** Runs with events in a push on the wire (each in one push at most). */
+  private readonly runsInFlight = new Set<string>();
   private idleWaiters: Array<() => void> = [];
 
   constructor(
@@ -128,24 +131,36 @@ export class EdgeClient {
     this.timer = undefined;
     if (this.queue.length === 0 || this.inFlight >= MAX_PUSHES_IN_FLIGHT) return;
     const batch: Pending[] = [];
+    const waiting: Pending[] = [];
     const runs = new Set<string>();
+    // A run with events on the wire keeps its next ones queued until that push ends, so the edge
+    // gets each run's events in order (its closing event never before the ones it follows).
+    const held = new Set(this.runsInFlight);
+    let full = false;
     let events = 0;
-    while (this.queue.length > 0) {
-      const next = this.queue[0]!;
-      if (
+    for (const next of this.queue) {
+      full ||=
         batch.length > 0 &&
-        (events + next.events.length > MAX_PUSH_EVENTS || (!runs.has(next.workflowId) && runs.size >= MAX_RUNS_PER_PUSH))
-      )
-        break;
-      batch.push(this.queue.shift()!);
+        (events + next.events.length > MAX_PUSH_EVENTS || (!runs.has(next.workflowId) && runs.size >= MAX_RUNS_PER_PUSH));
+      if (full || held.has(next.workflowId)) {
+        waiting.push(next);
+        held.add(next.workflowId);
+        continue;
+      }
+      batch.push(next);
       if (next.now) this.queuedNow--;
       runs.add(next.workflowId);
       events += next.events.length;
     }
+    // Every run queued is on the wire already: the end of its push schedules the next.
+    if (batch.length === 0) return;
+    this.queue = waiting;
     this.queuedEvents -= events;
     this.inFlight++;
+    for (const run of runs) this.runsInFlight.add(run);
     void this.send(batch).finally(() => {
       this.inFlight--;
+      for (const run of runs) this.runsInFlight.delete(run);
       this.schedule();
     });
     // More than one push's worth waiting, or an outcome left behind: start the next one now.

@@ -14,22 +14,32 @@ const SECRET = "edge-client-test-secret"; // test-only
 interface Received {
   path: string;
   body: RunEventPush;
+  /** When the stand-in edge got the request, and when it answered, on one counter of both. */
+  arrived: number;
+  answered: number;
 }
 
 let server: Server | undefined;
 afterEach(() => new Promise<void>((r) => (server ? server.close(() => r()) : r())));
 
-/** A stand-in edge: `answer` decides each response status from the push; `accepted` is the body of a 200. */
+/**
+ * A stand-in edge: `answer` decides each response status from the push; `accepted` is the body of
+ * a 200; each answer waits `delayMs`, so that pushes overlap when the client lets them.
+ */
 async function fakeEdge(
   answer: (push: RunEventPush, n: number) => number,
   accepted: (push: RunEventPush) => unknown = () => ({ ok: true }),
+  delayMs = 0,
 ) {
   const received: Received[] = [];
   const statuses: number[] = [];
+  let clock = 0;
   server = createServer((req, res) => {
     const chunks: Buffer[] = [];
+    const arrived = ++clock;
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", async () => {
+      if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
       const body = Buffer.concat(chunks);
       const verdict = await verifyRequest(
         [SECRET],
@@ -40,7 +50,7 @@ async function fakeEdge(
       );
       const push = JSON.parse(body.toString()) as RunEventPush;
       const status = verdict.ok ? answer(push, received.length) : 401;
-      received.push({ path: req.url!, body: push });
+      received.push({ path: req.url!, body: push, arrived, answered: ++clock });
       statuses.push(status);
       res
         .writeHead(status, { "content-type": "application/json" })
@@ -108,6 +118,28 @@ describe("EdgeClient: batched run events", () => {
     const sent = edge.received.flatMap((r) => r.body.runs.flatMap((run) => run.events.map((e) => e.sourceKey)));
     expect(sent).toEqual(Array.from({ length: 9 }, (_, i) => `history:rb:${i + 1}`));
     for (const r of edge.received) expect(Buffer.byteLength(JSON.stringify(r.body))).toBeLessThanOrEqual(MAX_PUSH_BYTES);
+  });
+
+  it("a run's events are in one push on the wire at a time, so the edge gets them in order; other runs go alongside", async () => {
+    const edge = await fakeEdge(() => 200, undefined, 100);
+    const client = new EdgeClient(edge.url, SECRET, () => undefined, 3, 5);
+    // Three pushes' worth of one run (MAX_PUSH_EVENTS is 500), then another run's event while they go.
+    const long = client.pushRunEvents(
+      "long",
+      Array.from({ length: 1_200 }, (_, i) => started(`l${i}`)),
+    );
+    await new Promise((r) => setTimeout(r, 20));
+    await Promise.all([long, client.pushRunEvents("other", [started("o")])]);
+    const pushesOf = (workflowId: string) => edge.received.filter((r) => r.body.runs.some((run) => run.workflowId === workflowId));
+    const longPushes = [...pushesOf("long")].sort((a, b) => a.arrived - b.arrived);
+    expect(longPushes).toHaveLength(3);
+    for (let i = 1; i < longPushes.length; i++) expect(longPushes[i]!.arrived).toBeGreaterThan(longPushes[i - 1]!.answered);
+    expect(longPushes.flatMap((r) => r.body.runs.flatMap((run) => run.events.map((e) => e.sourceKey)))).toEqual(
+      Array.from({ length: 1_200 }, (_, i) => `run:l${i}:started`),
+    );
+    // The other run did not queue behind the long one: it went out while the long run's first push was on the wire.
+    const [otherPush] = pushesOf("other");
+    expect(otherPush!.arrived).toBeLessThan(longPushes[0]!.answered);
   });
 
   it("a push with `now` goes out without waiting for the window, taking the events queued before it, in order", async () => {
