@@ -51,10 +51,15 @@ export function activityRuntime(): ActivityRuntime {
   return runtime;
 }
 
-/** Publishes events of the current activity attempt, in order. */
+/**
+ * Publishes events of the current activity attempt, in order: each is handed to the EdgeClient at
+ * once, which delivers a run's events in the order it got them (one push of a run on the wire at
+ * a time). Not one push after another: while the edge is down, an attempt's events wait together
+ * for it to come back, instead of each waiting out the retries of the one before.
+ */
 export class StepPublisher {
   private sequence = 0;
-  private chain: Promise<void> = Promise.resolve();
+  private delivered: Promise<void> = Promise.resolve();
   private readonly info = Context.current().info;
   private readonly execution = (() => {
     const execution = this.info.workflowExecution;
@@ -72,13 +77,14 @@ export class StepPublisher {
     return `${type}:${this.execution.runId}:${this.info.activityId}:${this.info.attempt}:${key}`;
   }
 
+  /** Resolves once the event, and every one published before it, was delivered or given up (logged, not fatal to the step). */
   private push(event: RunEvent): Promise<void> {
     const { edge } = activityRuntime();
-    // One push at a time keeps the events in order; a failed push is logged, not fatal to the step.
-    this.chain = this.chain
-      .then(() => edge.pushRunEvents(this.execution.workflowId, [event]))
+    const sent = edge
+      .pushRunEvents(this.execution.workflowId, [event])
       .catch((err) => console.warn(`could not publish ${event.type} for ${this.info.activityId}: ${String(err)}`));
-    return this.chain;
+    this.delivered = Promise.all([this.delivered, sent]).then(() => undefined);
+    return this.delivered;
   }
 
   private now = () => new Date().toISOString();
@@ -113,6 +119,6 @@ export class StepPublisher {
 
   /** Resolves when everything published so far has been delivered (or given up). */
   flush(): Promise<void> {
-    return this.chain;
+    return this.delivered;
   }
 }

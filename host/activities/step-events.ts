@@ -16,7 +16,18 @@ function outputsOf(result: unknown): unknown {
   return json !== undefined && json.length <= MAX_STEP_OUTPUT_CHARS ? result : { truncated: true, size: json?.length ?? 0 };
 }
 
+/**
+ * How long the end of an attempt waits for the edge to record its `step` event. Usually that is
+ * milliseconds; while the edge is down the push goes on retrying in the background and the step
+ * ends anyway: its outcome is in Temporal's history, and waiting out the push's retries (about two
+ * minutes) would time out every step of every run (many have a one-minute start-to-close timeout)
+ * for an outage of the API in front of them.
+ */
+export const STEP_EVENT_WAIT_MS = 10_000;
+
 export class StepEventsInterceptor implements ActivityInboundCallsInterceptor {
+  constructor(private readonly stepEventWaitMs = STEP_EVENT_WAIT_MS) {}
+
   async execute(input: ActivityExecuteInput, next: Next<ActivityInboundCallsInterceptor, "execute">): Promise<unknown> {
     const publisher = new StepPublisher();
     // Not awaited: the step does not wait for the edge to start. The publisher sends in order, and
@@ -26,12 +37,19 @@ export class StepEventsInterceptor implements ActivityInboundCallsInterceptor {
       const workflowId = Context.current().info.workflowExecution?.workflowId;
       const envs = workflowId ? ((await activityRuntime().envs?.forWorkflow(workflowId)) ?? {}) : {};
       const result = await withEnvOverrides(envs, () => next(input));
-      await publisher.step("completed", { outputs: outputsOf(result) });
+      await this.awhile(publisher.step("completed", { outputs: outputsOf(result) }));
       return result;
     } catch (err) {
-      await publisher.step("failed", { error: err instanceof Error ? err.message : String(err) });
+      await this.awhile(publisher.step("failed", { error: err instanceof Error ? err.message : String(err) }));
       throw err;
     }
+  }
+
+  /** Waits for `delivery`, at most stepEventWaitMs. */
+  private async awhile(delivery: Promise<void>): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([delivery, new Promise<void>((resolve) => (timer = setTimeout(resolve, this.stepEventWaitMs)))]);
+    clearTimeout(timer);
   }
 }
 

@@ -1,0 +1,92 @@
+/**
+ * The step-events interceptor (host/activities/step-events.ts) around a real activity context
+ * (@temporalio/testing's MockActivityEnvironment runs it): every attempt's start and end reach the
+ * edge, in order; and an edge that is down does not hold the step past STEP_EVENT_WAIT_MS.
+ */
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { MockActivityEnvironment } from "@temporalio/testing";
+import { afterEach, describe, expect, it } from "vitest";
+import { StepEventsInterceptor } from "../../host/activities/step-events.ts";
+import { type ActivityRuntime, installActivityRuntime, StepPublisher } from "../../host/activities/runtime.ts";
+import { EdgeClient } from "../../host/edge-client.ts";
+import type { RunEventPush } from "../../src/shared/host-api.ts";
+
+const SECRET = "step-events-test-secret"; // test-only
+
+let server: Server | undefined;
+afterEach(() => new Promise<void>((r) => (server ? server.close(() => r()) : r())));
+
+/**
+ * A stand-in edge that keeps the events' types as it takes them (and how many pushes it took);
+ * it answers 503 to its first `unavailable` requests, as an edge that is down for a while.
+ */
+async function recordingEdge(unavailable = 0) {
+  const received: string[] = [];
+  const taken = { pushes: 0 };
+  let requests = 0;
+  server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      if (++requests <= unavailable) return void res.writeHead(503).end();
+      const push = JSON.parse(Buffer.concat(chunks).toString()) as RunEventPush;
+      taken.pushes++;
+      for (const run of push.runs)
+        for (const e of run.events)
+          received.push(`${e.type}:${(e.data as { state?: string; text?: string }).state ?? (e.data as { text?: string }).text ?? ""}`);
+      res.writeHead(200, { "content-type": "application/json" }).end('{"ok":true}');
+    });
+  });
+  await new Promise<void>((r) => server!.listen(0, "127.0.0.1", r));
+  return { url: `http://127.0.0.1:${(server!.address() as AddressInfo).port}`, received, taken };
+}
+
+function install(edge: EdgeClient) {
+  installActivityRuntime({ edge, prices: {}, llm: {}, httpRequestCost: 0 } as unknown as ActivityRuntime);
+}
+
+/** Runs `activity` as one attempt, inside the interceptor. */
+function attempt<T>(interceptor: StepEventsInterceptor, activity: () => Promise<T>): Promise<T> {
+  const env = new MockActivityEnvironment(undefined, { interceptors: [() => ({ inbound: interceptor })] });
+  return env.run(activity);
+}
+
+describe("step events: happy path", () => {
+  it("an attempt's start and end are recorded by the edge, in order, before the step ends", async () => {
+    const edge = await recordingEdge();
+    install(new EdgeClient(edge.url, SECRET, () => undefined, 3, 5));
+    expect(await attempt(new StepEventsInterceptor(), async () => "done")).toBe("done");
+    expect(edge.received).toEqual(["step:started", "step:completed"]);
+    await expect(attempt(new StepEventsInterceptor(), async () => Promise.reject(new Error("boom")))).rejects.toThrow("boom");
+    expect(edge.received.slice(2)).toEqual(["step:started", "step:failed"]);
+  });
+});
+
+describe("step events: errors (the edge is down)", () => {
+  it("the step ends after the wait, with its own result or error; the push goes on retrying behind it", async () => {
+    // A port nothing listens on, and retries that outlast the test: only the bounded wait lets the step end.
+    const logs: string[] = [];
+    const client = new EdgeClient("http://127.0.0.1:9", SECRET, (m) => logs.push(m), 1_000, 5);
+    install(client);
+    const interceptor = new StepEventsInterceptor(200);
+    expect(await attempt(interceptor, async () => ({ words: 2 }))).toEqual({ words: 2 });
+    await expect(attempt(interceptor, async () => Promise.reject(new Error("boom")))).rejects.toThrow("boom");
+    expect(logs.some((m) => m.includes("failed") && m.includes("retrying"))).toBe(true);
+  });
+
+  it("events published while the edge is down wait together, then arrive in order (not one retry cycle each)", async () => {
+    const edge = await recordingEdge(3);
+    install(new EdgeClient(edge.url, SECRET, () => undefined, 30, 5));
+    const env = new MockActivityEnvironment();
+    await env.run(async () => {
+      const publisher = new StepPublisher();
+      for (const text of ["a", "b", "c", "d", "e"]) void publisher.thinking(text);
+      await publisher.flush();
+    });
+    expect(edge.received).toEqual(["thinking:a", "thinking:b", "thinking:c", "thinking:d", "thinking:e"]);
+    // They were handed over together: one push (or two, if the first left before the rest were
+    // queued) retried through the outage, not five one after another.
+    expect(edge.taken.pushes).toBeLessThanOrEqual(2);
+  });
+});
