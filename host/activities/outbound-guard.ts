@@ -175,6 +175,15 @@ const systemLookup = (hostname: string) =>
   );
 
 /**
+ * Where a refused name pointed, for the operator only. The refusal a run sees names the host but
+ * not the address or its range: workflow input is a tenant's, and answers such as "db.internal
+ * resolves to 10.0.0.5" would let it map the host's internal DNS.
+ */
+function logRefusal(hostname: string, address: string, range: string): void {
+  console.warn(JSON.stringify({ level: "warn", message: "outbound request refused", hostname, address, range }));
+}
+
+/**
  * The socket's lookup: resolves, refuses the host if ANY answer is refused (a mixed answer is
  * the classic rebinding trick), and hands the socket exactly the checked addresses.
  */
@@ -187,10 +196,10 @@ function guardedLookup(policy: OutboundPolicy, port: number): LookupFunction {
         if (!hostAllowed(policy, hostname, port)) {
           for (const { address } of answers) {
             const refusal = addressRefusal(policy, address, port);
-            if (refusal)
-              throw new UrlNotAllowedError(
-                `${hostname} resolves to ${address}, a ${refusal} address, which outbound requests may not reach`,
-              );
+            if (refusal) {
+              logRefusal(hostname, address, refusal);
+              throw new UrlNotAllowedError(`${hostname} resolves to an address outbound requests may not reach`);
+            }
           }
         }
         const wanted = options.family === 4 || options.family === 6 ? answers.filter((a) => a.family === options.family) : answers;
@@ -217,7 +226,8 @@ function guardedDispatcher(policy: OutboundPolicy, url: URL): Dispatcher {
         const refusal = hostAllowed(policy, options.hostname, port) ? null : addressRefusal(policy, peer, port);
         if (refusal) {
           socket.destroy();
-          return callback(new UrlNotAllowedError(`${options.hostname} connected to ${peer}, a ${refusal} address`), null);
+          logRefusal(options.hostname, peer, refusal);
+          return callback(new UrlNotAllowedError(`${options.hostname} connected to an address outbound requests may not reach`), null);
         }
         callback(null, socket);
       }),

@@ -7,7 +7,7 @@
  */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import {
   checkUrl,
   guardedFetch,
@@ -188,8 +188,24 @@ describe("outbound HTTP guard: URLs", () => {
 
   it("refuses a DNS name that resolves to 127.0.0.1 (localhost, from /etc/hosts)", async () => {
     const message = await refusal(guardedFetch(policy(), `http://localhost:${secret.port}/health`));
-    expect(message).toMatch(/localhost resolves to (127\.0\.0\.1|::1)/);
+    expect(message).toMatch(/localhost resolves to an address outbound requests may not reach/);
     expect(secret.hits).toEqual([]);
+  });
+
+  it("a refusal never tells the tenant where an internal name points (the operator's log does)", async () => {
+    const warnings: string[] = [];
+    const warn = vi.spyOn(console, "warn").mockImplementation((line: string) => void warnings.push(line));
+    try {
+      const lookup = async () => [{ address: "10.1.2.3", family: 4 }];
+      const message = await refusal(guardedFetch(policy({ lookup }), "http://db.internal.test/"));
+      expect(message).toContain("db.internal.test");
+      expect(message).not.toMatch(/10\.1\.2\.3|private|10\.0\.0\.0/);
+    } finally {
+      warn.mockRestore();
+    }
+    expect(warnings.map((w) => JSON.parse(w))).toContainEqual(
+      expect.objectContaining({ message: "outbound request refused", hostname: "db.internal.test", address: "10.1.2.3" }),
+    );
   });
 
   it("refuses a name any of whose addresses is private (a mixed DNS answer)", async () => {
