@@ -18,10 +18,11 @@ export async function findRunByWorkflowId(d1: D1Database, organizationId: string
  * `workflowId` is given. Both forms walk an index in order: runs_org_created_idx, and
  * runs_org_workflow_created_idx for one workflow.
  */
-export async function listRecentRuns(d1: D1Database, organizationId: string, limit: number, filter: { workflowId?: string } = {}) {
-  const where = filter.workflowId
-    ? and(eq(runs.organizationId, organizationId), eq(runs.workflowId, filter.workflowId))
-    : eq(runs.organizationId, organizationId);
+export async function listRecentRuns(d1: D1Database, organizationId: string, limit: number, filter: { workflowName?: string } = {}) {
+  const where =
+    filter.workflowName !== undefined
+      ? and(eq(runs.organizationId, organizationId), eq(runs.workflowName, filter.workflowName))
+      : eq(runs.organizationId, organizationId);
   return db(d1).select().from(runs).where(where).orderBy(desc(runs.createdAt), desc(runs.id)).limit(limit);
 }
 

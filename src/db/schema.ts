@@ -165,6 +165,9 @@ export const runs = sqliteTable(
     index("runs_org_status_created_idx").on(t.organizationId, t.status, t.createdAt),
     index("runs_org_workflow_created_idx").on(t.organizationId, t.workflowId, t.createdAt),
     index("runs_org_workflow_status_idx").on(t.organizationId, t.workflowId, t.status, t.waitingSince),
+    // GET /workflow/runs?workflowType=: the run's own workflow name (prompt workflows' and
+    // unpublished ones' runs too), newest first.
+    index("runs_org_workflow_name_created_idx").on(t.organizationId, t.workflowName, t.createdAt),
   ],
 );
 

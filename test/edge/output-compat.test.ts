@@ -366,6 +366,16 @@ describe("catalog and runs list", () => {
     expect(onlyHello.count).toBe(1);
     expect(onlyHello.runs.map((r) => r.workflowType)).toEqual(["hello"]);
     expect(await (await get("/workflow/runs?workflowType=no_such_workflow", org.key)).json()).toEqual({ runs: [], count: 0 });
+    // The filter is the run's own workflow name, as the unfiltered list shows it: a run of a
+    // workflow no longer runnable (a prompt workflow since deleted, one unpublished) is found too.
+    const retired = await createRunningRun(org.organizationId, "hello");
+    await env.DB.prepare("UPDATE runs SET workflow_name = ? WHERE temporal_workflow_id = ?")
+      .bind("retired-prompt-workflow", retired.workflowId)
+      .run();
+    const byName = (await (await get("/workflow/runs?workflowType=retired-prompt-workflow", org.key)).json()) as {
+      runs: Array<{ workflowId: string; workflowType: string }>;
+    };
+    expect(byName.runs.map((r) => [r.workflowId, r.workflowType])).toEqual([[retired.workflowId, "retired-prompt-workflow"]]);
     expect(await (await get("/workflow/runs?catalog=main", org.key)).json()).toEqual({ runs: [], count: 0 });
     // A repeated parameter is 400 naming it, not silently its first value.
     const repeated = await get("/workflow/runs?limit=1&limit=1000", org.key);
@@ -373,14 +383,14 @@ describe("catalog and runs list", () => {
     expect((await outputError(repeated)).issues).toEqual([{ path: "limit", message: expect.stringContaining("more than once") }]);
     expect(((await (await get("/workflow/runs?catalog=outrider&limit=1", org.key)).json()) as { count: number }).count).toBe(1);
 
-    // The filtered list walks runs_org_workflow_created_idx in order (no scan of the org's runs).
+    // The filtered list walks runs_org_workflow_name_created_idx in order (no scan of the org's runs).
     const plan = await env.DB.prepare(
-      "EXPLAIN QUERY PLAN SELECT * FROM runs WHERE organization_id = ? AND workflow_id = ? ORDER BY created_at DESC, id DESC LIMIT ?",
+      "EXPLAIN QUERY PLAN SELECT * FROM runs WHERE organization_id = ? AND workflow_name = ? ORDER BY created_at DESC, id DESC LIMIT ?",
     )
       .bind(org.organizationId, "x", 100)
       .all<{ detail: string }>();
     const details = plan.results.map((r) => r.detail).join("\n");
-    expect(details).toContain("USING INDEX runs_org_workflow_created_idx (organization_id=? AND workflow_id=?)");
+    expect(details).toContain("USING INDEX runs_org_workflow_name_created_idx (organization_id=? AND workflow_name=?)");
     expect(details).not.toMatch(/SCAN runs\b/);
 
     for (const q of ["limit=0", "limit=1001", "limit=abc", "limit=0x10", "limit=1e2", "limit=%2010", "limit=", "catalog=a%2Fb"]) {

@@ -2,7 +2,6 @@ import { z } from "zod";
 import { queryInt } from "../../shared/query-int.ts";
 import type { App } from "../../app-env.ts";
 import { listRecentRuns } from "../../db/runs.ts";
-import { findRunnableWorkflow } from "../../db/workflows.ts";
 import { ApiError } from "../../errors.ts";
 import { zodIssues } from "../../middleware/json-body/index.ts";
 import { CATALOG_ID, catalogIdSchema } from "./schemas.ts";
@@ -10,7 +9,7 @@ import { singleValuedQuery } from "../../middleware/query/index.ts";
 
 /** Output's query: `workflowType` and `catalog` filters, `limit` 1-1000 (default 100). */
 export const recentRunsQuery = z.object({
-  workflowType: z.string().min(1).max(64).optional(),
+  workflowType: z.string().min(1).max(256).optional(),
   catalog: catalogIdSchema.optional(),
   limit: queryInt(1, 1000).default(100),
 });
@@ -19,7 +18,7 @@ export const recentRunsQuery = z.object({
  * GET /workflow/runs?workflowType=&catalog=&limit=: the organization's recent runs, newest first,
  * as Output lists them (`{runs: [{workflowId, runId, workflowType, status, startedAt,
  * completedAt}], count}`, ISO times), plus `createdAt`. A catalog other than Outrider's one has
- * no runs; so has a workflow type the caller cannot run.
+ * no runs.
  */
 export function registerRunsList(app: App) {
   app.get("/workflow/runs", async (c) => {
@@ -32,11 +31,9 @@ export function registerRunsList(app: App) {
     const organizationId = c.get("auth").organizationId;
     let rows: Awaited<ReturnType<typeof listRecentRuns>> = [];
     if (catalog === undefined || catalog === CATALOG_ID) {
-      if (workflowType === undefined) rows = await listRecentRuns(c.env.DB, organizationId, limit);
-      else {
-        const workflow = await findRunnableWorkflow(c.env.DB, organizationId, { name: workflowType });
-        if (workflow) rows = await listRecentRuns(c.env.DB, organizationId, limit, { workflowId: workflow.id });
-      }
+      // The run's own workflow name, as the unfiltered list shows it (Output filters on the run's
+      // WorkflowType): runs of a prompt workflow, or of one no longer published, are found too.
+      rows = await listRecentRuns(c.env.DB, organizationId, limit, workflowType === undefined ? {} : { workflowName: workflowType });
     }
     const runs = rows.map((r) => ({
       workflowId: r.temporalWorkflowId,
