@@ -37,8 +37,12 @@ const PASS_THROUGH_CODES: Partial<Record<ErrorCode, true>> = {
 /** The host answered and refused the request (4xx other than 401): it did nothing. */
 export class HostRefusedError extends ApiError {}
 
-/** Host (or proxy) statuses that mean "overloaded or down for now". */
-const OUTAGE_STATUSES = new Set([502, 503, 504]);
+/**
+ * Host (or proxy) statuses that mean "overloaded or down for now": and Cloudflare's origin
+ * errors, for a host behind a Cloudflare proxy or Tunnel (520 unknown, 521 down, 522 and 524 timed
+ * out, 523 unreachable).
+ */
+const OUTAGE_STATUSES = new Set([502, 503, 504, 520, 521, 522, 523, 524]);
 
 /** Seconds a client should wait before retrying when the host cannot be reached. */
 export const HOST_RETRY_AFTER_SECONDS = 5;

@@ -16,8 +16,13 @@ import { runStream } from "../../src/run-stream-client.ts";
 import type { RunStarter, SerializedError, StartCommand, StartedRunInfo } from "./run-starter.ts";
 import { serializeError } from "./run-starter.ts";
 
-/** The host blocks at most this long per result call; longer waits are several calls. */
-const HOST_RESULT_WAIT_SLICE_MS = 110_000;
+/**
+ * The host blocks at most this long per result call; longer waits are several calls. Under the
+ * 100 s a Cloudflare proxy or Tunnel in front of the host waits for an answer (docs/deploy.md).
+ */
+const HOST_RESULT_WAIT_SLICE_MS = 90_000;
+/** A wait that finds the host unavailable (restarting, its proxy's 502) asks again after this, while the caller's wait lasts. */
+const HOST_RETRY_PAUSE_MS = 1_000;
 
 export interface RunView {
   run: Run;
@@ -37,7 +42,7 @@ export interface ReadOptions {
   waitMs?: number;
   /** Include the run's attributes (from its log). */
   attributes?: boolean;
-  /** Keep answering with the stored row when the host is down (reads); blocking calls say false. */
+  /** Answer with the stored row when the host is down (after waiting out `waitMs` for it to come back). */
   tolerateHostDown?: boolean;
   /** false: answer with the stored row, without asking Temporal (a start that goes on to stream). */
   settle?: boolean;
@@ -177,9 +182,17 @@ export async function settleRun(
 export async function waitForResult(env: Env, workflowId: string, waitMs: number, runId?: string): Promise<RunResultResponse> {
   const host = new HostClient(env);
   const deadline = Date.now() + waitMs;
-  let result: RunResultResponse;
-  do {
-    result = await host.result(workflowId, Math.min(HOST_RESULT_WAIT_SLICE_MS, Math.max(0, deadline - Date.now())), runId);
-  } while (!isTerminal(result.status) && Date.now() < deadline);
-  return result;
+  for (;;) {
+    let result: RunResultResponse;
+    try {
+      result = await host.result(workflowId, Math.min(HOST_RESULT_WAIT_SLICE_MS, Math.max(0, deadline - Date.now())), runId);
+    } catch (err) {
+      // The host restarting within the caller's wait is a pause in the wait, not its end.
+      const outage = err instanceof ApiError && err.code === "host_unavailable";
+      if (!outage || Date.now() + HOST_RETRY_PAUSE_MS >= deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, HOST_RETRY_PAUSE_MS));
+      continue;
+    }
+    if (isTerminal(result.status) || Date.now() >= deadline) return result;
+  }
 }

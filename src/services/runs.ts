@@ -73,7 +73,10 @@ export async function startAndWaitInRegion(env: Env, command: StartCommand, wait
   const reply = (await runStream(env, command.workflowId).startAndWait(command, {
     waitMs,
     attributes,
-    tolerateHostDown: false,
+    // Once started, the run exists and holds its credits: a host that stays unavailable until the
+    // wait runs out answers as a wait that ran out (the row, still going), never an error that a
+    // client would retry by starting the run again.
+    tolerateHostDown: true,
     settle,
   })) as StartAndWaitReply;
   if (!reply.ok) throw replyError(reply.error);

@@ -1,10 +1,11 @@
 import { env } from "cloudflare:workers";
 import { runInDurableObject } from "cloudflare:test";
-import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { ApiError } from "../../src/errors.ts";
 import { HostClient } from "../../src/host-client.ts";
 import { runStream } from "../../src/run-stream-client.ts";
-import { admin, call, postJson, seedCatalog, seedOrganization } from "./helpers.ts";
+import { HOST_PATHS } from "../../src/shared/host-api.ts";
+import { admin, call, postJson, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
 
 // In edge tests HOST_URL points at a closed port, so every call to the host fails to connect.
 // The edge cannot tell a refused connection from an answer lost after the host started the run,
@@ -126,13 +127,66 @@ describe("host failures that are not outages (security: no retry that cannot wor
     expect([err.code, err.status]).toEqual(["invalid_request", 400]);
   });
 
-  it("an outage (502/503/504 from the host or its proxy) stays 503 host_unavailable with Retry-After", async () => {
-    for (const status of [502, 503, 504]) {
+  it("an outage (502/503/504 from the host or its proxy, a Cloudflare proxy's 520-524) stays 503 host_unavailable with Retry-After", async () => {
+    for (const status of [502, 503, 504, 520, 521, 522, 523, 524]) {
       answer(status, "temporal_unavailable");
       const err = await failure(client().interact("approval-x", "signal", "approve", {}));
       expect([err.code, err.status]).toEqual(["host_unavailable", 503]);
       expect(Number(err.headers?.["retry-after"])).toBeGreaterThan(0);
       vi.restoreAllMocks();
     }
+  });
+});
+
+describe("the host unavailable while a blocking start waits (the run was started)", () => {
+  let org: Awaited<ReturnType<typeof seedOrganization>>;
+  let restore: () => void;
+  /** How the scripted host answers result calls, in turn; then `completed`. */
+  let resultAnswers: Array<"unavailable" | "running"> = [];
+  beforeAll(async () => {
+    org = await seedOrganization();
+    await seedCatalog();
+    restore = scriptHost(async (request, path) => {
+      if (path === HOST_PATHS.start) {
+        const { workflowId, acceptId } = (await request.json()) as { workflowId: string; acceptId: string };
+        return Response.json({ workflowId, runId: acceptId });
+      }
+      if (path.endsWith("/result")) {
+        const workflowId = decodeURIComponent(path.split("/").at(-2)!);
+        const runId = new URL(request.url).searchParams.get("runId") ?? crypto.randomUUID();
+        const next = resultAnswers.shift();
+        if (next === "unavailable")
+          return Response.json({ error: { code: "temporal_unavailable", message: "restarting" } }, { status: 503 });
+        const done = next === undefined;
+        return Response.json({
+          workflowId,
+          runId,
+          status: done ? "completed" : "running",
+          output: done ? { greeting: "Hello, Ada!" } : null,
+          error: null,
+          closeTime: done ? new Date().toISOString() : null,
+        });
+      }
+      throw new TypeError("connection refused");
+    });
+  });
+  afterAll(() => restore());
+
+  it("a host that comes back within the wait: the wait goes on and answers the result (not 503, which a retry would answer with a second run)", async () => {
+    resultAnswers = ["unavailable", "unavailable"];
+    const res = await postJson("/workflow/run", { workflowName: "hello", input: { name: "Ada" }, timeout: 20_000 }, org.key);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ status: "completed", output: { greeting: "Hello, Ada!" } });
+  });
+
+  it("a host still unavailable when the wait runs out: 408 with the run's Location, as any wait that ran out", async () => {
+    resultAnswers = Array.from({ length: 100 }, () => "unavailable" as const);
+    const res = await postJson("/workflow/run", { workflowName: "hello", input: { name: "Ada" }, timeout: 2_500 }, org.key);
+    expect(res.status).toBe(408);
+    const body = (await res.json()) as { code: string; workflowId: string };
+    expect(body.code).toBe("wait_timed_out");
+    expect(res.headers.get("location")).toBe(`/workflow/${body.workflowId}/result`);
+    const rows = await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE temporal_workflow_id = ?").bind(body.workflowId).first();
+    expect(rows).toEqual({ n: 1 });
   });
 });
