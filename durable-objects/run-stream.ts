@@ -115,6 +115,7 @@ export class RunStream extends DurableObject<Env> {
       get sql() {
         return storage();
       },
+      hasSchema: () => !this.schemaPending,
       env,
       storage: ctx.storage,
       prepare: prepareStart,

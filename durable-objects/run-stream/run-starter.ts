@@ -96,6 +96,8 @@ export function serializeError(err: unknown): SerializedError {
 /** What the DO class lends the starter. */
 export interface RunStarterDeps {
   sql: SqlStorage;
+  /** Whether the DO's schema exists yet: a new DO has no start to read, and a refused start writes none. */
+  hasSchema(): boolean;
   env: Env;
   storage: DurableObjectStorage;
   /** Resolves a start target against the catalog (src/services). */
@@ -136,6 +138,9 @@ export class RunStarter {
   constructor(private readonly deps: RunStarterDeps) {}
 
   private row(): OutboxRow | undefined {
+    // Reading `sql` creates a new DO's schema: a start refused before acceptance (unknown workflow,
+    // bad input, no credits) would leave a DO with tables and nothing in them, one per refusal.
+    if (!this.deps.hasSchema()) return undefined;
     return this.deps.sql.exec<OutboxRow>("SELECT * FROM run_start LIMIT 1").toArray()[0];
   }
 

@@ -11,7 +11,8 @@
  *
  * A new DO skips all of that: `createSchema` makes the current schema in one `exec`, when the DO
  * first needs storage (`openStorage` only probes), so a DO that never keeps anything (a push for
- * a run the edge never accepted: push-admission.ts) writes nothing at all.
+ * a run the edge never accepted: push-admission.ts; a start refused before acceptance:
+ * run-starter.ts) writes nothing at all.
  *
  * `openStorage` hydrates the `meta` table (meta.ts) once when the DO wakes.
  */

@@ -27,14 +27,25 @@ const rowsOf = async (workflowId: string) =>
   (await env.DB.prepare("SELECT status, credit_hold FROM runs WHERE temporal_workflow_id = ?").bind(workflowId).all()).results;
 const outboxOf = (workflowId: string) =>
   runInDurableObject(runStream(env, workflowId), (_i, state) => state.storage.sql.exec("SELECT state, attempts FROM run_start").toArray());
+/** The DO's own tables (workerd's internal `_cf_` ones left out). */
+const tablesOf = (workflowId: string) =>
+  runInDurableObject(runStream(env, workflowId), (_i, state) =>
+    state.storage.sql
+      .exec<{ name: string }>(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\' AND name <> 'sqlite_sequence'",
+      )
+      .toArray()
+      .map((t) => t.name),
+  );
 
 describe("RunStream.start: before acceptance", () => {
-  it("bad input is 400 invalid_input, with no row and no outbox entry", async () => {
+  it("bad input is 400 invalid_input, with no row and nothing in the DO's storage", async () => {
     const c = command({ name: 42 });
     const reply = await runStream(env, c.workflowId).start(c);
     expect(reply).toMatchObject({ ok: false, error: { code: "invalid_input" } });
     expect(await rowsOf(c.workflowId)).toEqual([]);
-    expect(await outboxOf(c.workflowId)).toEqual([]);
+    // Not even an empty schema: one refusal per request must not leave one DO's storage each.
+    expect(await tablesOf(c.workflowId)).toEqual([]);
   });
 
   it("an unknown workflow is 404; too few credits is 402; neither leaves a row or a hold", async () => {
@@ -45,6 +56,8 @@ describe("RunStream.start: before acceptance", () => {
     const c = command({ name: "Ada" }, poor.organizationId);
     expect(await runStream(env, c.workflowId).start(c)).toMatchObject({ ok: false, error: { code: "insufficient_credits" } });
     expect(await rowsOf(c.workflowId)).toEqual([]);
+    expect(await tablesOf(unknown.workflowId)).toEqual([]);
+    expect(await tablesOf(c.workflowId)).toEqual([]);
     const held = await env.DB.prepare("SELECT credits_reserved FROM organizations WHERE id = ?").bind(poor.organizationId).first();
     expect(held).toEqual({ credits_reserved: 0 });
   });

@@ -71,6 +71,7 @@ async function countedStart(c: StartCommand) {
     createSchema(state.storage.sql);
     return new RunStarter({
       sql: state.storage.sql,
+      hasSchema: () => true,
       env: { ...env, DB: d1 },
       storage: state.storage,
       prepare: prepareStart,
