@@ -260,6 +260,24 @@ export class ResponseTooLargeError extends Error {
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
+/** Dropped on a redirect to another origin (the Fetch standard drops `authorization`; cookies and proxy credentials are as private). */
+const CREDENTIAL_HEADERS = ["authorization", "cookie", "proxy-authorization"];
+/** Dropped when a redirect turns the request into a body-less GET. */
+const BODY_HEADERS = ["content-type", "content-length", "content-encoding", "content-language", "content-location"];
+
+/** The request's headers, names in lower case. */
+function headerRecord(init: HeadersInit | undefined): Record<string, string> {
+  const record: Record<string, string> = {};
+  new Headers(init).forEach((value, name) => {
+    record[name] = value;
+  });
+  return record;
+}
+
+function withoutHeaders(headers: Record<string, string>, names: readonly string[]): Record<string, string> {
+  return Object.fromEntries(Object.entries(headers).filter(([name]) => !names.includes(name)));
+}
+
 /**
  * fetch() through the guard. Resolves to a Response whose body was read in full (within the
  * cap); the final URL is `response.url`. Throws UrlNotAllowedError for a refused URL or
@@ -271,6 +289,7 @@ export async function guardedFetch(policy: OutboundPolicy, input: string, init: 
   let url = checkUrl(policy, input);
   let method = (init.method ?? "GET").toUpperCase();
   let body = init.body;
+  let headers = headerRecord(init.headers);
   for (let redirects = 0; ; redirects++) {
     const dispatcher = guardedDispatcher(policy, url);
     try {
@@ -278,7 +297,7 @@ export async function guardedFetch(policy: OutboundPolicy, input: string, init: 
       try {
         res = (await undiciFetch(url, {
           method,
-          headers: init.headers as Record<string, string> | undefined,
+          headers,
           body: body as string | undefined,
           redirect: "manual",
           signal,
@@ -291,10 +310,15 @@ export async function guardedFetch(policy: OutboundPolicy, input: string, init: 
       if (REDIRECTS.has(res.status) && location) {
         await res.body?.cancel();
         if (redirects >= policy.maxRedirects) throw new UrlNotAllowedError(`more than ${policy.maxRedirects} redirects`);
-        url = checkUrl(policy, new URL(location, url));
+        const next = checkUrl(policy, new URL(location, url));
+        // As fetch does: credentials go to the origin they were meant for, never to one a
+        // redirect names; a redirect that turns the request into a GET drops its body's headers.
+        if (next.origin !== url.origin) headers = withoutHeaders(headers, CREDENTIAL_HEADERS);
+        url = next;
         if (res.status === 303 || ((res.status === 301 || res.status === 302) && method === "POST")) {
           method = "GET";
           body = undefined;
+          headers = withoutHeaders(headers, BODY_HEADERS);
         }
         continue;
       }

@@ -248,6 +248,35 @@ describe("outbound HTTP guard: redirects, rebinding, caps, allow-list", () => {
     expect(res.url).toBe(to);
   });
 
+  it("security: credentials never follow a redirect to another origin; a same-origin redirect keeps them", async () => {
+    const seen: Array<{ path: string; authorization?: string; cookie?: string }> = [];
+    const other = createServer((req, res) => {
+      seen.push({ path: req.url ?? "", authorization: req.headers.authorization, cookie: req.headers.cookie });
+      const to = new URL(req.url ?? "/", "http://x").searchParams.get("to");
+      if (to) res.writeHead(302, { location: to }).end();
+      else res.end("other origin");
+    });
+    await new Promise<void>((ok) => other.listen(0, "127.0.0.3", ok));
+    try {
+      const otherPort = (other.address() as AddressInfo).port;
+      const p = policy({ allow: parseAllowList(`127.0.0.2:${publicSite.port},127.0.0.3:${otherPort}`) });
+      const headers = { authorization: "Bearer tenant-token", cookie: "session=1", "x-trace": "t" };
+      const elsewhere = `http://127.0.0.3:${otherPort}/landing`;
+      const res = await guardedFetch(p, `http://127.0.0.2:${publicSite.port}/redirect?to=${encodeURIComponent(elsewhere)}`, { headers });
+      expect(await res.text()).toBe("other origin");
+      expect(seen).toEqual([{ path: "/landing", authorization: undefined, cookie: undefined }]);
+      // A redirect within one origin keeps them.
+      seen.length = 0;
+      await guardedFetch(p, `http://127.0.0.3:${otherPort}/redirect?to=%2Fhome`, { headers });
+      expect(seen.map((r) => [r.path, r.authorization, r.cookie])).toEqual([
+        ["/redirect?to=%2Fhome", "Bearer tenant-token", "session=1"],
+        ["/home", "Bearer tenant-token", "session=1"],
+      ]);
+    } finally {
+      other.close();
+    }
+  });
+
   it("stops after at most 5 redirects", async () => {
     const before = publicSite.hits.length;
     expect(await refusal(guardedFetch(publicOnly(), `http://127.0.0.2:${publicSite.port}/loop`))).toMatch(/more than 5 redirects/);
