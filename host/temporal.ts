@@ -77,14 +77,18 @@ export async function completedRunResult(
   try {
     while (Date.now() < deadline) {
       let timer: NodeJS.Timeout | undefined;
-      const request = client.workflowService.getWorkflowExecutionHistory({
-        namespace: client.options.namespace,
-        execution: { workflowId, runId },
-        nextPageToken,
-        waitNewEvent: true,
-        historyEventFilterType: proto.temporal.api.enums.v1.HistoryEventFilterType.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT,
-        skipArchival: true,
-      });
+      // The long poll is stopped when the wait runs out, not left to the server's poll limit.
+      const stop = new AbortController();
+      const request = client.withAbortSignal(stop.signal, () =>
+        client.workflowService.getWorkflowExecutionHistory({
+          namespace: client.options.namespace,
+          execution: { workflowId, runId },
+          nextPageToken,
+          waitNewEvent: true,
+          historyEventFilterType: proto.temporal.api.enums.v1.HistoryEventFilterType.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT,
+          skipArchival: true,
+        }),
+      );
       const response = await Promise.race([
         request,
         new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), Math.max(0, deadline - Date.now())))),
@@ -92,6 +96,7 @@ export async function completedRunResult(
       clearTimeout(timer);
       if (!response) {
         request.catch(() => undefined);
+        stop.abort();
         return null;
       }
       const close = response.history?.events?.[0];
@@ -127,7 +132,10 @@ export async function runResult(client: Client, workflowId: string, waitMs: numb
     // No describe before the wait: the result call answers at once for a closed run (and rejects
     // for an unknown one), so one describe after it is enough (one Temporal call fewer per wait).
     let timer: NodeJS.Timeout | undefined;
-    const waiting = handle.result();
+    // result() long-polls Temporal until the run closes: a wait that runs out stops it, or every
+    // timed-out wait on a long run (an approval waiting for days) would leave one poll going.
+    const stop = new AbortController();
+    const waiting = client.withAbortSignal(stop.signal, () => handle.result());
     const settled = await Promise.race([
       waiting.then(
         () => true,
@@ -137,7 +145,10 @@ export async function runResult(client: Client, workflowId: string, waitMs: numb
     ]);
     clearTimeout(timer);
     if (settled) outcome = waiting;
-    else waiting.catch(() => undefined);
+    else {
+      waiting.catch(() => undefined);
+      stop.abort();
+    }
   }
   const described = await describeRun(client, workflowId, runId);
   const base = { workflowId, runId: described.runId, closeTime: described.closeTime };

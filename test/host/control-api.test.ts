@@ -156,6 +156,39 @@ describe("control API over real Temporal", () => {
     await client.workflow.getHandle(workflowId).terminate("test cleanup");
   });
 
+  it("a wait that runs out stops its poll of Temporal (a long run is not polled on behalf of a caller who left)", async () => {
+    const workflowId = newId("hello");
+    const started = await client.workflow.start("hello", { taskQueue: `${TASK_QUEUE}-idle`, workflowId, args: [{ name: "x" }] });
+    // Every history call made from here on, and whether it has settled.
+    const calls: Array<{ settled: boolean }> = [];
+    const service = client.workflowService;
+    const original = service.getWorkflowExecutionHistory;
+    service.getWorkflowExecutionHistory = ((...args: Parameters<typeof original>) => {
+      const call = { settled: false };
+      calls.push(call);
+      const answer = original.apply(service, args);
+      void answer.then(
+        () => (call.settled = true),
+        () => (call.settled = true),
+      );
+      return answer;
+    }) as typeof original;
+    try {
+      // Without the run's id (a read), and with it (the DO that started the run).
+      for (const query of ["waitMs=300", `waitMs=300&runId=${started.firstExecutionRunId}`]) {
+        const result = await signed("GET", `${HOST_PATHS.result(workflowId)}?${query}`);
+        expect(runResultResponse.parse(await result.json()), query).toMatchObject({ status: "running" });
+      }
+      expect(calls.length).toBeGreaterThan(0);
+      // Temporal holds a long poll for about 20 s; a stopped one ends at once.
+      await new Promise((r) => setTimeout(r, 1_000));
+      expect(calls.filter((c) => !c.settled)).toEqual([]);
+    } finally {
+      service.getWorkflowExecutionHistory = original;
+      await client.workflow.getHandle(workflowId).terminate("test cleanup");
+    }
+  });
+
   it("refuses an unknown workflow name with 404 and a duplicate workflow id with 409", async () => {
     const unknown = await signed("POST", HOST_PATHS.start, { workflowId: newId("nope"), workflowName: "nope", input: {} });
     expect(unknown.status).toBe(404);
