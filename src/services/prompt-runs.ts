@@ -6,7 +6,7 @@ import { positiveNumberVar } from "../shared/positive-number-var.ts";
 import { findPublishedPromptWorkflow, PROMPT_WORKFLOW_ID } from "../db/prompt-workflows.ts";
 import type { PromptDefinition } from "../db/schema.ts";
 import { ApiError, type Issue } from "../errors.ts";
-import { renderTemplate } from "../shared/prompt-template.ts";
+import { renderedByteLength } from "../shared/prompt-template.ts";
 import type { PreparedStart, StartCommand } from "../../durable-objects/run-stream/run-starter.ts";
 import { startCommand } from "./start-command.ts";
 import type { IdempotencyRequest } from "./idempotency.ts";
@@ -60,9 +60,16 @@ export function checkVariables(variables: string[], body: unknown): Record<strin
  * token (byte-level tokenizers never do worse), plus the chat overhead, plus the output cap the
  * model is held to. A completed run is charged its real usage, never more than this.
  */
-export function creditHoldFor(prompt: PromptDefinition, rendered: string): number {
-  return new TextEncoder().encode(rendered).byteLength + PROMPT_OVERHEAD_TOKENS + prompt.maxOutputTokens;
+export function creditHoldFor(prompt: PromptDefinition, renderedBytes: number): number {
+  return renderedBytes + PROMPT_OVERHEAD_TOKENS + prompt.maxOutputTokens;
 }
+
+/**
+ * The longest prompt a run may send, rendered (UTF-8 bytes): four times the largest request body,
+ * well past any model's context window. A template that repeats a variable could otherwise turn a
+ * 1 MiB request into gigabytes, for the host to build and send.
+ */
+export const MAX_RENDERED_PROMPT_BYTES = 4 * 1024 * 1024;
 
 /** Runs in the run's DO: the prompt workflow, its checked variables, its hold and what the host starts. */
 export async function preparePromptStart(env: Env, organizationId: string, workflowId: string, body: unknown): Promise<PreparedStart> {
@@ -70,11 +77,19 @@ export async function preparePromptStart(env: Env, organizationId: string, workf
   if (!workflow) throw new ApiError("workflow_not_found", `no published workflow "${workflowId}"`);
   const prompt = workflow.prompt!;
   const values = checkVariables(prompt.variables, body ?? {});
+  const promptBytes = renderedByteLength(prompt.template, values);
+  if (promptBytes > MAX_RENDERED_PROMPT_BYTES) {
+    throw new ApiError(
+      "invalid_input",
+      `with these values the prompt would be ${promptBytes} bytes, more than the ${MAX_RENDERED_PROMPT_BYTES} a run may send; send shorter values`,
+      [{ path: "(body)", message: `the rendered prompt would be ${promptBytes} bytes (at most ${MAX_RENDERED_PROMPT_BYTES})` }],
+    );
+  }
   return {
     catalogId: workflow.id,
     workflowName: workflow.name,
     input: values,
-    creditHold: creditHoldFor(prompt, renderTemplate(prompt.template, values)),
+    creditHold: creditHoldFor(prompt, promptBytes),
     envNames: null,
     host: { workflowName: "run_prompt", input: { ...prompt, variables: values }, executionTimeoutMs: promptRunMaxMs(env) },
     prompt,

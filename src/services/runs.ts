@@ -26,7 +26,7 @@ import type { ReadOptions, ReadReply, StartAndWaitReply } from "../../durable-ob
 import { creditHoldFor, preparePromptStart } from "./prompt-runs.ts";
 import { startCommand, type StartChoices } from "./start-command.ts";
 import type { ResetHoldBasis } from "../db/credits.ts";
-import { renderTemplate } from "../shared/prompt-template.ts";
+import { renderedByteLength } from "../shared/prompt-template.ts";
 
 export interface StartedRun {
   workflowId: string;
@@ -51,7 +51,7 @@ export function resetCreditHold(env: Env, basis: ResetHoldBasis): number {
     return codeRunCreditHold(env);
   }
   const values = Object.fromEntries(Object.entries(variables).map(([k, v]) => [k, String(v)]));
-  return creditHoldFor(basis.prompt, renderTemplate(basis.prompt.template, values));
+  return creditHoldFor(basis.prompt, renderedByteLength(basis.prompt.template, values));
 }
 
 export function replyError(error: SerializedError): ApiError {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseTemplate, renderTemplate } from "./prompt-template.ts";
+import { parseTemplate, renderedByteLength, renderTemplate } from "./prompt-template.ts";
 
 describe("prompt templates", () => {
   it("reads variables with any spaces inside the braces, in order of first use", () => {
@@ -19,5 +19,21 @@ describe("prompt templates", () => {
 
   it("renders each placeholder, spaces and all, with its value", () => {
     expect(renderTemplate("Hi {{ name }}, {{name}}! {{other}}", { name: "Ada" })).toBe("Hi Ada, Ada! {{other}}");
+  });
+
+  it("counts the rendered prompt's UTF-8 bytes without rendering it, exactly as rendering would", () => {
+    const cases: Array<[string, Record<string, string>]> = [
+      ["Hi {{ name }}, {{name}}! {{other}}", { name: "Ada" }],
+      ["{{ {{x}} }} {{ y", { x: "1" }],
+      ["Grüße, {{ wer }} ☃ {{wer}}", { wer: "Zoë 😀" }],
+      ["no placeholders", { a: "b" }],
+      ["{{a}}{{a}}{{a}}", { a: "" }],
+    ];
+    for (const [template, values] of cases) {
+      expect(renderedByteLength(template, values), template).toBe(new TextEncoder().encode(renderTemplate(template, values)).byteLength);
+    }
+    // A variable used 20,000 times with a 1 MiB value: counted (about 21 GB), never built.
+    const repeated = "{{v}}".repeat(20_000);
+    expect(renderedByteLength(repeated, { v: "x".repeat(1024 * 1024) })).toBe(20_000 * 1024 * 1024);
   });
 });

@@ -46,6 +46,23 @@ export function renderTemplate(template: string, values: Record<string, string>)
   return template.replace(PLACEHOLDER, (whole, inner: string) => byName.get(inner.trim()) ?? whole);
 }
 
+const utf8 = new TextEncoder();
+
+/**
+ * The UTF-8 byte length renderTemplate's text would have, counted without building it: a
+ * 100,000-character template that uses one variable thousands of times would render to gigabytes
+ * from a 1 MiB request.
+ */
+export function renderedByteLength(template: string, values: Record<string, string>): number {
+  const byName = new Map(Object.entries(values).map(([name, value]) => [name, utf8.encode(value).byteLength]));
+  let bytes = utf8.encode(template).byteLength;
+  for (const match of template.matchAll(PLACEHOLDER)) {
+    const value = byName.get(match[1]!.trim());
+    if (value !== undefined) bytes += value - utf8.encode(match[0]).byteLength;
+  }
+  return bytes;
+}
+
 /** The JSON Schema of a prompt workflow's input: one string per template variable. */
 export function promptInputSchema(variables: string[]): Record<string, unknown> {
   return {

@@ -179,6 +179,25 @@ describe("published run API: hostile input (security)", () => {
       .first<{ n: number }>();
     expect(rows!.n).toBe(0);
   });
+
+  it("values that would make the rendered prompt over 4 MiB → 400 invalid_input saying how big, on both routes; nothing started", async () => {
+    // A template that uses one variable 5,000 times: 1,000 bytes of it make a 5 MB prompt.
+    const repeating = await promptWorkflow(org.organizationId, { template: "{{v}}".repeat(5_000) });
+    const value = "x".repeat(1_000);
+    for (const path of [`/api/v1/run/${repeating}`, `/api/v1/run/${repeating}/stream`]) {
+      const res = await postJson(path, { v: value }, org.key);
+      expect(res.status, path).toBe(400);
+      const body = await error(res);
+      expect(body.code).toBe("invalid_input");
+      expect(body.message).toContain("5000000 bytes");
+    }
+    const rows = await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?")
+      .bind(org.organizationId)
+      .first<{ n: number }>();
+    expect(rows!.n).toBe(0);
+    // Under the limit (4,000,000 bytes) the run is accepted: 202 here, where the host is down.
+    expect((await postJson(`/api/v1/run/${repeating}`, { v: "x".repeat(800) }, org.key)).status).toBe(202);
+  });
 });
 
 describe("published run API: credits at the door", () => {
