@@ -189,8 +189,10 @@ export function undoResetHoldStatement(d1: D1Database, undo: ResetHoldUndo): D1P
 }
 
 export type GrantOutcome =
-  | { ok: true; entry: typeof creditLedger.$inferSelect | null }
-  | { ok: false; balance: number | null; reserved: number; available: number };
+  | { ok: true; entry: typeof creditLedger.$inferSelect | null; replayed?: true }
+  | { ok: false; balance: number | null; reserved: number; available: number }
+  /** The Idempotency-Key names an earlier grant of another amount or note. */
+  | { ok: false; reused: true };
 
 /**
  * Adds (or, negative, removes) credits; the first grant turns metering on. A removal larger than
@@ -205,15 +207,18 @@ export async function grantCredits(
   amount: number,
   note: string,
   allowDebt = false,
+  /** The request's Idempotency-Key: the grant's ledger id, so a retry of a grant applies it once. */
+  idempotencyKey: string | null = null,
 ): Promise<GrantOutcome> {
-  const id = crypto.randomUUID();
+  const id = idempotencyKey === null ? crypto.randomUUID() : `grant:${organizationId}:${idempotencyKey}`;
   const [updated] = await d1.batch([
     d1
       .prepare(
         `UPDATE organizations SET credit_balance = COALESCE(credit_balance, 0) + ?1
-         WHERE id = ?2 AND (?1 > 0 OR ?3 = 1 OR COALESCE(credit_balance, 0) - credits_reserved + ?1 >= 0)`,
+         WHERE id = ?2 AND (?1 > 0 OR ?3 = 1 OR COALESCE(credit_balance, 0) - credits_reserved + ?1 >= 0)
+           AND NOT EXISTS (SELECT 1 FROM credit_ledger WHERE id = ?4)`,
       )
-      .bind(amount, organizationId, allowDebt ? 1 : 0),
+      .bind(amount, organizationId, allowDebt ? 1 : 0, id),
     d1
       .prepare(
         `INSERT INTO credit_ledger (id, organization_id, kind, amount, balance_after, note)
@@ -222,6 +227,14 @@ export async function grantCredits(
       .bind(id, amount, note, organizationId),
   ]);
   if (updated!.meta.changes === 0) {
+    if (idempotencyKey !== null) {
+      // The key's grant was applied before (a retry whose first answer was lost): the same answer again.
+      const earlier = (await db(d1).select().from(creditLedger).where(eq(creditLedger.id, id)).limit(1))[0];
+      if (earlier)
+        return earlier.amount === amount && earlier.note === note
+          ? { ok: true, entry: earlier, replayed: true }
+          : { ok: false, reused: true };
+    }
     const now = await d1
       .prepare("SELECT credit_balance AS balance, credits_reserved AS reserved FROM organizations WHERE id = ?")
       .bind(organizationId)

@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { admin, call, type ErrorBody } from "./helpers.ts";
+import { admin, call, TEST_ADMIN_KEY, type ErrorBody } from "./helpers.ts";
 
 const code = async (res: Response) => ((await res.json()) as ErrorBody).error.code;
 
@@ -173,6 +173,40 @@ describe("admin API: credits (security: no overdraw)", () => {
     const view = (await (await admin("GET", `/admin/v1/organizations/${org.id}`)).json()) as { credits: Summary };
     expect(view.credits.available).toBe(view.credits.balance! - view.credits.reserved);
     expect((await credits(org.id, { amount: -1, allowDebt: "yes" })).status).toBe(400);
+  });
+
+  it("a grant retried with its Idempotency-Key applies once (also when the retries race); the key with another amount is 422", async () => {
+    const org = await newOrganization();
+    const grant = (body: Record<string, unknown>, key: string) =>
+      call(`/admin/v1/organizations/${org.id}/credits`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${TEST_ADMIN_KEY}`, "content-type": "application/json", "idempotency-key": key },
+        body: JSON.stringify(body),
+      });
+    const first = await grant({ amount: 100_000, note: "invoice 42" }, "grant-invoice-42");
+    expect(first.status).toBe(201);
+    const { entry } = (await first.json()) as { entry: { id: string } };
+    // The answer was lost; the operator's script sends it again, twice at once.
+    const retries = await Promise.all([1, 2].map(() => grant({ amount: 100_000, note: "invoice 42" }, "grant-invoice-42")));
+    for (const retry of retries) {
+      expect(retry.status).toBe(200);
+      expect(retry.headers.get("idempotent-replayed")).toBe("true");
+      expect(((await retry.json()) as { entry: { id: string } }).entry.id).toBe(entry.id);
+    }
+    const after = await summary(org.id);
+    expect([after.balance, after.ledger.length]).toEqual([100_000, 1]);
+    const reused = await grant({ amount: 5, note: "invoice 42" }, "grant-invoice-42");
+    expect([reused.status, await code(reused)]).toEqual([422, "idempotency_key_reused"]);
+    expect((await grant({ amount: 5 }, "")).status).toBe(400);
+    // Another organization's grant under the same key is its own.
+    const other = await newOrganization();
+    const elsewhere = await call(`/admin/v1/organizations/${other.id}/credits`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${TEST_ADMIN_KEY}`, "content-type": "application/json", "idempotency-key": "grant-invoice-42" },
+      body: JSON.stringify({ amount: 7, note: "x" }),
+    });
+    expect(elsewhere.status).toBe(201);
+    expect((await summary(org.id)).balance).toBe(100_000);
   });
 
   it("concurrent removals cannot overdraw together", async () => {

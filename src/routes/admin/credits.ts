@@ -1,6 +1,7 @@
 import type { App } from "../../app-env.ts";
 import { creditSummary, grantCredits } from "../../db/credits.ts";
 import { ApiError } from "../../errors.ts";
+import { IDEMPOTENCY_KEY_HEADER, IDEMPOTENT_REPLAYED_HEADER, parseIdempotencyKey } from "../../middleware/idempotency/index.ts";
 import { readJson, zodIssues } from "../../middleware/json-body/index.ts";
 import { organizationOrThrow } from "./organizations.ts";
 import { grantCreditsBody, ledgerQuery } from "./schemas.ts";
@@ -9,12 +10,21 @@ import { singleValuedQuery } from "../../middleware/query/index.ts";
 export function registerCredits(app: App) {
   /**
    * Adds credits (or removes them, with a negative amount); the first grant turns metering on.
-   * Removing more than is available is 409 insufficient_balance, unless `allowDebt: true`.
+   * Removing more than is available is 409 insufficient_balance, unless `allowDebt: true`. With an
+   * Idempotency-Key a grant applies once: a retry answers 200 with the same entry (and
+   * `Idempotent-Replayed: true`), the key with another amount or note is 422.
    */
   app.post("/admin/v1/organizations/:orgId/credits", async (c) => {
+    const key = parseIdempotencyKey(c.req.header(IDEMPOTENCY_KEY_HEADER));
     const org = await organizationOrThrow(c.env, c.req.param("orgId"));
     const body = await readJson(c, grantCreditsBody);
-    const outcome = await grantCredits(c.env.DB, org.id, body.amount, body.note, body.allowDebt);
+    const outcome = await grantCredits(c.env.DB, org.id, body.amount, body.note, body.allowDebt, key);
+    if (!outcome.ok && "reused" in outcome) {
+      throw new ApiError(
+        "idempotency_key_reused",
+        "this Idempotency-Key was used for a grant of another amount or note; use a new key for a new grant",
+      );
+    }
     if (!outcome.ok) {
       throw new ApiError(
         "insufficient_balance",
@@ -24,6 +34,10 @@ export function registerCredits(app: App) {
     }
     const { entry } = outcome;
     const { ledger: _ledger, ...credits } = (await creditSummary(c.env.DB, org.id, 1))!;
+    if (outcome.replayed) {
+      c.header(IDEMPOTENT_REPLAYED_HEADER, "true");
+      return c.json({ entry, credits }, 200);
+    }
     return c.json({ entry, credits }, 201);
   });
 

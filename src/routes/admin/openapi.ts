@@ -62,9 +62,11 @@ export function documentAdminApi(app: App) {
     method: "post",
     path: "/admin/v1/organizations/:orgId/credits",
     summary: "Grant (or remove) credits",
+    description:
+      "With an `Idempotency-Key` header (1-255 printable ASCII characters) the grant applies once: a retry with the same key, amount and note answers 200 with the same ledger entry and `Idempotent-Replayed: true`; the key with another amount or note is 422 `idempotency_key_reused`. Grant keys do not expire.",
     body: grantCreditsBody,
-    responses: ok("Granted", 201),
-    errors: [...BODY_ERRORS, "organization_not_found", "insufficient_balance"],
+    responses: { ...ok("Granted", 201), ...ok("The grant of this Idempotency-Key, applied before") },
+    errors: [...BODY_ERRORS, "organization_not_found", "insufficient_balance", "invalid_idempotency_key", "idempotency_key_reused"],
   });
   doc({
     method: "get",
