@@ -5,6 +5,7 @@
  */
 import { SignJWT, jwtVerify } from "jose";
 import type { AuthContext } from "./app-env.ts";
+import { apiKeyIsLive } from "./middleware/api-key-auth/index.ts";
 
 /** How long a stream token is valid. EventSource reconnects reuse the URL, so not too short. */
 export const STREAM_TOKEN_TTL_SECONDS = 15 * 60;
@@ -16,6 +17,12 @@ const encoder = new TextEncoder();
 export interface StreamTokenClaims {
   organizationId: string;
   workflowId: string;
+  /**
+   * The API key that minted it, checked again on every connect (the key's 30 s cache), so a token
+   * stops opening streams once its key is revoked, as the key does. Absent from tokens minted
+   * before the claim existed.
+   */
+  apiKeyId?: string | null;
 }
 
 export async function mintStreamToken(
@@ -25,7 +32,7 @@ export async function mintStreamToken(
 ): Promise<{ token: string; expiresAt: string }> {
   const issuedAt = Math.floor(now / 1000);
   const expiresAt = issuedAt + STREAM_TOKEN_TTL_SECONDS;
-  const token = await new SignJWT({ org: claims.organizationId })
+  const token = await new SignJWT({ org: claims.organizationId, ...(claims.apiKeyId ? { key: claims.apiKeyId } : {}) })
     .setProtectedHeader({ alg: "HS256" })
     .setIssuer(ISSUER)
     .setAudience(AUDIENCE)
@@ -52,6 +59,17 @@ export const streamTokenAuthContext = (claims: StreamTokenClaims): AuthContext =
   rateLimitKey: streamTokenRateLimitKey(claims),
 });
 
+/**
+ * The token's claims, or null if it is forged, expired, not a stream token, or minted by an API
+ * key that has since been revoked (checked through the key cache: within 30 s, as the key itself).
+ */
+export async function verifyLiveStreamToken(db: D1Database, secret: string, token: string): Promise<StreamTokenClaims | null> {
+  const claims = await verifyStreamToken(secret, token);
+  if (!claims) return null;
+  if (claims.apiKeyId && !(await apiKeyIsLive(db, claims.apiKeyId))) return null;
+  return claims;
+}
+
 /** The token's claims, or null if it is forged, expired or not a stream token. */
 export async function verifyStreamToken(secret: string, token: string, now: number = Date.now()): Promise<StreamTokenClaims | null> {
   try {
@@ -62,7 +80,8 @@ export async function verifyStreamToken(secret: string, token: string, now: numb
       currentDate: new Date(now),
     });
     if (typeof payload.sub !== "string" || typeof payload.org !== "string") return null;
-    return { organizationId: payload.org, workflowId: payload.sub };
+    if (payload.key !== undefined && typeof payload.key !== "string") return null;
+    return { organizationId: payload.org, workflowId: payload.sub, apiKeyId: payload.key ?? null };
   } catch {
     return null;
   }

@@ -1,8 +1,10 @@
 import { abortAllDurableObjects } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it, vi } from "vitest";
+import { clearApiKeyCache } from "../../src/middleware/api-key-auth/index.ts";
 import { mintStreamToken } from "../../src/stream-tokens.ts";
 import { collectHistoryStream, readSse } from "../support/sse.ts";
-import { call, seedCatalog, seedOrganization, type OutputErrorBody } from "./helpers.ts";
+import { call, createKey, seedCatalog, seedOrganization, type OutputErrorBody } from "./helpers.ts";
 import {
   closeEvent,
   createRunningRun,
@@ -303,6 +305,25 @@ describe("run-scoped stream tokens", () => {
     expect((await call(`/workflow/${a.workflowId}/history/stream?token=${forged.token}`)).status).toBe(401);
 
     expect((await call(`/workflow/${a.workflowId}/status?token=${token}`)).status).toBe(401);
+  });
+
+  it("security: a token stops opening streams once the API key that minted it is revoked (as the key does, within its cache)", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)]);
+    const { key, keyId } = await createKey(org.organizationId);
+    const minted = await call(`/workflow/${workflowId}/stream-token`, { method: "POST", headers: { authorization: `Bearer ${key}` } });
+    const { token } = (await minted.json()) as { token: string };
+    const open = () => call(`/workflow/${workflowId}/history/stream?token=${token}`);
+    const before = await open();
+    expect(before.status).toBe(200);
+    await before.body?.cancel();
+    await env.DB.prepare("UPDATE api_keys SET revoked_at = ? WHERE id = ?").bind(new Date().toISOString(), keyId).run();
+    clearApiKeyCache(); // as if the key's 30 s in this isolate's cache had passed
+    const after = await open();
+    expect(after.status).toBe(401);
+    expect(((await after.json()) as OutputErrorBody).message).toContain("revoked");
+    // The run viewer's stream too.
+    expect((await call(`/runs/${workflowId}/events?token=${token}`)).status).toBe(401);
   });
 
   it("security: a repeated ?token= is 400, not the first one's stream", async () => {

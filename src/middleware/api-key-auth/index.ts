@@ -77,6 +77,14 @@ async function lookUp(db: D1Database, id: string): Promise<CachedKey | null> {
   return entry;
 }
 
+/**
+ * Whether an API key still works (not revoked, not deleted), by the same 30 s isolate cache as
+ * key auth: what a stream token checks of the key that minted it, on every connect.
+ */
+export async function apiKeyIsLive(db: D1Database, id: string): Promise<boolean> {
+  return (await lookUp(db, id)) !== null;
+}
+
 export const apiKeyAuth = (options: { allowBasic?: boolean } = {}) =>
   createMiddleware<AppEnv>(async (c, next) => {
     const credential = credentialFromHeader(c.req.header("authorization"), options.allowBasic ?? false);

@@ -32,7 +32,11 @@ export function registerRun(app: App) {
     const { run, attributes } = await withOutputWorkflowErrors(request.workflowName, () =>
       runToOutcome(c.env, organizationId, request.workflowName, request.input ?? {}, waitMs, startChoices(c, request)),
     );
-    const stream = await mintStreamToken(c.env.STREAM_TOKEN_SECRET, { organizationId, workflowId: run.temporalWorkflowId });
+    const stream = await mintStreamToken(c.env.STREAM_TOKEN_SECRET, {
+      organizationId,
+      workflowId: run.temporalWorkflowId,
+      apiKeyId: c.get("auth").apiKeyId,
+    });
     const location = `/workflow/${encodeURIComponent(run.temporalWorkflowId)}/result`;
     if (run.status === "scheduled") {
       // Accepted, but the host did not confirm the start (it is down or slow): the run's DO starts

@@ -55,6 +55,10 @@ export async function startFromRequest(c: Context<AppEnv>, request: StartRequest
   const started: StartedRun = await withOutputWorkflowErrors(request.workflowName, () =>
     startRun(c.env, organizationId, request.workflowName, request.input ?? {}, startChoices(c, request)),
   );
-  const stream = await mintStreamToken(c.env.STREAM_TOKEN_SECRET, { organizationId, workflowId: started.workflowId });
+  const stream = await mintStreamToken(c.env.STREAM_TOKEN_SECRET, {
+    organizationId,
+    workflowId: started.workflowId,
+    apiKeyId: c.get("auth").apiKeyId,
+  });
   return { started, streamToken: stream.token, streamTokenExpiresAt: stream.expiresAt };
 }

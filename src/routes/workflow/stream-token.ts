@@ -21,6 +21,7 @@ export function registerStreamToken(app: App) {
     const { token, expiresAt } = await mintStreamToken(c.env.STREAM_TOKEN_SECRET, {
       organizationId: c.get("auth").organizationId,
       workflowId,
+      apiKeyId: c.get("auth").apiKeyId,
     });
     return c.json({ workflowId, token, expiresAt });
   });
