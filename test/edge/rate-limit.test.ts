@@ -1,3 +1,4 @@
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { call, createKey, seedCatalog, seedOrganization, type OutputErrorBody } from "./helpers.ts";
@@ -51,5 +52,26 @@ describe("per-key rate limits", () => {
     const other = await call("/workflow/catalog", { headers: { authorization: `Bearer ${org.key}` } });
     expect(other.status).toBe(200);
     expect(other.headers.get("x-ratelimit-limit")).toBe(env.RATE_LIMIT_PER_MINUTE);
+  });
+
+  it("a key no longer used leaves nothing stored: the window's alarm deletes it once the window is over", async () => {
+    const stub = env.RATE_LIMITER.get(env.RATE_LIMITER.idFromName(`test:${crypto.randomUUID()}`));
+    // A window that ended two minutes ago.
+    const decision = await stub.hit(5, 60, Date.now() - 120_000);
+    expect(decision).toMatchObject({ allowed: true, remaining: 4 });
+    const stored = () =>
+      runInDurableObject(stub, async (_instance, state) => ({
+        window: state.storage.kv.get("window"),
+        alarm: await state.storage.getAlarm(),
+      }));
+    expect((await stored()).window).toBeDefined();
+    expect((await stored()).alarm).not.toBeNull();
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect(await stored()).toEqual({ window: undefined, alarm: null });
+    // A window still going is kept when the alarm of an earlier one fires.
+    await stub.hit(5, 60);
+    await runInDurableObject(stub, (_instance, state) => state.storage.setAlarm(Date.now()));
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect((await stored()).window).toMatchObject({ count: 1 });
   });
 });
