@@ -148,21 +148,27 @@ export const accountCommands: Command[] = [
   {
     words: ["credits", "grant"],
     operands: ["<orgId>", "<amount>"],
-    options: ["note", "allow-debt"],
-    synopsis: "[--note <text>] [--allow-debt]",
+    options: ["note", "allow-debt", "idempotency-key"],
+    synopsis: "[--note <text>] [--allow-debt] [--idempotency-key <key>]",
     summary:
-      "add credits (a negative amount removes them, at most what is available unless --allow-debt); the first grant turns metering on",
+      "add credits (a negative amount removes them, at most what is available unless --allow-debt); the first grant turns metering on; with --idempotency-key, running it again with the same key applies the grant once",
     run: (ctx) => {
       const body = {
         amount: integer("<amount>", ctx.operands[1]),
         note: str(ctx.args, "note"),
         ...(flag(ctx.args, "allow-debt") ? { allowDebt: true } : {}),
       };
+      const key = str(ctx.args, "idempotency-key");
       return answer(
         ctx,
         ctx
           .admin()
-          .request<{ entry: LedgerEntry; credits: Credits }>("POST", `/admin/v1/organizations/${seg(ctx.operands[0]!)}/credits`, body),
+          .request<{ entry: LedgerEntry; credits: Credits }>(
+            "POST",
+            `/admin/v1/organizations/${seg(ctx.operands[0]!)}/credits`,
+            body,
+            key ? { "idempotency-key": key } : {},
+          ),
         ({ entry, credits }) => {
           console.log(
             `${out.green(entry.amount < 0 ? "removed" : "granted")} ${Math.abs(entry.amount)} credits${entry.note ? ` (${entry.note})` : ""}`,

@@ -14,6 +14,7 @@ export const OPTIONS = {
   "rate-limit": { type: "string" },
   note: { type: "string" },
   "allow-debt": { type: "boolean" },
+  "idempotency-key": { type: "string" },
   limit: { type: "string" },
   template: { type: "string" },
   model: { type: "string" },

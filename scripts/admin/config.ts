@@ -50,6 +50,18 @@ export function resolveUrl(flag: string | undefined): string {
   return url.origin + url.pathname.replace(/\/+$/, "");
 }
 
+/**
+ * A credential that can go in an Authorization header: printable ASCII without spaces. Anything
+ * else (a file of two keys on two lines, a stray NUL) is refused here, naming where it came from
+ * but never showing it: the HTTP layer's error would quote the whole header, secret and all.
+ */
+function usable(credential: Credential, value: string, from: string): string {
+  if (/^[\x21-\x7e]+$/.test(value)) return value;
+  throw new CliError(`the ${credential.what} from ${from} has characters a header cannot carry (spaces, line breaks or others)`, [
+    "give one value, without spaces or line breaks",
+  ]);
+}
+
 /** Dev files are only read for a local URL: a deployed environment never gets a dev secret by accident. */
 function isLocal(url: string): boolean {
   const host = new URL(url).hostname;
@@ -58,11 +70,11 @@ function isLocal(url: string): boolean {
 
 export function resolveCredential(credential: Credential, flag: string | undefined, url: string): string {
   const given = flag || process.env[credential.envVar];
-  if (given) return given.trim();
+  if (given) return usable(credential, given.trim(), `${credential.flag} / ${credential.envVar}`);
   const file = join(devDir, credential.devFile);
   if (isLocal(url) && existsSync(file)) {
     const value = readFileSync(file, "utf8").trim();
-    if (value) return value;
+    if (value) return usable(credential, value, `.outrider/${credential.devFile}`);
   }
   throw new CliError(`no ${credential.what} to call ${url} with`, [
     `pass ${credential.flag} <value> or set ${credential.envVar}`,

@@ -15,7 +15,7 @@ export async function send(url: string, init: RequestInit): Promise<Response> {
           ? "host not found"
           : cause?.code === "ECONNRESET"
             ? "connection reset"
-            : (cause?.message ?? (error as Error).message);
+            : (cause?.message ?? "the request could not be sent");
     const local = ["localhost", "127.0.0.1", "[::1]"].includes(new URL(url).hostname);
     throw new CliError(`cannot reach Outrider at ${origin} (${reason})`, [
       local ? "is `npm run dev` running? For another environment pass --url or set OUTRIDER_URL." : "check --url / OUTRIDER_URL",
@@ -24,7 +24,7 @@ export async function send(url: string, init: RequestInit): Promise<Response> {
 }
 
 export interface JsonClient {
-  request<T = Record<string, unknown>>(method: string, path: string, body?: unknown): Promise<T>;
+  request<T = Record<string, unknown>>(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<T>;
 }
 
 /**
@@ -33,10 +33,11 @@ export interface JsonClient {
  */
 export function jsonClient(baseUrl: string, token: string, unauthorizedHint?: string): JsonClient {
   return {
-    async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    async request<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
       const res = await send(baseUrl + path, {
         method,
         headers: {
+          ...headers,
           authorization: `Bearer ${token}`,
           accept: "application/json",
           ...(body === undefined ? {} : { "content-type": "application/json" }),

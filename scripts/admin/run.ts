@@ -53,8 +53,9 @@ async function workflowUuid(ctx: Context, nameOrId: string): Promise<{ id: strin
 }
 
 /**
- * The edge trusts an internal caller's X-Organization-Id as is, and a run for an organization
- * that does not exist fails as a 500; when the admin key is at hand, say so.
+ * Whether the organization exists, asked with the admin key when it is at hand (else assumed):
+ * the edge answers 401 to an internal caller's X-Organization-Id that names no organization, the
+ * same status as a wrong secret, and the hint must say which it was.
  */
 async function organizationExists(ctx: Context, org: string): Promise<boolean> {
   try {
@@ -194,9 +195,9 @@ async function runWorkflow(ctx: Context): Promise<number> {
   if (!ctx.json) console.log(`${out.bold("running")} ${label} for ${org} at ${ctx.url}`);
   const res = await send(`${ctx.url}/api/v1/workflow-runs/execute/stream`, { method: "POST", headers, body: form });
   if (!res.ok) {
-    const failure = await apiFailure(res, credentialHint(INTERNAL_SECRET));
-    if (failure.status === 500 && !(await organizationExists(ctx, org)))
-      failure.hints.push(`organization "${org}" does not exist (see \`orgs list\`)`);
+    const unknownOrganization = res.status === 401 && !(await organizationExists(ctx, org));
+    const failure = await apiFailure(res, unknownOrganization ? undefined : credentialHint(INTERNAL_SECRET));
+    if (unknownOrganization) failure.hints.push(`organization "${org}" does not exist (see \`orgs list\`)`);
     throw failure;
   }
 

@@ -187,6 +187,17 @@ describe("credits", () => {
     expect(notNumber.code).toBe(1);
     expect(notNumber.stderr).toContain("<amount> must be an integer");
   });
+
+  it("grant with --idempotency-key: running it again with the key applies it once; the key with another amount fails", async () => {
+    const orgId = (await okJson(["orgs", "create", "--name", "CLI idempotent credits"])).id as string;
+    const key = `invoice-${crypto.randomUUID()}`;
+    for (let i = 0; i < 2; i++) await ok(["credits", "grant", orgId, "700", "--note", "invoice", "--idempotency-key", key]);
+    const shown = await okJson<{ balance: number; ledger: unknown[] }>(["credits", "show", orgId]);
+    expect([shown.balance, shown.ledger.length]).toEqual([700, 1]);
+    const reused = await cli(["credits", "grant", orgId, "900", "--note", "invoice", "--idempotency-key", key]);
+    expect(reused.code).toBe(1);
+    expect(reused.stderr).toContain("idempotency_key_reused");
+  });
 });
 
 describe("prompt workflows", () => {
@@ -342,6 +353,13 @@ describe("run", () => {
     expect(events.at(-1)!.data.workflowRun.outputs).toEqual({ greeting: "Hello, Bo!" });
   });
 
+  it("an organization that does not exist: the hint names it, not the secret", async () => {
+    const { code, stderr } = await cli(["run", "hello", "--org", "org_no_such_org", "--input", '{"name":"Ada"}']);
+    expect(code).toBe(1);
+    expect(stderr).toContain('organization "org_no_such_org" does not exist');
+    expect(stderr).not.toContain("OUTRIDER_INTERNAL_SECRET");
+  });
+
   it("a wrong internal secret is unauthorized, with a hint", async () => {
     const { code, stderr } = await cli(["run", "hello", "--org", orgId, "--input", '{"name":"Ada"}'], {
       OUTRIDER_INTERNAL_SECRET: "not-the-secret",
@@ -358,6 +376,15 @@ describe("credentials and connections", () => {
     expect(code).toBe(1);
     expect(stderr).toContain("unauthorized");
     expect(stderr).toContain("OUTRIDER_ADMIN_KEY");
+  });
+
+  it("a credential a header cannot carry (two keys on two lines) is refused before sending, and never printed", async () => {
+    const secret = `${inject("adminKey")}\nsecond-key-value`;
+    const { code, stderr } = await cli(["orgs", "list"], { OUTRIDER_ADMIN_KEY: secret });
+    expect(code).toBe(1);
+    expect(stderr).toContain("characters a header cannot carry");
+    expect(stderr).not.toContain("second-key-value");
+    expect(stderr).not.toContain(inject("adminKey"));
   });
 
   it("an unreachable URL: a message naming it", async () => {
