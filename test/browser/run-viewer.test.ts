@@ -439,6 +439,14 @@ describe("run viewer in Chromium", () => {
     expect(v.message).toContain("invalid or has expired");
     expect(v.steps).toEqual([]);
   });
+
+  it("a path whose percent-encoding is malformed says so, instead of connecting forever", async () => {
+    context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${baseUrl()}/runs/%E0%A4?token=not-a-token`);
+    await page.waitForFunction(() => document.getElementById("connection")?.dataset.state === "error", undefined, { timeout: 15_000 });
+    expect((await view(page)).steps).toEqual([]);
+  });
 });
 
 describe("GET /runs/:workflowId/events", () => {

@@ -129,7 +129,14 @@ const usd = (n: number) => `$${n.toFixed(n !== 0 && n < 0.01 ? 6 : 4)}`;
 
 function start(): void {
   const parts = location.pathname.split("/");
-  const workflowId = decodeURIComponent(parts[2] ?? "");
+  // A malformed escape (`/runs/%E0`) is no workflow id: asked for as it is, the stream answers
+  // with its error, which the page shows (decodeURIComponent would throw and the page never connect).
+  let workflowId = parts[2] ?? "";
+  try {
+    workflowId = decodeURIComponent(workflowId);
+  } catch {
+    /* kept as sent */
+  }
   const token = new URLSearchParams(location.search).get("token") ?? "";
   const eventsPath = `/runs/${encodeURIComponent(workflowId)}/events`;
 
