@@ -136,17 +136,18 @@ export class EdgeClient {
     // A run with events on the wire keeps its next ones queued until that push ends, so the edge
     // gets each run's events in order (its closing event never before the ones it follows).
     const held = new Set(this.runsInFlight);
-    let full = false;
     let events = 0;
-    for (const next of this.queue) {
-      full ||=
-        batch.length > 0 &&
-        (events + next.events.length > MAX_PUSH_EVENTS || (!runs.has(next.workflowId) && runs.size >= MAX_RUNS_PER_PUSH));
-      if (full || held.has(next.workflowId)) {
+    let i = 0;
+    for (; i < this.queue.length; i++) {
+      const next = this.queue[i]!;
+      if (held.has(next.workflowId)) {
         waiting.push(next);
-        held.add(next.workflowId);
         continue;
       }
+      const full =
+        batch.length > 0 &&
+        (events + next.events.length > MAX_PUSH_EVENTS || (!runs.has(next.workflowId) && runs.size >= MAX_RUNS_PER_PUSH));
+      if (full) break;
       batch.push(next);
       if (next.now) this.queuedNow--;
       runs.add(next.workflowId);
@@ -154,7 +155,7 @@ export class EdgeClient {
     }
     // Every run queued is on the wire already: the end of its push schedules the next.
     if (batch.length === 0) return;
-    this.queue = waiting;
+    this.queue = waiting.concat(this.queue.slice(i));
     this.queuedEvents -= events;
     this.inFlight++;
     for (const run of runs) this.runsInFlight.add(run);

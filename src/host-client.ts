@@ -38,9 +38,9 @@ const PASS_THROUGH_CODES: Partial<Record<ErrorCode, true>> = {
 export class HostRefusedError extends ApiError {}
 
 /**
- * Host (or proxy) statuses that mean "overloaded or down for now": and Cloudflare's origin
- * errors, for a host behind a Cloudflare proxy or Tunnel (520 unknown, 521 down, 522 and 524 timed
- * out, 523 unreachable).
+ * Host (or proxy) statuses that mean "overloaded or down for now", Cloudflare's origin errors
+ * included, for a host behind a Cloudflare proxy or Tunnel (520 unknown, 521 down, 522 and 524
+ * timed out, 523 unreachable).
  */
 const OUTAGE_STATUSES = new Set([502, 503, 504, 520, 521, 522, 523, 524]);
 

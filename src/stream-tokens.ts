@@ -59,6 +59,10 @@ export const streamTokenAuthContext = (claims: StreamTokenClaims): AuthContext =
   rateLimitKey: streamTokenRateLimitKey(claims),
 });
 
+/** What a refused stream token is told (401). */
+export const STREAM_TOKEN_REFUSED =
+  "the stream token is invalid or has expired (or the API key that minted it was revoked); mint a new one with POST /workflow/:id/stream-token";
+
 /**
  * The token's claims, or null if it is forged, expired, not a stream token, or minted by an API
  * key that has since been revoked (checked through the key cache: within 30 s, as the key itself).

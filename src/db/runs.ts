@@ -14,9 +14,9 @@ export async function findRunByWorkflowId(d1: D1Database, organizationId: string
 }
 
 /**
- * The organization's most recent runs, newest first; of one workflow (catalog row id) when
- * `workflowId` is given. Both forms walk an index in order: runs_org_created_idx, and
- * runs_org_workflow_created_idx for one workflow.
+ * The organization's most recent runs, newest first; those started under one workflow name (the
+ * run's own `workflow_name`) when `workflowName` is given. Both forms walk an index in order:
+ * runs_org_created_idx, and runs_org_workflow_name_created_idx for one name.
  */
 export async function listRecentRuns(d1: D1Database, organizationId: string, limit: number, filter: { workflowName?: string } = {}) {
   const where =

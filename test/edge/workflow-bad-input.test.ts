@@ -157,6 +157,8 @@ describe("Workflow API: hostile bodies (security)", () => {
       ['{"name":"Ada","n":1e400}', "input.n"],
       ['{"name":"Ada","list":[1,-1E+999]}', "input.list.1"],
       [`{"name":"Ada","big":${"9".repeat(400)}}`, "input.big"],
+      // A long mantissa with a short exponent: 1e310.
+      [`{"name":"Ada","long":1${"0".repeat(300)}e10}`, "input.long"],
     ]) {
       for (const route of ["/workflow/start", "/workflow/run"]) {
         const res = await postJson(route, `{"workflowName":"hello","input":${input}}`, org.key);

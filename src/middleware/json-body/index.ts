@@ -64,27 +64,40 @@ export function parseJsonText(text: string, what = "request body", maxDepth = MA
   } catch (err) {
     throw new ApiError("invalid_json", `${what} is not valid JSON: ${(err as Error).message}`);
   }
-  // Only text with a 3-digit exponent or a 309-digit run can hold a number past a double's range.
-  if (MAYBE_OUT_OF_RANGE.test(text)) refuseNonFinite(parsed, what);
+  // JSON.parse reads `1e400` as Infinity, which validation takes for a number and JSON.stringify
+  // then writes as `null`: the workflow would get null where the caller sent a number. Refused.
+  // Only text with an exponent (a digit, then e) or a 309-digit run can hold such a number.
+  if (MAYBE_OUT_OF_RANGE.test(text)) {
+    const at = nonFinitePath(parsed);
+    if (at) {
+      const where = at.length > 0 ? at.join(".") : "(the body itself)";
+      throw new ApiError("invalid_json", `${what} has a number too large for a 64-bit float at ${where}`, [
+        { path: where, message: "number out of range" },
+      ]);
+    }
+  }
   return parsed;
 }
 
-const MAYBE_OUT_OF_RANGE = /[eE][+-]?\d{3}|\d{309}/;
+const MAYBE_OUT_OF_RANGE = /\d[eE]|\d{309}/;
 
-/**
- * JSON.parse reads `1e400` as Infinity, which validation takes for a number and JSON.stringify
- * then writes as `null`: the workflow would get null where the caller sent a number. Refused.
- */
-function refuseNonFinite(value: unknown, what: string, path: string[] = []): void {
-  if (typeof value === "number" && !Number.isFinite(value)) {
-    const at = path.length > 0 ? path.join(".") : "(the body itself)";
-    throw new ApiError("invalid_json", `${what} has a number too large for a 64-bit float at ${at}`, [
-      { path: at, message: "number out of range" },
-    ]);
-  }
-  if (value === null || typeof value !== "object") return;
+/** Where the first non-finite number is (its path), or null; no path is built until one is found. */
+function nonFinitePath(value: unknown): string[] | null {
+  if (typeof value === "number") return Number.isFinite(value) ? null : [];
+  if (value === null || typeof value !== "object") return null;
   // The depth check bounds this recursion.
-  for (const [key, child] of Object.entries(value)) refuseNonFinite(child, what, [...path, key]);
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const at = nonFinitePath(value[i]);
+      if (at) return [String(i), ...at];
+    }
+    return null;
+  }
+  for (const key of Object.keys(value)) {
+    const at = nonFinitePath((value as Record<string, unknown>)[key]);
+    if (at) return [key, ...at];
+  }
+  return null;
 }
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });

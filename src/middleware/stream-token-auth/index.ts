@@ -7,7 +7,7 @@ import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
 import { singleQueryValue } from "../query/index.ts";
-import { streamTokenAuthContext, verifyLiveStreamToken } from "../../stream-tokens.ts";
+import { STREAM_TOKEN_REFUSED, streamTokenAuthContext, verifyLiveStreamToken } from "../../stream-tokens.ts";
 import { apiKeyAuth } from "../api-key-auth/index.ts";
 
 const STREAM_ROUTE = /^\/workflow\/[^/]+(\/runs\/[^/]+)?\/history\/stream$/;
@@ -18,11 +18,7 @@ export const apiKeyOrStreamToken = () => {
     const token = !c.req.header("authorization") && STREAM_ROUTE.test(c.req.path) ? singleQueryValue(c, "token") : undefined;
     if (token) {
       const claims = await verifyLiveStreamToken(c.env.DB, c.env.STREAM_TOKEN_SECRET, token);
-      if (!claims)
-        throw new ApiError(
-          "unauthorized",
-          "the stream token is invalid or has expired (or the API key that minted it was revoked); mint a new one with POST /workflow/:id/stream-token",
-        );
+      if (!claims) throw new ApiError("unauthorized", STREAM_TOKEN_REFUSED);
       c.set("auth", streamTokenAuthContext(claims));
       return next();
     }

@@ -29,7 +29,7 @@ import { sseComment, sseFrame } from "../../sse/frames.ts";
 import { parseLastEventId } from "../../sse/last-event-id.ts";
 import { logStreamResponse } from "../../sse/log-stream.ts";
 import { openAdmittedSubscription, StreamAtEnd } from "../../sse/run-subscription.ts";
-import { streamTokenAuthContext, verifyLiveStreamToken } from "../../stream-tokens.ts";
+import { STREAM_TOKEN_REFUSED, streamTokenAuthContext, verifyLiveStreamToken } from "../../stream-tokens.ts";
 
 /** What EventSource waits before reconnecting after a drop. */
 export const VIEWER_RETRY_MS = 1_000;
@@ -50,11 +50,7 @@ const viewerTokenAuth = createMiddleware<AppEnv>(async (c, next) => {
       "this stream needs ?token= (the streamToken of POST /workflow/start, or POST /workflow/:id/stream-token)",
     );
   const claims = await verifyLiveStreamToken(c.env.DB, c.env.STREAM_TOKEN_SECRET, token);
-  if (!claims)
-    throw new ApiError(
-      "unauthorized",
-      "the stream token is invalid or has expired (or the API key that minted it was revoked); mint a new one with POST /workflow/:id/stream-token",
-    );
+  if (!claims) throw new ApiError("unauthorized", STREAM_TOKEN_REFUSED);
   if (claims.workflowId !== workflowId) throw new ApiError("unauthorized", "this stream token is for another run");
   c.set("auth", streamTokenAuthContext(claims));
   await next();
