@@ -185,17 +185,21 @@ export const accountCommands: Command[] = [
   {
     words: ["credits", "show"],
     operands: ["<orgId>"],
-    options: ["limit"],
-    synopsis: "[--limit <n>]",
-    summary: "balance, reserved, available and the ledger (newest first)",
+    options: ["limit", "before"],
+    synopsis: "[--limit <n>] [--before <next>]",
+    summary: "balance, reserved, available and the ledger (newest first; --before the previous page's next for older entries)",
     run: (ctx) => {
       const limit = integer("--limit", str(ctx.args, "limit"));
-      const query = limit === undefined ? "" : `?limit=${limit}`;
+      const before = str(ctx.args, "before");
+      const params = new URLSearchParams();
+      if (limit !== undefined) params.set("limit", String(limit));
+      if (before !== undefined) params.set("before", before);
+      const query = params.size > 0 ? `?${params}` : "";
       return answer(
         ctx,
         ctx
           .admin()
-          .request<Credits & { organizationId: string; ledger: LedgerEntry[] }>(
+          .request<Credits & { organizationId: string; ledger: LedgerEntry[]; next: string | null }>(
             "GET",
             `/admin/v1/organizations/${seg(ctx.operands[0]!)}/credits${query}`,
           ),
@@ -213,6 +217,7 @@ export const accountCommands: Command[] = [
             c.ledger.map((e) => [e.createdAt, e.kind, e.amount > 0 ? `+${e.amount}` : e.amount, e.balanceAfter, e.runId, e.note]),
             "no ledger entries",
           );
+          if (c.next) console.log(out.dim(`older entries: --before ${c.next}`));
         },
       );
     },

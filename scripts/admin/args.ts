@@ -16,6 +16,7 @@ export const OPTIONS = {
   "allow-debt": { type: "boolean" },
   "idempotency-key": { type: "string" },
   limit: { type: "string" },
+  before: { type: "string" },
   template: { type: "string" },
   model: { type: "string" },
   "web-search": { type: "boolean" },

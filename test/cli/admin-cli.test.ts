@@ -176,9 +176,27 @@ describe("credits", () => {
     expect(shown.stdout).toMatch(/grant\s+\+5000\s+5000\s+-\s+trial grant/);
     expect(shown.stdout.indexOf("correction")).toBeLessThan(shown.stdout.indexOf("trial grant"));
 
-    const limited = await okJson<{ balance: number; ledger: Array<{ note: string }> }>(["credits", "show", orgId, "--limit", "1"]);
+    const limited = await okJson<{ balance: number; ledger: Array<{ note: string }>; next: string }>([
+      "credits",
+      "show",
+      orgId,
+      "--limit",
+      "1",
+    ]);
     expect(limited.balance).toBe(4800);
     expect(limited.ledger.map((e) => e.note)).toEqual(["correction"]);
+    // Older entries, a page at a time: the text output says how to go on.
+    expect((await ok(["credits", "show", orgId, "--limit", "1"])).stdout).toContain(`older entries: --before ${limited.next}`);
+    const older = await okJson<{ ledger: Array<{ note: string }>; next: string | null }>([
+      "credits",
+      "show",
+      orgId,
+      "--limit",
+      "1",
+      "--before",
+      limited.next,
+    ]);
+    expect([older.ledger.map((e) => e.note), older.next]).toEqual([["trial grant"], null]);
 
     const zero = await cli(["credits", "grant", orgId, "0"]);
     expect(zero.code).toBe(1);

@@ -117,6 +117,38 @@ describe("admin API: credits", () => {
       expect((await admin("GET", `/admin/v1/organizations/${org.id}/credits?limit=${limit}`)).status, limit).toBe(400);
     expect((await admin("GET", `/admin/v1/organizations/${org.id}/credits?limit=16`)).status).toBe(200);
   });
+
+  it("the whole ledger can be read, a page at a time: `next` until null, every entry once, newest first", async () => {
+    const org = await newOrganization();
+    // Seven entries, two of them at the very same time (ties are ordered by id).
+    for (let n = 1; n <= 5; n++) await admin("POST", `/admin/v1/organizations/${org.id}/credits`, { amount: n, note: `g${n}` });
+    const at = "2026-01-01T00:00:00.000Z";
+    for (const id of ["tie-a", "tie-b"]) {
+      await env.DB.prepare(
+        "INSERT INTO credit_ledger (id, organization_id, kind, amount, balance_after, note, created_at) VALUES (?, ?, 'grant', 0, 0, ?, ?)",
+      )
+        .bind(id, org.id, id, at)
+        .run();
+    }
+    type Page = { ledger: Array<{ note: string }>; next: string | null };
+    const pages: Page[] = [];
+    let before: string | null = null;
+    do {
+      const res = await admin("GET", `/admin/v1/organizations/${org.id}/credits?limit=3${before ? `&before=${before}` : ""}`);
+      expect(res.status).toBe(200);
+      const page = (await res.json()) as Page;
+      pages.push(page);
+      before = page.next;
+    } while (before && pages.length < 10);
+    expect(pages.map((p) => p.ledger.length)).toEqual([3, 3, 1]);
+    expect(pages.flatMap((p) => p.ledger.map((e) => e.note))).toEqual(["g5", "g4", "g3", "g2", "g1", "tie-b", "tie-a"]);
+    expect(pages.at(-1)!.next).toBeNull();
+    for (const bad of ["not_a_cursor", "bm90IGpzb24", "%2F%2F", "x".repeat(2000)]) {
+      const res = await admin("GET", `/admin/v1/organizations/${org.id}/credits?before=${bad}`);
+      expect([res.status, await code(res)], bad).toEqual([400, "invalid_request"]);
+    }
+    expect((await admin("GET", `/admin/v1/organizations/${org.id}/credits?after=x`)).status).toBe(400);
+  });
 });
 
 describe("admin API: credits (security: no overdraw)", () => {

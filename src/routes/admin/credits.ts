@@ -1,5 +1,5 @@
 import type { App } from "../../app-env.ts";
-import { creditSummary, grantCredits } from "../../db/credits.ts";
+import { creditSummary, decodeLedgerCursor, grantCredits } from "../../db/credits.ts";
 import { ApiError } from "../../errors.ts";
 import { IDEMPOTENCY_KEY_HEADER, IDEMPOTENT_REPLAYED_HEADER, parseIdempotencyKey } from "../../middleware/idempotency/index.ts";
 import { readJson, zodIssues } from "../../middleware/json-body/index.ts";
@@ -41,11 +41,21 @@ export function registerCredits(app: App) {
     return c.json({ entry, credits }, 201);
   });
 
-  /** Balance, holds of runs in flight, and the ledger, newest first. */
+  /** Balance, holds of runs in flight, and the ledger, newest first, a page at a time (`before` = the previous page's `next`). */
   app.get("/admin/v1/organizations/:orgId/credits", async (c) => {
     const org = await organizationOrThrow(c.env, c.req.param("orgId"));
     const query = ledgerQuery.safeParse(singleValuedQuery(c));
-    if (!query.success) throw new ApiError("invalid_request", "limit must be an integer from 1 to 500", zodIssues(query.error));
-    return c.json(await creditSummary(c.env.DB, org.id, query.data.limit));
+    if (!query.success)
+      throw new ApiError(
+        "invalid_request",
+        "limit must be an integer from 1 to 500, before the previous answer's next; no other parameters",
+        zodIssues(query.error),
+      );
+    const before = query.data.before === undefined ? null : decodeLedgerCursor(query.data.before);
+    if (query.data.before !== undefined && !before)
+      throw new ApiError("invalid_request", "before must be the previous answer's next", [
+        { path: "before", message: "not a cursor of this API" },
+      ]);
+    return c.json(await creditSummary(c.env.DB, org.id, query.data.limit, before));
   });
 }

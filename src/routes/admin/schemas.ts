@@ -71,7 +71,17 @@ export const updatePromptWorkflowBody = z
   .strict()
   .refine((body) => Object.keys(body).length > 0, "send at least one field to change");
 
-export const ledgerQuery = z.object({ limit: queryInt(1, 500).default(50) });
+export const ledgerQuery = z
+  .object({
+    limit: queryInt(1, 500).default(50),
+    before: z
+      .string()
+      .max(1024)
+      .regex(/^[A-Za-z0-9_-]+$/, "the previous answer's next")
+      .optional()
+      .describe("Go on with the entries older than this (the previous answer's `next`); omit to start from the newest"),
+  })
+  .strict();
 
 /** Ids in admin paths: anything else cannot exist, so it is a 404 without a query. */
 export const ADMIN_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
