@@ -32,8 +32,7 @@ import { aggregate, type Attribute } from "../../src/shared/aggregations.ts";
 import { openSecret, secretKeysProblem, webhookSecretAad } from "../../src/shared/secret-box.ts";
 import { resealOnUse } from "../../src/webhooks/secret-reseal.ts";
 import { eventTypeForStatus, webhookHeaders } from "../../src/webhooks/signing.ts";
-import { checkWebhookAddress, dnsResolverFrom } from "../../src/webhooks/address-check.ts";
-import { urlPolicyFrom, webhookUrlProblem } from "../../src/webhooks/url-policy.ts";
+import { checkWebhookUrl } from "../../src/webhooks/address-check.ts";
 import type { EventLog } from "./event-log.ts";
 import type { RunOutcome } from "./messages.ts";
 import type { Meta } from "./meta.ts";
@@ -251,12 +250,9 @@ export class WebhookOutbox {
       return;
     }
     let responseStatus: number | null = null;
-    let error: string | null = webhookUrlProblem(endpoint.url, urlPolicyFrom(env));
-    if (error === null) {
-      // Its DNS may have moved to a private address since it was registered.
-      const address = await checkWebhookAddress(endpoint.url, dnsResolverFrom(env));
-      if (address.verdict !== "public") error = address.problem;
-    }
+    // Checked again: the configuration may have changed, and its DNS moved to a private address.
+    const url = await checkWebhookUrl(endpoint.url, env);
+    let error: string | null = url.verdict === "public" ? null : url.problem;
     let secret: string | null = null;
     let sealing: Promise<void> | null = null;
     if (error === null) {

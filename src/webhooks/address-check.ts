@@ -13,6 +13,7 @@
  */
 import { z } from "zod";
 import { isIpLiteral, refusedRange } from "../shared/ip-ranges.ts";
+import { urlPolicyFrom, webhookUrlProblem } from "./url-policy.ts";
 
 /** Used when WEBHOOK_DNS_RESOLVER is unset or empty. */
 export const DEFAULT_DNS_RESOLVER = "https://cloudflare-dns.com/dns-query";
@@ -40,6 +41,19 @@ export type AddressCheck =
   | { verdict: "refused"; problem: string }
   /** The resolver could not be asked or did not answer: try again later. */
   | { verdict: "unknown"; problem: string };
+
+/**
+ * Whether a URL may receive webhooks: the URL policy, then where its host name points. What a
+ * registration checks, and every delivery attempt again.
+ */
+export async function checkWebhookUrl(
+  url: string,
+  env: { WEBHOOK_ALLOW_LOOPBACK_HTTP?: string; WEBHOOK_DNS_RESOLVER?: string },
+): Promise<AddressCheck> {
+  const problem = webhookUrlProblem(url, urlPolicyFrom(env));
+  if (problem) return { verdict: "refused", problem };
+  return checkWebhookAddress(url, dnsResolverFrom(env));
+}
 
 /** The resolver to ask, or null when the lookup is off. */
 export function dnsResolverFrom(env: { WEBHOOK_DNS_RESOLVER?: string }): string | null {

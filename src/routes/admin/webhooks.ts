@@ -20,8 +20,7 @@ import { ApiError } from "../../errors.ts";
 import { readJson, zodIssues } from "../../middleware/json-body/index.ts";
 import { secretKeysProblem } from "../../shared/secret-box.ts";
 import { generateWebhookSecret, WEBHOOK_EVENT_TYPES } from "../../webhooks/signing.ts";
-import { checkWebhookAddress, DNS_RETRY_AFTER_SECONDS, dnsResolverFrom } from "../../webhooks/address-check.ts";
-import { urlPolicyFrom, webhookUrlProblem } from "../../webhooks/url-policy.ts";
+import { checkWebhookUrl, DNS_RETRY_AFTER_SECONDS } from "../../webhooks/address-check.ts";
 import { organizationOrThrow } from "./organizations.ts";
 import { SEAL_LIMIT_MAX, SEAL_LIMIT_MIN, sealSecretsPage } from "../../webhooks/secret-reseal.ts";
 import { ADMIN_ID_PATTERN, createWebhookBody, deliveriesQuery, sealSecretsQuery } from "./schemas.ts";
@@ -73,10 +72,7 @@ export function registerWebhooks(app: App) {
   app.post(base, async (c) => {
     const org = await organizationOrThrow(c.env, c.req.param("orgId"));
     const body = await readJson(c, createWebhookBody);
-    const problem = webhookUrlProblem(body.url, urlPolicyFrom(c.env));
-    if (problem)
-      throw new ApiError("webhook_url_not_allowed", `this URL cannot receive webhooks: ${problem}`, [{ path: "url", message: problem }]);
-    const address = await checkWebhookAddress(body.url, dnsResolverFrom(c.env));
+    const address = await checkWebhookUrl(body.url, c.env);
     if (address.verdict === "refused")
       throw new ApiError("webhook_url_not_allowed", `this URL cannot receive webhooks: ${address.problem}`, [
         { path: "url", message: address.problem },

@@ -5,7 +5,8 @@ import { ApiError } from "../../errors.ts";
 import { HostClient } from "../../host-client.ts";
 import { readJson } from "../../middleware/json-body/index.ts";
 import type { RunStatus } from "../../shared/run-status.ts";
-import { cancelBody, idOfAnyCase } from "./schemas.ts";
+import { anyCaseUuid } from "../../shared/any-case-uuid.ts";
+import { cancelBody } from "./schemas.ts";
 
 type Outcome = "cancelled" | "already_completed" | "not_eligible" | "not_found" | "error";
 const OPEN: RunStatus[] = ["scheduled", "running", "continued_as_new"];
@@ -42,7 +43,7 @@ export function registerCancel(app: App) {
       ? await Promise.all(
           [...named].map(async ([id, runId]) => ({
             runId,
-            run: idOfAnyCase.safeParse(id).success ? await findRunById(c.env.DB, organizationId, id) : null,
+            run: anyCaseUuid.safeParse(id).success ? await findRunById(c.env.DB, organizationId, id) : null,
           })),
         )
       : (await listOpenRunsOfWorkflow(c.env.DB, organizationId, body.workflowId!, OPEN, MAX_RUNS_PER_CANCEL)).map((run) => ({

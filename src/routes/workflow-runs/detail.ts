@@ -3,12 +3,12 @@ import { nearbyReads } from "../../db/client.ts";
 import type { Run } from "../../db/schema.ts";
 import { findRunById, findWorkflowIdOfRun, listStepRuns } from "../../db/workflow-runs.ts";
 import { ApiError } from "../../errors.ts";
-import { idOfAnyCase } from "./schemas.ts";
+import { anyCaseUuid } from "../../shared/any-case-uuid.ts";
 import { workflowRunDetail } from "./views.ts";
 
 /** The run with this id in the caller's organization; anything else (other tenants too) is 404. */
 export async function workflowRunOrThrow(env: Env, organizationId: string, runId: string): Promise<Run> {
-  const id = idOfAnyCase.safeParse(runId);
+  const id = anyCaseUuid.safeParse(runId);
   const run = id.success ? await findRunById(env.DB, organizationId, id.data) : null;
   if (!run) throw new ApiError("run_not_found", `no workflow run "${runId.slice(0, 100)}"`);
   return run;
@@ -22,7 +22,7 @@ export async function workflowRunOrThrow(env: Env, organizationId: string, runId
  * docs/architecture.md, "Where each part lives in production".
  */
 export async function workflowIdOfRun(env: Env, organizationId: string, runId: string): Promise<string> {
-  const id = idOfAnyCase.safeParse(runId);
+  const id = anyCaseUuid.safeParse(runId);
   if (id.success) {
     const replica = await findWorkflowIdOfRun(nearbyReads(env.DB), organizationId, id.data);
     const workflowId = replica ?? (await findWorkflowIdOfRun(env.DB, organizationId, id.data));

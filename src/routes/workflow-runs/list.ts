@@ -3,7 +3,8 @@ import { countRunsByStatus, listWorkflowRuns } from "../../db/workflow-runs.ts";
 import { ApiError } from "../../errors.ts";
 import { zodIssues } from "../../middleware/json-body/index.ts";
 import { STATUSES_BY_WORKFLOW_RUN_STATUS, WORKFLOW_RUN_STATUSES, toWorkflowRunStatus, type RunStatus } from "../../shared/run-status.ts";
-import { idOfAnyCase, listQuery } from "./schemas.ts";
+import { anyCaseUuid } from "../../shared/any-case-uuid.ts";
+import { listQuery } from "./schemas.ts";
 import { workflowRunView } from "./views.ts";
 import { singleValuedQuery } from "../../middleware/query/index.ts";
 
@@ -38,7 +39,7 @@ export function registerListAndDashboard(app: App) {
   });
 
   app.get("/api/v1/workflow-runs/dashboard/:workflowId", async (c) => {
-    const parsed = idOfAnyCase.safeParse(c.req.param("workflowId"));
+    const parsed = anyCaseUuid.safeParse(c.req.param("workflowId"));
     if (!parsed.success) throw new ApiError("workflow_not_found", "workflowId must be a workflow's UUID");
     const workflowId = parsed.data;
     const rows = await countRunsByStatus(c.env.DB, c.get("auth").organizationId, workflowId);

@@ -21,7 +21,7 @@ import { runStream } from "../../run-stream-client.ts";
 import { getRunOrThrow } from "../../services/runs.ts";
 import { decodePageToken, encodePageToken, PAGE_TOKEN_PATTERN } from "../../shared/output-history.ts";
 import { type PinnedRunEnv, parseWorkflowIdParam, pinnedRunParam } from "./params.ts";
-import { runIdParam } from "./schemas.ts";
+import { anyCaseUuid } from "../../shared/any-case-uuid.ts";
 import { singleValuedQuery } from "../../middleware/query/index.ts";
 
 /** Output's cap on one long-poll; a larger `longPollTimeoutMs` waits this long. */
@@ -34,8 +34,8 @@ const FIRST_EVENTS_WAIT_MS = 2_000;
 export const MAX_HISTORY_PAGE_SIZE = 1000;
 
 export const historyQuery = z.object({
-  /** Temporal's run ids are lower-case; any letter case names the same run (as a pinned `:rid`). */
-  runId: runIdParam.transform((id) => id.toLowerCase()).optional(),
+  /** Any letter case names the same run (as a pinned `:rid`). */
+  runId: anyCaseUuid.optional(),
   pageSize: queryInt(1, MAX_HISTORY_PAGE_SIZE).default(20),
   /** Opaque: pass back `nextPageToken`. An empty value counts as absent, as in Output. */
   pageToken: z.preprocess(

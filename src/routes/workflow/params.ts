@@ -2,7 +2,8 @@ import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
 import { zodIssues } from "../../middleware/json-body/index.ts";
-import { runIdParam, workflowIdSchema } from "./schemas.ts";
+import { anyCaseUuid } from "../../shared/any-case-uuid.ts";
+import { workflowIdSchema } from "./schemas.ts";
 
 /**
  * The `:id` of a `/workflow/:id/...` route (already URL-decoded by the router). An id that no
@@ -20,9 +21,9 @@ export function parseWorkflowIdParam(raw: string): string {
  * Temporal's run ids are lower-case; any letter case names the same run.
  */
 export function parseRunIdParam(raw: string): string {
-  const parsed = runIdParam.safeParse(raw);
+  const parsed = anyCaseUuid.safeParse(raw);
   if (!parsed.success) throw new ApiError("invalid_request", "invalid run id: expected a UUID", zodIssues(parsed.error, "rid"));
-  return parsed.data.toLowerCase();
+  return parsed.data;
 }
 
 /** parseRunIdParam for a route that may have no `:rid` (its unpinned form). */
