@@ -1,6 +1,6 @@
 /** Admin API commands for organizations, API keys and credits (/admin/v1/organizations/...). */
 import { flag, integer, required, str } from "./args.ts";
-import { answer, type Command } from "./command.ts";
+import { answer, type Command, type Context } from "./command.ts";
 import { err, out, printFields, printTable } from "./output.ts";
 
 interface Credits {
@@ -48,6 +48,16 @@ function showOrganization(org: Organization) {
   ]);
 }
 
+/** `?limit=&before=` from --limit and --before (the previous page's next), or "". */
+function pageQuery(ctx: Context): string {
+  const params = new URLSearchParams();
+  const limit = integer("--limit", str(ctx.args, "limit"));
+  const before = str(ctx.args, "before");
+  if (limit !== undefined) params.set("limit", String(limit));
+  if (before !== undefined) params.set("before", before);
+  return params.size > 0 ? `?${params}` : "";
+}
+
 export const accountCommands: Command[] = [
   {
     words: ["orgs", "create"],
@@ -71,16 +81,24 @@ export const accountCommands: Command[] = [
   {
     words: ["orgs", "list"],
     operands: [],
-    options: [],
-    summary: "list organizations",
-    run: (ctx) =>
-      answer(ctx, ctx.admin().request<{ organizations: Organization[] }>("GET", "/admin/v1/organizations"), ({ organizations }) =>
-        printTable(
-          ["ID", "NAME", "CREDITS", "CREATED"],
-          organizations.map((o) => [o.id, o.name, creditsText(o.credits), o.createdAt]),
-          "no organizations",
-        ),
-      ),
+    options: ["limit", "before"],
+    synopsis: "[--limit <n>] [--before <next>]",
+    summary: "list organizations, newest first (--before the previous page's next for older ones)",
+    run: (ctx) => {
+      const query = pageQuery(ctx);
+      return answer(
+        ctx,
+        ctx.admin().request<{ organizations: Organization[]; next: string | null }>("GET", `/admin/v1/organizations${query}`),
+        ({ organizations, next }) => {
+          printTable(
+            ["ID", "NAME", "CREDITS", "CREATED"],
+            organizations.map((o) => [o.id, o.name, creditsText(o.credits), o.createdAt]),
+            "no organizations",
+          );
+          if (next) console.log(out.dim(`older organizations: --before ${next}`));
+        },
+      );
+    },
   },
   {
     words: ["orgs", "show"],
@@ -189,12 +207,7 @@ export const accountCommands: Command[] = [
     synopsis: "[--limit <n>] [--before <next>]",
     summary: "balance, reserved, available and the ledger (newest first; --before the previous page's next for older entries)",
     run: (ctx) => {
-      const limit = integer("--limit", str(ctx.args, "limit"));
-      const before = str(ctx.args, "before");
-      const params = new URLSearchParams();
-      if (limit !== undefined) params.set("limit", String(limit));
-      if (before !== undefined) params.set("before", before);
-      const query = params.size > 0 ? `?${params}` : "";
+      const query = pageQuery(ctx);
       return answer(
         ctx,
         ctx

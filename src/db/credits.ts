@@ -14,6 +14,7 @@
 import { and, desc, eq, lt, or } from "drizzle-orm";
 import { db } from "./client.ts";
 import { creditLedger, organizations, type PromptDefinition } from "./schema.ts";
+import { type PageCursor, pageOf } from "./page-cursor.ts";
 
 /**
  * Credits available to new holds: balance - reserved, the one formula every view uses (null for
@@ -246,40 +247,12 @@ export async function grantCredits(
   return { ok: true, entry: (await db(d1).select().from(creditLedger).where(eq(creditLedger.id, id)).limit(1))[0] ?? null };
 }
 
-/** Where a page of the ledger ends: its last entry's time and id, opaque to callers (base64url). */
-export interface LedgerCursor {
-  createdAt: string;
-  id: string;
-}
-
-export function encodeLedgerCursor(cursor: LedgerCursor): string {
-  const bytes = new TextEncoder().encode(JSON.stringify([cursor.createdAt, cursor.id]));
-  return btoa(String.fromCharCode(...bytes))
-    .replace(/\+/g, "-")
-    .replace(/\//g, "_")
-    .replace(/=+$/, "");
-}
-
-/** The cursor, or null when the text is not one this API issued. */
-export function decodeLedgerCursor(text: string): LedgerCursor | null {
-  try {
-    const binary = atob(text.replace(/-/g, "+").replace(/_/g, "/"));
-    const value: unknown = JSON.parse(
-      new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(Uint8Array.from(binary, (ch) => ch.charCodeAt(0))),
-    );
-    if (!Array.isArray(value) || value.length !== 2 || typeof value[0] !== "string" || typeof value[1] !== "string") return null;
-    return { createdAt: value[0], id: value[1] };
-  } catch {
-    return null;
-  }
-}
-
 /**
  * The organization's credits and its ledger, newest first, `limit` entries from `before` on (the
  * ledger keeps growing: one row per finished metered run). `next` continues from the last entry
  * shown, null when there is nothing older.
  */
-export async function creditSummary(d1: D1Database, organizationId: string, limit: number, before: LedgerCursor | null = null) {
+export async function creditSummary(d1: D1Database, organizationId: string, limit: number, before: PageCursor | null = null) {
   const org = (await db(d1).select().from(organizations).where(eq(organizations.id, organizationId)).limit(1))[0];
   if (!org) return null;
   const older = before
@@ -291,8 +264,7 @@ export async function creditSummary(d1: D1Database, organizationId: string, limi
     .where(and(eq(creditLedger.organizationId, organizationId), older))
     .orderBy(desc(creditLedger.createdAt), desc(creditLedger.id))
     .limit(limit + 1);
-  const ledger = rows.slice(0, limit);
-  const last = ledger.at(-1);
+  const { page: ledger, next } = pageOf(rows, limit);
   const metered = org.creditBalance !== null;
   return {
     organizationId,
@@ -301,6 +273,6 @@ export async function creditSummary(d1: D1Database, organizationId: string, limi
     reserved: org.creditsReserved,
     available: availableCredits(org.creditBalance, org.creditsReserved),
     ledger,
-    next: rows.length > limit && last ? encodeLedgerCursor({ createdAt: last.createdAt, id: last.id }) : null,
+    next,
   };
 }

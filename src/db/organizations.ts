@@ -1,13 +1,24 @@
-import { asc, eq } from "drizzle-orm";
+import { and, desc, eq, lt, or } from "drizzle-orm";
 import { db } from "./client.ts";
+import { type PageCursor, pageOf } from "./page-cursor.ts";
 import { organizations } from "./schema.ts";
 
 export async function findOrganization(d1: D1Database, id: string) {
   return (await db(d1).select().from(organizations).where(eq(organizations.id, id)).limit(1))[0] ?? null;
 }
 
-export async function listOrganizations(d1: D1Database) {
-  return db(d1).select().from(organizations).orderBy(asc(organizations.createdAt), asc(organizations.id));
+/** Organizations, newest first, `limit` of them from `before` on; `next` goes on, null on the last page. */
+export async function listOrganizations(d1: D1Database, limit: number, before: PageCursor | null) {
+  const older = before
+    ? or(lt(organizations.createdAt, before.createdAt), and(eq(organizations.createdAt, before.createdAt), lt(organizations.id, before.id)))
+    : undefined;
+  const rows = await db(d1)
+    .select()
+    .from(organizations)
+    .where(older)
+    .orderBy(desc(organizations.createdAt), desc(organizations.id))
+    .limit(limit + 1);
+  return pageOf(rows, limit);
 }
 
 /** Inserts the organization; false when the id is taken. */

@@ -13,18 +13,23 @@ const timestamps = {
   updatedAt: text("updated_at").notNull().default(sql`(strftime('%Y-%m-%dT%H:%M:%fZ','now'))`),
 };
 
-export const organizations = sqliteTable("organizations", {
-  id: text("id").primaryKey(),
-  name: text("name").notNull(),
-  /**
-   * Credits (1 credit = 1 LLM token). NULL: the organization is not metered (no 402 ever); the
-   * first grant through the admin API turns metering on. See docs/credits.md.
-   */
-  creditBalance: integer("credit_balance"),
-  /** Credits held by runs in flight; available = balance - reserved. */
-  creditsReserved: integer("credits_reserved").notNull().default(0),
-  ...timestamps,
-});
+export const organizations = sqliteTable(
+  "organizations",
+  {
+    id: text("id").primaryKey(),
+    name: text("name").notNull(),
+    /**
+     * Credits (1 credit = 1 LLM token). NULL: the organization is not metered (no 402 ever); the
+     * first grant through the admin API turns metering on. See docs/credits.md.
+     */
+    creditBalance: integer("credit_balance"),
+    /** Credits held by runs in flight; available = balance - reserved. */
+    creditsReserved: integer("credits_reserved").notNull().default(0),
+    ...timestamps,
+  },
+  // The admin list pages through organizations newest first (keyset on created_at, id).
+  (t) => [index("organizations_created_idx").on(t.createdAt, t.id)],
+);
 
 /** Every change of an organization's balance: grants and adjustments (admin), run charges. */
 export const creditLedger = sqliteTable(

@@ -124,6 +124,17 @@ describe("organizations and API keys", () => {
     expect(shown).toMatchObject({ id: orgId, name: "CLI Org", credits: { metered: false } });
     // A generated id.
     expect((await okJson(["orgs", "create", "--name", "Generated"])).id).toMatch(/^org_[a-z0-9]{12}$/);
+    // A page at a time, newest first: the text output says how to go on.
+    type Page = { organizations: Array<{ id: string; createdAt: string }>; next: string };
+    const newest = await okJson<Page>(["orgs", "list", "--limit", "1"]);
+    expect(newest.organizations).toHaveLength(1);
+    expect((await ok(["orgs", "list", "--limit", "1"])).stdout).toContain("older organizations: --before ");
+    const older = await okJson<Page>(["orgs", "list", "--limit", "1", "--before", newest.next]);
+    expect(older.organizations).toHaveLength(1);
+    expect(older.organizations[0]!.id).not.toBe(newest.organizations[0]!.id);
+    expect(older.organizations[0]!.createdAt <= newest.organizations[0]!.createdAt).toBe(true);
+    const bad = await cli(["orgs", "list", "--before", "not_a_cursor"]);
+    expect([bad.code, bad.stderr.includes("invalid_request")]).toEqual([1, true]);
   });
 
   it("a taken id is the API's error code on stderr and exit 1", async () => {

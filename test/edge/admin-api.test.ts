@@ -151,6 +151,59 @@ describe("admin API: credits", () => {
   });
 });
 
+describe("admin API: the organizations list, a page at a time", () => {
+  type Page = { organizations: Array<{ id: string; createdAt: string }>; next: string | null };
+
+  it("`next` until null reads every organization once, newest first, ties by id", async () => {
+    const made = [(await newOrganization("Paged one")).id, (await newOrganization("Paged two")).id];
+    // Three at the very same time, newer than everything else (ties are ordered by id).
+    const at = "2999-01-01T00:00:00.000Z";
+    const tied = ["org_tie_c", "org_tie_a", "org_tie_b"].map((id) => `${id}_${crypto.randomUUID().slice(0, 8)}`);
+    for (const id of tied)
+      await env.DB.prepare("INSERT INTO organizations (id, name, created_at, updated_at) VALUES (?, 'Tied', ?, ?)").bind(id, at, at).run();
+    const total = (await env.DB.prepare("SELECT count(*) AS n FROM organizations").first<{ n: number }>())!.n;
+    const pages: Page[] = [];
+    let before: string | null = null;
+    do {
+      const res = await admin("GET", `/admin/v1/organizations?limit=2${before ? `&before=${before}` : ""}`);
+      expect(res.status).toBe(200);
+      const page = (await res.json()) as Page;
+      pages.push(page);
+      before = page.next;
+    } while (before && pages.length < 1000);
+    const seen = pages.flatMap((p) => p.organizations);
+    expect(seen).toHaveLength(total);
+    expect(new Set(seen.map((o) => o.id)).size).toBe(total);
+    expect(pages.slice(0, -1).every((p) => p.organizations.length === 2)).toBe(true);
+    expect(pages.at(-1)!.next).toBeNull();
+    const order = seen.map((o) => `${o.createdAt} ${o.id}`);
+    expect(order).toEqual([...order].sort().reverse());
+    expect(seen.slice(0, 3).map((o) => o.id)).toEqual([...tied].sort().reverse());
+    for (const id of made) expect(seen.some((o) => o.id === id)).toBe(true);
+  });
+
+  it("answers one page by default and refuses bad paging parameters with 400", async () => {
+    const first = (await (await admin("GET", "/admin/v1/organizations")).json()) as Page;
+    expect(first.organizations.length).toBeLessThanOrEqual(100);
+    expect(first).toHaveProperty("next");
+    for (const query of [
+      "limit=0",
+      "limit=501",
+      "limit=1e2",
+      "limit=2&limit=3",
+      "before=not_a_cursor",
+      "before=bm90IGpzb24",
+      "before=%2F%2F",
+      `before=${"x".repeat(2000)}`,
+      "after=x",
+      "page=2",
+    ]) {
+      const res = await admin("GET", `/admin/v1/organizations?${query}`);
+      expect([res.status, await code(res)], query).toEqual([400, "invalid_request"]);
+    }
+  });
+});
+
 describe("admin API: credits (security: no overdraw)", () => {
   type Summary = {
     balance: number | null;

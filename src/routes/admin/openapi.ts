@@ -10,6 +10,7 @@ import {
   sealSecretsQuery,
   grantCreditsBody,
   ledgerQuery,
+  organizationsQuery,
   updatePromptWorkflowBody,
 } from "./schemas.ts";
 
@@ -28,7 +29,14 @@ export function documentAdminApi(app: App) {
     responses: ok("Created", 201),
     errors: [...BODY_ERRORS, "organization_exists"],
   });
-  doc({ method: "get", path: "/admin/v1/organizations", summary: "List organizations", responses: ok("Organizations") });
+  doc({
+    method: "get",
+    path: "/admin/v1/organizations",
+    summary: "List organizations, newest first, a page at a time",
+    query: organizationsQuery,
+    responses: ok("Organizations and `next` (the `before` of the following page; null on the last)"),
+    errors: ["invalid_request"],
+  });
   doc({
     method: "get",
     path: "/admin/v1/organizations/:orgId",

@@ -3,9 +3,11 @@ import { availableCredits } from "../../db/credits.ts";
 import { findOrganization, insertOrganization, listOrganizations } from "../../db/organizations.ts";
 import type { Organization } from "../../db/schema.ts";
 import { ApiError } from "../../errors.ts";
-import { readJson } from "../../middleware/json-body/index.ts";
+import { decodePageCursor } from "../../db/page-cursor.ts";
+import { readJson, zodIssues } from "../../middleware/json-body/index.ts";
+import { singleValuedQuery } from "../../middleware/query/index.ts";
 import { randomString } from "../../shared/api-keys.ts";
-import { ADMIN_ID_PATTERN, createOrganizationBody } from "./schemas.ts";
+import { ADMIN_ID_PATTERN, ORGANIZATIONS_PAGE_MAX, createOrganizationBody, organizationsQuery } from "./schemas.ts";
 
 export function organizationView(org: Organization) {
   const metered = org.creditBalance !== null;
@@ -38,7 +40,23 @@ export function registerOrganizations(app: App) {
     return c.json(organizationView((await findOrganization(c.env.DB, id))!), 201);
   });
 
-  app.get("/admin/v1/organizations", async (c) => c.json({ organizations: (await listOrganizations(c.env.DB)).map(organizationView) }));
+  /** Newest first, a page at a time: `before` = the previous page's `next` (null on the last page). */
+  app.get("/admin/v1/organizations", async (c) => {
+    const query = organizationsQuery.safeParse(singleValuedQuery(c));
+    if (!query.success)
+      throw new ApiError(
+        "invalid_request",
+        `limit must be an integer from 1 to ${ORGANIZATIONS_PAGE_MAX}, before the previous answer's next; no other parameters`,
+        zodIssues(query.error),
+      );
+    const before = query.data.before === undefined ? null : decodePageCursor(query.data.before);
+    if (query.data.before !== undefined && !before)
+      throw new ApiError("invalid_request", "before must be the previous answer's next", [
+        { path: "before", message: "not a cursor of this API" },
+      ]);
+    const { page, next } = await listOrganizations(c.env.DB, query.data.limit, before);
+    return c.json({ organizations: page.map(organizationView), next });
+  });
 
   app.get("/admin/v1/organizations/:orgId", async (c) => c.json(organizationView(await organizationOrThrow(c.env, c.req.param("orgId")))));
 }

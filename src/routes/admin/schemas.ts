@@ -71,15 +71,31 @@ export const updatePromptWorkflowBody = z
   .strict()
   .refine((body) => Object.keys(body).length > 0, "send at least one field to change");
 
+/** A page cursor as a query parameter: the previous answer's `next` (decoded by src/db/page-cursor.ts). */
+const pageCursorParam = z
+  .string()
+  .max(1024)
+  .regex(/^[A-Za-z0-9_-]+$/, "the previous answer's next")
+  .optional();
+
 export const ledgerQuery = z
   .object({
     limit: queryInt(1, 500).default(50),
-    before: z
-      .string()
-      .max(1024)
-      .regex(/^[A-Za-z0-9_-]+$/, "the previous answer's next")
-      .optional()
-      .describe("Go on with the entries older than this (the previous answer's `next`); omit to start from the newest"),
+    before: pageCursorParam.describe(
+      "Go on with the entries older than this (the previous answer's `next`); omit to start from the newest",
+    ),
+  })
+  .strict();
+
+export const ORGANIZATIONS_PAGE_DEFAULT = 100;
+export const ORGANIZATIONS_PAGE_MAX = 500;
+
+export const organizationsQuery = z
+  .object({
+    limit: queryInt(1, ORGANIZATIONS_PAGE_MAX).default(ORGANIZATIONS_PAGE_DEFAULT),
+    before: pageCursorParam.describe(
+      "Go on with the organizations older than the previous page (its `next`); omit to start from the newest",
+    ),
   })
   .strict();
 
