@@ -12,14 +12,17 @@
  *
  * Delivery is at-least-once: a failed push is retried with backoff under a fresh signature, and the
  * edge drops duplicates by sourceKey. A push the edge refuses (4xx) is logged as an error and
- * retried run by run, so one bad run cannot hold up the others; nothing is dropped silently.
+ * retried run by run, so one bad run cannot hold up the others; nothing is dropped silently. When
+ * the edge recorded some runs of a push but not others (a 503 naming them, `failedRuns`), the
+ * recorded ones are done and the others go back to the queue after a backoff, off the push slots,
+ * so a run the edge cannot take neither blocks the pushes of other runs nor takes them down with it.
  *
  * The one thing the edge drops on purpose: events of a run no one started through the edge (an
  * operator's `temporal workflow start`, a benchmark's direct runs). Its DO keeps nothing and the
  * push succeeds with those runs counted as `dropped` (the edge logs each workflow id once): they
  * are done with, not retried, and `counters.droppedRuns` adds them up.
  */
-import { EDGE_PATHS, type CatalogEntry, type RunEvent, runEventPushResult } from "../src/shared/host-api.ts";
+import { EDGE_PATHS, type CatalogEntry, type RunEvent, runEventPushPartialFailure, runEventPushResult } from "../src/shared/host-api.ts";
 import { MAX_SIGNED_BODY_BYTES } from "../src/shared/capped-body.ts";
 import { MAX_EVENTS_PER_PUSH, MAX_RUNS_PER_PUSH } from "../src/shared/run-event-schema.ts";
 import { signRequest } from "../src/shared/signing.ts";
@@ -47,6 +50,8 @@ interface Pending {
   reject: (err: Error) => void;
   /** Sent without waiting for the push window (a run's outcome). */
   now: boolean;
+  /** Pushes that carried this entry and that the edge answered as not recorded for its run. */
+  failures: number;
 }
 
 /** What the host sent the edge so far (the control API's /v1/metrics shows it). */
@@ -71,6 +76,8 @@ export class EdgeClient {
   private inFlight = 0;
   /** Runs with events in a push on the wire (each in one push at most). */
   private readonly runsInFlight = new Set<string>();
+  /** Runs whose entries wait out a backoff before going back to the queue, with those entries in order (see `retryLater`). */
+  private readonly backingOff = new Map<string, Pending[]>();
   private idleWaiters: Array<() => void> = [];
 
   constructor(
@@ -95,7 +102,7 @@ export class EdgeClient {
       for (let i = 0; i < events.length; i += MAX_PUSH_EVENTS) {
         const part = events.slice(i, i + MAX_PUSH_EVENTS);
         const last = i + MAX_PUSH_EVENTS >= events.length;
-        this.queue.push({ workflowId, events: part, resolve: last ? resolve : () => undefined, reject, now });
+        this.queue.push({ workflowId, events: part, resolve: last ? resolve : () => undefined, reject, now, failures: 0 });
         this.queuedEvents += part.length;
         if (now) this.queuedNow++;
       }
@@ -105,7 +112,7 @@ export class EdgeClient {
 
   /** Resolves when every queued event has been delivered or given up (host shutdown). */
   drain(): Promise<void> {
-    if (this.queue.length === 0 && this.inFlight === 0) return Promise.resolve();
+    if (this.idle()) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
@@ -113,9 +120,13 @@ export class EdgeClient {
     await this.postWithRetry(EDGE_PATHS.catalog, JSON.stringify({ workflows }));
   }
 
+  private idle(): boolean {
+    return this.queue.length === 0 && this.inFlight === 0 && this.backingOff.size === 0;
+  }
+
   private schedule(): void {
     if (this.queue.length === 0) {
-      if (this.inFlight === 0) for (const wake of this.idleWaiters.splice(0)) wake();
+      if (this.idle()) for (const wake of this.idleWaiters.splice(0)) wake();
       return;
     }
     if (this.inFlight >= MAX_PUSHES_IN_FLIGHT) return; // sent when a push in flight ends
@@ -135,7 +146,7 @@ export class EdgeClient {
     const runs = new Set<string>();
     // A run with events on the wire keeps its next ones queued until that push ends, so the edge
     // gets each run's events in order (its closing event never before the ones it follows).
-    const held = new Set(this.runsInFlight);
+    const held = new Set([...this.runsInFlight, ...this.backingOff.keys()]);
     let events = 0;
     let i = 0;
     for (; i < this.queue.length; i++) {
@@ -177,7 +188,12 @@ export class EdgeClient {
     const body = JSON.stringify({ runs });
     const parts = Buffer.byteLength(body) > MAX_PUSH_BYTES ? halves(batch) : null;
     if (parts) {
-      for (const part of parts) await this.send(part);
+      for (const part of parts) {
+        // A run of this part whose earlier events went back to wait: these wait behind them.
+        for (const p of part) this.backingOff.get(p.workflowId)?.push(p);
+        const rest = part.filter((p) => !this.backingOff.has(p.workflowId));
+        if (rest.length > 0) await this.send(rest);
+      }
       return;
     }
     try {
@@ -187,6 +203,15 @@ export class EdgeClient {
       this.counters.droppedRuns += result.success ? (result.data.dropped ?? 0) : 0;
       for (const p of batch) p.resolve();
     } catch (err) {
+      if (err instanceof PartialPushError) {
+        const failed = new Set(err.failedRuns);
+        for (const p of batch) if (!failed.has(p.workflowId)) p.resolve();
+        this.retryLater(
+          batch.filter((p) => failed.has(p.workflowId)),
+          err,
+        );
+        return;
+      }
       if (!(err instanceof PushRefusedError) || new Set(batch.map((p) => p.workflowId)).size === 1) {
         this.log(
           `outrider host: ERROR gave up pushing ${batch.reduce((n, p) => n + p.events.length, 0)} run events to the edge: ${String(err)}`,
@@ -198,6 +223,43 @@ export class EdgeClient {
       for (const p of batch) byRun.set(p.workflowId, [...(byRun.get(p.workflowId) ?? []), p]);
       await Promise.all([...byRun.values()].map((part) => this.send(part)));
     }
+  }
+
+  /**
+   * Entries of runs the edge could not record: back to the front of the queue after a backoff that
+   * grows with their failures, given up (rejected, logged) after `maxAttempts`. Their runs stay
+   * held meanwhile, so the events queued after them wait, and the edge still gets each run's
+   * events in order; the push slots are free for other runs.
+   */
+  private retryLater(entries: Pending[], cause: Error): void {
+    const runs = new Set<string>();
+    let failures = 0;
+    for (const p of entries) {
+      p.failures++;
+      if (p.failures >= this.maxAttempts) {
+        this.log(`outrider host: ERROR gave up pushing ${p.events.length} run events of ${p.workflowId} to the edge: ${String(cause)}`);
+        p.reject(cause);
+        continue;
+      }
+      runs.add(p.workflowId);
+      failures = Math.max(failures, p.failures);
+      this.backingOff.set(p.workflowId, [...(this.backingOff.get(p.workflowId) ?? []), p]);
+    }
+    if (runs.size === 0) return;
+    this.log(`${cause.message}: retrying the events of ${runs.size} runs (failure ${failures})`);
+    setTimeout(() => {
+      const back: Pending[] = [];
+      for (const run of runs) {
+        back.push(...(this.backingOff.get(run) ?? []));
+        this.backingOff.delete(run);
+      }
+      this.queue = back.concat(this.queue);
+      for (const p of back) {
+        this.queuedEvents += p.events.length;
+        if (p.now) this.queuedNow++;
+      }
+      this.schedule();
+    }, retryDelay(failures));
   }
 
   /** Posts until the edge takes it; returns the edge's answer (its JSON, or null if it is not JSON). */
@@ -215,6 +277,8 @@ export class EdgeClient {
         });
         const text = await res.text();
         if (res.ok) return parseJson(text);
+        const partial = runEvents && res.status === 503 ? runEventPushPartialFailure.safeParse(parseJson(text)) : null;
+        if (partial?.success) throw new PartialPushError(`edge recorded a push but for some runs (${res.status})`, partial.data.failedRuns);
         if (res.status >= 400 && res.status < 500 && res.status !== 429) {
           // Refused: the push is wrong (or the edge runs other code than we do). Loud, and retried:
           // a deploy of either side can fix it, and a push is never dropped without a trace.
@@ -227,15 +291,21 @@ export class EdgeClient {
           this.log(`${error.message}, retrying`);
         }
       } catch (err) {
+        if (err instanceof PartialPushError) throw err;
         error = err as Error;
         if (attempt === 1 || attempt % 10 === 0) this.log(`push to edge ${path} failed (${String(err)}), retrying`);
       }
       if (attempt >= this.maxAttempts) throw error;
       // A push refused more than once is worth splitting (the caller does, for run events).
       if (splittable && refusals >= 2 && error instanceof PushRefusedError) throw error;
-      await new Promise((r) => setTimeout(r, Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** (attempt - 1))));
+      await new Promise((r) => setTimeout(r, retryDelay(attempt)));
     }
   }
+}
+
+/** The wait after a push's `attempt`-th failure: doubling from RETRY_BASE_MS, at most RETRY_MAX_MS. */
+function retryDelay(attempt: number): number {
+  return Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** (attempt - 1));
 }
 
 function parseJson(text: string): unknown {
@@ -270,3 +340,13 @@ function group(batch: Pending[]): Array<{ workflowId: string; events: RunEvent[]
 
 /** The edge refused a push (4xx): retrying the same bytes will not help unless something changes. */
 export class PushRefusedError extends Error {}
+
+/** The edge recorded the push's other runs, not these (`failedRuns` of its 503). */
+class PartialPushError extends Error {
+  constructor(
+    message: string,
+    readonly failedRuns: string[],
+  ) {
+    super(message);
+  }
+}

@@ -113,3 +113,10 @@ export const runEventPushResult = z.object({
   duplicates: z.number(),
   dropped: z.number(),
 });
+
+/**
+ * What the edge adds to its 503 when only some runs of a push could not be recorded: their
+ * workflow ids. The other runs' events are recorded, so the host resolves those and retries only
+ * these (a whole-push retry would also do: the recorded events come back as duplicates).
+ */
+export const runEventPushPartialFailure = z.object({ failedRuns: z.array(z.string()).min(1).max(MAX_RUNS_PER_PUSH) });

@@ -221,6 +221,41 @@ describe("POST /internal/run-events: security", () => {
   });
 });
 
+describe("POST /internal/run-events: a run its DO cannot take", () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it("is 503 naming only that run (failedRuns): the other runs are recorded, and a retry of just that run records it", async () => {
+    const good = await insertRun(organizationId);
+    const broken = await insertRun(organizationId);
+    expect((await signedPost(PATH, { runs: [{ workflowId: broken, events: [started("rb")] }] })).status).toBe(200);
+    // The run's log table goes missing: every append to it throws until it is back.
+    await runInDurableObject(runStream(env, broken), (_i: RunStream, state) => {
+      state.storage.sql.exec("ALTER TABLE events RENAME TO events_away");
+    });
+    const error = vi.spyOn(console, "error").mockImplementation(() => undefined);
+    const res = await signedPost(PATH, {
+      runs: [
+        { workflowId: good, events: [started("rg"), historyEvent("rg", 1)] },
+        { workflowId: broken, events: [historyEvent("rb", 1)] },
+      ],
+    });
+    expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBe("1");
+    const body = (await res.json()) as ErrorBody & { failedRuns: string[] };
+    expect([body.error.code, body.failedRuns]).toEqual(["host_unavailable", [broken]]);
+    expect(error).toHaveBeenCalledWith(expect.stringContaining("run event push partly failed"));
+    expect((await log(good)).length).toBe(2);
+    expect(await row(good)).toMatchObject({ status: "running", temporal_run_id: "rg" });
+
+    await runInDurableObject(runStream(env, broken), (_i: RunStream, state) => {
+      state.storage.sql.exec("ALTER TABLE events_away RENAME TO events");
+    });
+    const retry = await signedPost(PATH, { runs: [{ workflowId: broken, events: [historyEvent("rb", 1)] }] });
+    expect(retry.status).toBe(200);
+    expect((await log(broken)).length).toBe(2);
+  });
+});
+
 /** Runs `fn` with every D1 call of this isolate counted (the Worker's and the DOs'); nothing else may touch D1 meanwhile. */
 async function d1Calls<T>(fn: () => Promise<T>): Promise<{ result: T; calls: number }> {
   let calls = 0;

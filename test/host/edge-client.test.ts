@@ -30,6 +30,8 @@ async function fakeEdge(
   answer: (push: RunEventPush, n: number) => number,
   accepted: (push: RunEventPush) => unknown = () => ({ ok: true }),
   delayMs = 0,
+  /** The body of a non-200 answer. */
+  failure: (push: RunEventPush, status: number) => unknown = () => ({ error: { code: "invalid_request", message: "bad event" } }),
 ) {
   const received: Received[] = [];
   const statuses: number[] = [];
@@ -54,7 +56,7 @@ async function fakeEdge(
       statuses.push(status);
       res
         .writeHead(status, { "content-type": "application/json" })
-        .end(JSON.stringify(status === 200 ? accepted(push) : { error: { code: "invalid_request", message: "bad event" } }));
+        .end(JSON.stringify(status === 200 ? accepted(push) : failure(push, status)));
     });
   });
   await new Promise<void>((r) => server!.listen(0, "127.0.0.1", r));
@@ -212,6 +214,74 @@ describe("EdgeClient: batched run events", () => {
     await client.pushRunEvents("older-edge", [started("r2")]);
     expect(edge.statuses).toEqual([200, 200]);
     expect(client.counters.droppedRuns).toBe(2);
+  });
+
+  describe("a push the edge recorded but for some runs (503 naming them in failedRuns)", () => {
+    /** An edge whose DO for `hello-bad` fails its first `failing` pushes: 503 naming it, the other runs recorded. */
+    async function edgeFailingOneRun(failing: number) {
+      let badFailures = 0;
+      const recorded: Array<{ workflowId: string; sourceKey: string }> = [];
+      const edge = await fakeEdge(
+        (push) => {
+          const failNow = push.runs.some((r) => r.workflowId === "hello-bad") && badFailures < failing;
+          if (failNow) badFailures++;
+          for (const r of push.runs)
+            if (!(failNow && r.workflowId === "hello-bad"))
+              for (const e of r.events) recorded.push({ workflowId: r.workflowId, sourceKey: e.sourceKey });
+          return failNow ? 503 : 200;
+        },
+        undefined,
+        0,
+        (_push, status) => (status === 503 ? { error: { code: "host_unavailable", message: "partly" }, failedRuns: ["hello-bad"] } : {}),
+      );
+      return { ...edge, recorded };
+    }
+
+    it("the other runs are done at once; only that run is retried, after a backoff, off the push slots", async () => {
+      const edge = await edgeFailingOneRun(2);
+      const logs: string[] = [];
+      const client = new EdgeClient(edge.url, SECRET, (m) => logs.push(m), 10, 5);
+      const order: string[] = [];
+      const bad = client.pushRunEvents("hello-bad", [started("b")]).then(() => order.push("bad"));
+      const good = client.pushRunEvents("hello-good", [started("g")]).then(() => order.push("good"));
+      await good;
+      // While the bad run waits out its backoff, other runs' pushes go on.
+      await client.pushRunEvents("hello-other", [started("o")]).then(() => order.push("other"));
+      await bad;
+      expect(order).toEqual(["good", "other", "bad"]);
+      expect(edge.statuses).toEqual([503, 200, 503, 200]);
+      // The retries carried the failed run's events only: the good run was pushed once.
+      expect(edge.received.map((r) => r.body.runs.map((x) => x.workflowId))).toEqual([
+        ["hello-bad", "hello-good"],
+        ["hello-other"],
+        ["hello-bad"],
+        ["hello-bad"],
+      ]);
+      expect(logs.some((l) => l.includes("retrying the events of 1 runs"))).toBe(true);
+    });
+
+    it("the run's later events wait behind its retried ones, so the edge gets them in order", async () => {
+      const edge = await edgeFailingOneRun(1);
+      const client = new EdgeClient(edge.url, SECRET, () => undefined, 10, 5);
+      const first = client.pushRunEvents("hello-bad", [started("b")]);
+      await new Promise((r) => setTimeout(r, 50)); // the first push has failed for it: backing off
+      const later = client.pushRunEvents("hello-bad", [{ ...started("b"), sourceKey: "later" }], { now: true });
+      await Promise.all([first, later]);
+      expect(edge.recorded.filter((r) => r.workflowId === "hello-bad").map((r) => r.sourceKey)).toEqual(["run:b:started", "later"]);
+    });
+
+    it("a run that keeps failing is given up after the tries (logged as an error, its pushes rejected); the others are unaffected", async () => {
+      const edge = await edgeFailingOneRun(Number.POSITIVE_INFINITY);
+      const logs: string[] = [];
+      const client = new EdgeClient(edge.url, SECRET, (m) => logs.push(m), 3, 5);
+      const bad = client.pushRunEvents("hello-bad", [started("b")]);
+      const good = client.pushRunEvents("hello-good", [started("g")]);
+      await expect(good).resolves.toBeUndefined();
+      await expect(bad).rejects.toThrow(/some runs/);
+      expect(edge.statuses).toEqual([503, 503, 503]);
+      expect(logs.filter((l) => l.includes("ERROR gave up pushing 1 run events of hello-bad"))).toHaveLength(1);
+      await client.drain();
+    });
   });
 
   it("an edge that is down is retried with backoff until it answers", async () => {

@@ -4,11 +4,12 @@
 import type { App } from "../../app-env.ts";
 import { documentInternalApi } from "./openapi.ts";
 import { upsertCodeCatalog } from "../../db/workflows.ts";
-import { ApiError } from "../../errors.ts";
+import type { z } from "zod";
+import { ApiError, errorBody } from "../../errors.ts";
 import { INTERNAL_MAX_JSON_DEPTH, readJson } from "../../middleware/json-body/index.ts";
 import { hostSignature } from "../../middleware/host-signature/index.ts";
 import { recordRunEvents } from "../../run-stream-client.ts";
-import { EDGE_PATHS, catalogPublish, runEventBatch, runEventPush } from "../../shared/host-api.ts";
+import { EDGE_PATHS, catalogPublish, runEventBatch, runEventPush, type runEventPushPartialFailure } from "../../shared/host-api.ts";
 import { parseWorkflowIdParam } from "../workflow/params.ts";
 import { workflowIdParam } from "../workflow/schemas.ts";
 
@@ -51,25 +52,26 @@ export function registerInternalApi(app: App) {
       byRun.set(run.workflowId, [...(byRun.get(run.workflowId) ?? []), ...run.events]);
     }
     const nonce = c.get("hostNonce");
-    const results = await Promise.allSettled([...byRun].map(([workflowId, events]) => recordRunEvents(c.env, workflowId, events, nonce)));
-    const failed = results.filter((r) => r.status === "rejected");
-    if (failed.length > 0) {
-      // Some runs may be recorded already: the host retries the whole push, and those are dropped as duplicates.
+    const runs = [...byRun];
+    const results = await Promise.allSettled(runs.map(([workflowId, events]) => recordRunEvents(c.env, workflowId, events, nonce)));
+    const failedRuns = runs.filter((_run, i) => results[i]!.status === "rejected").map(([workflowId]) => workflowId);
+    if (failedRuns.length > 0) {
+      const firstError = results.find((r) => r.status === "rejected")!.reason;
       console.error(
         JSON.stringify({
           level: "error",
           message: "run event push partly failed",
-          failed: failed.length,
+          failedRuns,
           runs: byRun.size,
-          error: String(failed[0]!.reason),
+          error: String(firstError),
         }),
       );
-      throw new ApiError(
-        "host_unavailable",
-        `could not record the events of ${failed.length} of ${byRun.size} runs; retry the push`,
-        undefined,
-        { "retry-after": "1" },
-      );
+      // The other runs are recorded: naming the failed ones lets the host retry only those, so a run
+      // its DO cannot take does not hold up the rest (an older host retries the whole push, and the
+      // recorded events come back as duplicates).
+      const message = `could not record the events of ${failedRuns.length} of ${byRun.size} runs; retry those (failedRuns)`;
+      const partial: z.infer<typeof runEventPushPartialFailure> = { failedRuns };
+      return c.json({ ...errorBody("host_unavailable", message, c.get("requestId") ?? ""), ...partial }, 503, { "retry-after": "1" });
     }
     const recorded = results.map((r) => (r as PromiseFulfilledResult<Awaited<ReturnType<typeof recordRunEvents>>>).value);
     if (recorded.some((r) => r.replayed))
