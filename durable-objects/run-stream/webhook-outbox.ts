@@ -108,6 +108,13 @@ export interface WebhookOutboxDeps {
 export class WebhookOutbox {
   /** Whether the outbox may hold pending rows (null: not read yet this wake). */
   private pending: boolean | null;
+  /**
+   * Failed tries at enqueueing the ended run's messages (a D1 error looking up its endpoints), and
+   * when to try again: backed off as deliveries are, so a D1 outage does not spin the alarm.
+   * In memory: a DO that restarts tries once more at once, then backs off again.
+   */
+  private enqueueFailures = 0;
+  private enqueueRetryAt = 0;
 
   /** `fresh`: the DO was just created, so its outbox is empty (no query needed to know). */
   constructor(
@@ -147,7 +154,8 @@ export class WebhookOutbox {
 
   /** Brings the alarm forward to the outbox's next due time (never later than what is set). */
   async arm(): Promise<void> {
-    const due = this.enqueueDue() ? Date.now() : this.nextDue();
+    const next = this.nextDue();
+    const due = this.enqueueDue() ? Math.min(Math.max(Date.now(), this.enqueueRetryAt), next ?? Number.POSITIVE_INFINITY) : next;
     if (due === null) return;
     const current = await this.deps.storage.getAlarm();
     if (current === null || current > due) await this.deps.storage.setAlarm(due);
@@ -156,7 +164,24 @@ export class WebhookOutbox {
   /** The alarm's part: enqueue the ended run's messages, then send what is due. Never throws. */
   async work(workflowId: string): Promise<void> {
     try {
-      if (this.enqueueDue()) await this.enqueue(workflowId, this.deps.endedRun()!);
+      if (this.enqueueDue() && Date.now() >= this.enqueueRetryAt) {
+        try {
+          await this.enqueue(workflowId, this.deps.endedRun()!);
+          this.enqueueFailures = 0;
+        } catch (err) {
+          this.enqueueFailures++;
+          this.enqueueRetryAt = Date.now() + webhookRetryDelay(this.enqueueFailures, this.baseMs);
+          console.warn(
+            JSON.stringify({
+              level: "warn",
+              message: "webhook outbox: enqueue failed, retried later",
+              workflowId,
+              failures: this.enqueueFailures,
+              error: String(err),
+            }),
+          );
+        }
+      }
       const due = this.deps.sql
         .exec<OutboxRow>(
           "SELECT * FROM webhook_outbox WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",

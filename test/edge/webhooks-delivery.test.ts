@@ -6,7 +6,7 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import { runStream } from "../../src/run-stream-client.ts";
 import {
   DEFAULT_WEBHOOK_RETRY_BASE_MS,
@@ -14,6 +14,7 @@ import {
   MAX_WEBHOOK_RETRY_INTERVAL_MS,
   webhookRetryDelay,
 } from "../../durable-objects/run-stream/webhook-outbox.ts";
+import { interceptD1InPlace } from "../support/d1-intercept.ts";
 import { admin, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
 import { hookUrl, received, register, setDns, until } from "./webhook-helpers.ts";
@@ -201,6 +202,38 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
     const deliveries = await deliveriesOf();
     expect(deliveries[0]).toMatchObject({ status: "failed", attempt: 2, nextAttemptAt: null, error: ENDPOINT_DELETED_ERROR });
     expect((await received(name)).length).toBe(1);
+  });
+
+  it("a failed lookup of the run's endpoints (a D1 error) is retried with backoff, not in a loop; the message goes out once D1 answers", async () => {
+    const org = await seedOrganization();
+    const name = `enqueue-retry-${crypto.randomUUID()}`;
+    await register(org.organizationId, hookUrl(name, "200"));
+    // The outbox's endpoint lookup is the only `.all()` on D1 in a run's finish: it fails while this is set.
+    let failing = true;
+    let lookups = 0;
+    const undo = interceptD1InPlace(env.DB, (call) => {
+      if (call.kind !== "statement" || call.method !== "all" || !failing) return;
+      lookups++;
+      return Promise.reject(new Error("D1 is unavailable (test)"));
+    });
+    try {
+      const warn = vi.spyOn(console, "warn").mockImplementation(() => undefined);
+      await finishRun(org.organizationId);
+      await new Promise((r) => setTimeout(r, 600));
+      // Retried after 0.2 s, then 1 s (WEBHOOK_RETRY_BASE_MS 200 × 5^n): a few lookups, not hundreds.
+      expect(lookups).toBeGreaterThanOrEqual(1);
+      expect(lookups).toBeLessThanOrEqual(3);
+      expect(warn).toHaveBeenCalledWith(expect.stringContaining("enqueue failed, retried later"));
+      failing = false;
+      const got = await until(async () => {
+        const r = await received(name);
+        return r.length >= 1 ? r : null;
+      });
+      expect(got.map((r) => r.status)).toEqual([200]);
+    } finally {
+      undo();
+      vi.restoreAllMocks();
+    }
   });
 
   it("security: an endpoint whose DNS moved to a private address after registration is not sent to; the attempt says why and is retried", async () => {
