@@ -49,7 +49,17 @@ export const WORKFLOWS = {
   },
   summarize_url: {
     description: "Fetches a web page and summarizes it with one LLM step. `maxSummaryWords` makes it fail when the summary is longer.",
-    input: z.object({ url: z.url({ protocol: /^https?$/ }), maxSummaryWords: z.number().int().min(1).max(10_000).optional() }).strict(),
+    input: z
+      .object({
+        // The scheme again as a pattern: the published JSON Schema (what the edge checks) has
+        // `format: uri` for zod's url, not its protocol option (both: allOf).
+        url: z.intersection(
+          z.url({ protocol: /^https?$/ }).max(2048),
+          z.string().regex(/^[Hh][Tt][Tt][Pp][Ss]?:\/\//, "an http or https URL"),
+        ),
+        maxSummaryWords: z.number().int().min(1).max(10_000).optional(),
+      })
+      .strict(),
     output: z.object({ url: z.string(), title: z.string().nullable(), summary: z.string() }),
   },
   company_research: {
@@ -60,7 +70,8 @@ export const WORKFLOWS = {
           .string()
           .min(3)
           .max(253)
-          .regex(/^[a-z0-9.-]+\.[a-z]{2,}$/i, "a domain name like example.com"),
+          // Both cases spelt out: a JSON Schema pattern has no flags, and the edge checks that.
+          .regex(/^[A-Za-z0-9.-]+\.[A-Za-z]{2,}$/, "a domain name like example.com"),
       })
       .strict(),
     output: z.object({ domain: z.string(), profile: z.string(), market: z.string(), brief: z.string() }),

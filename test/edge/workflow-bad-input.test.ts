@@ -104,6 +104,25 @@ describe("Workflow API: bad input gets a clear 4xx and writes nothing", () => {
     }
   });
 
+  it("the catalog's own checks hold at the edge: a summarize_url URL that is not http(s) → 400 invalid_input; a domain in capitals is fine", async () => {
+    for (const url of ["ftp://example.com/file", "javascript:alert(1)", "file:///etc/passwd", `https://example.com/${"a".repeat(2100)}`]) {
+      const res = await postJson("/workflow/start", { workflowName: "summarize_url", input: { url } }, org.key);
+      const body = (await res.json()) as OutputErrorBody;
+      expect([res.status, body.code], url.slice(0, 40)).toEqual([400, "invalid_input"]);
+      expect(body.issues?.map((i) => i.path)).toContain("input.url");
+    }
+    // Past the input check (in another organization: these are accepted, so they leave rows).
+    const other = await seedOrganization();
+    for (const input of [{ url: "HTTPS://example.com/page" }, { url: "https://example.com/" }])
+      expect(
+        ((await (await postJson("/workflow/start", { workflowName: "summarize_url", input }, other.key)).json()) as OutputErrorBody).code,
+      ).not.toBe("invalid_input");
+    const domain = await postJson("/workflow/start", { workflowName: "company_research", input: { domain: "Example.COM" } }, other.key);
+    expect(((await domain.json()) as OutputErrorBody).code).not.toBe("invalid_input");
+    const bad = await postJson("/workflow/start", { workflowName: "company_research", input: { domain: "example" } }, org.key);
+    expect(((await bad.json()) as OutputErrorBody).code).toBe("invalid_input");
+  });
+
   it("none of the refused requests left a run row", async () => {
     expect(await runCount(org.organizationId)).toBe(0);
   });
