@@ -27,6 +27,7 @@ export const ERROR_CODES = {
   handler_not_found: 404,
   route_not_found: 404,
   run_finished: 409,
+  run_not_started: 409,
   run_not_finished: 424,
   run_ended: 404,
   wait_timed_out: 408,
@@ -80,6 +81,7 @@ export const OUTPUT_ERROR_NAMES = {
   handler_not_found: "HandlerNotFoundError",
   route_not_found: "RouteNotFoundError",
   run_finished: "WorkflowAlreadyClosedError",
+  run_not_started: "WorkflowNotStartedError",
   run_not_finished: "WorkflowNotCompletedError",
   run_ended: "WorkflowNotFoundError",
   workflow_id_in_use: "WorkflowExecutionAlreadyStartedError",
@@ -115,6 +117,7 @@ export type OutputErrorName = (typeof OUTPUT_ERROR_NAMES)[ErrorCode];
 const RUN_TIED_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   "run_not_found",
   "run_finished",
+  "run_not_started",
   "run_not_finished",
   "run_ended",
   "workflow_id_in_use",

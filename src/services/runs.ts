@@ -186,6 +186,25 @@ export async function findRunNearby(env: Env, organizationId: string, workflowId
   return { run: await getRunOrThrow(env, organizationId, workflowId), fresh: true };
 }
 
+/** Seconds to wait before acting on a run whose start is still being retried (the start outbox's first retries: 1, 2, 4 s). */
+export const NOT_STARTED_RETRY_AFTER_SECONDS = 5;
+
+/**
+ * The host found no workflow for a run the edge accepted and has not seen start in Temporal (its
+ * start outbox is still retrying it): the run exists and will start, so 409 run_not_started with
+ * Retry-After, not the host's 404. Any other error is left as it is.
+ */
+export function notStartedYet(err: unknown, run: Run): unknown {
+  if (!(err instanceof ApiError) || err.code !== "run_not_found" || run.status !== "scheduled" || run.temporalRunId) return err;
+  return new ApiError(
+    "run_not_started",
+    `run ${run.temporalWorkflowId} is accepted but not started in Temporal yet (its start is being retried); try again in a few seconds`,
+    undefined,
+    { "retry-after": String(NOT_STARTED_RETRY_AFTER_SECONDS) },
+    run.temporalWorkflowId,
+  );
+}
+
 /** Stops, terminations, signals and updates need a run that has not ended: else 409. */
 export function assertRunOpen(run: Run, what: string): void {
   if (isTerminal(run.status)) {

@@ -227,6 +227,43 @@ describe("run routes: shapes, pinned forms, hostile ids", () => {
     expect(badReason.status).toBe(400);
   });
 
+  it("a run accepted but not started in Temporal yet (its start being retried): stop, terminate, signal and query are 409 run_not_started with Retry-After, not 404", async () => {
+    const workflowId = `approval-${crypto.randomUUID()}`;
+    const wf = await env.DB.prepare("SELECT id FROM workflows WHERE name = 'approval' AND organization_id IS NULL").first<{ id: string }>();
+    await env.DB.prepare(
+      "INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, status, input) VALUES (?, ?, ?, 'approval', ?, 'scheduled', '{}')",
+    )
+      .bind(crypto.randomUUID(), org.organizationId, wf!.id, workflowId)
+      .run();
+    // Temporal has no such workflow yet: the host's 404.
+    const restore = scriptHost(() => Response.json({ error: { code: "run_not_found", message: "workflow not found" } }, { status: 404 }));
+    try {
+      for (const [method, path, body] of [
+        ["PATCH", `/workflow/${workflowId}/stop`, undefined],
+        ["POST", `/workflow/${workflowId}/terminate`, {}],
+        ["POST", `/workflow/${workflowId}/signal/approve`, { payload: { approvedBy: "ada" } }],
+        ["POST", `/workflow/${workflowId}/query/progress`, {}],
+        ["POST", `/workflow/${workflowId}/feedback`, { payload: { approvedBy: "ada" } }],
+      ] as Array<[string, string, unknown]>) {
+        const res = await send(method, path, org.key, body);
+        expect(res.status, path).toBe(409);
+        expect(res.headers.get("retry-after"), path).toBe("5");
+        expect(await outputError(res), path).toMatchObject({ error: "WorkflowNotStartedError", code: "run_not_started", workflowId });
+      }
+    } finally {
+      restore();
+    }
+    // A run Temporal has (its run id known) that the host cannot find is still 404.
+    const running = await createRunningRun(org.organizationId, "approval");
+    const undo = scriptHost(() => Response.json({ error: { code: "run_not_found", message: "workflow not found" } }, { status: 404 }));
+    try {
+      const res = await send("PATCH", `/workflow/${running.workflowId}/stop`, org.key);
+      expect([res.status, (await outputError(res)).code]).toEqual([404, "run_not_found"]);
+    } finally {
+      undo();
+    }
+  });
+
   it("any id shape is addressable, URL-decoded; hostile ids are 400 or 404, never a crash or another run", async () => {
     const chosen = ["V1StGXR8_Z5jdHi6B-myT", "order:42@acme", "__proto__", "constructor", "a.b=c+d~e"];
     for (const id of chosen) {

@@ -15,7 +15,7 @@ import { ApiError } from "../../errors.ts";
 import { HostClient } from "../../host-client.ts";
 import { parseBody, readOptionalJson } from "../../middleware/json-body/index.ts";
 import { type OwnedRunEnv, ownedRun } from "../../middleware/owned-run/index.ts";
-import { assertRunOpen, getRunOrThrow } from "../../services/runs.ts";
+import { assertRunOpen, getRunOrThrow, notStartedYet } from "../../services/runs.ts";
 import { isTerminal } from "../../shared/run-status.ts";
 
 const HANDLER_NAME = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
@@ -59,7 +59,9 @@ async function interact(c: Context<OwnedRunEnv>, kind: Kind, name: string) {
     run = await getRunOrThrow(c.env, organizationId, workflowId);
   }
   if (kind !== "query") assertRunOpen(run, `${kind}s`);
-  const result = await new HostClient(c.env).interact(workflowId, kind, name, payload);
+  const result = await new HostClient(c.env).interact(workflowId, kind, name, payload).catch((err: unknown) => {
+    throw notStartedYet(err, run);
+  });
   return c.json(kind === "signal" ? { workflowId, signal: name, delivered: true } : (result ?? null));
 }
 

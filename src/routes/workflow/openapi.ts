@@ -191,7 +191,7 @@ export function documentWorkflowApi(app: App) {
           schema: z.object({ workflowId: z.string(), runId: z.string().nullable(), status: z.literal("cancelling") }),
         },
       },
-      errors: [...RUN_ERRORS, "run_ended", "host_unavailable"],
+      errors: [...RUN_ERRORS, "run_ended", "run_not_started", "host_unavailable"],
     });
     documentRoute(app, {
       method: "post",
@@ -214,7 +214,7 @@ export function documentWorkflowApi(app: App) {
           }),
         },
       },
-      errors: [...RUN_ERRORS, "invalid_json", "run_ended", "host_unavailable"],
+      errors: [...RUN_ERRORS, "invalid_json", "run_ended", "run_not_started", "host_unavailable"],
     });
   }
   for (const path of ["/workflow/:id/history/stream", "/workflow/:id/runs/:rid/history/stream"]) {
@@ -274,6 +274,7 @@ export function documentWorkflowApi(app: App) {
         "handler_not_found",
         "handler_failed",
         ...(kind === "query" ? [] : (["run_finished"] as const)),
+        "run_not_started",
         "host_unavailable",
       ],
     });
@@ -292,7 +293,7 @@ export function documentWorkflowApi(app: App) {
         schema: z.object({ workflowId: z.string(), signal: z.literal("resume"), delivered: z.literal(true) }),
       },
     },
-    errors: [...RUN_ERRORS, "invalid_json", "handler_not_found", "run_finished", "host_unavailable"],
+    errors: [...RUN_ERRORS, "invalid_json", "handler_not_found", "run_finished", "run_not_started", "host_unavailable"],
   });
   for (const path of ["/workflow/:id/trace-log", "/workflow/:id/runs/:rid/trace-log"]) {
     documentRoute(app, {

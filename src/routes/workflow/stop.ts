@@ -6,6 +6,7 @@ import { ApiError } from "../../errors.ts";
 import { HostClient } from "../../host-client.ts";
 import { readJsonOrEmpty } from "../../middleware/json-body/index.ts";
 import { ownedRun } from "../../middleware/owned-run/index.ts";
+import { notStartedYet } from "../../services/runs.ts";
 import { isTerminal } from "../../shared/run-status.ts";
 import type { Run } from "../../db/schema.ts";
 import { type RunTargetEnv, targetParams, targetRunView } from "./run-target.ts";
@@ -58,9 +59,12 @@ const ended = (run: Run) =>
     run.temporalWorkflowId,
   );
 
-/** The host found the run closed in Temporal before the D1 row knew: the same 404. */
+/**
+ * The host found the run closed in Temporal before the D1 row knew: the same 404. It found no
+ * workflow for a run whose start is still being retried: 409 run_not_started (notStartedYet).
+ */
 function asEnded(err: unknown, run: Run): unknown {
-  return err instanceof ApiError && err.code === "run_finished" ? ended(run) : err;
+  return err instanceof ApiError && err.code === "run_finished" ? ended(run) : notStartedYet(err, run);
 }
 
 /**
