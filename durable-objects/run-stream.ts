@@ -9,6 +9,7 @@
  * - push-admission.ts        a push for a run the edge never accepted is dropped, and nothing is written
  * - run-lifecycle.ts         what follows each change to the log, and each alarm: D1, traces, the alarm, webhooks
  * - projection.ts            the run's D1 row and step rows, one db.batch per application (single writer)
+ * - row-limits.ts            what of a run's outcome fits its D1 row (the rest stays in the log)
  * - waiting.ts               is the run blocked on a signal or human input (`waiting_since`)
  * - traces.ts                the trace of each finished run, written to R2
  * - fanout.ts                subscribers (hibernatable WebSockets), sent structured messages (messages.ts)
@@ -129,6 +130,7 @@ export class RunStream extends DurableObject<Env> {
       pinnedInput: (runId, rowInput) => pinnedRunInput(this.parts.log, runId, rowInput),
       // A read that learned the outcome answers once D1 has it (the trace and the alarm follow).
       record: (workflowId, events) => this.lifecycle.recordEvents(workflowId, events, undefined, true),
+      loggedOutput: (runId) => this.loggedOutput(runId),
     });
     this.admission = new PushAdmission({
       db: env.DB,
@@ -217,6 +219,11 @@ export class RunStream extends DurableObject<Env> {
   /** The attributes recorded by the run's steps (every run of the workflow), in order. */
   async attributes(): Promise<Attribute[]> {
     return this.parts.logReader.attributes();
+  }
+
+  /** A finished run's output from the log (null if the log has no outcome for it): what a row too small for it points to (`outputInLog`). */
+  loggedOutput(runId: string): unknown {
+    return this.parts.log.finished(runId)?.output ?? null;
   }
 
   /** The log in order (for tests and for readers that want raw events). */

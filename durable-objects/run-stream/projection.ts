@@ -18,6 +18,7 @@ import { settleHeldFinishedRunStatement } from "../../src/db/credits.ts";
 import { aggregate } from "../../src/shared/aggregations.ts";
 import { stepRunId } from "../../src/shared/step-run-id.ts";
 import { PROJECTION_STATE } from "./constants.ts";
+import { rowError, rowOutput } from "./row-limits.ts";
 import type { EventLog, LogRow, LogRowOf } from "./event-log.ts";
 import type { FinishGate } from "./reset-mark.ts";
 import type { WaitingDetector } from "./waiting.ts";
@@ -171,7 +172,7 @@ export class D1Projection {
       // A Temporal reset replaced the run: the row follows the new run, open again.
       return this.db
         .prepare(
-          `UPDATE runs SET status = 'running', temporal_run_id = ?, completed_at = NULL, output = NULL, error = NULL,
+          `UPDATE runs SET status = 'running', temporal_run_id = ?, completed_at = NULL, output = NULL, output_in_log = 0, error = NULL,
              waiting_since = NULL, updated_at = ?
            WHERE temporal_workflow_id = ? AND (temporal_run_id IS NULL OR temporal_run_id = ?)`,
         )
@@ -218,23 +219,15 @@ export class D1Projection {
         finish: false,
       };
     }
+    const output = rowOutput(data.output);
     const statement = this.db
       .prepare(
         `UPDATE runs SET status = ?1, output = ?2, error = ?3, temporal_run_id = ?4, completed_at = ?5,
-           started_at = COALESCE(started_at, ?6), updated_at = ?7, waiting_since = NULL
+           started_at = COALESCE(started_at, ?6), updated_at = ?7, waiting_since = NULL, output_in_log = ?9
          WHERE temporal_workflow_id = ?8
          RETURNING EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.organization_id = runs.organization_id AND e.deleted_at IS NULL) AS has_webhooks`,
       )
-      .bind(
-        data.status,
-        data.output === undefined || data.output === null ? null : JSON.stringify(data.output),
-        data.error ?? null,
-        data.runId,
-        row.at,
-        startedAt ?? row.at,
-        now,
-        workflowId,
-      );
+      .bind(data.status, output.json, rowError(data.error), data.runId, row.at, startedAt ?? row.at, now, workflowId, output.inLog ? 1 : 0);
     return { statement, finish: true };
   }
 }

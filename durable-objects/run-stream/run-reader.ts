@@ -63,6 +63,8 @@ export interface RunReaderDeps {
   pinnedInput(runId: string, rowInput: unknown): unknown;
   /** The DO's own record (settling a run from inside its DO). */
   record(workflowId: string, events: RunEvent[]): Promise<unknown>;
+  /** A finished run's output from the log: for a row too small to hold it (`outputInLog`). */
+  loggedOutput(runId: string): unknown;
 }
 
 export class RunReader {
@@ -130,7 +132,8 @@ export class RunReader {
       : stored;
     // Settling found that the pinned run continued as new: the row follows the next run now.
     if (pinned !== undefined && pinned !== run.temporalRunId) return this.pinnedRun(run, pinned, options);
-    const answered = pinned === undefined ? run : { ...run, input: this.deps.pinnedInput(pinned, run.input) };
+    const whole = withLoggedOutput(run, this.deps.loggedOutput);
+    const answered = pinned === undefined ? whole : { ...whole, input: this.deps.pinnedInput(pinned, whole.input) };
     return { run: answered, ...(options.attributes ? { attributes: await this.deps.attributes() } : {}) };
   }
 
@@ -140,6 +143,12 @@ export class RunReader {
     if (!view) throw new ApiError("run_not_found", `run "${runId}" not found for workflow "${current.temporalWorkflowId}"`);
     return view;
   }
+}
+
+/** The row with its output, from the log when the row had no room for it (`outputInLog`). */
+export function withLoggedOutput(run: Run, loggedOutput: (runId: string) => unknown): Run {
+  if (!run.outputInLog || !run.temporalRunId) return run;
+  return { ...run, output: loggedOutput(run.temporalRunId) ?? null };
 }
 
 /**

@@ -34,6 +34,7 @@ import { resealOnUse } from "../../src/webhooks/secret-reseal.ts";
 import { eventTypeForStatus, webhookHeaders } from "../../src/webhooks/signing.ts";
 import { checkWebhookUrl } from "../../src/webhooks/address-check.ts";
 import type { EventLog } from "./event-log.ts";
+import { rowError, rowOutput } from "./row-limits.ts";
 import type { RunOutcome } from "./messages.ts";
 import type { Meta } from "./meta.ts";
 
@@ -211,6 +212,7 @@ export class WebhookOutbox {
       if (endpoints.length > 0) {
         const messageId = await messageIdFor(workflowId, outcome.runId, type);
         const attributes = log.attributes().map((r) => r.data.attribute) as Attribute[];
+        const output = rowOutput(outcome.output);
         const body = JSON.stringify({
           type,
           timestamp: log.finishedAt(outcome.runId) ?? new Date().toISOString(),
@@ -219,8 +221,10 @@ export class WebhookOutbox {
             runId: outcome.runId,
             workflowName: endpoints[0]!.workflow_name,
             status: outcome.status,
-            output: outcome.output ?? null,
-            error: outcome.error ?? null,
+            // An output too large for the run's row is too large for a message too (it is kept in
+            // the DO's storage until delivered): the receiver reads it from the API instead.
+            ...(output.inLog ? { output: null, outputOmitted: true } : { output: outcome.output ?? null }),
+            error: rowError(outcome.error),
             aggregations: aggregate(attributes),
           },
         });

@@ -133,7 +133,14 @@ export const runs = sqliteTable(
     temporalRunId: text("temporal_run_id"),
     status: text("status").$type<RunStatus>().notNull(),
     input: text("input", { mode: "json" }).notNull(),
+    /** NULL while open, and when the output is too large for the row (`outputInLog`). */
     output: text("output", { mode: "json" }),
+    /**
+     * The output is larger than MAX_ROW_OUTPUT_BYTES and only in the run's log (its RunStream's
+     * `run.finished`): a D1 row holds at most 2 MB, input included (migration 0014).
+     */
+    outputInLog: integer("output_in_log", { mode: "boolean" }).notNull().default(false),
+    /** At most MAX_ROW_ERROR_CHARS characters (the whole message is in the run's log and Temporal). */
     error: text("error"),
     /** Totals of the run's attributes (cost in USD), kept for listing and billing. */
     costTotal: real("cost_total").notNull().default(0),

@@ -14,6 +14,7 @@ import {
   MAX_WEBHOOK_RETRY_INTERVAL_MS,
   webhookRetryDelay,
 } from "../../durable-objects/run-stream/webhook-outbox.ts";
+import { MAX_ROW_OUTPUT_BYTES } from "../../durable-objects/run-stream/row-limits.ts";
 import { interceptD1InPlace } from "../support/d1-intercept.ts";
 import { admin, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
@@ -202,6 +203,26 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
     const deliveries = await deliveriesOf();
     expect(deliveries[0]).toMatchObject({ status: "failed", attempt: 2, nextAttemptAt: null, error: ENDPOINT_DELETED_ERROR });
     expect((await received(name)).length).toBe(1);
+  });
+
+  it("an output too large for the run's row is left out of the message (outputOmitted: true)", async () => {
+    const org = await seedOrganization();
+    const name = `large-${crypto.randomUUID()}`;
+    await register(org.organizationId, hookUrl(name, "200"));
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    const finished = finishedEvent(runId, "completed");
+    await push(workflowId, [
+      historyEvent(runId, 1),
+      closeEvent(runId, 2),
+      { ...finished, data: { ...finished.data, output: { text: "x".repeat(MAX_ROW_OUTPUT_BYTES + 1) } } },
+    ]);
+    const [got] = await until(async () => {
+      const r = await received(name);
+      return r.length >= 1 ? r : null;
+    });
+    const payload = JSON.parse(got!.body) as { data: Record<string, unknown> };
+    expect(payload.data).toMatchObject({ workflowId, runId, status: "completed", output: null, outputOmitted: true });
+    expect(got!.body.length).toBeLessThan(10_000);
   });
 
   it("a failed lookup of the run's endpoints (a D1 error) is retried with backoff, not in a loop; the message goes out once D1 answers", async () => {

@@ -3,6 +3,7 @@ import { nearbyReads } from "../../db/client.ts";
 import type { Run } from "../../db/schema.ts";
 import { findRunById, findWorkflowIdOfRun, listStepRuns } from "../../db/workflow-runs.ts";
 import { ApiError } from "../../errors.ts";
+import { runStream } from "../../run-stream-client.ts";
 import { anyCaseUuid } from "../../shared/any-case-uuid.ts";
 import { workflowRunDetail } from "./views.ts";
 
@@ -31,8 +32,13 @@ export async function workflowIdOfRun(env: Env, organizationId: string, runId: s
   throw new ApiError("run_not_found", `no workflow run "${runId.slice(0, 100)}"`);
 }
 
+/** The run's detail; an output too large for its row is read from its RunStream's log. */
 export async function detailOf(env: Env, run: Run) {
-  return workflowRunDetail(run, await listStepRuns(env.DB, run.id));
+  const [steps, output] = await Promise.all([
+    listStepRuns(env.DB, run.id),
+    run.outputInLog && run.temporalRunId ? runStream(env, run.temporalWorkflowId).loggedOutput(run.temporalRunId) : run.output,
+  ]);
+  return workflowRunDetail({ ...run, output }, steps);
 }
 
 /** GET /api/v1/workflow-runs/:runId: the run with its activity runs (one per attempt). */

@@ -1,0 +1,86 @@
+/**
+ * A run's outcome larger than its D1 row can hold (D1: at most 2,000,000 bytes a row, the input
+ * included): the finish still lands, so the run reaches its final status, and every read answers
+ * the whole output, from the run's log. A very long error is cut in the row, saying so.
+ * Local D1 does not enforce the row limit, so these tests check what the row holds.
+ */
+import { env } from "cloudflare:workers";
+import { SignJWT } from "jose";
+import { beforeAll, describe, expect, it } from "vitest";
+import { MAX_ROW_ERROR_CHARS, MAX_ROW_OUTPUT_BYTES } from "../../durable-objects/run-stream/row-limits.ts";
+import { call, seedCatalog, seedOrganization } from "./helpers.ts";
+import { closeEvent, createRunningRun, historyEvent, push } from "./stream-helpers.ts";
+
+const JWT_SECRET = "edge-test-jwt-secret-at-least-32-bytes-long"; // the edge tests' (vitest.config.ts)
+
+let org: Awaited<ReturnType<typeof seedOrganization>>;
+beforeAll(async () => {
+  await seedCatalog();
+  org = await seedOrganization();
+});
+
+const get = (path: string, token: string) => call(path, { headers: { authorization: `Bearer ${token}` } });
+const jwt = (organizationId: string) =>
+  new SignJWT({ org_id: organizationId })
+    .setProtectedHeader({ alg: "HS256" })
+    .setSubject("user-1")
+    .setIssuedAt()
+    .setExpirationTime("5m")
+    .sign(new TextEncoder().encode(JWT_SECRET));
+
+const row = (workflowId: string) =>
+  env.DB.prepare("SELECT id, status, output, output_in_log, error FROM runs WHERE temporal_workflow_id = ?")
+    .bind(workflowId)
+    .first<{ id: string; status: string; output: string | null; output_in_log: number; error: string | null }>();
+
+async function finish(output: unknown, status = "completed", error: string | null = null) {
+  const { workflowId, runId } = await createRunningRun(org.organizationId, "hello");
+  await push(workflowId, [
+    historyEvent(runId, 1),
+    closeEvent(runId, 2),
+    { sourceKey: `run:${runId}:finished`, type: "run.finished", at: new Date().toISOString(), data: { runId, status, output, error } },
+  ]);
+  return { workflowId, runId };
+}
+
+describe("a run's outcome larger than its D1 row can hold", () => {
+  it("an output over MAX_ROW_OUTPUT_BYTES stays in the log only; the run completes and every read answers it whole", async () => {
+    const output = { text: "x".repeat(MAX_ROW_OUTPUT_BYTES + 10_000) };
+    const { workflowId } = await finish(output);
+    const stored = (await row(workflowId))!;
+    expect([stored.status, stored.output, stored.output_in_log]).toEqual(["completed", null, 1]);
+
+    const result = await get(`/workflow/${workflowId}/result`, org.key);
+    expect(result.status).toBe(200);
+    expect(((await result.json()) as { output: unknown }).output).toEqual(output);
+    const detail = await get(`/api/v1/workflow-runs/${stored.id}`, await jwt(org.organizationId));
+    expect(detail.status).toBe(200);
+    expect(((await detail.json()) as { outputs: unknown }).outputs).toEqual(output);
+    const listed = (await (await get("/api/v1/workflow-runs?limit=100", await jwt(org.organizationId))).json()) as {
+      runs?: Array<{ id: string; status: string }>;
+    };
+    expect(JSON.stringify(listed)).toContain(stored.id);
+  });
+
+  it("the limit counts UTF-8 bytes: 300,000 'é' (600 kB) go in the row, 500,000 (1 MB) do not", async () => {
+    const fits = { text: "é".repeat(300_000) };
+    const fitting = (await row((await finish(fits)).workflowId))!;
+    expect([fitting.output_in_log, JSON.parse(fitting.output!)]).toEqual([0, fits]);
+    const big = { text: "é".repeat(500_000) };
+    const { workflowId } = await finish(big);
+    expect((await row(workflowId))!.output_in_log).toBe(1);
+    expect(((await (await get(`/workflow/${workflowId}/result`, org.key)).json()) as { output: unknown }).output).toEqual(big);
+  });
+
+  it("an error longer than MAX_ROW_ERROR_CHARS is cut in the row, saying how much was left out; the run still fails", async () => {
+    const error = `boom: ${"e".repeat(100_000)}`;
+    const { workflowId } = await finish(null, "failed", error);
+    const stored = (await row(workflowId))!;
+    expect(stored.status).toBe("failed");
+    expect(stored.error!.startsWith(error.slice(0, MAX_ROW_ERROR_CHARS))).toBe(true);
+    expect(stored.error!.endsWith(`… (${error.length - MAX_ROW_ERROR_CHARS} more characters)`)).toBe(true);
+    const result = (await (await get(`/workflow/${workflowId}/result`, org.key)).json()) as { status: string; error: string };
+    expect(result.status).toBe("failed");
+    expect(result.error).toBe(stored.error);
+  });
+});
