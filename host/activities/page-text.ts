@@ -13,9 +13,14 @@ const SKIPPED_CONTENT: ReadonlySet<string> = new Set(["script", "style", "title"
 const TAG_NAME = /^[a-zA-Z][a-zA-Z0-9-]*/;
 const TAG_START = /^[a-zA-Z/!?]$/;
 
+/** The longest title kept: a page's title ends up in the run's output, and pages are anyone's. */
+export const MAX_PAGE_TITLE_CHARS = 300;
+
 export function pageTitle(html: string): string | null {
   // Linear: `[^<]*` stops at the next "<", and each try starts at a "<title>" past the last one.
-  return /<title>([^<]*)<\/title>/i.exec(html)?.[1]?.trim() ?? null;
+  const title = /<title>([^<]*)<\/title>/i.exec(html)?.[1]?.replace(/\s+/g, " ").trim();
+  if (title === undefined) return null;
+  return title.length > MAX_PAGE_TITLE_CHARS ? `${title.slice(0, MAX_PAGE_TITLE_CHARS - 1)}…` : title;
 }
 
 export function pageText(html: string): string {

@@ -3,7 +3,7 @@ import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import { describe, expect, it } from "vitest";
-import { pageText, pageTitle } from "../../host/activities/page-text.ts";
+import { MAX_PAGE_TITLE_CHARS, pageText, pageTitle } from "../../host/activities/page-text.ts";
 
 describe("page text: happy path", () => {
   it("keeps the readable text: tags, scripts, styles and the title dropped, whitespace collapsed", () => {
@@ -21,6 +21,13 @@ describe("page text: happy path", () => {
     expect(pageText("a < b")).toBe("a < b");
     expect(pageText("<p>before</p><script>never closed")).toBe("before never closed");
     expect(pageTitle("<p>no title</p>")).toBeNull();
+  });
+
+  it("a title is one line of at most MAX_PAGE_TITLE_CHARS: a page's 2 MB title does not become the run's output", () => {
+    expect(pageTitle("<title>Durable\n   execution\t</title>")).toBe("Durable execution");
+    const long = pageTitle(`<title>${"t".repeat(2_000_000)}</title>`)!;
+    expect(long).toHaveLength(MAX_PAGE_TITLE_CHARS);
+    expect(long.endsWith("…")).toBe(true);
   });
 });
 
