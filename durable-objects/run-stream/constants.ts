@@ -20,6 +20,13 @@ export const REPLAY_BATCH_SIZE = 200;
  * slow every other subscriber of the run; Cloudflare allows 32,768 hibernatable sockets per DO.
  */
 export const DEFAULT_MAX_SUBSCRIBERS_PER_RUN = 10_000;
+/**
+ * Runs one organization may have open (not ended) at once (overridable:
+ * MAX_OPEN_RUNS_PER_ORGANIZATION); the next start is 429 too_many_open_runs. Every open run costs
+ * the host a history long poll and its DO an alarm, so without a bound one tenant's runs waiting
+ * for ever (an `approval` nobody approves) would slow every other tenant's.
+ */
+export const DEFAULT_MAX_OPEN_RUNS_PER_ORGANIZATION = 1_000;
 /** Seconds a stream refused for a full run suggests waiting (streams of a run end and free places). */
 export const FULL_RUN_RETRY_AFTER_SECONDS = 5;
 /** Close code the DO uses to tell the Worker the stream is complete (after `done`). */

@@ -22,7 +22,8 @@ import { ApiError, type ErrorCode, type Issue } from "../../src/errors.ts";
 import { HostClient, HostRefusedError } from "../../src/host-client.ts";
 import type { StartRunRequest } from "../../src/shared/host-api.ts";
 import type { RunStatus } from "../../src/shared/run-status.ts";
-import { START_ATTEMPT_TIMEOUT_MS } from "./constants.ts";
+import { positiveNumberVar } from "../../src/shared/positive-number-var.ts";
+import { DEFAULT_MAX_OPEN_RUNS_PER_ORGANIZATION, START_ATTEMPT_TIMEOUT_MS } from "./constants.ts";
 import type { IdempotencyRequest } from "../../src/services/idempotency.ts";
 import { claimIdempotencyKey, releaseStatement } from "../../src/services/idempotency.ts";
 
@@ -228,6 +229,7 @@ export class RunStarter {
           envNames: prepared.envNames,
         },
         prepared.creditHold,
+        positiveNumberVar(env.MAX_OPEN_RUNS_PER_ORGANIZATION, DEFAULT_MAX_OPEN_RUNS_PER_ORGANIZATION),
       );
     } catch (err) {
       // A taken workflow id wrote nothing (the statement and its trigger are one transaction).
@@ -237,6 +239,15 @@ export class RunStarter {
         .run()
         .catch(() => undefined);
       throw err;
+    }
+    if (!hold.ok && hold.reason === "open_runs") {
+      return {
+        ok: false,
+        error: {
+          code: "too_many_open_runs",
+          message: `the organization has ${hold.limit} runs that have not ended, the most it may have open at once; start more once some end, or stop some`,
+        },
+      };
     }
     if (!hold.ok) {
       return {

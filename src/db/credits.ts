@@ -36,7 +36,13 @@ export interface AcceptedRunRow {
   envNames: string[] | null;
 }
 
-export type AcceptOutcome = { ok: true; creditHold: number } | { ok: false; available: number };
+export type AcceptOutcome =
+  | { ok: true; creditHold: number }
+  | { ok: false; reason: "credits"; available: number }
+  | { ok: false; reason: "open_runs"; limit: number };
+
+/** An organization's runs that have not ended (`scheduled`, `running`): what MAX_OPEN_RUNS_PER_ORGANIZATION caps. */
+const OPEN_RUNS_OF_ORG = `SELECT COUNT(*) FROM (SELECT 1 FROM runs r WHERE r.organization_id = o.id AND r.status IN ('scheduled', 'running') LIMIT ?9)`;
 
 /**
  * The run's `scheduled` row and its credit hold, all or nothing, in one statement (so concurrent
@@ -45,16 +51,27 @@ export type AcceptOutcome = { ok: true; creditHold: number } | { ok: false; avai
  * organizations WHERE …`, and the trigger `runs_credit_hold_on_insert` adds the row's hold to
  * the organization's `credits_reserved` in the same statement.
  *
+ * The same statement refuses the run when the organization already has `maxOpenRuns` runs that
+ * have not ended (counted from the runs_org_status_created_idx index, at most `maxOpenRuns` rows),
+ * so that no tenant can keep an unbounded number of runs, each followed by the host, open at once.
+ *
  * The balance is read only to report a refusal (`available`). A run id or workflow id already
  * taken throws D1's UNIQUE error and writes nothing.
  */
-export async function acceptRunWithHold(d1: D1Database, row: AcceptedRunRow, amount: number, retried = false): Promise<AcceptOutcome> {
+export async function acceptRunWithHold(
+  d1: D1Database,
+  row: AcceptedRunRow,
+  amount: number,
+  maxOpenRuns: number,
+  retried = false,
+): Promise<AcceptOutcome> {
   const inserted = await d1
     .prepare(
       `INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, status, input, env_names, credit_hold)
        SELECT ?1, o.id, ?2, ?3, ?4, 'scheduled', ?5, ?6, CASE WHEN o.credit_balance IS NULL THEN 0 ELSE ?8 END
        FROM organizations o
        WHERE o.id = ?7 AND (o.credit_balance IS NULL OR o.credit_balance - o.credits_reserved >= ?8)
+         AND (${OPEN_RUNS_OF_ORG}) < ?9
        RETURNING credit_hold`,
     )
     .bind(
@@ -66,18 +83,23 @@ export async function acceptRunWithHold(d1: D1Database, row: AcceptedRunRow, amo
       row.envNames === null ? null : JSON.stringify(row.envNames),
       row.organizationId,
       amount,
+      maxOpenRuns,
     )
     .first<{ credit_hold: number }>();
   if (inserted) return { ok: true, creditHold: inserted.credit_hold };
-  // Refused: the one read, to say how much is available.
+  // Refused: the one read, to say why (and how much is available).
   const now = await d1
-    .prepare("SELECT credit_balance AS balance, credits_reserved AS reserved FROM organizations WHERE id = ?")
-    .bind(row.organizationId)
-    .first<{ balance: number | null; reserved: number }>();
+    .prepare(
+      `SELECT credit_balance AS balance, credits_reserved AS reserved, (${OPEN_RUNS_OF_ORG.replaceAll("?9", "?2")}) AS open
+       FROM organizations o WHERE o.id = ?1`,
+    )
+    .bind(row.organizationId, maxOpenRuns)
+    .first<{ balance: number | null; reserved: number; open: number }>();
   if (!now) throw new Error(`organization ${row.organizationId} not found`);
+  if (now.open >= maxOpenRuns) return { ok: false, reason: "open_runs", limit: maxOpenRuns };
   // Metering turned off in between (the statement saw a metered organization): try again as it is now.
-  if (now.balance === null && !retried) return acceptRunWithHold(d1, row, amount, true);
-  return { ok: false, available: availableCredits(now.balance ?? 0, now.reserved)! };
+  if (now.balance === null && !retried) return acceptRunWithHold(d1, row, amount, maxOpenRuns, true);
+  return { ok: false, reason: "credits", available: availableCredits(now.balance ?? 0, now.reserved)! };
 }
 
 /**

@@ -7,10 +7,10 @@
 import { env } from "cloudflare:workers";
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
-import { START_ATTEMPT_TIMEOUT_MS } from "../../durable-objects/run-stream/constants.ts";
+import { DEFAULT_MAX_OPEN_RUNS_PER_ORGANIZATION, START_ATTEMPT_TIMEOUT_MS } from "../../durable-objects/run-stream/constants.ts";
 import { START_RETRY_BASE_MS, type StartCommand } from "../../durable-objects/run-stream/run-starter.ts";
 import { runStream } from "../../src/run-stream-client.ts";
-import { admin, seedCatalog, seedOrganization } from "./helpers.ts";
+import { admin, call, seedCatalog, seedOrganization } from "./helpers.ts";
 
 let org: Awaited<ReturnType<typeof seedOrganization>>;
 beforeAll(async () => {
@@ -60,6 +60,51 @@ describe("RunStream.start: before acceptance", () => {
     expect(await tablesOf(c.workflowId)).toEqual([]);
     const held = await env.DB.prepare("SELECT credits_reserved FROM organizations WHERE id = ?").bind(poor.organizationId).first();
     expect(held).toEqual({ credits_reserved: 0 });
+  });
+
+  it("security: an organization with MAX_OPEN_RUNS_PER_ORGANIZATION runs open is 429 too_many_open_runs, on every start route, leaving nothing", async () => {
+    const busy = await seedOrganization();
+    const limit = Number(env.MAX_OPEN_RUNS_PER_ORGANIZATION);
+    expect(limit).toBe(DEFAULT_MAX_OPEN_RUNS_PER_ORGANIZATION);
+    const hello = (await env.DB.prepare("SELECT id FROM workflows WHERE name = 'hello' AND organization_id IS NULL").first<{
+      id: string;
+    }>())!.id;
+    // `limit` runs waiting for ever (an approval nobody approves), written straight into D1.
+    await env.DB.prepare(
+      `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?3)
+       INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, status, input)
+       SELECT lower(hex(randomblob(16))), ?1, ?2, 'hello', 'open-' || lower(hex(randomblob(16))), 'running', '{}' FROM n`,
+    )
+      .bind(busy.organizationId, hello, limit)
+      .run();
+    const c = command({ name: "Ada" }, busy.organizationId);
+    expect(await runStream(env, c.workflowId).start(c)).toMatchObject({ ok: false, error: { code: "too_many_open_runs" } });
+    expect(await rowsOf(c.workflowId)).toEqual([]);
+    expect(await tablesOf(c.workflowId)).toEqual([]);
+    const headers = { authorization: `Bearer ${busy.key}`, "content-type": "application/json" };
+    const start = await call("/workflow/start", {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ workflowName: "hello", input: { name: "Ada" } }),
+    });
+    expect(start.status).toBe(429);
+    expect(await start.json()).toMatchObject({ error: "TooManyOpenRunsError", code: "too_many_open_runs" });
+    const run = await call("/workflow/run", {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ workflowName: "hello", input: { name: "Ada" } }),
+    });
+    expect(run.status).toBe(429);
+    const count = await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?")
+      .bind(busy.organizationId)
+      .first<{ n: number }>();
+    expect(count!.n).toBe(limit);
+    // One ends: there is room for one more.
+    await env.DB.prepare("UPDATE runs SET status = 'completed' WHERE id = (SELECT id FROM runs WHERE organization_id = ? LIMIT 1)")
+      .bind(busy.organizationId)
+      .run();
+    const next = command({ name: "Ada" }, busy.organizationId);
+    expect((await runStream(env, next.workflowId).start(next)).ok).not.toBe(false);
   });
 });
 

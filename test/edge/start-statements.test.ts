@@ -163,6 +163,8 @@ describe("the catalog entry from the isolate cache", () => {
 });
 
 describe("acceptRunWithHold: the SQL", () => {
+  /** An open-run limit no test here reaches unless it means to. */
+  const OPEN = 1_000;
   const row = (organizationId: string, temporalWorkflowId = `hello-${crypto.randomUUID()}`): AcceptedRunRow => ({
     id: crypto.randomUUID(),
     organizationId,
@@ -176,9 +178,9 @@ describe("acceptRunWithHold: the SQL", () => {
   it("concurrent starts never hold more than the balance, and every refused start wrote nothing", async () => {
     const org = await meteredOrg(1000);
     const rows = Array.from({ length: 12 }, () => row(org.organizationId));
-    const outcomes = await Promise.all(rows.map((r) => acceptRunWithHold(env.DB, r, 300)));
+    const outcomes = await Promise.all(rows.map((r) => acceptRunWithHold(env.DB, r, 300, OPEN)));
     expect(outcomes.filter((o) => o.ok)).toHaveLength(3);
-    for (const o of outcomes.filter((o) => !o.ok)) expect(o).toEqual({ ok: false, available: 100 });
+    for (const o of outcomes.filter((o) => !o.ok)) expect(o).toEqual({ ok: false, reason: "credits", available: 100 });
     expect(await orgRow(org.organizationId)).toEqual({ balance: 1000, reserved: 900 });
     const inserted = await env.DB.prepare("SELECT COUNT(*) AS n, SUM(credit_hold) AS held FROM runs WHERE organization_id = ?")
       .bind(org.organizationId)
@@ -189,17 +191,44 @@ describe("acceptRunWithHold: the SQL", () => {
   it("a workflow id already taken throws D1's UNIQUE error and holds nothing", async () => {
     const org = await meteredOrg(1000);
     const first = row(org.organizationId);
-    expect(await acceptRunWithHold(env.DB, first, 300)).toEqual({ ok: true, creditHold: 300 });
+    expect(await acceptRunWithHold(env.DB, first, 300, OPEN)).toEqual({ ok: true, creditHold: 300 });
     const again = { ...row(org.organizationId), temporalWorkflowId: first.temporalWorkflowId };
-    const err = await acceptRunWithHold(env.DB, again, 300).catch((e: unknown) => e);
+    const err = await acceptRunWithHold(env.DB, again, 300, OPEN).catch((e: unknown) => e);
     expect(isUniqueViolation(err)).toBe(true);
     expect(await orgRow(org.organizationId)).toEqual({ balance: 1000, reserved: 300 });
   });
 
-  it("an unmetered organization holds nothing and is never refused", async () => {
+  it("an unmetered organization holds nothing and is never refused for credits", async () => {
     const org = await seedOrganization();
-    expect(await acceptRunWithHold(env.DB, row(org.organizationId), 10_000_000)).toEqual({ ok: true, creditHold: 0 });
+    expect(await acceptRunWithHold(env.DB, row(org.organizationId), 10_000_000, OPEN)).toEqual({ ok: true, creditHold: 0 });
     expect(await orgRow(org.organizationId)).toEqual({ balance: null, reserved: 0 });
+  });
+
+  it("security: at most maxOpenRuns runs that have not ended, even when started at once; ended runs free their place", async () => {
+    const org = await seedOrganization();
+    const rows = Array.from({ length: 8 }, () => row(org.organizationId));
+    const outcomes = await Promise.all(rows.map((r) => acceptRunWithHold(env.DB, r, 0, 5)));
+    expect(outcomes.filter((o) => o.ok)).toHaveLength(5);
+    for (const o of outcomes.filter((o) => !o.ok)) expect(o).toEqual({ ok: false, reason: "open_runs", limit: 5 });
+    const count = () =>
+      env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?").bind(org.organizationId).first<{ n: number }>();
+    expect((await count())!.n).toBe(5);
+    // Running counts as open; an ended run does not.
+    const accepted = rows.filter((_r, i) => outcomes[i]!.ok);
+    await env.DB.prepare("UPDATE runs SET status = 'running' WHERE id = ?").bind(accepted[0]!.id).run();
+    expect(await acceptRunWithHold(env.DB, row(org.organizationId), 0, 5)).toMatchObject({ ok: false, reason: "open_runs" });
+    await env.DB.prepare("UPDATE runs SET status = 'completed' WHERE id = ?").bind(accepted[1]!.id).run();
+    expect(await acceptRunWithHold(env.DB, row(org.organizationId), 0, 5)).toEqual({ ok: true, creditHold: 0 });
+    expect((await count())!.n).toBe(6);
+    // Another organization has places of its own.
+    expect(await acceptRunWithHold(env.DB, row((await seedOrganization()).organizationId), 0, 5)).toEqual({ ok: true, creditHold: 0 });
+  });
+
+  it("a metered organization at its open-run limit is told so, not that it lacks credits", async () => {
+    const org = await meteredOrg(1000);
+    expect(await acceptRunWithHold(env.DB, row(org.organizationId), 100, 1)).toEqual({ ok: true, creditHold: 100 });
+    expect(await acceptRunWithHold(env.DB, row(org.organizationId), 100, 1)).toEqual({ ok: false, reason: "open_runs", limit: 1 });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: 1000, reserved: 100 });
   });
 });
 

@@ -149,6 +149,9 @@ async function startStackOn(ports: StackPorts, options: StackOptions): Promise<R
       OUTBOUND_HTTP_ALLOW: `127.0.0.1:${ports.localLlm}`,
       // Tests and benchmarks drive one key hard; the limiter itself is tested in test/edge.
       RATE_LIMIT_PER_MINUTE: "1000000",
+      // Benchmarks start runs faster than this machine ends them, so runs queue up in one
+      // organization; the open-run limit itself is tested in test/edge.
+      MAX_OPEN_RUNS_PER_ORGANIZATION: "1000000",
       ADMIN_API_KEY: adminKey,
       INTERNAL_SERVICE_SECRET: internalSecret,
       JWT_SECRET: TEST_JWT_SECRET,

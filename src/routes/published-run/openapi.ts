@@ -16,6 +16,7 @@ const ERRORS = [
   "invalid_input",
   "workflow_not_found",
   "insufficient_credits",
+  "too_many_open_runs",
   "payload_too_large",
   "host_unavailable",
 ] as const;

@@ -18,6 +18,7 @@ const EXECUTE_ERRORS = [
   "invalid_input",
   "workflow_not_found",
   "insufficient_credits",
+  "too_many_open_runs",
   "payload_too_large",
   "host_unavailable",
 ] as const;

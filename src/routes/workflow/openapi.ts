@@ -69,6 +69,7 @@ const START_ERRORS = [
   "catalog_not_found",
   "workflow_id_in_use",
   "insufficient_credits",
+  "too_many_open_runs",
   "payload_too_large",
   "host_unavailable",
   "host_error",
