@@ -15,12 +15,20 @@ import { type SerializedError, serializeError } from "./run-starter.ts";
 
 /** The answer of a 424: the trace is written when the run ends, so ask again shortly. */
 const TRACE_RETRY_AFTER_S = 2;
+/**
+ * How long a read of a run whose outcome is known waits for the last history events: the host
+ * relays them tens of milliseconds after the outcome, and a client that saw the run end (a
+ * blocking run, a status read) asks for its trace at once, as Output's CLI does (`run`, then
+ * `debug`); Output answers such a run's trace, never a 424.
+ */
+export const HISTORY_CATCH_UP_MS = 3_000;
+const HISTORY_CATCH_UP_POLL_MS = 25;
 
 export type TraceLogReply = { ok: true; runId: string; trace: ReadableStream<Uint8Array> } | { ok: false; error: SerializedError };
 
 export interface TraceReaderDeps {
   env: Env;
-  log: Pick<EventLog, "knowsRun" | "isComplete">;
+  log: Pick<EventLog, "knowsRun" | "isComplete" | "finished">;
   /** The run's row settled with Temporal (RunReader.read). */
   read(organizationId: string, workflowId: string): Promise<ReadReply>;
   /** The R2 key of a complete run's trace (the latest run's without an id), written now if missing; null while it goes on. */
@@ -43,7 +51,7 @@ export async function readTraceLog(
       if (!(await findRunByWorkflowId(deps.env.DB, organizationId, workflowId)))
         throw new ApiError("run_not_found", `no run with workflowId "${workflowId}"`);
       if (!deps.log.knowsRun(pinnedRunId)) throw new ApiError("run_not_found", `workflow ${workflowId} has no run ${pinnedRunId}`);
-      if (!deps.log.isComplete(pinnedRunId)) throw notFinished(`run ${pinnedRunId} of ${workflowId} has not ended`);
+      if (!deps.log.finished(pinnedRunId)) throw notFinished(`run ${pinnedRunId} of ${workflowId} has not ended`);
     } else {
       const reply = await deps.read(organizationId, workflowId);
       if (!reply.ok) return reply;
@@ -51,8 +59,12 @@ export async function readTraceLog(
       if (!isTerminal(run.status)) throw notFinished(`run ${workflowId} is ${run.status}`);
       runId = run.temporalRunId ?? undefined;
     }
-    const trace = await deps.traceFor(runId);
-    // The outcome is known but the last history events are still on their way from the host.
+    // The outcome is known; the last history events may still be on their way from the host.
+    let trace = await deps.traceFor(runId);
+    for (const deadline = Date.now() + HISTORY_CATCH_UP_MS; !trace && Date.now() < deadline; ) {
+      await new Promise((r) => setTimeout(r, HISTORY_CATCH_UP_POLL_MS));
+      trace = await deps.traceFor(runId);
+    }
     if (!trace) throw notFinished(`the history of ${workflowId} is not complete yet`);
     const object = await deps.env.TRACES.get(trace.key);
     if (!object) throw new ApiError("trace_not_available", `no trace was recorded for run ${trace.runId} of ${workflowId}`);

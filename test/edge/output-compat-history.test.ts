@@ -441,6 +441,30 @@ describe("GET /workflow/:id/trace-log (Output's trace format)", () => {
     }
   });
 
+  it("the outcome known before the last history events (a blocking run's answer): the read waits for them and answers the trace, not 424", async () => {
+    for (const pinned of [false, true]) {
+      const { workflowId, runId } = await createRunningRun(org.organizationId);
+      const history = secondStepFailing(runId);
+      const close = history.pop()!;
+      await push(workflowId, [...firstStep(runId), ...history, finished(runId, "failed", "too loud")]);
+      const path = pinned ? `/workflow/${workflowId}/runs/${runId}/trace-log` : `/workflow/${workflowId}/trace-log`;
+      const reading = get(path);
+      await new Promise((r) => setTimeout(r, 300));
+      await push(workflowId, [close]);
+      const res = await reading;
+      expect(res.status, path).toBe(200);
+      expect(((await res.json()) as { runId: string; data: { status: string } }).data.status).toBe("failed");
+    }
+  });
+
+  it("a run whose history does not complete within HISTORY_CATCH_UP_MS (3 s) is still 424 run_not_finished", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [...firstStep(runId), finished(runId, "failed", "too loud")]);
+    const res = await get(`/workflow/${workflowId}/trace-log`);
+    expect(res.status).toBe(424);
+    expect(errorCodeOf(await res.json())).toBe("run_not_finished");
+  });
+
   it("404 trace_not_available when no trace was stored; 404 for an unknown run; 400 for a malformed rid", async () => {
     const { workflowId, runId } = await createRunningRun(org.organizationId);
     await push(workflowId, [...firstStep(runId), ...secondStepFailing(runId), finished(runId, "failed", "too loud")]);
