@@ -76,6 +76,18 @@ describe("Workflow API: bad input gets a clear 4xx and writes nothing", () => {
     const body = (await res.json()) as OutputErrorBody;
     expect(body.error).toBe("UnsupportedWorkflowError");
     expect(body.code).toBe("unsupported_workflow");
+    // A name longer than any catalog entry's is just as unknown (Output caps no name); one past 200 is 400.
+    for (const workflowName of ["w".repeat(65), "x".repeat(200), "a name with spaces/and slashes", "__proto__"]) {
+      for (const path of ["/workflow/start", "/workflow/run"]) {
+        const unknown = await postJson(path, { workflowName }, org.key);
+        expect([unknown.status, ((await unknown.json()) as OutputErrorBody).code], `${path} ${workflowName.slice(0, 20)}`).toEqual([
+          424,
+          "unsupported_workflow",
+        ]);
+      }
+    }
+    const tooLong = await postJson("/workflow/start", { workflowName: "x".repeat(201) }, org.key);
+    expect([tooLong.status, ((await tooLong.json()) as OutputErrorBody).code]).toEqual([400, "invalid_request"]);
   });
 
   it("body over 1 MiB → 413 payload_too_large", async () => {

@@ -45,8 +45,15 @@ export const catalogIdSchema = z
   // No /i flag: the OpenAPI document carries the pattern without flags (it read "...$/i", which nothing matches).
   .regex(/^[A-Za-z0-9_.@-]+$/, "a catalog id is made of letters, digits and _.@-");
 
+/**
+ * The longest workflow name a start takes. Catalog names have at most 64 characters; a longer one
+ * is unknown, 424 as in Output (which caps no name), up to this bound. A start's default workflow
+ * id, `<workflowName>-<uuid>`, stays within a workflow id's 256 characters.
+ */
+export const MAX_WORKFLOW_NAME_LENGTH = 200;
+
 export const startWorkflowBody = z.object({
-  workflowName: z.string().min(1).max(64),
+  workflowName: z.string().min(1).max(MAX_WORKFLOW_NAME_LENGTH),
   input: z.unknown().optional(),
   /** The run's workflow id; default `<workflowName>-<uuid>`. One id names one run, ever. */
   workflowId: workflowIdSchema.optional(),
