@@ -246,7 +246,7 @@ export class EdgeClient {
       this.backingOff.set(p.workflowId, [...(this.backingOff.get(p.workflowId) ?? []), p]);
     }
     if (runs.size === 0) return;
-    this.log(`${cause.message}: retrying the events of ${runs.size} runs (failure ${failures})`);
+    this.log(`${cause.message}: retrying the events of ${runs.size === 1 ? "1 run" : `${runs.size} runs`} (failure ${failures})`);
     setTimeout(() => {
       const back: Pending[] = [];
       for (const run of runs) {

@@ -257,7 +257,7 @@ describe("EdgeClient: batched run events", () => {
         ["hello-bad"],
         ["hello-bad"],
       ]);
-      expect(logs.some((l) => l.includes("retrying the events of 1 runs"))).toBe(true);
+      expect(logs.some((l) => l.includes("retrying the events of 1 run (failure 1)"))).toBe(true);
     });
 
     it("the run's later events wait behind its retried ones, so the edge gets them in order", async () => {
