@@ -96,7 +96,7 @@ export const readyResponse = z.object({ ok: z.literal(true) });
 export const hostErrorBody = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
 
 export { runEvent, runEventBatch, runEventPush, runEventPushPartialFailure, runEventPushResult } from "./run-event-schema.ts";
-export type { RunEvent, RunEventOf, RunEventType, RunEventPush } from "./run-event-schema.ts";
+export type { RunEvent, RunEventOf, RunEventType, RunEventPush, RunEventPushPartialFailure } from "./run-event-schema.ts";
 
 export const catalogEntry = z.object({
   name: z.string().regex(/^[a-z][a-z0-9_]{0,63}$/),

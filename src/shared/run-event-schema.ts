@@ -120,3 +120,4 @@ export const runEventPushResult = z.object({
  * these (a whole-push retry would also do: the recorded events come back as duplicates).
  */
 export const runEventPushPartialFailure = z.object({ failedRuns: z.array(z.string()).min(1).max(MAX_RUNS_PER_PUSH) });
+export type RunEventPushPartialFailure = z.infer<typeof runEventPushPartialFailure>;

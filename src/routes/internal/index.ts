@@ -4,12 +4,11 @@
 import type { App } from "../../app-env.ts";
 import { documentInternalApi } from "./openapi.ts";
 import { upsertCodeCatalog } from "../../db/workflows.ts";
-import type { z } from "zod";
 import { ApiError, errorBody } from "../../errors.ts";
 import { INTERNAL_MAX_JSON_DEPTH, readJson } from "../../middleware/json-body/index.ts";
 import { hostSignature } from "../../middleware/host-signature/index.ts";
 import { recordRunEvents } from "../../run-stream-client.ts";
-import { EDGE_PATHS, catalogPublish, runEventBatch, runEventPush, type runEventPushPartialFailure } from "../../shared/host-api.ts";
+import { EDGE_PATHS, type RunEventPushPartialFailure, catalogPublish, runEventBatch, runEventPush } from "../../shared/host-api.ts";
 import { parseWorkflowIdParam } from "../workflow/params.ts";
 import { workflowIdParam } from "../workflow/schemas.ts";
 
@@ -70,7 +69,7 @@ export function registerInternalApi(app: App) {
       // its DO cannot take does not hold up the rest (an older host retries the whole push, and the
       // recorded events come back as duplicates).
       const message = `could not record the events of ${failedRuns.length} of ${byRun.size} runs; retry those (failedRuns)`;
-      const partial: z.infer<typeof runEventPushPartialFailure> = { failedRuns };
+      const partial: RunEventPushPartialFailure = { failedRuns };
       return c.json({ ...errorBody("host_unavailable", message, c.get("requestId") ?? ""), ...partial }, 503, { "retry-after": "1" });
     }
     const recorded = results.map((r) => (r as PromiseFulfilledResult<Awaited<ReturnType<typeof recordRunEvents>>>).value);
