@@ -41,8 +41,12 @@ export type AcceptOutcome =
   | { ok: false; reason: "credits"; available: number }
   | { ok: false; reason: "open_runs"; limit: number };
 
-/** An organization's runs that have not ended (`scheduled`, `running`): what MAX_OPEN_RUNS_PER_ORGANIZATION caps. */
-const OPEN_RUNS_OF_ORG = `SELECT COUNT(*) FROM (SELECT 1 FROM runs r WHERE r.organization_id = o.id AND r.status IN ('scheduled', 'running') LIMIT ?9)`;
+/**
+ * SQL counting organization `o`'s runs that have not ended (`scheduled`, `running`), what
+ * MAX_OPEN_RUNS_PER_ORGANIZATION caps: at most `limit` (a bound parameter) index rows are read.
+ */
+const openRunsOf = (limit: string) =>
+  `SELECT COUNT(*) FROM (SELECT 1 FROM runs r WHERE r.organization_id = o.id AND r.status IN ('scheduled', 'running') LIMIT ${limit})`;
 
 /**
  * The run's `scheduled` row and its credit hold, all or nothing, in one statement (so concurrent
@@ -71,7 +75,7 @@ export async function acceptRunWithHold(
        SELECT ?1, o.id, ?2, ?3, ?4, 'scheduled', ?5, ?6, CASE WHEN o.credit_balance IS NULL THEN 0 ELSE ?8 END
        FROM organizations o
        WHERE o.id = ?7 AND (o.credit_balance IS NULL OR o.credit_balance - o.credits_reserved >= ?8)
-         AND (${OPEN_RUNS_OF_ORG}) < ?9
+         AND (${openRunsOf("?9")}) < ?9
        RETURNING credit_hold`,
     )
     .bind(
@@ -90,7 +94,7 @@ export async function acceptRunWithHold(
   // Refused: the one read, to say why (and how much is available).
   const now = await d1
     .prepare(
-      `SELECT credit_balance AS balance, credits_reserved AS reserved, (${OPEN_RUNS_OF_ORG.replaceAll("?9", "?2")}) AS open
+      `SELECT credit_balance AS balance, credits_reserved AS reserved, (${openRunsOf("?2")}) AS open
        FROM organizations o WHERE o.id = ?1`,
     )
     .bind(row.organizationId, maxOpenRuns)
