@@ -270,6 +270,47 @@ describe("EdgeClient: batched run events", () => {
       expect(edge.recorded.filter((r) => r.workflowId === "hello-bad").map((r) => r.sourceKey)).toEqual(["run:b:started", "later"]);
     });
 
+    it("a run's push sent in parts: when a part fails for it, the later parts wait behind it, so the edge records its events in order", async () => {
+      let failed = false;
+      const recorded: string[] = [];
+      const edge = await fakeEdge(
+        (push) => {
+          if (!failed) {
+            failed = true;
+            return 503;
+          }
+          for (const r of push.runs) for (const e of r.events) recorded.push(e.sourceKey);
+          return 200;
+        },
+        undefined,
+        0,
+        () => ({ error: { code: "host_unavailable", message: "partly" }, failedRuns: ["big-run"] }),
+      );
+      const client = new EdgeClient(edge.url, SECRET, () => undefined, 10, 5);
+      const big = (n: number): RunEvent => ({
+        sourceKey: `history:rb:${n}`,
+        type: "history",
+        at: new Date().toISOString(),
+        data: {
+          runId: "rb",
+          event: {
+            eventId: String(n),
+            eventTime: null,
+            eventType: "EVENT_TYPE_ACTIVITY_TASK_COMPLETED",
+            attributes: {},
+            payloads: { result: "x".repeat(MAX_PUSH_BYTES / 5) },
+          },
+        },
+      });
+      // Nine events, about 1.8 pushes' worth: sent in parts; the first part fails for the run.
+      await client.pushRunEvents(
+        "big-run",
+        Array.from({ length: 9 }, (_, i) => big(i + 1)),
+      );
+      expect(edge.statuses[0]).toBe(503);
+      expect(recorded).toEqual(Array.from({ length: 9 }, (_, i) => `history:rb:${i + 1}`));
+    });
+
     it("a run that keeps failing is given up after the tries (logged as an error, its pushes rejected); the others are unaffected", async () => {
       const edge = await edgeFailingOneRun(Number.POSITIVE_INFINITY);
       const logs: string[] = [];
