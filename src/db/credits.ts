@@ -42,13 +42,6 @@ export type AcceptOutcome =
   | { ok: false; reason: "open_runs"; limit: number };
 
 /**
- * SQL counting organization `o`'s runs that have not ended (`scheduled`, `running`), what
- * MAX_OPEN_RUNS_PER_ORGANIZATION caps: at most `limit` (a bound parameter) index rows are read.
- */
-const openRunsOf = (limit: string) =>
-  `SELECT COUNT(*) FROM (SELECT 1 FROM runs r WHERE r.organization_id = o.id AND r.status IN ('scheduled', 'running') LIMIT ${limit})`;
-
-/**
  * The run's `scheduled` row and its credit hold, all or nothing, in one statement (so concurrent
  * starts never hold more than the balance): the row is inserted only if the organization is
  * unmetered (hold 0) or has `amount` credits available (hold `amount`), `INSERT … SELECT … FROM
@@ -56,8 +49,8 @@ const openRunsOf = (limit: string) =>
  * the organization's `credits_reserved` in the same statement.
  *
  * The same statement refuses the run when the organization already has `maxOpenRuns` runs that
- * have not ended (counted from the runs_org_status_created_idx index, at most `maxOpenRuns` rows),
- * so that no tenant can keep an unbounded number of runs, each followed by the host, open at once.
+ * have not ended (`organizations.open_runs`, kept by triggers on `runs`, migration 0015), so that
+ * no tenant can keep an unbounded number of runs, each followed by the host, open at once.
  *
  * The balance is read only to report a refusal (`available`). A run id or workflow id already
  * taken throws D1's UNIQUE error and writes nothing.
@@ -75,7 +68,7 @@ export async function acceptRunWithHold(
        SELECT ?1, o.id, ?2, ?3, ?4, 'scheduled', ?5, ?6, CASE WHEN o.credit_balance IS NULL THEN 0 ELSE ?8 END
        FROM organizations o
        WHERE o.id = ?7 AND (o.credit_balance IS NULL OR o.credit_balance - o.credits_reserved >= ?8)
-         AND (${openRunsOf("?9")}) < ?9
+         AND o.open_runs < ?9
        RETURNING credit_hold`,
     )
     .bind(
@@ -93,11 +86,8 @@ export async function acceptRunWithHold(
   if (inserted) return { ok: true, creditHold: inserted.credit_hold };
   // Refused: the one read, to say why (and how much is available).
   const now = await d1
-    .prepare(
-      `SELECT credit_balance AS balance, credits_reserved AS reserved, (${openRunsOf("?2")}) AS open
-       FROM organizations o WHERE o.id = ?1`,
-    )
-    .bind(row.organizationId, maxOpenRuns)
+    .prepare("SELECT credit_balance AS balance, credits_reserved AS reserved, open_runs AS open FROM organizations WHERE id = ?")
+    .bind(row.organizationId)
     .first<{ balance: number | null; reserved: number; open: number }>();
   if (!now) throw new Error(`organization ${row.organizationId} not found`);
   if (now.open >= maxOpenRuns) return { ok: false, reason: "open_runs", limit: maxOpenRuns };

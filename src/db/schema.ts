@@ -25,6 +25,11 @@ export const organizations = sqliteTable(
     creditBalance: integer("credit_balance"),
     /** Credits held by runs in flight; available = balance - reserved. */
     creditsReserved: integer("credits_reserved").notNull().default(0),
+    /**
+     * The organization's runs that have not ended (`scheduled`, `running`), kept by triggers on
+     * `runs` (migration 0015); a start is refused past MAX_OPEN_RUNS_PER_ORGANIZATION.
+     */
+    openRuns: integer("open_runs").notNull().default(0),
     ...timestamps,
   },
   // The admin list pages through organizations newest first (keyset on created_at, id).

@@ -24,6 +24,7 @@ describe("admin API: organizations and API keys", () => {
     const org = await newOrganization("Globex");
     expect(org.id).toMatch(/^org_[a-z0-9]{12}$/);
     expect(org.credits).toMatchObject({ metered: false, balance: null });
+    expect(org).toHaveProperty("openRuns", 0);
     const fetched = await admin("GET", `/admin/v1/organizations/${org.id}`);
     expect(((await fetched.json()) as { name: string }).name).toBe("Globex");
   });

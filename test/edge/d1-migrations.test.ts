@@ -117,3 +117,61 @@ describe("migration 0011: step rows keyed by the Temporal run", () => {
     ).rejects.toThrow(/UNIQUE constraint failed/);
   });
 });
+
+describe("migration 0015: each organization's open runs, counted by triggers", () => {
+  const openCounts = async (d: D1Database) =>
+    (
+      await d
+        .prepare(
+          `SELECT o.id, o.open_runs AS counted,
+             (SELECT COUNT(*) FROM runs r WHERE r.organization_id = o.id AND r.status IN ('scheduled', 'running')) AS actual
+           FROM organizations o ORDER BY o.id`,
+        )
+        .all<{ id: string; counted: number; actual: number }>()
+    ).results;
+
+  it("backfills the count of runs open before it (the rows of the test above), on the migrated database", async () => {
+    const counts = await openCounts(db);
+    expect(counts.find((c) => c.id === "org_m")?.actual).toBeGreaterThan(0);
+    for (const c of counts) expect(c.counted, c.id).toBe(c.actual);
+  });
+
+  it("keeps the count through inserts, ends, a reset's reopening and deletes", async () => {
+    const d = env.DB;
+    const org = `org_open_${crypto.randomUUID().slice(0, 8)}`;
+    await d.prepare("INSERT INTO organizations (id, name) VALUES (?, 'Open runs')").bind(org).run();
+    const wf = (await d.prepare("SELECT id FROM workflows LIMIT 1").first<{ id: string }>())?.id;
+    if (!wf)
+      await d
+        .prepare("INSERT INTO workflows (id, name, kind, input_schema, output_schema) VALUES ('wf_open', 'hello', 'code', '{}', '{}')")
+        .run();
+    const insert = (id: string, status: string) =>
+      d
+        .prepare(
+          "INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, status, input) VALUES (?, ?, ?, 'hello', ?, ?, '{}')",
+        )
+        .bind(id, org, wf ?? "wf_open", `hello-${id}`, status)
+        .run();
+    const setStatus = (id: string, status: string) => d.prepare("UPDATE runs SET status = ? WHERE id = ?").bind(status, id).run();
+    const counted = async () =>
+      (await d.prepare("SELECT open_runs AS n FROM organizations WHERE id = ?").bind(org).first<{ n: number }>())!.n;
+    const ids = Array.from({ length: 4 }, () => crypto.randomUUID());
+    await insert(ids[0]!, "scheduled");
+    await insert(ids[1]!, "scheduled");
+    await insert(ids[2]!, "running");
+    await insert(ids[3]!, "completed");
+    expect(await counted()).toBe(3);
+    await setStatus(ids[0]!, "running"); // open to open
+    await setStatus(ids[0]!, "running"); // a rewrite of the same status
+    expect(await counted()).toBe(3);
+    await setStatus(ids[1]!, "failed");
+    await setStatus(ids[2]!, "continued_as_new");
+    expect(await counted()).toBe(1);
+    await setStatus(ids[3]!, "running"); // a reset reopens a finished run
+    expect(await counted()).toBe(2);
+    await d.prepare("DELETE FROM runs WHERE id IN (?, ?)").bind(ids[0], ids[1]).run();
+    expect(await counted()).toBe(1);
+    const mine = (await openCounts(d)).find((c) => c.id === org)!;
+    expect(mine.counted).toBe(mine.actual);
+  });
+});

@@ -20,6 +20,8 @@ export function organizationView(org: Organization) {
       reserved: org.creditsReserved,
       available: availableCredits(org.creditBalance, org.creditsReserved),
     },
+    /** Runs that have not ended; starts past MAX_OPEN_RUNS_PER_ORGANIZATION are 429. */
+    openRuns: org.openRuns,
     createdAt: org.createdAt,
   };
 }
