@@ -229,7 +229,9 @@ export class EdgeClient {
    * Entries of runs the edge could not record: back to the front of the queue after a backoff that
    * grows with their failures, given up (rejected, logged) after `maxAttempts`. Their runs stay
    * held meanwhile, so the events queued after them wait, and the edge still gets each run's
-   * events in order; the push slots are free for other runs.
+   * events in order; the push slots are free for other runs. A run goes back only once the push
+   * that carried it has ended: a push sent in parts may still hold its later events in a part
+   * not sent yet, which must wait behind these (see `send`).
    */
   private retryLater(entries: Pending[], cause: Error): void {
     const runs = new Set<string>();
@@ -247,19 +249,27 @@ export class EdgeClient {
     }
     if (runs.size === 0) return;
     this.log(`${cause.message}: retrying the events of ${runs.size === 1 ? "1 run" : `${runs.size} runs`} (failure ${failures})`);
+    this.releaseAfter(runs, retryDelay(failures));
+  }
+
+  /** Puts the runs' waiting entries back at the front of the queue after `delayMs`, each once its push has ended. */
+  private releaseAfter(runs: Set<string>, delayMs: number): void {
     setTimeout(() => {
+      const stillOnTheWire = new Set([...runs].filter((run) => this.runsInFlight.has(run)));
       const back: Pending[] = [];
       for (const run of runs) {
+        if (stillOnTheWire.has(run)) continue;
         back.push(...(this.backingOff.get(run) ?? []));
         this.backingOff.delete(run);
       }
+      if (stillOnTheWire.size > 0) this.releaseAfter(stillOnTheWire, RETRY_BASE_MS);
       this.queue = back.concat(this.queue);
       for (const p of back) {
         this.queuedEvents += p.events.length;
         if (p.now) this.queuedNow++;
       }
       this.schedule();
-    }, retryDelay(failures));
+    }, delayMs);
   }
 
   /** Posts until the edge takes it; returns the edge's answer (its JSON, or null if it is not JSON). */

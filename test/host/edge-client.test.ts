@@ -29,7 +29,7 @@ afterEach(() => new Promise<void>((r) => (server ? server.close(() => r()) : r()
 async function fakeEdge(
   answer: (push: RunEventPush, n: number) => number,
   accepted: (push: RunEventPush) => unknown = () => ({ ok: true }),
-  delayMs = 0,
+  delayMs: number | ((push: RunEventPush) => number) = 0,
   /** The body of a non-200 answer. */
   failure: (push: RunEventPush, status: number) => unknown = () => ({ error: { code: "invalid_request", message: "bad event" } }),
 ) {
@@ -41,8 +41,9 @@ async function fakeEdge(
     const arrived = ++clock;
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", async () => {
-      if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
       const body = Buffer.concat(chunks);
+      const delay = typeof delayMs === "number" ? delayMs : delayMs(JSON.parse(body.toString()) as RunEventPush);
+      if (delay > 0) await new Promise((r) => setTimeout(r, delay));
       const verdict = await verifyRequest(
         [SECRET],
         req.method!,
@@ -309,6 +310,50 @@ describe("EdgeClient: batched run events", () => {
       );
       expect(edge.statuses[0]).toBe(503);
       expect(recorded).toEqual(Array.from({ length: 9 }, (_, i) => `history:rb:${i + 1}`));
+    });
+
+    it("a push in parts of several runs: a run that fails in an early part keeps its events of a later part behind, however long the parts between take", async () => {
+      let xFailed = false;
+      const recorded: string[] = [];
+      const edge = await fakeEdge(
+        (push) => {
+          const failX = push.runs.some((r) => r.workflowId === "X") && !xFailed;
+          if (failX) xFailed = true;
+          for (const r of push.runs)
+            if (!(failX && r.workflowId === "X")) for (const e of r.events) recorded.push(`${r.workflowId}:${e.sourceKey}`);
+          return failX ? 503 : 200;
+        },
+        undefined,
+        // The part of another run takes longer than the failed run's first backoff (250 ms).
+        (push) => (push.runs.some((r) => r.workflowId === "Y") ? 600 : 0),
+        () => ({ error: { code: "host_unavailable", message: "partly" }, failedRuns: ["X"] }),
+      );
+      const client = new EdgeClient(edge.url, SECRET, () => undefined, 10, 50);
+      const event = (runId: string, sourceKey: string, bytes: number): RunEvent => ({
+        sourceKey,
+        type: "history",
+        at: new Date().toISOString(),
+        data: {
+          runId,
+          event: {
+            eventId: "1",
+            eventTime: null,
+            eventType: "EVENT_TYPE_ACTIVITY_TASK_COMPLETED",
+            attributes: {},
+            payloads: { result: "x".repeat(bytes) },
+          },
+        },
+      });
+      const big = Math.floor(MAX_PUSH_BYTES * 0.6);
+      // X's big event, Y's big event, then X's closing one: a push too large for one request.
+      await Promise.all([
+        client.pushRunEvents("X", [event("rx", "x1", big)]),
+        client.pushRunEvents("Y", [event("ry", "y1", big)]),
+        client.pushRunEvents("X", [event("rx", "x2-closing", 10)]),
+      ]);
+      await client.drain();
+      expect(recorded.filter((r) => r.startsWith("X:"))).toEqual(["X:x1", "X:x2-closing"]);
+      expect(recorded).toContain("Y:y1");
     });
 
     it("a run that keeps failing is given up after the tries (logged as an error, its pushes rejected); the others are unaffected", async () => {
