@@ -258,7 +258,7 @@ export async function stepRunStatement(db: D1Database, workflowId: string, step:
       step.attempt,
       step.status,
       step.outputs === undefined ? null : JSON.stringify(step.outputs),
-      step.error,
+      rowError(step.error),
       step.firstAt,
       step.lastAt,
       workflowId,

@@ -11,7 +11,7 @@
  * and readers take it from there; a completion webhook leaves it out (`outputOmitted`).
  */
 export const MAX_ROW_OUTPUT_BYTES = 768 * 1024;
-/** The longest error message written into the row; a longer one is cut, saying so (the log keeps it whole). */
+/** The longest error message written into the run's row or a step's row; a longer one is cut, saying so (the log keeps it whole). */
 export const MAX_ROW_ERROR_CHARS = 16 * 1024;
 
 /** The output as the row stores it: its JSON, or NULL (none, or too large: then `inLog`). */

@@ -145,10 +145,13 @@ export class RunReader {
   }
 }
 
-/** The row with its output, from the log when the row had no room for it (`outputInLog`). */
+/**
+ * The row with its output, from the log when the row had no room for it (`outputInLog`, cleared
+ * on the copy: its `output` is whole, so no reader fetches it again).
+ */
 export function withLoggedOutput(run: Run, loggedOutput: (runId: string) => unknown): Run {
   if (!run.outputInLog || !run.temporalRunId) return run;
-  return { ...run, output: loggedOutput(run.temporalRunId) ?? null };
+  return { ...run, output: loggedOutput(run.temporalRunId) ?? null, outputInLog: false };
 }
 
 /**

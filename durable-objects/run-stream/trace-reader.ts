@@ -59,9 +59,10 @@ export async function readTraceLog(
       if (!isTerminal(run.status)) throw notFinished(`run ${workflowId} is ${run.status}`);
       runId = run.temporalRunId ?? undefined;
     }
-    // The outcome is known; the last history events may still be on their way from the host.
+    // The log has the outcome: the last history events may still be on their way from the host.
     let trace = await deps.traceFor(runId);
-    for (const deadline = Date.now() + HISTORY_CATCH_UP_MS; !trace && Date.now() < deadline; ) {
+    const catchingUp = runId !== undefined && deps.log.finished(runId) !== null;
+    for (const deadline = Date.now() + HISTORY_CATCH_UP_MS; !trace && catchingUp && Date.now() < deadline; ) {
       await new Promise((r) => setTimeout(r, HISTORY_CATCH_UP_POLL_MS));
       trace = await deps.traceFor(runId);
     }

@@ -91,9 +91,11 @@ export async function acceptRunWithHold(
     .first<{ balance: number | null; reserved: number; open: number }>();
   if (!now) throw new Error(`organization ${row.organizationId} not found`);
   if (now.open >= maxOpenRuns) return { ok: false, reason: "open_runs", limit: maxOpenRuns };
-  // Metering turned off in between (the statement saw a metered organization): try again as it is now.
-  if (now.balance === null && !retried) return acceptRunWithHold(d1, row, amount, maxOpenRuns, true);
-  return { ok: false, reason: "credits", available: availableCredits(now.balance ?? 0, now.reserved)! };
+  const available = availableCredits(now.balance ?? 0, now.reserved)!;
+  // Neither holds any more (metering turned off, credits granted or a run ended in between): try
+  // again once, as things are now, rather than report a refusal that no longer applies.
+  if ((now.balance === null || available >= amount) && !retried) return acceptRunWithHold(d1, row, amount, maxOpenRuns, true);
+  return { ok: false, reason: "credits", available };
 }
 
 /**

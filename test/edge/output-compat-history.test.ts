@@ -9,6 +9,7 @@ import type { temporal } from "@temporalio/proto";
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { resetEventIdFor, StepNotCompletedError, StepNotFoundError } from "../../host/reset.ts";
+import { HISTORY_CATCH_UP_MS } from "../../durable-objects/run-stream/trace-reader.ts";
 import { encodePageToken } from "../../src/shared/output-history.ts";
 import { runResetEvent } from "../../src/shared/run-events.ts";
 import { call, seedCatalog, seedOrganization, errorCodeOf } from "./helpers.ts";
@@ -455,6 +456,23 @@ describe("GET /workflow/:id/trace-log (Output's trace format)", () => {
       expect(res.status, path).toBe(200);
       expect(((await res.json()) as { runId: string; data: { status: string } }).data.status).toBe("failed");
     }
+  });
+
+  it("a run that ended with no outcome in its log (its start given up) is 424 at once: nothing is on its way to wait for", async () => {
+    const workflowId = `two_steps-${crypto.randomUUID()}`;
+    const wf = await env.DB.prepare("SELECT id FROM workflows WHERE name = 'two_steps' AND organization_id IS NULL").first<{
+      id: string;
+    }>();
+    await env.DB.prepare(
+      "INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, status, input, error) VALUES (?, ?, ?, 'two_steps', ?, 'failed', '{}', 'start given up')",
+    )
+      .bind(crypto.randomUUID(), org.organizationId, wf!.id, workflowId)
+      .run();
+    const started = Date.now();
+    const res = await get(`/workflow/${workflowId}/trace-log`);
+    expect(res.status).toBe(424);
+    // Well under HISTORY_CATCH_UP_MS: the read did not wait for history that will never come.
+    expect(Date.now() - started).toBeLessThan(HISTORY_CATCH_UP_MS - 1000);
   });
 
   it("a run whose history does not complete within HISTORY_CATCH_UP_MS (3 s) is still 424 run_not_finished", async () => {

@@ -72,6 +72,39 @@ describe("a run's outcome larger than its D1 row can hold", () => {
     expect(((await (await get(`/workflow/${workflowId}/result`, org.key)).json()) as { output: unknown }).output).toEqual(big);
   });
 
+  it("a step's error longer than MAX_ROW_ERROR_CHARS is cut in its step row too; the run still finishes", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId, "hello");
+    const error = `step boom: ${"s".repeat(50_000)}`;
+    await push(workflowId, [
+      {
+        sourceKey: `step:${runId}:1:1:started`,
+        type: "step",
+        at: new Date().toISOString(),
+        data: { runId, activityId: "1", stepName: "greet", attempt: 1, state: "started" },
+      },
+      {
+        sourceKey: `step:${runId}:1:1:failed`,
+        type: "step",
+        at: new Date().toISOString(),
+        data: { runId, activityId: "1", stepName: "greet", attempt: 1, state: "failed", error },
+      },
+      historyEvent(runId, 1),
+      closeEvent(runId, 2),
+      {
+        sourceKey: `run:${runId}:finished`,
+        type: "run.finished",
+        at: new Date().toISOString(),
+        data: { runId, status: "failed", error: "the step failed" },
+      },
+    ]);
+    expect((await row(workflowId))!.status).toBe("failed");
+    const step = await env.DB.prepare("SELECT s.error FROM step_runs s JOIN runs r ON r.id = s.run_id WHERE r.temporal_workflow_id = ?")
+      .bind(workflowId)
+      .first<{ error: string }>();
+    expect(step!.error.length).toBeLessThan(MAX_ROW_ERROR_CHARS + 100);
+    expect(step!.error.endsWith(`… (${error.length - MAX_ROW_ERROR_CHARS} more characters)`)).toBe(true);
+  });
+
   it("an error longer than MAX_ROW_ERROR_CHARS is cut in the row, saying how much was left out; the run still fails", async () => {
     const error = `boom: ${"e".repeat(100_000)}`;
     const { workflowId } = await finish(null, "failed", error);

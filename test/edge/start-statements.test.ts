@@ -224,6 +224,23 @@ describe("acceptRunWithHold: the SQL", () => {
     expect(await acceptRunWithHold(env.DB, row((await seedOrganization()).organizationId), 0, 5)).toEqual({ ok: true, creditHold: 0 });
   });
 
+  it("a refusal whose reason is gone by the time it is read (a run ended in between) is tried again, not reported as too few credits", async () => {
+    const org = await meteredOrg(1000);
+    expect(await acceptRunWithHold(env.DB, row(org.organizationId), 100, 1)).toEqual({ ok: true, creditHold: 100 });
+    // The next start is refused (1 open); before its refusal is read, that run ends.
+    let calls = 0;
+    const db = interceptD1(env.DB, (call) => {
+      calls++;
+      if (calls === 2 && call.kind === "statement")
+        return env.DB.prepare("UPDATE runs SET status = 'completed' WHERE organization_id = ?")
+          .bind(org.organizationId)
+          .run()
+          .then(() => undefined);
+    });
+    expect(await acceptRunWithHold(db, row(org.organizationId), 100, 1)).toEqual({ ok: true, creditHold: 100 });
+    expect(calls).toBe(3);
+  });
+
   it("a metered organization at its open-run limit is told so, not that it lacks credits", async () => {
     const org = await meteredOrg(1000);
     expect(await acceptRunWithHold(env.DB, row(org.organizationId), 100, 1)).toEqual({ ok: true, creditHold: 100 });
