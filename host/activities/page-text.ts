@@ -20,7 +20,10 @@ export function pageTitle(html: string): string | null {
   // Linear: `[^<]*` stops at the next "<", and each try starts at a "<title>" past the last one.
   const title = /<title>([^<]*)<\/title>/i.exec(html)?.[1]?.replace(/\s+/g, " ").trim();
   if (title === undefined) return null;
-  return title.length > MAX_PAGE_TITLE_CHARS ? `${title.slice(0, MAX_PAGE_TITLE_CHARS - 1)}…` : title;
+  if (title.length <= MAX_PAGE_TITLE_CHARS) return title;
+  // Never between the two halves of a surrogate pair.
+  const end = /[\uD800-\uDBFF]/.test(title[MAX_PAGE_TITLE_CHARS - 2]!) ? MAX_PAGE_TITLE_CHARS - 2 : MAX_PAGE_TITLE_CHARS - 1;
+  return `${title.slice(0, end)}…`;
 }
 
 export function pageText(html: string): string {

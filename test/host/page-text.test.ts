@@ -28,6 +28,10 @@ describe("page text: happy path", () => {
     const long = pageTitle(`<title>${"t".repeat(2_000_000)}</title>`)!;
     expect(long).toHaveLength(MAX_PAGE_TITLE_CHARS);
     expect(long.endsWith("…")).toBe(true);
+    // A title of emoji (two UTF-16 units each) is cut between characters, never inside one.
+    const emoji = pageTitle(`<title>${"😀".repeat(1000)}</title>`)!;
+    expect(emoji.length).toBeLessThanOrEqual(MAX_PAGE_TITLE_CHARS);
+    expect(emoji.isWellFormed()).toBe(true);
   });
 });
 
