@@ -55,7 +55,10 @@ export const WORKFLOWS = {
         // `format: uri` for zod's url, not its protocol option (both: allOf).
         url: z.intersection(
           z.url({ protocol: /^https?$/ }).max(2048),
-          z.string().regex(/^[Hh][Tt][Tt][Pp][Ss]?:\/\//, "an http or https URL"),
+          z
+            .string()
+            .regex(/^[Hh][Tt][Tt][Pp][Ss]?:\/\//, "an http or https URL")
+            .describe("an http or https URL"),
         ),
         maxSummaryWords: z.number().int().min(1).max(10_000).optional(),
       })
@@ -71,7 +74,8 @@ export const WORKFLOWS = {
           .min(3)
           .max(253)
           // Both cases spelt out: a JSON Schema pattern has no flags, and the edge checks that.
-          .regex(/^[A-Za-z0-9.-]+\.[A-Za-z]{2,}$/, "a domain name like example.com"),
+          .regex(/^[A-Za-z0-9.-]+\.[A-Za-z]{2,}$/, "a domain name like example.com")
+          .describe("a domain name like example.com"),
       })
       .strict(),
     output: z.object({ domain: z.string(), profile: z.string(), market: z.string(), brief: z.string() }),

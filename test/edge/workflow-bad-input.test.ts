@@ -123,6 +123,12 @@ describe("Workflow API: bad input gets a clear 4xx and writes nothing", () => {
       expect([res.status, body.code], url.slice(0, 40)).toEqual([400, "invalid_input"]);
       expect(body.issues?.map((i) => i.path)).toContain("input.url");
     }
+    // A pattern's error says what the value must be (the schema's description), not only that it does not match.
+    const ftp = (await (
+      await postJson("/workflow/start", { workflowName: "summarize_url", input: { url: "ftp://x/y" } }, org.key)
+    ).json()) as OutputErrorBody;
+    expect(ftp.issues).toContainEqual({ path: "input.url", message: "String does not match pattern: must be an http or https URL" });
+    expect(ftp.message).toContain("must be an http or https URL");
     // Past the input check (in another organization: these are accepted, so they leave rows).
     const other = await seedOrganization();
     for (const input of [{ url: "HTTPS://example.com/page" }, { url: "https://example.com/" }])
