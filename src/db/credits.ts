@@ -11,10 +11,10 @@
  * `credits_reserved` is always the sum of its runs' `credit_hold`. Unmetered organizations
  * (balance NULL) hold nothing. See docs/credits.md.
  */
-import { and, desc, eq, lt, or } from "drizzle-orm";
+import { and, desc, eq } from "drizzle-orm";
 import { db } from "./client.ts";
 import { creditLedger, organizations, type PromptDefinition } from "./schema.ts";
-import { type PageCursor, pageOf } from "./page-cursor.ts";
+import { type PageCursor, olderThan, pageOf } from "./page-cursor.ts";
 
 /**
  * Credits available to new holds: balance - reserved, the one formula every view uses (null for
@@ -273,13 +273,10 @@ export async function grantCredits(
 export async function creditSummary(d1: D1Database, organizationId: string, limit: number, before: PageCursor | null = null) {
   const org = (await db(d1).select().from(organizations).where(eq(organizations.id, organizationId)).limit(1))[0];
   if (!org) return null;
-  const older = before
-    ? or(lt(creditLedger.createdAt, before.createdAt), and(eq(creditLedger.createdAt, before.createdAt), lt(creditLedger.id, before.id)))
-    : undefined;
   const rows = await db(d1)
     .select()
     .from(creditLedger)
-    .where(and(eq(creditLedger.organizationId, organizationId), older))
+    .where(and(eq(creditLedger.organizationId, organizationId), olderThan(creditLedger.createdAt, creditLedger.id, before)))
     .orderBy(desc(creditLedger.createdAt), desc(creditLedger.id))
     .limit(limit + 1);
   const { page: ledger, next } = pageOf(rows, limit);

@@ -1,6 +1,6 @@
-import { and, desc, eq, lt, or } from "drizzle-orm";
+import { desc, eq } from "drizzle-orm";
 import { db } from "./client.ts";
-import { type PageCursor, pageOf } from "./page-cursor.ts";
+import { type PageCursor, olderThan, pageOf } from "./page-cursor.ts";
 import { organizations } from "./schema.ts";
 
 export async function findOrganization(d1: D1Database, id: string) {
@@ -9,13 +9,10 @@ export async function findOrganization(d1: D1Database, id: string) {
 
 /** Organizations, newest first, `limit` of them from `before` on; `next` goes on, null on the last page. */
 export async function listOrganizations(d1: D1Database, limit: number, before: PageCursor | null) {
-  const older = before
-    ? or(lt(organizations.createdAt, before.createdAt), and(eq(organizations.createdAt, before.createdAt), lt(organizations.id, before.id)))
-    : undefined;
   const rows = await db(d1)
     .select()
     .from(organizations)
-    .where(older)
+    .where(olderThan(organizations.createdAt, organizations.id, before))
     .orderBy(desc(organizations.createdAt), desc(organizations.id))
     .limit(limit + 1);
   return pageOf(rows, limit);

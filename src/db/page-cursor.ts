@@ -1,8 +1,10 @@
 /**
  * Keyset paging over rows ordered by (created_at, id): where a page ends, handed to callers as an
- * opaque base64url token (`next`) and taken back as `before` or `after`. Opaque so that the order
+ * opaque base64url token (`next`) and taken back as `before`. Opaque so that the order
  * can change without breaking callers; any text this API did not issue decodes to null.
  */
+import { type SQL, and, eq, lt, or } from "drizzle-orm";
+import type { SQLiteColumn } from "drizzle-orm/sqlite-core";
 
 export interface PageCursor {
   createdAt: string;
@@ -36,4 +38,9 @@ export function pageOf<T extends PageCursor>(rows: T[], limit: number): { page: 
   const page = rows.slice(0, limit);
   const last = page.at(-1);
   return { page, next: rows.length > limit && last ? encodePageCursor({ createdAt: last.createdAt, id: last.id }) : null };
+}
+
+/** Rows after `before` in newest-first order ((created_at, id) descending); no condition without a cursor. */
+export function olderThan(createdAt: SQLiteColumn, id: SQLiteColumn, before: PageCursor | null): SQL | undefined {
+  return before ? or(lt(createdAt, before.createdAt), and(eq(createdAt, before.createdAt), lt(id, before.id))) : undefined;
 }

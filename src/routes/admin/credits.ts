@@ -1,10 +1,9 @@
 import type { App } from "../../app-env.ts";
 import { creditSummary, grantCredits } from "../../db/credits.ts";
-import { decodePageCursor } from "../../db/page-cursor.ts";
 import { ApiError } from "../../errors.ts";
 import { IDEMPOTENCY_KEY_HEADER, IDEMPOTENT_REPLAYED_HEADER, parseIdempotencyKey } from "../../middleware/idempotency/index.ts";
 import { readJson, zodIssues } from "../../middleware/json-body/index.ts";
-import { organizationOrThrow } from "./organizations.ts";
+import { beforeCursor, organizationOrThrow } from "./organizations.ts";
 import { grantCreditsBody, ledgerQuery } from "./schemas.ts";
 import { singleValuedQuery } from "../../middleware/query/index.ts";
 
@@ -52,11 +51,6 @@ export function registerCredits(app: App) {
         "limit must be an integer from 1 to 500, before the previous answer's next; no other parameters",
         zodIssues(query.error),
       );
-    const before = query.data.before === undefined ? null : decodePageCursor(query.data.before);
-    if (query.data.before !== undefined && !before)
-      throw new ApiError("invalid_request", "before must be the previous answer's next", [
-        { path: "before", message: "not a cursor of this API" },
-      ]);
-    return c.json(await creditSummary(c.env.DB, org.id, query.data.limit, before));
+    return c.json(await creditSummary(c.env.DB, org.id, query.data.limit, beforeCursor(query.data.before)));
   });
 }

@@ -3,7 +3,7 @@ import { availableCredits } from "../../db/credits.ts";
 import { findOrganization, insertOrganization, listOrganizations } from "../../db/organizations.ts";
 import type { Organization } from "../../db/schema.ts";
 import { ApiError } from "../../errors.ts";
-import { decodePageCursor } from "../../db/page-cursor.ts";
+import { type PageCursor, decodePageCursor } from "../../db/page-cursor.ts";
 import { readJson, zodIssues } from "../../middleware/json-body/index.ts";
 import { singleValuedQuery } from "../../middleware/query/index.ts";
 import { randomString } from "../../shared/api-keys.ts";
@@ -24,6 +24,17 @@ export function organizationView(org: Organization) {
     openRuns: org.openRuns,
     createdAt: org.createdAt,
   };
+}
+
+/** A list's `before` parameter as a cursor (null when absent), or 400 when it is not a `next` this API issued. */
+export function beforeCursor(before: string | undefined): PageCursor | null {
+  if (before === undefined) return null;
+  const cursor = decodePageCursor(before);
+  if (!cursor)
+    throw new ApiError("invalid_request", "before must be the previous answer's next", [
+      { path: "before", message: "not a cursor of this API" },
+    ]);
+  return cursor;
 }
 
 /** The organization named in the path, or 404. */
@@ -51,12 +62,7 @@ export function registerOrganizations(app: App) {
         `limit must be an integer from 1 to ${ORGANIZATIONS_PAGE_MAX}, before the previous answer's next; no other parameters`,
         zodIssues(query.error),
       );
-    const before = query.data.before === undefined ? null : decodePageCursor(query.data.before);
-    if (query.data.before !== undefined && !before)
-      throw new ApiError("invalid_request", "before must be the previous answer's next", [
-        { path: "before", message: "not a cursor of this API" },
-      ]);
-    const { page, next } = await listOrganizations(c.env.DB, query.data.limit, before);
+    const { page, next } = await listOrganizations(c.env.DB, query.data.limit, beforeCursor(query.data.before));
     return c.json({ organizations: page.map(organizationView), next });
   });
 
