@@ -71,6 +71,23 @@ const started = (runId: string): RunEvent => ({
   data: { runId },
 });
 
+/** A history event of `runId` carrying `bytes` of payload: pushes large enough to go out in parts. */
+const historyOfSize = (runId: string, sourceKey: string, bytes: number, eventId = "1"): RunEvent => ({
+  sourceKey,
+  type: "history",
+  at: new Date().toISOString(),
+  data: {
+    runId,
+    event: {
+      eventId,
+      eventTime: null,
+      eventType: "EVENT_TYPE_ACTIVITY_TASK_COMPLETED",
+      attributes: {},
+      payloads: { result: "x".repeat(bytes) },
+    },
+  },
+});
+
 describe("EdgeClient: batched run events", () => {
   it("events of many runs handed over together go out as one signed push, grouped by run, in order", async () => {
     const edge = await fakeEdge(() => 200);
@@ -90,21 +107,7 @@ describe("EdgeClient: batched run events", () => {
     const edge = await fakeEdge(() => 200);
     const client = new EdgeClient(edge.url, SECRET, () => undefined, 3, 20);
     // Each event carries about a fifth of a push's worth of payload.
-    const big = (runId: string, n: number): RunEvent => ({
-      sourceKey: `history:${runId}:${n}`,
-      type: "history",
-      at: new Date().toISOString(),
-      data: {
-        runId,
-        event: {
-          eventId: String(n),
-          eventTime: null,
-          eventType: "EVENT_TYPE_ACTIVITY_TASK_COMPLETED",
-          attributes: {},
-          payloads: { result: "x".repeat(MAX_PUSH_BYTES / 5) },
-        },
-      },
-    });
+    const big = (runId: string, n: number) => historyOfSize(runId, `history:${runId}:${n}`, MAX_PUSH_BYTES / 5, String(n));
     // Six runs of one event each: about 1.2 pushes' worth, so two pushes of three runs.
     await Promise.all(Array.from({ length: 6 }, (_, i) => client.pushRunEvents(`big-${i}`, [big(`r${i}`, 1)])));
     expect(edge.received.map((r) => r.body.runs.map((run) => run.workflowId))).toEqual([
@@ -288,21 +291,7 @@ describe("EdgeClient: batched run events", () => {
         () => ({ error: { code: "host_unavailable", message: "partly" }, failedRuns: ["big-run"] }),
       );
       const client = new EdgeClient(edge.url, SECRET, () => undefined, 10, 5);
-      const big = (n: number): RunEvent => ({
-        sourceKey: `history:rb:${n}`,
-        type: "history",
-        at: new Date().toISOString(),
-        data: {
-          runId: "rb",
-          event: {
-            eventId: String(n),
-            eventTime: null,
-            eventType: "EVENT_TYPE_ACTIVITY_TASK_COMPLETED",
-            attributes: {},
-            payloads: { result: "x".repeat(MAX_PUSH_BYTES / 5) },
-          },
-        },
-      });
+      const big = (n: number) => historyOfSize("rb", `history:rb:${n}`, MAX_PUSH_BYTES / 5, String(n));
       // Nine events, about 1.8 pushes' worth: sent in parts; the first part fails for the run.
       await client.pushRunEvents(
         "big-run",
@@ -329,27 +318,12 @@ describe("EdgeClient: batched run events", () => {
         () => ({ error: { code: "host_unavailable", message: "partly" }, failedRuns: ["X"] }),
       );
       const client = new EdgeClient(edge.url, SECRET, () => undefined, 10, 50);
-      const event = (runId: string, sourceKey: string, bytes: number): RunEvent => ({
-        sourceKey,
-        type: "history",
-        at: new Date().toISOString(),
-        data: {
-          runId,
-          event: {
-            eventId: "1",
-            eventTime: null,
-            eventType: "EVENT_TYPE_ACTIVITY_TASK_COMPLETED",
-            attributes: {},
-            payloads: { result: "x".repeat(bytes) },
-          },
-        },
-      });
       const big = Math.floor(MAX_PUSH_BYTES * 0.6);
       // X's big event, Y's big event, then X's closing one: a push too large for one request.
       await Promise.all([
-        client.pushRunEvents("X", [event("rx", "x1", big)]),
-        client.pushRunEvents("Y", [event("ry", "y1", big)]),
-        client.pushRunEvents("X", [event("rx", "x2-closing", 10)]),
+        client.pushRunEvents("X", [historyOfSize("rx", "x1", big)]),
+        client.pushRunEvents("Y", [historyOfSize("ry", "y1", big)]),
+        client.pushRunEvents("X", [historyOfSize("rx", "x2-closing", 10)]),
       ]);
       await client.drain();
       expect(recorded.filter((r) => r.startsWith("X:"))).toEqual(["X:x1", "X:x2-closing"]);
