@@ -1,5 +1,6 @@
 /** The host's configuration, read once from the environment. Defaults are for local development. */
 import { readFileSync } from "node:fs";
+import { msToNumber } from "@temporalio/common";
 import type { LogLevel } from "@temporalio/worker";
 import { parseSecrets } from "../src/shared/signing.ts";
 import { llmConfigFromEnv, type LlmConfig } from "./llm/models.ts";
@@ -15,6 +16,13 @@ export interface HostConfig {
   /** How to reach Temporal beyond its address: TLS and an API key or a client certificate (Temporal Cloud). */
   temporalConnection: { tls?: { clientCertPair?: { crt: Buffer; key: Buffer } } | boolean; apiKey?: string };
   taskQueue: string;
+  /**
+   * The longest a run may take, continue-as-new included, when its start names no limit of its own
+   * (TEMPORAL_WORKFLOW_EXECUTION_TIMEOUT, default 24 h, as Output's API server): past it Temporal
+   * ends the run `timed_out`, so a run that waits for ever (an `approval` nobody answers) does not
+   * hold its credits and its open-run slot for ever.
+   */
+  workflowExecutionTimeoutMs: number;
   edgeUrl: string;
   /** How long the first run event of a push waits for others (EDGE_PUSH_WINDOW_MS, default 5 ms). */
   edgePushWindowMs: number;
@@ -43,6 +51,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
     temporalNamespace: env.TEMPORAL_NAMESPACE ?? "default",
     temporalConnection: temporalConnectionFromEnv(env),
     taskQueue: env.TEMPORAL_TASK_QUEUE ?? "outrider",
+    workflowExecutionTimeoutMs: executionTimeoutFrom(env.TEMPORAL_WORKFLOW_EXECUTION_TIMEOUT),
     edgeUrl: env.EDGE_URL ?? "http://127.0.0.1:8787",
     edgePushWindowMs: Number(env.EDGE_PUSH_WINDOW_MS) > 0 ? Number(env.EDGE_PUSH_WINDOW_MS) : PUSH_WINDOW_MS,
     sharedSecrets,
@@ -52,6 +61,23 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
     httpRequestCost: Number(env.HTTP_REQUEST_COST_USD ?? 0) || 0,
     outbound: policyFromEnv(env),
   };
+}
+
+/** Output's default for TEMPORAL_WORKFLOW_EXECUTION_TIMEOUT. */
+export const DEFAULT_WORKFLOW_EXECUTION_TIMEOUT = "24h";
+
+/** A duration as Temporal's SDK reads one (`24h`, `90m`, `30s`, or milliseconds); anything else stops the host at start. */
+export function executionTimeoutFrom(value: string | undefined): number {
+  const text = value?.trim() || DEFAULT_WORKFLOW_EXECUTION_TIMEOUT;
+  let ms: number;
+  try {
+    ms = msToNumber(/^\d+$/.test(text) ? Number(text) : (text as Parameters<typeof msToNumber>[0]));
+  } catch {
+    ms = Number.NaN;
+  }
+  if (!Number.isFinite(ms) || ms < 1_000)
+    throw new Error(`TEMPORAL_WORKFLOW_EXECUTION_TIMEOUT "${value}" is not a duration of at least 1s (examples: 24h, 90m, 3600000)`);
+  return ms;
 }
 
 /**

@@ -58,6 +58,8 @@ export interface ControlApiDeps {
   relay: HistoryRelay;
   edge: EdgeClient;
   envs?: RunEnvs;
+  /** A run's limit when its start names none (host/config.ts, TEMPORAL_WORKFLOW_EXECUTION_TIMEOUT). */
+  defaultExecutionTimeoutMs: number;
 }
 
 function hostError(status: 400 | 401 | 404 | 409 | 413 | 422 | 503, code: string, message: string): HTTPException {
@@ -102,7 +104,7 @@ export function createControlApi(deps: ControlApiDeps): Hono {
         taskQueue: deps.taskQueue,
         workflowId,
         args: [input],
-        ...(executionTimeoutMs ? { workflowExecutionTimeout: executionTimeoutMs } : {}),
+        workflowExecutionTimeout: executionTimeoutMs ?? deps.defaultExecutionTimeoutMs,
         // An accepted start runs once. Temporal would let a second run use the id of one that has
         // closed, so without this an attempt that reaches Temporal after another attempt's run has
         // already ended (the first one delayed past the edge's timeout, then its retry, whose describe

@@ -18,7 +18,15 @@ const edge = new EdgeClient(config.edgeUrl, config.sharedSecrets[0]!, undefined,
 const runEnvs = new RunEnvs(client, config.sharedSecrets);
 const worker = await createWorker(config, edge, runEnvs);
 const relay = new HistoryRelay(client, edge, config.taskQueue);
-const app = createControlApi({ client, taskQueue: config.taskQueue, sharedSecrets: config.sharedSecrets, relay, edge, envs: runEnvs });
+const app = createControlApi({
+  client,
+  taskQueue: config.taskQueue,
+  sharedSecrets: config.sharedSecrets,
+  relay,
+  edge,
+  envs: runEnvs,
+  defaultExecutionTimeoutMs: config.workflowExecutionTimeoutMs,
+});
 
 const workerRun = worker.run();
 const server = serve({ fetch: app.fetch, port: config.port, hostname: config.bind }, (info) => {

@@ -1,5 +1,6 @@
 import type { Client } from "@temporalio/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { executionTimeoutFrom } from "../../host/config.ts";
 import { createControlApi } from "../../host/control-api.ts";
 import { HistoryRelay } from "../../host/history-relay.ts";
 import { ALWAYS_FAILS_MESSAGE } from "../../host/workflows/examples.ts";
@@ -28,7 +29,14 @@ beforeAll(async () => {
   testWorker = await startTestWorker(SECRET, TASK_QUEUE);
   client = testWorker.client;
   const relay = new HistoryRelay(client, testWorker.edge, TASK_QUEUE);
-  app = createControlApi({ client, taskQueue: TASK_QUEUE, sharedSecrets: [SECRET], relay, edge: testWorker.edge });
+  app = createControlApi({
+    client,
+    taskQueue: TASK_QUEUE,
+    sharedSecrets: [SECRET],
+    relay,
+    edge: testWorker.edge,
+    defaultExecutionTimeoutMs: executionTimeoutFrom(undefined),
+  });
 });
 
 afterAll(() => testWorker?.stop());
@@ -262,6 +270,53 @@ describe("the result of a run the caller names (runId: the run its DO just start
     const unknown = await signed("GET", `${HOST_PATHS.result(workflowId)}?waitMs=100&runId=${crypto.randomUUID()}`);
     expect(unknown.status).toBe(404);
     expect(await unknown.json()).toMatchObject({ error: { code: "run_not_found" } });
+  });
+});
+
+describe("a run's execution timeout (Output's TEMPORAL_WORKFLOW_EXECUTION_TIMEOUT, default 24h)", () => {
+  const timeoutOf = async (workflowId: string) =>
+    Number((await client.workflow.getHandle(workflowId).describe()).raw.executionConfig?.workflowExecutionTimeout?.seconds);
+
+  it("a start that names no limit gets the host's default, 24 h unless configured; one that names its own keeps it", async () => {
+    const unnamed = newId("approval");
+    await signed("POST", HOST_PATHS.start, { workflowId: unnamed, workflowName: "approval", input: { request: "default" } });
+    expect(await timeoutOf(unnamed)).toBe(24 * 3600);
+    const named = newId("approval");
+    await signed("POST", HOST_PATHS.start, {
+      workflowId: named,
+      workflowName: "approval",
+      input: { request: "own" },
+      executionTimeoutMs: 90_000,
+    });
+    expect(await timeoutOf(named)).toBe(90);
+    for (const id of [unnamed, named]) await client.workflow.getHandle(id).terminate("test over");
+  });
+
+  it("a run that waits past the default ends timed_out (an approval nobody answers does not stay open for ever)", async () => {
+    const shortLimit = createControlApi({
+      client,
+      taskQueue: TASK_QUEUE,
+      sharedSecrets: [SECRET],
+      relay: new HistoryRelay(client, testWorker.edge, TASK_QUEUE),
+      edge: testWorker.edge,
+      defaultExecutionTimeoutMs: executionTimeoutFrom("2s"),
+    });
+    const workflowId = newId("approval");
+    const body = JSON.stringify({ workflowId, workflowName: "approval", input: { request: "nobody answers" } });
+    const headers = await signRequest(SECRET, "POST", HOST_PATHS.start, body);
+    expect(
+      (await shortLimit.request(HOST_PATHS.start, { method: "POST", headers: { ...headers, "content-type": "application/json" }, body }))
+        .status,
+    ).toBe(200);
+    const result = runResultResponse.parse(await (await signed("GET", `${HOST_PATHS.result(workflowId)}?waitMs=30000`)).json());
+    expect(result.status).toBe("timed_out");
+  });
+
+  it("TEMPORAL_WORKFLOW_EXECUTION_TIMEOUT reads Temporal's durations and refuses anything else, or under 1 s", () => {
+    expect([executionTimeoutFrom("90m"), executionTimeoutFrom("3600000"), executionTimeoutFrom(" ")]).toEqual([
+      5_400_000, 3_600_000, 86_400_000,
+    ]);
+    for (const bad of ["soon", "-5s", "10", "0"]) expect(() => executionTimeoutFrom(bad)).toThrow(/TEMPORAL_WORKFLOW_EXECUTION_TIMEOUT/);
   });
 });
 
