@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
+  CONTENT_HASH_HEADER,
   NONCE_HEADER,
   NonceMemory,
   SIGNATURE_HEADER,
@@ -34,10 +35,10 @@ describe("request signing", () => {
     const h = await signRequest("s3cret", "GET", "/x", "", old);
     expect(await verifyRequest(["s3cret"], "GET", "/x", headersOf({ ...h }), "")).toEqual({ ok: false, reason: "stale_signature" });
     expect(h[TIMESTAMP_HEADER]).toMatch(/^\d+$/);
-    expect(h[SIGNATURE_HEADER]).toMatch(/^v2=[0-9a-f]{64}$/);
+    expect(h[SIGNATURE_HEADER]).toMatch(/^v3=[0-9a-f]{64}$/);
   });
 
-  it("reads the body only for a request whose signature headers are present, well-formed and fresh", async () => {
+  it("reads the body only for a request whose signature over its headers is valid (a forged one is refused unread)", async () => {
     let reads = 0;
     const body = async () => {
       reads++;
@@ -49,12 +50,25 @@ describe("request signing", () => {
       headersOf({}),
       headersOf({ ...stale }),
       headersOf({ ...fresh, [NONCE_HEADER]: "not-a-nonce" }),
-      headersOf({ ...fresh, [SIGNATURE_HEADER]: "v2=zz" }),
+      headersOf({ ...fresh, [SIGNATURE_HEADER]: "v3=zz" }),
+      // Fresh and well-formed, but signed with another secret, or for another body's hash.
+      headersOf({ ...(await signRequest("not-the-secret", "POST", "/x", '{"a":1}')) }),
+      headersOf({ ...fresh, [CONTENT_HASH_HEADER]: (await signRequest("s3cret", "POST", "/x", "other"))[CONTENT_HASH_HEADER] }),
+      // v2 (the hash only inside the signature) is no longer accepted.
+      headersOf({ ...fresh, [SIGNATURE_HEADER]: fresh[SIGNATURE_HEADER].replace("v3=", "v2=") }),
     ];
     for (const h of refusedUnread) expect((await verifyRequest(["s3cret"], "POST", "/x", h, body)).ok).toBe(false);
     expect(reads).toBe(0);
     expect(await verifyRequest(["s3cret"], "POST", "/x", headersOf({ ...fresh }), body)).toMatchObject({ ok: true });
     expect(reads).toBe(1);
+  });
+
+  it("a signed hash whose body is another is refused once the body is read", async () => {
+    const h = await signRequest("s3cret", "POST", "/x", '{"a":1}');
+    expect(await verifyRequest(["s3cret"], "POST", "/x", headersOf({ ...h }), async () => '{"a":2}')).toEqual({
+      ok: false,
+      reason: "bad_signature",
+    });
   });
 
   it("accepts either secret during a rotation", async () => {

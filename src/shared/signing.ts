@@ -5,14 +5,22 @@
  * the body, so a captured request cannot be replayed against another route, with another body,
  * or after the window closes; receivers remember the nonces they accepted within the window and
  * refuse a second use (a replay). Uses only WebCrypto, so the same code runs in workerd and Node.
+ *
+ * The body's hash also travels in a header (CONTENT_HASH_HEADER), so a receiver checks the HMAC
+ * before it reads a byte of the body: a request whose signature is forged is refused at once,
+ * instead of making the receiver read and hash up to MAX_SIGNED_BODY_BYTES (or wait on a body that
+ * never ends) first. Only then is the body read and its hash compared with the signed one.
  */
 
 export const SIGNATURE_HEADER = "x-outrider-signature";
 export const TIMESTAMP_HEADER = "x-outrider-timestamp";
 export const NONCE_HEADER = "x-outrider-nonce";
+/** The SHA-256 (hex) of the body the signature covers. */
+export const CONTENT_HASH_HEADER = "x-outrider-content-sha256";
 /** How far a signed request's timestamp may be from the receiver's clock. */
 export const SIGNATURE_WINDOW_SECONDS = 300;
-const SIGNATURE_VERSION = "v2";
+/** v3: the body's hash in CONTENT_HASH_HEADER (v2 had it only inside the signature; no longer accepted). */
+const SIGNATURE_VERSION = "v3";
 
 const encoder = new TextEncoder();
 
@@ -35,17 +43,19 @@ function hmacKey(secret: string): Promise<CryptoKey> {
   return key;
 }
 
-async function canonical(method: string, pathAndQuery: string, timestamp: string, nonce: string, body: string | Uint8Array) {
-  return `${SIGNATURE_VERSION}\n${method.toUpperCase()}\n${pathAndQuery}\n${timestamp}\n${nonce}\n${await sha256Hex(body)}`;
+function canonical(method: string, pathAndQuery: string, timestamp: string, nonce: string, bodyHash: string) {
+  return `${SIGNATURE_VERSION}\n${method.toUpperCase()}\n${pathAndQuery}\n${timestamp}\n${nonce}\n${bodyHash}`;
 }
 
 export interface SignedHeaders {
   [TIMESTAMP_HEADER]: string;
   [NONCE_HEADER]: string;
+  [CONTENT_HASH_HEADER]: string;
   [SIGNATURE_HEADER]: string;
 }
 
 const NONCE_PATTERN = /^[0-9a-f]{32}$/;
+const SHA256_HEX_PATTERN = /^[0-9a-f]{64}$/;
 
 export async function signRequest(
   secret: string,
@@ -57,12 +67,18 @@ export async function signRequest(
   const timestamp = String(Math.floor(now / 1000));
   // Fresh for every request, retries included: a retry is a new request, a replay is not.
   const nonce = toHex(crypto.getRandomValues(new Uint8Array(16)).buffer as ArrayBuffer);
+  const bodyHash = await sha256Hex(body);
   const mac = await crypto.subtle.sign(
     "HMAC",
     await hmacKey(secret),
-    encoder.encode(await canonical(method, pathAndQuery, timestamp, nonce, body)),
+    encoder.encode(canonical(method, pathAndQuery, timestamp, nonce, bodyHash)),
   );
-  return { [TIMESTAMP_HEADER]: timestamp, [NONCE_HEADER]: nonce, [SIGNATURE_HEADER]: `${SIGNATURE_VERSION}=${toHex(mac)}` };
+  return {
+    [TIMESTAMP_HEADER]: timestamp,
+    [NONCE_HEADER]: nonce,
+    [CONTENT_HASH_HEADER]: bodyHash,
+    [SIGNATURE_HEADER]: `${SIGNATURE_VERSION}=${toHex(mac)}`,
+  };
 }
 
 export type VerifyFailure = "missing_signature" | "stale_signature" | "bad_signature" | "replayed_signature";
@@ -70,8 +86,8 @@ export type VerifyFailure = "missing_signature" | "stale_signature" | "bad_signa
 /**
  * Checks a signed request. `secrets` may hold more than one value so that the shared secret can be
  * rotated without downtime (accept old and new, then drop the old). `body` may be a function that
- * reads it: it is called only once the headers are well-formed and fresh, so a request without a
- * plausible signature is refused without its body ever being read.
+ * reads it: it is called only once the signature over the headers (the body's hash among them) is
+ * valid, so a request that is not signed with a secret is refused without its body ever being read.
  */
 export async function verifyRequest(
   secrets: readonly string[],
@@ -84,28 +100,33 @@ export async function verifyRequest(
   const timestamp = headers.get(TIMESTAMP_HEADER);
   const nonce = headers.get(NONCE_HEADER);
   const signature = headers.get(SIGNATURE_HEADER);
-  if (!timestamp || !nonce || !signature?.startsWith(`${SIGNATURE_VERSION}=`)) {
+  const bodyHash = headers.get(CONTENT_HASH_HEADER);
+  if (!timestamp || !nonce || !bodyHash || !signature?.startsWith(`${SIGNATURE_VERSION}=`)) {
     return { ok: false, reason: "missing_signature" };
   }
-  if (!NONCE_PATTERN.test(nonce)) return { ok: false, reason: "bad_signature" };
+  if (!NONCE_PATTERN.test(nonce) || !SHA256_HEX_PATTERN.test(bodyHash)) return { ok: false, reason: "bad_signature" };
   const seconds = Number(timestamp);
   if (!Number.isInteger(seconds) || Math.abs(now / 1000 - seconds) > SIGNATURE_WINDOW_SECONDS) {
     return { ok: false, reason: "stale_signature" };
   }
   const hex = signature.slice(SIGNATURE_VERSION.length + 1);
-  if (!/^[0-9a-f]{64}$/.test(hex)) return { ok: false, reason: "bad_signature" };
+  if (!SHA256_HEX_PATTERN.test(hex)) return { ok: false, reason: "bad_signature" };
   const mac = new Uint8Array(hex.match(/../g)!.map((h) => parseInt(h, 16)));
-  const bytes = typeof body === "function" ? await body() : body;
-  const data = encoder.encode(await canonical(method, pathAndQuery, timestamp, nonce, bytes));
+  const data = encoder.encode(canonical(method, pathAndQuery, timestamp, nonce, bodyHash));
+  let signed = false;
   for (const secret of secrets) {
-    if (!secret) continue;
-    // crypto.subtle.verify compares in constant time. The nonce must be remembered until the
-    // request could no longer pass the time check.
-    if (await crypto.subtle.verify("HMAC", await hmacKey(secret), mac, data)) {
-      return { ok: true, nonce, expiresAt: (seconds + SIGNATURE_WINDOW_SECONDS + 1) * 1000 };
+    // crypto.subtle.verify compares in constant time.
+    if (secret && (await crypto.subtle.verify("HMAC", await hmacKey(secret), mac, data))) {
+      signed = true;
+      break;
     }
   }
-  return { ok: false, reason: "bad_signature" };
+  if (!signed) return { ok: false, reason: "bad_signature" };
+  // Signed: now the body is worth reading. It must be the one whose hash was signed.
+  const bytes = typeof body === "function" ? await body() : body;
+  if ((await sha256Hex(bytes)) !== bodyHash) return { ok: false, reason: "bad_signature" };
+  // The nonce must be remembered until the request could no longer pass the time check.
+  return { ok: true, nonce, expiresAt: (seconds + SIGNATURE_WINDOW_SECONDS + 1) * 1000 };
 }
 
 /** Splits a comma-separated secret list (current first, then the one being rotated out). */

@@ -65,6 +65,17 @@ describe("internal routes (host → edge)", () => {
     }
   }, 5_000);
 
+  it("refuses a fresh signature made without the secret before reading its body (no 32 MiB read and hashed for a forger)", async () => {
+    const forged = await signRequest("not-the-host-secret", "POST", "/internal/run-events", "{}");
+    const res = await call("/internal/run-events", {
+      method: "POST",
+      headers: { ...forged, "content-type": "application/json" },
+      body: stalledBody(),
+    });
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as ErrorBody).error.message).toMatch(/bad signature/);
+  }, 5_000);
+
   it("refuses a body over MAX_SIGNED_BODY_BYTES with 413, reading no more of it than that", { timeout: 20_000 }, async () => {
     const headers = await signRequest(TEST_HOST_SECRET, "POST", "/internal/run-events", "{}");
     // Declared (Content-Length): refused before a byte is read.

@@ -48,11 +48,14 @@ describe("control API auth", () => {
     expect(await res.json()).toMatchObject({ error: { code: "missing_signature" } });
   });
 
-  it("refuses a request without a fresh signature before reading its body (a body that never ends is not waited for)", async () => {
+  it("refuses a request without a fresh signature of ours before reading its body (a body that never ends is not waited for)", async () => {
     const stale = await signRequest(SECRET, "POST", HOST_PATHS.start, "{}", Date.now() - 10 * 60_000);
+    // A fresh, well-formed signature made without the secret too: refused before the body is read.
+    const forged = await signRequest("not-the-secret", "POST", HOST_PATHS.start, "{}");
     for (const [headers, code] of [
       [{}, "missing_signature"],
       [stale, "stale_signature"],
+      [forged, "bad_signature"],
     ] as const) {
       const res = await app.request(HOST_PATHS.start, {
         method: "POST",
