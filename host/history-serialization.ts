@@ -27,13 +27,21 @@ function decode(payloads: Payloads): unknown[] | undefined {
   });
 }
 
-/** Drops payload bytes (they are in `payloads`, decoded, when they matter). */
+/**
+ * Left out of every stored event, at any depth: payload bytes (`payloads`: decoded into the event's
+ * own `payloads` when they matter), headers, and the memo. The memo holds what the host keeps for
+ * itself (a run's sealed env overrides, the start's accept id), not the tenant's: sealed values
+ * sent back to the tenant who knows their plaintext would let it test guesses at the shared secret.
+ */
+const NOT_STORED: ReadonlySet<string> = new Set(["payloads", "header", "memo"]);
+
+/** Drops payload bytes, headers and the memo (NOT_STORED). */
 function stripPayloads(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(stripPayloads);
   if (value && typeof value === "object") {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value)) {
-      if (k === "payloads" || k === "header") continue;
+      if (NOT_STORED.has(k)) continue;
       out[k] = stripPayloads(v);
     }
     return out;

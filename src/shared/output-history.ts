@@ -129,6 +129,9 @@ export function toOutputEvent(stored: SerializedHistoryEvent, includePayloads: b
   if (number === undefined && !includePayloads) return event;
 
   const attrs: Record<string, unknown> = { ...stored.attributes };
+  // The host's own memo (sealed env overrides, accept id): never the tenant's to read. Events
+  // stored before the host left it out (host/history-serialization.ts) still carry it.
+  delete attrs.memo;
   const activityName = (attrs.activityType as { name?: unknown } | undefined)?.name;
   if (typeof activityName === "string" && activityName) attrs.stepName = stepNameOf(activityName);
 

@@ -305,6 +305,24 @@ describe("GET /workflow/:id/history (Output's shape)", () => {
     expect(await res.text()).not.toContain("countWords");
   });
 
+  it("security: the host's memo (a run's sealed env overrides) in an event stored before the host left it out is never answered", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    const sealed = "e2.abcd1234:d3JhcHBlZA.c2VhbGVk"; // the shape of a sealed value
+    const events = firstStep(runId);
+    (events[0]!.data.event.attributes as Record<string, unknown>).memo = {
+      fields: { outriderEnvs: { metadata: { encoding: "anNvbi9wbGFpbg==" }, data: sealed } },
+    };
+    await push(workflowId, events);
+    for (const payloads of ["false", "true"]) {
+      const res = await get(`/workflow/${workflowId}/history?includePayloads=${payloads}`);
+      expect(res.status).toBe(200);
+      const text = await res.text();
+      expect(text, payloads).toContain("workflowExecutionStartedEventAttributes");
+      expect(text, payloads).not.toContain("memo");
+      expect(text, payloads).not.toContain(sealed);
+    }
+  });
+
   it("pageSize defaults to 20 as in Output, and goes past Output's 50 up to 1000", async () => {
     const { workflowId, runId } = await createRunningRun(org.organizationId);
     await push(

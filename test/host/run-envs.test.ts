@@ -12,6 +12,7 @@ import { inject } from "vitest";
 import { loadConfig } from "../../host/config.ts";
 import { EdgeClient } from "../../host/edge-client.ts";
 import { ENVS_MEMO_KEY, RunEnvs, openEnvs, sealEnvs, secretId } from "../../host/run-envs.ts";
+import { serializeHistoryEvent } from "../../host/history-serialization.ts";
 import { createWorker } from "../../host/worker.ts";
 
 // Test-only values.
@@ -102,6 +103,22 @@ describe("run envs across a shared-secret rotation (happy)", () => {
     expect(sealed).not.toContain(ENVS.API_TOKEN);
     expect(sealed).not.toContain(Buffer.from(ENVS.API_TOKEN).toString("base64").slice(0, 12));
     expect(sealEnvs(ENVS, [OLD, NEW])).not.toBe(sealed);
+  });
+});
+
+describe("run envs (security)", () => {
+  it("the history the host relays to the edge leaves the memo out: no sealed value reaches the tenant's history", async () => {
+    const handle = await startHello([NEW]);
+    await handle.result();
+    const history = await handle.fetchHistory();
+    const started = history.events![0]!;
+    const sealed = (await handle.describe()).memo?.[ENVS_MEMO_KEY];
+    expect(typeof sealed).toBe("string");
+    expect(started.workflowExecutionStartedEventAttributes?.memo?.fields?.[ENVS_MEMO_KEY]).toBeTruthy();
+    const relayed = JSON.stringify(history.events!.map(serializeHistoryEvent));
+    expect(relayed).not.toContain("memo");
+    expect(relayed).not.toContain(ENVS_MEMO_KEY);
+    expect(relayed).not.toContain(Buffer.from(JSON.stringify(sealed)).toString("base64").slice(0, 24));
   });
 });
 
