@@ -5,7 +5,7 @@
  */
 import { SignJWT, jwtVerify } from "jose";
 import type { AuthContext } from "./app-env.ts";
-import { apiKeyIsLive } from "./middleware/api-key-auth/index.ts";
+import { liveApiKey } from "./middleware/api-key-auth/index.ts";
 
 /** How long a stream token is valid. EventSource reconnects reuse the URL, so not too short. */
 export const STREAM_TOKEN_TTL_SECONDS = 15 * 60;
@@ -45,18 +45,28 @@ export async function mintStreamToken(
 
 /**
  * What the rate limiter counts a stream token's requests against: its run. Every token of a run
- * shares the run's budget (RATE_LIMIT_PER_MINUTE), so a leaked or looping token cannot reconnect
- * without bound; the key that minted it is not charged.
+ * shares the run's budget, so a leaked or looping token cannot reconnect without bound; the key
+ * that minted it is not charged (a browser's reconnects do not eat its server's API budget).
  */
 export const streamTokenRateLimitKey = (claims: StreamTokenClaims) => `stream:${claims.organizationId}:${claims.workflowId}`;
 
-/** The request's auth for a verified stream token: its organization, its one run, its run's rate limit. */
-export const streamTokenAuthContext = (claims: StreamTokenClaims): AuthContext => ({
-  organizationId: claims.organizationId,
+/** A verified token, with the per-minute limit of the key that minted it when that key has its own. */
+export interface LiveStreamToken extends StreamTokenClaims {
+  rateLimitPerMinute?: number | null;
+}
+
+/**
+ * The request's auth for a verified stream token: its organization, its one run, and its run's
+ * rate limit: the minting key's own `rate_limit_per_minute` when it has one (a throttle an operator
+ * set on a key holds for its tokens too), else RATE_LIMIT_PER_MINUTE.
+ */
+export const streamTokenAuthContext = (token: LiveStreamToken): AuthContext => ({
+  organizationId: token.organizationId,
   apiKeyId: null,
   scopes: ["run:stream"],
-  runScope: claims.workflowId,
-  rateLimitKey: streamTokenRateLimitKey(claims),
+  runScope: token.workflowId,
+  rateLimitKey: streamTokenRateLimitKey(token),
+  rateLimitPerMinute: token.rateLimitPerMinute ?? null,
 });
 
 /** What a refused stream token is told (401). */
@@ -67,11 +77,11 @@ export const STREAM_TOKEN_REFUSED =
  * The token's claims, or null if it is forged, expired, not a stream token, or minted by an API
  * key that has since been revoked (checked through the key cache: within 30 s, as the key itself).
  */
-export async function verifyLiveStreamToken(db: D1Database, secret: string, token: string): Promise<StreamTokenClaims | null> {
+export async function verifyLiveStreamToken(db: D1Database, secret: string, token: string): Promise<LiveStreamToken | null> {
   const claims = await verifyStreamToken(secret, token);
-  if (!claims) return null;
-  if (claims.apiKeyId && !(await apiKeyIsLive(db, claims.apiKeyId))) return null;
-  return claims;
+  if (!claims?.apiKeyId) return claims;
+  const key = await liveApiKey(db, claims.apiKeyId);
+  return key && { ...claims, rateLimitPerMinute: key.rateLimitPerMinute };
 }
 
 /** The token's claims, or null if it is forged, expired or not a stream token. */

@@ -2,10 +2,10 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { call, createKey, seedCatalog, seedOrganization, type OutputErrorBody } from "./helpers.ts";
+import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
 
-async function keyWithLimit(limit: number): Promise<string> {
-  const org = await seedOrganization();
-  const { key, keyId } = await createKey(org.organizationId);
+async function keyWithLimit(limit: number, org?: { organizationId: string }): Promise<string> {
+  const { key, keyId } = await createKey((org ?? (await seedOrganization())).organizationId);
   await env.DB.prepare("UPDATE api_keys SET rate_limit_per_minute = ? WHERE id = ?").bind(limit, keyId).run();
   return key;
 }
@@ -52,6 +52,37 @@ describe("per-key rate limits", () => {
     const other = await call("/workflow/catalog", { headers: { authorization: `Bearer ${org.key}` } });
     expect(other.status).toBe(200);
     expect(other.headers.get("x-ratelimit-limit")).toBe(env.RATE_LIMIT_PER_MINUTE);
+  });
+
+  it("security: a stream token is held to the minting key's own limit (a throttled key gets no 600 a minute per run through tokens)", async () => {
+    const org = await seedOrganization();
+    const key = await keyWithLimit(2, org);
+    const { workflowId, runId } = await createRunningRun(org.organizationId, "hello");
+    await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)]);
+    const minted = await call(`/workflow/${workflowId}/stream-token`, { method: "POST", headers: { authorization: `Bearer ${key}` } });
+    expect(minted.status).toBe(200);
+    const { token: streamToken } = (await minted.json()) as { token: string };
+    const stream = () => call(`/workflow/${workflowId}/history/stream?token=${encodeURIComponent(streamToken)}`);
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const res = await stream();
+      statuses.push(res.status);
+      expect(res.headers.get("x-ratelimit-limit")).toBe("2");
+      await res.body?.cancel();
+    }
+    expect(statuses.slice(0, 2).every((s) => s < 400)).toBe(true);
+    expect(statuses[2]).toBe(429);
+    // A key without a limit of its own: its tokens get the default.
+    const free = await seedOrganization();
+    const run = await createRunningRun(free.organizationId, "hello");
+    const mintedFree = await call(`/workflow/${run.workflowId}/stream-token`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${free.key}` },
+    });
+    const { token } = (await mintedFree.json()) as { token: string };
+    const res = await call(`/workflow/${run.workflowId}/history/stream?token=${encodeURIComponent(token)}`);
+    expect(res.headers.get("x-ratelimit-limit")).toBe(env.RATE_LIMIT_PER_MINUTE);
+    await res.body?.cancel();
   });
 
   it("a key no longer used leaves nothing stored: the window's alarm deletes it once the window is over", async () => {

@@ -78,11 +78,13 @@ async function lookUp(db: D1Database, id: string): Promise<CachedKey | null> {
 }
 
 /**
- * Whether an API key still works (not revoked, not deleted), by the same 30 s isolate cache as
- * key auth: what a stream token checks of the key that minted it, on every connect.
+ * An API key that still works (not revoked, not deleted), with its own rate limit (null: the
+ * default), or null; by the same 30 s isolate cache as key auth: what a stream token checks of the
+ * key that minted it, on every connect.
  */
-export async function apiKeyIsLive(db: D1Database, id: string): Promise<boolean> {
-  return (await lookUp(db, id)) !== null;
+export async function liveApiKey(db: D1Database, id: string): Promise<{ rateLimitPerMinute: number | null } | null> {
+  const key = await lookUp(db, id);
+  return key && { rateLimitPerMinute: key.rateLimitPerMinute };
 }
 
 export const apiKeyAuth = (options: { allowBasic?: boolean } = {}) =>
