@@ -201,11 +201,8 @@ export class RunStarter {
   /** Starts a run: everything before acceptance may refuse it; after acceptance it runs. */
   private async startClaimed(command: StartCommand): Promise<StartReply> {
     const existing = this.row();
-    if (existing) {
-      // The same start again (the Worker retried a call whose answer it lost): same answer.
-      if (existing.accept_id === command.runUuid) return { ok: true, started: this.info(existing) };
-      return workflowIdInUse(command.workflowId);
-    }
+    // The same start again (the Worker retried a call whose answer it lost): same answer.
+    if (existing?.accept_id === command.runUuid) return { ok: true, started: this.info(existing) };
     const { env } = this.deps;
     let prepared: PreparedStart;
     try {
@@ -214,6 +211,10 @@ export class RunStarter {
     } catch (err) {
       return { ok: false, error: serializeError(err) };
     }
+    // Only a start that would otherwise be accepted learns that the id is taken: a bogus one (an
+    // unknown workflow, bad input) gets its own refusal whether or not the id is, so probing which
+    // ids other organizations use costs a real, charged start per free id (docs/authentication.md).
+    if (this.row()) return workflowIdInUse(command.workflowId);
     // The credit check, the hold and the row: one statement, all or nothing (src/db/credits.ts).
     let hold: Awaited<ReturnType<typeof acceptRunWithHold>>;
     try {

@@ -97,6 +97,30 @@ describe("tenant isolation", () => {
     expect(((await (await get(`/api/v1/workflow-runs/dashboard/${wf}`)).json()) as { total: number }).total).toBe(0);
   });
 
+  it("a start under another organization's workflow id with a bogus workflow or input is answered as under a free id: no oracle of taken ids", async () => {
+    const taken = `order-${crypto.randomUUID()}`;
+    const start = (key: string, body: Record<string, unknown>) =>
+      call("/workflow/start", {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+    expect((await start(owner.key, { workflowName: "hello", input: { name: "Ada" }, workflowId: taken })).status).toBe(200);
+    for (const bogus of [{ workflowName: "nope" }, { workflowName: "hello", input: { name: 42 } }]) {
+      const onTaken = await start(intruder.key, { ...bogus, workflowId: taken });
+      const onFree = await start(intruder.key, { ...bogus, workflowId: `order-${crypto.randomUUID()}` });
+      expect([onTaken.status, ((await onTaken.json()) as OutputErrorBody).code]).toEqual([
+        onFree.status,
+        ((await onFree.json()) as OutputErrorBody).code,
+      ]);
+      expect(onTaken.status).not.toBe(409);
+    }
+    // A start that would be accepted still learns the id is taken (ids are one space): 409, nothing written.
+    expect((await start(intruder.key, { workflowName: "hello", input: { name: "Eve" }, workflowId: taken })).status).toBe(409);
+    const rows = await env.DB.prepare("SELECT organization_id FROM runs WHERE temporal_workflow_id = ?").bind(taken).all();
+    expect(rows.results).toEqual([{ organization_id: owner.organizationId }]);
+  });
+
   it("a stream token minted for one run opens no other run, and no other route", async () => {
     const mint = await call(`/workflow/${workflowId}/stream-token`, { method: "POST", headers: { authorization: `Bearer ${owner.key}` } });
     const { token } = (await mint.json()) as { token: string };
