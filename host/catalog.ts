@@ -89,13 +89,16 @@ export const WORKFLOWS = {
 export const INTERNAL_WORKFLOWS: ReadonlySet<string> = new Set(["run_prompt"]);
 
 export function isStartable(workflowName: string): boolean {
-  return workflowName in WORKFLOWS || INTERNAL_WORKFLOWS.has(workflowName);
+  // Own names only: `constructor` or `toString` are not workflows.
+  return Object.hasOwn(WORKFLOWS, workflowName) || INTERNAL_WORKFLOWS.has(workflowName);
 }
 
 export type HandlerKind = "signals" | "queries" | "updates";
 
 export function hasHandler(workflowName: string, kind: HandlerKind, name: string): boolean {
-  const def: WorkflowDefinition | undefined = (WORKFLOWS as Record<string, WorkflowDefinition>)[workflowName];
+  const def: WorkflowDefinition | undefined = Object.hasOwn(WORKFLOWS, workflowName)
+    ? (WORKFLOWS as Record<string, WorkflowDefinition>)[workflowName]
+    : undefined;
   return def?.handlers?.[kind]?.includes(name) ?? false;
 }
 

@@ -113,11 +113,11 @@ export function createControlApi(deps: ControlApiDeps): Hono {
         ...(acceptId ? { workflowIdReusePolicy: "REJECT_DUPLICATE" as const } : {}),
         // Sealed: the memo is part of Temporal history.
         memo: {
-          ...(envs && deps.envs ? deps.envs.memoFor(workflowId, envs) : {}),
+          ...(envs && deps.envs ? deps.envs.memoFor(envs) : {}),
           ...(acceptId ? { [ACCEPT_ID_MEMO_KEY]: acceptId } : {}),
         },
       });
-      if (!envs) deps.envs?.noEnvs(workflowId);
+      deps.envs?.started(workflowId, envs ?? {});
       deps.relay.follow(workflowId, handle.firstExecutionRunId);
       // A start with an accept id comes from the run's DO, which records run.started itself (and
       // retries until it has the answer). Others get a push, not awaited: the answer has the run id too.

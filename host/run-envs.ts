@@ -116,9 +116,8 @@ export class RunEnvs {
     private readonly secrets: string[],
   ) {}
 
-  /** The memo to start a workflow with. */
-  memoFor(workflowId: string, envs: Record<string, string>): Record<string, string> {
-    this.remember(workflowId, envs);
+  /** The memo to start a workflow with. Nothing is remembered until the start succeeds (`started`). */
+  memoFor(envs: Record<string, string>): Record<string, string> {
     return { [ENVS_MEMO_KEY]: sealEnvs(envs, this.secrets) };
   }
 
@@ -132,9 +131,13 @@ export class RunEnvs {
     return envs;
   }
 
-  /** A run started here without overrides: no need to ask Temporal later. */
-  noEnvs(workflowId: string): void {
-    this.remember(workflowId, {});
+  /**
+   * A run this host just started, with these overrides (none: `{}`): no need to ask Temporal later.
+   * Only after the start succeeded: a start refused because the id is taken must not leave its
+   * envs for the run that holds the id to read.
+   */
+  started(workflowId: string, envs: Record<string, string>): void {
+    this.remember(workflowId, envs);
   }
 
   private remember(workflowId: string, envs: Record<string, string>): void {

@@ -265,6 +265,16 @@ describe("the result of a run the caller names (runId: the run its DO just start
     await handle.terminate("test cleanup");
   });
 
+  it("inherited names (constructor, toString, __proto__) are no workflows: 404, nothing started in Temporal", async () => {
+    for (const workflowName of ["constructor", "toString", "__proto__", "hasOwnProperty"]) {
+      const workflowId = newId("inherited");
+      const res = await signed("POST", HOST_PATHS.start, { workflowId, workflowName, input: {} });
+      expect(res.status, workflowName).toBe(404);
+      expect(await res.json()).toMatchObject({ error: { code: "workflow_not_found" } });
+      await expect(client.workflow.getHandle(workflowId).describe()).rejects.toThrow();
+    }
+  });
+
   it("a run id that is not a UUID is refused with 400; an unknown workflow is still 404", async () => {
     const workflowId = newId("hello");
     const bad = await signed("GET", `${HOST_PATHS.result(workflowId)}?waitMs=100&runId=${encodeURIComponent("../x")}`);

@@ -12,7 +12,11 @@ import { inject } from "vitest";
 import { loadConfig } from "../../host/config.ts";
 import { EdgeClient } from "../../host/edge-client.ts";
 import { ENVS_MEMO_KEY, RunEnvs, openEnvs, sealEnvs, secretId } from "../../host/run-envs.ts";
+import { createControlApi } from "../../host/control-api.ts";
+import { HistoryRelay } from "../../host/history-relay.ts";
 import { serializeHistoryEvent } from "../../host/history-serialization.ts";
+import { HOST_PATHS } from "../../src/shared/host-api.ts";
+import { signRequest } from "../../src/shared/signing.ts";
 import { createWorker } from "../../host/worker.ts";
 
 // Test-only values.
@@ -57,7 +61,7 @@ function sealLikeBefore(envs: Record<string, string>, secret: string): string {
 /** Starts `hello` with the memo a host listing `secrets` would give it (another host instance: no shared cache). */
 async function startHello(secrets: string[]) {
   const workflowId = `run-envs-${crypto.randomUUID()}`;
-  const memo = new RunEnvs(client, secrets).memoFor(workflowId, ENVS);
+  const memo = new RunEnvs(client, secrets).memoFor(ENVS);
   return client.workflow.start("hello", { workflowId, taskQueue: TASK_QUEUE, args: [{ name: "Ada" }], memo });
 }
 
@@ -78,7 +82,7 @@ describe("run envs across a shared-secret rotation (happy)", () => {
       workflowId,
       taskQueue: TASK_QUEUE,
       args: [{ name: "Ada" }],
-      memo: new RunEnvs(client, [OLD]).memoFor(workflowId, ENVS),
+      memo: new RunEnvs(client, [OLD]).memoFor(ENVS),
     });
     expect(await new RunEnvs(client, [NEW, OLD]).forWorkflow(workflowId)).toEqual(ENVS);
     expect(await new RunEnvs(client, [OLD, NEW]).forWorkflow(workflowId)).toEqual(ENVS);
@@ -122,6 +126,32 @@ describe("run envs (security)", () => {
   });
 });
 
+describe("run envs (security, the host's cache)", () => {
+  it("a start refused because its id is taken leaves no envs behind for the run that holds the id", async () => {
+    const workflowId = `run-envs-${crypto.randomUUID()}`;
+    // The id's holder: a run started without overrides (directly in Temporal, so no host knows it).
+    await client.workflow.start("approval", { workflowId, taskQueue: TASK_QUEUE, args: [{ request: "holder" }] });
+    const envs = new RunEnvs(client, [NEW]);
+    const edge = new EdgeClient("http://127.0.0.1:9", NEW, () => undefined, 1);
+    const api = createControlApi({
+      client,
+      taskQueue: TASK_QUEUE,
+      sharedSecrets: [NEW],
+      relay: new HistoryRelay(client, edge, TASK_QUEUE),
+      edge,
+      envs,
+      defaultExecutionTimeoutMs: 60_000,
+    });
+    const body = JSON.stringify({ workflowId, workflowName: "hello", input: { name: "x" }, envs: ENVS });
+    const headers = await signRequest(NEW, "POST", HOST_PATHS.start, body);
+    const res = await api.request(HOST_PATHS.start, { method: "POST", headers: { ...headers, "content-type": "application/json" }, body });
+    expect(res.status).toBe(409);
+    // What the holder's activities would read: its own (none), not the refused start's.
+    expect(await envs.forWorkflow(workflowId)).toEqual({});
+    await client.workflow.getHandle(workflowId).terminate("test done");
+  });
+});
+
 describe("run envs across a shared-secret rotation (error)", () => {
   it("a run sealed under old alone fails its activity attempt on a host that lists new alone, naming the secret by id", async () => {
     const workflowId = `run-envs-${crypto.randomUUID()}`;
@@ -129,7 +159,7 @@ describe("run envs across a shared-secret rotation (error)", () => {
       workflowId,
       taskQueue: TASK_QUEUE,
       args: [{ name: "Ada" }],
-      memo: new RunEnvs(client, [OLD]).memoFor(workflowId, ENVS),
+      memo: new RunEnvs(client, [OLD]).memoFor(ENVS),
     });
     await expect(new RunEnvs(client, [NEW]).forWorkflow(workflowId)).rejects.toThrow(
       `sealed under shared secret id ${secretId(OLD)}, which HOST_SHARED_SECRET does not list (it lists id ${secretId(NEW)})`,
