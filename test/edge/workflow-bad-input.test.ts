@@ -21,10 +21,20 @@ describe("Workflow API: bad input gets a clear 4xx and writes nothing", () => {
     expect(((await res.json()) as OutputErrorBody).code).toBe("invalid_json");
   });
 
-  it("empty body → 400 invalid_json", async () => {
-    const res = await postJson("/workflow/start", "", org.key);
-    expect(res.status).toBe(400);
-    expect(((await res.json()) as OutputErrorBody).code).toBe("invalid_json");
+  it("empty body → 400 ValidationError as in Output: as JSON it is {} (workflowName missing), without a type it is no object", async () => {
+    const before = await runCount(org.organizationId);
+    for (const path of ["/workflow/start", "/workflow/run"]) {
+      const asJson = await postJson(path, "", org.key);
+      expect(asJson.status).toBe(400);
+      const json = (await asJson.json()) as OutputErrorBody;
+      expect([json.error, json.code, json.issues?.map((i) => i.path)]).toEqual(["ValidationError", "invalid_request", ["workflowName"]]);
+      const untyped = await call(path, { method: "POST", headers: { authorization: `Bearer ${org.key}` } });
+      expect(untyped.status).toBe(400);
+      const none = (await untyped.json()) as OutputErrorBody;
+      expect([none.error, none.code]).toEqual(["ValidationError", "invalid_request"]);
+      expect(none.message).toMatch(/expected object/);
+    }
+    expect(await runCount(org.organizationId)).toBe(before);
   });
 
   it("missing workflowName → 400 naming the field", async () => {

@@ -119,10 +119,22 @@ export async function readOptionalJson(c: Context, maxDepth = MAX_JSON_DEPTH): P
   return parseJsonText(text, "request body", maxDepth);
 }
 
+/**
+ * The body as JSON, checked against `schema`. An empty body is no syntax error but a missing
+ * object, as in Output's API server (Express's JSON parser): sent as JSON it reads as `{}` (so the
+ * error names the missing fields), sent as anything else as nothing; either way 400 invalid_request
+ * (Output's ValidationError) unless the schema takes it.
+ */
 export async function readJson<T extends z.ZodType>(c: Context, schema: T, maxDepth = MAX_JSON_DEPTH): Promise<z.infer<T>> {
   const raw = await readOptionalJson(c, maxDepth);
-  if (raw === undefined) throw new ApiError("invalid_json", "request body is empty; send a JSON object");
+  if (raw === undefined) return parseBody(schema, isJsonMediaType(c.req.header("content-type")) ? {} : undefined);
   return parseBody(schema, raw);
+}
+
+/** `application/json` or any `+json` type, parameters aside. */
+function isJsonMediaType(contentType: string | undefined): boolean {
+  const type = contentType?.split(";")[0]?.trim().toLowerCase() ?? "";
+  return type === "application/json" || type.endsWith("+json");
 }
 
 /** Checks a parsed body against `schema`: 400 invalid_request naming each issue. Returns zod's output. */
