@@ -7,11 +7,13 @@
  * Delivery is at-least-once. After a host restart every open run on the task queue is followed
  * again from its first event; the edge drops what it already has.
  */
-import type { Client } from "@temporalio/client";
+import { WorkflowFailedError, type Client } from "@temporalio/client";
+import { decodeRetryState } from "@temporalio/common";
 import type { RunEvent, RunResultResponse } from "../src/shared/host-api.ts";
 import { runFinishedEvent } from "../src/shared/run-events.ts";
 import type { EdgeClient } from "./edge-client.ts";
 import { CLOSE_EVENT_TYPES } from "../src/shared/history-events.ts";
+import { failureDetails } from "./failure-details.ts";
 import { serializeHistoryEvent } from "./history-serialization.ts";
 import { failureMessage, runResult } from "./temporal.ts";
 import type { temporal } from "@temporalio/proto";
@@ -171,13 +173,13 @@ export class HistoryRelay {
     if (event.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId) {
       return { ...base, status: "continued_as_new", newRunId: event.workflowExecutionContinuedAsNewEventAttributes.newExecutionRunId };
     }
-    const failure = event.workflowExecutionFailedEventAttributes?.failure;
-    if (failure)
-      return {
-        ...base,
-        status: "failed",
-        error: failureMessage(failureConverter.failureToError(failure as temporal.api.failure.v1.IFailure, payloadConverter)),
-      };
+    const failed = event.workflowExecutionFailedEventAttributes;
+    if (failed?.failure) {
+      // As the client's result() words it: the run's failure under Temporal's WorkflowFailedError.
+      const cause = failureConverter.failureToError(failed.failure as temporal.api.failure.v1.IFailure, payloadConverter);
+      const err = new WorkflowFailedError("Workflow execution failed", cause, decodeRetryState(failed.retryState)!);
+      return { ...base, status: "failed", error: failureMessage(err), errorDetails: failureDetails(err) };
+    }
     return null;
   }
 }

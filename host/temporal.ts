@@ -10,6 +10,7 @@ import {
 import { TERMINAL_STATUSES, fromTemporalStatus, type RunStatus } from "../src/shared/run-status.ts";
 import type { DescribeRunResponse, RunResultResponse } from "../src/shared/host-api.ts";
 import type { HostConfig } from "./config.ts";
+import { failureDetails } from "./failure-details.ts";
 import proto, { type temporal } from "@temporalio/proto"; // CommonJS: no named ESM exports at run time
 
 export async function connectClient(config: HostConfig): Promise<Client> {
@@ -168,7 +169,7 @@ export async function runResult(client: Client, workflowId: string, waitMs: numb
       return { ...base, status: "continued_as_new", output: null, error: null, newRunId: err.newExecutionRunId };
     }
     if (err instanceof WorkflowFailedError) {
-      return { ...base, status: statusOfFailure(err), output: null, error: failureMessage(err) };
+      return { ...base, status: statusOfFailure(err), output: null, error: failureMessage(err), errorDetails: failureDetails(err) };
     }
     throw err;
   }

@@ -18,7 +18,7 @@ import { settleHeldFinishedRunStatement } from "../../src/db/credits.ts";
 import { aggregate } from "../../src/shared/aggregations.ts";
 import { stepRunId } from "../../src/shared/step-run-id.ts";
 import { PROJECTION_STATE } from "./constants.ts";
-import { rowError, rowOutput } from "./row-limits.ts";
+import { rowError, rowErrorDetails, rowOutput } from "./row-limits.ts";
 import type { EventLog, LogRow, LogRowOf } from "./event-log.ts";
 import type { FinishGate } from "./reset-mark.ts";
 import type { WaitingDetector } from "./waiting.ts";
@@ -173,7 +173,7 @@ export class D1Projection {
       return this.db
         .prepare(
           `UPDATE runs SET status = 'running', temporal_run_id = ?, completed_at = NULL, output = NULL, output_in_log = 0, error = NULL,
-             waiting_since = NULL, updated_at = ?
+             error_details = NULL, waiting_since = NULL, updated_at = ?
            WHERE temporal_workflow_id = ? AND (temporal_run_id IS NULL OR temporal_run_id = ?)`,
         )
         .bind(row.data.runId, now, workflowId, row.data.resetFromRunId);
@@ -223,11 +223,22 @@ export class D1Projection {
     const statement = this.db
       .prepare(
         `UPDATE runs SET status = ?1, output = ?2, error = ?3, temporal_run_id = ?4, completed_at = ?5,
-           started_at = COALESCE(started_at, ?6), updated_at = ?7, waiting_since = NULL, output_in_log = ?9
+           started_at = COALESCE(started_at, ?6), updated_at = ?7, waiting_since = NULL, output_in_log = ?9, error_details = ?10
          WHERE temporal_workflow_id = ?8
          RETURNING EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.organization_id = runs.organization_id AND e.deleted_at IS NULL) AS has_webhooks`,
       )
-      .bind(data.status, output.json, rowError(data.error), data.runId, row.at, startedAt ?? row.at, now, workflowId, output.inLog ? 1 : 0);
+      .bind(
+        data.status,
+        output.json,
+        rowError(data.error),
+        data.runId,
+        row.at,
+        startedAt ?? row.at,
+        now,
+        workflowId,
+        output.inLog ? 1 : 0,
+        rowErrorDetails(data.errorDetails),
+      );
     return { statement, finish: true };
   }
 }

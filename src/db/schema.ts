@@ -6,6 +6,7 @@
  */
 import { sql } from "drizzle-orm";
 import { index, integer, real, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import type { ErrorDetails } from "../shared/error-details.ts";
 import type { RunStatus } from "../shared/run-status.ts";
 
 const timestamps = {
@@ -147,6 +148,12 @@ export const runs = sqliteTable(
     outputInLog: integer("output_in_log", { mode: "boolean" }).notNull().default(false),
     /** At most MAX_ROW_ERROR_CHARS characters (the whole message is in the run's log and Temporal). */
     error: text("error"),
+    /**
+     * Output's structured failure of a run that did not complete (src/shared/error-details.ts),
+     * its messages cut to fit the row when long (`rowErrorDetails`); NULL otherwise, and for runs
+     * that ended before migration 0016 (results then answer the message alone).
+     */
+    errorDetails: text("error_details", { mode: "json" }).$type<ErrorDetails>(),
     /** Totals of the run's attributes (cost in USD), kept for listing and billing. */
     costTotal: real("cost_total").notNull().default(0),
     tokensInput: integer("tokens_input").notNull().default(0),

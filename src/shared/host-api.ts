@@ -3,6 +3,7 @@
  * these schemas, so a change here is a compile error on the side that forgot it.
  */
 import { z } from "zod";
+import { errorDetails } from "./error-details.ts";
 import { RUN_STATUSES } from "./run-status.ts";
 
 export const HOST_PATHS = {
@@ -70,6 +71,8 @@ export const runResultResponse = z.object({
   status: runStatus,
   output: z.unknown().nullable(),
   error: z.string().nullable(),
+  /** Output's structured failure, for a run that did not complete (not for one still open). */
+  errorDetails: errorDetails.nullable().optional(),
   closeTime: z.string().nullable(),
   /** Set when the run continued as new: the next run of the same workflow id. */
   newRunId: z.string().nullable().optional(),

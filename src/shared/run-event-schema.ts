@@ -7,6 +7,7 @@
  * the same key and the run's log keeps it once.
  */
 import { z } from "zod";
+import { errorDetails } from "./error-details.ts";
 import { RUN_STATUSES } from "./run-status.ts";
 import { MAX_WORKFLOW_ID_LENGTH } from "./workflow-id.ts";
 
@@ -41,6 +42,8 @@ export const runFinishedData = z.object({
   status: z.enum(RUN_STATUSES),
   output: z.unknown().optional(),
   error: z.string().nullable().optional(),
+  /** Output's structured failure (src/shared/error-details.ts); absent from runs recorded before it was. */
+  errorDetails: errorDetails.nullable().optional(),
   /** Set when the run continued as new: the next run of the same workflow id. */
   newRunId: z.string().nullable().optional(),
 });

@@ -13,7 +13,14 @@ export function runFinishedEvent(result: Omit<RunResultResponse, "workflowId">):
     sourceKey: `run:${result.runId}:finished`,
     type: "run.finished",
     at: result.closeTime ?? new Date().toISOString(),
-    data: { runId: result.runId, status: result.status, output: result.output, error: result.error, newRunId: result.newRunId ?? null },
+    data: {
+      runId: result.runId,
+      status: result.status,
+      output: result.output,
+      error: result.error,
+      ...(result.errorDetails ? { errorDetails: result.errorDetails } : {}),
+      newRunId: result.newRunId ?? null,
+    },
   };
 }
 

@@ -27,6 +27,9 @@ export function isTerminal(status: RunStatus): boolean {
   return TERMINAL_STATUSES.has(status);
 }
 
+/** Ended without completing: what Output's results give an `error` and `errorDetails`. */
+export const UNSUCCESSFUL_STATUSES: ReadonlySet<RunStatus> = new Set(["failed", "cancelled", "terminated", "timed_out"]);
+
 /** Temporal's WorkflowExecutionStatusName (as @temporalio/client reports it) to ours. */
 export function fromTemporalStatus(name: string): RunStatus {
   switch (name) {

@@ -48,10 +48,24 @@ describe("Workflow API through the whole stack", () => {
     expect(res.status).toBe(200);
     const body = (await res.json()) as ResultPayload;
     expect(body).toMatchObject({ status: "failed", output: null, error: ALWAYS_FAILS_MESSAGE });
+    // Output's V1 errorDetails, as its API server builds them from Temporal's failure chain.
+    const errorDetails = {
+      message: ALWAYS_FAILS_MESSAGE,
+      name: "AlwaysFails",
+      retryable: false,
+      activityId: null,
+      cause: {
+        name: "WorkflowFailedError",
+        message: "Workflow execution failed",
+        cause: { name: "AlwaysFails", message: ALWAYS_FAILS_MESSAGE },
+      },
+    };
+    expect((body as ResultPayload & { errorDetails: unknown }).errorDetails).toEqual(errorDetails);
     const status = (await (await api(`/workflow/${body.workflowId}/status`)).json()) as { status: string };
     expect(status.status).toBe("failed");
-    const result = (await (await api(`/workflow/${body.workflowId}/result`)).json()) as ResultPayload;
+    const result = (await (await api(`/workflow/${body.workflowId}/result`)).json()) as ResultPayload & { errorDetails: unknown };
     expect(result.error).toBe(ALWAYS_FAILS_MESSAGE);
+    expect(result.errorDetails).toEqual(errorDetails);
   });
 
   it("POST /workflow/run with a timeout that runs out answers 408 WorkflowExecutionTimedOutError with the workflowId, and the run goes on", async () => {

@@ -186,6 +186,50 @@ describe("run routes: shapes, pinned forms, hostile ids", () => {
     expect(body.trace.destinations.remote).toContain(done.workflowId);
   });
 
+  it("result: Output's V1 errorDetails for a run that did not complete (pinned too), null for one that did, the message alone for one recorded without", async () => {
+    const details = {
+      message: "Foo",
+      name: "Error",
+      retryable: true,
+      activityId: "countWords",
+      cause: {
+        name: "WorkflowFailedError",
+        message: "Workflow execution failed",
+        cause: { name: "ActivityFailure", message: "Activity task failed" },
+      },
+    };
+    const end = async (data: Record<string, unknown>) => {
+      const run = await createRunningRun(org.organizationId);
+      await push(run.workflowId, [
+        historyEvent(run.runId, 1),
+        closeEvent(run.runId, 2),
+        {
+          sourceKey: `run:${run.runId}:finished`,
+          type: "run.finished",
+          at: new Date().toISOString(),
+          data: { runId: run.runId, output: null, ...data },
+        },
+      ]);
+      return run;
+    };
+    const resultOf = async (path: string) =>
+      (await (await get(path, org.key)).json()) as { status: string; error: unknown; errorDetails: unknown };
+    const failed = await end({ status: "failed", error: "Foo", errorDetails: details });
+    for (const path of [`/workflow/${failed.workflowId}/result`, `/workflow/${failed.workflowId}/runs/${failed.runId}/result`]) {
+      expect(await resultOf(path), path).toMatchObject({ status: "failed", error: "Foo", errorDetails: details });
+    }
+    const completed = await finishedRun(org);
+    expect((await resultOf(`/workflow/${completed.workflowId}/result`)).errorDetails).toBeNull();
+    const older = await end({ status: "terminated", error: "stopped by an operator" });
+    expect((await resultOf(`/workflow/${older.workflowId}/result`)).errorDetails).toEqual({
+      message: "stopped by an operator",
+      name: null,
+      retryable: null,
+      activityId: null,
+      cause: null,
+    });
+  });
+
   it("input, unpinned and pinned; a rid that is not a UUID is 400, another run's rid 404", async () => {
     const run = await createRunningRun(org.organizationId);
     for (const path of [`/workflow/${run.workflowId}/input`, `/workflow/${run.workflowId}/runs/${run.runId}/input`]) {

@@ -7,7 +7,7 @@
 import { env } from "cloudflare:workers";
 import { SignJWT } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
-import { MAX_ROW_ERROR_CHARS, MAX_ROW_OUTPUT_BYTES } from "../../durable-objects/run-stream/row-limits.ts";
+import { MAX_ROW_ERROR_CHARS, MAX_ROW_ERROR_DETAILS_BYTES, MAX_ROW_OUTPUT_BYTES } from "../../durable-objects/run-stream/row-limits.ts";
 import { call, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, historyEvent, push } from "./stream-helpers.ts";
 
@@ -33,12 +33,17 @@ const row = (workflowId: string) =>
     .bind(workflowId)
     .first<{ id: string; status: string; output: string | null; output_in_log: number; error: string | null }>();
 
-async function finish(output: unknown, status = "completed", error: string | null = null) {
+async function finish(output: unknown, status = "completed", error: string | null = null, errorDetails?: unknown) {
   const { workflowId, runId } = await createRunningRun(org.organizationId, "hello");
   await push(workflowId, [
     historyEvent(runId, 1),
     closeEvent(runId, 2),
-    { sourceKey: `run:${runId}:finished`, type: "run.finished", at: new Date().toISOString(), data: { runId, status, output, error } },
+    {
+      sourceKey: `run:${runId}:finished`,
+      type: "run.finished",
+      at: new Date().toISOString(),
+      data: { runId, status, output, error, ...(errorDetails ? { errorDetails } : {}) },
+    },
   ]);
   return { workflowId, runId };
 }
@@ -70,6 +75,27 @@ describe("a run's outcome larger than its D1 row can hold", () => {
     const { workflowId } = await finish(big);
     expect((await row(workflowId))!.output_in_log).toBe(1);
     expect(((await (await get(`/workflow/${workflowId}/result`, org.key)).json()) as { output: unknown }).output).toEqual(big);
+  });
+
+  it("errorDetails over MAX_ROW_ERROR_DETAILS_BYTES have their messages cut in the row; the result answers them cut, the log keeps them whole", async () => {
+    const long = "d".repeat(100_000);
+    const details = {
+      message: long,
+      name: "Error",
+      retryable: false,
+      activityId: null,
+      cause: { name: "WorkflowFailedError", message: long },
+    };
+    const { workflowId } = await finish(null, "failed", "boom", details);
+    const stored = await env.DB.prepare("SELECT status, error_details FROM runs WHERE temporal_workflow_id = ?")
+      .bind(workflowId)
+      .first<{ status: string; error_details: string }>();
+    expect(stored!.status).toBe("failed");
+    expect(stored!.error_details.length).toBeLessThanOrEqual(MAX_ROW_ERROR_DETAILS_BYTES);
+    const answered = ((await (await get(`/workflow/${workflowId}/result`, org.key)).json()) as { errorDetails: typeof details })
+      .errorDetails;
+    expect(answered).toMatchObject({ name: "Error", retryable: false, cause: { name: "WorkflowFailedError" } });
+    expect(answered.message).toMatch(/^d{1024}… \(98976 more characters\)$/);
   });
 
   it("a step's error longer than MAX_ROW_ERROR_CHARS is cut in its step row too; the run still finishes", async () => {

@@ -152,6 +152,17 @@ describe("control API over real Temporal", () => {
     await signed("POST", HOST_PATHS.start, { workflowId, workflowName: "always_fails", input: {} });
     const result = runResultResponse.parse(await (await signed("GET", `${HOST_PATHS.result(workflowId)}?waitMs=30000`)).json());
     expect(result).toMatchObject({ status: "failed", output: null, error: ALWAYS_FAILS_MESSAGE });
+    expect(result.errorDetails).toEqual({
+      message: ALWAYS_FAILS_MESSAGE,
+      name: "AlwaysFails",
+      retryable: false,
+      activityId: null,
+      cause: {
+        name: "WorkflowFailedError",
+        message: "Workflow execution failed",
+        cause: { name: "AlwaysFails", message: ALWAYS_FAILS_MESSAGE },
+      },
+    });
     const history = await client.workflow.getHandle(workflowId).fetchHistory();
     expect(history.events!.filter((e) => e.activityTaskCompletedEventAttributes)).toHaveLength(1);
   });

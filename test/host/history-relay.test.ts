@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EdgeClient } from "../../host/edge-client.ts";
 import { HistoryRelay, RELAY_COALESCE_MS } from "../../host/history-relay.ts";
 import type { RunEvent } from "../../src/shared/host-api.ts";
+import { ALWAYS_FAILS_MESSAGE } from "../../host/workflows/examples.ts";
 import { startTestWorker, type TestWorker } from "./temporal-worker.ts";
 
 const SECRET = "relay-test-secret"; // test-only
@@ -62,6 +63,26 @@ async function relayOneRun(workflow: string, args: unknown[], pushMs: number) {
 }
 
 describe("history relay", () => {
+  it("a failed run's run.finished carries Output's errorDetails, built as the client's result() words the failure", async () => {
+    const { pushes } = await relayOneRun("always_fails", [{}], 0);
+    const finished = pushes.flatMap((p) => p.events).find((e) => e.type === "run.finished");
+    expect(finished?.data).toMatchObject({
+      status: "failed",
+      error: ALWAYS_FAILS_MESSAGE,
+      errorDetails: {
+        message: ALWAYS_FAILS_MESSAGE,
+        name: "AlwaysFails",
+        retryable: false,
+        activityId: null,
+        cause: {
+          name: "WorkflowFailedError",
+          message: "Workflow execution failed",
+          cause: { name: "AlwaysFails", message: ALWAYS_FAILS_MESSAGE },
+        },
+      },
+    });
+  });
+
   it("pushes every history event of a run once, in order, then run.finished last, in the same push as the close event", async () => {
     const { workflowId, runId, pushes, history } = await relayOneRun("two_steps", [{ text: "one two three" }], 0);
     expect(pushes.every((p) => p.workflowId === workflowId)).toBe(true);

@@ -2,6 +2,7 @@
 import { z } from "zod";
 import type { App } from "../../app-env.ts";
 import { anyObject, documentRoute } from "../../openapi/document.ts";
+import { errorDetails } from "../../shared/error-details.ts";
 import { RUN_STATUSES } from "../../shared/run-status.ts";
 import { historyQuery } from "./history.ts";
 import { historyStreamQuery } from "./history-stream.ts";
@@ -38,6 +39,11 @@ const result = z
     attributes: z.array(anyObject),
     aggregations: anyObject,
     error: z.string().nullable(),
+    errorDetails: errorDetails.nullable().meta({
+      id: "ErrorDetails",
+      description:
+        "Output's structured failure, for a run that failed, was cancelled, terminated or timed out (null otherwise): the author's error message and name, whether Temporal would retry it, the failed step, and the cause chain outermost first",
+    }),
   })
   .meta({ id: "RunResult" });
 const statusBody = z.object({

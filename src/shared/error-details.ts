@@ -1,0 +1,43 @@
+/**
+ * A failed run's structured failure: Output's V1 result field `errorDetails` (its API server's
+ * `extractFailure`), which the host builds from Temporal's failure chain (host/failure-details.ts)
+ * and the edge answers on results. `cause` is the chain outermost first, without stack traces.
+ */
+import { z } from "zod";
+
+/** How deep `cause` goes; a deeper chain ends in a link that says so (as Output's does). */
+export const MAX_ERROR_CAUSE_DEPTH = 10;
+
+export interface ErrorCause {
+  /** The failure's `type` when Temporal carries one (an ApplicationFailure's), else its class name. */
+  name: string;
+  message: string | null;
+  cause?: ErrorCause;
+}
+
+// The id lets the OpenAPI document refer to the recursive schema by name.
+export const errorCause: z.ZodType<ErrorCause> = z
+  .lazy(() => z.object({ name: z.string(), message: z.string().nullable(), cause: errorCause.optional() }))
+  .meta({ id: "ErrorCause" });
+
+export const errorDetails = z.object({
+  /** What the workflow author's error said (the deepest failure that is not one of Temporal's wrappers). */
+  message: z.string().nullable(),
+  /** That failure's name (its type: `Error`, `ValidationError`, …). */
+  name: z.string().nullable(),
+  /** Whether Temporal would retry it; null when no failure in the chain says. */
+  retryable: z.boolean().nullable(),
+  /** The step that failed (the activity's name: ours are bare step names), or null. */
+  activityId: z.string().nullable(),
+  cause: errorCause.nullable(),
+});
+export type ErrorDetails = z.infer<typeof errorDetails>;
+
+/** What a result says when its run's failure was recorded without details (an older run): the message alone. */
+export const messageOnlyDetails = (message: string | null): ErrorDetails => ({
+  message,
+  name: null,
+  retryable: null,
+  activityId: null,
+  cause: null,
+});
