@@ -109,6 +109,18 @@ describe("start and run: Output's request fields", () => {
     expect(await runRows(org.organizationId)).toBe(1); // only the accepted run with Outrider's own catalog
   });
 
+  it("searchAttributes (the CLI's --search-attributes) is 400 naming the field, not silently dropped; nothing is written", async () => {
+    const before = await runRows(org.organizationId);
+    for (const path of ["/workflow/start", "/workflow/run"]) {
+      const res = await postJson(path, { workflowName: "hello", input: { name: "x" }, searchAttributes: { ClientId: "acme" } }, org.key);
+      expect(res.status, path).toBe(400);
+      const body = await outputError(res);
+      expect([body.error, body.code, body.issues?.[0]?.path]).toEqual(["ValidationError", "invalid_request", "searchAttributes"]);
+      expect(body.issues?.[0]?.message).toMatch(/search attributes are not supported/);
+    }
+    expect(await runRows(org.organizationId)).toBe(before);
+  });
+
   it("timeout is coerced from a string, as Output; below 250 ms is 400", async () => {
     const coerced = await postJson("/workflow/run", { workflowName: "hello", input: { name: "x" }, timeout: "1000" }, org.key);
     expect(coerced.status).toBe(202); // past validation: accepted while the host is missing here

@@ -61,6 +61,17 @@ export const startWorkflowBody = z.object({
   catalog: catalogIdSchema.optional(),
   /** Output's deprecated alias of `catalog`. */
   taskQueue: catalogIdSchema.optional(),
+  /**
+   * Output's custom Temporal search attributes (its CLI's `--search-attributes`): not supported.
+   * Every organization's runs share one Temporal namespace, where a tenant's attributes could set
+   * and be read against another's; refused rather than dropped, so the caller knows none were set.
+   */
+  searchAttributes: z
+    .unknown()
+    .refine((value) => value === undefined, {
+      error: "search attributes are not supported: Outrider does not index runs by custom Temporal search attributes; start without them",
+    })
+    .optional(),
 });
 
 export const runWorkflowBody = startWorkflowBody.extend({
