@@ -211,10 +211,6 @@ export class RunStarter {
     } catch (err) {
       return { ok: false, error: serializeError(err) };
     }
-    // Only a start that would otherwise be accepted learns that the id is taken: a bogus one (an
-    // unknown workflow, bad input) gets its own refusal whether or not the id is, so probing which
-    // ids other organizations use costs a real, charged start per free id (docs/authentication.md).
-    if (this.row()) return workflowIdInUse(command.workflowId);
     // The credit check, the hold and the row: one statement, all or nothing (src/db/credits.ts).
     let hold: Awaited<ReturnType<typeof acceptRunWithHold>>;
     try {
@@ -234,6 +230,11 @@ export class RunStarter {
       );
     } catch (err) {
       // A taken workflow id wrote nothing (the statement and its trigger are one transaction).
+      // The id is checked here, last: only a start that would otherwise be accepted (known
+      // workflow, good input, credits, room among the open runs) learns that the id is taken, so
+      // probing which ids other organizations use costs a real, charged start per free id. (An id
+      // this DO holds always has its D1 row: the row is written first, and removed only when
+      // acceptance fails before the DO records the run.)
       if (isUniqueViolation(err)) return workflowIdInUse(command.workflowId);
       // Unknown outcome: make sure no row or hold is left behind before reporting the error.
       await undoAcceptedRunStatement(env.DB, command.runUuid)

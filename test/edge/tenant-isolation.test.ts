@@ -115,6 +115,20 @@ describe("tenant isolation", () => {
       ]);
       expect(onTaken.status).not.toBe(409);
     }
+    // Nor does an organization out of credits: its start is refused for the credits either way.
+    const broke = await seedOrganization("broke");
+    await env.DB.prepare("UPDATE organizations SET credit_balance = 0 WHERE id = ?").bind(broke.organizationId).run();
+    const brokeOnTaken = await start(broke.key, { workflowName: "hello", input: { name: "Eve" }, workflowId: taken });
+    const brokeOnFree = await start(broke.key, {
+      workflowName: "hello",
+      input: { name: "Eve" },
+      workflowId: `order-${crypto.randomUUID()}`,
+    });
+    expect([brokeOnTaken.status, ((await brokeOnTaken.json()) as OutputErrorBody).code]).toEqual([
+      brokeOnFree.status,
+      ((await brokeOnFree.json()) as OutputErrorBody).code,
+    ]);
+    expect(brokeOnTaken.status).toBe(402);
     // A start that would be accepted still learns the id is taken (ids are one space): 409, nothing written.
     expect((await start(intruder.key, { workflowName: "hello", input: { name: "Eve" }, workflowId: taken })).status).toBe(409);
     const rows = await env.DB.prepare("SELECT organization_id FROM runs WHERE temporal_workflow_id = ?").bind(taken).all();
