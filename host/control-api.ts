@@ -77,8 +77,8 @@ export function createControlApi(deps: ControlApiDeps): Hono {
 
   app.use("/v1/*", async (c, next) => {
     const url = new URL(c.req.url);
-    // The body is read (to hash it) only once the signature headers are present and fresh, and
-    // only up to MAX_SIGNED_BODY_BYTES.
+    // The body is read (to check its hash) only once the signature over the headers checks out,
+    // and only up to MAX_SIGNED_BODY_BYTES.
     const readBody = () =>
       readSignedBody(c.req).catch((err: unknown) => {
         if (err instanceof BodyTooLargeError) throw hostError(413, "payload_too_large", err.message);

@@ -149,6 +149,7 @@ export function registerSecuritySchemes(app: App): void {
     type: "apiKey",
     in: "header",
     name: "x-outrider-signature",
-    description: "HMAC of the request by the Node host",
+    description:
+      "HMAC-SHA256 of the request by the Node host (`v3=`), over method, path, x-outrider-timestamp, x-outrider-nonce and x-outrider-content-sha256 (the body's SHA-256, checked once the signature is)",
   });
 }

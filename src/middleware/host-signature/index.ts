@@ -15,8 +15,8 @@ const NONCE_CLEANUP_PROBABILITY = 0.01;
 export const hostSignature = () =>
   createMiddleware<AppEnv>(async (c, next) => {
     const url = new URL(c.req.url);
-    // The body is read (to hash it) only once the signature headers are present and fresh, and
-    // only up to MAX_SIGNED_BODY_BYTES (the host splits its pushes well below it).
+    // The body is read (to check its hash) only once the signature over the headers checks out,
+    // and only up to MAX_SIGNED_BODY_BYTES (the host splits its pushes well below it).
     const verdict = await verifyRequest(
       parseSecrets(c.env.HOST_SHARED_SECRET),
       c.req.method,
