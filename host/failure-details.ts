@@ -4,7 +4,14 @@
  * the failure the workflow's code threw). Built the way Output's API server builds it, so its
  * clients read the same fields: see src/shared/error-details.ts for what each one means.
  */
-import { MAX_ERROR_CAUSE_DEPTH, type ErrorCause, type ErrorDetails } from "../src/shared/error-details.ts";
+import { MAX_ERROR_CAUSE_DEPTH, cutErrorDetails, type ErrorCause, type ErrorDetails } from "../src/shared/error-details.ts";
+
+/**
+ * The longest message (or name) the details keep: the author's message is in them up to three
+ * times (`message`, and the chain's first and last links), and the run's `error` keeps it whole;
+ * this keeps a run's outcome event well inside a Durable Object row (2 MB) whatever it threw.
+ */
+export const MAX_DETAILS_TEXT_CHARS = 4 * 1024;
 
 /** Links followed along `cause` to find the author's failure. */
 const MAX_CHAIN_LINKS = 20;
@@ -68,11 +75,14 @@ export function failureDetails(err: unknown): ErrorDetails {
       .reverse()
       .map(messageOf)
       .find((m) => m !== null) ?? null;
-  return {
-    message: (authors && messageOf(authors)) ?? deepestMessage,
-    name: authors && typeof authors.type === "string" ? authors.type : nameOf(outer),
-    retryable: flagged ? !flagged.nonRetryable : null,
-    activityId: activity ? (activity.activityType as string) : null,
-    cause: chain.length > 0 ? causeOf(outer) : null,
-  };
+  return cutErrorDetails(
+    {
+      message: (authors && messageOf(authors)) ?? deepestMessage,
+      name: authors && typeof authors.type === "string" ? authors.type : nameOf(outer),
+      retryable: flagged ? !flagged.nonRetryable : null,
+      activityId: activity ? (activity.activityType as string) : null,
+      cause: chain.length > 0 ? causeOf(outer) : null,
+    },
+    MAX_DETAILS_TEXT_CHARS,
+  );
 }

@@ -8,6 +8,7 @@
 import type { Run } from "../../src/db/schema.ts";
 import type { SerializedHistoryEvent } from "../../src/shared/history-events.ts";
 import type { EventLog } from "./event-log.ts";
+import { rowErrorDetails } from "./row-limits.ts";
 import type { RunView } from "./run-reader.ts";
 
 export type EarlierRunLog = Pick<
@@ -55,7 +56,7 @@ export function earlierRunView(log: EarlierRunLog, current: Run, runId: string, 
     output: outcome?.output ?? null,
     outputInLog: false,
     error: outcome?.error ?? null,
-    errorDetails: outcome?.errorDetails ?? null,
+    errorDetails: rowErrorDetails(outcome?.errorDetails),
     waitingSince: null,
     startedAt: log.startedAt(runId) ?? started?.eventTime ?? null,
     completedAt,

@@ -220,6 +220,7 @@ export class D1Projection {
       };
     }
     const output = rowOutput(data.output);
+    const errorDetails = rowErrorDetails(data.errorDetails);
     const statement = this.db
       .prepare(
         `UPDATE runs SET status = ?1, output = ?2, error = ?3, temporal_run_id = ?4, completed_at = ?5,
@@ -237,7 +238,7 @@ export class D1Projection {
         now,
         workflowId,
         output.inLog ? 1 : 0,
-        rowErrorDetails(data.errorDetails),
+        errorDetails && JSON.stringify(errorDetails),
       );
     return { statement, finish: true };
   }

@@ -4,7 +4,8 @@
  * writable, so a run always reaches its final status (a finish D1 refused would be retried for
  * ever, its credits held). The whole outcome stays in the run's log (its `run.finished`).
  */
-import type { ErrorCause, ErrorDetails } from "../../src/shared/error-details.ts";
+import { cutText } from "../../src/shared/cut-text.ts";
+import { cutErrorDetails, type ErrorDetails } from "../../src/shared/error-details.ts";
 
 /**
  * The largest output written into the run's D1 row, which also holds the input (up to 1 MiB, the
@@ -25,44 +26,30 @@ export function rowOutput(output: unknown): { json: string | null; inLog: boolea
   return { json: null, inLog: true };
 }
 
-/** The most a row's `error_details` holds (UTF-8 bytes); longer details have their messages cut to MAX_DETAILS_MESSAGE_CHARS. */
+/** The most a row's `error_details` holds (UTF-8 bytes): see `rowErrorDetails`. */
 export const MAX_ROW_ERROR_DETAILS_BYTES = 64 * 1024;
-const MAX_DETAILS_MESSAGE_CHARS = 1024;
+/** What each message and name of details over MAX_ROW_ERROR_DETAILS_BYTES is cut to. */
+const ROW_DETAILS_TEXT_CHARS = 1024;
+
+const fitsRow = (details: ErrorDetails) => {
+  const json = JSON.stringify(details);
+  return json.length * 3 <= MAX_ROW_ERROR_DETAILS_BYTES || new TextEncoder().encode(json).byteLength <= MAX_ROW_ERROR_DETAILS_BYTES;
+};
 
 /**
- * A run's errorDetails as the row stores them: whole when they fit MAX_ROW_ERROR_DETAILS_BYTES,
- * else with every message cut (a chain is at most 11 links deep, so that always fits); the log
- * keeps them whole. NULL when there are none.
+ * A run's errorDetails as its row, its webhooks and its results keep them: whole when they fit
+ * MAX_ROW_ERROR_DETAILS_BYTES; else with every message cut to ROW_DETAILS_TEXT_CHARS; else (text
+ * that JSON escapes six-fold) without the cause chain. The log keeps them as the host sent them.
  */
-export function rowErrorDetails(details: ErrorDetails | null | undefined): string | null {
+export function rowErrorDetails(details: ErrorDetails | null | undefined): ErrorDetails | null {
   if (!details) return null;
-  const json = JSON.stringify(details);
-  if (json.length * 3 <= MAX_ROW_ERROR_DETAILS_BYTES || new TextEncoder().encode(json).byteLength <= MAX_ROW_ERROR_DETAILS_BYTES)
-    return json;
-  const cut = (message: string | null) => (message === null ? null : cutText(message, MAX_DETAILS_MESSAGE_CHARS));
-  const cutCause = (cause: ErrorCause): ErrorCause => ({
-    name: cutText(cause.name, MAX_DETAILS_MESSAGE_CHARS),
-    message: cut(cause.message),
-    ...(cause.cause ? { cause: cutCause(cause.cause) } : {}),
-  });
-  return JSON.stringify({
-    ...details,
-    message: cut(details.message),
-    name: details.name === null ? null : cutText(details.name, MAX_DETAILS_MESSAGE_CHARS),
-    activityId: details.activityId === null ? null : cutText(details.activityId, MAX_DETAILS_MESSAGE_CHARS),
-    cause: details.cause ? cutCause(details.cause) : null,
-  });
+  if (fitsRow(details)) return details;
+  const cut = cutErrorDetails(details, ROW_DETAILS_TEXT_CHARS);
+  return fitsRow(cut) ? cut : { ...cut, cause: null };
 }
 
 /** The error as the row stores it: at most MAX_ROW_ERROR_CHARS, with a note of what was cut. */
 export function rowError(error: string | null | undefined): string | null {
   if (error === undefined || error === null) return null;
   return cutText(error, MAX_ROW_ERROR_CHARS);
-}
-
-/** At most `max` characters of `text`, saying how many more there were; never between the two halves of a surrogate pair. */
-function cutText(text: string, max: number): string {
-  if (text.length <= max) return text;
-  const end = /[\uD800-\uDBFF]/.test(text[max - 1]!) ? max - 1 : max;
-  return `${text.slice(0, end)}… (${text.length - end} more characters)`;
 }

@@ -34,7 +34,8 @@ import { resealOnUse } from "../../src/webhooks/secret-reseal.ts";
 import { eventTypeForStatus, webhookHeaders } from "../../src/webhooks/signing.ts";
 import { checkWebhookUrl } from "../../src/webhooks/address-check.ts";
 import type { EventLog } from "./event-log.ts";
-import { rowError, rowOutput } from "./row-limits.ts";
+import { answeredErrorDetails } from "../../src/shared/error-details.ts";
+import { rowError, rowErrorDetails, rowOutput } from "./row-limits.ts";
 import type { RunOutcome } from "./messages.ts";
 import type { Meta } from "./meta.ts";
 
@@ -225,6 +226,7 @@ export class WebhookOutbox {
             // the DO's storage until delivered): the receiver reads it from the API instead.
             ...(output.inLog ? { output: null, outputOmitted: true } : { output: outcome.output ?? null }),
             error: rowError(outcome.error),
+            errorDetails: answeredErrorDetails(outcome.status, rowErrorDetails(outcome.errorDetails), rowError(outcome.error)),
             aggregations: aggregate(attributes),
           },
         });

@@ -6,8 +6,8 @@
  * docs/start-path.md). Every later change goes through the run's RunStream DO.
  */
 import { aggregate, type Attribute } from "../shared/aggregations.ts";
-import { messageOnlyDetails } from "../shared/error-details.ts";
-import { UNSUCCESSFUL_STATUSES, isTerminal, type RunStatus } from "../shared/run-status.ts";
+import { answeredErrorDetails } from "../shared/error-details.ts";
+import { isTerminal, type RunStatus } from "../shared/run-status.ts";
 import { traceKey } from "../../durable-objects/trace.ts";
 import { ApiError } from "../errors.ts";
 import { runStream } from "../run-stream-client.ts";
@@ -238,6 +238,6 @@ export async function resultPayload(env: Env, run: Run, known?: Attribute[]) {
     aggregations: aggregate(attributes),
     error: run.error ?? null,
     // Output's V1 structured failure; the message alone for a run that ended before it was recorded.
-    errorDetails: UNSUCCESSFUL_STATUSES.has(run.status) ? (run.errorDetails ?? messageOnlyDetails(run.error ?? null)) : null,
+    errorDetails: answeredErrorDetails(run.status, run.errorDetails, run.error ?? null),
   };
 }

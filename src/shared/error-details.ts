@@ -4,6 +4,8 @@
  * and the edge answers on results. `cause` is the chain outermost first, without stack traces.
  */
 import { z } from "zod";
+import { cutText } from "./cut-text.ts";
+import { UNSUCCESSFUL_STATUSES, type RunStatus } from "./run-status.ts";
 
 /** How deep `cause` goes; a deeper chain ends in a link that says so (as Output's does). */
 export const MAX_ERROR_CAUSE_DEPTH = 10;
@@ -41,3 +43,34 @@ export const messageOnlyDetails = (message: string | null): ErrorDetails => ({
   activityId: null,
   cause: null,
 });
+
+/** The details with every message and name cut to at most `maxChars` characters (cutText). */
+export function cutErrorDetails(details: ErrorDetails, maxChars: number): ErrorDetails {
+  const cut = (text: string | null) => (text === null ? null : cutText(text, maxChars));
+  const cutCause = (cause: ErrorCause): ErrorCause => ({
+    name: cutText(cause.name, maxChars),
+    message: cut(cause.message),
+    ...(cause.cause ? { cause: cutCause(cause.cause) } : {}),
+  });
+  return {
+    message: cut(details.message),
+    name: cut(details.name),
+    retryable: details.retryable,
+    activityId: cut(details.activityId),
+    cause: details.cause ? cutCause(details.cause) : null,
+  };
+}
+
+/**
+ * `errorDetails` as results and webhooks answer them: for a run that did not complete, its
+ * recorded details, or its message alone when none were recorded (a run that ended before they
+ * were, or one that never reached Temporal); null for any other status.
+ */
+export function answeredErrorDetails(
+  status: RunStatus,
+  details: ErrorDetails | null | undefined,
+  error: string | null,
+): ErrorDetails | null {
+  if (!UNSUCCESSFUL_STATUSES.has(status)) return null;
+  return details ?? messageOnlyDetails(error);
+}

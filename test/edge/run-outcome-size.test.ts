@@ -98,6 +98,19 @@ describe("a run's outcome larger than its D1 row can hold", () => {
     expect(answered.message).toMatch(/^d{1024}… \(98976 more characters\)$/);
   });
 
+  it("errorDetails that stay over the limit once cut (text JSON escapes six-fold) keep their message cut, without the cause chain", async () => {
+    const control = "\u0001".repeat(5_000);
+    let cause: Record<string, unknown> = { name: "Error", message: control };
+    for (let i = 0; i < 10; i++) cause = { name: "Error", message: control, cause };
+    const details = { message: control, name: "Error", retryable: false, activityId: null, cause };
+    const { workflowId } = await finish(null, "failed", "boom", details);
+    const stored = await env.DB.prepare("SELECT error_details FROM runs WHERE temporal_workflow_id = ?")
+      .bind(workflowId)
+      .first<{ error_details: string }>();
+    expect(new TextEncoder().encode(stored!.error_details).byteLength).toBeLessThanOrEqual(MAX_ROW_ERROR_DETAILS_BYTES);
+    expect(JSON.parse(stored!.error_details)).toMatchObject({ name: "Error", retryable: false, cause: null });
+  });
+
   it("a step's error longer than MAX_ROW_ERROR_CHARS is cut in its step row too; the run still finishes", async () => {
     const { workflowId, runId } = await createRunningRun(org.organizationId, "hello");
     const error = `step boom: ${"s".repeat(50_000)}`;

@@ -20,12 +20,22 @@ import { admin, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
 import { hookUrl, received, register, setDns, until } from "./webhook-helpers.ts";
 
+/** The errorDetails the host records for the failed runs of these tests. */
+const BOOM_DETAILS = {
+  message: "boom",
+  name: "Error",
+  retryable: false,
+  activityId: "countWords",
+  cause: { name: "WorkflowFailedError", message: "boom" },
+};
+
 async function finishRun(organizationId: string, status = "completed") {
   const { workflowId, runId } = await createRunningRun(organizationId);
+  const failed = status === "completed" ? { error: null } : { error: "boom", errorDetails: BOOM_DETAILS };
   await push(workflowId, [
     historyEvent(runId, 1),
     closeEvent(runId, 2),
-    { ...finishedEvent(runId, status), data: { ...finishedEvent(runId, status).data, error: status === "completed" ? null : "boom" } },
+    { ...finishedEvent(runId, status), data: { ...finishedEvent(runId, status).data, ...failed } },
   ]);
   return { workflowId, runId };
 }
@@ -60,6 +70,7 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
         status: "completed",
         output: { ok: true },
         error: null,
+        errorDetails: null,
       });
       expect(payload.data.aggregations).toBeTypeOf("object");
       expect(Date.parse(payload.timestamp)).not.toBeNaN();
@@ -150,7 +161,7 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
     });
     const payload = new Webhook(a.secret).verify(got[0]!.body, got[0]!.headers) as { type: string; data: Record<string, unknown> };
     expect(payload.type).toBe("run.failed");
-    expect(payload.data).toMatchObject({ workflowId, status: "failed", error: "boom" });
+    expect(payload.data).toMatchObject({ workflowId, status: "failed", error: "boom", errorDetails: BOOM_DETAILS });
     await new Promise((r) => setTimeout(r, 1000));
     expect(await received(completedOnly)).toEqual([]);
   });

@@ -6,7 +6,7 @@
 import { WorkflowFailedError } from "@temporalio/client";
 import { ActivityFailure, ApplicationFailure, RetryState, TerminatedFailure, TimeoutFailure } from "@temporalio/common";
 import { describe, expect, it } from "vitest";
-import { failureDetails } from "../../host/failure-details.ts";
+import { MAX_DETAILS_TEXT_CHARS, failureDetails } from "../../host/failure-details.ts";
 import { MAX_ERROR_CAUSE_DEPTH, errorDetails } from "../../src/shared/error-details.ts";
 
 const failed = (cause: Error, message = "Workflow execution failed") =>
@@ -75,6 +75,14 @@ describe("failureDetails (error)", () => {
 });
 
 describe("failureDetails (security)", () => {
+  it("a very long message is cut in the details (it is there up to three times), to MAX_DETAILS_TEXT_CHARS", () => {
+    const long = "m".repeat(100_000);
+    const details = failureDetails(failed(ApplicationFailure.create({ message: long, type: "Error" })));
+    expect(details.message).toBe(`${"m".repeat(MAX_DETAILS_TEXT_CHARS)}… (${100_000 - MAX_DETAILS_TEXT_CHARS} more characters)`);
+    expect(details.cause?.cause?.message).toBe(details.message);
+    expect(JSON.stringify(details).length).toBeLessThan(4 * MAX_DETAILS_TEXT_CHARS);
+  });
+
   it("a cause chain past MAX_ERROR_CAUSE_DEPTH ends in a link that says so, and a cycle does not loop", () => {
     let deep: Error = new Error("bottom");
     for (let i = 0; i < 30; i++) deep = new Error(`level ${i}`, { cause: deep });
