@@ -119,6 +119,11 @@ describe("start and run: Output's request fields", () => {
       expect(body.issues?.[0]?.message).toMatch(/search attributes are not supported/);
     }
     expect(await runRows(org.organizationId)).toBe(before);
+    // null or {} ask for none: accepted.
+    for (const searchAttributes of [null, {}]) {
+      const res = await postJson("/workflow/start", { workflowName: "hello", input: { name: "x" }, searchAttributes }, org.key);
+      expect(res.status).toBe(200);
+    }
   });
 
   it("timeout is coerced from a string, as Output; below 250 ms is 400", async () => {

@@ -132,7 +132,7 @@ export async function readJson<T extends z.ZodType>(c: Context, schema: T, maxDe
 }
 
 /** `application/json` or any `+json` type, parameters aside. */
-function isJsonMediaType(contentType: string | undefined): boolean {
+export function isJsonMediaType(contentType: string | undefined): boolean {
   const type = contentType?.split(";")[0]?.trim().toLowerCase() ?? "";
   return type === "application/json" || type.endsWith("+json");
 }

@@ -1,7 +1,7 @@
 import type { Context } from "hono";
 import type { App, AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
-import { parseJsonText, readOptionalJson, zodIssues } from "../../middleware/json-body/index.ts";
+import { isJsonMediaType, parseJsonText, readOptionalJson, zodIssues } from "../../middleware/json-body/index.ts";
 import { MalformedFormError, parseFormBody, type FormPart } from "../../shared/form-body.ts";
 import { isReservedName, RESERVED_NAME_MESSAGE, reservedKeys } from "../../shared/reserved-names.ts";
 import { toWorkflowRunStatus } from "../../shared/run-status.ts";
@@ -34,7 +34,7 @@ const EXECUTE_FIELDS = new Set(["workflowId", "inputs", "envs"]);
 async function readExecuteFields(c: Context<AppEnv>) {
   const type = c.req.header("content-type") ?? "";
   const raw: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
-  if (type.startsWith("application/json")) {
+  if (isJsonMediaType(type)) {
     const body = await readOptionalJson(c);
     if (body === undefined) throw new ApiError("invalid_json", "request body is empty; send workflowId, inputs and envs");
     if (body === null || typeof body !== "object" || Array.isArray(body)) {

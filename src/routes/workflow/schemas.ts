@@ -52,6 +52,10 @@ export const catalogIdSchema = z
  */
 export const MAX_WORKFLOW_NAME_LENGTH = 200;
 
+/** `searchAttributes` that ask for none: absent, null or `{}`. */
+const noSearchAttributes = (value: unknown) =>
+  value === undefined || value === null || (typeof value === "object" && !Array.isArray(value) && Object.keys(value).length === 0);
+
 export const startWorkflowBody = z.object({
   workflowName: z.string().min(1).max(MAX_WORKFLOW_NAME_LENGTH),
   input: z.unknown().optional(),
@@ -68,10 +72,11 @@ export const startWorkflowBody = z.object({
    */
   searchAttributes: z
     .unknown()
-    .refine((value) => value === undefined, {
+    .refine(noSearchAttributes, {
       error: "search attributes are not supported: Outrider does not index runs by custom Temporal search attributes; start without them",
     })
-    .optional(),
+    .optional()
+    .meta({ description: "Not supported: any attribute is 400 (null or {} ask for none and are accepted)" }),
 });
 
 export const runWorkflowBody = startWorkflowBody.extend({
