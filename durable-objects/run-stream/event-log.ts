@@ -6,6 +6,7 @@
 import type { RunEvent, RunEventData, RunEventType } from "../../src/shared/run-event-schema.ts";
 import { CLOSE_EVENT_TYPES, type SerializedHistoryEvent } from "../../src/shared/history-events.ts";
 import { PROJECTED_TYPES, PROJECTION_STATE } from "./constants.ts";
+import { DATA_IN_PARTS, piecesOf } from "./event-parts.ts";
 import type { LogEntry, RunOutcome } from "./messages.ts";
 
 const CLOSE_EVENT_TYPES_SQL = CLOSE_EVENT_TYPES.map((t) => `'${t}'`).join(", ");
@@ -20,6 +21,8 @@ interface LogRowSql extends Record<string, SqlStorageValue> {
   history_type: string | null;
   data: string;
   projected: number;
+  /** How many pieces of `event_parts` hold the entry's JSON (event-parts.ts); 0: `data` holds it. */
+  parts: number;
 }
 
 /** One stored event: its place in the log and the event itself. */
@@ -38,9 +41,17 @@ export type LogRow = {
 
 export type LogRowOf<T extends RunEventType> = Extract<LogRow, { type: T }>;
 
-const COLUMNS = "seq, source_key, type, at, run_id, history_event_id, history_type, data, projected";
+const COLUMNS = "seq, source_key, type, at, run_id, history_event_id, history_type, data, projected, parts";
 
-function toRow(r: LogRowSql): LogRow {
+function toRow(r: LogRowSql, sql: SqlStorage): LogRow {
+  const json =
+    r.parts > 0
+      ? sql
+          .exec<{ text: string }>("SELECT text FROM event_parts WHERE seq = ? ORDER BY part", r.seq)
+          .toArray()
+          .map((p) => p.text)
+          .join("")
+      : r.data;
   // The one place stored JSON becomes typed: it was parsed with the run-event schema on the way in.
   return {
     seq: r.seq,
@@ -49,7 +60,7 @@ function toRow(r: LogRowSql): LogRow {
     at: r.at,
     runId: r.run_id,
     historyEventId: r.history_event_id,
-    data: JSON.parse(r.data),
+    data: JSON.parse(json),
     projected: r.projected,
   } as LogRow;
 }
@@ -162,7 +173,7 @@ export class EventLog {
     return this.sql
       .exec<LogRowSql>(query, ...bindings)
       .toArray()
-      .map(toRow);
+      .map((r) => toRow(r, this.sql));
   }
 
   /** Appends the events whose source key is new, in order; returns the rows added. */
@@ -173,20 +184,30 @@ export class EventLog {
       const historyEventId = history ? Number(history.eventId) : null;
       const storedEventId = historyEventId !== null && Number.isFinite(historyEventId) ? historyEventId : null;
       const projected = PROJECTED_TYPES.has(event.type) ? PROJECTION_STATE.pending : PROJECTION_STATE.done;
+      const json = JSON.stringify(event.data);
+      // An entry too large for one row goes in pieces (event-parts.ts); its row and pieces are
+      // written in this one synchronous turn, so they land together or not at all.
+      const pieces = piecesOf(json);
       const inserted = this.sql
         .exec<{ seq: number }>(
-          `INSERT OR IGNORE INTO events (source_key, type, at, run_id, history_event_id, history_type, data, projected)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`,
+          `INSERT OR IGNORE INTO events (source_key, type, at, run_id, history_event_id, history_type, data, projected, parts)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`,
           event.sourceKey,
           event.type,
           event.at,
           event.data.runId,
           storedEventId,
           history?.eventType ?? null,
-          JSON.stringify(event.data),
+          pieces ? DATA_IN_PARTS : json,
           projected,
+          pieces?.length ?? 0,
         )
         .toArray()[0];
+      if (inserted && pieces) {
+        for (const [part, text] of pieces.entries()) {
+          this.sql.exec("INSERT INTO event_parts (seq, part, text) VALUES (?, ?, ?)", inserted.seq, part, text);
+        }
+      }
       if (inserted) {
         // The row as stored, built from the (already validated) event instead of read back and parsed.
         const added = {

@@ -8,6 +8,7 @@
  *   stored JSON, so waiting detection and stream completion read a column instead of parsing JSON.
  * - v3: the webhook outbox's table (webhook-outbox.ts), until then created on every wake.
  * - v4: the start outbox's table (run-starter.ts), until then created on every wake.
+ * - v5: `events.parts` and the `event_parts` table: entries too large for one row (event-parts.ts).
  *
  * A new DO skips all of that: `createSchema` makes the current schema in one `exec`, when the DO
  * first needs storage (`openStorage` only probes), so a DO that never keeps anything (a push for
@@ -17,6 +18,7 @@
  * `openStorage` hydrates the `meta` table (meta.ts) once when the DO wakes.
  */
 import { META_KEYS, NONCE_CLEANUP_INTERVAL_MS, STORAGE_SCHEMA_VERSION } from "./constants.ts";
+import { EVENT_PARTS_TABLE } from "./event-parts.ts";
 import { RUN_START_TABLE } from "./run-starter.ts";
 import { WEBHOOK_OUTBOX_TABLE } from "./webhook-outbox.ts";
 import { Meta } from "./meta.ts";
@@ -54,6 +56,12 @@ const MIGRATIONS: ReadonlyArray<(sql: SqlStorage) => void> = [
   (sql) => {
     sql.exec(RUN_START_TABLE);
   },
+  // v4 → v5: entries too large for one row are kept in pieces.
+  (sql) => {
+    const columns = sql.exec<{ name: string }>("PRAGMA table_info(events)").toArray();
+    if (!columns.some((c) => c.name === "parts")) sql.exec("ALTER TABLE events ADD COLUMN parts INTEGER NOT NULL DEFAULT 0");
+    sql.exec(EVENT_PARTS_TABLE);
+  },
 ];
 
 /**
@@ -70,7 +78,8 @@ const CURRENT_SCHEMA = `
     history_event_id INTEGER,
     data TEXT NOT NULL,
     projected INTEGER NOT NULL DEFAULT 0,
-    history_type TEXT
+    history_type TEXT,
+    parts INTEGER NOT NULL DEFAULT 0
   );
   CREATE INDEX events_run_history ON events (run_id, history_event_id);
   CREATE INDEX events_pending ON events (projected) WHERE projected <> 1;
@@ -78,6 +87,7 @@ const CURRENT_SCHEMA = `
   CREATE TABLE push_nonces (nonce TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
   ${WEBHOOK_OUTBOX_TABLE};
   ${RUN_START_TABLE};
+  ${EVENT_PARTS_TABLE};
   INSERT INTO meta (key, value) VALUES ('${META_KEYS.schemaVersion}', '${STORAGE_SCHEMA_VERSION}');
 `;
 

@@ -4,12 +4,15 @@
  * the whole output, from the run's log. A very long error is cut in the row, saying so.
  * Local D1 does not enforce the row limit, so these tests check what the row holds.
  */
+import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { SignJWT } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
 import { MAX_ROW_ERROR_CHARS, MAX_ROW_ERROR_DETAILS_BYTES, MAX_ROW_OUTPUT_BYTES } from "../../durable-objects/run-stream/row-limits.ts";
+import { MAX_LOG_ROW_DATA_BYTES } from "../../durable-objects/run-stream/event-parts.ts";
+import { runStream } from "../../src/run-stream-client.ts";
 import { call, seedCatalog, seedOrganization } from "./helpers.ts";
-import { closeEvent, createRunningRun, historyEvent, push } from "./stream-helpers.ts";
+import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
 
 const JWT_SECRET = "edge-test-jwt-secret-at-least-32-bytes-long"; // the edge tests' (vitest.config.ts)
 
@@ -154,5 +157,62 @@ describe("a run's outcome larger than its D1 row can hold", () => {
     const result = (await (await get(`/workflow/${workflowId}/result`, org.key)).json()) as { status: string; error: string };
     expect(result.status).toBe("failed");
     expect(result.error).toBe(stored.error);
+  });
+});
+
+describe("a log entry larger than a Durable Object row (2 MB) is kept in pieces", () => {
+  /** What the run's DO holds, row by row (workerd's local SQLite does not enforce the row limit, so this is what the test checks). */
+  const storedSizes = (workflowId: string) =>
+    runInDurableObject(runStream(env, workflowId), (_i, state) => ({
+      rows: state.storage.sql
+        .exec<{ type: string; bytes: number; parts: number }>(
+          "SELECT type, length(CAST(data AS BLOB)) AS bytes, parts FROM events ORDER BY seq",
+        )
+        .toArray(),
+      pieces: state.storage.sql.exec<{ bytes: number }>("SELECT length(CAST(text AS BLOB)) AS bytes FROM event_parts").toArray(),
+    }));
+
+  it("a 2.4 MB history payload and output: no row or piece over MAX_LOG_ROW_DATA_BYTES, every read answers them whole, the run completes", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId, "hello");
+    // Emoji (surrogate pairs, 4 UTF-8 bytes) and quotes (escaped in JSON) across the pieces' boundaries.
+    const output = { text: `${'😀"'.repeat(300_000)}end` };
+    const big = historyEvent(runId, 2);
+    (big.data.event as { payloads: unknown }).payloads = { result: output };
+    await push(workflowId, [
+      historyEvent(runId, 1),
+      big,
+      closeEvent(runId, 3),
+      {
+        sourceKey: `run:${runId}:finished`,
+        type: "run.finished",
+        at: new Date().toISOString(),
+        data: { runId, status: "completed", output, error: null },
+      },
+    ]);
+    const { rows, pieces } = await storedSizes(workflowId);
+    expect(Math.max(...rows.map((r) => r.bytes))).toBeLessThanOrEqual(MAX_LOG_ROW_DATA_BYTES);
+    expect(Math.max(...pieces.map((p) => p.bytes))).toBeLessThanOrEqual(MAX_LOG_ROW_DATA_BYTES);
+    expect(rows.filter((r) => r.parts > 0).map((r) => r.type)).toEqual(["history", "run.finished"]);
+
+    expect((await row(workflowId))!.status).toBe("completed");
+    const result = await get(`/workflow/${workflowId}/result`, org.key);
+    expect(((await result.json()) as { output: unknown }).output).toEqual(output);
+    const page = await runStream(env, workflowId).historyPage(runId, 0, 10, true);
+    const completed = (page.events as Array<Record<string, unknown>>).find((e) => e.eventId === "2")!;
+    expect(completed.activityTaskCompletedEventAttributes).toMatchObject({ result: [output] });
+    // The stream replays it whole too.
+    const stream = await get(`/workflow/${workflowId}/history/stream?includePayloads=true`, org.key);
+    const text = await stream.text();
+    const json = JSON.stringify(output);
+    expect(text).toContain(json.slice(0, 1000));
+    expect(text).toContain(json.slice(-1000));
+  });
+
+  it("an entry that fits stays in its row (no pieces)", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId, "hello");
+    await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)]);
+    const { rows, pieces } = await storedSizes(workflowId);
+    expect(rows.every((r) => r.parts === 0)).toBe(true);
+    expect(pieces).toEqual([]);
   });
 });
