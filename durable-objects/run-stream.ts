@@ -226,6 +226,11 @@ export class RunStream extends DurableObject<Env> {
     return this.parts.log.finished(runId)?.output ?? null;
   }
 
+  /** Step attempts' outputs from the log, in the order asked (null where the log has none): what step rows too small for them point to (`outputsInLog`). */
+  loggedStepOutputs(steps: ReadonlyArray<{ runId: string; activityId: string; attempt: number }>): unknown[] {
+    return steps.map((s) => this.parts.log.stepOutputs(s.runId, s.activityId, s.attempt));
+  }
+
   /** The log in order (for tests and for readers that want raw events). */
   async events(afterSeq = 0): Promise<Array<RunEvent & { seq: number }>> {
     return this.parts.logReader.events(afterSeq);

@@ -243,6 +243,19 @@ export class EventLog {
     ) as LogRowOf<"attribute">[];
   }
 
+  /**
+   * The outputs of one step attempt of `runId` (the last its `step` events carried), or null: what
+   * a step row too small for them points to (`step_runs.outputs_in_log`).
+   */
+  stepOutputs(runId: string, activityId: string, attempt: number): unknown {
+    let outputs: unknown = null;
+    for (const row of this.rows(`SELECT ${COLUMNS} FROM events WHERE type = 'step' AND run_id = ? ORDER BY seq`, runId)) {
+      if (row.type !== "step" || row.data.activityId !== activityId || (row.data.attempt || 1) !== attempt) continue;
+      if (row.data.outputs !== undefined && row.data.outputs !== null) outputs = row.data.outputs;
+    }
+    return outputs;
+  }
+
   /** Rows not yet (fully) in D1, in log order. */
   unprojected(): LogRow[] {
     // Copies: a caller keeps its snapshot while markProjected moves the rows on. Appended in seq order.

@@ -251,13 +251,16 @@ export class D1Projection {
  * migration tests (a row written before migration 0011 is found by its key, whatever its id).
  */
 export async function stepRunStatement(db: D1Database, workflowId: string, step: MergedStep): Promise<D1PreparedStatement> {
+  // Outputs too large for the row stay in the log (`outputs_in_log`), as a run's own can.
+  const outputs = rowOutput(step.outputs);
   return db
     .prepare(
-      `INSERT INTO step_runs (id, run_id, organization_id, temporal_run_id, step_id, step_name, attempt, status, outputs, error, created_at, updated_at)
-       SELECT ?1, r.id, r.organization_id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 FROM runs r WHERE r.temporal_workflow_id = ?11
+      `INSERT INTO step_runs (id, run_id, organization_id, temporal_run_id, step_id, step_name, attempt, status, outputs, error, created_at, updated_at, outputs_in_log)
+       SELECT ?1, r.id, r.organization_id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?12 FROM runs r WHERE r.temporal_workflow_id = ?11
        ON CONFLICT (run_id, temporal_run_id, step_id, attempt) DO UPDATE SET
          status = CASE WHEN excluded.status = 'running' THEN step_runs.status ELSE excluded.status END,
-         outputs = COALESCE(excluded.outputs, step_runs.outputs),
+         outputs = CASE WHEN excluded.outputs_in_log = 1 THEN NULL ELSE COALESCE(excluded.outputs, step_runs.outputs) END,
+         outputs_in_log = CASE WHEN excluded.outputs_in_log = 1 THEN 1 WHEN excluded.outputs IS NOT NULL THEN 0 ELSE step_runs.outputs_in_log END,
          error = COALESCE(excluded.error, step_runs.error),
          created_at = MIN(step_runs.created_at, excluded.created_at),
          updated_at = MAX(step_runs.updated_at, excluded.updated_at)`,
@@ -269,11 +272,12 @@ export async function stepRunStatement(db: D1Database, workflowId: string, step:
       step.stepName,
       step.attempt,
       step.status,
-      step.outputs === undefined ? null : JSON.stringify(step.outputs),
+      outputs.json,
       rowError(step.error),
       step.firstAt,
       step.lastAt,
       workflowId,
+      outputs.inLog ? 1 : 0,
     );
 }
 

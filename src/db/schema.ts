@@ -220,7 +220,14 @@ export const stepRuns = sqliteTable(
     /** 1-indexed. */
     attempt: integer("attempt").notNull(),
     status: text("status", { enum: ["running", "completed", "failed"] }).notNull(),
+    /** NULL until the attempt has outputs, and when they are too large for the row (`outputsInLog`). */
     outputs: text("outputs", { mode: "json" }),
+    /**
+     * The outputs are larger than MAX_ROW_OUTPUT_BYTES and only in the run's log (the attempt's
+     * `step` events), as a run's output can be (`runs.output_in_log`; migration 0017): the Workflow
+     * Runs API's detail reads them from there.
+     */
+    outputsInLog: integer("outputs_in_log", { mode: "boolean" }).notNull().default(false),
     error: text("error"),
     ...timestamps,
   },

@@ -47,9 +47,12 @@ describe("migration 0011: step rows keyed by the Temporal run", () => {
 
     await applyD1Migrations(db, env.TEST_MIGRATIONS);
 
-    // Every row kept, every column as it was; the Temporal run is the run row's (none known: '').
+    // Every row kept, every column as it was; the Temporal run is the run row's (none known: ''),
+    // and (migration 0017) no row's outputs are in the log.
     const after = (await db.prepare("SELECT * FROM step_runs ORDER BY id").all<Record<string, unknown>>()).results;
-    expect(after).toEqual(before.map((row) => ({ ...row, temporal_run_id: row.run_id === "run-1" ? "temporal-1" : "" })));
+    expect(after).toEqual(
+      before.map((row) => ({ ...row, temporal_run_id: row.run_id === "run-1" ? "temporal-1" : "", outputs_in_log: 0 })),
+    );
     expect(await indexesOf("step_runs")).toEqual(["step_runs_run_temporal_run_step_attempt_uq"]);
     // The migrated table is the one every other database of these tests has.
     const columns = (d: D1Database) =>

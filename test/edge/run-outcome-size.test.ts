@@ -147,6 +147,48 @@ describe("a run's outcome larger than its D1 row can hold", () => {
     expect(step!.error.endsWith(`… (${error.length - MAX_ROW_ERROR_CHARS} more characters)`)).toBe(true);
   });
 
+  it("a step attempt's outputs over MAX_ROW_OUTPUT_BYTES stay in the log only; the run completes and its detail answers them whole", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId, "hello");
+    const outputs = { page: "p".repeat(MAX_ROW_OUTPUT_BYTES + 10_000) };
+    const small = { words: 3 };
+    const step = (activityId: string, state: string, extra: Record<string, unknown> = {}) => ({
+      sourceKey: `step:${runId}:${activityId}:1:${state}`,
+      type: "step",
+      at: new Date().toISOString(),
+      data: { runId, activityId, stepName: `step${activityId}`, attempt: 1, state, ...extra },
+    });
+    await push(workflowId, [
+      step("1", "started"),
+      step("1", "completed", { outputs }),
+      step("2", "started"),
+      step("2", "completed", { outputs: small }),
+      historyEvent(runId, 1),
+      closeEvent(runId, 2),
+      {
+        sourceKey: `run:${runId}:finished`,
+        type: "run.finished",
+        at: new Date().toISOString(),
+        data: { runId, status: "completed", output: small },
+      },
+    ]);
+    const stored = (await row(workflowId))!;
+    expect(stored.status).toBe("completed");
+    const steps = await env.DB.prepare("SELECT step_id, outputs, outputs_in_log FROM step_runs WHERE run_id = ? ORDER BY step_id")
+      .bind(stored.id)
+      .all<{ step_id: string; outputs: string | null; outputs_in_log: number }>();
+    expect(steps.results).toEqual([
+      { step_id: "1", outputs: null, outputs_in_log: 1 },
+      { step_id: "2", outputs: JSON.stringify(small), outputs_in_log: 0 },
+    ]);
+    const detail = await get(`/api/v1/workflow-runs/${stored.id}`, await jwt(org.organizationId));
+    expect(detail.status).toBe(200);
+    const activityRuns = ((await detail.json()) as { activityRuns: Array<{ stepId: string; outputs: unknown }> }).activityRuns;
+    expect(activityRuns.map((a) => [a.stepId, a.outputs])).toEqual([
+      ["1", outputs],
+      ["2", small],
+    ]);
+  });
+
   it("an error longer than MAX_ROW_ERROR_CHARS is cut in the row, saying how much was left out; the run still fails", async () => {
     const error = `boom: ${"e".repeat(100_000)}`;
     const { workflowId } = await finish(null, "failed", error);

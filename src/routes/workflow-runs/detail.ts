@@ -32,12 +32,22 @@ export async function workflowIdOfRun(env: Env, organizationId: string, runId: s
   throw new ApiError("run_not_found", `no workflow run "${runId.slice(0, 100)}"`);
 }
 
-/** The run's detail; an output too large for its row is read from its RunStream's log. */
+/** The run's detail; an output too large for its row (the run's, or a step attempt's) is read from its RunStream's log. */
 export async function detailOf(env: Env, run: Run) {
   const [steps, output] = await Promise.all([
     listStepRuns(env.DB, run.id),
     run.outputInLog && run.temporalRunId ? runStream(env, run.temporalWorkflowId).loggedOutput(run.temporalRunId) : run.output,
   ]);
+  const inLog = steps.filter((s) => s.outputsInLog);
+  if (inLog.length > 0) {
+    const logged = await runStream(env, run.temporalWorkflowId).loggedStepOutputs(
+      inLog.map((s) => ({ runId: s.temporalRunId, activityId: s.stepId, attempt: s.attempt })),
+    );
+    inLog.forEach((step, i) => {
+      step.outputs = logged[i] ?? null;
+      step.outputsInLog = false;
+    });
+  }
   return workflowRunDetail({ ...run, output }, steps);
 }
 
