@@ -1,6 +1,7 @@
 import { Client, Connection } from "@temporalio/client";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ALWAYS_FAILS_MESSAGE } from "../../host/workflows/examples.ts";
+import { ALWAYS_FAILS_ERROR_DETAILS } from "../support/always-fails.ts";
 import { api, eventually, postJson, queryD1, type OutputErrorBody, type ResultPayload } from "./helpers.ts";
 
 describe("Workflow API through the whole stack", () => {
@@ -49,23 +50,12 @@ describe("Workflow API through the whole stack", () => {
     const body = (await res.json()) as ResultPayload;
     expect(body).toMatchObject({ status: "failed", output: null, error: ALWAYS_FAILS_MESSAGE });
     // Output's V1 errorDetails, as its API server builds them from Temporal's failure chain.
-    const errorDetails = {
-      message: ALWAYS_FAILS_MESSAGE,
-      name: "AlwaysFails",
-      retryable: false,
-      activityId: null,
-      cause: {
-        name: "WorkflowFailedError",
-        message: "Workflow execution failed",
-        cause: { name: "AlwaysFails", message: ALWAYS_FAILS_MESSAGE },
-      },
-    };
-    expect((body as ResultPayload & { errorDetails: unknown }).errorDetails).toEqual(errorDetails);
+    expect((body as ResultPayload & { errorDetails: unknown }).errorDetails).toEqual(ALWAYS_FAILS_ERROR_DETAILS);
     const status = (await (await api(`/workflow/${body.workflowId}/status`)).json()) as { status: string };
     expect(status.status).toBe("failed");
     const result = (await (await api(`/workflow/${body.workflowId}/result`)).json()) as ResultPayload & { errorDetails: unknown };
     expect(result.error).toBe(ALWAYS_FAILS_MESSAGE);
-    expect(result.errorDetails).toEqual(errorDetails);
+    expect(result.errorDetails).toEqual(ALWAYS_FAILS_ERROR_DETAILS);
   });
 
   it("POST /workflow/run with a timeout that runs out answers 408 WorkflowExecutionTimedOutError with the workflowId, and the run goes on", async () => {

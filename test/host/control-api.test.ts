@@ -4,6 +4,7 @@ import { executionTimeoutFrom } from "../../host/config.ts";
 import { createControlApi } from "../../host/control-api.ts";
 import { HistoryRelay } from "../../host/history-relay.ts";
 import { ALWAYS_FAILS_MESSAGE } from "../../host/workflows/examples.ts";
+import { ALWAYS_FAILS_ERROR_DETAILS } from "../support/always-fails.ts";
 import { HOST_PATHS, describeRunResponse, runResultResponse, startRunResponse } from "../../src/shared/host-api.ts";
 import { MAX_SIGNED_BODY_BYTES } from "../../src/shared/capped-body.ts";
 import { endlessBody, stalledBody } from "../support/endless-bodies.ts";
@@ -152,17 +153,7 @@ describe("control API over real Temporal", () => {
     await signed("POST", HOST_PATHS.start, { workflowId, workflowName: "always_fails", input: {} });
     const result = runResultResponse.parse(await (await signed("GET", `${HOST_PATHS.result(workflowId)}?waitMs=30000`)).json());
     expect(result).toMatchObject({ status: "failed", output: null, error: ALWAYS_FAILS_MESSAGE });
-    expect(result.errorDetails).toEqual({
-      message: ALWAYS_FAILS_MESSAGE,
-      name: "AlwaysFails",
-      retryable: false,
-      activityId: null,
-      cause: {
-        name: "WorkflowFailedError",
-        message: "Workflow execution failed",
-        cause: { name: "AlwaysFails", message: ALWAYS_FAILS_MESSAGE },
-      },
-    });
+    expect(result.errorDetails).toEqual(ALWAYS_FAILS_ERROR_DETAILS);
     const history = await client.workflow.getHandle(workflowId).fetchHistory();
     expect(history.events!.filter((e) => e.activityTaskCompletedEventAttributes)).toHaveLength(1);
   });

@@ -9,6 +9,7 @@ import type { EdgeClient } from "../../host/edge-client.ts";
 import { HistoryRelay, RELAY_COALESCE_MS } from "../../host/history-relay.ts";
 import type { RunEvent } from "../../src/shared/host-api.ts";
 import { ALWAYS_FAILS_MESSAGE } from "../../host/workflows/examples.ts";
+import { ALWAYS_FAILS_ERROR_DETAILS } from "../support/always-fails.ts";
 import { startTestWorker, type TestWorker } from "./temporal-worker.ts";
 
 const SECRET = "relay-test-secret"; // test-only
@@ -69,17 +70,7 @@ describe("history relay", () => {
     expect(finished?.data).toMatchObject({
       status: "failed",
       error: ALWAYS_FAILS_MESSAGE,
-      errorDetails: {
-        message: ALWAYS_FAILS_MESSAGE,
-        name: "AlwaysFails",
-        retryable: false,
-        activityId: null,
-        cause: {
-          name: "WorkflowFailedError",
-          message: "Workflow execution failed",
-          cause: { name: "AlwaysFails", message: ALWAYS_FAILS_MESSAGE },
-        },
-      },
+      errorDetails: ALWAYS_FAILS_ERROR_DETAILS,
     });
   });
 
