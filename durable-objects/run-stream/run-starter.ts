@@ -260,6 +260,13 @@ export class RunStarter {
         },
       };
     }
+    // A start row of another accept id is still here: its run was refused and its D1 row undone,
+    // but this DO went away before it forgot the row. The id stays this DO's (as before that row's
+    // D1 row went): undo this acceptance, as a taken id's unique violation would have.
+    if (this.row()) {
+      await undoAcceptedRunStatement(env.DB, command.runUuid).run();
+      return workflowIdInUse(command.workflowId);
+    }
     const creditHold = hold.creditHold;
     const request: StartRunRequest = { ...prepared.host, workflowId: command.workflowId, acceptId: command.runUuid };
     // Accepted: from here on the run always runs. The alarm is the safety net if this DO goes away mid-attempt.

@@ -10,7 +10,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_MAX_OPEN_RUNS_PER_ORGANIZATION, START_ATTEMPT_TIMEOUT_MS } from "../../durable-objects/run-stream/constants.ts";
 import { START_RETRY_BASE_MS, type StartCommand } from "../../durable-objects/run-stream/run-starter.ts";
 import { runStream } from "../../src/run-stream-client.ts";
-import { admin, call, seedCatalog, seedOrganization } from "./helpers.ts";
+import { admin, call, meteredOrg, orgRow, seedCatalog, seedOrganization } from "./helpers.ts";
 
 let org: Awaited<ReturnType<typeof seedOrganization>>;
 beforeAll(async () => {
@@ -117,6 +117,20 @@ describe("RunStream.start: after acceptance", () => {
     const other = { ...c, runUuid: crypto.randomUUID() };
     expect(await runStream(env, c.workflowId).start(other)).toMatchObject({ ok: false, error: { code: "workflow_id_in_use" } });
     expect(await rowsOf(c.workflowId)).toEqual([{ status: "scheduled", credit_hold: 0 }]);
+  });
+
+  it("a start row left behind by a refused run whose D1 row is gone (the DO went away in between) still makes the id taken: 409, nothing of the new start kept", async () => {
+    const org = await meteredOrg(100_000);
+    const c = command({ name: "Ada" }, org.organizationId);
+    // What a refused start leaves when the DO goes away after undoing its D1 row and before forgetting its own.
+    await runStream(env, c.workflowId).start(c);
+    await env.DB.prepare("DELETE FROM runs WHERE id = ?").bind(c.runUuid).run();
+    expect(await outboxOf(c.workflowId)).toHaveLength(1);
+    const next = { ...c, runUuid: crypto.randomUUID() };
+    expect(await runStream(env, c.workflowId).start(next)).toMatchObject({ ok: false, error: { code: "workflow_id_in_use" } });
+    expect(await rowsOf(c.workflowId)).toEqual([]);
+    expect(await outboxOf(c.workflowId)).toHaveLength(1);
+    expect(await orgRow(org.organizationId)).toMatchObject({ balance: 100_000, reserved: 0 });
   });
 
   it("an unconfirmed start stays in the outbox: each alarm makes one more attempt and re-arms", async () => {
