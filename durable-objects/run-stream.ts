@@ -34,7 +34,12 @@
 import { DurableObject } from "cloudflare:workers";
 import type { Attribute } from "../src/shared/aggregations.ts";
 import type { RunEvent } from "../src/shared/run-event-schema.ts";
-import { NORMAL_CLOSURE_CODE, NO_STATUS_CLOSE_CODE, SUBSCRIBER_ERROR_CLOSE_CODE } from "./run-stream/constants.ts";
+import {
+  MAX_LOGGED_STEP_OUTPUTS_PER_READ,
+  NORMAL_CLOSURE_CODE,
+  NO_STATUS_CLOSE_CODE,
+  SUBSCRIBER_ERROR_CLOSE_CODE,
+} from "./run-stream/constants.ts";
 import { EventLog } from "./run-stream/event-log.ts";
 import { Subscribers } from "./run-stream/fanout.ts";
 import type { RecordResult, StreamState } from "./run-stream/messages.ts";
@@ -68,6 +73,9 @@ export type {
   SubscriptionView,
   WorkflowSummary,
 } from "./run-stream/messages.ts";
+
+/** One step attempt's outputs read from the log, or `omitted` past MAX_LOGGED_STEP_OUTPUTS_PER_READ. */
+export type LoggedStepOutputs = { outputs: unknown } | { omitted: true };
 
 interface Parts {
   meta: Meta;
@@ -143,7 +151,7 @@ export class RunStream extends DurableObject<Env> {
       // A new DO (every run has one) reads nothing back; its schema is one statement batch, made on first use.
       const { meta, fresh } = openStorage(sql);
       this.schemaPending = fresh;
-      const log = new EventLog(sql, fresh);
+      const log = new EventLog(sql, fresh, (writes) => ctx.storage.transactionSync(writes));
       const webhooks = new WebhookOutbox({ sql, storage: ctx.storage, env, log, meta, endedRun: () => this.lifecycle.endedRun() }, fresh);
       const resetMark = new ResetMark(meta);
       const watchdog = new Watchdog(ctx.storage, env, meta);
@@ -226,9 +234,16 @@ export class RunStream extends DurableObject<Env> {
     return this.parts.log.finished(runId)?.output ?? null;
   }
 
-  /** Step attempts' outputs from the log, in the order asked (null where the log has none): what step rows too small for them point to (`outputsInLog`). */
-  loggedStepOutputs(steps: ReadonlyArray<{ runId: string; activityId: string; attempt: number }>): unknown[] {
-    return steps.map((s) => this.parts.log.stepOutputs(s.runId, s.activityId, s.attempt));
+  /**
+   * Step attempts' outputs from the log, in the order asked (null where the log has none): what
+   * step rows too small for them point to (`outputsInLog`). At most MAX_LOGGED_STEP_OUTPUTS_PER_READ
+   * of them (each up to about 2 MiB, Temporal's payload limit), so one answer stays far inside the
+   * DO's memory and an RPC's size; the others are `omitted`.
+   */
+  loggedStepOutputs(steps: ReadonlyArray<{ runId: string; activityId: string; attempt: number }>): LoggedStepOutputs[] {
+    return steps.map((s, i) =>
+      i < MAX_LOGGED_STEP_OUTPUTS_PER_READ ? { outputs: this.parts.log.stepOutputs(s.runId, s.activityId, s.attempt) } : { omitted: true },
+    );
   }
 
   /** The log in order (for tests and for readers that want raw events). */

@@ -58,3 +58,6 @@ export const NORMAL_CLOSURE_CODE = 1000;
 export const NO_STATUS_CLOSE_CODE = 1005;
 /** The DO's side of a subscriber socket that failed. */
 export const SUBSCRIBER_ERROR_CLOSE_CODE = 1011;
+
+/** Step outputs kept in the log (over 768 KiB each, up to ~2 MiB) that one detail read answers; the rest are `omitted`. */
+export const MAX_LOGGED_STEP_OUTPUTS_PER_READ = 4;

@@ -111,10 +111,14 @@ interface Derived {
 export class EventLog {
   private readonly derived: Derived;
 
-  /** `fresh`: the DO was just created, so its log is empty (nothing to read). */
+  /**
+   * `fresh`: the DO was just created, so its log is empty (nothing to read). `transaction` runs
+   * writes that must land together or not at all (the DO's `storage.transactionSync`).
+   */
   constructor(
     private readonly sql: SqlStorage,
     fresh = false,
+    private readonly transaction: <T>(writes: () => T) => T = (writes) => writes(),
   ) {
     this.derived = fresh
       ? { latest: null, finished: new Map(), history: new Map(), unprojected: new Map(), resetRuns: new Set() }
@@ -185,29 +189,33 @@ export class EventLog {
       const storedEventId = historyEventId !== null && Number.isFinite(historyEventId) ? historyEventId : null;
       const projected = PROJECTED_TYPES.has(event.type) ? PROJECTION_STATE.pending : PROJECTION_STATE.done;
       const json = JSON.stringify(event.data);
-      // An entry too large for one row goes in pieces (event-parts.ts); its row and pieces are
-      // written in this one synchronous turn, so they land together or not at all.
+      // An entry too large for one row goes in pieces (event-parts.ts).
       const pieces = piecesOf(json);
-      const inserted = this.sql
-        .exec<{ seq: number }>(
-          `INSERT OR IGNORE INTO events (source_key, type, at, run_id, history_event_id, history_type, data, projected, parts)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`,
-          event.sourceKey,
-          event.type,
-          event.at,
-          event.data.runId,
-          storedEventId,
-          history?.eventType ?? null,
-          pieces ? DATA_IN_PARTS : json,
-          projected,
-          pieces?.length ?? 0,
-        )
-        .toArray()[0];
-      if (inserted && pieces) {
-        for (const [part, text] of pieces.entries()) {
-          this.sql.exec("INSERT INTO event_parts (seq, part, text) VALUES (?, ?, ?)", inserted.seq, part, text);
+      const insert = () => {
+        const row = this.sql
+          .exec<{ seq: number }>(
+            `INSERT OR IGNORE INTO events (source_key, type, at, run_id, history_event_id, history_type, data, projected, parts)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`,
+            event.sourceKey,
+            event.type,
+            event.at,
+            event.data.runId,
+            storedEventId,
+            history?.eventType ?? null,
+            pieces ? DATA_IN_PARTS : json,
+            projected,
+            pieces?.length ?? 0,
+          )
+          .toArray()[0];
+        if (row && pieces) {
+          for (const [part, text] of pieces.entries()) {
+            this.sql.exec("INSERT INTO event_parts (seq, part, text) VALUES (?, ?, ?)", row.seq, part, text);
+          }
         }
-      }
+        return row;
+      };
+      // An entry in pieces is its row and its pieces in one transaction: a row without all its pieces could never be read.
+      const inserted = pieces ? this.transaction(insert) : insert();
       if (inserted) {
         // The row as stored, built from the (already validated) event instead of read back and parsed.
         const added = {
@@ -248,10 +256,22 @@ export class EventLog {
    * a step row too small for them points to (`step_runs.outputs_in_log`).
    */
   stepOutputs(runId: string, activityId: string, attempt: number): unknown {
+    // Only that attempt's rows are read and parsed (a run's other steps may hold outputs as large):
+    // a row in its own column by its JSON, a row kept in pieces by its source key (the host's
+    // `step:<runId>:<activityId>:<attempt>:<state>`).
+    const prefix = `step:${runId}:${activityId}:${attempt}:`;
     let outputs: unknown = null;
-    for (const row of this.rows(`SELECT ${COLUMNS} FROM events WHERE type = 'step' AND run_id = ? ORDER BY seq`, runId)) {
-      if (row.type !== "step" || row.data.activityId !== activityId || (row.data.attempt || 1) !== attempt) continue;
-      if (row.data.outputs !== undefined && row.data.outputs !== null) outputs = row.data.outputs;
+    for (const row of this.rows(
+      `SELECT ${COLUMNS} FROM events WHERE type = 'step' AND run_id = ?1 AND (
+         (parts = 0 AND json_extract(data, '$.activityId') = ?2 AND COALESCE(json_extract(data, '$.attempt'), 1) = ?3)
+         OR (parts > 0 AND substr(source_key, 1, length(?4)) = ?4))
+       ORDER BY seq`,
+      runId,
+      activityId,
+      attempt,
+      prefix,
+    )) {
+      if (row.type === "step" && row.data.outputs !== undefined && row.data.outputs !== null) outputs = row.data.outputs;
     }
     return outputs;
   }

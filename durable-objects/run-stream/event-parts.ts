@@ -3,7 +3,8 @@
  * 2,000,000 bytes: a history event whose payload is near Temporal's 2 MiB limit, or a run's
  * output as large, sent as one `run.finished`. Its JSON is kept in `event_parts`, in pieces that
  * each fit, and the `events` row says how many (`parts`) with `data` holding `null` (valid JSON,
- * so a `json_extract` over the log still reads it). Without this, such an event failed its append
+ * so a `json_extract` over the log reads NULL there, not an error: the log's lookups by JSON field
+ * are of `run.started` and a continue-as-new's `run.finished`, which are never this large). Without this, such an event failed its append
  * on every push: the run never finished at the edge. Local workerd does not enforce the limit, so
  * the tests check what each row holds.
  */

@@ -9,6 +9,7 @@ import { env } from "cloudflare:workers";
 import { SignJWT } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
 import { MAX_ROW_ERROR_CHARS, MAX_ROW_ERROR_DETAILS_BYTES, MAX_ROW_OUTPUT_BYTES } from "../../durable-objects/run-stream/row-limits.ts";
+import { MAX_LOGGED_STEP_OUTPUTS_PER_READ } from "../../durable-objects/run-stream/constants.ts";
 import { MAX_LOG_ROW_DATA_BYTES } from "../../durable-objects/run-stream/event-parts.ts";
 import { runStream } from "../../src/run-stream-client.ts";
 import { call, seedCatalog, seedOrganization } from "./helpers.ts";
@@ -187,6 +188,32 @@ describe("a run's outcome larger than its D1 row can hold", () => {
       ["1", outputs],
       ["2", small],
     ]);
+  });
+
+  it("past MAX_LOGGED_STEP_OUTPUTS_PER_READ such attempts, a detail answers the rest outputsOmitted (one read stays within the DO's memory)", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId, "hello");
+    const count = MAX_LOGGED_STEP_OUTPUTS_PER_READ + 1;
+    const big = (n: number) => ({ n, page: "q".repeat(MAX_ROW_OUTPUT_BYTES + 1_000) });
+    for (let n = 1; n <= count; n++) {
+      await push(workflowId, [
+        {
+          sourceKey: `step:${runId}:${n}:1:completed`,
+          type: "step",
+          at: new Date().toISOString(),
+          data: { runId, activityId: String(n), stepName: `step${n}`, attempt: 1, state: "completed", outputs: big(n) },
+        },
+      ]);
+    }
+    await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)]);
+    const stored = (await row(workflowId))!;
+    const detail = (await (await get(`/api/v1/workflow-runs/${stored.id}`, await jwt(org.organizationId))).json()) as {
+      activityRuns: Array<{ stepId: string; outputs: { n: number } | null; outputsOmitted?: boolean }>;
+    };
+    const byStep = detail.activityRuns.sort((a, b) => Number(a.stepId) - Number(b.stepId));
+    expect(byStep.slice(0, -1).map((a) => [a.outputs?.n, a.outputsOmitted])).toEqual(
+      Array.from({ length: count - 1 }, (_, i) => [i + 1, undefined]),
+    );
+    expect(byStep.at(-1)).toMatchObject({ outputs: null, outputsOmitted: true });
   });
 
   it("an error longer than MAX_ROW_ERROR_CHARS is cut in the row, saying how much was left out; the run still fails", async () => {

@@ -1,3 +1,4 @@
+import type { LoggedStepOutputs } from "../../../durable-objects/run-stream.ts";
 import type { App } from "../../app-env.ts";
 import { nearbyReads } from "../../db/client.ts";
 import type { Run } from "../../db/schema.ts";
@@ -40,12 +41,15 @@ export async function detailOf(env: Env, run: Run) {
   ]);
   const inLog = steps.filter((s) => s.outputsInLog);
   if (inLog.length > 0) {
-    const logged = await runStream(env, run.temporalWorkflowId).loggedStepOutputs(
+    const logged: LoggedStepOutputs[] = await runStream(env, run.temporalWorkflowId).loggedStepOutputs(
       inLog.map((s) => ({ runId: s.temporalRunId, activityId: s.stepId, attempt: s.attempt })),
     );
     inLog.forEach((step, i) => {
-      step.outputs = logged[i] ?? null;
-      step.outputsInLog = false;
+      const read = logged[i];
+      const answered = read !== undefined && "outputs" in read;
+      step.outputs = answered ? (read.outputs ?? null) : null;
+      // Past the per-read limit: outputsInLog stays set and the view says `outputsOmitted`.
+      step.outputsInLog = !answered;
     });
   }
   return workflowRunDetail({ ...run, output }, steps);

@@ -33,6 +33,8 @@ export function activityRunView(step: StepRun) {
     stepName: step.stepName,
     status: step.status,
     outputs: (step.outputs as Record<string, unknown> | null) ?? null,
+    // Outputs over 768 KiB that this answer left out (past the few one detail read takes from the run's log).
+    ...(step.outputsInLog ? { outputsOmitted: true } : {}),
     error: step.error,
     attempt: step.attempt,
     createdAt: step.createdAt,
