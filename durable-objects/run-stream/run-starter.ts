@@ -233,8 +233,8 @@ export class RunStarter {
       // The id is checked here, last: only a start that would otherwise be accepted (known
       // workflow, good input, credits, room among the open runs) learns that the id is taken, so
       // probing which ids other organizations use costs a real, charged start per free id. (An id
-      // this DO holds always has its D1 row: the row is written first, and removed only when
-      // acceptance fails before the DO records the run.)
+      // this DO holds has its D1 row but in one case, checked below: a refused start's row undone
+      // in D1 before the DO could forget its own.)
       if (isUniqueViolation(err)) return workflowIdInUse(command.workflowId);
       // Unknown outcome: make sure no row or hold is left behind before reporting the error.
       await undoAcceptedRunStatement(env.DB, command.runUuid)
