@@ -8,6 +8,7 @@
  * on every push: the run never finished at the edge. Local workerd does not enforce the limit, so
  * the tests check what each row holds.
  */
+import { fitsUtf8Bytes, wholeCharsEnd } from "../../src/shared/text-limits.ts";
 
 /** The most of an entry's JSON kept in its own row (UTF-8 bytes; the row holds its keys too). */
 export const MAX_LOG_ROW_DATA_BYTES = 1024 * 1024;
@@ -26,12 +27,11 @@ export const DATA_IN_PARTS = "null";
 
 /** null when the JSON fits its row; else its pieces, never split between the halves of a surrogate pair. */
 export function piecesOf(json: string): string[] | null {
-  if (json.length * 3 <= MAX_LOG_ROW_DATA_BYTES || new TextEncoder().encode(json).byteLength <= MAX_LOG_ROW_DATA_BYTES) return null;
+  if (fitsUtf8Bytes(json, MAX_LOG_ROW_DATA_BYTES)) return null;
   const pieces: string[] = [];
   for (let start = 0; start < json.length; ) {
-    let end = Math.min(start + LOG_PART_CHARS, json.length);
     // A high surrogate at the cut goes with its low half into the next piece.
-    if (end < json.length && /[\uD800-\uDBFF]/.test(json[end - 1]!)) end--;
+    const end = wholeCharsEnd(json, Math.min(start + LOG_PART_CHARS, json.length));
     pieces.push(json.slice(start, end));
     start = end;
   }

@@ -4,7 +4,7 @@
  * writable, so a run always reaches its final status (a finish D1 refused would be retried for
  * ever, its credits held). The whole outcome stays in the run's log (its `run.finished`).
  */
-import { cutText } from "../../src/shared/cut-text.ts";
+import { cutText, fitsUtf8Bytes } from "../../src/shared/text-limits.ts";
 import { cutErrorDetails, type ErrorDetails } from "../../src/shared/error-details.ts";
 
 /**
@@ -20,10 +20,7 @@ export const MAX_ROW_ERROR_CHARS = 16 * 1024;
 export function rowOutput(output: unknown): { json: string | null; inLog: boolean } {
   if (output === undefined || output === null) return { json: null, inLog: false };
   const json = JSON.stringify(output);
-  // UTF-8 takes at most 3 bytes per UTF-16 unit: only a long text needs counting.
-  if (json.length * 3 <= MAX_ROW_OUTPUT_BYTES || new TextEncoder().encode(json).byteLength <= MAX_ROW_OUTPUT_BYTES)
-    return { json, inLog: false };
-  return { json: null, inLog: true };
+  return fitsUtf8Bytes(json, MAX_ROW_OUTPUT_BYTES) ? { json, inLog: false } : { json: null, inLog: true };
 }
 
 /** The most a row's `error_details` holds (UTF-8 bytes): see `rowErrorDetails`. */
@@ -31,10 +28,7 @@ export const MAX_ROW_ERROR_DETAILS_BYTES = 64 * 1024;
 /** What each message and name of details over MAX_ROW_ERROR_DETAILS_BYTES is cut to. */
 const ROW_DETAILS_TEXT_CHARS = 1024;
 
-const fitsRow = (details: ErrorDetails) => {
-  const json = JSON.stringify(details);
-  return json.length * 3 <= MAX_ROW_ERROR_DETAILS_BYTES || new TextEncoder().encode(json).byteLength <= MAX_ROW_ERROR_DETAILS_BYTES;
-};
+const fitsRow = (details: ErrorDetails) => fitsUtf8Bytes(JSON.stringify(details), MAX_ROW_ERROR_DETAILS_BYTES);
 
 /**
  * A run's errorDetails as its row, its webhooks and its results keep them: whole when they fit

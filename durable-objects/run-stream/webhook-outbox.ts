@@ -214,6 +214,7 @@ export class WebhookOutbox {
         const messageId = await messageIdFor(workflowId, outcome.runId, type);
         const attributes = log.attributes().map((r) => r.data.attribute) as Attribute[];
         const output = rowOutput(outcome.output);
+        const error = rowError(outcome.error);
         const body = JSON.stringify({
           type,
           timestamp: log.finishedAt(outcome.runId) ?? new Date().toISOString(),
@@ -225,8 +226,8 @@ export class WebhookOutbox {
             // An output too large for the run's row is too large for a message too (it is kept in
             // the DO's storage until delivered): the receiver reads it from the API instead.
             ...(output.inLog ? { output: null, outputOmitted: true } : { output: outcome.output ?? null }),
-            error: rowError(outcome.error),
-            errorDetails: answeredErrorDetails(outcome.status, rowErrorDetails(outcome.errorDetails), rowError(outcome.error)),
+            error,
+            errorDetails: answeredErrorDetails(outcome.status, rowErrorDetails(outcome.errorDetails), error),
             aggregations: aggregate(attributes),
           },
         });

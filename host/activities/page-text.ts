@@ -7,6 +7,7 @@
  * `<` that has no `>` after it, and a 5 MB page of `<` (what the outbound guard lets through) kept
  * the host's one JavaScript thread busy for hours, with every other run on it.
  */
+import { wholeCharsEnd } from "../../src/shared/text-limits.ts";
 
 /** Elements whose contents are not page text. */
 const SKIPPED_CONTENT: ReadonlySet<string> = new Set(["script", "style", "title"]);
@@ -21,9 +22,8 @@ export function pageTitle(html: string): string | null {
   const title = /<title>([^<]*)<\/title>/i.exec(html)?.[1]?.replace(/\s+/g, " ").trim();
   if (title === undefined) return null;
   if (title.length <= MAX_PAGE_TITLE_CHARS) return title;
-  // Never between the two halves of a surrogate pair.
-  const end = /[\uD800-\uDBFF]/.test(title[MAX_PAGE_TITLE_CHARS - 2]!) ? MAX_PAGE_TITLE_CHARS - 2 : MAX_PAGE_TITLE_CHARS - 1;
-  return `${title.slice(0, end)}…`;
+  // Room for the ellipsis, never between the two halves of a surrogate pair.
+  return `${title.slice(0, wholeCharsEnd(title, MAX_PAGE_TITLE_CHARS - 1))}…`;
 }
 
 export function pageText(html: string): string {

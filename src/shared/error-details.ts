@@ -4,7 +4,7 @@
  * and the edge answers on results. `cause` is the chain outermost first, without stack traces.
  */
 import { z } from "zod";
-import { cutText } from "./cut-text.ts";
+import { cutText } from "./text-limits.ts";
 import { UNSUCCESSFUL_STATUSES, type RunStatus } from "./run-status.ts";
 
 /** How deep `cause` goes; a deeper chain ends in a link that says so (as Output's does). */
