@@ -1,6 +1,6 @@
 /** Admin API commands for organizations, API keys and credits (/admin/v1/organizations/...). */
-import { flag, integer, required, str } from "./args.ts";
-import { answer, type Command, type Context } from "./command.ts";
+import { flag, integer, pageQuery, required, str } from "./args.ts";
+import { answer, type Command } from "./command.ts";
 import { err, out, printFields, printTable } from "./output.ts";
 
 interface Credits {
@@ -49,15 +49,6 @@ function showOrganization(org: Organization) {
 }
 
 /** `?limit=&before=` from --limit and --before (the previous page's next), or "". */
-function pageQuery(ctx: Context): string {
-  const params = new URLSearchParams();
-  const limit = integer("--limit", str(ctx.args, "limit"));
-  const before = str(ctx.args, "before");
-  if (limit !== undefined) params.set("limit", String(limit));
-  if (before !== undefined) params.set("before", before);
-  return params.size > 0 ? `?${params}` : "";
-}
-
 export const accountCommands: Command[] = [
   {
     words: ["orgs", "create"],
@@ -85,7 +76,7 @@ export const accountCommands: Command[] = [
     synopsis: "[--limit <n>] [--before <next>]",
     summary: "list organizations, newest first (--before the previous page's next for older ones)",
     run: (ctx) => {
-      const query = pageQuery(ctx);
+      const query = pageQuery(ctx.args);
       return answer(
         ctx,
         ctx.admin().request<{ organizations: Organization[]; next: string | null }>("GET", `/admin/v1/organizations${query}`),
@@ -133,18 +124,26 @@ export const accountCommands: Command[] = [
   {
     words: ["keys", "list"],
     operands: ["<orgId>"],
-    options: [],
-    summary: "an organization's API keys (never their secrets)",
+    options: ["limit", "before"],
+    synopsis: "[--limit <n>] [--before <next>]",
+    summary: "an organization's API keys (never their secrets), newest first (--before the previous page's next for older ones)",
     run: (ctx) =>
       answer(
         ctx,
-        ctx.admin().request<{ apiKeys: ApiKey[] }>("GET", `/admin/v1/organizations/${seg(ctx.operands[0]!)}/api-keys`),
-        ({ apiKeys }) =>
+        ctx
+          .admin()
+          .request<{ apiKeys: ApiKey[]; next: string | null }>(
+            "GET",
+            `/admin/v1/organizations/${seg(ctx.operands[0]!)}/api-keys${pageQuery(ctx.args)}`,
+          ),
+        ({ apiKeys, next }) => {
           printTable(
             ["ID", "NAME", "PREFIX", "RATE/MIN", "CREATED", "REVOKED"],
             apiKeys.map((k) => [k.id, k.name, `${k.prefix}…`, k.rateLimitPerMinute ?? "default", k.createdAt, k.revokedAt]),
             "no API keys",
-          ),
+          );
+          if (next) console.log(out.dim(`older API keys: --before ${next}`));
+        },
       ),
   },
   {
@@ -207,7 +206,7 @@ export const accountCommands: Command[] = [
     synopsis: "[--limit <n>] [--before <next>]",
     summary: "balance, reserved, available and the ledger (newest first; --before the previous page's next for older entries)",
     run: (ctx) => {
-      const query = pageQuery(ctx);
+      const query = pageQuery(ctx.args);
       return answer(
         ctx,
         ctx

@@ -94,3 +94,13 @@ export function integer(label: string, value: string | undefined): number | unde
   if (!/^-?\d+$/.test(value.trim())) throw new CliError(`${label} must be an integer, not "${value}"`);
   return Number(value);
 }
+
+/** `?limit=&before=` from --limit and --before (the paged lists), or "" when neither is given. */
+export function pageQuery(args: ParsedArgs): string {
+  const params = new URLSearchParams();
+  const limit = integer("--limit", str(args, "limit"));
+  const before = str(args, "before");
+  if (limit !== undefined) params.set("limit", String(limit));
+  if (before !== undefined) params.set("before", before);
+  return params.size > 0 ? `?${params}` : "";
+}

@@ -1,5 +1,5 @@
 /** Admin API commands for completion webhook endpoints (/admin/v1/organizations/:orgId/webhooks). */
-import { integer, required, str } from "./args.ts";
+import { integer, pageQuery, required, str } from "./args.ts";
 import { answer, type Command } from "./command.ts";
 import type { JsonClient } from "./http.ts";
 import { err, out, printFields, printTable } from "./output.ts";
@@ -96,15 +96,21 @@ export const webhookCommands: Command[] = [
   {
     words: ["webhooks", "list"],
     operands: ["<orgId>"],
-    options: [],
-    summary: "an organization's webhook endpoints (never their secrets)",
+    options: ["limit", "before"],
+    synopsis: "[--limit <n>] [--before <next>]",
+    summary: "an organization's webhook endpoints (never their secrets), newest first (--before the previous page's next for older ones)",
     run: (ctx) =>
-      answer(ctx, ctx.admin().request<{ webhooks: Webhook[] }>("GET", base(ctx.operands[0]!)), ({ webhooks }) =>
-        printTable(
-          ["ID", "URL", "EVENTS", "CREATED"],
-          webhooks.map((w) => [w.id, w.url, w.events.join(","), w.createdAt]),
-          "no webhooks",
-        ),
+      answer(
+        ctx,
+        ctx.admin().request<{ webhooks: Webhook[]; next: string | null }>("GET", `${base(ctx.operands[0]!)}${pageQuery(ctx.args)}`),
+        ({ webhooks, next }) => {
+          printTable(
+            ["ID", "URL", "EVENTS", "CREATED"],
+            webhooks.map((w) => [w.id, w.url, w.events.join(","), w.createdAt]),
+            "no webhooks",
+          );
+          if (next) console.log(out.dim(`older webhooks: --before ${next}`));
+        },
       ),
   },
   {
@@ -157,31 +163,29 @@ export const webhookCommands: Command[] = [
   {
     words: ["webhooks", "deliveries"],
     operands: ["<orgId>", "<webhookId>"],
-    options: ["limit"],
-    synopsis: "[--limit <n>]",
-    summary: "delivery attempts, newest first: status, response code, time, next attempt",
+    options: ["limit", "before"],
+    synopsis: "[--limit <n>] [--before <next>]",
+    summary:
+      "delivery attempts, newest first: status, response code, time, next attempt (--before the previous page's next for older ones)",
     run: (ctx) => {
-      const limit = integer("--limit", str(ctx.args, "limit"));
-      const query = limit === undefined ? "" : `?limit=${limit}`;
-      return answer(
-        ctx,
-        ctx.admin().request<{ deliveries: Delivery[] }>("GET", `${base(ctx.operands[0]!)}/${seg(ctx.operands[1]!)}/deliveries${query}`),
-        ({ deliveries }) =>
-          printTable(
-            ["ATTEMPTED", "EVENT", "WORKFLOW", "#", "STATUS", "CODE", "NEXT ATTEMPT", "ERROR"],
-            deliveries.map((d) => [
-              d.attemptedAt,
-              d.eventType,
-              d.workflowId,
-              d.attempt,
-              d.status,
-              d.responseStatus,
-              d.nextAttemptAt,
-              d.error,
-            ]),
-            "no deliveries yet",
-          ),
-      );
+      const path = `${base(ctx.operands[0]!)}/${seg(ctx.operands[1]!)}/deliveries${pageQuery(ctx.args)}`;
+      return answer(ctx, ctx.admin().request<{ deliveries: Delivery[]; next: string | null }>("GET", path), ({ deliveries, next }) => {
+        printTable(
+          ["ATTEMPTED", "EVENT", "WORKFLOW", "#", "STATUS", "CODE", "NEXT ATTEMPT", "ERROR"],
+          deliveries.map((d) => [
+            d.attemptedAt,
+            d.eventType,
+            d.workflowId,
+            d.attempt,
+            d.status,
+            d.responseStatus,
+            d.nextAttemptAt,
+            d.error,
+          ]),
+          "no deliveries yet",
+        );
+        if (next) console.log(out.dim(`older deliveries: --before ${next}`));
+      });
     },
   },
 ];

@@ -1,5 +1,6 @@
-import { and, asc, eq, isNull } from "drizzle-orm";
+import { and, desc, eq, isNull } from "drizzle-orm";
 import { db } from "./client.ts";
+import { type PageCursor, olderThan, pageOf } from "./page-cursor.ts";
 import { apiKeys, type ApiKey } from "./schema.ts";
 
 export async function findApiKeyById(d1: D1Database, id: string) {
@@ -13,8 +14,15 @@ export async function insertApiKey(
   return (await db(d1).insert(apiKeys).values(row).returning())[0]!;
 }
 
-export async function listApiKeys(d1: D1Database, organizationId: string) {
-  return db(d1).select().from(apiKeys).where(eq(apiKeys.organizationId, organizationId)).orderBy(asc(apiKeys.createdAt), asc(apiKeys.id));
+/** The organization's keys (revoked ones too), newest first, `limit` at a time after `before`. */
+export async function listApiKeys(d1: D1Database, organizationId: string, limit: number, before: PageCursor | null) {
+  const rows = await db(d1)
+    .select()
+    .from(apiKeys)
+    .where(and(eq(apiKeys.organizationId, organizationId), olderThan(apiKeys.createdAt, apiKeys.id, before)))
+    .orderBy(desc(apiKeys.createdAt), desc(apiKeys.id))
+    .limit(limit + 1);
+  return pageOf(rows, limit);
 }
 
 /** Revokes a key once; the revocation time of the first call stays. Null when there is no such key. */

@@ -6,6 +6,7 @@
 import { and, desc, eq, isNull } from "drizzle-orm";
 import { sealSecret, webhookSecretAad } from "../shared/secret-box.ts";
 import { db } from "./client.ts";
+import { type PageCursor, olderThan, pageOf } from "./page-cursor.ts";
 import { webhookAttempts, webhookEndpoints, type WebhookEndpoint } from "./schema.ts";
 
 /** Inserts an endpoint; `row.secret` is the plain secret, stored encrypted with the newest of `keys`. */
@@ -23,12 +24,21 @@ export async function insertWebhookEndpoint(
   )[0]!;
 }
 
-export async function listWebhookEndpoints(d1: D1Database, organizationId: string) {
-  return db(d1)
+/** The organization's live endpoints, newest first, `limit` at a time after `before`. */
+export async function listWebhookEndpoints(d1: D1Database, organizationId: string, limit: number, before: PageCursor | null) {
+  const rows = await db(d1)
     .select()
     .from(webhookEndpoints)
-    .where(and(eq(webhookEndpoints.organizationId, organizationId), isNull(webhookEndpoints.deletedAt)))
-    .orderBy(webhookEndpoints.createdAt, webhookEndpoints.id);
+    .where(
+      and(
+        eq(webhookEndpoints.organizationId, organizationId),
+        isNull(webhookEndpoints.deletedAt),
+        olderThan(webhookEndpoints.createdAt, webhookEndpoints.id, before),
+      ),
+    )
+    .orderBy(desc(webhookEndpoints.createdAt), desc(webhookEndpoints.id))
+    .limit(limit + 1);
+  return pageOf(rows, limit);
 }
 
 export async function findWebhookEndpoint(d1: D1Database, organizationId: string, id: string) {
@@ -62,14 +72,33 @@ export async function rotateWebhookSecret(d1: D1Database, keys: string | undefin
   return rows[0] ?? null;
 }
 
-/** The endpoint's delivery attempts, newest first (also for a deleted endpoint). */
-export async function listWebhookAttempts(d1: D1Database, organizationId: string, endpointId: string, limit: number) {
-  return db(d1)
+/**
+ * The endpoint's delivery attempts (also for a deleted endpoint), newest first, `limit` at a time
+ * after `before`; the cursor's `createdAt` is an attempt's `attemptedAt`.
+ */
+export async function listWebhookAttempts(
+  d1: D1Database,
+  organizationId: string,
+  endpointId: string,
+  limit: number,
+  before: PageCursor | null,
+) {
+  const rows = await db(d1)
     .select()
     .from(webhookAttempts)
-    .where(and(eq(webhookAttempts.endpointId, endpointId), eq(webhookAttempts.organizationId, organizationId)))
-    .orderBy(desc(webhookAttempts.attemptedAt), desc(webhookAttempts.attempt))
-    .limit(limit);
+    .where(
+      and(
+        eq(webhookAttempts.endpointId, endpointId),
+        eq(webhookAttempts.organizationId, organizationId),
+        olderThan(webhookAttempts.attemptedAt, webhookAttempts.id, before),
+      ),
+    )
+    .orderBy(desc(webhookAttempts.attemptedAt), desc(webhookAttempts.id))
+    .limit(limit + 1);
+  return pageOf(
+    rows.map((row) => ({ ...row, createdAt: row.attemptedAt })),
+    limit,
+  );
 }
 
 /** Whether the organization has the endpoint: `live` (not deleted), or `any` (a deleted one's delivery log stays readable). */

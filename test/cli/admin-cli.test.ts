@@ -165,6 +165,14 @@ describe("organizations and API keys", () => {
     expect(list.stdout).not.toContain(key!.split("_")[2]);
     const keys = (await okJson<{ apiKeys: Array<{ id: string; revokedAt: string | null }> }>(["keys", "list", orgId])).apiKeys;
     expect(keys.find((k) => k.id === second.id)?.revokedAt).toBeTruthy();
+    // A page at a time, newest first: --limit 1 names the next page, --before reads it.
+    type KeyPage = { apiKeys: Array<{ id: string }>; next: string };
+    const newest = await okJson<KeyPage>(["keys", "list", orgId, "--limit", "1"]);
+    expect(newest.apiKeys.map((k) => k.id)).toEqual([second.id]);
+    expect((await ok(["keys", "list", orgId, "--limit", "1"])).stdout).toContain(`older API keys: --before ${newest.next}`);
+    const older = await okJson<KeyPage>(["keys", "list", orgId, "--limit", "1", "--before", newest.next]);
+    expect(older.apiKeys).toHaveLength(1);
+    expect(older.apiKeys[0]!.id).not.toBe(second.id);
 
     const unknown = await cli(["keys", "revoke", orgId, "nosuchkey"]);
     expect(unknown.code).toBe(1);

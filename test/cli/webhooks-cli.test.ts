@@ -89,6 +89,16 @@ describe("admin CLI: webhooks", () => {
 
     const json = await cli(["webhooks", "list", orgId, "--json"]);
     expect(JSON.parse(json.stdout).webhooks[0]).toMatchObject({ id, url: "https://hooks.example.com/outrider" });
+    // A page at a time, newest first: --limit 1 names the next page, --before reads it.
+    const second = /webhook (whk_[0-9a-f]+)/.exec(
+      (await cli(["webhooks", "create", orgId, "--endpoint", "https://hooks.example.com/second"])).stdout,
+    )![1]!;
+    const firstPage = await cli(["webhooks", "list", orgId, "--limit", "1", "--json"]);
+    const { webhooks: newest, next } = JSON.parse(firstPage.stdout) as { webhooks: Array<{ id: string }>; next: string };
+    expect(newest.map((w) => w.id)).toEqual([second]);
+    expect((await cli(["webhooks", "list", orgId, "--limit", "1"])).stdout).toContain(`older webhooks: --before ${next}`);
+    const olderPage = JSON.parse((await cli(["webhooks", "list", orgId, "--limit", "1", "--before", next, "--json"])).stdout);
+    expect(olderPage).toMatchObject({ webhooks: [{ id }], next: null });
 
     const rotated = await cli(["webhooks", "rotate-secret", orgId, id]);
     expect(rotated.code).toBe(0);

@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { admin, call, TEST_ADMIN_KEY, type ErrorBody } from "./helpers.ts";
+import { admin, call, createKey, readAllPages, TEST_ADMIN_KEY, type ErrorBody } from "./helpers.ts";
 
 const code = async (res: Response) => ((await res.json()) as ErrorBody).error.code;
 
@@ -200,6 +200,41 @@ describe("admin API: the organizations list, a page at a time", () => {
       "page=2",
     ]) {
       const res = await admin("GET", `/admin/v1/organizations?${query}`);
+      expect([res.status, await code(res)], query).toEqual([400, "invalid_request"]);
+    }
+  });
+});
+
+describe("admin API: the API keys list, a page at a time", () => {
+  it("`next` until null reads every key of the organization once (revoked ones too), newest first, ties by id; no other organization's", async () => {
+    const org = await newOrganization("Many keys");
+    const other = await newOrganization("Other keys");
+    await createKey(other.id);
+    const made: string[] = [];
+    for (let i = 0; i < 5; i++) made.push((await createKey(org.id)).keyId);
+    // Two at the very same time, newer than the rest (ties are ordered by id), and one revoked.
+    const at = "2999-01-01T00:00:00.000Z";
+    for (const id of made.slice(0, 2)) await env.DB.prepare("UPDATE api_keys SET created_at = ? WHERE id = ?").bind(at, id).run();
+    expect((await admin("DELETE", `/admin/v1/organizations/${org.id}/api-keys/${made[4]}`)).status).toBe(200);
+
+    const { items, pages } = await readAllPages<{ id: string; createdAt: string; revokedAt: string | null }>(
+      `/admin/v1/organizations/${org.id}/api-keys`,
+      "apiKeys",
+      2,
+    );
+    expect(items.map((k) => k.id).sort()).toEqual([...made].sort());
+    expect(pages.map((p) => p.items.length)).toEqual([2, 2, 1]);
+    expect(pages.at(-1)!.next).toBeNull();
+    const order = items.map((k) => `${k.createdAt} ${k.id}`);
+    expect(order).toEqual([...order].sort().reverse());
+    expect(items.slice(0, 2).map((k) => k.id)).toEqual(made.slice(0, 2).sort().reverse());
+    expect(items.find((k) => k.id === made[4])!.revokedAt).toBeTypeOf("string");
+  });
+
+  it("refuses bad paging parameters with 400", async () => {
+    const org = await newOrganization();
+    for (const query of ["limit=0", "limit=501", "limit=1e2", "limit=2&limit=3", "before=not_a_cursor", "before=%2F%2F", "page=2"]) {
+      const res = await admin("GET", `/admin/v1/organizations/${org.id}/api-keys?${query}`);
       expect([res.status, await code(res)], query).toEqual([400, "invalid_request"]);
     }
   });

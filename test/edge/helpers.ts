@@ -25,6 +25,28 @@ export async function seedOrganization(name = "Test org"): Promise<{ organizatio
   return { organizationId, key, keyId };
 }
 
+/**
+ * Every item of a paged admin list, read `limit` at a time by following `next` (at most 100 pages),
+ * with the pages themselves.
+ */
+export async function readAllPages<T>(
+  path: string,
+  field: string,
+  limit: number,
+): Promise<{ items: T[]; pages: Array<{ items: T[]; next: string | null }> }> {
+  const pages: Array<{ items: T[]; next: string | null }> = [];
+  let before: string | null = null;
+  do {
+    const res = await admin("GET", `${path}?limit=${limit}${before ? `&before=${before}` : ""}`);
+    if (res.status !== 200) throw new Error(`${path}: ${res.status} ${await res.text()}`);
+    const body = (await res.json()) as Record<string, unknown>;
+    const page = { items: body[field] as T[], next: body.next as string | null };
+    pages.push(page);
+    before = page.next;
+  } while (before && pages.length < 100);
+  return { items: pages.flatMap((p) => p.items), pages };
+}
+
 /** An organization whose runs are metered, with `balance` credits added by the admin API. */
 export async function meteredOrg(balance: number) {
   const org = await seedOrganization();

@@ -12,7 +12,7 @@ import { refusedRange } from "../../src/shared/ip-ranges.ts";
 import { openSecret, sealSecret, webhookSecretAad } from "../../src/shared/secret-box.ts";
 import { SEAL_LIMIT_DEFAULT, sealQueryBudget, type SealReport } from "../../src/webhooks/secret-reseal.ts";
 import { generateWebhookSecret } from "../../src/webhooks/signing.ts";
-import { admin, seedOrganization, TEST_ADMIN_KEY, type ErrorBody } from "./helpers.ts";
+import { admin, readAllPages, seedOrganization, TEST_ADMIN_KEY, type ErrorBody } from "./helpers.ts";
 import { setDns } from "./webhook-helpers.ts";
 
 const base = (org: string) => `/admin/v1/organizations/${org}/webhooks`;
@@ -47,7 +47,7 @@ describe("webhook endpoints: happy path", () => {
 
     const deliveries = await admin("GET", `${base(organizationId)}/${endpoint.id}/deliveries?limit=10`);
     expect(deliveries.status).toBe(200);
-    expect(await deliveries.json()).toEqual({ deliveries: [] });
+    expect(await deliveries.json()).toEqual({ deliveries: [], next: null });
 
     const deleted = await admin("DELETE", `${base(organizationId)}/${endpoint.id}`);
     expect(deleted.status).toBe(200);
@@ -56,6 +56,75 @@ describe("webhook endpoints: happy path", () => {
     expect(after.webhooks.map((w) => w.id)).not.toContain(endpoint.id);
     // The delivery log of a deleted endpoint stays readable.
     expect((await admin("GET", `${base(organizationId)}/${endpoint.id}/deliveries`)).status).toBe(200);
+  });
+});
+
+describe("webhook endpoints and their deliveries: lists, a page at a time", () => {
+  const tiedAt = "2999-01-01T00:00:00.000Z";
+
+  it("`next` until null reads every live endpoint of the organization once, newest first, ties by id", async () => {
+    const { organizationId } = await seedOrganization();
+    const other = await seedOrganization();
+    await admin("POST", base(other.organizationId), { url: "https://hooks.example.com/other" });
+    const made: string[] = [];
+    for (let i = 0; i < 5; i++)
+      made.push(
+        ((await (await admin("POST", base(organizationId), { url: `https://hooks.example.com/${i}` })).json()) as { id: string }).id,
+      );
+    for (const id of made.slice(0, 2))
+      await env.DB.prepare("UPDATE webhook_endpoints SET created_at = ? WHERE id = ?").bind(tiedAt, id).run();
+    expect((await admin("DELETE", `${base(organizationId)}/${made[4]}`)).status).toBe(200);
+
+    const { items, pages } = await readAllPages<{ id: string; createdAt: string }>(base(organizationId), "webhooks", 2);
+    expect(items.map((w) => w.id).sort()).toEqual(made.slice(0, 4).sort());
+    expect(pages.map((p) => p.items.length)).toEqual([2, 2]);
+    expect(pages.at(-1)!.next).toBeNull();
+    const order = items.map((w) => `${w.createdAt} ${w.id}`);
+    expect(order).toEqual([...order].sort().reverse());
+    expect(items.slice(0, 2).map((w) => w.id)).toEqual(made.slice(0, 2).sort().reverse());
+  });
+
+  it("`next` until null reads every delivery attempt once, newest first: none is out of reach past the first page", async () => {
+    const { organizationId } = await seedOrganization();
+    const { id } = (await (await admin("POST", base(organizationId), { url: "https://hooks.example.com/log" })).json()) as { id: string };
+    const insert = env.DB.prepare(
+      "INSERT INTO webhook_attempts (id, endpoint_id, organization_id, message_id, event_type, workflow_id, attempt, status, attempted_at) " +
+        "VALUES (?, ?, ?, ?, 'run.completed', ?, ?, 'failed', ?)",
+    );
+    // 7 attempts: three at one instant (ties by id), the rest a second apart.
+    const attempts = Array.from({ length: 7 }, (_, i) => ({
+      id: `att_${String(i).padStart(2, "0")}_${crypto.randomUUID().slice(0, 6)}`,
+      at: i < 3 ? "2026-01-01T00:00:09.000Z" : `2026-01-01T00:00:0${i}.000Z`,
+    }));
+    await env.DB.batch(attempts.map((a, i) => insert.bind(a.id, id, organizationId, `msg_${i}`, `wf_${i}`, 1, a.at)));
+
+    const { items, pages } = await readAllPages<{ webhookId: string; attemptedAt: string }>(
+      `${base(organizationId)}/${id}/deliveries`,
+      "deliveries",
+      3,
+    );
+    expect(items.map((d) => d.webhookId).sort()).toEqual(attempts.map((_, i) => `msg_${i}`).sort());
+    expect(pages.map((p) => p.items.length)).toEqual([3, 3, 1]);
+    expect(items.map((d) => d.attemptedAt)).toEqual(
+      attempts
+        .map((a) => a.at)
+        .sort()
+        .reverse(),
+    );
+    // The tied three come newest-id first.
+    expect(items.slice(0, 3).map((d) => d.webhookId)).toEqual(["msg_2", "msg_1", "msg_0"]);
+  });
+
+  it("refuses bad paging parameters with 400", async () => {
+    const { organizationId } = await seedOrganization();
+    const { id } = (await (await admin("POST", base(organizationId), { url: "https://hooks.example.com/q" })).json()) as { id: string };
+    for (const path of [base(organizationId), `${base(organizationId)}/${id}/deliveries`])
+      for (const query of ["limit=0", "limit=1e2", "limit=2&limit=3", "before=not_a_cursor", "before=%2F%2F", "after=x"]) {
+        const res = await admin("GET", `${path}?${query}`);
+        expect([res.status, ((await res.json()) as ErrorBody).error.code], `${path}?${query}`).toEqual([400, "invalid_request"]);
+      }
+    expect((await admin("GET", `${base(organizationId)}?limit=501`)).status).toBe(400);
+    expect((await admin("GET", `${base(organizationId)}/${id}/deliveries?limit=201`)).status).toBe(400);
   });
 });
 

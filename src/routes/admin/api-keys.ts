@@ -5,8 +5,8 @@ import { ApiError } from "../../errors.ts";
 import { API_KEY_CACHE_TTL_MS } from "../../middleware/api-key-auth/index.ts";
 import { readJson } from "../../middleware/json-body/index.ts";
 import { generateApiKey, sha256Hex } from "../../shared/api-keys.ts";
-import { organizationOrThrow } from "./organizations.ts";
-import { ADMIN_ID_PATTERN, createApiKeyBody } from "./schemas.ts";
+import { organizationOrThrow, pageQueryOrThrow } from "./organizations.ts";
+import { ADMIN_ID_PATTERN, apiKeysQuery, createApiKeyBody } from "./schemas.ts";
 
 /** A key as listings show it: never its secret (only its hash is stored anyway). */
 function apiKeyView(key: ApiKey) {
@@ -38,9 +38,12 @@ export function registerApiKeys(app: App) {
     return c.json({ ...apiKeyView(row), key: generated.key }, 201);
   });
 
+  /** Newest first, a page at a time: `before` = the previous page's `next` (null on the last page). */
   app.get("/admin/v1/organizations/:orgId/api-keys", async (c) => {
     const org = await organizationOrThrow(c.env, c.req.param("orgId"));
-    return c.json({ apiKeys: (await listApiKeys(c.env.DB, org.id)).map(apiKeyView) });
+    const { limit, before } = pageQueryOrThrow(c, apiKeysQuery);
+    const { page, next } = await listApiKeys(c.env.DB, org.id, limit, before);
+    return c.json({ apiKeys: page.map(apiKeyView), next });
   });
 
   app.delete("/admin/v1/organizations/:orgId/api-keys/:keyId", async (c) => {

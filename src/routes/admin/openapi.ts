@@ -5,12 +5,14 @@ import {
   createApiKeyBody,
   createOrganizationBody,
   createWebhookBody,
+  apiKeysQuery,
   deliveriesQuery,
   createPromptWorkflowBody,
   sealSecretsQuery,
   grantCreditsBody,
   ledgerQuery,
   organizationsQuery,
+  webhooksQuery,
   updatePromptWorkflowBody,
 } from "./schemas.ts";
 
@@ -55,9 +57,11 @@ export function documentAdminApi(app: App) {
   doc({
     method: "get",
     path: "/admin/v1/organizations/:orgId/api-keys",
-    summary: "List API keys (never their secrets)",
+    summary: "List API keys (never their secrets), newest first, revoked ones too",
+    description: "A page at a time: `{ apiKeys, next }`; call again with `?before=<next>` until `next` is null.",
+    query: apiKeysQuery,
     responses: ok("Keys"),
-    errors: ["organization_not_found"],
+    errors: ["organization_not_found", "invalid_request"],
   });
   doc({
     method: "delete",
@@ -134,9 +138,11 @@ export function documentAdminApi(app: App) {
   doc({
     method: "get",
     path: "/admin/v1/organizations/:orgId/webhooks",
-    summary: "List webhook endpoints (never their secrets)",
+    summary: "List webhook endpoints (never their secrets), newest first",
+    description: "A page at a time: `{ webhooks, next }`; call again with `?before=<next>` until `next` is null.",
+    query: webhooksQuery,
     responses: ok("Webhooks"),
-    errors: ["organization_not_found"],
+    errors: ["organization_not_found", "invalid_request"],
   });
   doc({
     method: "delete",
@@ -169,6 +175,7 @@ export function documentAdminApi(app: App) {
     method: "get",
     path: "/admin/v1/organizations/:orgId/webhooks/:webhookId/deliveries",
     summary: "Delivery attempts, newest first: status, response code, time, next attempt",
+    description: "A page at a time: `{ deliveries, next }`; call again with `?before=<next>` until `next` is null.",
     query: deliveriesQuery,
     responses: ok("Deliveries"),
     errors: ["organization_not_found", "webhook_not_found", "invalid_request"],

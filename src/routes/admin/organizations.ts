@@ -7,7 +7,9 @@ import { type PageCursor, decodePageCursor } from "../../db/page-cursor.ts";
 import { readJson, zodIssues } from "../../middleware/json-body/index.ts";
 import { singleValuedQuery } from "../../middleware/query/index.ts";
 import { randomString } from "../../shared/api-keys.ts";
-import { ADMIN_ID_PATTERN, ORGANIZATIONS_PAGE_MAX, createOrganizationBody, organizationsQuery } from "./schemas.ts";
+import type { Context } from "hono";
+import type { z } from "zod";
+import { ADMIN_ID_PATTERN, ADMIN_PAGE_MAX, createOrganizationBody, organizationsQuery } from "./schemas.ts";
 
 export function organizationView(org: Organization) {
   const metered = org.creditBalance !== null;
@@ -37,6 +39,22 @@ export function beforeCursor(before: string | undefined): PageCursor | null {
   return cursor;
 }
 
+/** A newest-first admin list's `?limit&before` (schemas.ts `adminPageQuery`), or 400 naming both. */
+export function pageQueryOrThrow(
+  c: Context,
+  schema: z.ZodType<{ limit: number; before?: string | undefined }>,
+  maxLimit: number = ADMIN_PAGE_MAX,
+): { limit: number; before: PageCursor | null } {
+  const query = schema.safeParse(singleValuedQuery(c));
+  if (!query.success)
+    throw new ApiError(
+      "invalid_request",
+      `limit must be an integer from 1 to ${maxLimit}, before the previous answer's next; no other parameters`,
+      zodIssues(query.error),
+    );
+  return { limit: query.data.limit, before: beforeCursor(query.data.before) };
+}
+
 /** The organization named in the path, or 404. */
 export async function organizationOrThrow(env: Env, id: string): Promise<Organization> {
   const org = ADMIN_ID_PATTERN.test(id) ? await findOrganization(env.DB, id) : null;
@@ -55,14 +73,8 @@ export function registerOrganizations(app: App) {
 
   /** Newest first, a page at a time: `before` = the previous page's `next` (null on the last page). */
   app.get("/admin/v1/organizations", async (c) => {
-    const query = organizationsQuery.safeParse(singleValuedQuery(c));
-    if (!query.success)
-      throw new ApiError(
-        "invalid_request",
-        `limit must be an integer from 1 to ${ORGANIZATIONS_PAGE_MAX}, before the previous answer's next; no other parameters`,
-        zodIssues(query.error),
-      );
-    const { page, next } = await listOrganizations(c.env.DB, query.data.limit, beforeCursor(query.data.before));
+    const { limit, before } = pageQueryOrThrow(c, organizationsQuery);
+    const { page, next } = await listOrganizations(c.env.DB, limit, before);
     return c.json({ organizations: page.map(organizationView), next });
   });
 

@@ -87,17 +87,22 @@ export const ledgerQuery = z
   })
   .strict();
 
-export const ORGANIZATIONS_PAGE_DEFAULT = 100;
-export const ORGANIZATIONS_PAGE_MAX = 500;
+/** Page sizes of the admin lists that page by `limit` and `before` (organizations, API keys, webhook endpoints). */
+export const ADMIN_PAGE_DEFAULT = 100;
+export const ADMIN_PAGE_MAX = 500;
 
-export const organizationsQuery = z
-  .object({
-    limit: queryInt(1, ORGANIZATIONS_PAGE_MAX).default(ORGANIZATIONS_PAGE_DEFAULT),
-    before: pageCursorParam.describe(
-      "Go on with the organizations older than the previous page (its `next`); omit to start from the newest",
-    ),
-  })
-  .strict();
+/** `?limit&before` of a newest-first admin list of `what`. */
+const adminPageQuery = (what: string, max = ADMIN_PAGE_MAX, fallback = ADMIN_PAGE_DEFAULT) =>
+  z
+    .object({
+      limit: queryInt(1, max).default(fallback),
+      before: pageCursorParam.describe(`Go on with the ${what} older than the previous page (its \`next\`); omit to start from the newest`),
+    })
+    .strict();
+
+export const organizationsQuery = adminPageQuery("organizations");
+export const apiKeysQuery = adminPageQuery("API keys");
+export const webhooksQuery = adminPageQuery("webhook endpoints");
 
 /** Ids in admin paths: anything else cannot exist, so it is a 404 without a query. */
 export const ADMIN_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
@@ -118,7 +123,8 @@ export const createWebhookBody = z
   })
   .strict();
 
-export const deliveriesQuery = z.object({ limit: queryInt(1, 200).default(50) }).strict();
+export const DELIVERIES_PAGE_MAX = 200;
+export const deliveriesQuery = adminPageQuery("delivery attempts", DELIVERIES_PAGE_MAX, 50);
 
 export const sealSecretsQuery = z
   .object({

@@ -21,9 +21,9 @@ import { readJson, zodIssues } from "../../middleware/json-body/index.ts";
 import { secretKeysProblem } from "../../shared/secret-box.ts";
 import { generateWebhookSecret, WEBHOOK_EVENT_TYPES } from "../../webhooks/signing.ts";
 import { checkWebhookUrl, DNS_RETRY_AFTER_SECONDS } from "../../webhooks/address-check.ts";
-import { organizationOrThrow } from "./organizations.ts";
+import { organizationOrThrow, pageQueryOrThrow } from "./organizations.ts";
 import { SEAL_LIMIT_MAX, SEAL_LIMIT_MIN, sealSecretsPage } from "../../webhooks/secret-reseal.ts";
-import { ADMIN_ID_PATTERN, createWebhookBody, deliveriesQuery, sealSecretsQuery } from "./schemas.ts";
+import { ADMIN_ID_PATTERN, DELIVERIES_PAGE_MAX, createWebhookBody, deliveriesQuery, sealSecretsQuery, webhooksQuery } from "./schemas.ts";
 import { singleValuedQuery } from "../../middleware/query/index.ts";
 
 /** An endpoint as listings show it: never its secret. */
@@ -96,9 +96,12 @@ export function registerWebhooks(app: App) {
     return c.json({ ...endpointView(row), secret }, 201);
   });
 
+  /** Newest first, a page at a time: `before` = the previous page's `next` (null on the last page). */
   app.get(base, async (c) => {
     const org = await organizationOrThrow(c.env, c.req.param("orgId"));
-    return c.json({ webhooks: (await listWebhookEndpoints(c.env.DB, org.id)).map(endpointView) });
+    const { limit, before } = pageQueryOrThrow(c, webhooksQuery);
+    const { page, next } = await listWebhookEndpoints(c.env.DB, org.id, limit, before);
+    return c.json({ webhooks: page.map(endpointView), next });
   });
 
   app.delete(`${base}/:webhookId`, async (c) => {
@@ -147,14 +150,13 @@ export function registerWebhooks(app: App) {
   app.get(`${base}/:webhookId/deliveries`, async (c) => {
     const org = await organizationOrThrow(c.env, c.req.param("orgId"));
     const id = c.req.param("webhookId");
-    const query = deliveriesQuery.safeParse(singleValuedQuery(c));
-    if (!query.success) throw new ApiError("invalid_request", "limit must be an integer from 1 to 200", zodIssues(query.error));
+    const { limit, before } = pageQueryOrThrow(c, deliveriesQuery, DELIVERIES_PAGE_MAX);
     if (!ADMIN_ID_PATTERN.test(id) || !(await endpointExists(c.env.DB, org.id, id, "any"))) {
       throw new ApiError("webhook_not_found", `organization ${org.id} has no webhook "${id}"`);
     }
-    const attempts = await listWebhookAttempts(c.env.DB, org.id, id, query.data.limit);
+    const { page, next } = await listWebhookAttempts(c.env.DB, org.id, id, limit, before);
     return c.json({
-      deliveries: attempts.map((a) => ({
+      deliveries: page.map((a) => ({
         webhookId: a.messageId,
         eventType: a.eventType,
         workflowId: a.workflowId,
@@ -165,6 +167,7 @@ export function registerWebhooks(app: App) {
         attemptedAt: a.attemptedAt,
         nextAttemptAt: a.nextAttemptAt,
       })),
+      next,
     });
   });
 }
