@@ -12,10 +12,15 @@ type Org = Awaited<ReturnType<typeof seedOrganization>>;
 
 const get = (path: string, key: string, headers: Record<string, string> = {}) =>
   call(path, { headers: { authorization: `Bearer ${key}`, ...headers } });
+/** A call from a browser page on a CORS_ORIGINS origin (test/edge/vitest.config.ts), as Output's clients and ours make. */
 const send = (method: string, path: string, key: string, body?: unknown) =>
   call(path, {
     method,
-    headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+    headers: {
+      authorization: `Bearer ${key}`,
+      origin: "https://app.example",
+      ...(body === undefined ? {} : { "content-type": "application/json" }),
+    },
     body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
   });
 
@@ -280,6 +285,13 @@ describe("run routes: shapes, pinned forms, hostile ids", () => {
         expect(res.headers.get("deprecation")).toBe("true");
         expect(res.headers.get("sunset")).toBe("Thu, 16 Jul 2026 00:00:00 GMT");
         expect(res.headers.get("link")).toBe(`</workflow/{id}/runs/{rid}/${successor}>; rel="successor-version"`);
+        // A browser page may read them too.
+        const exposed =
+          res.headers
+            .get("access-control-expose-headers")
+            ?.toLowerCase()
+            .split(/\s*,\s*/) ?? [];
+        expect(exposed).toEqual(expect.arrayContaining(["deprecation", "sunset", "link"]));
       } else {
         expect(res.headers.get("deprecation")).toBeNull();
       }

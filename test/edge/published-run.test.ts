@@ -70,10 +70,17 @@ describe("published run API: errors before a run starts", () => {
   });
 
   it("202 with x-run-id when the host is down: the run is accepted (row scheduled) and its DO retries the start", async () => {
-    const res = await postJson(`/api/v1/run/${workflowId}`, { audience: "a", topic: "b" }, org.key);
+    const res = await postJson(`/api/v1/run/${workflowId}`, { audience: "a", topic: "b" }, org.key, { origin: "https://app.example" });
     expect(res.status).toBe(202);
     const runId = res.headers.get("x-run-id");
     expect(await res.json()).toEqual({ workflowId: runId, status: "scheduled" });
+    // A browser page on a CORS_ORIGINS origin may read it.
+    expect(
+      res.headers
+        .get("access-control-expose-headers")
+        ?.toLowerCase()
+        .split(/\s*,\s*/),
+    ).toContain("x-run-id");
     const rows = await env.DB.prepare("SELECT status FROM runs WHERE organization_id = ?").bind(org.organizationId).all();
     expect(rows.results).toEqual([{ status: "scheduled" }]);
   });

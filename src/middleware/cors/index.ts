@@ -5,6 +5,7 @@ import type { AppEnv } from "../../app-env.ts";
 /**
  * CORS for the origins in CORS_ORIGINS (comma-separated, or `*`), on every route, preflight
  * included. Credentials are never allowed: browsers authenticate with headers or stream tokens.
+ * Every response header meant for callers is exposed, so a page reads what a server-side client does.
  */
 export const corsForConfiguredOrigins = () =>
   createMiddleware<AppEnv>(async (c, next) => {
@@ -26,6 +27,12 @@ export const corsForConfiguredOrigins = () =>
         "x-ratelimit-remaining",
         "x-ratelimit-reset",
         "idempotent-replayed",
+        // The published run's id (POST /api/v1/run/{id} and its stream).
+        "x-run-id",
+        // The unpinned stop/terminate/reset routes' notice of their pinned successors.
+        "deprecation",
+        "sunset",
+        "link",
       ],
       maxAge: 600,
     })(c, next);
