@@ -22,6 +22,7 @@ import type { EdgeClient } from "./edge-client.ts";
 import type { HistoryRelay } from "./history-relay.ts";
 import type { RunEnvs } from "./run-envs.ts";
 import { completedRunResult, describeRun, failureMessage, runResult } from "./temporal.ts";
+import { GRPC, grpcCodeOf, grpcMessageOf } from "./temporal-errors.ts";
 import { RunNotFoundError, StepNotCompletedError, StepNotFoundError, resetToAfterStep } from "./reset.ts";
 
 /** Memo key of the run UUID a start carries (StartRunRequest.acceptId). */
@@ -180,8 +181,12 @@ export function createControlApi(deps: ControlApiDeps): Hono {
       if (err instanceof WorkflowUpdateFailedError || err instanceof QueryRejectedError) {
         throw hostError(422, "handler_failed", failureMessage(err));
       }
-      // A query that throws inside the workflow comes back as a gRPC error carrying its message.
-      if (kind === "query" && (err as { code?: number }).code === 3) throw hostError(422, "handler_failed", failureMessage(err));
+      // The run refused the message itself, past one of Temporal's per-run limits (signals per run,
+      // updates per run): this run will never take it, so it is the caller's 409, not our 500.
+      const code = grpcCodeOf(err);
+      if (kind !== "query" && (code === GRPC.INVALID_ARGUMENT || code === GRPC.FAILED_PRECONDITION)) {
+        throw hostError(409, "message_rejected", `Temporal refused the ${kind} for this run: ${grpcMessageOf(err)}`);
+      }
       throw err;
     }
   });
@@ -256,10 +261,13 @@ export function createControlApi(deps: ControlApiDeps): Hono {
     if (err instanceof WorkflowNotFoundError) {
       return c.json({ error: { code: "run_not_found", message: err.message } }, 404);
     }
-    // gRPC UNAVAILABLE and connection failures: Temporal is down or unreachable.
-    const code = (err as { code?: number }).code;
-    if (code === 14 || /UNAVAILABLE|ECONNREFUSED|connect/i.test(String(err))) {
+    // Temporal is down or unreachable, or sheds load (rate and concurrency limits): a retry later works.
+    const code = grpcCodeOf(err);
+    if (code === GRPC.UNAVAILABLE || /UNAVAILABLE|ECONNREFUSED|connect/i.test(String(err))) {
       return c.json({ error: { code: "temporal_unavailable", message: "Temporal is not reachable from the host" } }, 503);
+    }
+    if (code === GRPC.RESOURCE_EXHAUSTED) {
+      return c.json({ error: { code: "temporal_busy", message: `Temporal is shedding load: ${grpcMessageOf(err)}` } }, 503);
     }
     console.error("control API error", err);
     return c.json({ error: { code: "host_error", message: "the host failed to handle the request" } }, 500);

@@ -28,6 +28,7 @@ const PASS_THROUGH_CODES: Partial<Record<ErrorCode, true>> = {
   handler_not_found: true,
   handler_failed: true,
   run_finished: true,
+  message_rejected: true,
   workflow_id_in_use: true,
   step_not_found: true,
   step_not_completed: true,

@@ -337,6 +337,31 @@ describe("run routes: shapes, pinned forms, hostile ids", () => {
     }
   });
 
+  it("a signal, update or feedback Temporal refused for the run (past its per-run limits) is 409 message_rejected with Temporal's words", async () => {
+    const running = await createRunningRun(org.organizationId, "approval");
+    const words = "Temporal refused the signal for this run: exceeded workflow execution limit for signal events";
+    const restore = scriptHost(() => Response.json({ error: { code: "message_rejected", message: words } }, { status: 409 }));
+    try {
+      for (const [path, body] of [
+        [`/workflow/${running.workflowId}/signal/approve`, { payload: {} }],
+        [`/workflow/${running.workflowId}/update/setPriority`, { payload: { priority: 2 } }],
+        [`/workflow/${running.workflowId}/feedback`, { payload: {} }],
+      ] as Array<[string, unknown]>) {
+        const res = await send("POST", path, org.key, body);
+        expect(res.status, path).toBe(409);
+        expect(res.headers.get("retry-after"), path).toBeNull();
+        expect(await outputError(res), path).toMatchObject({
+          error: "WorkflowMessageRejectedError",
+          code: "message_rejected",
+          message: words,
+          workflowId: running.workflowId,
+        });
+      }
+    } finally {
+      restore();
+    }
+  });
+
   it("any id shape is addressable, URL-decoded; hostile ids are 400 or 404, never a crash or another run", async () => {
     const chosen = ["V1StGXR8_Z5jdHi6B-myT", "order:42@acme", "__proto__", "constructor", "a.b=c+d~e"];
     for (const id of chosen) {

@@ -16,10 +16,11 @@ export interface TestWorker {
   stop(): Promise<void>;
 }
 
-export async function startTestWorker(secret: string, taskQueue: string): Promise<TestWorker> {
+/** `temporalAddress`: another Temporal dev server than the layer's (one a test started itself). */
+export async function startTestWorker(secret: string, taskQueue: string, temporalAddress = inject("temporalAddress")): Promise<TestWorker> {
   const config = loadConfig({
     HOST_SHARED_SECRET: secret,
-    TEMPORAL_ADDRESS: inject("temporalAddress"),
+    TEMPORAL_ADDRESS: temporalAddress,
     TEMPORAL_TASK_QUEUE: taskQueue,
     HOST_LOG_LEVEL: "WARN",
   });

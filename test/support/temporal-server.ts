@@ -54,10 +54,16 @@ const TEMPORAL_START_ATTEMPTS = 3;
 /** The server process ended before its gRPC port opened (most often: one of its ports was taken meanwhile). */
 class TemporalExitedEarly extends Error {}
 
-export async function startTemporal(options: { ports?: TemporalPorts; env?: Record<string, string> } = {}): Promise<RunningTemporal> {
+/**
+ * `args` go to `temporal server start-dev` as they are (e.g. `--dynamic-config-value
+ * history.maxTotalUpdates=2`, Temporal's own per-run limits set low).
+ */
+export async function startTemporal(
+  options: { ports?: TemporalPorts; env?: Record<string, string>; args?: string[] } = {},
+): Promise<RunningTemporal> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await startTemporalOn(options.ports ?? (await freeTemporalPorts()), options.env);
+      return await startTemporalOn(options.ports ?? (await freeTemporalPorts()), options.env, options.args);
     } catch (err) {
       if (options.ports || attempt >= TEMPORAL_START_ATTEMPTS || !(err instanceof TemporalExitedEarly)) throw err;
       console.warn(`Temporal dev server: ${err.message} (attempt ${attempt}); starting again on fresh ports`);
@@ -65,9 +71,9 @@ export async function startTemporal(options: { ports?: TemporalPorts; env?: Reco
   }
 }
 
-async function startTemporalOn(ports: TemporalPorts, env: Record<string, string> = {}): Promise<RunningTemporal> {
+async function startTemporalOn(ports: TemporalPorts, env: Record<string, string> = {}, args: string[] = []): Promise<RunningTemporal> {
   if (await portOpen(ports.grpc)) throw new Error(`port ${ports.grpc} is taken; stop whatever listens there before running the tests`);
-  const child: ChildProcess = spawn("bash", [resolve(root, "scripts/temporal.sh"), "start"], {
+  const child: ChildProcess = spawn("bash", [resolve(root, "scripts/temporal.sh"), "start", ...args], {
     cwd: root,
     env: {
       ...process.env,

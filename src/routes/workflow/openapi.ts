@@ -280,7 +280,7 @@ export function documentWorkflowApi(app: App) {
         "invalid_json",
         "handler_not_found",
         "handler_failed",
-        ...(kind === "query" ? [] : (["run_finished"] as const)),
+        ...(kind === "query" ? [] : (["run_finished", "message_rejected"] as const)),
         "run_not_started",
         "host_unavailable",
       ],
@@ -300,7 +300,7 @@ export function documentWorkflowApi(app: App) {
         schema: z.object({ workflowId: z.string(), signal: z.literal("resume"), delivered: z.literal(true) }),
       },
     },
-    errors: [...RUN_ERRORS, "invalid_json", "handler_not_found", "run_finished", "run_not_started", "host_unavailable"],
+    errors: [...RUN_ERRORS, "invalid_json", "handler_not_found", "run_finished", "message_rejected", "run_not_started", "host_unavailable"],
   });
   for (const path of ["/workflow/:id/trace-log", "/workflow/:id/runs/:rid/trace-log"]) {
     documentRoute(app, {

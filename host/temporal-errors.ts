@@ -1,0 +1,40 @@
+/**
+ * The gRPC status behind an error of @temporalio/client. The client throws most of Temporal's
+ * refusals and outages as a `ServiceError` ("Failed to signal Workflow") whose `cause` is the gRPC
+ * error: its status code is on the cause, not on the error itself.
+ */
+
+/** The gRPC status codes the control API tells apart (grpc/status.h). */
+export const GRPC = {
+  INVALID_ARGUMENT: 3,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  UNAVAILABLE: 14,
+} as const;
+
+interface MaybeGrpcError {
+  code?: unknown;
+  details?: unknown;
+  message?: unknown;
+  cause?: unknown;
+}
+
+/** The gRPC error itself: `err`, or the cause a ServiceError wraps. */
+function grpcErrorOf(err: unknown): MaybeGrpcError | undefined {
+  const outer = err as MaybeGrpcError | undefined;
+  if (typeof outer?.code === "number") return outer;
+  const cause = outer?.cause as MaybeGrpcError | undefined;
+  return typeof cause?.code === "number" ? cause : undefined;
+}
+
+/** The gRPC status code of a Temporal client error, when it carries one. */
+export function grpcCodeOf(err: unknown): number | undefined {
+  return grpcErrorOf(err)?.code as number | undefined;
+}
+
+/** Temporal's own words for the refusal (the gRPC details), else the error's message. */
+export function grpcMessageOf(err: unknown): string {
+  const grpc = grpcErrorOf(err);
+  if (typeof grpc?.details === "string" && grpc.details) return grpc.details;
+  return String((grpc ?? (err as MaybeGrpcError | undefined))?.message ?? err);
+}
