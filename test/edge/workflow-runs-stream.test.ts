@@ -82,6 +82,17 @@ describe("Workflow Runs API stream", () => {
     ]);
   });
 
+  it("an upper-case run id opens the same stream as the lower-case one (the detail route already takes it)", async () => {
+    const { workflowId, runId } = await createRunningRun(organizationId);
+    const id = await runIdOf(workflowId);
+    await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)]);
+    const upper = await open(id.toUpperCase());
+    expect(upper.status).toBe(200);
+    const events = await collect(upper);
+    expect(events.map((e) => e.event)).toEqual((await collect(await open(id))).map((e) => e.event));
+    expect(events.at(-1)!.event).toBe("result");
+  });
+
   it("Last-Event-ID replays exactly what came after it; a bad one is 400", async () => {
     const { workflowId, runId } = await createRunningRun(organizationId);
     const id = await runIdOf(workflowId);

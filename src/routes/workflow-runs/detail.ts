@@ -17,18 +17,20 @@ export async function workflowRunOrThrow(env: Env, organizationId: string, runId
 }
 
 /**
- * The workflow id (so the RunStream DO) of the caller's run with this UUID, for the run's stream.
+ * The workflow id (so the RunStream DO) of the caller's run with this UUID (any letter case), for
+ * the run's stream, with the UUID as stored.
  * Read through a D1 session that may be served by a read replica near the Worker (the id never
  * changes once written, so any replica that has the row is right); a replica that has not seen a
  * fresh row yet is answered by the primary. The DO then checks the row against the primary.
  * docs/architecture.md, "Where each part lives in production".
  */
-export async function workflowIdOfRun(env: Env, organizationId: string, runId: string): Promise<string> {
+export async function workflowIdOfRun(env: Env, organizationId: string, runId: string): Promise<{ workflowId: string; runUuid: string }> {
   const id = anyCaseUuid.safeParse(runId);
   if (id.success) {
     const replica = await findWorkflowIdOfRun(nearbyReads(env.DB), organizationId, id.data);
     const workflowId = replica ?? (await findWorkflowIdOfRun(env.DB, organizationId, id.data));
-    if (workflowId) return workflowId;
+    // The UUID as stored (lower case): the DO compares it exactly.
+    if (workflowId) return { workflowId, runUuid: id.data };
   }
   throw new ApiError("run_not_found", `no workflow run "${runId.slice(0, 100)}"`);
 }

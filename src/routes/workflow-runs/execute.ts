@@ -223,9 +223,8 @@ export function registerExecute(app: App) {
 
   app.get("/api/v1/workflow-runs/:runId/stream", async (c) => {
     const organizationId = c.get("auth").organizationId;
-    const runUuid = c.req.param("runId");
     // Which DO: from a D1 read replica near the Worker (the primary only if the replica has not seen the row yet).
-    const workflowId = await workflowIdOfRun(c.env, organizationId, runUuid);
+    const { workflowId, runUuid } = await workflowIdOfRun(c.env, organizationId, c.req.param("runId"));
     const afterSeq = parseLastEventId(c, "a log sequence number") ?? 0;
     // The first subscription carries the admission (the row is this organization's, the run has started): one call.
     const admit = async () => {
