@@ -2,6 +2,8 @@
 import { env } from "cloudflare:workers";
 import { SignJWT } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
+import { blockingExecuteAnswer } from "../../src/routes/workflow-runs/execute.ts";
+import { WORKFLOW_RUN_STATUSES } from "../../src/shared/run-status.ts";
 import { call, seedCatalog, seedOrganization, type ErrorBody } from "./helpers.ts";
 
 const JWT_SECRET = "edge-test-jwt-secret-at-least-32-bytes-long";
@@ -734,5 +736,19 @@ describe("Workflow Runs API: execute form encodings (security)", () => {
     ]);
     expect((await post("/api/v1/workflow-runs/execute", good.body, good.type, { "idempotency-key": key })).status).toBe(202);
     expect([await count("idempotency_keys"), await count("runs")]).toEqual([1, 1]);
+  });
+});
+
+describe("POST /api/v1/workflow-runs/execute: the answer once the 15-minute wait is over", () => {
+  it("202 success for a run still going, waiting for a signal included; 200 for one that ended, success only if it completed", () => {
+    const answers = Object.fromEntries(WORKFLOW_RUN_STATUSES.map((status) => [status, blockingExecuteAnswer(status)]));
+    expect(answers).toEqual({
+      scheduled: { success: true, status: 202 },
+      running: { success: true, status: 202 },
+      waiting: { success: true, status: 202 },
+      completed: { success: true, status: 200 },
+      failed: { success: false, status: 200 },
+      cancelled: { success: false, status: 200 },
+    });
   });
 });

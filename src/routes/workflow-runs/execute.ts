@@ -4,7 +4,7 @@ import { ApiError } from "../../errors.ts";
 import { isJsonMediaType, parseJsonText, readOptionalJson, zodIssues } from "../../middleware/json-body/index.ts";
 import { MalformedFormError, parseFormBody, type FormPart } from "../../shared/form-body.ts";
 import { isReservedName, RESERVED_NAME_MESSAGE, reservedKeys } from "../../shared/reserved-names.ts";
-import { toWorkflowRunStatus } from "../../shared/run-status.ts";
+import { toWorkflowRunStatus, type WorkflowRunStatus } from "../../shared/run-status.ts";
 import { stepRunId } from "../../shared/step-run-id.ts";
 import { readRun, startAndWaitInRegion, workflowNameById } from "../../services/runs.ts";
 import { startCommand } from "../../services/start-command.ts";
@@ -116,6 +116,17 @@ async function executeCommand(c: Context<AppEnv>) {
   );
 }
 
+/**
+ * What the blocking execute answers once its wait is over: 200 for a run that ended (`success`
+ * says whether it completed), 202 `success: true` for one still going (scheduled, running, or
+ * waiting for a signal or human input): it did not fail, it is not done.
+ */
+export function blockingExecuteAnswer(status: WorkflowRunStatus): { success: boolean; status: 200 | 202 } {
+  if (status === "completed") return { success: true, status: 200 };
+  if (status === "failed" || status === "cancelled") return { success: false, status: 200 };
+  return { success: true, status: 202 };
+}
+
 /** Starts the run and waits up to `waitMs` for it: one call into the home region, the run's DO. */
 async function execute(c: Context<AppEnv>, waitMs: number) {
   return (await startAndWaitInRegion(c.env, await executeCommand(c), waitMs, false, waitMs > 0)).run;
@@ -194,9 +205,8 @@ export function registerExecute(app: App) {
   app.post("/api/v1/workflow-runs/execute", async (c) => {
     const run = await execute(c, EXECUTE_WAIT_MAX_MS);
     const detail = await detailOf(c.env, run);
-    if (run.status === "completed") return c.json({ success: true, workflowRun: detail });
-    if (detail.status === "running" || detail.status === "scheduled") return c.json({ success: true, workflowRun: detail }, 202);
-    return c.json({ success: false, workflowRun: detail });
+    const { success, status } = blockingExecuteAnswer(detail.status);
+    return c.json({ success, workflowRun: detail }, status);
   });
 
   app.post("/api/v1/workflow-runs/execute/stream", async (c) => {
