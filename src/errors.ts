@@ -57,6 +57,7 @@ export const ERROR_CODES = {
   host_unavailable: 503,
   webhook_dns_unavailable: 503,
   run_timed_out: 504,
+  reset_outcome_unknown: 504,
 } as const satisfies Record<string, ContentfulStatusCode>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -113,6 +114,7 @@ export const OUTPUT_ERROR_NAMES = {
   host_unavailable: "ServiceUnavailableError",
   webhook_dns_unavailable: "ServiceUnavailableError",
   run_timed_out: "WorkflowTimedOutError",
+  reset_outcome_unknown: "WorkflowResetOutcomeUnknownError",
 } as const satisfies Record<ErrorCode, string>;
 
 export type OutputErrorName = (typeof OUTPUT_ERROR_NAMES)[ErrorCode];
@@ -123,6 +125,7 @@ const RUN_TIED_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   "run_finished",
   "run_not_started",
   "message_rejected",
+  "reset_outcome_unknown",
   "run_not_finished",
   "run_ended",
   "workflow_id_in_use",

@@ -300,7 +300,7 @@ describe("run routes: shapes, pinned forms, hostile ids", () => {
     expect(badReason.status).toBe(400);
   });
 
-  it("a run accepted but not started in Temporal yet (its start being retried): stop, terminate, signal and query are 409 run_not_started with Retry-After, not 404", async () => {
+  it("a run accepted but not started in Temporal yet (its start being retried): stop, terminate, signal, query and reset are 409 run_not_started with Retry-After, not 404", async () => {
     const workflowId = `approval-${crypto.randomUUID()}`;
     const wf = await env.DB.prepare("SELECT id FROM workflows WHERE name = 'approval' AND organization_id IS NULL").first<{ id: string }>();
     await env.DB.prepare(
@@ -317,6 +317,7 @@ describe("run routes: shapes, pinned forms, hostile ids", () => {
         ["POST", `/workflow/${workflowId}/signal/approve`, { payload: { approvedBy: "ada" } }],
         ["POST", `/workflow/${workflowId}/query/progress`, {}],
         ["POST", `/workflow/${workflowId}/feedback`, { payload: { approvedBy: "ada" } }],
+        ["POST", `/workflow/${workflowId}/reset`, { stepName: "recordApproval" }],
       ] as Array<[string, string, unknown]>) {
         const res = await send(method, path, org.key, body);
         expect(res.status, path).toBe(409);

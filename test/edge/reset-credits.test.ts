@@ -18,8 +18,8 @@ import { admin, call, errorCodeOf, llmUsageEvent, meteredOrg, orgRow, scriptHost
 
 const HOLD = Number(env.CODE_RUN_CREDIT_HOLD);
 
-/** How the scripted host answers a reset: the new run's id, or a refusal with its status and code. */
-type ResetAnswer = { runId: string } | { status: number; code: string };
+/** How the scripted host answers a reset: the new run's id, a refusal with its status and code, or no answer in time. */
+type ResetAnswer = { runId: string } | { status: number; code: string } | { timesOut: true };
 let resetAnswer: () => ResetAnswer = () => ({ status: 404, code: "step_not_found" });
 /**
  * What happens on the host's side before it answers a reset, given the workflow and the run it
@@ -47,6 +47,8 @@ beforeAll(async () => {
         .first<{ temporal_run_id: string }>();
       await duringReset(workflowId, previous!.temporal_run_id);
       if ("code" in answer) return Response.json({ error: { code: answer.code, message: "scripted refusal" } }, { status: answer.status });
+      // What fetch throws when the route's AbortSignal.timeout (RESET_HOST_TIMEOUT_MS) fires.
+      if ("timesOut" in answer) throw new DOMException("The operation was aborted due to timeout", "TimeoutError");
       return Response.json({ workflowId, runId: answer.runId, resetFromRunId: previous!.temporal_run_id });
     }
     if (latestRun && path.endsWith("/result")) return Response.json(latestRun(decodeURIComponent(path.split("/").at(-2)!)));
@@ -302,6 +304,18 @@ describe("a reset the host answers with an error", () => {
     }
   });
 
+  it("the host's answer does not come in time: 504 reset_outcome_unknown without Retry-After; the hold stays for the reset that may have happened", async () => {
+    const org = await meteredOrg(HOLD * 2);
+    const ended = await run(org.organizationId, (runId) => [usage(runId, 10), finished(runId, "completed")]);
+    resetAnswer = () => ({ timesOut: true });
+    const res = await reset(org.key, ended.workflowId);
+    expect(res.status).toBe(504);
+    expect(res.headers.get("retry-after")).toBeNull();
+    expect(errorCodeOf(await res.json())).toBe("reset_outcome_unknown");
+    expect(await row(ended.workflowId)).toMatchObject({ credit_hold: HOLD });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 10, reserved: HOLD });
+  });
+
   it("the unpinned (deprecated) reset carries Deprecation, Sunset and Link on its errors too; the pinned one does not", async () => {
     const org = await meteredOrg(HOLD * 2);
     const ended = await run(org.organizationId, (runId) => [usage(runId, 10), finished(runId, "completed")]);
@@ -383,8 +397,12 @@ describe("the replaced run's end and the reset's new run reach the run's DO in e
 
   it("the host's answer never comes (503) but the reset happened: the replaced run's end waits, the new run's events end the wait, and it is charged", async () => {
     const { org, workflowId, runId, stub, res } = await resetUnanswered(HOLD + 50, terminated, true);
-    expect(res.status).toBe(503);
-    expect(errorCodeOf(await res.json())).toBe("host_unavailable");
+    // Not 503 with Retry-After: a blind retry could reset the new run again.
+    expect(res.status).toBe(504);
+    expect(res.headers.get("retry-after")).toBeNull();
+    const body = (await res.json()) as { error: string; code: string; message: string; workflowId: string };
+    expect(body).toMatchObject({ error: "WorkflowResetOutcomeUnknownError", code: "reset_outcome_unknown", workflowId });
+    expect(body.message).toContain(`GET /workflow/${workflowId}/status`);
     // The outcome is unknown: the hold stays, and the replaced run's end has not released it.
     expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: runId, credit_hold: HOLD });
     // The relay brings the new run's events (nobody recorded its start): it is the reset's run.
@@ -499,7 +517,7 @@ describe("a reset whose answer the route never gets: the run's DO settles its ma
 
   it("the host names a new latest run: the DO records it as the reset's run, which is charged what it adds", async () => {
     const { org, workflowId, runId, stub, res } = await resetUnanswered(HOLD + 50, terminated, true);
-    expect(res.status).toBe(503);
+    expect(res.status).toBe(504);
     expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: runId, credit_hold: HOLD });
     const newRunId = crypto.randomUUID();
     latestRun = (id) => ({ workflowId: id, runId: newRunId, status: "running", output: null, error: null, closeTime: null });
@@ -511,7 +529,7 @@ describe("a reset whose answer the route never gets: the run's DO settles its ma
 
   it("the host names the replaced run as still the latest: the reset did not happen, the hold goes back and the run's own end settles it", async () => {
     const { org, workflowId, runId, stub, res } = await resetUnanswered(HOLD * 2, (replaced) => finished(replaced, "completed"), false);
-    expect(res.status).toBe(503);
+    expect(res.status).toBe(504);
     // The run's end waits for the reset's outcome.
     expect(await row(workflowId)).toMatchObject({ status: "running", credit_hold: HOLD });
     latestRun = (id) => ({ workflowId: id, runId, status: "completed", output: { greeting: "Hello, Ada" }, error: null, closeTime: null });

@@ -331,7 +331,9 @@ export function documentWorkflowApi(app: App) {
         "step_not_found",
         "step_not_completed",
         "insufficient_credits",
+        "run_not_started",
         "host_unavailable",
+        "reset_outcome_unknown",
       ],
     });
   }

@@ -1,13 +1,14 @@
 import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
 import { z } from "zod";
-import { RESET_HOST_TIMEOUT_MS } from "../../../durable-objects/run-stream/reset-mark.ts";
+import { RESET_HOST_TIMEOUT_MS, RESET_PENDING_MS } from "../../../durable-objects/run-stream/reset-mark.ts";
 import type { App, AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
 import { HostClient, HostRefusedError } from "../../host-client.ts";
 import { readJsonOrEmpty } from "../../middleware/json-body/index.ts";
 import { type OwnedRunEnv, ownedRun } from "../../middleware/owned-run/index.ts";
 import { runStream } from "../../run-stream-client.ts";
+import { notStartedYet } from "../../services/runs.ts";
 import { runResetEvent } from "../../shared/run-events.ts";
 import { type PinnedRunEnv, parseWorkflowIdParam, pinnedRunParam } from "./params.ts";
 import { deprecatedUnless } from "./stop.ts";
@@ -61,6 +62,20 @@ async function reset(c: Context<PinnedRunEnv & ResetBodyEnv & OwnedRunEnv>): Pro
     // we cannot read): the reset may have started a run, so the hold stays; a retry of the reset
     // finds it in place, and the DO settles the mark with the host if nobody else does.
     if (hold.held && err instanceof HostRefusedError) await stub.undoResetHold(workflowId);
+    // A run Temporal does not have yet (the edge accepted it, its start is being retried) has nothing to reset yet.
+    if (err instanceof HostRefusedError) throw notStartedYet(err, run);
+    // Not host_unavailable's "retry after 5 s": a blind retry could reset the new run again (and
+    // hold for it again). The caller reads the run's status first; the DO settles the mark meanwhile.
+    if (err instanceof ApiError && err.code === "host_unavailable") {
+      throw new ApiError(
+        "reset_outcome_unknown",
+        `the workflow host did not confirm the reset (${err.message}); it may still take effect. Read GET /workflow/${workflowId}/status ` +
+          `within ${RESET_PENDING_MS / 1000} s: a new runId means it did; reset again only if it did not`,
+        undefined,
+        undefined,
+        workflowId,
+      );
+    }
     throw err;
   }
   // Recorded before we answer: a status or stream request right after this sees the new run.
