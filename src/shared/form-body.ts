@@ -38,9 +38,17 @@ function decodeText(bytes: Uint8Array, path: string, what: string): string {
 }
 
 /** The fields of a form body, in order, duplicates kept; throws for non-UTF-8 text and malformed bodies. */
+const URLENCODED = /^\s*application\/x-www-form-urlencoded\s*(;|$)/i;
+const MULTIPART = /^\s*multipart\/form-data\s*(;|$)/i;
+
+/** Whether a Content-Type names a form (media types are case-insensitive: `Multipart/Form-Data` is one). */
+export function isFormMediaType(contentType: string): boolean {
+  return URLENCODED.test(contentType) || MULTIPART.test(contentType);
+}
+
 export function parseFormBody(contentType: string, body: Uint8Array): FormPart[] {
-  if (/^application\/x-www-form-urlencoded\b/i.test(contentType)) return parseUrlencoded(body);
-  if (/^multipart\/form-data\b/i.test(contentType)) return parseMultipart(contentType, body);
+  if (URLENCODED.test(contentType)) return parseUrlencoded(body);
+  if (MULTIPART.test(contentType)) return parseMultipart(contentType, body);
   throw new MalformedFormError("not a form content type");
 }
 

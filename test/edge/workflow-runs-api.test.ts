@@ -606,6 +606,28 @@ describe("Workflow Runs API: execute form encodings (happy path)", () => {
     expect(await inputOf(rawRes)).toEqual({ name: "Adá" });
   });
 
+  it("the form media types in any letter case (media types are case-insensitive); an Idempotency-Key replay does not care either", async () => {
+    const { body, type } = multipartBody([
+      { name: "workflowId", value: helloId },
+      { name: "inputs", value: JSON.stringify({ name: "Upper" }) },
+    ]);
+    const upper = type.replace("multipart/form-data", "Multipart/Form-Data");
+    const res = await post(body, upper);
+    expect(res.status).toBe(202);
+    expect(await inputOf(res)).toEqual({ name: "Upper" });
+    const urlencoded = await post(`workflowId=${helloId}&inputs=%7B%22name%22%3A%22Url%22%7D`, "Application/X-WWW-Form-Urlencoded");
+    expect(urlencoded.status).toBe(202);
+    expect(await inputOf(urlencoded)).toEqual({ name: "Url" });
+
+    const key = `case-${crypto.randomUUID()}`;
+    const first = await postAs(token, "/api/v1/workflow-runs/execute", body, type, { "idempotency-key": key });
+    const again = await postAs(token, "/api/v1/workflow-runs/execute", body, upper, { "idempotency-key": key });
+    expect([first.status, again.status]).toEqual([202, 202]);
+    expect(again.headers.get("idempotent-replayed")).toBe("true");
+    const idOf = async (r: Response) => ((await r.json()) as { workflowRun: { id: string } }).workflowRun.id;
+    expect(await idOf(again)).toBe(await idOf(first));
+  });
+
   it("a FormData body from the platform (its own boundary and headers) still works", async () => {
     const form = new FormData();
     form.set("workflowId", helloId);

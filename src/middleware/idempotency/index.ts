@@ -16,7 +16,7 @@
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
-import { MalformedFormError, parseFormBody, type FormPart } from "../../shared/form-body.ts";
+import { isFormMediaType, MalformedFormError, parseFormBody, type FormPart } from "../../shared/form-body.ts";
 import type { IdempotencyRequest } from "../../services/idempotency.ts";
 
 export const IDEMPOTENCY_KEY_HEADER = "idempotency-key";
@@ -58,7 +58,7 @@ export async function requestFingerprint(request: Request): Promise<string> {
   const url = new URL(request.url);
   const type = request.headers.get("content-type") ?? "";
   let body: string;
-  if (type.startsWith("multipart/form-data") || type.startsWith("application/x-www-form-urlencoded")) {
+  if (isFormMediaType(type)) {
     const bytes = new Uint8Array(await request.clone().arrayBuffer());
     let form: FormPart[] | null = null;
     try {

@@ -2,7 +2,7 @@ import type { Context } from "hono";
 import type { App, AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
 import { isJsonMediaType, parseJsonText, readOptionalJson, zodIssues } from "../../middleware/json-body/index.ts";
-import { MalformedFormError, parseFormBody, type FormPart } from "../../shared/form-body.ts";
+import { isFormMediaType, MalformedFormError, parseFormBody, type FormPart } from "../../shared/form-body.ts";
 import { isReservedName, RESERVED_NAME_MESSAGE, reservedKeys } from "../../shared/reserved-names.ts";
 import { toWorkflowRunStatus, type WorkflowRunStatus } from "../../shared/run-status.ts";
 import { stepRunId } from "../../shared/step-run-id.ts";
@@ -44,7 +44,7 @@ async function readExecuteFields(c: Context<AppEnv>) {
     }
     refuseReservedKeys(body, "");
     Object.assign(raw, body);
-  } else if (type.startsWith("multipart/form-data") || type.startsWith("application/x-www-form-urlencoded")) {
+  } else if (isFormMediaType(type)) {
     // Read strictly: a text field that is not UTF-8 is 400 invalid_encoding, never U+FFFD (shared/form-body.ts).
     let form: FormPart[];
     try {
