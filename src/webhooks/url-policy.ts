@@ -8,7 +8,8 @@
  * - the host is a DNS name or a public unicast IP literal: private, loopback, link-local, CGNAT,
  *   documentation, multicast and reserved ranges are refused (src/shared/ip-ranges.ts, the same
  *   ranges as the host's outbound HTTP guard); so are names that only resolve inside a network
- *   (`localhost`, `*.localhost`, `*.local`, `*.internal`, `*.lan`, `*.home.arpa`, single labels).
+ *   (`localhost`, `*.localhost`, `*.local`, `*.internal`, `*.lan`, `*.home.arpa`, single labels);
+ *   so are names past DNS's limits (253 characters, 63 a label), which no lookup can answer.
  *
  * Where a name points is checked after this, over DNS (address-check.ts). Deliveries never follow
  * redirects (a 3xx is a failed attempt), so a public endpoint cannot bounce us elsewhere.
@@ -16,6 +17,9 @@
 import { isIpLiteral, refusedRange } from "../shared/ip-ranges.ts";
 
 export const MAX_WEBHOOK_URL_LENGTH = 2048;
+/** A DNS name's limits, in ASCII (the URL parser has turned an internationalized name into `xn--` labels). */
+const MAX_DNS_NAME_LENGTH = 253;
+const MAX_DNS_LABEL_LENGTH = 63;
 
 export interface UrlPolicy {
   allowLoopbackHttp: boolean;
@@ -54,7 +58,12 @@ export function webhookUrlProblem(text: string, policy: UrlPolicy): string | nul
   }
   // Any number of trailing dots name the same host as none ("localhost.." is localhost).
   const name = host.replace(/\.+$/, "");
-  if (name.split(".").includes("")) return `"${host}" has an empty label`;
+  const labels = name.split(".");
+  if (labels.includes("")) return `"${host}" has an empty label`;
+  // DNS's own limits (RFC 1035): no resolver can look such a name up, so it never will resolve.
+  if (name.length > MAX_DNS_NAME_LENGTH) return `the host name is longer than ${MAX_DNS_NAME_LENGTH} characters`;
+  if (labels.some((label) => label.length > MAX_DNS_LABEL_LENGTH))
+    return `a label of the host name is longer than ${MAX_DNS_LABEL_LENGTH} characters`;
   if (!name.includes(".") || INTERNAL_NAME.test(name)) return `"${host}" is not a public host name`;
   return null;
 }

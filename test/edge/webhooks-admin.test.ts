@@ -629,6 +629,13 @@ describe("webhook endpoints: security", () => {
     expect(webhookUrlProblem("https://8.8.8.8/h", prod)).toBeNull();
     expect(webhookUrlProblem("https://[2606:4700::1111]/h", prod)).toBeNull();
     expect(webhookUrlProblem("https://hooks.example.com/h", prod)).toBeNull();
+    // Past DNS's limits no lookup can answer (a resolver's refusal would read as an outage: 503 for good).
+    expect(webhookUrlProblem(`https://${"a".repeat(63)}.example.com/h`, prod)).toBeNull();
+    expect(webhookUrlProblem(`https://${"a".repeat(64)}.example.com/h`, prod)).toMatch(/label .* longer than 63/);
+    const labels = (n: number) => Array.from({ length: n }, () => "a".repeat(49)).join(".");
+    expect(webhookUrlProblem(`https://${labels(5)}.com/h`, prod)).toBeNull(); // 253 characters
+    expect(webhookUrlProblem(`https://${labels(5)}.comm/h`, prod)).toMatch(/longer than 253/);
+    expect(webhookUrlProblem(`https://${"ü".repeat(60)}.example.com/h`, prod)).toMatch(/label .* longer than 63/); // xn--… is longer
     expect(refusedRange("100.64.1.1")).toMatch(/carrier-grade/);
     expect(refusedRange("::ffff:127.0.0.1")).toMatch(/IPv4-mapped/);
     expect(refusedRange("fe80::1")).toMatch(/link-local/);
