@@ -8,6 +8,7 @@
  * stream the `log` view (admitLogSubscriber).
  */
 import { findRunByWorkflowId } from "../../src/db/runs.ts";
+import { isTerminal, type RunStatus } from "../../src/shared/run-status.ts";
 import type { ErrorCode } from "../../src/errors.ts";
 
 /** Query parameters of an admission (first subscription of a history stream). */
@@ -66,9 +67,19 @@ export async function admitSubscriber(
     return { refusal: refuse(404, "run_not_found", `workflow ${workflowId} has no run ${requestedRunId}`) };
   }
   const runId = requestedRunId ?? state.runId ?? run.temporalRunId;
-  if (!runId) return { refusal: refuse(503, "host_unavailable", "the run has not started yet; retry shortly") };
+  if (!runId) return { refusal: notStartedRefusal(run.status) };
   if (state.finished && lastEventId !== null && lastEventId >= state.lastEventId) return { refusal: new Response(null, { status: 204 }) };
   return { runId };
+}
+
+/**
+ * A run with no Temporal run id: not started yet (503, retry shortly), or ended before it ever
+ * started (its start refused for good): 204, as for a finished run with nothing left to show,
+ * which also tells an EventSource not to reconnect.
+ */
+function notStartedRefusal(status: RunStatus): Response {
+  if (isTerminal(status)) return new Response(null, { status: 204 });
+  return refuse(503, "host_unavailable", "the run has not started yet; retry shortly");
 }
 
 /**
@@ -92,7 +103,7 @@ async function admitLogSubscriber(
     return { refusal: refuse(404, "run_not_found", `no workflow run "${runUuid.slice(0, 100)}"`) };
   if (!run) return { refusal: refuse(404, "run_not_found", `no run with workflowId "${workflowId}"`) };
   const runId = run.temporalRunId;
-  if (!runId) return { refusal: refuse(503, "host_unavailable", "the run has not started yet; retry shortly") };
+  if (!runId) return { refusal: notStartedRefusal(run.status) };
   const endTypes = url.searchParams.get(ADMISSION_PARAMS.endTypes);
   const after = Number(url.searchParams.get("after")) || 0;
   if (endTypes !== null && after > 0 && (await log.streamState(runId)).finished) {

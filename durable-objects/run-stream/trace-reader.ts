@@ -57,7 +57,9 @@ export async function readTraceLog(
       if (!reply.ok) return reply;
       const { run } = reply.view;
       if (!isTerminal(run.status)) throw notFinished(`run ${workflowId} is ${run.status}`);
-      runId = run.temporalRunId ?? undefined;
+      if (!run.temporalRunId)
+        throw new ApiError("trace_not_available", `run ${workflowId} ended (${run.status}) before it started in Temporal: it has no trace`);
+      runId = run.temporalRunId;
     }
     // The log has the outcome: the last history events may still be on their way from the host.
     let trace = await deps.traceFor(runId);

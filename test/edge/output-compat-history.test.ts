@@ -476,7 +476,7 @@ describe("GET /workflow/:id/trace-log (Output's trace format)", () => {
     }
   });
 
-  it("a run that ended with no outcome in its log (its start given up) is 424 at once: nothing is on its way to wait for", async () => {
+  it("a run that ended with no outcome in its log (its start given up) is 404 trace_not_available at once: nothing is on its way to wait for", async () => {
     const workflowId = `two_steps-${crypto.randomUUID()}`;
     const wf = await env.DB.prepare("SELECT id FROM workflows WHERE name = 'two_steps' AND organization_id IS NULL").first<{
       id: string;
@@ -488,7 +488,10 @@ describe("GET /workflow/:id/trace-log (Output's trace format)", () => {
       .run();
     const started = Date.now();
     const res = await get(`/workflow/${workflowId}/trace-log`);
-    expect(res.status).toBe(424);
+    // It ended (failed) and never ran in Temporal: no trace will ever exist, so not 424 "not finished, retry".
+    expect(res.status).toBe(404);
+    expect(res.headers.get("retry-after")).toBeNull();
+    expect(errorCodeOf(await res.json())).toBe("trace_not_available");
     // Well under HISTORY_CATCH_UP_MS: the read did not wait for history that will never come.
     expect(Date.now() - started).toBeLessThan(HISTORY_CATCH_UP_MS - 1000);
   });

@@ -9,7 +9,7 @@ import { stepRunId } from "../../shared/step-run-id.ts";
 import { readRun, startAndWaitInRegion, workflowNameById } from "../../services/runs.ts";
 import { startCommand } from "../../services/start-command.ts";
 import { startAndSubscribe } from "../../sse/start-subscription.ts";
-import { openAdmittedSubscription } from "../../sse/run-subscription.ts";
+import { openAdmittedSubscription, StreamAtEnd } from "../../sse/run-subscription.ts";
 import { ADMISSION_PARAMS } from "../../../durable-objects/run-stream/subscriber-admission.ts";
 import { workflowRunDetail } from "./views.ts";
 import { logStreamResponse } from "../../sse/log-stream.ts";
@@ -246,6 +246,12 @@ export function registerExecute(app: App) {
       });
       return { socket: admitted.socket, runId: admitted.runId ?? "" };
     };
-    return runEventStream(c, { id: runUuid, temporalWorkflowId: workflowId, temporalRunId: null, organizationId }, afterSeq, admit);
+    // A run that ended before it ever started in Temporal has nothing to stream: 204, as the run viewer's stream answers.
+    return runEventStream(c, { id: runUuid, temporalWorkflowId: workflowId, temporalRunId: null, organizationId }, afterSeq, admit).catch(
+      (err) => {
+        if (err instanceof StreamAtEnd) return c.body(null, 204);
+        throw err;
+      },
+    );
   });
 }

@@ -1,0 +1,75 @@
+/**
+ * A run the edge accepted whose start Temporal then refused for good (the start outbox's definite
+ * refusal): its row ends `failed` with no Temporal run id, and nothing ever reaches its log. Its
+ * streams and its trace must say it ended, not "not started yet, retry" forever.
+ */
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { SignJWT } from "jose";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runStream } from "../../src/run-stream-client.ts";
+import { HOST_PATHS } from "../../src/shared/host-api.ts";
+import { call, errorCodeOf, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
+
+let refuseStarts = false;
+let restoreHost: () => void;
+
+beforeAll(async () => {
+  await seedCatalog();
+  restoreHost = scriptHost(async (_request, path) => {
+    if (path === HOST_PATHS.start && refuseStarts)
+      return Response.json({ error: { code: "workflow_not_found", message: "the workflow left the host's catalog" } }, { status: 404 });
+    throw new TypeError("connection refused");
+  });
+});
+afterAll(() => restoreHost());
+
+describe("a run accepted, then refused for good before it started", () => {
+  it("its streams answer 204 (ended, nothing to show) and its trace 404 trace_not_available, not 503 / 424 with Retry-After for good", async () => {
+    const org = await seedOrganization();
+    const runUuid = crypto.randomUUID();
+    const workflowId = `hello-${runUuid}`;
+    const stub = runStream(env, workflowId);
+    refuseStarts = false;
+    expect(
+      await stub.start({
+        organizationId: org.organizationId,
+        workflowId,
+        runUuid,
+        target: { kind: "code", by: { name: "hello" }, input: { name: "Ada" } },
+      }),
+    ).toMatchObject({ ok: true, started: { runId: null, status: "scheduled" } });
+    refuseStarts = true;
+    await runInDurableObject(stub, (_i, state) => state.storage.sql.exec("UPDATE run_start SET next_attempt_at = 0"));
+    await runDurableObjectAlarm(stub);
+    expect(await env.DB.prepare("SELECT status, temporal_run_id FROM runs WHERE id = ?").bind(runUuid).first()).toEqual({
+      status: "failed",
+      temporal_run_id: null,
+    });
+
+    const bearer = { authorization: `Bearer ${org.key}` };
+    const status = await call(`/workflow/${workflowId}/status`, { headers: bearer });
+    expect(await status.json()).toMatchObject({ workflowId, status: "failed" });
+
+    const minted = await call(`/workflow/${workflowId}/stream-token`, { method: "POST", headers: bearer });
+    const { token: streamToken } = (await minted.json()) as { token: string };
+    const jwt = await new SignJWT({ org_id: org.organizationId })
+      .setProtectedHeader({ alg: "HS256" })
+      .setExpirationTime("5m")
+      .sign(new TextEncoder().encode("edge-test-jwt-secret-at-least-32-bytes-long"));
+    for (const [path, headers] of [
+      [`/workflow/${workflowId}/history/stream`, bearer],
+      [`/runs/${workflowId}/events?token=${streamToken}`, {}],
+      [`/api/v1/workflow-runs/${runUuid}/stream`, { authorization: `Bearer ${jwt}` }],
+    ] as Array<[string, Record<string, string>]>) {
+      const res = await call(path, { headers });
+      expect(res.status, path).toBe(204);
+      expect(res.headers.get("retry-after"), path).toBeNull();
+    }
+
+    const trace = await call(`/workflow/${workflowId}/trace-log`, { headers: bearer });
+    expect(trace.status).toBe(404);
+    expect(trace.headers.get("retry-after")).toBeNull();
+    expect(errorCodeOf(await trace.json())).toBe("trace_not_available");
+  });
+});
