@@ -21,8 +21,15 @@ const SECURITY: Record<Auth, Array<Record<string, string[]>>> = {
   hostSignature: [{ hostSignature: [] }],
 };
 
-/** Codes every authenticated, rate-limited route can answer with. */
-const AUTH_ERRORS: ErrorCode[] = ["unauthorized", "rate_limited"];
+/** Codes an authenticated route can answer with; the tenants' families are rate-limited per key, the admin API and the host's routes are not. */
+const AUTH_ERRORS: Record<Exclude<Auth, "none">, ErrorCode[]> = {
+  apiKey: ["unauthorized", "rate_limited"],
+  apiKeyOrStreamToken: ["unauthorized", "rate_limited"],
+  streamToken: ["unauthorized", "rate_limited"],
+  jwtOrInternal: ["unauthorized", "rate_limited"],
+  admin: ["unauthorized"],
+  hostSignature: ["unauthorized"],
+};
 
 export const errorBodySchema = z
   .object({
@@ -67,8 +74,16 @@ export interface RouteDoc {
   body?: z.ZodType;
   /** Body content type when not JSON (e.g. multipart/form-data). */
   bodyType?: string;
+  /** The body may be left out (an empty body reads as `{}`). */
+  bodyOptional?: boolean;
   responses: Record<number, { description: string; schema?: z.ZodType; contentType?: string }>;
   errors?: ErrorCode[];
+}
+
+/** The Workflow API and /heartbeat also take the key as Basic credentials, as Output's CLI sends it. */
+function securityOf(doc: RouteDoc): Array<Record<string, string[]>> {
+  if (doc.auth === "apiKey" && isOutputFamilyPath(doc.path)) return [...SECURITY.apiKey, { apiKeyBasic: [] }];
+  return SECURITY[doc.auth];
 }
 
 const toOpenApiPath = (path: string) => path.replace(/:([A-Za-z0-9_]+)/g, "{$1}");
@@ -83,7 +98,7 @@ export function documentRoute(app: App, doc: RouteDoc): void {
   // Every route that reads a JSON body can also refuse it for depth (json-body's MAX_JSON_DEPTH).
   const bodyErrors: ErrorCode[] = doc.errors?.includes("invalid_json") ? ["json_too_deep"] : [];
   const codes = [
-    ...new Set([...(doc.auth === "none" ? [] : AUTH_ERRORS), ...(doc.errors ?? []), ...bodyErrors, "internal_error" as const]),
+    ...new Set([...(doc.auth === "none" ? [] : AUTH_ERRORS[doc.auth]), ...(doc.errors ?? []), ...bodyErrors, "internal_error" as const]),
   ];
   const byStatus = new Map<number, ErrorCode[]>();
   for (const code of codes) byStatus.set(ERROR_CODES[code], [...(byStatus.get(ERROR_CODES[code]) ?? []), code]);
@@ -107,11 +122,13 @@ export function documentRoute(app: App, doc: RouteDoc): void {
     summary: doc.summary,
     description: doc.description,
     tags: [doc.tag],
-    security: SECURITY[doc.auth],
+    security: securityOf(doc),
     request: {
       params: doc.params ?? pathParams(doc.path),
       query: doc.query,
-      ...(doc.body ? { body: { required: true, content: { [doc.bodyType ?? "application/json"]: { schema: doc.body } } } } : {}),
+      ...(doc.body
+        ? { body: { required: !doc.bodyOptional, content: { [doc.bodyType ?? "application/json"]: { schema: doc.body } } } }
+        : {}),
     },
     responses,
   });

@@ -5,7 +5,7 @@
  */
 import { z } from "@hono/zod-openapi";
 import type { App } from "../app-env.ts";
-import { ERROR_CODES, type ErrorCode } from "../errors.ts";
+import { ERROR_CODES, isOutputFamilyPath, type ErrorCode } from "../errors.ts";
 import { MAX_IDEMPOTENCY_KEY_LENGTH } from "../middleware/idempotency/index.ts";
 
 /** OpenAPI paths of every route that starts a run. */
@@ -65,9 +65,11 @@ export function documentIdempotency(app: App): void {
       if (existing?.content) {
         existing.description = existing.description.replace(/ \(docs\/errors\.md\)$/, `, \`${code}\` (docs/errors.md)`);
       } else {
+        // The Workflow API answers errors in Output's envelope (src/errors.ts).
+        const schema = isOutputFamilyPath(route.path) ? "OutputError" : "Error";
         route.responses[status] = {
           description: `Error: \`${code}\` (docs/errors.md)`,
-          content: { "application/json": { schema: { $ref: "#/components/schemas/Error" } } },
+          content: { "application/json": { schema: { $ref: `#/components/schemas/${schema}` } } },
         };
       }
     }

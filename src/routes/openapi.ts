@@ -8,7 +8,7 @@ export const OPENAPI_INFO = {
   title: "Outrider API",
   version: "1.0.0",
   description:
-    "Durable AI workflows behind an edge API. Three families share one set of runs: the Workflow API (`/workflow`), the published run API (`/api/v1/run`) and the Workflow Runs API (`/api/v1/workflow-runs`); plus the operators' admin API (`/admin/v1`). Errors of the Workflow API (and `/ready`, `/heartbeat`) use Output's envelope (`OutputError`: `error` is the error's name, plus Outrider's `code`); the other families share `Error`. Every authenticated response carries `x-ratelimit-limit`, `x-ratelimit-remaining` and `x-ratelimit-reset`.",
+    "Durable AI workflows behind an edge API. Three families share one set of runs: the Workflow API (`/workflow`), the published run API (`/api/v1/run`) and the Workflow Runs API (`/api/v1/workflow-runs`); plus the operators' admin API (`/admin/v1`). Errors of the Workflow API (and `/ready`, `/heartbeat`) use Output's envelope (`OutputError`: `error` is the error's name, plus Outrider's `code`); the other families share `Error`. Every response to a tenant's authenticated request carries `x-ratelimit-limit`, `x-ratelimit-remaining` and `x-ratelimit-reset` (the admin API and `/internal` are not rate-limited).",
 };
 
 /**

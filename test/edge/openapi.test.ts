@@ -44,6 +44,38 @@ describe("OpenAPI document", () => {
     expect(doc.paths["/api/v1/workflow-runs"]!.get!.security).toEqual([{ jwt: [] }, { internalSecret: [], organizationHeader: [] }]);
   });
 
+  it("says what each route really answers: rate limits, Basic auth, error envelopes, 202s and optional bodies", async () => {
+    type Operation = {
+      security?: unknown[];
+      responses: Record<string, { content?: Record<string, { schema: unknown }> }>;
+      requestBody?: { required?: boolean };
+    };
+    const doc = (await (await call("/openapi.json")).json()) as { paths: Record<string, Record<string, Operation>> };
+    const op = (path: string, method = "post") => doc.paths[path]![method]!;
+    // Rate limits are per tenant key: the admin API and the host's routes have none.
+    expect(Object.keys(op("/workflow/start").responses)).toContain("429");
+    expect(Object.keys(op("/api/v1/workflow-runs/execute").responses)).toContain("429");
+    expect(Object.keys(op("/admin/v1/organizations").responses)).not.toContain("429");
+    expect(Object.keys(op("/admin/v1/organizations").responses)).toContain("401");
+    const internal = Object.keys(doc.paths).find((p) => p.startsWith("/internal/"))!;
+    expect(Object.values(doc.paths[internal]!).every((o) => !("429" in o.responses))).toBe(true);
+    // Output's CLI sends the key as Basic credentials: the Workflow API and /heartbeat take it.
+    expect(op("/workflow/start").security).toEqual([{ apiKey: [] }, { apiKeyBasic: [] }]);
+    expect(op("/heartbeat").security).toEqual([{ apiKey: [] }, { apiKeyBasic: [] }]);
+    expect(op("/api/v1/run/{workflowId}").security).toEqual([{ apiKey: [] }]);
+    // Idempotency errors in the family's own envelope.
+    expect(JSON.stringify(op("/workflow/start").responses["422"])).toContain("#/components/schemas/OutputError");
+    expect(JSON.stringify(op("/api/v1/run/{workflowId}").responses["422"])).toContain("#/components/schemas/Error");
+    // A start Temporal has not confirmed yet is a 202 on the blocking and streaming starts too.
+    expect(Object.keys(op("/workflow/run").responses)).toContain("202");
+    expect(Object.keys(op("/api/v1/workflow-runs/execute/stream").responses)).toContain("202");
+    // Bodies the routes read as {} when left out are not required.
+    expect(op("/workflow/{id}/signal/{name}").requestBody?.required).toBe(false);
+    expect(op("/workflow/{id}/terminate").requestBody?.required).toBe(false);
+    expect(op("/api/v1/run/{workflowId}").requestBody?.required).toBe(false);
+    expect(op("/workflow/start").requestBody?.required).toBe(true);
+  });
+
   it("every pattern is a plain regular expression, as JSON Schema reads one (no /flags), and the catalog pattern takes our catalog id", async () => {
     const doc = await (await call("/openapi.json")).json();
     const patterns: string[] = [];

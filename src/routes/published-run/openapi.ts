@@ -30,6 +30,7 @@ export function documentPublishedRunApi(app: App) {
     summary: "Run a published prompt workflow and return its text",
     params,
     body: variables,
+    bodyOptional: true,
     responses: {
       200: {
         description: "The generated text",
@@ -47,6 +48,7 @@ export function documentPublishedRunApi(app: App) {
     summary: "The same run as Server-Sent Events (thinking, text, result, error)",
     params,
     body: variables,
+    bodyOptional: true,
     responses: { 200: { description: "Server-Sent Events", schema: z.string(), contentType: "text/event-stream" }, 202: accepted },
     errors: [...ERRORS],
   });

@@ -51,7 +51,14 @@ export function documentWorkflowRunsApi(app: App) {
     summary: "Execute a workflow, streaming its progress",
     body: executeForm,
     bodyType: "multipart/form-data",
-    responses: { 200: sse },
+    responses: {
+      200: sse,
+      202: {
+        description:
+          "Accepted, but Temporal has not confirmed the start yet (the host is down or slow): JSON `{ success: true, workflowRun }` with status `scheduled`, not a stream; follow it with GET /api/v1/workflow-runs/{runId}/stream",
+        schema: z.object({ success: z.literal(true), workflowRun: anyObject }),
+      },
+    },
     errors: [...EXECUTE_ERRORS],
   });
   documentRoute(app, {

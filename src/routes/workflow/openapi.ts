@@ -145,7 +145,14 @@ export function documentWorkflowApi(app: App) {
     auth: "apiKey",
     summary: "Start a run and wait for its result (408 when `timeout` runs out first)",
     body: runWorkflowBody,
-    responses: { 200: { description: "The run ended (completed, failed, cancelled, ...)", schema: result } },
+    responses: {
+      200: { description: "The run ended (completed, failed, cancelled, ...)", schema: result },
+      202: {
+        description:
+          'Accepted, but Temporal has not confirmed the start yet (the host is down or slow): `status: "scheduled"`, `runId: null`; the run will start. `Location` points at its result',
+        schema: result,
+      },
+    },
     errors: [...START_ERRORS, "wait_timed_out"],
   });
   for (const pinned of [false, true]) {
@@ -208,6 +215,7 @@ export function documentWorkflowApi(app: App) {
       summary: "Immediate stop",
       params,
       body: terminateBody,
+      bodyOptional: true,
       description: pinned ? undefined : deprecatedNote,
       responses: {
         200: {
@@ -269,6 +277,7 @@ export function documentWorkflowApi(app: App) {
       summary: `Call the workflow's ${kind} handler with \`payload\``,
       params: z.object({ id: workflowIdParam, name: z.string() }),
       body: interactionBody,
+      bodyOptional: true,
       responses: {
         200:
           kind === "signal"
@@ -294,6 +303,7 @@ export function documentWorkflowApi(app: App) {
     summary: "Send signal `resume` with `payload` (Output's feedback)",
     params: idParam,
     body: interactionBody,
+    bodyOptional: true,
     responses: {
       200: {
         description: "Delivered",
