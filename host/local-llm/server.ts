@@ -15,13 +15,30 @@
  *   npm run local-llm            (port LOCAL_LLM_PORT, default 8790; `npm run dev` starts it)
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { z } from "zod";
 
 export const countTokens = (text: string) => text.split(/\s+/).filter(Boolean).length;
 
-interface ChatMessage {
-  role: string;
-  content: string | Array<{ type: string; text?: string }> | null;
-}
+/** What a chat completion request must carry for this server to answer it; other fields pass. */
+const chatRequest = z.looseObject({
+  model: z.string().min(1),
+  messages: z.array(
+    z.looseObject({
+      role: z.string(),
+      content: z.union([z.string(), z.array(z.looseObject({ type: z.string(), text: z.string().optional() })), z.null()]).optional(),
+    }),
+  ),
+  stream: z.boolean().optional(),
+  stream_options: z.looseObject({ include_usage: z.boolean().optional() }).optional(),
+  web_search_options: z.unknown().optional(),
+  max_tokens: z.number().int().positive().optional(),
+  max_completion_tokens: z.number().int().positive().optional(),
+});
+
+type ChatMessage = z.infer<typeof chatRequest>["messages"][number];
+
+/** `GET /_calls` keeps the most recent completions only: a long `npm run dev` session must not grow without end. */
+export const MAX_CALLS_KEPT = 10_000;
 
 export interface ServedCall {
   model: string;
@@ -85,7 +102,18 @@ async function readBody(req: IncomingMessage): Promise<string> {
 
 export function createLocalLlmServer() {
   const calls: ServedCall[] = [];
-  const server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
+  let served = 0;
+  const server = createServer((req, res) => {
+    // A request it cannot answer is that request's error, never the server's end.
+    handle(req, res).catch((err: unknown) => {
+      console.error("local LLM server:", err);
+      if (!res.headersSent) {
+        res.writeHead(500, { "content-type": "application/json" });
+        res.end(JSON.stringify({ error: { message: "the local LLM server failed on this request" } }));
+      } else res.destroy();
+    });
+  });
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? "/", "http://local");
     const json = (status: number, body: unknown) => {
       res.writeHead(status, { "content-type": "application/json" });
@@ -106,21 +134,15 @@ export function createLocalLlmServer() {
     }
     if (req.method !== "POST" || url.pathname !== "/v1/chat/completions") return json(404, { error: { message: "not found" } });
 
-    let body: {
-      model?: string;
-      messages?: ChatMessage[];
-      stream?: boolean;
-      stream_options?: { include_usage?: boolean };
-      web_search_options?: unknown;
-      max_tokens?: number;
-      max_completion_tokens?: number;
-    };
+    let raw: unknown;
     try {
-      body = JSON.parse(await readBody(req));
+      raw = JSON.parse(await readBody(req));
     } catch {
       return json(400, { error: { message: "invalid JSON" } });
     }
-    if (!body.model || !Array.isArray(body.messages)) return json(400, { error: { message: "model and messages are required" } });
+    const parsed = chatRequest.safeParse(raw);
+    if (!parsed.success) return json(400, { error: { message: `not a chat completion request: ${z.prettifyError(parsed.error)}` } });
+    const body = parsed.data;
     const model = body.model;
     const webSearch = body.web_search_options !== undefined;
     const a = answerFor(body.messages, model, body.max_completion_tokens ?? body.max_tokens);
@@ -132,6 +154,8 @@ export function createLocalLlmServer() {
       reasoningTokens: a.reasoningTokens,
       webSearch,
     });
+    if (calls.length > MAX_CALLS_KEPT) calls.splice(0, calls.length - MAX_CALLS_KEPT);
+    served++;
     const usage = {
       prompt_tokens: a.promptTokens,
       completion_tokens: a.completionTokens,
@@ -141,7 +165,7 @@ export function createLocalLlmServer() {
     const annotations = webSearch
       ? SEARCH_SOURCES.map((s) => ({ type: "url_citation", url_citation: { url: s.url, title: s.title, start_index: 0, end_index: 0 } }))
       : undefined;
-    const id = `chatcmpl-local-${calls.length}`;
+    const id = `chatcmpl-local-${served}`;
     const created = Math.floor(Date.now() / 1000);
 
     if (!body.stream) {
@@ -183,7 +207,7 @@ export function createLocalLlmServer() {
     if (body.stream_options?.include_usage)
       res.write(`data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model, choices: [], usage })}\n\n`);
     res.end("data: [DONE]\n\n");
-  });
+  };
   return { server, calls };
 }
 
