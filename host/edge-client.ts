@@ -31,6 +31,11 @@ const RETRY_BASE_MS = 250;
 const RETRY_MAX_MS = 5_000;
 /** After this many failed tries a push is given up (the edge's watchdog reconciles later). */
 const MAX_ATTEMPTS = 30;
+/**
+ * One try's limit: an edge (or a proxy in front of it) that takes the connection and never answers
+ * must not hold a push slot, and the steps waiting on it, until Node's own 300 s header timeout.
+ */
+export const PUSH_TIMEOUT_MS = 30_000;
 /** How long the first event of a push waits for others to join it. */
 export const PUSH_WINDOW_MS = 5;
 /** Pushes of run events on the wire at once; events that arrive meanwhile wait for the next. */
@@ -87,6 +92,7 @@ export class EdgeClient {
     /** Tries per push before it is given up (the edge's watchdog reconciles what was lost). */
     private readonly maxAttempts = MAX_ATTEMPTS,
     private readonly windowMs = PUSH_WINDOW_MS,
+    private readonly requestTimeoutMs = PUSH_TIMEOUT_MS,
   ) {}
 
   /**
@@ -116,8 +122,13 @@ export class EdgeClient {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
+  /**
+   * Publishes the catalog, trying until the edge takes it however long that is (the edge may come
+   * up, or be deployed with code that accepts it, long after the host): without it the edge keeps
+   * an old catalog, or none, until the host restarts.
+   */
   async publishCatalog(workflows: CatalogEntry[]): Promise<void> {
-    await this.postWithRetry(EDGE_PATHS.catalog, JSON.stringify({ workflows }));
+    await this.postWithRetry(EDGE_PATHS.catalog, JSON.stringify({ workflows }), { maxAttempts: Number.POSITIVE_INFINITY });
   }
 
   private idle(): boolean {
@@ -273,17 +284,23 @@ export class EdgeClient {
   }
 
   /** Posts until the edge takes it; returns the edge's answer (its JSON, or null if it is not JSON). */
-  private async postWithRetry(path: string, body: string, { runEvents = false, splittable = false } = {}): Promise<unknown> {
+  private async postWithRetry(
+    path: string,
+    body: string,
+    { runEvents = false, splittable = false, maxAttempts = this.maxAttempts } = {},
+  ): Promise<unknown> {
     let refusals = 0;
     for (let attempt = 1; ; attempt++) {
       let error: Error;
       try {
         const headers = await signRequest(this.secret, "POST", path, body);
         if (runEvents) this.counters.runEventRequests++;
+        const signal = AbortSignal.timeout(this.requestTimeoutMs);
         const res = await fetch(new URL(path, this.edgeUrl), {
           method: "POST",
           headers: { ...headers, "content-type": "application/json" },
           body,
+          signal,
         });
         const text = await res.text();
         if (res.ok) return parseJson(text);
@@ -305,7 +322,7 @@ export class EdgeClient {
         error = err as Error;
         if (attempt === 1 || attempt % 10 === 0) this.log(`push to edge ${path} failed (${String(err)}), retrying`);
       }
-      if (attempt >= this.maxAttempts) throw error;
+      if (attempt >= maxAttempts) throw error;
       // A push refused more than once is worth splitting (the caller does, for run events).
       if (splittable && refusals >= 2 && error instanceof PushRefusedError) throw error;
       await new Promise((r) => setTimeout(r, retryDelay(attempt)));

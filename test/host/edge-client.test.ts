@@ -350,4 +350,30 @@ describe("EdgeClient: batched run events", () => {
     await client.pushRunEvents("hello-1", [started("r1")]);
     expect(edge.statuses).toEqual([503, 503, 200]);
   });
+
+  it("a try the edge takes and never answers is given up after its time limit and tried again", async () => {
+    let requests = 0;
+    // The first request hangs (an edge, or a proxy before it, that holds the connection); later ones answer at once.
+    const edge = await fakeEdge(
+      () => 200,
+      undefined,
+      () => (++requests === 1 ? 3_600_000 : 0),
+    );
+    const client = new EdgeClient(edge.url, SECRET, () => undefined, 10, 1, 300);
+    await client.pushRunEvents("hello-1", [started("r1")]);
+    expect(requests).toBe(2);
+    expect(edge.statuses).toEqual([200]);
+    server?.closeAllConnections();
+  }, 15_000);
+});
+
+describe("EdgeClient: the catalog", () => {
+  it("is published however many tries it takes (the edge may come up long after the host), not given up after the run events' limit", async () => {
+    const edge = await fakeEdge((_push, n) => (n < 4 ? 503 : 200));
+    const logs: string[] = [];
+    const client = new EdgeClient(edge.url, SECRET, (m) => logs.push(m), 3, 1);
+    await client.publishCatalog([]);
+    expect(edge.statuses).toEqual([503, 503, 503, 503, 200]);
+    expect(edge.received.at(-1)!.path).toBe("/internal/catalog");
+  }, 20_000);
 });
