@@ -153,7 +153,7 @@ export class RunStream extends DurableObject<Env> {
       this.schemaPending = fresh;
       const log = new EventLog(sql, fresh, (writes) => ctx.storage.transactionSync(writes));
       const webhooks = new WebhookOutbox({ sql, storage: ctx.storage, env, log, meta, endedRun: () => this.lifecycle.endedRun() }, fresh);
-      const resetMark = new ResetMark(meta);
+      const resetMark = new ResetMark(meta, (runId) => log.wasReset(runId));
       const watchdog = new Watchdog(ctx.storage, env, meta);
       const traces = new TraceWriter(env.TRACES, log, meta);
       const logReader = new LogReader({ log, meta, traces });

@@ -126,16 +126,26 @@ export class EventLog {
   }
 
   private hydrate(): Derived {
-    const newest = this.rows(`SELECT ${COLUMNS} FROM events WHERE run_id IS NOT NULL ORDER BY seq DESC LIMIT 1`)[0];
     const finished = new Map<string, { outcome: RunOutcome; at: string }>();
     const resetRuns = new Set<string>();
+    /** The newest end of a run that continued as new: it points at the next run (noteAppended). */
+    let newestHandOver: LogRow | undefined;
     for (const row of this.rows(
       `SELECT ${COLUMNS} FROM events
        WHERE type = 'run.finished' OR (type = 'run.started' AND json_extract(data, '$.resetFromRunId') IS NOT NULL) ORDER BY seq`,
     )) {
       if (row.type === "run.started" && row.data.resetFromRunId) resetRuns.add(row.data.resetFromRunId);
       if (row.type === "run.finished" && !finished.has(row.runId!)) finished.set(row.runId!, { outcome: row.data, at: row.at });
+      if (row.type === "run.finished" && row.data.newRunId) newestHandOver = row;
     }
+    // The latest run as noteAppended keeps it: the newest row of a run nothing replaced, or the
+    // newest hand-over of a continue-as-new, whichever came last.
+    const superseded = [...resetRuns, ...[...finished].filter(([, f]) => f.outcome.newRunId).map(([runId]) => runId)];
+    const newestFree = this.rows(
+      `SELECT ${COLUMNS} FROM events WHERE run_id IS NOT NULL AND run_id NOT IN (SELECT value FROM json_each(?)) ORDER BY seq DESC LIMIT 1`,
+      JSON.stringify(superseded),
+    )[0];
+    const newest = !newestHandOver || (newestFree && newestFree.seq > newestHandOver.seq) ? newestFree : newestHandOver;
     const history = new Map<string, HistoryStats>();
     // SQLite: with MAX(), the bare column `history_type` comes from the row holding the maximum.
     for (const r of this.sql.exec<{ run_id: string; last: number | null; t: string | null; n: number; closed: number }>(
@@ -158,7 +168,10 @@ export class EventLog {
     if (row.projected !== PROJECTION_STATE.done) d.unprojected.set(row.seq, row);
     if (row.type === "run.started" && row.data.resetFromRunId) d.resetRuns.add(row.data.resetFromRunId);
     if (row.runId === null) return;
-    d.latest = latestOf(row);
+    // A run a reset replaced, or one that continued as new, never becomes the latest again: its
+    // late rows (the relay's history up to its close, an activity's last events) trail the run
+    // that replaced it. Only its hand-over itself (a run.finished naming the next run) moves on.
+    if (!this.superseded(row.runId) || (row.type === "run.finished" && row.data.newRunId)) d.latest = latestOf(row);
     if (row.type === "run.finished" && !d.finished.has(row.runId)) d.finished.set(row.runId, { outcome: row.data, at: row.at });
     if (row.type === "history") {
       const stats = d.history.get(row.runId) ?? { lastEventId: 0, lastType: null, count: 0, closed: false };
@@ -309,6 +322,11 @@ export class EventLog {
   /** Whether any event of `runId` is in the log (an unknown run id is a 404 for readers). */
   knowsRun(runId: string): boolean {
     return this.sql.exec("SELECT 1 FROM events WHERE run_id = ? LIMIT 1", runId).toArray().length > 0;
+  }
+
+  /** Whether a reset replaced `runId`, or it continued as new: a later run took over from it. */
+  private superseded(runId: string): boolean {
+    return this.derived.resetRuns.has(runId) || Boolean(this.derived.finished.get(runId)?.outcome.newRunId);
   }
 
   /** Whether a Temporal reset replaced `runId` with a newer run (its `run.started` names it). */

@@ -66,7 +66,11 @@ export type FinishGate = "project" | "hold" | "drop";
 export class ResetMark {
   private state: ResetMarkState | null;
 
-  constructor(private readonly meta: Meta) {
+  /** `replacedEarlier`: whether an earlier reset replaced a run (EventLog.wasReset); its late events name no successor. */
+  constructor(
+    private readonly meta: Meta,
+    private readonly replacedEarlier: (runId: string) => boolean = () => false,
+  ) {
     const stored = meta.get(META_KEY);
     // Marks stored before `pending` existed were one reset's.
     this.state = stored ? { pending: 1, ...(JSON.parse(stored) as Omit<ResetMarkState, "pending">) } : null;
@@ -87,13 +91,18 @@ export class ResetMark {
     this.meta.set(META_KEY, "");
   }
 
-  /** The log just took these rows: the reset's `run.started` ends the mark; another run's event names the successor. */
+  /**
+   * The log just took these rows: the reset's `run.started` ends the mark; an event of another run
+   * names the successor, unless that run is one an earlier reset replaced (an activity of a
+   * terminated run can still report minutes later).
+   */
   noteAppended(rows: readonly LogRow[]): void {
     for (const row of rows) {
       const state = this.state;
       if (!state) return;
       if (row.type === "run.started" && row.data.resetFromRunId) this.clear();
-      else if (row.runId !== null && !state.successor && !state.replaces.includes(row.runId)) this.set({ ...state, successor: row.runId });
+      else if (row.runId !== null && !state.successor && !state.replaces.includes(row.runId) && !this.replacedEarlier(row.runId))
+        this.set({ ...state, successor: row.runId });
     }
   }
 

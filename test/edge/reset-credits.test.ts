@@ -9,6 +9,7 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { RunStream } from "../../durable-objects/run-stream.ts";
+import { EventLog } from "../../durable-objects/run-stream/event-log.ts";
 import type { ResetMark } from "../../durable-objects/run-stream/reset-mark.ts";
 import type { StartCommand } from "../../durable-objects/run-stream/run-starter.ts";
 import { runStream } from "../../src/run-stream-client.ts";
@@ -394,6 +395,31 @@ describe("the replaced run's end and the reset's new run reach the run's DO in e
       expect(await row(workflowId)).toMatchObject({ status: "completed", temporal_run_id: newRunId, credits_charged: 7 });
     });
   }
+
+  it("the replaced run's late history and end do not make it the latest run again: no ended run for webhooks, the watchdog keeps watching, a second reset's mark names no successor from them", async () => {
+    const { org, workflowId, runId, newRunId, stub } = await resetGoingRun("after the reset is recorded");
+    type Parts = { parts: { log: { latestRunId(): string | null }; resetMark: ResetMark } };
+    // The relay goes on bringing the replaced run's rows (its history up to the terminated close, an activity's last report).
+    await stub.record(workflowId, [usage(runId, 1)]);
+    await runInDurableObject(stub, async (instance: RunStream, state) => {
+      expect((instance as unknown as Parts).parts.log.latestRunId()).toBe(newRunId);
+      // The same after a restart: the log read back from storage agrees.
+      expect(new EventLog(state.storage.sql).latestRunId()).toBe(newRunId);
+      // Not "settled": the new run is still going, so the watchdog's alarm stays armed.
+      expect(await state.storage.getAlarm()).not.toBeNull();
+      expect((instance as unknown as { lifecycle: { endedRun(): unknown } }).lifecycle.endedRun()).toBeNull();
+    });
+    // A status read follows the new run.
+    expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: newRunId });
+    // A second reset (of the new run) is marked; a late event of the first replaced run arrives meanwhile: it is no successor.
+    resetAnswer = () => ({ status: 503, code: "unavailable" });
+    expect((await reset(org.key, workflowId, newRunId)).status).toBe(504);
+    await stub.record(workflowId, [usage(runId, 1)]);
+    await runInDurableObject(stub, (instance: RunStream) => {
+      const mark = (instance as unknown as Parts).parts.resetMark.get();
+      expect(mark).toMatchObject({ replaces: [newRunId], successor: null });
+    });
+  });
 
   it("the host's answer never comes (503) but the reset happened: the replaced run's end waits, the new run's events end the wait, and it is charged", async () => {
     const { org, workflowId, runId, stub, res } = await resetUnanswered(HOLD + 50, terminated, true);
