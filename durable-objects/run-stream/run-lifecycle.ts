@@ -44,7 +44,7 @@ export interface LifecycleParts {
 export interface RunLifecycleDeps {
   admission: Pick<PushAdmission, "admits">;
   /** The start outbox: an alarm first retries a start Temporal has not confirmed (run-starter.ts). */
-  starter: Pick<RunStarter, "retryPending">;
+  starter: Pick<RunStarter, "retryPending" | "pendingAttemptAt">;
   /** The DO's parts, over storage that has its schema (see the header). */
   parts(): LifecycleParts;
 }
@@ -130,7 +130,7 @@ export class RunLifecycle {
     try {
       if (projected) await this.parts.traces.writeMissing(workflowId);
     } finally {
-      await this.parts.watchdog.arm(this.isSettled());
+      await this.armWatchdog();
       await this.parts.webhooks.arm();
     }
   }
@@ -148,9 +148,18 @@ export class RunLifecycle {
       if (!this.isFinished()) await this.parts.watchdog.reconcile(workflowId, (events) => this.record(workflowId, events));
     } finally {
       await this.parts.webhooks.work(workflowId);
-      await this.parts.watchdog.arm(this.isSettled());
+      await this.armWatchdog();
       await this.parts.webhooks.arm();
     }
+  }
+
+  /**
+   * The watchdog's alarm, which the start outbox shares: a start Temporal has not confirmed keeps
+   * it set, by its next attempt at the latest, even once the run's events say it has ended (they
+   * can arrive before the host's answer to the start does).
+   */
+  private armWatchdog(): Promise<void> {
+    return this.parts.watchdog.arm(this.isSettled(), this.deps.starter.pendingAttemptAt());
   }
 
   /** The workflow's final outcome, once it has ended and D1 has all of it (webhooks go out then). */

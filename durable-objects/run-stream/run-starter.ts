@@ -150,6 +150,12 @@ export class RunStarter {
     return this.row()?.state === "pending";
   }
 
+  /** When the pending start's next attempt is due (ms since the epoch), or null when no start is pending. */
+  pendingAttemptAt(): number | null {
+    const row = this.row();
+    return row?.state === "pending" ? row.next_attempt_at : null;
+  }
+
   /**
    * Starts a run. With an Idempotency-Key, the key is claimed first (one D1 statement, here next
    * to D1, so it adds no round trip of its own): a replay answers with the earlier run (which lives

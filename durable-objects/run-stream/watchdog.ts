@@ -43,8 +43,9 @@ export class Watchdog {
    * events does not move the alarm on every event: one set less than a second (or a tenth of the
    * wait) earlier stays, and a cleared alarm is not cleared again.
    */
-  async arm(settled: boolean): Promise<void> {
-    if (settled) {
+  async arm(settled: boolean, notAfter: number | null = null): Promise<void> {
+    // `notAfter`: another part needs the alarm by then (the start outbox's next attempt): never later, never deleted.
+    if (settled && notAfter === null) {
       if (this.alarmAt === null) return;
       await this.storage.deleteAlarm();
       this.alarmAt = null;
@@ -52,7 +53,7 @@ export class Watchdog {
     }
     const now = Date.now();
     const delay = Math.min(this.quietMs() * 2 ** Math.min(this.quietChecks(), MAX_WATCHDOG_DOUBLINGS), MAX_WATCHDOG_INTERVAL_MS);
-    const at = now + delay;
+    const at = notAfter === null ? now + delay : Math.min(now + delay, Math.max(notAfter, now));
     const set = this.alarmAt;
     if (typeof set === "number" && set > now && set <= at && at - set < Math.min(WATCHDOG_ARM_SLACK_MS, delay / 10)) return;
     await this.storage.setAlarm(at);

@@ -1,0 +1,73 @@
+/**
+ * The start outbox and the watchdog share the run's DO alarm. A start the edge accepted but
+ * Temporal has not confirmed (the host's answer lost) may see the run's events, its end included,
+ * arrive first: the run did start. The watchdog then finds the run settled; it must not delete
+ * (or postpone) the alarm the outbox's next attempt needs, or the start stays `pending` for good,
+ * its request (with the run's envs) kept, and `run.started` never logged.
+ */
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runStream } from "../../src/run-stream-client.ts";
+import { HOST_PATHS } from "../../src/shared/host-api.ts";
+import { scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
+import { closeEvent, finishedEvent, historyEvent } from "./stream-helpers.ts";
+
+/** The run id the scripted host answers once it answers starts at all. */
+let confirmAs: string | null = null;
+let restoreHost: () => void;
+
+beforeAll(async () => {
+  await seedCatalog();
+  restoreHost = scriptHost(async (request, path) => {
+    if (path === HOST_PATHS.start && confirmAs) {
+      const { workflowId } = (await request.json()) as { workflowId: string };
+      return Response.json({ workflowId, runId: confirmAs });
+    }
+    throw new TypeError("connection refused");
+  });
+});
+afterAll(() => restoreHost());
+
+type OutboxRow = { state: string; next_attempt_at: number };
+
+describe("the start outbox's alarm", () => {
+  it("outlives a run whose events (its end included) arrive before Temporal's confirmation: the next attempt still comes and confirms it", async () => {
+    const org = await seedOrganization();
+    const runUuid = crypto.randomUUID();
+    const workflowId = `hello-${runUuid}`;
+    const runId = crypto.randomUUID();
+    const stub = runStream(env, workflowId);
+    expect(
+      await stub.start({
+        organizationId: org.organizationId,
+        workflowId,
+        runUuid,
+        target: { kind: "code", by: { name: "hello" }, input: { name: "Ada" } },
+      }),
+    ).toMatchObject({ ok: true, started: { runId: null, status: "scheduled" } });
+
+    // The host did start it: the relay's events arrive, through to the run's end.
+    await stub.record(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)]);
+    await runInDurableObject(stub, async (_instance, state) => {
+      const outbox = state.storage.sql.exec<OutboxRow>("SELECT state, next_attempt_at FROM run_start").one();
+      expect(outbox.state).toBe("pending");
+      const alarm = await state.storage.getAlarm();
+      expect(alarm).not.toBeNull();
+      expect(alarm!).toBeLessThanOrEqual(outbox.next_attempt_at);
+    });
+
+    // The next attempt: the host answers now (the same run, under the same accept id).
+    confirmAs = runId;
+    await runInDurableObject(stub, (_i, state) => state.storage.sql.exec("UPDATE run_start SET next_attempt_at = 0"));
+    await runDurableObjectAlarm(stub);
+    await runInDurableObject(stub, (_instance, state) => {
+      expect(state.storage.sql.exec<{ state: string }>("SELECT state FROM run_start").one().state).toBe("started");
+      expect(state.storage.sql.exec("SELECT 1 FROM events WHERE type = 'run.started'").toArray()).toHaveLength(1);
+    });
+    expect(await env.DB.prepare("SELECT status, temporal_run_id FROM runs WHERE id = ?").bind(runUuid).first()).toEqual({
+      status: "completed",
+      temporal_run_id: runId,
+    });
+  });
+});
