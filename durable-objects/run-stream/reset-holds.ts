@@ -137,7 +137,13 @@ export class ResetHolds {
    * replaced run still being the latest means it did not: the hold is put back as for a refusal.
    * If the host cannot say, the mark just ends (the hold stays, as for any unknown outcome).
    */
-  async resolveStale(workflowId: string): Promise<void> {
+  resolveStale(workflowId: string): Promise<void> {
+    // In turn with holds and releases: a reset that arrived while the host is asked (the await
+    // opens the DO's input gate) would otherwise join this mark, and be undone and cleared with it.
+    return this.inTurn(() => this.resolveStaleNow(workflowId));
+  }
+
+  private async resolveStaleNow(workflowId: string): Promise<void> {
     const mark = this.deps.mark.get();
     if (!mark || Date.now() < mark.until) return;
     const replaced = mark.replaces[0];

@@ -30,6 +30,8 @@ let duringReset: (workflowId: string, replacedRunId: string) => Promise<void> = 
 let resetCalls = 0;
 /** What the scripted host says is the workflow's latest run (its result call), for the DO's alarm. */
 let latestRun: ((workflowId: string) => RunResultResponse) | null = null;
+/** When set, the scripted host's answer to a result call waits for it. */
+let resultGate: Promise<void> | null = null;
 let restoreHost: () => void;
 
 beforeAll(async () => {
@@ -52,7 +54,10 @@ beforeAll(async () => {
       if ("timesOut" in answer) throw new DOMException("The operation was aborted due to timeout", "TimeoutError");
       return Response.json({ workflowId, runId: answer.runId, resetFromRunId: previous!.temporal_run_id });
     }
-    if (latestRun && path.endsWith("/result")) return Response.json(latestRun(decodeURIComponent(path.split("/").at(-2)!)));
+    if (latestRun && path.endsWith("/result")) {
+      await resultGate;
+      return Response.json(latestRun(decodeURIComponent(path.split("/").at(-2)!)));
+    }
     throw new TypeError("connection refused");
   });
 });
@@ -61,6 +66,7 @@ afterEach(() => {
   resetAnswer = () => ({ status: 404, code: "step_not_found" });
   duringReset = async () => {};
   latestRun = null;
+  resultGate = null;
 });
 
 let clock = Date.UTC(2026, 1, 1);
@@ -561,6 +567,43 @@ describe("a reset whose answer the route never gets: the run's DO settles its ma
     latestRun = (id) => ({ workflowId: id, runId, status: "completed", output: { greeting: "Hello, Ada" }, error: null, closeTime: null });
     await staleMarkAlarm(stub);
     await expectOwnRunCharged(workflowId, runId, org.organizationId);
+  });
+
+  it("a reset that arrives while the alarm asks the host about a stale mark waits its turn: its hold and its run survive the stale mark's undo", async () => {
+    const org = await meteredOrg(HOLD * 2);
+    const ended = await run(org.organizationId, (runId) => [usage(runId, 10), finished(runId, "completed")]);
+    resetAnswer = () => ({ status: 503, code: "unavailable" });
+    expect((await reset(org.key, ended.workflowId)).status).toBe(504);
+    expect(await row(ended.workflowId)).toMatchObject({ credit_hold: HOLD });
+    // The first reset did not happen (the host names the ended run as still the latest), but the host is slow to say so.
+    let release!: () => void;
+    resultGate = new Promise<void>((r) => (release = r));
+    latestRun = (id) => ({
+      workflowId: id,
+      runId: ended.runId,
+      status: "completed",
+      output: { greeting: "Hello, Ada" },
+      error: null,
+      closeTime: null,
+    });
+    await runInDurableObject(ended.stub, (instance: RunStream) => {
+      const mark = (instance as unknown as { parts: { resetMark: ResetMark } }).parts.resetMark;
+      mark.set({ ...mark.get()!, until: 0 });
+    });
+    const alarm = runDurableObjectAlarm(ended.stub);
+    await new Promise((r) => setTimeout(r, 50));
+    // A second reset meanwhile, which the host takes.
+    const newRunId = crypto.randomUUID();
+    resetAnswer = () => ({ runId: newRunId });
+    const second = reset(org.key, ended.workflowId);
+    await new Promise((r) => setTimeout(r, 50));
+    release();
+    await alarm;
+    expect((await second).status).toBe(200);
+    // The stale mark's undo put back the row's hold from before the first reset (none); the second reset then held again, for its run.
+    expect(await row(ended.workflowId)).toMatchObject({ status: "running", temporal_run_id: newRunId, credit_hold: HOLD });
+    await ended.stub.record(ended.workflowId, [usage(newRunId, 7), finished(newRunId, "completed")]);
+    expect(await row(ended.workflowId)).toMatchObject({ status: "completed", credit_hold: 0, credits_charged: 17 });
   });
 
   it("an unknown outcome, then a retry the host refuses: the hold stays for the first, whose mark the DO still settles with the host", async () => {
