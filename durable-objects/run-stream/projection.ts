@@ -45,7 +45,17 @@ export class D1Projection {
     private readonly onFinished?: (runId: string, hasWebhooks: boolean) => void,
     /** Whether a run's final status goes to D1 now, waits (a reset is pending), or is dropped (reset-mark.ts). */
     private readonly finishGate: (runId: string) => FinishGate = () => "project",
-  ) {}
+  ) {
+    this.attributesInDoubt = log.unprojected().some((r) => r.type === "attribute");
+  }
+
+  /**
+   * Whether D1 may already hold some pending attribute rows' totals: an application failed after
+   * sending them (D1 may have committed it before the answer was lost), or this DO started with
+   * attribute rows unprojected (its previous instance may have sent them). The next application
+   * with attributes then reads the row's `attributes_through_seq` first and adds only newer ones.
+   */
+  private attributesInDoubt: boolean;
 
   private inFlight: Promise<ProjectionResult> | null = null;
   private next: Promise<ProjectionResult> | null = null;
@@ -140,7 +150,14 @@ export class D1Projection {
       this.startSeen.delete(stepKey(step));
       statements.push(await stepRunStatement(this.db, workflowId, step));
     }
-    const attributes = pending.filter((r): r is LogRowOf<"attribute"> => r.type === "attribute");
+    let attributes = pending.filter((r): r is LogRowOf<"attribute"> => r.type === "attribute");
+    if (attributes.length > 0 && this.attributesInDoubt) {
+      const through = await this.db
+        .prepare("SELECT attributes_through_seq AS seq FROM runs WHERE temporal_workflow_id = ?")
+        .bind(workflowId)
+        .first<number>("seq");
+      attributes = attributes.filter((r) => r.seq > (through ?? 0));
+    }
     if (attributes.length > 0) statements.push(this.attributes(workflowId, attributes, now));
     for (const row of ends) {
       const statement = this.finished(workflowId, row, now, startedAt.get(row.data.runId));
@@ -154,7 +171,14 @@ export class D1Projection {
 
     let batches = 0;
     if (statements.length > 0) {
-      const results = await this.db.batch(statements);
+      let results: D1Result[];
+      try {
+        results = await this.db.batch(statements);
+      } catch (err) {
+        if (attributes.length > 0) this.attributesInDoubt = true;
+        throw err;
+      }
+      if (attributes.length > 0) this.attributesInDoubt = false;
       batches++;
       for (const { index, row } of finishes) {
         const returned = results[index]?.results?.[0] as { has_webhooks?: number } | undefined;
@@ -186,16 +210,29 @@ export class D1Projection {
       .bind(row.data.runId, row.at, now, workflowId);
   }
 
-  /** Totals for listing and billing; the attributes themselves stay in the log. */
+  /**
+   * Totals for listing and billing, and the newest attribute they include; the attributes
+   * themselves stay in the log.
+   */
   private attributes(workflowId: string, rows: LogRowOf<"attribute">[], now: string): D1PreparedStatement {
     const totals = aggregate(rows.map((r) => r.data.attribute));
+    const through = Math.max(...rows.map((r) => r.seq));
     return this.db
       .prepare(
         `UPDATE runs SET cost_total = cost_total + ?, tokens_input = tokens_input + ?, tokens_output = tokens_output + ?,
-           tokens_total = tokens_total + ?, http_requests = http_requests + ?, updated_at = ?
+           tokens_total = tokens_total + ?, http_requests = http_requests + ?, attributes_through_seq = ?, updated_at = ?
          WHERE temporal_workflow_id = ?`,
       )
-      .bind(totals.cost.total, totals.tokens.input, totals.tokens.output, totals.tokens.total, totals.httpRequests.total, now, workflowId);
+      .bind(
+        totals.cost.total,
+        totals.tokens.input,
+        totals.tokens.output,
+        totals.tokens.total,
+        totals.httpRequests.total,
+        through,
+        now,
+        workflowId,
+      );
   }
 
   /**

@@ -161,6 +161,11 @@ export const runs = sqliteTable(
     tokensTotal: integer("tokens_total").notNull().default(0),
     httpRequests: integer("http_requests").notNull().default(0),
     /**
+     * The log sequence number (in the run's RunStream) of the newest attribute the totals above
+     * include: a projection whose answer was lost after D1 committed it is not added twice.
+     */
+    attributesThroughSeq: integer("attributes_through_seq").notNull().default(0),
+    /**
      * Set while a running run is blocked on a signal or human input: nothing in flight (no
      * activity, timer or child workflow) and no workflow task pending. Derived by RunStream from
      * the run's history; the Workflow Runs API reports such runs as `waiting`.

@@ -207,6 +207,39 @@ describe("a metered hello run, start to finish, counted at the DO's D1 binding",
   });
 });
 
+describe("a projection whose answer is lost after D1 committed it", () => {
+  it("adds the run's usage to its totals once: the retry reads what D1 already has, and the run is charged 30 tokens, not 40", async () => {
+    const org = await meteredOrg(HOLD * 2);
+    const { c, runId } = await live(org.organizationId, () => []);
+    const stub = runStream(env, c.workflowId);
+    // D1 commits the next batch, then the answer is lost (a network error after the commit).
+    const binding = env.DB as unknown as { batch: D1Database["batch"] };
+    const commit = binding.batch;
+    let loseNext = true;
+    binding.batch = async <T>(statements: D1PreparedStatement[]) => {
+      const results = await commit.call<D1Database, [D1PreparedStatement[]], Promise<D1Result<T>[]>>(env.DB, statements);
+      if (loseNext) {
+        loseNext = false;
+        throw new Error("D1_ERROR: Network connection lost.");
+      }
+      return results;
+    };
+    try {
+      await stub.record(c.workflowId, [usage(runId, 10)]).catch(() => undefined);
+      expect(loseNext).toBe(false);
+      // The watchdog, or the run's next event, projects what the log still has pending.
+      await stub.record(c.workflowId, [{ ...usage(runId, 20), sourceKey: `attribute:${runId}:a:1:2` }, finished(runId, "completed")]);
+    } finally {
+      delete (binding as { batch?: unknown }).batch;
+    }
+    const row = await env.DB.prepare("SELECT tokens_total, credits_charged, status FROM runs WHERE temporal_workflow_id = ?")
+      .bind(c.workflowId)
+      .first();
+    expect(row).toEqual({ tokens_total: 30, credits_charged: 30, status: "completed" });
+    expect(await charges(org.organizationId)).toEqual([{ kind: "charge", amount: -30, balance_after: HOLD * 2 - 30, note: "30 tokens" }]);
+  });
+});
+
 describe("a metered start that never runs", () => {
   it("the host refuses the first attempt: the row and its hold are undone in one statement, and the caller gets the error", async () => {
     const org = await meteredOrg(HOLD * 2);

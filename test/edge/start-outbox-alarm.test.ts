@@ -10,6 +10,7 @@ import { env } from "cloudflare:workers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runStream } from "../../src/run-stream-client.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
+import type { RunEvent } from "../../src/shared/run-event-schema.ts";
 import { scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, finishedEvent, historyEvent } from "./stream-helpers.ts";
 
@@ -48,7 +49,7 @@ describe("the start outbox's alarm", () => {
     ).toMatchObject({ ok: true, started: { runId: null, status: "scheduled" } });
 
     // The host did start it: the relay's events arrive, through to the run's end.
-    await stub.record(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)]);
+    await stub.record(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)] as RunEvent[]);
     await runInDurableObject(stub, async (_instance, state) => {
       const outbox = state.storage.sql.exec<OutboxRow>("SELECT state, next_attempt_at FROM run_start").one();
       expect(outbox.state).toBe("pending");

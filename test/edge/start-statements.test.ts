@@ -269,8 +269,11 @@ describe("the projection's D1 statements", () => {
     const { d1, count } = countingD1(env.DB);
     await runInDurableObject(runStream(env, workflowId), async (_instance, state) => {
       const log = new EventLog(state.storage.sql);
+      // Made before the events arrive, as the DO's parts are when it opens (one made after would
+      // find attributes pending that a previous instance may have sent, and read D1 first).
+      const projection = new D1Projection(d1, log, new WaitingDetector(log, metaOf(state.storage.sql)));
       log.append(events);
-      await new D1Projection(d1, log, new WaitingDetector(log, metaOf(state.storage.sql))).apply(workflowId, false);
+      await projection.apply(workflowId, false);
     });
     return count;
   }
