@@ -5,9 +5,10 @@
  * run closes (following continue-as-new to the next run).
  *
  * Delivery is at-least-once. After a host restart every open run on the task queue is followed
- * again from its first event; the edge drops what it already has.
+ * again from its first event; the edge drops what it already has. A run is let go of only once
+ * its end is pushed, or when Temporal has no such run: any other failure is retried with backoff.
  */
-import { WorkflowFailedError, type Client } from "@temporalio/client";
+import { WorkflowFailedError, WorkflowNotFoundError, type Client } from "@temporalio/client";
 import { decodeRetryState } from "@temporalio/common";
 import type { RunEvent, RunResultResponse } from "../src/shared/host-api.ts";
 import { runFinishedEvent } from "../src/shared/run-events.ts";
@@ -34,8 +35,22 @@ export const RELAY_COALESCE_MS = 20;
 export type Sleep = (ms: number) => Promise<void>;
 const sleep: Sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** Pause after a failed history request before trying again. */
-const RETRY_DELAY_MS = 1_000;
+/**
+ * Pauses after failures, doubling from RETRY_BASE_MS to RETRY_MAX_MS, with up to half again of
+ * jitter, so that the long-polls of many runs do not retry in step when Temporal restarts or
+ * sheds load (one long-poll per open run).
+ */
+const RETRY_BASE_MS = 1_000;
+const RETRY_MAX_MS = 30_000;
+
+/** The pause after the `failures`-th failure in a row (1-based). */
+export function relayRetryDelay(failures: number, random: () => number = Math.random): number {
+  const base = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** Math.min(failures - 1, 10));
+  return Math.round(base * (1 + random() / 2));
+}
+
+/** Temporal has no such workflow or run (any more): nothing to follow. */
+const isNotFound = (err: unknown) => err instanceof WorkflowNotFoundError || (err as { code?: number }).code === 5;
 
 export class HistoryRelay {
   private readonly following = new Set<string>();
@@ -93,19 +108,40 @@ export class HistoryRelay {
   }
 
   private async relay(workflowId: string, knownRunId?: string): Promise<void> {
-    let runId: string | undefined = knownRunId ?? (await this.client.workflow.getHandle(workflowId).describe()).runId;
+    let runId: string | undefined =
+      knownRunId ?? (await this.retrying(workflowId, async () => (await this.client.workflow.getHandle(workflowId).describe()).runId));
     while (runId && !this.stopped) {
       const relayed: string = runId;
       // A reset names no successor in the old run's history: the reset route tells us.
-      runId = (await this.relayRun(workflowId, runId)) ?? this.resetSuccessors.get(workflowId);
+      runId = (await this.retrying(workflowId, () => this.relayRun(workflowId, relayed))) ?? this.resetSuccessors.get(workflowId);
       this.resetSuccessors.delete(workflowId);
       if (runId === relayed) runId = undefined;
+    }
+  }
+
+  /**
+   * Does `work` until it succeeds: a failure (Temporal unreachable, a push the edge did not take
+   * in all its tries, an outcome Temporal could not give) is logged and tried again after a
+   * backoff, from the run's first page (the edge drops what it already has). Only a run Temporal
+   * does not have, or the relay stopping, ends it.
+   */
+  private async retrying<T>(workflowId: string, work: () => Promise<T>): Promise<T> {
+    for (let failures = 1; ; failures++) {
+      try {
+        return await work();
+      } catch (err) {
+        if (this.stopped || isNotFound(err)) throw err;
+        const delay = relayRetryDelay(failures);
+        console.warn(`history relay: ${workflowId}: ${String(err)}; trying again in ${delay} ms`);
+        await this.pause(delay);
+      }
     }
   }
 
   /** Relays one run; returns the next run's id after a continue-as-new. */
   private async relayRun(workflowId: string, runId: string): Promise<string | undefined> {
     let nextPageToken: Uint8Array | undefined;
+    let failures = 0;
     for (;;) {
       if (this.stopped) return undefined;
       let response;
@@ -118,9 +154,11 @@ export class HistoryRelay {
           waitNewEvent: true,
           maximumPageSize: 1000,
         });
+        failures = 0;
       } catch (err) {
-        if ((err as { code?: number }).code === 5) throw err; // NOT_FOUND: nothing to follow
-        await this.pause(RETRY_DELAY_MS);
+        if (isNotFound(err)) throw err; // nothing to follow
+        // The long-poll resumes from the same page.
+        await this.pause(relayRetryDelay(++failures));
         continue;
       }
       const events = response.history?.events ?? [];

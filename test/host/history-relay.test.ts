@@ -6,7 +6,7 @@
 import type { Client } from "@temporalio/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EdgeClient } from "../../host/edge-client.ts";
-import { HistoryRelay, RELAY_COALESCE_MS } from "../../host/history-relay.ts";
+import { HistoryRelay, RELAY_COALESCE_MS, relayRetryDelay } from "../../host/history-relay.ts";
 import type { RunEvent } from "../../src/shared/host-api.ts";
 import { ALWAYS_FAILS_MESSAGE } from "../../host/workflows/examples.ts";
 import { ALWAYS_FAILS_ERROR_DETAILS } from "../support/always-fails.ts";
@@ -62,6 +62,47 @@ async function relayOneRun(workflow: string, args: unknown[], pushMs: number) {
   const history = (await handle.fetchHistory()).events!.map((e) => String(e.eventId));
   return { workflowId, runId: handle.firstExecutionRunId, pushes, pauses, history };
 }
+
+describe("history relay: failures", () => {
+  it("a push the edge does not take in all its tries is tried again after a backoff, from the run's first page: the run's end still arrives", async () => {
+    const pushes: Push[] = [];
+    let refusals = 3;
+    const edge = {
+      async pushRunEvents(workflowId: string, events: RunEvent[], options: { now?: boolean } = {}) {
+        // What EdgeClient does once its tries are used up: the push is rejected.
+        if (refusals-- > 0) throw new Error("gave up pushing: edge answered 503");
+        pushes.push({ workflowId, events, now: options.now ?? false });
+      },
+    } as unknown as EdgeClient;
+    const pauses: number[] = [];
+    const relay = new HistoryRelay(client, edge, TASK_QUEUE, async (ms) => {
+      pauses.push(ms);
+    });
+    const workflowId = `two_steps-${crypto.randomUUID()}`;
+    const handle = await client.workflow.start("two_steps", { taskQueue: TASK_QUEUE, workflowId, args: [{ text: "a b" }] });
+    relay.follow(workflowId, handle.firstExecutionRunId);
+    await handle.result();
+    for (let i = 0; i < 200 && relay.size > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(relay.size).toBe(0);
+    const events = pushes.flatMap((p) => p.events);
+    expect(events.at(-1)?.type).toBe("run.finished");
+    const history = (await handle.fetchHistory()).events!.map((e) => String(e.eventId));
+    const relayed = [
+      ...new Set(events.filter((e) => e.type === "history").map((e) => (e.data as { event: { eventId: string } }).event.eventId)),
+    ];
+    expect(relayed).toEqual(history);
+    // Three failures in a row: three backoffs, doubling (with jitter).
+    const backoffs = pauses.filter((ms) => ms >= 1_000);
+    expect(backoffs).toHaveLength(3);
+    expect(backoffs[1]!).toBeGreaterThanOrEqual(2_000);
+    expect(backoffs[2]!).toBeGreaterThanOrEqual(4_000);
+  });
+
+  it("the backoff doubles from 1 s to at most 30 s, with up to half again of jitter", () => {
+    expect([1, 2, 3, 6, 7, 20].map((n) => relayRetryDelay(n, () => 0))).toEqual([1_000, 2_000, 4_000, 30_000, 30_000, 30_000]);
+    expect(relayRetryDelay(1, () => 0.999)).toBe(1_500);
+  });
+});
 
 describe("history relay", () => {
   it("a failed run's run.finished carries Output's errorDetails, built as the client's result() words the failure", async () => {
