@@ -38,6 +38,8 @@ const MAX_ATTEMPTS = 30;
 export const PUSH_TIMEOUT_MS = 30_000;
 /** How long the first event of a push waits for others to join it. */
 export const PUSH_WINDOW_MS = 5;
+/** A refused push is sent again run by run, this many runs at once. */
+export const SPLIT_PUSHES_AT_ONCE = 4;
 /** Pushes of run events on the wire at once; events that arrive meanwhile wait for the next. */
 export const MAX_PUSHES_IN_FLIGHT = 2;
 /** Events in one push (the edge accepts at most MAX_EVENTS_PER_PUSH). */
@@ -232,7 +234,14 @@ export class EdgeClient {
       }
       const byRun = new Map<string, Pending[]>();
       for (const p of batch) byRun.set(p.workflowId, [...(byRun.get(p.workflowId) ?? []), p]);
-      await Promise.all([...byRun.values()].map((part) => this.send(part)));
+      // At most SPLIT_PUSHES_AT_ONCE at a time, each taking the next run when it is done: a run the
+      // edge keeps refusing holds one of them, not the others, and a push of 200 runs does not
+      // become 200 requests at once (each retrying on the same schedule).
+      const parts = [...byRun.values()];
+      const sendParts = async () => {
+        for (let part = parts.shift(); part; part = parts.shift()) await this.send(part);
+      };
+      await Promise.all(Array.from({ length: Math.min(SPLIT_PUSHES_AT_ONCE, parts.length) }, sendParts));
     }
   }
 

@@ -5,7 +5,7 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { EdgeClient, MAX_PUSH_BYTES } from "../../host/edge-client.ts";
+import { EdgeClient, MAX_PUSH_BYTES, SPLIT_PUSHES_AT_ONCE } from "../../host/edge-client.ts";
 import type { RunEvent, RunEventPush } from "../../src/shared/host-api.ts";
 import { verifyRequest } from "../../src/shared/signing.ts";
 
@@ -190,6 +190,23 @@ describe("EdgeClient: batched run events", () => {
     const delivered = edge.received.filter((_r, i) => edge.statuses[i] === 200).flatMap((r) => r.body.runs.map((x) => x.workflowId));
     expect(delivered).toEqual(["hello-good"]);
     expect(logs.some((l) => l.includes("ERROR gave up"))).toBe(true);
+  });
+
+  it("a refused push of many runs is sent again run by run, SPLIT_PUSHES_AT_ONCE at a time, not all at once", async () => {
+    // Refused while it carries more than one run; each run alone is taken (slowly, so that parts overlap if they can).
+    const edge = await fakeEdge(
+      (push) => (push.runs.length > 1 ? 400 : 200),
+      undefined,
+      (push) => (push.runs.length > 1 ? 0 : 30),
+    );
+    const client = new EdgeClient(edge.url, SECRET, () => undefined, 3, 10);
+    await Promise.all(Array.from({ length: 12 }, (_, i) => client.pushRunEvents(`hello-${i}`, [started(`r${i}`)])));
+    const singles = edge.received.filter((r) => r.body.runs.length === 1);
+    expect(singles.map((r) => r.body.runs[0]!.workflowId).sort()).toEqual(Array.from({ length: 12 }, (_, i) => `hello-${i}`).sort());
+    // The most requests the edge had in hand at one moment.
+    const atOnce = Math.max(...singles.map((r) => singles.filter((o) => o.arrived < r.answered && o.answered > r.arrived).length));
+    expect(atOnce).toBeGreaterThan(1);
+    expect(atOnce).toBeLessThanOrEqual(SPLIT_PUSHES_AT_ONCE);
   });
 
   it("runs the edge answers as `dropped` (not started through the edge) are done with: counted, not retried", async () => {
