@@ -96,10 +96,12 @@ export function createControlApi(deps: ControlApiDeps): Hono {
     const parsed = startRunRequest.safeParse(await c.req.json().catch(() => null));
     if (!parsed.success) throw hostError(400, "invalid_request", parsed.error.message);
     const { workflowId, workflowName, input, executionTimeoutMs, envs, acceptId, retry } = parsed.data;
-    if (!isStartable(workflowName)) throw hostError(404, "workflow_not_found", `no workflow named "${workflowName}" on this host`);
-    // A retried start (same accept id) whose earlier attempt did reach Temporal: answer with that run.
+    // A retried start (same accept id) whose earlier attempt did reach Temporal: answer with that run,
+    // first (even a workflow that has left this host's catalog since: its run exists, and a
+    // refusal would make the edge record as failed a run that is going on).
     const earlier = acceptId && retry ? await acceptedExecution(deps.client, workflowId, acceptId) : null;
     if (earlier) return c.json({ workflowId, runId: earlier });
+    if (!isStartable(workflowName)) throw hostError(404, "workflow_not_found", `no workflow named "${workflowName}" on this host`);
     try {
       const handle = await deps.client.workflow.start(workflowName, {
         taskQueue: deps.taskQueue,

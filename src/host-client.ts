@@ -39,11 +39,12 @@ const PASS_THROUGH_CODES: Partial<Record<ErrorCode, true>> = {
 export class HostRefusedError extends ApiError {}
 
 /**
- * Host (or proxy) statuses that mean "overloaded or down for now", Cloudflare's origin errors
- * included, for a host behind a Cloudflare proxy or Tunnel (520 unknown, 521 down, 522 and 524
- * timed out, 523 unreachable).
+ * Host (or proxy) statuses that mean "not now" rather than "no": down, overloaded, slow (408) or
+ * shedding load (429), Cloudflare's origin errors included, for a host behind a Cloudflare proxy
+ * or Tunnel (520 unknown, 521 down, 522 and 524 timed out, 523 unreachable). A start whose
+ * attempt meets one stays in the outbox and is tried again, never recorded as failed.
  */
-const OUTAGE_STATUSES = new Set([502, 503, 504, 520, 521, 522, 523, 524]);
+const OUTAGE_STATUSES = new Set([408, 429, 502, 503, 504, 520, 521, 522, 523, 524]);
 
 /** Seconds a client should wait before retrying when the host cannot be reached. */
 export const HOST_RETRY_AFTER_SECONDS = 5;

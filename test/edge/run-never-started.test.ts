@@ -12,11 +12,14 @@ import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import { call, errorCodeOf, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
 
 let refuseStarts = false;
+/** A status a proxy before the host answers starts with (no body of the host's). */
+let proxyAnswer: number | null = null;
 let restoreHost: () => void;
 
 beforeAll(async () => {
   await seedCatalog();
   restoreHost = scriptHost(async (_request, path) => {
+    if (path === HOST_PATHS.start && proxyAnswer) return new Response("slow down", { status: proxyAnswer });
     if (path === HOST_PATHS.start && refuseStarts)
       return Response.json({ error: { code: "workflow_not_found", message: "the workflow left the host's catalog" } }, { status: 404 });
     throw new TypeError("connection refused");
@@ -71,5 +74,34 @@ describe("a run accepted, then refused for good before it started", () => {
     expect(trace.status).toBe(404);
     expect(trace.headers.get("retry-after")).toBeNull();
     expect(errorCodeOf(await trace.json())).toBe("trace_not_available");
+  });
+});
+
+describe("a start retried while a proxy before the host answers 408 or 429", () => {
+  it("stays accepted and pending (an outage, not a refusal): it is not recorded as failed", async () => {
+    const org = await seedOrganization();
+    for (const status of [408, 429]) {
+      const runUuid = crypto.randomUUID();
+      const workflowId = `hello-${runUuid}`;
+      const stub = runStream(env, workflowId);
+      refuseStarts = false;
+      proxyAnswer = null;
+      expect(
+        await stub.start({
+          organizationId: org.organizationId,
+          workflowId,
+          runUuid,
+          target: { kind: "code", by: { name: "hello" }, input: { name: "Ada" } },
+        }),
+      ).toMatchObject({ ok: true, started: { status: "scheduled" } });
+      proxyAnswer = status;
+      await runInDurableObject(stub, (_i, state) => state.storage.sql.exec("UPDATE run_start SET next_attempt_at = 0"));
+      await runDurableObjectAlarm(stub);
+      proxyAnswer = null;
+      await runInDurableObject(stub, (_i, state) => {
+        expect(state.storage.sql.exec<{ state: string }>("SELECT state FROM run_start").one().state, String(status)).toBe("pending");
+      });
+      expect(await env.DB.prepare("SELECT status FROM runs WHERE id = ?").bind(runUuid).first("status"), String(status)).toBe("scheduled");
+    }
   });
 });

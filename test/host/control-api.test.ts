@@ -431,6 +431,26 @@ describe("idempotent starts by accept id (the edge's start outbox)", () => {
     expect(await executionsSeen(workflowId)).toEqual([first.runId]);
   });
 
+  it("a retry whose workflow has left the catalog since still answers with the first attempt's run: it exists, so it is no refusal", async () => {
+    const workflowId = newId("hello");
+    const acceptId = crypto.randomUUID();
+    const first = startRunResponse.parse(await (await start(workflowId, acceptId, false)).json());
+    // The same start retried after a deploy that removed the workflow (here: a name this host does not have).
+    const retried = await signed("POST", HOST_PATHS.start, { workflowId, workflowName: "gone_since", input: {}, acceptId, retry: true });
+    expect(retried.status).toBe(200);
+    expect(startRunResponse.parse(await retried.json()).runId).toBe(first.runId);
+    // A first attempt (or a retry no earlier attempt reached Temporal with) is refused as before.
+    const fresh = await signed("POST", HOST_PATHS.start, {
+      workflowId: newId("gone"),
+      workflowName: "gone_since",
+      input: {},
+      acceptId: crypto.randomUUID(),
+      retry: true,
+    });
+    expect(fresh.status).toBe(404);
+    await client.workflow.getHandle(workflowId).result();
+  });
+
   it("an attempt that reaches Temporal after the run of another attempt has ended answers with that run: one execution", async () => {
     // The edge's first attempt stalls past its timeout; the retry's describe finds nothing yet, so the
     // retry starts the run, which ends; then the stalled attempt (retry: false, no describe) arrives.
