@@ -216,7 +216,7 @@ export class D1Projection {
    */
   private attributes(workflowId: string, rows: LogRowOf<"attribute">[], now: string): D1PreparedStatement {
     const totals = aggregate(rows.map((r) => r.data.attribute));
-    const through = Math.max(...rows.map((r) => r.seq));
+    const through = rows.reduce((newest, r) => Math.max(newest, r.seq), 0);
     return this.db
       .prepare(
         `UPDATE runs SET cost_total = cost_total + ?, tokens_input = tokens_input + ?, tokens_output = tokens_output + ?,

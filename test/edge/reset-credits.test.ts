@@ -533,6 +533,18 @@ describe("a reset holds what a start of the run's kind holds", () => {
   });
 });
 
+/** The host's answer about the workflow's latest run: still `runId`, completed (the reset did not happen). */
+const stillLatest =
+  (runId: string) =>
+  (workflowId: string): RunResultResponse => ({
+    workflowId,
+    runId,
+    status: "completed",
+    output: { greeting: "Hello, Ada" },
+    error: null,
+    closeTime: null,
+  });
+
 describe("a reset whose answer the route never gets: the run's DO settles its mark with the host", () => {
   /** As if RESET_PENDING_MS had passed without word from the route: the mark is stale, and the DO's alarm fires. */
   async function staleMarkAlarm(stub: DurableObjectStub<RunStream>) {
@@ -564,7 +576,7 @@ describe("a reset whose answer the route never gets: the run's DO settles its ma
     expect(res.status).toBe(504);
     // The run's end waits for the reset's outcome.
     expect(await row(workflowId)).toMatchObject({ status: "running", credit_hold: HOLD });
-    latestRun = (id) => ({ workflowId: id, runId, status: "completed", output: { greeting: "Hello, Ada" }, error: null, closeTime: null });
+    latestRun = stillLatest(runId);
     await staleMarkAlarm(stub);
     await expectOwnRunCharged(workflowId, runId, org.organizationId);
   });
@@ -578,14 +590,7 @@ describe("a reset whose answer the route never gets: the run's DO settles its ma
     // The first reset did not happen (the host names the ended run as still the latest), but the host is slow to say so.
     let release!: () => void;
     resultGate = new Promise<void>((r) => (release = r));
-    latestRun = (id) => ({
-      workflowId: id,
-      runId: ended.runId,
-      status: "completed",
-      output: { greeting: "Hello, Ada" },
-      error: null,
-      closeTime: null,
-    });
+    latestRun = stillLatest(ended.runId);
     await runInDurableObject(ended.stub, (instance: RunStream) => {
       const mark = (instance as unknown as { parts: { resetMark: ResetMark } }).parts.resetMark;
       mark.set({ ...mark.get()!, until: 0 });
@@ -615,14 +620,7 @@ describe("a reset whose answer the route never gets: the run's DO settles its ma
     expect((await reset(org.key, ended.workflowId)).status).toBe(404);
     // The first may have started a run: its hold stays, and so does its mark.
     expect(await row(ended.workflowId)).toMatchObject({ credit_hold: HOLD });
-    latestRun = (id) => ({
-      workflowId: id,
-      runId: ended.runId,
-      status: "completed",
-      output: { greeting: "Hello, Ada" },
-      error: null,
-      closeTime: null,
-    });
+    latestRun = stillLatest(ended.runId);
     await staleMarkAlarm(ended.stub);
     // The host says the replaced run is still the latest: neither reset happened, nothing stays reserved.
     expect(await row(ended.workflowId)).toMatchObject({ status: "completed", credit_hold: 0, credits_charged: 10 });

@@ -3,13 +3,13 @@
  * refusal): its row ends `failed` with no Temporal run id, and nothing ever reaches its log. Its
  * streams and its trace must say it ended, not "not started yet, retry" forever.
  */
-import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runStream } from "../../src/run-stream-client.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import { call, errorCodeOf, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
+import { runStartOutboxAttempt, startHelloInItsDo } from "./stream-helpers.ts";
 
 let refuseStarts = false;
 /** A status a proxy before the host answers starts with (no body of the host's). */
@@ -30,21 +30,11 @@ afterAll(() => restoreHost());
 describe("a run accepted, then refused for good before it started", () => {
   it("its streams answer 204 (ended, nothing to show) and its trace 404 trace_not_available, not 503 / 424 with Retry-After for good", async () => {
     const org = await seedOrganization();
-    const runUuid = crypto.randomUUID();
-    const workflowId = `hello-${runUuid}`;
-    const stub = runStream(env, workflowId);
     refuseStarts = false;
-    expect(
-      await stub.start({
-        organizationId: org.organizationId,
-        workflowId,
-        runUuid,
-        target: { kind: "code", by: { name: "hello" }, input: { name: "Ada" } },
-      }),
-    ).toMatchObject({ ok: true, started: { runId: null, status: "scheduled" } });
+    const { runUuid, workflowId, stub, reply } = await startHelloInItsDo(org.organizationId);
+    expect(reply).toMatchObject({ ok: true, started: { runId: null, status: "scheduled" } });
     refuseStarts = true;
-    await runInDurableObject(stub, (_i, state) => state.storage.sql.exec("UPDATE run_start SET next_attempt_at = 0"));
-    await runDurableObjectAlarm(stub);
+    await runStartOutboxAttempt(stub);
     expect(await env.DB.prepare("SELECT status, temporal_run_id FROM runs WHERE id = ?").bind(runUuid).first()).toEqual({
       status: "failed",
       temporal_run_id: null,
@@ -81,22 +71,12 @@ describe("a start retried while a proxy before the host answers 408 or 429", () 
   it("stays accepted and pending (an outage, not a refusal): it is not recorded as failed", async () => {
     const org = await seedOrganization();
     for (const status of [408, 429]) {
-      const runUuid = crypto.randomUUID();
-      const workflowId = `hello-${runUuid}`;
-      const stub = runStream(env, workflowId);
       refuseStarts = false;
       proxyAnswer = null;
-      expect(
-        await stub.start({
-          organizationId: org.organizationId,
-          workflowId,
-          runUuid,
-          target: { kind: "code", by: { name: "hello" }, input: { name: "Ada" } },
-        }),
-      ).toMatchObject({ ok: true, started: { status: "scheduled" } });
+      const { runUuid, stub, reply } = await startHelloInItsDo(org.organizationId);
+      expect(reply).toMatchObject({ ok: true, started: { status: "scheduled" } });
       proxyAnswer = status;
-      await runInDurableObject(stub, (_i, state) => state.storage.sql.exec("UPDATE run_start SET next_attempt_at = 0"));
-      await runDurableObjectAlarm(stub);
+      await runStartOutboxAttempt(stub);
       proxyAnswer = null;
       await runInDurableObject(stub, (_i, state) => {
         expect(state.storage.sql.exec<{ state: string }>("SELECT state FROM run_start").one().state, String(status)).toBe("pending");

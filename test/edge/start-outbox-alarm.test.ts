@@ -5,14 +5,13 @@
  * (or postpone) the alarm the outbox's next attempt needs, or the start stays `pending` for good,
  * its request (with the run's envs) kept, and `run.started` never logged.
  */
-import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runStream } from "../../src/run-stream-client.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import type { RunEvent } from "../../src/shared/run-event-schema.ts";
 import { scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
-import { closeEvent, finishedEvent, historyEvent } from "./stream-helpers.ts";
+import { closeEvent, finishedEvent, historyEvent, runStartOutboxAttempt, startHelloInItsDo } from "./stream-helpers.ts";
 
 /** The run id the scripted host answers once it answers starts at all. */
 let confirmAs: string | null = null;
@@ -35,18 +34,9 @@ type OutboxRow = { state: string; next_attempt_at: number };
 describe("the start outbox's alarm", () => {
   it("outlives a run whose events (its end included) arrive before Temporal's confirmation: the next attempt still comes and confirms it", async () => {
     const org = await seedOrganization();
-    const runUuid = crypto.randomUUID();
-    const workflowId = `hello-${runUuid}`;
+    const { runUuid, workflowId, stub, reply } = await startHelloInItsDo(org.organizationId);
+    expect(reply).toMatchObject({ ok: true, started: { runId: null, status: "scheduled" } });
     const runId = crypto.randomUUID();
-    const stub = runStream(env, workflowId);
-    expect(
-      await stub.start({
-        organizationId: org.organizationId,
-        workflowId,
-        runUuid,
-        target: { kind: "code", by: { name: "hello" }, input: { name: "Ada" } },
-      }),
-    ).toMatchObject({ ok: true, started: { runId: null, status: "scheduled" } });
 
     // The host did start it: the relay's events arrive, through to the run's end.
     await stub.record(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)] as RunEvent[]);
@@ -60,8 +50,7 @@ describe("the start outbox's alarm", () => {
 
     // The next attempt: the host answers now (the same run, under the same accept id).
     confirmAs = runId;
-    await runInDurableObject(stub, (_i, state) => state.storage.sql.exec("UPDATE run_start SET next_attempt_at = 0"));
-    await runDurableObjectAlarm(stub);
+    await runStartOutboxAttempt(stub);
     await runInDurableObject(stub, (_instance, state) => {
       expect(state.storage.sql.exec<{ state: string }>("SELECT state FROM run_start").one().state).toBe("started");
       expect(state.storage.sql.exec("SELECT 1 FROM events WHERE type = 'run.started'").toArray()).toHaveLength(1);

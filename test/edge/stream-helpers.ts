@@ -1,5 +1,7 @@
 /** Runs and history pushes for stream tests, shaped exactly as the host's relay sends them. */
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
+import { runStream } from "../../src/run-stream-client.ts";
 import { signedPost } from "./helpers.ts";
 
 export function historyEvent(runId: string, eventId: number, eventType = "EVENT_TYPE_ACTIVITY_TASK_COMPLETED") {
@@ -113,4 +115,24 @@ export async function expectExactResume(open: (lastEventId?: string) => Promise<
     resumes++;
   }
   return { frames: all, resumes };
+}
+
+/** A `hello` run started through its RunStream DO, as the start routes do; `reply` is the DO's answer. */
+export async function startHelloInItsDo(organizationId: string) {
+  const runUuid = crypto.randomUUID();
+  const workflowId = `hello-${runUuid}`;
+  const stub = runStream(env, workflowId);
+  const reply = await stub.start({
+    organizationId,
+    workflowId,
+    runUuid,
+    target: { kind: "code", by: { name: "hello" }, input: { name: "Ada" } },
+  });
+  return { runUuid, workflowId, stub, reply };
+}
+
+/** The start outbox's next attempt, now: the pending start made due, then the DO's alarm. */
+export async function runStartOutboxAttempt(stub: ReturnType<typeof runStream>): Promise<void> {
+  await runInDurableObject(stub, (_i, state) => state.storage.sql.exec("UPDATE run_start SET next_attempt_at = 0"));
+  await runDurableObjectAlarm(stub);
 }
