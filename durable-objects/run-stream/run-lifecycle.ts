@@ -44,7 +44,7 @@ export interface LifecycleParts {
 export interface RunLifecycleDeps {
   admission: Pick<PushAdmission, "admits">;
   /** The start outbox: an alarm first retries a start Temporal has not confirmed (run-starter.ts). */
-  starter: Pick<RunStarter, "retryPending" | "pendingAttemptAt">;
+  starter: Pick<RunStarter, "retryPending" | "pendingAttemptAt" | "undoAbandonedAcceptances" | "keepsRun">;
   /** The DO's parts, over storage that has its schema (see the header). */
   parts(): LifecycleParts;
 }
@@ -137,6 +137,10 @@ export class RunLifecycle {
 
   /** Watchdog: finish failed projections and traces; ask Temporal (via the host) about a quiet open run. */
   async alarm(): Promise<void> {
+    // First the starts that an instance which went away left half-accepted; a DO that never
+    // accepted a run keeps nothing else, and is not given a schema now.
+    await this.deps.starter.undoAbandonedAcceptances();
+    if (!this.deps.starter.keepsRun()) return;
     this.parts.watchdog.forget(); // the alarm that fired is gone; the start outbox may set its own
     if (await this.deps.starter.retryPending()) return; // a start not yet confirmed by Temporal
     const workflowId = this.parts.meta.get(META_KEYS.workflowId);

@@ -13,6 +13,14 @@
  * start with the run the earlier attempt created, so a lost answer never starts a second run. A
  * start refused before acceptance (validation, credits, a workflow id in use) or refused for
  * certain by the host (it answered 4xx: nothing was started) is undone and reported as failed.
+ *
+ * Between the D1 row and the outbox row the DO may go away (evicted, reset by a deploy, out of
+ * memory): the caller then gets an error, so the run must not run, yet D1 holds its `scheduled`
+ * row and credit hold, and a caller-chosen workflow id would stay taken. So before the D1 row is
+ * written, an *acceptance marker* (the accept id, its organization and Idempotency-Key) goes into
+ * this DO's key-value storage with the alarm armed; the outbox row replaces it in one write. A
+ * marker that outlives its start (not in flight in this instance, older than ACCEPTANCE_GRACE_MS)
+ * is undone by the alarm or by the next start: D1 row and hold removed, key given back.
  */
 import { acceptRunWithHold, undoAcceptedRunStatement } from "../../src/db/credits.ts";
 import { isUniqueViolation } from "../../src/db/client.ts";
@@ -32,6 +40,23 @@ export const RUN_STARTER_SCHEMA_VERSION = 1;
 /** First wait before the outbox retries a start; doubles per attempt up to the maximum. */
 export const START_RETRY_BASE_MS = 1_000;
 export const START_RETRY_MAX_MS = 30_000;
+/**
+ * How long an acceptance marker of a start no longer in flight is left alone before it is undone:
+ * the accepting D1 statement of an instance that went away could in principle still be on its way,
+ * and an undo that ran before it landed would leave its row behind.
+ */
+export const ACCEPTANCE_GRACE_MS = 10_000;
+/** Key-value storage prefix of acceptance markers (`<prefix><accept id>`): KV, so that a refused start creates no tables. */
+export const ACCEPTANCE_MARKER_PREFIX = "run-start:accepting:";
+
+/** What undoing an abandoned acceptance needs. Plain data: it lives in the DO's key-value storage. */
+export interface AcceptanceMarker {
+  organizationId: string;
+  /** The Idempotency-Key claimed for the start, given back with the undo. */
+  idempotencyKey: string | null;
+  /** When the marker was written (ms since the epoch). */
+  at: number;
+}
 
 /** What the edge decided (auth, caller's ids) plus what to start; the rest is decided here. */
 export interface StartCommand {
@@ -136,6 +161,9 @@ export const RUN_START_TABLE = `CREATE TABLE IF NOT EXISTS run_start (
 )`;
 
 export class RunStarter {
+  /** Accept ids whose start is in flight in this instance: their markers are not abandoned. */
+  private readonly inFlight = new Set<string>();
+
   constructor(private readonly deps: RunStarterDeps) {}
 
   private row(): OutboxRow | undefined {
@@ -150,10 +178,16 @@ export class RunStarter {
     return this.row()?.state === "pending";
   }
 
-  /** When the pending start's next attempt is due (ms since the epoch), or null when no start is pending. */
+  /**
+   * When the start outbox next needs the alarm (ms since the epoch): the pending start's next
+   * attempt, or an acceptance marker's undo; null when neither is waiting.
+   */
   pendingAttemptAt(): number | null {
     const row = this.row();
-    return row?.state === "pending" ? row.next_attempt_at : null;
+    const now = Date.now();
+    const due = this.markers().map(([acceptId, marker]) => this.markerDeadline(acceptId, marker, now));
+    if (row?.state === "pending") due.push(row.next_attempt_at);
+    return due.length === 0 ? null : Math.min(...due);
   }
 
   /**
@@ -217,6 +251,20 @@ export class RunStarter {
     } catch (err) {
       return { ok: false, error: serializeError(err) };
     }
+    // An earlier start under this id that died half-way holds the id in D1 until it is undone.
+    await this.undoAbandonedAcceptances();
+    this.inFlight.add(command.runUuid);
+    try {
+      return await this.accept(command, prepared);
+    } finally {
+      this.inFlight.delete(command.runUuid);
+    }
+  }
+
+  /** Acceptance: the marker, the D1 row with its hold, then the outbox row in place of the marker. */
+  private async accept(command: StartCommand, prepared: PreparedStart): Promise<StartReply> {
+    const { env } = this.deps;
+    await this.markAccepting(command.runUuid, { organizationId: command.organizationId, idempotencyKey: command.idempotency?.key ?? null });
     // The credit check, the hold and the row: one statement, all or nothing (src/db/credits.ts).
     let hold: Awaited<ReturnType<typeof acceptRunWithHold>>;
     try {
@@ -241,23 +289,31 @@ export class RunStarter {
       // probing which ids other organizations use costs a real, charged start per free id. (An id
       // this DO holds has its D1 row but in one case, checked below: a refused start's row undone
       // in D1 before the DO could forget its own.)
-      if (isUniqueViolation(err)) return workflowIdInUse(command.workflowId);
-      // Unknown outcome: make sure no row or hold is left behind before reporting the error.
-      await undoAcceptedRunStatement(env.DB, command.runUuid)
+      if (isUniqueViolation(err)) {
+        this.unmark(command.runUuid);
+        return workflowIdInUse(command.workflowId);
+      }
+      // Unknown outcome: make sure no row or hold is left behind before reporting the error (if
+      // the undo fails too, the marker stays and the alarm undoes it).
+      const undone = await undoAcceptedRunStatement(env.DB, command.runUuid)
         .run()
-        .catch(() => undefined);
+        .then(
+          () => true,
+          () => false,
+        );
+      if (undone) this.unmark(command.runUuid);
       throw err;
     }
-    if (!hold.ok && hold.reason === "open_runs") {
-      return {
-        ok: false,
-        error: {
-          code: "too_many_open_runs",
-          message: `the organization has ${hold.limit} runs that have not ended, the most it may have open at once; start more once some end, or stop some`,
-        },
-      };
-    }
     if (!hold.ok) {
+      this.unmark(command.runUuid);
+      if (hold.reason === "open_runs")
+        return {
+          ok: false,
+          error: {
+            code: "too_many_open_runs",
+            message: `the organization has ${hold.limit} runs that have not ended, the most it may have open at once; start more once some end, or stop some`,
+          },
+        };
       return {
         ok: false,
         error: {
@@ -267,38 +323,121 @@ export class RunStarter {
       };
     }
     // A start row of another accept id is still here: its run was refused and its D1 row undone,
-    // but this DO went away before it forgot the row. The id stays this DO's (as before that row's
-    // D1 row went): undo this acceptance, as a taken id's unique violation would have.
+    // but this DO (run by code before acceptance markers) went away before it forgot the row. The
+    // id stays this DO's (as before that row's D1 row went): undo this acceptance, as a taken id's
+    // unique violation would have.
     if (this.row()) {
       await undoAcceptedRunStatement(env.DB, command.runUuid).run();
+      this.unmark(command.runUuid);
       return workflowIdInUse(command.workflowId);
     }
     const creditHold = hold.creditHold;
     const request: StartRunRequest = { ...prepared.host, workflowId: command.workflowId, acceptId: command.runUuid };
-    // Accepted: from here on the run always runs. The alarm is the safety net if this DO goes away mid-attempt.
-    this.deps.sql.exec(
-      `INSERT INTO run_start (accept_id, workflow_id, organization_id, state, request, attempts, next_attempt_at, credit_hold)
-       VALUES (?, ?, ?, 'pending', ?, 1, ?, ?)`,
-      command.runUuid,
-      command.workflowId,
-      command.organizationId,
-      JSON.stringify(request),
-      Date.now() + START_ATTEMPT_TIMEOUT_MS + START_RETRY_BASE_MS,
-      creditHold,
-    );
-    // (A fresh start: this DO holds no other alarm yet.)
-    await this.deps.storage.setAlarm(Date.now() + START_ATTEMPT_TIMEOUT_MS + START_RETRY_BASE_MS);
+    const firstRetryAt = Date.now() + START_ATTEMPT_TIMEOUT_MS + START_RETRY_BASE_MS;
+    // Accepted: from here on the run always runs. The outbox row takes the marker's place in one
+    // write, and the alarm is the safety net if this DO goes away mid-attempt.
+    this.deps.storage.transactionSync(() => {
+      this.deps.sql.exec(
+        `INSERT INTO run_start (accept_id, workflow_id, organization_id, state, request, attempts, next_attempt_at, credit_hold)
+         VALUES (?, ?, ?, 'pending', ?, 1, ?, ?)`,
+        command.runUuid,
+        command.workflowId,
+        command.organizationId,
+        JSON.stringify(request),
+        firstRetryAt,
+        creditHold,
+      );
+      this.unmark(command.runUuid);
+    });
+    await this.alarmBy(firstRetryAt);
 
     const outcome = await this.attempt(request);
     if (outcome.kind === "refused") {
-      // The host answered that it started nothing: undo everything, report the refusal.
+      // The host answered that it started nothing: undo everything, report the refusal. The marker
+      // comes back in the outbox row's place first, so a DO that goes away mid-undo is undone by the alarm.
+      this.deps.storage.transactionSync(() => {
+        this.mark(command.runUuid, { organizationId: command.organizationId, idempotencyKey: command.idempotency?.key ?? null });
+        this.deps.sql.exec("DELETE FROM run_start WHERE accept_id = ?", command.runUuid);
+      });
       await undoAcceptedRunStatement(env.DB, command.runUuid).run();
-      this.deps.sql.exec("DELETE FROM run_start WHERE accept_id = ?", command.runUuid);
+      this.unmark(command.runUuid);
       return { ok: false, error: serializeError(outcome.error) };
     }
     if (outcome.kind === "started") await this.confirm(outcome.runId);
     else this.logRetry(command.workflowId, outcome.error, 1);
     return { ok: true, started: { ...this.info(this.row()!), prompt: prepared.prompt } };
+  }
+
+  // ------------------------------------------------------------------ acceptance markers (see the header)
+
+  private mark(acceptId: string, marker: Omit<AcceptanceMarker, "at">): number {
+    const at = Date.now();
+    this.deps.storage.kv.put<AcceptanceMarker>(ACCEPTANCE_MARKER_PREFIX + acceptId, { ...marker, at });
+    return at;
+  }
+
+  private unmark(acceptId: string): void {
+    this.deps.storage.kv.delete(ACCEPTANCE_MARKER_PREFIX + acceptId);
+  }
+
+  /** The marker goes in before the D1 row, with the alarm set to undo it should this instance go away. */
+  private async markAccepting(acceptId: string, marker: Omit<AcceptanceMarker, "at">): Promise<void> {
+    const at = this.mark(acceptId, marker);
+    await this.alarmBy(at + ACCEPTANCE_GRACE_MS);
+  }
+
+  private markers(): Array<[acceptId: string, marker: AcceptanceMarker]> {
+    return [...this.deps.storage.kv.list<AcceptanceMarker>({ prefix: ACCEPTANCE_MARKER_PREFIX })].map(([key, marker]) => [
+      key.slice(ACCEPTANCE_MARKER_PREFIX.length),
+      marker,
+    ]);
+  }
+
+  /** When a marker next needs the alarm: its grace after it was written, or a grace from now while its start is still in flight. */
+  private markerDeadline(acceptId: string, marker: AcceptanceMarker, now: number): number {
+    return this.inFlight.has(acceptId) ? now + ACCEPTANCE_GRACE_MS : marker.at + ACCEPTANCE_GRACE_MS;
+  }
+
+  /** Sets the alarm for `at` unless it is set for earlier already. */
+  private async alarmBy(at: number): Promise<void> {
+    const set = await this.deps.storage.getAlarm();
+    if (set === null || set > at) await this.deps.storage.setAlarm(at);
+  }
+
+  /**
+   * Undoes the acceptances that an instance which went away left half-done (see the header): the
+   * D1 row and its hold removed (only while `scheduled`), the Idempotency-Key given back, the
+   * marker deleted. Markers of starts in flight here, or younger than their grace, wait for the
+   * alarm, which is armed for them.
+   */
+  async undoAbandonedAcceptances(): Promise<void> {
+    const { env } = this.deps;
+    const now = Date.now();
+    let next: number | null = null;
+    for (const [acceptId, marker] of this.markers()) {
+      const deadline = this.markerDeadline(acceptId, marker, now);
+      if (this.inFlight.has(acceptId) || deadline > now) {
+        next = Math.min(next ?? deadline, deadline);
+        continue;
+      }
+      await undoAcceptedRunStatement(env.DB, acceptId).run();
+      if (marker.idempotencyKey !== null) await releaseStatement(env.DB, marker.organizationId, marker.idempotencyKey, acceptId).run();
+      this.unmark(acceptId);
+      console.warn(
+        JSON.stringify({
+          level: "warn",
+          message: "a start that did not finish accepting its run was undone",
+          acceptId,
+          markedAt: marker.at,
+        }),
+      );
+    }
+    if (next !== null) await this.alarmBy(next);
+  }
+
+  /** Whether this DO has kept anything but acceptance markers: a DO with no schema accepted no run. */
+  keepsRun(): boolean {
+    return this.deps.hasSchema();
   }
 
   /** The alarm: one more attempt for a pending start. Returns true when a start is still pending. */

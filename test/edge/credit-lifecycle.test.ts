@@ -14,7 +14,7 @@
 import { env } from "cloudflare:workers";
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import type { StartCommand } from "../../durable-objects/run-stream/run-starter.ts";
+import { ACCEPTANCE_MARKER_PREFIX, type StartCommand } from "../../durable-objects/run-stream/run-starter.ts";
 import { runStream } from "../../src/run-stream-client.ts";
 import { prepareStart } from "../../src/services/runs.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
@@ -255,6 +255,12 @@ describe("a metered start that never runs", () => {
     expect(await runRow(c.workflowId)).toBeNull();
     expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2, reserved: 0 });
     expect(await charges(org.organizationId)).toEqual([]);
+    // Nothing is left in the DO either: no outbox row, no acceptance marker (run-starter.ts).
+    const left = await runInDurableObject(runStream(env, c.workflowId), (_i, state) => ({
+      outbox: state.storage.sql.exec("SELECT accept_id FROM run_start").toArray(),
+      markers: [...state.storage.kv.list({ prefix: ACCEPTANCE_MARKER_PREFIX })],
+    }));
+    expect(left).toEqual({ outbox: [], markers: [] });
   });
 
   it("accepted, then refused for good by the outbox: the row ends failed, charged nothing, its hold released once", async () => {

@@ -8,8 +8,16 @@ import { env } from "cloudflare:workers";
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_MAX_OPEN_RUNS_PER_ORGANIZATION, START_ATTEMPT_TIMEOUT_MS } from "../../durable-objects/run-stream/constants.ts";
-import { START_RETRY_BASE_MS, type StartCommand } from "../../durable-objects/run-stream/run-starter.ts";
+import {
+  ACCEPTANCE_GRACE_MS,
+  ACCEPTANCE_MARKER_PREFIX,
+  type AcceptanceMarker,
+  RunStarter,
+  START_RETRY_BASE_MS,
+  type StartCommand,
+} from "../../durable-objects/run-stream/run-starter.ts";
 import { runStream } from "../../src/run-stream-client.ts";
+import { prepareStart } from "../../src/services/runs.ts";
 import { admin, call, meteredOrg, orgRow, seedCatalog, seedOrganization } from "./helpers.ts";
 
 let org: Awaited<ReturnType<typeof seedOrganization>>;
@@ -27,6 +35,11 @@ const rowsOf = async (workflowId: string) =>
   (await env.DB.prepare("SELECT status, credit_hold FROM runs WHERE temporal_workflow_id = ?").bind(workflowId).all()).results;
 const outboxOf = (workflowId: string) =>
   runInDurableObject(runStream(env, workflowId), (_i, state) => state.storage.sql.exec("SELECT state, attempts FROM run_start").toArray());
+/** The acceptance markers in the DO's key-value storage (run-starter.ts). */
+const markersOf = (workflowId: string) =>
+  runInDurableObject(runStream(env, workflowId), (_i, state) => [
+    ...state.storage.kv.list<AcceptanceMarker>({ prefix: ACCEPTANCE_MARKER_PREFIX }),
+  ]);
 /** The DO's own tables (workerd's internal `_cf_` ones left out). */
 const tablesOf = (workflowId: string) =>
   runInDurableObject(runStream(env, workflowId), (_i, state) =>
@@ -58,6 +71,7 @@ describe("RunStream.start: before acceptance", () => {
     expect(await rowsOf(c.workflowId)).toEqual([]);
     expect(await tablesOf(unknown.workflowId)).toEqual([]);
     expect(await tablesOf(c.workflowId)).toEqual([]);
+    expect(await markersOf(c.workflowId)).toEqual([]);
     const held = await env.DB.prepare("SELECT credits_reserved FROM organizations WHERE id = ?").bind(poor.organizationId).first();
     expect(held).toEqual({ credits_reserved: 0 });
   });
@@ -149,5 +163,113 @@ describe("RunStream.start: after acceptance", () => {
     expect(alarm).toBeGreaterThanOrEqual(fired + START_ATTEMPT_TIMEOUT_MS + 2 * START_RETRY_BASE_MS);
     expect(alarm).toBeLessThan(Date.now() + START_ATTEMPT_TIMEOUT_MS + 3 * START_RETRY_BASE_MS);
     expect(await rowsOf(c.workflowId)).toEqual([{ status: "scheduled", credit_hold: 0 }]);
+  });
+});
+
+/**
+ * D1 whose accepting statement (the run's row and hold) lands and whose answer never comes back:
+ * the instance that sent it went away (evicted, reset by a deploy) between the D1 row and the
+ * outbox row. `landed` is called once the row is in D1.
+ */
+function goneAfterAccepting(db: D1Database, landed: () => void): D1Database {
+  return new Proxy(db, {
+    get(target, property) {
+      if (property !== "prepare") {
+        const value = Reflect.get(target, property) as unknown;
+        return typeof value === "function" ? value.bind(target) : value;
+      }
+      return (query: string) => {
+        const statement = target.prepare(query);
+        if (!query.trimStart().startsWith("INSERT INTO runs")) return statement;
+        return {
+          bind: (...values: unknown[]) => ({
+            first: async () => {
+              await statement.bind(...values).first();
+              landed();
+              return new Promise(() => {});
+            },
+          }),
+        };
+      };
+    },
+  });
+}
+
+/** Starts `c` in an instance of its DO that goes away once D1 has the run's row (see above). */
+async function startThatDiesAfterD1(c: StartCommand): Promise<void> {
+  await runInDurableObject(runStream(env, c.workflowId), async (_i, state) => {
+    let resolveLanded!: () => void;
+    const landed = new Promise<void>((resolve) => {
+      resolveLanded = resolve;
+    });
+    const dying = new RunStarter({
+      sql: state.storage.sql,
+      hasSchema: () => false,
+      env: { ...env, DB: goneAfterAccepting(env.DB, resolveLanded) },
+      storage: state.storage,
+      prepare: prepareStart,
+      recordStarted: async () => {},
+    });
+    void dying.start(c);
+    await landed;
+  });
+}
+
+/** Moves the DO's acceptance markers back past their grace, as if that much time had passed. */
+const ageMarkers = (workflowId: string) =>
+  runInDurableObject(runStream(env, workflowId), (_i, state) => {
+    for (const [key, marker] of state.storage.kv.list<AcceptanceMarker>({ prefix: ACCEPTANCE_MARKER_PREFIX }))
+      state.storage.kv.put(key, { ...marker, at: marker.at - ACCEPTANCE_GRACE_MS - 1 });
+  });
+
+const idempotencyKeysOf = async (organizationId: string) =>
+  (await env.DB.prepare("SELECT key, run_uuid FROM idempotency_keys WHERE organization_id = ?").bind(organizationId).all()).results;
+
+describe("RunStream.start: the DO goes away between the run's D1 row and its outbox row", () => {
+  it("the alarm undoes the half-accepted start: no row, no hold, the Idempotency-Key given back, the id free, no storage kept", async () => {
+    const metered = await meteredOrg(100_000);
+    const c: StartCommand = {
+      ...command({ name: "Ada" }, metered.organizationId),
+      idempotency: { key: `key-${crypto.randomUUID()}`, fingerprint: "f", replayed: false },
+    };
+    await startThatDiesAfterD1(c);
+    // What the instance left: the row holding credits, the key claimed, the marker with its alarm.
+    expect(await rowsOf(c.workflowId)).toEqual([{ status: "scheduled", credit_hold: expect.any(Number) }]);
+    expect((await orgRow(metered.organizationId))!.reserved).toBeGreaterThan(0);
+    expect(await idempotencyKeysOf(metered.organizationId)).toHaveLength(1);
+    expect(await markersOf(c.workflowId)).toHaveLength(1);
+
+    // Within its grace the alarm leaves it (the accepting statement could still be on its way) and comes back.
+    expect(await runDurableObjectAlarm(runStream(env, c.workflowId))).toBe(true);
+    expect(await rowsOf(c.workflowId)).toHaveLength(1);
+    await ageMarkers(c.workflowId);
+    expect(await runDurableObjectAlarm(runStream(env, c.workflowId))).toBe(true);
+
+    expect(await rowsOf(c.workflowId)).toEqual([]);
+    expect(await orgRow(metered.organizationId)).toMatchObject({ balance: 100_000, reserved: 0 });
+    expect(await idempotencyKeysOf(metered.organizationId)).toEqual([]);
+    expect(await markersOf(c.workflowId)).toEqual([]);
+    expect(await tablesOf(c.workflowId)).toEqual([]);
+    // The caller was never told the run was accepted: the workflow id is free for a new start.
+    const again = { ...c, runUuid: crypto.randomUUID(), idempotency: undefined };
+    expect(await runStream(env, c.workflowId).start(again)).toMatchObject({
+      ok: true,
+      started: { status: "scheduled", id: again.runUuid },
+    });
+  });
+
+  it("the next start under the same workflow id undoes it first and is accepted; an accepted start leaves no marker", async () => {
+    const metered = await meteredOrg(100_000);
+    const c = command({ name: "Ada" }, metered.organizationId);
+    await startThatDiesAfterD1(c);
+    await ageMarkers(c.workflowId);
+    const next = { ...c, runUuid: crypto.randomUUID() };
+    expect(await runStream(env, c.workflowId).start(next)).toMatchObject({ ok: true, started: { status: "scheduled", id: next.runUuid } });
+    const rows = (await env.DB.prepare("SELECT id, credit_hold FROM runs WHERE temporal_workflow_id = ?").bind(c.workflowId).all())
+      .results as Array<{ id: string; credit_hold: number }>;
+    expect(rows.map((r) => r.id)).toEqual([next.runUuid]);
+    expect((await orgRow(metered.organizationId))!.reserved).toBe(rows[0]!.credit_hold);
+    expect(await markersOf(c.workflowId)).toEqual([]);
+    expect(await outboxOf(c.workflowId)).toEqual([{ state: "pending", attempts: 1 }]);
   });
 });
