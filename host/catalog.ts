@@ -37,7 +37,7 @@ export const WORKFLOWS = {
   },
   approval: {
     description:
-      "Waits for signal `approve` or `resume` ({approvedBy}); query `progress`; update `setPriority` ({priority: 1-5}). Stopped, it cleans up.",
+      "Waits for signal `approve` or `resume` ({approvedBy}); query `progress` ({field?}); update `setPriority` ({priority: 1-5}). Stopped, it cleans up.",
     input: z.object({ request: z.string().min(1).max(500) }).strict(),
     output: z.object({ request: z.string(), approvedBy: z.string(), priority: z.number().int() }),
     handlers: { signals: ["approve", "resume"], queries: ["progress"], updates: ["setPriority"] },

@@ -148,6 +148,8 @@ export function createControlApi(deps: ControlApiDeps): Hono {
     return c.json({ following: true });
   });
 
+  /** What @temporalio/workflow says when a query names no handler of the running workflow (internals.js). */
+  const MISSING_QUERY_HANDLER = /Workflow did not register a handler for /;
   const KINDS: Record<"signal" | "query" | "update", HandlerKind> = { signal: "signals", query: "queries", update: "updates" };
 
   /** A run that is still open, or 409: handlers and stops need a live run. */
@@ -179,7 +181,12 @@ export function createControlApi(deps: ControlApiDeps): Hono {
       if (kind === "query") return c.json({ result: await handle.query(name, ...args) });
       return c.json({ result: await handle.executeUpdate(name, { args: args as [unknown] }) });
     } catch (err) {
-      if (err instanceof QueryNotRegisteredError) throw hostError(404, "handler_not_found", err.message);
+      if (err instanceof QueryNotRegisteredError) {
+        // Temporal answers every failed query alike, and the SDK calls them all "not registered":
+        // a handler that threw is told apart from a missing one by the workflow SDK's own words.
+        if (MISSING_QUERY_HANDLER.test(err.message)) throw hostError(404, "handler_not_found", err.message);
+        throw hostError(422, "handler_failed", err.message);
+      }
       if (err instanceof WorkflowUpdateFailedError || err instanceof QueryRejectedError) {
         throw hostError(422, "handler_failed", failureMessage(err));
       }

@@ -1,7 +1,7 @@
 /**
  * `approval`: waits for a human. Signal `approve` ({approvedBy}) completes it (so does `resume`,
  * the signal Output's `POST /workflow/:id/feedback` sends, with the same payload), query `progress`
- * reads its state, update `setPriority` ({priority: 1-5}) changes its priority and returns it.
+ * reads its state (or, given `{field}`, one field of it; an unknown field makes the query fail), update `setPriority` ({priority: 1-5}) changes its priority and returns it.
  * Stopped gracefully (cancellation), it runs a cleanup step before it ends `cancelled`.
  */
 import {
@@ -20,7 +20,7 @@ const steps = proxyActivities<typeof activities>({ startToCloseTimeout: "1 minut
 
 export const approveSignal = defineSignal<[{ approvedBy: string }?]>("approve");
 export const resumeSignal = defineSignal<[{ approvedBy: string }?]>("resume");
-export const progressQuery = defineQuery<ApprovalProgress>("progress");
+export const progressQuery = defineQuery<ApprovalProgress | ApprovalProgress[keyof ApprovalProgress], [{ field?: unknown }?]>("progress");
 export const setPriorityUpdate = defineUpdate<{ priority: number }, [{ priority: number }]>("setPriority");
 
 export interface ApprovalProgress {
@@ -30,10 +30,17 @@ export interface ApprovalProgress {
 }
 
 export const PRIORITY_ERROR = "priority must be an integer from 1 to 5";
+export const PROGRESS_FIELDS = ["stage", "priority", "approvedBy"] as const;
+export const PROGRESS_FIELD_ERROR = `field must be one of ${PROGRESS_FIELDS.join(", ")}`;
 
 export async function approval(input: { request: string }): Promise<{ request: string; approvedBy: string; priority: number }> {
   const state: ApprovalProgress = { stage: "waiting_for_approval", priority: 3, approvedBy: null };
-  setHandler(progressQuery, () => state);
+  setHandler(progressQuery, (arg) => {
+    const field = arg?.field;
+    if (field === undefined) return state;
+    if (!PROGRESS_FIELDS.includes(field as (typeof PROGRESS_FIELDS)[number])) throw new Error(PROGRESS_FIELD_ERROR);
+    return state[field as (typeof PROGRESS_FIELDS)[number]];
+  });
   // Callers may send no payload or any object: only a non-empty string approvedBy counts.
   const approve = (payload?: { approvedBy?: unknown }) => {
     const approvedBy = payload?.approvedBy;

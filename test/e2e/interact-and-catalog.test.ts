@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { PROGRESS_FIELD_ERROR } from "../../host/workflows/approval.ts";
 import { api, eventually, postJson, type OutputErrorBody, type ResultPayload } from "./helpers.ts";
 
 const send = (workflowId: string, kind: "signal" | "query" | "update", name: string, body?: unknown) =>
@@ -67,13 +68,16 @@ describe("signals, queries and updates on approval", () => {
     expect(result).toMatchObject({ status: "completed", output: { request: "new laptop", approvedBy: "Grace", priority: 1 } });
   });
 
-  it("a rejected update is 422 with the handler's message; unknown handlers and runs are 404", async () => {
+  it("a rejected update and a query that throws are 422 with the handler's message; unknown handlers and runs are 404", async () => {
     const workflowId = await startApproval("rejections");
     const rejected = await send(workflowId, "update", "setPriority", { payload: { priority: 42 } });
     expect(rejected.status).toBe(422);
     const body = (await rejected.json()) as OutputErrorBody;
     expect(body.code).toBe("handler_failed");
     expect(body.message).toContain("priority must be an integer from 1 to 5");
+    const threw = await send(workflowId, "query", "progress", { payload: { field: "secret" } });
+    expect(threw.status).toBe(422);
+    expect((await threw.json()) as OutputErrorBody).toMatchObject({ code: "handler_failed", message: PROGRESS_FIELD_ERROR });
 
     for (const kind of ["signal", "query", "update"] as const) {
       const unknown = await send(workflowId, kind, "noSuchHandler", {});

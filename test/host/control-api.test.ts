@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { executionTimeoutFrom } from "../../host/config.ts";
 import { createControlApi } from "../../host/control-api.ts";
 import { HistoryRelay } from "../../host/history-relay.ts";
+import { PROGRESS_FIELD_ERROR } from "../../host/workflows/approval.ts";
 import { ALWAYS_FAILS_MESSAGE } from "../../host/workflows/examples.ts";
 import { ALWAYS_FAILS_ERROR_DETAILS } from "../support/always-fails.ts";
 import { HOST_PATHS, describeRunResponse, runResultResponse, startRunResponse } from "../../src/shared/host-api.ts";
@@ -344,6 +345,12 @@ describe("interacting with a running approval", () => {
     await signed("POST", HOST_PATHS.start, { workflowId, workflowName: "approval", input: { request: "buy a boat" } });
     const progress = await interact(workflowId, "query", "progress");
     expect(await progress.json()).toEqual({ result: { stage: "waiting_for_approval", priority: 3, approvedBy: null } });
+    expect(await (await interact(workflowId, "query", "progress", { field: "stage" })).json()).toEqual({ result: "waiting_for_approval" });
+    // A query handler that throws is the handler's failure (422), not a missing handler (404).
+    const failed = await interact(workflowId, "query", "progress", { field: "secret" });
+    expect(failed.status).toBe(422);
+    expect(await failed.json()).toMatchObject({ error: { code: "handler_failed", message: PROGRESS_FIELD_ERROR } });
+    expect(await (await interact(workflowId, "query", "nope")).json()).toMatchObject({ error: { code: "handler_not_found" } });
 
     const updated = await interact(workflowId, "update", "setPriority", { priority: 5 });
     expect(await updated.json()).toEqual({ result: { priority: 5 } });
