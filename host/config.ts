@@ -1,5 +1,6 @@
 /** The host's configuration, read once from the environment. Defaults are for local development. */
 import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { msToNumber } from "@temporalio/common";
 import type { LogLevel } from "@temporalio/worker";
 import { parseSecrets } from "../src/shared/signing.ts";
@@ -33,6 +34,12 @@ export interface HostConfig {
   prices: PriceTable;
   /** USD per outbound HTTP request made by activities through the HTTP helper. */
   httpRequestCost: number;
+  /**
+   * The SQLite file of the run event journal (HOST_RUN_EVENT_JOURNAL; default
+   * `.outrider/host-run-events-<HOST_PORT>.sqlite`, so hosts on one machine each have their own
+   * and a restarted host takes up its predecessor's): host/run-event-journal.ts.
+   */
+  runEventJournalPath: string;
   /** The SSRF guard of activities' outbound HTTP: OUTBOUND_HTTP_ALLOW, _MAX_BYTES, _TIMEOUT_MS (docs/configuration.md). */
   outbound: OutboundPolicy;
 }
@@ -60,6 +67,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
     prices: loadPrices(env.LLM_PRICES),
     httpRequestCost: Number(env.HTTP_REQUEST_COST_USD ?? 0) || 0,
     outbound: policyFromEnv(env),
+    runEventJournalPath: resolve(env.HOST_RUN_EVENT_JOURNAL || `.outrider/host-run-events-${Number(env.HOST_PORT ?? 8788)}.sqlite`),
   };
 }
 

@@ -29,7 +29,11 @@ import { signRequest } from "../src/shared/signing.ts";
 
 const RETRY_BASE_MS = 250;
 const RETRY_MAX_MS = 5_000;
-/** After this many failed tries a push is given up (the edge's watchdog reconciles later). */
+/**
+ * After this many failed tries a push is given up: history is relayed again when the edge's
+ * watchdog asks, and what activities published stays in the host's journal, which pushes it again
+ * (run-event-journal.ts).
+ */
 const MAX_ATTEMPTS = 30;
 /**
  * One try's limit: an edge (or a proxy in front of it) that takes the connection and never answers

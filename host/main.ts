@@ -8,6 +8,7 @@ import { loadConfig } from "./config.ts";
 import { createControlApi } from "./control-api.ts";
 import { EdgeClient } from "./edge-client.ts";
 import { HistoryRelay } from "./history-relay.ts";
+import { RunEventJournal } from "./run-event-journal.ts";
 import { connectClient } from "./temporal.ts";
 import { RunEnvs } from "./run-envs.ts";
 import { createWorker } from "./worker.ts";
@@ -15,8 +16,10 @@ import { createWorker } from "./worker.ts";
 const config = loadConfig();
 const client = await connectClient(config);
 const edge = new EdgeClient(config.edgeUrl, config.sharedSecrets[0]!, undefined, undefined, config.edgePushWindowMs);
+// Activities' run events go through the journal, so a host that stops before the edge has them loses none.
+const journal = new RunEventJournal(config.runEventJournalPath, edge);
 const runEnvs = new RunEnvs(client, config.sharedSecrets);
-const worker = await createWorker(config, edge, runEnvs);
+const worker = await createWorker(config, journal, runEnvs);
 const relay = new HistoryRelay(client, edge, config.taskQueue);
 const app = createControlApi({
   client,
@@ -40,6 +43,9 @@ edge
   .publishCatalog(catalogEntries())
   .then(() => console.log(`outrider host: published ${catalogEntries().length} workflows to ${config.edgeUrl}`))
   .catch((err) => console.error(`outrider host: could not publish the catalog: ${String(err)}`));
+const leftOver = journal.start();
+if (leftOver > 0)
+  console.log(`outrider host: delivering ${leftOver} journaled run event publications left from before (${config.runEventJournalPath})`);
 relay
   .reattachOpenRuns()
   .then((n) => n > 0 && console.log(`outrider host: following ${n} open runs`))
@@ -56,6 +62,8 @@ async function shutdown(signal: string) {
   await workerRun.catch(() => undefined);
   // Run events the worker published last are still on their way: let them go out.
   await Promise.race([edge.drain(), new Promise((r) => setTimeout(r, 5_000))]);
+  // What did not go out stays in the journal for the next start.
+  journal.close();
   await client.connection.close();
   process.exit(0);
 }

@@ -5,7 +5,7 @@ import * as activities from "./activities/index.ts";
 import { installActivityRuntime } from "./activities/runtime.ts";
 import { stepEventsInterceptor } from "./activities/step-events.ts";
 import type { HostConfig } from "./config.ts";
-import type { EdgeClient } from "./edge-client.ts";
+import type { RunEventSink } from "./run-event-journal.ts";
 import type { RunEnvs } from "./run-envs.ts";
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL("./workflows/index.ts", import.meta.url));
@@ -18,7 +18,7 @@ function installRuntime(level: LogLevel) {
   Runtime.install({ logger: new DefaultLogger(level) });
 }
 
-export async function createWorker(config: HostConfig, edge: EdgeClient, envs?: RunEnvs): Promise<Worker> {
+export async function createWorker(config: HostConfig, edge: RunEventSink, envs?: RunEnvs): Promise<Worker> {
   installRuntime(config.logLevel);
   installActivityRuntime({
     edge,

@@ -309,6 +309,8 @@ async function main() {
         TEMPORAL_ADDRESS: `127.0.0.1:${temporalPort}`,
         EDGE_URL: workerSocket ?? `http://127.0.0.1:${edgePort}`,
         LOCAL_LLM_PORT: String(localLlmPort),
+        // The host's journal of activities' run events (host/run-event-journal.ts), with the rest of the state.
+        HOST_RUN_EVENT_JOURNAL: join(stateDir, "host-run-events.sqlite"),
       },
       (line) => {
         if (line.includes("published") && line.includes("workflows")) catalogPublished = true;

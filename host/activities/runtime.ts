@@ -10,13 +10,14 @@ import { Context } from "@temporalio/activity";
 import type { RunEnvs } from "../run-envs.ts";
 import type { Attribute } from "../../src/shared/aggregations.ts";
 import type { RunEvent, RunEventOf } from "../../src/shared/host-api.ts";
-import type { EdgeClient } from "../edge-client.ts";
+import type { RunEventSink } from "../run-event-journal.ts";
 import type { LlmConfig } from "../llm/models.ts";
 import type { PriceTable } from "../llm/pricing.ts";
 import type { OutboundPolicy } from "./outbound-guard.ts";
 
 export interface ActivityRuntime {
-  edge: EdgeClient;
+  /** Where run events go: the host's journal in front of the EdgeClient (host/run-event-journal.ts). */
+  edge: RunEventSink;
   prices: PriceTable;
   llm: LlmConfig;
   /** USD charged per outbound HTTP request made through the HTTP helper (0: count only). */

@@ -2,6 +2,9 @@
  * Faults around the Node host, on a stack whose host the test starts and kills itself.
  * The RunStream watchdog runs with a 2 s quiet period here (30 s by default).
  */
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
 import { Client, Connection } from "@temporalio/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { collectHistoryStream, readSse } from "../support/sse.ts";
@@ -20,6 +23,8 @@ const hostEnv = () => ({
   LOCAL_LLM_PORT: String(stack.ports.localLlm),
   EDGE_URL: stack.baseUrl,
   TEMPORAL_ADDRESS: stack.temporalAddress,
+  // One journal for every host this file starts: a restarted host delivers what the killed one left.
+  HOST_RUN_EVENT_JOURNAL: join(stack.stateDir, "host-run-events.sqlite"),
 });
 
 async function api(path: string, init: RequestInit = {}) {
@@ -37,6 +42,66 @@ async function waitForStatus(workflowId: string, wanted: string, timeoutMs = 60_
     if (Date.now() > deadline) throw new Error(`run stayed ${status}, wanted ${wanted}`);
     await new Promise((r) => setTimeout(r, 250));
   }
+}
+
+/** A run's log as the viewer reads it: its entry ids, and the activities whose step started and completed, sorted. */
+async function stepsInLog(run: { workflowId: string; streamToken: string }) {
+  const log = await fetch(`${stack.baseUrl}/runs/${run.workflowId}/events?token=${run.streamToken}`);
+  const ids: string[] = [];
+  const steps = { started: new Set<string>(), completed: new Set<string>() };
+  for await (const m of readSse(log.body!)) {
+    if (m.id) ids.push(m.id);
+    if (m.event === "step") {
+      const step = JSON.parse(m.data) as { activityId: string; state: string };
+      if (step.state === "started" || step.state === "completed") steps[step.state].add(step.activityId);
+    }
+    if (m.event === "done") break;
+  }
+  return { ids, started: [...steps.started].sort(), completed: [...steps.completed].sort() };
+}
+
+/** The activity ids that completed in the run's Temporal history, sorted. */
+async function completedActivities(workflowId: string): Promise<string[]> {
+  const history = await client.workflow.getHandle(workflowId).fetchHistory();
+  return history
+    .events!.filter((e) => e.activityTaskCompletedEventAttributes)
+    .map((e) => history.events!.find((s) => Number(s.eventId) === Number(e.activityTaskCompletedEventAttributes!.scheduledEventId))!)
+    .map((s) => s.activityTaskScheduledEventAttributes!.activityId!)
+    .sort();
+}
+
+/**
+ * An HTTP proxy to the edge for the host's pushes that answers 503 while `blocked`: the edge
+ * unreachable from the host while the API itself (and the edge's calls to the host) go on.
+ */
+async function edgeProxy() {
+  const state = { blocked: false };
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", async () => {
+      if (state.blocked) {
+        res.writeHead(503).end();
+        return;
+      }
+      const answer = await fetch(`${stack.baseUrl}${req.url}`, {
+        method: req.method,
+        headers: Object.fromEntries(Object.entries(req.headers).filter(([k]) => k !== "host" && k !== "content-length")) as Record<
+          string,
+          string
+        >,
+        body: chunks.length > 0 ? Buffer.concat(chunks) : undefined,
+      }).catch(() => null);
+      if (!answer) return void res.writeHead(502).end();
+      res.writeHead(answer.status, { "content-type": answer.headers.get("content-type") ?? "application/json" }).end(await answer.text());
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    state,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
 }
 
 beforeAll(async () => {
@@ -171,25 +236,51 @@ describe("the Node host crashes between two pushes of batched run events", () =>
         await waitForStatus(run.workflowId, "completed");
         // The run's log (the viewer's view of it): each log entry once, and the end of every
         // activity that completed in Temporal is there as a step event.
-        const log = await fetch(`${stack.baseUrl}/runs/${run.workflowId}/events?token=${run.streamToken}`);
-        const ids: string[] = [];
-        const completedSteps = new Set<string>();
-        for await (const m of readSse(log.body!)) {
-          if (m.id) ids.push(m.id);
-          if (m.event === "step") {
-            const step = JSON.parse(m.data) as { activityId: string; state: string };
-            if (step.state === "completed") completedSteps.add(step.activityId);
-          }
-          if (m.event === "done") break;
-        }
-        expect(new Set(ids).size).toBe(ids.length);
-        const completedActivities = history
-          .events!.filter((e) => e.activityTaskCompletedEventAttributes)
-          .map((e) => history.events!.find((s) => Number(s.eventId) === Number(e.activityTaskCompletedEventAttributes!.scheduledEventId))!)
-          .map((s) => s.activityTaskScheduledEventAttributes!.activityId!);
-        expect([...completedSteps].sort()).toEqual([...completedActivities].sort());
+        const log = await stepsInLog(run);
+        expect(new Set(log.ids).size).toBe(log.ids.length);
+        expect(log.completed).toEqual(await completedActivities(run.workflowId));
       }
     } finally {
+      await host?.kill();
+      host = await startHostProcess(hostEnv());
+    }
+  });
+});
+
+describe("the Node host crashes while the edge cannot take its run events", () => {
+  it("what activities published and the edge never got survives the kill: every step's start and end reaches the run's log, once", async () => {
+    const proxy = await edgeProxy();
+    await host!.kill();
+    host = await startHostProcess({ ...hostEnv(), EDGE_URL: proxy.url });
+    try {
+      proxy.state.blocked = true;
+      const res = await api("/workflow/start", {
+        method: "POST",
+        body: JSON.stringify({ workflowName: "two_steps", input: { text: "kept in the journal", pauseMs: 100 } }),
+      });
+      expect(res.status).toBe(200);
+      const run = (await res.json()) as { workflowId: string; streamToken: string };
+      // The run ends in Temporal (each step waits a while for its end to be recorded, then goes
+      // on); its step events are still waiting for the edge in the host...
+      await client.workflow.getHandle(run.workflowId).result();
+      // ...when the host is killed, and comes back with the edge within reach.
+      await host!.kill();
+      host = await startHostProcess(hostEnv());
+
+      await waitForStatus(run.workflowId, "completed");
+      const activities = await completedActivities(run.workflowId);
+      expect(activities).toHaveLength(2);
+      // The journal's events may come after the history that completes the run: read until they are there.
+      let log = await stepsInLog(run);
+      for (const deadline = Date.now() + 20_000; log.completed.length < activities.length && Date.now() < deadline; ) {
+        await new Promise((r) => setTimeout(r, 250));
+        log = await stepsInLog(run);
+      }
+      expect(log.completed).toEqual(activities);
+      expect(log.started).toEqual(activities);
+      expect(new Set(log.ids).size).toBe(log.ids.length);
+    } finally {
+      await proxy.close();
       await host?.kill();
       host = await startHostProcess(hostEnv());
     }

@@ -1,6 +1,7 @@
 /** Runs the Node host as its own process, so fault tests can kill and restart it. */
 import { spawn, type ChildProcess } from "node:child_process";
-import { resolve } from "node:path";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { waitForOutput } from "./process-output.ts";
 
 const root = resolve(import.meta.dirname, "../..");
@@ -14,7 +15,13 @@ export interface HostProcess {
 export async function startHostProcess(env: Record<string, string>, timeoutMs = 120_000): Promise<HostProcess> {
   const child: ChildProcess = spawn(resolve(root, "node_modules/.bin/tsx"), ["host/main.ts"], {
     cwd: root,
-    env: { ...process.env, HOST_LOG_LEVEL: "WARN", ...env },
+    // A journal of its own unless the test names one (one that a restarted host must take up).
+    env: {
+      ...process.env,
+      HOST_LOG_LEVEL: "WARN",
+      HOST_RUN_EVENT_JOURNAL: join(tmpdir(), `outrider-host-journal-${crypto.randomUUID()}.sqlite`),
+      ...env,
+    },
     stdio: ["ignore", "pipe", "pipe"],
     detached: true,
   });

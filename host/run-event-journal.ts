@@ -1,0 +1,125 @@
+/**
+ * The host's journal of run events that only it has: what activities publish (step attempts,
+ * usage attributes, thinking and answer text). History events are not journaled: Temporal keeps
+ * them, and the edge's watchdog has the host relay them again.
+ *
+ * Without it, such events live only in the EdgeClient's memory until the edge records them, so a
+ * host that stops (crash, deploy) while the edge is unreachable, or an edge unreachable for longer
+ * than a push's tries, loses them for good: a step whose end never shows, usage never charged.
+ * With it, each publication is a row in a local SQLite file (node:sqlite) before it is handed to
+ * the EdgeClient, and goes once the edge has recorded it. Rows still there are pushed again: at
+ * start-up (what the previous process left) and every REDELIVER_INTERVAL_MS (what a push gave up
+ * on). The edge drops what it already has by source key, so a row pushed twice is recorded once.
+ *
+ * WAL with `synchronous = NORMAL`: a row survives the process being killed, not the machine losing
+ * power. A row the edge has not taken after JOURNAL_MAX_AGE_MS is dropped with an ERROR line
+ * naming its run (a push refused for that long will not be taken).
+ */
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import type { RunEvent } from "../src/shared/host-api.ts";
+import type { EdgeClient } from "./edge-client.ts";
+
+/** How often rows that a push gave up on are pushed again. */
+export const REDELIVER_INTERVAL_MS = 60_000;
+/** A row older than this is given up, loudly. */
+export const JOURNAL_MAX_AGE_MS = 7 * 24 * 60 * 60_000;
+
+/** Where activities publish run events: the EdgeClient itself, or the journal in front of it. */
+export type RunEventSink = Pick<EdgeClient, "pushRunEvents">;
+
+interface JournalRow extends Record<string, unknown> {
+  id: number;
+  workflow_id: string;
+  events: string;
+  added_at: number;
+}
+
+export class RunEventJournal implements RunEventSink {
+  private readonly db: DatabaseSync;
+  private readonly insert: StatementSync;
+  private readonly remove: StatementSync;
+  /** Rows with a push under way in this process (not pushed again meanwhile). */
+  private readonly inFlight = new Set<number>();
+  private timer: ReturnType<typeof setInterval> | undefined;
+
+  /** `path`: the SQLite file (created with its directory), or ":memory:" for no durability (tests). */
+  constructor(
+    path: string,
+    private readonly edge: Pick<EdgeClient, "pushRunEvents">,
+    private readonly log: (msg: string) => void = (msg) => console.warn(msg),
+  ) {
+    if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+    this.db = new DatabaseSync(path);
+    this.db.exec(`PRAGMA journal_mode = WAL;
+      PRAGMA synchronous = NORMAL;
+      CREATE TABLE IF NOT EXISTS run_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        workflow_id TEXT NOT NULL,
+        events TEXT NOT NULL,
+        added_at INTEGER NOT NULL
+      )`);
+    this.insert = this.db.prepare("INSERT INTO run_events (workflow_id, events, added_at) VALUES (?, ?, ?) RETURNING id");
+    this.remove = this.db.prepare("DELETE FROM run_events WHERE id = ?");
+  }
+
+  /** Journals the events, then hands them to the EdgeClient; resolves as its push does. */
+  pushRunEvents(workflowId: string, events: RunEvent[], options: { now?: boolean } = {}): Promise<void> {
+    if (events.length === 0) return Promise.resolve();
+    const { id } = this.insert.get(workflowId, JSON.stringify(events), Date.now()) as { id: number };
+    return this.deliver(id, workflowId, events, options);
+  }
+
+  /** Rows waiting for the edge (a push under way, given up, or left by an earlier process). */
+  size(): number {
+    return (this.db.prepare("SELECT COUNT(*) AS n FROM run_events").get() as { n: number }).n;
+  }
+
+  /**
+   * Pushes every row that has no push under way: what an earlier process left, what a push gave
+   * up on. Returns how many rows it pushed.
+   */
+  redeliver(): number {
+    const rows = this.db.prepare("SELECT id, workflow_id, events, added_at FROM run_events ORDER BY id").all() as JournalRow[];
+    let pushed = 0;
+    for (const row of rows) {
+      if (this.inFlight.has(row.id)) continue;
+      if (Date.now() - row.added_at > JOURNAL_MAX_AGE_MS) {
+        this.remove.run(row.id);
+        this.log(
+          `outrider host: ERROR gave up run events of ${row.workflow_id} journaled ${new Date(row.added_at).toISOString()}: the edge has not taken them in ${JOURNAL_MAX_AGE_MS / 86_400_000} days`,
+        );
+        continue;
+      }
+      pushed++;
+      this.deliver(row.id, row.workflow_id, JSON.parse(row.events) as RunEvent[], {}).catch(() => undefined);
+    }
+    return pushed;
+  }
+
+  /** Pushes what is left now, then again every REDELIVER_INTERVAL_MS. */
+  start(intervalMs = REDELIVER_INTERVAL_MS): number {
+    const pushed = this.redeliver();
+    this.timer ??= setInterval(() => this.redeliver(), intervalMs);
+    this.timer.unref();
+    return pushed;
+  }
+
+  close(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+    if (this.db.isOpen) this.db.close();
+  }
+
+  /** One push of a row; the row goes once the edge has it, and stays (for `redeliver`) if the push is given up. */
+  private deliver(id: number, workflowId: string, events: RunEvent[], options: { now?: boolean }): Promise<void> {
+    this.inFlight.add(id);
+    return this.edge
+      .pushRunEvents(workflowId, events, options)
+      .then(() => {
+        if (this.db.isOpen) this.remove.run(id);
+      })
+      .finally(() => this.inFlight.delete(id));
+  }
+}

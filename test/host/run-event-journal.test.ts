@@ -1,0 +1,135 @@
+/**
+ * The host's journal of activities' run events (host/run-event-journal.ts), in front of a real
+ * EdgeClient and a stand-in edge that is down or up as the test says: what the edge has not
+ * taken survives the process and a given-up push, and is delivered once it can be.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { EdgeClient } from "../../host/edge-client.ts";
+import { JOURNAL_MAX_AGE_MS, RunEventJournal } from "../../host/run-event-journal.ts";
+import type { RunEvent, RunEventPush } from "../../src/shared/host-api.ts";
+
+const SECRET = "run-event-journal-test-secret"; // test-only
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "outrider-journal-"));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+let server: Server | undefined;
+const open: RunEventJournal[] = [];
+afterEach(async () => {
+  for (const journal of open.splice(0)) journal.close();
+  await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
+  server = undefined;
+});
+
+/** A stand-in edge: 503 while `down`, else 200; records the events of the pushes it took, after `delayMs`. */
+async function standInEdge(delayMs = 0) {
+  const state = { down: true, took: [] as RunEvent[], pushes: 0 };
+  server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", async () => {
+      state.pushes++;
+      if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
+      if (state.down) {
+        res.writeHead(503, { "content-type": "application/json" }).end(JSON.stringify({ error: { code: "unavailable" } }));
+        return;
+      }
+      const push = JSON.parse(Buffer.concat(chunks).toString()) as RunEventPush;
+      for (const run of push.runs) state.took.push(...run.events);
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ ok: true }));
+    });
+  });
+  await new Promise<void>((r) => server!.listen(0, "127.0.0.1", r));
+  return { url: `http://127.0.0.1:${(server!.address() as AddressInfo).port}`, state };
+}
+
+/** A journal at `path` in front of an EdgeClient that gives a push up after `maxAttempts` tries. */
+function journalAt(path: string, edgeUrl: string, maxAttempts = 2, log: (msg: string) => void = () => undefined) {
+  const journal = new RunEventJournal(path, new EdgeClient(edgeUrl, SECRET, () => undefined, maxAttempts, 1), log);
+  open.push(journal);
+  return journal;
+}
+
+const stepEnd = (n: number): RunEvent => ({
+  sourceKey: `step:run-1:act-${n}:1:completed`,
+  type: "step",
+  at: "2026-12-03T10:00:00.000Z",
+  data: { runId: "run-1", activityId: `act-${n}`, stepName: "greet", attempt: 1, state: "completed", outputs: { n } },
+});
+
+const until = async (done: () => boolean, timeoutMs = 10_000) => {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error("timed out");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+describe("the host's run event journal", () => {
+  it("what the edge has not taken when the host stops is delivered by the next host process, once", async () => {
+    const edge = await standInEdge();
+    const path = join(dir, "restart.sqlite");
+    const first = journalAt(path, edge.url);
+    // The edge is down: the push is given up (two tries), and the row stays.
+    await expect(first.pushRunEvents("hello-1", [stepEnd(1), stepEnd(2)])).rejects.toThrow();
+    expect(first.size()).toBe(1);
+    first.close(); // the process stops
+
+    edge.state.down = false;
+    const next = journalAt(path, edge.url);
+    expect(next.start()).toBe(1);
+    await until(() => next.size() === 0);
+    expect(edge.state.took).toEqual([stepEnd(1), stepEnd(2)]);
+  });
+
+  it("a push given up on is pushed again every interval until the edge takes it; a delivered one leaves no row", async () => {
+    const edge = await standInEdge();
+    const journal = journalAt(join(dir, "interval.sqlite"), edge.url);
+    journal.start(50);
+    await expect(journal.pushRunEvents("hello-2", [stepEnd(3)])).rejects.toThrow();
+    await new Promise((r) => setTimeout(r, 200));
+    expect(journal.size()).toBe(1);
+    edge.state.down = false;
+    await until(() => journal.size() === 0);
+    expect(edge.state.took).toEqual([stepEnd(3)]);
+    await journal.pushRunEvents("hello-2", [stepEnd(4)]);
+    expect(journal.size()).toBe(0);
+    expect(edge.state.took).toEqual([stepEnd(3), stepEnd(4)]);
+  });
+
+  it("a row with its push under way is not pushed again meanwhile", async () => {
+    const edge = await standInEdge(300);
+    edge.state.down = false;
+    const journal = journalAt(join(dir, "in-flight.sqlite"), edge.url);
+    const pushed = journal.pushRunEvents("hello-3", [stepEnd(5)]);
+    expect(journal.redeliver()).toBe(0);
+    await pushed;
+    expect(edge.state.pushes).toBe(1);
+    expect(journal.size()).toBe(0);
+  });
+
+  it("a row the edge has not taken in JOURNAL_MAX_AGE_MS is dropped with an ERROR naming its run, not silently", async () => {
+    const edge = await standInEdge();
+    const path = join(dir, "old.sqlite");
+    const first = journalAt(path, edge.url);
+    await expect(first.pushRunEvents("hello-4", [stepEnd(6)])).rejects.toThrow();
+    first.close();
+    const db = new DatabaseSync(path);
+    db.prepare("UPDATE run_events SET added_at = ?").run(Date.now() - JOURNAL_MAX_AGE_MS - 1);
+    db.close();
+    const logged: string[] = [];
+    const next = journalAt(path, edge.url, 2, (msg) => logged.push(msg));
+    expect(next.redeliver()).toBe(0);
+    expect(next.size()).toBe(0);
+    expect(logged).toEqual([expect.stringMatching(/ERROR gave up run events of hello-4 journaled .*7 days/)]);
+  });
+});
