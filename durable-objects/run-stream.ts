@@ -57,6 +57,7 @@ import { readTraceLog } from "./run-stream/trace-reader.ts";
 import { startForStream } from "./run-stream/start-and-subscribe.ts";
 import { earlierRunView, pinnedRunInput } from "./run-stream/earlier-run.ts";
 import { prepareStart } from "../src/services/runs.ts";
+import { runStream } from "../src/run-stream-client.ts";
 import { ResetMark } from "./run-stream/reset-mark.ts";
 import { ResetHolds, type ResetHoldReply, type ResetHoldRequest } from "./run-stream/reset-holds.ts";
 import { LogReader } from "./run-stream/log-reader.ts";
@@ -128,6 +129,7 @@ export class RunStream extends DurableObject<Env> {
       env,
       storage: ctx.storage,
       prepare: prepareStart,
+      isSettledStartIn: (workflowId, acceptId) => runStream(env, workflowId).isSettledStart(acceptId),
       recordStarted: (workflowId, runId) => this.lifecycle.recordStarted(workflowId, runId),
     });
     this.reader = new RunReader({
@@ -191,6 +193,10 @@ export class RunStream extends DurableObject<Env> {
 
   start(command: StartCommand) {
     return this.starter.start(command);
+  }
+  /** Asked by another run's DO replaying an Idempotency-Key whose run is not yet confirmed (run-starter.ts). */
+  isSettledStart(acceptId: string): boolean {
+    return this.starter.isSettledStart(acceptId);
   }
   /** A streaming start whose command is too big for start-and-subscribe's headers: the start, then a subscription (two calls). */
   startForStream(command: StartCommand, withRow: boolean) {

@@ -33,7 +33,7 @@ import type { RunStatus } from "../../src/shared/run-status.ts";
 import { positiveNumberVar } from "../../src/shared/positive-number-var.ts";
 import { DEFAULT_MAX_OPEN_RUNS_PER_ORGANIZATION, START_ATTEMPT_TIMEOUT_MS } from "./constants.ts";
 import type { IdempotencyRequest } from "../../src/services/idempotency.ts";
-import { claimIdempotencyKey, releaseStatement } from "../../src/services/idempotency.ts";
+import { claimIdempotencyKey, idempotencyKeyInUse, releaseStatement } from "../../src/services/idempotency.ts";
 
 /** Storage schema version of this module's table (bump with a migration step when it changes). */
 export const RUN_STARTER_SCHEMA_VERSION = 1;
@@ -128,6 +128,8 @@ export interface RunStarterDeps {
   storage: DurableObjectStorage;
   /** Resolves a start target against the catalog (src/services). */
   prepare(env: Env, organizationId: string, target: StartTarget): Promise<PreparedStart>;
+  /** Asks another run's DO whether its start under `acceptId` is settled (`isSettledStart` there). */
+  isSettledStartIn(workflowId: string, acceptId: string): Promise<boolean>;
   /** Records `run.started` in the run's log (and so moves the D1 row to running). */
   recordStarted(workflowId: string, runId: string): Promise<void>;
 }
@@ -223,6 +225,15 @@ export class RunStarter {
             error: serializeError(new ApiError("workflow_not_found", `no workflow "${command.target.promptWorkflowId}"`)),
           };
         prompt = workflow.prompt;
+      }
+      // A run accepted but not confirmed by Temporal is replayed only once its start is settled:
+      // until then the first request may yet be refused, or its DO have gone away half-way.
+      if (replay.status === "scheduled" && replay.runId === null) {
+        const settled =
+          replay.workflowId === command.workflowId
+            ? this.isSettledStart(replay.id)
+            : await this.deps.isSettledStartIn(replay.workflowId, replay.id);
+        if (!settled) return { ok: false, error: serializeError(idempotencyKeyInUse()) };
       }
       return { ok: true, replayed: true, started: { ...replay, ...(prompt ? { prompt } : {}) } };
     }
@@ -433,6 +444,15 @@ export class RunStarter {
       );
     }
     if (next !== null) await this.alarmBy(next);
+  }
+
+  /**
+   * Whether the start under `acceptId` is settled here: its outbox row is here and no acceptance
+   * or first attempt of it is under way, so it runs (or is recorded failed). Not settled: still
+   * starting (it may yet be refused and undone), abandoned half-way (to be undone), or unknown.
+   */
+  isSettledStart(acceptId: string): boolean {
+    return !this.inFlight.has(acceptId) && this.row()?.accept_id === acceptId;
   }
 
   /** Whether this DO has kept anything but acceptance markers: a DO with no schema accepted no run. */

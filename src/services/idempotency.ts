@@ -12,7 +12,9 @@
  *   credits): 409 `idempotency_key_in_use` with Retry-After;
  * - else a replay: the first request's run (same workflowId and runId; `runId` is null, as it was
  *   for the first request, while an accepted run waits for Temporal to confirm it), with
- *   `Idempotent-Replayed: true`.
+ *   `Idempotent-Replayed: true`. A row that is `scheduled` with no run id is replayed only once
+ *   its start is settled in its DO (run-starter.ts `isSettledStart`): until then the first
+ *   request may still be refused, or its DO have gone away half-way, and the answer is the 409.
  *
  * A start that fails (no credits, host down, ...) releases the key with its undo, so the client's
  * retry with the same key is a fresh attempt, as Stripe does for requests that never ran. A claim
@@ -108,7 +110,7 @@ export async function claimIdempotencyKey(
       .first<Holder>();
     // Deleted in between (its start was refused): try once more.
     if (!holder) holder = await claimStatement(d1, organizationId, request, start, now).first<Holder>();
-    if (!holder) throw inUse();
+    if (!holder) throw idempotencyKeyInUse();
   }
   if (holder.run_uuid === start.runUuid) return null;
   if (holder.fingerprint !== request.fingerprint) {
@@ -130,13 +132,14 @@ export async function claimIdempotencyKey(
         .first();
       if (taken) return null;
     }
-    throw inUse();
+    throw idempotencyKeyInUse();
   }
   request.replayed = true;
   return { workflowId: run.temporalWorkflowId, runId: run.temporalRunId, status: run.status, id: run.id };
 }
 
-const inUse = () =>
+/** 409: the key's start has not finished starting its run (no row yet, or a row not yet accepted for good). */
+export const idempotencyKeyInUse = () =>
   new ApiError(
     "idempotency_key_in_use",
     "a request with this Idempotency-Key is still starting its run; retry in a moment to get its result",

@@ -208,6 +208,7 @@ async function startThatDiesAfterD1(c: StartCommand): Promise<void> {
       env: { ...env, DB: goneAfterAccepting(env.DB, resolveLanded) },
       storage: state.storage,
       prepare: prepareStart,
+      isSettledStartIn: async () => true,
       recordStarted: async () => {},
     });
     void dying.start(c);
@@ -271,5 +272,31 @@ describe("RunStream.start: the DO goes away between the run's D1 row and its out
     expect((await orgRow(metered.organizationId))!.reserved).toBe(rows[0]!.credit_hold);
     expect(await markersOf(c.workflowId)).toEqual([]);
     expect(await outboxOf(c.workflowId)).toEqual([{ state: "pending", attempts: 1 }]);
+  });
+
+  it("an Idempotency-Key retry meanwhile is 409 idempotency_key_in_use, not a replay of a run that will not run; once undone, the key starts a new run", async () => {
+    const metered = await meteredOrg(100_000);
+    const key = `key-${crypto.randomUUID()}`;
+    // Each request of the client gets its own ids at the edge (and so its own DO), with the same key.
+    const request = (): StartCommand => ({
+      ...command({ name: "Ada" }, metered.organizationId),
+      idempotency: { key, fingerprint: "f", replayed: false },
+    });
+    const first = request();
+    await startThatDiesAfterD1(first);
+    const retry = request();
+    expect(await runStream(env, retry.workflowId).start(retry)).toMatchObject({
+      ok: false,
+      error: { code: "idempotency_key_in_use", headers: { "retry-after": "1" } },
+    });
+    expect(await rowsOf(retry.workflowId)).toEqual([]);
+
+    await ageMarkers(first.workflowId);
+    expect(await runDurableObjectAlarm(runStream(env, first.workflowId))).toBe(true);
+    const later = request();
+    const reply = await runStream(env, later.workflowId).start(later);
+    expect(reply).toMatchObject({ ok: true, started: { status: "scheduled", id: later.runUuid } });
+    expect("replayed" in reply && reply.replayed).toBeFalsy();
+    expect(await idempotencyKeysOf(metered.organizationId)).toEqual([{ key, run_uuid: later.runUuid }]);
   });
 });

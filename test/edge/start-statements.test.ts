@@ -75,6 +75,7 @@ async function countedStart(c: StartCommand) {
       env: { ...env, DB: d1 },
       storage: state.storage,
       prepare: prepareStart,
+      isSettledStartIn: async () => true,
       recordStarted: async () => undefined,
     }).start(c);
   });
