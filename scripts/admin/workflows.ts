@@ -1,5 +1,5 @@
 /** Admin API commands for prompt workflows (/admin/v1/.../workflows). */
-import { flag, integer, required, str, type ParsedArgs } from "./args.ts";
+import { flag, integer, pageQuery, required, str, type ParsedArgs } from "./args.ts";
 import { answer, type Command } from "./command.ts";
 import { out, printFields, printTable } from "./output.ts";
 
@@ -79,18 +79,24 @@ export const workflowCommands: Command[] = [
   {
     words: ["workflows", "list"],
     operands: ["<orgId>"],
-    options: [],
-    summary: "an organization's prompt workflows",
+    options: ["limit", "before"],
+    synopsis: "[--limit <n>] [--before <next>]",
+    summary: "an organization's prompt workflows, newest first (--before the previous page's next for older ones)",
     run: (ctx) =>
       answer(
         ctx,
-        ctx.admin().request<{ workflows: PromptWorkflow[] }>("GET", `/admin/v1/organizations/${seg(ctx.operands[0]!)}/workflows`),
-        ({ workflows }) =>
+        ctx.admin().request<{
+          workflows: PromptWorkflow[];
+          next: string | null;
+        }>("GET", `/admin/v1/organizations/${seg(ctx.operands[0]!)}/workflows${pageQuery(ctx.args)}`),
+        ({ workflows, next }) => {
           printTable(
             ["ID", "NAME", "MODEL", "PUBLISHED", "VARIABLES", "UPDATED"],
             workflows.map((w) => [w.id, w.name, w.model, w.published ? "yes" : "no", w.variables.join(", "), w.updatedAt]),
             "no prompt workflows",
-          ),
+          );
+          if (next) console.log(out.dim(`older prompt workflows: --before ${next}`));
+        },
       ),
   },
   {

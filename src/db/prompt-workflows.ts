@@ -1,8 +1,9 @@
 /** Prompt workflows: organization-owned rows of `workflows` with kind `prompt` and ids `wf_...`. */
-import { and, asc, eq } from "drizzle-orm";
+import { and, desc, eq } from "drizzle-orm";
 import { randomString } from "../shared/api-keys.ts";
 import { promptInputSchema } from "../shared/prompt-template.ts";
 import { db } from "./client.ts";
+import { type PageCursor, olderThan, pageOf } from "./page-cursor.ts";
 import { workflows, type PromptDefinition, type Workflow } from "./schema.ts";
 import { isUniqueViolation } from "./client.ts";
 
@@ -89,10 +90,15 @@ export async function findPublishedPromptWorkflow(d1: D1Database, organizationId
   return row && row.organizationId === organizationId && row.published && row.prompt ? row : null;
 }
 
-export async function listPromptWorkflows(d1: D1Database, organizationId: string) {
-  return db(d1)
+/** The organization's prompt workflows (unpublished ones too), newest first, `limit` at a time after `before`. */
+export async function listPromptWorkflows(d1: D1Database, organizationId: string, limit: number, before: PageCursor | null) {
+  const rows = await db(d1)
     .select()
     .from(workflows)
-    .where(and(eq(workflows.organizationId, organizationId), eq(workflows.kind, "prompt")))
-    .orderBy(asc(workflows.name));
+    .where(
+      and(eq(workflows.organizationId, organizationId), eq(workflows.kind, "prompt"), olderThan(workflows.createdAt, workflows.id, before)),
+    )
+    .orderBy(desc(workflows.createdAt), desc(workflows.id))
+    .limit(limit + 1);
+  return pageOf(rows, limit);
 }

@@ -347,6 +347,31 @@ describe("admin API: prompt workflows", () => {
     model: "local/writer",
   };
 
+  it("the list, a page at a time: `next` until null reads every prompt workflow of the organization once, newest first; bad paging is 400", async () => {
+    const org = await newOrganization("Many workflows");
+    const other = await newOrganization("Other workflows");
+    expect((await admin("POST", `/admin/v1/organizations/${other.id}/workflows`, definition)).status).toBe(201);
+    const made: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const res = await admin("POST", `/admin/v1/organizations/${org.id}/workflows`, { ...definition, name: `Story ${i}` });
+      made.push(((await res.json()) as { id: string }).id);
+    }
+    expect((await admin("POST", `/admin/v1/workflows/${made[1]}/publish`)).status).toBe(200);
+    const { items, pages } = await readAllPages<{ id: string; createdAt: string; published: boolean }>(
+      `/admin/v1/organizations/${org.id}/workflows`,
+      "workflows",
+      2,
+    );
+    expect(items.map((w) => w.id).sort()).toEqual([...made].sort());
+    expect(pages.map((p) => p.items.length)).toEqual([2, 2, 1]);
+    const order = items.map((w) => `${w.createdAt} ${w.id}`);
+    expect(order).toEqual([...order].sort().reverse());
+    for (const query of ["limit=0", "limit=501", "before=not_a_cursor", "page=2"]) {
+      const res = await admin("GET", `/admin/v1/organizations/${org.id}/workflows?${query}`);
+      expect([res.status, await code(res)], query).toEqual([400, "invalid_request"]);
+    }
+  });
+
   it("creates an unpublished workflow with its variables, publishes and unpublishes it", async () => {
     const org = await newOrganization();
     const res = await admin("POST", `/admin/v1/organizations/${org.id}/workflows`, definition);

@@ -6,6 +6,7 @@ import {
   createOrganizationBody,
   createWebhookBody,
   apiKeysQuery,
+  promptWorkflowsQuery,
   deliveriesQuery,
   createPromptWorkflowBody,
   sealSecretsQuery,
@@ -99,9 +100,11 @@ export function documentAdminApi(app: App) {
   doc({
     method: "get",
     path: "/admin/v1/organizations/:orgId/workflows",
-    summary: "List prompt workflows",
+    summary: "List prompt workflows, newest first, unpublished ones too",
+    description: "A page at a time: `{ workflows, next }`; call again with `?before=<next>` until `next` is null.",
+    query: promptWorkflowsQuery,
     responses: ok("Workflows"),
-    errors: ["organization_not_found"],
+    errors: ["organization_not_found", "invalid_request"],
   });
   doc({
     method: "get",

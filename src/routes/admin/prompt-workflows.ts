@@ -10,8 +10,8 @@ import type { PromptDefinition, Workflow } from "../../db/schema.ts";
 import { ApiError } from "../../errors.ts";
 import { readJson } from "../../middleware/json-body/index.ts";
 import { parseTemplate } from "../../shared/prompt-template.ts";
-import { organizationOrThrow } from "./organizations.ts";
-import { createPromptWorkflowBody, updatePromptWorkflowBody } from "./schemas.ts";
+import { organizationOrThrow, pageQueryOrThrow } from "./organizations.ts";
+import { createPromptWorkflowBody, promptWorkflowsQuery, updatePromptWorkflowBody } from "./schemas.ts";
 
 export function promptWorkflowView(w: Workflow) {
   const prompt = w.prompt!;
@@ -73,9 +73,12 @@ export function registerPromptWorkflows(app: App) {
     return c.json(promptWorkflowView(workflow), 201);
   });
 
+  /** Newest first, a page at a time: `before` = the previous page's `next` (null on the last page). */
   app.get("/admin/v1/organizations/:orgId/workflows", async (c) => {
     const org = await organizationOrThrow(c.env, c.req.param("orgId"));
-    return c.json({ workflows: (await listPromptWorkflows(c.env.DB, org.id)).map(promptWorkflowView) });
+    const { limit, before } = pageQueryOrThrow(c, promptWorkflowsQuery);
+    const { page, next } = await listPromptWorkflows(c.env.DB, org.id, limit, before);
+    return c.json({ workflows: page.map(promptWorkflowView), next });
   });
 
   app.get("/admin/v1/workflows/:workflowId", async (c) =>

@@ -87,7 +87,7 @@ export const ledgerQuery = z
   })
   .strict();
 
-/** Page sizes of the admin lists that page by `limit` and `before` (organizations, API keys, webhook endpoints). */
+/** Page sizes of the admin lists that page by `limit` and `before` (organizations, API keys, prompt workflows, webhook endpoints). */
 export const ADMIN_PAGE_DEFAULT = 100;
 export const ADMIN_PAGE_MAX = 500;
 
@@ -103,6 +103,7 @@ const adminPageQuery = (what: string, max = ADMIN_PAGE_MAX, fallback = ADMIN_PAG
 export const organizationsQuery = adminPageQuery("organizations");
 export const apiKeysQuery = adminPageQuery("API keys");
 export const webhooksQuery = adminPageQuery("webhook endpoints");
+export const promptWorkflowsQuery = adminPageQuery("prompt workflows");
 
 /** Ids in admin paths: anything else cannot exist, so it is a 404 without a query. */
 export const ADMIN_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
