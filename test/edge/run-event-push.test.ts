@@ -201,6 +201,16 @@ describe("POST /internal/run-events: security", () => {
     expect(((await tooDeep.json()) as ErrorBody).error.code).toBe("json_too_deep");
   });
 
+  it("a push whose text holds half a surrogate pair (a step's output the host cut to a length) is recorded, not refused: callers' bodies are, the host's are not", async () => {
+    const a = await insertRun(organizationId);
+    const cut = step("rs", "completed");
+    const text = JSON.stringify({ runs: [{ workflowId: a, events: [started("rs"), cut] }] }).replace('"hi"', '"hi \\ud83d"');
+    const headers = { ...(await signRequest(TEST_HOST_SECRET, "POST", PATH, text)), "content-type": "application/json" };
+    const res = await call(PATH, { method: "POST", headers, body: text });
+    expect(res.status).toBe(200);
+    expect((await log(a)).map((e) => e.sourceKey)).toEqual(["run:rs:started", cut.sourceKey]);
+  });
+
   it("a replayed push records nothing in any of its runs", async () => {
     const a = await insertRun(organizationId);
     const b = await insertRun(organizationId);

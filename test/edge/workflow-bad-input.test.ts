@@ -223,6 +223,35 @@ describe("Workflow API: hostile bodies (security)", () => {
     expect(errorCodeOf(await finite.json())).toBe("invalid_input");
   });
 
+  it("half a surrogate pair in a key or a string (a \\ud800 escape alone) → 400 invalid_json naming where, on every JSON start route, not a 500 from the schema check", async () => {
+    const hello = (await env.DB.prepare("SELECT id FROM workflows WHERE name = 'hello' AND organization_id IS NULL").first<{
+      id: string;
+    }>())!.id;
+    const cases: Array<[string, string, string]> = [
+      ["/workflow/start", '{"workflowName":"hello","input":{"name":"x","\\ud800":1}}', "input.\ufffd"],
+      ["/workflow/run", '{"workflowName":"hello","input":{"name":"Ada \\udfff"}}', "input.name"],
+      ["/api/v1/workflow-runs/execute", `{"workflowId":"${hello}","inputs":{"\\uDBFF":1}}`, "inputs.\ufffd"],
+      ["/workflow/start", '{"workflowName":"hello","input":{"list":["ok","\\ud83d"]}}', "input.list.1"],
+    ];
+    for (const [route, body, path] of cases) {
+      // The Workflow Runs API authenticates its internal caller, who names the organization.
+      const res = route.startsWith("/api/v1/workflow-runs")
+        ? await postJson(route, body, "edge-test-internal-secret", { "x-organization-id": org.organizationId })
+        : await postJson(route, body, org.key);
+      expect(res.status, `${route} ${body}`).toBe(400);
+      const error = (await res.json()) as { issues?: { path: string }[]; error?: string | { issues: { path: string }[] } };
+      expect(errorCodeOf(error), body).toBe("invalid_json");
+      const issues = typeof error.error === "object" ? error.error.issues : error.issues;
+      expect(
+        issues?.map((i) => i.path),
+        body,
+      ).toEqual([path]);
+    }
+    // A whole pair, escaped or not, is fine: past the check, the schema answers.
+    const pair = await postJson("/workflow/start", '{"workflowName":"hello","input":{"name":5,"s":"\\ud83d\\ude00 😀"}}', org.key);
+    expect(errorCodeOf(await pair.json())).toBe("invalid_input");
+  });
+
   it("invalid UTF-8 in a JSON body → 400 invalid_json (not replaced with U+FFFD)", async () => {
     const prefix = new TextEncoder().encode('{"workflowName":"hello","input":{"name":"');
     const suffix = new TextEncoder().encode('"}}');

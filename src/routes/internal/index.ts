@@ -5,7 +5,7 @@ import type { App } from "../../app-env.ts";
 import { documentInternalApi } from "./openapi.ts";
 import { upsertCodeCatalog } from "../../db/workflows.ts";
 import { ApiError, errorBody } from "../../errors.ts";
-import { INTERNAL_MAX_JSON_DEPTH, readJson } from "../../middleware/json-body/index.ts";
+import { INTERNAL_JSON, readJson } from "../../middleware/json-body/index.ts";
 import { hostSignature } from "../../middleware/host-signature/index.ts";
 import { recordRunEvents } from "../../run-stream-client.ts";
 import { EDGE_PATHS, type RunEventPushPartialFailure, catalogPublish, runEventBatch, runEventPush } from "../../shared/host-api.ts";
@@ -16,14 +16,14 @@ export function registerInternalApi(app: App) {
   app.use("/internal/*", hostSignature());
 
   app.post("/internal/catalog", async (c) => {
-    const body = await readJson(c, catalogPublish, INTERNAL_MAX_JSON_DEPTH);
+    const body = await readJson(c, catalogPublish, INTERNAL_JSON);
     await upsertCodeCatalog(c.env.DB, body.workflows);
     return c.json({ published: body.workflows.length });
   });
 
   app.post("/internal/runs/:id/events", async (c) => {
     const workflowId = parseWorkflowIdParam(c.req.param("id"));
-    const body = await readJson(c, runEventBatch, INTERNAL_MAX_JSON_DEPTH);
+    const body = await readJson(c, runEventBatch, INTERNAL_JSON);
     const recorded = await recordRunEvents(c.env, workflowId, body.events, c.get("hostNonce"));
     if (recorded.replayed) throw new ApiError("unauthorized", "internal route: replayed signature (this signed request was already used)");
     return c.json({ accepted: recorded.accepted, duplicates: recorded.duplicates, ...(recorded.dropped ? { dropped: true } : {}) });
@@ -38,7 +38,7 @@ export function registerInternalApi(app: App) {
    * the answer, and the push still succeeds, so the host does not retry it.
    */
   app.post(EDGE_PATHS.runEventsBatch, async (c) => {
-    const body = await readJson(c, runEventPush, INTERNAL_MAX_JSON_DEPTH);
+    const body = await readJson(c, runEventPush, INTERNAL_JSON);
     const byRun = new Map<string, (typeof body.runs)[number]["events"]>();
     for (const [i, run] of body.runs.entries()) {
       const checked = workflowIdParam.safeParse(run.workflowId);
