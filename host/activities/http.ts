@@ -14,6 +14,7 @@ import {
   ResponseTooLargeError,
   URL_NOT_ALLOWED,
   UrlNotAllowedError,
+  InvalidResponseStatusError,
   type OutboundPolicy,
 } from "./outbound-guard.ts";
 import { type StepPublisher, activityRuntime } from "./runtime.ts";
@@ -40,6 +41,7 @@ export async function fetchRecorded(publisher: StepPublisher, url: string, init:
     if (err instanceof UrlNotAllowedError) throw ApplicationFailure.nonRetryable(err.message, URL_NOT_ALLOWED);
     await record(null);
     if (err instanceof ResponseTooLargeError) throw ApplicationFailure.nonRetryable(err.message, "ResponseTooLarge");
+    if (err instanceof InvalidResponseStatusError) throw ApplicationFailure.nonRetryable(err.message, "InvalidResponseStatus");
     throw err;
   }
   await record(res.status);

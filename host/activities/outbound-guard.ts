@@ -258,7 +258,17 @@ export class ResponseTooLargeError extends Error {
   }
 }
 
+/** The server answered with a status no HTTP response may have (outside 200-599 once 1xx are done with). */
+export class InvalidResponseStatusError extends Error {
+  constructor(url: URL, status: number) {
+    super(`${url.origin} answered with status ${status}, which is not a valid HTTP response status`);
+    this.name = "InvalidResponseStatusError";
+  }
+}
+
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+/** Statuses whose response has no body (the Response constructor refuses one). */
+const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304]);
 
 /** Dropped on a redirect to another origin (the Fetch standard drops `authorization`; cookies and proxy credentials are as private). */
 const CREDENTIAL_HEADERS = ["authorization", "cookie", "proxy-authorization"];
@@ -322,8 +332,13 @@ export async function guardedFetch(policy: OutboundPolicy, input: string, init: 
         }
         continue;
       }
+      // undici passes any three-digit status through; the Response below takes 200-599 only.
+      if (res.status < 200 || res.status > 599) {
+        await res.body?.cancel();
+        throw new InvalidResponseStatusError(url, res.status);
+      }
       const bytes = await readCapped(res, policy.maxBytes, url);
-      const out = new Response(res.status === 204 || res.status === 304 ? null : bytes, {
+      const out = new Response(NULL_BODY_STATUSES.has(res.status) ? null : bytes, {
         status: res.status,
         statusText: res.statusText,
         headers: res.headers,

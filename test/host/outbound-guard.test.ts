@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import {
   checkUrl,
   guardedFetch,
+  InvalidResponseStatusError,
   parseAllowList,
   refusedRange,
   ResponseTooLargeError,
@@ -61,6 +62,8 @@ beforeAll(async () => {
       res.writeHead(200);
       for (let i = 0; i < 32; i++) res.write(Buffer.alloc(64 * 1024, 98));
       res.end();
+    } else if (path.startsWith("/status/")) {
+      res.writeHead(Number(path.slice("/status/".length))).end();
     } else if (path === "/slow") {
       setTimeout(() => res.end("late"), 3_000);
     } else {
@@ -300,6 +303,14 @@ describe("outbound HTTP guard: redirects, rebinding, caps, allow-list", () => {
     const p = { ...publicOnly(), maxBytes: 1024 * 1024 };
     await expect(guardedFetch(p, `http://127.0.0.2:${publicSite.port}/big`)).rejects.toBeInstanceOf(ResponseTooLargeError);
     await expect(guardedFetch(p, `http://127.0.0.2:${publicSite.port}/big-chunked`)).rejects.toBeInstanceOf(ResponseTooLargeError);
+  });
+
+  it("a hostile status: 205 answers with no body (not a crash); one outside 200-599 is InvalidResponseStatusError (a non-retryable failure of the step)", async () => {
+    const reset = await guardedFetch(publicOnly(), `http://127.0.0.2:${publicSite.port}/status/205`);
+    expect([reset.status, await reset.text()]).toEqual([205, ""]);
+    await expect(guardedFetch(publicOnly(), `http://127.0.0.2:${publicSite.port}/status/700`)).rejects.toBeInstanceOf(
+      InvalidResponseStatusError,
+    );
   });
 
   it("caps the time of a request", async () => {
