@@ -66,7 +66,16 @@ export class LogReader {
     const { log } = this.deps;
     const id = runId ?? log.latestRunId();
     if (!id)
-      return { runId: null, events: [], nextAfterEventId: null, complete: false, lastEventId: afterEventId, known: false, workflow: null };
+      return {
+        runId: null,
+        events: [],
+        nextAfterEventId: null,
+        complete: false,
+        ending: false,
+        lastEventId: afterEventId,
+        known: false,
+        workflow: null,
+      };
     const rows = log.historyAfter(id, afterEventId, limit);
     const events = rows.map((r) => toOutputEvent(r.data.event, includePayloads));
     const complete = log.isComplete(id);
@@ -78,6 +87,8 @@ export class LogReader {
       events,
       nextAfterEventId: more ? last : null,
       complete,
+      /** The run's outcome is known and its last history events are still on their way (see `workflowSummary`). */
+      ending: log.finished(id) !== null && !complete,
       lastEventId: last,
       known,
       workflow: known ? this.workflowSummary(id) : null,
@@ -96,11 +107,18 @@ export class LogReader {
     return key ? { runId: id, key } : null;
   }
 
-  /** The `workflow` summary of `runId` (a history stream's first message, a history page's `workflow`). */
+  /**
+   * The `workflow` summary of `runId` (a history stream's first message, a history page's
+   * `workflow`). It says what the events beside it say, as Temporal's describe does: closed only
+   * once the history holds its closing event. The outcome alone can come first (a status or
+   * result read learns it from the host, tens of milliseconds before the relay brings the last
+   * events), and a client that read "completed" next to a history without its end would show the
+   * run over with its last step still running.
+   */
   workflowSummary(runId: string): WorkflowSummary {
     const { log, meta } = this.deps;
     const started = log.historyEvent(runId, 1);
-    const finished = log.finished(runId);
+    const finished = log.isComplete(runId) ? log.finished(runId) : null;
     const lastEventId = log.lastHistoryEventId(runId);
     const closeTime = finished && lastEventId ? (log.historyEvent(runId, lastEventId)?.eventTime ?? null) : null;
     return {

@@ -239,6 +239,29 @@ describe("GET /workflow/:id/history (Output's shape)", () => {
     expect(replay.workflow).toMatchObject({ status: "failed" });
   });
 
+  it("the outcome known before the last history events: the page waits for them, so its summary and its events agree (Output's describe, then the history)", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    const history = secondStepFailing(runId);
+    const close = history.pop()!;
+    await push(workflowId, [...firstStep(runId), ...history, finished(runId, "failed", "too loud")]);
+    const reading = page(`/workflow/${workflowId}/history?pageSize=100`);
+    await new Promise((r) => setTimeout(r, 300));
+    await push(workflowId, [close]);
+    const first = await reading;
+    expect(first.workflow).toMatchObject({ status: "failed", closed: true, historyLength: 8 + history.length + 1 });
+    expect(first.events.at(-1)).toMatchObject({ eventId: close.data.event.eventId });
+    expect(first.nextPageToken).toBeNull();
+  });
+
+  it("a summary never says the run ended while its history lacks the closing event (the events never came within the wait)", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    const history = secondStepFailing(runId);
+    history.pop();
+    await push(workflowId, [...firstStep(runId), ...history, finished(runId, "failed", "too loud")]);
+    const first = await page(`/workflow/${workflowId}/history`);
+    expect(first.workflow).toMatchObject({ status: "running", closed: false, closeTime: null });
+  });
+
   it("bad input: 400 invalid_request for the query, 400 invalid_page_token for a token not ours, 404 for an unknown run", async () => {
     const { workflowId, runId } = await createRunningRun(org.organizationId);
     await push(workflowId, firstStep(runId));

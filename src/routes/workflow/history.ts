@@ -18,6 +18,7 @@ import { ApiError } from "../../errors.ts";
 import { zodIssues } from "../../middleware/json-body/index.ts";
 import { type OwnedRunEnv, ownedRun } from "../../middleware/owned-run/index.ts";
 import { runStream } from "../../run-stream-client.ts";
+import { HISTORY_CATCH_UP_MS } from "../../../durable-objects/run-stream/trace-reader.ts";
 import { getRunOrThrow } from "../../services/runs.ts";
 import { decodePageToken, encodePageToken, PAGE_TOKEN_PATTERN } from "../../shared/output-history.ts";
 import { type PinnedRunEnv, parseWorkflowIdParam, pinnedRunParam } from "./params.ts";
@@ -28,6 +29,8 @@ import { singleValuedQuery } from "../../middleware/query/index.ts";
 export const MAX_LONG_POLL_MS = 15_000;
 /** How often a long-poll looks at the run's log for new events. */
 const LONG_POLL_INTERVAL_MS = 250;
+/** How often a page whose run's outcome came before its last events looks again (they are moments behind). */
+const CATCH_UP_POLL_MS = 25;
 /** How long a first page waits for the first events of a run that has just started. */
 const FIRST_EVENTS_WAIT_MS = 2_000;
 /** Output allows 50 a page; we allow more (a superset), with Output's default. */
@@ -91,6 +94,17 @@ async function historyPage(c: Context<PinnedRunEnv & OwnedRunEnv & HistoryQueryE
     const runId = page.runId ?? undefined;
     while (page.events.length === 0 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, LONG_POLL_INTERVAL_MS));
+      page = await stub.historyPage(runId, after, query.pageSize, includePayloads);
+    }
+  }
+  if (!longPoll && page.ending) {
+    // The run's outcome is known and its last events are on their way (moments behind it): a
+    // client that saw the run end asks for its history at once, as Output's CLI does after `run`;
+    // answer with the whole of it rather than a summary still saying running.
+    const deadline = Date.now() + HISTORY_CATCH_UP_MS;
+    const runId = page.runId ?? undefined;
+    while (page.ending && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, CATCH_UP_POLL_MS));
       page = await stub.historyPage(runId, after, query.pageSize, includePayloads);
     }
   }
