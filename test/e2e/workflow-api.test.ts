@@ -11,6 +11,7 @@ describe("Workflow API through the whole stack", () => {
     const body = (await res.json()) as ResultPayload;
     expect(body).toMatchObject({
       status: "completed",
+      runStatus: "completed",
       input: { name: "Ada" },
       output: { greeting: "Hello, Ada!" },
       attributes: [],
@@ -19,6 +20,21 @@ describe("Workflow API through the whole stack", () => {
     });
     expect(body.workflowId).toMatch(/^hello-[0-9a-f-]{36}$/);
     expect(body.runId).toBeTruthy();
+  });
+
+  it("POST /workflow/run of a run terminated while it waits answers as Output's run does: status failed (runStatus terminated), so every CLI exits 1", async () => {
+    const workflowId = `approval-${crypto.randomUUID()}`;
+    const running = postJson("/workflow/run", { workflowName: "approval", input: { request: "never approved" }, workflowId });
+    await eventually(async () => {
+      const res = await api(`/workflow/${workflowId}/status`);
+      return res.status === 200 && ((await res.json()) as { status: string }).status === "running";
+    });
+    expect((await api(`/workflow/${workflowId}/terminate`, { method: "POST" })).status).toBe(200);
+    const res = await running;
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ workflowId, status: "failed", runStatus: "terminated" });
+    // The result route answers the run's own status, as Output's does.
+    expect(await (await api(`/workflow/${workflowId}/result`)).json()).toMatchObject({ status: "terminated" });
   });
 
   it("start, then status reaches completed, then the result carries the output", async () => {

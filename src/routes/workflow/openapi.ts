@@ -46,6 +46,16 @@ const result = z
     }),
   })
   .meta({ id: "RunResult" });
+/** POST /workflow/run's answer: the result, Output's `completed`/`failed` status, and the run's own. */
+const runAnswer = result
+  .extend({
+    runStatus: status.optional().meta({
+      description: "The run's own status where `status` says only `completed` or `failed` (as Output's run does); absent on a 202",
+    }),
+    streamToken: z.string(),
+    streamTokenExpiresAt: z.string(),
+  })
+  .meta({ id: "RunAnswer" });
 const statusBody = z.object({
   workflowId: z.string(),
   runId: z.string().nullable(),
@@ -146,11 +156,15 @@ export function documentWorkflowApi(app: App) {
     summary: "Start a run and wait for its result (408 when `timeout` runs out first)",
     body: runWorkflowBody,
     responses: {
-      200: { description: "The run ended (completed, failed, cancelled, ...)", schema: result },
+      200: {
+        description:
+          "The run ended: `status` is `completed` or `failed` as in Output (a run cancelled, terminated or timed out is `failed`), and `runStatus` is the run's own status",
+        schema: runAnswer,
+      },
       202: {
         description:
           'Accepted, but Temporal has not confirmed the start yet (the host is down or slow): `status: "scheduled"`, `runId: null`; the run will start. `Location` points at its result',
-        schema: result,
+        schema: runAnswer,
       },
     },
     errors: [...START_ERRORS, "wait_timed_out"],

@@ -2,7 +2,7 @@ import type { App } from "../../app-env.ts";
 import { positiveNumberVar } from "../../shared/positive-number-var.ts";
 import { ApiError } from "../../errors.ts";
 import { readJson } from "../../middleware/json-body/index.ts";
-import { isTerminal } from "../../shared/run-status.ts";
+import { isTerminal, type RunStatus } from "../../shared/run-status.ts";
 import { runToOutcome } from "../../services/runs.ts";
 import { mintStreamToken } from "../../stream-tokens.ts";
 import { outputResult } from "./result-body.ts";
@@ -13,7 +13,8 @@ import { assertKnownCatalog, startChoices, withOutputWorkflowErrors } from "./st
  * POST /workflow/run: starts a run and waits for its result, `timeout` ms (default
  * RUN_WAIT_DEFAULT_MS, 300 s as Output). When the wait runs out first the answer is Output's 408
  * WorkflowExecutionTimedOutError with the `workflowId`; the run goes on, and the Location header
- * points at its result. A run accepted while the host did not confirm its start (status
+ * points at its result. A run that ended other than completed answers `failed`, as Output's run
+ * does, with the run's own status in `runStatus`. A run accepted while the host did not confirm its start (status
  * `scheduled`, runId null) answers 202 at once with the same Location: it will run, exactly once.
  */
 /** Output's default wait for a run (its TEMPORAL_WORKFLOW_EXECUTION_MAX_WAITING). */
@@ -57,8 +58,25 @@ export function registerRun(app: App) {
       );
     }
     return c.json(
-      { ...(await outputResult(c.env, run, attributes)), streamToken: stream.token, streamTokenExpiresAt: stream.expiresAt },
+      {
+        ...(await outputResult(c.env, run, attributes)),
+        ...runAnswerStatus(run.status),
+        streamToken: stream.token,
+        streamTokenExpiresAt: stream.expiresAt,
+      },
       200,
     );
   });
+}
+
+/** The ends that Output's run reports as `failed` (Temporal's client throws WorkflowFailedError for each). */
+const FAILED_IN_OUTPUTS_RUN: ReadonlySet<RunStatus> = new Set(["failed", "cancelled", "terminated", "timed_out"]);
+
+/**
+ * The `status` of a run's answer: Output's run says `completed` or `failed`, nothing else (its
+ * client types it so, and a CLI that treats other words as success exits 0 on `cancelled`). A
+ * run that ended cancelled, terminated or timed out is `failed` here too; `runStatus` says which.
+ */
+export function runAnswerStatus(status: RunStatus): { status: RunStatus; runStatus: RunStatus } {
+  return { status: FAILED_IN_OUTPUTS_RUN.has(status) ? "failed" : status, runStatus: status };
 }
