@@ -104,7 +104,8 @@ export class HostClient {
   ): Promise<z.infer<T>> {
     const body = payload === undefined ? "" : JSON.stringify(payload);
     const secret = parseSecrets(this.env.HOST_SHARED_SECRET)[0];
-    if (!secret) throw new ApiError("host_unavailable", "the edge has no HOST_SHARED_SECRET configured", undefined, this.retryAfter());
+    // A configuration error, not an outage: no retry outlasts it (docs/errors.md).
+    if (!secret) throw new ApiError("internal_error", "the edge has no HOST_SHARED_SECRET configured");
     const headers: Record<string, string> = { ...(await signRequest(secret, method, path, body)) };
     if (body) headers["content-type"] = "application/json";
     let res: Response;

@@ -121,6 +121,16 @@ describe("host failures that are not outages (security: no retry that cannot wor
     expect([err.code, err.status, err.headers?.["retry-after"]]).toEqual(["internal_error", 500, undefined]);
   });
 
+  it("an edge with no HOST_SHARED_SECRET (a deploy without the secret) → 500 internal_error, no Retry-After, nothing sent", async () => {
+    const sent = vi.spyOn(globalThis, "fetch");
+    const unsigned = new HostClient({ ...env, HOST_URL: "http://host.test", HOST_SHARED_SECRET: "" } as Env);
+    for (const call of [unsigned.ready(), unsigned.interact("approval-x", "signal", "approve", {})]) {
+      const err = await failure(call);
+      expect([err.code, err.status, err.headers?.["retry-after"]]).toEqual(["internal_error", 500, undefined]);
+    }
+    expect(sent).not.toHaveBeenCalled();
+  });
+
   it("the host's 400 invalid_request passes through as a 400", async () => {
     answer(400, "invalid_request");
     const err = await failure(client().interact("approval-x", "update", "setPriority", {}));

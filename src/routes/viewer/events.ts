@@ -30,10 +30,10 @@ import { parseLastEventId } from "../../sse/last-event-id.ts";
 import { logStreamResponse } from "../../sse/log-stream.ts";
 import { openAdmittedSubscription, StreamAtEnd } from "../../sse/run-subscription.ts";
 import { STREAM_TOKEN_REFUSED, streamTokenAuthContext, verifyLiveStreamToken } from "../../stream-tokens.ts";
+import { DEFAULT_KEEPALIVE_INTERVAL_MS } from "../workflow/history-stream.ts";
 
 /** What EventSource waits before reconnecting after a drop. */
 export const VIEWER_RETRY_MS = 1_000;
-const DEFAULT_KEEPALIVE_MS = 20_000;
 /** Log entry types the viewer shows; `history` and `text` (answer deltas) are left out. */
 const SHOWN_TYPES: ReadonlySet<LogEntry["type"]> = new Set(["run.started", "run.finished", "step", "thinking", "attribute"]);
 
@@ -106,7 +106,7 @@ export function registerViewerEvents(app: App) {
     const workflowId = c.req.param("workflowId");
     const { organizationId } = c.get("auth");
     const afterSeq = parseLastEventId(c, "a log sequence number") ?? 0;
-    const keepAliveMs = positiveNumberVar(c.env.SSE_KEEPALIVE_MS, DEFAULT_KEEPALIVE_MS);
+    const keepAliveMs = positiveNumberVar(c.env.SSE_KEEPALIVE_MS, DEFAULT_KEEPALIVE_INTERVAL_MS);
     // One call into the home region (docs/start-path.md): the first subscription carries the
     // admission, which the run's DO decides against D1's primary: the row is the token's
     // organization's (404), the run has started (503), and a client that saw everything of a
