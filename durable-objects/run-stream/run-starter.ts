@@ -485,9 +485,11 @@ export class RunStarter {
       return false;
     }
     if (outcome.kind === "refused") {
-      // Accepted, then refused for good (e.g. the workflow left the host's catalog): the run failed, on record.
-      this.deps.sql.exec("UPDATE run_start SET state = 'failed', request = NULL WHERE accept_id = ?", row.accept_id);
+      // Accepted, then refused for good (e.g. the workflow left the host's catalog): the run failed,
+      // on record. D1 first: should its write fail, the start stays pending and the alarm (set
+      // above) asks again, where a `failed` outbox row would leave the D1 row scheduled for ever.
       await this.recordFailed(row.workflow_id, `the run could not be started: ${outcome.error.message}`);
+      this.deps.sql.exec("UPDATE run_start SET state = 'failed', request = NULL WHERE accept_id = ?", row.accept_id);
       return false;
     }
     this.logRetry(row.workflow_id, outcome.error, attempts);

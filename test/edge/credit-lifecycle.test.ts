@@ -286,6 +286,34 @@ describe("a metered start that never runs", () => {
   });
 });
 
+describe("a refusal for good that D1 cannot record at once", () => {
+  it("the start stays pending and the next alarm records it: the row ends failed, its hold released, never scheduled for ever", async () => {
+    const org = await meteredOrg(HOLD * 2);
+    const c = command(org.organizationId);
+    const stub = runStream(env, c.workflowId);
+    await stub.start(c);
+    hostAnswer = () => ({ refuse: "the workflow left the host's catalog" });
+    const due = () => runInDurableObject(stub, (_i, state) => state.storage.sql.exec("UPDATE run_start SET next_attempt_at = 0"));
+    await due();
+    // D1 refuses the alarm's one statement (the `failed` row).
+    let failing = 1;
+    const undo = interceptD1InPlace(env.DB, () => (failing-- > 0 ? Promise.reject(new Error("D1 is unreachable")) : undefined));
+    try {
+      await runDurableObjectAlarm(stub).catch(() => undefined);
+    } finally {
+      undo();
+    }
+    expect(failing).toBe(0); // the one statement was refused
+    await due();
+    await runDurableObjectAlarm(stub);
+    expect(await runRow(c.workflowId)).toEqual({ status: "failed", credit_hold: 0, credits_charged: 0 });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2, reserved: 0 });
+    expect(await runInDurableObject(stub, (_i, state) => state.storage.sql.exec("SELECT state FROM run_start").toArray())).toEqual([
+      { state: "failed" },
+    ]);
+  });
+});
+
 describe("concurrent metered starts through the runs' DOs", () => {
   it("12 starts against a balance for 3 hold exactly 3; the other 9 are 402 and leave no row; the 3 ends release all", async () => {
     const org = await meteredOrg(HOLD * 3 + HOLD / 2);
