@@ -7,6 +7,15 @@ export interface SseWriter {
   readonly closed: boolean;
 }
 
+/**
+ * The most a stream may have written that its client has not taken yet. A client that stops
+ * reading while it keeps the connection open would otherwise have the Worker queue every frame
+ * (a long history with its payloads, then every live event) in memory for as long as it stays.
+ * Past it the stream ends after what is queued: EventSource reconnects with the last id it got
+ * and resumes from the run's log, losing nothing, and a client that never reads holds no more.
+ */
+export const MAX_UNSENT_BYTES = 16 * 1024 * 1024;
+
 const encoder = new TextEncoder();
 /** The last text encoded in this isolate: the same frame goes to every subscriber of a run. */
 let lastEncoded: { text: string; bytes: Uint8Array } | undefined;
@@ -17,12 +26,14 @@ function encode(text: string): Uint8Array {
 }
 
 /** `onClose` runs once, on the first close (keep-alive timers, the DO socket). */
-export function sseWriter(onClose: () => void): SseWriter {
+export function sseWriter(onClose: () => void, maxUnsentBytes = MAX_UNSENT_BYTES): SseWriter {
   // workerd's native byte pipe: a write goes to the response without running JS stream algorithms
   // (with 1,000 subscribers on a run this is most of the Worker's cost per event).
   const { readable, writable } = new IdentityTransformStream();
   const writer = writable.getWriter();
   let closed = false;
+  /** Bytes written and not yet taken by the client. */
+  let unsent = 0;
   const close = () => {
     if (closed) return;
     closed = true;
@@ -33,7 +44,18 @@ export function sseWriter(onClose: () => void): SseWriter {
     readable,
     write(text: string) {
       if (closed || text === "") return;
-      writer.write(encode(text)).catch(close);
+      const bytes = encode(text);
+      // (A frame goes out whatever its size when nothing is waiting: a stream always makes progress.)
+      if (unsent > 0 && unsent + bytes.byteLength > maxUnsentBytes) {
+        // Not this frame: the stream ends after what the client has not read yet (see MAX_UNSENT_BYTES).
+        console.warn(JSON.stringify({ level: "warn", message: "stream closed: its client took too little of it", unsent }));
+        close();
+        return;
+      }
+      unsent += bytes.byteLength;
+      writer.write(bytes).then(() => {
+        unsent -= bytes.byteLength;
+      }, close);
     },
     close,
     get closed() {
