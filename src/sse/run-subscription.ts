@@ -138,8 +138,11 @@ export async function subscriptionResponse<E extends AppEnv>(c: Context<E>, opti
   const reattach = async () => {
     for (let attempt = 1; attempt <= DO_RECONNECT_ATTEMPTS && !out.closed; attempt++) {
       await new Promise((r) => setTimeout(r, DO_RECONNECT_DELAY_MS * attempt));
+      if (out.closed) return;
       try {
         socket = await options.subscribe(cursor, false);
+        // The client may have left while this subscribed: the new subscription must not outlive it.
+        if (out.closed) return closeQuietly(socket);
         attach(socket);
         return;
       } catch {
