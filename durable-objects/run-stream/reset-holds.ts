@@ -79,8 +79,18 @@ export class ResetHolds {
     });
     let outcome: Awaited<ReturnType<typeof holdResetCredits>>;
     try {
-      outcome = await holdResetCredits(this.deps.env.DB, request.organizationId, request.runUuid, (basis) =>
-        resetCreditHold(this.deps.env, basis),
+      outcome = await holdResetCredits(
+        this.deps.env.DB,
+        request.organizationId,
+        request.runUuid,
+        (basis) => resetCreditHold(this.deps.env, basis),
+        // Kept in the mark before the hold's UPDATE goes out: should its answer be lost (or this
+        // DO go away meanwhile), the release below, or the stale mark's check, can still put the
+        // row back. The first pending reset's undo is the one that counts.
+        (undo) => {
+          const current = resetMark.get();
+          if (current && !current.undo) resetMark.set({ ...current, undo });
+        },
       );
     } catch (err) {
       await this.release(request.workflowId);

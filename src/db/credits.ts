@@ -147,14 +147,18 @@ export type ResetHoldOutcome =
  * the same statement. An unmetered organization holds nothing (`held: false`).
  *
  * `undo` says what the row held before (`undoResetHoldStatement` puts it back): for a reset the
- * host refuses. The row is read from the primary first, for those values. Runs in the run's DO
- * (home region), which also marks the reset pending (durable-objects/run-stream/reset-mark.ts).
+ * host refuses. The row is read from the primary first, for those values, and `undo` is handed to
+ * `beforeHold` before the UPDATE goes out: an UPDATE whose answer is lost may have been applied,
+ * and its caller must be able to put the row back all the same (the undo changes nothing if it
+ * was not). Runs in the run's DO (home region), which also marks the reset pending
+ * (durable-objects/run-stream/reset-mark.ts).
  */
 export async function holdForReset(
   d1: D1Database,
   organizationId: string,
   runUuid: string,
   amountFor: (basis: ResetHoldBasis) => number,
+  beforeHold: (undo: ResetHoldUndo) => void = () => undefined,
 ): Promise<ResetHoldOutcome> {
   const before = await d1
     .prepare(
@@ -179,6 +183,8 @@ export async function holdForReset(
     prompt: before.prompt === null ? null : (JSON.parse(before.prompt) as PromptDefinition),
     input: before.input === null ? null : JSON.parse(before.input),
   });
+  const undo: ResetHoldUndo = { runUuid, amount, hold: before.hold, base: before.base };
+  beforeHold(undo);
   const updated = await d1
     .prepare(
       `UPDATE runs SET credit_hold = ?1, credit_tokens_base = tokens_total
@@ -197,7 +203,7 @@ export async function holdForReset(
     if (!now || now.balance === null) return { ok: true, held: false };
     return { ok: false, amount, available: availableCredits(now.balance, now.reserved)! + before.hold };
   }
-  return { ok: true, held: true, amount, undo: { runUuid, amount, hold: before.hold, base: before.base } };
+  return { ok: true, held: true, amount, undo };
 }
 
 /** Puts a reset's hold back as it was (only if the row still holds exactly that hold): the host refused the reset. */

@@ -234,6 +234,56 @@ describe("a reset refused", () => {
   });
 });
 
+/**
+ * D1 statements whose text matches `query` run, then their answer is lost (the connection broke
+ * after D1 applied them): what the run's DO sees when D1 is unreachable on the way back.
+ */
+function loseAnswersOf(db: D1Database, query: RegExp): () => void {
+  const prepare = db.prepare.bind(db);
+  Object.defineProperty(db, "prepare", {
+    configurable: true,
+    writable: true,
+    value: (text: string) => {
+      const statement = prepare(text);
+      if (!query.test(text)) return statement;
+      return {
+        bind: (...values: unknown[]) => ({
+          run: async () => {
+            await statement.bind(...values).run();
+            throw new Error("D1_ERROR: Network connection lost.");
+          },
+        }),
+      };
+    },
+  });
+  return () => delete (db as unknown as Record<string, unknown>).prepare;
+}
+
+describe("a reset hold whose D1 answer is lost", () => {
+  it("the UPDATE was applied but its answer never came: the reset is an error, the host is never asked, and the hold is put back as it was", async () => {
+    const org = await meteredOrg(HOLD * 3);
+    const ended = await run(org.organizationId, (runId) => [usage(runId, 10), finished(runId, "completed")]);
+    const before = await row(ended.workflowId);
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 3 - 10, reserved: 0 });
+    resetAnswer = () => ({ runId: crypto.randomUUID() });
+    const calls = resetCalls;
+    const restore = loseAnswersOf(env.DB, /UPDATE runs SET credit_hold = \?1, credit_tokens_base = tokens_total/);
+    let status: number;
+    try {
+      status = (await reset(org.key, ended.workflowId)).status;
+    } finally {
+      restore();
+    }
+    expect(status).toBe(500);
+    expect(resetCalls).toBe(calls);
+    expect(await row(ended.workflowId)).toEqual(before);
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 3 - 10, reserved: 0 });
+    // Nothing is left pending: the next reset holds once and is charged as usual.
+    expect((await reset(org.key, ended.workflowId)).status).toBe(200);
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 3 - 10, reserved: HOLD });
+  });
+});
+
 describe("resets at once (two routes waiting on the host together)", () => {
   /**
    * Holds every reset at the host until `count` of them are there, so their waits overlap. (Each
