@@ -145,7 +145,9 @@ export class ResetHolds {
    * the mark, or else the workflow's latest run as the host reports it, that is not a replaced
    * one means the reset happened: its `run.started` is recorded as the route would have. The
    * replaced run still being the latest means it did not: the hold is put back as for a refusal.
-   * If the host cannot say, the mark just ends (the hold stays, as for any unknown outcome).
+   * If the host cannot say, the mark stays and is checked again RESET_PENDING_MS later: ending it
+   * then would let the replaced run's end settle the hold with no charge (had the reset happened,
+   * its run would go uncharged) or keep a hold on an ended row for good (had it not).
    */
   resolveStale(workflowId: string): Promise<void> {
     // In turn with holds and releases: a reset that arrived while the host is asked (the await
@@ -172,8 +174,15 @@ export class ResetHolds {
       }
     } catch (err) {
       console.warn(
-        JSON.stringify({ level: "warn", message: "a stale reset mark could not be checked with the host", workflowId, error: String(err) }),
+        JSON.stringify({
+          level: "warn",
+          message: "a stale reset mark could not be checked with the host; it is checked again later",
+          workflowId,
+          error: String(err),
+        }),
       );
+      this.deps.mark.set({ ...mark, until: Date.now() + RESET_PENDING_MS });
+      return;
     }
     this.deps.mark.clear();
   }

@@ -22,7 +22,8 @@
  *   named by the host as the workflow's latest, means the reset happened: its `run.started` (with
  *   `resetFromRunId`) is recorded as the route would have. The replaced run still being the
  *   latest means it did not: the hold is put back, as for a refusal. If the host cannot say, the
- *   mark just ends. A successor seen before that already drops the replaced runs' ends.
+ *   mark stays and is asked about again RESET_PENDING_MS later. A successor seen before that
+ *   already drops the replaced runs' ends.
  *
  * While a mark is set the run is never "settled" for the watchdog, so its alarm stays armed.
  *

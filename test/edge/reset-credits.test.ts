@@ -631,6 +631,25 @@ describe("a reset whose answer the route never gets: the run's DO settles its ma
     await expectOwnRunCharged(workflowId, runId, org.organizationId);
   });
 
+  it("the host cannot be asked: the mark stays (the replaced run's end still waits, the hold with it) and is settled once the host answers", async () => {
+    const { org, workflowId, runId, stub, res } = await resetUnanswered(HOLD * 2, (replaced) => finished(replaced, "completed"), false);
+    expect(res.status).toBe(504);
+    latestRun = null; // the scripted host refuses every connection
+    await runInDurableObject(stub, (instance: RunStream) => {
+      const mark = (instance as unknown as { parts: { resetMark: ResetMark } }).parts.resetMark;
+      mark.set({ ...mark.get()!, until: 0 });
+    });
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    const kept = await runInDurableObject(stub, (instance: RunStream) =>
+      (instance as unknown as { parts: { resetMark: ResetMark } }).parts.resetMark.get(),
+    );
+    expect(kept?.until).toBeGreaterThan(Date.now());
+    expect(await row(workflowId)).toMatchObject({ status: "running", credit_hold: HOLD });
+    latestRun = stillLatest(runId);
+    await staleMarkAlarm(stub);
+    await expectOwnRunCharged(workflowId, runId, org.organizationId);
+  });
+
   it("a reset that arrives while the alarm asks the host about a stale mark waits its turn: its hold and its run survive the stale mark's undo", async () => {
     const org = await meteredOrg(HOLD * 2);
     const ended = await run(org.organizationId, (runId) => [usage(runId, 10), finished(runId, "completed")]);
