@@ -57,7 +57,8 @@ export class ResetHolds {
    * The reset route's first call: marks the reset pending (so the replaced run's end cannot settle
    * the reset's hold, whichever arrives first), then takes the hold that a start of the run's kind
    * would take (`holdForReset`). The mark is set before the hold's first await, so an end that
-   * arrives while the hold is being taken waits too; no hold (unmetered, or refused), no mark.
+   * arrives while the hold is being taken waits too. A reset refused for credits leaves no mark;
+   * an unmetered one keeps it (nothing held, but the replaced run's end must wait all the same).
    */
   hold(request: ResetHoldRequest): Promise<ResetHoldReply> {
     return this.inTurn(() => this.holdNow(request));
@@ -96,9 +97,18 @@ export class ResetHolds {
       await this.release(request.workflowId);
       throw err;
     }
-    if (!outcome.ok || !outcome.held) {
+    if (!outcome.ok) {
       await this.release(request.workflowId);
-      return outcome.ok ? { ok: true, held: false } : { ok: false, amount: outcome.amount, available: outcome.available };
+      return { ok: false, amount: outcome.amount, available: outcome.available };
+    }
+    if (!outcome.held) {
+      // Unmetered: nothing held, but the mark stays all the same, so that the replaced run's end
+      // cannot reach D1 (and its webhook go out) as the workflow's end before the reset's run is
+      // recorded; the route ends it as for a metered reset (its run, a refusal, or the stale check).
+      const mark = resetMark.get();
+      if (mark) resetMark.set({ ...mark, until: Date.now() + RESET_PENDING_MS });
+      await this.deps.watchdog.arm(false);
+      return { ok: true, held: false };
     }
     // Another reset's run.started may have ended the mark meanwhile: this reset's mark is set again.
     const mark = resetMark.get() ?? {

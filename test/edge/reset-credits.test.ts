@@ -190,6 +190,31 @@ describe("a reset holds credits like a start", () => {
     expect(await orgRow(org.organizationId)).toEqual({ balance: null, reserved: 0 });
     expect(await charges(org.organizationId)).toEqual([]);
   });
+
+  it("an unmetered organization's reset of a run still going: the replaced run's end that comes first waits too (no end in D1, so no webhook for it), and the new run is the row's", async () => {
+    const org = await seedOrganization();
+    const { workflowId, runId } = await run(org.organizationId, (id) => [usage(id, 10)]);
+    const newRunId = crypto.randomUUID();
+    resetAnswer = () => ({ runId: newRunId });
+    let during: unknown = null;
+    duringReset = async (id, replaced) => {
+      await runStream(env, id).record(id, [terminated(replaced)]);
+      during = await row(id);
+    };
+    expect((await reset(org.key, workflowId, runId)).status).toBe(200);
+    // Before: the end went to D1 at once (the run's row `terminated`, its webhook due) while the reset's run went on.
+    expect(during).toMatchObject({ status: "running", temporal_run_id: runId });
+    expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: newRunId });
+  });
+
+  it("an unmetered organization's reset the host refuses: its mark ends with the refusal, and the run's own end is projected at once", async () => {
+    const org = await seedOrganization();
+    const { workflowId, runId, stub } = await run(org.organizationId, (id) => [usage(id, 10)]);
+    resetAnswer = () => ({ status: 404, code: "step_not_found" });
+    expect((await reset(org.key, workflowId, runId)).status).toBe(404);
+    await stub.record(workflowId, [finished(runId, "completed")]);
+    expect(await row(workflowId)).toMatchObject({ status: "completed", temporal_run_id: runId });
+  });
 });
 
 describe("a reset refused", () => {

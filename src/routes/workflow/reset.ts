@@ -61,7 +61,8 @@ async function reset(c: Context<PinnedRunEnv & ResetBodyEnv & OwnedRunEnv>): Pro
     // mark ends. Any other failure leaves the outcome unknown (host unreachable, its 500, an answer
     // we cannot read): the reset may have started a run, so the hold stays; a retry of the reset
     // finds it in place, and the DO settles the mark with the host if nobody else does.
-    if (hold.held && err instanceof HostRefusedError) await stub.undoResetHold(workflowId);
+    // (Unmetered too: nothing to put back, but the reset's mark ends.)
+    if (err instanceof HostRefusedError) await stub.undoResetHold(workflowId);
     // A run Temporal does not have yet (the edge accepted it, its start is being retried) has nothing to reset yet.
     if (err instanceof HostRefusedError) throw notStartedYet(err, run);
     // Not host_unavailable's "retry after 5 s": a blind retry could reset the new run again (and
