@@ -15,6 +15,7 @@ import type { StartCommand } from "../../durable-objects/run-stream/run-starter.
 import { runStream } from "../../src/run-stream-client.ts";
 import { HOST_PATHS, type RunResultResponse } from "../../src/shared/host-api.ts";
 import type { RunEvent } from "../../src/shared/run-event-schema.ts";
+import { loseAnswersInPlace } from "../support/d1-intercept.ts";
 import { admin, call, errorCodeOf, llmUsageEvent, meteredOrg, orgRow, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
 
 const HOLD = Number(env.CODE_RUN_CREDIT_HOLD);
@@ -259,31 +260,6 @@ describe("a reset refused", () => {
   });
 });
 
-/**
- * D1 statements whose text matches `query` run, then their answer is lost (the connection broke
- * after D1 applied them): what the run's DO sees when D1 is unreachable on the way back.
- */
-function loseAnswersOf(db: D1Database, query: RegExp): () => void {
-  const prepare = db.prepare.bind(db);
-  Object.defineProperty(db, "prepare", {
-    configurable: true,
-    writable: true,
-    value: (text: string) => {
-      const statement = prepare(text);
-      if (!query.test(text)) return statement;
-      return {
-        bind: (...values: unknown[]) => ({
-          run: async () => {
-            await statement.bind(...values).run();
-            throw new Error("D1_ERROR: Network connection lost.");
-          },
-        }),
-      };
-    },
-  });
-  return () => delete (db as unknown as Record<string, unknown>).prepare;
-}
-
 describe("a reset hold whose D1 answer is lost", () => {
   it("the UPDATE was applied but its answer never came: the reset is an error, the host is never asked, and the hold is put back as it was", async () => {
     const org = await meteredOrg(HOLD * 3);
@@ -292,7 +268,9 @@ describe("a reset hold whose D1 answer is lost", () => {
     expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 3 - 10, reserved: 0 });
     resetAnswer = () => ({ runId: crypto.randomUUID() });
     const calls = resetCalls;
-    const restore = loseAnswersOf(env.DB, /UPDATE runs SET credit_hold = \?1, credit_tokens_base = tokens_total/);
+    const restore = loseAnswersInPlace(env.DB, /UPDATE runs SET credit_hold = \?1, credit_tokens_base = tokens_total/, async () => {
+      throw new Error("D1_ERROR: Network connection lost.");
+    });
     let status: number;
     try {
       status = (await reset(org.key, ended.workflowId)).status;

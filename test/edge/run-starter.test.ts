@@ -18,6 +18,7 @@ import {
 } from "../../durable-objects/run-stream/run-starter.ts";
 import { runStream } from "../../src/run-stream-client.ts";
 import { prepareStart } from "../../src/services/runs.ts";
+import { loseAnswersInPlace } from "../support/d1-intercept.ts";
 import { admin, call, meteredOrg, orgRow, seedCatalog, seedOrganization } from "./helpers.ts";
 
 let org: Awaited<ReturnType<typeof seedOrganization>>;
@@ -167,52 +168,36 @@ describe("RunStream.start: after acceptance", () => {
 });
 
 /**
- * D1 whose accepting statement (the run's row and hold) lands and whose answer never comes back:
- * the instance that sent it went away (evicted, reset by a deploy) between the D1 row and the
- * outbox row. `landed` is called once the row is in D1.
+ * Starts `c` in an instance of its DO that goes away once D1 has the run's row: the accepting
+ * statement lands and its answer never comes back (the instance went away between the D1 row and
+ * the outbox row). The instance is a RunStarter of its own over the DO's storage, so the DO's
+ * own starter knows nothing of it, as a new instance would not.
  */
-function goneAfterAccepting(db: D1Database, landed: () => void): D1Database {
-  return new Proxy(db, {
-    get(target, property) {
-      if (property !== "prepare") {
-        const value = Reflect.get(target, property) as unknown;
-        return typeof value === "function" ? value.bind(target) : value;
-      }
-      return (query: string) => {
-        const statement = target.prepare(query);
-        if (!query.trimStart().startsWith("INSERT INTO runs")) return statement;
-        return {
-          bind: (...values: unknown[]) => ({
-            first: async () => {
-              await statement.bind(...values).first();
-              landed();
-              return new Promise(() => {});
-            },
-          }),
-        };
-      };
-    },
-  });
-}
-
-/** Starts `c` in an instance of its DO that goes away once D1 has the run's row (see above). */
 async function startThatDiesAfterD1(c: StartCommand): Promise<void> {
   await runInDurableObject(runStream(env, c.workflowId), async (_i, state) => {
     let resolveLanded!: () => void;
     const landed = new Promise<void>((resolve) => {
       resolveLanded = resolve;
     });
-    const dying = new RunStarter({
-      sql: state.storage.sql,
-      hasSchema: () => false,
-      env: { ...env, DB: goneAfterAccepting(env.DB, resolveLanded) },
-      storage: state.storage,
-      prepare: prepareStart,
-      isSettledStartIn: async () => true,
-      recordStarted: async () => {},
+    const restore = loseAnswersInPlace(env.DB, /^\s*INSERT INTO runs\b/, () => {
+      resolveLanded();
+      return new Promise<never>(() => {});
     });
-    void dying.start(c);
-    await landed;
+    try {
+      const dying = new RunStarter({
+        sql: state.storage.sql,
+        hasSchema: () => false,
+        env,
+        storage: state.storage,
+        prepare: prepareStart,
+        isSettledStartIn: async () => true,
+        recordStarted: async () => {},
+      });
+      void dying.start(c);
+      await landed;
+    } finally {
+      restore();
+    }
   });
 }
 

@@ -90,3 +90,38 @@ export function interceptD1InPlace(db: D1Database, hook: D1Hook): () => void {
     for (const name of methods) delete (db as unknown as Record<string, unknown>)[name];
   };
 }
+
+/**
+ * Statements whose SQL matches `query` run on D1, then lose their answer: the caller gets `lost()`
+ * instead (an error, or a promise that never settles: the instance that sent it went away). What
+ * D1 did is real; what the caller sees is a broken connection. In place, as `interceptD1InPlace`
+ * (a Durable Object's parts hold the binding); returns the undo.
+ */
+export function loseAnswersInPlace(db: D1Database, query: RegExp, lost: () => Promise<never>): () => void {
+  const prepare = db.prepare.bind(db);
+  Object.defineProperty(db, "prepare", {
+    value: (sql: string) => (query.test(sql) ? answerLost(prepare(sql), lost) : prepare(sql)),
+    configurable: true,
+    writable: true,
+  });
+  return () => {
+    delete (db as unknown as Record<string, unknown>).prepare;
+  };
+}
+
+function answerLost(statement: D1PreparedStatement, lost: () => Promise<never>): D1PreparedStatement {
+  return new Proxy(statement, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target);
+      if (typeof value !== "function") return value;
+      if (prop === "bind") return (...args: unknown[]) => answerLost(target.bind(...args), lost);
+      if (STATEMENT_METHODS.has(prop)) {
+        return async (...args: unknown[]) => {
+          await Reflect.apply(value, target, args);
+          return lost();
+        };
+      }
+      return value.bind(target);
+    },
+  });
+}
