@@ -102,11 +102,9 @@ export class ResetHolds {
       return { ok: false, amount: outcome.amount, available: outcome.available };
     }
     if (!outcome.held) {
-      // Unmetered: nothing held, but the mark stays all the same, so that the replaced run's end
-      // cannot reach D1 (and its webhook go out) as the workflow's end before the reset's run is
-      // recorded; the route ends it as for a metered reset (its run, a refusal, or the stale check).
-      const mark = resetMark.get();
-      if (mark) resetMark.set({ ...mark, until: Date.now() + RESET_PENDING_MS });
+      // Unmetered: nothing held, but the mark (set above) stays all the same, so that the replaced
+      // run's end cannot reach D1 (and its webhook go out) as the workflow's end before the reset's
+      // run is recorded; the route ends it as for a metered reset (its run, a refusal, or the stale check).
       await this.deps.watchdog.arm(false);
       return { ok: true, held: false };
     }

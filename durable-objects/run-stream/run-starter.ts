@@ -165,6 +165,11 @@ export const RUN_START_TABLE = `CREATE TABLE IF NOT EXISTS run_start (
 export class RunStarter {
   /** Accept ids whose start is in flight in this instance: their markers are not abandoned. */
   private readonly inFlight = new Set<string>();
+  /**
+   * The last look found no marker and this instance wrote none since: `pendingAttemptAt`, asked
+   * after every change to the log, skips the storage read. (Only this instance writes markers.)
+   */
+  private noMarkers = false;
 
   constructor(private readonly deps: RunStarterDeps) {}
 
@@ -384,6 +389,7 @@ export class RunStarter {
   private mark(acceptId: string, marker: Omit<AcceptanceMarker, "at">): number {
     const at = Date.now();
     this.deps.storage.kv.put<AcceptanceMarker>(ACCEPTANCE_MARKER_PREFIX + acceptId, { ...marker, at });
+    this.noMarkers = false;
     return at;
   }
 
@@ -398,10 +404,12 @@ export class RunStarter {
   }
 
   private markers(): Array<[acceptId: string, marker: AcceptanceMarker]> {
-    return [...this.deps.storage.kv.list<AcceptanceMarker>({ prefix: ACCEPTANCE_MARKER_PREFIX })].map(([key, marker]) => [
-      key.slice(ACCEPTANCE_MARKER_PREFIX.length),
-      marker,
-    ]);
+    if (this.noMarkers) return [];
+    const found = [...this.deps.storage.kv.list<AcceptanceMarker>({ prefix: ACCEPTANCE_MARKER_PREFIX })].map(
+      ([key, marker]): [string, AcceptanceMarker] => [key.slice(ACCEPTANCE_MARKER_PREFIX.length), marker],
+    );
+    this.noMarkers = found.length === 0;
+    return found;
   }
 
   /** When a marker next needs the alarm: its grace after it was written, or a grace from now while its start is still in flight. */
@@ -427,7 +435,7 @@ export class RunStarter {
     let next: number | null = null;
     for (const [acceptId, marker] of this.markers()) {
       const deadline = this.markerDeadline(acceptId, marker, now);
-      if (this.inFlight.has(acceptId) || deadline > now) {
+      if (deadline > now) {
         next = Math.min(next ?? deadline, deadline);
         continue;
       }
