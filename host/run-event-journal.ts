@@ -44,13 +44,13 @@ export class RunEventJournal implements RunEventSink {
   private readonly inFlight = new Set<number>();
   private timer: ReturnType<typeof setInterval> | undefined;
 
-  /** `path`: the SQLite file (created with its directory), or ":memory:" for no durability (tests). */
+  /** `path`: the SQLite file, created with its directory. */
   constructor(
     path: string,
-    private readonly edge: Pick<EdgeClient, "pushRunEvents">,
+    private readonly edge: RunEventSink,
     private readonly log: (msg: string) => void = (msg) => console.warn(msg),
   ) {
-    if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+    mkdirSync(dirname(path), { recursive: true });
     this.db = new DatabaseSync(path);
     this.db.exec(`PRAGMA journal_mode = WAL;
       PRAGMA synchronous = NORMAL;

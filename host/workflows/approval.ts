@@ -31,6 +31,8 @@ export interface ApprovalProgress {
 
 export const PRIORITY_ERROR = "priority must be an integer from 1 to 5";
 export const PROGRESS_FIELDS = ["stage", "priority", "approvedBy"] as const;
+const isProgressField = (field: unknown): field is (typeof PROGRESS_FIELDS)[number] =>
+  (PROGRESS_FIELDS as readonly unknown[]).includes(field);
 export const PROGRESS_FIELD_ERROR = `field must be one of ${PROGRESS_FIELDS.join(", ")}`;
 
 export async function approval(input: { request: string }): Promise<{ request: string; approvedBy: string; priority: number }> {
@@ -38,8 +40,8 @@ export async function approval(input: { request: string }): Promise<{ request: s
   setHandler(progressQuery, (arg) => {
     const field = arg?.field;
     if (field === undefined) return state;
-    if (!PROGRESS_FIELDS.includes(field as (typeof PROGRESS_FIELDS)[number])) throw new Error(PROGRESS_FIELD_ERROR);
-    return state[field as (typeof PROGRESS_FIELDS)[number]];
+    if (!isProgressField(field)) throw new Error(PROGRESS_FIELD_ERROR);
+    return state[field];
   });
   // Callers may send no payload or any object: only a non-empty string approvedBy counts.
   const approve = (payload?: { approvedBy?: unknown }) => {
