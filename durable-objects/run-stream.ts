@@ -53,7 +53,7 @@ import { Watchdog } from "./run-stream/watchdog.ts";
 import { WebhookOutbox } from "./run-stream/webhook-outbox.ts";
 import { RunStarter, type StartCommand } from "./run-stream/run-starter.ts";
 import { RunReader, type ReadOptions } from "./run-stream/run-reader.ts";
-import { readTraceLog } from "./run-stream/trace-reader.ts";
+import { HISTORY_CATCH_UP_POLL_MS, readTraceLog } from "./run-stream/trace-reader.ts";
 import { startForStream } from "./run-stream/start-and-subscribe.ts";
 import { earlierRunView, pinnedRunInput } from "./run-stream/earlier-run.ts";
 import { prepareStart } from "../src/services/runs.ts";
@@ -262,9 +262,19 @@ export class RunStream extends DurableObject<Env> {
     return this.parts.logReader.streamState(runId);
   }
 
-  /** A page of a run's history, as streams send it (`GET /workflow/:id/history`). */
-  async historyPage(runId: string | undefined, afterEventId: number, limit: number, includePayloads: boolean) {
-    return this.parts.logReader.historyPage(runId, afterEventId, limit, includePayloads);
+  /**
+   * A page of a run's history, as streams send it (`GET /workflow/:id/history`). `catchUpMs`: when
+   * the run's outcome is known and its last events are still on their way, wait up to that long
+   * for them here, next to the log, rather than answer a page that lacks its end.
+   */
+  async historyPage(runId: string | undefined, afterEventId: number, limit: number, includePayloads: boolean, catchUpMs = 0) {
+    const { logReader } = this.parts;
+    let page = logReader.historyPage(runId, afterEventId, limit, includePayloads);
+    for (const deadline = Date.now() + catchUpMs; page.ending && Date.now() < deadline; ) {
+      await new Promise((r) => setTimeout(r, HISTORY_CATCH_UP_POLL_MS));
+      page = logReader.historyPage(page.runId ?? undefined, afterEventId, limit, includePayloads);
+    }
+    return page;
   }
 
   /** GET /workflow/:id/trace-log (and a pinned run's): the Worker's one call (run-stream/trace-reader.ts). */

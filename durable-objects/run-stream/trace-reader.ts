@@ -22,7 +22,7 @@ const TRACE_RETRY_AFTER_S = 2;
  * `debug`); Output answers such a run's trace, never a 424.
  */
 export const HISTORY_CATCH_UP_MS = 3_000;
-const HISTORY_CATCH_UP_POLL_MS = 25;
+export const HISTORY_CATCH_UP_POLL_MS = 25;
 
 export type TraceLogReply = { ok: true; runId: string; trace: ReadableStream<Uint8Array> } | { ok: false; error: SerializedError };
 

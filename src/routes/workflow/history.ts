@@ -29,8 +29,6 @@ import { singleValuedQuery } from "../../middleware/query/index.ts";
 export const MAX_LONG_POLL_MS = 15_000;
 /** How often a long-poll looks at the run's log for new events. */
 const LONG_POLL_INTERVAL_MS = 250;
-/** How often a page whose run's outcome came before its last events looks again (they are moments behind). */
-const CATCH_UP_POLL_MS = 25;
 /** How long a first page waits for the first events of a run that has just started. */
 const FIRST_EVENTS_WAIT_MS = 2_000;
 /** Output allows 50 a page; we allow more (a superset), with Output's default. */
@@ -81,12 +79,21 @@ async function historyPage(c: Context<PinnedRunEnv & OwnedRunEnv & HistoryQueryE
   const after = cursor?.afterEventId ?? 0;
   const stub = runStream(c.env, workflowId);
 
-  let page = await stub.historyPage(askedRunId ?? cursor?.runId, after, query.pageSize, includePayloads);
+  const longPollMs = query.longPollTimeoutMs ?? (query.wait === "true" ? MAX_LONG_POLL_MS : undefined);
+  const longPoll = longPollMs !== undefined;
+  // Without long-poll, a run whose outcome is known while its last events are still on their way
+  // (a client that saw the run end asks for its history at once, as Output's CLI does after `run`)
+  // is answered once they are there, in the DO: a whole history, not a summary still saying running.
+  let page = await stub.historyPage(
+    askedRunId ?? cursor?.runId,
+    after,
+    query.pageSize,
+    includePayloads,
+    longPoll ? 0 : HISTORY_CATCH_UP_MS,
+  );
   if ((askedRunId || cursor) && !page.known)
     throw new ApiError("run_not_found", `workflow ${workflowId} has no run ${askedRunId ?? cursor!.runId}`);
 
-  const longPollMs = query.longPollTimeoutMs ?? (query.wait === "true" ? MAX_LONG_POLL_MS : undefined);
-  const longPoll = longPollMs !== undefined;
   if (!longPoll && after === 0 && page.known && page.events.length === 0) {
     // Just started: the host relays the first events within moments; a first page with them
     // (and a full summary) is what a client wants, so wait for them a little.
@@ -94,17 +101,6 @@ async function historyPage(c: Context<PinnedRunEnv & OwnedRunEnv & HistoryQueryE
     const runId = page.runId ?? undefined;
     while (page.events.length === 0 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, LONG_POLL_INTERVAL_MS));
-      page = await stub.historyPage(runId, after, query.pageSize, includePayloads);
-    }
-  }
-  if (!longPoll && page.ending) {
-    // The run's outcome is known and its last events are on their way (moments behind it): a
-    // client that saw the run end asks for its history at once, as Output's CLI does after `run`;
-    // answer with the whole of it rather than a summary still saying running.
-    const deadline = Date.now() + HISTORY_CATCH_UP_MS;
-    const runId = page.runId ?? undefined;
-    while (page.ending && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, CATCH_UP_POLL_MS));
       page = await stub.historyPage(runId, after, query.pageSize, includePayloads);
     }
   }
