@@ -90,6 +90,11 @@ interface HistoryStats {
 /** Rows marked per UPDATE (bound parameters per statement stay well under SQLite's limit). */
 const MARK_CHUNK = 50;
 
+/** The runs a reset's `run.started` replaced: the one it started from, and the current run it took over from if another. */
+function replacedBy(row: LogRowOf<"run.started">): string[] {
+  return [row.data.resetFromRunId, row.data.replacedRunId].filter((id): id is string => !!id);
+}
+
 const CLOSE_TYPES: ReadonlySet<string> = new Set(CLOSE_EVENT_TYPES);
 
 /**
@@ -104,7 +109,7 @@ interface Derived {
   history: Map<string, HistoryStats>;
   /** Every row not yet fully in D1, by seq (its `projected` kept current). */
   unprojected: Map<number, LogRow>;
-  /** Runs a Temporal reset replaced (named by a later `run.started`). */
+  /** Runs a Temporal reset replaced (named by a later `run.started`: the run it started from, and the current run it took over from). */
   resetRuns: Set<string>;
 }
 
@@ -134,7 +139,7 @@ export class EventLog {
       `SELECT ${COLUMNS} FROM events
        WHERE type = 'run.finished' OR (type = 'run.started' AND json_extract(data, '$.resetFromRunId') IS NOT NULL) ORDER BY seq`,
     )) {
-      if (row.type === "run.started" && row.data.resetFromRunId) resetRuns.add(row.data.resetFromRunId);
+      if (row.type === "run.started") for (const id of replacedBy(row)) resetRuns.add(id);
       if (row.type === "run.finished" && !finished.has(row.runId!)) finished.set(row.runId!, { outcome: row.data, at: row.at });
       if (row.type === "run.finished" && row.data.newRunId) newestHandOver = row;
     }
@@ -166,7 +171,7 @@ export class EventLog {
   private noteAppended(row: LogRow): void {
     const d = this.derived;
     if (row.projected !== PROJECTION_STATE.done) d.unprojected.set(row.seq, row);
-    if (row.type === "run.started" && row.data.resetFromRunId) d.resetRuns.add(row.data.resetFromRunId);
+    if (row.type === "run.started") for (const id of replacedBy(row)) d.resetRuns.add(id);
     if (row.runId === null) return;
     // A run a reset replaced, or one that continued as new, never becomes the latest again: its
     // late rows (the relay's history up to its close, an activity's last events) trail the run
@@ -349,7 +354,8 @@ export class EventLog {
     return (
       this.sql
         .exec<{ at: string }>(
-          "SELECT at FROM events WHERE type = 'run.started' AND json_extract(data, '$.resetFromRunId') = ? ORDER BY seq LIMIT 1",
+          `SELECT at FROM events WHERE type = 'run.started'
+             AND (json_extract(data, '$.resetFromRunId') = ?1 OR json_extract(data, '$.replacedRunId') = ?1) ORDER BY seq LIMIT 1`,
           runId,
         )
         .toArray()[0]?.at ?? null

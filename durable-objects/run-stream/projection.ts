@@ -193,14 +193,15 @@ export class D1Projection {
   /** Only a scheduled row moves to running: a late start never undoes a finish. */
   private started(workflowId: string, row: LogRowOf<"run.started">, now: string): D1PreparedStatement {
     if (row.data.resetFromRunId) {
-      // A Temporal reset replaced the run: the row follows the new run, open again.
+      // A Temporal reset replaced the run: the row follows the new run, open again. The row is on the
+      // run it started from, or on the workflow's current run it took over from (a reset pinned to an earlier run).
       return this.db
         .prepare(
           `UPDATE runs SET status = 'running', temporal_run_id = ?, completed_at = NULL, output = NULL, output_in_log = 0, error = NULL,
              error_details = NULL, waiting_since = NULL, updated_at = ?
-           WHERE temporal_workflow_id = ? AND (temporal_run_id IS NULL OR temporal_run_id = ?)`,
+           WHERE temporal_workflow_id = ? AND (temporal_run_id IS NULL OR temporal_run_id IN (?, ?))`,
         )
-        .bind(row.data.runId, now, workflowId, row.data.resetFromRunId);
+        .bind(row.data.runId, now, workflowId, row.data.resetFromRunId, row.data.replacedRunId ?? row.data.resetFromRunId);
     }
     return this.db
       .prepare(

@@ -30,6 +30,7 @@
  * A mark lives in the `meta` table (durable: a DO restarted between the reset's two calls keeps it).
  */
 import type { ResetHoldUndo } from "../../src/db/credits.ts";
+import type { RunEvent } from "../../src/shared/run-event-schema.ts";
 import type { LogRow } from "./event-log.ts";
 import type { Meta } from "./meta.ts";
 
@@ -113,4 +114,23 @@ export class ResetMark {
     if (!state || (state.replaces.length > 0 && !state.replaces.includes(runId))) return "project";
     return state.successor && state.successor !== runId ? "drop" : "hold";
   }
+}
+
+/**
+ * A reset's `run.started` names the run the workflow followed when the reset took effect, if that
+ * was not the run it was started from: a reset pinned to an earlier run (A) while a later one (B)
+ * is the workflow's current run makes Temporal terminate B, not A. Without the name, the row
+ * (following B) would never move to the reset's run, and B's terminated end would settle the
+ * reset's hold as the workflow's end while the new run goes on.
+ *
+ * The current run is the log's latest, unless the reset's own run already is (the relay brought
+ * its events before the route recorded its start): then the run the pending mark was set against.
+ */
+export function withReplacedRun(events: readonly RunEvent[], latestRunId: string | null, mark: ResetMarkState | null): RunEvent[] {
+  return events.map((event) => {
+    if (event.type !== "run.started" || !event.data.resetFromRunId || event.data.replacedRunId) return event;
+    const { runId, resetFromRunId } = event.data;
+    const current = [latestRunId, mark?.replaces[0]].find((id) => id && id !== runId);
+    return current && current !== resetFromRunId ? { ...event, data: { ...event.data, replacedRunId: current } } : event;
+  });
 }

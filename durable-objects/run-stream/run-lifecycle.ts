@@ -19,7 +19,7 @@ import type { RecordResult } from "./messages.ts";
 import type { D1Projection } from "./projection.ts";
 import type { PushAdmission } from "./push-admission.ts";
 import type { ResetHolds } from "./reset-holds.ts";
-import type { ResetMark } from "./reset-mark.ts";
+import { type ResetMark, withReplacedRun } from "./reset-mark.ts";
 import type { RunStarter } from "./run-starter.ts";
 import type { Meta } from "./meta.ts";
 import type { PushNonces } from "./storage.ts";
@@ -91,7 +91,7 @@ export class RunLifecycle {
     const { meta, log, nonces, subscribers, watchdog } = this.parts;
     if (nonce && !nonces.claim(nonce)) return { accepted: 0, duplicates: 0, replayed: true };
     meta.set(META_KEYS.workflowId, workflowId);
-    const fresh = log.append(events);
+    const fresh = log.append(withReplacedRun(events, log.latestRunId(), this.parts.resetMark.get()));
     this.parts.resetMark.noteAppended(fresh);
     if (fresh.length > 0) {
       watchdog.heard();

@@ -35,8 +35,13 @@ const stepContext = {
 /** An attribute a step recorded (`llm:usage`, `http:request`, ...): a type, an optional cost, anything else. */
 export const attributeSchema = z.looseObject({ type: z.string().min(1).max(100), total: z.number().optional() });
 
-/** `resetFromRunId`: the run a Temporal reset replaced with this one (the row follows the new run). */
-export const runStartedData = z.object({ runId, resetFromRunId: runId.optional() });
+/**
+ * `resetFromRunId`: the run a Temporal reset started this one from (the row follows the new run).
+ * `replacedRunId`: the workflow's current run when the reset took effect, when that was another
+ * run (a reset pinned to an earlier run: Temporal terminates the current one if it is still
+ * going). The run's DO names it as it logs the event (reset-mark.ts, `withReplacedRun`).
+ */
+export const runStartedData = z.object({ runId, resetFromRunId: runId.optional(), replacedRunId: runId.optional() });
 export const runFinishedData = z.object({
   runId,
   status: z.enum(RUN_STATUSES),

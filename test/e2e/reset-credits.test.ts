@@ -61,4 +61,54 @@ describe("POST /workflow/:id/runs/:rid/reset, metered", () => {
       queryD1<{ id: string; note: string }>(`SELECT id, note FROM credit_ledger WHERE organization_id = '${org.id}' AND kind = 'charge'`),
     ).toEqual([{ id: `charge:${row!.id}:${newRunId}`, note: "0 tokens" }]);
   });
+
+  it("a reset pinned to an earlier run while a later run is going: Temporal terminates the later run, and the row follows the reset's run, charged once", async () => {
+    const org = await meteredOrg(1_000_000);
+    const start = await postJson(
+      "/workflow/start",
+      { workflowName: "two_steps", input: { text: "reset me twice", pauseMs: 4000 } },
+      { key: org.key },
+    );
+    const { workflowId, runId: first } = (await start.json()) as { workflowId: string; runId: string };
+    const sleeping = (runId: string) =>
+      eventually(async () => {
+        const page = (await (await api(`/workflow/${workflowId}/runs/${runId}/history`, { key: org.key })).json()) as {
+          events: Array<{ eventTypeName: string }>;
+        };
+        return page.events.some((e) => e.eventTypeName === "TIMER_STARTED");
+      });
+    await sleeping(first);
+    const second = (await (
+      await postJson(`/workflow/${workflowId}/runs/${first}/reset`, { stepName: "countWords" }, { key: org.key })
+    ).json()) as {
+      runId: string;
+    };
+    await sleeping(second.runId);
+    // Reset from the first run again: the second (the workflow's current run, still sleeping) is the one Temporal terminates.
+    const res = await postJson(`/workflow/${workflowId}/runs/${first}/reset`, { stepName: "countWords" }, { key: org.key });
+    expect(res.status).toBe(200);
+    const { runId: third } = (await res.json()) as { runId: string };
+    expect(third).not.toBe(second.runId);
+    const during = (await (await api(`/workflow/${workflowId}/status`, { key: org.key })).json()) as { runId: string; status: string };
+    expect(during).toMatchObject({ runId: third, status: "running" });
+
+    await eventually(async () => {
+      const s = (await (await api(`/workflow/${workflowId}/status`, { key: org.key })).json()) as { runId: string; status: string };
+      return s.status === "completed" && s.runId === third;
+    }, 60_000);
+    // The terminated second run reads as an earlier run of the workflow.
+    const replaced = (await (await api(`/workflow/${workflowId}/runs/${second.runId}/status`, { key: org.key })).json()) as {
+      status: string;
+    };
+    expect(replaced.status).toBe("terminated");
+    const [row] = queryD1<{ id: string; status: string; temporal_run_id: string; credit_hold: number }>(
+      `SELECT id, status, temporal_run_id, credit_hold FROM runs WHERE temporal_workflow_id = '${workflowId}'`,
+    );
+    expect(row).toMatchObject({ status: "completed", temporal_run_id: third, credit_hold: 0 });
+    expect(credits(org.id)).toEqual({ balance: 1_000_000, reserved: 0 });
+    // One settlement, the last run's: neither replaced run's end settled the hold.
+    expect(queryD1<{ id: string }>(`SELECT id FROM credit_ledger WHERE organization_id = '${org.id}' AND kind = 'charge'`)).toEqual([
+      { id: `charge:${row!.id}:${third}` },
+    ]);
+  });
 });

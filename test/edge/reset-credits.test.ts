@@ -16,6 +16,7 @@ import { runStream } from "../../src/run-stream-client.ts";
 import { HOST_PATHS, type RunResultResponse } from "../../src/shared/host-api.ts";
 import type { RunEvent } from "../../src/shared/run-event-schema.ts";
 import { loseAnswersInPlace } from "../support/d1-intercept.ts";
+import { historyEvent } from "./stream-helpers.ts";
 import { admin, call, errorCodeOf, llmUsageEvent, meteredOrg, orgRow, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
 
 const HOLD = Number(env.CODE_RUN_CREDIT_HOLD);
@@ -45,6 +46,7 @@ beforeAll(async () => {
     if (path.endsWith("/reset")) {
       resetCalls++;
       const workflowId = decodeURIComponent(path.split("/").at(-2)!);
+      const pinned = ((await request.json()) as { runId?: string }).runId;
       const answer = resetAnswer();
       const previous = await env.DB.prepare("SELECT temporal_run_id FROM runs WHERE temporal_workflow_id = ?")
         .bind(workflowId)
@@ -53,7 +55,8 @@ beforeAll(async () => {
       if ("code" in answer) return Response.json({ error: { code: answer.code, message: "scripted refusal" } }, { status: answer.status });
       // What fetch throws when the route's AbortSignal.timeout (RESET_HOST_TIMEOUT_MS) fires.
       if ("timesOut" in answer) throw new DOMException("The operation was aborted due to timeout", "TimeoutError");
-      return Response.json({ workflowId, runId: answer.runId, resetFromRunId: previous!.temporal_run_id });
+      // As the host does: the reset starts from the pinned run, else from the current one.
+      return Response.json({ workflowId, runId: answer.runId, resetFromRunId: pinned ?? previous!.temporal_run_id });
     }
     if (latestRun && path.endsWith("/result")) {
       await resultGate;
@@ -532,6 +535,67 @@ describe("the replaced run's end and the reset's new run reach the run's DO in e
     expect(await row(workflowId)).toMatchObject({ status: "completed", credit_hold: 0, credits_charged: 10 });
     expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 10, reserved: 0 });
   });
+});
+
+describe("a reset pinned to an earlier run while a later run is the workflow's current one", () => {
+  /**
+   * Run A (10 tokens) was reset into B, which is still going; a reset pinned to A follows. Temporal
+   * terminates B (the current run), not A, and starts C from A: `during` is what reaches the DO
+   * before the host answers (B's terminated end, and perhaps C's first events from the relay).
+   */
+  async function resetFromEarlierRun(during: (workflowId: string, replaced: string, next: string) => RunEvent[]) {
+    const org = await meteredOrg(HOLD + 50);
+    const { workflowId, runId: first, stub } = await run(org.organizationId, (id) => [usage(id, 10)]);
+    const second = crypto.randomUUID();
+    resetAnswer = () => ({ runId: second });
+    expect((await reset(org.key, workflowId, first)).status).toBe(200);
+    await stub.record(workflowId, [terminated(first)]);
+    expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: second, credit_hold: HOLD });
+
+    const third = crypto.randomUUID();
+    resetAnswer = () => ({ runId: third });
+    duringReset = async (id, replaced) => {
+      expect(replaced).toBe(second);
+      await runStream(env, id).record(id, during(id, replaced, third));
+    };
+    const res = await reset(org.key, workflowId, first);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ workflowId, runId: third });
+    return { org, workflowId, first, second, third, stub };
+  }
+
+  for (const [how, during] of [
+    ["its terminated end reaches the DO first", (_: string, replaced: string) => [terminated(replaced)]],
+    [
+      "the relay brings the new run's history first",
+      (_: string, replaced: string, next: string) => [terminated(replaced), historyEvent(next, 1) as RunEvent, usage(next, 3)],
+    ],
+  ] as const) {
+    it(`the later run is the one replaced (${how}): the row follows the reset's run, and only that run's end settles the hold`, async () => {
+      const { org, workflowId, second, third, stub } = await resetFromEarlierRun(during);
+      // Not `terminated` on the later run: the workflow goes on in the reset's run, under the same hold.
+      expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: third, credit_hold: HOLD });
+      expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD + 50, reserved: HOLD });
+      expect(await charges(org.organizationId)).toEqual([]);
+      await runInDurableObject(stub, async (instance: RunStream, state) => {
+        type Parts = { parts: { log: { latestRunId(): string | null; wasReset(runId: string): boolean }; resetMark: ResetMark } };
+        const { log, resetMark } = (instance as unknown as Parts).parts;
+        expect(log.latestRunId()).toBe(third);
+        expect(log.wasReset(second)).toBe(true);
+        expect(resetMark.get()).toBeNull();
+        // The same after a restart: the log read back from storage agrees.
+        expect(new EventLog(state.storage.sql).latestRunId()).toBe(third);
+        expect(new EventLog(state.storage.sql).wasReset(second)).toBe(true);
+      });
+      // The later run's late history does not make it current again.
+      await stub.record(workflowId, [usage(second, 1)]);
+      await stub.record(workflowId, [usage(third, how.includes("relay") ? 4 : 7), finished(third, "completed")]);
+      expect(await row(workflowId)).toMatchObject({ status: "completed", temporal_run_id: third, credit_hold: 0 });
+      expect(await orgRow(org.organizationId)).toMatchObject({ reserved: 0 });
+      // One settlement, the reset's run's; neither replaced run's end settled anything.
+      expect(await charges(org.organizationId)).toHaveLength(1);
+    });
+  }
 });
 
 describe("a reset holds what a start of the run's kind holds", () => {
