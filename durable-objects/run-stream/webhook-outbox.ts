@@ -3,10 +3,14 @@
  * the DO's alarm.
  *
  * - The D1 projection's finish statement says whether the organization has any endpoint at all
- *   (`noteFinished`); if not, nothing more happens for the run: no alarm, no query.
- * - When the workflow has ended and D1 has its outcome, `enqueue` reads the organization's
- *   endpoints (one D1 query, joined through the run's row, so only the run's own organization's
- *   endpoints can ever be chosen) and writes one outbox row per endpoint that wants the event.
+ *   (`noteFinished`); if not, nothing more happens for the run: no alarm, no query. If it has,
+ *   the run is noted as due (META_KEY_WEBHOOKS_DUE): a reset that makes another run the latest
+ *   before the alarm enqueues (or while a failed enqueue waits for its retry) does not lose the
+ *   ended run's message.
+ * - When the workflow has ended and D1 has its outcome, or a noted run is no longer the latest,
+ *   `enqueue` reads the organization's endpoints (one D1 query, joined through the run's row, so
+ *   only the run's own organization's endpoints can ever be chosen) and writes one outbox row per
+ *   endpoint that wants the event.
  *   The message (`webhook-id`, body) is fixed then and never changes, so every attempt, after a
  *   DO reset or an edge restart too, sends the same `webhook-id` and body.
  * - An attempt first moves the row's next attempt (and the alarm) to the backoff time, then
@@ -69,6 +73,8 @@ export const WEBHOOK_OUTBOX_TABLE = `CREATE TABLE IF NOT EXISTS webhook_outbox (
 
 /** Meta key: `webhooks:<runId>` is "1" once that run's messages are in the outbox, "none" when its organization has no endpoint. */
 export const webhooksQueuedKey = (runId: string) => `webhooks:${runId}`;
+/** Meta key: the runs (a JSON array of run ids) whose end D1 has and whose messages are not in the outbox yet. */
+const META_KEY_WEBHOOKS_DUE = "webhooksDue";
 
 interface OutboxRow extends Record<string, SqlStorageValue> {
   delivery_id: string;
@@ -130,18 +136,40 @@ export class WebhookOutbox {
     return positiveNumberVar(this.deps.env.WEBHOOK_RETRY_BASE_MS, DEFAULT_WEBHOOK_RETRY_BASE_MS);
   }
 
-  /** The run has ended and its messages are not in the outbox yet. */
-  private enqueueDue(): boolean {
-    const ended = this.deps.endedRun();
-    return ended !== null && this.deps.meta.get(webhooksQueuedKey(ended.runId)) === null;
+  private notedDue(): string[] {
+    return JSON.parse(this.deps.meta.get(META_KEY_WEBHOOKS_DUE) || "[]") as string[];
   }
 
   /**
-   * From the D1 projection: the finish statement also says whether the organization has any
-   * endpoint. Without one there is nothing to enqueue, so no alarm and no lookup for this run.
+   * The ended runs whose messages are not in the outbox yet: the workflow's latest run once it has
+   * ended (its history complete, so its message has what its steps reported), and the noted runs
+   * that a reset has made earlier ones since.
+   */
+  private dueOutcomes(): RunOutcome[] {
+    const { meta, log } = this.deps;
+    const ended = this.deps.endedRun();
+    const latest = log.latestRunId();
+    const runIds = new Set([...this.notedDue().filter((runId) => runId !== latest), ...(ended ? [ended.runId] : [])]);
+    return [...runIds]
+      .filter((runId) => meta.get(webhooksQueuedKey(runId)) === null)
+      .map((runId) => log.finished(runId))
+      .filter((outcome): outcome is RunOutcome => outcome !== null);
+  }
+
+  private enqueueDue(): boolean {
+    return this.dueOutcomes().length > 0;
+  }
+
+  /**
+   * From the D1 projection, once a run's end is in D1: the finish statement also says whether the
+   * organization has any endpoint. Without one there is nothing to enqueue, so no alarm and no
+   * lookup for this run; with one, the run is due until its messages are in the outbox.
    */
   noteFinished(runId: string, hasWebhooks: boolean): void {
-    if (!hasWebhooks) this.deps.meta.set(webhooksQueuedKey(runId), "none");
+    const { meta } = this.deps;
+    if (!hasWebhooks) meta.set(webhooksQueuedKey(runId), "none");
+    else if (meta.get(webhooksQueuedKey(runId)) === null && !this.notedDue().includes(runId))
+      meta.set(META_KEY_WEBHOOKS_DUE, JSON.stringify([...this.notedDue(), runId]));
   }
 
   private nextDue(): number | null {
@@ -168,7 +196,7 @@ export class WebhookOutbox {
     try {
       if (this.enqueueDue() && Date.now() >= this.enqueueRetryAt) {
         try {
-          await this.enqueue(workflowId, this.deps.endedRun()!);
+          for (const outcome of this.dueOutcomes()) await this.enqueue(workflowId, outcome);
           this.enqueueFailures = 0;
         } catch (err) {
           this.enqueueFailures++;
@@ -250,6 +278,8 @@ export class WebhookOutbox {
       }
     }
     meta.set(webhooksQueuedKey(outcome.runId), "1");
+    const due = this.notedDue().filter((runId) => runId !== outcome.runId);
+    meta.set(META_KEY_WEBHOOKS_DUE, due.length > 0 ? JSON.stringify(due) : "");
   }
 
   private async attempt(row: OutboxRow): Promise<void> {

@@ -15,6 +15,7 @@ import {
   webhookRetryDelay,
 } from "../../durable-objects/run-stream/webhook-outbox.ts";
 import { MAX_ROW_OUTPUT_BYTES } from "../../durable-objects/run-stream/row-limits.ts";
+import { runResetEvent } from "../../src/shared/run-events.ts";
 import { interceptD1InPlace } from "../support/d1-intercept.ts";
 import { admin, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
@@ -262,6 +263,49 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
         return r.length >= 1 ? r : null;
       });
       expect(got.map((r) => r.status)).toEqual([200]);
+    } finally {
+      undo();
+      vi.restoreAllMocks();
+    }
+  });
+
+  /** A delivered message's event type and run. */
+  const typeAndRun = (r: { body: string }) => {
+    const body = JSON.parse(r.body) as { type: string; data: { runId: string } };
+    return [body.type, body.data.runId];
+  };
+
+  it("a run reset while its message waits to be queued (the endpoint lookup failing): its run.completed still goes out, then the reset's run sends its own", async () => {
+    const org = await seedOrganization();
+    const name = `reset-before-enqueue-${crypto.randomUUID()}`;
+    await register(org.organizationId, hookUrl(name, "200"));
+    let failing = true;
+    const undo = interceptD1InPlace(env.DB, (call) => {
+      if (call.kind !== "statement" || call.method !== "all" || !failing) return;
+      return Promise.reject(new Error("D1 is unavailable (test)"));
+    });
+    try {
+      vi.spyOn(console, "warn").mockImplementation(() => undefined);
+      const { workflowId, runId } = await finishRun(org.organizationId);
+      // A reset of the completed run: its run is now the workflow's latest, and still going.
+      const resetRunId = crypto.randomUUID();
+      await push(workflowId, [runResetEvent(resetRunId, runId), historyEvent(resetRunId, 1)]);
+      failing = false;
+      const first = await until(async () => {
+        const r = await received(name);
+        return r.length >= 1 ? r : null;
+      });
+      expect(first.map(typeAndRun)).toEqual([["run.completed", runId]]);
+      await push(workflowId, [closeEvent(resetRunId, 2), finishedEvent(resetRunId, "completed")]);
+      const both = await until(async () => {
+        const r = await received(name);
+        return r.length >= 2 ? r : null;
+      });
+      expect(both.map(typeAndRun)).toEqual([
+        ["run.completed", runId],
+        ["run.completed", resetRunId],
+      ]);
+      expect(new Set(both.map((r) => r.headers["webhook-id"])).size).toBe(2);
     } finally {
       undo();
       vi.restoreAllMocks();

@@ -9,10 +9,12 @@ import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";
 import { beforeAll, describe, expect, it, vi } from "vitest";
-import { WebhookOutbox } from "../../durable-objects/run-stream/webhook-outbox.ts";
+import { EventLog } from "../../durable-objects/run-stream/event-log.ts";
+import { Meta } from "../../durable-objects/run-stream/meta.ts";
 import { createSchema } from "../../durable-objects/run-stream/storage.ts";
-import { runStream } from "../../src/run-stream-client.ts";
+import { WebhookOutbox } from "../../durable-objects/run-stream/webhook-outbox.ts";
 import { rotateWebhookSecret } from "../../src/db/webhooks.ts";
+import { runStream } from "../../src/run-stream-client.ts";
 import { isSealed, openSecret, sealSecret, webhookSecretAad } from "../../src/shared/secret-box.ts";
 import { generateWebhookSecret } from "../../src/webhooks/signing.ts";
 import { admin, seedCatalog, seedOrganization } from "./helpers.ts";
@@ -60,8 +62,9 @@ async function queuedMessage(organizationId: string, endpointId: string, message
           sql: state.storage.sql,
           storage: state.storage,
           env: { ...env, ...bindings } as Env,
-          log: undefined as never, // only read when enqueuing a run's messages: not here
-          meta: undefined as never,
+          // An empty log and meta: no run has ended, so only the queued message is worked.
+          log: new EventLog(state.storage.sql),
+          meta: new Meta(state.storage.sql, []),
           endedRun: () => null,
         });
         await outbox.work(workflowId);
