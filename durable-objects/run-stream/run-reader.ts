@@ -167,33 +167,45 @@ export async function settleRun(
   /** How to record what was learned: the DO's own record (no call to itself). */
   record: (workflowId: string, events: RunEvent[]) => Promise<unknown>,
   /** The host's answer, when the caller started waiting for it already (`waitForResult`, same `waitMs`). */
-  waiting?: Promise<RunResultResponse>,
+  waiting?: Promise<WaitedResult>,
 ): Promise<Run> {
   if (isTerminal(run.status)) return run;
-  let result: RunResultResponse;
+  let waited: WaitedResult;
   try {
-    result = await (waiting ?? waitForResult(env, run.temporalWorkflowId, waitMs));
+    waited = await (waiting ?? waitForResult(env, run.temporalWorkflowId, waitMs));
   } catch (err) {
     if (tolerateHostDown && err instanceof ApiError && err.code === "host_unavailable") return run;
     throw err;
   }
+  const { result, handOvers } = waited;
   const events: RunEvent[] = [];
-  if (run.status === "scheduled") events.push(runStartedEvent(result.runId));
+  if (run.status === "scheduled") events.push(runStartedEvent(handOvers[0]?.runId ?? result.runId));
+  // Each hand-over moves the row to the next run; the last run's end (if it came) ends the row.
+  for (const handOver of handOvers) events.push(runFinishedEvent(handOver));
   if (isTerminal(result.status)) events.push(runFinishedEvent(result));
   if (events.length === 0) return run;
   await record(run.temporalWorkflowId, events);
   return (await findRunByWorkflowId(env.DB, run.organizationId, run.temporalWorkflowId)) ?? run;
 }
 
+/** The host's last answer, and the continue-as-new hand-overs the wait followed to get there (oldest first). */
+export interface WaitedResult {
+  result: RunResultResponse;
+  handOvers: RunResultResponse[];
+}
+
 /**
  * Asks the host for the run's outcome, waiting up to `waitMs` for it to close (in slices). A
  * caller that has just started the run may begin this before reading the run's row (settleRun's
  * `waiting`), so the row read and the wait overlap, and name the run it started (`runId`), which
- * spares the host a describe when the run completes.
+ * spares the host a describe when the run completes. A run that continues as new has not ended:
+ * the wait goes on with the next run (as Temporal's own result() follows runs), and the
+ * hand-overs are returned with the answer, so that the row can follow them.
  */
-export async function waitForResult(env: Env, workflowId: string, waitMs: number, runId?: string): Promise<RunResultResponse> {
+export async function waitForResult(env: Env, workflowId: string, waitMs: number, runId?: string): Promise<WaitedResult> {
   const host = new HostClient(env);
   const deadline = Date.now() + waitMs;
+  const handOvers: RunResultResponse[] = [];
   for (;;) {
     let result: RunResultResponse;
     try {
@@ -205,6 +217,11 @@ export async function waitForResult(env: Env, workflowId: string, waitMs: number
       await new Promise((resolve) => setTimeout(resolve, HOST_RETRY_PAUSE_MS));
       continue;
     }
-    if (isTerminal(result.status) || Date.now() >= deadline) return result;
+    if (result.status === "continued_as_new" && result.newRunId && Date.now() < deadline) {
+      handOvers.push(result);
+      runId = result.newRunId;
+      continue;
+    }
+    if (isTerminal(result.status) || Date.now() >= deadline) return { result, handOvers };
   }
 }

@@ -134,3 +134,9 @@ export function scriptHost(answer: (request: Request, path: string) => Response 
     globalThis.fetch = realFetch;
   };
 }
+
+/** A scripted host's answer to a start: the run is named after its accept id (a UUID, as Temporal's run ids are). */
+export async function scriptedStart(request: Request): Promise<{ workflowId: string; runId: string }> {
+  const { workflowId, acceptId } = (await request.json()) as { workflowId: string; acceptId: string };
+  return { workflowId, runId: acceptId };
+}

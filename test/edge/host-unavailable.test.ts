@@ -5,7 +5,7 @@ import { ApiError } from "../../src/errors.ts";
 import { HostClient } from "../../src/host-client.ts";
 import { runStream } from "../../src/run-stream-client.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
-import { admin, call, postJson, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
+import { admin, call, postJson, scriptedStart, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
 
 // In edge tests HOST_URL points at a closed port, so every call to the host fails to connect.
 // The edge cannot tell a refused connection from an answer lost after the host started the run,
@@ -158,8 +158,7 @@ describe("the host unavailable while a blocking start waits (the run was started
     await seedCatalog();
     restore = scriptHost(async (request, path) => {
       if (path === HOST_PATHS.start) {
-        const { workflowId, acceptId } = (await request.json()) as { workflowId: string; acceptId: string };
-        return Response.json({ workflowId, runId: acceptId });
+        return Response.json(await scriptedStart(request));
       }
       if (path.endsWith("/result")) {
         const workflowId = decodeURIComponent(path.split("/").at(-2)!);

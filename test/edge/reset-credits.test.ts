@@ -17,7 +17,18 @@ import { HOST_PATHS, type RunResultResponse } from "../../src/shared/host-api.ts
 import type { RunEvent } from "../../src/shared/run-event-schema.ts";
 import { loseAnswersInPlace } from "../support/d1-intercept.ts";
 import { historyEvent } from "./stream-helpers.ts";
-import { admin, call, errorCodeOf, llmUsageEvent, meteredOrg, orgRow, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
+import {
+  admin,
+  call,
+  errorCodeOf,
+  llmUsageEvent,
+  meteredOrg,
+  orgRow,
+  scriptedStart,
+  scriptHost,
+  seedCatalog,
+  seedOrganization,
+} from "./helpers.ts";
 
 const HOLD = Number(env.CODE_RUN_CREDIT_HOLD);
 
@@ -40,8 +51,7 @@ beforeAll(async () => {
   await seedCatalog();
   restoreHost = scriptHost(async (request, path) => {
     if (path === HOST_PATHS.start) {
-      const { workflowId, acceptId } = (await request.json()) as { workflowId: string; acceptId: string };
-      return Response.json({ workflowId, runId: acceptId });
+      return Response.json(await scriptedStart(request));
     }
     if (path.endsWith("/reset")) {
       resetCalls++;
