@@ -7,6 +7,7 @@ import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runStream } from "../../src/run-stream-client.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import { call, errorCodeOf, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
 import { runStartOutboxAttempt, startHelloInItsDo } from "./stream-helpers.ts";
@@ -64,6 +65,40 @@ describe("a run accepted, then refused for good before it started", () => {
     expect(trace.status).toBe(404);
     expect(trace.headers.get("retry-after")).toBeNull();
     expect(errorCodeOf(await trace.json())).toBe("trace_not_available");
+  });
+});
+
+describe("an Idempotency-Key replay of a streaming execute whose run was refused for good", () => {
+  it("answers as the blocking execute does for a failed run (200 success: false), not 202 success: true as if it were still to start", async () => {
+    const org = await seedOrganization();
+    refuseStarts = false;
+    const hello = await env.DB.prepare("SELECT id FROM workflows WHERE name = 'hello' AND organization_id IS NULL").first<{ id: string }>();
+    const key = `refused-${crypto.randomUUID()}`;
+    const post = () =>
+      call("/api/v1/workflow-runs/execute/stream", {
+        method: "POST",
+        headers: {
+          authorization: "Bearer edge-test-internal-secret",
+          "x-organization-id": org.organizationId,
+          "content-type": "application/json",
+          "idempotency-key": key,
+        },
+        body: JSON.stringify({ workflowId: hello!.id, inputs: { name: "Ada" } }),
+      });
+    // The host is down: accepted, to start later.
+    const first = await post();
+    expect(first.status).toBe(202);
+    const accepted = (await first.json()) as { success: boolean; workflowRun: { id: string; status: string } };
+    expect(accepted).toMatchObject({ success: true, workflowRun: { status: "scheduled" } });
+    const { workflowId } = (await env.DB.prepare("SELECT temporal_workflow_id AS workflowId FROM runs WHERE id = ?")
+      .bind(accepted.workflowRun.id)
+      .first<{ workflowId: string }>())!;
+    refuseStarts = true;
+    await runStartOutboxAttempt(runStream(env, workflowId));
+    const replay = await post();
+    expect(replay.status).toBe(200);
+    expect(replay.headers.get("idempotent-replayed")).toBe("true");
+    expect(await replay.json()).toMatchObject({ success: false, workflowRun: { id: accepted.workflowRun.id, status: "failed" } });
   });
 });
 

@@ -227,7 +227,12 @@ export function registerExecute(app: App) {
     }
     // An Idempotency-Key replay: the earlier run, read and followed in its own DO (a second call).
     const { run } = await readRun(c.env, organizationId, opened.started.workflowId, { settle: false });
-    if (!run.temporalRunId) return c.json({ success: true, workflowRun: await detailOf(c.env, run) }, 202);
+    if (!run.temporalRunId) {
+      // Not started in Temporal: still to start (202), or refused for good, which ended it (as the blocking execute answers).
+      const detail = await detailOf(c.env, run);
+      const { success, status } = blockingExecuteAnswer(detail.status);
+      return c.json({ success, workflowRun: detail }, status);
+    }
     return runEventStream(c, run, 0);
   });
 
