@@ -140,6 +140,7 @@ export class RunStream extends DurableObject<Env> {
       pinnedInput: (runId, rowInput) => pinnedRunInput(this.parts.log, runId, rowInput),
       // A read that learned the outcome answers once D1 has it (the trace and the alarm follow).
       record: (workflowId, events) => this.lifecycle.recordEvents(workflowId, events, undefined, true),
+      project: (workflowId) => this.lifecycle.settle(workflowId, false, true),
       loggedOutput: (runId) => this.loggedOutput(runId),
     });
     this.admission = new PushAdmission({

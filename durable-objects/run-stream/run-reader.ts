@@ -47,6 +47,11 @@ export interface ReadOptions {
   /** false: answer with the stored row, without asking Temporal (a start that goes on to stream). */
   settle?: boolean;
   /**
+   * Bring D1 up to date with the log before reading the row: a stream that was just sent the
+   * run's end (subscribers get it before D1 does) reads the row that says so.
+   */
+  projected?: boolean;
+  /**
    * The run-pinned routes' run: the row's current run as usual, any other run of the workflow
    * the log knows from the log (earlier-run.ts), else 404 `run_not_found`.
    */
@@ -63,6 +68,8 @@ export interface RunReaderDeps {
   pinnedInput(runId: string, rowInput: unknown): unknown;
   /** The DO's own record (settling a run from inside its DO). */
   record(workflowId: string, events: RunEvent[]): Promise<unknown>;
+  /** Writes to D1 what the log has that D1 does not (waiting for a write in flight). */
+  project(workflowId: string): Promise<void>;
   /** A finished run's output from the log: for a row too small to hold it (`outputInLog`). */
   loggedOutput(runId: string): unknown;
 }
@@ -123,6 +130,12 @@ export class RunReader {
     const waitMs = options.waitMs ?? 0;
     const waiting = settle && justStarted ? waitForResult(this.deps.env, workflowId, waitMs, justStarted.runId) : undefined;
     waiting?.catch(() => undefined); // settleRun reports its failure; a row that is missing answers first
+    if (options.projected) {
+      // A write that fails leaves the row as it was (the watchdog retries it): the read answers with that.
+      await this.deps.project(workflowId).catch((err: unknown) =>
+        console.warn(JSON.stringify({ level: "warn", message: "projection before a read failed", workflowId, error: String(err) })),
+      );
+    }
     const stored = await findRunByWorkflowId(this.deps.env.DB, organizationId, workflowId);
     if (!stored) throw new ApiError("run_not_found", `no run with workflowId "${workflowId}"`);
     const pinned = options.runId;

@@ -3,6 +3,7 @@ import { abortAllDurableObjects } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { SignJWT } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
+import { interceptD1InPlace } from "../support/d1-intercept.ts";
 import { readSse } from "../support/sse.ts";
 import { call, seedCatalog, seedOrganization } from "./helpers.ts";
 import {
@@ -47,6 +48,24 @@ describe("Workflow Runs API stream", () => {
     call(`/api/v1/workflow-runs/${runId}/stream`, {
       headers: { authorization: `Bearer ${token}`, ...(lastEventId ? { "last-event-id": lastEventId } : {}) },
     });
+
+  it("result carries the final detail (completedAt, status) even when D1 gets the run's end after the stream does", async () => {
+    const { workflowId, runId } = await createRunningRun(organizationId);
+    const id = await runIdOf(workflowId);
+    await push(workflowId, [historyEvent(runId, 1)]);
+    const collected = collect(await open(id));
+    // The DO sends the end to its subscribers before its D1 write, which is slow today.
+    const undo = interceptD1InPlace(env.DB, (c) => (c.kind === "batch" ? new Promise((r) => setTimeout(r, 300)) : undefined));
+    try {
+      await push(workflowId, [closeEvent(runId, 2), finishedEvent(runId)]);
+      const result = (await collected).at(-1)!;
+      expect(result.event).toBe("result");
+      expect(result.data.workflowRun).toMatchObject({ id, status: "completed" });
+      expect(result.data.workflowRun.completedAt).not.toBeNull();
+    } finally {
+      undo();
+    }
+  });
 
   it("aborting the Durable Object mid-stream loses nothing and duplicates nothing", async () => {
     const { workflowId, runId } = await createRunningRun(organizationId);

@@ -16,7 +16,7 @@ import { logStreamResponse } from "../../sse/log-stream.ts";
 import { sseFrame } from "../../sse/frames.ts";
 import { parseLastEventId } from "../../sse/last-event-id.ts";
 import type { Run } from "../../db/schema.ts";
-import { detailOf, workflowIdOfRun, workflowRunOrThrow } from "./detail.ts";
+import { detailOf, workflowIdOfRun } from "./detail.ts";
 import { executeFields } from "./schemas.ts";
 
 /** The seed's keep-alive: a `ping` event every 9 s. */
@@ -181,7 +181,9 @@ function runEventStream(
       return "";
     },
     onDone: async (done) => {
-      const detail = await detailOf(c.env, await workflowRunOrThrow(c.env, run.organizationId, run.id));
+      // Read in the run's DO once D1 has what its log has: the end was sent to subscribers before D1 got it.
+      const settled = await readRun(c.env, run.organizationId, run.temporalWorkflowId, { settle: false, projected: true });
+      const detail = await detailOf(c.env, settled.run);
       if (done.status === "completed")
         return sseFrame({
           event: "result",
