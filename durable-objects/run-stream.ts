@@ -131,6 +131,7 @@ export class RunStream extends DurableObject<Env> {
       prepare: prepareStart,
       isSettledStartIn: (workflowId, acceptId) => runStream(env, workflowId).isSettledStart(acceptId),
       recordStarted: (workflowId, runId) => this.lifecycle.recordStarted(workflowId, runId),
+      noteNeverStarted: (run) => this.parts.webhooks.noteNeverStarted(run),
     });
     this.reader = new RunReader({
       env,

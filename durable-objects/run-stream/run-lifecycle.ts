@@ -144,7 +144,12 @@ export class RunLifecycle {
     this.parts.watchdog.forget(); // the alarm that fired is gone; the start outbox may set its own
     if (await this.deps.starter.retryPending()) return; // a start not yet confirmed by Temporal
     const workflowId = this.parts.meta.get(META_KEYS.workflowId);
-    if (!workflowId) return;
+    if (!workflowId) {
+      // Nothing reached the log: at most a run whose start was refused for good, whose end's webhook is due.
+      await this.parts.webhooks.work(null);
+      await this.parts.webhooks.arm();
+      return;
+    }
     try {
       await this.parts.resets.resolveStale(workflowId);
       await this.parts.projection.apply(workflowId, false);

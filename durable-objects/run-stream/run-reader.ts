@@ -132,9 +132,11 @@ export class RunReader {
     waiting?.catch(() => undefined); // settleRun reports its failure; a row that is missing answers first
     if (options.projected) {
       // A write that fails leaves the row as it was (the watchdog retries it): the read answers with that.
-      await this.deps.project(workflowId).catch((err: unknown) =>
-        console.warn(JSON.stringify({ level: "warn", message: "projection before a read failed", workflowId, error: String(err) })),
-      );
+      await this.deps
+        .project(workflowId)
+        .catch((err: unknown) =>
+          console.warn(JSON.stringify({ level: "warn", message: "projection before a read failed", workflowId, error: String(err) })),
+        );
     }
     const stored = await findRunByWorkflowId(this.deps.env.DB, organizationId, workflowId);
     if (!stored) throw new ApiError("run_not_found", `no run with workflowId "${workflowId}"`);

@@ -22,6 +22,7 @@
  * marker that outlives its start (not in flight in this instance, older than ACCEPTANCE_GRACE_MS)
  * is undone by the alarm or by the next start: D1 row and hold removed, key given back.
  */
+import type { NeverStartedRun } from "./webhook-outbox.ts";
 import { acceptRunWithHold, undoAcceptedRunStatement } from "../../src/db/credits.ts";
 import { isUniqueViolation } from "../../src/db/client.ts";
 import { findPromptWorkflow } from "../../src/db/prompt-workflows.ts";
@@ -132,6 +133,8 @@ export interface RunStarterDeps {
   isSettledStartIn(workflowId: string, acceptId: string): Promise<boolean>;
   /** Records `run.started` in the run's log (and so moves the D1 row to running). */
   recordStarted(workflowId: string, runId: string): Promise<void>;
+  /** The run ended `failed` before it started (its start refused for good): its webhook is due (webhook-outbox.ts). */
+  noteNeverStarted(run: NeverStartedRun): void;
 }
 
 interface OutboxRow extends Record<string, SqlStorageValue> {
@@ -496,7 +499,9 @@ export class RunStarter {
       // Accepted, then refused for good (e.g. the workflow left the host's catalog): the run failed,
       // on record. D1 first: should its write fail, the start stays pending and the alarm (set
       // above) asks again, where a `failed` outbox row would leave the D1 row scheduled for ever.
-      await this.recordFailed(row.workflow_id, `the run could not be started: ${outcome.error.message}`);
+      const error = `the run could not be started: ${outcome.error.message}`;
+      const { at, hasWebhooks } = await this.recordFailed(row.workflow_id, error);
+      if (hasWebhooks) this.deps.noteNeverStarted({ workflowId: row.workflow_id, acceptId: row.accept_id, error, at });
       this.deps.sql.exec("UPDATE run_start SET state = 'failed', request = NULL WHERE accept_id = ?", row.accept_id);
       return false;
     }
@@ -523,16 +528,20 @@ export class RunStarter {
 
   /**
    * The row ends `failed` with the reason; the final status releases its credit hold, charged
-   * nothing (trigger runs_credit_settle_on_final).
+   * nothing (trigger runs_credit_settle_on_final). Says whether the organization has webhook
+   * endpoints (as the projection's finish does), or that it may: a row already `failed` (an
+   * earlier try wrote it, then the DO went away) returns nothing.
    */
-  private async recordFailed(workflowId: string, message: string): Promise<void> {
+  private async recordFailed(workflowId: string, message: string): Promise<{ at: string; hasWebhooks: boolean }> {
     const { DB } = this.deps.env;
     const now = new Date().toISOString();
-    await DB.prepare(
-      "UPDATE runs SET status = 'failed', error = ?, completed_at = ?, updated_at = ? WHERE temporal_workflow_id = ? AND status = 'scheduled'",
+    const updated = await DB.prepare(
+      `UPDATE runs SET status = 'failed', error = ?, completed_at = ?, updated_at = ? WHERE temporal_workflow_id = ? AND status = 'scheduled'
+       RETURNING EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.organization_id = runs.organization_id AND e.deleted_at IS NULL) AS has_webhooks`,
     )
       .bind(message, now, now, workflowId)
-      .run();
+      .first<{ has_webhooks: number }>();
+    return { at: now, hasWebhooks: !updated || updated.has_webhooks > 0 };
   }
 
   private info(row: OutboxRow): StartedRunInfo {

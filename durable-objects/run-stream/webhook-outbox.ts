@@ -42,6 +42,7 @@ import { answeredErrorDetails } from "../../src/shared/error-details.ts";
 import { rowError, rowErrorDetails, rowOutput } from "./row-limits.ts";
 import type { RunOutcome } from "./messages.ts";
 import type { Meta } from "./meta.ts";
+import { META_KEYS } from "./constants.ts";
 
 /** Storage schema version of this module's table (bump with a migration step when it changes). */
 export const WEBHOOK_OUTBOX_SCHEMA_VERSION = 1;
@@ -75,6 +76,26 @@ export const WEBHOOK_OUTBOX_TABLE = `CREATE TABLE IF NOT EXISTS webhook_outbox (
 export const webhooksQueuedKey = (runId: string) => `webhooks:${runId}`;
 /** Meta key: the runs (a JSON array of run ids) whose end D1 has and whose messages are not in the outbox yet. */
 const META_KEY_WEBHOOKS_DUE = "webhooksDue";
+/** Meta key: a run accepted, then refused for good before it started (JSON NeverStartedRun): it ended `failed` in D1 only. */
+const META_KEY_NEVER_STARTED = "webhooksNeverStarted";
+
+/** A run whose start Temporal refused for good after the edge accepted it: no log, no Temporal run id. */
+export interface NeverStartedRun {
+  workflowId: string;
+  /** The run's UUID (its accept id): names its message, as a Temporal run id names the others'. */
+  acceptId: string;
+  error: string;
+  at: string;
+}
+
+/** A run's end to send: `key` names it (its Temporal run id, or a never-started run's accept id). */
+interface DueMessage {
+  key: string;
+  workflowId: string;
+  runId: string | null;
+  outcome: Pick<RunOutcome, "status" | "output" | "error" | "errorDetails">;
+  at: string | null;
+}
 
 interface OutboxRow extends Record<string, SqlStorageValue> {
   delivery_id: string;
@@ -145,19 +166,42 @@ export class WebhookOutbox {
    * ended (its history complete, so its message has what its steps reported), and the noted runs
    * that a reset has made earlier ones since.
    */
-  private dueOutcomes(): RunOutcome[] {
+  private dueMessages(workflowId: string | null): DueMessage[] {
     const { meta, log } = this.deps;
+    const never = this.neverStarted();
+    if (never) {
+      if (meta.get(webhooksQueuedKey(never.acceptId)) !== null) return [];
+      const outcome = { status: "failed" as const, error: never.error };
+      return [{ key: never.acceptId, workflowId: never.workflowId, runId: null, outcome, at: never.at }];
+    }
+    if (workflowId === null) return [];
     const ended = this.deps.endedRun();
     const latest = log.latestRunId();
     const runIds = new Set([...this.notedDue().filter((runId) => runId !== latest), ...(ended ? [ended.runId] : [])]);
     return [...runIds]
       .filter((runId) => meta.get(webhooksQueuedKey(runId)) === null)
-      .map((runId) => log.finished(runId))
-      .filter((outcome): outcome is RunOutcome => outcome !== null);
+      .flatMap((runId) => {
+        const outcome = log.finished(runId);
+        return outcome ? [{ key: runId, workflowId, runId, outcome, at: log.finishedAt(runId) }] : [];
+      });
+  }
+
+  private neverStarted(): NeverStartedRun | null {
+    const stored = this.deps.meta.get(META_KEY_NEVER_STARTED);
+    return stored ? (JSON.parse(stored) as NeverStartedRun) : null;
   }
 
   private enqueueDue(): boolean {
-    return this.dueOutcomes().length > 0;
+    return this.dueMessages(this.deps.meta.get(META_KEYS.workflowId)).length > 0;
+  }
+
+  /**
+   * The run was accepted, then refused for good before it started (run-starter.ts): D1 says it
+   * failed, and nothing of it ever reaches the log. Its `run.failed` is due all the same (with
+   * `runId: null`); the next alarm queues it.
+   */
+  noteNeverStarted(run: NeverStartedRun): void {
+    if (!this.neverStarted()) this.deps.meta.set(META_KEY_NEVER_STARTED, JSON.stringify(run));
   }
 
   /**
@@ -191,12 +235,16 @@ export class WebhookOutbox {
     if (current === null || current > due) await this.deps.storage.setAlarm(due);
   }
 
-  /** The alarm's part: enqueue the ended run's messages, then send what is due. Never throws. */
-  async work(workflowId: string): Promise<void> {
+  /**
+   * The alarm's part: enqueue the ended runs' messages, then send what is due. Never throws.
+   * `workflowId`: null when nothing reached the log (a run that never started).
+   */
+  async work(workflowId: string | null): Promise<void> {
     try {
-      if (this.enqueueDue() && Date.now() >= this.enqueueRetryAt) {
+      const messages = this.dueMessages(workflowId);
+      if (messages.length > 0 && Date.now() >= this.enqueueRetryAt) {
         try {
-          for (const outcome of this.dueOutcomes()) await this.enqueue(workflowId, outcome);
+          for (const message of messages) await this.enqueue(message);
           this.enqueueFailures = 0;
         } catch (err) {
           this.enqueueFailures++;
@@ -226,7 +274,8 @@ export class WebhookOutbox {
     }
   }
 
-  private async enqueue(workflowId: string, outcome: RunOutcome): Promise<void> {
+  private async enqueue(message: DueMessage): Promise<void> {
+    const { key, workflowId, outcome } = message;
     const type = eventTypeForStatus(outcome.status);
     const { env, sql, meta, log } = this.deps;
     if (type) {
@@ -239,16 +288,16 @@ export class WebhookOutbox {
         .all<{ organization_id: string; workflow_name: string; endpoint_id: string; events: string }>();
       const endpoints = rows.results.filter((r) => (JSON.parse(r.events) as string[]).includes(type));
       if (endpoints.length > 0) {
-        const messageId = await messageIdFor(workflowId, outcome.runId, type);
+        const messageId = await messageIdFor(workflowId, key, type);
         const attributes = log.attributes().map((r) => r.data.attribute) as Attribute[];
         const output = rowOutput(outcome.output);
         const error = rowError(outcome.error);
         const body = JSON.stringify({
           type,
-          timestamp: log.finishedAt(outcome.runId) ?? new Date().toISOString(),
+          timestamp: message.at ?? new Date().toISOString(),
           data: {
             workflowId,
-            runId: outcome.runId,
+            runId: message.runId,
             workflowName: endpoints[0]!.workflow_name,
             status: outcome.status,
             // An output too large for the run's row is too large for a message too (it is kept in
@@ -277,8 +326,8 @@ export class WebhookOutbox {
         }
       }
     }
-    meta.set(webhooksQueuedKey(outcome.runId), "1");
-    const due = this.notedDue().filter((runId) => runId !== outcome.runId);
+    meta.set(webhooksQueuedKey(key), "1");
+    const due = this.notedDue().filter((runId) => runId !== key);
     meta.set(META_KEY_WEBHOOKS_DUE, due.length > 0 ? JSON.stringify(due) : "");
   }
 

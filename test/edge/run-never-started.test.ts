@@ -3,7 +3,7 @@
  * refusal): its row ends `failed` with no Temporal run id, and nothing ever reaches its log. Its
  * streams and its trace must say it ended, not "not started yet, retry" forever.
  */
-import { runInDurableObject } from "cloudflare:test";
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -11,6 +11,7 @@ import { runStream } from "../../src/run-stream-client.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import { call, errorCodeOf, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
 import { runStartOutboxAttempt, startHelloInItsDo } from "./stream-helpers.ts";
+import { hookUrl, received, register, until } from "./webhook-helpers.ts";
 
 let refuseStarts = false;
 /** A status a proxy before the host answers starts with (no body of the host's). */
@@ -65,6 +66,30 @@ describe("a run accepted, then refused for good before it started", () => {
     expect(trace.status).toBe(404);
     expect(trace.headers.get("retry-after")).toBeNull();
     expect(errorCodeOf(await trace.json())).toBe("trace_not_available");
+  });
+});
+
+describe("the completion webhook of a run refused for good before it started", () => {
+  it("goes out once, as run.failed with the refusal and runId null, though nothing of the run reached its log", async () => {
+    const org = await seedOrganization();
+    const name = `never-started-${crypto.randomUUID()}`;
+    await register(org.organizationId, hookUrl(name, "200"));
+    refuseStarts = false;
+    const { workflowId, stub } = await startHelloInItsDo(org.organizationId);
+    refuseStarts = true;
+    await runStartOutboxAttempt(stub);
+    const got = await until(async () => {
+      const r = await received(name);
+      return r.length >= 1 ? r : null;
+    });
+    const body = JSON.parse(got[0]!.body) as { type: string; data: Record<string, unknown> };
+    expect(body.type).toBe("run.failed");
+    expect(body.data).toMatchObject({ workflowId, runId: null, status: "failed", workflowName: "hello" });
+    expect(String(body.data.error)).toContain("could not be started");
+    // Another alarm sends nothing more.
+    await runDurableObjectAlarm(stub);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await received(name)).toHaveLength(1);
   });
 });
 

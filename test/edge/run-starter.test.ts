@@ -192,6 +192,7 @@ async function startThatDiesAfterD1(c: StartCommand): Promise<void> {
         prepare: prepareStart,
         isSettledStartIn: async () => true,
         recordStarted: async () => {},
+        noteNeverStarted: () => undefined,
       });
       void dying.start(c);
       await landed;

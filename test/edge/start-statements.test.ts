@@ -77,6 +77,7 @@ async function countedStart(c: StartCommand) {
       prepare: prepareStart,
       isSettledStartIn: async () => true,
       recordStarted: async () => undefined,
+      noteNeverStarted: () => undefined,
     }).start(c);
   });
   return { reply, count };
