@@ -267,7 +267,9 @@ export class WebhookOutbox {
           MAX_PARALLEL_DELIVERIES,
         )
         .toArray();
-      await Promise.all(due.map((row) => this.attempt(row)));
+      // Each attempt to its end: one that throws does not leave the others unawaited.
+      for (const failed of (await Promise.allSettled(due.map((row) => this.attempt(row)))).filter((r) => r.status === "rejected"))
+        console.warn(JSON.stringify({ level: "warn", message: "webhook attempt", workflowId, error: String(failed.reason) }));
     } catch (err) {
       this.pending = null;
       console.warn(JSON.stringify({ level: "warn", message: "webhook outbox", workflowId, error: String(err) }));
@@ -348,11 +350,19 @@ export class WebhookOutbox {
     const current = await storage.getAlarm();
     if (current === null || current > retryAt) await storage.setAlarm(retryAt);
 
-    const endpoint = await env.DB.prepare(
-      "SELECT url, secret FROM webhook_endpoints WHERE id = ? AND organization_id = ? AND deleted_at IS NULL",
-    )
-      .bind(row.endpoint_id, row.organization_id)
-      .first<{ url: string; secret: string }>();
+    let endpoint: { url: string; secret: string } | null;
+    try {
+      endpoint = await env.DB.prepare(
+        "SELECT url, secret FROM webhook_endpoints WHERE id = ? AND organization_id = ? AND deleted_at IS NULL",
+      )
+        .bind(row.endpoint_id, row.organization_id)
+        .first<{ url: string; secret: string }>();
+    } catch (err) {
+      // D1 could not say where to send: an attempt that failed like any other (retried within the
+      // window, then given up), and logged as one.
+      await this.conclude(row, { attempt, now, firstAt, retryAt }, null, `the endpoint could not be read: ${String(err)}`);
+      return;
+    }
     if (!endpoint) {
       // Deleted since the message was queued: given up, and said so in the deliveries log (else
       // its last row would be a "retrying" whose next attempt never comes).
@@ -410,12 +420,24 @@ export class WebhookOutbox {
             : `could not reach the endpoint: ${String(err)}`;
       }
     }
-    const windowMs = positiveNumberVar(env.WEBHOOK_RETRY_WINDOW_MS, DEFAULT_WEBHOOK_RETRY_WINDOW_MS);
+    await this.conclude(row, { attempt, now, firstAt, retryAt }, responseStatus, error);
+    await sealing; // never rejects (a failure is a WARN line; the next attempt tries again)
+  }
+
+  /** An attempt's outcome: delivered, retried (within the window since the first attempt), or given up; and its row in the deliveries log. */
+  private async conclude(
+    row: OutboxRow,
+    timing: { attempt: number; now: number; firstAt: number; retryAt: number },
+    responseStatus: number | null,
+    error: string | null,
+  ): Promise<void> {
+    const { attempt, now, firstAt, retryAt } = timing;
+    const windowMs = positiveNumberVar(this.deps.env.WEBHOOK_RETRY_WINDOW_MS, DEFAULT_WEBHOOK_RETRY_WINDOW_MS);
     const status = error === null ? "succeeded" : Date.now() - firstAt < windowMs ? "retrying" : "failed";
+    const { sql } = this.deps;
     if (status === "succeeded") sql.exec("UPDATE webhook_outbox SET state = 'delivered' WHERE delivery_id = ?", row.delivery_id);
     if (status === "failed") sql.exec("UPDATE webhook_outbox SET state = 'failed' WHERE delivery_id = ?", row.delivery_id);
     await this.logAttempt(row, attempt, now, { status, responseStatus, error, ...(status === "retrying" ? { retryAt } : {}) });
-    await sealing; // never rejects (a failure is a WARN line; the next attempt tries again)
   }
 
   /** One row of the deliveries log (D1 `webhook_attempts`) for this attempt; a failure to write it is a WARN line. */

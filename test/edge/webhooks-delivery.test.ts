@@ -16,7 +16,7 @@ import {
 } from "../../durable-objects/run-stream/webhook-outbox.ts";
 import { MAX_ROW_OUTPUT_BYTES } from "../../durable-objects/run-stream/row-limits.ts";
 import { runResetEvent } from "../../src/shared/run-events.ts";
-import { interceptD1InPlace } from "../support/d1-intercept.ts";
+import { interceptD1InPlace, loseAnswersInPlace } from "../support/d1-intercept.ts";
 import { admin, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
 import { hookUrl, received, register, setDns, until } from "./webhook-helpers.ts";
@@ -363,5 +363,50 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
     const count = (await received(name)).length;
     await new Promise((r) => setTimeout(r, 1500));
     expect((await received(name)).length).toBe(count);
+  });
+
+  it("an endpoint D1 cannot read at an attempt: the attempt fails like any other, is logged, and past 24 h the delivery is given up", async () => {
+    const org = await seedOrganization();
+    const name = `endpoint-unreadable-${crypto.randomUUID()}`;
+    const endpoint = await register(org.organizationId, hookUrl(name, "500,500,500"));
+    const { workflowId } = await finishRun(org.organizationId);
+    await until(async () => (await received(name)).length >= 1);
+    const stub = runStream(env, workflowId);
+    const due = (firstAttemptAgoMs: number) =>
+      runInDurableObject(stub, (_i, state) => {
+        state.storage.sql.exec(
+          "UPDATE webhook_outbox SET first_attempt_at = ?, next_attempt_at = ?",
+          Date.now() - firstAttemptAgoMs,
+          Date.now() - 1,
+        );
+      });
+    const deliveries = async () =>
+      (
+        (await (await admin("GET", `/admin/v1/organizations/${org.organizationId}/webhooks/${endpoint.id}/deliveries`)).json()) as {
+          deliveries: Array<{ attempt: number; status: string; error: string | null; nextAttemptAt: string | null }>;
+        }
+      ).deliveries;
+    const undo = loseAnswersInPlace(env.DB, /SELECT url, secret FROM webhook_endpoints/, () =>
+      Promise.reject(new Error("D1 is unavailable (test)")),
+    );
+    try {
+      // Within the window: retried later, and the log says so.
+      await due(60_000);
+      await runDurableObjectAlarm(stub);
+      expect((await deliveries())[0]).toMatchObject({
+        attempt: 2,
+        status: "retrying",
+        error: expect.stringContaining("could not be read"),
+      });
+      expect((await stub.webhookOutbox())[0]).toMatchObject({ state: "pending", attempts: 2 });
+      // Past the window: given up, as any failed attempt would be, not retried every 8 h for ever.
+      await due(25 * 3_600_000);
+      await runDurableObjectAlarm(stub);
+      expect((await deliveries())[0]).toMatchObject({ attempt: 3, status: "failed", nextAttemptAt: null });
+      expect((await stub.webhookOutbox())[0]).toMatchObject({ state: "failed", attempts: 3 });
+    } finally {
+      undo();
+    }
+    expect(await received(name)).toHaveLength(1);
   });
 });
