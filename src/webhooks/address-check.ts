@@ -71,13 +71,14 @@ export async function checkWebhookAddress(urlText: string, resolver: string | nu
   if (resolver === null || isIpLiteral(host)) return { verdict: "public" };
   const name = host.replace(/\.+$/, "");
   const lookups = await Promise.all([lookup(resolver, name, "A"), lookup(resolver, name, "AAAA")]);
-  const failed = lookups.find((l) => "failure" in l);
-  if (failed && "failure" in failed) return { verdict: "unknown", problem: `could not look up "${name}": ${failed.failure}` };
+  // A non-public address either lookup found refuses the URL for good, whatever the other did.
   const addresses = lookups.flatMap((l) => ("addresses" in l ? l.addresses : []));
   for (const address of addresses) {
     const refused = isIpLiteral(address) ? refusedRange(address) : "not an IP address";
     if (refused) return { verdict: "refused", problem: `"${name}" resolves to ${address}, which is not public: ${refused}` };
   }
+  const failed = lookups.find((l) => "failure" in l);
+  if (failed && "failure" in failed) return { verdict: "unknown", problem: `could not look up "${name}": ${failed.failure}` };
   if (addresses.length === 0) return { verdict: "refused", problem: `"${name}" does not resolve to any address` };
   return { verdict: "public" };
 }

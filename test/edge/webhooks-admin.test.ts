@@ -697,6 +697,21 @@ describe("webhook endpoints: security", () => {
     expect(((await (await admin("GET", base(organizationId))).json()) as { webhooks: unknown[] }).webhooks).toEqual([]);
   });
 
+  it("security: a name whose A lookup already gives a private address is 400, though its AAAA lookup fails (not 503 and a retry for ever)", async () => {
+    const { organizationId } = await seedOrganization();
+    const tag = crypto.randomUUID().slice(0, 8);
+    await setDns(`half-${tag}.partner.test`, { A: ["127.0.0.1"], failing: "AAAA" });
+    await setDns(`half-public-${tag}.partner.test`, { A: ["93.184.215.14"], failing: "AAAA" });
+    const refused = await admin("POST", base(organizationId), { url: `https://half-${tag}.partner.test/hook` });
+    expect(refused.status).toBe(400);
+    expect(((await refused.json()) as ErrorBody).error.code).toBe("webhook_url_not_allowed");
+    // With only public addresses so far, the failed lookup still leaves the answer unknown.
+    const unknown = await admin("POST", base(organizationId), { url: `https://half-public-${tag}.partner.test/hook` });
+    expect(unknown.status).toBe(503);
+    expect(((await unknown.json()) as ErrorBody).error.code).toBe("webhook_dns_unavailable");
+    expect(((await (await admin("GET", base(organizationId))).json()) as { webhooks: unknown[] }).webhooks).toEqual([]);
+  });
+
   it("the lookup is skipped only where WEBHOOK_DNS_RESOLVER is off, and for IP literals", async () => {
     const off = dnsResolverFrom({ WEBHOOK_DNS_RESOLVER: "off" });
     expect(off).toBeNull();

@@ -18,6 +18,8 @@ export interface TestDnsRecords {
   CNAME?: string;
   rcode?: number;
   httpStatus?: number;
+  /** Only lookups of this type fail (answered 503): the other is answered from the records. */
+  failing?: "A" | "AAAA";
 }
 
 /** A public address (outside every refused range) for the example.com names tests register. */
@@ -31,6 +33,7 @@ function dnsAnswer(zone: Map<string, TestDnsRecords>, url: URL, res: ServerRespo
   for (let hops = 0; hops < 8; hops++) {
     const records = zone.get(name) ?? (/(^|\.)example\.com$/.test(name) ? { A: [EXAMPLE_COM_ADDRESS] } : undefined);
     if (records?.httpStatus) return void res.writeHead(records.httpStatus).end();
+    if (records?.failing === type) return void res.writeHead(503).end();
     if (records?.rcode !== undefined || !records) {
       const status = records?.rcode ?? (answer.length > 0 ? 0 : 3);
       return void res.writeHead(200, { "content-type": "application/dns-json" }).end(JSON.stringify({ Status: status, Answer: answer }));
