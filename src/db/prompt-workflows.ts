@@ -48,22 +48,28 @@ export async function insertPromptWorkflow(
   }
 }
 
+/**
+ * Applies `changes` to the workflow as it was read: null when another write changed it since
+ * (its `updatedAt` moved on), so that the caller reads it again and recomputes its changes
+ * (a `prompt` is rebuilt from the stored one, and two edits at once must not undo each other).
+ * Each write moves `updatedAt` forward by at least 1 ms, so it names one version of the row.
+ */
 export async function updatePromptWorkflow(
   d1: D1Database,
   workflow: Workflow,
   changes: { name?: string; description?: string; prompt?: PromptDefinition; published?: boolean },
-): Promise<Workflow> {
+): Promise<Workflow | null> {
   try {
     const rows = await db(d1)
       .update(workflows)
       .set({
         ...changes,
         ...(changes.prompt ? { inputSchema: promptInputSchema(changes.prompt.variables) } : {}),
-        updatedAt: new Date().toISOString(),
+        updatedAt: new Date(Math.max(Date.now(), Date.parse(workflow.updatedAt) + 1)).toISOString(),
       })
-      .where(eq(workflows.id, workflow.id))
+      .where(and(eq(workflows.id, workflow.id), eq(workflows.updatedAt, workflow.updatedAt)))
       .returning();
-    return rows[0]!;
+    return rows[0] ?? null;
   } catch (err) {
     if (isUniqueViolation(err)) throw new NameTakenError(changes.name ?? workflow.name);
     throw err;

@@ -1,6 +1,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { admin, call, createKey, readAllPages, TEST_ADMIN_KEY, type ErrorBody } from "./helpers.ts";
+import { interceptD1InPlace } from "../support/d1-intercept.ts";
+import { admin, call, createKey, type ErrorBody, readAllPages, TEST_ADMIN_KEY } from "./helpers.ts";
 
 const code = async (res: Response) => ((await res.json()) as ErrorBody).error.code;
 
@@ -395,6 +396,30 @@ describe("admin API: prompt workflows", () => {
     const updated = await admin("PATCH", `/admin/v1/workflows/${wf.id}`, { template: "Summarize {{text}}", webSearch: true });
     expect((await updated.json()) as { variables: string[]; webSearch: boolean }).toMatchObject({ variables: ["text"], webSearch: true });
     expect((await admin("PATCH", `/admin/v1/workflows/${wf.id}`, {})).status).toBe(400);
+  });
+
+  it("two edits at once (the model, the template) both land: neither puts the other's field back", async () => {
+    const org = await newOrganization();
+    const wf = (await (await admin("POST", `/admin/v1/organizations/${org.id}/workflows`, definition)).json()) as { id: string };
+    // Both edits read the workflow before either writes.
+    const undo = interceptD1InPlace(env.DB, (c) =>
+      c.kind === "statement" && /^update "workflows"/i.test(c.sql) ? new Promise((r) => setTimeout(r, 200)) : undefined,
+    );
+    try {
+      const answers = await Promise.all([
+        admin("PATCH", `/admin/v1/workflows/${wf.id}`, { model: "local/thinker" }),
+        admin("PATCH", `/admin/v1/workflows/${wf.id}`, { template: "Summarize {{text}}" }),
+      ]);
+      expect(answers.map((r) => r.status)).toEqual([200, 200]);
+    } finally {
+      undo();
+    }
+    const stored = (await (await admin("GET", `/admin/v1/workflows/${wf.id}`)).json()) as {
+      model: string;
+      template: string;
+      variables: string[];
+    };
+    expect(stored).toMatchObject({ model: "local/thinker", template: "Summarize {{text}}", variables: ["text"] });
   });
 
   it("rejects bad placeholders, unknown providers and taken names", async () => {

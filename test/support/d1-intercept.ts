@@ -6,7 +6,7 @@
  */
 
 export type D1Call =
-  | { kind: "statement"; method: "run" | "all" | "first" | "raw" }
+  | { kind: "statement"; method: "run" | "all" | "first" | "raw"; sql: string }
   | { kind: "batch"; statements: number }
   | { kind: "exec" };
 
@@ -31,15 +31,15 @@ function proceed(outcome: ReturnType<D1Hook>, call: () => unknown): unknown {
   return call();
 }
 
-function interceptStatement(statement: D1PreparedStatement, hook: D1Hook): D1PreparedStatement {
+function interceptStatement(statement: D1PreparedStatement, hook: D1Hook, sql: string): D1PreparedStatement {
   const proxy = new Proxy(statement, {
     get(target, prop) {
       const value = Reflect.get(target, prop, target);
       if (typeof value !== "function") return value;
-      if (prop === "bind") return (...args: unknown[]) => interceptStatement(target.bind(...args), hook);
+      if (prop === "bind") return (...args: unknown[]) => interceptStatement(target.bind(...args), hook, sql);
       if (STATEMENT_METHODS.has(prop)) {
         const method = prop as "run" | "all" | "first" | "raw";
-        return (...args: unknown[]) => proceed(hook({ kind: "statement", method }), () => Reflect.apply(value, target, args));
+        return (...args: unknown[]) => proceed(hook({ kind: "statement", method, sql }), () => Reflect.apply(value, target, args));
       }
       return value.bind(target);
     },
@@ -53,7 +53,7 @@ export function interceptD1<T extends D1Database | D1DatabaseSession>(db: T, hoo
     get(target, prop) {
       const value = Reflect.get(target, prop, target);
       if (typeof value !== "function") return value;
-      if (prop === "prepare") return (sql: string) => interceptStatement(target.prepare(sql), hook);
+      if (prop === "prepare") return (sql: string) => interceptStatement(target.prepare(sql), hook, sql);
       if (prop === "batch") {
         return (statements: D1PreparedStatement[]) =>
           proceed(hook({ kind: "batch", statements: statements.length }), () => target.batch(statements.map((s) => originals.get(s) ?? s)));

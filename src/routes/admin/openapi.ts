@@ -119,7 +119,7 @@ export function documentAdminApi(app: App) {
     summary: "Change a prompt workflow",
     body: updatePromptWorkflowBody,
     responses: ok("Updated"),
-    errors: [...BODY_ERRORS, "workflow_not_found", "workflow_name_taken"],
+    errors: [...BODY_ERRORS, "workflow_not_found", "workflow_name_taken", "workflow_edit_conflict"],
   });
   for (const action of ["publish", "unpublish"]) {
     doc({
@@ -127,7 +127,7 @@ export function documentAdminApi(app: App) {
       path: `/admin/v1/workflows/:workflowId/${action}`,
       summary: `${action[0]!.toUpperCase()}${action.slice(1)} a prompt workflow`,
       responses: ok("Done"),
-      errors: ["workflow_not_found"],
+      errors: ["workflow_not_found", "workflow_edit_conflict"],
     });
   }
   doc({

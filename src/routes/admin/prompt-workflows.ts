@@ -51,6 +51,27 @@ async function workflowOrThrow(env: Env, id: string): Promise<Workflow> {
   return workflow;
 }
 
+/** Concurrent edits a PATCH rebases onto before it gives up (each one another edit landed first). */
+const MAX_EDIT_ATTEMPTS = 5;
+
+/**
+ * Reads the workflow, computes the changes from what it read, and writes them only if nobody
+ * wrote in between; else reads again. Two edits at once (one of the model, one of the template)
+ * both land, where writing the whole prompt as read would put the first one back.
+ */
+async function editWorkflow(
+  env: Env,
+  id: string,
+  changesTo: (workflow: Workflow) => Parameters<typeof updatePromptWorkflow>[2],
+): Promise<Workflow> {
+  for (let attempt = 1; attempt <= MAX_EDIT_ATTEMPTS; attempt++) {
+    const workflow = await workflowOrThrow(env, id);
+    const updated = await updatePromptWorkflow(env.DB, workflow, changesTo(workflow)).catch(nameTaken);
+    if (updated) return updated;
+  }
+  throw new ApiError("workflow_edit_conflict", `prompt workflow "${id}" is being edited by others; send the change again`);
+}
+
 function nameTaken(err: unknown): never {
   if (err instanceof NameTakenError)
     throw new ApiError("workflow_name_taken", `the organization already has a workflow named "${err.message}"`);
@@ -86,22 +107,23 @@ export function registerPromptWorkflows(app: App) {
   );
 
   app.patch("/admin/v1/workflows/:workflowId", async (c) => {
-    const workflow = await workflowOrThrow(c.env, c.req.param("workflowId"));
+    const id = c.req.param("workflowId");
+    await workflowOrThrow(c.env, id);
     const body = await readJson(c, updatePromptWorkflowBody);
-    const current = workflow.prompt!;
     const promptChanged =
       body.template !== undefined || body.model !== undefined || body.webSearch !== undefined || body.maxOutputTokens !== undefined;
-    const prompt = promptChanged
-      ? definition({
-          template: body.template ?? current.template,
-          model: body.model ?? current.model,
-          webSearch: body.webSearch ?? current.webSearch,
-          maxOutputTokens: body.maxOutputTokens ?? current.maxOutputTokens,
-        })
-      : undefined;
-    const updated = await updatePromptWorkflow(c.env.DB, workflow, { name: body.name, description: body.description, prompt }).catch(
-      nameTaken,
-    );
+    const updated = await editWorkflow(c.env, id, (workflow) => {
+      const current = workflow.prompt!;
+      const prompt = promptChanged
+        ? definition({
+            template: body.template ?? current.template,
+            model: body.model ?? current.model,
+            webSearch: body.webSearch ?? current.webSearch,
+            maxOutputTokens: body.maxOutputTokens ?? current.maxOutputTokens,
+          })
+        : undefined;
+      return { name: body.name, description: body.description, prompt };
+    });
     return c.json(promptWorkflowView(updated));
   });
 
@@ -109,9 +131,8 @@ export function registerPromptWorkflows(app: App) {
     ["publish", true],
     ["unpublish", false],
   ] as const) {
-    app.post(`/admin/v1/workflows/:workflowId/${action}`, async (c) => {
-      const workflow = await workflowOrThrow(c.env, c.req.param("workflowId"));
-      return c.json(promptWorkflowView(await updatePromptWorkflow(c.env.DB, workflow, { published })));
-    });
+    app.post(`/admin/v1/workflows/:workflowId/${action}`, async (c) =>
+      c.json(promptWorkflowView(await editWorkflow(c.env, c.req.param("workflowId"), () => ({ published })))),
+    );
   }
 }
