@@ -30,6 +30,11 @@ export interface LogStreamOptions {
    * start, or with an admission): one call into the home region. Reconnects subscribe plainly.
    */
   openFirst?: () => Promise<{ socket: WebSocket; runId: string }>;
+  /**
+   * A run that continues as new goes on in the stream: the next run's entries follow, and
+   * `onDone` is for the workflow's end. Else the hand-over is the stream's end, as any other.
+   */
+  followContinueAsNew?: boolean;
 }
 
 /** How the run ended, every field present (null when it does not apply). */
@@ -65,7 +70,15 @@ export function logStreamResponse(c: Context<AppEnv>, options: LogStreamOptions)
     keepAlive: options.keepAlive,
     frame: (message) => {
       if (message.kind === "entry") return { text: options.onEntry(message.entry), cursor: message.entry.seq };
-      if (message.kind === "done") return { text: options.onDone(logDone(message.outcome)) };
+      if (message.kind === "done") {
+        const done = logDone(message.outcome);
+        if (options.followContinueAsNew && done.status === "continued_as_new" && done.newRunId) {
+          // The next run's entries, all of them (none was sent yet): its own subscription from the start.
+          runId = done.newRunId;
+          return { text: "", cursor: 0, follow: true };
+        }
+        return { text: options.onDone(done) };
+      }
       return { text: "" };
     },
     onLost: options.onLost,

@@ -71,8 +71,13 @@ export interface SubscriptionStreamOptions {
   preamble?: string;
   keepAliveMs: number;
   keepAlive: () => string;
-  /** The SSE text for one DO message ("" for none) and the cursor it advances to, if any. The message is shared by the run's subscribers: read it, never change it. */
-  frame: (message: SubscriberMessage) => { text: string | Promise<string>; cursor?: number | string };
+  /**
+   * The SSE text for one DO message ("" for none) and the cursor it advances to, if any. The
+   * message is shared by the run's subscribers: read it, never change it. `follow`: the run
+   * handed over to another (a continue-as-new), so when the DO ends this subscription the stream
+   * subscribes again (`subscribe` knows to which run) instead of ending.
+   */
+  frame: (message: SubscriberMessage) => { text: string | Promise<string>; cursor?: number | string; follow?: boolean };
   /** Sent when the DO cannot be reached again. */
   onLost: () => string;
 }
@@ -120,24 +125,32 @@ export async function subscriptionResponse<E extends AppEnv>(c: Context<E>, opti
       });
   };
 
+  /** The run this subscription follows handed over to the next one: subscribe to that when the DO closes this one. */
+  let following = false;
   const attach = (ws: WebSocket) => {
     ws.addEventListener("message", (event) => {
-      const { text, cursor: next } = options.frame(parsed(event.data as string));
+      const { text, cursor: next, follow } = options.frame(parsed(event.data as string));
       if (next !== undefined) cursor = next;
+      if (follow) following = true;
       if (typeof text === "string" && queued === 0) out.write(text);
       else enqueue(async () => out.write(await text));
     });
     ws.addEventListener("close", (event) => {
       if (out.closed) return;
-      // The DO closes with this code after the run's last frame: the stream is complete.
-      if (event.code === STREAM_DONE_CLOSE_CODE) enqueue(out.close);
-      else void reattach();
+      // The DO closes with this code after the run's last frame: the stream is complete, unless it follows the next run.
+      if (event.code === STREAM_DONE_CLOSE_CODE && !following) enqueue(out.close);
+      else {
+        const handOver = following;
+        following = false;
+        void reattach(handOver);
+      }
     });
   };
 
-  const reattach = async () => {
+  /** A new subscription from the cursor: after the DO went away (after a pause), or at once to follow a hand-over. */
+  const reattach = async (handOver = false) => {
     for (let attempt = 1; attempt <= DO_RECONNECT_ATTEMPTS && !out.closed; attempt++) {
-      await new Promise((r) => setTimeout(r, DO_RECONNECT_DELAY_MS * attempt));
+      if (!handOver || attempt > 1) await new Promise((r) => setTimeout(r, DO_RECONNECT_DELAY_MS * attempt));
       if (out.closed) return;
       try {
         socket = await options.subscribe(cursor, false);

@@ -67,6 +67,30 @@ describe("Workflow Runs API stream", () => {
     }
   });
 
+  it("a continue-as-new goes on in the stream: the next run's activity runs follow, and only the workflow's end sends result", async () => {
+    const { workflowId, runId: first } = await createRunningRun(organizationId);
+    const id = await runIdOf(workflowId);
+    const second = crypto.randomUUID();
+    await push(workflowId, [historyEvent(first, 1), stepEvent(first, 1, "started"), stepEvent(first, 1, "completed")]);
+    const collected = collect(await open(id));
+    await push(workflowId, [
+      historyEvent(first, 2, "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW"),
+      { ...finishedEvent(first, "continued_as_new"), data: { runId: first, status: "continued_as_new", newRunId: second } },
+    ]);
+    await push(workflowId, [historyEvent(second, 1), stepEvent(second, 1, "started"), stepEvent(second, 1, "completed")]);
+    await push(workflowId, [closeEvent(second, 2), finishedEvent(second)]);
+    const events = await collected;
+    expect(events.filter((e) => e.event === "error")).toEqual([]);
+    const steps = events.filter((e) => e.event === "activity-run").map((e) => [e.data.content.activityRunId, e.data.content.status]);
+    // Each run's attempt once, the second run's after the first's.
+    expect(steps.map(([, status]) => status)).toEqual(["running", "completed", "running", "completed"]);
+    expect(new Set(steps.map(([activityRunId]) => activityRunId)).size).toBe(2);
+    expect(events.at(-1)).toMatchObject({ event: "result", data: { success: true, workflowRun: { id, status: "completed" } } });
+    // A reconnect from the last id the stream sent follows the second run from there: nothing again but the result.
+    const lastId = events.filter((e) => e.id).at(-1)!.id!;
+    expect((await collect(await open(id, lastId))).map((e) => e.event)).toEqual(["result"]);
+  });
+
   it("aborting the Durable Object mid-stream loses nothing and duplicates nothing", async () => {
     const { workflowId, runId } = await createRunningRun(organizationId);
     const id = await runIdOf(workflowId);

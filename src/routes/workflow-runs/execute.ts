@@ -150,6 +150,8 @@ function runEventStream(
     ...(openFirst ? { openFirst } : {}),
     keepAliveMs: PING_INTERVAL_MS,
     keepAlive: () => sseFrame({ event: "ping", data: { content: "ping" } }),
+    // The workflow run is the workflow id's: a continue-as-new goes on in its stream, as its row follows the next run.
+    followContinueAsNew: true,
     onEntry: async (entry) => {
       if (entry.type === "run.started") return sseFrame({ id: entry.seq, event: "workflow-run", data: content("running") });
       if (entry.type === "run.finished") {
