@@ -164,7 +164,7 @@ export class WebhookOutbox {
   /**
    * The ended runs whose messages are not in the outbox yet: the workflow's latest run once it has
    * ended (its history complete, so its message has what its steps reported), and the noted runs
-   * that a reset has made earlier ones since.
+   * that a reset has made earlier ones since; or, in a DO whose run never started, that run's.
    */
   private dueMessages(workflowId: string | null): DueMessage[] {
     const { meta, log } = this.deps;
