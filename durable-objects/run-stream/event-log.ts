@@ -324,9 +324,15 @@ export class EventLog {
     return latest ? (latest.newRunId ?? latest.runId) : null;
   }
 
-  /** Whether any event of `runId` is in the log (an unknown run id is a 404 for readers). */
+  /**
+   * Whether any event of `runId` is in the log, or a continue-as-new named it as the next run (an
+   * unknown run id is a 404 for readers). Temporal creates that run with the hand-over, so it
+   * exists before the relay brings its first event, and a client following the hand-over (Output's
+   * CLI does, at once) must not be told there is no such run.
+   */
   knowsRun(runId: string): boolean {
-    return this.sql.exec("SELECT 1 FROM events WHERE run_id = ? LIMIT 1", runId).toArray().length > 0;
+    if (this.sql.exec("SELECT 1 FROM events WHERE run_id = ? LIMIT 1", runId).toArray().length > 0) return true;
+    return [...this.derived.finished.values()].some((f) => f.outcome.newRunId === runId);
   }
 
   /** Whether a reset replaced `runId`, or it continued as new: a later run took over from it. */

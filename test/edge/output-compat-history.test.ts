@@ -346,6 +346,26 @@ describe("GET /workflow/:id/history (Output's shape)", () => {
     }
   });
 
+  it("after a continue-as-new, the next run's history is a page of its own (running, no events yet), not 404, before the relay brings its first event", async () => {
+    const { workflowId, runId: first } = await createRunningRun(org.organizationId);
+    const next = crypto.randomUUID();
+    await push(workflowId, [
+      historyEvent(first, 1),
+      historyEvent(first, 2, "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW"),
+      { ...finishedEvent(first, "continued_as_new"), data: { runId: first, status: "continued_as_new", newRunId: next } },
+    ]);
+    // What Output's CLI asks next (monitor_stream: the hand-over's newRunId, then its history).
+    for (const path of [`/workflow/${workflowId}/history?runId=${next}&pageSize=50`, `/workflow/${workflowId}/runs/${next}/history`]) {
+      const answered = await page(path);
+      expect(answered.events, path).toEqual([]);
+      expect(answered.workflow, path).toMatchObject({ runId: next, status: "running" });
+    }
+    // Unpinned, the workflow's current run is the next one.
+    expect((await page(`/workflow/${workflowId}/history`)).workflow).toMatchObject({ runId: next, status: "running" });
+    // A run id nothing named is still 404.
+    expect((await get(`/workflow/${workflowId}/history?runId=${crypto.randomUUID()}`)).status).toBe(404);
+  }, 15_000); // each first page waits up to FIRST_EVENTS_WAIT_MS (2 s) for events that never come here
+
   it("pageSize defaults to 20 as in Output, and goes past Output's 50 up to 1000", async () => {
     const { workflowId, runId } = await createRunningRun(org.organizationId);
     await push(
