@@ -73,6 +73,8 @@ describe("Output's error envelope", () => {
       expect(res.status).toBe(401);
       expect(await outputError(res)).toMatchObject({ error: "UnauthorizedError", code: "unauthorized" });
     }
+    // The CLI prints the message: without a key it names what the CLI can set, not only a Bearer header it cannot send.
+    expect((await outputError(await call("/workflow/catalog"))).message).toContain("OUTPUT_API_AUTH_TOKEN");
   });
 
   it("the other families keep their envelope", async () => {

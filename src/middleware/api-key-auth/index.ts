@@ -91,9 +91,11 @@ export const apiKeyAuth = (options: { allowBasic?: boolean } = {}) =>
   createMiddleware<AppEnv>(async (c, next) => {
     const credential = credentialFromHeader(c.req.header("authorization"), options.allowBasic ?? false);
     if (!credential) {
-      throw new ApiError("unauthorized", "send an API key as `Authorization: Bearer <key>`", undefined, {
-        "www-authenticate": 'Bearer realm="outrider"',
-      });
+      // Where Output's CLI calls (Basic), say what it can do: it sends OUTPUT_API_AUTH_TOKEN, and prints this message.
+      const how = options.allowBasic
+        ? "send an API key as `Authorization: Bearer <key>` or `Basic <key>` (Output's CLI: set OUTPUT_API_AUTH_TOKEN to the key)"
+        : "send an API key as `Authorization: Bearer <key>`";
+      throw new ApiError("unauthorized", how, undefined, { "www-authenticate": 'Bearer realm="outrider"' });
     }
     const parsed = parseApiKey(credential);
     const key = parsed ? await lookUp(c.env.DB, parsed.id) : null;
