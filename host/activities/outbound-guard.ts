@@ -148,16 +148,19 @@ function addressRefusal(policy: OutboundPolicy, address: string, port: number): 
 }
 
 /** Checks a URL before any connection: scheme, and the host if it is an IP literal. */
-export function checkUrl(policy: OutboundPolicy, raw: string | URL): URL {
+export function checkUrl(policy: OutboundPolicy, raw: string | URL, base?: URL): URL {
   let url: URL;
   try {
-    url = new URL(raw);
+    url = new URL(raw, base);
   } catch {
     throw new UrlNotAllowedError(`"${String(raw).slice(0, 200)}" is not a valid URL`);
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") {
     throw new UrlNotAllowedError(`only http and https URLs may be fetched, not ${url.protocol.replace(/:$/, "")}`);
   }
+  // fetch refuses them itself, with an error that reads as a network failure (retried, charged);
+  // and a password in a URL would be recorded with the request.
+  if (url.username || url.password) throw new UrlNotAllowedError("URLs with a user name or password (user:pass@) may not be fetched");
   const port = portOf(url);
   const host = stripBrackets(url.hostname);
   if (isIP(host) !== 0 && !hostAllowed(policy, host, port)) {
@@ -320,7 +323,8 @@ export async function guardedFetch(policy: OutboundPolicy, input: string, init: 
       if (REDIRECTS.has(res.status) && location) {
         await res.body?.cancel();
         if (redirects >= policy.maxRedirects) throw new UrlNotAllowedError(`more than ${policy.maxRedirects} redirects`);
-        const next = checkUrl(policy, new URL(location, url));
+        // A Location that is not a URL (or one with user info) is a refusal, not a network error to retry.
+        const next = checkUrl(policy, location, url);
         // As fetch does: credentials go to the origin they were meant for, never to one a
         // redirect names; a redirect that turns the request into a GET drops its body's headers.
         if (next.origin !== url.origin) headers = withoutHeaders(headers, CREDENTIAL_HEADERS);

@@ -172,6 +172,14 @@ describe("outbound HTTP guard: URLs", () => {
     expect(await refusal(guardedFetch(policy(), url))).toContain(name);
   });
 
+  it("refuses URLs with user info before connecting: a refusal of the step, not a network error retried and charged", async () => {
+    const hits = publicSite.hits.length;
+    for (const url of [`http://user:pw@127.0.0.2:${publicSite.port}/`, `http://user@127.0.0.2:${publicSite.port}/`]) {
+      expect(await refusal(guardedFetch(publicOnly(), url))).toContain("user name or password");
+    }
+    expect(publicSite.hits.length).toBe(hits);
+  });
+
   it.each([
     "file:///etc/passwd",
     "ftp://example.com/",
@@ -242,6 +250,12 @@ describe("outbound HTTP guard: redirects, rebinding, caps, allow-list", () => {
       expect(message).not.toContain(SECRET_BODY);
     }
     expect(secret.hits).toEqual([]);
+  });
+
+  it("a redirect to a Location that is not a URL, or that carries user info, is a refusal, not a network error", async () => {
+    for (const to of ["http://[::1", `http://u:p@127.0.0.2:${publicSite.port}/`]) {
+      await refusal(guardedFetch(publicOnly(), `http://127.0.0.2:${publicSite.port}/redirect?to=${encodeURIComponent(to)}`));
+    }
   });
 
   it("follows a redirect to an allowed address", async () => {
