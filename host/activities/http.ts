@@ -32,7 +32,8 @@ export async function fetchRecorded(publisher: StepPublisher, url: string, init:
   const method = (init.method ?? "GET").toUpperCase();
   const record = (status: number | null) => {
     const attribute: HttpAttribute = { type: "http:request", method, url, status, count: 1, total: activityRuntime().httpRequestCost };
-    return publisher.attribute(attribute);
+    void publisher.attribute(attribute);
+    return publisher.settled();
   };
   let res: Response;
   try {

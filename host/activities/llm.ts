@@ -104,8 +104,8 @@ async function callModel(call: ModelCall): Promise<{ text: string; citations: st
   thinking.flush();
   answer.flush();
   const usage = await result.totalUsage;
-  await publisher.attribute(usageAttribute(call.modelId, usage.inputTokens ?? 0, usage.outputTokens ?? 0, runtime.prices));
-  await publisher.flush();
+  void publisher.attribute(usageAttribute(call.modelId, usage.inputTokens ?? 0, usage.outputTokens ?? 0, runtime.prices));
+  await publisher.settled();
   return { text, citations };
 }
 

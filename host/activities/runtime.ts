@@ -26,7 +26,19 @@ export interface ActivityRuntime {
   outbound?: OutboundPolicy;
   /** Where a run's environment overrides come from (absent: none). */
   envs?: RunEnvs;
+  /** How long a step waits for its events to reach the edge (absent: DELIVERY_WAIT_MS). */
+  deliveryWaitMs?: number;
 }
+
+/**
+ * How long a step waits for its events (its end, its usage) to reach the edge. Usually that is
+ * milliseconds; while the edge is down the push goes on retrying in the background (the host's
+ * run event journal keeps the events, and delivers them later if the host restarts) and the step
+ * ends anyway. Waiting out the push's retries (minutes) would time out the attempt, and Temporal
+ * would run it again: its provider calls and fetches too, paid again, for an outage of the API in
+ * front of them.
+ */
+export const DELIVERY_WAIT_MS = 10_000;
 
 const envOverrides = new AsyncLocalStorage<Record<string, string>>();
 
@@ -121,5 +133,17 @@ export class StepPublisher {
   /** Resolves when everything published so far has been delivered (or given up). */
   flush(): Promise<void> {
     return this.delivered;
+  }
+
+  /**
+   * `flush`, waited for at most the delivery wait (DELIVERY_WAIT_MS): what a step awaits before
+   * it ends. Its usage then usually reaches the edge before its end, so the run's end is charged
+   * for it; after a longer outage it arrives later, from the journal (docs/credits.md).
+   */
+  async settled(): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const waitMs = activityRuntime().deliveryWaitMs ?? DELIVERY_WAIT_MS;
+    await Promise.race([this.delivered, new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)))]);
+    clearTimeout(timer);
   }
 }

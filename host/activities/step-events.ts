@@ -5,7 +5,7 @@
  */
 import type { ActivityExecuteInput, ActivityInboundCallsInterceptor, Next } from "@temporalio/worker";
 import { Context } from "@temporalio/activity";
-import { StepPublisher, activityRuntime, withEnvOverrides } from "./runtime.ts";
+import { DELIVERY_WAIT_MS, StepPublisher, activityRuntime, withEnvOverrides } from "./runtime.ts";
 
 /** Step outputs larger than this (as JSON) are not copied into step events; the result route has them. */
 const MAX_STEP_OUTPUT_CHARS = 16_000;
@@ -17,13 +17,12 @@ function outputsOf(result: unknown): unknown {
 }
 
 /**
- * How long the end of an attempt waits for the edge to record its `step` event. Usually that is
- * milliseconds; while the edge is down the push goes on retrying in the background and the step
- * ends anyway: its outcome is in Temporal's history, and waiting out the push's retries (about two
- * minutes) would time out every step of every run (many have a one-minute start-to-close timeout)
- * for an outage of the API in front of them.
+ * How long the end of an attempt waits for the edge to record its `step` event (DELIVERY_WAIT_MS):
+ * its outcome is in Temporal's history, and waiting out the push's retries (about two minutes)
+ * would time out every step of every run (many have a one-minute start-to-close timeout) for an
+ * outage of the API in front of them.
  */
-export const STEP_EVENT_WAIT_MS = 10_000;
+export const STEP_EVENT_WAIT_MS = DELIVERY_WAIT_MS;
 
 export class StepEventsInterceptor implements ActivityInboundCallsInterceptor {
   constructor(private readonly stepEventWaitMs = STEP_EVENT_WAIT_MS) {}

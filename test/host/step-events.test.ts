@@ -7,9 +7,13 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { MockActivityEnvironment } from "@temporalio/testing";
 import { afterEach, describe, expect, it } from "vitest";
-import { StepEventsInterceptor } from "../../host/activities/step-events.ts";
+import { fetchRecorded } from "../../host/activities/http.ts";
+import { askModel } from "../../host/activities/llm.ts";
+import { policyFromEnv } from "../../host/activities/outbound-guard.ts";
 import { type ActivityRuntime, installActivityRuntime, StepPublisher } from "../../host/activities/runtime.ts";
+import { StepEventsInterceptor } from "../../host/activities/step-events.ts";
 import { EdgeClient } from "../../host/edge-client.ts";
+import { createLocalLlmServer } from "../../host/local-llm/server.ts";
 import type { RunEventPush } from "../../src/shared/host-api.ts";
 
 const SECRET = "step-events-test-secret"; // test-only
@@ -89,4 +93,37 @@ describe("step events: errors (the edge is down)", () => {
     // queued) retried through the outage, not five one after another.
     expect(edge.taken.pushes).toBeLessThanOrEqual(2);
   });
+});
+
+describe("a step's own events while the edge is down: the step waits for them at most the delivery wait", () => {
+  it("a fetch's http:request and a model call's usage do not hold the step (the push goes on behind it, from the journal)", async () => {
+    const site = createServer((_req, res) => res.end("page"));
+    await new Promise<void>((r) => site.listen(0, "127.0.0.1", r));
+    const port = (site.address() as AddressInfo).port;
+    const llm = createLocalLlmServer();
+    await new Promise<void>((r) => llm.server.listen(0, "127.0.0.1", r));
+    try {
+      // A port nothing listens on, and retries that outlast the test: only the bounded wait lets the step end.
+      const edge = new EdgeClient("http://127.0.0.1:9", SECRET, () => undefined, 1_000, 5);
+      installActivityRuntime({
+        edge,
+        prices: {},
+        llm: { localBaseUrl: `http://127.0.0.1:${(llm.server.address() as AddressInfo).port}/v1` },
+        httpRequestCost: 0,
+        deliveryWaitMs: 200,
+        outbound: policyFromEnv({ OUTBOUND_HTTP_ALLOW: `127.0.0.1:${port}` }),
+      } as unknown as ActivityRuntime);
+      const text = await new MockActivityEnvironment().run(async () =>
+        (await fetchRecorded(new StepPublisher(), `http://127.0.0.1:${port}/`)).text(),
+      );
+      expect(text).toBe("page");
+      const answer = await new MockActivityEnvironment().run(() => askModel({ modelId: "local/writer", prompt: "hello there" }));
+      expect(answer.text).toContain("hello there");
+    } finally {
+      for (const server of [site, llm.server]) {
+        server.closeAllConnections();
+        await new Promise<void>((r) => server.close(() => r()));
+      }
+    }
+  }, 15_000);
 });
