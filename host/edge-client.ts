@@ -12,7 +12,8 @@
  *
  * Delivery is at-least-once: a failed push is retried with backoff under a fresh signature, and the
  * edge drops duplicates by sourceKey. A push the edge refuses (4xx) is logged as an error and
- * retried run by run, so one bad run cannot hold up the others; nothing is dropped silently. When
+ * retried run by run, so one bad run cannot hold up the others; nothing is dropped silently. A run
+ * refused on its own is tried again alone, once per backoff and off the push slots. When
  * the edge recorded some runs of a push but not others (a 503 naming them, `failedRuns`), the
  * recorded ones are done and the others go back to the queue after a backoff, off the push slots,
  * so a run the edge cannot take neither blocks the pushes of other runs nor takes them down with it.
@@ -63,6 +64,12 @@ interface Pending {
   now: boolean;
   /** Pushes that carried this entry and that the edge answered as not recorded for its run. */
   failures: number;
+  /**
+   * The edge refused this run's events in a push with other runs: from then on they go out in a
+   * push of their own, one try at a time with a backoff between (`retryLater`), so that a run the
+   * edge keeps refusing holds up no other run and no push slot while it waits.
+   */
+  alone?: boolean;
 }
 
 /** What the host sent the edge so far (the control API's /v1/metrics shows it). */
@@ -172,6 +179,12 @@ export class EdgeClient {
         waiting.push(next);
         continue;
       }
+      // A refused run goes in a push of its own: the next one; its later entries wait behind it.
+      if (next.alone && batch.length > 0) {
+        waiting.push(next);
+        held.add(next.workflowId);
+        continue;
+      }
       const full =
         batch.length > 0 &&
         (events + next.events.length > MAX_PUSH_EVENTS || (!runs.has(next.workflowId) && runs.size >= MAX_RUNS_PER_PUSH));
@@ -180,6 +193,10 @@ export class EdgeClient {
       if (next.now) this.queuedNow--;
       runs.add(next.workflowId);
       events += next.events.length;
+      if (next.alone) {
+        i++;
+        break;
+      }
     }
     // Every run queued is on the wire already: the end of its push schedules the next.
     if (batch.length === 0) return;
@@ -197,8 +214,9 @@ export class EdgeClient {
   }
 
   /**
-   * Delivers one push; on a refusal, delivers its runs one by one (each retried on its own). A push
-   * larger than MAX_PUSH_BYTES goes out as two, one after the other, so a run's events stay in order.
+   * Delivers one push; on a refusal, delivers its runs one by one (each tried once; one the edge
+   * refuses again backs off, alone, in `retryLater`). A push larger than MAX_PUSH_BYTES goes out
+   * as two, one after the other, so a run's events stay in order.
    */
   private async send(batch: Pending[]): Promise<void> {
     const runs = group(batch);
@@ -213,8 +231,14 @@ export class EdgeClient {
       }
       return;
     }
+    // One run the edge refused: one try; a failure waits out its backoff in `retryLater`, off the push slots.
+    const once = batch.every((p) => p.alone);
     try {
-      const answer = await this.postWithRetry(EDGE_PATHS.runEventsBatch, body, { runEvents: true, splittable: runs.length > 1 });
+      const answer = await this.postWithRetry(EDGE_PATHS.runEventsBatch, body, {
+        runEvents: true,
+        splittable: runs.length > 1,
+        ...(once ? { maxAttempts: 1 } : {}),
+      });
       // An edge that predates `dropped` answers without it: nothing dropped.
       const result = runEventPushResult.partial().safeParse(answer);
       this.counters.droppedRuns += result.success ? (result.data.dropped ?? 0) : 0;
@@ -229,6 +253,10 @@ export class EdgeClient {
         );
         return;
       }
+      if (once) {
+        this.retryLater(batch, err as Error);
+        return;
+      }
       if (!(err instanceof PushRefusedError) || new Set(batch.map((p) => p.workflowId)).size === 1) {
         this.log(
           `outrider host: ERROR gave up pushing ${batch.reduce((n, p) => n + p.events.length, 0)} run events to the edge: ${String(err)}`,
@@ -237,7 +265,10 @@ export class EdgeClient {
         return;
       }
       const byRun = new Map<string, Pending[]>();
-      for (const p of batch) byRun.set(p.workflowId, [...(byRun.get(p.workflowId) ?? []), p]);
+      for (const p of batch) {
+        p.alone = true;
+        byRun.set(p.workflowId, [...(byRun.get(p.workflowId) ?? []), p]);
+      }
       // At most SPLIT_PUSHES_AT_ONCE at a time, each taking the next run when it is done: a run the
       // edge keeps refusing holds one of them, not the others, and a push of 200 runs does not
       // become 200 requests at once (each retrying on the same schedule).

@@ -192,6 +192,23 @@ describe("EdgeClient: batched run events", () => {
     expect(logs.some((l) => l.includes("ERROR gave up"))).toBe(true);
   });
 
+  it("a run the edge keeps refusing holds up no other run: their next events go out while it backs off, alone, off the push slots", async () => {
+    const edge = await fakeEdge((push) => (push.runs.some((r) => r.workflowId === "hello-bad") ? 400 : 200));
+    const client = new EdgeClient(edge.url, SECRET, () => undefined, 4, 1);
+    // Handed over together: one push, refused for the bad run's sake, then split.
+    const bad = client.pushRunEvents("hello-bad", [started("b")]);
+    let badSettled = false;
+    void bad.catch(() => undefined).finally(() => (badSettled = true));
+    await client.pushRunEvents("hello-good", [started("g")]);
+    // The good run's next event does not wait for the bad run's tries to run out.
+    await client.pushRunEvents("hello-good", [{ ...started("g"), sourceKey: "run:g:more" }]);
+    expect(badSettled).toBe(false);
+    await expect(bad).rejects.toThrow(/refused/);
+    // Each later try of the bad run went out alone.
+    const badPushes = edge.received.filter((r) => r.body.runs.some((x) => x.workflowId === "hello-bad"));
+    expect(badPushes.slice(2).every((r) => r.body.runs.length === 1)).toBe(true);
+  });
+
   it("a refused push of many runs is sent again run by run, SPLIT_PUSHES_AT_ONCE at a time, not all at once", async () => {
     // Refused while it carries more than one run; each run alone is taken, slowly, so that parts overlap if they can.
     let atEdge = 0;

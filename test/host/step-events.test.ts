@@ -117,8 +117,10 @@ describe("a step's own events while the edge is down: the step waits for them at
         (await fetchRecorded(new StepPublisher(), `http://127.0.0.1:${port}/`)).text(),
       );
       expect(text).toBe("page");
-      const answer = await new MockActivityEnvironment().run(() => askModel({ modelId: "local/writer", prompt: "hello there" }));
-      expect(answer.text).toContain("hello there");
+      const answer = await new MockActivityEnvironment().run(
+        async () => (await askModel({ modelId: "local/writer", prompt: "hello there" })).text,
+      );
+      expect(answer).toContain("hello there");
     } finally {
       for (const server of [site, llm.server]) {
         server.closeAllConnections();
