@@ -61,6 +61,11 @@ export interface ControlApiDeps {
   envs?: RunEnvs;
   /** A run's limit when its start names none (host/config.ts, TEMPORAL_WORKFLOW_EXECUTION_TIMEOUT). */
   defaultExecutionTimeoutMs: number;
+  /**
+   * Accepted nonces of signed requests, so a replay is refused: kept across restarts by the host
+   * (signed-request-nonces.ts); in this process's memory when absent (tests).
+   */
+  nonces?: Pick<NonceMemory, "claim">;
 }
 
 function hostError(status: 400 | 401 | 404 | 409 | 413 | 422 | 503, code: string, message: string): HTTPException {
@@ -73,8 +78,7 @@ export function createControlApi(deps: ControlApiDeps): Hono {
   const app = new Hono();
 
   app.get("/health", (c) => c.json({ ok: true }));
-  // Accepted nonces of signed requests, so a replay is refused (per host process).
-  const nonces = new NonceMemory();
+  const nonces = deps.nonces ?? new NonceMemory();
 
   app.use("/v1/*", async (c, next) => {
     const url = new URL(c.req.url);

@@ -9,6 +9,7 @@ import { createControlApi } from "./control-api.ts";
 import { EdgeClient } from "./edge-client.ts";
 import { HistoryRelay } from "./history-relay.ts";
 import { RunEventJournal } from "./run-event-journal.ts";
+import { SignedRequestNonces } from "./signed-request-nonces.ts";
 import { connectClient } from "./temporal.ts";
 import { RunEnvs } from "./run-envs.ts";
 import { createWorker } from "./worker.ts";
@@ -29,6 +30,8 @@ const app = createControlApi({
   edge,
   envs: runEnvs,
   defaultExecutionTimeoutMs: config.workflowExecutionTimeoutMs,
+  // In the journal's file: a signed request replayed after a restart is still refused.
+  nonces: new SignedRequestNonces(config.runEventJournalPath),
 });
 
 const workerRun = worker.run();

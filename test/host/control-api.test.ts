@@ -1,15 +1,19 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { Client } from "@temporalio/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { executionTimeoutFrom } from "../../host/config.ts";
 import { createControlApi } from "../../host/control-api.ts";
 import { HistoryRelay } from "../../host/history-relay.ts";
+import { SignedRequestNonces } from "../../host/signed-request-nonces.ts";
 import { PROGRESS_FIELD_ERROR } from "../../host/workflows/approval.ts";
 import { ALWAYS_FAILS_MESSAGE } from "../../host/workflows/examples.ts";
-import { ALWAYS_FAILS_ERROR_DETAILS } from "../support/always-fails.ts";
-import { HOST_PATHS, describeRunResponse, runResultResponse, startRunResponse } from "../../src/shared/host-api.ts";
 import { MAX_SIGNED_BODY_BYTES } from "../../src/shared/capped-body.ts";
-import { endlessBody, stalledBody } from "../support/endless-bodies.ts";
+import { describeRunResponse, HOST_PATHS, runResultResponse, startRunResponse } from "../../src/shared/host-api.ts";
 import { signRequest } from "../../src/shared/signing.ts";
+import { ALWAYS_FAILS_ERROR_DETAILS } from "../support/always-fails.ts";
+import { endlessBody, stalledBody } from "../support/endless-bodies.ts";
 import { startTestWorker, type TestWorker } from "./temporal-worker.ts";
 
 const SECRET = "host-test-secret"; // test-only
@@ -90,6 +94,37 @@ describe("control API auth", () => {
     const replay = await app.request(HOST_PATHS.metrics, { method: "GET", headers });
     expect(replay.status).toBe(401);
     expect(await replay.json()).toMatchObject({ error: { code: "replayed_signature" } });
+  });
+
+  it("security: a signed request replayed after the host restarted (within its signature's lifetime) is refused too", async () => {
+    const file = join(mkdtempSync(join(tmpdir(), "outrider-nonces-")), "host.sqlite");
+    // Two processes of the host, one after the other, on the same file.
+    const before = new SignedRequestNonces(file);
+    const hostApp = (nonces: SignedRequestNonces) =>
+      createControlApi({
+        client,
+        taskQueue: TASK_QUEUE,
+        sharedSecrets: [SECRET],
+        relay: new HistoryRelay(client, testWorker.edge, TASK_QUEUE),
+        edge: testWorker.edge,
+        defaultExecutionTimeoutMs: executionTimeoutFrom(undefined),
+        nonces,
+      });
+    const headers = { ...(await signRequest(SECRET, "GET", HOST_PATHS.metrics, "")), "content-type": "application/json" };
+    expect((await hostApp(before).request(HOST_PATHS.metrics, { method: "GET", headers })).status).toBe(200);
+    before.close();
+    const after = new SignedRequestNonces(file);
+    try {
+      const replay = await hostApp(after).request(HOST_PATHS.metrics, { method: "GET", headers });
+      expect(replay.status).toBe(401);
+      expect(await replay.json()).toMatchObject({ error: { code: "replayed_signature" } });
+      // A nonce whose signature has expired may be claimed again (the signature check refuses it anyway).
+      expect(after.claim("n-1", Date.now() - 1)).toBe(true);
+      expect(after.claim("n-1", Date.now() + 60_000)).toBe(true);
+      expect(after.claim("n-1", Date.now() + 60_000)).toBe(false);
+    } finally {
+      after.close();
+    }
   });
 
   it("refuses a stale signature with 401", async () => {
