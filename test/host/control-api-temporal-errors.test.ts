@@ -8,13 +8,11 @@
  */
 import { Client, Connection, defaultGrpcRetryOptions, makeGrpcRetryInterceptor } from "@temporalio/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { executionTimeoutFrom } from "../../host/config.ts";
-import { createControlApi } from "../../host/control-api.ts";
-import { HistoryRelay } from "../../host/history-relay.ts";
+import type { createControlApi } from "../../host/control-api.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import { signRequest } from "../../src/shared/signing.ts";
 import { type RunningTemporal, startTemporal } from "../support/temporal-server.ts";
-import { startTestWorker, type TestWorker } from "./temporal-worker.ts";
+import { startTestWorker, type TestWorker, testControlApi } from "./temporal-worker.ts";
 
 const SECRET = "host-test-secret"; // test-only
 const TASK_QUEUE = `host-limits-${process.pid}`;
@@ -55,14 +53,7 @@ beforeAll(async () => {
       interceptors: [makeGrpcRetryInterceptor(defaultGrpcRetryOptions({ maxAttempts: 2 }))],
     }),
   });
-  app = createControlApi({
-    client,
-    taskQueue: TASK_QUEUE,
-    sharedSecrets: [SECRET],
-    relay: new HistoryRelay(client, testWorker.edge, TASK_QUEUE),
-    edge: testWorker.edge,
-    defaultExecutionTimeoutMs: executionTimeoutFrom(undefined),
-  });
+  app = testControlApi(client, testWorker, SECRET, TASK_QUEUE);
 }, 900_000);
 
 afterAll(async () => {

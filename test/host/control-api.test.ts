@@ -4,8 +4,7 @@ import { join } from "node:path";
 import type { Client } from "@temporalio/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { executionTimeoutFrom } from "../../host/config.ts";
-import { createControlApi } from "../../host/control-api.ts";
-import { HistoryRelay } from "../../host/history-relay.ts";
+import type { createControlApi } from "../../host/control-api.ts";
 import { SignedRequestNonces } from "../../host/signed-request-nonces.ts";
 import { PROGRESS_FIELD_ERROR } from "../../host/workflows/approval.ts";
 import { ALWAYS_FAILS_MESSAGE } from "../../host/workflows/examples.ts";
@@ -14,7 +13,7 @@ import { describeRunResponse, HOST_PATHS, runResultResponse, startRunResponse } 
 import { signRequest } from "../../src/shared/signing.ts";
 import { ALWAYS_FAILS_ERROR_DETAILS } from "../support/always-fails.ts";
 import { endlessBody, stalledBody } from "../support/endless-bodies.ts";
-import { startTestWorker, type TestWorker } from "./temporal-worker.ts";
+import { startTestWorker, type TestWorker, testControlApi } from "./temporal-worker.ts";
 
 const SECRET = "host-test-secret"; // test-only
 const TASK_QUEUE = `host-test-${process.pid}`;
@@ -34,15 +33,7 @@ const newId = (name: string) => `${name}-${crypto.randomUUID()}`;
 beforeAll(async () => {
   testWorker = await startTestWorker(SECRET, TASK_QUEUE);
   client = testWorker.client;
-  const relay = new HistoryRelay(client, testWorker.edge, TASK_QUEUE);
-  app = createControlApi({
-    client,
-    taskQueue: TASK_QUEUE,
-    sharedSecrets: [SECRET],
-    relay,
-    edge: testWorker.edge,
-    defaultExecutionTimeoutMs: executionTimeoutFrom(undefined),
-  });
+  app = testControlApi(client, testWorker, SECRET, TASK_QUEUE);
 });
 
 afterAll(() => testWorker?.stop());
@@ -100,16 +91,7 @@ describe("control API auth", () => {
     const file = join(mkdtempSync(join(tmpdir(), "outrider-nonces-")), "host.sqlite");
     // Two processes of the host, one after the other, on the same file.
     const before = new SignedRequestNonces(file);
-    const hostApp = (nonces: SignedRequestNonces) =>
-      createControlApi({
-        client,
-        taskQueue: TASK_QUEUE,
-        sharedSecrets: [SECRET],
-        relay: new HistoryRelay(client, testWorker.edge, TASK_QUEUE),
-        edge: testWorker.edge,
-        defaultExecutionTimeoutMs: executionTimeoutFrom(undefined),
-        nonces,
-      });
+    const hostApp = (nonces: SignedRequestNonces) => testControlApi(client, testWorker, SECRET, TASK_QUEUE, { nonces });
     const headers = { ...(await signRequest(SECRET, "GET", HOST_PATHS.metrics, "")), "content-type": "application/json" };
     expect((await hostApp(before).request(HOST_PATHS.metrics, { method: "GET", headers })).status).toBe(200);
     before.close();
@@ -344,14 +326,7 @@ describe("a run's execution timeout (Output's TEMPORAL_WORKFLOW_EXECUTION_TIMEOU
   });
 
   it("a run that waits past the default ends timed_out (an approval nobody answers does not stay open for ever)", async () => {
-    const shortLimit = createControlApi({
-      client,
-      taskQueue: TASK_QUEUE,
-      sharedSecrets: [SECRET],
-      relay: new HistoryRelay(client, testWorker.edge, TASK_QUEUE),
-      edge: testWorker.edge,
-      defaultExecutionTimeoutMs: executionTimeoutFrom("2s"),
-    });
+    const shortLimit = testControlApi(client, testWorker, SECRET, TASK_QUEUE, { defaultExecutionTimeoutMs: executionTimeoutFrom("2s") });
     const workflowId = newId("approval");
     const body = JSON.stringify({ workflowId, workflowName: "approval", input: { request: "nobody answers" } });
     const headers = await signRequest(SECRET, "POST", HOST_PATHS.start, body);

@@ -6,8 +6,8 @@
 import { WorkflowFailedError } from "@temporalio/client";
 import { ActivityFailure, ApplicationFailure, RetryState, TerminatedFailure, TimeoutFailure } from "@temporalio/common";
 import { describe, expect, it } from "vitest";
-import { MAX_DETAILS_TEXT_CHARS, failureDetails } from "../../host/failure-details.ts";
-import { MAX_ERROR_CAUSE_DEPTH, errorDetails } from "../../src/shared/error-details.ts";
+import { failureDetails, MAX_DETAILS_TEXT_CHARS } from "../../host/failure-details.ts";
+import { errorDetails, MAX_ERROR_CAUSE_DEPTH } from "../../src/shared/error-details.ts";
 
 const failed = (cause: Error, message = "Workflow execution failed") =>
   new WorkflowFailedError(message, cause, RetryState.NON_RETRYABLE_FAILURE);

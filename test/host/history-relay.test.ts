@@ -7,8 +7,8 @@ import type { Client } from "@temporalio/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EdgeClient } from "../../host/edge-client.ts";
 import { HistoryRelay, RELAY_COALESCE_MS, relayRetryDelay } from "../../host/history-relay.ts";
-import type { RunEvent } from "../../src/shared/host-api.ts";
 import { ALWAYS_FAILS_MESSAGE } from "../../host/workflows/examples.ts";
+import type { RunEvent } from "../../src/shared/host-api.ts";
 import { ALWAYS_FAILS_ERROR_DETAILS } from "../support/always-fails.ts";
 import { startTestWorker, type TestWorker } from "./temporal-worker.ts";
 

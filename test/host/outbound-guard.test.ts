@@ -12,11 +12,11 @@ import {
   checkUrl,
   guardedFetch,
   InvalidResponseStatusError,
-  parseAllowList,
-  refusedRange,
-  ResponseTooLargeError,
-  UrlNotAllowedError,
   type OutboundPolicy,
+  parseAllowList,
+  ResponseTooLargeError,
+  refusedRange,
+  UrlNotAllowedError,
 } from "../../host/activities/outbound-guard.ts";
 
 const policy = (over: Partial<OutboundPolicy> = {}): OutboundPolicy => ({

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { loadPrices, usageAttribute } from "../../host/llm/pricing.ts";
 import { resolveModel } from "../../host/llm/models.ts";
+import { loadPrices, usageAttribute } from "../../host/llm/pricing.ts";
 import { aggregate } from "../../src/shared/aggregations.ts";
 
 describe("prices and llm:usage attributes", () => {

@@ -7,17 +7,16 @@
 import { createCipheriv, createHash, randomBytes } from "node:crypto";
 import { Client, Connection } from "@temporalio/client";
 import type { Worker } from "@temporalio/worker";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { inject } from "vitest";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { loadConfig } from "../../host/config.ts";
-import { EdgeClient } from "../../host/edge-client.ts";
-import { ENVS_MEMO_KEY, RunEnvs, openEnvs, sealEnvs, secretId } from "../../host/run-envs.ts";
 import { createControlApi } from "../../host/control-api.ts";
+import { EdgeClient } from "../../host/edge-client.ts";
 import { HistoryRelay } from "../../host/history-relay.ts";
 import { serializeHistoryEvent } from "../../host/history-serialization.ts";
+import { ENVS_MEMO_KEY, openEnvs, RunEnvs, sealEnvs, secretId } from "../../host/run-envs.ts";
+import { createWorker } from "../../host/worker.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import { signRequest } from "../../src/shared/signing.ts";
-import { createWorker } from "../../host/worker.ts";
 
 // Test-only values.
 const OLD = "run-envs-test-old-secret";

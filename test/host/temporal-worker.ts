@@ -5,8 +5,10 @@
  */
 import { Client, Connection } from "@temporalio/client";
 import { inject } from "vitest";
-import { loadConfig } from "../../host/config.ts";
+import { executionTimeoutFrom, loadConfig } from "../../host/config.ts";
+import { type ControlApiDeps, createControlApi } from "../../host/control-api.ts";
 import { EdgeClient } from "../../host/edge-client.ts";
+import { HistoryRelay } from "../../host/history-relay.ts";
 import { createWorker } from "../../host/worker.ts";
 
 export interface TestWorker {
@@ -37,4 +39,23 @@ export async function startTestWorker(secret: string, taskQueue: string, tempora
       await client.connection.close();
     },
   };
+}
+
+/** The control API as the host builds it, over `client` and the test worker's edge client; `deps` replaces any part. */
+export function testControlApi(
+  client: Client,
+  worker: TestWorker,
+  secret: string,
+  taskQueue: string,
+  deps: Partial<ControlApiDeps> = {},
+): ReturnType<typeof createControlApi> {
+  return createControlApi({
+    client,
+    taskQueue,
+    sharedSecrets: [secret],
+    relay: new HistoryRelay(client, worker.edge, taskQueue),
+    edge: worker.edge,
+    defaultExecutionTimeoutMs: executionTimeoutFrom(undefined),
+    ...deps,
+  });
 }
