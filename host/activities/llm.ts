@@ -4,11 +4,13 @@
  * callers stream it, and the call's token usage becomes an `llm:usage` attribute priced from the
  * price table.
  */
+
 import { ApplicationFailure } from "@temporalio/activity";
 import { streamText, type ToolSet } from "ai";
-import { UnknownModelError, resolveModel } from "../llm/models.ts";
+import { renderTemplate } from "../../src/shared/prompt-template.ts";
+import { resolveModel, UnknownModelError } from "../llm/models.ts";
 import { usageAttribute } from "../llm/pricing.ts";
-import { StepPublisher, activityRuntime } from "./runtime.ts";
+import { activityRuntime, StepPublisher } from "./runtime.ts";
 
 /** Reasoning and answer deltas are gathered for this long before they are published together. */
 const STREAM_FLUSH_MS = 150;
@@ -23,12 +25,18 @@ export interface AskModelOutput {
   text: string;
 }
 
-export interface AnswerPromptInput {
+/**
+ * The prompt comes as its template and the caller's values, rendered here: rendered, it may be
+ * 4 MiB (MAX_RENDERED_PROMPT_BYTES), twice Temporal's 2 MiB limit on one payload, and as the
+ * activity's input it would fail every workflow task of the run (which would hang, not fail). The
+ * template and values are the run's own input, which Temporal already took. `prompt`: runs
+ * scheduled before this was so.
+ */
+export type AnswerPromptInput = {
   modelId: string;
-  prompt: string;
   webSearch: boolean;
   maxOutputTokens: number;
-}
+} & ({ template: string; variables: Record<string, string> } | { prompt: string });
 
 export interface AnswerPromptOutput {
   text: string;
@@ -116,5 +124,7 @@ export async function askModel(input: AskModelInput): Promise<AskModelOutput> {
 
 /** The step of `run_prompt`: streams its answer, cites sources when web search is on. */
 export async function answerPrompt(input: AnswerPromptInput): Promise<AnswerPromptOutput> {
-  return callModel({ ...input, streamAnswer: true });
+  const prompt = "prompt" in input ? input.prompt : renderTemplate(input.template, input.variables);
+  const { modelId, webSearch, maxOutputTokens } = input;
+  return callModel({ modelId, prompt, webSearch, maxOutputTokens, streamAnswer: true });
 }

@@ -4,7 +4,6 @@
  * prompt workflow's definition and the caller's variables. One LLM step, retried by Temporal.
  */
 import { proxyActivities } from "@temporalio/workflow";
-import { renderTemplate } from "../../src/shared/prompt-template.ts";
 import type * as activities from "../activities/index.ts";
 
 export interface RunPromptInput {
@@ -27,6 +26,13 @@ const steps = proxyActivities<typeof activities>({
 });
 
 export async function run_prompt(input: RunPromptInput): Promise<RunPromptOutput> {
-  const prompt = renderTemplate(input.template, input.variables);
-  return steps.answerPrompt({ modelId: input.model, prompt, webSearch: input.webSearch, maxOutputTokens: input.maxOutputTokens });
+  // Rendered by the step: the rendered prompt can outgrow what Temporal takes as one payload (answerPrompt).
+  const { template, variables } = input;
+  return steps.answerPrompt({
+    modelId: input.model,
+    template,
+    variables,
+    webSearch: input.webSearch,
+    maxOutputTokens: input.maxOutputTokens,
+  });
 }

@@ -9,6 +9,7 @@ import { Context } from "@temporalio/activity";
 import { CancelledFailure, WorkflowFailedError, WorkflowUpdateFailedError } from "@temporalio/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as real from "../../host/activities/examples.ts";
+import { renderTemplate } from "../../src/shared/prompt-template.ts";
 import { createWorkflowTestEnvironment, until, type WorkflowTestEnvironment } from "./environment.ts";
 
 let t: WorkflowTestEnvironment;
@@ -216,4 +217,31 @@ describe("two_steps", () => {
     const { events } = await t.env.client.workflow.getHandle(workflowId).fetchHistory();
     expect(events!.some((e) => e.timerStartedEventAttributes)).toBe(false);
   });
+});
+
+describe("run_prompt", () => {
+  it("a prompt that renders past Temporal's 2 MiB payload limit still runs: the step renders it, its input is the run's own", async () => {
+    const queue = taskQueue("run_prompt");
+    const rendered: number[] = [];
+    const worker = await t.worker(queue, {
+      answerPrompt: async (input) => {
+        const prompt = "prompt" in input ? input.prompt : renderTemplate(input.template, input.variables);
+        rendered.push(prompt.length);
+        return { text: "done", citations: [] };
+      },
+    });
+    const value = "x".repeat(1024 * 1024);
+    const input = { template: "{{v}} {{v}} {{v}}", variables: { v: value }, model: "local/writer", webSearch: false, maxOutputTokens: 10 };
+    const result = await worker.runUntil(
+      t.env.client.workflow.execute("run_prompt", {
+        taskQueue: queue,
+        workflowId: `run_prompt-${randomUUID()}`,
+        args: [input],
+        // As scheduled before, the step's input (3 MiB) failed every workflow task: the run would hang, not end.
+        workflowExecutionTimeout: "30s",
+      }),
+    );
+    expect(result).toEqual({ text: "done", citations: [] });
+    expect(rendered).toEqual([3 * value.length + 2]);
+  }, 60_000);
 });
