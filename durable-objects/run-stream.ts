@@ -183,7 +183,11 @@ export class RunStream extends DurableObject<Env> {
           log,
           meta,
           mark: resetMark,
-          watchdog,
+          // The watchdog sets the alarm where it wants it; the webhook outbox then brings it back to a retry due sooner.
+          armAlarm: async () => {
+            await watchdog.arm(false);
+            await webhooks.arm();
+          },
           settle: (workflowId) => this.lifecycle.settle(workflowId, false),
           record: (workflowId, events) => this.record(workflowId, events),
         }),

@@ -13,7 +13,6 @@ import { META_KEYS } from "./constants.ts";
 import type { EventLog } from "./event-log.ts";
 import { RESET_PENDING_MS, type ResetMark } from "./reset-mark.ts";
 import type { Meta } from "./meta.ts";
-import type { Watchdog } from "./watchdog.ts";
 
 /** The reset route's call before it asks the host. `runId`: the run a pinned reset names. */
 export interface ResetHoldRequest {
@@ -30,7 +29,11 @@ export interface ResetHoldsDeps {
   log: Pick<EventLog, "latestRunId" | "hasUnprojected">;
   meta: Meta;
   mark: ResetMark;
-  watchdog: Pick<Watchdog, "arm">;
+  /**
+   * Arms the DO's one alarm for the pending mark (the watchdog settles it) without moving what
+   * else it waits for (a webhook's retry) later.
+   */
+  armAlarm(): Promise<void>;
   /** Brings D1 up to date with the log (an end held back by the mark goes out). */
   settle(workflowId: string): Promise<void>;
   /** Records events as the route would have (the reset's `run.started`, the new run's end). */
@@ -105,7 +108,7 @@ export class ResetHolds {
       // Unmetered: nothing held, but the mark (set above) stays all the same, so that the replaced
       // run's end cannot reach D1 (and its webhook go out) as the workflow's end before the reset's
       // run is recorded; the route ends it as for a metered reset (its run, a refusal, or the stale check).
-      await this.deps.watchdog.arm(false);
+      await this.deps.armAlarm();
       return { ok: true, held: false };
     }
     // Another reset's run.started may have ended the mark meanwhile: this reset's mark is set again.
@@ -117,7 +120,7 @@ export class ResetHolds {
       pending: 1,
     };
     resetMark.set({ ...mark, until: Date.now() + RESET_PENDING_MS, undo: mark.undo ?? outcome.undo });
-    await this.deps.watchdog.arm(false);
+    await this.deps.armAlarm();
     return { ok: true, held: true };
   }
 

@@ -409,4 +409,24 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
     }
     expect(await received(name)).toHaveLength(1);
   });
+
+  it("a reset marked pending does not move a webhook's retry later: the DO's one alarm stays at the retry's time", async () => {
+    const org = await seedOrganization();
+    const name = `reset-keeps-retry-${crypto.randomUUID()}`;
+    await register(org.organizationId, hookUrl(name, "500,500,500,500"));
+    const { workflowId } = await finishRun(org.organizationId);
+    await until(async () => (await received(name)).length >= 1);
+    const stub = runStream(env, workflowId);
+    // The next attempt is due in 2 s; the watchdog, left to itself, would wake the DO 30 s from now.
+    const due = Date.now() + 2_000;
+    await runInDurableObject(stub, async (_i, state) => {
+      state.storage.sql.exec("UPDATE webhook_outbox SET next_attempt_at = ? WHERE state = 'pending'", due);
+      await state.storage.setAlarm(due);
+    });
+    const run = await env.DB.prepare("SELECT id FROM runs WHERE temporal_workflow_id = ?").bind(workflowId).first<{ id: string }>();
+    expect(await stub.holdForReset({ organizationId: org.organizationId, workflowId, runUuid: run!.id })).toMatchObject({ ok: true });
+    const alarm = await runInDurableObject(stub, (_i, state) => state.storage.getAlarm());
+    expect(alarm).not.toBeNull();
+    expect(alarm!).toBeLessThanOrEqual(due);
+  });
 });
