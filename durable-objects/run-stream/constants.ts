@@ -15,6 +15,12 @@ export const MAX_WATCHDOG_DOUBLINGS = 16;
 /** Most history events sent in one `history` message when replaying a backlog. */
 export const REPLAY_BATCH_SIZE = 200;
 /**
+ * Most payload bytes (as JSON) in one `history` message for a stream that asked for payloads: a
+ * history's events may each carry up to Temporal's 2 MiB, and one message (one SSE frame) of a
+ * whole backlog would be more than the Worker lets a stream hold unread (src/sse/writer.ts).
+ */
+export const REPLAY_BATCH_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024;
+/**
  * Open streams one run takes (overridable: RUN_STREAM_MAX_SUBSCRIBERS). Every message is sent to
  * each subscriber from the run's one DO, so without a bound one caller could open enough streams to
  * slow every other subscriber of the run; Cloudflare allows 32,768 hibernatable sockets per DO.

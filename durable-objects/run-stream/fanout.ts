@@ -9,7 +9,7 @@
  * nothing twice.
  */
 import type { SerializedHistoryEvent } from "../../src/shared/history-events.ts";
-import { REPLAY_BATCH_SIZE, STREAM_DONE_CLOSE_CODE } from "./constants.ts";
+import { REPLAY_BATCH_MAX_PAYLOAD_BYTES, REPLAY_BATCH_SIZE, STREAM_DONE_CLOSE_CODE } from "./constants.ts";
 import { toEntry, type EventLog, type LogRow, type LogRowOf } from "./event-log.ts";
 import type { RunOutcome, SubscriberMessage, SubscriptionView, WorkflowSummary } from "./messages.ts";
 
@@ -155,7 +155,8 @@ export class Subscribers {
 
 /**
  * History view: runs of history events as `history` messages (only events after the subscriber's
- * last one, at most REPLAY_BATCH_SIZE a message), thinking text as `thinking`, in log order.
+ * last one, at most REPLAY_BATCH_SIZE a message, and with payloads at most about
+ * REPLAY_BATCH_MAX_PAYLOAD_BYTES of them), thinking text as `thinking`, in log order.
  */
 function rowMessages(
   attachment: { includePayloads: boolean; lastEventId: number },
@@ -164,7 +165,9 @@ function rowMessages(
   const messages: SubscriberMessage[] = [];
   let lastEventId = attachment.lastEventId;
   let batch: LogRowOf<"history">[] = [];
+  let batchPayloadBytes = 0;
   const flush = () => {
+    batchPayloadBytes = 0;
     if (batch.length > 0) {
       batch.sort((a, b) => a.historyEventId! - b.historyEventId!);
       lastEventId = batch[batch.length - 1]!.historyEventId!;
@@ -176,7 +179,8 @@ function rowMessages(
     if (row.type === "history") {
       if (row.historyEventId! <= lastEventId || batch.some((b) => b.historyEventId === row.historyEventId)) continue;
       batch.push(row);
-      if (batch.length >= REPLAY_BATCH_SIZE) flush();
+      if (attachment.includePayloads) batchPayloadBytes += JSON.stringify(row.data.event.payloads ?? null).length;
+      if (batch.length >= REPLAY_BATCH_SIZE || batchPayloadBytes >= REPLAY_BATCH_MAX_PAYLOAD_BYTES) flush();
     } else if (row.type === "thinking") {
       flush();
       const { activityId, stepName, attempt, text } = row.data;

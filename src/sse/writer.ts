@@ -45,8 +45,10 @@ export function sseWriter(onClose: () => void, maxUnsentBytes = MAX_UNSENT_BYTES
     write(text: string) {
       if (closed || text === "") return;
       const bytes = encode(text);
-      // (A frame goes out whatever its size when nothing is waiting: a stream always makes progress.)
-      if (unsent > 0 && unsent + bytes.byteLength > maxUnsentBytes) {
+      // A frame goes out whatever its size when little is waiting (at most a sixteenth of the limit:
+      // a stream's first frames are written before its client starts to read), so a stream always
+      // makes progress, also with a frame larger than the limit.
+      if (unsent > maxUnsentBytes / 16 && unsent + bytes.byteLength > maxUnsentBytes) {
         // Not this frame: the stream ends after what the client has not read yet (see MAX_UNSENT_BYTES).
         console.warn(JSON.stringify({ level: "warn", message: "stream closed: its client took too little of it", unsent }));
         close();

@@ -220,6 +220,28 @@ describe("GET /workflow/:id/history/stream", () => {
     });
   });
 
+  it("a history larger than a stream may hold unread (16 MiB), with payloads: it arrives whole, in frames of a few MiB, then done", {
+    timeout: 60_000,
+  }, async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    // Six events of about 3 MB each (Temporal allows 2 MiB a payload; a few payloads an event).
+    const blob = "x".repeat(3_000_000);
+    const events = range(1, 6).map((n) => {
+      const e = historyEvent(runId, n);
+      return { ...e, data: { ...e.data, event: { ...e.data.event, payloads: { result: { blob } } } } };
+    });
+    for (let i = 0; i < events.length; i += 2) await push(workflowId, events.slice(i, i + 2));
+    await push(workflowId, [closeEvent(runId, 7), finishedEvent(runId)]);
+    const frames: Array<{ event: string; id?: string; bytes: number }> = [];
+    for await (const m of readSse((await open(workflowId, "?includePayloads=true")).body!))
+      frames.push({ event: m.event, id: m.id, bytes: m.data.length });
+    const history = frames.filter((f) => f.event === "history");
+    expect(history.map((f) => f.id).at(-1)).toBe("7");
+    expect(history.length).toBeGreaterThan(1);
+    expect(Math.max(...history.map((f) => f.bytes))).toBeLessThan(8 * 1024 * 1024);
+    expect(frames.at(-1)!.event).toBe("done");
+  });
+
   it("the runs/:rid variant streams that run; an unknown rid is 404, a malformed one 400", async () => {
     const { workflowId, runId } = await createRunningRun(org.organizationId);
     await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)]);

@@ -37,6 +37,15 @@ describe("SSE writer: how much a client that does not read may hold", () => {
     expect(got).toBe(Array.from({ length: 20 }, (_, i) => frame(i + 1)).join(""));
   });
 
+  it("one frame larger than the limit still goes out when little is waiting (the stream's first small frames, unread yet)", async () => {
+    const out = sseWriter(() => undefined, 16_000);
+    out.write(frame(1, 500)); // the preamble: written before the client starts to read
+    out.write(frame(2, 40_000));
+    expect(out.closed).toBe(false);
+    out.close();
+    expect(await new Response(out.readable).text()).toBe(frame(1, 500) + frame(2, 40_000));
+  });
+
   it("one frame larger than the limit still goes out when nothing is waiting: the stream always makes progress", async () => {
     const out = sseWriter(() => undefined, 1_000);
     out.write(frame(1, 5_000));
