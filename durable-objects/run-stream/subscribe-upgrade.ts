@@ -27,7 +27,7 @@ export const SUBSCRIBE_PATH = "/subscribe";
 
 /** The parts a subscription goes through. */
 export interface SubscribeUpgradeParts {
-  log: Pick<EventLog, "after" | "latestRunId">;
+  log: Pick<EventLog, "after" | "latestRunId" | "knowsRun">;
   meta: Pick<Meta, "set">;
   subscribers: Pick<Subscribers, "accept">;
   logReader: Pick<LogReader, "streamState">;
@@ -80,6 +80,7 @@ export async function routeUpgrade(deps: SubscribeUpgradeDeps, request: Request)
   const admission = await admitSubscriber(deps.env, url.searchParams.get("workflowId") ?? "", url, {
     streamState: async (id) => deps.parts().logReader.streamState(id),
     entriesAfter: (seq) => deps.parts().log.after(seq),
+    knowsRun: (runId) => deps.parts().log.knowsRun(runId),
   });
   if (admission && "refusal" in admission) return admission.refusal;
   const runId =

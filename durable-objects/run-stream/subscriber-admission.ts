@@ -38,6 +38,8 @@ export interface AdmissionLog {
   streamState(runId?: string): Promise<StreamStateLike>;
   /** The log's entries after `seq`, in order (type and the run they belong to). */
   entriesAfter(seq: number): Array<{ type: string; data: { runId?: unknown } }>;
+  /** Whether the log knows the run (an event of it, or a continue-as-new naming it: EventLog.knowsRun). */
+  knowsRun(runId: string): boolean;
 }
 
 const refuse = (status: 404 | 503, code: ErrorCode, message: string) => Response.json({ error: { code, message } }, { status });
@@ -63,7 +65,14 @@ export async function admitSubscriber(
   const run = await findRunByWorkflowId(env.DB, organizationId, workflowId);
   if (!run) return { refusal: refuse(404, "run_not_found", `no run with workflowId "${workflowId}"`) };
   const state = await log.streamState(requestedRunId);
-  if (requestedRunId !== undefined && state.lastEventId === 0 && !state.finished && requestedRunId !== run.temporalRunId) {
+  // The row's run, or one the log knows: the run a continue-as-new named is the workflow's before D1 says so.
+  if (
+    requestedRunId !== undefined &&
+    state.lastEventId === 0 &&
+    !state.finished &&
+    requestedRunId !== run.temporalRunId &&
+    !log.knowsRun(requestedRunId)
+  ) {
     return { refusal: refuse(404, "run_not_found", `workflow ${workflowId} has no run ${requestedRunId}`) };
   }
   const runId = requestedRunId ?? state.runId ?? run.temporalRunId;
