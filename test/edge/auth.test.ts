@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { clearApiKeyCache } from "../../src/middleware/api-key-auth/index.ts";
-import { createKey, postJson, seedCatalog, seedOrganization, type ErrorBody, type OutputErrorBody } from "./helpers.ts";
+import { createKey, type ErrorBody, type OutputErrorBody, postJson, seedCatalog, seedOrganization } from "./helpers.ts";
 
 // A request that passes auth then names a workflow the catalog lacks (424) proves the key was
 // accepted without needing the host.

@@ -11,8 +11,9 @@
  * nothing is settled twice. The host is scripted (edge tests have none: HOST_URL is a closed
  * port): this file answers the DO's start requests to it.
  */
-import { env } from "cloudflare:workers";
+
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ACCEPTANCE_MARKER_PREFIX, type StartCommand } from "../../durable-objects/run-stream/run-starter.ts";
 import { runStream } from "../../src/run-stream-client.ts";

@@ -91,8 +91,8 @@ export async function signedPost(path: string, body: unknown, secret = TEST_HOST
   return call(path, { method: "POST", headers: { ...headers, "content-type": "application/json" }, body: text });
 }
 
-export { errorCodeOf } from "../support/error-bodies.ts";
 export type { ErrorBody, OutputErrorBody } from "../support/error-bodies.ts";
+export { errorCodeOf } from "../support/error-bodies.ts";
 
 /** The `llm:usage` attribute a step reports for `tokens` tokens: what a run is charged for. */
 export const llmUsageEvent = (runId: string, tokens: number, at: string): RunEvent => ({

@@ -4,9 +4,10 @@ import { beforeAll, describe, expect, it, vi } from "vitest";
 import { clearApiKeyCache } from "../../src/middleware/api-key-auth/index.ts";
 import { mintStreamToken } from "../../src/stream-tokens.ts";
 import { collectHistoryStream, readSse } from "../support/sse.ts";
-import { call, createKey, seedCatalog, seedOrganization, type OutputErrorBody } from "./helpers.ts";
+import { call, createKey, type OutputErrorBody, seedCatalog, seedOrganization } from "./helpers.ts";
 import {
   closeEvent,
+  continuedAsNewEvents,
   createRunningRun,
   expectExactResume,
   finishedEvent,
@@ -258,11 +259,7 @@ describe("GET /workflow/:id/history/stream", () => {
   it("the run a continue-as-new named opens at once, pinned, also before D1 follows the hand-over (what Output's clients do on done.newRunId)", async () => {
     const { workflowId, runId: first } = await createRunningRun(org.organizationId);
     const next = crypto.randomUUID();
-    await push(workflowId, [
-      historyEvent(first, 1),
-      historyEvent(first, 2, "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW"),
-      { ...finishedEvent(first, "continued_as_new"), data: { runId: first, status: "continued_as_new", newRunId: next } },
-    ]);
+    await push(workflowId, [historyEvent(first, 1), ...continuedAsNewEvents(first, 2, next)]);
     // D1 a moment behind the log: the row still names the first run.
     await env.DB.prepare("UPDATE runs SET temporal_run_id = ? WHERE temporal_workflow_id = ?").bind(first, workflowId).run();
     const res = await call(`/workflow/${workflowId}/runs/${next}/history/stream`, { headers: auth() });
@@ -271,7 +268,7 @@ describe("GET /workflow/:id/history/stream", () => {
     let message = await reader.next();
     while (!message.done && message.value.event !== "workflow") message = await reader.next();
     expect(JSON.parse(message.value!.data)).toMatchObject({ runId: next, status: "running" });
-    await reader.return?.();
+    await reader.return?.(undefined);
   });
 
   it("an unknown run is 404 JSON before any stream opens; a bad Last-Event-ID is 400", async () => {

@@ -6,10 +6,10 @@
  */
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
+import { ApiError } from "../../src/errors.ts";
 import { canonicalJson, parseIdempotencyKey, requestFingerprint } from "../../src/middleware/idempotency/index.ts";
 import type { IdempotencyRequest } from "../../src/services/idempotency.ts";
 import { claimIdempotencyKey } from "../../src/services/idempotency.ts";
-import { ApiError } from "../../src/errors.ts";
 import { call, errorCodeOf, postJson, seedCatalog, seedOrganization } from "./helpers.ts";
 import { createRunningRun } from "./stream-helpers.ts";
 

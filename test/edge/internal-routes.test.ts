@@ -1,13 +1,13 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import type { RunStream } from "../../durable-objects/run-stream.ts";
 import { beforeAll, describe, expect, it } from "vitest";
+import type { RunStream } from "../../durable-objects/run-stream.ts";
 import { catalogEntries } from "../../host/catalog.ts";
 import { runStream } from "../../src/run-stream-client.ts";
 import { MAX_SIGNED_BODY_BYTES } from "../../src/shared/capped-body.ts";
-import { endlessBody, stalledBody } from "../support/endless-bodies.ts";
 import { signRequest } from "../../src/shared/signing.ts";
-import { TEST_HOST_SECRET, call, seedCatalog, seedOrganization, signedPost, type ErrorBody } from "./helpers.ts";
+import { endlessBody, stalledBody } from "../support/endless-bodies.ts";
+import { call, type ErrorBody, seedCatalog, seedOrganization, signedPost, TEST_HOST_SECRET } from "./helpers.ts";
 
 const WORKFLOW_ID = "hello-11111111-2222-4333-8444-555555555555";
 

@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { SCALAR_SCRIPT_PATH, SCALAR_VERSION } from "../../src/routes/docs-assets.ts";
 import { createApp } from "../../src/app.ts";
+import { SCALAR_SCRIPT_PATH, SCALAR_VERSION } from "../../src/routes/docs-assets.ts";
 import { call } from "./helpers.ts";
 
 interface OpenApiDocument {

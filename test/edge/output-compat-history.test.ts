@@ -5,15 +5,16 @@
  * step by name (host/reset.ts: Output's `workflow#step` activity names and our bare ones).
  * test/e2e/output-compat-history.test.ts drives the same routes against real Temporal runs.
  */
-import type { temporal } from "@temporalio/proto";
+
 import { env } from "cloudflare:workers";
+import type { temporal } from "@temporalio/proto";
 import { beforeAll, describe, expect, it } from "vitest";
-import { resetEventIdFor, StepNotCompletedError, StepNotFoundError } from "../../host/reset.ts";
 import { HISTORY_CATCH_UP_MS } from "../../durable-objects/run-stream/trace-reader.ts";
+import { resetEventIdFor, StepNotCompletedError, StepNotFoundError } from "../../host/reset.ts";
 import { encodePageToken } from "../../src/shared/output-history.ts";
 import { runResetEvent } from "../../src/shared/run-events.ts";
-import { call, seedCatalog, seedOrganization, errorCodeOf } from "./helpers.ts";
-import { closeEvent, createRunningRun, finishedEvent, historyEvent, push, range } from "./stream-helpers.ts";
+import { call, errorCodeOf, seedCatalog, seedOrganization } from "./helpers.ts";
+import { closeEvent, continuedAsNewEvents, createRunningRun, finishedEvent, historyEvent, push, range } from "./stream-helpers.ts";
 
 type Page = {
   workflow: Record<string, unknown> | null;
@@ -349,11 +350,7 @@ describe("GET /workflow/:id/history (Output's shape)", () => {
   it("after a continue-as-new, the next run's history is a page of its own (running, no events yet), not 404, before the relay brings its first event", async () => {
     const { workflowId, runId: first } = await createRunningRun(org.organizationId);
     const next = crypto.randomUUID();
-    await push(workflowId, [
-      historyEvent(first, 1),
-      historyEvent(first, 2, "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW"),
-      { ...finishedEvent(first, "continued_as_new"), data: { runId: first, status: "continued_as_new", newRunId: next } },
-    ]);
+    await push(workflowId, [historyEvent(first, 1), ...continuedAsNewEvents(first, 2, next)]);
     // What Output's CLI asks next (monitor_stream: the hand-over's newRunId, then its history).
     for (const path of [`/workflow/${workflowId}/history?runId=${next}&pageSize=50`, `/workflow/${workflowId}/runs/${next}/history`]) {
       const answered = await page(path);

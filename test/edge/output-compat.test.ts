@@ -5,7 +5,7 @@
  */
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { call, postJson, scriptHost, seedCatalog, seedOrganization, type ErrorBody, type OutputErrorBody } from "./helpers.ts";
+import { call, type ErrorBody, type OutputErrorBody, postJson, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
 
 type Org = Awaited<ReturnType<typeof seedOrganization>>;

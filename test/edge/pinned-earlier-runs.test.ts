@@ -9,7 +9,7 @@
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { runResetEvent } from "../../src/shared/run-events.ts";
-import { call, seedCatalog, seedOrganization, type OutputErrorBody } from "./helpers.ts";
+import { call, type OutputErrorBody, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, historyEvent, httpAttributeEvent, push } from "./stream-helpers.ts";
 
 type Org = Awaited<ReturnType<typeof seedOrganization>>;

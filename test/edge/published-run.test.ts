@@ -4,7 +4,7 @@
  */
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { admin, call, createKey, postJson, seedOrganization, type ErrorBody } from "./helpers.ts";
+import { admin, call, createKey, type ErrorBody, postJson, seedOrganization } from "./helpers.ts";
 
 async function promptWorkflow(organizationId: string, fields: Record<string, unknown> = {}, publish = true): Promise<string> {
   const res = await admin("POST", `/admin/v1/organizations/${organizationId}/workflows`, {

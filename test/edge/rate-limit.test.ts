@@ -1,7 +1,7 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { call, createKey, seedCatalog, seedOrganization, type OutputErrorBody } from "./helpers.ts";
+import { call, createKey, type OutputErrorBody, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
 
 async function keyWithLimit(limit: number, org?: { organizationId: string }): Promise<string> {

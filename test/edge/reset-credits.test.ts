@@ -8,15 +8,14 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import type { RunStream } from "../../durable-objects/run-stream.ts";
 import { EventLog } from "../../durable-objects/run-stream/event-log.ts";
 import type { ResetMark } from "../../durable-objects/run-stream/reset-mark.ts";
 import type { StartCommand } from "../../durable-objects/run-stream/run-starter.ts";
+import type { RunStream } from "../../durable-objects/run-stream.ts";
 import { runStream } from "../../src/run-stream-client.ts";
 import { HOST_PATHS, type RunResultResponse } from "../../src/shared/host-api.ts";
 import type { RunEvent } from "../../src/shared/run-event-schema.ts";
 import { loseAnswersInPlace } from "../support/d1-intercept.ts";
-import { historyEvent } from "./stream-helpers.ts";
 import {
   admin,
   call,
@@ -29,6 +28,7 @@ import {
   seedCatalog,
   seedOrganization,
 } from "./helpers.ts";
+import { historyEvent } from "./stream-helpers.ts";
 
 const HOLD = Number(env.CODE_RUN_CREDIT_HOLD);
 

@@ -10,7 +10,7 @@ import { runStream } from "../../src/run-stream-client.ts";
 import { signRequest } from "../../src/shared/signing.ts";
 import { MAX_WORKFLOW_ID_LENGTH } from "../../src/shared/workflow-id.ts";
 import { interceptD1InPlace } from "../support/d1-intercept.ts";
-import { TEST_HOST_SECRET, call, scriptHost, seedCatalog, seedOrganization, signedPost, type ErrorBody } from "./helpers.ts";
+import { call, type ErrorBody, scriptHost, seedCatalog, seedOrganization, signedPost, TEST_HOST_SECRET } from "./helpers.ts";
 import { closeEvent, finishedEvent, historyEvent } from "./stream-helpers.ts";
 
 const PATH = "/internal/run-events";

@@ -4,8 +4,9 @@
  * start under the same workflow id is 409, and a start the host did not confirm stays in the
  * outbox with its alarm armed (edge tests have no host: HOST_URL is a closed port).
  */
-import { env } from "cloudflare:workers";
+
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_MAX_OPEN_RUNS_PER_ORGANIZATION, START_ATTEMPT_TIMEOUT_MS } from "../../durable-objects/run-stream/constants.ts";
 import {

@@ -8,8 +8,8 @@
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import type { RunStream } from "../../durable-objects/run-stream.ts";
 import { STORAGE_SCHEMA_VERSION } from "../../durable-objects/run-stream/constants.ts";
+import type { RunStream } from "../../durable-objects/run-stream.ts";
 import { runStream } from "../../src/run-stream-client.ts";
 import { seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";

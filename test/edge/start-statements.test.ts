@@ -7,23 +7,24 @@
  * taken workflow id; none leaves a row or a hold behind. A metered run's whole life, counted at
  * the binding the run's DO uses, and its settlement for every way it can end: credit-lifecycle.test.ts.
  */
-import { env } from "cloudflare:workers";
+
 import { runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { RunStarter, type StartCommand } from "../../durable-objects/run-stream/run-starter.ts";
-import { EventLog } from "../../durable-objects/run-stream/event-log.ts";
-import { D1Projection, STEP_START_GRACE_MS } from "../../durable-objects/run-stream/projection.ts";
-import { Meta } from "../../durable-objects/run-stream/meta.ts";
-import { createSchema } from "../../durable-objects/run-stream/storage.ts";
 import { PROJECTION_STATE } from "../../durable-objects/run-stream/constants.ts";
+import { EventLog } from "../../durable-objects/run-stream/event-log.ts";
+import { Meta } from "../../durable-objects/run-stream/meta.ts";
+import { D1Projection, STEP_START_GRACE_MS } from "../../durable-objects/run-stream/projection.ts";
+import { RunStarter, type StartCommand } from "../../durable-objects/run-stream/run-starter.ts";
+import { createSchema } from "../../durable-objects/run-stream/storage.ts";
 import { WaitingDetector } from "../../durable-objects/run-stream/waiting.ts";
-import { acceptRunWithHold, type AcceptedRunRow } from "../../src/db/credits.ts";
-import { isUniqueViolation } from "../../src/db/client.ts";
-import { prepareStart } from "../../src/services/runs.ts";
-import { runStream } from "../../src/run-stream-client.ts";
-import type { RunEvent } from "../../src/shared/run-event-schema.ts";
-import { upsertCodeCatalog } from "../../src/db/workflows.ts";
 import { catalogEntries } from "../../host/catalog.ts";
+import { isUniqueViolation } from "../../src/db/client.ts";
+import { type AcceptedRunRow, acceptRunWithHold } from "../../src/db/credits.ts";
+import { upsertCodeCatalog } from "../../src/db/workflows.ts";
+import { runStream } from "../../src/run-stream-client.ts";
+import { prepareStart } from "../../src/services/runs.ts";
+import type { RunEvent } from "../../src/shared/run-event-schema.ts";
 import { interceptD1 } from "../support/d1-intercept.ts";
 import { admin, llmUsageEvent, meteredOrg, orgRow, seedCatalog, seedOrganization } from "./helpers.ts";
 

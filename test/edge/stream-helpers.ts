@@ -24,6 +24,12 @@ export function historyEvent(runId: string, eventId: number, eventType = "EVENT_
 
 export const closeEvent = (runId: string, eventId: number) => historyEvent(runId, eventId, "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED");
 
+/** A run's continue-as-new, as the host relays it: its closing history event (`eventId`), then its outcome naming the next run. */
+export const continuedAsNewEvents = (runId: string, eventId: number, newRunId: string) => [
+  historyEvent(runId, eventId, "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW"),
+  { ...finishedEvent(runId, "continued_as_new"), data: { runId, status: "continued_as_new", newRunId } },
+];
+
 export function finishedEvent(runId: string, status = "completed") {
   return {
     sourceKey: `run:${runId}:finished`,

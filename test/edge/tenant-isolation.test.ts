@@ -5,7 +5,7 @@
 import { env } from "cloudflare:workers";
 import { SignJWT } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
-import { call, seedCatalog, seedOrganization, type OutputErrorBody } from "./helpers.ts";
+import { call, type OutputErrorBody, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
 
 const jwtFor = (organizationId: string) =>

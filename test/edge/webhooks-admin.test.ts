@@ -6,13 +6,13 @@ import { createExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
 import app from "../../src/index.ts";
-import { checkWebhookAddress, dnsResolverFrom } from "../../src/webhooks/address-check.ts";
-import { webhookUrlProblem } from "../../src/webhooks/url-policy.ts";
 import { refusedRange } from "../../src/shared/ip-ranges.ts";
 import { openSecret, sealSecret, webhookSecretAad } from "../../src/shared/secret-box.ts";
-import { SEAL_LIMIT_DEFAULT, sealQueryBudget, type SealReport } from "../../src/webhooks/secret-reseal.ts";
+import { checkWebhookAddress, dnsResolverFrom } from "../../src/webhooks/address-check.ts";
+import { SEAL_LIMIT_DEFAULT, type SealReport, sealQueryBudget } from "../../src/webhooks/secret-reseal.ts";
 import { generateWebhookSecret } from "../../src/webhooks/signing.ts";
-import { admin, readAllPages, seedOrganization, TEST_ADMIN_KEY, type ErrorBody } from "./helpers.ts";
+import { webhookUrlProblem } from "../../src/webhooks/url-policy.ts";
+import { admin, type ErrorBody, readAllPages, seedOrganization, TEST_ADMIN_KEY } from "./helpers.ts";
 import { setDns } from "./webhook-helpers.ts";
 
 const base = (org: string) => `/admin/v1/organizations/${org}/webhooks`;

@@ -7,14 +7,14 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";
 import { beforeAll, describe, expect, it, vi } from "vitest";
-import { runStream } from "../../src/run-stream-client.ts";
+import { MAX_ROW_OUTPUT_BYTES } from "../../durable-objects/run-stream/row-limits.ts";
 import {
   DEFAULT_WEBHOOK_RETRY_BASE_MS,
   ENDPOINT_DELETED_ERROR,
   MAX_WEBHOOK_RETRY_INTERVAL_MS,
   webhookRetryDelay,
 } from "../../durable-objects/run-stream/webhook-outbox.ts";
-import { MAX_ROW_OUTPUT_BYTES } from "../../durable-objects/run-stream/row-limits.ts";
+import { runStream } from "../../src/run-stream-client.ts";
 import { runResetEvent } from "../../src/shared/run-events.ts";
 import { interceptD1InPlace, loseAnswersInPlace } from "../support/d1-intercept.ts";
 import { admin, seedCatalog, seedOrganization } from "./helpers.ts";

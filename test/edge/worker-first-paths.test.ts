@@ -7,10 +7,10 @@
  * characters, the whole path must match.
  */
 import { describe, expect, it } from "vitest";
-import wranglerToml from "../../wrangler.toml?raw";
 import { createApp } from "../../src/app.ts";
 import { SCALAR_SCRIPT_PATH } from "../../src/routes/docs-assets.ts";
 import { VIEWER_ASSETS } from "../../src/routes/viewer/page.ts";
+import wranglerToml from "../../wrangler.toml?raw";
 
 /** The list in wrangler.toml, read once. */
 const workerFirstPatterns: string[] = (() => {

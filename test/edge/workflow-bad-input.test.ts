@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { call, errorCodeOf, postJson, seedCatalog, seedOrganization, type OutputErrorBody } from "./helpers.ts";
+import { call, errorCodeOf, type OutputErrorBody, postJson, seedCatalog, seedOrganization } from "./helpers.ts";
 import { createRunningRun } from "./stream-helpers.ts";
 
 async function runCount(organizationId: string): Promise<number> {

@@ -4,7 +4,7 @@ import { SignJWT } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
 import { blockingExecuteAnswer } from "../../src/routes/workflow-runs/execute.ts";
 import { WORKFLOW_RUN_STATUSES } from "../../src/shared/run-status.ts";
-import { call, seedCatalog, seedOrganization, type ErrorBody } from "./helpers.ts";
+import { call, type ErrorBody, seedCatalog, seedOrganization } from "./helpers.ts";
 
 const JWT_SECRET = "edge-test-jwt-secret-at-least-32-bytes-long";
 

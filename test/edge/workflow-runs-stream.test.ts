@@ -8,6 +8,7 @@ import { readSse } from "../support/sse.ts";
 import { call, seedCatalog, seedOrganization } from "./helpers.ts";
 import {
   closeEvent,
+  continuedAsNewEvents,
   createRunningRun,
   expectExactResume,
   finishedEvent,
@@ -73,10 +74,7 @@ describe("Workflow Runs API stream", () => {
     const second = crypto.randomUUID();
     await push(workflowId, [historyEvent(first, 1), stepEvent(first, 1, "started"), stepEvent(first, 1, "completed")]);
     const collected = collect(await open(id));
-    await push(workflowId, [
-      historyEvent(first, 2, "EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW"),
-      { ...finishedEvent(first, "continued_as_new"), data: { runId: first, status: "continued_as_new", newRunId: second } },
-    ]);
+    await push(workflowId, [...continuedAsNewEvents(first, 2, second)]);
     await push(workflowId, [historyEvent(second, 1), stepEvent(second, 1, "started"), stepEvent(second, 1, "completed")]);
     await push(workflowId, [closeEvent(second, 2), finishedEvent(second)]);
     const events = await collected;
