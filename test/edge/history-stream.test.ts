@@ -1,8 +1,10 @@
+/// <reference types="vite/client" />
 import { abortAllDurableObjects } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import { clearApiKeyCache } from "../../src/middleware/api-key-auth/index.ts";
 import { mintStreamToken } from "../../src/stream-tokens.ts";
+import wranglerToml from "../../wrangler.toml?raw";
 import { collectHistoryStream, readSse } from "../support/sse.ts";
 import { call, createKey, type OutputErrorBody, seedCatalog, seedOrganization } from "./helpers.ts";
 import {
@@ -313,6 +315,11 @@ describe("run-scoped stream tokens", () => {
   beforeAll(async () => {
     org = await seedOrganization();
     await seedCatalog();
+  });
+
+  it("security: the Worker's invocation logs, which record each request's URL (and so its ?token=), are off in wrangler.toml", () => {
+    const logs = /^\[observability\.logs\]\s*$([\s\S]*?)(?=^\[|(?![\s\S]))/m.exec(wranglerToml)?.[1] ?? "";
+    expect(logs).toMatch(/^invocation_logs\s*=\s*false\s*$/m);
   });
 
   it("opens the stream of its own run with ?token=", async () => {
