@@ -22,7 +22,6 @@
  * marker that outlives its start (not in flight in this instance, older than ACCEPTANCE_GRACE_MS)
  * is undone by the alarm or by the next start: D1 row and hold removed, key given back.
  */
-import type { NeverStartedRun } from "./webhook-outbox.ts";
 import { acceptRunWithHold, undoAcceptedRunStatement } from "../../src/db/credits.ts";
 import { isUniqueViolation } from "../../src/db/client.ts";
 import { findPromptWorkflow } from "../../src/db/prompt-workflows.ts";
@@ -35,6 +34,7 @@ import { positiveNumberVar } from "../../src/shared/positive-number-var.ts";
 import { DEFAULT_MAX_OPEN_RUNS_PER_ORGANIZATION, START_ATTEMPT_TIMEOUT_MS } from "./constants.ts";
 import type { IdempotencyRequest } from "../../src/services/idempotency.ts";
 import { claimIdempotencyKey, idempotencyKeyInUse, releaseStatement } from "../../src/services/idempotency.ts";
+import type { NeverStartedRun } from "./webhook-outbox.ts";
 
 /** Storage schema version of this module's table (bump with a migration step when it changes). */
 export const RUN_STARTER_SCHEMA_VERSION = 1;
