@@ -41,6 +41,14 @@ async function finishRun(organizationId: string, status = "completed") {
   return { workflowId, runId };
 }
 
+/** An endpoint's deliveries log (the admin route), newest attempt first. */
+async function deliveriesOf(organizationId: string, endpointId: string) {
+  const res = await admin("GET", `/admin/v1/organizations/${organizationId}/webhooks/${endpointId}/deliveries`);
+  return (
+    (await res.json()) as { deliveries: Array<{ attempt: number; status: string; error: string | null; nextAttemptAt: string | null }> }
+  ).deliveries;
+}
+
 describe("completion webhooks", { timeout: 40_000 }, () => {
   beforeAll(async () => {
     await seedCatalog();
@@ -199,20 +207,14 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
     const endpoint = await register(org.organizationId, hookUrl(name, "500,500"));
     const { workflowId } = await finishRun(org.organizationId);
     await until(async () => (await received(name)).length >= 1);
-    const deliveriesOf = async () =>
-      (
-        (await (await admin("GET", `/admin/v1/organizations/${org.organizationId}/webhooks/${endpoint.id}/deliveries`)).json()) as {
-          deliveries: Array<{ status: string; attempt: number; nextAttemptAt: string | null; error: string | null }>;
-        }
-      ).deliveries;
-    await until(async () => ((await deliveriesOf())[0]?.status === "retrying" ? true : null));
+    await until(async () => ((await deliveriesOf(org.organizationId, endpoint.id))[0]?.status === "retrying" ? true : null));
     expect((await admin("DELETE", `/admin/v1/organizations/${org.organizationId}/webhooks/${endpoint.id}`)).status).toBe(200);
     await runInDurableObject(runStream(env, workflowId), (_i, state) => {
       state.storage.sql.exec("UPDATE webhook_outbox SET next_attempt_at = ?", Date.now() - 1);
     });
     await runDurableObjectAlarm(runStream(env, workflowId));
     expect((await runStream(env, workflowId).webhookOutbox()).map((r) => r.state)).toEqual(["failed"]);
-    const deliveries = await deliveriesOf();
+    const deliveries = await deliveriesOf(org.organizationId, endpoint.id);
     expect(deliveries[0]).toMatchObject({ status: "failed", attempt: 2, nextAttemptAt: null, error: ENDPOINT_DELETED_ERROR });
     expect((await received(name)).length).toBe(1);
   });
@@ -380,12 +382,7 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
           Date.now() - 1,
         );
       });
-    const deliveries = async () =>
-      (
-        (await (await admin("GET", `/admin/v1/organizations/${org.organizationId}/webhooks/${endpoint.id}/deliveries`)).json()) as {
-          deliveries: Array<{ attempt: number; status: string; error: string | null; nextAttemptAt: string | null }>;
-        }
-      ).deliveries;
+    const deliveries = () => deliveriesOf(org.organizationId, endpoint.id);
     const undo = loseAnswersInPlace(env.DB, /SELECT url, secret FROM webhook_endpoints/, () =>
       Promise.reject(new Error("D1 is unavailable (test)")),
     );

@@ -62,9 +62,11 @@ async function reset(c: Context<PinnedRunEnv & ResetBodyEnv & OwnedRunEnv>): Pro
     // we cannot read): the reset may have started a run, so the hold stays; a retry of the reset
     // finds it in place, and the DO settles the mark with the host if nobody else does.
     // (Unmetered too: nothing to put back, but the reset's mark ends.)
-    if (err instanceof HostRefusedError) await stub.undoResetHold(workflowId);
-    // A run Temporal does not have yet (the edge accepted it, its start is being retried) has nothing to reset yet.
-    if (err instanceof HostRefusedError) throw notStartedYet(err, run);
+    if (err instanceof HostRefusedError) {
+      await stub.undoResetHold(workflowId);
+      // A run Temporal does not have yet (the edge accepted it, its start is being retried) has nothing to reset yet.
+      throw notStartedYet(err, run);
+    }
     // Not host_unavailable's "retry after 5 s": a blind retry could reset the new run again (and
     // hold for it again). The caller reads the run's status first; the DO settles the mark meanwhile.
     if (err instanceof ApiError && err.code === "host_unavailable") {
