@@ -126,7 +126,9 @@ export class ResetMark {
  * The current run is the log's latest, unless the reset's own run already is (the relay brought
  * its events before the route recorded its start): then the run the pending mark was set against.
  */
-export function withReplacedRun(events: readonly RunEvent[], latestRunId: string | null, mark: ResetMarkState | null): RunEvent[] {
+export function withReplacedRun(events: readonly RunEvent[], latestRunId: string | null, mark: ResetMarkState | null): readonly RunEvent[] {
+  // Nearly every record has no reset in it: the events as they came, no copy (every push goes through here).
+  if (!events.some((event) => event.type === "run.started" && event.data.resetFromRunId)) return events;
   return events.map((event) => {
     if (event.type !== "run.started" || !event.data.resetFromRunId || event.data.replacedRunId) return event;
     const { runId, resetFromRunId } = event.data;
