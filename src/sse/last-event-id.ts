@@ -26,6 +26,26 @@ export function parseLastEventId(c: Context<AppEnv>, meaning: string): number | 
 }
 
 /**
+ * A log stream's cursor that may also say the client saw the run's end: `<seq>` (an entry's id)
+ * or `<seq>.end` (the id of the final `result` or `error` frame, sent after the entry with id
+ * `<seq>`). Null when there is none; 400 when it is neither.
+ */
+export function parseLogCursor(c: Context<AppEnv>): { afterSeq: number; sawEnd: boolean } | null {
+  const raw = lastEventIdText(c);
+  if (raw === undefined || raw === "") return null;
+  const match = /^(\d{1,15})(\.end)?$/.exec(raw);
+  if (!match) {
+    throw new ApiError("invalid_request", "Last-Event-ID must be a log sequence number (a non-negative integer) or <n>.end", [
+      { path: "lastEventId", message: "expected <n> or <n>.end" },
+    ]);
+  }
+  return { afterSeq: Number(match[1]), sawEnd: match[2] !== undefined };
+}
+
+/** The id of a log stream's final frame: the client has every entry through `seq`, and the end. */
+export const logEndId = (seq: number) => `${seq}.end`;
+
+/**
  * The history stream's cursor: `<eventId>` (a `history` frame: the Temporal event id of its last
  * event) or `<eventId>.<seq>` (a `thinking` frame: the last Temporal event id sent before it, and
  * the thinking entry's log seq). Null when there is none; 400 when it is neither.

@@ -105,17 +105,20 @@ describe("execute", () => {
       [1, "failed"],
       [2, "completed"],
     ]);
-    // Ids are the log's sequence numbers: increasing, so Last-Event-ID can resume.
-    const ids = events.filter((e) => e.id !== undefined).map((e) => Number(e.id));
+    // Ids are the log's sequence numbers: increasing, so Last-Event-ID can resume. The result's is the last one's, marked `.end`.
+    const ids = events.filter((e) => e.id !== undefined && e !== last).map((e) => Number(e.id));
     expect([...ids].sort((a, b) => a - b)).toEqual(ids);
+    expect(last.id).toBe(`${ids.at(-1)}.end`);
 
     // Resume from the middle: exactly the events after it, then the result again.
     const runId = last.data.workflowRun.id as string;
     const middle = events.find((e) => e.event === "activity-run" && e.data.content.attempt === 2)!;
     const resumed = await collect(await authed(`/api/v1/workflow-runs/${runId}/stream`, { headers: { "last-event-id": middle.id! } }));
-    const expected = events.filter((e) => e.id !== undefined && Number(e.id) > Number(middle.id)).map((e) => e.id);
+    const expected = events.filter((e) => e.id !== undefined && (e === last || Number(e.id) > Number(middle.id))).map((e) => e.id);
     expect(resumed.filter((m) => m.id !== undefined).map((m) => m.id)).toEqual(expected);
     expect(resumed.at(-1)!.event).toBe("result");
+    // Resuming from the result's id: the client has it all, 204 (EventSource stops reconnecting).
+    expect((await authed(`/api/v1/workflow-runs/${runId}/stream`, { headers: { "last-event-id": last.id! } })).status).toBe(204);
 
     // The detail route shows the same attempts.
     const detail = (await (await authed(`/api/v1/workflow-runs/${runId}`)).json()) as {

@@ -84,9 +84,11 @@ describe("Workflow Runs API stream", () => {
     expect(steps.map(([, status]) => status)).toEqual(["running", "completed", "running", "completed"]);
     expect(new Set(steps.map(([activityRunId]) => activityRunId)).size).toBe(2);
     expect(events.at(-1)).toMatchObject({ event: "result", data: { success: true, workflowRun: { id, status: "completed" } } });
-    // A reconnect from the last id the stream sent follows the second run from there: nothing again but the result.
-    const lastId = events.filter((e) => e.id).at(-1)!.id!;
-    expect((await collect(await open(id, lastId))).map((e) => e.event)).toEqual(["result"]);
+    // A reconnect from the last entry's id follows the second run from there: nothing again but the result.
+    const lastEntryId = events.filter((e) => e.id && e.event !== "result").at(-1)!.id!;
+    expect((await collect(await open(id, lastEntryId))).map((e) => e.event)).toEqual(["result"]);
+    // And one from the result's own id has it all: 204.
+    expect((await open(id, events.at(-1)!.id)).status).toBe(204);
   });
 
   it("aborting the Durable Object mid-stream loses nothing and duplicates nothing", async () => {
@@ -152,6 +154,60 @@ describe("Workflow Runs API stream", () => {
     expect((await open(id, "abc")).status).toBe(400);
   });
 
+  it("the final result has an id: reconnecting after it is 204 (EventSource stops), reconnecting before it sends it again", async () => {
+    for (const status of ["completed", "failed"] as const) {
+      const { workflowId, runId } = await createRunningRun(organizationId);
+      const id = await runIdOf(workflowId);
+      await push(workflowId, [historyEvent(runId, 1), stepEvent(runId, 1, "started"), closeEvent(runId, 2), finishedEvent(runId, status)]);
+      const all = await collect(await open(id));
+      const end = all.at(-1)!;
+      expect(end.event).toBe(status === "completed" ? "result" : "error");
+      const lastEntryId = all.filter((e) => e.id && e.event !== end.event).at(-1)!.id!;
+      expect(end.id).toBe(`${lastEntryId}.end`);
+      // An EventSource that got the end reconnects with its id: nothing is left, so 204 ends it for good.
+      const again = await open(id, end.id);
+      expect(again.status).toBe(204);
+      // One that lost the end (its last id is the entry before it) gets only the end again.
+      const lostEnd = await collect(await open(id, lastEntryId));
+      expect(lostEnd.filter((e) => e.event !== "ping").map((e) => [e.event, e.id])).toEqual([[end.event, end.id]]);
+    }
+  });
+
+  it("a run reset after a client saw its end shows the new run to that client, not 204", async () => {
+    const { workflowId, runId } = await createRunningRun(organizationId);
+    const id = await runIdOf(workflowId);
+    await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)]);
+    const end = (await collect(await open(id))).at(-1)!;
+    expect(end.id).toMatch(/^\d+\.end$/);
+    const next = crypto.randomUUID();
+    await env.DB.prepare("UPDATE runs SET temporal_run_id = ?, status = 'running' WHERE id = ?").bind(next, id).run();
+    const res = await open(id, end.id);
+    expect(res.status).toBe(200);
+    await push(workflowId, [
+      { sourceKey: `run:${next}:started`, type: "run.started", at: new Date().toISOString(), data: { runId: next } },
+      stepEvent(next, 1, "started"),
+    ]);
+    const reader = readSse(res.body!);
+    const seen: string[] = [];
+    for await (const m of reader) {
+      if (m.event === "ping") continue;
+      seen.push(m.event);
+      if (m.event === "activity-run") break;
+    }
+    expect(seen).toEqual(["workflow-run", "activity-run"]);
+  });
+
+  it("a Last-Event-ID that is neither <n> nor <n>.end is 400", async () => {
+    const { workflowId, runId } = await createRunningRun(organizationId);
+    const id = await runIdOf(workflowId);
+    await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)]);
+    for (const bad of ["3.END", "3.end.end", ".end", "3.5", "end"]) {
+      const res = await open(id, bad);
+      expect(res.status, bad).toBe(400);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe("invalid_request");
+    }
+  });
+
   it("resume is exact from every event id, thinking included (security: no duplicates)", async () => {
     const { workflowId, runId } = await createRunningRun(organizationId);
     const id = await runIdOf(workflowId);
@@ -170,6 +226,7 @@ describe("Workflow Runs API stream", () => {
       "thinking",
       "activity-run",
       "workflow-run",
+      "result",
     ]);
   });
 });

@@ -14,7 +14,7 @@ import { ADMISSION_PARAMS } from "../../../durable-objects/run-stream/subscriber
 import { workflowRunDetail } from "./views.ts";
 import { logStreamResponse } from "../../sse/log-stream.ts";
 import { sseFrame } from "../../sse/frames.ts";
-import { parseLastEventId } from "../../sse/last-event-id.ts";
+import { logEndId, parseLogCursor } from "../../sse/last-event-id.ts";
 import type { Run } from "../../db/schema.ts";
 import { detailOf, workflowIdOfRun } from "./detail.ts";
 import { executeFields } from "./schemas.ts";
@@ -135,7 +135,14 @@ async function execute(c: Context<AppEnv>, waitMs: number) {
 /** What a stream needs of its run; `temporalRunId` is null when the first subscription's admission names it. */
 type StreamedRun = Pick<Run, "id" | "temporalWorkflowId" | "organizationId"> & { temporalRunId: string | null };
 
-/** SSE over a run's log in the Workflow Runs API's events; ids are log sequence numbers. */
+/** The log entries this stream shows (an admission needs them to tell whether a client has seen everything). */
+const STREAMED_ENTRY_TYPES = ["run.started", "run.finished", "step", "thinking"] as const;
+
+/**
+ * SSE over a run's log in the Workflow Runs API's events; ids are log sequence numbers, and the
+ * final `result` or `error` has `<seq>.end` (logEndId), so that a client reconnecting after it
+ * gets 204 (EventSource then stops) rather than the end again, and one that lost it gets it again.
+ */
 function runEventStream(
   c: Context<AppEnv>,
   run: StreamedRun,
@@ -143,6 +150,8 @@ function runEventStream(
   openFirst?: () => Promise<{ socket: WebSocket; runId: string }>,
 ): Promise<Response> {
   const content = (status: string) => ({ content: { workflowRunId: run.id, status } });
+  // The last log entry this stream passed (shown or not): the end frame's id resumes after it.
+  let lastSeq = afterSeq;
   return logStreamResponse(c, {
     workflowId: run.temporalWorkflowId,
     runId: run.temporalRunId,
@@ -153,6 +162,7 @@ function runEventStream(
     // The workflow run is the workflow id's: a continue-as-new goes on in its stream, as its row follows the next run.
     followContinueAsNew: true,
     onEntry: async (entry) => {
+      lastSeq = entry.seq;
       if (entry.type === "run.started") return sseFrame({ id: entry.seq, event: "workflow-run", data: content("running") });
       if (entry.type === "run.finished") {
         return sseFrame({ id: entry.seq, event: "workflow-run", data: content(toWorkflowRunStatus(entry.data.status)) });
@@ -183,15 +193,18 @@ function runEventStream(
       return "";
     },
     onDone: async (done) => {
+      const id = logEndId(lastSeq);
       // Read in the run's DO once D1 has what its log has: the end was sent to subscribers before D1 got it.
       const settled = await readRun(c.env, run.organizationId, run.temporalWorkflowId, { settle: false, projected: true });
       const detail = await detailOf(c.env, settled.run);
       if (done.status === "completed")
         return sseFrame({
+          id,
           event: "result",
           data: { success: true, workflowRun: { ...detail, status: "completed", outputs: done.output ?? null } },
         });
       return sseFrame({
+        id,
         event: "error",
         data: { error: `workflow run ${toWorkflowRunStatus(done.status)}`, details: done.error ?? done.status },
       });
@@ -244,18 +257,21 @@ export function registerExecute(app: App) {
     const organizationId = c.get("auth").organizationId;
     // Which DO: from a D1 read replica near the Worker (the primary only if the replica has not seen the row yet).
     const { workflowId, runUuid } = await workflowIdOfRun(c.env, organizationId, c.req.param("runId"));
-    const afterSeq = parseLastEventId(c, "a log sequence number") ?? 0;
+    const cursor = parseLogCursor(c);
+    const afterSeq = cursor?.afterSeq ?? 0;
     // The first subscription carries the admission (the row is this organization's, the run has started): one call.
+    // A client that saw the end gets 204 unless its run shows something new since (a reset's run).
     const admit = async () => {
       const admitted = await openAdmittedSubscription(c.env, workflowId, {
         view: "log",
         after: String(afterSeq),
         [ADMISSION_PARAMS.organizationId]: organizationId,
         [ADMISSION_PARAMS.runUuid]: runUuid,
+        ...(cursor?.sawEnd ? { [ADMISSION_PARAMS.endTypes]: STREAMED_ENTRY_TYPES.join(",") } : {}),
       });
       return { socket: admitted.socket, runId: admitted.runId ?? "" };
     };
-    // A run that ended before it ever started in Temporal has nothing to stream: 204, as the run viewer's stream answers.
+    // A run that ended before it ever started in Temporal has nothing to stream, and a client that has the end has it all: 204.
     return runEventStream(c, { id: runUuid, temporalWorkflowId: workflowId, temporalRunId: null, organizationId }, afterSeq, admit).catch(
       (err) => {
         if (err instanceof StreamAtEnd) return c.body(null, 204);

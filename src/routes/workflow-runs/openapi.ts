@@ -69,7 +69,13 @@ export function documentWorkflowRunsApi(app: App) {
     summary: "Follow (or resume, with Last-Event-ID) a run's event stream",
     params: runParams,
     query: z.object({ lastEventId: z.string().optional() }),
-    responses: { 200: sse, 204: { description: "The run ended before it ever started in Temporal: nothing to stream" } },
+    responses: {
+      200: sse,
+      204: {
+        description:
+          "Nothing to stream: the run ended before it ever started in Temporal, or Last-Event-ID is the final event's (`<n>.end`) and nothing followed",
+      },
+    },
     errors: ["run_not_found", "invalid_request", "too_many_subscribers", "host_unavailable"],
   });
   documentRoute(app, {
