@@ -54,9 +54,11 @@ export const ERROR_CODES = {
   run_failed: 500,
   webhook_secret_keys_missing: 500,
   webhook_secret_keys_invalid: 500,
+  jwt_keys_invalid: 500,
   host_error: 502,
   host_unavailable: 503,
   webhook_dns_unavailable: 503,
+  jwt_keys_unavailable: 503,
   run_timed_out: 504,
   reset_outcome_unknown: 504,
 } as const satisfies Record<string, ContentfulStatusCode>;
@@ -112,9 +114,11 @@ export const OUTPUT_ERROR_NAMES = {
   run_failed: "WorkflowFailedError",
   webhook_secret_keys_missing: "WebhookSecretKeysMissingError",
   webhook_secret_keys_invalid: "WebhookSecretKeysInvalidError",
+  jwt_keys_invalid: "JwtKeysInvalidError",
   host_error: "HostError",
   host_unavailable: "ServiceUnavailableError",
   webhook_dns_unavailable: "ServiceUnavailableError",
+  jwt_keys_unavailable: "ServiceUnavailableError",
   run_timed_out: "WorkflowTimedOutError",
   reset_outcome_unknown: "WorkflowResetOutcomeUnknownError",
 } as const satisfies Record<ErrorCode, string>;

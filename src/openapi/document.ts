@@ -26,7 +26,7 @@ const AUTH_ERRORS: Record<Exclude<Auth, "none">, ErrorCode[]> = {
   apiKey: ["unauthorized", "rate_limited"],
   apiKeyOrStreamToken: ["unauthorized", "rate_limited"],
   streamToken: ["unauthorized", "rate_limited"],
-  jwtOrInternal: ["unauthorized", "rate_limited"],
+  jwtOrInternal: ["unauthorized", "rate_limited", "jwt_keys_unavailable", "jwt_keys_invalid"],
   admin: ["unauthorized"],
   hostSignature: ["unauthorized"],
 };

@@ -8,6 +8,9 @@
  * the machine has no internet: `GET /dns-query?name=&type=A|AAAA` answers from a zone that tests
  * set with `PUT /dns/<name>` (a TestDnsRecords body). Names not set: any name under example.com has
  * one public address, anything else is NXDOMAIN.
+ *
+ * And it serves scripted documents: `PUT /file/<name>` with `{status, body}`, then `GET /file/<name>`
+ * answers with them (the JWT key tests' JWKS endpoint).
  */
 import { createServer, type IncomingMessage, type ServerResponse, type Server } from "node:http";
 
@@ -58,6 +61,19 @@ function setDnsRecords(zone: Map<string, TestDnsRecords>, name: string, req: Inc
   });
 }
 
+function serveFile(files: Map<string, { status: number; body: string }>, name: string, req: IncomingMessage, res: ServerResponse) {
+  if (req.method === "GET") {
+    const file = files.get(name);
+    return void res.writeHead(file?.status ?? 404, { "content-type": "application/json" }).end(file?.body ?? "");
+  }
+  const chunks: Buffer[] = [];
+  req.on("data", (c: Buffer) => chunks.push(c));
+  req.on("end", () => {
+    files.set(name, JSON.parse(Buffer.concat(chunks).toString("utf8")) as { status: number; body: string });
+    res.writeHead(204).end();
+  });
+}
+
 export interface ReceivedWebhook {
   headers: Record<string, string>;
   body: string;
@@ -68,11 +84,14 @@ export interface ReceivedWebhook {
 export async function startWebhookReceiver(): Promise<{ url: string; server: Server; close: () => Promise<void> }> {
   const logs = new Map<string, ReceivedWebhook[]>();
   const zone = new Map<string, TestDnsRecords>();
+  const files = new Map<string, { status: number; body: string }>();
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? "/", "http://receiver");
     const [, kind, name = ""] = url.pathname.split("/");
     if (req.method === "GET" && kind === "dns-query") return dnsAnswer(zone, url, res);
     if (req.method === "PUT" && kind === "dns") return setDnsRecords(zone, name, req, res);
+    // A scripted document (a JWKS in the JWT key tests): PUT stores {status, body}, GET answers with it.
+    if (kind === "file" && (req.method === "PUT" || req.method === "GET")) return serveFile(files, name, req, res);
     if (req.method === "GET" && kind === "log") {
       res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(logs.get(name) ?? []));
       return;

@@ -11,7 +11,16 @@
  *   accepted so that it can be rotated without downtime, like ADMIN_API_KEY.
  */
 import { createMiddleware } from "hono/factory";
-import { createRemoteJWKSet, decodeProtectedHeader, importSPKI, jwtVerify, type JWTVerifyGetKey, type JWTPayload } from "jose";
+import {
+  createRemoteJWKSet,
+  customFetch,
+  decodeProtectedHeader,
+  errors,
+  importSPKI,
+  jwtVerify,
+  type JWTVerifyGetKey,
+  type JWTPayload,
+} from "jose";
 import type { AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
 import { matchesSecret } from "../../lib/secret-compare.ts";
@@ -21,6 +30,80 @@ import { credentialFromHeader } from "../api-key-auth/index.ts";
 const ORGANIZATION_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const ASYMMETRIC_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"];
 const jwksCache = new Map<string, JWTVerifyGetKey>();
+/** Retry-After when the JWKS cannot be fetched: jose fetches it again on the next request. */
+const JWKS_RETRY_AFTER_SECONDS = 5;
+
+/**
+ * Our side cannot check any token: the key set did not come (network, timeout, a 5xx). Not the
+ * caller's credentials, so not a 401; a later request fetches it again.
+ */
+const keysUnavailable = (why: string) =>
+  new ApiError(
+    "jwt_keys_unavailable",
+    `the keys that verify JWTs (JWT_JWKS_URL) could not be fetched (${why}); try again shortly`,
+    undefined,
+    {
+      "retry-after": String(JWKS_RETRY_AFTER_SECONDS),
+    },
+  );
+
+/** The configured keys are unusable (a JWKS URL that answers 4xx or no key set, a PEM that is not a public key): the operator's to fix. */
+const keysInvalid = (setting: "JWT_JWKS_URL" | "JWT_PUBLIC_KEY", why: string) =>
+  new ApiError("jwt_keys_invalid", `the keys that verify JWTs (${setting}) are unusable (${why}); the operator must fix ${setting}`);
+
+/** The JWKS fetch, with its failures sorted into ours (ApiError) before jose sees them. */
+const fetchJwks = async (url: string, init: RequestInit): Promise<Response> => {
+  const res = await fetch(url, init).catch((err: Error) => {
+    throw keysUnavailable(err.name === "TimeoutError" ? "timed out" : "unreachable");
+  });
+  if (res.status >= 500 || res.status === 429 || res.status === 408) throw keysUnavailable(`HTTP ${res.status}`);
+  if (res.status !== 200) throw keysInvalid("JWT_JWKS_URL", `HTTP ${res.status}`);
+  return res;
+};
+
+/** The remote key set of JWT_JWKS_URL (cached by jose), whose failures are ours, not the token's. */
+function remoteKeys(url: string): JWTVerifyGetKey {
+  let jwks = jwksCache.get(url);
+  if (!jwks) {
+    const remote = createRemoteJWKSet(new URL(url), { [customFetch]: fetchJwks });
+    jwks = async (header, token) => {
+      try {
+        return await remote(header, token);
+      } catch (err) {
+        // No key for the token's `kid`/`alg` (or several), an algorithm jose does not take: the token's problem (401).
+        if (err instanceof ApiError || !(err instanceof errors.JOSEError)) throw err;
+        if (err instanceof errors.JWKSTimeout) throw keysUnavailable("timed out");
+        if (err instanceof errors.JWKSInvalid || err.code === "ERR_JOSE_GENERIC")
+          throw keysInvalid("JWT_JWKS_URL", "not a JSON Web Key Set");
+        throw err;
+      }
+    };
+    jwksCache.set(url, jwks);
+  }
+  return jwks;
+}
+
+/**
+ * JWT_PUBLIC_KEY for the token's algorithm. A PEM that takes no algorithm at all is a broken
+ * setting (500); one that takes others is a token signed the wrong way (401).
+ */
+async function publicKeyFor(pem: string, alg: string): Promise<CryptoKey> {
+  try {
+    return await importSPKI(pem, alg);
+  } catch {
+    for (const other of ASYMMETRIC_ALGORITHMS) {
+      if (other === alg) continue;
+      if (
+        await importSPKI(pem, other).then(
+          () => true,
+          () => false,
+        )
+      )
+        throw new Error(`JWT_PUBLIC_KEY does not take ${alg}`);
+    }
+    throw keysInvalid("JWT_PUBLIC_KEY", "not a PEM public key");
+  }
+}
 
 const unauthorized = (message: string) =>
   new ApiError("unauthorized", message, undefined, { "www-authenticate": 'Bearer realm="outrider", error="invalid_token"' });
@@ -42,16 +125,10 @@ export async function verifyJwt(env: Env, token: string): Promise<JWTPayload> {
     return (await jwtVerify(token, new TextEncoder().encode(env.JWT_SECRET), { ...options, algorithms: ["HS256"] })).payload;
   }
   if (!alg || !ASYMMETRIC_ALGORITHMS.includes(alg)) throw new Error(`algorithm ${alg} is not accepted`);
-  if (env.JWT_JWKS_URL) {
-    let jwks = jwksCache.get(env.JWT_JWKS_URL);
-    if (!jwks) {
-      jwks = createRemoteJWKSet(new URL(env.JWT_JWKS_URL));
-      jwksCache.set(env.JWT_JWKS_URL, jwks);
-    }
-    return (await jwtVerify(token, jwks, { ...options, algorithms: ASYMMETRIC_ALGORITHMS })).payload;
-  }
+  if (env.JWT_JWKS_URL)
+    return (await jwtVerify(token, remoteKeys(env.JWT_JWKS_URL), { ...options, algorithms: ASYMMETRIC_ALGORITHMS })).payload;
   if (env.JWT_PUBLIC_KEY)
-    return (await jwtVerify(token, await importSPKI(env.JWT_PUBLIC_KEY, alg), { ...options, algorithms: [alg] })).payload;
+    return (await jwtVerify(token, await publicKeyFor(env.JWT_PUBLIC_KEY, alg), { ...options, algorithms: [alg] })).payload;
   throw new Error(`algorithm ${alg} needs JWT_JWKS_URL or JWT_PUBLIC_KEY`);
 }
 
@@ -91,6 +168,8 @@ export const serviceAuth = () =>
     try {
       claims = await verifyJwt(c.env, credential);
     } catch (err) {
+      // Our keys failing (503/500) is not the caller's credentials failing (401).
+      if (err instanceof ApiError) throw err;
       throw unauthorized(`the token is not a valid JWT for this API (${(err as Error).message})`);
     }
     const organizationId = claims[c.env.JWT_ORG_CLAIM || "org_id"];

@@ -1,0 +1,106 @@
+/**
+ * The keys that verify the Workflow Runs API's JWTs (src/middleware/service-auth): when our side
+ * cannot get or use them, the answer says so (503 with Retry-After, or 500), never 401: the
+ * caller's token was not what failed. A token our keys do not verify is still 401. Each request
+ * goes through the real Worker app with the JWT settings as given (the rest as configured).
+ */
+import { createExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from "jose";
+import { beforeAll, describe, expect, it } from "vitest";
+import app from "../../src/index.ts";
+import { errorCodeOf, seedOrganization } from "./helpers.ts";
+
+let organizationId: string;
+let rsa: CryptoKeyPair;
+beforeAll(async () => {
+  organizationId = (await seedOrganization()).organizationId;
+  rsa = await generateKeyPair("RS256", { extractable: true });
+});
+
+const receiver = () => env.WEBHOOK_TEST_RECEIVER;
+
+/** A JWKS endpoint on the test receiver answering `status` with `body`. */
+async function jwksUrl(status: number, body: string): Promise<string> {
+  const name = `jwks-${crypto.randomUUID()}`;
+  await fetch(`${receiver()}/file/${name}`, { method: "PUT", body: JSON.stringify({ status, body }) });
+  return `${receiver()}/file/${name}`;
+}
+
+const rs256Token = (kid = "k1") =>
+  new SignJWT({ org_id: organizationId })
+    .setProtectedHeader({ alg: "RS256", kid })
+    .setSubject("user-1")
+    .setExpirationTime("5m")
+    .sign(rsa.privateKey);
+
+async function listWith(settings: Partial<Env>, token: string) {
+  const request = new Request("http://edge.test/api/v1/workflow-runs", { headers: { authorization: `Bearer ${token}` } });
+  const res = await app.fetch(request, { ...env, JWT_JWKS_URL: "", JWT_PUBLIC_KEY: "", ...settings } as Env, createExecutionContext());
+  const body = await res.json().catch(() => ({}));
+  return {
+    status: res.status,
+    code: errorCodeOf(body),
+    message: (body as { error?: { message?: string } }).error?.message ?? "",
+    retryAfter: res.headers.get("retry-after"),
+    wwwAuthenticate: res.headers.get("www-authenticate"),
+  };
+}
+
+const keySet = async (kid = "k1") => JSON.stringify({ keys: [{ ...(await exportJWK(rsa.publicKey)), kid, alg: "RS256", use: "sig" }] });
+
+describe("JWT keys (happy)", () => {
+  it("an RS256 token verifies against a JWKS that answers", async () => {
+    expect((await listWith({ JWT_JWKS_URL: await jwksUrl(200, await keySet()) }, await rs256Token())).status).toBe(200);
+  });
+});
+
+describe("JWT keys (errors): our keys failing is not the caller's credentials failing", () => {
+  it("a JWKS that cannot be reached, or answers 5xx, is 503 jwt_keys_unavailable with Retry-After, not 401", async () => {
+    for (const url of ["http://127.0.0.1:9/.well-known/jwks.json", await jwksUrl(503, ""), await jwksUrl(502, "")]) {
+      const answer = await listWith({ JWT_JWKS_URL: url }, await rs256Token());
+      expect(answer, url).toMatchObject({ status: 503, code: "jwt_keys_unavailable", retryAfter: "5", wwwAuthenticate: null });
+      // The message names the setting, not the URL.
+      expect(answer.message).toContain("JWT_JWKS_URL");
+      expect(answer.message).not.toContain(url);
+    }
+  });
+
+  it("a JWKS URL that answers 4xx or no key set is 500 jwt_keys_invalid: the operator's to fix", async () => {
+    for (const url of [await jwksUrl(404, ""), await jwksUrl(200, "[]"), await jwksUrl(200, "not json")]) {
+      expect(await listWith({ JWT_JWKS_URL: url }, await rs256Token()), url).toMatchObject({ status: 500, code: "jwt_keys_invalid" });
+    }
+  });
+
+  it("a JWT_PUBLIC_KEY that is no public key is 500 jwt_keys_invalid", async () => {
+    const broken = "-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----";
+    expect(await listWith({ JWT_PUBLIC_KEY: broken }, await rs256Token())).toMatchObject({ status: 500, code: "jwt_keys_invalid" });
+  });
+
+  it("HS256 tokens (JWT_SECRET) still work while the JWKS is down", async () => {
+    const hs = await new SignJWT({ org_id: organizationId })
+      .setProtectedHeader({ alg: "HS256" })
+      .setExpirationTime("5m")
+      .sign(new TextEncoder().encode(env.JWT_SECRET));
+    expect((await listWith({ JWT_JWKS_URL: "http://127.0.0.1:9/.well-known/jwks.json" }, hs)).status).toBe(200);
+  });
+});
+
+describe("JWT keys (security): a token our keys do not verify stays 401", () => {
+  it("a kid the JWKS does not have, a forged signature, or an algorithm the PEM does not take is 401 invalid_token", async () => {
+    const url = await jwksUrl(200, await keySet("k1"));
+    const other = await generateKeyPair("RS256");
+    const forged = await new SignJWT({ org_id: organizationId })
+      .setProtectedHeader({ alg: "RS256", kid: "k1" })
+      .setExpirationTime("5m")
+      .sign(other.privateKey);
+    for (const token of [await rs256Token("unknown-kid"), forged]) {
+      expect(await listWith({ JWT_JWKS_URL: url }, token)).toMatchObject({ status: 401, code: "unauthorized" });
+    }
+    // An EC public key, an RSA-signed token: the token is signed the wrong way, the key is fine.
+    const ec = await generateKeyPair("ES256", { extractable: true });
+    const answer = await listWith({ JWT_PUBLIC_KEY: await exportSPKI(ec.publicKey) }, await rs256Token());
+    expect(answer).toMatchObject({ status: 401, code: "unauthorized" });
+    expect(answer.wwwAuthenticate).toContain("invalid_token");
+  });
+});
