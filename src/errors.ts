@@ -154,16 +154,54 @@ export interface Issue {
   message: string;
 }
 
+/**
+ * The most issues an error lists, and the longest text of one: a 1 MB body can hold 100,000
+ * mistakes, and an answer naming each (with the template's variables repeated in every one) ran
+ * to hundreds of MB. The rest is counted, not listed.
+ */
+export const MAX_LISTED_ISSUES = 20;
+const MAX_ISSUE_TEXT = 300;
+
+const clipped = (text: string) => (text.length > MAX_ISSUE_TEXT ? `${text.slice(0, MAX_ISSUE_TEXT)}…` : text);
+
+/** The path of the issue that counts those not listed. */
+const MORE_ISSUES_PATH = "(more)";
+
+/**
+ * At most MAX_LISTED_ISSUES issues, each clipped, then one saying how many more there were. A list
+ * that is already so (an error the run's DO sent back) stays as it is.
+ */
+export function listedIssues(issues: Issue[]): Issue[] {
+  if (issues.length === MAX_LISTED_ISSUES + 1 && issues.at(-1)!.path === MORE_ISSUES_PATH) return issues;
+  const listed = issues.slice(0, MAX_LISTED_ISSUES).map((i) => ({ path: clipped(i.path), message: clipped(i.message) }));
+  const more = issues.length - listed.length;
+  return more > 0 ? [...listed, { path: MORE_ISSUES_PATH, message: `${more} more ${more === 1 ? "issue" : "issues"} not listed` }] : listed;
+}
+
+/** An error message's list of issues: the first MAX_LISTED_ISSUES rendered, then how many more. */
+export function issueText(issues: Issue[], render: (issue: Issue) => string, separator = "; "): string {
+  const more = issues.length - MAX_LISTED_ISSUES;
+  const listed = issues
+    .slice(0, MAX_LISTED_ISSUES)
+    .map((i) => clipped(render(i)))
+    .join(separator);
+  return more > 0 ? `${listed}${separator}and ${more} more` : listed;
+}
+
 export class ApiError extends HTTPException {
+  /** What was wrong, field by field (listedIssues: at most MAX_LISTED_ISSUES and a count of the rest). */
+  readonly issues?: Issue[];
+
   constructor(
     readonly code: ErrorCode,
     message: string,
-    readonly issues?: Issue[],
+    issues?: Issue[],
     readonly headers?: Record<string, string>,
     /** The run the error concerns (Output envelope); else the route's own `:id` for run-tied codes. */
     readonly workflowId?: string,
   ) {
     super(ERROR_CODES[code], { message });
+    if (issues) this.issues = listedIssues(issues);
   }
 }
 

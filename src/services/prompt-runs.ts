@@ -5,7 +5,7 @@
 import { positiveNumberVar } from "../shared/positive-number-var.ts";
 import { findPublishedPromptWorkflow, PROMPT_WORKFLOW_ID } from "../db/prompt-workflows.ts";
 import type { PromptDefinition } from "../db/schema.ts";
-import { ApiError, type Issue } from "../errors.ts";
+import { ApiError, type Issue, issueText } from "../errors.ts";
 import { renderedByteLength } from "../shared/prompt-template.ts";
 import type { PreparedStart, StartCommand } from "../../durable-objects/run-stream/run-starter.ts";
 import { startCommand } from "./start-command.ts";
@@ -48,7 +48,7 @@ export function checkVariables(variables: string[], body: unknown): Record<strin
   if (issues.length > 0) {
     throw new ApiError(
       "invalid_input",
-      `the input does not match the template: ${issues.map((i) => `${i.path} (${i.message.split(":")[0]})`).join(", ")}`,
+      `the input does not match the template: ${issueText(issues, (i) => `${i.path} (${i.message.split(":")[0]})`, ", ")}`,
       issues,
     );
   }

@@ -164,6 +164,23 @@ describe("published run API: hostile input (security)", () => {
     }
   });
 
+  it("a body of 80,000 unknown keys → 400 invalid_input listing 20 of them and counting the rest, in a few KB", async () => {
+    // 60 variables of 40 characters: each unknown key's issue used to repeat all of them (hundreds of MB in all).
+    const names = Array.from({ length: 60 }, (_, i) => `variable_${String(i).padStart(2, "0")}_${"v".repeat(27)}`);
+    const wide = await promptWorkflow(org.organizationId, { template: names.map((n) => `{{${n}}}`).join(" ") });
+    const body: Record<string, string> = {};
+    for (let i = 0; i < 80_000; i++) body[`k${i}`] = "";
+    const res = await postJson(`/api/v1/run/${wide}`, body, org.key);
+    expect(res.status).toBe(400);
+    const text = await res.text();
+    expect(text.length).toBeLessThan(64 * 1024);
+    const { error: e } = JSON.parse(text) as ErrorBody;
+    expect(e.code).toBe("invalid_input");
+    expect(e.issues).toHaveLength(21);
+    expect(e.issues!.at(-1)).toEqual({ path: "(more)", message: `${60 + 80_000 - 20} more issues not listed` });
+    expect(e.message).toMatch(/and 80040 more$/);
+  });
+
   it("deep JSON → 400 json_too_deep; invalid UTF-8 → 400 invalid_json, on both routes", async () => {
     for (const path of [`/api/v1/run/${workflowId}`, `/api/v1/run/${workflowId}/stream`]) {
       const deep = await postJson(path, `{"audience":${"[".repeat(4_500)}${"]".repeat(4_500)},"topic":"t"}`, org.key);

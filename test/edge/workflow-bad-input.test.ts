@@ -2,6 +2,9 @@ import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { call, errorCodeOf, type OutputErrorBody, postJson, seedCatalog, seedOrganization } from "./helpers.ts";
 import { createRunningRun } from "./stream-helpers.ts";
+import type { Workflow } from "../../src/db/schema.ts";
+import { ApiError } from "../../src/errors.ts";
+import { assertValidInput } from "../../src/routes/workflow/input-validation.ts";
 
 async function runCount(organizationId: string): Promise<number> {
   const row = await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?").bind(organizationId).first<{ n: number }>();
@@ -267,6 +270,49 @@ describe("Workflow API: hostile bodies (security)", () => {
       expect(error.code).toBe("invalid_json");
       expect(error.message).toMatch(/UTF-8/);
     }
+  });
+
+  it("an input with 80,000 keys the schema does not take → 400 invalid_input listing 20 issues and counting the rest, in a few KB", async () => {
+    const input: Record<string, string> = { name: "Ada" };
+    for (let i = 0; i < 80_000; i++) input[`k${i}`] = "";
+    const res = await postJson("/workflow/start", { workflowName: "hello", input }, org.key);
+    expect(res.status).toBe(400);
+    const text = await res.text();
+    expect(text.length).toBeLessThan(64 * 1024);
+    const error = JSON.parse(text) as OutputErrorBody;
+    expect(error.code).toBe("invalid_input");
+    expect(error.issues).toHaveLength(21);
+    expect(error.issues!.at(-1)).toMatchObject({ path: "(more)", message: expect.stringMatching(/^\d+ more issues not listed$/) });
+    expect(error.message).toMatch(/and \d+ more$/);
+  });
+
+  it("issue paths name input keys as sent (not as JSON-pointer or URI escapes)", async () => {
+    const res = await postJson(
+      "/workflow/start",
+      { workflowName: "hello", input: { name: "Ada", prénom: "x", "a/b": 1, "a~b": 2 } },
+      org.key,
+    );
+    expect(res.status).toBe(400);
+    const paths = ((await res.json()) as OutputErrorBody).issues!.map((i) => i.path);
+    expect(paths).toEqual(expect.arrayContaining(["input.prénom", "input.a/b", "input.a~b"]));
+  });
+
+  it("an input so wrong that the schema validator's own error list overflows the stack → 400 invalid_input naming the first, not a 500", async () => {
+    const workflow = {
+      id: "wf-wide",
+      name: "wide",
+      updatedAt: new Date(0),
+      inputSchema: { type: "object", properties: { xs: { type: "array", items: { type: "string" } } } },
+    } as unknown as Workflow;
+    let thrown: unknown;
+    try {
+      assertValidInput(workflow, { xs: new Array(400_000).fill(0) });
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(ApiError);
+    expect((thrown as ApiError).code).toBe("invalid_input");
+    expect((thrown as ApiError).issues![0]!.path).toBe("input.xs.0");
   });
 
   it("none of the refused requests left a run row", async () => {

@@ -7,7 +7,7 @@
  */
 import type { Context } from "hono";
 import type { z } from "zod";
-import { ApiError, type Issue } from "../../errors.ts";
+import { ApiError, type Issue, issueText } from "../../errors.ts";
 
 export function zodIssues(error: z.ZodError, prefix = ""): Issue[] {
   return error.issues.map((issue) => ({
@@ -195,7 +195,7 @@ export function parseBody<T extends z.ZodType>(schema: T, raw: unknown): z.infer
     const issues = zodIssues(parsed.error);
     throw new ApiError(
       "invalid_request",
-      `invalid request body: ${issues.map((i) => `${i.path || "(body)"}: ${i.message}`).join("; ")}`,
+      `invalid request body: ${issueText(issues, (i) => `${i.path || "(body)"}: ${i.message}`)}`,
       issues,
     );
   }

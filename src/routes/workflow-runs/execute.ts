@@ -1,6 +1,6 @@
 import type { Context } from "hono";
 import type { App, AppEnv } from "../../app-env.ts";
-import { ApiError } from "../../errors.ts";
+import { ApiError, issueText } from "../../errors.ts";
 import { isJsonMediaType, parseJsonText, readOptionalJson, zodIssues } from "../../middleware/json-body/index.ts";
 import { isFormMediaType, MalformedFormError, parseFormBody, type FormPart } from "../../shared/form-body.ts";
 import { isReservedName, RESERVED_NAME_MESSAGE, reservedKeys } from "../../shared/reserved-names.ts";
@@ -82,11 +82,7 @@ async function readExecuteFields(c: Context<AppEnv>) {
   const parsed = executeFields.safeParse(raw);
   if (!parsed.success) {
     const issues = zodIssues(parsed.error);
-    throw new ApiError(
-      "invalid_request",
-      `invalid request: ${issues.map((i) => `${i.path || "(body)"}: ${i.message}`).join("; ")}`,
-      issues,
-    );
+    throw new ApiError("invalid_request", `invalid request: ${issueText(issues, (i) => `${i.path || "(body)"}: ${i.message}`)}`, issues);
   }
   return parsed.data;
 }

@@ -1,6 +1,6 @@
 import type { App } from "../../app-env.ts";
 import { countRunsByStatus, listWorkflowRuns } from "../../db/workflow-runs.ts";
-import { ApiError } from "../../errors.ts";
+import { ApiError, issueText } from "../../errors.ts";
 import { zodIssues } from "../../middleware/json-body/index.ts";
 import { STATUSES_BY_WORKFLOW_RUN_STATUS, WORKFLOW_RUN_STATUSES, toWorkflowRunStatus, type RunStatus } from "../../shared/run-status.ts";
 import { anyCaseUuid } from "../../shared/any-case-uuid.ts";
@@ -12,12 +12,10 @@ import { singleValuedQuery } from "../../middleware/query/index.ts";
 export function registerListAndDashboard(app: App) {
   app.get("/api/v1/workflow-runs", async (c) => {
     const parsed = listQuery.safeParse(singleValuedQuery(c));
-    if (!parsed.success)
-      throw new ApiError(
-        "invalid_request",
-        `invalid query: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`,
-        zodIssues(parsed.error),
-      );
+    if (!parsed.success) {
+      const issues = zodIssues(parsed.error);
+      throw new ApiError("invalid_request", `invalid query: ${issueText(issues, (i) => `${i.path}: ${i.message}`)}`, issues);
+    }
     const { workflowId, status, page, limit, search } = parsed.data;
     const { rows, total } = await listWorkflowRuns(
       c.env.DB,

@@ -3,21 +3,54 @@
  * reaches Temporal. Validators are compiled once per schema version and kept in the isolate.
  */
 import { Validator } from "@cfworker/json-schema";
-import { ApiError, type Issue } from "../../errors.ts";
+import { ApiError, type Issue, issueText } from "../../errors.ts";
 import type { Workflow } from "../../db/schema.ts";
 
-const validators = new Map<string, Validator>();
+const validators = new Map<string, { all: Validator; first: Validator }>();
 // Keywords whose errors only repeat their children's ("property x does not match").
 const WRAPPER_KEYWORDS = new Set(["properties", "items", "allOf", "anyOf", "oneOf", "$ref", "additionalItems", "prefixItems"]);
 
-function validatorFor(workflow: Workflow): Validator {
+/** Per schema: one validator that lists every error, and one that stops at the first. */
+function validatorsFor(workflow: Workflow) {
   const key = `${workflow.id}@${workflow.updatedAt}`;
   let v = validators.get(key);
   if (!v) {
-    v = new Validator(workflow.inputSchema as object, "2020-12", false);
+    const schema = workflow.inputSchema as object;
+    v = { all: new Validator(schema, "2020-12", false), first: new Validator(schema, "2020-12", true) };
     validators.set(key, v);
   }
   return v;
+}
+
+/**
+ * Every error, unless there are so many that the validator's own list overflows the stack (it
+ * spreads a subschema's errors into its list: a 1 MB array of ~200,000 bad items); then the first.
+ */
+function validate(workflow: Workflow, input: unknown) {
+  const { all, first } = validatorsFor(workflow);
+  try {
+    return all.validate(input);
+  } catch (err) {
+    if (!(err instanceof RangeError)) throw err;
+    return first.validate(input);
+  }
+}
+
+/** The keys of a URI-fragment JSON pointer (`#/a~1b/pr%C3%A9nom`), as written: `a/b`, `prénom`. */
+function pointerSteps(pointer: string): string[] {
+  return pointer
+    .replace(/^#\/?/, "")
+    .split("/")
+    .filter(Boolean)
+    .map((step) => {
+      let key = step;
+      try {
+        key = decodeURIComponent(step);
+      } catch {
+        /* not percent-encoded after all: keep it as it is */
+      }
+      return key.replace(/~1/g, "/").replace(/~0/g, "~");
+    });
 }
 
 /**
@@ -26,10 +59,9 @@ function validatorFor(workflow: Workflow): Validator {
  * nothing a caller can act on. `keywordLocation` is a JSON pointer into the schema.
  */
 function describedAt(schema: unknown, keywordLocation: string): string | undefined {
-  const steps = keywordLocation.replace(/^#\/?/, "").split("/").filter(Boolean).slice(0, -1);
+  const steps = pointerSteps(keywordLocation).slice(0, -1);
   let node: unknown = schema;
-  for (const step of steps) {
-    const key = decodeURIComponent(step).replace(/~1/g, "/").replace(/~0/g, "~");
+  for (const key of steps) {
     if (node === null || typeof node !== "object" || !Object.hasOwn(node, key)) return undefined;
     node = (node as Record<string, unknown>)[key];
   }
@@ -38,20 +70,20 @@ function describedAt(schema: unknown, keywordLocation: string): string | undefin
 }
 
 export function assertValidInput(workflow: Workflow, input: unknown): void {
-  const result = validatorFor(workflow).validate(input);
+  const result = validate(workflow, input);
   if (result.valid) return;
   const issues: Issue[] = result.errors
     .filter((e) => !WRAPPER_KEYWORDS.has(e.keyword))
     .map((e) => {
       const must = e.keyword === "pattern" || e.keyword === "format" ? describedAt(workflow.inputSchema, e.keywordLocation) : undefined;
       return {
-        path: ["input", ...e.instanceLocation.replace(/^#\/?/, "").split("/").filter(Boolean)].join("."),
+        path: ["input", ...pointerSteps(e.instanceLocation)].join("."),
         message: must ? `${e.error.replace(/\.$/, "")}: must be ${must}` : e.error,
       };
     });
   throw new ApiError(
     "invalid_input",
-    `input does not match the input schema of "${workflow.name}": ${issues.map((i) => `${i.path}: ${i.message}`).join("; ")}`,
+    `input does not match the input schema of "${workflow.name}": ${issueText(issues, (i) => `${i.path}: ${i.message}`)}`,
     issues,
   );
 }

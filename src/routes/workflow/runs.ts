@@ -2,7 +2,7 @@ import { z } from "zod";
 import { queryInt } from "../../shared/query-int.ts";
 import type { App } from "../../app-env.ts";
 import { listRecentRuns } from "../../db/runs.ts";
-import { ApiError } from "../../errors.ts";
+import { ApiError, issueText } from "../../errors.ts";
 import { zodIssues } from "../../middleware/json-body/index.ts";
 import { CATALOG_ID, catalogIdSchema } from "./schemas.ts";
 import { singleValuedQuery } from "../../middleware/query/index.ts";
@@ -25,7 +25,7 @@ export function registerRunsList(app: App) {
     const parsed = recentRunsQuery.safeParse(singleValuedQuery(c));
     if (!parsed.success) {
       const issues = zodIssues(parsed.error);
-      throw new ApiError("invalid_request", `invalid query: ${issues.map((i) => `${i.path}: ${i.message}`).join("; ")}`, issues);
+      throw new ApiError("invalid_request", `invalid query: ${issueText(issues, (i) => `${i.path}: ${i.message}`)}`, issues);
     }
     const { workflowType, catalog, limit } = parsed.data;
     const organizationId = c.get("auth").organizationId;
