@@ -3,6 +3,7 @@ import { abortAllDurableObjects } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import { clearApiKeyCache } from "../../src/middleware/api-key-auth/index.ts";
+import { runResetEvent } from "../../src/shared/run-events.ts";
 import { mintStreamToken } from "../../src/stream-tokens.ts";
 import wranglerToml from "../../wrangler.toml?raw";
 import { collectHistoryStream, readSse } from "../support/sse.ts";
@@ -256,6 +257,36 @@ describe("GET /workflow/:id/history/stream", () => {
     const malformed = await call(`/workflow/${workflowId}/runs/no-such-run/history/stream`, { headers: auth() });
     expect(malformed.status).toBe(400);
     expect(((await malformed.json()) as OutputErrorBody).code).toBe("invalid_request");
+  });
+
+  it("?runId= streams that run, as Output reads it: an earlier run after a reset, not the latest; a malformed one is 400", async () => {
+    const { workflowId, runId: oldRunId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [
+      historyEvent(oldRunId, 1),
+      historyEvent(oldRunId, 2),
+      closeEvent(oldRunId, 3),
+      finishedEvent(oldRunId, "failed"),
+    ]);
+    const newRunId = crypto.randomUUID();
+    await push(workflowId, [runResetEvent(newRunId, oldRunId, new Date().toISOString()), historyEvent(newRunId, 1)]);
+    await env.DB.prepare("UPDATE runs SET temporal_run_id = ?, status = 'running' WHERE temporal_workflow_id = ?")
+      .bind(newRunId, workflowId)
+      .run();
+    const old = await open(workflowId, `?runId=${oldRunId.toUpperCase()}`);
+    expect(old.status).toBe(200);
+    const streamed = await collectHistoryStream(old.body!);
+    expect(streamed.eventIds).toEqual([1, 2, 3]);
+    expect(streamed.done).toEqual([{ reason: "WORKFLOW_EXECUTION_FAILED" }]);
+    // The pinned path wins over the query, as in Output.
+    const pinned = await call(`/workflow/${workflowId}/runs/${oldRunId}/history/stream?runId=${newRunId}`, { headers: auth() });
+    expect((await collectHistoryStream(pinned.body!)).eventIds).toEqual([1, 2, 3]);
+    for (const [query, status] of [
+      [`?runId=${crypto.randomUUID()}`, 404],
+      ["?runId=nope", 400],
+    ] as const) {
+      const res = await open(workflowId, query);
+      expect(res.status, query).toBe(status);
+    }
   });
 
   it("the run a continue-as-new named opens at once, pinned, also before D1 follows the hand-over (what Output's clients do on done.newRunId)", async () => {

@@ -21,6 +21,7 @@ import { zodIssues } from "../../middleware/json-body/index.ts";
 import { type OwnedRunEnv, ownedRun } from "../../middleware/owned-run/index.ts";
 import { singleValuedQuery } from "../../middleware/query/index.ts";
 import { doneReason, toOutputEvent } from "../../shared/output-history.ts";
+import { anyCaseUuid } from "../../shared/any-case-uuid.ts";
 import { positiveNumberVar } from "../../shared/positive-number-var.ts";
 import { sseComment, sseFrame } from "../../sse/frames.ts";
 import { parseHistoryCursor } from "../../sse/last-event-id.ts";
@@ -83,6 +84,8 @@ export function historyFramer(includePayloads: boolean, resumeAfterEventId: numb
  * a repeated one is 400 (singleValuedQuery). `Last-Event-ID`, when sent, wins over `lastEventId`.
  */
 export const historyStreamQuery = z.object({
+  /** The run to stream, as Output's `?runId=` (any letter case); a pinned path's `:rid` wins over it, as in Output. */
+  runId: anyCaseUuid.optional(),
   lastEventId: z.string().optional(),
   /** Exactly `true` or `false`, as Output checks it: `?includePayloads=1` is 400, not silently false. */
   includePayloads: z.enum(["true", "false"]).optional(),
@@ -90,7 +93,7 @@ export const historyStreamQuery = z.object({
 });
 
 type ResumeEnv = AppEnv & {
-  Variables: { resumeFrom: ReturnType<typeof parseHistoryCursor>; includePayloads: boolean };
+  Variables: { resumeFrom: ReturnType<typeof parseHistoryCursor>; includePayloads: boolean; queryRunId: string | undefined };
 };
 
 /** A token's scope (401), the query and the client's cursor (400), before the ownership read. */
@@ -103,6 +106,7 @@ const streamRequest = createMiddleware<ResumeEnv>(async (c, next) => {
   const query = historyStreamQuery.safeParse(singleValuedQuery(c));
   if (!query.success) throw new ApiError("invalid_request", "invalid history stream query", zodIssues(query.error));
   c.set("includePayloads", query.data.includePayloads === "true");
+  c.set("queryRunId", query.data.runId);
   c.set("resumeFrom", parseHistoryCursor(c));
   await next();
 });
@@ -113,7 +117,7 @@ async function streamHistory(c: Context<PinnedRunEnv & ResumeEnv & OwnedRunEnv>)
   // checks the rest (started, at its end).
   const { workflowId } = c.get("ownedRun");
   const auth = c.get("auth");
-  const requestedRunId = c.get("pinnedRunId");
+  const requestedRunId = c.get("pinnedRunId") ?? c.get("queryRunId");
   const resumeFrom = c.get("resumeFrom");
   const lastEventId = resumeFrom?.eventId ?? null;
   const includePayloads = c.get("includePayloads");
