@@ -297,6 +297,9 @@ describe("GET /workflow/:id/history (Output's shape)", () => {
     await expectError(`/workflow/${workflowId}/history?pageToken=Zm9vYmFy`, 400, "invalid_page_token");
     const otherRunsToken = encodeURIComponent(encodePageToken({ runId: crypto.randomUUID(), afterEventId: 2 }));
     await expectError(`/workflow/${workflowId}/history?runId=${runId}&pageToken=${otherRunsToken}`, 400, "invalid_page_token");
+    // A token for a run this workflow never had (another workflow's, or forged) is the token's fault: 400, as Output's CLI expects of a stale cursor.
+    await expectError(`/workflow/${workflowId}/history?pageToken=${otherRunsToken}`, 400, "invalid_page_token");
+    await expectError(`/workflow/${workflowId}/history?pageToken=${encodeURIComponent(btoa("o1:zzz:0"))}`, 400, "invalid_page_token");
     await expectError(`/workflow/${workflowId}/runs/not-a-uuid/history`, 400, "invalid_request");
     await expectError(`/workflow/${workflowId}/history?runId=${crypto.randomUUID()}`, 404, "run_not_found");
     await expectError(`/workflow/${workflowId}/runs/${crypto.randomUUID()}/history`, 404, "run_not_found");
@@ -305,7 +308,7 @@ describe("GET /workflow/:id/history (Output's shape)", () => {
     expect((await page(`/workflow/${workflowId}/history?pageToken=`)).events).toHaveLength(8);
   });
 
-  it("security: another organization gets 404; a token naming another workflow's run reads nothing of it", async () => {
+  it("security: another organization gets 404; a token naming another workflow's run reads nothing of it (400 invalid_page_token)", async () => {
     const { workflowId, runId } = await createRunningRun(org.organizationId);
     await push(workflowId, firstStep(runId));
     const other = await seedOrganization("Other org");
@@ -325,7 +328,8 @@ describe("GET /workflow/:id/history (Output's shape)", () => {
       `/workflow/${theirs.workflowId}/history?pageToken=${encodeURIComponent(encodePageToken({ runId, afterEventId: 0 }))}`,
       other.key,
     );
-    expect(res.status).toBe(404);
+    expect(res.status).toBe(400);
+    expect(errorCodeOf(JSON.parse(await res.clone().text()))).toBe("invalid_page_token");
     expect(await res.text()).not.toContain("countWords");
   });
 

@@ -91,8 +91,9 @@ async function historyPage(c: Context<PinnedRunEnv & OwnedRunEnv & HistoryQueryE
     includePayloads,
     longPoll ? 0 : HISTORY_CATCH_UP_MS,
   );
-  if ((askedRunId || cursor) && !page.known)
-    throw new ApiError("run_not_found", `workflow ${workflowId} has no run ${askedRunId ?? cursor!.runId}`);
+  if (askedRunId && !page.known) throw new ApiError("run_not_found", `workflow ${workflowId} has no run ${askedRunId}`);
+  // A token whose run this workflow never had was issued for another workflow (or forged): the token is what is wrong.
+  if (cursor && !page.known) throw new ApiError("invalid_page_token", "this pageToken belongs to no run of this workflow");
 
   if (!longPoll && after === 0 && page.known && page.events.length === 0) {
     // Just started: the host relays the first events within moments; a first page with them
