@@ -232,6 +232,9 @@ function errorWorkflowId(c: Context, err: ApiError): string | undefined {
   }
 }
 
+/** The challenge of a 401 whose code named none. */
+const DEFAULT_CHALLENGE = 'Bearer realm="outrider"';
+
 export function errorResponse(c: Context, err: ApiError): Response {
   const requestId = c.get("requestId") ?? "";
   const body = isOutputFamilyPath(c.req.path)
@@ -239,6 +242,10 @@ export function errorResponse(c: Context, err: ApiError): Response {
     : errorBody(err.code, err.message, requestId, err.issues);
   const res = c.json(body, ERROR_CODES[err.code]);
   for (const [name, value] of Object.entries(err.headers ?? {})) res.headers.set(name, value);
+  // Every 401 says how to authenticate (RFC 9110), also where the code that threw named no scheme.
+  // The host's signed routes are not for callers, and Bearer is not their scheme.
+  if (err.code === "unauthorized" && !res.headers.has("www-authenticate") && !c.req.path.startsWith("/internal/"))
+    res.headers.set("www-authenticate", DEFAULT_CHALLENGE);
   return res;
 }
 

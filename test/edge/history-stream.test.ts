@@ -383,6 +383,25 @@ describe("run-scoped stream tokens", () => {
     expect((await call(`/workflow/${a.workflowId}/status?token=${token}`)).status).toBe(401);
   });
 
+  it("every refusal is a 401 with a WWW-Authenticate challenge (RFC 9110), which CORS lets a page read", async () => {
+    const a = await createRunningRun(org.organizationId);
+    const b = await createRunningRun(org.organizationId);
+    const { token } = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, workflowId: a.workflowId });
+    const forged = await mintStreamToken("not-the-secret", { organizationId: org.organizationId, workflowId: a.workflowId });
+    for (const path of [
+      `/workflow/${b.workflowId}/history/stream?token=${token}`,
+      `/workflow/${a.workflowId}/history/stream?token=${forged.token}`,
+      `/runs/${b.workflowId}/events?token=${token}`,
+      `/runs/${a.workflowId}/events?token=${forged.token}`,
+      `/runs/${a.workflowId}/events`,
+    ]) {
+      const res = await call(path, { headers: { origin: "https://app.example" } });
+      expect(res.status, path).toBe(401);
+      expect(res.headers.get("www-authenticate"), path).toMatch(/^Bearer realm="outrider"/);
+      expect(res.headers.get("access-control-expose-headers"), path).toContain("www-authenticate");
+    }
+  });
+
   it("security: a token stops opening streams once the API key that minted it is revoked (as the key does, within its cache)", async () => {
     const { workflowId, runId } = await createRunningRun(org.organizationId);
     await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)]);

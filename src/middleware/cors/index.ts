@@ -23,6 +23,7 @@ export const corsForConfiguredOrigins = () =>
         "x-request-id",
         "location",
         "retry-after",
+        "www-authenticate",
         "x-ratelimit-limit",
         "x-ratelimit-remaining",
         "x-ratelimit-reset",
