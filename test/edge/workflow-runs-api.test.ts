@@ -122,10 +122,11 @@ describe("Workflow Runs API: auth", () => {
 describe("Workflow Runs API: list, dashboard and detail", () => {
   let token: string;
   let organizationId: string;
+  let outputKey: string;
   const ids: Record<string, string> = {};
   beforeAll(async () => {
     await seedCatalog();
-    ({ organizationId } = await seedOrganization());
+    ({ organizationId, key: outputKey } = await seedOrganization());
     token = await jwtFor(organizationId);
     const rows: Array<[string, string, string]> = [
       ["hello", "completed", "2026-01-01T00:00:01.000Z"],
@@ -219,6 +220,29 @@ describe("Workflow Runs API: list, dashboard and detail", () => {
       if ((path === "limit" || path === "page") && !query.includes("&") && !/^\d+$/.test(value))
         expect(body.error.issues!.find((i) => i.path === path)?.message).toBe("expected a whole number in decimal digits");
     }
+  });
+
+  it("security: a parameter whose percent-escapes are not UTF-8 is 400 invalid_encoding naming it, not a search for the escapes", async () => {
+    for (const [query, path] of [
+      ["search=%FF", "search"],
+      ["search=%C3%28", "search"],
+      ["limit=5&search=ok%E2%82", "search"],
+      ["%FFname=1", "%FFname"],
+    ] as const) {
+      const res = await get(`/api/v1/workflow-runs?${query}`, token);
+      expect(res.status, query).toBe(400);
+      const body = (await res.json()) as ErrorBody;
+      expect(body.error.code, query).toBe("invalid_encoding");
+      expect(body.error.issues!.map((i) => i.path)).toEqual([path]);
+    }
+    // Valid UTF-8 escapes, a plus for a space and a literal percent sign's escape are fine.
+    for (const query of ["search=%C3%A9t%C3%A9", "search=a+b", "search=100%25"]) {
+      expect((await get(`/api/v1/workflow-runs?${query}`, token)).status, query).toBe(200);
+    }
+    // The Workflow API (Output's envelope) too.
+    const output = await call("/workflow/runs?workflowType=%C3%28", { headers: { authorization: `Bearer ${outputKey}` } });
+    expect(output.status).toBe(400);
+    expect(((await output.json()) as { error: string; code: string }).code).toBe("invalid_encoding");
   });
 
   it("the dashboard counts agree with the list", async () => {
