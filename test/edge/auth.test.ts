@@ -41,6 +41,15 @@ describe("API key authentication", () => {
     expect(res.status).toBe(401);
   });
 
+  it("refuses the right id and secret under another prefix: a key is `otr_<id>_<secret>` as issued, which secret scanners look for", async () => {
+    const [, id, secret] = /^otr_([a-z0-9]+)_([A-Za-z0-9]+)$/.exec(org.key)!;
+    for (const prefix of ["xyz", "ot", "otrr"]) {
+      const res = await postJson("/workflow/start", UNKNOWN_WORKFLOW, `${prefix}_${id}_${secret}`);
+      expect(res.status, prefix).toBe(401);
+    }
+    expect((await postJson("/workflow/start", UNKNOWN_WORKFLOW, `otr_${id}_${secret}`)).status).toBe(424);
+  });
+
   it("refuses an unknown key id and a malformed key", async () => {
     expect((await postJson("/workflow/start", UNKNOWN_WORKFLOW, "otr_unknownid1_abcdefghijklmnopqrstuvwxyz0123")).status).toBe(401);
     expect((await postJson("/workflow/start", UNKNOWN_WORKFLOW, "not-a-key")).status).toBe(401);

@@ -15,6 +15,8 @@ const API_KEY_CACHE_MAX_ENTRIES = 1_000;
 
 interface CachedKey {
   organizationId: string;
+  /** The `<prefix>` the key was issued with: a key presented with another is not that key. */
+  prefix: string;
   rateLimitPerMinute: number | null;
   secretSha256: string;
   scopes: string[];
@@ -68,6 +70,7 @@ async function lookUp(db: D1Database, id: string): Promise<CachedKey | null> {
   if (cache.size >= API_KEY_CACHE_MAX_ENTRIES) cache.delete(cache.keys().next().value!);
   const entry = {
     organizationId: row.organizationId,
+    prefix: row.prefix,
     rateLimitPerMinute: row.rateLimitPerMinute,
     secretSha256: row.secretSha256,
     scopes: row.scopes,
@@ -101,7 +104,8 @@ export const apiKeyAuth = (options: { allowBasic?: boolean } = {}) =>
     const key = parsed ? await lookUp(c.env.DB, parsed.id) : null;
     // Hash even when the key is unknown, so timing does not tell unknown ids from wrong secrets.
     const digest = await sha256Hex(parsed?.secret ?? credential);
-    if (!key || !(await constantTimeEqualHex(digest, key.secretSha256))) {
+    const matches = key !== null && (await constantTimeEqualHex(digest, key.secretSha256));
+    if (!key || !matches || parsed!.prefix !== key.prefix) {
       throw new ApiError("unauthorized", "the API key is not valid (unknown, revoked or mistyped)", undefined, {
         "www-authenticate": 'Bearer realm="outrider", error="invalid_token"',
       });
