@@ -4,11 +4,10 @@
  * the first run (and its result once it ended) on every start route; a run's end reaches the
  * organization's endpoint, signed (checked with the `standardwebhooks` package).
  */
-import { SignJWT } from "jose";
 import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readSse } from "../support/sse.ts";
-import { TEST_JWT_SECRET } from "../support/stack.ts";
+import { testJwt } from "../support/stack.ts";
 import { startWebhookReceiver, type ReceivedWebhook } from "../support/webhook-receiver.ts";
 import { admin, api, eventually, postJson, queryD1, type OutputErrorBody } from "./helpers.ts";
 
@@ -155,11 +154,7 @@ describe("Idempotency-Key through the stack", () => {
     expect(s2.replayed).toBe("true");
     expect(s2.result).toEqual(s1.result);
 
-    const token = await new SignJWT({ org_id: org.id })
-      .setProtectedHeader({ alg: "HS256" })
-      .setSubject("e2e")
-      .setExpirationTime("10m")
-      .sign(new TextEncoder().encode(TEST_JWT_SECRET));
+    const token = await testJwt(org.id, { subject: "e2e", expiresIn: "10m" });
     const hello = queryD1<{ id: string }>("SELECT id FROM workflows WHERE organization_id IS NULL AND name = 'hello'")[0]!.id;
     // Each FormData gets its own multipart boundary: the fingerprint reads the fields, not the bytes.
     const execute = () => {

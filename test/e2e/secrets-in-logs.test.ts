@@ -5,20 +5,16 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { SignJWT } from "jose";
 import { inject } from "vitest";
 import { describe, expect, it } from "vitest";
-import { TEST_JWT_SECRET } from "../support/stack.ts";
+import { TEST_JWT_SECRET, testJwt } from "../support/stack.ts";
 import { admin, baseUrl, postJson } from "./helpers.ts";
 
 describe("logs", () => {
   it("hold no API key, admin key, JWT, signing secret or environment override value", async () => {
     const org = await admin<{ id: string }>("POST", "/admin/v1/organizations", { name: "logs" });
     const { key } = await admin<{ key: string }>("POST", `/admin/v1/organizations/${org.id}/api-keys`, { name: "logs" });
-    const jwt = await new SignJWT({ org_id: org.id })
-      .setProtectedHeader({ alg: "HS256" })
-      .setExpirationTime("5m")
-      .sign(new TextEncoder().encode(TEST_JWT_SECRET));
+    const jwt = await testJwt(org.id, { expiresIn: "5m" });
     const envSecret = `env-secret-${crypto.randomUUID()}`;
     expect((await postJson("/workflow/run", { workflowName: "hello", input: { name: "Logs" } }, { key })).status).toBe(200);
     expect((await postJson("/workflow/run", { workflowName: "hello", input: 42 }, { key })).status).toBe(400);

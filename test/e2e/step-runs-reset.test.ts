@@ -4,9 +4,8 @@
  * runs' attempts stay in D1 and in the Workflow Runs API's detail, each naming its Temporal run.
  * test/edge/step-runs-reset.test.ts covers the orderings the real stack rarely produces.
  */
-import { SignJWT } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
-import { TEST_JWT_SECRET } from "../support/stack.ts";
+import { testJwt } from "../support/stack.ts";
 import { admin, api, baseUrl, eventually, postJson, queryD1 } from "./helpers.ts";
 
 let key = "";
@@ -15,10 +14,7 @@ let token = "";
 beforeAll(async () => {
   const org = await admin<{ id: string }>("POST", "/admin/v1/organizations", { name: "step runs reset e2e" });
   key = (await admin<{ key: string }>("POST", `/admin/v1/organizations/${org.id}/api-keys`, { name: "e2e" })).key;
-  token = await new SignJWT({ org_id: org.id })
-    .setProtectedHeader({ alg: "HS256" })
-    .setExpirationTime("30m")
-    .sign(new TextEncoder().encode(TEST_JWT_SECRET));
+  token = await testJwt(org.id);
 });
 
 const completedRun = (workflowId: string, runId: string) =>

@@ -2,7 +2,7 @@
 import { SignJWT } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
 import { readSse, type SseMessage } from "../support/sse.ts";
-import { TEST_JWT_SECRET } from "../support/stack.ts";
+import { TEST_JWT_AUDIENCE, testJwt } from "../support/stack.ts";
 import { admin, baseUrl, eventually, postJson, queryD1 } from "./helpers.ts";
 
 let token = "";
@@ -36,11 +36,7 @@ beforeAll(async () => {
   const org = await admin<{ id: string }>("POST", "/admin/v1/organizations", { name: "workflow runs e2e" });
   organizationId = org.id;
   apiKey = (await admin<{ key: string }>("POST", `/admin/v1/organizations/${org.id}/api-keys`, { name: "e2e" })).key;
-  token = await new SignJWT({ org_id: organizationId })
-    .setProtectedHeader({ alg: "HS256" })
-    .setSubject("e2e-user")
-    .setExpirationTime("30m")
-    .sign(new TextEncoder().encode(TEST_JWT_SECRET));
+  token = await testJwt(organizationId, { subject: "e2e-user" });
   for (const row of queryD1<{ id: string; name: string }>(
     "SELECT id, name FROM workflows WHERE organization_id IS NULL AND kind = 'code'",
   )) {
@@ -153,10 +149,19 @@ describe("JWT verified against a JWKS", () => {
     const { importJWK, generateKeyPair } = await import("jose");
     const { inject } = await import("vitest");
     const key = await importJWK(JSON.parse(inject("jwksPrivateKey")) as Record<string, string>, "RS256");
-    const sign = (k: Parameters<SignJWT["sign"]>[0]) =>
-      new SignJWT({ org_id: organizationId }).setProtectedHeader({ alg: "RS256", kid: "e2e-key" }).setExpirationTime("5m").sign(k);
+    const sign = (k: Parameters<SignJWT["sign"]>[0], audience = TEST_JWT_AUDIENCE) =>
+      new SignJWT({ org_id: organizationId })
+        .setProtectedHeader({ alg: "RS256", kid: "e2e-key" })
+        .setAudience(audience)
+        .setExpirationTime("5m")
+        .sign(k);
     const ok = await fetch(new URL("/api/v1/workflow-runs", baseUrl()), { headers: { authorization: `Bearer ${await sign(key)}` } });
     expect(ok.status).toBe(200);
+    // The identity provider's token for another application (another audience) is not ours.
+    const elsewhere = await fetch(new URL("/api/v1/workflow-runs", baseUrl()), {
+      headers: { authorization: `Bearer ${await sign(key, "another-app")}` },
+    });
+    expect(elsewhere.status).toBe(401);
     const other = await generateKeyPair("RS256");
     const forged = await fetch(new URL("/api/v1/workflow-runs", baseUrl()), {
       headers: { authorization: `Bearer ${await sign(other.privateKey)}` },

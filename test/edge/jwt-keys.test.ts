@@ -27,16 +27,24 @@ async function jwksUrl(status: number, body: string): Promise<string> {
   return `${receiver()}/file/${name}`;
 }
 
-const rs256Token = (kid = "k1") =>
+/** The audience these tests configure (JWT_AUDIENCE): a JWKS needs one. */
+const AUDIENCE = "outrider-edge-test";
+
+const rs256Token = (kid = "k1", audience = AUDIENCE) =>
   new SignJWT({ org_id: organizationId })
     .setProtectedHeader({ alg: "RS256", kid })
     .setSubject("user-1")
+    .setAudience(audience)
     .setExpirationTime("5m")
     .sign(rsa.privateKey);
 
 async function listWith(settings: Partial<Env>, token: string) {
   const request = new Request("http://edge.test/api/v1/workflow-runs", { headers: { authorization: `Bearer ${token}` } });
-  const res = await app.fetch(request, { ...env, JWT_JWKS_URL: "", JWT_PUBLIC_KEY: "", ...settings } as Env, createExecutionContext());
+  const res = await app.fetch(
+    request,
+    { ...env, JWT_JWKS_URL: "", JWT_PUBLIC_KEY: "", JWT_AUDIENCE: AUDIENCE, ...settings } as Env,
+    createExecutionContext(),
+  );
   const body = await res.json().catch(() => ({}));
   return {
     status: res.status,
@@ -77,9 +85,16 @@ describe("JWT keys (errors): our keys failing is not the caller's credentials fa
     expect(await listWith({ JWT_PUBLIC_KEY: broken }, await rs256Token())).toMatchObject({ status: 500, code: "jwt_keys_invalid" });
   });
 
+  it("a JWKS without JWT_AUDIENCE verifies nothing (500 jwt_keys_invalid naming it): it would take any application's tokens from the provider", async () => {
+    const answer = await listWith({ JWT_JWKS_URL: await jwksUrl(200, await keySet()), JWT_AUDIENCE: "" }, await rs256Token());
+    expect(answer).toMatchObject({ status: 500, code: "jwt_keys_invalid" });
+    expect(answer.message).toContain("JWT_AUDIENCE");
+  });
+
   it("HS256 tokens (JWT_SECRET) still work while the JWKS is down", async () => {
     const hs = await new SignJWT({ org_id: organizationId })
       .setProtectedHeader({ alg: "HS256" })
+      .setAudience(AUDIENCE)
       .setExpirationTime("5m")
       .sign(new TextEncoder().encode(env.JWT_SECRET));
     expect((await listWith({ JWT_JWKS_URL: "http://127.0.0.1:9/.well-known/jwks.json" }, hs)).status).toBe(200);
@@ -87,14 +102,16 @@ describe("JWT keys (errors): our keys failing is not the caller's credentials fa
 });
 
 describe("JWT keys (security): a token our keys do not verify stays 401", () => {
-  it("a kid the JWKS does not have, a forged signature, or an algorithm the PEM does not take is 401 invalid_token", async () => {
+  it("a kid the JWKS does not have, a forged signature, another audience, or an algorithm the PEM does not take is 401 invalid_token", async () => {
     const url = await jwksUrl(200, await keySet("k1"));
     const other = await generateKeyPair("RS256");
     const forged = await new SignJWT({ org_id: organizationId })
       .setProtectedHeader({ alg: "RS256", kid: "k1" })
+      .setAudience(AUDIENCE)
       .setExpirationTime("5m")
       .sign(other.privateKey);
-    for (const token of [await rs256Token("unknown-kid"), forged]) {
+    // Another application's token from the same provider: same keys, another audience.
+    for (const token of [await rs256Token("unknown-kid"), forged, await rs256Token("k1", "another-app")]) {
       expect(await listWith({ JWT_JWKS_URL: url }, token)).toMatchObject({ status: 401, code: "unauthorized" });
     }
     // An EC public key, an RSA-signed token: the token is signed the wrong way, the key is fine.

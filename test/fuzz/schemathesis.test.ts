@@ -11,9 +11,8 @@
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { relative, resolve } from "node:path";
-import { SignJWT } from "jose";
 import { beforeAll, describe, expect, inject, it } from "vitest";
-import { TEST_JWT_SECRET } from "../support/stack.ts";
+import { testJwt } from "../support/stack.ts";
 
 const root = resolve(import.meta.dirname, "../..");
 const reportDir = resolve(root, "test-results/fuzz");
@@ -45,11 +44,7 @@ beforeAll(async () => {
       body: JSON.stringify({ name: "fuzz" }),
     })
   ).json()) as { key: string };
-  const jwt = await new SignJWT({ org_id: org.id })
-    .setProtectedHeader({ alg: "HS256" })
-    .setSubject("fuzz")
-    .setExpirationTime("2h")
-    .sign(new TextEncoder().encode(TEST_JWT_SECRET));
+  const jwt = await testJwt(org.id, { subject: "fuzz", expiresIn: "2h" });
   credentials["workflow-api"] = [
     "-H",
     `Authorization: Bearer ${key.key}`,

@@ -14,7 +14,7 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { exportJWK, generateKeyPair } from "jose";
 import { startLlmPacer } from "./llm-pacer.ts";
-import { freeStackPorts, type RunningStack, startStack } from "./stack.ts";
+import { freeStackPorts, type RunningStack, startStack, TEST_JWT_AUDIENCE } from "./stack.ts";
 
 export const SHARED_STACK_ENV = "OUTRIDER_TEST_STACK";
 
@@ -55,7 +55,10 @@ export async function startSharedStack(): Promise<{ stack: SharedStack; stop(): 
   const pacer = await startLlmPacer(`http://127.0.0.1:${ports.localLlm}`, 0);
   try {
     // Webhook retries after 0.5 s, 2.5 s, ... so a test sees them quickly.
-    const running = await startStack({ ports, env: { JWT_JWKS_URL: jwks.url, LOCAL_LLM_URL: pacer.url, WEBHOOK_RETRY_BASE_MS: "500" } });
+    const running = await startStack({
+      ports,
+      env: { JWT_JWKS_URL: jwks.url, JWT_AUDIENCE: TEST_JWT_AUDIENCE, LOCAL_LLM_URL: pacer.url, WEBHOOK_RETRY_BASE_MS: "500" },
+    });
     const stack: SharedStack = {
       baseUrl: running.baseUrl,
       apiKey: running.apiKey,

@@ -9,6 +9,7 @@ import { randomBytes } from "node:crypto";
 import { appendFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { SignJWT } from "jose";
 import { generateApiKey } from "../../src/shared/api-keys.ts";
 import { freePorts } from "./ports.ts";
 import { waitForOutput } from "./process-output.ts";
@@ -18,6 +19,15 @@ const root = resolve(import.meta.dirname, "../..");
 const READY_MARKER = /OUTRIDER_READY/;
 /** HS256 secret of the stacks' Workflow Runs API JWTs (test-only value). */
 export const TEST_JWT_SECRET = "test-jwt-secret-for-the-e2e-stack-only";
+/** The audience a stack with a JWKS (JWT_JWKS_URL) checks: a JWKS needs one. */
+export const TEST_JWT_AUDIENCE = "outrider-e2e";
+
+/** An HS256 Workflow Runs API token for a test stack (TEST_JWT_SECRET, TEST_JWT_AUDIENCE). */
+export function testJwt(organizationId: string, options: { subject?: string; expiresIn?: string } = {}): Promise<string> {
+  const jwt = new SignJWT({ org_id: organizationId }).setProtectedHeader({ alg: "HS256" }).setAudience(TEST_JWT_AUDIENCE);
+  if (options.subject) jwt.setSubject(options.subject);
+  return jwt.setExpirationTime(options.expiresIn ?? "30m").sign(new TextEncoder().encode(TEST_JWT_SECRET));
+}
 
 /** Every port a stack opens. */
 export interface StackPorts {

@@ -2,8 +2,9 @@
  * Authentication of the Workflow Runs API (`/api/v1/workflow-runs`), which accepts either:
  *
  * - a **JWT** (`Authorization: Bearer <jwt>`) from the customer's backend, verified with jose:
- *   RS/PS/ES/EdDSA against JWT_JWKS_URL (a JWKS) or else JWT_PUBLIC_KEY (PEM SPKI), HS256 against
- *   JWT_SECRET, with `exp` required and JWT_ISSUER / JWT_AUDIENCE checked when set. The
+ *   RS/PS/ES/EdDSA against JWT_JWKS_URL (a JWKS, which needs JWT_AUDIENCE) or else JWT_PUBLIC_KEY
+ *   (PEM SPKI), HS256 against JWT_SECRET, with `exp` required and JWT_ISSUER / JWT_AUDIENCE checked
+ *   when set. The
  *   organization is the JWT_ORG_CLAIM claim (default `org_id`); or
  * - a **trusted internal call**: `Authorization: Bearer <INTERNAL_SERVICE_SECRET>` plus
  *   `X-Organization-Id`. A Worker has no private network, so "private IP" trust becomes
@@ -125,8 +126,12 @@ export async function verifyJwt(env: Env, token: string): Promise<JWTPayload> {
     return (await jwtVerify(token, new TextEncoder().encode(env.JWT_SECRET), { ...options, algorithms: ["HS256"] })).payload;
   }
   if (!alg || !ASYMMETRIC_ALGORITHMS.includes(alg)) throw new Error(`algorithm ${alg} is not accepted`);
-  if (env.JWT_JWKS_URL)
+  if (env.JWT_JWKS_URL) {
+    // An identity provider's keys sign tokens for every application it serves: without an audience,
+    // another application's token that carries an org claim would pass as ours. Fail closed.
+    if (!env.JWT_AUDIENCE) throw keysInvalid("JWT_JWKS_URL", "JWT_AUDIENCE must be set with it");
     return (await jwtVerify(token, remoteKeys(env.JWT_JWKS_URL), { ...options, algorithms: ASYMMETRIC_ALGORITHMS })).payload;
+  }
   if (env.JWT_PUBLIC_KEY)
     return (await jwtVerify(token, await publicKeyFor(env.JWT_PUBLIC_KEY, alg), { ...options, algorithms: [alg] })).payload;
   throw new Error(`algorithm ${alg} needs JWT_JWKS_URL or JWT_PUBLIC_KEY`);
