@@ -11,6 +11,8 @@ export interface AuthContext {
   rateLimitKey?: string;
   /** Set for a run-scoped stream token: the only workflowId it may read. */
   runScope?: string;
+  /** Set for a run-scoped stream token: its claims, from which a stream sends its client fresh tokens. */
+  streamToken?: import("./stream-tokens.ts").StreamTokenClaims;
 }
 
 /** Hono generics shared by every route and middleware of the edge Worker. */

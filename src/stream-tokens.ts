@@ -65,6 +65,7 @@ export const streamTokenAuthContext = (token: LiveStreamToken): AuthContext => (
   apiKeyId: null,
   scopes: ["run:stream"],
   runScope: token.workflowId,
+  streamToken: { organizationId: token.organizationId, workflowId: token.workflowId, apiKeyId: token.apiKeyId ?? null },
   rateLimitKey: streamTokenRateLimitKey(token),
   rateLimitPerMinute: token.rateLimitPerMinute ?? null,
 });

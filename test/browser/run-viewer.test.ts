@@ -195,11 +195,11 @@ async function followToEnd(page: Page, timeoutMs = 60_000): Promise<{ timeline: 
 }
 
 /**
- * Every SSE id the page received, in order (ids are log sequence numbers). `done` and
- * `server_error` carry no id of their own (EventSource repeats the last one on them).
+ * Every SSE id the page received, in order (ids are log sequence numbers). `done`, `server_error`
+ * and `token` carry no id of their own (EventSource repeats the last one on them).
  */
-const receivedIds = (v: PageView) =>
-  v.received.filter((e) => e.id !== null && e.type !== "done" && e.type !== "server_error").map((e) => Number(e.id));
+const UNNUMBERED = new Set(["done", "server_error", "token"]);
+const receivedIds = (v: PageView) => v.received.filter((e) => e.id !== null && !UNNUMBERED.has(e.type)).map((e) => Number(e.id));
 
 function expectStrictlyIncreasing(ids: number[]) {
   for (let i = 1; i < ids.length; i++) expect(ids[i], `event id ${ids[i]} after ${ids[i - 1]}`).toBeGreaterThan(ids[i - 1]!);
@@ -323,6 +323,13 @@ describe("run viewer in Chromium", () => {
     expect(receivedIds(final)).toEqual(stream.messages.filter((m) => m.id !== undefined).map((m) => Number(m.id)));
     expect(final.received.filter((e) => e.type === "done")).toHaveLength(1);
     expect(scriptErrors(page)).toEqual([]);
+
+    // The stream sent a fresh token as it opened; the page keeps it (in its URL too, for a reload), and it opens the stream.
+    expect(final.received.some((e) => e.type === "token")).toBe(true);
+    const pageToken = new URL(page.url()).searchParams.get("token")!;
+    const renewed = await fetch(`${baseUrl()}/runs/${run.workflowId}/events?token=${encodeURIComponent(pageToken)}`);
+    expect(renewed.status).toBe(200);
+    await renewed.body?.cancel();
   });
 
   it("recovers from a dropped connection mid-run: complete, nothing twice, nothing lost", async () => {
@@ -476,7 +483,8 @@ describe("GET /runs/:workflowId/events", () => {
     const ids = full.messages.filter((m) => m.id !== undefined).map((m) => Number(m.id));
     expectStrictlyIncreasing(ids);
     const events = full.messages.map((m) => m.event);
-    expect(events[0]).toBe("run");
+    // A fresh stream token first (the page keeps it for its reconnects), then the run.
+    expect(events.slice(0, 2)).toEqual(["token", "run"]);
     expect(events[events.length - 1]).toBe("done");
     const steps = full.messages
       .filter((m) => m.event === "step")

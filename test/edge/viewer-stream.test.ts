@@ -1,10 +1,13 @@
 /** GET /runs/:workflowId/events (the run viewer's stream) and the viewer page's headers, driven by pushed events (no host). */
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
+import { clearApiKeyCache } from "../../src/middleware/api-key-auth/index.ts";
+import { STREAM_TOKEN_RENEW_MS, tokenRenewal } from "../../src/sse/token-renewal.ts";
+import { readSse } from "../support/sse.ts";
 import { RATE_LIMIT_WINDOW_SECONDS } from "../../src/middleware/rate-limit/index.ts";
-import { mintStreamToken, streamTokenRateLimitKey } from "../../src/stream-tokens.ts";
-import { call, seedCatalog, seedOrganization } from "./helpers.ts";
+import { mintStreamToken, streamTokenRateLimitKey, verifyStreamToken } from "../../src/stream-tokens.ts";
+import { call, createKey, seedCatalog, seedOrganization } from "./helpers.ts";
 import {
   closeEvent,
   createRunningRun,
@@ -49,7 +52,7 @@ describe("run viewer stream: resume (security: exact replay, no duplicates)", ()
     const { token } = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, workflowId });
     const open = (lastEventId?: string) =>
       call(`/runs/${workflowId}/events?token=${token}`, { headers: lastEventId ? { "last-event-id": lastEventId } : {} });
-    const { frames, resumes } = await expectExactResume(open, ["done"]);
+    const { frames, resumes } = await expectExactResume(open, ["done", "token"]);
     expect(frames.filter((f) => f.id).map((f) => f.event)).toEqual(["run", "step", "thinking", "attribute", "thinking", "step", "run"]);
     expect(resumes).toBe(7);
   });
@@ -69,6 +72,101 @@ describe("run viewer stream: resume (security: exact replay, no duplicates)", ()
         error.issues.map((i) => i.path),
         path,
       ).toEqual([path]);
+    }
+  });
+});
+
+describe("stream tokens: renewed on an open stream", () => {
+  let org: Awaited<ReturnType<typeof seedOrganization>>;
+  beforeAll(async () => {
+    org = await seedOrganization();
+    await seedCatalog();
+  });
+
+  /** The first frames of a stream, up to and including its `token` event (or the first entry, when it has none). */
+  async function openingFrames(res: Response) {
+    const frames: Array<{ event: string; data: string }> = [];
+    for await (const m of readSse(res.body!)) {
+      frames.push({ event: m.event, data: m.data });
+      if (m.event === "token" || m.event === "run" || m.event === "history") break;
+    }
+    await res.body?.cancel().catch(() => {});
+    return frames;
+  }
+
+  it("a stream opened with a token sends a fresh one for the same run, which outlives it and opens the stream; only for that run", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    const other = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(runId, 1)]);
+    const { key, keyId } = await createKey(org.organizationId);
+    // Minted ten minutes ago: five minutes of life left.
+    const old = await mintStreamToken(
+      STREAM_SECRET,
+      { organizationId: org.organizationId, workflowId, apiKeyId: keyId },
+      Date.now() - 10 * 60_000,
+    );
+    for (const path of [`/runs/${workflowId}/events`, `/workflow/${workflowId}/history/stream`]) {
+      const frames = await openingFrames(await call(`${path}?token=${old.token}`));
+      const fresh = JSON.parse(frames.find((f) => f.event === "token")!.data) as { token: string; expiresAt: string };
+      expect(Date.parse(fresh.expiresAt), path).toBeGreaterThan(Date.parse(old.expiresAt) + 9 * 60_000);
+      expect((await verifyStreamToken(STREAM_SECRET, fresh.token))!).toEqual({
+        organizationId: org.organizationId,
+        workflowId,
+        apiKeyId: keyId,
+      });
+      const reopened = await call(`/runs/${workflowId}/events?token=${fresh.token}`);
+      expect(reopened.status, path).toBe(200);
+      await reopened.body?.cancel();
+      expect((await call(`/runs/${other.workflowId}/events?token=${fresh.token}`)).status, path).toBe(401);
+    }
+    // A stream opened with an API key gets no token: it has no use for one.
+    const withKey = await openingFrames(
+      await call(`/workflow/${workflowId}/history/stream`, { headers: { authorization: `Bearer ${key}` } }),
+    );
+    expect(withKey.map((f) => f.event)).not.toContain("token");
+  });
+
+  it("security: a renewed token stops working with the key that minted the first", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(runId, 1)]);
+    const { keyId } = await createKey(org.organizationId);
+    const first = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, workflowId, apiKeyId: keyId });
+    const frames = await openingFrames(await call(`/runs/${workflowId}/events?token=${first.token}`));
+    const fresh = JSON.parse(frames.find((f) => f.event === "token")!.data) as { token: string };
+    await env.DB.prepare("UPDATE api_keys SET revoked_at = ? WHERE id = ?").bind(new Date().toISOString(), keyId).run();
+    clearApiKeyCache();
+    expect((await call(`/runs/${workflowId}/events?token=${fresh.token}`)).status).toBe(401);
+  });
+
+  it("on an open stream, a fresh token follows a keep-alive once a third of a token's life has passed, and not before", async () => {
+    let now = Date.now();
+    const clock = vi.spyOn(Date, "now").mockImplementation(() => now);
+    try {
+      const renewal = await tokenRenewal(env, {
+        organizationId: org.organizationId,
+        apiKeyId: null,
+        scopes: [],
+        streamToken: { organizationId: org.organizationId, workflowId: "w-1", apiKeyId: null },
+      });
+      expect(renewal.first).toContain("event: token");
+      const keepAlive = renewal.keepAlive(() => ": keep-alive\n\n");
+      expect(keepAlive()).toBe(": keep-alive\n\n");
+      now += STREAM_TOKEN_RENEW_MS - 1;
+      expect(keepAlive()).toBe(": keep-alive\n\n");
+      now += 1;
+      // Due: minted on this tick, sent on the next.
+      expect(keepAlive()).toBe(": keep-alive\n\n");
+      await new Promise((r) => setTimeout(r, 10));
+      const next = keepAlive();
+      expect(next).toMatch(/^: keep-alive\n\nevent: token\ndata: \{"token":"[^"]+","expiresAt":"[^"]+"\}\n\n$/);
+      expect(keepAlive()).toBe(": keep-alive\n\n");
+      // A stream opened with an API key: the keep-alive as it is.
+      const none = await tokenRenewal(env, { organizationId: org.organizationId, apiKeyId: "k", scopes: ["*"] });
+      expect(none.first).toBe("");
+      const plain = () => ": keep-alive\n\n";
+      expect(none.keepAlive(plain)).toBe(plain);
+    } finally {
+      clock.mockRestore();
     }
   });
 });

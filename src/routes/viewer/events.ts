@@ -31,6 +31,7 @@ import { logStreamResponse } from "../../sse/log-stream.ts";
 import { openAdmittedSubscription, StreamAtEnd } from "../../sse/run-subscription.ts";
 import { STREAM_TOKEN_REFUSED, streamTokenAuthContext, verifyLiveStreamToken } from "../../stream-tokens.ts";
 import { DEFAULT_KEEPALIVE_INTERVAL_MS } from "../workflow/history-stream.ts";
+import { tokenRenewal } from "../../sse/token-renewal.ts";
 
 /** What EventSource waits before reconnecting after a drop. */
 export const VIEWER_RETRY_MS = 1_000;
@@ -121,14 +122,16 @@ export function registerViewerEvents(app: App) {
       });
       return { socket: admitted.socket, runId: admitted.runId ?? "" };
     };
+    // A run longer than a token's life: the page gets fresh ones, for its reconnects.
+    const renewal = await tokenRenewal(c.env, c.get("auth"));
     return logStreamResponse(c, {
       workflowId,
       runId: null,
       afterSeq,
       openFirst: admit,
       keepAliveMs,
-      keepAlive: () => sseComment("keep-alive"),
-      preamble: sseFrame({ retry: VIEWER_RETRY_MS }),
+      keepAlive: renewal.keepAlive(() => sseComment("keep-alive")),
+      preamble: sseFrame({ retry: VIEWER_RETRY_MS }) + renewal.first,
       onEntry: (entry) => viewerFrame(entry),
       onDone: async (done) => sseFrame({ event: "done", data: done }),
       onLost: () =>

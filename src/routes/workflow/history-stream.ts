@@ -25,6 +25,7 @@ import { anyCaseUuid } from "../../shared/any-case-uuid.ts";
 import { positiveNumberVar } from "../../shared/positive-number-var.ts";
 import { sseComment, sseFrame } from "../../sse/frames.ts";
 import { parseHistoryCursor } from "../../sse/last-event-id.ts";
+import { tokenRenewal } from "../../sse/token-renewal.ts";
 import { openAdmittedSubscription, openRunSubscription, StreamAtEnd, subscriptionResponse } from "../../sse/run-subscription.ts";
 import { type PinnedRunEnv, parseWorkflowIdParam, pinnedRunParam } from "./params.ts";
 
@@ -123,6 +124,8 @@ async function streamHistory(c: Context<PinnedRunEnv & ResumeEnv & OwnedRunEnv>)
   const includePayloads = c.get("includePayloads");
   const keepAliveMs = positiveNumberVar(c.env.SSE_KEEPALIVE_MS, DEFAULT_KEEPALIVE_INTERVAL_MS);
   let admittedRunId: string | null = null;
+  // Opened with a stream token: fresh ones for the client's reconnects (an extra `token` event).
+  const renewal = await tokenRenewal(c.env, auth);
   return subscriptionResponse(c, {
     // The `workflow` summary goes out once, on the first subscription only.
     // The first subscription is also the admission (run exists for this organization, has started,
@@ -141,9 +144,9 @@ async function streamHistory(c: Context<PinnedRunEnv & ResumeEnv & OwnedRunEnv>)
     },
     cursor: resumeFrom?.cursor ?? 0,
     // First bytes at once: reconnect delay and a comment, so clients and proxies see a live stream.
-    preamble: sseFrame({ retry: CLIENT_RETRY_MS }),
+    preamble: sseFrame({ retry: CLIENT_RETRY_MS }) + renewal.first,
     keepAliveMs,
-    keepAlive: () => sseComment("keepalive"),
+    keepAlive: renewal.keepAlive(() => sseComment("keepalive")),
     frame: historyFramer(includePayloads, lastEventId ?? 0),
     onLost: () =>
       sseFrame({

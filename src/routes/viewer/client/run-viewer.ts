@@ -92,6 +92,12 @@ interface ServerErrorEvent {
   message?: string;
 }
 
+/** A fresh stream token for this run, sent as the stream opens and every few minutes after. */
+interface TokenEvent {
+  token?: string;
+  expiresAt?: string;
+}
+
 type ConnectionState = "connecting" | "connected" | "reconnecting" | "closed" | "error";
 
 const TERMINAL = new Set(["completed", "failed", "cancelled", "terminated", "timed_out", "continued_as_new"]);
@@ -137,7 +143,8 @@ function start(): void {
   } catch {
     /* kept as sent */
   }
-  const token = new URLSearchParams(location.search).get("token") ?? "";
+  // Replaced by the fresh ones the stream sends (`token` events), so reconnects after the first token expired still work.
+  let token = new URLSearchParams(location.search).get("token") ?? "";
   const eventsPath = `/runs/${encodeURIComponent(workflowId)}/events`;
 
   const state: ViewerState = {
@@ -233,6 +240,14 @@ function start(): void {
     },
     server_error(d: ServerErrorEvent | null) {
       setConnection("reconnecting", d?.message || "the stream was interrupted");
+    },
+    token(d: TokenEvent | null) {
+      if (typeof d?.token !== "string" || d.token === "") return;
+      token = d.token;
+      // A reload opens the stream with the fresh token too.
+      const url = new URL(location.href);
+      url.searchParams.set("token", token);
+      history.replaceState(history.state, "", url);
     },
   };
   type EventType = keyof typeof handlers;
@@ -358,7 +373,7 @@ function start(): void {
     return (e: MessageEvent<string>) => {
       debug.events.push({ type, id: e.lastEventId || null, receivedAt: Date.now() });
       // Ids are log sequence numbers; an event at or before the last one seen is a replay.
-      if (e.lastEventId && type !== "done" && type !== "server_error") {
+      if (e.lastEventId && type !== "done" && type !== "server_error" && type !== "token") {
         const seq = Number(e.lastEventId);
         if (seq <= state.lastSeq) return;
         state.lastSeq = seq;
