@@ -611,7 +611,8 @@ describe("GET /runs/{id}/events (the run viewer's stream): one call into the hom
     const { res, counts } = await counted(await open(workflowId));
     expect(res.status).toBe(200);
     expect(counts).toEqual({ runStream: 1, d1: 0, replica: 0 });
-    expect((await allFrames(res)).map((f) => f.event)).toEqual(["run", "run", "done"]);
+    // A fresh stream token first (the stream was opened with one), minted in the Worker: no call.
+    expect((await allFrames(res)).map((f) => f.event)).toEqual(["token", "run", "run", "done"]);
   });
 
   it("Last-Event-ID past a finished run's last shown entry is 204 in the same one call; before it, the rest", async () => {
@@ -625,6 +626,7 @@ describe("GET /runs/{id}/events (the run viewer's stream): one call into the hom
     expect(rest.res.status).toBe(200);
     expect(rest.counts).toEqual({ runStream: 1, d1: 0, replica: 0 });
     expect((await allFrames(rest.res)).map((f) => [f.event, f.id])).toEqual([
+      ["token", undefined],
       ["run", ids[1]],
       ["done", undefined],
     ]);
@@ -647,7 +649,8 @@ describe("GET /runs/{id}/events (the run viewer's stream): one call into the hom
     await push(workflowId, [
       { sourceKey: `run:${newRunId}:started`, type: "run.started", at: new Date().toISOString(), data: { runId: newRunId } },
     ]);
-    const first = (await firstFrames(res, 1))[0]!;
+    const [renewal, first] = (await firstFrames(res, 2)) as [{ event: string }, { event: string; data: string }];
+    expect(renewal.event).toBe("token");
     expect(first.event).toBe("run");
     expect(JSON.parse(first.data)).toMatchObject({ state: "started", runId: newRunId });
   });
