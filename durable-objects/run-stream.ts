@@ -53,14 +53,15 @@ import { Watchdog } from "./run-stream/watchdog.ts";
 import { WebhookOutbox } from "./run-stream/webhook-outbox.ts";
 import { RunStarter, type StartCommand } from "./run-stream/run-starter.ts";
 import { RunReader, type ReadOptions } from "./run-stream/run-reader.ts";
-import { HISTORY_CATCH_UP_POLL_MS, readTraceLog } from "./run-stream/trace-reader.ts";
+import { readTraceLog } from "./run-stream/trace-reader.ts";
 import { startForStream } from "./run-stream/start-and-subscribe.ts";
 import { earlierRunView, pinnedRunInput } from "./run-stream/earlier-run.ts";
 import { prepareStart } from "../src/services/runs.ts";
 import { runStream } from "../src/run-stream-client.ts";
 import { ResetMark } from "./run-stream/reset-mark.ts";
 import { ResetHolds, type ResetHoldReply, type ResetHoldRequest } from "./run-stream/reset-holds.ts";
-import { LogReader } from "./run-stream/log-reader.ts";
+import { type HistoryPageWaits, LogReader } from "./run-stream/log-reader.ts";
+import { LogWaiters } from "./run-stream/log-waiters.ts";
 import { RunLifecycle } from "./run-stream/run-lifecycle.ts";
 import { routeUpgrade } from "./run-stream/subscribe-upgrade.ts";
 
@@ -100,6 +101,8 @@ export class RunStream extends DurableObject<Env> {
   private readonly reader: RunReader;
   private readonly admission: PushAdmission;
   private readonly lifecycle: RunLifecycle;
+  /** History reads waiting for the log to change (a long-poll, a first page, a catch-up). */
+  private readonly logWaiters = new LogWaiters();
 
   /** The parts, over storage that has its schema (every use of storage goes through here or `storage()`). */
   private get parts(): Parts {
@@ -149,7 +152,12 @@ export class RunStream extends DurableObject<Env> {
       knowsRun: () =>
         !this.schemaPending && ctx.storage.sql.exec("SELECT 1 FROM run_start UNION ALL SELECT 1 FROM events LIMIT 1").toArray().length > 0,
     });
-    this.lifecycle = new RunLifecycle({ admission: this.admission, starter: this.starter, parts: () => this.parts });
+    this.lifecycle = new RunLifecycle({
+      admission: this.admission,
+      starter: this.starter,
+      parts: () => this.parts,
+      appended: () => this.logWaiters.wake(),
+    });
     ctx.blockConcurrencyWhile(async () => {
       const sql = ctx.storage.sql;
       // A new DO (every run has one) reads nothing back; its schema is one statement batch, made on first use.
@@ -269,17 +277,30 @@ export class RunStream extends DurableObject<Env> {
   }
 
   /**
-   * A page of a run's history, as streams send it (`GET /workflow/:id/history`). `catchUpMs`: when
-   * the run's outcome is known and its last events are still on their way, wait up to that long
-   * for them here, next to the log, rather than answer a page that lacks its end.
+   * A page of a run's history (`GET /workflow/:id/history`), after the waits `waits` asks for,
+   * each done here, next to the log, and woken by appends (log-waiters.ts): the Worker's one call.
    */
-  async historyPage(runId: string | undefined, afterEventId: number, limit: number, includePayloads: boolean, catchUpMs = 0) {
+  async historyPage(
+    runId: string | undefined,
+    afterEventId: number,
+    limit: number,
+    includePayloads: boolean,
+    waits: HistoryPageWaits = {},
+  ) {
     const { logReader } = this.parts;
     let page = logReader.historyPage(runId, afterEventId, limit, includePayloads);
-    for (const deadline = Date.now() + catchUpMs; page.ending && Date.now() < deadline; ) {
-      await new Promise((r) => setTimeout(r, HISTORY_CATCH_UP_POLL_MS));
-      page = logReader.historyPage(page.runId ?? undefined, afterEventId, limit, includePayloads);
-    }
+    /** Reads the page again at each append until `pending` says no or `ms` ran out, staying on the run it found. */
+    const waitWhile = async (ms: number | undefined, pending: () => boolean) => {
+      const followed = page.runId ?? undefined;
+      for (const deadline = Date.now() + (ms ?? 0); pending() && Date.now() < deadline; ) {
+        await this.logWaiters.next(deadline - Date.now());
+        page = logReader.historyPage(followed, afterEventId, limit, includePayloads);
+      }
+    };
+    await waitWhile(waits.catchUpMs, () => page.ending);
+    if (afterEventId === 0) await waitWhile(waits.firstEventsMs, () => page.known && page.events.length === 0);
+    // A run asked for by id that the log does not know is answered at once (the route's 404).
+    await waitWhile(waits.longPollMs, () => (page.known || runId === undefined) && page.events.length === 0 && !page.complete);
     return page;
   }
 

@@ -16,6 +16,16 @@ import type { StreamState, WorkflowSummary } from "./messages.ts";
 import type { Meta } from "./meta.ts";
 import type { TraceWriter } from "./traces.ts";
 
+/** What a history page may wait for in the DO before it answers (each ms; absent or 0: not at all). */
+export interface HistoryPageWaits {
+  /** The run's outcome is known and its last events are still on their way: a page with its end. */
+  catchUpMs?: number;
+  /** A first page (after event 0) of a run the log knows, with no event yet: the host relays the first within moments. */
+  firstEventsMs?: number;
+  /** A long-poll: nothing after the cursor yet, and the run's history not complete. */
+  longPollMs?: number;
+}
+
 export interface LogReaderDeps {
   log: Pick<
     EventLog,

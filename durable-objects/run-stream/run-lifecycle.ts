@@ -47,6 +47,8 @@ export interface RunLifecycleDeps {
   starter: Pick<RunStarter, "retryPending" | "pendingAttemptAt" | "undoAbandonedAcceptances" | "keepsRun">;
   /** The DO's parts, over storage that has its schema (see the header). */
   parts(): LifecycleParts;
+  /** New rows are in the log: readers waiting in the DO look again (log-waiters.ts). */
+  appended(): void;
 }
 
 export class RunLifecycle {
@@ -96,6 +98,7 @@ export class RunLifecycle {
     if (fresh.length > 0) {
       watchdog.heard();
       subscribers.broadcast(fresh);
+      this.deps.appended();
     }
     await this.settle(
       workflowId,

@@ -11,6 +11,7 @@ import { SignJWT } from "jose";
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import app from "../../src/index.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
+import { encodePageToken } from "../../src/shared/output-history.ts";
 import { runResetEvent } from "../../src/shared/run-events.ts";
 import { mintStreamToken } from "../../src/stream-tokens.ts";
 import { interceptD1 } from "../support/d1-intercept.ts";
@@ -330,6 +331,40 @@ describe("reads and interactions by workflow id: one call into the home region",
     const body = (await res.json()) as { runId: string; events: unknown[] };
     expect(body.runId).toBe(runId);
     expect(body.events.length).toBeGreaterThan(0);
+  });
+
+  it("GET /workflow/{id}/history long-poll: one RunStream call that waits in the DO and wakes when events arrive", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(runId, 1)]);
+    const tip = encodeURIComponent(encodePageToken({ runId, afterEventId: 1 }));
+    const polling = counted(get(`/workflow/${workflowId}/history?runId=${runId}&pageToken=${tip}&longPollTimeoutMs=10000`));
+    // Long enough for a Worker-side poll (every 250 ms before) to have made several calls.
+    await new Promise((r) => setTimeout(r, 800));
+    await push(workflowId, [historyEvent(runId, 2)]);
+    const { res, counts } = await polling;
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { events: Array<{ eventId: string }> }).events.map((e) => e.eventId)).toEqual(["2"]);
+    expect(counts.runStream).toBe(1);
+  });
+
+  it("GET /workflow/{id}/history first page of a run whose first events are on their way: one RunStream call, with them", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    const reading = counted(get(`/workflow/${workflowId}/history`));
+    await new Promise((r) => setTimeout(r, 600));
+    await push(workflowId, [historyEvent(runId, 1)]);
+    const { res, counts } = await reading;
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { events: unknown[] }).events).toHaveLength(1);
+    expect(counts.runStream).toBe(1);
+  });
+
+  it("GET /workflow/{id}/history long-poll of a run the workflow never had: 404 at once, no wait", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(runId, 1)]);
+    const unknown = crypto.randomUUID();
+    const { res } = await counted(get(`/workflow/${workflowId}/history?runId=${unknown}&longPollTimeoutMs=15000`));
+    expect(res.status).toBe(404);
+    expect(await codeOf(res)).toBe("run_not_found");
   });
 
   it("GET /workflow/{id}/history: a replica without the row yet falls back to the primary; unknown and foreign runs stay 404", async () => {

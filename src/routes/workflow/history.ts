@@ -27,8 +27,6 @@ import { singleValuedQuery } from "../../middleware/query/index.ts";
 
 /** Output's cap on one long-poll; a larger `longPollTimeoutMs` waits this long. */
 export const MAX_LONG_POLL_MS = 15_000;
-/** How often a long-poll looks at the run's log for new events. */
-const LONG_POLL_INTERVAL_MS = 250;
 /** How long a first page waits for the first events of a run that has just started. */
 const FIRST_EVENTS_WAIT_MS = 2_000;
 /** Output allows 50 a page; we allow more (a superset), with Output's default. */
@@ -81,39 +79,26 @@ async function historyPage(c: Context<PinnedRunEnv & OwnedRunEnv & HistoryQueryE
 
   const longPollMs = query.longPollTimeoutMs ?? (query.wait === "true" ? MAX_LONG_POLL_MS : undefined);
   const longPoll = longPollMs !== undefined;
-  // Without long-poll, a run whose outcome is known while its last events are still on their way
-  // (a client that saw the run end asks for its history at once, as Output's CLI does after `run`)
-  // is answered once they are there, in the DO: a whole history, not a summary still saying running.
-  let page = await stub.historyPage(
+  // One call; the waits happen in the DO, next to the log, woken by its appends:
+  // - without long-poll, a run whose outcome is known while its last events are still on their way
+  //   (a client that saw the run end asks for its history at once, as Output's CLI does after `run`)
+  //   is answered once they are there: a whole history, not a summary still saying running;
+  // - a first page of a run that has just started waits a little for its first events (and a full
+  //   summary), which the host relays within moments;
+  // - a long-poll waits for events after its cursor, on the run the first look found (even if a
+  //   reset or continue-as-new starts another).
+  const page = await stub.historyPage(
     askedRunId ?? cursor?.runId,
     after,
     query.pageSize,
     includePayloads,
-    longPoll ? 0 : HISTORY_CATCH_UP_MS,
+    longPoll
+      ? { longPollMs: Math.min(longPollMs, MAX_LONG_POLL_MS) }
+      : { catchUpMs: HISTORY_CATCH_UP_MS, firstEventsMs: FIRST_EVENTS_WAIT_MS },
   );
   if (askedRunId && !page.known) throw new ApiError("run_not_found", `workflow ${workflowId} has no run ${askedRunId}`);
   // A token whose run this workflow never had was issued for another workflow (or forged): the token is what is wrong.
   if (cursor && !page.known) throw new ApiError("invalid_page_token", "this pageToken belongs to no run of this workflow");
-
-  if (!longPoll && after === 0 && page.known && page.events.length === 0) {
-    // Just started: the host relays the first events within moments; a first page with them
-    // (and a full summary) is what a client wants, so wait for them a little.
-    const deadline = Date.now() + FIRST_EVENTS_WAIT_MS;
-    const runId = page.runId ?? undefined;
-    while (page.events.length === 0 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, LONG_POLL_INTERVAL_MS));
-      page = await stub.historyPage(runId, after, query.pageSize, includePayloads);
-    }
-  }
-  if (longPoll) {
-    const deadline = Date.now() + Math.min(longPollMs, MAX_LONG_POLL_MS);
-    // Stay on the run the first look found, even if a reset or continue-as-new starts another.
-    const runId = page.runId ?? undefined;
-    while (page.events.length === 0 && !page.complete && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, Math.min(LONG_POLL_INTERVAL_MS, Math.max(0, deadline - Date.now()))));
-      page = await stub.historyPage(runId, after, query.pageSize, includePayloads);
-    }
-  }
 
   // The DO knows no run yet: the row's run id, from the primary if a replica's copy has none yet.
   const runId =
