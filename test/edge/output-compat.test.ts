@@ -441,6 +441,12 @@ describe("run routes: shapes, pinned forms, hostile ids", () => {
         expect((await outputError(res)).error).toBe("ValidationError");
       }
     }
+    // The body is checked first, as Output checks it: a bad one is 400 on an unknown run too.
+    for (const kind of ["signal/approve", "query/status", "update/setPriority", "feedback"]) {
+      const res = await send("POST", `/workflow/approval-${crypto.randomUUID()}/${kind}`, org.key, { payload: [1] });
+      expect(res.status, kind).toBe(400);
+      expect((await outputError(res)).error).toBe("ValidationError");
+    }
     // A payload's keys reach the handler as sent, `__proto__` and `constructor` included: nothing
     // is dropped on the way (JSON.parse makes them own keys; copying them one by one would not).
     const seen: string[] = [];

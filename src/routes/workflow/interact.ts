@@ -7,6 +7,7 @@
  */
 import { z } from "zod";
 import type { Context } from "hono";
+import { createMiddleware } from "hono/factory";
 import type { App } from "../../app-env.ts";
 import type { Workflow } from "../../db/schema.ts";
 import { nearbyReads } from "../../db/client.ts";
@@ -35,7 +36,22 @@ export const interactionBody = z.strictObject(
 /** The signal `POST /workflow/:id/feedback` sends, as Output. */
 export const FEEDBACK_SIGNAL = "resume";
 
-async function interact(c: Context<OwnedRunEnv>, kind: Kind, name: string) {
+type InteractionEnv = OwnedRunEnv & { Variables: { interactionPayload: Record<string, unknown> | undefined } };
+
+/**
+ * The body, checked before the ownership read (ownedRun), so that a bad one is 400 whatever the
+ * id names, as Output validates it first. The handler gets the payload as parsed, not zod's copy
+ * of it: the copy drops a `__proto__` key (an own key after JSON.parse), and the handler would
+ * never see it.
+ */
+const interactionRequest = createMiddleware<InteractionEnv>(async (c, next) => {
+  const body = (await readOptionalJson(c)) ?? {};
+  parseBody(interactionBody, body);
+  c.set("interactionPayload", (body as { payload?: Record<string, unknown> }).payload);
+  await next();
+});
+
+async function interact(c: Context<InteractionEnv>, kind: Kind, name: string) {
   const organizationId = c.get("auth").organizationId;
   // One call into the home region (the host's): the row (ownedRun) and the catalog are read near the Worker.
   // What a replica says is trusted only where it lets the call through (the host checks the run
@@ -43,11 +59,7 @@ async function interact(c: Context<OwnedRunEnv>, kind: Kind, name: string) {
   const near = c.get("ownedRun");
   const { workflowId } = near;
   let run = near.run;
-  // Checked against the schema, but the handler gets the payload as parsed, not zod's copy of it:
-  // the copy drops a `__proto__` key (an own key after JSON.parse), and the handler would never see it.
-  const body = (await readOptionalJson(c)) ?? {};
-  parseBody(interactionBody, body);
-  const payload = (body as { payload?: Record<string, unknown> }).payload;
+  const payload = c.get("interactionPayload");
   const hasHandler = (workflow: Workflow | null) => HANDLER_NAME.test(name) && !!workflow?.handlers[KIND_TO_LIST[kind]].includes(name);
   let workflow = await findWorkflowById(nearbyReads(c.env.DB), run.workflowId);
   if (!hasHandler(workflow) && HANDLER_NAME.test(name)) workflow = await findWorkflowById(c.env.DB, run.workflowId);
@@ -67,7 +79,7 @@ async function interact(c: Context<OwnedRunEnv>, kind: Kind, name: string) {
 
 export function registerInteractions(app: App) {
   for (const kind of ["signal", "query", "update"] as const) {
-    app.post(`/workflow/:id/${kind}/:name`, ownedRun(), (c) => interact(c, kind, c.req.param("name")));
+    app.post(`/workflow/:id/${kind}/:name`, interactionRequest, ownedRun(), (c) => interact(c, kind, c.req.param("name")));
   }
-  app.post("/workflow/:id/feedback", ownedRun(), (c) => interact(c, "signal", FEEDBACK_SIGNAL));
+  app.post("/workflow/:id/feedback", interactionRequest, ownedRun(), (c) => interact(c, "signal", FEEDBACK_SIGNAL));
 }
