@@ -309,7 +309,7 @@ export class RunStream extends DurableObject<Env> {
     const { log, logReader } = this.parts;
     const read = (org: string, id: string) => this.reader.read(org, id);
     return readTraceLog(
-      { env: this.env, log, read, traceFor: (runId) => logReader.traceFor(runId) },
+      { env: this.env, log, read, traceFor: (runId) => logReader.traceFor(runId), nextAppend: (ms) => this.logWaiters.next(ms) },
       organizationId,
       workflowId,
       pinnedRunId,

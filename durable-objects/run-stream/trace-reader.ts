@@ -22,7 +22,6 @@ const TRACE_RETRY_AFTER_S = 2;
  * `debug`); Output answers such a run's trace, never a 424.
  */
 export const HISTORY_CATCH_UP_MS = 3_000;
-export const HISTORY_CATCH_UP_POLL_MS = 25;
 
 export type TraceLogReply = { ok: true; runId: string; trace: ReadableStream<Uint8Array> } | { ok: false; error: SerializedError };
 
@@ -33,6 +32,8 @@ export interface TraceReaderDeps {
   read(organizationId: string, workflowId: string): Promise<ReadReply>;
   /** The R2 key of a complete run's trace (the latest run's without an id), written now if missing; null while it goes on. */
   traceFor(runId?: string): Promise<{ runId: string; key: string } | null>;
+  /** Resolves at the log's next append, or after `ms` (log-waiters.ts). */
+  nextAppend(ms: number): Promise<void>;
 }
 
 const notFinished = (what: string) =>
@@ -65,7 +66,7 @@ export async function readTraceLog(
     let trace = await deps.traceFor(runId);
     const catchingUp = runId !== undefined && deps.log.finished(runId) !== null;
     for (const deadline = Date.now() + HISTORY_CATCH_UP_MS; !trace && catchingUp && Date.now() < deadline; ) {
-      await new Promise((r) => setTimeout(r, HISTORY_CATCH_UP_POLL_MS));
+      await deps.nextAppend(deadline - Date.now());
       trace = await deps.traceFor(runId);
     }
     if (!trace) throw notFinished(`the history of ${workflowId} is not complete yet`);
