@@ -84,7 +84,7 @@ describe("signals, queries and updates on approval", () => {
       expect(unknown.status).toBe(404);
       expect(await errorCode(unknown)).toBe("handler_not_found");
     }
-    const noRun = await send(`approval-${crypto.randomUUID()}`, "signal", "approve", { approvedBy: "x" });
+    const noRun = await send(`approval-${crypto.randomUUID()}`, "signal", "approve", { payload: { approvedBy: "x" } });
     expect(noRun.status).toBe(404);
     expect(await errorCode(noRun)).toBe("run_not_found");
     const badJson = await api(`/workflow/${workflowId}/signal/approve`, { method: "POST", body: "{nope" });
