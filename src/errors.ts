@@ -234,6 +234,8 @@ function errorWorkflowId(c: Context, err: ApiError): string | undefined {
 
 /** The challenge of a 401 whose code named none. */
 const DEFAULT_CHALLENGE = 'Bearer realm="outrider"';
+/** The challenge of a 401 for a bearer credential that was sent but is not valid (RFC 6750). */
+export const INVALID_TOKEN_CHALLENGE = `${DEFAULT_CHALLENGE}, error="invalid_token"`;
 
 export function errorResponse(c: Context, err: ApiError): Response {
   const requestId = c.get("requestId") ?? "";

@@ -6,7 +6,7 @@
 import { createMiddleware } from "hono/factory";
 import { parseApiKey, sha256Hex } from "../../shared/api-keys.ts";
 import type { AppEnv, AuthContext } from "../../app-env.ts";
-import { ApiError } from "../../errors.ts";
+import { ApiError, INVALID_TOKEN_CHALLENGE } from "../../errors.ts";
 import { findApiKeyById } from "../../db/api-keys.ts";
 
 /** How long a verified key stays cached in the isolate; also the longest a revoked key still works. */
@@ -98,7 +98,8 @@ export const apiKeyAuth = (options: { allowBasic?: boolean } = {}) =>
       const how = options.allowBasic
         ? "send an API key as `Authorization: Bearer <key>` or `Basic <key>` (Output's CLI: set OUTPUT_API_AUTH_TOKEN to the key)"
         : "send an API key as `Authorization: Bearer <key>`";
-      throw new ApiError("unauthorized", how, undefined, { "www-authenticate": 'Bearer realm="outrider"' });
+      // The default challenge (errorResponse): no credential, so no error="invalid_token".
+      throw new ApiError("unauthorized", how);
     }
     const parsed = parseApiKey(credential);
     const key = parsed ? await lookUp(c.env.DB, parsed.id) : null;
@@ -107,7 +108,7 @@ export const apiKeyAuth = (options: { allowBasic?: boolean } = {}) =>
     const matches = key !== null && (await constantTimeEqualHex(digest, key.secretSha256));
     if (!key || !matches || parsed!.prefix !== key.prefix) {
       throw new ApiError("unauthorized", "the API key is not valid (unknown, revoked or mistyped)", undefined, {
-        "www-authenticate": 'Bearer realm="outrider", error="invalid_token"',
+        "www-authenticate": INVALID_TOKEN_CHALLENGE,
       });
     }
     const auth: AuthContext = {

@@ -23,7 +23,7 @@ import {
   type JWTPayload,
 } from "jose";
 import type { AppEnv } from "../../app-env.ts";
-import { ApiError } from "../../errors.ts";
+import { ApiError, INVALID_TOKEN_CHALLENGE } from "../../errors.ts";
 import { matchesSecret } from "../../lib/secret-compare.ts";
 import { parseSecrets } from "../../shared/signing.ts";
 import { credentialFromHeader } from "../api-key-auth/index.ts";
@@ -106,8 +106,7 @@ async function publicKeyFor(pem: string, alg: string): Promise<CryptoKey> {
   }
 }
 
-const unauthorized = (message: string) =>
-  new ApiError("unauthorized", message, undefined, { "www-authenticate": 'Bearer realm="outrider", error="invalid_token"' });
+const unauthorized = (message: string) => new ApiError("unauthorized", message, undefined, { "www-authenticate": INVALID_TOKEN_CHALLENGE });
 
 /**
  * Verifies a JWT with the key its algorithm calls for: HS256 only with JWT_SECRET; asymmetric
