@@ -12,6 +12,7 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 export const ERROR_CODES = {
   unauthorized: 401,
   insufficient_credits: 402,
+  insufficient_scope: 403,
   invalid_json: 400,
   json_too_deep: 400,
   invalid_encoding: 400,
@@ -72,6 +73,7 @@ export type ErrorCode = keyof typeof ERROR_CODES;
 export const OUTPUT_ERROR_NAMES = {
   unauthorized: "UnauthorizedError",
   insufficient_credits: "InsufficientCreditsError",
+  insufficient_scope: "InsufficientScopeError",
   invalid_json: "SyntaxError",
   json_too_deep: "ValidationError",
   invalid_encoding: "ValidationError",
@@ -236,6 +238,8 @@ function errorWorkflowId(c: Context, err: ApiError): string | undefined {
 const DEFAULT_CHALLENGE = 'Bearer realm="outrider"';
 /** The challenge of a 401 for a bearer credential that was sent but is not valid (RFC 6750). */
 export const INVALID_TOKEN_CHALLENGE = `${DEFAULT_CHALLENGE}, error="invalid_token"`;
+/** The challenge of a 403 for a valid key without the scope a route needs (RFC 6750). */
+export const insufficientScopeChallenge = (scope: string) => `${DEFAULT_CHALLENGE}, error="insufficient_scope", scope="${scope}"`;
 
 export function errorResponse(c: Context, err: ApiError): Response {
   const requestId = c.get("requestId") ?? "";

@@ -63,7 +63,8 @@ export interface LiveStreamToken extends StreamTokenClaims {
 export const streamTokenAuthContext = (token: LiveStreamToken): AuthContext => ({
   organizationId: token.organizationId,
   apiKeyId: null,
-  scopes: ["run:stream"],
+  // Accepted on the history streams only (middleware/stream-token-auth), and for one run (runScope).
+  scopes: ["runs:read"],
   runScope: token.workflowId,
   streamToken: { organizationId: token.organizationId, workflowId: token.workflowId, apiKeyId: token.apiKeyId ?? null },
   rateLimitKey: streamTokenRateLimitKey(token),

@@ -1,5 +1,5 @@
 /** Admin API commands for organizations, API keys and credits (/admin/v1/organizations/...). */
-import { flag, integer, pageQuery, required, str } from "./args.ts";
+import { commaList, flag, integer, pageQuery, required, str } from "./args.ts";
 import { answer, type Command } from "./command.ts";
 import { err, out, printFields, printTable } from "./output.ts";
 
@@ -21,6 +21,7 @@ interface ApiKey {
   name: string;
   prefix: string;
   rateLimitPerMinute: number | null;
+  scopes: string[];
   createdAt: string;
   revokedAt: string | null;
   key?: string;
@@ -102,17 +103,19 @@ export const accountCommands: Command[] = [
   {
     words: ["keys", "create"],
     operands: ["<orgId>"],
-    options: ["name", "rate-limit"],
-    synopsis: "--name <name> [--rate-limit <perMinute>]",
-    summary: "create an API key; the key is printed once",
+    options: ["name", "rate-limit", "scopes"],
+    synopsis: "--name <name> [--rate-limit <perMinute>] [--scopes runs:read,runs:start,runs:control]",
+    summary: "create an API key (every scope unless --scopes); the key is printed once",
     run: (ctx) => {
+      const scopes = commaList(ctx.args, "scopes");
       const body = {
         name: required(ctx.args, "name", ctx.usage),
         rateLimitPerMinute: integer("--rate-limit", str(ctx.args, "rate-limit")),
+        ...(scopes ? { scopes } : {}),
       };
       return answer(ctx, ctx.admin().request<ApiKey>("POST", `/admin/v1/organizations/${seg(ctx.operands[0]!)}/api-keys`, body), (key) => {
         console.log(
-          `${out.green("created")} API key ${out.bold(key.id)} "${key.name}" for ${key.organizationId} (rate limit: ${key.rateLimitPerMinute ?? "default"}/min)`,
+          `${out.green("created")} API key ${out.bold(key.id)} "${key.name}" for ${key.organizationId} (rate limit: ${key.rateLimitPerMinute ?? "default"}/min; scopes: ${key.scopes.join(",")})`,
         );
         console.log("");
         console.log(`  ${out.bold(key.key ?? "")}`);
@@ -138,8 +141,16 @@ export const accountCommands: Command[] = [
           ),
         ({ apiKeys, next }) => {
           printTable(
-            ["ID", "NAME", "PREFIX", "RATE/MIN", "CREATED", "REVOKED"],
-            apiKeys.map((k) => [k.id, k.name, `${k.prefix}…`, k.rateLimitPerMinute ?? "default", k.createdAt, k.revokedAt]),
+            ["ID", "NAME", "PREFIX", "RATE/MIN", "SCOPES", "CREATED", "REVOKED"],
+            apiKeys.map((k) => [
+              k.id,
+              k.name,
+              `${k.prefix}…`,
+              k.rateLimitPerMinute ?? "default",
+              k.scopes.join(","),
+              k.createdAt,
+              k.revokedAt,
+            ]),
             "no API keys",
           );
           if (next) console.log(out.dim(`older API keys: --before ${next}`));

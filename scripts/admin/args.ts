@@ -12,6 +12,7 @@ export const OPTIONS = {
   name: { type: "string" },
   id: { type: "string" },
   "rate-limit": { type: "string" },
+  scopes: { type: "string" },
   note: { type: "string" },
   "allow-debt": { type: "boolean" },
   "idempotency-key": { type: "string" },
@@ -70,6 +71,14 @@ export function parse(argv: string[]): ParsedArgs {
 export function str(args: ParsedArgs, name: OptionName): string | undefined {
   const value = args.values[name];
   return typeof value === "string" ? value : undefined;
+}
+
+/** A comma-separated option (`--events a,b`) as its items, or undefined when it is not given. */
+export function commaList(args: ParsedArgs, name: OptionName): string[] | undefined {
+  return str(args, name)
+    ?.split(",")
+    .map((item) => item.trim())
+    .filter(Boolean);
 }
 
 export function flag(args: ParsedArgs, name: OptionName): boolean | undefined {

@@ -1,5 +1,5 @@
 /** Admin API commands for completion webhook endpoints (/admin/v1/organizations/:orgId/webhooks). */
-import { integer, pageQuery, required, str } from "./args.ts";
+import { commaList, integer, pageQuery, required, str } from "./args.ts";
 import { answer, type Command } from "./command.ts";
 import type { JsonClient } from "./http.ts";
 import { err, out, printFields, printTable } from "./output.ts";
@@ -78,18 +78,8 @@ export const webhookCommands: Command[] = [
     synopsis: "--endpoint <https url> [--events run.completed,run.failed,...]",
     summary: "register a completion webhook endpoint; its signing secret is printed once",
     run: (ctx) => {
-      const events = str(ctx.args, "events");
-      const body = {
-        url: required(ctx.args, "endpoint", ctx.usage),
-        ...(events
-          ? {
-              events: events
-                .split(",")
-                .map((e) => e.trim())
-                .filter(Boolean),
-            }
-          : {}),
-      };
+      const events = commaList(ctx.args, "events");
+      const body = { url: required(ctx.args, "endpoint", ctx.usage), ...(events ? { events } : {}) };
       return answer(ctx, ctx.admin().request<Webhook>("POST", base(ctx.operands[0]!), body), (w) => showSecret(w, "created"));
     },
   },

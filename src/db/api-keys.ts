@@ -9,7 +9,7 @@ export async function findApiKeyById(d1: D1Database, id: string) {
 
 export async function insertApiKey(
   d1: D1Database,
-  row: Pick<ApiKey, "id" | "organizationId" | "prefix" | "secretSha256" | "name" | "rateLimitPerMinute">,
+  row: Pick<ApiKey, "id" | "organizationId" | "prefix" | "secretSha256" | "name" | "rateLimitPerMinute" | "scopes">,
 ) {
   return (await db(d1).insert(apiKeys).values(row).returning())[0]!;
 }

@@ -7,6 +7,7 @@ import type { RouteConfig } from "@hono/zod-openapi";
 import { z } from "zod";
 import type { App } from "../app-env.ts";
 import { ERROR_CODES, OUTPUT_ERROR_NAMES, isOutputFamilyPath, type ErrorCode } from "../errors.ts";
+import { KEY_SCOPE_MEANINGS, routeScope } from "../middleware/key-scope/index.ts";
 
 /** Who may call a route; each maps to security schemes of the document. */
 export type Auth = "none" | "apiKey" | "apiKeyOrStreamToken" | "streamToken" | "jwtOrInternal" | "admin" | "hostSignature";
@@ -80,10 +81,15 @@ export interface RouteDoc {
   errors?: ErrorCode[];
 }
 
-/** The Workflow API and /heartbeat also take the key as Basic credentials, as Output's CLI sends it. */
+/**
+ * The Workflow API and /heartbeat also take the key as Basic credentials, as Output's CLI sends it.
+ * An API key's entries name the key scope the route needs (middleware/key-scope).
+ */
 function securityOf(doc: RouteDoc): Array<Record<string, string[]>> {
-  if (doc.auth === "apiKey" && isOutputFamilyPath(doc.path)) return [...SECURITY.apiKey, { apiKeyBasic: [] }];
-  return SECURITY[doc.auth];
+  const security = doc.auth === "apiKey" && isOutputFamilyPath(doc.path) ? [...SECURITY.apiKey, { apiKeyBasic: [] }] : SECURITY[doc.auth];
+  const scope = routeScope(doc.method, doc.path);
+  if (!scope) return security;
+  return security.map((entry) => ("apiKey" in entry || "apiKeyBasic" in entry ? { [Object.keys(entry)[0]!]: [scope] } : entry));
 }
 
 const toOpenApiPath = (path: string) => path.replace(/:([A-Za-z0-9_]+)/g, "{$1}");
@@ -97,8 +103,16 @@ function pathParams(path: string): z.ZodObject | undefined {
 export function documentRoute(app: App, doc: RouteDoc): void {
   // Every route that reads a JSON body can also refuse it for depth (json-body's MAX_JSON_DEPTH).
   const bodyErrors: ErrorCode[] = doc.errors?.includes("invalid_json") ? ["json_too_deep"] : [];
+  const scope = routeScope(doc.method, doc.path);
+  const scopeErrors: ErrorCode[] = scope ? ["insufficient_scope"] : [];
   const codes = [
-    ...new Set([...(doc.auth === "none" ? [] : AUTH_ERRORS[doc.auth]), ...(doc.errors ?? []), ...bodyErrors, "internal_error" as const]),
+    ...new Set([
+      ...(doc.auth === "none" ? [] : AUTH_ERRORS[doc.auth]),
+      ...scopeErrors,
+      ...(doc.errors ?? []),
+      ...bodyErrors,
+      "internal_error" as const,
+    ]),
   ];
   const byStatus = new Map<number, ErrorCode[]>();
   for (const code of codes) byStatus.set(ERROR_CODES[code], [...(byStatus.get(ERROR_CODES[code]) ?? []), code]);
@@ -120,7 +134,9 @@ export function documentRoute(app: App, doc: RouteDoc): void {
     method: doc.method,
     path: toOpenApiPath(doc.path),
     summary: doc.summary,
-    description: doc.description,
+    description: scope
+      ? `${doc.description ? `${doc.description}\n\n` : ""}API keys need the scope \`${scope}\` (${KEY_SCOPE_MEANINGS[scope]}).`
+      : doc.description,
     tags: [doc.tag],
     security: securityOf(doc),
     request: {

@@ -178,6 +178,25 @@ describe("organizations and API keys", () => {
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toContain("api_key_not_found");
   });
+
+  it("keys create --scopes makes a key that may do only that, and says so; an unknown scope is the API's 400", async () => {
+    const created = await ok(["keys", "create", orgId, "--name", "dashboard", "--scopes", "runs:read, runs:read"]);
+    expect(created.stdout).toContain("scopes: runs:read)");
+    const key = created.stdout.match(/otr_[a-z0-9]+_[A-Za-z0-9]+/)![0];
+    expect((await catalog(key)).status).toBe(200);
+    const start = await fetch(new URL("/workflow/start", inject("baseUrl")), {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+      body: JSON.stringify({ workflowName: "hello", input: { name: "Ada" } }),
+    });
+    expect(start.status).toBe(403);
+    expect(start.headers.get("www-authenticate")).toContain('scope="runs:start"');
+    expect((await ok(["keys", "list", orgId])).stdout).toMatch(/dashboard\s+otr_[a-z0-9]+_…\s+default\s+runs:read\s/);
+    const bad = await cli(["keys", "create", orgId, "--name", "x", "--scopes", "runs:admin"]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain("invalid_request");
+    expect(bad.stderr).toContain("scopes");
+  });
 });
 
 describe("credits", () => {

@@ -37,8 +37,9 @@ describe("OpenAPI document", () => {
   it("documents each route's auth and its errors with the shared error shape", async () => {
     const doc = (await (await call("/openapi.json")).json()) as OpenApiDocument;
     const run = doc.paths["/api/v1/run/{workflowId}"]!.post!;
-    expect(run.security).toEqual([{ apiKey: [] }]);
-    expect(Object.keys(run.responses)).toEqual(expect.arrayContaining(["200", "400", "401", "402", "404", "429", "500", "504"]));
+    // An API key's entry names the key scope the route needs (test/edge/key-scopes.test.ts).
+    expect(run.security).toEqual([{ apiKey: ["runs:start"] }]);
+    expect(Object.keys(run.responses)).toEqual(expect.arrayContaining(["200", "400", "401", "402", "403", "404", "429", "500", "504"]));
     expect(JSON.stringify(run.responses["402"])).toContain("#/components/schemas/Error");
     expect(doc.paths["/health"]!.get!.security).toEqual([]);
     expect(doc.paths["/api/v1/workflow-runs"]!.get!.security).toEqual([{ jwt: [] }, { internalSecret: [], organizationHeader: [] }]);
@@ -60,9 +61,14 @@ describe("OpenAPI document", () => {
     const internal = Object.keys(doc.paths).find((p) => p.startsWith("/internal/"))!;
     expect(Object.values(doc.paths[internal]!).every((o) => !("429" in o.responses))).toBe(true);
     // Output's CLI sends the key as Basic credentials: the Workflow API and /heartbeat take it.
-    expect(op("/workflow/start").security).toEqual([{ apiKey: [] }, { apiKeyBasic: [] }]);
+    expect(op("/workflow/start").security).toEqual([{ apiKey: ["runs:start"] }, { apiKeyBasic: ["runs:start"] }]);
     expect(op("/heartbeat").security).toEqual([{ apiKey: [] }, { apiKeyBasic: [] }]);
-    expect(op("/api/v1/run/{workflowId}").security).toEqual([{ apiKey: [] }]);
+    expect(op("/api/v1/run/{workflowId}").security).toEqual([{ apiKey: ["runs:start"] }]);
+    expect(op("/workflow/{id}/history/stream", "get").security).toEqual([
+      { apiKey: ["runs:read"] },
+      { apiKeyBasic: ["runs:read"] },
+      { streamToken: [] },
+    ]);
     // Idempotency errors in the family's own envelope.
     expect(JSON.stringify(op("/workflow/start").responses["422"])).toContain("#/components/schemas/OutputError");
     expect(JSON.stringify(op("/api/v1/run/{workflowId}").responses["422"])).toContain("#/components/schemas/Error");

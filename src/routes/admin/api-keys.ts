@@ -4,6 +4,7 @@ import type { ApiKey } from "../../db/schema.ts";
 import { ApiError } from "../../errors.ts";
 import { API_KEY_CACHE_TTL_MS } from "../../middleware/api-key-auth/index.ts";
 import { readJson } from "../../middleware/json-body/index.ts";
+import { EVERY_SCOPE, KEY_SCOPES } from "../../middleware/key-scope/index.ts";
 import { generateApiKey, sha256Hex } from "../../shared/api-keys.ts";
 import { organizationOrThrow, pageQueryOrThrow } from "./organizations.ts";
 import { ADMIN_ID_PATTERN, apiKeysQuery, createApiKeyBody } from "./schemas.ts";
@@ -16,9 +17,16 @@ function apiKeyView(key: ApiKey) {
     name: key.name,
     prefix: `${key.prefix}_${key.id}_`,
     rateLimitPerMinute: key.rateLimitPerMinute,
+    scopes: key.scopes,
     createdAt: key.createdAt,
     revokedAt: key.revokedAt,
   };
+}
+
+/** The scopes to store: each once, in KEY_SCOPES order; `*` alone when it is asked for (it holds every other). */
+function keyScopes(asked: string[] | undefined): string[] {
+  if (!asked || asked.includes(EVERY_SCOPE)) return [EVERY_SCOPE];
+  return KEY_SCOPES.filter((scope) => asked.includes(scope));
 }
 
 export function registerApiKeys(app: App) {
@@ -33,6 +41,7 @@ export function registerApiKeys(app: App) {
       secretSha256: await sha256Hex(generated.secret),
       name: body.name,
       rateLimitPerMinute: body.rateLimitPerMinute ?? null,
+      scopes: keyScopes(body.scopes),
     });
     // The only time the whole key is ever shown.
     return c.json({ ...apiKeyView(row), key: generated.key }, 201);

@@ -1,6 +1,7 @@
 /** Request bodies of the admin API. */
 import { z } from "zod";
 import { queryInt } from "../../shared/query-int.ts";
+import { EVERY_SCOPE, KEY_SCOPES, KEY_SCOPE_MEANINGS } from "../../middleware/key-scope/index.ts";
 import { SEAL_LIMIT_DEFAULT, SEAL_LIMIT_MAX, SEAL_LIMIT_MIN } from "../../webhooks/secret-reseal.ts";
 
 /** `provider/model`, with the providers host/llm/models.ts knows. */
@@ -25,6 +26,14 @@ export const createApiKeyBody = z
   .object({
     name: z.string().trim().min(1).max(100),
     rateLimitPerMinute: z.number().int().min(1).max(1_000_000).optional().describe("Requests per minute; default RATE_LIMIT_PER_MINUTE"),
+    scopes: z
+      .array(z.enum([EVERY_SCOPE, ...KEY_SCOPES]))
+      .min(1)
+      .max(KEY_SCOPES.length + 1)
+      .optional()
+      .describe(
+        `What the key may do; default ["*"], every scope. ${KEY_SCOPES.map((s) => `\`${s}\`: ${KEY_SCOPE_MEANINGS[s]}`).join("; ")} (docs/authentication.md)`,
+      ),
   })
   .strict();
 

@@ -3,6 +3,7 @@ import { documentPublishedRunApi } from "./openapi.ts";
 import { limitBody } from "../../middleware/body-limit/index.ts";
 import { apiKeyAuth } from "../../middleware/api-key-auth/index.ts";
 import { rateLimit } from "../../middleware/rate-limit/index.ts";
+import { requireKeyScope } from "../../middleware/key-scope/index.ts";
 import { idempotencyKey } from "../../middleware/idempotency/index.ts";
 import { registerPublishedRun } from "./run.ts";
 import { registerPublishedRunStream } from "./run-stream.ts";
@@ -14,6 +15,7 @@ const MAX_RUN_BODY_BYTES = 1024 * 1024;
 export function registerPublishedRunApi(app: App) {
   app.use("/api/v1/run/*", apiKeyAuth());
   app.use("/api/v1/run/*", rateLimit());
+  app.use("/api/v1/run/*", requireKeyScope());
   app.use("/api/v1/run/*", limitBody(MAX_RUN_BODY_BYTES));
   app.use("/api/v1/run/*", idempotencyKey());
   registerPublishedRunStream(app);

@@ -4,6 +4,7 @@ import { limitBody } from "../../middleware/body-limit/index.ts";
 import { rateLimit } from "../../middleware/rate-limit/index.ts";
 import { idempotencyKey } from "../../middleware/idempotency/index.ts";
 import { apiKeyOrStreamToken } from "../../middleware/stream-token-auth/index.ts";
+import { requireKeyScope } from "../../middleware/key-scope/index.ts";
 import { registerCatalog } from "./catalog.ts";
 import { registerHistory } from "./history.ts";
 import { registerHistoryStream } from "./history-stream.ts";
@@ -28,6 +29,7 @@ export const MAX_WORKFLOW_BODY_BYTES = 1024 * 1024;
 export function registerWorkflowApi(app: App) {
   app.use("/workflow/*", apiKeyOrStreamToken());
   app.use("/workflow/*", rateLimit());
+  app.use("/workflow/*", requireKeyScope());
   app.use("/workflow/*", limitBody(MAX_WORKFLOW_BODY_BYTES));
   app.use("/workflow/start", idempotencyKey());
   app.use("/workflow/run", idempotencyKey());
