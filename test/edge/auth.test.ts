@@ -1,6 +1,7 @@
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { clearApiKeyCache } from "../../src/middleware/api-key-auth/index.ts";
+import { interceptD1InPlace } from "../support/d1-intercept.ts";
 import { createKey, type ErrorBody, type OutputErrorBody, postJson, seedCatalog, seedOrganization } from "./helpers.ts";
 
 // A request that passes auth then names a workflow the catalog lacks (424) proves the key was
@@ -73,5 +74,31 @@ describe("API key authentication", () => {
     await env.DB.prepare("UPDATE api_keys SET revoked_at = ? WHERE id = ?").bind(new Date().toISOString(), keyId).run();
     clearApiKeyCache(); // stands for the cache TTL passing
     expect((await postJson("/workflow/start", UNKNOWN_WORKFLOW, key)).status).toBe(401);
+  });
+
+  it("reads D1 once per isolate and cache period for a key it refused, however often it is retried", async () => {
+    const { key, keyId } = await createKey(org.organizationId);
+    await env.DB.prepare("UPDATE api_keys SET revoked_at = ? WHERE id = ?").bind(new Date().toISOString(), keyId).run();
+    clearApiKeyCache();
+    const unknown = `otr_${"z".repeat(12)}_${"A".repeat(32)}`;
+    let keyReads = 0;
+    const restore = interceptD1InPlace(env.DB, (call) => {
+      if (call.kind === "statement" && /api_keys/.test(call.sql)) keyReads++;
+    });
+    try {
+      for (const credential of [key, unknown]) {
+        keyReads = 0;
+        for (let i = 0; i < 5; i++) {
+          const res = await postJson("/workflow/start", UNKNOWN_WORKFLOW, credential);
+          expect(res.status).toBe(401);
+          expect(res.headers.get("www-authenticate")).toContain('error="invalid_token"');
+        }
+        expect(keyReads, credential).toBe(1);
+      }
+    } finally {
+      restore();
+    }
+    // A live key is not held back by the refused ones.
+    expect((await postJson("/workflow/start", UNKNOWN_WORKFLOW, org.key)).status).toBe(424);
   });
 });

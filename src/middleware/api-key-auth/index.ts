@@ -24,9 +24,20 @@ interface CachedKey {
 }
 const cache = new Map<string, CachedKey>();
 
-/** For tests: forget every cached key. */
+/**
+ * Key ids D1 has no live key for (never issued, or revoked), until when: a client that goes on
+ * sending a revoked key (a forgotten cron job, a crash-looping deploy) costs one D1 read per
+ * isolate every 30 s, not one per request. A revocation is final and ids are random, so an id
+ * refused now does not become a key later. Kept apart from `cache` so that a flood of made-up ids
+ * cannot evict the keys in use.
+ */
+const refused = new Map<string, number>();
+const REFUSED_KEY_CACHE_MAX_ENTRIES = 10_000;
+
+/** For tests: forget every cached key, and every refused id. */
 export function clearApiKeyCache(): void {
   cache.clear();
+  refused.clear();
 }
 
 export function credentialFromHeader(header: string | undefined, allowBasic: boolean): string | null {
@@ -62,9 +73,13 @@ async function lookUp(db: D1Database, id: string): Promise<CachedKey | null> {
   const now = Date.now();
   const hit = cache.get(id);
   if (hit && hit.expiresAt > now) return hit;
+  if ((refused.get(id) ?? 0) > now) return null;
   const row = await findApiKeyById(db, id);
   if (!row || row.revokedAt) {
     cache.delete(id);
+    refused.delete(id); // re-inserted last: the oldest entry is the first evicted
+    if (refused.size >= REFUSED_KEY_CACHE_MAX_ENTRIES) refused.delete(refused.keys().next().value!);
+    refused.set(id, now + API_KEY_CACHE_TTL_MS);
     return null;
   }
   if (cache.size >= API_KEY_CACHE_MAX_ENTRIES) cache.delete(cache.keys().next().value!);
