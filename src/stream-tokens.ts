@@ -94,6 +94,8 @@ export async function verifyStreamToken(secret: string, token: string, now: numb
       audience: AUDIENCE,
       issuer: ISSUER,
       currentDate: new Date(now),
+      // Every token mintStreamToken signs has both; a token without an expiry would open streams for ever.
+      requiredClaims: ["exp", "iat"],
     });
     if (typeof payload.sub !== "string" || typeof payload.org !== "string") return null;
     if (payload.key !== undefined && typeof payload.key !== "string") return null;

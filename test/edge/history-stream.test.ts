@@ -1,6 +1,7 @@
 /// <reference types="vite/client" />
 import { abortAllDurableObjects } from "cloudflare:test";
 import { env } from "cloudflare:workers";
+import { SignJWT } from "jose";
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import { clearApiKeyCache } from "../../src/middleware/api-key-auth/index.ts";
 import { runResetEvent } from "../../src/shared/run-events.ts";
@@ -381,6 +382,29 @@ describe("run-scoped stream tokens", () => {
     expect((await call(`/workflow/${a.workflowId}/history/stream?token=${forged.token}`)).status).toBe(401);
 
     expect((await call(`/workflow/${a.workflowId}/status?token=${token}`)).status).toBe(401);
+  });
+
+  it("is refused when signed with the secret but without an expiry or an issue time (never minted by the edge)", async () => {
+    const a = await createRunningRun(org.organizationId);
+    const unsigned = () =>
+      new SignJWT({ org: org.organizationId })
+        .setProtectedHeader({ alg: "HS256" })
+        .setIssuer("outrider")
+        .setAudience("outrider:run-stream")
+        .setSubject(a.workflowId);
+    const secret = new TextEncoder().encode(STREAM_SECRET);
+    const variants = {
+      "no exp": await unsigned().setIssuedAt().sign(secret),
+      "no iat": await unsigned().setExpirationTime("5m").sign(secret),
+      both: await unsigned().setIssuedAt().setExpirationTime("5m").sign(secret),
+    };
+    const statuses: Record<string, number> = {};
+    for (const [what, token] of Object.entries(variants)) {
+      const res = await call(`/workflow/${a.workflowId}/history/stream?token=${token}`);
+      statuses[what] = res.status;
+      await res.body?.cancel();
+    }
+    expect(statuses).toEqual({ "no exp": 401, "no iat": 401, both: 200 });
   });
 
   it("every refusal is a 401 with a WWW-Authenticate challenge (RFC 9110), which CORS lets a page read", async () => {
