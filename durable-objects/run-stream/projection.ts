@@ -195,10 +195,11 @@ export class D1Projection {
     if (row.data.resetFromRunId) {
       // A Temporal reset replaced the run: the row follows the new run, open again. The row is on the
       // run it started from, or on the workflow's current run it took over from (a reset pinned to an earlier run).
+      // What the replaced run's settlement left of its hold is not the new run's (migration 0019).
       return this.db
         .prepare(
           `UPDATE runs SET status = 'running', temporal_run_id = ?, completed_at = NULL, output = NULL, output_in_log = 0, error = NULL,
-             error_details = NULL, waiting_since = NULL, updated_at = ?
+             error_details = NULL, waiting_since = NULL, credit_cap_left = NULL, updated_at = ?
            WHERE temporal_workflow_id = ? AND (temporal_run_id IS NULL OR temporal_run_id IN (?, ?))`,
         )
         .bind(row.data.runId, now, workflowId, row.data.resetFromRunId, row.data.replacedRunId ?? row.data.resetFromRunId);

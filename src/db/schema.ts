@@ -182,6 +182,11 @@ export const runs = sqliteTable(
      * charged only what it adds on top (migration 0010).
      */
     creditTokensBase: integer("credit_tokens_base"),
+    /**
+     * What a completed run's settlement left of its hold (NULL until settled; 0 for other
+     * outcomes): usage reported after the settlement is charged from it (migration 0019).
+     */
+    creditCapLeft: integer("credit_cap_left"),
     startedAt: text("started_at"),
     completedAt: text("completed_at"),
     ...timestamps,

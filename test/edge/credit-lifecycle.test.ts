@@ -168,6 +168,50 @@ describe("a metered hello run, start to finish, counted at the DO's D1 binding",
     expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD, reserved: 0 });
   });
 
+  it("usage reported after a completed run's end is charged, each report once, never past the run's hold in all", async () => {
+    const org = await meteredOrg(HOLD * 2);
+    const { c, runId } = await live(org.organizationId, (runId) => [[usage(runId, 42), finished(runId, "completed")]]);
+    expect(await runRow(c.workflowId)).toEqual({ status: "completed", credit_hold: 0, credits_charged: 42 });
+    // The host's journal delivers a step's usage after the end was recorded (an outage between them), twice.
+    const stub = runStream(env, c.workflowId);
+    const late = { ...usage(runId, 100), sourceKey: `attribute:${runId}:a:1:2` };
+    for (let i = 0; i < 2; i++) await stub.record(c.workflowId, [late]);
+    expect(await runRow(c.workflowId)).toEqual({ status: "completed", credit_hold: 0, credits_charged: 142 });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 142, reserved: 0 });
+    // More than the hold has left: charged up to the hold, no further.
+    await stub.record(c.workflowId, [{ ...usage(runId, HOLD), sourceKey: `attribute:${runId}:a:1:3` }]);
+    await stub.record(c.workflowId, [{ ...usage(runId, 7), sourceKey: `attribute:${runId}:a:1:4` }]);
+    expect(await runRow(c.workflowId)).toEqual({ status: "completed", credit_hold: 0, credits_charged: HOLD });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD, reserved: 0 });
+    expect(await charges(org.organizationId)).toEqual([
+      { kind: "charge", amount: -42, balance_after: HOLD * 2 - 42, note: "42 tokens" },
+      { kind: "charge", amount: -100, balance_after: HOLD * 2 - 142, note: "100 tokens reported after the run ended" },
+      { kind: "charge", amount: -(HOLD - 142), balance_after: HOLD, note: `${HOLD - 142} tokens reported after the run ended` },
+    ]);
+  });
+
+  it("usage reported after any other end, or for an unmetered organization, is counted and not charged", async () => {
+    const metered = await meteredOrg(HOLD * 2);
+    const failed = await live(metered.organizationId, (runId) => [[usage(runId, 42), finished(runId, "failed")]]);
+    await runStream(env, failed.c.workflowId).record(failed.c.workflowId, [
+      { ...usage(failed.runId, 50), sourceKey: `attribute:${failed.runId}:a:1:2` },
+    ]);
+    expect(await runRow(failed.c.workflowId)).toEqual({ status: "failed", credit_hold: 0, credits_charged: 0 });
+    expect(await orgRow(metered.organizationId)).toEqual({ balance: HOLD * 2, reserved: 0 });
+    expect(await charges(metered.organizationId)).toHaveLength(1);
+
+    const unmetered = await seedOrganization();
+    const free = await live(unmetered.organizationId, (runId) => [[usage(runId, 42), finished(runId, "completed")]]);
+    await runStream(env, free.c.workflowId).record(free.c.workflowId, [
+      { ...usage(free.runId, 50), sourceKey: `attribute:${free.runId}:a:1:2` },
+    ]);
+    const row = await env.DB.prepare("SELECT status, credits_charged, tokens_total FROM runs WHERE temporal_workflow_id = ?")
+      .bind(free.c.workflowId)
+      .first();
+    expect(row).toEqual({ status: "completed", credits_charged: null, tokens_total: 92 });
+    expect(await orgRow(unmetered.organizationId)).toEqual({ balance: null, reserved: 0 });
+  });
+
   for (const status of ["failed", "cancelled", "terminated", "timed_out"]) {
     it(`a run that ends ${status} is charged nothing, its usage notwithstanding, and its hold is released`, async () => {
       const org = await meteredOrg(HOLD * 2);
