@@ -4,7 +4,8 @@
  * or it (or a proxy in front of it) answers 502, 503 or 504. A failure that retrying cannot fix
  * is not an outage: the host's 500 (it failed on this request) and 401 (edge and host disagree on
  * HOST_SHARED_SECRET) are 500 `internal_error`; its client-facing 4xx codes pass through; any other
- * refusal is 502 `host_error`.
+ * refusal is 502 `host_error`, and a 4xx without the host's error body (a proxy's) says nothing
+ * about what the host did: 502 `host_error` too, but never a HostRefusedError.
  */
 import type { z } from "zod";
 import { ApiError, type ErrorCode } from "./errors.ts";
@@ -35,7 +36,7 @@ const PASS_THROUGH_CODES: Partial<Record<ErrorCode, true>> = {
   invalid_request: true,
 };
 
-/** The host answered and refused the request (4xx other than 401): it did nothing. */
+/** The host answered, with its own error body, and refused the request (4xx other than 401): it did nothing. */
 export class HostRefusedError extends ApiError {}
 
 /**
@@ -154,7 +155,12 @@ export class HostClient {
         `the workflow host failed to handle the request (${code || res.status}); quote the request id when reporting it`,
       );
     }
-    throw new HostRefusedError("host_error", `the workflow host refused the request (${code || res.status}): ${message}`);
+    // Only the host's own error body says the host refused (and so did nothing). A 4xx without one
+    // came from something in front of it (an access proxy's 403, a tunnel's 404 during a rollout):
+    // what the host did is unknown, and an accepted start must be tried again, not failed.
+    if (!hostError.success)
+      throw new ApiError("host_error", `the workflow host could not be asked (something in front of it answered ${res.status})`);
+    throw new HostRefusedError("host_error", `the workflow host refused the request (${code}): ${message}`);
   }
 
   private retryAfter() {

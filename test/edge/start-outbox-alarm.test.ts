@@ -15,11 +15,15 @@ import { closeEvent, finishedEvent, historyEvent, runStartOutboxAttempt, startHe
 
 /** The run id the scripted host answers once it answers starts at all. */
 let confirmAs: string | null = null;
+/** A 4xx something in front of the host answers starts with (no host error body), while set. */
+let proxyAnswers: { status: number; body: string } | null = null;
 let restoreHost: () => void;
 
 beforeAll(async () => {
   await seedCatalog();
   restoreHost = scriptHost(async (request, path) => {
+    // Made here, in the request that fetches it (a Response is bound to the request that made it).
+    if (path === HOST_PATHS.start && proxyAnswers) return new Response(proxyAnswers.body, { status: proxyAnswers.status });
     if (path === HOST_PATHS.start && confirmAs) {
       const { workflowId } = (await request.json()) as { workflowId: string };
       return Response.json({ workflowId, runId: confirmAs });
@@ -59,5 +63,34 @@ describe("the start outbox's alarm", () => {
       status: "completed",
       temporal_run_id: runId,
     });
+  });
+
+  it("keeps an accepted start pending when something in front of the host answers a 4xx without the host's error body, and confirms it later", async () => {
+    confirmAs = null; // the host unreachable: the start is accepted, not confirmed
+    const org = await seedOrganization();
+    const { runUuid, workflowId, stub, reply } = await startHelloInItsDo(org.organizationId);
+    expect(reply).toMatchObject({ ok: true, started: { workflowId, runId: null, status: "scheduled" } });
+    const outbox = () =>
+      runInDurableObject(stub, (_instance, state) => state.storage.sql.exec<{ state: string }>("SELECT state FROM run_start").one().state);
+    const row = () => env.DB.prepare("SELECT status, temporal_run_id FROM runs WHERE id = ?").bind(runUuid).first();
+    try {
+      // An access proxy's 403, a tunnel's plain 404 during a rollout: the host was not asked.
+      for (const answer of [
+        { status: 403, body: "Forbidden" },
+        { status: 404, body: "404 Not Found" },
+      ]) {
+        proxyAnswers = answer;
+        await runStartOutboxAttempt(stub);
+        expect(await outbox()).toBe("pending");
+        expect(await row()).toEqual({ status: "scheduled", temporal_run_id: null });
+      }
+    } finally {
+      proxyAnswers = null;
+    }
+    const runId = crypto.randomUUID();
+    confirmAs = runId;
+    await runStartOutboxAttempt(stub);
+    expect(await outbox()).toBe("started");
+    expect(await row()).toEqual({ status: "running", temporal_run_id: runId });
   });
 });
