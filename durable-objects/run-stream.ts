@@ -196,6 +196,7 @@ export class RunStream extends DurableObject<Env> {
             await watchdog.arm(false);
             await webhooks.arm();
           },
+          startPending: () => this.starter.hasPending(),
           settle: (workflowId) => this.lifecycle.settle(workflowId, false),
           record: (workflowId, events) => this.record(workflowId, events),
         }),

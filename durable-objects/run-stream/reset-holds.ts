@@ -22,7 +22,11 @@ export interface ResetHoldRequest {
   runId?: string;
 }
 
-export type ResetHoldReply = { ok: true; held: boolean } | { ok: false; amount: number; available: number };
+export type ResetHoldReply =
+  | { ok: true; held: boolean }
+  | { ok: false; amount: number; available: number }
+  /** The run's start is still in the outbox: Temporal may not have it, and nothing was marked or held. */
+  | { ok: false; notStarted: true };
 
 export interface ResetHoldsDeps {
   env: Env;
@@ -34,6 +38,8 @@ export interface ResetHoldsDeps {
    * else it waits for (a webhook's retry) later.
    */
   armAlarm(): Promise<void>;
+  /** Whether the run's start is accepted and not yet confirmed by Temporal (run-starter.ts). */
+  startPending(): boolean;
   /** Brings D1 up to date with the log (an end held back by the mark goes out). */
   settle(workflowId: string): Promise<void>;
   /** Records events as the route would have (the reset's `run.started`, the new run's end). */
@@ -69,6 +75,10 @@ export class ResetHolds {
 
   private async holdNow(request: ResetHoldRequest): Promise<ResetHoldReply> {
     const { log, meta, mark: resetMark } = this.deps;
+    // Nothing to reset before Temporal confirms the start: refused here, authoritatively, before a
+    // mark, a hold or the host (which, while it is down, could not say, and the route would answer
+    // an "outcome unknown" that the start's later confirmation would seem to answer).
+    if (this.deps.startPending()) return { ok: false, notStarted: true };
     meta.set(META_KEYS.workflowId, request.workflowId);
     // A reset already pending (two at once, or a retry after an unknown outcome) stays in the mark:
     // this one counts itself in, and the first hold's `undo` is kept.

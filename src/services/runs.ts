@@ -197,6 +197,11 @@ export const NOT_STARTED_RETRY_AFTER_SECONDS = 5;
  */
 export function notStartedYet(err: unknown, run: Run): unknown {
   if (!(err instanceof ApiError) || err.code !== "run_not_found" || run.status !== "scheduled" || run.temporalRunId) return err;
+  return runNotStarted(run);
+}
+
+/** 409 run_not_started with Retry-After: the run is accepted, and its start is still being retried. */
+export function runNotStarted(run: Run): ApiError {
   return new ApiError(
     "run_not_started",
     `run ${run.temporalWorkflowId} is accepted but not started in Temporal yet (its start is being retried); try again in a few seconds`,

@@ -10,7 +10,7 @@ import { env } from "cloudflare:workers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import type { RunEvent } from "../../src/shared/run-event-schema.ts";
-import { scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
+import { call, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, finishedEvent, historyEvent, runStartOutboxAttempt, startHelloInItsDo } from "./stream-helpers.ts";
 
 /** The run id the scripted host answers once it answers starts at all. */
@@ -92,5 +92,30 @@ describe("the start outbox's alarm", () => {
     await runStartOutboxAttempt(stub);
     expect(await outbox()).toBe("started");
     expect(await row()).toEqual({ status: "running", temporal_run_id: runId });
+  });
+
+  it("refuses a reset of a run whose start is still being retried in its DO (409), keeping the outbox's next attempt", async () => {
+    confirmAs = null; // the host unreachable: the start is accepted, not confirmed
+    const org = await seedOrganization();
+    const { workflowId, stub } = await startHelloInItsDo(org.organizationId);
+    const nextAttempt = () =>
+      runInDurableObject(stub, (_instance, state) =>
+        state.storage.sql.exec<OutboxRow>("SELECT state, next_attempt_at FROM run_start").one(),
+      );
+    const before = await nextAttempt();
+    expect(before.state).toBe("pending");
+    // A client asks for a reset while the start is being retried (its hold and mark arm the DO's alarm).
+    const res = await call(`/workflow/${workflowId}/reset`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${org.key}`, "content-type": "application/json" },
+      body: JSON.stringify({ stepName: "greet" }),
+    });
+    // 409 run_not_started with Retry-After, from the run's DO: not the host's "outcome unknown" (it is down).
+    expect(res.status).toBe(409);
+    expect(res.headers.get("retry-after")).toBe("5");
+    expect(await res.json()).toMatchObject({ code: "run_not_started", workflowId });
+    const alarm = await runInDurableObject(stub, (_instance, state) => state.storage.getAlarm());
+    expect(alarm).not.toBeNull();
+    expect(alarm!).toBeLessThanOrEqual((await nextAttempt()).next_attempt_at);
   });
 });

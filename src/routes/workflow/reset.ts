@@ -8,7 +8,7 @@ import { HostClient, HostRefusedError } from "../../host-client.ts";
 import { readJsonOrEmpty } from "../../middleware/json-body/index.ts";
 import { type OwnedRunEnv, ownedRun } from "../../middleware/owned-run/index.ts";
 import { runStream } from "../../run-stream-client.ts";
-import { notStartedYet } from "../../services/runs.ts";
+import { notStartedYet, runNotStarted } from "../../services/runs.ts";
 import { runResetEvent } from "../../shared/run-events.ts";
 import { type PinnedRunEnv, parseWorkflowIdParam, pinnedRunParam } from "./params.ts";
 import { deprecatedUnless } from "./stop.ts";
@@ -46,6 +46,7 @@ async function reset(c: Context<PinnedRunEnv & ResetBodyEnv & OwnedRunEnv>): Pro
   // the reset's hold (durable-objects/run-stream/reset-mark.ts).
   const stub = runStream(c.env, workflowId);
   const hold = await stub.holdForReset({ organizationId, workflowId, runUuid: run.id, ...(pinnedRunId ? { runId: pinnedRunId } : {}) });
+  if (!hold.ok && "notStarted" in hold) throw runNotStarted(run);
   if (!hold.ok) {
     throw new ApiError(
       "insufficient_credits",
