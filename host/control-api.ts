@@ -96,6 +96,16 @@ export function createControlApi(deps: ControlApiDeps): Hono {
     await next();
   });
 
+  /**
+   * The run an earlier attempt of a start put in Temporal, followed (a no-op if it already is): that
+   * attempt's host may have restarted since, or its follow died with it, and the edge's watchdog
+   * would only notice after the run had been quiet for a while.
+   */
+  const followed = (workflowId: string, runId: string) => {
+    deps.relay.follow(workflowId, runId);
+    return runId;
+  };
+
   app.post(HOST_PATHS.start, async (c) => {
     const parsed = startRunRequest.safeParse(await c.req.json().catch(() => null));
     if (!parsed.success) throw hostError(400, "invalid_request", parsed.error.message);
@@ -104,7 +114,7 @@ export function createControlApi(deps: ControlApiDeps): Hono {
     // first (even a workflow that has left this host's catalog since: its run exists, and a
     // refusal would make the edge record as failed a run that is going on).
     const earlier = acceptId && retry ? await acceptedExecution(deps.client, workflowId, acceptId) : null;
-    if (earlier) return c.json({ workflowId, runId: earlier });
+    if (earlier) return c.json({ workflowId, runId: followed(workflowId, earlier) });
     if (!isStartable(workflowName)) throw hostError(404, "workflow_not_found", `no workflow named "${workflowName}" on this host`);
     try {
       const handle = await deps.client.workflow.start(workflowName, {
@@ -137,7 +147,7 @@ export function createControlApi(deps: ControlApiDeps): Hono {
       if (err instanceof WorkflowExecutionAlreadyStartedError) {
         // Two attempts of the same start raced (the other may even have ended): its run is this start's run.
         const raced = acceptId ? await acceptedExecution(deps.client, workflowId, acceptId) : null;
-        if (raced) return c.json({ workflowId, runId: raced });
+        if (raced) return c.json({ workflowId, runId: followed(workflowId, raced) });
         throw hostError(409, "workflow_id_in_use", `a run with workflow id ${workflowId} already exists`);
       }
       throw err;

@@ -5,6 +5,7 @@ import type { Client } from "@temporalio/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { executionTimeoutFrom } from "../../host/config.ts";
 import type { createControlApi } from "../../host/control-api.ts";
+import type { HistoryRelay } from "../../host/history-relay.ts";
 import { SignedRequestNonces } from "../../host/signed-request-nonces.ts";
 import { PROGRESS_FIELD_ERROR } from "../../host/workflows/approval.ts";
 import { ALWAYS_FAILS_MESSAGE } from "../../host/workflows/examples.ts";
@@ -446,6 +447,26 @@ describe("idempotent starts by accept id (the edge's start outbox)", () => {
     const late = startRunResponse.parse(await (await start(workflowId, acceptId, true)).json());
     expect(late.runId).toBe(first.runId);
     expect(await executionsSeen(workflowId)).toEqual([first.runId]);
+  });
+
+  it("a retry that finds the first attempt's run follows its history (the host may have restarted since that attempt)", async () => {
+    const follows: Array<[string, string | undefined]> = [];
+    const relay = { follow: (workflowId: string, runId?: string) => void follows.push([workflowId, runId]) } as unknown as HistoryRelay;
+    const spied = testControlApi(client, testWorker, SECRET, TASK_QUEUE, { relay });
+    const startOn = async (retry: boolean) => {
+      const body = JSON.stringify({ workflowId, workflowName: "hello", input: { name: "once" }, acceptId, retry });
+      const headers = await signRequest(SECRET, "POST", HOST_PATHS.start, body);
+      return startRunResponse.parse(
+        await (await spied.request(HOST_PATHS.start, { method: "POST", headers: { ...headers }, body })).json(),
+      );
+    };
+    const workflowId = newId("hello");
+    const acceptId = crypto.randomUUID();
+    const first = await startOn(false);
+    expect(follows).toEqual([[workflowId, first.runId]]);
+    follows.length = 0;
+    expect((await startOn(true)).runId).toBe(first.runId);
+    expect(follows).toEqual([[workflowId, first.runId]]);
   });
 
   it("a retry whose workflow has left the catalog since still answers with the first attempt's run: it exists, so it is no refusal", async () => {
