@@ -4,7 +4,9 @@
  */
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { admin, call, createKey, type ErrorBody, postJson, seedOrganization } from "./helpers.ts";
+import { runStream } from "../../src/run-stream-client.ts";
+import { admin, call, createKey, type ErrorBody, postJson, scriptHost, seedOrganization } from "./helpers.ts";
+import { runStartOutboxAttempt } from "./stream-helpers.ts";
 
 async function promptWorkflow(organizationId: string, fields: Record<string, unknown> = {}, publish = true): Promise<string> {
   const res = await admin("POST", `/admin/v1/organizations/${organizationId}/workflows`, {
@@ -127,6 +129,37 @@ describe("published run API: Idempotency-Key replays", () => {
     expect(unpublished.headers.get("idempotent-replayed")).toBe("true");
     expect(unpublished.headers.get("x-run-id")).toBe(runId);
     expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?").bind(org.organizationId).first("n")).toBe(1);
+  });
+});
+
+describe("published run API: a run its outbox could not start", () => {
+  it("is replayed as the failed run it is (500 run_failed, with its id), on both routes, not as 202 scheduled", async () => {
+    const org = await seedOrganization();
+    const workflowId = await promptWorkflow(org.organizationId);
+    const body = { audience: "a new engineer", topic: "durable execution" };
+    for (const path of [`/api/v1/run/${workflowId}`, `/api/v1/run/${workflowId}/stream`]) {
+      const idem = `key-${crypto.randomUUID()}`;
+      const first = await postJson(path, body, org.key, { "idempotency-key": idem });
+      expect(first.status, path).toBe(202);
+      const runId = first.headers.get("x-run-id")!;
+      // The host comes back and refuses the start for good (its own error body): the outbox records the run failed.
+      const restore = scriptHost(() =>
+        Response.json({ error: { code: "workflow_not_found", message: "gone from the host" } }, { status: 404 }),
+      );
+      try {
+        await runStartOutboxAttempt(runStream(env, runId));
+      } finally {
+        restore();
+      }
+      expect(await env.DB.prepare("SELECT status FROM runs WHERE temporal_workflow_id = ?").bind(runId).first("status")).toBe("failed");
+      const replay = await postJson(path, body, org.key, { "idempotency-key": idem });
+      expect(replay.status, path).toBe(500);
+      expect(replay.headers.get("idempotent-replayed")).toBe("true");
+      expect(replay.headers.get("x-run-id")).toBe(runId);
+      const refusal = await error(replay);
+      expect(refusal.code).toBe("run_failed");
+      expect(refusal.message).toContain("gone from the host");
+    }
   });
 });
 

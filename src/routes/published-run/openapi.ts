@@ -50,6 +50,7 @@ export function documentPublishedRunApi(app: App) {
     body: variables,
     bodyOptional: true,
     responses: { 200: { description: "Server-Sent Events", schema: z.string(), contentType: "text/event-stream" }, 202: accepted },
-    errors: [...ERRORS],
+    // run_failed: an Idempotency-Key replay of a run that ended before it ever started.
+    errors: [...ERRORS, "run_failed"],
   });
 }

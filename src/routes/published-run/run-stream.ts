@@ -1,7 +1,9 @@
 import type { App } from "../../app-env.ts";
 import { errorBody } from "../../errors.ts";
 import { readOptionalJson } from "../../middleware/json-body/index.ts";
-import { promptOutcome, promptRunMaxMs, promptStartCommand } from "../../services/prompt-runs.ts";
+import { neverStartedRunError, promptOutcome, promptRunMaxMs, promptStartCommand } from "../../services/prompt-runs.ts";
+import { readRun } from "../../services/runs.ts";
+import { isTerminal } from "../../shared/run-status.ts";
 import { positiveNumberVar } from "../../shared/positive-number-var.ts";
 import { sseComment, sseFrame } from "../../sse/frames.ts";
 import { logStreamResponse } from "../../sse/log-stream.ts";
@@ -22,8 +24,14 @@ export function registerPublishedRunStream(app: App) {
     const opened = await startAndSubscribe(c.env, command);
     const { started } = opened;
     if (started.runId === null) {
-      // Accepted, but the host has not confirmed the start yet: it will run; the caller follows it by id.
       c.header("x-run-id", started.workflowId);
+      if (isTerminal(started.status)) {
+        // An Idempotency-Key replay of a run that ended before Temporal ever had it: failed, as its end
+        // says (read in its DO: a second call, on this path only).
+        const { run } = await readRun(c.env, organizationId, started.workflowId, { settle: false });
+        throw neverStartedRunError(run.status, run.error);
+      }
+      // Accepted, but the host has not confirmed the start yet: it will run; the caller follows it by id.
       return c.json({ workflowId: started.workflowId, status: started.status }, 202);
     }
     const prompt = started.prompt!;

@@ -1,7 +1,8 @@
 import type { App } from "../../app-env.ts";
 import { readOptionalJson } from "../../middleware/json-body/index.ts";
-import { promptOutcome, promptRunMaxMs, promptStartCommand } from "../../services/prompt-runs.ts";
+import { neverStartedRunError, promptOutcome, promptRunMaxMs, promptStartCommand } from "../../services/prompt-runs.ts";
 import { startAndWaitInRegion } from "../../services/runs.ts";
+import { isTerminal } from "../../shared/run-status.ts";
 
 /** Waiting this much past the run's own limit lets Temporal's timeout, not ours, end it. */
 const WAIT_MARGIN_MS = 15_000;
@@ -19,8 +20,10 @@ export function registerPublishedRun(app: App) {
     const { started, run } = await startAndWaitInRegion(c.env, command, maxMs + WAIT_MARGIN_MS);
     const prompt = started.prompt!;
     if (started.runId === null) {
-      // Accepted, but the host has not confirmed the start yet: it will run; the caller follows it by id.
       c.header("x-run-id", started.workflowId);
+      // An Idempotency-Key replay of a run that ended before Temporal ever had it: failed, as its end says.
+      if (isTerminal(started.status)) throw neverStartedRunError(run.status, run.error);
+      // Accepted, but the host has not confirmed the start yet: it will run; the caller follows it by id.
       return c.json({ workflowId: started.workflowId, status: started.status }, 202);
     }
     // The run's id, to look it up later (Workflow API, Workflow Runs API).
