@@ -51,7 +51,7 @@ import { TraceWriter } from "./run-stream/traces.ts";
 import { WaitingDetector } from "./run-stream/waiting.ts";
 import { Watchdog } from "./run-stream/watchdog.ts";
 import { WebhookOutbox } from "./run-stream/webhook-outbox.ts";
-import { RunStarter, type StartCommand } from "./run-stream/run-starter.ts";
+import { RunStarter, type StartCommand, type StartOutcome } from "./run-stream/run-starter.ts";
 import { RunReader, type ReadOptions } from "./run-stream/run-reader.ts";
 import { readTraceLog } from "./run-stream/trace-reader.ts";
 import { startForStream } from "./run-stream/start-and-subscribe.ts";
@@ -212,6 +212,11 @@ export class RunStream extends DurableObject<Env> {
   /** Asked by another run's DO replaying an Idempotency-Key whose run is not yet confirmed (run-starter.ts). */
   isSettledStart(acceptId: string): boolean {
     return this.starter.isSettledStart(acceptId);
+  }
+
+  /** What became of a start whose call into this DO the Worker lost (run-starter.ts). */
+  startOutcome(acceptId: string): StartOutcome {
+    return this.starter.startOutcome(acceptId);
   }
   /** A streaming start whose command is too big for start-and-subscribe's headers: the start, then a subscription (two calls). */
   startForStream(command: StartCommand, withRow: boolean) {

@@ -97,6 +97,8 @@ export interface StartedRunInfo {
   prompt?: PromptDefinition;
 }
 
+export type StartOutcome = { state: "accepted"; started: StartedRunInfo } | { state: "starting" } | { state: "not_accepted" };
+
 export interface SerializedError {
   code: ErrorCode;
   message: string;
@@ -464,6 +466,20 @@ export class RunStarter {
    */
   isSettledStart(acceptId: string): boolean {
     return !this.inFlight.has(acceptId) && this.row()?.accept_id === acceptId;
+  }
+
+  /**
+   * What became of a start whose caller lost the answer (its call into this DO failed on the way:
+   * the connection lost, this DO reset by a deploy). `accepted`: its outbox row is here, so it runs
+   * (or ended, as recorded). `starting`: still under way in this instance (its first host attempt):
+   * ask again. `not_accepted`: nothing here, so it will not run: the call never arrived, the host
+   * refused it and it was undone, or it was abandoned half-way, which the alarm undoes.
+   */
+  startOutcome(acceptId: string): StartOutcome {
+    if (this.inFlight.has(acceptId)) return { state: "starting" };
+    const row = this.row();
+    if (row?.accept_id === acceptId) return { state: "accepted", started: this.info(row) };
+    return { state: "not_accepted" };
   }
 
   /** Whether this DO has kept anything but acceptance markers: a DO with no schema accepted no run. */

@@ -21,8 +21,11 @@ import type {
   SerializedError,
   StartCommand,
   StartedRunInfo,
+  StartOutcome,
+  StartReply,
   StartTarget,
 } from "../../durable-objects/run-stream/run-starter.ts";
+import { START_ATTEMPT_TIMEOUT_MS } from "../../durable-objects/run-stream/constants.ts";
 import type { ReadOptions, ReadReply, StartAndWaitReply } from "../../durable-objects/run-stream/run-reader.ts";
 import { creditHoldFor, preparePromptStart } from "./prompt-runs.ts";
 import { startCommand, type StartChoices } from "./start-command.ts";
@@ -59,9 +62,55 @@ export function replyError(error: SerializedError): ApiError {
   return new ApiError(error.code, error.message, error.issues, error.headers, error.workflowId);
 }
 
+/** How long the Worker asks again after a lost start call finds it still under way in the DO: its first host attempt, and a margin. */
+const LOST_START_WAIT_MS = START_ATTEMPT_TIMEOUT_MS + 3_000;
+const LOST_START_POLL_MS = 250;
+
+/**
+ * The call that carried a start into the run's DO failed on the way (the connection lost, the DO
+ * reset by a deploy), after the DO may have accepted the run, which then runs. Reporting the
+ * failure could make the caller start it again; so the DO is asked what became of the start (a new
+ * call). Accepted: answered as a start Temporal has not confirmed (`runId` null: the caller follows
+ * it by id). Not accepted: nothing runs, and a retry is safe: 503 with Retry-After. If even that
+ * cannot be learned, the original error stands.
+ */
+export async function startAfterLostCall(env: Env, command: StartCommand, lost: unknown): Promise<StartedRunInfo> {
+  if (lost instanceof ApiError) throw lost;
+  const deadline = Date.now() + LOST_START_WAIT_MS;
+  for (;;) {
+    let outcome: StartOutcome;
+    try {
+      outcome = (await runStream(env, command.workflowId).startOutcome(command.runUuid)) as StartOutcome;
+    } catch {
+      throw lost;
+    }
+    if (outcome.state === "accepted") {
+      console.warn(
+        JSON.stringify({ level: "warn", message: "a start call was lost after its run was accepted", workflowId: command.workflowId }),
+      );
+      return { ...outcome.started, runId: null };
+    }
+    if (outcome.state === "not_accepted") {
+      throw new ApiError(
+        "host_unavailable",
+        "the start did not reach the run's home region (the call was lost); nothing was started, so try again",
+        undefined,
+        { "retry-after": "1" },
+      );
+    }
+    if (Date.now() >= deadline) throw lost;
+    await new Promise((resolve) => setTimeout(resolve, LOST_START_POLL_MS));
+  }
+}
+
 /** Starts a run through its RunStream DO (which holds credits, writes the row and starts it). */
 export async function startInRegion(env: Env, command: StartCommand): Promise<StartedRunInfo> {
-  const reply = await runStream(env, command.workflowId).start(command);
+  let reply: StartReply;
+  try {
+    reply = await runStream(env, command.workflowId).start(command);
+  } catch (err) {
+    return startAfterLostCall(env, command, err);
+  }
   if (!reply.ok) throw replyError(reply.error);
   // The command's idempotency object is the request's own (c.get("idempotency")): the middleware adds the header.
   if (reply.replayed && command.idempotency) command.idempotency.replayed = true;
@@ -71,15 +120,23 @@ export async function startInRegion(env: Env, command: StartCommand): Promise<St
 /** Starts a run and waits up to `waitMs` for its outcome, in one call into the home region. */
 export async function startAndWaitInRegion(env: Env, command: StartCommand, waitMs: number, attributes = false, settle = true) {
   // (The RPC stub's mapped type loses the union's discriminant for these payloads.)
-  const reply = (await runStream(env, command.workflowId).startAndWait(command, {
-    waitMs,
-    attributes,
-    // Once started, the run exists and holds its credits: a host that stays unavailable until the
-    // wait runs out answers as a wait that ran out (the row, still going), never an error that a
-    // client would retry by starting the run again.
-    tolerateHostDown: true,
-    settle,
-  })) as StartAndWaitReply;
+  let reply: StartAndWaitReply;
+  try {
+    reply = (await runStream(env, command.workflowId).startAndWait(command, {
+      waitMs,
+      attributes,
+      // Once started, the run exists and holds its credits: a host that stays unavailable until the
+      // wait runs out answers as a wait that ran out (the row, still going), never an error that a
+      // client would retry by starting the run again.
+      tolerateHostDown: true,
+      settle,
+    })) as StartAndWaitReply;
+  } catch (err) {
+    // Accepted after all: the row as it is, without waiting (more calls, on this path only).
+    const started = await startAfterLostCall(env, command, err);
+    const view = await readRun(env, command.organizationId, command.workflowId, { settle: false, attributes });
+    return { started, run: view.run, attributes: view.attributes };
+  }
   if (!reply.ok) throw replyError(reply.error);
   if (reply.replayed && command.idempotency) command.idempotency.replayed = true;
   return { started: reply.started, run: reply.view.run, attributes: reply.view.attributes };

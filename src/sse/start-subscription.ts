@@ -20,7 +20,7 @@ import {
 } from "../../durable-objects/run-stream/start-and-subscribe.ts";
 import { openRunSubscription } from "./run-subscription.ts";
 import { runStream } from "../run-stream-client.ts";
-import { replyError } from "../services/runs.ts";
+import { readRun, replyError, startAfterLostCall } from "../services/runs.ts";
 
 export type StartSubscription =
   /** Started and confirmed: the DO's socket, already subscribed to the run's log from its first entry. */
@@ -30,8 +30,22 @@ export type StartSubscription =
   /** An Idempotency-Key replay: `started` is the earlier run, in its own DO. */
   | { kind: "replayed"; started: StartedSummary };
 
-/** Starts the run and subscribes to its log in one call; a refusal throws the same ApiError a plain start would. */
+/**
+ * Starts the run and subscribes to its log in one call; a refusal throws the same ApiError a plain
+ * start would. A call lost on the way (services/runs.ts, startAfterLostCall) whose run was accepted
+ * all the same is answered as accepted, not confirmed.
+ */
 export async function startAndSubscribe(env: Env, command: StartCommand, options: { withRow?: boolean } = {}): Promise<StartSubscription> {
+  try {
+    return await startAndSubscribeOnce(env, command, options);
+  } catch (err) {
+    const started = await startAfterLostCall(env, command, err);
+    const run = options.withRow ? (await readRun(env, command.organizationId, command.workflowId, { settle: false })).run : undefined;
+    return { kind: "accepted", started: summaryOf(started), ...(run ? { run } : {}) };
+  }
+}
+
+async function startAndSubscribeOnce(env: Env, command: StartCommand, options: { withRow?: boolean }): Promise<StartSubscription> {
   const body: StartAndSubscribeRequest = { command, withRow: options.withRow ?? false };
   const commandHeaders = startCommandHeaders(body);
   if (!commandHeaders) return startThenSubscribe(env, command, options.withRow ?? false);

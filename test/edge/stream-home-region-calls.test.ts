@@ -15,6 +15,7 @@ import { encodePageToken } from "../../src/shared/output-history.ts";
 import { runResetEvent } from "../../src/shared/run-events.ts";
 import { mintStreamToken } from "../../src/stream-tokens.ts";
 import { interceptD1 } from "../support/d1-intercept.ts";
+import { aroundRunStreamCalls } from "./run-stream-calls.ts";
 import { readSse } from "../support/sse.ts";
 import { admin, meteredOrg, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
 import { allFrames, closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
@@ -48,25 +49,9 @@ function countingD1(db: D1Database, counts: Counts, replicaHasRows: boolean): D1
 }
 
 function countingRunStream(ns: Env["RUN_STREAM"], counts: Counts): Env["RUN_STREAM"] {
-  return new Proxy(ns, {
-    get(target, prop) {
-      const value = Reflect.get(target, prop, target);
-      if (typeof value !== "function") return value;
-      if (prop !== "get" && prop !== "getByName") return value.bind(target);
-      return (...args: unknown[]) => {
-        const stub = Reflect.apply(value, target, args) as object;
-        return new Proxy(stub, {
-          get(s, p) {
-            const v = Reflect.get(s, p, s);
-            if (typeof v !== "function" || p === "then") return v;
-            return (...a: unknown[]) => {
-              counts.runStream++;
-              return Reflect.apply(v, s, a);
-            };
-          },
-        });
-      };
-    },
+  return aroundRunStreamCalls(ns, (_method, call) => {
+    counts.runStream++;
+    return call();
   });
 }
 

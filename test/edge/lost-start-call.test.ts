@@ -1,0 +1,124 @@
+/**
+ * A start whose call from the Worker into the run's DO is lost on the way (the DO reset by a
+ * deploy, the connection broken), after the DO may have accepted the run (services/runs.ts,
+ * startAfterLostCall). The Worker app runs here with its RunStream binding wrapped so that a start
+ * call's answer is lost after the DO handled it, or the call is lost before it arrives. The Worker
+ * asks the DO what became of the start: an accepted run runs, so the caller is told so (never an
+ * error it would answer by starting the run again); a start that was not accepted runs nowhere, so
+ * it is a 503 that a retry may follow.
+ */
+import { createExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import app from "../../src/index.ts";
+import { runStream } from "../../src/run-stream-client.ts";
+import { HOST_PATHS } from "../../src/shared/host-api.ts";
+import { aroundRunStreamCalls } from "./run-stream-calls.ts";
+import { errorCodeOf, scriptHost, scriptedStart, seedCatalog, seedOrganization } from "./helpers.ts";
+import { runStartOutboxAttempt } from "./stream-helpers.ts";
+
+/** The start calls of the Worker into a RunStream DO (RPC, and the streaming start's upgrade). */
+const START_CALLS = new Set(["start", "startAndWait", "startForStream", "fetch"]);
+
+type Loss = "answer" | "call";
+
+/** RUN_STREAM whose start calls fail as a broken connection: after the DO handled them (`answer`), or before (`call`). */
+function losingStarts(ns: Env["RUN_STREAM"], loss: Loss): Env["RUN_STREAM"] {
+  return aroundRunStreamCalls(ns, async (method, call) => {
+    if (!START_CALLS.has(method)) return call();
+    if (loss === "answer") await call();
+    throw new Error("Network connection lost.");
+  });
+}
+
+async function send(path: string, body: unknown, key: string, loss: Loss, headers: Record<string, string> = {}): Promise<Response> {
+  const request = new Request(new URL(path, "http://edge.test"), {
+    method: "POST",
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...headers },
+    body: JSON.stringify(body),
+  });
+  return app.fetch(request, { ...env, RUN_STREAM: losingStarts(env.RUN_STREAM, loss) }, createExecutionContext());
+}
+
+/** Whether the scripted host starts runs (else it cannot be reached: the start stays in the outbox). */
+let hostStarts = false;
+let restoreHost: () => void = () => {};
+
+beforeAll(async () => {
+  await seedCatalog();
+  restoreHost = scriptHost(async (request, path) => {
+    if (path === HOST_PATHS.start && hostStarts) return Response.json(await scriptedStart(request));
+    throw new TypeError("connection refused");
+  });
+  return () => restoreHost();
+});
+
+afterEach(() => {
+  hostStarts = false;
+});
+
+const runRow = (workflowId: string) =>
+  env.DB.prepare("SELECT status, temporal_run_id FROM runs WHERE temporal_workflow_id = ?").bind(workflowId).first();
+const hello = { workflowName: "hello", input: { name: "Ada" } };
+
+describe("a start call whose answer is lost after the DO accepted the run", () => {
+  for (const [path, status] of [
+    ["/workflow/start", 200],
+    ["/workflow/run", 202],
+  ] as const) {
+    it(`${path}: answers that the run is accepted (runId null), and the outbox starts it, once`, async () => {
+      const org = await seedOrganization();
+      const res = await send(path, hello, org.key, "answer");
+      const body = (await res.json()) as { workflowId: string; runId: string | null; status: string };
+      expect(res.status, JSON.stringify(body)).toBe(status);
+      expect(body).toMatchObject({ runId: null, status: "scheduled" });
+      expect(await runRow(body.workflowId)).toEqual({ status: "scheduled", temporal_run_id: null });
+      hostStarts = true;
+      await runStartOutboxAttempt(runStream(env, body.workflowId));
+      expect(await runRow(body.workflowId)).toMatchObject({ status: "running" });
+      const rows = await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?").bind(org.organizationId).first("n");
+      expect(rows).toBe(1);
+    });
+  }
+
+  it("POST /api/v1/workflow-runs/execute/stream (a streaming start): answers 202 with the accepted run", async () => {
+    const org = await seedOrganization();
+    const helloId = await env.DB.prepare("SELECT id FROM workflows WHERE name = 'hello' AND organization_id IS NULL").first<string>("id");
+    const res = await send(
+      "/api/v1/workflow-runs/execute/stream",
+      { workflowId: helloId, inputs: { name: "Ada" } },
+      "edge-test-internal-secret",
+      "answer",
+      { "x-organization-id": org.organizationId },
+    );
+    const body = (await res.json()) as { success: boolean; workflowRun: { id: string; status: string } };
+    expect(res.status, JSON.stringify(body)).toBe(202);
+    expect(body).toMatchObject({ success: true, workflowRun: { status: "scheduled" } });
+    const row = await env.DB.prepare("SELECT status FROM runs WHERE id = ?").bind(body.workflowRun.id).first("status");
+    expect(row).toBe("scheduled");
+  });
+
+  it("a run Temporal already confirmed is answered as accepted too (the caller follows it by id)", async () => {
+    hostStarts = true;
+    const org = await seedOrganization();
+    const res = await send("/workflow/start", hello, org.key, "answer");
+    const body = (await res.json()) as { workflowId: string; runId: string | null; status: string };
+    expect(res.status, JSON.stringify(body)).toBe(200);
+    expect(body).toMatchObject({ runId: null, status: "running" });
+    expect(await runRow(body.workflowId)).toMatchObject({ status: "running" });
+  });
+});
+
+describe("a start call lost before it reached the DO", () => {
+  for (const path of ["/workflow/start", "/workflow/run"]) {
+    it(`${path}: is 503 with Retry-After (nothing runs, so a retry is safe), and leaves no row`, async () => {
+      const org = await seedOrganization();
+      const res = await send(path, hello, org.key, "call");
+      const body = await res.json();
+      expect(res.status, JSON.stringify(body)).toBe(503);
+      expect(res.headers.get("retry-after")).toBe("1");
+      expect(errorCodeOf(body)).toBe("host_unavailable");
+      expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?").bind(org.organizationId).first("n")).toBe(0);
+    });
+  }
+});
