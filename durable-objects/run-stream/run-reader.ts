@@ -98,21 +98,29 @@ export class RunReader {
       })) as ReadReply;
       return other.ok ? { ok: true, started: reply.started, view: other.view, replayed: true } : other;
     }
+    let view: RunView;
     try {
       // A start the host did not confirm is accepted (the outbox starts it): answer with the row at once.
-      const view = await this.view(
+      view = await this.view(
         command.organizationId,
         command.workflowId,
         { ...options, waitMs: Math.max(0, deadline - Date.now()) },
         { runId: reply.started.runId ?? undefined },
       );
-      // The run.started projection may still be on its way to D1: the row says at least what the start knows.
-      if (reply.started.runId && view.run.status === "scheduled")
-        view.run = { ...view.run, status: "running", temporalRunId: reply.started.runId };
-      return { ok: true, started: reply.started, view };
     } catch (err) {
-      return { ok: false, error: serializeError(err) };
+      // The run is accepted (started, maybe) and goes on whatever failed while waiting for it (the
+      // host's answer to the wait, a read): the row as it is, never an error a client would answer
+      // by starting the run again. Only if the row cannot be read either is the error the answer.
+      try {
+        view = await this.view(command.organizationId, command.workflowId, { ...options, settle: false, waitMs: 0 });
+      } catch {
+        return { ok: false, error: serializeError(err) };
+      }
     }
+    // The run.started projection may still be on its way to D1: the row says at least what the start knows.
+    if (reply.started.runId && view.run.status === "scheduled")
+      view.run = { ...view.run, status: "running", temporalRunId: reply.started.runId };
+    return { ok: true, started: reply.started, view };
   }
 
   /**

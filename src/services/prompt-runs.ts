@@ -107,12 +107,12 @@ export function promptStartCommand(
   return startCommand(organizationId, workflowId, { kind: "prompt", promptWorkflowId: workflowId, body }, { idempotency });
 }
 
-/** How a finished prompt run ends for the caller: its result, or the error to answer with. */
 /** A run that ended before Temporal ever started it (its start refused for good by the outbox): 500 run_failed, as a failed run is. */
 export function neverStartedRunError(status: string, error: string | null | undefined): ApiError {
   return new ApiError("run_failed", `the run ${status} before it started: ${error ?? "no error message"}`);
 }
 
+/** How a finished prompt run ends for the caller: its result, or the error to answer with. */
 export function promptOutcome(
   prompt: Pick<PromptDefinition, "webSearch">,
   status: string,

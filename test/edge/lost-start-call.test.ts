@@ -5,7 +5,8 @@
  * call's answer is lost after the DO handled it, or the call is lost before it arrives. The Worker
  * asks the DO what became of the start: an accepted run runs, so the caller is told so (never an
  * error it would answer by starting the run again); a start that was not accepted runs nowhere, so
- * it is a 503 that a retry may follow.
+ * it is a 503 that a retry may follow. And a blocking start whose wait fails once the run is
+ * accepted answers with the run as it is, not with that failure.
  */
 import { createExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
@@ -20,12 +21,13 @@ import { runStartOutboxAttempt } from "./stream-helpers.ts";
 /** The start calls of the Worker into a RunStream DO (RPC, and the streaming start's upgrade). */
 const START_CALLS = new Set(["start", "startAndWait", "startForStream", "fetch"]);
 
-type Loss = "answer" | "call";
+/** Where a start call breaks: its answer lost, the call lost before it arrives, or neither. */
+type Loss = "answer" | "call" | "none";
 
 /** RUN_STREAM whose start calls fail as a broken connection: after the DO handled them (`answer`), or before (`call`). */
 function losingStarts(ns: Env["RUN_STREAM"], loss: Loss): Env["RUN_STREAM"] {
   return aroundRunStreamCalls(ns, async (method, call) => {
-    if (!START_CALLS.has(method)) return call();
+    if (loss === "none" || !START_CALLS.has(method)) return call();
     if (loss === "answer") await call();
     throw new Error("Network connection lost.");
   });
@@ -42,12 +44,15 @@ async function send(path: string, body: unknown, key: string, loss: Loss, header
 
 /** Whether the scripted host starts runs (else it cannot be reached: the start stays in the outbox). */
 let hostStarts = false;
+/** Whether the scripted host fails (500, with its error body) every wait for a run's result. */
+let resultsFail = false;
 let restoreHost: () => void = () => {};
 
 beforeAll(async () => {
   await seedCatalog();
   restoreHost = scriptHost(async (request, path) => {
     if (path === HOST_PATHS.start && hostStarts) return Response.json(await scriptedStart(request));
+    if (resultsFail && path.endsWith("/result")) return Response.json({ error: { code: "host_error", message: "boom" } }, { status: 500 });
     throw new TypeError("connection refused");
   });
   return () => restoreHost();
@@ -55,6 +60,7 @@ beforeAll(async () => {
 
 afterEach(() => {
   hostStarts = false;
+  resultsFail = false;
 });
 
 const runRow = (workflowId: string) =>
@@ -121,4 +127,18 @@ describe("a start call lost before it reached the DO", () => {
       expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?").bind(org.organizationId).first("n")).toBe(0);
     });
   }
+});
+
+describe("a blocking start whose wait fails after the run started", () => {
+  it("answers with the run as it is (still going: 408 with Location), never an error a client would answer by starting it again", async () => {
+    hostStarts = true;
+    resultsFail = true;
+    const org = await seedOrganization();
+    const res = await send("/workflow/run", hello, org.key, "none");
+    const body = (await res.json()) as { code: string; workflowId: string };
+    expect(res.status, JSON.stringify(body)).toBe(408);
+    expect(body.code).toBe("wait_timed_out");
+    expect(res.headers.get("location")).toBe(`/workflow/${body.workflowId}/result`);
+    expect(await runRow(body.workflowId)).toMatchObject({ status: "running" });
+  });
 });
