@@ -129,7 +129,11 @@ export class ResetHolds {
       successor: null,
       pending: 1,
     };
-    resetMark.set({ ...mark, until: Date.now() + RESET_PENDING_MS, undo: mark.undo ?? outcome.undo });
+    // The undo puts back what the row held before the first pending reset, and finds the row by
+    // what it holds now: this hold's amount, which differs from the first's when the run's
+    // workflow changed in between (a prompt's output cap), else the undo would match nothing.
+    const undo = mark.undo ? { ...mark.undo, amount: outcome.undo.amount } : outcome.undo;
+    resetMark.set({ ...mark, until: Date.now() + RESET_PENDING_MS, undo });
     await this.deps.armAlarm();
     return { ok: true, held: true };
   }

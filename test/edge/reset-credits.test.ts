@@ -137,6 +137,20 @@ async function expectResetRunCharged(workflowId: string, newRunId: string, organ
   expect(await orgRow(organizationId)).toEqual({ balance: HOLD + 43, reserved: 0 });
   expect(await charges(organizationId)).toEqual([{ amount: -7, note: "7 tokens" }]);
 }
+/** A prompt workflow of the organization, created and published through the admin API; its id. */
+async function publishedPrompt(organizationId: string, template: string, maxOutputTokens: number): Promise<string> {
+  const created = await admin("POST", `/admin/v1/organizations/${organizationId}/workflows`, {
+    name: `wf ${crypto.randomUUID()}`,
+    template,
+    model: "local/writer",
+    maxOutputTokens,
+  });
+  expect(created.status).toBe(201);
+  const { id } = (await created.json()) as { id: string };
+  expect((await admin("POST", `/admin/v1/workflows/${id}/publish`)).ok).toBe(true);
+  return id;
+}
+
 const reset = (key: string, workflowId: string, runId?: string) =>
   call(runId ? `/workflow/${workflowId}/runs/${runId}/reset` : `/workflow/${workflowId}/reset`, {
     method: "POST",
@@ -611,15 +625,7 @@ describe("a reset pinned to an earlier run while a later run is the workflow's c
 describe("a reset holds what a start of the run's kind holds", () => {
   it("a prompt run's reset holds the prompt's hold (its rendered bytes + 64 + maxOutputTokens), not the code run hold", async () => {
     const org = await meteredOrg(HOLD * 2);
-    const created = await admin("POST", `/admin/v1/organizations/${org.organizationId}/workflows`, {
-      name: `wf ${crypto.randomUUID()}`,
-      template: "Tell {{audience}} about {{topic}}.",
-      model: "local/writer",
-      maxOutputTokens: 100,
-    });
-    expect(created.status).toBe(201);
-    const promptWorkflowId = ((await created.json()) as { id: string }).id;
-    expect((await admin("POST", `/admin/v1/workflows/${promptWorkflowId}/publish`)).ok).toBe(true);
+    const promptWorkflowId = await publishedPrompt(org.organizationId, "Tell {{audience}} about {{topic}}.", 100);
     const promptHold = new TextEncoder().encode("Tell kids about stars.").byteLength + 64 + 100;
     const { workflowId } = await run(org.organizationId, (id) => [usage(id, 10)], {
       kind: "prompt",
@@ -641,14 +647,7 @@ describe("a reset holds what a start of the run's kind holds", () => {
 
   it("402 insufficient_credits names the prompt run's hold when the organization cannot cover it", async () => {
     const org = await meteredOrg(150);
-    const created = await admin("POST", `/admin/v1/organizations/${org.organizationId}/workflows`, {
-      name: `wf ${crypto.randomUUID()}`,
-      template: "Hi {{name}}",
-      model: "local/writer",
-      maxOutputTokens: 50,
-    });
-    const promptWorkflowId = ((await created.json()) as { id: string }).id;
-    await admin("POST", `/admin/v1/workflows/${promptWorkflowId}/publish`);
+    const promptWorkflowId = await publishedPrompt(org.organizationId, "Hi {{name}}", 50);
     const promptHold = new TextEncoder().encode("Hi Ada").byteLength + 64 + 50;
     const { workflowId } = await run(org.organizationId, (id) => [usage(id, 40), finished(id, "completed")], {
       kind: "prompt",
@@ -706,6 +705,32 @@ describe("a reset whose answer the route never gets: the run's DO settles its ma
     latestRun = stillLatest(runId);
     await staleMarkAlarm(stub);
     await expectOwnRunCharged(workflowId, runId, org.organizationId);
+  });
+
+  it("two resets pending at once whose holds differ (the prompt changed in between), neither of which happened: the hold goes back as it was before the first", async () => {
+    const org = await meteredOrg(HOLD * 2);
+    const promptWorkflowId = await publishedPrompt(org.organizationId, "Hi {{name}}", 100);
+    const hold = (maxOutputTokens: number) => new TextEncoder().encode("Hi Ada").byteLength + 64 + maxOutputTokens;
+    const ended = await run(org.organizationId, (id) => [usage(id, 10), finished(id, "completed")], {
+      kind: "prompt",
+      promptWorkflowId,
+      body: { name: "Ada" },
+    });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 10, reserved: 0 });
+    // The first reset's outcome is unknown (the host unavailable): its hold stays, and its mark.
+    resetAnswer = () => ({ status: 503, code: "unavailable" });
+    expect((await reset(org.key, ended.workflowId)).status).toBe(504);
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 10, reserved: hold(100) });
+    // The prompt's output cap changes; a second reset holds the new amount, and the host refuses it.
+    expect((await admin("PATCH", `/admin/v1/workflows/${promptWorkflowId}`, { maxOutputTokens: 300 })).ok).toBe(true);
+    resetAnswer = () => ({ status: 404, code: "step_not_found" });
+    expect((await reset(org.key, ended.workflowId)).status).toBe(404);
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 10, reserved: hold(300) });
+    // The first did not happen either: the host names the ended run as still the latest.
+    latestRun = stillLatest(ended.runId);
+    await staleMarkAlarm(ended.stub);
+    expect(await row(ended.workflowId)).toMatchObject({ status: "completed", credit_hold: 0, credits_charged: 10 });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 10, reserved: 0 });
   });
 
   it("the host cannot be asked: the mark stays (the replaced run's end still waits, the hold with it) and is settled once the host answers", async () => {
