@@ -168,7 +168,7 @@ export const RUN_START_TABLE = `CREATE TABLE IF NOT EXISTS run_start (
 )`;
 
 export class RunStarter {
-  /** Accept ids whose start is in flight in this instance: their markers are not abandoned. */
+  /** Accept ids whose start call is under way in this instance: their markers are not abandoned, and startOutcome says so. */
   private readonly inFlight = new Set<string>();
   /**
    * The last look found no marker and this instance wrote none since: `pendingAttemptAt`, asked
@@ -208,6 +208,17 @@ export class RunStarter {
    * in its own DO), and a start refused before acceptance gives the key back.
    */
   async start(command: StartCommand): Promise<StartReply> {
+    // In flight from its first await (the key's claim, the catalog), so that a Worker that lost this
+    // call and asks what became of it (startOutcome) hears "still starting", not "nothing here".
+    this.inFlight.add(command.runUuid);
+    try {
+      return await this.startInFlight(command);
+    } finally {
+      this.inFlight.delete(command.runUuid);
+    }
+  }
+
+  private async startInFlight(command: StartCommand): Promise<StartReply> {
     const key = command.idempotency;
     if (!key) return this.startClaimed(command);
     const { env } = this.deps;
@@ -274,12 +285,7 @@ export class RunStarter {
     }
     // An earlier start under this id that died half-way holds the id in D1 until it is undone.
     await this.undoAbandonedAcceptances();
-    this.inFlight.add(command.runUuid);
-    try {
-      return await this.accept(command, prepared);
-    } finally {
-      this.inFlight.delete(command.runUuid);
-    }
+    return this.accept(command, prepared);
   }
 
   /** Acceptance: the marker, the D1 row with its hold, then the outbox row in place of the marker. */

@@ -21,14 +21,18 @@ import { runStartOutboxAttempt } from "./stream-helpers.ts";
 /** The start calls of the Worker into a RunStream DO (RPC, and the streaming start's upgrade). */
 const START_CALLS = new Set(["start", "startAndWait", "startForStream", "fetch"]);
 
-/** Where a start call breaks: its answer lost, the call lost before it arrives, or neither. */
-type Loss = "answer" | "call" | "none";
+/**
+ * Where a start call breaks: its answer lost once the DO is done with it, the call lost before it
+ * arrives, the connection lost while the DO is still at it (the DO goes on), or nowhere.
+ */
+type Loss = "answer" | "call" | "midway" | "none";
 
 /** RUN_STREAM whose start calls fail as a broken connection: after the DO handled them (`answer`), or before (`call`). */
 function losingStarts(ns: Env["RUN_STREAM"], loss: Loss): Env["RUN_STREAM"] {
   return aroundRunStreamCalls(ns, async (method, call) => {
     if (loss === "none" || !START_CALLS.has(method)) return call();
     if (loss === "answer") await call();
+    if (loss === "midway") void Promise.resolve(call()).catch(() => {});
     throw new Error("Network connection lost.");
   });
 }
@@ -112,6 +116,18 @@ describe("a start call whose answer is lost after the DO accepted the run", () =
     expect(res.status, JSON.stringify(body)).toBe(200);
     expect(body).toMatchObject({ runId: null, status: "running" });
     expect(await runRow(body.workflowId)).toMatchObject({ status: "running" });
+  });
+});
+
+describe("a start call whose connection is lost while the DO is still at it", () => {
+  it("is answered once the DO is done: accepted, one run (the DO says 'starting' while it claims the key and reads the catalog)", async () => {
+    const org = await seedOrganization();
+    const res = await send("/workflow/start", hello, org.key, "midway", { "idempotency-key": `key-${crypto.randomUUID()}` });
+    const body = (await res.json()) as { workflowId: string; runId: string | null; status: string };
+    expect(res.status, JSON.stringify(body)).toBe(200);
+    expect(body).toMatchObject({ runId: null, status: "scheduled" });
+    const rows = await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?").bind(org.organizationId).first("n");
+    expect(rows).toBe(1);
   });
 });
 
