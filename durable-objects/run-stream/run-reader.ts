@@ -30,6 +30,8 @@ export interface RunView {
   attributes?: Attribute[];
   /** The pinned run is not the workflow's current one (a reset replaced it, or it continued as new): read from the log. */
   earlier?: true;
+  /** A blocking start's wait for the outcome failed (the host's answer, a read): the row as stored, not an outcome waited for. */
+  waitFailed?: true;
 }
 
 export type ReadReply = { ok: true; view: RunView } | { ok: false; error: SerializedError };
@@ -112,7 +114,10 @@ export class RunReader {
       // host's answer to the wait, a read): the row as it is, never an error a client would answer
       // by starting the run again. Only if the row cannot be read either is the error the answer.
       try {
-        view = await this.view(command.organizationId, command.workflowId, { ...options, settle: false, waitMs: 0 });
+        view = {
+          ...(await this.view(command.organizationId, command.workflowId, { ...options, settle: false, waitMs: 0 })),
+          waitFailed: true,
+        };
       } catch {
         return { ok: false, error: serializeError(err) };
       }

@@ -135,11 +135,11 @@ export async function startAndWaitInRegion(env: Env, command: StartCommand, wait
     // Accepted after all: the row as it is, without waiting (more calls, on this path only).
     const started = await startAfterLostCall(env, command, err);
     const view = await readRun(env, command.organizationId, command.workflowId, { settle: false, attributes });
-    return { started, run: view.run, attributes: view.attributes };
+    return { started, run: view.run, attributes: view.attributes, waitFailed: true as boolean };
   }
   if (!reply.ok) throw replyError(reply.error);
   if (reply.replayed && command.idempotency) command.idempotency.replayed = true;
-  return { started: reply.started, run: reply.view.run, attributes: reply.view.attributes };
+  return { started: reply.started, run: reply.view.run, attributes: reply.view.attributes, waitFailed: reply.view.waitFailed === true };
 }
 
 /** A run's row (settled with Temporal when not final) and optionally its attributes: one call into the home region. */

@@ -68,6 +68,28 @@ export async function createKey(organizationId: string): Promise<{ key: string; 
   return { key: k.key, keyId: k.id };
 }
 
+/**
+ * A prompt workflow of the organization, created through the admin API (template
+ * "Tell {{audience}} about {{topic}}.", model local/writer, 100 output tokens, unless `fields` say
+ * otherwise) and published unless `publish` is false; its id.
+ */
+export async function createPromptWorkflow(organizationId: string, fields: Record<string, unknown> = {}, publish = true): Promise<string> {
+  const res = await admin("POST", `/admin/v1/organizations/${organizationId}/workflows`, {
+    name: `wf ${crypto.randomUUID()}`,
+    template: "Tell {{audience}} about {{topic}}.",
+    model: "local/writer",
+    maxOutputTokens: 100,
+    ...fields,
+  });
+  if (res.status !== 201) throw new Error(`creating a prompt workflow: ${res.status} ${await res.text()}`);
+  const { id } = (await res.json()) as { id: string };
+  if (publish) {
+    const published = await admin("POST", `/admin/v1/workflows/${id}/publish`);
+    if (!published.ok) throw new Error(`publishing a prompt workflow: ${published.status}`);
+  }
+  return id;
+}
+
 /** The real catalog the host publishes, written the way the internal route writes it. */
 export async function seedCatalog(): Promise<void> {
   await upsertCodeCatalog(env.DB, catalogEntries());

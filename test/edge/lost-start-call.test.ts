@@ -15,7 +15,7 @@ import app from "../../src/index.ts";
 import { runStream } from "../../src/run-stream-client.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import { aroundRunStreamCalls } from "./run-stream-calls.ts";
-import { errorCodeOf, scriptHost, scriptedStart, seedCatalog, seedOrganization } from "./helpers.ts";
+import { createPromptWorkflow, errorCodeOf, scriptHost, scriptedStart, seedCatalog, seedOrganization } from "./helpers.ts";
 import { runStartOutboxAttempt } from "./stream-helpers.ts";
 
 /** The start calls of the Worker into a RunStream DO (RPC, and the streaming start's upgrade). */
@@ -156,5 +156,18 @@ describe("a blocking start whose wait fails after the run started", () => {
     expect(body.code).toBe("wait_timed_out");
     expect(res.headers.get("location")).toBe(`/workflow/${body.workflowId}/result`);
     expect(await runRow(body.workflowId)).toMatchObject({ status: "running" });
+  });
+
+  it("POST /api/v1/run/{id}: 202 with the run's id (status running), not a 504 'did not finish in time' a client would retry", async () => {
+    hostStarts = true;
+    resultsFail = true;
+    const org = await seedOrganization();
+    const promptWorkflowId = await createPromptWorkflow(org.organizationId);
+    const res = await send(`/api/v1/run/${promptWorkflowId}`, { audience: "kids", topic: "stars" }, org.key, "none");
+    const body = await res.json();
+    expect(res.status, JSON.stringify(body)).toBe(202);
+    const runId = res.headers.get("x-run-id")!;
+    expect(body).toEqual({ workflowId: runId, status: "running" });
+    expect(await runRow(runId)).toMatchObject({ status: "running" });
   });
 });

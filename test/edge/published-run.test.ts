@@ -5,21 +5,10 @@
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { runStream } from "../../src/run-stream-client.ts";
-import { admin, call, createKey, type ErrorBody, postJson, scriptHost, seedOrganization } from "./helpers.ts";
+import { admin, call, createKey, createPromptWorkflow, type ErrorBody, postJson, scriptHost, seedOrganization } from "./helpers.ts";
 import { runStartOutboxAttempt } from "./stream-helpers.ts";
 
-async function promptWorkflow(organizationId: string, fields: Record<string, unknown> = {}, publish = true): Promise<string> {
-  const res = await admin("POST", `/admin/v1/organizations/${organizationId}/workflows`, {
-    name: `wf ${crypto.randomUUID()}`,
-    template: "Tell {{audience}} about {{topic}}.",
-    model: "local/writer",
-    maxOutputTokens: 100,
-    ...fields,
-  });
-  const { id } = (await res.json()) as { id: string };
-  if (publish) await admin("POST", `/admin/v1/workflows/${id}/publish`);
-  return id;
-}
+const promptWorkflow = createPromptWorkflow;
 
 const error = async (res: Response) => ((await res.json()) as ErrorBody).error;
 

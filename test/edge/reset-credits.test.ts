@@ -18,6 +18,7 @@ import type { RunEvent } from "../../src/shared/run-event-schema.ts";
 import { loseAnswersInPlace } from "../support/d1-intercept.ts";
 import {
   admin,
+  createPromptWorkflow,
   call,
   errorCodeOf,
   llmUsageEvent,
@@ -137,19 +138,9 @@ async function expectResetRunCharged(workflowId: string, newRunId: string, organ
   expect(await orgRow(organizationId)).toEqual({ balance: HOLD + 43, reserved: 0 });
   expect(await charges(organizationId)).toEqual([{ amount: -7, note: "7 tokens" }]);
 }
-/** A prompt workflow of the organization, created and published through the admin API; its id. */
-async function publishedPrompt(organizationId: string, template: string, maxOutputTokens: number): Promise<string> {
-  const created = await admin("POST", `/admin/v1/organizations/${organizationId}/workflows`, {
-    name: `wf ${crypto.randomUUID()}`,
-    template,
-    model: "local/writer",
-    maxOutputTokens,
-  });
-  expect(created.status).toBe(201);
-  const { id } = (await created.json()) as { id: string };
-  expect((await admin("POST", `/admin/v1/workflows/${id}/publish`)).ok).toBe(true);
-  return id;
-}
+/** A published prompt workflow of the organization with this template and output cap; its id. */
+const publishedPrompt = (organizationId: string, template: string, maxOutputTokens: number) =>
+  createPromptWorkflow(organizationId, { template, maxOutputTokens });
 
 const reset = (key: string, workflowId: string, runId?: string) =>
   call(runId ? `/workflow/${workflowId}/runs/${runId}/reset` : `/workflow/${workflowId}/reset`, {

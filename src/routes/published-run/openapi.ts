@@ -6,10 +6,14 @@ import { documentRoute } from "../../openapi/document.ts";
 const tag = "Published run API";
 const params = z.object({ workflowId: z.string().describe("A prompt workflow id, e.g. wf_abc123") });
 const variables = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).describe("Exactly the template's variables");
-/** The run is accepted but the host has not confirmed its start yet; it will run (docs/start-path.md). */
+/**
+ * The run is accepted but the host has not confirmed its start yet, so it will run; or its outcome
+ * could not be waited for (docs/start-path.md): either way it has not ended.
+ */
 const accepted = {
-  description: "Accepted, not started yet; follow it by the x-run-id header (a Workflow API workflowId)",
-  schema: z.object({ workflowId: z.string(), status: z.literal("scheduled") }),
+  description:
+    "Accepted, not ended: not started yet (`scheduled`), or running when its outcome could not be waited for; follow it by the x-run-id header (a Workflow API workflowId)",
+  schema: z.object({ workflowId: z.string(), status: z.enum(["scheduled", "running"]) }),
 };
 const ERRORS = [
   "invalid_json",

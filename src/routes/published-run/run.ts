@@ -17,14 +17,15 @@ export function registerPublishedRun(app: App) {
     const command = promptStartCommand(organizationId, c.req.param("workflowId"), await readOptionalJson(c), c.get("idempotency"));
     const maxMs = promptRunMaxMs(c.env);
     // One call into the home region: the run's DO starts it and waits for its outcome.
-    const { started, run } = await startAndWaitInRegion(c.env, command, maxMs + WAIT_MARGIN_MS);
+    const { started, run, waitFailed } = await startAndWaitInRegion(c.env, command, maxMs + WAIT_MARGIN_MS);
     const prompt = started.prompt!;
-    if (started.runId === null) {
+    if (started.runId === null || (waitFailed && !isTerminal(run.status))) {
       c.header("x-run-id", started.workflowId);
       // An Idempotency-Key replay of a run that ended before Temporal ever had it: failed, as its end says.
-      if (isTerminal(started.status)) throw neverStartedRunError(run.status, run.error);
-      // Accepted, but the host has not confirmed the start yet: it will run; the caller follows it by id.
-      return c.json({ workflowId: started.workflowId, status: started.status }, 202);
+      if (started.runId === null && isTerminal(started.status)) throw neverStartedRunError(run.status, run.error);
+      // Accepted, but the host has not confirmed the start yet, or the wait for its outcome failed
+      // (not a timeout: it may still be going): the caller follows it by id.
+      return c.json({ workflowId: started.workflowId, status: run.status === "running" ? "running" : "scheduled" }, 202);
     }
     // The run's id, to look it up later (Workflow API, Workflow Runs API).
     c.header("x-run-id", run.temporalWorkflowId);
