@@ -34,7 +34,7 @@ import { historyEvent } from "./stream-helpers.ts";
 const HOLD = Number(env.CODE_RUN_CREDIT_HOLD);
 
 /** How the scripted host answers a reset: the new run's id, a refusal with its status and code, or no answer in time. */
-type ResetAnswer = { runId: string } | { status: number; code: string } | { timesOut: true };
+type ResetAnswer = { runId: string } | { status: number; code: string } | { timesOut: true } | { proxyStatus: number };
 let resetAnswer: () => ResetAnswer = () => ({ status: 404, code: "step_not_found" });
 /**
  * What happens on the host's side before it answers a reset, given the workflow and the run it
@@ -64,6 +64,8 @@ beforeAll(async () => {
         .first<{ temporal_run_id: string }>();
       await duringReset(workflowId, previous!.temporal_run_id);
       if ("code" in answer) return Response.json({ error: { code: answer.code, message: "scripted refusal" } }, { status: answer.status });
+      // Something in front of the host (an access proxy, a tunnel): no host error body.
+      if ("proxyStatus" in answer) return new Response("Forbidden", { status: answer.proxyStatus });
       // What fetch throws when the route's AbortSignal.timeout (RESET_HOST_TIMEOUT_MS) fires.
       if ("timesOut" in answer) throw new DOMException("The operation was aborted due to timeout", "TimeoutError");
       // As the host does: the reset starts from the pinned run, else from the current one.
@@ -357,6 +359,18 @@ describe("resets at once (two routes waiting on the host together)", () => {
 });
 
 describe("a reset the host answers with an error", () => {
+  it("a 4xx from something in front of the host (no host error body) says nothing of the reset: 504 reset_outcome_unknown, the hold stays", async () => {
+    const org = await meteredOrg(HOLD * 2);
+    const ended = await run(org.organizationId, (runId) => [usage(runId, 10), finished(runId, "completed")]);
+    resetAnswer = () => ({ proxyStatus: 403 });
+    const res = await reset(org.key, ended.workflowId);
+    expect(res.status).toBe(504);
+    expect(res.headers.get("retry-after")).toBeNull();
+    expect(errorCodeOf(await res.json())).toBe("reset_outcome_unknown");
+    expect(await row(ended.workflowId)).toMatchObject({ credit_hold: HOLD });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 10, reserved: HOLD });
+  });
+
   it("a refusal the edge has no code for (a 4xx: 502 host_error) reset nothing: the hold is given back", async () => {
     const org = await meteredOrg(HOLD * 2);
     const ended = await run(org.organizationId, (runId) => [usage(runId, 10), finished(runId, "completed")]);

@@ -70,7 +70,9 @@ async function reset(c: Context<PinnedRunEnv & ResetBodyEnv & OwnedRunEnv>): Pro
     }
     // Not host_unavailable's "retry after 5 s": a blind retry could reset the new run again (and
     // hold for it again). The caller reads the run's status first; the DO settles the mark meanwhile.
-    if (err instanceof ApiError && err.code === "host_unavailable") {
+    // host_error here is no refusal of the host's (something in front of it answered, or an answer
+    // the edge cannot read): the outcome is unknown too.
+    if (err instanceof ApiError && (err.code === "host_unavailable" || err.code === "host_error")) {
       throw new ApiError(
         "reset_outcome_unknown",
         `the workflow host did not confirm the reset (${err.message}); it may still take effect. Read GET /workflow/${workflowId}/status ` +
