@@ -359,18 +359,6 @@ describe("resets at once (two routes waiting on the host together)", () => {
 });
 
 describe("a reset the host answers with an error", () => {
-  it("a 4xx from something in front of the host (no host error body) says nothing of the reset: 504 reset_outcome_unknown, the hold stays", async () => {
-    const org = await meteredOrg(HOLD * 2);
-    const ended = await run(org.organizationId, (runId) => [usage(runId, 10), finished(runId, "completed")]);
-    resetAnswer = () => ({ proxyStatus: 403 });
-    const res = await reset(org.key, ended.workflowId);
-    expect(res.status).toBe(504);
-    expect(res.headers.get("retry-after")).toBeNull();
-    expect(errorCodeOf(await res.json())).toBe("reset_outcome_unknown");
-    expect(await row(ended.workflowId)).toMatchObject({ credit_hold: HOLD });
-    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 10, reserved: HOLD });
-  });
-
   it("a refusal the edge has no code for (a 4xx: 502 host_error) reset nothing: the hold is given back", async () => {
     const org = await meteredOrg(HOLD * 2);
     const ended = await run(org.organizationId, (runId) => [usage(runId, 10), finished(runId, "completed")]);
@@ -396,17 +384,22 @@ describe("a reset the host answers with an error", () => {
     }
   });
 
-  it("the host's answer does not come in time: 504 reset_outcome_unknown without Retry-After; the hold stays for the reset that may have happened", async () => {
-    const org = await meteredOrg(HOLD * 2);
-    const ended = await run(org.organizationId, (runId) => [usage(runId, 10), finished(runId, "completed")]);
-    resetAnswer = () => ({ timesOut: true });
-    const res = await reset(org.key, ended.workflowId);
-    expect(res.status).toBe(504);
-    expect(res.headers.get("retry-after")).toBeNull();
-    expect(errorCodeOf(await res.json())).toBe("reset_outcome_unknown");
-    expect(await row(ended.workflowId)).toMatchObject({ credit_hold: HOLD });
-    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 10, reserved: HOLD });
-  });
+  for (const [what, answer] of [
+    ["the host's answer does not come in time", { timesOut: true }],
+    ["a 4xx comes from something in front of the host (no host error body)", { proxyStatus: 403 }],
+  ] as Array<[string, ResetAnswer]>) {
+    it(`${what}: 504 reset_outcome_unknown without Retry-After; the hold stays for the reset that may have happened`, async () => {
+      const org = await meteredOrg(HOLD * 2);
+      const ended = await run(org.organizationId, (runId) => [usage(runId, 10), finished(runId, "completed")]);
+      resetAnswer = () => answer;
+      const res = await reset(org.key, ended.workflowId);
+      expect(res.status).toBe(504);
+      expect(res.headers.get("retry-after")).toBeNull();
+      expect(errorCodeOf(await res.json())).toBe("reset_outcome_unknown");
+      expect(await row(ended.workflowId)).toMatchObject({ credit_hold: HOLD });
+      expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 10, reserved: HOLD });
+    });
+  }
 
   it("the unpinned (deprecated) reset carries Deprecation, Sunset and Link on its errors too; the pinned one does not", async () => {
     const org = await meteredOrg(HOLD * 2);
