@@ -127,6 +127,26 @@ describe("API key scopes", () => {
       for (const op of ops) if (op.scope) expect(KEY_SCOPES).toContain(op.scope);
     });
 
+    it("puts each kind of route in the scope that says what it does (reads, starts, control)", async () => {
+      const scopeOf = new Map((await scopedOperations()).map((op) => [`${op.method} ${op.path}`, op.scope]));
+      const expected: Record<string, string> = {
+        "GET /workflow/catalog": "runs:read",
+        "GET /workflow/{id}/runs/{rid}/result": "runs:read",
+        "GET /workflow/{id}/history/stream": "runs:read",
+        "POST /workflow/{id}/query/{name}": "runs:read",
+        "POST /workflow/{id}/stream-token": "runs:read",
+        "POST /workflow/run": "runs:start",
+        "POST /api/v1/run/{workflowId}/stream": "runs:start",
+        "PATCH /workflow/{id}/stop": "runs:control",
+        "POST /workflow/{id}/runs/{rid}/terminate": "runs:control",
+        "POST /workflow/{id}/reset": "runs:control",
+        "POST /workflow/{id}/signal/{name}": "runs:control",
+        "POST /workflow/{id}/update/{name}": "runs:control",
+        "POST /workflow/{id}/feedback": "runs:control",
+      };
+      expect(Object.fromEntries(Object.keys(expected).map((route) => [route, scopeOf.get(route)]))).toEqual(expected);
+    });
+
     it("refuses every API-key route to a key without its scope (403 + challenge) and lets one with just that scope past", async () => {
       const keys = Object.fromEntries(
         await Promise.all(KEY_SCOPES.map(async (scope) => [scope, await keyWith(org.organizationId, [scope])] as const)),
