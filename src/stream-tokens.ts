@@ -6,6 +6,7 @@
 import { SignJWT, jwtVerify } from "jose";
 import type { AuthContext } from "./app-env.ts";
 import { liveApiKey } from "./middleware/api-key-auth/index.ts";
+import { STREAM_TOKEN_SCOPE } from "./middleware/key-scope/index.ts";
 
 /** How long a stream token is valid. EventSource reconnects reuse the URL, so not too short. */
 export const STREAM_TOKEN_TTL_SECONDS = 15 * 60;
@@ -63,8 +64,8 @@ export interface LiveStreamToken extends StreamTokenClaims {
 export const streamTokenAuthContext = (token: LiveStreamToken): AuthContext => ({
   organizationId: token.organizationId,
   apiKeyId: null,
-  // Accepted on the history streams only (middleware/stream-token-auth), and for one run (runScope).
-  scopes: ["runs:read"],
+  // Accepted on the history streams only (middleware/stream-token-auth, and middleware/key-scope again), for one run (runScope).
+  scopes: [STREAM_TOKEN_SCOPE],
   runScope: token.workflowId,
   streamToken: { organizationId: token.organizationId, workflowId: token.workflowId, apiKeyId: token.apiKeyId ?? null },
   rateLimitKey: streamTokenRateLimitKey(token),

@@ -19,6 +19,16 @@ export const KEY_SCOPES = ["runs:read", "runs:start", "runs:control"] as const;
 export type KeyScope = (typeof KEY_SCOPES)[number];
 export const EVERY_SCOPE = "*";
 
+/**
+ * The one scope of a run-scoped stream token (never a key's): the history streams of its run. The
+ * stream-token auth accepts a token on those routes only; this is the second fence.
+ */
+export const STREAM_TOKEN_SCOPE = "runs:stream";
+const STREAM_TOKEN_ROUTES: ReadonlySet<string> = new Set([
+  "GET /workflow/:id/history/stream",
+  "GET /workflow/:id/runs/:rid/history/stream",
+]);
+
 /** What each scope allows, for the docs (OpenAPI, admin API). */
 export const KEY_SCOPE_MEANINGS: Record<KeyScope, string> = {
   "runs:read": "read the catalog, runs, statuses, results, inputs, histories, streams and trace logs; query a run; mint a stream token",
@@ -92,6 +102,7 @@ export const requireKeyScope = () =>
     for (const handler of handlers) {
       const needed = routeScope(handler.method, handler.path);
       if (needed && holdsScope(scopes, needed)) continue;
+      if (scopes.includes(STREAM_TOKEN_SCOPE) && STREAM_TOKEN_ROUTES.has(`${handler.method} ${handler.path}`)) continue;
       const scope = needed ?? EVERY_SCOPE;
       throw new ApiError(
         "insufficient_scope",
