@@ -471,7 +471,7 @@ export class RunStarter {
    * starting (it may yet be refused and undone), abandoned half-way (to be undone), or unknown.
    */
   isSettledStart(acceptId: string): boolean {
-    return !this.inFlight.has(acceptId) && this.row()?.accept_id === acceptId;
+    return this.startOutcome(acceptId).state === "accepted";
   }
 
   /**

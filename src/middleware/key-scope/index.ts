@@ -90,7 +90,7 @@ export function routeScope(method: string, path: string): KeyScope | undefined {
 }
 
 /** Does a key with these scopes hold `scope`? */
-export const holdsScope = (scopes: readonly string[], scope: string) => scopes.includes(EVERY_SCOPE) || scopes.includes(scope);
+const holdsScope = (scopes: readonly string[], scope: string) => scopes.includes(EVERY_SCOPE) || scopes.includes(scope);
 
 /** Refuses (403) a request whose key lacks the scope of a route it matched. Mount after authentication. */
 export const requireKeyScope = () =>
