@@ -25,6 +25,8 @@ export interface LogStreamOptions {
   onDone: (done: LogDone) => Promise<string>;
   /** Sent when the DO cannot be reached again; the client should reconnect with Last-Event-ID. */
   onLost: () => string;
+  /** Sent before the stream ends when the API key that opened it is revoked (run-subscription.ts). */
+  onRevoked: () => string;
   /**
    * The first subscription, when the route opens it its own way (already opened by a streaming
    * start, or with an admission): one call into the home region. Reconnects subscribe plainly.
@@ -82,5 +84,6 @@ export function logStreamResponse(c: Context<AppEnv>, options: LogStreamOptions)
       return { text: "" };
     },
     onLost: options.onLost,
+    onRevoked: options.onRevoked,
   });
 }

@@ -9,11 +9,15 @@ import type { Context } from "hono";
 import type { AppEnv } from "../app-env.ts";
 import { STREAM_DONE_CLOSE_CODE, type SubscriberMessage } from "../../durable-objects/run-stream.ts";
 import { ApiError, ERROR_CODES, type ErrorCode } from "../errors.ts";
+import { liveApiKey } from "../middleware/api-key-auth/index.ts";
 import { ADMITTED_RUN_HEADER } from "../../durable-objects/run-stream/subscriber-admission.ts";
 import { SUBSCRIBE_PATH } from "../../durable-objects/run-stream/subscribe-upgrade.ts";
 import { runStream } from "../run-stream-client.ts";
 import { SSE_HEADERS, sseComment } from "./frames.ts";
 import { closeQuietly, sseWriter } from "./writer.ts";
+
+/** What a stream says as it ends because the API key that opened it no longer works (`onRevoked`). */
+export const REVOKED_KEY_MESSAGE = "the API key this stream was opened with has been revoked; the stream ends";
 
 /** Attempts to subscribe again after the DO went away, before giving up. */
 const DO_RECONNECT_ATTEMPTS = 3;
@@ -80,6 +84,11 @@ export interface SubscriptionStreamOptions {
   frame: (message: SubscriberMessage) => { text: string | Promise<string>; cursor?: number | string; follow?: boolean };
   /** Sent when the DO cannot be reached again. */
   onLost: () => string;
+  /**
+   * Sent, before the stream ends, when the API key it was opened with (or that minted its stream
+   * token) no longer works: revoked or deleted. A reconnect is then refused with 401.
+   */
+  onRevoked: () => string;
 }
 
 /**
@@ -168,8 +177,33 @@ export async function subscriptionResponse<E extends AppEnv>(c: Context<E>, opti
     });
   };
 
+  // A stream lives as long as its run, past any revocation of the key that opened it: each
+  // keep-alive also asks whether the key still works (the key cache's answer, so at most one D1
+  // read per key and isolate every API_KEY_CACHE_TTL_MS), and a revoked key's stream ends.
+  const auth = c.get("auth");
+  const keyId = auth?.apiKeyId ?? auth?.streamToken?.apiKeyId ?? null;
+  let checkingKey = false;
+  const checkKey = async () => {
+    if (keyId === null || checkingKey) return;
+    checkingKey = true;
+    try {
+      if ((await liveApiKey(c.env.DB, keyId)) === null && !out.closed)
+        enqueue(() => {
+          out.write(options.onRevoked());
+          out.close();
+        });
+    } catch {
+      /* D1 did not answer: the next keep-alive asks again */
+    } finally {
+      checkingKey = false;
+    }
+  };
+
   out.write((options.preamble ?? "") + sseComment("connected"));
-  keepAlive = setInterval(() => out.write(options.keepAlive()), options.keepAliveMs);
+  keepAlive = setInterval(() => {
+    out.write(options.keepAlive());
+    void checkKey();
+  }, options.keepAliveMs);
   attach(socket);
   c.req.raw.signal.addEventListener("abort", out.close);
   return new Response(out.readable, { status: 200, headers: SSE_HEADERS });

@@ -445,6 +445,39 @@ describe("run-scoped stream tokens", () => {
     expect((await call(`/runs/${workflowId}/events?token=${token}`)).status).toBe(401);
   });
 
+  it("security: an open stream ends once the API key that opened it, or minted its token, is revoked; with an unauthorized event", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(runId, 1)]);
+    const { key, keyId } = await createKey(org.organizationId);
+    const minted = await call(`/workflow/${workflowId}/stream-token`, { method: "POST", headers: { authorization: `Bearer ${key}` } });
+    const { token } = (await minted.json()) as { token: string };
+    const streams = [
+      await call(`/workflow/${workflowId}/history/stream`, { headers: { authorization: `Bearer ${key}` } }),
+      await call(`/workflow/${workflowId}/history/stream?token=${token}`),
+      await call(`/runs/${workflowId}/events?token=${token}`),
+    ];
+    for (const res of streams) expect(res.status).toBe(200);
+    await env.DB.prepare("UPDATE api_keys SET revoked_at = ? WHERE id = ?").bind(new Date().toISOString(), keyId).run();
+    clearApiKeyCache(); // as if the key's 30 s in this isolate's cache had passed
+    // Keep-alives here come every 200 ms (SSE_KEEPALIVE_MS): each asks whether the key still works.
+    const ends = await Promise.all(
+      streams.map(async (res) => {
+        const events: Array<{ event: string; data: string }> = [];
+        for await (const message of readSse(res.body!)) events.push({ event: message.event, data: message.data });
+        return events.at(-1);
+      }),
+    );
+    for (const last of ends) {
+      expect(last?.event).toBe("server_error");
+      expect(JSON.parse(last!.data)).toMatchObject({ message: expect.stringContaining("revoked") });
+    }
+    expect(JSON.parse(ends[0]!.data)).toMatchObject({ error: "UnauthorizedError", code: "unauthorized", workflowId, runId });
+    // Only that key's streams end: the organization's other key still opens the run's stream.
+    const other = await call(`/workflow/${workflowId}/history/stream`, { headers: { authorization: `Bearer ${org.key}` } });
+    expect(other.status).toBe(200);
+    await other.body?.cancel();
+  });
+
   it("security: a repeated ?token= is 400, not the first one's stream", async () => {
     const { workflowId } = await createRunningRun(org.organizationId);
     const { token } = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, workflowId });

@@ -25,7 +25,11 @@ describe("a stream's subscription to its run's DO", () => {
     const resubscribed = new Promise<void>((r) => (resubscribe = r));
     let calls = 0;
     const client = new AbortController();
-    const c = { req: { raw: new Request("http://edge.test/stream", { signal: client.signal }) } } as unknown as Context;
+    // No auth: a stream opened without an API key has no key to check again.
+    const c = {
+      req: { raw: new Request("http://edge.test/stream", { signal: client.signal }) },
+      get: () => undefined,
+    } as unknown as Context;
     const res = await subscriptionResponse(c, {
       subscribe: async () => {
         calls++;
@@ -39,6 +43,7 @@ describe("a stream's subscription to its run's DO", () => {
       keepAlive: () => ": keep-alive\n\n",
       frame: () => ({ text: "" }),
       onLost: () => "event: lost\ndata: {}\n\n",
+      onRevoked: () => "event: revoked\ndata: {}\n\n",
     });
     expect(res.status).toBe(200);
     first.durableObject.close(1012, "the DO was reset");

@@ -7,6 +7,7 @@ import { isTerminal } from "../../shared/run-status.ts";
 import { positiveNumberVar } from "../../shared/positive-number-var.ts";
 import { sseComment, sseFrame } from "../../sse/frames.ts";
 import { logStreamResponse } from "../../sse/log-stream.ts";
+import { REVOKED_KEY_MESSAGE } from "../../sse/run-subscription.ts";
 import { startAndSubscribe } from "../../sse/start-subscription.ts";
 import { DEFAULT_KEEPALIVE_INTERVAL_MS } from "../workflow/history-stream.ts";
 
@@ -58,6 +59,7 @@ export function registerPublishedRunStream(app: App) {
           : sseFrame({ event: "error", data: errorBody(outcome.error.code, outcome.error.message, requestId) });
       },
       onLost: () => sseFrame({ event: "error", data: errorBody("host_unavailable", "lost the run's event stream", requestId) }),
+      onRevoked: () => sseFrame({ event: "error", data: errorBody("unauthorized", REVOKED_KEY_MESSAGE, requestId) }),
     });
     // The run's id, as the blocking route gives it (rate-limit and request-id headers are added by their middleware).
     response.headers.set("x-run-id", started.workflowId);

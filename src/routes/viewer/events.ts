@@ -28,7 +28,7 @@ import { positiveNumberVar } from "../../shared/positive-number-var.ts";
 import { sseComment, sseFrame } from "../../sse/frames.ts";
 import { parseLastEventId } from "../../sse/last-event-id.ts";
 import { logStreamResponse } from "../../sse/log-stream.ts";
-import { openAdmittedSubscription, StreamAtEnd } from "../../sse/run-subscription.ts";
+import { openAdmittedSubscription, REVOKED_KEY_MESSAGE, StreamAtEnd } from "../../sse/run-subscription.ts";
 import { STREAM_TOKEN_REFUSED, streamTokenAuthContext, verifyLiveStreamToken } from "../../stream-tokens.ts";
 import { DEFAULT_KEEPALIVE_INTERVAL_MS } from "../workflow/history-stream.ts";
 import { tokenRenewal } from "../../sse/token-renewal.ts";
@@ -139,6 +139,7 @@ export function registerViewerEvents(app: App) {
           event: "server_error",
           data: { error: "stream_interrupted", message: "lost the run's event stream; reconnecting resumes it" },
         }),
+      onRevoked: () => sseFrame({ event: "server_error", data: { error: "unauthorized", message: REVOKED_KEY_MESSAGE } }),
     }).catch((err) => {
       if (err instanceof StreamAtEnd) return c.body(null, 204);
       throw err;

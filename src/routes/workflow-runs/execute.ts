@@ -9,7 +9,7 @@ import { stepRunId } from "../../shared/step-run-id.ts";
 import { readRun, startAndWaitInRegion, workflowNameById } from "../../services/runs.ts";
 import { startCommand } from "../../services/start-command.ts";
 import { startAndSubscribe } from "../../sse/start-subscription.ts";
-import { openAdmittedSubscription, StreamAtEnd } from "../../sse/run-subscription.ts";
+import { openAdmittedSubscription, REVOKED_KEY_MESSAGE, StreamAtEnd } from "../../sse/run-subscription.ts";
 import { ADMISSION_PARAMS } from "../../../durable-objects/run-stream/subscriber-admission.ts";
 import { workflowRunDetail } from "./views.ts";
 import { logStreamResponse } from "../../sse/log-stream.ts";
@@ -206,6 +206,7 @@ function runEventStream(
       });
     },
     onLost: () => sseFrame({ event: "error", data: { error: "stream interrupted", details: "reconnect with Last-Event-ID to resume" } }),
+    onRevoked: () => sseFrame({ event: "error", data: { error: "unauthorized", details: REVOKED_KEY_MESSAGE } }),
   });
 }
 

@@ -26,7 +26,13 @@ import { positiveNumberVar } from "../../shared/positive-number-var.ts";
 import { sseComment, sseFrame } from "../../sse/frames.ts";
 import { parseHistoryCursor } from "../../sse/last-event-id.ts";
 import { tokenRenewal } from "../../sse/token-renewal.ts";
-import { openAdmittedSubscription, openRunSubscription, StreamAtEnd, subscriptionResponse } from "../../sse/run-subscription.ts";
+import {
+  openAdmittedSubscription,
+  openRunSubscription,
+  REVOKED_KEY_MESSAGE,
+  StreamAtEnd,
+  subscriptionResponse,
+} from "../../sse/run-subscription.ts";
 import { type PinnedRunEnv, parseWorkflowIdParam, pinnedRunParam } from "./params.ts";
 
 /** Comment lines keep proxies and browsers from timing the stream out; Output sends one every 15 s. */
@@ -155,6 +161,17 @@ async function streamHistory(c: Context<PinnedRunEnv & ResumeEnv & OwnedRunEnv>)
           error: "StreamInterruptedError",
           code: "stream_interrupted",
           message: "lost the run's event stream; reconnect to resume",
+          workflowId,
+          runId: admittedRunId,
+        },
+      }),
+    onRevoked: () =>
+      sseFrame({
+        event: "server_error",
+        data: {
+          error: "UnauthorizedError",
+          code: "unauthorized",
+          message: REVOKED_KEY_MESSAGE,
           workflowId,
           runId: admittedRunId,
         },
