@@ -13,6 +13,7 @@ import { META_KEYS } from "./constants.ts";
 import type { EventLog } from "./event-log.ts";
 import { RESET_PENDING_MS, type ResetMark } from "./reset-mark.ts";
 import type { Meta } from "./meta.ts";
+import { maxOpenRuns } from "./run-starter.ts";
 
 /** The reset route's call before it asks the host. `runId`: the run a pinned reset names. */
 export interface ResetHoldRequest {
@@ -25,6 +26,8 @@ export interface ResetHoldRequest {
 export type ResetHoldReply =
   | { ok: true; held: boolean }
   | { ok: false; amount: number; available: number }
+  /** The run has ended and the organization has `openRunsLimit` runs open: nothing was marked or held. */
+  | { ok: false; openRunsLimit: number }
   /** The run's start is still in the outbox: Temporal may not have it, and nothing was marked or held. */
   | { ok: false; notStarted: true };
 
@@ -98,6 +101,7 @@ export class ResetHolds {
         request.organizationId,
         request.runUuid,
         (basis) => resetCreditHold(this.deps.env, basis),
+        maxOpenRuns(this.deps.env),
         // Kept in the mark before the hold's UPDATE goes out: should its answer be lost (or this
         // DO go away meanwhile), the release below, or the stale mark's check, can still put the
         // row back. The first pending reset's undo is the one that counts.
@@ -112,7 +116,9 @@ export class ResetHolds {
     }
     if (!outcome.ok) {
       await this.release(request.workflowId);
-      return { ok: false, amount: outcome.amount, available: outcome.available };
+      return outcome.reason === "open_runs"
+        ? { ok: false, openRunsLimit: outcome.limit }
+        : { ok: false, amount: outcome.amount, available: outcome.available };
     }
     if (!outcome.held) {
       // Unmetered: nothing held, but the mark (set above) stays all the same, so that the replaced

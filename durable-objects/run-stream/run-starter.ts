@@ -116,6 +116,11 @@ function workflowIdInUse(workflowId: string): StartReply {
   return { ok: false, error: { code: "workflow_id_in_use", message: `a run with workflowId "${workflowId}" already exists`, workflowId } };
 }
 
+/** Runs an organization may have open at once (a start, or a reset of an ended run, past it is 429). */
+export function maxOpenRuns(env: Env): number {
+  return positiveNumberVar(env.MAX_OPEN_RUNS_PER_ORGANIZATION, DEFAULT_MAX_OPEN_RUNS_PER_ORGANIZATION);
+}
+
 export function serializeError(err: unknown): SerializedError {
   if (err instanceof ApiError)
     return { code: err.code, message: err.message, issues: err.issues, headers: err.headers, workflowId: err.workflowId };
@@ -307,7 +312,7 @@ export class RunStarter {
           envNames: prepared.envNames,
         },
         prepared.creditHold,
-        positiveNumberVar(env.MAX_OPEN_RUNS_PER_ORGANIZATION, DEFAULT_MAX_OPEN_RUNS_PER_ORGANIZATION),
+        maxOpenRuns(env),
       );
     } catch (err) {
       // A taken workflow id wrote nothing (the statement and its trigger are one transaction).

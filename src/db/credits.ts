@@ -135,7 +135,9 @@ export interface ResetHoldUndo {
 export type ResetHoldOutcome =
   | { ok: true; held: false }
   | { ok: true; held: true; amount: number; undo: ResetHoldUndo }
-  | { ok: false; amount: number; available: number };
+  | { ok: false; reason: "credits"; amount: number; available: number }
+  /** The run has ended and the organization has `limit` runs open: a reset would open one more. */
+  | { ok: false; reason: "open_runs"; limit: number };
 
 /**
  * A reset of a metered organization's run holds credits like a start of that run's kind
@@ -152,17 +154,23 @@ export type ResetHoldOutcome =
  * and its caller must be able to put the row back all the same (the undo changes nothing if it
  * was not). Runs in the run's DO (home region), which also marks the reset pending
  * (durable-objects/run-stream/reset-mark.ts).
+ *
+ * A reset of a run that has ended opens it again, so, metered or not, it is refused as a start
+ * is when the organization already has `maxOpenRuns` runs open (the same read; like a start's,
+ * the count is what D1 says at that moment).
  */
 export async function holdForReset(
   d1: D1Database,
   organizationId: string,
   runUuid: string,
   amountFor: (basis: ResetHoldBasis) => number,
+  maxOpenRuns: number,
   beforeHold: (undo: ResetHoldUndo) => void = () => undefined,
 ): Promise<ResetHoldOutcome> {
   const before = await d1
     .prepare(
       `SELECT r.credit_hold AS hold, r.credit_tokens_base AS base, r.input AS input, w.kind AS kind, w.prompt AS prompt,
+         r.status IN ('scheduled', 'running') AS open, o.open_runs AS openRuns,
          o.credit_balance AS balance, o.credits_reserved AS reserved
        FROM runs r JOIN organizations o ON o.id = r.organization_id LEFT JOIN workflows w ON w.id = r.workflow_id
        WHERE r.id = ? AND r.organization_id = ?`,
@@ -174,10 +182,15 @@ export async function holdForReset(
       input: string | null;
       kind: string | null;
       prompt: string | null;
+      open: number;
+      openRuns: number;
       balance: number | null;
       reserved: number;
     }>();
-  if (!before || before.balance === null) return { ok: true, held: false };
+  if (!before) return { ok: true, held: false };
+  // Open means what migration 0015's trigger counts: scheduled or running.
+  if (!before.open && before.openRuns >= maxOpenRuns) return { ok: false, reason: "open_runs", limit: maxOpenRuns };
+  if (before.balance === null) return { ok: true, held: false };
   const amount = amountFor({
     kind: before.kind === "prompt" ? "prompt" : "code",
     prompt: before.prompt === null ? null : (JSON.parse(before.prompt) as PromptDefinition),
@@ -201,7 +214,7 @@ export async function holdForReset(
       .first<{ balance: number | null; reserved: number }>();
     // Metering turned off in between: nothing to hold.
     if (!now || now.balance === null) return { ok: true, held: false };
-    return { ok: false, amount, available: availableCredits(now.balance, now.reserved)! + before.hold };
+    return { ok: false, reason: "credits", amount, available: availableCredits(now.balance, now.reserved)! + before.hold };
   }
   return { ok: true, held: true, amount, undo };
 }

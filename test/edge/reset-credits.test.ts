@@ -249,6 +249,53 @@ describe("a reset refused", () => {
     expect(await orgRow(org.organizationId)).toEqual(before.org);
   });
 
+  it("security: 429 too_many_open_runs for a reset that would open an ended run again past MAX_OPEN_RUNS_PER_ORGANIZATION: the host is never asked, nothing changes", async () => {
+    const org = await meteredOrg(HOLD * 3);
+    const limit = Number(env.MAX_OPEN_RUNS_PER_ORGANIZATION);
+    const ended = await run(org.organizationId, (runId) => [usage(runId, 10), finished(runId, "completed")]);
+    const going = await run(org.organizationId, (runId) => [usage(runId, 3)]);
+    // With `going`, `limit` runs open: the rest waiting for ever, written straight into D1.
+    await env.DB.prepare(
+      `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?3)
+       INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, status, input)
+       SELECT lower(hex(randomblob(16))), ?1, ?2, 'hello', 'open-' || lower(hex(randomblob(16))), 'running', '{}' FROM n`,
+    )
+      .bind(
+        org.organizationId,
+        (await env.DB.prepare("SELECT workflow_id FROM runs WHERE temporal_workflow_id = ?")
+          .bind(going.workflowId)
+          .first<{ workflow_id: string }>())!.workflow_id,
+        limit - 1,
+      )
+      .run();
+    const openRuns = () =>
+      env.DB.prepare("SELECT open_runs FROM organizations WHERE id = ?").bind(org.organizationId).first<number>("open_runs");
+    expect(await openRuns()).toBe(limit);
+    const before = { row: await row(ended.workflowId), org: await orgRow(org.organizationId) };
+    resetAnswer = () => ({ runId: crypto.randomUUID() });
+    const calls = resetCalls;
+    for (const runId of [undefined, ended.runId]) {
+      const res = await reset(org.key, ended.workflowId, runId);
+      expect(res.status).toBe(429);
+      expect(await res.json()).toMatchObject({ error: "TooManyOpenRunsError", code: "too_many_open_runs" });
+    }
+    expect(resetCalls).toBe(calls);
+    expect(await row(ended.workflowId)).toEqual(before.row);
+    expect(await orgRow(org.organizationId)).toEqual(before.org);
+    expect(await openRuns()).toBe(limit);
+    // A reset of a run still going opens nothing more: not refused.
+    expect((await reset(org.key, going.workflowId)).status).toBe(200);
+    expect(await openRuns()).toBe(limit);
+    // Once one run ends, the ended run's reset goes through (the refusal left no mark behind).
+    await env.DB.prepare(
+      "UPDATE runs SET status = 'completed' WHERE organization_id = ? AND temporal_workflow_id LIKE 'open-%' AND rowid = (SELECT MIN(rowid) FROM runs WHERE organization_id = ? AND temporal_workflow_id LIKE 'open-%')",
+    )
+      .bind(org.organizationId, org.organizationId)
+      .run();
+    expect((await reset(org.key, ended.workflowId)).status).toBe(200);
+    expect(await openRuns()).toBe(limit);
+  });
+
   it("the host refuses (404 step_not_found, 409 step_not_completed): the hold is given back as it was", async () => {
     const org = await meteredOrg(HOLD * 3);
     const ended = await run(org.organizationId, (runId) => [usage(runId, 10), finished(runId, "completed")]);

@@ -355,6 +355,7 @@ export function documentWorkflowApi(app: App) {
         "step_not_found",
         "step_not_completed",
         "insufficient_credits",
+        "too_many_open_runs",
         "run_not_started",
         "host_unavailable",
         "reset_outcome_unknown",

@@ -47,6 +47,12 @@ async function reset(c: Context<PinnedRunEnv & ResetBodyEnv & OwnedRunEnv>): Pro
   const stub = runStream(c.env, workflowId);
   const hold = await stub.holdForReset({ organizationId, workflowId, runUuid: run.id, ...(pinnedRunId ? { runId: pinnedRunId } : {}) });
   if (!hold.ok && "notStarted" in hold) throw runNotStarted(run);
+  if (!hold.ok && "openRunsLimit" in hold) {
+    throw new ApiError(
+      "too_many_open_runs",
+      `the run has ended, and a reset would open it again; the organization has ${hold.openRunsLimit} runs that have not ended, the most it may have open at once; reset it once some end, or stop some`,
+    );
+  }
   if (!hold.ok) {
     throw new ApiError(
       "insufficient_credits",
