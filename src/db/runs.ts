@@ -17,13 +17,29 @@ export async function findRunByWorkflowId(d1: D1Database, organizationId: string
  * The organization's most recent runs, newest first; those started under one workflow name (the
  * run's own `workflow_name`) when `workflowName` is given. Both forms walk an index in order:
  * runs_org_created_idx, and runs_org_workflow_name_created_idx for one name.
+ *
+ * Only the columns a list shows: a row's input and output may hold up to about 1 MiB each, and
+ * a page of 1,000 such rows read whole would not fit in the Worker's 128 MB.
  */
 export async function listRecentRuns(d1: D1Database, organizationId: string, limit: number, filter: { workflowName?: string } = {}) {
   const where =
     filter.workflowName !== undefined
       ? and(eq(runs.organizationId, organizationId), eq(runs.workflowName, filter.workflowName))
       : eq(runs.organizationId, organizationId);
-  return db(d1).select().from(runs).where(where).orderBy(desc(runs.createdAt), desc(runs.id)).limit(limit);
+  return db(d1)
+    .select({
+      temporalWorkflowId: runs.temporalWorkflowId,
+      temporalRunId: runs.temporalRunId,
+      workflowName: runs.workflowName,
+      status: runs.status,
+      startedAt: runs.startedAt,
+      completedAt: runs.completedAt,
+      createdAt: runs.createdAt,
+    })
+    .from(runs)
+    .where(where)
+    .orderBy(desc(runs.createdAt), desc(runs.id))
+    .limit(limit);
 }
 
 /**

@@ -24,6 +24,28 @@ function workflowIdsMatching(organizationId: string, search: string): SQL {
   return sql`(SELECT ${workflows.id} FROM ${workflows} WHERE (${workflows.organizationId} IS NULL OR ${workflows.organizationId} = ${organizationId}) AND instr(lower(${workflows.name}), lower(${search})) > 0)`;
 }
 
+/**
+ * The most of a run's input (its JSON, in bytes) a list shows; a larger one is left out
+ * (`inputOmitted`) and the run's detail has it. A body may carry 1 MiB of input, so a page of
+ * 100 whole inputs could come to 100 MB; this keeps a page under about 7 MB.
+ */
+export const LISTED_INPUT_MAX_BYTES = 64 * 1024;
+
+const inputBytes = sql`length(CAST(${runs.input} AS BLOB))`;
+
+/** The columns of a run that the Workflow Runs list shows (workflowRunView). */
+const LIST_COLUMNS = {
+  id: runs.id,
+  workflowId: runs.workflowId,
+  workflowName: runs.workflowName,
+  status: runs.status,
+  waitingSince: runs.waitingSince,
+  listedInput: sql<string | null>`CASE WHEN ${inputBytes} <= ${LISTED_INPUT_MAX_BYTES} THEN ${runs.input} END`,
+  inputOmitted: sql<number>`${inputBytes} > ${LISTED_INPUT_MAX_BYTES}`,
+  createdAt: runs.createdAt,
+  updatedAt: runs.updatedAt,
+};
+
 export async function listWorkflowRuns(d1: D1Database, organizationId: string, filter: RunListFilter, page: number, limit: number) {
   const conditions: SQL[] = [eq(runs.organizationId, organizationId)];
   if (filter.workflowId) conditions.push(eq(runs.workflowId, filter.workflowId));
@@ -33,7 +55,9 @@ export async function listWorkflowRuns(d1: D1Database, organizationId: string, f
   const where = and(...conditions);
   const [rows, [totalRow]] = await Promise.all([
     db(d1)
-      .select()
+      // What the list shows of a run (workflowRunView), never its output or error details, which
+      // with its input may hold a few MiB a row: a page of 100 read whole would not fit in 128 MB.
+      .select(LIST_COLUMNS)
       .from(runs)
       .where(where)
       .orderBy(desc(runs.createdAt), desc(runs.id))
@@ -41,7 +65,14 @@ export async function listWorkflowRuns(d1: D1Database, organizationId: string, f
       .offset((page - 1) * limit),
     db(d1).select({ n: count() }).from(runs).where(where),
   ]);
-  return { rows, total: totalRow?.n ?? 0 };
+  return {
+    rows: rows.map(({ listedInput, inputOmitted, ...row }) => ({
+      ...row,
+      input: listedInput === null ? null : (JSON.parse(listedInput) as unknown),
+      inputOmitted: inputOmitted === 1,
+    })),
+    total: totalRow?.n ?? 0,
+  };
 }
 
 export async function countRunsByStatus(d1: D1Database, organizationId: string, workflowId: string) {

@@ -5,6 +5,7 @@
  */
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
+import { interceptD1InPlace } from "../support/d1-intercept.ts";
 import { call, type ErrorBody, type OutputErrorBody, postJson, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
 
@@ -490,6 +491,23 @@ describe("catalog and runs list", () => {
     expect(await outputError(other)).toMatchObject({ error: "CatalogNotFoundError", code: "catalog_not_found" });
     const bad = await get("/workflow/catalog/a%20b", org.key);
     expect(bad.status).toBe(400);
+  });
+
+  it("security: runs reads only the columns it lists, never a run's input, output or error details (up to a few MiB a row)", async () => {
+    await finishedRun(org, "two_steps");
+    const statements: string[] = [];
+    const undo = interceptD1InPlace(env.DB, (c) => {
+      if (c.kind === "statement") statements.push(c.sql);
+    });
+    try {
+      for (const query of ["", "?workflowType=two_steps&limit=1000"])
+        expect((await get(`/workflow/runs${query}`, org.key)).status).toBe(200);
+    } finally {
+      undo();
+    }
+    const lists = statements.filter((sql) => /from "runs"/i.test(sql));
+    expect(lists).toHaveLength(2);
+    for (const sql of lists) expect(sql).not.toMatch(/"(input|output|error|error_details)"/);
   });
 
   it("runs: Output's fields and count, workflowType and catalog filters, limit 1-1000 (default 100)", async () => {

@@ -2,6 +2,7 @@
 import { env } from "cloudflare:workers";
 import { SignJWT } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
+import { LISTED_INPUT_MAX_BYTES } from "../../src/db/workflow-runs.ts";
 import { blockingExecuteAnswer } from "../../src/routes/workflow-runs/execute.ts";
 import { WORKFLOW_RUN_STATUSES } from "../../src/shared/run-status.ts";
 import { call, type ErrorBody, seedCatalog, seedOrganization } from "./helpers.ts";
@@ -156,6 +157,23 @@ describe("Workflow Runs API: list, dashboard and detail", () => {
     expect(page3.pagination.hasNextPage).toBe(false);
     const defaults = (await (await get("/api/v1/workflow-runs", token)).json()) as { pagination: { limit: number; page: number } };
     expect(defaults.pagination).toMatchObject({ page: 1, limit: 10 });
+  });
+
+  it("security: an input over 64 KiB is left out of the list (inputsOmitted), so a page stays small; the run's detail has it whole", async () => {
+    const big = await seedOrganization();
+    const bigToken = await jwtFor(big.organizationId);
+    const small = await insertRun(big.organizationId, "hello", "completed", "2026-01-01T00:00:00.000Z");
+    const large = await insertRun(big.organizationId, "hello", "completed", "2026-01-02T00:00:00.000Z");
+    const text = "x".repeat(LISTED_INPUT_MAX_BYTES);
+    await env.DB.prepare("UPDATE runs SET input = ? WHERE id = ?").bind(JSON.stringify({ text }), large).run();
+    const listed = (await (await get("/api/v1/workflow-runs", bigToken)).json()) as { data: Array<Record<string, unknown>> };
+    expect(listed.data.map((r) => [r.id, r.inputs, r.inputsOmitted])).toEqual([
+      [large, [], true],
+      [small, [{ name: "name", value: "Ada" }], undefined],
+    ]);
+    const detail = (await (await get(`/api/v1/workflow-runs/${large}`, bigToken)).json()) as Record<string, unknown>;
+    expect(detail.inputs).toEqual([{ name: "text", value: text }]);
+    expect(detail).not.toHaveProperty("inputsOmitted");
   });
 
   it("filters by status (API statuses group ours), by workflowId, and searches by workflow name", async () => {

@@ -7,13 +7,19 @@ function inputsOf(input: unknown) {
   return input && typeof input === "object" && !Array.isArray(input) ? Object.entries(input).map(([name, value]) => ({ name, value })) : [];
 }
 
-export function workflowRunView(run: Run) {
+/** What a run view needs of a run's row; `inputOmitted`: a list left out an input too large to list (its detail has it). */
+type RunViewSource = Pick<Run, "id" | "workflowId" | "workflowName" | "status" | "waitingSince" | "input" | "createdAt" | "updatedAt"> & {
+  inputOmitted?: boolean;
+};
+
+export function workflowRunView(run: RunViewSource) {
   return {
     id: run.id,
     workflowId: run.workflowId,
     workflowName: run.workflowName,
     status: toWorkflowRunStatus(run.status, run.waitingSince),
     inputs: inputsOf(run.input),
+    ...(run.inputOmitted ? { inputsOmitted: true } : {}),
     createdAt: run.createdAt,
     updatedAt: run.updatedAt,
   };
