@@ -142,6 +142,7 @@ export class RunStream extends DurableObject<Env> {
       attributes: () => this.attributes(),
       earlierRun: (current, runId, withAttributes) => earlierRunView(this.parts.log, current, runId, withAttributes),
       pinnedInput: (runId, rowInput) => pinnedRunInput(this.parts.log, runId, rowInput),
+      firstRunOf: (runId) => this.parts.log.lineage(runId).at(-1) ?? runId,
       // A read that learned the outcome answers once D1 has it (the trace and the alarm follow).
       record: (workflowId, events) => this.lifecycle.recordEvents(workflowId, events, undefined, true),
       project: (workflowId) => this.lifecycle.settle(workflowId, false, true),

@@ -58,6 +58,12 @@ export interface ReadOptions {
    * the log knows from the log (earlier-run.ts), else 404 `run_not_found`.
    */
   runId?: string;
+  /**
+   * The unpinned input route's: the row keeps the workflow's first input, so the answer names the
+   * run that was started with it, the first of its resets and continues-as-new (Output's
+   * `firstExecutionRunId`), not the row's current run.
+   */
+  firstRun?: boolean;
 }
 
 export interface RunReaderDeps {
@@ -68,6 +74,8 @@ export interface RunReaderDeps {
   earlierRun(current: Run, runId: string, withAttributes: boolean): RunView | null;
   /** The input a pinned read of the row's current run answers (a continue-as-new's run: its own arguments). */
   pinnedInput(runId: string, rowInput: unknown): unknown;
+  /** The workflow's first run, from the log: the one `runId` follows from through resets and continues-as-new. */
+  firstRunOf(runId: string): string;
   /** The DO's own record (settling a run from inside its DO). */
   record(workflowId: string, events: RunEvent[]): Promise<unknown>;
   /** Writes to D1 what the log has that D1 does not (waiting for a write in flight). */
@@ -161,7 +169,12 @@ export class RunReader {
     // Settling found that the pinned run continued as new: the row follows the next run now.
     if (pinned !== undefined && pinned !== run.temporalRunId) return this.pinnedRun(run, pinned, options);
     const whole = withLoggedOutput(run, this.deps.loggedOutput);
-    const answered = pinned === undefined ? whole : { ...whole, input: this.deps.pinnedInput(pinned, whole.input) };
+    const answered =
+      pinned !== undefined
+        ? { ...whole, input: this.deps.pinnedInput(pinned, whole.input) }
+        : options.firstRun && whole.temporalRunId
+          ? { ...whole, temporalRunId: this.deps.firstRunOf(whole.temporalRunId) }
+          : whole;
     return { run: answered, ...(options.attributes ? { attributes: await this.deps.attributes() } : {}) };
   }
 

@@ -106,9 +106,9 @@ describe("pinned status, result and input of a run a reset replaced", () => {
       expect(res.status, path).toBe(424);
       expect(((await res.json()) as OutputErrorBody).code).toBe("run_not_finished");
     }
-    for (const path of [`${base}/runs/${newRunId}/input`, `${base}/input`]) {
-      expect(await json(path), path).toEqual({ workflowId, runId: newRunId, input: INPUT });
-    }
+    expect(await json(`${base}/runs/${newRunId}/input`)).toEqual({ workflowId, runId: newRunId, input: INPUT });
+    // Unpinned, the workflow's first input and the run started with it, as Output's firstExecutionRunId (a reset keeps it).
+    expect(await json(`${base}/input`)).toEqual({ workflowId, runId: oldRunId, input: INPUT });
 
     // The new run ends: its result is its own; the old run's answers do not change.
     await push(workflowId, [
@@ -171,9 +171,10 @@ describe("pinned status, result and input of a run a reset replaced", () => {
     });
     expect(await json(`${base}/runs/${first}/input`)).toEqual({ workflowId, runId: first, input: INPUT });
     expect(await json(`${base}/runs/${second}/input`)).toEqual({ workflowId, runId: second, input: { page: 2 } });
-    // The current run too answers its own arguments when pinned; unpinned, the input is the chain's first (as Output).
+    // The current run too answers its own arguments when pinned; unpinned, the chain's first input and
+    // the run that had it (as Output, which follows firstExecutionRunId): never one run's id with another's input.
     expect(await json(`${base}/runs/${third}/input`)).toEqual({ workflowId, runId: third, input: { page: 3 } });
-    expect(await json(`${base}/input`)).toEqual({ workflowId, runId: third, input: INPUT });
+    expect(await json(`${base}/input`)).toEqual({ workflowId, runId: first, input: INPUT });
     expect(await json(`${base}/runs/${second}/result`)).toMatchObject({ runId: second, status: "continued_as_new", output: null });
   });
 });

@@ -27,11 +27,14 @@ export function registerResult(app: App) {
   }
 }
 
-/** GET /workflow/:id/input and /workflow/:id/runs/:rid/input: the run's input, also while it runs. */
+/**
+ * GET /workflow/:id/input and /workflow/:id/runs/:rid/input: the run's input, also while it runs.
+ * Unpinned, as Output's: the input the workflow was first started with, and the id of that run.
+ */
 export function registerInput(app: App) {
   for (const path of unpinnedAndPinned("input")) {
     app.get(path, targetParams, ownedRun(), async (c) => {
-      const run = await targetRun(c, { settle: false });
+      const run = await targetRun(c, { settle: false, firstRun: true });
       return c.json({ workflowId: run.temporalWorkflowId, runId: run.temporalRunId, input: run.input ?? null });
     });
   }
