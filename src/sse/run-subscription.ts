@@ -109,6 +109,13 @@ export async function subscriptionResponse<E extends AppEnv>(c: Context<E>, opti
     if (err instanceof ApiError || err instanceof StreamAtEnd) throw err;
     throw new ApiError("host_unavailable", `the run's stream is not available: ${err.message}`, undefined, { "retry-after": "1" });
   });
+  // Hono answers HEAD with its GET route and drops the body, which nobody would ever read or
+  // cancel: the subscription (one of the run's places) and the keep-alives would stay for good.
+  // HEAD gets what GET would (the admission above: 404, 204, 429 ...), and nothing is kept open.
+  if (c.req.method === "HEAD") {
+    closeQuietly(socket);
+    return new Response(null, { status: 200, headers: SSE_HEADERS });
+  }
   let cursor = options.cursor;
   let keepAlive: ReturnType<typeof setInterval> | undefined;
   const out = sseWriter(() => {

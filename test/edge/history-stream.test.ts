@@ -1,10 +1,11 @@
 /// <reference types="vite/client" />
-import { abortAllDurableObjects } from "cloudflare:test";
+import { abortAllDurableObjects, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { SignJWT } from "jose";
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import { clearApiKeyCache } from "../../src/middleware/api-key-auth/index.ts";
 import { runResetEvent } from "../../src/shared/run-events.ts";
+import { runStream } from "../../src/run-stream-client.ts";
 import { mintStreamToken } from "../../src/stream-tokens.ts";
 import wranglerToml from "../../wrangler.toml?raw";
 import { collectHistoryStream, readSse } from "../support/sse.ts";
@@ -95,6 +96,29 @@ describe("GET /workflow/:id/history/stream", () => {
     );
     await Promise.all(streams.map((s) => s.body!.cancel()));
   });
+  it("security: HEAD answers a stream's status and headers and holds no subscription (not one of the run's places, nothing left open)", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(runId, 1)]);
+    const viewerToken = (await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, workflowId })).token;
+    for (const path of [
+      `/workflow/${workflowId}/history/stream`,
+      `/workflow/${workflowId}/runs/${runId}/history/stream`,
+      `/runs/${workflowId}/events?token=${viewerToken}`,
+    ]) {
+      const res = await call(path, { method: "HEAD", headers: auth() });
+      expect(res.status, path).toBe(200);
+      expect(res.headers.get("content-type"), path).toContain("text/event-stream");
+      expect(await res.text(), path).toBe("");
+    }
+    // What GET would refuse, HEAD refuses the same way.
+    expect((await call(`/workflow/no-such-run/history/stream`, { method: "HEAD", headers: auth() })).status).toBe(404);
+    // The DO sees a closed subscription a moment after the Worker closes it.
+    await vi.waitFor(
+      async () => expect(await runInDurableObject(runStream(env, workflowId), (_instance, state) => state.getWebSockets().length)).toBe(0),
+      { timeout: 2_000, interval: 50 },
+    );
+  });
+
   it("first bytes go out at once, and `workflow` describes the run", async () => {
     const { workflowId, runId } = await createRunningRun(org.organizationId);
     await push(
