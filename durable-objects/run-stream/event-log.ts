@@ -7,6 +7,7 @@ import type { RunEvent, RunEventData, RunEventType } from "../../src/shared/run-
 import { CLOSE_EVENT_TYPES, type SerializedHistoryEvent } from "../../src/shared/history-events.ts";
 import { PROJECTED_TYPES, PROJECTION_STATE } from "./constants.ts";
 import { DATA_IN_PARTS, piecesOf } from "./event-parts.ts";
+import { IN_FLIGHT_DELTA_SQL, inFlightDelta } from "./in-flight.ts";
 import type { LogEntry, RunOutcome } from "./messages.ts";
 
 const CLOSE_EVENT_TYPES_SQL = CLOSE_EVENT_TYPES.map((t) => `'${t}'`).join(", ");
@@ -85,6 +86,8 @@ interface HistoryStats {
   count: number;
   /** A closing history event is in the log. */
   closed: boolean;
+  /** Activities, timers and child workflows started and not ended (in-flight.ts). */
+  inFlight: number;
 }
 
 /** Rows marked per UPDATE (bound parameters per statement stay well under SQLite's limit). */
@@ -152,13 +155,22 @@ export class EventLog {
     )[0];
     const newest = !newestHandOver || (newestFree && newestFree.seq > newestHandOver.seq) ? newestFree : newestHandOver;
     const history = new Map<string, HistoryStats>();
-    // SQLite: with MAX(), the bare column `history_type` comes from the row holding the maximum.
-    for (const r of this.sql.exec<{ run_id: string; last: number | null; t: string | null; n: number; closed: number }>(
-      `SELECT run_id, MAX(history_event_id) AS last, history_type AS t, COUNT(*) AS n,
-         MAX(history_type IN (${CLOSE_EVENT_TYPES_SQL})) AS closed
+    // The last event's type is read by its own lookup (events_run_history): a bare column next to
+    // more than one MAX() comes from whichever row SQLite likes, which is not the last event's.
+    for (const r of this.sql.exec<{ run_id: string; last: number | null; t: string | null; n: number; closed: number; inFlight: number }>(
+      `SELECT run_id, MAX(history_event_id) AS last, COUNT(*) AS n,
+         MAX(history_type IN (${CLOSE_EVENT_TYPES_SQL})) AS closed, SUM(${IN_FLIGHT_DELTA_SQL}) AS inFlight,
+         (SELECT h.history_type FROM events h WHERE h.run_id = events.run_id AND h.type = 'history'
+            ORDER BY h.history_event_id DESC LIMIT 1) AS t
        FROM events WHERE type = 'history' AND run_id IS NOT NULL GROUP BY run_id`,
     )) {
-      history.set(r.run_id, { lastEventId: r.last ?? 0, lastType: r.last === null ? null : r.t, count: r.n, closed: r.closed === 1 });
+      history.set(r.run_id, {
+        lastEventId: r.last ?? 0,
+        lastType: r.last === null ? null : r.t,
+        count: r.n,
+        closed: r.closed === 1,
+        inFlight: r.inFlight,
+      });
     }
     const unprojected = new Map<number, LogRow>();
     for (const row of this.rows(`SELECT ${COLUMNS} FROM events WHERE projected <> ${PROJECTION_STATE.done} ORDER BY seq`)) {
@@ -179,9 +191,10 @@ export class EventLog {
     if (!this.superseded(row.runId) || (row.type === "run.finished" && row.data.newRunId)) d.latest = latestOf(row);
     if (row.type === "run.finished" && !d.finished.has(row.runId)) d.finished.set(row.runId, { outcome: row.data, at: row.at });
     if (row.type === "history") {
-      const stats = d.history.get(row.runId) ?? { lastEventId: 0, lastType: null, count: 0, closed: false };
+      const stats = d.history.get(row.runId) ?? { lastEventId: 0, lastType: null, count: 0, closed: false, inFlight: 0 };
       stats.count++;
       const type = row.data.event.eventType;
+      stats.inFlight += inFlightDelta(type);
       if (row.historyEventId !== null && row.historyEventId > stats.lastEventId) {
         stats.lastEventId = row.historyEventId;
         stats.lastType = type ?? null;
@@ -480,17 +493,8 @@ export class EventLog {
     return this.derived.history.get(runId)?.lastType ?? null;
   }
 
-  /** Sum over a run's history of +1 for each type in `opens`, -1 for each in `closes`. */
-  openCount(runId: string, opens: readonly string[], closes: readonly string[]): number {
-    const list = (types: readonly string[]) => types.map((t) => `'${t}'`).join(", ");
-    return (
-      this.sql
-        .exec<{ open: number | null }>(
-          `SELECT SUM(CASE WHEN history_type IN (${list(opens)}) THEN 1 WHEN history_type IN (${list(closes)}) THEN -1 ELSE 0 END) AS open
-           FROM events WHERE run_id = ? AND type = 'history'`,
-          runId,
-        )
-        .toArray()[0]?.open ?? 0
-    );
+  /** What the run has in flight (in-flight.ts), kept as its history arrives: no read of the log. */
+  inFlight(runId: string): number {
+    return this.derived.history.get(runId)?.inFlight ?? 0;
   }
 }

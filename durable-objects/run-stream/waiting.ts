@@ -1,29 +1,14 @@
 /**
  * Waiting detection: is the latest run blocked on a signal or human input? Yes when its history
  * so far ends with a completed workflow task and nothing is in flight: every activity, timer and
- * child workflow it started has ended. (A timer is a durable pause, not waiting for someone.)
+ * child workflow it started has ended (in-flight.ts). (A timer is a durable pause, not waiting for someone.)
  * The D1 row's `waiting_since` follows it (only while the row is `running`).
  */
 import type { EventLog } from "./event-log.ts";
 import { META_KEYS } from "./constants.ts";
 import type { Meta } from "./meta.ts";
 
-const t = (name: string) => `EVENT_TYPE_${name}`;
-const OPENS = [t("ACTIVITY_TASK_SCHEDULED"), t("TIMER_STARTED"), t("START_CHILD_WORKFLOW_EXECUTION_INITIATED")];
-const CLOSES = [
-  t("ACTIVITY_TASK_COMPLETED"),
-  t("ACTIVITY_TASK_FAILED"),
-  t("ACTIVITY_TASK_TIMED_OUT"),
-  t("ACTIVITY_TASK_CANCELED"),
-  t("TIMER_FIRED"),
-  t("TIMER_CANCELED"),
-  t("START_CHILD_WORKFLOW_EXECUTION_FAILED"),
-  t("CHILD_WORKFLOW_EXECUTION_COMPLETED"),
-  t("CHILD_WORKFLOW_EXECUTION_FAILED"),
-  t("CHILD_WORKFLOW_EXECUTION_CANCELED"),
-  t("CHILD_WORKFLOW_EXECUTION_TIMED_OUT"),
-  t("CHILD_WORKFLOW_EXECUTION_TERMINATED"),
-];
+const WORKFLOW_TASK_COMPLETED = "EVENT_TYPE_WORKFLOW_TASK_COMPLETED";
 
 export class WaitingDetector {
   constructor(
@@ -32,9 +17,9 @@ export class WaitingDetector {
   ) {}
 
   isWaiting(runId: string): boolean {
-    // Cheap checks first (this runs for every history batch); the count scans the run's history.
-    if (this.log.lastHistoryType(runId) !== t("WORKFLOW_TASK_COMPLETED") || this.log.finished(runId)) return false;
-    return this.log.openCount(runId, OPENS, CLOSES) === 0;
+    // Runs for every history batch: each check is a look at the log's derived state, not a read.
+    if (this.log.lastHistoryType(runId) !== WORKFLOW_TASK_COMPLETED || this.log.finished(runId)) return false;
+    return this.log.inFlight(runId) === 0;
   }
 
   /**
