@@ -185,6 +185,11 @@ export async function runToOutcome(
 const workflowNames = new Map<string, string>();
 const WORKFLOW_NAME_CACHE_MAX = 1_000;
 
+/** For tests: forget the cached names (as an isolate that never saw them). */
+export function clearWorkflowNameCache(): void {
+  workflowNames.clear();
+}
+
 /** The name of a code workflow the organization may run, by catalog id: from the isolate cache, else D1. */
 export async function workflowNameById(env: Env, organizationId: string, id: string): Promise<string> {
   const cached = workflowNames.get(id);

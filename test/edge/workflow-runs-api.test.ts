@@ -3,7 +3,9 @@ import { env } from "cloudflare:workers";
 import { SignJWT } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
 import { LISTED_INPUT_MAX_BYTES } from "../../src/db/workflow-runs.ts";
+import { forgetCachedCatalog } from "../../src/db/workflows.ts";
 import { blockingExecuteAnswer } from "../../src/routes/workflow-runs/execute.ts";
+import { clearWorkflowNameCache } from "../../src/services/runs.ts";
 import { WORKFLOW_RUN_STATUSES } from "../../src/shared/run-status.ts";
 import { call, type ErrorBody, seedCatalog, seedOrganization } from "./helpers.ts";
 
@@ -619,7 +621,8 @@ describe("Workflow Runs API: execute form encodings (happy path)", () => {
   beforeAll(async () => {
     ({ token, helloId } = await formEncodingsFixture());
   });
-  const post = (body: BodyInit, type: string) => postAs(token, "/api/v1/workflow-runs/execute", body, type);
+  const post = (body: BodyInit, type: string, headers?: Record<string, string>) =>
+    postAs(token, "/api/v1/workflow-runs/execute", body, type, headers);
   const inputOf = async (res: Response) => {
     const id = ((await res.json()) as { workflowRun: { id: string } }).workflowRun.id;
     return JSON.parse((await env.DB.prepare("SELECT input FROM runs WHERE id = ?").bind(id).first<string>("input"))!) as unknown;
@@ -668,6 +671,33 @@ describe("Workflow Runs API: execute form encodings (happy path)", () => {
     expect(again.headers.get("idempotent-replayed")).toBe("true");
     const idOf = async (r: Response) => ((await r.json()) as { workflowRun: { id: string } }).workflowRun.id;
     expect(await idOf(again)).toBe(await idOf(first));
+  });
+
+  it("an Idempotency-Key replay after the workflow was unpublished (a host deploy without it) replays the run; a new start is 404", async () => {
+    // A catalog entry of its own (a copy of hello's), so that unpublishing it touches no other test.
+    const id = crypto.randomUUID();
+    await env.DB.prepare(
+      `INSERT INTO workflows (id, organization_id, name, kind, description, input_schema, output_schema, handlers, published)
+       SELECT ?, organization_id, ?, kind, description, input_schema, output_schema, handlers, 1 FROM workflows WHERE id = ?`,
+    )
+      .bind(id, `retiring_${id.slice(0, 8)}`, helloId)
+      .run();
+    const form = `workflowId=${id}&inputs=${encodeURIComponent(JSON.stringify({ name: "Ada" }))}`;
+    const key = `unpublished-${crypto.randomUUID()}`;
+    const first = await post(form, "application/x-www-form-urlencoded", { "idempotency-key": key });
+    expect(first.status).toBe(202);
+    const runOf = async (r: Response) => ((await r.json()) as { workflowRun: { id: string } }).workflowRun.id;
+    const runId = await runOf(first);
+    await env.DB.prepare("UPDATE workflows SET published = 0 WHERE id = ?").bind(id).run();
+    forgetCachedCatalog();
+    clearWorkflowNameCache(); // an isolate that never saw the workflow's name
+    const again = await post(form, "application/x-www-form-urlencoded", { "idempotency-key": key });
+    expect(again.status).toBe(202);
+    expect(again.headers.get("idempotent-replayed")).toBe("true");
+    expect(await runOf(again)).toBe(runId);
+    const fresh = await post(form, "application/x-www-form-urlencoded", { "idempotency-key": `new-${crypto.randomUUID()}` });
+    expect([fresh.status, ((await fresh.json()) as ErrorBody).error.code]).toEqual([404, "workflow_not_found"]);
+    expect((await post(form, "application/x-www-form-urlencoded")).status).toBe(404);
   });
 
   it("a FormData body from the platform (its own boundary and headers) still works", async () => {

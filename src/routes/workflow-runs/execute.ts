@@ -103,14 +103,24 @@ function refuseReservedKeys(value: unknown, prefix: string) {
 async function executeCommand(c: Context<AppEnv>) {
   const fields = await readExecuteFields(c);
   const organizationId = c.get("auth").organizationId;
-  const name = await workflowNameById(c.env, organizationId, fields.workflowId);
+  const idempotency = c.get("idempotency");
+  const name = await workflowNameById(c.env, organizationId, fields.workflowId).catch((err: unknown) => {
+    // The name only makes the new run's id. A retry with an Idempotency-Key may be for a run of a
+    // workflow no longer published: the key decides, in the run's DO, which replays that run, or
+    // refuses a new start with this same 404 (giving the key back).
+    if (idempotency && err instanceof ApiError && err.code === "workflow_not_found") return UNLISTED_WORKFLOW_NAME;
+    throw err;
+  });
   return startCommand(
     organizationId,
     name,
     { kind: "code", by: { id: fields.workflowId }, input: fields.inputs, envs: fields.envs },
-    { idempotency: c.get("idempotency") },
+    { idempotency },
   );
 }
+
+/** The name part of a run id made for a workflow the catalog does not list (`<name>-<uuid>`). */
+const UNLISTED_WORKFLOW_NAME = "workflow";
 
 /**
  * What the blocking execute answers once its wait is over: 200 for a run that ended (`success`
