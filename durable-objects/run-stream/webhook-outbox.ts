@@ -16,8 +16,8 @@
  * - An attempt first moves the row's next attempt (and the alarm) to the backoff time, then
  *   sends: if the DO is aborted or evicted mid-delivery, the alarm sends it again. At least once.
  * - Backoff: WEBHOOK_RETRY_BASE_MS (5 s) × 5^(n-1), at most 8 h: 5 s, 25 s, ~2 min, ~10 min,
- *   ~52 min, ~4.3 h, then every 8 h; retried while less than WEBHOOK_RETRY_WINDOW_MS (24 h) has
- *   passed since the first attempt, then marked failed. Each attempt is logged in D1
+ *   ~52 min, ~4.3 h, then every 8 h, the last retry at the end of WEBHOOK_RETRY_WINDOW_MS (24 h)
+ *   after the first attempt (never later, whatever the backoff says); failed after that one. Each attempt is logged in D1
  *   (`webhook_attempts`, read by GET /admin/v1/organizations/:orgId/webhooks/:id/deliveries).
  * - The endpoint's URL and secret are read at each attempt: a deleted endpoint stops receiving,
  *   a rotated secret signs the next attempt; the URL policy is checked again. The secret is stored
@@ -155,6 +155,10 @@ export class WebhookOutbox {
 
   private get baseMs() {
     return positiveNumberVar(this.deps.env.WEBHOOK_RETRY_BASE_MS, DEFAULT_WEBHOOK_RETRY_BASE_MS);
+  }
+
+  private get windowMs() {
+    return positiveNumberVar(this.deps.env.WEBHOOK_RETRY_WINDOW_MS, DEFAULT_WEBHOOK_RETRY_WINDOW_MS);
   }
 
   private notedDue(): string[] {
@@ -338,7 +342,9 @@ export class WebhookOutbox {
     const now = Date.now();
     const attempt = row.attempts + 1;
     const firstAt = row.first_attempt_at ?? now;
-    const retryAt = now + webhookRetryDelay(attempt, this.baseMs);
+    // The backoff, but never past the window's end: the last retry is at the window's end, not
+    // one backoff step (up to 8 h) after it.
+    const retryAt = Math.min(now + webhookRetryDelay(attempt, this.baseMs), firstAt + this.windowMs);
     // Before sending: if this DO goes away mid-delivery, the alarm sends the same message again.
     sql.exec(
       "UPDATE webhook_outbox SET attempts = ?, first_attempt_at = ?, next_attempt_at = ? WHERE delivery_id = ?",
@@ -432,8 +438,8 @@ export class WebhookOutbox {
     error: string | null,
   ): Promise<void> {
     const { attempt, now, firstAt, retryAt } = timing;
-    const windowMs = positiveNumberVar(this.deps.env.WEBHOOK_RETRY_WINDOW_MS, DEFAULT_WEBHOOK_RETRY_WINDOW_MS);
-    const status = error === null ? "succeeded" : Date.now() - firstAt < windowMs ? "retrying" : "failed";
+    // An attempt made once the window has ended (the one at its end, or a late alarm's) is the last.
+    const status = error === null ? "succeeded" : now < firstAt + this.windowMs ? "retrying" : "failed";
     const { sql } = this.deps;
     if (status === "succeeded") sql.exec("UPDATE webhook_outbox SET state = 'delivered' WHERE delivery_id = ?", row.delivery_id);
     if (status === "failed") sql.exec("UPDATE webhook_outbox SET state = 'failed' WHERE delivery_id = ?", row.delivery_id);

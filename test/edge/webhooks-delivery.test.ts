@@ -10,6 +10,7 @@ import { beforeAll, describe, expect, it, vi } from "vitest";
 import { MAX_ROW_OUTPUT_BYTES } from "../../durable-objects/run-stream/row-limits.ts";
 import {
   DEFAULT_WEBHOOK_RETRY_BASE_MS,
+  DEFAULT_WEBHOOK_RETRY_WINDOW_MS,
   ENDPOINT_DELETED_ERROR,
   MAX_WEBHOOK_RETRY_INTERVAL_MS,
   webhookRetryDelay,
@@ -365,6 +366,37 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
     const count = (await received(name)).length;
     await new Promise((r) => setTimeout(r, 1500));
     expect((await received(name)).length).toBe(count);
+  });
+
+  it("the last retry is at the window's end (24 h after the first attempt), not a backoff step of up to 8 h past it", async () => {
+    const org = await seedOrganization();
+    const name = `window-end-${crypto.randomUUID()}`;
+    const endpoint = await register(org.organizationId, hookUrl(name, "500,500,500,500,500"));
+    const { workflowId } = await finishRun(org.organizationId);
+    await until(async () => (await received(name)).length >= 1);
+    // The ninth attempt, 21.4 h after the first, is due now: its backoff (8 h) would end at 29.4 h.
+    const firstAt = Date.now() - 21.4 * 3_600_000;
+    await runInDurableObject(runStream(env, workflowId), (_i, state) => {
+      state.storage.sql.exec("UPDATE webhook_outbox SET attempts = 8, first_attempt_at = ?, next_attempt_at = ?", firstAt, Date.now() - 1);
+    });
+    await runDurableObjectAlarm(runStream(env, workflowId));
+    const deliveries = await until(async () => (await deliveriesOf(org.organizationId, endpoint.id)).find((d) => d.attempt === 9) ?? null);
+    expect(deliveries).toMatchObject({
+      status: "retrying",
+      nextAttemptAt: new Date(firstAt + DEFAULT_WEBHOOK_RETRY_WINDOW_MS).toISOString(),
+    });
+    const [row] = await runStream(env, workflowId).webhookOutbox();
+    expect(row).toMatchObject({ state: "pending", attempts: 9, nextAttemptAt: firstAt + DEFAULT_WEBHOOK_RETRY_WINDOW_MS });
+    // That retry, at the window's end, is the last: failing, the delivery is failed.
+    await runInDurableObject(runStream(env, workflowId), (_i, state) => {
+      state.storage.sql.exec(
+        "UPDATE webhook_outbox SET first_attempt_at = ?, next_attempt_at = ?",
+        Date.now() - DEFAULT_WEBHOOK_RETRY_WINDOW_MS,
+        Date.now() - 1,
+      );
+    });
+    await runDurableObjectAlarm(runStream(env, workflowId));
+    await until(async () => ((await runStream(env, workflowId).webhookOutbox())[0]?.state === "failed" ? true : null));
   });
 
   it("an endpoint D1 cannot read at an attempt: the attempt fails like any other, is logged, and past 24 h the delivery is given up", async () => {
