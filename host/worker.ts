@@ -9,6 +9,8 @@ import type { RunEventSink } from "./run-event-journal.ts";
 import type { RunEnvs } from "./run-envs.ts";
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL("./workflows/index.ts", import.meta.url));
+/** At most one heartbeat per activity is sent to Temporal per this interval (the SDK's default is 30 s). */
+export const ACTIVITY_HEARTBEAT_THROTTLE = "3 seconds";
 
 let runtimeInstalled = false;
 /** The SDK's log level (HOST_LOG_LEVEL: TRACE, DEBUG, INFO, WARN, ERROR); set once per process. */
@@ -36,5 +38,9 @@ export async function createWorker(config: HostConfig, edge: RunEventSink, envs?
     workflowsPath: WORKFLOWS_PATH,
     activities,
     interceptors: { activity: [stepEventsInterceptor] },
+    // Heartbeats (model calls send one a second) go to Temporal at most this often, and its answer
+    // is how a cancelled activity learns it: a stopped run's model call ends within seconds, not
+    // the SDK's default 30.
+    defaultHeartbeatThrottleInterval: ACTIVITY_HEARTBEAT_THROTTLE,
   });
 }

@@ -6,7 +6,7 @@
  * fails the step with a non-retryable `url_not_allowed` error; no request is made for it, so
  * it is not recorded or charged.
  */
-import { ApplicationFailure } from "@temporalio/activity";
+import { ApplicationFailure, Context } from "@temporalio/activity";
 import type { HttpAttribute } from "../../src/shared/aggregations.ts";
 import {
   guardedFetch,
@@ -37,7 +37,12 @@ export async function fetchRecorded(publisher: StepPublisher, url: string, init:
   };
   let res: Response;
   try {
-    res = await guardedFetch(outboundPolicy(), url, init);
+    // A cancelled attempt (its run stopped, the worker shutting down) stops its fetch too.
+    const cancelled = Context.current().cancellationSignal;
+    res = await guardedFetch(outboundPolicy(), url, {
+      ...init,
+      signal: init.signal ? AbortSignal.any([init.signal, cancelled]) : cancelled,
+    });
   } catch (err) {
     if (err instanceof UrlNotAllowedError) throw ApplicationFailure.nonRetryable(err.message, URL_NOT_ALLOWED);
     await record(null);

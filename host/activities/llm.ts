@@ -5,7 +5,7 @@
  * price table.
  */
 
-import { ApplicationFailure } from "@temporalio/activity";
+import { ApplicationFailure, Context } from "@temporalio/activity";
 import { streamText, type ToolSet } from "ai";
 import { renderTemplate } from "../../src/shared/prompt-template.ts";
 import { resolveModel, UnknownModelError } from "../llm/models.ts";
@@ -14,6 +14,12 @@ import { activityRuntime, StepPublisher } from "./runtime.ts";
 
 /** Reasoning and answer deltas are gathered for this long before they are published together. */
 const STREAM_FLUSH_MS = 150;
+/**
+ * A model call heartbeats this often while it streams. Temporal tells an activity that it was
+ * cancelled (its run cancelled, terminated or timed out) only in its answer to a heartbeat; the
+ * worker passes heartbeats on at most every few seconds (host/worker.ts).
+ */
+export const LLM_HEARTBEAT_MS = 1_000;
 
 export interface AskModelInput {
   modelId: string;
@@ -83,6 +89,9 @@ async function callModel(call: ModelCall): Promise<{ text: string; citations: st
     if (err instanceof UnknownModelError) throw ApplicationFailure.nonRetryable(err.message, "UnknownModel");
     throw err;
   }
+  // A cancelled attempt (its run cancelled or terminated, the worker shutting down) stops the
+  // provider's generation at once: it is paid for by the token, and nobody will read the rest.
+  const activity = Context.current();
   const result = streamText({
     model: resolved.model,
     prompt: call.prompt,
@@ -90,25 +99,34 @@ async function callModel(call: ModelCall): Promise<{ text: string; citations: st
     maxOutputTokens: call.maxOutputTokens,
     tools: resolved.tools as ToolSet | undefined,
     maxRetries: 0, // Temporal retries the activity
+    abortSignal: activity.cancellationSignal,
   });
 
   const thinking = throttled((text) => publisher.thinking(text));
   const answer = throttled((text) => publisher.text(text));
   let text = "";
   const citations: string[] = [];
-  for await (const part of result.fullStream) {
-    if (part.type === "reasoning-delta") {
-      thinking.add(part.text);
-    } else if (part.type === "text-delta") {
-      thinking.flush();
-      text += part.text;
-      if (call.streamAnswer) answer.add(part.text);
-    } else if (part.type === "source" && part.sourceType === "url") {
-      if (!citations.includes(part.url)) citations.push(part.url);
-    } else if (part.type === "error") {
-      throw part.error;
+  activity.heartbeat();
+  const heartbeats = setInterval(() => activity.heartbeat(), LLM_HEARTBEAT_MS);
+  try {
+    for await (const part of result.fullStream) {
+      if (part.type === "reasoning-delta") {
+        thinking.add(part.text);
+      } else if (part.type === "text-delta") {
+        thinking.flush();
+        text += part.text;
+        if (call.streamAnswer) answer.add(part.text);
+      } else if (part.type === "source" && part.sourceType === "url") {
+        if (!citations.includes(part.url)) citations.push(part.url);
+      } else if (part.type === "error") {
+        throw part.error;
+      }
     }
+  } finally {
+    clearInterval(heartbeats);
   }
+  // An aborted stream ends quietly: the attempt is cancelled, not an answer cut short.
+  activity.cancellationSignal.throwIfAborted();
   thinking.flush();
   answer.flush();
   const usage = await result.totalUsage;
