@@ -10,6 +10,7 @@ import {
   WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
   WorkflowUpdateFailedError,
+  WorkflowUpdateRPCTimeoutOrCancelledError,
   type Client,
 } from "@temporalio/client";
 import { BodyTooLargeError, readSignedBody } from "../src/shared/capped-body.ts";
@@ -52,6 +53,13 @@ export const MAX_RESULT_WAIT_MS = 120_000;
 /** How long the readiness check waits for Temporal. */
 export const READY_TIMEOUT_MS = 3_000;
 
+/**
+ * How long an update may take, from sending it to its handler's result. Temporal's client would
+ * wait for ever: for an update to a run whose workflow tasks keep failing (a deploy that broke
+ * its replay), or whose workers are all gone, the caller would hang until the run ends.
+ */
+export const UPDATE_WAIT_MS = 60_000;
+
 export interface ControlApiDeps {
   client: Client;
   taskQueue: string;
@@ -66,9 +74,11 @@ export interface ControlApiDeps {
    * (signed-request-nonces.ts); in this process's memory when absent (tests).
    */
   nonces?: Pick<NonceMemory, "claim">;
+  /** UPDATE_WAIT_MS, unless a test waits less. */
+  updateWaitMs?: number;
 }
 
-function hostError(status: 400 | 401 | 404 | 409 | 413 | 422 | 503, code: string, message: string): HTTPException {
+function hostError(status: 400 | 401 | 404 | 409 | 413 | 422 | 503 | 504, code: string, message: string): HTTPException {
   return new HTTPException(status, {
     res: Response.json({ error: { code, message } }, { status }),
   });
@@ -187,14 +197,24 @@ export function createControlApi(deps: ControlApiDeps): Hono {
     }
     const handle = deps.client.workflow.getHandle(workflowId);
     const args = parsed.data.payload === undefined ? [] : [parsed.data.payload];
+    const waitMs = deps.updateWaitMs ?? UPDATE_WAIT_MS;
     try {
       if (kind === "signal") {
         await handle.signal(name, ...args);
         return c.json({});
       }
       if (kind === "query") return c.json({ result: await handle.query(name, ...args) });
-      return c.json({ result: await handle.executeUpdate(name, { args: args as [unknown] }) });
+      const result = await deps.client.withDeadline(Date.now() + waitMs, () => handle.executeUpdate(name, { args: args as [unknown] }));
+      return c.json({ result });
     } catch (err) {
+      if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError) {
+        // Sent, maybe accepted (an accepted update is durable, and its handler may still run): not a refusal.
+        throw hostError(
+          504,
+          "update_outcome_unknown",
+          `the run did not complete the update "${name}" within ${Math.round(waitMs / 1000)} s (its workflow tasks may be failing, or no worker is polling); it may still be applied, so read the run's state before sending it again`,
+        );
+      }
       if (err instanceof QueryNotRegisteredError) {
         // Temporal answers every failed query alike, and the SDK calls them all "not registered":
         // a handler that threw is told apart from a missing one by the workflow SDK's own words.

@@ -62,6 +62,7 @@ export const ERROR_CODES = {
   jwt_keys_unavailable: 503,
   run_timed_out: 504,
   reset_outcome_unknown: 504,
+  update_outcome_unknown: 504,
 } as const satisfies Record<string, ContentfulStatusCode>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -123,6 +124,7 @@ export const OUTPUT_ERROR_NAMES = {
   jwt_keys_unavailable: "ServiceUnavailableError",
   run_timed_out: "WorkflowTimedOutError",
   reset_outcome_unknown: "WorkflowResetOutcomeUnknownError",
+  update_outcome_unknown: "WorkflowUpdateOutcomeUnknownError",
 } as const satisfies Record<ErrorCode, string>;
 
 export type OutputErrorName = (typeof OUTPUT_ERROR_NAMES)[ErrorCode];
@@ -134,6 +136,7 @@ const RUN_TIED_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   "run_not_started",
   "message_rejected",
   "reset_outcome_unknown",
+  "update_outcome_unknown",
   "run_not_finished",
   "run_ended",
   "workflow_id_in_use",

@@ -131,6 +131,9 @@ export class HostClient {
     const message = hostError.success ? hostError.data.error.message : `host answered ${res.status}`;
     // The host's client-facing codes are ours too: pass them through unchanged.
     if (res.status < 500 && code in PASS_THROUGH_CODES) throw new HostRefusedError(code as ErrorCode, message);
+    // The host sent the update and the run did not complete it in time: it may still be applied,
+    // so no "retry after" (a retry could apply it twice).
+    if (res.status === 504 && code === "update_outcome_unknown") throw new ApiError("update_outcome_unknown", message);
     if (OUTAGE_STATUSES.has(res.status)) {
       throw new ApiError(
         "host_unavailable",

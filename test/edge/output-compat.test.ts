@@ -366,6 +366,25 @@ describe("run routes: shapes, pinned forms, hostile ids", () => {
     }
   });
 
+  it("an update the run did not complete within the host's wait is 504 update_outcome_unknown, without Retry-After (a retry could apply it twice)", async () => {
+    const running = await createRunningRun(org.organizationId, "approval");
+    const words = 'the run did not complete the update "setPriority" within 60 s';
+    const restore = scriptHost(() => Response.json({ error: { code: "update_outcome_unknown", message: words } }, { status: 504 }));
+    try {
+      const res = await send("POST", `/workflow/${running.workflowId}/update/setPriority`, org.key, { payload: { priority: 2 } });
+      expect(res.status).toBe(504);
+      expect(res.headers.get("retry-after")).toBeNull();
+      expect(await outputError(res)).toMatchObject({
+        error: "WorkflowUpdateOutcomeUnknownError",
+        code: "update_outcome_unknown",
+        message: words,
+        workflowId: running.workflowId,
+      });
+    } finally {
+      restore();
+    }
+  });
+
   it("any id shape is addressable, URL-decoded; hostile ids are 400 or 404, never a crash or another run", async () => {
     const chosen = ["V1StGXR8_Z5jdHi6B-myT", "order:42@acme", "__proto__", "constructor", "a.b=c+d~e"];
     for (const id of chosen) {

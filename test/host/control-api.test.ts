@@ -379,6 +379,28 @@ describe("interacting with a running approval", () => {
     expect(await late.json()).toMatchObject({ error: { code: "run_finished" } });
   });
 
+  it("an update no worker takes (its run's workers gone, or its workflow tasks failing) is 504 update_outcome_unknown after the wait, not a request hanging until the run ends", async () => {
+    // The approval runs on a task queue no worker polls: its update is never accepted.
+    const workflowId = newId("approval");
+    await client.workflow.start("approval", { taskQueue: `nobody-${crypto.randomUUID()}`, workflowId, args: [{ request: "stranded" }] });
+    try {
+      const waited = testControlApi(client, testWorker, SECRET, TASK_QUEUE, { updateWaitMs: 1_000 });
+      const body = JSON.stringify({ payload: { priority: 4 } });
+      const path = HOST_PATHS.interact(workflowId, "update", "setPriority");
+      const started = Date.now();
+      const res = await waited.request(path, {
+        method: "POST",
+        headers: { ...(await signRequest(SECRET, "POST", path, body)), "content-type": "application/json" },
+        body,
+      });
+      expect(res.status).toBe(504);
+      expect(await res.json()).toMatchObject({ error: { code: "update_outcome_unknown" } });
+      expect(Date.now() - started).toBeLessThan(10_000);
+    } finally {
+      await client.workflow.getHandle(workflowId).terminate("test over");
+    }
+  }, 20_000);
+
   it("signal resume (Output's feedback) approves too; a signal without a payload is ignored, not a crash", async () => {
     const workflowId = newId("approval");
     await signed("POST", HOST_PATHS.start, { workflowId, workflowName: "approval", input: { request: "feedback" } });
