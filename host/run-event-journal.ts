@@ -14,6 +14,12 @@
  * WAL with `synchronous = NORMAL`: a row survives the process being killed, not the machine losing
  * power. A row the edge has not taken after JOURNAL_MAX_AGE_MS is dropped with an ERROR line
  * naming its run (a push refused for that long will not be taken).
+ *
+ * Memory stays bounded however long the edge is away: at most MAX_ROWS_IN_FLIGHT rows are with the
+ * EdgeClient at a time. Past that (an outage while models stream their text, a row every 150 ms
+ * each), new rows wait in the file only, and are handed over in the order they came, a bounded
+ * number at a time, as earlier ones are taken. A redelivery reads the file row by row, never all
+ * of it at once (a process that starts after a long outage does not load the whole backlog).
  */
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
@@ -25,6 +31,8 @@ import type { EdgeClient } from "./edge-client.ts";
 export const REDELIVER_INTERVAL_MS = 60_000;
 /** A row older than this is given up, loudly. */
 export const JOURNAL_MAX_AGE_MS = 7 * 24 * 60 * 60_000;
+/** Rows handed to the EdgeClient (and so held in memory) at once, at most. */
+export const MAX_ROWS_IN_FLIGHT = 2_000;
 
 /** Where activities publish run events: the EdgeClient itself, or the journal in front of it. */
 export type RunEventSink = Pick<EdgeClient, "pushRunEvents">;
@@ -42,6 +50,12 @@ export class RunEventJournal implements RunEventSink {
   private readonly remove: StatementSync;
   /** Rows with a push under way in this process (not pushed again meanwhile). */
   private readonly inFlight = new Set<number>();
+  /**
+   * Some row in the file is with nobody (left by an earlier process, not handed over yet, or given
+   * up): new rows queue behind it in the file, so that a run's events reach the EdgeClient in the
+   * order they were published. Cleared by a redelivery that hands over every row.
+   */
+  private backlog: boolean;
   private timer: ReturnType<typeof setInterval> | undefined;
 
   /** `path`: the SQLite file, created with its directory. */
@@ -49,6 +63,7 @@ export class RunEventJournal implements RunEventSink {
     path: string,
     private readonly edge: RunEventSink,
     private readonly log: (msg: string) => void = (msg) => console.warn(msg),
+    private readonly maxInFlight = MAX_ROWS_IN_FLIGHT,
   ) {
     mkdirSync(dirname(path), { recursive: true });
     this.db = new DatabaseSync(path);
@@ -62,12 +77,21 @@ export class RunEventJournal implements RunEventSink {
       )`);
     this.insert = this.db.prepare("INSERT INTO run_events (workflow_id, events, added_at) VALUES (?, ?, ?) RETURNING id");
     this.remove = this.db.prepare("DELETE FROM run_events WHERE id = ?");
+    this.backlog = this.db.prepare("SELECT 1 FROM run_events LIMIT 1").get() !== undefined;
   }
 
-  /** Journals the events, then hands them to the EdgeClient; resolves as its push does. */
+  /**
+   * Journals the events, then hands them to the EdgeClient; resolves as its push does. With
+   * MAX_ROWS_IN_FLIGHT rows already handed over, or earlier rows still waiting in the file, the
+   * row waits there too (a redelivery hands it over) and this resolves at once: it is kept.
+   */
   pushRunEvents(workflowId: string, events: RunEvent[], options: { now?: boolean } = {}): Promise<void> {
     if (events.length === 0) return Promise.resolve();
     const { id } = this.insert.get(workflowId, JSON.stringify(events), Date.now()) as { id: number };
+    if (this.backlog || this.inFlight.size >= this.maxInFlight) {
+      this.backlog = true;
+      return Promise.resolve();
+    }
     return this.deliver(id, workflowId, events, options);
   }
 
@@ -77,14 +101,20 @@ export class RunEventJournal implements RunEventSink {
   }
 
   /**
-   * Pushes every row that has no push under way: what an earlier process left, what a push gave
-   * up on. Returns how many rows it pushed.
+   * Pushes the rows that have no push under way, oldest first, as many as MAX_ROWS_IN_FLIGHT leaves
+   * room for: what an earlier process left, what a push gave up on, what waited in the file.
+   * Returns how many rows it pushed.
    */
   redeliver(): number {
-    const rows = this.db.prepare("SELECT id, workflow_id, events, added_at FROM run_events ORDER BY id").all() as JournalRow[];
+    const rows = this.db.prepare("SELECT id, workflow_id, events, added_at FROM run_events ORDER BY id").iterate() as Iterable<JournalRow>;
     let pushed = 0;
+    let full = false;
     for (const row of rows) {
       if (this.inFlight.has(row.id)) continue;
+      if (this.inFlight.size >= this.maxInFlight) {
+        full = true;
+        break;
+      }
       if (Date.now() - row.added_at > JOURNAL_MAX_AGE_MS) {
         this.remove.run(row.id);
         this.log(
@@ -95,6 +125,7 @@ export class RunEventJournal implements RunEventSink {
       pushed++;
       this.deliver(row.id, row.workflow_id, JSON.parse(row.events) as RunEvent[], {}).catch(() => undefined);
     }
+    this.backlog = full;
     return pushed;
   }
 
@@ -117,9 +148,16 @@ export class RunEventJournal implements RunEventSink {
     this.inFlight.add(id);
     return this.edge
       .pushRunEvents(workflowId, events, options)
-      .then(() => {
-        if (this.db.isOpen) this.remove.run(id);
-      })
+      .then(
+        () => {
+          if (this.db.isOpen) this.remove.run(id);
+        },
+        (err: unknown) => {
+          // Given up: the row waits in the file for a redelivery, and later rows queue behind it.
+          this.backlog = true;
+          throw err;
+        },
+      )
       .finally(() => this.inFlight.delete(id));
   }
 }

@@ -74,6 +74,21 @@ const until = async (done: () => boolean, timeoutMs = 10_000) => {
   }
 };
 
+/** A sink that keeps each push open until the test settles it (an edge that does not answer yet); `n` is the step's number. */
+function heldSink() {
+  const calls: Array<{ n: number; settle: (ok: boolean) => void }> = [];
+  const sink = {
+    pushRunEvents: (_workflowId: string, events: RunEvent[]) =>
+      new Promise<void>((resolve, reject) =>
+        calls.push({
+          n: (events[0]!.data as { outputs: { n: number } }).outputs.n,
+          settle: (ok) => (ok ? resolve() : reject(new Error("given up"))),
+        }),
+      ),
+  };
+  return { calls, sink };
+}
+
 describe("the host's run event journal", () => {
   it("what the edge has not taken when the host stops is delivered by the next host process, once", async () => {
     const edge = await standInEdge();
@@ -131,5 +146,44 @@ describe("the host's run event journal", () => {
     expect(next.redeliver()).toBe(0);
     expect(next.size()).toBe(0);
     expect(logged).toEqual([expect.stringMatching(/ERROR gave up run events of hello-4 journaled .*7 days/)]);
+  });
+
+  it("however long the edge is away, at most its bound of rows is with the EdgeClient (in memory); the rest wait in the file and go in order, each once", async () => {
+    const { calls, sink } = heldSink();
+    const journal = new RunEventJournal(join(dir, "bounded.sqlite"), sink, () => undefined, 5);
+    open.push(journal);
+    const published = Array.from({ length: 20 }, (_, i) => journal.pushRunEvents("hello-5", [stepEnd(i)]));
+    expect(calls.map((c) => c.n)).toEqual([0, 1, 2, 3, 4]);
+    // The others are kept (in the file): their publishers do not wait for an edge that is away.
+    await Promise.all(published.slice(5));
+    expect(journal.size()).toBe(20);
+    // A redelivery meanwhile hands over nothing more: the bound is taken.
+    expect(journal.redeliver()).toBe(0);
+    // The edge is back: each redelivery hands over as many as were taken, oldest first.
+    for (let round = 1; round < 4; round++) {
+      for (const call of calls.slice(-5)) call.settle(true);
+      await Promise.all(published.slice(0, 5));
+      await new Promise((r) => setTimeout(r, 0));
+      expect(journal.redeliver()).toBe(5);
+    }
+    for (const call of calls.slice(-5)) call.settle(true);
+    await until(() => journal.size() === 0);
+    expect(calls.map((c) => c.n)).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    // With nothing left waiting, a new row goes straight to the EdgeClient again.
+    void journal.pushRunEvents("hello-5", [stepEnd(20)]);
+    expect(calls.at(-1)!.n).toBe(20);
+  });
+
+  it("after a push is given up, later rows queue behind it in the file: a run's events still reach the edge in the order they were published", async () => {
+    const { calls, sink } = heldSink();
+    const journal = new RunEventJournal(join(dir, "ordered.sqlite"), sink, () => undefined);
+    open.push(journal);
+    const first = journal.pushRunEvents("hello-6", [stepEnd(1)]);
+    calls[0]!.settle(false);
+    await expect(first).rejects.toThrow("given up");
+    await journal.pushRunEvents("hello-6", [stepEnd(2)]);
+    expect(calls.map((c) => c.n)).toEqual([1]);
+    expect(journal.redeliver()).toBe(2);
+    expect(calls.map((c) => c.n)).toEqual([1, 1, 2]);
   });
 });
