@@ -185,6 +185,20 @@ export function createControlApi(deps: ControlApiDeps): Hono {
     return described;
   }
 
+  /**
+   * A message to a run `openRun` found open. Temporal answers NOT_FOUND to one that reaches a run
+   * that has ended since: that is 409 run_finished, as if it had ended before, not 404 for a run
+   * that exists.
+   */
+  async function toOpenRun<T>(workflowId: string, send: () => Promise<T>): Promise<T> {
+    try {
+      return await send();
+    } catch (err) {
+      if (err instanceof WorkflowNotFoundError) await openRun(workflowId); // 409 if it ended; 404 if it is gone
+      throw err;
+    }
+  }
+
   app.post("/v1/runs/:workflowId/:kind{signal|query|update}/:name", async (c) => {
     const workflowId = c.req.param("workflowId");
     const kind = c.req.param("kind") as "signal" | "query" | "update";
@@ -200,11 +214,13 @@ export function createControlApi(deps: ControlApiDeps): Hono {
     const waitMs = deps.updateWaitMs ?? UPDATE_WAIT_MS;
     try {
       if (kind === "signal") {
-        await handle.signal(name, ...args);
+        await toOpenRun(workflowId, () => handle.signal(name, ...args));
         return c.json({});
       }
       if (kind === "query") return c.json({ result: await handle.query(name, ...args) });
-      const result = await deps.client.withDeadline(Date.now() + waitMs, () => handle.executeUpdate(name, { args: args as [unknown] }));
+      const result = await toOpenRun(workflowId, () =>
+        deps.client.withDeadline(Date.now() + waitMs, () => handle.executeUpdate(name, { args: args as [unknown] })),
+      );
       return c.json({ result });
     } catch (err) {
       if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError) {
@@ -237,6 +253,7 @@ export function createControlApi(deps: ControlApiDeps): Hono {
   app.post("/v1/runs/:workflowId/cancel", async (c) => {
     const workflowId = c.req.param("workflowId");
     await openRun(workflowId);
+    // A cancellation that reaches a run which ended meanwhile is accepted by Temporal, and changes nothing.
     await deps.client.workflow.getHandle(workflowId).cancel();
     return c.json({ status: "cancelling" });
   });
@@ -246,7 +263,9 @@ export function createControlApi(deps: ControlApiDeps): Hono {
     const parsed = terminateRequest.safeParse(await c.req.json().catch(() => ({})));
     if (!parsed.success) throw hostError(400, "invalid_request", parsed.error.message);
     await openRun(workflowId);
-    await deps.client.workflow.getHandle(workflowId).terminate(parsed.data.reason ?? "terminated through the API");
+    await toOpenRun(workflowId, () =>
+      deps.client.workflow.getHandle(workflowId).terminate(parsed.data.reason ?? "terminated through the API"),
+    );
     return c.json({ status: "terminated" });
   });
 

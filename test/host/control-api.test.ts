@@ -401,6 +401,53 @@ describe("interacting with a running approval", () => {
     }
   }, 20_000);
 
+  it("a signal, update or terminate that reaches a run which ended since it was found open is 409 run_finished, not 404 for a run that exists", async () => {
+    for (const [kind, path, payload] of [
+      ["signal", (id: string) => HOST_PATHS.interact(id, "signal", "approve"), { payload: { approvedBy: "Ada" } }],
+      ["update", (id: string) => HOST_PATHS.interact(id, "update", "setPriority"), { payload: { priority: 2 } }],
+      ["terminate", (id: string) => HOST_PATHS.terminate(id), {}],
+    ] as const) {
+      const workflowId = newId("approval");
+      await signed("POST", HOST_PATHS.start, { workflowId, workflowName: "approval", input: { request: `racing ${kind}` } });
+      // A client whose message to the run goes out just after the run ended (terminated in between).
+      const late =
+        <T>(send: () => Promise<T>) =>
+        async () => {
+          await client.workflow.getHandle(workflowId).terminate("ended meanwhile");
+          return send();
+        };
+      const racing = new Proxy(client, {
+        get(target, prop) {
+          if (prop !== "workflow") return Reflect.get(target, prop, target);
+          return new Proxy(target.workflow, {
+            get(w, p) {
+              if (p !== "getHandle") return Reflect.get(w, p, w);
+              return (id: string) => {
+                const handle = w.getHandle(id);
+                return new Proxy(handle, {
+                  get(h, q) {
+                    const value = Reflect.get(h, q, h);
+                    if (!["signal", "executeUpdate", "terminate"].includes(String(q)) || typeof value !== "function") return value;
+                    return (...args: unknown[]) => late(() => value.apply(h, args))();
+                  },
+                });
+              };
+            },
+          });
+        },
+      });
+      const api = testControlApi(racing, testWorker, SECRET, TASK_QUEUE);
+      const body = JSON.stringify(payload);
+      const res = await api.request(path(workflowId), {
+        method: "POST",
+        headers: { ...(await signRequest(SECRET, "POST", path(workflowId), body)), "content-type": "application/json" },
+        body,
+      });
+      const answer = (await res.json()) as { error?: { code: string } };
+      expect([kind, res.status, answer.error?.code]).toEqual([kind, 409, "run_finished"]);
+    }
+  }, 30_000);
+
   it("signal resume (Output's feedback) approves too; a signal without a payload is ignored, not a crash", async () => {
     const workflowId = newId("approval");
     await signed("POST", HOST_PATHS.start, { workflowId, workflowName: "approval", input: { request: "feedback" } });
