@@ -22,7 +22,7 @@ describe("Workflow API through the whole stack", () => {
     expect(body.runId).toBeTruthy();
   });
 
-  it("POST /workflow/run of a run terminated while it waits answers as Output's run does: its own terminal status, terminated (which Output's CLI counts as an error)", async () => {
+  it("POST /workflow/run of a run terminated while it waits answers as Output's run does: status failed (runStatus terminated), so every CLI exits 1", async () => {
     const workflowId = `approval-${crypto.randomUUID()}`;
     const running = postJson("/workflow/run", { workflowName: "approval", input: { request: "never approved" }, workflowId });
     await eventually(async () => {
@@ -32,7 +32,7 @@ describe("Workflow API through the whole stack", () => {
     expect((await api(`/workflow/${workflowId}/terminate`, { method: "POST" })).status).toBe(200);
     const res = await running;
     expect(res.status).toBe(200);
-    expect(await res.json()).toMatchObject({ workflowId, status: "terminated", runStatus: "terminated" });
+    expect(await res.json()).toMatchObject({ workflowId, status: "failed", runStatus: "terminated" });
     // The result route answers the run's own status, as Output's does.
     expect(await (await api(`/workflow/${workflowId}/result`)).json()).toMatchObject({ status: "terminated" });
   });

@@ -46,12 +46,11 @@ const result = z
     }),
   })
   .meta({ id: "RunResult" });
-/** POST /workflow/run's answer: the result, with the run's own terminal status (also in `runStatus`). */
+/** POST /workflow/run's answer: the result, Output's `completed`/`failed` status, and the run's own. */
 const runAnswer = result
   .extend({
     runStatus: status.optional().meta({
-      description:
-        "The run's own status, the same as `status` (kept for clients of earlier versions, where `status` said `failed` for every unsuccessful end); absent on a 202",
+      description: "The run's own status where `status` says only `completed` or `failed` (as Output's run does); absent on a 202",
     }),
     streamToken: z.string(),
     streamTokenExpiresAt: z.string(),
@@ -159,7 +158,7 @@ export function documentWorkflowApi(app: App) {
     responses: {
       200: {
         description:
-          "The run ended: `status` is its terminal status (`completed`, `failed`, `cancelled`, `terminated` or `timed_out`), as Output's run answers Temporal's",
+          "The run ended: `status` is `completed` or `failed` as in Output (a run cancelled, terminated or timed out is `failed`), and `runStatus` is the run's own status",
         schema: runAnswer,
       },
       202: {

@@ -13,8 +13,8 @@ import { assertKnownCatalog, startChoices, withOutputWorkflowErrors } from "./st
  * POST /workflow/run: starts a run and waits for its result, `timeout` ms (default
  * RUN_WAIT_DEFAULT_MS, 300 s as Output). When the wait runs out first the answer is Output's 408
  * WorkflowExecutionTimedOutError with the `workflowId`; the run goes on, and the Location header
- * points at its result. A run that ended answers its own terminal status (`completed`, `failed`,
- * `cancelled`, `terminated`, `timed_out`), as Output's run does. A run accepted while the host did not confirm its start (status
+ * points at its result. A run that ended other than completed answers `failed`, as Output's run
+ * does, with the run's own status in `runStatus`. A run accepted while the host did not confirm its start (status
  * `scheduled`, runId null) answers 202 at once with the same Location: it will run, exactly once.
  */
 /** Output's default wait for a run (its TEMPORAL_WORKFLOW_EXECUTION_MAX_WAITING). */
@@ -69,12 +69,16 @@ export function registerRun(app: App) {
   });
 }
 
+/** The ends that Output's run reports as `failed` (Temporal's client throws WorkflowFailedError for each). */
+const FAILED_IN_OUTPUTS_RUN: ReadonlySet<RunStatus> = new Set(["failed", "cancelled", "terminated", "timed_out"]);
+
 /**
- * The `status` of a run's answer: the run's own, as Output's run answers Temporal's terminal status
- * (its CLI counts `failed`, `cancelled`, `terminated` and `timed_out` alike as errors). `runStatus`
- * says the same: Outrider answered `failed` for every unsuccessful end before, with the run's own
- * status there, and clients that read it keep working.
+ * The `status` of a run's answer: Output's run says `completed` or `failed`, nothing else (its
+ * client types it so, and a CLI that treats other words as success exits 0 on `cancelled`: Output's
+ * CLI counts `canceled`, one L, among its error statuses, while Temporal's client, and so Output's
+ * server, spells it `cancelled`). A run that ended cancelled, terminated or timed out is `failed`
+ * here too; `runStatus` says which.
  */
 export function runAnswerStatus(status: RunStatus): { status: RunStatus; runStatus: RunStatus } {
-  return { status, runStatus: status };
+  return { status: FAILED_IN_OUTPUTS_RUN.has(status) ? "failed" : status, runStatus: status };
 }
