@@ -15,11 +15,13 @@
  * power. A row the edge has not taken after JOURNAL_MAX_AGE_MS is dropped with an ERROR line
  * naming its run (a push refused for that long will not be taken).
  *
- * Memory stays bounded however long the edge is away: at most MAX_ROWS_IN_FLIGHT rows are with the
- * EdgeClient at a time. Past that (an outage while models stream their text, a row every 150 ms
- * each), new rows wait in the file only, and are handed over in the order they came, a bounded
- * number at a time, as earlier ones are taken. A redelivery reads the file row by row, never all
- * of it at once (a process that starts after a long outage does not load the whole backlog).
+ * Memory stays bounded however long the edge is away: at most MAX_ROWS_IN_FLIGHT rows (and
+ * MAX_BYTES_IN_FLIGHT of them) are with the EdgeClient at a time. Past that (an outage while
+ * models stream their text, a row every 150 ms each), new rows wait in the file, and are handed
+ * over in the order they came as earlier ones are taken (each push taken makes room at once). A
+ * redelivery reads the file row by row, never all of it at once (a process that starts after a
+ * long outage does not load the whole backlog). A publisher's promise settles as its row's push
+ * does, whenever that is.
  */
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
@@ -33,6 +35,8 @@ export const REDELIVER_INTERVAL_MS = 60_000;
 export const JOURNAL_MAX_AGE_MS = 7 * 24 * 60 * 60_000;
 /** Rows handed to the EdgeClient (and so held in memory) at once, at most. */
 export const MAX_ROWS_IN_FLIGHT = 2_000;
+/** The same bound in bytes of their JSON (a step's end may carry MiBs of outputs). */
+export const MAX_BYTES_IN_FLIGHT = 64 * 1024 * 1024;
 
 /** Where activities publish run events: the EdgeClient itself, or the journal in front of it. */
 export type RunEventSink = Pick<EdgeClient, "pushRunEvents">;
@@ -48,14 +52,19 @@ export class RunEventJournal implements RunEventSink {
   private readonly db: DatabaseSync;
   private readonly insert: StatementSync;
   private readonly remove: StatementSync;
-  /** Rows with a push under way in this process (not pushed again meanwhile). */
-  private readonly inFlight = new Set<number>();
+  /** Rows with a push under way in this process (not pushed again meanwhile), and their size. */
+  private readonly inFlight = new Map<number, number>();
+  private inFlightBytes = 0;
   /**
    * Some row in the file is with nobody (left by an earlier process, not handed over yet, or given
    * up): new rows queue behind it in the file, so that a run's events reach the EdgeClient in the
    * order they were published. Cleared by a redelivery that hands over every row.
    */
   private backlog: boolean;
+  /** Publishers of rows this process queued in the file: settled as those rows' pushes are. */
+  private readonly waiting = new Map<number, { resolve: () => void; reject: (err: unknown) => void }>();
+  /** A redelivery is due as soon as the current work is done (a push was taken, making room). */
+  private refillDue = false;
   private timer: ReturnType<typeof setInterval> | undefined;
 
   /** `path`: the SQLite file, created with its directory. */
@@ -63,7 +72,7 @@ export class RunEventJournal implements RunEventSink {
     path: string,
     private readonly edge: RunEventSink,
     private readonly log: (msg: string) => void = (msg) => console.warn(msg),
-    private readonly maxInFlight = MAX_ROWS_IN_FLIGHT,
+    private readonly bounds = { rows: MAX_ROWS_IN_FLIGHT, bytes: MAX_BYTES_IN_FLIGHT },
   ) {
     mkdirSync(dirname(path), { recursive: true });
     this.db = new DatabaseSync(path);
@@ -81,18 +90,19 @@ export class RunEventJournal implements RunEventSink {
   }
 
   /**
-   * Journals the events, then hands them to the EdgeClient; resolves as its push does. With
-   * MAX_ROWS_IN_FLIGHT rows already handed over, or earlier rows still waiting in the file, the
-   * row waits there too (a redelivery hands it over) and this resolves at once: it is kept.
+   * Journals the events, then hands them to the EdgeClient; resolves as its push does. With the
+   * bound of rows in flight taken, or earlier rows still waiting in the file, the row waits there
+   * too, and a redelivery hands it over in its turn: this still resolves as that push does.
    */
   pushRunEvents(workflowId: string, events: RunEvent[], options: { now?: boolean } = {}): Promise<void> {
     if (events.length === 0) return Promise.resolve();
-    const { id } = this.insert.get(workflowId, JSON.stringify(events), Date.now()) as { id: number };
-    if (this.backlog || this.inFlight.size >= this.maxInFlight) {
+    const json = JSON.stringify(events);
+    const { id } = this.insert.get(workflowId, json, Date.now()) as { id: number };
+    if (this.backlog || !this.hasRoomFor(json.length)) {
       this.backlog = true;
-      return Promise.resolve();
+      return new Promise<void>((resolve, reject) => this.waiting.set(id, { resolve, reject }));
     }
-    return this.deliver(id, workflowId, events, options);
+    return this.deliver(id, workflowId, events, json.length, options);
   }
 
   /** Rows waiting for the edge (a push under way, given up, or left by an earlier process). */
@@ -101,9 +111,9 @@ export class RunEventJournal implements RunEventSink {
   }
 
   /**
-   * Pushes the rows that have no push under way, oldest first, as many as MAX_ROWS_IN_FLIGHT leaves
-   * room for: what an earlier process left, what a push gave up on, what waited in the file.
-   * Returns how many rows it pushed.
+   * Pushes the rows that have no push under way, oldest first, as many as the bounds of rows in
+   * flight leave room for: what an earlier process left, what a push gave up on, what waited in
+   * the file. Reads the file row by row. Returns how many rows it pushed.
    */
   redeliver(): number {
     const rows = this.db.prepare("SELECT id, workflow_id, events, added_at FROM run_events ORDER BY id").iterate() as Iterable<JournalRow>;
@@ -111,19 +121,21 @@ export class RunEventJournal implements RunEventSink {
     let full = false;
     for (const row of rows) {
       if (this.inFlight.has(row.id)) continue;
-      if (this.inFlight.size >= this.maxInFlight) {
-        full = true;
-        break;
-      }
       if (Date.now() - row.added_at > JOURNAL_MAX_AGE_MS) {
         this.remove.run(row.id);
+        this.waiting.get(row.id)?.reject(new Error("given up after JOURNAL_MAX_AGE_MS"));
+        this.waiting.delete(row.id);
         this.log(
           `outrider host: ERROR gave up run events of ${row.workflow_id} journaled ${new Date(row.added_at).toISOString()}: the edge has not taken them in ${JOURNAL_MAX_AGE_MS / 86_400_000} days`,
         );
         continue;
       }
+      if (!this.hasRoomFor(row.events.length)) {
+        full = true;
+        break;
+      }
       pushed++;
-      this.deliver(row.id, row.workflow_id, JSON.parse(row.events) as RunEvent[], {}).catch(() => undefined);
+      this.deliver(row.id, row.workflow_id, JSON.parse(row.events) as RunEvent[], row.events.length, {}).catch(() => undefined);
     }
     this.backlog = full;
     return pushed;
@@ -143,14 +155,29 @@ export class RunEventJournal implements RunEventSink {
     if (this.db.isOpen) this.db.close();
   }
 
-  /** One push of a row; the row goes once the edge has it, and stays (for `redeliver`) if the push is given up. */
-  private deliver(id: number, workflowId: string, events: RunEvent[], options: { now?: boolean }): Promise<void> {
-    this.inFlight.add(id);
-    return this.edge
+  /** Room for a row of `bytes` among those in flight (one row always fits when none is). */
+  private hasRoomFor(bytes: number): boolean {
+    if (this.inFlight.size === 0) return true;
+    return this.inFlight.size < this.bounds.rows && this.inFlightBytes + bytes <= this.bounds.bytes;
+  }
+
+  /**
+   * One push of a row; the row goes once the edge has it, and stays (for `redeliver`) if the push
+   * is given up. A push taken while rows wait in the file makes room: the next ones go at once,
+   * not at the next interval (a given-up push does not: the edge is away, and the interval paces
+   * the next tries).
+   */
+  private deliver(id: number, workflowId: string, events: RunEvent[], bytes: number, options: { now?: boolean }): Promise<void> {
+    this.inFlight.set(id, bytes);
+    this.inFlightBytes += bytes;
+    const waiter = this.waiting.get(id);
+    this.waiting.delete(id);
+    const pushed = this.edge
       .pushRunEvents(workflowId, events, options)
       .then(
         () => {
           if (this.db.isOpen) this.remove.run(id);
+          if (this.backlog) this.refillSoon();
         },
         (err: unknown) => {
           // Given up: the row waits in the file for a redelivery, and later rows queue behind it.
@@ -158,6 +185,20 @@ export class RunEventJournal implements RunEventSink {
           throw err;
         },
       )
-      .finally(() => this.inFlight.delete(id));
+      .finally(() => {
+        this.inFlight.delete(id);
+        this.inFlightBytes -= bytes;
+      });
+    if (waiter) pushed.then(waiter.resolve, waiter.reject);
+    return pushed;
+  }
+
+  private refillSoon(): void {
+    if (this.refillDue) return;
+    this.refillDue = true;
+    setImmediate(() => {
+      this.refillDue = false;
+      if (this.db.isOpen) this.redeliver();
+    });
   }
 }

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { EdgeClient } from "../../host/edge-client.ts";
-import { JOURNAL_MAX_AGE_MS, RunEventJournal } from "../../host/run-event-journal.ts";
+import { JOURNAL_MAX_AGE_MS, MAX_BYTES_IN_FLIGHT, RunEventJournal } from "../../host/run-event-journal.ts";
 import type { RunEvent, RunEventPush } from "../../src/shared/host-api.ts";
 
 const SECRET = "run-event-journal-test-secret"; // test-only
@@ -148,30 +148,43 @@ describe("the host's run event journal", () => {
     expect(logged).toEqual([expect.stringMatching(/ERROR gave up run events of hello-4 journaled .*7 days/)]);
   });
 
-  it("however long the edge is away, at most its bound of rows is with the EdgeClient (in memory); the rest wait in the file and go in order, each once", async () => {
+  it("however long the edge is away, at most its bound of rows is with the EdgeClient (in memory); the rest wait in the file and go in order, each once, as earlier ones are taken", async () => {
     const { calls, sink } = heldSink();
-    const journal = new RunEventJournal(join(dir, "bounded.sqlite"), sink, () => undefined, 5);
+    const journal = new RunEventJournal(join(dir, "bounded.sqlite"), sink, () => undefined, { rows: 5, bytes: MAX_BYTES_IN_FLIGHT });
     open.push(journal);
-    const published = Array.from({ length: 20 }, (_, i) => journal.pushRunEvents("hello-5", [stepEnd(i)]));
+    const settled: boolean[] = Array.from({ length: 20 }, () => false);
+    const published = Array.from({ length: 20 }, (_, i) => journal.pushRunEvents("hello-5", [stepEnd(i)]).then(() => (settled[i] = true)));
     expect(calls.map((c) => c.n)).toEqual([0, 1, 2, 3, 4]);
-    // The others are kept (in the file): their publishers do not wait for an edge that is away.
-    await Promise.all(published.slice(5));
     expect(journal.size()).toBe(20);
     // A redelivery meanwhile hands over nothing more: the bound is taken.
     expect(journal.redeliver()).toBe(0);
-    // The edge is back: each redelivery hands over as many as were taken, oldest first.
+    // The edge takes what it has: each push taken makes room for the next row at once, oldest first.
     for (let round = 1; round < 4; round++) {
       for (const call of calls.slice(-5)) call.settle(true);
-      await Promise.all(published.slice(0, 5));
-      await new Promise((r) => setTimeout(r, 0));
-      expect(journal.redeliver()).toBe(5);
+      await until(() => calls.length === 5 * (round + 1));
     }
     for (const call of calls.slice(-5)) call.settle(true);
     await until(() => journal.size() === 0);
     expect(calls.map((c) => c.n)).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    // Every publisher learned that its row was taken, the ones that waited in the file too.
+    await Promise.all(published);
+    expect(settled.every(Boolean)).toBe(true);
     // With nothing left waiting, a new row goes straight to the EdgeClient again.
     void journal.pushRunEvents("hello-5", [stepEnd(20)]);
     expect(calls.at(-1)!.n).toBe(20);
+  });
+
+  it("the bound counts bytes too: rows of MiBs wait in the file past it (one row always goes)", async () => {
+    const { calls, sink } = heldSink();
+    const journal = new RunEventJournal(join(dir, "bounded-bytes.sqlite"), sink, () => undefined, { rows: 100, bytes: 3 * 1024 * 1024 });
+    open.push(journal);
+    const big = (n: number): RunEvent =>
+      ({ ...stepEnd(n), data: { ...stepEnd(n).data, outputs: { n, text: "x".repeat(1024 * 1024) } } }) as RunEvent;
+    for (let n = 0; n < 5; n++) void journal.pushRunEvents("hello-7", [big(n)]);
+    expect(calls.map((c) => c.n)).toEqual([0, 1]);
+    calls[0]!.settle(true);
+    await until(() => calls.length === 3);
+    expect(calls.map((c) => c.n)).toEqual([0, 1, 2]);
   });
 
   it("after a push is given up, later rows queue behind it in the file: a run's events still reach the edge in the order they were published", async () => {
@@ -181,9 +194,16 @@ describe("the host's run event journal", () => {
     const first = journal.pushRunEvents("hello-6", [stepEnd(1)]);
     calls[0]!.settle(false);
     await expect(first).rejects.toThrow("given up");
-    await journal.pushRunEvents("hello-6", [stepEnd(2)]);
+    const second = journal.pushRunEvents("hello-6", [stepEnd(2)]);
     expect(calls.map((c) => c.n)).toEqual([1]);
     expect(journal.redeliver()).toBe(2);
     expect(calls.map((c) => c.n)).toEqual([1, 1, 2]);
+    // The second publisher's promise settles with its row's push, which waited behind the first, not before.
+    let secondSettled = false;
+    void second.then(() => (secondSettled = true));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(secondSettled).toBe(false);
+    calls[2]!.settle(true);
+    await second;
   });
 });
