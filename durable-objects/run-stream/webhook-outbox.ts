@@ -343,8 +343,11 @@ export class WebhookOutbox {
     const attempt = row.attempts + 1;
     const firstAt = row.first_attempt_at ?? now;
     // The backoff, but never past the window's end: the last retry is at the window's end, not
-    // one backoff step (up to 8 h) after it.
-    const retryAt = Math.min(now + webhookRetryDelay(attempt, this.baseMs), firstAt + this.windowMs);
+    // one backoff step (up to 8 h) after it. An attempt at or past the end (the last) keeps the
+    // backoff: its next attempt time is only for a DO that goes away mid-send, never in the past.
+    const backoffAt = now + webhookRetryDelay(attempt, this.baseMs);
+    const windowEnd = firstAt + this.windowMs;
+    const retryAt = now >= windowEnd ? backoffAt : Math.min(backoffAt, windowEnd);
     // Before sending: if this DO goes away mid-delivery, the alarm sends the same message again.
     sql.exec(
       "UPDATE webhook_outbox SET attempts = ?, first_attempt_at = ?, next_attempt_at = ? WHERE delivery_id = ?",

@@ -185,7 +185,7 @@ export async function subscriptionResponse<E extends AppEnv>(c: Context<E>, opti
   };
 
   // A stream lives as long as its run, past any revocation of the key that opened it: each
-  // keep-alive also asks whether the key still works (the key cache's answer, so at most one D1
+  // keep-alive also asks whether the key still works (the key cache's answer, so about one D1
   // read per key and isolate every API_KEY_CACHE_TTL_MS), and a revoked key's stream ends.
   const auth = c.get("auth");
   const keyId = auth?.apiKeyId ?? auth?.streamToken?.apiKeyId ?? null;

@@ -395,8 +395,14 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
         Date.now() - 1,
       );
     });
+    const lastAttemptAt = Date.now();
     await runDurableObjectAlarm(runStream(env, workflowId));
-    await until(async () => ((await runStream(env, workflowId).webhookOutbox())[0]?.state === "failed" ? true : null));
+    const [failed] = await until(async () => {
+      const rows = await runStream(env, workflowId).webhookOutbox();
+      return rows[0]?.state === "failed" ? rows : null;
+    });
+    // Its next attempt time (only for a DO gone mid-send) is a backoff step on, never in the past.
+    expect(failed!.nextAttemptAt).toBeGreaterThan(lastAttemptAt + 60_000);
   });
 
   it("an endpoint D1 cannot read at an attempt: the attempt fails like any other, is logged, and past 24 h the delivery is given up", async () => {
