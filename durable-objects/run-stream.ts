@@ -167,6 +167,12 @@ export class RunStream extends DurableObject<Env> {
       const log = new EventLog(sql, fresh, (writes) => ctx.storage.transactionSync(writes));
       const webhooks = new WebhookOutbox({ sql, storage: ctx.storage, env, log, meta, endedRun: () => this.lifecycle.endedRun() }, fresh);
       const resetMark = new ResetMark(meta, (runId) => log.wasReset(runId));
+      const subscribers = new Subscribers(
+        ctx,
+        log,
+        (runId) => logReader.workflowSummary(runId),
+        (runId) => resetMark.gate(runId),
+      );
       const watchdog = new Watchdog(ctx.storage, env, meta);
       const traces = new TraceWriter(env.TRACES, log, meta);
       const logReader = new LogReader({ log, meta, traces });
@@ -183,7 +189,7 @@ export class RunStream extends DurableObject<Env> {
           (runId) => resetMark.gate(runId),
         ),
         traces,
-        subscribers: new Subscribers(ctx, log, (runId) => logReader.workflowSummary(runId)),
+        subscribers,
         watchdog,
         webhooks,
         resetMark,
@@ -200,6 +206,7 @@ export class RunStream extends DurableObject<Env> {
           startPending: () => this.starter.hasPending(),
           settle: (workflowId) => this.lifecycle.settle(workflowId, false),
           record: (workflowId, events) => this.record(workflowId, events),
+          markEnded: () => subscribers.releaseHeld(),
         }),
       };
     });

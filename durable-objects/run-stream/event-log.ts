@@ -358,6 +358,24 @@ export class EventLog {
     return this.derived.resetRuns.has(runId);
   }
 
+  /** The `run.started` of the reset that replaced `runId` (the run it started, and when); null if none did. */
+  private replacement(runId: string): { runId: string; at: string } | null {
+    if (!this.wasReset(runId)) return null;
+    const row = this.sql
+      .exec<{ run_id: string; at: string }>(
+        `SELECT run_id, at FROM events WHERE type = 'run.started'
+           AND (json_extract(data, '$.resetFromRunId') = ?1 OR json_extract(data, '$.replacedRunId') = ?1) ORDER BY seq LIMIT 1`,
+        runId,
+      )
+      .toArray()[0];
+    return row ? { runId: row.run_id, at: row.at } : null;
+  }
+
+  /** The run a reset started in place of `runId`; null if no reset replaced it. */
+  resetSuccessor(runId: string): string | null {
+    return this.replacement(runId)?.runId ?? null;
+  }
+
   /** When the edge logged `runId`'s `run.started` (its start, or the reset that started it); null if not logged. */
   startedAt(runId: string): string | null {
     return (
@@ -369,16 +387,7 @@ export class EventLog {
 
   /** When a reset replaced `runId` (the time of the `run.started` that names it); null if none did. */
   replacedAt(runId: string): string | null {
-    if (!this.wasReset(runId)) return null;
-    return (
-      this.sql
-        .exec<{ at: string }>(
-          `SELECT at FROM events WHERE type = 'run.started'
-             AND (json_extract(data, '$.resetFromRunId') = ?1 OR json_extract(data, '$.replacedRunId') = ?1) ORDER BY seq LIMIT 1`,
-          runId,
-        )
-        .toArray()[0]?.at ?? null
-    );
+    return this.replacement(runId)?.at ?? null;
   }
 
   /**

@@ -11,7 +11,8 @@
 import type { SerializedHistoryEvent } from "../../src/shared/history-events.ts";
 import { REPLAY_BATCH_MAX_PAYLOAD_BYTES, REPLAY_BATCH_SIZE, STREAM_DONE_CLOSE_CODE } from "./constants.ts";
 import { toEntry, type EventLog, type LogRow, type LogRowOf } from "./event-log.ts";
-import type { RunOutcome, SubscriberMessage, SubscriptionView, WorkflowSummary } from "./messages.ts";
+import type { SubscriberMessage, SubscriptionView, WorkflowSummary } from "./messages.ts";
+import type { FinishGate } from "./reset-mark.ts";
 
 interface SubscriberAttachment {
   runId: string;
@@ -60,7 +61,41 @@ export class Subscribers {
     private readonly ctx: DurableObjectState,
     private readonly log: EventLog,
     private readonly summary: (runId: string) => WorkflowSummary,
+    /** Whether a reset pending in this DO may be replacing the run (reset-mark.ts): not "project" while it may. */
+    private readonly resetGate: (runId: string) => FinishGate = () => "project",
   ) {}
+
+  /**
+   * The `done` a subscriber of a finished run gets, or null while it must wait. The history view
+   * always gets the run's own end (Output's streams end with the run). The log view follows the
+   * workflow: an end that a reset caused names the reset's run, and while a reset that may replace
+   * the run is pending (its route has not heard from the host yet), the end waits for word of it.
+   */
+  private doneFor(runId: string, view: SubscriptionView): SubscriberMessage | null {
+    const finished = this.log.isComplete(runId) ? this.log.finished(runId) : null;
+    if (!finished) return null;
+    if (view === "log") {
+      const resetRunId = this.log.resetSuccessor(runId);
+      if (resetRunId) return { kind: "done", outcome: finished, resetRunId };
+      // "drop": the reset's run was seen already, and its `run.started` (naming it) is on its way.
+      if (this.resetGate(runId) !== "project") return null;
+    }
+    return { kind: "done", outcome: finished };
+  }
+
+  /**
+   * Sends the `done` each subscriber of a finished run was waiting for: after a reset's mark ended
+   * (its run recorded, or the reset refused), log-view subscribers of the run it may have replaced.
+   */
+  releaseHeld(): void {
+    for (const ws of this.ctx.getWebSockets()) {
+      const attachment = ws.deserializeAttachment() as SubscriberAttachment | null;
+      // A subscriber that got its `done` already is closing.
+      if (attachment?.view !== "log" || ws.readyState !== WebSocket.READY_STATE_OPEN) continue;
+      const done = this.doneFor(attachment.runId, attachment.view);
+      if (done) this.sendDone(ws, done);
+    }
+  }
 
   /** Accepts a subscriber and sends what it is owed so far; the Worker gets the other end. */
   accept(request: SubscribeRequest): WebSocket {
@@ -80,8 +115,8 @@ export class Subscribers {
       this.sendRows(server, attachment, this.log.streamBacklog(request.runId, attachment.lastEventId, request.afterThinkingSeq));
     }
     server.serializeAttachment(attachment);
-    const finished = this.log.isComplete(request.runId) ? this.log.finished(request.runId) : null;
-    if (finished) this.sendDone(server, finished);
+    const done = this.doneFor(request.runId, attachment.view);
+    if (done) this.sendDone(server, done);
     return client;
   }
 
@@ -97,8 +132,15 @@ export class Subscribers {
     }
     for (const [runId, runRows] of byRun) {
       const streamed = runRows.filter((r) => r.type === "history" || r.type === "thinking");
-      const finished = this.log.isComplete(runId) ? this.log.finished(runId) : null;
-      const done = finished ? JSON.stringify({ kind: "done", outcome: finished } satisfies SubscriberMessage) : null;
+      // Each view's `done`, serialized once for all its subscribers (null: none yet).
+      const dones = new Map<SubscriptionView, string | null>();
+      const doneOf = (view: SubscriptionView) => {
+        if (!dones.has(view)) {
+          const done = this.doneFor(runId, view);
+          dones.set(view, done ? JSON.stringify(done) : null);
+        }
+        return dones.get(view)!;
+      };
       const shared = new Map<string, { frames: string[]; lastEventId: number }>();
       for (const ws of this.ctx.getWebSockets(runId)) {
         const attachment = ws.deserializeAttachment() as SubscriberAttachment | null;
@@ -115,6 +157,7 @@ export class Subscribers {
           attachment.lastEventId = out.lastEventId;
           ws.serializeAttachment(attachment);
         }
+        const done = doneOf(attachment.view);
         if (done) {
           this.sendRaw(ws, done);
           ws.close(STREAM_DONE_CLOSE_CODE, "done");
@@ -135,8 +178,8 @@ export class Subscribers {
     attachment.lastEventId = out.lastEventId;
   }
 
-  private sendDone(ws: WebSocket, outcome: RunOutcome): void {
-    this.send(ws, { kind: "done", outcome });
+  private sendDone(ws: WebSocket, done: SubscriberMessage): void {
+    this.send(ws, done);
     ws.close(STREAM_DONE_CLOSE_CODE, "done");
   }
 

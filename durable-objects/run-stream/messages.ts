@@ -57,4 +57,8 @@ export type SubscriberMessage =
   /** log view: one log entry, as is. */
   | { kind: "entry"; entry: LogEntry }
   /** both views: the run is over and everything was sent; the DO closes with STREAM_DONE_CLOSE_CODE next. */
-  | { kind: "done"; outcome: RunOutcome };
+  /**
+   * `resetRunId` (log view only): the run ended because a reset replaced it with that run, so the
+   * workflow goes on there (a stream that follows the workflow subscribes to it).
+   */
+  | { kind: "done"; outcome: RunOutcome; resetRunId?: string };

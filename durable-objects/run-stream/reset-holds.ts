@@ -47,6 +47,8 @@ export interface ResetHoldsDeps {
   settle(workflowId: string): Promise<void>;
   /** Records events as the route would have (the reset's `run.started`, the new run's end). */
   record(workflowId: string, events: RunEvent[]): Promise<unknown>;
+  /** The mark ended without the reset's `run.started` ending it: log-view subscribers of the replaced run may have their `done` now (fanout.ts). */
+  markEnded(): void;
 }
 
 export class ResetHolds {
@@ -168,6 +170,7 @@ export class ResetHolds {
 
   private async end(workflowId: string): Promise<void> {
     this.deps.mark.clear();
+    this.deps.markEnded();
     if (this.deps.log.hasUnprojected()) await this.deps.settle(workflowId);
   }
 
@@ -216,5 +219,6 @@ export class ResetHolds {
       return;
     }
     this.deps.mark.clear();
+    this.deps.markEnded();
   }
 }

@@ -34,7 +34,7 @@ export interface LifecycleParts {
   log: Pick<EventLog, "append" | "latestRunId" | "finished" | "hasUnprojected" | "isComplete">;
   projection: Pick<D1Projection, "apply">;
   traces: Pick<TraceWriter, "writeMissing" | "isMissing">;
-  subscribers: Pick<Subscribers, "broadcast">;
+  subscribers: Pick<Subscribers, "broadcast" | "releaseHeld">;
   watchdog: Pick<Watchdog, "heard" | "arm" | "forget" | "reconcile">;
   webhooks: Pick<WebhookOutbox, "arm" | "work">;
   resetMark: Pick<ResetMark, "noteAppended" | "get">;
@@ -98,6 +98,8 @@ export class RunLifecycle {
     if (fresh.length > 0) {
       watchdog.heard();
       subscribers.broadcast(fresh);
+      // A reset's run.started: the replaced run's log-view subscribers follow the workflow to its run.
+      if (fresh.some((row) => row.type === "run.started" && row.data.resetFromRunId)) subscribers.releaseHeld();
       this.deps.appended();
     }
     await this.settle(

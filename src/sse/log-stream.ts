@@ -33,10 +33,11 @@ export interface LogStreamOptions {
    */
   openFirst?: () => Promise<{ socket: WebSocket; runId: string }>;
   /**
-   * A run that continues as new goes on in the stream: the next run's entries follow, and
-   * `onDone` is for the workflow's end. Else the hand-over is the stream's end, as any other.
+   * The stream follows the workflow, not one run: a run that continues as new, or that a reset
+   * replaces, goes on in the stream with the next run's entries, and `onDone` is for the
+   * workflow's end. Else the hand-over is the stream's end, as any other.
    */
-  followContinueAsNew?: boolean;
+  followWorkflow?: boolean;
 }
 
 /** How the run ended, every field present (null when it does not apply). */
@@ -74,9 +75,11 @@ export function logStreamResponse(c: Context<AppEnv>, options: LogStreamOptions)
       if (message.kind === "entry") return { text: options.onEntry(message.entry), cursor: message.entry.seq };
       if (message.kind === "done") {
         const done = logDone(message.outcome);
-        if (options.followContinueAsNew && done.status === "continued_as_new" && done.newRunId) {
+        // The run a continue-as-new or a reset handed over to (the DO names a reset's).
+        const next = done.status === "continued_as_new" ? done.newRunId : (message.resetRunId ?? null);
+        if (options.followWorkflow && next) {
           // The next run's entries, all of them (none was sent yet): its own subscription from the start.
-          runId = done.newRunId;
+          runId = next;
           return { text: "", cursor: 0, follow: true };
         }
         return { text: options.onDone(done) };

@@ -3,6 +3,8 @@ import { abortAllDurableObjects } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { SignJWT } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
+import { runStream } from "../../src/run-stream-client.ts";
+import { runResetEvent } from "../../src/shared/run-events.ts";
 import { interceptD1InPlace } from "../support/d1-intercept.ts";
 import { readSse } from "../support/sse.ts";
 import { call, seedCatalog, seedOrganization } from "./helpers.ts";
@@ -195,6 +197,57 @@ describe("Workflow Runs API stream", () => {
       if (m.event === "activity-run") break;
     }
     expect(seen).toEqual(["workflow-run", "activity-run"]);
+  });
+
+  /** A stream of the run that keeps its events until `result` or `error`. */
+  const following = (res: Response) => {
+    const events: Array<{ event: string; data: any }> = [];
+    const done = (async () => {
+      for await (const m of readSse(res.body!)) {
+        if (m.event === "ping") continue;
+        events.push({ event: m.event, data: JSON.parse(m.data) });
+        if (m.event === "result" || m.event === "error") break;
+      }
+    })();
+    return { events, done };
+  };
+  const replacedEnd = (runId: string) => [
+    historyEvent(runId, 2, "EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED"),
+    { ...finishedEvent(runId, "terminated"), data: { runId, status: "terminated", error: "reset" } },
+  ];
+
+  for (const order of ["the reset's run recorded first", "the replaced run's end first, while the reset is pending"] as const) {
+    it(`a reset while a client streams (${order}): no error for the replaced run; the stream goes on with the reset's run to its result`, async () => {
+      const { workflowId, runId } = await createRunningRun(organizationId);
+      const id = await runIdOf(workflowId);
+      await push(workflowId, [historyEvent(runId, 1), stepEvent(runId, 1, "started")]);
+      const stream = following(await open(id));
+      const next = crypto.randomUUID();
+      // As the reset route does: the run's DO marks the reset pending before the host is asked.
+      expect(await runStream(env, workflowId).holdForReset({ organizationId, workflowId, runUuid: id })).toMatchObject({ ok: true });
+      const reset = [runResetEvent(next, runId)];
+      for (const batch of order === "the reset's run recorded first" ? [reset, replacedEnd(runId)] : [replacedEnd(runId), reset])
+        await push(workflowId, batch);
+      await push(workflowId, [historyEvent(next, 1), stepEvent(next, 2, "started"), closeEvent(next, 3), finishedEvent(next)]);
+      await stream.done;
+      expect(stream.events.map((e) => e.event)).not.toContain("error");
+      expect(stream.events.at(-1)).toMatchObject({ event: "result", data: { success: true } });
+    });
+  }
+
+  it("a run that ends while a reset of it is pending, which the host then refuses: its own end, once the reset is refused", async () => {
+    const { workflowId, runId } = await createRunningRun(organizationId);
+    const id = await runIdOf(workflowId);
+    await push(workflowId, [historyEvent(runId, 1)]);
+    const stream = following(await open(id));
+    const stub = runStream(env, workflowId);
+    expect(await stub.holdForReset({ organizationId, workflowId, runUuid: id })).toMatchObject({ ok: true });
+    await push(workflowId, [closeEvent(runId, 2), finishedEvent(runId)]);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(stream.events.map((e) => e.event)).not.toContain("result"); // held while the reset may replace the run
+    await stub.undoResetHold(workflowId);
+    await stream.done;
+    expect(stream.events.at(-1)).toMatchObject({ event: "result", data: { success: true } });
   });
 
   it("a Last-Event-ID that is neither <n> nor <n>.end is 400", async () => {

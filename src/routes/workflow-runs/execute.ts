@@ -166,7 +166,7 @@ function runEventStream(
     keepAliveMs: PING_INTERVAL_MS,
     keepAlive: () => sseFrame({ event: "ping", data: { content: "ping" } }),
     // The workflow run is the workflow id's: a continue-as-new goes on in its stream, as its row follows the next run.
-    followContinueAsNew: true,
+    followWorkflow: true,
     onEntry: async (entry) => {
       lastSeq = entry.seq;
       if (entry.type === "run.started") return sseFrame({ id: entry.seq, event: "workflow-run", data: content("running") });
