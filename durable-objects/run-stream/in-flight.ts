@@ -6,13 +6,13 @@
 const t = (name: string) => `EVENT_TYPE_${name}`;
 
 /** History event types that start something the run then waits on. */
-export const IN_FLIGHT_OPENS: readonly string[] = [
+const IN_FLIGHT_OPENS: readonly string[] = [
   t("ACTIVITY_TASK_SCHEDULED"),
   t("TIMER_STARTED"),
   t("START_CHILD_WORKFLOW_EXECUTION_INITIATED"),
 ];
 /** History event types that end one of those. */
-export const IN_FLIGHT_CLOSES: readonly string[] = [
+const IN_FLIGHT_CLOSES: readonly string[] = [
   t("ACTIVITY_TASK_COMPLETED"),
   t("ACTIVITY_TASK_FAILED"),
   t("ACTIVITY_TASK_TIMED_OUT"),

@@ -165,7 +165,7 @@ function runEventStream(
     ...(openFirst ? { openFirst } : {}),
     keepAliveMs: PING_INTERVAL_MS,
     keepAlive: () => sseFrame({ event: "ping", data: { content: "ping" } }),
-    // The workflow run is the workflow id's: a continue-as-new goes on in its stream, as its row follows the next run.
+    // The workflow run is the workflow id's: a continue-as-new or a reset goes on in its stream, as its row follows the next run.
     followWorkflow: true,
     onEntry: async (entry) => {
       lastSeq = entry.seq;
