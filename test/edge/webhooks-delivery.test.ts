@@ -42,6 +42,19 @@ async function finishRun(organizationId: string, status = "completed") {
   return { workflowId, runId };
 }
 
+/**
+ * A new organization with one endpoint whose receiver answers as `script` says (hookUrl), and a
+ * finished run whose message has had its first attempt: the receiver got it once.
+ */
+async function firstAttemptMade(prefix: string, script: string) {
+  const org = await seedOrganization();
+  const name = `${prefix}-${crypto.randomUUID()}`;
+  const endpoint = await register(org.organizationId, hookUrl(name, script));
+  const { workflowId } = await finishRun(org.organizationId);
+  await until(async () => (await received(name)).length >= 1);
+  return { org, name, endpoint, workflowId };
+}
+
 /** An endpoint's deliveries log (the admin route), newest attempt first. */
 async function deliveriesOf(organizationId: string, endpointId: string) {
   const res = await admin("GET", `/admin/v1/organizations/${organizationId}/webhooks/${endpointId}/deliveries`);
@@ -112,11 +125,7 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
   });
 
   it("a DO abort in the middle of a delivery still delivers, with the same webhook-id", async () => {
-    const org = await seedOrganization();
-    const name = `abort-${crypto.randomUUID()}`;
-    const endpoint = await register(org.organizationId, hookUrl(name, "hang:4000,200"));
-    const { workflowId } = await finishRun(org.organizationId);
-    await until(async () => (await received(name)).length >= 1);
+    const { name, endpoint, workflowId } = await firstAttemptMade("abort", "hang:4000,200");
     // The first attempt is in flight (the receiver holds its answer): reset the DO.
     await runInDurableObject(runStream(env, workflowId), (_instance, state) => {
       try {
@@ -177,11 +186,7 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
   });
 
   it("a deleted endpoint stops receiving; a rotated secret signs the next attempt", async () => {
-    const org = await seedOrganization();
-    const name = `rotate-${crypto.randomUUID()}`;
-    const endpoint = await register(org.organizationId, hookUrl(name, "500,200"));
-    await finishRun(org.organizationId);
-    await until(async () => (await received(name)).length >= 1);
+    const { org, name, endpoint } = await firstAttemptMade("rotate", "500,200");
     const rotated = (await (
       await admin("POST", `/admin/v1/organizations/${org.organizationId}/webhooks/${endpoint.id}/rotate-secret`)
     ).json()) as { secret: string };
@@ -203,11 +208,7 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
   });
 
   it("an endpoint deleted while a delivery waits to be retried: the delivery is given up, and its log says so last", async () => {
-    const org = await seedOrganization();
-    const name = `deleted-later-${crypto.randomUUID()}`;
-    const endpoint = await register(org.organizationId, hookUrl(name, "500,500"));
-    const { workflowId } = await finishRun(org.organizationId);
-    await until(async () => (await received(name)).length >= 1);
+    const { org, name, endpoint, workflowId } = await firstAttemptMade("deleted-later", "500,500");
     await until(async () => ((await deliveriesOf(org.organizationId, endpoint.id))[0]?.status === "retrying" ? true : null));
     expect((await admin("DELETE", `/admin/v1/organizations/${org.organizationId}/webhooks/${endpoint.id}`)).status).toBe(200);
     await runInDurableObject(runStream(env, workflowId), (_i, state) => {
@@ -338,11 +339,7 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
     expect(Math.max(...schedule)).toBe(MAX_WEBHOOK_RETRY_INTERVAL_MS);
     expect(DEFAULT_WEBHOOK_RETRY_BASE_MS).toBe(5_000);
 
-    const org = await seedOrganization();
-    const name = `gives-up-${crypto.randomUUID()}`;
-    const endpoint = await register(org.organizationId, hookUrl(name, "500,500,500,500,500"));
-    const { workflowId } = await finishRun(org.organizationId);
-    await until(async () => (await received(name)).length >= 1);
+    const { org, name, endpoint, workflowId } = await firstAttemptMade("gives-up", "500,500,500,500,500");
     // Pretend the first attempt was 25 hours ago and the next one is due now.
     await runInDurableObject(runStream(env, workflowId), (_i, state) => {
       state.storage.sql.exec(
@@ -369,11 +366,7 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
   });
 
   it("the last retry is at the window's end (24 h after the first attempt), not a backoff step of up to 8 h past it", async () => {
-    const org = await seedOrganization();
-    const name = `window-end-${crypto.randomUUID()}`;
-    const endpoint = await register(org.organizationId, hookUrl(name, "500,500,500,500,500"));
-    const { workflowId } = await finishRun(org.organizationId);
-    await until(async () => (await received(name)).length >= 1);
+    const { org, endpoint, workflowId } = await firstAttemptMade("window-end", "500,500,500,500,500");
     // The ninth attempt, 21.4 h after the first, is due now: its backoff (8 h) would end at 29.4 h.
     const firstAt = Date.now() - 21.4 * 3_600_000;
     await runInDurableObject(runStream(env, workflowId), (_i, state) => {
@@ -406,11 +399,7 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
   });
 
   it("an endpoint D1 cannot read at an attempt: the attempt fails like any other, is logged, and past 24 h the delivery is given up", async () => {
-    const org = await seedOrganization();
-    const name = `endpoint-unreadable-${crypto.randomUUID()}`;
-    const endpoint = await register(org.organizationId, hookUrl(name, "500,500,500"));
-    const { workflowId } = await finishRun(org.organizationId);
-    await until(async () => (await received(name)).length >= 1);
+    const { org, name, endpoint, workflowId } = await firstAttemptMade("endpoint-unreadable", "500,500,500");
     const stub = runStream(env, workflowId);
     const due = (firstAttemptAgoMs: number) =>
       runInDurableObject(stub, (_i, state) => {
@@ -446,11 +435,7 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
   });
 
   it("a reset marked pending does not move a webhook's retry later: the DO's one alarm stays at the retry's time", async () => {
-    const org = await seedOrganization();
-    const name = `reset-keeps-retry-${crypto.randomUUID()}`;
-    await register(org.organizationId, hookUrl(name, "500,500,500,500"));
-    const { workflowId } = await finishRun(org.organizationId);
-    await until(async () => (await received(name)).length >= 1);
+    const { org, workflowId } = await firstAttemptMade("reset-keeps-retry", "500,500,500,500");
     const stub = runStream(env, workflowId);
     // The next attempt is due in 2 s; the watchdog, left to itself, would wake the DO 30 s from now.
     const due = Date.now() + 2_000;
