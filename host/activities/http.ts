@@ -17,7 +17,7 @@ import {
   InvalidResponseStatusError,
   type OutboundPolicy,
 } from "./outbound-guard.ts";
-import { type StepPublisher, activityRuntime } from "./runtime.ts";
+import { type StepPublisher, activityRuntime, heartbeating } from "./runtime.ts";
 
 let defaultPolicy: OutboundPolicy | undefined;
 /** The host's policy (host/config.ts reads it, so a bad OUTBOUND_HTTP_ALLOW stops the host at start). */
@@ -37,12 +37,15 @@ export async function fetchRecorded(publisher: StepPublisher, url: string, init:
   };
   let res: Response;
   try {
-    // A cancelled attempt (its run stopped, the worker shutting down) stops its fetch too.
+    // A cancelled attempt (its run stopped, the worker shutting down) stops its fetch too: it
+    // heartbeats meanwhile, as that is how it hears of the cancellation.
     const cancelled = Context.current().cancellationSignal;
-    res = await guardedFetch(outboundPolicy(), url, {
-      ...init,
-      signal: init.signal ? AbortSignal.any([init.signal, cancelled]) : cancelled,
-    });
+    res = await heartbeating(() =>
+      guardedFetch(outboundPolicy(), url, {
+        ...init,
+        signal: init.signal ? AbortSignal.any([init.signal, cancelled]) : cancelled,
+      }),
+    );
   } catch (err) {
     if (err instanceof UrlNotAllowedError) throw ApplicationFailure.nonRetryable(err.message, URL_NOT_ALLOWED);
     await record(null);

@@ -10,17 +10,10 @@ import { streamText, type ToolSet } from "ai";
 import { renderTemplate } from "../../src/shared/prompt-template.ts";
 import { resolveModel, UnknownModelError } from "../llm/models.ts";
 import { usageAttribute } from "../llm/pricing.ts";
-import { activityRuntime, StepPublisher } from "./runtime.ts";
+import { activityRuntime, heartbeating, StepPublisher } from "./runtime.ts";
 
 /** Reasoning and answer deltas are gathered for this long before they are published together. */
 const STREAM_FLUSH_MS = 150;
-/**
- * A model call heartbeats this often while it streams. Temporal tells an activity that it was
- * cancelled (its run cancelled, terminated or timed out) only in its answer to a heartbeat; the
- * worker passes heartbeats on at most every few seconds (host/worker.ts).
- */
-export const LLM_HEARTBEAT_MS = 1_000;
-
 export interface AskModelInput {
   modelId: string;
   prompt: string;
@@ -106,9 +99,8 @@ async function callModel(call: ModelCall): Promise<{ text: string; citations: st
   const answer = throttled((text) => publisher.text(text));
   let text = "";
   const citations: string[] = [];
-  activity.heartbeat();
-  const heartbeats = setInterval(() => activity.heartbeat(), LLM_HEARTBEAT_MS);
-  try {
+  // Heartbeats while it streams: how the attempt hears that it was cancelled.
+  await heartbeating(async () => {
     for await (const part of result.fullStream) {
       if (part.type === "reasoning-delta") {
         thinking.add(part.text);
@@ -122,9 +114,7 @@ async function callModel(call: ModelCall): Promise<{ text: string; citations: st
         throw part.error;
       }
     }
-  } finally {
-    clearInterval(heartbeats);
-  }
+  });
   // An aborted stream ends quietly: the attempt is cancelled, not an answer cut short.
   activity.cancellationSignal.throwIfAborted();
   thinking.flush();

@@ -40,6 +40,29 @@ export interface ActivityRuntime {
  */
 export const DELIVERY_WAIT_MS = 10_000;
 
+/**
+ * A step heartbeats this often while it waits on the outside world (a model's stream, a fetch).
+ * Temporal tells an activity that it was cancelled (its run cancelled, terminated or timed out)
+ * only in its answer to a heartbeat; the worker passes heartbeats on at most every few seconds
+ * (host/worker.ts).
+ */
+export const STEP_HEARTBEAT_MS = 1_000;
+
+/**
+ * Runs `work` heartbeating every STEP_HEARTBEAT_MS, so that a cancelled attempt hears of it and
+ * its `cancellationSignal` (which `work` should pass on to what it waits for) aborts.
+ */
+export async function heartbeating<T>(work: () => Promise<T>): Promise<T> {
+  const activity = Context.current();
+  activity.heartbeat();
+  const heartbeats = setInterval(() => activity.heartbeat(), STEP_HEARTBEAT_MS);
+  try {
+    return await work();
+  } finally {
+    clearInterval(heartbeats);
+  }
+}
+
 const envOverrides = new AsyncLocalStorage<Record<string, string>>();
 
 /** Runs an activity attempt with its run's environment overrides (the step-events interceptor does). */
