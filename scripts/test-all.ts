@@ -55,18 +55,21 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
 
 const seconds = (since: number) => `${((Date.now() - since) / 1000).toFixed(1)}s`;
 const suiteStart = Date.now();
-let failedSteps = 0;
-if ((await run("npm", ["run", "--silent", "typecheck"])) !== 0) {
-  console.error("typecheck failed");
-  failedSteps++;
-}
-
+// The closing line counts every failure, not only failed tests: a failed typecheck, a test file that
+// failed outside its tests, a layer that failed with no failed test (vitest's unhandled errors) each
+// count as one failed, so that line alone never reads as green for a red run.
 let passed = 0;
 let failed = 0;
+/** Failures that are not a test's, one line each, printed above the closing line. */
+const otherFailures: string[] = [];
+if ((await run("npm", ["run", "--silent", "typecheck"])) !== 0) {
+  console.error("typecheck failed");
+  otherFailures.push("typecheck failed");
+  failed++;
+}
+
 let skipped = 0;
 const timings: string[] = [];
-/** Each test file that failed outside its tests (a setup hook, an import), with its error's first line. */
-const failedFiles: string[] = [];
 
 interface VitestJsonReport {
   numPassedTests: number;
@@ -109,6 +112,7 @@ try {
       env,
     );
     timings.push(`${layer} ${seconds(started)}`);
+    const failedBefore = failed;
     try {
       const report = JSON.parse(readFileSync(outputFile, "utf8")) as VitestJsonReport;
       passed += report.numPassedTests;
@@ -121,15 +125,21 @@ try {
         const notRun = file.assertionResults.filter((t) => t.status === "skipped" || t.status === "pending").length;
         if (!file.message && notRun === 0) continue; // only its tests failed, and vitest printed them
         skipped -= notRun;
-        failed += notRun;
+        // A file that failed before collecting any test (an import, a top-level throw) still counts once.
+        failed += Math.max(notRun, 1);
         const why = file.message?.split("\n")[0]?.trim() || "failed outside its tests";
-        failedFiles.push(`${layer}: ${relative(root, file.name)}: ${why}${notRun > 0 ? ` (${notRun} tests did not run)` : ""}`);
+        otherFailures.push(`${layer}: ${relative(root, file.name)}: ${why}${notRun > 0 ? ` (${notRun} tests did not run)` : ""}`);
       }
     } catch {
       // No report means the layer could not even start (setup failed): count it as a failure.
+      otherFailures.push(`${layer}: no report (the layer did not start)`);
       failed++;
     }
-    if (code !== 0) failedSteps++;
+    if (code !== 0 && failed === failedBefore) {
+      // Vitest failed the layer with every test passed: errors outside any test (unhandled rejections).
+      otherFailures.push(`${layer}: vitest exited ${code} with no failed test (see its "Unhandled Errors" above)`);
+      failed++;
+    }
     if (layer === lastStackLayer && shared) {
       await shared.stop();
       shared = undefined;
@@ -139,7 +149,7 @@ try {
   await shared?.stop();
 }
 
-if (failedFiles.length > 0) console.log(`\nfiles that failed outside their tests:\n  ${failedFiles.join("\n  ")}`);
+if (otherFailures.length > 0) console.log(`\nfailures outside tests:\n  ${otherFailures.join("\n  ")}`);
 console.log(`\nlayers: ${timings.join(", ")}; suite ${seconds(suiteStart)}`);
 console.log(`tests: ${passed} passed, ${failed} failed, ${skipped} skipped`);
-process.exit(failedSteps > 0 || failed > 0 || skipped > 0 || passed === 0 ? 1 : 0);
+process.exit(failed > 0 || skipped > 0 || passed === 0 ? 1 : 0);
