@@ -1,4 +1,4 @@
--- Usage reported after a completed run was settled (docs/credits.md, "Usage after the end").
+-- Usage reported after a completed run was settled (docs/credits.md, "Consequences worth knowing").
 -- The settlement happens once, when the run's end is recorded, from the totals then. A run's usage
 -- can reach the edge later: the host's event journal delivers it after an outage, while the edge
 -- may already have recorded the end from the host's answer (a result read, the watchdog). That
