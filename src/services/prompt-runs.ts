@@ -80,7 +80,8 @@ export async function preparePromptStart(env: Env, organizationId: string, workf
   const workflow = await findPublishedPromptWorkflow(env.DB, organizationId, workflowId);
   if (!workflow) throw new ApiError("workflow_not_found", `no published workflow "${workflowId}"`);
   const prompt = workflow.prompt!;
-  const values = checkVariables(prompt.variables, body ?? {});
+  // No body at all reads as {}; a JSON null is a body that is not an object.
+  const values = checkVariables(prompt.variables, body === undefined ? {} : body);
   const promptBytes = renderedByteLength(prompt.template, values);
   if (promptBytes > MAX_RENDERED_PROMPT_BYTES) {
     throw new ApiError(

@@ -454,6 +454,17 @@ describe("admin API: prompt workflows", () => {
     expect(((await spaced.json()) as { variables: string[] }).variables).toEqual(["topic", "audience"]);
   });
 
+  it("security: a template of thousands of bad placeholders, or one huge one, gets an answer of a few KB", async () => {
+    const org = await newOrganization();
+    for (const template of ["{{1}}".repeat(19_000), `{{ ${"x-".repeat(45_000)} }}`]) {
+      const res = await admin("POST", `/admin/v1/organizations/${org.id}/workflows`, { ...definition, name: "Bad", template });
+      expect(res.status).toBe(400);
+      const text = await res.text();
+      expect(text.length).toBeLessThan(16 * 1024);
+      expect((JSON.parse(text) as ErrorBody).error.code).toBe("invalid_request");
+    }
+  });
+
   it("answers 404 for unknown and malformed workflow ids", async () => {
     for (const id of ["wf_doesnotexist", "../../etc/passwd", "wf_%E2%98%83", "w".repeat(500)]) {
       const res = await admin("GET", `/admin/v1/workflows/${id}`);

@@ -51,6 +51,9 @@ describe("published run API: errors before a run starts", () => {
   it("400 for a body that is not an object, or not JSON, and for nested values", async () => {
     expect((await error(await postJson(`/api/v1/run/${workflowId}`, ["a"], org.key))).code).toBe("invalid_input");
     expect((await error(await postJson(`/api/v1/run/${workflowId}`, "{oops", org.key))).code).toBe("invalid_json");
+    // JSON null is a body that is not an object, not a missing body (which reads as {}).
+    const nullBody = await error(await postJson(`/api/v1/run/${workflowId}`, "null", org.key));
+    expect([nullBody.code, nullBody.issues]).toEqual(["invalid_input", [{ path: "(body)", message: "expected a JSON object" }]]);
     const nested = await error(await postJson(`/api/v1/run/${workflowId}`, { audience: { a: 1 }, topic: "t" }, org.key));
     expect(nested.issues).toEqual([{ path: "audience", message: "must be a string, number or boolean" }]);
   });

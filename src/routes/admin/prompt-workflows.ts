@@ -7,7 +7,7 @@ import {
   updatePromptWorkflow,
 } from "../../db/prompt-workflows.ts";
 import type { PromptDefinition, Workflow } from "../../db/schema.ts";
-import { ApiError } from "../../errors.ts";
+import { ApiError, issueText } from "../../errors.ts";
 import { readJson } from "../../middleware/json-body/index.ts";
 import { parseTemplate } from "../../shared/prompt-template.ts";
 import { organizationOrThrow, pageQueryOrThrow } from "./organizations.ts";
@@ -36,11 +36,10 @@ export function promptWorkflowView(w: Workflow) {
 function definition(fields: Omit<PromptDefinition, "variables">): PromptDefinition {
   const { variables, problems } = parseTemplate(fields.template);
   if (problems.length > 0) {
-    throw new ApiError(
-      "invalid_request",
-      `template: ${problems.map((p) => p.message).join("; ")}`,
-      problems.map((p) => ({ path: "template", message: p.message })),
-    );
+    // Each problem quotes its placeholder, which may be most of a 100 KB template, and there may be
+    // thousands: the message lists the first few, clipped, as the issues do.
+    const issues = problems.map((p) => ({ path: "template", message: p.message }));
+    throw new ApiError("invalid_request", `template: ${issueText(issues, (i) => i.message)}`, issues);
   }
   return { ...fields, variables };
 }
