@@ -1,6 +1,7 @@
-import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { createExecutionContext, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
+import app from "../../src/index.ts";
 import { call, createKey, type OutputErrorBody, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
 
@@ -52,6 +53,26 @@ describe("per-key rate limits", () => {
     const other = await call("/workflow/catalog", { headers: { authorization: `Bearer ${org.key}` } });
     expect(other.status).toBe(200);
     expect(other.headers.get("x-ratelimit-limit")).toBe(env.RATE_LIMIT_PER_MINUTE);
+  });
+
+  it("a RATE_LIMIT_PER_MINUTE that is a fraction counts whole requests; a negative or unreadable one is the default, not a refusal of all", async () => {
+    const org = await seedOrganization();
+    const catalogWith = (perMinute: string) =>
+      app.fetch(
+        new Request("http://edge.test/workflow/catalog", { headers: { authorization: `Bearer ${org.key}` } }),
+        { ...env, RATE_LIMIT_PER_MINUTE: perMinute } as Env,
+        createExecutionContext(),
+      );
+    const fraction = await catalogWith("2.5");
+    expect([fraction.status, fraction.headers.get("x-ratelimit-limit"), fraction.headers.get("x-ratelimit-remaining")]).toEqual([
+      200,
+      "2",
+      "1",
+    ]);
+    for (const bad of ["-5", "many"]) {
+      const res = await catalogWith(bad);
+      expect([res.status, res.headers.get("x-ratelimit-limit")], bad).toEqual([200, "600"]);
+    }
   });
 
   it("security: a stream token is held to the minting key's own limit (a throttled key gets no 600 a minute per run through tokens)", async () => {

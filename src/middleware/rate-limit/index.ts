@@ -7,9 +7,18 @@
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
+import { positiveNumberVar } from "../../shared/positive-number-var.ts";
 
 export const RATE_LIMIT_WINDOW_SECONDS = 60;
 const DEFAULT_PER_MINUTE = 600;
+
+/**
+ * RATE_LIMIT_PER_MINUTE as a whole number of requests, at least 1: a fraction counted down went
+ * below zero in `x-ratelimit-remaining`, and a negative or unreadable value refused every request.
+ */
+function defaultPerMinute(env: Env): number {
+  return Math.max(1, Math.floor(positiveNumberVar(env.RATE_LIMIT_PER_MINUTE, DEFAULT_PER_MINUTE)));
+}
 
 export const rateLimit = () =>
   createMiddleware<AppEnv>(async (c, next) => {
@@ -17,7 +26,7 @@ export const rateLimit = () =>
     // A stream token counts against its run (streamTokenRateLimitKey).
     const limitedKey = auth?.rateLimitKey ?? auth?.apiKeyId;
     if (!limitedKey) return next();
-    const limit = auth!.rateLimitPerMinute ?? (Number(c.env.RATE_LIMIT_PER_MINUTE) || DEFAULT_PER_MINUTE);
+    const limit = auth!.rateLimitPerMinute ?? defaultPerMinute(c.env);
     const limiter = c.env.RATE_LIMITER.get(c.env.RATE_LIMITER.idFromName(limitedKey));
     const decision = await limiter.hit(limit, RATE_LIMIT_WINDOW_SECONDS);
     const headers = {
