@@ -101,4 +101,38 @@ describe("API key authentication", () => {
     // A live key is not held back by the refused ones.
     expect((await postJson("/workflow/start", UNKNOWN_WORKFLOW, org.key)).status).toBe(424);
   });
+
+  it("security: made-up key ids from one address cost at most the limit's D1 reads a minute; past it 429, while cached keys still work", async () => {
+    clearApiKeyCache();
+    // The binding counts in windows aligned to the wall clock's minutes: the flood stays in one.
+    const intoMinute = Date.now() % 60_000;
+    if (intoMinute > 45_000) await new Promise((r) => setTimeout(r, 60_500 - intoMinute));
+    const address = `203.0.113.${Math.floor(Math.random() * 250) + 1}`;
+    const from = (credential: string, ip = address) =>
+      postJson("/workflow/start", UNKNOWN_WORKFLOW, credential, { "cf-connecting-ip": ip });
+    // A key of the organization, cached before the flood.
+    expect((await from(org.key)).status).toBe(424);
+    const madeUp = () => `otr_${crypto.randomUUID().replaceAll("-", "").slice(0, 20)}_${"A".repeat(32)}`;
+    let keyReads = 0;
+    const restore = interceptD1InPlace(env.DB, (call) => {
+      if (call.kind === "statement" && /api_keys/.test(call.sql)) keyReads++;
+    });
+    const statuses = new Map<number, number>();
+    try {
+      for (let i = 0; i < 200; i++) {
+        const res = await from(madeUp());
+        statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
+        if (res.status === 429) expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
+      }
+      // wrangler.toml: UNKNOWN_API_KEY_LOOKUPS allows 120 a minute (one more to learn it is over).
+      expect(keyReads).toBeLessThanOrEqual(121);
+      expect(statuses.get(401)).toBeLessThanOrEqual(121);
+      expect(statuses.get(429)).toBeGreaterThanOrEqual(79);
+      // The organization's cached key still works from that address; another address is not held back.
+      expect((await from(org.key)).status).toBe(424);
+      expect((await from(madeUp(), "198.51.100.7")).status).toBe(401);
+    } finally {
+      restore();
+    }
+  }, 30_000);
 });

@@ -34,10 +34,47 @@ const cache = new Map<string, CachedKey>();
 const refused = new Map<string, number>();
 const REFUSED_KEY_CACHE_MAX_ENTRIES = 10_000;
 
-/** For tests: forget every cached key, and every refused id. */
+/**
+ * Client addresses that looked up too many key ids D1 has no live key for (the
+ * UNKNOWN_API_KEY_LOOKUPS binding refused one more), until when. Until then a key of theirs that
+ * is not cached is refused without a lookup: made-up ids each cost a read on D1's primary, which
+ * every tenant's runs share, and the refused-id cache cannot absorb ids that never repeat.
+ */
+const blockedAddresses = new Map<string, number>();
+const BLOCKED_ADDRESSES_MAX_ENTRIES = 10_000;
+/** How long an address stays refused once over its limit: the binding's period. */
+export const UNKNOWN_KEY_BLOCK_MS = 60_000;
+
+/** For tests: forget every cached key, every refused id and every refused address. */
 export function clearApiKeyCache(): void {
   cache.clear();
   refused.clear();
+  blockedAddresses.clear();
+}
+
+/** The caller's address as Cloudflare saw it; one shared bucket where there is none (local dev). */
+const clientAddress = (header: string | undefined) => header?.trim() || "unknown";
+
+/** 429 while the address is refused; its keys already cached still work. */
+function refuseBlockedAddress(address: string, now: number): void {
+  const until = blockedAddresses.get(address) ?? 0;
+  if (until <= now) return;
+  const retryAfter = Math.max(1, Math.ceil((until - now) / 1000));
+  throw new ApiError(
+    "rate_limited",
+    `too many requests from your address with API keys that do not exist; retry after ${retryAfter} s`,
+    undefined,
+    { "retry-after": String(retryAfter) },
+  );
+}
+
+/** Counts a lookup that found no live key against the address; over the limit, the address is refused for a while. */
+async function countUnknownKey(env: Env, address: string, now: number): Promise<void> {
+  const { success } = await env.UNKNOWN_API_KEY_LOOKUPS.limit({ key: address });
+  if (success) return;
+  blockedAddresses.delete(address);
+  if (blockedAddresses.size >= BLOCKED_ADDRESSES_MAX_ENTRIES) blockedAddresses.delete(blockedAddresses.keys().next().value!);
+  blockedAddresses.set(address, now + UNKNOWN_KEY_BLOCK_MS);
 }
 
 export function credentialFromHeader(header: string | undefined, allowBasic: boolean): string | null {
@@ -69,13 +106,23 @@ async function constantTimeEqualHex(a: string, b: string): Promise<boolean> {
   return crypto.subtle.timingSafeEqual(x, y);
 }
 
-async function lookUp(db: D1Database, id: string): Promise<CachedKey | null> {
+/**
+ * The key with this id, from the isolate's cache or D1. `beforeRead` runs only when D1 must be
+ * read, and `onUnknown` only when that read found no live key.
+ */
+async function lookUp(
+  db: D1Database,
+  id: string,
+  hooks: { beforeRead?: () => void; onUnknown?: () => Promise<void> } = {},
+): Promise<CachedKey | null> {
   const now = Date.now();
   const hit = cache.get(id);
   if (hit && hit.expiresAt > now) return hit;
   if ((refused.get(id) ?? 0) > now) return null;
+  hooks.beforeRead?.();
   const row = await findApiKeyById(db, id);
   if (!row || row.revokedAt) {
+    await hooks.onUnknown?.();
     cache.delete(id);
     refused.delete(id); // re-inserted last: the oldest entry is the first evicted
     if (refused.size >= REFUSED_KEY_CACHE_MAX_ENTRIES) refused.delete(refused.keys().next().value!);
@@ -117,7 +164,14 @@ export const apiKeyAuth = (options: { allowBasic?: boolean } = {}) =>
       throw new ApiError("unauthorized", how);
     }
     const parsed = parseApiKey(credential);
-    const key = parsed ? await lookUp(c.env.DB, parsed.id) : null;
+    const address = clientAddress(c.req.header("cf-connecting-ip"));
+    const now = Date.now();
+    const key = parsed
+      ? await lookUp(c.env.DB, parsed.id, {
+          beforeRead: () => refuseBlockedAddress(address, now),
+          onUnknown: () => countUnknownKey(c.env, address, now),
+        })
+      : null;
     // Hash even when the key is unknown, so timing does not tell unknown ids from wrong secrets.
     const digest = await sha256Hex(parsed?.secret ?? credential);
     const matches = key !== null && (await constantTimeEqualHex(digest, key.secretSha256));
