@@ -16,6 +16,25 @@ export async function admin<T = Record<string, unknown>>(method: string, path: s
   return (await res.json()) as T;
 }
 
+export interface Organization {
+  id: string;
+  key: string;
+}
+
+/** A new organization of its own, with an API key (and credits, when given: a metered organization). */
+export async function newOrganization(
+  name: string,
+  options: { rateLimitPerMinute?: number; credits?: number } = {},
+): Promise<Organization> {
+  const org = await admin<{ id: string }>("POST", "/admin/v1/organizations", { name });
+  const key = await admin<{ key: string }>("POST", `/admin/v1/organizations/${org.id}/api-keys`, {
+    name: "e2e",
+    ...(options.rateLimitPerMinute ? { rateLimitPerMinute: options.rateLimitPerMinute } : {}),
+  });
+  if (options.credits !== undefined) await admin("POST", `/admin/v1/organizations/${org.id}/credits`, { amount: options.credits });
+  return { id: org.id, key: key.key };
+}
+
 export function api(path: string, init: RequestInit & { key?: string | null } = {}): Promise<Response> {
   const { key = apiKey(), headers, ...rest } = init;
   return fetch(new URL(path, baseUrl()), {

@@ -9,22 +9,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readSse } from "../support/sse.ts";
 import { testJwt } from "../support/stack.ts";
 import { startWebhookReceiver, type ReceivedWebhook } from "../support/webhook-receiver.ts";
-import { admin, api, eventually, postJson, queryD1, type OutputErrorBody } from "./helpers.ts";
+import { admin, api, eventually, newOrganization, type Organization, postJson, queryD1, type OutputErrorBody } from "./helpers.ts";
 
-interface Org {
-  id: string;
-  key: string;
-}
-
-async function newOrg(credits?: number): Promise<Org> {
-  const org = await admin<{ id: string }>("POST", "/admin/v1/organizations", { name: "idempotency e2e" });
-  const key = await admin<{ key: string }>("POST", `/admin/v1/organizations/${org.id}/api-keys`, {
-    name: "e2e",
-    rateLimitPerMinute: 10_000,
-  });
-  if (credits !== undefined) await admin("POST", `/admin/v1/organizations/${org.id}/credits`, { amount: credits });
-  return { id: org.id, key: key.key };
-}
+type Org = Organization;
+const newOrg = (credits?: number) => newOrganization("idempotency e2e", { rateLimitPerMinute: 10_000, credits });
 
 const withKey = (org: Org, idempotencyKey: string) => ({ key: org.key, headers: { "idempotency-key": idempotencyKey } });
 const count = (sql: string) => queryD1<{ n: number }>(sql)[0]!.n;

@@ -6,22 +6,10 @@ import { inject } from "vitest";
 import { describe, expect, it } from "vitest";
 import { SEARCH_SOURCES } from "../../host/local-llm/server.ts";
 import { readSse } from "../support/sse.ts";
-import { admin, eventually, postJson, queryD1, type ErrorBody } from "./helpers.ts";
+import { admin, eventually, newOrganization, type Organization, postJson, queryD1, type ErrorBody } from "./helpers.ts";
 
-interface Org {
-  id: string;
-  key: string;
-}
-
-async function newOrg(options: { rateLimitPerMinute?: number; credits?: number } = {}): Promise<Org> {
-  const org = await admin<{ id: string }>("POST", "/admin/v1/organizations", { name: "e2e" });
-  const key = await admin<{ key: string }>("POST", `/admin/v1/organizations/${org.id}/api-keys`, {
-    name: "e2e",
-    ...(options.rateLimitPerMinute ? { rateLimitPerMinute: options.rateLimitPerMinute } : {}),
-  });
-  if (options.credits !== undefined) await admin("POST", `/admin/v1/organizations/${org.id}/credits`, { amount: options.credits });
-  return { id: org.id, key: key.key };
-}
+type Org = Organization;
+const newOrg = (options: { rateLimitPerMinute?: number; credits?: number } = {}) => newOrganization("e2e", options);
 
 async function publishedWorkflow(org: Org, fields: Record<string, unknown> = {}): Promise<string> {
   const wf = await admin<{ id: string }>("POST", `/admin/v1/organizations/${org.id}/workflows`, {

@@ -2,7 +2,16 @@ import { Client, Connection } from "@temporalio/client";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ALWAYS_FAILS_MESSAGE } from "../../host/workflows/examples.ts";
 import { ALWAYS_FAILS_ERROR_DETAILS } from "../support/always-fails.ts";
-import { api, eventually, postJson, queryD1, type OutputErrorBody, type ResultPayload } from "./helpers.ts";
+import {
+  api,
+  eventually,
+  newOrganization,
+  type Organization,
+  postJson,
+  queryD1,
+  type OutputErrorBody,
+  type ResultPayload,
+} from "./helpers.ts";
 
 describe("Workflow API through the whole stack", () => {
   it("POST /workflow/run of hello returns a completed result with the greeting (the README's curl)", async () => {
@@ -131,6 +140,12 @@ describe("the D1 run row follows the run to its end", () => {
 });
 
 describe("errors through the whole stack", () => {
+  // An organization of its own: what its refused requests left behind is all of its rows.
+  let org: Organization;
+  beforeAll(async () => {
+    org = await newOrganization("refused requests e2e");
+  });
+
   it("401 without a key and with a wrong key, in the JSON error shape", async () => {
     for (const key of [null, "otr_abcdefgh1234_wrongwrongwrongwrongwrongwrong"]) {
       const res = await postJson("/workflow/run", { workflowName: "hello", input: { name: "x" } }, { key });
@@ -143,15 +158,15 @@ describe("errors through the whole stack", () => {
   });
 
   it("400 for malformed JSON, a missing field and a wrong-typed input field", async () => {
-    const malformed = await postJson("/workflow/start", "{nope");
+    const malformed = await postJson("/workflow/start", "{nope", { key: org.key });
     expect(malformed.status).toBe(400);
     expect(((await malformed.json()) as OutputErrorBody).code).toBe("invalid_json");
 
-    const missing = await postJson("/workflow/start", { input: { name: "x" } });
+    const missing = await postJson("/workflow/start", { input: { name: "x" } }, { key: org.key });
     expect(missing.status).toBe(400);
     expect(((await missing.json()) as OutputErrorBody).issues?.[0]?.path).toBe("workflowName");
 
-    const wrongType = await postJson("/workflow/start", { workflowName: "hello", input: { name: 42 } });
+    const wrongType = await postJson("/workflow/start", { workflowName: "hello", input: { name: 42 } }, { key: org.key });
     expect(wrongType.status).toBe(400);
     const body = (await wrongType.json()) as OutputErrorBody;
     expect(body.code).toBe("invalid_input");
@@ -159,16 +174,16 @@ describe("errors through the whole stack", () => {
   });
 
   it("424 for an unknown workflow (as Output) and 404 for an unknown run", async () => {
-    const unknownWorkflow = await postJson("/workflow/start", { workflowName: "no_such_thing", input: {} });
+    const unknownWorkflow = await postJson("/workflow/start", { workflowName: "no_such_thing", input: {} }, { key: org.key });
     expect(unknownWorkflow.status).toBe(424);
     expect(((await unknownWorkflow.json()) as OutputErrorBody).code).toBe("unsupported_workflow");
-    const unknownRun = await api(`/workflow/hello-${crypto.randomUUID()}/status`);
+    const unknownRun = await api(`/workflow/hello-${crypto.randomUUID()}/status`, { key: org.key });
     expect(unknownRun.status).toBe(404);
     expect(((await unknownRun.json()) as OutputErrorBody).code).toBe("run_not_found");
   });
 
   it("413 for a body over 1 MiB", async () => {
-    const res = await postJson("/workflow/start", { workflowName: "hello", input: { name: "x".repeat(1_100_000) } });
+    const res = await postJson("/workflow/start", { workflowName: "hello", input: { name: "x".repeat(1_100_000) } }, { key: org.key });
     expect(res.status).toBe(413);
     expect(((await res.json()) as OutputErrorBody).code).toBe("payload_too_large");
   });
@@ -177,8 +192,8 @@ describe("errors through the whole stack", () => {
     expect((await api("/health", { key: null })).status).toBe(200);
   });
 
-  it("no refused request left a run row behind", () => {
-    const rows = queryD1<{ n: number }>("SELECT COUNT(*) AS n FROM runs WHERE status = 'scheduled'");
+  it("no refused request left a run row behind, in any status", () => {
+    const rows = queryD1<{ n: number }>(`SELECT COUNT(*) AS n FROM runs WHERE organization_id = '${org.id}'`);
     expect(rows[0]!.n).toBe(0);
   });
 });

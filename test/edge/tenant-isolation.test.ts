@@ -74,6 +74,7 @@ describe("tenant isolation", () => {
         body: body === undefined ? undefined : JSON.stringify(body),
       });
       const ownText = await own.text();
+      expect([401, 403, 500], `owner ${method} ${path}: ${own.status} ${ownText}`).not.toContain(own.status);
       if (own.status === 404) expect((JSON.parse(ownText) as OutputErrorBody).code, `owner ${method} ${path}`).not.toBe("run_not_found");
     }
     const recent = await (await call("/workflow/runs", { headers: { authorization: `Bearer ${intruder.key}` } })).text();

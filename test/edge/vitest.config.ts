@@ -50,6 +50,9 @@ export default defineConfig(async () => {
     test: {
       include: ["test/edge/**/*.test.ts", "src/**/*.test.ts"],
       setupFiles: ["test/edge/apply-migrations.ts"],
+      // Not vitest's 5 s: several tests wait on purpose (a 3 s catch-up) or make hundreds of calls
+      // into workerd, which shares two cores with the rest of the suite; a test that hangs still fails.
+      testTimeout: 20_000,
     },
   };
 });
