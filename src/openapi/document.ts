@@ -24,10 +24,10 @@ const SECURITY: Record<Auth, Array<Record<string, string[]>>> = {
 
 /** Codes an authenticated route can answer with; the tenants' families are rate-limited per key, the admin API and the host's routes are not. */
 const AUTH_ERRORS: Record<Exclude<Auth, "none">, ErrorCode[]> = {
-  apiKey: ["unauthorized", "rate_limited"],
-  apiKeyOrStreamToken: ["unauthorized", "rate_limited"],
-  streamToken: ["unauthorized", "rate_limited"],
-  jwtOrInternal: ["unauthorized", "rate_limited", "jwt_keys_unavailable", "jwt_keys_invalid"],
+  apiKey: ["unauthorized", "rate_limited", "service_unavailable"],
+  apiKeyOrStreamToken: ["unauthorized", "rate_limited", "service_unavailable"],
+  streamToken: ["unauthorized", "rate_limited", "service_unavailable"],
+  jwtOrInternal: ["unauthorized", "rate_limited", "service_unavailable", "jwt_keys_unavailable", "jwt_keys_invalid"],
   admin: ["unauthorized"],
   hostSignature: ["unauthorized"],
 };

@@ -8,6 +8,7 @@ import { parseApiKey, sha256Hex } from "../../shared/api-keys.ts";
 import type { AppEnv, AuthContext } from "../../app-env.ts";
 import { ApiError, INVALID_TOKEN_CHALLENGE } from "../../errors.ts";
 import { findApiKeyById } from "../../db/api-keys.ts";
+import { unavailableOnTransient } from "../../lib/transient-errors.ts";
 
 /** How long a verified key stays cached in the isolate; also the longest a revoked key still works. */
 export const API_KEY_CACHE_TTL_MS = 30_000;
@@ -120,7 +121,7 @@ async function lookUp(
   if (hit && hit.expiresAt > now) return hit;
   if ((refused.get(id) ?? 0) > now) return null;
   hooks.beforeRead?.();
-  const row = await findApiKeyById(db, id);
+  const row = await unavailableOnTransient("API key verification", () => findApiKeyById(db, id));
   if (!row || row.revokedAt) {
     await hooks.onUnknown?.();
     cache.delete(id);

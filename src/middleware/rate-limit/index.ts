@@ -7,6 +7,7 @@
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
+import { unavailableOnTransient } from "../../lib/transient-errors.ts";
 import { positiveNumberVar } from "../../shared/positive-number-var.ts";
 
 export const RATE_LIMIT_WINDOW_SECONDS = 60;
@@ -28,7 +29,7 @@ export const rateLimit = () =>
     if (!limitedKey) return next();
     const limit = auth!.rateLimitPerMinute ?? defaultPerMinute(c.env);
     const limiter = c.env.RATE_LIMITER.get(c.env.RATE_LIMITER.idFromName(limitedKey));
-    const decision = await limiter.hit(limit, RATE_LIMIT_WINDOW_SECONDS);
+    const decision = await unavailableOnTransient("the rate limiter", () => limiter.hit(limit, RATE_LIMIT_WINDOW_SECONDS));
     const headers = {
       "x-ratelimit-limit": String(decision.limit),
       "x-ratelimit-remaining": String(decision.remaining),

@@ -25,6 +25,7 @@ import {
 import type { AppEnv } from "../../app-env.ts";
 import { ApiError, INVALID_TOKEN_CHALLENGE } from "../../errors.ts";
 import { matchesSecret } from "../../lib/secret-compare.ts";
+import { unavailableOnTransient } from "../../lib/transient-errors.ts";
 import { parseSecrets } from "../../shared/signing.ts";
 import { credentialFromHeader } from "../api-key-auth/index.ts";
 
@@ -146,7 +147,9 @@ const KNOWN_ORGANIZATIONS_MAX = 10_000;
 /** A token or header naming an organization that does not exist authenticates nobody. */
 async function assertOrganizationExists(env: Env, organizationId: string): Promise<void> {
   if (knownOrganizations.has(organizationId)) return;
-  const row = await env.DB.prepare("SELECT 1 AS ok FROM organizations WHERE id = ?").bind(organizationId).first();
+  const row = await unavailableOnTransient("organization verification", () =>
+    env.DB.prepare("SELECT 1 AS ok FROM organizations WHERE id = ?").bind(organizationId).first(),
+  );
   if (!row) throw unauthorized(`organization "${organizationId}" does not exist`);
   if (knownOrganizations.size >= KNOWN_ORGANIZATIONS_MAX) knownOrganizations.clear();
   knownOrganizations.add(organizationId);
