@@ -7,6 +7,7 @@ import { forgetCachedCatalog } from "../../src/db/workflows.ts";
 import { blockingExecuteAnswer } from "../../src/routes/workflow-runs/execute.ts";
 import { clearWorkflowNameCache } from "../../src/services/runs.ts";
 import { WORKFLOW_RUN_STATUSES } from "../../src/shared/run-status.ts";
+import { interceptD1InPlace } from "../support/d1-intercept.ts";
 import { call, type ErrorBody, seedCatalog, seedOrganization } from "./helpers.ts";
 
 const JWT_SECRET = "edge-test-jwt-secret-at-least-32-bytes-long";
@@ -372,6 +373,35 @@ describe("Workflow Runs API: cancel", () => {
     // The running run's cancel reaches for the host (none in edge tests): "error", not "not_found".
     const byWorkflow = await cancel({ workflowId: (await workflowIdOf("two_steps")).toUpperCase() });
     expect(byWorkflow.results.map((r) => [r.runId, r.status])).toEqual([[running, "error"]]);
+  });
+
+  it("100 run ids are read in two statements, without the runs' inputs and outputs, and each still gets its outcome", async () => {
+    await seedCatalog();
+    const { organizationId } = await seedOrganization();
+    const token = await jwtFor(organizationId);
+    const completed = await insertRun(organizationId, "hello", "completed", "2026-01-04T00:00:00.000Z");
+    const cancelled = await insertRun(organizationId, "hello", "cancelled", "2026-01-04T00:00:01.000Z");
+    const runIds = [...Array.from({ length: 97 }, () => crypto.randomUUID()), completed, cancelled, "bogus"];
+    const statements: string[] = [];
+    const restore = interceptD1InPlace(env.DB, (c) => {
+      if (c.kind === "statement" && /from "runs"/i.test(c.sql)) statements.push(c.sql);
+    });
+    let body: { results: Array<{ runId: string; status: string }>; summary: Record<string, number> };
+    try {
+      const res = await call("/api/v1/workflow-runs/cancel", {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: JSON.stringify({ runIds }),
+      });
+      expect(res.status).toBe(200);
+      body = (await res.json()) as typeof body;
+    } finally {
+      restore();
+    }
+    expect(statements).toHaveLength(2); // D1 binds at most 100 parameters per statement
+    for (const sql of statements) expect(sql).not.toMatch(/"(input|output|error_details)"/);
+    expect(body.results.map((r) => r.runId)).toEqual(runIds);
+    expect(body.summary).toEqual({ cancelled: 0, already_completed: 1, not_eligible: 1, not_found: 98, error: 0 });
   });
 
   it("needs exactly one of runIds and workflowId; reason at most 500 characters", async () => {

@@ -1,6 +1,5 @@
 import type { App } from "../../app-env.ts";
-import type { Run } from "../../db/schema.ts";
-import { findRunById, listOpenRunsOfWorkflow } from "../../db/workflow-runs.ts";
+import { type CancelTarget, findCancelTargetsByIds, listOpenRunsOfWorkflow } from "../../db/workflow-runs.ts";
 import { ApiError } from "../../errors.ts";
 import { HostClient } from "../../host-client.ts";
 import { readJson } from "../../middleware/json-body/index.ts";
@@ -14,7 +13,7 @@ const ENDED_ON_ITS_OWN: ReadonlySet<RunStatus> = new Set(["completed", "failed",
 /** Cancel-by-workflow acts on at most this many open runs per call (call again for more). */
 const MAX_RUNS_PER_CANCEL = 100;
 
-async function cancelOne(host: HostClient, run: Run): Promise<{ status: Outcome; message?: string }> {
+async function cancelOne(host: HostClient, run: CancelTarget): Promise<{ status: Outcome; message?: string }> {
   if (ENDED_ON_ITS_OWN.has(run.status)) return { status: "already_completed" };
   if (run.status === "cancelled" || run.status === "terminated") return { status: "not_eligible", message: "already cancelled" };
   if (!run.temporalRunId) return { status: "not_eligible", message: "the run has no Temporal workflow yet" };
@@ -25,6 +24,13 @@ async function cancelOne(host: HostClient, run: Run): Promise<{ status: Outcome;
     if (err instanceof ApiError && err.code === "run_finished") return { status: "already_completed" };
     return { status: "error", message: err instanceof Error ? err.message : String(err) };
   }
+}
+
+/** The runs `runIds` named (lower-cased id → as named), read in one statement: up to 100 ids, not 100 reads. */
+async function namedRuns(d1: D1Database, organizationId: string, named: Map<string, string>) {
+  const ids = [...named.keys()].filter((id) => anyCaseUuid.safeParse(id).success);
+  const found = new Map((await findCancelTargetsByIds(d1, organizationId, ids)).map((run) => [run.id, run]));
+  return [...named].map(([id, runId]) => ({ runId, run: found.get(id) ?? null }));
 }
 
 /**
@@ -39,13 +45,8 @@ export function registerCancel(app: App) {
     // One target per run, whatever the letter case it was named in; results echo the first spelling.
     const named = new Map<string, string>();
     for (const runId of body.runIds ?? []) if (!named.has(runId.toLowerCase())) named.set(runId.toLowerCase(), runId);
-    const targets: Array<{ runId: string; run: Run | null }> = body.runIds
-      ? await Promise.all(
-          [...named].map(async ([id, runId]) => ({
-            runId,
-            run: anyCaseUuid.safeParse(id).success ? await findRunById(c.env.DB, organizationId, id) : null,
-          })),
-        )
+    const targets: Array<{ runId: string; run: CancelTarget | null }> = body.runIds
+      ? await namedRuns(c.env.DB, organizationId, named)
       : (await listOpenRunsOfWorkflow(c.env.DB, organizationId, body.workflowId!, OPEN, MAX_RUNS_PER_CANCEL)).map((run) => ({
           runId: run.id,
           run,
