@@ -46,6 +46,8 @@ let resetCalls = 0;
 let latestRun: ((workflowId: string) => RunResultResponse) | null = null;
 /** When set, the scripted host's answer to a result call waits for it. */
 let resultGate: Promise<void> | null = null;
+/** Result calls the scripted host has had (answered or waiting at the gate). */
+let resultCalls = 0;
 let restoreHost: () => void;
 
 beforeAll(async () => {
@@ -72,6 +74,7 @@ beforeAll(async () => {
       return Response.json({ workflowId, runId: answer.runId, resetFromRunId: pinned ?? previous!.temporal_run_id });
     }
     if (latestRun && path.endsWith("/result")) {
+      resultCalls++;
       await resultGate;
       return Response.json(latestRun(decodeURIComponent(path.split("/").at(-2)!)));
     }
@@ -361,22 +364,25 @@ describe("resets at once (two routes waiting on the host together)", () => {
    * the waiting is polled.)
    */
   function overlapResets(count: number) {
-    let arrived = 0;
+    const state = { arrived: 0, overlapped: false };
     duringReset = async () => {
-      arrived++;
+      state.arrived++;
       // Bounded, so a reset that never gets here (refused before the host) fails the test's assertions, not its timeout.
       const deadline = Date.now() + 2_000;
-      while (arrived < count && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+      while (state.arrived < count && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
+      if (state.arrived >= count) state.overlapped = true;
     };
+    return state;
   }
 
   it("both refused: the hold goes back as it was, not left reserved for good", async () => {
     const org = await meteredOrg(HOLD * 2);
     const ended = await run(org.organizationId, (runId) => [usage(runId, 10), finished(runId, "completed")]);
     const before = await row(ended.workflowId);
-    overlapResets(2);
+    const overlap = overlapResets(2);
     const answers = await Promise.all([reset(org.key, ended.workflowId), reset(org.key, ended.workflowId)]);
     expect(answers.map((res) => res.status)).toEqual([404, 404]);
+    expect(overlap.overlapped, "both resets waited at the host together").toBe(true);
     expect(await row(ended.workflowId)).toEqual(before);
     expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 10, reserved: 0 });
     await runInDurableObject(ended.stub, (instance: RunStream) => {
@@ -390,9 +396,10 @@ describe("resets at once (two routes waiting on the host together)", () => {
     const newRunId = crypto.randomUUID();
     const answers: ResetAnswer[] = [{ status: 404, code: "step_not_found" }, { runId: newRunId }];
     resetAnswer = () => answers.shift()!;
-    overlapResets(2);
+    const overlap = overlapResets(2);
     const statuses = (await Promise.all([reset(org.key, ended.workflowId), reset(org.key, ended.workflowId)])).map((res) => res.status);
     expect(statuses.sort()).toEqual([200, 404]);
+    expect(overlap.overlapped, "both resets waited at the host together").toBe(true);
     expect(await row(ended.workflowId)).toMatchObject({ temporal_run_id: newRunId, credit_hold: HOLD });
     expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 10, reserved: HOLD });
     await ended.stub.record(ended.workflowId, [usage(newRunId, 7), finished(newRunId, "completed")]);
@@ -811,9 +818,12 @@ describe("a reset whose answer the route never gets: the run's DO settles its ma
       const mark = (instance as unknown as { parts: { resetMark: ResetMark } }).parts.resetMark;
       mark.set({ ...mark.get()!, until: 0 });
     });
+    const asked = resultCalls;
     const alarm = runDurableObjectAlarm(ended.stub);
-    await new Promise((r) => setTimeout(r, 50));
-    // A second reset meanwhile, which the host takes.
+    // The alarm is at the host, waiting for its answer...
+    for (const end = Date.now() + 5_000; resultCalls === asked && Date.now() < end; ) await new Promise((r) => setTimeout(r, 5));
+    expect(resultCalls, "the alarm asked the host about the stale mark").toBeGreaterThan(asked);
+    // ...when a second reset comes, which the host takes.
     const newRunId = crypto.randomUUID();
     resetAnswer = () => ({ runId: newRunId });
     const second = reset(org.key, ended.workflowId);

@@ -129,6 +129,8 @@ describe("the Node host crashes mid-run", () => {
 
     await new Promise((r) => setTimeout(r, 1000)); // inside the pause between the steps
     await host!.kill();
+    // The kill landed mid-run (a slow start could have let the run finish first, testing nothing).
+    expect((await client.workflow.getHandle(workflowId).describe()).status.name).toBe("RUNNING");
     host = await startHostProcess(hostEnv());
 
     const seen = await collected;
@@ -208,9 +210,9 @@ describe("the Node host crashes between two pushes of batched run events", () =>
           return (await res.json()) as { workflowId: string; streamToken: string };
         }),
       );
-      const streams = await Promise.all(
-        runs.map(async (r) => collectHistoryStream((await api(`/workflow/${r.workflowId}/history/stream`)).body!)),
-      );
+      // Opened now, collected while the runs go on (awaiting the collection here would wait for their ends).
+      const bodies = await Promise.all(runs.map(async (r) => (await api(`/workflow/${r.workflowId}/history/stream`)).body!));
+      const streams = bodies.map((body) => collectHistoryStream(body));
       // Wait until a first push has reached the edge (the runs' first history is in D1's view of the log)...
       const firstPushed = await Promise.race([
         (async () => {
@@ -226,6 +228,9 @@ describe("the Node host crashes between two pushes of batched run events", () =>
       // ...then kill the host inside the next window, with events queued and not yet pushed.
       await new Promise((r) => setTimeout(r, 150));
       await host!.kill();
+      // The kill landed while the runs went on (each pauses 1.5 s between its steps).
+      const open = await Promise.all(runs.map(async (r) => (await client.workflow.getHandle(r.workflowId).describe()).status.name));
+      expect(open.filter((s) => s === "RUNNING").length, open.join(",")).toBeGreaterThan(0);
       host = await startHostProcess(hostEnv());
 
       const seen = await Promise.all(streams);

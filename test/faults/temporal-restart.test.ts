@@ -43,6 +43,8 @@ describe("Temporal restarts mid-run", () => {
     const collected = collectHistoryStream((await api(`/workflow/${workflowId}/history/stream`)).body!);
 
     await new Promise((r) => setTimeout(r, 1000)); // inside the durable pause
+    // Still going as Temporal stops (a slow start could have let it finish first, testing nothing).
+    expect(((await (await api(`/workflow/${workflowId}/status`)).json()) as { status: string }).status).toBe("running");
     await temporal.stop();
     // Back on the same ports (gRPC, HTTP, metrics), as a restarted server would be.
     temporal = await startTemporal({ ports: temporal.ports, env: { TEMPORAL_DB_FILENAME: dbFile } });
