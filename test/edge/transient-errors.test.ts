@@ -66,6 +66,14 @@ describe("transient platform errors in auth and rate limiting", () => {
     expect([res.status, errorCodeOf(await res.json()), res.headers.get("retry-after")]).toEqual([503, "service_unavailable", "1"]);
   });
 
+  it("the made-up-key counter failing leaves an unknown key's answer a 401, not a 500", async () => {
+    const counter = { limit: () => Promise.reject(platformError("rate limiter unavailable")) } as unknown as Env["UNKNOWN_API_KEY_LOOKUPS"];
+    const answer = await catalog(`otr_${crypto.randomUUID().replaceAll("-", "").slice(0, 20)}_${"B".repeat(32)}`, {
+      UNKNOWN_API_KEY_LOOKUPS: counter,
+    });
+    expect(answer).toEqual({ status: 401, code: "unauthorized", retryAfter: null });
+  });
+
   it("errors that a retry would not fix stay 500 internal_error, without Retry-After", async () => {
     const answer = await catalog(key, { RATE_LIMITER: failingLimiter(platformError("TypeError: hit is not a function")) });
     expect(answer).toEqual({ status: 500, code: "internal_error", retryAfter: null });

@@ -44,7 +44,7 @@ const REFUSED_KEY_CACHE_MAX_ENTRIES = 10_000;
 const blockedAddresses = new Map<string, number>();
 const BLOCKED_ADDRESSES_MAX_ENTRIES = 10_000;
 /** How long an address stays refused once over its limit: the binding's period. */
-export const UNKNOWN_KEY_BLOCK_MS = 60_000;
+const UNKNOWN_KEY_BLOCK_MS = 60_000;
 
 /** For tests: forget every cached key, every refused id and every refused address. */
 export function clearApiKeyCache(): void {
@@ -71,7 +71,14 @@ function refuseBlockedAddress(address: string, now: number): void {
 
 /** Counts a lookup that found no live key against the address; over the limit, the address is refused for a while. */
 async function countUnknownKey(env: Env, address: string, now: number): Promise<void> {
-  const { success } = await env.UNKNOWN_API_KEY_LOOKUPS.limit({ key: address });
+  let success: boolean;
+  try {
+    ({ success } = await env.UNKNOWN_API_KEY_LOOKUPS.limit({ key: address }));
+  } catch (err) {
+    // A guard, not the answer: the request is refused (401) either way, and a failing counter must not make it a 500.
+    console.warn(JSON.stringify({ level: "warn", message: "UNKNOWN_API_KEY_LOOKUPS failed", error: String(err) }));
+    return;
+  }
   if (success) return;
   blockedAddresses.delete(address);
   if (blockedAddresses.size >= BLOCKED_ADDRESSES_MAX_ENTRIES) blockedAddresses.delete(blockedAddresses.keys().next().value!);

@@ -26,7 +26,7 @@ async function cancelOne(host: HostClient, run: CancelTarget): Promise<{ status:
   }
 }
 
-/** The runs `runIds` named (lower-cased id → as named), read in one statement: up to 100 ids, not 100 reads. */
+/** The runs `runIds` named (lower-cased id → as named), read a statement per 90 ids, not one per id. */
 async function namedRuns(d1: D1Database, organizationId: string, named: Map<string, string>) {
   const ids = [...named.keys()].filter((id) => anyCaseUuid.safeParse(id).success);
   const found = new Map((await findCancelTargetsByIds(d1, organizationId, ids)).map((run) => [run.id, run]));
