@@ -5,11 +5,19 @@
  */
 import { SignJWT, jwtVerify } from "jose";
 import type { AuthContext } from "./app-env.ts";
+import { ApiError } from "./errors.ts";
 import { liveApiKey } from "./middleware/api-key-auth/index.ts";
 import { STREAM_TOKEN_SCOPE } from "./middleware/key-scope/index.ts";
 
 /** How long a stream token is valid. EventSource reconnects reuse the URL, so not too short. */
 export const STREAM_TOKEN_TTL_SECONDS = 15 * 60;
+/**
+ * How long a chain of renewed tokens lasts, from the first token an API key minted: a stream hands
+ * its client a fresh token as it opens and every 5 minutes (sse/token-renewal.ts), so without a
+ * bound a token that leaked once could be exchanged for fresh ones for ever, only stopped by
+ * revoking its key. Past this, the client mints a new token with its API key.
+ */
+export const STREAM_TOKEN_CHAIN_MAX_SECONDS = 24 * 60 * 60;
 const AUDIENCE = "outrider:run-stream";
 const ISSUER = "outrider";
 
@@ -20,10 +28,22 @@ export interface StreamTokenClaims {
   workflowId: string;
   /**
    * The API key that minted it, checked again on every connect (the key's 30 s cache), so a token
-   * stops opening streams once its key is revoked, as the key does. Absent from tokens minted
-   * before the claim existed.
+   * stops opening streams once its key is revoked, as the key does. Required: a token without one
+   * (minted before the claim existed) is refused, as it could not be revoked.
    */
-  apiKeyId?: string | null;
+  apiKeyId: string;
+  /** When the API key minted the first token of this token's chain (Unix seconds); absent: this one's own. */
+  chainStartedAt?: number;
+}
+
+/** What a stream token needs to open streams and cannot be minted without: an API key. */
+export const MINTING_NEEDS_API_KEY = "minting a stream token needs an API key";
+
+/** The claims of a token that the request's API key mints for one of its organization's runs. */
+export function mintingClaims(auth: AuthContext, workflowId: string): StreamTokenClaims {
+  // The Workflow API's routes take API keys only; a stream token cannot mint another.
+  if (!auth.apiKeyId) throw new ApiError("unauthorized", MINTING_NEEDS_API_KEY);
+  return { organizationId: auth.organizationId, workflowId, apiKeyId: auth.apiKeyId };
 }
 
 export async function mintStreamToken(
@@ -32,8 +52,10 @@ export async function mintStreamToken(
   now: number = Date.now(),
 ): Promise<{ token: string; expiresAt: string }> {
   const issuedAt = Math.floor(now / 1000);
-  const expiresAt = issuedAt + STREAM_TOKEN_TTL_SECONDS;
-  const token = await new SignJWT({ org: claims.organizationId, ...(claims.apiKeyId ? { key: claims.apiKeyId } : {}) })
+  const chainStartedAt = claims.chainStartedAt ?? issuedAt;
+  // A renewed token does not outlive its chain.
+  const expiresAt = Math.min(issuedAt + STREAM_TOKEN_TTL_SECONDS, chainStartedAt + STREAM_TOKEN_CHAIN_MAX_SECONDS);
+  const token = await new SignJWT({ org: claims.organizationId, key: claims.apiKeyId, chain: chainStartedAt })
     .setProtectedHeader({ alg: "HS256" })
     .setIssuer(ISSUER)
     .setAudience(AUDIENCE)
@@ -49,7 +71,8 @@ export async function mintStreamToken(
  * shares the run's budget, so a leaked or looping token cannot reconnect without bound; the key
  * that minted it is not charged (a browser's reconnects do not eat its server's API budget).
  */
-export const streamTokenRateLimitKey = (claims: StreamTokenClaims) => `stream:${claims.organizationId}:${claims.workflowId}`;
+export const streamTokenRateLimitKey = (claims: Pick<StreamTokenClaims, "organizationId" | "workflowId">) =>
+  `stream:${claims.organizationId}:${claims.workflowId}`;
 
 /** A verified token, with the per-minute limit of the key that minted it when that key has its own. */
 export interface LiveStreamToken extends StreamTokenClaims {
@@ -67,7 +90,12 @@ export const streamTokenAuthContext = (token: LiveStreamToken): AuthContext => (
   // Accepted on the history streams only (middleware/stream-token-auth, and middleware/key-scope again), for one run (runScope).
   scopes: [STREAM_TOKEN_SCOPE],
   runScope: token.workflowId,
-  streamToken: { organizationId: token.organizationId, workflowId: token.workflowId, apiKeyId: token.apiKeyId ?? null },
+  streamToken: {
+    organizationId: token.organizationId,
+    workflowId: token.workflowId,
+    apiKeyId: token.apiKeyId,
+    chainStartedAt: token.chainStartedAt,
+  },
   rateLimitKey: streamTokenRateLimitKey(token),
   rateLimitPerMinute: token.rateLimitPerMinute ?? null,
 });
@@ -82,7 +110,7 @@ export const STREAM_TOKEN_REFUSED =
  */
 export async function verifyLiveStreamToken(db: D1Database, secret: string, token: string): Promise<LiveStreamToken | null> {
   const claims = await verifyStreamToken(secret, token);
-  if (!claims?.apiKeyId) return claims;
+  if (!claims) return null;
   const key = await liveApiKey(db, claims.apiKeyId);
   return key && { ...claims, rateLimitPerMinute: key.rateLimitPerMinute };
 }
@@ -98,9 +126,12 @@ export async function verifyStreamToken(secret: string, token: string, now: numb
       // Every token mintStreamToken signs has both; a token without an expiry would open streams for ever.
       requiredClaims: ["exp", "iat"],
     });
-    if (typeof payload.sub !== "string" || typeof payload.org !== "string") return null;
-    if (payload.key !== undefined && typeof payload.key !== "string") return null;
-    return { organizationId: payload.org, workflowId: payload.sub, apiKeyId: payload.key ?? null };
+    if (typeof payload.sub !== "string" || typeof payload.org !== "string" || typeof payload.key !== "string") return null;
+    // Tokens minted before chains were bounded carry no `chain`: theirs starts with them.
+    const chainStartedAt = payload.chain === undefined ? payload.iat! : payload.chain;
+    if (typeof chainStartedAt !== "number" || !Number.isFinite(chainStartedAt)) return null;
+    if (now / 1000 - chainStartedAt > STREAM_TOKEN_CHAIN_MAX_SECONDS) return null;
+    return { organizationId: payload.org, workflowId: payload.sub, apiKeyId: payload.key, chainStartedAt };
   } catch {
     return null;
   }

@@ -82,7 +82,7 @@ describe("GET /workflow/:id/history/stream", () => {
     expect(Number(refused.headers.get("retry-after"))).toBeGreaterThan(0);
     expect((await refused.json()) as OutputErrorBody).toMatchObject({ error: "TooManySubscribersError", code: "too_many_subscribers" });
     // A stream token's holder is held to the same bound.
-    const { token } = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, workflowId });
+    const { token } = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, apiKeyId: org.keyId, workflowId });
     expect((await call(`/workflow/${workflowId}/history/stream?token=${token}`)).status).toBe(429);
     // One client leaves: its place is free again.
     await streams[0]!.body!.cancel();
@@ -99,7 +99,8 @@ describe("GET /workflow/:id/history/stream", () => {
   it("security: HEAD answers a stream's status and headers and holds no subscription (not one of the run's places, nothing left open)", async () => {
     const { workflowId, runId } = await createRunningRun(org.organizationId);
     await push(workflowId, [historyEvent(runId, 1)]);
-    const viewerToken = (await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, workflowId })).token;
+    const viewerToken = (await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, apiKeyId: org.keyId, workflowId }))
+      .token;
     for (const path of [
       `/workflow/${workflowId}/history/stream`,
       `/workflow/${workflowId}/runs/${runId}/history/stream`,
@@ -381,7 +382,7 @@ describe("run-scoped stream tokens", () => {
   it("opens the stream of its own run with ?token=", async () => {
     const { workflowId, runId } = await createRunningRun(org.organizationId);
     await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)]);
-    const { token } = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, workflowId });
+    const { token } = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, apiKeyId: org.keyId, workflowId });
     const res = await call(`/workflow/${workflowId}/history/stream?token=${token}`);
     expect(res.status).toBe(200);
     expect((await collectHistoryStream(res.body!)).eventIds).toEqual([1, 2]);
@@ -390,28 +391,36 @@ describe("run-scoped stream tokens", () => {
   it("is refused on another run, after it expires, when forged, and on non-stream routes", async () => {
     const a = await createRunningRun(org.organizationId);
     const b = await createRunningRun(org.organizationId);
-    const { token } = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, workflowId: a.workflowId });
+    const { token } = await mintStreamToken(STREAM_SECRET, {
+      organizationId: org.organizationId,
+      apiKeyId: org.keyId,
+      workflowId: a.workflowId,
+    });
     expect((await call(`/workflow/${b.workflowId}/history/stream?token=${token}`)).status).toBe(401);
 
     const expired = await mintStreamToken(
       STREAM_SECRET,
-      { organizationId: org.organizationId, workflowId: a.workflowId },
+      { organizationId: org.organizationId, apiKeyId: org.keyId, workflowId: a.workflowId },
       Date.now() - 3_600_000,
     );
     const res = await call(`/workflow/${a.workflowId}/history/stream?token=${expired.token}`);
     expect(res.status).toBe(401);
     expect(((await res.json()) as OutputErrorBody).code).toBe("unauthorized");
 
-    const forged = await mintStreamToken("not-the-secret", { organizationId: org.organizationId, workflowId: a.workflowId });
+    const forged = await mintStreamToken("not-the-secret", {
+      organizationId: org.organizationId,
+      apiKeyId: org.keyId,
+      workflowId: a.workflowId,
+    });
     expect((await call(`/workflow/${a.workflowId}/history/stream?token=${forged.token}`)).status).toBe(401);
 
     expect((await call(`/workflow/${a.workflowId}/status?token=${token}`)).status).toBe(401);
   });
 
-  it("is refused when signed with the secret but without an expiry or an issue time (never minted by the edge)", async () => {
+  it("is refused when signed with the secret but without an expiry, an issue time or the minting key (never minted by the edge)", async () => {
     const a = await createRunningRun(org.organizationId);
-    const unsigned = () =>
-      new SignJWT({ org: org.organizationId })
+    const unsigned = (claims: Record<string, unknown> = { org: org.organizationId, key: org.keyId }) =>
+      new SignJWT(claims)
         .setProtectedHeader({ alg: "HS256" })
         .setIssuer("outrider")
         .setAudience("outrider:run-stream")
@@ -420,6 +429,8 @@ describe("run-scoped stream tokens", () => {
     const variants = {
       "no exp": await unsigned().setIssuedAt().sign(secret),
       "no iat": await unsigned().setExpirationTime("5m").sign(secret),
+      // Before the key claim, a token could not be revoked: its renewals went on for ever.
+      "no key": await unsigned({ org: org.organizationId }).setIssuedAt().setExpirationTime("5m").sign(secret),
       both: await unsigned().setIssuedAt().setExpirationTime("5m").sign(secret),
     };
     const statuses: Record<string, number> = {};
@@ -428,14 +439,22 @@ describe("run-scoped stream tokens", () => {
       statuses[what] = res.status;
       await res.body?.cancel();
     }
-    expect(statuses).toEqual({ "no exp": 401, "no iat": 401, both: 200 });
+    expect(statuses).toEqual({ "no exp": 401, "no iat": 401, "no key": 401, both: 200 });
   });
 
   it("every refusal is a 401 with a WWW-Authenticate challenge (RFC 9110), which CORS lets a page read", async () => {
     const a = await createRunningRun(org.organizationId);
     const b = await createRunningRun(org.organizationId);
-    const { token } = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, workflowId: a.workflowId });
-    const forged = await mintStreamToken("not-the-secret", { organizationId: org.organizationId, workflowId: a.workflowId });
+    const { token } = await mintStreamToken(STREAM_SECRET, {
+      organizationId: org.organizationId,
+      apiKeyId: org.keyId,
+      workflowId: a.workflowId,
+    });
+    const forged = await mintStreamToken("not-the-secret", {
+      organizationId: org.organizationId,
+      apiKeyId: org.keyId,
+      workflowId: a.workflowId,
+    });
     for (const path of [
       `/workflow/${b.workflowId}/history/stream?token=${token}`,
       `/workflow/${a.workflowId}/history/stream?token=${forged.token}`,
@@ -504,8 +523,8 @@ describe("run-scoped stream tokens", () => {
 
   it("security: a repeated ?token= is 400, not the first one's stream", async () => {
     const { workflowId } = await createRunningRun(org.organizationId);
-    const { token } = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, workflowId });
-    const forged = await mintStreamToken("not-the-secret", { organizationId: org.organizationId, workflowId });
+    const { token } = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, apiKeyId: org.keyId, workflowId });
+    const forged = await mintStreamToken("not-the-secret", { organizationId: org.organizationId, apiKeyId: org.keyId, workflowId });
     const res = await call(`/workflow/${workflowId}/history/stream?token=${token}&token=${forged.token}`);
     expect(res.status).toBe(400);
     expect(((await res.json()) as OutputErrorBody).code).toBe("invalid_request");

@@ -2,11 +2,12 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it, vi } from "vitest";
+import { SignJWT } from "jose";
 import { clearApiKeyCache } from "../../src/middleware/api-key-auth/index.ts";
 import { STREAM_TOKEN_RENEW_MS, tokenRenewal } from "../../src/sse/token-renewal.ts";
 import { readSse } from "../support/sse.ts";
 import { RATE_LIMIT_WINDOW_SECONDS } from "../../src/middleware/rate-limit/index.ts";
-import { mintStreamToken, streamTokenRateLimitKey, verifyStreamToken } from "../../src/stream-tokens.ts";
+import { mintStreamToken, STREAM_TOKEN_CHAIN_MAX_SECONDS, streamTokenRateLimitKey, verifyStreamToken } from "../../src/stream-tokens.ts";
 import { call, createKey, seedCatalog, seedOrganization } from "./helpers.ts";
 import {
   closeEvent,
@@ -49,7 +50,7 @@ describe("run viewer stream: resume (security: exact replay, no duplicates)", ()
       closeEvent(runId, 2),
       finishedEvent(runId),
     ]);
-    const { token } = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, workflowId });
+    const { token } = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, apiKeyId: org.keyId, workflowId });
     const open = (lastEventId?: string) =>
       call(`/runs/${workflowId}/events?token=${token}`, { headers: lastEventId ? { "last-event-id": lastEventId } : {} });
     const { frames, resumes } = await expectExactResume(open, ["done", "token"]);
@@ -59,7 +60,7 @@ describe("run viewer stream: resume (security: exact replay, no duplicates)", ()
 
   it("a repeated ?token= or ?lastEventId= is 400 naming it (security: never the first value in silence)", async () => {
     const { workflowId } = await createRunningRun(org.organizationId);
-    const { token } = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, workflowId });
+    const { token } = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, apiKeyId: org.keyId, workflowId });
     for (const [query, path] of [
       [`token=${token}&token=${token}`, "token"],
       [`token=${token}&lastEventId=1&lastEventId=2`, "lastEventId"],
@@ -100,19 +101,18 @@ describe("stream tokens: renewed on an open stream", () => {
     await push(workflowId, [historyEvent(runId, 1)]);
     const { key, keyId } = await createKey(org.organizationId);
     // Minted ten minutes ago: five minutes of life left.
-    const old = await mintStreamToken(
-      STREAM_SECRET,
-      { organizationId: org.organizationId, workflowId, apiKeyId: keyId },
-      Date.now() - 10 * 60_000,
-    );
+    const mintedAt = Date.now() - 10 * 60_000;
+    const old = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, workflowId, apiKeyId: keyId }, mintedAt);
     for (const path of [`/runs/${workflowId}/events`, `/workflow/${workflowId}/history/stream`]) {
       const frames = await openingFrames(await call(`${path}?token=${old.token}`));
       const fresh = JSON.parse(frames.find((f) => f.event === "token")!.data) as { token: string; expiresAt: string };
       expect(Date.parse(fresh.expiresAt), path).toBeGreaterThan(Date.parse(old.expiresAt) + 9 * 60_000);
+      // Same run, same key, and the chain's start of the token it renews (so the chain stays bounded).
       expect((await verifyStreamToken(STREAM_SECRET, fresh.token))!).toEqual({
         organizationId: org.organizationId,
         workflowId,
         apiKeyId: keyId,
+        chainStartedAt: Math.floor(mintedAt / 1000),
       });
       const reopened = await call(`/runs/${workflowId}/events?token=${fresh.token}`);
       expect(reopened.status, path).toBe(200);
@@ -126,6 +126,34 @@ describe("stream tokens: renewed on an open stream", () => {
     expect(withKey.map((f) => f.event)).not.toContain("token");
   });
 
+  it("security: renewals do not outlive their chain: a day after the API key minted the first token, none opens a stream or gets renewed", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(runId, 1)]);
+    const nowSeconds = Math.floor(Date.now() / 1000);
+    const claims = { organizationId: org.organizationId, workflowId, apiKeyId: org.keyId };
+    // A chain with a minute left: the renewal it gets ends with the chain, not 15 minutes on.
+    const lastMinute = await mintStreamToken(STREAM_SECRET, {
+      ...claims,
+      chainStartedAt: nowSeconds - STREAM_TOKEN_CHAIN_MAX_SECONDS + 60,
+    });
+    const frames = await openingFrames(await call(`/runs/${workflowId}/events?token=${lastMinute.token}`));
+    const renewed = JSON.parse(frames.find((f) => f.event === "token")!.data) as { token: string; expiresAt: string };
+    expect(Date.parse(renewed.expiresAt)).toBeLessThanOrEqual((nowSeconds + 61) * 1000);
+    // A token whose chain is over, even with time left on its own clock (as a forged-ahead clock might give it), is refused.
+    const overdue = await new SignJWT({ org: org.organizationId, key: org.keyId, chain: nowSeconds - STREAM_TOKEN_CHAIN_MAX_SECONDS - 10 })
+      .setProtectedHeader({ alg: "HS256" })
+      .setIssuer("outrider")
+      .setAudience("outrider:run-stream")
+      .setSubject(workflowId)
+      .setIssuedAt()
+      .setExpirationTime("10m")
+      .sign(new TextEncoder().encode(STREAM_SECRET));
+    for (const path of [`/runs/${workflowId}/events`, `/workflow/${workflowId}/history/stream`]) {
+      const res = await call(`${path}?token=${overdue}`);
+      expect(res.status, path).toBe(401);
+      await res.body?.cancel();
+    }
+  });
   it("security: a renewed token stops working with the key that minted the first", async () => {
     const { workflowId, runId } = await createRunningRun(org.organizationId);
     await push(workflowId, [historyEvent(runId, 1)]);
@@ -146,7 +174,7 @@ describe("stream tokens: renewed on an open stream", () => {
         organizationId: org.organizationId,
         apiKeyId: null,
         scopes: [],
-        streamToken: { organizationId: org.organizationId, workflowId: "w-1", apiKeyId: null },
+        streamToken: { organizationId: org.organizationId, workflowId: "w-1", apiKeyId: org.keyId },
       });
       expect(renewal.first).toContain("event: token");
       const keepAlive = renewal.keepAlive(() => ": keep-alive\n\n");
@@ -183,7 +211,7 @@ describe("stream tokens: rate limits (security)", () => {
     const windowMs = RATE_LIMIT_WINDOW_SECONDS * 1000;
     if (windowMs - (Date.now() % windowMs) < 5_000) await new Promise((r) => setTimeout(r, 5_000));
     const workflowId = `hello-${crypto.randomUUID()}`; // never started: each connect is a quick 404
-    const { token } = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, workflowId });
+    const { token } = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, apiKeyId: org.keyId, workflowId });
     const viewer = await call(`/runs/${workflowId}/events?token=${token}`);
     expect(viewer.status).toBe(404);
     expect(viewer.headers.get("x-ratelimit-limit")).toBe(env.RATE_LIMIT_PER_MINUTE);

@@ -4,7 +4,7 @@ import { ApiError } from "../../errors.ts";
 import { readJson } from "../../middleware/json-body/index.ts";
 import { isTerminal, type RunStatus } from "../../shared/run-status.ts";
 import { runToOutcome } from "../../services/runs.ts";
-import { mintStreamToken } from "../../stream-tokens.ts";
+import { mintingClaims, mintStreamToken } from "../../stream-tokens.ts";
 import { outputResult } from "./result-body.ts";
 import { runWorkflowBody } from "./schemas.ts";
 import { assertKnownCatalog, startChoices, withOutputWorkflowErrors } from "./start-request.ts";
@@ -33,11 +33,7 @@ export function registerRun(app: App) {
     const { run, attributes } = await withOutputWorkflowErrors(request.workflowName, () =>
       runToOutcome(c.env, organizationId, request.workflowName, request.input ?? {}, waitMs, startChoices(c, request)),
     );
-    const stream = await mintStreamToken(c.env.STREAM_TOKEN_SECRET, {
-      organizationId,
-      workflowId: run.temporalWorkflowId,
-      apiKeyId: c.get("auth").apiKeyId,
-    });
+    const stream = await mintStreamToken(c.env.STREAM_TOKEN_SECRET, mintingClaims(c.get("auth"), run.temporalWorkflowId));
     const location = `/workflow/${encodeURIComponent(run.temporalWorkflowId)}/result`;
     if (run.status === "scheduled") {
       // Accepted, but the host did not confirm the start (it is down or slow): the run's DO starts

@@ -7,7 +7,7 @@ import type { AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
 import { startRun, type StartedRun } from "../../services/runs.ts";
 import type { StartChoices } from "../../services/start-command.ts";
-import { mintStreamToken } from "../../stream-tokens.ts";
+import { mintingClaims, mintStreamToken } from "../../stream-tokens.ts";
 import { CATALOG_ID } from "./schemas.ts";
 
 export interface StartRequest {
@@ -55,10 +55,6 @@ export async function startFromRequest(c: Context<AppEnv>, request: StartRequest
   const started: StartedRun = await withOutputWorkflowErrors(request.workflowName, () =>
     startRun(c.env, organizationId, request.workflowName, request.input ?? {}, startChoices(c, request)),
   );
-  const stream = await mintStreamToken(c.env.STREAM_TOKEN_SECRET, {
-    organizationId,
-    workflowId: started.workflowId,
-    apiKeyId: c.get("auth").apiKeyId,
-  });
+  const stream = await mintStreamToken(c.env.STREAM_TOKEN_SECRET, mintingClaims(c.get("auth"), started.workflowId));
   return { started, streamToken: stream.token, streamTokenExpiresAt: stream.expiresAt };
 }

@@ -2,11 +2,11 @@ import { createMiddleware } from "hono/factory";
 import type { App, AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
 import { ownedRun } from "../../middleware/owned-run/index.ts";
-import { mintStreamToken } from "../../stream-tokens.ts";
+import { MINTING_NEEDS_API_KEY, mintingClaims, mintStreamToken } from "../../stream-tokens.ts";
 
 /** A stream token cannot mint another: 401 before the ownership read. */
 const needsApiKey = createMiddleware<AppEnv>(async (c, next) => {
-  if (!c.get("auth").apiKeyId) throw new ApiError("unauthorized", "minting a stream token needs an API key");
+  if (!c.get("auth").apiKeyId) throw new ApiError("unauthorized", MINTING_NEEDS_API_KEY);
   await next();
 });
 
@@ -18,11 +18,7 @@ const needsApiKey = createMiddleware<AppEnv>(async (c, next) => {
 export function registerStreamToken(app: App) {
   app.post("/workflow/:id/stream-token", needsApiKey, ownedRun(), async (c) => {
     const { workflowId } = c.get("ownedRun");
-    const { token, expiresAt } = await mintStreamToken(c.env.STREAM_TOKEN_SECRET, {
-      organizationId: c.get("auth").organizationId,
-      workflowId,
-      apiKeyId: c.get("auth").apiKeyId,
-    });
+    const { token, expiresAt } = await mintStreamToken(c.env.STREAM_TOKEN_SECRET, mintingClaims(c.get("auth"), workflowId));
     return c.json({ workflowId, token, expiresAt });
   });
 }
