@@ -3,7 +3,7 @@
  *
  * A run holds its most expensive possible charge before it starts, and when it ends it is charged
  * its real usage and the hold is released. The code writes only the run's row; triggers on `runs`
- * (migrations 0009_credit_triggers.sql and 0010_reset_credit_hold.sql) do the rest inside the same
+ * (migrations 0009_credit_triggers.sql, 0010_reset_credit_hold.sql and 0019_late_usage_charge.sql) do the rest inside the same
  * statement: a row inserted with a hold reserves it, a change of a row's hold (a reset's) moves the
  * reservation by the difference, a row reaching a final status with a hold is settled (charge, ledger
  * row, hold released, once), a row deleted with a hold gives it back. So concurrent starts never
@@ -18,7 +18,8 @@ import { type PageCursor, olderThan, pageOf } from "./page-cursor.ts";
 
 /**
  * Credits available to new holds: balance - reserved, the one formula every view uses (null for
- * an unmetered organization). Never negative unless an operator removed credits with allowDebt.
+ * an unmetered organization). Negative only after an operator removed credits with allowDebt, or
+ * after usage that reached a completed run past its end was charged (docs/credits.md).
  */
 export function availableCredits(balance: number | null, reserved: number): number | null {
   return balance === null ? null : balance - reserved;

@@ -8,6 +8,7 @@
 import { aggregate, type Attribute } from "../shared/aggregations.ts";
 import { answeredErrorDetails } from "../shared/error-details.ts";
 import { isTerminal, type RunStatus } from "../shared/run-status.ts";
+import { positiveNumberVar } from "../shared/positive-number-var.ts";
 import { traceKey } from "../../durable-objects/trace.ts";
 import { ApiError } from "../errors.ts";
 import { runStream } from "../run-stream-client.ts";
@@ -42,7 +43,15 @@ export interface StartedRun {
 /** Credits a code workflow run holds while it runs (its token use is not known in advance). */
 const DEFAULT_CODE_RUN_CREDIT_HOLD = 20_000;
 
-export const codeRunCreditHold = (env: Env) => Number(env.CODE_RUN_CREDIT_HOLD) || DEFAULT_CODE_RUN_CREDIT_HOLD;
+/**
+ * CODE_RUN_CREDIT_HOLD as a whole number of credits, at least 1: a negative value passed every
+ * credit check and charged nothing (the triggers act on holds above 0), and a fraction put REAL
+ * values into balances. A value that is not a positive number is the default.
+ */
+export const codeRunCreditHold = (env: Env) => {
+  const configured = Math.floor(positiveNumberVar(env.CODE_RUN_CREDIT_HOLD, DEFAULT_CODE_RUN_CREDIT_HOLD));
+  return configured >= 1 ? configured : DEFAULT_CODE_RUN_CREDIT_HOLD;
+};
 
 /**
  * What a reset of a run holds: what a start of that run's kind would hold. A prompt run holds its

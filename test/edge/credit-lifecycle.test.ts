@@ -17,7 +17,7 @@ import { env } from "cloudflare:workers";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ACCEPTANCE_MARKER_PREFIX, type StartCommand } from "../../durable-objects/run-stream/run-starter.ts";
 import { runStream } from "../../src/run-stream-client.ts";
-import { prepareStart } from "../../src/services/runs.ts";
+import { codeRunCreditHold, prepareStart } from "../../src/services/runs.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import type { RunEvent } from "../../src/shared/run-event-schema.ts";
 import { runResetEvent } from "../../src/shared/run-events.ts";
@@ -378,5 +378,15 @@ describe("concurrent metered starts through the runs' DOs", () => {
     );
     expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 3 + HOLD / 2, reserved: 0 });
     expect(await charges(org.organizationId)).toHaveLength(3);
+  });
+});
+
+describe("CODE_RUN_CREDIT_HOLD", () => {
+  it("is a whole number of credits, at least 1: a negative, zero, fractional-below-1 or unreadable value is the default", () => {
+    const holdWith = (value: string | undefined) => codeRunCreditHold({ ...env, CODE_RUN_CREDIT_HOLD: value } as Env);
+    expect(holdWith("5000")).toBe(5000);
+    expect(holdWith("2500.7")).toBe(2500);
+    // A negative hold passed every credit check and was never charged (the triggers act on holds above 0).
+    for (const bad of ["-5", "0", "0.5", "lots", "", undefined]) expect(holdWith(bad), String(bad)).toBe(20_000);
   });
 });
