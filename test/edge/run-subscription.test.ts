@@ -7,6 +7,7 @@
 import type { Context } from "hono";
 import { describe, expect, it } from "vitest";
 import { subscriptionResponse } from "../../src/sse/run-subscription.ts";
+import { until } from "../support/until.ts";
 
 /** A subscription: the Worker's end (returned to the code under test) and the DO's end, with its close seen. */
 function pair() {
@@ -47,8 +48,8 @@ describe("a stream's subscription to its run's DO", () => {
     });
     expect(res.status).toBe(200);
     first.durableObject.close(1012, "the DO was reset");
-    await new Promise((r) => setTimeout(r, 300)); // past the first reconnect delay: the Worker is subscribing
-    expect(calls).toBe(2);
+    // Past the first reconnect delay, the Worker subscribes again.
+    expect(await until(() => calls === 2, 5_000)).toBe(true);
     client.abort();
     resubscribe();
     const closedInTime = await Promise.race([second.closed.then(() => true), new Promise((r) => setTimeout(() => r(false), 2_000))]);

@@ -15,6 +15,7 @@ import { signRequest } from "../../src/shared/signing.ts";
 import { ALWAYS_FAILS_ERROR_DETAILS } from "../support/always-fails.ts";
 import { endlessBody, stalledBody } from "../support/endless-bodies.ts";
 import { startTestWorker, type TestWorker, testControlApi } from "./temporal-worker.ts";
+import { until } from "../support/until.ts";
 
 const SECRET = "host-test-secret"; // test-only
 const TASK_QUEUE = `host-test-${process.pid}`;
@@ -213,7 +214,7 @@ describe("control API over real Temporal", () => {
       }
       expect(calls.length).toBeGreaterThan(0);
       // Temporal holds a long poll for about 20 s; a stopped one ends at once.
-      await new Promise((r) => setTimeout(r, 1_000));
+      await until(() => calls.every((c) => c.settled), 5_000);
       expect(calls.filter((c) => !c.settled)).toEqual([]);
     } finally {
       service.getWorkflowExecutionHistory = original;

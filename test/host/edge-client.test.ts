@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { EdgeClient, MAX_PUSH_BYTES, SPLIT_PUSHES_AT_ONCE } from "../../host/edge-client.ts";
 import type { RunEvent, RunEventPush } from "../../src/shared/host-api.ts";
 import { verifyRequest } from "../../src/shared/signing.ts";
+import { until } from "../support/until.ts";
 
 const SECRET = "edge-client-test-secret"; // test-only
 
@@ -36,9 +37,11 @@ async function fakeEdge(
   const received: Received[] = [];
   const statuses: number[] = [];
   let clock = 0;
+  let arrivals = 0;
   server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     const arrived = ++clock;
+    arrivals++;
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", async () => {
       const body = Buffer.concat(chunks);
@@ -61,7 +64,13 @@ async function fakeEdge(
     });
   });
   await new Promise<void>((r) => server!.listen(0, "127.0.0.1", r));
-  return { url: `http://127.0.0.1:${(server!.address() as AddressInfo).port}`, received, statuses };
+  return {
+    url: `http://127.0.0.1:${(server!.address() as AddressInfo).port}`,
+    received,
+    statuses,
+    /** Pushes that have reached the edge, answered or not. */
+    arrivals: () => arrivals,
+  };
 }
 
 const started = (runId: string): RunEvent => ({
@@ -134,7 +143,8 @@ describe("EdgeClient: batched run events", () => {
       "long",
       Array.from({ length: 1_200 }, (_, i) => started(`l${i}`)),
     );
-    await new Promise((r) => setTimeout(r, 20));
+    // The long run's first push is on the wire (each is answered 100 ms after it arrives)...
+    expect(await until(() => edge.arrivals() > 0, 5_000)).toBe(true);
     await Promise.all([long, client.pushRunEvents("other", [started("o")])]);
     const pushesOf = (workflowId: string) => edge.received.filter((r) => r.body.runs.some((run) => run.workflowId === workflowId));
     const longPushes = [...pushesOf("long")].sort((a, b) => a.arrived - b.arrived);
@@ -267,12 +277,12 @@ describe("EdgeClient: batched run events", () => {
   describe("a push the edge recorded but for some runs (503 naming them in failedRuns)", () => {
     /** An edge whose DO for `hello-bad` fails its first `failing` pushes: 503 naming it, the other runs recorded. */
     async function edgeFailingOneRun(failing: number) {
-      let badFailures = 0;
+      const state = { badFailures: 0 };
       const recorded: Array<{ workflowId: string; sourceKey: string }> = [];
       const edge = await fakeEdge(
         (push) => {
-          const failNow = push.runs.some((r) => r.workflowId === "hello-bad") && badFailures < failing;
-          if (failNow) badFailures++;
+          const failNow = push.runs.some((r) => r.workflowId === "hello-bad") && state.badFailures < failing;
+          if (failNow) state.badFailures++;
           for (const r of push.runs)
             if (!(failNow && r.workflowId === "hello-bad"))
               for (const e of r.events) recorded.push({ workflowId: r.workflowId, sourceKey: e.sourceKey });
@@ -282,7 +292,7 @@ describe("EdgeClient: batched run events", () => {
         0,
         (_push, status) => (status === 503 ? { error: { code: "host_unavailable", message: "partly" }, failedRuns: ["hello-bad"] } : {}),
       );
-      return { ...edge, recorded };
+      return { ...edge, recorded, state };
     }
 
     it("the other runs are done at once; only that run is retried, after a backoff, off the push slots", async () => {
@@ -312,7 +322,8 @@ describe("EdgeClient: batched run events", () => {
       const edge = await edgeFailingOneRun(1);
       const client = new EdgeClient(edge.url, SECRET, () => undefined, 10, 5);
       const first = client.pushRunEvents("hello-bad", [started("b")]);
-      await new Promise((r) => setTimeout(r, 50)); // the first push has failed for it: backing off
+      // The first push has failed for it: backing off.
+      expect(await until(() => edge.state.badFailures === 1, 5_000)).toBe(true);
       const later = client.pushRunEvents("hello-bad", [{ ...started("b"), sourceKey: "later" }], { now: true });
       await Promise.all([first, later]);
       expect(edge.recorded.filter((r) => r.workflowId === "hello-bad").map((r) => r.sourceKey)).toEqual(["run:b:started", "later"]);

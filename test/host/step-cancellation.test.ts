@@ -15,6 +15,7 @@ import { policyFromEnv } from "../../host/activities/outbound-guard.ts";
 import { fetchPageText } from "../../host/activities/research.ts";
 import { type ActivityRuntime, installActivityRuntime } from "../../host/activities/runtime.ts";
 import { EdgeClient } from "../../host/edge-client.ts";
+import { until } from "../support/until.ts";
 
 let server: Server | undefined;
 afterEach(async () => {
@@ -64,14 +65,6 @@ async function endlessPage() {
   const { origin, state } = await endlessServer("text/html", "<html><head><title>slow</title></head><body>", "<p>more</p>");
   return { url: `${origin}/page`, state };
 }
-
-const until = async (check: () => boolean, ms: number) => {
-  for (const end = Date.now() + ms; Date.now() < end; ) {
-    if (check()) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return check();
-};
 
 describe("a model call in a cancelled attempt", () => {
   it("stops the provider's stream at once and ends cancelled; while it streams, it heartbeats (how Temporal tells it)", async () => {
