@@ -567,6 +567,22 @@ describe("CORS", () => {
     const stranger = await call("/health", { headers: { origin: "https://evil.example" } });
     expect(stranger.headers.get("access-control-allow-origin")).toBeNull();
   });
+
+  it("security: the admin API and the host's signed routes answer no CORS, preflight or not (no browser calls them)", async () => {
+    for (const path of ["/admin/v1/organizations", "/internal/run-events"]) {
+      const preflight = await call(path, {
+        method: "OPTIONS",
+        headers: {
+          origin: "https://app.example",
+          "access-control-request-method": "POST",
+          "access-control-request-headers": "authorization",
+        },
+      });
+      expect(preflight.headers.get("access-control-allow-origin"), path).toBeNull();
+      const actual = await call(path, { method: "POST", headers: { origin: "https://app.example" } });
+      expect(actual.headers.get("access-control-allow-origin"), path).toBeNull();
+    }
+  });
 });
 
 async function readHistoryEvents(res: Response): Promise<Array<Record<string, unknown>>> {

@@ -3,12 +3,20 @@ import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../../app-env.ts";
 
 /**
- * CORS for the origins in CORS_ORIGINS (comma-separated, or `*`), on every route, preflight
+ * Route families no browser calls: the admin API (its key belongs on an operator's machine, never
+ * in a page) and the host's signed routes. They answer no CORS, so a page cannot read them even
+ * with a key it should not have.
+ */
+const SERVER_ONLY_PREFIXES = ["/admin/", "/internal/"];
+
+/**
+ * CORS for the origins in CORS_ORIGINS (comma-separated, or `*`), on every tenant route, preflight
  * included. Credentials are never allowed: browsers authenticate with headers or stream tokens.
  * Every response header meant for callers is exposed, so a page reads what a server-side client does.
  */
 export const corsForConfiguredOrigins = () =>
   createMiddleware<AppEnv>(async (c, next) => {
+    if (SERVER_ONLY_PREFIXES.some((prefix) => c.req.path.startsWith(prefix))) return next();
     const configured = (c.env.CORS_ORIGINS ?? "")
       .split(",")
       .map((o) => o.trim())
