@@ -3,7 +3,8 @@
 # Prints the path of its executable. Used by the fuzz test layer (test/fuzz).
 set -euo pipefail
 VERSION="${SCHEMATHESIS_VERSION:-4.32.5}"
-CACHE="${OUTRIDER_CACHE_DIR:-$HOME/.cache/outrider}"
+# Same cache rule as scripts/temporal.sh.
+CACHE="${OUTRIDER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/outrider}"
 VENV="$CACHE/schemathesis-$VERSION"
 if [[ ! -x "$VENV/bin/schemathesis" ]]; then
   mkdir -p "$CACHE"
