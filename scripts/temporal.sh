@@ -11,8 +11,8 @@
 set -euo pipefail
 
 TEMPORAL_CLI_VERSION="${TEMPORAL_CLI_VERSION:-v1.5.1}"
-CACHE_DIR="${OUTRIDER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/outrider}"
-BIN_DIR="$CACHE_DIR/temporal-cli-$TEMPORAL_CLI_VERSION"
+source "$(dirname "${BASH_SOURCE[0]}")/cache-dir.sh"
+BIN_DIR="$OUTRIDER_CACHE/temporal-cli-$TEMPORAL_CLI_VERSION"
 BIN="$BIN_DIR/temporal"
 
 install_cli() {
