@@ -96,6 +96,51 @@ describe("Idempotency-Key: format", () => {
   });
 });
 
+describe("Idempotency-Key: hostile bodies", () => {
+  const nested = (depth: number) => `${"[".repeat(depth)}${"]".repeat(depth)}`;
+
+  it("a body nested too deep is 400 json_too_deep with a key as without one, and claims nothing", async () => {
+    // The fingerprint is taken before the route reads the body, so before its depth check:
+    // canonicalJson overflows the stack at 100,000 levels, which must never escape as a 500.
+    const { key, organizationId } = await seedOrganization();
+    const deep = nested(100_000);
+    const routes: Array<[string, string, Record<string, string>]> = [
+      ["/workflow/start", `{"workflowName":"hello","input":{"name":"x","deep":${deep}}}`, { authorization: `Bearer ${key}` }],
+      ["/workflow/run", `{"workflowName":"hello","input":{"name":"x","deep":${deep}}}`, { authorization: `Bearer ${key}` }],
+      ["/api/v1/run/wf_missing", `{"audience":${deep},"topic":"t"}`, { authorization: `Bearer ${key}` }],
+      ["/api/v1/run/wf_missing/stream", `{"audience":${deep},"topic":"t"}`, { authorization: `Bearer ${key}` }],
+      [
+        "/api/v1/workflow-runs/execute",
+        `{"workflowId":"x","inputs":${deep}}`,
+        { authorization: "Bearer edge-test-internal-secret", "x-organization-id": organizationId },
+      ],
+    ];
+    for (const [path, body, headers] of routes) {
+      const res = await call(path, {
+        method: "POST",
+        headers: { ...headers, "content-type": "application/json", "idempotency-key": `deep-${path}` },
+        body,
+      });
+      expect(res.status, path).toBe(400);
+      expect(errorCodeOf(await res.json()), path).toBe("json_too_deep");
+    }
+    expect(
+      await env.DB.prepare("SELECT COUNT(*) AS n FROM idempotency_keys WHERE organization_id = ?").bind(organizationId).first("n"),
+    ).toBe(0);
+  });
+
+  it("fingerprints a body nested too deep by its bytes, without parsing it", async () => {
+    const req = (body: string) =>
+      new Request("http://edge.test/workflow/start", { method: "POST", headers: { "content-type": "application/json" }, body });
+    const deep = await requestFingerprint(req(`{"a":${nested(500_000)}}`));
+    expect(deep).toMatch(/^[0-9a-f]{64}$/);
+    expect(await requestFingerprint(req(`{"a":${nested(500_000)}}`))).toBe(deep);
+    expect(await requestFingerprint(req(`{"a":${nested(100_001)}}`))).not.toBe(deep);
+    // Within the limit, the body is still canonicalized.
+    expect(await requestFingerprint(req(`{"b":1, "a":${nested(60)}}`))).toBe(await requestFingerprint(req(`{"a":${nested(60)},"b":1}`)));
+  });
+});
+
 describe("Idempotency-Key: OpenAPI", () => {
   it("documents the header, Idempotent-Replayed and the three codes on every start route, and the webhook routes", async () => {
     const doc = (await (await call("/openapi.json")).json()) as { paths: Record<string, Record<string, any>> };

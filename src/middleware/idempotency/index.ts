@@ -16,6 +16,7 @@
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
+import { jsonDepth, MAX_JSON_DEPTH } from "../json-body/index.ts";
 import { isFormMediaType, MalformedFormError, parseFormBody, type FormPart } from "../../shared/form-body.ts";
 import type { IdempotencyRequest } from "../../services/idempotency.ts";
 
@@ -79,10 +80,15 @@ export async function requestFingerprint(request: Request): Promise<string> {
     }
   } else {
     const text = await request.clone().text();
-    try {
-      body = `json:${canonicalJson(JSON.parse(text))}`;
-    } catch {
-      body = `raw:${text}`;
+    // canonicalJson recurses once per level: a body deeper than the routes take (they refuse it,
+    // 400 json_too_deep, before any key is claimed) is fingerprinted by its text, never parsed here.
+    if (jsonDepth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) body = `raw:${text}`;
+    else {
+      try {
+        body = `json:${canonicalJson(JSON.parse(text))}`;
+      } catch {
+        body = `raw:${text}`;
+      }
     }
   }
   return sha256Hex(new TextEncoder().encode(`${request.method} ${url.pathname}\n${body}`));
