@@ -84,8 +84,20 @@ function hostError(status: 400 | 401 | 404 | 409 | 413 | 422 | 503 | 504, code: 
   });
 }
 
-export function createControlApi(deps: ControlApiDeps): Hono {
-  const app = new Hono();
+/**
+ * The verified nonce of the signed request being served. Each host process remembers the nonces
+ * it accepted, but not those its siblings did (docs/deploy.md runs several behind one balancer):
+ * a captured request could be played again through another host within its signature's window.
+ * So the calls that would do something twice (a reset, an update) name the nonce to Temporal,
+ * which every host shares and which takes a request id it has seen as the same request.
+ */
+type ControlApiEnv = { Variables: { signedNonce: string } };
+
+/** Temporal's duplicate check for the signed request with this nonce (a reset's requestId, an update's id). */
+export const temporalRequestId = (nonce: string) => `signed-${nonce}`;
+
+export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
+  const app = new Hono<ControlApiEnv>();
 
   app.get("/health", (c) => c.json({ ok: true }));
   const nonces = deps.nonces ?? new NonceMemory();
@@ -103,6 +115,7 @@ export function createControlApi(deps: ControlApiDeps): Hono {
     if (!verdict.ok)
       throw hostError(401, verdict.reason, "request to the host is not signed with the shared secret, or its signature is stale");
     if (!nonces.claim(verdict.nonce, verdict.expiresAt)) throw hostError(401, "replayed_signature", "this signed request was already used");
+    c.set("signedNonce", verdict.nonce);
     await next();
   });
 
@@ -219,7 +232,9 @@ export function createControlApi(deps: ControlApiDeps): Hono {
       }
       if (kind === "query") return c.json({ result: await handle.query(name, ...args) });
       const result = await toOpenRun(workflowId, () =>
-        deps.client.withDeadline(Date.now() + waitMs, () => handle.executeUpdate(name, { args: args as [unknown] })),
+        deps.client.withDeadline(Date.now() + waitMs, () =>
+          handle.executeUpdate(name, { args: args as [unknown], updateId: temporalRequestId(c.get("signedNonce")) }),
+        ),
       );
       return c.json({ result });
     } catch (err) {
@@ -274,7 +289,8 @@ export function createControlApi(deps: ControlApiDeps): Hono {
     const parsed = resetRequest.safeParse(await c.req.json().catch(() => null));
     if (!parsed.success) throw hostError(400, "invalid_request", parsed.error.message);
     try {
-      const reset = await resetToAfterStep(deps.client, workflowId, parsed.data.stepName, parsed.data.reason, parsed.data.runId);
+      const { stepName, reason, runId } = parsed.data;
+      const reset = await resetToAfterStep(deps.client, workflowId, stepName, reason, runId, temporalRequestId(c.get("signedNonce")));
       // The relay moves on to the new run once the old one's history ends.
       deps.relay.followReset(workflowId, reset.runId);
       return c.json(reset);

@@ -32,7 +32,18 @@ export function resetEventIdFor(events: HistoryEvent[], stepName: string): numbe
   return Number(taskCompleted.eventId);
 }
 
-export async function resetToAfterStep(client: Client, workflowId: string, stepName: string, reason: string | undefined, runId?: string) {
+/**
+ * `requestId`: Temporal's duplicate check. A reset sent again with the same id, while the run it
+ * made is still the workflow's current one, answers with that run instead of making another.
+ */
+export async function resetToAfterStep(
+  client: Client,
+  workflowId: string,
+  stepName: string,
+  reason: string | undefined,
+  runId: string | undefined,
+  requestId: string = crypto.randomUUID(),
+) {
   let resolvedRunId: string;
   let events: HistoryEvent[];
   try {
@@ -53,7 +64,7 @@ export async function resetToAfterStep(client: Client, workflowId: string, stepN
       reason: reason || `reset to re-run from after step "${stepName}"`,
       // An int64 in the proto; protobufjs encodes a plain number (event ids are far below 2^53).
       workflowTaskFinishEventId: eventId as unknown as Long,
-      requestId: crypto.randomUUID(),
+      requestId,
     });
     if (!response.runId) throw new Error("Temporal did not report the new run's id");
     return { workflowId, runId: response.runId, resetFromRunId: resolvedRunId };

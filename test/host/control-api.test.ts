@@ -111,6 +111,50 @@ describe("control API auth", () => {
     }
   });
 
+  it("security: a signed reset or update replayed through another host (its own nonces) is not done twice", async () => {
+    // Two host processes behind one balancer (docs/deploy.md): each remembers only the nonces it
+    // accepted, so the replay passes the second host's check; Temporal, which both share, must
+    // take it as the same request.
+    const [hostA, hostB, hostC] = [0, 1, 2].map(() => testControlApi(client, testWorker, SECRET, TASK_QUEUE));
+    const signedInit = async (path: string, payload: unknown) => {
+      const body = JSON.stringify(payload);
+      return { method: "POST", headers: { ...(await signRequest(SECRET, "POST", path, body)), "content-type": "application/json" }, body };
+    };
+    const answer = async (res: Response) => [res.status, await res.json()] as [number, Record<string, unknown>];
+
+    // A reset of a run that has ended (as the edge sends it: pinned to the run), replayed at once
+    // and again once the run it made has ended too: the same run each time, and no other.
+    const resetId = newId("two_steps");
+    const started = await signed("POST", HOST_PATHS.start, {
+      workflowId: resetId,
+      workflowName: "two_steps",
+      input: { text: "replay me" },
+    });
+    const { runId: firstRunId } = startRunResponse.parse(await started.json());
+    await client.workflow.getHandle(resetId).result();
+    const reset = await signedInit(HOST_PATHS.reset(resetId), { stepName: "countWords", runId: firstRunId });
+    const [status, made] = await answer(await hostA!.request(HOST_PATHS.reset(resetId), reset));
+    expect(status).toBe(200);
+    expect(made.runId).not.toBe(firstRunId);
+    expect(await answer(await hostB!.request(HOST_PATHS.reset(resetId), reset))).toEqual([200, made]);
+    await client.workflow.getHandle(resetId).result();
+    expect(await answer(await hostC!.request(HOST_PATHS.reset(resetId), reset))).toEqual([200, made]);
+    expect((await client.workflow.getHandle(resetId).describe()).runId).toBe(made.runId);
+
+    const updateId = newId("approval");
+    await signed("POST", HOST_PATHS.start, { workflowId: updateId, workflowName: "approval", input: { request: "replayed update" } });
+    const update = await signedInit(HOST_PATHS.interact(updateId, "update", "setPriority"), { payload: { priority: 4 } });
+    for (const host of [hostA!, hostB!]) {
+      expect(await answer(await host.request(HOST_PATHS.interact(updateId, "update", "setPriority"), update))).toEqual([
+        200,
+        { result: { priority: 4 } },
+      ]);
+    }
+    const history = await client.workflow.getHandle(updateId).fetchHistory();
+    expect(history.events?.filter((e) => e.workflowExecutionUpdateAcceptedEventAttributes)).toHaveLength(1);
+    await client.workflow.getHandle(updateId).terminate("test over");
+  }, 30_000);
+
   it("refuses a stale signature with 401", async () => {
     const res = await signed(
       "POST",
