@@ -49,6 +49,11 @@ const OUTAGE_STATUSES = new Set([408, 429, 502, 503, 504, 520, 521, 522, 523, 52
 
 /** Seconds a client should wait before retrying when the host cannot be reached. */
 export const HOST_RETRY_AFTER_SECONDS = 5;
+/**
+ * The longest the edge waits for the host's readiness answer. The host gives Temporal 3 s
+ * (READY_TIMEOUT_MS in host/control-api.ts); a host that has not answered by this is not ready.
+ */
+export const HOST_READY_WAIT_MS = 5_000;
 
 export class HostClient {
   constructor(private readonly env: Env) {}
@@ -86,9 +91,9 @@ export class HostClient {
     return this.call("POST", HOST_PATHS.reset(workflowId), resetResponse, request, timeoutMs);
   }
 
-  /** Resolves when the host is up and Temporal answers it; else host_unavailable. */
+  /** Resolves when the host is up and Temporal answers it, within HOST_READY_WAIT_MS; else host_unavailable. */
   ready() {
-    return this.call("GET", HOST_PATHS.ready, readyResponse);
+    return this.call("GET", HOST_PATHS.ready, readyResponse, undefined, HOST_READY_WAIT_MS);
   }
 
   /** Asks the host to (re)relay a run's history to the edge. */

@@ -11,27 +11,47 @@ import { apiKeyAuth } from "../middleware/api-key-auth/index.ts";
 import { rateLimit } from "../middleware/rate-limit/index.ts";
 import { documentRoute } from "../openapi/document.ts";
 
-/** A positive answer is reused for this long per isolate, so unauthenticated probes cannot load the host. */
+/**
+ * Each answer, ready or not, is reused for this long per isolate, so unauthenticated probes cannot
+ * load the host: least of all while it struggles, when every check costs it a call to Temporal.
+ * Only a settled answer is kept (a check in flight is not shared between requests).
+ */
 const READY_CACHE_MS = 2_000;
-let readyUntil = 0;
+
+/** What the last check found: ready, or why not (the error kind, without the host's words). */
+type Readiness = "ready" | "host_unavailable" | "internal_error";
+let lastCheck: { readiness: Readiness; until: number } | null = null;
+
+/** For tests: forget the last check (as a new isolate). */
+export function forgetReadiness(): void {
+  lastCheck = null;
+}
+
+async function checkReadiness(env: Env): Promise<Readiness> {
+  try {
+    await new HostClient(env).ready();
+    return "ready";
+  } catch (err) {
+    // Anyone may ask: the reason (addresses, gRPC errors) goes to the log, not to the caller.
+    console.warn(JSON.stringify({ level: "warn", message: "not ready", reason: (err as Error).message }));
+    // Anything else is not an outage a retry outlasts (a configuration problem, a host the edge does not understand).
+    return err instanceof ApiError && err.code === "host_unavailable" ? "host_unavailable" : "internal_error";
+  }
+}
 
 export function registerProbes(app: App) {
   app.get("/ready", async (c) => {
-    if (Date.now() >= readyUntil) {
-      try {
-        await new HostClient(c.env).ready();
-      } catch (err) {
-        // Anyone may ask: the reason (addresses, gRPC errors) goes to the log, not to the caller.
-        console.warn(JSON.stringify({ level: "warn", message: "not ready", reason: (err as Error).message }));
-        if (err instanceof ApiError && err.code === "host_unavailable") {
-          throw new ApiError("host_unavailable", "the workflow host or Temporal is not ready", undefined, {
-            "retry-after": String(HOST_RETRY_AFTER_SECONDS),
-          });
-        }
-        // Not an outage a retry outlasts (a configuration problem, a host the edge does not understand).
-        throw new ApiError("internal_error", "the edge cannot check readiness; quote the request id when reporting it");
-      }
-      readyUntil = Date.now() + READY_CACHE_MS;
+    if (!lastCheck || Date.now() >= lastCheck.until) {
+      const readiness = await checkReadiness(c.env);
+      lastCheck = { readiness, until: Date.now() + READY_CACHE_MS };
+    }
+    if (lastCheck.readiness === "host_unavailable") {
+      throw new ApiError("host_unavailable", "the workflow host or Temporal is not ready", undefined, {
+        "retry-after": String(HOST_RETRY_AFTER_SECONDS),
+      });
+    }
+    if (lastCheck.readiness === "internal_error") {
+      throw new ApiError("internal_error", "the edge cannot check readiness; quote the request id when reporting it");
     }
     return c.json({ ok: true, host: "ok", temporal: "ok" });
   });

@@ -4,7 +4,10 @@
  * test/e2e/output-compat-api.test.ts drives the same routes against the whole stack.
  */
 import { env } from "cloudflare:workers";
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { HOST_READY_WAIT_MS } from "../../src/host-client.ts";
+import { HOST_PATHS } from "../../src/shared/host-api.ts";
+import { forgetReadiness } from "../../src/routes/probes.ts";
 import { interceptD1InPlace } from "../support/d1-intercept.ts";
 import { call, type ErrorBody, type OutputErrorBody, postJson, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
@@ -583,6 +586,9 @@ describe("catalog and runs list", () => {
 });
 
 describe("probes", () => {
+  // Each test starts with no answer kept from the one before (GET /ready reuses one for 2 s).
+  beforeEach(() => forgetReadiness());
+
   it("GET /ready: 503 ServiceUnavailableError with Retry-After when the host cannot be reached (no auth needed)", async () => {
     const res = await call("/ready");
     expect(res.status).toBe(503);
@@ -605,6 +611,44 @@ describe("probes", () => {
       restore();
     }
   });
+
+  it("security: GET /ready gives a host that hangs HOST_READY_WAIT_MS, then answers 503; one check serves the probes that follow for 2 s, ready or not", async () => {
+    let asked = 0;
+    // Only the readiness checks are scripted: other test files' calls to the host (they share this
+    // isolate's fetch) meet the closed port they expect.
+    const scriptReady = (answer: (request: Request) => Promise<Response>) =>
+      scriptHost((request, path) => {
+        if (path !== HOST_PATHS.ready) return Promise.reject(new TypeError("connection refused"));
+        asked++;
+        return answer(request);
+      });
+    // A host that takes the connection and never answers (the edge's wait aborts the request).
+    let restore = scriptReady(
+      (request) => new Promise<Response>((_, reject) => request.signal.addEventListener("abort", () => reject(new Error("aborted")))),
+    );
+    try {
+      const started = Date.now();
+      const res = await call("/ready");
+      expect(res.status).toBe(503);
+      expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
+      expect(await outputError(res)).toMatchObject({ error: "ServiceUnavailableError", code: "host_unavailable" });
+      expect(Date.now() - started).toBeGreaterThanOrEqual(HOST_READY_WAIT_MS - 100);
+      // The probes that follow within 2 s are answered from that check: the struggling host is not asked again.
+      for (let i = 0; i < 5; i++) expect((await call("/ready")).status).toBe(503);
+      expect(asked, "checks of a host that hangs").toBe(1);
+    } finally {
+      restore();
+    }
+    forgetReadiness();
+    asked = 0;
+    restore = scriptReady(async () => Response.json({ ok: true }));
+    try {
+      for (let i = 0; i < 5; i++) expect(await (await call("/ready")).json()).toEqual({ ok: true, host: "ok", temporal: "ok" });
+      expect(asked, "checks of a ready host").toBe(1);
+    } finally {
+      restore();
+    }
+  }, 20_000);
 
   it("POST /heartbeat: 204 with a key (Bearer or Output's Basic), 401 without", async () => {
     const org = await seedOrganization();
