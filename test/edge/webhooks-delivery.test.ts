@@ -19,7 +19,7 @@ import { runStream } from "../../src/run-stream-client.ts";
 import { runResetEvent } from "../../src/shared/run-events.ts";
 import { interceptD1InPlace, loseAnswersInPlace } from "../support/d1-intercept.ts";
 import { admin, seedCatalog, seedOrganization } from "./helpers.ts";
-import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
+import { closeEvent, createRunningRun, finishedEvent, historyEvent, httpAttributeEvent, push } from "./stream-helpers.ts";
 import { hookUrl, received, register, setDns, until } from "./webhook-helpers.ts";
 
 /** The errorDetails the host records for the failed runs of these tests. */
@@ -291,9 +291,10 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
     try {
       vi.spyOn(console, "warn").mockImplementation(() => undefined);
       const { workflowId, runId } = await finishRun(org.organizationId);
-      // A reset of the completed run: its run is now the workflow's latest, and still going.
+      // A reset of the completed run: its run is now the workflow's latest, still going, and making
+      // an HTTP request (usage of its own, which the first run's message must not count).
       const resetRunId = crypto.randomUUID();
-      await push(workflowId, [runResetEvent(resetRunId, runId), historyEvent(resetRunId, 1)]);
+      await push(workflowId, [runResetEvent(resetRunId, runId), historyEvent(resetRunId, 1), httpAttributeEvent(resetRunId, 1)]);
       failing = false;
       const first = await until(async () => {
         const r = await received(name);
@@ -310,6 +311,10 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
         ["run.completed", resetRunId],
       ]);
       expect(new Set(both.map((r) => r.headers["webhook-id"])).size).toBe(2);
+      // Each message counts the usage of its own run and of the runs it follows from, as each run's result does.
+      const httpRequests = (r: { body: string }) =>
+        (JSON.parse(r.body) as { data: { aggregations: { httpRequests: { total: number } } } }).data.aggregations.httpRequests.total;
+      expect(both.map(httpRequests)).toEqual([0, 1]);
     } finally {
       undo();
       vi.restoreAllMocks();
