@@ -337,6 +337,11 @@ export class EventLog {
     return latest ? (latest.newRunId ?? latest.runId) : null;
   }
 
+  /** The run the entry `seq` belongs to (null: no such entry, or one of no run). */
+  runOfSeq(seq: number): string | null {
+    return this.sql.exec<{ run_id: string | null }>("SELECT run_id FROM events WHERE seq = ?", seq).toArray()[0]?.run_id ?? null;
+  }
+
   /**
    * Whether any event of `runId` is in the log, or a continue-as-new named it as the next run (an
    * unknown run id is a 404 for readers). Temporal creates that run with the hand-over, so it

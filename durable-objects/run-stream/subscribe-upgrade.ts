@@ -27,7 +27,7 @@ export const SUBSCRIBE_PATH = "/subscribe";
 
 /** The parts a subscription goes through. */
 export interface SubscribeUpgradeParts {
-  log: Pick<EventLog, "after" | "latestRunId" | "knowsRun">;
+  log: Pick<EventLog, "after" | "latestRunId" | "knowsRun" | "runOfSeq">;
   meta: Pick<Meta, "set">;
   subscribers: Pick<Subscribers, "accept">;
   logReader: Pick<LogReader, "streamState">;
@@ -81,6 +81,7 @@ export async function routeUpgrade(deps: SubscribeUpgradeDeps, request: Request)
     streamState: async (id) => deps.parts().logReader.streamState(id),
     entriesAfter: (seq) => deps.parts().log.after(seq),
     knowsRun: (runId) => deps.parts().log.knowsRun(runId),
+    runOfSeq: (seq) => deps.parts().log.runOfSeq(seq),
   });
   if (admission && "refusal" in admission) return admission.refusal;
   const runId =

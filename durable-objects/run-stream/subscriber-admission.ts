@@ -40,6 +40,8 @@ export interface AdmissionLog {
   entriesAfter(seq: number): Array<{ type: string; data: { runId?: unknown } }>;
   /** Whether the log knows the run (an event of it, or a continue-as-new naming it: EventLog.knowsRun). */
   knowsRun(runId: string): boolean;
+  /** The run the log entry `seq` belongs to (null: no such entry, or one of no run). */
+  runOfSeq(seq: number): string | null;
 }
 
 const refuse = (status: 404 | 503, code: ErrorCode, message: string) => Response.json({ error: { code, message } }, { status });
@@ -96,8 +98,9 @@ function notStartedRefusal(status: RunStatus): Response {
  * workflow id, this DO, from it), the run viewer's by workflow id (its stream token names it).
  * Here, against D1's primary: the row is this organization's (and has that UUID; else 404, as if
  * it did not exist), and the run has started (else 503). The subscription follows the row's
- * current Temporal run. With `admitEndTypes`, a client already past the last shown entry of a
- * finished run gets 204.
+ * current Temporal run, or, for a client resuming inside another run of the workflow, that run
+ * (see below). With `admitEndTypes`, a client already past the last shown entry of a finished
+ * run gets 204.
  */
 async function admitLogSubscriber(
   env: Env,
@@ -115,6 +118,17 @@ async function admitLogSubscriber(
   if (!runId) return { refusal: notStartedRefusal(run.status) };
   const endTypes = url.searchParams.get(ADMISSION_PARAMS.endTypes);
   const after = Number(url.searchParams.get("after")) || 0;
+  if (endTypes === null && after > 0) {
+    // A client resuming inside another run of the workflow than the row's (a continue-as-new or a
+    // reset handed the row on since; or D1 does not name the next run yet) resumes in that run:
+    // its entries after the cursor and its end, then a stream that follows the workflow goes on
+    // with the next run from its start. Following the row's run from the cursor would lose the
+    // rest of the client's run, and repeat the next run's. Not when the admission asks about the
+    // end (`endTypes`): a Workflow Runs client that saw the end (the row's run is the one with
+    // anything new for it), or the run viewer (its stream follows one run, and ends at a reset).
+    const cursorRun = log.runOfSeq(after);
+    if (cursorRun !== null && cursorRun !== runId && log.knowsRun(cursorRun)) return { runId: cursorRun };
+  }
   if (endTypes !== null && after > 0 && (await log.streamState(runId)).finished) {
     const shown = new Set(endTypes.split(","));
     if (!log.entriesAfter(after).some((e) => e.data.runId === runId && shown.has(e.type)))

@@ -93,6 +93,64 @@ describe("Workflow Runs API stream", () => {
     expect((await open(id, events.at(-1)!.id)).status).toBe(204);
   });
 
+  it("a client that lost the stream inside a run which has continued as new since resumes in that run: its last entries, then the next run's, each once", async () => {
+    const { workflowId, runId: first } = await createRunningRun(organizationId);
+    const id = await runIdOf(workflowId);
+    const second = crypto.randomUUID();
+    await push(workflowId, [historyEvent(first, 1), stepEvent(first, 1, "started")]);
+    // The client sees the first run's attempt start, then loses the stream.
+    let lastSeen: string | undefined;
+    for await (const m of readSse((await open(id)).body!)) {
+      if (m.event === "activity-run") {
+        lastSeen = m.id;
+        break;
+      }
+    }
+    // Meanwhile the attempt ends, the run continues as new (D1's row follows the second run), which runs to the end.
+    await push(workflowId, [stepEvent(first, 1, "completed"), ...continuedAsNewEvents(first, 2, second)]);
+    await push(workflowId, [historyEvent(second, 1), stepEvent(second, 1, "started"), stepEvent(second, 1, "completed")]);
+    await push(workflowId, [closeEvent(second, 2), finishedEvent(second)]);
+    expect(await env.DB.prepare("SELECT temporal_run_id AS run FROM runs WHERE id = ?").bind(id).first("run")).toBe(second);
+
+    const resumed = await collect(await open(id, lastSeen));
+    const steps = resumed.filter((e) => e.event === "activity-run").map((e) => [e.data.content.activityRunId, e.data.content.status]);
+    // The first run's end of the attempt the client saw start (not lost), then the second run's attempt.
+    expect(steps.map(([, status]) => status)).toEqual(["completed", "running", "completed"]);
+    expect(new Set(steps.map(([activityRunId]) => activityRunId)).size).toBe(2);
+    expect(resumed.at(-1)).toMatchObject({ event: "result", data: { success: true, workflowRun: { id, status: "completed" } } });
+    // Every id once, in order.
+    const ids = resumed.filter((e) => e.id && e.event !== "result").map((e) => Number(e.id));
+    expect(ids).toEqual([...ids].sort((a, b) => a - b));
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+
+  it("a client that lost the stream inside a run which a reset has replaced since resumes in that run: it gets what a client that never lost the stream got after that point", async () => {
+    const { workflowId, runId } = await createRunningRun(organizationId);
+    const id = await runIdOf(workflowId);
+    await push(workflowId, [historyEvent(runId, 1), stepEvent(runId, 1, "started")]);
+    const live = collect(await open(id));
+    let lastSeen: string | undefined;
+    for await (const m of readSse((await open(id)).body!)) {
+      if (m.event === "activity-run") {
+        lastSeen = m.id;
+        break;
+      }
+    }
+    // The attempt ends, then a reset replaces the run (as the reset route does), and the reset's run runs to the end.
+    await push(workflowId, [stepEvent(runId, 1, "completed")]);
+    const next = crypto.randomUUID();
+    expect(await runStream(env, workflowId).holdForReset({ organizationId, workflowId, runUuid: id })).toMatchObject({ ok: true });
+    await push(workflowId, [runResetEvent(next, runId)]);
+    await push(workflowId, replacedEnd(runId));
+    await push(workflowId, [historyEvent(next, 1), stepEvent(next, 2, "started"), closeEvent(next, 3), finishedEvent(next)]);
+    const seen = (await live).filter((e) => e.event !== "ping");
+    const resumed = (await collect(await open(id, lastSeen))).filter((e) => e.event !== "ping");
+    expect(resumed.map((e) => [e.event, e.id, e.data])).toEqual(
+      seen.slice(seen.findIndex((e) => e.id === lastSeen) + 1).map((e) => [e.event, e.id, e.data]),
+    );
+    expect(resumed.filter((e) => e.event === "activity-run").map((e) => e.data.content.status)).toEqual(["completed", "running"]);
+  });
+
   it("aborting the Durable Object mid-stream loses nothing and duplicates nothing", async () => {
     const { workflowId, runId } = await createRunningRun(organizationId);
     const id = await runIdOf(workflowId);
