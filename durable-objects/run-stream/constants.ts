@@ -50,6 +50,13 @@ export const META_KEYS = {
   trace: (runId: string) => `trace:${runId}`,
 } as const;
 
+/**
+ * Log entry types the `log` view never sends: Temporal's history is the history view's, no route
+ * over the log view shows it, and its events can carry payloads of up to 2 MiB each, which every
+ * viewer of the run would otherwise be sent, to drop.
+ */
+export const LOG_VIEW_SKIPPED_TYPE = "history";
+
 /** Event types that change the run's D1 row; the others only live in the log. */
 export const PROJECTED_TYPES: ReadonlySet<string> = new Set(["run.started", "run.finished", "attribute", "step"]);
 

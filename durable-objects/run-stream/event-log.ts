@@ -270,8 +270,24 @@ export class EventLog {
     return this.rows(`SELECT ${COLUMNS} FROM events WHERE seq > ? ORDER BY seq`, seq);
   }
 
-  ofRunAfter(runId: string, seq: number): LogRow[] {
-    return this.rows(`SELECT ${COLUMNS} FROM events WHERE run_id = ? AND seq > ? ORDER BY seq`, runId, seq);
+  /** The entries of `runId` after `seq`, but those of `exceptType` (never read, so never parsed or put together). */
+  ofRunAfter(runId: string, seq: number, exceptType: string): LogRow[] {
+    return this.rows(`SELECT ${COLUMNS} FROM events WHERE run_id = ? AND seq > ? AND type <> ? ORDER BY seq`, runId, seq, exceptType);
+  }
+
+  /** Whether the log has an entry of `runId` after `seq` of one of `types` (nothing is read but that). */
+  hasEntryAfter(seq: number, runId: string, types: readonly string[]): boolean {
+    if (types.length === 0) return false;
+    return (
+      this.sql
+        .exec(
+          `SELECT 1 FROM events WHERE seq > ? AND run_id = ? AND type IN (${types.map(() => "?").join(", ")}) LIMIT 1`,
+          seq,
+          runId,
+          ...types,
+        )
+        .toArray().length > 0
+    );
   }
 
   attributes(runId?: string): LogRowOf<"attribute">[] {

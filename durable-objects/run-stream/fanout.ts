@@ -9,7 +9,7 @@
  * nothing twice.
  */
 import type { SerializedHistoryEvent } from "../../src/shared/history-events.ts";
-import { REPLAY_BATCH_MAX_PAYLOAD_BYTES, REPLAY_BATCH_SIZE, STREAM_DONE_CLOSE_CODE } from "./constants.ts";
+import { LOG_VIEW_SKIPPED_TYPE, REPLAY_BATCH_MAX_PAYLOAD_BYTES, REPLAY_BATCH_SIZE, STREAM_DONE_CLOSE_CODE } from "./constants.ts";
 import { toEntry, type EventLog, type LogRow, type LogRowOf } from "./event-log.ts";
 import type { SubscriberMessage, SubscriptionView, WorkflowSummary } from "./messages.ts";
 import type { FinishGate } from "./reset-mark.ts";
@@ -109,7 +109,7 @@ export class Subscribers {
     };
     // Synchronous from here: backlog, then live rows, with no gap.
     if (attachment.view === "log") {
-      this.sendEntries(server, attachment, this.log.ofRunAfter(request.runId, attachment.lastEventId));
+      this.sendEntries(server, attachment, this.log.ofRunAfter(request.runId, attachment.lastEventId, LOG_VIEW_SKIPPED_TYPE));
     } else {
       if (request.workflowEvent) this.send(server, { kind: "workflow", summary: this.summary(request.runId) });
       this.sendRows(server, attachment, this.log.streamBacklog(request.runId, attachment.lastEventId, request.afterThinkingSeq));
@@ -234,14 +234,14 @@ function rowMessages(
   return { messages, lastEventId };
 }
 
-/** Log view: every entry after the subscriber's last one, as is. */
+/** Log view: every entry after the subscriber's last one, as is (but LOG_VIEW_SKIPPED_TYPE's). */
 function entryMessages(afterSeq: number, rows: readonly LogRow[]): { messages: SubscriberMessage[]; lastEventId: number } {
   const messages: SubscriberMessage[] = [];
   let lastEventId = afterSeq;
   for (const row of rows) {
     if (row.seq <= lastEventId) continue;
     lastEventId = row.seq;
-    messages.push({ kind: "entry", entry: toEntry(row) });
+    if (row.type !== LOG_VIEW_SKIPPED_TYPE) messages.push({ kind: "entry", entry: toEntry(row) });
   }
   return { messages, lastEventId };
 }

@@ -27,7 +27,7 @@ export const SUBSCRIBE_PATH = "/subscribe";
 
 /** The parts a subscription goes through. */
 export interface SubscribeUpgradeParts {
-  log: Pick<EventLog, "after" | "latestRunId" | "knowsRun" | "runOfSeq">;
+  log: Pick<EventLog, "hasEntryAfter" | "latestRunId" | "knowsRun" | "runOfSeq">;
   meta: Pick<Meta, "set">;
   subscribers: Pick<Subscribers, "accept">;
   logReader: Pick<LogReader, "streamState">;
@@ -79,7 +79,7 @@ export async function routeUpgrade(deps: SubscribeUpgradeDeps, request: Request)
   }
   const admission = await admitSubscriber(deps.env, url.searchParams.get("workflowId") ?? "", url, {
     streamState: async (id) => deps.parts().logReader.streamState(id),
-    entriesAfter: (seq) => deps.parts().log.after(seq),
+    hasEntryAfter: (seq, runId, types) => deps.parts().log.hasEntryAfter(seq, runId, types),
     knowsRun: (runId) => deps.parts().log.knowsRun(runId),
     runOfSeq: (seq) => deps.parts().log.runOfSeq(seq),
   });

@@ -36,8 +36,8 @@ export interface StreamStateLike {
 /** What an admission reads of the DO's log. */
 export interface AdmissionLog {
   streamState(runId?: string): Promise<StreamStateLike>;
-  /** The log's entries after `seq`, in order (type and the run they belong to). */
-  entriesAfter(seq: number): Array<{ type: string; data: { runId?: unknown } }>;
+  /** Whether the log has an entry of `runId` after `seq` of one of `types`. */
+  hasEntryAfter(seq: number, runId: string, types: readonly string[]): boolean;
   /** Whether the log knows the run (an event of it, or a continue-as-new naming it: EventLog.knowsRun). */
   knowsRun(runId: string): boolean;
   /** The run the log entry `seq` belongs to (null: no such entry, or one of no run). */
@@ -130,9 +130,7 @@ async function admitLogSubscriber(
     if (cursorRun !== null && cursorRun !== runId && log.knowsRun(cursorRun)) return { runId: cursorRun };
   }
   if (endTypes !== null && after > 0 && (await log.streamState(runId)).finished) {
-    const shown = new Set(endTypes.split(","));
-    if (!log.entriesAfter(after).some((e) => e.data.runId === runId && shown.has(e.type)))
-      return { refusal: new Response(null, { status: 204 }) };
+    if (!log.hasEntryAfter(after, runId, endTypes.split(","))) return { refusal: new Response(null, { status: 204 }) };
   }
   return { runId };
 }

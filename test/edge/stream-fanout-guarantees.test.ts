@@ -4,7 +4,9 @@
  * connects in the middle of a burst of pushes, every event once, in order, with no gap between its
  * replay and the live events.
  */
+import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
+import { openRunSubscription } from "../../src/sse/run-subscription.ts";
 import { collectHistoryStream } from "../support/sse.ts";
 import { call, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push, range } from "./stream-helpers.ts";
@@ -74,5 +76,42 @@ describe("fan-out guarantees per subscriber", () => {
       expect(s.done).toHaveLength(1);
       expect(s.serverErrors).toEqual([]);
     }
+  });
+});
+
+describe("the log view (run viewer, Workflow Runs and published-run streams)", () => {
+  beforeAll(async () => {
+    await seedCatalog();
+  });
+
+  /** Every message a raw log-view subscription of the run gets, backlog then live, until `done`. */
+  const logMessages = async (workflowId: string, runId: string, live: () => Promise<void>) => {
+    const socket = await openRunSubscription(env, workflowId, { view: "log", runId, after: "0" });
+    socket.accept();
+    const messages: Array<{ kind: string; entry?: { type: string; seq: number } }> = [];
+    const closed = new Promise<void>((resolve) => socket.addEventListener("close", () => resolve()));
+    socket.addEventListener("message", (e) => messages.push(JSON.parse(e.data as string)));
+    await live();
+    await closed;
+    return messages;
+  };
+
+  it("is never sent Temporal's history (no route over it shows it), backlog or live; every other entry once, in order", async () => {
+    const org = await seedOrganization();
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    const step = (state: string) => ({
+      sourceKey: `step:${runId}:1:1:${state}`,
+      type: "step",
+      at: new Date().toISOString(),
+      data: { runId, activityId: "1", stepName: "countWords", attempt: 1, state },
+    });
+    await push(workflowId, [historyEvent(runId, 1), step("started"), historyEvent(runId, 2)]);
+    const messages = await logMessages(workflowId, runId, () =>
+      push(workflowId, [historyEvent(runId, 3), step("completed"), closeEvent(runId, 4), finishedEvent(runId)]),
+    );
+    const entries = messages.filter((m) => m.kind === "entry").map((m) => m.entry!);
+    expect(entries.map((e) => e.type)).toEqual(["run.started", "step", "step", "run.finished"]);
+    expect(entries.map((e) => e.seq)).toEqual([...entries.map((e) => e.seq)].sort((a, b) => a - b));
+    expect(messages.at(-1)).toMatchObject({ kind: "done" });
   });
 });
