@@ -85,7 +85,7 @@ describe("the log view (run viewer, Workflow Runs and published-run streams)", (
   });
 
   /** Every message a raw log-view subscription of the run gets, backlog then live, until `done`. */
-  const logMessages = async (workflowId: string, runId: string, live: () => Promise<void>) => {
+  const logMessages = async (workflowId: string, runId: string, live: () => Promise<unknown>) => {
     const socket = await openRunSubscription(env, workflowId, { view: "log", runId, after: "0" });
     socket.accept();
     const messages: Array<{ kind: string; entry?: { type: string; seq: number } }> = [];
