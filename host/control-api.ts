@@ -60,6 +60,13 @@ export const READY_TIMEOUT_MS = 3_000;
  */
 export const UPDATE_WAIT_MS = 60_000;
 
+/**
+ * How long a query may wait for a worker to answer it. Temporal gives up after 30 s with
+ * DEADLINE_EXCEEDED ("query timed out before a worker could process it") when no worker polls the
+ * run's task queue or its workflow tasks keep failing: that is the caller's 504, not our 500.
+ */
+export const QUERY_WAIT_MS = 20_000;
+
 export interface ControlApiDeps {
   client: Client;
   taskQueue: string;
@@ -76,6 +83,8 @@ export interface ControlApiDeps {
   nonces?: Pick<NonceMemory, "claim">;
   /** UPDATE_WAIT_MS, unless a test waits less. */
   updateWaitMs?: number;
+  /** QUERY_WAIT_MS, unless a test waits less. */
+  queryWaitMs?: number;
 }
 
 function hostError(status: 400 | 401 | 404 | 409 | 413 | 422 | 503 | 504, code: string, message: string): HTTPException {
@@ -225,12 +234,15 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
     const handle = deps.client.workflow.getHandle(workflowId);
     const args = parsed.data.payload === undefined ? [] : [parsed.data.payload];
     const waitMs = deps.updateWaitMs ?? UPDATE_WAIT_MS;
+    const queryWaitMs = deps.queryWaitMs ?? QUERY_WAIT_MS;
     try {
       if (kind === "signal") {
         await toOpenRun(workflowId, () => handle.signal(name, ...args));
         return c.json({});
       }
-      if (kind === "query") return c.json({ result: await handle.query(name, ...args) });
+      if (kind === "query") {
+        return c.json({ result: await deps.client.withDeadline(Date.now() + queryWaitMs, () => handle.query(name, ...args)) });
+      }
       const result = await toOpenRun(workflowId, () =>
         deps.client.withDeadline(Date.now() + waitMs, () =>
           handle.executeUpdate(name, { args: args as [unknown], updateId: temporalRequestId(c.get("signedNonce")) }),
@@ -255,9 +267,18 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
       if (err instanceof WorkflowUpdateFailedError || err instanceof QueryRejectedError) {
         throw hostError(422, "handler_failed", failureMessage(err));
       }
+      const code = grpcCodeOf(err);
+      if (kind === "query" && code === GRPC.DEADLINE_EXCEEDED) {
+        // A query changes nothing, so sending it again is safe; whether it will work depends on the
+        // run's workers, so this is no outage's "retry after".
+        throw hostError(
+          504,
+          "query_timed_out",
+          `no worker answered the query "${name}" within ${Math.round(queryWaitMs / 1000)} s (the run's workflow tasks may be failing, or no worker is polling its task queue)`,
+        );
+      }
       // The run refused the message itself, past one of Temporal's per-run limits (signals per run,
       // updates per run): this run will never take it, so it is the caller's 409, not our 500.
-      const code = grpcCodeOf(err);
       if (kind !== "query" && (code === GRPC.INVALID_ARGUMENT || code === GRPC.FAILED_PRECONDITION)) {
         throw hostError(409, "message_rejected", `Temporal refused the ${kind} for this run: ${grpcMessageOf(err)}`);
       }

@@ -7,6 +7,7 @@
 /** The gRPC status codes the control API tells apart (grpc/status.h). */
 export const GRPC = {
   INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
   RESOURCE_EXHAUSTED: 8,
   FAILED_PRECONDITION: 9,
   UNAVAILABLE: 14,

@@ -64,6 +64,7 @@ export const ERROR_CODES = {
   run_timed_out: 504,
   reset_outcome_unknown: 504,
   update_outcome_unknown: 504,
+  query_timed_out: 504,
 } as const satisfies Record<string, ContentfulStatusCode>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -127,6 +128,7 @@ export const OUTPUT_ERROR_NAMES = {
   run_timed_out: "WorkflowTimedOutError",
   reset_outcome_unknown: "WorkflowResetOutcomeUnknownError",
   update_outcome_unknown: "WorkflowUpdateOutcomeUnknownError",
+  query_timed_out: "WorkflowQueryTimedOutError",
 } as const satisfies Record<ErrorCode, string>;
 
 export type OutputErrorName = (typeof OUTPUT_ERROR_NAMES)[ErrorCode];
@@ -139,6 +141,7 @@ const RUN_TIED_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   "message_rejected",
   "reset_outcome_unknown",
   "update_outcome_unknown",
+  "query_timed_out",
   "run_not_finished",
   "run_ended",
   "workflow_id_in_use",

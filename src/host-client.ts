@@ -1,7 +1,8 @@
 /**
  * The edge's typed, signed client for the Node host's control API. Only an outage becomes
  * `host_unavailable` (503 with Retry-After, "retry and it will work"): the host cannot be reached,
- * or it (or a proxy in front of it) answers 502, 503 or 504. A failure that retrying cannot fix
+ * or it (or a proxy in front of it) answers 502, 503 or 504, other than the host's own 504s for an
+ * update or query the run did not complete in time (their codes pass through). A failure that retrying cannot fix
  * is not an outage: the host's 500 (it failed on this request) and 401 (edge and host disagree on
  * HOST_SHARED_SECRET) are 500 `internal_error`; its client-facing 4xx codes pass through; any other
  * refusal is 502 `host_error`, and a 4xx without the host's error body (a proxy's) says nothing
@@ -139,6 +140,8 @@ export class HostClient {
     // The host sent the update and the run did not complete it in time: it may still be applied,
     // so no "retry after" (a retry could apply it twice).
     if (res.status === 504 && code === "update_outcome_unknown") throw new ApiError("update_outcome_unknown", message);
+    // No worker answered a query in time: whether a retry works depends on the run's workers, not on us.
+    if (res.status === 504 && code === "query_timed_out") throw new ApiError("query_timed_out", message);
     if (OUTAGE_STATUSES.has(res.status)) {
       throw new ApiError(
         "host_unavailable",

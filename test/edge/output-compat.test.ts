@@ -388,6 +388,25 @@ describe("run routes: shapes, pinned forms, hostile ids", () => {
     }
   });
 
+  it("a query no worker answered within the host's wait is 504 query_timed_out with the host's words, not a 500 or an outage's 503", async () => {
+    const running = await createRunningRun(org.organizationId, "approval");
+    const words = 'no worker answered the query "progress" within 20 s';
+    const restore = scriptHost(() => Response.json({ error: { code: "query_timed_out", message: words } }, { status: 504 }));
+    try {
+      const res = await send("POST", `/workflow/${running.workflowId}/query/progress`, org.key, {});
+      expect(res.status).toBe(504);
+      expect(res.headers.get("retry-after")).toBeNull();
+      expect(await outputError(res)).toMatchObject({
+        error: "WorkflowQueryTimedOutError",
+        code: "query_timed_out",
+        message: words,
+        workflowId: running.workflowId,
+      });
+    } finally {
+      restore();
+    }
+  });
+
   it("any id shape is addressable, URL-decoded; hostile ids are 400 or 404, never a crash or another run", async () => {
     const chosen = ["V1StGXR8_Z5jdHi6B-myT", "order:42@acme", "__proto__", "constructor", "a.b=c+d~e"];
     for (const id of chosen) {

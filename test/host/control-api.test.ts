@@ -24,10 +24,15 @@ let client: Client;
 let testWorker: TestWorker;
 let app: ReturnType<typeof createControlApi>;
 
-async function signed(method: string, path: string, payload?: unknown, opts: { secret?: string; now?: number } = {}) {
+async function signed(
+  method: string,
+  path: string,
+  payload?: unknown,
+  opts: { secret?: string; now?: number; to?: ReturnType<typeof createControlApi> } = {},
+) {
   const body = payload === undefined ? "" : JSON.stringify(payload);
   const headers = await signRequest(opts.secret ?? SECRET, method, path, body, opts.now);
-  return app.request(path, { method, headers: { ...headers, "content-type": "application/json" }, body: body || undefined });
+  return (opts.to ?? app).request(path, { method, headers: { ...headers, "content-type": "application/json" }, body: body || undefined });
 }
 
 const newId = (name: string) => `${name}-${crypto.randomUUID()}`;
@@ -430,16 +435,31 @@ describe("interacting with a running approval", () => {
     await client.workflow.start("approval", { taskQueue: `nobody-${crypto.randomUUID()}`, workflowId, args: [{ request: "stranded" }] });
     try {
       const waited = testControlApi(client, testWorker, SECRET, TASK_QUEUE, { updateWaitMs: 1_000 });
-      const body = JSON.stringify({ payload: { priority: 4 } });
-      const path = HOST_PATHS.interact(workflowId, "update", "setPriority");
       const started = Date.now();
-      const res = await waited.request(path, {
-        method: "POST",
-        headers: { ...(await signRequest(SECRET, "POST", path, body)), "content-type": "application/json" },
-        body,
-      });
+      const res = await signed(
+        "POST",
+        HOST_PATHS.interact(workflowId, "update", "setPriority"),
+        { payload: { priority: 4 } },
+        { to: waited },
+      );
       expect(res.status).toBe(504);
       expect(await res.json()).toMatchObject({ error: { code: "update_outcome_unknown" } });
+      expect(Date.now() - started).toBeLessThan(10_000);
+    } finally {
+      await client.workflow.getHandle(workflowId).terminate("test over");
+    }
+  }, 20_000);
+
+  it("a query no worker answers (its run's workers gone, or its workflow tasks failing) is 504 query_timed_out after the wait, not a 500", async () => {
+    // The approval runs on a task queue no worker polls: Temporal times its query out.
+    const workflowId = newId("approval");
+    await client.workflow.start("approval", { taskQueue: `nobody-${crypto.randomUUID()}`, workflowId, args: [{ request: "stranded" }] });
+    try {
+      const waited = testControlApi(client, testWorker, SECRET, TASK_QUEUE, { queryWaitMs: 1_000 });
+      const started = Date.now();
+      const res = await signed("POST", HOST_PATHS.interact(workflowId, "query", "progress"), {}, { to: waited });
+      expect(res.status).toBe(504);
+      expect(await res.json()).toMatchObject({ error: { code: "query_timed_out", message: expect.stringContaining('"progress"') } });
       expect(Date.now() - started).toBeLessThan(10_000);
     } finally {
       await client.workflow.getHandle(workflowId).terminate("test over");

@@ -305,6 +305,7 @@ export function documentWorkflowApi(app: App) {
         "handler_failed",
         ...(kind === "query" ? [] : (["run_finished", "message_rejected"] as const)),
         ...(kind === "update" ? (["update_outcome_unknown"] as const) : []),
+        ...(kind === "query" ? (["query_timed_out"] as const) : []),
         "run_not_started",
         "host_unavailable",
       ],
