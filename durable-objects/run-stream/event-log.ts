@@ -397,6 +397,11 @@ export class EventLog {
     return this.replacement(runId)?.runId ?? null;
   }
 
+  /** The run that took over from `runId`: the one it continued as new into, or the one a reset started in its place; null if none. */
+  successorOf(runId: string): string | null {
+    return this.finished(runId)?.newRunId ?? this.resetSuccessor(runId);
+  }
+
   /** When the edge logged `runId`'s `run.started` (its start, or the reset that started it); null if not logged. */
   startedAt(runId: string): string | null {
     return (

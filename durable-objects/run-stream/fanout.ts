@@ -79,8 +79,9 @@ export class Subscribers {
       if (resetRunId) return { kind: "done", outcome: finished, resetRunId };
       // "drop": the reset's run was seen already, and its `run.started` (naming it) is on its way.
       if (this.resetGate(runId) !== "project") return null;
+      return { kind: "done", outcome: finished };
     }
-    return { kind: "done", outcome: finished };
+    return { kind: "done", outcome: finished, seq: this.log.seqOfHistoryEvent(runId, this.log.lastHistoryEventId(runId)) };
   }
 
   /**

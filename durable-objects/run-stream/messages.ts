@@ -59,6 +59,8 @@ export type SubscriberMessage =
   /** both views: the run is over and everything was sent; the DO closes with STREAM_DONE_CLOSE_CODE next. */
   /**
    * `resetRunId` (log view only): the run ended because a reset replaced it with that run, so the
-   * workflow goes on there (a stream that follows the workflow subscribes to it).
+   * workflow goes on there (a stream that follows the workflow subscribes to it). `seq` (history
+   * view only): the log seq of the run's closing history event, so the `done` frame's id names the
+   * run it ends (an unpinned stream resumed from it goes on with the next run: subscriber-admission.ts).
    */
-  | { kind: "done"; outcome: RunOutcome; resetRunId?: string };
+  | { kind: "done"; outcome: RunOutcome; resetRunId?: string; seq?: number };

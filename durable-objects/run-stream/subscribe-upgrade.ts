@@ -20,14 +20,14 @@ import type { LogReader } from "./log-reader.ts";
 import type { RunStarter } from "./run-starter.ts";
 import { START_AND_SUBSCRIBE_PATH, startAndSubscribe } from "./start-and-subscribe.ts";
 import type { Meta } from "./meta.ts";
-import { ADMITTED_RUN_HEADER, admitSubscriber } from "./subscriber-admission.ts";
+import { ADMITTED_FROM_START_HEADER, ADMITTED_RUN_HEADER, admitSubscriber } from "./subscriber-admission.ts";
 
 /** The path of a log subscription (src/sse/run-subscription.ts opens it). */
 export const SUBSCRIBE_PATH = "/subscribe";
 
 /** The parts a subscription goes through. */
 export interface SubscribeUpgradeParts {
-  log: Pick<EventLog, "hasEntryAfter" | "latestRunId" | "knowsRun" | "runOfSeq">;
+  log: Pick<EventLog, "hasEntryAfter" | "latestRunId" | "knowsRun" | "runOfSeq" | "successorOf">;
   meta: Pick<Meta, "set">;
   subscribers: Pick<Subscribers, "accept">;
   logReader: Pick<LogReader, "streamState">;
@@ -82,13 +82,18 @@ export async function routeUpgrade(deps: SubscribeUpgradeDeps, request: Request)
     hasEntryAfter: (seq, runId, types) => deps.parts().log.hasEntryAfter(seq, runId, types),
     knowsRun: (runId) => deps.parts().log.knowsRun(runId),
     runOfSeq: (seq) => deps.parts().log.runOfSeq(seq),
+    successorOf: (runId) => deps.parts().log.successorOf(runId),
   });
   if (admission && "refusal" in admission) return admission.refusal;
+  // The client's cursor is of the run before: this one starts from its beginning.
+  if (admission?.fromStart) url.searchParams.set("after", "0");
   const runId =
     admission?.runId || url.searchParams.get("runId") || deps.parts().log.latestRunId() || url.searchParams.get("fallbackRunId");
   if (!runId) return new Response("run has no events yet and no run id was given", { status: 409 });
   const workflowId = url.searchParams.get("workflowId");
   if (workflowId) deps.parts().meta.set(META_KEYS.workflowId, workflowId);
   const client = deps.parts().subscribers.accept(parseSubscribeRequest(url, runId));
-  return new Response(null, { status: 101, webSocket: client, headers: { [ADMITTED_RUN_HEADER]: runId } });
+  const headers: Record<string, string> = { [ADMITTED_RUN_HEADER]: runId };
+  if (admission?.fromStart) headers[ADMITTED_FROM_START_HEADER] = "1";
+  return new Response(null, { status: 101, webSocket: client, headers });
 }

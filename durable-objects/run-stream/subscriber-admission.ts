@@ -26,6 +26,12 @@ export const ADMISSION_PARAMS = {
 } as const;
 /** Header of the 101 answer: the run the subscription follows (reconnects ask for the same one). */
 export const ADMITTED_RUN_HEADER = "x-admitted-run-id";
+/**
+ * Header of the 101 answer, "1" when the subscription starts its run from the beginning whatever
+ * the client's cursor said (an unpinned history stream resumed at the end of a run that handed over
+ * to the one it follows now): the Worker's cursor starts over too.
+ */
+export const ADMITTED_FROM_START_HEADER = "x-admitted-from-start";
 
 export interface StreamStateLike {
   runId: string | null;
@@ -42,7 +48,12 @@ export interface AdmissionLog {
   knowsRun(runId: string): boolean;
   /** The run the log entry `seq` belongs to (null: no such entry, or one of no run). */
   runOfSeq(seq: number): string | null;
+  /** The run that took over from `runId` (continue-as-new or reset; EventLog.successorOf). */
+  successorOf(runId: string): string | null;
 }
+
+/** What an admission decides: a refusal to send back as is, or the run to follow (from its start, whatever the cursor). */
+export type Admission = { refusal: Response } | { runId: string; fromStart?: true };
 
 const refuse = (status: 404 | 503, code: ErrorCode, message: string) => Response.json({ error: { code, message } }, { status });
 
@@ -50,12 +61,7 @@ const refuse = (status: 404 | 503, code: ErrorCode, message: string) => Response
  * null: not an admission (a reconnect; it names its run). Else either a refusal to send back as is,
  * or the run id the subscription follows.
  */
-export async function admitSubscriber(
-  env: Env,
-  workflowId: string,
-  url: URL,
-  log: AdmissionLog,
-): Promise<{ refusal: Response } | { runId: string } | null> {
+export async function admitSubscriber(env: Env, workflowId: string, url: URL, log: AdmissionLog): Promise<Admission | null> {
   const organizationId = url.searchParams.get(ADMISSION_PARAMS.organizationId);
   if (!organizationId) return null;
   const runUuid = url.searchParams.get(ADMISSION_PARAMS.runUuid);
@@ -79,8 +85,28 @@ export async function admitSubscriber(
   }
   const runId = requestedRunId ?? state.runId ?? run.temporalRunId;
   if (!runId) return { refusal: notStartedRefusal(run.status) };
+  if (requestedRunId === undefined && lastEventId !== null) return resumeUnpinned(log, runId, lastEventId, url.searchParams.get("after"));
   if (state.finished && lastEventId !== null && lastEventId >= state.lastEventId) return { refusal: new Response(null, { status: 204 }) };
   return { runId };
+}
+
+/**
+ * An unpinned history stream (`/workflow/:id/history/stream`, no `?runId=`) resumed from a cursor.
+ * A Temporal event id alone does not say which run it is of; a `thinking` or `done` frame's id
+ * (`<eventId>.<seq>`) does, by its log seq. The stream resumes in that run (else in the latest):
+ * after the cursor while the client lacks some of it; once it has all of it, 204 for a run that
+ * ended the workflow, and the run that took over (continue-as-new, reset) from its start. Resuming
+ * the latest run from an earlier run's event id would skip that many of its events: the bug an
+ * EventSource that reconnects after `done` of a continued run met before.
+ */
+async function resumeUnpinned(log: AdmissionLog, latestRunId: string, lastEventId: number, cursor: string | null): Promise<Admission> {
+  const seq = /^\d{1,15}\.(\d{1,15})$/.exec(cursor ?? "")?.[1];
+  const cursorRun = seq === undefined ? null : log.runOfSeq(Number(seq));
+  const runId = cursorRun !== null && log.knowsRun(cursorRun) ? cursorRun : latestRunId;
+  const state = await log.streamState(runId);
+  if (!state.finished || lastEventId < state.lastEventId) return { runId };
+  const next = log.successorOf(runId);
+  return next === null ? { refusal: new Response(null, { status: 204 }) } : { runId: next, fromStart: true };
 }
 
 /**
@@ -102,13 +128,7 @@ function notStartedRefusal(status: RunStatus): Response {
  * (see below). With `admitEndTypes`, a client already past the last shown entry of a finished
  * run gets 204.
  */
-async function admitLogSubscriber(
-  env: Env,
-  organizationId: string,
-  workflowId: string,
-  url: URL,
-  log: AdmissionLog,
-): Promise<{ refusal: Response } | { runId: string }> {
+async function admitLogSubscriber(env: Env, organizationId: string, workflowId: string, url: URL, log: AdmissionLog): Promise<Admission> {
   const runUuid = url.searchParams.get(ADMISSION_PARAMS.runUuid);
   const run = await findRunByWorkflowId(env.DB, organizationId, workflowId);
   if (runUuid !== null && (!run || run.id !== runUuid))

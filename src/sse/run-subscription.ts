@@ -10,7 +10,7 @@ import type { AppEnv } from "../app-env.ts";
 import { STREAM_DONE_CLOSE_CODE, type SubscriberMessage } from "../../durable-objects/run-stream.ts";
 import { ApiError, ERROR_CODES, type ErrorCode } from "../errors.ts";
 import { liveApiKey } from "../middleware/api-key-auth/index.ts";
-import { ADMITTED_RUN_HEADER } from "../../durable-objects/run-stream/subscriber-admission.ts";
+import { ADMITTED_FROM_START_HEADER, ADMITTED_RUN_HEADER } from "../../durable-objects/run-stream/subscriber-admission.ts";
 import { SUBSCRIBE_PATH } from "../../durable-objects/run-stream/subscribe-upgrade.ts";
 import { runStream } from "../run-stream-client.ts";
 import { SSE_HEADERS, sseComment } from "./frames.ts";
@@ -34,13 +34,14 @@ export class StreamAtEnd extends Error {}
 /**
  * Opens a subscription; with admission parameters (durable-objects/run-stream/subscriber-admission.ts)
  * the DO also checks the run and answers 404/503/204 itself, so a connect is one call into the
- * home region. Resolves to the socket and the run it follows.
+ * home region. Resolves to the socket, the run it follows, and whether it follows that run from its
+ * start whatever the cursor said (the cursor was of the run before it).
  */
 export async function openAdmittedSubscription(
   env: Env,
   workflowId: string,
   params: Record<string, string>,
-): Promise<{ socket: WebSocket; runId: string | null }> {
+): Promise<{ socket: WebSocket; runId: string | null; fromStart: boolean }> {
   const res = await runStream(env, workflowId).fetch(
     `https://run-stream${SUBSCRIBE_PATH}?${new URLSearchParams({ ...params, workflowId })}`,
     {
@@ -63,7 +64,11 @@ export async function openAdmittedSubscription(
     throw new Error(`run stream refused the subscription (${res.status})`);
   }
   res.webSocket.accept();
-  return { socket: res.webSocket, runId: res.headers.get(ADMITTED_RUN_HEADER) };
+  return {
+    socket: res.webSocket,
+    runId: res.headers.get(ADMITTED_RUN_HEADER),
+    fromStart: res.headers.get(ADMITTED_FROM_START_HEADER) === "1",
+  };
 }
 
 export interface SubscriptionStreamOptions {
@@ -71,6 +76,11 @@ export interface SubscriptionStreamOptions {
   subscribe: (cursor: number | string, first: boolean) => Promise<WebSocket>;
   /** The client's cursor (Last-Event-ID; the history stream's may be `<eventId>.<seq>`), 0 for everything. */
   cursor: number | string;
+  /**
+   * The cursor the stream goes on from, asked once the first subscription is open: `cursor`, unless
+   * that subscription's admission moved it (the history stream's, to the start of the next run).
+   */
+  admittedCursor?: () => number | string;
   /** Frames to send before anything else (e.g. `retry:`). */
   preamble?: string;
   keepAliveMs: number;
@@ -116,7 +126,7 @@ export async function subscriptionResponse<E extends AppEnv>(c: Context<E>, opti
     closeQuietly(socket);
     return new Response(null, { status: 200, headers: SSE_HEADERS });
   }
-  let cursor = options.cursor;
+  let cursor = options.admittedCursor?.() ?? options.cursor;
   let keepAlive: ReturnType<typeof setInterval> | undefined;
   const out = sseWriter(() => {
     if (keepAlive !== undefined) clearInterval(keepAlive);

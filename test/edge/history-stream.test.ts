@@ -8,7 +8,7 @@ import { runResetEvent } from "../../src/shared/run-events.ts";
 import { runStream } from "../../src/run-stream-client.ts";
 import { mintStreamToken } from "../../src/stream-tokens.ts";
 import wranglerToml from "../../wrangler.toml?raw";
-import { collectHistoryStream, readSse } from "../support/sse.ts";
+import { collectHistoryStream, readSse, type SseMessage } from "../support/sse.ts";
 import { call, createKey, type OutputErrorBody, seedCatalog, seedOrganization } from "./helpers.ts";
 import {
   closeEvent,
@@ -330,6 +330,53 @@ describe("GET /workflow/:id/history/stream", () => {
     await reader.return?.(undefined);
   });
 
+  it("an unpinned stream resumed after `done` of a run that continued as new goes on with the next run from its first event, none skipped", async () => {
+    const { workflowId, runId: first } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(first, 1), historyEvent(first, 2), thinkingEvent(first, 1, "Planning."), historyEvent(first, 3)]);
+    // The client follows the first run, and gets its end: `done` naming the next run.
+    const followed = await open(workflowId);
+    const seen: SseMessage[] = [];
+    const reading = (async () => {
+      for await (const m of readSse(followed.body!)) seen.push(m);
+    })();
+    const next = crypto.randomUUID();
+    await push(workflowId, continuedAsNewEvents(first, 4, next));
+    await reading;
+    const done = seen.at(-1)!;
+    expect(done.event).toBe("done");
+    expect(JSON.parse(done.data)).toEqual({ reason: "WORKFLOW_EXECUTION_CONTINUED_AS_NEW", newRunId: next });
+    expect(done.id).toMatch(/^4\.\d+$/);
+    const thinkingId = seen.find((m) => m.event === "thinking")!.id!;
+    // The next run has more events than the first by now (event ids start again at 1 in each run).
+    await push(
+      workflowId,
+      range(1, 6).map((n) => historyEvent(next, n)),
+    );
+
+    // Reconnecting with done's id (what EventSource sends): the next run, all of it. Event id 4
+    // alone would be taken for the next run's, and its events 1-4 never sent.
+    const resumed = await collectHistoryStream((await open(workflowId, "", { "last-event-id": done.id! })).body!, 6);
+    expect(resumed.workflow).toEqual([expect.objectContaining({ runId: next })]);
+    expect(resumed.eventIds).toEqual(range(1, 6));
+    // A thinking id of the first run resumes in the first run: the rest of it, and its end.
+    const rest = await collectHistoryStream((await open(workflowId, "", { "last-event-id": thinkingId })).body!);
+    expect(rest.workflow).toEqual([expect.objectContaining({ runId: first })]);
+    expect(rest.eventIds).toEqual([3, 4]);
+    expect(rest.done).toEqual([{ reason: "WORKFLOW_EXECUTION_CONTINUED_AS_NEW", newRunId: next }]);
+    // Pinned to the first run, its done id is its end: 204, as before.
+    const pinned = await call(`/workflow/${workflowId}/runs/${first}/history/stream`, {
+      headers: { ...auth(), "last-event-id": done.id! },
+    });
+    expect(pinned.status).toBe(204);
+
+    // The next run ends the workflow: reconnecting with its done id is 204, EventSource stops.
+    await push(workflowId, [closeEvent(next, 7), finishedEvent(next)]);
+    const ending: SseMessage[] = [];
+    for await (const m of readSse((await open(workflowId, "", { "last-event-id": "6" })).body!)) ending.push(m);
+    expect(ending.map((m) => `${m.event}:${m.id ?? ""}`)).toEqual(["workflow:", "history:7", expect.stringMatching(/^done:7\.\d+$/)]);
+    expect((await open(workflowId, "", { "last-event-id": ending.at(-1)!.id! })).status).toBe(204);
+  });
+
   it("an unknown run is 404 JSON before any stream opens; a bad Last-Event-ID is 400", async () => {
     const res = await open(`two_steps-${crypto.randomUUID()}`);
     expect(res.status).toBe(404);
@@ -619,15 +666,10 @@ describe("thinking and attributes in the run log", () => {
       }
       return out;
     };
-    expect(await frames({})).toEqual(["workflow:", "history:2", "thinking:Reading ", "thinking:the request.", "history:4", "done:"]);
-    expect(await frames({ "last-event-id": "2" })).toEqual([
-      "workflow:",
-      "thinking:Reading ",
-      "thinking:the request.",
-      "history:4",
-      "done:",
-    ]);
-    expect(await frames({ "last-event-id": "3" })).toEqual(["workflow:", "history:4", "done:"]);
+    const done = expect.stringMatching(/^done:4\.\d+$/);
+    expect(await frames({})).toEqual(["workflow:", "history:2", "thinking:Reading ", "thinking:the request.", "history:4", done]);
+    expect(await frames({ "last-event-id": "2" })).toEqual(["workflow:", "thinking:Reading ", "thinking:the request.", "history:4", done]);
+    expect(await frames({ "last-event-id": "3" })).toEqual(["workflow:", "history:4", done]);
   });
 });
 
@@ -655,9 +697,11 @@ describe("resume after thinking (security: exact replay, no duplicates)", () => 
       expect.stringMatching(/^thinking:3\.\d+$/),
       expect.stringMatching(/^thinking:3\.\d+$/),
       "history:4",
-      "done:",
+      expect.stringMatching(/^done:4\.\d+$/),
     ]);
     expect(resumes).toBe(7);
+    // `done` has an id too (of ours): an EventSource that reconnects after it is told the run is over.
+    expect((await open(frames.at(-1)!.id!)).status).toBe(204);
     // The id also works as ?lastEventId=, and a malformed composite id is 400.
     const thinkingId = frames[3]!.id!;
     const viaQuery = await call(`/workflow/${workflowId}/history/stream?lastEventId=${thinkingId}`, {

@@ -78,7 +78,10 @@ export function historyFramer(includePayloads: boolean, resumeAfterEventId: numb
       case "done": {
         const data: { reason: string; newRunId?: string } = { reason: doneReason(message.outcome.status) };
         if (message.outcome.newRunId) data.newRunId = message.outcome.newRunId;
-        return { text: sseFrame({ event: "done", data }) };
+        // An id of ours (Output's `done` has none), in a thinking frame's form: the log seq names the
+        // run that ended, so an EventSource that reconnects after it goes on with the next run.
+        const id = message.seq === undefined ? undefined : `${lastEventId}.${message.seq}`;
+        return { text: sseFrame({ event: "done", ...(id === undefined ? {} : { id }), data }) };
       }
       default:
         return { text: "" };
@@ -130,6 +133,8 @@ async function streamHistory(c: Context<PinnedRunEnv & ResumeEnv & OwnedRunEnv>)
   const includePayloads = c.get("includePayloads");
   const keepAliveMs = positiveNumberVar(c.env.SSE_KEEPALIVE_MS, DEFAULT_KEEPALIVE_INTERVAL_MS);
   let admittedRunId: string | null = null;
+  let frame = historyFramer(includePayloads, lastEventId ?? 0);
+  let cursor = resumeFrom?.cursor ?? 0;
   // Opened with a stream token: fresh ones for the client's reconnects (an extra `token` event).
   const renewal = await tokenRenewal(c.env, auth);
   return subscriptionResponse(c, {
@@ -146,14 +151,20 @@ async function streamHistory(c: Context<PinnedRunEnv & ResumeEnv & OwnedRunEnv>)
         ...(lastEventId !== null ? { [ADMISSION_PARAMS.lastEventId]: String(lastEventId) } : {}),
       });
       admittedRunId = admitted.runId;
+      if (admitted.fromStart) {
+        // The client has all of the run before this one (its cursor is of that run): this one from its start.
+        frame = historyFramer(includePayloads, 0);
+        cursor = 0;
+      }
       return admitted.socket;
     },
-    cursor: resumeFrom?.cursor ?? 0,
+    cursor,
+    admittedCursor: () => cursor,
     // First bytes at once: reconnect delay and a comment, so clients and proxies see a live stream.
     preamble: sseFrame({ retry: CLIENT_RETRY_MS }) + renewal.first,
     keepAliveMs,
     keepAlive: renewal.keepAlive(() => sseComment("keepalive")),
-    frame: historyFramer(includePayloads, lastEventId ?? 0),
+    frame: (message) => frame(message),
     onLost: () =>
       sseFrame({
         event: "server_error",
