@@ -139,7 +139,7 @@ export class RunStream extends DurableObject<Env> {
     this.reader = new RunReader({
       env,
       starter: this.starter,
-      attributes: () => this.attributes(),
+      attributes: (runId) => this.attributes(runId),
       earlierRun: (current, runId, withAttributes) => earlierRunView(this.parts.log, current, runId, withAttributes),
       pinnedInput: (runId, rowInput) => pinnedRunInput(this.parts.log, runId, rowInput),
       firstRunOf: (runId) => this.parts.log.lineage(runId).at(-1) ?? runId,
@@ -258,9 +258,12 @@ export class RunStream extends DurableObject<Env> {
 
   // ---------------------------------------------------------------- reads of the log (log-reader.ts, trace-reader.ts)
 
-  /** The attributes recorded by the run's steps (every run of the workflow), in order. */
-  async attributes(): Promise<Attribute[]> {
-    return this.parts.logReader.attributes();
+  /**
+   * The attributes recorded by the steps that `runId`'s usage counts, in order: for the workflow's
+   * latest run (or none named), every run's (EventLog.usageAttributes).
+   */
+  async attributes(runId: string | null = null): Promise<Attribute[]> {
+    return this.parts.logReader.attributes(runId);
   }
 
   /** A finished run's output from the log (null if the log has no outcome for it): what a row too small for it points to (`outputInLog`). */

@@ -13,7 +13,7 @@ import type { RunView } from "./run-reader.ts";
 
 export type EarlierRunLog = Pick<
   EventLog,
-  "knowsRun" | "latestRunId" | "finished" | "finishedAt" | "historyEvent" | "startedAt" | "replacedAt" | "lineage" | "attributesOf"
+  "knowsRun" | "latestRunId" | "finished" | "finishedAt" | "historyEvent" | "startedAt" | "replacedAt" | "usageAttributes"
 >;
 
 /**
@@ -66,6 +66,6 @@ export function earlierRunView(log: EarlierRunLog, current: Run, runId: string, 
     run,
     ...(runId !== log.latestRunId() ? { earlier: true as const } : {}),
     // What the run had when it ended: its own attributes and those of the runs it follows from (kept steps).
-    ...(withAttributes ? { attributes: log.attributesOf(log.lineage(runId)).map((r) => r.data.attribute) } : {}),
+    ...(withAttributes ? { attributes: log.usageAttributes(runId).map((r) => r.data.attribute) } : {}),
   };
 }

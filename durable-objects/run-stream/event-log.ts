@@ -442,8 +442,19 @@ export class EventLog {
     return runs;
   }
 
+  /**
+   * The attributes a run's usage counts (its result's aggregations, its webhook), in log order: for
+   * the workflow's latest run (or none named), all of the log's, those of runs a reset replaced
+   * included (their work was done and paid for), as the run's row answers it; for an earlier run,
+   * its own and those of the runs it follows from, not of runs that came after it. One rule, so a
+   * run answers the same whether D1 already names it or is a moment behind.
+   */
+  usageAttributes(runId: string | null): LogRowOf<"attribute">[] {
+    return runId === null || runId === this.latestRunId() ? this.attributes() : this.attributesOf(this.lineage(runId));
+  }
+
   /** The attributes of the given runs, in log order. */
-  attributesOf(runIds: readonly string[]): LogRowOf<"attribute">[] {
+  private attributesOf(runIds: readonly string[]): LogRowOf<"attribute">[] {
     if (runIds.length === 0) return [];
     return this.rows(
       `SELECT ${COLUMNS} FROM events WHERE type = 'attribute' AND run_id IN (${runIds.map(() => "?").join(", ")}) ORDER BY seq`,

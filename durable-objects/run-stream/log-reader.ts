@@ -30,7 +30,7 @@ export interface LogReaderDeps {
   log: Pick<
     EventLog,
     | "after"
-    | "attributes"
+    | "usageAttributes"
     | "finished"
     | "historyAfter"
     | "historyCount"
@@ -48,9 +48,9 @@ export interface LogReaderDeps {
 export class LogReader {
   constructor(private readonly deps: LogReaderDeps) {}
 
-  /** The attributes recorded by the run's steps (every run of the workflow), in order. */
-  attributes(): Attribute[] {
-    return this.deps.log.attributes().map((r) => r.data.attribute);
+  /** The attributes recorded by the steps that a run's usage counts (EventLog.usageAttributes), in order. */
+  attributes(runId: string | null): Attribute[] {
+    return this.deps.log.usageAttributes(runId).map((r) => r.data.attribute);
   }
 
   /** The log in order (for tests and for readers that want raw events). */

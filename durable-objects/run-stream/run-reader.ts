@@ -69,7 +69,8 @@ export interface ReadOptions {
 export interface RunReaderDeps {
   env: Env;
   starter: RunStarter;
-  attributes(): Promise<Attribute[]>;
+  /** The attributes `runId`'s usage counts (EventLog.usageAttributes). */
+  attributes(runId: string | null): Promise<Attribute[]>;
   /** A run of the workflow other than the row's current one, from the log (null if the log does not know it). */
   earlierRun(current: Run, runId: string, withAttributes: boolean): RunView | null;
   /** The input a pinned read of the row's current run answers (a continue-as-new's run: its own arguments). */
@@ -175,7 +176,7 @@ export class RunReader {
         : options.firstRun && whole.temporalRunId
           ? { ...whole, temporalRunId: this.deps.firstRunOf(whole.temporalRunId) }
           : whole;
-    return { run: answered, ...(options.attributes ? { attributes: await this.deps.attributes() } : {}) };
+    return { run: answered, ...(options.attributes ? { attributes: await this.deps.attributes(whole.temporalRunId) } : {}) };
   }
 
   /** A run-pinned read of a run that is not the row's current one. */

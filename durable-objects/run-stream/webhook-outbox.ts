@@ -295,11 +295,9 @@ export class WebhookOutbox {
       const endpoints = rows.results.filter((r) => (JSON.parse(r.events) as string[]).includes(type));
       if (endpoints.length > 0) {
         const messageId = await messageIdFor(workflowId, key, type);
-        // Usage as the run's result counts it: the workflow's latest run, all of the log's; an earlier
-        // run, its own and that of the runs it follows from (earlier-run.ts). A message queued late
-        // (a failed lookup, a late alarm) must not count the usage of a run a reset started since.
-        const runs = message.runId === null || message.runId === log.latestRunId() ? null : log.lineage(message.runId);
-        const attributes = (runs === null ? log.attributes() : log.attributesOf(runs)).map((r) => r.data.attribute) as Attribute[];
+        // Usage as the run's result counts it (EventLog.usageAttributes): a message queued late (a
+        // failed lookup, a late alarm) must not count the usage of a run a reset started since.
+        const attributes = log.usageAttributes(message.runId).map((r) => r.data.attribute) as Attribute[];
         const output = rowOutput(outcome.output);
         const error = rowError(outcome.error);
         const body = JSON.stringify({

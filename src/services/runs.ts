@@ -294,7 +294,7 @@ export function assertRunOpen(run: Run, what: string): void {
  * publish them as they go), so a failed run keeps the ones it collected; aggregations are derived.
  */
 export async function resultPayload(env: Env, run: Run, known?: Attribute[]) {
-  const attributes: Attribute[] = known ?? (await runStream(env, run.temporalWorkflowId).attributes());
+  const attributes: Attribute[] = known ?? (await runStream(env, run.temporalWorkflowId).attributes(run.temporalRunId));
   return {
     workflowId: run.temporalWorkflowId,
     runId: run.temporalRunId,

@@ -179,6 +179,57 @@ describe("pinned status, result and input of a run a reset replaced", () => {
   });
 });
 
+describe("the usage a run's result counts", () => {
+  let org: Org;
+  const json = async (path: string) => {
+    const res = await call(path, { headers: { authorization: `Bearer ${org.key}` } });
+    expect(res.status, path).toBe(200);
+    return (await res.json()) as { runId: string; aggregations: { cost: { total: number } } };
+  };
+  const setRowRun = (workflowId: string, runId: string) =>
+    env.DB.prepare("UPDATE runs SET temporal_run_id = ? WHERE temporal_workflow_id = ?").bind(runId, workflowId).run();
+
+  beforeAll(async () => {
+    await seedCatalog();
+    org = await seedOrganization();
+  });
+
+  it("is one rule whether D1 names the run yet or not: the latest run counts every run's, an earlier one its lineage's", async () => {
+    // first continues as new into second; a reset pinned to first replaces second with third.
+    const { workflowId, runId: first } = await createRunningRun(org.organizationId);
+    const second = crypto.randomUUID();
+    const third = crypto.randomUUID();
+    await push(workflowId, [
+      historyEvent(first, 1),
+      countWordsCost(first, 0.25),
+      finished(first, "continued_as_new", 10, { newRunId: second }),
+    ]);
+    await push(workflowId, [started(second, 10), continuedStart(second, first, INPUT), countWordsCost(second, 0.5)]);
+    await push(workflowId, [
+      { ...runResetEvent(third, first, at(20)), data: { runId: third, resetFromRunId: first, replacedRunId: second } },
+      finished(second, "terminated", 20),
+      historyEvent(third, 1),
+      countWordsCost(third, 1),
+      closeEvent(third, 2),
+      finished(third, "completed", 30, { output: { words: 3 } }),
+    ]);
+    const base = `/workflow/${workflowId}`;
+    // The row follows the log: the latest run counts all of it, the replaced second run's work included.
+    expect((await json(`${base}/result`)).aggregations.cost.total).toBe(1.75);
+    expect((await json(`${base}/runs/${third}/result`)).aggregations.cost.total).toBe(1.75);
+    // An earlier run counts its own and those of the runs it follows from.
+    expect((await json(`${base}/runs/${second}/result`)).aggregations.cost.total).toBe(0.75);
+    expect((await json(`${base}/runs/${first}/result`)).aggregations.cost.total).toBe(0.25);
+
+    // D1 a moment behind the log (it still names the second run): the same answers.
+    await setRowRun(workflowId, second);
+    expect((await json(`${base}/runs/${third}/result`)).aggregations.cost.total).toBe(1.75);
+    const row = await json(`${base}/result`);
+    expect(row.runId).toBe(second);
+    expect(row.aggregations.cost.total).toBe(0.75);
+  });
+});
+
 describe("pinned run routes: runs the workflow does not have, and stop/terminate of a replaced run", () => {
   let org: Org;
   const get = (path: string) => call(path, { headers: { authorization: `Bearer ${org.key}` } });
