@@ -108,6 +108,16 @@ export class ResetMark {
     }
   }
 
+  /**
+   * A reset pending that may replace `runId` (its route has not heard from the host yet): with the
+   * run it started, once that run's events came (null until then). null when none is pending for it.
+   */
+  pendingFor(runId: string): { successor: string | null } | null {
+    const gate = this.gate(runId);
+    if (gate === "project") return null;
+    return { successor: gate === "drop" ? (this.state?.successor ?? null) : null };
+  }
+
   /** The final status of `runId`: held back while a reset that may replace it is pending, dropped once it was replaced. */
   gate(runId: string): FinishGate {
     const state = this.state;

@@ -20,6 +20,7 @@ import type { LogReader } from "./log-reader.ts";
 import type { RunStarter } from "./run-starter.ts";
 import { START_AND_SUBSCRIBE_PATH, startAndSubscribe } from "./start-and-subscribe.ts";
 import type { Meta } from "./meta.ts";
+import type { ResetMark } from "./reset-mark.ts";
 import { ADMITTED_FROM_START_HEADER, ADMITTED_RUN_HEADER, admitSubscriber } from "./subscriber-admission.ts";
 
 /** The path of a log subscription (src/sse/run-subscription.ts opens it). */
@@ -31,6 +32,7 @@ export interface SubscribeUpgradeParts {
   meta: Pick<Meta, "set">;
   subscribers: Pick<Subscribers, "accept">;
   logReader: Pick<LogReader, "streamState">;
+  resetMark: Pick<ResetMark, "pendingFor">;
 }
 
 export interface SubscribeUpgradeDeps {
@@ -83,6 +85,7 @@ export async function routeUpgrade(deps: SubscribeUpgradeDeps, request: Request)
     knowsRun: (runId) => deps.parts().log.knowsRun(runId),
     runOfSeq: (seq) => deps.parts().log.runOfSeq(seq),
     successorOf: (runId) => deps.parts().log.successorOf(runId),
+    pendingReset: (runId) => deps.parts().resetMark.pendingFor(runId),
   });
   if (admission && "refusal" in admission) return admission.refusal;
   // The client's cursor is of the run before: this one starts from its beginning.

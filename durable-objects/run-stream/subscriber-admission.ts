@@ -50,6 +50,8 @@ export interface AdmissionLog {
   runOfSeq(seq: number): string | null;
   /** The run that took over from `runId` (continue-as-new or reset; EventLog.successorOf). */
   successorOf(runId: string): string | null;
+  /** A reset pending that may replace `runId`, with the run it started once seen (ResetMark.pendingFor). */
+  pendingReset(runId: string): { successor: string | null } | null;
 }
 
 /** What an admission decides: a refusal to send back as is, or the run to follow (from its start, whatever the cursor). */
@@ -94,10 +96,13 @@ export async function admitSubscriber(env: Env, workflowId: string, url: URL, lo
  * An unpinned history stream (`/workflow/:id/history/stream`, no `?runId=`) resumed from a cursor.
  * A Temporal event id alone does not say which run it is of; a `thinking` or `done` frame's id
  * (`<eventId>.<seq>`) does, by its log seq. The stream resumes in that run (else in the latest):
- * after the cursor while the client lacks some of it; once it has all of it, 204 for a run that
- * ended the workflow, and the run that took over (continue-as-new, reset) from its start. Resuming
- * the latest run from an earlier run's event id would skip that many of its events: the bug an
- * EventSource that reconnects after `done` of a continued run met before.
+ * after the cursor while the client lacks some of it. Once it has all of it, the run that took
+ * over from its start: the one it continued as new into or a reset started (also one the relay
+ * brought before the reset's route recorded it: reset-mark.ts); while a reset that
+ * may replace it has not told its run yet, 503 (retry shortly, as for a run not started yet);
+ * else 204, the run ended the workflow. Resuming the latest run from an earlier run's event id
+ * would skip that many of its events: the bug an EventSource that reconnects after `done` of a
+ * continued run met before.
  */
 async function resumeUnpinned(log: AdmissionLog, latestRunId: string, lastEventId: number, cursor: string | null): Promise<Admission> {
   const seq = /^\d{1,15}\.(\d{1,15})$/.exec(cursor ?? "")?.[1];
@@ -105,8 +110,11 @@ async function resumeUnpinned(log: AdmissionLog, latestRunId: string, lastEventI
   const runId = cursorRun !== null && log.knowsRun(cursorRun) ? cursorRun : latestRunId;
   const state = await log.streamState(runId);
   if (!state.finished || lastEventId < state.lastEventId) return { runId };
-  const next = log.successorOf(runId);
-  return next === null ? { refusal: new Response(null, { status: 204 }) } : { runId: next, fromStart: true };
+  const reset = log.pendingReset(runId);
+  const next = log.successorOf(runId) ?? reset?.successor ?? null;
+  if (next !== null) return { runId: next, fromStart: true };
+  if (reset) return { refusal: refuse(503, "host_unavailable", "the run is being reset and its next run is not known yet; retry shortly") };
+  return { refusal: new Response(null, { status: 204 }) };
 }
 
 /**

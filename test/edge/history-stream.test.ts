@@ -377,6 +377,42 @@ describe("GET /workflow/:id/history/stream", () => {
     expect((await open(workflowId, "", { "last-event-id": ending.at(-1)!.id! })).status).toBe(204);
   });
 
+  it("an unpinned stream resumed after `done` of a run a reset is replacing: 503 until the reset's run is known, then that run from its start, never 204", async () => {
+    const { workflowId, runId: first } = await createRunningRun(org.organizationId);
+    const row = await env.DB.prepare("SELECT id FROM runs WHERE temporal_workflow_id = ?").bind(workflowId).first<{ id: string }>();
+    await push(workflowId, [historyEvent(first, 1), historyEvent(first, 2)]);
+    const followed = await open(workflowId);
+    const seen: SseMessage[] = [];
+    const reading = (async () => {
+      for await (const m of readSse(followed.body!)) seen.push(m);
+    })();
+    // The reset route holds the run, and the host terminates it; the route has not recorded the reset's run yet.
+    const stub = runStream(env, workflowId);
+    expect(await stub.holdForReset({ organizationId: org.organizationId, workflowId, runUuid: row!.id })).toMatchObject({ ok: true });
+    await push(workflowId, [historyEvent(first, 3, "EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED"), finishedEvent(first, "terminated")]);
+    await reading;
+    const done = seen.at(-1)!;
+    expect([done.event, JSON.parse(done.data)]).toEqual(["done", { reason: "WORKFLOW_EXECUTION_TERMINATED" }]);
+
+    // EventSource reconnects with done's id: the workflow goes on, so not 204 (which would stop it for good).
+    const early = await open(workflowId, "", { "last-event-id": done.id! });
+    expect(early.status).toBe(503);
+    expect(early.headers.get("retry-after")).toBe("1");
+    expect(((await early.json()) as OutputErrorBody).code).toBe("host_unavailable");
+    // The relay brings the reset's run before its route records it: that run, from its first event.
+    const next = crypto.randomUUID();
+    await push(
+      workflowId,
+      range(1, 3).map((n) => historyEvent(next, n)),
+    );
+    const resumed = await collectHistoryStream((await open(workflowId, "", { "last-event-id": done.id! })).body!, 3);
+    expect(resumed.workflow).toEqual([expect.objectContaining({ runId: next })]);
+    expect(resumed.eventIds).toEqual([1, 2, 3]);
+    // And once the route recorded it, the same.
+    await push(workflowId, [runResetEvent(next, first)]);
+    expect((await collectHistoryStream((await open(workflowId, "", { "last-event-id": done.id! })).body!, 3)).eventIds).toEqual([1, 2, 3]);
+  });
+
   it("an unknown run is 404 JSON before any stream opens; a bad Last-Event-ID is 400", async () => {
     const res = await open(`two_steps-${crypto.randomUUID()}`);
     expect(res.status).toBe(404);
