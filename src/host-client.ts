@@ -2,11 +2,11 @@
  * The edge's typed, signed client for the Node host's control API. Only an outage becomes
  * `host_unavailable` (503 with Retry-After, "retry and it will work"): the host cannot be reached,
  * or it (or a proxy in front of it) answers 502, 503 or 504, other than the host's own 504s for an
- * update or query the run did not complete in time (their codes pass through). A failure that retrying cannot fix
- * is not an outage: the host's 500 (it failed on this request) and 401 (edge and host disagree on
- * HOST_SHARED_SECRET) are 500 `internal_error`; its client-facing 4xx codes pass through; any other
- * refusal is 502 `host_error`, and a 4xx without the host's error body (a proxy's) says nothing
- * about what the host did: 502 `host_error` too, but never a HostRefusedError.
+ * update or query the run did not complete in time (their codes pass through). A failure that
+ * retrying cannot fix is not an outage: the host's 500 (it failed on this request) and 401 (edge
+ * and host disagree on HOST_SHARED_SECRET) are 500 `internal_error`; its client-facing 4xx codes
+ * pass through; any other refusal is 502 `host_error`, and a 4xx without the host's error body (a
+ * proxy's) says nothing about what the host did: 502 `host_error` too, but never a HostRefusedError.
  */
 import type { z } from "zod";
 import { ApiError, type ErrorCode } from "./errors.ts";
