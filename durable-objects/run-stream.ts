@@ -262,7 +262,7 @@ export class RunStream extends DurableObject<Env> {
    * The attributes recorded by the steps that `runId`'s usage counts, in order: for the workflow's
    * latest run (or none named), every run's (EventLog.usageAttributes).
    */
-  async attributes(runId: string | null = null): Promise<Attribute[]> {
+  async attributes(runId: string | null): Promise<Attribute[]> {
     return this.parts.logReader.attributes(runId);
   }
 

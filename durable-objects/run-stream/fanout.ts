@@ -37,15 +37,22 @@ export interface SubscribeRequest {
   workflowEvent: boolean;
 }
 
+/**
+ * A subscription's `after`: a number, or on the history view a thinking or `done` frame's composite
+ * id `<eventId>.<seq>` (`afterThinkingSeq`: the seq).
+ */
+export function parseAfter(raw: string | null): { after: number; afterThinkingSeq?: number } {
+  const composite = /^(\d{1,15})\.(\d{1,15})$/.exec(raw ?? "");
+  if (composite) return { after: Number(composite[1]), afterThinkingSeq: Number(composite[2]) };
+  return { after: Math.max(0, Number(raw ?? 0) || 0) };
+}
+
 export function parseSubscribeRequest(url: URL, runId: string): SubscribeRequest {
-  // `after` is a number, or on the history view a thinking frame's composite id `<eventId>.<seq>`.
-  const composite = /^(\d{1,15})\.(\d{1,15})$/.exec(url.searchParams.get("after") ?? "");
   return {
     runId,
     view: url.searchParams.get("view") === "log" ? "log" : "history",
     includePayloads: url.searchParams.get("includePayloads") === "true",
-    after: composite ? Number(composite[1]) : Math.max(0, Number(url.searchParams.get("after") ?? 0) || 0),
-    ...(composite ? { afterThinkingSeq: Number(composite[2]) } : {}),
+    ...parseAfter(url.searchParams.get("after")),
     workflowEvent: url.searchParams.get("workflowEvent") !== "false",
   };
 }

@@ -10,6 +10,7 @@
 import { findRunByWorkflowId } from "../../src/db/runs.ts";
 import { isTerminal, type RunStatus } from "../../src/shared/run-status.ts";
 import type { ErrorCode } from "../../src/errors.ts";
+import { parseAfter } from "./fanout.ts";
 
 /** Query parameters of an admission (first subscription of a history stream). */
 export const ADMISSION_PARAMS = {
@@ -105,8 +106,8 @@ export async function admitSubscriber(env: Env, workflowId: string, url: URL, lo
  * continued run met before.
  */
 async function resumeUnpinned(log: AdmissionLog, latestRunId: string, lastEventId: number, cursor: string | null): Promise<Admission> {
-  const seq = /^\d{1,15}\.(\d{1,15})$/.exec(cursor ?? "")?.[1];
-  const cursorRun = seq === undefined ? null : log.runOfSeq(Number(seq));
+  const seq = parseAfter(cursor).afterThinkingSeq;
+  const cursorRun = seq === undefined ? null : log.runOfSeq(seq);
   const runId = cursorRun !== null && log.knowsRun(cursorRun) ? cursorRun : latestRunId;
   const state = await log.streamState(runId);
   if (!state.finished || lastEventId < state.lastEventId) return { runId };
