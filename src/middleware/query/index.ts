@@ -29,17 +29,26 @@ export function singleQueryValue(c: Context, name: string): string | undefined {
   return values?.[0];
 }
 
-const decoded = (raw: string): string | null => {
+/** A run of well-formed percent-escapes (`%` and two hex digits each), as Hono decodes them. */
+const ESCAPE_RUN = /(?:%[0-9A-Fa-f]{2})+/g;
+
+const decodesAsUtf8 = (run: string): boolean => {
   try {
-    return decodeURIComponent(raw.replace(/\+/g, " "));
+    decodeURIComponent(run);
+    return true;
   } catch {
-    return null;
+    return false;
   }
 };
+
+/** Whether each run of escapes in a raw name or value decodes to UTF-8 (a `%` that starts no escape is text). */
+const escapesAreUtf8 = (raw: string): boolean => (raw.match(ESCAPE_RUN) ?? []).every(decodesAsUtf8);
 
 /**
  * A parameter whose percent-escapes are not UTF-8 (`?search=%FF`) is 400 `invalid_encoding` naming
  * it, as a form field's is: Hono would keep the escapes as text and search for `%FF` literally.
+ * A `%` that starts no escape (`?search=100%`, `50%off`) is a literal percent sign, as Hono, the
+ * WHATWG URL parser and Output's server (Express) all read it, so it is not refused.
  */
 function refuseBadEncoding(url: string): void {
   const start = url.indexOf("?");
@@ -49,8 +58,7 @@ function refuseBadEncoding(url: string): void {
   for (const pair of url.slice(start + 1, end < 0 ? undefined : end).split("&")) {
     const eq = pair.indexOf("=");
     const rawName = eq < 0 ? pair : pair.slice(0, eq);
-    const name = decoded(rawName);
-    if (name === null || (eq >= 0 && decoded(pair.slice(eq + 1)) === null)) bad.push((name ?? rawName).slice(0, 100));
+    if (!escapesAreUtf8(rawName) || (eq >= 0 && !escapesAreUtf8(pair.slice(eq + 1)))) bad.push(readableName(rawName).slice(0, 100));
   }
   if (bad.length === 0) return;
   throw new ApiError(
@@ -58,6 +66,12 @@ function refuseBadEncoding(url: string): void {
     `query parameter${bad.length > 1 ? "s" : ""} not valid UTF-8 once percent-decoded: ${bad.join(", ")}`,
     bad.map((name) => ({ path: name, message: "not valid UTF-8 once percent-decoded" })),
   );
+}
+
+/** A parameter's name for an error: decoded where its escapes are UTF-8, else as sent. */
+function readableName(rawName: string): string {
+  if (!escapesAreUtf8(rawName)) return rawName;
+  return rawName.replace(/\+/g, " ").replace(ESCAPE_RUN, (run) => decodeURIComponent(run));
 }
 
 function refuseRepeats(repeated: string[]): void {
