@@ -85,6 +85,10 @@ describe("Idempotency-Key: format", () => {
     expect(await requestFingerprint(req("/workflow/start", '{ "input": {"name": "Ada"}, "workflowName": "hello" }'))).toBe(a);
     expect(await requestFingerprint(req("/workflow/run", '{"workflowName":"hello","input":{"name":"Ada"}}'))).not.toBe(a);
     expect(await requestFingerprint(req("/workflow/start", '{"workflowName":"hello","input":{"name":"Bob"}}'))).not.toBe(a);
+    // The path as the router matches it: an escaped letter is the same route, an escaped slash is not.
+    const published = await requestFingerprint(req("/api/v1/run/hello", "{}"));
+    expect(await requestFingerprint(req("/api/v1/run/%68ell%6F", "{}"))).toBe(published);
+    expect(await requestFingerprint(req("/api/v1/run/hel%2Flo", "{}"))).not.toBe(await requestFingerprint(req("/api/v1/run/hel/lo", "{}")));
     const form = (boundary: string) =>
       req(
         "/api/v1/workflow-runs/execute",

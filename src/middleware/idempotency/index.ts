@@ -6,7 +6,7 @@
  *
  * - The key: 1 to 255 printable ASCII characters (0x20-0x7E), sent bare (`abc`) or as the
  *   draft's Structured Field string (`"abc"`); anything else is 400 `invalid_idempotency_key`.
- * - The fingerprint: SHA-256 over the method, the path and the body. JSON bodies are
+ * - The fingerprint: SHA-256 over the method, the path as routed (escapes decoded) and the body. JSON bodies are
  *   canonicalized (keys sorted, whitespace dropped) and form bodies are reduced to their sorted
  *   fields, so a client's retry matches whatever its serializer or multipart boundary does. Form
  *   bodies are read strictly (src/shared/form-body.ts): a text field that is not UTF-8 is a 400
@@ -14,6 +14,7 @@
  * - A replayed response carries `Idempotent-Replayed: true`.
  */
 import { createMiddleware } from "hono/factory";
+import { getPath } from "hono/utils/url";
 import type { AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
 import { jsonDepth, MAX_JSON_DEPTH } from "../json-body/index.ts";
@@ -56,7 +57,6 @@ async function sha256Hex(data: ArrayBuffer | Uint8Array): Promise<string> {
 
 /** What identifies "the same request": method, path and body (canonicalized where it has a shape). */
 export async function requestFingerprint(request: Request): Promise<string> {
-  const url = new URL(request.url);
   const type = request.headers.get("content-type") ?? "";
   let body: string;
   if (isFormMediaType(type)) {
@@ -91,7 +91,9 @@ export async function requestFingerprint(request: Request): Promise<string> {
       }
     }
   }
-  return sha256Hex(new TextEncoder().encode(`${request.method} ${url.pathname}\n${body}`));
+  // The path as the router matched it (percent-escapes decoded, `%2F` and `%25` kept), so that
+  // `/api/v1/run/%68ello` and `/api/v1/run/hello` are the same request, as they are the same route.
+  return sha256Hex(new TextEncoder().encode(`${request.method} ${getPath(request)}\n${body}`));
 }
 
 /** Reads `Idempotency-Key` for the start routes it is mounted on; marks replayed responses. */
