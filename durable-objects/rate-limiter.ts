@@ -4,11 +4,16 @@
  * admits exactly the limit. Fixed windows, kept in the object's synchronous KV storage so an
  * eviction does not reset a window.
  *
+ * The same object holds its key's open streams (rate-limiter/stream-leases.ts): a key may hold
+ * MAX_OPEN_STREAMS_PER_KEY at once, whichever runs and routes they are on.
+ *
  * Keys come and go (one per API key, and one per run whose stream tokens are used, one per JWT
- * subject): a window's first request sets an alarm at its end, which deletes the object's storage
- * if no later window has begun, so a key no longer used leaves nothing stored.
+ * subject): a window's first request sets an alarm at its end, and the alarm deletes the object's
+ * storage once no window is going and no lease is held, so a key no longer used leaves nothing
+ * stored.
  */
 import { DurableObject } from "cloudflare:workers";
+import { type StreamLeaseDecision, StreamLeases } from "./rate-limiter/stream-leases.ts";
 
 export interface RateLimitDecision {
   allowed: boolean;
@@ -19,6 +24,8 @@ export interface RateLimitDecision {
 }
 
 export class RateLimiter extends DurableObject<Env> {
+  private readonly streams = new StreamLeases(this.ctx.storage.kv);
+
   /** Counts one request against `limit` per `windowSeconds`. */
   hit(limit: number, windowSeconds: number, now: number = Date.now()): RateLimitDecision {
     const windowMs = windowSeconds * 1000;
@@ -33,11 +40,38 @@ export class RateLimiter extends DurableObject<Env> {
     return { allowed: true, limit, remaining: limit - count - 1, resetAt };
   }
 
-  /** A window ended: its count goes, and with it the object's storage, unless a later window began. */
+  /** Takes one of the key's `max` stream places for `leaseId` (StreamLeases.open). */
+  async openStream(leaseId: string, max: number, capped = true, now: number = Date.now()): Promise<StreamLeaseDecision> {
+    const decision = this.streams.open(leaseId, max, capped, now);
+    // An alarm already set (a window's end, an earlier lease's expiry) sweeps and sets the next one.
+    if (decision.allowed && (await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(this.streams.nextExpiry()!);
+    return decision;
+  }
+
+  renewStream(leaseId: string, now: number = Date.now()): void {
+    this.streams.renew(leaseId, now);
+  }
+
+  closeStream(leaseId: string): void {
+    this.streams.close(leaseId);
+  }
+
+  /**
+   * A window ended or a lease may have expired: expired leases go, then the ended window; the alarm
+   * is set again for what is left, and with nothing left the object's storage goes.
+   */
   override async alarm(): Promise<void> {
-    const current = this.ctx.storage.kv.get<StoredWindow>(WINDOW_KEY);
-    if (current && current.windowEnd > Date.now()) return; // a later window's own alarm comes at its end
-    await this.ctx.storage.deleteAll();
+    const now = Date.now();
+    this.streams.sweep(now);
+    const kv = this.ctx.storage.kv;
+    const current = kv.get<StoredWindow>(WINDOW_KEY);
+    // Windows stored before `windowEnd` existed have none: they are over.
+    const windowEnd = current && current.windowEnd > now ? current.windowEnd : null;
+    if (current && windowEnd === null) kv.delete(WINDOW_KEY);
+    const leaseEnd = this.streams.nextExpiry();
+    const next = windowEnd === null ? leaseEnd : leaseEnd === null ? windowEnd : Math.min(windowEnd, leaseEnd);
+    if (next === null) await this.ctx.storage.deleteAll();
+    else await this.ctx.storage.setAlarm(next);
   }
 }
 

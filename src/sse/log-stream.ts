@@ -38,6 +38,8 @@ export interface LogStreamOptions {
    * workflow's end. Else the hand-over is the stream's end, as any other.
    */
   followWorkflow?: boolean;
+  /** This request started the run (a streaming start): see SubscriptionStreamOptions. */
+  startedByThisRequest?: boolean;
 }
 
 /** How the run ended, every field present (null when it does not apply). */
@@ -69,6 +71,7 @@ export function logStreamResponse(c: Context<AppEnv>, options: LogStreamOptions)
     },
     cursor: options.afterSeq,
     preamble: options.preamble,
+    startedByThisRequest: options.startedByThisRequest,
     keepAliveMs: options.keepAliveMs,
     keepAlive: options.keepAlive,
     frame: (message) => {

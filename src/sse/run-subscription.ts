@@ -14,6 +14,7 @@ import { ADMITTED_FROM_START_HEADER, ADMITTED_RUN_HEADER } from "../../durable-o
 import { SUBSCRIBE_PATH } from "../../durable-objects/run-stream/subscribe-upgrade.ts";
 import { runStream } from "../run-stream-client.ts";
 import { SSE_HEADERS, sseComment } from "./frames.ts";
+import { takeStreamLease } from "./stream-lease.ts";
 import { closeQuietly, sseWriter } from "./writer.ts";
 
 /** What a stream says as it ends because the API key that opened it no longer works (`onRevoked`). */
@@ -83,6 +84,11 @@ export interface SubscriptionStreamOptions {
   admittedCursor?: () => number | string;
   /** Frames to send before anything else (e.g. `retry:`). */
   preamble?: string;
+  /**
+   * This request started the run it streams (a streaming start): the stream counts among its key's
+   * open streams but is never refused for them, as the run is already started (stream-lease.ts).
+   */
+  startedByThisRequest?: boolean;
   keepAliveMs: number;
   keepAlive: () => string;
   /**
@@ -114,16 +120,26 @@ function parsed(raw: string): SubscriberMessage {
 }
 
 export async function subscriptionResponse<E extends AppEnv>(c: Context<E>, options: SubscriptionStreamOptions): Promise<Response> {
+  // The key's place for the stream first (its RateLimiter, near the key's use, not the home region):
+  // a full key is 429 before anything is opened (stream-lease.ts says why not alongside).
+  const lease = await takeStreamLease(c, { capped: !options.startedByThisRequest });
   // Opened before the response so that a failure is still a JSON error, not a broken stream.
-  let socket = await options.subscribe(options.cursor, true).catch((err: Error) => {
+  let socket: WebSocket;
+  try {
+    socket = await options.subscribe(options.cursor, true);
+  } catch (err) {
+    lease?.release();
     if (err instanceof ApiError || err instanceof StreamAtEnd) throw err;
-    throw new ApiError("host_unavailable", `the run's stream is not available: ${err.message}`, undefined, { "retry-after": "1" });
-  });
+    throw new ApiError("host_unavailable", `the run's stream is not available: ${(err as Error).message}`, undefined, {
+      "retry-after": "1",
+    });
+  }
   // Hono answers HEAD with its GET route and drops the body, which nobody would ever read or
   // cancel: the subscription (one of the run's places) and the keep-alives would stay for good.
   // HEAD gets what GET would (the admission above: 404, 204, 429 ...), and nothing is kept open.
   if (c.req.method === "HEAD") {
     closeQuietly(socket);
+    lease?.release();
     return new Response(null, { status: 200, headers: SSE_HEADERS });
   }
   let cursor = options.admittedCursor?.() ?? options.cursor;
@@ -131,6 +147,7 @@ export async function subscriptionResponse<E extends AppEnv>(c: Context<E>, opti
   const out = sseWriter(() => {
     if (keepAlive !== undefined) clearInterval(keepAlive);
     closeQuietly(socket);
+    lease?.release();
   });
   // Frames may take async work (a lookup); the queue keeps them in the DO's order. While nothing is
   // queued, a frame that is ready is written at once (the common case: with 1,000 subscribers on a

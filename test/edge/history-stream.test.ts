@@ -9,7 +9,17 @@ import { runStream } from "../../src/run-stream-client.ts";
 import { mintStreamToken } from "../../src/stream-tokens.ts";
 import wranglerToml from "../../wrangler.toml?raw";
 import { collectHistoryStream, readSse, type SseMessage } from "../support/sse.ts";
-import { call, createKey, type OutputErrorBody, seedCatalog, seedOrganization } from "./helpers.ts";
+import {
+  call,
+  createKey,
+  createPromptWorkflow,
+  type OutputErrorBody,
+  scriptedStart,
+  scriptHost,
+  seedCatalog,
+  seedOrganization,
+} from "./helpers.ts";
+import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import {
   closeEvent,
   continuedAsNewEvents,
@@ -89,6 +99,80 @@ describe("GET /workflow/:id/history/stream", () => {
     await vi.waitFor(
       async () => {
         const again = await open(workflowId);
+        expect(again.status).toBe(200);
+        streams[0] = again;
+      },
+      { timeout: 5_000, interval: 100 },
+    );
+    await Promise.all(streams.map((s) => s.body!.cancel()));
+  });
+  it("security: an API key holds MAX_OPEN_STREAMS_PER_KEY open streams over all its runs (250 here), its stream tokens' included; the next is 429 too_many_streams until one ends", {
+    timeout: 60_000,
+  }, async () => {
+    const own = await seedOrganization();
+    const headers = { authorization: `Bearer ${own.key}` };
+    const runs = await Promise.all(
+      [1, 2].map(async () => {
+        const run = await createRunningRun(own.organizationId);
+        await push(run.workflowId, [historyEvent(run.runId, 1)]);
+        return run;
+      }),
+    );
+    const openOn = (workflowId: string, key = own.key) =>
+      call(`/workflow/${workflowId}/history/stream`, { headers: { authorization: `Bearer ${key}` } });
+    // 125 on each run: neither run is full (200 each), the key is.
+    const streams = await Promise.all(range(1, 250).map((n) => openOn(runs[n % 2]!.workflowId)));
+    expect(streams.map((r) => r.status).filter((status) => status !== 200)).toEqual([]);
+    // Taking the place costs a stream nothing of its backlog (the last one opened, the busiest moment).
+    const last = streams.pop()!;
+    expect((await collectHistoryStream(last.body!, 1)).eventIds).toEqual([1]);
+    await last.body!.cancel().catch(() => undefined);
+    await vi.waitFor(
+      async () => {
+        const again = await openOn(runs[1]!.workflowId);
+        expect(again.status).toBe(200);
+        streams.push(again);
+      },
+      { timeout: 5_000, interval: 100 },
+    );
+    const refused = await openOn(runs[0]!.workflowId);
+    expect(refused.status).toBe(429);
+    expect(Number(refused.headers.get("retry-after"))).toBeGreaterThan(0);
+    expect((await refused.json()) as OutputErrorBody).toMatchObject({ error: "TooManyStreamsError", code: "too_many_streams" });
+    // Stream tokens count against the key that minted them: minting one opens no more streams.
+    const { token } = await mintStreamToken(STREAM_SECRET, {
+      organizationId: own.organizationId,
+      apiKeyId: own.keyId,
+      workflowId: runs[1]!.workflowId,
+    });
+    const viaToken = await call(`/workflow/${runs[1]!.workflowId}/history/stream?token=${token}`);
+    expect([viaToken.status, ((await viaToken.json()) as OutputErrorBody).code]).toEqual([429, "too_many_streams"]);
+    // Another key of the organization has its own count.
+    const other = await createKey(own.organizationId);
+    const elsewhere = await openOn(runs[0]!.workflowId, other.key);
+    expect(elsewhere.status).toBe(200);
+    await elsewhere.body!.cancel();
+    // A stream whose run its own request starts is never refused: the run would be started and not shown.
+    const restoreHost = scriptHost(async (request, path) =>
+      path === HOST_PATHS.start ? Response.json(await scriptedStart(request)) : new Response("not scripted", { status: 500 }),
+    );
+    try {
+      const promptWorkflowId = await createPromptWorkflow(own.organizationId);
+      const started = await call(`/api/v1/run/${promptWorkflowId}/stream`, {
+        method: "POST",
+        headers: { ...headers, "content-type": "application/json" },
+        body: JSON.stringify({ audience: "kids", topic: "owls" }),
+      });
+      expect([started.status, started.headers.get("content-type")?.split(";")[0]]).toEqual([200, "text/event-stream"]);
+      await started.body!.cancel();
+    } finally {
+      restoreHost();
+    }
+    // One stream ends: its place is free again.
+    await streams[0]!.body!.cancel();
+    await vi.waitFor(
+      async () => {
+        const again = await openOn(runs[0]!.workflowId);
         expect(again.status).toBe(200);
         streams[0] = again;
       },

@@ -2,6 +2,7 @@ import { createExecutionContext, runDurableObjectAlarm, runInDurableObject } fro
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import app from "../../src/index.ts";
+import { STREAM_LEASE_TTL_MS } from "../../durable-objects/rate-limiter/stream-leases.ts";
 import { call, createKey, type OutputErrorBody, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
 
@@ -125,5 +126,60 @@ describe("per-key rate limits", () => {
     await runInDurableObject(stub, (_instance, state) => state.storage.setAlarm(Date.now()));
     expect(await runDurableObjectAlarm(stub)).toBe(true);
     expect((await stored()).window).toMatchObject({ count: 1 });
+  });
+  describe("a key's open streams (stream leases)", () => {
+    const limiter = () => env.RATE_LIMITER.get(env.RATE_LIMITER.idFromName(`test:${crypto.randomUUID()}`));
+
+    it("holds at most max at once; a lease given back or expired frees its place; renewing keeps one", async () => {
+      const stub = limiter();
+      const t0 = Date.now();
+      expect(await stub.openStream("a", 2, true, t0)).toEqual({ allowed: true, open: 1, max: 2 });
+      expect(await stub.openStream("b", 2, true, t0)).toEqual({ allowed: true, open: 2, max: 2 });
+      expect(await stub.openStream("c", 2, true, t0)).toEqual({ allowed: false, open: 2, max: 2 });
+      // The same lease asked again (a retried call) takes no second place.
+      expect(await stub.openStream("a", 2, true, t0)).toMatchObject({ allowed: true, open: 2 });
+      await stub.closeStream("a");
+      expect(await stub.openStream("c", 2, true, t0)).toMatchObject({ allowed: true, open: 2 });
+      // "b" renewed late in its life outlives "c", which was not renewed.
+      await stub.renewStream("b", t0 + STREAM_LEASE_TTL_MS - 1);
+      const afterC = t0 + STREAM_LEASE_TTL_MS + 1;
+      expect(await stub.openStream("d", 2, true, afterC)).toMatchObject({ allowed: true, open: 2 });
+      expect(await stub.openStream("e", 2, true, afterC)).toMatchObject({ allowed: false });
+    });
+
+    it("a streaming start's stream is counted but never refused", async () => {
+      const stub = limiter();
+      await stub.openStream("a", 1, true);
+      expect(await stub.openStream("started", 1, false)).toEqual({ allowed: true, open: 2, max: 1 });
+      expect(await stub.openStream("b", 1, true)).toMatchObject({ allowed: false, open: 2 });
+    });
+
+    it("the alarm sweeps expired leases, keeps live ones, and leaves nothing stored once none is held and no window is going", async () => {
+      const stub = limiter();
+      const stored = () =>
+        runInDurableObject(stub, async (_instance, state) => ({
+          leases: [...state.storage.kv.list({ prefix: "stream-lease:" })].map(([key]) => key),
+          alarm: await state.storage.getAlarm(),
+        }));
+      // One lease long expired, one live: the first lease armed the alarm.
+      await stub.openStream("old", 5, true, Date.now() - 2 * STREAM_LEASE_TTL_MS);
+      await stub.openStream("live", 5, true);
+      expect((await stored()).alarm).not.toBeNull();
+      await runInDurableObject(stub, (_instance, state) => state.storage.setAlarm(Date.now()));
+      expect(await runDurableObjectAlarm(stub)).toBe(true);
+      const kept = await stored();
+      expect(kept.leases).toEqual(["stream-lease:live"]);
+      // Set again for the live lease's expiry.
+      expect(kept.alarm).toBeGreaterThan(Date.now() + STREAM_LEASE_TTL_MS - 60_000);
+      // A window's alarm does not take a live lease with it.
+      await stub.hit(5, 60, Date.now() - 120_000);
+      await runInDurableObject(stub, (_instance, state) => state.storage.setAlarm(Date.now()));
+      expect(await runDurableObjectAlarm(stub)).toBe(true);
+      expect(await stored()).toMatchObject({ leases: ["stream-lease:live"] });
+      await stub.closeStream("live");
+      await runInDurableObject(stub, (_instance, state) => state.storage.setAlarm(Date.now()));
+      expect(await runDurableObjectAlarm(stub)).toBe(true);
+      expect(await stored()).toEqual({ leases: [], alarm: null });
+    });
   });
 });

@@ -39,6 +39,7 @@ export default defineConfig(async () => {
             CORS_ORIGINS: "https://app.example,https://other.example",
             SSE_KEEPALIVE_MS: "200", // short, so a test can see keep-alives without waiting 20 s
             RUN_STREAM_MAX_SUBSCRIBERS: "200", // the most any edge test opens on one run, so a test can fill a run
+            MAX_OPEN_STREAMS_PER_KEY: "250", // above the 200 a run takes, so a test can fill a key over two runs
             WEBHOOK_TEST_RECEIVER: receiver.url,
             WEBHOOK_ALLOW_LOOPBACK_HTTP: "1",
             WEBHOOK_DNS_RESOLVER: `${receiver.url}/dns-query`, // the receiver's scripted zone (no internet here)

@@ -54,7 +54,8 @@ export function documentPublishedRunApi(app: App) {
     body: variables,
     bodyOptional: true,
     responses: { 200: { description: "Server-Sent Events", schema: z.string(), contentType: "text/event-stream" }, 202: accepted },
-    // run_failed: an Idempotency-Key replay of a run that ended before it ever started.
-    errors: [...ERRORS, "run_failed"],
+    // run_failed: an Idempotency-Key replay of a run that ended before it ever started. too_many_streams:
+    // a replay only (a stream whose run the request started is never refused for its key's count).
+    errors: [...ERRORS, "run_failed", "too_many_streams"],
   });
 }

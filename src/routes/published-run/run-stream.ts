@@ -44,7 +44,7 @@ export function registerPublishedRunStream(app: App) {
       runId,
       afterSeq: 0,
       // An Idempotency-Key replay follows the earlier run in its own DO (a second call).
-      ...(opened.kind === "subscribed" ? { openFirst: async () => ({ socket: opened.socket, runId }) } : {}),
+      ...(opened.kind === "subscribed" ? { openFirst: async () => ({ socket: opened.socket, runId }), startedByThisRequest: true } : {}),
       keepAliveMs: positiveNumberVar(c.env.SSE_KEEPALIVE_MS, DEFAULT_KEEPALIVE_INTERVAL_MS),
       keepAlive: () => sseComment("keep-alive"),
       onEntry: (entry) => {

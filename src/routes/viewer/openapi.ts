@@ -28,6 +28,6 @@ export function documentViewer(app: App) {
       200: { description: "text/event-stream", schema: z.string(), contentType: "text/event-stream" },
       204: { description: "The run is over and the client has seen every event" },
     },
-    errors: ["invalid_request", "run_not_found", "too_many_subscribers", "host_unavailable"],
+    errors: ["invalid_request", "run_not_found", "too_many_subscribers", "too_many_streams", "host_unavailable"],
   });
 }

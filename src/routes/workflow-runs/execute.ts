@@ -154,6 +154,8 @@ function runEventStream(
   run: StreamedRun,
   afterSeq: number,
   openFirst?: () => Promise<{ socket: WebSocket; runId: string }>,
+  /** The request started the run (`openFirst` is its streaming start's subscription). */
+  startedByThisRequest = false,
 ): Promise<Response> {
   const content = (status: string) => ({ content: { workflowRunId: run.id, status } });
   // The last log entry this stream passed (shown or not): the end frame's id resumes after it.
@@ -163,6 +165,7 @@ function runEventStream(
     runId: run.temporalRunId,
     afterSeq,
     ...(openFirst ? { openFirst } : {}),
+    startedByThisRequest,
     keepAliveMs: PING_INTERVAL_MS,
     keepAlive: () => sseFrame({ event: "ping", data: { content: "ping" } }),
     // The workflow run is the workflow id's: a continue-as-new or a reset goes on in its stream, as its row follows the next run.
@@ -242,7 +245,7 @@ export function registerExecute(app: App) {
       const { started, socket } = opened;
       const runId = started.runId!;
       const run = { id: started.id, temporalWorkflowId: started.workflowId, temporalRunId: runId, organizationId };
-      return runEventStream(c, run, 0, async () => ({ socket, runId }));
+      return runEventStream(c, run, 0, async () => ({ socket, runId }), true);
     }
     if (opened.kind === "accepted") {
       // Accepted, but the host has not confirmed the start yet: it will run; follow it by id.

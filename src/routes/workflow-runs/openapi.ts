@@ -59,7 +59,8 @@ export function documentWorkflowRunsApi(app: App) {
         schema: z.object({ success: z.literal(true), workflowRun: anyObject }),
       },
     },
-    errors: [...EXECUTE_ERRORS],
+    // too_many_streams: an Idempotency-Key replay only (a stream whose run the request started is never refused for its key's count).
+    errors: [...EXECUTE_ERRORS, "too_many_streams"],
   });
   documentRoute(app, {
     method: "get",
@@ -76,7 +77,7 @@ export function documentWorkflowRunsApi(app: App) {
           "Nothing to stream: the run ended before it ever started in Temporal, or Last-Event-ID is the final event's (`<n>.end`) and nothing followed",
       },
     },
-    errors: ["run_not_found", "invalid_request", "too_many_subscribers", "host_unavailable"],
+    errors: ["run_not_found", "invalid_request", "too_many_subscribers", "too_many_streams", "host_unavailable"],
   });
   documentRoute(app, {
     method: "post",

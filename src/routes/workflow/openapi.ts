@@ -256,7 +256,7 @@ export function documentWorkflowApi(app: App) {
       params: path.includes(":rid") ? pinnedParams : idParam,
       query: historyStreamQuery,
       responses: { 200: sse, 204: { description: "Past the end of a finished run" } },
-      errors: [...RUN_ERRORS, "invalid_request", "too_many_subscribers", "host_unavailable"],
+      errors: [...RUN_ERRORS, "invalid_request", "too_many_subscribers", "too_many_streams", "host_unavailable"],
     });
   }
   documentRoute(app, {

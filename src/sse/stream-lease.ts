@@ -1,0 +1,72 @@
+/**
+ * A stream's place among its API key's open streams (durable-objects/rate-limiter/stream-leases.ts):
+ * taken when the stream opens, renewed while it lasts, given back when it ends. A key holds at
+ * most MAX_OPEN_STREAMS_PER_KEY at once over every stream route and run; the next stream is 429
+ * `too_many_streams` with Retry-After until one ends. A stream token's stream counts against the
+ * key that minted it, so minting tokens opens no more streams than the key itself may.
+ */
+import type { Context } from "hono";
+import type { AppEnv } from "../app-env.ts";
+import { STREAM_LEASE_RENEW_MS } from "../../durable-objects/rate-limiter/stream-leases.ts";
+import { ApiError } from "../errors.ts";
+import { unavailableOnTransient } from "../lib/transient-errors.ts";
+import { positiveNumberVar } from "../shared/positive-number-var.ts";
+
+/** Open streams an API key may hold (overridable: MAX_OPEN_STREAMS_PER_KEY); twice what one run takes by default. */
+export const DEFAULT_MAX_OPEN_STREAMS_PER_KEY = 20_000;
+/** What a refused stream is told to wait: streams end all the time, so a place comes free soon or not for long. */
+const FULL_KEY_RETRY_AFTER_SECONDS = 5;
+
+export interface StreamLease {
+  /** Gives the place back (once; later calls do nothing). */
+  release(): void;
+}
+
+/**
+ * Takes a place for the stream this request opens. `capped: false` for a streaming start, whose
+ * run the request has already started: it counts, but is never refused (the organization's open
+ * runs bound those), so nothing waits for it. Null when the request has no key to count against.
+ *
+ * A capped lease must be taken before the subscription opens, not alongside it: the DO sends the
+ * backlog as soon as it accepts, and a WebSocket's messages that arrive before the stream listens
+ * to it (while this call were still in flight) would be lost.
+ */
+export async function takeStreamLease<E extends AppEnv>(c: Context<E>, options: { capped: boolean }): Promise<StreamLease | null> {
+  const auth = c.get("auth");
+  const owner = auth?.apiKeyId ?? auth?.streamToken?.apiKeyId ?? auth?.rateLimitKey;
+  if (!owner) return null;
+  const limiter = c.env.RATE_LIMITER.get(c.env.RATE_LIMITER.idFromName(owner));
+  const leaseId = crypto.randomUUID();
+  const max = Math.floor(positiveNumberVar(c.env.MAX_OPEN_STREAMS_PER_KEY, DEFAULT_MAX_OPEN_STREAMS_PER_KEY));
+  const opening = limiter.openStream(leaseId, max, options.capped);
+  if (!options.capped) {
+    // Never refused: a lost call costs the count one stream for a while, never the stream.
+    opening.catch(() => undefined);
+  } else {
+    const decision = await unavailableOnTransient("the stream counter", () => opening);
+    if (!decision.allowed)
+      throw new ApiError(
+        "too_many_streams",
+        `this API key has ${decision.max} open streams, the most it may hold at once (stream tokens it minted included); close one or try again later`,
+        undefined,
+        { "retry-after": String(FULL_KEY_RETRY_AFTER_SECONDS) },
+      );
+  }
+  // A renewal that fails is tried at the next tick; three in a row must fail before the lease expires.
+  const renewal = setInterval(() => void limiter.renewStream(leaseId).catch(() => undefined), STREAM_LEASE_RENEW_MS);
+  let released = false;
+  return {
+    release() {
+      if (released) return;
+      released = true;
+      clearInterval(renewal);
+      // After the open (an uncapped one may still be on its way), else the lease expires.
+      const closing = opening.then(() => limiter.closeStream(leaseId)).catch(() => undefined);
+      try {
+        c.executionCtx.waitUntil(closing);
+      } catch {
+        /* no execution context (a test's app.request): the call goes on by itself */
+      }
+    },
+  };
+}
