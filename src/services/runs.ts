@@ -11,6 +11,7 @@ import { isTerminal, type RunStatus } from "../shared/run-status.ts";
 import { positiveNumberVar } from "../shared/positive-number-var.ts";
 import { traceKey } from "../../durable-objects/trace.ts";
 import { ApiError } from "../errors.ts";
+import { isTransientPlatformError } from "../lib/transient-errors.ts";
 import { runStream } from "../run-stream-client.ts";
 import { nearbyReads } from "../db/client.ts";
 import { findRunByWorkflowId } from "../db/runs.ts";
@@ -80,8 +81,9 @@ const LOST_START_POLL_MS = 250;
  * reset by a deploy), after the DO may have accepted the run, which then runs. Reporting the
  * failure could make the caller start it again; so the DO is asked what became of the start (a new
  * call). Accepted: answered as a start Temporal has not confirmed (`runId` null: the caller follows
- * it by id). Not accepted: nothing runs, and a retry is safe: 503 with Retry-After. If even that
- * cannot be learned, the original error stands.
+ * it by id). Not accepted: nothing runs, and a retry is safe: 503 with Retry-After, unless the DO's
+ * own code threw for a reason a retry meets again (a 500). If even that cannot be learned, the
+ * original error stands.
  */
 export async function startAfterLostCall(env: Env, command: StartCommand, lost: unknown): Promise<StartedRunInfo> {
   if (lost instanceof ApiError) throw lost;
@@ -100,6 +102,9 @@ export async function startAfterLostCall(env: Env, command: StartCommand, lost: 
       return { ...outcome.started, runId: null };
     }
     if (outcome.state === "not_accepted") {
+      // The DO's own code threw (the call was not lost: `remote`), and not for a passing reason: a
+      // retry would fail the same way, so not a 503 that promises otherwise; a logged 500.
+      if (thrownByTheDo(lost) && !isTransientPlatformError(lost)) throw lost;
       throw new ApiError(
         "host_unavailable",
         "the start did not reach the run's home region (the call was lost); nothing was started, so try again",
@@ -110,6 +115,11 @@ export async function startAfterLostCall(env: Env, command: StartCommand, lost: 
     if (Date.now() >= deadline) throw lost;
     await new Promise((resolve) => setTimeout(resolve, LOST_START_POLL_MS));
   }
+}
+
+/** An error a Durable Object's own code threw, passed on to its caller (Cloudflare marks it `remote`), not a lost call. */
+function thrownByTheDo(err: unknown): boolean {
+  return typeof err === "object" && err !== null && (err as { remote?: unknown }).remote === true;
 }
 
 /** Starts a run through its RunStream DO (which holds credits, writes the row and starts it). */

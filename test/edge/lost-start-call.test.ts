@@ -145,6 +145,41 @@ describe("a start call lost before it reached the DO", () => {
   }
 });
 
+describe("a start call the DO's own code failed (an error it threw, not a lost call)", () => {
+  /** RUN_STREAM whose start calls reach nothing and fail as the DO's code would fail them: Cloudflare marks such an error `remote`. */
+  const throwingStarts = (message: string): Env["RUN_STREAM"] =>
+    aroundRunStreamCalls(env.RUN_STREAM, async (method, call) => {
+      if (!START_CALLS.has(method)) return call();
+      throw Object.assign(new Error(message), { remote: true });
+    });
+  const sendThrowing = (path: string, key: string, message: string) =>
+    app.fetch(
+      new Request(new URL(path, "http://edge.test"), {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: JSON.stringify(hello),
+      }),
+      { ...env, RUN_STREAM: throwingStarts(message) },
+      createExecutionContext(),
+    );
+
+  for (const path of ["/workflow/start", "/workflow/run"]) {
+    it(`${path}: a failure a retry would meet again is 500 internal_error without Retry-After, not a 503 that promises a retry works; no row`, async () => {
+      const org = await seedOrganization();
+      const res = await sendThrowing(path, org.key, "D1_ERROR: string or blob too big: SQLITE_TOOBIG");
+      const body = await res.json();
+      expect([res.status, errorCodeOf(body), res.headers.get("retry-after")], JSON.stringify(body)).toEqual([500, "internal_error", null]);
+      expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?").bind(org.organizationId).first("n")).toBe(0);
+    });
+  }
+
+  it("a passing platform failure inside the DO (D1 overloaded) is still 503 with Retry-After", async () => {
+    const org = await seedOrganization();
+    const res = await sendThrowing("/workflow/start", org.key, "D1_ERROR: D1 DB is overloaded. Requests queued for too long.");
+    expect([res.status, errorCodeOf(await res.json()), res.headers.get("retry-after")]).toEqual([503, "host_unavailable", "1"]);
+  });
+});
+
 describe("a blocking start whose wait fails after the run started", () => {
   it("answers with the run as it is (still going: 408 with Location), never an error a client would answer by starting it again", async () => {
     hostStarts = true;
