@@ -40,7 +40,7 @@ export async function takeStreamLease<E extends AppEnv>(c: Context<E>, options: 
   const max = Math.floor(positiveNumberVar(c.env.MAX_OPEN_STREAMS_PER_KEY, DEFAULT_MAX_OPEN_STREAMS_PER_KEY));
   const opening = limiter.openStream(leaseId, max, options.capped);
   if (!options.capped) {
-    // Never refused: a lost call costs the count one stream for a while, never the stream.
+    // Never refused, so not waited for: a call that fails leaves this stream uncounted, never closed.
     opening.catch(() => undefined);
   } else {
     const decision = await unavailableOnTransient("the stream counter", () => opening);
