@@ -43,17 +43,27 @@ export class RateLimiter extends DurableObject<Env> {
   /** Takes one of the key's `max` stream places for `leaseId` (StreamLeases.open). */
   async openStream(leaseId: string, max: number, capped = true, now: number = Date.now()): Promise<StreamLeaseDecision> {
     const decision = this.streams.open(leaseId, max, capped, now);
-    // An alarm already set (a window's end, an earlier lease's expiry) sweeps and sets the next one.
-    if (decision.allowed && (await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(this.streams.nextExpiry()!);
+    if (decision.allowed) await this.armForLeases();
     return decision;
   }
 
-  renewStream(leaseId: string, now: number = Date.now()): void {
+  /** Keeps a stream's lease (one that expired meanwhile is taken again: its stream is open). */
+  async renewStream(leaseId: string, now: number = Date.now()): Promise<void> {
     this.streams.renew(leaseId, now);
+    await this.armForLeases();
   }
 
   closeStream(leaseId: string): void {
     this.streams.close(leaseId);
+  }
+
+  /**
+   * A lease is held: some alarm must come to sweep it. One already set (a window's end, an earlier
+   * lease's expiry) sweeps and sets the next; with none (a new object, or one the alarm emptied
+   * before a renewal came back), one is set for this lease's expiry.
+   */
+  private async armForLeases(): Promise<void> {
+    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(this.streams.nextExpiry()!);
   }
 
   /**

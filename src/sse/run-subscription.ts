@@ -240,5 +240,7 @@ export async function subscriptionResponse<E extends AppEnv>(c: Context<E>, opti
   }, options.keepAliveMs);
   attach(socket);
   c.req.raw.signal.addEventListener("abort", out.close);
+  // The client may have left while the stream was being opened (no abort event comes after the fact).
+  if (c.req.raw.signal.aborted) out.close();
   return new Response(out.readable, { status: 200, headers: SSE_HEADERS });
 }

@@ -37,7 +37,8 @@ export async function takeStreamLease<E extends AppEnv>(c: Context<E>, options: 
   if (!owner) return null;
   const limiter = c.env.RATE_LIMITER.get(c.env.RATE_LIMITER.idFromName(owner));
   const leaseId = crypto.randomUUID();
-  const max = Math.floor(positiveNumberVar(c.env.MAX_OPEN_STREAMS_PER_KEY, DEFAULT_MAX_OPEN_STREAMS_PER_KEY));
+  // A whole number, at least 1: a fraction such as 0.5 must not refuse every stream.
+  const max = Math.max(1, Math.floor(positiveNumberVar(c.env.MAX_OPEN_STREAMS_PER_KEY, DEFAULT_MAX_OPEN_STREAMS_PER_KEY)));
   const opening = limiter.openStream(leaseId, max, options.capped);
   if (!options.capped) {
     // Never refused, so not waited for: a call that fails leaves this stream uncounted, never closed.
@@ -60,8 +61,12 @@ export async function takeStreamLease<E extends AppEnv>(c: Context<E>, options: 
       if (released) return;
       released = true;
       clearInterval(renewal);
-      // After the open (an uncapped one may still be on its way), else the lease expires.
-      const closing = opening.then(() => limiter.closeStream(leaseId)).catch(() => undefined);
+      // After the open, whatever became of it: an open whose answer was lost may have taken the
+      // place, and a renewal may have taken it again since. A close that fails leaves it to expire.
+      const closing = opening
+        .catch(() => undefined)
+        .then(() => limiter.closeStream(leaseId))
+        .catch(() => undefined);
       try {
         c.executionCtx.waitUntil(closing);
       } catch {

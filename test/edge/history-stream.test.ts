@@ -1,5 +1,6 @@
 /// <reference types="vite/client" />
-import { abortAllDurableObjects, runInDurableObject } from "cloudflare:test";
+import { abortAllDurableObjects, createExecutionContext, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
+import app from "../../src/index.ts";
 import { env } from "cloudflare:workers";
 import { SignJWT } from "jose";
 import { beforeAll, describe, expect, it, vi } from "vitest";
@@ -179,6 +180,23 @@ describe("GET /workflow/:id/history/stream", () => {
       { timeout: 5_000, interval: 100 },
     );
     await Promise.all(streams.map((s) => s.body!.cancel()));
+  });
+  it("a client gone before its stream opened holds none of its key's places (no abort event comes after the fact)", async () => {
+    const own = await seedOrganization();
+    const { workflowId, runId } = await createRunningRun(own.organizationId);
+    await push(workflowId, [historyEvent(runId, 1)]);
+    const gone = new AbortController();
+    gone.abort();
+    const ctx = createExecutionContext();
+    const request = new Request(`http://edge.test/workflow/${workflowId}/history/stream`, {
+      headers: { authorization: `Bearer ${own.key}` },
+      signal: gone.signal,
+    });
+    expect((await app.fetch(request, env, ctx)).status).toBe(200);
+    await waitOnExecutionContext(ctx);
+    const limiter = env.RATE_LIMITER.get(env.RATE_LIMITER.idFromName(own.keyId));
+    const leases = await runInDurableObject(limiter, (_instance, state) => [...state.storage.kv.list({ prefix: "stream-lease:" })]);
+    expect(leases).toEqual([]);
   });
   it("security: HEAD answers a stream's status and headers and holds no subscription (not one of the run's places, nothing left open)", async () => {
     const { workflowId, runId } = await createRunningRun(org.organizationId);
