@@ -32,6 +32,8 @@ export const REFUSED_RANGES: ReadonlyArray<readonly [cidr: string, name: string]
   ["2001::/23", "IETF protocol assignments (2001::/23, Teredo)"],
   ["2001:db8::/32", "documentation (2001:db8::/32)"],
   ["2002::/16", "6to4 (2002::/16)"],
+  // Inside 2000::/3, yet not globally reachable (IANA's special-purpose registry, RFC 9637).
+  ["3fff::/20", "documentation (3fff::/20)"],
   ["fc00::/7", "unique local (fc00::/7)"],
   ["fe80::/10", "link-local (fe80::/10)"],
   ["fec0::/10", "site-local (fec0::/10)"],

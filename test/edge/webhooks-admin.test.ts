@@ -640,7 +640,9 @@ describe("webhook endpoints: security", () => {
     expect(refusedRange("::ffff:127.0.0.1")).toMatch(/IPv4-mapped/);
     expect(refusedRange("fe80::1")).toMatch(/link-local/);
     expect(refusedRange("2001:db8::1")).toMatch(/documentation/);
-    expect(refusedRange("3fff::1")).toBeNull();
+    expect(refusedRange("3fff::1")).toMatch(/documentation \(3fff::\/20\)/);
+    expect(refusedRange("3fff:fff::1")).toMatch(/documentation/);
+    expect(refusedRange("3fff:1000::1")).toBeNull(); // past 3fff::/20: public
     expect(refusedRange("4000::1")).toMatch(/outside 2000::\/3/);
     expect(refusedRange("1.1.1.1")).toBeNull();
   });

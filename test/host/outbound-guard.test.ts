@@ -128,6 +128,8 @@ describe("outbound HTTP guard: address ranges", () => {
     ["ff02::1", "multicast"],
     ["ff0e::1", "multicast"],
     ["4000::1", "reserved IPv6"],
+    ["3fff::1", "documentation"],
+    ["3fff:fff:ffff::1", "documentation"],
   ])("refuses %s (%s)", (address, name) => {
     expect(refusedRange(address)).toContain(name);
   });
@@ -141,6 +143,7 @@ describe("outbound HTTP guard: address ranges", () => {
     "172.32.0.1",
     "2606:4700:4700::1111",
     "2a00:1450:4001::1",
+    "3fff:1000::1",
   ])("lets the public address %s through", (address) => {
     expect(refusedRange(address)).toBeNull();
   });
