@@ -186,6 +186,16 @@ function logRefusal(hostname: string, address: string, range: string): void {
   console.warn(JSON.stringify({ level: "warn", message: "outbound request refused", hostname, address, range }));
 }
 
+/** Resolver answers that say the name has no address (as opposed to a resolver that failed: EAI_AGAIN, a timeout). */
+const NO_SUCH_NAME = new Set(["ENOTFOUND", "ENODATA"]);
+
+/**
+ * One refusal for a name that has no address and for one whose address is refused: were they
+ * told apart, a tenant could ask which internal names the host's resolver knows.
+ */
+const unreachableName = (hostname: string) =>
+  new UrlNotAllowedError(`${hostname} does not resolve to an address outbound requests may reach`);
+
 /**
  * The socket's lookup: resolves, refuses the host if ANY answer is refused (a mixed answer is
  * the classic rebinding trick), and hands the socket exactly the checked addresses.
@@ -194,14 +204,18 @@ function guardedLookup(policy: OutboundPolicy, port: number): LookupFunction {
   return (hostname, options, callback) => {
     const resolve = policy.lookup ?? systemLookup;
     resolve(hostname)
+      .catch((err: NodeJS.ErrnoException) => {
+        if (err.code && NO_SUCH_NAME.has(err.code)) throw unreachableName(hostname);
+        throw err;
+      })
       .then((answers) => {
-        if (answers.length === 0) throw new UrlNotAllowedError(`${hostname} does not resolve`);
+        if (answers.length === 0) throw unreachableName(hostname);
         if (!hostAllowed(policy, hostname, port)) {
           for (const { address } of answers) {
             const refusal = addressRefusal(policy, address, port);
             if (refusal) {
               logRefusal(hostname, address, refusal);
-              throw new UrlNotAllowedError(`${hostname} resolves to an address outbound requests may not reach`);
+              throw unreachableName(hostname);
             }
           }
         }

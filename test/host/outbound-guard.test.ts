@@ -202,7 +202,7 @@ describe("outbound HTTP guard: URLs", () => {
 
   it("refuses a DNS name that resolves to 127.0.0.1 (localhost, from /etc/hosts)", async () => {
     const message = await refusal(guardedFetch(policy(), `http://localhost:${secret.port}/health`));
-    expect(message).toMatch(/localhost resolves to an address outbound requests may not reach/);
+    expect(message).toMatch(/localhost does not resolve to an address outbound requests may reach/);
     expect(secret.hits).toEqual([]);
   });
 
@@ -220,6 +220,34 @@ describe("outbound HTTP guard: URLs", () => {
     expect(warnings.map((w) => JSON.parse(w))).toContainEqual(
       expect.objectContaining({ message: "outbound request refused", hostname: "db.internal.test", address: "10.1.2.3" }),
     );
+  });
+
+  it("a name with no address is refused in the same words as one that points inside: a tenant cannot ask which internal names exist", async () => {
+    const noSuchName = async () => Promise.reject(Object.assign(new Error("getaddrinfo ENOTFOUND"), { code: "ENOTFOUND" }));
+    const noAddress = async () => Promise.reject(Object.assign(new Error("queryA ENODATA"), { code: "ENODATA" }));
+    const empty = async () => [];
+    const inside = async () => [{ address: "10.1.2.3", family: 4 }];
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => undefined);
+    try {
+      const messages = [];
+      for (const lookup of [noSuchName, noAddress, empty, inside])
+        messages.push(await refusal(guardedFetch(policy({ lookup }), "http://db.internal.test/")));
+      expect(new Set(messages)).toEqual(
+        new Set(["url_not_allowed: db.internal.test does not resolve to an address outbound requests may reach"]),
+      );
+    } finally {
+      warn.mockRestore();
+    }
+  });
+
+  it("a resolver that fails for now (EAI_AGAIN) is a network error, retried, not a refusal", async () => {
+    const lookup = async () => Promise.reject(Object.assign(new Error("getaddrinfo EAI_AGAIN"), { code: "EAI_AGAIN" }));
+    const err = await guardedFetch(policy({ lookup }), "http://flaky.test/").then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).not.toBeInstanceOf(UrlNotAllowedError);
+    expect(err).toBeInstanceOf(Error);
   });
 
   it("refuses a name any of whose addresses is private (a mixed DNS answer)", async () => {
