@@ -4,7 +4,9 @@
  * and time capped), and every request made is recorded as an `http:request` attribute of the
  * run (count, and cost when HTTP_REQUEST_COST_USD is set), failed ones included. A refused URL
  * fails the step with a non-retryable `url_not_allowed` error; no request is made for it, so
- * it is not recorded or charged.
+ * it is not recorded or charged. A redirect refused after servers answered the hops before it
+ * (too many, or to a refused address) is recorded, as one failed request, like any call whose
+ * redirects were followed.
  */
 import { ApplicationFailure, Context } from "@temporalio/activity";
 import type { HttpAttribute } from "../../src/shared/aggregations.ts";
@@ -47,7 +49,10 @@ export async function fetchRecorded(publisher: StepPublisher, url: string, init:
       }),
     );
   } catch (err) {
-    if (err instanceof UrlNotAllowedError) throw ApplicationFailure.nonRetryable(err.message, URL_NOT_ALLOWED);
+    if (err instanceof UrlNotAllowedError) {
+      if (err.requestsMade > 0) await record(null);
+      throw ApplicationFailure.nonRetryable(err.message, URL_NOT_ALLOWED);
+    }
     await record(null);
     if (err instanceof ResponseTooLargeError) throw ApplicationFailure.nonRetryable(err.message, "ResponseTooLarge");
     if (err instanceof InvalidResponseStatusError) throw ApplicationFailure.nonRetryable(err.message, "InvalidResponseStatus");

@@ -28,6 +28,8 @@ export const URL_NOT_ALLOWED = "url_not_allowed";
 
 export class UrlNotAllowedError extends Error {
   readonly code = URL_NOT_ALLOWED;
+  /** Requests made before the refusal (a redirect refused after them): they are recorded and charged like any other. */
+  requestsMade = 0;
   constructor(message: string) {
     super(`${URL_NOT_ALLOWED}: ${message}`);
     this.name = "UrlNotAllowedError";
@@ -317,54 +319,67 @@ export async function guardedFetch(policy: OutboundPolicy, input: string, init: 
   let method = (init.method ?? "GET").toUpperCase();
   let body = init.body;
   let headers = headerRecord(init.headers);
-  for (let redirects = 0; ; redirects++) {
-    const dispatcher = guardedDispatcher(policy, url);
-    try {
-      let res: Response;
+  /** Requests a server answered (each redirect's hop, then the last). */
+  let answered = 0;
+  try {
+    return await followRedirects();
+  } catch (err) {
+    // A redirect refused after servers answered: the requests before it were made.
+    if (err instanceof UrlNotAllowedError) err.requestsMade = answered;
+    throw err;
+  }
+
+  async function followRedirects(): Promise<Response> {
+    for (let redirects = 0; ; redirects++) {
+      const dispatcher = guardedDispatcher(policy, url);
       try {
-        res = (await undiciFetch(url, {
-          method,
-          headers,
-          body: body as string | undefined,
-          redirect: "manual",
-          signal,
-          dispatcher,
-        })) as unknown as Response;
-      } catch (err) {
-        throw notAllowedIn(err) ?? err;
-      }
-      const location = res.headers.get("location");
-      if (REDIRECTS.has(res.status) && location) {
-        await res.body?.cancel();
-        if (redirects >= policy.maxRedirects) throw new UrlNotAllowedError(`more than ${policy.maxRedirects} redirects`);
-        // A Location that is not a URL (or one with user info) is a refusal, not a network error to retry.
-        const next = checkUrl(policy, location, url);
-        // As fetch does: credentials go to the origin they were meant for, never to one a
-        // redirect names; a redirect that turns the request into a GET drops its body's headers.
-        if (next.origin !== url.origin) headers = withoutHeaders(headers, CREDENTIAL_HEADERS);
-        url = next;
-        if (res.status === 303 || ((res.status === 301 || res.status === 302) && method === "POST")) {
-          method = "GET";
-          body = undefined;
-          headers = withoutHeaders(headers, BODY_HEADERS);
+        let res: Response;
+        try {
+          res = (await undiciFetch(url, {
+            method,
+            headers,
+            body: body as string | undefined,
+            redirect: "manual",
+            signal,
+            dispatcher,
+          })) as unknown as Response;
+        } catch (err) {
+          throw notAllowedIn(err) ?? err;
         }
-        continue;
+        answered++;
+        const location = res.headers.get("location");
+        if (REDIRECTS.has(res.status) && location) {
+          await res.body?.cancel();
+          if (redirects >= policy.maxRedirects) throw new UrlNotAllowedError(`more than ${policy.maxRedirects} redirects`);
+          // A Location that is not a URL (or one with user info) is a refusal, not a network error to retry.
+          const next = checkUrl(policy, location, url);
+          // As fetch does: credentials go to the origin they were meant for, never to one a
+          // redirect names; a redirect that turns the request into a GET drops its body's headers.
+          if (next.origin !== url.origin) headers = withoutHeaders(headers, CREDENTIAL_HEADERS);
+          url = next;
+          if (res.status === 303 || ((res.status === 301 || res.status === 302) && method === "POST")) {
+            method = "GET";
+            body = undefined;
+            headers = withoutHeaders(headers, BODY_HEADERS);
+          }
+          continue;
+        }
+        // undici passes any three-digit status through; the Response below takes 200-599 only.
+        if (res.status < 200 || res.status > 599) {
+          await res.body?.cancel();
+          throw new InvalidResponseStatusError(url, res.status);
+        }
+        const bytes = await readCapped(res, policy.maxBytes, url);
+        const out = new Response(NULL_BODY_STATUSES.has(res.status) ? null : bytes, {
+          status: res.status,
+          statusText: res.statusText,
+          headers: res.headers,
+        });
+        Object.defineProperty(out, "url", { value: url.href });
+        return out;
+      } finally {
+        void dispatcher.close().catch(() => {});
       }
-      // undici passes any three-digit status through; the Response below takes 200-599 only.
-      if (res.status < 200 || res.status > 599) {
-        await res.body?.cancel();
-        throw new InvalidResponseStatusError(url, res.status);
-      }
-      const bytes = await readCapped(res, policy.maxBytes, url);
-      const out = new Response(NULL_BODY_STATUSES.has(res.status) ? null : bytes, {
-        status: res.status,
-        statusText: res.statusText,
-        headers: res.headers,
-      });
-      Object.defineProperty(out, "url", { value: url.href });
-      return out;
-    } finally {
-      void dispatcher.close().catch(() => {});
     }
   }
 }

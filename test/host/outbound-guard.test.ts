@@ -327,8 +327,12 @@ describe("outbound HTTP guard: redirects, rebinding, caps, allow-list", () => {
 
   it("stops after at most 5 redirects", async () => {
     const before = publicSite.hits.length;
-    expect(await refusal(guardedFetch(publicOnly(), `http://127.0.0.2:${publicSite.port}/loop`))).toMatch(/more than 5 redirects/);
+    const err = await guardedFetch(publicOnly(), `http://127.0.0.2:${publicSite.port}/loop`).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UrlNotAllowedError);
+    expect((err as Error).message).toMatch(/more than 5 redirects/);
     expect(publicSite.hits.length - before).toBe(6);
+    // The requests made before the refusal, for the run's record (http.ts).
+    expect((err as UrlNotAllowedError).requestsMade).toBe(6);
   });
 
   it("connects to the address it checked: a rebinding DNS answer cannot reach loopback", async () => {

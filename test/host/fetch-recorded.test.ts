@@ -1,0 +1,93 @@
+/**
+ * What a run is charged for its outbound HTTP (host/activities/http.ts `fetchRecorded`): every
+ * request a server answered is recorded as an `http:request` attribute, a redirect refused after
+ * the hops before it included; a URL refused before any request is not.
+ */
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { ApplicationFailure } from "@temporalio/common";
+import { MockActivityEnvironment } from "@temporalio/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { fetchRecorded } from "../../host/activities/http.ts";
+import { policyFromEnv } from "../../host/activities/outbound-guard.ts";
+import { type ActivityRuntime, installActivityRuntime, type StepPublisher } from "../../host/activities/runtime.ts";
+import type { HttpAttribute } from "../../src/shared/aggregations.ts";
+
+let site: Server;
+let port: number;
+const hits: string[] = [];
+
+beforeAll(async () => {
+  // Stands in for a public site: 127.0.0.2, which the policy below allows on this port only.
+  site = createServer((req, res) => {
+    hits.push(req.url ?? "");
+    const to = new URL(req.url ?? "/", "http://x").searchParams.get("to");
+    if (req.url === "/loop") res.writeHead(302, { location: "/loop" }).end();
+    else if (to) res.writeHead(302, { location: to }).end();
+    else res.end("page");
+  });
+  await new Promise<void>((r) => site.listen(0, "127.0.0.2", r));
+  port = (site.address() as AddressInfo).port;
+  installActivityRuntime({
+    prices: {},
+    llm: {},
+    httpRequestCost: 0.001,
+    outbound: policyFromEnv({ OUTBOUND_HTTP_ALLOW: `127.0.0.2:${port}` }),
+  } as unknown as ActivityRuntime);
+});
+
+afterAll(() => {
+  site.closeAllConnections();
+  site.close();
+});
+
+/** Fetches through fetchRecorded inside an activity; what it recorded, and how it failed (if it did). */
+async function fetchAndRecord(url: string) {
+  const recorded: HttpAttribute[] = [];
+  const publisher = {
+    attribute: async (a: HttpAttribute) => void recorded.push(a),
+    settled: async () => undefined,
+  } as unknown as StepPublisher;
+  const before = hits.length;
+  const error = await new MockActivityEnvironment().run(async () => {
+    try {
+      await fetchRecorded(publisher, url);
+      return null;
+    } catch (err) {
+      return err;
+    }
+  });
+  return { recorded, error, requests: hits.length - before };
+}
+
+describe("fetchRecorded: happy path", () => {
+  it("one call is one recorded request, with its status and cost", async () => {
+    const { recorded, error, requests } = await fetchAndRecord(`http://127.0.0.2:${port}/page`);
+    expect(error).toBeNull();
+    expect(requests).toBe(1);
+    expect(recorded).toEqual([expect.objectContaining({ type: "http:request", method: "GET", status: 200, count: 1, total: 0.001 })]);
+  });
+});
+
+describe("fetchRecorded: refusals", () => {
+  it("a redirect refused after servers answered is recorded: the requests before it were made", async () => {
+    for (const [path, made] of [
+      ["/loop", 6], // more than 5 redirects
+      [`/go?to=${encodeURIComponent("http://127.0.0.1:9/")}`, 1], // a redirect into loopback
+    ] as const) {
+      const { recorded, error, requests } = await fetchAndRecord(`http://127.0.0.2:${port}${path}`);
+      expect(error).toBeInstanceOf(ApplicationFailure);
+      expect((error as ApplicationFailure).type).toBe("url_not_allowed");
+      expect((error as ApplicationFailure).nonRetryable).toBe(true);
+      expect(requests).toBe(made);
+      expect(recorded).toEqual([expect.objectContaining({ type: "http:request", status: null, count: 1, total: 0.001 })]);
+    }
+  });
+
+  it("a URL refused before any request is not recorded or charged", async () => {
+    const { recorded, error, requests } = await fetchAndRecord("http://127.0.0.1:9/");
+    expect((error as ApplicationFailure).type).toBe("url_not_allowed");
+    expect(requests).toBe(0);
+    expect(recorded).toEqual([]);
+  });
+});
