@@ -107,12 +107,15 @@ export const STREAM_TOKEN_REFUSED =
 /**
  * The token's claims, or null if it is forged, expired, not a stream token, or minted by an API
  * key that has since been revoked (checked through the key cache: within 30 s, as the key itself).
+ * The key must be of the token's organization: the edge mints no other, so a token that pairs one
+ * organization with another's key was not minted here.
  */
 export async function verifyLiveStreamToken(db: D1Database, secret: string, token: string): Promise<LiveStreamToken | null> {
   const claims = await verifyStreamToken(secret, token);
   if (!claims) return null;
   const key = await liveApiKey(db, claims.apiKeyId);
-  return key && { ...claims, rateLimitPerMinute: key.rateLimitPerMinute };
+  if (!key || key.organizationId !== claims.organizationId) return null;
+  return { ...claims, rateLimitPerMinute: key.rateLimitPerMinute };
 }
 
 /** The token's claims, or null if it is forged, expired or not a stream token. */

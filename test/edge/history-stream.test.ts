@@ -602,8 +602,9 @@ describe("run-scoped stream tokens", () => {
     expect((await call(`/workflow/${a.workflowId}/status?token=${token}`)).status).toBe(401);
   });
 
-  it("is refused when signed with the secret but without an expiry, an issue time or the minting key (never minted by the edge)", async () => {
+  it("is refused when signed with the secret but without an expiry, an issue time or the minting key, or with another organization's key (never minted by the edge)", async () => {
     const a = await createRunningRun(org.organizationId);
+    const elsewhere = await seedOrganization();
     const unsigned = (claims: Record<string, unknown> = { org: org.organizationId, key: org.keyId }) =>
       new SignJWT(claims)
         .setProtectedHeader({ alg: "HS256" })
@@ -616,6 +617,10 @@ describe("run-scoped stream tokens", () => {
       "no iat": await unsigned().setExpirationTime("5m").sign(secret),
       // Before the key claim, a token could not be revoked: its renewals went on for ever.
       "no key": await unsigned({ org: org.organizationId }).setIssuedAt().setExpirationTime("5m").sign(secret),
+      "another organization's key": await unsigned({ org: org.organizationId, key: elsewhere.keyId })
+        .setIssuedAt()
+        .setExpirationTime("5m")
+        .sign(secret),
       both: await unsigned().setIssuedAt().setExpirationTime("5m").sign(secret),
     };
     const statuses: Record<string, number> = {};
@@ -624,7 +629,7 @@ describe("run-scoped stream tokens", () => {
       statuses[what] = res.status;
       await res.body?.cancel();
     }
-    expect(statuses).toEqual({ "no exp": 401, "no iat": 401, "no key": 401, both: 200 });
+    expect(statuses).toEqual({ "no exp": 401, "no iat": 401, "no key": 401, "another organization's key": 401, both: 200 });
   });
 
   it("every refusal is a 401 with a WWW-Authenticate challenge (RFC 9110), which CORS lets a page read", async () => {

@@ -155,9 +155,12 @@ async function lookUp(
  * default), or null; by the same 30 s isolate cache as key auth: what a stream token checks of the
  * key that minted it, on every connect.
  */
-export async function liveApiKey(db: D1Database, id: string): Promise<{ rateLimitPerMinute: number | null } | null> {
+export async function liveApiKey(
+  db: D1Database,
+  id: string,
+): Promise<{ organizationId: string; rateLimitPerMinute: number | null } | null> {
   const key = await lookUp(db, id);
-  return key && { rateLimitPerMinute: key.rateLimitPerMinute };
+  return key && { organizationId: key.organizationId, rateLimitPerMinute: key.rateLimitPerMinute };
 }
 
 export const apiKeyAuth = (options: { allowBasic?: boolean } = {}) =>
