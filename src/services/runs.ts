@@ -200,8 +200,12 @@ export async function runToOutcome(
   );
 }
 
-/** Names of runnable code workflows by catalog id, for workflow ids (`<name>-<uuid>`); an id's name never changes. */
-const workflowNames = new Map<string, string>();
+/**
+ * Names of runnable code workflows by catalog id, for workflow ids (`<name>-<uuid>`); an id's name
+ * never changes. Each with its owner: the host's (global) workflows answer every organization
+ * from here, an organization's own only that organization.
+ */
+const workflowNames = new Map<string, { name: string; ownerId: string | null }>();
 const WORKFLOW_NAME_CACHE_MAX = 1_000;
 
 /** For tests: forget the cached names (as an isolate that never saw them). */
@@ -212,11 +216,11 @@ export function clearWorkflowNameCache(): void {
 /** The name of a code workflow the organization may run, by catalog id: from the isolate cache, else D1. */
 export async function workflowNameById(env: Env, organizationId: string, id: string): Promise<string> {
   const cached = workflowNames.get(id);
-  if (cached) return cached;
+  if (cached && (cached.ownerId === null || cached.ownerId === organizationId)) return cached.name;
   const workflow = await findRunnableWorkflow(env.DB, organizationId, { id });
   if (!workflow) throw new ApiError("workflow_not_found", `no workflow "${id}" you can run`);
   if (workflowNames.size >= WORKFLOW_NAME_CACHE_MAX) workflowNames.delete(workflowNames.keys().next().value!);
-  workflowNames.set(id, workflow.name);
+  workflowNames.set(id, { name: workflow.name, ownerId: workflow.organizationId });
   return workflow.name;
 }
 

@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { LISTED_INPUT_MAX_BYTES } from "../../src/db/workflow-runs.ts";
 import { forgetCachedCatalog } from "../../src/db/workflows.ts";
 import { blockingExecuteAnswer } from "../../src/routes/workflow-runs/execute.ts";
-import { clearWorkflowNameCache } from "../../src/services/runs.ts";
+import { clearWorkflowNameCache, workflowNameById } from "../../src/services/runs.ts";
 import { WORKFLOW_RUN_STATUSES } from "../../src/shared/run-status.ts";
 import { interceptD1InPlace } from "../support/d1-intercept.ts";
 import { call, type ErrorBody, seedCatalog, seedOrganization } from "./helpers.ts";
@@ -874,5 +874,25 @@ describe("POST /api/v1/workflow-runs/execute: the answer once the 15-minute wait
       failed: { success: false, status: 200 },
       cancelled: { success: false, status: 200 },
     });
+  });
+});
+
+describe("Workflow Runs API: names of an organization's own code workflows (security)", () => {
+  it("the isolate's cache of names answers only the organization that may run the workflow", async () => {
+    await seedCatalog();
+    const helloId = await workflowIdOf("hello");
+    const owner = await seedOrganization();
+    const other = await seedOrganization();
+    const id = crypto.randomUUID();
+    await env.DB.prepare(
+      `INSERT INTO workflows (id, organization_id, name, kind, description, input_schema, output_schema, handlers, published)
+       SELECT ?, ?, ?, kind, description, input_schema, output_schema, handlers, 1 FROM workflows WHERE id = ?`,
+    )
+      .bind(id, owner.organizationId, `own_${id.slice(0, 8)}`, helloId)
+      .run();
+    clearWorkflowNameCache();
+    expect(await workflowNameById(env, owner.organizationId, id)).toBe(`own_${id.slice(0, 8)}`);
+    // Cached now for the owner: another organization is still told there is no such workflow.
+    await expect(workflowNameById(env, other.organizationId, id)).rejects.toMatchObject({ code: "workflow_not_found" });
   });
 });
