@@ -40,6 +40,22 @@ export class RateLimiter extends DurableObject<Env> {
     return { allowed: true, limit, remaining: limit - count - 1, resetAt };
   }
 
+  /**
+   * A stream connect's one call: counts the request (`hit`) and, if it is allowed, takes a stream
+   * place for `leaseId` (`openStream`, capped). A refused request takes no place.
+   */
+  async hitAndOpenStream(
+    limit: number,
+    windowSeconds: number,
+    leaseId: string,
+    max: number,
+    now: number = Date.now(),
+  ): Promise<{ rate: RateLimitDecision; stream: StreamLeaseDecision | null }> {
+    const rate = this.hit(limit, windowSeconds, now);
+    if (!rate.allowed) return { rate, stream: null };
+    return { rate, stream: await this.openStream(leaseId, max, true, now) };
+  }
+
   /** Takes one of the key's `max` stream places for `leaseId` (StreamLeases.open). */
   async openStream(leaseId: string, max: number, capped = true, now: number = Date.now()): Promise<StreamLeaseDecision> {
     const decision = this.streams.open(leaseId, max, capped, now);

@@ -23,6 +23,10 @@ export interface AppEnv {
     auth: AuthContext;
     /** The verified nonce of a signed host request, for the route that claims it (run events). */
     hostNonce?: { nonce: string; expiresAt: number };
+    /** The route's GET opens a capped stream (sse/stream-lease.ts `opensStream`), marked before rateLimit(). */
+    opensStream?: true;
+    /** The stream's place, taken by rateLimit() in the same call as its hit, for the route to claim. */
+    earlyStreamLease?: import("./sse/stream-lease.ts").EarlyStreamLease;
     /** `Idempotency-Key` of a start request, checked and fingerprinted (middleware/idempotency). */
     idempotency?: import("./services/idempotency.ts").IdempotencyRequest;
   };

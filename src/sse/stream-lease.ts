@@ -6,8 +6,9 @@
  * key that minted it, so minting tokens opens no more streams than the key itself may.
  */
 import type { Context } from "hono";
-import type { AppEnv } from "../app-env.ts";
-import { STREAM_LEASE_RENEW_MS } from "../../durable-objects/rate-limiter/stream-leases.ts";
+import { createMiddleware } from "hono/factory";
+import type { AppEnv, AuthContext } from "../app-env.ts";
+import { STREAM_LEASE_RENEW_MS, type StreamLeaseDecision } from "../../durable-objects/rate-limiter/stream-leases.ts";
 import { ApiError } from "../errors.ts";
 import { unavailableOnTransient } from "../lib/transient-errors.ts";
 import { positiveNumberVar } from "../shared/positive-number-var.ts";
@@ -22,6 +23,60 @@ export interface StreamLease {
   release(): void;
 }
 
+/** The key whose RateLimiter counts a stream: the API key, the key that minted a stream token, or the caller's rate-limit key. */
+function leaseOwner(auth: AuthContext | undefined): string | undefined {
+  return auth?.apiKeyId ?? auth?.streamToken?.apiKeyId ?? auth?.rateLimitKey;
+}
+
+/** How many streams a key may hold: a whole number, at least 1 (a fraction such as 0.5 must not refuse every stream). */
+function maxOpenStreams(env: Env): number {
+  return Math.max(1, Math.floor(positiveNumberVar(env.MAX_OPEN_STREAMS_PER_KEY, DEFAULT_MAX_OPEN_STREAMS_PER_KEY)));
+}
+
+/**
+ * Marks a route whose GET (and HEAD) opens a capped stream. Registered before rateLimit(), so that
+ * the rate limit's call to the key's RateLimiter takes the stream's place too: a connect makes one
+ * call to it, not two in a row (`leaseToTakeWithHit`).
+ */
+export const opensStream = () =>
+  createMiddleware<AppEnv>(async (c, next) => {
+    if (c.req.method === "GET" || c.req.method === "HEAD") c.set("opensStream", true);
+    await next();
+  });
+
+/** A place taken by rateLimit()'s call, for the route's takeStreamLease to claim. */
+export interface EarlyStreamLease {
+  leaseId: string;
+  decision: StreamLeaseDecision;
+  claimed: boolean;
+}
+
+/**
+ * For rateLimit(): the place to take in the same call as the hit, when this request opens a capped
+ * stream (`opensStream`) counted in the same RateLimiter as its rate limit (an API key, a JWT
+ * subject, an internal caller; not a stream token, whose rate limit is its run's). Null otherwise.
+ */
+export function leaseToTakeWithHit<E extends AppEnv>(c: Context<E>, limitedKey: string): { leaseId: string; max: number } | null {
+  if (!c.get("opensStream") || leaseOwner(c.get("auth")) !== limitedKey) return null;
+  return { leaseId: crypto.randomUUID(), max: maxOpenStreams(c.env) };
+}
+
+/**
+ * For rateLimit(), after the route: a place taken with the hit that no stream claimed (the route
+ * answered 400, 404, 204 ...) is given back.
+ */
+export function releaseUnclaimedLease<E extends AppEnv>(c: Context<E>, limiter: ReturnType<Env["RATE_LIMITER"]["get"]>): void {
+  const early = c.get("earlyStreamLease");
+  if (!early || early.claimed || !early.decision.allowed) return;
+  early.claimed = true;
+  const closing = limiter.closeStream(early.leaseId).catch(() => undefined);
+  try {
+    c.executionCtx.waitUntil(closing);
+  } catch {
+    /* no execution context (a test's app.request): the call goes on by itself */
+  }
+}
+
 /**
  * Takes a place for the stream this request opens. `capped: false` for a streaming start, whose
  * run the request has already started: it counts, but is never refused (the organization's open
@@ -32,14 +87,15 @@ export interface StreamLease {
  * to it (while this call were still in flight) would be lost.
  */
 export async function takeStreamLease<E extends AppEnv>(c: Context<E>, options: { capped: boolean }): Promise<StreamLease | null> {
-  const auth = c.get("auth");
-  const owner = auth?.apiKeyId ?? auth?.streamToken?.apiKeyId ?? auth?.rateLimitKey;
+  const owner = leaseOwner(c.get("auth"));
   if (!owner) return null;
   const limiter = c.env.RATE_LIMITER.get(c.env.RATE_LIMITER.idFromName(owner));
-  const leaseId = crypto.randomUUID();
-  // A whole number, at least 1: a fraction such as 0.5 must not refuse every stream.
-  const max = Math.max(1, Math.floor(positiveNumberVar(c.env.MAX_OPEN_STREAMS_PER_KEY, DEFAULT_MAX_OPEN_STREAMS_PER_KEY)));
-  const opening = limiter.openStream(leaseId, max, options.capped);
+  // Taken already, with the rate limit's hit (opensStream): the decision is in hand.
+  const pending = c.get("earlyStreamLease");
+  const early = options.capped && pending && !pending.claimed ? pending : undefined;
+  if (early) early.claimed = true;
+  const leaseId = early?.leaseId ?? crypto.randomUUID();
+  const opening = early ? Promise.resolve(early.decision) : limiter.openStream(leaseId, maxOpenStreams(c.env), options.capped);
   if (!options.capped) {
     // Never refused, so not waited for: a call that fails leaves this stream uncounted, never closed.
     opening.catch(() => undefined);

@@ -14,7 +14,7 @@ import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import app from "../../src/index.ts";
 import { runStream } from "../../src/run-stream-client.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
-import { aroundRunStreamCalls } from "./run-stream-calls.ts";
+import { aroundDurableObjectCalls } from "./durable-object-calls.ts";
 import { createPromptWorkflow, errorCodeOf, scriptHost, scriptedStart, seedCatalog, seedOrganization } from "./helpers.ts";
 import { runStartOutboxAttempt } from "./stream-helpers.ts";
 
@@ -29,7 +29,7 @@ type Loss = "answer" | "call" | "midway" | "none";
 
 /** RUN_STREAM whose start calls fail as a broken connection: after the DO handled them (`answer`), or before (`call`). */
 function losingStarts(ns: Env["RUN_STREAM"], loss: Loss): Env["RUN_STREAM"] {
-  return aroundRunStreamCalls(ns, async (method, call) => {
+  return aroundDurableObjectCalls(ns, async (method, call) => {
     if (loss === "none" || !START_CALLS.has(method)) return call();
     if (loss === "answer") await call();
     if (loss === "midway") void Promise.resolve(call()).catch(() => {});
@@ -148,7 +148,7 @@ describe("a start call lost before it reached the DO", () => {
 describe("a start call the DO's own code failed (an error it threw, not a lost call)", () => {
   /** RUN_STREAM whose start calls reach nothing and fail as the DO's code would fail them: Cloudflare marks such an error `remote`. */
   const throwingStarts = (message: string): Env["RUN_STREAM"] =>
-    aroundRunStreamCalls(env.RUN_STREAM, async (method, call) => {
+    aroundDurableObjectCalls(env.RUN_STREAM, async (method, call) => {
       if (!START_CALLS.has(method)) return call();
       throw Object.assign(new Error(message), { remote: true });
     });

@@ -1,7 +1,10 @@
-import { createExecutionContext, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { createExecutionContext, runDurableObjectAlarm, runInDurableObject, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { beforeAll, describe, expect, it } from "vitest";
+import { SignJWT } from "jose";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import app from "../../src/index.ts";
+import { mintStreamToken } from "../../src/stream-tokens.ts";
+import { aroundDurableObjectCalls } from "./durable-object-calls.ts";
 import { STREAM_LEASE_TTL_MS } from "../../durable-objects/rate-limiter/stream-leases.ts";
 import { call, createKey, type OutputErrorBody, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
@@ -145,6 +148,98 @@ describe("per-key rate limits", () => {
       const afterC = t0 + STREAM_LEASE_TTL_MS + 1;
       expect(await stub.openStream("d", 2, true, afterC)).toMatchObject({ allowed: true, open: 2 });
       expect(await stub.openStream("e", 2, true, afterC)).toMatchObject({ allowed: false });
+    });
+
+    /** Answers `request` with the app, recording the methods the Worker calls on RateLimiter stubs. */
+    async function withLimiterCalls(request: Request, vars: Partial<Env> = {}) {
+      const methods: string[] = [];
+      const RATE_LIMITER = aroundDurableObjectCalls(env.RATE_LIMITER, (method, call) => {
+        methods.push(method);
+        return call();
+      });
+      const ctx = createExecutionContext();
+      const res = await app.fetch(request, { ...env, ...vars, RATE_LIMITER }, ctx);
+      return { res, methods, ctx };
+    }
+    const leasesHeldBy = (owner: string) =>
+      runInDurableObject(env.RATE_LIMITER.get(env.RATE_LIMITER.idFromName(owner)), (_instance, state) => [
+        ...state.storage.kv.list({ prefix: "stream-lease:" }),
+      ]);
+    const historyStream = (workflowId: string, headers: Record<string, string> = {}, query = "") =>
+      new Request(`http://edge.test/workflow/${workflowId}/history/stream${query}`, { headers });
+
+    it("a stream connect makes one call to its key's RateLimiter: the rate limit's hit takes the stream's place", async () => {
+      const own = await seedOrganization();
+      const { workflowId, runId } = await createRunningRun(own.organizationId);
+      await push(workflowId, [historyEvent(runId, 1)]);
+      const byKey = await withLimiterCalls(historyStream(workflowId, { authorization: `Bearer ${own.key}` }));
+      expect(byKey.res.status).toBe(200);
+      expect(byKey.methods).toEqual(["hitAndOpenStream"]);
+      expect(await leasesHeldBy(own.keyId)).toHaveLength(1);
+      await byKey.res.body!.cancel();
+      await vi.waitFor(async () => expect(await leasesHeldBy(own.keyId)).toEqual([]), { timeout: 5_000, interval: 50 });
+
+      // The Workflow Runs API's stream: a JWT subject's rate limit and streams are one object too.
+      const subject = `user-${crypto.randomUUID()}`;
+      const jwt = await new SignJWT({ org_id: own.organizationId, sub: subject })
+        .setProtectedHeader({ alg: "HS256" })
+        .setExpirationTime("5m")
+        .sign(new TextEncoder().encode("edge-test-jwt-secret-at-least-32-bytes-long"));
+      const uuid = (await env.DB.prepare("SELECT id FROM runs WHERE temporal_workflow_id = ?").bind(workflowId).first<{ id: string }>())!
+        .id;
+      const bySubject = await withLimiterCalls(
+        new Request(`http://edge.test/api/v1/workflow-runs/${uuid}/stream`, { headers: { authorization: `Bearer ${jwt}` } }),
+      );
+      expect(bySubject.res.status).toBe(200);
+      expect(bySubject.methods).toEqual(["hitAndOpenStream"]);
+      expect(await leasesHeldBy(`jwt:${own.organizationId}:${subject}`)).toHaveLength(1);
+      await bySubject.res.body!.cancel();
+
+      // A stream token's rate limit is its run's and its place the minting key's: two objects, a call to each.
+      const { token } = await mintStreamToken("edge-test-stream-token-secret", {
+        organizationId: own.organizationId,
+        apiKeyId: own.keyId,
+        workflowId,
+      });
+      const byToken = await withLimiterCalls(historyStream(workflowId, {}, `?token=${token}`));
+      expect(byToken.res.status).toBe(200);
+      expect(byToken.methods).toEqual(["hit", "openStream"]);
+      await byToken.res.body!.cancel();
+    });
+
+    it("a place taken with the hit goes back when the route answers without a stream; a connect over the rate limit takes none", async () => {
+      const own = await seedOrganization();
+      const { workflowId, runId } = await createRunningRun(own.organizationId);
+      await push(workflowId, [historyEvent(runId, 1)]);
+      const oneStream = { MAX_OPEN_STREAMS_PER_KEY: "1" };
+      const auth = { authorization: `Bearer ${own.key}` };
+      for (const [request, status] of [
+        [historyStream(`two_steps-${crypto.randomUUID()}`, auth), 404],
+        [historyStream(workflowId, { ...auth, "last-event-id": "abc" }), 400],
+        [historyStream(workflowId, auth, "?includePayloads=yes"), 400],
+      ] as const) {
+        const { res, methods, ctx } = await withLimiterCalls(request, oneStream);
+        expect(res.status, request.url).toBe(status);
+        expect(methods).toEqual(["hitAndOpenStream", "closeStream"]);
+        await waitOnExecutionContext(ctx);
+      }
+      expect(await leasesHeldBy(own.keyId)).toEqual([]);
+      // So the key's one place is free for a stream, and taken by it.
+      const open = await withLimiterCalls(historyStream(workflowId, auth), oneStream);
+      expect(open.res.status).toBe(200);
+      const full = await withLimiterCalls(historyStream(workflowId, auth), oneStream);
+      expect([full.res.status, ((await full.res.json()) as OutputErrorBody).code]).toEqual([429, "too_many_streams"]);
+      await open.res.body!.cancel();
+
+      // A key limited to one request a minute: its second connect is refused by the rate limit and holds no place.
+      const limited = await createKey(own.organizationId);
+      await env.DB.prepare("UPDATE api_keys SET rate_limit_per_minute = 1 WHERE id = ?").bind(limited.keyId).run();
+      const first = await withLimiterCalls(historyStream(workflowId, { authorization: `Bearer ${limited.key}` }));
+      expect(first.res.status).toBe(200);
+      const second = await withLimiterCalls(historyStream(workflowId, { authorization: `Bearer ${limited.key}` }));
+      expect([second.res.status, ((await second.res.json()) as OutputErrorBody).code]).toEqual([429, "rate_limited"]);
+      expect(await leasesHeldBy(limited.keyId)).toHaveLength(1);
+      await first.res.body!.cancel();
     });
 
     it("a streaming start's stream is counted but never refused", async () => {

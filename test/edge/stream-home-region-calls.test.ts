@@ -15,7 +15,7 @@ import { encodePageToken } from "../../src/shared/output-history.ts";
 import { runResetEvent } from "../../src/shared/run-events.ts";
 import { mintStreamToken } from "../../src/stream-tokens.ts";
 import { interceptD1 } from "../support/d1-intercept.ts";
-import { aroundRunStreamCalls } from "./run-stream-calls.ts";
+import { aroundDurableObjectCalls } from "./durable-object-calls.ts";
 import { readSse } from "../support/sse.ts";
 import { admin, meteredOrg, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
 import { allFrames, closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
@@ -49,7 +49,7 @@ function countingD1(db: D1Database, counts: Counts, replicaHasRows: boolean): D1
 }
 
 function countingRunStream(ns: Env["RUN_STREAM"], counts: Counts): Env["RUN_STREAM"] {
-  return aroundRunStreamCalls(ns, (_method, call) => {
+  return aroundDurableObjectCalls(ns, (_method, call) => {
     counts.runStream++;
     return call();
   });

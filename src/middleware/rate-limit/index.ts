@@ -9,6 +9,7 @@ import type { AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
 import { unavailableOnTransient } from "../../lib/transient-errors.ts";
 import { positiveNumberVar } from "../../shared/positive-number-var.ts";
+import { leaseToTakeWithHit, releaseUnclaimedLease } from "../../sse/stream-lease.ts";
 
 export const RATE_LIMIT_WINDOW_SECONDS = 60;
 const DEFAULT_PER_MINUTE = 600;
@@ -29,7 +30,15 @@ export const rateLimit = () =>
     if (!limitedKey) return next();
     const limit = auth!.rateLimitPerMinute ?? defaultPerMinute(c.env);
     const limiter = c.env.RATE_LIMITER.get(c.env.RATE_LIMITER.idFromName(limitedKey));
-    const decision = await unavailableOnTransient("the rate limiter", () => limiter.hit(limit, RATE_LIMIT_WINDOW_SECONDS));
+    // A stream connect counted in this same RateLimiter takes its stream's place in this call too.
+    const lease = leaseToTakeWithHit(c, limitedKey);
+    const decision = lease
+      ? await unavailableOnTransient("the rate limiter", async () => {
+          const both = await limiter.hitAndOpenStream(limit, RATE_LIMIT_WINDOW_SECONDS, lease.leaseId, lease.max);
+          if (both.stream) c.set("earlyStreamLease", { leaseId: lease.leaseId, decision: both.stream, claimed: false });
+          return both.rate;
+        })
+      : await unavailableOnTransient("the rate limiter", () => limiter.hit(limit, RATE_LIMIT_WINDOW_SECONDS));
     const headers = {
       "x-ratelimit-limit": String(decision.limit),
       "x-ratelimit-remaining": String(decision.remaining),
@@ -47,6 +56,10 @@ export const rateLimit = () =>
         },
       );
     }
-    await next();
+    try {
+      await next();
+    } finally {
+      releaseUnclaimedLease(c, limiter);
+    }
     for (const [name, value] of Object.entries(headers)) c.res.headers.set(name, value);
   });

@@ -193,8 +193,11 @@ async function streamHistory(c: Context<PinnedRunEnv & ResumeEnv & OwnedRunEnv>)
   });
 }
 
+/** The history stream, unpinned and pinned to a run. */
+export const HISTORY_STREAM_PATHS = ["/workflow/:id/history/stream", "/workflow/:id/runs/:rid/history/stream"] as const;
+
 export function registerHistoryStream(app: App) {
-  for (const path of ["/workflow/:id/history/stream", "/workflow/:id/runs/:rid/history/stream"]) {
+  for (const path of HISTORY_STREAM_PATHS) {
     app.get(path, pinnedRunParam, streamRequest, ownedRun(), streamHistory);
   }
 }

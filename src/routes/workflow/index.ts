@@ -7,7 +7,8 @@ import { apiKeyOrStreamToken } from "../../middleware/stream-token-auth/index.ts
 import { requireKeyScope } from "../../middleware/key-scope/index.ts";
 import { registerCatalog } from "./catalog.ts";
 import { registerHistory } from "./history.ts";
-import { registerHistoryStream } from "./history-stream.ts";
+import { HISTORY_STREAM_PATHS, registerHistoryStream } from "./history-stream.ts";
+import { opensStream } from "../../sse/stream-lease.ts";
 import { registerInteractions } from "./interact.ts";
 import { registerRunsList } from "./runs.ts";
 import { registerStop } from "./stop.ts";
@@ -28,6 +29,8 @@ export const MAX_WORKFLOW_BODY_BYTES = 1024 * 1024;
  */
 export function registerWorkflowApi(app: App) {
   app.use("/workflow/*", apiKeyOrStreamToken());
+  // Before the rate limit: its call to the key's RateLimiter takes a stream's place too.
+  for (const path of HISTORY_STREAM_PATHS) app.use(path, opensStream());
   app.use("/workflow/*", rateLimit());
   app.use("/workflow/*", requireKeyScope());
   app.use("/workflow/*", limitBody(MAX_WORKFLOW_BODY_BYTES));

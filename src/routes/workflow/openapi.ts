@@ -5,7 +5,7 @@ import { anyObject, documentRoute } from "../../openapi/document.ts";
 import { errorDetails } from "../../shared/error-details.ts";
 import { RUN_STATUSES } from "../../shared/run-status.ts";
 import { historyQuery } from "./history.ts";
-import { historyStreamQuery } from "./history-stream.ts";
+import { HISTORY_STREAM_PATHS, historyStreamQuery } from "./history-stream.ts";
 import { resetBody } from "./reset.ts";
 import { interactionBody } from "./interact.ts";
 import { recentRunsQuery } from "./runs.ts";
@@ -246,7 +246,7 @@ export function documentWorkflowApi(app: App) {
       errors: [...RUN_ERRORS, "invalid_json", "run_ended", "run_not_started", "host_unavailable"],
     });
   }
-  for (const path of ["/workflow/:id/history/stream", "/workflow/:id/runs/:rid/history/stream"]) {
+  for (const path of HISTORY_STREAM_PATHS) {
     documentRoute(app, {
       method: "get",
       path,

@@ -1,9 +1,13 @@
 /**
- * A RunStream namespace binding whose stubs' calls (RPC methods and `fetch`) go through `around`,
- * for tests that count, or break, the Worker's calls into the home region. The DOs keep their own
- * bindings: only the calls made with this one are seen.
+ * A Durable Object namespace binding (RunStream, RateLimiter) whose stubs' calls (RPC methods and
+ * `fetch`) go through `around`, for tests that count, or break, the Worker's calls into the home
+ * region or to a key's RateLimiter. The DOs keep their own bindings: only the calls made with this
+ * one are seen.
  */
-export function aroundRunStreamCalls(ns: Env["RUN_STREAM"], around: (method: string, call: () => unknown) => unknown): Env["RUN_STREAM"] {
+export function aroundDurableObjectCalls<N extends Env["RUN_STREAM"] | Env["RATE_LIMITER"]>(
+  ns: N,
+  around: (method: string, call: () => unknown) => unknown,
+): N {
   return new Proxy(ns, {
     get(target, prop) {
       const value = Reflect.get(target, prop, target);
