@@ -65,6 +65,12 @@ interface Pending {
   /** Pushes that carried this entry and that the edge answered as not recorded for its run. */
   failures: number;
   /**
+   * Shared by the entries of one `pushRunEvents` call (a run's events larger than one push, and
+   * the halves of one sent in parts): once one is given up, the others are not sent, so the edge
+   * never gets the later events of a call without the earlier ones.
+   */
+  call: { givenUp: boolean };
+  /**
    * The edge refused this run's events in a push with other runs: from then on they go out in a
    * push of their own, one try at a time with a backoff between (`retryLater`), so that a run the
    * edge keeps refusing holds up no other run and no push slot while it waits.
@@ -117,11 +123,12 @@ export class EdgeClient {
     if (events.length === 0) return Promise.resolve();
     this.counters.runEvents += events.length;
     return new Promise<void>((resolve, reject) => {
+      const call = { givenUp: false };
       // A run's events larger than one push go in several, in order.
       for (let i = 0; i < events.length; i += MAX_PUSH_EVENTS) {
         const part = events.slice(i, i + MAX_PUSH_EVENTS);
         const last = i + MAX_PUSH_EVENTS >= events.length;
-        this.queue.push({ workflowId, events: part, resolve: last ? resolve : () => undefined, reject, now, failures: 0 });
+        this.queue.push({ workflowId, events: part, resolve: last ? resolve : () => undefined, reject, now, failures: 0, call });
         this.queuedEvents += part.length;
         if (now) this.queuedNow++;
       }
@@ -218,16 +225,24 @@ export class EdgeClient {
    * refuses again backs off, alone, in `retryLater`). A push larger than MAX_PUSH_BYTES goes out
    * as two, one after the other, so a run's events stay in order.
    */
-  private async send(batch: Pending[]): Promise<void> {
+  private async send(entries: Pending[]): Promise<void> {
+    // An earlier entry of the same call was given up (its promise is rejected already): these stay unsent.
+    const batch = entries.filter((p) => !p.call.givenUp);
+    if (batch.length === 0) return;
     const runs = group(batch);
     const body = JSON.stringify({ runs });
     const parts = Buffer.byteLength(body) > MAX_PUSH_BYTES ? halves(batch) : null;
     if (parts) {
+      /** Runs whose events in an earlier part were given up: their later events are not sent either. */
+      const givenUp = new Set<string>();
       for (const part of parts) {
+        for (const p of part.filter((p) => givenUp.has(p.workflowId)))
+          this.giveUp(p, new Error(`an earlier part of the push of ${p.workflowId}'s events was given up`));
         // A run of this part whose earlier events went back to wait: these wait behind them.
-        for (const p of part) this.backingOff.get(p.workflowId)?.push(p);
-        const rest = part.filter((p) => !this.backingOff.has(p.workflowId));
+        for (const p of part) if (!p.call.givenUp) this.backingOff.get(p.workflowId)?.push(p);
+        const rest = part.filter((p) => !p.call.givenUp && !this.backingOff.has(p.workflowId));
         if (rest.length > 0) await this.send(rest);
+        for (const p of rest) if (p.call.givenUp) givenUp.add(p.workflowId);
       }
       return;
     }
@@ -261,7 +276,7 @@ export class EdgeClient {
         this.log(
           `outrider host: ERROR gave up pushing ${batch.reduce((n, p) => n + p.events.length, 0)} run events to the edge: ${String(err)}`,
         );
-        for (const p of batch) p.reject(err as Error);
+        for (const p of batch) this.giveUp(p, err as Error);
         return;
       }
       const byRun = new Map<string, Pending[]>();
@@ -295,7 +310,7 @@ export class EdgeClient {
       p.failures++;
       if (p.failures >= this.maxAttempts) {
         this.log(`outrider host: ERROR gave up pushing ${p.events.length} run events of ${p.workflowId} to the edge: ${String(cause)}`);
-        p.reject(cause);
+        this.giveUp(p, cause);
         continue;
       }
       runs.add(p.workflowId);
@@ -305,6 +320,17 @@ export class EdgeClient {
     if (runs.size === 0) return;
     this.log(`${cause.message}: retrying the events of ${runs.size === 1 ? "1 run" : `${runs.size} runs`} (failure ${failures})`);
     this.releaseAfter(runs, retryDelay(failures));
+  }
+
+  /**
+   * Rejects an entry for good (logged by the caller). The other entries of its call are not sent
+   * after it: the edge would get a run's later events without the earlier ones, and could take
+   * the run for complete (its closing event in) while they are missing. The relay and the
+   * journal push the call's events again, from its start.
+   */
+  private giveUp(p: Pending, cause: Error): void {
+    p.call.givenUp = true;
+    p.reject(cause);
   }
 
   /** Puts the runs' waiting entries back at the front of the queue after `delayMs`, each once its push has ended. */

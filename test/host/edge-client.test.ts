@@ -5,7 +5,7 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { EdgeClient, MAX_PUSH_BYTES, SPLIT_PUSHES_AT_ONCE } from "../../host/edge-client.ts";
+import { EdgeClient, MAX_PUSH_BYTES, MAX_PUSH_EVENTS, SPLIT_PUSHES_AT_ONCE } from "../../host/edge-client.ts";
 import type { RunEvent, RunEventPush } from "../../src/shared/host-api.ts";
 import { verifyRequest } from "../../src/shared/signing.ts";
 import { until } from "../support/until.ts";
@@ -396,6 +396,52 @@ describe("EdgeClient: batched run events", () => {
       expect(edge.statuses).toEqual([503, 503, 503]);
       expect(logs.filter((l) => l.includes("ERROR gave up pushing 1 run events of hello-bad"))).toHaveLength(1);
       await client.drain();
+    });
+  });
+
+  describe("a push given up after its tries (the edge down all along)", () => {
+    /** The sourceKeys the edge recorded; it is down (503) for the first `downFor` requests. */
+    async function edgeDownFor(downFor: number) {
+      const recorded: string[] = [];
+      const edge = await fakeEdge((push, n) => {
+        if (n < downFor) return 503;
+        for (const r of push.runs) for (const e of r.events) recorded.push(e.sourceKey);
+        return 200;
+      });
+      return { edge, recorded };
+    }
+
+    it("sent in parts: the run's later parts are not sent once an earlier part is given up (the edge never gets its end without what precedes it)", async () => {
+      const { edge, recorded } = await edgeDownFor(2);
+      const logs: string[] = [];
+      const client = new EdgeClient(edge.url, SECRET, (m) => logs.push(m), 2, 5);
+      const big = Math.floor(MAX_PUSH_BYTES * 0.6);
+      const pushed = client.pushRunEvents(
+        "big-run",
+        [historyOfSize("rb", "h1", big, "1"), historyOfSize("rb", "h2", big, "2"), started("rb")],
+        {
+          now: true,
+        },
+      );
+      await expect(pushed).rejects.toThrow(/503/);
+      await client.drain();
+      // The first part failed twice and was given up; the edge is back, but h2 and the end stay unsent.
+      expect(edge.statuses).toEqual([503, 503]);
+      expect(recorded).toEqual([]);
+      expect(logs.filter((l) => l.includes("ERROR gave up pushing"))).toHaveLength(1);
+      // The next push of the run (the relay's again, from its start) goes out whole, in order.
+      await client.pushRunEvents("big-run", [historyOfSize("rb", "h1", big, "1"), historyOfSize("rb", "h2", big, "2"), started("rb")]);
+      expect(recorded).toEqual(["h1", "h2", "run:rb:started"]);
+    });
+
+    it("a run's events larger than one push: once its first push is given up, the ones after it are not sent", async () => {
+      const { edge, recorded } = await edgeDownFor(2);
+      const client = new EdgeClient(edge.url, SECRET, () => undefined, 2, 5);
+      const events = Array.from({ length: MAX_PUSH_EVENTS + 1 }, (_, i) => ({ ...started("r"), sourceKey: `e${i + 1}` }));
+      await expect(client.pushRunEvents("long-run", events)).rejects.toThrow(/503/);
+      await client.drain();
+      expect(edge.statuses).toEqual([503, 503]);
+      expect(recorded).toEqual([]);
     });
   });
 
