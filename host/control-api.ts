@@ -235,13 +235,14 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
     const args = parsed.data.payload === undefined ? [] : [parsed.data.payload];
     const waitMs = deps.updateWaitMs ?? UPDATE_WAIT_MS;
     const queryWaitMs = deps.queryWaitMs ?? QUERY_WAIT_MS;
+    const queryDeadline = Date.now() + queryWaitMs;
     try {
       if (kind === "signal") {
         await toOpenRun(workflowId, () => handle.signal(name, ...args));
         return c.json({});
       }
       if (kind === "query") {
-        return c.json({ result: await deps.client.withDeadline(Date.now() + queryWaitMs, () => handle.query(name, ...args)) });
+        return c.json({ result: await deps.client.withDeadline(queryDeadline, () => handle.query(name, ...args)) });
       }
       const result = await toOpenRun(workflowId, () =>
         deps.client.withDeadline(Date.now() + waitMs, () =>
@@ -268,7 +269,11 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
         throw hostError(422, "handler_failed", failureMessage(err));
       }
       const code = grpcCodeOf(err);
-      if (kind === "query" && code === GRPC.DEADLINE_EXCEEDED) {
+      // The deadline shows as DEADLINE_EXCEEDED, or as CANCELLED ("Call cancelled") when it passes
+      // while the client's retry interceptor is between tries (Temporal answered the first try
+      // with an error worth retrying, such as its task queue closing).
+      const timedOut = code === GRPC.DEADLINE_EXCEEDED || (code === GRPC.CANCELLED && Date.now() >= queryDeadline);
+      if (kind === "query" && timedOut) {
         // A query changes nothing, so sending it again is safe; whether it will work depends on the
         // run's workers, so this is no outage's "retry after".
         throw hostError(

@@ -6,6 +6,7 @@
 
 /** The gRPC status codes the control API tells apart (grpc/status.h). */
 export const GRPC = {
+  CANCELLED: 1,
   INVALID_ARGUMENT: 3,
   DEADLINE_EXCEEDED: 4,
   RESOURCE_EXHAUSTED: 8,

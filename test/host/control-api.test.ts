@@ -466,6 +466,47 @@ describe("interacting with a running approval", () => {
     }
   }, 20_000);
 
+  it("a query whose wait runs out while Temporal's client is between retries (gRPC CANCELLED, not DEADLINE_EXCEEDED) is the same 504", async () => {
+    const workflowId = newId("approval");
+    await signed("POST", HOST_PATHS.start, { workflowId, workflowName: "approval", input: { request: "cancelled query" } });
+    /** A client whose queries fail as @temporalio/client's retry interceptor fails them: CANCELLED, `afterMs` in. */
+    const cancelling = (afterMs: number) =>
+      new Proxy(client, {
+        get(target, prop) {
+          if (prop !== "workflow") {
+            const value = Reflect.get(target, prop, target);
+            return typeof value === "function" ? value.bind(target) : value;
+          }
+          return new Proxy(target.workflow, {
+            get(w, p) {
+              if (p !== "getHandle") return Reflect.get(w, p, w);
+              return (id: string) =>
+                new Proxy(w.getHandle(id), {
+                  get(h, q) {
+                    if (q !== "query") return Reflect.get(h, q, h);
+                    return async () => {
+                      await new Promise((r) => setTimeout(r, afterMs));
+                      const grpc = Object.assign(new Error("1 CANCELLED: Call cancelled"), { code: 1, details: "Call cancelled" });
+                      throw Object.assign(new Error("Failed to query Workflow"), { cause: grpc });
+                    };
+                  },
+                });
+            },
+          });
+        },
+      });
+    try {
+      const late = testControlApi(cancelling(400), testWorker, SECRET, TASK_QUEUE, { queryWaitMs: 300 });
+      const timedOut = await signed("POST", HOST_PATHS.interact(workflowId, "query", "progress"), {}, { to: late });
+      expect([timedOut.status, ((await timedOut.json()) as { error: { code: string } }).error.code]).toEqual([504, "query_timed_out"]);
+      // Cancelled before the wait was out: not a timeout, and not told as one.
+      const early = testControlApi(cancelling(0), testWorker, SECRET, TASK_QUEUE, { queryWaitMs: 5_000 });
+      expect((await signed("POST", HOST_PATHS.interact(workflowId, "query", "progress"), {}, { to: early })).status).toBe(500);
+    } finally {
+      await client.workflow.getHandle(workflowId).terminate("test over");
+    }
+  });
+
   it("a signal, update or terminate that reaches a run which ended since it was found open is 409 run_finished, not 404 for a run that exists", async () => {
     for (const [kind, path, payload] of [
       ["signal", (id: string) => HOST_PATHS.interact(id, "signal", "approve"), { payload: { approvedBy: "Ada" } }],
