@@ -257,6 +257,8 @@ export function errorResponse(c: Context, err: ApiError): Response {
     ? outputErrorBody(err.code, err.message, requestId, err.issues, errorWorkflowId(c, err))
     : errorBody(err.code, err.message, requestId, err.issues);
   const res = c.json(body, ERROR_CODES[err.code]);
+  // An error is an answer for now, never one to keep (a stream token's URL may have asked it).
+  res.headers.set("cache-control", "no-store");
   for (const [name, value] of Object.entries(err.headers ?? {})) res.headers.set(name, value);
   // Every 401 says how to authenticate (RFC 9110), also where the code that threw named no scheme.
   // The host's signed routes are not for callers, and Bearer is not their scheme.

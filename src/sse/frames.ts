@@ -20,11 +20,18 @@ export function sseFrame({ event, id, data, retry }: SseFrame): string {
 }
 
 export function sseComment(text: string): string {
-  return `: ${text.replace(/\n/g, " ")}\n\n`;
+  // EventSource ends a line at \r as well as \n.
+  return `: ${text.replace(/[\r\n]/g, " ")}\n\n`;
 }
+
+/**
+ * Never stored by a cache on the way: a stream opened with `?token=` has a bearer token in its URL
+ * and hands its client fresh ones, and it has no Authorization header to keep shared caches off.
+ */
+export const NO_STORE = { "cache-control": "no-store" } as const;
 
 export const SSE_HEADERS = {
   "content-type": "text/event-stream; charset=utf-8",
-  "cache-control": "no-cache, no-transform",
+  "cache-control": "no-store, no-transform",
   "x-accel-buffering": "no",
 } as const;

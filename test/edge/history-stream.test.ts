@@ -573,6 +573,32 @@ describe("run-scoped stream tokens", () => {
     expect((await collectHistoryStream(res.body!)).eventIds).toEqual([1, 2]);
   });
 
+  it("security: nothing a ?token= URL answers is kept by a cache on the way: the stream, its 204 at the end and its errors are no-store", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)]);
+    const { token } = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, apiKeyId: org.keyId, workflowId });
+    const answers = [
+      // The streams: their first frame is a fresh token.
+      await call(`/workflow/${workflowId}/history/stream?token=${token}`),
+      await call(`/runs/${workflowId}/events?token=${token}`),
+      // Reconnects after the end: 204.
+      await call(`/workflow/${workflowId}/history/stream?token=${token}`, { headers: { "last-event-id": "2" } }),
+      await call(`/runs/${workflowId}/events?token=${token}`, { headers: { "last-event-id": "999" } }),
+      // Errors: a token that is not one, a malformed cursor.
+      await call(`/workflow/${workflowId}/history/stream?token=${token}x`),
+      await call(`/runs/${workflowId}/events?token=${token}`, { headers: { "last-event-id": "abc" } }),
+    ];
+    expect(answers.map((res) => [res.status, res.headers.get("cache-control")?.split(",")[0]])).toEqual([
+      [200, "no-store"],
+      [200, "no-store"],
+      [204, "no-store"],
+      [204, "no-store"],
+      [401, "no-store"],
+      [400, "no-store"],
+    ]);
+    await Promise.all(answers.map((res) => res.body?.cancel()));
+  });
+
   it("is refused on another run, after it expires, when forged, and on non-stream routes", async () => {
     const a = await createRunningRun(org.organizationId);
     const b = await createRunningRun(org.organizationId);

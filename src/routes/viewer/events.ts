@@ -25,7 +25,7 @@ import { ApiError } from "../../errors.ts";
 import { singleQueryValue } from "../../middleware/query/index.ts";
 import { rateLimit } from "../../middleware/rate-limit/index.ts";
 import { positiveNumberVar } from "../../shared/positive-number-var.ts";
-import { sseComment, sseFrame } from "../../sse/frames.ts";
+import { NO_STORE, sseComment, sseFrame } from "../../sse/frames.ts";
 import { parseLastEventId } from "../../sse/last-event-id.ts";
 import { logStreamResponse } from "../../sse/log-stream.ts";
 import { openAdmittedSubscription, REVOKED_KEY_MESSAGE, StreamAtEnd } from "../../sse/run-subscription.ts";
@@ -141,7 +141,7 @@ export function registerViewerEvents(app: App) {
         }),
       onRevoked: () => sseFrame({ event: "server_error", data: { error: "unauthorized", message: REVOKED_KEY_MESSAGE } }),
     }).catch((err) => {
-      if (err instanceof StreamAtEnd) return c.body(null, 204);
+      if (err instanceof StreamAtEnd) return c.body(null, 204, NO_STORE);
       throw err;
     });
   });

@@ -13,7 +13,7 @@ import { openAdmittedSubscription, REVOKED_KEY_MESSAGE, StreamAtEnd } from "../.
 import { ADMISSION_PARAMS } from "../../../durable-objects/run-stream/subscriber-admission.ts";
 import { workflowRunDetail } from "./views.ts";
 import { logStreamResponse } from "../../sse/log-stream.ts";
-import { sseFrame } from "../../sse/frames.ts";
+import { NO_STORE, sseFrame } from "../../sse/frames.ts";
 import { logEndId, parseLogCursor } from "../../sse/last-event-id.ts";
 import type { Run } from "../../db/schema.ts";
 import { detailOf, workflowIdOfRun } from "./detail.ts";
@@ -284,7 +284,7 @@ export function registerExecute(app: App) {
     // A run that ended before it ever started in Temporal has nothing to stream, and a client that has the end has it all: 204.
     return runEventStream(c, { id: runUuid, temporalWorkflowId: workflowId, temporalRunId: null, organizationId }, afterSeq, admit).catch(
       (err) => {
-        if (err instanceof StreamAtEnd) return c.body(null, 204);
+        if (err instanceof StreamAtEnd) return c.body(null, 204, NO_STORE);
         throw err;
       },
     );

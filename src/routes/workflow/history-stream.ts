@@ -23,7 +23,7 @@ import { singleValuedQuery } from "../../middleware/query/index.ts";
 import { doneReason, toOutputEvent } from "../../shared/output-history.ts";
 import { anyCaseUuid } from "../../shared/any-case-uuid.ts";
 import { positiveNumberVar } from "../../shared/positive-number-var.ts";
-import { sseComment, sseFrame } from "../../sse/frames.ts";
+import { NO_STORE, sseComment, sseFrame } from "../../sse/frames.ts";
 import { parseHistoryCursor } from "../../sse/last-event-id.ts";
 import { tokenRenewal } from "../../sse/token-renewal.ts";
 import {
@@ -188,7 +188,7 @@ async function streamHistory(c: Context<PinnedRunEnv & ResumeEnv & OwnedRunEnv>)
         },
       }),
   }).catch((err) => {
-    if (err instanceof StreamAtEnd) return c.body(null, 204);
+    if (err instanceof StreamAtEnd) return c.body(null, 204, NO_STORE);
     throw err;
   });
 }
