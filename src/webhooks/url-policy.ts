@@ -43,7 +43,8 @@ export function webhookUrlProblem(text: string, policy: UrlPolicy): string | nul
   // What is stored and fetched is the normalized form, which percent-encoding can make longer.
   if (url.href.length > MAX_WEBHOOK_URL_LENGTH) return `the URL is longer than ${MAX_WEBHOOK_URL_LENGTH} characters once normalized`;
   if (url.username || url.password) return "the URL must not carry credentials";
-  if (url.hash) return "the URL must not have a fragment";
+  // An empty fragment ("…/h#") has no `hash`, but stays in the URL.
+  if (url.hash || url.href.endsWith("#")) return "the URL must not have a fragment";
   const host = url.hostname.replace(/^\[|\]$/g, "").toLowerCase();
   const loopbackDev = policy.allowLoopbackHttp && host === "127.0.0.1";
   if (url.protocol === "http:") {

@@ -599,6 +599,8 @@ describe("webhook endpoints: security", () => {
       "https://167772161/h",
       "https://user:pass@hooks.example.com/h",
       "https://hooks.example.com/h#frag",
+      // An empty fragment too: the URL parser says it has no hash, yet it is kept in the URL.
+      "https://hooks.example.com/h#",
       `https://hooks.example.com/${"a".repeat(2100)}`,
       // Trailing dots name the same host ("localhost.." is localhost); an empty label resolves nowhere.
       "https://localhost../h",
