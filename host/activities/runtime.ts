@@ -41,6 +41,29 @@ export interface ActivityRuntime {
 export const DELIVERY_WAIT_MS = 10_000;
 
 /**
+ * How long each attempt has waited for the edge so far, keyed by the attempt's activity Context
+ * (one per attempt): the waits of one attempt share one DELIVERY_WAIT_MS, however many events it
+ * publishes. A step that fetches thirty pages while the edge is down would otherwise wait 10 s
+ * after each, and outlast its start-to-close timeout; Temporal would then run it, and pay for
+ * it, again.
+ */
+const deliveryWaited = new WeakMap<Context, number>();
+
+/**
+ * Waits for `delivery`, at most what is left of the current attempt's `budgetMs` of waiting for
+ * the edge (nothing, once an outage has used it up: the push goes on behind the step).
+ */
+export async function waitForDelivery(delivery: Promise<void>, budgetMs: number): Promise<void> {
+  const attempt = Context.current();
+  const waited = deliveryWaited.get(attempt) ?? 0;
+  const startedAt = Date.now();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([delivery, new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, budgetMs - waited))))]);
+  clearTimeout(timer);
+  deliveryWaited.set(attempt, (deliveryWaited.get(attempt) ?? 0) + (Date.now() - startedAt));
+}
+
+/**
  * A step heartbeats this often while it waits on the outside world (a model's stream, a fetch).
  * Temporal tells an activity that it was cancelled (its run cancelled, terminated or timed out)
  * only in its answer to a heartbeat; the worker passes heartbeats on at most every few seconds
@@ -77,6 +100,11 @@ export function activityEnv(name: string): string | undefined {
 }
 
 let runtime: ActivityRuntime | undefined;
+
+/** The attempt's budget for waiting on the edge: the runtime's, else DELIVERY_WAIT_MS. */
+export function deliveryWaitMs(): number {
+  return runtime?.deliveryWaitMs ?? DELIVERY_WAIT_MS;
+}
 
 export function installActivityRuntime(r: ActivityRuntime): void {
   runtime = r;
@@ -159,14 +187,12 @@ export class StepPublisher {
   }
 
   /**
-   * `flush`, waited for at most the delivery wait (DELIVERY_WAIT_MS): what a step awaits before
-   * it ends. Its usage then usually reaches the edge before its end, so the run's end is charged
-   * for it; after a longer outage it arrives later, from the journal (docs/credits.md).
+   * `flush`, waited for at most what is left of the attempt's delivery wait (DELIVERY_WAIT_MS, for
+   * all its waits together): what a step awaits before it ends. Its usage then usually reaches the
+   * edge before its end, so the run's end is charged for it; after a longer outage it arrives
+   * later, from the journal (docs/credits.md).
    */
-  async settled(): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const waitMs = activityRuntime().deliveryWaitMs ?? DELIVERY_WAIT_MS;
-    await Promise.race([this.delivered, new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)))]);
-    clearTimeout(timer);
+  settled(): Promise<void> {
+    return waitForDelivery(this.delivered, deliveryWaitMs());
   }
 }

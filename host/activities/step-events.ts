@@ -5,7 +5,7 @@
  */
 import type { ActivityExecuteInput, ActivityInboundCallsInterceptor, Next } from "@temporalio/worker";
 import { Context } from "@temporalio/activity";
-import { DELIVERY_WAIT_MS, StepPublisher, activityRuntime, withEnvOverrides } from "./runtime.ts";
+import { StepPublisher, activityRuntime, deliveryWaitMs, waitForDelivery, withEnvOverrides } from "./runtime.ts";
 
 /** Step outputs larger than this (as JSON) are not copied into step events; the result route has them. */
 const MAX_STEP_OUTPUT_CHARS = 16_000;
@@ -17,15 +17,15 @@ function outputsOf(result: unknown): unknown {
 }
 
 /**
- * How long the end of an attempt waits for the edge to record its `step` event (DELIVERY_WAIT_MS):
- * its outcome is in Temporal's history, and waiting out the push's retries (about two minutes)
- * would time out every step of every run (many have a one-minute start-to-close timeout) for an
- * outage of the API in front of them.
+ * The end of an attempt waits for the edge to record its `step` event, within what is left of the
+ * attempt's delivery wait (DELIVERY_WAIT_MS, shared with the step's own waits: runtime.ts): its
+ * outcome is in Temporal's history, and waiting out the push's retries (about two minutes) would
+ * time out every step of every run (many have a one-minute start-to-close timeout) for an outage
+ * of the API in front of them.
  */
-export const STEP_EVENT_WAIT_MS = DELIVERY_WAIT_MS;
-
 export class StepEventsInterceptor implements ActivityInboundCallsInterceptor {
-  constructor(private readonly stepEventWaitMs = STEP_EVENT_WAIT_MS) {}
+  /** `stepEventWaitMs`: the attempt's delivery wait (absent: the runtime's, deliveryWaitMs()). */
+  constructor(private readonly stepEventWaitMs?: number) {}
 
   async execute(input: ActivityExecuteInput, next: Next<ActivityInboundCallsInterceptor, "execute">): Promise<unknown> {
     const publisher = new StepPublisher();
@@ -44,11 +44,9 @@ export class StepEventsInterceptor implements ActivityInboundCallsInterceptor {
     }
   }
 
-  /** Waits for `delivery`, at most stepEventWaitMs. */
-  private async awhile(delivery: Promise<void>): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([delivery, new Promise<void>((resolve) => (timer = setTimeout(resolve, this.stepEventWaitMs)))]);
-    clearTimeout(timer);
+  /** Waits for `delivery`, at most what is left of the attempt's delivery wait. */
+  private awhile(delivery: Promise<void>): Promise<void> {
+    return waitForDelivery(delivery, this.stepEventWaitMs ?? deliveryWaitMs());
   }
 }
 

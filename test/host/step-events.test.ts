@@ -1,7 +1,8 @@
 /**
  * The step-events interceptor (host/activities/step-events.ts) around a real activity context
  * (@temporalio/testing's MockActivityEnvironment runs it): every attempt's start and end reach the
- * edge, in order; and an edge that is down does not hold the step past STEP_EVENT_WAIT_MS.
+ * edge, in order; and an edge that is down does not hold the step past its delivery wait
+ * (DELIVERY_WAIT_MS), one for all of an attempt's waits together.
  */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -77,6 +78,35 @@ describe("step events: errors (the edge is down)", () => {
     expect(await attempt(interceptor, async () => ({ words: 2 }))).toEqual({ words: 2 });
     await expect(attempt(interceptor, async () => Promise.reject(new Error("boom")))).rejects.toThrow("boom");
     expect(logs.some((m) => m.includes("failed") && m.includes("retrying"))).toBe(true);
+  });
+
+  it("an attempt's waits share one delivery wait: a step that publishes after each of several fetches ends after one wait, not one per fetch", async () => {
+    const client = new EdgeClient("http://127.0.0.1:9", SECRET, () => undefined, 1_000, 5);
+    const waitMs = 600;
+    installActivityRuntime({ edge: client, prices: {}, llm: {}, httpRequestCost: 0, deliveryWaitMs: waitMs } as unknown as ActivityRuntime);
+    const startedAt = Date.now();
+    const result = await attempt(new StepEventsInterceptor(), async () => {
+      const publisher = new StepPublisher();
+      // As fetchRecorded does after each fetch: publish the request, then wait for its delivery.
+      for (const page of ["a", "b", "c"]) {
+        void publisher.attribute({
+          type: "http:request",
+          method: "GET",
+          url: `https://example.com/${page}`,
+          status: 200,
+          count: 1,
+          total: 0,
+        });
+        await publisher.settled();
+      }
+      return "read";
+    });
+    const elapsed = Date.now() - startedAt;
+    expect(result).toBe("read");
+    // It did wait for the edge (the first wait ran out)...
+    expect(elapsed).toBeGreaterThanOrEqual(waitMs - 20);
+    // ...once in all: three fetches and the step's end, each waiting its own 600 ms, take 2.4 s.
+    expect(elapsed).toBeLessThan(waitMs * 2.5);
   });
 
   it("events published while the edge is down wait together, then arrive in order (not one retry cycle each)", async () => {
