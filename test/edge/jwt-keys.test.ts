@@ -120,4 +120,19 @@ describe("JWT keys (security): a token our keys do not verify stays 401", () => 
     expect(answer).toMatchObject({ status: 401, code: "unauthorized" });
     expect(answer.wwwAuthenticate).toContain("invalid_token");
   });
+
+  it('a "sub" claim that is no string is 401, not 500 and not a rate-limit bucket shared by every such token', async () => {
+    const hs256 = (sub: unknown) =>
+      new SignJWT({ org_id: organizationId, sub } as Record<string, unknown>)
+        .setProtectedHeader({ alg: "HS256" })
+        .setAudience(AUDIENCE)
+        .setExpirationTime("5m")
+        .sign(new TextEncoder().encode(env.JWT_SECRET));
+    for (const sub of [{ toString: 1 }, {}, 42, ["user-1"], null]) {
+      const answer = await listWith({}, await hs256(sub));
+      expect(answer, JSON.stringify(sub)).toMatchObject({ status: 401, code: "unauthorized" });
+      expect(answer.message).toContain('"sub"');
+    }
+    expect((await listWith({}, await hs256("user-1"))).status).toBe(200);
+  });
 });

@@ -183,6 +183,9 @@ export const serviceAuth = () =>
     if (typeof organizationId !== "string" || !ORGANIZATION_ID.test(organizationId)) {
       throw unauthorized(`the JWT has no organization claim "${c.env.JWT_ORG_CLAIM || "org_id"}"`);
     }
+    // `sub` names the caller's rate-limit bucket: an object there would share "[object Object]"
+    // with every other such token (or throw turning into a string), so only a string is taken.
+    if (claims.sub !== undefined && typeof claims.sub !== "string") throw unauthorized('the JWT\'s "sub" claim is not a string');
     await assertOrganizationExists(c.env, organizationId);
     c.set("auth", { organizationId, apiKeyId: null, scopes: ["*"], rateLimitKey: `jwt:${organizationId}:${claims.sub ?? ""}` });
     await next();
