@@ -202,9 +202,11 @@ describe("Workflow API: hostile bodies (security)", () => {
     expect(errorCodeOf(await inString.json())).toBe("invalid_input");
   });
 
-  it("a number past a 64-bit float's range (read as Infinity, stored as null) → 400 invalid_json naming where", async () => {
+  it("a number a 64-bit float would change (past its range: Infinity, stored as null; an integer past ±2^53 it would round; a nonzero one it reads as 0) → 400 invalid_json naming where", async () => {
     for (const [input, path] of [
       ['{"name":"Ada","n":1e400}', "input.n"],
+      ['{"name":"Ada","tweet":{"id":1850000000000000001}}', "input.tweet.id"],
+      ['{"name":"Ada","tiny":[0,1e-330]}', "input.tiny.1"],
       ['{"name":"Ada","list":[1,-1E+999]}', "input.list.1"],
       [`{"name":"Ada","big":${"9".repeat(400)}}`, "input.big"],
       // A long mantissa with a short exponent: 1e310.
@@ -221,8 +223,12 @@ describe("Workflow API: hostile bodies (security)", () => {
         ).toEqual([path]);
       }
     }
-    // Large finite numbers, and exponents inside strings, are not refused: past the check, the schema answers.
-    const finite = await postJson("/workflow/start", '{"workflowName":"hello","input":{"name":5,"n":1.7e308,"s":"1e400"}}', org.key);
+    // Large finite numbers, integers a float holds exactly, and exponents inside strings, are not refused: past the check, the schema answers.
+    const finite = await postJson(
+      "/workflow/start",
+      '{"workflowName":"hello","input":{"name":5,"n":1.7e308,"id":1152921504606846976,"s":"1e400 12345678901234567890"}}',
+      org.key,
+    );
     expect(errorCodeOf(await finite.json())).toBe("invalid_input");
   });
 

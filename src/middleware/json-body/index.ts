@@ -1,6 +1,6 @@
 /**
  * Parses a JSON body against a zod schema: malformed JSON (or bytes that are not UTF-8, a number
- * out of a float's range, a string or key with half a surrogate pair) is `invalid_json`, nesting
+ * a 64-bit float would change, a string or key with half a surrogate pair) is `invalid_json`, nesting
  * deeper than MAX_JSON_DEPTH is `json_too_deep`, a schema mismatch is
  * `invalid_request` with one issue per field (dotted path and message). Every JSON body the edge
  * reads goes through `parseJsonText` (multipart fields that carry JSON too).
@@ -33,15 +33,23 @@ export interface JsonLimits {
    * parses to a string that URI-encoding (JSON Pointers in schema validation) and UTF-8 cannot take.
    */
   wellFormedStrings: boolean;
+  /**
+   * Every number must read as the value it spells: an integer written out in digits past what a
+   * 64-bit float holds exactly (`12345678901234567890` reads as …7168), or a nonzero number
+   * too small for one (`1e-400` reads as 0), would reach the workflow changed, and two different
+   * bodies would share one Idempotency-Key fingerprint. Decimals round as JSON numbers do.
+   */
+  exactNumbers: boolean;
 }
 
 /** Callers' bodies. */
-export const TENANT_JSON: JsonLimits = { maxDepth: MAX_JSON_DEPTH, wellFormedStrings: true };
+export const TENANT_JSON: JsonLimits = { maxDepth: MAX_JSON_DEPTH, wellFormedStrings: true, exactNumbers: true };
 /**
  * The signed host's pushes (/internal/*): more depth, and strings as the host wrote them (a text
  * the host cut to a length may end in half a surrogate pair; refusing the push would stall the run).
+ * Its numbers are JSON.stringify's, which read back exactly, so they are not checked digit by digit.
  */
-export const INTERNAL_JSON: JsonLimits = { maxDepth: INTERNAL_MAX_JSON_DEPTH, wellFormedStrings: false };
+export const INTERNAL_JSON: JsonLimits = { maxDepth: INTERNAL_MAX_JSON_DEPTH, wellFormedStrings: false, exactNumbers: false };
 
 /**
  * The deepest nesting in JSON text, counting brackets outside strings, without parsing it (so a
@@ -79,59 +87,129 @@ export function parseJsonText(text: string, what = "request body", limits: JsonL
       `${what} nests arrays and objects more than ${maxDepth} levels deep (the most allowed is ${maxDepth})`,
     );
   }
+  // JSON.parse reads `1e400` as Infinity, which validation takes for a number and JSON.stringify
+  // then writes as `null`: the workflow would get null where the caller sent a number. Refused, as
+  // are (for callers) numbers a float would change, and half a surrogate pair where strings must be
+  // well-formed. One pass over the text says whether the value may hold any; only then is each
+  // number read against its source text (a reviver costs time) or the value walked.
+  const risks = risksIn(text);
+  const checkNumbers = limits.exactNumbers && risks.numbers;
   let parsed: unknown;
+  let badNumber: NumberProblem | null = null;
   try {
-    parsed = JSON.parse(text);
+    if (checkNumbers) {
+      parsed = JSON.parse(text, function (this: unknown, key: string, value: unknown, context?: { source?: string }) {
+        if (badNumber === null && typeof value === "number") {
+          const kind = numberProblem(value, context?.source);
+          if (kind) badNumber = { holder: this, key, kind };
+        }
+        return value;
+      });
+    } else {
+      parsed = JSON.parse(text);
+    }
   } catch (err) {
     throw new ApiError("invalid_json", `${what} is not valid JSON: ${(err as Error).message}`);
   }
-  // JSON.parse reads `1e400` as Infinity, which validation takes for a number and JSON.stringify
-  // then writes as `null`: the workflow would get null where the caller sent a number. Refused;
-  // and so is half a surrogate pair where strings must be well-formed. The parsed value is walked
-  // only when one pass over the text says it may hold either.
-  const risks = risksIn(text);
   const checkStrings = limits.wellFormedStrings && risks.surrogate;
-  if (risks.outOfRange || checkStrings) {
-    const found = firstBadValue(parsed, checkStrings);
-    if (found) {
-      const where = found.path.length > 0 ? found.path.map((p) => p.toWellFormed()).join(".") : "(the body itself)";
-      const [problem, issue] =
-        found.kind === "out_of_range"
-          ? ["a number too large for a 64-bit float", "number out of range"]
-          : ["a string with half a surrogate pair (not well-formed Unicode)", "lone surrogate"];
-      throw new ApiError("invalid_json", `${what} has ${problem} at ${where}`, [{ path: where, message: issue }]);
-    }
+  const found: BadValue | null = badNumber
+    ? { path: pathTo(parsed, badNumber) ?? [], kind: (badNumber as NumberProblem).kind }
+    : (risks.outOfRange && !checkNumbers) || checkStrings
+      ? firstBadValue(parsed, checkStrings)
+      : null;
+  if (found) {
+    const where = found.path.length > 0 ? found.path.map((p) => p.toWellFormed()).join(".") : "(the body itself)";
+    const [problem, issue] = BAD_VALUE_TEXT[found.kind];
+    throw new ApiError("invalid_json", `${what} has ${problem} at ${where}`, [{ path: where, message: issue }]);
   }
   return parsed;
 }
 
+type BadKind = "out_of_range" | "inexact_integer" | "underflow" | "surrogate";
+interface BadValue {
+  path: string[];
+  kind: BadKind;
+}
+
+/** What the error says of each kind of bad value: the message's words, and the issue's. */
+const BAD_VALUE_TEXT: Record<BadKind, [string, string]> = {
+  out_of_range: ["a number too large for a 64-bit float", "number out of range"],
+  inexact_integer: [
+    "an integer a 64-bit float cannot hold exactly (past ±2^53 it would be rounded; send it as a string)",
+    "integer not exact",
+  ],
+  underflow: ["a nonzero number too small for a 64-bit float (it would read as 0)", "number out of range"],
+  surrogate: ["a string with half a surrogate pair (not well-formed Unicode)", "lone surrogate"],
+};
+
+/** A number the reviver found changed: the object or array holding it and its key there. */
+interface NumberProblem {
+  holder: unknown;
+  key: string;
+  kind: BadKind;
+}
+
+/** Integer literals this long may be past 2^53 (9007199254740992, 16 digits); shorter ones are exact. */
+const EXACT_INTEGER_DIGITS = 15;
+
+/**
+ * Whether a parsed number differs from the literal it came from. `source` is the literal's text
+ * (JSON.parse's source access); without it only a non-finite value is caught.
+ */
+function numberProblem(value: number, source: string | undefined): BadKind | null {
+  if (!Number.isFinite(value)) return "out_of_range";
+  if (source === undefined) return null;
+  const digits = source.charCodeAt(0) === 0x2d /* - */ ? source.length - 1 : source.length;
+  if (digits > EXACT_INTEGER_DIGITS && /^-?\d+$/.test(source)) {
+    return BigInt(source) === BigInt(value) ? null : "inexact_integer";
+  }
+  if (value === 0 && /[1-9]/.test(source.split(/[eE]/)[0]!)) return "underflow";
+  return null;
+}
+
+/** The path from `root` to the value at `problem.key` in `problem.holder`; null when it is the root itself. */
+function pathTo(root: unknown, problem: NumberProblem): string[] | null {
+  if (root === null || typeof root !== "object") return null;
+  if (root === problem.holder) return [problem.key];
+  // The depth check bounds this recursion.
+  for (const key of Object.keys(root)) {
+    const below = pathTo((root as Record<string, unknown>)[key], problem);
+    if (below) return [key, ...below];
+  }
+  return null;
+}
+
 /**
  * One linear pass over JSON text: whether it may hold a number out of range (an exponent, or a run
- * of 309 digits) or a surrogate escape (`\ud800`-`\udfff`). A regex such as /\d{309}/ would take
- * time quadratic in a run's length on text made of 308-digit runs.
+ * of 309 digits), a number a float would change (an exponent, or a run of more than
+ * EXACT_INTEGER_DIGITS digits), or a surrogate escape (`\ud800`-`\udfff`). Digits inside strings
+ * count too: a false alarm costs only the closer look. A regex such as /\d{309}/ would take time
+ * quadratic in a run's length on text made of 308-digit runs.
  */
-function risksIn(text: string): { outOfRange: boolean; surrogate: boolean } {
+function risksIn(text: string): { outOfRange: boolean; numbers: boolean; surrogate: boolean } {
   let outOfRange = false;
+  let numbers = false;
   let surrogate = false;
   let digits = 0;
   for (let i = 0; i < text.length && !(outOfRange && surrogate); i++) {
     const ch = text.charCodeAt(i);
     if (ch >= 0x30 && ch <= 0x39) {
-      if (++digits >= 309) outOfRange = true;
+      if (++digits > EXACT_INTEGER_DIGITS) numbers = true;
+      if (digits >= 309) outOfRange = true;
       continue;
     }
-    if (digits > 0 && (ch === 0x65 /* e */ || ch === 0x45) /* E */) outOfRange = true;
+    if (digits > 0 && (ch === 0x65 /* e */ || ch === 0x45) /* E */) outOfRange = numbers = true;
     digits = 0;
     if (ch === 0x5c /* \ */ && (text.charCodeAt(i + 1) | 0x20) === 0x75 /* u */ && (text.charCodeAt(i + 2) | 0x20) === 0x64 /* d */) {
       const third = text.charCodeAt(i + 3) | 0x20;
       if ((third >= 0x38 && third <= 0x39) || (third >= 0x61 && third <= 0x66)) surrogate = true; // 8-9, a-f
     }
   }
-  return { outOfRange, surrogate };
+  return { outOfRange, numbers, surrogate };
 }
 
 /** The first non-finite number, or (with `strings`) string or key that is not well-formed, with its path; no path is built until one is found. */
-function firstBadValue(value: unknown, strings: boolean): { path: string[]; kind: "out_of_range" | "surrogate" } | null {
+function firstBadValue(value: unknown, strings: boolean): BadValue | null {
   if (typeof value === "number") return Number.isFinite(value) ? null : { path: [], kind: "out_of_range" };
   if (typeof value === "string") return strings && !value.isWellFormed() ? { path: [], kind: "surrogate" } : null;
   if (value === null || typeof value !== "object") return null;
