@@ -21,6 +21,12 @@ export const REPLAY_BATCH_SIZE = 200;
  */
 export const REPLAY_BATCH_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024;
 /**
+ * Most JSON (in characters) of the events on one history page (`GET /workflow/:id/history`): 1000
+ * events with payloads of up to 2 MiB each would be more than the DO or the Worker can hold. A
+ * page that reaches it ends early, with a `nextPageToken`; one event larger than this is a page of its own.
+ */
+export const HISTORY_PAGE_MAX_CHARS = 4 * 1024 * 1024;
+/**
  * Open streams one run takes (overridable: RUN_STREAM_MAX_SUBSCRIBERS). Every message is sent to
  * each subscriber from the run's one DO, so without a bound one caller could open enough streams to
  * slow every other subscriber of the run; Cloudflare allows 32,768 hibernatable sockets per DO.

@@ -511,6 +511,21 @@ export class EventLog {
     ) as LogRowOf<"history">[];
   }
 
+  /**
+   * History rows of a run after a Temporal event id, in event order (at most `limit`), read from
+   * SQLite one at a time as they are asked for: a reader that stops early (a page cut by size)
+   * never loads the rest, whose entries may each be up to a megabyte or more.
+   */
+  *historyRowsAfter(runId: string, afterEventId: number, limit: number): Generator<LogRowOf<"history">> {
+    const cursor = this.sql.exec<LogRowSql>(
+      `SELECT ${COLUMNS} FROM events WHERE run_id = ? AND type = 'history' AND history_event_id > ? ORDER BY history_event_id LIMIT ?`,
+      runId,
+      afterEventId,
+      limit,
+    );
+    for (const r of cursor) yield toRow(r, this.sql) as LogRowOf<"history">;
+  }
+
   /** The log seq of a run's history event (0 if not in the log). */
   seqOfHistoryEvent(runId: string, eventId: number): number {
     return (

@@ -10,7 +10,7 @@
 import type { Attribute } from "../../src/shared/aggregations.ts";
 import { toOutputEvent } from "../../src/shared/output-history.ts";
 import type { RunEvent } from "../../src/shared/run-event-schema.ts";
-import { META_KEYS } from "./constants.ts";
+import { HISTORY_PAGE_MAX_CHARS, META_KEYS } from "./constants.ts";
 import type { EventLog } from "./event-log.ts";
 import type { StreamState, WorkflowSummary } from "./messages.ts";
 import type { Meta } from "./meta.ts";
@@ -32,7 +32,7 @@ export interface LogReaderDeps {
     | "after"
     | "usageAttributes"
     | "finished"
-    | "historyAfter"
+    | "historyRowsAfter"
     | "historyCount"
     | "historyEvent"
     | "isComplete"
@@ -69,8 +69,10 @@ export class LogReader {
   }
 
   /**
-   * A page of a run's history, as streams send it: events after `afterEventId`, at most `limit`.
-   * `nextAfterEventId` is null on the last page of a finished run.
+   * A page of a run's history, as streams send it: events after `afterEventId`, at most `limit`,
+   * and at most HISTORY_PAGE_MAX_CHARS of JSON (but always one event, if there is one). `full`
+   * says the page stopped at either limit, so more may follow. `nextAfterEventId` is null on the
+   * last page of a finished run.
    */
   historyPage(runId: string | undefined, afterEventId: number, limit: number, includePayloads: boolean) {
     const { log } = this.deps;
@@ -79,6 +81,7 @@ export class LogReader {
       return {
         runId: null,
         events: [],
+        full: false,
         nextAfterEventId: null,
         complete: false,
         ending: false,
@@ -86,15 +89,28 @@ export class LogReader {
         known: false,
         workflow: null,
       };
-    const rows = log.historyAfter(id, afterEventId, limit);
-    const events = rows.map((r) => toOutputEvent(r.data.event, includePayloads));
+    const events: ReturnType<typeof toOutputEvent>[] = [];
+    let last = afterEventId;
+    let chars = 0;
+    let full = false;
+    for (const row of log.historyRowsAfter(id, afterEventId, limit)) {
+      const event = toOutputEvent(row.data.event, includePayloads);
+      chars += JSON.stringify(event).length;
+      if (events.length > 0 && chars > HISTORY_PAGE_MAX_CHARS) {
+        full = true;
+        break;
+      }
+      events.push(event);
+      last = row.historyEventId!;
+    }
+    if (events.length === limit) full = true;
     const complete = log.isComplete(id);
-    const last = rows.at(-1)?.historyEventId ?? afterEventId;
-    const more = rows.length === limit || !complete;
+    const more = full || !complete;
     const known = log.knowsRun(id);
     return {
       runId: id,
       events,
+      full,
       nextAfterEventId: more ? last : null,
       complete,
       /** The run's outcome is known and its last history events are still on their way (see `workflowSummary`). */

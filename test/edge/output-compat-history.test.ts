@@ -9,6 +9,7 @@
 import { env } from "cloudflare:workers";
 import type { temporal } from "@temporalio/proto";
 import { beforeAll, describe, expect, it } from "vitest";
+import { HISTORY_PAGE_MAX_CHARS } from "../../durable-objects/run-stream/constants.ts";
 import { HISTORY_CATCH_UP_MS } from "../../durable-objects/run-stream/trace-reader.ts";
 import { resetEventIdFor, StepNotCompletedError, StepNotFoundError } from "../../host/reset.ts";
 import { encodePageToken } from "../../src/shared/output-history.ts";
@@ -382,6 +383,39 @@ describe("GET /workflow/:id/history (Output's shape)", () => {
     const res = await get(`/workflow/${workflowId}/history?pageSize=1001`);
     expect(res.status).toBe(400);
     expect(errorCodeOf(await res.json())).toBe("invalid_request");
+  });
+
+  it("a page with payloads ends at HISTORY_PAGE_MAX_CHARS of events with a nextPageToken, even at pageSize=1000 on a finished run; the walk gets every event once", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    const bulky = (n: number) => {
+      const event = historyEvent(runId, n);
+      event.data.event.payloads = { result: { text: "x".repeat(1_500_000) } } as never;
+      return event;
+    };
+    await push(workflowId, [historyEvent(runId, 1), ...range(2, 7).map(bulky)]);
+    await push(workflowId, [closeEvent(runId, 8), finishedEvent(runId)]);
+
+    const seen: number[] = [];
+    let path = `/workflow/${workflowId}/history?pageSize=1000&includePayloads=true`;
+    let pages = 0;
+    for (;;) {
+      const res = await get(path);
+      expect(res.status).toBe(200);
+      const text = await res.text();
+      const body = JSON.parse(text) as Page;
+      pages++;
+      expect(body.events.length, `page ${pages}`).toBeGreaterThan(0);
+      expect(JSON.stringify(body.events).length, `page ${pages}`).toBeLessThanOrEqual(HISTORY_PAGE_MAX_CHARS);
+      seen.push(...body.events.map((e) => Number(e.eventId)));
+      if (!body.nextPageToken) break;
+      path = `/workflow/${workflowId}/history?pageSize=1000&includePayloads=true&pageToken=${encodeURIComponent(body.nextPageToken)}`;
+    }
+    expect(pages).toBe(3);
+    expect(seen).toEqual(range(1, 8));
+    // Without payloads the same events are small: one page.
+    const lean = await page(`/workflow/${workflowId}/history?pageSize=1000`);
+    expect(lean.events.map((e) => Number(e.eventId))).toEqual(range(1, 8));
+    expect(lean.nextPageToken).toBeNull();
   });
 
   it("on the pinned route the path's rid wins over ?runId, as in Output", async () => {

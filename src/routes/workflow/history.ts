@@ -105,7 +105,8 @@ async function historyPage(c: Context<PinnedRunEnv & OwnedRunEnv & HistoryQueryE
     page.runId ?? near.run.temporalRunId ?? (near.fresh ? null : (await getRunOrThrow(c.env, organizationId, workflowId)).temporalRunId);
   let nextPageToken: string | null = null;
   if (runId) {
-    const full = page.events.length === query.pageSize;
+    // Full: the page stopped at pageSize, or at its size in characters (HISTORY_PAGE_MAX_CHARS); more may follow.
+    const { full } = page;
     if (!longPoll) {
       // At the current end: null, so a page walk stops (Temporal does the same without waitNewEvent).
       nextPageToken = full ? encodePageToken({ runId, afterEventId: page.lastEventId }) : null;
