@@ -466,6 +466,7 @@ describe("GET /workflow/:id/history (Output's shape)", () => {
         get(`${base}/result`),
         get(`${base}/input`),
         get(`${base}/trace-log`),
+        get(`${base}/trace-attributes`),
         call(`${base}/stop`, { method: "PATCH", headers: { authorization: `Bearer ${org.key}` } }),
         call(`${base}/reset`, {
           method: "POST",
@@ -594,6 +595,99 @@ describe("GET /workflow/:id/trace-log (Output's trace format)", () => {
     expect(unknown.status).toBe(404);
     expect(errorCodeOf(await unknown.json())).toBe("run_not_found");
     expect((await get(`/workflow/${workflowId}/runs/abc/trace-log`)).status).toBe(400);
+  });
+});
+
+describe("GET /workflow/:id/trace-attributes (Output's shape)", () => {
+  let org: Awaited<ReturnType<typeof seedOrganization>>;
+  const get = (path: string, key = org.key) => call(path, { headers: { authorization: `Bearer ${key}` } });
+  beforeAll(async () => {
+    org = await seedOrganization();
+    await seedCatalog();
+  });
+
+  const httpCost = (runId: string) => ({
+    sourceKey: `attribute:${runId}:1:1:1`,
+    type: "attribute",
+    at: new Date().toISOString(),
+    data: {
+      runId,
+      activityId: "1",
+      stepName: "countWords",
+      attempt: 1,
+      attribute: { type: "http:request", method: "GET", url: "https://example.com/", status: 200, count: 1, total: 0.0005 },
+    },
+  });
+
+  it("happy: 424 while the run goes on, then runtime, cost by bucket and token usage summed over the trace, on the latest and the pinned route", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [...firstStep(runId), httpCost(runId), llmUsage(runId)]);
+    const running = await get(`/workflow/${workflowId}/trace-attributes`);
+    expect(running.status).toBe(424);
+    expect(running.headers.get("retry-after")).toBe("2");
+    expect(await running.json()).toMatchObject({ error: "WorkflowNotCompletedError", code: "run_not_finished" });
+
+    await push(workflowId, [...secondStepFailing(runId), finished(runId, "failed", "too loud")]);
+    for (const path of [`/workflow/${workflowId}/trace-attributes`, `/workflow/${workflowId}/runs/${runId}/trace-attributes`]) {
+      const res = await get(path);
+      expect(res.status, path).toBe(200);
+      expect(await res.json()).toEqual({
+        workflowId,
+        runId,
+        startTime: Date.UTC(2026, 0, 1, 0, 0, 1),
+        finishTime: Date.UTC(2026, 0, 1, 0, 0, 17),
+        runtime: 16_000,
+        attributes: {
+          cost: {
+            total: 0.0035,
+            components: [
+              { name: "cost:llm:request", value: 0.003 },
+              { name: "cost:http:request", value: 0.0005 },
+              { name: "other", value: 0 },
+            ],
+          },
+          tokenUsage: { inputTokens: 10, outputTokens: 20, cachedInputTokens: 0, totalTokens: 30 },
+        },
+        traceUrl: `r2:traces/${workflowId}/${runId}.json`,
+      });
+    }
+    // The same money as the result's aggregations, and the same object as its trace destination.
+    const result = (await (await get(`/workflow/${workflowId}/result`)).json()) as {
+      aggregations: { cost: { total: number } };
+      trace: { destinations: { remote: string } };
+    };
+    expect(result.aggregations.cost.total).toBe(0.0035);
+    expect(result.trace.destinations.remote).toBe(`r2:traces/${workflowId}/${runId}.json`);
+  });
+
+  it("errors: 404 trace_not_available with no stored trace, 404 for an unknown workflow or run, 400 for a malformed rid", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [...firstStep(runId), ...secondStepFailing(runId), finished(runId, "failed", "too loud")]);
+    expect((await get(`/workflow/${workflowId}/trace-attributes`)).status).toBe(200);
+    await env.TRACES.delete(`traces/${workflowId}/${runId}.json`);
+    const gone = await get(`/workflow/${workflowId}/trace-attributes`);
+    expect(gone.status).toBe(404);
+    expect(await gone.json()).toMatchObject({ error: "TraceNotAvailableError", code: "trace_not_available" });
+    for (const path of [
+      `/workflow/${workflowId}/runs/${crypto.randomUUID()}/trace-attributes`,
+      `/workflow/two_steps-${crypto.randomUUID()}/trace-attributes`,
+    ]) {
+      const unknown = await get(path);
+      expect(unknown.status, path).toBe(404);
+      expect(errorCodeOf(await unknown.json())).toBe("run_not_found");
+    }
+    expect((await get(`/workflow/${workflowId}/runs/abc/trace-attributes`)).status).toBe(400);
+  });
+
+  it("security: another organization's run is 404, as if it did not exist", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [...firstStep(runId), llmUsage(runId), ...secondStepFailing(runId), finished(runId, "failed", "too loud")]);
+    const other = await seedOrganization();
+    for (const path of [`/workflow/${workflowId}/trace-attributes`, `/workflow/${workflowId}/runs/${runId}/trace-attributes`]) {
+      const res = await get(path, other.key);
+      expect(res.status, path).toBe(404);
+      expect(errorCodeOf(await res.json())).toBe("run_not_found");
+    }
   });
 });
 

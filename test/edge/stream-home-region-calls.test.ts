@@ -534,6 +534,16 @@ describe("GET /workflow/{id}/trace-log: one call into the home region", () => {
     expect(await traceOf(res)).toMatchObject({ source: "remote", runId, data: { kind: "workflow" } });
   });
 
+  it("trace attributes (/trace-attributes, /runs/{rid}/trace-attributes): the trace log's one RunStream call", async () => {
+    const { workflowId, runId } = await finishedRun();
+    for (const path of [`/workflow/${workflowId}/trace-attributes`, `/workflow/${workflowId}/runs/${runId}/trace-attributes`]) {
+      const { res, counts } = await counted(get(path));
+      expect(res.status, path).toBe(200);
+      expect(counts, path).toEqual({ runStream: 1, d1: 0, replica: 1 });
+      expect(((await res.json()) as { runId: string }).runId).toBe(runId);
+    }
+  });
+
   it("a pinned run's trace (/runs/{rid}/trace-log): one RunStream call", async () => {
     const { workflowId, runId } = await finishedRun();
     const { res, counts } = await counted(get(`/workflow/${workflowId}/runs/${runId}/trace-log`));

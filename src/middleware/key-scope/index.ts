@@ -52,6 +52,8 @@ const READ_ROUTES = [
   "GET /workflow/:id/runs/:rid/history/stream",
   "GET /workflow/:id/trace-log",
   "GET /workflow/:id/runs/:rid/trace-log",
+  "GET /workflow/:id/trace-attributes",
+  "GET /workflow/:id/runs/:rid/trace-attributes",
   // A Temporal query reads the run's state and changes nothing.
   "POST /workflow/:id/query/:name",
   // A stream token reads one run's streams, nothing more.

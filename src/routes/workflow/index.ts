@@ -13,6 +13,7 @@ import { registerInteractions } from "./interact.ts";
 import { registerRunsList } from "./runs.ts";
 import { registerStop } from "./stop.ts";
 import { registerReset } from "./reset.ts";
+import { registerTraceAttributes } from "./trace-attributes.ts";
 import { registerTraceLog } from "./trace-log.ts";
 import { registerStreamToken } from "./stream-token.ts";
 import { registerInput, registerResult } from "./result.ts";
@@ -49,6 +50,7 @@ export function registerWorkflowApi(app: App) {
   registerInteractions(app);
   registerStop(app);
   registerTraceLog(app);
+  registerTraceAttributes(app);
   registerReset(app);
   // Output compatibility (issue 15, compat-api): run inputs; the pinned status/result/input/stop/
   // terminate, /feedback and /catalog/:id register with their unpinned forms above.

@@ -91,6 +91,26 @@ const START_ERRORS = [
   "host_error",
 ] as const;
 const deprecatedNote = "Deprecated as in Output (Deprecation, Sunset and Link headers): use the run-pinned form.";
+const traceAttributesBody = z.object({
+  workflowId: z.string(),
+  runId: z.string(),
+  startTime: z.number().nullable().openapi({ description: "Epoch ms: the run's first history event" }),
+  finishTime: z.number().nullable().openapi({ description: "Epoch ms: the run's last history event" }),
+  runtime: z.number().nullable().openapi({ description: "finishTime - startTime, in ms" }),
+  attributes: z.object({
+    cost: z.object({
+      total: z.number(),
+      components: z
+        .array(z.object({ name: z.enum(["cost:llm:request", "cost:http:request", "other"]), value: z.number() }))
+        .openapi({ description: "Always these three, in this order" }),
+    }),
+    tokenUsage: z.object({ inputTokens: z.number(), outputTokens: z.number(), cachedInputTokens: z.number(), totalTokens: z.number() }),
+  }),
+  traceUrl: z
+    .string()
+    .openapi({ description: "The R2 object that holds the trace (`r2:traces/…`), as in a result's trace.destinations.remote" }),
+});
+
 const historyPage = z.object({
   workflow: z
     .object({
@@ -337,6 +357,18 @@ export function documentWorkflowApi(app: App) {
       summary: "The execution trace of a finished run, in Output's trace format",
       params: path.includes(":rid") ? pinnedParams : idParam,
       responses: { 200: { description: "Trace", schema: z.object({ source: z.literal("remote"), runId: z.string(), data: anyObject }) } },
+      errors: [...RUN_ERRORS, "invalid_request", "run_not_finished", "trace_not_available"],
+    });
+  }
+  for (const path of ["/workflow/:id/trace-attributes", "/workflow/:id/runs/:rid/trace-attributes"]) {
+    documentRoute(app, {
+      method: "get",
+      path,
+      tag,
+      auth: "apiKey",
+      summary: "A finished run's runtime, cost and token usage, summed over its trace (Output's shape)",
+      params: path.includes(":rid") ? pinnedParams : idParam,
+      responses: { 200: { description: "Trace attributes", schema: traceAttributesBody } },
       errors: [...RUN_ERRORS, "invalid_request", "run_not_finished", "trace_not_available"],
     });
   }

@@ -1,5 +1,6 @@
 import type { Context } from "hono";
 import type { TraceLogReply } from "../../../durable-objects/run-stream/trace-reader.ts";
+import type { TraceNode } from "../../../durable-objects/trace.ts";
 import type { App } from "../../app-env.ts";
 import { type OwnedRunEnv, ownedRun } from "../../middleware/owned-run/index.ts";
 import { runStream } from "../../run-stream-client.ts";
@@ -17,12 +18,20 @@ import { type PinnedRunEnv, pinnedRunParam } from "./params.ts";
  * (durable-objects/run-stream/trace-reader.ts, docs/start-path.md).
  */
 async function traceLog(c: Context<PinnedRunEnv & OwnedRunEnv>): Promise<Response> {
+  const { runId, trace } = await finishedRunTrace(c);
+  return c.json({ source: "remote", runId, data: trace });
+}
+
+/** The trace of the run the route names, parsed: the one call into the home region (also trace-attributes.ts's). */
+export async function finishedRunTrace(
+  c: Context<PinnedRunEnv & OwnedRunEnv>,
+): Promise<{ workflowId: string; runId: string; trace: TraceNode }> {
   const { workflowId } = c.get("ownedRun");
   const organizationId = c.get("auth").organizationId;
   // (The RPC stub's mapped type loses the union's discriminant.)
   const reply = (await runStream(c.env, workflowId).traceLog(organizationId, workflowId, c.get("pinnedRunId"))) as TraceLogReply;
   if (!reply.ok) throw replyError(reply.error);
-  return c.json({ source: "remote", runId: reply.runId, data: await new Response(reply.trace).json() });
+  return { workflowId, runId: reply.runId, trace: (await new Response(reply.trace).json()) as TraceNode };
 }
 
 export function registerTraceLog(app: App) {
