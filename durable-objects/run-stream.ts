@@ -147,6 +147,8 @@ export class RunStream extends DurableObject<Env> {
       record: (workflowId, events) => this.lifecycle.recordEvents(workflowId, events, undefined, true),
       project: (workflowId) => this.lifecycle.settle(workflowId, false, true),
       loggedOutput: (runId) => this.loggedOutput(runId),
+      nextAppend: (ms) => this.logWaiters.next(ms),
+      loggedRunId: () => (this.schemaPending ? null : this.parts.log.latestRunId()),
     });
     this.admission = new PushAdmission({
       db: env.DB,

@@ -71,6 +71,12 @@ export const PROJECTION_STATE = { pending: 0, done: 1, settlementPending: 2 } as
 
 /** One host start attempt may take this long before the run is left to the outbox. */
 export const START_ATTEMPT_TIMEOUT_MS = 5_000;
+/**
+ * A blocking start that waits through the outbox (`awaitStart`) looks at the outbox at least this
+ * often: a confirmation wakes it at once (it appends `run.started`), a refusal after acceptance
+ * (the row ends `failed` in D1, nothing appended) is seen on the next look.
+ */
+export const START_AWAIT_POLL_MS = 500;
 
 /** WebSocket close codes the DO answers with (RFC 6455 §7.4.1). 1005 means "no code was given"; it is never sent. */
 export const NORMAL_CLOSURE_CODE = 1000;

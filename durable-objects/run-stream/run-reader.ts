@@ -15,6 +15,7 @@ import { HostClient } from "../../src/host-client.ts";
 import { runStream } from "../../src/run-stream-client.ts";
 import type { RunStarter, SerializedError, StartCommand, StartedRunInfo } from "./run-starter.ts";
 import { serializeError } from "./run-starter.ts";
+import { START_AWAIT_POLL_MS } from "./constants.ts";
 
 /**
  * The host blocks at most this long per result call; longer waits are several calls. Under the
@@ -33,6 +34,9 @@ export interface RunView {
   /** A blocking start's wait for the outcome failed (the host's answer, a read): the row as stored, not an outcome waited for. */
   waitFailed?: true;
 }
+
+/** Resolves at the log's next append, or after `ms` (log-waiters.ts). */
+type NextAppend = (ms: number) => Promise<void>;
 
 export type ReadReply = { ok: true; view: RunView } | { ok: false; error: SerializedError };
 export type StartAndWaitReply =
@@ -64,6 +68,13 @@ export interface ReadOptions {
    * `firstExecutionRunId`), not the row's current run.
    */
   firstRun?: boolean;
+  /**
+   * A blocking start's: a start the host has not confirmed is waited for too, within `waitMs`
+   * (the outbox's attempts go on meanwhile), and once one confirms it the wait goes on for the
+   * outcome. Output's `POST /workflow/run`, whose clients take any 2xx for a finished run: its CLI
+   * prints a 202 `scheduled` as done and `dataset generate` saves it without output.
+   */
+  awaitStart?: boolean;
 }
 
 export interface RunReaderDeps {
@@ -83,6 +94,13 @@ export interface RunReaderDeps {
   project(workflowId: string): Promise<void>;
   /** A finished run's output from the log: for a row too small to hold it (`outputInLog`). */
   loggedOutput(runId: string): unknown;
+  nextAppend: NextAppend;
+  /**
+   * The run the log knows (the host relays a run's start and history as Temporal records them): a
+   * started run even while the outbox still waits for the host's answer to its start. A DO accepts
+   * a start only for a workflow id with no run, so this is that start's run.
+   */
+  loggedRunId(): string | null;
 }
 
 export class RunReader {
@@ -109,14 +127,16 @@ export class RunReader {
       })) as ReadReply;
       return other.ok ? { ok: true, started: reply.started, view: other.view, replayed: true } : other;
     }
+    let runId = reply.started.runId;
+    if (runId === null && options.awaitStart) runId = await this.confirmedWithin(reply.started.id, deadline);
     let view: RunView;
     try {
-      // A start the host did not confirm is accepted (the outbox starts it): answer with the row at once.
+      // A start the host did not confirm is accepted (the outbox starts it): answer with the row as it is.
       view = await this.view(
         command.organizationId,
         command.workflowId,
         { ...options, waitMs: Math.max(0, deadline - Date.now()) },
-        { runId: reply.started.runId ?? undefined },
+        { runId: runId ?? undefined },
       );
     } catch (err) {
       // The run is accepted (started, maybe) and goes on whatever failed while waiting for it (the
@@ -132,9 +152,27 @@ export class RunReader {
       }
     }
     // The run.started projection may still be on its way to D1: the row says at least what the start knows.
-    if (reply.started.runId && view.run.status === "scheduled")
-      view.run = { ...view.run, status: "running", temporalRunId: reply.started.runId };
-    return { ok: true, started: reply.started, view };
+    if (runId && view.run.status === "scheduled") view.run = { ...view.run, status: "running", temporalRunId: runId };
+    return { ok: true, started: runId ? { ...reply.started, runId, status: "running" } : reply.started, view };
+  }
+
+  /**
+   * The Temporal run id of the start accepted as `acceptId`, once the outbox's attempts get it
+   * confirmed before `deadline`, or the host's events show the run started (its answers to the
+   * start may be what is slow); null if neither (or it was refused: the row says `failed`).
+   */
+  private async confirmedWithin(acceptId: string, deadline: number): Promise<string | null> {
+    for (;;) {
+      const outcome = this.deps.starter.startOutcome(acceptId);
+      if (outcome.state !== "accepted" || outcome.started.status !== "scheduled") {
+        return outcome.state === "accepted" ? outcome.started.runId : null;
+      }
+      const logged = this.deps.loggedRunId();
+      if (logged) return logged;
+      const left = deadline - Date.now();
+      if (left <= 0) return null;
+      await this.deps.nextAppend(Math.min(left, START_AWAIT_POLL_MS));
+    }
   }
 
   /**
@@ -147,8 +185,10 @@ export class RunReader {
     options: ReadOptions,
     justStarted: { runId?: string } | false = false,
   ): Promise<RunView> {
-    // A start still in the outbox is not in Temporal yet: the row is what there is to say.
-    const settle = !this.deps.starter.hasPending() && options.settle !== false;
+    // A start still in the outbox is not in Temporal yet (unless this start knows its run: the host's
+    // events named it while its answer to the start is late): the row is what there is to say.
+    const inTemporal = !this.deps.starter.hasPending() || (justStarted !== false && justStarted.runId !== undefined);
+    const settle = inTemporal && options.settle !== false;
     const waitMs = options.waitMs ?? 0;
     const waiting = settle && justStarted ? waitForResult(this.deps.env, workflowId, waitMs, justStarted.runId) : undefined;
     waiting?.catch(() => undefined); // settleRun reports its failure; a row that is missing answers first

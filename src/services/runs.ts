@@ -137,7 +137,14 @@ export async function startInRegion(env: Env, command: StartCommand): Promise<St
 }
 
 /** Starts a run and waits up to `waitMs` for its outcome, in one call into the home region. */
-export async function startAndWaitInRegion(env: Env, command: StartCommand, waitMs: number, attributes = false, settle = true) {
+export async function startAndWaitInRegion(
+  env: Env,
+  command: StartCommand,
+  waitMs: number,
+  attributes = false,
+  settle = true,
+  awaitStart = false,
+) {
   // (The RPC stub's mapped type loses the union's discriminant for these payloads.)
   let reply: StartAndWaitReply;
   try {
@@ -149,6 +156,7 @@ export async function startAndWaitInRegion(env: Env, command: StartCommand, wait
       // client would retry by starting the run again.
       tolerateHostDown: true,
       settle,
+      awaitStart,
     })) as StartAndWaitReply;
   } catch (err) {
     // Accepted after all: the row as it is, without waiting (more calls, on this path only).
@@ -183,7 +191,10 @@ export async function startRun(
   return { workflowId: started.workflowId, runId: started.runId, status: started.status };
 }
 
-/** Starts a code workflow by name and waits up to `waitMs` for its outcome (POST /workflow/run). */
+/**
+ * Starts a code workflow by name and waits up to `waitMs` for its outcome (POST /workflow/run),
+ * through a start the host has not confirmed yet (ReadOptions.awaitStart).
+ */
 export async function runToOutcome(
   env: Env,
   organizationId: string,
@@ -196,6 +207,8 @@ export async function runToOutcome(
     env,
     startCommand(organizationId, workflowName, { kind: "code", by: { name: workflowName }, input }, choices),
     waitMs,
+    true,
+    true,
     true,
   );
 }

@@ -31,16 +31,67 @@ describe("when the host cannot be reached", () => {
     expect(status).toMatchObject({ status: "scheduled", runId: null });
   });
 
-  it("/workflow/run answers 202 with the accepted run (status scheduled) and a Location to poll", async () => {
-    const res = await postJson("/workflow/run", { workflowName: "hello", input: { name: "Ada" } }, org.key);
-    expect(res.status).toBe(202);
-    const body = (await res.json()) as { workflowId: string; runId: string | null; status: string };
-    expect(body).toMatchObject({ runId: null, status: "scheduled" });
+  it("/workflow/run waits for the start through its whole timeout, then is 408 with a Location to poll (never a 2xx Output's clients would read as finished); the run stays accepted", async () => {
+    const started = Date.now();
+    const res = await postJson("/workflow/run", { workflowName: "hello", input: { name: "Ada" }, timeout: 1_500 }, org.key);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1_500);
+    expect(res.status).toBe(408);
+    const body = (await res.json()) as { workflowId: string; error: string; code: string };
+    expect(body).toMatchObject({ error: "WorkflowExecutionTimedOutError", code: "wait_timed_out" });
     expect(res.headers.get("location")).toBe(`/workflow/${body.workflowId}/result`);
     const rows = await env.DB.prepare("SELECT status FROM runs WHERE organization_id = ? AND temporal_workflow_id = ?")
       .bind(org.organizationId, body.workflowId)
       .all();
     expect(rows.results).toEqual([{ status: "scheduled" }]);
+    const alarm = await runInDurableObject(runStream(env, body.workflowId), (_instance, state) => state.storage.getAlarm());
+    expect(alarm).not.toBeNull();
+  });
+});
+
+describe("a start the host confirms only on the outbox's retry", () => {
+  let org: Awaited<ReturnType<typeof seedOrganization>>;
+  let restore: () => void;
+  /** Start attempts the scripted host got, by workflow id. */
+  const attempts = new Map<string, number>();
+  beforeAll(async () => {
+    org = await seedOrganization();
+    await seedCatalog();
+    restore = scriptHost(async (request, path) => {
+      if (path === HOST_PATHS.start) {
+        const { workflowId } = (await request.clone().json()) as { workflowId: string };
+        attempts.set(workflowId, (attempts.get(workflowId) ?? 0) + 1);
+        // The first attempt gets no answer (the host restarting); the outbox's retry gets the run.
+        if (attempts.get(workflowId) === 1) throw new TypeError("connection refused");
+        return Response.json(await scriptedStart(request));
+      }
+      if (path.endsWith("/result")) {
+        const workflowId = decodeURIComponent(path.split("/").at(-2)!);
+        const runId = new URL(request.url).searchParams.get("runId") ?? crypto.randomUUID();
+        const closeTime = new Date().toISOString();
+        return Response.json({ workflowId, runId, status: "completed", output: { greeting: "Hello, Ada!" }, error: null, closeTime });
+      }
+      throw new TypeError("connection refused");
+    });
+  });
+  afterAll(() => restore());
+
+  it("/workflow/run waits through it: the outbox's retry starts the run within the timeout and the answer is its outcome, one run", async () => {
+    const res = await postJson("/workflow/run", { workflowName: "hello", input: { name: "Ada" }, timeout: 30_000 }, org.key);
+    const body = (await res.json()) as { workflowId: string; runId: string | null; status: string; output: unknown };
+    expect(res.status, JSON.stringify(body)).toBe(200);
+    expect(body).toMatchObject({ status: "completed", output: { greeting: "Hello, Ada!" } });
+    expect(body.runId).not.toBeNull();
+    expect(attempts.get(body.workflowId)).toBe(2);
+    const rows = await env.DB.prepare("SELECT temporal_run_id FROM runs WHERE temporal_workflow_id = ?").bind(body.workflowId).all();
+    expect(rows.results).toEqual([{ temporal_run_id: body.runId }]);
+  });
+
+  it("/workflow/start still answers at once, runId null and scheduled: it never waits", async () => {
+    const started = Date.now();
+    const res = await postJson("/workflow/start", { workflowName: "hello", input: { name: "Ada" } }, org.key);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ runId: null, status: "scheduled" });
+    expect(Date.now() - started).toBeLessThan(4_000);
   });
 });
 

@@ -106,14 +106,14 @@ describe("start and run: Output's request fields", () => {
       expect(await outputError(res)).toMatchObject({ error: "CatalogNotFoundError", code: "catalog_not_found" });
     }
     // Outrider's own catalog passes the check (and then meets the missing host: the run is
-    // accepted, 202 with runId null, and its DO starts it once the host answers).
+    // accepted, its DO starts it once the host answers, and the wait for that runs out: 408).
     const ours = await postJson(
       "/workflow/run",
-      { workflowName: "hello", input: { name: "x" }, catalog: "outrider", taskQueue: "main" },
+      { workflowName: "hello", input: { name: "x" }, catalog: "outrider", taskQueue: "main", timeout: 300 },
       org.key,
     );
-    expect(ours.status).toBe(202);
-    expect(await ours.json()).toMatchObject({ runId: null, status: "scheduled" });
+    expect(ours.status).toBe(408);
+    expect(await ours.json()).toMatchObject({ error: "WorkflowExecutionTimedOutError", code: "wait_timed_out" });
     const bad = await postJson("/workflow/start", { workflowName: "hello", catalog: "no/slashes" }, org.key);
     expect(bad.status).toBe(400);
     expect((await outputError(bad)).issues?.[0]?.path).toBe("catalog");
@@ -138,8 +138,11 @@ describe("start and run: Output's request fields", () => {
   });
 
   it("timeout is coerced from a string, as Output; below 250 ms is 400", async () => {
+    const started = Date.now();
     const coerced = await postJson("/workflow/run", { workflowName: "hello", input: { name: "x" }, timeout: "1000" }, org.key);
-    expect(coerced.status).toBe(202); // past validation: accepted while the host is missing here
+    // Past validation: accepted while the host is missing here, waited for a second, 408.
+    expect(coerced.status).toBe(408);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
     const tooShort = await postJson("/workflow/run", { workflowName: "hello", input: { name: "x" }, timeout: "249" }, org.key);
     expect(tooShort.status).toBe(400);
     expect((await outputError(tooShort)).issues?.[0]?.path).toBe("timeout");

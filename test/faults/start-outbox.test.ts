@@ -134,7 +134,7 @@ describe("a start whose answer comes after the edge's timeout", () => {
     expect(await executions(workflowId)).toEqual([final.runId]);
   });
 
-  it("the blocking route answers with the row as it stands (never an error), and the run completes once", async () => {
+  it("the blocking route waits through it (the host's events name the run while its answer is held) and answers the outcome; the run completes once", async () => {
     holdStarts = true;
     let workflowId: string;
     try {
@@ -142,9 +142,11 @@ describe("a start whose answer comes after the edge's timeout", () => {
         method: "POST",
         body: JSON.stringify({ workflowName: "hello", input: { name: "late run" } }),
       });
-      // The host's events may have finished the row during the held answer (200 completed); else 202.
-      const body = (await res.json()) as { workflowId: string; status: string };
-      expect(res.status === 200 ? body.status : res.status).toBe(res.status === 200 ? "completed" : 202);
+      // Not a 202 `scheduled`, which Output's clients read as a finished run: the wait goes on.
+      const body = (await res.json()) as { workflowId: string; status: string; output: unknown };
+      expect(res.status, JSON.stringify(body)).toBe(200);
+      expect(body).toMatchObject({ status: "completed", output: { greeting: "Hello, late run!" } });
+      expect(heldStarts).toBeGreaterThanOrEqual(1);
       workflowId = body.workflowId;
     } finally {
       holdStarts = false;

@@ -183,7 +183,7 @@ export function documentWorkflowApi(app: App) {
       },
       202: {
         description:
-          'Accepted, but Temporal has not confirmed the start yet (the host is down or slow): `status: "scheduled"`, `runId: null`; the run will start. `Location` points at its result',
+          'Accepted, but the call that carried the start was lost before its wait (a start the host has not confirmed is otherwise waited for, within `timeout`, then 408): `status: "scheduled"`, `runId: null`; the run will start. `Location` points at its result',
         schema: runAnswer,
       },
     },

@@ -14,8 +14,11 @@ import { assertKnownCatalog, startChoices, withOutputWorkflowErrors } from "./st
  * RUN_WAIT_DEFAULT_MS, 300 s as Output). When the wait runs out first the answer is Output's 408
  * WorkflowExecutionTimedOutError with the `workflowId`; the run goes on, and the Location header
  * points at its result. A run that ended other than completed answers `failed`, as Output's run
- * does, with the run's own status in `runStatus`. A run accepted while the host did not confirm its start (status
- * `scheduled`, runId null) answers 202 at once with the same Location: it will run, exactly once.
+ * does, with the run's own status in `runStatus`. A start the host has not confirmed is waited
+ * for within the same `timeout` (the run's DO keeps starting it): confirmed, the wait goes on for
+ * its outcome; still unconfirmed when the time is up, it is the same 408 (it will run, exactly
+ * once). Only when the wait itself failed (the call into the DO lost after it accepted the run)
+ * is such a run 202 `scheduled` with the Location, at once.
  */
 /** Output's default wait for a run (its TEMPORAL_WORKFLOW_EXECUTION_MAX_WAITING). */
 export const DEFAULT_RUN_WAIT_MS = 300_000;
@@ -30,14 +33,15 @@ export function registerRun(app: App) {
     const organizationId = c.get("auth").organizationId;
     const waitMs = request.timeout ?? runWaitDefaultMs(c.env);
     // One call into the home region: the run's DO starts it and waits for its outcome.
-    const { run, attributes } = await withOutputWorkflowErrors(request.workflowName, () =>
+    const { run, attributes, waitFailed } = await withOutputWorkflowErrors(request.workflowName, () =>
       runToOutcome(c.env, organizationId, request.workflowName, request.input ?? {}, waitMs, startChoices(c, request)),
     );
     const stream = await mintStreamToken(c.env.STREAM_TOKEN_SECRET, mintingClaims(c.get("auth"), run.temporalWorkflowId));
     const location = `/workflow/${encodeURIComponent(run.temporalWorkflowId)}/result`;
-    if (run.status === "scheduled") {
-      // Accepted, but the host did not confirm the start (it is down or slow): the run's DO starts
-      // it as soon as it can (docs/start-path.md). 202, not an error: a retry would start a second run.
+    if (run.status === "scheduled" && waitFailed) {
+      // Accepted, and the host has not confirmed the start, and there was no waiting for it: the
+      // run's DO starts it as soon as it can (docs/start-path.md). 202, not an error: a retry would
+      // start a second run. (With a wait, a start still unconfirmed at its end is the 408 below.)
       c.header("location", location);
       return c.json(
         { ...(await outputResult(c.env, run, attributes)), streamToken: stream.token, streamTokenExpiresAt: stream.expiresAt },
