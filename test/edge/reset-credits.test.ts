@@ -5,13 +5,14 @@
  * tests have none): the route's and the run DO's host calls go through this file's fetch, which
  * counts the reset requests. Happy paths, then refusals.
  */
-import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { createExecutionContext, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { EventLog } from "../../durable-objects/run-stream/event-log.ts";
 import type { ResetMark } from "../../durable-objects/run-stream/reset-mark.ts";
 import type { StartCommand } from "../../durable-objects/run-stream/run-starter.ts";
 import type { RunStream } from "../../durable-objects/run-stream.ts";
+import app from "../../src/index.ts";
 import { runStream } from "../../src/run-stream-client.ts";
 import { HOST_PATHS, type RunResultResponse } from "../../src/shared/host-api.ts";
 import type { RunEvent } from "../../src/shared/run-event-schema.ts";
@@ -29,6 +30,7 @@ import {
   seedCatalog,
   seedOrganization,
 } from "./helpers.ts";
+import { aroundDurableObjectCalls } from "./durable-object-calls.ts";
 import { historyEvent } from "./stream-helpers.ts";
 
 const HOLD = Number(env.CODE_RUN_CREDIT_HOLD);
@@ -722,6 +724,34 @@ const stillLatest =
     error: null,
     closeTime: null,
   });
+
+describe("a reset the host confirmed whose record in the run's DO fails (the call lost)", () => {
+  it("is still 200 with the new run, never an error a retry would answer by resetting again; the mark stays for the DO to settle with the host", async () => {
+    const org = await seedOrganization();
+    const { workflowId, runId, stub } = await run(org.organizationId, (id) => [finished(id, "completed")]);
+    const newRunId = crypto.randomUUID();
+    resetAnswer = () => ({ runId: newRunId });
+    const calls = resetCalls;
+    const losingRecords = aroundDurableObjectCalls(env.RUN_STREAM, (method, forward) => {
+      if (method === "record") throw new Error("Network connection lost.");
+      return forward();
+    });
+    const request = new Request(`http://edge.test/workflow/${workflowId}/runs/${runId}/reset`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${org.key}`, "content-type": "application/json" },
+      body: JSON.stringify({ stepName: "a" }),
+    });
+    const res = await app.fetch(request, { ...env, RUN_STREAM: losingRecords }, createExecutionContext());
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ workflowId, runId: newRunId });
+    expect(resetCalls).toBe(calls + 1);
+    // Not recorded by the route: the mark is still pending, for the DO's alarm to settle with the host.
+    await runInDurableObject(stub, async (instance: RunStream, state) => {
+      expect((instance as unknown as { parts: { resetMark: ResetMark } }).parts.resetMark.get()).not.toBeNull();
+      expect(await state.storage.getAlarm()).not.toBeNull();
+    });
+  });
+});
 
 describe("a reset whose answer the route never gets: the run's DO settles its mark with the host", () => {
   /** As if RESET_PENDING_MS had passed without word from the route: the mark is stale, and the DO's alarm fires. */

@@ -91,7 +91,22 @@ async function reset(c: Context<PinnedRunEnv & ResetBodyEnv & OwnedRunEnv>): Pro
     throw err;
   }
   // Recorded before we answer: a status or stream request right after this sees the new run.
-  await stub.record(workflowId, [runResetEvent(result.runId, result.resetFromRunId)]);
+  try {
+    await stub.record(workflowId, [runResetEvent(result.runId, result.resetFromRunId)]);
+  } catch (err) {
+    // Temporal has reset the run: that is the answer, whatever became of our record of it. An
+    // error here would be retried by resetting the new run again. The reset's mark stays pending,
+    // and the run's DO settles it with the host (reset-mark.ts), as when the host's answer is lost.
+    console.warn(
+      JSON.stringify({
+        level: "warn",
+        message: "a reset the host confirmed was not recorded; the run's DO settles it with the host",
+        workflowId,
+        runId: result.runId,
+        error: String(err),
+      }),
+    );
+  }
   return c.json({ workflowId, runId: result.runId });
 }
 
