@@ -64,6 +64,7 @@ export const ERROR_CODES = {
   service_unavailable: 503,
   run_timed_out: 504,
   reset_outcome_unknown: 504,
+  start_outcome_unknown: 504,
   update_outcome_unknown: 504,
   query_timed_out: 504,
 } as const satisfies Record<string, ContentfulStatusCode>;
@@ -129,6 +130,7 @@ export const OUTPUT_ERROR_NAMES = {
   service_unavailable: "ServiceUnavailableError",
   run_timed_out: "WorkflowTimedOutError",
   reset_outcome_unknown: "WorkflowResetOutcomeUnknownError",
+  start_outcome_unknown: "WorkflowStartOutcomeUnknownError",
   update_outcome_unknown: "WorkflowUpdateOutcomeUnknownError",
   query_timed_out: "WorkflowQueryTimedOutError",
 } as const satisfies Record<ErrorCode, string>;
@@ -142,6 +144,7 @@ const RUN_TIED_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   "run_not_started",
   "message_rejected",
   "reset_outcome_unknown",
+  "start_outcome_unknown",
   "update_outcome_unknown",
   "query_timed_out",
   "run_not_finished",

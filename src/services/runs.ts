@@ -82,18 +82,24 @@ const LOST_START_POLL_MS = 250;
  * failure could make the caller start it again; so the DO is asked what became of the start (a new
  * call). Accepted: answered as a start Temporal has not confirmed (`runId` null: the caller follows
  * it by id). Not accepted: nothing runs, and a retry is safe: 503 with Retry-After, unless the DO's
- * own code threw for a reason a retry meets again (a 500). If even that cannot be learned, the
- * original error stands.
+ * own code threw for a reason a retry meets again (a 500). Asking again while that question's own
+ * call fails or the DO says the start is still under way, until LOST_START_WAIT_MS; then 504
+ * `start_outcome_unknown`.
  */
 export async function startAfterLostCall(env: Env, command: StartCommand, lost: unknown): Promise<StartedRunInfo> {
   if (lost instanceof ApiError) throw lost;
   const deadline = Date.now() + LOST_START_WAIT_MS;
   for (;;) {
-    let outcome: StartOutcome;
+    let outcome: StartOutcome | null = null;
     try {
       outcome = (await runStream(env, command.workflowId).startOutcome(command.runUuid)) as StartOutcome;
     } catch {
-      throw lost;
+      // The question did not get through either (the DO still resetting): ask again until the deadline.
+    }
+    if (outcome === null) {
+      if (Date.now() >= deadline) throw startOutcomeUnknown(command.workflowId);
+      await new Promise((resolve) => setTimeout(resolve, LOST_START_POLL_MS));
+      continue;
     }
     if (outcome.state === "accepted") {
       console.warn(
@@ -112,9 +118,25 @@ export async function startAfterLostCall(env: Env, command: StartCommand, lost: 
         { "retry-after": "1" },
       );
     }
-    if (Date.now() >= deadline) throw lost;
+    if (Date.now() >= deadline) throw startOutcomeUnknown(command.workflowId);
     await new Promise((resolve) => setTimeout(resolve, LOST_START_POLL_MS));
   }
+}
+
+/**
+ * What a lost start call is when its DO could not say what became of it: the run may have been
+ * accepted (then it runs, once), so neither an error that invites a retry (a second run) nor a
+ * claim that it was accepted. No Retry-After; the caller reads the run by the workflow id first.
+ */
+function startOutcomeUnknown(workflowId: string): ApiError {
+  return new ApiError(
+    "start_outcome_unknown",
+    `the start's call into the run's home region was lost, and what became of it could not be learned; it may have been accepted, and then it runs, once. ` +
+      `Read the run by its workflowId "${workflowId}" (GET /workflow/${workflowId}/status: 404 means it was not accepted) before starting it again, or send it again with the same Idempotency-Key`,
+    undefined,
+    undefined,
+    workflowId,
+  );
 }
 
 /** An error a Durable Object's own code threw, passed on to its caller (Cloudflare marks it `remote`), not a lost call. */

@@ -132,6 +132,51 @@ describe("a start call whose connection is lost while the DO is still at it", ()
   });
 });
 
+describe("a start call lost after the DO accepted the run, whose question 'what became of it' fails too", () => {
+  /** RUN_STREAM whose start calls' answers are lost, and whose first `failures` startOutcome calls (all, if Infinity) fail as lost. */
+  const losingOutcomes = (failures: number): Env["RUN_STREAM"] => {
+    let failed = 0;
+    return aroundDurableObjectCalls(env.RUN_STREAM, async (method, call) => {
+      if (START_CALLS.has(method)) {
+        await call();
+        throw new Error("Network connection lost.");
+      }
+      if (method === "startOutcome" && failed++ < failures) throw new Error("Network connection lost.");
+      return call();
+    });
+  };
+  const sendLosing = (key: string, failures: number) =>
+    app.fetch(
+      new Request(new URL("/workflow/start", "http://edge.test"), {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: JSON.stringify(hello),
+      }),
+      { ...env, RUN_STREAM: losingOutcomes(failures) },
+      createExecutionContext(),
+    );
+
+  it("asks again: a question that fails twice, then gets through, answers that the run is accepted", async () => {
+    const org = await seedOrganization();
+    const res = await sendLosing(org.key, 2);
+    const body = (await res.json()) as { workflowId: string; runId: string | null; status: string };
+    expect(res.status, JSON.stringify(body)).toBe(200);
+    expect(body).toMatchObject({ runId: null, status: "scheduled" });
+  });
+
+  it("never learned: 504 start_outcome_unknown naming the workflowId, without Retry-After (not a 500 a client would retry into a second run)", async () => {
+    const org = await seedOrganization();
+    const res = await sendLosing(org.key, Number.POSITIVE_INFINITY);
+    const body = (await res.json()) as { error: string; code: string; workflowId: string; message: string };
+    expect(res.status, JSON.stringify(body)).toBe(504);
+    expect(body).toMatchObject({ error: "WorkflowStartOutcomeUnknownError", code: "start_outcome_unknown" });
+    expect(res.headers.get("retry-after")).toBeNull();
+    // It was accepted: the row the message points at is there, and it runs once the host answers.
+    expect(await runRow(body.workflowId)).toEqual({ status: "scheduled", temporal_run_id: null });
+    expect(body.message).toContain(body.workflowId);
+  });
+});
+
 describe("a start call lost before it reached the DO", () => {
   for (const path of ["/workflow/start", "/workflow/run"]) {
     it(`${path}: is 503 with Retry-After (nothing runs, so a retry is safe), and leaves no row`, async () => {

@@ -23,6 +23,7 @@ const ERRORS = [
   "too_many_open_runs",
   "payload_too_large",
   "host_unavailable",
+  "start_outcome_unknown",
 ] as const;
 
 export function documentPublishedRunApi(app: App) {

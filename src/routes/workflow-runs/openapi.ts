@@ -21,6 +21,7 @@ const EXECUTE_ERRORS = [
   "too_many_open_runs",
   "payload_too_large",
   "host_unavailable",
+  "start_outcome_unknown",
 ] as const;
 const sse = {
   description: "Server-Sent Events: ping, workflow-run, activity-run, thinking, result, error (docs/workflow-runs.md)",

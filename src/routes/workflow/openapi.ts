@@ -88,6 +88,7 @@ const START_ERRORS = [
   "too_many_open_runs",
   "payload_too_large",
   "host_unavailable",
+  "start_outcome_unknown",
   "host_error",
 ] as const;
 const deprecatedNote = "Deprecated as in Output (Deprecation, Sunset and Link headers): use the run-pinned form.";
