@@ -158,14 +158,22 @@ export async function startInRegion(env: Env, command: StartCommand): Promise<St
   return reply.started;
 }
 
+/** How a blocking start waits (ReadOptions in durable-objects/run-stream/run-reader.ts). */
+export interface StartWaitOptions {
+  /** Answer the run's attributes too (result payloads). */
+  attributes?: boolean;
+  /** false: answer with the stored row, without asking Temporal (default true). */
+  settle?: boolean;
+  /** Wait through a start the host has not confirmed yet (POST /workflow/run). */
+  awaitStart?: boolean;
+}
+
 /** Starts a run and waits up to `waitMs` for its outcome, in one call into the home region. */
 export async function startAndWaitInRegion(
   env: Env,
   command: StartCommand,
   waitMs: number,
-  attributes = false,
-  settle = true,
-  awaitStart = false,
+  { attributes = false, settle = true, awaitStart = false }: StartWaitOptions = {},
 ) {
   // (The RPC stub's mapped type loses the union's discriminant for these payloads.)
   let reply: StartAndWaitReply;
@@ -229,9 +237,7 @@ export async function runToOutcome(
     env,
     startCommand(organizationId, workflowName, { kind: "code", by: { name: workflowName }, input }, choices),
     waitMs,
-    true,
-    true,
-    true,
+    { attributes: true, awaitStart: true },
   );
 }
 

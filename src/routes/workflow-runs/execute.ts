@@ -135,7 +135,7 @@ export function blockingExecuteAnswer(status: WorkflowRunStatus): { success: boo
 
 /** Starts the run and waits up to `waitMs` for it: one call into the home region, the run's DO. */
 async function execute(c: Context<AppEnv>, waitMs: number) {
-  return (await startAndWaitInRegion(c.env, await executeCommand(c), waitMs, false, waitMs > 0)).run;
+  return (await startAndWaitInRegion(c.env, await executeCommand(c), waitMs, { settle: waitMs > 0 })).run;
 }
 
 /** What a stream needs of its run; `temporalRunId` is null when the first subscription's admission names it. */
