@@ -227,9 +227,16 @@ export function undoResetHoldStatement(d1: D1Database, undo: ResetHoldUndo): D1P
     .bind(undo.hold, undo.base, undo.runUuid, undo.amount);
 }
 
+/**
+ * The most a balance may hold either way (credits). JSON numbers, and so every client reading a
+ * balance, are exact only up to 2^53 (about 9 * 10^15); a grant that would take the balance past
+ * this is refused rather than leave a balance that reads back as another number.
+ */
+export const MAX_CREDIT_BALANCE = 1_000_000_000_000_000;
+
 export type GrantOutcome =
   | { ok: true; entry: typeof creditLedger.$inferSelect | null; replayed?: true }
-  | { ok: false; balance: number | null; reserved: number; available: number }
+  | { ok: false; balance: number | null; reserved: number; available: number; pastLimit: boolean }
   /** The Idempotency-Key names an earlier grant of another amount or note. */
   | { ok: false; reused: true };
 
@@ -255,9 +262,10 @@ export async function grantCredits(
       .prepare(
         `UPDATE organizations SET credit_balance = COALESCE(credit_balance, 0) + ?1
          WHERE id = ?2 AND (?1 > 0 OR ?3 = 1 OR COALESCE(credit_balance, 0) - credits_reserved + ?1 >= 0)
+           AND ABS(COALESCE(credit_balance, 0) + ?1) <= ?5
            AND NOT EXISTS (SELECT 1 FROM credit_ledger WHERE id = ?4)`,
       )
-      .bind(amount, organizationId, allowDebt ? 1 : 0, id),
+      .bind(amount, organizationId, allowDebt ? 1 : 0, id, MAX_CREDIT_BALANCE),
     d1
       .prepare(
         `INSERT INTO credit_ledger (id, organization_id, kind, amount, balance_after, note)
@@ -280,7 +288,8 @@ export async function grantCredits(
       .first<{ balance: number | null; reserved: number }>();
     const balance = now?.balance ?? null;
     const reserved = now?.reserved ?? 0;
-    return { ok: false, balance, reserved, available: availableCredits(balance ?? 0, reserved)! };
+    const pastLimit = Math.abs((balance ?? 0) + amount) > MAX_CREDIT_BALANCE;
+    return { ok: false, balance, reserved, available: availableCredits(balance ?? 0, reserved)!, pastLimit };
   }
   return { ok: true, entry: (await db(d1).select().from(creditLedger).where(eq(creditLedger.id, id)).limit(1))[0] ?? null };
 }

@@ -1,5 +1,6 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { MAX_CREDIT_BALANCE } from "../../src/db/credits.ts";
 import { interceptD1InPlace } from "../support/d1-intercept.ts";
 import { admin, call, createKey, type ErrorBody, readAllPages, TEST_ADMIN_KEY } from "./helpers.ts";
 
@@ -264,6 +265,27 @@ describe("admin API: credits (security: no overdraw)", () => {
     expect(body.error.message).toContain("allowDebt");
     const after = await summary(org.id);
     expect([after.balance, after.available, after.ledger.length]).toEqual([100, 100, 1]);
+  });
+
+  it("a balance stays within ±MAX_CREDIT_BALANCE (10^15, where JSON numbers still read back exactly): a grant past it → 409 credit_balance_limit, nothing changes", async () => {
+    const org = await newOrganization();
+    await credits(org.id, { amount: 1 });
+    const setBalance = (balance: number) =>
+      env.DB.prepare("UPDATE organizations SET credit_balance = ? WHERE id = ?").bind(balance, org.id).run();
+    await setBalance(MAX_CREDIT_BALANCE - 5);
+    expect((await credits(org.id, { amount: 5 })).status).toBe(201);
+    const past = await credits(org.id, { amount: 1 });
+    expect(past.status).toBe(409);
+    const body = (await past.json()) as ErrorBody;
+    expect(body.error.code).toBe("credit_balance_limit");
+    expect(body.error.issues?.[0]?.path).toBe("amount");
+    expect((await summary(org.id)).balance).toBe(MAX_CREDIT_BALANCE);
+    // The debt side too: a removal with allowDebt may not take it below -10^15.
+    await setBalance(-MAX_CREDIT_BALANCE + 3);
+    expect((await credits(org.id, { amount: -4, allowDebt: true })).status).toBe(409);
+    expect((await credits(org.id, { amount: -3, allowDebt: true })).status).toBe(201);
+    const after = await summary(org.id);
+    expect([after.balance, after.ledger.length]).toEqual([-MAX_CREDIT_BALANCE, 3]);
   });
 
   it("credits held by runs in flight cannot be removed: the limit is balance - reserved", async () => {

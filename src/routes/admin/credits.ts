@@ -1,5 +1,5 @@
 import type { App } from "../../app-env.ts";
-import { creditSummary, grantCredits } from "../../db/credits.ts";
+import { creditSummary, grantCredits, MAX_CREDIT_BALANCE } from "../../db/credits.ts";
 import { ApiError } from "../../errors.ts";
 import { IDEMPOTENCY_KEY_HEADER, IDEMPOTENT_REPLAYED_HEADER, parseIdempotencyKey } from "../../middleware/idempotency/index.ts";
 import { readJson, zodIssues } from "../../middleware/json-body/index.ts";
@@ -23,6 +23,13 @@ export function registerCredits(app: App) {
       throw new ApiError(
         "idempotency_key_reused",
         "this Idempotency-Key was used for a grant of another amount or note; use a new key for a new grant",
+      );
+    }
+    if (!outcome.ok && outcome.pastLimit) {
+      throw new ApiError(
+        "credit_balance_limit",
+        `the balance would be ${(outcome.balance ?? 0) + body.amount} credits; a balance stays within ±${MAX_CREDIT_BALANCE} (balance ${outcome.balance ?? 0})`,
+        [{ path: "amount", message: `the balance must stay within ±${MAX_CREDIT_BALANCE}` }],
       );
     }
     if (!outcome.ok) {

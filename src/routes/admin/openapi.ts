@@ -79,7 +79,14 @@ export function documentAdminApi(app: App) {
       "With an `Idempotency-Key` header (1-255 printable ASCII characters) the grant applies once: a retry with the same key, amount and note answers 200 with the same ledger entry and `Idempotent-Replayed: true`; the key with another amount or note is 422 `idempotency_key_reused`. Grant keys do not expire.",
     body: grantCreditsBody,
     responses: { ...ok("Granted", 201), ...ok("The grant of this Idempotency-Key, applied before") },
-    errors: [...BODY_ERRORS, "organization_not_found", "insufficient_balance", "invalid_idempotency_key", "idempotency_key_reused"],
+    errors: [
+      ...BODY_ERRORS,
+      "organization_not_found",
+      "insufficient_balance",
+      "credit_balance_limit",
+      "invalid_idempotency_key",
+      "idempotency_key_reused",
+    ],
   });
   doc({
     method: "get",
