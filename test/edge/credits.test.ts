@@ -1,7 +1,7 @@
 /** Credit holds and settlement, at the level of D1 and the RunStream that settles runs. */
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { meteredOrg, orgRow, signedPost } from "./helpers.ts";
+import { attributeEvent, meteredOrg, orgRow, signedPost } from "./helpers.ts";
 
 async function insertHeldRun(organizationId: string, hold: number): Promise<string> {
   const workflowId = `hello-${crypto.randomUUID()}`;
@@ -20,26 +20,20 @@ async function insertHeldRun(organizationId: string, hold: number): Promise<stri
 }
 
 function usage(runId: string, input: number, output: number) {
-  return {
-    sourceKey: `attribute:${runId}:1:1:1`,
-    type: "attribute",
-    at: new Date().toISOString(),
-    data: {
-      runId,
-      activityId: "1",
-      attempt: 1,
-      attribute: {
-        type: "llm:usage",
-        modelId: "local/writer",
-        total: 0,
-        tokensUsed: input + output,
-        usage: [
-          { type: "input", ppm: 0, amount: input, total: 0 },
-          { type: "output", ppm: 0, amount: output, total: 0 },
-        ],
-      },
+  return attributeEvent(
+    runId,
+    { activityId: "1", attempt: 1 },
+    {
+      type: "llm:usage",
+      modelId: "local/writer",
+      total: 0,
+      tokensUsed: input + output,
+      usage: [
+        { type: "input", ppm: 0, amount: input, total: 0 },
+        { type: "output", ppm: 0, amount: output, total: 0 },
+      ],
     },
-  };
+  );
 }
 
 const finished = (runId: string, status: string) => ({

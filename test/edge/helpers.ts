@@ -117,15 +117,28 @@ export type { ErrorBody, OutputErrorBody } from "../support/error-bodies.ts";
 export { errorCodeOf } from "../support/error-bodies.ts";
 
 /** The `llm:usage` attribute a step reports for `tokens` tokens: what a run is charged for. */
-export const llmUsageEvent = (runId: string, tokens: number, at: string): RunEvent => ({
-  sourceKey: `attribute:${runId}:a:1:1`,
-  type: "attribute",
-  at,
-  data: {
+/**
+ * An `attribute` event as the host pushes it: the `n`th attribute that attempt `attempt` of the
+ * step `activityId` (named `stepName`, when given) recorded.
+ */
+export const attributeEvent = (
+  runId: string,
+  step: { activityId: string; attempt: number; stepName?: string },
+  attribute: Record<string, unknown>,
+  { n = 1, at = new Date().toISOString() }: { n?: number; at?: string } = {},
+): RunEvent =>
+  ({
+    sourceKey: `attribute:${runId}:${step.activityId}:${step.attempt}:${n}`,
+    type: "attribute",
+    at,
+    data: { runId, ...step, attribute },
+  }) as RunEvent;
+
+export const llmUsageEvent = (runId: string, tokens: number, at: string): RunEvent =>
+  attributeEvent(
     runId,
-    activityId: "a",
-    attempt: 1,
-    attribute: {
+    { activityId: "a", attempt: 1 },
+    {
       type: "llm:usage",
       modelId: "local/writer",
       total: 0,
@@ -135,8 +148,8 @@ export const llmUsageEvent = (runId: string, tokens: number, at: string): RunEve
         { type: "output", ppm: 0, amount: 0, total: 0 },
       ],
     },
-  },
-});
+    { at },
+  );
 
 /**
  * Answers this isolate's calls to the host (`env.HOST_URL`; the DOs under test run in this

@@ -14,7 +14,7 @@ import { HISTORY_CATCH_UP_MS } from "../../durable-objects/run-stream/trace-read
 import { resetEventIdFor, StepNotCompletedError, StepNotFoundError } from "../../host/reset.ts";
 import { encodePageToken } from "../../src/shared/output-history.ts";
 import { runResetEvent } from "../../src/shared/run-events.ts";
-import { call, errorCodeOf, seedCatalog, seedOrganization } from "./helpers.ts";
+import { attributeEvent, call, errorCodeOf, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, continuedAsNewEvents, createRunningRun, finishedEvent, historyEvent, push, range } from "./stream-helpers.ts";
 
 type Page = {
@@ -99,16 +99,11 @@ const finished = (runId: string, status: string, error: string | null = null) =>
   data: { runId, status, output: null, error },
 });
 
-const llmUsage = (runId: string) => ({
-  sourceKey: `attribute:${runId}:2:2:1`,
-  type: "attribute",
-  at: new Date().toISOString(),
-  data: {
+const llmUsage = (runId: string) =>
+  attributeEvent(
     runId,
-    activityId: "2",
-    stepName: "shout",
-    attempt: 2,
-    attribute: {
+    { activityId: "2", stepName: "shout", attempt: 2 },
+    {
       type: "llm:usage",
       modelId: "gpt-test",
       total: 0.003,
@@ -118,8 +113,7 @@ const llmUsage = (runId: string) => ({
         { type: "output", ppm: 100, amount: 20, total: 0.002 },
       ],
     },
-  },
-});
+  );
 
 describe("GET /workflow/:id/history (Output's shape)", () => {
   let org: Awaited<ReturnType<typeof seedOrganization>>;
@@ -606,18 +600,12 @@ describe("GET /workflow/:id/trace-attributes (Output's shape)", () => {
     await seedCatalog();
   });
 
-  const httpCost = (runId: string) => ({
-    sourceKey: `attribute:${runId}:1:1:1`,
-    type: "attribute",
-    at: new Date().toISOString(),
-    data: {
+  const httpCost = (runId: string) =>
+    attributeEvent(
       runId,
-      activityId: "1",
-      stepName: "countWords",
-      attempt: 1,
-      attribute: { type: "http:request", method: "GET", url: "https://example.com/", status: 200, count: 1, total: 0.0005 },
-    },
-  });
+      { activityId: "1", stepName: "countWords", attempt: 1 },
+      { type: "http:request", method: "GET", url: "https://example.com/", status: 200, count: 1, total: 0.0005 },
+    );
 
   it("happy: 424 while the run goes on, then runtime, cost by bucket and token usage summed over the trace, on the latest and the pinned route", async () => {
     const { workflowId, runId } = await createRunningRun(org.organizationId);
