@@ -27,8 +27,8 @@ export interface Aggregations {
   httpRequests: { total: number };
 }
 
-/** Sums money in micro-units so that 0.1 + 0.2 stays 0.3. */
-const round = (n: number) => Math.round(n * 1e9) / 1e9;
+/** Sums money in micro-units so that 0.1 + 0.2 stays 0.3 (also trace-attributes.ts's sums). */
+export const roundMoney = (n: number) => Math.round(n * 1e9) / 1e9;
 
 export function aggregate(attributes: readonly Attribute[]): Aggregations {
   let cost = 0;
@@ -50,7 +50,7 @@ export function aggregate(attributes: readonly Attribute[]): Aggregations {
     }
   }
   return {
-    cost: { total: round(cost) },
+    cost: { total: roundMoney(cost) },
     tokens: { total: tokens, input, output },
     httpRequests: { total: http },
   };

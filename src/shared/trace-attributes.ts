@@ -7,7 +7,7 @@
  * `http` node's `http:request:cost`, another attribute's `total`).
  */
 import type { TraceNode } from "../../durable-objects/trace.ts";
-import type { LlmUsageAttribute } from "./aggregations.ts";
+import { type LlmUsageAttribute, roundMoney } from "./aggregations.ts";
 
 export const COST_BUCKETS = ["cost:llm:request", "cost:http:request", "other"] as const;
 type CostBucket = (typeof COST_BUCKETS)[number];
@@ -26,8 +26,6 @@ export interface TraceAttributes {
 
 const isNumber = (value: unknown): value is number => typeof value === "number" && Number.isFinite(value);
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null;
-/** Money summed as the result's aggregations sum it (src/shared/aggregations.ts), so 0.1 + 0.2 is 0.3. */
-const money = (n: number) => Math.round(n * 1e9) / 1e9;
 
 const bucketOf = (kind: string): CostBucket => (kind === "llm" ? "cost:llm:request" : kind === "http" ? "cost:http:request" : "other");
 
@@ -73,6 +71,6 @@ export function traceAttributes(root: TraceNode): TraceAttributes {
     }
     if (Array.isArray(traceNode.children)) for (let i = traceNode.children.length - 1; i >= 0; i--) stack.push(traceNode.children[i]);
   }
-  const components = COST_BUCKETS.map((name) => ({ name, value: money(spent.get(name)!) }));
-  return { cost: { total: money(components.reduce((sum, c) => sum + c.value, 0)), components }, tokenUsage };
+  const components = COST_BUCKETS.map((name) => ({ name, value: roundMoney(spent.get(name)!) }));
+  return { cost: { total: roundMoney(components.reduce((sum, c) => sum + c.value, 0)), components }, tokenUsage };
 }
