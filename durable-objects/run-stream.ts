@@ -65,7 +65,13 @@ import { LogWaiters } from "./run-stream/log-waiters.ts";
 import { RunLifecycle } from "./run-stream/run-lifecycle.ts";
 import { routeUpgrade } from "./run-stream/subscribe-upgrade.ts";
 
-export { DEFAULT_WATCHDOG_QUIET_MS, MAX_WATCHDOG_INTERVAL_MS, REPLAY_BATCH_SIZE, STREAM_DONE_CLOSE_CODE } from "./run-stream/constants.ts";
+export {
+  DEFAULT_WATCHDOG_QUIET_MS,
+  MAX_WATCHDOG_INTERVAL_MS,
+  REPLAY_BATCH_SIZE,
+  STREAM_DONE_CLOSE_CODE,
+  STREAM_MORE_CLOSE_CODE,
+} from "./run-stream/constants.ts";
 export type {
   LogEntry,
   RecordResult,

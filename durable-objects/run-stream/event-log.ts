@@ -44,7 +44,17 @@ export type LogRowOf<T extends RunEventType> = Extract<LogRow, { type: T }>;
 
 const COLUMNS = "seq, source_key, type, at, run_id, history_event_id, history_type, data, projected, parts";
 
+/** A row as read, with the length of its stored JSON (what reading it cost in memory). */
+export interface SizedLogRow {
+  row: LogRow;
+  chars: number;
+}
+
 function toRow(r: LogRowSql, sql: SqlStorage): LogRow {
+  return toSizedRow(r, sql).row;
+}
+
+function toSizedRow(r: LogRowSql, sql: SqlStorage): SizedLogRow {
   const json =
     r.parts > 0
       ? sql
@@ -53,6 +63,10 @@ function toRow(r: LogRowSql, sql: SqlStorage): LogRow {
           .map((p) => p.text)
           .join("")
       : r.data;
+  return { row: parseRow(r, json), chars: json.length };
+}
+
+function parseRow(r: LogRowSql, json: string): LogRow {
   // The one place stored JSON becomes typed: it was parsed with the run-event schema on the way in.
   return {
     seq: r.seq,
@@ -270,9 +284,17 @@ export class EventLog {
     return this.rows(`SELECT ${COLUMNS} FROM events WHERE seq > ? ORDER BY seq`, seq);
   }
 
-  /** The entries of `runId` after `seq`, but those of `exceptType` (never read, so never parsed or put together). */
-  ofRunAfter(runId: string, seq: number, exceptType: string): LogRow[] {
-    return this.rows(`SELECT ${COLUMNS} FROM events WHERE run_id = ? AND seq > ? AND type <> ? ORDER BY seq`, runId, seq, exceptType);
+  /**
+   * Rows read from SQLite one at a time as they are asked for, each with its size: a reader that
+   * stops early (a backlog cut by size) never loads the rest, whose entries may each be a megabyte or more.
+   */
+  private *sizedRows(query: string, ...bindings: SqlStorageValue[]): Generator<SizedLogRow> {
+    for (const r of this.sql.exec<LogRowSql>(query, ...bindings)) yield toSizedRow(r, this.sql);
+  }
+
+  /** The entries of `runId` after `seq`, but those of `exceptType` (never read, so never parsed or put together); read as asked for. */
+  ofRunAfter(runId: string, seq: number, exceptType: string): Generator<SizedLogRow> {
+    return this.sizedRows(`SELECT ${COLUMNS} FROM events WHERE run_id = ? AND seq > ? AND type <> ? ORDER BY seq`, runId, seq, exceptType);
   }
 
   /** Whether the log has an entry of `runId` after `seq` of one of `types` (nothing is read but that). */
@@ -535,11 +557,14 @@ export class EventLog {
     );
   }
 
-  /** What a history subscriber resuming after `afterEventId` is owed: later history, and thinking text logged after that event. */
-  streamBacklog(runId: string, afterEventId: number, afterThinkingSeq?: number): LogRow[] {
+  /**
+   * What a history subscriber resuming after `afterEventId` is owed: later history, and thinking
+   * text logged after that event, in log order; read as asked for.
+   */
+  streamBacklog(runId: string, afterEventId: number, afterThinkingSeq?: number): Generator<SizedLogRow> {
     // Thinking text after the last thinking entry the client saw, else after its last history event.
     const afterSeq = afterThinkingSeq ?? (afterEventId > 0 ? this.seqOfHistoryEvent(runId, afterEventId) : 0);
-    return this.rows(
+    return this.sizedRows(
       `SELECT ${COLUMNS} FROM events WHERE run_id = ?
          AND ((type = 'history' AND history_event_id > ?) OR (type = 'thinking' AND seq > ?))
        ORDER BY seq`,

@@ -9,8 +9,15 @@
  * nothing twice.
  */
 import type { SerializedHistoryEvent } from "../../src/shared/history-events.ts";
-import { LOG_VIEW_SKIPPED_TYPE, REPLAY_BATCH_MAX_PAYLOAD_BYTES, REPLAY_BATCH_SIZE, STREAM_DONE_CLOSE_CODE } from "./constants.ts";
-import { toEntry, type EventLog, type LogRow, type LogRowOf } from "./event-log.ts";
+import {
+  BACKLOG_PART_MAX_CHARS,
+  LOG_VIEW_SKIPPED_TYPE,
+  REPLAY_BATCH_MAX_PAYLOAD_BYTES,
+  REPLAY_BATCH_SIZE,
+  STREAM_DONE_CLOSE_CODE,
+  STREAM_MORE_CLOSE_CODE,
+} from "./constants.ts";
+import { toEntry, type EventLog, type LogRow, type LogRowOf, type SizedLogRow } from "./event-log.ts";
 import type { SubscriberMessage, SubscriptionView, WorkflowSummary } from "./messages.ts";
 import type { FinishGate } from "./reset-mark.ts";
 
@@ -117,10 +124,14 @@ export class Subscribers {
     };
     // Synchronous from here: backlog, then live rows, with no gap.
     if (attachment.view === "log") {
-      this.sendEntries(server, attachment, this.log.ofRunAfter(request.runId, attachment.lastEventId, LOG_VIEW_SKIPPED_TYPE));
+      const backlog = backlogPart(this.log.ofRunAfter(request.runId, attachment.lastEventId, LOG_VIEW_SKIPPED_TYPE));
+      this.sendEntries(server, attachment, backlog.rows);
+      if (backlog.cut) return this.closeForMore(server, client);
     } else {
       if (request.workflowEvent) this.send(server, { kind: "workflow", summary: this.summary(request.runId) });
-      this.sendRows(server, attachment, this.log.streamBacklog(request.runId, attachment.lastEventId, request.afterThinkingSeq));
+      const backlog = backlogPart(this.log.streamBacklog(request.runId, attachment.lastEventId, request.afterThinkingSeq));
+      this.sendRows(server, attachment, backlog.rows);
+      if (backlog.cut) return this.closeForMore(server, client);
     }
     server.serializeAttachment(attachment);
     const done = this.doneFor(request.runId, attachment.view);
@@ -186,6 +197,15 @@ export class Subscribers {
     attachment.lastEventId = out.lastEventId;
   }
 
+  /**
+   * The backlog goes on past what was sent: the subscription ends here (no attachment, so no live
+   * row is sent to it) and the Worker subscribes again from its cursor for the next part.
+   */
+  private closeForMore(server: WebSocket, client: WebSocket): WebSocket {
+    server.close(STREAM_MORE_CLOSE_CODE, "more");
+    return client;
+  }
+
   private sendDone(ws: WebSocket, done: SubscriberMessage): void {
     this.send(ws, done);
     ws.close(STREAM_DONE_CLOSE_CODE, "done");
@@ -202,6 +222,24 @@ export class Subscribers {
       // The subscriber is gone; webSocketClose cleans up.
     }
   }
+}
+
+/**
+ * The first part of a backlog: rows in log order until they add up to BACKLOG_PART_MAX_CHARS of
+ * stored JSON (at least one row). `cut`: the part ended at that size, so more may follow.
+ */
+export function backlogPart(rows: Iterator<SizedLogRow>, maxChars = BACKLOG_PART_MAX_CHARS): { rows: LogRow[]; cut: boolean } {
+  const part: LogRow[] = [];
+  let chars = 0;
+  for (let next = rows.next(); !next.done; next = rows.next()) {
+    part.push(next.value.row);
+    chars += next.value.chars;
+    if (chars >= maxChars) {
+      rows.return?.(undefined);
+      return { rows: part, cut: true };
+    }
+  }
+  return { rows: part, cut: false };
 }
 
 /**

@@ -7,7 +7,7 @@
  */
 import type { Context } from "hono";
 import type { AppEnv } from "../app-env.ts";
-import { STREAM_DONE_CLOSE_CODE, type SubscriberMessage } from "../../durable-objects/run-stream.ts";
+import { STREAM_DONE_CLOSE_CODE, STREAM_MORE_CLOSE_CODE, type SubscriberMessage } from "../../durable-objects/run-stream.ts";
 import { ApiError, ERROR_CODES, type ErrorCode } from "../errors.ts";
 import { liveApiKey } from "../middleware/api-key-auth/index.ts";
 import { ADMITTED_FROM_START_HEADER, ADMITTED_RUN_HEADER } from "../../durable-objects/run-stream/subscriber-admission.ts";
@@ -15,7 +15,7 @@ import { SUBSCRIBE_PATH } from "../../durable-objects/run-stream/subscribe-upgra
 import { runStream } from "../run-stream-client.ts";
 import { SSE_HEADERS, sseComment } from "./frames.ts";
 import { takeStreamLease } from "./stream-lease.ts";
-import { closeQuietly, sseWriter } from "./writer.ts";
+import { closeQuietly, MAX_UNSENT_BYTES, sseWriter } from "./writer.ts";
 
 /** What a stream says as it ends because the API key that opened it no longer works (`onRevoked`). */
 export const REVOKED_KEY_MESSAGE = "the API key this stream was opened with has been revoked; the stream ends";
@@ -23,6 +23,13 @@ export const REVOKED_KEY_MESSAGE = "the API key this stream was opened with has 
 /** Attempts to subscribe again after the DO went away, before giving up. */
 const DO_RECONNECT_ATTEMPTS = 3;
 const DO_RECONNECT_DELAY_MS = 250;
+/**
+ * A long backlog comes from the DO in parts (BACKLOG_PART_MAX_CHARS); the next part is asked for
+ * once the client has left at most this much of the stream unread, so a client reading a long
+ * history with its payloads is never past MAX_UNSENT_BYTES, and neither the DO nor the Worker
+ * holds the whole backlog.
+ */
+const NEXT_BACKLOG_PART_UNSENT_BYTES = MAX_UNSENT_BYTES / 4;
 
 /** Opens a subscription (`GET /subscribe` on the DO, upgraded to a WebSocket). A fresh stub each time: one to a DO that was reset keeps failing. */
 export async function openRunSubscription(env: Env, workflowId: string, params: Record<string, string>): Promise<WebSocket> {
@@ -182,7 +189,13 @@ export async function subscriptionResponse<E extends AppEnv>(c: Context<E>, opti
       if (out.closed) return;
       // The DO closes with this code after the run's last frame: the stream is complete, unless it follows the next run.
       if (event.code === STREAM_DONE_CLOSE_CODE && !following) enqueue(out.close);
-      else {
+      else if (event.code === STREAM_MORE_CLOSE_CODE) {
+        // A part of a long backlog: the rest from the cursor, once this part's frames are written and mostly read.
+        enqueue(async () => {
+          await out.drained(NEXT_BACKLOG_PART_UNSENT_BYTES);
+          void reattach(true);
+        });
+      } else {
         const handOver = following;
         following = false;
         void reattach(handOver);
@@ -190,10 +203,13 @@ export async function subscriptionResponse<E extends AppEnv>(c: Context<E>, opti
     });
   };
 
-  /** A new subscription from the cursor: after the DO went away (after a pause), or at once to follow a hand-over. */
-  const reattach = async (handOver = false) => {
+  /**
+   * A new subscription from the cursor: after the DO went away (after a pause), or at once to
+   * follow a hand-over or for the next part of the backlog.
+   */
+  const reattach = async (immediately = false) => {
     for (let attempt = 1; attempt <= DO_RECONNECT_ATTEMPTS && !out.closed; attempt++) {
-      if (!handOver || attempt > 1) await new Promise((r) => setTimeout(r, DO_RECONNECT_DELAY_MS * attempt));
+      if (!immediately || attempt > 1) await new Promise((r) => setTimeout(r, DO_RECONNECT_DELAY_MS * attempt));
       if (out.closed) return;
       try {
         socket = await options.subscribe(cursor, false);

@@ -5,6 +5,8 @@ export interface SseWriter {
   write(text: string): void;
   close(): void;
   readonly closed: boolean;
+  /** Resolves once at most `bytes` are written and not yet taken by the client, or the stream is closed. */
+  drained(bytes: number): Promise<void>;
 }
 
 /**
@@ -34,11 +36,21 @@ export function sseWriter(onClose: () => void, maxUnsentBytes = MAX_UNSENT_BYTES
   let closed = false;
   /** Bytes written and not yet taken by the client. */
   let unsent = 0;
+  /** Who waits for `unsent` to fall to a level (drained). */
+  const waiters = new Set<{ bytes: number; resolve: () => void }>();
+  const wake = () => {
+    for (const waiter of waiters) {
+      if (!closed && unsent > waiter.bytes) continue;
+      waiters.delete(waiter);
+      waiter.resolve();
+    }
+  };
   const close = () => {
     if (closed) return;
     closed = true;
     onClose();
     writer.close().catch(() => undefined);
+    wake();
   };
   return {
     readable,
@@ -57,9 +69,14 @@ export function sseWriter(onClose: () => void, maxUnsentBytes = MAX_UNSENT_BYTES
       unsent += bytes.byteLength;
       writer.write(bytes).then(() => {
         unsent -= bytes.byteLength;
+        if (waiters.size > 0) wake();
       }, close);
     },
     close,
+    drained(bytes: number) {
+      if (closed || unsent <= bytes) return Promise.resolve();
+      return new Promise<void>((resolve) => waiters.add({ bytes, resolve }));
+    },
     get closed() {
       return closed;
     },

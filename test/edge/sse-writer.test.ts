@@ -56,4 +56,24 @@ describe("SSE writer: how much a client that does not read may hold", () => {
     while (got.length < 5_000) got += decoder.decode((await reader.read()).value, { stream: true });
     expect(got).toBe(frame(1, 5_000));
   });
+
+  it("drained(n) resolves once the client has left at most n bytes unread, or when the stream closes", async () => {
+    const out = sseWriter(() => undefined, 100_000);
+    out.write(frame(1, 3_000));
+    out.write(frame(2, 3_000));
+    let drained = false;
+    const waiting = out.drained(3_000).then(() => {
+      drained = true;
+    });
+    await settle();
+    expect(drained).toBe(false);
+    const reader = out.readable.getReader();
+    await reader.read(); // the first frame: 3,000 bytes left unread
+    await waiting;
+    expect(drained).toBe(true);
+    await expect(out.drained(10_000)).resolves.toBeUndefined(); // already there
+    const never = out.drained(0);
+    out.close();
+    await expect(never).resolves.toBeUndefined();
+  });
 });

@@ -6,10 +6,12 @@
  */
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
+import { BACKLOG_PART_MAX_CHARS, STREAM_MORE_CLOSE_CODE } from "../../durable-objects/run-stream/constants.ts";
 import { openRunSubscription } from "../../src/sse/run-subscription.ts";
-import { collectHistoryStream } from "../support/sse.ts";
+import { MAX_UNSENT_BYTES } from "../../src/sse/writer.ts";
+import { collectHistoryStream, readSse } from "../support/sse.ts";
 import { call, seedCatalog, seedOrganization } from "./helpers.ts";
-import { closeEvent, createRunningRun, finishedEvent, historyEvent, push, range } from "./stream-helpers.ts";
+import { closeEvent, createRunningRun, finishedEvent, historyEvent, push, range, thinkingEvent } from "./stream-helpers.ts";
 
 describe("fan-out guarantees per subscriber", () => {
   let org: Awaited<ReturnType<typeof seedOrganization>>;
@@ -79,6 +81,64 @@ describe("fan-out guarantees per subscriber", () => {
   });
 });
 
+describe("a backlog longer than a stream may hold unread", () => {
+  let org: Awaited<ReturnType<typeof seedOrganization>>;
+  beforeAll(async () => {
+    org = await seedOrganization();
+    await seedCatalog();
+  });
+
+  /** The body as a client on a slow link reads it: a pause of `ms` after every `bytes` taken (about 10 MB/s here). */
+  const readSlowly = (body: ReadableStream<Uint8Array>, bytes = 256 * 1024, ms = 25) => {
+    const reader = body.getReader();
+    let taken = 0;
+    return new ReadableStream<Uint8Array>(
+      {
+        async pull(controller) {
+          if (taken >= bytes) {
+            taken = 0;
+            await new Promise((r) => setTimeout(r, ms));
+          }
+          const { value, done } = await reader.read();
+          if (done) return controller.close();
+          taken += value.byteLength;
+          controller.enqueue(value);
+        },
+        cancel: (reason) => reader.cancel(reason),
+      },
+      { highWaterMark: 0 },
+    );
+  };
+
+  it("with payloads, read slowly: every history event and thinking entry once, in order, then done (the backlog comes in parts as the client reads)", {
+    timeout: 120_000,
+  }, async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    // Eight events of about 3 MB (past MAX_UNSENT_BYTES twice over), a thinking entry after each.
+    const blob = "x".repeat(3_000_000);
+    const bulky = (n: number) => {
+      const e = historyEvent(runId, n);
+      return { ...e, data: { ...e.data, event: { ...e.data.event, payloads: { result: { blob } } } } };
+    };
+    await push(workflowId, [historyEvent(runId, 1)]);
+    for (const n of range(2, 9)) await push(workflowId, [bulky(n), thinkingEvent(runId, n, `thought ${n}`)]);
+    await push(workflowId, [closeEvent(runId, 10), finishedEvent(runId)]);
+    expect(8 * blob.length).toBeGreaterThan(MAX_UNSENT_BYTES);
+
+    const res = await call(`/workflow/${workflowId}/history/stream?includePayloads=true`, {
+      headers: { authorization: `Bearer ${org.key}` },
+    });
+    expect(res.status).toBe(200);
+    const order: string[] = [];
+    for await (const m of readSse(readSlowly(res.body!))) {
+      if (m.event === "history") order.push(...(JSON.parse(m.data) as Array<{ eventId: string }>).map((e) => `h${e.eventId}`));
+      else if (m.event === "thinking") order.push((JSON.parse(m.data) as { text: string }).text);
+      else if (m.event !== "workflow") order.push(m.event);
+    }
+    expect(order).toEqual(["h1", ...range(2, 9).flatMap((n) => [`h${n}`, `thought ${n}`]), "h10", "done"]);
+  });
+});
+
 describe("the log view (run viewer, Workflow Runs and published-run streams)", () => {
   beforeAll(async () => {
     await seedCatalog();
@@ -95,6 +155,47 @@ describe("the log view (run viewer, Workflow Runs and published-run streams)", (
     await closed;
     return messages;
   };
+
+  it("a backlog over BACKLOG_PART_MAX_CHARS comes in parts: the DO sends the first and closes with STREAM_MORE_CLOSE_CODE; a subscription from the last seq gets the rest, each entry once, then done", async () => {
+    const org = await seedOrganization();
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    // Six entries of 1.5 MB: about 9 MB of backlog, more than two parts' worth.
+    const text = (n: number) => String(n).repeat(1_500_000);
+    for (const n of range(1, 6)) await push(workflowId, [thinkingEvent(runId, n, text(n))]);
+    await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)]);
+
+    const part = async (after: number) => {
+      const socket = await openRunSubscription(env, workflowId, { view: "log", runId, after: String(after) });
+      socket.accept();
+      const messages: Array<{ kind: string; entry?: { type: string; seq: number; data: { text?: string } } }> = [];
+      socket.addEventListener("message", (e) => {
+        messages.push(JSON.parse(e.data as string));
+      });
+      const code = await new Promise<number>((resolve) => socket.addEventListener("close", (e) => resolve(e.code)));
+      return { messages, code };
+    };
+    const parts: Array<Awaited<ReturnType<typeof part>>> = [];
+    let after = 0;
+    for (let i = 0; i < 10; i++) {
+      const next = await part(after);
+      parts.push(next);
+      if (next.code !== STREAM_MORE_CLOSE_CODE) break;
+      after = next.messages.at(-1)!.entry!.seq;
+    }
+    expect(parts.length).toBeGreaterThan(2);
+    for (const { messages, code } of parts.slice(0, -1)) {
+      expect(code).toBe(STREAM_MORE_CLOSE_CODE);
+      expect(messages.some((m) => m.kind === "done")).toBe(false);
+      const chars = messages.reduce((sum, m) => sum + (m.entry?.data.text?.length ?? 0), 0);
+      // A part ends at the first entry that takes it to the limit: never more than one entry past it.
+      expect(chars).toBeGreaterThanOrEqual(BACKLOG_PART_MAX_CHARS);
+      expect(chars).toBeLessThan(BACKLOG_PART_MAX_CHARS + 1_600_000);
+    }
+    expect(parts.at(-1)!.messages.at(-1)).toMatchObject({ kind: "done" });
+    const entries = parts.flatMap((p) => p.messages.filter((m) => m.kind === "entry").map((m) => m.entry!));
+    expect(entries.map((e) => e.type)).toEqual(["run.started", ...range(1, 6).map(() => "thinking"), "run.finished"]);
+    expect(entries.filter((e) => e.type === "thinking").map((e) => e.data.text)).toEqual(range(1, 6).map(text));
+  });
 
   it("is never sent Temporal's history (no route over it shows it), backlog or live; every other entry once, in order", async () => {
     const org = await seedOrganization();
