@@ -57,6 +57,7 @@ import { readTraceLog } from "./run-stream/trace-reader.ts";
 import { startForStream } from "./run-stream/start-and-subscribe.ts";
 import { earlierRunView, pinnedRunInput } from "./run-stream/earlier-run.ts";
 import { prepareStart } from "../src/services/runs.ts";
+import { runFromRow } from "../src/db/runs.ts";
 import { runStream } from "../src/run-stream-client.ts";
 import { ResetMark } from "./run-stream/reset-mark.ts";
 import { ResetHolds, type ResetHoldReply, type ResetHoldRequest } from "./run-stream/reset-holds.ts";
@@ -150,8 +151,13 @@ export class RunStream extends DurableObject<Env> {
       pinnedInput: (runId, rowInput) => pinnedRunInput(this.parts.log, runId, rowInput),
       firstRunOf: (runId) => this.parts.log.lineage(runId).at(-1) ?? runId,
       // A read that learned the outcome answers once D1 has it (the trace and the alarm follow).
-      record: (workflowId, events) => this.lifecycle.recordEvents(workflowId, events, undefined, true),
-      project: (workflowId) => this.lifecycle.settle(workflowId, false, true),
+      record: async (workflowId, events) => {
+        const { row } = await this.lifecycle.recordEvents(workflowId, events, { tailLater: true, readRow: true });
+        return row ? runFromRow(row) : row;
+      },
+      project: async (workflowId) => {
+        await this.lifecycle.settle(workflowId, false, { tailLater: true });
+      },
       loggedOutput: (runId) => this.loggedOutput(runId),
       nextAppend: (ms) => this.logWaiters.next(ms),
       loggedRunId: () => (this.schemaPending ? null : this.parts.log.latestRunId()),
@@ -212,7 +218,9 @@ export class RunStream extends DurableObject<Env> {
             await webhooks.arm();
           },
           startPending: () => this.starter.hasPending(),
-          settle: (workflowId) => this.lifecycle.settle(workflowId, false),
+          settle: async (workflowId) => {
+            await this.lifecycle.settle(workflowId, false);
+          },
           record: (workflowId, events) => this.record(workflowId, events),
           markEnded: () => subscribers.releaseHeld(),
         }),

@@ -15,6 +15,7 @@
  * A failed batch leaves its rows pending: the next event or the watchdog retries them.
  */
 import { settleHeldFinishedRunStatement } from "../../src/db/credits.ts";
+import { selectRunRowStatement } from "../../src/db/runs.ts";
 import { aggregate } from "../../src/shared/aggregations.ts";
 import { stepRunId } from "../../src/shared/step-run-id.ts";
 import { PROJECTION_STATE } from "./constants.ts";
@@ -34,6 +35,12 @@ export const STEP_START_GRACE_MS = 1_000;
 export interface ProjectionResult {
   statements: number;
   batches: number;
+  /**
+   * The run's row as D1 has it after the application, read in its batch (no round trip of its
+   * own) when a caller of `apply` asked for it (`readRow`) and the application wrote anything;
+   * null if there is no row. Absent otherwise: the caller reads the row itself.
+   */
+  row?: Record<string, unknown> | null;
 }
 
 export class D1Projection {
@@ -60,28 +67,33 @@ export class D1Projection {
   private inFlight: Promise<ProjectionResult> | null = null;
   private next: Promise<ProjectionResult> | null = null;
   private nextChecksWaiting = false;
+  private nextReadsRow = false;
 
   /**
    * Projects every pending row; `checkWaiting` also re-evaluates the waiting flag (after new
-   * history). While an application is in flight, callers share the one that follows it, which
-   * takes every row appended in the meantime.
+   * history); `readRow` also reads the run's row back in the same batch (a blocking start that
+   * answers with it: ProjectionResult.row). While an application is in flight, callers share the
+   * one that follows it, which takes every row appended in the meantime.
    */
-  apply(workflowId: string, checkWaiting: boolean): Promise<ProjectionResult> {
+  apply(workflowId: string, checkWaiting: boolean, readRow = false): Promise<ProjectionResult> {
     if (!this.inFlight) {
-      const current = this.applyOnce(workflowId, checkWaiting).finally(() => {
+      const current = this.applyOnce(workflowId, checkWaiting, readRow).finally(() => {
         if (this.inFlight === current) this.inFlight = null;
       });
       this.inFlight = current;
       return current;
     }
     this.nextChecksWaiting ||= checkWaiting;
+    this.nextReadsRow ||= readRow;
     this.next ??= this.inFlight
       .catch(() => undefined)
       .then(() => {
         const checks = this.nextChecksWaiting;
+        const reads = this.nextReadsRow;
         this.next = null;
         this.nextChecksWaiting = false;
-        return this.apply(workflowId, checks);
+        this.nextReadsRow = false;
+        return this.apply(workflowId, checks, reads);
       });
     return this.next;
   }
@@ -111,7 +123,7 @@ export class D1Projection {
     return true;
   }
 
-  private async applyOnce(workflowId: string, checkWaiting: boolean): Promise<ProjectionResult> {
+  private async applyOnce(workflowId: string, checkWaiting: boolean, readRow: boolean): Promise<ProjectionResult> {
     const rows = this.log.unprojected();
     const pending = rows.filter((r) => r.projected === PROJECTION_STATE.pending);
     const settlementDue = rows.filter(
@@ -170,7 +182,10 @@ export class D1Projection {
     if (waitingChange) statements.push(waitingChange.statement);
 
     let batches = 0;
+    let row: Record<string, unknown> | null | undefined;
     if (statements.length > 0) {
+      // Last in the batch: the row as the writes (and the credit triggers they fire) leave it.
+      const readIndex = readRow ? statements.push(selectRunRowStatement(this.db, workflowId)) - 1 : -1;
       let results: D1Result[];
       try {
         results = await this.db.batch(statements);
@@ -186,8 +201,9 @@ export class D1Projection {
       }
       this.log.markProjected([...pending.filter((r) => !deferred.has(r.seq) && !held.has(r.seq)), ...settlementDue].map((r) => r.seq));
       if (waitingChange) this.waiting.committed(waitingChange.waiting);
+      if (readIndex >= 0) row = (results[readIndex]?.results?.[0] as Record<string, unknown> | undefined) ?? null;
     }
-    return { statements: statements.length, batches };
+    return { statements: statements.length, batches, ...(row !== undefined ? { row } : {}) };
   }
 
   /** Only a scheduled row moves to running: a late start never undoes a finish. */

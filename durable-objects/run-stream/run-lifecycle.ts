@@ -16,7 +16,7 @@ import { META_KEYS } from "./constants.ts";
 import type { EventLog } from "./event-log.ts";
 import type { Subscribers } from "./fanout.ts";
 import type { RecordResult } from "./messages.ts";
-import type { D1Projection } from "./projection.ts";
+import type { D1Projection, ProjectionResult } from "./projection.ts";
 import type { PushAdmission } from "./push-admission.ts";
 import type { ResetHolds } from "./reset-holds.ts";
 import { type ResetMark, withReplacedRun } from "./reset-mark.ts";
@@ -39,6 +39,16 @@ export interface LifecycleParts {
   webhooks: Pick<WebhookOutbox, "arm" | "work">;
   resetMark: Pick<ResetMark, "noteAppended" | "get">;
   resets: Pick<ResetHolds, "resolveStale">;
+}
+
+export interface SettleOptions {
+  /**
+   * Return once D1 has the change, and write traces and arm the alarm after (a reader waiting
+   * for a run's outcome needs the row, not the trace; the alarm retries a trace that fails).
+   */
+  tailLater?: boolean;
+  /** Read the run's row back in the projection's batch (ProjectionResult.row). */
+  readRow?: boolean;
 }
 
 export interface RunLifecycleDeps {
@@ -66,7 +76,7 @@ export class RunLifecycle {
    */
   async record(workflowId: string, events: RunEvent[], nonce?: { nonce: string; expiresAt: number }): Promise<RecordResult> {
     if (!(await this.deps.admission.admits(workflowId))) return { accepted: 0, duplicates: 0, dropped: true };
-    return this.recordEvents(workflowId, events, nonce, false);
+    return this.recordEvents(workflowId, events, { nonce });
   }
 
   /** The log entry is written before this returns; its D1 projection finishes after the answer (the watchdog retries a failed one). */
@@ -83,13 +93,13 @@ export class RunLifecycle {
     );
   }
 
-  /** `record` without the push checks, for the DO's own events; `tailLater` as for `settle`. */
+  /** `record` without the push checks, for the DO's own events; `tailLater` and `readRow` as for `settle`. */
   async recordEvents(
     workflowId: string,
     events: RunEvent[],
-    nonce: { nonce: string; expiresAt: number } | undefined,
-    tailLater: boolean,
-  ): Promise<RecordResult> {
+    options: { nonce?: { nonce: string; expiresAt: number } } & SettleOptions = {},
+  ): Promise<RecordResult & Pick<ProjectionResult, "row">> {
+    const { nonce, ...settleOptions } = options;
     const { meta, log, nonces, subscribers, watchdog } = this.parts;
     if (nonce && !nonces.claim(nonce)) return { accepted: 0, duplicates: 0, replayed: true };
     meta.set(META_KEYS.workflowId, workflowId);
@@ -102,25 +112,25 @@ export class RunLifecycle {
       if (fresh.some((row) => row.type === "run.started" && row.data.resetFromRunId)) subscribers.releaseHeld();
       this.deps.appended();
     }
-    await this.settle(
+    const projected = await this.settle(
       workflowId,
       fresh.some((r) => r.type === "history"),
-      tailLater,
+      settleOptions,
     );
-    return { accepted: fresh.length, duplicates: events.length - fresh.length };
+    return { accepted: fresh.length, duplicates: events.length - fresh.length, ...("row" in projected ? { row: projected.row } : {}) };
   }
 
   /**
-   * D1, traces, then the alarm: what follows every change to the log (and every alarm).
-   * `tailLater`: return once D1 has the change, and write traces and arm the alarm after (a
-   * reader waiting for a run's outcome needs the row, not the trace; the alarm retries a trace
-   * that fails).
+   * D1, traces, then the alarm: what follows every change to the log (and every alarm); resolves
+   * to what D1's projection did.
    */
-  async settle(workflowId: string, newHistory: boolean, tailLater = false): Promise<void> {
+  async settle(workflowId: string, newHistory: boolean, options: SettleOptions = {}): Promise<ProjectionResult> {
+    const { tailLater = false, readRow = false } = options;
     let projected = false;
     try {
-      await this.parts.projection.apply(workflowId, newHistory);
+      const result = await this.parts.projection.apply(workflowId, newHistory, readRow);
       projected = true;
+      return result;
     } finally {
       const tail = this.settleTail(workflowId, projected);
       if (tailLater)

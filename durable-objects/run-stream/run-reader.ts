@@ -88,8 +88,12 @@ export interface RunReaderDeps {
   pinnedInput(runId: string, rowInput: unknown): unknown;
   /** The workflow's first run, from the log: the one `runId` follows from through resets and continues-as-new. */
   firstRunOf(runId: string): string;
-  /** The DO's own record (settling a run from inside its DO). */
-  record(workflowId: string, events: RunEvent[]): Promise<unknown>;
+  /**
+   * The DO's own record (settling a run from inside its DO). Resolves to the run's row as D1 has
+   * it after the record, when it was read in the projection's batch (no round trip of its own);
+   * undefined when not (nothing new was written): the caller reads it.
+   */
+  record(workflowId: string, events: RunEvent[]): Promise<Run | null | undefined>;
   /** Writes to D1 what the log has that D1 does not (waiting for a write in flight). */
   project(workflowId: string): Promise<void>;
   /** A finished run's output from the log: for a row too small to hold it (`outputInLog`). */
@@ -246,8 +250,8 @@ export async function settleRun(
   run: Run,
   waitMs: number,
   tolerateHostDown: boolean,
-  /** How to record what was learned: the DO's own record (no call to itself). */
-  record: (workflowId: string, events: RunEvent[]) => Promise<unknown>,
+  /** How to record what was learned: the DO's own record (no call to itself), with the row it leaves when read in its batch. */
+  record: (workflowId: string, events: RunEvent[]) => Promise<Run | null | undefined>,
   /** The host's answer, when the caller started waiting for it already (`waitForResult`, same `waitMs`). */
   waiting?: Promise<WaitedResult>,
 ): Promise<Run> {
@@ -266,7 +270,8 @@ export async function settleRun(
   for (const handOver of handOvers) events.push(runFinishedEvent(handOver));
   if (isTerminal(result.status)) events.push(runFinishedEvent(result));
   if (events.length === 0) return run;
-  await record(run.temporalWorkflowId, events);
+  const recorded = await record(run.temporalWorkflowId, events);
+  if (recorded && recorded.organizationId === run.organizationId) return recorded;
   return (await findRunByWorkflowId(env.DB, run.organizationId, run.temporalWorkflowId)) ?? run;
 }
 

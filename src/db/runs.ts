@@ -1,6 +1,6 @@
-import { and, desc, eq } from "drizzle-orm";
+import { and, desc, eq, getTableColumns } from "drizzle-orm";
 import { db } from "./client.ts";
-import { runs } from "./schema.ts";
+import { type Run, runs } from "./schema.ts";
 
 // The `scheduled` row is inserted together with its credit hold: acceptRunWithHold in ./credits.ts.
 
@@ -11,6 +11,21 @@ export async function findRunByWorkflowId(d1: D1Database, organizationId: string
     .where(and(eq(runs.organizationId, organizationId), eq(runs.temporalWorkflowId, temporalWorkflowId)))
     .limit(1);
   return rows[0] ?? null;
+}
+
+/** Reads a run's whole row, by its workflow id, as a raw statement: for a batch that writes it first (runFromRow reads the answer). */
+export function selectRunRowStatement(d1: D1Database, temporalWorkflowId: string): D1PreparedStatement {
+  return d1.prepare("SELECT * FROM runs WHERE temporal_workflow_id = ?").bind(temporalWorkflowId);
+}
+
+/** A `runs` row as D1 returns it (column names, JSON as text) in the shape drizzle's reads give it. */
+export function runFromRow(row: Record<string, unknown>): Run {
+  const run: Record<string, unknown> = {};
+  for (const [key, column] of Object.entries(getTableColumns(runs))) {
+    const value = row[column.name];
+    run[key] = value === null || value === undefined ? null : column.mapFromDriverValue(value);
+  }
+  return run as Run;
 }
 
 /**

@@ -14,7 +14,7 @@ import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import { encodePageToken } from "../../src/shared/output-history.ts";
 import { runResetEvent } from "../../src/shared/run-events.ts";
 import { mintStreamToken } from "../../src/stream-tokens.ts";
-import { interceptD1 } from "../support/d1-intercept.ts";
+import { interceptD1, interceptD1InPlace } from "../support/d1-intercept.ts";
 import { aroundDurableObjectCalls } from "./durable-object-calls.ts";
 import { readSse } from "../support/sse.ts";
 import { admin, meteredOrg, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
@@ -126,7 +126,9 @@ let hostInteract: (() => Response) | null;
 /** What the host answers a reset (else the host is unreachable for it). */
 let hostReset: (() => Response) | null;
 /** What the host answers a result call (else the host is unreachable for it). */
-let hostResult: ((workflowId: string) => Response) | null;
+let hostResult: ((workflowId: string) => Response | Promise<Response>) | null;
+/** The Temporal run id the host gave each start, by workflow id. */
+let hostRunIds: Map<string, string>;
 let restoreHost: () => void;
 beforeEach(() => {
   hostStarts = [];
@@ -134,6 +136,7 @@ beforeEach(() => {
   hostInteract = null;
   hostReset = null;
   hostResult = null;
+  hostRunIds = new Map();
   restoreHost = scriptHost(async (request, path) => {
     hostCalls.push(path);
     if (hostInteract && /\/(signal|query|update)\//.test(path)) return hostInteract();
@@ -143,7 +146,9 @@ beforeEach(() => {
     if (path === HOST_PATHS.start) {
       const body = (await request.json()) as { workflowId: string };
       hostStarts.push(body.workflowId);
-      return Response.json({ workflowId: body.workflowId, runId: crypto.randomUUID() });
+      const runId = crypto.randomUUID();
+      hostRunIds.set(body.workflowId, runId);
+      return Response.json({ workflowId: body.workflowId, runId });
     }
     throw new TypeError("connection refused");
   });
@@ -190,6 +195,45 @@ describe("POST /workflow/start and /workflow/run: one call into the home region"
     expect(res.status).toBe(408); // WorkflowExecutionTimedOutError, as Output answers a wait that runs out
     expect(counts).toEqual({ runStream: 1, d1: 0, replica: 0 });
     await res.body?.cancel();
+  });
+
+  it("once the host has the outcome, one D1 call: the outcome written and the row read back in one batch", async () => {
+    await drop(counted(post("/workflow/start", { workflowName: "hello", input: { name: "warm-up" } })));
+    let outcomeSent = false;
+    const afterOutcome: string[] = [];
+    const undo = interceptD1InPlace(env.DB, (call) => {
+      if (outcomeSent) afterOutcome.push(call.kind === "statement" ? call.sql : call.kind);
+    });
+    hostResult = async (id) => {
+      // After the DO's first read of the row (it asks the host and reads the row at once).
+      await new Promise((r) => setTimeout(r, 50));
+      outcomeSent = true;
+      const runId = hostRunIds.get(id);
+      return Response.json({
+        workflowId: id,
+        runId,
+        status: "completed",
+        output: { greeting: "Hello, Ada" },
+        error: null,
+        closeTime: new Date().toISOString(),
+      });
+    };
+    try {
+      const res = await app.fetch(
+        post("/workflow/run", { workflowName: "hello", input: { name: "Ada" }, timeout: 5_000 }),
+        env,
+        createExecutionContext(),
+      );
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as { workflowId: string; status: string; output: unknown };
+      expect(body).toMatchObject({ status: "completed", output: { greeting: "Hello, Ada" } });
+      expect(afterOutcome).toEqual(["batch"]);
+      // What the answer said is what D1 has.
+      const row = await env.DB.prepare("SELECT status, output FROM runs WHERE temporal_workflow_id = ?").bind(body.workflowId).first();
+      expect(row).toEqual({ status: "completed", output: JSON.stringify({ greeting: "Hello, Ada" }) });
+    } finally {
+      undo();
+    }
   });
 });
 
