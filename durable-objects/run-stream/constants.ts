@@ -30,9 +30,9 @@ export const HISTORY_PAGE_MAX_CHARS = 4 * 1024 * 1024;
  * Most stored JSON (in characters) a subscription reads of its backlog when it connects. A run's
  * log holds its Temporal history (up to Temporal's 50 MB limit, events of up to 2 MiB each) and its
  * step outputs and thinking text; parsed whole, once for each subscriber connecting at that moment,
- * it is more than a DO's 128 MB. Past this the DO sends what it read and closes with STREAM_MORE_CLOSE_CODE, and the Worker subscribes
- * again from the last cursor it sent once its client has read most of it (src/sse/run-subscription.ts).
- * A row larger than this is a part of its own.
+ * it is more than a DO's 128 MB. Past this the DO sends what it read and closes with
+ * STREAM_MORE_CLOSE_CODE, and the Worker subscribes again from the last cursor it sent once its
+ * client has read most of it (src/sse/run-subscription.ts). A row larger than this is a part of its own.
  */
 export const BACKLOG_PART_MAX_CHARS = 4 * 1024 * 1024;
 /**
