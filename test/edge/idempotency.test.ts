@@ -39,6 +39,27 @@ describe("Idempotency-Key: format", () => {
     expect(parseIdempotencyKey('"8e03978e-40d5-43e8-bc93-6894a57f9324"')).toBe("8e03978e-40d5-43e8-bc93-6894a57f9324");
     expect(parseIdempotencyKey("k".repeat(255))).toHaveLength(255);
     expect(parseIdempotencyKey("with space ~!")).toBe("with space ~!");
+    expect(parseIdempotencyKey('"a,b"')).toBe("a,b"); // a comma, quoted as the draft's string: one key
+  });
+
+  it("two Idempotency-Key headers (joined by Fetch as `k1, k2`) are 400 invalid_idempotency_key, not one key named `k1, k2`; nothing starts or is claimed", async () => {
+    const { key, organizationId } = await seedOrganization();
+    const runs = () => env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?").bind(organizationId).first("n");
+    const before = await runs();
+    const headers = new Headers({ authorization: `Bearer ${key}`, "content-type": "application/json" });
+    headers.append("idempotency-key", "k1");
+    headers.append("idempotency-key", "k2");
+    const res = await call("/workflow/start", {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ workflowName: "hello", input: { name: "Ada" } }),
+    });
+    expect(res.status).toBe(400);
+    expect(errorCodeOf(await res.json())).toBe("invalid_idempotency_key");
+    expect(await runs()).toBe(before);
+    expect(
+      await env.DB.prepare("SELECT COUNT(*) AS n FROM idempotency_keys WHERE organization_id = ?").bind(organizationId).first("n"),
+    ).toBe(0);
   });
 
   it("answers 400 invalid_idempotency_key on every start route for a bad key, before anything starts", async () => {

@@ -29,7 +29,15 @@ export const MAX_IDEMPOTENCY_KEY_LENGTH = 255;
 export function parseIdempotencyKey(header: string | undefined): string | null {
   if (header === undefined) return null;
   let key = header.trim();
-  if (key.length >= 2 && key.startsWith('"') && key.endsWith('"')) key = key.slice(1, -1);
+  const quoted = key.length >= 2 && key.startsWith('"') && key.endsWith('"');
+  if (quoted) key = key.slice(1, -1);
+  // Two Idempotency-Key headers arrive joined by ", " (Fetch's Headers): a bare key with a comma is
+  // that, never one key (a key with a comma in it is sent quoted, as the draft's string).
+  if (!quoted && key.includes(",")) {
+    throw new ApiError("invalid_idempotency_key", "send one Idempotency-Key header; a bare key cannot hold a comma (quote it)", [
+      { path: "Idempotency-Key", message: "one key" },
+    ]);
+  }
   if (key.length === 0 || key.length > MAX_IDEMPOTENCY_KEY_LENGTH || !/^[\x20-\x7e]+$/.test(key) || key.includes('"')) {
     throw new ApiError(
       "invalid_idempotency_key",
