@@ -101,8 +101,10 @@ function pathParams(path: string): z.ZodObject | undefined {
 }
 
 export function documentRoute(app: App, doc: RouteDoc): void {
-  // Every route that reads a JSON body can also refuse it for depth (json-body's MAX_JSON_DEPTH).
-  const bodyErrors: ErrorCode[] = doc.errors?.includes("invalid_json") ? ["json_too_deep"] : [];
+  // Every route that reads a JSON body can also refuse it for depth (json-body's MAX_JSON_DEPTH),
+  // and, when JSON is all it takes, for another media type.
+  const readsJson = doc.errors?.includes("invalid_json") ?? false;
+  const bodyErrors: ErrorCode[] = readsJson ? ["json_too_deep", ...(doc.bodyType ? [] : ["unsupported_media_type" as const])] : [];
   const scope = routeScope(doc.method, doc.path);
   const scopeErrors: ErrorCode[] = scope ? ["insufficient_scope"] : [];
   const codes = [

@@ -1,6 +1,15 @@
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { call, errorCodeOf, type OutputErrorBody, postJson, seedCatalog, seedOrganization } from "./helpers.ts";
+import {
+  call,
+  createPromptWorkflow,
+  errorCodeOf,
+  type OutputErrorBody,
+  postJson,
+  scriptHost,
+  seedCatalog,
+  seedOrganization,
+} from "./helpers.ts";
 import { createRunningRun } from "./stream-helpers.ts";
 import type { Workflow } from "../../src/db/schema.ts";
 import { ApiError } from "../../src/errors.ts";
@@ -319,6 +328,70 @@ describe("Workflow API: hostile bodies (security)", () => {
     expect(thrown).toBeInstanceOf(ApiError);
     expect((thrown as ApiError).code).toBe("invalid_input");
     expect((thrown as ApiError).issues![0]!.path).toBe("input.xs.0");
+  });
+
+  it("a body sent as another media type (text/plain, a form) → 415 unsupported_media_type on every JSON route, nothing started; without a Content-Type it is read as JSON", async () => {
+    const prompt = await createPromptWorkflow(org.organizationId);
+    const { workflowId } = await createRunningRun(org.organizationId, "approval");
+    const before = await runCount(org.organizationId);
+    const start = JSON.stringify({ workflowName: "hello", input: { name: "Ada" } });
+    let hostCalls = 0;
+    const undo = scriptHost(() => {
+      hostCalls++;
+      return Response.json({});
+    });
+    try {
+      for (const [path, body] of [
+        ["/workflow/start", start],
+        ["/workflow/run", start],
+        [`/api/v1/run/${prompt}`, JSON.stringify({ audience: "a", topic: "b" })],
+        [`/workflow/${workflowId}/signal/approve`, "{}"],
+        [`/workflow/${workflowId}/terminate`, "{}"],
+      ] as const) {
+        for (const type of ["text/plain;charset=UTF-8", "application/x-www-form-urlencoded"]) {
+          const res = await call(path, { method: "POST", headers: { authorization: `Bearer ${org.key}`, "content-type": type }, body });
+          expect(res.status, `${path} as ${type}`).toBe(415);
+          expect(errorCodeOf(await res.json()), path).toBe("unsupported_media_type");
+        }
+      }
+    } finally {
+      undo();
+    }
+    expect(hostCalls).toBe(0);
+    expect(await runCount(org.organizationId)).toBe(before);
+    // No Content-Type at all (bytes: fetch gives a string body text/plain): read as JSON, here as far as the schema.
+    const untyped = await call("/workflow/start", {
+      method: "POST",
+      headers: { authorization: `Bearer ${org.key}` },
+      body: new TextEncoder().encode(JSON.stringify({ workflowName: 5 })),
+    });
+    expect([untyped.status, errorCodeOf(await untyped.json())]).toEqual([400, "invalid_request"]);
+  });
+
+  it("a JSON null body → 400 invalid_request on the routes whose fields are all optional (signal, feedback, query, terminate, reset), not read as {}; nothing reaches the host", async () => {
+    const { workflowId } = await createRunningRun(org.organizationId, "approval");
+    let hostCalls = 0;
+    const undo = scriptHost(() => {
+      hostCalls++;
+      return Response.json({ delivered: true });
+    });
+    try {
+      for (const path of [
+        `/workflow/${workflowId}/signal/approve`,
+        `/workflow/${workflowId}/feedback`,
+        `/workflow/${workflowId}/query/progress`,
+        `/workflow/${workflowId}/terminate`,
+        `/workflow/${workflowId}/reset`,
+      ]) {
+        const res = await postJson(path, "null", org.key);
+        expect(res.status, path).toBe(400);
+        const body = (await res.json()) as OutputErrorBody;
+        expect([body.code, body.error], path).toEqual(["invalid_request", "ValidationError"]);
+      }
+    } finally {
+      undo();
+    }
+    expect(hostCalls).toBe(0);
   });
 
   it("none of the refused requests left a run row", async () => {

@@ -241,11 +241,25 @@ export async function readUtf8Body(c: Context): Promise<string> {
   }
 }
 
-/** The body as JSON, or undefined when it is empty (or only white space). */
+/**
+ * The body as JSON, or undefined when it is empty (or only white space). A body sent as another
+ * media type (`text/plain`, a form) is 415 `unsupported_media_type`, not read as JSON: what its
+ * sender meant is not JSON. A body with no `Content-Type` at all is read as JSON.
+ */
 export async function readOptionalJson(c: Context, limits: JsonLimits = TENANT_JSON): Promise<unknown> {
   const text = await readUtf8Body(c);
   if (text.trim() === "") return undefined;
+  const type = c.req.header("content-type");
+  if (type !== undefined && !isJsonMediaType(type)) {
+    throw new ApiError("unsupported_media_type", `the body is sent as "${type.slice(0, 100)}"; send it as application/json`);
+  }
   return parseJsonText(text, "request body", limits);
+}
+
+/** The body as JSON, `{}` when it is empty (for routes whose fields are all optional). JSON's `null` stays `null`: it is no object. */
+export async function readJsonOrEmptyObject(c: Context): Promise<unknown> {
+  const raw = await readOptionalJson(c);
+  return raw === undefined ? {} : raw;
 }
 
 /**
@@ -282,5 +296,5 @@ export function parseBody<T extends z.ZodType>(schema: T, raw: unknown): z.infer
 
 /** Like readJson, but an empty body stands for `{}` (for routes whose fields are all optional). */
 export async function readJsonOrEmpty<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
-  return parseBody(schema, (await readOptionalJson(c)) ?? {});
+  return parseBody(schema, await readJsonOrEmptyObject(c));
 }

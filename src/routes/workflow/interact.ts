@@ -14,7 +14,7 @@ import { nearbyReads } from "../../db/client.ts";
 import { findWorkflowById } from "../../db/workflows.ts";
 import { ApiError } from "../../errors.ts";
 import { HostClient } from "../../host-client.ts";
-import { parseBody, readOptionalJson } from "../../middleware/json-body/index.ts";
+import { parseBody, readJsonOrEmptyObject } from "../../middleware/json-body/index.ts";
 import { type OwnedRunEnv, ownedRun } from "../../middleware/owned-run/index.ts";
 import { assertRunOpen, getRunOrThrow, notStartedYet } from "../../services/runs.ts";
 import { isTerminal } from "../../shared/run-status.ts";
@@ -45,7 +45,7 @@ type InteractionEnv = OwnedRunEnv & { Variables: { interactionPayload: Record<st
  * never see it.
  */
 const interactionRequest = createMiddleware<InteractionEnv>(async (c, next) => {
-  const body = (await readOptionalJson(c)) ?? {};
+  const body = await readJsonOrEmptyObject(c);
   parseBody(interactionBody, body);
   c.set("interactionPayload", (body as { payload?: Record<string, unknown> }).payload);
   await next();
