@@ -61,13 +61,31 @@ export async function deleteWebhookEndpoint(d1: D1Database, organizationId: stri
   return rows[0] ?? null;
 }
 
-/** Replaces the secret (plain `secret`, stored encrypted; a legacy plain row is encrypted from now on). */
-export async function rotateWebhookSecret(d1: D1Database, keys: string | undefined, organizationId: string, id: string, secret: string) {
+/**
+ * Replaces the secret (plain `secret`, stored encrypted; a legacy plain row is encrypted from now
+ * on), if the stored value is still `replacing` (as read before): of two rotations at once, only
+ * one writes, so each caller that is answered a secret holds the one deliveries are signed with.
+ * Null when nothing was written (the endpoint is gone, or its secret changed meanwhile).
+ */
+export async function rotateWebhookSecret(
+  d1: D1Database,
+  keys: string | undefined,
+  endpoint: { organizationId: string; id: string; replacing: string },
+  secret: string,
+) {
+  const { organizationId, id, replacing } = endpoint;
   const sealed = await sealSecret(keys, secret, webhookSecretAad(organizationId, id));
   const rows = await db(d1)
     .update(webhookEndpoints)
     .set({ secret: sealed, updatedAt: new Date().toISOString() })
-    .where(and(eq(webhookEndpoints.id, id), eq(webhookEndpoints.organizationId, organizationId), isNull(webhookEndpoints.deletedAt)))
+    .where(
+      and(
+        eq(webhookEndpoints.id, id),
+        eq(webhookEndpoints.organizationId, organizationId),
+        isNull(webhookEndpoints.deletedAt),
+        eq(webhookEndpoints.secret, replacing),
+      ),
+    )
     .returning();
   return rows[0] ?? null;
 }

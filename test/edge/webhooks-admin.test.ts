@@ -7,6 +7,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
 import app from "../../src/index.ts";
 import { refusedRange } from "../../src/shared/ip-ranges.ts";
+import { interceptD1InPlace } from "../support/d1-intercept.ts";
 import { openSecret, sealSecret, webhookSecretAad } from "../../src/shared/secret-box.ts";
 import { checkWebhookAddress, dnsResolverFrom } from "../../src/webhooks/address-check.ts";
 import { SEAL_LIMIT_DEFAULT, type SealReport, sealQueryBudget } from "../../src/webhooks/secret-reseal.ts";
@@ -418,6 +419,40 @@ describe("webhook endpoints: errors", () => {
     for (const query of ["?after=..%2Fx", `?after=${"x".repeat(65)}`, "?pageSize=5"]) {
       const res = await admin("POST", `${SEAL}${query}`);
       expect([query, res.status, ((await res.json()) as ErrorBody).error.code]).toEqual([query, 400, "invalid_request"]);
+    }
+  });
+
+  it("two rotations at once: the one that writes first answers its secret, the other is 409 webhook_secret_conflict (its secret never stored, never shown)", async () => {
+    const { organizationId } = await seedOrganization();
+    const created = (await (await admin("POST", base(organizationId), { url: "https://hooks.example.com/r" })).json()) as { id: string };
+    const rotate = `${base(organizationId)}/${created.id}/rotate-secret`;
+    // The first rotation's write waits until a second rotation has read, written and answered.
+    let releaseFirst!: () => void;
+    const held = new Promise<void>((resolve) => {
+      releaseFirst = resolve;
+    });
+    let writes = 0;
+    const undo = interceptD1InPlace(env.DB, (call) => {
+      if (call.kind === "statement" && /^update "webhook_endpoints" set "secret"/i.test(call.sql) && ++writes === 1) return held;
+    });
+    try {
+      const first = admin("POST", rotate);
+      await vi.waitFor(() => expect(writes).toBe(1));
+      const second = await admin("POST", rotate);
+      releaseFirst();
+      const late = await first;
+      expect(second.status).toBe(200);
+      const answered = ((await second.json()) as { secret: string }).secret;
+      expect(late.status).toBe(409);
+      const conflict = (await late.json()) as ErrorBody;
+      expect(conflict.error.code).toBe("webhook_secret_conflict");
+      expect(JSON.stringify(conflict)).not.toContain("whsec_");
+      // Deliveries are signed with the secret the caller was given.
+      const stored = await env.DB.prepare("SELECT secret FROM webhook_endpoints WHERE id = ?").bind(created.id).first<{ secret: string }>();
+      expect(await openSecret(env.WEBHOOK_SECRET_KEYS, stored!.secret, webhookSecretAad(organizationId, created.id))).toBe(answered);
+    } finally {
+      undo();
+      releaseFirst();
     }
   });
 });

@@ -380,7 +380,15 @@ describe("webhook secrets at rest: security", { timeout: 40_000 }, () => {
       "SELECT url, secret FROM webhook_endpoints",
       async (read) => {
         const row = await read();
-        await rotateWebhookSecret(env.DB, env.WEBHOOK_SECRET_KEYS, org.organizationId, endpoint.id, rotatedTo);
+        const replacing = await storedSecret(endpoint.id);
+        expect(
+          await rotateWebhookSecret(
+            env.DB,
+            env.WEBHOOK_SECRET_KEYS,
+            { organizationId: org.organizationId, id: endpoint.id, replacing },
+            rotatedTo,
+          ),
+        ).not.toBeNull();
         return row;
       },
       counted,

@@ -166,7 +166,7 @@ export function documentAdminApi(app: App) {
     path: "/admin/v1/organizations/:orgId/webhooks/:webhookId/rotate-secret",
     summary: "Rotate the signing secret (the new one is shown once)",
     responses: ok("Rotated"),
-    errors: ["organization_not_found", "webhook_not_found", ...SECRET_KEY_ERRORS],
+    errors: ["organization_not_found", "webhook_not_found", "webhook_secret_conflict", ...SECRET_KEY_ERRORS],
   });
   doc({
     method: "post",

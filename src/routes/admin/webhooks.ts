@@ -10,6 +10,7 @@ import type { App, AppEnv } from "../../app-env.ts";
 import {
   deleteWebhookEndpoint,
   endpointExists,
+  findWebhookEndpoint,
   insertWebhookEndpoint,
   listWebhookAttempts,
   listWebhookEndpoints,
@@ -117,10 +118,20 @@ export function registerWebhooks(app: App) {
     const id = c.req.param("webhookId");
     const notFound = () => new ApiError("webhook_not_found", `organization ${org.id} has no webhook "${id}"`);
     // An unknown or deleted endpoint is 404 whatever the state of WEBHOOK_SECRET_KEYS (sealing would answer 500 first).
-    if (!ADMIN_ID_PATTERN.test(id) || !(await endpointExists(c.env.DB, org.id, id, "live"))) throw notFound();
+    const current = ADMIN_ID_PATTERN.test(id) ? await findWebhookEndpoint(c.env.DB, org.id, id) : null;
+    if (!current) throw notFound();
     const secret = generateWebhookSecret();
-    const row = await sealing(c, () => rotateWebhookSecret(c.env.DB, c.env.WEBHOOK_SECRET_KEYS, org.id, id, secret));
-    if (!row) throw notFound(); // deleted meanwhile
+    const row = await sealing(c, () =>
+      rotateWebhookSecret(c.env.DB, c.env.WEBHOOK_SECRET_KEYS, { organizationId: org.id, id, replacing: current.secret }, secret),
+    );
+    if (!row) {
+      if (!(await endpointExists(c.env.DB, org.id, id, "live"))) throw notFound(); // deleted meanwhile
+      // Another rotation wrote first: this one's secret was never stored, and must not be handed out.
+      throw new ApiError(
+        "webhook_secret_conflict",
+        `the secret of webhook "${id}" changed while this rotation ran (another rotation); its secret is the one that call answered, or rotate again`,
+      );
+    }
     // Deliveries from now on (retries included) are signed with the new secret.
     return c.json({ ...endpointView(row), secret });
   });
