@@ -87,7 +87,11 @@ describe("signals, queries and updates on approval", () => {
     const noRun = await send(`approval-${crypto.randomUUID()}`, "signal", "approve", { payload: { approvedBy: "x" } });
     expect(noRun.status).toBe(404);
     expect(await errorCode(noRun)).toBe("run_not_found");
-    const badJson = await api(`/workflow/${workflowId}/signal/approve`, { method: "POST", body: "{nope" });
+    const badJson = await api(`/workflow/${workflowId}/signal/approve`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{nope",
+    });
     expect(badJson.status).toBe(400);
     expect(await errorCode(badJson)).toBe("invalid_json");
     await api(`/workflow/${workflowId}/terminate`, { method: "POST" });
