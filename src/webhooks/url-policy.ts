@@ -4,7 +4,7 @@
  *
  * - https only; plain http only for 127.0.0.1 (any port) and only when WEBHOOK_ALLOW_LOOPBACK_HTTP
  *   is "1" (`npm run dev` sets it, a deployed Worker does not);
- * - no credentials in the URL, no fragment, at most 2048 characters;
+ * - no credentials in the URL, no fragment, not port 0, at most 2048 characters;
  * - the host is a DNS name or a public unicast IP literal: private, loopback, link-local, CGNAT,
  *   documentation, multicast and reserved ranges are refused (src/shared/ip-ranges.ts, the same
  *   ranges as the host's outbound HTTP guard); so are names that only resolve inside a network
@@ -43,6 +43,8 @@ export function webhookUrlProblem(text: string, policy: UrlPolicy): string | nul
   // What is stored and fetched is the normalized form, which percent-encoding can make longer.
   if (url.href.length > MAX_WEBHOOK_URL_LENGTH) return `the URL is longer than ${MAX_WEBHOOK_URL_LENGTH} characters once normalized`;
   if (url.username || url.password) return "the URL must not carry credentials";
+  // Port 0 names no port: nothing can ever be sent there (the parser keeps it as given).
+  if (url.port === "0") return "the URL's port 0 names no port";
   // An empty fragment ("…/h#") has no `hash`, but stays in the URL.
   if (url.hash || url.href.endsWith("#")) return "the URL must not have a fragment";
   const host = url.hostname.replace(/^\[|\]$/g, "").toLowerCase();

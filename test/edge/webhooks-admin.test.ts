@@ -636,6 +636,8 @@ describe("webhook endpoints: security", () => {
       "https://hooks.example.com/h#frag",
       // An empty fragment too: the URL parser says it has no hash, yet it is kept in the URL.
       "https://hooks.example.com/h#",
+      // Port 0 names no port: every delivery would fail, for 24 hours of retries.
+      "https://hooks.example.com:0/h",
       `https://hooks.example.com/${"a".repeat(2100)}`,
       // Trailing dots name the same host ("localhost.." is localhost); an empty label resolves nowhere.
       "https://localhost../h",
