@@ -27,14 +27,15 @@ export const REPLAY_BATCH_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024;
  */
 export const HISTORY_PAGE_MAX_CHARS = 4 * 1024 * 1024;
 /**
- * Most stored JSON (in characters) a subscription reads of its backlog when it connects. A run's
+ * Most stored JSON (in UTF-8 bytes) a subscription reads of its backlog when it connects. A run's
  * log holds its Temporal history (up to Temporal's 50 MB limit, events of up to 2 MiB each) and its
  * step outputs and thinking text; parsed whole, once for each subscriber connecting at that moment,
- * it is more than a DO's 128 MB. Past this the DO sends what it read and closes with
- * STREAM_MORE_CLOSE_CODE, and the Worker subscribes again from the last cursor it sent once its
- * client has read most of it (src/sse/run-subscription.ts). A row larger than this is a part of its own.
+ * it is more than a DO's 128 MB. A part ends before the row that would take it past this (a row
+ * larger than this is a part of its own); the DO sends it and closes with STREAM_MORE_CLOSE_CODE,
+ * and the Worker subscribes again from the last cursor it sent once its client has read most of it
+ * (src/sse/run-subscription.ts), so a client never has more than about twice this unread.
  */
-export const BACKLOG_PART_MAX_CHARS = 4 * 1024 * 1024;
+export const BACKLOG_PART_MAX_BYTES = 4 * 1024 * 1024;
 /**
  * Open streams one run takes (overridable: RUN_STREAM_MAX_SUBSCRIBERS). Every message is sent to
  * each subscriber from the run's one DO, so without a bound one caller could open enough streams to
@@ -52,7 +53,7 @@ export const DEFAULT_MAX_OPEN_RUNS_PER_ORGANIZATION = 1_000;
 export const FULL_RUN_RETRY_AFTER_SECONDS = 5;
 /** Close code the DO uses to tell the Worker the stream is complete (after `done`). */
 export const STREAM_DONE_CLOSE_CODE = 4000;
-/** Close code the DO uses after a part of a long backlog (BACKLOG_PART_MAX_CHARS): subscribe again from the last cursor for the rest. */
+/** Close code the DO uses after a part of a long backlog (BACKLOG_PART_MAX_BYTES): subscribe again from the last cursor for the rest. */
 export const STREAM_MORE_CLOSE_CODE = 4001;
 
 /** Keys of the `meta` table. */

@@ -44,10 +44,18 @@ export type LogRowOf<T extends RunEventType> = Extract<LogRow, { type: T }>;
 
 const COLUMNS = "seq, source_key, type, at, run_id, history_event_id, history_type, data, projected, parts";
 
-/** A row as read, with the length of its stored JSON (what reading it cost in memory). */
+/** A row as read, with the size of its stored JSON in UTF-8 (about what it becomes on the wire). */
 export interface SizedLogRow {
   row: LogRow;
-  chars: number;
+  bytes: number;
+}
+
+const NON_ASCII = /[\u0080-\uffff]/;
+const utf8 = new TextEncoder();
+
+/** The UTF-8 length of a string (its length when it is ASCII, as stored JSON nearly always is). */
+function utf8Length(text: string): number {
+  return NON_ASCII.test(text) ? utf8.encode(text).byteLength : text.length;
 }
 
 function toRow(r: LogRowSql, sql: SqlStorage): LogRow {
@@ -63,7 +71,7 @@ function toSizedRow(r: LogRowSql, sql: SqlStorage): SizedLogRow {
           .map((p) => p.text)
           .join("")
       : r.data;
-  return { row: parseRow(r, json), chars: json.length };
+  return { row: parseRow(r, json), bytes: utf8Length(json) };
 }
 
 function parseRow(r: LogRowSql, json: string): LogRow {
@@ -546,6 +554,26 @@ export class EventLog {
       limit,
     );
     for (const r of cursor) yield toRow(r, this.sql) as LogRowOf<"history">;
+  }
+
+  /**
+   * The last log seq, after `afterSeq`, of a history row of `runId` whose event id is in
+   * (`afterEventId`, `throughEventId`]: an event logged after others with higher ids (null if none).
+   * A backlog part that sent up to `throughEventId` must take it too, or a resume past that id skips it.
+   */
+  historyStraggler(runId: string, afterSeq: number, afterEventId: number, throughEventId: number): number | null {
+    return (
+      this.sql
+        .exec<{ seq: number | null }>(
+          `SELECT MAX(seq) AS seq FROM events WHERE run_id = ? AND type = 'history' AND seq > ?
+             AND history_event_id > ? AND history_event_id <= ?`,
+          runId,
+          afterSeq,
+          afterEventId,
+          throughEventId,
+        )
+        .toArray()[0]?.seq ?? null
+    );
   }
 
   /** The log seq of a run's history event (0 if not in the log). */

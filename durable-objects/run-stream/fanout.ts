@@ -10,7 +10,7 @@
  */
 import type { SerializedHistoryEvent } from "../../src/shared/history-events.ts";
 import {
-  BACKLOG_PART_MAX_CHARS,
+  BACKLOG_PART_MAX_BYTES,
   LOG_VIEW_SKIPPED_TYPE,
   REPLAY_BATCH_MAX_PAYLOAD_BYTES,
   REPLAY_BATCH_SIZE,
@@ -129,7 +129,14 @@ export class Subscribers {
       if (backlog.cut) return this.closeForMore(server, client);
     } else {
       if (request.workflowEvent) this.send(server, { kind: "workflow", summary: this.summary(request.runId) });
-      const backlog = backlogPart(this.log.streamBacklog(request.runId, attachment.lastEventId, request.afterThinkingSeq));
+      const after = attachment.lastEventId;
+      const backlog = backlogPart(this.log.streamBacklog(request.runId, after, request.afterThinkingSeq), {
+        // The next part resumes after the highest event id sent: an event logged later with a lower id comes in this one.
+        takeThrough: (part) => {
+          const highest = part.reduce((id, row) => (row.type === "history" ? Math.max(id, row.historyEventId ?? 0) : id), after);
+          return highest > after ? this.log.historyStraggler(request.runId, part.at(-1)!.seq, after, highest) : null;
+        },
+      });
       this.sendRows(server, attachment, backlog.rows);
       if (backlog.cut) return this.closeForMore(server, client);
     }
@@ -225,19 +232,29 @@ export class Subscribers {
 }
 
 /**
- * The first part of a backlog: rows in log order until they add up to BACKLOG_PART_MAX_CHARS of
- * stored JSON (at least one row). `cut`: the part ended at that size, so more may follow.
+ * The first part of a backlog: rows in log order up to BACKLOG_PART_MAX_BYTES of stored JSON, ending
+ * before the row that would take it past that (a first row larger than that is a part of its own).
+ * `takeThrough` names a log seq the part must reach before it may end (null: none). `cut`: the
+ * part ended before the backlog did.
  */
-export function backlogPart(rows: Iterator<SizedLogRow>, maxChars = BACKLOG_PART_MAX_CHARS): { rows: LogRow[]; cut: boolean } {
+export function backlogPart(
+  rows: Iterator<SizedLogRow>,
+  options: { maxBytes?: number; takeThrough?: (part: readonly LogRow[]) => number | null } = {},
+): { rows: LogRow[]; cut: boolean } {
+  const maxBytes = options.maxBytes ?? BACKLOG_PART_MAX_BYTES;
   const part: LogRow[] = [];
-  let chars = 0;
+  let bytes = 0;
   for (let next = rows.next(); !next.done; next = rows.next()) {
-    part.push(next.value.row);
-    chars += next.value.chars;
-    if (chars >= maxChars) {
-      rows.return?.(undefined);
-      return { rows: part, cut: true };
+    const { row, bytes: size } = next.value;
+    if (part.length > 0 && bytes + size > maxBytes) {
+      const through = options.takeThrough?.(part) ?? null;
+      if (through === null || row.seq > through) {
+        rows.return?.(undefined);
+        return { rows: part, cut: true };
+      }
     }
+    part.push(row);
+    bytes += size;
   }
   return { rows: part, cut: false };
 }

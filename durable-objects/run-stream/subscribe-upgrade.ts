@@ -10,7 +10,9 @@
  *   in one call (start-and-subscribe.ts).
  *
  * A subscription to a run that already has RUN_STREAM_MAX_SUBSCRIBERS open streams is 429
- * `too_many_subscribers`, before anything is read. Anything else is a 404.
+ * `too_many_subscribers`, before anything is read, unless it goes on with a stream already
+ * admitted (READMITTED_PARAM: the next part of its backlog, or after the DO went away), whose place
+ * it had. Anything else is a 404.
  */
 import { positiveNumberVar } from "../../src/shared/positive-number-var.ts";
 import { DEFAULT_MAX_SUBSCRIBERS_PER_RUN, FULL_RUN_RETRY_AFTER_SECONDS, META_KEYS } from "./constants.ts";
@@ -25,6 +27,11 @@ import { ADMITTED_FROM_START_HEADER, ADMITTED_RUN_HEADER, admitSubscriber } from
 
 /** The path of a log subscription (src/sse/run-subscription.ts opens it). */
 export const SUBSCRIBE_PATH = "/subscribe";
+/**
+ * `readmitted=1`: the subscription goes on with a stream the run already took (set by the Worker
+ * only, never from a client's request), so the run's subscriber limit does not refuse it halfway.
+ */
+export const READMITTED_PARAM = "readmitted";
 
 /** The parts a subscription goes through. */
 export interface SubscribeUpgradeParts {
@@ -68,7 +75,7 @@ export async function routeUpgrade(deps: SubscribeUpgradeDeps, request: Request)
   }
   if (url.pathname !== SUBSCRIBE_PATH) return new Response("not found", { status: 404 });
   const max = positiveNumberVar(deps.env.RUN_STREAM_MAX_SUBSCRIBERS, DEFAULT_MAX_SUBSCRIBERS_PER_RUN);
-  if (deps.subscriberCount() >= max) {
+  if (url.searchParams.get(READMITTED_PARAM) !== "1" && deps.subscriberCount() >= max) {
     return Response.json(
       {
         error: {

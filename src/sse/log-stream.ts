@@ -6,6 +6,7 @@
 import type { Context } from "hono";
 import type { AppEnv } from "../app-env.ts";
 import type { LogEntry, RunOutcome } from "../../durable-objects/run-stream.ts";
+import { READMITTED_PARAM } from "../../durable-objects/run-stream/subscribe-upgrade.ts";
 import { openRunSubscription, subscriptionResponse } from "./run-subscription.ts";
 
 export interface LogStreamOptions {
@@ -67,7 +68,13 @@ export function logStreamResponse(c: Context<AppEnv>, options: LogStreamOptions)
         runId = opened.runId;
         return opened.socket;
       }
-      return openRunSubscription(c.env, options.workflowId, { view: "log", runId: runId ?? "", after: String(after) });
+      return openRunSubscription(c.env, options.workflowId, {
+        view: "log",
+        runId: runId ?? "",
+        after: String(after),
+        // A reconnect or the next part of the backlog: the stream keeps the place on the run it had.
+        ...(first ? {} : { [READMITTED_PARAM]: "1" }),
+      });
     },
     cursor: options.afterSeq,
     preamble: options.preamble,

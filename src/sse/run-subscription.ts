@@ -24,7 +24,7 @@ export const REVOKED_KEY_MESSAGE = "the API key this stream was opened with has 
 const DO_RECONNECT_ATTEMPTS = 3;
 const DO_RECONNECT_DELAY_MS = 250;
 /**
- * A long backlog comes from the DO in parts (BACKLOG_PART_MAX_CHARS); the next part is asked for
+ * A long backlog comes from the DO in parts (BACKLOG_PART_MAX_BYTES); the next part is asked for
  * once the client has left at most this much of the stream unread, so a client reading a long
  * history with its payloads is never past MAX_UNSENT_BYTES, and neither the DO nor the Worker
  * holds the whole backlog.

@@ -6,9 +6,9 @@
  */
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { BACKLOG_PART_MAX_CHARS, STREAM_MORE_CLOSE_CODE } from "../../durable-objects/run-stream/constants.ts";
+import { BACKLOG_PART_MAX_BYTES, STREAM_MORE_CLOSE_CODE } from "../../durable-objects/run-stream/constants.ts";
 import { openRunSubscription } from "../../src/sse/run-subscription.ts";
-import { MAX_UNSENT_BYTES } from "../../src/sse/writer.ts";
+import { closeQuietly, MAX_UNSENT_BYTES } from "../../src/sse/writer.ts";
 import { collectHistoryStream, readSse } from "../support/sse.ts";
 import { call, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push, range, thinkingEvent } from "./stream-helpers.ts";
@@ -88,21 +88,16 @@ describe("a backlog longer than a stream may hold unread", () => {
     await seedCatalog();
   });
 
-  /** The body as a client on a slow link reads it: a pause of `ms` after every `bytes` taken (about 10 MB/s here). */
-  const readSlowly = (body: ReadableStream<Uint8Array>, bytes = 256 * 1024, ms = 25) => {
-    const reader = body.getReader();
-    let taken = 0;
+  /** A client reading at most `bytes` at a time, `ms` apart: workerd hands a plain reader a whole multi-MB frame at once. */
+  const readInSmallPieces = (body: ReadableStream<Uint8Array>, bytes = 256 * 1024, ms = 10) => {
+    const reader = body.getReader({ mode: "byob" });
     return new ReadableStream<Uint8Array>(
       {
         async pull(controller) {
-          if (taken >= bytes) {
-            taken = 0;
-            await new Promise((r) => setTimeout(r, ms));
-          }
-          const { value, done } = await reader.read();
+          await new Promise((r) => setTimeout(r, ms));
+          const { value, done } = await reader.read(new Uint8Array(bytes));
           if (done) return controller.close();
-          taken += value.byteLength;
-          controller.enqueue(value);
+          controller.enqueue(value!);
         },
         cancel: (reason) => reader.cancel(reason),
       },
@@ -130,12 +125,75 @@ describe("a backlog longer than a stream may hold unread", () => {
     });
     expect(res.status).toBe(200);
     const order: string[] = [];
-    for await (const m of readSse(readSlowly(res.body!))) {
+    for await (const m of readSse(readInSmallPieces(res.body!))) {
       if (m.event === "history") order.push(...(JSON.parse(m.data) as Array<{ eventId: string }>).map((e) => `h${e.eventId}`));
       else if (m.event === "thinking") order.push((JSON.parse(m.data) as { text: string }).text);
       else if (m.event !== "workflow") order.push(m.event);
     }
     expect(order).toEqual(["h1", ...range(2, 9).flatMap((n) => [`h${n}`, `thought ${n}`]), "h10", "done"]);
+  });
+
+  it("text that is not ASCII counts by its UTF-8 bytes: thinking of about 4 MB of UTF-8 each (1.4 million characters), read slowly, arrives whole on one stream, then done", {
+    timeout: 120_000,
+  }, async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(runId, 1)]);
+    // Ten of them: counted in characters, a part would be four (16.8 MB), past MAX_UNSENT_BYTES with what is still unread.
+    for (const n of range(1, 10)) await push(workflowId, [thinkingEvent(runId, n, `${n % 10}${"思".repeat(1_397_000)}`)]);
+    await push(workflowId, [closeEvent(runId, 2), finishedEvent(runId)]);
+    const res = await call(`/workflow/${workflowId}/history/stream`, { headers: { authorization: `Bearer ${org.key}` } });
+    const order: string[] = [];
+    for await (const m of readSse(readInSmallPieces(res.body!))) {
+      if (m.event === "history") order.push(...(JSON.parse(m.data) as Array<{ eventId: string }>).map((e) => `h${e.eventId}`));
+      else if (m.event === "thinking") order.push(`t${(JSON.parse(m.data) as { text: string }).text[0]}`);
+      else if (m.event !== "workflow") order.push(m.event);
+    }
+    expect(order).toEqual(["h1", ...range(1, 10).map((n) => `t${n % 10}`), "h2", "done"]);
+  });
+
+  it("a history event logged after one with a higher id is sent though a part ends between them (the next part resumes after the higher id)", {
+    timeout: 60_000,
+  }, async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    const bulky = (n: number) => {
+      const e = historyEvent(runId, n);
+      return { ...e, data: { ...e.data, event: { ...e.data.event, payloads: { result: { blob: "x".repeat(2_500_000) } } } } };
+    };
+    await push(workflowId, [historyEvent(runId, 1)]);
+    await push(workflowId, [bulky(2), bulky(4)]);
+    await push(workflowId, [historyEvent(runId, 3)]);
+    await push(workflowId, [closeEvent(runId, 5), finishedEvent(runId)]);
+    const res = await call(`/workflow/${workflowId}/history/stream`, { headers: { authorization: `Bearer ${org.key}` } });
+    const seen = await collectHistoryStream(res.body!);
+    expect(seen.done).toHaveLength(1);
+    expect(seen.eventIds).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it("a stream keeps its place on a full run between the parts of its backlog (the run's subscriber limit, 200 here)", {
+    timeout: 60_000,
+  }, async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(runId, 1)]);
+    for (const n of range(1, 6)) await push(workflowId, [thinkingEvent(runId, n, String(n).repeat(1_500_000))]);
+    const ours = await call(`/workflow/${workflowId}/history/stream`, { headers: { authorization: `Bearer ${org.key}` } });
+    expect(ours.status).toBe(200);
+    // Unread, the stream waits for its client between parts; meanwhile other streams fill the run.
+    await new Promise((r) => setTimeout(r, 1_000));
+    const others: WebSocket[] = [];
+    try {
+      for (const _ of range(1, 200)) others.push(await openRunSubscription(env, workflowId, { view: "log", runId, after: "999999" }));
+      await expect(openRunSubscription(env, workflowId, { view: "log", runId, after: "999999" })).rejects.toThrow(/open streams/);
+      const order: string[] = [];
+      for await (const m of readSse(ours.body!)) {
+        if (m.event === "thinking") order.push(`t${(JSON.parse(m.data) as { text: string }).text[0]}`);
+        else if (m.event === "history") order.push("h");
+        else if (m.event !== "workflow") order.push(m.event);
+        if (order.length >= 7 || m.event === "server_error") break;
+      }
+      expect(order).toEqual(["h", ...range(1, 6).map((n) => `t${n}`)]);
+    } finally {
+      for (const socket of others) closeQuietly(socket);
+    }
   });
 });
 
@@ -156,7 +214,7 @@ describe("the log view (run viewer, Workflow Runs and published-run streams)", (
     return messages;
   };
 
-  it("a backlog over BACKLOG_PART_MAX_CHARS comes in parts: the DO sends the first and closes with STREAM_MORE_CLOSE_CODE; a subscription from the last seq gets the rest, each entry once, then done", async () => {
+  it("a backlog over BACKLOG_PART_MAX_BYTES comes in parts: the DO sends the first and closes with STREAM_MORE_CLOSE_CODE; a subscription from the last seq gets the rest, each entry once, then done", async () => {
     const org = await seedOrganization();
     const { workflowId, runId } = await createRunningRun(org.organizationId);
     // Six entries of 1.5 MB: about 9 MB of backlog, more than two parts' worth.
@@ -187,9 +245,9 @@ describe("the log view (run viewer, Workflow Runs and published-run streams)", (
       expect(code).toBe(STREAM_MORE_CLOSE_CODE);
       expect(messages.some((m) => m.kind === "done")).toBe(false);
       const chars = messages.reduce((sum, m) => sum + (m.entry?.data.text?.length ?? 0), 0);
-      // A part ends at the first entry that takes it to the limit: never more than one entry past it.
-      expect(chars).toBeGreaterThanOrEqual(BACKLOG_PART_MAX_CHARS);
-      expect(chars).toBeLessThan(BACKLOG_PART_MAX_CHARS + 1_600_000);
+      // A part ends before the entry that would take it past the limit: within one entry of it.
+      expect(chars).toBeLessThanOrEqual(BACKLOG_PART_MAX_BYTES);
+      expect(chars).toBeGreaterThan(BACKLOG_PART_MAX_BYTES - 1_600_000);
     }
     expect(parts.at(-1)!.messages.at(-1)).toMatchObject({ kind: "done" });
     const entries = parts.flatMap((p) => p.messages.filter((m) => m.kind === "entry").map((m) => m.entry!));

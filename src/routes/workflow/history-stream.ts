@@ -14,6 +14,7 @@ import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
 import { z } from "zod";
 import { ADMISSION_PARAMS } from "../../../durable-objects/run-stream/subscriber-admission.ts";
+import { READMITTED_PARAM } from "../../../durable-objects/run-stream/subscribe-upgrade.ts";
 import type { SubscriberMessage } from "../../../durable-objects/run-stream.ts";
 import type { App, AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
@@ -143,7 +144,8 @@ async function streamHistory(c: Context<PinnedRunEnv & ResumeEnv & OwnedRunEnv>)
     // 204 at the end): one call into the home region. Reconnects follow the admitted run.
     subscribe: async (after, first) => {
       const params = { after: String(after), includePayloads: String(includePayloads), workflowEvent: String(first) };
-      if (!first) return openRunSubscription(c.env, workflowId, { ...params, runId: admittedRunId ?? "" });
+      // A reconnect or the next part of the backlog: the stream keeps the place on the run it had.
+      if (!first) return openRunSubscription(c.env, workflowId, { ...params, runId: admittedRunId ?? "", [READMITTED_PARAM]: "1" });
       const admitted = await openAdmittedSubscription(c.env, workflowId, {
         ...params,
         [ADMISSION_PARAMS.organizationId]: auth.organizationId,
