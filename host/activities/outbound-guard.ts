@@ -87,14 +87,19 @@ export function parseAllowList(text: string | undefined): AllowEntry[] {
       if (!/^\d{1,5}$/.test(raw.slice(at + 1))) throw new Error(`OUTBOUND_HTTP_ALLOW: "${raw}" has a bad port`);
     }
     if (port !== undefined && (port < 1 || port > 65535)) throw new Error(`OUTBOUND_HTTP_ALLOW: "${raw}" has a bad port`);
-    const [address, prefix] = base.split("/");
+    const [address, prefix, ...more] = base.split("/");
     const family = isIP(address ?? "");
     if (family !== 0) {
-      const bits = prefix === undefined ? (family === 6 ? 128 : 32) : Number(prefix);
-      if (!Number.isInteger(bits) || bits < 0 || bits > (family === 6 ? 128 : 32))
+      // Digits only: Number() would read "" (`10.1.2.3/`) as 0, a range of every address, and "0x8" or "1e1" as others.
+      if (more.length > 0 || (prefix !== undefined && !/^\d{1,3}$/.test(prefix)))
         throw new Error(`OUTBOUND_HTTP_ALLOW: "${raw}" has a bad prefix length`);
+      const bits = prefix === undefined ? (family === 6 ? 128 : 32) : Number(prefix);
+      if (bits > (family === 6 ? 128 : 32)) throw new Error(`OUTBOUND_HTTP_ALLOW: "${raw}" has a bad prefix length`);
       const cidr = `${address}/${bits}`;
       entries.push({ kind: "range", cidr, list: subnet(cidr), port });
+    } else if (/^(\d+|0x[0-9a-f]*)$/i.test(base.replace(/\.$/, "").split(".").at(-1) ?? "")) {
+      // A URL's host that ends in a number is an IPv4 address (`127.1`, `010.0.0.1`), never this name: it would allow nothing.
+      throw new Error(`OUTBOUND_HTTP_ALLOW: "${raw}" is not an address in dotted-quad form, and a host name cannot end in a number`);
     } else if (/^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i.test(base)) {
       entries.push({ kind: "host", host: base.toLowerCase().replace(/\.$/, ""), port });
     } else {

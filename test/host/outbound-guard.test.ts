@@ -384,4 +384,26 @@ describe("outbound HTTP guard: redirects, rebinding, caps, allow-list", () => {
     ).toEqual(["wiki.internal", "10.1.0.0/16", "fd00::1/128", "fd00::/8"]);
     for (const bad of ["http://x", "10.0.0.0/33", "host:99999", "a b"]) expect(() => parseAllowList(bad)).toThrow(/OUTBOUND_HTTP_ALLOW/);
   });
+
+  it("security: an allow-list entry it cannot read exactly stops the host, never allows everything (an empty prefix read as /0) or nothing", async () => {
+    // `10.1.2.3/` read as /0 allowed every IPv4 address; `fd00::1/` as ::/0, IPv4 included (127.0.0.1 was fetched).
+    for (const bad of [
+      "10.1.2.3/",
+      "fd00::1/",
+      "10.0.0.0/8/99",
+      "10.0.0.0/0x8",
+      "10.0.0.0/ 8",
+      "10.0.0.0/1e1",
+      "127.1",
+      "010.0.0.1",
+      "a.0x7f",
+    ]) {
+      expect(() => parseAllowList(bad), bad).toThrow(/OUTBOUND_HTTP_ALLOW/);
+    }
+    expect(parseAllowList("10.0.0.0/08, 10.0.0.0/0").map((e) => (e.kind === "range" ? e.cidr : e.host))).toEqual([
+      "10.0.0.0/8",
+      "10.0.0.0/0",
+    ]);
+    expect(parseAllowList("host-1.example.com.:443")).toMatchObject([{ kind: "host", host: "host-1.example.com", port: 443 }]);
+  });
 });
