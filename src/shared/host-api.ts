@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { errorDetails } from "./error-details.ts";
 import { RUN_STATUSES } from "./run-status.ts";
+import { MAX_WORKFLOW_ID_LENGTH } from "./workflow-id.ts";
 
 export const HOST_PATHS = {
   start: "/v1/runs/start",
@@ -29,7 +30,8 @@ export const EDGE_PATHS = {
 } as const;
 
 export const startRunRequest = z.object({
-  workflowId: z.string().min(1),
+  /** At most the edge's own limit: the host starts no run the edge could not name (past Temporal's own limit, a 500). */
+  workflowId: z.string().min(1).max(MAX_WORKFLOW_ID_LENGTH),
   workflowName: z.string().min(1),
   input: z.unknown(),
   /** Temporal's workflow execution timeout: the run ends as timed_out after this long. */

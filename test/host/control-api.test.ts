@@ -12,6 +12,7 @@ import { ALWAYS_FAILS_MESSAGE } from "../../host/workflows/examples.ts";
 import { MAX_SIGNED_BODY_BYTES } from "../../src/shared/capped-body.ts";
 import { describeRunResponse, HOST_PATHS, runResultResponse, startRunResponse } from "../../src/shared/host-api.ts";
 import { signRequest } from "../../src/shared/signing.ts";
+import { MAX_WORKFLOW_ID_LENGTH } from "../../src/shared/workflow-id.ts";
 import { ALWAYS_FAILS_ERROR_DETAILS } from "../support/always-fails.ts";
 import { endlessBody, stalledBody } from "../support/endless-bodies.ts";
 import { startTestWorker, type TestWorker, testControlApi } from "./temporal-worker.ts";
@@ -344,6 +345,16 @@ describe("the result of a run the caller names (runId: the run its DO just start
       expect(await res.json()).toMatchObject({ error: { code: "workflow_not_found" } });
       await expect(client.workflow.getHandle(workflowId).describe()).rejects.toThrow();
     }
+  });
+
+  it("a workflow id longer than the edge's limit (MAX_WORKFLOW_ID_LENGTH) is 400 invalid_request: the host starts no run the edge could not name (past Temporal's own limit it was a 500)", async () => {
+    const res = await signed("POST", HOST_PATHS.start, {
+      workflowId: "w".repeat(MAX_WORKFLOW_ID_LENGTH + 1),
+      workflowName: "hello",
+      input: { name: "a" },
+    });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ error: { code: "invalid_request" } });
   });
 
   it("a run id that is not a UUID is refused with 400; an unknown workflow is still 404", async () => {
