@@ -7,6 +7,7 @@ import type { RunEvent, RunEventData, RunEventType } from "../../src/shared/run-
 import { CLOSE_EVENT_TYPES, type SerializedHistoryEvent } from "../../src/shared/history-events.ts";
 import { PROJECTED_TYPES, PROJECTION_STATE } from "./constants.ts";
 import { DATA_IN_PARTS, piecesOf } from "./event-parts.ts";
+import { utf8Length } from "../../src/shared/text-limits.ts";
 import { IN_FLIGHT_DELTA_SQL, inFlightDelta } from "./in-flight.ts";
 import type { LogEntry, RunOutcome } from "./messages.ts";
 
@@ -50,27 +51,24 @@ export interface SizedLogRow {
   bytes: number;
 }
 
-const NON_ASCII = /[\u0080-\uffff]/;
-const utf8 = new TextEncoder();
-
-/** The UTF-8 length of a string (its length when it is ASCII, as stored JSON nearly always is). */
-function utf8Length(text: string): number {
-  return NON_ASCII.test(text) ? utf8.encode(text).byteLength : text.length;
+/** A row's stored JSON, put back together when it was stored in pieces (event-parts.ts). */
+function storedJson(r: LogRowSql, sql: SqlStorage): string {
+  return r.parts > 0
+    ? sql
+        .exec<{ text: string }>("SELECT text FROM event_parts WHERE seq = ? ORDER BY part", r.seq)
+        .toArray()
+        .map((p) => p.text)
+        .join("")
+    : r.data;
 }
 
 function toRow(r: LogRowSql, sql: SqlStorage): LogRow {
-  return toSizedRow(r, sql).row;
+  return parseRow(r, storedJson(r, sql));
 }
 
+/** toRow, sized: only the backlog's reads, which cut it in parts, pay for the count. */
 function toSizedRow(r: LogRowSql, sql: SqlStorage): SizedLogRow {
-  const json =
-    r.parts > 0
-      ? sql
-          .exec<{ text: string }>("SELECT text FROM event_parts WHERE seq = ? ORDER BY part", r.seq)
-          .toArray()
-          .map((p) => p.text)
-          .join("")
-      : r.data;
+  const json = storedJson(r, sql);
   return { row: parseRow(r, json), bytes: utf8Length(json) };
 }
 

@@ -130,12 +130,10 @@ export class Subscribers {
     } else {
       if (request.workflowEvent) this.send(server, { kind: "workflow", summary: this.summary(request.runId) });
       const after = attachment.lastEventId;
-      const backlog = backlogPart(this.log.streamBacklog(request.runId, after, request.afterThinkingSeq), {
-        // The next part resumes after the highest event id sent: an event logged later with a lower id comes in this one.
-        takeThrough: (part) => {
-          const highest = part.reduce((id, row) => (row.type === "history" ? Math.max(id, row.historyEventId ?? 0) : id), after);
-          return highest > after ? this.log.historyStraggler(request.runId, part.at(-1)!.seq, after, highest) : null;
-        },
+      // The next part resumes after the highest event id sent: an event logged later with a lower id comes in this one.
+      const backlog = backlogPart(this.log.streamBacklog(request.runId, after, request.afterThinkingSeq), (part) => {
+        const highest = part.reduce((id, row) => (row.type === "history" ? Math.max(id, row.historyEventId ?? 0) : id), after);
+        return highest > after ? this.log.historyStraggler(request.runId, part.at(-1)!.seq, after, highest) : null;
       });
       this.sendRows(server, attachment, backlog.rows);
       if (backlog.cut) return this.closeForMore(server, client);
@@ -237,17 +235,16 @@ export class Subscribers {
  * `takeThrough` names a log seq the part must reach before it may end (null: none). `cut`: the
  * part ended before the backlog did.
  */
-export function backlogPart(
+function backlogPart(
   rows: Iterator<SizedLogRow>,
-  options: { maxBytes?: number; takeThrough?: (part: readonly LogRow[]) => number | null } = {},
+  takeThrough?: (part: readonly LogRow[]) => number | null,
 ): { rows: LogRow[]; cut: boolean } {
-  const maxBytes = options.maxBytes ?? BACKLOG_PART_MAX_BYTES;
   const part: LogRow[] = [];
   let bytes = 0;
   for (let next = rows.next(); !next.done; next = rows.next()) {
     const { row, bytes: size } = next.value;
-    if (part.length > 0 && bytes + size > maxBytes) {
-      const through = options.takeThrough?.(part) ?? null;
+    if (part.length > 0 && bytes + size > BACKLOG_PART_MAX_BYTES) {
+      const through = takeThrough?.(part) ?? null;
       if (through === null || row.seq > through) {
         rows.return?.(undefined);
         return { rows: part, cut: true };

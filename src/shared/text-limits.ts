@@ -16,3 +16,10 @@ export function cutText(text: string, max: number): string {
 export function fitsUtf8Bytes(text: string, maxBytes: number): boolean {
   return text.length * 3 <= maxBytes || new TextEncoder().encode(text).byteLength <= maxBytes;
 }
+
+const NON_ASCII = /[\u0080-\uffff]/;
+
+/** The UTF-8 length of `text` (its length when it is ASCII, with no copy made). */
+export function utf8Length(text: string): number {
+  return NON_ASCII.test(text) ? new TextEncoder().encode(text).byteLength : text.length;
+}
