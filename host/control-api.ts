@@ -23,7 +23,7 @@ import type { EdgeClient } from "./edge-client.ts";
 import type { HistoryRelay } from "./history-relay.ts";
 import type { RunEnvs } from "./run-envs.ts";
 import { completedRunResult, describeRun, failureMessage, runResult } from "./temporal.ts";
-import { GRPC, grpcCodeOf, grpcMessageOf } from "./temporal-errors.ts";
+import { GRPC, grpcCodeOf, grpcMessageOf, isTemporalOutage } from "./temporal-errors.ts";
 import { RunNotFoundError, StepNotCompletedError, StepNotFoundError, resetToAfterStep } from "./reset.ts";
 
 /** Memo key of the run UUID a start carries (StartRunRequest.acceptId). */
@@ -45,6 +45,8 @@ async function acceptedExecution(client: Client, workflowId: string, acceptId: s
   }
 }
 
+/** What Temporal says when a payload passes its blob size limit (`limit.blobSize.error`). */
+const BLOB_SIZE_REFUSAL = /size exceeds limit/i;
 const RUN_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Longest a single result call may block; the edge asks again if it wants to wait longer. */
@@ -181,6 +183,13 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
         const raced = acceptId ? await acceptedExecution(deps.client, workflowId, acceptId) : null;
         if (raced) return c.json({ workflowId, runId: followed(workflowId, raced) });
         throw hostError(409, "workflow_id_in_use", `a run with workflow id ${workflowId} already exists`);
+      }
+      // Temporal refused the request itself and started nothing: the caller's 4xx, not our 500. Its
+      // blob size limit (2 MB by default) is the one a start within the host's body cap can pass.
+      if (grpcCodeOf(err) === GRPC.INVALID_ARGUMENT) {
+        const why = grpcMessageOf(err);
+        if (BLOB_SIZE_REFUSAL.test(why)) throw hostError(413, "payload_too_large", `Temporal refused the start: ${why}`);
+        throw hostError(400, "invalid_request", `Temporal refused the start: ${why}`);
       }
       throw err;
     }
@@ -366,11 +375,10 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
       return c.json({ error: { code: "run_not_found", message: err.message } }, 404);
     }
     // Temporal is down or unreachable, or sheds load (rate and concurrency limits): a retry later works.
-    const code = grpcCodeOf(err);
-    if (code === GRPC.UNAVAILABLE || /UNAVAILABLE|ECONNREFUSED|connect/i.test(String(err))) {
+    if (isTemporalOutage(err)) {
       return c.json({ error: { code: "temporal_unavailable", message: "Temporal is not reachable from the host" } }, 503);
     }
-    if (code === GRPC.RESOURCE_EXHAUSTED) {
+    if (grpcCodeOf(err) === GRPC.RESOURCE_EXHAUSTED) {
       return c.json({ error: { code: "temporal_busy", message: `Temporal is shedding load: ${grpcMessageOf(err)}` } }, 503);
     }
     console.error("control API error", err);

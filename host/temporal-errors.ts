@@ -40,3 +40,19 @@ export function grpcMessageOf(err: unknown): string {
   if (typeof grpc?.details === "string" && grpc.details) return grpc.details;
   return String((grpc ?? (err as MaybeGrpcError | undefined))?.message ?? err);
 }
+
+/** Node's socket errors that mean the other end cannot be reached at all, not that it refused the request. */
+const UNREACHABLE_ERRNOS = new Set(["ECONNREFUSED", "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH", "EPIPE", "ETIMEDOUT"]);
+
+/**
+ * Whether an error says Temporal is down or unreachable (a retry later works): gRPC UNAVAILABLE,
+ * or a socket error of Node's, on the error or on the cause it wraps. Read from codes, never from
+ * the error's text, which may quote a tenant's names (a workflow id, a step's message).
+ */
+export function isTemporalOutage(err: unknown): boolean {
+  if (grpcCodeOf(err) === GRPC.UNAVAILABLE) return true;
+  for (let e = err as MaybeGrpcError | undefined, depth = 0; e && depth < 4; e = e.cause as MaybeGrpcError | undefined, depth++) {
+    if (typeof e.code === "string" && UNREACHABLE_ERRNOS.has(e.code)) return true;
+  }
+  return false;
+}

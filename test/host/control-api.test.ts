@@ -357,6 +357,17 @@ describe("the result of a run the caller names (runId: the run its DO just start
     expect(await res.json()).toMatchObject({ error: { code: "invalid_request" } });
   });
 
+  it("a start whose input Temporal refuses (past its blob size limit) is 413 payload_too_large and starts nothing, not a 500", async () => {
+    const workflowId = newId("hello");
+    // Temporal's dev server refuses a payload over 2 MB (limit.blobSize.error); the host's own cap is higher.
+    const res = await signed("POST", HOST_PATHS.start, { workflowId, workflowName: "hello", input: { name: "x".repeat(3 * 1024 * 1024) } });
+    expect(res.status).toBe(413);
+    const body = (await res.json()) as { error: { code: string; message: string } };
+    expect(body.error.code).toBe("payload_too_large");
+    expect(body.error.message).toMatch(/Temporal refused the start: .*size/i);
+    await expect(client.workflow.getHandle(workflowId).describe()).rejects.toThrow();
+  });
+
   it("a run id that is not a UUID is refused with 400; an unknown workflow is still 404", async () => {
     const workflowId = newId("hello");
     const bad = await signed("GET", `${HOST_PATHS.result(workflowId)}?waitMs=100&runId=${encodeURIComponent("../x")}`);
