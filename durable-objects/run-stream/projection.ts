@@ -52,6 +52,8 @@ export class D1Projection {
     private readonly onFinished?: (runId: string, hasWebhooks: boolean) => void,
     /** Whether a run's final status goes to D1 now, waits (a reset is pending), or is dropped (reset-mark.ts). */
     private readonly finishGate: (runId: string) => FinishGate = () => "project",
+    /** Whether a reset in flight may replace `runId` (reset-mark.ts): its usage then is not the reset's run's to pay. */
+    private readonly mayBeReplaced: (runId: string) => boolean = () => false,
   ) {
     this.attributesInDoubt = log.unprojected().some((r) => r.type === "attribute");
   }
@@ -231,14 +233,24 @@ export class D1Projection {
   /**
    * Totals for listing and billing, and the newest attribute they include; the attributes
    * themselves stay in the log.
+   *
+   * Tokens of a run a reset replaced (or may replace: its reset waits on the host) count in the
+   * totals, what the workflow used in all, and move the reset's starting point
+   * (`credit_tokens_base`) with them, so that neither the reset's settlement nor a later charge of
+   * late usage bills them to the reset's run (migrations 0010 and 0020). A base that is NULL (no
+   * reset hold taken yet) stays NULL: the hold, when taken, starts from the totals then. A reset
+   * the host refuses puts the base back as it was, and the run's own settlement charges them.
    */
   private attributes(workflowId: string, rows: LogRowOf<"attribute">[], now: string): D1PreparedStatement {
     const totals = aggregate(rows.map((r) => r.data.attribute));
+    const replaced = rows.filter((r) => this.log.wasReset(r.data.runId) || this.mayBeReplaced(r.data.runId));
+    const replacedTokens = replaced.length > 0 ? aggregate(replaced.map((r) => r.data.attribute)).tokens.total : 0;
     const through = rows.reduce((newest, r) => Math.max(newest, r.seq), 0);
     return this.db
       .prepare(
         `UPDATE runs SET cost_total = cost_total + ?, tokens_input = tokens_input + ?, tokens_output = tokens_output + ?,
-           tokens_total = tokens_total + ?, http_requests = http_requests + ?, attributes_through_seq = ?, updated_at = ?
+           tokens_total = tokens_total + ?, credit_tokens_base = credit_tokens_base + ?, http_requests = http_requests + ?,
+           attributes_through_seq = ?, updated_at = ?
          WHERE temporal_workflow_id = ?`,
       )
       .bind(
@@ -246,6 +258,7 @@ export class D1Projection {
         totals.tokens.input,
         totals.tokens.output,
         totals.tokens.total,
+        replacedTokens,
         totals.httpRequests.total,
         through,
         now,

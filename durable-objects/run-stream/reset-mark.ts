@@ -118,6 +118,14 @@ export class ResetMark {
     return { successor: gate === "drop" ? (this.state?.successor ?? null) : null };
   }
 
+  /**
+   * Whether the pending reset may replace `runId` (or already did: another run came since), so
+   * that what `runId` uses from now on is not the reset's run's. The successor is never one.
+   */
+  mayReplace(runId: string): boolean {
+    return this.gate(runId) !== "project" && this.state?.successor !== runId;
+  }
+
   /** The final status of `runId`: held back while a reset that may replace it is pending, dropped once it was replaced. */
   gate(runId: string): FinishGate {
     const state = this.state;

@@ -3,7 +3,7 @@
  *
  * A run holds its most expensive possible charge before it starts, and when it ends it is charged
  * its real usage and the hold is released. The code writes only the run's row; triggers on `runs`
- * (migrations 0009_credit_triggers.sql, 0010_reset_credit_hold.sql and 0019_late_usage_charge.sql) do the rest inside the same
+ * (migrations 0009_credit_triggers.sql, 0010_reset_credit_hold.sql, 0019_late_usage_charge.sql and 0020_late_usage_of_replaced_runs.sql) do the rest inside the same
  * statement: a row inserted with a hold reserves it, a change of a row's hold (a reset's) moves the
  * reservation by the difference, a row reaching a final status with a hold is settled (charge, ledger
  * row, hold released, once), a row deleted with a hold gives it back. So concurrent starts never

@@ -22,6 +22,7 @@ import {
   createPromptWorkflow,
   call,
   errorCodeOf,
+  attributeEvent,
   llmUsageEvent,
   meteredOrg,
   orgRow,
@@ -612,6 +613,81 @@ describe("the replaced run's end and the reset's new run reach the run's DO in e
     await stub.record(workflowId, [finished(runId, "completed")]);
     expect(await row(workflowId)).toMatchObject({ status: "completed", credit_hold: 0, credits_charged: 10 });
     expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 10, reserved: 0 });
+  });
+});
+
+describe("usage of a run a reset replaced, reported late (an activity of a terminated run still going, the host's journal after an outage)", () => {
+  /** The replaced run's usage, a second report of its step (its first one was `usage(runId, …)`). */
+  const lateUsage = (runId: string, tokens: number) =>
+    attributeEvent(runId, { activityId: "a", attempt: 1 }, llmUsage(tokens), { n: 2, at: at() });
+  const llmUsage = (tokens: number) => (llmUsageEvent("x", tokens, at()).data as { attribute: Record<string, unknown> }).attribute;
+
+  it("a completed run reset, then its late usage: not charged to the reset's run, which is charged only what it used", async () => {
+    const org = await meteredOrg(HOLD * 2);
+    const { workflowId, runId, stub } = await run(org.organizationId, (id) => [usage(id, 10), finished(id, "completed")]);
+    const newRunId = crypto.randomUUID();
+    resetAnswer = () => ({ runId: newRunId });
+    expect((await reset(org.key, workflowId)).status).toBe(200);
+    await stub.record(workflowId, [lateUsage(runId, 100)]);
+    await stub.record(workflowId, [usage(newRunId, 7), finished(newRunId, "completed")]);
+    expect(await charges(org.organizationId)).toEqual([
+      { amount: -10, note: "10 tokens" },
+      { amount: -7, note: "7 tokens" },
+    ]);
+    // Counted in the run's totals (what it used in all), charged nowhere.
+    expect(await row(workflowId)).toMatchObject({ status: "completed", credits_charged: 17, tokens_total: 117 });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 17, reserved: 0 });
+  });
+
+  it("a run reset while going, then its in-flight step's usage and its end: the reset's run is charged only what it used", async () => {
+    const org = await meteredOrg(HOLD + 50);
+    const { workflowId, runId, stub } = await run(org.organizationId, (id) => [usage(id, 10)]);
+    const newRunId = crypto.randomUUID();
+    resetAnswer = () => ({ runId: newRunId });
+    expect((await reset(org.key, workflowId, runId)).status).toBe(200);
+    await stub.record(workflowId, [lateUsage(runId, 100), terminated(runId)]);
+    await stub.record(workflowId, [usage(newRunId, 4), finished(newRunId, "completed")]);
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD + 46, reserved: 0 });
+    expect(await charges(org.organizationId)).toEqual([{ amount: -4, note: "4 tokens" }]);
+  });
+
+  it("the replaced run's usage while the reset waits on the host: not charged to the reset's run either", async () => {
+    const org = await meteredOrg(HOLD + 50);
+    const { workflowId, runId } = await run(org.organizationId, (id) => [usage(id, 10)]);
+    const newRunId = crypto.randomUUID();
+    resetAnswer = () => ({ runId: newRunId });
+    duringReset = async (id, replaced) => void (await runStream(env, id).record(id, [lateUsage(replaced, 100)]));
+    expect((await reset(org.key, workflowId, runId)).status).toBe(200);
+    await runStream(env, workflowId).record(workflowId, [usage(newRunId, 4), finished(newRunId, "completed")]);
+    expect(await charges(org.organizationId)).toEqual([{ amount: -4, note: "4 tokens" }]);
+  });
+
+  it("the reset's run's own usage that reaches the DO before the route records its start is charged (its events name the successor)", async () => {
+    const org = await meteredOrg(HOLD + 50);
+    const { workflowId, runId } = await run(org.organizationId, (id) => [usage(id, 10)]);
+    const newRunId = crypto.randomUUID();
+    resetAnswer = () => ({ runId: newRunId });
+    duringReset = async (id) => void (await runStream(env, id).record(id, [usage(newRunId, 6)]));
+    expect((await reset(org.key, workflowId, runId)).status).toBe(200);
+    await runStream(env, workflowId).record(workflowId, [finished(newRunId, "completed")]);
+    expect(await charges(org.organizationId)).toEqual([{ amount: -6, note: "6 tokens" }]);
+  });
+
+  it("a completed run reset, the reset's run settled, then the replaced run's late usage: no charge 'reported after the run ended' for it", async () => {
+    const org = await meteredOrg(HOLD * 2);
+    const { workflowId, runId, stub } = await run(org.organizationId, (id) => [usage(id, 10), finished(id, "completed")]);
+    const newRunId = crypto.randomUUID();
+    resetAnswer = () => ({ runId: newRunId });
+    expect((await reset(org.key, workflowId)).status).toBe(200);
+    await stub.record(workflowId, [usage(newRunId, 7), finished(newRunId, "completed")]);
+    await stub.record(workflowId, [lateUsage(runId, 100)]);
+    expect(await charges(org.organizationId)).toEqual([
+      { amount: -10, note: "10 tokens" },
+      { amount: -7, note: "7 tokens" },
+    ]);
+    // The reset's run's own late usage still is charged from what its hold has left.
+    await stub.record(workflowId, [lateUsage(newRunId, 3)]);
+    expect((await charges(org.organizationId)).at(-1)).toEqual({ amount: -3, note: "3 tokens reported after the run ended" });
   });
 });
 
