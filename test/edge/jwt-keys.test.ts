@@ -101,6 +101,90 @@ describe("JWT keys (errors): our keys failing is not the caller's credentials fa
   });
 });
 
+describe("JWT keys (errors): a JWKS that fails", () => {
+  /** Runs `fn` counting the Worker's fetches of `url` (the app runs in this isolate). */
+  async function countingFetches<T>(url: string, fn: () => Promise<T>): Promise<{ result: T; fetches: number }> {
+    const original = globalThis.fetch;
+    let fetches = 0;
+    globalThis.fetch = ((input: RequestInfo | URL, init?: RequestInit) => {
+      if (String(input instanceof Request ? input.url : input).startsWith(url)) fetches++;
+      return original(input, init);
+    }) as typeof fetch;
+    try {
+      return { result: await fn(), fetches };
+    } finally {
+      globalThis.fetch = original;
+    }
+  }
+
+  it("while it fails, requests within Retry-After are answered 503 at once: one fetch, not one per request", async () => {
+    const url = await jwksUrl(503, "");
+    const { result, fetches } = await countingFetches(url, async () => {
+      const answers = [];
+      for (let i = 0; i < 20; i++) answers.push(await listWith({ JWT_JWKS_URL: url }, await rs256Token(crypto.randomUUID())));
+      return answers;
+    });
+    for (const answer of result) expect(answer).toMatchObject({ status: 503, code: "jwt_keys_unavailable" });
+    // Retry-After says how long is left of the pause, never more than the first answer's.
+    for (const answer of result) expect(Number(answer.retryAfter)).toBeGreaterThanOrEqual(1);
+    for (const answer of result) expect(Number(answer.retryAfter)).toBeLessThanOrEqual(5);
+    expect(fetches).toBe(1);
+  });
+
+  it("security: a token no retry could verify (expired, malformed, no exp) is 401 while the JWKS is down, and fetches nothing", async () => {
+    const url = "http://127.0.0.1:9/.well-known/jwks-down.json";
+    const b64 = (value: unknown) => btoa(JSON.stringify(value)).replace(/=+$/, "").replace(/\+/g, "-").replace(/\//g, "_");
+    const expired = await new SignJWT({ org_id: organizationId })
+      .setProtectedHeader({ alg: "RS256", kid: "k1" })
+      .setAudience(AUDIENCE)
+      .setExpirationTime(Math.floor(Date.now() / 1000) - 60)
+      .sign(rsa.privateKey);
+    const tokens = [
+      expired,
+      `${b64({ alg: "RS256", kid: crypto.randomUUID() })}.${b64({ exp: 1 })}.AAAA`,
+      `${b64({ alg: "RS256", kid: "k1" })}.${b64({ org_id: organizationId })}.AAAA`,
+      `${b64({ alg: "RS256", kid: "k1" })}.bm90IGpzb24.AAAA`,
+    ];
+    const { result, fetches } = await countingFetches(url, () =>
+      Promise.all(tokens.map((token) => listWith({ JWT_JWKS_URL: url }, token))),
+    );
+    for (const [i, answer] of result.entries())
+      expect(answer, `token ${i}`).toMatchObject({ status: 401, code: "unauthorized", retryAfter: null });
+    expect(fetches).toBe(0);
+  });
+
+  it("a key set with a key that cannot be imported, or with no keys, is 500 jwt_keys_invalid, not the caller's 401", async () => {
+    const jwk = await exportJWK(rsa.publicKey);
+    for (const body of [JSON.stringify({ keys: [{ ...jwk, n: "AAAA", kid: "k1", alg: "RS256" }] }), JSON.stringify({ keys: [] })]) {
+      const answer = await listWith({ JWT_JWKS_URL: await jwksUrl(200, body) }, await rs256Token());
+      expect(answer, body.slice(0, 40)).toMatchObject({ status: 500, code: "jwt_keys_invalid" });
+    }
+  });
+});
+
+describe("JWT keys (happy): key rotation", () => {
+  it("two keys in the set and a token without a kid: the key that signed it verifies it", async () => {
+    const next = await generateKeyPair("RS256", { extractable: true });
+    const keys = [await exportJWK(rsa.publicKey), await exportJWK(next.publicKey)].map((jwk) => ({ ...jwk, alg: "RS256", use: "sig" }));
+    const url = await jwksUrl(200, JSON.stringify({ keys }));
+    for (const key of [rsa.privateKey, next.privateKey]) {
+      const token = await new SignJWT({ org_id: organizationId })
+        .setProtectedHeader({ alg: "RS256" })
+        .setSubject("user-1")
+        .setAudience(AUDIENCE)
+        .setExpirationTime("5m")
+        .sign(key);
+      expect((await listWith({ JWT_JWKS_URL: url }, token)).status).toBe(200);
+    }
+    const stranger = await new SignJWT({ org_id: organizationId })
+      .setProtectedHeader({ alg: "RS256" })
+      .setAudience(AUDIENCE)
+      .setExpirationTime("5m")
+      .sign((await generateKeyPair("RS256")).privateKey);
+    expect(await listWith({ JWT_JWKS_URL: url }, stranger)).toMatchObject({ status: 401, code: "unauthorized" });
+  });
+});
+
 describe("JWT keys (security): a token our keys do not verify stays 401", () => {
   it("a kid the JWKS does not have, a forged signature, another audience, or an algorithm the PEM does not take is 401 invalid_token", async () => {
     const url = await jwksUrl(200, await keySet("k1"));

@@ -15,6 +15,7 @@ import { createMiddleware } from "hono/factory";
 import {
   createRemoteJWKSet,
   customFetch,
+  decodeJwt,
   decodeProtectedHeader,
   errors,
   importSPKI,
@@ -32,20 +33,25 @@ import { credentialFromHeader } from "../api-key-auth/index.ts";
 const ORGANIZATION_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const ASYMMETRIC_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"];
 const jwksCache = new Map<string, JWTVerifyGetKey>();
-/** Retry-After when the JWKS cannot be fetched: jose fetches it again on the next request. */
+/**
+ * How long a JWKS that failed is not fetched again (and the Retry-After of the 503 meanwhile).
+ * jose keeps a key set it got, but remembers nothing of a fetch that failed (and on Workers does
+ * not share one fetch between requests): without this pause, every request while the identity
+ * provider is down would make a fetch of its own, before any rate limit.
+ */
 const JWKS_RETRY_AFTER_SECONDS = 5;
 
 /**
  * Our side cannot check any token: the key set did not come (network, timeout, a 5xx). Not the
- * caller's credentials, so not a 401; a later request fetches it again.
+ * caller's credentials, so not a 401; a request after `retryAfterSeconds` fetches it again.
  */
-const keysUnavailable = (why: string) =>
+const keysUnavailable = (why: string, retryAfterSeconds = JWKS_RETRY_AFTER_SECONDS) =>
   new ApiError(
     "jwt_keys_unavailable",
     `the keys that verify JWTs (JWT_JWKS_URL) could not be fetched (${why}); try again shortly`,
     undefined,
     {
-      "retry-after": String(JWKS_RETRY_AFTER_SECONDS),
+      "retry-after": String(retryAfterSeconds),
     },
   );
 
@@ -60,7 +66,11 @@ const fetchJwks = async (url: string, init: RequestInit): Promise<Response> => {
   });
   if (res.status >= 500 || res.status === 429 || res.status === 408) throw keysUnavailable(`HTTP ${res.status}`);
   if (res.status !== 200) throw keysInvalid("JWT_JWKS_URL", `HTTP ${res.status}`);
-  return res;
+  // A set with no keys verifies no token: the operator's to fix, not each caller's 401.
+  const text = await res.text();
+  const keys = (JSON.parse(text || "null") as { keys?: unknown } | null)?.keys;
+  if (Array.isArray(keys) && keys.length === 0) throw keysInvalid("JWT_JWKS_URL", "the key set has no keys");
+  return new Response(text, { status: res.status, headers: res.headers });
 };
 
 /** The remote key set of JWT_JWKS_URL (cached by jose), whose failures are ours, not the token's. */
@@ -68,21 +78,52 @@ function remoteKeys(url: string): JWTVerifyGetKey {
   let jwks = jwksCache.get(url);
   if (!jwks) {
     const remote = createRemoteJWKSet(new URL(url), { [customFetch]: fetchJwks });
+    /** Until when (ms) the JWKS is not asked again after a failed fetch, and that failure. */
+    let pause: { until: number; failure: ApiError } | null = null;
     jwks = async (header, token) => {
+      if (pause && Date.now() < pause.until) {
+        const { failure } = pause;
+        if (failure.code !== "jwt_keys_unavailable") throw failure;
+        throw keysUnavailable("it failed moments ago", Math.max(1, Math.ceil((pause.until - Date.now()) / 1000)));
+      }
       try {
         return await remote(header, token);
       } catch (err) {
-        // No key for the token's `kid`/`alg` (or several), an algorithm jose does not take: the token's problem (401).
-        if (err instanceof ApiError || !(err instanceof errors.JOSEError)) throw err;
-        if (err instanceof errors.JWKSTimeout) throw keysUnavailable("timed out");
-        if (err instanceof errors.JWKSInvalid || err.code === "ERR_JOSE_GENERIC")
-          throw keysInvalid("JWT_JWKS_URL", "not a JSON Web Key Set");
-        throw err;
+        const failure = ourFailure(err);
+        if (!failure) throw err;
+        pause = { until: Date.now() + JWKS_RETRY_AFTER_SECONDS * 1000, failure };
+        throw failure;
       }
     };
     jwksCache.set(url, jwks);
   }
   return jwks;
+}
+
+/**
+ * A failure of the key set (ours: 503 or 500), or null for the token's own (no key for its
+ * `kid`/`alg`, or several: 401).
+ */
+function ourFailure(err: unknown): ApiError | null {
+  if (err instanceof ApiError) return err;
+  if (err instanceof SyntaxError) return keysInvalid("JWT_JWKS_URL", "not a JSON Web Key Set");
+  // Not jose's own: WebCrypto refusing to import a key of the set (an RSA modulus too short).
+  if (!(err instanceof errors.JOSEError)) return keysInvalid("JWT_JWKS_URL", "a key in the set cannot be imported");
+  if (err instanceof errors.JWKSTimeout) return keysUnavailable("timed out");
+  if (err instanceof errors.JWKSInvalid || err.code === "ERR_JOSE_GENERIC") return keysInvalid("JWT_JWKS_URL", "not a JSON Web Key Set");
+  return null;
+}
+
+/**
+ * Refuses, before any key is fetched, a token no key could make valid: malformed, or without an
+ * `exp` in the future (what jwtVerify checks after the signature). So while a JWKS is down only a
+ * token a retry could verify is told to retry (503); the rest are 401 at once, as they would be
+ * with the keys in hand. The claims are not trusted here, only used to refuse.
+ */
+function assertCouldBeValid(token: string): void {
+  const { exp } = decodeJwt(token);
+  if (typeof exp !== "number") throw new Error('the token has no "exp" claim');
+  if (exp <= Math.floor(Date.now() / 1000)) throw new Error('"exp" claim timestamp check failed');
 }
 
 /**
@@ -130,7 +171,23 @@ export async function verifyJwt(env: Env, token: string): Promise<JWTPayload> {
     // An identity provider's keys sign tokens for every application it serves: without an audience,
     // another application's token that carries an org claim would pass as ours. Fail closed.
     if (!env.JWT_AUDIENCE) throw keysInvalid("JWT_JWKS_URL", "JWT_AUDIENCE must be set with it");
-    return (await jwtVerify(token, remoteKeys(env.JWT_JWKS_URL), { ...options, algorithms: ASYMMETRIC_ALGORITHMS })).payload;
+    assertCouldBeValid(token);
+    const jwksOptions = { ...options, algorithms: ASYMMETRIC_ALGORITHMS };
+    try {
+      return (await jwtVerify(token, remoteKeys(env.JWT_JWKS_URL), jwksOptions)).payload;
+    } catch (err) {
+      // A token without a `kid` while the set has two keys of its kind (a rotation): jose leaves
+      // it to us to try each (its documented way); the key that signed it verifies it.
+      if (!(err instanceof errors.JWKSMultipleMatchingKeys)) throw err;
+      for await (const key of err) {
+        try {
+          return (await jwtVerify(token, key, jwksOptions)).payload;
+        } catch (inner) {
+          if (!(inner instanceof errors.JWSSignatureVerificationFailed)) throw inner;
+        }
+      }
+      throw new errors.JWSSignatureVerificationFailed();
+    }
   }
   if (env.JWT_PUBLIC_KEY)
     return (await jwtVerify(token, await publicKeyFor(env.JWT_PUBLIC_KEY, alg), { ...options, algorithms: [alg] })).payload;
