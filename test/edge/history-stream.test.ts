@@ -626,6 +626,12 @@ describe("run-scoped stream tokens", () => {
     expect((await call(`/workflow/${a.workflowId}/history/stream?token=${forged.token}`)).status).toBe(401);
 
     expect((await call(`/workflow/${a.workflowId}/status?token=${token}`)).status).toBe(401);
+    // Only the stream's GET (and HEAD): any other method on its path is no stream, and the token
+    // neither authenticates it nor spends the run's rate limit on it.
+    for (const method of ["POST", "PUT", "DELETE"]) {
+      const other = await call(`/workflow/${a.workflowId}/history/stream?token=${token}`, { method });
+      expect([method, other.status, other.headers.get("x-ratelimit-remaining")]).toEqual([method, 401, null]);
+    }
   });
 
   it("is refused when signed with the secret but without an expiry, an issue time or the minting key, or with another organization's key (never minted by the edge)", async () => {
