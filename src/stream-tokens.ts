@@ -8,6 +8,7 @@ import type { AuthContext } from "./app-env.ts";
 import { ApiError } from "./errors.ts";
 import { liveApiKey } from "./middleware/api-key-auth/index.ts";
 import { STREAM_TOKEN_SCOPE } from "./middleware/key-scope/index.ts";
+import { parseSecrets } from "./shared/signing.ts";
 
 /** How long a stream token is valid. EventSource reconnects reuse the URL, so not too short. */
 export const STREAM_TOKEN_TTL_SECONDS = 15 * 60;
@@ -46,7 +47,19 @@ export function mintingClaims(auth: AuthContext, workflowId: string): StreamToke
   return { organizationId: auth.organizationId, workflowId, apiKeyId: auth.apiKeyId };
 }
 
+/**
+ * The values of STREAM_TOKEN_SECRET: a comma-separated list, as HOST_SHARED_SECRET's, so that it
+ * rotates without cutting off every open viewer (`new,old`, then `new` once old tokens expired,
+ * 15 minutes later). Tokens are signed with the first and verified against each.
+ */
+const streamTokenSecrets = (setting: string): string[] => {
+  const secrets = parseSecrets(setting);
+  if (secrets.length === 0) throw new Error("STREAM_TOKEN_SECRET is not set");
+  return secrets;
+};
+
 export async function mintStreamToken(
+  /** The STREAM_TOKEN_SECRET setting: signed with its first value. */
   secret: string,
   claims: StreamTokenClaims,
   now: number = Date.now(),
@@ -62,7 +75,7 @@ export async function mintStreamToken(
     .setSubject(claims.workflowId)
     .setIssuedAt(issuedAt)
     .setExpirationTime(expiresAt)
-    .sign(encoder.encode(secret));
+    .sign(encoder.encode(streamTokenSecrets(secret)[0]));
   return { token, expiresAt: new Date(expiresAt * 1000).toISOString() };
 }
 
@@ -118,8 +131,16 @@ export async function verifyLiveStreamToken(db: D1Database, secret: string, toke
   return { ...claims, rateLimitPerMinute: key.rateLimitPerMinute };
 }
 
-/** The token's claims, or null if it is forged, expired or not a stream token. */
-export async function verifyStreamToken(secret: string, token: string, now: number = Date.now()): Promise<StreamTokenClaims | null> {
+/** The token's claims, or null if it is forged (signed with none of `setting`'s values), expired or not a stream token. */
+export async function verifyStreamToken(setting: string, token: string, now: number = Date.now()): Promise<StreamTokenClaims | null> {
+  for (const secret of streamTokenSecrets(setting)) {
+    const claims = await verifiedWith(secret, token, now);
+    if (claims) return claims;
+  }
+  return null;
+}
+
+async function verifiedWith(secret: string, token: string, now: number): Promise<StreamTokenClaims | null> {
   try {
     const { payload } = await jwtVerify(token, encoder.encode(secret), {
       algorithms: ["HS256"],

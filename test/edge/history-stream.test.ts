@@ -7,7 +7,7 @@ import { beforeAll, describe, expect, it, vi } from "vitest";
 import { clearApiKeyCache } from "../../src/middleware/api-key-auth/index.ts";
 import { runResetEvent } from "../../src/shared/run-events.ts";
 import { runStream } from "../../src/run-stream-client.ts";
-import { mintStreamToken } from "../../src/stream-tokens.ts";
+import { mintStreamToken, verifyStreamToken } from "../../src/stream-tokens.ts";
 import wranglerToml from "../../wrangler.toml?raw";
 import { collectHistoryStream, readSse, type SseMessage } from "../support/sse.ts";
 import {
@@ -762,6 +762,36 @@ describe("run-scoped stream tokens", () => {
     expect((await call(`/workflow/${workflowId}/history/stream?token=${token}`)).status).toBe(200);
     // A token cannot mint tokens.
     expect((await call(`/workflow/${workflowId}/stream-token?token=${token}`, { method: "POST" })).status).toBe(401);
+  });
+
+  it("STREAM_TOKEN_SECRET rotates as the other secrets do: with `new,old` tokens are signed with the new value and those of either open streams; once old is dropped its tokens open nothing", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)]);
+    const NEW = `rotated-${STREAM_SECRET}`;
+    const withSecret = (secret: string, path: string, init: RequestInit = {}) =>
+      app.fetch(
+        new Request(new URL(path, "http://edge.test"), init),
+        { ...env, STREAM_TOKEN_SECRET: secret } as Env,
+        createExecutionContext(),
+      );
+    const claims = { organizationId: org.organizationId, apiKeyId: org.keyId, workflowId };
+    const { token: old } = await mintStreamToken(STREAM_SECRET, claims);
+
+    const opened = await withSecret(`${NEW},${STREAM_SECRET}`, `/workflow/${workflowId}/history/stream?token=${old}`);
+    expect(opened.status).toBe(200);
+    await opened.body?.cancel();
+    const minted = await withSecret(`${NEW},${STREAM_SECRET}`, `/workflow/${workflowId}/stream-token`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${org.key}` },
+    });
+    const { token } = (await minted.json()) as { token: string };
+    expect(await verifyStreamToken(NEW, token)).toMatchObject({ workflowId });
+    expect(await verifyStreamToken(STREAM_SECRET, token)).toBeNull();
+
+    expect((await withSecret(NEW, `/workflow/${workflowId}/history/stream?token=${old}`)).status).toBe(401);
+    const fresh = await withSecret(NEW, `/workflow/${workflowId}/history/stream?token=${token}`);
+    expect(fresh.status).toBe(200);
+    await fresh.body?.cancel();
   });
 });
 
