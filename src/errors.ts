@@ -8,6 +8,7 @@
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { cutText } from "./shared/text-limits.ts";
 
 export const ERROR_CODES = {
   unauthorized: 401,
@@ -208,6 +209,12 @@ export function issueText(issues: Issue[], render: (issue: Issue) => string, sep
     .join(separator);
   return more > 0 ? `${listed}${separator}and ${more} more` : listed;
 }
+
+/** The most of a caller's id an error message quotes: a 404 for a 5,000-character id need not send it back. */
+export const MAX_QUOTED_ID = 100;
+
+/** `id` in quotes for an error message, cut at MAX_QUOTED_ID characters (saying how many more there were). */
+export const quotedId = (id: string): string => `"${cutText(id, MAX_QUOTED_ID)}"`;
 
 export class ApiError extends HTTPException {
   /** What was wrong, field by field (listedIssues: at most MAX_LISTED_ISSUES and a count of the rest). */

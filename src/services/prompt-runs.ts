@@ -5,7 +5,7 @@
 import { positiveNumberVar } from "../shared/positive-number-var.ts";
 import { findPublishedPromptWorkflow, PROMPT_WORKFLOW_ID } from "../db/prompt-workflows.ts";
 import type { PromptDefinition } from "../db/schema.ts";
-import { ApiError, type Issue, issueText } from "../errors.ts";
+import { ApiError, type Issue, issueText, quotedId } from "../errors.ts";
 import { renderedByteLength } from "../shared/prompt-template.ts";
 import type { PreparedStart, StartCommand } from "../../durable-objects/run-stream/run-starter.ts";
 import { startCommand } from "./start-command.ts";
@@ -78,7 +78,7 @@ export const MAX_RENDERED_PROMPT_BYTES = 4 * 1024 * 1024;
 /** Runs in the run's DO: the prompt workflow, its checked variables, its hold and what the host starts. */
 export async function preparePromptStart(env: Env, organizationId: string, workflowId: string, body: unknown): Promise<PreparedStart> {
   const workflow = await findPublishedPromptWorkflow(env.DB, organizationId, workflowId);
-  if (!workflow) throw new ApiError("workflow_not_found", `no published workflow "${workflowId}"`);
+  if (!workflow) throw new ApiError("workflow_not_found", `no published workflow ${quotedId(workflowId)}`);
   const prompt = workflow.prompt!;
   // No body at all reads as {}; a JSON null is a body that is not an object.
   const values = checkVariables(prompt.variables, body === undefined ? {} : body);
@@ -108,7 +108,7 @@ export function promptStartCommand(
   body: unknown,
   idempotency?: IdempotencyRequest,
 ): StartCommand {
-  if (!PROMPT_WORKFLOW_ID.test(workflowId)) throw new ApiError("workflow_not_found", `no published workflow "${workflowId}"`);
+  if (!PROMPT_WORKFLOW_ID.test(workflowId)) throw new ApiError("workflow_not_found", `no published workflow ${quotedId(workflowId)}`);
   return startCommand(organizationId, workflowId, { kind: "prompt", promptWorkflowId: workflowId, body }, { idempotency });
 }
 

@@ -38,6 +38,16 @@ describe("published run API: errors before a run starts", () => {
     }
   });
 
+  it("security: a 404 quotes at most 100 characters of a long workflow id, not all of it", async () => {
+    const id = `wf_${"a".repeat(5_000)}`;
+    for (const res of [await postJson(`/api/v1/run/${id}`, {}, org.key), await postJson(`/api/v1/run/${id}/stream`, {}, org.key)]) {
+      expect(res.status).toBe(404);
+      const { message } = await error(res);
+      expect(message).toContain(`"wf_${"a".repeat(97)}… (4903 more characters)"`);
+      expect(message.length).toBeLessThan(200);
+    }
+  });
+
   it("400 naming every missing and unknown variable", async () => {
     const res = await postJson(`/api/v1/run/${workflowId}`, { topic: "x", colour: "red", size: 3 }, org.key);
     expect(res.status).toBe(400);

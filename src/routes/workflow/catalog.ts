@@ -1,7 +1,7 @@
 import type { Context } from "hono";
 import type { App, AppEnv } from "../../app-env.ts";
 import { listRunnableWorkflows } from "../../db/workflows.ts";
-import { ApiError } from "../../errors.ts";
+import { ApiError, quotedId } from "../../errors.ts";
 import { CATALOG_ID, catalogIdSchema } from "./schemas.ts";
 
 async function catalogBody(c: Context<AppEnv>) {
@@ -33,7 +33,8 @@ export function registerCatalog(app: App) {
     const id = c.req.param("id");
     if (!catalogIdSchema.safeParse(id).success)
       throw new ApiError("invalid_request", "invalid catalog id: letters, digits and _.@- only, at most 128");
-    if (id !== CATALOG_ID) throw new ApiError("catalog_not_found", `no catalog "${id}": this deployment has one catalog, "${CATALOG_ID}"`);
+    if (id !== CATALOG_ID)
+      throw new ApiError("catalog_not_found", `no catalog ${quotedId(id)}: this deployment has one catalog, "${CATALOG_ID}"`);
     return c.json(await catalogBody(c));
   });
 }
