@@ -42,6 +42,14 @@ describe("Idempotency-Key: format", () => {
     expect(parseIdempotencyKey('"a,b"')).toBe("a,b"); // a comma, quoted as the draft's string: one key
   });
 
+  it("a quoted key is read as the draft's string (RFC 8941): an escaped backslash is one backslash, the same key as sent bare; any other escape is 400", () => {
+    expect(parseIdempotencyKey("a\\b")).toBe("a\\b");
+    expect(parseIdempotencyKey('"a\\\\b"')).toBe("a\\b");
+    for (const bad of ['"a\\b"', '"a\\"', '"a\\\\\\"', '"a\\"b"']) {
+      expect(() => parseIdempotencyKey(bad), bad).toThrowError(/Idempotency-Key/);
+    }
+  });
+
   it("two Idempotency-Key headers (joined by Fetch as `k1, k2`) are 400 invalid_idempotency_key, not one key named `k1, k2`; nothing starts or is claimed", async () => {
     const { key, organizationId } = await seedOrganization();
     const runs = () => env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?").bind(organizationId).first("n");
@@ -117,6 +125,10 @@ describe("Idempotency-Key: format", () => {
         `multipart/form-data; boundary=${boundary}`,
       );
     expect(await requestFingerprint(form("aaa"))).toBe(await requestFingerprint(form("bbb")));
+    // A form whose text is not UTF-8 is fingerprinted by its bytes: the route gives its own answer
+    // (415 on a JSON route, 400 invalid_encoding on execute), the same with a key as without one.
+    const notUtf8 = req("/workflow/start", "workflowName=%FF", "application/x-www-form-urlencoded");
+    await expect(requestFingerprint(notUtf8)).resolves.toMatch(/^[0-9a-f]{64}$/);
     expect(canonicalJson({ b: 1, a: [1, { d: 2, c: 3 }] })).toBe('{"a":[1,{"c":3,"d":2}],"b":1}');
   });
 });

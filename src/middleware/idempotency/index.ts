@@ -25,12 +25,27 @@ export const IDEMPOTENCY_KEY_HEADER = "idempotency-key";
 export const IDEMPOTENT_REPLAYED_HEADER = "idempotent-replayed";
 export const MAX_IDEMPOTENCY_KEY_LENGTH = 255;
 
+/**
+ * The inside of a quoted key as the draft's string (RFC 8941 §3.3.3): `\\` and `\"` stand for
+ * `\` and `"`, so `"a\\b"` is the key sent bare as `a\b`, and any other backslash is malformed.
+ * (A key with `"` in it is refused below, escaped or not.)
+ */
+function unescapedString(inner: string): string {
+  if (!inner.includes("\\")) return inner;
+  if (/\\(?![\\"])/.test(inner.replace(/\\[\\"]/g, ""))) {
+    throw new ApiError("invalid_idempotency_key", 'a quoted Idempotency-Key escapes only \\ and " (as \\\\ and \\")', [
+      { path: "Idempotency-Key", message: 'a backslash in quotes escapes \\ or "' },
+    ]);
+  }
+  return inner.replace(/\\([\\"])/g, "$1");
+}
+
 /** The key's value, or null when the header is absent; throws 400 for a malformed key. */
 export function parseIdempotencyKey(header: string | undefined): string | null {
   if (header === undefined) return null;
   let key = header.trim();
   const quoted = key.length >= 2 && key.startsWith('"') && key.endsWith('"');
-  if (quoted) key = key.slice(1, -1);
+  if (quoted) key = unescapedString(key.slice(1, -1));
   // Two Idempotency-Key headers arrive joined by ", " (Fetch's Headers): a bare key with a comma is
   // that, never one key (a key with a comma in it is sent quoted, as the draft's string).
   if (!quoted && key.includes(",")) {
@@ -73,9 +88,10 @@ export async function requestFingerprint(request: Request): Promise<string> {
     try {
       form = parseFormBody(type, bytes);
     } catch (err) {
-      // A text field that is not UTF-8 is refused here (400 invalid_encoding), before anything is
-      // claimed; a body that is not a well-formed form is fingerprinted by its bytes (the route refuses it).
-      if (!(err instanceof MalformedFormError)) throw err;
+      // A body that is not a well-formed form, or whose text is not UTF-8, is fingerprinted by its
+      // bytes: the route gives its own answer (a JSON route's 415, execute's 400 invalid_encoding),
+      // the same with a key as without one, before anything is claimed.
+      if (!(err instanceof MalformedFormError) && !(err instanceof ApiError && err.code === "invalid_encoding")) throw err;
     }
     if (form) {
       const fields: Array<[string, string]> = [];
