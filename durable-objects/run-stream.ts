@@ -201,7 +201,7 @@ export class RunStream extends DurableObject<Env> {
           new WaitingDetector(log, meta),
           (runId, hasWebhooks) => webhooks.noteFinished(runId, hasWebhooks),
           (runId) => resetMark.gate(runId),
-          (runId) => resetMark.mayReplace(runId),
+          (runId) => resetMark.usageGate(runId),
         ),
         traces,
         subscribers,

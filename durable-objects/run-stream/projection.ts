@@ -21,7 +21,7 @@ import { stepRunId } from "../../src/shared/step-run-id.ts";
 import { PROJECTION_STATE } from "./constants.ts";
 import { rowError, rowErrorDetails, rowOutput } from "./row-limits.ts";
 import type { EventLog, LogRow, LogRowOf } from "./event-log.ts";
-import type { FinishGate } from "./reset-mark.ts";
+import type { FinishGate, UsageGate } from "./reset-mark.ts";
 import type { WaitingDetector } from "./waiting.ts";
 
 /**
@@ -52,8 +52,8 @@ export class D1Projection {
     private readonly onFinished?: (runId: string, hasWebhooks: boolean) => void,
     /** Whether a run's final status goes to D1 now, waits (a reset is pending), or is dropped (reset-mark.ts). */
     private readonly finishGate: (runId: string) => FinishGate = () => "project",
-    /** Whether a reset in flight may replace `runId` (reset-mark.ts): its usage then is not the reset's run's to pay. */
-    private readonly mayBeReplaced: (runId: string) => boolean = () => false,
+    /** Whether a run's usage goes to D1 as its own, waits (a reset that may replace it is pending), or is a replaced run's (reset-mark.ts). */
+    private readonly usageGate: (runId: string) => UsageGate = () => "project",
   ) {
     this.attributesInDoubt = log.unprojected().some((r) => r.type === "attribute");
   }
@@ -136,7 +136,7 @@ export class D1Projection {
     /** Index in `statements` of each finish, with its log row. */
     const finishes: Array<{ index: number; row: LogRowOf<"run.finished"> }> = [];
 
-    /** Final statuses left pending: a reset that may replace their run is in flight (reset-mark.ts). */
+    /** Final statuses and usage left pending: a reset that may replace their run is in flight (reset-mark.ts). */
     const held = new Set<number>();
     const ends = pending.filter((r): r is LogRowOf<"run.finished"> => {
       // The end of a run that a reset replaced says nothing about the workflow any more.
@@ -165,6 +165,13 @@ export class D1Projection {
       statements.push(await stepRunStatement(this.db, workflowId, step));
     }
     let attributes = pending.filter((r): r is LogRowOf<"attribute"> => r.type === "attribute");
+    // Usage of a run a pending reset may replace waits for the reset's outcome, and every later
+    // usage row with it: `attributes_through_seq` assumes the rows D1 has are a prefix of the log's.
+    const firstHeld = attributes.findIndex((r) => !this.log.wasReset(r.data.runId) && this.usageGate(r.data.runId) === "hold");
+    if (firstHeld >= 0) {
+      for (const r of attributes.slice(firstHeld)) held.add(r.seq);
+      attributes = attributes.slice(0, firstHeld);
+    }
     if (attributes.length > 0 && this.attributesInDoubt) {
       const through = await this.db
         .prepare("SELECT attributes_through_seq AS seq FROM runs WHERE temporal_workflow_id = ?")
@@ -234,16 +241,15 @@ export class D1Projection {
    * Totals for listing and billing, and the newest attribute they include; the attributes
    * themselves stay in the log.
    *
-   * Tokens of a run a reset replaced (or may replace: its reset waits on the host) count in the
-   * totals, what the workflow used in all, and move the reset's starting point
-   * (`credit_tokens_base`) with them, so that neither the reset's settlement nor a later charge of
-   * late usage bills them to the reset's run (migrations 0010 and 0020). A base that is NULL (no
-   * reset hold taken yet) stays NULL: the hold, when taken, starts from the totals then. A reset
-   * the host refuses puts the base back as it was, and the run's own settlement charges them.
+   * Tokens of a run a reset replaced count in the totals, what the workflow used in all, and move
+   * the reset's starting point (`credit_tokens_base`) with them, so that neither the reset's
+   * settlement nor a later charge of late usage bills them to the reset's run (migrations 0010 and
+   * 0020). While the reset waits on the host they are not projected at all (`usageGate`): refused,
+   * they are the run's own (its settlement, or the late charge of a completed run, takes them).
    */
   private attributes(workflowId: string, rows: LogRowOf<"attribute">[], now: string): D1PreparedStatement {
     const totals = aggregate(rows.map((r) => r.data.attribute));
-    const replaced = rows.filter((r) => this.log.wasReset(r.data.runId) || this.mayBeReplaced(r.data.runId));
+    const replaced = rows.filter((r) => this.log.wasReset(r.data.runId) || this.usageGate(r.data.runId) === "replaced");
     const replacedTokens = replaced.length > 0 ? aggregate(replaced.map((r) => r.data.attribute)).tokens.total : 0;
     const through = rows.reduce((newest, r) => Math.max(newest, r.seq), 0);
     return this.db

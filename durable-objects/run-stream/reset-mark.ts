@@ -65,6 +65,9 @@ export interface ResetMarkState {
 /** What the projection does with a run's final status. */
 export type FinishGate = "project" | "hold" | "drop";
 
+/** What the projection does with a run's usage (ResetMark.usageGate). */
+export type UsageGate = "project" | "hold" | "replaced";
+
 export class ResetMark {
   private state: ResetMarkState | null;
 
@@ -119,11 +122,14 @@ export class ResetMark {
   }
 
   /**
-   * Whether the pending reset may replace `runId` (or already did: another run came since), so
-   * that what `runId` uses from now on is not the reset's run's. The successor is never one.
+   * The usage `runId` reports: its own to pay (`project`), held back while a pending reset may
+   * replace it (`hold`: charged to it if the reset is refused, to no one if it happens), or of a
+   * run the reset replaced (`replaced`: another run came since). The successor's is its own.
    */
-  mayReplace(runId: string): boolean {
-    return this.gate(runId) !== "project" && this.state?.successor !== runId;
+  usageGate(runId: string): UsageGate {
+    const gate = this.gate(runId);
+    if (gate === "project" || this.state?.successor === runId) return "project";
+    return gate === "drop" ? "replaced" : "hold";
   }
 
   /** The final status of `runId`: held back while a reset that may replace it is pending, dropped once it was replaced. */

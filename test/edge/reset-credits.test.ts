@@ -662,6 +662,36 @@ describe("usage of a run a reset replaced, reported late (an activity of a termi
     expect(await charges(org.organizationId)).toEqual([{ amount: -4, note: "4 tokens" }]);
   });
 
+  it("a completed run's late usage while a reset of it waits on the host, which refuses it: charged to the run as late usage once the refusal is in", async () => {
+    const org = await meteredOrg(HOLD * 2);
+    const { workflowId } = await run(org.organizationId, (id) => [usage(id, 10), finished(id, "completed")]);
+    let duringRow: unknown = null;
+    duringReset = async (id, replaced) => {
+      await runStream(env, id).record(id, [lateUsage(replaced, 100)]);
+      duringRow = await row(id);
+    };
+    resetAnswer = () => ({ status: 404, code: "step_not_found" });
+    expect((await reset(org.key, workflowId)).status).toBe(404);
+    // Held back while the reset's outcome was open: had it happened, the usage would be no run's to pay.
+    expect(duringRow).toMatchObject({ tokens_total: 10 });
+    expect(await row(workflowId)).toMatchObject({ status: "completed", credit_hold: 0, tokens_total: 110, credits_charged: 110 });
+    expect(await charges(org.organizationId)).toEqual([
+      { amount: -10, note: "10 tokens" },
+      { amount: -100, note: "100 tokens reported after the run ended" },
+    ]);
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 110, reserved: 0 });
+  });
+
+  it("a run still going: its usage while a reset waits on the host, which refuses it, is charged at the run's own end", async () => {
+    const org = await meteredOrg(HOLD + 500);
+    const { workflowId, runId, stub } = await run(org.organizationId, (id) => [usage(id, 10)]);
+    duringReset = async (id, replaced) => void (await runStream(env, id).record(id, [lateUsage(replaced, 100)]));
+    resetAnswer = () => ({ status: 409, code: "step_not_completed" });
+    expect((await reset(org.key, workflowId, runId)).status).toBe(409);
+    await stub.record(workflowId, [finished(runId, "completed")]);
+    expect(await charges(org.organizationId)).toEqual([{ amount: -110, note: "110 tokens" }]);
+  });
+
   it("the reset's run's own usage that reaches the DO before the route records its start is charged (its events name the successor)", async () => {
     const org = await meteredOrg(HOLD + 50);
     const { workflowId, runId } = await run(org.organizationId, (id) => [usage(id, 10)]);
