@@ -26,6 +26,7 @@ import { parseArgs } from "node:util";
 import { Client, Connection } from "@temporalio/client";
 import { startStack } from "../test/support/stack.ts";
 import { benchStateRoot, currentCommit, localTraceCollector, median, round1, writeSection } from "./report.ts";
+import { type CpuSplit, withCpuSplit } from "./process-cpu.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -64,6 +65,9 @@ const post = (path: string, body: unknown) =>
     headers: { authorization: `Bearer ${stack.apiKey}`, "content-type": "application/json" },
     body: JSON.stringify(body),
   });
+
+const cpuText = (cpu: CpuSplit) =>
+  `workerd ${cpu.workerd}, Temporal ${cpu.temporal}, host ${cpu.host}, the bench's clients ${cpu.bench}, other ${cpu.other}`;
 
 async function timed(fn: () => Promise<unknown>): Promise<number> {
   const t0 = performance.now();
@@ -196,21 +200,24 @@ try {
   }
 
   // Sustained starts: CONCURRENCY clients start runs back to back for SECONDS, directly, then through the edge.
+  // Also where the two cores went meanwhile (bench/process-cpu.ts): the phase's runs execute as it goes.
   async function sustained(start: () => Promise<string | null>) {
     let failed = 0;
     const ids: string[] = [];
     const deadline = performance.now() + SECONDS * 1000;
     const t0 = performance.now();
-    await Promise.all(
-      Array.from({ length: CONCURRENCY }, async () => {
-        while (performance.now() < deadline) {
-          const id = await start().catch(() => null);
-          if (id) ids.push(id);
-          else failed++;
-        }
-      }),
+    const { cpu } = await withCpuSplit(stack.pid, () =>
+      Promise.all(
+        Array.from({ length: CONCURRENCY }, async () => {
+          while (performance.now() < deadline) {
+            const id = await start().catch(() => null);
+            if (id) ids.push(id);
+            else failed++;
+          }
+        }),
+      ),
     );
-    return { ids, failed, perSecond: ids.length / ((performance.now() - t0) / 1000) };
+    return { ids, failed, perSecond: ids.length / ((performance.now() - t0) / 1000), cpu };
   }
   const drains: number[] = [(await drain()).ms];
   const direct = await sustained(async () => {
@@ -254,6 +261,8 @@ try {
     // The same for the runs the edge accepted in its phase.
     edgeFinishedPerSecond: round1(edge.ids.length / (SECONDS + edgeDrain.ms / 1000)),
     sustainedFailures: failed,
+    /** Cores used by each process over each sustained phase (2 = both cores busy all along). */
+    sustainedCpu: { direct: direct.cpu, edge: edge.cpu },
     floorMs,
     drainMs: drains,
     audit,
@@ -315,6 +324,7 @@ try {
       `| floor: GET /health, POST /heartbeat | ${afterLabel} | ${floorMs.health} ms, ${floorMs.heartbeat} ms | | | |`,
       "",
       `Sustained, ${CONCURRENCY} concurrent clients for ${SECONDS} s each, same run: ${figures.startsPerSecond} starts/s through the edge (${failed} failed) vs ${figures.directStartsPerSecond} starts/s directly: ${figures.sustainedRatio}×. Everything on the same two cores.`,
+      `Cores each process used over the phase (from /proc, bench/process-cpu.ts; 2 is both cores busy all along): through the edge ${cpuText(edge.cpu)}; directly ${cpuText(direct.cpu)}.`,
       `Each phase starts on a quiet system: before the direct phase, between it and the edge phase, and before the audit, the bench waits until Temporal has no open \`hello\` execution left, plus 2 s (drains took ${drains.map((d) => `${(d / 1000).toFixed(1)} s`).join(", ")}). Without the drain, the edge phase would compete with the host worker still executing the direct phase's runs.`,
       `A start, direct or through the edge, only queues the run: the host and Temporal finished the direct phase's ${direct.ids.length} runs at ${figures.directFinishedPerSecond} runs/s and the edge phase's ${edge.ids.length} at ${figures.edgeFinishedPerSecond} runs/s (phase plus drain), on the same cores.`,
       "",

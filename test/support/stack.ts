@@ -67,6 +67,8 @@ export interface RunningStack {
   /** BENCH ONLY (options.workerSocket): the edge Worker's own socket, past wrangler's dev proxy (bench/worker-socket.ts). */
   workerUrl?: string;
   ports: StackPorts;
+  /** The pid of `npm run dev`, under which every process of the stack runs (for the benchmarks' CPU split). */
+  pid: number;
   apiKey: string;
   /** The admin API key of this stack (test-only value). */
   adminKey: string;
@@ -213,6 +215,7 @@ async function startStackOn(ports: StackPorts, options: StackOptions): Promise<R
     baseUrl: `http://127.0.0.1:${ports.edge}`,
     workerUrl,
     ports,
+    pid: child.pid!,
     apiKey,
     adminKey,
     internalSecret,
