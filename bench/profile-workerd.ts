@@ -122,14 +122,14 @@ function summarize(profile: CpuProfile, bundle: string | null) {
   }
   const self = new Map<string, number>();
   const inclusive = new Map<string, number>();
-  const walk = (id: number, onStack: Set<string>) => {
+  const walk = (id: number, onStack: Set<string>): number => {
     const node = byId.get(id)!;
     const name = nameOf.get(id)!;
     const hits = node.hitCount ?? 0;
     self.set(name, (self.get(name) ?? 0) + hits);
     const entered = !onStack.has(name);
     if (entered) onStack.add(name);
-    const subtree = hits + (node.children ?? []).reduce((sum, child) => sum + walk(child, onStack), 0);
+    const subtree: number = hits + (node.children ?? []).reduce((sum, child) => sum + walk(child, onStack), 0);
     if (entered) {
       inclusive.set(name, (inclusive.get(name) ?? 0) + subtree);
       onStack.delete(name);

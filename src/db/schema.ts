@@ -138,6 +138,11 @@ export const runs = sqliteTable(
     /** Temporal run id of the latest execution we know of. */
     temporalRunId: text("temporal_run_id"),
     status: text("status").$type<RunStatus>().notNull(),
+    /**
+     * The Temporal run whose cancellation the Workflow Runs API's cancel last asked for, so that a
+     * cancel by workflow moves on to runs not yet asked (a reset's new run is asked again).
+     */
+    cancelRequestedRunId: text("cancel_requested_run_id"),
     input: text("input", { mode: "json" }).notNull(),
     /** NULL while open, and when the output is too large for the row (`outputInLog`). */
     output: text("output", { mode: "json" }),

@@ -143,7 +143,25 @@ export async function listStepRuns(d1: D1Database, runId: string) {
     .orderBy(asc(stepRuns.createdAt), asc(stepRuns.stepId), asc(stepRuns.attempt));
 }
 
-/** The organization's runs of one workflow that have not ended, for cancel-by-workflow. */
+/**
+ * Open runs of the workflow whose current Temporal run has not been asked to cancel yet: a run
+ * stays open in D1 until its cleanup ends it, and without this each cancel by workflow would take
+ * the same runs again. (A reset's new run has another id, so it is asked again.)
+ */
+function openRunsNotAskedToCancel(organizationId: string, workflowId: string, statuses: RunStatus[]): SQL | undefined {
+  return and(
+    eq(runs.organizationId, organizationId),
+    eq(runs.workflowId, workflowId),
+    inArray(runs.status, statuses),
+    sql`(${runs.cancelRequestedRunId} IS NULL OR ${runs.temporalRunId} IS NULL OR ${runs.cancelRequestedRunId} <> ${runs.temporalRunId})`,
+  );
+}
+
+/**
+ * The organization's runs of one workflow that have not ended and were not asked to cancel yet,
+ * for cancel-by-workflow: runs Temporal has first (a run not started there yet can only be
+ * `not_eligible`), oldest first.
+ */
 export async function listOpenRunsOfWorkflow(
   d1: D1Database,
   organizationId: string,
@@ -154,6 +172,26 @@ export async function listOpenRunsOfWorkflow(
   return db(d1)
     .select(cancelTargetColumns)
     .from(runs)
-    .where(and(eq(runs.organizationId, organizationId), eq(runs.workflowId, workflowId), inArray(runs.status, statuses)))
+    .where(openRunsNotAskedToCancel(organizationId, workflowId, statuses))
+    .orderBy(sql`${runs.temporalRunId} IS NULL`, asc(runs.createdAt), asc(runs.id))
     .limit(limit);
+}
+
+/** How many open runs of the workflow are left for another cancel by workflow. */
+export async function countOpenRunsOfWorkflow(d1: D1Database, organizationId: string, workflowId: string, statuses: RunStatus[]) {
+  const [row] = await db(d1)
+    .select({ n: count() })
+    .from(runs)
+    .where(openRunsNotAskedToCancel(organizationId, workflowId, statuses));
+  return row?.n ?? 0;
+}
+
+/** Notes that the cancellation of each run's current Temporal run was asked for (cancel-by-workflow skips it then). */
+export async function markCancelRequested(d1: D1Database, organizationId: string, ids: string[]): Promise<void> {
+  for (let i = 0; i < ids.length; i += IDS_PER_STATEMENT) {
+    await db(d1)
+      .update(runs)
+      .set({ cancelRequestedRunId: sql`${runs.temporalRunId}` })
+      .where(and(eq(runs.organizationId, organizationId), inArray(runs.id, ids.slice(i, i + IDS_PER_STATEMENT))));
+  }
 }

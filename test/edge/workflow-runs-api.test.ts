@@ -8,7 +8,7 @@ import { blockingExecuteAnswer } from "../../src/routes/workflow-runs/execute.ts
 import { clearWorkflowNameCache, workflowNameById } from "../../src/services/runs.ts";
 import { WORKFLOW_RUN_STATUSES } from "../../src/shared/run-status.ts";
 import { interceptD1InPlace } from "../support/d1-intercept.ts";
-import { call, type ErrorBody, seedCatalog, seedOrganization } from "./helpers.ts";
+import { call, type ErrorBody, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
 
 const JWT_SECRET = "edge-test-jwt-secret-at-least-32-bytes-long";
 
@@ -23,6 +23,16 @@ async function jwtFor(organizationId: string, options: { secret?: string; expire
 
 const get = (path: string, token: string, headers: Record<string, string> = {}) =>
   call(path, { headers: { authorization: `Bearer ${token}`, ...headers } });
+
+/** POST /api/v1/workflow-runs/cancel's answer. */
+async function cancelRuns<T = { results: Array<{ runId: string; status: string }>; remaining?: number }>(token: string, body: unknown) {
+  const res = await call("/api/v1/workflow-runs/cancel", {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  return (await res.json()) as T;
+}
 
 async function workflowIdOf(name: string): Promise<string> {
   return (await env.DB.prepare("SELECT id FROM workflows WHERE name = ? AND organization_id IS NULL").bind(name).first<{ id: string }>())!
@@ -373,6 +383,79 @@ describe("Workflow Runs API: cancel", () => {
     // The running run's cancel reaches for the host (none in edge tests): "error", not "not_found".
     const byWorkflow = await cancel({ workflowId: (await workflowIdOf("two_steps")).toUpperCase() });
     expect(byWorkflow.results.map((r) => [r.runId, r.status])).toEqual([[running, "error"]]);
+  });
+
+  it("cancel by workflowId moves on: runs asked before are not taken again, `remaining` counts the rest, a reset run is asked again", async () => {
+    await seedCatalog();
+    const { organizationId } = await seedOrganization();
+    const token = await jwtFor(organizationId);
+    const workflowId = await workflowIdOf("two_steps");
+    // 101 running runs, and one not started in Temporal yet, which goes after them (it can only be not_eligible).
+    const unstarted = await insertRun(organizationId, "two_steps", "scheduled", "2026-01-05T00:00:00.000Z", null);
+    await env.DB.batch(
+      Array.from({ length: 101 }, (_, i) => {
+        const id = crypto.randomUUID();
+        return env.DB.prepare(
+          `INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, temporal_run_id, status, input, created_at, updated_at)
+           VALUES (?, ?, ?, 'two_steps', ?, 'r-1', 'running', '{}', ?, ?)`,
+        ).bind(
+          id,
+          organizationId,
+          workflowId,
+          `two_steps-${id}`,
+          `2026-01-05T00:01:${String(i % 60).padStart(2, "0")}.${String(i).padStart(3, "0")}Z`,
+          "2026-01-05T00:00:00.000Z",
+        );
+      }),
+    );
+    // The host takes each cancellation; the rows stay `running` until each run's cleanup ends it.
+    const hostCancels: string[] = [];
+    const restore = scriptHost((_request, path) => {
+      hostCancels.push(path);
+      return Response.json({ status: "cancel_requested" });
+    });
+    type Answer = { results: Array<{ runId: string; status: string }>; summary: Record<string, number>; remaining: number };
+    const cancel = () => cancelRuns<Answer>(token, { workflowId });
+    try {
+      const first = await cancel();
+      expect(first.summary.cancelled).toBe(100);
+      expect(first.results.map((r) => r.runId)).not.toContain(unstarted);
+      expect(first.remaining).toBe(2); // one running run not asked yet, and the unstarted one
+      const second = await cancel();
+      expect(second.summary).toEqual({ cancelled: 1, already_completed: 0, not_eligible: 1, not_found: 0, error: 0 });
+      expect(second.results.at(-1)).toEqual({ runId: unstarted, status: "not_eligible", message: "the run has no Temporal workflow yet" });
+      const reached = new Set([...first.results, ...second.results].filter((r) => r.status === "cancelled").map((r) => r.runId));
+      expect(reached.size).toBe(101);
+      expect(hostCancels).toHaveLength(101);
+      expect(second.remaining).toBe(1); // the unstarted run, until Temporal has it
+
+      // A reset gave one asked run a new Temporal run: that one is open and not asked yet.
+      const resetRun = first.results[0]!.runId;
+      await env.DB.prepare("UPDATE runs SET temporal_run_id = 'r-2' WHERE id = ?").bind(resetRun).run();
+      const third = await cancel();
+      expect(third.results.filter((r) => r.status === "cancelled").map((r) => r.runId)).toEqual([resetRun]);
+    } finally {
+      restore();
+    }
+  });
+
+  it("a run cancelled by id is not taken again by a cancel by workflowId; one the host could not cancel is", async () => {
+    await seedCatalog();
+    const { organizationId } = await seedOrganization();
+    const token = await jwtFor(organizationId);
+    const asked = await insertRun(organizationId, "approval", "running", "2026-01-06T00:00:00.000Z");
+    const refused = await insertRun(organizationId, "approval", "running", "2026-01-06T00:00:01.000Z");
+    const cancel = (body: unknown) => cancelRuns(token, body);
+    const restore = scriptHost(() => Response.json({ status: "cancel_requested" }));
+    try {
+      expect((await cancel({ runIds: [asked.toUpperCase()] })).results).toEqual([{ runId: asked.toUpperCase(), status: "cancelled" }]);
+    } finally {
+      restore();
+    }
+    // No host now: the other run's cancel fails ("error"), so it stays open and not asked.
+    const byWorkflow = await cancel({ workflowId: await workflowIdOf("approval") });
+    expect(byWorkflow.results.map((r) => [r.runId, r.status])).toEqual([[refused, "error"]]);
+    expect(byWorkflow.remaining).toBe(1);
   });
 
   it("100 run ids are read in two statements, without the runs' inputs and outputs, and each still gets its outcome", async () => {

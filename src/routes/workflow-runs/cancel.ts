@@ -1,5 +1,11 @@
 import type { App } from "../../app-env.ts";
-import { type CancelTarget, findCancelTargetsByIds, listOpenRunsOfWorkflow } from "../../db/workflow-runs.ts";
+import {
+  type CancelTarget,
+  countOpenRunsOfWorkflow,
+  findCancelTargetsByIds,
+  listOpenRunsOfWorkflow,
+  markCancelRequested,
+} from "../../db/workflow-runs.ts";
 import { ApiError } from "../../errors.ts";
 import { HostClient } from "../../host-client.ts";
 import { readJson } from "../../middleware/json-body/index.ts";
@@ -10,7 +16,10 @@ import { cancelBody } from "./schemas.ts";
 type Outcome = "cancelled" | "already_completed" | "not_eligible" | "not_found" | "error";
 const OPEN: RunStatus[] = ["scheduled", "running", "continued_as_new"];
 const ENDED_ON_ITS_OWN: ReadonlySet<RunStatus> = new Set(["completed", "failed", "timed_out"]);
-/** Cancel-by-workflow acts on at most this many open runs per call (call again for more). */
+/**
+ * Cancel-by-workflow acts on at most this many open runs per call, those not asked to cancel
+ * before; `remaining` in the answer says how many are left for the next call.
+ */
 const MAX_RUNS_PER_CANCEL = 100;
 
 async function cancelOne(host: HostClient, run: CancelTarget): Promise<{ status: Outcome; message?: string }> {
@@ -54,12 +63,17 @@ export function registerCancel(app: App) {
     const results = await Promise.all(
       targets.map(async ({ runId, run }) => ({ runId, ...(run ? await cancelOne(host, run) : { status: "not_found" as const }) })),
     );
+    // Runs asked to cancel are noted, so that the next cancel by workflow moves on to the others.
+    const asked = results.filter((r) => r.status === "cancelled").map((r) => r.runId.toLowerCase());
+    if (asked.length > 0) await markCancelRequested(c.env.DB, organizationId, asked);
     const summary = Object.fromEntries(
       (["cancelled", "already_completed", "not_eligible", "not_found", "error"] as const).map((s) => [
         s,
         results.filter((r) => r.status === s).length,
       ]),
     );
-    return c.json({ reason: body.reason ?? null, results, summary });
+    // Cancel by workflow: the open runs a further call would take (ours, beside the contract's fields).
+    const remaining = body.workflowId ? { remaining: await countOpenRunsOfWorkflow(c.env.DB, organizationId, body.workflowId, OPEN) } : {};
+    return c.json({ reason: body.reason ?? null, results, summary, ...remaining });
   });
 }

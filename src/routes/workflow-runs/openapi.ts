@@ -89,8 +89,14 @@ export function documentWorkflowRunsApi(app: App) {
     body: cancelBody,
     responses: {
       200: {
-        description: "One outcome per run",
-        schema: z.object({ reason: z.string().nullable(), results: z.array(anyObject), summary: anyObject }),
+        description:
+          "One outcome per run. By `workflowId`: at most 100 open runs not asked to cancel before, and `remaining`, the open runs left for another call",
+        schema: z.object({
+          reason: z.string().nullable(),
+          results: z.array(anyObject),
+          summary: anyObject,
+          remaining: z.number().int().optional(),
+        }),
       },
     },
     errors: ["invalid_json", "invalid_request"],
