@@ -385,6 +385,18 @@ export class WebhookOutbox {
     // Checked again: the configuration may have changed, and its DNS moved to a private address.
     const url = await checkWebhookUrl(endpoint.url, env);
     let error: string | null = url.verdict === "public" ? null : url.problem;
+    if (url.verdict === "misconfigured")
+      // The operator's to fix, for every endpoint: said loudly; the attempt is logged and retried as any failed one.
+      console.error(
+        JSON.stringify({
+          level: "error",
+          message: "webhook delivery failed: WEBHOOK_DNS_RESOLVER",
+          detail: url.problem,
+          deliveryId: row.delivery_id,
+          organizationId: row.organization_id,
+          endpointId: row.endpoint_id,
+        }),
+      );
     let secret: string | null = null;
     let sealing: Promise<void> | null = null;
     if (error === null) {

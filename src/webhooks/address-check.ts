@@ -40,7 +40,16 @@ export type AddressCheck =
   /** The name has a non-public address, or none: the URL cannot receive webhooks. */
   | { verdict: "refused"; problem: string }
   /** The resolver could not be asked or did not answer: try again later. */
-  | { verdict: "unknown"; problem: string };
+  | { verdict: "unknown"; problem: string }
+  /** WEBHOOK_DNS_RESOLVER is not an http(s) URL: the operator's to fix; no retry helps until then. */
+  | { verdict: "misconfigured"; problem: string };
+
+/** Why WEBHOOK_DNS_RESOLVER cannot be asked (its value is not repeated: it may carry credentials), or null. */
+function resolverProblem(resolver: string): string | null {
+  const protocol = URL.canParse(resolver) ? new URL(resolver).protocol : null;
+  if (protocol === "https:" || protocol === "http:") return null;
+  return "WEBHOOK_DNS_RESOLVER is not an http(s) URL: set it to a DNS-over-HTTPS JSON API's URL, or to `off` in development";
+}
 
 /**
  * Whether a URL may receive webhooks: the URL policy, then where its host name points. What a
@@ -69,6 +78,8 @@ export function dnsResolverFrom(env: { WEBHOOK_DNS_RESOLVER?: string }): string 
 export async function checkWebhookAddress(urlText: string, resolver: string | null): Promise<AddressCheck> {
   const host = new URL(urlText).hostname.replace(/^\[|\]$/g, "").toLowerCase();
   if (resolver === null || isIpLiteral(host)) return { verdict: "public" };
+  const misconfigured = resolverProblem(resolver);
+  if (misconfigured) return { verdict: "misconfigured", problem: misconfigured };
   const name = host.replace(/\.+$/, "");
   const lookups = await Promise.all([lookup(resolver, name, "A"), lookup(resolver, name, "AAAA")]);
   // A non-public address either lookup found refuses the URL for good, whatever the other did.

@@ -762,4 +762,34 @@ describe("webhook endpoints: security", () => {
     // An IP literal was checked by the URL policy; no resolver is asked (this one does not exist).
     expect(await checkWebhookAddress("https://8.8.8.8/h", "http://127.0.0.1:9/dns-query")).toEqual({ verdict: "public" });
   });
+
+  it("a WEBHOOK_DNS_RESOLVER that is not an http(s) URL: registration is 500 webhook_dns_resolver_invalid, logged, nothing written (not a 503 no retry fixes, nor a bare 500)", async () => {
+    const { organizationId } = await seedOrganization();
+    for (const resolver of ["1.1.1.1", "ftp://dns.example/dns-query"])
+      expect(await checkWebhookAddress("https://hooks.example.com/h", resolver), resolver).toMatchObject({ verdict: "misconfigured" });
+    const logged = vi.spyOn(console, "error").mockImplementation(() => undefined);
+    try {
+      for (const resolver of ["1.1.1.1", "resolver:secret-token@dns.example", "ftp://dns.example/dns-query"]) {
+        const res = await app.fetch(
+          new Request(new URL(base(organizationId), "http://edge.test"), {
+            method: "POST",
+            headers: { authorization: `Bearer ${TEST_ADMIN_KEY}`, "content-type": "application/json" },
+            body: JSON.stringify({ url: "https://hooks.example.com/h" }),
+          }),
+          { ...env, WEBHOOK_DNS_RESOLVER: resolver } as Env,
+          createExecutionContext(),
+        );
+        expect(res.status, resolver).toBe(500);
+        expect(res.headers.get("retry-after"), resolver).toBeNull();
+        const { error } = (await res.json()) as ErrorBody;
+        expect(error.code, resolver).toBe("webhook_dns_resolver_invalid");
+        expect(error.message, resolver).toMatch(/WEBHOOK_DNS_RESOLVER is not an http\(s\) URL/);
+        expect(error.message, resolver).not.toContain("secret-token"); // the value may carry credentials
+      }
+      expect(logged).toHaveBeenCalledTimes(3);
+    } finally {
+      logged.mockRestore();
+    }
+    expect(((await (await admin("GET", base(organizationId))).json()) as { webhooks: unknown[] }).webhooks).toEqual([]);
+  });
 });

@@ -20,7 +20,7 @@ import { runResetEvent } from "../../src/shared/run-events.ts";
 import { interceptD1InPlace, loseAnswersInPlace } from "../support/d1-intercept.ts";
 import { admin, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, httpAttributeEvent, push } from "./stream-helpers.ts";
-import { hookUrl, received, register, setDns, until } from "./webhook-helpers.ts";
+import { hookUrl, queuedMessage, received, register, setDns, until } from "./webhook-helpers.ts";
 
 /** The errorDetails the host records for the failed runs of these tests. */
 const BOOM_DETAILS = {
@@ -335,6 +335,33 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
     });
     expect(deliveries[0]).toMatchObject({ status: "retrying", responseStatus: null });
     expect(deliveries[0]!.error).toMatch(/resolves to 127\.0\.0\.1, which is not public: loopback/);
+  });
+
+  it("a WEBHOOK_DNS_RESOLVER that is not an http(s) URL: each attempt fails, is logged and said loudly, and past the window the delivery is given up", async () => {
+    const org = await seedOrganization();
+    const name = `resolver-${crypto.randomUUID().slice(0, 8)}.partner.test`;
+    await setDns(name, { A: ["93.184.215.14"] });
+    const endpoint = await register(org.organizationId, `https://${name}/hook`);
+    const { work } = await queuedMessage(org.organizationId, endpoint.id, `msg_resolver_${crypto.randomUUID().slice(0, 8)}`);
+    const logged = vi.spyOn(console, "error").mockImplementation(() => undefined);
+    try {
+      const misconfigured = { WEBHOOK_DNS_RESOLVER: "1.1.1.1", WEBHOOK_RETRY_WINDOW_MS: "50" };
+      expect(await work(misconfigured)).toMatchObject([{ state: "pending", attempts: 1 }]);
+      expect((await deliveriesOf(org.organizationId, endpoint.id))[0]).toMatchObject({
+        attempt: 1,
+        status: "retrying",
+        error: expect.stringContaining("WEBHOOK_DNS_RESOLVER is not an http(s) URL"),
+      });
+      await new Promise((r) => setTimeout(r, 60));
+      expect(await work(misconfigured)).toMatchObject([{ state: "failed", attempts: 2 }]);
+      expect((await deliveriesOf(org.organizationId, endpoint.id))[0]).toMatchObject({ attempt: 2, status: "failed", nextAttemptAt: null });
+      expect(logged.mock.calls.map(([line]) => JSON.parse(String(line)).message)).toEqual([
+        "webhook delivery failed: WEBHOOK_DNS_RESOLVER",
+        "webhook delivery failed: WEBHOOK_DNS_RESOLVER",
+      ]);
+    } finally {
+      logged.mockRestore();
+    }
   });
 
   it("backs off 5 s, 25 s, ... up to 8 h, and marks a delivery failed once 24 h have passed since its first attempt", async () => {

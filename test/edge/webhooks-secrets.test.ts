@@ -5,21 +5,16 @@
  * nothing else changed), and a legacy plain row (or one under an older key) signs with the same
  * secret and is sealed under the newest key by that delivery, never over a rotation made meanwhile.
  */
-import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { Webhook } from "standardwebhooks";
 import { beforeAll, describe, expect, it, vi } from "vitest";
-import { EventLog } from "../../durable-objects/run-stream/event-log.ts";
-import { Meta } from "../../durable-objects/run-stream/meta.ts";
-import { createSchema } from "../../durable-objects/run-stream/storage.ts";
-import { WebhookOutbox } from "../../durable-objects/run-stream/webhook-outbox.ts";
 import { rotateWebhookSecret } from "../../src/db/webhooks.ts";
 import { runStream } from "../../src/run-stream-client.ts";
 import { isSealed, openSecret, sealSecret, webhookSecretAad } from "../../src/shared/secret-box.ts";
 import { generateWebhookSecret } from "../../src/webhooks/signing.ts";
 import { admin, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
-import { hookUrl, received, register, until } from "./webhook-helpers.ts";
+import { hookUrl, queuedMessage, received, register, until } from "./webhook-helpers.ts";
 
 const base = (org: string) => `/admin/v1/organizations/${org}/webhooks`;
 
@@ -32,45 +27,6 @@ async function finishRun(organizationId: string) {
   const { workflowId, runId } = await createRunningRun(organizationId);
   await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId, "completed")]);
   return { workflowId, runId };
-}
-
-/**
- * A run's DO with one message for `endpointId` in its outbox. `work` then works that outbox with
- * the bindings given (this DO has no run of its own, so its alarm leaves the outbox to the test).
- */
-async function queuedMessage(organizationId: string, endpointId: string, messageId: string) {
-  const workflowId = `queued-${crypto.randomUUID()}`;
-  const body = JSON.stringify({ type: "run.completed", timestamp: new Date().toISOString(), data: { workflowId } });
-  await runInDurableObject(runStream(env, workflowId), async (_instance, state) => {
-    createSchema(state.storage.sql); // a new DO makes its schema on first use
-    state.storage.sql.exec(
-      `INSERT INTO webhook_outbox (delivery_id, message_id, endpoint_id, organization_id, event_type, workflow_id, body, next_attempt_at, state)
-       VALUES (?, ?, ?, ?, 'run.completed', ?, ?, 0, 'pending')`,
-      `${messageId}:${endpointId}`,
-      messageId,
-      endpointId,
-      organizationId,
-      workflowId,
-      body,
-    );
-  });
-  return {
-    work: (bindings: Partial<Env>) =>
-      runInDurableObject(runStream(env, workflowId), async (_instance, state) => {
-        state.storage.sql.exec("UPDATE webhook_outbox SET next_attempt_at = 0 WHERE state = 'pending'");
-        const outbox = new WebhookOutbox({
-          sql: state.storage.sql,
-          storage: state.storage,
-          env: { ...env, ...bindings } as Env,
-          // An empty log and meta: no run has ended, so only the queued message is worked.
-          log: new EventLog(state.storage.sql),
-          meta: new Meta(state.storage.sql, []),
-          endedRun: () => null,
-        });
-        await outbox.work(workflowId);
-        return outbox.rows();
-      }),
-  };
 }
 
 /** `db` (env.DB) with `around` run on each statement whose SQL contains `match`, instead of the statement's own call. */

@@ -143,7 +143,14 @@ export function documentAdminApi(app: App) {
     summary: "Register a completion webhook endpoint (the whsec_ secret is shown once)",
     body: createWebhookBody,
     responses: ok("Created", 201),
-    errors: [...BODY_ERRORS, "organization_not_found", "webhook_url_not_allowed", "webhook_dns_unavailable", ...SECRET_KEY_ERRORS],
+    errors: [
+      ...BODY_ERRORS,
+      "organization_not_found",
+      "webhook_url_not_allowed",
+      "webhook_dns_unavailable",
+      "webhook_dns_resolver_invalid",
+      ...SECRET_KEY_ERRORS,
+    ],
   });
   doc({
     method: "get",

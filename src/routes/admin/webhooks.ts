@@ -78,6 +78,12 @@ export function registerWebhooks(app: App) {
       throw new ApiError("webhook_url_not_allowed", `this URL cannot receive webhooks: ${address.problem}`, [
         { path: "url", message: address.problem },
       ]);
+    if (address.verdict === "misconfigured") {
+      console.error(
+        JSON.stringify({ level: "error", message: "webhook registration refused: WEBHOOK_DNS_RESOLVER", detail: address.problem }),
+      );
+      throw new ApiError("webhook_dns_resolver_invalid", `${address.problem}; nothing was written`);
+    }
     if (address.verdict === "unknown")
       throw new ApiError("webhook_dns_unavailable", `${address.problem}; nothing was written, try again`, undefined, {
         "retry-after": String(DNS_RETRY_AFTER_SECONDS),
