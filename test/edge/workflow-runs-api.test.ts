@@ -8,7 +8,7 @@ import { blockingExecuteAnswer } from "../../src/routes/workflow-runs/execute.ts
 import { clearWorkflowNameCache, workflowNameById } from "../../src/services/runs.ts";
 import { WORKFLOW_RUN_STATUSES } from "../../src/shared/run-status.ts";
 import { interceptD1InPlace } from "../support/d1-intercept.ts";
-import { call, type ErrorBody, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
+import { call, createPromptWorkflow, type ErrorBody, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
 
 const JWT_SECRET = "edge-test-jwt-secret-at-least-32-bytes-long";
 
@@ -326,6 +326,38 @@ describe("Workflow Runs API: list, dashboard and detail", () => {
     ]);
     for (const id of [crypto.randomUUID(), "..%2F..%2Fadmin", "x".repeat(500), "%E2%98%83"]) {
       expect((await get(`/api/v1/workflow-runs/${id}`, token)).status, id).toBe(404);
+    }
+  });
+});
+
+describe("Workflow Runs API: a prompt workflow's runs", () => {
+  it("are listed with its wf_ id, and that id filters the list, counts on the dashboard and cancels them", async () => {
+    const { organizationId } = await seedOrganization();
+    const token = await jwtFor(organizationId);
+    const promptWorkflowId = await createPromptWorkflow(organizationId);
+    const runId = crypto.randomUUID();
+    await env.DB.prepare(
+      `INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, temporal_run_id, status, input, created_at, updated_at)
+       VALUES (?, ?, ?, 'wf', ?, NULL, 'scheduled', '{}', '2026-01-07T00:00:00.000Z', '2026-01-07T00:00:00.000Z')`,
+    )
+      .bind(runId, organizationId, promptWorkflowId, `${promptWorkflowId}-${runId}`)
+      .run();
+    const listed = (await (await get("/api/v1/workflow-runs", token)).json()) as { data: Array<{ id: string; workflowId: string }> };
+    expect(listed.data.map((r) => [r.id, r.workflowId])).toEqual([[runId, promptWorkflowId]]);
+    const filtered = await get(`/api/v1/workflow-runs?workflowId=${promptWorkflowId}`, token);
+    expect(filtered.status).toBe(200);
+    expect(((await filtered.json()) as { data: Array<{ id: string }> }).data.map((r) => r.id)).toEqual([runId]);
+    const dashboard = await get(`/api/v1/workflow-runs/dashboard/${promptWorkflowId}`, token);
+    expect(dashboard.status).toBe(200);
+    expect(await dashboard.json()).toMatchObject({ workflowId: promptWorkflowId, total: 1, counts: { scheduled: 1 } });
+    const cancelled = await cancelRuns<{ results: Array<{ runId: string; status: string }>; remaining: number }>(token, {
+      workflowId: promptWorkflowId,
+    });
+    expect(cancelled).toMatchObject({ results: [{ runId, status: "not_eligible" }], remaining: 1 });
+    // Anything else is still refused: a malformed id is 400 (404 on the dashboard's path), as before.
+    for (const bad of ["wf_", "WF_ABCDEF12", "wf_abc$def", "wf_../x"]) {
+      expect((await get(`/api/v1/workflow-runs?workflowId=${encodeURIComponent(bad)}`, token)).status, bad).toBe(400);
+      expect((await get(`/api/v1/workflow-runs/dashboard/${encodeURIComponent(bad)}`, token)).status, bad).toBe(404);
     }
   });
 });

@@ -3,8 +3,7 @@ import { countRunsByStatus, listWorkflowRuns } from "../../db/workflow-runs.ts";
 import { ApiError, issueText } from "../../errors.ts";
 import { zodIssues } from "../../middleware/json-body/index.ts";
 import { STATUSES_BY_WORKFLOW_RUN_STATUS, WORKFLOW_RUN_STATUSES, toWorkflowRunStatus, type RunStatus } from "../../shared/run-status.ts";
-import { anyCaseUuid } from "../../shared/any-case-uuid.ts";
-import { listQuery } from "./schemas.ts";
+import { listedWorkflowId, listQuery } from "./schemas.ts";
 import { workflowRunView } from "./views.ts";
 import { singleValuedQuery } from "../../middleware/query/index.ts";
 
@@ -37,8 +36,8 @@ export function registerListAndDashboard(app: App) {
   });
 
   app.get("/api/v1/workflow-runs/dashboard/:workflowId", async (c) => {
-    const parsed = anyCaseUuid.safeParse(c.req.param("workflowId"));
-    if (!parsed.success) throw new ApiError("workflow_not_found", "workflowId must be a workflow's UUID");
+    const parsed = listedWorkflowId.safeParse(c.req.param("workflowId"));
+    if (!parsed.success) throw new ApiError("workflow_not_found", "workflowId must be a workflow's UUID, or a prompt workflow's wf_ id");
     const workflowId = parsed.data;
     const rows = await countRunsByStatus(c.env.DB, c.get("auth").organizationId, workflowId);
     const counts = Object.fromEntries(WORKFLOW_RUN_STATUSES.map((s) => [s, 0])) as Record<(typeof WORKFLOW_RUN_STATUSES)[number], number>;

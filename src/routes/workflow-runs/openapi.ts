@@ -2,6 +2,7 @@
 import { z } from "zod";
 import type { App } from "../../app-env.ts";
 import { anyObject, documentRoute } from "../../openapi/document.ts";
+import { PROMPT_WORKFLOW_ID } from "../../db/prompt-workflows.ts";
 import { cancelBody, listQuery } from "./schemas.ts";
 
 const tag = "Workflow Runs API";
@@ -117,7 +118,7 @@ export function documentWorkflowRunsApi(app: App) {
     tag,
     auth: "jwtOrInternal",
     summary: "Counts of a workflow's runs by status",
-    params: z.object({ workflowId: z.uuid() }),
+    params: z.object({ workflowId: z.union([z.uuid(), z.string().regex(PROMPT_WORKFLOW_ID)]) }),
     responses: { 200: { description: "Counts", schema: z.object({ workflowId: z.string(), total: z.number(), counts: anyObject }) } },
     errors: ["workflow_not_found"],
   });

@@ -1,12 +1,26 @@
 /** Request schemas of the Workflow Runs API. */
 import { z } from "zod";
+import { PROMPT_WORKFLOW_ID } from "../../db/prompt-workflows.ts";
 import { anyCaseUuid } from "../../shared/any-case-uuid.ts";
 import { queryInt } from "../../shared/query-int.ts";
 import { WORKFLOW_RUN_STATUSES } from "../../shared/run-status.ts";
 
+/**
+ * A workflow as this family's run views name it (`workflowId`): a catalog workflow's UUID, in any
+ * letter case, or a prompt workflow's `wf_…` id (its runs are listed too). For the filter, the
+ * dashboard and cancel; `execute` runs catalog workflows only.
+ */
+export const listedWorkflowId = z
+  .string()
+  .refine(
+    (id) => anyCaseUuid.safeParse(id).success || PROMPT_WORKFLOW_ID.test(id),
+    "expected a workflow's UUID, or a prompt workflow's wf_ id",
+  )
+  .transform((id) => (PROMPT_WORKFLOW_ID.test(id) ? id : id.toLowerCase()));
+
 export const listQuery = z
   .object({
-    workflowId: anyCaseUuid.optional(),
+    workflowId: listedWorkflowId.optional(),
     status: z.enum(WORKFLOW_RUN_STATUSES).optional(),
     page: queryInt(1, 100_000).default(1),
     limit: queryInt(1, 100).default(10),
@@ -17,7 +31,7 @@ export const listQuery = z
 export const cancelBody = z
   .object({
     runIds: z.array(z.string().max(100)).min(1).max(100).optional(),
-    workflowId: anyCaseUuid.optional(),
+    workflowId: listedWorkflowId.optional(),
     reason: z.string().max(500).optional(),
   })
   .strict()
