@@ -875,6 +875,26 @@ describe("Workflow Runs API: execute form encodings (errors)", () => {
     }
   });
 
+  it("a body that is neither a form nor JSON (text/plain, or no Content-Type) is 415 unsupported_media_type naming the types taken; nothing starts", async () => {
+    const { organizationId, token, helloId } = await formEncodingsFixture();
+    const json = new TextEncoder().encode(JSON.stringify({ workflowId: helloId, inputs: { name: "Ada" } }));
+    const sent = [
+      ["text/plain", await postAs(token, "/api/v1/workflow-runs/execute", json, "text/plain")],
+      ["application/xml", await postAs(token, "/api/v1/workflow-runs/execute/stream", json, "application/xml")],
+      // A Uint8Array body gets no Content-Type of its own.
+      ["none", await call("/api/v1/workflow-runs/execute", { method: "POST", headers: { authorization: `Bearer ${token}` }, body: json })],
+    ] as const;
+    for (const [what, res] of sent) {
+      const e = await statusAndError(res);
+      expect([what, e.status, e.code], what).toEqual([what, 415, "unsupported_media_type"]);
+      expect(e.message, what).toContain("multipart/form-data, application/x-www-form-urlencoded or application/json");
+    }
+    const runs = await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?")
+      .bind(organizationId)
+      .first<{ n: number }>();
+    expect(runs?.n).toBe(0);
+  });
+
   it("a file part is refused as before: 400 invalid_request naming the field (its bytes are never decoded)", async () => {
     const { body, type } = multipartBody([
       { name: "workflowId", value: helloId },

@@ -6,6 +6,7 @@ import { isFormMediaType, MalformedFormError, parseFormBody, type FormPart } fro
 import { isReservedName, RESERVED_NAME_MESSAGE, reservedKeys } from "../../shared/reserved-names.ts";
 import { toWorkflowRunStatus, type WorkflowRunStatus } from "../../shared/run-status.ts";
 import { stepRunId } from "../../shared/step-run-id.ts";
+import { cutText } from "../../shared/text-limits.ts";
 import { readRun, startAndWaitInRegion, workflowNameById } from "../../services/runs.ts";
 import { startCommand } from "../../services/start-command.ts";
 import { startAndSubscribe } from "../../sse/start-subscription.ts";
@@ -75,7 +76,11 @@ async function readExecuteFields(c: Context<AppEnv>) {
       } else raw[name] = value;
     }
   } else {
-    throw new ApiError("invalid_request", "send multipart/form-data with workflowId, inputs and envs");
+    // Neither a form nor JSON: the fields cannot be read, whatever the bytes are.
+    throw new ApiError(
+      "unsupported_media_type",
+      `send workflowId, inputs and envs as multipart/form-data, application/x-www-form-urlencoded or application/json${type ? `, not ${cutText(type, 100)}` : " (the body has no Content-Type)"}`,
+    );
   }
   if (raw.inputs !== undefined) refuseReservedKeys(raw.inputs, "inputs");
   if (raw.envs !== undefined) refuseReservedKeys(raw.envs, "envs");

@@ -17,6 +17,7 @@ const EXECUTE_ERRORS = [
   "invalid_encoding",
   "invalid_request",
   "invalid_input",
+  "unsupported_media_type",
   "workflow_not_found",
   "insufficient_credits",
   "too_many_open_runs",
