@@ -241,7 +241,9 @@ export class RunStarter {
     if (replay) {
       // A prompt run's caller needs its definition to shape the answer (its `webSearch` flag). The
       // replay answers with the first run even if the workflow has since been unpublished or its
-      // variables changed, so the definition is read as it is, not checked again like a start.
+      // variables changed, so the definition is read as it is, not checked again like a start; and
+      // the flag is the one the first run started with (runs.prompt_web_search), so an edit since
+      // does not change the answer (a row from before that column: the definition's).
       let prompt: PromptDefinition | undefined;
       if (command.target.kind === "prompt") {
         const workflow = await findPromptWorkflow(env.DB, command.target.promptWorkflowId);
@@ -250,7 +252,7 @@ export class RunStarter {
             ok: false,
             error: serializeError(new ApiError("workflow_not_found", `no workflow "${command.target.promptWorkflowId}"`)),
           };
-        prompt = workflow.prompt;
+        prompt = { ...workflow.prompt, webSearch: replay.promptWebSearch ?? workflow.prompt.webSearch };
       }
       // A run accepted but not confirmed by Temporal is replayed only once its start is settled:
       // until then the first request may yet be refused, or its DO have gone away half-way.
@@ -261,7 +263,8 @@ export class RunStarter {
             : await this.deps.isSettledStartIn(replay.workflowId, replay.id);
         if (!settled) return { ok: false, error: serializeError(idempotencyKeyInUse()) };
       }
-      return { ok: true, replayed: true, started: { ...replay, ...(prompt ? { prompt } : {}) } };
+      const { promptWebSearch: _flag, ...replayed } = replay;
+      return { ok: true, replayed: true, started: { ...replayed, ...(prompt ? { prompt } : {}) } };
     }
     const release = () => releaseStatement(env.DB, command.organizationId, key.key, command.runUuid).run();
     let reply: StartReply;
@@ -310,6 +313,7 @@ export class RunStarter {
           temporalWorkflowId: command.workflowId,
           input: prepared.input,
           envNames: prepared.envNames,
+          ...(prepared.prompt ? { prompt: { hold: prepared.creditHold, webSearch: prepared.prompt.webSearch } } : {}),
         },
         prepared.creditHold,
         maxOpenRuns(env),

@@ -35,6 +35,8 @@ export interface AcceptedRunRow {
   temporalWorkflowId: string;
   input: unknown;
   envNames: string[] | null;
+  /** A prompt run's start: what it holds (metered or not) and its webSearch flag (runs.prompt_hold, prompt_web_search). */
+  prompt?: { hold: number; webSearch: boolean };
 }
 
 export type AcceptOutcome =
@@ -65,8 +67,8 @@ export async function acceptRunWithHold(
 ): Promise<AcceptOutcome> {
   const inserted = await d1
     .prepare(
-      `INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, status, input, env_names, credit_hold)
-       SELECT ?1, o.id, ?2, ?3, ?4, 'scheduled', ?5, ?6, CASE WHEN o.credit_balance IS NULL THEN 0 ELSE ?8 END
+      `INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, status, input, env_names, credit_hold, prompt_hold, prompt_web_search)
+       SELECT ?1, o.id, ?2, ?3, ?4, 'scheduled', ?5, ?6, CASE WHEN o.credit_balance IS NULL THEN 0 ELSE ?8 END, ?10, ?11
        FROM organizations o
        WHERE o.id = ?7 AND (o.credit_balance IS NULL OR o.credit_balance - o.credits_reserved >= ?8)
          AND o.open_runs < ?9
@@ -82,6 +84,8 @@ export async function acceptRunWithHold(
       row.organizationId,
       amount,
       maxOpenRuns,
+      row.prompt?.hold ?? null,
+      row.prompt === undefined ? null : row.prompt.webSearch ? 1 : 0,
     )
     .first<{ credit_hold: number }>();
   if (inserted) return { ok: true, creditHold: inserted.credit_hold };
@@ -123,6 +127,8 @@ export interface ResetHoldBasis {
   kind: "code" | "prompt";
   prompt: PromptDefinition | null;
   input: unknown;
+  /** What the run's start held (runs.prompt_hold; null for code runs and older rows). */
+  startHold: number | null;
 }
 
 /** What the row held before a reset's hold (the undo puts it back). Plain data: it crosses the DO's RPC and its storage. */
@@ -170,7 +176,7 @@ export async function holdForReset(
 ): Promise<ResetHoldOutcome> {
   const before = await d1
     .prepare(
-      `SELECT r.credit_hold AS hold, r.credit_tokens_base AS base, r.input AS input, w.kind AS kind, w.prompt AS prompt,
+      `SELECT r.credit_hold AS hold, r.credit_tokens_base AS base, r.input AS input, w.kind AS kind, w.prompt AS prompt, r.prompt_hold AS startHold,
          r.status IN ('scheduled', 'running') AS open, o.open_runs AS openRuns,
          o.credit_balance AS balance, o.credits_reserved AS reserved
        FROM runs r JOIN organizations o ON o.id = r.organization_id LEFT JOIN workflows w ON w.id = r.workflow_id
@@ -183,6 +189,7 @@ export async function holdForReset(
       input: string | null;
       kind: string | null;
       prompt: string | null;
+      startHold: number | null;
       open: number;
       openRuns: number;
       balance: number | null;
@@ -196,6 +203,7 @@ export async function holdForReset(
     kind: before.kind === "prompt" ? "prompt" : "code",
     prompt: before.prompt === null ? null : (JSON.parse(before.prompt) as PromptDefinition),
     input: before.input === null ? null : JSON.parse(before.input),
+    startHold: before.startHold,
   });
   const undo: ResetHoldUndo = { runUuid, amount, hold: before.hold, base: before.base };
   beforeHold(undo);

@@ -143,6 +143,14 @@ export const runs = sqliteTable(
      * cancel by workflow moves on to runs not yet asked (a reset's new run is asked again).
      */
     cancelRequestedRunId: text("cancel_requested_run_id"),
+    /**
+     * A prompt run's start, kept for what comes after an edit of its workflow (NULL for code runs
+     * and rows from before migration 0022): the credits its start held (`creditHoldFor`, metered
+     * or not), which a reset holds again since Temporal replays the run's own input; and its
+     * `webSearch` flag, which shapes the answer an Idempotency-Key replay gives.
+     */
+    promptHold: integer("prompt_hold"),
+    promptWebSearch: integer("prompt_web_search", { mode: "boolean" }),
     input: text("input", { mode: "json" }).notNull(),
     /** NULL while open, and when the output is too large for the row (`outputInLog`). */
     output: text("output", { mode: "json" }),

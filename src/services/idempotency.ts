@@ -47,6 +47,8 @@ export interface ReplayedRun {
   status: RunStatus;
   /** Our run id (the D1 row's UUID). */
   id: string;
+  /** A prompt run's webSearch flag at its start (null: a code run, or a row from before migration 0022). */
+  promptWebSearch: boolean | null;
 }
 
 /** The claim statement: after it ran, the row holding (organization, key) is returned. */
@@ -135,7 +137,13 @@ export async function claimIdempotencyKey(
     throw idempotencyKeyInUse();
   }
   request.replayed = true;
-  return { workflowId: run.temporalWorkflowId, runId: run.temporalRunId, status: run.status, id: run.id };
+  return {
+    workflowId: run.temporalWorkflowId,
+    runId: run.temporalRunId,
+    status: run.status,
+    id: run.id,
+    promptWebSearch: run.promptWebSearch,
+  };
 }
 
 /** 409: the key's start has not finished starting its run (no row yet, or a row not yet accepted for good). */

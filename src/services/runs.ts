@@ -55,11 +55,14 @@ export const codeRunCreditHold = (env: Env) => {
 };
 
 /**
- * What a reset of a run holds: what a start of that run's kind would hold. A prompt run holds its
- * prompt rendered with the run's variables (as its start did), under the prompt workflow's
- * current definition; a code run (or a prompt run whose definition is gone) the code run hold.
+ * What a reset of a run holds: what its start held. Temporal replays the run's own input, so a
+ * prompt run's reset uses the prompt and output cap the run started with, whatever the workflow's
+ * definition is now: it holds `runs.prompt_hold`. A prompt run started before that column existed
+ * holds its prompt rendered with the run's variables under the current definition; a code run (or
+ * such a prompt run whose definition is gone) the code run hold.
  */
 export function resetCreditHold(env: Env, basis: ResetHoldBasis): number {
+  if (basis.kind === "prompt" && basis.startHold !== null) return basis.startHold;
   const variables = basis.input;
   if (basis.kind !== "prompt" || !basis.prompt || variables === null || typeof variables !== "object" || Array.isArray(variables)) {
     return codeRunCreditHold(env);

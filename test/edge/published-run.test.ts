@@ -5,6 +5,7 @@
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { runStream } from "../../src/run-stream-client.ts";
+import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import { admin, call, createKey, createPromptWorkflow, type ErrorBody, postJson, scriptHost, seedOrganization } from "./helpers.ts";
 import { runStartOutboxAttempt } from "./stream-helpers.ts";
 
@@ -131,6 +132,50 @@ describe("published run API: Idempotency-Key replays", () => {
     expect(unpublished.headers.get("idempotent-replayed")).toBe("true");
     expect(unpublished.headers.get("x-run-id")).toBe(runId);
     expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?").bind(org.organizationId).first("n")).toBe(1);
+  });
+});
+
+describe("published run API: Idempotency-Key replays after the workflow was edited", () => {
+  it("a replay answers as the first request was answered: citations as the run's start had webSearch, whatever it is now", async () => {
+    const org = await seedOrganization();
+    const body = { audience: "a", topic: "b" };
+    const runIds = new Map<string, string>();
+    const restore = scriptHost(async (request, path) => {
+      if (path === HOST_PATHS.start) {
+        const { workflowId } = (await request.json()) as { workflowId: string };
+        runIds.set(workflowId, crypto.randomUUID());
+        return Response.json({ workflowId, runId: runIds.get(workflowId) });
+      }
+      const result = /^\/v1\/runs\/([^/]+)\/result$/.exec(path);
+      if (!result) throw new TypeError("connection refused");
+      const workflowId = decodeURIComponent(result[1]!);
+      return Response.json({
+        workflowId,
+        runId: runIds.get(workflowId),
+        status: "completed",
+        output: { text: "the answer", citations: ["https://a.example/"] },
+        error: null,
+        closeTime: new Date().toISOString(),
+      });
+    });
+    try {
+      for (const [webSearch, answer] of [
+        [true, { success: true, result: "the answer", citations: ["https://a.example/"] }],
+        [false, { success: true, result: "the answer" }],
+      ] as const) {
+        const workflowId = await createPromptWorkflow(org.organizationId, { webSearch });
+        const idem = `key-${crypto.randomUUID()}`;
+        const first = await postJson(`/api/v1/run/${workflowId}`, body, org.key, { "idempotency-key": idem });
+        expect(first.status).toBe(200);
+        expect(await first.json()).toEqual(answer);
+        expect((await admin("PATCH", `/admin/v1/workflows/${workflowId}`, { webSearch: !webSearch })).ok).toBe(true);
+        const replay = await postJson(`/api/v1/run/${workflowId}`, body, org.key, { "idempotency-key": idem });
+        expect(replay.headers.get("idempotent-replayed")).toBe("true");
+        expect(await replay.json(), `webSearch ${webSearch} at the start`).toEqual(answer);
+      }
+    } finally {
+      restore();
+    }
   });
 });
 

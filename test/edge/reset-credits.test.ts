@@ -805,6 +805,26 @@ describe("a reset holds what a start of the run's kind holds", () => {
     expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 30, reserved: 0 });
   });
 
+  it("a prompt run's reset holds what its start held, though the workflow's template and output cap changed since (Temporal replays the run's own input)", async () => {
+    const org = await meteredOrg(HOLD * 2);
+    const promptWorkflowId = await publishedPrompt(org.organizationId, "Hi {{name}}", 1000);
+    const startHold = new TextEncoder().encode("Hi Ada").byteLength + 64 + 1000;
+    const { workflowId } = await run(org.organizationId, (id) => [usage(id, 10), finished(id, "completed")], {
+      kind: "prompt",
+      promptWorkflowId,
+      body: { name: "Ada" },
+    });
+    expect((await admin("PATCH", `/admin/v1/workflows/${promptWorkflowId}`, { template: "Bye", maxOutputTokens: 16 })).ok).toBe(true);
+    const newRunId = crypto.randomUUID();
+    resetAnswer = () => ({ runId: newRunId });
+    expect((await reset(org.key, workflowId)).status).toBe(200);
+    expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: newRunId, credit_hold: startHold });
+    // The reset's run may use what the run's own input allows, and is charged for all of it.
+    await runStream(env, workflowId).record(workflowId, [usage(newRunId, 900), finished(newRunId, "completed")]);
+    expect(await row(workflowId)).toMatchObject({ status: "completed", credit_hold: 0, credits_charged: 910 });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 910, reserved: 0 });
+  });
+
   it("402 insufficient_credits names the prompt run's hold when the organization cannot cover it", async () => {
     const org = await meteredOrg(150);
     const promptWorkflowId = await publishedPrompt(org.organizationId, "Hi {{name}}", 50);
@@ -904,6 +924,8 @@ describe("a reset whose answer the route never gets: the run's DO settles its ma
       promptWorkflowId,
       body: { name: "Ada" },
     });
+    // A run started before migration 0022 (no prompt_hold): its resets hold under the current definition, which changes below.
+    await env.DB.prepare("UPDATE runs SET prompt_hold = NULL WHERE temporal_workflow_id = ?").bind(ended.workflowId).run();
     expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 10, reserved: 0 });
     // The first reset's outcome is unknown (the host unavailable): its hold stays, and its mark.
     resetAnswer = () => ({ status: 503, code: "unavailable" });
