@@ -292,8 +292,10 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
         );
       }
       // The run refused the message itself, past one of Temporal's per-run limits (signals per run,
-      // updates per run): this run will never take it, so it is the caller's 409, not our 500.
-      if (kind !== "query" && (code === GRPC.INVALID_ARGUMENT || code === GRPC.FAILED_PRECONDITION)) {
+      // updates per run), or a query reached a run that closed before it ran any workflow code (so
+      // it has no state to answer from): this run will never take it, so it is the caller's 409,
+      // not our 500 (Output answers FAILED_PRECONDITION with 409 too).
+      if (code === GRPC.FAILED_PRECONDITION || (kind !== "query" && code === GRPC.INVALID_ARGUMENT)) {
         throw hostError(409, "message_rejected", `Temporal refused the ${kind} for this run: ${grpcMessageOf(err)}`);
       }
       throw err;

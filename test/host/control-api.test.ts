@@ -488,6 +488,22 @@ describe("interacting with a running approval", () => {
     }
   }, 20_000);
 
+  it("a query to a run that closed before it ran any workflow code is 409 message_rejected (Temporal's FAILED_PRECONDITION), not a 500", async () => {
+    // No worker polls its task queue, and it is terminated: it closed before its first workflow task.
+    const workflowId = newId("approval");
+    await client.workflow.start("approval", {
+      taskQueue: `nobody-${crypto.randomUUID()}`,
+      workflowId,
+      args: [{ request: "closed early" }],
+    });
+    await client.workflow.getHandle(workflowId).terminate("closed before any workflow task");
+    const res = await signed("POST", HOST_PATHS.interact(workflowId, "query", "progress"), {});
+    expect(res.status).toBe(409);
+    expect(await res.json()).toMatchObject({
+      error: { code: "message_rejected", message: expect.stringContaining("Temporal refused the query for this run") },
+    });
+  });
+
   it("a query whose wait runs out while Temporal's client is between retries (gRPC CANCELLED, not DEADLINE_EXCEEDED) is the same 504", async () => {
     const workflowId = newId("approval");
     await signed("POST", HOST_PATHS.start, { workflowId, workflowName: "approval", input: { request: "cancelled query" } });
