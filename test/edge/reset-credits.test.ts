@@ -428,14 +428,15 @@ describe("a reset the host answers with an error", () => {
     expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 10, reserved: 0 });
   });
 
-  it("the host failing on it (500 internal_error) may have reset the run: the hold stays, and a retry holds nothing more", async () => {
+  it("the host failing on it (its own 500, an error it has no code for) may have reset the run: 504 reset_outcome_unknown, not a 500 a client retries blindly; the hold stays, and a retry holds nothing more", async () => {
     const org = await meteredOrg(HOLD * 2);
     const ended = await run(org.organizationId, (runId) => [usage(runId, 10), finished(runId, "completed")]);
     resetAnswer = () => ({ status: 500, code: "internal" });
     for (let i = 0; i < 2; i++) {
       const res = await reset(org.key, ended.workflowId);
-      expect(res.status).toBe(500);
-      expect(errorCodeOf(await res.json())).toBe("internal_error");
+      expect(res.status).toBe(504);
+      expect(res.headers.get("retry-after")).toBeNull();
+      expect(errorCodeOf(await res.json())).toBe("reset_outcome_unknown");
       expect(await row(ended.workflowId)).toMatchObject({ credit_hold: HOLD });
       expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 10, reserved: HOLD });
     }
@@ -999,7 +1000,7 @@ describe("a reset whose answer the route never gets: the run's DO settles its ma
     const org = await meteredOrg(HOLD * 2);
     const ended = await run(org.organizationId, (runId) => [usage(runId, 10), finished(runId, "completed")]);
     resetAnswer = () => ({ status: 500, code: "internal" });
-    expect((await reset(org.key, ended.workflowId)).status).toBe(500);
+    expect((await reset(org.key, ended.workflowId)).status).toBe(504);
     resetAnswer = () => ({ status: 404, code: "step_not_found" });
     expect((await reset(org.key, ended.workflowId)).status).toBe(404);
     // The first may have started a run: its hold stays, and so does its mark.

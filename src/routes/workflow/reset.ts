@@ -77,8 +77,9 @@ async function reset(c: Context<PinnedRunEnv & ResetBodyEnv & OwnedRunEnv>): Pro
     // Not host_unavailable's "retry after 5 s": a blind retry could reset the new run again (and
     // hold for it again). The caller reads the run's status first; the DO settles the mark meanwhile.
     // host_error here is no refusal of the host's (something in front of it answered, or an answer
-    // the edge cannot read): the outcome is unknown too.
-    if (err instanceof ApiError && (err.code === "host_unavailable" || err.code === "host_error")) {
+    // the edge cannot read), and internal_error the host's own 500 (an error it has no code for,
+    // which may come after Temporal reset the run): the outcome is unknown too.
+    if (err instanceof ApiError && (err.code === "host_unavailable" || err.code === "host_error" || err.code === "internal_error")) {
       throw new ApiError(
         "reset_outcome_unknown",
         `the workflow host did not confirm the reset (${err.message}); it may still take effect. Read GET /workflow/${workflowId}/status ` +
