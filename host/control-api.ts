@@ -14,7 +14,7 @@ import {
   type Client,
 } from "@temporalio/client";
 import { BodyTooLargeError, readSignedBody } from "../src/shared/capped-body.ts";
-import { HOST_PATHS, interactRequest, resetRequest, startRunRequest, terminateRequest } from "../src/shared/host-api.ts";
+import { cancelRequest, HOST_PATHS, interactRequest, resetRequest, startRunRequest, terminateRequest } from "../src/shared/host-api.ts";
 import { TERMINAL_STATUSES } from "../src/shared/run-status.ts";
 import { runStartedEvent } from "../src/shared/run-events.ts";
 import { NonceMemory, verifyRequest } from "../src/shared/signing.ts";
@@ -208,8 +208,8 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
   const KINDS: Record<"signal" | "query" | "update", HandlerKind> = { signal: "signals", query: "queries", update: "updates" };
 
   /** A run that is still open, or 409: handlers and stops need a live run. */
-  async function openRun(workflowId: string) {
-    const described = await describeRun(deps.client, workflowId);
+  async function openRun(workflowId: string, runId?: string) {
+    const described = await describeRun(deps.client, workflowId, runId);
     if (TERMINAL_STATUSES.has(described.status)) {
       throw hostError(409, "run_finished", `run ${workflowId} already ended (${described.status})`);
     }
@@ -221,11 +221,11 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
    * that has ended since: that is 409 run_finished, as if it had ended before, not 404 for a run
    * that exists.
    */
-  async function toOpenRun<T>(workflowId: string, send: () => Promise<T>): Promise<T> {
+  async function toOpenRun<T>(workflowId: string, send: () => Promise<T>, runId?: string): Promise<T> {
     try {
       return await send();
     } catch (err) {
-      if (err instanceof WorkflowNotFoundError) await openRun(workflowId); // 409 if it ended; 404 if it is gone
+      if (err instanceof WorkflowNotFoundError) await openRun(workflowId, runId); // 409 if it ended; 404 if it is gone
       throw err;
     }
   }
@@ -302,11 +302,15 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
     }
   });
 
+  // Stop and terminate act on the pinned `runId` when the edge names one, else on the current run.
   app.post("/v1/runs/:workflowId/cancel", async (c) => {
     const workflowId = c.req.param("workflowId");
-    await openRun(workflowId);
+    const parsed = cancelRequest.safeParse(await c.req.json().catch(() => ({})));
+    if (!parsed.success) throw hostError(400, "invalid_request", parsed.error.message);
+    const { runId } = parsed.data;
+    await openRun(workflowId, runId);
     // A cancellation that reaches a run which ended meanwhile is accepted by Temporal, and changes nothing.
-    await deps.client.workflow.getHandle(workflowId).cancel();
+    await toOpenRun(workflowId, () => deps.client.workflow.getHandle(workflowId, runId).cancel(), runId);
     return c.json({ status: "cancelling" });
   });
 
@@ -314,9 +318,12 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
     const workflowId = c.req.param("workflowId");
     const parsed = terminateRequest.safeParse(await c.req.json().catch(() => ({})));
     if (!parsed.success) throw hostError(400, "invalid_request", parsed.error.message);
-    await openRun(workflowId);
-    await toOpenRun(workflowId, () =>
-      deps.client.workflow.getHandle(workflowId).terminate(parsed.data.reason ?? "terminated through the API"),
+    const { runId, reason } = parsed.data;
+    await openRun(workflowId, runId);
+    await toOpenRun(
+      workflowId,
+      () => deps.client.workflow.getHandle(workflowId, runId).terminate(reason ?? "terminated through the API"),
+      runId,
     );
     return c.json({ status: "terminated" });
   });

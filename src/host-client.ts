@@ -79,12 +79,12 @@ export class HostClient {
   }
 
   /** Graceful stop: Temporal cancellation, the workflow's cleanup runs. */
-  cancel(workflowId: string) {
-    return this.call("POST", HOST_PATHS.cancel(workflowId), stopResponse, {});
+  cancel(workflowId: string, runId?: string) {
+    return this.call("POST", HOST_PATHS.cancel(workflowId), stopResponse, runId ? { runId } : {});
   }
 
-  terminate(workflowId: string, reason: string | undefined) {
-    return this.call("POST", HOST_PATHS.terminate(workflowId), stopResponse, { reason });
+  terminate(workflowId: string, reason: string | undefined, runId?: string) {
+    return this.call("POST", HOST_PATHS.terminate(workflowId), stopResponse, { reason, ...(runId ? { runId } : {}) });
   }
 
   /** Temporal reset to just after `stepName` completed; answers the new run's id. */

@@ -83,7 +83,13 @@ export type RunResultResponse = z.infer<typeof runResultResponse>;
 
 export const interactRequest = z.object({ payload: z.unknown().optional() });
 export const interactResponse = z.object({ result: z.unknown().optional() });
-export const terminateRequest = z.object({ reason: z.string().max(1000).optional() });
+/**
+ * A stop (Temporal cancellation) or terminate: of `runId` when the caller pinned one (Output's
+ * pinned routes act on that run, and a run that has ended since is refused), else of the
+ * workflow's current run.
+ */
+export const cancelRequest = z.object({ runId: z.string().min(1).max(100).optional() });
+export const terminateRequest = cancelRequest.extend({ reason: z.string().max(1000).optional() });
 export const stopResponse = z.object({ status: z.string() });
 
 /** Temporal reset to just after a completed step (of `runId`, or of the latest run). */

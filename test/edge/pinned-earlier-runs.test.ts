@@ -9,7 +9,7 @@
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { runResetEvent } from "../../src/shared/run-events.ts";
-import { call, type OutputErrorBody, seedCatalog, seedOrganization } from "./helpers.ts";
+import { call, type OutputErrorBody, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, historyEvent, httpAttributeEvent, push } from "./stream-helpers.ts";
 
 type Org = Awaited<ReturnType<typeof seedOrganization>>;
@@ -266,6 +266,51 @@ describe("pinned run routes: runs the workflow does not have, and stop/terminate
     }
     const status = (await (await get(`/workflow/${workflowId}/status`)).json()) as Record<string, unknown>;
     expect(status).toMatchObject({ runId: newRunId, status: "running" });
+  });
+
+  it("stop and terminate of the current run, pinned, name that run to the host (which acts on it only); unpinned ones name none", async () => {
+    const { workflowId, newRunId } = await failedThenReset(org);
+    const sent: Array<[string, unknown]> = [];
+    const restore = scriptHost(async (request, path) => {
+      sent.push([path.split("/").at(-1)!, await request.json()]);
+      return Response.json({ status: "cancelling" });
+    });
+    try {
+      for (const [method, action] of [
+        ["PATCH", "stop"],
+        ["POST", "terminate"],
+      ] as const) {
+        expect((await send(method, `/workflow/${workflowId}/runs/${newRunId}/${action}`)).status, action).toBe(200);
+        expect((await send(method, `/workflow/${workflowId}/${action}`)).status, action).toBe(200);
+      }
+    } finally {
+      restore();
+    }
+    expect(sent).toEqual([
+      ["cancel", { runId: newRunId }],
+      ["cancel", {}],
+      ["terminate", { runId: newRunId }],
+      ["terminate", {}],
+    ]);
+  });
+
+  it("a pinned stop or terminate the host finds ended (the run closed since the row was read) is 404 run_ended, as Output's pinned handle answers", async () => {
+    const { workflowId, newRunId } = await failedThenReset(org);
+    const restore = scriptHost(() =>
+      Response.json({ error: { code: "run_finished", message: "run already ended (completed)" } }, { status: 409 }),
+    );
+    try {
+      for (const [method, action] of [
+        ["PATCH", "stop"],
+        ["POST", "terminate"],
+      ] as const) {
+        const res = await send(method, `/workflow/${workflowId}/runs/${newRunId}/${action}`);
+        expect(res.status, action).toBe(404);
+        expect(await res.json()).toMatchObject({ error: "WorkflowNotFoundError", code: "run_ended", workflowId });
+      }
+    } finally {
+      restore();
+    }
   });
 });
 

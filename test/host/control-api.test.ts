@@ -624,6 +624,35 @@ describe("interacting with a running approval", () => {
     expect(terminated).toMatchObject({ status: "terminated", error: "not needed" });
     expect((await signed("POST", HOST_PATHS.terminate(b), {})).status).toBe(409);
   });
+
+  it("a pinned cancel or terminate acts on that run only: an earlier run that has ended is 409, and the workflow's current run is left alone", async () => {
+    for (const [path, body] of [
+      [HOST_PATHS.cancel, {}],
+      [HOST_PATHS.terminate, { reason: "pinned" }],
+    ] as const) {
+      const workflowId = newId("approval");
+      const first = await client.workflow.start("approval", { taskQueue: TASK_QUEUE, workflowId, args: [{ request: "first" }] });
+      await first.terminate("replaced");
+      // The same workflow id runs again (as after a reset or a continue-as-new: a newer run).
+      const second = await client.workflow.start("approval", { taskQueue: TASK_QUEUE, workflowId, args: [{ request: "second" }] });
+      try {
+        const earlier = await signed("POST", path(workflowId), { ...body, runId: first.firstExecutionRunId });
+        expect(earlier.status, path(workflowId)).toBe(409);
+        expect(await earlier.json()).toMatchObject({ error: { code: "run_finished" } });
+        expect((await client.workflow.getHandle(workflowId, second.firstExecutionRunId).describe()).status.name).toBe("RUNNING");
+        // Pinned to the current run, it acts on it.
+        expect((await signed("POST", path(workflowId), { ...body, runId: second.firstExecutionRunId })).status).toBe(200);
+        const after = await client.workflow.getHandle(workflowId, second.firstExecutionRunId).describe();
+        expect(["RUNNING", "CANCELED", "TERMINATED"]).toContain(after.status.name);
+        if (path === HOST_PATHS.terminate) expect(after.status.name).toBe("TERMINATED");
+      } finally {
+        await client.workflow
+          .getHandle(workflowId)
+          .terminate("test over")
+          .catch(() => undefined);
+      }
+    }
+  });
 });
 
 describe("idempotent starts by accept id (the edge's start outbox)", () => {

@@ -80,7 +80,10 @@ export function registerStop(app: App) {
     const base = pinned ? "/workflow/:id/runs/:rid" : "/workflow/:id";
     app.patch(`${base}/stop`, deprecatedUnless(pinned, "stop"), targetParams, ownedRun(), async (c) => {
       const run = await openRunOr404(c);
-      await new HostClient(c.env).cancel(run.temporalWorkflowId).catch((err: unknown) => {
+      // A pinned run is named to the host, which acts on that run only (as Output's pinned handle
+      // does): should it have ended since the row was read (a continue-as-new, a reset), the
+      // answer is the same 404 and the workflow's newer run is left alone.
+      await new HostClient(c.env).cancel(run.temporalWorkflowId, c.get("targetRunId")).catch((err: unknown) => {
         throw asEnded(err, run);
       });
       return c.json({ workflowId: run.temporalWorkflowId, runId: run.temporalRunId, status: "cancelling" }, 200);
@@ -89,7 +92,7 @@ export function registerStop(app: App) {
     app.post(`${base}/terminate`, deprecatedUnless(pinned, "terminate"), terminateRequest, targetParams, ownedRun(), async (c) => {
       const { reason } = c.get("terminateBody");
       const run = await openRunOr404(c);
-      await new HostClient(c.env).terminate(run.temporalWorkflowId, reason).catch((err: unknown) => {
+      await new HostClient(c.env).terminate(run.temporalWorkflowId, reason, c.get("targetRunId")).catch((err: unknown) => {
         throw asEnded(err, run);
       });
       return c.json({
