@@ -7,7 +7,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { runStream } from "../../src/run-stream-client.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import { admin, call, createKey, createPromptWorkflow, type ErrorBody, postJson, scriptHost, seedOrganization } from "./helpers.ts";
-import { runStartOutboxAttempt } from "./stream-helpers.ts";
+import { allFrames, closeEvent, push, runStartOutboxAttempt } from "./stream-helpers.ts";
 
 const promptWorkflow = createPromptWorkflow;
 
@@ -173,6 +173,59 @@ describe("published run API: Idempotency-Key replays after the workflow was edit
         expect(replay.headers.get("idempotent-replayed")).toBe("true");
         expect(await replay.json(), `webSearch ${webSearch} at the start`).toEqual(answer);
       }
+    } finally {
+      restore();
+    }
+  });
+});
+
+describe("published run API: the stream when the model's step is retried", () => {
+  it("a later attempt's text comes after `restart` {attempt}, a late entry of the earlier attempt is left out, and the text after the last restart is the result", async () => {
+    const org = await seedOrganization();
+    const workflowId = await createPromptWorkflow(org.organizationId);
+    const runIds = new Map<string, string>();
+    const restore = scriptHost(async (request, path) => {
+      if (path !== HOST_PATHS.start) throw new TypeError("connection refused");
+      const { workflowId: id } = (await request.json()) as { workflowId: string };
+      runIds.set(id, crypto.randomUUID());
+      return Response.json({ workflowId: id, runId: runIds.get(id) });
+    });
+    try {
+      const res = await postJson(`/api/v1/run/${workflowId}/stream`, { audience: "a", topic: "b" }, org.key);
+      expect(res.status).toBe(200);
+      const runWorkflowId = res.headers.get("x-run-id")!;
+      const runId = runIds.get(runWorkflowId)!;
+      const at = () => new Date().toISOString();
+      const step = (attempt: number) => ({ runId, activityId: "1", stepName: "answerPrompt", attempt });
+      const text = (attempt: number, n: number, delta: string) => ({
+        sourceKey: `text:${runId}:1:${attempt}:${n}`,
+        type: "text",
+        at: at(),
+        data: { ...step(attempt), delta },
+      });
+      await push(runWorkflowId, [
+        { sourceKey: `thinking:${runId}:1:1:1`, type: "thinking", at: at(), data: { ...step(1), text: "hmm" } },
+        text(1, 1, "Partial ans"),
+        text(2, 1, "Full "),
+        text(1, 2, "wer, late"),
+        text(2, 2, "answer"),
+        closeEvent(runId, 5),
+        {
+          sourceKey: `run:${runId}:finished`,
+          type: "run.finished",
+          at: at(),
+          data: { runId, status: "completed", output: { text: "Full answer", citations: [] }, error: null },
+        },
+      ]);
+      const frames = (await allFrames(res)).filter((f) => f.event !== undefined);
+      expect(frames.map((f) => [f.event, JSON.parse(f.data)])).toEqual([
+        ["thinking", { text: "hmm" }],
+        ["text", { delta: "Partial ans" }],
+        ["restart", { attempt: 2 }],
+        ["text", { delta: "Full " }],
+        ["text", { delta: "answer" }],
+        ["result", { success: true, result: "Full answer" }],
+      ]);
     } finally {
       restore();
     }

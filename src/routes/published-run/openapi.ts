@@ -50,7 +50,7 @@ export function documentPublishedRunApi(app: App) {
     path: "/api/v1/run/:workflowId/stream",
     tag,
     auth: "apiKey",
-    summary: "The same run as Server-Sent Events (thinking, text, result, error)",
+    summary: "The same run as Server-Sent Events (thinking, text, restart, result, error)",
     params,
     body: variables,
     bodyOptional: true,

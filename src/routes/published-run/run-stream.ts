@@ -12,9 +12,33 @@ import { startAndSubscribe } from "../../sse/start-subscription.ts";
 import { DEFAULT_KEEPALIVE_INTERVAL_MS } from "../workflow/history-stream.ts";
 
 /**
+ * The model's call is a step Temporal retries (a provider error half-way through an answer): the
+ * next attempt writes the whole answer again. So before the first text of a later attempt, once
+ * an earlier one sent some, the stream says `restart` ({attempt}): drop the text and thinking so
+ * far; what follows adds up to the result.
+ */
+function attemptRestarts() {
+  let shown: number | undefined;
+  return {
+    /**
+     * The `restart` frame to send before an entry of `attempt` ("" for none), or null to leave the
+     * entry out: a late one of an attempt that a later one has replaced.
+     */
+    note(attempt: number | undefined): string | null {
+      const now = attempt ?? 1;
+      if (shown !== undefined && now < shown) return null;
+      const restart = shown !== undefined && now > shown;
+      shown = now;
+      return restart ? sseFrame({ event: "restart", data: { attempt: now } }) : "";
+    },
+  };
+}
+
+/**
  * POST /api/v1/run/{workflow_id}/stream: the same run, as Server-Sent Events while the model
- * writes: `text` ({delta}) for each piece of the answer, `thinking` ({text}) for reasoning, then
- * `result` (the body the non-streaming route returns) or `error` (the shared error body).
+ * writes: `text` ({delta}) for each piece of the answer, `thinking` ({text}) for reasoning,
+ * `restart` ({attempt}) when a retried model call starts over, then `result` (the body the
+ * non-streaming route returns) or `error` (the shared error body).
  * Problems found before the run starts (auth, input, credits, limits) are ordinary JSON errors.
  */
 export function registerPublishedRunStream(app: App) {
@@ -39,6 +63,7 @@ export function registerPublishedRunStream(app: App) {
     const runId = started.runId;
     const maxMs = promptRunMaxMs(c.env);
     const requestId = c.get("requestId");
+    const restarts = attemptRestarts();
     const response = await logStreamResponse(c, {
       workflowId: started.workflowId,
       runId,
@@ -48,9 +73,15 @@ export function registerPublishedRunStream(app: App) {
       keepAliveMs: positiveNumberVar(c.env.SSE_KEEPALIVE_MS, DEFAULT_KEEPALIVE_INTERVAL_MS),
       keepAlive: () => sseComment("keep-alive"),
       onEntry: (entry) => {
-        if (entry.type === "text") return sseFrame({ event: "text", data: { delta: entry.data.delta } });
-        if (entry.type === "thinking") return sseFrame({ event: "thinking", data: { text: entry.data.text } });
-        return "";
+        if (entry.type !== "text" && entry.type !== "thinking") return "";
+        const before = restarts.note(entry.data.attempt);
+        if (before === null) return "";
+        return (
+          before +
+          (entry.type === "text"
+            ? sseFrame({ event: "text", data: { delta: entry.data.delta } })
+            : sseFrame({ event: "thinking", data: { text: entry.data.text } }))
+        );
       },
       onDone: async (done) => {
         const outcome = promptOutcome(prompt, done.status, done.output, done.error, maxMs);
