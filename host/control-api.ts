@@ -308,10 +308,10 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
     const parsed = cancelRequest.safeParse(await c.req.json().catch(() => ({})));
     if (!parsed.success) throw hostError(400, "invalid_request", parsed.error.message);
     const { runId } = parsed.data;
-    await openRun(workflowId, runId);
+    const open = await openRun(workflowId, runId);
     // A cancellation that reaches a run which ended meanwhile is accepted by Temporal, and changes nothing.
     await toOpenRun(workflowId, () => deps.client.workflow.getHandle(workflowId, runId).cancel(), runId);
-    return c.json({ status: "cancelling" });
+    return c.json({ status: "cancelling", runId: open.runId });
   });
 
   app.post("/v1/runs/:workflowId/terminate", async (c) => {
@@ -319,13 +319,13 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
     const parsed = terminateRequest.safeParse(await c.req.json().catch(() => ({})));
     if (!parsed.success) throw hostError(400, "invalid_request", parsed.error.message);
     const { runId, reason } = parsed.data;
-    await openRun(workflowId, runId);
+    const open = await openRun(workflowId, runId);
     await toOpenRun(
       workflowId,
       () => deps.client.workflow.getHandle(workflowId, runId).terminate(reason ?? "terminated through the API"),
       runId,
     );
-    return c.json({ status: "terminated" });
+    return c.json({ status: "terminated", runId: open.runId });
   });
 
   app.post("/v1/runs/:workflowId/reset", async (c) => {

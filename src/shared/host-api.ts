@@ -90,7 +90,8 @@ export const interactResponse = z.object({ result: z.unknown().optional() });
  */
 export const cancelRequest = z.object({ runId: z.string().min(1).max(100).optional() });
 export const terminateRequest = cancelRequest.extend({ reason: z.string().max(1000).optional() });
-export const stopResponse = z.object({ status: z.string() });
+/** `runId`: the run the host acted on (the pinned one, or the one it found current); older hosts leave it out. */
+export const stopResponse = z.object({ status: z.string(), runId: z.string().optional() });
 
 /** Temporal reset to just after a completed step (of `runId`, or of the latest run). */
 export const resetRequest = z.object({

@@ -268,20 +268,25 @@ describe("pinned run routes: runs the workflow does not have, and stop/terminate
     expect(status).toMatchObject({ runId: newRunId, status: "running" });
   });
 
-  it("stop and terminate of the current run, pinned, name that run to the host (which acts on it only); unpinned ones name none", async () => {
+  it("stop and terminate of the current run, pinned, name that run to the host (which acts on it only); unpinned ones name none, and answer with the run the host acted on", async () => {
     const { workflowId, newRunId } = await failedThenReset(org);
     const sent: Array<[string, unknown]> = [];
+    // The run the host found current (the row may lag behind it): the answer names it, as Output's does.
+    const hostsRun = crypto.randomUUID();
     const restore = scriptHost(async (request, path) => {
-      sent.push([path.split("/").at(-1)!, await request.json()]);
-      return Response.json({ status: "cancelling" });
+      const body = (await request.json()) as { runId?: string };
+      sent.push([path.split("/").at(-1)!, body]);
+      return Response.json({ status: "cancelling", runId: body.runId ?? hostsRun });
     });
     try {
       for (const [method, action] of [
         ["PATCH", "stop"],
         ["POST", "terminate"],
       ] as const) {
-        expect((await send(method, `/workflow/${workflowId}/runs/${newRunId}/${action}`)).status, action).toBe(200);
-        expect((await send(method, `/workflow/${workflowId}/${action}`)).status, action).toBe(200);
+        const pinned = await send(method, `/workflow/${workflowId}/runs/${newRunId}/${action}`);
+        expect([pinned.status, ((await pinned.json()) as { runId: string }).runId], action).toEqual([200, newRunId]);
+        const unpinned = await send(method, `/workflow/${workflowId}/${action}`);
+        expect([unpinned.status, ((await unpinned.json()) as { runId: string }).runId], action).toEqual([200, hostsRun]);
       }
     } finally {
       restore();

@@ -640,8 +640,10 @@ describe("interacting with a running approval", () => {
         expect(earlier.status, path(workflowId)).toBe(409);
         expect(await earlier.json()).toMatchObject({ error: { code: "run_finished" } });
         expect((await client.workflow.getHandle(workflowId, second.firstExecutionRunId).describe()).status.name).toBe("RUNNING");
-        // Pinned to the current run, it acts on it.
-        expect((await signed("POST", path(workflowId), { ...body, runId: second.firstExecutionRunId })).status).toBe(200);
+        // Pinned to the current run, it acts on it; either way the answer names the run acted on.
+        const pinned = await signed("POST", path(workflowId), { ...body, runId: second.firstExecutionRunId });
+        expect(pinned.status).toBe(200);
+        expect(((await pinned.json()) as { runId?: string }).runId).toBe(second.firstExecutionRunId);
         const after = await client.workflow.getHandle(workflowId, second.firstExecutionRunId).describe();
         expect(["RUNNING", "CANCELED", "TERMINATED"]).toContain(after.status.name);
         if (path === HOST_PATHS.terminate) expect(after.status.name).toBe("TERMINATED");

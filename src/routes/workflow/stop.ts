@@ -83,22 +83,23 @@ export function registerStop(app: App) {
       // A pinned run is named to the host, which acts on that run only (as Output's pinned handle
       // does): should it have ended since the row was read (a continue-as-new, a reset), the
       // answer is the same 404 and the workflow's newer run is left alone.
-      await new HostClient(c.env).cancel(run.temporalWorkflowId, c.get("targetRunId")).catch((err: unknown) => {
+      const stopped = await new HostClient(c.env).cancel(run.temporalWorkflowId, c.get("targetRunId")).catch((err: unknown) => {
         throw asEnded(err, run);
       });
-      return c.json({ workflowId: run.temporalWorkflowId, runId: run.temporalRunId, status: "cancelling" }, 200);
+      // The run the host acted on, as Output answers with the run it cancelled (the row's may lag behind).
+      return c.json({ workflowId: run.temporalWorkflowId, runId: stopped.runId ?? run.temporalRunId, status: "cancelling" }, 200);
     });
 
     app.post(`${base}/terminate`, deprecatedUnless(pinned, "terminate"), terminateRequest, targetParams, ownedRun(), async (c) => {
       const { reason } = c.get("terminateBody");
       const run = await openRunOr404(c);
-      await new HostClient(c.env).terminate(run.temporalWorkflowId, reason, c.get("targetRunId")).catch((err: unknown) => {
+      const stopped = await new HostClient(c.env).terminate(run.temporalWorkflowId, reason, c.get("targetRunId")).catch((err: unknown) => {
         throw asEnded(err, run);
       });
       return c.json({
         terminated: true,
         workflowId: run.temporalWorkflowId,
-        runId: run.temporalRunId,
+        runId: stopped.runId ?? run.temporalRunId,
         status: "terminated",
         reason: reason ?? null,
       });
