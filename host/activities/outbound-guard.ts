@@ -124,12 +124,26 @@ export const DEFAULT_MAX_BYTES = 5 * 1024 * 1024;
 export const DEFAULT_TIMEOUT_MS = 30_000;
 export const MAX_REDIRECTS = 5;
 
+/** The longest time AbortSignal.timeout (and setTimeout) takes: a larger one throws on every fetch. */
+const MAX_TIMEOUT_MS = 2_147_483_647;
+
+/**
+ * A whole number from 1 to `max`, or `fallback` when unset. Anything else stops the host at start,
+ * as a bad allow-list entry does: a value read loosely failed every fetch later (a timeout of
+ * 1500.5 ms, or past AbortSignal.timeout's range), each recorded as a request never made.
+ */
+function wholeNumberVar(name: string, value: string | undefined, fallback: number, max: number): number {
+  if (value === undefined || value.trim() === "") return fallback;
+  const n = Number(value.trim());
+  if (!/^\d+$/.test(value.trim()) || n < 1 || n > max) throw new Error(`${name} must be a whole number from 1 to ${max}, not "${value}"`);
+  return n;
+}
+
 export function policyFromEnv(env: NodeJS.ProcessEnv = process.env): OutboundPolicy {
-  const positive = (v: string | undefined, fallback: number) => (Number(v) > 0 ? Number(v) : fallback);
   return {
     allow: parseAllowList(env.OUTBOUND_HTTP_ALLOW),
-    maxBytes: positive(env.OUTBOUND_HTTP_MAX_BYTES, DEFAULT_MAX_BYTES),
-    timeoutMs: positive(env.OUTBOUND_HTTP_TIMEOUT_MS, DEFAULT_TIMEOUT_MS),
+    maxBytes: wholeNumberVar("OUTBOUND_HTTP_MAX_BYTES", env.OUTBOUND_HTTP_MAX_BYTES, DEFAULT_MAX_BYTES, Number.MAX_SAFE_INTEGER),
+    timeoutMs: wholeNumberVar("OUTBOUND_HTTP_TIMEOUT_MS", env.OUTBOUND_HTTP_TIMEOUT_MS, DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS),
     maxRedirects: MAX_REDIRECTS,
   };
 }
@@ -375,9 +389,10 @@ export async function guardedFetch(policy: OutboundPolicy, input: string, init: 
           throw new InvalidResponseStatusError(url, res.status);
         }
         const bytes = await readCapped(res, policy.maxBytes, url);
+        // No statusText: a server's reason phrase may be any bytes (non-ASCII, control characters),
+        // which the Response constructor refuses, and nothing reads it.
         const out = new Response(NULL_BODY_STATUSES.has(res.status) ? null : bytes, {
           status: res.status,
-          statusText: res.statusText,
           headers: res.headers,
         });
         Object.defineProperty(out, "url", { value: url.href });

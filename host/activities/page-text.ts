@@ -67,3 +67,22 @@ export function pageText(html: string): string {
   }
   return parts.join("").replace(/\s+/g, " ").trim();
 }
+
+/** Where a page may name its charset without the header saying it: a `<meta>` in its first bytes. */
+const META_CHARSET_BYTES = 1024;
+
+/**
+ * A page's text in the charset its Content-Type names, else its `<meta charset>` (or
+ * `http-equiv` content type), else UTF-8; a label TextDecoder does not know is read as UTF-8.
+ */
+export function decodePage(bytes: Uint8Array, contentType: string | null): string {
+  // The patterns below only ever see the header and the page's first META_CHARSET_BYTES bytes (see the header on backtracking).
+  const charsetIn = (text: string | null) => (text ? /charset\s*=\s*["']?([\w.:-]+)/i.exec(text)?.[1] : undefined);
+  const head = new TextDecoder("latin1").decode(bytes.subarray(0, META_CHARSET_BYTES));
+  const label = charsetIn(contentType) ?? charsetIn(/<meta[^>]+charset[^>]*>/i.exec(head)?.[0] ?? null) ?? "utf-8";
+  try {
+    return new TextDecoder(label).decode(bytes);
+  } catch {
+    return new TextDecoder("utf-8").decode(bytes);
+  }
+}

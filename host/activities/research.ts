@@ -1,8 +1,9 @@
 /** Steps of summarize_url: fetch a page (recorded HTTP) and keep its readable text. */
 import { ApplicationFailure } from "@temporalio/activity";
 import { fetchRecorded } from "./http.ts";
-import { pageText, pageTitle } from "./page-text.ts";
+import { decodePage, pageText, pageTitle } from "./page-text.ts";
 import { StepPublisher } from "./runtime.ts";
+import { wholeCharsEnd } from "../../src/shared/text-limits.ts";
 
 /** Longest page text handed to a model, in characters. */
 const MAX_PAGE_TEXT = 20_000;
@@ -14,8 +15,10 @@ export async function fetchPageText(url: string): Promise<{ url: string; title: 
     const message = `fetching ${url} answered ${res.status}`;
     throw res.status < 500 ? ApplicationFailure.nonRetryable(message, "HttpClientError") : new Error(message);
   }
-  const html = await res.text();
-  return { url, title: pageTitle(html), text: pageText(html).slice(0, MAX_PAGE_TEXT) };
+  const html = decodePage(new Uint8Array(await res.arrayBuffer()), res.headers.get("content-type"));
+  const text = pageText(html);
+  // Never half of a surrogate pair at the cut: a model's API refuses a body with one.
+  return { url, title: pageTitle(html), text: text.slice(0, wholeCharsEnd(text, MAX_PAGE_TEXT)) };
 }
 
 export async function checkSummaryLength(summary: string, maxWords: number): Promise<void> {

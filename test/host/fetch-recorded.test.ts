@@ -9,6 +9,7 @@ import { ApplicationFailure } from "@temporalio/common";
 import { MockActivityEnvironment } from "@temporalio/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fetchRecorded } from "../../host/activities/http.ts";
+import { fetchPageText } from "../../host/activities/research.ts";
 import { policyFromEnv } from "../../host/activities/outbound-guard.ts";
 import { type ActivityRuntime, installActivityRuntime, type StepPublisher } from "../../host/activities/runtime.ts";
 import type { HttpAttribute } from "../../src/shared/aggregations.ts";
@@ -23,12 +24,19 @@ beforeAll(async () => {
     hits.push(req.url ?? "");
     const to = new URL(req.url ?? "/", "http://x").searchParams.get("to");
     if (req.url === "/loop") res.writeHead(302, { location: "/loop" }).end();
+    else if (req.url === "/emoji")
+      res.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end(`<p>${"a".repeat(19_999)}😀 tail</p>`);
+    else if (req.url === "/latin1")
+      res
+        .writeHead(200, { "content-type": "text/html; charset=windows-1252" })
+        .end(Buffer.from("<title>Caf\xe9</title><p>Caf\xe9 cr\xe8me</p>", "latin1"));
     else if (to) res.writeHead(302, { location: to }).end();
     else res.end("page");
   });
   await new Promise<void>((r) => site.listen(0, "127.0.0.2", r));
   port = (site.address() as AddressInfo).port;
   installActivityRuntime({
+    edge: { pushRunEvents: async () => undefined },
     prices: {},
     llm: {},
     httpRequestCost: 0.001,
@@ -89,5 +97,21 @@ describe("fetchRecorded: refusals", () => {
     expect((error as ApplicationFailure).type).toBe("url_not_allowed");
     expect(requests).toBe(0);
     expect(recorded).toEqual([]);
+  });
+});
+
+describe("summarize_url's page text (host/activities/research.ts fetchPageText)", () => {
+  const fetchPage = (path: string): Promise<Awaited<ReturnType<typeof fetchPageText>>> =>
+    new MockActivityEnvironment().run(() => fetchPageText(`http://127.0.0.2:${port}${path}`));
+
+  it("the cut at 20,000 characters never leaves half of a surrogate pair (a model's API refuses such a body)", async () => {
+    const page = await fetchPage("/emoji");
+    expect(page.text.isWellFormed()).toBe(true);
+    expect(page.text).toBe("a".repeat(19_999));
+  });
+
+  it("a page is decoded as the charset its Content-Type names", async () => {
+    const page = await fetchPage("/latin1");
+    expect([page.title, page.text]).toEqual(["Café", "Café crème"]);
   });
 });

@@ -6,7 +6,7 @@
  * each records what reached it, so "refused" also means "no request was made".
  */
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, createServer as createNetServer } from "node:net";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import {
   checkUrl,
@@ -14,6 +14,7 @@ import {
   InvalidResponseStatusError,
   type OutboundPolicy,
   parseAllowList,
+  policyFromEnv,
   ResponseTooLargeError,
   refusedRange,
   UrlNotAllowedError,
@@ -383,6 +384,52 @@ describe("outbound HTTP guard: redirects, rebinding, caps, allow-list", () => {
       parseAllowList(" wiki.internal , 10.1.0.0/16, [fd00::1]:8443, fd00::/8 ").map((e) => (e.kind === "host" ? e.host : e.cidr)),
     ).toEqual(["wiki.internal", "10.1.0.0/16", "fd00::1/128", "fd00::/8"]);
     for (const bad of ["http://x", "10.0.0.0/33", "host:99999", "a b"]) expect(() => parseAllowList(bad)).toThrow(/OUTBOUND_HTTP_ALLOW/);
+  });
+
+  it("a response whose reason phrase is not plain ASCII (UTF-8, Latin-1, control characters) is read like any other, not a failure retried and charged", async () => {
+    const phrases: Record<string, Buffer> = {
+      utf8: Buffer.from("成功", "utf8"),
+      latin1: Buffer.from("Tr\xe8s bien", "latin1"),
+      control: Buffer.from("O\x01K", "latin1"),
+    };
+    const raw = createNetServer((socket) => {
+      socket.on("error", () => undefined);
+      socket.once("data", (request) => {
+        const phrase = phrases[request.toString().split(" ")[1]!.slice(1)] ?? Buffer.from("OK");
+        socket.end(
+          Buffer.concat([Buffer.from("HTTP/1.1 200 "), phrase, Buffer.from("\r\nContent-Length: 4\r\nConnection: close\r\n\r\npage")]),
+        );
+      });
+    });
+    await new Promise<void>((r) => raw.listen(0, "127.0.0.2", r));
+    const rawPort = (raw.address() as AddressInfo).port;
+    try {
+      for (const name of Object.keys(phrases)) {
+        const res = await guardedFetch(policy({ allow: parseAllowList(`127.0.0.2:${rawPort}`) }), `http://127.0.0.2:${rawPort}/${name}`);
+        expect([name, res.status, await res.text()]).toEqual([name, 200, "page"]);
+      }
+    } finally {
+      raw.close();
+    }
+  });
+
+  it("a size or time limit that is not a whole number in range stops the host at start (it failed every fetch later)", () => {
+    for (const [name, value] of [
+      ["OUTBOUND_HTTP_TIMEOUT_MS", "1500.5"],
+      ["OUTBOUND_HTTP_TIMEOUT_MS", "1e10"],
+      ["OUTBOUND_HTTP_TIMEOUT_MS", "5000000000"],
+      ["OUTBOUND_HTTP_TIMEOUT_MS", "0"],
+      ["OUTBOUND_HTTP_TIMEOUT_MS", "-5"],
+      ["OUTBOUND_HTTP_MAX_BYTES", "abc"],
+      ["OUTBOUND_HTTP_MAX_BYTES", "Infinity"],
+    ] as const) {
+      expect(() => policyFromEnv({ [name]: value }), `${name}=${value}`).toThrow(new RegExp(`${name} must be a whole number`));
+    }
+    expect(policyFromEnv({ OUTBOUND_HTTP_TIMEOUT_MS: "2500", OUTBOUND_HTTP_MAX_BYTES: " 1024 " })).toMatchObject({
+      timeoutMs: 2500,
+      maxBytes: 1024,
+    });
+    expect(policyFromEnv({ OUTBOUND_HTTP_TIMEOUT_MS: "" })).toMatchObject({ timeoutMs: 30_000, maxBytes: 5 * 1024 * 1024 });
   });
 
   it("security: an allow-list entry it cannot read exactly stops the host, never allows everything (an empty prefix read as /0) or nothing", async () => {

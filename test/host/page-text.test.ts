@@ -3,7 +3,7 @@ import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import { describe, expect, it } from "vitest";
-import { MAX_PAGE_TITLE_CHARS, pageText, pageTitle } from "../../host/activities/page-text.ts";
+import { decodePage, MAX_PAGE_TITLE_CHARS, pageText, pageTitle } from "../../host/activities/page-text.ts";
 
 describe("page text: happy path", () => {
   it("keeps the readable text: tags, scripts, styles and the title dropped, whitespace collapsed", () => {
@@ -63,6 +63,25 @@ function extractWithin(html: string, deadlineMs: number): Promise<{ text: string
     });
   });
 }
+
+describe("page text: the page's charset", () => {
+  const latin1 = (text: string) => new Uint8Array(Buffer.from(text, "latin1"));
+
+  it("decodes with the charset of the Content-Type, else of a <meta> in the page's first bytes, else UTF-8", () => {
+    expect(decodePage(latin1("Caf\xe9"), "text/html; charset=windows-1252")).toBe("Café");
+    expect(decodePage(latin1("Caf\xe9"), 'text/html; Charset="ISO-8859-1"')).toBe("Café");
+    expect(decodePage(latin1('<meta charset="windows-1252"><p>Caf\xe9</p>'), "text/html")).toBe('<meta charset="windows-1252"><p>Café</p>');
+    expect(decodePage(latin1('<meta http-equiv="Content-Type" content="text/html; charset=iso-8859-1">\xe9'), null)).toContain("é");
+    expect(decodePage(new TextEncoder().encode("Café 😀"), null)).toBe("Café 😀");
+  });
+
+  it("the header wins over the page; a charset TextDecoder does not know is read as UTF-8", () => {
+    expect(decodePage(new TextEncoder().encode('<meta charset="windows-1252">é'), "text/html; charset=utf-8")).toBe(
+      '<meta charset="windows-1252">é',
+    );
+    expect(decodePage(new TextEncoder().encode("é"), "text/html; charset=no-such-charset")).toBe("é");
+  });
+});
 
 describe("page text: security (hostile pages)", () => {
   // The old regular expressions were quadratic in the page's length on each of these (100 KB of
