@@ -241,6 +241,18 @@ describe("pinned run routes: runs the workflow does not have, and stop/terminate
     org = await seedOrganization();
   });
 
+  /** The pinned stop and terminate of `runId` are each 404 run_ended, as Output answers for an ended run. */
+  async function expectStopAndTerminateEnded(workflowId: string, runId: string) {
+    for (const [method, action] of [
+      ["PATCH", "stop"],
+      ["POST", "terminate"],
+    ] as const) {
+      const res = await send(method, `/workflow/${workflowId}/runs/${runId}/${action}`);
+      expect(res.status, action).toBe(404);
+      expect(await res.json()).toMatchObject({ error: "WorkflowNotFoundError", code: "run_ended", workflowId });
+    }
+  }
+
   it("a rid the workflow never had is 404 run_not_found, also one of another workflow of ours", async () => {
     const { workflowId } = await failedThenReset(org);
     const other = await failedThenReset(org);
@@ -256,14 +268,7 @@ describe("pinned run routes: runs the workflow does not have, and stop/terminate
 
   it("stop and terminate of the replaced run are 404 run_ended (an ended run, as Output) and the current run is left alone", async () => {
     const { workflowId, oldRunId, newRunId } = await failedThenReset(org);
-    for (const [method, action] of [
-      ["PATCH", "stop"],
-      ["POST", "terminate"],
-    ] as const) {
-      const res = await send(method, `/workflow/${workflowId}/runs/${oldRunId}/${action}`);
-      expect(res.status, action).toBe(404);
-      expect(await res.json()).toMatchObject({ error: "WorkflowNotFoundError", code: "run_ended", workflowId });
-    }
+    await expectStopAndTerminateEnded(workflowId, oldRunId);
     const status = (await (await get(`/workflow/${workflowId}/status`)).json()) as Record<string, unknown>;
     expect(status).toMatchObject({ runId: newRunId, status: "running" });
   });
@@ -305,14 +310,7 @@ describe("pinned run routes: runs the workflow does not have, and stop/terminate
       Response.json({ error: { code: "run_finished", message: "run already ended (completed)" } }, { status: 409 }),
     );
     try {
-      for (const [method, action] of [
-        ["PATCH", "stop"],
-        ["POST", "terminate"],
-      ] as const) {
-        const res = await send(method, `/workflow/${workflowId}/runs/${newRunId}/${action}`);
-        expect(res.status, action).toBe(404);
-        expect(await res.json()).toMatchObject({ error: "WorkflowNotFoundError", code: "run_ended", workflowId });
-      }
+      await expectStopAndTerminateEnded(workflowId, newRunId);
     } finally {
       restore();
     }

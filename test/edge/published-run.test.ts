@@ -6,7 +6,17 @@ import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { runStream } from "../../src/run-stream-client.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
-import { admin, call, createKey, createPromptWorkflow, type ErrorBody, postJson, scriptHost, seedOrganization } from "./helpers.ts";
+import {
+  admin,
+  call,
+  createKey,
+  createPromptWorkflow,
+  type ErrorBody,
+  postJson,
+  scriptedStart,
+  scriptHost,
+  seedOrganization,
+} from "./helpers.ts";
 import { allFrames, closeEvent, push, runStartOutboxAttempt } from "./stream-helpers.ts";
 
 const promptWorkflow = createPromptWorkflow;
@@ -135,29 +145,38 @@ describe("published run API: Idempotency-Key replays", () => {
   });
 });
 
+/**
+ * A scripted host that starts runs (each named after its accept id: scriptedStart), noting each
+ * workflow's run id, and answers result calls with `result` when given; anything else finds no host.
+ */
+function scriptPromptHost(result?: (workflowId: string, runId: string) => unknown) {
+  const runIds = new Map<string, string>();
+  const restore = scriptHost(async (request, path) => {
+    if (path === HOST_PATHS.start) {
+      const started = await scriptedStart(request);
+      runIds.set(started.workflowId, started.runId);
+      return Response.json(started);
+    }
+    const asked = /^\/v1\/runs\/([^/]+)\/result$/.exec(path);
+    if (!asked || !result) throw new TypeError("connection refused");
+    const workflowId = decodeURIComponent(asked[1]!);
+    return Response.json(result(workflowId, runIds.get(workflowId)!));
+  });
+  return { runIds, restore };
+}
+
 describe("published run API: Idempotency-Key replays after the workflow was edited", () => {
   it("a replay answers as the first request was answered: citations as the run's start had webSearch, whatever it is now", async () => {
     const org = await seedOrganization();
     const body = { audience: "a", topic: "b" };
-    const runIds = new Map<string, string>();
-    const restore = scriptHost(async (request, path) => {
-      if (path === HOST_PATHS.start) {
-        const { workflowId } = (await request.json()) as { workflowId: string };
-        runIds.set(workflowId, crypto.randomUUID());
-        return Response.json({ workflowId, runId: runIds.get(workflowId) });
-      }
-      const result = /^\/v1\/runs\/([^/]+)\/result$/.exec(path);
-      if (!result) throw new TypeError("connection refused");
-      const workflowId = decodeURIComponent(result[1]!);
-      return Response.json({
-        workflowId,
-        runId: runIds.get(workflowId),
-        status: "completed",
-        output: { text: "the answer", citations: ["https://a.example/"] },
-        error: null,
-        closeTime: new Date().toISOString(),
-      });
-    });
+    const { restore } = scriptPromptHost((workflowId, runId) => ({
+      workflowId,
+      runId,
+      status: "completed",
+      output: { text: "the answer", citations: ["https://a.example/"] },
+      error: null,
+      closeTime: new Date().toISOString(),
+    }));
     try {
       for (const [webSearch, answer] of [
         [true, { success: true, result: "the answer", citations: ["https://a.example/"] }],
@@ -183,13 +202,7 @@ describe("published run API: the stream when the model's step is retried", () =>
   it("a later attempt's text comes after `restart` {attempt}, a late entry of the earlier attempt is left out, and the text after the last restart is the result", async () => {
     const org = await seedOrganization();
     const workflowId = await createPromptWorkflow(org.organizationId);
-    const runIds = new Map<string, string>();
-    const restore = scriptHost(async (request, path) => {
-      if (path !== HOST_PATHS.start) throw new TypeError("connection refused");
-      const { workflowId: id } = (await request.json()) as { workflowId: string };
-      runIds.set(id, crypto.randomUUID());
-      return Response.json({ workflowId: id, runId: runIds.get(id) });
-    });
+    const { runIds, restore } = scriptPromptHost();
     try {
       const res = await postJson(`/api/v1/run/${workflowId}/stream`, { audience: "a", topic: "b" }, org.key);
       expect(res.status).toBe(200);

@@ -402,14 +402,7 @@ describe("Workflow Runs API: cancel", () => {
     const token = await jwtFor(organizationId);
     const completed = await insertRun(organizationId, "hello", "completed", "2026-01-03T00:00:00.000Z");
     const running = await insertRun(organizationId, "two_steps", "running", "2026-01-03T00:00:01.000Z");
-    const cancel = async (body: unknown) =>
-      (await (
-        await call("/api/v1/workflow-runs/cancel", {
-          method: "POST",
-          headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-          body: JSON.stringify(body),
-        })
-      ).json()) as { results: Array<{ runId: string; status: string }> };
+    const cancel = (body: unknown) => cancelRuns(token, body);
     const byRunIds = await cancel({ runIds: [completed.toUpperCase(), completed] });
     expect(byRunIds.results).toEqual([{ runId: completed.toUpperCase(), status: "already_completed" }]);
     // The running run's cancel reaches for the host (none in edge tests): "error", not "not_found".
