@@ -46,7 +46,7 @@ export type AddressCheck =
 
 /** Why WEBHOOK_DNS_RESOLVER cannot be asked (its value is not repeated: it may carry credentials), or null. */
 function resolverProblem(resolver: string): string | null {
-  const protocol = URL.canParse(resolver) ? new URL(resolver).protocol : null;
+  const protocol = URL.parse(resolver)?.protocol;
   if (protocol === "https:" || protocol === "http:") return null;
   return "WEBHOOK_DNS_RESOLVER is not an http(s) URL: set it to a DNS-over-HTTPS JSON API's URL, or to `off` in development";
 }
