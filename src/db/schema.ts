@@ -5,7 +5,7 @@
  * 0009_credit_triggers.sql keeps credits in step with the `runs` rows (src/db/credits.ts).
  */
 import { sql } from "drizzle-orm";
-import { index, integer, real, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 import type { ErrorDetails } from "../shared/error-details.ts";
 import type { RunStatus } from "../shared/run-status.ts";
 
@@ -119,6 +119,22 @@ export const workflows = sqliteTable(
     uniqueIndex("workflows_global_name_uq").on(t.name).where(sql`organization_id IS NULL`),
     uniqueIndex("workflows_org_name_uq").on(t.organizationId, t.name),
   ],
+);
+
+/**
+ * The names a workflow had before it was renamed (a prompt workflow's PATCH may rename it), kept by
+ * the trigger `workflows_keep_former_name` (migration 0023): a run shows its workflow's name when it
+ * ran, so the Workflow Runs API's `search` matches these too.
+ */
+export const workflowFormerNames = sqliteTable(
+  "workflow_former_names",
+  {
+    workflowId: text("workflow_id")
+      .notNull()
+      .references(() => workflows.id),
+    name: text("name").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.workflowId, t.name] })],
 );
 
 export const runs = sqliteTable(

@@ -1,7 +1,7 @@
 /** Queries of the Workflow Runs API. Every one is scoped by organization and served by an index. */
 import { and, asc, count, desc, eq, inArray, isNotNull, isNull, sql, type SQL } from "drizzle-orm";
 import { db } from "./client.ts";
-import { runs, stepRuns, workflows } from "./schema.ts";
+import { runs, stepRuns, workflowFormerNames, workflows } from "./schema.ts";
 import type { RunStatus } from "../shared/run-status.ts";
 
 export interface RunListFilter {
@@ -14,14 +14,17 @@ export interface RunListFilter {
 }
 
 /**
- * The workflows (global, and the organization's own) whose name holds `search`, as a subquery: the
- * runs query stays on the (organization, workflow, created) index through `workflow_id IN (...)`,
- * and binds one value however many workflows match (a list of ids could pass D1's 100 bound
- * parameters per statement).
+ * The workflows (global, and the organization's own) whose name, or a name they had before a
+ * rename, holds `search`, as a subquery: a run shows its workflow's name when it ran, so it is
+ * found under that name as well as under its workflow's current one. The runs query stays on the
+ * (organization, workflow, created) index through `workflow_id IN (...)`, and binds one value
+ * however many workflows match (a list of ids could pass D1's 100 bound parameters per statement).
  */
 function workflowIdsMatching(organizationId: string, search: string): SQL {
   // instr, not LIKE: no wildcards to escape, and no pattern-length limit (D1's is small).
-  return sql`(SELECT ${workflows.id} FROM ${workflows} WHERE (${workflows.organizationId} IS NULL OR ${workflows.organizationId} = ${organizationId}) AND instr(lower(${workflows.name}), lower(${search})) > 0)`;
+  const holds = (name: SQL | typeof workflows.name) => sql`instr(lower(${name}), lower(${search})) > 0`;
+  const formerlyNamed = sql`(SELECT ${workflowFormerNames.workflowId} FROM ${workflowFormerNames} WHERE ${holds(sql`${workflowFormerNames.name}`)})`;
+  return sql`(SELECT ${workflows.id} FROM ${workflows} WHERE (${workflows.organizationId} IS NULL OR ${workflows.organizationId} = ${organizationId}) AND (${holds(workflows.name)} OR ${workflows.id} IN ${formerlyNamed}))`;
 }
 
 /**

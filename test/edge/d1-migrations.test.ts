@@ -41,6 +41,13 @@ describe("migration 0011: step rows keyed by the Temporal run", () => {
          ('s-3', 'run-1', 'org_m', '2', 'b', 2, 'running', NULL, NULL, '2026-01-01T00:00:03.000Z', '2026-01-01T00:00:03.000Z'),
          ('s-4', 'run-2', 'org_m', '1', 'a', 1, 'running', NULL, NULL, '2026-01-01T00:00:04.000Z', '2026-01-01T00:00:04.000Z')`,
       ),
+      // For migration 0023: a workflow renamed after its run (the run shows the name it had then).
+      db.prepare(
+        "INSERT INTO workflows (id, name, kind, input_schema, output_schema) VALUES ('wf_r', 'monday-briefing', 'prompt', '{}', '{}')",
+      ),
+      db.prepare(
+        "INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, status, input) VALUES ('run-r', 'org_m', 'wf_r', 'weekly-digest', 'run_prompt-run-r', 'completed', '{}')",
+      ),
     ]);
     const before = (await db.prepare("SELECT * FROM step_runs ORDER BY id").all<Record<string, unknown>>()).results;
     expect(await indexesOf("step_runs")).toEqual(["step_runs_run_step_attempt_uq"]);
@@ -176,5 +183,33 @@ describe("migration 0015: each organization's open runs, counted by triggers", (
     expect(await counted()).toBe(1);
     const mine = (await openCounts(d)).find((c) => c.id === org)!;
     expect(mine.counted).toBe(mine.actual);
+  });
+});
+
+describe("migration 0023: the names a workflow had before a rename", () => {
+  const formerNames = async (d: D1Database, workflowId: string) =>
+    (
+      await d.prepare("SELECT name FROM workflow_former_names WHERE workflow_id = ? ORDER BY name").bind(workflowId).all<{ name: string }>()
+    ).results.map((r) => r.name);
+
+  it("backfills the names runs show that their workflow no longer has (the rows of the first test), and no others", async () => {
+    expect(await formerNames(db, "wf_r")).toEqual(["weekly-digest"]);
+    expect(await formerNames(db, "wf_m")).toEqual([]);
+  });
+
+  it("keeps each name a rename replaces, once, and nothing for an update that keeps the name", async () => {
+    const d = env.DB;
+    const id = `wf_rename_${crypto.randomUUID().slice(0, 8)}`;
+    await d
+      .prepare("INSERT INTO workflows (id, name, kind, input_schema, output_schema) VALUES (?, ?, 'prompt', '{}', '{}')")
+      .bind(id, `${id}-a`)
+      .run();
+    const rename = (name: string) => d.prepare("UPDATE workflows SET name = ? WHERE id = ?").bind(name, id).run();
+    await d.prepare("UPDATE workflows SET description = 'edited', name = name WHERE id = ?").bind(id).run();
+    expect(await formerNames(d, id)).toEqual([]);
+    await rename(`${id}-b`);
+    await rename(`${id}-a`);
+    await rename(`${id}-b`);
+    expect(await formerNames(d, id)).toEqual([`${id}-a`, `${id}-b`]);
   });
 });

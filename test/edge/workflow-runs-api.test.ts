@@ -227,6 +227,34 @@ describe("Workflow Runs API: list, dashboard and detail", () => {
     expect(body.data.map((r) => r.workflowName)).toEqual(["report-149"]);
   });
 
+  it("a search finds a run by the name it shows (its workflow's name when it ran) and by its workflow's current name", async () => {
+    const { organizationId: renamed } = await seedOrganization();
+    await env.DB.prepare(
+      "INSERT INTO workflows (id, organization_id, name, kind, input_schema, output_schema, published) VALUES ('wf_digest', ?, 'weekly-digest', 'prompt', '{}', '{}', 1)",
+    )
+      .bind(renamed)
+      .run();
+    const runId = crypto.randomUUID();
+    await env.DB.prepare(
+      `INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, status, input)
+       VALUES (?, ?, 'wf_digest', 'weekly-digest', ?, 'completed', '{}')`,
+    )
+      .bind(runId, renamed, `run_prompt-${runId}`)
+      .run();
+    // Renamed after the run (PATCH /admin/v1/workflows/{id} may change a prompt workflow's name).
+    await env.DB.prepare("UPDATE workflows SET name = 'monday-briefing' WHERE id = 'wf_digest'").run();
+    const renamedToken = await jwtFor(renamed);
+    const search = async (text: string) =>
+      (
+        (await (await get(`/api/v1/workflow-runs?search=${text}`, renamedToken)).json()) as {
+          data: Array<{ id: string; workflowName: string }>;
+        }
+      ).data;
+    expect(await search("WEEKLY")).toEqual([expect.objectContaining({ id: runId, workflowName: "weekly-digest" })]);
+    expect((await search("briefing")).map((r) => r.id)).toEqual([runId]);
+    expect(await search("nothing-matches")).toEqual([]);
+  });
+
   it("rejects out-of-range and unknown parameters with 400 naming them", async () => {
     for (const [query, path] of [
       ["limit=0", "limit"],
