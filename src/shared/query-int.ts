@@ -14,6 +14,14 @@ const DECIMAL = /^\d{1,15}$/;
 export const decimalStringToNumber = (value: unknown): unknown =>
   typeof value === "string" ? (DECIMAL.test(value) ? Number(value) : Number.NaN) : value;
 
-/** A query parameter from `min` to `max`, written as decimal digits (a default and a description go on after). */
-export const queryInt = (min: number, max: number) =>
-  z.preprocess(decimalStringToNumber, z.number({ error: "expected a whole number in decimal digits" }).int().min(min).max(max));
+/**
+ * A query parameter from `min` to `max`, written as decimal digits (a default and a description go
+ * on after). Its issue says which was wrong: not digits, or digits out of the range.
+ */
+export const queryInt = (min: number, max: number) => {
+  const outOfRange = `expected a whole number from ${min} to ${max}`;
+  return z.preprocess(
+    decimalStringToNumber,
+    z.number({ error: "expected a whole number in decimal digits" }).int().min(min, { error: outOfRange }).max(max, { error: outOfRange }),
+  );
+};
