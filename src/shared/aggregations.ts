@@ -36,17 +36,20 @@ export function aggregate(attributes: readonly Attribute[]): Aggregations {
   let output = 0;
   let tokens = 0;
   let http = 0;
+  // The push route refuses attributes these sums cannot read (run-event-schema.ts); a log written
+  // before it did may still hold one, which adds nothing rather than failing the run's projection.
+  const n = (value: unknown) => (typeof value === "number" && Number.isFinite(value) ? value : 0);
   for (const attr of attributes) {
-    if (typeof attr.total === "number") cost += attr.total;
+    cost += n(attr.total);
     if (attr.type === "llm:usage") {
       const llm = attr as LlmUsageAttribute;
-      tokens += llm.tokensUsed;
-      for (const u of llm.usage) {
-        if (u.type === "input") input += u.amount;
-        else if (u.type === "output") output += u.amount;
+      tokens += n(llm.tokensUsed);
+      for (const u of Array.isArray(llm.usage) ? llm.usage : []) {
+        if (u?.type === "input") input += n(u.amount);
+        else if (u?.type === "output") output += n(u.amount);
       }
     } else if (attr.type === "http:request") {
-      http += (attr as HttpAttribute).count;
+      http += n((attr as HttpAttribute).count);
     }
   }
   return {

@@ -8,11 +8,19 @@
  */
 import { z } from "zod";
 import { errorDetails } from "./error-details.ts";
-import { RUN_STATUSES } from "./run-status.ts";
+import { isTerminal, RUN_STATUSES } from "./run-status.ts";
 import { MAX_WORKFLOW_ID_LENGTH } from "./workflow-id.ts";
 
-const sourceKey = z.string().min(1).max(200);
-const at = z.string().min(1).max(64);
+/**
+ * A source key names the event's run, activity and attempt (e.g. the host's
+ * `step:<runId>:<activityId>:<attempt>:<state>`), so it has room for the longest of each.
+ */
+const sourceKey = z.string().min(1).max(512);
+const at = z
+  .string()
+  .min(1)
+  .max(64)
+  .refine((text) => !Number.isNaN(Date.parse(text)), "expected a time (ISO 8601)");
 const runId = z.string().min(1).max(200);
 
 /** A Temporal history event in the JSON form the host relays (see history-events.ts). */
@@ -32,8 +40,48 @@ const stepContext = {
   attempt: z.number().int().min(1).optional(),
 };
 
-/** An attribute a step recorded (`llm:usage`, `http:request`, ...): a type, an optional cost, anything else. */
-export const attributeSchema = z.looseObject({ type: z.string().min(1).max(100), total: z.number().optional() });
+/**
+ * The largest cost or count an attribute may carry: far above any real one, and small enough that
+ * a run's sums (its cost, tokens and requests in D1) stay finite however many attributes it has.
+ */
+export const MAX_ATTRIBUTE_NUMBER = 1e12;
+const attributeAmount = z.number().min(0).max(MAX_ATTRIBUTE_NUMBER);
+const attributeCount = z.number().int().min(0).max(MAX_ATTRIBUTE_NUMBER);
+
+/** `llm:usage` (host/llm/pricing.ts): what a run's cost and token totals are summed from. */
+const llmUsageAttribute = z.looseObject({
+  type: z.literal("llm:usage"),
+  modelId: z.string().min(1).max(200),
+  total: attributeAmount,
+  tokensUsed: attributeCount,
+  usage: z
+    .array(z.looseObject({ type: z.string().min(1).max(100), ppm: attributeAmount, amount: attributeCount, total: attributeAmount }))
+    .max(100),
+});
+/** `http:request` (host/activities/http.ts): what a run's request count is summed from. */
+const httpRequestAttribute = z.looseObject({
+  type: z.literal("http:request"),
+  method: z.string().min(1).max(100),
+  url: z.string(),
+  status: z.number().int().nullable(),
+  count: attributeCount,
+  total: attributeAmount,
+});
+const KNOWN_ATTRIBUTES: Record<string, z.ZodType> = { "llm:usage": llmUsageAttribute, "http:request": httpRequestAttribute };
+
+/**
+ * An attribute a step recorded: a type, an optional cost, anything else. The kinds a run's totals
+ * are summed from must have every field the sums read, so a partial one is refused with the push
+ * (400, nothing recorded) rather than recorded and then failing the run's D1 projection on every
+ * push after it.
+ */
+export const attributeSchema = z
+  .looseObject({ type: z.string().min(1).max(100), total: attributeAmount.optional() })
+  .superRefine((attribute, ctx) => {
+    const known = KNOWN_ATTRIBUTES[attribute.type];
+    const parsed = known?.safeParse(attribute);
+    for (const issue of parsed?.error?.issues ?? []) ctx.addIssue({ code: "custom", message: issue.message, path: issue.path });
+  });
 
 /**
  * `resetFromRunId`: the run a Temporal reset started this one from (the row follows the new run).
@@ -44,7 +92,8 @@ export const attributeSchema = z.looseObject({ type: z.string().min(1).max(100),
 export const runStartedData = z.object({ runId, resetFromRunId: runId.optional(), replacedRunId: runId.optional() });
 export const runFinishedData = z.object({
   runId,
-  status: z.enum(RUN_STATUSES),
+  /** A final status: a run that is still going has not finished (its source key would be spent). */
+  status: z.enum(RUN_STATUSES).refine(isTerminal, "expected a final status"),
   output: z.unknown().optional(),
   error: z.string().nullable().optional(),
   /** Output's structured failure (src/shared/error-details.ts); absent from runs recorded before it was. */

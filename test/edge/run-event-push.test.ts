@@ -162,6 +162,83 @@ describe("POST /internal/run-events: bad pushes", () => {
     expect(await log(a)).toEqual([]);
   });
 
+  it("an attribute a run's totals cannot be summed from is 400 naming it, and the run's later pushes are still recorded", async () => {
+    const attribute = (n: number, attr: Record<string, unknown>) => ({
+      sourceKey: `attr:rt:1:1:${n}`,
+      type: "attribute",
+      at: new Date().toISOString(),
+      data: { runId: "rt", activityId: "1", stepName: "greet", attempt: 1, attribute: attr },
+    });
+    const usage = { type: "llm:usage", modelId: "local/echo", total: 0.01, tokensUsed: 5 };
+    const bad: Array<Record<string, unknown>> = [
+      usage, // no per-kind usage
+      { ...usage, usage: [{ type: "input", ppm: 1, amount: -5, total: 0 }] },
+      { ...usage, tokensUsed: 1.5, usage: [] },
+      { type: "http:request", total: 0 }, // no count
+      { type: "http:request", method: "GET", url: "https://example.com/", status: 200, count: -1, total: 0 },
+      { type: "custom", total: 1e308 }, // two of them would sum to Infinity
+      { type: "custom", total: -1 },
+    ];
+    for (const [i, attr] of bad.entries()) {
+      const wf = await insertRun(organizationId);
+      const res = await signedPost(PATH, { runs: [{ workflowId: wf, events: [started("rt"), attribute(i, attr)] }] });
+      expect(res.status, JSON.stringify(attr)).toBe(400);
+      const error = ((await res.json()) as ErrorBody).error;
+      expect(error.code).toBe("invalid_request");
+      expect(
+        error.issues?.some((issue) => issue.path.startsWith("runs.0.events.1.data.attribute")),
+        JSON.stringify(error.issues),
+      ).toBe(true);
+      expect(await log(wf)).toEqual([]);
+      // The run is not blocked: its well-formed events go on being recorded, to its end.
+      const good = await signedPost(PATH, {
+        runs: [
+          {
+            workflowId: wf,
+            events: [
+              started("rt"),
+              attribute(i, { ...usage, usage: [{ type: "input", ppm: 1, amount: 5, total: 0.01 }] }),
+              attribute(100 + i, { type: "custom", note: "anything else", total: 0.5 }),
+              finishedEvent("rt"),
+            ],
+          },
+        ],
+      });
+      expect(good.status).toBe(200);
+      expect((await row(wf))?.status).toBe("completed");
+    }
+  });
+
+  it("a run.finished whose status is not final, and an event whose time is not a date, are 400 and record nothing", async () => {
+    const wf = await insertRun(organizationId);
+    const notFinal = { ...finishedEvent("rn"), data: { ...finishedEvent("rn").data, status: "running" } };
+    const notADate = { ...started("rn"), at: "not a date" };
+    for (const event of [notFinal, notADate]) {
+      const res = await signedPost(PATH, { runs: [{ workflowId: wf, events: [event] }] });
+      expect(res.status, JSON.stringify(event)).toBe(400);
+      expect(((await res.json()) as ErrorBody).error.code).toBe("invalid_request");
+    }
+    expect(await log(wf)).toEqual([]);
+    // The real finish is still taken (a non-final one would have taken its source key).
+    expect((await signedPost(PATH, { runs: [{ workflowId: wf, events: [started("rn"), finishedEvent("rn")] }] })).status).toBe(200);
+    expect((await row(wf))?.status).toBe("completed");
+  });
+
+  it("a step of the longest activity id the contract allows has a source key the contract allows", async () => {
+    const wf = await insertRun(organizationId);
+    const activityId = "a".repeat(200);
+    const runId = crypto.randomUUID();
+    const longStep = {
+      // The host's key: step:<runId>:<activityId>:<attempt>:<state> (host/activities/runtime.ts).
+      sourceKey: `step:${runId}:${activityId}:1000:completed`,
+      type: "step",
+      at: new Date().toISOString(),
+      data: { runId, activityId, stepName: "greet", attempt: 1000, state: "completed" },
+    };
+    const res = await signedPost(PATH, { runs: [{ workflowId: wf, events: [started(runId), longStep] }] });
+    expect(res.status).toBe(200);
+  });
+
   it("any workflow id shape is pushable (a caller-chosen one too); a malformed one's 400 says what a workflow id is made of", async () => {
     const chosen = await signedPost(PATH, { runs: [{ workflowId: `order:${crypto.randomUUID()}`, events: [started("r")] }] });
     expect(chosen.status).toBe(200);
