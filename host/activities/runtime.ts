@@ -10,6 +10,7 @@ import { Context } from "@temporalio/activity";
 import type { RunEnvs } from "../run-envs.ts";
 import type { Attribute } from "../../src/shared/aggregations.ts";
 import type { RunEvent, RunEventOf } from "../../src/shared/host-api.ts";
+import { attributeSchema } from "../../src/shared/run-event-schema.ts";
 import type { RunEventSink } from "../run-event-journal.ts";
 import type { LlmConfig } from "../llm/models.ts";
 import type { PriceTable } from "../llm/pricing.ts";
@@ -153,7 +154,17 @@ export class StepPublisher {
 
   private now = () => new Date().toISOString();
 
+  /**
+   * Throws, before anything is sent, for an attribute the edge would refuse (an `llm:usage` or
+   * `http:request` without a field the run's totals are summed from): the step that made it
+   * fails with the field named, where its author sees it, instead of a push given up in a log.
+   */
   attribute(attribute: Attribute): Promise<void> {
+    const checked = attributeSchema.safeParse(attribute);
+    if (!checked.success) {
+      const issues = checked.error.issues.map((i) => `${i.path.join(".") || "(attribute)"}: ${i.message}`).join("; ");
+      throw new Error(`the ${String(attribute.type)} attribute cannot be recorded: ${issues}`);
+    }
     const event: RunEventOf<"attribute"> = {
       sourceKey: this.key("attribute"),
       type: "attribute",

@@ -40,7 +40,10 @@ async function recordingEdge(unavailable = 0) {
       for (const run of push.runs)
         for (const e of run.events)
           received.push(`${e.type}:${(e.data as { state?: string; text?: string }).state ?? (e.data as { text?: string }).text ?? ""}`);
-      res.writeHead(200, { "content-type": "application/json" }).end('{"ok":true}');
+      const accepted = push.runs.reduce((n, run) => n + run.events.length, 0);
+      res
+        .writeHead(200, { "content-type": "application/json" })
+        .end(JSON.stringify({ runs: push.runs.length, accepted, duplicates: 0, dropped: 0 }));
     });
   });
   await new Promise<void>((r) => server!.listen(0, "127.0.0.1", r));
@@ -65,6 +68,22 @@ describe("step events: happy path", () => {
     expect(edge.received).toEqual(["step:started", "step:completed"]);
     await expect(attempt(new StepEventsInterceptor(), async () => Promise.reject(new Error("boom")))).rejects.toThrow("boom");
     expect(edge.received.slice(2)).toEqual(["step:started", "step:failed"]);
+  });
+});
+
+describe("step events: bad attributes", () => {
+  it("an attribute the edge would refuse (a usage without its per-kind lines) fails the step that publishes it, naming the field, and sends nothing", async () => {
+    const edge = await recordingEdge();
+    install(new EdgeClient(edge.url, SECRET, () => undefined, 3, 5));
+    const env = new MockActivityEnvironment();
+    await expect(
+      env.run(async () => {
+        const publisher = new StepPublisher();
+        void publisher.attribute({ type: "llm:usage", modelId: "local/echo", total: 0.01, tokensUsed: 5 } as never);
+        await publisher.flush();
+      }),
+    ).rejects.toThrow(/llm:usage attribute.*usage/);
+    expect(edge.received).toEqual([]);
   });
 });
 
