@@ -24,6 +24,11 @@ export const ADMISSION_PARAMS = {
    * finished run with no such entry of the followed run after `after` answers 204 (the client has it all).
    */
   endTypes: "admitEndTypes",
+  /**
+   * log view (run viewer): "1" when the stream shows one run: a client resuming inside another run
+   * than the row's gets the rest of that run and its end (or 204 when it has them), never the next.
+   */
+  cursorRun: "admitCursorRun",
 } as const;
 /** Header of the 101 answer: the run the subscription follows (reconnects ask for the same one). */
 export const ADMITTED_RUN_HEADER = "x-admitted-run-id";
@@ -145,21 +150,20 @@ async function admitLogSubscriber(env: Env, organizationId: string, workflowId: 
   if (!run) return { refusal: refuse(404, "run_not_found", `no run with workflowId "${workflowId}"`) };
   const runId = run.temporalRunId;
   if (!runId) return { refusal: notStartedRefusal(run.status) };
-  const endTypes = url.searchParams.get(ADMISSION_PARAMS.endTypes);
+  const endTypes = url.searchParams.get(ADMISSION_PARAMS.endTypes)?.split(",") ?? null;
   const after = Number(url.searchParams.get("after")) || 0;
-  if (endTypes === null && after > 0) {
-    // A client resuming inside another run of the workflow than the row's (a continue-as-new or a
-    // reset handed the row on since; or D1 does not name the next run yet) resumes in that run:
-    // its entries after the cursor and its end, then a stream that follows the workflow goes on
-    // with the next run from its start. Following the row's run from the cursor would lose the
-    // rest of the client's run, and repeat the next run's. Not when the admission asks about the
-    // end (`endTypes`): a Workflow Runs client that saw the end (the row's run is the one with
-    // anything new for it), or the run viewer (its stream follows one run, and ends at a reset).
-    const cursorRun = log.runOfSeq(after);
-    if (cursorRun !== null && cursorRun !== runId && log.knowsRun(cursorRun)) return { runId: cursorRun };
+  // A client resuming inside another run of the workflow than the row's (a continue-as-new or a
+  // reset handed the row on since; or D1 does not name the next run yet) resumes in that run: its
+  // entries after the cursor and its end, then a stream that follows the workflow goes on with the
+  // next run from its start, and the run viewer's (one run a page) ends. Following the row's run
+  // from the cursor would lose the rest of the client's run, and repeat the next run's. Not for a
+  // Workflow Runs client that saw the end (`endTypes` alone): the row's run is the one with
+  // anything new for it.
+  const staysInCursorRun = endTypes === null || url.searchParams.get(ADMISSION_PARAMS.cursorRun) === "1";
+  const cursorRun = staysInCursorRun && after > 0 ? log.runOfSeq(after) : null;
+  const followed = cursorRun !== null && cursorRun !== runId && log.knowsRun(cursorRun) ? cursorRun : runId;
+  if (endTypes !== null && after > 0 && (await log.streamState(followed)).finished) {
+    if (!log.hasEntryAfter(after, followed, endTypes)) return { refusal: new Response(null, { status: 204 }) };
   }
-  if (endTypes !== null && after > 0 && (await log.streamState(runId)).finished) {
-    if (!log.hasEntryAfter(after, runId, endTypes.split(","))) return { refusal: new Response(null, { status: 204 }) };
-  }
-  return { runId };
+  return { runId: followed };
 }

@@ -9,8 +9,12 @@ import { readSse } from "../support/sse.ts";
 import { RATE_LIMIT_WINDOW_SECONDS } from "../../src/middleware/rate-limit/index.ts";
 import { mintStreamToken, STREAM_TOKEN_CHAIN_MAX_SECONDS, streamTokenRateLimitKey, verifyStreamToken } from "../../src/stream-tokens.ts";
 import { call, createKey, seedCatalog, seedOrganization } from "./helpers.ts";
+import type { RunStream } from "../../durable-objects/run-stream.ts";
+import { runStream } from "../../src/run-stream-client.ts";
 import {
+  allFrames,
   closeEvent,
+  continuedAsNewEvents,
   createRunningRun,
   expectExactResume,
   finishedEvent,
@@ -56,6 +60,33 @@ describe("run viewer stream: resume (security: exact replay, no duplicates)", ()
     const { frames, resumes } = await expectExactResume(open, ["done", "token"]);
     expect(frames.filter((f) => f.id).map((f) => f.event)).toEqual(["run", "step", "thinking", "attribute", "thinking", "step", "run"]);
     expect(resumes).toBe(7);
+  });
+
+  it("a page resuming inside a run that has since continued as new gets the rest of that run and its end, not the next run's entries", async () => {
+    const { workflowId, runId: first } = await createRunningRun(org.organizationId);
+    const next = crypto.randomUUID();
+    await push(workflowId, [thinkingEvent(first, 1, "first run")]);
+    const log = () =>
+      runInDurableObject(runStream(env, workflowId), (instance: RunStream) => instance.events()) as Promise<
+        Array<{ seq: number; type: string; data: { runId?: string } }>
+      >;
+    const cursor = (await log()).find((e) => e.type === "thinking")!.seq;
+    await push(workflowId, continuedAsNewEvents(first, 2, next));
+    await push(workflowId, [
+      { sourceKey: `run:${next}:started`, type: "run.started", at: new Date().toISOString(), data: { runId: next } },
+      thinkingEvent(next, 1, "second run"),
+    ]);
+    const { token } = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, apiKeyId: org.keyId, workflowId });
+    const open = (lastEventId: number) =>
+      call(`/runs/${workflowId}/events?token=${token}`, { headers: { "last-event-id": String(lastEventId) } });
+
+    const rest = (await allFrames(await open(cursor))).filter((f) => f.event !== "token");
+    expect(rest.map((f) => f.event)).toEqual(["run", "done"]);
+    expect(JSON.parse(rest[0]!.data)).toMatchObject({ state: "finished", runId: first, status: "continued_as_new", newRunId: next });
+    expect(JSON.parse(rest[1]!.data)).toMatchObject({ status: "continued_as_new" });
+    // A page that has the first run's end already: that run has nothing more to show.
+    const end = (await log()).find((e) => e.type === "run.finished" && e.data.runId === first)!.seq;
+    expect((await open(end)).status).toBe(204);
   });
 
   it("a repeated ?token= or ?lastEventId= is 400 naming it (security: never the first value in silence)", async () => {

@@ -112,13 +112,16 @@ export function registerViewerEvents(app: App) {
     // admission, which the run's DO decides against D1's primary: the row is the token's
     // organization's (404), the run has started (503), and a client that saw everything of a
     // finished run gets 204, which makes EventSource stop instead of reconnecting for ever to a
-    // stream that has nothing more to say. The stream follows the row's current run.
+    // stream that has nothing more to say. The stream follows the row's current run; a page
+    // resuming inside an earlier run (continued as new, or replaced by a reset, since) gets the
+    // rest of that run and its end.
     const admit = async () => {
       const admitted = await openAdmittedSubscription(c.env, workflowId, {
         view: "log",
         after: String(afterSeq),
         [ADMISSION_PARAMS.organizationId]: organizationId,
         [ADMISSION_PARAMS.endTypes]: [...SHOWN_TYPES].join(","),
+        [ADMISSION_PARAMS.cursorRun]: "1",
       });
       return { socket: admitted.socket, runId: admitted.runId ?? "" };
     };
