@@ -6,7 +6,7 @@
  */
 
 import { ApplicationFailure, Context } from "@temporalio/activity";
-import { streamText, type ToolSet } from "ai";
+import { APICallError, streamText, type ToolSet } from "ai";
 import { renderTemplate } from "../../src/shared/prompt-template.ts";
 import { resolveModel, UnknownModelError } from "../llm/models.ts";
 import { usageAttribute } from "../llm/pricing.ts";
@@ -14,6 +14,15 @@ import { activityRuntime, heartbeating, StepPublisher } from "./runtime.ts";
 
 /** Reasoning and answer deltas are gathered for this long before they are published together. */
 const STREAM_FLUSH_MS = 150;
+/**
+ * Characters per token when a provider reports no usage: the usual rule of thumb for English text
+ * (OpenAI's), so the call is charged about what it cost instead of nothing.
+ */
+const CHARS_PER_TOKEN_ESTIMATE = 4;
+/** The longest wait a provider's Retry-After is followed for; the run's own timeout bounds it anyway. */
+const MAX_PROVIDER_RETRY_DELAY_MS = 5 * 60_000;
+/** How much of a provider's error text the host's log keeps. */
+const MAX_LOGGED_PROVIDER_TEXT = 1_000;
 export interface AskModelInput {
   modelId: string;
   prompt: string;
@@ -72,6 +81,71 @@ function throttled(publish: (text: string) => Promise<void>) {
   };
 }
 
+/** The delay a provider asked for (`retry-after-ms`, OpenAI's; `retry-after` in seconds or as a date), if any. */
+function retryAfterMs(headers: Record<string, string> | undefined): number | undefined {
+  const ms = Number(headers?.["retry-after-ms"]);
+  if (headers?.["retry-after-ms"] && Number.isFinite(ms) && ms >= 0) return Math.min(ms, MAX_PROVIDER_RETRY_DELAY_MS);
+  const value = headers?.["retry-after"]?.trim();
+  if (!value) return undefined;
+  const delayMs = /^\d+(\.\d+)?$/.test(value) ? Number(value) * 1000 : Date.parse(value) - Date.now();
+  return Number.isFinite(delayMs) ? Math.min(Math.max(0, delayMs), MAX_PROVIDER_RETRY_DELAY_MS) : undefined;
+}
+
+/**
+ * A call the provider did not answer with a stream (an HTTP error, or no answer), as the step's
+ * failure. The provider's own text
+ * stays in the host's log: it goes to the tenant in the run's failure otherwise, and it may quote
+ * the host's key ("Incorrect API key provided: sk-pr****abcd"). A refusal (400, 401, 403, 404...;
+ * the AI SDK's `isRetryable` false) fails the step at once: the same request would be refused
+ * again, on every attempt. A 429 or 5xx is retried, after the delay the provider asked for if it
+ * said one.
+ */
+function providerFailure(err: APICallError, modelId: string): ApplicationFailure {
+  const status = err.statusCode;
+  const { workflowExecution, activityId, attempt } = Context.current().info;
+  let where = "";
+  try {
+    const url = new URL(err.url);
+    where = `${url.origin}${url.pathname}`; // no query: some providers take the key there
+  } catch {
+    /* not a URL: leave it out */
+  }
+  // Never `requestBodyValues`: it holds the prompt.
+  console.warn(
+    JSON.stringify({
+      level: "warn",
+      message: "model provider call failed",
+      modelId,
+      status: status ?? null,
+      url: where,
+      providerMessage: err.message.slice(0, MAX_LOGGED_PROVIDER_TEXT),
+      retryable: err.isRetryable,
+      workflowId: workflowExecution?.workflowId,
+      runId: workflowExecution?.runId,
+      activityId,
+      attempt,
+    }),
+  );
+  const http = status === undefined ? "no HTTP answer" : `HTTP ${status}`;
+  if (!err.isRetryable) {
+    const message =
+      status === 401 || status === 403
+        ? `the model provider refused the host's credentials for ${modelId} (${http}); the host's operator must fix its API key`
+        : `the model provider refused the request for ${modelId} (${http})`;
+    return ApplicationFailure.nonRetryable(message, "ProviderRejected");
+  }
+  const message =
+    status === 429
+      ? `the model provider is limiting the host's requests for ${modelId} (${http})`
+      : `the model provider could not answer for ${modelId} (${http})`;
+  return ApplicationFailure.create({
+    message,
+    type: "ProviderUnavailable",
+    nonRetryable: false,
+    nextRetryDelay: retryAfterMs(err.responseHeaders),
+  });
+}
+
 async function callModel(call: ModelCall): Promise<{ text: string; citations: string[] }> {
   const runtime = activityRuntime();
   const publisher = new StepPublisher();
@@ -93,17 +167,22 @@ async function callModel(call: ModelCall): Promise<{ text: string; citations: st
     tools: resolved.tools as ToolSet | undefined,
     maxRetries: 0, // Temporal retries the activity
     abortSignal: activity.cancellationSignal,
+    // The stream's `error` part below handles it. The SDK's default prints the whole error, whose
+    // request body is the prompt, to the host's log.
+    onError: () => undefined,
   });
 
   const thinking = throttled((text) => publisher.thinking(text));
   const answer = throttled((text) => publisher.text(text));
   let text = "";
+  let reasoningChars = 0;
   const citations: string[] = [];
   // Heartbeats while it streams: how the attempt hears that it was cancelled.
   await heartbeating(async () => {
     for await (const part of result.fullStream) {
       if (part.type === "reasoning-delta") {
         thinking.add(part.text);
+        reasoningChars += part.text.length;
       } else if (part.type === "text-delta") {
         thinking.flush();
         text += part.text;
@@ -111,6 +190,7 @@ async function callModel(call: ModelCall): Promise<{ text: string; citations: st
       } else if (part.type === "source" && part.sourceType === "url") {
         if (!citations.includes(part.url)) citations.push(part.url);
       } else if (part.type === "error") {
+        if (APICallError.isInstance(part.error)) throw providerFailure(part.error, call.modelId);
         throw part.error;
       }
     }
@@ -120,7 +200,19 @@ async function callModel(call: ModelCall): Promise<{ text: string; citations: st
   thinking.flush();
   answer.flush();
   const usage = await result.totalUsage;
-  void publisher.attribute(usageAttribute(call.modelId, usage.inputTokens ?? 0, usage.outputTokens ?? 0, runtime.prices));
+  // Some OpenAI-compatible servers send no usage (or not for streams). Recording 0 would make the
+  // call free; an estimate from the text (about CHARS_PER_TOKEN_ESTIMATE characters a token, of
+  // the prompt and of the reasoning and answer text) is marked `estimated` instead.
+  const estimate = (chars: number) => Math.ceil(chars / CHARS_PER_TOKEN_ESTIMATE);
+  const inputTokens = usage.inputTokens ?? estimate((call.system?.length ?? 0) + call.prompt.length);
+  const outputTokens = usage.outputTokens ?? estimate(text.length + reasoningChars);
+  const estimated = usage.inputTokens === undefined || usage.outputTokens === undefined;
+  if (estimated) {
+    console.warn(
+      JSON.stringify({ level: "warn", message: "model provider reported no token usage; recording an estimate", modelId: call.modelId }),
+    );
+  }
+  void publisher.attribute(usageAttribute(call.modelId, inputTokens, outputTokens, runtime.prices, { estimated }));
   await publisher.settled();
   return { text, citations };
 }

@@ -33,7 +33,19 @@ export function loadPrices(override: string | undefined): PriceTable {
 /** Money is rounded to 1e-10 USD so that float noise never shows in results. */
 const money = (n: number) => Math.round(n * 1e10) / 1e10;
 
-export function usageAttribute(modelId: string, inputTokens: number, outputTokens: number, prices: PriceTable): LlmUsageAttribute {
+/**
+ * `llm:usage` as the host records it. `estimated`: the provider reported no token counts, so they
+ * were estimated from the text (host/activities/llm.ts); the edge keeps an attribute's other keys.
+ */
+export type UsageAttribute = LlmUsageAttribute & { estimated?: true };
+
+export function usageAttribute(
+  modelId: string,
+  inputTokens: number,
+  outputTokens: number,
+  prices: PriceTable,
+  options: { estimated?: boolean } = {},
+): UsageAttribute {
   const price = prices[modelId];
   const line = (type: "input" | "output", amount: number, ppm: number) => ({ type, ppm, amount, total: money((amount * ppm) / 1_000_000) });
   const usage = [line("input", inputTokens, price?.input ?? 0), line("output", outputTokens, price?.output ?? 0)];
@@ -44,5 +56,6 @@ export function usageAttribute(modelId: string, inputTokens: number, outputToken
     tokensUsed: inputTokens + outputTokens,
     usage,
     ...(price ? {} : { unpriced: true }),
+    ...(options.estimated ? { estimated: true } : {}),
   };
 }
