@@ -11,6 +11,12 @@ import type { Client } from "@temporalio/client";
 export const ENVS_MEMO_KEY = "outriderEnvs";
 /** Opened envs kept per workflow, so most attempts need no Temporal call. */
 const CACHE_MAX_ENTRIES = 1_000;
+/**
+ * How long opened envs are kept after they were opened. They are secrets in clear, and nothing
+ * tells the host when a run ends; a run's attempts mostly come within minutes of each other, and
+ * one after this opens them again from the memo (one describe).
+ */
+export const ENVS_CACHE_TTL_MS = 5 * 60_000;
 
 const keyOf = (secret: string) => createHash("sha256").update(`outrider-run-envs:${secret}`).digest();
 /**
@@ -108,13 +114,24 @@ function openLegacy(sealed: string, secrets: readonly string[]): Record<string, 
   throw new Error("the run's environment overrides cannot be opened with any configured shared secret");
 }
 
+interface CachedEnvs {
+  envs: Record<string, string>;
+  expiresAt: number;
+}
+
 export class RunEnvs {
-  private readonly cache = new Map<string, Record<string, string>>();
+  /** In the order the entries were remembered, which is their expiry order (see `remember`). */
+  private readonly cache = new Map<string, CachedEnvs>();
+  private sweepTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly now: () => number;
 
   constructor(
     private readonly client: Client,
     private readonly secrets: string[],
-  ) {}
+    options: { now?: () => number } = {},
+  ) {
+    this.now = options.now ?? Date.now;
+  }
 
   /** The memo to start a workflow with. Nothing is remembered until the start succeeds (`started`). */
   memoFor(envs: Record<string, string>): Record<string, string> {
@@ -122,12 +139,14 @@ export class RunEnvs {
   }
 
   async forWorkflow(workflowId: string): Promise<Record<string, string>> {
+    this.sweep();
     const cached = this.cache.get(workflowId);
-    if (cached) return cached;
+    if (cached) return cached.envs;
     const description = await this.client.workflow.getHandle(workflowId).describe();
     const sealed = description.memo?.[ENVS_MEMO_KEY];
     const envs = typeof sealed === "string" ? openEnvs(sealed, this.secrets) : {};
-    this.remember(workflowId, envs);
+    // A run that has closed has no more attempts to open them for.
+    if (description.status.name === "RUNNING") this.remember(workflowId, envs);
     return envs;
   }
 
@@ -140,8 +159,41 @@ export class RunEnvs {
     this.remember(workflowId, envs);
   }
 
+  /** Workflows whose envs are held now. */
+  get size(): number {
+    return this.cache.size;
+  }
+
   private remember(workflowId: string, envs: Record<string, string>): void {
+    // Removed first so that it goes in last: entries then stay in expiry order, and `sweep` can
+    // stop at the first one that has not expired.
+    this.cache.delete(workflowId);
     if (this.cache.size >= CACHE_MAX_ENTRIES) this.cache.delete(this.cache.keys().next().value!);
-    this.cache.set(workflowId, envs);
+    this.cache.set(workflowId, { envs, expiresAt: this.now() + ENVS_CACHE_TTL_MS });
+    this.scheduleSweep();
+  }
+
+  /** Drops the entries that have expired (the oldest first). */
+  private sweep(): void {
+    const now = this.now();
+    for (const [workflowId, entry] of this.cache) {
+      if (entry.expiresAt > now) break;
+      this.cache.delete(workflowId);
+    }
+  }
+
+  /**
+   * While anything is held, a sweep every ENVS_CACHE_TTL_MS, so that an idle host lets go of envs
+   * too (within twice the TTL) instead of keeping them until its next activity. Unref'd: it keeps
+   * no process alive.
+   */
+  private scheduleSweep(): void {
+    if (this.sweepTimer || this.cache.size === 0) return;
+    this.sweepTimer = setTimeout(() => {
+      this.sweepTimer = undefined;
+      this.sweep();
+      this.scheduleSweep();
+    }, ENVS_CACHE_TTL_MS);
+    this.sweepTimer.unref();
   }
 }

@@ -13,7 +13,7 @@ import { createControlApi } from "../../host/control-api.ts";
 import { EdgeClient } from "../../host/edge-client.ts";
 import { HistoryRelay } from "../../host/history-relay.ts";
 import { serializeHistoryEvent } from "../../host/history-serialization.ts";
-import { ENVS_MEMO_KEY, openEnvs, RunEnvs, sealEnvs, secretId } from "../../host/run-envs.ts";
+import { ENVS_CACHE_TTL_MS, ENVS_MEMO_KEY, openEnvs, RunEnvs, sealEnvs, secretId } from "../../host/run-envs.ts";
 import { createWorker } from "../../host/worker.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import { signRequest } from "../../src/shared/signing.ts";
@@ -148,6 +148,53 @@ describe("run envs (security, the host's cache)", () => {
     // What the holder's activities would read: its own (none), not the refused start's.
     expect(await envs.forWorkflow(workflowId)).toEqual({});
     await client.workflow.getHandle(workflowId).terminate("test done");
+  });
+});
+
+describe("run envs (security, the host's cache lets go of them)", () => {
+  /** A client whose runs all have ENVS sealed under NEW in their memo and `status`; `describes` lists what was asked. */
+  function fakeClient(status = "RUNNING") {
+    const describes: string[] = [];
+    const memo = { [ENVS_MEMO_KEY]: sealEnvs(ENVS, [NEW]) };
+    const fake = {
+      workflow: {
+        getHandle: (workflowId: string) => ({
+          describe: async () => {
+            describes.push(workflowId);
+            return { memo, status: { name: status } };
+          },
+        }),
+      },
+    };
+    return { client: fake as unknown as Client, describes };
+  }
+
+  it("opened envs are dropped ENVS_CACHE_TTL_MS after they were opened, and opened again from the memo on next use", async () => {
+    const { client: fake, describes } = fakeClient();
+    let now = 1_000_000;
+    const envs = new RunEnvs(fake, [NEW], { now: () => now });
+    expect(await envs.forWorkflow("wf-a")).toEqual(ENVS);
+    envs.started("wf-b", ENVS);
+    now += ENVS_CACHE_TTL_MS - 1;
+    expect(await envs.forWorkflow("wf-a")).toEqual(ENVS);
+    expect(describes).toEqual(["wf-a"]);
+    expect(envs.size).toBe(2);
+    now += 1;
+    // Both have expired: the next use of either drops them all, and opens its own again.
+    expect(await envs.forWorkflow("wf-a")).toEqual(ENVS);
+    expect(describes).toEqual(["wf-a", "wf-a"]);
+    expect(envs.size).toBe(1);
+    expect(await envs.forWorkflow("wf-b")).toEqual(ENVS);
+    expect(describes).toEqual(["wf-a", "wf-a", "wf-b"]);
+  });
+
+  it("the envs of a run that has closed are not kept", async () => {
+    const { client: fake, describes } = fakeClient("COMPLETED");
+    const envs = new RunEnvs(fake, [NEW]);
+    expect(await envs.forWorkflow("wf-done")).toEqual(ENVS);
+    expect(envs.size).toBe(0);
+    expect(await envs.forWorkflow("wf-done")).toEqual(ENVS);
+    expect(describes).toEqual(["wf-done", "wf-done"]);
   });
 });
 
