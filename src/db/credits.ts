@@ -251,7 +251,8 @@ export type GrantOutcome =
 /**
  * Adds (or, negative, removes) credits; the first grant turns metering on. A removal larger than
  * what is available (balance - reserved: credits held by runs in flight stay covered) is refused
- * unless `allowDebt`, in which case the balance may go below zero. The check and the change are
+ * unless `allowDebt`, in which case the balance may go below zero. A removal from an organization
+ * that is not metered is refused, `allowDebt` or not (it would turn metering on, in debt). The check and the change are
  * one conditional UPDATE, and the ledger row is written only if it applied (one D1 batch, one
  * transaction), so concurrent removals cannot overdraw either.
  */
@@ -269,7 +270,7 @@ export async function grantCredits(
     d1
       .prepare(
         `UPDATE organizations SET credit_balance = COALESCE(credit_balance, 0) + ?1
-         WHERE id = ?2 AND (?1 > 0 OR ?3 = 1 OR COALESCE(credit_balance, 0) - credits_reserved + ?1 >= 0)
+         WHERE id = ?2 AND (?1 > 0 OR (credit_balance IS NOT NULL AND (?3 = 1 OR credit_balance - credits_reserved + ?1 >= 0)))
            AND ABS(COALESCE(credit_balance, 0) + ?1) <= ?5
            AND NOT EXISTS (SELECT 1 FROM credit_ledger WHERE id = ?4)`,
       )

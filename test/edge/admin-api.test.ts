@@ -78,6 +78,30 @@ describe("admin API: organizations and API keys", () => {
     expect(await code(res)).toBe("api_key_not_found");
   });
 
+  it("security: a name with control characters (terminal escapes, NUL), or of invisible characters only, is 400 naming it", async () => {
+    const org = await newOrganization();
+    for (const name of ["\u001b]0;pwned\u0007\u001b[2JAcme", "Ac\u0000me", "line\nbreak", "\u200b", "\u200b\u2060 "]) {
+      for (const [path, body] of [
+        ["/admin/v1/organizations", { name }],
+        [`/admin/v1/organizations/${org.id}/api-keys`, { name }],
+      ] as const) {
+        const res = await admin("POST", path, body);
+        expect(res.status, `${path} ${JSON.stringify(name)}`).toBe(400);
+        expect(((await res.json()) as ErrorBody).error.issues?.map((i) => i.path)).toEqual(["name"]);
+      }
+    }
+    expect((await admin("POST", "/admin/v1/organizations", { name: "Zoë & Co. — 東京 🚀" })).status).toBe(201);
+  });
+
+  it("a 404 for a very long id quotes it cut short, not whole", async () => {
+    const org = await newOrganization();
+    for (const path of [`/admin/v1/organizations/${"a".repeat(8000)}`, `/admin/v1/organizations/${org.id}/api-keys/${"b".repeat(8000)}`]) {
+      const res = await admin(path.includes("api-keys") ? "DELETE" : "GET", path);
+      expect(res.status).toBe(404);
+      expect(((await res.json()) as ErrorBody).error.message.length, path.slice(0, 40)).toBeLessThan(300);
+    }
+  });
+
   it("validates bodies: 400 naming the field, 400 for bad JSON, 413 for oversized bodies", async () => {
     const org = await newOrganization();
     const bad = await admin("POST", `/admin/v1/organizations/${org.id}/api-keys`, { name: "", rateLimitPerMinute: 0 });
@@ -94,10 +118,10 @@ describe("admin API: credits", () => {
     const org = await newOrganization();
     const granted = await admin("POST", `/admin/v1/organizations/${org.id}/credits`, { amount: 500, note: "welcome" });
     expect(granted.status).toBe(201);
-    expect(((await granted.json()) as { credits: { balance: number; metered: boolean } }).credits).toMatchObject({
-      balance: 500,
-      metered: true,
-    });
+    const grantedCredits = ((await granted.json()) as { credits: Record<string, unknown> }).credits;
+    expect(grantedCredits).toMatchObject({ balance: 500, metered: true });
+    // The same credits as the organization's view shows: no ledger, and no cursor into one.
+    expect(Object.keys(grantedCredits).sort()).toEqual(["available", "balance", "metered", "organizationId", "reserved"]);
     await admin("POST", `/admin/v1/organizations/${org.id}/credits`, { amount: -200, note: "correction" });
     const summary = (await (await admin("GET", `/admin/v1/organizations/${org.id}/credits`)).json()) as {
       balance: number;
@@ -298,10 +322,17 @@ describe("admin API: credits (security: no overdraw)", () => {
     expect([after.balance, after.reserved, after.available]).toEqual([800, 800, 0]);
   });
 
-  it("an unmetered organization has nothing to remove", async () => {
+  it("an unmetered organization has nothing to remove, allowDebt or not: 409 saying it is not metered, and it stays unmetered", async () => {
     const org = await newOrganization();
-    expect((await credits(org.id, { amount: -1 })).status).toBe(409);
-    expect((await summary(org.id)).balance).toBeNull();
+    for (const body of [{ amount: -1 }, { amount: -10, allowDebt: true }]) {
+      const res = await credits(org.id, body);
+      expect(res.status, JSON.stringify(body)).toBe(409);
+      const error = ((await res.json()) as ErrorBody).error;
+      expect(error.code).toBe("insufficient_balance");
+      expect(error.message).toContain("not metered");
+    }
+    const after = await summary(org.id);
+    expect([after.balance, after.ledger.length]).toEqual([null, 0]);
   });
 
   it("allowDebt: true lets the balance go below zero, and available stays balance - reserved", async () => {

@@ -1,7 +1,7 @@
 import type { App } from "../../app-env.ts";
 import { insertApiKey, listApiKeys, revokeApiKey } from "../../db/api-keys.ts";
 import type { ApiKey } from "../../db/schema.ts";
-import { ApiError } from "../../errors.ts";
+import { ApiError, quotedId } from "../../errors.ts";
 import { API_KEY_CACHE_TTL_MS } from "../../middleware/api-key-auth/index.ts";
 import { readJson } from "../../middleware/json-body/index.ts";
 import { EVERY_SCOPE, KEY_SCOPES } from "../../middleware/key-scope/index.ts";
@@ -59,7 +59,7 @@ export function registerApiKeys(app: App) {
     const org = await organizationOrThrow(c.env, c.req.param("orgId"));
     const keyId = c.req.param("keyId");
     const row = ADMIN_ID_PATTERN.test(keyId) ? await revokeApiKey(c.env.DB, org.id, keyId) : null;
-    if (!row) throw new ApiError("api_key_not_found", `organization ${org.id} has no API key "${keyId}"`);
+    if (!row) throw new ApiError("api_key_not_found", `organization ${org.id} has no API key ${quotedId(keyId)}`);
     // Edge isolates cache verified keys; say how long a revoked key may still be accepted.
     return c.json({ ...apiKeyView(row), revocationEffectiveWithinMs: API_KEY_CACHE_TTL_MS });
   });

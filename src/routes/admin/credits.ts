@@ -10,7 +10,8 @@ import { singleValuedQuery } from "../../middleware/query/index.ts";
 export function registerCredits(app: App) {
   /**
    * Adds credits (or removes them, with a negative amount); the first grant turns metering on.
-   * Removing more than is available is 409 insufficient_balance, unless `allowDebt: true`. With an
+   * Removing more than is available is 409 insufficient_balance, unless `allowDebt: true`; so is
+   * any removal from an organization that is not metered (allowDebt or not: it has no balance). With an
    * Idempotency-Key a grant applies once: a retry answers 200 with the same entry (and
    * `Idempotent-Replayed: true`), the key with another amount or note is 422.
    */
@@ -32,6 +33,13 @@ export function registerCredits(app: App) {
         [{ path: "amount", message: `the balance must stay within ±${MAX_CREDIT_BALANCE}` }],
       );
     }
+    if (!outcome.ok && outcome.balance === null) {
+      throw new ApiError(
+        "insufficient_balance",
+        `organization ${org.id} is not metered: it has no balance to remove credits from (grant a positive amount to turn metering on)`,
+        [{ path: "amount", message: "an unmetered organization takes only a positive amount" }],
+      );
+    }
     if (!outcome.ok) {
       throw new ApiError(
         "insufficient_balance",
@@ -40,7 +48,8 @@ export function registerCredits(app: App) {
       );
     }
     const { entry } = outcome;
-    const { ledger: _ledger, ...credits } = (await creditSummary(c.env.DB, org.id, 1))!;
+    // The organization's credits as its view shows them: not the ledger, nor a cursor into it.
+    const { ledger: _ledger, next: _next, ...credits } = (await creditSummary(c.env.DB, org.id, 1))!;
     if (outcome.replayed) {
       c.header(IDEMPOTENT_REPLAYED_HEADER, "true");
       return c.json({ entry, credits }, 200);

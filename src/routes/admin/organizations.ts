@@ -2,7 +2,7 @@ import type { App } from "../../app-env.ts";
 import { availableCredits } from "../../db/credits.ts";
 import { findOrganization, insertOrganization, listOrganizations } from "../../db/organizations.ts";
 import type { Organization } from "../../db/schema.ts";
-import { ApiError } from "../../errors.ts";
+import { ApiError, quotedId } from "../../errors.ts";
 import { type PageCursor, decodePageCursor } from "../../db/page-cursor.ts";
 import { readJson, zodIssues } from "../../middleware/json-body/index.ts";
 import { singleValuedQuery } from "../../middleware/query/index.ts";
@@ -58,7 +58,7 @@ export function pageQueryOrThrow(
 /** The organization named in the path, or 404. */
 export async function organizationOrThrow(env: Env, id: string): Promise<Organization> {
   const org = ADMIN_ID_PATTERN.test(id) ? await findOrganization(env.DB, id) : null;
-  if (!org) throw new ApiError("organization_not_found", `no organization "${id}"`);
+  if (!org) throw new ApiError("organization_not_found", `no organization ${quotedId(id)}`);
   return org;
 }
 

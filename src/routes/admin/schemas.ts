@@ -12,9 +12,22 @@ export const modelId = z
     "a model id like openai/gpt-4o-mini (providers: openai, anthropic, compatible, local)",
   );
 
+/**
+ * A display name: no control characters (a name printed by `npm run admin` could otherwise clear
+ * the operator's terminal or retitle it) and something visible, not only format characters.
+ */
+const displayName = (max: number) =>
+  z
+    .string()
+    .trim()
+    .min(1)
+    .max(max)
+    .regex(/^\P{Cc}*$/u, "no control characters")
+    .regex(/[^\p{Cf}\p{Z}]/u, "at least one visible character");
+
 export const createOrganizationBody = z
   .object({
-    name: z.string().trim().min(1).max(200),
+    name: displayName(200),
     id: z
       .string()
       .regex(/^org_[a-z0-9_]{3,40}$/, "org_ followed by 3-40 lower-case letters, digits or _")
@@ -24,7 +37,7 @@ export const createOrganizationBody = z
 
 export const createApiKeyBody = z
   .object({
-    name: z.string().trim().min(1).max(100),
+    name: displayName(100),
     rateLimitPerMinute: z.number().int().min(1).max(1_000_000).optional().describe("Requests per minute; default RATE_LIMIT_PER_MINUTE"),
     scopes: z
       .array(z.enum([EVERY_SCOPE, ...KEY_SCOPES]))
