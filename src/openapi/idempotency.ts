@@ -1,7 +1,8 @@
 /**
- * Documents `Idempotency-Key` on the start routes, after they registered themselves: the request
- * header, the `Idempotent-Replayed` response header and the three error codes. Kept apart from
- * each family's openapi.ts so the list of start routes lives in one place.
+ * Documents `Idempotency-Key` on the start routes and the admin API's credit grant, after they
+ * registered themselves: the request header, the `Idempotent-Replayed` response header and (for
+ * the starts) the three error codes. Kept apart from each family's openapi.ts so the list of
+ * these routes lives in one place.
  */
 import { z } from "@hono/zod-openapi";
 import type { App } from "../app-env.ts";
@@ -18,20 +19,28 @@ export const IDEMPOTENT_START_PATHS = [
   "/api/v1/workflow-runs/execute/stream",
 ] as const;
 
+/** OpenAPI paths of the admin routes that take an Idempotency-Key (their errors are in their own docs). */
+export const IDEMPOTENT_GRANT_PATHS = ["/admin/v1/organizations/{orgId}/credits"] as const;
+
 const IDEMPOTENCY_ERRORS: ErrorCode[] = ["invalid_idempotency_key", "idempotency_key_in_use", "idempotency_key_reused"];
 
-const headerSchema = z.object({
-  "idempotency-key": z
-    .string()
-    .min(1)
-    .max(MAX_IDEMPOTENCY_KEY_LENGTH)
-    .regex(/^([\x20\x21\x23-\x7e]+|"[\x20\x21\x23-\x7e]+")$/)
-    .optional()
-    .openapi({
-      description:
-        "1-255 printable ASCII characters, unique per request (e.g. a UUID). The same key with the same request within 24 h returns the first request's run (`Idempotent-Replayed: true`); another request is 422 `idempotency_key_reused`; while the first is still starting, 409 `idempotency_key_in_use`. Scoped to the organization. docs/idempotency.md",
-    }),
-});
+const keyHeader = (description: string) =>
+  z.object({
+    "idempotency-key": z
+      .string()
+      .min(1)
+      .max(MAX_IDEMPOTENCY_KEY_LENGTH)
+      .regex(/^([\x20\x21\x23-\x7e]+|"[\x20\x21\x23-\x7e]+")$/)
+      .optional()
+      .openapi({ description }),
+  });
+
+const headerSchema = keyHeader(
+  "1-255 printable ASCII characters, unique per request (e.g. a UUID). The same key with the same request within 24 h returns the first request's run (`Idempotent-Replayed: true`); another request is 422 `idempotency_key_reused`; while the first is still starting, 409 `idempotency_key_in_use`. Scoped to the organization. docs/idempotency.md",
+);
+const grantHeaderSchema = keyHeader(
+  "1-255 printable ASCII characters, unique per grant (e.g. a UUID). A retry with the same key, amount and note answers 200 with the same ledger entry (`Idempotent-Replayed: true`); the key with another amount or note is 422 `idempotency_key_reused`. Scoped to the organization; grant keys do not expire. docs/credits.md",
+);
 
 interface RouteDefinition {
   type: string;
@@ -46,8 +55,10 @@ interface RouteDefinition {
 export function documentIdempotency(app: App): void {
   for (const definition of app.openAPIRegistry.definitions as RouteDefinition[]) {
     const route = definition.type === "route" ? definition.route : undefined;
-    if (route?.method !== "post" || !(IDEMPOTENT_START_PATHS as readonly string[]).includes(route.path)) continue;
-    route.request = { ...(route.request ?? {}), headers: headerSchema };
+    if (route?.method !== "post") continue;
+    const start = (IDEMPOTENT_START_PATHS as readonly string[]).includes(route.path);
+    if (!start && !(IDEMPOTENT_GRANT_PATHS as readonly string[]).includes(route.path)) continue;
+    route.request = { ...(route.request ?? {}), headers: start ? headerSchema : grantHeaderSchema };
     for (const [status, response] of Object.entries(route.responses)) {
       if (Number(status) >= 200 && Number(status) < 300) {
         response.headers = {
@@ -59,7 +70,8 @@ export function documentIdempotency(app: App): void {
         };
       }
     }
-    for (const code of IDEMPOTENCY_ERRORS) {
+    // A grant's route lists its own (it has no run that may still be starting: no 409).
+    for (const code of start ? IDEMPOTENCY_ERRORS : []) {
       const status = String(ERROR_CODES[code]);
       const existing = route.responses[status];
       if (existing?.content) {

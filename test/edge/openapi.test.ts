@@ -80,6 +80,15 @@ describe("OpenAPI document", () => {
     expect(op("/workflow/{id}/terminate").requestBody?.required).toBe(false);
     expect(op("/api/v1/run/{workflowId}").requestBody?.required).toBe(false);
     expect(op("/workflow/start").requestBody?.required).toBe(true);
+    // A credit grant takes an Idempotency-Key too: the header, and the replay's response header.
+    for (const path of ["/admin/v1/organizations/{orgId}/credits", "/workflow/start"]) {
+      const operation = op(path) as Operation & { parameters?: Array<{ in: string; name: string }> };
+      expect(
+        operation.parameters?.some((p) => p.in === "header" && p.name === "idempotency-key"),
+        path,
+      ).toBe(true);
+      expect(JSON.stringify(operation.responses["200"]), path).toContain("Idempotent-Replayed");
+    }
   });
 
   it("every pattern is a plain regular expression, as JSON Schema reads one (no /flags), and the catalog pattern takes our catalog id", async () => {

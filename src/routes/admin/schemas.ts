@@ -22,8 +22,9 @@ const displayName = (max: number) =>
     .trim()
     .min(1)
     .max(max)
-    .regex(/^\P{Cc}*$/u, "no control characters")
-    .regex(/[^\p{Cf}\p{Z}]/u, "at least one visible character");
+    // refine, not regex: a Unicode property class needs the u flag, which an OpenAPI pattern cannot carry.
+    .refine((name) => !/\p{Cc}/u.test(name), "no control characters")
+    .refine((name) => /[^\p{Cf}\p{Z}]/u.test(name), "at least one visible character");
 
 export const createOrganizationBody = z
   .object({
