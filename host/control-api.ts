@@ -2,7 +2,7 @@
  * The host's control API: the edge's only way to Temporal. Every route but /health requires a
  * request signed with the shared secret (see src/shared/signing.ts).
  */
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import {
   QueryNotRegisteredError,
@@ -14,7 +14,16 @@ import {
   type Client,
 } from "@temporalio/client";
 import { BodyTooLargeError, readSignedBody } from "../src/shared/capped-body.ts";
-import { cancelRequest, HOST_PATHS, interactRequest, resetRequest, startRunRequest, terminateRequest } from "../src/shared/host-api.ts";
+import { INTERNAL_MAX_JSON_DEPTH, jsonDepth } from "../src/middleware/json-body/index.ts";
+import {
+  cancelRequest,
+  HOST_PATHS,
+  interactRequest,
+  RUN_ID_PATTERN,
+  resetRequest,
+  startRunRequest,
+  terminateRequest,
+} from "../src/shared/host-api.ts";
 import { TERMINAL_STATUSES } from "../src/shared/run-status.ts";
 import { runStartedEvent } from "../src/shared/run-events.ts";
 import { NonceMemory, verifyRequest } from "../src/shared/signing.ts";
@@ -47,7 +56,15 @@ async function acceptedExecution(client: Client, workflowId: string, acceptId: s
 
 /** What Temporal says when a payload passes its blob size limit (`limit.blobSize.error`). */
 const BLOB_SIZE_REFUSAL = /size exceeds limit/i;
-const RUN_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * Deepest nesting of arrays and objects a request body may have. The edge refuses callers' bodies
+ * nested past MAX_JSON_DEPTH and wraps them in a level or two (a start's `input`, a message's
+ * `payload`), so the room its own signed pushes get is plenty; past it, a body is refused before
+ * it is parsed, never handed on to recursive code (Temporal's payload converter) that would
+ * overflow the stack.
+ */
+export const MAX_BODY_JSON_DEPTH = INTERNAL_MAX_JSON_DEPTH;
 
 /** Longest a single result call may block; the edge asks again if it wants to wait longer. */
 export const MAX_RESULT_WAIT_MS = 120_000;
@@ -107,6 +124,26 @@ type ControlApiEnv = { Variables: { signedNonce: string } };
 /** Temporal's duplicate check for the signed request with this nonce (a reset's requestId, an update's id). */
 export const temporalRequestId = (nonce: string) => `signed-${nonce}`;
 
+/**
+ * The request's JSON body, or `unreadable` when it is none (empty, or not JSON); 400 when it nests
+ * deeper than MAX_BODY_JSON_DEPTH, checked on the text before it is parsed.
+ */
+async function jsonBody(c: Context<ControlApiEnv>, unreadable: unknown): Promise<unknown> {
+  const text = await c.req.text();
+  if (jsonDepth(text, MAX_BODY_JSON_DEPTH) > MAX_BODY_JSON_DEPTH) {
+    throw hostError(
+      400,
+      "invalid_request",
+      `request body nests arrays and objects more than ${MAX_BODY_JSON_DEPTH} levels deep (the most allowed is ${MAX_BODY_JSON_DEPTH})`,
+    );
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    return unreadable;
+  }
+}
+
 export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
   const app = new Hono<ControlApiEnv>();
 
@@ -141,7 +178,7 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
   };
 
   app.post(HOST_PATHS.start, async (c) => {
-    const parsed = startRunRequest.safeParse(await c.req.json().catch(() => null));
+    const parsed = startRunRequest.safeParse(await jsonBody(c, null));
     if (!parsed.success) throw hostError(400, "invalid_request", parsed.error.message);
     const { workflowId, workflowName, input, executionTimeoutMs, envs, acceptId, retry } = parsed.data;
     // A retried start (same accept id) whose earlier attempt did reach Temporal: answer with that run,
@@ -234,7 +271,7 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
     const workflowId = c.req.param("workflowId");
     const kind = c.req.param("kind") as "signal" | "query" | "update";
     const name = c.req.param("name");
-    const parsed = interactRequest.safeParse(await c.req.json().catch(() => null));
+    const parsed = interactRequest.safeParse(await jsonBody(c, null));
     if (!parsed.success) throw hostError(400, "invalid_request", parsed.error.message);
     const described = kind === "query" ? await describeRun(deps.client, workflowId) : await openRun(workflowId);
     if (!hasHandler(described.workflowName, KINDS[kind], name)) {
@@ -305,7 +342,7 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
   // Stop and terminate act on the pinned `runId` when the edge names one, else on the current run.
   app.post("/v1/runs/:workflowId/cancel", async (c) => {
     const workflowId = c.req.param("workflowId");
-    const parsed = cancelRequest.safeParse(await c.req.json().catch(() => ({})));
+    const parsed = cancelRequest.safeParse(await jsonBody(c, {}));
     if (!parsed.success) throw hostError(400, "invalid_request", parsed.error.message);
     const { runId } = parsed.data;
     const open = await openRun(workflowId, runId);
@@ -316,7 +353,7 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
 
   app.post("/v1/runs/:workflowId/terminate", async (c) => {
     const workflowId = c.req.param("workflowId");
-    const parsed = terminateRequest.safeParse(await c.req.json().catch(() => ({})));
+    const parsed = terminateRequest.safeParse(await jsonBody(c, {}));
     if (!parsed.success) throw hostError(400, "invalid_request", parsed.error.message);
     const { runId, reason } = parsed.data;
     const open = await openRun(workflowId, runId);
@@ -330,7 +367,7 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
 
   app.post("/v1/runs/:workflowId/reset", async (c) => {
     const workflowId = c.req.param("workflowId");
-    const parsed = resetRequest.safeParse(await c.req.json().catch(() => null));
+    const parsed = resetRequest.safeParse(await jsonBody(c, null));
     if (!parsed.success) throw hostError(400, "invalid_request", parsed.error.message);
     try {
       const { stepName, reason, runId } = parsed.data;
@@ -368,7 +405,8 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
     // `runId`: the caller knows the run (the DO that just started it), so a completed run is
     // answered from its close event, without describing it first.
     const runId = c.req.query("runId");
-    if (runId !== undefined && !RUN_ID.test(runId)) throw hostError(400, "invalid_request", "runId must be a Temporal run id (a UUID)");
+    if (runId !== undefined && !RUN_ID_PATTERN.test(runId))
+      throw hostError(400, "invalid_request", "runId must be a Temporal run id (a UUID)");
     if (runId && waitMs > 0) {
       const deadline = Date.now() + waitMs;
       const completed = await completedRunResult(deps.client, workflowId, runId, waitMs);
@@ -389,6 +427,11 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
     }
     if (grpcCodeOf(err) === GRPC.RESOURCE_EXHAUSTED) {
       return c.json({ error: { code: "temporal_busy", message: `Temporal is shedding load: ${grpcMessageOf(err)}` } }, 503);
+    }
+    // Temporal refused the request as malformed (what the routes did not check first): the
+    // caller's 400, which sending it again will not change, not the host's 500.
+    if (grpcCodeOf(err) === GRPC.INVALID_ARGUMENT) {
+      return c.json({ error: { code: "invalid_request", message: `Temporal refused the request: ${grpcMessageOf(err)}` } }, 400);
     }
     console.error("control API error", err);
     return c.json({ error: { code: "host_error", message: "the host failed to handle the request" } }, 500);

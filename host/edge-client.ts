@@ -11,7 +11,8 @@
  * awaits it (an activity publishing its step's end) knows they are durable.
  *
  * Delivery is at-least-once: a failed push is retried with backoff under a fresh signature, and the
- * edge drops duplicates by sourceKey. A push the edge refuses (4xx) is logged as an error and
+ * edge drops duplicates by sourceKey. A redirect, or a 2xx whose body is not the edge's answer
+ * (something else answered at its address), is a failed push too. A push the edge refuses (4xx) is logged as an error and
  * retried run by run, so one bad run cannot hold up the others; nothing is dropped silently. A run
  * refused on its own is tried again alone, once per backoff and off the push slots. When
  * the edge recorded some runs of a push but not others (a 503 naming them, `failedRuns`), the
@@ -23,7 +24,15 @@
  * push succeeds with those runs counted as `dropped` (the edge logs each workflow id once): they
  * are done with, not retried, and `counters.droppedRuns` adds them up.
  */
-import { EDGE_PATHS, type CatalogEntry, type RunEvent, runEventPushPartialFailure, runEventPushResult } from "../src/shared/host-api.ts";
+import type { z } from "zod";
+import {
+  EDGE_PATHS,
+  type CatalogEntry,
+  catalogPublishResult,
+  type RunEvent,
+  runEventPushPartialFailure,
+  runEventPushResult,
+} from "../src/shared/host-api.ts";
 import { MAX_SIGNED_BODY_BYTES } from "../src/shared/capped-body.ts";
 import { MAX_EVENTS_PER_PUSH, MAX_RUNS_PER_PUSH } from "../src/shared/run-event-schema.ts";
 import { signRequest } from "../src/shared/signing.ts";
@@ -54,6 +63,12 @@ export const MAX_PUSH_EVENTS = Math.min(500, MAX_EVENTS_PER_PUSH);
  * order), well below the edge's MAX_SIGNED_BODY_BYTES; only a single event larger than that is refused.
  */
 export const MAX_PUSH_BYTES = MAX_SIGNED_BODY_BYTES / 4;
+/**
+ * The edge's answer to a run event push it recorded. An edge that predates `dropped` answers
+ * without it (nothing dropped); the rest must be there: a 2xx without them came from something
+ * other than the edge (a proxy's or an access gateway's page), which recorded nothing.
+ */
+const RUN_EVENT_PUSH_ANSWER = runEventPushResult.extend({ dropped: runEventPushResult.shape.dropped.optional() });
 
 interface Pending {
   workflowId: string;
@@ -148,7 +163,9 @@ export class EdgeClient {
    * an old catalog, or none, until the host restarts.
    */
   async publishCatalog(workflows: CatalogEntry[]): Promise<void> {
-    await this.postWithRetry(EDGE_PATHS.catalog, JSON.stringify({ workflows }), { maxAttempts: Number.POSITIVE_INFINITY });
+    await this.postWithRetry(EDGE_PATHS.catalog, JSON.stringify({ workflows }), catalogPublishResult, {
+      maxAttempts: Number.POSITIVE_INFINITY,
+    });
   }
 
   private idle(): boolean {
@@ -249,14 +266,12 @@ export class EdgeClient {
     // One run the edge refused: one try; a failure waits out its backoff in `retryLater`, off the push slots.
     const once = batch.every((p) => p.alone);
     try {
-      const answer = await this.postWithRetry(EDGE_PATHS.runEventsBatch, body, {
+      const answer = await this.postWithRetry(EDGE_PATHS.runEventsBatch, body, RUN_EVENT_PUSH_ANSWER, {
         runEvents: true,
         splittable: runs.length > 1,
         ...(once ? { maxAttempts: 1 } : {}),
       });
-      // An edge that predates `dropped` answers without it: nothing dropped.
-      const result = runEventPushResult.partial().safeParse(answer);
-      this.counters.droppedRuns += result.success ? (result.data.dropped ?? 0) : 0;
+      this.counters.droppedRuns += answer.dropped ?? 0;
       for (const p of batch) p.resolve();
     } catch (err) {
       if (err instanceof PartialPushError) {
@@ -353,12 +368,19 @@ export class EdgeClient {
     }, delayMs);
   }
 
-  /** Posts until the edge takes it; returns the edge's answer (its JSON, or null if it is not JSON). */
-  private async postWithRetry(
+  /**
+   * Posts until the edge takes it; returns the edge's answer, which must read as `expected`. A
+   * redirect is not followed, and a 2xx whose body is not that answer is no success either: at the
+   * edge's address something else answered (a proxy, an access gateway sending the host to its
+   * login page, which answers 200), and the edge recorded nothing. Both are failures, logged and
+   * retried: taken for a delivery, the journal would drop a row the edge never got.
+   */
+  private async postWithRetry<T extends z.ZodType>(
     path: string,
     body: string,
+    expected: T,
     { runEvents = false, splittable = false, maxAttempts = this.maxAttempts } = {},
-  ): Promise<unknown> {
+  ): Promise<z.output<T>> {
     let refusals = 0;
     for (let attempt = 1; ; attempt++) {
       let error: Error;
@@ -371,9 +393,11 @@ export class EdgeClient {
           headers: { ...headers, "content-type": "application/json" },
           body,
           signal,
+          redirect: "manual",
         });
         const text = await res.text();
-        if (res.ok) return parseJson(text);
+        const answer = res.ok ? expected.safeParse(parseJson(text)) : null;
+        if (answer?.success) return answer.data;
         const partial = runEvents && res.status === 503 ? runEventPushPartialFailure.safeParse(parseJson(text)) : null;
         if (partial?.success) throw new PartialPushError(`edge recorded a push but for some runs (${res.status})`, partial.data.failedRuns);
         if (res.status >= 400 && res.status < 500 && res.status !== 429) {
@@ -382,6 +406,13 @@ export class EdgeClient {
           this.counters.refused++;
           refusals++;
           error = new PushRefusedError(`edge refused ${path}: ${res.status} ${text.slice(0, 300)}`);
+          this.log(`outrider host: ERROR ${error.message} (attempt ${attempt}, retrying)`);
+        } else if (res.ok || (res.status >= 300 && res.status < 400)) {
+          // Not the edge (see above): a misconfiguration no backoff outlasts by itself, so loud.
+          const what = res.ok
+            ? `a body that is not the edge's answer: ${text.slice(0, 100)}`
+            : `a redirect to ${res.headers.get("location") ?? "(no location)"}, not followed`;
+          error = new Error(`edge answered ${res.status} to ${path} with ${what}`);
           this.log(`outrider host: ERROR ${error.message} (attempt ${attempt}, retrying)`);
         } else {
           error = new Error(`edge answered ${res.status} to ${path}`);

@@ -9,7 +9,8 @@
  * With it, each publication is a row in a local SQLite file (node:sqlite) before it is handed to
  * the EdgeClient, and goes once the edge has recorded it. Rows still there are pushed again: at
  * start-up (what the previous process left) and every REDELIVER_INTERVAL_MS (what a push gave up
- * on). The edge drops what it already has by source key, so a row pushed twice is recorded once.
+ * on; that run's later rows wait in the file behind it, in order, and other runs' rows go at
+ * once). The edge drops what it already has by source key, so a row pushed twice is recorded once.
  *
  * WAL with `synchronous = NORMAL`: a row survives the process being killed, not the machine losing
  * power. A row the edge has not taken after JOURNAL_MAX_AGE_MS is dropped with an ERROR line
@@ -56,11 +57,18 @@ export class RunEventJournal implements RunEventSink {
   private readonly inFlight = new Map<number, number>();
   private inFlightBytes = 0;
   /**
-   * Some row in the file is with nobody (left by an earlier process, not handed over yet, or given
-   * up): new rows queue behind it in the file, so that a run's events reach the EdgeClient in the
-   * order they were published. Cleared by a redelivery that hands over every row.
+   * Rows wait in the file for room among those in flight (or were left by an earlier process and
+   * not handed over yet): new rows of every run queue behind them, so that they are handed over in
+   * the order they came. Cleared by a redelivery that hands over every row.
    */
   private backlog: boolean;
+  /**
+   * Runs with a row in the file whose push was given up: their new rows queue behind it, so that a
+   * run's events reach the EdgeClient in the order they were published. Other runs' rows go at
+   * once: a run the edge refuses (or cannot take) holds up no other run until the next redelivery.
+   * Cleared by a redelivery that hands over every row.
+   */
+  private readonly held = new Set<string>();
   /** Publishers of rows this process queued in the file: settled as those rows' pushes are. */
   private readonly waiting = new Map<number, { resolve: () => void; reject: (err: unknown) => void }>();
   /** A redelivery is due as soon as the current work is done (a push was taken, making room). */
@@ -91,15 +99,16 @@ export class RunEventJournal implements RunEventSink {
 
   /**
    * Journals the events, then hands them to the EdgeClient; resolves as its push does. With the
-   * bound of rows in flight taken, or earlier rows still waiting in the file, the row waits there
-   * too, and a redelivery hands it over in its turn: this still resolves as that push does.
+   * bound of rows in flight taken, rows waiting in the file for room, or a row of the same run
+   * given up, the row waits there too, and a redelivery hands it over in its turn: this still
+   * resolves as that push does.
    */
   pushRunEvents(workflowId: string, events: RunEvent[], options: { now?: boolean } = {}): Promise<void> {
     if (events.length === 0) return Promise.resolve();
     const json = JSON.stringify(events);
     const { id } = this.insert.get(workflowId, json, Date.now()) as { id: number };
-    if (this.backlog || !this.hasRoomFor(json.length)) {
-      this.backlog = true;
+    if (this.backlog || this.held.has(workflowId) || !this.hasRoomFor(json.length)) {
+      if (!this.held.has(workflowId)) this.backlog = true;
       return new Promise<void>((resolve, reject) => this.waiting.set(id, { resolve, reject }));
     }
     return this.deliver(id, workflowId, events, json.length, options);
@@ -138,6 +147,8 @@ export class RunEventJournal implements RunEventSink {
       this.deliver(row.id, row.workflow_id, JSON.parse(row.events) as RunEvent[], row.events.length, {}).catch(() => undefined);
     }
     this.backlog = full;
+    // Every row is with the EdgeClient now: a given-up one is ahead of its run's later rows there.
+    if (!full) this.held.clear();
     return pushed;
   }
 
@@ -180,8 +191,8 @@ export class RunEventJournal implements RunEventSink {
           if (this.backlog) this.refillSoon();
         },
         (err: unknown) => {
-          // Given up: the row waits in the file for a redelivery, and later rows queue behind it.
-          this.backlog = true;
+          // Given up: the row waits in the file for a redelivery, and its run's later rows queue behind it.
+          this.held.add(workflowId);
           throw err;
         },
       )

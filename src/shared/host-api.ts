@@ -81,6 +81,13 @@ export const runResultResponse = z.object({
 });
 export type RunResultResponse = z.infer<typeof runResultResponse>;
 
+/**
+ * A Temporal run id: a UUID. Checked before Temporal sees it, which answers any other string with
+ * INVALID_ARGUMENT ("Invalid RunId."), the host's 500 before it was checked here.
+ */
+export const RUN_ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+export const temporalRunId = z.string().regex(RUN_ID_PATTERN, "must be a Temporal run id (a UUID)");
+
 export const interactRequest = z.object({ payload: z.unknown().optional() });
 export const interactResponse = z.object({ result: z.unknown().optional() });
 /**
@@ -88,7 +95,7 @@ export const interactResponse = z.object({ result: z.unknown().optional() });
  * pinned routes act on that run, and a run that has ended since is refused), else of the
  * workflow's current run.
  */
-export const cancelRequest = z.object({ runId: z.string().min(1).max(100).optional() });
+export const cancelRequest = z.object({ runId: temporalRunId.optional() });
 export const terminateRequest = cancelRequest.extend({ reason: z.string().max(1000).optional() });
 /** `runId`: the run the host acted on (the pinned one, or the one it found current); older hosts leave it out. */
 export const stopResponse = z.object({ status: z.string(), runId: z.string().optional() });
@@ -97,7 +104,7 @@ export const stopResponse = z.object({ status: z.string(), runId: z.string().opt
 export const resetRequest = z.object({
   stepName: z.string().min(1).max(256),
   reason: z.string().max(1000).optional(),
-  runId: z.string().optional(),
+  runId: temporalRunId.optional(),
 });
 export const resetResponse = z.object({ workflowId: z.string(), runId: z.string(), resetFromRunId: z.string() });
 
@@ -121,3 +128,5 @@ export const catalogEntry = z.object({
 });
 export type CatalogEntry = z.infer<typeof catalogEntry>;
 export const catalogPublish = z.object({ workflows: z.array(catalogEntry) });
+/** The edge's answer to a catalog it took: how many workflows it published. */
+export const catalogPublishResult = z.object({ published: z.number() });

@@ -1,10 +1,11 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Client } from "@temporalio/client";
+import { type Client, ServiceError } from "@temporalio/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { executionTimeoutFrom } from "../../host/config.ts";
-import type { createControlApi } from "../../host/control-api.ts";
+import { createControlApi } from "../../host/control-api.ts";
+import type { EdgeClient } from "../../host/edge-client.ts";
 import type { HistoryRelay } from "../../host/history-relay.ts";
 import { SignedRequestNonces } from "../../host/signed-request-nonces.ts";
 import { PROGRESS_FIELD_ERROR } from "../../host/workflows/approval.ts";
@@ -31,7 +32,16 @@ async function signed(
   payload?: unknown,
   opts: { secret?: string; now?: number; to?: ReturnType<typeof createControlApi> } = {},
 ) {
-  const body = payload === undefined ? "" : JSON.stringify(payload);
+  return signedText(method, path, payload === undefined ? "" : JSON.stringify(payload), opts);
+}
+
+/** `signed` with the body as given: JSON that JSON.stringify would not write (nested past its stack). */
+async function signedText(
+  method: string,
+  path: string,
+  body: string,
+  opts: { secret?: string; now?: number; to?: ReturnType<typeof createControlApi> } = {},
+) {
   const headers = await signRequest(opts.secret ?? SECRET, method, path, body, opts.now);
   return (opts.to ?? app).request(path, { method, headers: { ...headers, "content-type": "application/json" }, body: body || undefined });
 }
@@ -774,5 +784,72 @@ describe("idempotent starts by accept id (the edge's start outbox)", () => {
     expect(other.status).toBe(409);
     expect(await other.json()).toMatchObject({ error: { code: "workflow_id_in_use" } });
     await client.workflow.getHandle(workflowId).terminate("test done");
+  });
+});
+
+describe("requests Temporal would refuse, or the host could not read, are the caller's 400, not a 500", () => {
+  it("a runId that is not a UUID in a cancel, terminate or reset is 400 invalid_request (Temporal's INVALID_ARGUMENT was a 500)", async () => {
+    const workflowId = newId("approval");
+    await signed("POST", HOST_PATHS.start, { workflowId, workflowName: "approval", input: { request: "x" } });
+    try {
+      for (const [path, body] of [
+        [HOST_PATHS.cancel, { runId: "not-a-uuid" }],
+        [HOST_PATHS.terminate, { runId: "not-a-uuid", reason: "x" }],
+        [HOST_PATHS.reset, { runId: "not-a-uuid", stepName: "cleanupApproval" }],
+      ] as const) {
+        const res = await signed("POST", path(workflowId), body);
+        expect([res.status, ((await res.json()) as { error: { code: string } }).error.code], path(workflowId)).toEqual([
+          400,
+          "invalid_request",
+        ]);
+      }
+      // Nothing was done to the run.
+      expect((await client.workflow.getHandle(workflowId).describe()).status.name).toBe("RUNNING");
+    } finally {
+      await client.workflow.getHandle(workflowId).terminate("test done");
+    }
+  });
+
+  it("any other request Temporal refuses as malformed (gRPC INVALID_ARGUMENT) is 400 invalid_request with Temporal's words", async () => {
+    // As @temporalio/client throws it: a ServiceError with the gRPC error as its cause.
+    const refusal = new ServiceError("Failed to describe workflow", {
+      cause: Object.assign(new Error("3 INVALID_ARGUMENT: Invalid RunId."), { code: 3, details: "Invalid RunId." }),
+    });
+    const refusing = { workflow: { getHandle: () => ({ describe: () => Promise.reject(refusal) }) } } as unknown as Client;
+    const api = createControlApi({
+      client: refusing,
+      taskQueue: TASK_QUEUE,
+      sharedSecrets: [SECRET],
+      relay: {} as HistoryRelay,
+      edge: {} as EdgeClient,
+      defaultExecutionTimeoutMs: executionTimeoutFrom(undefined),
+    });
+    const res = await signed("GET", HOST_PATHS.describe("any"), undefined, { to: api });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toEqual({ error: { code: "invalid_request", message: "Temporal refused the request: Invalid RunId." } });
+  });
+
+  it("a body nested 100,000 deep is 400 invalid_request on signal, query and start, read no further (it was a 500: the stack overflowed)", async () => {
+    const workflowId = newId("approval");
+    await signed("POST", HOST_PATHS.start, { workflowId, workflowName: "approval", input: { request: "x" } });
+    const deep = (key: string) => `{"${key}":${"[".repeat(100_000)}${"]".repeat(100_000)}}`;
+    try {
+      for (const [path, body] of [
+        [HOST_PATHS.interact(workflowId, "signal", "approve"), deep("payload")],
+        [HOST_PATHS.interact(workflowId, "query", "progress"), deep("payload")],
+        [HOST_PATHS.start, deep("input").replace("{", `{"workflowId":"${newId("hello")}","workflowName":"hello",`)],
+      ] as const) {
+        const res = await signedText("POST", path, body);
+        const answer = (await res.json()) as { error: { code: string; message: string } };
+        expect([res.status, answer.error.code], path).toEqual([400, "invalid_request"]);
+        expect(answer.error.message).toMatch(/nests arrays and objects more than \d+ levels deep/);
+      }
+      // The run took no signal: still waiting for its approval.
+      expect(await (await signed("POST", HOST_PATHS.interact(workflowId, "query", "progress"), {})).json()).toMatchObject({
+        result: { stage: "waiting_for_approval" },
+      });
+    } finally {
+      await client.workflow.getHandle(workflowId).terminate("test done");
+    }
   });
 });

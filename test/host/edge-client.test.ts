@@ -2,10 +2,14 @@
  * The host's batching of run events (host/edge-client.ts) against a stand-in edge that records
  * what it gets and answers as told: pushes across runs, order, refusals retried and never dropped.
  */
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { EdgeClient, MAX_PUSH_BYTES, MAX_PUSH_EVENTS, SPLIT_PUSHES_AT_ONCE } from "../../host/edge-client.ts";
+import { RunEventJournal } from "../../host/run-event-journal.ts";
 import type { RunEvent, RunEventPush } from "../../src/shared/host-api.ts";
 import { verifyRequest } from "../../src/shared/signing.ts";
 import { until } from "../support/until.ts";
@@ -23,13 +27,20 @@ interface Received {
 let server: Server | undefined;
 afterEach(() => new Promise<void>((r) => (server ? server.close(() => r()) : r())));
 
+/** What the edge answers to a push it recorded (a catalog publish too, whose body is no run event push). */
+function edgeAnswer(push: RunEventPush): unknown {
+  const catalog = push as unknown as { workflows?: unknown[] };
+  if (catalog.workflows) return { published: catalog.workflows.length };
+  return { runs: push.runs.length, accepted: push.runs.reduce((n, r) => n + r.events.length, 0), duplicates: 0, dropped: 0 };
+}
+
 /**
  * A stand-in edge: `answer` decides each response status from the push; `accepted` is the body of
  * a 200; each answer waits `delayMs`, so that pushes overlap when the client lets them.
  */
 async function fakeEdge(
   answer: (push: RunEventPush, n: number) => number,
-  accepted: (push: RunEventPush) => unknown = () => ({ ok: true }),
+  accepted: (push: RunEventPush) => unknown = edgeAnswer,
   delayMs: number | ((push: RunEventPush) => number) = 0,
   /** The body of a non-200 answer. */
   failure: (push: RunEventPush, status: number) => unknown = () => ({ error: { code: "invalid_request", message: "bad event" } }),
@@ -252,7 +263,7 @@ describe("EdgeClient: batched run events", () => {
       () => 200,
       (push) =>
         push.runs[0]!.workflowId === "older-edge"
-          ? { ok: true }
+          ? { runs: 1, accepted: 1, duplicates: 0 }
           : {
               runs: push.runs.length,
               accepted: 1,
@@ -468,7 +479,88 @@ describe("EdgeClient: batched run events", () => {
   }, 15_000);
 });
 
+/**
+ * Something other than the edge answering at its address (a proxy, an access gateway): each
+ * request, as `METHOD path`, gets what `respond` says for it and the number of requests before it.
+ */
+async function scriptedEdge(respond: (request: string, n: number) => { status: number; headers?: Record<string, string>; body?: string }) {
+  const requests: string[] = [];
+  server = createServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      const request = `${req.method} ${req.url}`;
+      const { status, headers = {}, body = "" } = respond(request, requests.length);
+      requests.push(request);
+      res.writeHead(status, headers).end(body);
+    });
+  });
+  await new Promise<void>((r) => server!.listen(0, "127.0.0.1", r));
+  return { url: `http://127.0.0.1:${(server!.address() as AddressInfo).port}`, requests };
+}
+
+/** An access gateway's answer to a request it has not authenticated: off to its login page. */
+const LOGIN_REDIRECT = { status: 302, headers: { location: "/login" } };
+/** Its login page: 200, but HTML. */
+const LOGIN_PAGE = { status: 200, headers: { "content-type": "text/html" }, body: "<!doctype html><title>Sign in</title>" };
+
+describe("EdgeClient: an answer that is not the edge's is no delivery", () => {
+  it("a redirect (to a login page answering 200) is not followed: logged and retried, given up after the tries, and the journal keeps the row", async () => {
+    const edge = await scriptedEdge((request) => (request === "GET /login" ? LOGIN_PAGE : LOGIN_REDIRECT));
+    const logs: string[] = [];
+    const dir = mkdtempSync(join(tmpdir(), "outrider-edge-redirect-"));
+    const journal = new RunEventJournal(
+      join(dir, "journal.sqlite"),
+      new EdgeClient(edge.url, SECRET, (m) => logs.push(m), 2, 1),
+      () => undefined,
+    );
+    try {
+      await expect(journal.pushRunEvents("hello-1", [started("r1")])).rejects.toThrow(/302/);
+      // The event is still in the journal, for a redelivery: not lost to a page that answered 200.
+      expect(journal.size()).toBe(1);
+      expect(edge.requests).toEqual(["POST /internal/run-events", "POST /internal/run-events"]);
+      expect(logs.some((l) => l.includes("302"))).toBe(true);
+    } finally {
+      journal.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a 2xx whose body is not the edge's answer (a proxy's HTML page, an empty object) is logged and retried until the edge answers", async () => {
+    const answers = [
+      LOGIN_PAGE,
+      { status: 200, headers: { "content-type": "application/json" }, body: "{}" },
+      {
+        status: 200,
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ runs: 1, accepted: 1, duplicates: 0, dropped: 0 }),
+      },
+    ];
+    const edge = await scriptedEdge((_request, n) => answers[Math.min(n, answers.length - 1)]!);
+    const logs: string[] = [];
+    const client = new EdgeClient(edge.url, SECRET, (m) => logs.push(m), 10, 1);
+    await client.pushRunEvents("hello-1", [started("r1")]);
+    expect(edge.requests).toHaveLength(3);
+    expect(logs.filter((l) => l.includes("not the edge's answer"))).toHaveLength(2);
+  });
+});
+
 describe("EdgeClient: the catalog", () => {
+  it("is published only once the edge answers as the edge: a redirect, or a 200 that is not its answer, is tried again", async () => {
+    const answers = [
+      LOGIN_REDIRECT,
+      LOGIN_PAGE,
+      { status: 200, headers: { "content-type": "application/json" }, body: JSON.stringify({ published: 0 }) },
+    ];
+    const edge = await scriptedEdge((_request, n) => answers[Math.min(n, answers.length - 1)]!);
+    const logs: string[] = [];
+    const client = new EdgeClient(edge.url, SECRET, (m) => logs.push(m), 3, 1);
+    await client.publishCatalog([]);
+    // The redirect was not followed to the login page: every request went to the catalog.
+    expect(edge.requests).toEqual(["POST /internal/catalog", "POST /internal/catalog", "POST /internal/catalog"]);
+    expect(logs.some((l) => l.includes("302"))).toBe(true);
+    expect(logs.some((l) => l.includes("not the edge's answer"))).toBe(true);
+  });
+
   it("is published however many tries it takes (the edge may come up long after the host), not given up after the run events' limit", async () => {
     const edge = await fakeEdge((_push, n) => (n < 4 ? 503 : 200));
     const logs: string[] = [];

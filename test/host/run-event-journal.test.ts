@@ -30,9 +30,12 @@ afterEach(async () => {
   server = undefined;
 });
 
-/** A stand-in edge: 503 while `down`, else 200; records the events of the pushes it took, after `delayMs`. */
+/**
+ * A stand-in edge: 503 while `down`, 400 to a push carrying a run in `refused`, else 200; records
+ * the events of the pushes it took, after `delayMs`.
+ */
 async function standInEdge(delayMs = 0) {
-  const state = { down: true, took: [] as RunEvent[], pushes: 0 };
+  const state = { down: true, refused: new Set<string>(), took: [] as RunEvent[], pushes: 0 };
   server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
@@ -44,8 +47,15 @@ async function standInEdge(delayMs = 0) {
         return;
       }
       const push = JSON.parse(Buffer.concat(chunks).toString()) as RunEventPush;
+      if (push.runs.some((run) => state.refused.has(run.workflowId))) {
+        res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify({ error: { code: "invalid_request" } }));
+        return;
+      }
       for (const run of push.runs) state.took.push(...run.events);
-      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ ok: true }));
+      const accepted = push.runs.reduce((n, run) => n + run.events.length, 0);
+      res
+        .writeHead(200, { "content-type": "application/json" })
+        .end(JSON.stringify({ runs: push.runs.length, accepted, duplicates: 0, dropped: 0 }));
     });
   });
   await new Promise<void>((r) => server!.listen(0, "127.0.0.1", r));
@@ -205,5 +215,31 @@ describe("the host's run event journal", () => {
     expect(secondSettled).toBe(false);
     calls[2]!.settle(true);
     await second;
+  });
+
+  it("a run whose push was given up holds up only its own later rows: another run's rows are delivered at once, not at the next redelivery", async () => {
+    const edge = await standInEdge();
+    edge.state.down = false;
+    edge.state.refused.add("hello-bad");
+    const journal = journalAt(join(dir, "held-per-run.sqlite"), edge.url);
+    // A redelivery interval no test waits for: whatever reaches the edge below went without one.
+    journal.start(3_600_000);
+    await expect(journal.pushRunEvents("hello-bad", [stepEnd(1)])).rejects.toThrow(/refused/);
+    const laterBad = journal.pushRunEvents("hello-bad", [stepEnd(2)]);
+    const pushesBefore = edge.state.pushes;
+    // The healthy run, published after the refusal: the edge gets it now (with no redelivery, or never).
+    const good = journal.pushRunEvents("hello-good", [stepEnd(10)]);
+    await until(() => edge.state.took.length > 0);
+    await good;
+    expect(edge.state.took).toEqual([stepEnd(10)]);
+    // The refused run's later row waited in the file behind its given-up one: not sent on its own.
+    expect(edge.state.pushes).toBe(pushesBefore + 1);
+    expect(journal.size()).toBe(2);
+    // Once the edge takes the run, a redelivery hands both over, in the order they were published.
+    edge.state.refused.clear();
+    expect(journal.redeliver()).toBe(2);
+    await laterBad;
+    expect(edge.state.took).toEqual([stepEnd(10), stepEnd(1), stepEnd(2)]);
+    expect(journal.size()).toBe(0);
   });
 });
