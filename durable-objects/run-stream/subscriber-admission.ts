@@ -25,8 +25,9 @@ export const ADMISSION_PARAMS = {
    */
   endTypes: "admitEndTypes",
   /**
-   * log view (run viewer): "1" when the stream shows one run: a client resuming inside another run
-   * than the row's gets the rest of that run and its end (or 204 when it has them), never the next.
+   * log view (run viewer): "1" when the stream shows one run a page: a client resuming inside
+   * another run than the row's gets the rest of that run and its end first, never the next run's
+   * entries mixed into it.
    */
   cursorRun: "admitCursorRun",
 } as const;
@@ -154,14 +155,21 @@ async function admitLogSubscriber(env: Env, organizationId: string, workflowId: 
   const after = Number(url.searchParams.get("after")) || 0;
   // A client resuming inside another run of the workflow than the row's (a continue-as-new or a
   // reset handed the row on since; or D1 does not name the next run yet) resumes in that run: its
-  // entries after the cursor and its end, then a stream that follows the workflow goes on with the
-  // next run from its start, and the run viewer's (one run a page) ends. Following the row's run
-  // from the cursor would lose the rest of the client's run, and repeat the next run's. Not for a
-  // Workflow Runs client that saw the end (`endTypes` alone): the row's run is the one with
-  // anything new for it.
-  const staysInCursorRun = endTypes === null || url.searchParams.get(ADMISSION_PARAMS.cursorRun) === "1";
-  const cursorRun = staysInCursorRun && after > 0 ? log.runOfSeq(after) : null;
-  const followed = cursorRun !== null && cursorRun !== runId && log.knowsRun(cursorRun) ? cursorRun : runId;
+  // entries after the cursor and its end (the run viewer's page then ends with that run's `done`),
+  // then a stream that follows the workflow goes on with the next run from its start. Following
+  // the row's run from the cursor would lose the rest of the client's run, and repeat the next
+  // run's. The run viewer stays in the cursor's run only while it lacks some of it: a page that
+  // has all of it follows the row's run, as a page opened now would. Not for a Workflow Runs
+  // client that saw the end (`endTypes` alone): the row's run is the one with anything new for it.
+  const cursorRun = after > 0 ? log.runOfSeq(after) : null;
+  let followed = runId;
+  if (cursorRun !== null && cursorRun !== runId && log.knowsRun(cursorRun)) {
+    if (endTypes === null) followed = cursorRun;
+    else if (url.searchParams.get(ADMISSION_PARAMS.cursorRun) === "1") {
+      const lacksSome = !(await log.streamState(cursorRun)).finished || log.hasEntryAfter(after, cursorRun, endTypes);
+      if (lacksSome) followed = cursorRun;
+    }
+  }
   if (endTypes !== null && after > 0 && (await log.streamState(followed)).finished) {
     if (!log.hasEntryAfter(after, followed, endTypes)) return { refusal: new Response(null, { status: 204 }) };
   }

@@ -84,9 +84,21 @@ describe("run viewer stream: resume (security: exact replay, no duplicates)", ()
     expect(rest.map((f) => f.event)).toEqual(["run", "done"]);
     expect(JSON.parse(rest[0]!.data)).toMatchObject({ state: "finished", runId: first, status: "continued_as_new", newRunId: next });
     expect(JSON.parse(rest[1]!.data)).toMatchObject({ status: "continued_as_new" });
-    // A page that has the first run's end already: that run has nothing more to show.
+    // A page that has all of the first run follows the run the workflow is on now, from its start,
+    // as a page opened now would (a reset's new run too: stream-home-region-calls.test.ts).
     const end = (await log()).find((e) => e.type === "run.finished" && e.data.runId === first)!.seq;
-    expect((await open(end)).status).toBe(204);
+    const following = await open(end);
+    expect(following.status).toBe(200);
+    const frames: Array<{ event: string; data: string }> = [];
+    for await (const m of readSse(following.body!)) {
+      if (m.event !== "token") frames.push({ event: m.event, data: m.data });
+      if (frames.length === 2) break;
+    }
+    expect(frames.map((f) => [f.event, JSON.parse(f.data).runId])).toEqual([
+      ["run", next],
+      ["thinking", undefined],
+    ]);
+    expect(JSON.parse(frames[1]!.data).text).toBe("second run");
   });
 
   it("a repeated ?token= or ?lastEventId= is 400 naming it (security: never the first value in silence)", async () => {
