@@ -12,10 +12,10 @@
  *
  * Delivery is at-least-once: a failed push is retried with backoff under a fresh signature, and the
  * edge drops duplicates by sourceKey. A redirect, or a 2xx whose body is not the edge's answer
- * (something else answered at its address), is a failed push too. A push the edge refuses (4xx) is logged as an error and
- * retried run by run, so one bad run cannot hold up the others; nothing is dropped silently. A run
- * refused on its own is tried again alone, once per backoff and off the push slots. When
- * the edge recorded some runs of a push but not others (a 503 naming them, `failedRuns`), the
+ * (something else answered at its address), is a failed push too. A push the edge refuses (4xx)
+ * is logged as an error and retried run by run, so one bad run cannot hold up the others; nothing
+ * is dropped silently. A run refused on its own is tried again alone, once per backoff and off the
+ * push slots. When the edge recorded some runs of a push but not others (a 503 naming them, `failedRuns`), the
  * recorded ones are done and the others go back to the queue after a backoff, off the push slots,
  * so a run the edge cannot take neither blocks the pushes of other runs nor takes them down with it.
  *

@@ -10,6 +10,8 @@ import { Context } from "@temporalio/activity";
 import type { RunEnvs } from "../run-envs.ts";
 import type { Attribute } from "../../src/shared/aggregations.ts";
 import type { RunEvent, RunEventOf } from "../../src/shared/host-api.ts";
+import { issueText } from "../../src/errors.ts";
+import { zodIssues } from "../../src/middleware/json-body/index.ts";
 import { attributeSchema } from "../../src/shared/run-event-schema.ts";
 import type { RunEventSink } from "../run-event-journal.ts";
 import type { LlmConfig } from "../llm/models.ts";
@@ -162,7 +164,7 @@ export class StepPublisher {
   attribute(attribute: Attribute): Promise<void> {
     const checked = attributeSchema.safeParse(attribute);
     if (!checked.success) {
-      const issues = checked.error.issues.map((i) => `${i.path.join(".") || "(attribute)"}: ${i.message}`).join("; ");
+      const issues = issueText(zodIssues(checked.error), (i) => `${i.path || "(attribute)"}: ${i.message}`);
       throw new Error(`the ${String(attribute.type)} attribute cannot be recorded: ${issues}`);
     }
     const event: RunEventOf<"attribute"> = {

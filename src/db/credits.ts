@@ -252,9 +252,9 @@ export type GrantOutcome =
  * Adds (or, negative, removes) credits; the first grant turns metering on. A removal larger than
  * what is available (balance - reserved: credits held by runs in flight stay covered) is refused
  * unless `allowDebt`, in which case the balance may go below zero. A removal from an organization
- * that is not metered is refused, `allowDebt` or not (it would turn metering on, in debt). The check and the change are
- * one conditional UPDATE, and the ledger row is written only if it applied (one D1 batch, one
- * transaction), so concurrent removals cannot overdraw either.
+ * that is not metered is refused, `allowDebt` or not (it would turn metering on, in debt). The
+ * check and the change are one conditional UPDATE, and the ledger row is written only if it applied
+ * (one D1 batch, one transaction), so concurrent removals cannot overdraw either.
  */
 export async function grantCredits(
   d1: D1Database,

@@ -11,8 +11,8 @@ export function registerCredits(app: App) {
   /**
    * Adds credits (or removes them, with a negative amount); the first grant turns metering on.
    * Removing more than is available is 409 insufficient_balance, unless `allowDebt: true`; so is
-   * any removal from an organization that is not metered (allowDebt or not: it has no balance). With an
-   * Idempotency-Key a grant applies once: a retry answers 200 with the same entry (and
+   * any removal from an organization that is not metered (allowDebt or not: it has no balance).
+   * With an Idempotency-Key a grant applies once: a retry answers 200 with the same entry (and
    * `Idempotent-Replayed: true`), the key with another amount or note is 422.
    */
   app.post("/admin/v1/organizations/:orgId/credits", async (c) => {
