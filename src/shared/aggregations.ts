@@ -2,23 +2,10 @@
  * Aggregations are derived from a run's attributes, never stored on their own, so the two cannot
  * disagree. Attribute shapes follow the Workflow API's result payload.
  */
-export interface LlmUsageAttribute {
-  type: "llm:usage";
-  modelId: string;
-  total: number;
-  tokensUsed: number;
-  usage: Array<{ type: "input" | "output" | string; ppm: number; amount: number; total: number }>;
-  /** Present when the price table has no entry for the model: it then costs 0. */
-  unpriced?: true;
-}
-export interface HttpAttribute {
-  type: "http:request";
-  method: string;
-  url: string;
-  status: number | null;
-  count: number;
-  total: number;
-}
+import type { HttpAttribute, LlmUsageAttribute } from "./run-event-schema.ts";
+
+/** `llm:usage` and `http:request`: their types are the run-event contract's (run-event-schema.ts). */
+export type { HttpAttribute, LlmUsageAttribute };
 export type Attribute = LlmUsageAttribute | HttpAttribute | { type: string; total?: number };
 
 export interface Aggregations {

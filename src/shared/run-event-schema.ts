@@ -67,6 +67,11 @@ const httpRequestAttribute = z.looseObject({
   count: attributeCount,
   total: attributeAmount,
 });
+export type LlmUsageAttribute = z.infer<typeof llmUsageAttribute> & {
+  /** Present when the price table has no entry for the model: it then costs 0. */
+  unpriced?: true;
+};
+export type HttpAttribute = z.infer<typeof httpRequestAttribute>;
 const KNOWN_ATTRIBUTES: Record<string, z.ZodType> = { "llm:usage": llmUsageAttribute, "http:request": httpRequestAttribute };
 
 /**
