@@ -30,7 +30,24 @@ export const ADMISSION_PARAMS = {
    * entries mixed into it.
    */
   cursorRun: "admitCursorRun",
+  /**
+   * log view (run viewer): "1" when the client shows how a run ended and has nothing else to show
+   * it for a run that ended before it started (its start refused for good): such a run is answered
+   * with its end (NEVER_STARTED_STATUS, its status and error), not 204, which would leave the page
+   * with no run and no reason.
+   */
+  endedBeforeStart: "admitEndedBeforeStart",
 } as const;
+/**
+ * Status of the DO's answer, instead of a subscription, for a run that ended before it started when
+ * the admission asked for it (`admitEndedBeforeStart`): a JSON body `RunEndedBeforeStart`.
+ */
+export const NEVER_STARTED_STATUS = 200;
+/** How a run that never started ended, from its D1 row. */
+export interface RunEndedBeforeStart {
+  status: RunStatus;
+  error: string | null;
+}
 /** Header of the 101 answer: the run the subscription follows (reconnects ask for the same one). */
 export const ADMITTED_RUN_HEADER = "x-admitted-run-id";
 /**
@@ -150,7 +167,13 @@ async function admitLogSubscriber(env: Env, organizationId: string, workflowId: 
     return { refusal: refuse(404, "run_not_found", `no workflow run "${runUuid.slice(0, 100)}"`) };
   if (!run) return { refusal: refuse(404, "run_not_found", `no run with workflowId "${workflowId}"`) };
   const runId = run.temporalRunId;
-  if (!runId) return { refusal: notStartedRefusal(run.status) };
+  if (!runId) {
+    if (isTerminal(run.status) && url.searchParams.get(ADMISSION_PARAMS.endedBeforeStart) === "1") {
+      const ended: RunEndedBeforeStart = { status: run.status, error: run.error };
+      return { refusal: Response.json(ended, { status: NEVER_STARTED_STATUS }) };
+    }
+    return { refusal: notStartedRefusal(run.status) };
+  }
   const endTypes = url.searchParams.get(ADMISSION_PARAMS.endTypes)?.split(",") ?? null;
   const after = Number(url.searchParams.get("after")) || 0;
   // A client resuming inside another run of the workflow than the row's (a continue-as-new or a

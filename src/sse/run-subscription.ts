@@ -10,7 +10,12 @@ import type { AppEnv } from "../app-env.ts";
 import { STREAM_DONE_CLOSE_CODE, STREAM_MORE_CLOSE_CODE, type SubscriberMessage } from "../../durable-objects/run-stream.ts";
 import { ApiError, ERROR_CODES, type ErrorCode } from "../errors.ts";
 import { liveApiKey } from "../middleware/api-key-auth/index.ts";
-import { ADMITTED_FROM_START_HEADER, ADMITTED_RUN_HEADER } from "../../durable-objects/run-stream/subscriber-admission.ts";
+import {
+  ADMITTED_FROM_START_HEADER,
+  ADMITTED_RUN_HEADER,
+  NEVER_STARTED_STATUS,
+  type RunEndedBeforeStart,
+} from "../../durable-objects/run-stream/subscriber-admission.ts";
 import { SUBSCRIBE_PATH } from "../../durable-objects/run-stream/subscribe-upgrade.ts";
 import { runStream } from "../run-stream-client.ts";
 import { SSE_HEADERS, sseComment } from "./frames.ts";
@@ -39,6 +44,13 @@ export async function openRunSubscription(env: Env, workflowId: string, params: 
 /** The DO says the client already has everything of a finished run: answer 204. */
 export class StreamAtEnd extends Error {}
 
+/** The DO says the run ended before it started, and how (asked for with `admitEndedBeforeStart`). */
+export class RunNeverStarted extends Error {
+  constructor(readonly ended: RunEndedBeforeStart) {
+    super("the run ended before it started");
+  }
+}
+
 /**
  * Opens a subscription; with admission parameters (durable-objects/run-stream/subscriber-admission.ts)
  * the DO also checks the run and answers 404/503/204 itself, so a connect is one call into the
@@ -57,6 +69,7 @@ export async function openAdmittedSubscription(
     },
   );
   if (res.status === 204) throw new StreamAtEnd("stream complete");
+  if (res.status === NEVER_STARTED_STATUS) throw new RunNeverStarted((await res.json()) as RunEndedBeforeStart);
   if (res.status !== 101 || !res.webSocket) {
     const body = (await res.json().catch(() => null)) as { error?: { code?: string; message?: string } } | null;
     const code = body?.error?.code;
@@ -136,7 +149,7 @@ export async function subscriptionResponse<E extends AppEnv>(c: Context<E>, opti
     socket = await options.subscribe(options.cursor, true);
   } catch (err) {
     lease?.release();
-    if (err instanceof ApiError || err instanceof StreamAtEnd) throw err;
+    if (err instanceof ApiError || err instanceof StreamAtEnd || err instanceof RunNeverStarted) throw err;
     throw new ApiError("host_unavailable", `the run's stream is not available: ${(err as Error).message}`, undefined, {
       "retry-after": "1",
     });

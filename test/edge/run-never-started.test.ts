@@ -30,7 +30,7 @@ beforeAll(async () => {
 afterAll(() => restoreHost());
 
 describe("a run accepted, then refused for good before it started", () => {
-  it("its streams answer 204 (ended, nothing to show) and its trace 404 trace_not_available, not 503 / 424 with Retry-After for good", async () => {
+  it("its streams answer 204 (ended, nothing to show), the run viewer's its end and why, its trace 404 trace_not_available, not 503 / 424 with Retry-After for good", async () => {
     const org = await seedOrganization();
     refuseStarts = false;
     const { runUuid, workflowId, stub, reply } = await startHelloInItsDo(org.organizationId);
@@ -54,13 +54,29 @@ describe("a run accepted, then refused for good before it started", () => {
       .sign(new TextEncoder().encode("edge-test-jwt-secret-at-least-32-bytes-long"));
     for (const [path, headers] of [
       [`/workflow/${workflowId}/history/stream`, bearer],
-      [`/runs/${workflowId}/events?token=${streamToken}`, {}],
       [`/api/v1/workflow-runs/${runUuid}/stream`, { authorization: `Bearer ${jwt}` }],
     ] as Array<[string, Record<string, string>]>) {
       const res = await call(path, { headers });
       expect(res.status, path).toBe(204);
       expect(res.headers.get("retry-after"), path).toBeNull();
     }
+
+    // The run viewer's page shows how a run ended and why: it gets the end alone, a `done` with the
+    // reason, which also stops its EventSource (a 204 left the page with no run and no reason).
+    const viewer = await call(`/runs/${workflowId}/events?token=${streamToken}`);
+    expect(viewer.status).toBe(200);
+    expect(viewer.headers.get("content-type")).toMatch(/^text\/event-stream/);
+    expect(viewer.headers.get("retry-after")).toBeNull();
+    const frames = await viewer.text();
+    const done = frames.split("\n\n").find((frame) => frame.startsWith("event: done\n"));
+    expect(done, frames).toBeDefined();
+    expect(JSON.parse(done!.slice(done!.indexOf("data: ") + 6))).toEqual({
+      status: "failed",
+      output: null,
+      error: expect.stringContaining("the workflow left the host's catalog"),
+      newRunId: null,
+    });
+    expect(frames).not.toMatch(/^event: (run|step)$/m);
 
     const trace = await call(`/workflow/${workflowId}/trace-log`, { headers: bearer });
     expect(trace.status).toBe(404);

@@ -12,7 +12,8 @@
  * | `step`         | `{activityId, stepName, attempt, state: started|completed|failed, at, error?}` |
  * | `thinking`     | `{activityId, stepName, attempt, text, at}`                               |
  * | `attribute`    | `{activityId, stepName, attempt, attribute, at}`                          |
- * | `done`         | `{status, output, error, newRunId}`, last (no id)                         |
+ * | `done`         | `{status, output, error, newRunId}`, last (no id); alone for a run that    |
+ * |                | ended before it started (its start refused for good)                      |
  * | `server_error` | `{error, message}`: the run's stream was lost; reconnect to resume (no id) |
  *
  * Auth: the run-scoped stream token (`?token=`), for exactly this workflowId.
@@ -25,12 +26,13 @@ import { ApiError } from "../../errors.ts";
 import { singleQueryValue } from "../../middleware/query/index.ts";
 import { rateLimit } from "../../middleware/rate-limit/index.ts";
 import { positiveNumberVar } from "../../shared/positive-number-var.ts";
-import { NO_STORE, sseComment, sseFrame } from "../../sse/frames.ts";
+import { NO_STORE, SSE_HEADERS, sseComment, sseFrame } from "../../sse/frames.ts";
 import { parseLastEventId } from "../../sse/last-event-id.ts";
 import { logStreamResponse } from "../../sse/log-stream.ts";
-import { openAdmittedSubscription, REVOKED_KEY_MESSAGE, StreamAtEnd } from "../../sse/run-subscription.ts";
+import { openAdmittedSubscription, REVOKED_KEY_MESSAGE, RunNeverStarted, StreamAtEnd } from "../../sse/run-subscription.ts";
 import { STREAM_TOKEN_REFUSED, streamTokenAuthContext, verifyLiveStreamToken } from "../../stream-tokens.ts";
 import { DEFAULT_KEEPALIVE_INTERVAL_MS } from "../workflow/history-stream.ts";
+import type { LogDone } from "../../sse/log-stream.ts";
 import { tokenRenewal } from "../../sse/token-renewal.ts";
 
 /** What EventSource waits before reconnecting after a drop. */
@@ -112,7 +114,9 @@ export function registerViewerEvents(app: App) {
     // admission, which the run's DO decides against D1's primary: the row is the token's
     // organization's (404), the run has started (503), and a client that saw everything of a
     // finished run gets 204, which makes EventSource stop instead of reconnecting for ever to a
-    // stream that has nothing more to say. The stream follows the row's current run; a page
+    // stream that has nothing more to say. A run that ended before it started (its start refused
+    // for good) has no log: the page gets its end alone (`done`, with the reason), not a 204 that
+    // would leave it with no run and no reason. The stream follows the row's current run; a page
     // resuming inside an earlier run (continued as new, or replaced by a reset, since) gets the
     // rest of that run and its end.
     const admit = async () => {
@@ -122,11 +126,13 @@ export function registerViewerEvents(app: App) {
         [ADMISSION_PARAMS.organizationId]: organizationId,
         [ADMISSION_PARAMS.endTypes]: [...SHOWN_TYPES].join(","),
         [ADMISSION_PARAMS.cursorRun]: "1",
+        [ADMISSION_PARAMS.endedBeforeStart]: "1",
       });
       return { socket: admitted.socket, runId: admitted.runId ?? "" };
     };
     // A run longer than a token's life: the page gets fresh ones, for its reconnects.
     const renewal = await tokenRenewal(c.env, c.get("auth"));
+    const preamble = sseFrame({ retry: VIEWER_RETRY_MS }) + renewal.first;
     return logStreamResponse(c, {
       workflowId,
       runId: null,
@@ -134,7 +140,7 @@ export function registerViewerEvents(app: App) {
       openFirst: admit,
       keepAliveMs,
       keepAlive: renewal.keepAlive(() => sseComment("keep-alive")),
-      preamble: sseFrame({ retry: VIEWER_RETRY_MS }) + renewal.first,
+      preamble,
       onEntry: (entry) => viewerFrame(entry),
       onDone: async (done) => sseFrame({ event: "done", data: done }),
       onLost: () =>
@@ -145,6 +151,10 @@ export function registerViewerEvents(app: App) {
       onRevoked: () => sseFrame({ event: "server_error", data: { error: "unauthorized", message: REVOKED_KEY_MESSAGE } }),
     }).catch((err) => {
       if (err instanceof StreamAtEnd) return c.body(null, 204, NO_STORE);
+      if (err instanceof RunNeverStarted) {
+        const done: LogDone = { status: err.ended.status, output: null, error: err.ended.error, newRunId: null };
+        return c.body(preamble + sseFrame({ event: "done", data: done }), 200, SSE_HEADERS);
+      }
       throw err;
     });
   });
