@@ -2,7 +2,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { createApp } from "../../src/app.ts";
 import { SCALAR_SCRIPT_PATH, SCALAR_VERSION } from "../../src/routes/docs-assets.ts";
-import { call } from "./helpers.ts";
+import { call, type ErrorBody } from "./helpers.ts";
 
 interface OpenApiDocument {
   openapi: string;
@@ -89,6 +89,28 @@ describe("OpenAPI document", () => {
       ).toBe(true);
       expect(JSON.stringify(operation.responses["200"]), path).toContain("Idempotent-Replayed");
     }
+  });
+
+  it("documents what the routes' authentication itself answers: 400 for an internal Workflow Runs call naming no organization, 413 for a signed host body over the limit", async () => {
+    // The behaviour: the dashboard (whose own errors are 404 only) answers 400 before it runs.
+    const unnamed = await call(`/api/v1/workflow-runs/dashboard/${crypto.randomUUID()}`, {
+      headers: { authorization: "Bearer edge-test-internal-secret" },
+    });
+    expect(unnamed.status).toBe(400);
+    expect(((await unnamed.json()) as ErrorBody).error.code).toBe("invalid_request");
+    // (A signed /internal/* body over MAX_SIGNED_BODY_BYTES is 413: test/edge/internal-routes.test.ts.)
+    type Operation = { security?: Array<Record<string, unknown>>; responses: Record<string, { description: string }> };
+    const doc = (await (await call("/openapi.json")).json()) as { paths: Record<string, Record<string, Operation>> };
+    const operations = Object.entries(doc.paths).flatMap(([path, ops]) =>
+      Object.entries(ops).map(([method, op]) => [`${method} ${path}`, op] as const),
+    );
+    const byScheme = (scheme: string) => operations.filter(([, op]) => op.security?.some((s) => scheme in s));
+    expect(byScheme("internalSecret").length).toBeGreaterThan(5);
+    for (const [name, op] of byScheme("internalSecret"))
+      expect(op.responses["400"]?.description ?? "no 400", name).toContain("`invalid_request`");
+    expect(byScheme("hostSignature").length).toBe(3);
+    for (const [name, op] of byScheme("hostSignature"))
+      expect(op.responses["413"]?.description ?? "no 413", name).toContain("`payload_too_large`");
   });
 
   it("every pattern is a plain regular expression, as JSON Schema reads one (no /flags), and the catalog pattern takes our catalog id", async () => {
