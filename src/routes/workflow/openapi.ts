@@ -182,11 +182,6 @@ export function documentWorkflowApi(app: App) {
           "The run ended: `status` is `completed` or `failed` as in Output (a run cancelled, terminated or timed out is `failed`), and `runStatus` is the run's own status",
         schema: runAnswer,
       },
-      202: {
-        description:
-          'Accepted, but the call that carried the start was lost before its wait (a start the host has not confirmed is otherwise waited for, within `timeout`, then 408): `status: "scheduled"`, `runId: null`; the run will start. `Location` points at its result',
-        schema: runAnswer,
-      },
     },
     errors: [...START_ERRORS, "wait_timed_out"],
   });

@@ -17,8 +17,8 @@ import { assertKnownCatalog, startChoices, withOutputWorkflowErrors } from "./st
  * does, with the run's own status in `runStatus`. A start the host has not confirmed is waited
  * for within the same `timeout` (the run's DO keeps starting it): confirmed, the wait goes on for
  * its outcome; still unconfirmed when the time is up, it is the same 408 (it will run, exactly
- * once). Only when the wait itself failed (the call into the DO lost after it accepted the run)
- * is such a run 202 `scheduled` with the Location, at once.
+ * once). When the wait itself failed (the call into the DO lost after it accepted the run), the
+ * answer is the same 408 at once: never a 2xx for a run that has not ended (Output's contract).
  */
 /** Output's default wait for a run (its TEMPORAL_WORKFLOW_EXECUTION_MAX_WAITING). */
 export const DEFAULT_RUN_WAIT_MS = 300_000;
@@ -36,27 +36,23 @@ export function registerRun(app: App) {
     const { run, attributes, waitFailed } = await withOutputWorkflowErrors(request.workflowName, () =>
       runToOutcome(c.env, organizationId, request.workflowName, request.input ?? {}, waitMs, startChoices(c, request)),
     );
-    const stream = await mintStreamToken(c.env.STREAM_TOKEN_SECRET, mintingClaims(c.get("auth"), run.temporalWorkflowId));
     const location = `/workflow/${encodeURIComponent(run.temporalWorkflowId)}/result`;
-    if (run.status === "scheduled" && waitFailed) {
-      // Accepted, and the host has not confirmed the start, and there was no waiting for it: the
-      // run's DO starts it as soon as it can (docs/start-path.md). 202, not an error: a retry would
-      // start a second run. (With a wait, a start still unconfirmed at its end is the 408 below.)
-      c.header("location", location);
-      return c.json(
-        { ...(await outputResult(c.env, run, attributes)), streamToken: stream.token, streamTokenExpiresAt: stream.expiresAt },
-        202,
-      );
-    }
     if (!isTerminal(run.status)) {
+      // Never a 2xx for a run that has not ended: Output's clients read any 2xx from /workflow/run
+      // as its end (its CLI prints "Status: scheduled" and exits 0). Nor an error that invites a
+      // retry, which would start a second run: Output's 408, without Retry-After, with the Location.
+      const why = waitFailed
+        ? "The wait for the run was lost, but the run is accepted and goes on"
+        : "Workflow execution exceeded timeout for synchronous execution. The run goes on";
       throw new ApiError(
         "wait_timed_out",
-        `Workflow execution exceeded timeout for synchronous execution. The run goes on: GET /workflow/${run.temporalWorkflowId}/result once it ends`,
+        `${why}: GET /workflow/${run.temporalWorkflowId}/result once it ends`,
         undefined,
         { location },
         run.temporalWorkflowId,
       );
     }
+    const stream = await mintStreamToken(c.env.STREAM_TOKEN_SECRET, mintingClaims(c.get("auth"), run.temporalWorkflowId));
     return c.json(
       {
         ...(await outputResult(c.env, run, attributes)),
