@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { errorDetails } from "./error-details.ts";
 import { RUN_STATUSES } from "./run-status.ts";
+import { fitsUtf8Bytes } from "./text-limits.ts";
 import { MAX_WORKFLOW_ID_LENGTH } from "./workflow-id.ts";
 
 export const HOST_PATHS = {
@@ -117,16 +118,59 @@ export const hostErrorBody = z.object({ error: z.object({ code: z.string(), mess
 export { runEvent, runEventBatch, runEventPush, runEventPushPartialFailure, runEventPushResult } from "./run-event-schema.ts";
 export type { RunEvent, RunEventOf, RunEventType, RunEventPush, RunEventPushPartialFailure } from "./run-event-schema.ts";
 
+/**
+ * The most workflows one catalog publish holds. The edge writes it in one D1 batch of one statement
+ * per workflow plus one, each counted against D1's 1,000 queries per Worker invocation (Workers
+ * Paid; 50 on Free, where a catalog of at most 49 workflows fits).
+ */
+export const MAX_CATALOG_WORKFLOWS = 500;
+/**
+ * The most an input or output JSON Schema may take (UTF-8 bytes of its JSON). A workflow's row
+ * holds both, its description and handlers, under D1's 2,000,000 bytes a row (which local D1 does
+ * not enforce), and every start checks its input against the input schema.
+ */
+export const MAX_CATALOG_SCHEMA_BYTES = 256 * 1024;
+export const MAX_CATALOG_DESCRIPTION_CHARS = 4096;
+/** The most signal, query or update handlers (each kind) a workflow lists. */
+export const MAX_CATALOG_HANDLERS = 100;
+/**
+ * A handler name: what the interaction routes (`/workflow/:id/signal/:name`, ...) accept, so that
+ * every handler the catalog lists can be called.
+ */
+export const HANDLER_NAME_PATTERN = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
+
+const jsonSchemaObject = z
+  .record(z.string(), z.unknown())
+  .refine((schema) => fitsUtf8Bytes(JSON.stringify(schema), MAX_CATALOG_SCHEMA_BYTES), {
+    error: `a JSON Schema in the catalog takes at most ${MAX_CATALOG_SCHEMA_BYTES} bytes of JSON`,
+  });
+const handlerNames = z
+  .array(z.string().regex(HANDLER_NAME_PATTERN, "a handler name is a letter then up to 63 letters, digits or _"))
+  .max(MAX_CATALOG_HANDLERS);
+
 export const catalogEntry = z.object({
   name: z.string().regex(/^[a-z][a-z0-9_]{0,63}$/),
-  description: z.string(),
-  inputSchema: z.record(z.string(), z.unknown()),
-  outputSchema: z.record(z.string(), z.unknown()),
+  description: z.string().max(MAX_CATALOG_DESCRIPTION_CHARS),
+  inputSchema: jsonSchemaObject,
+  outputSchema: jsonSchemaObject,
   handlers: z
-    .object({ signals: z.array(z.string()), queries: z.array(z.string()), updates: z.array(z.string()) })
+    .object({ signals: handlerNames, queries: handlerNames, updates: handlerNames })
     .default({ signals: [], queries: [], updates: [] }),
 });
 export type CatalogEntry = z.infer<typeof catalogEntry>;
-export const catalogPublish = z.object({ workflows: z.array(catalogEntry) });
+export const catalogPublish = z.object({
+  workflows: z
+    .array(catalogEntry)
+    .max(MAX_CATALOG_WORKFLOWS)
+    .superRefine((workflows, ctx) => {
+      // A name listed twice would be written twice in the publish's batch, the second silently
+      // replacing the first.
+      const seen = new Set<string>();
+      for (const [i, { name }] of workflows.entries()) {
+        if (seen.has(name)) ctx.addIssue({ code: "custom", path: [i, "name"], message: `workflow "${name}" is listed more than once` });
+        seen.add(name);
+      }
+    }),
+});
 /** The edge's answer to a catalog it took: how many workflows it published. */
 export const catalogPublishResult = z.object({ published: z.number() });

@@ -7,7 +7,22 @@ import { runStream } from "../../src/run-stream-client.ts";
 import { MAX_SIGNED_BODY_BYTES } from "../../src/shared/capped-body.ts";
 import { signRequest } from "../../src/shared/signing.ts";
 import { endlessBody, stalledBody } from "../support/endless-bodies.ts";
-import { call, type ErrorBody, seedCatalog, seedOrganization, signedPost, TEST_HOST_SECRET } from "./helpers.ts";
+import {
+  MAX_CATALOG_DESCRIPTION_CHARS,
+  MAX_CATALOG_HANDLERS,
+  MAX_CATALOG_SCHEMA_BYTES,
+  MAX_CATALOG_WORKFLOWS,
+} from "../../src/shared/host-api.ts";
+import {
+  call,
+  type ErrorBody,
+  type OutputErrorBody,
+  postJson,
+  seedCatalog,
+  seedOrganization,
+  signedPost,
+  TEST_HOST_SECRET,
+} from "./helpers.ts";
 
 const WORKFLOW_ID = "hello-11111111-2222-4333-8444-555555555555";
 
@@ -237,5 +252,135 @@ describe("internal routes (host → edge)", () => {
     });
     expect(res.status).toBe(400);
     expect(((await res.json()) as ErrorBody).error.code).toBe("json_too_deep");
+  });
+});
+
+describe("catalog publish (host → edge): a catalog the edge cannot serve is refused whole", () => {
+  let org: Awaited<ReturnType<typeof seedOrganization>>;
+  beforeAll(async () => {
+    org = await seedOrganization();
+    await seedCatalog();
+  });
+
+  const catalogRows = async () =>
+    (
+      await env.DB.prepare(
+        "SELECT id, name, description, input_schema, output_schema, handlers, published, updated_at FROM workflows WHERE organization_id IS NULL ORDER BY name",
+      ).all()
+    ).results;
+  const hello = () => catalogEntries().find((e) => e.name === "hello")!;
+
+  /** Publishes the host's catalog plus `extra`; expects 400 invalid_request naming `path`, and the catalog untouched. */
+  async function expectRefused(extra: Array<Record<string, unknown>>, path: string, message?: RegExp) {
+    const before = await catalogRows();
+    const res = await signedPost("/internal/catalog", { workflows: [...catalogEntries(), ...extra] });
+    const body = (await res.json()) as ErrorBody;
+    expect([res.status, body.error?.code], JSON.stringify(body).slice(0, 500)).toEqual([400, "invalid_request"]);
+    expect(
+      body.error.issues?.map((i) => i.path),
+      JSON.stringify(body).slice(0, 500),
+    ).toContain(path);
+    if (message) expect(body.error.issues?.find((i) => i.path === path)?.message).toMatch(message);
+    expect(await catalogRows()).toEqual(before);
+  }
+
+  it("security: a workflow named twice is 400 naming the second (it silently replaced the first, and `published` counted both)", async () => {
+    const n = catalogEntries().length;
+    await expectRefused([{ ...hello(), description: "a second hello" }], `workflows.${n}.name`, /twice|more than once/);
+  });
+
+  it("security: names outside the catalog's pattern (`__proto__`, upper case, control or invisible characters, past 64) are 400", async () => {
+    const n = catalogEntries().length;
+    for (const name of ["__proto__", "Hello", "hel\u0000lo", "hel\u200blo", "h".repeat(65), ""])
+      await expectRefused([{ ...hello(), name }], `workflows.${n}.name`);
+  });
+
+  it("security: a handler name the interaction routes could never call (not [A-Za-z][A-Za-z0-9_]{0,63}) is 400", async () => {
+    const n = catalogEntries().length;
+    for (const bad of ["", "has space", "a/b", "x".repeat(65), "\u0000"])
+      await expectRefused(
+        [{ ...hello(), name: "with_handler", handlers: { signals: [bad], queries: [], updates: [] } }],
+        `workflows.${n}.handlers.signals.0`,
+      );
+  });
+
+  it("security: past the catalog's limits (workflows per publish, schema bytes, description, handlers) is 400 naming the field; nothing is written", async () => {
+    const n = catalogEntries().length;
+    const many = Array.from({ length: MAX_CATALOG_WORKFLOWS + 1 - n }, (_, i) => ({ ...hello(), name: `w${i}` }));
+    await expectRefused(many, "workflows", new RegExp(String(MAX_CATALOG_WORKFLOWS)));
+    const bigSchema = { type: "object", description: "x".repeat(MAX_CATALOG_SCHEMA_BYTES) };
+    await expectRefused([{ ...hello(), name: "big_in", inputSchema: bigSchema }], `workflows.${n}.inputSchema`);
+    await expectRefused([{ ...hello(), name: "big_out", outputSchema: bigSchema }], `workflows.${n}.outputSchema`);
+    await expectRefused(
+      [{ ...hello(), name: "long_text", description: "d".repeat(MAX_CATALOG_DESCRIPTION_CHARS + 1) }],
+      `workflows.${n}.description`,
+    );
+    const handlers = { signals: Array.from({ length: MAX_CATALOG_HANDLERS + 1 }, (_, i) => `s${i}`), queries: [], updates: [] };
+    await expectRefused([{ ...hello(), name: "many_handlers", handlers }], `workflows.${n}.handlers.signals`);
+  });
+
+  it("security: an input schema the validator cannot run is refused at publish (it was taken, and every start of that workflow was a 500)", async () => {
+    const n = catalogEntries().length;
+    let deep: unknown = { type: "string" };
+    for (let i = 0; i < 1000; i++) deep = { not: deep };
+    const fanOut: Record<string, unknown> = { d30: { type: "string" } };
+    for (let i = 0; i < 30; i++) fanOut[`d${i}`] = { anyOf: [{ $ref: `#/$defs/d${i + 1}` }, { $ref: `#/$defs/d${i + 1}` }] };
+    const refChain: Record<string, unknown> = {};
+    for (let i = 0; i < 300; i++) refChain[`a${i}`] = i + 1 < 300 ? { $ref: `#/$defs/a${i + 1}` } : { type: "string" };
+    const cases: Array<[string, unknown, RegExp]> = [
+      ["invalid pattern", { type: "object", properties: { x: { type: "string", pattern: "(" } } }, /properties\/x\/pattern/],
+      ["invalid patternProperties key", { type: "object", patternProperties: { "(": {} } }, /patternProperties/],
+      ["remote $ref", { $ref: "https://example.com/schema.json" }, /\$ref/],
+      ["dangling $ref", { $ref: "#/$defs/none" }, /\$ref/],
+      ["$ref cycle", { $defs: { a: { $ref: "#/$defs/b" }, b: { allOf: [{ $ref: "#/$defs/a" }] } }, $ref: "#/$defs/a" }, /cycle|itself/],
+      ["self $ref", { anyOf: [{ type: "string" }, { $ref: "#" }] }, /cycle|itself/],
+      ["format __proto__", { type: "string", format: "__proto__" }, /format/],
+      ["enum not an array", { enum: 5 }, /enum/],
+      ["required not an array", { type: "object", required: "name" }, /required/],
+      ["allOf not an array", { allOf: {} }, /allOf/],
+      ["null subschema", { type: "object", properties: { x: null } }, /properties\/x/],
+      ["type unknown", { type: "text" }, /type/],
+      ["bad $id", { $id: "http://[" }, /compiled|\$id/],
+      ["lone surrogate key", { type: "object", properties: { "\ud800": {} } }, /compiled|surrogate/],
+      ["$dynamicRef", { $dynamicRef: "#node" }, /\$dynamicRef/],
+      ["nested past the validator's stack", deep, /deep/],
+      ["$refs that fan out exponentially", { $defs: fanOut, $ref: "#/$defs/d0" }, /subschemas/],
+      ["a $ref chain past the validator's stack (shallow JSON)", { $defs: refChain, $ref: "#/$defs/a0" }, /deep/],
+    ];
+    for (const [what, inputSchema, message] of cases) {
+      await expectRefused([{ ...hello(), name: "broken", inputSchema }], `workflows.${n}.inputSchema`, message).catch((err: Error) => {
+        throw new Error(`${what}: ${err.message}`);
+      });
+    }
+    // The catalog still serves: hello starts as before.
+    const res = await postJson("/workflow/start", { workflowName: "hello", input: { name: "Ada" } }, org.key);
+    expect(res.status).toBe(200);
+  });
+
+  it("a recursive input schema (a tree through properties and items) is fine, and inputs as deep as callers may send are checked", async () => {
+    const tree = {
+      $ref: "#/$defs/node",
+      $defs: {
+        node: {
+          type: "object",
+          properties: { label: { type: "string", pattern: "^[a-z]+$" }, children: { type: "array", items: { $ref: "#/$defs/node" } } },
+          required: ["label"],
+          additionalProperties: false,
+        },
+      },
+    };
+    const res = await signedPost("/internal/catalog", {
+      workflows: [...catalogEntries(), { ...hello(), name: "tree", inputSchema: tree }],
+    });
+    expect(res.status).toBe(200);
+    // 31 nodes deep: 62 levels of JSON with the body's own object, within MAX_JSON_DEPTH (64).
+    const nest = (depth: number, leaf: string): unknown =>
+      depth === 0 ? { label: leaf } : { label: "a", children: [nest(depth - 1, leaf)] };
+    const good = await postJson("/workflow/start", { workflowName: "tree", input: nest(30, "z") }, org.key);
+    expect(good.status).toBe(200);
+    const bad = await postJson("/workflow/start", { workflowName: "tree", input: nest(30, "Z") }, org.key);
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as OutputErrorBody).code).toBe("invalid_input");
+    await seedCatalog();
   });
 });

@@ -4,19 +4,36 @@
 import type { App } from "../../app-env.ts";
 import { documentInternalApi } from "./openapi.ts";
 import { upsertCodeCatalog } from "../../db/workflows.ts";
-import { ApiError, errorBody } from "../../errors.ts";
+import { ApiError, errorBody, type Issue, issueText } from "../../errors.ts";
 import { INTERNAL_JSON, readJson } from "../../middleware/json-body/index.ts";
 import { hostSignature } from "../../middleware/host-signature/index.ts";
 import { recordRunEvents } from "../../run-stream-client.ts";
 import { EDGE_PATHS, type RunEventPushPartialFailure, catalogPublish, runEventBatch, runEventPush } from "../../shared/host-api.ts";
+import { inputSchemaProblem } from "../workflow/input-validation.ts";
 import { parseWorkflowIdParam } from "../workflow/params.ts";
 import { workflowIdParam } from "../workflow/schemas.ts";
 
 export function registerInternalApi(app: App) {
   app.use("/internal/*", hostSignature());
 
+  /**
+   * The host's catalog, replacing the code workflows whole. Refused whole (400, nothing written)
+   * when a workflow's input schema is one the start path's validator cannot run: taken, it made
+   * every start of that workflow a 500. The host logs the refusal and tries again.
+   */
   app.post("/internal/catalog", async (c) => {
     const body = await readJson(c, catalogPublish, INTERNAL_JSON);
+    const issues: Issue[] = body.workflows.flatMap((workflow, i) => {
+      const problem = inputSchemaProblem(workflow.inputSchema);
+      return problem ? [{ path: `workflows.${i}.inputSchema`, message: problem }] : [];
+    });
+    if (issues.length > 0) {
+      throw new ApiError(
+        "invalid_request",
+        `input schemas the edge cannot check inputs against: ${issueText(issues, (issue) => `${issue.path}: ${issue.message}`)}`,
+        issues,
+      );
+    }
     await upsertCodeCatalog(c.env.DB, body.workflows);
     return c.json({ published: body.workflows.length });
   });

@@ -10,8 +10,9 @@ export const MIN_RUN_TIMEOUT_MS = 250;
 
 /**
  * Outrider's one catalog. Output names a catalog by the task queue its catalog workflow runs on;
- * Outrider has one catalog per deployment (the workflows the host publishes plus each
- * organization's prompt workflows, filtered per caller), and this is its id.
+ * Outrider has one catalog per deployment (the code workflows the host publishes; an
+ * organization's prompt workflows are not in it, they run by id through /api/v1/run), and this
+ * is its id.
  */
 export const CATALOG_ID = "outrider";
 
