@@ -17,9 +17,9 @@ import { HostClient } from "../../host-client.ts";
 import { parseBody, readJsonOrEmptyObject } from "../../middleware/json-body/index.ts";
 import { type OwnedRunEnv, ownedRun } from "../../middleware/owned-run/index.ts";
 import { assertRunOpen, getRunOrThrow, notStartedYet } from "../../services/runs.ts";
+import { HANDLER_NAME_PATTERN } from "../../shared/host-api.ts";
 import { isTerminal } from "../../shared/run-status.ts";
 
-const HANDLER_NAME = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
 const KIND_TO_LIST = { signal: "signals", query: "queries", update: "updates" } as const;
 type Kind = keyof typeof KIND_TO_LIST;
 
@@ -60,9 +60,10 @@ async function interact(c: Context<InteractionEnv>, kind: Kind, name: string) {
   const { workflowId } = near;
   let run = near.run;
   const payload = c.get("interactionPayload");
-  const hasHandler = (workflow: Workflow | null) => HANDLER_NAME.test(name) && !!workflow?.handlers[KIND_TO_LIST[kind]].includes(name);
+  const hasHandler = (workflow: Workflow | null) =>
+    HANDLER_NAME_PATTERN.test(name) && !!workflow?.handlers[KIND_TO_LIST[kind]].includes(name);
   let workflow = await findWorkflowById(nearbyReads(c.env.DB), run.workflowId);
-  if (!hasHandler(workflow) && HANDLER_NAME.test(name)) workflow = await findWorkflowById(c.env.DB, run.workflowId);
+  if (!hasHandler(workflow) && HANDLER_NAME_PATTERN.test(name)) workflow = await findWorkflowById(c.env.DB, run.workflowId);
   if (!hasHandler(workflow)) {
     throw new ApiError("handler_not_found", `workflow ${run.workflowName} has no ${kind} handler named "${name}"`);
   }
