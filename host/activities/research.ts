@@ -7,13 +7,17 @@ import { wholeCharsEnd } from "../../src/shared/text-limits.ts";
 
 /** Longest page text handed to a model, in characters. */
 const MAX_PAGE_TEXT = 20_000;
+/** The 4xx answers that may get better by retrying, as a 5xx may: a request timeout and "too many requests". */
+const RETRIED_CLIENT_STATUSES: ReadonlySet<number> = new Set([408, 429]);
 
 export async function fetchPageText(url: string): Promise<{ url: string; title: string | null; text: string }> {
   const res = await fetchRecorded(new StepPublisher(), url);
   if (!res.ok) {
-    // 4xx will not get better by retrying; 5xx might.
+    // 4xx will not get better by retrying (but 408 and 429 may); 5xx might.
     const message = `fetching ${url} answered ${res.status}`;
-    throw res.status < 500 ? ApplicationFailure.nonRetryable(message, "HttpClientError") : new Error(message);
+    throw res.status < 500 && !RETRIED_CLIENT_STATUSES.has(res.status)
+      ? ApplicationFailure.nonRetryable(message, "HttpClientError")
+      : new Error(message);
   }
   const html = decodePage(new Uint8Array(await res.arrayBuffer()), res.headers.get("content-type"));
   const text = pageText(html);

@@ -30,6 +30,7 @@ beforeAll(async () => {
       res
         .writeHead(200, { "content-type": "text/html; charset=windows-1252" })
         .end(Buffer.from("<title>Caf\xe9</title><p>Caf\xe9 cr\xe8me</p>", "latin1"));
+    else if (req.url?.startsWith("/status/")) res.writeHead(Number(req.url.slice("/status/".length))).end("no");
     else if (to) res.writeHead(302, { location: to }).end();
     else res.end("page");
   });
@@ -113,5 +114,25 @@ describe("summarize_url's page text (host/activities/research.ts fetchPageText)"
   it("a page is decoded as the charset its Content-Type names", async () => {
     const page = await fetchPage("/latin1");
     expect([page.title, page.text]).toEqual(["Café", "Café crème"]);
+  });
+
+  it("a 4xx fails the step for good, except 408 and 429 (a busy or rate-limiting site), which are retried like a 5xx", async () => {
+    const failure = (status: number) =>
+      fetchPage(`/status/${status}`).then(
+        () => null,
+        (err: unknown) => err,
+      );
+    for (const status of [400, 403, 404, 410]) {
+      const err = await failure(status);
+      expect(err, String(status)).toBeInstanceOf(ApplicationFailure);
+      expect((err as ApplicationFailure).nonRetryable, String(status)).toBe(true);
+      expect((err as ApplicationFailure).type).toBe("HttpClientError");
+    }
+    for (const status of [408, 429, 500, 503]) {
+      const err = await failure(status);
+      expect(err, String(status)).toBeInstanceOf(Error);
+      expect((err as ApplicationFailure).nonRetryable ?? false, String(status)).toBe(false);
+      expect(String((err as Error).message)).toContain(`answered ${status}`);
+    }
   });
 });
