@@ -11,6 +11,9 @@
  * - `GET /pages/:slug`: fixed HTML pages for workflows that fetch the web; `GET /pages/redirect?to=`
  *   answers 302 to `to` (the SSRF guard tests check that the redirect is checked).
  * - `GET /_calls`: every completion it served, with its usage, so tests can redo the arithmetic.
+ * - A request it cannot answer gets a 4xx in OpenAI's error shape (`{error: {message, type, param,
+ *   code}}`): `invalid_json`, `invalid_request` (with the field at fault in `param`), `not_found`,
+ *   `request_too_large` (a body past MAX_REQUEST_BYTES, 413).
  *
  *   npm run local-llm            (port LOCAL_LLM_PORT, default 8790; `npm run dev` starts it)
  */
@@ -22,12 +25,15 @@ export const countTokens = (text: string) => text.split(/\s+/).filter(Boolean).l
 /** What a chat completion request must carry for this server to answer it; other fields pass. */
 const chatRequest = z.looseObject({
   model: z.string().min(1),
-  messages: z.array(
-    z.looseObject({
-      role: z.string(),
-      content: z.union([z.string(), z.array(z.looseObject({ type: z.string(), text: z.string().optional() })), z.null()]).optional(),
-    }),
-  ),
+  // OpenAI refuses an empty list too.
+  messages: z
+    .array(
+      z.looseObject({
+        role: z.string(),
+        content: z.union([z.string(), z.array(z.looseObject({ type: z.string(), text: z.string().optional() })), z.null()]).optional(),
+      }),
+    )
+    .min(1),
   stream: z.boolean().optional(),
   stream_options: z.looseObject({ include_usage: z.boolean().optional() }).optional(),
   web_search_options: z.unknown().optional(),
@@ -94,11 +100,31 @@ export function answerFor(messages: ChatMessage[], model: string, maxTokens?: nu
   };
 }
 
-async function readBody(req: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString("utf8");
+/** The largest request body kept, in bytes: one request must not run the server out of memory. */
+export const MAX_REQUEST_BYTES = 32 * 1024 * 1024;
+
+/**
+ * The request's body, or undefined past MAX_REQUEST_BYTES. A body too large is still read to its
+ * end (and dropped), so the client gets the 413 instead of a connection cut while it sends.
+ */
+async function readBody(req: IncomingMessage): Promise<string | undefined> {
+  let chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size <= MAX_REQUEST_BYTES) chunks.push(chunk);
+    else chunks = [];
+  }
+  return size > MAX_REQUEST_BYTES ? undefined : Buffer.concat(chunks).toString("utf8");
 }
+
+/** An error answer in OpenAI's shape: `code` names the problem, `param` the request field at fault (null when none). */
+function openAiError(message: string, code: string, param: string | null = null, type = "invalid_request_error") {
+  return { error: { message, type, param, code } };
+}
+
+/** A text's words as stream deltas: each after the first with its space, so they add up to the text (none for "", as nothing was said). */
+const deltas = (text: string) => (text === "" ? [] : text.split(" ").map((word, i) => (i === 0 ? word : ` ${word}`)));
 
 export function createLocalLlmServer() {
   const calls: ServedCall[] = [];
@@ -109,7 +135,7 @@ export function createLocalLlmServer() {
       console.error("local LLM server:", err);
       if (!res.headersSent) {
         res.writeHead(500, { "content-type": "application/json" });
-        res.end(JSON.stringify({ error: { message: "the local LLM server failed on this request" } }));
+        res.end(JSON.stringify(openAiError("the local LLM server failed on this request", "internal_error", null, "server_error")));
       } else res.destroy();
     });
   });
@@ -127,21 +153,30 @@ export function createLocalLlmServer() {
       return res.end();
     }
     if (req.method === "GET" && url.pathname.startsWith("/pages/")) {
-      const page = PAGES[url.pathname.slice("/pages/".length)];
-      if (!page) return json(404, { error: "no such page" });
+      const slug = url.pathname.slice("/pages/".length);
+      // Own names only: `constructor` or `__proto__` are not pages (they answered an empty 200, or a dropped connection).
+      if (!Object.hasOwn(PAGES, slug)) return json(404, openAiError(`no page named "${slug}"`, "not_found"));
       res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
-      return res.end(page);
+      return res.end(PAGES[slug]);
     }
-    if (req.method !== "POST" || url.pathname !== "/v1/chat/completions") return json(404, { error: { message: "not found" } });
+    if (req.method !== "POST" || url.pathname !== "/v1/chat/completions")
+      return json(404, openAiError(`Invalid URL (${req.method} ${url.pathname})`, "not_found"));
 
+    const bodyText = await readBody(req);
+    if (bodyText === undefined)
+      return json(413, openAiError(`the request body is larger than ${MAX_REQUEST_BYTES} bytes`, "request_too_large"));
     let raw: unknown;
     try {
-      raw = JSON.parse(await readBody(req));
+      raw = JSON.parse(bodyText);
     } catch {
-      return json(400, { error: { message: "invalid JSON" } });
+      return json(400, openAiError("the request body is not valid JSON", "invalid_json"));
     }
     const parsed = chatRequest.safeParse(raw);
-    if (!parsed.success) return json(400, { error: { message: `not a chat completion request: ${z.prettifyError(parsed.error)}` } });
+    if (!parsed.success) {
+      const path = parsed.error.issues[0]?.path ?? [];
+      const message = `not a chat completion request: ${z.prettifyError(parsed.error)}`;
+      return json(400, openAiError(message, "invalid_request", path.length > 0 ? path.join(".") : null));
+    }
     const body = parsed.data;
     const model = body.model;
     const webSearch = body.web_search_options !== undefined;
@@ -192,12 +227,13 @@ export function createLocalLlmServer() {
     // Models named `*slow*` take half a second a word, for tests of time limits.
     const pause = () => new Promise((r) => setTimeout(r, model.includes("slow") ? 500 : 5));
     send({ role: "assistant", content: "" });
-    for (const word of a.reasoning.split(" ")) {
-      send({ reasoning_content: `${word} ` });
+    // The deltas add up to the plain answer's texts exactly (no reasoning delta when there is no reasoning).
+    for (const delta of deltas(a.reasoning)) {
+      send({ reasoning_content: delta });
       await pause();
     }
-    for (const [i, word] of a.answer.split(" ").entries()) {
-      send({ content: i === 0 ? word : ` ${word}` });
+    for (const delta of deltas(a.answer)) {
+      send({ content: delta });
       await pause();
     }
     if (annotations) send({ annotations });
