@@ -1,5 +1,5 @@
 /** Admin API commands for organizations, API keys and credits (/admin/v1/organizations/...). */
-import { commaList, flag, integer, pageQuery, required, str } from "./args.ts";
+import { commaList, flag, headerValue, integer, pageQuery, required, str } from "./args.ts";
 import { answer, type Command } from "./command.ts";
 import { err, out, printFields, printTable } from "./output.ts";
 
@@ -186,7 +186,8 @@ export const accountCommands: Command[] = [
         note: str(ctx.args, "note"),
         ...(flag(ctx.args, "allow-debt") ? { allowDebt: true } : {}),
       };
-      const key = str(ctx.args, "idempotency-key");
+      const given = str(ctx.args, "idempotency-key");
+      const key = given === undefined ? undefined : headerValue("--idempotency-key", given);
       return answer(
         ctx,
         ctx

@@ -97,11 +97,31 @@ export function required(args: ParsedArgs, name: OptionName, usage: string): str
   return value;
 }
 
-/** An integer option or argument; ranges are the API's to check (its error names them). */
+/**
+ * An integer option or argument; ranges are the API's to check (its error names them), except
+ * past 2^53: JSON numbers are rounded there, and `credits grant org_x 9007199254740993` would
+ * have granted 9007199254740992.
+ */
 export function integer(label: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   if (!/^-?\d+$/.test(value.trim())) throw new CliError(`${label} must be an integer, not "${value}"`);
-  return Number(value);
+  const n = Number(value);
+  if (!Number.isSafeInteger(n)) {
+    throw new CliError(`${label} must be an integer from ${Number.MIN_SAFE_INTEGER} to ${Number.MAX_SAFE_INTEGER}, not "${value}"`);
+  }
+  return n;
+}
+
+/** What fetch sends in a header: tab, printable ASCII and bytes 0x80-0xff (no line break or other control character). */
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/**
+ * An option sent as a header value (--org, --idempotency-key). fetch refuses any other, with an
+ * error the CLI would report as "cannot reach Outrider".
+ */
+export function headerValue(label: string, value: string): string {
+  if (HEADER_VALUE.test(value)) return value;
+  throw new CliError(`${label} has characters an HTTP header cannot carry (line breaks, other control characters, or past U+00FF)`);
 }
 
 /** `?limit=&before=` from --limit and --before (the paged lists), or "" when neither is given. */

@@ -1,5 +1,5 @@
 /** Failures the CLI reports on stderr before exiting 1. */
-import { err } from "./output.ts";
+import { err, printable } from "./output.ts";
 
 export interface Issue {
   path: string;
@@ -24,25 +24,44 @@ export class ApiFailure extends Error {
   body: unknown;
   /** What to check, added by the caller that knows which credential was sent. */
   hints: string[] = [];
-  constructor(status: number, code: string, message: string, requestId: string | undefined, issues: Issue[], body: unknown) {
+  /** Whether the body is the API's error envelope (else a proxy's page, or another service's answer). */
+  fromApi: boolean;
+  constructor(
+    status: number,
+    code: string,
+    message: string,
+    requestId: string | undefined,
+    issues: Issue[],
+    body: unknown,
+    fromApi = true,
+  ) {
     super(message);
     this.status = status;
     this.code = code;
     this.requestId = requestId;
     this.issues = issues;
     this.body = body;
+    this.fromApi = fromApi;
   }
 }
 
-/** Reads an error response into an ApiFailure, whatever its body is. */
-export async function apiFailure(res: Response, unauthorizedHint?: string): Promise<ApiFailure> {
-  const failure = await readFailure(res);
+/**
+ * Reads an error response into an ApiFailure, whatever its body is. `credential` (the one the
+ * request sent) is cut out of the body first: a proxy or server that echoes the request's headers
+ * must not get it printed.
+ */
+export async function apiFailure(res: Response, unauthorizedHint?: string, credential?: string): Promise<ApiFailure> {
+  const failure = await readFailure(res, credential);
   if (res.status === 401 && unauthorizedHint) failure.hints.push(unauthorizedHint);
   return failure;
 }
 
-async function readFailure(res: Response): Promise<ApiFailure> {
-  const text = await res.text().catch(() => "");
+const REDACTED = "[redacted]";
+
+async function readFailure(res: Response, credential: string | undefined): Promise<ApiFailure> {
+  let text = await res.text().catch(() => "");
+  // As sent, and as a JSON string would quote it (credentials are printable ASCII: only " and \ change).
+  if (credential) text = text.replaceAll(credential, REDACTED).replaceAll(JSON.stringify(credential).slice(1, -1), REDACTED);
   let body: unknown = text;
   try {
     body = JSON.parse(text);
@@ -73,26 +92,34 @@ async function readFailure(res: Response): Promise<ApiFailure> {
     res.headers.get("x-request-id") ?? undefined,
     [],
     body,
+    false,
   );
 }
 
-/** Prints any failure to stderr; with `json`, an API error is printed as the raw body. */
+/**
+ * Prints any failure to stderr, its text made printable (a server's words never drive the
+ * terminal); with `json`, an error of the API is printed as its raw body. Anything else (a bug, an
+ * answer of a shape the CLI does not know) is its message, never a stack trace.
+ */
 export function reportFailure(failure: unknown, json: boolean): void {
+  const line = (text: string) => console.error(printable(text));
   if (failure instanceof ApiFailure) {
-    if (json && typeof failure.body === "object") {
+    // Only the API's envelope carries its status in its code; another body (a proxy's 502) gets the line below.
+    if (json && failure.fromApi) {
       console.error(JSON.stringify(failure.body, null, 2));
       return;
     }
-    console.error(`${err.red("error:")} ${err.bold(failure.code)} (HTTP ${failure.status}): ${failure.message}`);
-    for (const issue of failure.issues) console.error(`  - ${issue.path || "(body)"}: ${issue.message}`);
-    if (failure.requestId) console.error(err.dim(`  request id: ${failure.requestId}`));
-    for (const hint of failure.hints) console.error(`  ${hint}`);
+    console.error(`${err.red("error:")} ${err.bold(printable(failure.code))} (HTTP ${failure.status}): ${printable(failure.message)}`);
+    for (const issue of failure.issues) line(`  - ${String(issue.path || "(body)")}: ${String(issue.message)}`);
+    if (failure.requestId) console.error(err.dim(printable(`  request id: ${failure.requestId}`)));
+    for (const hint of failure.hints) line(`  ${hint}`);
     return;
   }
   if (failure instanceof CliError) {
-    console.error(`${err.red("error:")} ${failure.message}`);
-    for (const hint of failure.hints) console.error(`  ${hint}`);
+    console.error(`${err.red("error:")} ${printable(failure.message)}`);
+    for (const hint of failure.hints) line(`  ${hint}`);
     return;
   }
-  console.error(`${err.red("error:")} ${failure instanceof Error ? (failure.stack ?? failure.message) : String(failure)}`);
+  console.error(`${err.red("error:")} ${printable(failure instanceof Error ? failure.message : String(failure))}`);
+  line("  (an answer this CLI did not expect, or a bug in it: check --url / OUTRIDER_URL)");
 }

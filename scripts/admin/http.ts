@@ -44,8 +44,17 @@ export function jsonClient(baseUrl: string, token: string, unauthorizedHint?: st
         },
         body: body === undefined ? undefined : JSON.stringify(body),
       });
-      if (!res.ok) throw await apiFailure(res, unauthorizedHint);
-      return (await res.json()) as T;
+      if (!res.ok) throw await apiFailure(res, unauthorizedHint, token);
+      const text = await res.text();
+      try {
+        return JSON.parse(text) as T;
+      } catch {
+        // An access gateway's login page, or another service at --url: no SyntaxError stack trace.
+        throw new CliError(
+          `${baseUrl} answered HTTP ${res.status} with a body that is not JSON (${res.headers.get("content-type") ?? "no content type"})`,
+          ["check --url / OUTRIDER_URL: it must be the edge"],
+        );
+      }
     },
   };
 }

@@ -10,6 +10,26 @@ const colourAllowed = () => !process.env.NO_COLOR && process.env.TERM !== "dumb"
 export const out = painter(colourAllowed() && process.stdout.isTTY === true);
 export const err = painter(colourAllowed() && process.stderr.isTTY === true);
 
+/** Control characters (C0, DEL, C1) but tab and line feed: what can make up a terminal's escape sequences. */
+const CONTROL = /(?![\t\n])\p{Cc}/gu;
+
+/**
+ * `text` with its control characters written out (`\x1b`): text from a server or a run (a name, a
+ * step's error, a model's thinking) must not rewrite the screen, set the clipboard or the title.
+ */
+export function printable(text: string): string {
+  return text.replace(CONTROL, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+}
+
+/** `value` with every string in it made printable (a parsed JSON answer). */
+export function printableDeep<T>(value: T): T {
+  if (typeof value === "string") return printable(value) as T;
+  if (Array.isArray(value)) return value.map(printableDeep) as T;
+  if (value && typeof value === "object")
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [printable(k), printableDeep(v)])) as T;
+  return value;
+}
+
 export function printJson(value: unknown): void {
   console.log(JSON.stringify(value, null, 2));
 }

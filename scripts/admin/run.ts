@@ -3,12 +3,12 @@
  * caller (`Authorization: Bearer <INTERNAL_SERVICE_SECRET>` + `X-Organization-Id`) and follows
  * its SSE stream, printing progress as it happens. A lost stream is resumed with Last-Event-ID.
  */
-import { list, required, str } from "./args.ts";
+import { headerValue, list, required, str } from "./args.ts";
 import type { Command, Context } from "./command.ts";
 import { API_KEY, INTERNAL_SECRET, credentialHint, resolveCredential } from "./config.ts";
 import { ApiFailure, CliError, apiFailure } from "./errors.ts";
 import { jsonClient, send } from "./http.ts";
-import { err, oneLine, out } from "./output.ts";
+import { err, oneLine, out, printable, printableDeep } from "./output.ts";
 import { readSse, type SseMessage } from "../../src/shared/sse-reader.ts";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -28,9 +28,10 @@ function parseInputs(raw: string | undefined): Record<string, unknown> {
 
 function parseEnvs(pairs: string[]): Record<string, string> {
   const envs: Record<string, string> = {};
-  for (const pair of pairs) {
+  for (const [i, pair] of pairs.entries()) {
     const eq = pair.indexOf("=");
-    if (eq <= 0) throw new CliError(`--env takes NAME=value, not "${pair}"`);
+    // Never quoted: --env values are the run's secrets, and `--env sk-...` is a value given without its name.
+    if (eq <= 0) throw new CliError(`--env takes NAME=value: --env number ${i + 1} has ${eq === 0 ? "no name before its =" : "no ="}`);
     envs[pair.slice(0, eq)] = pair.slice(eq + 1);
   }
   return envs;
@@ -106,6 +107,10 @@ class Progress {
     } catch {
       data = { raw: message.data };
     }
+    // What is printed as text never carries a control character (a step's error, a model's thinking).
+    // The outputs are printed as JSON, whose strings escape control characters themselves.
+    const outputs = (data.workflowRun as { outputs?: unknown } | undefined)?.outputs;
+    if (!this.json) data = printableDeep(data);
     const content = (typeof data.content === "object" && data.content ? data.content : {}) as Content;
     if (content.workflowRunId) this.runId = content.workflowRunId;
     if (message.event === "result") this.outcome = data.success === true ? "completed" : "failed";
@@ -147,7 +152,7 @@ class Progress {
         const figures = usage?.tokens ? `, ${usage.tokens} tokens, $${(usage.costUsd ?? 0).toFixed(6)}` : "";
         console.log(`${this.stamp(now)} ${out.green("done")} in ${((now - this.startedAt) / 1000).toFixed(2)}s${figures}`);
         console.log(out.bold("outputs:"));
-        console.log(JSON.stringify(run.outputs ?? null, null, 2));
+        console.log(JSON.stringify(outputs ?? null, null, 2));
         break;
       }
       case "error":
@@ -179,7 +184,7 @@ async function follow(res: Response, progress: Progress): Promise<void> {
 }
 
 async function runWorkflow(ctx: Context): Promise<number> {
-  const org = required(ctx.args, "org", ctx.usage);
+  const org = headerValue("--org", required(ctx.args, "org", ctx.usage));
   const inputs = parseInputs(str(ctx.args, "input"));
   const envs = parseEnvs(list(ctx.args, "env"));
   const secret = resolveCredential(INTERNAL_SECRET, str(ctx.args, "internal-secret"), ctx.url);
@@ -191,12 +196,13 @@ async function runWorkflow(ctx: Context): Promise<number> {
   form.set("inputs", JSON.stringify(inputs));
   form.set("envs", JSON.stringify(envs));
   const progress = new Progress(ctx.json);
-  const label = workflow.name === workflow.id ? `workflow ${workflow.id}` : `${workflow.name} ${out.dim(`(${workflow.id})`)}`;
+  const label =
+    workflow.name === workflow.id ? `workflow ${workflow.id}` : `${printable(workflow.name)} ${out.dim(`(${printable(workflow.id)})`)}`;
   if (!ctx.json) console.log(`${out.bold("running")} ${label} for ${org} at ${ctx.url}`);
   const res = await send(`${ctx.url}/api/v1/workflow-runs/execute/stream`, { method: "POST", headers, body: form });
   if (!res.ok) {
     const unknownOrganization = res.status === 401 && !(await organizationExists(ctx, org));
-    const failure = await apiFailure(res, unknownOrganization ? undefined : credentialHint(INTERNAL_SECRET));
+    const failure = await apiFailure(res, unknownOrganization ? undefined : credentialHint(INTERNAL_SECRET), secret);
     if (unknownOrganization) failure.hints.push(`organization "${org}" does not exist (see \`orgs list\`)`);
     throw failure;
   }
@@ -220,7 +226,7 @@ async function runWorkflow(ctx: Context): Promise<number> {
       const again = await send(`${ctx.url}/api/v1/workflow-runs/${progress.runId}/stream`, {
         headers: { ...headers, ...(progress.lastEventId ? { "last-event-id": progress.lastEventId } : {}) },
       });
-      if (!again.ok) throw await apiFailure(again, credentialHint(INTERNAL_SECRET));
+      if (!again.ok) throw await apiFailure(again, credentialHint(INTERNAL_SECRET), secret);
       await follow(again, progress);
     }
   } finally {

@@ -1,6 +1,7 @@
 /** Admin API commands for completion webhook endpoints (/admin/v1/organizations/:orgId/webhooks). */
 import { commaList, integer, pageQuery, required, str } from "./args.ts";
 import { answer, type Command } from "./command.ts";
+import { CliError } from "./errors.ts";
 import type { JsonClient } from "./http.ts";
 import { err, out, printFields, printTable } from "./output.ts";
 
@@ -65,7 +66,11 @@ async function sealAll(admin: JsonClient, limit: number | undefined): Promise<Om
     total.resealed += page.resealed;
     total.alreadyCurrent += page.alreadyCurrent;
     total.unreadable.push(...page.unreadable);
-    after = page.next;
+    // A server that names the page it just gave would be asked for it again, forever.
+    if (page.next !== null && page.next === after) {
+      throw new CliError(`the server answered the same next ("${page.next}") twice; stopped rather than ask for the same rows again`);
+    }
+    after = typeof page.next === "string" ? page.next : null;
   }
   return total;
 }

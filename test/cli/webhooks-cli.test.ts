@@ -190,4 +190,26 @@ describe("admin CLI: webhooks", () => {
     expect(notNumber.code).toBe(1);
     expect(notNumber.stderr).toContain('--limit must be an integer, not "many"');
   });
+
+  it("seal-secrets stops with a message when the server's `next` does not move on (it would ask for the same page forever)", async () => {
+    let calls = 0;
+    const server = createServer((req, res) => {
+      calls++;
+      req.resume();
+      // After 20 calls the fake gives up itself, so a CLI that loops ends too (and the test sees how many it made).
+      if (calls > 20) return res.writeHead(500).end("enough");
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ sealed: 0, resealed: 0, alreadyCurrent: 1, unreadable: [], next: "the-same-cursor" }));
+    });
+    await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
+    try {
+      const { code, stderr } = await cli(["webhooks", "seal-secrets"], `http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+      expect(code).toBe(1);
+      expect(stderr).toContain('answered the same next ("the-same-cursor") twice');
+      expect(calls).toBe(2);
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((done) => server.close(() => done()));
+    }
+  });
 });
