@@ -10,6 +10,19 @@ const MAX_PAGE_TEXT = 20_000;
 /** The 4xx answers that may get better by retrying, as a 5xx may: a request timeout and "too many requests". */
 const RETRIED_CLIENT_STATUSES: ReadonlySet<number> = new Set([408, 429]);
 
+/**
+ * Whether a Content-Type is one whose body reads as text: `text/*`, XML and JSON types (XHTML
+ * among them), or none at all (a server that does not say; the page is decoded and read). A PDF,
+ * an image or an archive decoded as text is noise a model would be paid to read.
+ */
+export function isTextContentType(contentType: string | null): boolean {
+  const essence = contentType?.split(";")[0]?.trim().toLowerCase() ?? "";
+  if (essence === "") return true;
+  const [type, subtype = ""] = essence.split("/");
+  if (type === "text") return true;
+  return type === "application" && /(^|\+)(xml|json)$/.test(subtype);
+}
+
 export async function fetchPageText(url: string): Promise<{ url: string; title: string | null; text: string }> {
   const res = await fetchRecorded(new StepPublisher(), url);
   if (!res.ok) {
@@ -19,7 +32,15 @@ export async function fetchPageText(url: string): Promise<{ url: string; title: 
       ? ApplicationFailure.nonRetryable(message, "HttpClientError")
       : new Error(message);
   }
-  const html = decodePage(new Uint8Array(await res.arrayBuffer()), res.headers.get("content-type"));
+  const contentType = res.headers.get("content-type");
+  if (!isTextContentType(contentType)) {
+    await res.body?.cancel().catch(() => {});
+    throw ApplicationFailure.nonRetryable(
+      `${url} is ${contentType?.split(";")[0]?.trim()}, not a page of text: summarize_url reads HTML and text`,
+      "UnsupportedContentType",
+    );
+  }
+  const html = decodePage(new Uint8Array(await res.arrayBuffer()), contentType);
   const text = pageText(html);
   // Never half of a surrogate pair at the cut: a model's API refuses a body with one.
   return { url, title: pageTitle(html), text: text.slice(0, wholeCharsEnd(text, MAX_PAGE_TEXT)) };

@@ -30,6 +30,8 @@ beforeAll(async () => {
       res
         .writeHead(200, { "content-type": "text/html; charset=windows-1252" })
         .end(Buffer.from("<title>Caf\xe9</title><p>Caf\xe9 cr\xe8me</p>", "latin1"));
+    else if (req.url?.startsWith("/typed/"))
+      res.writeHead(200, { "content-type": decodeURIComponent(req.url.slice("/typed/".length)) }).end("<p>typed</p>");
     else if (req.url?.startsWith("/status/")) res.writeHead(Number(req.url.slice("/status/".length))).end("no");
     else if (to) res.writeHead(302, { location: to }).end();
     else res.end("page");
@@ -134,5 +136,23 @@ describe("summarize_url's page text (host/activities/research.ts fetchPageText)"
       expect((err as ApplicationFailure).nonRetryable ?? false, String(status)).toBe(false);
       expect(String((err as Error).message)).toContain(`answered ${status}`);
     }
+  });
+
+  it("a body that is not text (a PDF, an image, an archive) fails the step for good, unread, instead of being handed to a model as noise", async () => {
+    for (const type of ["application/pdf", "image/png", "application/octet-stream", "application/zip", "image/svg+xml"]) {
+      const err = await fetchPage(`/typed/${encodeURIComponent(type)}`).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(err, type).toBeInstanceOf(ApplicationFailure);
+      expect((err as ApplicationFailure).nonRetryable, type).toBe(true);
+      expect((err as ApplicationFailure).type, type).toBe("UnsupportedContentType");
+      expect((err as Error).message, type).toContain(type);
+    }
+    for (const type of ["text/html; charset=utf-8", "TEXT/PLAIN", "application/xhtml+xml", "application/json", "application/rss+xml"]) {
+      expect((await fetchPage(`/typed/${encodeURIComponent(type)}`)).text, type).toBe("typed");
+    }
+    // A server that names no type: read as a page.
+    expect((await fetchPage("/untyped")).text).toBe("page");
   });
 });
