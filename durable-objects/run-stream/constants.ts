@@ -62,7 +62,7 @@ export const META_KEYS = {
   workflowId: "workflowId",
   /** Watchdog checks in a row that found the run quiet. */
   quietChecks: "quietChecks",
-  /** "1" while the D1 row says the run waits for a signal or human input. */
+  /** "1" while the D1 row says the run waits for a signal or human input; "?" after a statement that cleared it (waiting.ts). */
   waiting: "waiting",
   /** `trace:<runId>`: the R2 key of that run's trace, once written. */
   trace: (runId: string) => `trace:${runId}`,

@@ -153,6 +153,8 @@ export class D1Projection {
       const endsHere = !row.data.resetFromRunId && ends.some((e) => e.data.runId === row.data.runId && isFinish(e));
       if (endsHere) startedAt.set(row.data.runId, row.at);
       else statements.push(this.started(workflowId, row, now));
+      // A reset's start clears the row's waiting flag: the check below (or the next) writes it again.
+      if (row.data.resetFromRunId) this.waiting.forget();
     }
     const deferred = new Set<number>();
     const finishing = ends.length > 0;
@@ -190,9 +192,15 @@ export class D1Projection {
     const waitingChange = checkWaiting ? this.waiting.change(this.db, workflowId, now) : null;
     if (waitingChange) statements.push(waitingChange.statement);
 
+    /** Every row this application takes care of: those with a statement, and those D1 needs nothing for. */
+    const done = [...pending.filter((r) => !deferred.has(r.seq) && !held.has(r.seq)), ...settlementDue].map((r) => r.seq);
     let batches = 0;
     let row: Record<string, unknown> | null | undefined;
-    if (statements.length > 0) {
+    if (statements.length === 0) {
+      // Rows D1 needs nothing for (the late end of a run a reset replaced, usage D1 already has) are
+      // done too: left pending, the run would never count as settled (its alarm, its webhook).
+      this.log.markProjected(done);
+    } else {
       // Last in the batch: the row as the writes (and the credit triggers they fire) leave it.
       const readIndex = readRow ? statements.push(selectRunRowStatement(this.db, workflowId)) - 1 : -1;
       let results: D1Result[];
@@ -208,7 +216,7 @@ export class D1Projection {
         const returned = results[index]?.results?.[0] as { has_webhooks?: number } | undefined;
         if (returned) this.onFinished?.(row.data.runId, Number(returned.has_webhooks ?? 0) > 0);
       }
-      this.log.markProjected([...pending.filter((r) => !deferred.has(r.seq) && !held.has(r.seq)), ...settlementDue].map((r) => r.seq));
+      this.log.markProjected(done);
       if (waitingChange) this.waiting.committed(waitingChange.waiting);
       if (readIndex >= 0) row = (results[readIndex]?.results?.[0] as Record<string, unknown> | undefined) ?? null;
     }

@@ -142,19 +142,41 @@ export class RunLifecycle {
   }
 
   private async settleTail(workflowId: string, projected: boolean): Promise<void> {
+    if (projected) await this.writeTraces(workflowId);
+    await this.armWatchdog();
+    await this.parts.webhooks.arm();
+  }
+
+  /**
+   * The traces of complete runs that lack one. A failure (R2 down) is logged and left to the
+   * alarm, which stays set while a trace is missing (`isSettled`): it fails neither the push whose
+   * events are recorded and in D1 (the host would push them again, in vain) nor the alarm's
+   * reconciliation of a quiet run.
+   */
+  private async writeTraces(workflowId: string): Promise<void> {
     try {
-      if (projected) await this.parts.traces.writeMissing(workflowId);
-    } finally {
-      await this.armWatchdog();
-      await this.parts.webhooks.arm();
+      await this.parts.traces.writeMissing(workflowId);
+    } catch (err) {
+      console.warn(JSON.stringify({ level: "warn", message: "trace not written; the alarm tries again", workflowId, error: String(err) }));
     }
   }
 
   /** Watchdog: finish failed projections and traces; ask Temporal (via the host) about a quiet open run. */
   async alarm(): Promise<void> {
     // First the starts that an instance which went away left half-accepted; a DO that never
-    // accepted a run keeps nothing else, and is not given a schema now.
-    await this.deps.starter.undoAbandonedAcceptances();
+    // accepted a run keeps nothing else, and is not given a schema now. An undo D1 refuses has its
+    // own alarm set already (run-starter.ts): the run this DO keeps, if any, is seen to all the same.
+    try {
+      await this.deps.starter.undoAbandonedAcceptances();
+    } catch (err) {
+      console.warn(
+        JSON.stringify({
+          level: "warn",
+          message: "a half-accepted start could not be undone; it is tried again later",
+          error: String(err),
+        }),
+      );
+    }
     if (!this.deps.starter.keepsRun()) return;
     this.parts.watchdog.forget(); // the alarm that fired is gone; the start outbox may set its own
     if (await this.deps.starter.retryPending()) return; // a start not yet confirmed by Temporal
@@ -168,7 +190,7 @@ export class RunLifecycle {
     try {
       await this.parts.resets.resolveStale(workflowId);
       await this.parts.projection.apply(workflowId, false);
-      await this.parts.traces.writeMissing(workflowId);
+      await this.writeTraces(workflowId);
       if (!this.isFinished()) await this.parts.watchdog.reconcile(workflowId, (events) => this.record(workflowId, events));
     } finally {
       await this.parts.webhooks.work(workflowId);

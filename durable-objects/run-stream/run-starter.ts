@@ -47,6 +47,13 @@ export const START_RETRY_MAX_MS = 30_000;
  * and an undo that ran before it landed would leave its row behind.
  */
 export const ACCEPTANCE_GRACE_MS = 10_000;
+/**
+ * An undo of an abandoned acceptance that D1 refused (an outage) is tried again after this, doubled
+ * per failure up to ACCEPTANCE_UNDO_RETRY_MAX_MS: by the DO's own alarm, not by the runtime's retries
+ * of a failed alarm, which stop after six (about two minutes) and would leave the row and its hold for good.
+ */
+export const ACCEPTANCE_UNDO_RETRY_BASE_MS = ACCEPTANCE_GRACE_MS;
+export const ACCEPTANCE_UNDO_RETRY_MAX_MS = 5 * 60_000;
 /** Key-value storage prefix of acceptance markers (`<prefix><accept id>`): KV, so that a refused start creates no tables. */
 export const ACCEPTANCE_MARKER_PREFIX = "run-start:accepting:";
 
@@ -180,6 +187,11 @@ export class RunStarter {
    * after every change to the log, skips the storage read. (Only this instance writes markers.)
    */
   private noMarkers = false;
+  /**
+   * Undos D1 refused, by accept id: how many times, and when the alarm tries again. In memory: a
+   * new instance tries at once, then backs off again.
+   */
+  private readonly undoFailures = new Map<string, { failures: number; retryAt: number }>();
 
   constructor(private readonly deps: RunStarterDeps) {}
 
@@ -434,7 +446,8 @@ export class RunStarter {
 
   /** When a marker next needs the alarm: its grace after it was written, or a grace from now while its start is still in flight. */
   private markerDeadline(acceptId: string, marker: AcceptanceMarker, now: number): number {
-    return this.inFlight.has(acceptId) ? now + ACCEPTANCE_GRACE_MS : marker.at + ACCEPTANCE_GRACE_MS;
+    if (this.inFlight.has(acceptId)) return now + ACCEPTANCE_GRACE_MS;
+    return Math.max(marker.at + ACCEPTANCE_GRACE_MS, this.undoFailures.get(acceptId)?.retryAt ?? 0);
   }
 
   /** Sets the alarm for `at` unless it is set for earlier already. */
@@ -447,20 +460,32 @@ export class RunStarter {
    * Undoes the acceptances that an instance which went away left half-done (see the header): the
    * D1 row and its hold removed (only while `scheduled`), the Idempotency-Key given back, the
    * marker deleted. Markers of starts in flight here, or younger than their grace, wait for the
-   * alarm, which is armed for them.
+   * alarm, which is armed for them. An undo D1 refuses is tried again later, backed off
+   * (ACCEPTANCE_UNDO_RETRY_BASE_MS, doubling): the alarm is set for it before the failure is thrown.
    */
   async undoAbandonedAcceptances(): Promise<void> {
     const { env } = this.deps;
     const now = Date.now();
     let next: number | null = null;
+    let failure: unknown = null;
     for (const [acceptId, marker] of this.markers()) {
       const deadline = this.markerDeadline(acceptId, marker, now);
       if (deadline > now) {
         next = Math.min(next ?? deadline, deadline);
         continue;
       }
-      await undoAcceptedRunStatement(env.DB, acceptId).run();
-      if (marker.idempotencyKey !== null) await releaseStatement(env.DB, marker.organizationId, marker.idempotencyKey, acceptId).run();
+      try {
+        await undoAcceptedRunStatement(env.DB, acceptId).run();
+        if (marker.idempotencyKey !== null) await releaseStatement(env.DB, marker.organizationId, marker.idempotencyKey, acceptId).run();
+      } catch (err) {
+        const failures = (this.undoFailures.get(acceptId)?.failures ?? 0) + 1;
+        const retryAt = now + Math.min(ACCEPTANCE_UNDO_RETRY_BASE_MS * 2 ** Math.min(failures - 1, 10), ACCEPTANCE_UNDO_RETRY_MAX_MS);
+        this.undoFailures.set(acceptId, { failures, retryAt });
+        next = Math.min(next ?? retryAt, retryAt);
+        failure ??= err;
+        continue;
+      }
+      this.undoFailures.delete(acceptId);
       this.unmark(acceptId);
       console.warn(
         JSON.stringify({
@@ -472,6 +497,7 @@ export class RunStarter {
       );
     }
     if (next !== null) await this.alarmBy(next);
+    if (failure !== null) throw failure;
   }
 
   /**

@@ -9,6 +9,8 @@ import { META_KEYS } from "./constants.ts";
 import type { Meta } from "./meta.ts";
 
 const WORKFLOW_TASK_COMPLETED = "EVENT_TYPE_WORKFLOW_TASK_COMPLETED";
+/** `META_KEYS.waiting` when another statement may have changed the row's flag: the next check writes it, whichever way. */
+const WAITING_UNKNOWN = "?";
 
 export class WaitingDetector {
   constructor(
@@ -30,7 +32,8 @@ export class WaitingDetector {
     const runId = this.log.latestRunId();
     if (!runId) return null;
     const waiting = this.isWaiting(runId);
-    if ((this.meta.get(META_KEYS.waiting) === "1") === waiting) return null;
+    const known = this.meta.get(META_KEYS.waiting);
+    if (known !== WAITING_UNKNOWN && (known === "1") === waiting) return null;
     const statement = waiting
       ? db
           .prepare(
@@ -45,5 +48,15 @@ export class WaitingDetector {
 
   committed(waiting: boolean): void {
     this.meta.set(META_KEYS.waiting, waiting ? "1" : "0");
+  }
+
+  /**
+   * A statement that sets the row's `waiting_since` itself goes to D1 (a reset's `run.started`
+   * opens the row again, not waiting): what was committed no longer says what the row holds, so
+   * the next check writes the flag whichever way it finds the run, or the reset's run, waiting as
+   * the run it replaced was, would never be shown waiting.
+   */
+  forget(): void {
+    this.meta.set(META_KEYS.waiting, WAITING_UNKNOWN);
   }
 }

@@ -5,9 +5,9 @@
  * outbox with its alarm armed (edge tests have no host: HOST_URL is a closed port).
  */
 
-import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import { DEFAULT_MAX_OPEN_RUNS_PER_ORGANIZATION, START_ATTEMPT_TIMEOUT_MS } from "../../durable-objects/run-stream/constants.ts";
 import {
   ACCEPTANCE_GRACE_MS,
@@ -19,7 +19,7 @@ import {
 } from "../../durable-objects/run-stream/run-starter.ts";
 import { runStream } from "../../src/run-stream-client.ts";
 import { prepareStart } from "../../src/services/runs.ts";
-import { loseAnswersInPlace } from "../support/d1-intercept.ts";
+import { interceptD1InPlace, loseAnswersInPlace } from "../support/d1-intercept.ts";
 import { admin, call, meteredOrg, orgRow, seedCatalog, seedOrganization } from "./helpers.ts";
 
 let org: Awaited<ReturnType<typeof seedOrganization>>;
@@ -244,6 +244,42 @@ describe("RunStream.start: the DO goes away between the run's D1 row and its out
       ok: true,
       started: { status: "scheduled", id: again.runUuid },
     });
+  });
+
+  it("an undo D1 refuses in the alarm is tried again later: the alarm is set again (not left to the runtime's few retries), and a later alarm undoes it", async () => {
+    const metered = await meteredOrg(100_000);
+    const c = command({ name: "Ada" }, metered.organizationId);
+    await startThatDiesAfterD1(c);
+    await ageMarkers(c.workflowId);
+    let undoTries = 0;
+    const undo = interceptD1InPlace(env.DB, (call) => {
+      if (call.kind !== "statement" || !/^\s*DELETE FROM runs\b/.test(call.sql)) return;
+      undoTries++;
+      return Promise.reject(new Error("D1 is unavailable (test)"));
+    });
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => undefined);
+    try {
+      const fired = Date.now();
+      expect(await runDurableObjectAlarm(runStream(env, c.workflowId))).toBe(true);
+      expect(undoTries).toBe(1);
+      const alarm = await runInDurableObject(runStream(env, c.workflowId), (_i, state) => state.storage.getAlarm());
+      // Backed off, not at once: a D1 outage does not spin the alarm.
+      expect(alarm).toBeGreaterThanOrEqual(fired + ACCEPTANCE_GRACE_MS);
+      expect(warn).toHaveBeenCalledWith(expect.stringContaining("tried again later"));
+      // An alarm before that time (another part's) does not ask D1 again.
+      expect(await runDurableObjectAlarm(runStream(env, c.workflowId))).toBe(true);
+      expect(undoTries).toBe(1);
+    } finally {
+      undo();
+      warn.mockRestore();
+    }
+    expect(await rowsOf(c.workflowId)).toHaveLength(1);
+    // A new instance (the backoff is in memory) tries at once; D1 answers now.
+    await evictDurableObject(runStream(env, c.workflowId));
+    expect(await runDurableObjectAlarm(runStream(env, c.workflowId))).toBe(true);
+    expect(await rowsOf(c.workflowId)).toEqual([]);
+    expect(await orgRow(metered.organizationId)).toMatchObject({ balance: 100_000, reserved: 0 });
+    expect(await markersOf(c.workflowId)).toEqual([]);
   });
 
   it("the next start under the same workflow id undoes it first and is accepted; an accepted start leaves no marker", async () => {

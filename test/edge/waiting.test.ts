@@ -5,14 +5,16 @@
  */
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { EventLog } from "../../durable-objects/run-stream/event-log.ts";
 import { Meta } from "../../durable-objects/run-stream/meta.ts";
 import { createSchema } from "../../durable-objects/run-stream/storage.ts";
 import { WaitingDetector } from "../../durable-objects/run-stream/waiting.ts";
 import { runStream } from "../../src/run-stream-client.ts";
 import type { RunEvent } from "../../src/shared/run-event-schema.ts";
-import { historyEvent } from "./stream-helpers.ts";
+import { runResetEvent } from "../../src/shared/run-events.ts";
+import { seedCatalog, seedOrganization } from "./helpers.ts";
+import { createRunningRun, historyEvent, push } from "./stream-helpers.ts";
 
 const e = (name: string) => `EVENT_TYPE_${name}`;
 const TASK_DONE = e("WORKFLOW_TASK_COMPLETED");
@@ -86,5 +88,33 @@ describe("a run waits when its workflow task completed and nothing is in flight"
       expect(detector.isWaiting(runId)).toBe(true);
       expect(counting.rowsRead() - before).toBe(0);
     });
+  });
+});
+
+describe("the run row's waiting_since follows the workflow's current run", () => {
+  beforeAll(async () => {
+    await seedCatalog();
+  });
+
+  it("a reset's run that waits is shown waiting, though the run it replaced was waiting too (the reset cleared the row's flag)", async () => {
+    const { organizationId } = await seedOrganization();
+    const { workflowId, runId } = await createRunningRun(organizationId);
+    const waitingSince = async () =>
+      (
+        await env.DB.prepare("SELECT waiting_since FROM runs WHERE temporal_workflow_id = ?")
+          .bind(workflowId)
+          .first<{ waiting_since: string | null }>()
+      )?.waiting_since;
+    const waits = (run: string) => [
+      historyEvent(run, 1),
+      ...history(run, [e("WORKFLOW_TASK_SCHEDULED"), e("WORKFLOW_TASK_STARTED"), TASK_DONE]),
+    ];
+    await push(workflowId, waits(runId));
+    expect(await waitingSince(), "the first run waits").toEqual(expect.any(String));
+    const resetRun = crypto.randomUUID();
+    await push(workflowId, [runResetEvent(resetRun, runId)]);
+    expect(await waitingSince(), "the reset opened the row again").toBeNull();
+    await push(workflowId, waits(resetRun));
+    expect(await waitingSince(), "the reset's run waits").toEqual(expect.any(String));
   });
 });
