@@ -1,7 +1,8 @@
 /**
  * The run's D1 row (and its step rows) projected from the log. The DO is their single writer.
  *
- * Every application is one `db.batch` (one D1 transaction): all rows not yet projected, merged
+ * Every application is one `db.batch` (one D1 transaction; a backlog past MAX_ROWS_PER_BATCH rows,
+ * several, in log order): all rows not yet projected, merged
  * where D1 only needs the net effect (both ends of a step attempt are one upsert, all new
  * attributes one addition, a `run.started` whose run finishes in the same application is folded
  * into the finish), plus the waiting flag. Applications do not overlap: events that arrive while
@@ -30,6 +31,15 @@ import type { WaitingDetector } from "./waiting.ts";
  * nothing is held back once the run has ended.
  */
 export const STEP_START_GRACE_MS = 1_000;
+
+/**
+ * The most log rows one batch projects (each makes at most one statement). A backlog past it (a
+ * long D1 outage, a fan-out of thousands of steps) goes in several batches, in log order, so the
+ * run's finish is in the last: D1 counts each statement of a batch against what one invocation may
+ * send (1,000 on Workers Paid), and a batch past that would fail on every retry, the row never
+ * finishing.
+ */
+export const MAX_ROWS_PER_BATCH = 400;
 
 /** Counts of what one application sent to D1 (tests and benches read them through logs if needed). */
 export interface ProjectionResult {
@@ -125,8 +135,36 @@ export class D1Projection {
     return true;
   }
 
+  /**
+   * One application: the pending rows in batches of at most MAX_ROWS_PER_BATCH, in log order; the
+   * waiting check and the row's read go with the last. Rows a batch leaves pending (a step's start
+   * waiting for its end, a finish a reset holds) are not taken again by this application.
+   */
   private async applyOnce(workflowId: string, checkWaiting: boolean, readRow: boolean): Promise<ProjectionResult> {
-    const rows = this.log.unprojected();
+    const total: ProjectionResult = { statements: 0, batches: 0 };
+    const leftPending = new Set<number>();
+    for (;;) {
+      const rows = this.log.unprojected().filter((r) => !leftPending.has(r.seq));
+      const last = rows.length <= MAX_ROWS_PER_BATCH;
+      // Nothing is held back once the run has ended, whichever batch its end is in.
+      const endsLater = rows
+        .slice(MAX_ROWS_PER_BATCH)
+        .some((r) => r.type === "run.finished" && r.projected === PROJECTION_STATE.pending && !this.log.wasReset(r.data.runId));
+      const part = await this.applyBatch(workflowId, rows.slice(0, MAX_ROWS_PER_BATCH), endsLater, last && checkWaiting, last && readRow);
+      total.statements += part.statements;
+      total.batches += part.batches;
+      for (const seq of part.leftPending) leftPending.add(seq);
+      if (last) return part.row !== undefined ? { ...total, row: part.row } : total;
+    }
+  }
+
+  private async applyBatch(
+    workflowId: string,
+    rows: LogRow[],
+    endsLater: boolean,
+    checkWaiting: boolean,
+    readRow: boolean,
+  ): Promise<ProjectionResult & { leftPending: number[] }> {
     const pending = rows.filter((r) => r.projected === PROJECTION_STATE.pending);
     const settlementDue = rows.filter(
       (r): r is LogRowOf<"run.finished"> => r.projected === PROJECTION_STATE.settlementPending && r.type === "run.finished",
@@ -157,7 +195,7 @@ export class D1Projection {
       if (row.data.resetFromRunId) this.waiting.forget();
     }
     const deferred = new Set<number>();
-    const finishing = ends.length > 0;
+    const finishing = ends.length > 0 || endsLater;
     for (const step of mergeSteps(pending)) {
       if (!finishing && this.deferStart(workflowId, step)) {
         for (const seq of step.seqs) deferred.add(seq);
@@ -220,7 +258,8 @@ export class D1Projection {
       if (waitingChange) this.waiting.committed(waitingChange.waiting);
       if (readIndex >= 0) row = (results[readIndex]?.results?.[0] as Record<string, unknown> | undefined) ?? null;
     }
-    return { statements: statements.length, batches, ...(row !== undefined ? { row } : {}) };
+    const leftPending = pending.filter((r) => deferred.has(r.seq) || held.has(r.seq)).map((r) => r.seq);
+    return { statements: statements.length, batches, leftPending, ...(row !== undefined ? { row } : {}) };
   }
 
   /** Only a scheduled row moves to running: a late start never undoes a finish. */

@@ -14,7 +14,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { PROJECTION_STATE } from "../../durable-objects/run-stream/constants.ts";
 import { EventLog } from "../../durable-objects/run-stream/event-log.ts";
 import { Meta } from "../../durable-objects/run-stream/meta.ts";
-import { D1Projection, STEP_START_GRACE_MS } from "../../durable-objects/run-stream/projection.ts";
+import { D1Projection, MAX_ROWS_PER_BATCH, STEP_START_GRACE_MS } from "../../durable-objects/run-stream/projection.ts";
 import { RunStarter, type StartCommand } from "../../durable-objects/run-stream/run-starter.ts";
 import { createSchema } from "../../durable-objects/run-stream/storage.ts";
 import { WaitingDetector } from "../../durable-objects/run-stream/waiting.ts";
@@ -403,5 +403,50 @@ describe("the projection's D1 statements", () => {
       { step_id: "a", status: "completed" },
       { step_id: "a", status: "running" },
     ]);
+  });
+
+  it("a backlog of many step attempts (a long D1 outage, a wide fan-out) goes to D1 in bounded batches, in log order, the finish last", async () => {
+    const org = await meteredOrg(HOLD * 2);
+    const c = command(org.organizationId);
+    expect((await runStream(env, c.workflowId).start(c)).ok).toBe(true);
+    const runId = "r-wide";
+    const steps = MAX_ROWS_PER_BATCH * 2 + 50;
+    const events: RunEvent[] = [{ sourceKey: `run:${runId}:started`, type: "run.started", at: at(1), data: { runId } }];
+    for (let i = 0; i < steps; i++) {
+      const step = { runId, activityId: `s${i}`, attempt: 1 };
+      events.push(
+        { sourceKey: `step:${runId}:s${i}:1:started`, type: "step", at: at(2), data: { ...step, state: "started" } },
+        { sourceKey: `step:${runId}:s${i}:1:completed`, type: "step", at: at(3), data: { ...step, state: "completed", outputs: i } },
+      );
+    }
+    events.push(llmUsageEvent(runId, 42, at(4)), {
+      sourceKey: `run:${runId}:finished`,
+      type: "run.finished",
+      at: at(5),
+      data: { runId, status: "completed", output: { ok: true } },
+    });
+    /** The statements of each batch the projection sent. */
+    const batches: number[] = [];
+    const d1 = interceptD1(env.DB, (call) => {
+      if (call.kind === "batch") batches.push(call.statements);
+    });
+    await runInDurableObject(runStream(env, c.workflowId), async (_instance, state) => {
+      const log = new EventLog(state.storage.sql);
+      const projection = new D1Projection(d1, log, new WaitingDetector(log, metaOf(state.storage.sql)));
+      log.append(events);
+      await projection.apply(c.workflowId, false);
+      expect(log.hasUnprojected()).toBe(false);
+    });
+    // D1 caps a batch's statements by what one invocation may send; a batch past it failed on every retry.
+    expect(batches.length).toBeGreaterThan(1);
+    for (const size of batches) expect(size).toBeLessThanOrEqual(MAX_ROWS_PER_BATCH + 2);
+    const stepCount = await env.DB.prepare(
+      "SELECT COUNT(*) AS n FROM step_runs s JOIN runs r ON r.id = s.run_id WHERE r.temporal_workflow_id = ? AND s.status = 'completed'",
+    )
+      .bind(c.workflowId)
+      .first("n");
+    expect(stepCount).toBe(steps);
+    expect(await runRow(c.workflowId)).toMatchObject({ status: "completed", credit_hold: 0, credits_charged: 42, tokens_total: 42 });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 42, reserved: 0 });
   });
 });
