@@ -28,11 +28,10 @@ import { rateLimit } from "../../middleware/rate-limit/index.ts";
 import { positiveNumberVar } from "../../shared/positive-number-var.ts";
 import { NO_STORE, SSE_HEADERS, sseComment, sseFrame } from "../../sse/frames.ts";
 import { parseLastEventId } from "../../sse/last-event-id.ts";
-import { logStreamResponse } from "../../sse/log-stream.ts";
+import { type LogDone, logStreamResponse } from "../../sse/log-stream.ts";
 import { openAdmittedSubscription, REVOKED_KEY_MESSAGE, RunNeverStarted, StreamAtEnd } from "../../sse/run-subscription.ts";
 import { STREAM_TOKEN_REFUSED, streamTokenAuthContext, verifyLiveStreamToken } from "../../stream-tokens.ts";
 import { DEFAULT_KEEPALIVE_INTERVAL_MS } from "../workflow/history-stream.ts";
-import type { LogDone } from "../../sse/log-stream.ts";
 import { tokenRenewal } from "../../sse/token-renewal.ts";
 
 /** What EventSource waits before reconnecting after a drop. */
