@@ -10,6 +10,7 @@ import { APICallError, streamText, type ToolSet } from "ai";
 import { renderTemplate } from "../../src/shared/prompt-template.ts";
 import { resolveModel, UnknownModelError } from "../llm/models.ts";
 import { usageAttribute } from "../llm/pricing.ts";
+import { retryAfterMs } from "./retry-after.ts";
 import { activityRuntime, heartbeating, StepPublisher } from "./runtime.ts";
 
 /** Reasoning and answer deltas are gathered for this long before they are published together. */
@@ -19,8 +20,6 @@ const STREAM_FLUSH_MS = 150;
  * (OpenAI's), so the call is charged about what it cost instead of nothing.
  */
 const CHARS_PER_TOKEN_ESTIMATE = 4;
-/** The longest wait a provider's Retry-After is followed for; the run's own timeout bounds it anyway. */
-const MAX_PROVIDER_RETRY_DELAY_MS = 5 * 60_000;
 /** How much of a provider's error text the host's log keeps. */
 const MAX_LOGGED_PROVIDER_TEXT = 1_000;
 export interface AskModelInput {
@@ -81,16 +80,6 @@ function throttled(publish: (text: string) => Promise<void>) {
   };
 }
 
-/** The delay a provider asked for (`retry-after-ms`, OpenAI's; `retry-after` in seconds or as a date), if any. */
-function retryAfterMs(headers: Record<string, string> | undefined): number | undefined {
-  const ms = Number(headers?.["retry-after-ms"]);
-  if (headers?.["retry-after-ms"] && Number.isFinite(ms) && ms >= 0) return Math.min(ms, MAX_PROVIDER_RETRY_DELAY_MS);
-  const value = headers?.["retry-after"]?.trim();
-  if (!value) return undefined;
-  const delayMs = /^\d+(\.\d+)?$/.test(value) ? Number(value) * 1000 : Date.parse(value) - Date.now();
-  return Number.isFinite(delayMs) ? Math.min(Math.max(0, delayMs), MAX_PROVIDER_RETRY_DELAY_MS) : undefined;
-}
-
 /**
  * A call the provider did not answer with a stream (an HTTP error, or no answer), as the step's
  * failure. The provider's own text
@@ -142,7 +131,7 @@ function providerFailure(err: APICallError, modelId: string): ApplicationFailure
     message,
     type: "ProviderUnavailable",
     nonRetryable: false,
-    nextRetryDelay: retryAfterMs(err.responseHeaders),
+    nextRetryDelay: retryAfterMs((name) => err.responseHeaders?.[name]),
   });
 }
 

@@ -2,6 +2,7 @@
 import { ApplicationFailure } from "@temporalio/activity";
 import { fetchRecorded } from "./http.ts";
 import { decodePage, pageText, pageTitle } from "./page-text.ts";
+import { retryAfterMs } from "./retry-after.ts";
 import { StepPublisher } from "./runtime.ts";
 import { wholeCharsEnd } from "../../src/shared/text-limits.ts";
 
@@ -28,9 +29,10 @@ export async function fetchPageText(url: string): Promise<{ url: string; title: 
   if (!res.ok) {
     // 4xx will not get better by retrying (but 408 and 429 may); 5xx might.
     const message = `fetching ${url} answered ${res.status}`;
-    throw res.status < 500 && !RETRIED_CLIENT_STATUSES.has(res.status)
-      ? ApplicationFailure.nonRetryable(message, "HttpClientError")
-      : new Error(message);
+    await res.body?.cancel().catch(() => {});
+    if (res.status < 500 && !RETRIED_CLIENT_STATUSES.has(res.status)) throw ApplicationFailure.nonRetryable(message, "HttpClientError");
+    // Retried, after the wait the site asked for if it said (a 429's or 503's Retry-After), else Temporal's backoff.
+    throw ApplicationFailure.create({ message, type: "HttpUnavailable", nextRetryDelay: retryAfterMs((name) => res.headers.get(name)) });
   }
   const contentType = res.headers.get("content-type");
   if (!isTextContentType(contentType)) {

@@ -32,6 +32,7 @@ beforeAll(async () => {
         .end(Buffer.from("<title>Caf\xe9</title><p>Caf\xe9 cr\xe8me</p>", "latin1"));
     else if (req.url?.startsWith("/typed/"))
       res.writeHead(200, { "content-type": decodeURIComponent(req.url.slice("/typed/".length)) }).end("<p>typed</p>");
+    else if (req.url === "/limited") res.writeHead(429, { "retry-after": "7" }).end("slow down");
     else if (req.url?.startsWith("/status/")) res.writeHead(Number(req.url.slice("/status/".length))).end("no");
     else if (to) res.writeHead(302, { location: to }).end();
     else res.end("page");
@@ -135,7 +136,17 @@ describe("summarize_url's page text (host/activities/research.ts fetchPageText)"
       expect(err, String(status)).toBeInstanceOf(Error);
       expect((err as ApplicationFailure).nonRetryable ?? false, String(status)).toBe(false);
       expect(String((err as Error).message)).toContain(`answered ${status}`);
+      // No Retry-After: Temporal's own backoff.
+      expect((err as ApplicationFailure).nextRetryDelay, String(status)).toBeUndefined();
     }
+    // A site that says when to come back is retried then, not at Temporal's next backoff.
+    const limited = await fetchPage("/limited").then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(limited).toBeInstanceOf(ApplicationFailure);
+    expect((limited as ApplicationFailure).nonRetryable).toBe(false);
+    expect((limited as ApplicationFailure).nextRetryDelay).toBe(7_000);
   });
 
   it("a body that is not text (a PDF, an image, an archive) fails the step for good, unread, instead of being handed to a model as noise", async () => {
