@@ -436,6 +436,34 @@ describe("run viewer in Chromium", () => {
     expect(final.steps.map((s) => [s.stepName, s.status])).toEqual([["prepareDoomedWork", "completed"]]);
   });
 
+  it("a run whose start was refused for good shows failed with the reason, not 'connecting' (its stream is its `done` alone)", async () => {
+    const run = await startRun("hello", { name: "Ada" });
+    context = await browser.newContext();
+    // The stream as the edge answers such a run (test/edge/run-never-started.test.ts pins it): a
+    // run accepted while the host was unreachable, then refused, has no events, only its end.
+    const reason = "the run could not be started: the workflow left the host's catalog";
+    const done = { status: "failed", output: null, error: reason, newRunId: null };
+    let served = 0;
+    await context.route(`**/runs/${run.workflowId}/events*`, (route) => {
+      served++;
+      return route.fulfill({
+        status: 200,
+        headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-store" },
+        body: `retry: 1000\n\nevent: done\ndata: ${JSON.stringify(done)}\n\n`,
+      });
+    });
+    const page = await context.newPage();
+    await page.goto(`${baseUrl()}/runs/${run.workflowId}?token=${encodeURIComponent(run.streamToken)}`);
+    await page.waitForFunction(() => document.getElementById("connection")?.dataset.state === "closed", undefined, { timeout: 15_000 });
+    const v = await view(page);
+    expect(v.status).toBe("failed");
+    expect(v.error).toContain(reason);
+    expect(v.steps).toEqual([]);
+    // The end stops EventSource: no reconnect to a stream that has nothing more to say.
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect(served).toBe(1);
+  });
+
   it("says so when the token is not valid for the run", async () => {
     const run = await startRun("hello", { name: "Ada" });
     context = await browser.newContext();
