@@ -7,7 +7,7 @@ import { spawn } from "node:child_process";
 import { createServer as createHttpServer, type IncomingMessage } from "node:http";
 import { createServer } from "node:net";
 import { resolve } from "node:path";
-import { beforeAll, describe, expect, inject, it } from "vitest";
+import { beforeAll, describe, expect, inject, it, onTestFinished } from "vitest";
 
 const root = resolve(import.meta.dirname, "../..");
 
@@ -86,7 +86,7 @@ interface FakeAnswer {
 
 /**
  * What may answer at --url instead of the edge (a login page, a proxy, another service): every
- * request gets `answer(req)`. `requests` lists what was asked; `close` stops it.
+ * request gets `answer(req)`. `requests` lists what was asked; it stops when the test ends.
  */
 async function fakeEdge(answer: (req: IncomingMessage) => FakeAnswer) {
   const requests: Array<{ method: string; url: string; authorization: string | undefined }> = [];
@@ -97,16 +97,15 @@ async function fakeEdge(answer: (req: IncomingMessage) => FakeAnswer) {
     res.writeHead(status, { "content-type": contentType ?? "application/json" }).end(body);
   });
   await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
-  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
-  return {
-    url,
-    requests,
-    close: () =>
+  // Closed when the test ends, whichever way it ends.
+  onTestFinished(
+    () =>
       new Promise<void>((done) => {
         server.closeAllConnections();
         server.close(() => done());
       }),
-  };
+  );
+  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, requests };
 }
 
 describe("help", () => {
@@ -496,21 +495,17 @@ describe("credentials and connections", () => {
 describe("wrong arguments: a clear message and exit 1, nothing sent", () => {
   it("a number past what a JSON number holds exactly is refused, not rounded into another amount", async () => {
     const edge = await fakeEdge(() => ({ status: 200, body: "{}" }));
-    try {
-      for (const args of [
-        ["credits", "grant", "org_x", "9007199254740993"],
-        ["credits", "grant", "org_x", "-99999999999999999999"],
-        ["keys", "create", "org_x", "--name", "k", "--rate-limit", "18446744073709551616"],
-      ]) {
-        const { code, stderr } = await cli(args, { OUTRIDER_URL: edge.url });
-        expect([args.join(" "), code]).toEqual([args.join(" "), 1]);
-        expect(stderr).toMatch(/must be an integer from -9007199254740991 to 9007199254740991/);
-        expect(stderr).not.toMatch(STACK_FRAME);
-      }
-      expect(edge.requests).toEqual([]);
-    } finally {
-      await edge.close();
+    for (const args of [
+      ["credits", "grant", "org_x", "9007199254740993"],
+      ["credits", "grant", "org_x", "-99999999999999999999"],
+      ["keys", "create", "org_x", "--name", "k", "--rate-limit", "18446744073709551616"],
+    ]) {
+      const { code, stderr } = await cli(args, { OUTRIDER_URL: edge.url });
+      expect([args.join(" "), code]).toEqual([args.join(" "), 1]);
+      expect(stderr).toMatch(/must be an integer from -9007199254740991 to 9007199254740991/);
+      expect(stderr).not.toMatch(STACK_FRAME);
     }
+    expect(edge.requests).toEqual([]);
   });
 
   it("--env without NAME= is refused without echoing the value: --env values are the run's secrets", async () => {
@@ -528,62 +523,46 @@ describe("wrong arguments: a clear message and exit 1, nothing sent", () => {
 
   it("an --org or --idempotency-key a header cannot carry (a line break) is a usage error, not 'cannot reach Outrider'", async () => {
     const edge = await fakeEdge(() => ({ status: 200, body: "{}" }));
-    try {
-      const org = await cli(["run", "11111111-1111-4111-8111-111111111111", "--org", "org_a\norg_b"], { OUTRIDER_URL: edge.url });
-      expect(org.code).toBe(1);
-      expect(org.stderr).toContain("--org has characters an HTTP header cannot carry");
-      expect(org.stderr).not.toContain("cannot reach");
-      const key = await cli(["credits", "grant", "org_x", "5", "--idempotency-key", "k\ny"], { OUTRIDER_URL: edge.url });
-      expect(key.code).toBe(1);
-      expect(key.stderr).toContain("--idempotency-key has characters an HTTP header cannot carry");
-      expect(edge.requests).toEqual([]);
-    } finally {
-      await edge.close();
-    }
+    const org = await cli(["run", "11111111-1111-4111-8111-111111111111", "--org", "org_a\norg_b"], { OUTRIDER_URL: edge.url });
+    expect(org.code).toBe(1);
+    expect(org.stderr).toContain("--org has characters an HTTP header cannot carry");
+    expect(org.stderr).not.toContain("cannot reach");
+    const key = await cli(["credits", "grant", "org_x", "5", "--idempotency-key", "k\ny"], { OUTRIDER_URL: edge.url });
+    expect(key.code).toBe(1);
+    expect(key.stderr).toContain("--idempotency-key has characters an HTTP header cannot carry");
+    expect(edge.requests).toEqual([]);
   });
 });
 
 describe("answers that are not the API's: a message with the HTTP status, exit 1, never a stack trace", () => {
   it("a 2xx whose body is not JSON (a login page, another service at --url)", async () => {
     const edge = await fakeEdge(() => ({ status: 200, body: "<html><body>Sign in</body></html>", contentType: "text/html" }));
-    try {
-      const { code, stderr } = await cli(["orgs", "list"], { OUTRIDER_URL: edge.url });
-      expect(code).toBe(1);
-      expect(stderr).toContain(`${edge.url} answered HTTP 200 with a body that is not JSON (text/html)`);
-      expect(stderr).not.toMatch(STACK_FRAME);
-    } finally {
-      await edge.close();
-    }
+    const { code, stderr } = await cli(["orgs", "list"], { OUTRIDER_URL: edge.url });
+    expect(code).toBe(1);
+    expect(stderr).toContain(`${edge.url} answered HTTP 200 with a body that is not JSON (text/html)`);
+    expect(stderr).not.toMatch(STACK_FRAME);
   });
 
   it("a 2xx JSON answer of another shape", async () => {
     const edge = await fakeEdge(() => ({ status: 200, body: '{"hello":"world"}' }));
-    try {
-      for (const args of [
-        ["orgs", "list"],
-        ["keys", "create", "org_x", "--name", "k"],
-        ["webhooks", "seal-secrets"],
-      ]) {
-        const { code, stderr } = await cli(args, { OUTRIDER_URL: edge.url });
-        expect([args.join(" "), code]).toEqual([args.join(" "), 1]);
-        expect(stderr).toContain("error:");
-        expect(stderr).not.toMatch(STACK_FRAME);
-      }
-    } finally {
-      await edge.close();
+    for (const args of [
+      ["orgs", "list"],
+      ["keys", "create", "org_x", "--name", "k"],
+      ["webhooks", "seal-secrets"],
+    ]) {
+      const { code, stderr } = await cli(args, { OUTRIDER_URL: edge.url });
+      expect([args.join(" "), code]).toEqual([args.join(" "), 1]);
+      expect(stderr).toContain("error:");
+      expect(stderr).not.toMatch(STACK_FRAME);
     }
   });
 
   it("--json: an error body that is not the API's envelope (a proxy's 502) is shown with its HTTP status", async () => {
     const edge = await fakeEdge(() => ({ status: 502, body: '{"message":"bad gateway"}' }));
-    try {
-      const { code, stderr } = await cli(["orgs", "list", "--json"], { OUTRIDER_URL: edge.url });
-      expect(code).toBe(1);
-      expect(stderr).toContain("HTTP 502");
-      expect(stderr).toContain("bad gateway");
-    } finally {
-      await edge.close();
-    }
+    const { code, stderr } = await cli(["orgs", "list", "--json"], { OUTRIDER_URL: edge.url });
+    expect(code).toBe(1);
+    expect(stderr).toContain("HTTP 502");
+    expect(stderr).toContain("bad gateway");
   });
 
   it("an answer that quotes the request's credential (an echoing proxy) never prints it", async () => {
@@ -592,23 +571,15 @@ describe("answers that are not the API's: a message with the HTTP status, exit 1
       body: JSON.stringify({ error: { code: "bad", message: `you sent ${req.headers.authorization}`, issues: [] }, echo: req.headers }),
     }));
     const adminKey = "admin-key-that-must-stay-hidden";
-    try {
-      for (const json of [[], ["--json"]]) {
-        const { code, stderr } = await cli(["orgs", "list", ...json], { OUTRIDER_URL: edge.url, OUTRIDER_ADMIN_KEY: adminKey });
-        expect(code).toBe(1);
-        expect(stderr).toContain("bad");
-        expect(stderr).not.toContain(adminKey);
-      }
-      const text = await fakeEdge((req) => ({ status: 401, body: `denied: ${req.headers.authorization}`, contentType: "text/plain" }));
-      try {
-        const { code, stderr } = await cli(["orgs", "list"], { OUTRIDER_URL: text.url, OUTRIDER_ADMIN_KEY: adminKey });
-        expect([code, stderr.includes("HTTP 401"), stderr.includes(adminKey)]).toEqual([1, true, false]);
-      } finally {
-        await text.close();
-      }
-    } finally {
-      await edge.close();
+    for (const json of [[], ["--json"]]) {
+      const { code, stderr } = await cli(["orgs", "list", ...json], { OUTRIDER_URL: edge.url, OUTRIDER_ADMIN_KEY: adminKey });
+      expect(code).toBe(1);
+      expect(stderr).toContain("bad");
+      expect(stderr).not.toContain(adminKey);
     }
+    const text = await fakeEdge((req) => ({ status: 401, body: `denied: ${req.headers.authorization}`, contentType: "text/plain" }));
+    const { code, stderr } = await cli(["orgs", "list"], { OUTRIDER_URL: text.url, OUTRIDER_ADMIN_KEY: adminKey });
+    expect([code, stderr.includes("HTTP 401"), stderr.includes(adminKey)]).toEqual([1, true, false]);
   });
 
   it("control characters from the server (terminal escape sequences) reach the terminal as visible text, never as escapes", async () => {
@@ -627,19 +598,15 @@ describe("answers that are not the API's: a message with the HTTP status, exit 1
             }),
           },
     );
-    try {
-      const listed = await cli(["orgs", "list"], { OUTRIDER_URL: edge.url });
-      expect(listed.code).toBe(0);
-      expect(listed.stdout).toContain("evil");
-      expect(listed.stdout).not.toContain("\u001b");
-      expect(listed.stdout).not.toContain("\u0007");
-      const refused = await cli(["orgs", "show", "org_bad"], { OUTRIDER_URL: edge.url });
-      expect(refused.code).toBe(1);
-      expect(refused.stderr).toContain("bad");
-      expect(refused.stderr).not.toContain("\u001b");
-      expect(refused.stderr).not.toContain("\u0007");
-    } finally {
-      await edge.close();
-    }
+    const listed = await cli(["orgs", "list"], { OUTRIDER_URL: edge.url });
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).toContain("evil");
+    expect(listed.stdout).not.toContain("\u001b");
+    expect(listed.stdout).not.toContain("\u0007");
+    const refused = await cli(["orgs", "show", "org_bad"], { OUTRIDER_URL: edge.url });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain("bad");
+    expect(refused.stderr).not.toContain("\u001b");
+    expect(refused.stderr).not.toContain("\u0007");
   });
 });
