@@ -11,13 +11,15 @@ const MAX_PAGE_TEXT = 20_000;
 /** The 4xx answers that may get better by retrying, as a 5xx may: a request timeout and "too many requests". */
 const RETRIED_CLIENT_STATUSES: ReadonlySet<number> = new Set([408, 429]);
 
+/** A Content-Type's media type, lower case, without its parameters ("" when there is none). */
+const mediaType = (contentType: string | null) => contentType?.split(";")[0]?.trim().toLowerCase() ?? "";
+
 /**
- * Whether a Content-Type is one whose body reads as text: `text/*`, XML and JSON types (XHTML
+ * Whether a media type is one whose body reads as text: `text/*`, XML and JSON types (XHTML
  * among them), or none at all (a server that does not say; the page is decoded and read). A PDF,
  * an image or an archive decoded as text is noise a model would be paid to read.
  */
-export function isTextContentType(contentType: string | null): boolean {
-  const essence = contentType?.split(";")[0]?.trim().toLowerCase() ?? "";
+function isTextMediaType(essence: string): boolean {
   if (essence === "") return true;
   const [type, subtype = ""] = essence.split("/");
   if (type === "text") return true;
@@ -35,10 +37,11 @@ export async function fetchPageText(url: string): Promise<{ url: string; title: 
     throw ApplicationFailure.create({ message, type: "HttpUnavailable", nextRetryDelay: retryAfterMs((name) => res.headers.get(name)) });
   }
   const contentType = res.headers.get("content-type");
-  if (!isTextContentType(contentType)) {
+  const essence = mediaType(contentType);
+  if (!isTextMediaType(essence)) {
     await res.body?.cancel().catch(() => {});
     throw ApplicationFailure.nonRetryable(
-      `${url} is ${contentType?.split(";")[0]?.trim()}, not a page of text: summarize_url reads HTML and text`,
+      `${url} is ${essence}, not a page of text: summarize_url reads HTML and text`,
       "UnsupportedContentType",
     );
   }
