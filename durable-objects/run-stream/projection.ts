@@ -144,7 +144,9 @@ export class D1Projection {
     const total: ProjectionResult = { statements: 0, batches: 0 };
     const leftPending = new Set<number>();
     for (;;) {
-      const rows = this.log.unprojected().filter((r) => !leftPending.has(r.seq));
+      // (One batch is the rule: nothing to leave out, no second copy of the rows on every push.)
+      const unprojected = this.log.unprojected();
+      const rows = leftPending.size === 0 ? unprojected : unprojected.filter((r) => !leftPending.has(r.seq));
       const last = rows.length <= MAX_ROWS_PER_BATCH;
       // Nothing is held back once the run has ended, whichever batch its end is in.
       const endsLater = rows
