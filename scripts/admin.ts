@@ -1,8 +1,8 @@
 /**
  * `npm run admin -- <command>`: the operator's CLI over the admin API (/admin/v1) and, for `run`,
  * the Workflow Runs API. Same commands against a local stack or a deployed one; only the URL and
- * the keys differ (flags, OUTRIDER_* environment variables, or for a local URL the dev-only files
- * `npm run dev` writes in .outrider/). See "Admin CLI" in README.md.
+ * the keys differ (OUTRIDER_* environment variables, flags, which `ps` shows every user, or for a
+ * local URL the dev-only files `npm run dev` writes in .outrider/). See "Admin CLI" in README.md.
  */
 import { GLOBAL_OPTIONS, parse, str, type ParsedArgs } from "./admin/args.ts";
 import { usageOf, type Command } from "./admin/command.ts";
@@ -35,6 +35,13 @@ function usage(only?: string): string {
     "  --internal-secret <s>    INTERNAL_SERVICE_SECRET (default: OUTRIDER_INTERNAL_SECRET, else .outrider/dev-internal-secret)",
     "  --api-key <key>          to look the workflow up by name in GET /workflow/catalog",
     "                           (default: OUTRIDER_API_KEY, else .outrider/dev-api-key; not needed with a UUID)",
+    "  --env NAME=value         a variable for the run's activities, repeatable; --env NAME sends this shell's $NAME",
+    "",
+    out.bold("secrets:"),
+    "  A flag's value is visible to every user of the machine in `ps`:",
+    "  give keys as OUTRIDER_ADMIN_KEY, OUTRIDER_INTERNAL_SECRET and OUTRIDER_API_KEY, and a run's secrets",
+    "  as --env NAME after `export NAME=...`, rather than as flags. .outrider/ files other users can read",
+    "  are refused (chmod 600 them).",
     "",
     out.bold("examples:"),
     "  npm run admin -- orgs create --name 'Acme' --id org_acme",

@@ -2,9 +2,9 @@
  * Where the CLI talks to and with which credentials: flags, then environment variables, then
  * (for a local URL only) the dev-only files `npm run dev` writes in .outrider/.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { CliError } from "./errors.ts";
+import { CliError, redactUrl } from "./errors.ts";
 
 const devDir = join(resolve(import.meta.dirname, "../.."), ".outrider");
 export const DEFAULT_URL = "http://127.0.0.1:8787";
@@ -44,9 +44,10 @@ export function resolveUrl(flag: string | undefined): string {
   try {
     url = new URL(raw);
   } catch {
-    throw new CliError(`--url / OUTRIDER_URL is not a URL: "${raw}"`);
+    throw new CliError(`--url / OUTRIDER_URL is not a URL: "${redactUrl(raw)}"`);
   }
-  if (url.protocol !== "http:" && url.protocol !== "https:") throw new CliError(`--url must be http(s): "${raw}"`);
+  if (url.protocol !== "http:" && url.protocol !== "https:") throw new CliError(`--url must be http(s): "${redactUrl(raw)}"`);
+  // No user:password: every message that names the URL names this one.
   return url.origin + url.pathname.replace(/\/+$/, "");
 }
 
@@ -68,12 +69,43 @@ function isLocal(url: string): boolean {
   return host === "localhost" || host === "127.0.0.1" || host === "[::1]" || host === "::1";
 }
 
+/** Permission bits of group and others: any of them set, and another user may read (or replace) the file. */
+const GROUP_OR_OTHERS = 0o077;
+
+/**
+ * A dev credential file's text, or undefined when there is none. As ssh with a private key, one
+ * that group or others may read is refused (on POSIX: Windows has no such mode bits) rather than
+ * used: its secret is no longer the operator's alone. Opened once and checked through that handle,
+ * so the file checked is the file read.
+ */
+function readDevFile(credential: Credential): string | undefined {
+  const path = join(devDir, credential.devFile);
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw new CliError(`cannot read .outrider/${credential.devFile} (${(error as NodeJS.ErrnoException).code ?? "error"})`);
+  }
+  try {
+    const mode = fstatSync(fd).mode & 0o777;
+    if (process.platform !== "win32" && (mode & GROUP_OR_OTHERS) !== 0) {
+      const access = (mode & 0o044) !== 0 ? "read" : "changed";
+      throw new CliError(`.outrider/${credential.devFile} can be ${access} by other users (mode ${mode.toString(8)}); refusing to use it`, [
+        `make it yours alone: chmod 600 ${path}`,
+      ]);
+    }
+    return readFileSync(fd, "utf8");
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export function resolveCredential(credential: Credential, flag: string | undefined, url: string): string {
   const given = flag || process.env[credential.envVar];
   if (given) return usable(credential, given.trim(), `${credential.flag} / ${credential.envVar}`);
-  const file = join(devDir, credential.devFile);
-  if (isLocal(url) && existsSync(file)) {
-    const value = readFileSync(file, "utf8").trim();
+  if (isLocal(url)) {
+    const value = readDevFile(credential)?.trim();
     if (value) return usable(credential, value, `.outrider/${credential.devFile}`);
   }
   throw new CliError(`no ${credential.what} to call ${url} with`, [

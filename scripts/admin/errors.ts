@@ -58,6 +58,14 @@ export async function apiFailure(res: Response, unauthorizedHint?: string, crede
 
 const REDACTED = "[redacted]";
 
+/**
+ * `raw` (a URL as typed, perhaps not a URL at all) with whatever stands before its last `@` cut
+ * out, the scheme kept: `http://user:secret@host:bad` is `http://[redacted]@host:bad`. A string that
+ * does not parse has no reliable userinfo to find, so everything that could be one goes (a path's
+ * `@` too: better a message that says less than one that shows a password).
+ */
+export const redactUrl = (raw: string) => raw.replace(/^([a-z][a-z0-9+.-]*:\/\/)?.*@/is, `$1${REDACTED}@`);
+
 async function readFailure(res: Response, credential: string | undefined): Promise<ApiFailure> {
   let text = await res.text().catch(() => "");
   // As sent, and as a JSON string would quote it (credentials are printable ASCII: only " and \ change).

@@ -26,13 +26,31 @@ function parseInputs(raw: string | undefined): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
+/** What `--env NAME` (no `=`) may name: a variable of the shell. */
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * `--env NAME=value`, or `--env NAME` for the value of this process's $NAME (as `docker run -e`):
+ * the value of a flag is on the command line, which `ps` shows every user of the machine, and
+ * --env values are the run's secrets.
+ */
 function parseEnvs(pairs: string[]): Record<string, string> {
   const envs: Record<string, string> = {};
   for (const [i, pair] of pairs.entries()) {
     const eq = pair.indexOf("=");
     // Never quoted: --env values are the run's secrets, and `--env sk-...` is a value given without its name.
-    if (eq <= 0) throw new CliError(`--env takes NAME=value: --env number ${i + 1} has ${eq === 0 ? "no name before its =" : "no ="}`);
-    envs[pair.slice(0, eq)] = pair.slice(eq + 1);
+    if (eq === 0) throw new CliError(`--env takes NAME=value or NAME: --env number ${i + 1} has no name before its =`);
+    if (eq > 0) {
+      envs[pair.slice(0, eq)] = pair.slice(eq + 1);
+      continue;
+    }
+    const value = ENV_NAME.test(pair) ? process.env[pair] : undefined;
+    if (value === undefined) {
+      throw new CliError(`--env takes NAME=value or NAME: --env number ${i + 1} names no variable set in this environment`, [
+        "NAME alone sends this shell's $NAME (export it first), keeping the value off the command line",
+      ]);
+    }
+    envs[pair] = value;
   }
   return envs;
 }
@@ -239,7 +257,7 @@ export const runCommand: Command = {
   words: ["run"],
   operands: ["<workflow>"],
   options: ["org", "input", "env", "internal-secret", "api-key"],
-  synopsis: "--org <orgId> [--input '<json>'] [--env NAME=value ...]",
+  synopsis: "--org <orgId> [--input '<json>'] [--env NAME=value | --env NAME ...]",
   summary: "run a code workflow (name or UUID) through the Workflow Runs API, with live progress",
   run: runWorkflow,
 };

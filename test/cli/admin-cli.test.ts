@@ -4,9 +4,10 @@
  * way it reports API errors, bad credentials and unreachable servers.
  */
 import { spawn } from "node:child_process";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer as createHttpServer, type IncomingMessage } from "node:http";
 import { createServer } from "node:net";
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { beforeAll, describe, expect, inject, it, onTestFinished } from "vitest";
 
 const root = resolve(import.meta.dirname, "../..");
@@ -75,6 +76,24 @@ function freePort(): Promise<number> {
   });
 }
 
+/**
+ * Puts `value` in .outrider/<name> (the dev-only credential files the CLI reads for a local URL)
+ * with `mode`, for this test only: whatever was there (a developer's own key) is put back when it ends.
+ */
+function devCredentialFile(name: string, value: string, mode: number): string {
+  const path = join(root, ".outrider", name);
+  const before = existsSync(path) ? { text: readFileSync(path), mode: statSync(path).mode & 0o777 } : undefined;
+  mkdirSync(join(root, ".outrider"), { recursive: true });
+  writeFileSync(path, `${value}\n`);
+  chmodSync(path, mode);
+  onTestFinished(() => {
+    if (!before) return rmSync(path, { force: true });
+    writeFileSync(path, before.text);
+    chmodSync(path, before.mode);
+  });
+  return path;
+}
+
 /** A stack trace's frame line, which the CLI must never print. */
 const STACK_FRAME = /^\s+at .+[(:]\d+/m;
 
@@ -89,12 +108,15 @@ interface FakeAnswer {
  * request gets `answer(req)`. `requests` lists what was asked; it stops when the test ends.
  */
 async function fakeEdge(answer: (req: IncomingMessage) => FakeAnswer) {
-  const requests: Array<{ method: string; url: string; authorization: string | undefined }> = [];
+  const requests: Array<{ method: string; url: string; authorization: string | undefined; body: string }> = [];
   const server = createHttpServer((req, res) => {
-    requests.push({ method: req.method ?? "", url: req.url ?? "", authorization: req.headers.authorization });
-    req.resume();
-    const { status, body, contentType } = answer(req);
-    res.writeHead(status, { "content-type": contentType ?? "application/json" }).end(body);
+    const request = { method: req.method ?? "", url: req.url ?? "", authorization: req.headers.authorization, body: "" };
+    requests.push(request);
+    req.on("data", (chunk: Buffer) => (request.body += chunk.toString()));
+    req.once("end", () => {
+      const { status, body, contentType } = answer(req);
+      res.writeHead(status, { "content-type": contentType ?? "application/json" }).end(body);
+    });
   });
   await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
   // Closed when the test ends, whichever way it ends.
@@ -131,6 +153,14 @@ describe("help", () => {
         expect(stdout).toContain(command);
       }
     }
+  });
+
+  it("says how to give credentials without putting them on the command line, where ps shows them to every user", async () => {
+    const { code, stdout } = await cli(["--help"]);
+    expect(code).toBe(0);
+    expect(stdout).toContain("visible to every user of the machine in `ps`");
+    for (const variable of ["OUTRIDER_ADMIN_KEY", "OUTRIDER_INTERNAL_SECRET", "OUTRIDER_API_KEY"]) expect(stdout).toContain(variable);
+    expect(stdout).toContain("--env NAME");
   });
 
   it("an unknown command, a missing argument and a foreign option are usage errors", async () => {
@@ -484,6 +514,56 @@ describe("credentials and connections", () => {
     expect(stderr).toContain(`cannot reach Outrider at http://127.0.0.1:${port} (connection refused)`);
   });
 
+  it.skipIf(process.platform === "win32")(
+    "a .outrider credential file other users can read is refused (like ssh's private keys), naming it and the fix; at 0600 it is used",
+    async () => {
+      const edge = await fakeEdge(() => ({ status: 200, body: '{"organizations":[],"next":null}' }));
+      const path = devCredentialFile("dev-admin-key", "dev-admin-key-of-the-test", 0o644);
+      for (const mode of [0o644, 0o640, 0o604, 0o660]) {
+        chmodSync(path, mode);
+        const { code, stderr } = await cli(["orgs", "list"], { OUTRIDER_URL: edge.url, OUTRIDER_ADMIN_KEY: undefined });
+        expect([mode.toString(8), code]).toEqual([mode.toString(8), 1]);
+        expect(stderr).toContain(`.outrider/dev-admin-key can be read by other users (mode ${mode.toString(8)})`);
+        expect(stderr).toContain(`chmod 600 ${path}`);
+        expect(stderr).not.toContain("dev-admin-key-of-the-test");
+      }
+      expect(edge.requests).toEqual([]);
+      chmodSync(path, 0o600);
+      const { code, stdout } = await cli(["orgs", "list"], { OUTRIDER_URL: edge.url, OUTRIDER_ADMIN_KEY: undefined });
+      expect(code).toBe(0);
+      expect(stdout).toContain("no organizations");
+      expect(edge.requests.map((r) => r.authorization)).toEqual(["Bearer dev-admin-key-of-the-test"]);
+    },
+  );
+
+  it("a --url / OUTRIDER_URL that is refused never echoes the credentials in it", async () => {
+    for (const url of [
+      "http://admin:hunter2-secret@outrider.invalid:bad",
+      "ftp://admin:hunter2-secret@outrider.invalid/",
+      "admin:hunter2-secret@outrider.invalid",
+    ]) {
+      for (const given of [
+        { args: ["--url", url], env: {} },
+        { args: [], env: { OUTRIDER_URL: url } },
+      ]) {
+        const { code, stderr } = await cli(["orgs", "list", ...given.args], given.env);
+        expect([url, code]).toEqual([url, 1]);
+        expect(stderr).toMatch(/--url.*(is not a URL|must be http\(s\))/);
+        expect(stderr).toContain("[redacted]@outrider.invalid");
+        expect(stderr).not.toContain("hunter2-secret");
+        expect(stderr).not.toContain("admin:");
+      }
+    }
+    // A URL that parses drops its credentials: what reaches a message is the origin alone.
+    const port = await freePort();
+    const { code, stderr } = await cli(["orgs", "list", "--url", `http://admin:hunter2-secret@127.0.0.1:${port}`]);
+    expect([code, stderr.includes(`cannot reach Outrider at http://127.0.0.1:${port}`), stderr.includes("hunter2-secret")]).toEqual([
+      1,
+      true,
+      false,
+    ]);
+  });
+
   it("no admin key for a deployed URL: says how to set one (dev files are for local URLs only)", async () => {
     const { code, stderr } = await cli(["orgs", "list", "--url", "https://outrider.invalid"], { OUTRIDER_ADMIN_KEY: undefined });
     expect(code).toBe(1);
@@ -519,6 +599,25 @@ describe("wrong arguments: a clear message and exit 1, nothing sent", () => {
       true,
       false,
     ]);
+  });
+
+  it("--env NAME sends this shell's $NAME, so a run's secret need not be on the command line (where ps shows it)", async () => {
+    const edge = await fakeEdge(() => ({ status: 400, body: JSON.stringify({ error: { code: "stop_here", message: "seen" } }) }));
+    const { code, stderr } = await cli(
+      ["run", "11111111-1111-4111-8111-111111111111", "--org", "org_x", "--env", "RUN_SECRET_OF_THE_TEST", "--env", "GREETING=Hi"],
+      { OUTRIDER_URL: edge.url, RUN_SECRET_OF_THE_TEST: "sk-from-the-environment" },
+    );
+    expect([code, stderr.includes("stop_here")]).toEqual([1, true]);
+    const sent = edge.requests.find((r) => r.url === "/api/v1/workflow-runs/execute/stream");
+    expect(sent?.body).toContain(JSON.stringify({ RUN_SECRET_OF_THE_TEST: "sk-from-the-environment", GREETING: "Hi" }));
+    // A name that no variable has is refused before anything is sent, without quoting it (it may be a value given alone).
+    const unset = await cli(["run", "11111111-1111-4111-8111-111111111111", "--org", "org_x", "--env", "sk_live_abc123secret"], {
+      OUTRIDER_URL: edge.url,
+    });
+    expect(unset.code).toBe(1);
+    expect(unset.stderr).toContain("--env number 1 names no variable set in this environment");
+    expect(unset.stderr).not.toContain("sk_live_abc123secret");
+    expect(edge.requests).toHaveLength(1);
   });
 
   it("an --org or --idempotency-key a header cannot carry (a line break) is a usage error, not 'cannot reach Outrider'", async () => {
