@@ -63,7 +63,12 @@ export const WORKFLOWS = {
         maxSummaryWords: z.number().int().min(1).max(10_000).optional(),
       })
       .strict(),
-    output: z.object({ url: z.string(), title: z.string().nullable(), summary: z.string() }),
+    output: z.object({
+      url: z.string().describe("the URL asked for"),
+      finalUrl: z.string().describe("the URL the page was read from, after redirects"),
+      title: z.string().nullable(),
+      summary: z.string(),
+    }),
   },
   company_research: {
     description: "Researches a company from its domain with several LLM steps (profile, market, brief).",

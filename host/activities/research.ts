@@ -26,11 +26,26 @@ function isTextMediaType(essence: string): boolean {
   return type === "application" && /(^|\+)(xml|json)$/.test(subtype);
 }
 
-export async function fetchPageText(url: string): Promise<{ url: string; title: string | null; text: string }> {
+/**
+ * The page a message is about: the one read, and the one asked for when redirects led elsewhere,
+ * so a failure names the page that answered without leaving the caller to guess how it got there.
+ */
+function pageName(asked: string, read: string): string {
+  return read === URL.parse(asked)?.href ? read : `${read} (redirected from ${asked})`;
+}
+
+/**
+ * `url` is the URL asked for (unchanged, for callers that read it); `finalUrl` the one the text
+ * was read from, after redirects, so a summary says which page it summarizes.
+ */
+export async function fetchPageText(url: string): Promise<{ url: string; finalUrl: string; title: string | null; text: string }> {
   const res = await fetchRecorded(new StepPublisher(), url);
+  // The guard follows redirects by hand and sets the response's url to the last one.
+  const finalUrl = res.url || url;
+  const page = pageName(url, finalUrl);
   if (!res.ok) {
     // 4xx will not get better by retrying (but 408 and 429 may); 5xx might.
-    const message = `fetching ${url} answered ${res.status}`;
+    const message = `fetching ${page} answered ${res.status}`;
     await res.body?.cancel().catch(() => {});
     if (res.status < 500 && !RETRIED_CLIENT_STATUSES.has(res.status)) throw ApplicationFailure.nonRetryable(message, "HttpClientError");
     // Retried, after the wait the site asked for if it said (a 429's or 503's Retry-After), else Temporal's backoff.
@@ -41,14 +56,14 @@ export async function fetchPageText(url: string): Promise<{ url: string; title: 
   if (!isTextMediaType(essence)) {
     await res.body?.cancel().catch(() => {});
     throw ApplicationFailure.nonRetryable(
-      `${url} is ${essence}, not a page of text: summarize_url reads HTML and text`,
+      `${page} is ${essence}, not a page of text: summarize_url reads HTML and text`,
       "UnsupportedContentType",
     );
   }
   const html = decodePage(new Uint8Array(await res.arrayBuffer()), contentType);
   const text = pageText(html);
   // Never half of a surrogate pair at the cut: a model's API refuses a body with one.
-  return { url, title: pageTitle(html), text: text.slice(0, wholeCharsEnd(text, MAX_PAGE_TEXT)) };
+  return { url, finalUrl, title: pageTitle(html), text: text.slice(0, wholeCharsEnd(text, MAX_PAGE_TEXT)) };
 }
 
 export async function checkSummaryLength(summary: string, maxWords: number): Promise<void> {

@@ -21,7 +21,7 @@ export const RESEARCH_MODELS = {
 export async function summarize_url(input: {
   url: string;
   maxSummaryWords?: number;
-}): Promise<{ url: string; title: string | null; summary: string }> {
+}): Promise<{ url: string; finalUrl: string; title: string | null; summary: string }> {
   const page = await steps.fetchPageText(input.url);
   const { text: summary } = await steps.askModel({
     modelId: SUMMARY_MODEL,
@@ -29,7 +29,8 @@ export async function summarize_url(input: {
     prompt: `Summarize this page: ${page.text}`,
   });
   if (input.maxSummaryWords !== undefined) await steps.checkSummaryLength(summary, input.maxSummaryWords);
-  return { url: page.url, title: page.title, summary };
+  // `url` is the one asked for; `finalUrl` the page read, after redirects (what the summary is of).
+  return { url: page.url, finalUrl: page.finalUrl, title: page.title, summary };
 }
 
 export async function company_research(input: {

@@ -114,6 +114,18 @@ describe("summarize_url's page text (host/activities/research.ts fetchPageText)"
     expect(page.text).toBe("a".repeat(19_999));
   });
 
+  it("the page read after redirects is named (finalUrl), and url stays the one asked for", async () => {
+    const page = await fetchPage(`/go?to=${encodeURIComponent("/latin1")}`);
+    expect([page.url, page.finalUrl, page.title]).toEqual([
+      `http://127.0.0.2:${port}/go?to=%2Flatin1`,
+      `http://127.0.0.2:${port}/latin1`,
+      "Café",
+    ]);
+    // No redirect: the page read is the one asked for.
+    const direct = await fetchPage("/latin1");
+    expect([direct.url, direct.finalUrl]).toEqual([`http://127.0.0.2:${port}/latin1`, `http://127.0.0.2:${port}/latin1`]);
+  });
+
   it("a page is decoded as the charset its Content-Type names", async () => {
     const page = await fetchPage("/latin1");
     expect([page.title, page.text]).toEqual(["Café", "Café crème"]);
@@ -165,5 +177,28 @@ describe("summarize_url's page text (host/activities/research.ts fetchPageText)"
     }
     // A server that names no type: read as a page.
     expect((await fetchPage("/untyped")).text).toBe("page");
+  });
+
+  it("a failure after a redirect names the page that answered, and the URL asked for", async () => {
+    const failure = (path: string, redirected = true) =>
+      fetchPage(redirected ? `/go?to=${encodeURIComponent(path)}` : path).then(
+        () => null,
+        (e: unknown) => e as ApplicationFailure,
+      );
+    const asked = (path: string) => `http://127.0.0.2:${port}/go?to=${encodeURIComponent(path)}`;
+    const missing = await failure("/status/404");
+    expect(missing?.type).toBe("HttpClientError");
+    expect(missing?.message).toBe(`fetching http://127.0.0.2:${port}/status/404 (redirected from ${asked("/status/404")}) answered 404`);
+    const busy = await failure("/status/503");
+    expect(busy?.type).toBe("HttpUnavailable");
+    expect(busy?.message).toBe(`fetching http://127.0.0.2:${port}/status/503 (redirected from ${asked("/status/503")}) answered 503`);
+    const pdf = `/typed/${encodeURIComponent("application/pdf")}`;
+    const binary = await failure(pdf);
+    expect(binary?.type).toBe("UnsupportedContentType");
+    expect(binary?.message).toBe(
+      `http://127.0.0.2:${port}${pdf} (redirected from ${asked(pdf)}) is application/pdf, not a page of text: summarize_url reads HTML and text`,
+    );
+    // Without a redirect, the one URL.
+    expect((await failure("/status/404", false))?.message).toBe(`fetching http://127.0.0.2:${port}/status/404 answered 404`);
   });
 });
