@@ -117,9 +117,9 @@ async function main() {
         WRANGLER_SEND_METRICS: "false",
         // As `npm run dev` runs it: without wrangler's local trace collector (docs/configuration.md).
         X_LOCAL_OBSERVABILITY: process.env.X_LOCAL_OBSERVABILITY ?? "false",
-        // Bench-only secrets.
-        HOST_SHARED_SECRET: "bench",
-        STREAM_TOKEN_SECRET: "bench",
+        // Bench-only secrets; the HMAC ones at least MIN_SECRET_LENGTH (32) characters, or the edge refuses them.
+        HOST_SHARED_SECRET: "bench-only-host-shared-secret-not-for-production",
+        STREAM_TOKEN_SECRET: "bench-only-stream-token-secret-not-for-production",
         ADMIN_API_KEY: "bench",
         INTERNAL_SERVICE_SECRET: "bench-internal",
         JWT_SECRET,

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { msToNumber } from "@temporalio/common";
 import type { LogLevel } from "@temporalio/worker";
-import { parseSecrets } from "../src/shared/signing.ts";
+import { parseSecrets, secretsProblem } from "../src/shared/signing.ts";
 import { llmConfigFromEnv, type LlmConfig } from "./llm/models.ts";
 import { loadPrices, type PriceTable } from "./llm/pricing.ts";
 import { PUSH_WINDOW_MS } from "./edge-client.ts";
@@ -51,6 +51,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
   if (sharedSecrets.length === 0) {
     throw new Error("HOST_SHARED_SECRET is not set: the host refuses to run without the edge's shared secret");
   }
+  // A short one could be guessed offline from one signed request. The message never holds the value.
+  const problem = secretsProblem("HOST_SHARED_SECRET", sharedSecrets);
+  if (problem) throw new Error(`${problem}; the host refuses to run with a shared secret that could be guessed offline`);
   return {
     port: Number(env.HOST_PORT ?? 8788),
     bind: env.HOST_BIND ?? "127.0.0.1",

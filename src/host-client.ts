@@ -22,7 +22,7 @@ import {
   startRunResponse,
   type StartRunRequest,
 } from "./shared/host-api.ts";
-import { parseSecrets, signRequest } from "./shared/signing.ts";
+import { parseSecrets, secretsProblem, signRequest } from "./shared/signing.ts";
 
 const PASS_THROUGH_CODES: Partial<Record<ErrorCode, true>> = {
   run_not_found: true,
@@ -110,10 +110,18 @@ export class HostClient {
     timeoutMs?: number,
   ): Promise<z.infer<T>> {
     const body = payload === undefined ? "" : JSON.stringify(payload);
-    const secret = parseSecrets(this.env.HOST_SHARED_SECRET)[0];
-    // A configuration error, not an outage: no retry outlasts it (docs/errors.md).
-    if (!secret) throw new ApiError("internal_error", "the edge has no HOST_SHARED_SECRET configured");
-    const headers: Record<string, string> = { ...(await signRequest(secret, method, path, body)) };
+    const secrets = parseSecrets(this.env.HOST_SHARED_SECRET);
+    // A configuration error, not an outage: no retry outlasts it (docs/errors.md). A secret short
+    // enough to be guessed offline from one signed request is one too: nothing is signed with it.
+    const problem = secretsProblem("HOST_SHARED_SECRET", secrets);
+    if (problem) {
+      console.error(JSON.stringify({ level: "error", message: `the edge cannot sign its calls to the host: ${problem}` }));
+      throw new ApiError(
+        "internal_error",
+        "the edge cannot talk to the workflow host (a configuration problem); quote the request id when reporting it",
+      );
+    }
+    const headers: Record<string, string> = { ...(await signRequest(secrets[0]!, method, path, body)) };
     if (body) headers["content-type"] = "application/json";
     let res: Response;
     try {

@@ -8,7 +8,7 @@ import type { AuthContext } from "./app-env.ts";
 import { ApiError } from "./errors.ts";
 import { liveApiKey } from "./middleware/api-key-auth/index.ts";
 import { STREAM_TOKEN_SCOPE } from "./middleware/key-scope/index.ts";
-import { parseSecrets } from "./shared/signing.ts";
+import { parseSecrets, secretsProblem } from "./shared/signing.ts";
 
 /** How long a stream token is valid. EventSource reconnects reuse the URL, so not too short. */
 export const STREAM_TOKEN_TTL_SECONDS = 15 * 60;
@@ -54,7 +54,10 @@ export function mintingClaims(auth: AuthContext, workflowId: string): StreamToke
  */
 const streamTokenSecrets = (setting: string): string[] => {
   const secrets = parseSecrets(setting);
-  if (secrets.length === 0) throw new Error("STREAM_TOKEN_SECRET is not set");
+  // Unset, or an HS256 key short enough to be guessed offline from one token (which would then
+  // forge tokens for any run): a configuration error, the logged 500 of any other (errors.ts).
+  const problem = secretsProblem("STREAM_TOKEN_SECRET", secrets);
+  if (problem) throw new Error(problem);
   return secrets;
 };
 

@@ -1,11 +1,13 @@
 import { describe, expect, it } from "vitest";
 import {
   CONTENT_HASH_HEADER,
+  MIN_SECRET_LENGTH,
   NONCE_HEADER,
   NonceMemory,
   SIGNATURE_HEADER,
   SIGNATURE_WINDOW_SECONDS,
   TIMESTAMP_HEADER,
+  secretsProblem,
   signRequest,
   verifyRequest,
 } from "./signing.ts";
@@ -91,5 +93,28 @@ describe("request signing", () => {
     expect(memory.claim("n1", now + 1000, now)).toBe(true);
     expect(memory.claim("n1", now + 1000, now)).toBe(false);
     expect(memory.claim("n2", now + 1000, now)).toBe(true);
+  });
+});
+
+describe("secret length (HMAC-SHA256 keys)", () => {
+  const long = "k".repeat(MIN_SECRET_LENGTH);
+  it("security: every value of the list must be at least MIN_SECRET_LENGTH (32) characters; the problem names the setting, never the value", () => {
+    expect(MIN_SECRET_LENGTH).toBe(32);
+    expect(secretsProblem("HOST_SHARED_SECRET", [long])).toBeUndefined();
+    expect(secretsProblem("HOST_SHARED_SECRET", [long, `${long}-old`])).toBeUndefined();
+    expect(secretsProblem("HOST_SHARED_SECRET", [])).toMatch(/^HOST_SHARED_SECRET is not set/);
+    const short = "s".repeat(MIN_SECRET_LENGTH - 1);
+    for (const [secrets, place] of [
+      [["x"], "its value"],
+      [[short], "its value"],
+      [[long, short], "value 2 of 2"],
+      [[short, long], "value 1 of 2"],
+    ] as const) {
+      const problem = secretsProblem("HOST_SHARED_SECRET", secrets);
+      expect(problem).toContain("HOST_SHARED_SECRET");
+      expect(problem).toContain(place);
+      expect(problem).toContain(`${MIN_SECRET_LENGTH} characters`);
+      expect(problem).not.toContain(short);
+    }
   });
 });

@@ -138,6 +138,26 @@ export function parseSecrets(value: string | undefined): string[] {
 }
 
 /**
+ * The shortest an HMAC-SHA256 secret may be (HOST_SHARED_SECRET, STREAM_TOKEN_SECRET), for each
+ * value of its list: one signed request or stream token is enough to test guesses offline, as fast
+ * as a GPU hashes, so a short secret is a guessable one. 32 characters is the usual bar.
+ */
+export const MIN_SECRET_LENGTH = 32;
+
+/**
+ * What makes a secret list (parseSecrets's) unfit to sign or verify with: no value, or a value
+ * shorter than MIN_SECRET_LENGTH (the one being rotated out too: it would still open the door).
+ * Names the setting and the value's place in the list, never the value. undefined: fit.
+ */
+export function secretsProblem(name: string, secrets: readonly string[]): string | undefined {
+  if (secrets.length === 0) return `${name} is not set`;
+  const short = secrets.findIndex((s) => s.length < MIN_SECRET_LENGTH);
+  if (short < 0) return undefined;
+  const place = secrets.length === 1 ? "its value" : `value ${short + 1} of ${secrets.length}`;
+  return `${name} is too short (${place}): each value must be at least ${MIN_SECRET_LENGTH} characters (a long random value, e.g. \`openssl rand -hex 32\`)`;
+}
+
+/**
  * Nonces accepted within the signature window, in memory (for a single receiving process, such as
  * one Node host). The edge keeps its own in D1, shared by every isolate.
  */

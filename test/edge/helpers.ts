@@ -6,7 +6,7 @@ import { generateApiKey, sha256Hex } from "../../src/shared/api-keys.ts";
 import type { RunEvent } from "../../src/shared/run-event-schema.ts";
 import { signRequest } from "../../src/shared/signing.ts";
 
-export const TEST_HOST_SECRET = "edge-test-secret";
+export const TEST_HOST_SECRET = "edge-test-host-shared-secret-long-enough-for-hmac";
 export const TEST_ADMIN_KEY = "edge-test-admin-key";
 
 /** A call to the admin API with the test admin key. */

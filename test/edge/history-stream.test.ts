@@ -21,6 +21,7 @@ import {
   seedOrganization,
 } from "./helpers.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
+import { MIN_SECRET_LENGTH } from "../../src/shared/signing.ts";
 import {
   closeEvent,
   continuedAsNewEvents,
@@ -33,7 +34,7 @@ import {
   thinkingEvent,
 } from "./stream-helpers.ts";
 
-const STREAM_SECRET = "edge-test-stream-token-secret";
+const STREAM_SECRET = "edge-test-stream-token-secret-long-enough-for-hs256";
 
 describe("GET /workflow/:id/history/stream", () => {
   let org: Awaited<ReturnType<typeof seedOrganization>>;
@@ -618,7 +619,7 @@ describe("run-scoped stream tokens", () => {
     expect(res.status).toBe(401);
     expect(((await res.json()) as OutputErrorBody).code).toBe("unauthorized");
 
-    const forged = await mintStreamToken("not-the-secret", {
+    const forged = await mintStreamToken("not-the-stream-token-secret-but-long-enough", {
       organizationId: org.organizationId,
       apiKeyId: org.keyId,
       workflowId: a.workflowId,
@@ -672,7 +673,7 @@ describe("run-scoped stream tokens", () => {
       apiKeyId: org.keyId,
       workflowId: a.workflowId,
     });
-    const forged = await mintStreamToken("not-the-secret", {
+    const forged = await mintStreamToken("not-the-stream-token-secret-but-long-enough", {
       organizationId: org.organizationId,
       apiKeyId: org.keyId,
       workflowId: a.workflowId,
@@ -746,7 +747,11 @@ describe("run-scoped stream tokens", () => {
   it("security: a repeated ?token= is 400, not the first one's stream", async () => {
     const { workflowId } = await createRunningRun(org.organizationId);
     const { token } = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, apiKeyId: org.keyId, workflowId });
-    const forged = await mintStreamToken("not-the-secret", { organizationId: org.organizationId, apiKeyId: org.keyId, workflowId });
+    const forged = await mintStreamToken("not-the-stream-token-secret-but-long-enough", {
+      organizationId: org.organizationId,
+      apiKeyId: org.keyId,
+      workflowId,
+    });
     const res = await call(`/workflow/${workflowId}/history/stream?token=${token}&token=${forged.token}`);
     expect(res.status).toBe(400);
     expect(((await res.json()) as OutputErrorBody).code).toBe("invalid_request");
@@ -792,6 +797,47 @@ describe("run-scoped stream tokens", () => {
     const fresh = await withSecret(NEW, `/workflow/${workflowId}/history/stream?token=${token}`);
     expect(fresh.status).toBe(200);
     await fresh.body?.cancel();
+  });
+
+  it("security: a STREAM_TOKEN_SECRET holding a value shorter than MIN_SECRET_LENGTH (a guessable HS256 key) mints and opens nothing: 500 internal_error", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)]);
+    const short = "s".repeat(MIN_SECRET_LENGTH - 1);
+    const claims = { organizationId: org.organizationId, apiKeyId: org.keyId, workflowId };
+    // A token as an attacker who guessed the short secret offline would make it.
+    const forged = await new SignJWT({ org: org.organizationId, key: org.keyId })
+      .setProtectedHeader({ alg: "HS256" })
+      .setIssuer("outrider")
+      .setAudience("outrider:run-stream")
+      .setSubject(workflowId)
+      .setIssuedAt()
+      .setExpirationTime("5m")
+      .sign(new TextEncoder().encode(short));
+    await expect(mintStreamToken(short, claims)).rejects.toThrow(/STREAM_TOKEN_SECRET.*32 characters/);
+    await expect(verifyStreamToken(`${STREAM_SECRET},${short}`, forged)).rejects.toThrow(/STREAM_TOKEN_SECRET/);
+    const logged = vi.spyOn(console, "error").mockImplementation(() => undefined);
+    try {
+      for (const setting of [short, `${STREAM_SECRET},${short}`]) {
+        const withSecret = (path: string, init: RequestInit = {}) =>
+          app.fetch(
+            new Request(new URL(path, "http://edge.test"), init),
+            { ...env, STREAM_TOKEN_SECRET: setting } as Env,
+            createExecutionContext(),
+          );
+        const opened = await withSecret(`/workflow/${workflowId}/history/stream?token=${forged}`);
+        expect(opened.status).toBe(500);
+        expect(((await opened.json()) as OutputErrorBody).code).toBe("internal_error");
+        const minted = await withSecret(`/workflow/${workflowId}/stream-token`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${org.key}` },
+        });
+        expect(minted.status).toBe(500);
+        expect(((await minted.json()) as OutputErrorBody).code).toBe("internal_error");
+      }
+      for (const args of logged.mock.calls) expect(args.join(" ")).not.toContain(short);
+    } finally {
+      logged.mockRestore();
+    }
   });
 });
 

@@ -5,6 +5,7 @@ import { ApiError } from "../../src/errors.ts";
 import { HostClient } from "../../src/host-client.ts";
 import { runStream } from "../../src/run-stream-client.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
+import { MIN_SECRET_LENGTH } from "../../src/shared/signing.ts";
 import { admin, call, postJson, scriptedStart, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
 
 // In edge tests HOST_URL points at a closed port, so every call to the host fails to connect.
@@ -180,6 +181,30 @@ describe("host failures that are not outages (security: no retry that cannot wor
       expect([err.code, err.status, err.headers?.["retry-after"]]).toEqual(["internal_error", 500, undefined]);
     }
     expect(sent).not.toHaveBeenCalled();
+  });
+
+  it("security: an edge whose HOST_SHARED_SECRET holds a value shorter than MIN_SECRET_LENGTH signs nothing: 500 internal_error, logged without the secret, nothing sent", async () => {
+    const sent = vi.spyOn(globalThis, "fetch");
+    const logged = vi.spyOn(console, "error").mockImplementation(() => undefined);
+    const short = "s".repeat(MIN_SECRET_LENGTH - 1);
+    const long = `edge-test-long-enough-${"l".repeat(MIN_SECRET_LENGTH)}`;
+    // The old value of a rotation too: a short one in the list means the setting is wrong, whichever signs.
+    for (const setting of ["x", short, `${short},${long}`, `${long},${short}`]) {
+      const weak = new HostClient({ ...env, HOST_URL: "http://host.test", HOST_SHARED_SECRET: setting } as Env);
+      for (const call of [weak.ready(), weak.interact("approval-x", "signal", "approve", {})]) {
+        const err = await failure(call);
+        expect([err.code, err.status, err.headers?.["retry-after"]]).toEqual(["internal_error", 500, undefined]);
+        expect(err.message).not.toContain(short);
+      }
+    }
+    expect(sent).not.toHaveBeenCalled();
+    const lines = logged.mock.calls.map((args) => args.join(" "));
+    expect(lines).toHaveLength(8);
+    for (const line of lines) {
+      expect(line).toContain("HOST_SHARED_SECRET");
+      expect(line).toContain(`${MIN_SECRET_LENGTH} characters`);
+      expect(line).not.toContain(short);
+    }
   });
 
   it("the host's 400 invalid_request passes through as a 400", async () => {

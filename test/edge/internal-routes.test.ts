@@ -1,11 +1,12 @@
-import { runInDurableObject } from "cloudflare:test";
+import { createExecutionContext, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import type { RunStream } from "../../durable-objects/run-stream.ts";
 import { catalogEntries } from "../../host/catalog.ts";
 import { runStream } from "../../src/run-stream-client.ts";
 import { MAX_SIGNED_BODY_BYTES } from "../../src/shared/capped-body.ts";
-import { signRequest } from "../../src/shared/signing.ts";
+import app from "../../src/index.ts";
+import { MIN_SECRET_LENGTH, signRequest } from "../../src/shared/signing.ts";
 import { endlessBody, stalledBody } from "../support/endless-bodies.ts";
 import {
   MAX_CATALOG_DESCRIPTION_CHARS,
@@ -139,8 +140,54 @@ describe("internal routes (host → edge)", () => {
   });
 
   it("accepts a request signed with the secret being rotated out", async () => {
-    const res = await signedPost("/internal/catalog", { workflows: catalogEntries() }, "edge-test-old-secret");
+    const res = await signedPost(
+      "/internal/catalog",
+      { workflows: catalogEntries() },
+      "edge-test-old-host-shared-secret-long-enough-for-hmac",
+    );
     expect(res.status).toBe(200);
+  });
+
+  it("security: an edge whose HOST_SHARED_SECRET holds a value shorter than MIN_SECRET_LENGTH (or none) lets nothing through: 500 internal_error, logged without the secret", async () => {
+    const long = `edge-test-long-enough-${"l".repeat(MIN_SECRET_LENGTH)}`;
+    const short = "s".repeat(MIN_SECRET_LENGTH - 1);
+    /** A catalog publish signed with `signer`, to an edge whose HOST_SHARED_SECRET is `setting`. */
+    const publish = async (setting: string, signer: string) => {
+      const text = JSON.stringify({ workflows: catalogEntries() });
+      const headers = { ...(await signRequest(signer, "POST", "/internal/catalog", text)), "content-type": "application/json" };
+      return app.fetch(
+        new Request("http://edge.test/internal/catalog", { method: "POST", headers, body: text }),
+        { ...env, HOST_SHARED_SECRET: setting } as Env,
+        createExecutionContext(),
+      );
+    };
+    // Exactly MIN_SECRET_LENGTH is enough.
+    expect((await publish("e".repeat(MIN_SECRET_LENGTH), "e".repeat(MIN_SECRET_LENGTH))).status).toBe(200);
+    const logged = vi.spyOn(console, "error").mockImplementation(() => undefined);
+    try {
+      const cases: Array<[setting: string, signer: string]> = [
+        ["x", "x"],
+        [short, short],
+        // A rotation's list is refused whole while one of its values is short: that value would still open the door.
+        [`${long},${short}`, short],
+        [`${long},${short}`, long],
+        ["", short],
+      ];
+      for (const [setting, signer] of cases) {
+        const res = await publish(setting, signer);
+        expect(res.status, `a setting of ${setting.length} characters, signed with ${signer.length}`).toBe(500);
+        expect(((await res.json()) as ErrorBody).error.code).toBe("internal_error");
+      }
+      const lines = logged.mock.calls.map((args) => args.join(" "));
+      expect(lines).toHaveLength(5);
+      for (const line of lines) {
+        expect(line).toMatch(/HOST_SHARED_SECRET/);
+        expect(line).not.toContain(short);
+      }
+      expect(lines[1]).toContain(`${MIN_SECRET_LENGTH} characters`);
+    } finally {
+      logged.mockRestore();
+    }
   });
 
   it("publishing the catalog replaces the code workflows and unpublishes dropped ones", async () => {

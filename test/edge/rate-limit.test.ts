@@ -196,7 +196,7 @@ describe("per-key rate limits", () => {
       await bySubject.res.body!.cancel();
 
       // A stream token's rate limit is its run's and its place the minting key's: two objects, a call to each.
-      const { token } = await mintStreamToken("edge-test-stream-token-secret", {
+      const { token } = await mintStreamToken("edge-test-stream-token-secret-long-enough-for-hs256", {
         organizationId: own.organizationId,
         apiKeyId: own.keyId,
         workflowId,

@@ -668,7 +668,7 @@ describe("GET /workflow/{id}/trace-log: one call into the home region", () => {
 });
 
 describe("GET /runs/{id}/events (the run viewer's stream): one call into the home region", () => {
-  const STREAM_SECRET = "edge-test-stream-token-secret";
+  const STREAM_SECRET = "edge-test-stream-token-secret-long-enough-for-hs256";
   const open = async (workflowId: string, lastEventId?: string, organizationId = org.organizationId) => {
     const { token: streamToken } = await mintStreamToken(STREAM_SECRET, { organizationId, workflowId, apiKeyId: org.keyId });
     return req(`/runs/${workflowId}/events?token=${streamToken}`, { headers: lastEventId ? { "last-event-id": lastEventId } : {} });

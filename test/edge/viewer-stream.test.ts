@@ -24,7 +24,7 @@ import {
   thinkingEvent,
 } from "./stream-helpers.ts";
 
-const STREAM_SECRET = "edge-test-stream-token-secret";
+const STREAM_SECRET = "edge-test-stream-token-secret-long-enough-for-hs256";
 
 const stepEvent = (runId: string, state: "started" | "completed") => ({
   sourceKey: `step:${runId}:5:1:${state}`,

@@ -10,8 +10,8 @@ const root = resolve(import.meta.dirname, "../..");
 // HOST_URL points at a closed port: these tests cover everything the edge decides on its own,
 // and how it behaves when the host cannot be reached. test/e2e covers the real host.
 // Test-only secret (the second value exercises rotation). Read by wrangler's secrets.required.
-process.env.HOST_SHARED_SECRET = "edge-test-secret,edge-test-old-secret";
-process.env.STREAM_TOKEN_SECRET = "edge-test-stream-token-secret";
+process.env.HOST_SHARED_SECRET = "edge-test-host-shared-secret-long-enough-for-hmac,edge-test-old-host-shared-secret-long-enough-for-hmac";
+process.env.STREAM_TOKEN_SECRET = "edge-test-stream-token-secret-long-enough-for-hs256";
 process.env.ADMIN_API_KEY = "edge-test-admin-key,edge-test-old-admin-key";
 process.env.INTERNAL_SERVICE_SECRET = "edge-test-internal-secret";
 process.env.JWT_SECRET = "edge-test-jwt-secret-at-least-32-bytes-long";

@@ -14,7 +14,7 @@ import { signRequest } from "../../src/shared/signing.ts";
 import { type RunningTemporal, startTemporal } from "../support/temporal-server.ts";
 import { startTestWorker, type TestWorker, testControlApi } from "./temporal-worker.ts";
 
-const SECRET = "host-test-secret"; // test-only
+const SECRET = "host-test-secret-long-enough-for-hmac-sha256"; // test-only
 const TASK_QUEUE = `host-limits-${process.pid}`;
 const MAX_SIGNALS = 3;
 const MAX_UPDATES = 2;

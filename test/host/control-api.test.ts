@@ -19,7 +19,7 @@ import { endlessBody, stalledBody } from "../support/endless-bodies.ts";
 import { startTestWorker, type TestWorker, testControlApi } from "./temporal-worker.ts";
 import { until } from "../support/until.ts";
 
-const SECRET = "host-test-secret"; // test-only
+const SECRET = "host-test-secret-long-enough-for-hmac-sha256"; // test-only
 const TASK_QUEUE = `host-test-${process.pid}`;
 
 let client: Client;

@@ -14,7 +14,7 @@ import type { RunEvent, RunEventPush } from "../../src/shared/host-api.ts";
 import { verifyRequest } from "../../src/shared/signing.ts";
 import { until } from "../support/until.ts";
 
-const SECRET = "edge-client-test-secret"; // test-only
+const SECRET = "edge-client-test-secret-long-enough-for-hmac"; // test-only
 
 interface Received {
   path: string;

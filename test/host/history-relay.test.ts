@@ -12,7 +12,7 @@ import type { RunEvent } from "../../src/shared/host-api.ts";
 import { ALWAYS_FAILS_ERROR_DETAILS } from "../support/always-fails.ts";
 import { startTestWorker, type TestWorker } from "./temporal-worker.ts";
 
-const SECRET = "relay-test-secret"; // test-only
+const SECRET = "relay-test-secret-long-enough-for-hmac-sha256"; // test-only
 const TASK_QUEUE = `relay-test-${process.pid}`;
 
 let client: Client;

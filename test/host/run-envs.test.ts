@@ -19,8 +19,8 @@ import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import { signRequest } from "../../src/shared/signing.ts";
 
 // Test-only values.
-const OLD = "run-envs-test-old-secret";
-const NEW = "run-envs-test-new-secret";
+const OLD = "run-envs-test-old-secret-long-enough-for-hmac";
+const NEW = "run-envs-test-new-secret-long-enough-for-hmac";
 const TASK_QUEUE = `host-run-envs-${process.pid}`;
 const ENVS = { GREETING: "Bonjour", API_TOKEN: "tok_run_envs_test_do_not_log" };
 

@@ -14,7 +14,7 @@ import { EdgeClient } from "../../host/edge-client.ts";
 import { JOURNAL_MAX_AGE_MS, MAX_BYTES_IN_FLIGHT, RunEventJournal } from "../../host/run-event-journal.ts";
 import type { RunEvent, RunEventPush } from "../../src/shared/host-api.ts";
 
-const SECRET = "run-event-journal-test-secret"; // test-only
+const SECRET = "run-event-journal-test-secret-long-enough-for-hmac"; // test-only
 
 let dir: string;
 beforeAll(() => {

@@ -17,7 +17,7 @@ import { EdgeClient } from "../../host/edge-client.ts";
 import { createLocalLlmServer } from "../../host/local-llm/server.ts";
 import type { RunEventPush } from "../../src/shared/host-api.ts";
 
-const SECRET = "step-events-test-secret"; // test-only
+const SECRET = "step-events-test-secret-long-enough-for-hmac"; // test-only
 
 let server: Server | undefined;
 afterEach(() => new Promise<void>((r) => (server ? server.close(() => r()) : r())));

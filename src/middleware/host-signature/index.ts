@@ -2,7 +2,7 @@ import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
 import { BodyTooLargeError, readSignedBody } from "../../shared/capped-body.ts";
-import { parseSecrets, verifyRequest } from "../../shared/signing.ts";
+import { parseSecrets, secretsProblem, verifyRequest } from "../../shared/signing.ts";
 
 const RUN_EVENTS_PATH = /^\/internal\/(runs\/[^/]+\/events|run-events)$/;
 /** One request in this many also deletes expired nonces. */
@@ -15,18 +15,25 @@ const NONCE_CLEANUP_PROBABILITY = 0.01;
 export const hostSignature = () =>
   createMiddleware<AppEnv>(async (c, next) => {
     const url = new URL(c.req.url);
+    const secrets = parseSecrets(c.env.HOST_SHARED_SECRET);
+    // No secret, or one short enough to be guessed offline from a captured request: the edge's
+    // configuration is wrong, not the host's request. Nothing passes, and the host's pushes are
+    // retried (a 5xx), not given up as refused (a 4xx), while the operator fixes it.
+    const problem = secretsProblem("HOST_SHARED_SECRET", secrets);
+    if (problem) {
+      console.error(JSON.stringify({ level: "error", requestId: c.get("requestId"), message: `internal route: ${problem}` }));
+      throw new ApiError(
+        "internal_error",
+        "the edge cannot check the host's signature (a configuration problem); quote the request id when reporting it",
+      );
+    }
     // The body is read (to check its hash) only once the signature over the headers checks out,
     // and only up to MAX_SIGNED_BODY_BYTES (the host splits its pushes well below it).
-    const verdict = await verifyRequest(
-      parseSecrets(c.env.HOST_SHARED_SECRET),
-      c.req.method,
-      url.pathname + url.search,
-      c.req.raw.headers,
-      () =>
-        readSignedBody(c.req).catch((err: unknown) => {
-          if (err instanceof BodyTooLargeError) throw new ApiError("payload_too_large", `internal route: ${err.message}`);
-          throw err;
-        }),
+    const verdict = await verifyRequest(secrets, c.req.method, url.pathname + url.search, c.req.raw.headers, () =>
+      readSignedBody(c.req).catch((err: unknown) => {
+        if (err instanceof BodyTooLargeError) throw new ApiError("payload_too_large", `internal route: ${err.message}`);
+        throw err;
+      }),
     );
     if (!verdict.ok) throw new ApiError("unauthorized", `internal route: ${verdict.reason.replaceAll("_", " ")}`);
     // Run-event pushes are the hot path: their nonce is claimed by the run's RunStream, in the
