@@ -80,6 +80,14 @@ export const PROJECTED_TYPES: ReadonlySet<string> = new Set(["run.started", "run
 
 /** `events.projected`: not yet in D1 / in D1 / outcome in D1 but the credit settlement still to do. */
 export const PROJECTION_STATE = { pending: 0, done: 1, settlementPending: 2 } as const;
+/**
+ * Most JSON (in characters) of the rows D1 lacks that the log keeps whole in memory (event-log.ts):
+ * the rows of a push are projected from memory, with no read back. Past it, a row is kept only by
+ * its seq, type, run and state, and the projection reads it back in its batch: a long D1 outage
+ * under a wide run (step outputs of up to ~2 MiB each) would otherwise fill the DO's 128 MB, and
+ * every wake would read it all in again.
+ */
+export const UNPROJECTED_KEPT_MAX_CHARS = 8 * 1024 * 1024;
 
 /** One host start attempt may take this long before the run is left to the outbox. */
 export const START_ATTEMPT_TIMEOUT_MS = 5_000;

@@ -5,7 +5,7 @@
  */
 import type { RunEvent, RunEventData, RunEventType } from "../../src/shared/run-event-schema.ts";
 import { CLOSE_EVENT_TYPES, type SerializedHistoryEvent } from "../../src/shared/history-events.ts";
-import { PROJECTED_TYPES, PROJECTION_STATE } from "./constants.ts";
+import { PROJECTED_TYPES, PROJECTION_STATE, UNPROJECTED_KEPT_MAX_CHARS } from "./constants.ts";
 import { DATA_IN_PARTS, piecesOf } from "./event-parts.ts";
 import { utf8Length } from "../../src/shared/text-limits.ts";
 import { IN_FLIGHT_DELTA_SQL, inFlightDelta } from "./in-flight.ts";
@@ -42,6 +42,16 @@ export type LogRow = {
 }[RunEventType];
 
 export type LogRowOf<T extends RunEventType> = Extract<LogRow, { type: T }>;
+
+/** A row D1 does not have yet, without its data: what the checks and the projection's cut need of it. */
+export interface UnprojectedRow {
+  seq: number;
+  type: RunEventType;
+  runId: string | null;
+  projected: number;
+  /** Characters of its stored JSON: what keeping it whole costs, and what it weighs in a batch. */
+  chars: number;
+}
 
 const COLUMNS = "seq, source_key, type, at, run_id, history_event_id, history_type, data, projected, parts";
 
@@ -130,14 +140,21 @@ interface Derived {
   latest: { runId: string; newRunId: string | null } | null;
   finished: Map<string, { outcome: RunOutcome; at: string }>;
   history: Map<string, HistoryStats>;
-  /** Every row not yet fully in D1, by seq (its `projected` kept current). */
-  unprojected: Map<number, LogRow>;
+  /** Every row not yet fully in D1, by seq (its `projected` kept current), without its data. */
+  unprojected: Map<number, UnprojectedRow>;
   /** Runs a Temporal reset replaced (named by a later `run.started`: the run it started from, and the current run it took over from). */
   resetRuns: Set<string>;
 }
 
 export class EventLog {
   private readonly derived: Derived;
+  /**
+   * Some rows of `derived.unprojected` whole, so that a push's rows are projected without a read
+   * back: the oldest that fit UNPROJECTED_KEPT_MAX_CHARS (a backlog's rest is read in its batch).
+   * Empty after a wake.
+   */
+  private readonly kept = new Map<number, LogRow>();
+  private keptChars = 0;
 
   /**
    * `fresh`: the DO was just created, so its log is empty (nothing to read). `transaction` runs
@@ -192,17 +209,25 @@ export class EventLog {
         inFlight: r.inFlight,
       });
     }
-    const unprojected = new Map<number, LogRow>();
-    for (const row of this.rows(`SELECT ${COLUMNS} FROM events WHERE projected <> ${PROJECTION_STATE.done} ORDER BY seq`)) {
-      unprojected.set(row.seq, row);
+    // Which rows D1 lacks, not their data: a backlog of a long D1 outage may be more than the DO holds.
+    const unprojected = new Map<number, UnprojectedRow>();
+    for (const r of this.sql.exec<{ seq: number; type: string; run_id: string | null; projected: number; chars: number | null }>(
+      `SELECT seq, type, run_id, projected,
+         CASE WHEN parts > 0 THEN (SELECT SUM(length(p.text)) FROM event_parts p WHERE p.seq = events.seq) ELSE length(data) END AS chars
+       FROM events WHERE projected <> ${PROJECTION_STATE.done} ORDER BY seq`,
+    )) {
+      unprojected.set(r.seq, { seq: r.seq, type: r.type as RunEventType, runId: r.run_id, projected: r.projected, chars: r.chars ?? 0 });
     }
     return { latest: newest ? latestOf(newest) : null, finished, history, unprojected, resetRuns };
   }
 
-  /** Brings the derived state in line with a row just added. */
-  private noteAppended(row: LogRow): void {
+  /** Brings the derived state in line with a row just added (`chars`: its JSON's length). */
+  private noteAppended(row: LogRow, chars: number): void {
     const d = this.derived;
-    if (row.projected !== PROJECTION_STATE.done) d.unprojected.set(row.seq, row);
+    if (row.projected !== PROJECTION_STATE.done) {
+      d.unprojected.set(row.seq, { seq: row.seq, type: row.type, runId: row.runId, projected: row.projected, chars });
+      this.keep(row, chars);
+    }
     if (row.type === "run.started") for (const id of replacedBy(row)) d.resetRuns.add(id);
     if (row.runId === null) return;
     // A run a reset replaced, or one that continued as new, never becomes the latest again: its
@@ -222,6 +247,13 @@ export class EventLog {
       if (type && CLOSE_TYPES.has(type)) stats.closed = true;
       d.history.set(row.runId, stats);
     }
+  }
+
+  /** Keeps an unprojected row whole if UNPROJECTED_KEPT_MAX_CHARS has room for it. */
+  private keep(row: LogRow, chars: number): void {
+    if (this.kept.has(row.seq) || this.keptChars + chars > UNPROJECTED_KEPT_MAX_CHARS) return;
+    this.kept.set(row.seq, row);
+    this.keptChars += chars;
   }
 
   private rows(query: string, ...bindings: SqlStorageValue[]): LogRow[] {
@@ -279,7 +311,7 @@ export class EventLog {
           data: event.data,
           projected,
         } as LogRow;
-        this.noteAppended(added);
+        this.noteAppended(added, json.length);
         fresh.push(added);
       }
     }
@@ -351,10 +383,39 @@ export class EventLog {
     return outputs;
   }
 
-  /** Rows not yet (fully) in D1, in log order. */
-  unprojected(): LogRow[] {
+  /** Rows not yet (fully) in D1, in log order, without their data (`unprojectedRows` reads it). */
+  unprojected(): UnprojectedRow[] {
     // Copies: a caller keeps its snapshot while markProjected moves the rows on. Appended in seq order.
     return [...this.derived.unprojected.values()].map((row) => ({ ...row }));
+  }
+
+  /**
+   * The rows `seqs` (in log order) whole: those kept from their append as they are, the rest read
+   * back in one query, and kept if UNPROJECTED_KEPT_MAX_CHARS has room (a retry reads them no more).
+   */
+  unprojectedRows(seqs: readonly number[]): LogRow[] {
+    const missing = seqs.filter((seq) => !this.kept.has(seq));
+    const read = new Map<number, LogRow>();
+    if (missing.length > 0) {
+      for (const row of this.rows(
+        `SELECT ${COLUMNS} FROM events WHERE seq IN (SELECT value FROM json_each(?)) ORDER BY seq`,
+        JSON.stringify(missing),
+      )) {
+        read.set(row.seq, row);
+        const pending = this.derived.unprojected.get(row.seq);
+        if (pending) this.keep(row, pending.chars);
+      }
+    }
+    // Copies, as `unprojected`'s.
+    return seqs.flatMap((seq) => {
+      const row = this.kept.get(seq) ?? read.get(seq);
+      return row ? [{ ...row }] : [];
+    });
+  }
+
+  /** Characters of JSON of the unprojected rows kept whole in memory (at most UNPROJECTED_KEPT_MAX_CHARS). */
+  keptUnprojectedChars(): number {
+    return this.keptChars;
   }
 
   hasUnprojected(): boolean {
@@ -368,10 +429,19 @@ export class EventLog {
       this.sql.exec(`UPDATE events SET projected = ? WHERE seq IN (${chunk.map(() => "?").join(", ")})`, state, ...chunk);
     }
     for (const seq of seqs) {
-      const row = this.derived.unprojected.get(seq);
-      if (!row) continue;
-      if (state === PROJECTION_STATE.done) this.derived.unprojected.delete(seq);
-      else row.projected = state;
+      const pending = this.derived.unprojected.get(seq);
+      if (!pending) continue;
+      const row = this.kept.get(seq);
+      if (state === PROJECTION_STATE.done) {
+        this.derived.unprojected.delete(seq);
+        if (row) {
+          this.kept.delete(seq);
+          this.keptChars -= pending.chars;
+        }
+      } else {
+        pending.projected = state;
+        if (row) row.projected = state;
+      }
     }
   }
 

@@ -1,8 +1,8 @@
 /**
  * The run's D1 row (and its step rows) projected from the log. The DO is their single writer.
  *
- * Every application is one `db.batch` (one D1 transaction; a backlog past MAX_ROWS_PER_BATCH rows,
- * several, in log order): all rows not yet projected, merged
+ * Every application is one `db.batch` (one D1 transaction; a backlog past MAX_ROWS_PER_BATCH rows
+ * or PROJECTION_BATCH_MAX_CHARS, several, in log order): all rows not yet projected, merged
  * where D1 only needs the net effect (both ends of a step attempt are one upsert, all new
  * attributes one addition, a `run.started` whose run finishes in the same application is folded
  * into the finish), plus the waiting flag. Applications do not overlap: events that arrive while
@@ -21,7 +21,7 @@ import { aggregate } from "../../src/shared/aggregations.ts";
 import { stepRunId } from "../../src/shared/step-run-id.ts";
 import { PROJECTION_STATE } from "./constants.ts";
 import { rowError, rowErrorDetails, rowOutput } from "./row-limits.ts";
-import type { EventLog, LogRow, LogRowOf } from "./event-log.ts";
+import type { EventLog, LogRow, LogRowOf, UnprojectedRow } from "./event-log.ts";
 import type { FinishGate, UsageGate } from "./reset-mark.ts";
 import type { WaitingDetector } from "./waiting.ts";
 
@@ -40,6 +40,12 @@ export const STEP_START_GRACE_MS = 1_000;
  * finishing.
  */
 export const MAX_ROWS_PER_BATCH = 400;
+/**
+ * Most JSON (in characters) of the log rows one batch projects (a larger row is a batch of its
+ * own): the batch's rows are read back whole from the log, and 400 step rows with outputs of up
+ * to ~2 MiB each would be more than the DO's 128 MB.
+ */
+export const PROJECTION_BATCH_MAX_CHARS = 8 * 1024 * 1024;
 
 /** Counts of what one application sent to D1 (tests and benches read them through logs if needed). */
 export interface ProjectionResult {
@@ -136,9 +142,10 @@ export class D1Projection {
   }
 
   /**
-   * One application: the pending rows in batches of at most MAX_ROWS_PER_BATCH, in log order; the
-   * waiting check and the row's read go with the last. Rows a batch leaves pending (a step's start
-   * waiting for its end, a finish a reset holds) are not taken again by this application.
+   * One application: the pending rows in batches of at most MAX_ROWS_PER_BATCH rows and
+   * PROJECTION_BATCH_MAX_CHARS, in log order, each read whole only for its batch; the waiting check
+   * and the row's read go with the last. Rows a batch leaves pending (a step's start waiting for
+   * its end, a finish a reset holds) are not taken again by this application.
    */
   private async applyOnce(workflowId: string, checkWaiting: boolean, readRow: boolean): Promise<ProjectionResult> {
     const total: ProjectionResult = { statements: 0, batches: 0 };
@@ -146,13 +153,17 @@ export class D1Projection {
     for (;;) {
       // (One batch is the rule: nothing to leave out, no second copy of the rows on every push.)
       const unprojected = this.log.unprojected();
-      const rows = leftPending.size === 0 ? unprojected : unprojected.filter((r) => !leftPending.has(r.seq));
-      const last = rows.length <= MAX_ROWS_PER_BATCH;
+      const queue = leftPending.size === 0 ? unprojected : unprojected.filter((r) => !leftPending.has(r.seq));
+      const size = batchSize(queue);
+      const last = size === queue.length;
       // Nothing is held back once the run has ended, whichever batch its end is in.
-      const endsLater = rows
-        .slice(MAX_ROWS_PER_BATCH)
-        .some((r) => r.type === "run.finished" && r.projected === PROJECTION_STATE.pending && !this.log.wasReset(r.data.runId));
-      const part = await this.applyBatch(workflowId, rows.slice(0, MAX_ROWS_PER_BATCH), endsLater, last && checkWaiting, last && readRow);
+      const endsLater = queue
+        .slice(size)
+        .some(
+          (r) => r.type === "run.finished" && r.projected === PROJECTION_STATE.pending && r.runId !== null && !this.log.wasReset(r.runId),
+        );
+      const rows = this.log.unprojectedRows(queue.slice(0, size).map((r) => r.seq));
+      const part = await this.applyBatch(workflowId, rows, endsLater, last && checkWaiting, last && readRow);
       total.statements += part.statements;
       total.batches += part.batches;
       for (const seq of part.leftPending) leftPending.add(seq);
@@ -402,6 +413,18 @@ export async function stepRunStatement(db: D1Database, workflowId: string, step:
       workflowId,
       outputs.inLog ? 1 : 0,
     );
+}
+
+/** How many of `queue`'s first rows one batch takes: at most MAX_ROWS_PER_BATCH, within PROJECTION_BATCH_MAX_CHARS unless the first alone is past it. */
+function batchSize(queue: readonly UnprojectedRow[]): number {
+  let chars = 0;
+  let size = 0;
+  for (const row of queue) {
+    chars += row.chars;
+    if (size === MAX_ROWS_PER_BATCH || (size > 0 && chars > PROJECTION_BATCH_MAX_CHARS)) break;
+    size++;
+  }
+  return size;
 }
 
 const stepKey = (step: Pick<MergedStep, "runId" | "activityId" | "attempt">) =>

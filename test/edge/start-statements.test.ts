@@ -11,10 +11,15 @@
 import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { PROJECTION_STATE } from "../../durable-objects/run-stream/constants.ts";
+import { PROJECTION_STATE, UNPROJECTED_KEPT_MAX_CHARS } from "../../durable-objects/run-stream/constants.ts";
 import { EventLog } from "../../durable-objects/run-stream/event-log.ts";
 import { Meta } from "../../durable-objects/run-stream/meta.ts";
-import { D1Projection, MAX_ROWS_PER_BATCH, STEP_START_GRACE_MS } from "../../durable-objects/run-stream/projection.ts";
+import {
+  D1Projection,
+  MAX_ROWS_PER_BATCH,
+  PROJECTION_BATCH_MAX_CHARS,
+  STEP_START_GRACE_MS,
+} from "../../durable-objects/run-stream/projection.ts";
 import { RunStarter, type StartCommand } from "../../durable-objects/run-stream/run-starter.ts";
 import { createSchema } from "../../durable-objects/run-stream/storage.ts";
 import { WaitingDetector } from "../../durable-objects/run-stream/waiting.ts";
@@ -448,5 +453,98 @@ describe("the projection's D1 statements", () => {
     expect(stepCount).toBe(steps);
     expect(await runRow(c.workflowId)).toMatchObject({ status: "completed", credit_hold: 0, credits_charged: 42, tokens_total: 42 });
     expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 42, reserved: 0 });
+  });
+  /** A completed step attempt of `runId` whose outputs are `chars` characters (a fan-out's large outputs). */
+  const bigStep = (runId: string, i: number, chars: number): RunEvent => ({
+    sourceKey: `step:${runId}:s${i}:1:completed`,
+    type: "step",
+    at: at(3),
+    data: { runId, activityId: `s${i}`, attempt: 1, state: "completed", outputs: "x".repeat(chars) },
+  });
+
+  /**
+   * A wide run's life during a D1 outage: the run's start, six steps of UNPROJECTED_KEPT_MAX_CHARS / 4
+   * each (12 Mi characters in all) around one larger than PROJECTION_BATCH_MAX_CHARS, its usage and
+   * its finish, appended in three pushes, each projected as the DO does (D1 refusing).
+   * `afterPush` looks at the log after each. Returns the characters of each row's JSON, by seq.
+   */
+  async function outageBacklog(workflowId: string, runId: string, afterPush: (log: EventLog) => void = () => undefined) {
+    const quarter = Math.floor(UNPROJECTED_KEPT_MAX_CHARS / 4);
+    const events: RunEvent[] = [
+      { sourceKey: `run:${runId}:started`, type: "run.started", at: at(1), data: { runId } },
+      ...[0, 1, 2].map((i) => bigStep(runId, i, quarter)),
+      bigStep(runId, 3, PROJECTION_BATCH_MAX_CHARS + 1),
+      ...[4, 5, 6].map((i) => bigStep(runId, i, quarter)),
+      llmUsageEvent(runId, 42, at(4)),
+      { sourceKey: `run:${runId}:finished`, type: "run.finished", at: at(5), data: { runId, status: "completed", output: { ok: true } } },
+    ];
+    const down = interceptD1(env.DB, (call) => (call.kind === "batch" ? Promise.reject(new Error("D1 is unreachable")) : undefined));
+    const chars = new Map<number, number>();
+    await runInDurableObject(runStream(env, workflowId), async (_instance, state) => {
+      const log = new EventLog(state.storage.sql);
+      const projection = new D1Projection(down, log, new WaitingDetector(log, metaOf(state.storage.sql)));
+      for (const push of [events.slice(0, 4), events.slice(4, 8), events.slice(8)]) {
+        for (const [i, row] of log.append(push).entries()) chars.set(row.seq, JSON.stringify(push[i]!.data).length);
+        await expect(projection.apply(workflowId, false)).rejects.toThrow("D1 is unreachable");
+        afterPush(log);
+      }
+    });
+    return chars;
+  }
+
+  it("a long D1 outage under a wide run: the log keeps at most UNPROJECTED_KEPT_MAX_CHARS of its pending rows whole, and none after a wake", async () => {
+    const org = await seedOrganization();
+    const c = command(org.organizationId);
+    expect((await runStream(env, c.workflowId).start(c)).ok).toBe(true);
+    let most = 0;
+    const chars = await outageBacklog(c.workflowId, "r-outage", (log) => {
+      most = Math.max(most, log.keptUnprojectedChars());
+    });
+    // The backlog is past the budget (each push's rows were kept while they fit, for its projection).
+    expect([...chars.values()].reduce((a, b) => a + b, 0)).toBeGreaterThan(2 * UNPROJECTED_KEPT_MAX_CHARS);
+    expect(most).toBeGreaterThan(0);
+    expect(most).toBeLessThanOrEqual(UNPROJECTED_KEPT_MAX_CHARS);
+    await runInDurableObject(runStream(env, c.workflowId), (_instance, state) => {
+      // A wake reads back which rows D1 lacks, not their data.
+      const log = new EventLog(state.storage.sql);
+      expect(log.unprojected().map((r) => r.seq)).toEqual([...chars.keys()]);
+      expect(log.keptUnprojectedChars()).toBe(0);
+    });
+  });
+
+  it("after the outage and a wake, the backlog reaches D1 once, in log order, in batches of at most PROJECTION_BATCH_MAX_CHARS (a larger row alone)", async () => {
+    const org = await meteredOrg(HOLD * 2);
+    const c = command(org.organizationId);
+    expect((await runStream(env, c.workflowId).start(c)).ok).toBe(true);
+    const chars = await outageBacklog(c.workflowId, "r-after-outage");
+    const { d1, count } = countingD1(env.DB);
+    /** The rows each batch took care of, as the projection marked them. */
+    const batches: number[][] = [];
+    await runInDurableObject(runStream(env, c.workflowId), async (_instance, state) => {
+      const log = new EventLog(state.storage.sql);
+      const mark = log.markProjected.bind(log);
+      log.markProjected = (seqs, projected) => {
+        batches.push([...seqs]);
+        mark(seqs, projected);
+      };
+      const projection = new D1Projection(d1, log, new WaitingDetector(log, metaOf(state.storage.sql)));
+      await projection.apply(c.workflowId, false);
+      expect(log.hasUnprojected()).toBe(false);
+    });
+    expect(batches.flat()).toEqual([...chars.keys()]);
+    for (const batch of batches) {
+      const size = batch.reduce((n, seq) => n + chars.get(seq)!, 0);
+      if (batch.length > 1) expect(size).toBeLessThanOrEqual(PROJECTION_BATCH_MAX_CHARS);
+    }
+    // The start and three steps; the large step alone; three steps, the usage and the finish.
+    expect(batches.map((b) => b.length)).toEqual([4, 1, 5]);
+    expect(count.batches).toBe(3);
+    const stepCount = await env.DB.prepare(
+      "SELECT COUNT(*) AS n FROM step_runs s JOIN runs r ON r.id = s.run_id WHERE r.temporal_workflow_id = ? AND s.status = 'completed' AND s.outputs_in_log = 1",
+    )
+      .bind(c.workflowId)
+      .first("n");
+    expect(stepCount).toBe(7);
+    expect(await runRow(c.workflowId)).toMatchObject({ status: "completed", credit_hold: 0, credits_charged: 42, tokens_total: 42 });
   });
 });
