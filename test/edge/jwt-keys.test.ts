@@ -7,8 +7,9 @@
 import { createExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from "jose";
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import app from "../../src/index.ts";
+import { MIN_SECRET_LENGTH } from "../../src/shared/signing.ts";
 import { errorCodeOf, seedOrganization } from "./helpers.ts";
 
 let organizationId: string;
@@ -218,5 +219,36 @@ describe("JWT keys (security): a token our keys do not verify stays 401", () => 
       expect(answer.message).toContain('"sub"');
     }
     expect((await listWith({}, await hs256("user-1"))).status).toBe(200);
+  });
+});
+
+describe("JWT keys (security): a JWT_SECRET short enough to be guessed offline verifies nothing", () => {
+  const hs256With = (secret: string) =>
+    new SignJWT({ org_id: organizationId })
+      .setProtectedHeader({ alg: "HS256" })
+      .setSubject("user-1")
+      .setAudience(AUDIENCE)
+      .setExpirationTime("5m")
+      .sign(new TextEncoder().encode(secret));
+
+  it("an HS256 token signed with a JWT_SECRET under 32 characters is 500 jwt_keys_invalid (logged, never the value), not accepted", async () => {
+    // One captured token lets anyone test guesses at a short key offline, then sign for any organization.
+    const short = "s".repeat(MIN_SECRET_LENGTH - 1);
+    const errors = vi.spyOn(console, "error").mockImplementation(() => {});
+    try {
+      const answer = await listWith({ JWT_SECRET: short }, await hs256With(short));
+      expect(answer).toMatchObject({ status: 500, code: "jwt_keys_invalid", wwwAuthenticate: null });
+      expect(answer.message).toContain("JWT_SECRET");
+      expect(answer.message).not.toContain(short);
+      const logged = errors.mock.calls.map((args) => args.join(" ")).join("\n");
+      expect(logged).toContain("JWT_SECRET is too short");
+      expect(logged).not.toContain(short);
+    } finally {
+      errors.mockRestore();
+    }
+    // A JWT_SECRET of 32 characters verifies; no JWT_SECRET still refuses HS256 tokens as the caller's (401).
+    const enough = "e".repeat(MIN_SECRET_LENGTH);
+    expect((await listWith({ JWT_SECRET: enough }, await hs256With(enough))).status).toBe(200);
+    expect(await listWith({ JWT_SECRET: "" }, await hs256With(short))).toMatchObject({ status: 401, code: "unauthorized" });
   });
 });

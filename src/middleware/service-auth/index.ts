@@ -3,9 +3,9 @@
  *
  * - a **JWT** (`Authorization: Bearer <jwt>`) from the customer's backend, verified with jose:
  *   RS/PS/ES/EdDSA against JWT_JWKS_URL (a JWKS, which needs JWT_AUDIENCE) or else JWT_PUBLIC_KEY
- *   (PEM SPKI), HS256 against JWT_SECRET, with `exp` required and JWT_ISSUER / JWT_AUDIENCE checked
- *   when set. The
- *   organization is the JWT_ORG_CLAIM claim (default `org_id`); or
+ *   (PEM SPKI), HS256 against JWT_SECRET (at least 32 characters, or HS256 tokens are a 500), with
+ *   `exp` required and JWT_ISSUER / JWT_AUDIENCE checked when set. The organization is the
+ *   JWT_ORG_CLAIM claim (default `org_id`); or
  * - a **trusted internal call**: `Authorization: Bearer <INTERNAL_SERVICE_SECRET>` plus
  *   `X-Organization-Id`. A Worker has no private network, so "private IP" trust becomes
  *   possession of this secret (docs/authentication.md). Several comma-separated values are
@@ -27,7 +27,7 @@ import type { AppEnv } from "../../app-env.ts";
 import { ApiError, INVALID_TOKEN_CHALLENGE } from "../../errors.ts";
 import { matchesSecret } from "../../lib/secret-compare.ts";
 import { unavailableOnTransient } from "../../lib/transient-errors.ts";
-import { parseSecrets } from "../../shared/signing.ts";
+import { parseSecrets, secretsProblem } from "../../shared/signing.ts";
 import { credentialFromHeader } from "../api-key-auth/index.ts";
 
 const ORGANIZATION_ID = /^[A-Za-z0-9_-]{1,64}$/;
@@ -55,8 +55,11 @@ const keysUnavailable = (why: string, retryAfterSeconds = JWKS_RETRY_AFTER_SECON
     },
   );
 
-/** The configured keys are unusable (a JWKS URL that answers 4xx or no key set, a PEM that is not a public key): the operator's to fix. */
-const keysInvalid = (setting: "JWT_JWKS_URL" | "JWT_PUBLIC_KEY", why: string) =>
+/**
+ * The configured keys are unusable (a JWKS URL that answers 4xx or no key set, a PEM that is not a
+ * public key, a JWT_SECRET too short to be safe): the operator's to fix.
+ */
+const keysInvalid = (setting: "JWT_JWKS_URL" | "JWT_PUBLIC_KEY" | "JWT_SECRET", why: string) =>
   new ApiError("jwt_keys_invalid", `the keys that verify JWTs (${setting}) are unusable (${why}); the operator must fix ${setting}`);
 
 /** The JWKS fetch, with its failures sorted into ours (ApiError) before jose sees them. */
@@ -151,9 +154,10 @@ async function publicKeyFor(pem: string, alg: string): Promise<CryptoKey> {
 const unauthorized = (message: string) => new ApiError("unauthorized", message, undefined, { "www-authenticate": INVALID_TOKEN_CHALLENGE });
 
 /**
- * Verifies a JWT with the key its algorithm calls for: HS256 only with JWT_SECRET; asymmetric
- * algorithms only with JWT_JWKS_URL (when set) or JWT_PUBLIC_KEY. A key is never used with an
- * algorithm of the other kind, so no algorithm confusion is possible.
+ * Verifies a JWT with the key its algorithm calls for: HS256 only with JWT_SECRET (and only one of
+ * at least MIN_SECRET_LENGTH characters); asymmetric algorithms only with JWT_JWKS_URL (when set) or
+ * JWT_PUBLIC_KEY. A key is never used with an algorithm of the other kind, so no algorithm
+ * confusion is possible.
  */
 export async function verifyJwt(env: Env, token: string): Promise<JWTPayload> {
   const options = {
@@ -164,6 +168,14 @@ export async function verifyJwt(env: Env, token: string): Promise<JWTPayload> {
   const { alg } = decodeProtectedHeader(token);
   if (alg === "HS256") {
     if (!env.JWT_SECRET) throw new Error("HS256 tokens are not accepted (no JWT_SECRET)");
+    // One captured HS256 token is enough to test guesses at the key offline, and a key found signs
+    // for any organization: a short one verifies nothing (the operator's to fix, logged; never the
+    // value). JWT_SECRET is one value, commas and all (it is not a rotation list).
+    const problem = secretsProblem("JWT_SECRET", [env.JWT_SECRET]);
+    if (problem) {
+      console.error(JSON.stringify({ level: "error", message: `Workflow Runs API: HS256 tokens are not verified: ${problem}` }));
+      throw keysInvalid("JWT_SECRET", "refused by the edge, see its logs");
+    }
     return (await jwtVerify(token, new TextEncoder().encode(env.JWT_SECRET), { ...options, algorithms: ["HS256"] })).payload;
   }
   if (!alg || !ASYMMETRIC_ALGORITHMS.includes(alg)) throw new Error(`algorithm ${alg} is not accepted`);
