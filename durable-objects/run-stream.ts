@@ -35,6 +35,7 @@ import { DurableObject } from "cloudflare:workers";
 import type { Attribute } from "../src/shared/aggregations.ts";
 import type { RunEvent } from "../src/shared/run-event-schema.ts";
 import {
+  META_KEYS,
   MAX_LOGGED_STEP_OUTPUTS_PER_READ,
   NORMAL_CLOSURE_CODE,
   NO_STATUS_CLOSE_CODE,
@@ -178,7 +179,12 @@ export class RunStream extends DurableObject<Env> {
       // A new DO (every run has one) reads nothing back; its schema is one statement batch, made on first use.
       const { meta, fresh } = openStorage(sql);
       this.schemaPending = fresh;
-      const log = new EventLog(sql, fresh, (writes) => ctx.storage.transactionSync(writes));
+      const log = new EventLog(
+        sql,
+        fresh,
+        (writes) => ctx.storage.transactionSync(writes),
+        (runId) => meta.get(META_KEYS.historyNeverCloses(runId)) !== null,
+      );
       const webhooks = new WebhookOutbox({ sql, storage: ctx.storage, env, log, meta, endedRun: () => this.lifecycle.endedRun() }, fresh);
       const resetMark = new ResetMark(meta, (runId) => log.wasReset(runId));
       const subscribers = new Subscribers(

@@ -11,6 +11,13 @@ export const DEFAULT_WATCHDOG_QUIET_MS = 30_000;
 export const MAX_WATCHDOG_INTERVAL_MS = 10 * 60_000;
 /** Each quiet check doubles the wait, at most this many times (then MAX_WATCHDOG_INTERVAL_MS caps it). */
 export const MAX_WATCHDOG_DOUBLINGS = 16;
+/**
+ * How often the watchdog checks a run that Temporal no longer has while the log has no outcome for
+ * it (watchdog.ts `lostOpenRun`): nothing true can be recorded, and a check every
+ * MAX_WATCHDOG_INTERVAL_MS for ever would only repeat the 404; an operator restoring Temporal's
+ * data is still seen within this.
+ */
+export const LOST_RUN_CHECK_INTERVAL_MS = 6 * 60 * 60_000;
 
 /** Most history events sent in one `history` message when replaying a backlog. */
 export const REPLAY_BATCH_SIZE = 200;
@@ -66,6 +73,18 @@ export const META_KEYS = {
   waiting: "waiting",
   /** `trace:<runId>`: the R2 key of that run's trace, once written. */
   trace: (runId: string) => `trace:${runId}`,
+  /**
+   * `historyNeverCloses:<runId>`: when the watchdog found that Temporal no longer has the workflow
+   * while the log held that run's outcome but not its closing history event; the run counts as
+   * complete with the history the log has (EventLog.isComplete, run-lifecycle.ts).
+   */
+  historyNeverCloses: (runId: string) => `historyNeverCloses:${runId}`,
+  /**
+   * The run (its id, or "none") that Temporal no longer had while the log had no outcome for it:
+   * logged once, then checked every LOST_RUN_CHECK_INTERVAL_MS (watchdog.ts); "" once the host
+   * answers for it again or its events arrive.
+   */
+  lostOpenRun: "lostOpenRun",
 } as const;
 
 /**

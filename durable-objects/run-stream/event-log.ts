@@ -159,11 +159,14 @@ export class EventLog {
   /**
    * `fresh`: the DO was just created, so its log is empty (nothing to read). `transaction` runs
    * writes that must land together or not at all (the DO's `storage.transactionSync`).
+   * `historyNeverCloses`: whether the watchdog found that Temporal no longer has the run, so its
+   * closing history event will never come (META_KEYS.historyNeverCloses, run-lifecycle.ts).
    */
   constructor(
     private readonly sql: SqlStorage,
     fresh = false,
     private readonly transaction: <T>(writes: () => T) => T = (writes) => writes(),
+    private readonly historyNeverCloses: (runId: string) => boolean = () => false,
   ) {
     this.derived = fresh
       ? { latest: null, finished: new Map(), history: new Map(), unprojected: new Map(), resetRuns: new Set() }
@@ -576,10 +579,11 @@ export class EventLog {
   /**
    * A run's stream is complete when both its outcome and its closing history event are in the
    * log. The edge may learn the outcome (from a result call) before the relay delivers the last
-   * history events; `done` waits for them so a stream never ends short.
+   * history events; `done` waits for them so a stream never ends short. A run whose outcome is
+   * logged and that Temporal no longer has (`historyNeverCloses`) is complete with the history it has.
    */
   isComplete(runId: string): boolean {
-    return this.derived.finished.has(runId) && (this.derived.history.get(runId)?.closed ?? false);
+    return this.derived.finished.has(runId) && ((this.derived.history.get(runId)?.closed ?? false) || this.historyNeverCloses(runId));
   }
 
   lastHistoryEventId(runId: string): number {

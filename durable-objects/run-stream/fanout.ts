@@ -112,6 +112,19 @@ export class Subscribers {
     }
   }
 
+  /**
+   * Sends `done` to the open subscribers of `runId`, which became complete with no new row: the
+   * watchdog found that Temporal no longer has it, so its closing history event never comes.
+   */
+  releaseRun(runId: string): void {
+    for (const ws of this.ctx.getWebSockets(runId)) {
+      const attachment = ws.deserializeAttachment() as SubscriberAttachment | null;
+      if (!attachment || ws.readyState !== WebSocket.READY_STATE_OPEN) continue;
+      const done = this.doneFor(runId, attachment.view);
+      if (done) this.sendDone(ws, done);
+    }
+  }
+
   /** Accepts a subscriber and sends what it is owed so far; the Worker gets the other end. */
   accept(request: SubscribeRequest): WebSocket {
     const { 0: client, 1: server } = new WebSocketPair();

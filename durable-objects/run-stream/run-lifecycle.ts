@@ -31,11 +31,11 @@ import type { WebhookOutbox } from "./webhook-outbox.ts";
 export interface LifecycleParts {
   meta: Meta;
   nonces: Pick<PushNonces, "claim">;
-  log: Pick<EventLog, "append" | "latestRunId" | "finished" | "hasUnprojected" | "isComplete">;
+  log: Pick<EventLog, "append" | "latestRunId" | "finished" | "finishedRunIds" | "hasUnprojected" | "isComplete">;
   projection: Pick<D1Projection, "apply">;
   traces: Pick<TraceWriter, "writeMissing" | "isMissing">;
-  subscribers: Pick<Subscribers, "broadcast" | "releaseHeld">;
-  watchdog: Pick<Watchdog, "heard" | "arm" | "forget" | "reconcile">;
+  subscribers: Pick<Subscribers, "broadcast" | "releaseHeld" | "releaseRun">;
+  watchdog: Pick<Watchdog, "heard" | "arm" | "forget" | "reconcile" | "lostOpenRun">;
   webhooks: Pick<WebhookOutbox, "arm" | "work">;
   resetMark: Pick<ResetMark, "noteAppended" | "get">;
   resets: Pick<ResetHolds, "resolveStale">;
@@ -191,12 +191,55 @@ export class RunLifecycle {
       await this.parts.resets.resolveStale(workflowId);
       await this.parts.projection.apply(workflowId, false);
       await this.writeTraces(workflowId);
-      if (!this.isFinished()) await this.parts.watchdog.reconcile(workflowId, (events) => this.record(workflowId, events));
+      if (!this.isFinished()) {
+        const check = await this.parts.watchdog.reconcile(workflowId, (events) => this.record(workflowId, events));
+        if (check === "gone") await this.historyGone(workflowId);
+      }
     } finally {
       await this.parts.webhooks.work(workflowId);
       await this.armWatchdog();
       await this.parts.webhooks.arm();
     }
+  }
+
+  /**
+   * The host says Temporal has no such workflow any more (404 run_not_found: its retention deleted
+   * the closed run before the relay delivered its close event, or the namespace was wiped), so the
+   * history the log lacks will never come, and asking every MAX_WATCHDOG_INTERVAL_MS would never end.
+   *
+   * With the latest run's outcome in the log, every run with a logged outcome and no closing event
+   * is marked, durably, as complete with the history it has (META_KEYS.historyNeverCloses, read by
+   * EventLog.isComplete): the workflow is finished, its trace is written from the log, its webhook
+   * is queued with the logged outcome (the alarm's `webhooks.work`), its streams end with that
+   * outcome and the alarm stops. Without that outcome there is nothing true to record: the row
+   * stays as it is, the loss is logged once, and checked rarely (Watchdog.lostOpenRun).
+   *
+   * A 404 cannot be a run that has not reached Temporal yet: a start still in the outbox is the
+   * outbox's (`retryPending`, before any check), a confirmed start's `run.started` comes from the
+   * host after Temporal started it, and a logged outcome came from Temporal.
+   */
+  private async historyGone(workflowId: string): Promise<void> {
+    const { log, meta, subscribers, watchdog } = this.parts;
+    const latest = log.latestRunId();
+    const outcome = latest ? log.finished(latest) : null;
+    if (!outcome || !isTerminal(outcome.status) || outcome.status === "continued_as_new") {
+      watchdog.lostOpenRun(workflowId, latest);
+      return;
+    }
+    const runs = log.finishedRunIds().filter((runId) => !log.isComplete(runId));
+    const at = new Date().toISOString();
+    for (const runId of runs) meta.set(META_KEYS.historyNeverCloses(runId), at);
+    console.warn(
+      JSON.stringify({
+        level: "warn",
+        message: "Temporal no longer has the workflow: its runs are complete with the history the log has",
+        workflowId,
+        runIds: runs,
+      }),
+    );
+    for (const runId of runs) subscribers.releaseRun(runId);
+    this.deps.appended(); // history pages waiting for the end look again
+    await this.writeTraces(workflowId);
   }
 
   /**

@@ -1,17 +1,38 @@
-import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { abortAllDurableObjects, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it, vi } from "vitest";
-import { DEFAULT_WATCHDOG_QUIET_MS } from "../../durable-objects/run-stream.ts";
+import { DEFAULT_WATCHDOG_QUIET_MS, MAX_WATCHDOG_INTERVAL_MS } from "../../durable-objects/run-stream.ts";
+import { LOST_RUN_CHECK_INTERVAL_MS } from "../../durable-objects/run-stream/constants.ts";
 import { runStream } from "../../src/run-stream-client.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import { runResetEvent } from "../../src/shared/run-events.ts";
-import { scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
+import { collectHistoryStream } from "../support/sse.ts";
+import { call, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, continuedAsNewEvents, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
+import { hookUrl, received, register, until } from "./webhook-helpers.ts";
 
 const alarmIn = async (workflowId: string) => {
   const at = await runInDurableObject(runStream(env, workflowId), (_i, state) => state.storage.getAlarm());
   return at === null ? null : at - Date.now();
 };
+
+/**
+ * A host whose Temporal has no such workflow (retention deleted it, or the namespace was wiped): it
+ * follows (a no-op), and answers the result with its own 404 run_not_found (host/control-api.ts).
+ * `answer` replaces that 404, for the answers that are not "gone".
+ */
+const hostWithoutWorkflow = (workflowId: string, answer?: () => Response) =>
+  scriptHost((_request, path) => {
+    if (path === HOST_PATHS.follow(workflowId)) return Response.json({ following: true });
+    if (path === HOST_PATHS.result(workflowId))
+      return answer
+        ? answer()
+        : Response.json({ error: { code: "run_not_found", message: `workflow not found for ID: ${workflowId}` } }, { status: 404 });
+    throw new TypeError("connection refused");
+  });
+
+const rowOf = (workflowId: string) =>
+  env.DB.prepare("SELECT status, temporal_run_id, completed_at FROM runs WHERE temporal_workflow_id = ?").bind(workflowId).first();
 
 // Edge tests have no host (HOST_URL is a closed port): the watchdog's checks fail and it retries.
 describe("RunStream watchdog", () => {
@@ -100,5 +121,115 @@ describe("RunStream watchdog", () => {
     expect(await env.TRACES.head(`traces/${workflowId}/${runId}.json`)).not.toBeNull();
     await push(workflowId, [closeEvent(nextRun, 2)]);
     expect(await alarmIn(workflowId)).toBeNull();
+  });
+
+  it("Temporal no longer has the workflow (404 run_not_found) and the log has its outcome but not its closing event: the run is finished with the history it has, for good", async () => {
+    const org = await seedOrganization();
+    const name = `lost-history-${crypto.randomUUID()}`;
+    await register(org.organizationId, hookUrl(name));
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    // The outcome came first (a status read, say); Temporal's retention deleted the closed run before the relay brought its last events.
+    await push(workflowId, [historyEvent(runId, 1), historyEvent(runId, 2), finishedEvent(runId)]);
+    expect(await alarmIn(workflowId)).not.toBeNull();
+    const auth = { authorization: `Bearer ${org.key}` };
+    const stream = collectHistoryStream((await call(`/workflow/${workflowId}/history/stream`, { headers: auth })).body!);
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => undefined);
+    const restoreHost = hostWithoutWorkflow(workflowId);
+    try {
+      expect(await runDurableObjectAlarm(runStream(env, workflowId))).toBe(true);
+    } finally {
+      restoreHost();
+      warn.mockRestore();
+    }
+    // Nothing left to watch: the alarm is gone, the trace written from the log, the webhook sent, the open stream ended.
+    expect(await alarmIn(workflowId)).toBeNull();
+    expect(await env.TRACES.head(`traces/${workflowId}/${runId}.json`)).not.toBeNull();
+    const [message] = await until(async () => {
+      const got = await received(name);
+      return got.length > 0 ? got : null;
+    });
+    expect(JSON.parse(message!.body)).toMatchObject({ type: "run.completed", data: { workflowId, runId, status: "completed" } });
+    const seen = await stream;
+    expect(seen.eventIds).toEqual([1, 2]);
+    expect(seen.done).toHaveLength(1);
+    expect(await rowOf(workflowId)).toMatchObject({ status: "completed", temporal_run_id: runId });
+
+    // Durable: a new instance of the DO still counts the run finished, and a new stream ends at once.
+    await abortAllDurableObjects();
+    expect(await runStream(env, workflowId).streamState()).toEqual({ runId, finished: true, lastEventId: 2 });
+    const again = await collectHistoryStream((await call(`/workflow/${workflowId}/history/stream`, { headers: auth })).body!);
+    expect(again.eventIds).toEqual([1, 2]);
+    expect(again.done).toHaveLength(1);
+    expect(await alarmIn(workflowId)).toBeNull();
+    expect(await received(name)).toHaveLength(1);
+  });
+
+  it("only the host's own 404 run_not_found says Temporal has no such workflow: a 503, a timeout, a proxy's 404 or another code record nothing, and the run stays watched", async () => {
+    const org = await seedOrganization();
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(runId, 1), finishedEvent(runId)]);
+    const answers: Array<() => Response> = [
+      () => Response.json({ error: { code: "temporal_unavailable", message: "Temporal is not reachable from the host" } }, { status: 503 }),
+      () => {
+        throw new DOMException("The operation was aborted due to timeout", "TimeoutError");
+      },
+      () => new Response("not found", { status: 404 }), // a tunnel's 404 during a rollout: not the host's answer
+      () => Response.json({ error: { code: "workflow_not_found", message: "no such workflow" } }, { status: 404 }),
+    ];
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => undefined);
+    try {
+      for (const answer of answers) {
+        const restoreHost = hostWithoutWorkflow(workflowId, answer);
+        try {
+          expect(await runDurableObjectAlarm(runStream(env, workflowId))).toBe(true);
+        } finally {
+          restoreHost();
+        }
+        expect(await runStream(env, workflowId).streamState()).toEqual({ runId, finished: false, lastEventId: 1 });
+        const next = (await alarmIn(workflowId))!;
+        expect(next).toBeGreaterThan(0);
+        expect(next).toBeLessThanOrEqual(MAX_WATCHDOG_INTERVAL_MS);
+      }
+      expect(warn).toHaveBeenCalledWith(expect.stringContaining("run watchdog could not reach the host"));
+    } finally {
+      warn.mockRestore();
+    }
+    expect(await env.TRACES.head(`traces/${workflowId}/${runId}.json`)).toBeNull();
+    const marks = await runInDurableObject(runStream(env, workflowId), (_i, state) =>
+      state.storage.sql.exec("SELECT key FROM meta WHERE key LIKE 'history%' OR key LIKE 'lost%'").toArray(),
+    );
+    expect(marks).toEqual([]);
+    // The relay's close still ends it as usual.
+    await push(workflowId, [closeEvent(runId, 2)]);
+    expect(await alarmIn(workflowId)).toBeNull();
+  });
+
+  it("Temporal no longer has a workflow whose outcome the log lacks: the row is left as it is, the loss logged once at ERROR, and checked every few hours, not every 10 minutes", async () => {
+    const org = await seedOrganization();
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(runId, 1)]);
+    const before = await rowOf(workflowId);
+    expect(before).toMatchObject({ status: "running", completed_at: null });
+    const error = vi.spyOn(console, "error").mockImplementation(() => undefined);
+    const restoreHost = hostWithoutWorkflow(workflowId);
+    try {
+      for (let check = 0; check < 3; check++) {
+        expect(await runDurableObjectAlarm(runStream(env, workflowId))).toBe(true);
+        const next = (await alarmIn(workflowId))!;
+        expect(next).toBeGreaterThan(LOST_RUN_CHECK_INTERVAL_MS - 60_000);
+        expect(next).toBeLessThanOrEqual(LOST_RUN_CHECK_INTERVAL_MS);
+      }
+      const lost = error.mock.calls.filter(([line]) => String(line).includes("Temporal has no such workflow"));
+      expect(lost).toHaveLength(1);
+      expect(JSON.parse(String(lost[0]![0]))).toMatchObject({ level: "error", workflowId, runId });
+    } finally {
+      restoreHost();
+      error.mockRestore();
+    }
+    expect(await rowOf(workflowId)).toEqual(before);
+    expect(await runStream(env, workflowId).streamState()).toEqual({ runId, finished: false, lastEventId: 1 });
+    // Events of the run arrive after all: it is watched as usual again.
+    await push(workflowId, [historyEvent(runId, 2)]);
+    expect((await alarmIn(workflowId))!).toBeLessThanOrEqual(DEFAULT_WATCHDOG_QUIET_MS);
   });
 });
