@@ -139,11 +139,45 @@ const CLOSE_TYPES: ReadonlySet<string> = new Set(CLOSE_EVENT_TYPES);
 interface Derived {
   latest: { runId: string; newRunId: string | null } | null;
   finished: Map<string, { outcome: RunOutcome; at: string }>;
+  /** The keys of `finished`, in the order their outcomes were logged (only grows): a reader keeps its place in it. */
+  finishedOrder: string[];
   history: Map<string, HistoryStats>;
   /** Every row not yet fully in D1, by seq (its `projected` kept current), without its data. */
   unprojected: Map<number, UnprojectedRow>;
   /** Runs a Temporal reset replaced (named by a later `run.started`: the run it started from, and the current run it took over from). */
   resetRuns: Set<string>;
+  /** What `lineage` walks back, each the first such row in the log: a reset's run → the run it was started from. */
+  resetFrom: Map<string, string>;
+  /** …and a continue-as-new's next run → the run that handed over to it (any `run.finished` naming it, not only a run's first). */
+  continuedFrom: Map<string, string>;
+}
+
+/** A fresh log's derived state. */
+function emptyDerived(): Derived {
+  return {
+    latest: null,
+    finished: new Map(),
+    finishedOrder: [],
+    history: new Map(),
+    unprojected: new Map(),
+    resetRuns: new Set(),
+    resetFrom: new Map(),
+    continuedFrom: new Map(),
+  };
+}
+
+/** Brings `finished` and the predecessors `lineage` walks in line with a `run.started` or `run.finished` row (hydrate, noteAppended). */
+function noteRunBoundary(d: Derived, row: LogRow): void {
+  if (row.runId === null) return;
+  if (row.type === "run.started" && row.data.resetFromRunId && !d.resetFrom.has(row.runId))
+    d.resetFrom.set(row.runId, row.data.resetFromRunId);
+  if (row.type !== "run.finished") return;
+  if (!d.finished.has(row.runId)) {
+    d.finished.set(row.runId, { outcome: row.data, at: row.at });
+    d.finishedOrder.push(row.runId);
+  }
+  const next = row.data.newRunId;
+  if (typeof next === "string" && !d.continuedFrom.has(next)) d.continuedFrom.set(next, row.runId);
 }
 
 export class EventLog {
@@ -168,14 +202,12 @@ export class EventLog {
     private readonly transaction: <T>(writes: () => T) => T = (writes) => writes(),
     private readonly historyNeverCloses: (runId: string) => boolean = () => false,
   ) {
-    this.derived = fresh
-      ? { latest: null, finished: new Map(), history: new Map(), unprojected: new Map(), resetRuns: new Set() }
-      : this.hydrate();
+    this.derived = fresh ? emptyDerived() : this.hydrate();
   }
 
   private hydrate(): Derived {
-    const finished = new Map<string, { outcome: RunOutcome; at: string }>();
-    const resetRuns = new Set<string>();
+    const derived = emptyDerived();
+    const { finished, resetRuns } = derived;
     /** The newest end of a run that continued as new: it points at the next run (noteAppended). */
     let newestHandOver: LogRow | undefined;
     for (const row of this.rows(
@@ -183,7 +215,7 @@ export class EventLog {
        WHERE type = 'run.finished' OR (type = 'run.started' AND json_extract(data, '$.resetFromRunId') IS NOT NULL) ORDER BY seq`,
     )) {
       if (row.type === "run.started") for (const id of replacedBy(row)) resetRuns.add(id);
-      if (row.type === "run.finished" && !finished.has(row.runId!)) finished.set(row.runId!, { outcome: row.data, at: row.at });
+      noteRunBoundary(derived, row);
       if (row.type === "run.finished" && row.data.newRunId) newestHandOver = row;
     }
     // The latest run as noteAppended keeps it: the newest row of a run nothing replaced, or the
@@ -194,7 +226,7 @@ export class EventLog {
       JSON.stringify(superseded),
     )[0];
     const newest = !newestHandOver || (newestFree && newestFree.seq > newestHandOver.seq) ? newestFree : newestHandOver;
-    const history = new Map<string, HistoryStats>();
+    const { history, unprojected } = derived;
     // The last event's type is read by its own lookup (events_run_history): a bare column next to
     // more than one MAX() comes from whichever row SQLite likes, which is not the last event's.
     for (const r of this.sql.exec<{ run_id: string; last: number | null; t: string | null; n: number; closed: number; inFlight: number }>(
@@ -213,7 +245,6 @@ export class EventLog {
       });
     }
     // Which rows D1 lacks, not their data: a backlog of a long D1 outage may be more than the DO holds.
-    const unprojected = new Map<number, UnprojectedRow>();
     for (const r of this.sql.exec<{ seq: number; type: string; run_id: string | null; projected: number; chars: number | null }>(
       `SELECT seq, type, run_id, projected,
          CASE WHEN parts > 0 THEN (SELECT SUM(length(p.text)) FROM event_parts p WHERE p.seq = events.seq) ELSE length(data) END AS chars
@@ -221,7 +252,8 @@ export class EventLog {
     )) {
       unprojected.set(r.seq, { seq: r.seq, type: r.type as RunEventType, runId: r.run_id, projected: r.projected, chars: r.chars ?? 0 });
     }
-    return { latest: newest ? latestOf(newest) : null, finished, history, unprojected, resetRuns };
+    derived.latest = newest ? latestOf(newest) : null;
+    return derived;
   }
 
   /** Brings the derived state in line with a row just added (`chars`: its JSON's length). */
@@ -237,7 +269,7 @@ export class EventLog {
     // late rows (the relay's history up to its close, an activity's last events) trail the run
     // that replaced it. Only its hand-over itself (a run.finished naming the next run) moves on.
     if (!this.superseded(row.runId) || (row.type === "run.finished" && row.data.newRunId)) d.latest = latestOf(row);
-    if (row.type === "run.finished" && !d.finished.has(row.runId)) d.finished.set(row.runId, { outcome: row.data, at: row.at });
+    noteRunBoundary(d, row);
     if (row.type === "history") {
       const stats = d.history.get(row.runId) ?? { lastEventId: 0, lastType: null, count: 0, closed: false, inFlight: 0 };
       stats.count++;
@@ -518,29 +550,25 @@ export class EventLog {
   }
 
   /**
-   * `runId` and the runs it follows from, newest first: the run a reset started it from, or the
-   * run that continued as new into it, and so on back to the workflow's first run.
+   * `runId` and the runs it follows from, newest first: the run a reset started it from, or (no
+   * reset started it) the run that continued as new into it, and so on back to the workflow's
+   * first run. Walked in memory (no statement per step: a chain of continues-as-new may have
+   * thousands of runs in one DO).
    */
   lineage(runId: string): string[] {
     const runs = [runId];
-    for (let id: string | null = runId; id !== null; ) {
-      const previous: string | null =
-        this.sql
-          .exec<{ previous: string | null }>(
-            `SELECT json_extract(data, '$.resetFromRunId') AS previous FROM events
-               WHERE type = 'run.started' AND run_id = ? AND json_extract(data, '$.resetFromRunId') IS NOT NULL
-             UNION ALL
-             SELECT run_id AS previous FROM events WHERE type = 'run.finished' AND json_extract(data, '$.newRunId') = ?
-             LIMIT 1`,
-            id,
-            id,
-          )
-          .toArray()[0]?.previous ?? null;
-      // A log that named a run twice would loop: each run counts once.
-      id = previous !== null && !runs.includes(previous) ? previous : null;
-      if (id !== null) runs.push(id);
+    // A log that named a run twice would loop: each run counts once.
+    const seen = new Set(runs);
+    for (let id = this.predecessor(runId); id !== null && !seen.has(id); id = this.predecessor(id)) {
+      runs.push(id);
+      seen.add(id);
     }
     return runs;
+  }
+
+  /** The run `runId` follows from: the first reset that started it names it, else the first hand-over to it; null if none. */
+  private predecessor(runId: string): string | null {
+    return this.derived.resetFrom.get(runId) ?? this.derived.continuedFrom.get(runId) ?? null;
   }
 
   /**
@@ -554,17 +582,24 @@ export class EventLog {
     return runId === null || runId === this.latestRunId() ? this.attributes() : this.attributesOf(this.lineage(runId));
   }
 
-  /** The attributes of the given runs, in log order. */
+  /**
+   * The attributes of the given runs, in log order. The ids go in as one JSON value: a lineage may
+   * be thousands of runs long, and a DO's statement binds at most 100 values.
+   */
   private attributesOf(runIds: readonly string[]): LogRowOf<"attribute">[] {
     if (runIds.length === 0) return [];
     return this.rows(
-      `SELECT ${COLUMNS} FROM events WHERE type = 'attribute' AND run_id IN (${runIds.map(() => "?").join(", ")}) ORDER BY seq`,
-      ...runIds,
+      `SELECT ${COLUMNS} FROM events WHERE type = 'attribute' AND run_id IN (SELECT value FROM json_each(?)) ORDER BY seq`,
+      JSON.stringify(runIds),
     ) as LogRowOf<"attribute">[];
   }
 
-  finishedRunIds(): string[] {
-    return [...this.derived.finished.keys()];
+  /**
+   * The runs whose outcome is logged, in the order it was (a run's later outcomes do not move it).
+   * `from`: leave out that many at the start, for a reader that keeps its place (traces.ts).
+   */
+  finishedRunIds(from = 0): string[] {
+    return this.derived.finishedOrder.slice(from);
   }
 
   finished(runId: string): RunOutcome | null {

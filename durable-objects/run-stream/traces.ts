@@ -5,6 +5,16 @@ import type { EventLog } from "./event-log.ts";
 import type { Meta } from "./meta.ts";
 
 export class TraceWriter {
+  /** How many of the log's finished runs (`finishedRunIds`, in the order they finished) this wake has looked at. */
+  private looked = 0;
+  /**
+   * Runs looked at whose trace is not written yet: their log is not complete yet (the close event
+   * is on its way, or Temporal no longer has the run), or R2 refused the trace. Every other run
+   * looked at has its trace, so a push looks at these and at runs that finished since, not at
+   * every run of a workflow that continued as new thousands of times.
+   */
+  private readonly unwritten = new Set<string>();
+
   constructor(
     private readonly bucket: R2Bucket,
     private readonly log: EventLog,
@@ -16,10 +26,23 @@ export class TraceWriter {
     return this.log.isComplete(runId) && !this.meta.get(META_KEYS.trace(runId));
   }
 
-  /** Writes the trace of every finished run that has none yet. */
+  /**
+   * Writes the trace of every complete run that has none yet. The first call of a wake looks at
+   * every finished run once; later calls only at runs that finished since and those still without
+   * a trace. A failure leaves the run for the next call (the alarm's, if no push comes).
+   */
   async writeMissing(workflowId: string): Promise<void> {
-    for (const runId of this.log.finishedRunIds()) {
-      if (this.isMissing(runId)) await this.write(workflowId, runId);
+    for (const runId of this.log.finishedRunIds(this.looked)) {
+      this.looked++;
+      if (!this.meta.get(META_KEYS.trace(runId))) this.unwritten.add(runId);
+    }
+    for (const runId of [...this.unwritten]) {
+      // Written since by `keyFor` (a trace read), or due now that its log is complete.
+      if (!this.meta.get(META_KEYS.trace(runId))) {
+        if (!this.log.isComplete(runId)) continue;
+        await this.write(workflowId, runId);
+      }
+      this.unwritten.delete(runId);
     }
   }
 

@@ -6,11 +6,16 @@
  * and the runs' events are pushed as the host's relay pushes them. Happy paths, then errors and
  * stop/terminate, then other tenants.
  */
+import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
+import { EventLog } from "../../durable-objects/run-stream/event-log.ts";
+import { createSchema } from "../../durable-objects/run-stream/storage.ts";
+import { runStream } from "../../src/run-stream-client.ts";
+import type { RunEvent } from "../../src/shared/run-event-schema.ts";
 import { runResetEvent } from "../../src/shared/run-events.ts";
 import { call, type OutputErrorBody, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
-import { closeEvent, createRunningRun, historyEvent, httpAttributeEvent, push } from "./stream-helpers.ts";
+import { closeEvent, continuedAsNewEvents, createRunningRun, historyEvent, httpAttributeEvent, push } from "./stream-helpers.ts";
 
 type Org = Awaited<ReturnType<typeof seedOrganization>>;
 
@@ -334,5 +339,146 @@ describe("pinned reads of an earlier run: other organizations", () => {
         expect(text).not.toContain(rid === oldRunId ? newRunId : oldRunId);
       }
     }
+  });
+});
+
+/**
+ * A continue-as-new chain of `length` runs from `first` (its run already started), appended to the
+ * workflow's own log as the relay's pushes leave it: each run's start, one step's cost, its hand-over
+ * to the next; the last run still open. Appended in the DO (a push per run would take minutes).
+ */
+async function appendChain(workflowId: string, first: string, length: number, cost: number): Promise<string[]> {
+  const runs = [first, ...Array.from({ length: length - 1 }, () => crypto.randomUUID())];
+  await runInDurableObject(runStream(env, workflowId), (instance) => {
+    const { log } = (instance as unknown as { parts: { log: EventLog } }).parts;
+    for (const [i, runId] of runs.entries()) {
+      const previous = runs[i - 1];
+      const next = runs[i + 1];
+      log.append([
+        ...(previous ? [started(runId, i), continuedStart(runId, previous, { page: i })] : [historyEvent(runId, 1)]),
+        countWordsCost(runId, cost),
+        ...(next ? continuedAsNewEvents(runId, 2, next) : []),
+      ] as RunEvent[]);
+    }
+  });
+  return runs;
+}
+
+describe("pinned reads deep in a long continue-as-new chain", () => {
+  let org: Org;
+  const json = async (path: string) => {
+    const res = await call(path, { headers: { authorization: `Bearer ${org.key}` } });
+    const body = (await res.json()) as Record<string, unknown>;
+    expect([res.status, body], path).toEqual([200, expect.anything()]);
+    return body;
+  };
+
+  beforeAll(async () => {
+    await seedCatalog();
+    org = await seedOrganization();
+  });
+
+  it("the 101st run and later answer their result with the usage of all the runs they follow from (a DO statement binds at most 100 values)", async () => {
+    const { workflowId, runId: first } = await createRunningRun(org.organizationId);
+    const runs = await appendChain(workflowId, first, 150, 0.25);
+    const base = `/workflow/${workflowId}`;
+    for (const k of [99, 100, 120, 148]) {
+      expect(await json(`${base}/runs/${runs[k]}/result`), `run ${k + 1}`).toMatchObject({
+        runId: runs[k],
+        status: "continued_as_new",
+        aggregations: { cost: { total: (k + 1) * 0.25 }, httpRequests: { total: k + 1 } },
+      });
+    }
+    // D1 a moment behind the log (it names the run before the latest): the unpinned result counts that run's lineage.
+    await env.DB.prepare("UPDATE runs SET temporal_run_id = ?, status = 'continued_as_new' WHERE temporal_workflow_id = ?")
+      .bind(runs[148], workflowId)
+      .run();
+    expect(await json(`${base}/result`)).toMatchObject({ runId: runs[148], aggregations: { cost: { total: 149 * 0.25 } } });
+    // Unpinned, the input names the chain's first run.
+    expect(await json(`${base}/input`)).toMatchObject({ runId: first });
+  });
+});
+
+/** The DO's SQLite, counting the statements run through it. */
+function countingSql(sql: SqlStorage) {
+  const count = { statements: 0 };
+  const counted = new Proxy(sql, {
+    get(target, prop) {
+      if (prop === "exec") {
+        return (...args: Parameters<SqlStorage["exec"]>) => {
+          count.statements++;
+          return target.exec(...args);
+        };
+      }
+      const value = Reflect.get(target, prop);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return { sql: counted, count };
+}
+
+describe("EventLog.lineage", () => {
+  const continued = (runId: string, newRunId: string, n = 2) => continuedAsNewEvents(runId, n, newRunId);
+  const resetStarted = (runId: string, resetFromRunId: string, replacedRunId?: string) => ({
+    ...runResetEvent(runId, resetFromRunId, at(0)),
+    data: { runId, resetFromRunId, ...(replacedRunId ? { replacedRunId } : {}) },
+  });
+
+  it("walks a long chain with resets mixed in without a statement per run, and answers the same after a wake", async () => {
+    await runInDurableObject(runStream(env, `lineage-${crypto.randomUUID()}`), (_instance, state) => {
+      createSchema(state.storage.sql);
+      const { sql, count } = countingSql(state.storage.sql);
+      const log = new EventLog(sql, true);
+      // 600 runs continue as new one into the next; every 100th run is replaced by a reset started
+      // from the run 10 before it, and the chain goes on from the reset's run.
+      const predecessor = new Map<string, string>();
+      let current = crypto.randomUUID();
+      log.append([started(current, 0), historyEvent(current, 1)] as RunEvent[]);
+      for (let i = 1; i < 600; i++) {
+        const next = crypto.randomUUID();
+        log.append([...continued(current, next), started(next, i)] as RunEvent[]);
+        predecessor.set(next, current);
+        current = next;
+        if (i % 100 === 0) {
+          const from = [...predecessor.keys()].at(-11)!;
+          const reset = crypto.randomUUID();
+          log.append([resetStarted(reset, from, current), historyEvent(reset, 1)] as RunEvent[]);
+          predecessor.set(reset, from);
+          current = reset;
+        }
+      }
+      const expected = [current];
+      for (let id = predecessor.get(current); id; id = predecessor.get(id)) expected.push(id);
+      expect(expected.length).toBeGreaterThan(500);
+
+      count.statements = 0;
+      expect(log.lineage(current)).toEqual(expected);
+      expect(count.statements).toBe(0);
+      // A woken DO reads the same back from its log.
+      const woken = new EventLog(sql);
+      count.statements = 0;
+      expect(woken.lineage(current)).toEqual(expected);
+      expect(count.statements).toBe(0);
+    });
+  });
+
+  it("keeps its rules: a reset's run follows the run it was started from, each run counts once, an unknown run is alone", async () => {
+    await runInDurableObject(runStream(env, `lineage-${crypto.randomUUID()}`), (_instance, state) => {
+      createSchema(state.storage.sql);
+      const log = new EventLog(state.storage.sql, true);
+      const [a, b, c, d, e, x, y] = Array.from({ length: 7 }, () => crypto.randomUUID());
+      if (!a || !b || !c || !d || !e || !x || !y) throw new Error("seven run ids");
+      // d continued as new into a (e's later hand-over to a does not count: the first does); a
+      // continued as new into b; b is replaced by c, a reset from a, which a second end of d names too.
+      const secondEnd = { ...continued(d, c, 3)[1], sourceKey: `run:${d}:finished:again` };
+      log.append([...continued(d, a), ...continued(e, a), ...continued(a, b), resetStarted(c, a, b), secondEnd] as RunEvent[]);
+      // x and y name each other (a log that should never be): each counts once.
+      log.append([...continued(x, y), ...continued(y, x)] as RunEvent[]);
+      const unknown = crypto.randomUUID();
+      const answers = (l: EventLog) => [l.lineage(c), l.lineage(b), l.lineage(a), l.lineage(x), l.lineage(y), l.lineage(unknown)];
+      const expected = [[c, a, d], [b, a, d], [a, d], [x, y], [y, x], [unknown]];
+      expect(answers(log)).toEqual(expected);
+      expect(answers(new EventLog(state.storage.sql))).toEqual(expected);
+    });
   });
 });

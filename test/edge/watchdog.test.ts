@@ -3,8 +3,11 @@ import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import { DEFAULT_WATCHDOG_QUIET_MS, MAX_WATCHDOG_INTERVAL_MS } from "../../durable-objects/run-stream.ts";
 import { LOST_RUN_CHECK_INTERVAL_MS } from "../../durable-objects/run-stream/constants.ts";
+import type { EventLog } from "../../durable-objects/run-stream/event-log.ts";
+import type { Meta } from "../../durable-objects/run-stream/meta.ts";
 import { runStream } from "../../src/run-stream-client.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
+import type { RunEvent } from "../../src/shared/run-event-schema.ts";
 import { runResetEvent } from "../../src/shared/run-events.ts";
 import { collectHistoryStream } from "../support/sse.ts";
 import { call, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
@@ -120,6 +123,46 @@ describe("RunStream watchdog", () => {
     expect(await runDurableObjectAlarm(runStream(env, workflowId))).toBe(true);
     expect(await env.TRACES.head(`traces/${workflowId}/${runId}.json`)).not.toBeNull();
     await push(workflowId, [closeEvent(nextRun, 2)]);
+    expect(await alarmIn(workflowId)).toBeNull();
+  });
+
+  it("a push to a workflow with many finished runs looks at the traces of the runs that changed, not at every earlier run's", async () => {
+    const org = await seedOrganization();
+    const { workflowId, runId: first } = await createRunningRun(org.organizationId);
+    const stub = runStream(env, workflowId);
+    const partsOf = (instance: unknown) => (instance as { parts: { log: EventLog; meta: Meta } }).parts;
+    // A long continue-as-new chain, appended in the DO (a push per run would take minutes); D1 needs nothing of it here.
+    const runs = [first, ...Array.from({ length: 300 }, () => crypto.randomUUID())];
+    await runInDurableObject(stub, (instance) => {
+      const { log } = partsOf(instance);
+      for (const [i, runId] of runs.slice(0, -1).entries()) {
+        const rows = log.append([historyEvent(runId, 1), ...continuedAsNewEvents(runId, 2, runs[i + 1]!)] as RunEvent[]);
+        log.markProjected(rows.map((r) => r.seq));
+      }
+    });
+    const last = runs.at(-1)!;
+    // The next push writes every complete run's trace.
+    await push(workflowId, [historyEvent(last, 1)]);
+    for (const runId of [first, runs[150]!, runs.at(-2)!]) {
+      expect(await env.TRACES.head(`traces/${workflowId}/${runId}.json`), runId).not.toBeNull();
+    }
+    // The pushes after it look at no earlier run.
+    const spies = await runInDurableObject(stub, (instance) => {
+      const { log, meta } = partsOf(instance);
+      return { get: vi.spyOn(meta, "get"), complete: vi.spyOn(log, "isComplete") };
+    });
+    try {
+      await push(workflowId, [historyEvent(last, 2)]);
+      const traceReads = spies.get.mock.calls.filter(([key]) => key.startsWith("trace:")).length;
+      expect({ traceReads, completeChecks: spies.complete.mock.calls.length }).toEqual({ traceReads: 0, completeChecks: 0 });
+      // The last run ends: its trace is written all the same, and nothing is left to watch.
+      await push(workflowId, [closeEvent(last, 3), finishedEvent(last)]);
+      expect(spies.get.mock.calls.filter(([key]) => key.startsWith("trace:")).length).toBeLessThan(10);
+    } finally {
+      spies.get.mockRestore();
+      spies.complete.mockRestore();
+    }
+    expect(await env.TRACES.head(`traces/${workflowId}/${last}.json`)).not.toBeNull();
     expect(await alarmIn(workflowId)).toBeNull();
   });
 
