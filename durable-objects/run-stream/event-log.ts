@@ -133,15 +133,21 @@ const CLOSE_TYPES: ReadonlySet<string> = new Set(CLOSE_EVENT_TYPES);
 /**
  * The log's derived state, which every change to the log and every alarm consults: the latest
  * run, each run's outcome and history totals, and which rows D1 does not have yet. Read from
- * SQLite once per wake (nothing to read for a new DO) and kept in line by `append` and
- * `markProjected`, the log's only writers, instead of a query per check.
+ * SQLite once per wake (nothing to read for a new DO; a run's history totals when first asked
+ * for) and kept in line by `append` and `markProjected`, the log's only writers, instead of a
+ * query per check.
  */
 interface Derived {
   latest: { runId: string; newRunId: string | null } | null;
   finished: Map<string, { outcome: RunOutcome; at: string }>;
   /** The keys of `finished`, in the order their outcomes were logged (only grows): a reader keeps its place in it. */
   finishedOrder: string[];
-  history: Map<string, HistoryStats>;
+  /**
+   * Per run, its history totals, read when first asked for (null: read, and it has none): a
+   * workflow that continued as new thousands of times would otherwise add up every run's history
+   * on every wake, where a wake needs one or two runs'.
+   */
+  history: Map<string, HistoryStats | null>;
   /** Every row not yet fully in D1, by seq (its `projected` kept current), without its data. */
   unprojected: Map<number, UnprojectedRow>;
   /** Runs a Temporal reset replaced (named by a later `run.started`: the run it started from, and the current run it took over from). */
@@ -189,6 +195,8 @@ export class EventLog {
    */
   private readonly kept = new Map<number, LogRow>();
   private keptChars = 0;
+  /** The DO was new this wake: every row of the log was appended by this instance (no history to read back). */
+  private readonly beganEmpty: boolean;
 
   /**
    * `fresh`: the DO was just created, so its log is empty (nothing to read). `transaction` runs
@@ -202,6 +210,7 @@ export class EventLog {
     private readonly transaction: <T>(writes: () => T) => T = (writes) => writes(),
     private readonly historyNeverCloses: (runId: string) => boolean = () => false,
   ) {
+    this.beganEmpty = fresh;
     this.derived = fresh ? emptyDerived() : this.hydrate();
   }
 
@@ -226,24 +235,7 @@ export class EventLog {
       JSON.stringify(superseded),
     )[0];
     const newest = !newestHandOver || (newestFree && newestFree.seq > newestHandOver.seq) ? newestFree : newestHandOver;
-    const { history, unprojected } = derived;
-    // The last event's type is read by its own lookup (events_run_history): a bare column next to
-    // more than one MAX() comes from whichever row SQLite likes, which is not the last event's.
-    for (const r of this.sql.exec<{ run_id: string; last: number | null; t: string | null; n: number; closed: number; inFlight: number }>(
-      `SELECT run_id, MAX(history_event_id) AS last, COUNT(*) AS n,
-         MAX(history_type IN (${CLOSE_EVENT_TYPES_SQL})) AS closed, SUM(${IN_FLIGHT_DELTA_SQL}) AS inFlight,
-         (SELECT h.history_type FROM events h WHERE h.run_id = events.run_id AND h.type = 'history'
-            ORDER BY h.history_event_id DESC LIMIT 1) AS t
-       FROM events WHERE type = 'history' AND run_id IS NOT NULL GROUP BY run_id`,
-    )) {
-      history.set(r.run_id, {
-        lastEventId: r.last ?? 0,
-        lastType: r.last === null ? null : r.t,
-        count: r.n,
-        closed: r.closed === 1,
-        inFlight: r.inFlight,
-      });
-    }
+    const { unprojected } = derived;
     // Which rows D1 lacks, not their data: a backlog of a long D1 outage may be more than the DO holds.
     for (const r of this.sql.exec<{ seq: number; type: string; run_id: string | null; projected: number; chars: number | null }>(
       `SELECT seq, type, run_id, projected,
@@ -271,7 +263,14 @@ export class EventLog {
     if (!this.superseded(row.runId) || (row.type === "run.finished" && row.data.newRunId)) d.latest = latestOf(row);
     noteRunBoundary(d, row);
     if (row.type === "history") {
-      const stats = d.history.get(row.runId) ?? { lastEventId: 0, lastType: null, count: 0, closed: false, inFlight: 0 };
+      const known = d.history.get(row.runId);
+      // Not read yet: the read (the row is in already) counts it. A log that began empty this wake
+      // has seen every row it holds, so there is nothing to read.
+      if (known === undefined && !this.beganEmpty) {
+        this.historyStats(row.runId);
+        return;
+      }
+      const stats = known ?? { lastEventId: 0, lastType: null, count: 0, closed: false, inFlight: 0 };
       stats.count++;
       const type = row.data.event.eventType;
       stats.inFlight += inFlightDelta(type);
@@ -282,6 +281,40 @@ export class EventLog {
       if (type && CLOSE_TYPES.has(type)) stats.closed = true;
       d.history.set(row.runId, stats);
     }
+  }
+
+  /**
+   * A run's history totals: kept from the first read of this wake on (appends keep them current).
+   * One run's rows, through `events_run_history`.
+   */
+  private historyStats(runId: string): HistoryStats | null {
+    const known = this.derived.history.get(runId);
+    if (known !== undefined) return known;
+    if (this.beganEmpty) return null;
+    // The last event's type is read by its own lookup: a bare column next to more than one MAX()
+    // comes from whichever row SQLite likes, which is not the last event's.
+    const r = this.sql
+      .exec<{ last: number | null; t: string | null; n: number; closed: number | null; inFlight: number | null }>(
+        `SELECT MAX(history_event_id) AS last, COUNT(*) AS n,
+           MAX(history_type IN (${CLOSE_EVENT_TYPES_SQL})) AS closed, SUM(${IN_FLIGHT_DELTA_SQL}) AS inFlight,
+           (SELECT h.history_type FROM events h WHERE h.run_id = ?1 AND h.type = 'history'
+              ORDER BY h.history_event_id DESC LIMIT 1) AS t
+         FROM events WHERE type = 'history' AND run_id = ?1`,
+        runId,
+      )
+      .one();
+    const stats =
+      r.n === 0
+        ? null
+        : {
+            lastEventId: r.last ?? 0,
+            lastType: r.last === null ? null : r.t,
+            count: r.n,
+            closed: r.closed === 1,
+            inFlight: r.inFlight ?? 0,
+          };
+    this.derived.history.set(runId, stats);
+    return stats;
   }
 
   /** Keeps an unprojected row whole if UNPROJECTED_KEPT_MAX_CHARS has room for it. */
@@ -618,15 +651,15 @@ export class EventLog {
    * logged and that Temporal no longer has (`historyNeverCloses`) is complete with the history it has.
    */
   isComplete(runId: string): boolean {
-    return this.derived.finished.has(runId) && ((this.derived.history.get(runId)?.closed ?? false) || this.historyNeverCloses(runId));
+    return this.derived.finished.has(runId) && ((this.historyStats(runId)?.closed ?? false) || this.historyNeverCloses(runId));
   }
 
   lastHistoryEventId(runId: string): number {
-    return this.derived.history.get(runId)?.lastEventId ?? 0;
+    return this.historyStats(runId)?.lastEventId ?? 0;
   }
 
   historyCount(runId: string): number {
-    return this.derived.history.get(runId)?.count ?? 0;
+    return this.historyStats(runId)?.count ?? 0;
   }
 
   historyEvent(runId: string, eventId: number): SerializedHistoryEvent | null {
@@ -711,11 +744,11 @@ export class EventLog {
 
   /** The Temporal event types of a run's history, newest first (waiting detection). */
   lastHistoryType(runId: string): string | null {
-    return this.derived.history.get(runId)?.lastType ?? null;
+    return this.historyStats(runId)?.lastType ?? null;
   }
 
   /** What the run has in flight (in-flight.ts), kept as its history arrives: no read of the log. */
   inFlight(runId: string): number {
-    return this.derived.history.get(runId)?.inFlight ?? 0;
+    return this.historyStats(runId)?.inFlight ?? 0;
   }
 }
