@@ -1,7 +1,7 @@
 /** Named intervals, limits and storage keys of the RunStream DO (one place to read them). */
 
 /** Version of the DO's own SQLite schema (storage.ts migrates older storage up to it). */
-export const STORAGE_SCHEMA_VERSION = 5;
+export const STORAGE_SCHEMA_VERSION = 6;
 /** Expired push nonces are deleted at most this often (a replay is refused by the nonce's key either way). */
 export const NONCE_CLEANUP_INTERVAL_MS = 60_000;
 

@@ -220,8 +220,10 @@ export class EventLog {
     /** The newest end of a run that continued as new: it points at the next run (noteAppended). */
     let newestHandOver: LogRow | undefined;
     for (const row of this.rows(
+      // `type IN (…)` as events_run_boundaries has it: the runs' starts and ends, not the whole log.
       `SELECT ${COLUMNS} FROM events
-       WHERE type = 'run.finished' OR (type = 'run.started' AND json_extract(data, '$.resetFromRunId') IS NOT NULL) ORDER BY seq`,
+       WHERE type IN ('run.started', 'run.finished')
+         AND (type = 'run.finished' OR json_extract(data, '$.resetFromRunId') IS NOT NULL) ORDER BY seq`,
     )) {
       if (row.type === "run.started") for (const id of replacedBy(row)) resetRuns.add(id);
       noteRunBoundary(derived, row);
@@ -237,10 +239,12 @@ export class EventLog {
     const newest = !newestHandOver || (newestFree && newestFree.seq > newestHandOver.seq) ? newestFree : newestHandOver;
     const { unprojected } = derived;
     // Which rows D1 lacks, not their data: a backlog of a long D1 outage may be more than the DO holds.
+    // Through events_pending by name: without statistics SQLite would rather scan the whole log in
+    // seq order than sort the few rows pending.
     for (const r of this.sql.exec<{ seq: number; type: string; run_id: string | null; projected: number; chars: number | null }>(
       `SELECT seq, type, run_id, projected,
          CASE WHEN parts > 0 THEN (SELECT SUM(length(p.text)) FROM event_parts p WHERE p.seq = events.seq) ELSE length(data) END AS chars
-       FROM events WHERE projected <> ${PROJECTION_STATE.done} ORDER BY seq`,
+       FROM events INDEXED BY events_pending WHERE projected <> ${PROJECTION_STATE.done} ORDER BY seq`,
     )) {
       unprojected.set(r.seq, { seq: r.seq, type: r.type as RunEventType, runId: r.run_id, projected: r.projected, chars: r.chars ?? 0 });
     }

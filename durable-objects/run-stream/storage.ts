@@ -9,6 +9,9 @@
  * - v3: the webhook outbox's table (webhook-outbox.ts), until then created on every wake.
  * - v4: the start outbox's table (run-starter.ts), until then created on every wake.
  * - v5: `events.parts` and the `event_parts` table: entries too large for one row (event-parts.ts).
+ * - v6: `events_run_boundaries`, the runs' starts and ends: a wake reads every run's outcome
+ *   (event-log.ts `hydrate`), which otherwise scanned the whole log (thousands of runs, in a
+ *   workflow that continues as new for months).
  *
  * A new DO skips all of that: `createSchema` makes the current schema in one `exec`, when the DO
  * first needs storage (`openStorage` only probes), so a DO that never keeps anything (a push for
@@ -22,6 +25,10 @@ import { EVENT_PARTS_TABLE } from "./event-parts.ts";
 import { RUN_START_TABLE } from "./run-starter.ts";
 import { WEBHOOK_OUTBOX_TABLE } from "./webhook-outbox.ts";
 import { Meta } from "./meta.ts";
+
+/** The log's `run.started` and `run.finished` rows, in log order (a small part of a long log). */
+const RUN_BOUNDARIES_INDEX =
+  "CREATE INDEX IF NOT EXISTS events_run_boundaries ON events (seq) WHERE type IN ('run.started', 'run.finished')";
 
 const MIGRATIONS: ReadonlyArray<(sql: SqlStorage) => void> = [
   // v0 → v1
@@ -62,6 +69,10 @@ const MIGRATIONS: ReadonlyArray<(sql: SqlStorage) => void> = [
     if (!columns.some((c) => c.name === "parts")) sql.exec("ALTER TABLE events ADD COLUMN parts INTEGER NOT NULL DEFAULT 0");
     sql.exec(EVENT_PARTS_TABLE);
   },
+  // v5 → v6: the runs' boundaries get their own index.
+  (sql) => {
+    sql.exec(RUN_BOUNDARIES_INDEX);
+  },
 ];
 
 /**
@@ -83,6 +94,7 @@ const CURRENT_SCHEMA = `
   );
   CREATE INDEX events_run_history ON events (run_id, history_event_id);
   CREATE INDEX events_pending ON events (projected) WHERE projected <> 1;
+  ${RUN_BOUNDARIES_INDEX};
   CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
   CREATE TABLE push_nonces (nonce TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
   ${WEBHOOK_OUTBOX_TABLE};

@@ -54,8 +54,14 @@ describe("RunStream storage migrations", () => {
         .exec<{ t: string | null }>("SELECT history_type AS t FROM events WHERE type = 'history' ORDER BY seq")
         .toArray()
         .map((r) => r.t),
+      indexes: state.storage.sql
+        .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'events_%' ORDER BY name")
+        .toArray()
+        .map((r) => r.name),
     }));
     expect(after.version).toBe(String(STORAGE_SCHEMA_VERSION));
+    // v6: a wake reads the runs' starts and ends through their own index, not the whole log.
+    expect(after.indexes).toEqual(["events_pending", "events_run_boundaries", "events_run_history"]);
     expect(after.types).toEqual([
       "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED",
       "EVENT_TYPE_ACTIVITY_TASK_COMPLETED",
@@ -65,6 +71,32 @@ describe("RunStream storage migrations", () => {
     const page = await stub().historyPage(runId, 0, 10, false);
     expect((page.events as Array<{ eventId: string }>).map((e) => e.eventId)).toEqual(["1", "2", "3"]);
     expect(page.nextAfterEventId).toBeNull();
+  });
+
+  it("a fresh DO gets the schema a migrated one has: the same tables, columns and indexes", async () => {
+    const schemaOf = (sql: SqlStorage) => ({
+      objects: sql
+        .exec<{ type: string; name: string }>("SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name")
+        .toArray(),
+      events: sql
+        .exec<{ name: string }>("PRAGMA table_info(events)")
+        .toArray()
+        .map((c) => c.name)
+        .sort(),
+    });
+    const fresh = await createRunningRun(organizationId);
+    await push(fresh.workflowId, [historyEvent(fresh.runId, 1)]);
+    const migrated = await createRunningRun(organizationId);
+    await push(migrated.workflowId, [historyEvent(migrated.runId, 1)]);
+    await runInDurableObject(runStream(env, migrated.workflowId), (_i: RunStream, state) => downgradeToV1(state.storage.sql));
+    await evictDurableObject(runStream(env, migrated.workflowId));
+    const [a, b] = await Promise.all(
+      [fresh, migrated].map(({ workflowId }) =>
+        runInDurableObject(runStream(env, workflowId), (_i: RunStream, state) => schemaOf(state.storage.sql)),
+      ),
+    );
+    expect(b).toEqual(a);
+    expect(a?.objects).toContainEqual({ type: "index", name: "events_run_boundaries" });
   });
 
   it("a fresh DO starts at the current version", async () => {
