@@ -454,8 +454,8 @@ describe("run viewer in Chromium", () => {
     });
     const page = await context.newPage();
     await page.goto(`${baseUrl()}/runs/${run.workflowId}?token=${encodeURIComponent(run.streamToken)}`);
-    await page.waitForFunction(() => document.getElementById("connection")?.dataset.state === "closed", undefined, { timeout: 15_000 });
-    const v = await view(page);
+    // The end shows once both have happened: the connection closed and the status drawn (on the next frame).
+    const { final: v } = await followToEnd(page, 15_000);
     expect(v.status).toBe("failed");
     expect(v.error).toContain(reason);
     expect(v.steps).toEqual([]);
