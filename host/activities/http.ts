@@ -32,8 +32,10 @@ function outboundPolicy(): OutboundPolicy {
 
 export async function fetchRecorded(publisher: StepPublisher, url: string, init: RequestInit = {}): Promise<Response> {
   const method = (init.method ?? "GET").toUpperCase();
-  const record = (status: number | null) => {
+  const record = (status: number | null, answeredUrl?: string) => {
     const attribute: HttpAttribute = { type: "http:request", method, url, status, count: 1, total: activityRuntime().httpRequestCost };
+    // Redirects led elsewhere: the URL that answered too (the guard sets it on the response).
+    if (answeredUrl && answeredUrl !== URL.parse(url)?.href) attribute.finalUrl = answeredUrl;
     void publisher.attribute(attribute);
     return publisher.settled();
   };
@@ -58,6 +60,6 @@ export async function fetchRecorded(publisher: StepPublisher, url: string, init:
     if (err instanceof InvalidResponseStatusError) throw ApplicationFailure.nonRetryable(err.message, "InvalidResponseStatus");
     throw err;
   }
-  await record(res.status);
+  await record(res.status, res.url);
   return res;
 }

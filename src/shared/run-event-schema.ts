@@ -63,6 +63,8 @@ const httpRequestAttribute = z.looseObject({
   type: z.literal("http:request"),
   method: z.string().min(1).max(100),
   url: z.string(),
+  /** The URL that answered, when redirects led away from `url`. */
+  finalUrl: z.string().optional(),
   status: z.number().int().nullable(),
   count: attributeCount,
   total: attributeAmount,

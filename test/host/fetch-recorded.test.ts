@@ -78,6 +78,16 @@ describe("fetchRecorded: happy path", () => {
     expect(error).toBeNull();
     expect(requests).toBe(1);
     expect(recorded).toEqual([expect.objectContaining({ type: "http:request", method: "GET", status: 200, count: 1, total: 0.001 })]);
+    expect(recorded[0]).not.toHaveProperty("finalUrl");
+  });
+
+  it("a request that redirects records the URL asked for and the one that answered (finalUrl)", async () => {
+    const asked = `http://127.0.0.2:${port}/go?to=${encodeURIComponent("/page")}`;
+    const { recorded, error } = await fetchAndRecord(asked);
+    expect(error).toBeNull();
+    expect(recorded).toEqual([
+      expect.objectContaining({ type: "http:request", url: asked, finalUrl: `http://127.0.0.2:${port}/page`, status: 200, count: 1 }),
+    ]);
   });
 });
 
