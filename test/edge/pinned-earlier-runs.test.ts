@@ -16,6 +16,7 @@ import type { RunEvent } from "../../src/shared/run-event-schema.ts";
 import { runResetEvent } from "../../src/shared/run-events.ts";
 import { call, type OutputErrorBody, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, continuedAsNewEvents, createRunningRun, historyEvent, httpAttributeEvent, push } from "./stream-helpers.ts";
+import { instrumentedSql } from "./sql-helpers.ts";
 
 type Org = Awaited<ReturnType<typeof seedOrganization>>;
 
@@ -399,24 +400,6 @@ describe("pinned reads deep in a long continue-as-new chain", () => {
   });
 });
 
-/** The DO's SQLite, counting the statements run through it. */
-function countingSql(sql: SqlStorage) {
-  const count = { statements: 0 };
-  const counted = new Proxy(sql, {
-    get(target, prop) {
-      if (prop === "exec") {
-        return (...args: Parameters<SqlStorage["exec"]>) => {
-          count.statements++;
-          return target.exec(...args);
-        };
-      }
-      const value = Reflect.get(target, prop);
-      return typeof value === "function" ? value.bind(target) : value;
-    },
-  });
-  return { sql: counted, count };
-}
-
 describe("EventLog.lineage", () => {
   const continued = (runId: string, newRunId: string, n = 2) => continuedAsNewEvents(runId, n, newRunId);
   const resetStarted = (runId: string, resetFromRunId: string, replacedRunId?: string) => ({
@@ -427,7 +410,7 @@ describe("EventLog.lineage", () => {
   it("walks a long chain with resets mixed in without a statement per run, and answers the same after a wake", async () => {
     await runInDurableObject(runStream(env, `lineage-${crypto.randomUUID()}`), (_instance, state) => {
       createSchema(state.storage.sql);
-      const { sql, count } = countingSql(state.storage.sql);
+      const { sql, statements, reset } = instrumentedSql(state.storage.sql);
       const log = new EventLog(sql, true);
       // 600 runs continue as new one into the next; every 100th run is replaced by a reset started
       // from the run 10 before it, and the chain goes on from the reset's run.
@@ -451,14 +434,14 @@ describe("EventLog.lineage", () => {
       for (let id = predecessor.get(current); id; id = predecessor.get(id)) expected.push(id);
       expect(expected.length).toBeGreaterThan(500);
 
-      count.statements = 0;
+      reset();
       expect(log.lineage(current)).toEqual(expected);
-      expect(count.statements).toBe(0);
+      expect(statements()).toBe(0);
       // A woken DO reads the same back from its log.
       const woken = new EventLog(sql);
-      count.statements = 0;
+      reset();
       expect(woken.lineage(current)).toEqual(expected);
-      expect(count.statements).toBe(0);
+      expect(statements()).toBe(0);
     });
   });
 
@@ -482,29 +465,6 @@ describe("EventLog.lineage", () => {
     });
   });
 });
-
-/** The DO's SQLite, adding up the rows each statement read (`rowsRead`, once the statement is read through). */
-function rowsReadSql(sql: SqlStorage) {
-  const cursors: SqlStorageCursor<Record<string, SqlStorageValue>>[] = [];
-  const counted = new Proxy(sql, {
-    get(target, prop) {
-      if (prop === "exec") {
-        return (...args: Parameters<SqlStorage["exec"]>) => {
-          const cursor = target.exec(...args);
-          cursors.push(cursor);
-          return cursor;
-        };
-      }
-      const value = Reflect.get(target, prop);
-      return typeof value === "function" ? value.bind(target) : value;
-    },
-  });
-  return {
-    sql: counted,
-    /** Rows read since the last call. */
-    take: () => cursors.splice(0).reduce((n, cursor) => n + cursor.rowsRead, 0),
-  };
-}
 
 describe("a run's history totals in a long continue-as-new chain", () => {
   const HISTORY_PER_RUN = 12;
@@ -534,16 +494,17 @@ describe("a run's history totals in a long continue-as-new chain", () => {
 
       // D1 has them all, as it normally does when a DO wakes.
       kept.markProjected(kept.unprojected().map((r) => r.seq));
-      const { sql, take } = rowsReadSql(state.storage.sql);
+      const { sql, rowsRead, reset } = instrumentedSql(state.storage.sql);
       const woken = new EventLog(sql);
       // A wake reads the runs' starts and ends (and the few rows D1 lacks), not the whole log: it
       // went over it four times (the outcomes, every run's history totals, the rows D1 lacks).
-      expect(take()).toBeLessThan(4 * runs.length);
+      expect(rowsRead()).toBeLessThan(4 * runs.length);
       expect(4 * runs.length).toBeLessThan(rows / 3);
       // Asked for one run, it reads that run's rows (and its last event), not the others'.
+      reset();
       const latest = runs.at(-1)!;
       expect(stats(woken, latest)).toEqual(stats(kept, latest));
-      expect(take()).toBeLessThanOrEqual(3 * (HISTORY_PER_RUN + 2));
+      expect(rowsRead()).toBeLessThanOrEqual(3 * (HISTORY_PER_RUN + 2));
       // Every run's totals, read back one by one, are those the log kept as it went.
       for (const runId of runs) expect(stats(woken, runId), runId).toEqual(stats(kept, runId));
       // A history event appended after a wake to a run not read yet counts once, with those before it.

@@ -15,29 +15,13 @@ import type { RunEvent } from "../../src/shared/run-event-schema.ts";
 import { runResetEvent } from "../../src/shared/run-events.ts";
 import { seedCatalog, seedOrganization } from "./helpers.ts";
 import { createRunningRun, historyEvent, push } from "./stream-helpers.ts";
+import { instrumentedSql } from "./sql-helpers.ts";
 
 const e = (name: string) => `EVENT_TYPE_${name}`;
 const TASK_DONE = e("WORKFLOW_TASK_COMPLETED");
 
 /** A run's history: event 1 starts it, then one event per type given, ids from 2. */
 const history = (runId: string, types: string[], from = 2) => types.map((type, i) => historyEvent(runId, from + i, type) as RunEvent);
-
-/** `SqlStorage` whose cursors' rows read are added up (what a check costs the DO). */
-function countingSql(sql: SqlStorage): { sql: SqlStorage; rowsRead: () => number } {
-  const cursors: SqlStorageCursor<Record<string, SqlStorageValue>>[] = [];
-  const counted = new Proxy(sql, {
-    get(target, prop) {
-      const value = Reflect.get(target, prop, target);
-      if (prop !== "exec") return typeof value === "function" ? value.bind(target) : value;
-      return (...args: Parameters<SqlStorage["exec"]>) => {
-        const cursor = target.exec(...args);
-        cursors.push(cursor);
-        return cursor;
-      };
-    },
-  });
-  return { sql: counted, rowsRead: () => cursors.reduce((n, c) => n + c.rowsRead, 0) };
-}
 
 describe("a run waits when its workflow task completed and nothing is in flight", () => {
   it("activities, timers and child workflows in flight are not waiting; once each has ended, it is; the same after the DO wakes again", async () => {
@@ -75,7 +59,7 @@ describe("a run waits when its workflow task completed and nothing is in flight"
     await runInDurableObject(runStream(env, workflowId), async (_instance, state) => {
       createSchema(state.storage.sql);
       const runId = crypto.randomUUID();
-      const counting = countingSql(state.storage.sql);
+      const counting = instrumentedSql(state.storage.sql);
       const log = new EventLog(counting.sql);
       log.append([historyEvent(runId, 1) as RunEvent]);
       // 500 signals, each answered by a workflow task that schedules and completes an activity.
