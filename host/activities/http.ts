@@ -30,12 +30,19 @@ function outboundPolicy(): OutboundPolicy {
   return defaultPolicy;
 }
 
+/**
+ * The URL that answered `res` when redirects led away from `asked` (the guard follows them by hand
+ * and sets the response's `url` to the last hop); null when `asked` answered itself.
+ */
+export function redirectedUrl(asked: string, res: Response): string | null {
+  return res.url && res.url !== URL.parse(asked)?.href ? res.url : null;
+}
+
 export async function fetchRecorded(publisher: StepPublisher, url: string, init: RequestInit = {}): Promise<Response> {
   const method = (init.method ?? "GET").toUpperCase();
-  const record = (status: number | null, answeredUrl?: string) => {
+  const record = (status: number | null, finalUrl: string | null = null) => {
     const attribute: HttpAttribute = { type: "http:request", method, url, status, count: 1, total: activityRuntime().httpRequestCost };
-    // Redirects led elsewhere: the URL that answered too (the guard sets it on the response).
-    if (answeredUrl && answeredUrl !== URL.parse(url)?.href) attribute.finalUrl = answeredUrl;
+    if (finalUrl) attribute.finalUrl = finalUrl;
     void publisher.attribute(attribute);
     return publisher.settled();
   };
@@ -60,6 +67,6 @@ export async function fetchRecorded(publisher: StepPublisher, url: string, init:
     if (err instanceof InvalidResponseStatusError) throw ApplicationFailure.nonRetryable(err.message, "InvalidResponseStatus");
     throw err;
   }
-  await record(res.status, res.url);
+  await record(res.status, redirectedUrl(url, res));
   return res;
 }

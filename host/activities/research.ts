@@ -1,6 +1,6 @@
 /** Steps of summarize_url: fetch a page (recorded HTTP) and keep its readable text. */
 import { ApplicationFailure } from "@temporalio/activity";
-import { fetchRecorded } from "./http.ts";
+import { fetchRecorded, redirectedUrl } from "./http.ts";
 import { decodePage, pageText, pageTitle } from "./page-text.ts";
 import { retryAfterMs } from "./retry-after.ts";
 import { StepPublisher } from "./runtime.ts";
@@ -27,22 +27,15 @@ function isTextMediaType(essence: string): boolean {
 }
 
 /**
- * The page a message is about: the one read, and the one asked for when redirects led elsewhere,
- * so a failure names the page that answered without leaving the caller to guess how it got there.
- */
-function pageName(asked: string, read: string): string {
-  return read === URL.parse(asked)?.href ? read : `${read} (redirected from ${asked})`;
-}
-
-/**
  * `url` is the URL asked for (unchanged, for callers that read it); `finalUrl` the one the text
  * was read from, after redirects, so a summary says which page it summarizes.
  */
 export async function fetchPageText(url: string): Promise<{ url: string; finalUrl: string; title: string | null; text: string }> {
   const res = await fetchRecorded(new StepPublisher(), url);
-  // The guard follows redirects by hand and sets the response's url to the last one.
+  const redirected = redirectedUrl(url, res);
   const finalUrl = res.url || url;
-  const page = pageName(url, finalUrl);
+  // What a message names: the page that answered, and the URL asked for when redirects led there.
+  const page = redirected ? `${redirected} (redirected from ${url})` : finalUrl;
   if (!res.ok) {
     // 4xx will not get better by retrying (but 408 and 429 may); 5xx might.
     const message = `fetching ${page} answered ${res.status}`;
