@@ -15,7 +15,7 @@ import { isTerminal } from "../../src/shared/run-status.ts";
 import { META_KEYS } from "./constants.ts";
 import type { EventLog } from "./event-log.ts";
 import type { Subscribers } from "./fanout.ts";
-import type { RecordResult } from "./messages.ts";
+import type { RecordResult, RunOutcome } from "./messages.ts";
 import type { D1Projection, ProjectionResult } from "./projection.ts";
 import type { PushAdmission } from "./push-admission.ts";
 import type { ResetHolds } from "./reset-holds.ts";
@@ -221,8 +221,7 @@ export class RunLifecycle {
   private async historyGone(workflowId: string): Promise<void> {
     const { log, meta, subscribers, watchdog } = this.parts;
     const latest = log.latestRunId();
-    const outcome = latest ? log.finished(latest) : null;
-    if (!outcome || !isTerminal(outcome.status) || outcome.status === "continued_as_new") {
+    if (!endsWorkflow(latest ? log.finished(latest) : null)) {
       watchdog.lostOpenRun(workflowId, latest);
       return;
     }
@@ -271,7 +270,11 @@ export class RunLifecycle {
   private isFinished(): boolean {
     const { log } = this.parts;
     const latest = log.latestRunId();
-    const finished = latest ? log.finished(latest) : null;
-    return finished !== null && isTerminal(finished.status) && finished.status !== "continued_as_new" && log.isComplete(latest!);
+    return latest !== null && endsWorkflow(log.finished(latest)) && log.isComplete(latest);
   }
+}
+
+/** An outcome that ends the workflow: its run ended, and not by continuing as new. */
+function endsWorkflow(outcome: RunOutcome | null): boolean {
+  return outcome !== null && isTerminal(outcome.status) && outcome.status !== "continued_as_new";
 }
