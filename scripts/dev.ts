@@ -21,10 +21,10 @@
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join, resolve } from "node:path";
 import { findWorkerSocket } from "../bench/worker-socket.ts";
+import { devCredential as keptDevCredential, ensurePrivateDir } from "./dev-credentials.ts";
 import { promptInputSchema } from "../src/shared/prompt-template.ts";
 import { generateApiKey, parseApiKey, sha256Hex } from "../src/shared/api-keys.ts";
 
@@ -98,16 +98,12 @@ function wrangler(args: string[]) {
 
 /**
  * DEV ONLY: a credential of local sessions. The environment's value wins; otherwise it is kept in
- * .outrider/<file> (git-ignored, mode 600), generated the first time, so tools such as
- * `npm run admin` find the same value across sessions.
+ * .outrider/<file> (git-ignored, 0600 in a 0700 folder), generated the first time, so tools such
+ * as `npm run admin` find the same value across sessions (scripts/dev-credentials.ts).
  */
 function devCredential(given: string | undefined, file: string, generate: () => string): string {
-  if (given) return given;
-  const path = join(devDir, file);
-  if (existsSync(path)) return readFileSync(path, "utf8").trim();
-  const value = generate();
-  mkdirSync(devDir, { recursive: true });
-  writeFileSync(path, `${value}\n`, { mode: 0o600 });
+  const { value, note } = keptDevCredential(devDir, given, file, generate);
+  if (note) log(note);
   return value;
 }
 
@@ -194,7 +190,8 @@ async function main() {
   const jwtSecret = env.JWT_SECRET || randomBytes(32).toString("hex");
   // DEV ONLY: kept in .outrider/dev-webhook-secret-keys unless given.
   const webhookSecretKeys = devWebhookSecretKeys();
-  mkdirSync(devDir, { recursive: true });
+  const dirNote = ensurePrivateDir(devDir);
+  if (dirNote) log(dirNote);
   for (const [name, port] of [
     ["OUTRIDER_PORT", edgePort],
     ["HOST_PORT", hostPort],
