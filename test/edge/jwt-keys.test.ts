@@ -39,6 +39,15 @@ const rs256Token = (kid = "k1", audience = AUDIENCE) =>
     .setExpirationTime("5m")
     .sign(rsa.privateKey);
 
+/** An HS256 token of the test's organization, signed with `secret`. */
+const hs256With = (secret: string, expiresIn: string | number = "5m") =>
+  new SignJWT({ org_id: organizationId })
+    .setProtectedHeader({ alg: "HS256" })
+    .setSubject("user-1")
+    .setAudience(AUDIENCE)
+    .setExpirationTime(expiresIn)
+    .sign(new TextEncoder().encode(secret));
+
 async function listWith(settings: Partial<Env>, token: string) {
   const request = new Request("http://edge.test/api/v1/workflow-runs", { headers: { authorization: `Bearer ${token}` } });
   const res = await app.fetch(
@@ -223,14 +232,6 @@ describe("JWT keys (security): a token our keys do not verify stays 401", () => 
 });
 
 describe("JWT keys (security): a JWT_SECRET short enough to be guessed offline verifies nothing", () => {
-  const hs256With = (secret: string) =>
-    new SignJWT({ org_id: organizationId })
-      .setProtectedHeader({ alg: "HS256" })
-      .setSubject("user-1")
-      .setAudience(AUDIENCE)
-      .setExpirationTime("5m")
-      .sign(new TextEncoder().encode(secret));
-
   it("an HS256 token signed with a JWT_SECRET under 32 characters is 500 jwt_keys_invalid (logged, never the value), not accepted", async () => {
     // One captured token lets anyone test guesses at a short key offline, then sign for any organization.
     const short = "s".repeat(MIN_SECRET_LENGTH - 1);
@@ -250,5 +251,47 @@ describe("JWT keys (security): a JWT_SECRET short enough to be guessed offline v
     const enough = "e".repeat(MIN_SECRET_LENGTH);
     expect((await listWith({ JWT_SECRET: enough }, await hs256With(enough))).status).toBe(200);
     expect(await listWith({ JWT_SECRET: "" }, await hs256With(short))).toMatchObject({ status: 401, code: "unauthorized" });
+  });
+});
+
+describe("JWT keys: rotating JWT_SECRET with JWT_SECRET_PREVIOUS", () => {
+  const current = `current-${"c".repeat(MIN_SECRET_LENGTH)}`;
+  const previous = `previous-${"p".repeat(MIN_SECRET_LENGTH)}`;
+
+  it("happy: while both are set, tokens signed with either verify; the current key alone after the rotation", async () => {
+    const rotating = { JWT_SECRET: current, JWT_SECRET_PREVIOUS: previous } as Partial<Env>;
+    expect((await listWith(rotating, await hs256With(current))).status).toBe(200);
+    expect((await listWith(rotating, await hs256With(previous))).status).toBe(200);
+    // Once JWT_SECRET_PREVIOUS is removed, the old key's tokens are the caller's to renew (401).
+    expect(await listWith({ JWT_SECRET: current }, await hs256With(previous))).toMatchObject({ status: 401, code: "unauthorized" });
+  });
+
+  it("error: a token signed with neither key, or expired under the previous key, is 401", async () => {
+    const rotating = { JWT_SECRET: current, JWT_SECRET_PREVIOUS: previous } as Partial<Env>;
+    const other = await hs256With(`other-${"o".repeat(MIN_SECRET_LENGTH)}`);
+    expect(await listWith(rotating, other)).toMatchObject({ status: 401, code: "unauthorized" });
+    const expired = await hs256With(previous, Math.floor(Date.now() / 1000) - 60);
+    const answer = await listWith(rotating, expired);
+    expect(answer).toMatchObject({ status: 401, code: "unauthorized" });
+    expect(answer.message).toContain('"exp" claim timestamp check failed');
+  });
+
+  it("security: a JWT_SECRET_PREVIOUS under 32 characters verifies nothing (500 jwt_keys_invalid, logged, never the value)", async () => {
+    const short = "s".repeat(MIN_SECRET_LENGTH - 1);
+    const errors = vi.spyOn(console, "error").mockImplementation(() => {});
+    try {
+      // Not even a token of the (long) current key: the configuration is the operator's to fix.
+      for (const token of [await hs256With(short), await hs256With(current)]) {
+        const answer = await listWith({ JWT_SECRET: current, JWT_SECRET_PREVIOUS: short } as Partial<Env>, token);
+        expect(answer).toMatchObject({ status: 500, code: "jwt_keys_invalid" });
+        expect(answer.message).toContain("JWT_SECRET_PREVIOUS");
+        expect(answer.message).not.toContain(short);
+      }
+      const logged = errors.mock.calls.map((args) => args.join(" ")).join("\n");
+      expect(logged).toContain("JWT_SECRET_PREVIOUS is too short");
+      expect(logged).not.toContain(short);
+    } finally {
+      errors.mockRestore();
+    }
   });
 });

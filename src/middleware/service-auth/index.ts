@@ -3,7 +3,8 @@
  *
  * - a **JWT** (`Authorization: Bearer <jwt>`) from the customer's backend, verified with jose:
  *   RS/PS/ES/EdDSA against JWT_JWKS_URL (a JWKS, which needs JWT_AUDIENCE) or else JWT_PUBLIC_KEY
- *   (PEM SPKI), HS256 against JWT_SECRET (at least 32 characters, or HS256 tokens are a 500), with
+ *   (PEM SPKI), HS256 against JWT_SECRET (and JWT_SECRET_PREVIOUS while rotating; each at least
+ *   32 characters, or HS256 tokens are a 500), with
  *   `exp` required and JWT_ISSUER / JWT_AUDIENCE checked when set. The organization is the
  *   JWT_ORG_CLAIM claim (default `org_id`); or
  * - a **trusted internal call**: `Authorization: Bearer <INTERNAL_SERVICE_SECRET>` plus
@@ -22,6 +23,7 @@ import {
   jwtVerify,
   type JWTVerifyGetKey,
   type JWTPayload,
+  type JWTVerifyOptions,
 } from "jose";
 import type { AppEnv } from "../../app-env.ts";
 import { ApiError, INVALID_TOKEN_CHALLENGE } from "../../errors.ts";
@@ -59,7 +61,7 @@ const keysUnavailable = (why: string, retryAfterSeconds = JWKS_RETRY_AFTER_SECON
  * The configured keys are unusable (a JWKS URL that answers 4xx or no key set, a PEM that is not a
  * public key, a JWT_SECRET too short to be safe): the operator's to fix.
  */
-const keysInvalid = (setting: "JWT_JWKS_URL" | "JWT_PUBLIC_KEY" | "JWT_SECRET", why: string) =>
+const keysInvalid = (setting: "JWT_JWKS_URL" | "JWT_PUBLIC_KEY" | "JWT_SECRET" | "JWT_SECRET_PREVIOUS", why: string) =>
   new ApiError("jwt_keys_invalid", `the keys that verify JWTs (${setting}) are unusable (${why}); the operator must fix ${setting}`);
 
 /** The JWKS fetch, with its failures sorted into ours (ApiError) before jose sees them. */
@@ -151,11 +153,46 @@ async function publicKeyFor(pem: string, alg: string): Promise<CryptoKey> {
   }
 }
 
+/**
+ * The optional second HS256 key of a rotation: tokens the backend signed with the old key before it
+ * switched still verify until they expire (docs/deploy.md#rotating-the-jwt-secret). Not declared in
+ * wrangler.toml's required secrets, so not in the generated Env.
+ */
+type RotationEnv = Env & { JWT_SECRET_PREVIOUS?: string };
+
+/**
+ * HS256: JWT_SECRET, then JWT_SECRET_PREVIOUS when set and only for a signature JWT_SECRET did not
+ * verify (an expired token or a wrong audience is refused whichever key signed it). Each is one
+ * value, commas and all (neither is a list), of at least MIN_SECRET_LENGTH characters: one captured
+ * token is enough to test guesses at a key offline, and a key found signs for any organization, so
+ * a short one verifies nothing (the operator's to fix, logged; never the value).
+ */
+async function verifyHs256(env: RotationEnv, token: string, options: JWTVerifyOptions): Promise<JWTPayload> {
+  if (!env.JWT_SECRET) throw new Error("HS256 tokens are not accepted (no JWT_SECRET)");
+  const keys: Array<["JWT_SECRET" | "JWT_SECRET_PREVIOUS", string]> = [["JWT_SECRET", env.JWT_SECRET]];
+  if (env.JWT_SECRET_PREVIOUS) keys.push(["JWT_SECRET_PREVIOUS", env.JWT_SECRET_PREVIOUS]);
+  for (const [name, value] of keys) {
+    const problem = secretsProblem(name, [value]);
+    if (problem) {
+      console.error(JSON.stringify({ level: "error", message: `Workflow Runs API: HS256 tokens are not verified: ${problem}` }));
+      throw keysInvalid(name, "refused by the edge, see its logs");
+    }
+  }
+  for (const [index, [, value]] of keys.entries()) {
+    try {
+      return (await jwtVerify(token, new TextEncoder().encode(value), { ...options, algorithms: ["HS256"] })).payload;
+    } catch (err) {
+      if (!(err instanceof errors.JWSSignatureVerificationFailed) || index === keys.length - 1) throw err;
+    }
+  }
+  throw new Error("unreachable: the last key's failure is thrown");
+}
+
 const unauthorized = (message: string) => new ApiError("unauthorized", message, undefined, { "www-authenticate": INVALID_TOKEN_CHALLENGE });
 
 /**
- * Verifies a JWT with the key its algorithm calls for: HS256 only with JWT_SECRET (and only one of
- * at least MIN_SECRET_LENGTH characters); asymmetric algorithms only with JWT_JWKS_URL (when set) or
+ * Verifies a JWT with the key its algorithm calls for: HS256 only with JWT_SECRET (or
+ * JWT_SECRET_PREVIOUS while rotating; verifyHs256); asymmetric algorithms only with JWT_JWKS_URL (when set) or
  * JWT_PUBLIC_KEY. A key is never used with an algorithm of the other kind, so no algorithm
  * confusion is possible.
  */
@@ -166,18 +203,7 @@ export async function verifyJwt(env: Env, token: string): Promise<JWTPayload> {
     requiredClaims: ["exp"],
   };
   const { alg } = decodeProtectedHeader(token);
-  if (alg === "HS256") {
-    if (!env.JWT_SECRET) throw new Error("HS256 tokens are not accepted (no JWT_SECRET)");
-    // One captured HS256 token is enough to test guesses at the key offline, and a key found signs
-    // for any organization: a short one verifies nothing (the operator's to fix, logged; never the
-    // value). JWT_SECRET is one value, commas and all (it is not a rotation list).
-    const problem = secretsProblem("JWT_SECRET", [env.JWT_SECRET]);
-    if (problem) {
-      console.error(JSON.stringify({ level: "error", message: `Workflow Runs API: HS256 tokens are not verified: ${problem}` }));
-      throw keysInvalid("JWT_SECRET", "refused by the edge, see its logs");
-    }
-    return (await jwtVerify(token, new TextEncoder().encode(env.JWT_SECRET), { ...options, algorithms: ["HS256"] })).payload;
-  }
+  if (alg === "HS256") return verifyHs256(env, token, options);
   if (!alg || !ASYMMETRIC_ALGORITHMS.includes(alg)) throw new Error(`algorithm ${alg} is not accepted`);
   if (env.JWT_JWKS_URL) {
     // An identity provider's keys sign tokens for every application it serves: without an audience,
