@@ -145,11 +145,14 @@ export class D1Projection {
    * One application: the pending rows in batches of at most MAX_ROWS_PER_BATCH rows and
    * PROJECTION_BATCH_MAX_CHARS, in log order, each read whole only for its batch; the waiting check
    * and the row's read go with the last. Rows a batch leaves pending (a step's start waiting for
-   * its end, a finish a reset holds) are not taken again by this application.
+   * its end, a finish a reset holds) are not taken again by this application. Once a batch holds
+   * back an attribute row, the later batches hold back all of theirs: the held row is earlier in
+   * the log, and `attributes_through_seq` must not pass it.
    */
   private async applyOnce(workflowId: string, checkWaiting: boolean, readRow: boolean): Promise<ProjectionResult> {
     const total: ProjectionResult = { statements: 0, batches: 0 };
     const leftPending = new Set<number>();
+    let attributesHeld = false;
     for (;;) {
       // (One batch is the rule: nothing to leave out, no second copy of the rows on every push.)
       const unprojected = this.log.unprojected();
@@ -163,7 +166,8 @@ export class D1Projection {
           (r) => r.type === "run.finished" && r.projected === PROJECTION_STATE.pending && r.runId !== null && !this.log.wasReset(r.runId),
         );
       const rows = this.log.unprojectedRows(queue.slice(0, size).map((r) => r.seq));
-      const part = await this.applyBatch(workflowId, rows, endsLater, last && checkWaiting, last && readRow);
+      const part = await this.applyBatch(workflowId, rows, endsLater, attributesHeld, last && checkWaiting, last && readRow);
+      attributesHeld ||= part.attributesHeld;
       total.statements += part.statements;
       total.batches += part.batches;
       for (const seq of part.leftPending) leftPending.add(seq);
@@ -175,9 +179,11 @@ export class D1Projection {
     workflowId: string,
     rows: LogRow[],
     endsLater: boolean,
+    /** An earlier batch of this application held back an attribute row: every one of this batch waits too. */
+    holdAttributes: boolean,
     checkWaiting: boolean,
     readRow: boolean,
-  ): Promise<ProjectionResult & { leftPending: number[] }> {
+  ): Promise<ProjectionResult & { leftPending: number[]; attributesHeld: boolean }> {
     const pending = rows.filter((r) => r.projected === PROJECTION_STATE.pending);
     const settlementDue = rows.filter(
       (r): r is LogRowOf<"run.finished"> => r.projected === PROJECTION_STATE.settlementPending && r.type === "run.finished",
@@ -219,9 +225,13 @@ export class D1Projection {
     }
     let attributes = pending.filter((r): r is LogRowOf<"attribute"> => r.type === "attribute");
     // Usage of a run a pending reset may replace waits for the reset's outcome, and every later
-    // usage row with it: `attributes_through_seq` assumes the rows D1 has are a prefix of the log's.
-    const firstHeld = attributes.findIndex((r) => !this.log.wasReset(r.data.runId) && this.usageGate(r.data.runId) === "hold");
-    if (firstHeld >= 0) {
+    // usage row with it, in this batch and the application's later ones: `attributes_through_seq`
+    // assumes the rows D1 has are a prefix of the log's.
+    const firstHeld = holdAttributes
+      ? 0
+      : attributes.findIndex((r) => !this.log.wasReset(r.data.runId) && this.usageGate(r.data.runId) === "hold");
+    const attributesHeld = firstHeld >= 0 && attributes.length > 0;
+    if (attributesHeld) {
       for (const r of attributes.slice(firstHeld)) held.add(r.seq);
       attributes = attributes.slice(0, firstHeld);
     }
@@ -272,7 +282,7 @@ export class D1Projection {
       if (readIndex >= 0) row = (results[readIndex]?.results?.[0] as Record<string, unknown> | undefined) ?? null;
     }
     const leftPending = pending.filter((r) => deferred.has(r.seq) || held.has(r.seq)).map((r) => r.seq);
-    return { statements: statements.length, batches, leftPending, ...(row !== undefined ? { row } : {}) };
+    return { statements: statements.length, batches, leftPending, attributesHeld, ...(row !== undefined ? { row } : {}) };
   }
 
   /** Only a scheduled row moves to running: a late start never undoes a finish. */

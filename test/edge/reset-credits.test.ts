@@ -5,10 +5,11 @@
  * tests have none): the route's and the run DO's host calls go through this file's fetch, which
  * counts the reset requests. Happy paths, then refusals.
  */
-import { createExecutionContext, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { createExecutionContext, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { EventLog } from "../../durable-objects/run-stream/event-log.ts";
+import { MAX_ROWS_PER_BATCH } from "../../durable-objects/run-stream/projection.ts";
 import type { ResetMark } from "../../durable-objects/run-stream/reset-mark.ts";
 import type { StartCommand } from "../../durable-objects/run-stream/run-starter.ts";
 import type { RunStream } from "../../durable-objects/run-stream.ts";
@@ -720,6 +721,63 @@ describe("usage of a run a reset replaced, reported late (an activity of a termi
     await stub.record(workflowId, [lateUsage(newRunId, 3)]);
     expect((await charges(org.organizationId)).at(-1)).toEqual({ amount: -3, note: "3 tokens reported after the run ended" });
   });
+});
+
+describe("usage held for a pending reset in a backlog D1 takes in several batches (MAX_ROWS_PER_BATCH)", () => {
+  const through = (workflowId: string) =>
+    env.DB.prepare("SELECT tokens_total, attributes_through_seq AS through FROM runs WHERE temporal_workflow_id = ?")
+      .bind(workflowId)
+      .first();
+  const llmUsage = (tokens: number) => (llmUsageEvent("x", tokens, at()).data as { attribute: Record<string, unknown> }).attribute;
+  /** Usage of `runId`'s step `activityId` (each its own source key). */
+  const usageOf = (runId: string, activityId: string, tokens: number) =>
+    attributeEvent(runId, { activityId, attempt: 1 }, llmUsage(tokens), { at: at() });
+
+  for (const outcome of ["refuses", "accepts"] as const) {
+    it(`no later usage reaches D1 ahead of the held one (not even the next batch's), so a DO restarted before the host ${outcome} the reset counts every row once`, async () => {
+      const org = await meteredOrg(HOLD * 3);
+      const { workflowId, runId: first, stub } = await run(org.organizationId, (id) => [usage(id, 10)]);
+      const second = crypto.randomUUID();
+      resetAnswer = () => ({ runId: second });
+      expect((await reset(org.key, workflowId)).status).toBe(200);
+      const before = await through(workflowId);
+      expect(before).toMatchObject({ tokens_total: 10 });
+      const third = crypto.randomUUID();
+      resetAnswer = () => (outcome === "accepts" ? { runId: third } : { status: 404, code: "step_not_found" });
+      let during: unknown = null;
+      duringReset = async (id) => {
+        // One push past a batch: the usage of the run the pending reset may replace (held) is in
+        // the first batch, the first run's late usage (replaced by the earlier reset, so its own
+        // gate lets it through) in the second.
+        const backlog: RunEvent[] = [usageOf(second, "b", 7)];
+        for (let i = 0; i < MAX_ROWS_PER_BATCH; i++) {
+          const step = { runId: second, activityId: `s${i}`, attempt: 1 };
+          backlog.push({ sourceKey: `step:${second}:s${i}:1:completed`, type: "step", at: at(), data: { ...step, state: "completed" } });
+        }
+        backlog.push(usageOf(first, "late", 100));
+        await runStream(env, id).record(id, backlog);
+        during = await through(id);
+        // The DO goes away before the reset's outcome is in (its mark and the held rows are in its storage).
+        await evictDurableObject(runStream(env, id));
+      };
+      expect((await reset(org.key, workflowId)).status).toBe(outcome === "accepts" ? 200 : 404);
+      // Before: the second batch sent the late usage and moved attributes_through_seq past the held row.
+      expect(during).toEqual(before);
+      const last = outcome === "accepts" ? third : second;
+      await stub.record(workflowId, [usageOf(last, "c", 4), finished(last, "completed")]);
+      const newest = await runInDurableObject(
+        stub,
+        (_i: RunStream, state) =>
+          state.storage.sql.exec<{ seq: number }>("SELECT MAX(seq) AS seq FROM events WHERE type = 'attribute'").one().seq,
+      );
+      // Every usage row once (before: the restarted DO read attributes_through_seq back and dropped the held 7 tokens).
+      expect(await through(workflowId)).toEqual({ tokens_total: 121, through: newest });
+      // The last run is charged only what it used itself: 7 + 4 when the reset was refused, 4 when it happened.
+      expect((await charges(org.organizationId)).at(-1)).toEqual(
+        outcome === "accepts" ? { amount: -4, note: "4 tokens" } : { amount: -11, note: "11 tokens" },
+      );
+    }, 30_000);
+  }
 });
 
 describe("a reset pinned to an earlier run while a later run is the workflow's current one", () => {
