@@ -79,6 +79,25 @@ describe("published run API: errors before a run starts", () => {
     expect(nested.issues).toEqual([{ path: "audience", message: "must be a string, number or boolean" }]);
   });
 
+  it("no body reads as {} on both routes: 400 naming the missing variables, and a template without variables starts (not a 503 from the stream route)", async () => {
+    for (const path of [`/api/v1/run/${workflowId}`, `/api/v1/run/${workflowId}/stream`]) {
+      for (const body of ["", "  "]) {
+        const res = await postJson(path, body, org.key);
+        expect(res.status, `${path} ${JSON.stringify(body)}`).toBe(400);
+        const err = await error(res);
+        expect([err.code, err.issues!.map((i) => i.path).sort()]).toEqual(["invalid_input", ["audience", "topic"]]);
+      }
+    }
+    // Its own organization: the runs it starts are not the ones later tests count.
+    const other = await seedOrganization();
+    const noVariables = await promptWorkflow(other.organizationId, { template: "Say hello." });
+    for (const path of [`/api/v1/run/${noVariables}`, `/api/v1/run/${noVariables}/stream`]) {
+      const res = await postJson(path, "", other.key);
+      expect(res.status, path).toBe(202);
+      expect(((await res.json()) as { status: string }).status).toBe("scheduled");
+    }
+  });
+
   it("413 for a body over 1 MiB", async () => {
     const res = await postJson(`/api/v1/run/${workflowId}`, { audience: "x".repeat(1024 * 1024 + 10), topic: "t" }, org.key);
     expect(res.status).toBe(413);

@@ -1,6 +1,6 @@
 import type { App } from "../../app-env.ts";
 import { errorBody } from "../../errors.ts";
-import { readOptionalJson } from "../../middleware/json-body/index.ts";
+import { readJsonOrEmptyObject } from "../../middleware/json-body/index.ts";
 import { neverStartedRunError, promptOutcome, promptRunMaxMs, promptStartCommand } from "../../services/prompt-runs.ts";
 import { readRun } from "../../services/runs.ts";
 import { isTerminal } from "../../shared/run-status.ts";
@@ -44,7 +44,10 @@ function attemptRestarts() {
 export function registerPublishedRunStream(app: App) {
   app.post("/api/v1/run/:workflowId/stream", async (c) => {
     const organizationId = c.get("auth").organizationId;
-    const command = promptStartCommand(organizationId, c.req.param("workflowId"), await readOptionalJson(c), c.get("idempotency"));
+    // No body is {}, as on the blocking route, but made so here: the command reaches the DO as JSON
+    // in headers (startAndSubscribe), which drops an undefined body; the DO refused the command
+    // without it, and that refusal read as a lost call (503 "try again", which could never succeed).
+    const command = promptStartCommand(organizationId, c.req.param("workflowId"), await readJsonOrEmptyObject(c), c.get("idempotency"));
     // One call into the home region: the run's DO starts it and subscribes this stream to its log.
     const opened = await startAndSubscribe(c.env, command);
     const { started } = opened;
