@@ -518,6 +518,37 @@ describe("admin API: prompt workflows", () => {
     }
   });
 
+  it("security: a name with control characters (terminal escapes, NUL), or of invisible characters only, is 400 naming it, on create and edit", async () => {
+    const org = await newOrganization();
+    const created = await admin("POST", `/admin/v1/organizations/${org.id}/workflows`, definition);
+    const { id } = (await created.json()) as { id: string };
+    for (const name of ["\u001b]0;pwned\u0007\u001b[2JStory", "St\u0000ory", "line\nbreak", "\u200b", "\u200b\u2060 "]) {
+      for (const [method, path, body] of [
+        ["POST", `/admin/v1/organizations/${org.id}/workflows`, { ...definition, name }],
+        ["PATCH", `/admin/v1/workflows/${id}`, { name }],
+      ] as const) {
+        const res = await admin(method, path, body);
+        expect(res.status, `${method} ${JSON.stringify(name)}`).toBe(400);
+        expect(((await res.json()) as ErrorBody).error.issues?.map((i) => i.path)).toEqual(["name"]);
+      }
+    }
+    expect((await admin("PATCH", `/admin/v1/workflows/${id}`, { name: "Zoë & Co. — 東京 🚀" })).status).toBe(200);
+  });
+
+  it("security: a 404 for a very long workflow id quotes it cut short, not whole (read, edit, publish, unpublish)", async () => {
+    const long = `/admin/v1/workflows/wf_${"c".repeat(8000)}`;
+    for (const [method, path, body] of [
+      ["GET", long, undefined],
+      ["PATCH", long, { description: "d" }],
+      ["POST", `${long}/publish`, undefined],
+      ["POST", `${long}/unpublish`, undefined],
+    ] as const) {
+      const res = await admin(method, path, body);
+      expect(res.status, `${method} ${path.slice(-12)}`).toBe(404);
+      expect(((await res.json()) as ErrorBody).error.message.length, `${method} ${path.slice(-12)}`).toBeLessThan(300);
+    }
+  });
+
   it("answers 404 for unknown and malformed workflow ids", async () => {
     for (const id of ["wf_doesnotexist", "../../etc/passwd", "wf_%E2%98%83", "w".repeat(500)]) {
       const res = await admin("GET", `/admin/v1/workflows/${id}`);

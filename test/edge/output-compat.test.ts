@@ -439,6 +439,16 @@ describe("run routes: shapes, pinned forms, hostile ids", () => {
     }
   });
 
+  it("security: a 404 for a very long handler name quotes it cut short, not whole (signal, query, update)", async () => {
+    const run = await createRunningRun(org.organizationId, "two_steps");
+    for (const kind of ["signal", "query", "update"]) {
+      const res = await send("POST", `/workflow/${run.workflowId}/${kind}/${"h".repeat(8000)}`, org.key, {});
+      expect(res.status, kind).toBe(404);
+      const error = await outputError(res);
+      expect([error.code, error.message.length < 300], kind).toEqual(["handler_not_found", true]);
+    }
+  });
+
   it("another organization's run is 404 WorkflowNotFoundError on every new route, never its data", async () => {
     const done = await finishedRun(org);
     const running = await createRunningRun(org.organizationId, "approval");

@@ -601,6 +601,21 @@ describe("webhook endpoints: security", () => {
     await env.DB.prepare("DELETE FROM webhook_endpoints WHERE id IN (?, ?)").bind(moved.id, retired.id).run();
   });
 
+  it("a 404 for a very long webhook id quotes it cut short, not whole (delete, rotate-secret, deliveries)", async () => {
+    const org = await seedOrganization();
+    const long = `${base(org.organizationId)}/whk_${"d".repeat(8000)}`;
+    for (const [method, path] of [
+      ["DELETE", long],
+      ["POST", `${long}/rotate-secret`],
+      ["GET", `${long}/deliveries`],
+    ] as const) {
+      const res = await admin(method, path);
+      expect(res.status, `${method} ${path.slice(-12)}`).toBe(404);
+      const error = ((await res.json()) as ErrorBody).error;
+      expect([error.code, error.message.length < 300], `${method} ${path.slice(-12)}`).toEqual(["webhook_not_found", true]);
+    }
+  });
+
   it("one organization's endpoints are invisible and untouchable through another's path", async () => {
     const a = await seedOrganization();
     const b = await seedOrganization();

@@ -7,7 +7,7 @@ import {
   updatePromptWorkflow,
 } from "../../db/prompt-workflows.ts";
 import type { PromptDefinition, Workflow } from "../../db/schema.ts";
-import { ApiError, issueText } from "../../errors.ts";
+import { ApiError, issueText, quotedId } from "../../errors.ts";
 import { readJson } from "../../middleware/json-body/index.ts";
 import { parseTemplate } from "../../shared/prompt-template.ts";
 import { organizationOrThrow, pageQueryOrThrow } from "./organizations.ts";
@@ -46,7 +46,7 @@ function definition(fields: Omit<PromptDefinition, "variables">): PromptDefiniti
 
 async function workflowOrThrow(env: Env, id: string): Promise<Workflow> {
   const workflow = await findPromptWorkflow(env.DB, id);
-  if (!workflow) throw new ApiError("workflow_not_found", `no prompt workflow "${id}"`);
+  if (!workflow) throw new ApiError("workflow_not_found", `no prompt workflow ${quotedId(id)}`);
   return workflow;
 }
 

@@ -69,7 +69,9 @@ export const grantCreditsBody = z
   .strict();
 
 const promptFields = {
-  name: z.string().trim().min(1).max(100),
+  // A display name like an organization's: it is printed by `npm run admin` and, as the runs'
+  // workflow name, by whatever lists a tenant's runs.
+  name: displayName(100),
   description: z.string().max(2000),
   template: z.string().min(1).max(100_000).describe("Prompt text with {{variable}} placeholders"),
   model: modelId,

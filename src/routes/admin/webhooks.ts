@@ -17,7 +17,7 @@ import {
   rotateWebhookSecret,
 } from "../../db/webhooks.ts";
 import type { WebhookEndpoint } from "../../db/schema.ts";
-import { ApiError } from "../../errors.ts";
+import { ApiError, quotedId } from "../../errors.ts";
 import { readJson, zodIssues } from "../../middleware/json-body/index.ts";
 import { secretKeysProblem } from "../../shared/secret-box.ts";
 import { generateWebhookSecret, WEBHOOK_EVENT_TYPES } from "../../webhooks/signing.ts";
@@ -115,14 +115,14 @@ export function registerWebhooks(app: App) {
     const org = await organizationOrThrow(c.env, c.req.param("orgId"));
     const id = c.req.param("webhookId");
     const row = ADMIN_ID_PATTERN.test(id) ? await deleteWebhookEndpoint(c.env.DB, org.id, id) : null;
-    if (!row) throw new ApiError("webhook_not_found", `organization ${org.id} has no webhook "${id}"`);
+    if (!row) throw new ApiError("webhook_not_found", `organization ${org.id} has no webhook ${quotedId(id)}`);
     return c.json({ ...endpointView(row), deletedAt: row.deletedAt });
   });
 
   app.post(`${base}/:webhookId/rotate-secret`, async (c) => {
     const org = await organizationOrThrow(c.env, c.req.param("orgId"));
     const id = c.req.param("webhookId");
-    const notFound = () => new ApiError("webhook_not_found", `organization ${org.id} has no webhook "${id}"`);
+    const notFound = () => new ApiError("webhook_not_found", `organization ${org.id} has no webhook ${quotedId(id)}`);
     // An unknown or deleted endpoint is 404 whatever the state of WEBHOOK_SECRET_KEYS (sealing would answer 500 first).
     const current = ADMIN_ID_PATTERN.test(id) ? await findWebhookEndpoint(c.env.DB, org.id, id) : null;
     if (!current) throw notFound();
@@ -169,7 +169,7 @@ export function registerWebhooks(app: App) {
     const id = c.req.param("webhookId");
     const { limit, before } = pageQueryOrThrow(c, deliveriesQuery, DELIVERIES_PAGE_MAX);
     if (!ADMIN_ID_PATTERN.test(id) || !(await endpointExists(c.env.DB, org.id, id, "any"))) {
-      throw new ApiError("webhook_not_found", `organization ${org.id} has no webhook "${id}"`);
+      throw new ApiError("webhook_not_found", `organization ${org.id} has no webhook ${quotedId(id)}`);
     }
     const { page, next } = await listWebhookAttempts(c.env.DB, org.id, id, limit, before);
     return c.json({

@@ -12,7 +12,7 @@ import type { App } from "../../app-env.ts";
 import type { Workflow } from "../../db/schema.ts";
 import { nearbyReads } from "../../db/client.ts";
 import { findWorkflowById } from "../../db/workflows.ts";
-import { ApiError } from "../../errors.ts";
+import { ApiError, quotedId } from "../../errors.ts";
 import { HostClient } from "../../host-client.ts";
 import { parseBody, readJsonOrEmptyObject } from "../../middleware/json-body/index.ts";
 import { type OwnedRunEnv, ownedRun } from "../../middleware/owned-run/index.ts";
@@ -65,7 +65,7 @@ async function interact(c: Context<InteractionEnv>, kind: Kind, name: string) {
   let workflow = await findWorkflowById(nearbyReads(c.env.DB), run.workflowId);
   if (!hasHandler(workflow) && HANDLER_NAME_PATTERN.test(name)) workflow = await findWorkflowById(c.env.DB, run.workflowId);
   if (!hasHandler(workflow)) {
-    throw new ApiError("handler_not_found", `workflow ${run.workflowName} has no ${kind} handler named "${name}"`);
+    throw new ApiError("handler_not_found", `workflow ${run.workflowName} has no ${kind} handler named ${quotedId(name)}`);
   }
   if (kind !== "query" && isTerminal(run.status) && !near.fresh) {
     // A replica may lag a reset that reopened the run: ask the primary before refusing.
