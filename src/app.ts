@@ -13,6 +13,7 @@ import { registerWorkflowRunsApi } from "./routes/workflow-runs/index.ts";
 import { registerWorkflowApi } from "./routes/workflow/index.ts";
 import { registerViewer } from "./routes/viewer/index.ts";
 import { documentIdempotency } from "./openapi/idempotency.ts";
+import { cutText } from "./shared/text-limits.ts";
 
 export function createApp() {
   const app = new OpenAPIHono<AppEnv>();
@@ -28,7 +29,17 @@ export function createApp() {
   registerWorkflowRunsApi(app);
   registerAdminApi(app);
   documentIdempotency(app);
-  app.notFound((c) => errorResponse(c, new ApiError("route_not_found", `no route ${c.req.method} ${new URL(c.req.url).pathname}`)));
+  app.notFound((c) => errorResponse(c, routeNotFound(c.req.method, new URL(c.req.url).pathname)));
   app.onError(handleError);
   return app;
 }
+
+/**
+ * The most of an unknown route's path (and method) the 404 quotes: both are the caller's, and a
+ * 10,000-character path need not come back whole.
+ */
+const MAX_QUOTED_PATH = 200;
+const MAX_QUOTED_METHOD = 16;
+
+const routeNotFound = (method: string, path: string) =>
+  new ApiError("route_not_found", `no route ${cutText(method, MAX_QUOTED_METHOD)} ${cutText(path, MAX_QUOTED_PATH)}`);

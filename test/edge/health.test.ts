@@ -16,4 +16,15 @@ describe("health and unknown routes", () => {
     expect(body.error.requestId).toBe("req-123");
     expect(res.headers.get("x-request-id")).toBe("req-123");
   });
+
+  it("security: an unknown route's 404 quotes a very long path cut short, not whole", async () => {
+    const path = `/nope/${"a".repeat(10_000)}`;
+    const res = await call(path);
+    expect(res.status).toBe(404);
+    const body = (await res.json()) as ErrorBody;
+    expect(body.error.code).toBe("route_not_found");
+    expect(body.error.message).toContain(`no route GET /nope/${"a".repeat(100)}`);
+    expect(body.error.message).toMatch(/… \(\d+ more characters\)$/);
+    expect(body.error.message.length).toBeLessThan(300);
+  });
 });
