@@ -9,6 +9,7 @@ import {
   scriptHost,
   seedCatalog,
   seedOrganization,
+  TEST_ADMIN_KEY,
 } from "./helpers.ts";
 import { createRunningRun } from "./stream-helpers.ts";
 import type { Workflow } from "../../src/db/schema.ts";
@@ -366,6 +367,46 @@ describe("Workflow API: hostile bodies (security)", () => {
       body: new TextEncoder().encode(JSON.stringify({ workflowName: 5 })),
     });
     expect([untyped.status, errorCodeOf(await untyped.json())]).toEqual([400, "invalid_request"]);
+  });
+
+  it("a body with a Content-Encoding (a gzip body, a plain one labelled br) → 415 unsupported_media_type on every route family, nothing started or written", async () => {
+    const prompt = await createPromptWorkflow(org.organizationId);
+    const { workflowId } = await createRunningRun(org.organizationId, "approval");
+    const before = await runCount(org.organizationId);
+    const organizations = await env.DB.prepare("SELECT COUNT(*) AS n FROM organizations").first<number>("n");
+    const start = JSON.stringify({ workflowName: "hello", input: { name: "Ada" } });
+    const gzipped = new Uint8Array(await new Response(new Blob([start]).stream().pipeThrough(new CompressionStream("gzip"))).arrayBuffer());
+    let hostCalls = 0;
+    const undo = scriptHost(() => {
+      hostCalls++;
+      return Response.json({});
+    });
+    try {
+      for (const [path, key] of [
+        ["/workflow/start", org.key],
+        ["/workflow/run", org.key],
+        [`/api/v1/run/${prompt}`, org.key],
+        [`/workflow/${workflowId}/signal/approve`, org.key],
+        ["/admin/v1/organizations", TEST_ADMIN_KEY],
+      ] as const) {
+        for (const [encoding, body] of [
+          ["gzip", gzipped],
+          ["br", start],
+        ] as const) {
+          const res = await call(path, {
+            method: "POST",
+            headers: { authorization: `Bearer ${key}`, "content-type": "application/json", "content-encoding": encoding },
+            body,
+          });
+          expect([path, encoding, res.status, errorCodeOf(await res.json())]).toEqual([path, encoding, 415, "unsupported_media_type"]);
+        }
+      }
+    } finally {
+      undo();
+    }
+    expect(hostCalls).toBe(0);
+    expect(await runCount(org.organizationId)).toBe(before);
+    expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM organizations").first<number>("n")).toBe(organizations);
   });
 
   it("a JSON null body → 400 invalid_request on the routes whose fields are all optional (signal, feedback, query, terminate, reset), not read as {}; nothing reaches the host", async () => {

@@ -921,6 +921,33 @@ describe("Workflow Runs API: execute form encodings (errors)", () => {
     expect(runs?.n).toBe(0);
   });
 
+  it("a form or JSON body with a Content-Encoding (gzip, or plain bytes labelled br) is 415 unsupported_media_type; nothing starts", async () => {
+    const { organizationId, token, helloId } = await formEncodingsFixture();
+    const json = JSON.stringify({ workflowId: helloId, inputs: { name: "Ada" } });
+    const gzipped = new Uint8Array(await new Response(new Blob([json]).stream().pipeThrough(new CompressionStream("gzip"))).arrayBuffer());
+    const sent = [
+      ["gzip json", await postAs(token, "/api/v1/workflow-runs/execute", gzipped, "application/json", { "content-encoding": "gzip" })],
+      [
+        "br form",
+        await postAs(
+          token,
+          "/api/v1/workflow-runs/execute/stream",
+          `workflowId=${helloId}&inputs[name]=Ada`,
+          "application/x-www-form-urlencoded",
+          { "content-encoding": "br" },
+        ),
+      ],
+    ] as const;
+    for (const [what, res] of sent) {
+      const e = await statusAndError(res);
+      expect([what, e.status, e.code], what).toEqual([what, 415, "unsupported_media_type"]);
+    }
+    const runs = await env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?")
+      .bind(organizationId)
+      .first<{ n: number }>();
+    expect(runs?.n).toBe(0);
+  });
+
   it("a file part is refused as before: 400 invalid_request naming the field (its bytes are never decoded)", async () => {
     const { body, type } = multipartBody([
       { name: "workflowId", value: helloId },

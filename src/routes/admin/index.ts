@@ -1,5 +1,6 @@
 import type { App } from "../../app-env.ts";
 import { documentAdminApi } from "./openapi.ts";
+import { refuseEncodedBody } from "../../middleware/body-encoding/index.ts";
 import { limitBody } from "../../middleware/body-limit/index.ts";
 import { adminAuth } from "../../middleware/admin-auth/index.ts";
 import { registerApiKeys } from "./api-keys.ts";
@@ -17,6 +18,7 @@ const MAX_ADMIN_BODY_BYTES = 256 * 1024;
 export function registerAdminApi(app: App) {
   app.use("/admin/*", adminAuth());
   app.use("/admin/*", limitBody(MAX_ADMIN_BODY_BYTES));
+  app.use("/admin/*", refuseEncodedBody());
   registerOrganizations(app);
   registerApiKeys(app);
   registerCredits(app);

@@ -1,5 +1,6 @@
 import type { App } from "../../app-env.ts";
 import { documentPublishedRunApi } from "./openapi.ts";
+import { refuseEncodedBody } from "../../middleware/body-encoding/index.ts";
 import { limitBody } from "../../middleware/body-limit/index.ts";
 import { apiKeyAuth } from "../../middleware/api-key-auth/index.ts";
 import { rateLimit } from "../../middleware/rate-limit/index.ts";
@@ -17,6 +18,7 @@ export function registerPublishedRunApi(app: App) {
   app.use("/api/v1/run/*", rateLimit());
   app.use("/api/v1/run/*", requireKeyScope());
   app.use("/api/v1/run/*", limitBody(MAX_RUN_BODY_BYTES));
+  app.use("/api/v1/run/*", refuseEncodedBody());
   app.use("/api/v1/run/*", idempotencyKey());
   registerPublishedRunStream(app);
   registerPublishedRun(app);

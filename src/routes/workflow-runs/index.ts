@@ -1,5 +1,6 @@
 import type { App } from "../../app-env.ts";
 import { documentWorkflowRunsApi } from "./openapi.ts";
+import { refuseEncodedBody } from "../../middleware/body-encoding/index.ts";
 import { limitBody } from "../../middleware/body-limit/index.ts";
 import { rateLimit } from "../../middleware/rate-limit/index.ts";
 import { idempotencyKey } from "../../middleware/idempotency/index.ts";
@@ -20,6 +21,7 @@ export function registerWorkflowRunsApi(app: App) {
   app.use("/api/v1/workflow-runs/:runId/stream", opensStream());
   app.use("/api/v1/workflow-runs/*", rateLimit());
   app.use("/api/v1/workflow-runs/*", limitBody(MAX_EXECUTE_BODY_BYTES));
+  app.use("/api/v1/workflow-runs/*", refuseEncodedBody());
   app.use("/api/v1/workflow-runs/execute", idempotencyKey());
   app.use("/api/v1/workflow-runs/execute/stream", idempotencyKey());
   // Fixed paths before /:runId.

@@ -1,5 +1,6 @@
 import type { App } from "../../app-env.ts";
 import { documentWorkflowApi } from "./openapi.ts";
+import { refuseEncodedBody } from "../../middleware/body-encoding/index.ts";
 import { limitBody } from "../../middleware/body-limit/index.ts";
 import { rateLimit } from "../../middleware/rate-limit/index.ts";
 import { idempotencyKey } from "../../middleware/idempotency/index.ts";
@@ -35,6 +36,7 @@ export function registerWorkflowApi(app: App) {
   app.use("/workflow/*", rateLimit());
   app.use("/workflow/*", requireKeyScope());
   app.use("/workflow/*", limitBody(MAX_WORKFLOW_BODY_BYTES));
+  app.use("/workflow/*", refuseEncodedBody());
   app.use("/workflow/start", idempotencyKey());
   app.use("/workflow/run", idempotencyKey());
   // Fixed paths before /workflow/:id/... so that "catalog" and "runs" are never taken for ids.
