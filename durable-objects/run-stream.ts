@@ -186,7 +186,7 @@ export class RunStream extends DurableObject<Env> {
         (runId) => meta.get(META_KEYS.historyNeverCloses(runId)) !== null,
       );
       const webhooks = new WebhookOutbox({ sql, storage: ctx.storage, env, log, meta, endedRun: () => this.lifecycle.endedRun() }, fresh);
-      const resetMark = new ResetMark(meta, (runId) => log.wasReset(runId));
+      const resetMark = new ResetMark(meta, log);
       const subscribers = new Subscribers(
         ctx,
         log,

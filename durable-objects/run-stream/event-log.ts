@@ -539,6 +539,11 @@ export class EventLog {
     return [...this.derived.finished.values()].some((f) => f.outcome.newRunId === runId);
   }
 
+  /** Whether the log has a row of `runId` before the row `seq` (one lookup through `events_run_history`). */
+  hadRunBefore(runId: string, seq: number): boolean {
+    return this.sql.exec("SELECT 1 FROM events WHERE run_id = ? AND seq < ? LIMIT 1", runId, seq).toArray().length > 0;
+  }
+
   /** Whether a reset replaced `runId`, or it continued as new: a later run took over from it. */
   private superseded(runId: string): boolean {
     return this.derived.resetRuns.has(runId) || Boolean(this.derived.finished.get(runId)?.outcome.newRunId);

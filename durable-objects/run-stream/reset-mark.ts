@@ -18,7 +18,7 @@
  *   held-back end (a natural one) is projected and settles the run's own hold as usual;
  * - when nobody says (the host never answered the route, or the route died): the first watchdog
  *   alarm after RESET_PENDING_MS ends it (ResetHolds.resolveStale in reset-holds.ts). A run other than the
- *   replaced ones, seen in the log since the mark (`successor`: the relay brought its events) or
+ *   replaced ones, new to the log since the mark (`successor`: the relay brought its events) or
  *   named by the host as the workflow's latest, means the reset happened: its `run.started` (with
  *   `resetFromRunId`) is recorded as the route would have. The replaced run still being the
  *   latest means it did not: the hold is put back, as for a refusal. If the host cannot say, the
@@ -31,7 +31,7 @@
  */
 import type { ResetHoldUndo } from "../../src/db/credits.ts";
 import type { RunEvent } from "../../src/shared/run-event-schema.ts";
-import type { LogRow } from "./event-log.ts";
+import type { EventLog, LogRow } from "./event-log.ts";
 import type { Meta } from "./meta.ts";
 
 /** How long a reset's mark waits for word from the route before the watchdog's alarm settles it with the host. */
@@ -58,7 +58,7 @@ export interface ResetMarkState {
    * hears about stays counted, and the watchdog's alarm settles the mark with the host.
    */
   pending: number;
-  /** A run other than `replaces` seen since the mark: the reset started it. */
+  /** A run other than `replaces`, new to the log, seen since the mark: the reset started it. */
   successor: string | null;
 }
 
@@ -71,10 +71,10 @@ export type UsageGate = "project" | "hold" | "replaced";
 export class ResetMark {
   private state: ResetMarkState | null;
 
-  /** `replacedEarlier`: whether an earlier reset replaced a run (EventLog.wasReset); its late events name no successor. */
+  /** `log`: what it knew of a run before one of its rows came (noteAppended). */
   constructor(
     private readonly meta: Meta,
-    private readonly replacedEarlier: (runId: string) => boolean = () => false,
+    private readonly log: Pick<EventLog, "wasReset" | "hadRunBefore">,
   ) {
     const stored = meta.get(META_KEY);
     // Marks stored before `pending` existed were one reset's.
@@ -98,15 +98,25 @@ export class ResetMark {
 
   /**
    * The log just took these rows: the reset's `run.started` ends the mark; an event of another run
-   * names the successor, unless that run is one an earlier reset replaced (an activity of a
-   * terminated run can still report minutes later).
+   * names the successor, if that run is new to the log. The reset's run exists only from the
+   * host's answer on, after the mark; a run the log already had a row of is an earlier one
+   * reporting late (an activity of a run an earlier reset replaced, the run that continued as new
+   * into the replaced one, from the host's run event journal after an outage), and naming it would
+   * drop the replaced run's end and usage as if the reset had happened.
    */
   noteAppended(rows: readonly LogRow[]): void {
     for (const row of rows) {
       const state = this.state;
       if (!state) return;
       if (row.type === "run.started" && row.data.resetFromRunId) this.clear();
-      else if (row.runId !== null && !state.successor && !state.replaces.includes(row.runId) && !this.replacedEarlier(row.runId))
+      else if (
+        row.runId !== null &&
+        !state.successor &&
+        !state.replaces.includes(row.runId) &&
+        !this.log.wasReset(row.runId) &&
+        // One indexed lookup, only while a mark waits for its successor and for a run it does not replace.
+        !this.log.hadRunBefore(row.runId, row.seq)
+      )
         this.set({ ...state, successor: row.runId });
     }
   }

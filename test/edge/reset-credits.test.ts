@@ -938,20 +938,20 @@ describe("a reset the host confirmed whose record in the run's DO fails (the cal
   });
 });
 
-describe("a reset whose answer the route never gets: the run's DO settles its mark with the host", () => {
-  /** As if RESET_PENDING_MS had passed without word from the route: the mark is stale, and the DO's alarm fires. */
-  async function staleMarkAlarm(stub: DurableObjectStub<RunStream>) {
-    await runInDurableObject(stub, (instance: RunStream) => {
-      const mark = (instance as unknown as { parts: { resetMark: ResetMark } }).parts.resetMark;
-      expect(mark.get()).not.toBeNull();
-      mark.set({ ...mark.get()!, until: 0 });
-    });
-    expect(await runDurableObjectAlarm(stub)).toBe(true);
-    await runInDurableObject(stub, (instance: RunStream) => {
-      expect((instance as unknown as { parts: { resetMark: ResetMark } }).parts.resetMark.get()).toBeNull();
-    });
-  }
+/** As if RESET_PENDING_MS had passed without word from the route: the mark is stale, and the DO's alarm fires. */
+async function staleMarkAlarm(stub: DurableObjectStub<RunStream>) {
+  await runInDurableObject(stub, (instance: RunStream) => {
+    const mark = (instance as unknown as { parts: { resetMark: ResetMark } }).parts.resetMark;
+    expect(mark.get()).not.toBeNull();
+    mark.set({ ...mark.get()!, until: 0 });
+  });
+  expect(await runDurableObjectAlarm(stub)).toBe(true);
+  await runInDurableObject(stub, (instance: RunStream) => {
+    expect((instance as unknown as { parts: { resetMark: ResetMark } }).parts.resetMark.get()).toBeNull();
+  });
+}
 
+describe("a reset whose answer the route never gets: the run's DO settles its mark with the host", () => {
   it("the host names a new latest run: the DO records it as the reset's run, which is charged what it adds", async () => {
     const { org, workflowId, runId, stub, res } = await resetUnanswered(HOLD + 50, terminated, true);
     expect(res.status).toBe(504);
@@ -1069,4 +1069,124 @@ describe("a reset whose answer the route never gets: the run's DO settles its ma
     expect(await row(ended.workflowId)).toMatchObject({ status: "completed", credit_hold: 0, credits_charged: 10 });
     expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 10, reserved: 0 });
   });
+});
+
+describe("a late event of the run that continued as new into the one a reset may replace (the host's journal after an outage) names no successor", () => {
+  /**
+   * Run A (10 tokens) continued as new into B, the workflow's current run, which a reset (not
+   * pinned) may replace. While the reset waits on the host, A's step reports late (a second usage
+   * and the step's end, from the host's run event journal), then B uses 5 tokens and completes.
+   * A is no run the reset started (the log knew it before the reset): B's end and usage still wait
+   * for the reset's outcome, and are B's own if it did not happen.
+   */
+  async function continuedRun(credits: number) {
+    const org = await meteredOrg(credits);
+    const b = crypto.randomUUID();
+    const continued = (a: string) =>
+      ({
+        sourceKey: `run:${a}:finished`,
+        type: "run.finished",
+        at: at(),
+        data: { runId: a, status: "continued_as_new", newRunId: b },
+      }) as RunEvent;
+    const { workflowId, runId: a, stub } = await run(org.organizationId, (id) => [usage(id, 10), continued(id)]);
+    expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: b, credit_hold: HOLD, tokens_total: 10 });
+    return { org, workflowId, a, b, stub };
+  }
+  const lateOf = (a: string): RunEvent[] => [
+    attributeEvent(
+      a,
+      { activityId: "a", attempt: 1 },
+      (llmUsageEvent(a, 3, at()).data as { attribute: Record<string, unknown> }).attribute,
+      {
+        n: 2,
+        at: at(),
+      },
+    ),
+    {
+      sourceKey: `step:${a}:a:1:completed`,
+      type: "step",
+      at: at(),
+      data: { runId: a, activityId: "a", attempt: 1, state: "completed" },
+    } as RunEvent,
+  ];
+  /** While the reset waits on the host: A's late events, then B's usage and `bEnd`, in two pushes. */
+  const meanwhile = (a: string, b: string, bEnd: RunEvent) => async (workflowId: string, replaced: string) => {
+    expect(replaced).toBe(b);
+    await runStream(env, workflowId).record(workflowId, lateOf(a));
+    await runStream(env, workflowId).record(workflowId, [usage(b, 5), bEnd]);
+  };
+  /** Whether the log recorded A as a reset's run (a `run.started` naming the run it replaced). */
+  const aRecordedAsResetRun = (stub: DurableObjectStub<RunStream>, a: string) =>
+    runInDurableObject(
+      stub,
+      (_: RunStream, state) =>
+        state.storage.sql
+          .exec("SELECT 1 FROM events WHERE type = 'run.started' AND run_id = ? AND json_extract(data, '$.resetFromRunId') IS NOT NULL", a)
+          .toArray().length > 0,
+    );
+
+  it("the host refuses: B's end is projected, its row ends completed, and it is charged the usage B (and A, late) reported meanwhile", async () => {
+    const { org, workflowId, a, b, stub } = await continuedRun(HOLD * 2);
+    resetAnswer = () => ({ status: 409, code: "step_not_completed" });
+    duringReset = meanwhile(a, b, finished(b, "completed"));
+    expect((await reset(org.key, workflowId)).status).toBe(409);
+    expect(await row(workflowId)).toEqual({
+      status: "completed",
+      temporal_run_id: b,
+      credit_hold: 0,
+      credits_charged: 18,
+      tokens_total: 18,
+    });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD * 2 - 18, reserved: 0 });
+    expect(await charges(org.organizationId)).toEqual([{ amount: -18, note: "18 tokens" }]);
+    expect(await aRecordedAsResetRun(stub, a)).toBe(false);
+  });
+
+  it("the host accepts, starting C from B: the row follows C, B's terminated end settles nothing, and C's end settles the hold once", async () => {
+    const { org, workflowId, a, b, stub } = await continuedRun(HOLD + 50);
+    const c = crypto.randomUUID();
+    resetAnswer = () => ({ runId: c });
+    duringReset = meanwhile(a, b, terminated(b));
+    expect((await reset(org.key, workflowId)).status).toBe(200);
+    expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: c, credit_hold: HOLD });
+    await stub.record(workflowId, [usage(c, 7), finished(c, "completed")]);
+    expect(await row(workflowId)).toMatchObject({ status: "completed", temporal_run_id: c, credit_hold: 0 });
+    expect(await orgRow(org.organizationId)).toMatchObject({ reserved: 0 });
+    expect(await charges(org.organizationId)).toHaveLength(1);
+    expect(await aRecordedAsResetRun(stub, a)).toBe(false);
+  });
+
+  for (const happened of [false, true]) {
+    it(`the route never hears from the host, and the DO settles the mark with it (${happened ? "C is the latest: the reset happened" : "B is still the latest: it did not"}): A is never recorded as the reset's run`, async () => {
+      const { org, workflowId, a, b, stub } = await continuedRun(HOLD * 2);
+      resetAnswer = () => ({ status: 503, code: "unavailable" });
+      duringReset = meanwhile(a, b, finished(b, "completed"));
+      expect((await reset(org.key, workflowId)).status).toBe(504);
+      // B's end waits for the reset's outcome.
+      expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: b, credit_hold: HOLD });
+      const c = crypto.randomUUID();
+      latestRun = happened
+        ? (id) => ({ workflowId: id, runId: c, status: "running", output: null, error: null, closeTime: null })
+        : stillLatest(b);
+      await staleMarkAlarm(stub);
+      expect(await aRecordedAsResetRun(stub, a)).toBe(false);
+      if (happened) {
+        expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: c, credit_hold: HOLD });
+        await stub.record(workflowId, [usage(c, 7), finished(c, "completed")]);
+        expect(await row(workflowId)).toMatchObject({ status: "completed", temporal_run_id: c, credit_hold: 0 });
+        expect(await charges(org.organizationId)).toHaveLength(1);
+      } else {
+        expect(await row(workflowId)).toEqual({
+          status: "completed",
+          temporal_run_id: b,
+          credit_hold: 0,
+          credits_charged: 18,
+          tokens_total: 18,
+        });
+        expect(await charges(org.organizationId)).toEqual([{ amount: -18, note: "18 tokens" }]);
+      }
+      expect(await orgRow(org.organizationId)).toMatchObject({ reserved: 0 });
+    });
+  }
 });
