@@ -10,7 +10,9 @@
  * So the reset route's first call into the home region is this DO (`RunStream.holdForReset`, reset-holds.ts): it
  * marks the reset pending, then takes the hold. While the mark is pending, the projection holds
  * back (leaves pending in the log) the final status of every run the reset may replace: the log's
- * newest run when marked, and the run a pinned reset names. The mark ends:
+ * newest run when marked, the run a pinned reset names, and the run one of them continues as new
+ * into while the mark waits (the workflow's current run then, which Temporal's reset terminates).
+ * The mark ends:
  *
  * - with the reset's `run.started` (it names the replaced run): the held-back end is then dropped,
  *   as every end of a reset run is (EventLog.wasReset);
@@ -42,7 +44,11 @@ export const RESET_HOST_TIMEOUT_MS = 20_000;
 const META_KEY = "resetPending";
 
 export interface ResetMarkState {
-  /** Runs the reset may replace (their final status waits). */
+  /**
+   * Runs the reset may replace (their final status waits): the log's latest when marked (first:
+   * the run the stale check names as replaced), a pinned reset's, and any one of them continued as
+   * new into meanwhile.
+   */
   replaces: string[];
   /** From when (ms since the epoch) the watchdog's alarm settles the mark itself. */
   until: number;
@@ -60,6 +66,11 @@ export interface ResetMarkState {
   pending: number;
   /** A run other than `replaces`, new to the log, seen since the mark: the reset started it. */
   successor: string | null;
+  /**
+   * The run the first of `replaces` continued as new into meanwhile (and so on): the workflow's
+   * current run, which Temporal's reset terminates (withReplacedRun). Absent: that first one is.
+   */
+  current?: string;
 }
 
 /** What the projection does with a run's final status. */
@@ -103,13 +114,29 @@ export class ResetMark {
    * reporting late (an activity of a run an earlier reset replaced, the run that continued as new
    * into the replaced one, from the host's run event journal after an outage), and naming it would
    * drop the replaced run's end and usage as if the reset had happened.
+   *
+   * A run a replaced one continued as new into meanwhile (its `continued_as_new` end names it) is
+   * new to the log too, but no reset's run: it is the workflow's current run, the one Temporal's
+   * reset terminates (or resets, if the host pinned it), so it joins `replaces` (its end and usage
+   * wait with the replaced run's) and, if its events came first, stops being the successor.
+   * Taken as the reset's run, its end would settle the reset's hold while the mark waits, and the
+   * stale check would record it as the reset's run without asking the host.
    */
   noteAppended(rows: readonly LogRow[]): void {
     for (const row of rows) {
       const state = this.state;
       if (!state) return;
       if (row.type === "run.started" && row.data.resetFromRunId) this.clear();
-      else if (
+      else if (row.type === "run.finished" && row.data.newRunId && state.replaces.includes(row.data.runId)) {
+        const next = row.data.newRunId;
+        if (!state.replaces.includes(next))
+          this.set({
+            ...state,
+            replaces: [...state.replaces, next],
+            successor: state.successor === next ? null : state.successor,
+            current: row.data.runId === (state.current ?? state.replaces[0]) ? next : state.current,
+          });
+      } else if (
         row.runId !== null &&
         !state.successor &&
         !state.replaces.includes(row.runId) &&
@@ -158,7 +185,8 @@ export class ResetMark {
  * reset's hold as the workflow's end while the new run goes on.
  *
  * The current run is the log's latest, unless the reset's own run already is (the relay brought
- * its events before the route recorded its start): then the run the pending mark was set against.
+ * its events before the route recorded its start): then the run the pending mark was set against,
+ * or the run that one continued as new into while the mark waited (`current`).
  */
 export function withReplacedRun(events: readonly RunEvent[], latestRunId: string | null, mark: ResetMarkState | null): readonly RunEvent[] {
   // Nearly every record has no reset in it: the events as they came, no copy (every push goes through here).
@@ -166,7 +194,7 @@ export function withReplacedRun(events: readonly RunEvent[], latestRunId: string
   return events.map((event) => {
     if (event.type !== "run.started" || !event.data.resetFromRunId || event.data.replacedRunId) return event;
     const { runId, resetFromRunId } = event.data;
-    const current = [latestRunId, mark?.replaces[0]].find((id) => id && id !== runId);
+    const current = [latestRunId, mark?.current ?? mark?.replaces[0]].find((id) => id && id !== runId);
     return current && current !== resetFromRunId ? { ...event, data: { ...event.data, replacedRunId: current } } : event;
   });
 }

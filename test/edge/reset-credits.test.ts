@@ -1190,3 +1190,193 @@ describe("a late event of the run that continued as new into the one a reset may
     });
   }
 });
+
+describe("the run a reset may replace continues as new while the reset waits on the host: the run it continued into is one the reset may replace too, not the reset's run", () => {
+  /**
+   * Run B (10 tokens) is the workflow's current run, and a reset (not pinned) of B is marked. The
+   * host has pinned B (its history read) when B continues as new into B2 (B reports 5 more tokens
+   * and its `continued_as_new` end naming B2), and B2 uses 3 tokens. Temporal's reset of B then
+   * terminates the workflow's current run, B2, and starts C; refused, it changes nothing and B2 goes on.
+   * B2 is new to the log, but it is no run the reset started: its end and usage wait for the
+   * reset's outcome like B's, and its lineage (B's outcome names it) says so.
+   */
+  async function continuesDuringReset(credits: number) {
+    const org = await meteredOrg(credits);
+    const { workflowId, runId: b, stub } = await run(org.organizationId, (id) => [usage(id, 10)]);
+    return { org, workflowId, b, b2: crypto.randomUUID(), stub };
+  }
+  /** B's second usage report (its first is `usage(b, 10)`), then its end continuing as new into B2. */
+  const continued = (b: string, b2: string): RunEvent[] => [
+    attributeEvent(
+      b,
+      { activityId: "a", attempt: 1 },
+      (llmUsageEvent(b, 5, at()).data as { attribute: Record<string, unknown> }).attribute,
+      {
+        n: 2,
+        at: at(),
+      },
+    ),
+    {
+      sourceKey: `run:${b}:finished`,
+      type: "run.finished",
+      at: at(),
+      data: { runId: b, status: "continued_as_new", newRunId: b2 },
+    } as RunEvent,
+  ];
+  /** While the reset waits on the host: B continues as new into B2, which uses 3 tokens, then `b2End` (if any), in pushes of their own. */
+  const meanwhile = (b: string, b2: string, b2End: RunEvent | null) => async (workflowId: string, replaced: string) => {
+    expect(replaced).toBe(b);
+    await runStream(env, workflowId).record(workflowId, continued(b, b2));
+    await runStream(env, workflowId).record(workflowId, [usage(b2, 3)]);
+    if (b2End) await runStream(env, workflowId).record(workflowId, [b2End]);
+  };
+  /** Whether the log recorded B2 as a reset's run (a `run.started` naming a run it replaced). */
+  const recordedAsResetRun = (stub: DurableObjectStub<RunStream>, runId: string) =>
+    runInDurableObject(
+      stub,
+      (_: RunStream, state) =>
+        state.storage.sql
+          .exec(
+            "SELECT 1 FROM events WHERE type = 'run.started' AND run_id = ? AND json_extract(data, '$.resetFromRunId') IS NOT NULL",
+            runId,
+          )
+          .toArray().length > 0,
+    );
+  /** B2 went on (no reset happened) and completed: its end settles the run's own hold, charged all 18 tokens once. */
+  async function expectB2Charged(workflowId: string, b2: string, organizationId: string) {
+    expect(await row(workflowId)).toEqual({
+      status: "completed",
+      temporal_run_id: b2,
+      credit_hold: 0,
+      credits_charged: 18,
+      tokens_total: 18,
+    });
+    expect(await orgRow(organizationId)).toEqual({ balance: HOLD * 2 - 18, reserved: 0 });
+    expect(await charges(organizationId)).toEqual([{ amount: -18, note: "18 tokens" }]);
+  }
+  /** C, the reset's run, is the row's with the reset's hold; its 7 tokens are all it is charged when it completes. */
+  async function expectCCharged(workflowId: string, c: string, stub: DurableObjectStub<RunStream>, organizationId: string) {
+    expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: c, credit_hold: HOLD, tokens_total: 18 });
+    expect(await orgRow(organizationId)).toEqual({ balance: HOLD + 50, reserved: HOLD });
+    await stub.record(workflowId, [usage(c, 7), finished(c, "completed")]);
+    expect(await row(workflowId)).toEqual({
+      status: "completed",
+      temporal_run_id: c,
+      credit_hold: 0,
+      credits_charged: 7,
+      tokens_total: 25,
+    });
+    expect(await orgRow(organizationId)).toEqual({ balance: HOLD + 43, reserved: 0 });
+    expect(await charges(organizationId)).toEqual([{ amount: -7, note: "7 tokens" }]);
+  }
+
+  it("the host refuses: B2's end, which came meanwhile, waits for the refusal, then settles the run's own hold; B2's and B's usage are charged", async () => {
+    const { org, workflowId, b, b2 } = await continuesDuringReset(HOLD * 2);
+    resetAnswer = () => ({ status: 409, code: "step_not_completed" });
+    let duringRow: unknown = null;
+    duringReset = async (id, replaced) => {
+      await meanwhile(b, b2, finished(b2, "completed"))(id, replaced);
+      duringRow = await row(id);
+    };
+    expect((await reset(org.key, workflowId)).status).toBe(409);
+    // While the reset waited, the row followed B2 (B's hand-over) but B2's end did not settle the reset's hold.
+    expect(duringRow).toMatchObject({ status: "running", temporal_run_id: b2, credit_hold: HOLD });
+    await expectB2Charged(workflowId, b2, org.organizationId);
+  });
+
+  it("the host accepts, starting C from B (Temporal terminated B2): B2's terminated end settles nothing, the row follows C, which is charged once for what it adds", async () => {
+    const { org, workflowId, b, b2, stub } = await continuesDuringReset(HOLD + 50);
+    const c = crypto.randomUUID();
+    resetAnswer = () => ({ runId: c });
+    let duringRow: unknown = null;
+    duringReset = async (id, replaced) => {
+      await meanwhile(b, b2, terminated(b2))(id, replaced);
+      duringRow = await row(id);
+    };
+    expect((await reset(org.key, workflowId)).status).toBe(200);
+    expect(duringRow).toMatchObject({ status: "running", temporal_run_id: b2, credit_hold: HOLD });
+    await expectCCharged(workflowId, c, stub, org.organizationId);
+    expect(await recordedAsResetRun(stub, b2)).toBe(false);
+  });
+
+  it("the host accepts, and C's usage reaches the DO before the route records C's start, B2's terminated end only after it: the row moves from B2 to C, and B2's end settles nothing", async () => {
+    const { org, workflowId, b, b2, stub } = await continuesDuringReset(HOLD + 50);
+    const c = crypto.randomUUID();
+    resetAnswer = () => ({ runId: c });
+    duringReset = async (id, replaced) => {
+      await meanwhile(b, b2, null)(id, replaced);
+      await runStream(env, id).record(id, [usage(c, 7)]);
+    };
+    expect((await reset(org.key, workflowId)).status).toBe(200);
+    expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: c, credit_hold: HOLD });
+    await stub.record(workflowId, [terminated(b2)]);
+    expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: c, credit_hold: HOLD });
+    await stub.record(workflowId, [finished(c, "completed")]);
+    expect(await row(workflowId)).toMatchObject({ status: "completed", temporal_run_id: c, credit_hold: 0, credits_charged: 7 });
+    expect(await orgRow(org.organizationId)).toEqual({ balance: HOLD + 43, reserved: 0 });
+    expect(await charges(org.organizationId)).toEqual([{ amount: -7, note: "7 tokens" }]);
+  });
+
+  it("the route never hears from the host, which reset B (C is the latest): B2 is not taken for the reset's run; the DO asks the host, and the row follows C", async () => {
+    const { org, workflowId, b, b2, stub } = await continuesDuringReset(HOLD + 50);
+    resetAnswer = () => ({ status: 503, code: "unavailable" });
+    duringReset = meanwhile(b, b2, terminated(b2));
+    expect((await reset(org.key, workflowId)).status).toBe(504);
+    // B2's terminated end waits for the reset's outcome.
+    expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: b2, credit_hold: HOLD });
+    const c = crypto.randomUUID();
+    latestRun = (id) => ({ workflowId: id, runId: c, status: "running", output: null, error: null, closeTime: null });
+    const asked = resultCalls;
+    await staleMarkAlarm(stub);
+    expect(resultCalls).toBe(asked + 1);
+    expect(await recordedAsResetRun(stub, b2)).toBe(false);
+    await expectCCharged(workflowId, c, stub, org.organizationId);
+  });
+
+  it("the route never hears from the host, which did not reset (B2 is still the latest, and completed): the hold goes back, and B2's end settles the run's own hold", async () => {
+    const { org, workflowId, b, b2, stub } = await continuesDuringReset(HOLD * 2);
+    resetAnswer = () => ({ status: 503, code: "unavailable" });
+    duringReset = meanwhile(b, b2, finished(b2, "completed"));
+    expect((await reset(org.key, workflowId)).status).toBe(504);
+    expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: b2, credit_hold: HOLD });
+    latestRun = stillLatest(b2);
+    const asked = resultCalls;
+    await staleMarkAlarm(stub);
+    expect(resultCalls).toBe(asked + 1);
+    expect(await recordedAsResetRun(stub, b2)).toBe(false);
+    await expectB2Charged(workflowId, b2, org.organizationId);
+  });
+
+  for (const happened of [true, false]) {
+    it(`B2's usage reaches the DO before B's hand-over names it (the host's journal ahead of its relay), and the route never hears from the host (${happened ? "C is the latest" : "B2 is still the latest"}): the hand-over takes B2 back from being the reset's run, and the DO asks the host`, async () => {
+      const { org, workflowId, b, b2, stub } = await continuesDuringReset(HOLD * 2);
+      resetAnswer = () => ({ status: 503, code: "unavailable" });
+      duringReset = async (id, replaced) => {
+        expect(replaced).toBe(b);
+        await runStream(env, id).record(id, [usage(b2, 3)]);
+        await runStream(env, id).record(id, continued(b, b2));
+        await runStream(env, id).record(id, [happened ? terminated(b2) : finished(b2, "completed")]);
+      };
+      expect((await reset(org.key, workflowId)).status).toBe(504);
+      // B2's end waits for the reset's outcome.
+      expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: b2, credit_hold: HOLD });
+      const c = crypto.randomUUID();
+      latestRun = happened
+        ? (id) => ({ workflowId: id, runId: c, status: "running", output: null, error: null, closeTime: null })
+        : stillLatest(b2);
+      const asked = resultCalls;
+      await staleMarkAlarm(stub);
+      expect(resultCalls).toBe(asked + 1);
+      expect(await recordedAsResetRun(stub, b2)).toBe(false);
+      if (happened) {
+        expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: c, credit_hold: HOLD });
+        await stub.record(workflowId, [usage(c, 7), finished(c, "completed")]);
+        expect(await row(workflowId)).toMatchObject({ status: "completed", temporal_run_id: c, credit_hold: 0 });
+        expect(await charges(org.organizationId)).toHaveLength(1);
+        expect(await orgRow(org.organizationId)).toMatchObject({ reserved: 0 });
+      } else {
+        await expectB2Charged(workflowId, b2, org.organizationId);
+      }
+    });
+  }
+});
