@@ -3,10 +3,14 @@ import type { AppEnv } from "../app-env.ts";
 import { ApiError } from "../errors.ts";
 import { singleQueryValue } from "../middleware/query/index.ts";
 
-/** The header wins over the query (EventSource sets it on reconnect); a repeated query is 400 either way. */
+/**
+ * The header wins over the query (EventSource sets it on reconnect); a repeated query is 400 either
+ * way. An empty header names no event (EventSource sends none then), so it does not hide the
+ * query's id: that would replay the whole stream to a client that has part of it.
+ */
 function lastEventIdText(c: Context): string | undefined {
   const fromQuery = singleQueryValue(c, "lastEventId");
-  return c.req.header("last-event-id") ?? fromQuery;
+  return c.req.header("last-event-id") || fromQuery;
 }
 
 /**

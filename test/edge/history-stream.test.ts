@@ -278,6 +278,10 @@ describe("GET /workflow/:id/history/stream", () => {
     const viaQuery = await collectHistoryStream((await open(workflowId, "?lastEventId=12")).body!);
     expect(viaQuery.eventIds).toEqual([13, 14, 15]);
     expect(viaQuery.done).toEqual([{ reason: "WORKFLOW_EXECUTION_COMPLETED" }]);
+    // An empty Last-Event-ID names no event (EventSource sends none then): the query's id holds,
+    // rather than the whole history again.
+    const emptyHeader = await collectHistoryStream((await open(workflowId, "?lastEventId=12", { "last-event-id": "" })).body!);
+    expect(emptyHeader.eventIds).toEqual([13, 14, 15]);
   });
 
   it("a finished run: replay then done; past its last event, 204 so EventSource stops", async () => {
