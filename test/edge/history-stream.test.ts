@@ -858,6 +858,12 @@ describe("CORS", () => {
     expect(res.status).toBe(204);
     expect(res.headers.get("access-control-allow-origin")).toBe("https://app.example");
     expect(res.headers.get("access-control-allow-headers")?.toLowerCase()).toContain("authorization");
+    // The methods the API has, and never credentials (no cookies are read: EventSource goes
+    // without withCredentials, its stream token in the URL).
+    expect(res.headers.get("access-control-allow-methods")?.split(",").sort()).toEqual(["DELETE", "GET", "OPTIONS", "PATCH", "POST"]);
+    expect(res.headers.get("access-control-allow-credentials")).toBeNull();
+    const actual = await call("/health", { headers: { origin: "https://app.example" } });
+    expect(actual.headers.get("access-control-allow-credentials")).toBeNull();
   });
 
   it("sets the origin on actual responses, errors included, and ignores unknown origins", async () => {
