@@ -126,8 +126,10 @@ export class ResetMark {
     for (const row of rows) {
       const state = this.state;
       if (!state) return;
-      if (row.type === "run.started" && row.data.resetFromRunId) this.clear();
-      else if (row.type === "run.finished" && row.data.newRunId && state.replaces.includes(row.data.runId)) {
+      // The start of a run a later reset already replaced (its answer came last) is no pending reset's.
+      if (row.type === "run.started" && row.data.resetFromRunId) {
+        if (!this.log.wasReset(row.runId!)) this.clear();
+      } else if (row.type === "run.finished" && row.data.newRunId && state.replaces.includes(row.data.runId)) {
         const next = row.data.newRunId;
         if (!state.replaces.includes(next))
           this.set({
@@ -185,16 +187,34 @@ export class ResetMark {
  * reset's hold as the workflow's end while the new run goes on.
  *
  * The current run is the log's latest, unless the reset's own run already is (the relay brought
- * its events before the route recorded its start): then the run the pending mark was set against,
- * or the run that one continued as new into while the mark waited (`current`).
+ * its events before the route recorded its start) or the run it was reset from is (a run new since
+ * the mark, whose start is not recorded yet: the row does not follow it): then the run the pending
+ * mark was set against, or the run that one continued as new into while the mark waited (`current`).
+ *
+ * A reset's run that a later reset already replaced names nothing: two resets at once whose
+ * answers reach the edge out of order (the host answers the second, B reset from A, before the
+ * first, A) log A's start after B's. Named as replacing B, A would take the row over from B
+ * (Temporal's current run), and B's end would be dropped as a replaced run's: the row would stay
+ * running, its hold reserved, for good. Its start is logged as it came (A's lineage, its history)
+ * and changes nothing in D1: the row follows B, not A nor the run A was reset from.
  */
-export function withReplacedRun(events: readonly RunEvent[], latestRunId: string | null, mark: ResetMarkState | null): readonly RunEvent[] {
+export function withReplacedRun(
+  events: readonly RunEvent[],
+  log: Pick<EventLog, "latestRunId" | "wasReset">,
+  mark: ResetMarkState | null,
+): readonly RunEvent[] {
   // Nearly every record has no reset in it: the events as they came, no copy (every push goes through here).
   if (!events.some((event) => event.type === "run.started" && event.data.resetFromRunId)) return events;
+  const latestRunId = log.latestRunId();
   return events.map((event) => {
     if (event.type !== "run.started" || !event.data.resetFromRunId || event.data.replacedRunId) return event;
     const { runId, resetFromRunId } = event.data;
-    const current = [latestRunId, mark?.current ?? mark?.replaces[0]].find((id) => id && id !== runId);
-    return current && current !== resetFromRunId ? { ...event, data: { ...event.data, replacedRunId: current } } : event;
+    // One lookup in memory (EventLog's resetRuns): some later reset's start names this run.
+    if (log.wasReset(runId)) return event;
+    // The latest being the run it was reset from while a mark waits may be a run new since the mark
+    // (the relay brought A's events, then B, reset from A, is recorded before A is): the row never
+    // followed it, and stays on the run the mark was set against, which B's start must take it from.
+    const current = [latestRunId, mark?.current ?? mark?.replaces[0]].find((id) => id && id !== runId && id !== resetFromRunId);
+    return current ? { ...event, data: { ...event.data, replacedRunId: current } } : event;
   });
 }

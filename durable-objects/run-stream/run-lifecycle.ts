@@ -31,7 +31,7 @@ import type { WebhookOutbox } from "./webhook-outbox.ts";
 export interface LifecycleParts {
   meta: Meta;
   nonces: Pick<PushNonces, "claim">;
-  log: Pick<EventLog, "append" | "latestRunId" | "finished" | "finishedRunIds" | "hasUnprojected" | "isComplete">;
+  log: Pick<EventLog, "append" | "latestRunId" | "wasReset" | "finished" | "finishedRunIds" | "hasUnprojected" | "isComplete">;
   projection: Pick<D1Projection, "apply">;
   traces: Pick<TraceWriter, "writeMissing" | "isMissing">;
   subscribers: Pick<Subscribers, "broadcast" | "releaseHeld" | "releaseRun">;
@@ -103,7 +103,7 @@ export class RunLifecycle {
     const { meta, log, nonces, subscribers, watchdog } = this.parts;
     if (nonce && !nonces.claim(nonce)) return { accepted: 0, duplicates: 0, replayed: true };
     meta.set(META_KEYS.workflowId, workflowId);
-    const fresh = log.append(withReplacedRun(events, log.latestRunId(), this.parts.resetMark.get()));
+    const fresh = log.append(withReplacedRun(events, log, this.parts.resetMark.get()));
     this.parts.resetMark.noteAppended(fresh);
     if (fresh.length > 0) {
       watchdog.heard();

@@ -33,12 +33,16 @@ import {
   seedOrganization,
 } from "./helpers.ts";
 import { aroundDurableObjectCalls } from "./durable-object-calls.ts";
-import { historyEvent } from "./stream-helpers.ts";
+import { closeEvent, historyEvent } from "./stream-helpers.ts";
 
 const HOLD = Number(env.CODE_RUN_CREDIT_HOLD);
 
 /** How the scripted host answers a reset: the new run's id, a refusal with its status and code, or no answer in time. */
-type ResetAnswer = { runId: string } | { status: number; code: string } | { timesOut: true } | { proxyStatus: number };
+type ResetAnswer =
+  | { runId: string; resetFromRunId?: string }
+  | { status: number; code: string }
+  | { timesOut: true }
+  | { proxyStatus: number };
 let resetAnswer: () => ResetAnswer = () => ({ status: 404, code: "step_not_found" });
 /**
  * What happens on the host's side before it answers a reset, given the workflow and the run it
@@ -74,8 +78,13 @@ beforeAll(async () => {
       if ("proxyStatus" in answer) return new Response("Forbidden", { status: answer.proxyStatus });
       // What fetch throws when the route's AbortSignal.timeout (RESET_HOST_TIMEOUT_MS) fires.
       if ("timesOut" in answer) throw new DOMException("The operation was aborted due to timeout", "TimeoutError");
-      // As the host does: the reset starts from the pinned run, else from the current one.
-      return Response.json({ workflowId, runId: answer.runId, resetFromRunId: pinned ?? previous!.temporal_run_id });
+      // As the host does: the reset starts from the pinned run, else from the current one (the
+      // workflow's, which may be a run the edge has not recorded yet: `resetFromRunId`).
+      return Response.json({
+        workflowId,
+        runId: answer.runId,
+        resetFromRunId: answer.resetFromRunId ?? pinned ?? previous!.temporal_run_id,
+      });
     }
     if (latestRun && path.endsWith("/result")) {
       resultCalls++;
@@ -413,6 +422,126 @@ describe("resets at once (two routes waiting on the host together)", () => {
       { amount: -10, note: "10 tokens" },
       { amount: -7, note: "7 tokens" },
     ]);
+  });
+});
+
+describe("two resets whose host answers reach the edge out of order", () => {
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  /**
+   * A metered run still going (10 tokens so far, in an organization given HOLD + 50), reset twice,
+   * 20 ms apart. The host answers the first late with A (reset from the run) and the second early
+   * with B, reset from A: what Temporal does when the second reset reaches it after A exists but
+   * before A's answer is back at the edge. `inOrder`: the first is answered first (A, then B).
+   * `early`: what happens before the early answer goes out; `meanwhile`: what happens after the
+   * early answer is recorded and before the late one goes out.
+   */
+  async function twoResets(
+    inOrder: boolean,
+    options: {
+      early?: (ids: { workflowId: string; runA: string; runB: string }) => Promise<void>;
+      meanwhile?: (ids: { key: string; workflowId: string; runB: string; answers: ResetAnswer[] }) => Promise<void>;
+    } = {},
+  ) {
+    const org = await meteredOrg(HOLD + 50);
+    const { workflowId, runId: orig, stub } = await run(org.organizationId, (id) => [usage(id, 10)]);
+    const runA = crypto.randomUUID();
+    const runB = crypto.randomUUID();
+    const answers: ResetAnswer[] = [
+      { runId: runA, resetFromRunId: orig },
+      { runId: runB, resetFromRunId: runA },
+    ];
+    resetAnswer = () => answers.shift()!;
+    const done = { first: false, second: false, meanwhile: !options.meanwhile };
+    let arrived = 0;
+    duringReset = async () => {
+      const call = arrived++;
+      if (call > 1) return; // a reset of `meanwhile`'s
+      const first = call === 0;
+      // The late answer waits until the other route has answered (and recorded its run), at most 5 s;
+      // polled, as a promise resolved in another request's context is never seen in this one.
+      const deadline = Date.now() + 5_000;
+      const other = () => (first ? done.second : done.first);
+      if (first !== inOrder) while (!(other() && done.meanwhile) && Date.now() < deadline) await sleep(5);
+      else {
+        await sleep(50);
+        await options.early?.({ workflowId, runA, runB });
+      }
+    };
+    const firstCall = reset(org.key, workflowId).then((res) => {
+      done.first = true;
+      return res;
+    });
+    await sleep(20);
+    const secondCall = reset(org.key, workflowId).then((res) => {
+      done.second = true;
+      return res;
+    });
+    if (options.meanwhile) {
+      await (inOrder ? firstCall : secondCall);
+      await options.meanwhile({ key: org.key, workflowId, runB, answers });
+      done.meanwhile = true;
+    }
+    const [first, second] = await Promise.all([firstCall, secondCall]);
+    expect([first.status, second.status]).toEqual([200, 200]);
+    expect(await first.json()).toEqual({ workflowId, runId: runA });
+    expect(await second.json()).toEqual({ workflowId, runId: runB });
+    return { org, workflowId, orig, runA, runB, stub };
+  }
+
+  /** The row follows B, A's and the run's terminated ends settle nothing, and B's end settles the one hold, charged its 7 tokens. */
+  async function expectFollowsB({ org, workflowId, orig, runA, runB, stub }: Awaited<ReturnType<typeof twoResets>>) {
+    expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: runB, credit_hold: HOLD });
+    await runInDurableObject(stub, (instance: RunStream) => {
+      const parts = (instance as unknown as { parts: { log: EventLog; resetMark: ResetMark } }).parts;
+      expect(parts.log.latestRunId()).toBe(runB);
+      // The lineage is kept whatever the order: B was reset from A, A from the run.
+      expect(parts.log.lineage(runB)).toEqual([runB, runA, orig]);
+      expect(parts.resetMark.get()).toBeNull();
+    });
+    await stub.record(workflowId, [terminated(orig), terminated(runA)]);
+    expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: runB, credit_hold: HOLD });
+    await stub.record(workflowId, [usage(runB, 7), closeEvent(runB, 2) as RunEvent, finished(runB, "completed")]);
+    await expectResetRunCharged(workflowId, runB, org.organizationId);
+    const get = (path: string) => call(path, { headers: { authorization: `Bearer ${org.key}` } }).then((res) => res.json());
+    expect(await get(`/workflow/${workflowId}/status`)).toMatchObject({ workflowId, runId: runB, status: "completed" });
+    expect(await get(`/workflow/${workflowId}/result`)).toMatchObject({
+      workflowId,
+      runId: runB,
+      status: "completed",
+      output: { greeting: "Hello, Ada" },
+    });
+  }
+
+  for (const inOrder of [false, true]) {
+    it(`${inOrder ? "answered in order (A, then B)" : "the second (B, reset from A) answered before the first (A)"}: the row follows B, the terminated ends of the run and A settle nothing, and B's end settles the one hold, charged what B used`, async () => {
+      await expectFollowsB(await twoResets(inOrder));
+    });
+  }
+
+  it("A's events reach the DO (the relay) before B's answer, and A's answer comes last: the row follows B all the same", async () => {
+    const early = async ({ workflowId, runA }: { workflowId: string; runA: string }) => {
+      await runStream(env, workflowId).record(workflowId, [historyEvent(runA, 1) as RunEvent]);
+    };
+    await expectFollowsB(await twoResets(false, { early }));
+  });
+
+  it("A's late answer comes while a third reset (of B) waits on the host: it ends not that reset's mark, so B's terminated end waits, and C's end settles the one hold", async () => {
+    const { org, workflowId, runB, stub } = await twoResets(false, {
+      meanwhile: async ({ key, workflowId, runB, answers }) => {
+        answers.push({ status: 503, code: "unavailable" });
+        expect((await reset(key, workflowId, runB)).status).toBe(504);
+      },
+    });
+    // Temporal reset B into C: B's terminated end waits for the third reset's outcome, and settles nothing.
+    await stub.record(workflowId, [terminated(runB)]);
+    expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: runB, credit_hold: HOLD });
+    const runC = crypto.randomUUID();
+    await stub.record(workflowId, [usage(runC, 7)]);
+    await staleMarkAlarm(stub);
+    expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: runC, credit_hold: HOLD });
+    await stub.record(workflowId, [finished(runC, "completed")]);
+    await expectResetRunCharged(workflowId, runC, org.organizationId);
   });
 });
 
