@@ -20,8 +20,9 @@ export const ADMISSION_PARAMS = {
   /** log view (Workflow Runs API): the run UUID the caller named; the run must be this workflow's row. */
   runUuid: "admitRunUuid",
   /**
-   * log view (run viewer): the entry types the client shows, comma-separated. With `after` > 0, a
-   * finished run with no such entry of the followed run after `after` answers 204 (the client has it all).
+   * log view: the entry types the client shows, comma-separated (`run.finished` among them). With
+   * `after` > 0, a finished run with no such entry of the followed run after `after`, or none but
+   * entries logged after its end (the client has the end: lacksSomeOf), answers 204 (the client has it all).
    */
   endTypes: "admitEndTypes",
   /**
@@ -158,7 +159,7 @@ function notStartedRefusal(status: RunStatus): Response {
  * it did not exist), and the run has started (else 503). The subscription follows the row's
  * current Temporal run, or, for a client resuming inside another run of the workflow, that run
  * (see below). With `admitEndTypes`, a client already past the last shown entry of a finished
- * run gets 204.
+ * run, or past its end (entries logged after the end are not sent again with a second end), gets 204.
  */
 async function admitLogSubscriber(env: Env, organizationId: string, workflowId: string, url: URL, log: AdmissionLog): Promise<Admission> {
   const runUuid = url.searchParams.get(ADMISSION_PARAMS.runUuid);
@@ -189,12 +190,26 @@ async function admitLogSubscriber(env: Env, organizationId: string, workflowId: 
   if (cursorRun !== null && cursorRun !== runId && log.knowsRun(cursorRun)) {
     if (endTypes === null) followed = cursorRun;
     else if (url.searchParams.get(ADMISSION_PARAMS.cursorRun) === "1") {
-      const lacksSome = !(await log.streamState(cursorRun)).finished || log.hasEntryAfter(after, cursorRun, endTypes);
+      const lacksSome = !(await log.streamState(cursorRun)).finished || lacksSomeOf(log, after, cursorRun, endTypes);
       if (lacksSome) followed = cursorRun;
     }
   }
   if (endTypes !== null && after > 0 && (await log.streamState(followed)).finished) {
-    if (!log.hasEntryAfter(after, followed, endTypes)) return { refusal: new Response(null, { status: 204 }) };
+    if (!lacksSomeOf(log, after, followed, endTypes)) return { refusal: new Response(null, { status: 204 }) };
   }
   return { runId: followed };
+}
+
+/** The log entry that ends a run: every `endTypes` list names it (the streams show it). */
+const RUN_END_TYPE = ["run.finished"] as const;
+
+/**
+ * Whether a client at `after` lacks some of the finished run `runId`: an entry of `endTypes` after
+ * it, the run's end among them. What the run logs after its end (steps, thinking text or usage the
+ * host's run event journal delivers late, after an outage) is not news to a client that has the
+ * end: sent again, it came with a second end. A reset's run is another run (another `runId`), which
+ * this does not hide. The second lookup runs only when the first found an entry.
+ */
+function lacksSomeOf(log: AdmissionLog, after: number, runId: string, endTypes: readonly string[]): boolean {
+  return log.hasEntryAfter(after, runId, endTypes) && log.hasEntryAfter(after, runId, RUN_END_TYPE);
 }

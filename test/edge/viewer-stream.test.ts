@@ -62,6 +62,28 @@ describe("run viewer stream: resume (security: exact replay, no duplicates)", ()
     expect(resumes).toBe(7);
   });
 
+  it("steps, thinking and usage the host's journal redelivers after the run's end: a client that has the end gets 204, never a second done; from before the end, done once and last", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(runId, 1), stepEvent(runId, "started"), closeEvent(runId, 2), finishedEvent(runId)]);
+    const { token } = await mintStreamToken(STREAM_SECRET, { organizationId: org.organizationId, apiKeyId: org.keyId, workflowId });
+    const open = (lastEventId?: string) =>
+      call(`/runs/${workflowId}/events?token=${token}`, { headers: lastEventId ? { "last-event-id": lastEventId } : {} });
+    const shown = (frames: Awaited<ReturnType<typeof allFrames>>) => frames.filter((f) => f.event !== "token");
+    const first = shown(await allFrames(await open()));
+    expect(first.map((f) => f.event)).toEqual(["run", "step", "run", "done"]);
+    const [, startedId, endId] = first.map((f) => f.id);
+    // After an outage the journal delivers what the step published, once the run's end is logged.
+    await push(workflowId, [stepEvent(runId, "completed"), thinkingEvent(runId, 1, "late"), httpAttributeEvent(runId, 1)]);
+    // An EventSource that got `done` reconnects with the id of the run's end (done has none): 204 stops it.
+    expect((await open(endId)).status).toBe(204);
+    // One that lost the stream before the end gets the rest, late entries or not, and done once, last.
+    const rest = shown(await allFrames(await open(startedId)));
+    expect(rest[0]).toMatchObject({ event: "run", id: endId });
+    expect(rest.filter((f) => f.event === "done")).toHaveLength(1);
+    expect(rest.at(-1)!.event).toBe("done");
+    expect((await open(rest.filter((f) => f.id).at(-1)!.id)).status).toBe(204);
+  });
+
   it("a page resuming inside a run that has since continued as new gets the rest of that run and its end, not the next run's entries", async () => {
     const { workflowId, runId: first } = await createRunningRun(org.organizationId);
     const next = crypto.randomUUID();

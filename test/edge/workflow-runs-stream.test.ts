@@ -15,6 +15,7 @@ import {
   expectExactResume,
   finishedEvent,
   historyEvent,
+  httpAttributeEvent,
   push,
   range,
   thinkingEvent,
@@ -231,6 +232,50 @@ describe("Workflow Runs API stream", () => {
       const lostEnd = await collect(await open(id, lastEntryId));
       expect(lostEnd.filter((e) => e.event !== "ping").map((e) => [e.event, e.id])).toEqual([[end.event, end.id]]);
     }
+  });
+
+  it("steps, thinking and usage the host's journal redelivers after the run's end: reconnecting with the end's id is 204, never a second end; from before the end, the end once and last", async () => {
+    const { workflowId, runId } = await createRunningRun(organizationId);
+    const id = await runIdOf(workflowId);
+    await push(workflowId, [historyEvent(runId, 1), stepEvent(runId, 1, "started"), closeEvent(runId, 2), finishedEvent(runId)]);
+    const first = await collect(await open(id));
+    const end = first.at(-1)!;
+    expect(end.event).toBe("result");
+    const lastEntryId = first.filter((e) => e.id && e.event !== "result").at(-1)!.id!;
+    // After an outage the journal delivers what the step published, once the run's end is logged.
+    await push(workflowId, [
+      stepEvent(runId, 1, "completed"),
+      thinkingEvent(runId, 1, "late", "1"),
+      httpAttributeEvent(runId, 1, { activityId: "1", stepName: "countWords" }),
+    ]);
+    // A client that got the end has the run: EventSource stops.
+    expect((await open(id, end.id)).status).toBe(204);
+    // One that lost the end gets what came after its last entry and the end, once and last.
+    const lostEnd = (await collect(await open(id, lastEntryId))).filter((e) => e.event !== "ping");
+    expect(lostEnd.filter((e) => e.event === "result")).toHaveLength(1);
+    expect(lostEnd.at(-1)!.event).toBe("result");
+    expect((await open(id, lostEnd.at(-1)!.id)).status).toBe(204);
+    // From the start: every entry once, one result, last.
+    const all = (await collect(await open(id))).filter((e) => e.event !== "ping");
+    expect(all.filter((e) => e.event === "result")).toHaveLength(1);
+    expect(all.at(-1)!.event).toBe("result");
+    expect(new Set(all.map((e) => e.id)).size).toBe(all.length);
+    // A reset after it: the client that got the end follows the reset's run, as without late entries.
+    const next = crypto.randomUUID();
+    await env.DB.prepare("UPDATE runs SET temporal_run_id = ?, status = 'running' WHERE id = ?").bind(next, id).run();
+    const res = await open(id, end.id);
+    expect(res.status).toBe(200);
+    await push(workflowId, [
+      { sourceKey: `run:${next}:started`, type: "run.started", at: new Date().toISOString(), data: { runId: next } },
+      stepEvent(next, 1, "started"),
+    ]);
+    const seen: string[] = [];
+    for await (const m of readSse(res.body!)) {
+      if (m.event === "ping") continue;
+      seen.push(m.event);
+      if (m.event === "activity-run") break;
+    }
+    expect(seen).toEqual(["workflow-run", "activity-run"]);
   });
 
   it("a run reset after a client saw its end shows the new run to that client, not 204", async () => {
