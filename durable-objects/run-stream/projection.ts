@@ -395,8 +395,10 @@ export class D1Projection {
  * migration tests (a row written before migration 0011 is found by its key, whatever its id).
  */
 export async function stepRunStatement(db: D1Database, workflowId: string, step: MergedStep): Promise<D1PreparedStatement> {
-  // Outputs too large for the row stay in the log (`outputs_in_log`), as a run's own can.
-  const outputs = rowOutput(step.outputs);
+  // Outputs too large for the row stay in the log (`outputs_in_log`), as a run's own can. Outputs
+  // the host left out of the step event (`outputsOmitted`) are marked the same way: the log has
+  // none for them, and the detail answers such an attempt `outputsOmitted` (detail.ts).
+  const outputs = step.outputsOmitted ? { json: null, inLog: true } : rowOutput(step.outputs);
   return db
     .prepare(
       `INSERT INTO step_runs (id, run_id, organization_id, temporal_run_id, step_id, step_name, attempt, status, outputs, error, created_at, updated_at, outputs_in_log)
@@ -455,6 +457,8 @@ export interface MergedStep {
   stepName: string | null;
   status: "running" | "completed" | "failed";
   outputs: unknown;
+  /** The host left the attempt's outputs out of its step event (too large: `outputsOmitted`). */
+  outputsOmitted?: boolean;
   error: string | null;
   firstAt: string;
   lastAt: string;
@@ -479,6 +483,7 @@ function mergeSteps(rows: readonly LogRow[]): MergedStep[] {
         stepName: d.stepName ?? null,
         status: state,
         outputs: d.outputs,
+        outputsOmitted: d.outputsOmitted === true,
         error: d.error ?? null,
         firstAt: row.at,
         lastAt: row.at,
@@ -487,7 +492,14 @@ function mergeSteps(rows: readonly LogRow[]): MergedStep[] {
     }
     seen.seqs.push(row.seq);
     if (state !== "running") seen.status = state;
-    if (d.outputs !== undefined && d.outputs !== null) seen.outputs = d.outputs;
+    if (d.outputs !== undefined && d.outputs !== null) {
+      seen.outputs = d.outputs;
+      seen.outputsOmitted = false;
+    }
+    if (d.outputsOmitted) {
+      seen.outputs = undefined;
+      seen.outputsOmitted = true;
+    }
     if (d.error !== undefined) seen.error = d.error;
     seen.stepName ??= d.stepName ?? null;
     if (row.at < seen.firstAt) seen.firstAt = row.at;

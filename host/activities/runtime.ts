@@ -185,7 +185,10 @@ export class StepPublisher {
    * ends. Temporal records no history event for a retried attempt until the activity finally
    * ends, so these are what show attempts while they happen.
    */
-  step(state: "started" | "completed" | "failed", details: { outputs?: unknown; error?: string } = {}): Promise<void> {
+  step(
+    state: "started" | "completed" | "failed",
+    details: Pick<RunEventOf<"step">["data"], "outputs" | "outputsOmitted" | "outputsSize" | "error"> = {},
+  ): Promise<void> {
     return this.push({ sourceKey: this.key("step", state), type: "step", at: this.now(), data: { ...this.context(), state, ...details } });
   }
 

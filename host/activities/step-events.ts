@@ -5,15 +5,29 @@
  */
 import type { ActivityExecuteInput, ActivityInboundCallsInterceptor, Next } from "@temporalio/worker";
 import { Context } from "@temporalio/activity";
+import type { RunEventData } from "../../src/shared/run-event-schema.ts";
 import { StepPublisher, activityRuntime, deliveryWaitMs, waitForDelivery, withEnvOverrides } from "./runtime.ts";
 
-/** Step outputs larger than this (as JSON) are not copied into step events; the result route has them. */
-const MAX_STEP_OUTPUT_CHARS = 16_000;
+/**
+ * The largest step outputs (UTF-8 bytes of their JSON) a step event carries: Temporal's limit on
+ * one payload (`limit.blobSize.error`, 2 MiB by default, the dev server's too), so every result
+ * Temporal takes as the attempt's is shown whole. Everything after it takes at least that: a push
+ * goes out in parts past MAX_PUSH_BYTES (8 MiB) under the edge's 32 MiB signed body cap, the
+ * host's journal holds a row of any size (MAX_BYTES_IN_FLIGHT lets one through alone), and the
+ * run's log keeps an entry of any size in pieces (event-parts.ts); the edge's D1 row holds up to
+ * 768 KiB (MAX_ROW_OUTPUT_BYTES) and its detail reads larger ones from the log. Past it the event
+ * says the outputs were left out (`outputsOmitted`, `outputsSize`) rather than carrying a stand-in
+ * object a step could have returned itself.
+ */
+export const MAX_STEP_OUTPUT_BYTES = 2 * 1024 * 1024;
 
-function outputsOf(result: unknown): unknown {
-  if (result === undefined) return null;
+/** What a completed attempt's step event says of its result. */
+function outputsOf(result: unknown): Pick<RunEventData<"step">, "outputs" | "outputsOmitted" | "outputsSize"> {
+  if (result === undefined) return { outputs: null };
   const json = JSON.stringify(result);
-  return json !== undefined && json.length <= MAX_STEP_OUTPUT_CHARS ? result : { truncated: true, size: json?.length ?? 0 };
+  if (json === undefined) return { outputs: null };
+  const size = Buffer.byteLength(json);
+  return size <= MAX_STEP_OUTPUT_BYTES ? { outputs: result } : { outputsOmitted: true, outputsSize: size };
 }
 
 /**
@@ -36,7 +50,7 @@ export class StepEventsInterceptor implements ActivityInboundCallsInterceptor {
       const workflowId = Context.current().info.workflowExecution?.workflowId;
       const envs = workflowId ? ((await activityRuntime().envs?.forWorkflow(workflowId)) ?? {}) : {};
       const result = await withEnvOverrides(envs, () => next(input));
-      await this.awhile(publisher.step("completed", { outputs: outputsOf(result) }));
+      await this.awhile(publisher.step("completed", outputsOf(result)));
       return result;
     } catch (err) {
       await this.awhile(publisher.step("failed", { error: err instanceof Error ? err.message : String(err) }));

@@ -112,13 +112,25 @@ export const historyData = z.object({ runId, event: serializedHistoryEventSchema
 export const attributeData = z.object({ ...stepContext, attribute: attributeSchema });
 export const thinkingData = z.object({ ...stepContext, text: z.string() });
 export const textData = z.object({ ...stepContext, delta: z.string() });
-export const stepData = z.object({
-  ...stepContext,
-  activityId: z.string().min(1).max(200),
-  state: z.enum(["started", "completed", "failed"]),
-  outputs: z.unknown().optional(),
-  error: z.string().optional(),
-});
+export const stepData = z
+  .object({
+    ...stepContext,
+    activityId: z.string().min(1).max(200),
+    state: z.enum(["started", "completed", "failed"]),
+    outputs: z.unknown().optional(),
+    /**
+     * A completed attempt's outputs were too large for its step event (past the host's
+     * MAX_STEP_OUTPUT_BYTES, Temporal's payload limit) and left out: `outputs` is absent, and the
+     * Workflow Runs API shows the attempt with `outputsOmitted`. `outputsSize`: their JSON's UTF-8 bytes.
+     */
+    outputsOmitted: z.literal(true).optional(),
+    outputsSize: z.number().int().min(0).optional(),
+    error: z.string().optional(),
+  })
+  .refine((d) => !(d.outputsOmitted && d.outputs !== undefined), {
+    message: "a step event with outputsOmitted carries no outputs",
+    path: ["outputs"],
+  });
 
 const event = <T extends string, D extends z.ZodType>(type: T, data: D) => z.object({ sourceKey, type: z.literal(type), at, data });
 

@@ -12,7 +12,7 @@ import { MAX_LOGGED_STEP_OUTPUTS_PER_READ } from "../../durable-objects/run-stre
 import { MAX_LOG_ROW_DATA_BYTES } from "../../durable-objects/run-stream/event-parts.ts";
 import { MAX_ROW_ERROR_CHARS, MAX_ROW_ERROR_DETAILS_BYTES, MAX_ROW_OUTPUT_BYTES } from "../../durable-objects/run-stream/row-limits.ts";
 import { runStream } from "../../src/run-stream-client.ts";
-import { call, seedCatalog, seedOrganization } from "./helpers.ts";
+import { call, seedCatalog, seedOrganization, signedPost } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
 
 const JWT_SECRET = "edge-test-jwt-secret-at-least-32-bytes-long"; // the edge tests' (vitest.config.ts)
@@ -214,6 +214,79 @@ describe("a run's outcome larger than its D1 row can hold", () => {
       Array.from({ length: count - 1 }, (_, i) => [i + 1, undefined]),
     );
     expect(byStep.at(-1)).toMatchObject({ outputs: null, outputsOmitted: true });
+  });
+
+  it("a step attempt's outputs of 100,000 characters (past the host's former 16,000 cap) are kept in the row and come back whole from the detail", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId, "hello");
+    const outputs = { page: "r".repeat(100_000 - 11) };
+    expect(JSON.stringify(outputs).length).toBe(100_000);
+    await push(workflowId, [
+      {
+        sourceKey: `step:${runId}:1:1:completed`,
+        type: "step",
+        at: new Date().toISOString(),
+        data: { runId, activityId: "1", stepName: "step1", attempt: 1, state: "completed", outputs },
+      },
+      historyEvent(runId, 1),
+      closeEvent(runId, 2),
+      finishedEvent(runId),
+    ]);
+    const stored = (await row(workflowId))!;
+    const detail = (await (await get(`/api/v1/workflow-runs/${stored.id}`, await jwt(org.organizationId))).json()) as {
+      activityRuns: Array<{ stepId: string; outputs: unknown; outputsOmitted?: boolean }>;
+    };
+    expect(detail.activityRuns).toHaveLength(1);
+    expect(detail.activityRuns[0]!.outputsOmitted).toBeUndefined();
+    expect(JSON.stringify(detail.activityRuns[0]!.outputs) === JSON.stringify(outputs)).toBe(true);
+  });
+
+  it("a step event whose outputs the host left out (outputsOmitted: past its MAX_STEP_OUTPUT_BYTES) answers outputs: null, outputsOmitted: true, whatever order its events arrive in", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId, "hello");
+    const step = (activityId: string, state: string, extra: Record<string, unknown> = {}) => ({
+      sourceKey: `step:${runId}:${activityId}:1:${state}`,
+      type: "step",
+      at: new Date().toISOString(),
+      data: { runId, activityId, stepName: `step${activityId}`, attempt: 1, state, ...extra },
+    });
+    const omitted = { outputsOmitted: true, outputsSize: 3 * 1024 * 1024 };
+    // "1": both ends in one push (one upsert); "2": its start after its end, in a later push; "3" has outputs.
+    await push(workflowId, [step("1", "started"), step("1", "completed", omitted), step("2", "completed", omitted)]);
+    await push(workflowId, [step("2", "started"), step("3", "completed", { outputs: { words: 3 } })]);
+    await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)]);
+    const stored = (await row(workflowId))!;
+    expect(stored.status).toBe("completed");
+    const detail = (await (await get(`/api/v1/workflow-runs/${stored.id}`, await jwt(org.organizationId))).json()) as {
+      activityRuns: Array<{ stepId: string; status: string; outputs: unknown; outputsOmitted?: boolean }>;
+    };
+    const byStep = detail.activityRuns.sort((a, b) => Number(a.stepId) - Number(b.stepId));
+    expect(byStep.map((a) => [a.stepId, a.status, a.outputs, a.outputsOmitted])).toEqual([
+      ["1", "completed", null, true],
+      ["2", "completed", null, true],
+      ["3", "completed", { words: 3 }, undefined],
+    ]);
+    // No stand-in object anywhere: the log keeps the flag and the size, not outputs.
+    const logged = (await runStream(env, workflowId).events()).filter((e) => e.type === "step" && e.data.state === "completed");
+    expect(logged.map((e) => (e.data as Record<string, unknown>).outputsOmitted)).toEqual([true, true, undefined]);
+    expect(logged.map((e) => (e.data as Record<string, unknown>).outputsSize)).toEqual([3 * 1024 * 1024, 3 * 1024 * 1024, undefined]);
+  });
+
+  it("a step event that says outputsOmitted while carrying outputs, or a bad outputsSize, is refused (400): nothing half-recorded", async () => {
+    const { workflowId, runId } = await createRunningRun(org.organizationId, "hello");
+    const completed = (extra: Record<string, unknown>) => ({
+      sourceKey: `step:${runId}:1:1:completed`,
+      type: "step",
+      at: new Date().toISOString(),
+      data: { runId, activityId: "1", stepName: "step1", attempt: 1, state: "completed", ...extra },
+    });
+    for (const extra of [
+      { outputsOmitted: true, outputs: { truncated: true } },
+      { outputsOmitted: false },
+      { outputsOmitted: true, outputsSize: -1 },
+    ]) {
+      const res = await signedPost(`/internal/runs/${workflowId}/events`, { events: [completed(extra)] });
+      expect(res.status, JSON.stringify(extra)).toBe(400);
+    }
+    expect((await runStream(env, workflowId).events()).filter((e) => e.type === "step")).toEqual([]);
   });
 
   it("an error longer than MAX_ROW_ERROR_CHARS is cut in the row, saying how much was left out; the run still fails", async () => {

@@ -12,10 +12,11 @@ import { fetchRecorded } from "../../host/activities/http.ts";
 import { askModel } from "../../host/activities/llm.ts";
 import { policyFromEnv } from "../../host/activities/outbound-guard.ts";
 import { type ActivityRuntime, installActivityRuntime, StepPublisher } from "../../host/activities/runtime.ts";
-import { StepEventsInterceptor } from "../../host/activities/step-events.ts";
+import { MAX_STEP_OUTPUT_BYTES, StepEventsInterceptor } from "../../host/activities/step-events.ts";
 import { EdgeClient } from "../../host/edge-client.ts";
 import { createLocalLlmServer } from "../../host/local-llm/server.ts";
-import type { RunEventPush } from "../../src/shared/host-api.ts";
+import type { RunEvent, RunEventPush } from "../../src/shared/host-api.ts";
+import { runEventPush } from "../../src/shared/run-event-schema.ts";
 
 const SECRET = "step-events-test-secret-long-enough-for-hmac"; // test-only
 
@@ -28,6 +29,8 @@ afterEach(() => new Promise<void>((r) => (server ? server.close(() => r()) : r()
  */
 async function recordingEdge(unavailable = 0) {
   const received: string[] = [];
+  /** The events themselves, as the edge took them. */
+  const events: RunEvent[] = [];
   const taken = { pushes: 0 };
   let requests = 0;
   server = createServer((req, res) => {
@@ -37,6 +40,7 @@ async function recordingEdge(unavailable = 0) {
       if (++requests <= unavailable) return void res.writeHead(503).end();
       const push = JSON.parse(Buffer.concat(chunks).toString()) as RunEventPush;
       taken.pushes++;
+      for (const run of push.runs) events.push(...run.events);
       for (const run of push.runs)
         for (const e of run.events)
           received.push(`${e.type}:${(e.data as { state?: string; text?: string }).state ?? (e.data as { text?: string }).text ?? ""}`);
@@ -47,7 +51,7 @@ async function recordingEdge(unavailable = 0) {
     });
   });
   await new Promise<void>((r) => server!.listen(0, "127.0.0.1", r));
-  return { url: `http://127.0.0.1:${(server!.address() as AddressInfo).port}`, received, taken };
+  return { url: `http://127.0.0.1:${(server!.address() as AddressInfo).port}`, received, events, taken };
 }
 
 function install(edge: EdgeClient) {
@@ -68,6 +72,44 @@ describe("step events: happy path", () => {
     expect(edge.received).toEqual(["step:started", "step:completed"]);
     await expect(attempt(new StepEventsInterceptor(), async () => Promise.reject(new Error("boom")))).rejects.toThrow("boom");
     expect(edge.received.slice(2)).toEqual(["step:started", "step:failed"]);
+  });
+
+  it("a step's outputs of 100,000 characters of JSON reach the edge whole (the edge keeps outputs of up to Temporal's 2 MiB), not as {truncated, size}", async () => {
+    const edge = await recordingEdge();
+    install(new EdgeClient(edge.url, SECRET, () => undefined, 3, 5));
+    const outputs = { text: "x".repeat(100_000 - 11) };
+    expect(JSON.stringify(outputs).length).toBe(100_000);
+    await attempt(new StepEventsInterceptor(), async () => outputs);
+    const completed = edge.events.find((e) => e.type === "step" && e.data.state === "completed");
+    expect(completed?.data).toMatchObject({ state: "completed", outputs });
+    expect(completed?.data).not.toHaveProperty("outputsOmitted");
+  });
+});
+
+describe("step events: outputs past MAX_STEP_OUTPUT_BYTES", () => {
+  it("are left out of the step event, which says so (outputsOmitted, outputsSize in UTF-8 bytes) instead of carrying a {truncated, size} object a step could have returned; the step's result is its own", async () => {
+    const edge = await recordingEdge();
+    install(new EdgeClient(edge.url, SECRET, () => undefined, 3, 5));
+    // Two-byte characters: the cap is in bytes (as Temporal's), not characters.
+    const outputs = { text: "é".repeat(MAX_STEP_OUTPUT_BYTES / 2) };
+    const size = Buffer.byteLength(JSON.stringify(outputs));
+    expect(JSON.stringify(outputs).length).toBeLessThan(MAX_STEP_OUTPUT_BYTES);
+    expect(await attempt(new StepEventsInterceptor(), async () => outputs)).toBe(outputs);
+    const completed = edge.events.find((e) => e.type === "step" && e.data.state === "completed");
+    expect(completed?.data).toMatchObject({ state: "completed", outputsOmitted: true, outputsSize: size });
+    expect(completed?.data).not.toHaveProperty("outputs");
+    // Its push is one the edge takes: within the push and signed body limits.
+    expect(runEventPush.safeParse({ runs: [{ workflowId: "w", events: [completed] }] }).success).toBe(true);
+  });
+
+  it("outputs of exactly MAX_STEP_OUTPUT_BYTES are sent whole", async () => {
+    const edge = await recordingEdge();
+    install(new EdgeClient(edge.url, SECRET, () => undefined, 3, 5));
+    const outputs = "y".repeat(MAX_STEP_OUTPUT_BYTES - 2);
+    await attempt(new StepEventsInterceptor(), async () => outputs);
+    const completed = edge.events.find((e) => e.type === "step" && e.data.state === "completed");
+    expect(completed?.data).toMatchObject({ state: "completed", outputs });
+    expect(completed?.data).not.toHaveProperty("outputsOmitted");
   });
 });
 

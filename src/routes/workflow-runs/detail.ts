@@ -48,10 +48,11 @@ export async function detailOf(env: Env, run: Run) {
     );
     inLog.forEach((step, i) => {
       const read = logged[i];
-      const answered = read !== undefined && "outputs" in read;
-      step.outputs = answered ? (read.outputs ?? null) : null;
-      // Past the per-read limit: outputsInLog stays set and the view says `outputsOmitted`.
-      step.outputsInLog = !answered;
+      const outputs = read !== undefined && "outputs" in read ? (read.outputs ?? null) : null;
+      step.outputs = outputs;
+      // None read: past the per-read limit, or outputs the host left out of the step event (past
+      // its MAX_STEP_OUTPUT_BYTES, so the log has none). outputsInLog stays set and the view says `outputsOmitted`.
+      step.outputsInLog = outputs === null;
     });
   }
   return workflowRunDetail({ ...run, output }, steps);

@@ -39,7 +39,8 @@ export function activityRunView(step: StepRun) {
     stepName: step.stepName,
     status: step.status,
     outputs: (step.outputs as Record<string, unknown> | null) ?? null,
-    // Outputs over 768 KiB that this answer left out (past the few one detail read takes from the run's log).
+    // Outputs this answer left out: over 768 KiB and past the few one detail read takes from the
+    // run's log, or past what the host puts in a step event (Temporal's 2 MiB payload limit).
     ...(step.outputsInLog ? { outputsOmitted: true } : {}),
     error: step.error,
     attempt: step.attempt,
