@@ -57,8 +57,8 @@ describe("step rows across a reset (real stack)", () => {
     expect(detail.temporalRunId).toBe(second);
     expect(detail.activityRuns.map((a) => [a.temporalRunId, a.stepName, a.attempt, a.status, a.outputs])).toEqual([
       [first, "countWords", 1, "completed", { text: "keep my steps", words: 3 }],
-      [first, "shout", 1, "completed", "KEEP MY STEPS"],
-      [second, "shout", 1, "completed", "KEEP MY STEPS"],
+      [first, "shout", 1, "completed", { value: "KEEP MY STEPS" }],
+      [second, "shout", 1, "completed", { value: "KEEP MY STEPS" }],
     ]);
     // Temporal numbered shout the same in both runs; the rows (and their ids) are still two.
     const shouts = detail.activityRuns.filter((a) => a.stepName === "shout");

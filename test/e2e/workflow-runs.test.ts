@@ -58,7 +58,7 @@ describe("execute", () => {
     expect(body.workflowRun.outputs).toEqual({ greeting: "Bonjour, Ada!" });
     expect(body.workflowRun.envNames).toEqual(["GREETING", "API_TOKEN"]);
     expect(body.workflowRun.activityRuns).toEqual([
-      expect.objectContaining({ stepName: "composeGreeting", attempt: 1, status: "completed", outputs: "Bonjour, Ada!" }),
+      expect.objectContaining({ stepName: "composeGreeting", attempt: 1, status: "completed", outputs: { value: "Bonjour, Ada!" } }),
     ]);
     expect(JSON.stringify(body)).not.toContain(secret);
 

@@ -343,9 +343,12 @@ describe("Workflow Runs API: list, dashboard and detail", () => {
     await env.DB.prepare(
       `INSERT INTO step_runs (id, run_id, organization_id, step_id, step_name, attempt, status, outputs, created_at, updated_at) VALUES
        (?, ?, ?, '1', 'composeGreeting', 1, 'failed', NULL, '2026-01-01T00:00:01.100Z', '2026-01-01T00:00:01.200Z'),
-       (?, ?, ?, '1', 'composeGreeting', 2, 'completed', '"Hello, Ada!"', '2026-01-01T00:00:02.100Z', '2026-01-01T00:00:02.200Z')`,
+       (?, ?, ?, '1', 'composeGreeting', 2, 'completed', '"Hello, Ada!"', '2026-01-01T00:00:02.100Z', '2026-01-01T00:00:02.200Z'),
+       (?, ?, ?, '2', 'count', 1, 'completed', '42', '2026-01-01T00:00:03.100Z', '2026-01-01T00:00:03.200Z'),
+       (?, ?, ?, '3', 'list', 1, 'completed', '["a","b"]', '2026-01-01T00:00:04.100Z', '2026-01-01T00:00:04.200Z'),
+       (?, ?, ?, '4', 'fields', 1, 'completed', '{"greeting":"Hi"}', '2026-01-01T00:00:05.100Z', '2026-01-01T00:00:05.200Z')`,
     )
-      .bind(crypto.randomUUID(), runId, organizationId, crypto.randomUUID(), runId, organizationId)
+      .bind(...[1, 2, 3, 4, 5].flatMap(() => [crypto.randomUUID(), runId, organizationId]))
       .run();
     const detail = (await (await get(`/api/v1/workflow-runs/${runId}`, token)).json()) as {
       id: string;
@@ -355,7 +358,11 @@ describe("Workflow Runs API: list, dashboard and detail", () => {
     expect(detail).toMatchObject({ id: runId, status: "completed" });
     expect(detail.activityRuns.map((a) => [a.stepId, a.stepName, a.attempt, a.status, a.outputs])).toEqual([
       ["1", "composeGreeting", 1, "failed", null],
-      ["1", "composeGreeting", 2, "completed", "Hello, Ada!"],
+      // outputs are an object or null: a step's string, number or list comes as {value}.
+      ["1", "composeGreeting", 2, "completed", { value: "Hello, Ada!" }],
+      ["2", "count", 1, "completed", { value: 42 }],
+      ["3", "list", 1, "completed", { value: ["a", "b"] }],
+      ["4", "fields", 1, "completed", { greeting: "Hi" }],
     ]);
     for (const id of [crypto.randomUUID(), "..%2F..%2Fadmin", "x".repeat(500), "%E2%98%83"]) {
       expect((await get(`/api/v1/workflow-runs/${id}`, token)).status, id).toBe(404);

@@ -7,6 +7,16 @@ function inputsOf(input: unknown) {
   return input && typeof input === "object" && !Array.isArray(input) ? Object.entries(input).map(([name, value]) => ({ name, value })) : [];
 }
 
+/**
+ * An activity run's `outputs` as the contract types them, an object or null: a step's result that
+ * is a JSON object as it is, any other value (a string, a number, a boolean, a list) as `{value}`,
+ * so a client that reads them as an object (a table of fields) gets one.
+ */
+export function activityOutputs(outputs: unknown): Record<string, unknown> | null {
+  if (outputs === null || outputs === undefined) return null;
+  return typeof outputs === "object" && !Array.isArray(outputs) ? (outputs as Record<string, unknown>) : { value: outputs };
+}
+
 /** What a run view needs of a run's row; `inputOmitted`: a list left out an input too large to list (its detail has it). */
 type RunViewSource = Pick<Run, "id" | "workflowId" | "workflowName" | "status" | "waitingSince" | "input" | "createdAt" | "updatedAt"> & {
   inputOmitted?: boolean;
@@ -38,7 +48,7 @@ export function activityRunView(step: StepRun) {
     stepId: step.stepId,
     stepName: step.stepName,
     status: step.status,
-    outputs: (step.outputs as Record<string, unknown> | null) ?? null,
+    outputs: activityOutputs(step.outputs),
     // Outputs this answer left out: over 768 KiB and past the few one detail read takes from the
     // run's log, or past what the host puts in a step event (Temporal's 2 MiB payload limit).
     ...(step.outputsInLog ? { outputsOmitted: true } : {}),
