@@ -242,7 +242,7 @@ export class D1Projection {
         .first<number>("seq");
       attributes = attributes.filter((r) => r.seq > (through ?? 0));
     }
-    if (attributes.length > 0) statements.push(this.attributes(workflowId, attributes, now));
+    if (attributes.length > 0) statements.push(this.attributes(workflowId, attributes));
     for (const row of ends) {
       const statement = this.finished(workflowId, row, now, startedAt.get(row.data.runId));
       if (statement.finish) finishes.push({ index: statements.length, row });
@@ -309,7 +309,8 @@ export class D1Projection {
 
   /**
    * Totals for listing and billing, and the newest attribute they include; the attributes
-   * themselves stay in the log.
+   * themselves stay in the log. `updated_at` is left as it is: it is the time of the run's last
+   * status change (the Workflow Runs API's `updatedAt`), which usage is not.
    *
    * Tokens of a run a reset replaced count in the totals, what the workflow used in all, and move
    * the reset's starting point (`credit_tokens_base`) with them, so that neither the reset's
@@ -317,7 +318,7 @@ export class D1Projection {
    * 0020). While the reset waits on the host they are not projected at all (`usageGate`): refused,
    * they are the run's own (its settlement, or the late charge of a completed run, takes them).
    */
-  private attributes(workflowId: string, rows: LogRowOf<"attribute">[], now: string): D1PreparedStatement {
+  private attributes(workflowId: string, rows: LogRowOf<"attribute">[]): D1PreparedStatement {
     const totals = aggregate(rows.map((r) => r.data.attribute));
     const replaced = rows.filter((r) => this.log.wasReset(r.data.runId) || this.usageGate(r.data.runId) === "replaced");
     const replacedTokens = replaced.length > 0 ? aggregate(replaced.map((r) => r.data.attribute)).tokens.total : 0;
@@ -326,7 +327,7 @@ export class D1Projection {
       .prepare(
         `UPDATE runs SET cost_total = cost_total + ?, tokens_input = tokens_input + ?, tokens_output = tokens_output + ?,
            tokens_total = tokens_total + ?, credit_tokens_base = credit_tokens_base + ?, http_requests = http_requests + ?,
-           attributes_through_seq = ?, updated_at = ?
+           attributes_through_seq = ?
          WHERE temporal_workflow_id = ?`,
       )
       .bind(
@@ -337,7 +338,6 @@ export class D1Projection {
         replacedTokens,
         totals.httpRequests.total,
         through,
-        now,
         workflowId,
       );
   }

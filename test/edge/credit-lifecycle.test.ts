@@ -190,6 +190,27 @@ describe("a metered hello run, start to finish, counted at the DO's D1 binding",
     ]);
   });
 
+  it("usage moves the row's totals, not its updatedAt: that is the time of its last status change", async () => {
+    const org = await meteredOrg(HOLD * 2);
+    const updatedAt = async (workflowId: string) =>
+      (await env.DB.prepare("SELECT updated_at AS at, tokens_total AS tokens FROM runs WHERE temporal_workflow_id = ?")
+        .bind(workflowId)
+        .first<{ at: string; tokens: number }>())!;
+    const { c, runId } = await live(org.organizationId, () => []);
+    const running = await updatedAt(c.workflowId);
+    const stub = runStream(env, c.workflowId);
+    await new Promise((r) => setTimeout(r, 5));
+    await stub.record(c.workflowId, [usage(runId, 42)]);
+    expect(await updatedAt(c.workflowId)).toEqual({ at: running.at, tokens: 42 });
+    await stub.record(c.workflowId, [finished(runId, "completed")]);
+    const completed = await updatedAt(c.workflowId);
+    expect(completed.at > running.at).toBe(true);
+    // Usage reported after the end (the host's journal, late) is charged and counted, and changes no status.
+    await new Promise((r) => setTimeout(r, 5));
+    await stub.record(c.workflowId, [{ ...usage(runId, 8), sourceKey: `attribute:${runId}:a:1:9` }]);
+    expect(await updatedAt(c.workflowId)).toEqual({ at: completed.at, tokens: 50 });
+  });
+
   it("usage reported after any other end, or for an unmetered organization, is counted and not charged", async () => {
     const metered = await meteredOrg(HOLD * 2);
     const failed = await live(metered.organizationId, (runId) => [[usage(runId, 42), finished(runId, "failed")]]);
