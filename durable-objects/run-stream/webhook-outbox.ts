@@ -434,7 +434,9 @@ export class WebhookOutbox {
           signal: AbortSignal.timeout(positiveNumberVar(env.WEBHOOK_TIMEOUT_MS, DEFAULT_WEBHOOK_TIMEOUT_MS)),
         });
         responseStatus = response.status;
-        await response.body?.cancel();
+        // The status is the receiver's answer; its body is never read. A body that then breaks off
+        // (the connection dropped after a 2xx) must not turn a delivery into a retry: a second send.
+        await response.body?.cancel().catch(() => undefined);
         if (response.status < 200 || response.status > 299) error = `the endpoint answered ${response.status}`;
       } catch (err) {
         error =

@@ -124,6 +124,36 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
     expect(outbox).toEqual([expect.objectContaining({ endpointId: endpoint.id, state: "delivered", attempts: 3 })]);
   });
 
+  it("a 2xx is a delivery even when the answer's body then breaks off: logged as succeeded, not sent again", async () => {
+    const org = await seedOrganization();
+    const endpoint = await register(org.organizationId, hookUrl(`broken-body-${crypto.randomUUID()}`));
+    const realFetch = globalThis.fetch;
+    let sent = 0;
+    // The receiver answers 200, then its connection drops in the middle of the body (read or not, the status is its acknowledgement).
+    const spy = vi.spyOn(globalThis, "fetch").mockImplementation(async (input, init) => {
+      if (!String(input instanceof Request ? input.url : input).includes("/hook/")) return realFetch(input as RequestInfo, init);
+      sent++;
+      const body = new ReadableStream({
+        start(controller) {
+          controller.enqueue(new TextEncoder().encode("ok"));
+          controller.error(new Error("connection reset (test)"));
+        },
+      });
+      return new Response(body, { status: 200 });
+    });
+    try {
+      const { work } = await queuedMessage(org.organizationId, endpoint.id, `msg_broken_${crypto.randomUUID().slice(0, 8)}`);
+      expect(await work({})).toMatchObject([{ state: "delivered", attempts: 1 }]);
+      expect(await work({})).toMatchObject([{ state: "delivered", attempts: 1 }]);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(sent).toBe(1);
+    expect(await deliveriesOf(org.organizationId, endpoint.id)).toEqual([
+      expect.objectContaining({ attempt: 1, status: "succeeded", responseStatus: 200, error: null, nextAttemptAt: null }),
+    ]);
+  });
+
   it("a DO abort in the middle of a delivery still delivers, with the same webhook-id", async () => {
     const { name, endpoint, workflowId } = await firstAttemptMade("abort", "hang:4000,200");
     // The first attempt is in flight (the receiver holds its answer): reset the DO.
