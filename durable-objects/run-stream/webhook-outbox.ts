@@ -460,7 +460,9 @@ export class WebhookOutbox {
     // An attempt made once the window has ended (the one at its end, or a late alarm's) is the last.
     const status = error === null ? "succeeded" : now < firstAt + this.windowMs ? "retrying" : "failed";
     const { sql } = this.deps;
-    if (status === "succeeded") sql.exec("UPDATE webhook_outbox SET state = 'delivered' WHERE delivery_id = ?", row.delivery_id);
+    // A delivered message is never sent again: its body (up to about 850 KB with a run's output) is
+    // not kept in the run's storage for good; the row stays, so a requeue of the run's end is ignored.
+    if (status === "succeeded") sql.exec("UPDATE webhook_outbox SET state = 'delivered', body = '' WHERE delivery_id = ?", row.delivery_id);
     if (status === "failed") sql.exec("UPDATE webhook_outbox SET state = 'failed' WHERE delivery_id = ?", row.delivery_id);
     await this.logAttempt(row, attempt, now, { status, responseStatus, error, ...(status === "retrying" ? { retryAt } : {}) });
   }
@@ -501,7 +503,7 @@ export class WebhookOutbox {
   }
 
   /** Outbox rows (tests and diagnostics). */
-  rows(): Array<{ messageId: string; endpointId: string; state: string; attempts: number; nextAttemptAt: number }> {
+  rows(): Array<{ messageId: string; endpointId: string; state: string; attempts: number; nextAttemptAt: number; bodyChars: number }> {
     return this.deps.sql
       .exec<OutboxRow>("SELECT * FROM webhook_outbox ORDER BY delivery_id")
       .toArray()
@@ -511,6 +513,7 @@ export class WebhookOutbox {
         state: r.state,
         attempts: r.attempts,
         nextAttemptAt: r.next_attempt_at,
+        bodyChars: r.body.length,
       }));
   }
 }
