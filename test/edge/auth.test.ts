@@ -135,4 +135,27 @@ describe("API key authentication", () => {
       restore();
     }
   }, 30_000);
+
+  it("security: an IPv6 client is counted by its /64 (what one host is given): addresses of one /64 share the limit, another /64 does not", async () => {
+    clearApiKeyCache();
+    const intoMinute = Date.now() % 60_000;
+    if (intoMinute > 45_000) await new Promise((r) => setTimeout(r, 60_500 - intoMinute));
+    const hex = () => Math.floor(Math.random() * 0x10000).toString(16);
+    // A /64 of the documentation range; each request from another address in it, as a host with SLAAC or a cloud VM can.
+    const prefix = `2001:db8:${hex()}:${hex()}`;
+    const inPrefix = () => `${prefix}:${hex()}:${hex()}:${hex()}:${hex()}`;
+    const madeUp = () => `otr_${crypto.randomUUID().replaceAll("-", "").slice(0, 20)}_${"A".repeat(32)}`;
+    const from = (ip: string) => postJson("/workflow/start", UNKNOWN_WORKFLOW, madeUp(), { "cf-connecting-ip": ip });
+    const statuses = new Map<number, number>();
+    for (let i = 0; i < 200; i++) {
+      const res = await from(inPrefix());
+      statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
+    }
+    expect(statuses.get(401)).toBeLessThanOrEqual(121);
+    expect(statuses.get(429)).toBeGreaterThanOrEqual(79);
+    // The /64 written another way (zeros compressed, upper case) is the same client.
+    expect((await from(`${prefix.toUpperCase()}::1`)).status).toBe(429);
+    // The next /64 is another client.
+    expect((await from(`2001:db8:${hex()}:${hex()}::1`)).status).toBe(401);
+  }, 30_000);
 });

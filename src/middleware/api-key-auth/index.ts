@@ -5,6 +5,7 @@
  */
 import { createMiddleware } from "hono/factory";
 import { parseApiKey, sha256Hex } from "../../shared/api-keys.ts";
+import { parseIPv6 } from "../../shared/ip-ranges.ts";
 import type { AppEnv, AuthContext } from "../../app-env.ts";
 import { ApiError, INVALID_TOKEN_CHALLENGE } from "../../errors.ts";
 import { findApiKeyById } from "../../db/api-keys.ts";
@@ -53,8 +54,30 @@ export function clearApiKeyCache(): void {
   blockedAddresses.clear();
 }
 
-/** The caller's address as Cloudflare saw it; one shared bucket where there is none (local dev). */
-const clientAddress = (header: string | undefined) => header?.trim() || "unknown";
+/** IPv6 addresses are counted by their first 64 bits. */
+const IPV6_CLIENT_PREFIX_BITS = 64n;
+
+/**
+ * The /64 an IPv6 address is in (`2001:db8:1:2::/64`), or null when `address` is not one. One host
+ * is usually given a whole /64 (SLAAC, a cloud VM's interface), so counting each address apart
+ * would give it 2^64 budgets of made-up key lookups.
+ */
+function ipv6Prefix(address: string): string | null {
+  const bits = parseIPv6(address.toLowerCase());
+  if (bits === null) return null;
+  const prefix = bits >> (128n - IPV6_CLIENT_PREFIX_BITS);
+  const groups = [48n, 32n, 16n, 0n].map((shift) => ((prefix >> shift) & 0xffffn).toString(16));
+  return `${groups.join(":")}::/64`;
+}
+
+/**
+ * Who the caller is for the count of unknown keys: its address as Cloudflare saw it, an IPv6 one
+ * by its /64; one shared bucket where there is none (local dev).
+ */
+export function clientAddress(header: string | undefined): string {
+  const address = header?.trim() || "unknown";
+  return (address.includes(":") && ipv6Prefix(address)) || address;
+}
 
 /** 429 while the address is refused; its keys already cached still work. */
 function refuseBlockedAddress(address: string, now: number): void {
