@@ -120,8 +120,8 @@ async function main() {
         // Bench-only secrets; the HMAC ones at least MIN_SECRET_LENGTH (32) characters, or the edge refuses them.
         HOST_SHARED_SECRET: "bench-only-host-shared-secret-not-for-production",
         STREAM_TOKEN_SECRET: "bench-only-stream-token-secret-not-for-production",
-        ADMIN_API_KEY: "bench",
-        INTERNAL_SERVICE_SECRET: "bench-internal",
+        ADMIN_API_KEY: "bench-admin-key-of-at-least-32-characters", // bench only
+        INTERNAL_SERVICE_SECRET: "bench-internal-secret-of-at-least-32-characters", // bench only
         JWT_SECRET,
         WEBHOOK_SECRET_KEYS: `bench:${Buffer.alloc(32, 7).toString("base64")}`,
       },

@@ -1,5 +1,8 @@
+import { createExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
+import app from "../../src/index.ts";
+import { MIN_SECRET_LENGTH } from "../../src/shared/signing.ts";
 import { MAX_CREDIT_BALANCE } from "../../src/db/credits.ts";
 import { interceptD1InPlace } from "../support/d1-intercept.ts";
 import { admin, call, createKey, type ErrorBody, readAllPages, TEST_ADMIN_KEY } from "./helpers.ts";
@@ -17,7 +20,40 @@ describe("admin API: security", () => {
     expect(await code(await call("/admin/v1/organizations"))).toBe("unauthorized");
     expect((await admin("GET", "/admin/v1/organizations", undefined, "not-the-admin-key")).status).toBe(401);
     expect((await admin("GET", "/admin/v1/organizations", undefined, "otr_abcdefgh12_ABCDEFGHIJKLMNOPQRSTUVWXYZ12")).status).toBe(401);
-    expect((await admin("GET", "/admin/v1/organizations", undefined, "edge-test-old-admin-key")).status).toBe(200);
+    expect((await admin("GET", "/admin/v1/organizations", undefined, "edge-test-old-admin-key-of-32-characters")).status).toBe(200);
+  });
+
+  it("an ADMIN_API_KEY value under 32 characters opens nothing: every admin call is a logged 500 (never the value), the short key's too", async () => {
+    const short = "s".repeat(MIN_SECRET_LENGTH - 1);
+    const listWith = (configured: string, bearer: string) =>
+      app.fetch(
+        new Request("http://edge.test/admin/v1/organizations", { headers: { authorization: `Bearer ${bearer}` } }),
+        { ...env, ADMIN_API_KEY: configured } as Env,
+        createExecutionContext(),
+      );
+    const errors = vi.spyOn(console, "error").mockImplementation(() => {});
+    try {
+      for (const configured of [short, `${TEST_ADMIN_KEY},${short}`]) {
+        for (const bearer of [short, TEST_ADMIN_KEY]) {
+          const res = await listWith(configured, bearer);
+          expect([configured.length, bearer.length, res.status, await code(res)]).toEqual([
+            configured.length,
+            bearer.length,
+            500,
+            "internal_error",
+          ]);
+        }
+      }
+      const logged = errors.mock.calls.map((args) => args.join(" ")).join("\n");
+      expect(logged).toContain("ADMIN_API_KEY is too short");
+      expect(logged).not.toContain(short);
+    } finally {
+      errors.mockRestore();
+    }
+    // No credential is still the caller's 401; 32 characters are enough.
+    expect((await listWith(short, "")).status).toBe(401);
+    const enough = "e".repeat(MIN_SECRET_LENGTH);
+    expect((await listWith(enough, enough)).status).toBe(200);
   });
 });
 

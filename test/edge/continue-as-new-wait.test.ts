@@ -88,7 +88,7 @@ describe("a blocking start of a run that continues as new", () => {
       method: "POST",
       // A trusted internal caller (INTERNAL_SERVICE_SECRET, test/edge/vitest.config.ts) acting for the organization.
       headers: {
-        authorization: "Bearer edge-test-internal-secret",
+        authorization: "Bearer edge-test-internal-secret-of-32-characters",
         "x-organization-id": org.organizationId,
         "content-type": "application/json",
       },

@@ -7,7 +7,7 @@ import type { RunEvent } from "../../src/shared/run-event-schema.ts";
 import { signRequest } from "../../src/shared/signing.ts";
 
 export const TEST_HOST_SECRET = "edge-test-host-shared-secret-long-enough-for-hmac";
-export const TEST_ADMIN_KEY = "edge-test-admin-key";
+export const TEST_ADMIN_KEY = "edge-test-admin-key-of-32-characters";
 
 /** A call to the admin API with the test admin key. */
 export function admin(method: string, path: string, body?: unknown, key = TEST_ADMIN_KEY): Promise<Response> {

@@ -132,7 +132,7 @@ describe("when the host cannot be reached: the streaming starts", () => {
     const res = await call("/api/v1/workflow-runs/execute/stream", {
       method: "POST",
       headers: {
-        authorization: "Bearer edge-test-internal-secret",
+        authorization: "Bearer edge-test-internal-secret-of-32-characters",
         "x-organization-id": org.organizationId,
         "content-type": "application/json",
       },

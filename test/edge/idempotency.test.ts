@@ -93,7 +93,7 @@ describe("Idempotency-Key: format", () => {
     const execute = await call("/api/v1/workflow-runs/execute", {
       method: "POST",
       headers: {
-        authorization: "Bearer edge-test-internal-secret",
+        authorization: "Bearer edge-test-internal-secret-of-32-characters",
         "x-organization-id": organizationId,
         "content-type": "application/json",
         "idempotency-key": "k".repeat(300),
@@ -149,7 +149,7 @@ describe("Idempotency-Key: hostile bodies", () => {
       [
         "/api/v1/workflow-runs/execute",
         `{"workflowId":"x","inputs":${deep}}`,
-        { authorization: "Bearer edge-test-internal-secret", "x-organization-id": organizationId },
+        { authorization: "Bearer edge-test-internal-secret-of-32-characters", "x-organization-id": organizationId },
       ],
     ];
     for (const [path, body, headers] of routes) {

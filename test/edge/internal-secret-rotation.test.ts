@@ -7,13 +7,14 @@
 import { createExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { SignJWT } from "jose";
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import app from "../../src/index.ts";
+import { MIN_SECRET_LENGTH } from "../../src/shared/signing.ts";
 import { errorCodeOf, seedOrganization } from "./helpers.ts";
 
 // Test-only values.
-const OLD = "edge-test-internal-old";
-const NEW = "edge-test-internal-new";
+const OLD = "edge-test-internal-old-of-32-characters";
+const NEW = "edge-test-internal-new-of-32-characters";
 
 let organizationId: string;
 beforeAll(async () => {
@@ -83,5 +84,35 @@ describe("INTERNAL_SERVICE_SECRET rotation (security)", () => {
       .setExpirationTime("5m")
       .sign(new TextEncoder().encode(env.JWT_SECRET));
     expect((await listAs(" , ", jwt, {})).status).toBe(200);
+  });
+});
+
+describe("INTERNAL_SERVICE_SECRET (security): a value short enough to be found by trying is no secret", () => {
+  it("internal calls are a logged 500 (never the value), even presenting that value; JWTs still work", async () => {
+    const short = "s".repeat(MIN_SECRET_LENGTH - 1);
+    const errors = vi.spyOn(console, "error").mockImplementation(() => {});
+    try {
+      for (const configured of [short, `${NEW},${short}`]) {
+        for (const bearer of [short, NEW]) {
+          expect(await listAs(configured, bearer), `${configured.length} / ${bearer.length}`).toMatchObject({
+            status: 500,
+            code: "internal_error",
+          });
+        }
+      }
+      const logged = errors.mock.calls.map((args) => args.join(" ")).join("\n");
+      expect(logged).toContain("INTERNAL_SERVICE_SECRET is too short");
+      expect(logged).not.toContain(short);
+    } finally {
+      errors.mockRestore();
+    }
+    const jwt = await new SignJWT({ org_id: organizationId })
+      .setProtectedHeader({ alg: "HS256" })
+      .setExpirationTime("5m")
+      .sign(new TextEncoder().encode(env.JWT_SECRET));
+    expect((await listAs(short, jwt, {})).status).toBe(200);
+    // 32 characters are enough.
+    const enough = "e".repeat(MIN_SECRET_LENGTH);
+    expect((await listAs(enough, enough)).status).toBe(200);
   });
 });

@@ -104,7 +104,7 @@ describe("a start call whose answer is lost after the DO accepted the run", () =
     const res = await send(
       "/api/v1/workflow-runs/execute/stream",
       { workflowId: helloId, inputs: { name: "Ada" } },
-      "edge-test-internal-secret",
+      "edge-test-internal-secret-of-32-characters",
       "answer",
       { "x-organization-id": org.organizationId },
     );

@@ -96,7 +96,7 @@ describe("OpenAPI document", () => {
   it("documents what the routes' authentication itself answers: 400 for an internal Workflow Runs call naming no organization, 413 for a signed host body over the limit", async () => {
     // The behaviour: the dashboard (whose own errors are 404 only) answers 400 before it runs.
     const unnamed = await call(`/api/v1/workflow-runs/dashboard/${crypto.randomUUID()}`, {
-      headers: { authorization: "Bearer edge-test-internal-secret" },
+      headers: { authorization: "Bearer edge-test-internal-secret-of-32-characters" },
     });
     expect(unnamed.status).toBe(400);
     expect(((await unnamed.json()) as ErrorBody).error.code).toBe("invalid_request");

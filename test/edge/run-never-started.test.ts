@@ -119,7 +119,7 @@ describe("an Idempotency-Key replay of a streaming execute whose run was refused
       call("/api/v1/workflow-runs/execute/stream", {
         method: "POST",
         headers: {
-          authorization: "Bearer edge-test-internal-secret",
+          authorization: "Bearer edge-test-internal-secret-of-32-characters",
           "x-organization-id": org.organizationId,
           "content-type": "application/json",
           "idempotency-key": key,

@@ -12,8 +12,8 @@ const root = resolve(import.meta.dirname, "../..");
 // Test-only secret (the second value exercises rotation). Read by wrangler's secrets.required.
 process.env.HOST_SHARED_SECRET = "edge-test-host-shared-secret-long-enough-for-hmac,edge-test-old-host-shared-secret-long-enough-for-hmac";
 process.env.STREAM_TOKEN_SECRET = "edge-test-stream-token-secret-long-enough-for-hs256";
-process.env.ADMIN_API_KEY = "edge-test-admin-key,edge-test-old-admin-key";
-process.env.INTERNAL_SERVICE_SECRET = "edge-test-internal-secret";
+process.env.ADMIN_API_KEY = "edge-test-admin-key-of-32-characters,edge-test-old-admin-key-of-32-characters";
+process.env.INTERNAL_SERVICE_SECRET = "edge-test-internal-secret-of-32-characters";
 process.env.JWT_SECRET = "edge-test-jwt-secret-at-least-32-bytes-long";
 // Test-only keys (32 bytes each): "edge2" encrypts, "edge1" is an older key still listed for decryption.
 process.env.WEBHOOK_SECRET_KEYS = `edge2:${Buffer.alloc(32, 2).toString("base64")},edge1:${Buffer.alloc(32, 1).toString("base64")}`;

@@ -255,7 +255,7 @@ describe("Workflow API: hostile bodies (security)", () => {
     for (const [route, body, path] of cases) {
       // The Workflow Runs API authenticates its internal caller, who names the organization.
       const res = route.startsWith("/api/v1/workflow-runs")
-        ? await postJson(route, body, "edge-test-internal-secret", { "x-organization-id": org.organizationId })
+        ? await postJson(route, body, "edge-test-internal-secret-of-32-characters", { "x-organization-id": org.organizationId })
         : await postJson(route, body, org.key);
       expect(res.status, `${route} ${body}`).toBe(400);
       const error = (await res.json()) as { issues?: { path: string }[]; error?: string | { issues: { path: string }[] } };

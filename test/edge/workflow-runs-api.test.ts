@@ -113,11 +113,16 @@ describe("Workflow Runs API: auth", () => {
   });
 
   it("accepts the internal service secret with X-Organization-Id, and requires the header", async () => {
-    expect((await get("/api/v1/workflow-runs", "edge-test-internal-secret", { "x-organization-id": org.organizationId })).status).toBe(200);
-    expect((await get("/api/v1/workflow-runs", "edge-test-internal-secret")).status).toBe(400);
+    expect(
+      (await get("/api/v1/workflow-runs", "edge-test-internal-secret-of-32-characters", { "x-organization-id": org.organizationId }))
+        .status,
+    ).toBe(200);
+    expect((await get("/api/v1/workflow-runs", "edge-test-internal-secret-of-32-characters")).status).toBe(400);
     expect((await get("/api/v1/workflow-runs", "edge-test-internal-secre", { "x-organization-id": org.organizationId })).status).toBe(401);
     // An organization that does not exist authenticates nobody (it was a 500 on execute before).
-    expect((await get("/api/v1/workflow-runs", "edge-test-internal-secret", { "x-organization-id": "org_missing" })).status).toBe(401);
+    expect(
+      (await get("/api/v1/workflow-runs", "edge-test-internal-secret-of-32-characters", { "x-organization-id": "org_missing" })).status,
+    ).toBe(401);
     expect((await get("/api/v1/workflow-runs", await jwtFor("org_missing"))).status).toBe(401);
   });
 

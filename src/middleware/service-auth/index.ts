@@ -10,7 +10,8 @@
  * - a **trusted internal call**: `Authorization: Bearer <INTERNAL_SERVICE_SECRET>` plus
  *   `X-Organization-Id`. A Worker has no private network, so "private IP" trust becomes
  *   possession of this secret (docs/authentication.md). Several comma-separated values are
- *   accepted so that it can be rotated without downtime, like ADMIN_API_KEY.
+ *   accepted so that it can be rotated without downtime, like ADMIN_API_KEY; each at least
+ *   MIN_SECRET_LENGTH characters, or internal calls are a logged 500.
  */
 import { createMiddleware } from "hono/factory";
 import {
@@ -188,6 +189,9 @@ async function verifyHs256(env: RotationEnv, token: string, options: JWTVerifyOp
   throw new Error("unreachable: the last key's failure is thrown");
 }
 
+/** A JWT's compact form: three dot-separated parts (the internal secret is told apart from one by that). */
+const looksLikeJwt = (credential: string) => credential.split(".").length === 3;
+
 const unauthorized = (message: string) => new ApiError("unauthorized", message, undefined, { "www-authenticate": INVALID_TOKEN_CHALLENGE });
 
 /**
@@ -257,7 +261,17 @@ export const serviceAuth = () =>
 
     // A comma-separated list, every value accepted (`new,old` while rotating); blank entries are no secret.
     const internalSecrets = parseSecrets(c.env.INTERNAL_SERVICE_SECRET);
-    if (internalSecrets.length > 0 && (await matchesSecret(credential, internalSecrets))) {
+    const internalProblem = internalSecrets.length > 0 ? secretsProblem("INTERNAL_SERVICE_SECRET", internalSecrets) : undefined;
+    if (internalProblem && !looksLikeJwt(credential)) {
+      // A value short enough to be found by trying (it acts for any organization) is no secret:
+      // internal calls are off until the operator fixes it (logged, never the value); JWTs still work.
+      console.error(JSON.stringify({ level: "error", requestId: c.get("requestId"), message: `Workflow Runs API: ${internalProblem}` }));
+      throw new ApiError(
+        "internal_error",
+        "internal calls are off until the operator fixes INTERNAL_SERVICE_SECRET; quote the request id when reporting it",
+      );
+    }
+    if (!internalProblem && internalSecrets.length > 0 && (await matchesSecret(credential, internalSecrets))) {
       const organizationId = c.req.header("x-organization-id") ?? "";
       if (!ORGANIZATION_ID.test(organizationId))
         throw new ApiError("invalid_request", "internal calls name their organization in X-Organization-Id");
