@@ -71,6 +71,7 @@ export const ERROR_CODES = {
   reset_outcome_unknown: 504,
   start_outcome_unknown: 504,
   update_outcome_unknown: 504,
+  signal_outcome_unknown: 504,
   query_timed_out: 504,
 } as const satisfies Record<string, ContentfulStatusCode>;
 
@@ -141,6 +142,7 @@ export const OUTPUT_ERROR_NAMES = {
   reset_outcome_unknown: "WorkflowResetOutcomeUnknownError",
   start_outcome_unknown: "WorkflowStartOutcomeUnknownError",
   update_outcome_unknown: "WorkflowUpdateOutcomeUnknownError",
+  signal_outcome_unknown: "WorkflowSignalOutcomeUnknownError",
   query_timed_out: "WorkflowQueryTimedOutError",
 } as const satisfies Record<ErrorCode, string>;
 
@@ -155,6 +157,7 @@ const RUN_TIED_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   "reset_outcome_unknown",
   "start_outcome_unknown",
   "update_outcome_unknown",
+  "signal_outcome_unknown",
   "query_timed_out",
   "run_not_finished",
   "run_ended",

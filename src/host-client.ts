@@ -48,6 +48,22 @@ export class HostRefusedError extends ApiError {}
  */
 const OUTAGE_STATUSES = new Set([408, 429, 502, 503, 504, 520, 521, 522, 523, 524]);
 
+/**
+ * Gateway statuses that may come after the call reached the host: a bad answer from it (502, 520),
+ * or no answer in time (504, 524). A 503, 521, 522 or 523 means the call never got there.
+ */
+const MAYBE_FORWARDED_STATUSES = new Set([502, 504, 520, 524]);
+
+/** fetch's failures that come before anything is sent: the connection or the name was refused. */
+const NEVER_SENT = /connection refused|ECONNREFUSED|ENOTFOUND|DNS|getaddrinfo/i;
+
+/**
+ * How long the edge waits for the host's answer to a signal, query or update: past the host's own
+ * waits (UPDATE_WAIT_MS 60 s, QUERY_WAIT_MS 20 s in host/control-api.ts, which then answer 504 with
+ * their codes), so that only a host or proxy that never answers meets it.
+ */
+export const INTERACT_WAIT_MS = { signal: 30_000, query: 30_000, update: 75_000 } as const;
+
 /** Seconds a client should wait before retrying when the host cannot be reached. */
 export const HOST_RETRY_AFTER_SECONDS = 5;
 /**
@@ -73,9 +89,17 @@ export class HostClient {
     return this.call("GET", `${HOST_PATHS.result(workflowId)}?${query}`, runResultResponse);
   }
 
-  /** Sends a signal, query or update to a run; resolves to the handler's result (signals: undefined). */
+  /**
+   * Sends a signal, query or update to a run; resolves to the handler's result (signals: undefined).
+   * Waits at most INTERACT_WAIT_MS for the host. A signal or an update that may have reached the
+   * host without its answer reaching us (our wait ran out, the connection dropped mid-call, a
+   * gateway's 502/504/520/524) is `signal_outcome_unknown` / `update_outcome_unknown`, never a
+   * "retry" that could deliver it twice; a query reads only, so its failures stay retryable.
+   */
   async interact(workflowId: string, kind: "signal" | "query" | "update", name: string, payload: unknown) {
-    return (await this.call("POST", HOST_PATHS.interact(workflowId, kind, name), interactResponse, { payload })).result;
+    const path = HOST_PATHS.interact(workflowId, kind, name);
+    const sideEffect = kind === "query" ? undefined : kind === "signal" ? "signal_outcome_unknown" : "update_outcome_unknown";
+    return (await this.call("POST", path, interactResponse, { payload }, INTERACT_WAIT_MS[kind], sideEffect)).result;
   }
 
   /** Graceful stop: Temporal cancellation, the workflow's cleanup runs. */
@@ -108,6 +132,8 @@ export class HostClient {
     schema: T,
     payload?: unknown,
     timeoutMs?: number,
+    /** The call changes the run, and repeating it would change it twice: the code for "it may have". */
+    outcomeUnknown?: "signal_outcome_unknown" | "update_outcome_unknown",
   ): Promise<z.infer<T>> {
     const body = payload === undefined ? "" : JSON.stringify(payload);
     const secrets = parseSecrets(this.env.HOST_SHARED_SECRET);
@@ -132,6 +158,14 @@ export class HostClient {
         ...(timeoutMs ? { signal: AbortSignal.timeout(timeoutMs) } : {}),
       });
     } catch (err) {
+      // Refused before anything was sent (no connection, no name): retrying works. Any other
+      // failure (our wait ran out, the connection dropped) may come after the host acted.
+      if (outcomeUnknown && !NEVER_SENT.test(String((err as Error).message))) {
+        throw new ApiError(
+          outcomeUnknown,
+          `the workflow host took the call but its answer never came (${(err as Error).message}); it may have been applied: check before sending it again`,
+        );
+      }
       throw new ApiError("host_unavailable", `the workflow host is not reachable: ${(err as Error).message}`, undefined, this.retryAfter());
     }
     const json: unknown = await res.json().catch(() => null);
@@ -150,6 +184,12 @@ export class HostClient {
     if (res.status === 504 && code === "update_outcome_unknown") throw new ApiError("update_outcome_unknown", message);
     // No worker answered a query in time: whether a retry works depends on the run's workers, not on us.
     if (res.status === 504 && code === "query_timed_out") throw new ApiError("query_timed_out", message);
+    if (outcomeUnknown && MAYBE_FORWARDED_STATUSES.has(res.status)) {
+      throw new ApiError(
+        outcomeUnknown,
+        `something in front of the workflow host answered ${res.status} after passing the call on, or not: it may have been applied; check before sending it again`,
+      );
+    }
     if (OUTAGE_STATUSES.has(res.status)) {
       throw new ApiError(
         "host_unavailable",

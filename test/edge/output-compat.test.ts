@@ -5,7 +5,7 @@
  */
 import { env } from "cloudflare:workers";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { HOST_READY_WAIT_MS } from "../../src/host-client.ts";
+import { HOST_READY_WAIT_MS, INTERACT_WAIT_MS } from "../../src/host-client.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import { forgetReadiness } from "../../src/routes/probes.ts";
 import { interceptD1InPlace } from "../support/d1-intercept.ts";
@@ -390,6 +390,96 @@ describe("run routes: shapes, pinned forms, hostile ids", () => {
       restore();
     }
   });
+
+  it("a signal or update that may have reached the host without its answer reaching the edge is 504 *_outcome_unknown, never a retry; a query, or a call that never got there, is 503 with Retry-After", async () => {
+    const running = await createRunningRun(org.organizationId, "approval");
+    const calls = [
+      ["signal", `/workflow/${running.workflowId}/signal/approve`, { payload: { ok: true } }],
+      ["feedback", `/workflow/${running.workflowId}/feedback`, { payload: { ok: true } }],
+      ["update", `/workflow/${running.workflowId}/update/setPriority`, { payload: { priority: 2 } }],
+      ["query", `/workflow/${running.workflowId}/query/progress`, {}],
+    ] as const;
+    const unknownCode = { signal: "signal_outcome_unknown", feedback: "signal_outcome_unknown", update: "update_outcome_unknown" } as const;
+    // A gateway's answer after passing the call on (or not), and a connection dropped mid-call.
+    const maybeApplied: Array<[string, () => Response | Promise<Response>]> = [
+      ["502 page", () => new Response("<html>502 Bad Gateway</html>", { status: 502, headers: { "content-type": "text/html" } })],
+      ["504 page", () => new Response("upstream timed out", { status: 504 })],
+      ["524", () => new Response("", { status: 524 })],
+      [
+        "dropped",
+        () => {
+          throw new Error("Network connection lost.");
+        },
+      ],
+    ];
+    for (const [what, answer] of maybeApplied) {
+      const restore = scriptHost(answer);
+      try {
+        for (const [kind, path, body] of calls) {
+          const res = await send("POST", path, org.key, body);
+          if (kind === "query") {
+            expect([what, kind, res.status, res.headers.get("retry-after")]).toEqual([what, kind, 503, "5"]);
+            continue;
+          }
+          expect([what, kind, res.status, res.headers.get("retry-after")]).toEqual([what, kind, 504, null]);
+          expect(await outputError(res)).toMatchObject({ code: unknownCode[kind], workflowId: running.workflowId });
+        }
+      } finally {
+        restore();
+      }
+    }
+    // Never got there: a gateway's 503 or 521, or a refused connection. Retrying works.
+    const neverSent: Array<[string, () => Response | Promise<Response>]> = [
+      ["503", () => new Response("", { status: 503 })],
+      ["521", () => new Response("", { status: 521 })],
+      [
+        "refused",
+        () => {
+          throw new Error("connection refused");
+        },
+      ],
+    ];
+    for (const [what, answer] of neverSent) {
+      const restore = scriptHost(answer);
+      try {
+        for (const [kind, path, body] of calls) {
+          const res = await send("POST", path, org.key, body);
+          expect([what, kind, res.status, res.headers.get("retry-after")]).toEqual([what, kind, 503, "5"]);
+        }
+      } finally {
+        restore();
+      }
+    }
+  });
+
+  it(
+    "a host that takes a signal and never answers: after the edge's wait (INTERACT_WAIT_MS), 504 signal_outcome_unknown, not a request held open for good",
+    async () => {
+      const running = await createRunningRun(org.organizationId, "approval");
+      let aborted = false;
+      // Honours the edge's abort, as a real connection does; answers nothing before it.
+      const restore = scriptHost(
+        (request) =>
+          new Promise<Response>((_, reject) =>
+            request.signal.addEventListener("abort", () => {
+              aborted = true;
+              reject(request.signal.reason);
+            }),
+          ),
+      );
+      try {
+        const began = Date.now();
+        const res = await send("POST", `/workflow/${running.workflowId}/signal/approve`, org.key, { payload: {} });
+        expect([res.status, res.headers.get("retry-after")]).toEqual([504, null]);
+        expect(await outputError(res)).toMatchObject({ code: "signal_outcome_unknown" });
+        expect(aborted).toBe(true);
+        expect(Date.now() - began).toBeGreaterThanOrEqual(INTERACT_WAIT_MS.signal);
+      } finally {
+        restore();
+      }
+    },
+    INTERACT_WAIT_MS.signal + 15_000,
+  );
 
   it("a query no worker answered within the host's wait is 504 query_timed_out with the host's words, not a 500 or an outage's 503", async () => {
     const running = await createRunningRun(org.organizationId, "approval");

@@ -321,6 +321,7 @@ export function documentWorkflowApi(app: App) {
         "handler_failed",
         ...(kind === "query" ? [] : (["run_finished", "message_rejected"] as const)),
         ...(kind === "update" ? (["update_outcome_unknown"] as const) : []),
+        ...(kind === "signal" ? (["signal_outcome_unknown"] as const) : []),
         ...(kind === "query" ? (["query_timed_out"] as const) : []),
         "run_not_started",
         "host_unavailable",
@@ -342,7 +343,16 @@ export function documentWorkflowApi(app: App) {
         schema: z.object({ workflowId: z.string(), signal: z.literal("resume"), delivered: z.literal(true) }),
       },
     },
-    errors: [...RUN_ERRORS, "invalid_json", "handler_not_found", "run_finished", "message_rejected", "run_not_started", "host_unavailable"],
+    errors: [
+      ...RUN_ERRORS,
+      "invalid_json",
+      "handler_not_found",
+      "run_finished",
+      "message_rejected",
+      "signal_outcome_unknown",
+      "run_not_started",
+      "host_unavailable",
+    ],
   });
   for (const path of ["/workflow/:id/trace-log", "/workflow/:id/runs/:rid/trace-log"]) {
     documentRoute(app, {
