@@ -2,6 +2,7 @@
  * Published prompt workflows (POST /api/v1/run/{workflow_id}): checking the caller's variables
  * against the template, sizing the credit hold, and starting the host's `run_prompt` workflow.
  */
+import { z } from "zod";
 import { positiveNumberVar } from "../shared/positive-number-var.ts";
 import { findPublishedPromptWorkflow, PROMPT_WORKFLOW_ID } from "../db/prompt-workflows.ts";
 import type { PromptDefinition } from "../db/schema.ts";
@@ -117,6 +118,9 @@ export function neverStartedRunError(status: string, error: string | null | unde
   return new ApiError("run_failed", `the run ${status} before it started: ${error ?? "no error message"}`);
 }
 
+/** What the host's run_prompt returns (host/workflows/prompt.ts RunPromptOutput); citations are [] without web search. */
+const PROMPT_ANSWER = z.object({ text: z.string(), citations: z.array(z.string()).default([]) });
+
 /** How a finished prompt run ends for the caller: its result, or the error to answer with. */
 export function promptOutcome(
   prompt: Pick<PromptDefinition, "webSearch">,
@@ -126,7 +130,23 @@ export function promptOutcome(
   maxMs: number,
 ): { ok: true; body: { success: true; result: string; citations?: string[] } } | { ok: false; error: ApiError } {
   if (status === "completed") {
-    const { text, citations } = output as { text: string; citations: string[] };
+    const answer = PROMPT_ANSWER.safeParse(output);
+    if (!answer.success) {
+      // A host of another version, or one that lost the result's payload (the history relay reports
+      // a completed run without one as output null): a stable code, never a 200 without the text,
+      // a TypeError's 500, or (on the stream) a "lost the run's event stream".
+      console.error(
+        JSON.stringify({ level: "error", message: "a completed prompt run's output is not {text, citations}", output: typeof output }),
+      );
+      return {
+        ok: false,
+        error: new ApiError(
+          "host_error",
+          "the run completed, but its output is not a prompt's answer (a text); the workflow host may run another version",
+        ),
+      };
+    }
+    const { text, citations } = answer.data;
     return { ok: true, body: { success: true, result: text, ...(prompt.webSearch ? { citations } : {}) } };
   }
   if (status === "timed_out" || status === "running" || status === "scheduled") {

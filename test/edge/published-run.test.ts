@@ -217,6 +217,54 @@ describe("published run API: Idempotency-Key replays after the workflow was edit
   });
 });
 
+describe("published run API: a completed run whose output is not a prompt's answer", () => {
+  it("is 502 host_error naming the problem on both routes, not a 500 internal_error, a 200 without a text result, or a stream lost", async () => {
+    const org = await seedOrganization();
+    const workflowId = await createPromptWorkflow(org.organizationId, { webSearch: true });
+    const body = { audience: "a", topic: "b" };
+    // What a host of another version (or one that lost the payload) could report for run_prompt.
+    for (const output of [null, { text: 5, citations: [] }, "just text", { citations: [] }]) {
+      const { restore } = scriptPromptHost((id, runId) => ({
+        workflowId: id,
+        runId,
+        status: "completed",
+        output,
+        error: null,
+        closeTime: new Date().toISOString(),
+      }));
+      try {
+        const res = await postJson(`/api/v1/run/${workflowId}`, body, org.key);
+        expect(res.status, JSON.stringify(output)).toBe(502);
+        expect(res.headers.get("x-run-id")).toMatch(new RegExp(`^${workflowId}-`));
+        const err = await error(res);
+        expect([err.code, err.message]).toEqual(["host_error", expect.stringContaining("not a prompt's answer")]);
+      } finally {
+        restore();
+      }
+    }
+    const { runIds, restore } = scriptPromptHost();
+    try {
+      const res = await postJson(`/api/v1/run/${workflowId}/stream`, body, org.key);
+      expect(res.status).toBe(200);
+      const runWorkflowId = res.headers.get("x-run-id")!;
+      const runId = runIds.get(runWorkflowId)!;
+      await push(runWorkflowId, [
+        closeEvent(runId, 5),
+        {
+          sourceKey: `run:${runId}:finished`,
+          type: "run.finished",
+          at: new Date().toISOString(),
+          data: { runId, status: "completed", output: null, error: null },
+        },
+      ]);
+      const frames = (await allFrames(res)).filter((f) => f.event !== undefined);
+      expect(frames.map((f) => [f.event, JSON.parse(f.data).error.code])).toEqual([["error", "host_error"]]);
+    } finally {
+      restore();
+    }
+  });
+});
+
 describe("published run API: the stream when the model's step is retried", () => {
   it("a later attempt's text comes after `restart` {attempt}, a late entry of the earlier attempt is left out, and the text after the last restart is the result", async () => {
     const org = await seedOrganization();

@@ -43,7 +43,8 @@ export function documentPublishedRunApi(app: App) {
       },
       202: accepted,
     },
-    errors: [...ERRORS, "run_failed", "run_timed_out"],
+    // host_error: the run completed, but its output is not a prompt's answer (promptOutcome).
+    errors: [...ERRORS, "run_failed", "run_timed_out", "host_error"],
   });
   documentRoute(app, {
     method: "post",
