@@ -9,19 +9,36 @@ import { db } from "./client.ts";
 import { type PageCursor, olderThan, pageOf } from "./page-cursor.ts";
 import { webhookAttempts, webhookEndpoints, type WebhookEndpoint } from "./schema.ts";
 
-/** Inserts an endpoint; `row.secret` is the plain secret, stored encrypted with the newest of `keys`. */
+/**
+ * The most live endpoints an organization has. Every run's end queues one message per endpoint in
+ * the run's Durable Object, each with its own copy of the body (up to about 850 KB with an output),
+ * sent at most MAX_PARALLEL_DELIVERIES at a time: a list that only grows multiplies every run's
+ * storage and delivery work.
+ */
+export const MAX_WEBHOOK_ENDPOINTS_PER_ORGANIZATION = 25;
+
+/**
+ * Inserts an endpoint, unless the organization already has MAX_WEBHOOK_ENDPOINTS_PER_ORGANIZATION
+ * live ones (then null, nothing written): the count and the insert are one statement, so two
+ * creations at once cannot pass the cap together. `row.secret` is the plain secret, stored
+ * encrypted with the newest of `keys`.
+ */
 export async function insertWebhookEndpoint(
   d1: D1Database,
   keys: string | undefined,
   row: Pick<WebhookEndpoint, "id" | "organizationId" | "url" | "events" | "secret">,
-) {
+): Promise<WebhookEndpoint | null> {
   const secret = await sealSecret(keys, row.secret, webhookSecretAad(row.organizationId, row.id));
-  return (
-    await db(d1)
-      .insert(webhookEndpoints)
-      .values({ ...row, secret })
-      .returning()
-  )[0]!;
+  const inserted = await d1
+    .prepare(
+      `INSERT INTO webhook_endpoints (id, organization_id, url, events, secret)
+       SELECT ?1, ?2, ?3, ?4, ?5
+       WHERE (SELECT COUNT(*) FROM webhook_endpoints WHERE organization_id = ?2 AND deleted_at IS NULL) < ?6`,
+    )
+    .bind(row.id, row.organizationId, row.url, JSON.stringify(row.events), secret, MAX_WEBHOOK_ENDPOINTS_PER_ORGANIZATION)
+    .run();
+  if (inserted.meta.changes === 0) return null;
+  return (await db(d1).select().from(webhookEndpoints).where(eq(webhookEndpoints.id, row.id)).limit(1))[0] ?? null;
 }
 
 /** The organization's live endpoints, newest first, `limit` at a time after `before`. */

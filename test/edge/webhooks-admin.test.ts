@@ -6,6 +6,7 @@ import { createExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
 import app from "../../src/index.ts";
+import { MAX_WEBHOOK_ENDPOINTS_PER_ORGANIZATION } from "../../src/db/webhooks.ts";
 import { refusedRange } from "../../src/shared/ip-ranges.ts";
 import { interceptD1InPlace } from "../support/d1-intercept.ts";
 import { openSecret, sealSecret, webhookSecretAad } from "../../src/shared/secret-box.ts";
@@ -420,6 +421,29 @@ describe("webhook endpoints: errors", () => {
       const res = await admin("POST", `${SEAL}${query}`);
       expect([query, res.status, ((await res.json()) as ErrorBody).error.code]).toEqual([query, 400, "invalid_request"]);
     }
+  });
+
+  it("an organization has at most MAX_WEBHOOK_ENDPOINTS_PER_ORGANIZATION live endpoints: the next is 409 too_many_webhooks, nothing written, also when creations race; a deletion frees a place", async () => {
+    const { organizationId } = await seedOrganization();
+    const create = (i: number | string) => admin("POST", base(organizationId), { url: `https://hooks.example.com/cap/${i}` });
+    const made: string[] = [];
+    for (let i = 0; i < MAX_WEBHOOK_ENDPOINTS_PER_ORGANIZATION - 2; i++) made.push(((await (await create(i)).json()) as { id: string }).id);
+    // Five at once for the last two places.
+    const racing = await Promise.all([0, 1, 2, 3, 4].map((i) => create(`race-${i}`)));
+    expect(racing.map((r) => r.status).sort()).toEqual([201, 201, 409, 409, 409]);
+    const refused = racing.find((r) => r.status === 409)!;
+    const body = (await refused.json()) as ErrorBody;
+    expect(body.error.code).toBe("too_many_webhooks");
+    expect(JSON.stringify(body)).not.toContain("whsec_");
+    const live = () =>
+      env.DB.prepare("SELECT COUNT(*) AS n FROM webhook_endpoints WHERE organization_id = ? AND deleted_at IS NULL")
+        .bind(organizationId)
+        .first<number>("n");
+    expect(await live()).toBe(MAX_WEBHOOK_ENDPOINTS_PER_ORGANIZATION);
+    expect((await create("one-more")).status).toBe(409);
+    expect((await admin("DELETE", `${base(organizationId)}/${made[0]}`)).status).toBe(200);
+    expect((await create("after-delete")).status).toBe(201);
+    expect(await live()).toBe(MAX_WEBHOOK_ENDPOINTS_PER_ORGANIZATION);
   });
 
   it("two rotations at once: the one that writes first answers its secret, the other is 409 webhook_secret_conflict (its secret never stored, never shown)", async () => {

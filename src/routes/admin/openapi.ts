@@ -149,6 +149,7 @@ export function documentAdminApi(app: App) {
       "webhook_url_not_allowed",
       "webhook_dns_unavailable",
       "webhook_dns_resolver_invalid",
+      "too_many_webhooks",
       ...SECRET_KEY_ERRORS,
     ],
   });

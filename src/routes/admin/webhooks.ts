@@ -13,6 +13,7 @@ import {
   findWebhookEndpoint,
   insertWebhookEndpoint,
   listWebhookAttempts,
+  MAX_WEBHOOK_ENDPOINTS_PER_ORGANIZATION,
   listWebhookEndpoints,
   rotateWebhookSecret,
 } from "../../db/webhooks.ts";
@@ -99,6 +100,12 @@ export function registerWebhooks(app: App) {
         secret,
       }),
     );
+    if (!row) {
+      throw new ApiError(
+        "too_many_webhooks",
+        `organization ${org.id} has ${MAX_WEBHOOK_ENDPOINTS_PER_ORGANIZATION} webhook endpoints, the most it may have; delete one first (nothing was written)`,
+      );
+    }
     // The only time the secret is shown (until it is rotated).
     return c.json({ ...endpointView(row), secret }, 201);
   });
