@@ -464,6 +464,78 @@ describe("run viewer in Chromium", () => {
     expect(served).toBe(1);
   });
 
+  it("security: hostile run data (step names, thinking, errors, output, ids) is shown as text, runs nothing and loads nothing from elsewhere", async () => {
+    // Run data is untrusted (thinking and output can carry a third-party page's text): every field
+    // the page shows gets markup that would run script, fetch another origin or restyle the page
+    // if it were ever parsed as HTML.
+    const hostile =
+      '<img src="https://attacker.example/i.png" onerror="window.__pwned=1"><script>window.__pwned=2</script>' +
+      '<a href="javascript:window.__pwned=3">x</a><style>body{background:url(https://attacker.example/s.png)}</style>';
+    const workflowId = '<svg onload="window.__pwned=4">';
+    const at = new Date().toISOString();
+    const step = { activityId: `1"><img src=x onerror="window.__pwned=5">`, stepName: hostile, attempt: 1 };
+    const frames: Array<[string, number | null, unknown]> = [
+      ["run", 1, { state: "started", runId: hostile, status: "running", at }],
+      ["step", 2, { ...step, state: "started", at }],
+      ["thinking", 3, { ...step, text: hostile, at }],
+      ["attribute", 4, { ...step, attribute: { type: "llm:usage", total: 0.001, tokensUsed: 7, model: hostile }, at }],
+      ["step", 5, { ...step, state: "failed", error: hostile, at }],
+      ["run", 6, { state: "finished", runId: hostile, status: "failed", output: { text: hostile }, error: hostile, at }],
+      ["done", null, { status: "failed", output: { text: hostile }, error: hostile, newRunId: null }],
+    ];
+    const body = frames
+      .map(([event, id, data]) => `${id === null ? "" : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`)
+      .join("");
+    context = await browser.newContext();
+    await context.route("**/runs/*/events*", (route) =>
+      route.fulfill({ status: 200, headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-store" }, body }),
+    );
+    const page = await context.newPage();
+    const requested: string[] = [];
+    page.on("request", (req) => requested.push(req.url()));
+    // A CSP refusal (an injected inline script or a foreign image) is logged as a console error.
+    const errors: string[] = [];
+    page.on("pageerror", (err) => errors.push(String(err)));
+    page.on("console", (msg) => {
+      if (msg.type() === "error") errors.push(msg.text());
+    });
+    await page.goto(`${baseUrl()}/runs/${encodeURIComponent(workflowId)}?token=t`);
+    await page.waitForFunction(
+      () =>
+        document.getElementById("connection")?.dataset.state === "closed" && !(document.getElementById("failure") as HTMLElement).hidden,
+      undefined,
+      { timeout: 15_000 },
+    );
+    const v = await view(page);
+    const dom = await page.evaluate(() => ({
+      pwned: (window as unknown as { __pwned?: number }).__pwned ?? null,
+      injected: document.querySelectorAll("body img, body script, body style, body a, body svg, body iframe, body object, body embed")
+        .length,
+      scripts: document.scripts.length,
+      styled: document.querySelectorAll("[style]").length,
+      workflowId: document.getElementById("workflow-id")?.textContent,
+      runId: document.getElementById("run-id")?.textContent,
+      stepName: document.querySelector(".step-name")?.textContent,
+    }));
+    expect(dom).toEqual({
+      pwned: null,
+      injected: 0,
+      scripts: 1,
+      styled: 0,
+      workflowId,
+      runId: `run ${hostile}`,
+      stepName: hostile,
+    });
+    expect(v.steps).toHaveLength(1);
+    expect(v.steps[0]).toMatchObject({ activityId: step.activityId, stepName: hostile, status: "failed", thinking: [hostile] });
+    expect(v.steps[0]!.attempts[0]!.error).toBe(hostile);
+    expect(v.error).toBe(hostile);
+    expect(JSON.parse(v.output!)).toEqual({ text: hostile });
+    // Nothing went to another origin (the token in the page's URL stays on ours).
+    expect(requested.filter((url) => new URL(url).origin !== new URL(baseUrl()).origin)).toEqual([]);
+    expect(errors.filter((e) => !/Failed to load resource/.test(e))).toEqual([]);
+  });
+
   it("says so when the token is not valid for the run", async () => {
     const run = await startRun("hello", { name: "Ada" });
     context = await browser.newContext();
