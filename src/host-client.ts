@@ -159,11 +159,13 @@ export class HostClient {
       });
     } catch (err) {
       // Refused before anything was sent (no connection, no name): retrying works. Any other
-      // failure (our wait ran out, the connection dropped) may come after the host acted.
+      // failure (our wait ran out, the connection dropped) may come after the host acted; workerd
+      // reports a refused connection as "Network connection lost." too, so that counts as unknown,
+      // as it does for a reset (reset_outcome_unknown).
       if (outcomeUnknown && !NEVER_SENT.test(String((err as Error).message))) {
         throw new ApiError(
           outcomeUnknown,
-          `the workflow host took the call but its answer never came (${(err as Error).message}); it may have been applied: check before sending it again`,
+          `the call to the workflow host failed before its answer came (${(err as Error).message}); it may have reached the host and been applied: check before sending it again`,
         );
       }
       throw new ApiError("host_unavailable", `the workflow host is not reachable: ${(err as Error).message}`, undefined, this.retryAfter());
@@ -184,7 +186,9 @@ export class HostClient {
     if (res.status === 504 && code === "update_outcome_unknown") throw new ApiError("update_outcome_unknown", message);
     // No worker answered a query in time: whether a retry works depends on the run's workers, not on us.
     if (res.status === 504 && code === "query_timed_out") throw new ApiError("query_timed_out", message);
-    if (outcomeUnknown && MAYBE_FORWARDED_STATUSES.has(res.status)) {
+    // A gateway's page (not the host's own error body: the host answers an outage with its 503)
+    // after it may have passed the call on.
+    if (outcomeUnknown && MAYBE_FORWARDED_STATUSES.has(res.status) && !hostError.success) {
       throw new ApiError(
         outcomeUnknown,
         `something in front of the workflow host answered ${res.status} after passing the call on, or not: it may have been applied; check before sending it again`,
