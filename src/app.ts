@@ -3,6 +3,7 @@ import type { AppEnv } from "./app-env.ts";
 import { ApiError, errorResponse, handleError } from "./errors.ts";
 import { corsForConfiguredOrigins } from "./middleware/cors/index.ts";
 import { requestId } from "./middleware/request-id/index.ts";
+import { noSniff } from "./middleware/no-sniff/index.ts";
 import { registerAdminApi } from "./routes/admin/index.ts";
 import { registerHealth } from "./routes/health.ts";
 import { registerProbes } from "./routes/probes.ts";
@@ -18,6 +19,7 @@ import { cutText } from "./shared/text-limits.ts";
 export function createApp() {
   const app = new OpenAPIHono<AppEnv>();
   app.use("*", requestId());
+  app.use("*", noSniff());
   app.use("*", corsForConfiguredOrigins());
   registerHealth(app);
   registerProbes(app);

@@ -27,4 +27,17 @@ describe("health and unknown routes", () => {
     expect(body.error.message).toMatch(/… \(\d+ more characters\)$/);
     expect(body.error.message.length).toBeLessThan(300);
   });
+
+  it("security: every API answer says X-Content-Type-Options: nosniff (JSON, errors, a 404 quoting the path)", async () => {
+    for (const [path, init] of [
+      ["/health", {}],
+      ["/nope/<script>alert(1)</script>", {}],
+      ["/workflow/start", { method: "POST" }],
+      ["/openapi.json", {}],
+    ] as const) {
+      const res = await call(path, init);
+      expect([path, res.headers.get("x-content-type-options")]).toEqual([path, "nosniff"]);
+      await res.body?.cancel();
+    }
+  });
 });
