@@ -291,6 +291,16 @@ export function errorResponse(c: Context, err: ApiError): Response {
 }
 
 /** The app's single onError: known errors keep their code, anything else is a logged 500. */
+/**
+ * A setting the operator must fix (a secret unset or too short to be safe): logged at ERROR as
+ * `logged` (which names the setting, never its value), answered 500 `internal_error` saying
+ * `answer`. No retry helps, so no Retry-After.
+ */
+export function misconfigured(requestId: string | undefined, logged: string, answer: string): ApiError {
+  console.error(JSON.stringify({ level: "error", ...(requestId ? { requestId } : {}), message: logged }));
+  return new ApiError("internal_error", `${answer}; quote the request id when reporting it`);
+}
+
 export function handleError(err: Error, c: Context): Response {
   if (err instanceof ApiError) return errorResponse(c, err);
   if (err instanceof HTTPException) {

@@ -9,7 +9,7 @@
  * proxy's) says nothing about what the host did: 502 `host_error` too, but never a HostRefusedError.
  */
 import type { z } from "zod";
-import { ApiError, type ErrorCode } from "./errors.ts";
+import { ApiError, type ErrorCode, misconfigured } from "./errors.ts";
 import {
   HOST_PATHS,
   hostErrorBody,
@@ -141,10 +141,10 @@ export class HostClient {
     // enough to be guessed offline from one signed request is one too: nothing is signed with it.
     const problem = secretsProblem("HOST_SHARED_SECRET", secrets);
     if (problem) {
-      console.error(JSON.stringify({ level: "error", message: `the edge cannot sign its calls to the host: ${problem}` }));
-      throw new ApiError(
-        "internal_error",
-        "the edge cannot talk to the workflow host (a configuration problem); quote the request id when reporting it",
+      throw misconfigured(
+        undefined,
+        `the edge cannot sign its calls to the host: ${problem}`,
+        "the edge cannot talk to the workflow host (a configuration problem)",
       );
     }
     const headers: Record<string, string> = { ...(await signRequest(secrets[0]!, method, path, body)) };

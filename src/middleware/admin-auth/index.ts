@@ -8,7 +8,7 @@
  */
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../../app-env.ts";
-import { ApiError } from "../../errors.ts";
+import { ApiError, misconfigured } from "../../errors.ts";
 import { matchesSecret } from "../../lib/secret-compare.ts";
 import { parseSecrets, secretsProblem } from "../../shared/signing.ts";
 import { credentialFromHeader } from "../api-key-auth/index.ts";
@@ -23,13 +23,8 @@ export const adminAuth = () =>
       });
     }
     const problem = secretsProblem("ADMIN_API_KEY", configured);
-    if (problem) {
-      console.error(JSON.stringify({ level: "error", requestId: c.get("requestId"), message: `admin API: ${problem}` }));
-      throw new ApiError(
-        "internal_error",
-        "the admin API is off until the operator fixes ADMIN_API_KEY; quote the request id when reporting it",
-      );
-    }
+    if (problem)
+      throw misconfigured(c.get("requestId"), `admin API: ${problem}`, "the admin API is off until the operator fixes ADMIN_API_KEY");
     if (!(await matchesSecret(credential, configured)))
       throw new ApiError("unauthorized", "the admin key is not valid", undefined, {
         "www-authenticate": 'Bearer realm="outrider-admin", error="invalid_token"',

@@ -1,6 +1,6 @@
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../../app-env.ts";
-import { ApiError } from "../../errors.ts";
+import { ApiError, misconfigured } from "../../errors.ts";
 import { BodyTooLargeError, readSignedBody } from "../../shared/capped-body.ts";
 import { parseSecrets, secretsProblem, verifyRequest } from "../../shared/signing.ts";
 
@@ -21,10 +21,10 @@ export const hostSignature = () =>
     // retried (a 5xx), not given up as refused (a 4xx), while the operator fixes it.
     const problem = secretsProblem("HOST_SHARED_SECRET", secrets);
     if (problem) {
-      console.error(JSON.stringify({ level: "error", requestId: c.get("requestId"), message: `internal route: ${problem}` }));
-      throw new ApiError(
-        "internal_error",
-        "the edge cannot check the host's signature (a configuration problem); quote the request id when reporting it",
+      throw misconfigured(
+        c.get("requestId"),
+        `internal route: ${problem}`,
+        "the edge cannot check the host's signature (a configuration problem)",
       );
     }
     // The body is read (to check its hash) only once the signature over the headers checks out,

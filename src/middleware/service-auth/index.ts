@@ -27,7 +27,7 @@ import {
   type JWTVerifyOptions,
 } from "jose";
 import type { AppEnv } from "../../app-env.ts";
-import { ApiError, INVALID_TOKEN_CHALLENGE } from "../../errors.ts";
+import { ApiError, INVALID_TOKEN_CHALLENGE, misconfigured } from "../../errors.ts";
 import { matchesSecret } from "../../lib/secret-compare.ts";
 import { unavailableOnTransient } from "../../lib/transient-errors.ts";
 import { parseSecrets, secretsProblem } from "../../shared/signing.ts";
@@ -265,10 +265,10 @@ export const serviceAuth = () =>
     if (internalProblem && !looksLikeJwt(credential)) {
       // A value short enough to be found by trying (it acts for any organization) is no secret:
       // internal calls are off until the operator fixes it (logged, never the value); JWTs still work.
-      console.error(JSON.stringify({ level: "error", requestId: c.get("requestId"), message: `Workflow Runs API: ${internalProblem}` }));
-      throw new ApiError(
-        "internal_error",
-        "internal calls are off until the operator fixes INTERNAL_SERVICE_SECRET; quote the request id when reporting it",
+      throw misconfigured(
+        c.get("requestId"),
+        `Workflow Runs API: ${internalProblem}`,
+        "internal calls are off until the operator fixes INTERNAL_SERVICE_SECRET",
       );
     }
     if (!internalProblem && internalSecrets.length > 0 && (await matchesSecret(credential, internalSecrets))) {
