@@ -138,17 +138,17 @@ const charges = (organizationId: string) =>
     .bind(organizationId)
     .all()
     .then((r) => r.results);
-/** The run's own end settled its own hold (of HOLD, in an organization given HOLD * 2): its 10 tokens charged once, nothing held. */
-async function expectOwnRunCharged(workflowId: string, runId: string, organizationId: string) {
+/** The run's own end settled its own hold (of HOLD, in an organization given HOLD * 2): its `tokens` (10 unless said) charged once, nothing held. */
+async function expectOwnRunCharged(workflowId: string, runId: string, organizationId: string, tokens = 10) {
   expect(await row(workflowId)).toEqual({
     status: "completed",
     temporal_run_id: runId,
     credit_hold: 0,
-    credits_charged: 10,
-    tokens_total: 10,
+    credits_charged: tokens,
+    tokens_total: tokens,
   });
-  expect(await orgRow(organizationId)).toEqual({ balance: HOLD * 2 - 10, reserved: 0 });
-  expect(await charges(organizationId)).toEqual([{ amount: -10, note: "10 tokens" }]);
+  expect(await orgRow(organizationId)).toEqual({ balance: HOLD * 2 - tokens, reserved: 0 });
+  expect(await charges(organizationId)).toEqual([{ amount: -tokens, note: `${tokens} tokens` }]);
 }
 /** The reset's run (after a run that used 10 tokens, in an organization given HOLD + 50) ended charged once for the 7 tokens it added. */
 async function expectResetRunCharged(workflowId: string, newRunId: string, organizationId: string) {
@@ -1371,18 +1371,6 @@ describe("the run a reset may replace continues as new while the reset waits on 
           )
           .toArray().length > 0,
     );
-  /** B2 went on (no reset happened) and completed: its end settles the run's own hold, charged all 18 tokens once. */
-  async function expectB2Charged(workflowId: string, b2: string, organizationId: string) {
-    expect(await row(workflowId)).toEqual({
-      status: "completed",
-      temporal_run_id: b2,
-      credit_hold: 0,
-      credits_charged: 18,
-      tokens_total: 18,
-    });
-    expect(await orgRow(organizationId)).toEqual({ balance: HOLD * 2 - 18, reserved: 0 });
-    expect(await charges(organizationId)).toEqual([{ amount: -18, note: "18 tokens" }]);
-  }
   /** C, the reset's run, is the row's with the reset's hold; its 7 tokens are all it is charged when it completes. */
   async function expectCCharged(workflowId: string, c: string, stub: DurableObjectStub<RunStream>, organizationId: string) {
     expect(await row(workflowId)).toMatchObject({ status: "running", temporal_run_id: c, credit_hold: HOLD, tokens_total: 18 });
@@ -1410,7 +1398,8 @@ describe("the run a reset may replace continues as new while the reset waits on 
     expect((await reset(org.key, workflowId)).status).toBe(409);
     // While the reset waited, the row followed B2 (B's hand-over) but B2's end did not settle the reset's hold.
     expect(duringRow).toMatchObject({ status: "running", temporal_run_id: b2, credit_hold: HOLD });
-    await expectB2Charged(workflowId, b2, org.organizationId);
+    // B2 went on (no reset happened) and completed: its end settles the run's own hold, all 18 tokens charged once.
+    await expectOwnRunCharged(workflowId, b2, org.organizationId, 18);
   });
 
   it("the host accepts, starting C from B (Temporal terminated B2): B2's terminated end settles nothing, the row follows C, which is charged once for what it adds", async () => {
@@ -1473,7 +1462,8 @@ describe("the run a reset may replace continues as new while the reset waits on 
     await staleMarkAlarm(stub);
     expect(resultCalls).toBe(asked + 1);
     expect(await recordedAsResetRun(stub, b2)).toBe(false);
-    await expectB2Charged(workflowId, b2, org.organizationId);
+    // B2 went on (no reset happened) and completed: its end settles the run's own hold, all 18 tokens charged once.
+    await expectOwnRunCharged(workflowId, b2, org.organizationId, 18);
   });
 
   for (const happened of [true, false]) {
@@ -1504,7 +1494,8 @@ describe("the run a reset may replace continues as new while the reset waits on 
         expect(await charges(org.organizationId)).toHaveLength(1);
         expect(await orgRow(org.organizationId)).toMatchObject({ reserved: 0 });
       } else {
-        await expectB2Charged(workflowId, b2, org.organizationId);
+        // B2 went on (no reset happened) and completed: its end settles the run's own hold, all 18 tokens charged once.
+        await expectOwnRunCharged(workflowId, b2, org.organizationId, 18);
       }
     });
   }

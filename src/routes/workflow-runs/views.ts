@@ -12,7 +12,7 @@ function inputsOf(input: unknown) {
  * is a JSON object as it is, any other value (a string, a number, a boolean, a list) as `{value}`,
  * so a client that reads them as an object (a table of fields) gets one.
  */
-export function activityOutputs(outputs: unknown): Record<string, unknown> | null {
+function activityOutputs(outputs: unknown): Record<string, unknown> | null {
   if (outputs === null || outputs === undefined) return null;
   return typeof outputs === "object" && !Array.isArray(outputs) ? (outputs as Record<string, unknown>) : { value: outputs };
 }
