@@ -17,7 +17,9 @@
  *   sends: if the DO is aborted or evicted mid-delivery, the alarm sends it again. At least once.
  * - Backoff: WEBHOOK_RETRY_BASE_MS (5 s) × 5^(n-1), at most 8 h: 5 s, 25 s, ~2 min, ~10 min,
  *   ~52 min, ~4.3 h, then every 8 h, the last retry at the end of WEBHOOK_RETRY_WINDOW_MS (24 h)
- *   after the first attempt (never later, whatever the backoff says); failed after that one. Each attempt is logged in D1
+ *   after the first attempt (never later, whatever the backoff says); failed after that one. A
+ *   receiver's `Retry-After` (at most 8 h) puts the next attempt later than the backoff would, never
+ *   past the window's end; a 410 Gone gives the message up at once. Each attempt is logged in D1
  *   (`webhook_attempts`, read by GET /admin/v1/organizations/:orgId/webhooks/:id/deliveries).
  * - The endpoint's URL and secret are read at each attempt: a deleted endpoint stops receiving,
  *   a rotated secret signs the next attempt; the URL policy is checked again. The secret is stored
@@ -34,6 +36,7 @@
 import { positiveNumberVar } from "../../src/shared/positive-number-var.ts";
 import { aggregate, type Attribute } from "../../src/shared/aggregations.ts";
 import { openSecret, secretKeysProblem, webhookSecretAad } from "../../src/shared/secret-box.ts";
+import { retryAfterMs } from "../../src/shared/retry-after.ts";
 import { resealOnUse } from "../../src/webhooks/secret-reseal.ts";
 import { eventTypeForStatus, webhookHeaders } from "../../src/webhooks/signing.ts";
 import { checkWebhookUrl } from "../../src/webhooks/address-check.ts";
@@ -53,6 +56,10 @@ export const DEFAULT_WEBHOOK_RETRY_WINDOW_MS = 24 * 60 * 60_000;
 export const DEFAULT_WEBHOOK_TIMEOUT_MS = 10_000;
 /** The deliveries log's error for a message whose endpoint was deleted before it went out. */
 export const ENDPOINT_DELETED_ERROR = "the endpoint was deleted: the delivery is given up";
+/** A receiver's answer that the endpoint is gone for good (RFC 9110): the message is not sent again. */
+const GONE_STATUS = 410;
+/** The deliveries log's error for a message whose receiver answered 410 Gone. */
+export const ENDPOINT_GONE_ERROR = "the endpoint answered 410 Gone: the delivery is given up";
 /** Attempts sent at once by one alarm (the rest wait for the next). */
 const MAX_PARALLEL_DELIVERIES = 10;
 
@@ -349,7 +356,7 @@ export class WebhookOutbox {
     // backoff: its next attempt time is only for a DO that goes away mid-send, never in the past.
     const backoffAt = now + webhookRetryDelay(attempt, this.baseMs);
     const windowEnd = firstAt + this.windowMs;
-    const retryAt = now >= windowEnd ? backoffAt : Math.min(backoffAt, windowEnd);
+    let retryAt = now >= windowEnd ? backoffAt : Math.min(backoffAt, windowEnd);
     // Before sending: if this DO goes away mid-delivery, the alarm sends the same message again.
     sql.exec(
       "UPDATE webhook_outbox SET attempts = ?, first_attempt_at = ?, next_attempt_at = ? WHERE delivery_id = ?",
@@ -382,6 +389,7 @@ export class WebhookOutbox {
       return;
     }
     let responseStatus: number | null = null;
+    let givenUp = false;
     // Checked again: the configuration may have changed, and its DNS moved to a private address.
     const url = await checkWebhookUrl(endpoint.url, env);
     let error: string | null = url.verdict === "public" ? null : url.problem;
@@ -437,7 +445,15 @@ export class WebhookOutbox {
         // The status is the receiver's answer; its body is never read. A body that then breaks off
         // (the connection dropped after a 2xx) must not turn a delivery into a retry: a second send.
         await response.body?.cancel().catch(() => undefined);
-        if (response.status < 200 || response.status > 299) error = `the endpoint answered ${response.status}`;
+        if (response.status === GONE_STATUS) {
+          error = ENDPOINT_GONE_ERROR;
+          givenUp = true;
+        } else if (response.status < 200 || response.status > 299) {
+          error = `the endpoint answered ${response.status}`;
+          // A receiver that asks for a pause (429, 503) gets it: the next attempt is no sooner.
+          const asked = retryAfterMs((name) => response.headers.get(name), MAX_WEBHOOK_RETRY_INTERVAL_MS, now);
+          if (asked !== undefined && now + asked > retryAt) retryAt = now >= windowEnd ? now + asked : Math.min(now + asked, windowEnd);
+        }
       } catch (err) {
         error =
           err instanceof Error && err.name === "TimeoutError"
@@ -445,21 +461,23 @@ export class WebhookOutbox {
             : `could not reach the endpoint: ${String(err)}`;
       }
     }
-    await this.conclude(row, { attempt, now, firstAt, retryAt }, responseStatus, error);
+    await this.conclude(row, { attempt, now, firstAt, retryAt, givenUp }, responseStatus, error);
     await sealing; // never rejects (a failure is a WARN line; the next attempt tries again)
   }
 
   /** An attempt's outcome: delivered, retried (within the window since the first attempt), or given up; and its row in the deliveries log. */
   private async conclude(
     row: OutboxRow,
-    timing: { attempt: number; now: number; firstAt: number; retryAt: number },
+    timing: { attempt: number; now: number; firstAt: number; retryAt: number; givenUp?: boolean },
     responseStatus: number | null,
     error: string | null,
   ): Promise<void> {
-    const { attempt, now, firstAt, retryAt } = timing;
+    const { attempt, now, firstAt, retryAt, givenUp = false } = timing;
     // An attempt made once the window has ended (the one at its end, or a late alarm's) is the last.
-    const status = error === null ? "succeeded" : now < firstAt + this.windowMs ? "retrying" : "failed";
+    const status = error === null ? "succeeded" : !givenUp && now < firstAt + this.windowMs ? "retrying" : "failed";
     const { sql } = this.deps;
+    // A retry later than the one set before sending (the receiver's Retry-After): the row says when.
+    if (status === "retrying") sql.exec("UPDATE webhook_outbox SET next_attempt_at = ? WHERE delivery_id = ?", retryAt, row.delivery_id);
     // A delivered message is never sent again: its body (up to about 850 KB with a run's output) is
     // not kept in the run's storage for good; the row stays, so a requeue of the run's end is ignored.
     if (status === "succeeded") sql.exec("UPDATE webhook_outbox SET state = 'delivered', body = '' WHERE delivery_id = ?", row.delivery_id);

@@ -66,6 +66,7 @@ export async function queuedMessage(organizationId: string, endpointId: string, 
     );
   });
   return {
+    workflowId,
     work: (bindings: Partial<Env>) =>
       runInDurableObject(runStream(env, workflowId), async (_instance, state) => {
         state.storage.sql.exec("UPDATE webhook_outbox SET next_attempt_at = 0 WHERE state = 'pending'");

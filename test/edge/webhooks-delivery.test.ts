@@ -155,6 +155,91 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
     ]);
   });
 
+  /** Answers every delivery to the receiver with `answer` (other fetches go out as usual); the count of sends. */
+  function receiverAnswers(answer: () => Response) {
+    const realFetch = globalThis.fetch;
+    const sent = { count: 0 };
+    const spy = vi.spyOn(globalThis, "fetch").mockImplementation(async (input, init) => {
+      if (!String(input instanceof Request ? input.url : input).includes("/hook/")) return realFetch(input as RequestInfo, init);
+      sent.count++;
+      return answer();
+    });
+    return { sent, restore: () => spy.mockRestore() };
+  }
+
+  it("a receiver's Retry-After (seconds or a date) is followed: the next attempt is no sooner, at most 8 h on, and never sooner than the backoff", async () => {
+    const org = await seedOrganization();
+    const endpoint = await register(org.organizationId, hookUrl(`retry-after-${crypto.randomUUID()}`));
+    const cases: Array<{ retryAfter: string; status: number; waitMs: number }> = [
+      { retryAfter: "3600", status: 503, waitMs: 3_600_000 },
+      { retryAfter: new Date(Date.now() + 2 * 3_600_000).toUTCString(), status: 429, waitMs: 2 * 3_600_000 },
+      // Asking for days: held to the longest backoff step.
+      { retryAfter: "864000", status: 429, waitMs: MAX_WEBHOOK_RETRY_INTERVAL_MS },
+      // Asking for less than the backoff (5 s after a first attempt): the backoff stands.
+      { retryAfter: "1", status: 503, waitMs: DEFAULT_WEBHOOK_RETRY_BASE_MS },
+      // Unreadable: the backoff.
+      { retryAfter: "soon", status: 503, waitMs: DEFAULT_WEBHOOK_RETRY_BASE_MS },
+    ];
+    for (const { retryAfter, status, waitMs } of cases) {
+      const receiver = receiverAnswers(() => new Response("busy", { status, headers: { "retry-after": retryAfter } }));
+      try {
+        const before = Date.now();
+        const { work } = await queuedMessage(org.organizationId, endpoint.id, `msg_ra_${crypto.randomUUID().slice(0, 8)}`);
+        const [row] = await work({ WEBHOOK_RETRY_BASE_MS: String(DEFAULT_WEBHOOK_RETRY_BASE_MS) });
+        expect(receiver.sent.count).toBe(1);
+        expect(row).toMatchObject({ state: "pending", attempts: 1 });
+        // Date headers have whole seconds: allow one.
+        expect(row!.nextAttemptAt, retryAfter).toBeGreaterThanOrEqual(before + waitMs - 1_000);
+        expect(row!.nextAttemptAt).toBeLessThanOrEqual(Date.now() + waitMs);
+        const [logged] = await deliveriesOf(org.organizationId, endpoint.id);
+        expect(logged).toMatchObject({ status: "retrying", nextAttemptAt: new Date(row!.nextAttemptAt).toISOString() });
+      } finally {
+        receiver.restore();
+      }
+    }
+  });
+
+  it("a receiver's Retry-After never moves the last retry past the window's end", async () => {
+    const org = await seedOrganization();
+    const endpoint = await register(org.organizationId, hookUrl(`retry-after-window-${crypto.randomUUID()}`));
+    const receiver = receiverAnswers(() => new Response("busy", { status: 503, headers: { "retry-after": "28800" } }));
+    try {
+      const { work, workflowId } = await queuedMessage(org.organizationId, endpoint.id, `msg_raw_${crypto.randomUUID().slice(0, 8)}`);
+      // The first attempt was 23 h ago: the window ends in 1 h, before the 8 h asked for.
+      const firstAt = Date.now() - 23 * 3_600_000;
+      await runInDurableObject(runStream(env, workflowId), (_i, state) => {
+        state.storage.sql.exec("UPDATE webhook_outbox SET attempts = 7, first_attempt_at = ?", firstAt);
+      });
+      const [row] = await work({});
+      expect(row).toMatchObject({ state: "pending", attempts: 8, nextAttemptAt: firstAt + DEFAULT_WEBHOOK_RETRY_WINDOW_MS });
+    } finally {
+      receiver.restore();
+    }
+  });
+
+  it("a receiver answering 410 Gone: the delivery is given up at once, logged as failed, never sent again", async () => {
+    const org = await seedOrganization();
+    const endpoint = await register(org.organizationId, hookUrl(`gone-${crypto.randomUUID()}`));
+    const receiver = receiverAnswers(() => new Response("gone", { status: 410 }));
+    try {
+      const { work } = await queuedMessage(org.organizationId, endpoint.id, `msg_gone_${crypto.randomUUID().slice(0, 8)}`);
+      expect(await work({})).toMatchObject([{ state: "failed", attempts: 1 }]);
+      expect(await work({})).toMatchObject([{ state: "failed", attempts: 1 }]);
+      expect(receiver.sent.count).toBe(1);
+    } finally {
+      receiver.restore();
+    }
+    expect(await deliveriesOf(org.organizationId, endpoint.id)).toEqual([
+      expect.objectContaining({
+        attempt: 1,
+        status: "failed",
+        responseStatus: 410,
+        error: expect.stringContaining("410"),
+        nextAttemptAt: null,
+      }),
+    ]);
+  });
+
   it("a DO abort in the middle of a delivery still delivers, with the same webhook-id", async () => {
     const { name, endpoint, workflowId } = await firstAttemptMade("abort", "hang:4000,200");
     // The first attempt is in flight (the receiver holds its answer): reset the DO.
