@@ -12,6 +12,7 @@ import { ApplicationFailure, Context } from "@temporalio/activity";
 import type { HttpAttribute } from "../../src/shared/aggregations.ts";
 import {
   guardedFetch,
+  type GuardedFetchOptions,
   policyFromEnv,
   ResponseTooLargeError,
   URL_NOT_ALLOWED,
@@ -38,7 +39,12 @@ export function redirectedUrl(asked: string, res: Response): string | null {
   return res.url && res.url !== URL.parse(asked)?.href ? res.url : null;
 }
 
-export async function fetchRecorded(publisher: StepPublisher, url: string, init: RequestInit = {}): Promise<Response> {
+export async function fetchRecorded(
+  publisher: StepPublisher,
+  url: string,
+  init: RequestInit = {},
+  options: GuardedFetchOptions = {},
+): Promise<Response> {
   const method = (init.method ?? "GET").toUpperCase();
   const record = (status: number | null, finalUrl: string | null = null) => {
     const attribute: HttpAttribute = { type: "http:request", method, url, status, count: 1, total: activityRuntime().httpRequestCost };
@@ -52,10 +58,15 @@ export async function fetchRecorded(publisher: StepPublisher, url: string, init:
     // heartbeats meanwhile, as that is how it hears of the cancellation.
     const cancelled = Context.current().cancellationSignal;
     res = await heartbeating(() =>
-      guardedFetch(outboundPolicy(), url, {
-        ...init,
-        signal: init.signal ? AbortSignal.any([init.signal, cancelled]) : cancelled,
-      }),
+      guardedFetch(
+        outboundPolicy(),
+        url,
+        {
+          ...init,
+          signal: init.signal ? AbortSignal.any([init.signal, cancelled]) : cancelled,
+        },
+        options,
+      ),
     );
   } catch (err) {
     if (err instanceof UrlNotAllowedError) {

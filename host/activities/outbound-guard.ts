@@ -2,7 +2,7 @@
  * The SSRF guard of every outbound HTTP request that workflow code makes for a tenant
  * (host/activities/http.ts). A URL is fetched only if:
  *
- *   - its scheme is http or https;
+ *   - its scheme is http or https, and its port is not 0 or one of fetch's bad ports;
  *   - every address its host name resolves to is a public unicast address (not loopback, private,
  *     link-local, CGNAT, multicast, unspecified, reserved, documentation, IPv4-mapped, NAT64 or
  *     6to4 space), or is allowed by the operator's OUTBOUND_HTTP_ALLOW list;
@@ -183,6 +183,11 @@ export function checkUrl(policy: OutboundPolicy, raw: string | URL, base?: URL):
   // and a password in a URL would be recorded with the request.
   if (url.username || url.password) throw new UrlNotAllowedError("URLs with a user name or password (user:pass@) may not be fetched");
   const port = portOf(url);
+  // fetch refuses these with an error that reads as a network failure (retried, charged) before
+  // connecting; port 0 is no server's, and portOf would check it as the scheme's default.
+  if (url.port === "0" || FETCH_BAD_PORTS.has(port)) {
+    throw new UrlNotAllowedError(`port ${url.port} is not one outbound requests may use (another protocol's port, or 0)`);
+  }
   const host = stripBrackets(url.hostname);
   if (isIP(host) !== 0 && !hostAllowed(policy, host, port)) {
     const refusal = addressRefusal(policy, host, port);
@@ -190,6 +195,16 @@ export function checkUrl(policy: OutboundPolicy, raw: string | URL, base?: URL):
   }
   return url;
 }
+
+/**
+ * The Fetch standard's bad ports (https://fetch.spec.whatwg.org/#bad-port): other protocols' (SMTP,
+ * IRC, ...), to which fetch makes no request.
+ */
+const FETCH_BAD_PORTS: ReadonlySet<number> = new Set([
+  1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102, 103, 104, 109, 110, 111, 113, 115, 117,
+  119, 123, 135, 137, 139, 143, 161, 179, 389, 427, 465, 512, 513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636,
+  989, 990, 993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080,
+]);
 
 const portOf = (url: URL) => Number(url.port) || (url.protocol === "https:" ? 443 : 80);
 
@@ -326,12 +341,27 @@ function withoutHeaders(headers: Record<string, string>, names: readonly string[
   return Object.fromEntries(Object.entries(headers).filter(([name]) => !names.includes(name)));
 }
 
+export interface GuardedFetchOptions {
+  /**
+   * Whether the final response's body is wanted (default: always). One that is not is left unread,
+   * and the Response has none: a caller that refuses a PDF or a 404 page neither downloads it nor
+   * fails on its size instead.
+   */
+  readBody?: (res: Response) => boolean;
+}
+
 /**
  * fetch() through the guard. Resolves to a Response whose body was read in full (within the
- * cap); the final URL is `response.url`. Throws UrlNotAllowedError for a refused URL or
- * redirect, ResponseTooLargeError past the size cap, and fetch's own errors otherwise.
+ * cap), or left unread when `options.readBody` says so; the final URL is `response.url`. Throws
+ * UrlNotAllowedError for a refused URL or redirect, ResponseTooLargeError past the size cap, and
+ * fetch's own errors otherwise.
  */
-export async function guardedFetch(policy: OutboundPolicy, input: string, init: RequestInit = {}): Promise<Response> {
+export async function guardedFetch(
+  policy: OutboundPolicy,
+  input: string,
+  init: RequestInit = {},
+  options: GuardedFetchOptions = {},
+): Promise<Response> {
   const deadline = AbortSignal.timeout(policy.timeoutMs);
   const signal = init.signal ? AbortSignal.any([init.signal, deadline]) : deadline;
   let url = checkUrl(policy, input);
@@ -388,10 +418,12 @@ export async function guardedFetch(policy: OutboundPolicy, input: string, init: 
           await res.body?.cancel();
           throw new InvalidResponseStatusError(url, res.status);
         }
-        const bytes = await readCapped(res, policy.maxBytes, url);
+        const wanted = !NULL_BODY_STATUSES.has(res.status) && (options.readBody?.(res) ?? true);
+        if (!wanted) await res.body?.cancel();
+        const bytes = wanted ? await readCapped(res, policy.maxBytes, url) : null;
         // No statusText: a server's reason phrase may be any bytes (non-ASCII, control characters),
         // which the Response constructor refuses, and nothing reads it.
-        const out = new Response(NULL_BODY_STATUSES.has(res.status) ? null : bytes, {
+        const out = new Response(bytes, {
           status: res.status,
           headers: res.headers,
         });

@@ -31,7 +31,14 @@ function isTextMediaType(essence: string): boolean {
  * was read from, after redirects, so a summary says which page it summarizes.
  */
 export async function fetchPageText(url: string): Promise<{ url: string; finalUrl: string; title: string | null; text: string }> {
-  const res = await fetchRecorded(new StepPublisher(), url);
+  // Only a page of text that answered OK is read: anything else fails the step below, and its body
+  // (a PDF, a 404 page) is not downloaded for nothing, nor failed as too large instead.
+  const res = await fetchRecorded(
+    new StepPublisher(),
+    url,
+    {},
+    { readBody: (r) => r.ok && isTextMediaType(mediaType(r.headers.get("content-type"))) },
+  );
   const redirected = redirectedUrl(url, res);
   const finalUrl = res.url || url;
   // What a message names: the page that answered, and the URL asked for when redirects led there.
@@ -39,7 +46,6 @@ export async function fetchPageText(url: string): Promise<{ url: string; finalUr
   if (!res.ok) {
     // 4xx will not get better by retrying (but 408 and 429 may); 5xx might.
     const message = `fetching ${page} answered ${res.status}`;
-    await res.body?.cancel().catch(() => {});
     if (res.status < 500 && !RETRIED_CLIENT_STATUSES.has(res.status)) throw ApplicationFailure.nonRetryable(message, "HttpClientError");
     // Retried, after the wait the site asked for if it said (a 429's or 503's Retry-After), else Temporal's backoff.
     throw ApplicationFailure.create({ message, type: "HttpUnavailable", nextRetryDelay: retryAfterMs((name) => res.headers.get(name)) });
@@ -47,7 +53,6 @@ export async function fetchPageText(url: string): Promise<{ url: string; finalUr
   const contentType = res.headers.get("content-type");
   const essence = mediaType(contentType);
   if (!isTextMediaType(essence)) {
-    await res.body?.cancel().catch(() => {});
     throw ApplicationFailure.nonRetryable(
       `${page} is ${essence}, not a page of text: summarize_url reads HTML and text`,
       "UnsupportedContentType",

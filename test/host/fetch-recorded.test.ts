@@ -32,7 +32,11 @@ beforeAll(async () => {
         .end(Buffer.from("<title>Caf\xe9</title><p>Caf\xe9 cr\xe8me</p>", "latin1"));
     else if (req.url?.startsWith("/typed/"))
       res.writeHead(200, { "content-type": decodeURIComponent(req.url.slice("/typed/".length)) }).end("<p>typed</p>");
-    else if (req.url === "/limited") res.writeHead(429, { "retry-after": "7" }).end("slow down");
+    else if (req.url?.startsWith("/big/")) {
+      // More than the guard reads (5 MiB), of a status and type given in the path.
+      const [status, type] = req.url.slice("/big/".length).split("/") as [string, string];
+      res.writeHead(Number(status), { "content-type": decodeURIComponent(type) }).end(Buffer.alloc(6 * 1024 * 1024, 120));
+    } else if (req.url === "/limited") res.writeHead(429, { "retry-after": "7" }).end("slow down");
     else if (req.url?.startsWith("/status/")) res.writeHead(Number(req.url.slice("/status/".length))).end("no");
     else if (to) res.writeHead(302, { location: to }).end();
     else res.end("page");
@@ -104,6 +108,15 @@ describe("fetchRecorded: refusals", () => {
       expect(requests).toBe(made);
       expect(recorded).toEqual([expect.objectContaining({ type: "http:request", status: null, count: 1, total: 0.001 })]);
     }
+  });
+
+  it("security: a URL on a port fetch never connects to (25, SMTP) is a refusal of the step, not a network error retried and charged", async () => {
+    // A public address: only its port is refused (fetch refuses it before any connection).
+    const { recorded, error } = await fetchAndRecord("http://93.184.216.34:25/");
+    expect(error).toBeInstanceOf(ApplicationFailure);
+    expect((error as ApplicationFailure).type).toBe("url_not_allowed");
+    expect((error as ApplicationFailure).nonRetryable).toBe(true);
+    expect(recorded).toEqual([]);
   });
 
   it("a URL refused before any request is not recorded or charged", async () => {
@@ -187,6 +200,25 @@ describe("summarize_url's page text (host/activities/research.ts fetchPageText)"
     }
     // A server that names no type: read as a page.
     expect((await fetchPage("/untyped")).text).toBe("page");
+  });
+
+  it("a body the step will not read (not text, or an error status) is not downloaded: a 6 MiB PDF or 404 page fails as what it is, not as too large", async () => {
+    const pdf = await fetchPage(`/big/200/${encodeURIComponent("application/pdf")}`).then(
+      () => null,
+      (e: unknown) => e as ApplicationFailure,
+    );
+    expect(pdf?.type).toBe("UnsupportedContentType");
+    const missing = await fetchPage(`/big/404/${encodeURIComponent("text/html")}`).then(
+      () => null,
+      (e: unknown) => e as ApplicationFailure,
+    );
+    expect(missing?.type).toBe("HttpClientError");
+    // A page of text that large is still refused as too large.
+    const page = await fetchPage(`/big/200/${encodeURIComponent("text/html")}`).then(
+      () => null,
+      (e: unknown) => e as ApplicationFailure,
+    );
+    expect(page?.type).toBe("ResponseTooLarge");
   });
 
   it("a failure after a redirect names the page that answered, and the URL asked for", async () => {

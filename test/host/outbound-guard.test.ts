@@ -195,6 +195,22 @@ describe("outbound HTTP guard: URLs", () => {
     await refusal(guardedFetch(policy(), url));
   });
 
+  it("security: a port fetch never connects to (the Fetch standard's bad ports: SMTP, IRC...; and port 0) is refused before connecting, on a redirect too, not a network error retried and charged", async () => {
+    // Every port of 127.0.0.2 allowed: only the port can be refused.
+    const anyPort = policy({ allow: parseAllowList("127.0.0.2") });
+    for (const port of [25, 6667, 10080, 0]) {
+      expect(await refusal(guardedFetch(anyPort, `http://127.0.0.2:${port}/`)), String(port)).toContain(`port ${port}`);
+    }
+    const to = "http://127.0.0.2:25/";
+    const err = await guardedFetch(anyPort, `http://127.0.0.2:${publicSite.port}/redirect?to=${encodeURIComponent(to)}`).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(UrlNotAllowedError);
+    expect((err as UrlNotAllowedError).requestsMade).toBe(1);
+    // Ports fetch connects to are not refused.
+    expect((await guardedFetch(anyPort, `http://127.0.0.2:${publicSite.port}/page`)).status).toBe(200);
+  });
+
   it("refuses the internal service by its address, and no request reaches it", async () => {
     const message = await refusal(guardedFetch(policy(), `http://127.0.0.1:${secret.port}/health`));
     expect(message).not.toContain(SECRET_BODY);
