@@ -14,8 +14,19 @@ import { HISTORY_CATCH_UP_MS } from "../../durable-objects/run-stream/trace-read
 import { resetEventIdFor, StepNotCompletedError, StepNotFoundError } from "../../host/reset.ts";
 import { encodePageToken } from "../../src/shared/output-history.ts";
 import { runResetEvent } from "../../src/shared/run-events.ts";
-import { attributeEvent, call, errorCodeOf, seedCatalog, seedOrganization } from "./helpers.ts";
-import { closeEvent, continuedAsNewEvents, createRunningRun, finishedEvent, historyEvent, push, range } from "./stream-helpers.ts";
+import { HOST_PATHS } from "../../src/shared/host-api.ts";
+import { attributeEvent, call, errorCodeOf, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
+import {
+  closeEvent,
+  continuedAsNewEvents,
+  createRunningRun,
+  finishedEvent,
+  historyEvent,
+  push,
+  range,
+  runStartOutboxAttempt,
+  startHelloInItsDo,
+} from "./stream-helpers.ts";
 
 type Page = {
   workflow: Record<string, unknown> | null;
@@ -361,6 +372,61 @@ describe("GET /workflow/:id/history (Output's shape)", () => {
     // A run id nothing named is still 404.
     expect((await get(`/workflow/${workflowId}/history?runId=${crypto.randomUUID()}`)).status).toBe(404);
   }, 15_000); // each first page waits up to FIRST_EVENTS_WAIT_MS (2 s) for events that never come here
+
+  it("a run Temporal has not started yet, or never will (its start refused), still has Output's summary on the first page and on a long-poll: the monitor stops on it", async () => {
+    // Output's CLI ends `workflow monitor` / `start --monitor` only on the page's `workflow.status`
+    // (sdk/cli/src/services/monitor_stream.ts streamWorkflowUpdates; services/workflow_history.ts
+    // fetchPages takes `data.workflow`), and `history` prints it in its header; Output's server
+    // describes the run on every first page and long-poll (api/src/clients/temporal/workflow/get_history.js).
+    // A null summary left a run refused before it started polled forever.
+    let refuseStarts = false;
+    const restore = scriptHost((_request, path) => {
+      if (path === HOST_PATHS.start && refuseStarts)
+        return Response.json({ error: { code: "workflow_not_found", message: "the workflow left the host's catalog" } }, { status: 404 });
+      throw new TypeError("connection refused");
+    });
+    try {
+      const { workflowId, stub, reply } = await startHelloInItsDo(org.organizationId);
+      expect(reply).toMatchObject({ ok: true, started: { runId: null, status: "scheduled" } });
+      const pages = async () => [
+        await page(`/workflow/${workflowId}/history?pageSize=50&includePayloads=false`),
+        await page(`/workflow/${workflowId}/history?pageSize=50&includePayloads=false&longPollTimeoutMs=50`),
+      ];
+      for (const first of await pages()) {
+        expect(first).toEqual({
+          workflow: {
+            workflowId,
+            runId: null,
+            status: "scheduled",
+            startTime: null,
+            closeTime: null,
+            historyLength: 0,
+            taskQueue: "",
+            closed: false,
+          },
+          events: [],
+          runId: null,
+          nextPageToken: null,
+        });
+      }
+      refuseStarts = true;
+      await runStartOutboxAttempt(stub);
+      for (const first of await pages()) {
+        expect(first.workflow).toMatchObject({
+          workflowId,
+          runId: null,
+          status: "failed",
+          startTime: null,
+          historyLength: 0,
+          closed: true,
+        });
+        expect(Date.parse(first.workflow!.closeTime as string)).not.toBeNaN();
+        expect([first.events, first.nextPageToken]).toEqual([[], null]);
+      }
+    } finally {
+      restore();
+    }
+  });
 
   it("pageSize defaults to 20 as in Output, and goes past Output's 50 up to 1000", async () => {
     const { workflowId, runId } = await createRunningRun(org.organizationId);

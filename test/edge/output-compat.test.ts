@@ -10,7 +10,15 @@ import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import { forgetReadiness } from "../../src/routes/probes.ts";
 import { interceptD1InPlace } from "../support/d1-intercept.ts";
 import { call, type ErrorBody, type OutputErrorBody, postJson, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
-import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
+import {
+  closeEvent,
+  createRunningRun,
+  finishedEvent,
+  historyEvent,
+  push,
+  runStartOutboxAttempt,
+  startHelloInItsDo,
+} from "./stream-helpers.ts";
 
 type Org = Awaited<ReturnType<typeof seedOrganization>>;
 
@@ -215,6 +223,29 @@ describe("run routes: shapes, pinned forms, hostile ids", () => {
     };
     expect(body.trace.destinations.local).toBeNull();
     expect(body.trace.destinations.remote).toContain(done.workflowId);
+  });
+
+  it("result of a run refused before Temporal started it: failed, with trace null (Output's when no trace was kept), not a trace key that names no object", async () => {
+    // Output builds `trace` from what the run left, null when nothing (api/src/clients/temporal/workflow_result.js);
+    // its clients read trace.destinations.remote as where the trace is (sdk/cli/src/api/generated/api.ts TraceInfoV1),
+    // and GET /trace-log of such a run is 404 TraceNotAvailableError.
+    let refuseStarts = false;
+    const restore = scriptHost((_request, path) => {
+      if (path === HOST_PATHS.start && refuseStarts)
+        return Response.json({ error: { code: "workflow_not_found", message: "the workflow left the host's catalog" } }, { status: 404 });
+      throw new TypeError("connection refused");
+    });
+    try {
+      const { workflowId, stub } = await startHelloInItsDo(org.organizationId);
+      refuseStarts = true;
+      await runStartOutboxAttempt(stub);
+      const res = await get(`/workflow/${workflowId}/result`, org.key);
+      expect(res.status).toBe(200);
+      expect(await res.json()).toMatchObject({ workflowId, runId: null, status: "failed", trace: null });
+      expect((await get(`/workflow/${workflowId}/trace-log`, org.key)).status).toBe(404);
+    } finally {
+      restore();
+    }
   });
 
   it("result: Output's V1 errorDetails for a run that did not complete (pinned too), null for one that did, the message alone for one recorded without", async () => {

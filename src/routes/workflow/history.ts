@@ -19,7 +19,9 @@ import { zodIssues } from "../../middleware/json-body/index.ts";
 import { type OwnedRunEnv, ownedRun } from "../../middleware/owned-run/index.ts";
 import { runStream } from "../../run-stream-client.ts";
 import { HISTORY_CATCH_UP_MS } from "../../../durable-objects/run-stream/trace-reader.ts";
+import type { Run } from "../../db/schema.ts";
 import { getRunOrThrow } from "../../services/runs.ts";
+import { isTerminal } from "../../shared/run-status.ts";
 import { decodePageToken, encodePageToken, PAGE_TOKEN_PATTERN } from "../../shared/output-history.ts";
 import { type PinnedRunEnv, parseWorkflowIdParam, pinnedRunParam } from "./params.ts";
 import { anyCaseUuid } from "../../shared/any-case-uuid.ts";
@@ -100,9 +102,10 @@ async function historyPage(c: Context<PinnedRunEnv & OwnedRunEnv & HistoryQueryE
   // A token whose run this workflow never had was issued for another workflow (or forged): the token is what is wrong.
   if (cursor && !page.known) throw new ApiError("invalid_page_token", "this pageToken belongs to no run of this workflow");
 
-  // The DO knows no run yet: the row's run id, from the primary if a replica's copy has none yet.
-  const runId =
-    page.runId ?? near.run.temporalRunId ?? (near.fresh ? null : (await getRunOrThrow(c.env, organizationId, workflowId)).temporalRunId);
+  // The DO knows no run yet (Temporal has not confirmed the start, or refused it for good): the
+  // row says where the run stands, from the primary when a replica's copy may lag behind.
+  const row = page.runId === null && !near.fresh ? await getRunOrThrow(c.env, organizationId, workflowId) : near.run;
+  const runId = page.runId ?? row.temporalRunId;
   let nextPageToken: string | null = null;
   if (runId) {
     // Full: the page stopped at pageSize, or at its size in characters (HISTORY_PAGE_MAX_CHARS); more may follow.
@@ -119,11 +122,30 @@ async function historyPage(c: Context<PinnedRunEnv & OwnedRunEnv & HistoryQueryE
   }
   const firstPage = query.pageToken === undefined;
   return c.json({
-    workflow: firstPage || longPoll ? page.workflow : null,
+    workflow: firstPage || longPoll ? (page.workflow ?? summaryOfRow(row)) : null,
     events: page.events,
     runId,
     nextPageToken,
   });
+}
+
+/**
+ * The `workflow` summary of a run whose log has no run yet, from its row. Output's first page and
+ * long-poll always carry one (its describe), and its CLI's `workflow monitor` ends only on this
+ * summary's status: without it, a run refused before Temporal started it was polled for ever.
+ */
+function summaryOfRow(run: Run) {
+  return {
+    workflowId: run.temporalWorkflowId,
+    runId: run.temporalRunId,
+    status: run.status,
+    startTime: run.startedAt,
+    closeTime: isTerminal(run.status) ? run.completedAt : null,
+    historyLength: 0,
+    // Named by the run's first history event, which has not come (as the log's own summary before it).
+    taskQueue: "",
+    closed: isTerminal(run.status),
+  };
 }
 
 export function registerHistory(app: App) {

@@ -116,7 +116,10 @@ const historyPage = z.object({
   workflow: z
     .object({
       workflowId: z.string().nullable(),
-      runId: z.string(),
+      runId: z
+        .string()
+        .nullable()
+        .openapi({ description: "null while Temporal has not started the run (status `scheduled`), or never did" }),
       status,
       startTime: z.string().nullable(),
       closeTime: z.string().nullable(),

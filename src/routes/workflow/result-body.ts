@@ -2,7 +2,8 @@
  * The Workflow API's result body: the shared result payload with the trace named Output's way,
  * `trace: {destinations: {local, remote}}`. `local` is always null (Outrider writes no trace
  * file on anyone's disk); `remote` is the R2 object that holds the trace once the run has ended,
- * served by GET /workflow/:id/trace-log.
+ * served by GET /workflow/:id/trace-log. `trace` is null until then, and for a run that never
+ * started in Temporal.
  */
 import { traceKey } from "../../../durable-objects/trace.ts";
 import type { Run } from "../../db/schema.ts";
@@ -11,8 +12,9 @@ import type { Attribute } from "../../shared/aggregations.ts";
 import { isTerminal } from "../../shared/run-status.ts";
 
 export function traceInfo(run: Run) {
-  if (!isTerminal(run.status)) return null;
-  return { destinations: { local: null, remote: `r2:${traceKey(run.temporalWorkflowId, run.temporalRunId ?? "")}` } };
+  // A run Temporal never started (its start refused) left no trace: null, as Output's result of a run that kept none.
+  if (!isTerminal(run.status) || !run.temporalRunId) return null;
+  return { destinations: { local: null, remote: `r2:${traceKey(run.temporalWorkflowId, run.temporalRunId)}` } };
 }
 
 /** `attributes`: the run's attributes when the read already brought them (else one more DO call). */
