@@ -9,7 +9,6 @@ import { aggregate, type Attribute } from "../shared/aggregations.ts";
 import { answeredErrorDetails } from "../shared/error-details.ts";
 import { isTerminal, type RunStatus } from "../shared/run-status.ts";
 import { positiveNumberVar } from "../shared/positive-number-var.ts";
-import { traceKey } from "../../durable-objects/trace.ts";
 import { ApiError } from "../errors.ts";
 import { isTransientPlatformError } from "../lib/transient-errors.ts";
 import { runStream } from "../run-stream-client.ts";
@@ -359,15 +358,6 @@ export async function resultPayload(env: Env, run: Run, known?: Attribute[]) {
     status: run.status,
     input: run.input,
     output: run.output ?? null,
-    // Written by the run's RunStream to R2 when the run ends; the API route reads it back.
-    trace: isTerminal(run.status)
-      ? {
-          destinations: {
-            r2: traceKey(run.temporalWorkflowId, run.temporalRunId ?? ""),
-            api: `/workflow/${run.temporalWorkflowId}/trace-log`,
-          },
-        }
-      : null,
     attributes,
     aggregations: aggregate(attributes),
     error: run.error ?? null,
