@@ -534,6 +534,27 @@ describe("run viewer in Chromium", () => {
     // Nothing went to another origin (the token in the page's URL stays on ours).
     expect(requested.filter((url) => new URL(url).origin !== new URL(baseUrl()).origin)).toEqual([]);
     expect(errors.filter((e) => !/Failed to load resource/.test(e))).toEqual([]);
+    // Trusted Types: should any code of the page ever pass a string to an HTML or script sink, the
+    // browser refuses it instead of parsing it.
+    const sinks = await page.evaluate(() =>
+      [
+        () => document.body.insertAdjacentHTML("beforeend", "<b>x</b>"),
+        () => {
+          document.getElementById("message")!.innerHTML = "<b>x</b>";
+        },
+        () => {
+          document.createElement("script").src = "/viewer/run-viewer.js";
+        },
+      ].map((sink) => {
+        try {
+          sink();
+          return "accepted";
+        } catch (err) {
+          return (err as Error).name;
+        }
+      }),
+    );
+    expect(sinks).toEqual(["TypeError", "TypeError", "TypeError"]);
   });
 
   it("says so when the token is not valid for the run", async () => {
@@ -619,6 +640,8 @@ describe("GET /runs/:workflowId/events", () => {
     expect(csp).toContain("script-src 'self'");
     expect(csp).toContain("style-src 'self'");
     expect(csp).not.toContain("unsafe-inline");
+    expect(csp).toContain("require-trusted-types-for 'script'");
+    expect(csp).toContain("trusted-types 'none'");
     const html = await res.text();
     // No inline script or style: one module script and one stylesheet, both from the page's origin.
     expect(html.match(/<script[^>]*>/g)).toEqual(['<script type="module" src="/viewer/run-viewer.js">']);

@@ -52,7 +52,19 @@ export function viewerPage(): string {
   return PAGE;
 }
 
-/** Response headers of the page: only its own origin's script and style run, and the token in its URL never leaves in a Referer. */
+/**
+ * Response headers of the page: only its own origin's script and style run, and the token in its
+ * URL never leaves in a Referer. Trusted Types with no policy: the page builds its DOM with
+ * textContent only, so the browser refuses any string passed to an HTML or script sink (innerHTML,
+ * a script's src) rather than parsing run data as markup, should such code ever be added.
+ */
 export function viewerPageHeaders(): Record<string, string> {
-  return htmlPageHeaders(["script-src 'self'", "style-src 'self'", "connect-src 'self'", "img-src data:"]);
+  return htmlPageHeaders([
+    "script-src 'self'",
+    "style-src 'self'",
+    "connect-src 'self'",
+    "img-src data:",
+    "require-trusted-types-for 'script'",
+    "trusted-types 'none'",
+  ]);
 }
