@@ -76,6 +76,17 @@ function checkArgs(command: Command, args: ParsedArgs): string[] {
   }
   if (operands.length > command.operands.length)
     throw new CliError(`unexpected argument "${operands[command.operands.length]}"`, [`usage: ${line}`]);
+  // Operands are path segments: an empty one, `.` or `..` would send the request to another route
+  // (`keys list .` asked for organization "api-keys", `keys revoke org_x ""` was "no route").
+  for (const [i, operand] of operands.entries()) {
+    if (operand.trim() === "" || operand === "." || operand === "..")
+      throw new CliError(
+        operand.trim() === ""
+          ? `${command.operands[i]} must be given (it is empty)`
+          : `${command.operands[i]} must be an id, not "${operand}"`,
+        [`usage: ${line}`],
+      );
+  }
   for (const option of args.given) {
     if (!GLOBAL_OPTIONS.includes(option.name) && !command.options.includes(option.name)) {
       throw new CliError(`${option.raw} does not apply to \`${command.words.join(" ")}\``, [`usage: ${line}`]);

@@ -1,6 +1,7 @@
 /** Admin API commands for organizations, API keys and credits (/admin/v1/organizations/...). */
 import { commaList, flag, headerValue, integer, pageQuery, required, str } from "./args.ts";
 import { answer, type Command } from "./command.ts";
+import { OutcomeUnknown } from "./errors.ts";
 import { err, out, printFields, printTable } from "./output.ts";
 
 interface Credits {
@@ -188,27 +189,43 @@ export const accountCommands: Command[] = [
       };
       const given = str(ctx.args, "idempotency-key");
       const key = given === undefined ? undefined : headerValue("--idempotency-key", given);
-      return answer(
-        ctx,
-        ctx
-          .admin()
-          .request<{ entry: LedgerEntry; credits: Credits }>(
-            "POST",
-            `/admin/v1/organizations/${seg(ctx.operands[0]!)}/credits`,
-            body,
-            key ? { "idempotency-key": key } : {},
-          ),
-        ({ entry, credits }) => {
+      const orgId = ctx.operands[0]!;
+      let replayed = false;
+      const call = ctx
+        .admin()
+        .exchange<{ entry: LedgerEntry; credits: Credits }>(
+          "POST",
+          `/admin/v1/organizations/${seg(orgId)}/credits`,
+          body,
+          key ? { "idempotency-key": key } : {},
+        )
+        .then((res) => {
+          // A retry of a grant this key applied before: the API answers that grant again, and changes nothing.
+          replayed = res.headers.get("idempotent-replayed") === "true";
+          return res.body;
+        })
+        .catch((error: unknown) => {
+          if (error instanceof OutcomeUnknown)
+            error.hints.push(
+              key
+                ? "run it again with the same --idempotency-key: the grant applies once"
+                : `see \`credits show ${orgId}\` before sending it again (a grant sent with --idempotency-key can be sent again safely)`,
+            );
+          throw error;
+        });
+      return answer(ctx, call, ({ entry, credits }) => {
+        const what = `${Math.abs(entry.amount)} credits${entry.note ? ` (${entry.note})` : ""}`;
+        if (replayed)
           console.log(
-            `${out.green(entry.amount < 0 ? "removed" : "granted")} ${Math.abs(entry.amount)} credits${entry.note ? ` (${entry.note})` : ""}`,
+            `${out.yellow(entry.amount < 0 ? "already removed" : "already granted")} ${what} with this idempotency key at ${entry.createdAt}; nothing changed`,
           );
-          printFields([
-            ["balance", credits.balance],
-            ["reserved", credits.reserved],
-            ["available", credits.available],
-          ]);
-        },
-      );
+        else console.log(`${out.green(entry.amount < 0 ? "removed" : "granted")} ${what}`);
+        printFields([
+          ["balance", credits.balance],
+          ["reserved", credits.reserved],
+          ["available", credits.available],
+        ]);
+      });
     },
   },
   {

@@ -15,6 +15,9 @@ export class CliError extends Error {
   }
 }
 
+/** A write whose answer was lost (the connection failed after it may have been sent): it may have been applied. */
+export class OutcomeUnknown extends CliError {}
+
 /** An error answer of the API: `{error: {code, message, requestId, issues?}}`. */
 export class ApiFailure extends Error {
   status: number;

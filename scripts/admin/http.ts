@@ -1,7 +1,13 @@
 /** HTTP calls of the CLI: JSON in and out, API errors and unreachable servers made readable. */
-import { CliError, apiFailure } from "./errors.ts";
+import { CliError, OutcomeUnknown, apiFailure } from "./errors.ts";
 
-/** fetch, with connection failures turned into a message that names the URL. */
+/** Connection failures that say the request never reached the server (no connection was made). */
+const NOT_SENT = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH"]);
+
+/**
+ * fetch, with connection failures turned into a message that names the URL. A write (any method
+ * but GET) that failed after it may have been sent is an OutcomeUnknown: it may have been applied.
+ */
 export async function send(url: string, init: RequestInit): Promise<Response> {
   try {
     return await fetch(url, init);
@@ -16,8 +22,15 @@ export async function send(url: string, init: RequestInit): Promise<Response> {
           : cause?.code === "ECONNRESET"
             ? "connection reset"
             : (cause?.message ?? "the request could not be sent");
+    const message = `cannot reach Outrider at ${origin} (${reason})`;
+    const method = (init.method ?? "GET").toUpperCase();
+    if (method !== "GET" && !NOT_SENT.has(cause?.code ?? "")) {
+      throw new OutcomeUnknown(message, [
+        `the ${method} may have been applied: the connection failed after the request may have reached Outrider`,
+      ]);
+    }
     const local = ["localhost", "127.0.0.1", "[::1]"].includes(new URL(url).hostname);
-    throw new CliError(`cannot reach Outrider at ${origin} (${reason})`, [
+    throw new CliError(message, [
       local ? "is `npm run dev` running? For another environment pass --url or set OUTRIDER_URL." : "check --url / OUTRIDER_URL",
     ]);
   }
@@ -25,6 +38,13 @@ export async function send(url: string, init: RequestInit): Promise<Response> {
 
 export interface JsonClient {
   request<T = Record<string, unknown>>(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<T>;
+  /** Like request, with the answer's status and headers too (Idempotent-Replayed). */
+  exchange<T = Record<string, unknown>>(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers?: Record<string, string>,
+  ): Promise<{ status: number; headers: Headers; body: T }>;
 }
 
 /**
@@ -32,8 +52,8 @@ export interface JsonClient {
  * `unauthorizedHint` says which credential to check when the answer is 401.
  */
 export function jsonClient(baseUrl: string, token: string, unauthorizedHint?: string): JsonClient {
-  return {
-    async request<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
+  const client: JsonClient = {
+    async exchange<T>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
       const res = await send(baseUrl + path, {
         method,
         headers: {
@@ -47,7 +67,7 @@ export function jsonClient(baseUrl: string, token: string, unauthorizedHint?: st
       if (!res.ok) throw await apiFailure(res, unauthorizedHint, token);
       const text = await res.text();
       try {
-        return JSON.parse(text) as T;
+        return { status: res.status, headers: res.headers, body: JSON.parse(text) as T };
       } catch {
         // An access gateway's login page, or another service at --url: no SyntaxError stack trace.
         throw new CliError(
@@ -56,5 +76,9 @@ export function jsonClient(baseUrl: string, token: string, unauthorizedHint?: st
         );
       }
     },
+    async request<T>(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<T> {
+      return (await client.exchange<T>(method, path, body, headers)).body;
+    },
   };
+  return client;
 }

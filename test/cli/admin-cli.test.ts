@@ -318,6 +318,21 @@ describe("credits", () => {
     expect(reused.code).toBe(1);
     expect(reused.stderr).toContain("idempotency_key_reused");
   });
+
+  it("grant run again with its --idempotency-key says the grant was applied before and nothing changed, never 'granted' again", async () => {
+    const orgId = (await okJson(["orgs", "create", "--name", "CLI replayed credits"])).id as string;
+    const key = `invoice-${crypto.randomUUID()}`;
+    const grant = ["credits", "grant", orgId, "700", "--note", "invoice", "--idempotency-key", key];
+    expect((await ok(grant)).stdout).toContain("granted 700 credits (invoice)");
+    const again = await ok(grant);
+    expect(again.stdout).not.toMatch(/^granted/m);
+    expect(again.stdout).toContain("already granted 700 credits (invoice) with this idempotency key");
+    expect(again.stdout).toContain("nothing changed");
+    expect(again.stdout).toMatch(/balance\s+700/);
+    const removal = ["credits", "grant", orgId, "-200", "--idempotency-key", `${key}-removal`];
+    await ok(removal);
+    expect((await ok(removal)).stdout).toContain("already removed 200 credits with this idempotency key");
+  });
 });
 
 describe("prompt workflows", () => {
@@ -630,6 +645,72 @@ describe("wrong arguments: a clear message and exit 1, nothing sent", () => {
     expect(key.code).toBe(1);
     expect(key.stderr).toContain("--idempotency-key has characters an HTTP header cannot carry");
     expect(edge.requests).toEqual([]);
+  });
+});
+
+describe("ids that are no path segment: a usage error, nothing sent", () => {
+  it('an empty, `.` or `..` id is refused naming its operand: sent, it would be another route (`keys list .` asked for organization "api-keys")', async () => {
+    const edge = await fakeEdge(() => ({ status: 200, body: "{}" }));
+    for (const [args, operand] of [
+      [["orgs", "show", ""], "<orgId>"],
+      [["keys", "list", "."], "<orgId>"],
+      [["keys", "revoke", "org_x", ".."], "<keyId>"],
+      [["credits", "grant", "..", "5"], "<orgId>"],
+      [["webhooks", "delete", "org_x", "."], "<webhookId>"],
+      [["workflows", "publish", ".."], "<workflowId>"],
+    ] as const) {
+      const { code, stderr } = await cli([...args], { OUTRIDER_URL: edge.url });
+      expect([args.join(" "), code]).toEqual([args.join(" "), 1]);
+      expect(stderr).toContain(`${operand} must be`);
+      expect(stderr).not.toMatch(STACK_FRAME);
+    }
+    expect(edge.requests).toEqual([]);
+  });
+});
+
+describe("a write whose answer is lost", () => {
+  /** An edge that reads each request, then drops the connection without answering. */
+  async function droppingEdge() {
+    const requests: string[] = [];
+    const server = createHttpServer((req) => {
+      requests.push(`${req.method} ${req.url}`);
+      req.resume();
+      req.once("end", () => req.socket.destroy());
+    });
+    await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
+    onTestFinished(
+      () =>
+        new Promise<void>((done) => {
+          server.closeAllConnections();
+          server.close(() => done());
+        }),
+    );
+    return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, requests };
+  }
+
+  it("says it may have been applied, and how to send a grant again safely; not 'is npm run dev running?'", async () => {
+    const edge = await droppingEdge();
+    const plain = await cli(["credits", "grant", "org_x", "5"], { OUTRIDER_URL: edge.url });
+    expect(plain.code).toBe(1);
+    expect(plain.stderr).toContain("may have been applied");
+    expect(plain.stderr).toContain("credits show org_x");
+    expect(plain.stderr).toContain("--idempotency-key");
+    expect(plain.stderr).not.toContain("is `npm run dev` running?");
+    const keyed = await cli(["credits", "grant", "org_x", "5", "--idempotency-key", "invoice-7"], { OUTRIDER_URL: edge.url });
+    expect(keyed.code).toBe(1);
+    expect(keyed.stderr).toContain("may have been applied");
+    expect(keyed.stderr).toContain("run it again with the same --idempotency-key: the grant applies once");
+    const created = await cli(["keys", "create", "org_x", "--name", "k"], { OUTRIDER_URL: edge.url });
+    expect([created.code, created.stderr.includes("may have been applied")]).toEqual([1, true]);
+    // A read changes nothing: no such warning.
+    const read = await cli(["orgs", "list"], { OUTRIDER_URL: edge.url });
+    expect([read.code, read.stderr.includes("cannot reach Outrider"), read.stderr.includes("may have been applied")]).toEqual([
+      1,
+      true,
+      false,
+    ]);
+    expect(edge.requests).toHaveLength(4);
+    for (const text of [plain.stderr, keyed.stderr, created.stderr, read.stderr]) expect(text).not.toMatch(STACK_FRAME);
   });
 });
 

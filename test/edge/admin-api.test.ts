@@ -4,6 +4,7 @@ import { describe, expect, it, vi } from "vitest";
 import app from "../../src/index.ts";
 import { MIN_SECRET_LENGTH } from "../../src/shared/signing.ts";
 import { MAX_CREDIT_BALANCE } from "../../src/db/credits.ts";
+import { MAX_TEMPLATE_CHARS } from "../../src/routes/admin/schemas.ts";
 import { interceptD1InPlace } from "../support/d1-intercept.ts";
 import { admin, call, createKey, type ErrorBody, readAllPages, TEST_ADMIN_KEY } from "./helpers.ts";
 
@@ -145,7 +146,7 @@ describe("admin API: organizations and API keys", () => {
     const issues = ((await bad.json()) as ErrorBody).error.issues!.map((i) => i.path);
     expect(issues).toEqual(expect.arrayContaining(["name", "rateLimitPerMinute"]));
     expect(await code(await admin("POST", "/admin/v1/organizations", "{not json"))).toBe("invalid_json");
-    expect((await admin("POST", "/admin/v1/organizations", { name: "x".repeat(300 * 1024) })).status).toBe(413);
+    expect((await admin("POST", "/admin/v1/organizations", { name: "x".repeat(1024 * 1024) })).status).toBe(413);
   });
 });
 
@@ -541,6 +542,34 @@ describe("admin API: prompt workflows", () => {
       template: `{{${" ".repeat(5_000)}topic${"\t".repeat(5_000)}}} and {{ {{audience}} }}`,
     });
     expect(((await spaced.json()) as { variables: string[] }).variables).toEqual(["topic", "audience"]);
+  });
+
+  it("a template as long as the schema allows is taken however the client encodes it: CJK as UTF-8, or every character \\u-escaped (Python's json.dumps), on create and edit", async () => {
+    const org = await newOrganization();
+    // 100,000 UTF-16 units, the schema's limit: 300 KB as UTF-8, 600 KB with every unit written \uXXXX.
+    const longest = `${"東".repeat(MAX_TEMPLATE_CHARS - 7)}{{ x }}`;
+    const asciiEscaped = (text: string) => text.replace(/[\u0080-\uffff]/g, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, "0")}`);
+    const utf8 = await admin("POST", `/admin/v1/organizations/${org.id}/workflows`, { ...definition, name: "Longest", template: longest });
+    expect(utf8.status).toBe(201);
+    const { id } = (await utf8.json()) as { id: string };
+    const escaped = asciiEscaped(JSON.stringify({ ...definition, name: "Longest escaped", template: longest }));
+    expect(escaped.length).toBeGreaterThan(600_000);
+    const created = await admin("POST", `/admin/v1/organizations/${org.id}/workflows`, escaped);
+    expect(created.status).toBe(201);
+    expect((await created.json()) as { template: string; variables: string[] }).toMatchObject({ template: longest, variables: ["x"] });
+    const edited = await admin(
+      "PATCH",
+      `/admin/v1/workflows/${id}`,
+      asciiEscaped(JSON.stringify({ template: `${longest.slice(0, -7)}{{ y }}` })),
+    );
+    expect([edited.status, ((await edited.json()) as { variables: string[] }).variables]).toEqual([200, ["y"]]);
+    // One unit more is the schema's 400 naming the template, not a 413.
+    const tooLong = await admin(
+      "POST",
+      `/admin/v1/organizations/${org.id}/workflows`,
+      asciiEscaped(JSON.stringify({ ...definition, template: `東${longest}` })),
+    );
+    expect([tooLong.status, ((await tooLong.json()) as ErrorBody).error.issues?.map((i) => i.path)]).toEqual([400, ["template"]]);
   });
 
   it("security: a template of thousands of bad placeholders, or one huge one, gets an answer of a few KB", async () => {

@@ -9,7 +9,13 @@ import { registerOrganizations } from "./organizations.ts";
 import { registerPromptWorkflows } from "./prompt-workflows.ts";
 import { registerWebhooks } from "./webhooks.ts";
 
-const MAX_ADMIN_BODY_BYTES = 256 * 1024;
+/**
+ * Room for the largest body the admin schemas accept: a MAX_TEMPLATE_CHARS template is 300 KB of
+ * UTF-8 when it is CJK, and 600 KB when the client writes every UTF-16 unit as `\uXXXX` (6 bytes,
+ * as Python's json.dumps does by default); the other fields add a few KB. A body the schema would
+ * take must not be refused as too large.
+ */
+const MAX_ADMIN_BODY_BYTES = 1024 * 1024;
 
 /**
  * The admin API (`/admin/v1/...`), for operators and `npm run admin`: organizations, API keys,

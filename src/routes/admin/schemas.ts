@@ -68,12 +68,15 @@ export const grantCreditsBody = z
   })
   .strict();
 
+/** The longest template (UTF-16 units, as zod counts). */
+export const MAX_TEMPLATE_CHARS = 100_000;
+
 const promptFields = {
   // A display name like an organization's: it is printed by `npm run admin` and, as the runs'
   // workflow name, by whatever lists a tenant's runs.
   name: displayName(100),
   description: z.string().max(2000),
-  template: z.string().min(1).max(100_000).describe("Prompt text with {{variable}} placeholders"),
+  template: z.string().min(1).max(MAX_TEMPLATE_CHARS).describe("Prompt text with {{variable}} placeholders"),
   model: modelId,
   webSearch: z.boolean(),
   maxOutputTokens: z.number().int().min(16).max(32_000),
