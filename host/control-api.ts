@@ -31,7 +31,7 @@ import { hasHandler, isStartable, type HandlerKind } from "./catalog.ts";
 import type { EdgeClient } from "./edge-client.ts";
 import type { HistoryRelay } from "./history-relay.ts";
 import type { RunEnvs } from "./run-envs.ts";
-import { completedRunResult, describeRun, failureMessage, runResult } from "./temporal.ts";
+import { completedRunResult, describeRun, failureMessage, runResult, signalRun } from "./temporal.ts";
 import { GRPC, grpcCodeOf, grpcMessageOf, isTemporalOutage } from "./temporal-errors.ts";
 import { RunNotFoundError, StepNotCompletedError, StepNotFoundError, resetToAfterStep } from "./reset.ts";
 
@@ -65,6 +65,10 @@ const BLOB_SIZE_REFUSAL = /size exceeds limit/i;
  * overflow the stack.
  */
 export const MAX_BODY_JSON_DEPTH = INTERNAL_MAX_JSON_DEPTH;
+
+/** The most of an unknown route's method and path the 404 quotes. */
+const MAX_QUOTED_METHOD = 16;
+const MAX_QUOTED_PATH = 200;
 
 /** Longest a single result call may block; the edge asks again if it wants to wait longer. */
 export const MAX_RESULT_WAIT_MS = 120_000;
@@ -116,20 +120,30 @@ function hostError(status: 400 | 401 | 404 | 409 | 413 | 422 | 503 | 504, code: 
  * The verified nonce of the signed request being served. Each host process remembers the nonces
  * it accepted, but not those its siblings did (docs/deploy.md runs several behind one balancer):
  * a captured request could be played again through another host within its signature's window.
- * So the calls that would do something twice (a reset, an update) name the nonce to Temporal,
+ * So the calls that would do something twice (a reset, an update, a signal) name the nonce to Temporal,
  * which every host shares and which takes a request id it has seen as the same request.
  */
 type ControlApiEnv = { Variables: { signedNonce: string } };
 
-/** Temporal's duplicate check for the signed request with this nonce (a reset's requestId, an update's id). */
+/** Temporal's duplicate check for the signed request with this nonce (a reset's or a signal's requestId, an update's id). */
 export const temporalRequestId = (nonce: string) => `signed-${nonce}`;
 
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+
 /**
- * The request's JSON body, or `unreadable` when it is none (empty, or not JSON); 400 when it nests
- * deeper than MAX_BODY_JSON_DEPTH, checked on the text before it is parsed.
+ * The request's JSON body, or `empty` when it has none (no bytes, or only white space). 400 when its
+ * bytes are not UTF-8 (never read with U+FFFD in their place), when it nests deeper than
+ * MAX_BODY_JSON_DEPTH (checked on the text before it is parsed), or when it is not JSON: a body cut
+ * short is refused, never read as no body (a cancel pinned to a run would stop the current one).
  */
-async function jsonBody(c: Context<ControlApiEnv>, unreadable: unknown): Promise<unknown> {
-  const text = await c.req.text();
+async function jsonBody(c: Context<ControlApiEnv>, empty: unknown): Promise<unknown> {
+  let text: string;
+  try {
+    text = utf8.decode(await c.req.arrayBuffer());
+  } catch {
+    throw hostError(400, "invalid_request", "request body is not valid UTF-8 (JSON must be UTF-8)");
+  }
+  if (text.trim() === "") return empty;
   if (jsonDepth(text, MAX_BODY_JSON_DEPTH) > MAX_BODY_JSON_DEPTH) {
     throw hostError(
       400,
@@ -139,8 +153,26 @@ async function jsonBody(c: Context<ControlApiEnv>, unreadable: unknown): Promise
   }
   try {
     return JSON.parse(text);
-  } catch {
-    return unreadable;
+  } catch (err) {
+    throw hostError(400, "invalid_request", `request body is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * 400 unless each of these strings, which go to Temporal as protobuf strings (UTF-8), is well-formed
+ * Unicode. Half a surrogate pair (a `\ud800` escape alone) cannot be UTF-8: Temporal refuses the call
+ * as INTERNAL (our 500), or, at the end of a string, the client writes U+FFFD in its place and a
+ * start runs under another workflow id than the one it answers with.
+ */
+function requireWellFormed(fields: Record<string, string | undefined>): void {
+  for (const [field, value] of Object.entries(fields)) {
+    if (value !== undefined && !value.isWellFormed()) {
+      throw hostError(
+        400,
+        "invalid_request",
+        `${field} has half a surrogate pair (a \\ud800 escape alone), which is not text Temporal can take`,
+      );
+    }
   }
 }
 
@@ -181,6 +213,7 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
     const parsed = startRunRequest.safeParse(await jsonBody(c, null));
     if (!parsed.success) throw hostError(400, "invalid_request", parsed.error.message);
     const { workflowId, workflowName, input, executionTimeoutMs, envs, acceptId, retry } = parsed.data;
+    requireWellFormed({ workflowId });
     // A retried start (same accept id) whose earlier attempt did reach Temporal: answer with that run,
     // first (even a workflow that has left this host's catalog since: its run exists, and a
     // refusal would make the edge record as failed a run that is going on).
@@ -284,7 +317,7 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
     const queryDeadline = Date.now() + queryWaitMs;
     try {
       if (kind === "signal") {
-        await toOpenRun(workflowId, () => handle.signal(name, ...args));
+        await toOpenRun(workflowId, () => signalRun(deps.client, workflowId, name, args, temporalRequestId(c.get("signedNonce"))));
         return c.json({});
       }
       if (kind === "query") {
@@ -303,6 +336,16 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
           504,
           "update_outcome_unknown",
           `the run did not complete the update "${name}" within ${Math.round(waitMs / 1000)} s (its workflow tasks may be failing, or no worker is polling); it may still be applied, so read the run's state before sending it again`,
+        );
+      }
+      if (kind === "update" && isTemporalOutage(err)) {
+        // The connection to Temporal failed once the update was sent (the run was found open just
+        // before): Temporal may have taken it, and its handler may run. A 503 would tell the edge to
+        // send it again, under a new update id, so it would be applied twice.
+        throw hostError(
+          504,
+          "update_outcome_unknown",
+          `Temporal could not be reached while the update "${name}" was on its way; it may still be applied, so read the run's state before sending it again`,
         );
       }
       if (err instanceof QueryNotRegisteredError) {
@@ -356,6 +399,7 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
     const parsed = terminateRequest.safeParse(await jsonBody(c, {}));
     if (!parsed.success) throw hostError(400, "invalid_request", parsed.error.message);
     const { runId, reason } = parsed.data;
+    requireWellFormed({ reason });
     const open = await openRun(workflowId, runId);
     await toOpenRun(
       workflowId,
@@ -369,8 +413,10 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
     const workflowId = c.req.param("workflowId");
     const parsed = resetRequest.safeParse(await jsonBody(c, null));
     if (!parsed.success) throw hostError(400, "invalid_request", parsed.error.message);
+    const { stepName, reason, runId } = parsed.data;
+    // The step name goes into the reset's default reason.
+    requireWellFormed({ stepName, reason });
     try {
-      const { stepName, reason, runId } = parsed.data;
       const reset = await resetToAfterStep(deps.client, workflowId, stepName, reason, runId, temporalRequestId(c.get("signedNonce")));
       // The relay moves on to the new run once the old one's history ends.
       deps.relay.followReset(workflowId, reset.runId);
@@ -407,14 +453,29 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
     const runId = c.req.query("runId");
     if (runId !== undefined && !RUN_ID_PATTERN.test(runId))
       throw hostError(400, "invalid_request", "runId must be a Temporal run id (a UUID)");
+    // A caller that hangs up (the edge's own caller left) ends the wait: its poll of Temporal is stopped.
+    const left = c.req.raw.signal;
     if (runId && waitMs > 0) {
       const deadline = Date.now() + waitMs;
-      const completed = await completedRunResult(deps.client, workflowId, runId, waitMs);
+      const completed = await completedRunResult(deps.client, workflowId, runId, waitMs, left);
       if (completed) return c.json(completed);
-      return c.json(await runResult(deps.client, workflowId, Math.max(0, deadline - Date.now())));
+      return c.json(await runResult(deps.client, workflowId, Math.max(0, deadline - Date.now()), undefined, left));
     }
-    return c.json(await runResult(deps.client, workflowId, waitMs));
+    return c.json(await runResult(deps.client, workflowId, waitMs, undefined, left));
   });
+
+  // In the host's error body, so the edge knows the host did nothing (a proxy's 404 says nothing).
+  app.notFound((c) =>
+    c.json(
+      {
+        error: {
+          code: "route_not_found",
+          message: `no route ${c.req.method.slice(0, MAX_QUOTED_METHOD)} ${new URL(c.req.url).pathname.slice(0, MAX_QUOTED_PATH)}`,
+        },
+      },
+      404,
+    ),
+  );
 
   app.onError((err, c) => {
     if (err instanceof HTTPException) return err.getResponse();

@@ -12,6 +12,7 @@ import type { DescribeRunResponse, RunResultResponse } from "../src/shared/host-
 import type { HostConfig } from "./config.ts";
 import { failureDetails } from "./failure-details.ts";
 import proto, { type temporal } from "@temporalio/proto"; // CommonJS: no named ESM exports at run time
+import { GRPC, grpcCodeOf, grpcMessageOf } from "./temporal-errors.ts";
 
 export async function connectClient(config: HostConfig): Promise<Client> {
   const connection = await Connection.connect({ address: config.temporalAddress, ...config.temporalConnection });
@@ -33,6 +34,30 @@ export async function describeRun(client: Client, workflowId: string, runId?: st
     historyLength: d.historyLength,
     taskQueue: d.taskQueue,
   };
+}
+
+/**
+ * Signals the workflow's current run with `requestId` as Temporal's duplicate check: a run takes a
+ * signal with an id it has seen once. @temporalio/client's `handle.signal` gives every call an id
+ * of its own, so a signed request played again through another host would signal twice. Throws
+ * WorkflowNotFoundError for a workflow id with no run, as `handle.signal` does.
+ */
+export async function signalRun(client: Client, workflowId: string, signalName: string, args: unknown[], requestId: string): Promise<void> {
+  // The host's client has no payload codec: its converter's payloads are what Temporal stores.
+  const { payloadConverter } = client.options.loadedDataConverter;
+  try {
+    await client.workflowService.signalWorkflowExecution({
+      namespace: client.options.namespace,
+      identity: client.options.identity,
+      workflowExecution: { workflowId },
+      signalName,
+      input: { payloads: args.map((arg) => payloadConverter.toPayload(arg)) },
+      requestId,
+    });
+  } catch (err) {
+    if (grpcCodeOf(err) === GRPC.NOT_FOUND) throw new WorkflowNotFoundError(grpcMessageOf(err), workflowId, undefined);
+    throw err;
+  }
 }
 
 /** The innermost failure message: what the workflow author wrote, not Temporal's wrapper text. */
@@ -72,13 +97,14 @@ export async function completedRunResult(
   workflowId: string,
   runId: string,
   waitMs: number,
+  callerLeft?: AbortSignal,
 ): Promise<RunResultResponse | null> {
   const deadline = Date.now() + waitMs;
   let nextPageToken: Uint8Array | undefined;
   try {
-    while (Date.now() < deadline) {
+    while (Date.now() < deadline && !callerLeft?.aborted) {
       let timer: NodeJS.Timeout | undefined;
-      // The long poll is stopped when the wait runs out, not left to the server's poll limit.
+      // The long poll is stopped when the wait runs out or the caller leaves, not left to the server's poll limit.
       const stop = new AbortController();
       const request = client.withAbortSignal(stop.signal, () =>
         client.workflowService.getWorkflowExecutionHistory({
@@ -93,6 +119,7 @@ export async function completedRunResult(
       const response = await Promise.race([
         request,
         new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), Math.max(0, deadline - Date.now())))),
+        ...(callerLeft ? [untilAborted(callerLeft, null)] : []),
       ]);
       clearTimeout(timer);
       if (!response) {
@@ -121,11 +148,26 @@ export async function completedRunResult(
   return null;
 }
 
+/** Resolves to `value` once `signal` aborts (at once if it has); never otherwise. */
+function untilAborted<T>(signal: AbortSignal, value: T): Promise<T> {
+  return new Promise((resolve) => {
+    if (signal.aborted) resolve(value);
+    else signal.addEventListener("abort", () => resolve(value), { once: true });
+  });
+}
+
 /**
  * Settles a run's outcome: waits up to `waitMs` for it to close (0 = do not wait) and reports its
  * status with output or error. Never throws for a failed run; that is an outcome, not an error.
+ * `callerLeft` ends the wait early: nobody is waiting for the answer any more.
  */
-export async function runResult(client: Client, workflowId: string, waitMs: number, runId?: string): Promise<RunResultResponse> {
+export async function runResult(
+  client: Client,
+  workflowId: string,
+  waitMs: number,
+  runId?: string,
+  callerLeft?: AbortSignal,
+): Promise<RunResultResponse> {
   const handle: WorkflowHandle = client.workflow.getHandle(workflowId, runId, { followRuns: false });
   // The outcome the wait below already fetched (no second history read for it).
   let outcome: Promise<unknown> | undefined;
@@ -143,6 +185,7 @@ export async function runResult(client: Client, workflowId: string, waitMs: numb
         () => true,
       ),
       new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), waitMs))),
+      ...(callerLeft ? [untilAborted(callerLeft, false as const)] : []),
     ]);
     clearTimeout(timer);
     if (settled) outcome = waiting;

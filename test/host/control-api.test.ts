@@ -171,6 +171,32 @@ describe("control API auth", () => {
     await client.workflow.getHandle(updateId).terminate("test over");
   }, 30_000);
 
+  it("security: a signed signal replayed through another host (its own nonces) is delivered once", async () => {
+    // As a reset or an update: the replay passes the second host's nonce check, so Temporal, which
+    // both share, must take the signal with the same request id as the same signal.
+    const [hostA, hostB] = [0, 1].map(() => testControlApi(client, testWorker, SECRET, TASK_QUEUE));
+    const workflowId = newId("approval");
+    await signed("POST", HOST_PATHS.start, { workflowId, workflowName: "approval", input: { request: "replayed signal" } });
+    try {
+      const path = HOST_PATHS.interact(workflowId, "signal", "approve");
+      // An empty approve is taken and ignored by the workflow: the run stays open for the replay.
+      const body = JSON.stringify({ payload: {} });
+      const init = {
+        method: "POST",
+        headers: { ...(await signRequest(SECRET, "POST", path, body)), "content-type": "application/json" },
+        body,
+      };
+      for (const host of [hostA!, hostB!]) expect((await host.request(path, init)).status).toBe(200);
+      // A signal that arrives while a workflow task is running waits in Temporal's buffer, outside the
+      // history, until that task completes: a query goes through a workflow task of its own after it.
+      await signed("POST", HOST_PATHS.interact(workflowId, "query", "progress"), {});
+      const history = await client.workflow.getHandle(workflowId).fetchHistory();
+      expect(history.events?.filter((e) => e.workflowExecutionSignaledEventAttributes)).toHaveLength(1);
+    } finally {
+      await client.workflow.getHandle(workflowId).terminate("test over");
+    }
+  });
+
   it("refuses a stale signature with 401", async () => {
     const res = await signed(
       "POST",
@@ -281,6 +307,46 @@ describe("control API over real Temporal", () => {
       await client.workflow.getHandle(workflowId).terminate("test cleanup");
     }
   });
+
+  it("a caller that leaves a result wait stops its poll of Temporal (it is not held for the rest of waitMs)", async () => {
+    const workflowId = newId("hello");
+    const started = await client.workflow.start("hello", { taskQueue: `${TASK_QUEUE}-idle`, workflowId, args: [{ name: "x" }] });
+    const calls: Array<{ settled: boolean }> = [];
+    const service = client.workflowService;
+    const original = service.getWorkflowExecutionHistory;
+    service.getWorkflowExecutionHistory = ((...args: Parameters<typeof original>) => {
+      const call = { settled: false };
+      calls.push(call);
+      const answer = original.apply(service, args);
+      void answer.then(
+        () => (call.settled = true),
+        () => (call.settled = true),
+      );
+      return answer;
+    }) as typeof original;
+    try {
+      // Without the run's id (a read), and with it (the DO that started the run).
+      for (const query of ["waitMs=100000", `waitMs=100000&runId=${started.firstExecutionRunId}`]) {
+        const path = `${HOST_PATHS.result(workflowId)}?${query}`;
+        const leaving = new AbortController();
+        const headers = { ...(await signRequest(SECRET, "GET", path, "")), "content-type": "application/json" };
+        const answer = app.request(path, { method: "GET", headers, signal: leaving.signal });
+        await until(() => calls.length > 0, 5_000);
+        leaving.abort();
+        // Temporal holds a long poll for about 20 s, and the wait would go on for 100 s; a stopped one ends at once.
+        await until(() => calls.every((c) => c.settled), 5_000);
+        expect(
+          calls.filter((c) => !c.settled),
+          query,
+        ).toEqual([]);
+        await answer;
+        calls.length = 0;
+      }
+    } finally {
+      service.getWorkflowExecutionHistory = original;
+      await client.workflow.getHandle(workflowId).terminate("test cleanup");
+    }
+  }, 30_000);
 
   it("refuses an unknown workflow name with 404 and a duplicate workflow id with 409", async () => {
     const unknown = await signed("POST", HOST_PATHS.start, { workflowId: newId("nope"), workflowName: "nope", input: {} });
@@ -482,6 +548,36 @@ describe("interacting with a running approval", () => {
     }
   }, 20_000);
 
+  it("an update whose answer Temporal's connection lost (gRPC UNAVAILABLE once it was sent) is 504 update_outcome_unknown, not a 503 to retry: it may be applied", async () => {
+    const workflowId = newId("approval");
+    await signed("POST", HOST_PATHS.start, { workflowId, workflowName: "approval", input: { request: "lost answer" } });
+    const service = client.workflowService;
+    const original = service.updateWorkflowExecution;
+    // Temporal takes the update; its answer is lost on the way back (the connection dropped).
+    service.updateWorkflowExecution = (async (...args: Parameters<typeof original>) => {
+      await original.apply(service, args);
+      throw Object.assign(new Error("14 UNAVAILABLE: Connection dropped"), {
+        code: 14,
+        details: "Connection dropped",
+        metadata: { get: () => [] },
+      });
+    }) as unknown as typeof original;
+    try {
+      const res = await signed("POST", HOST_PATHS.interact(workflowId, "update", "setPriority"), { payload: { priority: 4 } });
+      expect([res.status, ((await res.json()) as { error: { code: string } }).error.code]).toEqual([504, "update_outcome_unknown"]);
+    } finally {
+      service.updateWorkflowExecution = original;
+    }
+    try {
+      // It was applied: a "retry later" would have applied it twice.
+      expect(await (await signed("POST", HOST_PATHS.interact(workflowId, "query", "progress"), {})).json()).toMatchObject({
+        result: { priority: 4 },
+      });
+    } finally {
+      await client.workflow.getHandle(workflowId).terminate("test over");
+    }
+  });
+
   it("a query no worker answers (its run's workers gone, or its workflow tasks failing) is 504 query_timed_out after the wait, not a 500", async () => {
     // The approval runs on a task queue no worker polls: Temporal times its query out.
     const workflowId = newId("approval");
@@ -572,6 +668,16 @@ describe("interacting with a running approval", () => {
         };
       const racing = new Proxy(client, {
         get(target, prop) {
+          // A signal goes to Temporal's service itself (with the signed request's nonce as its id).
+          if (prop === "workflowService") {
+            return new Proxy(target.workflowService, {
+              get(service, method) {
+                const value = Reflect.get(service, method, service);
+                if (method !== "signalWorkflowExecution" || typeof value !== "function") return value;
+                return (...args: unknown[]) => late(() => value.apply(service, args))();
+              },
+            });
+          }
           if (prop !== "workflow") return Reflect.get(target, prop, target);
           return new Proxy(target.workflow, {
             get(w, p) {
@@ -827,6 +933,85 @@ describe("requests Temporal would refuse, or the host could not read, are the ca
     const res = await signed("GET", HOST_PATHS.describe("any"), undefined, { to: api });
     expect(res.status).toBe(400);
     expect(await res.json()).toEqual({ error: { code: "invalid_request", message: "Temporal refused the request: Invalid RunId." } });
+  });
+
+  it("a cancel or terminate whose body is not JSON (cut short, say) is 400 invalid_request and stops nothing; an empty body still means the current run", async () => {
+    const workflowId = newId("approval");
+    const current = startRunResponse.parse(
+      await (await signed("POST", HOST_PATHS.start, { workflowId, workflowName: "approval", input: { request: "x" } })).json(),
+    );
+    try {
+      // Pinned to another run, cut short: it was read as `{}` (no pin), and stopped the current run.
+      const cut = `{"runId":"${crypto.randomUUID()}"`;
+      for (const path of [HOST_PATHS.cancel, HOST_PATHS.terminate]) {
+        const res = await signedText("POST", path(workflowId), cut);
+        const answer = (await res.json()) as { error: { code: string; message: string } };
+        expect([res.status, answer.error.code], path(workflowId)).toEqual([400, "invalid_request"]);
+        expect(answer.error.message).toMatch(/not valid JSON/);
+      }
+      expect((await client.workflow.getHandle(workflowId).describe()).status.name).toBe("RUNNING");
+      const empty = await signedText("POST", HOST_PATHS.terminate(workflowId), "");
+      expect([empty.status, ((await empty.json()) as { runId?: string }).runId]).toEqual([200, current.runId]);
+    } finally {
+      await client.workflow
+        .getHandle(workflowId)
+        .terminate("test done")
+        .catch(() => undefined);
+    }
+  });
+
+  it("a body that is not UTF-8 is 400 invalid_request, not started with its bytes replaced by U+FFFD", async () => {
+    const workflowId = newId("hello");
+    const text = new TextEncoder();
+    const body = new Uint8Array([
+      ...text.encode(`{"workflowId":"${workflowId}","workflowName":"hello","input":{"name":"`),
+      0xff,
+      ...text.encode(`"}}`),
+    ]);
+    const headers = await signRequest(SECRET, "POST", HOST_PATHS.start, body);
+    const res = await app.request(HOST_PATHS.start, { method: "POST", headers: { ...headers, "content-type": "application/json" }, body });
+    const answer = (await res.json()) as { error: { code: string; message: string } };
+    expect([res.status, answer.error.code]).toEqual([400, "invalid_request"]);
+    expect(answer.error.message).toMatch(/not valid UTF-8/);
+    await expect(client.workflow.getHandle(workflowId).describe()).rejects.toThrow();
+  });
+
+  it("half a surrogate pair in a string the host hands Temporal (workflow id, terminate or reset reason, step name) is 400 invalid_request, not a 500", async () => {
+    // Temporal's gRPC server refuses a string that is not UTF-8 with INTERNAL: the host's 500, the
+    // edge's "bug on our side"; a start was even retried as if its outcome were unknown.
+    const workflowId = newId("approval");
+    await signed("POST", HOST_PATHS.start, { workflowId, workflowName: "approval", input: { request: "x" } });
+    try {
+      for (const [path, body] of [
+        [HOST_PATHS.start, { workflowId: `${newId("hello")}\ud800`, workflowName: "hello", input: { name: "x" } }],
+        [HOST_PATHS.terminate(workflowId), { reason: "half a pair \ud800" }],
+        [HOST_PATHS.reset(workflowId), { stepName: "cleanupApproval", reason: "\udc00" }],
+        [HOST_PATHS.reset(workflowId), { stepName: "cleanupApproval\ud800" }],
+      ] as const) {
+        // JSON.stringify writes half a pair as its escape (`\ud800`), as a caller's JSON would carry it.
+        const res = await signed("POST", path, body);
+        const answer = (await res.json()) as { error: { code: string; message: string } };
+        expect([res.status, answer.error.code], JSON.stringify(body)).toEqual([400, "invalid_request"]);
+        expect(answer.error.message).toMatch(/half a surrogate pair/);
+      }
+      expect((await client.workflow.getHandle(workflowId).describe()).status.name).toBe("RUNNING");
+    } finally {
+      await client.workflow.getHandle(workflowId).terminate("test done");
+    }
+  });
+
+  it("a signed request to a route the host does not have is 404 route_not_found in the host's error body (the edge then knows the host did nothing)", async () => {
+    for (const [method, path] of [
+      ["POST", "/v1/nope"],
+      ["DELETE", HOST_PATHS.describe(newId("hello"))],
+      ["PUT", HOST_PATHS.start],
+    ] as const) {
+      const res = await signed(method, path, method === "PUT" ? {} : undefined);
+      expect([res.status, await res.json()], `${method} ${path}`).toEqual([
+        404,
+        { error: { code: "route_not_found", message: `no route ${method} ${path}` } },
+      ]);
+    }
   });
 
   it("a body nested 100,000 deep is 400 invalid_request on signal, query and start, read no further (it was a 500: the stack overflowed)", async () => {
