@@ -338,14 +338,15 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
           `the run did not complete the update "${name}" within ${Math.round(waitMs / 1000)} s (its workflow tasks may be failing, or no worker is polling); it may still be applied, so read the run's state before sending it again`,
         );
       }
-      if (kind === "update" && isTemporalOutage(err)) {
-        // The connection to Temporal failed once the update was sent (the run was found open just
-        // before): Temporal may have taken it, and its handler may run. A 503 would tell the edge to
-        // send it again, under a new update id, so it would be applied twice.
+      if (kind !== "query" && isTemporalOutage(err)) {
+        // The connection to Temporal failed once the signal or update was sent (the run was found
+        // open just before): Temporal may have taken it, and its handler may run. A 503 would tell
+        // the edge to send it again, as a new signed request (a new request or update id), so it
+        // would be applied twice.
         throw hostError(
           504,
-          "update_outcome_unknown",
-          `Temporal could not be reached while the update "${name}" was on its way; it may still be applied, so read the run's state before sending it again`,
+          `${kind}_outcome_unknown`,
+          `Temporal could not be reached while the ${kind} "${name}" was on its way; it may still be applied, so read the run's state before sending it again`,
         );
       }
       if (err instanceof QueryNotRegisteredError) {

@@ -1,8 +1,9 @@
 /**
  * The edge's typed, signed client for the Node host's control API. Only an outage becomes
  * `host_unavailable` (503 with Retry-After, "retry and it will work"): the host cannot be reached,
- * or it (or a proxy in front of it) answers 502, 503 or 504, other than the host's own 504s for an
- * update or query the run did not complete in time (their codes pass through). A failure that
+ * or it (or a proxy in front of it) answers 502, 503 or 504, other than the host's own 504s for a
+ * signal or update that may have been applied, or a query no worker answered in time (their codes
+ * pass through). A failure that
  * retrying cannot fix is not an outage: the host's 500 (it failed on this request) and 401 (edge
  * and host disagree on HOST_SHARED_SECRET) are 500 `internal_error`; its client-facing 4xx codes
  * pass through; any other refusal is 502 `host_error`, and a 4xx without the host's error body (a
@@ -181,9 +182,9 @@ export class HostClient {
     const message = hostError.success ? hostError.data.error.message : `host answered ${res.status}`;
     // The host's client-facing codes are ours too: pass them through unchanged.
     if (res.status < 500 && code in PASS_THROUGH_CODES) throw new HostRefusedError(code as ErrorCode, message);
-    // The host sent the update and the run did not complete it in time: it may still be applied,
-    // so no "retry after" (a retry could apply it twice).
-    if (res.status === 504 && code === "update_outcome_unknown") throw new ApiError("update_outcome_unknown", message);
+    // The host sent the update or signal, and the run did not complete it in time or Temporal's
+    // answer was lost: it may still be applied, so no "retry after" (a retry could apply it twice).
+    if (res.status === 504 && (code === "update_outcome_unknown" || code === "signal_outcome_unknown")) throw new ApiError(code, message);
     // No worker answered a query in time: whether a retry works depends on the run's workers, not on us.
     if (res.status === 504 && code === "query_timed_out") throw new ApiError("query_timed_out", message);
     // A gateway's page (not the host's own error body: the host answers an outage with its 503)

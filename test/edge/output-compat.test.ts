@@ -422,6 +422,21 @@ describe("run routes: shapes, pinned forms, hostile ids", () => {
     }
   });
 
+  it("a signal the host reports as maybe applied (Temporal's answer lost once it was sent) is 504 signal_outcome_unknown, without Retry-After", async () => {
+    const running = await createRunningRun(org.organizationId, "approval");
+    const words = 'Temporal could not be reached while the signal "approve" was on its way';
+    const restore = scriptHost(() => Response.json({ error: { code: "signal_outcome_unknown", message: words } }, { status: 504 }));
+    try {
+      for (const path of [`/workflow/${running.workflowId}/signal/approve`, `/workflow/${running.workflowId}/feedback`]) {
+        const res = await send("POST", path, org.key, { payload: { approvedBy: "ada" } });
+        expect([path, res.status, res.headers.get("retry-after")]).toEqual([path, 504, null]);
+        expect(await outputError(res)).toMatchObject({ code: "signal_outcome_unknown", message: words, workflowId: running.workflowId });
+      }
+    } finally {
+      restore();
+    }
+  });
+
   it("a signal or update that may have reached the host without its answer reaching the edge is 504 *_outcome_unknown, never a retry; a query, or a call that never got there, is 503 with Retry-After", async () => {
     const running = await createRunningRun(org.organizationId, "approval");
     const calls = [

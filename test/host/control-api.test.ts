@@ -578,6 +578,31 @@ describe("interacting with a running approval", () => {
     }
   });
 
+  it("a signal whose answer Temporal's connection lost (gRPC UNAVAILABLE once it was sent) is 504 signal_outcome_unknown, not a 503 to retry: it may be applied", async () => {
+    const workflowId = newId("approval");
+    await signed("POST", HOST_PATHS.start, { workflowId, workflowName: "approval", input: { request: "lost signal answer" } });
+    const service = client.workflowService;
+    const original = service.signalWorkflowExecution;
+    // Temporal takes the signal; its answer is lost on the way back (the connection dropped).
+    service.signalWorkflowExecution = (async (...args: Parameters<typeof original>) => {
+      await original.apply(service, args);
+      throw Object.assign(new Error("14 UNAVAILABLE: Connection dropped"), {
+        code: 14,
+        details: "Connection dropped",
+        metadata: { get: () => [] },
+      });
+    }) as unknown as typeof original;
+    try {
+      const res = await signed("POST", HOST_PATHS.interact(workflowId, "signal", "approve"), { payload: { approvedBy: "ada" } });
+      expect([res.status, ((await res.json()) as { error: { code: string } }).error.code]).toEqual([504, "signal_outcome_unknown"]);
+    } finally {
+      service.signalWorkflowExecution = original;
+    }
+    // It was applied: a "retry later" would have sent it twice (Temporal dedups only the same request id).
+    const handle = client.workflow.getHandle(workflowId);
+    expect(await handle.result()).toMatchObject({ approvedBy: "ada" });
+  });
+
   it("a query no worker answers (its run's workers gone, or its workflow tasks failing) is 504 query_timed_out after the wait, not a 500", async () => {
     // The approval runs on a task queue no worker polls: Temporal times its query out.
     const workflowId = newId("approval");
