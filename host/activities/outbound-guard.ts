@@ -9,6 +9,10 @@
  *   - the connection goes to an address that was checked: the guard's own DNS lookup answers the
  *     socket's connect, and the socket's peer address is checked again once connected, so a DNS
  *     answer that changes between check and connect (rebinding) cannot reach a refused address;
+ *   - a tenant's host name is resolved with c-ares (node:dns Resolver, A and AAAA), not getaddrinfo:
+ *     getaddrinfo runs on libuv's thread pool, where a name whose DNS server never answers held a
+ *     thread for 10-30 s after the request's deadline, and every other node:dns lookup of the
+ *     process (the host's calls to the edge and to LLM providers) queued behind a few of them;
  *   - each redirect is followed by hand (at most MAX_REDIRECTS) and checked the same way.
  *
  * Responses are capped in size (the body is read here, up to maxBytes) and time (one deadline
@@ -18,7 +22,7 @@
  * IP literals are parsed by the WHATWG URL parser first, so decimal (2130706433), octal (0177.1),
  * hex (0x7f.0.0.1) and short (127.1) spellings arrive here as their dotted-quad form.
  */
-import { lookup as dnsLookup, type LookupAddress } from "node:dns";
+import { lookup as dnsLookup, type LookupAddress, promises as dnsPromises } from "node:dns";
 import { BlockList, isIP, type LookupFunction } from "node:net";
 import { Agent, buildConnector, fetch as undiciFetch, type Dispatcher } from "undici";
 import { BodyTooLargeError, readCappedBody } from "../../src/shared/capped-body.ts";
@@ -116,8 +120,10 @@ export interface OutboundPolicy {
   /** Deadline of one request, redirects and body included (ms). */
   timeoutMs: number;
   maxRedirects: number;
-  /** DNS resolution (tests inject one to play a rebinding resolver); node:dns lookup by default. */
+  /** DNS resolution of every name (tests inject one to play a rebinding resolver); see resolveTenantName by default. */
   lookup?: (hostname: string) => Promise<LookupAddress[]>;
+  /** The DNS servers tenants' names are asked of (`address` or `address:port`); the system's (/etc/resolv.conf) by default. Tests point it at a local server. */
+  dnsServers?: string[];
 }
 
 export const DEFAULT_MAX_BYTES = 5 * 1024 * 1024;
@@ -208,6 +214,57 @@ const FETCH_BAD_PORTS: ReadonlySet<number> = new Set([
 
 const portOf = (url: URL) => Number(url.port) || (url.protocol === "https:" ? 443 : 80);
 
+/**
+ * How long a DNS server has to answer one query for a tenant's name on the first try (c-ares
+ * doubles it on each later round), and how many tries: a server that never answers fails the
+ * lookup (ETIMEOUT, a network error: the step is retried) after about 6 s, inside the request's
+ * deadline, which also cancels the lookup when it passes first.
+ */
+export const DNS_TRY_TIMEOUT_MS = 2_000;
+export const DNS_TRIES = 2;
+
+/** RFC 6761: `localhost` and the names under it are loopback, whatever a DNS server says (c-ares does not read /etc/hosts). */
+const LOOPBACK_ANSWERS: readonly LookupAddress[] = [
+  { address: "127.0.0.1", family: 4 },
+  { address: "::1", family: 6 },
+];
+
+/**
+ * The addresses of a tenant's host name, from c-ares: its queries are sockets on the event loop,
+ * not a libuv thread held until the system resolver gives up, so a name whose DNS server never
+ * answers costs the host nothing but a timer, and `resolver.cancel()` ends it at the request's
+ * deadline. A and AAAA are asked together (IPv4 first, as Node's `ipv4first`); one family that
+ * fails while the other answers leaves the answered addresses, all of which are checked.
+ */
+async function resolveTenantName(policy: OutboundPolicy, hostname: string, signal: AbortSignal): Promise<LookupAddress[]> {
+  const name = hostname.toLowerCase().replace(/\.$/, "");
+  if (name === "localhost" || name.endsWith(".localhost")) return [...LOOPBACK_ANSWERS];
+  signal.throwIfAborted();
+  const resolver = new dnsPromises.Resolver({ timeout: DNS_TRY_TIMEOUT_MS, tries: DNS_TRIES });
+  if (policy.dnsServers) resolver.setServers(policy.dnsServers);
+  const cancel = () => resolver.cancel();
+  signal.addEventListener("abort", cancel, { once: true });
+  let results: [PromiseSettledResult<string[]>, PromiseSettledResult<string[]>];
+  try {
+    results = await Promise.allSettled([resolver.resolve4(hostname), resolver.resolve6(hostname)]);
+  } finally {
+    signal.removeEventListener("abort", cancel);
+  }
+  const [v4, v6] = results;
+  const answers: LookupAddress[] = [
+    ...(v4.status === "fulfilled" ? v4.value.map((address) => ({ address, family: 4 })) : []),
+    ...(v6.status === "fulfilled" ? v6.value.map((address) => ({ address, family: 6 })) : []),
+  ];
+  if (answers.length > 0) return answers;
+  // No address: a refusal when both families say the name has none (ENOTFOUND, ENODATA); a server
+  // that failed, timed out or was cancelled is a network error, as EAI_AGAIN was.
+  const failures = results.flatMap((r) => (r.status === "rejected" ? [r.reason as NodeJS.ErrnoException] : []));
+  const failed = failures.find((e) => !(e.code && NO_SUCH_NAME.has(e.code)));
+  if (failed) throw failed;
+  return answers; // none: the caller refuses the name
+}
+
+/** Names the operator allows (OUTBOUND_HTTP_ALLOW) keep the system's lookup: /etc/hosts, search domains. */
 const systemLookup = (hostname: string) =>
   new Promise<LookupAddress[]>((resolve, reject) =>
     dnsLookup(hostname, { all: true, verbatim: true }, (err, addresses) => (err ? reject(err) : resolve(addresses))),
@@ -236,10 +293,15 @@ const unreachableName = (hostname: string) =>
  * The socket's lookup: resolves, refuses the host if ANY answer is refused (a mixed answer is
  * the classic rebinding trick), and hands the socket exactly the checked addresses.
  */
-function guardedLookup(policy: OutboundPolicy, port: number): LookupFunction {
+function guardedLookup(policy: OutboundPolicy, port: number, signal: AbortSignal): LookupFunction {
   return (hostname, options, callback) => {
-    const resolve = policy.lookup ?? systemLookup;
-    resolve(hostname)
+    const resolve = async () =>
+      policy.lookup
+        ? policy.lookup(hostname)
+        : hostAllowed(policy, hostname, port)
+          ? systemLookup(hostname)
+          : resolveTenantName(policy, hostname, signal);
+    resolve()
       .catch((err: NodeJS.ErrnoException) => {
         if (err.code && NO_SUCH_NAME.has(err.code)) throw unreachableName(hostname);
         throw err;
@@ -268,9 +330,9 @@ function guardedLookup(policy: OutboundPolicy, port: number): LookupFunction {
  * A dispatcher whose sockets only reach allowed addresses: resolution through guardedLookup, and
  * the connected peer checked again (IP literals skip lookup; this also covers them).
  */
-function guardedDispatcher(policy: OutboundPolicy, url: URL): Dispatcher {
+function guardedDispatcher(policy: OutboundPolicy, url: URL, signal: AbortSignal): Dispatcher {
   const port = portOf(url);
-  const base = buildConnector({ lookup: guardedLookup(policy, port), timeout: policy.timeoutMs } as buildConnector.BuildOptions);
+  const base = buildConnector({ lookup: guardedLookup(policy, port, signal), timeout: policy.timeoutMs } as buildConnector.BuildOptions);
   return new Agent({
     connect: (options, callback) =>
       base(options, (err, socket) => {
@@ -380,7 +442,7 @@ export async function guardedFetch(
 
   async function followRedirects(): Promise<Response> {
     for (let redirects = 0; ; redirects++) {
-      const dispatcher = guardedDispatcher(policy, url);
+      const dispatcher = guardedDispatcher(policy, url, signal);
       try {
         let res: Response;
         try {

@@ -5,11 +5,15 @@
  * rebinding, and the size and time caps. Real sockets on 127.0.0.x stand in for internal services;
  * each records what reached it, so "refused" also means "no request was made".
  */
+import { lookup as systemLookup } from "node:dns";
+import { createSocket, type Socket } from "node:dgram";
 import { createServer, type Server } from "node:http";
 import { type AddressInfo, createServer as createNetServer } from "node:net";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import {
   checkUrl,
+  DNS_TRIES,
+  DNS_TRY_TIMEOUT_MS,
   guardedFetch,
   InvalidResponseStatusError,
   type OutboundPolicy,
@@ -217,7 +221,7 @@ describe("outbound HTTP guard: URLs", () => {
     expect(secret.hits).toEqual([]);
   });
 
-  it("refuses a DNS name that resolves to 127.0.0.1 (localhost, from /etc/hosts)", async () => {
+  it("refuses a DNS name that resolves to 127.0.0.1 (localhost, loopback by RFC 6761)", async () => {
     const message = await refusal(guardedFetch(policy(), `http://localhost:${secret.port}/health`));
     expect(message).toMatch(/localhost does not resolve to an address outbound requests may reach/);
     expect(secret.hits).toEqual([]);
@@ -468,5 +472,145 @@ describe("outbound HTTP guard: redirects, rebinding, caps, allow-list", () => {
       "10.0.0.0/0",
     ]);
     expect(parseAllowList("host-1.example.com.:443")).toMatchObject([{ kind: "host", host: "host-1.example.com", port: 443 }]);
+  });
+});
+
+/** A DNS server's answer to one question: addresses (none: NODATA), "nxdomain", or "silent" (never answers). */
+type DnsAnswer = string[] | "nxdomain" | "silent";
+
+interface DnsFixture {
+  socket: Socket;
+  server: string;
+  /** The questions asked, as "name A" / "name AAAA", in order. */
+  questions: string[];
+}
+
+/** An IPv6 address's 16 bytes (`::` expanded). */
+const ipv6Bytes = (address: string): Buffer => {
+  const [head, tail = ""] = address.split("::") as [string, string?];
+  const words = (part: string) => (part ? part.split(":").map((w) => Number.parseInt(w, 16)) : []);
+  const [h, t] = [words(head), words(tail)];
+  const all = address.includes("::") ? [...h, ...Array<number>(8 - h.length - t.length).fill(0), ...t] : h;
+  const out = Buffer.alloc(16);
+  for (const [i, w] of all.entries()) out.writeUInt16BE(w, i * 2);
+  return out;
+};
+
+/** A tiny authoritative DNS server on 127.0.0.1 (UDP), answering A and AAAA questions as `answer` says. */
+async function dnsServer(answer: (name: string, type: "A" | "AAAA") => DnsAnswer): Promise<DnsFixture> {
+  const questions: string[] = [];
+  const socket = createSocket("udp4");
+  socket.on("message", (query, peer) => {
+    const labels: string[] = [];
+    let at = 12;
+    while (query[at]! > 0) {
+      labels.push(query.subarray(at + 1, at + 1 + query[at]!).toString());
+      at += query[at]! + 1;
+    }
+    const qtype = query.readUInt16BE(at + 1);
+    const question = query.subarray(12, at + 5);
+    const name = labels.join(".").toLowerCase();
+    const type = qtype === 28 ? "AAAA" : "A";
+    questions.push(`${name} ${type}`);
+    const said = qtype === 1 || qtype === 28 ? answer(name, type) : [];
+    if (said === "silent") return;
+    const records = said === "nxdomain" ? [] : said;
+    const header = Buffer.alloc(12);
+    header.writeUInt16BE(query.readUInt16BE(0), 0); // the query's id
+    header.writeUInt16BE(0x8180 | (said === "nxdomain" ? 3 : 0), 2); // a response, recursion available; NXDOMAIN or NOERROR
+    header.writeUInt16BE(1, 4);
+    header.writeUInt16BE(records.length, 6);
+    const rrs = records.map((address) => {
+      const data = type === "A" ? Buffer.from(address.split(".").map(Number)) : ipv6Bytes(address);
+      const rr = Buffer.alloc(12);
+      rr.writeUInt16BE(0xc00c, 0); // the question's name
+      rr.writeUInt16BE(qtype, 2);
+      rr.writeUInt16BE(1, 4); // IN
+      rr.writeUInt32BE(60, 6);
+      rr.writeUInt16BE(data.length, 10);
+      return Buffer.concat([rr, data]);
+    });
+    socket.send(Buffer.concat([header, question, ...rrs]), peer.port, peer.address);
+  });
+  await new Promise<void>((ok) => socket.bind(0, "127.0.0.1", ok));
+  return { socket, server: `127.0.0.1:${socket.address().port}`, questions };
+}
+
+describe("outbound HTTP guard: DNS", () => {
+  it("security: a tenant's name is resolved off libuv's thread pool and its lookup ends with the request's deadline: a DNS server that never answers holds up neither the host's other lookups nor anything past the deadline", async () => {
+    const dns = await dnsServer(() => "silent");
+    try {
+      const p = policy({ timeoutMs: 300, dnsServers: [dns.server] });
+      const started = Date.now();
+      // More hostile names than libuv has threads for lookups (half its 4-thread pool).
+      const failures = await Promise.all(
+        Array.from({ length: 6 }, (_, i) =>
+          guardedFetch(p, `http://hang-${i}.test/`).then(
+            () => null,
+            (e: unknown) => e,
+          ),
+        ),
+      );
+      for (const err of failures) {
+        // A network error (the step is retried), not a refusal: the name may exist.
+        expect(err).toBeInstanceOf(Error);
+        expect(err).not.toBeInstanceOf(UrlNotAllowedError);
+      }
+      expect(Date.now() - started).toBeLessThan(2_000);
+      // The guard asked the DNS server for both families of every name.
+      for (let i = 0; i < 6; i++) expect(dns.questions).toEqual(expect.arrayContaining([`hang-${i}.test A`, `hang-${i}.test AAAA`]));
+      // The host's own lookups (node:dns lookup, as fetch makes them) answer at once.
+      const before = Date.now();
+      await new Promise<void>((ok, fail) => systemLookup("localhost", (err) => (err ? fail(err) : ok())));
+      expect(Date.now() - before).toBeLessThan(1_000);
+      // The lookups were cancelled at the deadline: no query is tried again after it.
+      const asked = dns.questions.length;
+      await new Promise((r) => setTimeout(r, DNS_TRY_TIMEOUT_MS + 500));
+      expect(dns.questions.length).toBe(asked);
+    } finally {
+      dns.socket.close();
+    }
+  });
+
+  it("a DNS server that never answers fails the lookup after its tries (a network error, retried), within a long deadline", async () => {
+    const dns = await dnsServer(() => "silent");
+    try {
+      const started = Date.now();
+      const err = await guardedFetch(policy({ timeoutMs: 60_000, dnsServers: [dns.server] }), "http://hang.test/").catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(Error);
+      expect(err).not.toBeInstanceOf(UrlNotAllowedError);
+      // c-ares doubles a server's time on each later try.
+      expect(Date.now() - started).toBeLessThan(DNS_TRY_TIMEOUT_MS * (2 ** DNS_TRIES - 1) + 2_000);
+    } finally {
+      dns.socket.close();
+    }
+  });
+
+  it("security: every A and AAAA answer is checked and the socket connects only to a checked address; localhost names are loopback without asking DNS; allow-listed names keep the system's lookup (/etc/hosts)", async () => {
+    const zone: Record<string, Partial<Record<"A" | "AAAA", DnsAnswer>>> = {
+      "public.test": { A: ["127.0.0.2"], AAAA: [] },
+      "mixed.test": { A: ["127.0.0.2"], AAAA: ["::1"] },
+      "inside.test": { A: [], AAAA: ["fd00::5"] },
+      "nowhere.test": { A: "nxdomain", AAAA: "nxdomain" },
+    };
+    const dns = await dnsServer((name, type) => zone[name]?.[type] ?? "nxdomain");
+    const warn = vi.spyOn(console, "warn").mockImplementation(() => undefined);
+    try {
+      const p = policy({ allow: parseAllowList(`127.0.0.2:${publicSite.port},localhost:${secret.port}`), dnsServers: [dns.server] });
+      const res = await guardedFetch(p, `http://public.test:${publicSite.port}/page`);
+      expect(await res.text()).toBe("public page");
+      for (const host of ["mixed.test", "inside.test", "nowhere.test", "localhost", "app.localhost"]) {
+        expect(await refusal(guardedFetch(p, `http://${host}:${publicSite.port}/page`)), host).toContain(
+          `${host} does not resolve to an address outbound requests may reach`,
+        );
+      }
+      // An allowed name is read from /etc/hosts, as before.
+      expect(await (await guardedFetch(p, `http://localhost:${secret.port}/`)).text()).toBe(SECRET_BODY);
+      expect(dns.questions.filter((q) => q.includes("localhost"))).toEqual([]);
+      expect(rebound.hits).toEqual([]);
+    } finally {
+      warn.mockRestore();
+      dns.socket.close();
+    }
   });
 });
