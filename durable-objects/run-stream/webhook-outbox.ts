@@ -22,7 +22,8 @@
  *   past the window's end; a 410 Gone gives the message up at once. Each attempt is logged in D1
  *   (`webhook_attempts`, read by GET /admin/v1/organizations/:orgId/webhooks/:id/deliveries).
  * - The endpoint's URL and secret are read at each attempt: a deleted endpoint stops receiving,
- *   a rotated secret signs the next attempt; the URL policy is checked again. The secret is stored
+ *   a rotated secret signs the next attempt (and the replaced one beside it, until the rotation's
+ *   overlap ends); the URL policy is checked again. The secret is stored
  *   encrypted (src/shared/secret-box.ts): one that does not decrypt (unknown key id, or a ciphertext
  *   copied from another row) is logged as that attempt's error and nothing is sent. A missing or
  *   malformed WEBHOOK_SECRET_KEYS is that too (`webhook_secret_keys_missing: …` in the attempt's
@@ -102,6 +103,14 @@ interface DueMessage {
   runId: string | null;
   outcome: Pick<RunOutcome, "status" | "output" | "error" | "errorDetails">;
   at: string | null;
+}
+
+/** What an attempt reads of its endpoint. */
+interface EndpointRow {
+  url: string;
+  secret: string;
+  previous_secret: string | null;
+  previous_secret_expires_at: string | null;
 }
 
 interface OutboxRow extends Record<string, SqlStorageValue> {
@@ -368,13 +377,13 @@ export class WebhookOutbox {
     const current = await storage.getAlarm();
     if (current === null || current > retryAt) await storage.setAlarm(retryAt);
 
-    let endpoint: { url: string; secret: string } | null;
+    let endpoint: EndpointRow | null;
     try {
       endpoint = await env.DB.prepare(
-        "SELECT url, secret FROM webhook_endpoints WHERE id = ? AND organization_id = ? AND deleted_at IS NULL",
+        "SELECT url, secret, previous_secret, previous_secret_expires_at FROM webhook_endpoints WHERE id = ? AND organization_id = ? AND deleted_at IS NULL",
       )
         .bind(row.endpoint_id, row.organization_id)
-        .first<{ url: string; secret: string }>();
+        .first<EndpointRow>();
     } catch (err) {
       // D1 could not say where to send: an attempt that failed like any other (retried within the
       // window, then given up), and logged as one.
@@ -406,10 +415,12 @@ export class WebhookOutbox {
         }),
       );
     let secret: string | null = null;
+    let previous: string | null = null;
     let sealing: Promise<void> | null = null;
     if (error === null) {
       try {
         secret = await openSecret(env.WEBHOOK_SECRET_KEYS, endpoint.secret, webhookSecretAad(row.organization_id, row.endpoint_id));
+        previous = await this.previousSecret(row, endpoint, now);
         // A legacy plain value (or one under an older key) is sealed in place, beside the send, not before it.
         sealing = resealOnUse(env, row.organization_id, row.endpoint_id, endpoint.secret);
       } catch (err) {
@@ -436,7 +447,7 @@ export class WebhookOutbox {
       try {
         const response = await fetch(endpoint.url, {
           method: "POST",
-          headers: await webhookHeaders(secret, row.message_id, row.body, now),
+          headers: await webhookHeaders(previous === null ? [secret] : [secret, previous], row.message_id, row.body, now),
           body: row.body,
           redirect: "manual",
           signal: AbortSignal.timeout(positiveNumberVar(env.WEBHOOK_TIMEOUT_MS, DEFAULT_WEBHOOK_TIMEOUT_MS)),
@@ -463,6 +474,34 @@ export class WebhookOutbox {
     }
     await this.conclude(row, { attempt, now, firstAt, retryAt, givenUp }, responseStatus, error);
     await sealing; // never rejects (a failure is a WARN line; the next attempt tries again)
+  }
+
+  /**
+   * The secret a rotation replaced, while it still signs beside the current one; null past its
+   * time, or when it cannot be opened (a key since dropped from WEBHOOK_SECRET_KEYS): the current
+   * secret's signature goes out alone then, and a WARN line says why.
+   */
+  private async previousSecret(row: OutboxRow, endpoint: EndpointRow, now: number): Promise<string | null> {
+    const until = endpoint.previous_secret_expires_at === null ? Number.NaN : Date.parse(endpoint.previous_secret_expires_at);
+    if (endpoint.previous_secret === null || !(until > now)) return null;
+    try {
+      return await openSecret(
+        this.deps.env.WEBHOOK_SECRET_KEYS,
+        endpoint.previous_secret,
+        webhookSecretAad(row.organization_id, row.endpoint_id),
+      );
+    } catch (err) {
+      console.warn(
+        JSON.stringify({
+          level: "warn",
+          message: "webhook signed with the current secret only: the previous one could not be read",
+          endpointId: row.endpoint_id,
+          organizationId: row.organization_id,
+          error: err instanceof Error ? err.message : String(err),
+        }),
+      );
+      return null;
+    }
   }
 
   /** An attempt's outcome: delivered, retried (within the window since the first attempt), or given up; and its row in the deliveries log. */

@@ -28,6 +28,7 @@ export const OPTIONS = {
   env: { type: "string", multiple: true },
   events: { type: "string" },
   endpoint: { type: "string" },
+  "previous-valid-for": { type: "string" },
 } as const;
 
 export type OptionName = keyof typeof OPTIONS;

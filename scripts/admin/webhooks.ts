@@ -13,6 +13,8 @@ interface Webhook {
   createdAt: string;
   updatedAt: string;
   secret?: string;
+  /** Until when a rotated secret still signs beside the current one. */
+  previousSecretExpiresAt?: string | null;
   deletedAt?: string;
 }
 interface Delivery {
@@ -121,12 +123,32 @@ export const webhookCommands: Command[] = [
   {
     words: ["webhooks", "rotate-secret"],
     operands: ["<orgId>", "<webhookId>"],
-    options: [],
-    summary: "a new signing secret, printed once; the old one stops signing at once",
-    run: (ctx) =>
-      answer(ctx, ctx.admin().request<Webhook>("POST", `${base(ctx.operands[0]!)}/${seg(ctx.operands[1]!)}/rotate-secret`), (w) =>
-        showSecret(w, "rotated"),
-      ),
+    options: ["previous-valid-for"],
+    synopsis: "[--previous-valid-for <seconds>]",
+    summary:
+      "a new signing secret, printed once; the old one keeps signing beside it for 24 h " +
+      "(--previous-valid-for: seconds, 0 to 604800; 0 stops it at once)",
+    run: (ctx) => {
+      const seconds = integer("--previous-valid-for", str(ctx.args, "previous-valid-for"));
+      return answer(
+        ctx,
+        ctx
+          .admin()
+          .request<Webhook>(
+            "POST",
+            `${base(ctx.operands[0]!)}/${seg(ctx.operands[1]!)}/rotate-secret`,
+            seconds === undefined ? undefined : { previousSecretValidForSeconds: seconds },
+          ),
+        (w) => {
+          showSecret(w, "rotated");
+          console.error(
+            w.previousSecretExpiresAt
+              ? `The old secret also signs every delivery until ${w.previousSecretExpiresAt}: switch the receiver to the new one before then.`
+              : "The old secret no longer signs: deliveries carry the new secret's signature only.",
+          );
+        },
+      );
+    },
   },
   {
     words: ["webhooks", "seal-secrets"],

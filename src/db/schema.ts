@@ -326,6 +326,13 @@ export const webhookEndpoints = sqliteTable(
     events: text("events", { mode: "json" }).$type<string[]>().notNull(),
     /** The signing secret (`whsec_<base64>`, Standard Webhooks), encrypted: `enc1:<keyId>:<iv>:<ciphertext>` (src/shared/secret-box.ts); rows written before encryption hold the plain value until their next write. */
     secret: text("secret").notNull(),
+    /**
+     * The secret a rotation replaced, sealed as it was stored, kept until `previousSecretExpiresAt`
+     * (ISO): deliveries meanwhile carry a signature with each, so a receiver can switch secrets
+     * without refusing a message. Null when there is none, or the rotation asked for no overlap.
+     */
+    previousSecret: text("previous_secret"),
+    previousSecretExpiresAt: text("previous_secret_expires_at"),
     deletedAt: text("deleted_at"),
     ...timestamps,
   },

@@ -78,23 +78,37 @@ export async function deleteWebhookEndpoint(d1: D1Database, organizationId: stri
   return rows[0] ?? null;
 }
 
+/** How long a rotated secret keeps signing beside the new one unless the rotation says otherwise (24 h), and the most it may (7 days). */
+export const DEFAULT_PREVIOUS_SECRET_VALID_FOR_SECONDS = 24 * 60 * 60;
+export const MAX_PREVIOUS_SECRET_VALID_FOR_SECONDS = 7 * 24 * 60 * 60;
+
 /**
  * Replaces the secret (plain `secret`, stored encrypted; a legacy plain row is encrypted from now
  * on), if the stored value is still `replacing` (as read before): of two rotations at once, only
  * one writes, so each caller that is answered a secret holds the one deliveries are signed with.
- * Null when nothing was written (the endpoint is gone, or its secret changed meanwhile).
+ * The replaced value (sealed as it was) becomes the previous secret for `previousValidForSeconds`
+ * (0: none), in place of any earlier one. Null when nothing was written (the endpoint is gone, or
+ * its secret changed meanwhile).
  */
 export async function rotateWebhookSecret(
   d1: D1Database,
   keys: string | undefined,
   endpoint: { organizationId: string; id: string; replacing: string },
   secret: string,
+  previousValidForSeconds: number,
 ) {
   const { organizationId, id, replacing } = endpoint;
   const sealed = await sealSecret(keys, secret, webhookSecretAad(organizationId, id));
+  const now = Date.now();
+  const keepPrevious = previousValidForSeconds > 0;
   const rows = await db(d1)
     .update(webhookEndpoints)
-    .set({ secret: sealed, updatedAt: new Date().toISOString() })
+    .set({
+      secret: sealed,
+      previousSecret: keepPrevious ? replacing : null,
+      previousSecretExpiresAt: keepPrevious ? new Date(now + previousValidForSeconds * 1000).toISOString() : null,
+      updatedAt: new Date(now).toISOString(),
+    })
     .where(
       and(
         eq(webhookEndpoints.id, id),

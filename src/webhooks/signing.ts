@@ -21,15 +21,25 @@ export async function signWebhook(secret: string, messageId: string, timestampSe
   return `v1,${toBase64(new Uint8Array(mac))}`;
 }
 
-/** The three headers of one attempt (the timestamp is the attempt's; the id is the message's). */
-export async function webhookHeaders(secret: string, messageId: string, body: string, now = Date.now()): Promise<Record<string, string>> {
+/**
+ * The three headers of one attempt (the timestamp is the attempt's; the id is the message's).
+ * `secrets`: the current secret first, then a rotated one still within its overlap; one signature
+ * each, space-separated, as Standard Webhooks allows (a receiver accepts the message if any verifies).
+ */
+export async function webhookHeaders(
+  secrets: readonly string[],
+  messageId: string,
+  body: string,
+  now = Date.now(),
+): Promise<Record<string, string>> {
   const timestamp = Math.floor(now / 1000);
+  const signatures = await Promise.all(secrets.map((secret) => signWebhook(secret, messageId, timestamp, body)));
   return {
     "content-type": "application/json",
     "user-agent": "Outrider-Webhooks/1",
     "webhook-id": messageId,
     "webhook-timestamp": String(timestamp),
-    "webhook-signature": await signWebhook(secret, messageId, timestamp, body),
+    "webhook-signature": signatures.join(" "),
   };
 }
 

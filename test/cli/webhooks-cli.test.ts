@@ -105,6 +105,12 @@ describe("admin CLI: webhooks", () => {
     const newSecret = /whsec_[A-Za-z0-9+/]+/.exec(rotated.stdout)?.[0];
     expect(newSecret).toBeDefined();
     expect(newSecret).not.toBe(secret);
+    expect(rotated.stderr).toMatch(/old secret also signs every delivery until \d{4}-\d\d-\d\dT/);
+    const alone = await cli(["webhooks", "rotate-secret", orgId, id, "--previous-valid-for", "0"]);
+    expect([alone.code, alone.stderr]).toEqual([0, expect.any(String)]);
+    expect(alone.stderr).toContain("The old secret no longer signs");
+    const bad = await cli(["webhooks", "rotate-secret", orgId, id, "--previous-valid-for", "soon"]);
+    expect([bad.code, bad.stderr]).toEqual([1, expect.stringContaining("--previous-valid-for must be an integer")]);
 
     const deliveries = await cli(["webhooks", "deliveries", orgId, id, "--limit", "5"]);
     expect(deliveries.code).toBe(0);

@@ -6,7 +6,11 @@ import { createExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
 import app from "../../src/index.ts";
-import { MAX_WEBHOOK_ENDPOINTS_PER_ORGANIZATION } from "../../src/db/webhooks.ts";
+import {
+  DEFAULT_PREVIOUS_SECRET_VALID_FOR_SECONDS,
+  MAX_PREVIOUS_SECRET_VALID_FOR_SECONDS,
+  MAX_WEBHOOK_ENDPOINTS_PER_ORGANIZATION,
+} from "../../src/db/webhooks.ts";
 import { refusedRange } from "../../src/shared/ip-ranges.ts";
 import { interceptD1InPlace } from "../support/d1-intercept.ts";
 import { openSecret, sealSecret, webhookSecretAad } from "../../src/shared/secret-box.ts";
@@ -58,6 +62,76 @@ describe("webhook endpoints: happy path", () => {
     expect(after.webhooks.map((w) => w.id)).not.toContain(endpoint.id);
     // The delivery log of a deleted endpoint stays readable.
     expect((await admin("GET", `${base(organizationId)}/${endpoint.id}/deliveries`)).status).toBe(200);
+  });
+});
+
+describe("webhook endpoints: rotating a secret with an overlap", () => {
+  const previousStored = (id: string) =>
+    env.DB.prepare("SELECT secret, previous_secret, previous_secret_expires_at FROM webhook_endpoints WHERE id = ?")
+      .bind(id)
+      .first<{ secret: string; previous_secret: string | null; previous_secret_expires_at: string | null }>();
+
+  it("the replaced secret keeps signing for 24 h by default, or as long as the body says (0: not at all); listings say until when, never the secret", async () => {
+    const { organizationId } = await seedOrganization();
+    const endpoint = (await (await admin("POST", base(organizationId), { url: "https://hooks.example.com/r" })).json()) as {
+      id: string;
+      secret: string;
+      previousSecretExpiresAt: string | null;
+    };
+    expect(endpoint.previousSecretExpiresAt).toBeNull();
+    const aad = webhookSecretAad(organizationId, endpoint.id);
+    const before = Date.now();
+    const rotated = (await (await admin("POST", `${base(organizationId)}/${endpoint.id}/rotate-secret`)).json()) as {
+      secret: string;
+      previousSecretExpiresAt: string;
+    };
+    const until = Date.parse(rotated.previousSecretExpiresAt);
+    expect(until).toBeGreaterThanOrEqual(before + DEFAULT_PREVIOUS_SECRET_VALID_FOR_SECONDS * 1000 - 1_000);
+    expect(until).toBeLessThanOrEqual(Date.now() + DEFAULT_PREVIOUS_SECRET_VALID_FOR_SECONDS * 1000);
+    // The replaced secret, sealed on its own row as before (never plain), opens to the one replaced.
+    const row = await previousStored(endpoint.id);
+    expect(row!.previous_secret).not.toContain("whsec_");
+    expect(await openSecret(env.WEBHOOK_SECRET_KEYS, row!.previous_secret!, aad)).toBe(endpoint.secret);
+    const list = (await (await admin("GET", base(organizationId))).json()) as { webhooks: Array<Record<string, unknown>> };
+    expect(list.webhooks.find((w) => w.id === endpoint.id)).toMatchObject({ previousSecretExpiresAt: rotated.previousSecretExpiresAt });
+    expect(JSON.stringify(list)).not.toContain("whsec_");
+
+    // A second rotation replaces the first one's overlap: the secret it replaced is the previous one now.
+    const again = (await (
+      await admin("POST", `${base(organizationId)}/${endpoint.id}/rotate-secret`, { previousSecretValidForSeconds: 3600 })
+    ).json()) as { secret: string; previousSecretExpiresAt: string };
+    expect(Date.parse(again.previousSecretExpiresAt) - Date.now()).toBeLessThanOrEqual(3_600_000);
+    expect(Date.parse(again.previousSecretExpiresAt) - Date.now()).toBeGreaterThan(3_500_000);
+    expect(await openSecret(env.WEBHOOK_SECRET_KEYS, (await previousStored(endpoint.id))!.previous_secret!, aad)).toBe(rotated.secret);
+
+    // No overlap asked for: nothing kept.
+    const alone = (await (
+      await admin("POST", `${base(organizationId)}/${endpoint.id}/rotate-secret`, { previousSecretValidForSeconds: 0 })
+    ).json()) as { previousSecretExpiresAt: string | null };
+    expect(alone.previousSecretExpiresAt).toBeNull();
+    expect(await previousStored(endpoint.id)).toMatchObject({ previous_secret: null, previous_secret_expires_at: null });
+  });
+
+  it("a bad overlap is 400 invalid_request (a body that is not JSON: invalid_json), and the secret is not rotated", async () => {
+    const { organizationId } = await seedOrganization();
+    const endpoint = (await (await admin("POST", base(organizationId), { url: "https://hooks.example.com/r" })).json()) as { id: string };
+    const stored = (await previousStored(endpoint.id))!.secret;
+    for (const body of [
+      { previousSecretValidForSeconds: -1 },
+      { previousSecretValidForSeconds: MAX_PREVIOUS_SECRET_VALID_FOR_SECONDS + 1 },
+      { previousSecretValidForSeconds: 1.5 },
+      { previousSecretValidForSeconds: "3600" },
+      { previousSecretValidForSeconds: null },
+      { keepFor: 60 },
+      "[]",
+      "{",
+    ]) {
+      const res = await admin("POST", `${base(organizationId)}/${endpoint.id}/rotate-secret`, body);
+      expect([JSON.stringify(body), res.status]).toEqual([JSON.stringify(body), 400]);
+      const error = ((await res.json()) as ErrorBody).error;
+      expect(error.code).toBe(body === "{" ? "invalid_json" : "invalid_request");
+    }
+    expect((await previousStored(endpoint.id))!.secret).toBe(stored);
   });
 });
 

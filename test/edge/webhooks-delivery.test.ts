@@ -301,10 +301,35 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
     expect(await received(completedOnly)).toEqual([]);
   });
 
-  it("a deleted endpoint stops receiving; a rotated secret signs the next attempt", async () => {
+  it("a rotated secret signs the next attempt, beside the replaced one until its overlap ends; each signature verifies", async () => {
+    const { org, name, endpoint, workflowId } = await firstAttemptMade("rotate-overlap", "500,500,200");
+    const res = await admin("POST", `/admin/v1/organizations/${org.organizationId}/webhooks/${endpoint.id}/rotate-secret`);
+    const rotated = (await res.json()) as { secret: string; previousSecretExpiresAt: string };
+    const second = await until(async () => (await received(name))[1]);
+    // Two signatures, the new secret's first: a receiver holding either secret accepts the message.
+    expect(second.headers["webhook-signature"]!.split(" ")).toHaveLength(2);
+    new Webhook(rotated.secret).verify(second.body, second.headers);
+    new Webhook(endpoint.secret).verify(second.body, second.headers);
+    // Once the overlap has ended, the new secret signs alone.
+    await env.DB.prepare("UPDATE webhook_endpoints SET previous_secret_expires_at = ? WHERE id = ?")
+      .bind(new Date(Date.now() - 1_000).toISOString(), endpoint.id)
+      .run();
+    await runInDurableObject(runStream(env, workflowId), (_i, state) => {
+      state.storage.sql.exec("UPDATE webhook_outbox SET next_attempt_at = ?", Date.now() - 1);
+    });
+    await runDurableObjectAlarm(runStream(env, workflowId));
+    const third = await until(async () => (await received(name))[2]);
+    expect(third.headers["webhook-signature"]!.split(" ")).toHaveLength(1);
+    new Webhook(rotated.secret).verify(third.body, third.headers);
+    expect(() => new Webhook(endpoint.secret).verify(third.body, third.headers)).toThrow();
+  });
+
+  it("a deleted endpoint stops receiving; a secret rotated with no overlap alone signs the next attempt", async () => {
     const { org, name, endpoint } = await firstAttemptMade("rotate", "500,200");
     const rotated = (await (
-      await admin("POST", `/admin/v1/organizations/${org.organizationId}/webhooks/${endpoint.id}/rotate-secret`)
+      await admin("POST", `/admin/v1/organizations/${org.organizationId}/webhooks/${endpoint.id}/rotate-secret`, {
+        previousSecretValidForSeconds: 0,
+      })
     ).json()) as { secret: string };
     expect(rotated.secret).not.toBe(endpoint.secret);
     const got = await until(async () => {
@@ -558,7 +583,7 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
         );
       });
     const deliveries = () => deliveriesOf(org.organizationId, endpoint.id);
-    const undo = loseAnswersInPlace(env.DB, /SELECT url, secret FROM webhook_endpoints/, () =>
+    const undo = loseAnswersInPlace(env.DB, /SELECT url, secret, previous_secret, previous_secret_expires_at FROM webhook_endpoints/, () =>
       Promise.reject(new Error("D1 is unavailable (test)")),
     );
     try {

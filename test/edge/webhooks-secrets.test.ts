@@ -333,7 +333,7 @@ describe("webhook secrets at rest: security", { timeout: 40_000 }, () => {
       return result;
     });
     const racing = dbWith(
-      "SELECT url, secret FROM webhook_endpoints",
+      "SELECT url, secret, previous_secret, previous_secret_expires_at FROM webhook_endpoints",
       async (read) => {
         const row = await read();
         const replacing = await storedSecret(endpoint.id);
@@ -343,6 +343,7 @@ describe("webhook secrets at rest: security", { timeout: 40_000 }, () => {
             env.WEBHOOK_SECRET_KEYS,
             { organizationId: org.organizationId, id: endpoint.id, replacing },
             rotatedTo,
+            0,
           ),
         ).not.toBeNull();
         return row;

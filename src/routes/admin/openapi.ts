@@ -5,6 +5,7 @@ import {
   createApiKeyBody,
   createOrganizationBody,
   createWebhookBody,
+  rotateWebhookSecretBody,
   apiKeysQuery,
   promptWorkflowsQuery,
   deliveriesQuery,
@@ -172,9 +173,14 @@ export function documentAdminApi(app: App) {
   doc({
     method: "post",
     path: "/admin/v1/organizations/:orgId/webhooks/:webhookId/rotate-secret",
-    summary: "Rotate the signing secret (the new one is shown once)",
+    summary: "Rotate the signing secret (the new one is shown once); the replaced one keeps signing beside it for a while",
+    description:
+      "Deliveries carry a signature with the new secret and, until `previousSecretExpiresAt` (24 h unless the body says otherwise), " +
+      "one with the replaced secret too (Standard Webhooks: space-separated in `webhook-signature`), so a receiver can switch without refusing a message. " +
+      "A rotation within that time replaces the earlier one's overlap.",
+    body: rotateWebhookSecretBody,
     responses: ok("Rotated"),
-    errors: ["organization_not_found", "webhook_not_found", "webhook_secret_conflict", ...SECRET_KEY_ERRORS],
+    errors: ["organization_not_found", "webhook_not_found", "webhook_secret_conflict", "invalid_request", ...SECRET_KEY_ERRORS],
   });
   doc({
     method: "post",

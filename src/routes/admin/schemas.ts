@@ -3,6 +3,7 @@ import { z } from "zod";
 import { queryInt } from "../../shared/query-int.ts";
 import { EVERY_SCOPE, KEY_SCOPES, KEY_SCOPE_MEANINGS } from "../../middleware/key-scope/index.ts";
 import { SEAL_LIMIT_DEFAULT, SEAL_LIMIT_MAX, SEAL_LIMIT_MIN } from "../../webhooks/secret-reseal.ts";
+import { DEFAULT_PREVIOUS_SECRET_VALID_FOR_SECONDS, MAX_PREVIOUS_SECRET_VALID_FOR_SECONDS } from "../../db/webhooks.ts";
 
 /** `provider/model`, with the providers host/llm/models.ts knows. */
 export const modelId = z
@@ -135,6 +136,21 @@ export const promptWorkflowsQuery = adminPageQuery("prompt workflows");
 
 /** Ids in admin paths: anything else cannot exist, so it is a 404 without a query. */
 export const ADMIN_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** POST …/webhooks/:id/rotate-secret: an empty body takes the default overlap. */
+export const rotateWebhookSecretBody = z
+  .object({
+    previousSecretValidForSeconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(MAX_PREVIOUS_SECRET_VALID_FOR_SECONDS)
+      .optional()
+      .describe(
+        `How long the replaced secret keeps signing beside the new one (each delivery then carries both signatures), in seconds: 0 to ${MAX_PREVIOUS_SECRET_VALID_FOR_SECONDS}, default ${DEFAULT_PREVIOUS_SECRET_VALID_FOR_SECONDS} (24 h); 0 stops it at once`,
+      ),
+  })
+  .strict();
 
 export const createWebhookBody = z
   .object({

@@ -16,25 +16,37 @@ import {
   MAX_WEBHOOK_ENDPOINTS_PER_ORGANIZATION,
   listWebhookEndpoints,
   rotateWebhookSecret,
+  DEFAULT_PREVIOUS_SECRET_VALID_FOR_SECONDS,
 } from "../../db/webhooks.ts";
 import type { WebhookEndpoint } from "../../db/schema.ts";
 import { ApiError, quotedId } from "../../errors.ts";
-import { readJson, zodIssues } from "../../middleware/json-body/index.ts";
+import { readJson, readJsonOrEmpty, zodIssues } from "../../middleware/json-body/index.ts";
 import { secretKeysProblem } from "../../shared/secret-box.ts";
 import { generateWebhookSecret, WEBHOOK_EVENT_TYPES } from "../../webhooks/signing.ts";
 import { checkWebhookUrl, DNS_RETRY_AFTER_SECONDS } from "../../webhooks/address-check.ts";
 import { organizationOrThrow, pageQueryOrThrow } from "./organizations.ts";
 import { SEAL_LIMIT_MAX, SEAL_LIMIT_MIN, sealSecretsPage } from "../../webhooks/secret-reseal.ts";
-import { ADMIN_ID_PATTERN, DELIVERIES_PAGE_MAX, createWebhookBody, deliveriesQuery, sealSecretsQuery, webhooksQuery } from "./schemas.ts";
+import {
+  ADMIN_ID_PATTERN,
+  DELIVERIES_PAGE_MAX,
+  createWebhookBody,
+  deliveriesQuery,
+  rotateWebhookSecretBody,
+  sealSecretsQuery,
+  webhooksQuery,
+} from "./schemas.ts";
 import { singleValuedQuery } from "../../middleware/query/index.ts";
 
 /** An endpoint as listings show it: never its secret. */
 function endpointView(endpoint: WebhookEndpoint) {
+  const previousUntil = endpoint.previousSecretExpiresAt;
   return {
     id: endpoint.id,
     organizationId: endpoint.organizationId,
     url: endpoint.url,
     events: endpoint.events,
+    // Until when a rotated secret still signs beside the current one (null: only the current signs).
+    previousSecretExpiresAt: endpoint.previousSecret && previousUntil && Date.parse(previousUntil) > Date.now() ? previousUntil : null,
     createdAt: endpoint.createdAt,
     updatedAt: endpoint.updatedAt,
   };
@@ -133,9 +145,16 @@ export function registerWebhooks(app: App) {
     // An unknown or deleted endpoint is 404 whatever the state of WEBHOOK_SECRET_KEYS (sealing would answer 500 first).
     const current = ADMIN_ID_PATTERN.test(id) ? await findWebhookEndpoint(c.env.DB, org.id, id) : null;
     if (!current) throw notFound();
+    const { previousSecretValidForSeconds = DEFAULT_PREVIOUS_SECRET_VALID_FOR_SECONDS } = await readJsonOrEmpty(c, rotateWebhookSecretBody);
     const secret = generateWebhookSecret();
     const row = await sealing(c, () =>
-      rotateWebhookSecret(c.env.DB, c.env.WEBHOOK_SECRET_KEYS, { organizationId: org.id, id, replacing: current.secret }, secret),
+      rotateWebhookSecret(
+        c.env.DB,
+        c.env.WEBHOOK_SECRET_KEYS,
+        { organizationId: org.id, id, replacing: current.secret },
+        secret,
+        previousSecretValidForSeconds,
+      ),
     );
     if (!row) {
       if (!(await endpointExists(c.env.DB, org.id, id, "live"))) throw notFound(); // deleted meanwhile
@@ -145,7 +164,8 @@ export function registerWebhooks(app: App) {
         `the secret of webhook "${id}" changed while this rotation ran (another rotation); its secret is the one that call answered, or rotate again`,
       );
     }
-    // Deliveries from now on (retries included) are signed with the new secret.
+    // Deliveries from now on (retries included) are signed with the new secret, and with the
+    // replaced one too until previousSecretExpiresAt.
     return c.json({ ...endpointView(row), secret });
   });
 
