@@ -10,6 +10,7 @@ import { APICallError, streamText, type ToolSet } from "ai";
 import { renderTemplate } from "../../src/shared/prompt-template.ts";
 import { resolveModel, UnknownModelError } from "../llm/models.ts";
 import { usageAttribute } from "../llm/pricing.ts";
+import { MAX_ATTRIBUTE_NUMBER } from "../../src/shared/run-event-schema.ts";
 import { retryAfterMs } from "./retry-after.ts";
 import { activityRuntime, heartbeating, StepPublisher } from "./runtime.ts";
 
@@ -22,6 +23,20 @@ const STREAM_FLUSH_MS = 150;
 const CHARS_PER_TOKEN_ESTIMATE = 4;
 /** How much of a provider's error text the host's log keeps. */
 const MAX_LOGGED_PROVIDER_TEXT = 1_000;
+/**
+ * The most tokens a provider may report for one side of one call and be believed: far past any
+ * model's context, and half of what an attribute may carry, so the two sides' sum stays within it.
+ */
+const MAX_REPORTED_TOKENS = MAX_ATTRIBUTE_NUMBER / 2;
+
+/**
+ * A token count as the provider reported it, when a call can have it: a whole number from 0 to
+ * MAX_REPORTED_TOKENS. Anything else (negative, fractional, absurd: a buggy or hostile
+ * OpenAI-compatible server) is undefined and estimated like a missing one; recorded, it would make
+ * an attribute the edge refuses, failing a call already paid for, and each of its retries.
+ */
+const reportedTokens = (n: number | undefined) =>
+  n !== undefined && Number.isSafeInteger(n) && n >= 0 && n <= MAX_REPORTED_TOKENS ? n : undefined;
 export interface AskModelInput {
   modelId: string;
   prompt: string;
@@ -189,16 +204,23 @@ async function callModel(call: ModelCall): Promise<{ text: string; citations: st
   thinking.flush();
   answer.flush();
   const usage = await result.totalUsage;
-  // Some OpenAI-compatible servers send no usage (or not for streams). Recording 0 would make the
-  // call free; an estimate from the text (about CHARS_PER_TOKEN_ESTIMATE characters a token, of
-  // the prompt and of the reasoning and answer text) is marked `estimated` instead.
+  // Some OpenAI-compatible servers send no usage (or not for streams), or counts no call can have.
+  // Recording 0 would make the call free; an estimate from the text (about CHARS_PER_TOKEN_ESTIMATE
+  // characters a token, of the prompt and of the reasoning and answer text) is marked `estimated` instead.
   const estimate = (chars: number) => Math.ceil(chars / CHARS_PER_TOKEN_ESTIMATE);
-  const inputTokens = usage.inputTokens ?? estimate((call.system?.length ?? 0) + call.prompt.length);
-  const outputTokens = usage.outputTokens ?? estimate(text.length + reasoningChars);
-  const estimated = usage.inputTokens === undefined || usage.outputTokens === undefined;
+  const reportedInput = reportedTokens(usage.inputTokens);
+  const reportedOutput = reportedTokens(usage.outputTokens);
+  const inputTokens = reportedInput ?? estimate((call.system?.length ?? 0) + call.prompt.length);
+  const outputTokens = reportedOutput ?? estimate(text.length + reasoningChars);
+  const estimated = reportedInput === undefined || reportedOutput === undefined;
   if (estimated) {
     console.warn(
-      JSON.stringify({ level: "warn", message: "model provider reported no token usage; recording an estimate", modelId: call.modelId }),
+      JSON.stringify({
+        level: "warn",
+        message: "model provider reported no usable token usage; recording an estimate",
+        modelId: call.modelId,
+        reported: { inputTokens: usage.inputTokens ?? null, outputTokens: usage.outputTokens ?? null },
+      }),
     );
   }
   void publisher.attribute(usageAttribute(call.modelId, inputTokens, outputTokens, runtime.prices, { estimated }));

@@ -119,15 +119,24 @@ export function activityRuntime(): ActivityRuntime {
 }
 
 /**
+ * The last sequence number of each attempt's events, keyed by its activity Context (one per
+ * attempt): one count for all of the attempt's publishers (the interceptor's, a model call's, each
+ * call of the HTTP helper with a publisher of its own). A count per publisher gave two of them the
+ * same source key, and the edge, which drops an event whose key it has, dropped the second
+ * one's events: a request or a model call's usage never charged.
+ */
+const attemptSequences = new WeakMap<Context, number>();
+
+/**
  * Publishes events of the current activity attempt, in order: each is handed to the EdgeClient at
  * once, which delivers a run's events in the order it got them (one push of a run on the wire at
  * a time). Not one push after another: while the edge is down, an attempt's events wait together
  * for it to come back, instead of each waiting out the retries of the one before.
  */
 export class StepPublisher {
-  private sequence = 0;
   private delivered: Promise<void> = Promise.resolve();
-  private readonly info = Context.current().info;
+  private readonly attempt = Context.current();
+  private readonly info = this.attempt.info;
   private readonly execution = (() => {
     const execution = this.info.workflowExecution;
     if (!execution) throw new Error("StepPublisher needs an activity started by a workflow");
@@ -140,7 +149,14 @@ export class StepPublisher {
     return { runId: this.execution.runId, activityId, stepName: activityType, attempt };
   }
 
-  private key(type: RunEvent["type"], key: string | number = ++this.sequence): string {
+  /** The attempt's next sequence number, counted across all of its publishers (attemptSequences). */
+  private nextSequence(): number {
+    const next = (attemptSequences.get(this.attempt) ?? 0) + 1;
+    attemptSequences.set(this.attempt, next);
+    return next;
+  }
+
+  private key(type: RunEvent["type"], key: string | number = this.nextSequence()): string {
     return `${type}:${this.execution.runId}:${this.info.activityId}:${this.info.attempt}:${key}`;
   }
 

@@ -15,14 +15,18 @@ export type PriceTable = Record<string, ModelPrice>;
 
 const bundled = JSON.parse(readFileSync(new URL("./prices.json", import.meta.url), "utf8")) as Record<string, unknown>;
 
+const isPrice = (n: unknown) => typeof n === "number" && Number.isFinite(n) && n >= 0;
+
 export function loadPrices(override: string | undefined): PriceTable {
   const table: PriceTable = {};
   for (const [model, price] of Object.entries(bundled)) if (!model.startsWith("$")) table[model] = price as ModelPrice;
   if (override) {
     const parsed = JSON.parse(override) as PriceTable;
     for (const [model, price] of Object.entries(parsed)) {
-      if (typeof price?.input !== "number" || typeof price?.output !== "number") {
-        throw new Error(`LLM_PRICES: ${model} needs numeric "input" and "output" (USD per million tokens)`);
+      // A negative price (or 1e400, which JSON reads as Infinity) makes usage lines the edge
+      // refuses: every call of the model would fail after it was paid for. Refused at start.
+      if (!isPrice(price?.input) || !isPrice(price?.output)) {
+        throw new Error(`LLM_PRICES: ${model} needs numeric "input" and "output" of 0 or more (USD per million tokens)`);
       }
       table[model] = price;
     }

@@ -1,7 +1,9 @@
 /**
  * `approval`: waits for a human. Signal `approve` ({approvedBy}) completes it (so does `resume`,
- * the signal Output's `POST /workflow/:id/feedback` sends, with the same payload), query `progress`
- * reads its state (or, given `{field}`, one field of it; an unknown field makes the query fail), update `setPriority` ({priority: 1-5}) changes its priority and returns it.
+ * the signal Output's `POST /workflow/:id/feedback` sends, with the same payload); the first
+ * approval counts, later ones change nothing. Query `progress` reads its state (or, given
+ * `{field}`, one field of it; an unknown field makes the query fail), update `setPriority`
+ * ({priority: 1-5}) changes its priority and returns it, until the request is approved.
  * Stopped gracefully (cancellation), it runs a cleanup step before it ends `cancelled`.
  */
 import {
@@ -30,6 +32,13 @@ export interface ApprovalProgress {
 }
 
 export const PRIORITY_ERROR = "priority must be an integer from 1 to 5";
+export const PRIORITY_FIXED_ERROR = "the request was already approved (or its run is being stopped): its priority can no longer change";
+/**
+ * The longest approver name a signal may give. A signal's payload may be up to Temporal's 2 MiB
+ * limit, but the approver goes into the recording step's input with the request, and a step input
+ * past that limit makes Temporal terminate the run: a longer one is ignored, as an empty one is.
+ */
+export const MAX_APPROVED_BY_CHARS = 256;
 export const PROGRESS_FIELDS = ["stage", "priority", "approvedBy"] as const;
 const isProgressField = (field: unknown): field is (typeof PROGRESS_FIELDS)[number] =>
   (PROGRESS_FIELDS as readonly unknown[]).includes(field);
@@ -43,10 +52,15 @@ export async function approval(input: { request: string }): Promise<{ request: s
     if (!isProgressField(field)) throw new Error(PROGRESS_FIELD_ERROR);
     return state[field];
   });
-  // Callers may send no payload or any object: only a non-empty string approvedBy counts.
+  // Still waiting: not approved (a signal handled in this workflow task counts) nor being stopped.
+  const waiting = () => state.approvedBy === null && state.stage === "waiting_for_approval";
+  // Callers may send no payload or any value: only a non-empty string approvedBy of at most
+  // MAX_APPROVED_BY_CHARS counts, and only the first one (a second approval, or a /feedback after
+  // it, must not change who approved what is being recorded).
   const approve = (payload?: { approvedBy?: unknown }) => {
     const approvedBy = payload?.approvedBy;
-    if (typeof approvedBy === "string" && approvedBy.length > 0) state.approvedBy = approvedBy;
+    if (!waiting() || typeof approvedBy !== "string") return;
+    if (approvedBy.length > 0 && approvedBy.length <= MAX_APPROVED_BY_CHARS) state.approvedBy = approvedBy;
   };
   setHandler(approveSignal, approve);
   setHandler(resumeSignal, approve);
@@ -58,6 +72,8 @@ export async function approval(input: { request: string }): Promise<{ request: s
     },
     {
       validator: (arg) => {
+        // Once approved, the priority is the one being recorded: a change would be lost, not applied.
+        if (!waiting()) throw new Error(PRIORITY_FIXED_ERROR);
         const priority = (arg as { priority?: unknown } | undefined)?.priority;
         if (!Number.isInteger(priority) || (priority as number) < 1 || (priority as number) > 5) throw new Error(PRIORITY_ERROR);
       },

@@ -176,3 +176,44 @@ describe("a provider stream that reports no usage", () => {
     });
   });
 });
+
+describe("a provider stream that reports usage no call can have", () => {
+  it("a negative, fractional or absurd token count is recorded as an estimate, marked estimated, instead of failing the paid call (and its retries) with an attribute the edge refuses", async () => {
+    const answerText = "Forty-two.";
+    const prompt = "What is the answer?";
+    const reported = [
+      { prompt_tokens: -400, completion_tokens: 3 },
+      { prompt_tokens: 5, completion_tokens: 2.5 },
+      { prompt_tokens: 1e15, completion_tokens: 3 },
+    ];
+    let answered = 0;
+    const stub = await provider((_req, res) => {
+      const usage = reported[answered++]!;
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      const chunk = (body: object) =>
+        `data: ${JSON.stringify({ id: "c1", object: "chat.completion.chunk", created: 0, model: "writer", ...body })}\n\n`;
+      res.write(chunk({ choices: [{ index: 0, delta: { role: "assistant", content: answerText }, finish_reason: null }] }));
+      res.write(chunk({ choices: [{ index: 0, delta: {}, finish_reason: "stop" }] }));
+      res.write(chunk({ choices: [], usage: { ...usage, total_tokens: usage.prompt_tokens + usage.completion_tokens } }));
+      res.end("data: [DONE]\n\n");
+    });
+    for (const usage of reported) {
+      const { env, events } = mockAttempt(stub.baseUrl);
+      expect(await env.run(() => askModel({ modelId: "local/writer", prompt })), JSON.stringify(usage)).toEqual({ text: answerText });
+      const attribute = (events.find((e) => e.type === "attribute")?.data as { attribute: Record<string, unknown> } | undefined)?.attribute;
+      // The count the provider gave where it is one a call can have; an estimate where it is not.
+      const input = usage.prompt_tokens === 5 ? 5 : Math.ceil(prompt.length / 4);
+      const output = usage.completion_tokens === 3 ? 3 : Math.ceil(answerText.length / 4);
+      expect(attribute, JSON.stringify(usage)).toMatchObject({
+        type: "llm:usage",
+        tokensUsed: input + output,
+        usage: [
+          { type: "input", amount: input },
+          { type: "output", amount: output },
+        ],
+        estimated: true,
+      });
+    }
+    expect(answered).toBe(3);
+  });
+});

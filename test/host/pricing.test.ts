@@ -34,6 +34,14 @@ describe("prices and llm:usage attributes", () => {
     expect(() => loadPrices(JSON.stringify({ "x/y": { input: "1" } }))).toThrow(/numeric/);
   });
 
+  it("LLM_PRICES refuses a negative or infinite price when the host starts, not as every call of that model failing after it was paid for", () => {
+    // A usage line with a negative or infinite total is one the edge refuses (run-event-schema.ts).
+    for (const price of ['{"x/y": {"input": -1, "output": 2}}', '{"x/y": {"input": 1, "output": 1e400}}']) {
+      expect(() => loadPrices(price), price).toThrow(/LLM_PRICES: x\/y needs numeric "input" and "output" of 0 or more/);
+    }
+    expect(loadPrices('{"x/y": {"input": 0, "output": 0}}')["x/y"]).toEqual({ input: 0, output: 0 });
+  });
+
   it("aggregations are the sums of attributes", () => {
     const attrs = [
       usageAttribute("openai/gpt-4o-mini", 100, 50, prices),

@@ -113,6 +113,36 @@ describe("step events: outputs past MAX_STEP_OUTPUT_BYTES", () => {
   });
 });
 
+describe("step events: source keys", () => {
+  it("security: publishers of one attempt never share a source key (a step that calls the HTTP helper twice, each with a new StepPublisher): the edge, which drops a repeated key, records every request", async () => {
+    const edge = await recordingEdge();
+    install(new EdgeClient(edge.url, SECRET, () => undefined, 3, 5));
+    const request = (page: string) => ({
+      type: "http:request",
+      method: "GET",
+      url: `https://example.com/${page}`,
+      status: 200,
+      count: 1,
+      total: 0.01,
+    });
+    await attempt(new StepEventsInterceptor(), async () => {
+      // As fetchRecorded(new StepPublisher(), url) twice, then a model call's own publisher.
+      for (const page of ["a", "b"]) {
+        const publisher = new StepPublisher();
+        void publisher.attribute(request(page));
+        await publisher.settled();
+      }
+      const model = new StepPublisher();
+      void model.thinking("hmm");
+      void model.attribute(request("c"));
+      await model.settled();
+    });
+    const keys = edge.events.map((e) => e.sourceKey);
+    expect(edge.events.filter((e) => e.type === "attribute")).toHaveLength(3);
+    expect(new Set(keys).size).toBe(keys.length);
+  });
+});
+
 describe("step events: bad attributes", () => {
   it("an attribute the edge would refuse (a usage without its per-kind lines) fails the step that publishes it, naming the field, and sends nothing", async () => {
     const edge = await recordingEdge();

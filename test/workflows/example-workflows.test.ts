@@ -1,7 +1,8 @@
 /**
  * The example workflows' own logic (host/workflows/), on Temporal's TestWorkflowEnvironment with
- * mocked activities: `approval`'s cleanup when it is stopped, `flaky_step`'s retries, `two_steps`'
- * durable pause. No edge, no host: a workflow change is checked here in seconds. The same workflows
+ * mocked activities: `approval`'s cleanup when it is stopped, its first approval winning over later
+ * signals and updates, its bad signal payloads ignored; `flaky_step`'s retries, `two_steps`' durable
+ * pause. No edge, no host: a workflow change is checked here in seconds. The same workflows
  * run end to end against the whole stack in test/e2e.
  */
 import { randomUUID } from "node:crypto";
@@ -102,6 +103,116 @@ describe("approval", () => {
     });
     expect(recorded).toEqual([["hire", "ada", 5]]);
     expect(cleanups).toBe(0);
+  });
+
+  it("approved twice (approve, then resume as /feedback sends it, in one workflow task): the first approver is the one recorded", async () => {
+    const queue = taskQueue("approval");
+    const recorded: unknown[][] = [];
+    const workflowId = `approval-${randomUUID()}`;
+    // Both signals reach the run before any worker does: its first workflow task carries both.
+    const handle = await t.env.client.workflow.start("approval", { taskQueue: queue, workflowId, args: [{ request: "ship" }] });
+    await handle.signal("approve", { approvedBy: "ada" });
+    await handle.signal("resume", { approvedBy: "bob" });
+    const worker = await t.worker(queue, {
+      async recordApproval(request, approvedBy, priority) {
+        recorded.push([request, approvedBy, priority]);
+        return { request, approvedBy, priority };
+      },
+    });
+    await worker.runUntil(async () => {
+      expect(await handle.result()).toEqual({ request: "ship", approvedBy: "ada", priority: 3 });
+      expect(await handle.query<ApprovalProgress>("progress")).toEqual({ stage: "approved", priority: 3, approvedBy: "ada" });
+    });
+    expect(recorded).toEqual([["ship", "ada", 3]]);
+  });
+
+  it("once approved (its approval being recorded), a later approval and a setPriority change nothing: the update is refused, progress shows what is recorded", async () => {
+    const queue = taskQueue("approval");
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    const recorded: unknown[][] = [];
+    const worker = await t.worker(queue, {
+      async recordApproval(request, approvedBy, priority) {
+        recorded.push([request, approvedBy, priority]);
+        await released;
+        return { request, approvedBy, priority };
+      },
+    });
+    await worker.runUntil(async () => {
+      try {
+        const handle = await t.env.client.workflow.start("approval", {
+          taskQueue: queue,
+          workflowId: `approval-${randomUUID()}`,
+          args: [{ request: "merge" }],
+        });
+        await handle.signal("approve", { approvedBy: "ada" });
+        await until(async () => recorded.length === 1, "the approval being recorded");
+        await handle.signal("approve", { approvedBy: "mallory" });
+        const refused = await handle.executeUpdate("setPriority", { args: [{ priority: 1 }] }).then(
+          () => null,
+          (e: unknown) => e,
+        );
+        expect(refused).toBeInstanceOf(WorkflowUpdateFailedError);
+        expect(String((refused as WorkflowUpdateFailedError).cause?.message)).toContain("already approved");
+        expect(await handle.query<ApprovalProgress>("progress")).toEqual({ stage: "approved", priority: 3, approvedBy: "ada" });
+        release();
+        expect(await handle.result()).toEqual({ request: "merge", approvedBy: "ada", priority: 3 });
+      } finally {
+        release(); // the worker's shutdown waits for the step
+      }
+    });
+    expect(recorded).toEqual([["merge", "ada", 3]]);
+  });
+
+  it("signal payloads that are no approval are ignored, and the run goes on waiting: wrong types, __proto__, an approvedBy too long to record", async () => {
+    const queue = taskQueue("approval");
+    const recorded: unknown[][] = [];
+    const worker = await t.worker(queue, {
+      async recordApproval(request, approvedBy, priority) {
+        recorded.push([request.length, approvedBy, priority]);
+        return { request, approvedBy, priority };
+      },
+    });
+    // What a failure prints of a progress: an approver of 2 MiB as its length.
+    const shown = (p: ApprovalProgress) => ({
+      ...p,
+      approvedBy: (p.approvedBy?.length ?? 0) > 100 ? `${p.approvedBy!.length} chars` : p.approvedBy,
+    });
+    // The longest request the catalog takes: with it, an approvedBy just under Temporal's 2 MiB
+    // payload limit makes the step's input (request and approver) go past it, and the run's
+    // workflow tasks fail (it would hang).
+    const request = "r".repeat(500);
+    await worker.runUntil(async () => {
+      const handle = await t.env.client.workflow.start("approval", {
+        taskQueue: queue,
+        workflowId: `approval-${randomUUID()}`,
+        args: [{ request }],
+        workflowExecutionTimeout: "30s",
+      });
+      for (const payload of [
+        42,
+        "ada",
+        null,
+        [],
+        { approvedBy: 7 },
+        { approvedBy: ["ada"] },
+        JSON.parse('{"__proto__":{"approvedBy":"eve"}}'),
+      ])
+        await handle.signal("approve", payload);
+      await handle.signal("resume", { approvedBy: "x".repeat(2 * 1024 * 1024 - 256) });
+      const signalsHandled = async () =>
+        (await handle.fetchHistory()).events!.filter((e) => e.workflowExecutionSignaledEventAttributes).length === 8 &&
+        !(await handle.fetchHistory()).events!.at(-1)?.workflowTaskScheduledEventAttributes;
+      await until(signalsHandled, "the signals handled");
+      expect(shown(await handle.query<ApprovalProgress>("progress"))).toEqual({
+        stage: "waiting_for_approval",
+        priority: 3,
+        approvedBy: null,
+      });
+      await handle.signal("approve", { approvedBy: "ada" });
+      expect(await handle.result()).toEqual({ request, approvedBy: "ada", priority: 3 });
+    });
+    expect(recorded).toEqual([[500, "ada", 3]]);
   });
 });
 
