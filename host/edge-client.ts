@@ -10,14 +10,19 @@
  * `pushRunEvents` resolves once the edge has recorded the caller's events, so a caller that
  * awaits it (an activity publishing its step's end) knows they are durable.
  *
- * Delivery is at-least-once: a failed push is retried with backoff under a fresh signature, and the
- * edge drops duplicates by sourceKey. A redirect, or a 2xx whose body is not the edge's answer
- * (something else answered at its address), is a failed push too. A push the edge refuses (4xx)
- * is logged as an error and retried run by run, so one bad run cannot hold up the others; nothing
- * is dropped silently. A run refused on its own is tried again alone, once per backoff and off the
- * push slots. When the edge recorded some runs of a push but not others (a 503 naming them, `failedRuns`), the
- * recorded ones are done and the others go back to the queue after a backoff, off the push slots,
- * so a run the edge cannot take neither blocks the pushes of other runs nor takes them down with it.
+ * Delivery is at-least-once: a failed push is retried with backoff (at least the answer's
+ * Retry-After, up to RETRY_AFTER_MAX_MS) under a fresh signature, and the edge drops duplicates by
+ * sourceKey. A redirect, or a 2xx whose body is not the edge's answer (something else answered at
+ * its address), is a failed push too. A push the edge refuses (4xx) is logged as an error and
+ * retried run by run, so one bad run cannot hold up the others; nothing is dropped silently. A run
+ * refused (in a push with others or on its own) is tried again alone, once per backoff and off the
+ * push slots. A 401 or 404 says nothing about the push (the secrets differ, no such route): retried
+ * whole, loudly, not run by run. When the edge recorded some runs of a push but not others (a 503
+ * naming them, `failedRuns`), the recorded ones are done and the others go back to the queue after
+ * a backoff, off the push slots, so a run the edge cannot take neither blocks the pushes of other
+ * runs nor takes them down with it. A push given up after its tries takes with it the entries of
+ * its runs waiting behind it, so the edge never gets a run's later events before the earlier ones
+ * (the journal hands them over again, in order).
  *
  * The one thing the edge drops on purpose: events of a run no one started through the edge (an
  * operator's `temporal workflow start`, a benchmark's direct runs). Its DO keeps nothing and the
@@ -35,10 +40,25 @@ import {
 } from "../src/shared/host-api.ts";
 import { MAX_SIGNED_BODY_BYTES } from "../src/shared/capped-body.ts";
 import { MAX_EVENTS_PER_PUSH, MAX_RUNS_PER_PUSH } from "../src/shared/run-event-schema.ts";
+import { retryAfterMs } from "../src/shared/retry-after.ts";
 import { signRequest } from "../src/shared/signing.ts";
 
 const RETRY_BASE_MS = 250;
 const RETRY_MAX_MS = 5_000;
+/**
+ * The most a Retry-After (on a 429, a 5xx, or the edge's 503 naming the runs it could not record)
+ * makes a push wait before its next try: the answer says when to come back, but one saying an hour
+ * (a proxy's, or a mistake) must not park a run's events for that long.
+ */
+export const RETRY_AFTER_MAX_MS = 60_000;
+/**
+ * Refusals that say nothing about the push: 401, the edge does not take the host's signature (its
+ * HOST_SHARED_SECRET differs, or the host's clock is off), and 404, no run-event route at the
+ * edge's address (a wrong EDGE_URL, or an edge that predates it). Every push gets the same answer,
+ * so one is retried whole (loud, like a 5xx), never split into a push per run, which would only
+ * multiply the requests and the error lines by the number of runs.
+ */
+const NOT_THE_PUSH_STATUSES: ReadonlySet<number> = new Set([401, 404]);
 /**
  * After this many failed tries a push is given up: history is relayed again when the edge's
  * watchdog asks, and what activities published stays in the host's journal, which pushes it again
@@ -247,8 +267,17 @@ export class EdgeClient {
     const batch = entries.filter((p) => !p.call.givenUp);
     if (batch.length === 0) return;
     const runs = group(batch);
-    const body = JSON.stringify({ runs });
-    const parts = Buffer.byteLength(body) > MAX_PUSH_BYTES ? halves(batch) : null;
+    // A body JSON.stringify throws on (past V8's largest string, about 512 MiB, or a value JSON has
+    // no form for) goes out in parts too, down to the one event it cannot build, given up below:
+    // thrown from here, it left every caller of the push waiting for ever, and took the process down.
+    let body: string | undefined;
+    let unbuildable: unknown;
+    try {
+      body = JSON.stringify({ runs });
+    } catch (err) {
+      unbuildable = err;
+    }
+    const parts = body === undefined || Buffer.byteLength(body) > MAX_PUSH_BYTES ? halves(batch) : null;
     if (parts) {
       /** Runs whose events in an earlier part were given up: their later events are not sent either. */
       const givenUp = new Set<string>();
@@ -263,12 +292,18 @@ export class EdgeClient {
       }
       return;
     }
+    if (body === undefined) {
+      const { workflowId, events } = batch[0]!;
+      const cause = new Error(`could not build the push of ${workflowId}'s event: ${String(unbuildable)}`);
+      this.log(`outrider host: ERROR gave up pushing ${events.length} run events of ${workflowId} to the edge: ${cause.message}`);
+      for (const p of batch) this.giveUp(p, cause);
+      return;
+    }
     // One run the edge refused: one try; a failure waits out its backoff in `retryLater`, off the push slots.
     const once = batch.every((p) => p.alone);
     try {
       const answer = await this.postWithRetry(EDGE_PATHS.runEventsBatch, body, RUN_EVENT_PUSH_ANSWER, {
         runEvents: true,
-        splittable: runs.length > 1,
         ...(once ? { maxAttempts: 1 } : {}),
       });
       this.counters.droppedRuns += answer.dropped ?? 0;
@@ -280,6 +315,7 @@ export class EdgeClient {
         this.retryLater(
           batch.filter((p) => failed.has(p.workflowId)),
           err,
+          err.retryAfterMs,
         );
         return;
       }
@@ -287,7 +323,15 @@ export class EdgeClient {
         this.retryLater(batch, err as Error);
         return;
       }
-      if (!(err instanceof PushRefusedError) || new Set(batch.map((p) => p.workflowId)).size === 1) {
+      // One run refused: it waits out its backoff alone, off the push slots, like a run refused in
+      // a push with others. Retried in place instead, two such runs would hold both slots through
+      // all their tries, and every other run's events with them.
+      if (err instanceof PushRefusedError && new Set(batch.map((p) => p.workflowId)).size === 1) {
+        for (const p of batch) p.alone = true;
+        this.retryLater(batch, err);
+        return;
+      }
+      if (!(err instanceof PushRefusedError)) {
         this.log(
           `outrider host: ERROR gave up pushing ${batch.reduce((n, p) => n + p.events.length, 0)} run events to the edge: ${String(err)}`,
         );
@@ -312,20 +356,29 @@ export class EdgeClient {
 
   /**
    * Entries of runs the edge could not record: back to the front of the queue after a backoff that
-   * grows with their failures, given up (rejected, logged) after `maxAttempts`. Their runs stay
-   * held meanwhile, so the events queued after them wait, and the edge still gets each run's
-   * events in order; the push slots are free for other runs. A run goes back only once the push
-   * that carried it has ended: a push sent in parts may still hold its later events in a part
-   * not sent yet, which must wait behind these (see `send`).
+   * grows with their failures (and is at least the answer's Retry-After), given up (rejected,
+   * logged) after `maxAttempts`. Their runs stay held meanwhile, so the events queued after them
+   * wait, and the edge still gets each run's events in order; the push slots are free for other
+   * runs. A run goes back only once the push that carried it has ended: a push sent in parts may
+   * still hold its later events in a part not sent yet, which must wait behind these (see `send`).
    */
-  private retryLater(entries: Pending[], cause: Error): void {
+  private retryLater(entries: Pending[], cause: Error, waitAtLeastMs = 0): void {
     const runs = new Set<string>();
+    const gaveUp = new Set<string>();
     let failures = 0;
     for (const p of entries) {
+      // An earlier entry of its call was given up: rejected already, not sent again.
+      if (p.call.givenUp) continue;
+      // An earlier entry of its run was given up just now: this one goes with it (see `giveUp`).
+      if (gaveUp.has(p.workflowId)) {
+        this.giveUp(p, behindGivenUp(p.workflowId, cause));
+        continue;
+      }
       p.failures++;
       if (p.failures >= this.maxAttempts) {
         this.log(`outrider host: ERROR gave up pushing ${p.events.length} run events of ${p.workflowId} to the edge: ${String(cause)}`);
         this.giveUp(p, cause);
+        gaveUp.add(p.workflowId);
         continue;
       }
       runs.add(p.workflowId);
@@ -334,18 +387,38 @@ export class EdgeClient {
     }
     if (runs.size === 0) return;
     this.log(`${cause.message}: retrying the events of ${runs.size === 1 ? "1 run" : `${runs.size} runs`} (failure ${failures})`);
-    this.releaseAfter(runs, retryDelay(failures));
+    this.releaseAfter(runs, Math.max(retryDelay(failures), waitAtLeastMs));
   }
 
   /**
    * Rejects an entry for good (logged by the caller). The other entries of its call are not sent
    * after it: the edge would get a run's later events without the earlier ones, and could take
    * the run for complete (its closing event in) while they are missing. The relay and the
-   * journal push the call's events again, from its start.
+   * journal push the call's events again, from its start. Nor are the entries of its run that wait
+   * behind it (queued while it was on the wire or backing off, by other calls): sent, they would
+   * reach the edge before it, which the journal hands over again only at its next redelivery (a
+   * step's end before its start, an answer's text out of order). They are given up with it, and
+   * the journal hands them over again behind it, in order.
    */
   private giveUp(p: Pending, cause: Error): void {
     p.call.givenUp = true;
     p.reject(cause);
+    const queued = this.queue.filter((q) => q.workflowId === p.workflowId);
+    if (queued.length > 0) {
+      this.queue = this.queue.filter((q) => q.workflowId !== p.workflowId);
+      for (const q of queued) {
+        this.queuedEvents -= q.events.length;
+        if (q.now) this.queuedNow--;
+      }
+    }
+    const behind = [...(this.backingOff.get(p.workflowId) ?? []), ...queued].filter((q) => !q.call.givenUp);
+    this.backingOff.delete(p.workflowId);
+    if (behind.length === 0) return;
+    const why = behindGivenUp(p.workflowId, cause);
+    for (const q of behind) {
+      q.call.givenUp = true;
+      q.reject(why);
+    }
   }
 
   /** Puts the runs' waiting entries back at the front of the queue after `delayMs`, each once its push has ended. */
@@ -379,11 +452,13 @@ export class EdgeClient {
     path: string,
     body: string,
     expected: T,
-    { runEvents = false, splittable = false, maxAttempts = this.maxAttempts } = {},
+    { runEvents = false, maxAttempts = this.maxAttempts } = {},
   ): Promise<z.output<T>> {
     let refusals = 0;
     for (let attempt = 1; ; attempt++) {
       let error: Error;
+      /** The answer's Retry-After: the next try waits at least that long. */
+      let retryAfter = 0;
       try {
         const headers = await signRequest(this.secret, "POST", path, body);
         if (runEvents) this.counters.runEventRequests++;
@@ -399,8 +474,20 @@ export class EdgeClient {
         const answer = res.ok ? expected.safeParse(parseJson(text)) : null;
         if (answer?.success) return answer.data;
         const partial = runEvents && res.status === 503 ? runEventPushPartialFailure.safeParse(parseJson(text)) : null;
-        if (partial?.success) throw new PartialPushError(`edge recorded a push but for some runs (${res.status})`, partial.data.failedRuns);
-        if (res.status >= 400 && res.status < 500 && res.status !== 429) {
+        if (partial?.success) {
+          throw new PartialPushError(
+            `edge recorded a push but for some runs (${res.status})`,
+            partial.data.failedRuns,
+            answerRetryAfterMs(res),
+          );
+        }
+        if (NOT_THE_PUSH_STATUSES.has(res.status)) {
+          // Every push gets this answer (see NOT_THE_PUSH_STATUSES): retried whole, not split.
+          this.counters.refused++;
+          const hint = res.status === 401 ? " (is the host's HOST_SHARED_SECRET one the edge accepts, and its clock right?)" : "";
+          error = new Error(`edge refused ${path}: ${res.status} ${text.slice(0, 300)}${hint}`);
+          this.log(`outrider host: ERROR ${error.message} (attempt ${attempt}, retrying)`);
+        } else if (res.status >= 400 && res.status < 500 && res.status !== 429) {
           // Refused: the push is wrong (or the edge runs other code than we do). Loud, and retried:
           // a deploy of either side can fix it, and a push is never dropped without a trace.
           this.counters.refused++;
@@ -415,8 +502,9 @@ export class EdgeClient {
           error = new Error(`edge answered ${res.status} to ${path} with ${what}`);
           this.log(`outrider host: ERROR ${error.message} (attempt ${attempt}, retrying)`);
         } else {
+          retryAfter = answerRetryAfterMs(res);
           error = new Error(`edge answered ${res.status} to ${path}`);
-          this.log(`${error.message}, retrying`);
+          this.log(`${error.message}, retrying${retryAfter > 0 ? ` in ${retryAfter} ms (its Retry-After)` : ""}`);
         }
       } catch (err) {
         if (err instanceof PartialPushError) throw err;
@@ -424,9 +512,10 @@ export class EdgeClient {
         if (attempt === 1 || attempt % 10 === 0) this.log(`push to edge ${path} failed (${String(err)}), retrying`);
       }
       if (attempt >= maxAttempts) throw error;
-      // A push refused more than once is worth splitting (the caller does, for run events).
-      if (splittable && refusals >= 2 && error instanceof PushRefusedError) throw error;
-      await new Promise((r) => setTimeout(r, retryDelay(attempt)));
+      // A push of run events refused more than once is worth splitting, or backing off off the
+      // push slots when it is one run's (the caller does either).
+      if (runEvents && refusals >= 2 && error instanceof PushRefusedError) throw error;
+      await new Promise((r) => setTimeout(r, Math.max(retryDelay(attempt), retryAfter)));
     }
   }
 }
@@ -434,6 +523,14 @@ export class EdgeClient {
 /** The wait after a push's `attempt`-th failure: doubling from RETRY_BASE_MS, at most RETRY_MAX_MS. */
 function retryDelay(attempt: number): number {
   return Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** (attempt - 1));
+}
+
+/** The answer's Retry-After in ms (seconds or an HTTP date), at most RETRY_AFTER_MAX_MS; 0 without one it can read. */
+const answerRetryAfterMs = (res: Response): number => retryAfterMs((name) => res.headers.get(name), RETRY_AFTER_MAX_MS) ?? 0;
+
+/** Why an entry waiting behind a given-up one of its run is given up too (see `giveUp`). */
+function behindGivenUp(workflowId: string, cause: Error): Error {
+  return new Error(`an earlier push of ${workflowId}'s events was given up (${cause.message}); these waited behind it`);
 }
 
 function parseJson(text: string): unknown {
@@ -474,6 +571,8 @@ class PartialPushError extends Error {
   constructor(
     message: string,
     readonly failedRuns: string[],
+    /** The answer's Retry-After: the failed runs wait at least that long. */
+    readonly retryAfterMs = 0,
   ) {
     super(message);
   }

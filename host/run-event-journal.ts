@@ -64,7 +64,8 @@ export class RunEventJournal implements RunEventSink {
   private backlog: boolean;
   /**
    * Runs with a row in the file whose push was given up: their new rows queue behind it, so that a
-   * run's events reach the EdgeClient in the order they were published. Other runs' rows go at
+   * run's events reach the EdgeClient in the order they were published (its rows already with the
+   * EdgeClient behind the given-up one are given up with it, and wait here too). Other runs' rows go at
    * once: a run the edge refuses (or cannot take) holds up no other run until the next redelivery.
    * Cleared by a redelivery that hands over every row.
    */

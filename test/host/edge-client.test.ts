@@ -230,6 +230,50 @@ describe("EdgeClient: batched run events", () => {
     expect(badPushes.slice(2).every((r) => r.body.runs.length === 1)).toBe(true);
   });
 
+  it("a run the edge refuses in a push of its own backs off off the push slots: two such runs do not hold up another run's events", async () => {
+    const edge = await fakeEdge((push) => (push.runs.some((r) => r.workflowId.startsWith("hello-bad")) ? 400 : 200));
+    // Six tries: held on a push slot through them, each bad run would take it for about 8 s.
+    const client = new EdgeClient(edge.url, SECRET, () => undefined, 6, 1);
+    // Each goes out at once in a push of its own: the two push slots.
+    const bad = [1, 2].map((n) => client.pushRunEvents(`hello-bad-${n}`, [started(`b${n}`)], { now: true }));
+    const badSettled = Promise.allSettled(bad);
+    expect(await until(() => edge.arrivals() >= 2, 5_000)).toBe(true);
+    const before = Date.now();
+    await client.pushRunEvents("hello-good", [started("g")]);
+    expect(Date.now() - before).toBeLessThan(2_000);
+    // The bad runs are still given up after their tries, each logged, none dropped silently.
+    expect((await badSettled).map((r) => r.status)).toEqual(["rejected", "rejected"]);
+    for (const r of edge.received.filter((x) => x.body.runs.some((run) => run.workflowId.startsWith("hello-bad"))))
+      expect(r.body.runs).toHaveLength(1);
+  }, 30_000);
+
+  it("an event the host cannot turn into JSON is given up alone, logged: the other runs of its push are delivered, and nothing waits for ever", async () => {
+    const edge = await fakeEdge(() => 200);
+    const logs: string[] = [];
+    const client = new EdgeClient(edge.url, SECRET, (m) => logs.push(m), 3, 10);
+    // A value JSON.stringify throws on: as a push body too large for one string (past V8's ~512 MiB) does.
+    const unserializable = { ...started("x"), data: { runId: "x", n: 1n } } as unknown as RunEvent;
+    const good = client.pushRunEvents("hello-good", [started("g")]);
+    const bad = client.pushRunEvents("hello-bad", [unserializable]);
+    await expect(good).resolves.toBeUndefined();
+    await expect(bad).rejects.toThrow(/BigInt/);
+    expect(edge.received.flatMap((r) => r.body.runs.map((run) => run.workflowId))).toEqual(["hello-good"]);
+    expect(logs.some((l) => l.includes("ERROR") && l.includes("hello-bad"))).toBe(true);
+    await client.drain();
+  }, 10_000);
+
+  it("a 401 (the edge does not take the host's signature: secrets differ) is retried whole, not split into a push per run", async () => {
+    const edge = await fakeEdge(() => 200);
+    const logs: string[] = [];
+    const client = new EdgeClient(edge.url, "another-secret-long-enough-for-hmac-sha256", (m) => logs.push(m), 3, 10);
+    const pushes = Array.from({ length: 12 }, (_, i) => client.pushRunEvents(`hello-${i}`, [started(`r${i}`)]));
+    const settled = await Promise.allSettled(pushes);
+    expect(settled.every((r) => r.status === "rejected")).toBe(true);
+    expect(edge.statuses).toEqual([401, 401, 401]);
+    expect(edge.received.every((r) => r.body.runs.length === 12)).toBe(true);
+    expect(logs.filter((l) => l.includes("ERROR") && l.includes("401"))).not.toHaveLength(0);
+  });
+
   it("a refused push of many runs is sent again run by run, SPLIT_PUSHES_AT_ONCE at a time, not all at once", async () => {
     // Refused while it carries more than one run; each run alone is taken, slowly, so that parts overlap if they can.
     let atEdge = 0;
@@ -396,6 +440,51 @@ describe("EdgeClient: batched run events", () => {
       expect(recorded).toContain("Y:y1");
     });
 
+    it("the run's entries waiting behind one given up are given up with it: the journal hands them over again in order, never the later first", async () => {
+      const edge = await edgeFailingOneRun(2);
+      const dir = mkdtempSync(join(tmpdir(), "outrider-edge-giveup-order-"));
+      const journal = new RunEventJournal(
+        join(dir, "journal.sqlite"),
+        new EdgeClient(edge.url, SECRET, () => undefined, 2, 5),
+        () => undefined,
+      );
+      try {
+        const first = journal.pushRunEvents("hello-bad", [started("b")]);
+        // Its first push failed for the run: backing off, while the run's next row is handed over.
+        expect(await until(() => edge.state.badFailures === 1, 5_000)).toBe(true);
+        const second = journal.pushRunEvents("hello-bad", [{ ...started("b"), sourceKey: "later" }]);
+        await expect(first).rejects.toThrow(/some runs/);
+        await Promise.allSettled([second]);
+        // The next redelivery hands over what is left, in the order it was published.
+        journal.redeliver();
+        expect(await until(() => journal.size() === 0, 5_000)).toBe(true);
+        expect(edge.recorded.filter((r) => r.workflowId === "hello-bad").map((r) => r.sourceKey)).toEqual(["run:b:started", "later"]);
+      } finally {
+        journal.close();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it("a Retry-After on the answer is waited out before the failed runs are tried again", async () => {
+      let tries = 0;
+      const times: number[] = [];
+      const edge = await scriptedEdge((_request, n) => {
+        times.push(Date.now());
+        tries = n + 1;
+        return n === 0
+          ? {
+              status: 503,
+              headers: { "content-type": "application/json", "retry-after": "1" },
+              body: JSON.stringify({ error: { code: "host_unavailable", message: "partly" }, failedRuns: ["hello-bad"] }),
+            }
+          : OK_ANSWER;
+      });
+      const client = new EdgeClient(edge.url, SECRET, () => undefined, 10, 1);
+      await client.pushRunEvents("hello-bad", [started("b")]);
+      expect(tries).toBe(2);
+      expect(times[1]! - times[0]!).toBeGreaterThanOrEqual(950);
+    });
+
     it("a run that keeps failing is given up after the tries (logged as an error, its pushes rejected); the others are unaffected", async () => {
       const edge = await edgeFailingOneRun(Number.POSITIVE_INFINITY);
       const logs: string[] = [];
@@ -463,6 +552,22 @@ describe("EdgeClient: batched run events", () => {
     expect(edge.statuses).toEqual([503, 503, 200]);
   });
 
+  it("a 503 or a 429 with Retry-After is tried again no sooner than it says", async () => {
+    const times: number[] = [];
+    const edge = await scriptedEdge((_request, n) => {
+      times.push(Date.now());
+      if (n === 0) return { status: 503, headers: { "retry-after": "1" } };
+      if (n === 1) return { status: 429, headers: { "retry-after": new Date(Date.now() + 2_000).toUTCString() } };
+      return OK_ANSWER;
+    });
+    const client = new EdgeClient(edge.url, SECRET, () => undefined, 10, 1);
+    await client.pushRunEvents("hello-1", [started("r1")]);
+    expect(times).toHaveLength(3);
+    expect(times[1]! - times[0]!).toBeGreaterThanOrEqual(950);
+    // An HTTP date, to the second: at least the next whole second.
+    expect(times[2]! - times[1]!).toBeGreaterThanOrEqual(950);
+  });
+
   it("a try the edge takes and never answers is given up after its time limit and tried again", async () => {
     let requests = 0;
     // The first request hangs (an edge, or a proxy before it, that holds the connection); later ones answer at once.
@@ -497,6 +602,13 @@ async function scriptedEdge(respond: (request: string, n: number) => { status: n
   await new Promise<void>((r) => server!.listen(0, "127.0.0.1", r));
   return { url: `http://127.0.0.1:${(server!.address() as AddressInfo).port}`, requests };
 }
+
+/** The edge's answer to a push of one run with one event that it recorded. */
+const OK_ANSWER = {
+  status: 200,
+  headers: { "content-type": "application/json" },
+  body: JSON.stringify({ runs: 1, accepted: 1, duplicates: 0, dropped: 0 }),
+};
 
 /** An access gateway's answer to a request it has not authenticated: off to its login page. */
 const LOGIN_REDIRECT = { status: 302, headers: { location: "/login" } };
