@@ -54,24 +54,60 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): HostConfig {
   // A short one could be guessed offline from one signed request. The message never holds the value.
   const problem = secretsProblem("HOST_SHARED_SECRET", sharedSecrets);
   if (problem) throw new Error(`${problem}; the host refuses to run with a shared secret that could be guessed offline`);
+  const port = portFrom(env.HOST_PORT);
   return {
-    port: Number(env.HOST_PORT ?? 8788),
+    port,
     bind: env.HOST_BIND ?? "127.0.0.1",
     temporalAddress: env.TEMPORAL_ADDRESS ?? "127.0.0.1:7233",
     temporalNamespace: env.TEMPORAL_NAMESPACE ?? "default",
     temporalConnection: temporalConnectionFromEnv(env),
     taskQueue: env.TEMPORAL_TASK_QUEUE ?? "outrider",
     workflowExecutionTimeoutMs: executionTimeoutFrom(env.TEMPORAL_WORKFLOW_EXECUTION_TIMEOUT),
-    edgeUrl: env.EDGE_URL ?? "http://127.0.0.1:8787",
+    edgeUrl: edgeUrlFrom(env.EDGE_URL),
     edgePushWindowMs: Number(env.EDGE_PUSH_WINDOW_MS) > 0 ? Number(env.EDGE_PUSH_WINDOW_MS) : PUSH_WINDOW_MS,
     sharedSecrets,
     logLevel: LOG_LEVELS.find((l) => l === env.HOST_LOG_LEVEL?.toUpperCase()) ?? "INFO",
     llm: llmConfigFromEnv(env),
     prices: loadPrices(env.LLM_PRICES),
-    httpRequestCost: Number(env.HTTP_REQUEST_COST_USD ?? 0) || 0,
+    httpRequestCost: costFrom(env.HTTP_REQUEST_COST_USD),
     outbound: policyFromEnv(env),
-    runEventJournalPath: resolve(env.HOST_RUN_EVENT_JOURNAL || `.outrider/host-run-events-${Number(env.HOST_PORT ?? 8788)}.sqlite`),
+    runEventJournalPath: resolve(env.HOST_RUN_EVENT_JOURNAL || `.outrider/host-run-events-${port}.sqlite`),
   };
+}
+
+export const DEFAULT_HOST_PORT = 8788;
+
+/**
+ * HOST_PORT: 1 to 65535, unset or empty for DEFAULT_HOST_PORT. Anything else stops the host at
+ * start: `Number("")` is 0, which listens on a random port the edge never calls, and a port the
+ * host cannot listen on would fail later, further from its cause.
+ */
+function portFrom(value: string | undefined): number {
+  const text = value?.trim();
+  if (!text) return DEFAULT_HOST_PORT;
+  const port = /^\d+$/.test(text) ? Number(text) : Number.NaN;
+  if (!(port >= 1 && port <= 65_535)) throw new Error(`HOST_PORT "${value}" is not a port (an integer from 1 to 65535)`);
+  return port;
+}
+
+/**
+ * HTTP_REQUEST_COST_USD: 0 or more (unset: 0). A negative or infinite cost makes attributes the edge
+ * refuses, so every request a step made would fail its step after it was made: refused at start.
+ */
+function costFrom(value: string | undefined): number {
+  const text = value?.trim();
+  if (!text) return 0;
+  const cost = Number(text);
+  if (!Number.isFinite(cost) || cost < 0) throw new Error(`HTTP_REQUEST_COST_USD "${value}" is not a cost in USD of 0 or more`);
+  return cost;
+}
+
+/** EDGE_URL: an http(s) URL (unset: the local edge); anything else would fail every push, for ever. */
+function edgeUrlFrom(value: string | undefined): string {
+  const text = value?.trim() || "http://127.0.0.1:8787";
+  const url = URL.parse(text);
+  if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) throw new Error(`EDGE_URL "${value}" is not an http(s) URL`);
+  return text;
 }
 
 /** Output's default for TEMPORAL_WORKFLOW_EXECUTION_TIMEOUT. */

@@ -31,7 +31,7 @@ import { generateApiKey, parseApiKey, sha256Hex } from "../src/shared/api-keys.t
 const root = resolve(import.meta.dirname, "..");
 const env = process.env;
 const edgePort = Number(env.OUTRIDER_PORT ?? 8787);
-const hostPort = Number(env.HOST_PORT ?? 8788);
+const hostPort = Number(env.HOST_PORT?.trim() || 8788);
 const temporalPort = Number(env.TEMPORAL_PORT ?? 7233);
 const localLlmPort = Number(env.LOCAL_LLM_PORT ?? 8790);
 // The other ports the stack's children open (tests choose free ones for every port).

@@ -37,3 +37,35 @@ describe("HOST_SHARED_SECRET", () => {
     }
   });
 });
+
+describe("settings checked when the host starts", () => {
+  const withSecret = (env: NodeJS.ProcessEnv) => ({ HOST_SHARED_SECRET: LONG, ...env });
+  const refusal = (env: NodeJS.ProcessEnv) => {
+    try {
+      loadConfig(withSecret(env));
+    } catch (e) {
+      return (e as Error).message;
+    }
+    return null;
+  };
+
+  it("HOST_PORT: a port from 1 to 65535; unset or empty is 8788; anything else stops the host, naming it (not a random port, nor NaN)", () => {
+    expect(loadConfig(withSecret({})).port).toBe(8788);
+    expect(loadConfig(withSecret({ HOST_PORT: "" })).port).toBe(8788);
+    expect(loadConfig(withSecret({ HOST_PORT: " 9000 " })).port).toBe(9000);
+    expect(loadConfig(withSecret({ HOST_PORT: "" })).runEventJournalPath).toMatch(/host-run-events-8788\.sqlite$/);
+    for (const value of ["0", "abc", "65536", "80.5", "-1", "0x50"]) expect(refusal({ HOST_PORT: value }), value).toContain("HOST_PORT");
+  });
+
+  it("HTTP_REQUEST_COST_USD: a number of 0 or more; a negative, infinite or unreadable one stops the host (its attributes would be refused after each request)", () => {
+    expect(loadConfig(withSecret({})).httpRequestCost).toBe(0);
+    expect(loadConfig(withSecret({ HTTP_REQUEST_COST_USD: "0.002" })).httpRequestCost).toBe(0.002);
+    for (const value of ["-0.01", "1e400", "cheap"])
+      expect(refusal({ HTTP_REQUEST_COST_USD: value }), value).toContain("HTTP_REQUEST_COST_USD");
+  });
+
+  it("EDGE_URL: an http(s) URL, else the host stops naming it (not a push that fails for ever)", () => {
+    expect(loadConfig(withSecret({ EDGE_URL: "https://api.example.com" })).edgeUrl).toBe("https://api.example.com");
+    for (const value of ["api.example.com", "ftp://x", "http//x"]) expect(refusal({ EDGE_URL: value }), value).toContain("EDGE_URL");
+  });
+});
