@@ -14,8 +14,7 @@ import { HISTORY_CATCH_UP_MS } from "../../durable-objects/run-stream/trace-read
 import { resetEventIdFor, StepNotCompletedError, StepNotFoundError } from "../../host/reset.ts";
 import { encodePageToken } from "../../src/shared/output-history.ts";
 import { runResetEvent } from "../../src/shared/run-events.ts";
-import { HOST_PATHS } from "../../src/shared/host-api.ts";
-import { attributeEvent, call, errorCodeOf, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
+import { attributeEvent, call, errorCodeOf, seedCatalog, seedOrganization } from "./helpers.ts";
 import {
   closeEvent,
   continuedAsNewEvents,
@@ -24,8 +23,7 @@ import {
   historyEvent,
   push,
   range,
-  runStartOutboxAttempt,
-  startHelloInItsDo,
+  runAcceptedWhileHostIsDown,
 } from "./stream-helpers.ts";
 
 type Page = {
@@ -379,14 +377,8 @@ describe("GET /workflow/:id/history (Output's shape)", () => {
     // fetchPages takes `data.workflow`), and `history` prints it in its header; Output's server
     // describes the run on every first page and long-poll (api/src/clients/temporal/workflow/get_history.js).
     // A null summary left a run refused before it started polled forever.
-    let refuseStarts = false;
-    const restore = scriptHost((_request, path) => {
-      if (path === HOST_PATHS.start && refuseStarts)
-        return Response.json({ error: { code: "workflow_not_found", message: "the workflow left the host's catalog" } }, { status: 404 });
-      throw new TypeError("connection refused");
-    });
+    const { workflowId, reply, refuseForGood, restore } = await runAcceptedWhileHostIsDown(org.organizationId);
     try {
-      const { workflowId, stub, reply } = await startHelloInItsDo(org.organizationId);
       expect(reply).toMatchObject({ ok: true, started: { runId: null, status: "scheduled" } });
       const pages = async () => [
         await page(`/workflow/${workflowId}/history?pageSize=50&includePayloads=false`),
@@ -409,8 +401,7 @@ describe("GET /workflow/:id/history (Output's shape)", () => {
           nextPageToken: null,
         });
       }
-      refuseStarts = true;
-      await runStartOutboxAttempt(stub);
+      await refuseForGood();
       for (const first of await pages()) {
         expect(first.workflow).toMatchObject({
           workflowId,

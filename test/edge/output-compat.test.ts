@@ -10,15 +10,7 @@ import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import { forgetReadiness } from "../../src/routes/probes.ts";
 import { interceptD1InPlace } from "../support/d1-intercept.ts";
 import { call, type ErrorBody, type OutputErrorBody, postJson, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
-import {
-  closeEvent,
-  createRunningRun,
-  finishedEvent,
-  historyEvent,
-  push,
-  runStartOutboxAttempt,
-  startHelloInItsDo,
-} from "./stream-helpers.ts";
+import { closeEvent, createRunningRun, finishedEvent, historyEvent, push, runAcceptedWhileHostIsDown } from "./stream-helpers.ts";
 
 type Org = Awaited<ReturnType<typeof seedOrganization>>;
 
@@ -229,16 +221,9 @@ describe("run routes: shapes, pinned forms, hostile ids", () => {
     // Output builds `trace` from what the run left, null when nothing (api/src/clients/temporal/workflow_result.js);
     // its clients read trace.destinations.remote as where the trace is (sdk/cli/src/api/generated/api.ts TraceInfoV1),
     // and GET /trace-log of such a run is 404 TraceNotAvailableError.
-    let refuseStarts = false;
-    const restore = scriptHost((_request, path) => {
-      if (path === HOST_PATHS.start && refuseStarts)
-        return Response.json({ error: { code: "workflow_not_found", message: "the workflow left the host's catalog" } }, { status: 404 });
-      throw new TypeError("connection refused");
-    });
+    const { workflowId, refuseForGood, restore } = await runAcceptedWhileHostIsDown(org.organizationId);
     try {
-      const { workflowId, stub } = await startHelloInItsDo(org.organizationId);
-      refuseStarts = true;
-      await runStartOutboxAttempt(stub);
+      await refuseForGood();
       const res = await get(`/workflow/${workflowId}/result`, org.key);
       expect(res.status).toBe(200);
       expect(await res.json()).toMatchObject({ workflowId, runId: null, status: "failed", trace: null });

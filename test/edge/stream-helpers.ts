@@ -2,7 +2,8 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { runStream } from "../../src/run-stream-client.ts";
-import { signedPost } from "./helpers.ts";
+import { HOST_PATHS } from "../../src/shared/host-api.ts";
+import { scriptHost, signedPost } from "./helpers.ts";
 
 export function historyEvent(runId: string, eventId: number, eventType = "EVENT_TYPE_ACTIVITY_TASK_COMPLETED") {
   return {
@@ -141,4 +142,29 @@ export async function startHelloInItsDo(organizationId: string) {
 export async function runStartOutboxAttempt(stub: ReturnType<typeof runStream>): Promise<void> {
   await runInDurableObject(stub, (_i, state) => state.storage.sql.exec("UPDATE run_start SET next_attempt_at = 0"));
   await runDurableObjectAlarm(stub);
+}
+
+/**
+ * A `hello` run accepted while the host is unreachable (its start waiting in the DO's outbox,
+ * `scheduled`), and `refuseForGood`, which has the host refuse the outbox's next attempt for good
+ * and runs it: the run ends `failed` before Temporal ever had it. `restore` gives the host back.
+ */
+export async function runAcceptedWhileHostIsDown(organizationId: string) {
+  let refuse = false;
+  const restore = scriptHost((_request, path) => {
+    if (path === HOST_PATHS.start && refuse)
+      return Response.json({ error: { code: "workflow_not_found", message: "the workflow left the host's catalog" } }, { status: 404 });
+    throw new TypeError("connection refused");
+  });
+  try {
+    const started = await startHelloInItsDo(organizationId);
+    const refuseForGood = async () => {
+      refuse = true;
+      await runStartOutboxAttempt(started.stub);
+    };
+    return { ...started, refuseForGood, restore };
+  } catch (err) {
+    restore();
+    throw err;
+  }
 }
