@@ -118,8 +118,12 @@ async function fakeEdge(answer: (req: IncomingMessage) => FakeAnswer) {
       res.writeHead(status, { "content-type": contentType ?? "application/json" }).end(body);
     });
   });
+  return { url: await listenUntilTestEnds(server), requests };
+}
+
+/** Listens on a free port of 127.0.0.1 and closes when the test ends, whichever way it ends; the server's URL. */
+async function listenUntilTestEnds(server: ReturnType<typeof createHttpServer>): Promise<string> {
   await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
-  // Closed when the test ends, whichever way it ends.
   onTestFinished(
     () =>
       new Promise<void>((done) => {
@@ -127,7 +131,7 @@ async function fakeEdge(answer: (req: IncomingMessage) => FakeAnswer) {
         server.close(() => done());
       }),
   );
-  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, requests };
+  return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
 }
 
 describe("help", () => {
@@ -677,15 +681,7 @@ describe("a write whose answer is lost", () => {
       req.resume();
       req.once("end", () => req.socket.destroy());
     });
-    await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
-    onTestFinished(
-      () =>
-        new Promise<void>((done) => {
-          server.closeAllConnections();
-          server.close(() => done());
-        }),
-    );
-    return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, requests };
+    return { url: await listenUntilTestEnds(server), requests };
   }
 
   it("says it may have been applied, and how to send a grant again safely; not 'is npm run dev running?'", async () => {
