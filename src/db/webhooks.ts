@@ -4,7 +4,7 @@
  * bound to the organization and endpoint ids); callers pass and get back the plain `whsec_` value.
  */
 import { and, desc, eq, isNull } from "drizzle-orm";
-import { sealSecret, webhookSecretAad } from "../shared/secret-box.ts";
+import { isSealed, sealSecret, webhookSecretAad } from "../shared/secret-box.ts";
 import { db } from "./client.ts";
 import { type PageCursor, olderThan, pageOf } from "./page-cursor.ts";
 import { webhookAttempts, webhookEndpoints, type WebhookEndpoint } from "./schema.ts";
@@ -98,14 +98,17 @@ export async function rotateWebhookSecret(
   previousValidForSeconds: number,
 ) {
   const { organizationId, id, replacing } = endpoint;
-  const sealed = await sealSecret(keys, secret, webhookSecretAad(organizationId, id));
+  const aad = webhookSecretAad(organizationId, id);
+  const sealed = await sealSecret(keys, secret, aad);
   const now = Date.now();
   const keepPrevious = previousValidForSeconds > 0;
+  // Kept as it was stored; a legacy plain value is sealed first, so no column ever holds one again.
+  const previous = keepPrevious ? (isSealed(replacing) ? replacing : await sealSecret(keys, replacing, aad)) : null;
   const rows = await db(d1)
     .update(webhookEndpoints)
     .set({
       secret: sealed,
-      previousSecret: keepPrevious ? replacing : null,
+      previousSecret: previous,
       previousSecretExpiresAt: keepPrevious ? new Date(now + previousValidForSeconds * 1000).toISOString() : null,
       updatedAt: new Date(now).toISOString(),
     })

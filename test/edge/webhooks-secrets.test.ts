@@ -209,6 +209,20 @@ describe("webhook secrets at rest: security", { timeout: 40_000 }, () => {
     await seedCatalog();
   });
 
+  it("a legacy plain row rotated: the replaced secret, which keeps signing for the overlap, is kept sealed, never plain", async () => {
+    const org = await seedOrganization();
+    const endpoint = await register(org.organizationId, hookUrl(`rest-legacy-${crypto.randomUUID()}`));
+    const plain = `whsec_${btoa("legacy-plain-rotated-24b")}`;
+    await setStoredSecret(endpoint.id, plain);
+    expect((await admin("POST", `${base(org.organizationId)}/${endpoint.id}/rotate-secret`)).status).toBe(200);
+    const { previous_secret: previous } = (await env.DB.prepare("SELECT previous_secret FROM webhook_endpoints WHERE id = ?")
+      .bind(endpoint.id)
+      .first<{ previous_secret: string }>())!;
+    expect(previous).not.toContain("whsec_");
+    expect(previous).toMatch(/^enc1:edge2:/);
+    expect(await openSecret(env.WEBHOOK_SECRET_KEYS, previous, webhookSecretAad(org.organizationId, endpoint.id))).toBe(plain);
+  });
+
   it("the D1 row never holds the plain secret, after create and after rotate", async () => {
     const org = await seedOrganization();
     const endpoint = await register(org.organizationId, hookUrl(`rest-${crypto.randomUUID()}`));
