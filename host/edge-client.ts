@@ -138,6 +138,16 @@ export class EdgeClient {
   /** Runs whose entries wait out a backoff before going back to the queue, with those entries in order (see `retryLater`). */
   private readonly backingOff = new Map<string, Pending[]>();
   private idleWaiters: Array<() => void> = [];
+  /**
+   * Bytes of the calls that said their size (`bytes`: the history relay's pages) and that are not
+   * taken or given up yet: queued, on the wire or backing off. The relay holds off past its bound
+   * (`roomFor`), so an edge away for hours does not leave a page of every open run in memory.
+   */
+  private heldBytes = 0;
+  /** Room promised to callers `roomFor` woke, which are reading their page again (see `roomFor`). */
+  private promisedBytes = 0;
+  /** Callers waiting for room, in the order they came. */
+  private roomWaiters: Array<{ bytes: number; limit: number; wake: (release: () => void) => void }> = [];
 
   constructor(
     private readonly edgeUrl: string,
@@ -153,11 +163,34 @@ export class EdgeClient {
    * Queues a run's events for the next push; resolves when the edge has recorded them. `now`: the
    * push goes out at once (as soon as a slot is free) instead of after the push window, taking
    * whatever else is queued with it; for events someone waits on, such as a run's outcome.
+   * `bytes`: the events' size, as JSON, held against the bound of callers that wait for room
+   * (`hasRoomFor`, `roomFor`) until the edge takes them or they are given up.
    */
-  pushRunEvents(workflowId: string, events: RunEvent[], { now = false }: { now?: boolean } = {}): Promise<void> {
+  pushRunEvents(workflowId: string, events: RunEvent[], { now = false, bytes = 0 }: { now?: boolean; bytes?: number } = {}): Promise<void> {
     if (events.length === 0) return Promise.resolve();
     this.counters.runEvents += events.length;
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<void>((resolveCall, rejectCall) => {
+      let resolve = resolveCall;
+      let reject = rejectCall;
+      if (bytes > 0) {
+        // Held until the call settles (its parts resolve it once, or are given up, each rejecting it).
+        this.heldBytes += bytes;
+        let held = true;
+        const settle = () => {
+          if (!held) return;
+          held = false;
+          this.heldBytes -= bytes;
+          this.wakeRoomWaiters();
+        };
+        resolve = () => {
+          settle();
+          resolveCall();
+        };
+        reject = (err) => {
+          settle();
+          rejectCall(err);
+        };
+      }
       const call = { givenUp: false };
       // A run's events larger than one push go in several, in order.
       for (let i = 0; i < events.length; i += MAX_PUSH_EVENTS) {
@@ -169,6 +202,47 @@ export class EdgeClient {
       }
       this.schedule();
     });
+  }
+
+  /**
+   * Whether `bytes` more fit under `limit` now, with no caller waiting for room before them: none
+   * held (a call larger than `limit` goes alone), or held ones and these within it.
+   */
+  hasRoomFor(bytes: number, limit: number): boolean {
+    return this.roomWaiters.length === 0 && this.fits(bytes, limit);
+  }
+
+  /**
+   * Waits, in turn, until `bytes` fit under `limit`, and keeps that room for the caller until it
+   * calls the release it gets (once it has pushed with `bytes`, or let go). Callers are woken one
+   * room at a time, not all at once: each woken one reads its page again before pushing it, and
+   * woken together they would all hold a page at the same moment.
+   */
+  roomFor(bytes: number, limit: number): Promise<() => void> {
+    return new Promise((wake) => {
+      this.roomWaiters.push({ bytes, limit, wake });
+      this.wakeRoomWaiters();
+    });
+  }
+
+  private fits(bytes: number, limit: number): boolean {
+    const held = this.heldBytes + this.promisedBytes;
+    return held === 0 || held + bytes <= limit;
+  }
+
+  private wakeRoomWaiters(): void {
+    for (let next = this.roomWaiters[0]; next && this.fits(next.bytes, next.limit); next = this.roomWaiters[0]) {
+      this.roomWaiters.shift();
+      const { bytes } = next;
+      this.promisedBytes += bytes;
+      let promised = true;
+      next.wake(() => {
+        if (!promised) return;
+        promised = false;
+        this.promisedBytes -= bytes;
+        this.wakeRoomWaiters();
+      });
+    }
   }
 
   /** Resolves when every queued event has been delivered or given up (host shutdown). */

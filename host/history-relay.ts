@@ -7,6 +7,7 @@
  * Delivery is at-least-once. After a host restart every open run on the task queue is followed
  * again from its first event; the edge drops what it already has. A run is let go of only once
  * its end is pushed, or when Temporal has no such run: any other failure is retried with backoff.
+ * Pages the edge has not taken are held up to MAX_QUEUED_HISTORY_BYTES, however many runs are open.
  */
 import { WorkflowFailedError, WorkflowNotFoundError, type Client } from "@temporalio/client";
 import { decodeRetryState } from "@temporalio/common";
@@ -30,6 +31,19 @@ type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
  * got slower (docs/start-path.md).
  */
 export const RELAY_COALESCE_MS = 20;
+
+/**
+ * Bytes of history pages (as JSON) handed to the EdgeClient and not yet taken by the edge, past
+ * which the relay holds off. Each relay waits for its push before reading its next page, so
+ * without it an edge away for hours leaves one page of every open run in memory (a page: up to the
+ * 1,000 events the relay asks for, each with payloads of up to Temporal's 2 MiB, within the run's
+ * history of at most 50 MiB): after a host restart, every open run's first page. Past it, a page
+ * read is let go of (Temporal keeps it) and read again once there is room, runs in turn. Well above
+ * what the two pushes on the wire carry (2 x MAX_PUSH_BYTES): an edge that keeps up never makes
+ * the relay wait. The JSON is measured once per page (microseconds, beside the page's own
+ * serialization).
+ */
+export const MAX_QUEUED_HISTORY_BYTES = 64 * 1024 * 1024;
 
 /** How the relay waits (a test records the pauses instead of timing them). */
 export type Sleep = (ms: number) => Promise<void>;
@@ -65,6 +79,7 @@ export class HistoryRelay {
     private readonly edge: EdgeClient,
     private readonly taskQueue: string,
     private readonly pause: Sleep = sleep,
+    private readonly maxQueuedBytes = MAX_QUEUED_HISTORY_BYTES,
   ) {}
 
   get size(): number {
@@ -142,61 +157,101 @@ export class HistoryRelay {
   private async relayRun(workflowId: string, runId: string): Promise<string | undefined> {
     let nextPageToken: Uint8Array | undefined;
     let failures = 0;
-    for (;;) {
-      if (this.stopped) return undefined;
-      let response;
-      try {
-        this.historyRequests++;
-        response = await this.client.workflowService.getWorkflowExecutionHistory({
-          namespace: this.client.options.namespace,
-          execution: { workflowId, runId },
-          nextPageToken,
-          waitNewEvent: true,
-          maximumPageSize: 1000,
-        });
-        failures = 0;
-      } catch (err) {
-        if (isNotFound(err)) throw err; // nothing to follow
-        // The long-poll resumes from the same page.
-        await this.pause(relayRetryDelay(++failures));
-        continue;
-      }
-      const events = response.history?.events ?? [];
-      if (events.length > 0) {
-        const serialized = events.map(serializeHistoryEvent);
-        const history = serialized.map(
-          (event): RunEvent => ({
-            sourceKey: `history:${runId}:${event.eventId}`,
-            type: "history",
-            at: event.eventTime ?? new Date().toISOString(),
-            data: { runId, event },
-          }),
-        );
-        const closeIndex = serialized.findIndex((e) => CLOSE_EVENT_TYPES.includes(e.eventType));
-        if (closeIndex < 0) {
-          await this.edge.pushRunEvents(workflowId, history);
-        } else {
-          const close = serialized[closeIndex]!;
-          // The close event says how the run ended, so the last history and the outcome go out in
-          // one push; only outcomes it cannot word as Temporal's client does (cancel, terminate,
-          // time-out) ask Temporal for the result first.
-          const outcome = this.outcomeOf(runId, events[closeIndex]!) ?? (await runResult(this.client, workflowId, 0, runId));
-          // Sent at once, not after the push window: readers and streams wait for this one.
-          await this.edge.pushRunEvents(
-            workflowId,
-            [...history, runFinishedEvent({ ...outcome, closeTime: close.eventTime ?? outcome.closeTime })],
-            { now: true },
-          );
-          return outcome.newRunId ?? undefined;
+    /** Room the EdgeClient keeps for a page let go of for want of it, while the page is read again. */
+    let room: (() => void) | undefined;
+    try {
+      for (;;) {
+        if (this.stopped) return undefined;
+        const page = await this.relayPage(workflowId, runId, nextPageToken, room);
+        if (page.unread) {
+          // The long-poll resumes from the same page.
+          await this.pause(relayRetryDelay(++failures));
+          continue;
         }
+        failures = 0;
+        if (page.heldOff !== undefined) {
+          // Read again from the same token once there is room. The page is not waited with: it was
+          // read in relayPage, whose frame is gone (an await here would keep what this frame holds).
+          room = await this.edge.roomFor(page.heldOff, this.maxQueuedBytes);
+          continue;
+        }
+        // Handed over with the page (or, should the page read again be empty, given back).
+        room?.();
+        room = undefined;
+        if (page.closed) return page.nextRunId;
+        nextPageToken = page.nextPageToken;
+        if (!nextPageToken && page.events === 0) {
+          // No token and nothing new: the run is closed and we saw its end before. Done.
+          return undefined;
+        }
+        if (page.events > 0) await this.pause(RELAY_COALESCE_MS);
       }
-      nextPageToken = response.nextPageToken?.length ? response.nextPageToken : undefined;
-      if (!nextPageToken && events.length === 0) {
-        // No token and nothing new: the run is closed and we saw its end before. Done.
-        return undefined;
-      }
-      if (events.length > 0) await this.pause(RELAY_COALESCE_MS);
+    } finally {
+      room?.();
     }
+  }
+
+  /**
+   * Reads the run's next page and pushes it, once the edge has it. Without room for it with the
+   * EdgeClient (MAX_QUEUED_HISTORY_BYTES of pages the edge has not taken yet) and none kept for it
+   * (`room`, released once the page is handed over), the page is let go of: `heldOff`, its size.
+   */
+  private async relayPage(
+    workflowId: string,
+    runId: string,
+    nextPageToken: Uint8Array | undefined,
+    room: (() => void) | undefined,
+  ): Promise<
+    | { unread: true; heldOff?: undefined }
+    | { unread?: false; heldOff: number }
+    | { unread?: false; heldOff?: undefined; closed: true; nextRunId: string | undefined }
+    | { unread?: false; heldOff?: undefined; closed?: false; nextPageToken: Uint8Array | undefined; events: number }
+  > {
+    let response;
+    try {
+      this.historyRequests++;
+      response = await this.client.workflowService.getWorkflowExecutionHistory({
+        namespace: this.client.options.namespace,
+        execution: { workflowId, runId },
+        nextPageToken,
+        waitNewEvent: true,
+        maximumPageSize: 1000,
+      });
+    } catch (err) {
+      if (isNotFound(err)) throw err; // nothing to follow
+      return { unread: true };
+    }
+    const next = response.nextPageToken?.length ? response.nextPageToken : undefined;
+    const events = response.history?.events ?? [];
+    if (events.length === 0) return { nextPageToken: next, events: 0 };
+    const serialized = events.map(serializeHistoryEvent);
+    const history = serialized.map(
+      (event): RunEvent => ({
+        sourceKey: `history:${runId}:${event.eventId}`,
+        type: "history",
+        at: event.eventTime ?? new Date().toISOString(),
+        data: { runId, event },
+      }),
+    );
+    const closeIndex = serialized.findIndex((e) => CLOSE_EVENT_TYPES.includes(e.eventType));
+    let push = history;
+    let outcome: Omit<RunResultResponse, "workflowId"> | undefined;
+    if (closeIndex >= 0) {
+      const close = serialized[closeIndex]!;
+      // The close event says how the run ended, so the last history and the outcome go out in
+      // one push; only outcomes it cannot word as Temporal's client does (cancel, terminate,
+      // time-out) ask Temporal for the result first.
+      outcome = this.outcomeOf(runId, events[closeIndex]!) ?? (await runResult(this.client, workflowId, 0, runId));
+      push = [...history, runFinishedEvent({ ...outcome, closeTime: close.eventTime ?? outcome.closeTime })];
+    }
+    const bytes = JSON.stringify(push).length;
+    if (!room && !this.edge.hasRoomFor(bytes, this.maxQueuedBytes)) return { heldOff: bytes };
+    // The outcome is sent at once, not after the push window: readers and streams wait for it.
+    const pushed = this.edge.pushRunEvents(workflowId, push, { now: outcome !== undefined, bytes });
+    room?.();
+    await pushed;
+    if (outcome) return { closed: true, nextRunId: outcome.newRunId ?? undefined };
+    return { nextPageToken: next, events: events.length };
   }
 
   /** The outcome of a run from its close event, when it completed, failed or continued as new. */

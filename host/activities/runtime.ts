@@ -163,9 +163,13 @@ export class StepPublisher {
   /** Resolves once the event, and every one published before it, was delivered or given up (logged, not fatal to the step). */
   private push(event: RunEvent): Promise<void> {
     const { edge } = activityRuntime();
+    // The handler below lives as long as the push: hours, for a row waiting in the journal's file
+    // through an outage. It holds the event's name only, not the event (a step's end may carry
+    // MiBs of outputs): holding it kept every waiting row in memory, past the journal's bound.
+    const what = `${event.type} for ${this.info.activityId}`;
     const sent = edge
       .pushRunEvents(this.execution.workflowId, [event])
-      .catch((err) => console.warn(`could not publish ${event.type} for ${this.info.activityId}: ${String(err)}`));
+      .catch((err) => console.warn(`could not publish ${what}: ${String(err)}`));
     this.delivered = Promise.all([this.delivered, sent]).then(() => undefined);
     return this.delivered;
   }

@@ -615,6 +615,43 @@ const LOGIN_REDIRECT = { status: 302, headers: { location: "/login" } };
 /** Its login page: 200, but HTML. */
 const LOGIN_PAGE = { status: 200, headers: { "content-type": "text/html" }, body: "<!doctype html><title>Sign in</title>" };
 
+describe("EdgeClient: room for callers that hold off (the history relay's pages)", () => {
+  it("the bytes of a call are held until the edge takes it or it is given up; callers waiting for room are woken in turn, one room at a time", async () => {
+    let down = true;
+    const edge = await fakeEdge(() => (down ? 503 : 200));
+    const client = new EdgeClient(edge.url, SECRET, () => undefined, 2, 1);
+    const limit = 1_000;
+    expect(client.hasRoomFor(5_000, limit)).toBe(true); // nothing held: a call larger than the bound goes alone
+    const givenUp = client.pushRunEvents("run-a", [started("a")], { bytes: 600 });
+    expect(client.hasRoomFor(400, limit)).toBe(true);
+    expect(client.hasRoomFor(401, limit)).toBe(false);
+    const woken: string[] = [];
+    const wait = (name: string) =>
+      client.roomFor(400, limit).then((release) => {
+        woken.push(name);
+        return release;
+      });
+    const first = wait("first");
+    const second = wait("second");
+    // Room for the first; the second waits behind it (the first's room is kept for it), and so does a newcomer.
+    const releaseFirst = await first;
+    expect(client.hasRoomFor(1, limit)).toBe(false);
+    await expect(givenUp).rejects.toThrow(/503/);
+    // The given-up call holds nothing any more: the second is woken beside the first.
+    const releaseSecond = await second;
+    expect(woken).toEqual(["first", "second"]);
+    releaseFirst();
+    releaseSecond();
+    releaseSecond(); // twice is once
+    expect(client.hasRoomFor(limit, limit)).toBe(true);
+    down = false;
+    const taken = client.pushRunEvents("run-b", [started("b")], { bytes: limit });
+    expect(client.hasRoomFor(1, limit)).toBe(false);
+    await taken;
+    expect(client.hasRoomFor(limit, limit)).toBe(true);
+  });
+});
+
 describe("EdgeClient: an answer that is not the edge's is no delivery", () => {
   it("a redirect (to a login page answering 200) is not followed: logged and retried, given up after the tries, and the journal keeps the row", async () => {
     const edge = await scriptedEdge((request) => (request === "GET /login" ? LOGIN_PAGE : LOGIN_REDIRECT));

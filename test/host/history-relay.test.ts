@@ -3,12 +3,18 @@
  * records what it is handed: every event of the run once and in order, the outcome last and sent
  * without the push window, a coalescing pause after each page.
  */
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import type { Client } from "@temporalio/client";
+import proto from "@temporalio/proto"; // CommonJS: no named ESM exports at run time
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { EdgeClient } from "../../host/edge-client.ts";
+import { EdgeClient } from "../../host/edge-client.ts";
 import { HistoryRelay, RELAY_COALESCE_MS, relayRetryDelay } from "../../host/history-relay.ts";
+import { serializeHistoryEvent } from "../../host/history-serialization.ts";
 import { ALWAYS_FAILS_MESSAGE } from "../../host/workflows/examples.ts";
-import type { RunEvent } from "../../src/shared/host-api.ts";
+import type { RunEvent, RunEventPush } from "../../src/shared/host-api.ts";
 import { ALWAYS_FAILS_ERROR_DETAILS } from "../support/always-fails.ts";
 import { startTestWorker, type TestWorker } from "./temporal-worker.ts";
 
@@ -40,6 +46,8 @@ function recordingEdge(pushMs: number) {
       pushes.push({ workflowId, events, now: options.now ?? false });
       await new Promise((r) => setTimeout(r, pushMs));
     },
+    // Holds nothing back: the bound on what the EdgeClient holds is tested below, with a real one.
+    hasRoomFor: () => true,
   } as unknown as EdgeClient;
   return { edge, pushes };
 }
@@ -73,6 +81,7 @@ describe("history relay: failures", () => {
         if (refusals-- > 0) throw new Error("gave up pushing: edge answered 503");
         pushes.push({ workflowId, events, now: options.now ?? false });
       },
+      hasRoomFor: () => true,
     } as unknown as EdgeClient;
     const pauses: number[] = [];
     const relay = new HistoryRelay(client, edge, TASK_QUEUE, async (ms) => {
@@ -138,5 +147,125 @@ describe("history relay", () => {
     // One pause after each page but the last (the close ends the relay); none before a page came.
     expect(pauses).toHaveLength(pushes.length - 1);
     expect(pauses.every((ms) => ms === RELAY_COALESCE_MS)).toBe(true);
+  });
+});
+
+describe("history relay: memory while the edge is down", () => {
+  it("the pages handed to the EdgeClient and not yet taken stay under the relay's byte bound, however many runs it follows; once the edge is back, every run's history and end arrive", async () => {
+    // A stand-in edge: 503 while down, else it takes every push.
+    const state = { down: true, took: [] as RunEvent[] };
+    const server: Server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        if (state.down) return void res.writeHead(503).end();
+        const push = JSON.parse(Buffer.concat(chunks).toString()) as RunEventPush;
+        for (const run of push.runs) state.took.push(...run.events);
+        const accepted = push.runs.reduce((n, run) => n + run.events.length, 0);
+        res
+          .writeHead(200, { "content-type": "application/json" })
+          .end(JSON.stringify({ runs: push.runs.length, accepted, duplicates: 0, dropped: 0 }));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    // Tries that outlast the outage: what the relay hands over stays with the EdgeClient meanwhile.
+    const edge = new EdgeClient(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, SECRET, () => undefined, 1_000_000, 5);
+    // What the EdgeClient holds of the relay's pages, as JSON, at most.
+    const held = { now: 0, peak: 0, largest: 0 };
+    const push = edge.pushRunEvents.bind(edge);
+    edge.pushRunEvents = (workflowId, events, options) => {
+      const bytes = JSON.stringify(events).length;
+      held.now += bytes;
+      held.peak = Math.max(held.peak, held.now);
+      held.largest = Math.max(held.largest, bytes);
+      return push(workflowId, events, options).finally(() => (held.now -= bytes));
+    };
+    const bound = 300_000;
+    const relay = new HistoryRelay(client, edge, TASK_QUEUE, undefined, bound);
+    try {
+      // Runs whose history is a page of about 200 KB (the name is in the input, the activity's
+      // input and result, and the run's result): eight of them make 1.6 MB.
+      const name = "n".repeat(50_000);
+      const handles = await Promise.all(
+        Array.from({ length: 8 }, async () => {
+          const workflowId = `hello-${crypto.randomUUID()}`;
+          const handle = await client.workflow.start("hello", { taskQueue: TASK_QUEUE, workflowId, args: [{ name }] });
+          await handle.result();
+          return handle;
+        }),
+      );
+      const page = JSON.stringify((await handles[0]!.fetchHistory()).events!.map(serializeHistoryEvent)).length;
+      expect(page).toBeGreaterThan(150_000);
+      for (const handle of handles) relay.follow(handle.workflowId, handle.firstExecutionRunId);
+      // Long enough for every run's relay to have read its page.
+      await new Promise((r) => setTimeout(r, 3_000));
+      expect(relay.size).toBe(handles.length);
+      // Held: the bound at most (or one page, when a page alone is larger than the bound).
+      expect(held.largest).toBeGreaterThan(page);
+      expect(held.peak).toBeLessThanOrEqual(Math.max(bound, held.largest));
+      state.down = false;
+      for (let i = 0; i < 600 && relay.size > 0; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(relay.size).toBe(0);
+      for (const handle of handles) {
+        const runEvents = state.took.filter((e) => e.sourceKey.includes(handle.firstExecutionRunId));
+        const history = (await handle.fetchHistory()).events!.map((e) => `history:${handle.firstExecutionRunId}:${String(e.eventId)}`);
+        expect(new Set(runEvents.filter((e) => e.type === "history").map((e) => e.sourceKey))).toEqual(new Set(history));
+        expect(
+          state.took.some((e) => e.type === "run.finished" && (e.data as { runId: string }).runId === handle.firstExecutionRunId),
+        ).toBe(true);
+      }
+    } finally {
+      relay.stop();
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  }, 60_000);
+
+  it("a relay holding off keeps nothing of the page it let go of while it waits for room: thirty runs waiting with a page of 1 MiB each hold no 30 MiB", async () => {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const utf8 = new TextEncoder();
+    // Temporal as the relay sees it: each read is a page with a 1 MiB input, more to come.
+    const temporal = {
+      options: { namespace: "default" },
+      workflowService: {
+        getWorkflowExecutionHistory: async () => ({
+          history: {
+            events: [
+              proto.temporal.api.history.v1.HistoryEvent.create({
+                eventId: 1 as never,
+                eventType: proto.temporal.api.enums.v1.EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED,
+                workflowExecutionStartedEventAttributes: {
+                  input: {
+                    payloads: [
+                      { metadata: { encoding: utf8.encode("json/plain") }, data: utf8.encode(JSON.stringify("i".repeat(1 << 20))) },
+                    ],
+                  },
+                },
+              }),
+            ],
+          },
+          nextPageToken: new Uint8Array([1]),
+        }),
+      },
+    } as unknown as Client;
+    // An EdgeClient with no room: each relay waits for it, as the real one keeps its waiters.
+    const waiting: unknown[] = [];
+    const full = {
+      hasRoomFor: () => false,
+      roomFor: () => new Promise((wake) => waiting.push(wake)),
+      pushRunEvents: () => Promise.reject(new Error("no room: never pushed")),
+    } as unknown as EdgeClient;
+    gc();
+    const before = process.memoryUsage();
+    const relay = new HistoryRelay(temporal, full, TASK_QUEUE);
+    for (let i = 0; i < 30; i++) relay.follow(`held-off-${i}`, `run-${i}`);
+    for (let i = 0; i < 100 && waiting.length < 30; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(waiting).toHaveLength(30);
+    gc();
+    const after = process.memoryUsage();
+    relay.stop();
+    expect(after.arrayBuffers - before.arrayBuffers).toBeLessThan(8 * 1024 * 1024);
+    expect(after.heapUsed - before.heapUsed).toBeLessThan(8 * 1024 * 1024);
   });
 });

@@ -4,8 +4,13 @@
  * edge, in order; and an edge that is down does not hold the step past its delivery wait
  * (DELIVERY_WAIT_MS), one for all of an attempt's waits together.
  */
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { MockActivityEnvironment } from "@temporalio/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import { fetchRecorded } from "../../host/activities/http.ts";
@@ -15,6 +20,7 @@ import { type ActivityRuntime, installActivityRuntime, StepPublisher } from "../
 import { MAX_STEP_OUTPUT_BYTES, StepEventsInterceptor } from "../../host/activities/step-events.ts";
 import { EdgeClient } from "../../host/edge-client.ts";
 import { createLocalLlmServer } from "../../host/local-llm/server.ts";
+import { RunEventJournal } from "../../host/run-event-journal.ts";
 import type { RunEvent, RunEventPush } from "../../src/shared/host-api.ts";
 import { runEventPush } from "../../src/shared/run-event-schema.ts";
 
@@ -213,6 +219,52 @@ describe("step events: errors (the edge is down)", () => {
     // They were handed over together: one push (or two, if the first left before the rest were
     // queued) retried through the outage, not five one after another.
     expect(edge.taken.pushes).toBeLessThanOrEqual(2);
+  });
+});
+
+/** V8's collector, which the host test config does not expose: turned on here for this process. */
+function collector(): () => void {
+  setFlagsFromString("--expose-gc");
+  return runInNewContext("gc") as () => void;
+}
+
+describe("step events: memory while the edge is down", () => {
+  it("events waiting in the journal's file for room are not also kept in memory by their publishers: the journal's bound on memory holds through a long outage", async () => {
+    const gc = collector();
+    const dir = mkdtempSync(join(tmpdir(), "outrider-step-memory-"));
+    // A port nothing listens on, and tries that outlast the test: the first row stays with the
+    // EdgeClient, and the journal's bound (one row in flight) keeps every other one in its file.
+    const journal = new RunEventJournal(
+      join(dir, "journal.sqlite"),
+      new EdgeClient("http://127.0.0.1:9", SECRET, () => undefined, 1_000_000, 5),
+      () => undefined,
+      { rows: 1, bytes: 1024 * 1024 },
+    );
+    try {
+      installActivityRuntime({ edge: journal, prices: {}, llm: {}, httpRequestCost: 0, deliveryWaitMs: 0 } as unknown as ActivityRuntime);
+      const released = new Set<number>();
+      const registry = new FinalizationRegistry<number>((n) => released.add(n));
+      const steps = 20;
+      await new MockActivityEnvironment().run(async () => {
+        for (let n = 0; n < steps; n++) {
+          // A step's end with large outputs, as the interceptor publishes it.
+          const outputs = { text: `${n}:${"o".repeat(200_000)}` };
+          registry.register(outputs, n);
+          void new StepPublisher().step("completed", { outputs });
+        }
+      });
+      expect(journal.size()).toBe(steps);
+      for (let i = 0; i < 20 && released.size < steps - 1; i++) {
+        gc();
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      // Only the row with the EdgeClient is in memory; the others are in the file alone.
+      expect(released.size).toBe(steps - 1);
+      expect(released.has(0)).toBe(false);
+    } finally {
+      journal.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
