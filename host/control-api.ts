@@ -22,6 +22,7 @@ import {
   RUN_ID_PATTERN,
   resetRequest,
   startRunRequest,
+  type StartRunRequest,
   terminateRequest,
 } from "../src/shared/host-api.ts";
 import { TERMINAL_STATUSES } from "../src/shared/run-status.ts";
@@ -31,7 +32,15 @@ import { hasHandler, isStartable, type HandlerKind } from "./catalog.ts";
 import type { EdgeClient } from "./edge-client.ts";
 import type { HistoryRelay } from "./history-relay.ts";
 import type { RunEnvs } from "./run-envs.ts";
-import { completedRunResult, describeRun, failureMessage, runResult, signalRun } from "./temporal.ts";
+import {
+  completedRunResult,
+  describeRun,
+  failureMessage,
+  runResult,
+  signalRun,
+  TemporalDeadlineError,
+  withinDeadline,
+} from "./temporal.ts";
 import { GRPC, grpcCodeOf, grpcMessageOf, isTemporalOutage } from "./temporal-errors.ts";
 import { RunNotFoundError, StepNotCompletedError, StepNotFoundError, resetToAfterStep } from "./reset.ts";
 
@@ -73,6 +82,36 @@ const MAX_QUOTED_PATH = 200;
 /** Longest a single result call may block; the edge asks again if it wants to wait longer. */
 export const MAX_RESULT_WAIT_MS = 120_000;
 
+/** A result call's `waitMs`: a whole number of milliseconds (the edge sends nothing else). */
+const WAIT_MS_PATTERN = /^\d+$/;
+
+/**
+ * How long the host gives Temporal to answer the calls of one request that reads a run or stops
+ * it: a describe, a follow's describe, a cancel or a terminate (with the describe before it), the
+ * look-up of the run before a signal, query or update, a signal itself, and a result's reads once
+ * its wait is over. Temporal answers these in milliseconds; @temporalio/client sets no deadline, so
+ * a Temporal that is connected but slow would hold the request for ever. Under the edge's wait for
+ * these calls (HOST_CALL_WAIT_MS, 15 s, in src/host-client.ts), so that the edge gets the host's own
+ * answer (503 temporal_timed_out: each of them is safe to repeat) rather than its own timeout; a
+ * signal's look-up and send together (20 s) stay under the edge's 30 s for a signal too.
+ */
+export const TEMPORAL_CALL_WAIT_MS = 10_000;
+
+/**
+ * How long a start may take (the look-up of an earlier attempt's run included). Under the edge's
+ * START_ATTEMPT_TIMEOUT_MS (5 s, durable-objects/run-stream/constants.ts), so that the edge's outbox
+ * gets this answer: 504 start_outcome_unknown (Temporal may have started it), which it retries with
+ * the same accept id, and the retry answers with the run if there is one.
+ */
+export const START_WAIT_MS = 4_000;
+
+/**
+ * How long a reset may take: the run's history is read to find the step, then Temporal resets it.
+ * Under the edge's RESET_HOST_TIMEOUT_MS (20 s, durable-objects/run-stream/reset-mark.ts), so that
+ * the edge gets the host's 504 reset_outcome_unknown (it may have been reset) before its own limit.
+ */
+export const RESET_WAIT_MS = 15_000;
+
 /** How long the readiness check waits for Temporal. */
 export const READY_TIMEOUT_MS = 3_000;
 
@@ -108,6 +147,12 @@ export interface ControlApiDeps {
   updateWaitMs?: number;
   /** QUERY_WAIT_MS, unless a test waits less. */
   queryWaitMs?: number;
+  /** TEMPORAL_CALL_WAIT_MS, unless a test waits less. */
+  callWaitMs?: number;
+  /** START_WAIT_MS, unless a test waits less. */
+  startWaitMs?: number;
+  /** RESET_WAIT_MS, unless a test waits less. */
+  resetWaitMs?: number;
 }
 
 function hostError(status: 400 | 401 | 404 | 409 | 413 | 422 | 503 | 504, code: string, message: string): HTTPException {
@@ -181,6 +226,9 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
 
   app.get("/health", (c) => c.json({ ok: true }));
   const nonces = deps.nonces ?? new NonceMemory();
+  const callWaitMs = deps.callWaitMs ?? TEMPORAL_CALL_WAIT_MS;
+  /** `calls` within TEMPORAL_CALL_WAIT_MS: past it, TemporalDeadlineError (503 temporal_timed_out, from onError). */
+  const inTime = <T>(calls: () => Promise<T>) => withinDeadline(deps.client, callWaitMs, calls);
 
   app.use("/v1/*", async (c, next) => {
     const url = new URL(c.req.url);
@@ -212,8 +260,25 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
   app.post(HOST_PATHS.start, async (c) => {
     const parsed = startRunRequest.safeParse(await jsonBody(c, null));
     if (!parsed.success) throw hostError(400, "invalid_request", parsed.error.message);
-    const { workflowId, workflowName, input, executionTimeoutMs, envs, acceptId, retry } = parsed.data;
-    requireWellFormed({ workflowId });
+    requireWellFormed({ workflowId: parsed.data.workflowId });
+    const startWaitMs = deps.startWaitMs ?? START_WAIT_MS;
+    try {
+      return await withinDeadline(deps.client, startWaitMs, () => startRun(c, parsed.data));
+    } catch (err) {
+      if (!(err instanceof TemporalDeadlineError)) throw err;
+      // Temporal may have started the run; the edge's outbox sends the start again with its accept
+      // id, and that retry answers with the run if there is one.
+      throw hostError(
+        504,
+        "start_outcome_unknown",
+        `Temporal did not answer the start within ${startWaitMs / 1000} s; it may have started the run (a start sent again with the same acceptId and retry: true answers with it)`,
+      );
+    }
+  });
+
+  /** A start's calls to Temporal (the route's deadline is around them). */
+  async function startRun(c: Context<ControlApiEnv>, request: StartRunRequest): Promise<Response> {
+    const { workflowId, workflowName, input, executionTimeoutMs, envs, acceptId, retry } = request;
     // A retried start (same accept id) whose earlier attempt did reach Temporal: answer with that run,
     // first (even a workflow that has left this host's catalog since: its run exists, and a
     // refusal would make the edge record as failed a run that is going on).
@@ -263,12 +328,12 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
       }
       throw err;
     }
-  });
+  }
 
   // The edge's watchdog calls this for a quiet run: follow it again (a no-op if already followed).
   app.post("/v1/runs/:workflowId/follow", async (c) => {
     const workflowId = c.req.param("workflowId");
-    await describeRun(deps.client, workflowId); // 404 for an unknown run
+    await inTime(() => describeRun(deps.client, workflowId)); // 404 for an unknown run
     deps.relay.follow(workflowId);
     return c.json({ following: true });
   });
@@ -306,36 +371,50 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
     const name = c.req.param("name");
     const parsed = interactRequest.safeParse(await jsonBody(c, null));
     if (!parsed.success) throw hostError(400, "invalid_request", parsed.error.message);
-    const described = kind === "query" ? await describeRun(deps.client, workflowId) : await openRun(workflowId);
+    // A query's wait counts from here: the look-up before it is part of it (both under the edge's wait).
+    const queryWaitMs = deps.queryWaitMs ?? QUERY_WAIT_MS;
+    const queryDeadline = Date.now() + queryWaitMs;
+    // Nothing is sent yet: a look-up Temporal does not answer in time is 503 temporal_timed_out.
+    const described = await inTime(() => (kind === "query" ? describeRun(deps.client, workflowId) : openRun(workflowId)));
     if (!hasHandler(described.workflowName, KINDS[kind], name)) {
       throw hostError(404, "handler_not_found", `workflow ${described.workflowName} has no ${kind} handler named "${name}"`);
     }
     const handle = deps.client.workflow.getHandle(workflowId);
     const args = parsed.data.payload === undefined ? [] : [parsed.data.payload];
     const waitMs = deps.updateWaitMs ?? UPDATE_WAIT_MS;
-    const queryWaitMs = deps.queryWaitMs ?? QUERY_WAIT_MS;
-    const queryDeadline = Date.now() + queryWaitMs;
     try {
       if (kind === "signal") {
-        await toOpenRun(workflowId, () => signalRun(deps.client, workflowId, name, args, temporalRequestId(c.get("signedNonce"))));
+        await inTime(() =>
+          toOpenRun(workflowId, () => signalRun(deps.client, workflowId, name, args, temporalRequestId(c.get("signedNonce")))),
+        );
         return c.json({});
       }
       if (kind === "query") {
         return c.json({ result: await deps.client.withDeadline(queryDeadline, () => handle.query(name, ...args)) });
       }
-      const result = await toOpenRun(workflowId, () =>
-        deps.client.withDeadline(Date.now() + waitMs, () =>
+      // The look-up after a NOT_FOUND (toOpenRun) counts toward the update's wait too.
+      const result = await withinDeadline(deps.client, waitMs, () =>
+        toOpenRun(workflowId, () =>
           handle.executeUpdate(name, { args: args as [unknown], updateId: temporalRequestId(c.get("signedNonce")) }),
         ),
       );
       return c.json({ result });
     } catch (err) {
-      if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError) {
+      if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError || (kind === "update" && err instanceof TemporalDeadlineError)) {
         // Sent, maybe accepted (an accepted update is durable, and its handler may still run): not a refusal.
         throw hostError(
           504,
           "update_outcome_unknown",
           `the run did not complete the update "${name}" within ${Math.round(waitMs / 1000)} s (its workflow tasks may be failing, or no worker is polling); it may still be applied, so read the run's state before sending it again`,
+        );
+      }
+      if (kind === "signal" && err instanceof TemporalDeadlineError) {
+        // Sent, and Temporal did not answer in time: it may have taken it. A 503 would have the
+        // edge send it again, as a new signed request (a new request id), so it could be applied twice.
+        throw hostError(
+          504,
+          "signal_outcome_unknown",
+          `Temporal did not answer the signal "${name}" within ${Math.round(callWaitMs / 1000)} s of its being sent; it may still be applied, so read the run's state before sending it again`,
         );
       }
       if (kind !== "query" && isTemporalOutage(err)) {
@@ -389,9 +468,13 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
     const parsed = cancelRequest.safeParse(await jsonBody(c, {}));
     if (!parsed.success) throw hostError(400, "invalid_request", parsed.error.message);
     const { runId } = parsed.data;
-    const open = await openRun(workflowId, runId);
-    // A cancellation that reaches a run which ended meanwhile is accepted by Temporal, and changes nothing.
-    await toOpenRun(workflowId, () => deps.client.workflow.getHandle(workflowId, runId).cancel(), runId);
+    // Past TEMPORAL_CALL_WAIT_MS, 503: the cancellation may have been taken, and asking again is harmless.
+    const open = await inTime(async () => {
+      const open = await openRun(workflowId, runId);
+      // A cancellation that reaches a run which ended meanwhile is accepted by Temporal, and changes nothing.
+      await toOpenRun(workflowId, () => deps.client.workflow.getHandle(workflowId, runId).cancel(), runId);
+      return open;
+    });
     return c.json({ status: "cancelling", runId: open.runId });
   });
 
@@ -401,12 +484,16 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
     if (!parsed.success) throw hostError(400, "invalid_request", parsed.error.message);
     const { runId, reason } = parsed.data;
     requireWellFormed({ reason });
-    const open = await openRun(workflowId, runId);
-    await toOpenRun(
-      workflowId,
-      () => deps.client.workflow.getHandle(workflowId, runId).terminate(reason ?? "terminated through the API"),
-      runId,
-    );
+    // Past TEMPORAL_CALL_WAIT_MS, 503: asked again, a run the first terminate did end is 409 run_finished.
+    const open = await inTime(async () => {
+      const open = await openRun(workflowId, runId);
+      await toOpenRun(
+        workflowId,
+        () => deps.client.workflow.getHandle(workflowId, runId).terminate(reason ?? "terminated through the API"),
+        runId,
+      );
+      return open;
+    });
     return c.json({ status: "terminated", runId: open.runId });
   });
 
@@ -417,8 +504,11 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
     const { stepName, reason, runId } = parsed.data;
     // The step name goes into the reset's default reason.
     requireWellFormed({ stepName, reason });
+    const resetWaitMs = deps.resetWaitMs ?? RESET_WAIT_MS;
     try {
-      const reset = await resetToAfterStep(deps.client, workflowId, stepName, reason, runId, temporalRequestId(c.get("signedNonce")));
+      const reset = await withinDeadline(deps.client, resetWaitMs, () =>
+        resetToAfterStep(deps.client, workflowId, stepName, reason, runId, temporalRequestId(c.get("signedNonce"))),
+      );
       // The relay moves on to the new run once the old one's history ends.
       deps.relay.followReset(workflowId, reset.runId);
       return c.json(reset);
@@ -426,6 +516,14 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
       if (err instanceof StepNotFoundError) throw hostError(404, "step_not_found", err.message);
       if (err instanceof StepNotCompletedError) throw hostError(409, "step_not_completed", err.message);
       if (err instanceof RunNotFoundError) throw hostError(404, "run_not_found", err.message);
+      if (err instanceof TemporalDeadlineError) {
+        // Temporal may have reset the run: never a 503 inviting a retry, which would reset the new run again.
+        throw hostError(
+          504,
+          "reset_outcome_unknown",
+          `Temporal did not answer the reset within ${resetWaitMs / 1000} s; it may still take effect: read the workflow's current run before resetting again`,
+        );
+      }
       throw err;
     }
   });
@@ -444,25 +542,34 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
     c.json({ historyRequests: deps.relay.historyRequests, runsFollowed: deps.relay.size, edgePushes: deps.edge.counters }),
   );
 
-  app.get("/v1/runs/:workflowId", async (c) => c.json(await describeRun(deps.client, c.req.param("workflowId"))));
+  app.get("/v1/runs/:workflowId", async (c) => c.json(await inTime(() => describeRun(deps.client, c.req.param("workflowId")))));
 
   app.get("/v1/runs/:workflowId/result", async (c) => {
-    const waitMs = Math.min(MAX_RESULT_WAIT_MS, Math.max(0, Number(c.req.query("waitMs") ?? 0) || 0));
+    const waitParam = c.req.query("waitMs");
+    if (waitParam !== undefined && !WAIT_MS_PATTERN.test(waitParam))
+      throw hostError(400, "invalid_request", "waitMs must be a whole number of milliseconds (0 or more)");
+    const waitMs = Math.min(MAX_RESULT_WAIT_MS, Number(waitParam ?? 0));
     const workflowId = c.req.param("workflowId");
     // `runId`: the caller knows the run (the DO that just started it), so a completed run is
-    // answered from its close event, without describing it first.
+    // answered from its close event, without describing it first. A hint, not a pin: every other
+    // answer (a wait of 0 included: there is no close event to wait for) is the workflow's latest
+    // run's, as without it.
     const runId = c.req.query("runId");
     if (runId !== undefined && !RUN_ID_PATTERN.test(runId))
       throw hostError(400, "invalid_request", "runId must be a Temporal run id (a UUID)");
     // A caller that hangs up (the edge's own caller left) ends the wait: its poll of Temporal is stopped.
     const left = c.req.raw.signal;
-    if (runId && waitMs > 0) {
-      const deadline = Date.now() + waitMs;
-      const completed = await completedRunResult(deps.client, workflowId, runId, waitMs, left);
-      if (completed) return c.json(completed);
-      return c.json(await runResult(deps.client, workflowId, Math.max(0, deadline - Date.now()), undefined, left));
-    }
-    return c.json(await runResult(deps.client, workflowId, waitMs, undefined, left));
+    // The reads once the wait is over get TEMPORAL_CALL_WAIT_MS (503 temporal_timed_out past it: a read, safe to repeat).
+    const answer = await withinDeadline(deps.client, waitMs + callWaitMs, async () => {
+      if (runId && waitMs > 0) {
+        const deadline = Date.now() + waitMs;
+        const completed = await completedRunResult(deps.client, workflowId, runId, waitMs, left);
+        if (completed) return completed;
+        return runResult(deps.client, workflowId, Math.max(0, deadline - Date.now()), undefined, left);
+      }
+      return runResult(deps.client, workflowId, waitMs, undefined, left);
+    });
+    return c.json(answer);
   });
 
   // In the host's error body, so the edge knows the host did nothing (a proxy's 404 says nothing).
@@ -482,6 +589,11 @@ export function createControlApi(deps: ControlApiDeps): Hono<ControlApiEnv> {
     if (err instanceof HTTPException) return err.getResponse();
     if (err instanceof WorkflowNotFoundError) {
       return c.json({ error: { code: "run_not_found", message: err.message } }, 404);
+    }
+    // A read or a stop Temporal did not answer in time (the routes whose call may have changed
+    // something and cannot be repeated answer their own *_outcome_unknown): a retry later is safe.
+    if (err instanceof TemporalDeadlineError) {
+      return c.json({ error: { code: "temporal_timed_out", message: err.message } }, 503);
     }
     // Temporal is down or unreachable, or sheds load (rate and concurrency limits): a retry later works.
     if (isTemporalOutage(err)) {

@@ -21,6 +21,48 @@ export async function connectClient(config: HostConfig): Promise<Client> {
 
 export { WorkflowNotFoundError };
 
+/** Temporal did not answer the calls of a request within the host's deadline for it (`withinDeadline`). */
+export class TemporalDeadlineError extends Error {
+  constructor(readonly waitedMs: number) {
+    super(`Temporal did not answer within ${waitedMs / 1000} s`);
+    this.name = "TemporalDeadlineError";
+  }
+}
+
+/**
+ * Runs `calls` (one or several Temporal calls) under a deadline `ms` from now, and throws
+ * TemporalDeadlineError once it passes. @temporalio/client sets no deadline of its own: a Temporal
+ * that is connected but slow (overloaded persistence, a partition between its services) holds each
+ * call for ever, and its retry interceptor keeps trying one that fails for about 20 s. Each gRPC
+ * call made inside gets the deadline, and the whole is given up when it passes whatever it awaits,
+ * its calls still in flight cancelled. Temporal may still have done what a call asked before it
+ * was given up: the caller says what that means for its request.
+ */
+export async function withinDeadline<T>(client: Client, ms: number, calls: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + ms;
+  const stop = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const work = client.withAbortSignal(stop.signal, () => client.withDeadline(deadline, calls));
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new TemporalDeadlineError(ms)), ms);
+  });
+  try {
+    return await Promise.race([work, late]);
+  } catch (err) {
+    if (err instanceof TemporalDeadlineError) {
+      work.catch(() => undefined);
+      stop.abort();
+      throw err;
+    }
+    // gRPC's own deadline, or the client's retry interceptor cancelled between tries once it passed.
+    const code = grpcCodeOf(err);
+    if (code === GRPC.DEADLINE_EXCEEDED || (code === GRPC.CANCELLED && Date.now() >= deadline)) throw new TemporalDeadlineError(ms);
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Describes the run `runId` of a workflow, or its latest run. */
 export async function describeRun(client: Client, workflowId: string, runId?: string): Promise<DescribeRunResponse> {
   const d = await client.workflow.getHandle(workflowId, runId).describe();

@@ -60,10 +60,22 @@ const NEVER_SENT = /connection refused|ECONNREFUSED|ENOTFOUND|DNS|getaddrinfo/i;
 
 /**
  * How long the edge waits for the host's answer to a signal, query or update: past the host's own
- * waits (UPDATE_WAIT_MS 60 s, QUERY_WAIT_MS 20 s in host/control-api.ts, which then answer 504 with
- * their codes), so that only a host or proxy that never answers meets it.
+ * waits (in host/control-api.ts, which then answer with their codes): its look-up of the run
+ * (TEMPORAL_CALL_WAIT_MS, 10 s) then the signal (10 s more), or the update (UPDATE_WAIT_MS, 60 s
+ * more); a query's look-up and query together within QUERY_WAIT_MS (20 s). So only a host or proxy
+ * that never answers meets it.
  */
 export const INTERACT_WAIT_MS = { signal: 30_000, query: 30_000, update: 75_000 } as const;
+
+/**
+ * How long the edge waits for the host's answer to a cancel, terminate or follow, and to a result
+ * call past the `waitMs` it asked for. Past the host's own deadline for Temporal's answers to them
+ * (TEMPORAL_CALL_WAIT_MS, 10 s, in host/control-api.ts, which then answers 503 temporal_timed_out),
+ * so that only a host or proxy that never answers meets it. Each of these calls is safe to repeat
+ * (a second cancel changes nothing, a second terminate of the run it ended is refused, follow and
+ * result read), so a wait that runs out is host_unavailable with Retry-After.
+ */
+export const HOST_CALL_WAIT_MS = 15_000;
 
 /** Seconds a client should wait before retrying when the host cannot be reached. */
 export const HOST_RETRY_AFTER_SECONDS = 5;
@@ -77,17 +89,20 @@ export class HostClient {
   constructor(private readonly env: Env) {}
 
   /** Starts a run; gives up after `timeoutMs` (the outcome is then unknown: see run-starter.ts). */
-  start(request: StartRunRequest, timeoutMs?: number) {
+  start(request: StartRunRequest, timeoutMs: number) {
     return this.call("POST", HOST_PATHS.start, startRunResponse, request, timeoutMs);
   }
 
   /**
-   * The run's outcome; waits up to `waitMs` for it to close. `runId` (a run the caller just
-   * started) lets the host answer a completed run from its close event, without describing it.
+   * The run's outcome; waits up to `waitMs` for it to close (and HOST_CALL_WAIT_MS more for the
+   * host's answer). `runId` (a run the caller just started) lets the host answer a completed run
+   * from its close event, without describing it: a hint, not a pin (any other answer is the
+   * workflow's latest run's).
    */
   result(workflowId: string, waitMs = 0, runId?: string) {
-    const query = `waitMs=${Math.max(0, Math.floor(waitMs))}${runId ? `&runId=${encodeURIComponent(runId)}` : ""}`;
-    return this.call("GET", `${HOST_PATHS.result(workflowId)}?${query}`, runResultResponse);
+    const wait = Math.max(0, Math.floor(waitMs));
+    const query = `waitMs=${wait}${runId ? `&runId=${encodeURIComponent(runId)}` : ""}`;
+    return this.call("GET", `${HOST_PATHS.result(workflowId)}?${query}`, runResultResponse, undefined, wait + HOST_CALL_WAIT_MS);
   }
 
   /**
@@ -103,17 +118,18 @@ export class HostClient {
     return (await this.call("POST", path, interactResponse, { payload }, INTERACT_WAIT_MS[kind], sideEffect)).result;
   }
 
-  /** Graceful stop: Temporal cancellation, the workflow's cleanup runs. */
+  /** Graceful stop: Temporal cancellation, the workflow's cleanup runs. Waits HOST_CALL_WAIT_MS at most. */
   cancel(workflowId: string, runId?: string) {
-    return this.call("POST", HOST_PATHS.cancel(workflowId), stopResponse, runId ? { runId } : {});
+    return this.call("POST", HOST_PATHS.cancel(workflowId), stopResponse, runId ? { runId } : {}, HOST_CALL_WAIT_MS);
   }
 
+  /** Immediate stop. Waits HOST_CALL_WAIT_MS at most. */
   terminate(workflowId: string, reason: string | undefined, runId?: string) {
-    return this.call("POST", HOST_PATHS.terminate(workflowId), stopResponse, { reason, ...(runId ? { runId } : {}) });
+    return this.call("POST", HOST_PATHS.terminate(workflowId), stopResponse, { reason, ...(runId ? { runId } : {}) }, HOST_CALL_WAIT_MS);
   }
 
-  /** Temporal reset to just after `stepName` completed; answers the new run's id. */
-  reset(workflowId: string, request: { stepName: string; reason?: string; runId?: string }, timeoutMs?: number) {
+  /** Temporal reset to just after `stepName` completed; answers the new run's id. Gives up after `timeoutMs` (the outcome is then unknown). */
+  reset(workflowId: string, request: { stepName: string; reason?: string; runId?: string }, timeoutMs: number) {
     return this.call("POST", HOST_PATHS.reset(workflowId), resetResponse, request, timeoutMs);
   }
 
@@ -122,17 +138,18 @@ export class HostClient {
     return this.call("GET", HOST_PATHS.ready, readyResponse, undefined, HOST_READY_WAIT_MS);
   }
 
-  /** Asks the host to (re)relay a run's history to the edge. */
+  /** Asks the host to (re)relay a run's history to the edge. Waits HOST_CALL_WAIT_MS at most. */
   follow(workflowId: string) {
-    return this.call("POST", HOST_PATHS.follow(workflowId), followResponse, {});
+    return this.call("POST", HOST_PATHS.follow(workflowId), followResponse, {}, HOST_CALL_WAIT_MS);
   }
 
   private async call<T extends z.ZodType>(
     method: string,
     path: string,
     schema: T,
-    payload?: unknown,
-    timeoutMs?: number,
+    payload: unknown,
+    /** Every call to the host is bounded: a host or proxy that takes the connection and never answers would hold the caller for ever. */
+    timeoutMs: number,
     /** The call changes the run, and repeating it would change it twice: the code for "it may have". */
     outcomeUnknown?: "signal_outcome_unknown" | "update_outcome_unknown",
   ): Promise<z.infer<T>> {
@@ -156,7 +173,7 @@ export class HostClient {
         method,
         headers,
         body: body || undefined,
-        ...(timeoutMs ? { signal: AbortSignal.timeout(timeoutMs) } : {}),
+        signal: AbortSignal.timeout(timeoutMs),
       });
     } catch (err) {
       // Refused before anything was sent (no connection, no name): retrying works. Any other

@@ -2,7 +2,7 @@ import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { ApiError } from "../../src/errors.ts";
-import { HostClient } from "../../src/host-client.ts";
+import { HOST_CALL_WAIT_MS, HostClient } from "../../src/host-client.ts";
 import { runStream } from "../../src/run-stream-client.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import { MIN_SECRET_LENGTH } from "../../src/shared/signing.ts";
@@ -206,6 +206,50 @@ describe("host failures that are not outages (security: no retry that cannot wor
       expect(line).not.toContain(short);
     }
   });
+
+  it(
+    "a host that takes a cancel, terminate, follow or result and never answers: each gives up after HOST_CALL_WAIT_MS (a result: after its waitMs too) with 503 host_unavailable and Retry-After, as each is safe to repeat",
+    async () => {
+      const aborted: string[] = [];
+      // Honours the edge's abort, as a real connection does; answers nothing before it. Only this
+      // client's host: other test files' calls (they share this isolate's fetch) meet a closed port.
+      vi.spyOn(globalThis, "fetch").mockImplementation((input, init) => {
+        const url = new URL(input instanceof Request ? input.url : String(input));
+        if (url.origin !== "http://host.test") return Promise.reject(new TypeError("connection refused"));
+        return new Promise<Response>((_, reject) =>
+          init?.signal?.addEventListener("abort", () => {
+            aborted.push(url.pathname);
+            reject(init.signal!.reason);
+          }),
+        );
+      });
+      const host = client();
+      const RESULT_WAIT_MS = 2_000;
+      const calls: Array<[string, () => Promise<unknown>, number]> = [
+        ["cancel", () => host.cancel("approval-x"), HOST_CALL_WAIT_MS],
+        ["terminate", () => host.terminate("approval-x", "no longer needed"), HOST_CALL_WAIT_MS],
+        ["follow", () => host.follow("approval-x"), HOST_CALL_WAIT_MS],
+        ["result", () => host.result("approval-x", RESULT_WAIT_MS), RESULT_WAIT_MS + HOST_CALL_WAIT_MS],
+      ];
+      const began = Date.now();
+      await Promise.all(
+        calls.map(async ([what, call, atLeast]) => {
+          const err = await failure(call());
+          const waited = Date.now() - began;
+          expect([what, err.code, err.status, err.headers?.["retry-after"]]).toEqual([what, "host_unavailable", 503, "5"]);
+          expect(waited, what).toBeGreaterThanOrEqual(atLeast - 50);
+          expect(waited, what).toBeLessThan(atLeast + 5_000);
+        }),
+      );
+      expect(aborted.sort()).toEqual([
+        HOST_PATHS.cancel("approval-x"),
+        HOST_PATHS.follow("approval-x"),
+        HOST_PATHS.result("approval-x"),
+        HOST_PATHS.terminate("approval-x"),
+      ]);
+    },
+    HOST_CALL_WAIT_MS + 15_000,
+  );
 
   it("the host's 400 invalid_request passes through as a 400", async () => {
     answer(400, "invalid_request");

@@ -5,7 +5,7 @@
  */
 import { env } from "cloudflare:workers";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { HOST_READY_WAIT_MS, INTERACT_WAIT_MS } from "../../src/host-client.ts";
+import { HOST_CALL_WAIT_MS, HOST_READY_WAIT_MS, INTERACT_WAIT_MS } from "../../src/host-client.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import { forgetReadiness } from "../../src/routes/probes.ts";
 import { interceptD1InPlace } from "../support/d1-intercept.ts";
@@ -495,6 +495,51 @@ describe("run routes: shapes, pinned forms, hostile ids", () => {
       }
     },
     INTERACT_WAIT_MS.signal + 15_000,
+  );
+
+  it(
+    "a host that takes a stop or terminate and never answers: after the edge's wait (HOST_CALL_WAIT_MS), 503 host_unavailable with Retry-After (asking again is harmless), not a request held open for good; a status read answers from the stored row",
+    async () => {
+      const running = await createRunningRun(org.organizationId, "approval");
+      const aborted: string[] = [];
+      // Honours the edge's abort, as a real connection does; answers nothing before it. Only this
+      // run's calls: other test files' calls to the host (they share this isolate's fetch) meet the
+      // closed port they expect.
+      const restore = scriptHost((request, path) => {
+        if (!path.includes(encodeURIComponent(running.workflowId))) return Promise.reject(new TypeError("connection refused"));
+        return new Promise<Response>((_, reject) =>
+          request.signal.addEventListener("abort", () => {
+            aborted.push(path);
+            reject(request.signal.reason);
+          }),
+        );
+      });
+      try {
+        const began = Date.now();
+        const [stop, terminate, status] = await Promise.all([
+          send("PATCH", `/workflow/${running.workflowId}/stop`, org.key),
+          send("POST", `/workflow/${running.workflowId}/terminate`, org.key, { reason: "stuck" }),
+          get(`/workflow/${running.workflowId}/status`, org.key),
+        ]);
+        for (const [what, res] of [
+          ["stop", stop],
+          ["terminate", terminate],
+        ] as const) {
+          expect([what, res.status, res.headers.get("retry-after")]).toEqual([what, 503, "5"]);
+          expect(await outputError(res)).toMatchObject({ code: "host_unavailable" });
+        }
+        // A read: the row as stored while the host does not answer (the settle's call gave up).
+        expect(status.status).toBe(200);
+        expect(await status.json()).toMatchObject({ workflowId: running.workflowId, runId: running.runId, status: "running" });
+        expect(Date.now() - began).toBeGreaterThanOrEqual(HOST_CALL_WAIT_MS - 50);
+        expect(aborted.sort()).toEqual(
+          [HOST_PATHS.cancel(running.workflowId), HOST_PATHS.result(running.workflowId), HOST_PATHS.terminate(running.workflowId)].sort(),
+        );
+      } finally {
+        restore();
+      }
+    },
+    HOST_CALL_WAIT_MS + 15_000,
   );
 
   it("a query no worker answered within the host's wait is 504 query_timed_out with the host's words, not a 500 or an outage's 503", async () => {

@@ -1,10 +1,17 @@
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Client, ServiceError } from "@temporalio/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { executionTimeoutFrom } from "../../host/config.ts";
-import { createControlApi } from "../../host/control-api.ts";
+import {
+  createControlApi,
+  QUERY_WAIT_MS,
+  RESET_WAIT_MS,
+  START_WAIT_MS,
+  TEMPORAL_CALL_WAIT_MS,
+  UPDATE_WAIT_MS,
+} from "../../host/control-api.ts";
 import type { EdgeClient } from "../../host/edge-client.ts";
 import type { HistoryRelay } from "../../host/history-relay.ts";
 import { SignedRequestNonces } from "../../host/signed-request-nonces.ts";
@@ -946,7 +953,12 @@ describe("requests Temporal would refuse, or the host could not read, are the ca
     const refusal = new ServiceError("Failed to describe workflow", {
       cause: Object.assign(new Error("3 INVALID_ARGUMENT: Invalid RunId."), { code: 3, details: "Invalid RunId." }),
     });
-    const refusing = { workflow: { getHandle: () => ({ describe: () => Promise.reject(refusal) }) } } as unknown as Client;
+    const refusing = {
+      workflow: { getHandle: () => ({ describe: () => Promise.reject(refusal) }) },
+      // The host gives a request's calls a deadline (withinDeadline, host/temporal.ts).
+      withAbortSignal: (_signal: AbortSignal, calls: () => unknown) => calls(),
+      withDeadline: (_deadline: number, calls: () => unknown) => calls(),
+    } as unknown as Client;
     const api = createControlApi({
       client: refusing,
       taskQueue: TASK_QUEUE,
@@ -1061,5 +1073,185 @@ describe("requests Temporal would refuse, or the host could not read, are the ca
     } finally {
       await client.workflow.getHandle(workflowId).terminate("test done");
     }
+  });
+});
+
+describe("a Temporal that is connected but slow: the host answers within its own deadlines, before the edge gives up", () => {
+  /** Stands in for the host's deadlines (TEMPORAL_CALL_WAIT_MS, START_WAIT_MS, RESET_WAIT_MS), so the tests wait less. */
+  const DEADLINE_MS = 500;
+  /** Longer than DEADLINE_MS: what a call held by a slow Temporal takes. */
+  const SLOW_MS = 5_000;
+  const quick = () =>
+    testControlApi(client, testWorker, SECRET, TASK_QUEUE, { callWaitMs: DEADLINE_MS, startWaitMs: DEADLINE_MS, resetWaitMs: DEADLINE_MS });
+  type Service = Record<string, (...args: unknown[]) => Promise<unknown>>;
+  /**
+   * Temporal answers `method` only after SLOW_MS: having done what it was asked first (`applied`:
+   * its answer is what is slow) or not (the request is what is slow). Returns the undo.
+   */
+  function slowTemporal(method: string, applied: boolean): () => void {
+    const service = client.workflowService as unknown as Service;
+    const original = service[method]!;
+    const pause = () => new Promise((resolve) => setTimeout(resolve, SLOW_MS));
+    service[method] = async (...args: unknown[]) => {
+      if (!applied) return pause().then(() => original.apply(service, args));
+      const answer = await original.apply(service, args);
+      await pause();
+      return answer;
+    };
+    return () => {
+      service[method] = original;
+    };
+  }
+  const answer = async (res: Response) => [res.status, ((await res.json()) as { error?: { code: string } }).error?.code];
+
+  it("a describe, follow, result, or the look-up before a query or signal that Temporal does not answer in time is 503 temporal_timed_out (nothing was changed: safe to repeat), not a request held until the edge gives up", async () => {
+    const workflowId = newId("approval");
+    const started = await client.workflow.start("approval", { taskQueue: TASK_QUEUE, workflowId, args: [{ request: "slow reads" }] });
+    const api = quick();
+    const restore = slowTemporal("describeWorkflowExecution", false);
+    try {
+      for (const [method, path, body] of [
+        ["GET", HOST_PATHS.describe(workflowId), undefined],
+        ["POST", HOST_PATHS.follow(workflowId), {}],
+        ["GET", `${HOST_PATHS.result(workflowId)}?waitMs=0`, undefined],
+        // After its wait: the describe that follows it.
+        ["GET", `${HOST_PATHS.result(workflowId)}?waitMs=300`, undefined],
+        ["GET", `${HOST_PATHS.result(workflowId)}?waitMs=300&runId=${started.firstExecutionRunId}`, undefined],
+        ["POST", HOST_PATHS.interact(workflowId, "query", "progress"), {}],
+        ["POST", HOST_PATHS.interact(workflowId, "signal", "approve"), { payload: { approvedBy: "ada" } }],
+      ] as const) {
+        const began = Date.now();
+        const res = await signed(method, path, body, { to: api });
+        expect([path, ...(await answer(res))]).toEqual([path, 503, "temporal_timed_out"]);
+        expect(Date.now() - began, path).toBeLessThan(SLOW_MS - 1_000);
+      }
+    } finally {
+      restore();
+    }
+    try {
+      // The signal was never sent: the run still waits for its approval.
+      expect(await (await signed("POST", HOST_PATHS.interact(workflowId, "query", "progress"), {})).json()).toMatchObject({
+        result: { stage: "waiting_for_approval" },
+      });
+    } finally {
+      await started.terminate("test over");
+    }
+  }, 60_000);
+
+  it("a cancel or terminate whose answer Temporal holds is 503 temporal_timed_out in time: repeating it is harmless (cancelling twice changes nothing; a terminated run is then 409 run_finished)", async () => {
+    for (const [path, method] of [
+      [HOST_PATHS.cancel, "requestCancelWorkflowExecution"],
+      [HOST_PATHS.terminate, "terminateWorkflowExecution"],
+    ] as const) {
+      const workflowId = newId("approval");
+      await client.workflow.start("approval", { taskQueue: TASK_QUEUE, workflowId, args: [{ request: "slow stop" }] });
+      const restore = slowTemporal(method, true);
+      try {
+        const began = Date.now();
+        expect([method, ...(await answer(await signed("POST", path(workflowId), {}, { to: quick() })))]).toEqual([
+          method,
+          503,
+          "temporal_timed_out",
+        ]);
+        expect(Date.now() - began, method).toBeLessThan(SLOW_MS - 1_000);
+      } finally {
+        restore();
+      }
+      // Temporal did it; the repeat a 503 invites finds the run ended (or cancelling, for a cancel: the same request again).
+      const ended = await client.workflow
+        .getHandle(workflowId)
+        .result()
+        .then(
+          () => "completed",
+          (err: Error) => err.cause?.constructor.name,
+        );
+      expect(ended, method).toBe(method === "terminateWorkflowExecution" ? "TerminatedFailure" : "CancelledFailure");
+      expect(await answer(await signed("POST", path(workflowId), {}))).toEqual([409, "run_finished"]);
+    }
+  }, 60_000);
+
+  it("a start whose answer Temporal holds is 504 start_outcome_unknown before the edge's 5 s: it may have started the run, and the outbox's retry (same accept id) answers with it, one execution", async () => {
+    const workflowId = newId("hello");
+    const acceptId = crypto.randomUUID();
+    const body = { workflowId, workflowName: "hello", input: { name: "slow" }, acceptId };
+    const restore = slowTemporal("startWorkflowExecution", true);
+    try {
+      const began = Date.now();
+      expect(await answer(await signed("POST", HOST_PATHS.start, body, { to: quick() }))).toEqual([504, "start_outcome_unknown"]);
+      expect(Date.now() - began).toBeLessThan(SLOW_MS - 1_000);
+    } finally {
+      restore();
+    }
+    const retried = await signed("POST", HOST_PATHS.start, { ...body, retry: true });
+    expect(retried.status).toBe(200);
+    const { runId } = startRunResponse.parse(await retried.json());
+    expect((await client.workflow.getHandle(workflowId).describe()).runId).toBe(runId);
+  });
+
+  it("a reset whose answer Temporal holds is 504 reset_outcome_unknown before the edge's 20 s, never a 503 to retry: it may have reset the run (here it did)", async () => {
+    const workflowId = newId("two_steps");
+    const started = await client.workflow.start("two_steps", { taskQueue: TASK_QUEUE, workflowId, args: [{ text: "slow reset" }] });
+    await started.result();
+    const restore = slowTemporal("resetWorkflowExecution", true);
+    try {
+      const began = Date.now();
+      const res = await signed(
+        "POST",
+        HOST_PATHS.reset(workflowId),
+        { stepName: "countWords", runId: started.firstExecutionRunId },
+        { to: quick() },
+      );
+      expect(await answer(res)).toEqual([504, "reset_outcome_unknown"]);
+      expect(Date.now() - began).toBeLessThan(SLOW_MS - 1_000);
+    } finally {
+      restore();
+    }
+    expect((await client.workflow.getHandle(workflowId).describe()).runId).not.toBe(started.firstExecutionRunId);
+  });
+
+  it("a signal whose answer Temporal holds is 504 signal_outcome_unknown in time, not a 503 to retry: it was applied", async () => {
+    const workflowId = newId("approval");
+    const started = await client.workflow.start("approval", { taskQueue: TASK_QUEUE, workflowId, args: [{ request: "slow signal" }] });
+    const restore = slowTemporal("signalWorkflowExecution", true);
+    try {
+      const began = Date.now();
+      const res = await signed(
+        "POST",
+        HOST_PATHS.interact(workflowId, "signal", "approve"),
+        { payload: { approvedBy: "ada" } },
+        { to: quick() },
+      );
+      expect(await answer(res)).toEqual([504, "signal_outcome_unknown"]);
+      expect(Date.now() - began).toBeLessThan(SLOW_MS - 1_000);
+    } finally {
+      restore();
+    }
+    expect(await started.result()).toMatchObject({ approvedBy: "ada" });
+  });
+
+  it("each of the host's deadlines is under the edge's wait for the same call, so the edge gets the host's own answer", () => {
+    /** A number the edge's source sets (`NAME = 15_000`, or `key: 30_000` in an object): its modules are not the host's to import (Env, D1 types). */
+    const edge = (file: string, name: string) => {
+      const found = new RegExp(`\\b${name}(?: =|:) ([\\d_]+)\\b`).exec(readFileSync(file, "utf8"));
+      expect(found, `${name} in ${file}`).not.toBeNull();
+      return Number(found![1]!.replaceAll("_", ""));
+    };
+    expect(TEMPORAL_CALL_WAIT_MS).toBeLessThan(edge("src/host-client.ts", "HOST_CALL_WAIT_MS"));
+    expect(START_WAIT_MS).toBeLessThan(edge("durable-objects/run-stream/constants.ts", "START_ATTEMPT_TIMEOUT_MS"));
+    expect(RESET_WAIT_MS).toBeLessThan(edge("durable-objects/run-stream/reset-mark.ts", "RESET_HOST_TIMEOUT_MS"));
+    // INTERACT_WAIT_MS: the look-up of the run, then the message (a query's look-up is within its wait).
+    expect(TEMPORAL_CALL_WAIT_MS * 2).toBeLessThan(edge("src/host-client.ts", "signal"));
+    expect(QUERY_WAIT_MS).toBeLessThan(edge("src/host-client.ts", "query"));
+    expect(TEMPORAL_CALL_WAIT_MS + UPDATE_WAIT_MS).toBeLessThan(edge("src/host-client.ts", "update"));
+  });
+
+  it("a result's waitMs that is not a whole number of milliseconds (abc, -5, 1.5, empty) is 400 invalid_request, not read as 0", async () => {
+    const workflowId = newId("hello");
+    await client.workflow.start("hello", { taskQueue: TASK_QUEUE, workflowId, args: [{ name: "x" }] });
+    for (const waitMs of ["abc", "-5", "1.5", ""]) {
+      const res = await signed("GET", `${HOST_PATHS.result(workflowId)}?waitMs=${waitMs}`);
+      expect([waitMs, ...(await answer(res))]).toEqual([waitMs, 400, "invalid_request"]);
+    }
+    expect((await signed("GET", `${HOST_PATHS.result(workflowId)}?waitMs=0`)).status).toBe(200);
   });
 });
