@@ -226,6 +226,24 @@ describe("control API auth", () => {
   });
 });
 
+/** Every history call the host's client makes from now on, and whether it has settled; `restore` stops watching. */
+function trackHistoryCalls() {
+  const calls: Array<{ settled: boolean }> = [];
+  const service = client.workflowService;
+  const original = service.getWorkflowExecutionHistory;
+  service.getWorkflowExecutionHistory = ((...args: Parameters<typeof original>) => {
+    const call = { settled: false };
+    calls.push(call);
+    const answer = original.apply(service, args);
+    void answer.then(
+      () => (call.settled = true),
+      () => (call.settled = true),
+    );
+    return answer;
+  }) as typeof original;
+  return { calls, restore: () => (service.getWorkflowExecutionHistory = original) };
+}
+
 describe("control API over real Temporal", () => {
   it("answers /v1/ready (signed) once Temporal answers", async () => {
     const res = await signed("GET", HOST_PATHS.ready);
@@ -285,20 +303,7 @@ describe("control API over real Temporal", () => {
   it("a wait that runs out stops its poll of Temporal (a long run is not polled on behalf of a caller who left)", async () => {
     const workflowId = newId("hello");
     const started = await client.workflow.start("hello", { taskQueue: `${TASK_QUEUE}-idle`, workflowId, args: [{ name: "x" }] });
-    // Every history call made from here on, and whether it has settled.
-    const calls: Array<{ settled: boolean }> = [];
-    const service = client.workflowService;
-    const original = service.getWorkflowExecutionHistory;
-    service.getWorkflowExecutionHistory = ((...args: Parameters<typeof original>) => {
-      const call = { settled: false };
-      calls.push(call);
-      const answer = original.apply(service, args);
-      void answer.then(
-        () => (call.settled = true),
-        () => (call.settled = true),
-      );
-      return answer;
-    }) as typeof original;
+    const { calls, restore } = trackHistoryCalls();
     try {
       // Without the run's id (a read), and with it (the DO that started the run).
       for (const query of ["waitMs=300", `waitMs=300&runId=${started.firstExecutionRunId}`]) {
@@ -310,7 +315,7 @@ describe("control API over real Temporal", () => {
       await until(() => calls.every((c) => c.settled), 5_000);
       expect(calls.filter((c) => !c.settled)).toEqual([]);
     } finally {
-      service.getWorkflowExecutionHistory = original;
+      restore();
       await client.workflow.getHandle(workflowId).terminate("test cleanup");
     }
   });
@@ -318,19 +323,7 @@ describe("control API over real Temporal", () => {
   it("a caller that leaves a result wait stops its poll of Temporal (it is not held for the rest of waitMs)", async () => {
     const workflowId = newId("hello");
     const started = await client.workflow.start("hello", { taskQueue: `${TASK_QUEUE}-idle`, workflowId, args: [{ name: "x" }] });
-    const calls: Array<{ settled: boolean }> = [];
-    const service = client.workflowService;
-    const original = service.getWorkflowExecutionHistory;
-    service.getWorkflowExecutionHistory = ((...args: Parameters<typeof original>) => {
-      const call = { settled: false };
-      calls.push(call);
-      const answer = original.apply(service, args);
-      void answer.then(
-        () => (call.settled = true),
-        () => (call.settled = true),
-      );
-      return answer;
-    }) as typeof original;
+    const { calls, restore } = trackHistoryCalls();
     try {
       // Without the run's id (a read), and with it (the DO that started the run).
       for (const query of ["waitMs=100000", `waitMs=100000&runId=${started.firstExecutionRunId}`]) {
@@ -350,7 +343,7 @@ describe("control API over real Temporal", () => {
         calls.length = 0;
       }
     } finally {
-      service.getWorkflowExecutionHistory = original;
+      restore();
       await client.workflow.getHandle(workflowId).terminate("test cleanup");
     }
   }, 30_000);
