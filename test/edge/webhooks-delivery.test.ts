@@ -170,9 +170,10 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
   it("a receiver's Retry-After (seconds or a date) is followed: the next attempt is no sooner, at most 8 h on, and never sooner than the backoff", async () => {
     const org = await seedOrganization();
     const endpoint = await register(org.organizationId, hookUrl(`retry-after-${crypto.randomUUID()}`));
-    const cases: Array<{ retryAfter: string; status: number; waitMs: number }> = [
+    // A date is written as the receiver answers (its whole seconds then, not those of a moment before).
+    const cases: Array<{ retryAfter: string | (() => string); status: number; waitMs: number }> = [
       { retryAfter: "3600", status: 503, waitMs: 3_600_000 },
-      { retryAfter: new Date(Date.now() + 2 * 3_600_000).toUTCString(), status: 429, waitMs: 2 * 3_600_000 },
+      { retryAfter: () => new Date(Date.now() + 2 * 3_600_000).toUTCString(), status: 429, waitMs: 2 * 3_600_000 },
       // Asking for days: held to the longest backoff step.
       { retryAfter: "864000", status: 429, waitMs: MAX_WEBHOOK_RETRY_INTERVAL_MS },
       // Asking for less than the backoff (5 s after a first attempt): the backoff stands.
@@ -181,7 +182,8 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
       { retryAfter: "soon", status: 503, waitMs: DEFAULT_WEBHOOK_RETRY_BASE_MS },
     ];
     for (const { retryAfter, status, waitMs } of cases) {
-      const receiver = receiverAnswers(() => new Response("busy", { status, headers: { "retry-after": retryAfter } }));
+      const header = () => (typeof retryAfter === "string" ? retryAfter : retryAfter());
+      const receiver = receiverAnswers(() => new Response("busy", { status, headers: { "retry-after": header() } }));
       try {
         const before = Date.now();
         const { work } = await queuedMessage(org.organizationId, endpoint.id, `msg_ra_${crypto.randomUUID().slice(0, 8)}`);
@@ -189,7 +191,7 @@ describe("completion webhooks", { timeout: 40_000 }, () => {
         expect(receiver.sent.count).toBe(1);
         expect(row).toMatchObject({ state: "pending", attempts: 1 });
         // Date headers have whole seconds: allow one.
-        expect(row!.nextAttemptAt, retryAfter).toBeGreaterThanOrEqual(before + waitMs - 1_000);
+        expect(row!.nextAttemptAt, String(retryAfter)).toBeGreaterThanOrEqual(before + waitMs - 1_000);
         expect(row!.nextAttemptAt).toBeLessThanOrEqual(Date.now() + waitMs);
         const [logged] = await deliveriesOf(org.organizationId, endpoint.id);
         expect(logged).toMatchObject({ status: "retrying", nextAttemptAt: new Date(row!.nextAttemptAt).toISOString() });
