@@ -1,7 +1,7 @@
 /** Named intervals, limits and storage keys of the RunStream DO (one place to read them). */
 
 /** Version of the DO's own SQLite schema (storage.ts migrates older storage up to it). */
-export const STORAGE_SCHEMA_VERSION = 6;
+export const STORAGE_SCHEMA_VERSION = 7;
 /** Expired push nonces are deleted at most this often (a replay is refused by the nonce's key either way). */
 export const NONCE_CLEANUP_INTERVAL_MS = 60_000;
 
@@ -74,6 +74,11 @@ export const META_KEYS = {
   /** `trace:<runId>`: the R2 key of that run's trace, once written. */
   trace: (runId: string) => `trace:${runId}`,
   /**
+   * The log's entries (their seq) through which every run that ended has its trace: a wake looks
+   * for runs without one only after it (traces.ts), not over every run the workflow ever had.
+   */
+  tracesThrough: "tracesThrough",
+  /**
    * `historyNeverCloses:<runId>`: when the watchdog found that Temporal no longer has the workflow
    * while the log held that run's outcome but not its closing history event; the run counts as
    * complete with the history the log has (EventLog.isComplete, run-lifecycle.ts).
@@ -107,6 +112,14 @@ export const PROJECTION_STATE = { pending: 0, done: 1, settlementPending: 2 } as
  * every wake would read it all in again.
  */
 export const UNPROJECTED_KEPT_MAX_CHARS = 8 * 1024 * 1024;
+/**
+ * Runs' outcomes the log keeps in memory once read or appended, the most recently used (event-log.ts):
+ * the latest run's is asked on every push, an earlier run's only by a read of that run. A wake reads
+ * none: a workflow that continued as new thousands of times (or was reset as often) keeps every
+ * run's outcome in its one DO, each up to a run's whole output or error, and they are read back one
+ * at a time, when asked for.
+ */
+export const OUTCOMES_KEPT = 4;
 
 /** One host start attempt may take this long before the run is left to the outbox. */
 export const START_ATTEMPT_TIMEOUT_MS = 5_000;

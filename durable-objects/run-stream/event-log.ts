@@ -5,7 +5,7 @@
  */
 import type { RunEvent, RunEventData, RunEventType } from "../../src/shared/run-event-schema.ts";
 import { CLOSE_EVENT_TYPES, type SerializedHistoryEvent } from "../../src/shared/history-events.ts";
-import { PROJECTED_TYPES, PROJECTION_STATE, UNPROJECTED_KEPT_MAX_CHARS } from "./constants.ts";
+import { OUTCOMES_KEPT, PROJECTED_TYPES, PROJECTION_STATE, UNPROJECTED_KEPT_MAX_CHARS } from "./constants.ts";
 import { DATA_IN_PARTS, piecesOf } from "./event-parts.ts";
 import { utf8Length } from "../../src/shared/text-limits.ts";
 import { IN_FLIGHT_DELTA_SQL, inFlightDelta } from "./in-flight.ts";
@@ -124,24 +124,21 @@ interface HistoryStats {
 const MARK_CHUNK = 50;
 
 /** The runs a reset's `run.started` replaced: the one it started from, and the current run it took over from if another. */
-function replacedBy(row: LogRowOf<"run.started">): string[] {
-  return [row.data.resetFromRunId, row.data.replacedRunId].filter((id): id is string => !!id);
+function replacedBy(data: RunEventData<"run.started">): string[] {
+  return [data.resetFromRunId, data.replacedRunId].filter((id): id is string => !!id);
 }
 
 const CLOSE_TYPES: ReadonlySet<string> = new Set(CLOSE_EVENT_TYPES);
 
 /**
  * The log's derived state, which every change to the log and every alarm consults: the latest
- * run, each run's outcome and history totals, and which rows D1 does not have yet. Read from
- * SQLite once per wake (nothing to read for a new DO; a run's history totals when first asked
- * for) and kept in line by `append` and `markProjected`, the log's only writers, instead of a
- * query per check.
+ * run, the runs' links (which run follows which), each run's history totals, and which rows D1
+ * does not have yet. Read from SQLite once per wake (nothing to read for a new DO; a run's history
+ * totals when first asked for) and kept in line by `append` and `markProjected`, the log's only
+ * writers, instead of a query per check. Runs' outcomes are not in it: `EventLog.outcomes`.
  */
 interface Derived {
   latest: { runId: string; newRunId: string | null } | null;
-  finished: Map<string, { outcome: RunOutcome; at: string }>;
-  /** The keys of `finished`, in the order their outcomes were logged (only grows): a reader keeps its place in it. */
-  finishedOrder: string[];
   /**
    * Per run, its history totals, read when first asked for (null: read, and it has none): a
    * workflow that continued as new thousands of times would otherwise add up every run's history
@@ -162,8 +159,6 @@ interface Derived {
 function emptyDerived(): Derived {
   return {
     latest: null,
-    finished: new Map(),
-    finishedOrder: [],
     history: new Map(),
     unprojected: new Map(),
     resetRuns: new Set(),
@@ -172,18 +167,31 @@ function emptyDerived(): Derived {
   };
 }
 
-/** Brings `finished` and the predecessors `lineage` walks in line with a `run.started` or `run.finished` row (hydrate, noteAppended). */
-function noteRunBoundary(d: Derived, row: LogRow): void {
-  if (row.runId === null) return;
-  if (row.type === "run.started" && row.data.resetFromRunId && !d.resetFrom.has(row.runId))
-    d.resetFrom.set(row.runId, row.data.resetFromRunId);
-  if (row.type !== "run.finished") return;
-  if (!d.finished.has(row.runId)) {
-    d.finished.set(row.runId, { outcome: row.data, at: row.at });
-    d.finishedOrder.push(row.runId);
-  }
-  const next = row.data.newRunId;
-  if (typeof next === "string" && !d.continuedFrom.has(next)) d.continuedFrom.set(next, row.runId);
+/** Brings the predecessors `lineage` walks in line with a reset's `run.started` (hydrate, noteAppended). */
+function noteResetStart(d: Derived, runId: string | null, data: RunEventData<"run.started">): void {
+  for (const id of replacedBy(data)) d.resetRuns.add(id);
+  if (runId !== null && data.resetFromRunId && !d.resetFrom.has(runId)) d.resetFrom.set(runId, data.resetFromRunId);
+}
+
+/** …and with a `run.finished` of `runId` that names `next` as the run it continued as new into (any of its ends, not only its first). */
+function noteHandOver(d: Derived, runId: string, next: unknown): void {
+  if (typeof next === "string" && !d.continuedFrom.has(next)) d.continuedFrom.set(next, runId);
+}
+
+/** A run's outcome as the log keeps it: its first `run.finished` (a later one changes nothing), and when it was. */
+interface LoggedOutcome {
+  outcome: RunOutcome;
+  at: string;
+}
+
+/** A run boundary's link, as the wake reads it: a reset's start whole, of an end only the run it names next. */
+interface BoundarySql extends Record<string, SqlStorageValue> {
+  seq: number;
+  run_id: string | null;
+  /** A reset's `run.started`: its JSON (null for an end). */
+  started: string | null;
+  /** An end's `newRunId`. */
+  next: SqlStorageValue;
 }
 
 export class EventLog {
@@ -195,6 +203,10 @@ export class EventLog {
    */
   private readonly kept = new Map<number, LogRow>();
   private keptChars = 0;
+  /** The outcomes read or appended last (OUTCOMES_KEPT), by run; null: the run has none (yet). Empty after a wake. */
+  private readonly outcomes = new Map<string, LoggedOutcome | null>();
+  /** The seq of the newest `run.finished` appended this wake (0: none): `finishedRunIdsAfter` needs no statement when nothing ended since. */
+  private newestEndSeq = 0;
   /** The DO was new this wake: every row of the log was appended by this instance (no history to read back). */
   private readonly beganEmpty: boolean;
 
@@ -216,27 +228,52 @@ export class EventLog {
 
   private hydrate(): Derived {
     const derived = emptyDerived();
-    const { finished, resetRuns } = derived;
+    const { resetRuns } = derived;
     /** The newest end of a run that continued as new: it points at the next run (noteAppended). */
-    let newestHandOver: LogRow | undefined;
-    for (const row of this.rows(
-      // `type IN (…)` as events_run_boundaries has it: the runs' starts and ends, not the whole log.
-      `SELECT ${COLUMNS} FROM events
+    let newestHandOver: { seq: number; runId: string; newRunId: string } | undefined;
+    /** Runs whose outcome (their first end) continued as new: superseded, as a reset's runs are. */
+    const continued: string[] = [];
+    /** Runs whose end was read already (this wake's reading only): a run's first end is its outcome. */
+    const ended = new Set<string>();
+    // The runs' links, in log order: a reset's start whole (it is small), and of each end only the
+    // run it names next, not its outcome (a run's output or error, up to megabytes, is read when
+    // asked for). `type IN (…)` as events_run_boundaries has it: the runs' starts and ends, not the whole log.
+    for (const r of this.sql.exec<BoundarySql>(
+      `SELECT seq, run_id,
+         CASE WHEN type = 'run.started' THEN data END AS started,
+         CASE WHEN type = 'run.finished' THEN json_extract(data, '$.newRunId') END AS next
+       FROM events
        WHERE type IN ('run.started', 'run.finished')
          AND (type = 'run.finished' OR json_extract(data, '$.resetFromRunId') IS NOT NULL) ORDER BY seq`,
     )) {
-      if (row.type === "run.started") for (const id of replacedBy(row)) resetRuns.add(id);
-      noteRunBoundary(derived, row);
-      if (row.type === "run.finished" && row.data.newRunId) newestHandOver = row;
+      if (r.started !== null) {
+        noteResetStart(derived, r.run_id, JSON.parse(r.started) as RunEventData<"run.started">);
+        continue;
+      }
+      if (r.run_id === null) continue;
+      const first = !ended.has(r.run_id);
+      ended.add(r.run_id);
+      // An end kept in pieces (an output past 1 MiB) reads NULL here: a continue-as-new's end, which
+      // has no output, never is one (event-parts.ts); the outcome itself is read when asked for.
+      const next = r.next;
+      noteHandOver(derived, r.run_id, next);
+      if (!next) continue;
+      newestHandOver = { seq: r.seq, runId: r.run_id, newRunId: String(next) };
+      if (first) continued.push(r.run_id);
     }
     // The latest run as noteAppended keeps it: the newest row of a run nothing replaced, or the
     // newest hand-over of a continue-as-new, whichever came last.
-    const superseded = [...resetRuns, ...[...finished].filter(([, f]) => f.outcome.newRunId).map(([runId]) => runId)];
+    const superseded = [...resetRuns, ...continued];
     const newestFree = this.rows(
       `SELECT ${COLUMNS} FROM events WHERE run_id IS NOT NULL AND run_id NOT IN (SELECT value FROM json_each(?)) ORDER BY seq DESC LIMIT 1`,
       JSON.stringify(superseded),
     )[0];
-    const newest = !newestHandOver || (newestFree && newestFree.seq > newestHandOver.seq) ? newestFree : newestHandOver;
+    derived.latest =
+      !newestHandOver || (newestFree && newestFree.seq > newestHandOver.seq)
+        ? newestFree
+          ? latestOf(newestFree)
+          : null
+        : { runId: newestHandOver.runId, newRunId: newestHandOver.newRunId };
     const { unprojected } = derived;
     // Which rows D1 lacks, not their data: a backlog of a long D1 outage may be more than the DO holds.
     // Through events_pending by name: without statistics SQLite would rather scan the whole log in
@@ -248,7 +285,6 @@ export class EventLog {
     )) {
       unprojected.set(r.seq, { seq: r.seq, type: r.type as RunEventType, runId: r.run_id, projected: r.projected, chars: r.chars ?? 0 });
     }
-    derived.latest = newest ? latestOf(newest) : null;
     return derived;
   }
 
@@ -259,13 +295,17 @@ export class EventLog {
       d.unprojected.set(row.seq, { seq: row.seq, type: row.type, runId: row.runId, projected: row.projected, chars });
       this.keep(row, chars);
     }
-    if (row.type === "run.started") for (const id of replacedBy(row)) d.resetRuns.add(id);
+    if (row.type === "run.started") noteResetStart(d, row.runId, row.data);
     if (row.runId === null) return;
     // A run a reset replaced, or one that continued as new, never becomes the latest again: its
     // late rows (the relay's history up to its close, an activity's last events) trail the run
     // that replaced it. Only its hand-over itself (a run.finished naming the next run) moves on.
     if (!this.superseded(row.runId) || (row.type === "run.finished" && row.data.newRunId)) d.latest = latestOf(row);
-    noteRunBoundary(d, row);
+    if (row.type === "run.finished") {
+      this.newestEndSeq = row.seq;
+      noteHandOver(d, row.runId, row.data.newRunId);
+      this.noteOutcome(row);
+    }
     if (row.type === "history") {
       const known = d.history.get(row.runId);
       // Not read yet: the read (the row is in already) counts it. A log that began empty this wake
@@ -319,6 +359,47 @@ export class EventLog {
           };
     this.derived.history.set(runId, stats);
     return stats;
+  }
+
+  /**
+   * A run's outcome (its first `run.finished`), null if it has none: from the few kept (the most
+   * recently used, OUTCOMES_KEPT), else read through `events_run_outcomes` and kept. A wake reads
+   * none: each may be as large as the run's output, and a workflow id may hold thousands of runs.
+   */
+  private outcomeOf(runId: string): LoggedOutcome | null {
+    let outcome = this.outcomes.get(runId);
+    if (outcome === undefined) {
+      const row = this.rows(
+        `SELECT ${COLUMNS} FROM events INDEXED BY events_run_outcomes WHERE type = 'run.finished' AND run_id = ? ORDER BY seq LIMIT 1`,
+        runId,
+      )[0];
+      outcome = row?.type === "run.finished" ? { outcome: row.data, at: row.at } : null;
+    }
+    this.keepOutcome(runId, outcome);
+    return outcome;
+  }
+
+  /** Keeps `runId`'s outcome (or that it has none) as the most recently used, and lets the least recently used go past OUTCOMES_KEPT. */
+  private keepOutcome(runId: string, outcome: LoggedOutcome | null): void {
+    this.outcomes.delete(runId);
+    this.outcomes.set(runId, outcome);
+    if (this.outcomes.size > OUTCOMES_KEPT) this.outcomes.delete(this.outcomes.keys().next().value!);
+  }
+
+  /** A `run.finished` just appended: kept as its run's outcome if it is the run's first (a later end changes nothing). */
+  private noteOutcome(row: LogRowOf<"run.finished">): void {
+    const runId = row.data.runId;
+    const kept = this.outcomes.get(runId);
+    const first =
+      kept === null ||
+      (kept === undefined &&
+        this.sql
+          .exec<{ seq: number | null }>(
+            "SELECT MIN(seq) AS seq FROM events INDEXED BY events_run_outcomes WHERE type = 'run.finished' AND run_id = ?",
+            runId,
+          )
+          .one().seq === row.seq);
+    if (first) this.keepOutcome(runId, { outcome: row.data, at: row.at });
   }
 
   /** Keeps an unprojected row whole if UNPROJECTED_KEPT_MAX_CHARS has room for it. */
@@ -536,7 +617,22 @@ export class EventLog {
    */
   knowsRun(runId: string): boolean {
     if (this.sql.exec("SELECT 1 FROM events WHERE run_id = ? LIMIT 1", runId).toArray().length > 0) return true;
-    return [...this.derived.finished.values()].some((f) => f.outcome.newRunId === runId);
+    // Named by a run's outcome (its first end): the first end naming it is nearly always that one.
+    const from = this.derived.continuedFrom.get(runId);
+    if (from === undefined) return false;
+    if (this.finished(from)?.newRunId === runId) return true;
+    // A later end of `from` named it first; some other run's outcome may name it too (a log that should never be).
+    return (
+      this.sql
+        .exec(
+          `SELECT 1 FROM events WHERE type IN ('run.started', 'run.finished') AND type = 'run.finished'
+             AND json_extract(data, '$.newRunId') = ?1
+             AND seq = (SELECT MIN(o.seq) FROM events o INDEXED BY events_run_outcomes WHERE o.type = 'run.finished' AND o.run_id = events.run_id)
+           LIMIT 1`,
+          runId,
+        )
+        .toArray().length > 0
+    );
   }
 
   /** Whether the log has a row of `runId` before the row `seq` (one lookup through `events_run_history`). */
@@ -546,7 +642,7 @@ export class EventLog {
 
   /** Whether a reset replaced `runId`, or it continued as new: a later run took over from it. */
   private superseded(runId: string): boolean {
-    return this.derived.resetRuns.has(runId) || Boolean(this.derived.finished.get(runId)?.outcome.newRunId);
+    return this.derived.resetRuns.has(runId) || Boolean(this.finished(runId)?.newRunId);
   }
 
   /** Whether a Temporal reset replaced `runId` with a newer run (its `run.started` names it). */
@@ -638,19 +734,50 @@ export class EventLog {
 
   /**
    * The runs whose outcome is logged, in the order it was (a run's later outcomes do not move it).
-   * `from`: leave out that many at the start, for a reader that keeps its place (traces.ts).
+   * Every run's id, read for the call: only for the rare look at every run (run-lifecycle.ts `historyGone`).
    */
-  finishedRunIds(from = 0): string[] {
-    return this.derived.finishedOrder.slice(from);
+  finishedRunIds(): string[] {
+    return this.sql
+      .exec<{ run_id: string }>(
+        "SELECT run_id, MIN(seq) AS first FROM events INDEXED BY events_run_outcomes WHERE type = 'run.finished' GROUP BY run_id ORDER BY first",
+      )
+      .toArray()
+      .map((r) => r.run_id);
+  }
+
+  /**
+   * The runs whose outcome was logged after the entry `afterSeq`, in log order (a run once per
+   * end), but those that have the `meta` key `<runKeyPrefix><runId>`: a reader that keeps its
+   * place in the log (traces.ts: runs without a trace key). `throughSeq`: the log's last entry,
+   * where the next look begins. One statement, whose rows are those runs only (not every run's id);
+   * none at all when nothing can have ended since: after a look of this wake (`firstLook` false),
+   * no run ended since; at the first, the DO is new (its log holds only what it appended).
+   */
+  finishedRunIdsAfter(afterSeq: number, firstLook: boolean, runKeyPrefix: string): { runIds: string[]; throughSeq: number } {
+    if (firstLook ? this.beganEmpty && this.newestEndSeq === 0 : this.newestEndSeq <= afterSeq) return { runIds: [], throughSeq: afterSeq };
+    const throughSeq = this.sql.exec<{ seq: number | null }>("SELECT MAX(seq) AS seq FROM events").one().seq ?? 0;
+    const runIds = this.sql
+      .exec<{ run_id: string }>(
+        `SELECT run_id FROM events
+         WHERE type IN ('run.started', 'run.finished') AND type = 'run.finished' AND seq > ?1 AND seq <= ?2 AND run_id IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM meta WHERE meta.key = ?3 || events.run_id)
+         ORDER BY seq`,
+        afterSeq,
+        throughSeq,
+        runKeyPrefix,
+      )
+      .toArray()
+      .map((r) => r.run_id);
+    return { runIds, throughSeq };
   }
 
   finished(runId: string): RunOutcome | null {
-    return this.derived.finished.get(runId)?.outcome ?? null;
+    return this.outcomeOf(runId)?.outcome ?? null;
   }
 
   /** When the run's `run.finished` event happened (the event's timestamp). */
   finishedAt(runId: string): string | null {
-    return this.derived.finished.get(runId)?.at ?? null;
+    return this.outcomeOf(runId)?.at ?? null;
   }
 
   /**
@@ -660,7 +787,7 @@ export class EventLog {
    * logged and that Temporal no longer has (`historyNeverCloses`) is complete with the history it has.
    */
   isComplete(runId: string): boolean {
-    return this.derived.finished.has(runId) && ((this.historyStats(runId)?.closed ?? false) || this.historyNeverCloses(runId));
+    return this.outcomeOf(runId) !== null && ((this.historyStats(runId)?.closed ?? false) || this.historyNeverCloses(runId));
   }
 
   lastHistoryEventId(runId: string): number {

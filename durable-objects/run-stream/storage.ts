@@ -12,23 +12,28 @@
  * - v6: `events_run_boundaries`, the runs' starts and ends: a wake reads every run's outcome
  *   (event-log.ts `hydrate`), which otherwise scanned the whole log (thousands of runs, in a
  *   workflow that continues as new for months).
+ * - v7: `events_run_outcomes`, each run's `run.finished` rows by run: a wake no longer reads every
+ *   run's outcome (event-log.ts keeps the few it was asked for); one run's is found through this.
  *
  * A new DO skips all of that: `createSchema` makes the current schema in one `exec`, when the DO
  * first needs storage (`openStorage` only probes), so a DO that never keeps anything (a push for
  * a run the edge never accepted: push-admission.ts; a start refused before acceptance:
  * run-starter.ts) writes nothing at all.
  *
- * `openStorage` hydrates the `meta` table (meta.ts) once when the DO wakes.
+ * `openStorage` hydrates the `meta` table (meta.ts) once when the DO wakes, but the keys named for one run.
  */
 import { META_KEYS, NONCE_CLEANUP_INTERVAL_MS, STORAGE_SCHEMA_VERSION } from "./constants.ts";
 import { EVENT_PARTS_TABLE } from "./event-parts.ts";
 import { RUN_START_TABLE } from "./run-starter.ts";
 import { WEBHOOK_OUTBOX_TABLE } from "./webhook-outbox.ts";
-import { Meta } from "./meta.ts";
+import { Meta, WAKE_META_QUERY } from "./meta.ts";
 
 /** The log's `run.started` and `run.finished` rows, in log order (a small part of a long log). */
 const RUN_BOUNDARIES_INDEX =
   "CREATE INDEX IF NOT EXISTS events_run_boundaries ON events (seq) WHERE type IN ('run.started', 'run.finished')";
+
+/** Each run's `run.finished` rows, by run: its outcome is read when asked for (event-log.ts), not at each wake. */
+const RUN_OUTCOMES_INDEX = "CREATE INDEX IF NOT EXISTS events_run_outcomes ON events (run_id, seq) WHERE type = 'run.finished'";
 
 const MIGRATIONS: ReadonlyArray<(sql: SqlStorage) => void> = [
   // v0 → v1
@@ -73,6 +78,10 @@ const MIGRATIONS: ReadonlyArray<(sql: SqlStorage) => void> = [
   (sql) => {
     sql.exec(RUN_BOUNDARIES_INDEX);
   },
+  // v6 → v7: the runs' outcomes, by run.
+  (sql) => {
+    sql.exec(RUN_OUTCOMES_INDEX);
+  },
 ];
 
 /**
@@ -95,6 +104,7 @@ const CURRENT_SCHEMA = `
   CREATE INDEX events_run_history ON events (run_id, history_event_id);
   CREATE INDEX events_pending ON events (projected) WHERE projected <> 1;
   ${RUN_BOUNDARIES_INDEX};
+  ${RUN_OUTCOMES_INDEX};
   CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
   CREATE TABLE push_nonces (nonce TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
   ${WEBHOOK_OUTBOX_TABLE};
@@ -150,9 +160,10 @@ export function createSchema(sql: SqlStorage): void {
 export function openStorage(sql: SqlStorage): OpenedStorage {
   const tables = tablesOf(sql);
   if (tables.size === 0) {
-    return { meta: new Meta(sql, [[META_KEYS.schemaVersion, String(STORAGE_SCHEMA_VERSION)]]), fresh: true, found: 0 };
+    return { meta: new Meta(sql, [[META_KEYS.schemaVersion, String(STORAGE_SCHEMA_VERSION)]], true), fresh: true, found: 0 };
   }
-  const read = () => sql.exec<{ key: string; value: string }>("SELECT key, value FROM meta").toArray();
+  // Not the keys named for one run (a trace key per finished run, ...): meta.ts reads each when asked for.
+  const read = () => sql.exec<{ key: string; value: string }>(WAKE_META_QUERY).toArray();
   let entries = tables.has("meta") ? read() : [];
   const found = Number(entries.find((e) => e.key === META_KEYS.schemaVersion)?.value ?? 0);
   if (found < STORAGE_SCHEMA_VERSION) {

@@ -12,7 +12,7 @@ import { STORAGE_SCHEMA_VERSION } from "../../durable-objects/run-stream/constan
 import type { RunStream } from "../../durable-objects/run-stream.ts";
 import { runStream } from "../../src/run-stream-client.ts";
 import { seedCatalog, seedOrganization } from "./helpers.ts";
-import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
+import { closeEvent, continuedAsNewEvents, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
 
 /** Turns the DO's storage back into what the unversioned code wrote (v1). */
 function downgradeToV1(sql: SqlStorage): void {
@@ -60,8 +60,9 @@ describe("RunStream storage migrations", () => {
         .map((r) => r.name),
     }));
     expect(after.version).toBe(String(STORAGE_SCHEMA_VERSION));
-    // v6: a wake reads the runs' starts and ends through their own index, not the whole log.
-    expect(after.indexes).toEqual(["events_pending", "events_run_boundaries", "events_run_history"]);
+    // v6: a wake reads the runs' starts and ends through their own index, not the whole log; v7: a
+    // run's outcome is read by run when asked for.
+    expect(after.indexes).toEqual(["events_pending", "events_run_boundaries", "events_run_history", "events_run_outcomes"]);
     expect(after.types).toEqual([
       "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED",
       "EVENT_TYPE_ACTIVITY_TASK_COMPLETED",
@@ -143,6 +144,45 @@ describe("RunStream storage migrations", () => {
     }));
     expect(after).toEqual({ version: String(STORAGE_SCHEMA_VERSION), outbox: 1 });
     expect(await stub().streamState(runId)).toEqual({ runId, finished: false, lastEventId: 1 });
+  });
+
+  it("storage at v6 (no index of the runs' outcomes) is migrated to v7 on wake, and each run's outcome is read through it", async () => {
+    const { workflowId, runId: first } = await createRunningRun(organizationId);
+    const second = crypto.randomUUID();
+    const completed = { ...finishedEvent(second), data: { ...finishedEvent(second).data, output: { answer: 42 } } };
+    await push(workflowId, [
+      historyEvent(first, 1),
+      ...continuedAsNewEvents(first, 2, second),
+      historyEvent(second, 1),
+      closeEvent(second, 2),
+      completed,
+    ]);
+    const stub = () => runStream(env, workflowId);
+    await runInDurableObject(stub(), (_i: RunStream, state) => {
+      state.storage.sql.exec("DROP INDEX events_run_outcomes");
+      state.storage.sql.exec("DELETE FROM meta WHERE key = 'tracesThrough'");
+      state.storage.sql.exec("UPDATE meta SET value = '6' WHERE key = 'schemaVersion'");
+    });
+    await evictDurableObject(stub());
+    const after = await runInDurableObject(stub(), (_i: RunStream, state) => ({
+      version: state.storage.sql.exec<{ value: string }>("SELECT value FROM meta WHERE key = 'schemaVersion'").toArray()[0]?.value,
+      index: state.storage.sql.exec("SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'events_run_outcomes'").toArray()
+        .length,
+    }));
+    expect(after).toEqual({ version: String(STORAGE_SCHEMA_VERSION), index: 1 });
+    expect(await stub().loggedOutput(second)).toEqual({ answer: 42 });
+    expect(await stub().loggedOutput(first)).toBeNull();
+    expect(await stub().streamState(first)).toEqual({ runId: first, finished: true, lastEventId: 2 });
+    expect(await stub().streamState()).toEqual({ runId: second, finished: true, lastEventId: 2 });
+    // Both traces were written before; the wake's look for missing ones finds none and marks where the next begins.
+    await push(workflowId, [historyEvent(second, 2)]);
+    const marks = await runInDurableObject(stub(), (_i: RunStream, state) =>
+      state.storage.sql
+        .exec<{ key: string }>("SELECT key FROM meta WHERE key LIKE 'trace%' ORDER BY key")
+        .toArray()
+        .map((r) => r.key),
+    );
+    expect(marks).toEqual([`trace:${first}`, `trace:${second}`, "tracesThrough"].sort());
   });
 
   it("a woken DO knows its log again: latest run, history totals, completion", async () => {
