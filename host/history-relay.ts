@@ -9,6 +9,7 @@
  * its end is pushed, or when Temporal has no such run: any other failure is retried with backoff.
  * Pages the edge has not taken are held up to MAX_QUEUED_HISTORY_BYTES, however many runs are open.
  */
+import { AsyncLocalStorage } from "node:async_hooks";
 import { WorkflowFailedError, WorkflowNotFoundError, type Client } from "@temporalio/client";
 import { decodeRetryState } from "@temporalio/common";
 import type { RunEvent, RunResultResponse } from "../src/shared/host-api.ts";
@@ -44,6 +45,9 @@ export const RELAY_COALESCE_MS = 20;
  * serialization).
  */
 export const MAX_QUEUED_HISTORY_BYTES = 64 * 1024 * 1024;
+
+/** Runs a function in the async context of this module's loading: no request's (AsyncLocalStorage). */
+const OUTSIDE_ANY_REQUEST = AsyncLocalStorage.snapshot();
 
 /** How the relay waits (a test records the pauses instead of timing them). */
 export type Sleep = (ms: number) => Promise<void>;
@@ -94,7 +98,10 @@ export class HistoryRelay {
     if (this.following.has(workflowId) || this.stopped) return;
     this.resetSuccessors.delete(workflowId);
     this.following.add(workflowId);
-    void this.relay(workflowId, runId)
+    // In no caller's async context: a request follows a run from inside its own Temporal deadline
+    // and abort signal (the control API's withinDeadline around a start), which every Temporal call
+    // made from there on inherits; the run's long-polls would fail with it from then on, for good.
+    void OUTSIDE_ANY_REQUEST(() => this.relay(workflowId, runId))
       .catch((err) => console.warn(`history relay: gave up on ${workflowId}: ${String(err)}`))
       .finally(() => this.following.delete(workflowId));
   }

@@ -71,6 +71,35 @@ async function relayOneRun(workflow: string, args: unknown[], pushMs: number) {
   return { workflowId, runId: handle.firstExecutionRunId, pushes, pauses, history };
 }
 
+describe("history relay: the caller's Temporal call context", () => {
+  it("a run followed from inside a request's deadline (a start's) is relayed to its end long after that deadline passed", async () => {
+    const { edge, pushes } = recordingEdge(0);
+    const relay = new HistoryRelay(client, edge, TASK_QUEUE, (ms) => new Promise((r) => setTimeout(r, ms)));
+    const workflowId = `approval-${crypto.randomUUID()}`;
+    // As the control API starts a run: inside withDeadline (and withAbortSignal), whose context
+    // every Temporal call made from there on would inherit, the relay's long-polls too.
+    const stop = new AbortController();
+    const handle = await client.withAbortSignal(stop.signal, () =>
+      client.withDeadline(Date.now() + 300, async () => {
+        const started = await client.workflow.start("approval", { taskQueue: TASK_QUEUE, workflowId, args: [{ request: "late" }] });
+        relay.follow(workflowId, started.firstExecutionRunId);
+        return started;
+      }),
+    );
+    stop.abort();
+    await new Promise((r) => setTimeout(r, 800));
+    await handle.signal("approve", { approvedBy: "ada" });
+    await handle.result();
+    for (let i = 0; i < 200 && relay.size > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(relay.size).toBe(0);
+    const types = pushes.flatMap((p) => p.events.map((e) => e.type));
+    expect(types[types.length - 1]).toBe("run.finished");
+    const history = (await handle.fetchHistory()).events!.map((e) => String(e.eventId));
+    const relayed = pushes.flatMap((p) => p.events.flatMap((e) => (e.type === "history" ? [String(e.data.event.eventId)] : [])));
+    expect(relayed).toEqual(history);
+  }, 20_000);
+});
+
 describe("history relay: failures", () => {
   it("a push the edge does not take in all its tries is tried again after a backoff, from the run's first page: the run's end still arrives", async () => {
     const pushes: Push[] = [];
