@@ -1,6 +1,6 @@
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { type Client, ServiceError } from "@temporalio/client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { executionTimeoutFrom } from "../../host/config.ts";
@@ -131,6 +131,7 @@ describe("control API auth", () => {
       expect(after.claim("n-1", Date.now() + 60_000)).toBe(false);
     } finally {
       after.close();
+      rmSync(dirname(file), { recursive: true, force: true });
     }
   });
 
