@@ -394,7 +394,8 @@ export class EdgeClient {
         return;
       }
       if (once) {
-        this.retryLater(batch, err as Error);
+        // Its one try's Retry-After too: it bounds the backoff from below, as for any other push.
+        this.retryLater(batch, err as Error, err instanceof EdgeBusyError ? err.retryAfterMs : 0);
         return;
       }
       // One run refused: it waits out its backoff alone, off the push slots, like a run refused in
@@ -577,7 +578,7 @@ export class EdgeClient {
           this.log(`outrider host: ERROR ${error.message} (attempt ${attempt}, retrying)`);
         } else {
           retryAfter = answerRetryAfterMs(res);
-          error = new Error(`edge answered ${res.status} to ${path}`);
+          error = new EdgeBusyError(`edge answered ${res.status} to ${path}`, retryAfter);
           this.log(`${error.message}, retrying${retryAfter > 0 ? ` in ${retryAfter} ms (its Retry-After)` : ""}`);
         }
       } catch (err) {
@@ -639,6 +640,19 @@ function group(batch: Pending[]): Array<{ workflowId: string; events: RunEvent[]
 
 /** The edge refused a push (4xx): retrying the same bytes will not help unless something changes. */
 export class PushRefusedError extends Error {}
+
+/**
+ * The edge (or a proxy before it) answered 429 or 5xx, with `retryAfterMs` from its Retry-After (0
+ * without one): kept on the error so that a push given one try (a run sent alone) still waits it out.
+ */
+class EdgeBusyError extends Error {
+  constructor(
+    message: string,
+    readonly retryAfterMs: number,
+  ) {
+    super(message);
+  }
+}
 
 /** The edge recorded the push's other runs, not these (`failedRuns` of its 503). */
 class PartialPushError extends Error {

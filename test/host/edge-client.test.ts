@@ -568,6 +568,21 @@ describe("EdgeClient: batched run events", () => {
     expect(times[2]! - times[1]!).toBeGreaterThanOrEqual(950);
   });
 
+  it("a run refused, then pushed alone, whose push is answered 503 or 429 with Retry-After waits it out too (not only its own backoff)", async () => {
+    const times: number[] = [];
+    const edge = await scriptedEdge((_request, n) => {
+      times.push(Date.now());
+      // Refused twice: from then on the run goes alone, one try per backoff (250 ms, then 500 ms).
+      if (n < 2) return { status: 400, headers: { "content-type": "application/json" }, body: "{}" };
+      if (n === 2) return { status: 503, headers: { "retry-after": "2" } };
+      return OK_ANSWER;
+    });
+    const client = new EdgeClient(edge.url, SECRET, () => undefined, 10, 1);
+    await client.pushRunEvents("hello-1", [started("r1")]);
+    expect(times).toHaveLength(4);
+    expect(times[3]! - times[2]!).toBeGreaterThanOrEqual(1_950);
+  });
+
   it("a try the edge takes and never answers is given up after its time limit and tried again", async () => {
     let requests = 0;
     // The first request hangs (an edge, or a proxy before it, that holds the connection); later ones answer at once.
