@@ -5,6 +5,7 @@
  */
 import { proxyActivities } from "@temporalio/workflow";
 import type * as activities from "../activities/index.ts";
+import { OUTSIDE_CALL_HEARTBEAT_TIMEOUT } from "./step-timeouts.ts";
 
 export interface RunPromptInput {
   template: string;
@@ -22,6 +23,7 @@ export interface RunPromptOutput {
 const steps = proxyActivities<typeof activities>({
   // The edge bounds the whole run (executionTimeoutMs); one attempt may use most of it.
   startToCloseTimeout: "5 minutes",
+  heartbeatTimeout: OUTSIDE_CALL_HEARTBEAT_TIMEOUT,
   retry: { maximumAttempts: 3, initialInterval: "1 second" },
 });
 

@@ -5,9 +5,11 @@
  */
 import { proxyActivities } from "@temporalio/workflow";
 import type * as activities from "../activities/index.ts";
+import { OUTSIDE_CALL_HEARTBEAT_TIMEOUT } from "./step-timeouts.ts";
 
 const steps = proxyActivities<typeof activities>({
   startToCloseTimeout: "5 minutes",
+  heartbeatTimeout: OUTSIDE_CALL_HEARTBEAT_TIMEOUT,
   retry: { maximumAttempts: 3, initialInterval: "2 seconds" },
 });
 

@@ -1,0 +1,94 @@
+/**
+ * Steps that wait on the outside world (a model, a web page) heartbeat while they wait, and their
+ * workflows give them a heartbeat timeout: an attempt whose host died mid-call is retried as soon
+ * as its heartbeats stop, not when its 5-minute startToCloseTimeout runs out.
+ *
+ * A host killed mid-call is played by an attempt that hangs without heartbeating (as a dead
+ * process's would), on the workflows' real code with mocked activities.
+ */
+import { randomUUID } from "node:crypto";
+import { Context } from "@temporalio/activity";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { RunPromptInput } from "../../host/workflows/prompt.ts";
+import { createWorkflowTestEnvironment, type WorkflowTestEnvironment } from "./environment.ts";
+
+let t: WorkflowTestEnvironment;
+
+beforeAll(async () => {
+  t = await createWorkflowTestEnvironment();
+});
+
+afterAll(async () => {
+  await t?.teardown();
+});
+
+/** Well past the heartbeat timeout (30 s) and its retry's backoff, far below startToCloseTimeout (5 min). */
+const LOST_ATTEMPT_TEST_TIMEOUT_MS = 120_000;
+
+describe("a step whose host dies mid-call", () => {
+  it(
+    "is retried once its heartbeats stop (company_research's askModel, run_prompt's answerPrompt)",
+    async () => {
+      const queue = `heartbeats-${randomUUID()}`;
+      const attempts: Record<string, number[]> = {};
+      let releaseHungAttempts = () => {};
+      const hungAttemptsReleased = new Promise<void>((resolve) => {
+        releaseHungAttempts = resolve;
+      });
+      /** The first step of each run: its first attempt never answers nor heartbeats (its host is gone). */
+      const lost = new Set(["anthropic/claude-3-5-sonnet", "answerPrompt"]);
+      const firstAttemptLost = async <T>(key: string, answer: () => T): Promise<T> => {
+        const { attempt } = Context.current().info;
+        attempts[key] = [...(attempts[key] ?? []), attempt];
+        if (lost.has(key) && attempt === 1) {
+          await hungAttemptsReleased;
+          throw new Error("the attempt's host is gone");
+        }
+        return answer();
+      };
+      const worker = await t.worker(queue, {
+        askModel: (input) => firstAttemptLost(input.modelId, () => ({ text: `answer of ${input.modelId}` })),
+        answerPrompt: () => firstAttemptLost("answerPrompt", () => ({ text: "prompt answer", citations: [] })),
+      });
+      await worker.runUntil(async () => {
+        try {
+          const research = t.env.client.workflow.execute("company_research", {
+            taskQueue: queue,
+            workflowId: `research-${randomUUID()}`,
+            args: [{ domain: "example.com" }],
+          });
+          const prompt = t.env.client.workflow.execute("run_prompt", {
+            taskQueue: queue,
+            workflowId: `prompt-${randomUUID()}`,
+            args: [
+              {
+                template: "Say hi to {{name}}",
+                variables: { name: "Ada" },
+                model: "openai/gpt-4o-mini",
+                webSearch: false,
+                maxOutputTokens: 100,
+              },
+            ] satisfies [RunPromptInput],
+          });
+          const [researched, answered] = await Promise.all([research, prompt]);
+          expect(researched).toMatchObject({
+            domain: "example.com",
+            profile: "answer of anthropic/claude-3-5-sonnet",
+            brief: "answer of openai/gpt-4o",
+          });
+          expect(answered).toEqual({ text: "prompt answer", citations: [] });
+        } finally {
+          releaseHungAttempts();
+        }
+      });
+      // Each lost attempt was retried once; the research's later steps ran once each.
+      expect(attempts).toEqual({
+        "anthropic/claude-3-5-sonnet": [1, 2],
+        answerPrompt: [1, 2],
+        "openai/gpt-4o-mini": [1],
+        "openai/gpt-4o": [1],
+      });
+    },
+    LOST_ATTEMPT_TEST_TIMEOUT_MS,
+  );
+});
