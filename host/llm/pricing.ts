@@ -4,6 +4,7 @@
  */
 import { readFileSync } from "node:fs";
 import type { LlmUsageAttribute } from "../../src/shared/aggregations.ts";
+import { MAX_ATTRIBUTE_NUMBER } from "../../src/shared/run-event-schema.ts";
 
 export interface ModelPrice {
   /** USD per million input tokens. */
@@ -15,7 +16,14 @@ export type PriceTable = Record<string, ModelPrice>;
 
 const bundled = JSON.parse(readFileSync(new URL("./prices.json", import.meta.url), "utf8")) as Record<string, unknown>;
 
-const isPrice = (n: unknown) => typeof n === "number" && Number.isFinite(n) && n >= 0;
+/**
+ * The highest price LLM_PRICES may set, in USD per million tokens ($1 a token, far past any
+ * model's): with each side's tokens at most MAX_ATTRIBUTE_NUMBER / 2 (llm.ts believes no more),
+ * a call's total stays within MAX_ATTRIBUTE_NUMBER, the most the edge takes in an attribute.
+ */
+export const MAX_PRICE_PER_MILLION_TOKENS = MAX_ATTRIBUTE_NUMBER / 1_000_000;
+
+const isPrice = (n: unknown) => typeof n === "number" && Number.isFinite(n) && n >= 0 && n <= MAX_PRICE_PER_MILLION_TOKENS;
 
 export function loadPrices(override: string | undefined): PriceTable {
   const table: PriceTable = {};
@@ -23,10 +31,13 @@ export function loadPrices(override: string | undefined): PriceTable {
   if (override) {
     const parsed = JSON.parse(override) as PriceTable;
     for (const [model, price] of Object.entries(parsed)) {
-      // A negative price (or 1e400, which JSON reads as Infinity) makes usage lines the edge
-      // refuses: every call of the model would fail after it was paid for. Refused at start.
+      // A negative price, one past MAX_PRICE_PER_MILLION_TOKENS (or 1e400, which JSON reads as
+      // Infinity) makes usage lines the edge refuses: every call of the model would fail after it
+      // was paid for. Refused at start.
       if (!isPrice(price?.input) || !isPrice(price?.output)) {
-        throw new Error(`LLM_PRICES: ${model} needs numeric "input" and "output" of 0 or more (USD per million tokens)`);
+        throw new Error(
+          `LLM_PRICES: ${model} needs numeric "input" and "output" of 0 or more, at most ${MAX_PRICE_PER_MILLION_TOKENS} (USD per million tokens)`,
+        );
       }
       table[model] = price;
     }

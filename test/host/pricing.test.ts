@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { resolveModel } from "../../host/llm/models.ts";
-import { loadPrices, usageAttribute } from "../../host/llm/pricing.ts";
+import { loadPrices, MAX_PRICE_PER_MILLION_TOKENS, usageAttribute } from "../../host/llm/pricing.ts";
 import { aggregate } from "../../src/shared/aggregations.ts";
+import { attributeSchema, MAX_ATTRIBUTE_NUMBER } from "../../src/shared/run-event-schema.ts";
 
 describe("prices and llm:usage attributes", () => {
   const prices = loadPrices(undefined);
@@ -40,6 +41,17 @@ describe("prices and llm:usage attributes", () => {
       expect(() => loadPrices(price), price).toThrow(/LLM_PRICES: x\/y needs numeric "input" and "output" of 0 or more/);
     }
     expect(loadPrices('{"x/y": {"input": 0, "output": 0}}')["x/y"]).toEqual({ input: 0, output: 0 });
+  });
+
+  it("LLM_PRICES refuses a finite price past MAX_PRICE_PER_MILLION_TOKENS at start: its usage lines (ppm, total) would be past what the edge takes, every call failing after it was paid for", () => {
+    // 2e12 per million: a ppm the edge refuses (run-event-schema.ts, MAX_ATTRIBUTE_NUMBER).
+    for (const price of ['{"x/y": {"input": 2e12, "output": 1}}', `{"x/y": {"input": 1, "output": ${MAX_PRICE_PER_MILLION_TOKENS * 2}}}`]) {
+      expect(() => loadPrices(price), price).toThrow(/LLM_PRICES: x\/y needs numeric "input" and "output" of 0 or more, at most 1000000 /);
+    }
+    // The highest price, at the most tokens a provider is believed for (llm.ts), still makes an attribute the edge takes.
+    const top = loadPrices(JSON.stringify({ "x/y": { input: MAX_PRICE_PER_MILLION_TOKENS, output: MAX_PRICE_PER_MILLION_TOKENS } }));
+    const attribute = usageAttribute("x/y", MAX_ATTRIBUTE_NUMBER / 2, MAX_ATTRIBUTE_NUMBER / 2, top);
+    expect(attributeSchema.safeParse(attribute).success).toBe(true);
   });
 
   it("aggregations are the sums of attributes", () => {
