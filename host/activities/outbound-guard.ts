@@ -217,7 +217,8 @@ const portOf = (url: URL) => Number(url.port) || (url.protocol === "https:" ? 44
 /**
  * How long a DNS server has to answer one query for a tenant's name on the first try (c-ares
  * doubles it on each later round), and how many tries: a server that never answers fails the
- * lookup (ETIMEOUT, a network error: the step is retried) after about 6 s, inside the request's
+ * lookup (ETIMEOUT, a network error: the step is retried) after about 6 s for each server the
+ * system lists (c-ares asks them in turn: about 11 s with two), within the request's default
  * deadline, which also cancels the lookup when it passes first.
  */
 export const DNS_TRY_TIMEOUT_MS = 2_000;
