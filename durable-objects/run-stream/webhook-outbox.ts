@@ -422,7 +422,17 @@ export class WebhookOutbox {
         secret = await openSecret(env.WEBHOOK_SECRET_KEYS, endpoint.secret, webhookSecretAad(row.organization_id, row.endpoint_id));
         previous = await this.previousSecret(row, endpoint, now);
         // A legacy plain value (or one under an older key) is sealed in place, beside the send, not before it.
-        sealing = resealOnUse(env, row.organization_id, row.endpoint_id, endpoint.secret);
+        sealing = resealOnUse(
+          env,
+          row.organization_id,
+          row.endpoint_id,
+          {
+            secret: endpoint.secret,
+            previousSecret: endpoint.previous_secret,
+            previousSecretExpiresAt: endpoint.previous_secret_expires_at,
+          },
+          now,
+        );
       } catch (err) {
         const keys = secretKeysProblem(err);
         error = `the signing secret could not be read: ${err instanceof Error ? err.message : String(err)}`;

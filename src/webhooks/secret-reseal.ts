@@ -9,8 +9,13 @@
  * - in bulk: `POST /admin/v1/webhooks/seal-secrets` (`sealSecretsPage`), for endpoints that never
  *   deliver, deleted ones too (their row still holds the secret).
  *
- * Every write is one conditional UPDATE that only applies while the row still holds the value that
- * was read, so a rotation (or another re-seal) meanwhile is never overwritten.
+ * Both of a row's values are: its secret, and the one a rotation replaced while it still signs
+ * beside it (`previous_secret`, until `previous_secret_expires_at`); a replaced secret whose time
+ * has passed is dropped instead, as it never signs again. So once every row has been through
+ * either way, no column holds a value under an older key, and that key can be dropped.
+ *
+ * Every write is one conditional UPDATE that only applies while the row still holds the values
+ * that were read, so a rotation (or another re-seal) meanwhile is never overwritten.
  */
 import { currentKeyId, resealSecret, SecretBoxError, webhookSecretAad } from "../shared/secret-box.ts";
 
@@ -32,11 +37,79 @@ export const SEAL_BATCH_UPDATES = 100;
 /** The most D1 queries a bulk call with this `limit` makes (what docs/webhooks.md promises). */
 export const sealQueryBudget = (limit: number) => 1 + limit;
 
-/** Writes `next` as the endpoint's stored secret only if the row still holds `read`. */
-function replaceStoredSecret(d1: D1Database, organizationId: string, id: string, read: string, next: string): D1PreparedStatement {
+/** An endpoint row's stored signing values, as read. */
+export interface StoredSecrets {
+  secret: string;
+  /** The secret a rotation replaced, sealed; it signs beside `secret` until `previousSecretExpiresAt`. */
+  previousSecret: string | null;
+  previousSecretExpiresAt: string | null;
+}
+
+/** What a re-seal writes back for one row (`next`, when `changed`), and how its current secret was stored. */
+interface Resealed {
+  /** `sealed`: the secret was legacy plain; `resealed`: it, or the replaced secret, moved to the newest key (or an ended overlap's secret was dropped). */
+  kind: "sealed" | "resealed";
+  changed: boolean;
+  next: StoredSecrets;
+  /** The replaced secret did not open (its key is not listed, or it was moved or altered): left as it is. */
+  previousUnreadable: SecretBoxError | null;
+}
+
+/**
+ * The row's values under the newest key (unchanged when they already are). A current secret that
+ * does not open throws (SecretBoxError); a replaced one is left as it is.
+ */
+async function resealedSecrets(keys: string | undefined, read: StoredSecrets, aad: string, now: number): Promise<Resealed> {
+  const current = await resealSecret(keys, read.secret, aad);
+  const next: StoredSecrets = { ...read, secret: current?.value ?? read.secret };
+  let previousMoved = false;
+  let previousUnreadable: SecretBoxError | null = null;
+  if (read.previousSecret !== null) {
+    // As a delivery reads it (webhook-outbox.ts): past its time, or without one, it never signs again.
+    const until = read.previousSecretExpiresAt === null ? Number.NaN : Date.parse(read.previousSecretExpiresAt);
+    if (!(until > now)) {
+      next.previousSecret = null;
+      next.previousSecretExpiresAt = null;
+      previousMoved = true;
+    } else {
+      try {
+        const previous = await resealSecret(keys, read.previousSecret, aad);
+        if (previous) {
+          next.previousSecret = previous.value;
+          previousMoved = true;
+        }
+      } catch (err) {
+        if (!(err instanceof SecretBoxError)) throw err;
+        previousUnreadable = err;
+      }
+    }
+  }
+  return { kind: current?.kind ?? "resealed", changed: current !== null || previousMoved, next, previousUnreadable };
+}
+
+/** Writes `next` as the endpoint's stored values only if the row still holds `read`. */
+function replaceStoredSecrets(
+  d1: D1Database,
+  organizationId: string,
+  id: string,
+  read: StoredSecrets,
+  next: StoredSecrets,
+): D1PreparedStatement {
   return d1
-    .prepare("UPDATE webhook_endpoints SET secret = ? WHERE id = ? AND organization_id = ? AND secret = ?")
-    .bind(next, id, organizationId, read);
+    .prepare(
+      "UPDATE webhook_endpoints SET secret = ?, previous_secret = ?, previous_secret_expires_at = ? " +
+        "WHERE id = ? AND organization_id = ? AND secret = ? AND previous_secret IS ? AND previous_secret_expires_at IS ?",
+    )
+    .bind(
+      next.secret,
+      next.previousSecret,
+      next.previousSecretExpiresAt,
+      id,
+      organizationId,
+      read.secret,
+      read.previousSecret,
+      read.previousSecretExpiresAt,
+    );
 }
 
 /**
@@ -64,19 +137,24 @@ export function firstFailureWarning(warned: Set<string>, key: string, max = RESE
 const resealFailuresWarned = new Set<string>();
 
 /**
- * After a delivery attempt read `stored` (and opened it): seals it under the newest key when it is
- * legacy plain or under an older key. Never throws; a failure (keys missing or malformed, D1) is
- * logged at WARN, once per endpoint and reason per isolate, and left to the next attempt.
+ * After a delivery attempt read `stored` (and opened its secret): seals the secret, and the
+ * replaced one while it still signs, under the newest key when either is legacy plain or under an
+ * older key; drops a replaced secret whose time has passed. Never throws; a failure (keys missing
+ * or malformed, D1) is logged at WARN, once per endpoint and reason per isolate, and left to the
+ * next attempt. A replaced secret that does not open is left as it is (the attempt warned of it).
  */
 export async function resealOnUse(
   env: Pick<Env, "DB" | "WEBHOOK_SECRET_KEYS">,
   organizationId: string,
   endpointId: string,
-  stored: string,
+  stored: StoredSecrets,
+  now = Date.now(),
 ): Promise<void> {
   try {
-    const next = await resealSecret(env.WEBHOOK_SECRET_KEYS, stored, webhookSecretAad(organizationId, endpointId));
-    if (next) await replaceStoredSecret(env.DB, organizationId, endpointId, stored, next.value).run();
+    const resealed = await resealedSecrets(env.WEBHOOK_SECRET_KEYS, stored, webhookSecretAad(organizationId, endpointId), now);
+    if (resealed.changed) {
+      await replaceStoredSecrets(env.DB, organizationId, endpointId, stored, resealed.next).run();
+    }
   } catch (err) {
     const reason = err instanceof SecretBoxError ? err.code : "write_failed";
     if (!firstFailureWarning(resealFailuresWarned, `${organizationId} ${endpointId} ${reason}`)) return;
@@ -100,7 +178,7 @@ export interface SealReport {
   resealed: number;
   /** Values already under the newest key (or written meanwhile by a rotation or a re-seal, which seal with it). */
   alreadyCurrent: number;
-  /** Values that do not open (their key is not listed, or they were moved or altered): left as they are. */
+  /** Values that do not open (their key is not listed, or they were moved or altered): left as they are. A replaced secret's `error` says so. */
   unreadable: Array<{ organizationId: string; webhookId: string; error: string }>;
   /** Pass as `after` to go on; null once every row has been seen. */
   next: string | null;
@@ -124,16 +202,35 @@ export async function sealSecretsPage(
   const report: SealReport = { sealed: 0, resealed: 0, alreadyCurrent: 0, unreadable: [], next: null };
   const rows = (
     await d1
-      .prepare("SELECT id, organization_id, secret FROM webhook_endpoints WHERE id > ? ORDER BY id LIMIT ?")
+      .prepare(
+        "SELECT id, organization_id, secret, previous_secret, previous_secret_expires_at FROM webhook_endpoints WHERE id > ? ORDER BY id LIMIT ?",
+      )
       .bind(after, limit)
-      .all<{ id: string; organization_id: string; secret: string }>()
+      .all<{
+        id: string;
+        organization_id: string;
+        secret: string;
+        previous_secret: string | null;
+        previous_secret_expires_at: string | null;
+      }>()
   ).results;
   const writes: Array<{ kind: "sealed" | "resealed"; statement: D1PreparedStatement }> = [];
+  const now = Date.now();
   for (const row of rows) {
+    const read: StoredSecrets = {
+      secret: row.secret,
+      previousSecret: row.previous_secret,
+      previousSecretExpiresAt: row.previous_secret_expires_at,
+    };
     try {
-      const next = await resealSecret(keys, row.secret, webhookSecretAad(row.organization_id, row.id));
-      if (next) writes.push({ kind: next.kind, statement: replaceStoredSecret(d1, row.organization_id, row.id, row.secret, next.value) });
-      else report.alreadyCurrent++;
+      const resealed = await resealedSecrets(keys, read, webhookSecretAad(row.organization_id, row.id), now);
+      if (resealed.previousUnreadable) {
+        const error = `its replaced secret, which signs until ${row.previous_secret_expires_at}: ${resealed.previousUnreadable.message}`;
+        report.unreadable.push({ organizationId: row.organization_id, webhookId: row.id, error });
+      }
+      if (resealed.changed) {
+        writes.push({ kind: resealed.kind, statement: replaceStoredSecrets(d1, row.organization_id, row.id, read, resealed.next) });
+      } else if (!resealed.previousUnreadable) report.alreadyCurrent++;
     } catch (err) {
       if (!(err instanceof SecretBoxError)) throw err;
       report.unreadable.push({ organizationId: row.organization_id, webhookId: row.id, error: err.message });

@@ -344,6 +344,57 @@ describe("sealing stored webhook secrets in bulk: happy path", () => {
     expect(total(second, "alreadyCurrent")).toBe(total(first, "alreadyCurrent") + 3);
   });
 
+  it("re-seals a replaced secret still signing (edge1 → edge2, its overlap kept), drops one whose overlap ended, names one that does not open", async () => {
+    const { organizationId } = await seedOrganization();
+    const create = async (path: string) =>
+      (await (await admin("POST", base(organizationId), { url: `https://hooks.example.com/${path}` })).json()) as { id: string };
+    const [signing, ended, unreadable] = [await create("signing"), await create("ended"), await create("unreadable")];
+    const aad = (id: string) => webhookSecretAad(organizationId, id);
+    const edge1 = env.WEBHOOK_SECRET_KEYS.split(",").find((k) => k.startsWith("edge1:"))!;
+    const replaced = generateWebhookSecret();
+    const overlapEnds = new Date(Date.now() + 3_600_000).toISOString();
+    const setPrevious = (id: string, value: string, expiresAt: string) =>
+      env.DB.prepare("UPDATE webhook_endpoints SET previous_secret = ?, previous_secret_expires_at = ? WHERE id = ?")
+        .bind(value, expiresAt, id)
+        .run();
+    await setPrevious(signing.id, await sealSecret(edge1, replaced, aad(signing.id)), overlapEnds);
+    await setPrevious(ended.id, await sealSecret(edge1, replaced, aad(ended.id)), new Date(Date.now() - 1_000).toISOString());
+    const retiredValue = (await sealSecret(env.WEBHOOK_SECRET_KEYS, replaced, aad(unreadable.id))).replace(/^enc1:edge2:/, "enc1:retired:");
+    await setPrevious(unreadable.id, retiredValue, overlapEnds);
+    const currentBefore = await stored(signing.id);
+    const previousOf = (id: string) =>
+      env.DB.prepare("SELECT previous_secret, previous_secret_expires_at FROM webhook_endpoints WHERE id = ?")
+        .bind(id)
+        .first<{ previous_secret: string | null; previous_secret_expires_at: string | null }>();
+
+    const first = await sealAll();
+    const named = first.flatMap((p) => p.unreadable).filter((u) => u.organizationId === organizationId);
+    expect(named.map((u) => u.webhookId)).toEqual([unreadable.id]);
+    expect(named[0]!.error).toMatch(/^its replaced secret, which signs until .*key "retired", which is not configured/);
+    expect(total(first, "resealed")).toBeGreaterThanOrEqual(2);
+    // Still signing: the same secret under edge2, for the same overlap; the current one untouched.
+    const signingRow = (await previousOf(signing.id))!;
+    expect(signingRow.previous_secret).toMatch(/^enc1:edge2:/);
+    expect(await openSecret(env.WEBHOOK_SECRET_KEYS, signingRow.previous_secret!, aad(signing.id))).toBe(replaced);
+    expect(signingRow.previous_secret_expires_at).toBe(overlapEnds);
+    expect(await stored(signing.id)).toBe(currentBefore);
+    // Ended: gone, as it never signs again. Unreadable: left as it was.
+    expect(await previousOf(ended.id)).toEqual({ previous_secret: null, previous_secret_expires_at: null });
+    expect(await previousOf(unreadable.id)).toEqual({ previous_secret: retiredValue, previous_secret_expires_at: overlapEnds });
+    // So no value of these rows is under edge1 any more: the key could be dropped.
+    const underEdge1 = await env.DB.prepare(
+      "SELECT count(*) AS n FROM webhook_endpoints WHERE organization_id = ? AND (secret LIKE 'enc1:edge1:%' OR previous_secret LIKE 'enc1:edge1:%')",
+    )
+      .bind(organizationId)
+      .first<{ n: number }>();
+    expect(underEdge1!.n).toBe(0);
+
+    const second = await sealAll();
+    expect(total(second, "resealed")).toBe(0);
+    // Removed, so that the tests after this one see no unreadable row but their own.
+    await env.DB.prepare("DELETE FROM webhook_endpoints WHERE id = ?").bind(unreadable.id).run();
+  });
+
   it("works through a large table in bounded pages: `next` until null, 500 rows a call at most", async () => {
     const { organizationId } = await seedOrganization();
     const rows = Array.from({ length: 520 }, (_, i) => ({

@@ -120,6 +120,49 @@ describe("webhook secrets at rest: happy path", { timeout: 40_000 }, () => {
     expect(await openSecret(newKeyOnly, stored, aad)).toBe(endpoint.secret);
   });
 
+  it("a replaced secret still signing, sealed under the older key (edge1), is re-sealed under edge2 by a delivery; one whose overlap ended is dropped", async () => {
+    const org = await seedOrganization();
+    const name = `old-key-previous-${crypto.randomUUID()}`;
+    const endpoint = await register(org.organizationId, hookUrl(name));
+    const ended = await register(org.organizationId, hookUrl(`old-key-ended-${crypto.randomUUID()}`));
+    const edge1 = env.WEBHOOK_SECRET_KEYS.split(",").find((k) => k.startsWith("edge1:"))!;
+    const replaced = generateWebhookSecret();
+    const overlapEnds = new Date(Date.now() + 3_600_000).toISOString();
+    const setPrevious = async (id: string, expiresAt: string) =>
+      env.DB.prepare("UPDATE webhook_endpoints SET previous_secret = ?, previous_secret_expires_at = ? WHERE id = ?")
+        .bind(await sealSecret(edge1, replaced, webhookSecretAad(org.organizationId, id)), expiresAt, id)
+        .run();
+    await setPrevious(endpoint.id, overlapEnds);
+    await setPrevious(ended.id, new Date(Date.now() - 1_000).toISOString());
+    await finishRun(org.organizationId);
+    const got = await until(async () => {
+      const r = await received(name);
+      return r.length >= 1 ? r : null;
+    });
+    // Both signatures went out, the replaced secret's too.
+    new Webhook(endpoint.secret).verify(got[0]!.body, got[0]!.headers);
+    new Webhook(replaced).verify(got[0]!.body, got[0]!.headers);
+    const previousOf = (id: string) =>
+      env.DB.prepare("SELECT secret, previous_secret, previous_secret_expires_at FROM webhook_endpoints WHERE id = ?")
+        .bind(id)
+        .first<{ secret: string; previous_secret: string | null; previous_secret_expires_at: string | null }>();
+    const row = await until(async () => {
+      const r = await previousOf(endpoint.id);
+      return r?.previous_secret?.startsWith("enc1:edge2:") ? r : null;
+    });
+    // Readable without edge1 now, for the rest of its overlap, which is unchanged.
+    const edge2 = env.WEBHOOK_SECRET_KEYS.split(",").find((k) => k.startsWith("edge2:"))!;
+    expect(await openSecret(edge2, row.previous_secret!, webhookSecretAad(org.organizationId, endpoint.id))).toBe(replaced);
+    expect(row.previous_secret_expires_at).toBe(overlapEnds);
+    expect(await openSecret(edge2, row.secret, webhookSecretAad(org.organizationId, endpoint.id))).toBe(endpoint.secret);
+    // The other endpoint's overlap had ended: its replaced secret, which never signs again, is gone.
+    const endedRow = await until(async () => {
+      const r = await previousOf(ended.id);
+      return r?.previous_secret === null ? r : null;
+    });
+    expect(endedRow.previous_secret_expires_at).toBeNull();
+  });
+
   it("the write-back failing neither fails nor holds the delivery: a WARN line, the row stays plain, the next delivery seals it", async () => {
     const org = await seedOrganization();
     const name = `writeback-fails-${crypto.randomUUID()}`;

@@ -190,6 +190,7 @@ export function documentAdminApi(app: App) {
       "Every organization's endpoints, `limit` rows a call (default 500, at most 500), written in D1 batches of 100: " +
       "`{ sealed, resealed, alreadyCurrent, unreadable, next }`; call again with `?after=<next>` until `next` is null. " +
       "A call makes at most 1 + limit D1 queries: the default fits the Workers Paid plan (1,000 per invocation), `limit=40` the Free plan (50). " +
+      "A rotation's replaced secret is re-sealed too while it still signs, and dropped once its overlap has ended. " +
       "Idempotent; each row's write applies only if the row still holds what was read.",
     query: sealSecretsQuery,
     responses: ok("Counts"),
