@@ -18,7 +18,7 @@ import type { EdgeClient } from "./edge-client.ts";
 import { CLOSE_EVENT_TYPES } from "../src/shared/history-events.ts";
 import { failureDetails } from "./failure-details.ts";
 import { serializeHistoryEvent } from "./history-serialization.ts";
-import { failureMessage, runResult } from "./temporal.ts";
+import { failureMessage, runResult, withinDeadline } from "./temporal.ts";
 import type { temporal } from "@temporalio/proto";
 
 type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
@@ -45,6 +45,24 @@ export const RELAY_COALESCE_MS = 20;
  * serialization).
  */
 export const MAX_QUEUED_HISTORY_BYTES = 64 * 1024 * 1024;
+
+/**
+ * How long one history long-poll may take. Temporal's frontend answers a long-poll that found no
+ * new event after about 20 s (its long-poll expiration), so one still unanswered well past that is
+ * held by a Temporal that is connected but stuck: given up, and asked again from the same page
+ * after a backoff. Without it the run's relay waited for ever, and the watchdog's follow could not
+ * revive it, as the run still counted as followed.
+ */
+export const RELAY_LONG_POLL_WAIT_MS = 60_000;
+
+/** How long the relay's other calls (a describe, a run's outcome) may take: the control API's TEMPORAL_CALL_WAIT_MS. */
+export const RELAY_CALL_WAIT_MS = 10_000;
+
+/** The relay's limits on its Temporal calls (a test waits less). */
+export interface RelayWaits {
+  longPollMs: number;
+  callMs: number;
+}
 
 /** Runs a function in the async context of this module's loading: no request's (AsyncLocalStorage). */
 const OUTSIDE_ANY_REQUEST = AsyncLocalStorage.snapshot();
@@ -84,7 +102,13 @@ export class HistoryRelay {
     private readonly taskQueue: string,
     private readonly pause: Sleep = sleep,
     private readonly maxQueuedBytes = MAX_QUEUED_HISTORY_BYTES,
+    private readonly waits: RelayWaits = { longPollMs: RELAY_LONG_POLL_WAIT_MS, callMs: RELAY_CALL_WAIT_MS },
   ) {}
+
+  /** `calls` within the relay's limit for them (`ms`): past it, TemporalDeadlineError, retried as any failure. */
+  private within<T>(ms: number, calls: () => Promise<T>): Promise<T> {
+    return withinDeadline(this.client, ms, calls);
+  }
 
   get size(): number {
     return this.following.size;
@@ -131,7 +155,10 @@ export class HistoryRelay {
 
   private async relay(workflowId: string, knownRunId?: string): Promise<void> {
     let runId: string | undefined =
-      knownRunId ?? (await this.retrying(workflowId, async () => (await this.client.workflow.getHandle(workflowId).describe()).runId));
+      knownRunId ??
+      (await this.retrying(workflowId, () =>
+        this.within(this.waits.callMs, async () => (await this.client.workflow.getHandle(workflowId).describe()).runId),
+      ));
     while (runId && !this.stopped) {
       const relayed: string = runId;
       // A reset names no successor in the old run's history: the reset route tells us.
@@ -217,13 +244,15 @@ export class HistoryRelay {
     let response;
     try {
       this.historyRequests++;
-      response = await this.client.workflowService.getWorkflowExecutionHistory({
-        namespace: this.client.options.namespace,
-        execution: { workflowId, runId },
-        nextPageToken,
-        waitNewEvent: true,
-        maximumPageSize: 1000,
-      });
+      response = await this.within(this.waits.longPollMs, () =>
+        this.client.workflowService.getWorkflowExecutionHistory({
+          namespace: this.client.options.namespace,
+          execution: { workflowId, runId },
+          nextPageToken,
+          waitNewEvent: true,
+          maximumPageSize: 1000,
+        }),
+      );
     } catch (err) {
       if (isNotFound(err)) throw err; // nothing to follow
       return { unread: true };
@@ -248,7 +277,9 @@ export class HistoryRelay {
       // The close event says how the run ended, so the last history and the outcome go out in
       // one push; only outcomes it cannot word as Temporal's client does (cancel, terminate,
       // time-out) ask Temporal for the result first.
-      outcome = this.outcomeOf(runId, events[closeIndex]!) ?? (await runResult(this.client, workflowId, 0, runId));
+      outcome =
+        this.outcomeOf(runId, events[closeIndex]!) ??
+        (await this.within(this.waits.callMs, () => runResult(this.client, workflowId, 0, runId)));
       push = [...history, runFinishedEvent({ ...outcome, closeTime: close.eventTime ?? outcome.closeTime })];
     }
     const bytes = JSON.stringify(push).length;

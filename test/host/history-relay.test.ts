@@ -100,6 +100,26 @@ describe("history relay: the caller's Temporal call context", () => {
   }, 20_000);
 });
 
+/**
+ * Starts a `two_steps` run, has `relay` follow it (with its run id, or without as after a host
+ * restart), and waits for the relay to let go of it once its end is pushed, last: the history event
+ * ids relayed, in the order pushed, and Temporal's.
+ */
+async function relayTwoStepsRun(relay: HistoryRelay, pushes: Push[], options: { withRunId: boolean }) {
+  const workflowId = `two_steps-${crypto.randomUUID()}`;
+  const handle = await client.workflow.start("two_steps", { taskQueue: TASK_QUEUE, workflowId, args: [{ text: "a b" }] });
+  relay.follow(workflowId, options.withRunId ? handle.firstExecutionRunId : undefined);
+  await handle.result();
+  for (let i = 0; i < 200 && relay.size > 0; i++) await new Promise((r) => setTimeout(r, 50));
+  expect(relay.size).toBe(0);
+  const events = pushes.flatMap((p) => p.events);
+  expect(events.at(-1)?.type).toBe("run.finished");
+  return {
+    relayed: events.filter((e) => e.type === "history").map((e) => String((e.data as { event: { eventId: string } }).event.eventId)),
+    history: (await handle.fetchHistory()).events!.map((e) => String(e.eventId)),
+  };
+}
+
 describe("history relay: failures", () => {
   it("a push the edge does not take in all its tries is tried again after a backoff, from the run's first page: the run's end still arrives", async () => {
     const pushes: Push[] = [];
@@ -116,25 +136,57 @@ describe("history relay: failures", () => {
     const relay = new HistoryRelay(client, edge, TASK_QUEUE, async (ms) => {
       pauses.push(ms);
     });
-    const workflowId = `two_steps-${crypto.randomUUID()}`;
-    const handle = await client.workflow.start("two_steps", { taskQueue: TASK_QUEUE, workflowId, args: [{ text: "a b" }] });
-    relay.follow(workflowId, handle.firstExecutionRunId);
-    await handle.result();
-    for (let i = 0; i < 200 && relay.size > 0; i++) await new Promise((r) => setTimeout(r, 50));
-    expect(relay.size).toBe(0);
-    const events = pushes.flatMap((p) => p.events);
-    expect(events.at(-1)?.type).toBe("run.finished");
-    const history = (await handle.fetchHistory()).events!.map((e) => String(e.eventId));
-    const relayed = [
-      ...new Set(events.filter((e) => e.type === "history").map((e) => (e.data as { event: { eventId: string } }).event.eventId)),
-    ];
-    expect(relayed).toEqual(history);
+    const { relayed, history } = await relayTwoStepsRun(relay, pushes, { withRunId: true });
+    // Tried again from the run's first page: what the edge already has comes again (and is dropped there).
+    expect([...new Set(relayed)]).toEqual(history);
     // Three failures in a row: three backoffs, doubling (with jitter).
     const backoffs = pauses.filter((ms) => ms >= 1_000);
     expect(backoffs).toHaveLength(3);
     expect(backoffs[1]!).toBeGreaterThanOrEqual(2_000);
     expect(backoffs[2]!).toBeGreaterThanOrEqual(4_000);
   });
+
+  it("a long-poll (or a describe) that a connected but stuck Temporal never answers is given up past its limit and asked again: the run is still relayed whole", async () => {
+    const { edge, pushes } = recordingEdge(0);
+    const pauses: number[] = [];
+    const relay = new HistoryRelay(
+      client,
+      edge,
+      TASK_QUEUE,
+      async (ms) => {
+        pauses.push(ms);
+      },
+      undefined,
+      { longPollMs: 300, callMs: 300 },
+    );
+    type Service = Record<string, (...args: unknown[]) => Promise<unknown>>;
+    const service = client.workflowService as unknown as Service;
+    const originals = { history: service.getWorkflowExecutionHistory!, describe: service.describeWorkflowExecution! };
+    const stuck = { history: 0, describe: 0 };
+    // The relay's first long-poll and describe are taken and never answered (calls that hang, not
+    // ones that fail). Only the relay's: result() long-polls for the close event alone.
+    const relays = (request: unknown) => {
+      const { waitNewEvent, historyEventFilterType } = request as { waitNewEvent?: boolean; historyEventFilterType?: number };
+      return waitNewEvent === true && !historyEventFilterType;
+    };
+    service.getWorkflowExecutionHistory = (...args) =>
+      relays(args[0]) && stuck.history++ === 0 ? new Promise(() => {}) : originals.history.apply(service, args);
+    service.describeWorkflowExecution = (...args) =>
+      stuck.describe++ === 0 ? new Promise(() => {}) : originals.describe.apply(service, args);
+    try {
+      // No run id: the relay describes the workflow first.
+      const { relayed, history } = await relayTwoStepsRun(relay, pushes, { withRunId: false });
+      // The stuck long-poll is asked again from the same page: each event once.
+      expect(relayed).toEqual(history);
+      // Each stuck call was given up once, then backed off from.
+      expect(stuck.describe).toBeGreaterThanOrEqual(2);
+      expect(stuck.history).toBeGreaterThanOrEqual(2);
+      expect(pauses.filter((ms) => ms >= 1_000)).toHaveLength(2);
+    } finally {
+      service.getWorkflowExecutionHistory = originals.history;
+      service.describeWorkflowExecution = originals.describe;
+    }
+  }, 30_000);
 
   it("the backoff doubles from 1 s to at most 30 s, with up to half again of jitter", () => {
     expect([1, 2, 3, 6, 7, 20].map((n) => relayRetryDelay(n, () => 0))).toEqual([1_000, 2_000, 4_000, 30_000, 30_000, 30_000]);
@@ -257,6 +309,9 @@ describe("history relay: memory while the edge is down", () => {
     // Temporal as the relay sees it: each read is a page with a 1 MiB input, more to come.
     const temporal = {
       options: { namespace: "default" },
+      // The relay's limits on its calls (withinDeadline) set these around each.
+      withDeadline: (_deadline: number, fn: () => Promise<unknown>) => fn(),
+      withAbortSignal: (_signal: AbortSignal, fn: () => Promise<unknown>) => fn(),
       workflowService: {
         getWorkflowExecutionHistory: async () => ({
           history: {
