@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { msToNumber } from "@temporalio/common";
 import type { LogLevel } from "@temporalio/worker";
+import { MAX_ATTRIBUTE_NUMBER } from "../src/shared/run-event-schema.ts";
 import { parseSecrets, secretsProblem } from "../src/shared/signing.ts";
 import { llmConfigFromEnv, type LlmConfig } from "./llm/models.ts";
 import { loadPrices, type PriceTable } from "./llm/pricing.ts";
@@ -91,16 +92,23 @@ function portFrom(value: string | undefined): number {
 }
 
 /**
- * HTTP_REQUEST_COST_USD: 0 or more (unset: 0). A negative or infinite cost makes attributes the edge
- * refuses, so every request a step made would fail its step after it was made: refused at start.
+ * HTTP_REQUEST_COST_USD: 0 to MAX_ATTRIBUTE_NUMBER (unset: 0). A negative or larger cost makes
+ * attributes the edge refuses, so every request a step made would fail its step after it was
+ * made: refused at start.
  */
 function costFrom(value: string | undefined): number {
   const text = value?.trim();
   if (!text) return 0;
-  const cost = Number(text);
-  if (!Number.isFinite(cost) || cost < 0) throw new Error(`HTTP_REQUEST_COST_USD "${value}" is not a cost in USD of 0 or more`);
+  // A decimal number only: Number() also reads "0x10" (16) and "0b1" as numbers.
+  const cost = DECIMAL.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isFinite(cost) || cost < 0 || cost > MAX_ATTRIBUTE_NUMBER) {
+    throw new Error(`HTTP_REQUEST_COST_USD "${value}" is not a cost in USD from 0 to ${MAX_ATTRIBUTE_NUMBER} (a decimal number)`);
+  }
   return cost;
 }
+
+/** A decimal number, as an operator writes a price: `0.002`, `2`, `1e-3`. */
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
 
 /** EDGE_URL: an http(s) URL (unset: the local edge); anything else would fail every push, for ever. */
 function edgeUrlFrom(value: string | undefined): string {

@@ -91,6 +91,10 @@ export function parseAllowList(text: string | undefined): AllowEntry[] {
       if (!/^\d{1,5}$/.test(raw.slice(at + 1))) throw new Error(`OUTBOUND_HTTP_ALLOW: "${raw}" has a bad port`);
     }
     if (port !== undefined && (port < 1 || port > 65535)) throw new Error(`OUTBOUND_HTTP_ALLOW: "${raw}" has a bad port`);
+    // Refused before any allow-list is read (checkUrl): such an entry would allow nothing, silently.
+    if (port !== undefined && FETCH_BAD_PORTS.has(port)) {
+      throw new Error(`OUTBOUND_HTTP_ALLOW: "${raw}" names port ${port}, which outbound requests may not use (another protocol's)`);
+    }
     const [address, prefix, ...more] = base.split("/");
     const family = isIP(address ?? "");
     if (family !== 0) {

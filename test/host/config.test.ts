@@ -60,7 +60,9 @@ describe("settings checked when the host starts", () => {
   it("HTTP_REQUEST_COST_USD: a number of 0 or more; a negative, infinite or unreadable one stops the host (its attributes would be refused after each request)", () => {
     expect(loadConfig(withSecret({})).httpRequestCost).toBe(0);
     expect(loadConfig(withSecret({ HTTP_REQUEST_COST_USD: "0.002" })).httpRequestCost).toBe(0.002);
-    for (const value of ["-0.01", "1e400", "cheap"])
+    expect(loadConfig(withSecret({ HTTP_REQUEST_COST_USD: "1e-3" })).httpRequestCost).toBe(0.001);
+    // Decimal only (as HOST_PORT): Number() reads "0x10" as 16 USD. At most what an attribute may carry (MAX_ATTRIBUTE_NUMBER).
+    for (const value of ["-0.01", "1e400", "cheap", "0x10", "0b1", "0o7", "2e12"])
       expect(refusal({ HTTP_REQUEST_COST_USD: value }), value).toContain("HTTP_REQUEST_COST_USD");
   });
 

@@ -473,6 +473,13 @@ describe("outbound HTTP guard: redirects, rebinding, caps, allow-list", () => {
     ]);
     expect(parseAllowList("host-1.example.com.:443")).toMatchObject([{ kind: "host", host: "host-1.example.com", port: 443 }]);
   });
+
+  it("an allow-list entry on a port no outbound request may use (a fetch bad port such as SMTP's 25) stops the host: it would allow nothing", () => {
+    for (const bad of ["127.0.0.1:25", "[::1]:6667", "mail.intranet.example:587", "10.0.0.0/8:22"]) {
+      expect(() => parseAllowList(bad), bad).toThrow(/OUTBOUND_HTTP_ALLOW: ".*" names port \d+, which outbound requests may not use/);
+    }
+    expect(parseAllowList("127.0.0.1:8790")).toMatchObject([{ kind: "range", port: 8790 }]);
+  });
 });
 
 /** A DNS server's answer to one question: addresses (none: NODATA), "nxdomain", or "silent" (never answers). */
