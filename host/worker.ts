@@ -12,6 +12,18 @@ export const WORKFLOWS_PATH = fileURLToPath(new URL("./workflows/index.ts", impo
 /** At most one heartbeat per activity is sent to Temporal per this interval (the SDK's default is 30 s). */
 export const ACTIVITY_HEARTBEAT_THROTTLE = "3 seconds";
 
+/**
+ * Heartbeats (model and page steps send one a second) go to Temporal at most every
+ * ACTIVITY_HEARTBEAT_THROTTLE, and its answer to one is how a cancelled activity learns it: a
+ * stopped run's model call ends within seconds. Both settings, as the SDK throttles a step without
+ * a heartbeat timeout by the default, and one with a timeout by 0.8 of it, at most the max: the
+ * model and page steps' 30 s (host/workflows/step-timeouts.ts) would be 24 s without it.
+ */
+export const HEARTBEAT_THROTTLE_OPTIONS = {
+  defaultHeartbeatThrottleInterval: ACTIVITY_HEARTBEAT_THROTTLE,
+  maxHeartbeatThrottleInterval: ACTIVITY_HEARTBEAT_THROTTLE,
+} as const;
+
 let runtimeInstalled = false;
 /** The SDK's log level (HOST_LOG_LEVEL: TRACE, DEBUG, INFO, WARN, ERROR); set once per process. */
 function installRuntime(level: LogLevel) {
@@ -38,9 +50,6 @@ export async function createWorker(config: HostConfig, edge: RunEventSink, envs?
     workflowsPath: WORKFLOWS_PATH,
     activities,
     interceptors: { activity: [stepEventsInterceptor] },
-    // Heartbeats (model calls send one a second) go to Temporal at most this often, and its answer
-    // is how a cancelled activity learns it: a stopped run's model call ends within seconds, not
-    // the SDK's default 30.
-    defaultHeartbeatThrottleInterval: ACTIVITY_HEARTBEAT_THROTTLE,
+    ...HEARTBEAT_THROTTLE_OPTIONS,
   });
 }
