@@ -6,7 +6,7 @@
  */
 import { GLOBAL_OPTIONS, parse, str, type ParsedArgs } from "./admin/args.ts";
 import { usageOf, type Command } from "./admin/command.ts";
-import { ADMIN_KEY, credentialHint, resolveCredential, resolveUrl } from "./admin/config.ts";
+import { ADMIN_KEY, credentialHint, DEFAULT_TIMEOUT_S, resolveCredential, resolveTimeoutMs, resolveUrl } from "./admin/config.ts";
 import { CliError, reportFailure } from "./admin/errors.ts";
 import { jsonClient, type JsonClient } from "./admin/http.ts";
 import { out } from "./admin/output.ts";
@@ -30,6 +30,7 @@ function usage(only?: string): string {
     "  --url <url>              the edge (default: OUTRIDER_URL, else http://127.0.0.1:8787)",
     "  --admin-key <key>        admin API key (default: OUTRIDER_ADMIN_KEY, else .outrider/dev-admin-key for a local URL)",
     "  --json                   print the raw JSON responses (run: one JSON line per event)",
+    `  --timeout <seconds>      how long a request waits for its answer (default: OUTRIDER_TIMEOUT, else ${DEFAULT_TIMEOUT_S})`,
     "",
     out.bold("run also takes:"),
     "  --internal-secret <s>    INTERNAL_SERVICE_SECRET (default: OUTRIDER_INTERNAL_SECRET, else .outrider/dev-internal-secret)",
@@ -108,6 +109,7 @@ async function main(argv: string[]): Promise<number> {
   const command = findCommand(args.positionals);
   const operands = checkArgs(command, args);
   const url = resolveUrl(str(args, "url"));
+  const timeoutMs = resolveTimeoutMs(str(args, "timeout"));
   let admin: JsonClient | undefined;
   const code = await command.run({
     args,
@@ -115,7 +117,9 @@ async function main(argv: string[]): Promise<number> {
     usage: usageOf(command),
     url,
     json: args.values.json === true,
-    admin: () => (admin ??= jsonClient(url, resolveCredential(ADMIN_KEY, str(args, "admin-key"), url), credentialHint(ADMIN_KEY))),
+    timeoutMs,
+    admin: () =>
+      (admin ??= jsonClient(url, resolveCredential(ADMIN_KEY, str(args, "admin-key"), url), timeoutMs, credentialHint(ADMIN_KEY))),
   });
   return code ?? 0;
 }

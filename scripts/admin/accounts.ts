@@ -190,7 +190,6 @@ export const accountCommands: Command[] = [
       const given = str(ctx.args, "idempotency-key");
       const key = given === undefined ? undefined : headerValue("--idempotency-key", given);
       const orgId = ctx.operands[0]!;
-      let replayed = false;
       const call = ctx
         .admin()
         .exchange<{ entry: LedgerEntry; credits: Credits }>(
@@ -199,10 +198,12 @@ export const accountCommands: Command[] = [
           body,
           key ? { "idempotency-key": key } : {},
         )
-        .then((res) => {
+        .then((res): { entry: LedgerEntry; credits: Credits; replayed?: true } => {
           // A retry of a grant this key applied before: the API answers that grant again, and changes nothing.
-          replayed = res.headers.get("idempotent-replayed") === "true";
-          return res.body;
+          // Its body is the first answer's, so the header is all that tells it apart: `replayed: true`
+          // says so in --json too (a new grant's JSON stays the API's body, unchanged).
+          const replayed = res.headers.get("idempotent-replayed") === "true";
+          return replayed ? { ...res.body, replayed: true as const } : res.body;
         })
         .catch((error: unknown) => {
           if (error instanceof OutcomeUnknown)
@@ -213,7 +214,7 @@ export const accountCommands: Command[] = [
             );
           throw error;
         });
-      return answer(ctx, call, ({ entry, credits }) => {
+      return answer(ctx, call, ({ entry, credits, replayed }) => {
         const what = `${Math.abs(entry.amount)} credits${entry.note ? ` (${entry.note})` : ""}`;
         if (replayed)
           console.log(

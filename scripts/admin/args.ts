@@ -8,6 +8,7 @@ export const OPTIONS = {
   "internal-secret": { type: "string" },
   "api-key": { type: "string" },
   json: { type: "boolean" },
+  timeout: { type: "string" },
   help: { type: "boolean", short: "h" },
   name: { type: "string" },
   id: { type: "string" },
@@ -32,7 +33,7 @@ export const OPTIONS = {
 } as const;
 
 export type OptionName = keyof typeof OPTIONS;
-export const GLOBAL_OPTIONS: OptionName[] = ["url", "admin-key", "json", "help"];
+export const GLOBAL_OPTIONS: OptionName[] = ["url", "admin-key", "json", "timeout", "help"];
 
 export interface ParsedArgs {
   positionals: string[];

@@ -12,6 +12,8 @@ export interface Context {
   usage: string;
   url: string;
   json: boolean;
+  /** How long each request may wait for its answer (--timeout / OUTRIDER_TIMEOUT). */
+  timeoutMs: number;
   /** A client of the admin API; resolving the admin key is deferred until a command needs it. */
   admin(): JsonClient;
 }

@@ -8,6 +8,14 @@ import { CliError, redactUrl } from "./errors.ts";
 
 const devDir = join(resolve(import.meta.dirname, "../.."), ".outrider");
 export const DEFAULT_URL = "http://127.0.0.1:8787";
+/**
+ * Seconds a request waits for its answer (--timeout / OUTRIDER_TIMEOUT): a server, proxy or
+ * load balancer that takes the connection and never answers must not hold the CLI (and a script
+ * around it) for minutes. The edge answers the admin API in well under a second.
+ */
+export const DEFAULT_TIMEOUT_S = 30;
+/** setTimeout's ceiling (2^31 - 1 ms, about 24 days): past it Node fires after 1 ms instead. */
+const MAX_TIMEOUT_S = Math.floor((2 ** 31 - 1) / 1000);
 
 export interface Credential {
   flag: string;
@@ -49,6 +57,16 @@ export function resolveUrl(flag: string | undefined): string {
   if (url.protocol !== "http:" && url.protocol !== "https:") throw new CliError(`--url must be http(s): "${redactUrl(raw)}"`);
   // No user:password: every message that names the URL names this one.
   return url.origin + url.pathname.replace(/\/+$/, "");
+}
+
+/** The request timeout in milliseconds: --timeout, else OUTRIDER_TIMEOUT, else DEFAULT_TIMEOUT_S. */
+export function resolveTimeoutMs(flag: string | undefined): number {
+  const raw = flag ?? process.env.OUTRIDER_TIMEOUT ?? String(DEFAULT_TIMEOUT_S);
+  const seconds = /^\s*\d+(\.\d+)?\s*$/.test(raw) ? Number(raw) : Number.NaN;
+  if (!(seconds > 0 && seconds <= MAX_TIMEOUT_S)) {
+    throw new CliError(`--timeout / OUTRIDER_TIMEOUT must be a number of seconds above 0 and up to ${MAX_TIMEOUT_S}, not "${raw}"`);
+  }
+  return Math.ceil(seconds * 1000);
 }
 
 /**

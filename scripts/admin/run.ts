@@ -59,7 +59,7 @@ function parseEnvs(pairs: string[]): Record<string, string> {
 async function workflowUuid(ctx: Context, nameOrId: string): Promise<{ id: string; name: string }> {
   if (UUID.test(nameOrId)) return { id: nameOrId, name: nameOrId };
   const apiKey = resolveCredential(API_KEY, str(ctx.args, "api-key"), ctx.url);
-  const { workflows } = await jsonClient(ctx.url, apiKey, credentialHint(API_KEY)).request<{
+  const { workflows } = await jsonClient(ctx.url, apiKey, ctx.timeoutMs, credentialHint(API_KEY)).request<{
     workflows: Array<{ id: string; name: string }>;
   }>("GET", "/workflow/catalog");
   const found = workflows.find((w) => w.name === nameOrId);
@@ -217,7 +217,7 @@ async function runWorkflow(ctx: Context): Promise<number> {
   const label =
     workflow.name === workflow.id ? `workflow ${workflow.id}` : `${printable(workflow.name)} ${out.dim(`(${printable(workflow.id)})`)}`;
   if (!ctx.json) console.log(`${out.bold("running")} ${label} for ${org} at ${ctx.url}`);
-  const res = await send(`${ctx.url}/api/v1/workflow-runs/execute/stream`, { method: "POST", headers, body: form });
+  const res = await send(`${ctx.url}/api/v1/workflow-runs/execute/stream`, { method: "POST", headers, body: form }, ctx.timeoutMs);
   if (!res.ok) {
     const unknownOrganization = res.status === 401 && !(await organizationExists(ctx, org));
     const failure = await apiFailure(res, unknownOrganization ? undefined : credentialHint(INTERNAL_SECRET), secret);
@@ -241,9 +241,11 @@ async function runWorkflow(ctx: Context): Promise<number> {
       }
       await new Promise((r) => setTimeout(r, 1000 * (resumes + 1)));
       progress.outcome = undefined;
-      const again = await send(`${ctx.url}/api/v1/workflow-runs/${progress.runId}/stream`, {
-        headers: { ...headers, ...(progress.lastEventId ? { "last-event-id": progress.lastEventId } : {}) },
-      });
+      const again = await send(
+        `${ctx.url}/api/v1/workflow-runs/${progress.runId}/stream`,
+        { headers: { ...headers, ...(progress.lastEventId ? { "last-event-id": progress.lastEventId } : {}) } },
+        ctx.timeoutMs,
+      );
       if (!again.ok) throw await apiFailure(again, credentialHint(INTERNAL_SECRET), secret);
       await follow(again, progress);
     }

@@ -3,10 +3,12 @@
  * stack: the admin API commands, `run` with live progress from the Workflow Runs API, and the
  * way it reports API errors, bad credentials and unreachable servers.
  */
-import { spawn } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer as createHttpServer, type IncomingMessage } from "node:http";
-import { createServer } from "node:net";
+import { createServer as createHttpsServer } from "node:https";
+import { createServer, type Server as NetServer } from "node:net";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { beforeAll, describe, expect, inject, it, onTestFinished } from "vitest";
 
@@ -36,18 +38,28 @@ function spawnCli(args: string[], env: Record<string, string | undefined> = {}) 
   });
 }
 
-/** Runs the CLI to its end. */
-function cli(args: string[], env: Record<string, string | undefined> = {}): Promise<CliResult> {
+/** Runs the CLI to its end; killed if it has not ended within `killAfterMs` (then `code` is null), for a CLI that may hang. */
+function runCli(args: string[], env: Record<string, string | undefined>, killAfterMs?: number): Promise<CliResult> {
   const child = spawnCli(args, env);
+  const timer = killAfterMs === undefined ? undefined : setTimeout(() => child.kill("SIGKILL"), killAfterMs);
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
   child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
   return new Promise((done, fail) => {
     child.once("error", fail);
-    child.once("close", (code) => done({ code, stdout, stderr }));
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      done({ code, stdout, stderr });
+    });
   });
 }
+
+/** Runs the CLI to its end. */
+const cli = (args: string[], env: Record<string, string | undefined> = {}) => runCli(args, env);
+
+/** Like cli(), but the CLI is killed if it has not ended within `ms`. */
+const cliWithin = (ms: number, args: string[], env: Record<string, string | undefined> = {}) => runCli(args, env, ms);
 
 /** Like cli(), but the command must succeed; with --json the parsed output is returned. */
 async function ok(args: string[]): Promise<CliResult> {
@@ -101,6 +113,7 @@ interface FakeAnswer {
   status: number;
   body: string;
   contentType?: string;
+  headers?: Record<string, string>;
 }
 
 /**
@@ -114,15 +127,15 @@ async function fakeEdge(answer: (req: IncomingMessage) => FakeAnswer) {
     requests.push(request);
     req.on("data", (chunk: Buffer) => (request.body += chunk.toString()));
     req.once("end", () => {
-      const { status, body, contentType } = answer(req);
-      res.writeHead(status, { "content-type": contentType ?? "application/json" }).end(body);
+      const { status, body, contentType, headers } = answer(req);
+      res.writeHead(status, { ...headers, "content-type": contentType ?? "application/json" }).end(body);
     });
   });
   return { url: await listenUntilTestEnds(server), requests };
 }
 
 /** Listens on a free port of 127.0.0.1 and closes when the test ends, whichever way it ends; the server's URL. */
-async function listenUntilTestEnds(server: ReturnType<typeof createHttpServer>): Promise<string> {
+async function listenUntilTestEnds(server: NetServer & { closeAllConnections(): void }): Promise<string> {
   await new Promise<void>((done) => server.listen(0, "127.0.0.1", done));
   onTestFinished(
     () =>
@@ -333,6 +346,10 @@ describe("credits", () => {
     expect(again.stdout).toContain("already granted 700 credits (invoice) with this idempotency key");
     expect(again.stdout).toContain("nothing changed");
     expect(again.stdout).toMatch(/balance\s+700/);
+    // --json: the replay's body is the first answer's; `replayed: true` tells it apart.
+    const replayed = await okJson(grant);
+    expect(replayed).toMatchObject({ replayed: true, entry: { amount: 700, note: "invoice" }, credits: { balance: 700 } });
+    expect(await okJson(["credits", "grant", orgId, "5", "--idempotency-key", `${key}-new`])).not.toHaveProperty("replayed");
     const removal = ["credits", "grant", orgId, "-200", "--idempotency-key", `${key}-removal`];
     await ok(removal);
     expect((await ok(removal)).stdout).toContain("already removed 200 credits with this idempotency key");
@@ -672,17 +689,20 @@ describe("ids that are no path segment: a usage error, nothing sent", () => {
   });
 });
 
+/** An edge that records each request (`METHOD path`), reads it, and does `then` with it instead of answering. */
+async function unansweringEdge(then: (req: IncomingMessage) => void) {
+  const requests: string[] = [];
+  const server = createHttpServer((req) => {
+    requests.push(`${req.method} ${req.url}`);
+    req.resume();
+    then(req);
+  });
+  return { url: await listenUntilTestEnds(server), requests };
+}
+
 describe("a write whose answer is lost", () => {
   /** An edge that reads each request, then drops the connection without answering. */
-  async function droppingEdge() {
-    const requests: string[] = [];
-    const server = createHttpServer((req) => {
-      requests.push(`${req.method} ${req.url}`);
-      req.resume();
-      req.once("end", () => req.socket.destroy());
-    });
-    return { url: await listenUntilTestEnds(server), requests };
-  }
+  const droppingEdge = () => unansweringEdge((req) => req.once("end", () => req.socket.destroy()));
 
   it("says it may have been applied, and how to send a grant again safely; not 'is npm run dev running?'", async () => {
     const edge = await droppingEdge();
@@ -707,6 +727,107 @@ describe("a write whose answer is lost", () => {
     ]);
     expect(edge.requests).toHaveLength(4);
     for (const text of [plain.stderr, keyed.stderr, created.stderr, read.stderr]) expect(text).not.toMatch(STACK_FRAME);
+  });
+});
+
+describe("a write that never left: not sent, never 'may have been applied'", () => {
+  /** The CLI's words for a write that failed before a byte of it was sent. */
+  function expectNotSent(result: CliResult, origin: string) {
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`cannot reach Outrider at ${origin}`);
+    expect(result.stderr).not.toContain("may have been applied");
+    expect(result.stderr).toContain("the POST was not sent (no connection was made): nothing was applied");
+    expect(result.stderr).toContain("--url");
+    expect(result.stderr).not.toMatch(STACK_FRAME);
+  }
+
+  it("an https URL to a plain-HTTP server (a TLS handshake that failed), and a refused connection", async () => {
+    const edge = await fakeEdge(() => ({ status: 200, body: "{}" }));
+    const https = edge.url.replace("http:", "https:");
+    const handshake = await cli(["credits", "grant", "org_x", "5"], { OUTRIDER_URL: https });
+    expectNotSent(handshake, https);
+    // OpenSSL's reason, not its line of internals.
+    expect(handshake.stderr).toContain(`cannot reach Outrider at ${https} (TLS: wrong version number)`);
+    expect(edge.requests).toEqual([]);
+    const port = await freePort();
+    expectNotSent(await cli(["credits", "grant", "org_x", "5"], { OUTRIDER_URL: `http://127.0.0.1:${port}` }), `http://127.0.0.1:${port}`);
+  });
+
+  // Its certificate is made with openssl (a Debian base package; not skipped without it: it fails).
+  it("a certificate the CLI does not trust (self-signed): the handshake fails before the request is written", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "outrider-cli-tls-"));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    const [key, cert] = [join(dir, "key.pem"), join(dir, "cert.pem")];
+    const subject = ["-subj", "/CN=127.0.0.1", "-days", "1", "-nodes", "-keyout", key, "-out", cert];
+    execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", ...subject], {
+      stdio: "ignore",
+    });
+    const requests: string[] = [];
+    const server = createHttpsServer({ key: readFileSync(key), cert: readFileSync(cert) }, (req, res) => {
+      requests.push(`${req.method} ${req.url}`);
+      res.writeHead(200, { "content-type": "application/json" }).end("{}");
+    });
+    const url = (await listenUntilTestEnds(server)).replace("http:", "https:");
+    const result = await cli(["credits", "grant", "org_x", "5"], { OUTRIDER_URL: url });
+    expectNotSent(result, url);
+    expect(result.stderr).toContain("self-signed certificate");
+    expect(requests).toEqual([]);
+  });
+});
+
+describe("a server that takes the request and never answers: the CLI gives up after --timeout / OUTRIDER_TIMEOUT", () => {
+  /** An edge that reads each request and never answers. */
+  const silentEdge = () => unansweringEdge(() => undefined);
+
+  it("a write: exit 1, and it may have been applied (with how to send a grant again safely); a read: exit 1", async () => {
+    const edge = await silentEdge();
+    // Killed after 20 s: without a timeout of its own, the CLI waited for undici's 300 s.
+    const started = Date.now();
+    const write = await cliWithin(20_000, ["credits", "grant", "org_x", "5", "--idempotency-key", "inv-9"], {
+      OUTRIDER_URL: edge.url,
+      OUTRIDER_TIMEOUT: "1",
+    });
+    expect(write.code).toBe(1);
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(write.stderr).toContain(`no answer from Outrider at ${edge.url} within 1 s`);
+    expect(write.stderr).toContain("the POST may have been applied");
+    expect(write.stderr).toContain("run it again with the same --idempotency-key: the grant applies once");
+    expect(write.stderr).toContain("--timeout");
+    expect(write.stderr).not.toMatch(STACK_FRAME);
+    // The flag wins over the variable.
+    const read = await cliWithin(20_000, ["orgs", "list", "--timeout", "0.5"], { OUTRIDER_URL: edge.url, OUTRIDER_TIMEOUT: "600" });
+    expect(read.code).toBe(1);
+    expect(read.stderr).toContain(`no answer from Outrider at ${edge.url} within 0.5 s`);
+    expect(read.stderr).not.toContain("may have been applied");
+    expect(edge.requests).toEqual(["POST /admin/v1/organizations/org_x/credits", "GET /admin/v1/organizations"]);
+  });
+
+  it("a --timeout that is not a number of seconds above 0 is a usage error, nothing sent", async () => {
+    const edge = await silentEdge();
+    for (const timeout of ["0", "-1", "abc", "1e3", "99999999"]) {
+      const { code, stderr } = await cliWithin(20_000, ["orgs", "list", `--timeout=${timeout}`], { OUTRIDER_URL: edge.url });
+      expect([timeout, code]).toEqual([timeout, 1]);
+      expect(stderr).toContain("--timeout / OUTRIDER_TIMEOUT must be a number of seconds");
+    }
+    expect(edge.requests).toEqual([]);
+  });
+});
+
+describe("credits grant --json", () => {
+  const grant = { entry: { id: "led_1", kind: "grant", amount: 5, balanceAfter: 5, runId: null, note: "x", createdAt: "t" } };
+  const body = JSON.stringify({ ...grant, credits: { metered: true, balance: 5, reserved: 0, available: 5 } });
+
+  it("a replayed grant (Idempotent-Replayed: true) says `replayed: true`; a new grant's JSON is the API's body, unchanged", async () => {
+    const replaying = await fakeEdge(() => ({ status: 200, body, headers: { "idempotent-replayed": "true" } }));
+    const args = ["credits", "grant", "org_x", "5", "--idempotency-key", "inv-1"];
+    const replayed = await cli([...args, "--json"], { OUTRIDER_URL: replaying.url });
+    expect(replayed.code).toBe(0);
+    expect(JSON.parse(replayed.stdout)).toEqual({ ...JSON.parse(body), replayed: true });
+    expect((await cli(args, { OUTRIDER_URL: replaying.url })).stdout).toContain("already granted 5 credits (x)");
+    const fresh = await fakeEdge(() => ({ status: 200, body }));
+    const created = await cli([...args, "--json"], { OUTRIDER_URL: fresh.url });
+    expect(created.code).toBe(0);
+    expect(JSON.parse(created.stdout)).toEqual(JSON.parse(body));
   });
 });
 
