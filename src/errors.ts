@@ -8,6 +8,7 @@
 import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { isTransientPlatformError, TRANSIENT_RETRY_AFTER_SECONDS } from "./lib/platform-errors.ts";
 import { cutText } from "./shared/text-limits.ts";
 
 export const ERROR_CODES = {
@@ -308,6 +309,21 @@ export function handleError(err: Error, c: Context): Response {
     if (err.status === 413) return errorResponse(c, new ApiError("payload_too_large", "request body is too large"));
     if (err.status === 401) return errorResponse(c, new ApiError("unauthorized", err.message || "unauthorized"));
     if (err.status === 400) return errorResponse(c, new ApiError("invalid_request", err.message || "bad request"));
+  }
+  // A read (GET, HEAD) broken by an error of the platform that a retry fixes (D1's transient
+  // errors, a Durable Object call marked retryable or overloaded) changed nothing: 503 with
+  // Retry-After says truthfully that asking again in a moment will work. A write's stays a 500:
+  // it may have been applied.
+  if ((c.req.method === "GET" || c.req.method === "HEAD") && isTransientPlatformError(err)) {
+    console.warn(
+      JSON.stringify({ level: "warn", requestId: c.get("requestId"), message: "read: transient platform error", error: err.message }),
+    );
+    return errorResponse(
+      c,
+      new ApiError("service_unavailable", "this read is briefly unavailable; try again in a moment", undefined, {
+        "retry-after": String(TRANSIENT_RETRY_AFTER_SECONDS),
+      }),
+    );
   }
   console.error(JSON.stringify({ level: "error", requestId: c.get("requestId"), message: err.message, stack: err.stack }));
   return errorResponse(c, new ApiError("internal_error", "something went wrong; quote the request id when reporting it"));

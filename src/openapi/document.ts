@@ -118,6 +118,8 @@ export function documentRoute(app: App, doc: RouteDoc): void {
       ...scopeErrors,
       ...(doc.errors ?? []),
       ...bodyErrors,
+      // A read that a transient platform error broke (handleError in src/errors.ts).
+      ...(doc.method === "get" ? ["service_unavailable" as const] : []),
       "internal_error" as const,
     ]),
   ];

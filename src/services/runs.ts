@@ -10,7 +10,7 @@ import { answeredErrorDetails } from "../shared/error-details.ts";
 import { isTerminal, type RunStatus } from "../shared/run-status.ts";
 import { positiveNumberVar } from "../shared/positive-number-var.ts";
 import { ApiError } from "../errors.ts";
-import { isTransientPlatformError } from "../lib/transient-errors.ts";
+import { isTransientPlatformError } from "../lib/platform-errors.ts";
 import { runStream } from "../run-stream-client.ts";
 import { nearbyReads } from "../db/client.ts";
 import { findRunByWorkflowId } from "../db/runs.ts";

@@ -1,14 +1,15 @@
 /**
  * A read that authenticates or rate-limits a request, failing with an error of the platform that
  * a retry fixes, is 503 service_unavailable with Retry-After ("try again and it will work"), not a
- * 500; any other error stays a 500. The platform's errors are played by bindings that throw them.
+ * 500; so is a GET whose own reads meet one (it changed nothing). Any other error, and a write's,
+ * stays a 500. The platform's errors are played by bindings that throw them.
  */
 import { createExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import app from "../../src/index.ts";
 import { clearApiKeyCache } from "../../src/middleware/api-key-auth/index.ts";
-import { errorCodeOf, seedOrganization } from "./helpers.ts";
+import { errorCodeOf, seedOrganization, TEST_ADMIN_KEY } from "./helpers.ts";
 
 /** An Error as Cloudflare throws it from a Durable Object call, with its flags. */
 const platformError = (message: string, flags: { retryable?: boolean; overloaded?: boolean } = {}) =>
@@ -80,5 +81,34 @@ describe("transient platform errors in auth and rate limiting", () => {
     clearApiKeyCache();
     const sql = await catalog(key, { DB: failingD1(new Error("D1_ERROR: no such column: secret_sha256")) });
     expect(sql).toEqual({ status: 500, code: "internal_error", retryAfter: null });
+  });
+});
+
+describe("transient platform errors in a route's own work", () => {
+  const lost = () => failingD1(new Error("D1_ERROR: Network connection lost."));
+  const call = async (path: string, init: RequestInit, bindings: Partial<Env>) => {
+    const res = await app.fetch(new Request(`http://edge.test${path}`, init), { ...env, ...bindings } as Env, createExecutionContext());
+    return { status: res.status, code: errorCodeOf(await res.json()), retryAfter: res.headers.get("retry-after") };
+  };
+  const asAdmin = { authorization: `Bearer ${TEST_ADMIN_KEY}` };
+
+  it("a GET whose D1 read lost its connection (the admin API's lists, a run list) is 503 service_unavailable with Retry-After: it changed nothing", async () => {
+    expect(await call("/admin/v1/organizations", { headers: asAdmin }, { DB: lost() })).toEqual({
+      status: 503,
+      code: "service_unavailable",
+      retryAfter: "1",
+    });
+    const { key } = await seedOrganization();
+    expect((await catalog(key, {})).status).toBe(200); // the key, cached: the list's own read is the one that fails
+    expect(await call("/workflow/runs", { headers: { authorization: `Bearer ${key}` } }, { DB: lost() })).toEqual({
+      status: 503,
+      code: "service_unavailable",
+      retryAfter: "1",
+    });
+  });
+
+  it("a write that meets it stays 500 internal_error, without Retry-After: it may have been applied", async () => {
+    const init = { method: "POST", headers: { ...asAdmin, "content-type": "application/json" }, body: JSON.stringify({ name: "Acme" }) };
+    expect(await call("/admin/v1/organizations", init, { DB: lost() })).toEqual({ status: 500, code: "internal_error", retryAfter: null });
   });
 });
