@@ -654,14 +654,13 @@ class EdgeBusyError extends Error {
   }
 }
 
-/** The edge recorded the push's other runs, not these (`failedRuns` of its 503). */
-class PartialPushError extends Error {
+/** The edge recorded the push's other runs, not these (`failedRuns` of its 503, whose Retry-After they wait out). */
+class PartialPushError extends EdgeBusyError {
   constructor(
     message: string,
     readonly failedRuns: string[],
-    /** The answer's Retry-After: the failed runs wait at least that long. */
-    readonly retryAfterMs = 0,
+    retryAfterMs = 0,
   ) {
-    super(message);
+    super(message, retryAfterMs);
   }
 }

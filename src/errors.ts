@@ -302,6 +302,13 @@ export function misconfigured(requestId: string | undefined, logged: string, ans
   return new ApiError("internal_error", `${answer}; quote the request id when reporting it`);
 }
 
+/** 503 service_unavailable with Retry-After: `what` met a transient platform error, and asking again in a moment will work. */
+export function briefOutageError(what: string): ApiError {
+  return new ApiError("service_unavailable", `${what} is briefly unavailable; try again in a moment`, undefined, {
+    "retry-after": String(TRANSIENT_RETRY_AFTER_SECONDS),
+  });
+}
+
 export function handleError(err: Error, c: Context): Response {
   if (err instanceof ApiError) return errorResponse(c, err);
   if (err instanceof HTTPException) {
@@ -318,12 +325,7 @@ export function handleError(err: Error, c: Context): Response {
     console.warn(
       JSON.stringify({ level: "warn", requestId: c.get("requestId"), message: "read: transient platform error", error: err.message }),
     );
-    return errorResponse(
-      c,
-      new ApiError("service_unavailable", "this read is briefly unavailable; try again in a moment", undefined, {
-        "retry-after": String(TRANSIENT_RETRY_AFTER_SECONDS),
-      }),
-    );
+    return errorResponse(c, briefOutageError("this read"));
   }
   console.error(JSON.stringify({ level: "error", requestId: c.get("requestId"), message: err.message, stack: err.stack }));
   return errorResponse(c, new ApiError("internal_error", "something went wrong; quote the request id when reporting it"));

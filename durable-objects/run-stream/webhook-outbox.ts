@@ -38,7 +38,7 @@ import { positiveNumberVar } from "../../src/shared/positive-number-var.ts";
 import { aggregate, type Attribute } from "../../src/shared/aggregations.ts";
 import { openSecret, secretKeysProblem, webhookSecretAad } from "../../src/shared/secret-box.ts";
 import { retryAfterMs } from "../../src/shared/retry-after.ts";
-import { resealOnUse } from "../../src/webhooks/secret-reseal.ts";
+import { previousSecretSigns, resealOnUse } from "../../src/webhooks/secret-reseal.ts";
 import { eventTypeForStatus, webhookHeaders } from "../../src/webhooks/signing.ts";
 import { checkWebhookUrl } from "../../src/webhooks/address-check.ts";
 import type { EventLog } from "./event-log.ts";
@@ -492,8 +492,7 @@ export class WebhookOutbox {
    * secret's signature goes out alone then, and a WARN line says why.
    */
   private async previousSecret(row: OutboxRow, endpoint: EndpointRow, now: number): Promise<string | null> {
-    const until = endpoint.previous_secret_expires_at === null ? Number.NaN : Date.parse(endpoint.previous_secret_expires_at);
-    if (endpoint.previous_secret === null || !(until > now)) return null;
+    if (endpoint.previous_secret === null || !previousSecretSigns(endpoint.previous_secret_expires_at, now)) return null;
     try {
       return await openSecret(
         this.deps.env.WEBHOOK_SECRET_KEYS,

@@ -4,8 +4,8 @@
  * 503 `service_unavailable` with Retry-After, which promises just that, where the call only reads
  * (auth, the rate limit): a retry cannot do anything twice.
  */
-import { ApiError } from "../errors.ts";
-import { isTransientPlatformError, TRANSIENT_RETRY_AFTER_SECONDS } from "./platform-errors.ts";
+import { briefOutageError } from "../errors.ts";
+import { isTransientPlatformError } from "./platform-errors.ts";
 
 /** `read()`, with a transient platform error turned into 503 `service_unavailable` naming `what`. */
 export async function unavailableOnTransient<T>(what: string, read: () => Promise<T>): Promise<T> {
@@ -14,8 +14,6 @@ export async function unavailableOnTransient<T>(what: string, read: () => Promis
   } catch (err) {
     if (!isTransientPlatformError(err)) throw err;
     console.warn(JSON.stringify({ level: "warn", message: `${what}: transient platform error`, error: String(err) }));
-    throw new ApiError("service_unavailable", `${what} is briefly unavailable; try again in a moment`, undefined, {
-      "retry-after": String(TRANSIENT_RETRY_AFTER_SECONDS),
-    });
+    throw briefOutageError(what);
   }
 }

@@ -45,6 +45,15 @@ export interface StoredSecrets {
   previousSecretExpiresAt: string | null;
 }
 
+/**
+ * Whether a rotation's replaced secret still signs beside the current one at `now`: until its
+ * `previous_secret_expires_at`; past it, or without one, never again (a delivery leaves it out,
+ * a re-seal drops it).
+ */
+export function previousSecretSigns(expiresAt: string | null, now: number): boolean {
+  return expiresAt !== null && Date.parse(expiresAt) > now;
+}
+
 /** What a re-seal writes back for one row (`next`, when `changed`), and how its current secret was stored. */
 interface Resealed {
   /** `sealed`: the secret was legacy plain; `resealed`: it, or the replaced secret, moved to the newest key (or an ended overlap's secret was dropped). */
@@ -65,9 +74,7 @@ async function resealedSecrets(keys: string | undefined, read: StoredSecrets, aa
   let previousMoved = false;
   let previousUnreadable: SecretBoxError | null = null;
   if (read.previousSecret !== null) {
-    // As a delivery reads it (webhook-outbox.ts): past its time, or without one, it never signs again.
-    const until = read.previousSecretExpiresAt === null ? Number.NaN : Date.parse(read.previousSecretExpiresAt);
-    if (!(until > now)) {
+    if (!previousSecretSigns(read.previousSecretExpiresAt, now)) {
       next.previousSecret = null;
       next.previousSecretExpiresAt = null;
       previousMoved = true;
