@@ -76,8 +76,17 @@ interface VitestJsonReport {
   numFailedTests: number;
   numPendingTests: number;
   numTodoTests: number;
-  testResults: { name: string; status: string; message?: string; assertionResults: { status: string }[] }[];
+  testResults: {
+    name: string;
+    status: string;
+    message?: string;
+    assertionResults: { status: string; fullName?: string; title?: string; failureMessages?: string[] }[];
+  }[];
 }
+/** Failed tests, one line each (layer, file, name, the error's first line), printed above the closing line. */
+const failedTests: string[] = [];
+/** The first line of a failure message, short enough for one log line. */
+const firstLine = (message: string | undefined) => (message?.trim().split("\n")[0] ?? "").slice(0, 200);
 const lastStackLayer = layers.filter((l) => STACK_LAYERS.has(l)).at(-1);
 try {
   for (const layer of layers) {
@@ -122,6 +131,11 @@ try {
       // the summary says which file and why, since the error itself may be far up the log.
       for (const file of report.testResults) {
         if (file.status !== "failed") continue;
+        for (const test of file.assertionResults) {
+          if (test.status !== "failed") continue;
+          const name = test.fullName ?? test.title ?? "(unnamed)";
+          failedTests.push(`${layer}: ${relative(root, file.name)} > ${name}: ${firstLine(test.failureMessages?.[0])}`);
+        }
         const notRun = file.assertionResults.filter((t) => t.status === "skipped" || t.status === "pending").length;
         if (!file.message && notRun === 0) continue; // only its tests failed, and vitest printed them
         skipped -= notRun;
@@ -149,6 +163,8 @@ try {
   await shared?.stop();
 }
 
+// A CI log may be read from its end only: the failures are named there, not only far up the log.
+if (failedTests.length > 0) console.log(`\nfailed tests:\n  ${failedTests.join("\n  ")}`);
 if (otherFailures.length > 0) console.log(`\nfailures outside tests:\n  ${otherFailures.join("\n  ")}`);
 console.log(`\nlayers: ${timings.join(", ")}; suite ${seconds(suiteStart)}`);
 console.log(`tests: ${passed} passed, ${failed} failed, ${skipped} skipped`);
