@@ -239,7 +239,8 @@ const LOOPBACK_ANSWERS: readonly LookupAddress[] = [
  * not a libuv thread held until the system resolver gives up, so a name whose DNS server never
  * answers costs the host nothing but a timer, and `resolver.cancel()` ends it at the request's
  * deadline. A and AAAA are asked together (IPv4 first, as Node's `ipv4first`); one family that
- * fails while the other answers leaves the answered addresses, all of which are checked.
+ * fails while the other answers, or is still silent OTHER_FAMILY_WAIT_MS after it, leaves the
+ * answered addresses, all of which are checked.
  */
 async function resolveTenantName(policy: OutboundPolicy, hostname: string, signal: AbortSignal): Promise<LookupAddress[]> {
   const name = hostname.toLowerCase().replace(/\.$/, "");
@@ -251,7 +252,7 @@ async function resolveTenantName(policy: OutboundPolicy, hostname: string, signa
   signal.addEventListener("abort", cancel, { once: true });
   let results: [PromiseSettledResult<string[]>, PromiseSettledResult<string[]>];
   try {
-    results = await Promise.allSettled([resolver.resolve4(hostname), resolver.resolve6(hostname)]);
+    results = await bothFamilies(resolver.resolve4(hostname), resolver.resolve6(hostname), cancel);
   } finally {
     signal.removeEventListener("abort", cancel);
   }
@@ -267,6 +268,41 @@ async function resolveTenantName(policy: OutboundPolicy, hostname: string, signa
   const failed = failures.find((e) => !(e.code && NO_SUCH_NAME.has(e.code)));
   if (failed) throw failed;
   return answers; // none: the caller refuses the name
+}
+
+/**
+ * Once one family has answered with addresses, how long the other still has before the lookup
+ * goes on without it. Some resolvers drop AAAA questions and never answer them: waiting for both
+ * held every fetch of such a name until c-ares gave up (about 6 s per DNS server), and the step
+ * was then retried for nothing. Going on without the late family weakens no check: the socket
+ * only ever gets the addresses that answered, each of them checked (RFC 8305's resolution delay
+ * is 50 ms; this leaves a slow server more).
+ */
+export const OTHER_FAMILY_WAIT_MS = 250;
+
+/**
+ * The A and AAAA answers, settled: both, or the one that answered with addresses and the other
+ * cancelled if it has not answered OTHER_FAMILY_WAIT_MS later (a cancelled query is a rejection).
+ */
+async function bothFamilies(
+  v4: Promise<string[]>,
+  v6: Promise<string[]>,
+  cancel: () => void,
+): Promise<[PromiseSettledResult<string[]>, PromiseSettledResult<string[]>]> {
+  const settled = Promise.allSettled([v4, v6]);
+  let timer: NodeJS.Timeout | undefined;
+  const otherFamilyLate = new Promise<"late">((late) => {
+    const answered = (addresses: string[]) => {
+      if (addresses.length > 0 && timer === undefined) timer = setTimeout(() => late("late"), OTHER_FAMILY_WAIT_MS);
+    };
+    for (const family of [v4, v6]) family.then(answered, () => undefined);
+  });
+  try {
+    if ((await Promise.race([settled, otherFamilyLate])) === "late") cancel();
+    return await settled;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Names the operator allows (OUTBOUND_HTTP_ALLOW) keep the system's lookup: /etc/hosts, search domains. */

@@ -593,6 +593,33 @@ describe("outbound HTTP guard: DNS", () => {
     }
   });
 
+  it("a family whose DNS answer never comes does not hold up the other's: a public A answer with a silent AAAA (a resolver that drops AAAA questions) is fetched at once, not after the DNS timeout; so is the reverse", async () => {
+    const zone: Record<string, Partial<Record<"A" | "AAAA", DnsAnswer>>> = {
+      "no-aaaa.test": { A: ["127.0.0.2"], AAAA: "silent" },
+      "no-a.test": { A: "silent", AAAA: ["::1"] },
+    };
+    const dns = await dnsServer((name, type) => zone[name]?.[type] ?? "nxdomain");
+    // The public site's stand-in on IPv6 loopback too, on its port.
+    const publicSiteV6 = await listen("::1", (_path, res) => res.end("public page"), publicSite.port);
+    try {
+      const p = policy({
+        timeoutMs: 60_000,
+        allow: parseAllowList(`127.0.0.2:${publicSite.port},[::1]:${publicSite.port}`),
+        dnsServers: [dns.server],
+      });
+      for (const host of ["no-aaaa.test", "no-a.test"]) {
+        const started = Date.now();
+        const res = await guardedFetch(p, `http://${host}:${publicSite.port}/page`);
+        expect(await res.text(), host).toBe("public page");
+        // Well before c-ares would give up on the silent family (its first try alone is DNS_TRY_TIMEOUT_MS).
+        expect(Date.now() - started, host).toBeLessThan(DNS_TRY_TIMEOUT_MS);
+      }
+    } finally {
+      publicSiteV6.server.close();
+      dns.socket.close();
+    }
+  });
+
   it("security: every A and AAAA answer is checked and the socket connects only to a checked address; localhost names are loopback without asking DNS; allow-listed names keep the system's lookup (/etc/hosts)", async () => {
     const zone: Record<string, Partial<Record<"A" | "AAAA", DnsAnswer>>> = {
       "public.test": { A: ["127.0.0.2"], AAAA: [] },
