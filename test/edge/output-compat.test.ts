@@ -833,6 +833,23 @@ describe("probes", () => {
     }
   }, 20_000);
 
+  it("CORS: a browser preflight asking for the request headers Output allows (X-Requested-With, Accept) is allowed", async () => {
+    // Output's server allows Origin, X-Requested-With, Content-Type, Accept, Authorization (api/src/index.js);
+    // a page whose HTTP client sets X-Requested-With on every call (axios set up as many frameworks do)
+    // is blocked by the browser unless the preflight lists it.
+    const res = await call("/workflow/start", {
+      method: "OPTIONS",
+      headers: {
+        origin: "https://app.example",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "accept,authorization,content-type,x-requested-with",
+      },
+    });
+    expect(res.status).toBe(204);
+    const allowed = (res.headers.get("access-control-allow-headers") ?? "").toLowerCase().split(/\s*,\s*/);
+    expect(allowed).toEqual(expect.arrayContaining(["accept", "authorization", "content-type", "x-requested-with"]));
+  });
+
   it("POST /heartbeat: 204 with a key (Bearer or Output's Basic), 401 without", async () => {
     const org = await seedOrganization();
     for (const authorization of [`Bearer ${org.key}`, `Basic ${org.key}`]) {

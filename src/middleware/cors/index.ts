@@ -27,7 +27,9 @@ export const corsForConfiguredOrigins = () =>
       origin: (origin) => (allowAll ? "*" : configured.includes(origin) ? origin : null),
       // The methods the API's routes have (no PUT anywhere).
       allowMethods: ["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
-      allowHeaders: ["Authorization", "Content-Type", "Last-Event-ID", "X-Request-Id", "Idempotency-Key"],
+      // Output's server allows X-Requested-With and Accept too: pages whose HTTP client sends them
+      // on every call (axios as many frameworks set it up) must pass the preflight here as there.
+      allowHeaders: ["Authorization", "Content-Type", "Accept", "X-Requested-With", "Last-Event-ID", "X-Request-Id", "Idempotency-Key"],
       exposeHeaders: [
         "x-request-id",
         "location",
