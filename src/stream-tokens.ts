@@ -7,6 +7,7 @@ import { SignJWT, jwtVerify } from "jose";
 import type { AuthContext } from "./app-env.ts";
 import { ApiError } from "./errors.ts";
 import { liveApiKey } from "./middleware/api-key-auth/index.ts";
+import { refuseSuspendedOrganization } from "./lib/organization-status.ts";
 import { STREAM_TOKEN_SCOPE } from "./middleware/key-scope/index.ts";
 import { parseSecrets, secretsProblem } from "./shared/signing.ts";
 
@@ -124,13 +125,15 @@ export const STREAM_TOKEN_REFUSED =
  * The token's claims, or null if it is forged, expired, not a stream token, or minted by an API
  * key that has since been revoked (checked through the key cache: within 30 s, as the key itself).
  * The key must be of the token's organization: the edge mints no other, so a token that pairs one
- * organization with another's key was not minted here.
+ * organization with another's key was not minted here. A genuine token of a suspended organization
+ * is 403 `organization_suspended` (thrown), as its key would be.
  */
 export async function verifyLiveStreamToken(db: D1Database, secret: string, token: string): Promise<LiveStreamToken | null> {
   const claims = await verifyStreamToken(secret, token);
   if (!claims) return null;
   const key = await liveApiKey(db, claims.apiKeyId);
   if (!key || key.organizationId !== claims.organizationId) return null;
+  await refuseSuspendedOrganization(db, claims.organizationId);
   return { ...claims, rateLimitPerMinute: key.rateLimitPerMinute };
 }
 

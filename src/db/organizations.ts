@@ -1,4 +1,4 @@
-import { desc, eq } from "drizzle-orm";
+import { and, desc, eq, isNotNull, isNull } from "drizzle-orm";
 import { db } from "./client.ts";
 import { type PageCursor, olderThan, pageOf } from "./page-cursor.ts";
 import { organizations } from "./schema.ts";
@@ -23,3 +23,20 @@ export async function insertOrganization(d1: D1Database, id: string, name: strin
   const rows = await db(d1).insert(organizations).values({ id, name }).onConflictDoNothing().returning({ id: organizations.id });
   return rows.length > 0;
 }
+
+/**
+ * Suspends the organization (`reason` given) or resumes it (null), each only when it is not so
+ * already: a second suspension keeps the first one's time and reason (as a key's revocation keeps
+ * its first time). The organization as it is then; null when there is no such organization.
+ */
+async function setSuspension(d1: D1Database, id: string, reason: string | null) {
+  const now = new Date().toISOString();
+  await db(d1)
+    .update(organizations)
+    .set({ suspendedAt: reason === null ? null : now, suspensionReason: reason, updatedAt: now })
+    .where(and(eq(organizations.id, id), reason === null ? isNotNull(organizations.suspendedAt) : isNull(organizations.suspendedAt)));
+  return findOrganization(d1, id);
+}
+
+export const suspendOrganization = (d1: D1Database, id: string, reason: string) => setSuspension(d1, id, reason);
+export const resumeOrganization = (d1: D1Database, id: string) => setSuspension(d1, id, null);

@@ -31,6 +31,13 @@ export const organizations = sqliteTable(
      * `runs` (migration 0015); a start is refused past MAX_OPEN_RUNS_PER_ORGANIZATION.
      */
     openRuns: integer("open_runs").notNull().default(0),
+    /**
+     * When an operator suspended the organization (admin API), null while it is active: every
+     * tenant request of a suspended organization is 403 `organization_suspended` (migration 0025;
+     * docs/authentication.md#suspended-organizations). The reason is the operator's, never shown to the tenant.
+     */
+    suspendedAt: text("suspended_at"),
+    suspensionReason: text("suspension_reason"),
     ...timestamps,
   },
   // The admin list pages through organizations newest first (keyset on created_at, id).

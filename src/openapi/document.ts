@@ -23,16 +23,25 @@ const SECURITY: Record<Auth, Array<Record<string, string[]>>> = {
 };
 
 /**
- * Codes an authenticated route can answer with before its handler runs; the tenants' families are
+ * Codes an authenticated route can answer with before its handler runs; a tenant's credential of a
+ * suspended organization is 403 (lib/organization-status.ts); the tenants' families are
  * rate-limited per key, the admin API and the host's routes are not. An internal call naming no
  * organization in X-Organization-Id is 400 (service-auth); a signed body is read only up to
  * MAX_SIGNED_BODY_BYTES, 413 past it (host-signature).
  */
 const AUTH_ERRORS: Record<Exclude<Auth, "none">, ErrorCode[]> = {
-  apiKey: ["unauthorized", "rate_limited", "service_unavailable"],
-  apiKeyOrStreamToken: ["unauthorized", "rate_limited", "service_unavailable"],
-  streamToken: ["unauthorized", "rate_limited", "service_unavailable"],
-  jwtOrInternal: ["unauthorized", "invalid_request", "rate_limited", "service_unavailable", "jwt_keys_unavailable", "jwt_keys_invalid"],
+  apiKey: ["unauthorized", "organization_suspended", "rate_limited", "service_unavailable"],
+  apiKeyOrStreamToken: ["unauthorized", "organization_suspended", "rate_limited", "service_unavailable"],
+  streamToken: ["unauthorized", "organization_suspended", "rate_limited", "service_unavailable"],
+  jwtOrInternal: [
+    "unauthorized",
+    "organization_suspended",
+    "invalid_request",
+    "rate_limited",
+    "service_unavailable",
+    "jwt_keys_unavailable",
+    "jwt_keys_invalid",
+  ],
   admin: ["unauthorized"],
   hostSignature: ["unauthorized", "payload_too_large"],
 };

@@ -10,6 +10,7 @@ import type { AppEnv, AuthContext } from "../../app-env.ts";
 import { ApiError, INVALID_TOKEN_CHALLENGE } from "../../errors.ts";
 import { findApiKeyById } from "../../db/api-keys.ts";
 import { unavailableOnTransient } from "../../lib/transient-errors.ts";
+import { refuseSuspendedOrganization } from "../../lib/organization-status.ts";
 
 /** How long a verified key stays cached in the isolate; also the longest a revoked key still works. */
 export const API_KEY_CACHE_TTL_MS = 30_000;
@@ -214,6 +215,8 @@ export const apiKeyAuth = (options: { allowBasic?: boolean } = {}) =>
         "www-authenticate": INVALID_TOKEN_CHALLENGE,
       });
     }
+    // Only now, with the key verified: a caller without it learns nothing of the organization.
+    await refuseSuspendedOrganization(c.env.DB, key.organizationId);
     const auth: AuthContext = {
       organizationId: key.organizationId,
       apiKeyId: parsed!.id,

@@ -29,7 +29,7 @@ import {
 import type { AppEnv } from "../../app-env.ts";
 import { ApiError, INVALID_TOKEN_CHALLENGE, misconfigured } from "../../errors.ts";
 import { matchesSecret } from "../../lib/secret-compare.ts";
-import { unavailableOnTransient } from "../../lib/transient-errors.ts";
+import { organizationStatus, organizationSuspended } from "../../lib/organization-status.ts";
 import { parseSecrets, secretsProblem } from "../../shared/signing.ts";
 import { credentialFromHeader } from "../api-key-auth/index.ts";
 
@@ -237,21 +237,14 @@ export async function verifyJwt(env: Env, token: string): Promise<JWTPayload> {
 }
 
 /**
- * Organizations seen to exist, per isolate: organizations are never deleted, so a hit needs no
- * D1 read (this runs on every request of the family). Bounded like the API key cache.
+ * A token or header naming an organization that does not exist authenticates nobody (401); one an
+ * operator suspended is 403. Both from the isolate's organization cache (lib/organization-status.ts),
+ * as this runs on every request of the family.
  */
-const knownOrganizations = new Set<string>();
-const KNOWN_ORGANIZATIONS_MAX = 10_000;
-
-/** A token or header naming an organization that does not exist authenticates nobody. */
-async function assertOrganizationExists(env: Env, organizationId: string): Promise<void> {
-  if (knownOrganizations.has(organizationId)) return;
-  const row = await unavailableOnTransient("organization verification", () =>
-    env.DB.prepare("SELECT 1 AS ok FROM organizations WHERE id = ?").bind(organizationId).first(),
-  );
-  if (!row) throw unauthorized(`organization "${organizationId}" does not exist`);
-  if (knownOrganizations.size >= KNOWN_ORGANIZATIONS_MAX) knownOrganizations.clear();
-  knownOrganizations.add(organizationId);
+async function assertOrganizationActive(env: Env, organizationId: string): Promise<void> {
+  const status = await organizationStatus(env.DB, organizationId);
+  if (!status) throw unauthorized(`organization "${organizationId}" does not exist`);
+  if (status.suspended) throw organizationSuspended(organizationId);
 }
 
 export const serviceAuth = () =>
@@ -275,7 +268,7 @@ export const serviceAuth = () =>
       const organizationId = c.req.header("x-organization-id") ?? "";
       if (!ORGANIZATION_ID.test(organizationId))
         throw new ApiError("invalid_request", "internal calls name their organization in X-Organization-Id");
-      await assertOrganizationExists(c.env, organizationId);
+      await assertOrganizationActive(c.env, organizationId);
       c.set("auth", { organizationId, apiKeyId: null, scopes: ["*"], rateLimitKey: `internal:${organizationId}` });
       return next();
     }
@@ -295,7 +288,7 @@ export const serviceAuth = () =>
     // `sub` names the caller's rate-limit bucket: an object there would share "[object Object]"
     // with every other such token (or throw turning into a string), so only a string is taken.
     if (claims.sub !== undefined && typeof claims.sub !== "string") throw unauthorized('the JWT\'s "sub" claim is not a string');
-    await assertOrganizationExists(c.env, organizationId);
+    await assertOrganizationActive(c.env, organizationId);
     c.set("auth", { organizationId, apiKeyId: null, scopes: ["*"], rateLimitKey: `jwt:${organizationId}:${claims.sub ?? ""}` });
     await next();
   });

@@ -4,6 +4,7 @@ import { anyObject, documentRoute, type RouteDoc } from "../../openapi/document.
 import {
   createApiKeyBody,
   createOrganizationBody,
+  suspendOrganizationBody,
   createWebhookBody,
   rotateWebhookSecretBody,
   apiKeysQuery,
@@ -44,8 +45,30 @@ export function documentAdminApi(app: App) {
   doc({
     method: "get",
     path: "/admin/v1/organizations/:orgId",
-    summary: "An organization with its credits",
+    summary: "An organization with its credits and status (active or suspended, when and why)",
     responses: ok("Organization"),
+    errors: ["organization_not_found"],
+  });
+  doc({
+    method: "post",
+    path: "/admin/v1/organizations/:orgId/suspend",
+    summary: "Suspend an organization: every tenant request of it is refused",
+    description:
+      "While suspended, every request authenticated for the organization (API keys, the stream tokens they minted, JWTs, internal calls) is 403 `organization_suspended`; " +
+      "runs already going go on and are charged as usual, and their completion webhooks are delivered. " +
+      "Edge isolates cache an organization's status: the change reaches them all within `effectiveWithinMs`. " +
+      "Suspending a suspended organization changes nothing (its first time and reason stay) and answers 200.",
+    body: suspendOrganizationBody,
+    responses: ok("The organization, `status: suspended`, and `effectiveWithinMs`"),
+    errors: [...BODY_ERRORS, "organization_not_found"],
+  });
+  doc({
+    method: "post",
+    path: "/admin/v1/organizations/:orgId/resume",
+    summary: "Resume a suspended organization: its credentials work again",
+    description:
+      "Within `effectiveWithinMs` (the edge's cache of an organization's status). Resuming an active organization changes nothing and answers 200.",
+    responses: ok("The organization, `status: active`, and `effectiveWithinMs`"),
     errors: ["organization_not_found"],
   });
   doc({

@@ -1,6 +1,12 @@
 import type { App } from "../../app-env.ts";
 import { availableCredits } from "../../db/credits.ts";
-import { findOrganization, insertOrganization, listOrganizations } from "../../db/organizations.ts";
+import {
+  findOrganization,
+  insertOrganization,
+  listOrganizations,
+  resumeOrganization,
+  suspendOrganization,
+} from "../../db/organizations.ts";
 import type { Organization } from "../../db/schema.ts";
 import { ApiError, quotedId } from "../../errors.ts";
 import { type PageCursor, decodePageCursor } from "../../db/page-cursor.ts";
@@ -9,7 +15,8 @@ import { singleValuedQuery } from "../../middleware/query/index.ts";
 import { randomString } from "../../shared/api-keys.ts";
 import type { Context } from "hono";
 import type { z } from "zod";
-import { ADMIN_ID_PATTERN, ADMIN_PAGE_MAX, createOrganizationBody, organizationsQuery } from "./schemas.ts";
+import { ORGANIZATION_STATUS_CACHE_TTL_MS } from "../../lib/organization-status.ts";
+import { ADMIN_ID_PATTERN, ADMIN_PAGE_MAX, createOrganizationBody, organizationsQuery, suspendOrganizationBody } from "./schemas.ts";
 
 export function organizationView(org: Organization) {
   const metered = org.creditBalance !== null;
@@ -24,6 +31,10 @@ export function organizationView(org: Organization) {
     },
     /** Runs that have not ended; starts past MAX_OPEN_RUNS_PER_ORGANIZATION are 429. */
     openRuns: org.openRuns,
+    /** `suspended`: every tenant request of the organization is 403 organization_suspended. */
+    status: org.suspendedAt === null ? ("active" as const) : ("suspended" as const),
+    suspendedAt: org.suspendedAt,
+    suspensionReason: org.suspensionReason,
     createdAt: org.createdAt,
   };
 }
@@ -79,4 +90,22 @@ export function registerOrganizations(app: App) {
   });
 
   app.get("/admin/v1/organizations/:orgId", async (c) => c.json(organizationView(await organizationOrThrow(c.env, c.req.param("orgId")))));
+
+  /**
+   * Suspend and resume, each idempotent (a second suspension keeps the first one's time and
+   * reason). Edge isolates cache an organization's status: the answer says how long the change may
+   * take to reach them all.
+   */
+  app.post("/admin/v1/organizations/:orgId/suspend", async (c) => {
+    const org = await organizationOrThrow(c.env, c.req.param("orgId"));
+    const { reason } = await readJson(c, suspendOrganizationBody);
+    const row = (await suspendOrganization(c.env.DB, org.id, reason))!;
+    return c.json({ ...organizationView(row), effectiveWithinMs: ORGANIZATION_STATUS_CACHE_TTL_MS });
+  });
+
+  app.post("/admin/v1/organizations/:orgId/resume", async (c) => {
+    const org = await organizationOrThrow(c.env, c.req.param("orgId"));
+    const row = (await resumeOrganization(c.env.DB, org.id))!;
+    return c.json({ ...organizationView(row), effectiveWithinMs: ORGANIZATION_STATUS_CACHE_TTL_MS });
+  });
 }

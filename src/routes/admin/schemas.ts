@@ -37,6 +37,15 @@ export const createOrganizationBody = z
   })
   .strict();
 
+/** POST …/organizations/:orgId/suspend: why, in the operator's words (shown by the admin API only, never to the tenant). */
+export const suspendOrganizationBody = z
+  .object({
+    reason: displayName(500).describe(
+      "Why the organization is suspended (abuse, an unpaid bill, an incident): for operators, never shown to the tenant",
+    ),
+  })
+  .strict();
+
 export const createApiKeyBody = z
   .object({
     name: displayName(100),
