@@ -48,6 +48,7 @@ function usage(only?: string): string {
     "  npm run admin -- orgs create --name 'Acme' --id org_acme",
     "  npm run admin -- keys create org_acme --name backend --rate-limit 120",
     "  npm run admin -- keys create org_acme --name dashboard --scopes runs:read",
+    "  npm run admin -- orgs suspend org_acme --reason 'unpaid invoice'",
     "  npm run admin -- credits grant org_acme 100000 --note 'trial'",
     "  npm run admin -- webhooks create org_acme --endpoint https://example.com/hooks --events run.failed,run.timed_out",
     "  npm run admin -- webhooks seal-secrets",

@@ -14,7 +14,12 @@ interface Organization {
   id: string;
   name: string;
   credits: Credits;
+  status: "active" | "suspended";
+  suspendedAt: string | null;
+  suspensionReason: string | null;
   createdAt: string;
+  /** Suspend and resume: how long edge isolates may take to see the change (their cache of the organization's status). */
+  effectiveWithinMs?: number;
 }
 interface ApiKey {
   id: string;
@@ -41,13 +46,25 @@ interface LedgerEntry {
 const seg = encodeURIComponent;
 const creditsText = (c: Credits) => (c.metered ? `${c.available} available (balance ${c.balance}, reserved ${c.reserved})` : "unmetered");
 
+const statusText = (org: Organization) =>
+  org.status === "suspended" ? `suspended since ${org.suspendedAt} (${org.suspensionReason})` : org.status;
+
 function showOrganization(org: Organization) {
   printFields([
     ["id", org.id],
     ["name", org.name],
+    ["status", statusText(org)],
     ["credits", creditsText(org.credits)],
     ["created", org.createdAt],
   ]);
+}
+
+/** `orgs suspend` and `orgs resume`: the organization after the change, and how soon the edge applies it. */
+function showStatusChange(org: Organization) {
+  const within = Math.round((org.effectiveWithinMs ?? 0) / 1000);
+  console.log(`${out.green(org.status === "suspended" ? "suspended" : "resumed")} organization ${out.bold(org.id)}`);
+  showOrganization(org);
+  if (within > 0) console.log(out.dim(`edge isolates cache an organization's status: the change reaches them all within ${within} s`));
 }
 
 /** `?limit=&before=` from --limit and --before (the previous page's next), or "". */
@@ -84,8 +101,8 @@ export const accountCommands: Command[] = [
         ctx.admin().request<{ organizations: Organization[]; next: string | null }>("GET", `/admin/v1/organizations${query}`),
         ({ organizations, next }) => {
           printTable(
-            ["ID", "NAME", "CREDITS", "CREATED"],
-            organizations.map((o) => [o.id, o.name, creditsText(o.credits), o.createdAt]),
+            ["ID", "NAME", "STATUS", "CREDITS", "CREATED"],
+            organizations.map((o) => [o.id, o.name, o.status, creditsText(o.credits), o.createdAt]),
             "no organizations",
           );
           if (next) console.log(out.dim(`older organizations: --before ${next}`));
@@ -97,9 +114,33 @@ export const accountCommands: Command[] = [
     words: ["orgs", "show"],
     operands: ["<orgId>"],
     options: [],
-    summary: "an organization with its credits",
+    summary: "an organization with its credits and status",
     run: (ctx) =>
       answer(ctx, ctx.admin().request<Organization>("GET", `/admin/v1/organizations/${seg(ctx.operands[0]!)}`), showOrganization),
+  },
+  {
+    words: ["orgs", "suspend"],
+    operands: ["<orgId>"],
+    options: ["reason"],
+    synopsis: "--reason <why>",
+    summary:
+      "suspend an organization: every request of its keys, tokens and JWTs is refused (403) within 30 s; runs already going go on; again: nothing changes",
+    run: (ctx) =>
+      answer(
+        ctx,
+        ctx.admin().request<Organization>("POST", `/admin/v1/organizations/${seg(ctx.operands[0]!)}/suspend`, {
+          reason: required(ctx.args, "reason", ctx.usage),
+        }),
+        showStatusChange,
+      ),
+  },
+  {
+    words: ["orgs", "resume"],
+    operands: ["<orgId>"],
+    options: [],
+    summary: "resume a suspended organization: its keys, tokens and JWTs work again within 30 s",
+    run: (ctx) =>
+      answer(ctx, ctx.admin().request<Organization>("POST", `/admin/v1/organizations/${seg(ctx.operands[0]!)}/resume`), showStatusChange),
   },
   {
     words: ["keys", "create"],

@@ -15,6 +15,7 @@ export const OPTIONS = {
   "rate-limit": { type: "string" },
   scopes: { type: "string" },
   note: { type: "string" },
+  reason: { type: "string" },
   "allow-debt": { type: "boolean" },
   "idempotency-key": { type: "string" },
   limit: { type: "string" },

@@ -156,6 +156,8 @@ describe("help", () => {
         "orgs create",
         "orgs list",
         "orgs show",
+        "orgs suspend",
+        "orgs resume",
         "keys create",
         "keys list",
         "keys revoke",
@@ -200,7 +202,7 @@ describe("organizations and API keys", () => {
     const created = await ok(["orgs", "create", "--name", "CLI Org", "--id", orgId]);
     expect(created.stdout).toContain(`created organization ${orgId}`);
     const list = await ok(["orgs", "list"]);
-    expect(list.stdout).toMatch(new RegExp(`${orgId}\\s+CLI Org\\s+unmetered`));
+    expect(list.stdout).toMatch(new RegExp(`${orgId}\\s+CLI Org\\s+active\\s+unmetered`));
     const shown = await okJson(["orgs", "show", orgId]);
     expect(shown).toMatchObject({ id: orgId, name: "CLI Org", credits: { metered: false } });
     // A generated id.
@@ -277,6 +279,46 @@ describe("organizations and API keys", () => {
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain("invalid_request");
     expect(bad.stderr).toContain("scopes");
+  });
+});
+
+describe("orgs suspend and resume", () => {
+  it("suspend refuses the organization's key (403 organization_suspended) and shows why; again changes nothing; resume makes it active", async () => {
+    const orgId = `org_cli_${unique()}`;
+    await ok(["orgs", "create", "--name", "To suspend", "--id", orgId]);
+    // Never used before the suspension, so no edge isolate has the organization's status cached.
+    const { key } = await okJson<{ key: string }>(["keys", "create", orgId, "--name", "backend"]);
+
+    const suspended = await ok(["orgs", "suspend", orgId, "--reason", "unpaid invoice 42"]);
+    expect(suspended.stdout).toContain(`suspended organization ${orgId}`);
+    expect(suspended.stdout).toMatch(/status\s+suspended since \S+ \(unpaid invoice 42\)/);
+    expect(suspended.stdout).toContain("within 30 s");
+    const refused = await catalog(key);
+    expect([refused.status, ((await refused.json()) as { code: string }).code]).toEqual([403, "organization_suspended"]);
+
+    const shown = await okJson(["orgs", "show", orgId]);
+    expect(shown).toMatchObject({ status: "suspended", suspensionReason: "unpaid invoice 42" });
+    const again = await okJson(["orgs", "suspend", orgId, "--reason", "another reason"]);
+    expect(again).toMatchObject({ status: "suspended", suspendedAt: shown.suspendedAt, suspensionReason: "unpaid invoice 42" });
+    expect((await ok(["orgs", "list", "--limit", "500"])).stdout).toMatch(new RegExp(`${orgId}\\s+To suspend\\s+suspended\\s`));
+
+    const resumed = await ok(["orgs", "resume", orgId]);
+    expect(resumed.stdout).toContain(`resumed organization ${orgId}`);
+    expect(resumed.stdout).toMatch(/status\s+active/);
+    expect(await okJson(["orgs", "show", orgId])).toMatchObject({ status: "active", suspendedAt: null, suspensionReason: null });
+    expect((await ok(["orgs", "resume", orgId])).stdout).toContain(`resumed organization ${orgId}`);
+  });
+
+  it("suspend without --reason is a usage error (nothing sent); an unknown organization is the API's 404; an empty reason the API's 400", async () => {
+    const missing = await cli(["orgs", "suspend", "org_whatever"]);
+    expect([missing.code, missing.stderr.includes("--reason is required")]).toEqual([1, true]);
+    const unknown = await cli(["orgs", "suspend", `org_nope_${unique()}`, "--reason", "x"]);
+    expect([unknown.code, unknown.stderr.includes("organization_not_found")]).toEqual([1, true]);
+    const resumeUnknown = await cli(["orgs", "resume", `org_nope_${unique()}`]);
+    expect([resumeUnknown.code, resumeUnknown.stderr.includes("organization_not_found")]).toEqual([1, true]);
+    const orgId = (await okJson(["orgs", "create", "--name", "Blank reason"])).id as string;
+    const blank = await cli(["orgs", "suspend", orgId, "--reason", "   "]);
+    expect([blank.code, blank.stderr.includes("invalid_request"), blank.stderr.includes("reason")]).toEqual([1, true, true]);
   });
 });
 
