@@ -26,6 +26,7 @@ import { lookup as dnsLookup, type LookupAddress, promises as dnsPromises } from
 import { BlockList, isIP, type LookupFunction } from "node:net";
 import { Agent, buildConnector, fetch as undiciFetch, type Dispatcher } from "undici";
 import { BodyTooLargeError, readCappedBody } from "../../src/shared/capped-body.ts";
+import { FETCH_BAD_PORTS } from "../../src/shared/fetch-bad-ports.ts";
 import { REFUSED_RANGES } from "../../src/shared/ip-ranges.ts";
 
 export const URL_NOT_ALLOWED = "url_not_allowed";
@@ -205,16 +206,6 @@ export function checkUrl(policy: OutboundPolicy, raw: string | URL, base?: URL):
   }
   return url;
 }
-
-/**
- * The Fetch standard's bad ports (https://fetch.spec.whatwg.org/#bad-port): other protocols' (SMTP,
- * IRC, ...), to which fetch makes no request.
- */
-const FETCH_BAD_PORTS: ReadonlySet<number> = new Set([
-  1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102, 103, 104, 109, 110, 111, 113, 115, 117,
-  119, 123, 135, 137, 139, 143, 161, 179, 389, 427, 465, 512, 513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636,
-  989, 990, 993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080,
-]);
 
 const portOf = (url: URL) => Number(url.port) || (url.protocol === "https:" ? 443 : 80);
 

@@ -4,7 +4,8 @@
  *
  * - https only; plain http only for 127.0.0.1 (any port) and only when WEBHOOK_ALLOW_LOOPBACK_HTTP
  *   is "1" (`npm run dev` sets it, a deployed Worker does not);
- * - no credentials in the URL, no fragment, not port 0, at most 2048 characters;
+ * - no credentials in the URL, no fragment, not port 0 nor another protocol's port (fetch's bad
+ *   ports, src/shared/fetch-bad-ports.ts), at most 2048 characters;
  * - the host is a DNS name or a public unicast IP literal: private, loopback, link-local, CGNAT,
  *   documentation, multicast and reserved ranges are refused (src/shared/ip-ranges.ts, the same
  *   ranges as the host's outbound HTTP guard); so are names that only resolve inside a network
@@ -14,6 +15,7 @@
  * Where a name points is checked after this, over DNS (address-check.ts). Deliveries never follow
  * redirects (a 3xx is a failed attempt), so a public endpoint cannot bounce us elsewhere.
  */
+import { FETCH_BAD_PORTS } from "../shared/fetch-bad-ports.ts";
 import { isIpLiteral, refusedRange } from "../shared/ip-ranges.ts";
 
 export const MAX_WEBHOOK_URL_LENGTH = 2048;
@@ -45,6 +47,11 @@ export function webhookUrlProblem(text: string, policy: UrlPolicy): string | nul
   if (url.username || url.password) return "the URL must not carry credentials";
   // Port 0 names no port: nothing can ever be sent there (the parser keeps it as given).
   if (url.port === "0") return "the URL's port 0 names no port";
+  // workerd's fetch connects to these where browsers and Node refuse: every delivery would knock on
+  // a mail or IRC server (whatever the scheme), and its attempt log would say how it answered.
+  if (FETCH_BAD_PORTS.has(Number(url.port))) {
+    return `the URL's port ${url.port} is another protocol's (SMTP, SSH, IRC, ...: a port fetch never connects to); use an HTTPS server's port`;
+  }
   // An empty fragment ("…/h#") has no `hash`, but stays in the URL.
   if (url.hash || url.href.endsWith("#")) return "the URL must not have a fragment";
   const host = url.hostname.replace(/^\[|\]$/g, "").toLowerCase();

@@ -819,6 +819,34 @@ describe("webhook endpoints: security", () => {
     expect((await admin("POST", base(organizationId), { url: "http://127.0.0.1:9999/h" })).status).toBe(201);
   });
 
+  it("security: a port of another protocol (fetch's bad ports: SMTP's 25, IRC's 6667, ...) is 400 webhook_url_not_allowed naming it, nothing written", async () => {
+    const { organizationId } = await seedOrganization();
+    // workerd's fetch connects to these (browsers and Node refuse to): each delivery would knock on
+    // a mail or IRC server, and the delivery log would say how it answered.
+    for (const url of [
+      "https://hooks.example.com:25/h",
+      "https://hooks.example.com:6667/h",
+      "https://1.1.1.1:22/h",
+      "https://[2606:4700::1111]:6000/h",
+      // The loopback http allowed in development too.
+      "http://127.0.0.1:25/h",
+    ]) {
+      const res = await admin("POST", base(organizationId), { url });
+      expect(res.status, url).toBe(400);
+      const error = ((await res.json()) as ErrorBody).error;
+      expect([error.code, error.issues?.map((i) => i.path)], url).toEqual(["webhook_url_not_allowed", ["url"]]);
+      expect(error.message, url).toMatch(/port \d+ is another protocol's/);
+    }
+    const rows = await env.DB.prepare("SELECT COUNT(*) AS n FROM webhook_endpoints WHERE organization_id = ?")
+      .bind(organizationId)
+      .first<{ n: number }>();
+    expect(rows!.n).toBe(0);
+    // Ports of HTTP servers are fine, the default one written out too.
+    for (const url of ["https://hooks.example.com:8443/h", "https://hooks.example.com:443/h"]) {
+      expect((await admin("POST", base(organizationId), { url })).status, url).toBe(201);
+    }
+  });
+
   it("the URL policy refuses http://127.0.0.1 unless the configuration allows it, and never other private addresses", () => {
     const prod = { allowLoopbackHttp: false };
     const dev = { allowLoopbackHttp: true };
