@@ -79,6 +79,21 @@ describe("published run API: errors before a run starts", () => {
     expect(nested.issues).toEqual([{ path: "audience", message: "must be a string, number or boolean" }]);
   });
 
+  it("security: a body of white space JSON does not have (no-break, ideographic, line separator) is 400 invalid_json, not a missing body that starts the run", async () => {
+    // No variables: a missing body ({}) starts a run.
+    const noVariables = await promptWorkflow(org.organizationId, { template: "Say hello." });
+    const runs = () => env.DB.prepare("SELECT COUNT(*) AS n FROM runs WHERE organization_id = ?").bind(org.organizationId).first("n");
+    const before = await runs();
+    for (const body of ["\u00a0", " \u3000 ", "\u2028", "\u200b", "\ufeff\u00a0"]) {
+      for (const path of [`/api/v1/run/${noVariables}`, `/api/v1/run/${noVariables}/stream`]) {
+        const res = await postJson(path, body, org.key);
+        expect(res.status, `${path} ${JSON.stringify(body)}`).toBe(400);
+        expect((await error(res)).code).toBe("invalid_json");
+      }
+    }
+    expect(await runs()).toBe(before);
+  });
+
   it("no body reads as {} on both routes: 400 naming the missing variables, and a template without variables starts (not a 503 from the stream route)", async () => {
     for (const path of [`/api/v1/run/${workflowId}`, `/api/v1/run/${workflowId}/stream`]) {
       for (const body of ["", "  "]) {

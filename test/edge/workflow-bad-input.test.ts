@@ -50,6 +50,16 @@ describe("Workflow API: bad input gets a clear 4xx and writes nothing", () => {
     expect(await runCount(org.organizationId)).toBe(before);
   });
 
+  it("a body of white space JSON does not have (U+00A0, U+3000) → 400 invalid_json, not an empty body; JSON's own white space is empty", async () => {
+    for (const body of ["\u00a0", "\r\n\u3000"]) {
+      const res = await postJson("/workflow/start", body, org.key);
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as OutputErrorBody).code, JSON.stringify(body)).toBe("invalid_json");
+    }
+    const empty = (await (await postJson("/workflow/start", " \t\r\n", org.key)).json()) as OutputErrorBody;
+    expect([empty.code, empty.issues?.map((i) => i.path)]).toEqual(["invalid_request", ["workflowName"]]);
+  });
+
   it("missing workflowName → 400 naming the field", async () => {
     const res = await postJson("/workflow/start", { input: {} }, org.key);
     expect(res.status).toBe(400);

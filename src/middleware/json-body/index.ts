@@ -242,13 +242,20 @@ export async function readUtf8Body(c: Context): Promise<string> {
 }
 
 /**
- * The body as JSON, or undefined when it is empty (or only white space). A body sent as another
+ * JSON's own white space (RFC 8259: space, tab, CR, LF) and nothing else. Not String.trim, which
+ * also takes U+00A0, U+2028, U+3000, ...: a body of those is no JSON, and read as none it started
+ * a published run, or sent a signal without its payload.
+ */
+const JSON_WHITESPACE_ONLY = /^[ \t\r\n]*$/;
+
+/**
+ * The body as JSON, or undefined when it is empty (or only JSON's white space). A body sent as another
  * media type (`text/plain`, a form) is 415 `unsupported_media_type`, not read as JSON: what its
  * sender meant is not JSON. A body with no `Content-Type` at all is read as JSON.
  */
 export async function readOptionalJson(c: Context, limits: JsonLimits = TENANT_JSON): Promise<unknown> {
   const text = await readUtf8Body(c);
-  if (text.trim() === "") return undefined;
+  if (JSON_WHITESPACE_ONLY.test(text)) return undefined;
   const type = c.req.header("content-type");
   if (type !== undefined && !isJsonMediaType(type)) {
     throw new ApiError("unsupported_media_type", `the body is sent as "${type.slice(0, 100)}"; send it as application/json`);
