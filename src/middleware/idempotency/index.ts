@@ -40,10 +40,26 @@ function unescapedString(inner: string): string {
   return inner.replace(/\\([\\"])/g, "$1");
 }
 
+const isHttpWhitespace = (ch: string | undefined) => ch === " " || ch === "\t";
+
+/**
+ * HTTP's white space (space, tab) off both ends, in one pass. Not String.trim, which also dropped a
+ * vertical tab, form feed or no-break space: `k\v` was taken as the key `k` instead of refused as
+ * not printable ASCII. Not a regular expression either: `[ \t]+$` backtracks quadratically over a
+ * long run of spaces inside the value.
+ */
+function trimHttpWhitespace(text: string): string {
+  let start = 0;
+  let end = text.length;
+  while (start < end && isHttpWhitespace(text[start])) start++;
+  while (end > start && isHttpWhitespace(text[end - 1])) end--;
+  return text.slice(start, end);
+}
+
 /** The key's value, or null when the header is absent; throws 400 for a malformed key. */
 export function parseIdempotencyKey(header: string | undefined): string | null {
   if (header === undefined) return null;
-  let key = header.trim();
+  let key = trimHttpWhitespace(header);
   const quoted = key.length >= 2 && key.startsWith('"') && key.endsWith('"');
   if (quoted) key = unescapedString(key.slice(1, -1));
   // Two Idempotency-Key headers arrive joined by ", " (Fetch's Headers): a bare key with a comma is
