@@ -35,10 +35,21 @@ export async function organizationStatus(db: D1Database, organizationId: string)
   const row = await unavailableOnTransient("organization verification", () =>
     db.prepare("SELECT suspended_at FROM organizations WHERE id = ?").bind(organizationId).first<{ suspended_at: string | null }>(),
   );
+  if (!row) {
+    cache.delete(organizationId);
+    return null;
+  }
+  return rememberOrganizationStatus(organizationId, row.suspended_at !== null, now);
+}
+
+/**
+ * Caches a status read along with something else (key auth reads it with the key): the
+ * organization's next check in this isolate makes no read of its own.
+ */
+export function rememberOrganizationStatus(organizationId: string, suspended: boolean, now: number = Date.now()): CachedStatus {
   cache.delete(organizationId); // re-inserted last: the oldest entry is the first evicted
-  if (!row) return null;
   if (cache.size >= ORGANIZATION_STATUS_CACHE_MAX_ENTRIES) cache.delete(cache.keys().next().value!);
-  const entry = { suspended: row.suspended_at !== null, expiresAt: now + ORGANIZATION_STATUS_CACHE_TTL_MS };
+  const entry = { suspended, expiresAt: now + ORGANIZATION_STATUS_CACHE_TTL_MS };
   cache.set(organizationId, entry);
   return entry;
 }

@@ -1,5 +1,6 @@
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
+import { clearOrganizationStatusCache } from "../../src/lib/organization-status.ts";
 import { clearApiKeyCache } from "../../src/middleware/api-key-auth/index.ts";
 import { interceptD1InPlace } from "../support/d1-intercept.ts";
 import { createKey, type ErrorBody, type OutputErrorBody, postJson, seedCatalog, seedOrganization } from "./helpers.ts";
@@ -74,6 +75,24 @@ describe("API key authentication", () => {
     await env.DB.prepare("UPDATE api_keys SET revoked_at = ? WHERE id = ?").bind(new Date().toISOString(), keyId).run();
     clearApiKeyCache(); // stands for the cache TTL passing
     expect((await postJson("/workflow/start", UNKNOWN_WORKFLOW, key)).status).toBe(401);
+  });
+
+  it("a key the isolate has not cached costs one D1 read, its organization's status included (a second read would be a second round trip to the home region)", async () => {
+    clearApiKeyCache();
+    clearOrganizationStatusCache();
+    const reads: string[] = [];
+    const restore = interceptD1InPlace(env.DB, (call) => {
+      if (call.kind === "statement" && /api_keys|suspended_at/.test(call.sql)) reads.push(call.sql);
+    });
+    try {
+      expect((await postJson("/workflow/start", UNKNOWN_WORKFLOW, org.key)).status).toBe(424);
+      expect(reads).toHaveLength(1);
+      // Cached from then on, the key and its organization's status alike.
+      expect((await postJson("/workflow/start", UNKNOWN_WORKFLOW, org.key)).status).toBe(424);
+      expect(reads).toHaveLength(1);
+    } finally {
+      restore();
+    }
   });
 
   it("reads D1 once per isolate and cache period for a key it refused, however often it is retried", async () => {

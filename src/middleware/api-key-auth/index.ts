@@ -8,9 +8,9 @@ import { parseApiKey, sha256Hex } from "../../shared/api-keys.ts";
 import { parseIPv6 } from "../../shared/ip-ranges.ts";
 import type { AppEnv, AuthContext } from "../../app-env.ts";
 import { ApiError, INVALID_TOKEN_CHALLENGE } from "../../errors.ts";
-import { findApiKeyById } from "../../db/api-keys.ts";
+import { findApiKeyWithOrganizationStatus } from "../../db/api-keys.ts";
 import { unavailableOnTransient } from "../../lib/transient-errors.ts";
-import { refuseSuspendedOrganization } from "../../lib/organization-status.ts";
+import { refuseSuspendedOrganization, rememberOrganizationStatus } from "../../lib/organization-status.ts";
 
 /** How long a verified key stays cached in the isolate; also the longest a revoked key still works. */
 export const API_KEY_CACHE_TTL_MS = 30_000;
@@ -152,7 +152,7 @@ async function lookUp(
   if (hit && hit.expiresAt > now) return hit;
   if ((refused.get(id) ?? 0) > now) return null;
   hooks.beforeRead?.();
-  const row = await unavailableOnTransient("API key verification", () => findApiKeyById(db, id));
+  const row = await unavailableOnTransient("API key verification", () => findApiKeyWithOrganizationStatus(db, id));
   if (!row || row.revokedAt) {
     await hooks.onUnknown?.();
     cache.delete(id);
@@ -161,6 +161,7 @@ async function lookUp(
     refused.set(id, now + API_KEY_CACHE_TTL_MS);
     return null;
   }
+  rememberOrganizationStatus(row.organizationId, row.organizationSuspendedAt !== null, now);
   if (cache.size >= API_KEY_CACHE_MAX_ENTRIES) cache.delete(cache.keys().next().value!);
   const entry = {
     organizationId: row.organizationId,
