@@ -49,3 +49,28 @@ describe("singleValuedQuery", () => {
     }
   });
 });
+
+describe("singleValuedQuery: long and many names", () => {
+  const answer = async (raw: string) => {
+    const res = await app.request(`/q?${raw}`);
+    return { status: res.status, text: await res.text() };
+  };
+
+  it("security: a 400 quotes a very long parameter name cut short, and lists 20 names at most, whatever the URL holds", async () => {
+    const long = "a".repeat(6_000);
+    const many = Array.from({ length: 300 }, (_, i) => `n${"b".repeat(40)}${i}`);
+    for (const raw of [
+      `${long}=1&${long}=2`,
+      many.map((name) => `${name}=1&${name}=2`).join("&"),
+      `${long}=%FF`,
+      many.map((name) => `${name}=%FF`).join("&"),
+    ]) {
+      const { status, text } = await answer(raw);
+      expect(status).toBe(400);
+      expect(text.length, raw.slice(0, 60)).toBeLessThan(4_000);
+      const { message } = (JSON.parse(text) as { error: { message: string } }).error;
+      if (raw.startsWith("n")) expect(message).toMatch(/and 280 more$/);
+      else expect(message).toContain("more characters)");
+    }
+  });
+});

@@ -6,7 +6,8 @@
  * whose percent-escapes are not UTF-8 is 400 `invalid_encoding`.
  */
 import type { Context } from "hono";
-import { ApiError } from "../../errors.ts";
+import { ApiError, type Issue, issueText, MAX_QUOTED_ID } from "../../errors.ts";
+import { cutText } from "../../shared/text-limits.ts";
 
 export function singleValuedQuery(c: Context): Record<string, string> {
   refuseBadEncoding(c.req.url);
@@ -58,15 +59,23 @@ function refuseBadEncoding(url: string): void {
   for (const pair of url.slice(start + 1, end < 0 ? undefined : end).split("&")) {
     const eq = pair.indexOf("=");
     const rawName = eq < 0 ? pair : pair.slice(0, eq);
-    if (!escapesAreUtf8(rawName) || (eq >= 0 && !escapesAreUtf8(pair.slice(eq + 1)))) bad.push(readableName(rawName).slice(0, 100));
+    if (!escapesAreUtf8(rawName) || (eq >= 0 && !escapesAreUtf8(pair.slice(eq + 1)))) bad.push(readableName(rawName));
   }
   if (bad.length === 0) return;
+  const issues = bad.map((name) => ({ path: name, message: "not valid UTF-8 once percent-decoded" }));
   throw new ApiError(
     "invalid_encoding",
-    `query parameter${bad.length > 1 ? "s" : ""} not valid UTF-8 once percent-decoded: ${bad.join(", ")}`,
-    bad.map((name) => ({ path: name, message: "not valid UTF-8 once percent-decoded" })),
+    `query parameter${bad.length > 1 ? "s" : ""} not valid UTF-8 once percent-decoded: ${namesOf(issues)}`,
+    issues,
   );
 }
+
+/**
+ * The parameters an error names, for its message: each cut at MAX_QUOTED_ID characters, 20 at most
+ * and how many more (issueText). A URL of thousands of names, or one name of thousands of characters,
+ * need not come back whole.
+ */
+const namesOf = (issues: Issue[]) => issueText(issues, (issue) => cutText(issue.path, MAX_QUOTED_ID), ", ");
 
 /** A parameter's name for an error: decoded where its escapes are UTF-8, else as sent. */
 function readableName(rawName: string): string {
@@ -76,9 +85,10 @@ function readableName(rawName: string): string {
 
 function refuseRepeats(repeated: string[]): void {
   if (repeated.length === 0) return;
+  const issues = repeated.map((name) => ({ path: name, message: "given more than once; send it once" }));
   throw new ApiError(
     "invalid_request",
-    `query parameter${repeated.length > 1 ? "s" : ""} given more than once: ${repeated.join(", ")}`,
-    repeated.map((name) => ({ path: name, message: "given more than once; send it once" })),
+    `query parameter${repeated.length > 1 ? "s" : ""} given more than once: ${namesOf(issues)}`,
+    issues,
   );
 }
