@@ -373,6 +373,22 @@ describe("Workflow Runs API: list, dashboard and detail", () => {
       expect((await get(`/api/v1/workflow-runs/${id}`, token)).status, id).toBe(404);
     }
   });
+
+  it("security: a 404 quotes a long run id cut short, saying so, and never half of a character (detail and stream)", async () => {
+    const { organizationId } = await seedOrganization();
+    const token = await jwtFor(organizationId);
+    // 😀 is two UTF-16 units, at the 100th and 101st: a cut at 100 left half of it in the message.
+    const id = `${"x".repeat(99)}${encodeURIComponent("😀")}${"y".repeat(4_000)}`;
+    for (const path of [`/api/v1/workflow-runs/${id}`, `/api/v1/workflow-runs/${id}/stream`]) {
+      const res = await get(path, token);
+      expect(res.status).toBe(404);
+      const { code, message } = ((await res.json()) as ErrorBody).error;
+      expect(code).toBe("run_not_found");
+      expect(message.isWellFormed(), JSON.stringify(message.slice(90, 130))).toBe(true);
+      expect(message).toContain("more characters)");
+      expect(message.length).toBeLessThan(200);
+    }
+  });
 });
 
 describe("Workflow Runs API: a prompt workflow's runs", () => {

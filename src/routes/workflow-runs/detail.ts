@@ -3,7 +3,7 @@ import type { App } from "../../app-env.ts";
 import { nearbyReads } from "../../db/client.ts";
 import type { Run } from "../../db/schema.ts";
 import { findRunById, findWorkflowIdOfRun, listStepRuns } from "../../db/workflow-runs.ts";
-import { ApiError } from "../../errors.ts";
+import { ApiError, quotedId } from "../../errors.ts";
 import { runStream } from "../../run-stream-client.ts";
 import { anyCaseUuid } from "../../shared/any-case-uuid.ts";
 import { workflowRunDetail } from "./views.ts";
@@ -12,7 +12,7 @@ import { workflowRunDetail } from "./views.ts";
 export async function workflowRunOrThrow(env: Env, organizationId: string, runId: string): Promise<Run> {
   const id = anyCaseUuid.safeParse(runId);
   const run = id.success ? await findRunById(env.DB, organizationId, id.data) : null;
-  if (!run) throw new ApiError("run_not_found", `no workflow run "${runId.slice(0, 100)}"`);
+  if (!run) throw new ApiError("run_not_found", `no workflow run ${quotedId(runId)}`);
   return run;
 }
 
@@ -32,7 +32,7 @@ export async function workflowIdOfRun(env: Env, organizationId: string, runId: s
     // The UUID as stored (lower case): the DO compares it exactly.
     if (workflowId) return { workflowId, runUuid: id.data };
   }
-  throw new ApiError("run_not_found", `no workflow run "${runId.slice(0, 100)}"`);
+  throw new ApiError("run_not_found", `no workflow run ${quotedId(runId)}`);
 }
 
 /** The run's detail; an output too large for its row (the run's, or a step attempt's) is read from its RunStream's log. */
