@@ -9,7 +9,7 @@ import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { isTransientPlatformError, TRANSIENT_RETRY_AFTER_SECONDS } from "./lib/platform-errors.ts";
-import { cutText } from "./shared/text-limits.ts";
+import { cutText, wholeCharsEnd } from "./shared/text-limits.ts";
 
 export const ERROR_CODES = {
   unauthorized: 401,
@@ -194,7 +194,8 @@ export interface Issue {
 export const MAX_LISTED_ISSUES = 20;
 const MAX_ISSUE_TEXT = 300;
 
-const clipped = (text: string) => (text.length > MAX_ISSUE_TEXT ? `${text.slice(0, MAX_ISSUE_TEXT)}…` : text);
+/** Cut to whole characters (wholeCharsEnd): a cut between the halves of a surrogate pair left a lone one, which UTF-8 cannot carry. */
+const clipped = (text: string) => (text.length > MAX_ISSUE_TEXT ? `${text.slice(0, wholeCharsEnd(text, MAX_ISSUE_TEXT))}…` : text);
 
 /** The path of the issue that counts those not listed. */
 const MORE_ISSUES_PATH = "(more)";

@@ -59,6 +59,17 @@ describe("published run API: errors before a run starts", () => {
     }
   });
 
+  it("security: an issue naming a long key is clipped to whole characters, never half of one (a lone surrogate)", async () => {
+    // 😀 is two UTF-16 units, at the 300th and 301st: a clip at 300 left half of it in the path.
+    const key = `${"k".repeat(299)}😀${"z".repeat(50)}`;
+    const res = await postJson(`/api/v1/run/${workflowId}`, { audience: "a", topic: "b", [key]: "x" }, org.key);
+    expect(res.status).toBe(400);
+    const body = await error(res);
+    const issue = body.issues!.find((i) => i.path.startsWith("kkk"))!;
+    expect(issue.path.isWellFormed(), JSON.stringify(issue.path.slice(-5))).toBe(true);
+    expect(body.message.isWellFormed()).toBe(true);
+  });
+
   it("400 naming every missing and unknown variable", async () => {
     const res = await postJson(`/api/v1/run/${workflowId}`, { topic: "x", colour: "red", size: 3 }, org.key);
     expect(res.status).toBe(400);
