@@ -14,25 +14,10 @@ function lastEventIdText(c: Context): string | undefined {
 }
 
 /**
- * The id a reconnecting client last saw: `Last-Event-ID` (EventSource sends it) or
- * `?lastEventId=` (for clients that cannot set headers). Null when there is none; 400 when it is
- * not an id. `meaning` names what the stream's ids are, for the error message.
- */
-export function parseLastEventId(c: Context<AppEnv>, meaning: string): number | null {
-  const raw = lastEventIdText(c);
-  if (raw === undefined || raw === "") return null;
-  if (!/^\d{1,15}$/.test(raw)) {
-    throw new ApiError("invalid_request", `Last-Event-ID must be ${meaning} (a non-negative integer)`, [
-      { path: "lastEventId", message: "expected a non-negative integer" },
-    ]);
-  }
-  return Number(raw);
-}
-
-/**
  * A log stream's cursor that may also say the client saw the run's end: `<seq>` (an entry's id)
- * or `<seq>.end` (the id of the final `result` or `error` frame, sent after the entry with id
- * `<seq>`). Null when there is none; 400 when it is neither.
+ * or `<seq>.end` (the id of the final frame, sent after the entry with id `<seq>`: the Workflow
+ * Runs API's `result` or `error`, the run viewer's `done` of a run that never started). Null when
+ * there is none; 400 when it is neither.
  */
 export function parseLogCursor(c: Context<AppEnv>): { afterSeq: number; sawEnd: boolean } | null {
   const raw = lastEventIdText(c);

@@ -449,7 +449,7 @@ describe("run viewer in Chromium", () => {
       return route.fulfill({
         status: 200,
         headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-store" },
-        body: `retry: 1000\n\nevent: done\ndata: ${JSON.stringify(done)}\n\n`,
+        body: `retry: 1000\n\nid: 0.end\nevent: done\ndata: ${JSON.stringify(done)}\n\n`,
       });
     });
     const page = await context.newPage();

@@ -62,13 +62,14 @@ describe("a run accepted, then refused for good before it started", () => {
     }
 
     // The run viewer's page shows how a run ended and why: it gets the end alone, a `done` with the
-    // reason, which also stops its EventSource (a 204 left the page with no run and no reason).
-    const viewer = await call(`/runs/${workflowId}/events?token=${streamToken}`);
+    // reason (a 204 left the page with no run and no reason).
+    const viewerUrl = `/runs/${workflowId}/events?token=${streamToken}`;
+    const viewer = await call(viewerUrl);
     expect(viewer.status).toBe(200);
     expect(viewer.headers.get("content-type")).toMatch(/^text\/event-stream/);
     expect(viewer.headers.get("retry-after")).toBeNull();
     const frames = await viewer.text();
-    const done = frames.split("\n\n").find((frame) => frame.startsWith("event: done\n"));
+    const done = frames.split("\n\n").find((frame) => /^(id: .*\n)?event: done\n/.test(frame));
     expect(done, frames).toBeDefined();
     expect(JSON.parse(done!.slice(done!.indexOf("data: ") + 6))).toEqual({
       status: "failed",
@@ -77,6 +78,19 @@ describe("a run accepted, then refused for good before it started", () => {
       newRunId: null,
     });
     expect(frames).not.toMatch(/^event: (run|step)$/m);
+    // The stream ends after it, and an EventSource reconnects (retry: 1000) with the last id it got:
+    // with none, it got this `done` again, every second, for as long as nothing closed it. Its id
+    // says the client has the end, so the reconnect is 204, which stops EventSource for good.
+    const doneId = /^id: (.*)$/m.exec(done!)?.[1];
+    expect(doneId, done).toBeDefined();
+    for (const reconnect of [
+      call(viewerUrl, { headers: { "last-event-id": doneId! } }),
+      call(`${viewerUrl}&lastEventId=${encodeURIComponent(doneId!)}`),
+    ]) {
+      const res = await reconnect;
+      expect(res.status).toBe(204);
+      expect(res.headers.get("cache-control")).toBe("no-store");
+    }
 
     const trace = await call(`/workflow/${workflowId}/trace-log`, { headers: bearer });
     expect(trace.status).toBe(404);

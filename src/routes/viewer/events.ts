@@ -13,7 +13,7 @@
  * | `thinking`     | `{activityId, stepName, attempt, text, at}`                               |
  * | `attribute`    | `{activityId, stepName, attempt, attribute, at}`                          |
  * | `done`         | `{status, output, error, newRunId}`, last (no id); alone for a run that    |
- * |                | ended before it started (its start refused for good)                      |
+ * |                | ended before it started (its start refused for good), with id `0.end`     |
  * | `server_error` | `{error, message}`: the run's stream was lost; reconnect to resume (no id) |
  *
  * Auth: the run-scoped stream token (`?token=`), for exactly this workflowId.
@@ -27,7 +27,7 @@ import { singleQueryValue } from "../../middleware/query/index.ts";
 import { rateLimit } from "../../middleware/rate-limit/index.ts";
 import { positiveNumberVar } from "../../shared/positive-number-var.ts";
 import { NO_STORE, SSE_HEADERS, sseComment, sseFrame } from "../../sse/frames.ts";
-import { parseLastEventId } from "../../sse/last-event-id.ts";
+import { logEndId, parseLogCursor } from "../../sse/last-event-id.ts";
 import { type LogDone, logStreamResponse } from "../../sse/log-stream.ts";
 import { openAdmittedSubscription, REVOKED_KEY_MESSAGE, RunNeverStarted, StreamAtEnd } from "../../sse/run-subscription.ts";
 import { STREAM_TOKEN_REFUSED, streamTokenAuthContext, verifyLiveStreamToken } from "../../stream-tokens.ts";
@@ -107,7 +107,9 @@ export function registerViewerEvents(app: App) {
   app.get("/runs/:workflowId/events", viewerTokenAuth, rateLimit(), async (c) => {
     const workflowId = c.req.param("workflowId");
     const { organizationId } = c.get("auth");
-    const afterSeq = parseLastEventId(c, "a log sequence number") ?? 0;
+    // `<seq>`, or `0.end`: the id of the `done` of a run that never started (below).
+    const cursor = parseLogCursor(c);
+    const afterSeq = cursor?.afterSeq ?? 0;
     const keepAliveMs = positiveNumberVar(c.env.SSE_KEEPALIVE_MS, DEFAULT_KEEPALIVE_INTERVAL_MS);
     // One call into the home region (docs/start-path.md): the first subscription carries the
     // admission, which the run's DO decides against D1's primary: the row is the token's
@@ -151,8 +153,11 @@ export function registerViewerEvents(app: App) {
     }).catch((err) => {
       if (err instanceof StreamAtEnd) return c.body(null, 204, NO_STORE);
       if (err instanceof RunNeverStarted) {
+        // The client has this run's end (its only frame): 204, so EventSource stops. Without an id
+        // on that frame, an EventSource the page did not close got it again every VIEWER_RETRY_MS.
+        if (cursor?.sawEnd) return c.body(null, 204, NO_STORE);
         const done: LogDone = { status: err.ended.status, output: null, error: err.ended.error, newRunId: null };
-        return c.body(preamble + sseFrame({ event: "done", data: done }), 200, SSE_HEADERS);
+        return c.body(preamble + sseFrame({ event: "done", id: logEndId(0), data: done }), 200, SSE_HEADERS);
       }
       throw err;
     });
