@@ -876,6 +876,40 @@ describe("CORS", () => {
     expect(stranger.headers.get("access-control-allow-origin")).toBeNull();
   });
 
+  it("a page on another origin can read every answer of a stream (EventSource takes an unreadable one for a network error and reconnects for ever): the stream, its 204, a 401 for an expired token, a 400, and the preflight of a reconnect with Last-Event-ID", async () => {
+    const org = await seedOrganization();
+    await seedCatalog();
+    const { workflowId, runId } = await createRunningRun(org.organizationId);
+    await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)]);
+    const claims = { organizationId: org.organizationId, apiKeyId: org.keyId, workflowId };
+    const { token } = await mintStreamToken(STREAM_SECRET, claims);
+    const expired = (await mintStreamToken(STREAM_SECRET, claims, Date.now() - 3_600_000)).token;
+    const page = { origin: "https://app.example", accept: "text/event-stream" };
+    const stream = `/workflow/${workflowId}/history/stream`;
+    const answers = [
+      await call(`${stream}?token=${token}`, { headers: page }),
+      await call(`${stream}?token=${token}`, { headers: { ...page, "last-event-id": "2" } }),
+      await call(`${stream}?token=${expired}`, { headers: { ...page, "last-event-id": "1" } }),
+      await call(`${stream}?token=${token}`, { headers: { ...page, "last-event-id": "x" } }),
+      await call(`/runs/${workflowId}/events?token=${expired}`, { headers: page }),
+    ];
+    expect(answers.map((res) => [res.status, res.headers.get("access-control-allow-origin")])).toEqual([
+      [200, "https://app.example"],
+      [204, "https://app.example"],
+      [401, "https://app.example"],
+      [400, "https://app.example"],
+      [401, "https://app.example"],
+    ]);
+    await Promise.all(answers.map((res) => res.body?.cancel()));
+    const preflight = await call(`${stream}?token=${token}`, {
+      method: "OPTIONS",
+      headers: { origin: "https://app.example", "access-control-request-method": "GET", "access-control-request-headers": "last-event-id" },
+    });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get("access-control-allow-origin")).toBe("https://app.example");
+    expect(preflight.headers.get("access-control-allow-headers")?.toLowerCase().split(",")).toContain("last-event-id");
+  });
+
   it("security: the admin API and the host's signed routes answer no CORS, preflight or not (no browser calls them)", async () => {
     for (const path of ["/admin/v1/organizations", "/internal/run-events"]) {
       const preflight = await call(path, {
