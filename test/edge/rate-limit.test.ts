@@ -8,6 +8,7 @@ import { aroundDurableObjectCalls } from "./durable-object-calls.ts";
 import { STREAM_LEASE_TTL_MS } from "../../durable-objects/rate-limiter/stream-leases.ts";
 import { call, createKey, type OutputErrorBody, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
+import { clearOfRateWindowEnd } from "../support/rate-window.ts";
 
 async function keyWithLimit(limit: number, org?: { organizationId: string }): Promise<string> {
   const { key, keyId } = await createKey((org ?? (await seedOrganization())).organizationId);
@@ -22,6 +23,7 @@ describe("per-key rate limits", () => {
 
   it("25 concurrent calls on a key limited to 5 a minute: exactly 5 get through, 20 get 429 with Retry-After", async () => {
     const key = await keyWithLimit(5);
+    await clearOfRateWindowEnd();
     const responses = await Promise.all(
       Array.from({ length: 25 }, () => call("/workflow/catalog", { headers: { authorization: `Bearer ${key}` } })),
     );
@@ -52,6 +54,7 @@ describe("per-key rate limits", () => {
   it("keys are limited separately, and the default comes from RATE_LIMIT_PER_MINUTE", async () => {
     const limited = await keyWithLimit(1);
     const org = await seedOrganization();
+    await clearOfRateWindowEnd();
     expect((await call("/workflow/catalog", { headers: { authorization: `Bearer ${limited}` } })).status).toBe(200);
     expect((await call("/workflow/catalog", { headers: { authorization: `Bearer ${limited}` } })).status).toBe(429);
     const other = await call("/workflow/catalog", { headers: { authorization: `Bearer ${org.key}` } });
@@ -84,6 +87,7 @@ describe("per-key rate limits", () => {
     const key = await keyWithLimit(2, org);
     const { workflowId, runId } = await createRunningRun(org.organizationId, "hello");
     await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)]);
+    await clearOfRateWindowEnd();
     const minted = await call(`/workflow/${workflowId}/stream-token`, { method: "POST", headers: { authorization: `Bearer ${key}` } });
     expect(minted.status).toBe(200);
     const { token: streamToken } = (await minted.json()) as { token: string };
@@ -234,6 +238,7 @@ describe("per-key rate limits", () => {
       // A key limited to one request a minute: its second connect is refused by the rate limit and holds no place.
       const limited = await createKey(own.organizationId);
       await env.DB.prepare("UPDATE api_keys SET rate_limit_per_minute = 1 WHERE id = ?").bind(limited.keyId).run();
+      await clearOfRateWindowEnd();
       const first = await withLimiterCalls(historyStream(workflowId, { authorization: `Bearer ${limited.key}` }));
       expect(first.res.status).toBe(200);
       const second = await withLimiterCalls(historyStream(workflowId, { authorization: `Bearer ${limited.key}` }));

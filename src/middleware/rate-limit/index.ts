@@ -9,9 +9,9 @@ import type { AppEnv } from "../../app-env.ts";
 import { ApiError } from "../../errors.ts";
 import { unavailableOnTransient } from "../../lib/transient-errors.ts";
 import { positiveNumberVar } from "../../shared/positive-number-var.ts";
+import { RATE_LIMIT_WINDOW_SECONDS } from "../../shared/rate-limit-window.ts";
 import { leaseToTakeWithHit, releaseUnclaimedLease } from "../../sse/stream-lease.ts";
 
-export const RATE_LIMIT_WINDOW_SECONDS = 60;
 const DEFAULT_PER_MINUTE = 600;
 
 /**
