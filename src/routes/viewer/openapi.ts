@@ -22,7 +22,7 @@ export function documentViewer(app: App) {
     auth: "streamToken",
     summary: "The run viewer's Server-Sent Events",
     description:
-      "The run's event log as SSE: `run`, `step`, `thinking`, `attribute` (SSE id: the log sequence number), then `done`; `server_error` if the stream is lost. `Last-Event-ID` (or `?lastEventId=`) resumes after that event; 204 once a finished run has nothing more.",
+      "The run's event log as SSE: `run`, `step`, `thinking`, `attribute` (SSE id: the log sequence number), then `done` (no id); `server_error` if the stream is lost. A run whose start was refused for good answers its `done` alone, with the id `0.end`. `Last-Event-ID` (or `?lastEventId=`: a log sequence number or `<n>.end`) resumes after that event; 204 once a finished run has nothing more, and for `0.end` on such a run.",
     query: z.object({ token: z.string(), lastEventId: z.string().optional() }),
     responses: {
       200: { description: "text/event-stream", schema: z.string(), contentType: "text/event-stream" },
