@@ -13,6 +13,13 @@ import { readSse, type SseMessage } from "../../src/shared/sse-reader.ts";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const MAX_RESUMES = 5;
+/**
+ * How long a run accepted but not yet started in Temporal (its stream answers 503 with Retry-After
+ * while the edge's outbox retries the start) is waited for before the CLI gives up following it.
+ */
+const NOT_STARTED_WAIT_MS = 5 * 60_000;
+/** The wait before asking again when a 503 gives no usable Retry-After. */
+const NOT_STARTED_RETRY_MS = 1_000;
 
 function parseInputs(raw: string | undefined): Record<string, unknown> {
   if (raw === undefined) return {};
@@ -188,6 +195,34 @@ class Progress {
   }
 }
 
+/** A Workflow Runs API run, as its detail (GET /api/v1/workflow-runs/{id}) or a 202 shows it. */
+interface RunDetail {
+  id?: string;
+  status?: string;
+  outputs?: unknown;
+  error?: unknown;
+}
+
+/**
+ * The outcome of a run whose stream has nothing more to send (a resume answered 204: the run has
+ * ended and every event was seen), from its detail, shown as its stream would have shown it.
+ */
+async function finishFromDetail(ctx: Context, secret: string, org: string, progress: Progress): Promise<void> {
+  const detail = await jsonClient(ctx.url, secret, ctx.timeoutMs, credentialHint(INTERNAL_SECRET)).request<RunDetail>(
+    "GET",
+    `/api/v1/workflow-runs/${encodeURIComponent(progress.runId!)}`,
+    undefined,
+    { "x-organization-id": org },
+  );
+  const ended =
+    detail.status === "completed"
+      ? { event: "result", data: { success: true, workflowRun: detail } }
+      : { event: "error", data: { error: detail.error ?? `the run ended ${String(detail.status)}` } };
+  progress.handle({ event: ended.event, id: undefined, data: JSON.stringify(ended.data) });
+  // A run that has not ended cannot have a stream with nothing more to send: say so, do not loop.
+  if (progress.outcome === undefined) progress.outcome = "failed";
+}
+
 /** Reads the stream until the run's outcome, an interruption, or a dropped connection (then resumed). */
 async function follow(res: Response, progress: Progress): Promise<void> {
   try {
@@ -224,6 +259,13 @@ async function runWorkflow(ctx: Context): Promise<number> {
     if (unknownOrganization) failure.hints.push(`organization "${org}" does not exist (see \`orgs list\`)`);
     throw failure;
   }
+  // JSON instead of the stream: the run was accepted but Temporal has not confirmed its start yet
+  // (202). It will run: it is followed by its id, from its first event.
+  const accepted = res.headers.get("content-type")?.includes("text/event-stream") ? null : await acceptedRun(ctx, res);
+  if (accepted) {
+    progress.runId = accepted.id;
+    if (!ctx.json) console.log(out.yellow(`accepted as ${printable(accepted.id)}; its start is not confirmed yet: following it`));
+  }
 
   const onInterrupt = () => {
     console.error(`\nstopped following${progress.runId ? `; the run goes on on the server: ${progress.runId}` : ""}`);
@@ -231,28 +273,72 @@ async function runWorkflow(ctx: Context): Promise<number> {
   };
   process.once("SIGINT", onInterrupt);
   try {
-    await follow(res, progress);
-    for (let resumes = 0; progress.outcome !== "completed" && progress.outcome !== "failed"; resumes++) {
+    if (!accepted) await follow(res, progress);
+    const notStartedUntil = Date.now() + NOT_STARTED_WAIT_MS;
+    let resumes = 0;
+    // An accepted run's first connect goes at once; a resume after a backoff that grows.
+    let connectNow = accepted !== null;
+    while (progress.outcome !== "completed" && progress.outcome !== "failed") {
       if (!progress.runId || resumes >= MAX_RESUMES) {
         throw new CliError(
           "the stream ended before the run did",
           progress.runId ? [`follow it with GET /api/v1/workflow-runs/${progress.runId}/stream`] : [],
         );
       }
-      await new Promise((r) => setTimeout(r, 1000 * (resumes + 1)));
+      if (!connectNow) {
+        resumes++;
+        await new Promise((r) => setTimeout(r, 1000 * resumes));
+      }
+      connectNow = false;
       progress.outcome = undefined;
       const again = await send(
         `${ctx.url}/api/v1/workflow-runs/${progress.runId}/stream`,
         { headers: { ...headers, ...(progress.lastEventId ? { "last-event-id": progress.lastEventId } : {}) } },
         ctx.timeoutMs,
       );
+      // Not started yet (the edge's outbox is still starting it): asked again when it says, not counted as a resume.
+      if (again.status === 503 && again.headers.has("retry-after") && Date.now() < notStartedUntil) {
+        await again.body?.cancel();
+        await new Promise((r) => setTimeout(r, retryAfterMs(again.headers.get("retry-after"))));
+        connectNow = true;
+        continue;
+      }
       if (!again.ok) throw await apiFailure(again, credentialHint(INTERNAL_SECRET), secret);
+      if (again.status === 204) {
+        await finishFromDetail(ctx, secret, org, progress);
+        break;
+      }
       await follow(again, progress);
     }
   } finally {
     process.off("SIGINT", onInterrupt);
   }
   return progress.outcome === "completed" ? 0 : 1;
+}
+
+/** The run of a JSON answer to execute/stream (202: accepted, its start not confirmed yet); anything else is an error. */
+async function acceptedRun(ctx: Context, res: Response): Promise<{ id: string }> {
+  const text = await res.text();
+  let body: { workflowRun?: RunDetail } | undefined;
+  try {
+    body = JSON.parse(text) as { workflowRun?: RunDetail };
+  } catch {
+    body = undefined;
+  }
+  const id = body?.workflowRun?.id;
+  if (res.status !== 202 || typeof id !== "string" || !UUID.test(id)) {
+    throw new CliError(
+      `${ctx.url} answered HTTP ${res.status} with ${body ? "JSON that is not an accepted run" : `a body that is neither an event stream nor JSON (${res.headers.get("content-type") ?? "no content type"})`}`,
+      ["check --url / OUTRIDER_URL: it must be the edge"],
+    );
+  }
+  return { id };
+}
+
+/** A Retry-After in seconds as milliseconds, within 1 to 30 s (NOT_STARTED_RETRY_MS when it is not a number). */
+function retryAfterMs(header: string | null): number {
+  const seconds = Number(header);
+  return Number.isFinite(seconds) && seconds > 0 ? Math.min(seconds, 30) * 1000 : NOT_STARTED_RETRY_MS;
 }
 
 export const runCommand: Command = {

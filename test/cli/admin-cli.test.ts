@@ -568,6 +568,62 @@ describe("run", () => {
   });
 });
 
+describe("run: a start not yet confirmed, a resume after the end", () => {
+  const RUN_ID = "0b6c7d2e-8f90-4a1b-9c2d-3e4f5a6b7c8d";
+  const WORKFLOW_ID = "5f0e4c1a-2b3d-4e5f-8a9b-0c1d2e3f4a5b";
+  const sse = (frames: string[]): FakeAnswer => ({ status: 200, body: frames.join(""), contentType: "text/event-stream" });
+  const frame = (event: string, id: string, data: unknown) => `event: ${event}\nid: ${id}\ndata: ${JSON.stringify(data)}\n\n`;
+  const runningFrame = frame("workflow-run", "1", { content: { workflowRunId: RUN_ID, status: "running" } });
+
+  it("a 202 (accepted, Temporal has not confirmed the start yet) is followed by the run's id, waiting out 503 Retry-After until it starts: never 'the stream ended'", async () => {
+    let streamCalls = 0;
+    const edge = await fakeEdge((req) => {
+      if (req.method === "POST")
+        return { status: 202, body: JSON.stringify({ success: true, workflowRun: { id: RUN_ID, status: "scheduled" } }) };
+      if (req.url === `/api/v1/workflow-runs/${RUN_ID}/stream` && ++streamCalls === 1) {
+        return {
+          status: 503,
+          headers: { "retry-after": "1" },
+          body: JSON.stringify({ error: { code: "host_unavailable", message: "the run has not started yet" } }),
+        };
+      }
+      return sse([runningFrame, frame("result", "2.end", { success: true, workflowRun: { id: RUN_ID, outputs: { answer: 42 } } })]);
+    });
+    const { code, stdout, stderr } = await cliWithin(30_000, ["run", WORKFLOW_ID, "--org", "org_x"], { OUTRIDER_URL: edge.url });
+    expect(code, `${stdout}\n${stderr}`).toBe(0);
+    expect(stdout).toContain(RUN_ID);
+    expect(stdout).toContain('"answer": 42');
+    expect(edge.requests.filter((r) => r.url === `/api/v1/workflow-runs/${RUN_ID}/stream`)).toHaveLength(2);
+  });
+
+  it("a resume answered 204 (nothing after the last event: the run has ended) reads the run's outcome, not 'connection lost' five times", async () => {
+    for (const [status, exit, shown] of [
+      ["completed", 0, '"answer": 42'],
+      ["failed", 1, "the model refused"],
+    ] as const) {
+      const edge = await fakeEdge((req) => {
+        if (req.method === "POST") return sse([runningFrame]); // the stream ends before the run's result
+        if (req.url === `/api/v1/workflow-runs/${RUN_ID}/stream`) return { status: 204, body: "" };
+        return {
+          status: 200,
+          body: JSON.stringify({
+            id: RUN_ID,
+            status,
+            outputs: status === "completed" ? { answer: 42 } : null,
+            error: status === "failed" ? "the model refused" : null,
+          }),
+        };
+      });
+      const { code, stdout, stderr } = await cliWithin(30_000, ["run", WORKFLOW_ID, "--org", "org_x"], { OUTRIDER_URL: edge.url });
+      expect([status, code], `${stdout}\n${stderr}`).toEqual([status, exit]);
+      expect(`${stdout}${stderr}`).toContain(shown);
+      expect(`${stdout}${stderr}`).not.toContain("connection lost");
+      const resumes = edge.requests.filter((r) => r.url === `/api/v1/workflow-runs/${RUN_ID}/stream`);
+      expect(resumes).toHaveLength(1);
+    }
+  });
+});
+
 describe("credentials and connections", () => {
   it("a wrong admin key: unauthorized, exit 1", async () => {
     const { code, stderr } = await cli(["orgs", "list"], { OUTRIDER_ADMIN_KEY: "wrong-admin-key" });
