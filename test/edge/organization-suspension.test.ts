@@ -200,6 +200,17 @@ describe("security: a suspended organization's credentials reach no route family
     for (const name of Object.keys(suspendedRequests)) expect([name, after[name]![0]]).toEqual([name, before[name]![0]]);
   });
 
+  it("the isolate that takes a suspension or a resume applies it at once, its cache of the organization's status included (the others within the bound)", async () => {
+    const org = await seedOrganization();
+    const catalog = () => call("/workflow/catalog", { headers: { authorization: `Bearer ${org.key}` } });
+    expect((await catalog()).status).toBe(200); // the key and the organization's status cached here
+    expect((await suspend(org.organizationId)).status).toBe(200);
+    const refused = await catalog();
+    expect([refused.status, errorCodeOf(await refused.json())]).toEqual([403, "organization_suspended"]);
+    expect((await resume(org.organizationId)).status).toBe(200);
+    expect((await catalog()).status).toBe(200);
+  });
+
   it("the 403 is told only to a caller whose credential checks out: a wrong secret of the suspended organization's key is still 401, the right one 403", async () => {
     const org = await seedOrganization();
     await suspend(org.organizationId);

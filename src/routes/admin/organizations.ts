@@ -15,7 +15,7 @@ import { singleValuedQuery } from "../../middleware/query/index.ts";
 import { randomString } from "../../shared/api-keys.ts";
 import type { Context } from "hono";
 import type { z } from "zod";
-import { ORGANIZATION_STATUS_CACHE_TTL_MS } from "../../lib/organization-status.ts";
+import { ORGANIZATION_STATUS_CACHE_TTL_MS, rememberOrganizationStatus } from "../../lib/organization-status.ts";
 import { ADMIN_ID_PATTERN, ADMIN_PAGE_MAX, createOrganizationBody, organizationsQuery, suspendOrganizationBody } from "./schemas.ts";
 
 export function organizationView(org: Organization) {
@@ -94,18 +94,21 @@ export function registerOrganizations(app: App) {
   /**
    * Suspend and resume, each idempotent (a second suspension keeps the first one's time and
    * reason). Edge isolates cache an organization's status: the answer says how long the change may
-   * take to reach them all.
+   * take to reach them all (the isolate that takes it applies it at once).
    */
   app.post("/admin/v1/organizations/:orgId/suspend", async (c) => {
     const org = await organizationOrThrow(c.env, c.req.param("orgId"));
     const { reason } = await readJson(c, suspendOrganizationBody);
     const row = (await suspendOrganization(c.env.DB, org.id, reason))!;
+    // This isolate applies it at once; the others when their cached status expires.
+    rememberOrganizationStatus(org.id, true);
     return c.json({ ...organizationView(row), effectiveWithinMs: ORGANIZATION_STATUS_CACHE_TTL_MS });
   });
 
   app.post("/admin/v1/organizations/:orgId/resume", async (c) => {
     const org = await organizationOrThrow(c.env, c.req.param("orgId"));
     const row = (await resumeOrganization(c.env.DB, org.id))!;
+    rememberOrganizationStatus(org.id, false);
     return c.json({ ...organizationView(row), effectiveWithinMs: ORGANIZATION_STATUS_CACHE_TTL_MS });
   });
 }
