@@ -21,6 +21,7 @@ const STREAM_FLUSH_MS = 150;
  * (OpenAI's), so the call is charged about what it cost instead of nothing.
  */
 const CHARS_PER_TOKEN_ESTIMATE = 4;
+const estimateTokens = (chars: number) => Math.ceil(chars / CHARS_PER_TOKEN_ESTIMATE);
 /** How much of a provider's error text the host's log keeps. */
 const MAX_LOGGED_PROVIDER_TEXT = 1_000;
 /**
@@ -181,37 +182,52 @@ async function callModel(call: ModelCall): Promise<{ text: string; citations: st
   let text = "";
   let reasoningChars = 0;
   const citations: string[] = [];
-  // Heartbeats while it streams: how the attempt hears that it was cancelled.
-  await heartbeating(async () => {
-    for await (const part of result.fullStream) {
-      if (part.type === "reasoning-delta") {
-        thinking.add(part.text);
-        reasoningChars += part.text.length;
-      } else if (part.type === "text-delta") {
-        thinking.flush();
-        text += part.text;
-        if (call.streamAnswer) answer.add(part.text);
-      } else if (part.type === "source" && part.sourceType === "url") {
-        if (!citations.includes(part.url)) citations.push(part.url);
-      } else if (part.type === "error") {
-        if (APICallError.isInstance(part.error)) throw providerFailure(part.error, call.modelId);
-        throw part.error;
+  /** Characters of prompt, and of reasoning and answer so far: what an estimate of the call's tokens reads. */
+  const chars = () => ({ input: (call.system?.length ?? 0) + call.prompt.length, output: text.length + reasoningChars });
+  try {
+    // Heartbeats while it streams: how the attempt hears that it was cancelled.
+    await heartbeating(async () => {
+      for await (const part of result.fullStream) {
+        if (part.type === "reasoning-delta") {
+          thinking.add(part.text);
+          reasoningChars += part.text.length;
+        } else if (part.type === "text-delta") {
+          thinking.flush();
+          text += part.text;
+          if (call.streamAnswer) answer.add(part.text);
+        } else if (part.type === "source" && part.sourceType === "url") {
+          if (!citations.includes(part.url)) citations.push(part.url);
+        } else if (part.type === "error") {
+          if (APICallError.isInstance(part.error)) throw providerFailure(part.error, call.modelId);
+          throw part.error;
+        }
       }
+    });
+    // An aborted stream ends quietly: the attempt is cancelled, not an answer cut short.
+    activity.cancellationSignal.throwIfAborted();
+  } catch (err) {
+    // Cut short (cancelled, the provider's stream broken) once the provider had begun answering:
+    // it bills the prompt and what it generated, though its usage report (sent at a stream's end)
+    // never came. Recorded as an estimate, not lost; a call refused before any text costs nothing.
+    const sofar = chars();
+    if (sofar.output > 0) {
+      void publisher.attribute(
+        usageAttribute(call.modelId, estimateTokens(sofar.input), estimateTokens(sofar.output), runtime.prices, { estimated: true }),
+      );
+      await publisher.settled();
     }
-  });
-  // An aborted stream ends quietly: the attempt is cancelled, not an answer cut short.
-  activity.cancellationSignal.throwIfAborted();
+    throw err;
+  }
   thinking.flush();
   answer.flush();
   const usage = await result.totalUsage;
   // Some OpenAI-compatible servers send no usage (or not for streams), or counts no call can have.
   // Recording 0 would make the call free; an estimate from the text (about CHARS_PER_TOKEN_ESTIMATE
   // characters a token, of the prompt and of the reasoning and answer text) is marked `estimated` instead.
-  const estimate = (chars: number) => Math.ceil(chars / CHARS_PER_TOKEN_ESTIMATE);
   const reportedInput = reportedTokens(usage.inputTokens);
   const reportedOutput = reportedTokens(usage.outputTokens);
-  const inputTokens = reportedInput ?? estimate((call.system?.length ?? 0) + call.prompt.length);
-  const outputTokens = reportedOutput ?? estimate(text.length + reasoningChars);
+  const inputTokens = reportedInput ?? estimateTokens(chars().input);
+  const outputTokens = reportedOutput ?? estimateTokens(chars().output);
   const estimated = reportedInput === undefined || reportedOutput === undefined;
   if (estimated) {
     console.warn(

@@ -177,6 +177,43 @@ describe("a provider stream that reports no usage", () => {
   });
 });
 
+describe("a provider stream cut short", () => {
+  const chunk = (delta: object) =>
+    `data: ${JSON.stringify({ id: "c1", object: "chat.completion.chunk", created: 0, model: "writer", choices: [{ index: 0, delta, finish_reason: null }] })}\n\n`;
+  const usageOf = (events: RunEvent[]) =>
+    events.filter((e) => e.type === "attribute").map((e) => (e.data as { attribute: Record<string, unknown> }).attribute);
+
+  it("after it began answering (the connection dropped mid-answer): the attempt fails, and what was generated is recorded as estimated usage, not lost (the provider bills it)", async () => {
+    const partial = "The answer begins with a long preamble";
+    const stub = await provider((_req, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.write(chunk({ role: "assistant", content: partial }));
+      setTimeout(() => res.destroy(), 100);
+    });
+    const { env, events } = mockAttempt(stub.baseUrl);
+    const prompt = "Tell me everything.";
+    await expect(env.run(() => askModel({ modelId: "local/writer", prompt }))).rejects.toThrow();
+    expect(usageOf(events)).toEqual([
+      expect.objectContaining({
+        type: "llm:usage",
+        modelId: "local/writer",
+        usage: [
+          { type: "input", ppm: 0, amount: Math.ceil(prompt.length / 4), total: 0 },
+          { type: "output", ppm: 0, amount: Math.ceil(partial.length / 4), total: 0 },
+        ],
+        estimated: true,
+      }),
+    ]);
+  });
+
+  it("before it began answering (refused): no usage is recorded", async () => {
+    const stub = await provider(refusing(500, "the provider is down"));
+    const { env, events } = mockAttempt(stub.baseUrl);
+    await expect(env.run(() => askModel({ modelId: "local/writer", prompt: "hi" }))).rejects.toThrow();
+    expect(usageOf(events)).toEqual([]);
+  });
+});
+
 describe("a provider stream that reports usage no call can have", () => {
   it("a negative, fractional or absurd token count is recorded as an estimate, marked estimated, instead of failing the paid call (and its retries) with an attribute the edge refuses", async () => {
     const answerText = "Forty-two.";

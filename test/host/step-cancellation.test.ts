@@ -15,6 +15,7 @@ import { policyFromEnv } from "../../host/activities/outbound-guard.ts";
 import { fetchPageText } from "../../host/activities/research.ts";
 import { type ActivityRuntime, installActivityRuntime } from "../../host/activities/runtime.ts";
 import { EdgeClient } from "../../host/edge-client.ts";
+import type { RunEvent } from "../../src/shared/host-api.ts";
 import { until } from "../support/until.ts";
 
 let server: Server | undefined;
@@ -69,9 +70,9 @@ async function endlessPage() {
 describe("a model call in a cancelled attempt", () => {
   it("stops the provider's stream at once and ends cancelled; while it streams, it heartbeats (how Temporal tells it)", async () => {
     const provider = await endlessProvider();
+    const published: RunEvent[] = [];
     installActivityRuntime({
-      // Nowhere: the step's events are given up after deliveryWaitMs.
-      edge: new EdgeClient("http://127.0.0.1:9", "test-only-secret", () => undefined, 1_000, 5),
+      edge: { pushRunEvents: async (_workflowId: string, events: RunEvent[]) => void published.push(...events) },
       prices: {},
       llm: { localBaseUrl: provider.baseUrl },
       httpRequestCost: 0,
@@ -90,6 +91,13 @@ describe("a model call in a cancelled attempt", () => {
     expect(await until(() => provider.state.closed, 2_000)).toBe(true);
     expect(await outcome).toBeInstanceOf(CancelledFailure);
     expect(heartbeats).toBeGreaterThan(0);
+    // What it generated before it stopped is billed by the provider: recorded as estimated usage.
+    const usage = published.filter((e) => e.type === "attribute").map((e) => (e.data as { attribute: Record<string, unknown> }).attribute);
+    expect(usage).toEqual([expect.objectContaining({ type: "llm:usage", modelId: "local/writer", estimated: true })]);
+    expect((usage[0]!.usage as Array<{ type: string; amount: number }>)[1]).toMatchObject({ type: "output" });
+    expect((usage[0]!.usage as Array<{ type: string; amount: number }>)[1]!.amount).toBeGreaterThanOrEqual(
+      Math.ceil(("word ".length * 5) / 4),
+    );
   }, 15_000);
 });
 
