@@ -9,6 +9,7 @@ import { API_KEY, INTERNAL_SECRET, credentialHint, resolveCredential } from "./c
 import { ApiFailure, CliError, apiFailure } from "./errors.ts";
 import { jsonClient, send } from "./http.ts";
 import { err, oneLine, out, printable, printableDeep } from "./output.ts";
+import { retryAfterMs } from "../../src/shared/retry-after.ts";
 import { readSse, type SseMessage } from "../../src/shared/sse-reader.ts";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -18,8 +19,10 @@ const MAX_RESUMES = 5;
  * while the edge's outbox retries the start) is waited for before the CLI gives up following it.
  */
 const NOT_STARTED_WAIT_MS = 5 * 60_000;
-/** The wait before asking again when a 503 gives no usable Retry-After. */
+/** The wait before asking again when a 503 gives no usable Retry-After (or 0). */
 const NOT_STARTED_RETRY_MS = 1_000;
+/** The longest Retry-After followed. */
+const NOT_STARTED_RETRY_MAX_MS = 30_000;
 
 function parseInputs(raw: string | undefined): Record<string, unknown> {
   if (raw === undefined) return {};
@@ -299,7 +302,8 @@ async function runWorkflow(ctx: Context): Promise<number> {
       // Not started yet (the edge's outbox is still starting it): asked again when it says, not counted as a resume.
       if (again.status === 503 && again.headers.has("retry-after") && Date.now() < notStartedUntil) {
         await again.body?.cancel();
-        await new Promise((r) => setTimeout(r, retryAfterMs(again.headers.get("retry-after"))));
+        const waitMs = retryAfterMs((name) => again.headers.get(name), NOT_STARTED_RETRY_MAX_MS) || NOT_STARTED_RETRY_MS;
+        await new Promise((r) => setTimeout(r, waitMs));
         connectNow = true;
         continue;
       }
@@ -333,12 +337,6 @@ async function acceptedRun(ctx: Context, res: Response): Promise<{ id: string }>
     );
   }
   return { id };
-}
-
-/** A Retry-After in seconds as milliseconds, within 1 to 30 s (NOT_STARTED_RETRY_MS when it is not a number). */
-function retryAfterMs(header: string | null): number {
-  const seconds = Number(header);
-  return Number.isFinite(seconds) && seconds > 0 ? Math.min(seconds, 30) * 1000 : NOT_STARTED_RETRY_MS;
 }
 
 export const runCommand: Command = {
