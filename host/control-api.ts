@@ -38,6 +38,7 @@ import {
   failureMessage,
   runResult,
   signalRun,
+  TEMPORAL_CALL_WAIT_MS,
   TemporalDeadlineError,
   withinDeadline,
 } from "./temporal.ts";
@@ -85,17 +86,8 @@ export const MAX_RESULT_WAIT_MS = 120_000;
 /** A result call's `waitMs`: a whole number of milliseconds (the edge sends nothing else). */
 const WAIT_MS_PATTERN = /^\d+$/;
 
-/**
- * How long the host gives Temporal to answer the calls of one request that reads a run or stops
- * it: a describe, a follow's describe, a cancel or a terminate (with the describe before it), the
- * look-up of the run before a signal, query or update, a signal itself, and a result's reads once
- * its wait is over. Temporal answers these in milliseconds; @temporalio/client sets no deadline, so
- * a Temporal that is connected but slow would hold the request for ever. Under the edge's wait for
- * these calls (HOST_CALL_WAIT_MS, 15 s, in src/host-client.ts), so that the edge gets the host's own
- * answer (503 temporal_timed_out: each of them is safe to repeat) rather than its own timeout; a
- * signal's look-up and send together (20 s) stay under the edge's 30 s for a signal too.
- */
-export const TEMPORAL_CALL_WAIT_MS = 10_000;
+/** Where the host's limit on one request's Temporal calls lives (host/temporal.ts), also read by the history relay. */
+export { TEMPORAL_CALL_WAIT_MS };
 
 /**
  * How long a start may take (the look-up of an earlier attempt's run included). Under the edge's

@@ -18,7 +18,7 @@ import type { EdgeClient } from "./edge-client.ts";
 import { CLOSE_EVENT_TYPES } from "../src/shared/history-events.ts";
 import { failureDetails } from "./failure-details.ts";
 import { serializeHistoryEvent } from "./history-serialization.ts";
-import { failureMessage, runResult, withinDeadline } from "./temporal.ts";
+import { failureMessage, runResult, TEMPORAL_CALL_WAIT_MS, withinDeadline } from "./temporal.ts";
 import type { temporal } from "@temporalio/proto";
 
 type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
@@ -54,9 +54,6 @@ export const MAX_QUEUED_HISTORY_BYTES = 64 * 1024 * 1024;
  * revive it, as the run still counted as followed.
  */
 export const RELAY_LONG_POLL_WAIT_MS = 60_000;
-
-/** How long the relay's other calls (a describe, a run's outcome) may take: the control API's TEMPORAL_CALL_WAIT_MS. */
-export const RELAY_CALL_WAIT_MS = 10_000;
 
 /** The relay's limits on its Temporal calls (a test waits less). */
 export interface RelayWaits {
@@ -102,7 +99,7 @@ export class HistoryRelay {
     private readonly taskQueue: string,
     private readonly pause: Sleep = sleep,
     private readonly maxQueuedBytes = MAX_QUEUED_HISTORY_BYTES,
-    private readonly waits: RelayWaits = { longPollMs: RELAY_LONG_POLL_WAIT_MS, callMs: RELAY_CALL_WAIT_MS },
+    private readonly waits: RelayWaits = { longPollMs: RELAY_LONG_POLL_WAIT_MS, callMs: TEMPORAL_CALL_WAIT_MS },
   ) {}
 
   /** `calls` within the relay's limit for them (`ms`): past it, TemporalDeadlineError, retried as any failure. */

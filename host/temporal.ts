@@ -30,6 +30,19 @@ export class TemporalDeadlineError extends Error {
 }
 
 /**
+ * How long the host gives Temporal to answer the calls of one request that reads a run or stops
+ * it: a describe, a follow's describe, a cancel or a terminate (with the describe before it), the
+ * look-up of the run before a signal, query or update, a signal itself, and a result's reads once
+ * its wait is over. Temporal answers these in milliseconds; @temporalio/client sets no deadline, so
+ * a Temporal that is connected but slow would hold the request for ever. Under the edge's wait for
+ * these calls (HOST_CALL_WAIT_MS, 15 s, in src/host-client.ts), so that the edge gets the host's own
+ * answer (503 temporal_timed_out: each of them is safe to repeat) rather than its own timeout; a
+ * signal's look-up and send together (20 s) stay under the edge's 30 s for a signal too. The
+ * history relay gives its describes and outcome reads the same.
+ */
+export const TEMPORAL_CALL_WAIT_MS = 10_000;
+
+/**
  * Runs `calls` (one or several Temporal calls) under a deadline `ms` from now, and throws
  * TemporalDeadlineError once it passes. @temporalio/client sets no deadline of its own: a Temporal
  * that is connected but slow (overloaded persistence, a partition between its services) holds each
