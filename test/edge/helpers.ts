@@ -99,6 +99,14 @@ export function call(path: string, init: RequestInit = {}): Promise<Response> {
   return exports.default.fetch(new Request(new URL(path, "http://edge.test"), init));
 }
 
+/** A browser's CORS preflight of `path` from https://app.example (a configured origin), for `method` with `requestHeaders`. */
+export function preflight(path: string, method: string, requestHeaders: string): Promise<Response> {
+  return call(path, {
+    method: "OPTIONS",
+    headers: { origin: "https://app.example", "access-control-request-method": method, "access-control-request-headers": requestHeaders },
+  });
+}
+
 export function postJson(path: string, body: unknown, key?: string, headers: Record<string, string> = {}): Promise<Response> {
   return call(path, {
     method: "POST",

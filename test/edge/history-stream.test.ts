@@ -15,6 +15,7 @@ import {
   createKey,
   createPromptWorkflow,
   type OutputErrorBody,
+  preflight,
   scriptedStart,
   scriptHost,
   seedCatalog,
@@ -847,14 +848,7 @@ describe("run-scoped stream tokens", () => {
 
 describe("CORS", () => {
   it("answers a preflight from a configured origin, on any route", async () => {
-    const res = await call("/workflow/start", {
-      method: "OPTIONS",
-      headers: {
-        origin: "https://app.example",
-        "access-control-request-method": "POST",
-        "access-control-request-headers": "authorization,content-type",
-      },
-    });
+    const res = await preflight("/workflow/start", "POST", "authorization,content-type");
     expect(res.status).toBe(204);
     expect(res.headers.get("access-control-allow-origin")).toBe("https://app.example");
     expect(res.headers.get("access-control-allow-headers")?.toLowerCase()).toContain("authorization");
@@ -901,26 +895,16 @@ describe("CORS", () => {
       [401, "https://app.example"],
     ]);
     await Promise.all(answers.map((res) => res.body?.cancel()));
-    const preflight = await call(`${stream}?token=${token}`, {
-      method: "OPTIONS",
-      headers: { origin: "https://app.example", "access-control-request-method": "GET", "access-control-request-headers": "last-event-id" },
-    });
-    expect(preflight.status).toBe(204);
-    expect(preflight.headers.get("access-control-allow-origin")).toBe("https://app.example");
-    expect(preflight.headers.get("access-control-allow-headers")?.toLowerCase().split(",")).toContain("last-event-id");
+    const reconnect = await preflight(`${stream}?token=${token}`, "GET", "last-event-id");
+    expect(reconnect.status).toBe(204);
+    expect(reconnect.headers.get("access-control-allow-origin")).toBe("https://app.example");
+    expect(reconnect.headers.get("access-control-allow-headers")?.toLowerCase().split(",")).toContain("last-event-id");
   });
 
   it("security: the admin API and the host's signed routes answer no CORS, preflight or not (no browser calls them)", async () => {
     for (const path of ["/admin/v1/organizations", "/internal/run-events"]) {
-      const preflight = await call(path, {
-        method: "OPTIONS",
-        headers: {
-          origin: "https://app.example",
-          "access-control-request-method": "POST",
-          "access-control-request-headers": "authorization",
-        },
-      });
-      expect(preflight.headers.get("access-control-allow-origin"), path).toBeNull();
+      const asked = await preflight(path, "POST", "authorization");
+      expect(asked.headers.get("access-control-allow-origin"), path).toBeNull();
       const actual = await call(path, { method: "POST", headers: { origin: "https://app.example" } });
       expect(actual.headers.get("access-control-allow-origin"), path).toBeNull();
     }

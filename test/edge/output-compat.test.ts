@@ -9,7 +9,7 @@ import { HOST_CALL_WAIT_MS, HOST_READY_WAIT_MS, INTERACT_WAIT_MS } from "../../s
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import { forgetReadiness } from "../../src/routes/probes.ts";
 import { interceptD1InPlace } from "../support/d1-intercept.ts";
-import { call, type ErrorBody, type OutputErrorBody, postJson, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
+import { call, type ErrorBody, type OutputErrorBody, postJson, preflight, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push, runAcceptedWhileHostIsDown } from "./stream-helpers.ts";
 
 type Org = Awaited<ReturnType<typeof seedOrganization>>;
@@ -837,14 +837,7 @@ describe("probes", () => {
     // Output's server allows Origin, X-Requested-With, Content-Type, Accept, Authorization (api/src/index.js);
     // a page whose HTTP client sets X-Requested-With on every call (axios set up as many frameworks do)
     // is blocked by the browser unless the preflight lists it.
-    const res = await call("/workflow/start", {
-      method: "OPTIONS",
-      headers: {
-        origin: "https://app.example",
-        "access-control-request-method": "POST",
-        "access-control-request-headers": "accept,authorization,content-type,x-requested-with",
-      },
-    });
+    const res = await preflight("/workflow/start", "POST", "accept,authorization,content-type,x-requested-with");
     expect(res.status).toBe(204);
     const allowed = (res.headers.get("access-control-allow-headers") ?? "").toLowerCase().split(/\s*,\s*/);
     expect(allowed).toEqual(expect.arrayContaining(["accept", "authorization", "content-type", "x-requested-with"]));
