@@ -7,6 +7,7 @@
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto";
 import type { Client } from "@temporalio/client";
+import { setBounded } from "../src/shared/bounded-map.ts";
 
 export const ENVS_MEMO_KEY = "outriderEnvs";
 /** Opened envs kept per workflow, so most attempts need no Temporal call. */
@@ -167,9 +168,7 @@ export class RunEnvs {
   private remember(workflowId: string, envs: Record<string, string>): void {
     // Removed first so that it goes in last: entries then stay in expiry order, and `sweep` can
     // stop at the first one that has not expired.
-    this.cache.delete(workflowId);
-    if (this.cache.size >= CACHE_MAX_ENTRIES) this.cache.delete(this.cache.keys().next().value!);
-    this.cache.set(workflowId, { envs, expiresAt: this.now() + ENVS_CACHE_TTL_MS });
+    setBounded(this.cache, workflowId, { envs, expiresAt: this.now() + ENVS_CACHE_TTL_MS }, CACHE_MAX_ENTRIES);
     this.scheduleSweep();
   }
 

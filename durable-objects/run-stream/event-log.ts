@@ -8,6 +8,7 @@ import { CLOSE_EVENT_TYPES, type SerializedHistoryEvent } from "../../src/shared
 import { OUTCOMES_KEPT, PROJECTED_TYPES, PROJECTION_STATE, UNPROJECTED_KEPT_MAX_CHARS } from "./constants.ts";
 import { DATA_IN_PARTS, piecesOf } from "./event-parts.ts";
 import { utf8Length } from "../../src/shared/text-limits.ts";
+import { setBounded } from "../../src/shared/bounded-map.ts";
 import { IN_FLIGHT_DELTA_SQL, inFlightDelta } from "./in-flight.ts";
 import type { LogEntry, RunOutcome } from "./messages.ts";
 
@@ -381,9 +382,7 @@ export class EventLog {
 
   /** Keeps `runId`'s outcome (or that it has none) as the most recently used, and lets the least recently used go past OUTCOMES_KEPT. */
   private keepOutcome(runId: string, outcome: LoggedOutcome | null): void {
-    this.outcomes.delete(runId);
-    this.outcomes.set(runId, outcome);
-    if (this.outcomes.size > OUTCOMES_KEPT) this.outcomes.delete(this.outcomes.keys().next().value!);
+    setBounded(this.outcomes, runId, outcome, OUTCOMES_KEPT);
   }
 
   /** A `run.finished` just appended: kept as its run's outcome if it is the run's first (a later end changes nothing). */

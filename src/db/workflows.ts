@@ -1,5 +1,6 @@
 import { and, asc, eq, isNull, or } from "drizzle-orm";
 import type { CatalogEntry } from "../shared/host-api.ts";
+import { setBounded } from "../shared/bounded-map.ts";
 import { db } from "./client.ts";
 import { workflows } from "./schema.ts";
 
@@ -54,8 +55,7 @@ export async function findRunnableWorkflowCached(d1: D1Database, organizationId:
     return null;
   }
   if (generation === catalogGeneration) {
-    if (runnableCache.size >= CATALOG_CACHE_MAX && !runnableCache.has(key)) runnableCache.delete(runnableCache.keys().next().value!);
-    runnableCache.set(key, { workflow, expires: Date.now() + CATALOG_CACHE_TTL_MS });
+    setBounded(runnableCache, key, { workflow, expires: Date.now() + CATALOG_CACHE_TTL_MS }, CATALOG_CACHE_MAX);
   }
   return workflow;
 }

@@ -10,6 +10,7 @@
  */
 import { ApiError } from "../errors.ts";
 import { unavailableOnTransient } from "./transient-errors.ts";
+import { setBounded } from "../shared/bounded-map.ts";
 
 /** How long an organization's status stays cached in the isolate: the longest a suspended organization is still served. */
 export const ORGANIZATION_STATUS_CACHE_TTL_MS = 30_000;
@@ -47,10 +48,8 @@ export async function organizationStatus(db: D1Database, organizationId: string)
  * organization's next check in this isolate makes no read of its own.
  */
 export function rememberOrganizationStatus(organizationId: string, suspended: boolean, now: number = Date.now()): CachedStatus {
-  cache.delete(organizationId); // re-inserted last: the oldest entry is the first evicted
-  if (cache.size >= ORGANIZATION_STATUS_CACHE_MAX_ENTRIES) cache.delete(cache.keys().next().value!);
   const entry = { suspended, expiresAt: now + ORGANIZATION_STATUS_CACHE_TTL_MS };
-  cache.set(organizationId, entry);
+  setBounded(cache, organizationId, entry, ORGANIZATION_STATUS_CACHE_MAX_ENTRIES);
   return entry;
 }
 

@@ -9,6 +9,7 @@ import { aggregate, type Attribute } from "../shared/aggregations.ts";
 import { answeredErrorDetails } from "../shared/error-details.ts";
 import { isTerminal, type RunStatus } from "../shared/run-status.ts";
 import { positiveNumberVar } from "../shared/positive-number-var.ts";
+import { setBounded } from "../shared/bounded-map.ts";
 import { ApiError } from "../errors.ts";
 import { isTransientPlatformError } from "../lib/platform-errors.ts";
 import { runStream } from "../run-stream-client.ts";
@@ -262,8 +263,7 @@ export async function workflowNameById(env: Env, organizationId: string, id: str
   if (cached && (cached.ownerId === null || cached.ownerId === organizationId)) return cached.name;
   const workflow = await findRunnableWorkflow(env.DB, organizationId, { id });
   if (!workflow) throw new ApiError("workflow_not_found", `no workflow "${id}" you can run`);
-  if (workflowNames.size >= WORKFLOW_NAME_CACHE_MAX) workflowNames.delete(workflowNames.keys().next().value!);
-  workflowNames.set(id, { name: workflow.name, ownerId: workflow.organizationId });
+  setBounded(workflowNames, id, { name: workflow.name, ownerId: workflow.organizationId }, WORKFLOW_NAME_CACHE_MAX);
   return workflow.name;
 }
 

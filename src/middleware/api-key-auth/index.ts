@@ -5,6 +5,7 @@
  */
 import { createMiddleware } from "hono/factory";
 import { parseApiKey, sha256Hex } from "../../shared/api-keys.ts";
+import { setBounded } from "../../shared/bounded-map.ts";
 import { parseIPv6 } from "../../shared/ip-ranges.ts";
 import type { AppEnv, AuthContext } from "../../app-env.ts";
 import { ApiError, INVALID_TOKEN_CHALLENGE } from "../../errors.ts";
@@ -104,9 +105,7 @@ async function countUnknownKey(env: Env, address: string, now: number): Promise<
     return;
   }
   if (success) return;
-  blockedAddresses.delete(address);
-  if (blockedAddresses.size >= BLOCKED_ADDRESSES_MAX_ENTRIES) blockedAddresses.delete(blockedAddresses.keys().next().value!);
-  blockedAddresses.set(address, now + UNKNOWN_KEY_BLOCK_MS);
+  setBounded(blockedAddresses, address, now + UNKNOWN_KEY_BLOCK_MS, BLOCKED_ADDRESSES_MAX_ENTRIES);
 }
 
 export function credentialFromHeader(header: string | undefined, allowBasic: boolean): string | null {
@@ -156,13 +155,10 @@ async function lookUp(
   if (!row || row.revokedAt) {
     await hooks.onUnknown?.();
     cache.delete(id);
-    refused.delete(id); // re-inserted last: the oldest entry is the first evicted
-    if (refused.size >= REFUSED_KEY_CACHE_MAX_ENTRIES) refused.delete(refused.keys().next().value!);
-    refused.set(id, now + API_KEY_CACHE_TTL_MS);
+    setBounded(refused, id, now + API_KEY_CACHE_TTL_MS, REFUSED_KEY_CACHE_MAX_ENTRIES);
     return null;
   }
   rememberOrganizationStatus(row.organizationId, row.organizationSuspendedAt !== null, now);
-  if (cache.size >= API_KEY_CACHE_MAX_ENTRIES) cache.delete(cache.keys().next().value!);
   const entry = {
     organizationId: row.organizationId,
     prefix: row.prefix,
@@ -171,7 +167,7 @@ async function lookUp(
     scopes: row.scopes,
     expiresAt: now + API_KEY_CACHE_TTL_MS,
   };
-  cache.set(id, entry);
+  setBounded(cache, id, entry, API_KEY_CACHE_MAX_ENTRIES);
   return entry;
 }
 
