@@ -1,6 +1,7 @@
 /**
- * The length of a rate-limit window: a key's `rate_limit_per_minute` (or RATE_LIMIT_PER_MINUTE)
- * requests are counted in fixed windows of this many seconds, aligned to the clock. Its own module,
- * free of Worker types, so that tests running in Node can read it too.
+ * The length of the rate limit's window: a key's `rate_limit_per_minute` (or RATE_LIMIT_PER_MINUTE)
+ * requests are admitted in any span of this many seconds, the window sliding with each request
+ * (durable-objects/rate-limiter.ts). Its own module, free of Worker types, so that tests running in
+ * Node can read it too.
  */
 export const RATE_LIMIT_WINDOW_SECONDS = 60;

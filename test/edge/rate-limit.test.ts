@@ -8,13 +8,15 @@ import { aroundDurableObjectCalls } from "./durable-object-calls.ts";
 import { STREAM_LEASE_TTL_MS } from "../../durable-objects/rate-limiter/stream-leases.ts";
 import { call, createKey, type OutputErrorBody, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
-import { clearOfRateWindowEnd } from "../support/rate-window.ts";
 
 async function keyWithLimit(limit: number, org?: { organizationId: string }): Promise<string> {
   const { key, keyId } = await createKey((org ?? (await seedOrganization())).organizationId);
   await env.DB.prepare("UPDATE api_keys SET rate_limit_per_minute = ? WHERE id = ?").bind(limit, keyId).run();
   return key;
 }
+
+/** A RateLimiter of its own for a test that calls it directly. */
+const limiter = () => env.RATE_LIMITER.get(env.RATE_LIMITER.idFromName(`test:${crypto.randomUUID()}`));
 
 describe("per-key rate limits", () => {
   beforeAll(async () => {
@@ -23,7 +25,6 @@ describe("per-key rate limits", () => {
 
   it("25 concurrent calls on a key limited to 5 a minute: exactly 5 get through, 20 get 429 with Retry-After", async () => {
     const key = await keyWithLimit(5);
-    await clearOfRateWindowEnd();
     const responses = await Promise.all(
       Array.from({ length: 25 }, () => call("/workflow/catalog", { headers: { authorization: `Bearer ${key}` } })),
     );
@@ -54,7 +55,6 @@ describe("per-key rate limits", () => {
   it("keys are limited separately, and the default comes from RATE_LIMIT_PER_MINUTE", async () => {
     const limited = await keyWithLimit(1);
     const org = await seedOrganization();
-    await clearOfRateWindowEnd();
     expect((await call("/workflow/catalog", { headers: { authorization: `Bearer ${limited}` } })).status).toBe(200);
     expect((await call("/workflow/catalog", { headers: { authorization: `Bearer ${limited}` } })).status).toBe(429);
     const other = await call("/workflow/catalog", { headers: { authorization: `Bearer ${org.key}` } });
@@ -87,7 +87,6 @@ describe("per-key rate limits", () => {
     const key = await keyWithLimit(2, org);
     const { workflowId, runId } = await createRunningRun(org.organizationId, "hello");
     await push(workflowId, [historyEvent(runId, 1), closeEvent(runId, 2), finishedEvent(runId)]);
-    await clearOfRateWindowEnd();
     const minted = await call(`/workflow/${workflowId}/stream-token`, { method: "POST", headers: { authorization: `Bearer ${key}` } });
     expect(minted.status).toBe(200);
     const { token: streamToken } = (await minted.json()) as { token: string };
@@ -114,29 +113,134 @@ describe("per-key rate limits", () => {
     await res.body?.cancel();
   });
 
-  it("a key no longer used leaves nothing stored: the window's alarm deletes it once the window is over", async () => {
-    const stub = env.RATE_LIMITER.get(env.RATE_LIMITER.idFromName(`test:${crypto.randomUUID()}`));
-    // A window that ended two minutes ago.
+  it("a key no longer used leaves nothing stored: the alarm deletes its counted requests once all are released", async () => {
+    const stub = limiter();
+    // Requests made two minutes ago: released a minute ago.
     const decision = await stub.hit(5, 60, Date.now() - 120_000);
     expect(decision).toMatchObject({ allowed: true, remaining: 4 });
     const stored = () =>
       runInDurableObject(stub, async (_instance, state) => ({
-        window: state.storage.kv.get("window"),
+        hits: state.storage.kv.get("hits"),
         alarm: await state.storage.getAlarm(),
       }));
-    expect((await stored()).window).toBeDefined();
+    expect((await stored()).hits).toBeDefined();
     expect((await stored()).alarm).not.toBeNull();
     expect(await runDurableObjectAlarm(stub)).toBe(true);
-    expect(await stored()).toEqual({ window: undefined, alarm: null });
-    // A window still going is kept when the alarm of an earlier one fires.
-    await stub.hit(5, 60);
+    expect(await stored()).toEqual({ hits: undefined, alarm: null });
+    // Requests still counted are kept when an earlier alarm fires, and the alarm is set for their release.
+    const made = Date.now();
+    await stub.hit(5, 60, made);
     await runInDurableObject(stub, (_instance, state) => state.storage.setAlarm(Date.now()));
     expect(await runDurableObjectAlarm(stub)).toBe(true);
-    expect((await stored()).window).toMatchObject({ count: 1 });
+    expect(await stored()).toEqual({
+      hits: [[Math.floor(made / 1000) * 1000 + 61_000, 1]],
+      alarm: Math.floor(made / 1000) * 1000 + 61_000,
+    });
   });
-  describe("a key's open streams (stream leases)", () => {
-    const limiter = () => env.RATE_LIMITER.get(env.RATE_LIMITER.idFromName(`test:${crypto.randomUUID()}`));
 
+  describe("no 60 s span admits more than the limit (a window that slides)", () => {
+    /** A minute's turn well ahead of the clock, so that no alarm of the object fires meanwhile. */
+    const minuteAhead = () => Math.ceil(Date.now() / 60_000) * 60_000 + 10 * 60_000;
+
+    it("a key's whole limit spent in the last second before a minute turns gets nothing more in the first second after (fixed windows let twice the limit through)", async () => {
+      const stub = limiter();
+      const turn = minuteAhead();
+      const admitted: number[] = [];
+      for (const at of [turn - 500, turn + 500]) for (let i = 0; i < 5; i++) if ((await stub.hit(5, 60, at)).allowed) admitted.push(at);
+      expect(admitted).toEqual(Array(5).fill(turn - 500));
+    });
+
+    it("over ten minutes of irregular traffic no 60 s span holds more than the limit, and a request is refused only when 60 s (61 at most) hold the limit", async () => {
+      const stub = limiter();
+      const start = minuteAhead();
+      // A fixed pseudo-random walk: bursts of up to 6 requests, 0 to 5 s apart.
+      let seed = 7;
+      const next = (n: number) => {
+        seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+        return seed % n;
+      };
+      const calls: Array<{ at: number; allowed: boolean }> = [];
+      await runInDurableObject(stub, (instance) => {
+        for (let at = start; at < start + 600_000; at += next(5_000))
+          for (let burst = 1 + next(6); burst > 0; burst--) calls.push({ at, allowed: instance.hit(7, 60, at).allowed });
+      });
+      const admitted = calls.filter((c) => c.allowed).map((c) => c.at);
+      const admittedWithin = (from: number, to: number) => admitted.filter((at) => at > from && at <= to).length;
+      expect(calls.filter((c) => !c.allowed).length).toBeGreaterThan(0);
+      for (const { at, allowed } of calls) {
+        if (allowed) expect(admittedWithin(at - 60_000, at), `60 s up to ${at - start}`).toBeLessThanOrEqual(7);
+        else expect(admittedWithin(at - 61_000, at), `refused at ${at - start}`).toBeGreaterThanOrEqual(7);
+      }
+    });
+
+    it("a fresh key bursts its whole limit; a refusal's retryAfter is when the next request is admitted, resetAt when the whole limit is back", async () => {
+      const stub = limiter();
+      // 300 ms into a second: hits are counted by the second, each released 60 to 61 s after it was made.
+      const second = minuteAhead() + 7_000;
+      const t0 = second + 300;
+      const burst = [];
+      for (let i = 0; i < 3; i++) burst.push(await stub.hit(3, 60, t0));
+      const fullAgainAt = (second + 61_000) / 1000;
+      expect(burst).toEqual(
+        [2, 1, 0].map((remaining) => ({ allowed: true, limit: 3, remaining, resetAt: fullAgainAt, retryAfter: remaining > 0 ? 0 : 61 })),
+      );
+      const refused = await stub.hit(3, 60, t0 + 20_000);
+      expect(refused).toEqual({ allowed: false, limit: 3, remaining: 0, resetAt: fullAgainAt, retryAfter: 41 });
+      // A second earlier is still too soon; at Retry-After all three are back, one at a time as asked.
+      expect((await stub.hit(3, 60, t0 + 20_000 + 40_000)).allowed).toBe(false);
+      const back = t0 + 20_000 + 41_000;
+      expect(await stub.hit(3, 60, back)).toMatchObject({ allowed: true, remaining: 2, resetAt: Math.floor(back / 1000) + 61 });
+
+      // Requests spread out come back one by one: the next is admitted when the oldest counted one is released.
+      const spread = limiter();
+      expect(await spread.hit(2, 60, t0)).toMatchObject({ allowed: true, remaining: 1 });
+      expect(await spread.hit(2, 60, t0 + 30_000)).toMatchObject({
+        allowed: true,
+        remaining: 0,
+        resetAt: (second + 30_000 + 61_000) / 1000,
+        retryAfter: 31,
+      });
+      expect(await spread.hit(2, 60, t0 + 40_000)).toMatchObject({ allowed: false, retryAfter: 21, resetAt: (second + 91_000) / 1000 });
+      expect(await spread.hit(2, 60, t0 + 61_000)).toMatchObject({ allowed: true, remaining: 0, retryAfter: 30 });
+      expect(await spread.hit(2, 60, t0 + 61_000)).toMatchObject({ allowed: false, retryAfter: 30 });
+    });
+
+    it("a window stored by the fixed-window code before a deploy counts as that many hits made at the latest moment they can have been", async () => {
+      const turn = minuteAhead();
+      const withOldWindow = async (windowStart: number, count: number) => {
+        const stub = limiter();
+        await runInDurableObject(stub, (_instance, state) => {
+          state.storage.kv.put("window", { windowStart, windowEnd: windowStart + 60_000, count });
+        });
+        return stub;
+      };
+      // A full window still going when first read: its hits count as made then, and the old window is gone.
+      const full = await withOldWindow(turn - 60_000, 5);
+      expect(await full.hit(5, 60, turn - 10_000)).toMatchObject({ allowed: false, remaining: 0, retryAfter: 61 });
+      expect(await runInDurableObject(full, (_instance, state) => state.storage.kv.get("window"))).toBeUndefined();
+      expect(await full.hit(5, 60, turn + 50_000)).toMatchObject({ allowed: false, retryAfter: 1 });
+      expect(await full.hit(5, 60, turn + 51_000)).toMatchObject({ allowed: true, remaining: 4 });
+      // Two hits of a window that ended 30 s ago count as made at its end: for another 30 s.
+      const ended = await withOldWindow(turn - 90_000, 2);
+      expect(await ended.hit(5, 60, turn)).toMatchObject({ allowed: true, remaining: 2, resetAt: (turn + 61_000) / 1000 });
+      expect(await ended.hit(5, 60, turn + 30_000)).toMatchObject({ allowed: true, remaining: 3 });
+      // One that ended a minute ago or more is over.
+      const over = await withOldWindow(turn - 120_000, 5);
+      expect(await over.hit(5, 60, turn)).toMatchObject({ allowed: true, remaining: 4 });
+      // An object left with an old window and no request since: its alarm (set by the old code for the window's end) leaves nothing.
+      const left = await withOldWindow(Date.now() - 180_000, 5);
+      await runInDurableObject(left, (_instance, state) => state.storage.setAlarm(Date.now()));
+      expect(await runDurableObjectAlarm(left)).toBe(true);
+      expect(
+        await runInDurableObject(left, async (_instance, state) => ({
+          stored: [...state.storage.kv.list()],
+          alarm: await state.storage.getAlarm(),
+        })),
+      ).toEqual({ stored: [], alarm: null });
+    });
+  });
+
+  describe("a key's open streams (stream leases)", () => {
     it("holds at most max at once; a lease given back or expired frees its place; renewing keeps one", async () => {
       const stub = limiter();
       const t0 = Date.now();
@@ -238,7 +342,6 @@ describe("per-key rate limits", () => {
       // A key limited to one request a minute: its second connect is refused by the rate limit and holds no place.
       const limited = await createKey(own.organizationId);
       await env.DB.prepare("UPDATE api_keys SET rate_limit_per_minute = 1 WHERE id = ?").bind(limited.keyId).run();
-      await clearOfRateWindowEnd();
       const first = await withLimiterCalls(historyStream(workflowId, { authorization: `Bearer ${limited.key}` }));
       expect(first.res.status).toBe(200);
       const second = await withLimiterCalls(historyStream(workflowId, { authorization: `Bearer ${limited.key}` }));
@@ -254,7 +357,7 @@ describe("per-key rate limits", () => {
       expect(await stub.openStream("b", 1, true)).toMatchObject({ allowed: false, open: 2 });
     });
 
-    it("the alarm sweeps expired leases, keeps live ones, and leaves nothing stored once none is held and no window is going", async () => {
+    it("the alarm sweeps expired leases, keeps live ones, and leaves nothing stored once none is held and no request is counted", async () => {
       const stub = limiter();
       const stored = () =>
         runInDurableObject(stub, async (_instance, state) => ({
@@ -271,7 +374,7 @@ describe("per-key rate limits", () => {
       expect(kept.leases).toEqual(["stream-lease:live"]);
       // Set again for the live lease's expiry.
       expect(kept.alarm).toBeGreaterThan(Date.now() + STREAM_LEASE_TTL_MS - 60_000);
-      // A window's alarm does not take a live lease with it.
+      // The alarm of released requests does not take a live lease with it.
       await stub.hit(5, 60, Date.now() - 120_000);
       await runInDurableObject(stub, (_instance, state) => state.storage.setAlarm(Date.now()));
       expect(await runDurableObjectAlarm(stub)).toBe(true);

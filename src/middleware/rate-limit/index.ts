@@ -1,8 +1,12 @@
 /**
- * Per-key rate limits, enforced by the key's RateLimiter Durable Object. Every response to an
- * authenticated request carries `x-ratelimit-limit`, `x-ratelimit-remaining` and
- * `x-ratelimit-reset` (Unix seconds); a refused one is 429 `rate_limited` with `Retry-After`.
- * A key's own `rate_limit_per_minute` wins over RATE_LIMIT_PER_MINUTE.
+ * Per-key rate limits, enforced by the key's RateLimiter Durable Object: at most the limit in any
+ * 60 s (a window that slides, not one aligned to the clock). Every response to an authenticated
+ * request carries `x-ratelimit-limit`, `x-ratelimit-remaining` (requests admitted now) and
+ * `x-ratelimit-reset` (Unix seconds when the whole limit is back); a refused one is 429
+ * `rate_limited` with `Retry-After`, the seconds until a request is admitted again (each request
+ * counts for 60 s after it, so a key that spent its limit in a burst waits the minute out; one that
+ * spread its requests gets one back as soon as its oldest counted one is 60 s old). A key's own
+ * `rate_limit_per_minute` wins over RATE_LIMIT_PER_MINUTE.
  */
 import { createMiddleware } from "hono/factory";
 import type { AppEnv } from "../../app-env.ts";
@@ -45,10 +49,11 @@ export const rateLimit = () =>
       "x-ratelimit-reset": String(decision.resetAt),
     };
     if (!decision.allowed) {
-      const retryAfter = Math.max(1, decision.resetAt - Math.floor(Date.now() / 1000));
+      // Counted by the RateLimiter on its own clock, not this Worker's.
+      const retryAfter = Math.max(1, decision.retryAfter);
       throw new ApiError(
         "rate_limited",
-        `rate limit of ${decision.limit} requests per minute reached; retry after ${retryAfter} s`,
+        `rate limit of ${decision.limit} requests in any 60 s reached (each request counts for 60 s after it); retry after ${retryAfter} s`,
         undefined,
         {
           ...headers,
