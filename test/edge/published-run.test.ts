@@ -5,7 +5,6 @@
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { runStream } from "../../src/run-stream-client.ts";
-import { clearOfRateWindowEnd } from "../support/rate-window.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
 import {
   admin,
@@ -149,7 +148,6 @@ describe("published run API: errors before a run starts", () => {
   it("carries rate-limit headers on errors too; 429 with Retry-After past the key's limit", async () => {
     const { key, keyId } = await createKey(org.organizationId);
     await env.DB.prepare("UPDATE api_keys SET rate_limit_per_minute = 2 WHERE id = ?").bind(keyId).run();
-    await clearOfRateWindowEnd();
     const first = await postJson(`/api/v1/run/${workflowId}`, {}, key);
     expect(first.status).toBe(400);
     expect(first.headers.get("x-ratelimit-limit")).toBe("2");

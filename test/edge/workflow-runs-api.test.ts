@@ -8,7 +8,6 @@ import { blockingExecuteAnswer } from "../../src/routes/workflow-runs/execute.ts
 import { clearWorkflowNameCache, workflowNameById } from "../../src/services/runs.ts";
 import { WORKFLOW_RUN_STATUSES } from "../../src/shared/run-status.ts";
 import { interceptD1InPlace } from "../support/d1-intercept.ts";
-import { clearOfRateWindowEnd } from "../support/rate-window.ts";
 import { call, createPromptWorkflow, type ErrorBody, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
 
 const JWT_SECRET = "edge-test-jwt-secret-at-least-32-bytes-long";
@@ -82,7 +81,6 @@ describe("Workflow Runs API: auth", () => {
 
   it("accepts a valid JWT and maps its org_id claim to the organization", async () => {
     const token = await jwtFor(org.organizationId);
-    await clearOfRateWindowEnd();
     const res = await get("/api/v1/workflow-runs", token);
     expect(res.status).toBe(200);
     expect(res.headers.get("x-ratelimit-limit")).toBeTruthy();
