@@ -55,8 +55,19 @@ describe("per-key rate limits", () => {
   it("keys are limited separately, and the default comes from RATE_LIMIT_PER_MINUTE", async () => {
     const limited = await keyWithLimit(1);
     const org = await seedOrganization();
-    expect((await call("/workflow/catalog", { headers: { authorization: `Bearer ${limited}` } })).status).toBe(200);
-    expect((await call("/workflow/catalog", { headers: { authorization: `Bearer ${limited}` } })).status).toBe(429);
+    const first = await call("/workflow/catalog", { headers: { authorization: `Bearer ${limited}` } });
+    expect(first.status).toBe(200);
+    const asked = Math.floor(Date.now() / 1000);
+    const refused = await call("/workflow/catalog", { headers: { authorization: `Bearer ${limited}` } });
+    expect(refused.status).toBe(429);
+    // The one request counts for 60 to 61 s: Retry-After is when it is released, and so is the reset (the whole limit back).
+    const reset = Number(refused.headers.get("x-ratelimit-reset"));
+    expect(reset - Date.now() / 1000).toBeGreaterThan(50);
+    expect(reset - asked).toBeLessThanOrEqual(61);
+    // Counted from the second the refusal was decided in.
+    expect(reset - Number(refused.headers.get("retry-after"))).toBeGreaterThanOrEqual(asked);
+    expect(reset - Number(refused.headers.get("retry-after"))).toBeLessThanOrEqual(Math.floor(Date.now() / 1000));
+    expect(first.headers.get("x-ratelimit-reset")).toBe(refused.headers.get("x-ratelimit-reset"));
     const other = await call("/workflow/catalog", { headers: { authorization: `Bearer ${org.key}` } });
     expect(other.status).toBe(200);
     expect(other.headers.get("x-ratelimit-limit")).toBe(env.RATE_LIMIT_PER_MINUTE);
