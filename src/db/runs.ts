@@ -1,4 +1,4 @@
-import { and, desc, eq, getTableColumns } from "drizzle-orm";
+import { and, desc, eq, getTableColumns, inArray } from "drizzle-orm";
 import { db } from "./client.ts";
 import { type Run, runs } from "./schema.ts";
 
@@ -30,16 +30,22 @@ export function runFromRow(row: Record<string, unknown>): Run {
 
 /**
  * The organization's most recent runs, newest first; those started under one workflow name (the
- * run's own `workflow_name`) when `workflowName` is given. Both forms walk an index in order:
- * runs_org_created_idx, and runs_org_workflow_name_created_idx for one name.
+ * run's own `workflow_name`) when `workflowNames` is given: the spellings of that name
+ * (`nameForms`, src/shared/names.ts), only one unless the caller sent a name not in NFC. Both
+ * forms walk an index in order: runs_org_created_idx, and runs_org_workflow_name_created_idx for
+ * one name.
  *
  * Only the columns a list shows: a row's input and output may hold up to about 1 MiB each, and
  * a page of 1,000 such rows read whole would not fit in the Worker's 128 MB.
  */
-export async function listRecentRuns(d1: D1Database, organizationId: string, limit: number, filter: { workflowName?: string } = {}) {
+export async function listRecentRuns(d1: D1Database, organizationId: string, limit: number, filter: { workflowNames?: string[] } = {}) {
+  const names = filter.workflowNames;
   const where =
-    filter.workflowName !== undefined
-      ? and(eq(runs.organizationId, organizationId), eq(runs.workflowName, filter.workflowName))
+    names !== undefined
+      ? and(
+          eq(runs.organizationId, organizationId),
+          names.length === 1 ? eq(runs.workflowName, names[0]!) : inArray(runs.workflowName, names),
+        )
       : eq(runs.organizationId, organizationId);
   return db(d1)
     .select({

@@ -2,6 +2,7 @@
 import { and, asc, count, desc, eq, inArray, isNotNull, isNull, sql, type SQL } from "drizzle-orm";
 import { db } from "./client.ts";
 import { runs, stepRuns, workflowFormerNames, workflows } from "./schema.ts";
+import { nameForms } from "../shared/names.ts";
 import type { RunStatus } from "../shared/run-status.ts";
 
 export interface RunListFilter {
@@ -21,8 +22,14 @@ export interface RunListFilter {
  * however many workflows match (a list of ids could pass D1's 100 bound parameters per statement).
  */
 function workflowIdsMatching(organizationId: string, search: string): SQL {
-  // instr, not LIKE: no wildcards to escape, and no pattern-length limit (D1's is small).
-  const holds = (name: SQL | typeof workflows.name) => sql`instr(lower(${name}), lower(${search})) > 0`;
+  // instr, not LIKE: no wildcards to escape, and no pattern-length limit (D1's is small). Each of
+  // the search's spellings (nameForms: its NFC form, names being stored in NFC, and the form sent
+  // when it differs, for names stored before) is looked for.
+  const holds = (name: SQL | typeof workflows.name) =>
+    sql`(${sql.join(
+      nameForms(search).map((form) => sql`instr(lower(${name}), lower(${form})) > 0`),
+      sql` OR `,
+    )})`;
   const formerlyNamed = sql`(SELECT ${workflowFormerNames.workflowId} FROM ${workflowFormerNames} WHERE ${holds(sql`${workflowFormerNames.name}`)})`;
   return sql`(SELECT ${workflows.id} FROM ${workflows} WHERE (${workflows.organizationId} IS NULL OR ${workflows.organizationId} = ${organizationId}) AND (${holds(workflows.name)} OR ${workflows.id} IN ${formerlyNamed}))`;
 }

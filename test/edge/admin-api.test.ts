@@ -130,6 +130,72 @@ describe("admin API: organizations and API keys", () => {
     expect((await admin("POST", "/admin/v1/organizations", { name: "Zoë & Co. — 東京 🚀" })).status).toBe(201);
   });
 
+  it('security: names are stored in NFC, so "Café" typed as e + U+0301 (NFD) is the same name as with U+00E9, for organizations and API keys', async () => {
+    const nfc = "Caf\u00e9";
+    const nfd = "Cafe\u0301";
+    const org = await newOrganization(nfd);
+    expect(org.name).toBe(nfc);
+    expect(((await (await admin("GET", `/admin/v1/organizations/${org.id}`)).json()) as { name: string }).name).toBe(nfc);
+    const key = (await (await admin("POST", `/admin/v1/organizations/${org.id}/api-keys`, { name: nfd })).json()) as { name: string };
+    expect(key.name).toBe(nfc);
+    const stored = await env.DB.prepare("SELECT name FROM api_keys WHERE organization_id = ?").bind(org.id).first<{ name: string }>();
+    expect(stored!.name).toBe(nfc);
+  });
+
+  it("security: a name with a bidi control (Trojan Source), a zero-width or other invisible formatting character is 400 invalid_request naming the character", async () => {
+    const org = await newOrganization();
+    for (const [name, codePoint] of [
+      ["Acme\u202Egnp.exe", "U+202E"], // RIGHT-TO-LEFT OVERRIDE: shows as "Acmeexe.png"
+      ["\u2067Acme\u2069", "U+2067"], // RIGHT-TO-LEFT ISOLATE
+      ["Ac\u200Fme", "U+200F"], // RIGHT-TO-LEFT MARK
+      ["Ac\u061Cme", "U+061C"], // ARABIC LETTER MARK
+      ["Ac\u200Bme", "U+200B"], // ZERO WIDTH SPACE: "Acme" twice, looking the same
+      ["Ac\u200Dme", "U+200D"], // ZERO WIDTH JOINER outside an emoji
+      ["Ac\uFEFFme", "U+FEFF"], // BYTE ORDER MARK inside
+      ["Ac\u2060me", "U+2060"], // WORD JOINER
+      ["Ac\u00ADme", "U+00AD"], // SOFT HYPHEN
+      ["Ac\u2028me", "U+2028"], // LINE SEPARATOR
+      ["Ac\u0085me", "U+0085"], // a C1 control (NEXT LINE)
+      ["Ac\u{E0041}me", "U+E0041"], // a TAG character
+    ] as const) {
+      for (const path of ["/admin/v1/organizations", `/admin/v1/organizations/${org.id}/api-keys`]) {
+        const res = await admin("POST", path, { name });
+        expect(res.status, `${path} ${JSON.stringify(name)}`).toBe(400);
+        const { error } = (await res.json()) as ErrorBody;
+        expect(error.code).toBe("invalid_request");
+        expect(error.issues).toEqual([{ path: "name", message: expect.stringContaining(codePoint) }]);
+      }
+    }
+  });
+
+  it("names in the scripts and emoji people write are taken as sent: an emoji ZWJ sequence, a variation selector, a Persian ZWNJ, right-to-left text", async () => {
+    for (const name of [
+      "Team \u{1F469}\u200D\u{1F4BB}", // woman technologist: an emoji ZWJ sequence
+      "\u{1F3F3}\uFE0F\u200D\u{1F308} Pride", // rainbow flag: VS16 then ZWJ
+      "I \u2764\uFE0F NY", // a variation selector picking the emoji form
+      "\u0645\u06CC\u200C\u062E\u0648\u0627\u0647\u0645", // Persian with a ZWNJ between two letters
+      "\u05E9\u05DC\u05D5\u05DD Acme", // Hebrew then Latin: the reader's bidi algorithm orders it, no control needed
+    ]) {
+      const res = await admin("POST", "/admin/v1/organizations", { name });
+      expect(res.status, JSON.stringify(name)).toBe(201);
+      expect(((await res.json()) as { name: string }).name).toBe(name);
+    }
+  });
+
+  it("__proto__, constructor and prototype are names like any other (a name is a value, never an object key), read back as sent", async () => {
+    for (const name of ["__proto__", "constructor", "prototype"]) {
+      const org = await newOrganization(name);
+      expect(org.name).toBe(name);
+      const key = await admin("POST", `/admin/v1/organizations/${org.id}/api-keys`, { name });
+      expect(((await key.json()) as { name: string }).name).toBe(name);
+      const listed = (await (await admin("GET", `/admin/v1/organizations/${org.id}/api-keys`)).json()) as {
+        apiKeys: Array<{ name: string }>;
+      };
+      expect(listed.apiKeys.map((k) => k.name)).toEqual([name]);
+      expect(((await (await admin("GET", `/admin/v1/organizations/${org.id}`)).json()) as { name: string }).name).toBe(name);
+    }
+  });
+
   it("a 404 for a very long id quotes it cut short, not whole", async () => {
     const org = await newOrganization();
     for (const path of [`/admin/v1/organizations/${"a".repeat(8000)}`, `/admin/v1/organizations/${org.id}/api-keys/${"b".repeat(8000)}`]) {
@@ -583,21 +649,75 @@ describe("admin API: prompt workflows", () => {
     }
   });
 
-  it("security: a name with control characters (terminal escapes, NUL), or of invisible characters only, is 400 naming it, on create and edit", async () => {
+  it("security: a name with control characters (terminal escapes, NUL), a bidi control (Trojan Source), an invisible character, or of invisible characters only, is 400 invalid_request naming it, on create and edit", async () => {
     const org = await newOrganization();
     const created = await admin("POST", `/admin/v1/organizations/${org.id}/workflows`, definition);
     const { id } = (await created.json()) as { id: string };
-    for (const name of ["\u001b]0;pwned\u0007\u001b[2JStory", "St\u0000ory", "line\nbreak", "\u200b", "\u200b\u2060 "]) {
+    for (const [name, codePoint] of [
+      ["\u001b]0;pwned\u0007\u001b[2JStory", "U+001B"],
+      ["St\u0000ory", "U+0000"],
+      ["line\nbreak", "U+000A"],
+      ["\u200b", "U+200B"],
+      ["\u200b\u2060 ", "U+200B"],
+      ["Invoice\u202Efdp.exe", "U+202E"],
+      ["St\u2066ory\u2069", "U+2066"],
+      ["St\u200Bory", "U+200B"],
+      ["St\u200Eory", "U+200E"],
+    ] as const) {
       for (const [method, path, body] of [
         ["POST", `/admin/v1/organizations/${org.id}/workflows`, { ...definition, name }],
         ["PATCH", `/admin/v1/workflows/${id}`, { name }],
       ] as const) {
         const res = await admin(method, path, body);
         expect(res.status, `${method} ${JSON.stringify(name)}`).toBe(400);
-        expect(((await res.json()) as ErrorBody).error.issues?.map((i) => i.path)).toEqual(["name"]);
+        const { error } = (await res.json()) as ErrorBody;
+        expect(error.code).toBe("invalid_request");
+        expect(error.issues).toEqual([{ path: "name", message: expect.stringContaining(codePoint) }]);
       }
     }
     expect((await admin("PATCH", `/admin/v1/workflows/${id}`, { name: "Zoë & Co. — 東京 🚀" })).status).toBe(200);
+    for (const name of ["__proto__", "constructor"]) {
+      const res = await admin("POST", `/admin/v1/organizations/${org.id}/workflows`, { ...definition, name });
+      expect(res.status, name).toBe(201);
+      expect(((await res.json()) as { name: string }).name).toBe(name);
+    }
+  });
+
+  it("security: an NFC name and its NFD spelling are one name: the second create, or an edit to it, is 409 workflow_name_taken", async () => {
+    const org = await newOrganization();
+    const first = await admin("POST", `/admin/v1/organizations/${org.id}/workflows`, { ...definition, name: "Caf\u00e9 menu" });
+    expect(first.status).toBe(201);
+    const twin = await admin("POST", `/admin/v1/organizations/${org.id}/workflows`, { ...definition, name: "Cafe\u0301 menu" });
+    expect(twin.status).toBe(409);
+    expect(await code(twin)).toBe("workflow_name_taken");
+    const other = (await (await admin("POST", `/admin/v1/organizations/${org.id}/workflows`, { ...definition, name: "Other" })).json()) as {
+      id: string;
+    };
+    const renamed = await admin("PATCH", `/admin/v1/workflows/${other.id}`, { name: "Cafe\u0301 menu" });
+    expect(renamed.status).toBe(409);
+    expect(await code(renamed)).toBe("workflow_name_taken");
+    // An NFD name is stored as NFC.
+    const nfd = await admin("POST", `/admin/v1/organizations/${org.id}/workflows`, { ...definition, name: "Zoe\u0308" });
+    expect(((await nfd.json()) as { name: string }).name).toBe("Zo\u00eb");
+  });
+
+  it("a name stored before names were checked (NFD, or with a bidi control) stays as it is: readable, listed, and its other fields editable; a new name must pass", async () => {
+    const org = await newOrganization();
+    const { id } = (await (await admin("POST", `/admin/v1/organizations/${org.id}/workflows`, definition)).json()) as { id: string };
+    const legacy = "Cafe\u0301 \u202Eyrots";
+    await env.DB.prepare("UPDATE workflows SET name = ? WHERE id = ?").bind(legacy, id).run();
+    expect(((await (await admin("GET", `/admin/v1/workflows/${id}`)).json()) as { name: string }).name).toBe(legacy);
+    const edited = await admin("PATCH", `/admin/v1/workflows/${id}`, { description: "still here" });
+    expect(edited.status).toBe(200);
+    expect((await edited.json()) as { name: string; description: string }).toMatchObject({ name: legacy, description: "still here" });
+    const listed = (await (await admin("GET", `/admin/v1/organizations/${org.id}/workflows`)).json()) as {
+      workflows: Array<{ name: string }>;
+    };
+    expect(listed.workflows.map((w) => w.name)).toEqual([legacy]);
+    expect((await admin("PATCH", `/admin/v1/workflows/${id}`, { name: legacy })).status).toBe(400);
+    expect(
+      ((await (await admin("PATCH", `/admin/v1/workflows/${id}`, { name: "Cafe\u0301 story" })).json()) as { name: string }).name,
+    ).toBe("Caf\u00e9 story");
   });
 
   it("security: a 404 for a very long workflow id quotes it cut short, not whole (read, edit, publish, unpublish)", async () => {

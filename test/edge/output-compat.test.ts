@@ -766,6 +766,25 @@ describe("catalog and runs list", () => {
       expect((await outputError(res)).error).toBe("ValidationError");
     }
   });
+
+  it("runs?workflowType=: a name is found whichever Unicode form the caller sends (NFC or NFD); a run recorded under a non-NFC name before names were normalized, by that form too", async () => {
+    const named = async (name: string) => {
+      const run = await createRunningRun(org.organizationId, "hello");
+      await env.DB.prepare("UPDATE runs SET workflow_name = ? WHERE temporal_workflow_id = ?").bind(name, run.workflowId).run();
+      return run.workflowId;
+    };
+    const nfc = await named("Caf\u00e9 digest"); // a prompt workflow's name, stored in NFC
+    const legacy = await named("Cafe\u0301 legacy"); // stored as sent, before names were normalized
+    const found = async (workflowType: string) =>
+      (
+        (await (await get(`/workflow/runs?workflowType=${encodeURIComponent(workflowType)}`, org.key)).json()) as {
+          runs: Array<{ workflowId: string }>;
+        }
+      ).runs.map((r) => r.workflowId);
+    expect(await found("Caf\u00e9 digest")).toEqual([nfc]);
+    expect(await found("Cafe\u0301 digest")).toEqual([nfc]);
+    expect(await found("Cafe\u0301 legacy")).toEqual([legacy]);
+  });
 });
 
 describe("probes", () => {

@@ -260,6 +260,36 @@ describe("Workflow Runs API: list, dashboard and detail", () => {
     expect(await search("nothing-matches")).toEqual([]);
   });
 
+  it("a search finds a name whichever Unicode form the caller types (NFC or NFD), and a name stored before names were normalized by its own form", async () => {
+    const { organizationId: cafe } = await seedOrganization();
+    for (const [id, name] of [
+      ["wf_nfc", "Caf\u00e9 digest"],
+      ["wf_legacy", "Cafe\u0301 legacy"],
+    ]) {
+      await env.DB.prepare(
+        "INSERT INTO workflows (id, organization_id, name, kind, input_schema, output_schema, published) VALUES (?, ?, ?, 'prompt', '{}', '{}', 1)",
+      )
+        .bind(id, cafe, name)
+        .run();
+      await env.DB.prepare(
+        `INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, status, input)
+         VALUES (?, ?, ?, ?, ?, 'completed', '{}')`,
+      )
+        .bind(crypto.randomUUID(), cafe, id, name, `run_prompt-${crypto.randomUUID()}`)
+        .run();
+    }
+    const cafeToken = await jwtFor(cafe);
+    const search = async (text: string) =>
+      (
+        (await (await get(`/api/v1/workflow-runs?search=${encodeURIComponent(text)}`, cafeToken)).json()) as {
+          data: Array<{ workflowName: string }>;
+        }
+      ).data.map((r) => r.workflowName);
+    expect(await search("caf\u00e9 d")).toEqual(["Caf\u00e9 digest"]);
+    expect(await search("cafe\u0301 d")).toEqual(["Caf\u00e9 digest"]);
+    expect(await search("cafe\u0301 l")).toEqual(["Cafe\u0301 legacy"]);
+  });
+
   it("rejects out-of-range and unknown parameters with 400 naming them", async () => {
     for (const [query, path] of [
       ["limit=0", "limit"],

@@ -1,5 +1,6 @@
 /** Request bodies of the admin API. */
 import { z } from "zod";
+import { nameSchema } from "../../shared/names.ts";
 import { queryInt } from "../../shared/query-int.ts";
 import { EVERY_SCOPE, KEY_SCOPES, KEY_SCOPE_MEANINGS } from "../../middleware/key-scope/index.ts";
 import { SEAL_LIMIT_DEFAULT, SEAL_LIMIT_MAX, SEAL_LIMIT_MIN } from "../../webhooks/secret-reseal.ts";
@@ -14,8 +15,10 @@ export const modelId = z
   );
 
 /**
- * A display name: no control characters (a name printed by `npm run admin` could otherwise clear
- * the operator's terminal or retitle it) and something visible, not only format characters.
+ * Operators' free text (the reasons they give): no control characters (printed by `npm run admin`
+ * it could otherwise clear the operator's terminal or retitle it) and something visible, not only
+ * format characters. Names (organizations, API keys, prompt workflows) follow the stricter shared
+ * rule of src/shared/names.ts: NFC, no bidi controls or invisible characters.
  */
 const displayName = (max: number) =>
   z
@@ -29,7 +32,7 @@ const displayName = (max: number) =>
 
 export const createOrganizationBody = z
   .object({
-    name: displayName(200),
+    name: nameSchema(200),
     id: z
       .string()
       .regex(/^org_[a-z0-9_]{3,40}$/, "org_ followed by 3-40 lower-case letters, digits or _")
@@ -48,7 +51,7 @@ export const suspendOrganizationBody = z
 
 export const createApiKeyBody = z
   .object({
-    name: displayName(100),
+    name: nameSchema(100),
     rateLimitPerMinute: z.number().int().min(1).max(1_000_000).optional().describe("Requests per minute; default RATE_LIMIT_PER_MINUTE"),
     scopes: z
       .array(z.enum([EVERY_SCOPE, ...KEY_SCOPES]))
@@ -82,9 +85,9 @@ export const grantCreditsBody = z
 export const MAX_TEMPLATE_CHARS = 100_000;
 
 const promptFields = {
-  // A display name like an organization's: it is printed by `npm run admin` and, as the runs'
-  // workflow name, by whatever lists a tenant's runs.
-  name: displayName(100),
+  // A name like an organization's: it is printed by `npm run admin` and, as the runs' workflow
+  // name, by whatever lists a tenant's runs; unique in its organization once in NFC.
+  name: nameSchema(100),
   description: z.string().max(2000),
   template: z.string().min(1).max(MAX_TEMPLATE_CHARS).describe("Prompt text with {{variable}} placeholders"),
   model: modelId,

@@ -2,6 +2,7 @@ import { z } from "zod";
 import { queryInt } from "../../shared/query-int.ts";
 import type { App } from "../../app-env.ts";
 import { listRecentRuns } from "../../db/runs.ts";
+import { nameForms } from "../../shared/names.ts";
 import { ApiError, issueText } from "../../errors.ts";
 import { zodIssues } from "../../middleware/json-body/index.ts";
 import { CATALOG_ID, catalogIdSchema } from "./schemas.ts";
@@ -33,7 +34,13 @@ export function registerRunsList(app: App) {
     if (catalog === undefined || catalog === CATALOG_ID) {
       // The run's own workflow name, as the unfiltered list shows it (Output filters on the run's
       // WorkflowType): runs of a prompt workflow, or of one no longer published, are found too.
-      rows = await listRecentRuns(c.env.DB, organizationId, limit, workflowType === undefined ? {} : { workflowName: workflowType });
+      // A name in either Unicode form finds it (names are stored in NFC; src/shared/names.ts).
+      rows = await listRecentRuns(
+        c.env.DB,
+        organizationId,
+        limit,
+        workflowType === undefined ? {} : { workflowNames: nameForms(workflowType) },
+      );
     }
     const runs = rows.map((r) => ({
       workflowId: r.temporalWorkflowId,
