@@ -6,6 +6,7 @@ import app from "../../src/index.ts";
 import { mintStreamToken } from "../../src/stream-tokens.ts";
 import { aroundDurableObjectCalls } from "./durable-object-calls.ts";
 import { STREAM_LEASE_TTL_MS } from "../../durable-objects/rate-limiter/stream-leases.ts";
+import type { RateLimitDecision } from "../../durable-objects/rate-limiter.ts";
 import { call, createKey, type OutputErrorBody, seedCatalog, seedOrganization } from "./helpers.ts";
 import { closeEvent, createRunningRun, finishedEvent, historyEvent, push } from "./stream-helpers.ts";
 
@@ -71,6 +72,24 @@ describe("per-key rate limits", () => {
     const other = await call("/workflow/catalog", { headers: { authorization: `Bearer ${org.key}` } });
     expect(other.status).toBe(200);
     expect(other.headers.get("x-ratelimit-limit")).toBe(env.RATE_LIMIT_PER_MINUTE);
+  });
+
+  it("while a deploy rolls out, a RateLimiter still on the fixed-window code (no retryAfter) gets a Retry-After from its window's end", async () => {
+    const key = await keyWithLimit(1);
+    expect((await call("/workflow/catalog", { headers: { authorization: `Bearer ${key}` } })).status).toBe(200);
+    const windowEnd = Math.floor(Date.now() / 1000) + 30;
+    const RATE_LIMITER = aroundDurableObjectCalls(env.RATE_LIMITER, async (_method, call) => {
+      const { retryAfter: _, ...decision } = (await call()) as RateLimitDecision;
+      return { ...decision, resetAt: windowEnd };
+    });
+    const refused = await app.fetch(
+      new Request("http://edge.test/workflow/catalog", { headers: { authorization: `Bearer ${key}` } }),
+      { ...env, RATE_LIMITER },
+      createExecutionContext(),
+    );
+    expect(refused.status).toBe(429);
+    expect(Number(refused.headers.get("retry-after"))).toBeGreaterThanOrEqual(windowEnd - Math.floor(Date.now() / 1000));
+    expect(Number(refused.headers.get("retry-after"))).toBeLessThanOrEqual(30);
   });
 
   it("a RATE_LIMIT_PER_MINUTE that is a fraction counts whole requests; a negative or unreadable one is the default, not a refusal of all", async () => {

@@ -49,8 +49,9 @@ export const rateLimit = () =>
       "x-ratelimit-reset": String(decision.resetAt),
     };
     if (!decision.allowed) {
-      // Counted by the RateLimiter on its own clock, not this Worker's.
-      const retryAfter = Math.max(1, decision.retryAfter);
+      // Counted by the RateLimiter on its own clock, not this Worker's. A RateLimiter still on the
+      // fixed-window code while a deploy rolls out sends none: its window's end is when it admits again.
+      const retryAfter = Math.max(1, decision.retryAfter ?? decision.resetAt - Math.floor(Date.now() / 1000));
       throw new ApiError(
         "rate_limited",
         `rate limit of ${decision.limit} requests in any 60 s reached (each request counts for 60 s after it); retry after ${retryAfter} s`,
