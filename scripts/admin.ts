@@ -12,10 +12,11 @@ import { jsonClient, type JsonClient } from "./admin/http.ts";
 import { out } from "./admin/output.ts";
 import { accountCommands } from "./admin/accounts.ts";
 import { runCommand } from "./admin/run.ts";
+import { runCommands } from "./admin/runs.ts";
 import { workflowCommands } from "./admin/workflows.ts";
 import { webhookCommands } from "./admin/webhooks.ts";
 
-const commands: Command[] = [...accountCommands, ...workflowCommands, ...webhookCommands, runCommand];
+const commands: Command[] = [...accountCommands, ...workflowCommands, ...webhookCommands, ...runCommands, runCommand];
 
 function usage(only?: string): string {
   const shown = commands.filter((c) => !only || c.words[0] === only);
@@ -49,6 +50,8 @@ function usage(only?: string): string {
     "  npm run admin -- keys create org_acme --name backend --rate-limit 120",
     "  npm run admin -- keys create org_acme --name dashboard --scopes runs:read",
     "  npm run admin -- orgs suspend org_acme --reason 'unpaid invoice'",
+    "  npm run admin -- orgs terminate-runs org_acme --reason 'abuse report #42'",
+    "  npm run admin -- runs terminate hello-0b6c… --org org_acme --reason 'abuse report #42'",
     "  npm run admin -- credits grant org_acme 100000 --note 'trial'",
     "  npm run admin -- webhooks create org_acme --endpoint https://example.com/hooks --events run.failed,run.timed_out",
     "  npm run admin -- webhooks seal-secrets",

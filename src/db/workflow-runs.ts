@@ -1,7 +1,8 @@
 /** Queries of the Workflow Runs API. Every one is scoped by organization and served by an index. */
-import { and, asc, count, desc, eq, inArray, isNotNull, isNull, sql, type SQL } from "drizzle-orm";
+import { and, asc, count, desc, eq, gt, inArray, isNotNull, isNull, or, sql, type SQL } from "drizzle-orm";
 import { db } from "./client.ts";
-import { runs, stepRuns, workflowFormerNames, workflows } from "./schema.ts";
+import type { PageCursor } from "./page-cursor.ts";
+import { type Run, runs, stepRuns, workflowFormerNames, workflows } from "./schema.ts";
 import { nameForms } from "../shared/names.ts";
 import type { RunStatus } from "../shared/run-status.ts";
 
@@ -204,4 +205,38 @@ export async function markCancelRequested(d1: D1Database, organizationId: string
       .set({ cancelRequestedRunId: sql`${runs.temporalRunId}` })
       .where(and(eq(runs.organizationId, organizationId), inArray(runs.id, ids.slice(i, i + IDS_PER_STATEMENT))));
   }
+}
+
+/** Runs after `after` in oldest-first order ((created_at, id) ascending); no condition without a cursor. */
+function newerThan(after: PageCursor | null): SQL | undefined {
+  return after ? or(gt(runs.createdAt, after.createdAt), and(eq(runs.createdAt, after.createdAt), gt(runs.id, after.id))) : undefined;
+}
+
+/**
+ * The organization's runs in `statuses` after `after`, oldest first, at most `limit`: the pages an
+ * operator's terminate-runs works through (src/routes/admin/runs.ts). Keyset order, so runs
+ * terminated by an earlier page are not taken again while their rows still wait for their ends.
+ */
+export async function listRunsOfOrganization(
+  d1: D1Database,
+  organizationId: string,
+  statuses: RunStatus[],
+  after: PageCursor | null,
+  limit: number,
+): Promise<Run[]> {
+  return db(d1)
+    .select()
+    .from(runs)
+    .where(and(eq(runs.organizationId, organizationId), inArray(runs.status, statuses), newerThan(after)))
+    .orderBy(asc(runs.createdAt), asc(runs.id))
+    .limit(limit);
+}
+
+/** How many of the organization's runs in `statuses` come after `after`. */
+export async function countRunsOfOrganization(d1: D1Database, organizationId: string, statuses: RunStatus[], after: PageCursor | null) {
+  const [row] = await db(d1)
+    .select({ n: count() })
+    .from(runs)
+    .where(and(eq(runs.organizationId, organizationId), inArray(runs.status, statuses), newerThan(after)));
+  return row?.n ?? 0;
 }

@@ -10,7 +10,10 @@ import { createServer as createHttpsServer } from "node:https";
 import { createServer, type Server as NetServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { beforeAll, describe, expect, inject, it, onTestFinished } from "vitest";
+import { Client, Connection } from "@temporalio/client";
+import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from "vitest";
+import { collectHistoryStream } from "../support/sse.ts";
+import { until } from "../support/until.ts";
 
 const root = resolve(import.meta.dirname, "../..");
 
@@ -158,6 +161,8 @@ describe("help", () => {
         "orgs show",
         "orgs suspend",
         "orgs resume",
+        "orgs terminate-runs",
+        "runs terminate",
         "keys create",
         "keys list",
         "keys revoke",
@@ -319,6 +324,111 @@ describe("orgs suspend and resume", () => {
     const orgId = (await okJson(["orgs", "create", "--name", "Blank reason"])).id as string;
     const blank = await cli(["orgs", "suspend", orgId, "--reason", "   "]);
     expect([blank.code, blank.stderr.includes("invalid_request"), blank.stderr.includes("reason")]).toEqual([1, true, true]);
+  });
+});
+
+describe("runs terminate and orgs terminate-runs: an operator stops a suspended organization's runs", () => {
+  let temporal: Client;
+  beforeAll(async () => {
+    temporal = new Client({ connection: await Connection.connect({ address: inject("temporalAddress") }) });
+  });
+  afterAll(async () => {
+    await temporal?.connection.close();
+  });
+
+  const REASON = "abuse report 42";
+  const RECORDED = `terminated by the operator: ${REASON}`;
+  const api = (key: string, path: string, init: RequestInit = {}) =>
+    fetch(new URL(path, inject("baseUrl")), {
+      ...init,
+      headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...(init.headers as Record<string, string>) },
+    });
+  /** An `approval` run of the organization (it waits for a human: it runs until stopped), once Temporal runs it. */
+  async function waitingRun(key: string): Promise<string> {
+    const res = await api(key, "/workflow/start", {
+      method: "POST",
+      body: JSON.stringify({ workflowName: "approval", input: { request: "spam" } }),
+    });
+    expect(res.status).toBe(200);
+    const { workflowId } = (await res.json()) as { workflowId: string };
+    const running = await until(async () => {
+      const status = (await (await api(key, `/workflow/${workflowId}/status`)).json()) as { status: string };
+      return status.status === "running";
+    }, 30_000);
+    expect(running).toBe(true);
+    return workflowId;
+  }
+  const temporalStatus = async (workflowId: string) => (await temporal.workflow.getHandle(workflowId).describe()).status.name;
+  async function terminateReason(workflowId: string) {
+    const history = await temporal.workflow.getHandle(workflowId).fetchHistory();
+    return history.events?.find((e) => e.workflowExecutionTerminatedEventAttributes)?.workflowExecutionTerminatedEventAttributes?.reason;
+  }
+
+  it("terminate one run, then the rest: Temporal has them terminated with the operator's reason, their streams end, their holds are released, their rows end terminated", async () => {
+    const orgId = `org_cli_${unique()}`;
+    await ok(["orgs", "create", "--name", "Abuser", "--id", orgId]);
+    await ok(["credits", "grant", orgId, "100000", "--note", "trial"]);
+    const { key } = await okJson<{ key: string }>(["keys", "create", orgId, "--name", "backend"]);
+    const first = await waitingRun(key);
+    const others = [await waitingRun(key), await waitingRun(key)];
+    // A stream the tenant opened before the suspension: it ends with the run.
+    const stream = await api(key, `/workflow/${first}/history/stream`);
+    expect(stream.status).toBe(200);
+    const streamed = collectHistoryStream(stream.body!);
+    expect((await okJson(["orgs", "show", orgId])).credits.reserved).toBeGreaterThan(0);
+    await ok(["orgs", "suspend", orgId, "--reason", "abuse"]);
+    // The tenant cannot stop them itself.
+    const refused = await api(key, `/workflow/${first}/terminate`, { method: "POST", body: "{}" });
+    expect(refused.status).toBe(403);
+
+    const one = await ok(["runs", "terminate", first, "--org", orgId, "--reason", REASON]);
+    expect(one.stdout).toContain(`terminated run ${first} of ${orgId}`);
+    expect(one.stdout).toContain(RECORDED);
+    expect(await temporalStatus(first)).toBe("TERMINATED");
+    expect(await terminateReason(first)).toBe(RECORDED);
+    const seen = await streamed;
+    expect(seen.done).toHaveLength(1);
+
+    const all = await ok(["orgs", "terminate-runs", orgId, "--reason", REASON, "--limit", "1"]);
+    for (const workflowId of others) expect(all.stdout).toMatch(new RegExp(`${workflowId}\\s+\\S+\\s+terminated`));
+    for (const workflowId of others) {
+      expect(await temporalStatus(workflowId)).toBe("TERMINATED");
+      expect(await terminateReason(workflowId)).toBe(RECORDED);
+    }
+    // The ends reach D1: the holds are released, and asked again there is nothing left to terminate.
+    expect(await until(async () => (await okJson(["orgs", "show", orgId])).credits.reserved === 0, 30_000)).toBe(true);
+    const again = await okJson<{ results: unknown[]; remaining: number }>(["orgs", "terminate-runs", orgId, "--reason", REASON]);
+    expect(again).toMatchObject({ results: [], remaining: 0 });
+    await ok(["orgs", "resume", orgId]);
+    for (const workflowId of [first, ...others]) {
+      const status = (await (await api(key, `/workflow/${workflowId}/status`)).json()) as { status: string };
+      expect(status.status).toBe("terminated");
+    }
+    // What the tenant sees: the operator's reason, as the run's error.
+    expect(JSON.stringify(await (await api(key, `/workflow/${first}/result`)).json())).toContain(RECORDED);
+  });
+
+  it("usage errors without --reason or --org (nothing sent); the API's 404s for an unknown organization or run, and run_ended for a finished run; exit 1", async () => {
+    const missingReason = await cli(["runs", "terminate", "hello-x", "--org", "org_whatever"]);
+    expect([missingReason.code, missingReason.stderr.includes("--reason is required")]).toEqual([1, true]);
+    const missingOrg = await cli(["runs", "terminate", "hello-x", "--reason", REASON]);
+    expect([missingOrg.code, missingOrg.stderr.includes("--org is required")]).toEqual([1, true]);
+    const missingAll = await cli(["orgs", "terminate-runs", "org_whatever"]);
+    expect([missingAll.code, missingAll.stderr.includes("--reason is required")]).toEqual([1, true]);
+    const unknownOrg = await cli(["orgs", "terminate-runs", `org_nope_${unique()}`, "--reason", REASON]);
+    expect([unknownOrg.code, unknownOrg.stderr.includes("organization_not_found")]).toEqual([1, true]);
+
+    const orgId = (await okJson(["orgs", "create", "--name", "Finished runs"])).id as string;
+    const unknownRun = await cli(["runs", "terminate", `hello-${crypto.randomUUID()}`, "--org", orgId, "--reason", REASON]);
+    expect([unknownRun.code, unknownRun.stderr.includes("run_not_found")]).toEqual([1, true]);
+    const { key } = await okJson<{ key: string }>(["keys", "create", orgId, "--name", "backend"]);
+    const res = await api(key, "/workflow/run", {
+      method: "POST",
+      body: JSON.stringify({ workflowName: "hello", input: { name: "Ada" } }),
+    });
+    const { workflowId } = (await res.json()) as { workflowId: string };
+    const finished = await cli(["runs", "terminate", workflowId, "--org", orgId, "--reason", REASON]);
+    expect([finished.code, finished.stderr.includes("run_ended")]).toEqual([1, true]);
   });
 });
 

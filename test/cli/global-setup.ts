@@ -7,6 +7,7 @@ declare module "vitest" {
     apiKey: string;
     adminKey: string;
     internalSecret: string;
+    temporalAddress: string;
   }
 }
 
@@ -17,5 +18,6 @@ export default async function setup(project: TestProject) {
   project.provide("apiKey", stack.apiKey);
   project.provide("adminKey", stack.adminKey);
   project.provide("internalSecret", stack.internalSecret);
+  project.provide("temporalAddress", stack.temporalAddress);
   return stop;
 }

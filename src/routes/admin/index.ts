@@ -7,6 +7,7 @@ import { registerApiKeys } from "./api-keys.ts";
 import { registerCredits } from "./credits.ts";
 import { registerOrganizations } from "./organizations.ts";
 import { registerPromptWorkflows } from "./prompt-workflows.ts";
+import { registerRuns } from "./runs.ts";
 import { registerWebhooks } from "./webhooks.ts";
 
 /**
@@ -19,7 +20,7 @@ const MAX_ADMIN_BODY_BYTES = 1024 * 1024;
 
 /**
  * The admin API (`/admin/v1/...`), for operators and `npm run admin`: organizations, API keys,
- * credits, prompt workflows and webhooks. Guarded by ADMIN_API_KEY, not by tenant keys.
+ * credits, prompt workflows, webhooks, and terminating an organization's runs. Guarded by ADMIN_API_KEY, not by tenant keys.
  */
 export function registerAdminApi(app: App) {
   app.use("/admin/*", adminAuth());
@@ -30,5 +31,6 @@ export function registerAdminApi(app: App) {
   registerCredits(app);
   registerPromptWorkflows(app);
   registerWebhooks(app);
+  registerRuns(app);
   documentAdminApi(app);
 }

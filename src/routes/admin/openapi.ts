@@ -5,6 +5,9 @@ import {
   createApiKeyBody,
   createOrganizationBody,
   suspendOrganizationBody,
+  operatorTerminateBody,
+  terminateRunsBody,
+  TERMINATE_RUNS_MAX,
   createWebhookBody,
   rotateWebhookSecretBody,
   apiKeysQuery,
@@ -55,7 +58,7 @@ export function documentAdminApi(app: App) {
     summary: "Suspend an organization: every tenant request of it is refused",
     description:
       "While suspended, every request authenticated for the organization (API keys, the stream tokens they minted, JWTs, internal calls) is 403 `organization_suspended`; " +
-      "runs already going go on and are charged as usual, and their completion webhooks are delivered. " +
+      "runs already going go on and are charged as usual, and their completion webhooks are delivered (`POST …/terminate-runs` stops them). " +
       "Edge isolates cache an organization's status: the change reaches them all within `effectiveWithinMs`. " +
       "Suspending a suspended organization changes nothing (its first time and reason stay) and answers 200.",
     body: suspendOrganizationBody,
@@ -70,6 +73,32 @@ export function documentAdminApi(app: App) {
       "Within `effectiveWithinMs` (the edge's cache of an organization's status). Resuming an active organization changes nothing and answers 200.",
     responses: ok("The organization, `status: active`, and `effectiveWithinMs`"),
     errors: ["organization_not_found"],
+  });
+  doc({
+    method: "post",
+    path: "/admin/v1/organizations/:orgId/runs/:workflowId/terminate",
+    summary: "Terminate one run of an organization, whatever its status (a suspended organization's own terminate is refused)",
+    description:
+      "The tenant's `POST /workflow/{id}/terminate` on the organization's behalf: the host terminates the run in Temporal and its end is recorded as every end is " +
+      "(the run's row and log end `terminated`, its streams end, its credits are settled, its `run.terminated` webhooks are sent). " +
+      "The reason is recorded as `terminated by the operator: <reason>`, and the tenant reads it in the run's history and error. " +
+      "Another organization's run is 404 `run_not_found`; a run that has ended is 404 `run_ended`, and one whose start is still being retried 409 `run_not_started`, as for the tenant.",
+    body: operatorTerminateBody,
+    responses: ok("`{terminated: true, workflowId, runId, status: terminated, reason}` (the reason as recorded)"),
+    errors: [...BODY_ERRORS, "organization_not_found", "run_not_found", "run_ended", "run_not_started", "host_unavailable"],
+  });
+  doc({
+    method: "post",
+    path: "/admin/v1/organizations/:orgId/terminate-runs",
+    summary: "Terminate an organization's open runs, oldest first, a page at a time",
+    description:
+      `Terminates up to \`limit\` (at most ${TERMINATE_RUNS_MAX}) of the organization's open runs, each as \`…/runs/{workflowId}/terminate\` does, and answers one result per run ` +
+      "(`terminated`; `already_ended`: Temporal had closed it; `not_started`: its start is still being retried; `error`, with its `code`), a `summary`, " +
+      "`remaining` (open runs not terminated yet) and `next`: send it as `after` until `next` is null. `next` goes on after the runs settled and comes back to the first one that was not. " +
+      "Calling again changes nothing for runs already terminated.",
+    body: terminateRunsBody,
+    responses: ok("`{reason, results: [{workflowId, runId, status, code?, message?}], summary, remaining, next}`"),
+    errors: [...BODY_ERRORS, "organization_not_found"],
   });
   doc({
     method: "post",

@@ -39,13 +39,16 @@ export function organizationView(org: Organization) {
   };
 }
 
-/** A list's `before` parameter as a cursor (null when absent), or 400 when it is not a `next` this API issued. */
-export function beforeCursor(before: string | undefined): PageCursor | null {
+/**
+ * A list's `before` parameter (or, named `field`, another cursor this API hands out as `next`) as a
+ * cursor (null when absent), or 400 when it is not a `next` this API issued.
+ */
+export function beforeCursor(before: string | undefined, field = "before"): PageCursor | null {
   if (before === undefined) return null;
   const cursor = decodePageCursor(before);
   if (!cursor)
-    throw new ApiError("invalid_request", "before must be the previous answer's next", [
-      { path: "before", message: "not a cursor of this API" },
+    throw new ApiError("invalid_request", `${field} must be the previous answer's next`, [
+      { path: field, message: "not a cursor of this API" },
     ]);
   return cursor;
 }

@@ -198,3 +198,42 @@ export const sealSecretsQuery = z
       ),
   })
   .strict();
+
+/**
+ * Why an operator terminates a tenant's runs. Recorded in each run's history as Temporal's
+ * terminate reason, behind OPERATOR_TERMINATE_PREFIX: unlike a suspension's reason, the tenant
+ * reads it (the run's history, its error, webhooks), so it is written for the tenant.
+ */
+const operatorTerminateReason = displayName(500).describe(
+  "Why the run is terminated. Recorded in the run's history, behind `terminated by the operator: `, where the tenant reads it",
+);
+
+/** POST …/organizations/:orgId/runs/:workflowId/terminate. */
+export const operatorTerminateBody = z.object({ reason: operatorTerminateReason }).strict();
+
+/**
+ * The most open runs one POST …/terminate-runs terminates: each is one call to the host, six at a
+ * time (src/routes/admin/runs.ts), so 100 is 17 rounds of calls, seconds while the host answers,
+ * and well within the subrequests of a Worker invocation (1,000 on the Paid plan).
+ */
+export const TERMINATE_RUNS_MAX = 100;
+
+/** POST …/organizations/:orgId/terminate-runs. */
+export const terminateRunsBody = z
+  .object({
+    reason: operatorTerminateReason,
+    limit: z
+      .number()
+      .int()
+      .min(1)
+      .max(TERMINATE_RUNS_MAX)
+      .default(TERMINATE_RUNS_MAX)
+      .describe(`The most open runs this call terminates: 1 to ${TERMINATE_RUNS_MAX}, default ${TERMINATE_RUNS_MAX}`),
+    after: z
+      .string()
+      .min(1)
+      .max(200)
+      .optional()
+      .describe("Go on from the previous answer's `next`; omit to start from the organization's oldest open run"),
+  })
+  .strict();

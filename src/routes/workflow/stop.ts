@@ -50,7 +50,7 @@ async function openRunOr404<E extends RunTargetEnv>(c: Context<E>): Promise<Run>
   return run;
 }
 
-const ended = (run: Run) =>
+export const ended = (run: Run) =>
   new ApiError(
     "run_ended",
     `workflow execution already completed${isTerminal(run.status) ? ` (${run.status})` : ""}; it takes no stop or termination`,
@@ -65,6 +65,30 @@ const ended = (run: Run) =>
  */
 function asEnded(err: unknown, run: Run): unknown {
   return err instanceof ApiError && err.code === "run_finished" ? ended(run) : notStartedYet(err, run);
+}
+
+/** A terminate's answer, the tenant's and the operator's: the run the host acted on and the reason recorded. */
+export const terminatedBody = (stopped: { workflowId: string; runId: string | null }, reason: string | undefined) => ({
+  terminated: true as const,
+  ...stopped,
+  status: "terminated" as const,
+  reason: reason ?? null,
+});
+
+/**
+ * Terminates `run` in Temporal through the host (of its pinned run `runId` when given, else its
+ * current one), with `reason` recorded in the run's history: what the tenant terminate does, and
+ * the admin API's terminates too (src/routes/admin/runs.ts). The run's end then reaches its D1
+ * row, log, credits and webhooks the way every end does (the history relay's push). A run that
+ * closed in Temporal before the row knew is 404 run_ended; one whose start is still being retried
+ * 409 run_not_started.
+ */
+export async function terminateRow(env: Env, run: Run, reason: string | undefined, runId?: string) {
+  const stopped = await new HostClient(env).terminate(run.temporalWorkflowId, reason, runId).catch((err: unknown) => {
+    throw asEnded(err, run);
+  });
+  // The run the host acted on (the row's may lag behind).
+  return { workflowId: run.temporalWorkflowId, runId: stopped.runId ?? run.temporalRunId };
 }
 
 /**
@@ -93,16 +117,7 @@ export function registerStop(app: App) {
     app.post(`${base}/terminate`, deprecatedUnless(pinned, "terminate"), terminateRequest, targetParams, ownedRun(), async (c) => {
       const { reason } = c.get("terminateBody");
       const run = await openRunOr404(c);
-      const stopped = await new HostClient(c.env).terminate(run.temporalWorkflowId, reason, c.get("targetRunId")).catch((err: unknown) => {
-        throw asEnded(err, run);
-      });
-      return c.json({
-        terminated: true,
-        workflowId: run.temporalWorkflowId,
-        runId: stopped.runId ?? run.temporalRunId,
-        status: "terminated",
-        reason: reason ?? null,
-      });
+      return c.json(terminatedBody(await terminateRow(c.env, run, reason, c.get("targetRunId")), reason));
     });
   }
 }
