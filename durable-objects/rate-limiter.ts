@@ -17,7 +17,8 @@
  * MAX_OPEN_STREAMS_PER_KEY at once, whichever runs and routes they are on.
  *
  * Keys come and go (one per API key, and one per run whose stream tokens are used, one per JWT
- * subject): the first request counted sets an alarm for when all are released, and the alarm
+ * subject): the first request counted sets an alarm for its release (or a held lease's expiry,
+ * when that comes sooner), each alarm sets the next for what is still counted or held, and the alarm
  * deletes the object's storage once no request counts and no lease is held, so a key no longer used
  * leaves nothing stored.
  */
@@ -51,7 +52,9 @@ export class RateLimiter extends DurableObject<Env> {
       if (newest?.[0] === releasedAt) newest[1]++;
       else counted.push([releasedAt, 1]);
       this.ctx.storage.kv.put(HITS_KEY, counted);
-      if (inWindow === 0) void this.ctx.storage.setAlarm(releasedAt);
+      // The first request counted: an alarm must come for its release, unless a lease expires sooner
+      // (that lease's alarm sets the next one, which is then at most this release).
+      if (inWindow === 0) void this.ctx.storage.setAlarm(Math.min(releasedAt, this.streams.nextExpiry() ?? releasedAt));
       inWindow++;
     }
     const remaining = Math.max(0, limit - inWindow);

@@ -288,6 +288,18 @@ describe("per-key rate limits", () => {
       expect(await stub.openStream("e", 2, true, afterC)).toMatchObject({ allowed: false });
     });
 
+    it("a key's first counted request does not put off the sweep of a lease that expires sooner: the alarm stays at the lease's expiry", async () => {
+      const stub = limiter();
+      // A lease taken long ago and never renewed: it expires in 5 s, and the object's alarm is set for then.
+      const expiresAt = Date.now() + 5_000;
+      await stub.openStream("stale", 2, true, expiresAt - STREAM_LEASE_TTL_MS);
+      const alarm = () => runInDurableObject(stub, (_instance, state) => state.storage.getAlarm());
+      expect(await alarm()).toBe(expiresAt);
+      // The first request counted is released 60 to 61 s from now: its alarm would come 55 s after the lease's end.
+      expect((await stub.hit(5, 60)).allowed).toBe(true);
+      expect(await alarm()).toBe(expiresAt);
+    });
+
     /** Answers `request` with the app, recording the methods the Worker calls on RateLimiter stubs. */
     async function withLimiterCalls(request: Request, vars: Partial<Env> = {}) {
       const methods: string[] = [];
