@@ -1,6 +1,7 @@
 /**
  * The one rule for names that tenants and operators give things (organizations, API keys, prompt
  * workflows): a name is identity, shown in lists, terminals and UIs, and compared for equality.
+ * (Free text, such as reasons and descriptions, follows a looser rule at the end: textSchema.)
  *
  * - Unicode NFC, at input: "café" typed with U+00E9 and with e + U+0301 (NFD, as some keyboards
  *   and macOS file names produce) look the same, so they are the same name. Lookups by name
@@ -71,3 +72,37 @@ export function nameForms(name: string): string[] {
   const normalized = name.normalize("NFC");
   return normalized === name ? [name] : [normalized, name];
 }
+
+/**
+ * Free text people give (an operator's reasons, a prompt workflow's description): prose, shown to
+ * the tenant and printed in terminals, never compared as identity, so looser than a name. It holds
+ * no control character (an ESC sequence clears or retitles the terminal it is printed in), except
+ * tabs and line breaks where the text is `multiline`, and no bidi embedding, override or isolate
+ * (U+202A-U+202E, U+2066-U+2069: they reverse what follows, so a reason could show the tenant words
+ * the operator did not write). The bidi marks (LRM, RLM, ALM) stay: they only place punctuation
+ * beside right-to-left words, as mixed-direction prose needs. Invisible characters stay too (prose
+ * in many scripts needs ZWJ and ZWNJ).
+ */
+const TEXT_CONTROL = /[\p{Cc}\p{Zl}\p{Zp}\u202A-\u202E\u2066-\u2069]/u;
+const LINE_BREAKS_AND_TABS = /[\t\n\r]/g;
+
+/** What is wrong with free text, or null: the first character it cannot hold, named by code point. */
+export function textProblem(text: string, multiline = false): string | null {
+  const control = (multiline ? text.replace(LINE_BREAKS_AND_TABS, "") : text).match(TEXT_CONTROL)?.[0];
+  if (control === undefined) return null;
+  const kind = BIDI_CONTROL.test(control) ? "a bidirectional control character (it reorders how the text is shown)" : "a control character";
+  return `${codePoint(control)} is ${kind}: this text cannot hold control or bidirectional-control characters${multiline ? " (tabs and line breaks are fine)" : ""}`;
+}
+
+/**
+ * Free text of at most `max` UTF-16 units (textProblem). `required`: trimmed, and with something
+ * visible in it (a reason); otherwise kept as sent and possibly empty (a description).
+ */
+export const textSchema = (max: number, { multiline = false, required = false } = {}) => {
+  const text = required ? z.string().trim().min(1).max(max) : z.string().max(max);
+  return text.superRefine((value, ctx) => {
+    const problem =
+      textProblem(value, multiline) ?? (required && value.length > 0 && !VISIBLE.test(value) ? "at least one visible character" : null);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  });
+};

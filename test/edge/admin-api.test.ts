@@ -683,6 +683,33 @@ describe("admin API: prompt workflows", () => {
     }
   });
 
+  it("security: a description, shown to tenants and printed in terminals, holds no terminal escape, other control or bidi override (400 naming it, on create and edit); line breaks, tabs, bidi marks and right-to-left prose are kept", async () => {
+    const org = await newOrganization();
+    const created = await admin("POST", `/admin/v1/organizations/${org.id}/workflows`, definition);
+    const { id } = (await created.json()) as { id: string };
+    for (const [description, codePoint] of [
+      ["Summaries\u001b]0;pwned\u0007", "U+001B"],
+      ["Sum\u0000maries", "U+0000"],
+      ["Summaries \u202Etxt.exe", "U+202E"],
+      ["Summaries \u2067x\u2069", "U+2067"],
+    ] as const) {
+      for (const [method, path, body] of [
+        ["POST", `/admin/v1/organizations/${org.id}/workflows`, { ...definition, name: `d-${crypto.randomUUID()}`, description }],
+        ["PATCH", `/admin/v1/workflows/${id}`, { description }],
+      ] as const) {
+        const res = await admin(method, path, body);
+        expect(res.status, `${method} ${JSON.stringify(description)}`).toBe(400);
+        const { error } = (await res.json()) as ErrorBody;
+        expect(error.code).toBe("invalid_request");
+        expect(error.issues).toEqual([{ path: "description", message: expect.stringContaining(codePoint) }]);
+      }
+    }
+    const prose = "Summarizes a page.\r\n\tIn Hebrew: \u05E1\u05D9\u05DB\u05D5\u05DD\u200F (summary)";
+    const edited = await admin("PATCH", `/admin/v1/workflows/${id}`, { description: prose });
+    expect(edited.status).toBe(200);
+    expect(((await edited.json()) as { description: string }).description).toBe(prose);
+  });
+
   it("security: an NFC name and its NFD spelling are one name: the second create, or an edit to it, is 409 workflow_name_taken", async () => {
     const org = await newOrganization();
     const first = await admin("POST", `/admin/v1/organizations/${org.id}/workflows`, { ...definition, name: "Caf\u00e9 menu" });

@@ -122,6 +122,29 @@ describe("POST /admin/v1/organizations/:orgId/runs/:workflowId/terminate", () =>
     expect(terminates).toEqual([]);
     expect(await status(foreign.workflowId)).toBe("running");
   });
+
+  it("security: the reason, which the tenant reads, holds no control or bidi control (it would reorder what the tenant is shown): 400 naming the character, and nothing reaches the host; right-to-left text itself is kept", async () => {
+    const org = await seedOrganization();
+    const { workflowId } = await createRunningRun(org.organizationId);
+    for (const [reason, named] of [
+      ["abuse \u202Eredlof ruoy\u202C", "U+202E"], // RIGHT-TO-LEFT OVERRIDE: shows "your folder" reversed
+      ["abuse \u2066x\u2069", "U+2066"],
+      ["\u001b[2Jabuse", "U+001B"],
+      ["abuse\nfor real", "U+000A"],
+    ] as const) {
+      const res = await terminateOne(org.organizationId, workflowId, { reason });
+      expect(res.status).toBe(400);
+      const body = (await res.json()) as ErrorBody;
+      expect(errorCodeOf(body)).toBe("invalid_request");
+      expect(JSON.stringify(body)).toContain(named);
+      expect((await terminateAll(org.organizationId, { reason })).status).toBe(400);
+    }
+    expect(terminates).toEqual([]);
+    const hebrew = "\u05D4\u05E4\u05E8\u05EA \u05EA\u05E0\u05D0\u05D9\u05DD (abuse)";
+    const res = await terminateOne(org.organizationId, workflowId, { reason: hebrew });
+    expect(res.status).toBe(200);
+    expect(terminates.at(-1)?.reason).toBe(`terminated by the operator: ${hebrew}`);
+  });
 });
 
 describe("POST /admin/v1/organizations/:orgId/terminate-runs", () => {

@@ -1,6 +1,6 @@
 /** Request bodies of the admin API. */
 import { z } from "zod";
-import { nameSchema } from "../../shared/names.ts";
+import { nameSchema, textSchema } from "../../shared/names.ts";
 import { queryInt } from "../../shared/query-int.ts";
 import { EVERY_SCOPE, KEY_SCOPES, KEY_SCOPE_MEANINGS } from "../../middleware/key-scope/index.ts";
 import { SEAL_LIMIT_DEFAULT, SEAL_LIMIT_MAX, SEAL_LIMIT_MIN } from "../../webhooks/secret-reseal.ts";
@@ -15,20 +15,12 @@ export const modelId = z
   );
 
 /**
- * Operators' free text (the reasons they give): no control characters (printed by `npm run admin`
- * it could otherwise clear the operator's terminal or retitle it) and something visible, not only
- * format characters. Names (organizations, API keys, prompt workflows) follow the stricter shared
- * rule of src/shared/names.ts: NFC, no bidi controls or invisible characters.
+ * Operators' reasons: one line of free text (src/shared/names.ts textSchema: no control or bidi
+ * control character, so that printed by `npm run admin`, or shown to the tenant, it neither
+ * drives the terminal nor reorders what is read; something visible). Names (organizations, API
+ * keys, prompt workflows) follow the stricter rule of nameSchema: NFC, no invisible characters.
  */
-const displayName = (max: number) =>
-  z
-    .string()
-    .trim()
-    .min(1)
-    .max(max)
-    // refine, not regex: a Unicode property class needs the u flag, which an OpenAPI pattern cannot carry.
-    .refine((name) => !/\p{Cc}/u.test(name), "no control characters")
-    .refine((name) => /[^\p{Cf}\p{Z}]/u.test(name), "at least one visible character");
+const reasonText = (max: number) => textSchema(max, { required: true });
 
 export const createOrganizationBody = z
   .object({
@@ -43,7 +35,7 @@ export const createOrganizationBody = z
 /** POST …/organizations/:orgId/suspend: why, in the operator's words (shown by the admin API only, never to the tenant). */
 export const suspendOrganizationBody = z
   .object({
-    reason: displayName(500).describe(
+    reason: reasonText(500).describe(
       "Why the organization is suspended (abuse, an unpaid bill, an incident): for operators, never shown to the tenant",
     ),
   })
@@ -88,7 +80,7 @@ const promptFields = {
   // A name like an organization's: it is printed by `npm run admin` and, as the runs' workflow
   // name, by whatever lists a tenant's runs; unique in its organization once in NFC.
   name: nameSchema(100),
-  description: z.string().max(2000),
+  description: textSchema(2000, { multiline: true }),
   template: z.string().min(1).max(MAX_TEMPLATE_CHARS).describe("Prompt text with {{variable}} placeholders"),
   model: modelId,
   webSearch: z.boolean(),
@@ -204,7 +196,7 @@ export const sealSecretsQuery = z
  * terminate reason, behind OPERATOR_TERMINATE_PREFIX: unlike a suspension's reason, the tenant
  * reads it (the run's history, its error, webhooks), so it is written for the tenant.
  */
-const operatorTerminateReason = displayName(500).describe(
+const operatorTerminateReason = reasonText(500).describe(
   "Why the run is terminated. Recorded in the run's history, behind `terminated by the operator: `, where the tenant reads it",
 );
 
