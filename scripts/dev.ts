@@ -27,6 +27,7 @@ import { findWorkerSocket } from "../bench/worker-socket.ts";
 import { devCredential as keptDevCredential, ensurePrivateDir } from "./dev-credentials.ts";
 import { promptInputSchema } from "../src/shared/prompt-template.ts";
 import { generateApiKey, parseApiKey, sha256Hex } from "../src/shared/api-keys.ts";
+import { foldForSearch } from "../src/shared/names.ts";
 
 const root = resolve(import.meta.dirname, "..");
 const env = process.env;
@@ -146,8 +147,8 @@ async function seed(key: string) {
     `INSERT INTO organizations (id, name) VALUES (${q(DEV_ORG_ID)}, 'Development') ON CONFLICT (id) DO NOTHING;`,
     `INSERT INTO api_keys (id, organization_id, prefix, secret_sha256, name) VALUES (${q(parsed.id)}, ${q(DEV_ORG_ID)}, ${q(parsed.prefix)}, ${q(digest)}, 'dev key')
        ON CONFLICT (id) DO UPDATE SET secret_sha256 = excluded.secret_sha256, organization_id = excluded.organization_id, revoked_at = NULL;`,
-    `INSERT INTO workflows (id, organization_id, name, kind, description, input_schema, output_schema, published, prompt)
-       VALUES (${q(DEV_PROMPT_WORKFLOW.id)}, ${q(DEV_ORG_ID)}, ${q(DEV_PROMPT_WORKFLOW.name)}, 'prompt', 'Example prompt workflow (dev seed)',
+    `INSERT INTO workflows (id, organization_id, name, name_folded, kind, description, input_schema, output_schema, published, prompt)
+       VALUES (${q(DEV_PROMPT_WORKFLOW.id)}, ${q(DEV_ORG_ID)}, ${q(DEV_PROMPT_WORKFLOW.name)}, ${q(foldForSearch(DEV_PROMPT_WORKFLOW.name))}, 'prompt', 'Example prompt workflow (dev seed)',
          ${q(JSON.stringify(promptInputSchema(DEV_PROMPT_WORKFLOW.prompt.variables)))}, '{}', 1, ${q(JSON.stringify(DEV_PROMPT_WORKFLOW.prompt))})
        ON CONFLICT (id) DO NOTHING;`,
   ].join("\n");

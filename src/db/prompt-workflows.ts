@@ -1,6 +1,7 @@
 /** Prompt workflows: organization-owned rows of `workflows` with kind `prompt` and ids `wf_...`. */
 import { and, desc, eq } from "drizzle-orm";
 import { randomString } from "../shared/api-keys.ts";
+import { foldForSearch } from "../shared/names.ts";
 import { promptInputSchema } from "../shared/prompt-template.ts";
 import { db } from "./client.ts";
 import { type PageCursor, olderThan, pageOf } from "./page-cursor.ts";
@@ -33,6 +34,7 @@ export async function insertPromptWorkflow(
         id: newPromptWorkflowId(),
         organizationId,
         name: fields.name,
+        nameFolded: foldForSearch(fields.name),
         kind: "prompt",
         description: fields.description,
         inputSchema: promptInputSchema(fields.prompt.variables),
@@ -64,6 +66,7 @@ export async function updatePromptWorkflow(
       .update(workflows)
       .set({
         ...changes,
+        ...(changes.name === undefined ? {} : { nameFolded: foldForSearch(changes.name) }),
         ...(changes.prompt ? { inputSchema: promptInputSchema(changes.prompt.variables) } : {}),
         updatedAt: new Date(Math.max(Date.now(), Date.parse(workflow.updatedAt) + 1)).toISOString(),
       })

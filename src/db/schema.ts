@@ -109,6 +109,13 @@ export const workflows = sqliteTable(
     id: text("id").primaryKey(),
     organizationId: text("organization_id").references(() => organizations.id),
     name: text("name").notNull(),
+    /**
+     * The name folded for the Workflow Runs API's case-insensitive `search` (`foldForSearch`,
+     * src/shared/names.ts: SQLite's lower() folds ASCII only), written with the name. NULL: not
+     * folded yet (a row from before migration 0026 with a non-ASCII name, or one an older Worker
+     * wrote or renamed); `foldUnfoldedNames` folds those at each catalog publish.
+     */
+    nameFolded: text("name_folded"),
     kind: text("kind", { enum: ["code", "prompt"] }).notNull(),
     description: text("description").notNull().default(""),
     inputSchema: text("input_schema", { mode: "json" }).$type<Record<string, unknown>>().notNull(),
@@ -125,12 +132,13 @@ export const workflows = sqliteTable(
   (t) => [
     uniqueIndex("workflows_global_name_uq").on(t.name).where(sql`organization_id IS NULL`),
     uniqueIndex("workflows_org_name_uq").on(t.organizationId, t.name),
+    index("workflows_unfolded_idx").on(t.id).where(sql`name_folded IS NULL`),
   ],
 );
 
 /**
  * The names a workflow had before it was renamed (a prompt workflow's PATCH may rename it), kept by
- * the trigger `workflows_keep_former_name` (migration 0023): a run shows its workflow's name when it
+ * the trigger `workflows_keep_former_name` (migrations 0023, 0026): a run shows its workflow's name when it
  * ran, so the Workflow Runs API's `search` matches these too.
  */
 export const workflowFormerNames = sqliteTable(
@@ -140,8 +148,13 @@ export const workflowFormerNames = sqliteTable(
       .notNull()
       .references(() => workflows.id),
     name: text("name").notNull(),
+    /** The name folded for search, as `workflows.name_folded` (the trigger copies the workflow's); NULL: not folded yet. */
+    nameFolded: text("name_folded"),
   },
-  (t) => [primaryKey({ columns: [t.workflowId, t.name] })],
+  (t) => [
+    primaryKey({ columns: [t.workflowId, t.name] }),
+    index("workflow_former_names_unfolded_idx").on(t.workflowId).where(sql`name_folded IS NULL`),
+  ],
 );
 
 export const runs = sqliteTable(

@@ -3,7 +3,7 @@ import { and, asc, count, desc, eq, gt, inArray, isNotNull, isNull, or, sql, typ
 import { db } from "./client.ts";
 import type { PageCursor } from "./page-cursor.ts";
 import { type Run, runs, stepRuns, workflowFormerNames, workflows } from "./schema.ts";
-import { nameForms } from "../shared/names.ts";
+import { foldForSearch, nameForms } from "../shared/names.ts";
 import type { RunStatus } from "../shared/run-status.ts";
 
 export interface RunListFilter {
@@ -23,16 +23,20 @@ export interface RunListFilter {
  * however many workflows match (a list of ids could pass D1's 100 bound parameters per statement).
  */
 function workflowIdsMatching(organizationId: string, search: string): SQL {
-  // instr, not LIKE: no wildcards to escape, and no pattern-length limit (D1's is small). Each of
-  // the search's spellings (nameForms: its NFC form, names being stored in NFC, and the form sent
-  // when it differs, for names stored before) is looked for.
-  const holds = (name: SQL | typeof workflows.name) =>
-    sql`(${sql.join(
-      nameForms(search).map((form) => sql`instr(lower(${name}), lower(${form})) > 0`),
+  // instr, not LIKE: no wildcards to escape, and no pattern-length limit (D1's is small). A name is
+  // compared by its fold (foldForSearch: NFC and Unicode lower case, stored with the name as
+  // name_folded, since SQLite's lower() folds ASCII only) with the search's fold. A row not folded
+  // yet (NULL: migration 0026) is compared as before it: lower(name), ASCII letters only, with each
+  // of the search's spellings (nameForms: its NFC form, and the form sent when it differs, for names
+  // stored before names were normalized).
+  const folded = foldForSearch(search);
+  const holds = (table: typeof workflows | typeof workflowFormerNames) =>
+    sql`(instr(${table.nameFolded}, ${folded}) > 0 OR (${table.nameFolded} IS NULL AND (${sql.join(
+      nameForms(search).map((form) => sql`instr(lower(${table.name}), lower(${form})) > 0`),
       sql` OR `,
-    )})`;
-  const formerlyNamed = sql`(SELECT ${workflowFormerNames.workflowId} FROM ${workflowFormerNames} WHERE ${holds(sql`${workflowFormerNames.name}`)})`;
-  return sql`(SELECT ${workflows.id} FROM ${workflows} WHERE (${workflows.organizationId} IS NULL OR ${workflows.organizationId} = ${organizationId}) AND (${holds(workflows.name)} OR ${workflows.id} IN ${formerlyNamed}))`;
+    )})))`;
+  const formerlyNamed = sql`(SELECT ${workflowFormerNames.workflowId} FROM ${workflowFormerNames} WHERE ${holds(workflowFormerNames)})`;
+  return sql`(SELECT ${workflows.id} FROM ${workflows} WHERE (${workflows.organizationId} IS NULL OR ${workflows.organizationId} = ${organizationId}) AND (${holds(workflows)} OR ${workflows.id} IN ${formerlyNamed}))`;
 }
 
 /**

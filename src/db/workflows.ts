@@ -1,6 +1,7 @@
 import { and, asc, eq, isNull, or } from "drizzle-orm";
 import type { CatalogEntry } from "../shared/host-api.ts";
 import { setBounded } from "../shared/bounded-map.ts";
+import { foldForSearch } from "../shared/names.ts";
 import { db } from "./client.ts";
 import { workflows } from "./schema.ts";
 
@@ -76,6 +77,41 @@ export async function listRunnableWorkflows(d1: D1Database, organizationId: stri
 }
 
 /**
+ * The most rows of each table `foldUnfoldedNames` folds per catalog publish, so that its statement
+ * stays small (one JSON value of about this many names); more wait for the next publish.
+ */
+export const UNFOLDED_NAMES_PER_PUBLISH = 500;
+
+/**
+ * Statements that write the fold of names not folded yet (name_folded NULL: rows with a non-ASCII
+ * name from before migration 0026, and rows an older Worker wrote or renamed), in `workflows` and
+ * `workflow_former_names`: folding needs JS (foldForSearch), and the catalog publish (each host
+ * registration) is a write that runs after every deploy. One UPDATE per table, the folds bound as
+ * one JSON array; a row renamed since it was read (its name no longer the one folded) is left for
+ * the next publish.
+ */
+async function foldUnfoldedNames(d1: D1Database): Promise<D1PreparedStatement[]> {
+  const [current, former] = await d1.batch<{ key: string; name: string }>([
+    d1.prepare("SELECT id AS key, name FROM workflows WHERE name_folded IS NULL LIMIT ?").bind(UNFOLDED_NAMES_PER_PUBLISH),
+    d1
+      .prepare("SELECT workflow_id AS key, name FROM workflow_former_names WHERE name_folded IS NULL LIMIT ?")
+      .bind(UNFOLDED_NAMES_PER_PUBLISH),
+  ]);
+  const folds = (rows: { key: string; name: string }[]) => JSON.stringify(rows.map((r) => [r.key, r.name, foldForSearch(r.name)]));
+  const fold = (table: string, keyColumn: string, rows: { key: string; name: string }[]) =>
+    d1
+      .prepare(
+        `UPDATE ${table} SET name_folded = f.value ->> 2 FROM json_each(?) AS f
+         WHERE ${table}.${keyColumn} = f.value ->> 0 AND ${table}.name = f.value ->> 1 AND ${table}.name_folded IS NULL`,
+      )
+      .bind(folds(rows));
+  return [
+    ...(current!.results.length > 0 ? [fold("workflows", "id", current!.results)] : []),
+    ...(former!.results.length > 0 ? [fold("workflow_former_names", "workflow_id", former!.results)] : []),
+  ];
+}
+
+/**
  * Replaces the host's code workflows with what it publishes. Workflows that disappear from the
  * host are unpublished, not deleted, so old runs keep their catalog row.
  */
@@ -88,15 +124,16 @@ export async function upsertCodeCatalog(d1: D1Database, entries: CatalogEntry[])
     statements.push(
       d1
         .prepare(
-          `INSERT INTO workflows (id, organization_id, name, kind, description, input_schema, output_schema, handlers, published, created_at, updated_at)
-           VALUES (?, NULL, ?, 'code', ?, ?, ?, ?, 1, ?, ?)
+          `INSERT INTO workflows (id, organization_id, name, name_folded, kind, description, input_schema, output_schema, handlers, published, created_at, updated_at)
+           VALUES (?, NULL, ?, ?, 'code', ?, ?, ?, ?, 1, ?, ?)
            ON CONFLICT (name) WHERE organization_id IS NULL DO UPDATE SET
-             description = excluded.description, input_schema = excluded.input_schema,
+             name_folded = excluded.name_folded, description = excluded.description, input_schema = excluded.input_schema,
              output_schema = excluded.output_schema, handlers = excluded.handlers, published = 1, updated_at = excluded.updated_at`,
         )
         .bind(
           crypto.randomUUID(),
           entry.name,
+          foldForSearch(entry.name),
           entry.description,
           JSON.stringify(entry.inputSchema),
           JSON.stringify(entry.outputSchema),
@@ -106,6 +143,7 @@ export async function upsertCodeCatalog(d1: D1Database, entries: CatalogEntry[])
         ),
     );
   }
+  statements.push(...(await foldUnfoldedNames(d1)));
   // One batch is one transaction: readers never see a half-replaced catalog.
   forgetCachedCatalog();
   try {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { nameForms, nameSchema } from "./names.ts";
+import { foldForSearch, nameForms, nameSchema } from "./names.ts";
 
 const name = nameSchema(100);
 const issues = (value: unknown) => {
@@ -68,5 +68,16 @@ describe("name lookups", () => {
     expect(nameForms("Caf\u00e9")).toEqual(["Caf\u00e9"]);
     expect(nameForms("Cafe\u0301")).toEqual(["Caf\u00e9", "Cafe\u0301"]);
     expect(nameForms("hello")).toEqual(["hello"]);
+  });
+});
+
+describe("the fold a search compares", () => {
+  it("is NFC and Unicode lower case in every script, with a final sigma as σ; not ß to ss, not accents, not compatibility forms", () => {
+    expect(foldForSearch("CAFE\u0301 \u00c4RZTE \u0394\u039f\u039a\u0399\u039c\u0389 \u041c\u041e\u0421\u041a\u0412\u0410")).toBe(
+      "caf\u00e9 \u00e4rzte \u03b4\u03bf\u03ba\u03b9\u03bc\u03ae \u043c\u043e\u0441\u043a\u0432\u0430",
+    );
+    expect(foldForSearch("\u039f\u0394\u039f\u03a3")).toBe("\u03bf\u03b4\u03bf\u03c3");
+    expect(foldForSearch("STRA\u00dfE")).toBe("stra\u00dfe");
+    expect(foldForSearch("\ufb01le \uff21")).toBe("\ufb01le \uff41");
   });
 });

@@ -74,6 +74,25 @@ export function nameForms(name: string): string[] {
 }
 
 /**
+ * A name as the Workflow Runs API's case-insensitive `search` compares it, and the search text
+ * the same way: a search matches where the fold of its text is a substring of the name's fold
+ * (stored beside the name, `workflows.name_folded`). SQLite's lower() folds ASCII only and D1 has
+ * no ICU, so the fold is done here and stored.
+ *
+ * - NFC, then lower case (Unicode's, for every script): "CAFÉ", "Café" and "cafe\u0301" fold the same.
+ * - A final sigma (ς, what lower-casing gives a word-final Σ) is σ, as Unicode case folding has it:
+ *   "ΟΔΟΣ" folds to "οδοσ", so a search typed with σ finds a word that ends in ς.
+ * - No more: ß stays ß, not "ss" (as Postgres ILIKE; full case folding would make the fold longer
+ *   than the name), accents are not removed ("e" does not find "é"), and NFC rather than NFKC:
+ *   compatibility characters ("ﬁ", full-width letters) are found by what they are, as names keep
+ *   them as written. lower-casing "İ" (dotted capital I) gives "i" + U+0307, and a search for
+ *   "istanbul" does not find "İstanbul"; that is Unicode's default lower case.
+ */
+export function foldForSearch(text: string): string {
+  return text.normalize("NFC").toLowerCase().replaceAll("\u03c2", "\u03c3");
+}
+
+/**
  * Free text people give (an operator's reasons, a prompt workflow's description): prose, shown to
  * the tenant and printed in terminals, never compared as identity, so looser than a name. It holds
  * no control character (an ESC sequence clears or retitles the terminal it is printed in), except

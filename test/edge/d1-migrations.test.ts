@@ -8,6 +8,7 @@ import { applyD1Migrations } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { type MergedStep, stepRunStatement } from "../../durable-objects/run-stream/projection.ts";
+import { upsertCodeCatalog } from "../../src/db/workflows.ts";
 
 const db = env.MIGRATION_TEST_DB;
 const migrationsBefore = (name: string) => env.TEST_MIGRATIONS.filter((m) => m.name < name);
@@ -47,6 +48,13 @@ describe("migration 0011: step rows keyed by the Temporal run", () => {
       ),
       db.prepare(
         "INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, status, input) VALUES ('run-r', 'org_m', 'wf_r', 'weekly-digest', 'run_prompt-run-r', 'completed', '{}')",
+      ),
+      // For migration 0026: a workflow whose name and former name are not ASCII.
+      db.prepare(
+        "INSERT INTO workflows (id, name, kind, input_schema, output_schema) VALUES ('wf_u', '\u00c4rzte Caf\u00e9', 'prompt', '{}', '{}')",
+      ),
+      db.prepare(
+        "INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, status, input) VALUES ('run-u', 'org_m', 'wf_u', '\u00d6L', 'run_prompt-run-u', 'completed', '{}')",
       ),
     ]);
     const before = (await db.prepare("SELECT * FROM step_runs ORDER BY id").all<Record<string, unknown>>()).results;
@@ -211,5 +219,57 @@ describe("migration 0023: the names a workflow had before a rename", () => {
     await rename(`${id}-a`);
     await rename(`${id}-b`);
     expect(await formerNames(d, id)).toEqual([`${id}-a`, `${id}-b`]);
+  });
+});
+
+describe("migration 0026: workflow names folded for search", () => {
+  const folds = async (d: D1Database, sql: string) => (await d.prepare(sql).all<{ name: string; name_folded: string | null }>()).results;
+
+  it("folds the all-ASCII names (lower() is their fold) and leaves the others unfolded (NULL), which the next catalog publish folds", async () => {
+    const current = "SELECT name, name_folded FROM workflows WHERE id IN ('wf_m', 'wf_r', 'wf_u') ORDER BY id";
+    const former = "SELECT name, name_folded FROM workflow_former_names WHERE workflow_id IN ('wf_r', 'wf_u') ORDER BY workflow_id";
+    expect(await folds(db, current)).toEqual([
+      { name: "two_steps", name_folded: "two_steps" },
+      { name: "monday-briefing", name_folded: "monday-briefing" },
+      { name: "\u00c4rzte Caf\u00e9", name_folded: null },
+    ]);
+    expect(await folds(db, former)).toEqual([
+      { name: "weekly-digest", name_folded: "weekly-digest" },
+      { name: "\u00d6L", name_folded: null },
+    ]);
+    await upsertCodeCatalog(db, []);
+    expect((await folds(db, current))[2]).toEqual({ name: "\u00c4rzte Caf\u00e9", name_folded: "\u00e4rzte caf\u00e9" });
+    expect((await folds(db, former))[1]).toEqual({ name: "\u00d6L", name_folded: "\u00f6l" });
+  });
+
+  it("a former name keeps its workflow's fold; a rename that leaves a stale fold unfolds the row, one that changes ASCII case only keeps it", async () => {
+    const d = env.DB;
+    const id = `wf_fold_${crypto.randomUUID().slice(0, 8)}`;
+    await d
+      .prepare(
+        "INSERT INTO workflows (id, name, name_folded, kind, input_schema, output_schema) VALUES (?, 'Abc', 'abc', 'prompt', '{}', '{}')",
+      )
+      .bind(id)
+      .run();
+    const rename = (name: string, folded?: string) =>
+      (folded === undefined
+        ? d.prepare("UPDATE workflows SET name = ? WHERE id = ?").bind(name, id)
+        : d.prepare("UPDATE workflows SET name = ?, name_folded = ? WHERE id = ?").bind(name, folded, id)
+      ).run();
+    const current = async () =>
+      (await d.prepare("SELECT name_folded FROM workflows WHERE id = ?").bind(id).first<{ name_folded: string | null }>())!.name_folded;
+    await rename("ABC");
+    expect(await current()).toBe("abc");
+    await rename("\u00c4bc");
+    expect(await current()).toBeNull();
+    await rename("\u00d6l", "\u00f6l");
+    expect(await current()).toBe("\u00f6l");
+    expect(
+      (await d.prepare("SELECT name, name_folded FROM workflow_former_names WHERE workflow_id = ? ORDER BY name").bind(id).all()).results,
+    ).toEqual([
+      { name: "ABC", name_folded: "abc" },
+      { name: "Abc", name_folded: "abc" },
+      { name: "\u00c4bc", name_folded: null },
+    ]);
   });
 });

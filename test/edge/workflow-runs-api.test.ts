@@ -8,7 +8,7 @@ import { blockingExecuteAnswer } from "../../src/routes/workflow-runs/execute.ts
 import { clearWorkflowNameCache, workflowNameById } from "../../src/services/runs.ts";
 import { WORKFLOW_RUN_STATUSES } from "../../src/shared/run-status.ts";
 import { interceptD1InPlace } from "../support/d1-intercept.ts";
-import { call, createPromptWorkflow, type ErrorBody, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
+import { admin, call, createPromptWorkflow, type ErrorBody, scriptHost, seedCatalog, seedOrganization } from "./helpers.ts";
 
 const JWT_SECRET = "edge-test-jwt-secret-at-least-32-bytes-long";
 
@@ -38,6 +38,24 @@ async function workflowIdOf(name: string): Promise<string> {
   return (await env.DB.prepare("SELECT id FROM workflows WHERE name = ? AND organization_id IS NULL").bind(name).first<{ id: string }>())!
     .id;
 }
+
+/** A completed run of this organization's workflow, showing `workflowName`; its id. */
+async function insertRunOf(organizationId: string, workflowId: string, workflowName: string): Promise<string> {
+  const id = crypto.randomUUID();
+  await env.DB.prepare(
+    `INSERT INTO runs (id, organization_id, workflow_id, workflow_name, temporal_workflow_id, status, input)
+     VALUES (?, ?, ?, ?, ?, 'completed', '{}')`,
+  )
+    .bind(id, organizationId, workflowId, workflowName, `${workflowId}-${id}`)
+    .run();
+  return id;
+}
+
+/** The ids of the runs `search=text` lists for the token's organization. */
+const searchedRunIds = (token: string) => async (text: string) =>
+  (
+    (await (await get(`/api/v1/workflow-runs?search=${encodeURIComponent(text)}`, token)).json()) as { data: Array<{ id: string }> }
+  ).data.map((r) => r.id);
 
 async function insertRun(
   organizationId: string,
@@ -288,6 +306,60 @@ describe("Workflow Runs API: list, dashboard and detail", () => {
     expect(await search("caf\u00e9 d")).toEqual(["Caf\u00e9 digest"]);
     expect(await search("cafe\u0301 d")).toEqual(["Caf\u00e9 digest"]);
     expect(await search("cafe\u0301 l")).toEqual(["Cafe\u0301 legacy"]);
+  });
+
+  it("a search is case-insensitive beyond ASCII (Latin, Greek, Cyrillic), for a workflow's current and former names, in either Unicode form", async () => {
+    const { organizationId: intl } = await seedOrganization();
+    const workflowId = await createPromptWorkflow(intl, { name: "Caf\u00e9 \u00c4rzte \u0394\u03bf\u03ba\u03b9\u03bc\u03ae" });
+    const runId = await insertRunOf(intl, workflowId, "Caf\u00e9 \u00c4rzte \u0394\u03bf\u03ba\u03b9\u03bc\u03ae");
+    const search = searchedRunIds(await jwtFor(intl));
+    for (const text of [
+      "CAF\u00c9 \u00c4RZTE \u0394\u039f\u039a\u0399\u039c\u0389",
+      "caf\u00e9 \u00e4rzte \u03b4\u03bf\u03ba\u03b9\u03bc\u03ae",
+      "cAf\u00c9 \u00e4RzTe \u0394\u03bf\u039a\u03b9\u039c\u03ae",
+      "CAFE\u0301 A\u0308RZTE",
+    ]) {
+      expect(await search(text), text).toEqual([runId]);
+    }
+    expect(await search("\u00c4rzte \u0394\u03bf\u03ba\u03b9\u03bc\u03b7")).toEqual([]); // accents are not folded: \u03b7 is not \u03ae
+
+    // Renamed (PATCH): the former name is still found in any case, the new one too, and a final
+    // sigma (\u03c2, what lower-casing gives a word-final \u03a3) is found by a typed \u03c3.
+    expect(
+      (await admin("PATCH", `/admin/v1/workflows/${workflowId}`, { name: "\u039f\u0394\u039f\u03a3 \u041c\u043e\u0441\u043a\u0432\u0430" }))
+        .status,
+    ).toBe(200);
+    for (const text of [
+      "\u00e4RZTE",
+      "\u043c\u043e\u0441\u043a\u0432\u0430",
+      "\u041c\u041e\u0421\u041a\u0412\u0410",
+      "\u03bf\u03b4\u03bf\u03c3 \u043c",
+      "\u03bf\u03b4\u03bf\u03c2",
+    ]) {
+      expect(await search(text), text).toEqual([runId]);
+    }
+  });
+
+  it("a workflow written without its folded name (by a Worker older than migration 0026) is found case-insensitively once the host publishes its catalog", async () => {
+    const { organizationId: legacy } = await seedOrganization();
+    const workflowId = `wf_legacy${crypto.randomUUID().slice(0, 8)}`;
+    await env.DB.prepare(
+      "INSERT INTO workflows (id, organization_id, name, kind, input_schema, output_schema, published) VALUES (?, ?, '\u00c4rzte', 'prompt', '{}', '{}', 1)",
+    )
+      .bind(workflowId, legacy)
+      .run();
+    const runId = await insertRunOf(legacy, workflowId, "\u00c4rzte");
+    const search = searchedRunIds(await jwtFor(legacy));
+    // Until then, as before: its name as stored, ASCII letters in either case.
+    expect(await search("\u00c4RZTE")).toEqual([runId]);
+    await seedCatalog();
+    expect(await search("\u00e4rzte")).toEqual([runId]);
+    // Renamed by such a Worker (the fold it leaves is stale, so the rename clears it): the former
+    // name is found by its fold, the new one after the next catalog publish.
+    await env.DB.prepare("UPDATE workflows SET name = '\u00d6l' WHERE id = ?").bind(workflowId).run();
+    expect(await search("\u00e4rzte")).toEqual([runId]);
+    await seedCatalog();
+    expect(await search("\u00f6L")).toEqual([runId]);
   });
 
   it("rejects out-of-range and unknown parameters with 400 naming them", async () => {
