@@ -14,6 +14,7 @@
  * the Idempotency-Key fingerprint hashes what it gives, so both see the same fields.
  */
 import { ApiError } from "../errors.ts";
+import { headerParams } from "./media-type.ts";
 
 /** A form field: text, or a file's name and bytes. */
 export type FormPart = { name: string; kind: "text"; value: string } | { name: string; kind: "file"; filename: string; bytes: Uint8Array };
@@ -83,50 +84,6 @@ function parseUrlencoded(body: Uint8Array): FormPart[] {
     parts.push({ name, kind: "text", value: decodeText(valueBytes, name, `field ${name}`) });
   }
   return parts;
-}
-
-/**
- * A header's parameters (`; key=value` or `; key="quoted \" value"`), keys lower-cased, the first
- * of a repeated key kept. One pass over the value (no regular expression that could backtrack on a
- * hostile header), so its cost is linear in the header's length.
- */
-function headerParams(value: string): Map<string, string> {
-  const params = new Map<string, string>();
-  const n = value.length;
-  const skipSpace = (at: number) => {
-    while (at < n && (value[at] === " " || value[at] === "\t")) at++;
-    return at;
-  };
-  const nextSemicolon = (at: number) => {
-    const next = value.indexOf(";", at);
-    return next < 0 ? n : next;
-  };
-  for (let i = nextSemicolon(0); i < n; ) {
-    const keyStart = skipSpace(i + 1);
-    let eq = keyStart;
-    while (eq < n && value[eq] !== "=" && value[eq] !== ";") eq++;
-    const key = value.slice(keyStart, eq).trim().toLowerCase();
-    if (eq >= n || value[eq] === ";") {
-      i = eq; // a parameter without a value
-      continue;
-    }
-    let j = skipSpace(eq + 1);
-    let param: string;
-    if (value[j] === '"') {
-      let out = "";
-      for (j++; j < n && value[j] !== '"'; j++) {
-        if (value[j] === "\\" && j + 1 < n) j++;
-        out += value[j];
-      }
-      param = out;
-      i = nextSemicolon(j);
-    } else {
-      i = nextSemicolon(j);
-      param = value.slice(j, i).trim();
-    }
-    if (key && !params.has(key)) params.set(key, param);
-  }
-  return params;
 }
 
 function indexOf(haystack: Uint8Array, needle: Uint8Array, from: number): number {

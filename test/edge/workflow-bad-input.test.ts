@@ -21,6 +21,27 @@ async function runCount(organizationId: string): Promise<number> {
   return row!.n;
 }
 
+const organizationCount = () => env.DB.prepare("SELECT COUNT(*) AS n FROM organizations").first<number>("n");
+
+/** Runs `send` against a scripted host, then checks that nothing reached the host and nothing was written: no run, no organization. */
+async function refusedWithoutWrites(organizationId: string, send: () => Promise<void>): Promise<void> {
+  const runs = await runCount(organizationId);
+  const organizations = await organizationCount();
+  let hostCalls = 0;
+  const undo = scriptHost(() => {
+    hostCalls++;
+    return Response.json({});
+  });
+  try {
+    await send();
+  } finally {
+    undo();
+  }
+  expect(hostCalls).toBe(0);
+  expect(await runCount(organizationId)).toBe(runs);
+  expect(await organizationCount()).toBe(organizations);
+}
+
 describe("Workflow API: bad input gets a clear 4xx and writes nothing", () => {
   let org: Awaited<ReturnType<typeof seedOrganization>>;
   beforeAll(async () => {
@@ -382,16 +403,9 @@ describe("Workflow API: hostile bodies (security)", () => {
   it("a body with a Content-Encoding (a gzip body, a plain one labelled br) → 415 unsupported_media_type on every route family, nothing started or written", async () => {
     const prompt = await createPromptWorkflow(org.organizationId);
     const { workflowId } = await createRunningRun(org.organizationId, "approval");
-    const before = await runCount(org.organizationId);
-    const organizations = await env.DB.prepare("SELECT COUNT(*) AS n FROM organizations").first<number>("n");
     const start = JSON.stringify({ workflowName: "hello", input: { name: "Ada" } });
     const gzipped = new Uint8Array(await new Response(new Blob([start]).stream().pipeThrough(new CompressionStream("gzip"))).arrayBuffer());
-    let hostCalls = 0;
-    const undo = scriptHost(() => {
-      hostCalls++;
-      return Response.json({});
-    });
-    try {
+    await refusedWithoutWrites(org.organizationId, async () => {
       for (const [path, key] of [
         ["/workflow/start", org.key],
         ["/workflow/run", org.key],
@@ -411,12 +425,47 @@ describe("Workflow API: hostile bodies (security)", () => {
           expect([path, encoding, res.status, errorCodeOf(await res.json())]).toEqual([path, encoding, 415, "unsupported_media_type"]);
         }
       }
-    } finally {
-      undo();
+    });
+  });
+
+  it("a JSON body whose charset parameter names another encoding (ISO-8859-1, UTF-16, one charset=utf-8 among others) → 415 unsupported_media_type on every route family, never read as UTF-8; nothing started or written", async () => {
+    const prompt = await createPromptWorkflow(org.organizationId);
+    const { workflowId } = await createRunningRun(org.organizationId, "approval");
+    // Valid UTF-8 ("Adé"), so read as UTF-8 it starts a run; its sender meant "AdÃ©" (Latin-1) or
+    // something else again (UTF-16): the edge would run what a proxy in front of it read differently.
+    const start = new TextEncoder().encode(JSON.stringify({ workflowName: "hello", input: { name: "Adé" } }));
+    await refusedWithoutWrites(org.organizationId, async () => {
+      for (const [path, headers] of [
+        ["/workflow/start", { authorization: `Bearer ${org.key}` }],
+        ["/workflow/run", { authorization: `Bearer ${org.key}` }],
+        [`/api/v1/run/${prompt}`, { authorization: `Bearer ${org.key}` }],
+        [`/workflow/${workflowId}/signal/approve`, { authorization: `Bearer ${org.key}` }],
+        [
+          "/api/v1/workflow-runs/execute",
+          { authorization: "Bearer edge-test-internal-secret-of-32-characters", "x-organization-id": org.organizationId },
+        ],
+        ["/admin/v1/organizations", { authorization: `Bearer ${TEST_ADMIN_KEY}` }],
+      ] as const) {
+        for (const type of [
+          "application/json; charset=iso-8859-1",
+          "application/json;charset=UTF-16LE",
+          'application/json; charset="latin1"',
+          "application/json; charset=utf-8; charset=iso-8859-1",
+        ]) {
+          const res = await call(path, { method: "POST", headers: { ...headers, "content-type": type }, body: start });
+          expect([path, type, res.status, errorCodeOf(await res.json())]).toEqual([path, type, 415, "unsupported_media_type"]);
+        }
+      }
+    });
+    // Every label of UTF-8 is UTF-8, in any case, quoted or not.
+    for (const type of ["application/json; charset=UTF-8", 'application/json;charset="utf-8"', "application/json; charset=utf8"]) {
+      const res = await call("/workflow/start", {
+        method: "POST",
+        headers: { authorization: `Bearer ${org.key}`, "content-type": type },
+        body: JSON.stringify({ workflowName: 5 }),
+      });
+      expect([type, res.status, errorCodeOf(await res.json())]).toEqual([type, 400, "invalid_request"]);
     }
-    expect(hostCalls).toBe(0);
-    expect(await runCount(org.organizationId)).toBe(before);
-    expect(await env.DB.prepare("SELECT COUNT(*) AS n FROM organizations").first<number>("n")).toBe(organizations);
   });
 
   it("a JSON null body → 400 invalid_request on the routes whose fields are all optional (signal, feedback, query, terminate, reset), not read as {}; nothing reaches the host", async () => {

@@ -8,6 +8,8 @@
 import type { Context } from "hono";
 import type { z } from "zod";
 import { ApiError, type Issue, issueText } from "../../errors.ts";
+import { nonUtf8Charset } from "../../shared/media-type.ts";
+import { cutText } from "../../shared/text-limits.ts";
 
 export function zodIssues(error: z.ZodError, prefix = ""): Issue[] {
   return error.issues.map((issue) => ({
@@ -248,15 +250,28 @@ export async function readUtf8Body(c: Context): Promise<string> {
  */
 const JSON_WHITESPACE_ONLY = /^[ \t\r\n]*$/;
 
+/** The most of a caller's charset parameter a 415 quotes. */
+const MAX_QUOTED_CHARSET = 64;
+
 /**
  * The body as JSON, or undefined when it is empty (or only JSON's white space). A body sent as another
  * media type (`text/plain`, a form) is 415 `unsupported_media_type`, not read as JSON: what its
- * sender meant is not JSON. A body with no `Content-Type` at all is read as JSON.
+ * sender meant is not JSON. A body with no `Content-Type` at all is read as JSON. So is a
+ * `Content-Type` whose `charset` names another encoding than UTF-8 (`charset=iso-8859-1`,
+ * `utf-16`), before a byte is read: its bytes may well be UTF-8 too, and read as such they would be
+ * other text than the sender (or a proxy in front of the edge) meant.
  */
 export async function readOptionalJson(c: Context, limits: JsonLimits = TENANT_JSON): Promise<unknown> {
+  const type = c.req.header("content-type");
+  const charset = type === undefined ? null : nonUtf8Charset(type);
+  if (charset !== null) {
+    throw new ApiError(
+      "unsupported_media_type",
+      `the body is sent with charset "${cutText(charset, MAX_QUOTED_CHARSET)}"; bodies are read as UTF-8 only: send UTF-8 (charset=utf-8, or no charset)`,
+    );
+  }
   const text = await readUtf8Body(c);
   if (JSON_WHITESPACE_ONLY.test(text)) return undefined;
-  const type = c.req.header("content-type");
   if (type !== undefined && !isJsonMediaType(type)) {
     throw new ApiError("unsupported_media_type", `the body is sent as "${type.slice(0, 100)}"; send it as application/json`);
   }
