@@ -228,6 +228,18 @@ describe("Workflow Runs API: list, dashboard and detail", () => {
     expect(await list("search=nothing-matches")).toEqual([]);
   });
 
+  it("an empty or blank search is no filter (every name holds the empty string): the whole list, not a 400", async () => {
+    const total = async (query: string) => {
+      const res = await get(`/api/v1/workflow-runs?${query}`, token);
+      expect(res.status, query).toBe(200);
+      return ((await res.json()) as { pagination: { total: number } }).pagination.total;
+    };
+    const all = await total("");
+    expect(all).toBeGreaterThan(0);
+    // What a client sends for an empty search box (axios' params: {search: ""}, ?search=${q}).
+    for (const query of ["search=", "search=%20%20", "search=+&limit=3"]) expect(await total(query), query).toBe(all);
+  });
+
   it("a search matching more workflows than one D1 statement may bind (100) still answers, with every match's runs", async () => {
     const { organizationId: many } = await seedOrganization();
     const names = Array.from({ length: 150 }, (_, i) => `report-${i}`);

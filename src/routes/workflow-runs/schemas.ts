@@ -24,7 +24,13 @@ export const listQuery = z
     status: z.enum(WORKFLOW_RUN_STATUSES).optional(),
     page: queryInt(1, 100_000).default(1),
     limit: queryInt(1, 100).default(10),
-    search: z.string().trim().min(1).max(200).optional(),
+    // A substring of the name: an empty or blank one (an empty search box) is in every name, so no filter.
+    search: z
+      .string()
+      .trim()
+      .max(200)
+      .transform((text) => text || undefined)
+      .optional(),
   })
   .strict();
 
