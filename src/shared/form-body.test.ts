@@ -140,4 +140,29 @@ describe("form bodies: security", () => {
     );
     expect(code(errorOf(() => parseFormBody(URLENC, enc.encode("in%E2%82=1"))))).toEqual(expect.arrayContaining(["invalid_encoding"]));
   });
+
+  it("a form or a text part declared in another charset than UTF-8 is refused, never read as UTF-8: 415 for the form, 400 invalid_encoding naming the field", () => {
+    // Valid UTF-8 ("é"), which its sender meant as Latin-1 ("Ã©"): read as UTF-8 it would be other text.
+    const latin1Meant = bytes("inputs=", [0xc3, 0xa9]);
+    for (const type of [`${URLENC}; charset=iso-8859-1`, `${URLENC};charset="UTF-16"`, `${URLENC}; charset=utf-8; charset=latin1`]) {
+      expect([type, code(errorOf(() => parseFormBody(type, latin1Meant)))]).toEqual([type, ["unsupported_media_type", 415, undefined]]);
+    }
+    expect(code(errorOf(() => parseFormBody("multipart/form-data; charset=windows-1252; boundary=b", bytes("--b--"))))).toEqual(
+      expect.arrayContaining(["unsupported_media_type"]),
+    );
+    const part = (headers: string) =>
+      parseFormBody(
+        "multipart/form-data; boundary=b",
+        bytes(`--b\r\nContent-Disposition: form-data; name="inputs"\r\n${headers}\r\n`, [0xc3, 0xa9], "\r\n--b--"),
+      );
+    expect(code(errorOf(() => part("Content-Type: text/plain; charset=iso-8859-1\r\n")))).toEqual([
+      "invalid_encoding",
+      400,
+      [{ path: "inputs", message: "declared as iso-8859-1: form fields must be UTF-8" }],
+    ]);
+    // UTF-8 under any of its labels, or no charset, is read as before.
+    expect(texts(parseFormBody(`${URLENC}; charset=UTF8`, latin1Meant))).toEqual([["inputs", "é"]]);
+    expect(texts(part('content-type: text/plain; charset="utf-8"\r\n'))).toEqual([["inputs", "é"]]);
+    expect(texts(part("Content-Type: application/json\r\n"))).toEqual([["inputs", "é"]]);
+  });
 });

@@ -9,12 +9,16 @@
  * - multipart: split on the boundary as RFC 2046 and RFC 7578 say; each part's headers and, for a
  *   text part, its content must be UTF-8. A part with a `filename` (or `filename*`) parameter is a
  *   file: its content is binary and is not checked (the caller decides whether it takes files).
+ * - a form whose `Content-Type` names a charset other than UTF-8 is 415 `unsupported_media_type`,
+ *   and a text part whose own `Content-Type` does is 400 `invalid_encoding` naming it: never read
+ *   as UTF-8 when its sender says it is something else.
  *
  * The one parser for form bodies at the edge: the execute routes read their fields with it and
  * the Idempotency-Key fingerprint hashes what it gives, so both see the same fields.
  */
 import { ApiError } from "../errors.ts";
-import { headerParams } from "./media-type.ts";
+import { headerParams, MAX_QUOTED_CHARSET, nonUtf8Charset } from "./media-type.ts";
+import { cutText } from "./text-limits.ts";
 
 /** A form field: text, or a file's name and bytes. */
 export type FormPart = { name: string; kind: "text"; value: string } | { name: string; kind: "file"; filename: string; bytes: Uint8Array };
@@ -48,6 +52,15 @@ export function isFormMediaType(contentType: string): boolean {
 }
 
 export function parseFormBody(contentType: string, body: Uint8Array): FormPart[] {
+  // Read as UTF-8 whatever it says, a form declared in another charset would be other text than
+  // its sender (or a proxy in front of the edge) read: refused, as a JSON body's is.
+  const charset = nonUtf8Charset(contentType);
+  if (charset !== null) {
+    throw new ApiError(
+      "unsupported_media_type",
+      `the form is sent with charset "${cutText(charset, MAX_QUOTED_CHARSET)}"; form fields are read as UTF-8 only: send UTF-8 (charset=utf-8, or no charset)`,
+    );
+  }
   if (URLENCODED.test(contentType)) return parseUrlencoded(body);
   if (MULTIPART.test(contentType)) return parseMultipart(contentType, body);
   throw new MalformedFormError("not a form content type");
@@ -122,9 +135,13 @@ function parseMultipart(contentType: string, body: Uint8Array): FormPart[] {
     if (next < 0) throw new MalformedFormError("the multipart body does not close");
     const headerText = decodeText(body.subarray(pos, headersEnd), "(body)", "a part's headers (its field name or file name)");
     let disposition: string | null = null;
+    /** The first charset a part's Content-Type (any of them) names that is not UTF-8. */
+    let partCharset: string | null = null;
     for (const line of headerText.split("\r\n")) {
       const colon = line.indexOf(":");
-      if (colon > 0 && line.slice(0, colon).trim().toLowerCase() === "content-disposition") disposition = line.slice(colon + 1).trim();
+      const header = colon > 0 ? line.slice(0, colon).trim().toLowerCase() : "";
+      if (header === "content-disposition") disposition = line.slice(colon + 1).trim();
+      else if (header === "content-type") partCharset ??= nonUtf8Charset(line.slice(colon + 1));
     }
     if (!disposition || !/^form-data\s*(;|$)/i.test(disposition)) throw new MalformedFormError("a part is not form-data");
     const params = headerParams(disposition);
@@ -133,7 +150,12 @@ function parseMultipart(contentType: string, body: Uint8Array): FormPart[] {
     const content = body.subarray(contentStart, next);
     const filename = params.get("filename") ?? params.get("filename*");
     if (filename !== undefined) parts.push({ name, kind: "file", filename, bytes: content });
-    else parts.push({ name, kind: "text", value: decodeText(content, name, `field ${name}`) });
+    else if (partCharset !== null) {
+      const declared = cutText(partCharset, MAX_QUOTED_CHARSET);
+      throw new ApiError("invalid_encoding", `field ${name} is declared as ${declared}: form fields must be UTF-8`, [
+        { path: name, message: `declared as ${declared}: form fields must be UTF-8` },
+      ]);
+    } else parts.push({ name, kind: "text", value: decodeText(content, name, `field ${name}`) });
     pos = next + delimiter.length;
     if (pos > body.length) throw new MalformedFormError("the multipart body does not close");
   }

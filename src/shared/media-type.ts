@@ -56,6 +56,9 @@ export function headerParams(value: string): Map<string, string> {
   return params;
 }
 
+/** The most of a caller's charset parameter an error quotes. */
+export const MAX_QUOTED_CHARSET = 64;
+
 /** Whether an encoding label names UTF-8 (the Encoding Standard's labels: `utf-8`, `UTF8`, `unicode-1-1-utf-8`, ...). */
 function isUtf8Label(label: string): boolean {
   try {

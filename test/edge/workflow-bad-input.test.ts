@@ -428,7 +428,7 @@ describe("Workflow API: hostile bodies (security)", () => {
     });
   });
 
-  it("a JSON body whose charset parameter names another encoding (ISO-8859-1, UTF-16, one charset=utf-8 among others) → 415 unsupported_media_type on every route family, never read as UTF-8; nothing started or written", async () => {
+  it("a JSON body (or an execute form) whose charset parameter names another encoding (ISO-8859-1, UTF-16, one charset=utf-8 among others) → 415 unsupported_media_type on every route family, never read as UTF-8; nothing started or written", async () => {
     const prompt = await createPromptWorkflow(org.organizationId);
     const { workflowId } = await createRunningRun(org.organizationId, "approval");
     // Valid UTF-8 ("Adé"), so read as UTF-8 it starts a run; its sender meant "AdÃ©" (Latin-1) or
@@ -454,6 +454,24 @@ describe("Workflow API: hostile bodies (security)", () => {
         ]) {
           const res = await call(path, { method: "POST", headers: { ...headers, "content-type": type }, body: start });
           expect([path, type, res.status, errorCodeOf(await res.json())]).toEqual([path, type, 415, "unsupported_media_type"]);
+        }
+      }
+      // The execute routes' forms too, with an Idempotency-Key (which fingerprints the fields) or without.
+      const execute = { authorization: "Bearer edge-test-internal-secret-of-32-characters", "x-organization-id": org.organizationId };
+      for (const path of ["/api/v1/workflow-runs/execute", "/api/v1/workflow-runs/execute/stream"]) {
+        for (const key of [{}, { "idempotency-key": "charset-form" }] as Array<Record<string, string>>) {
+          const res = await call(path, {
+            method: "POST",
+            headers: { ...execute, ...key, "content-type": "application/x-www-form-urlencoded; charset=iso-8859-1" },
+            body: new Uint8Array([
+              ...new TextEncoder().encode(`workflowId=${crypto.randomUUID()}&inputs={"name":"Ad`),
+              0xc3,
+              0xa9,
+              0x22,
+              0x7d,
+            ]),
+          });
+          expect([path, key, res.status, errorCodeOf(await res.json())]).toEqual([path, key, 415, "unsupported_media_type"]);
         }
       }
     });

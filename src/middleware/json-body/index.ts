@@ -8,7 +8,7 @@
 import type { Context } from "hono";
 import type { z } from "zod";
 import { ApiError, type Issue, issueText } from "../../errors.ts";
-import { nonUtf8Charset } from "../../shared/media-type.ts";
+import { MAX_QUOTED_CHARSET, nonUtf8Charset } from "../../shared/media-type.ts";
 import { cutText } from "../../shared/text-limits.ts";
 
 export function zodIssues(error: z.ZodError, prefix = ""): Issue[] {
@@ -249,9 +249,6 @@ export async function readUtf8Body(c: Context): Promise<string> {
  * a published run, or sent a signal without its payload.
  */
 const JSON_WHITESPACE_ONLY = /^[ \t\r\n]*$/;
-
-/** The most of a caller's charset parameter a 415 quotes. */
-const MAX_QUOTED_CHARSET = 64;
 
 /**
  * The body as JSON, or undefined when it is empty (or only JSON's white space). A body sent as another
