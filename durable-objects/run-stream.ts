@@ -10,7 +10,7 @@
  * - run-lifecycle.ts         what follows each change to the log, and each alarm: D1, traces, the alarm, webhooks
  * - projection.ts            the run's D1 row and step rows, one db.batch per application (single writer)
  * - row-limits.ts            what of a run's outcome fits its D1 row (the rest stays in the log)
- * - waiting.ts               is the run blocked on a signal or human input (`waiting_since`)
+ * - waiting.ts               is the run blocked on a signal or human input (`waiting_since`, the log's `run.waiting`)
  * - traces.ts                the trace of each finished run, written to R2
  * - fanout.ts                subscribers (hibernatable WebSockets), sent structured messages (messages.ts)
  * - watchdog.ts              the alarm that reconciles a quiet run with Temporal through the host
@@ -43,7 +43,7 @@ import {
 } from "./run-stream/constants.ts";
 import { EventLog } from "./run-stream/event-log.ts";
 import { Subscribers } from "./run-stream/fanout.ts";
-import type { RecordResult, StreamState } from "./run-stream/messages.ts";
+import type { LogEvent, RecordResult, StreamState } from "./run-stream/messages.ts";
 import { D1Projection } from "./run-stream/projection.ts";
 import type { Meta } from "./run-stream/meta.ts";
 import { PushNonces, createSchema, openStorage } from "./run-stream/storage.ts";
@@ -76,6 +76,7 @@ export {
 } from "./run-stream/constants.ts";
 export type {
   LogEntry,
+  LogEvent,
   RecordResult,
   RunOutcome,
   StreamState,
@@ -307,7 +308,7 @@ export class RunStream extends DurableObject<Env> {
   }
 
   /** The log in order (for tests and for readers that want raw events). */
-  async events(afterSeq = 0): Promise<Array<RunEvent & { seq: number }>> {
+  async events(afterSeq = 0): Promise<Array<LogEvent & { seq: number }>> {
     return this.parts.logReader.events(afterSeq);
   }
 

@@ -99,6 +99,14 @@ export const META_KEYS = {
  */
 export const LOG_VIEW_SKIPPED_TYPE = "history";
 
+/**
+ * The source keys of the DO's own `run.waiting` entries (waiting.ts): `waiting:<runId>:<n>`, `n`
+ * the run's history events logged when its waiting flipped, so a flip found again (a redelivered
+ * batch, a DO that restarted) has the same key and the log keeps it once. The host's keys never
+ * begin so (`history:`, `step:`, `run:`, …).
+ */
+export const waitingSourceKeyPrefix = (runId: string) => `waiting:${runId}:`;
+
 /** Event types that change the run's D1 row; the others only live in the log. */
 export const PROJECTED_TYPES: ReadonlySet<string> = new Set(["run.started", "run.finished", "attribute", "step"]);
 

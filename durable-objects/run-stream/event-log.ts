@@ -3,14 +3,14 @@
  * reads every other part needs. Events are validated before they reach the log (the push route
  * parses them with the shared zod union), so a row's data is typed by its `type`.
  */
-import type { RunEvent, RunEventData, RunEventType } from "../../src/shared/run-event-schema.ts";
+import type { RunEventData } from "../../src/shared/run-event-schema.ts";
 import { CLOSE_EVENT_TYPES, type SerializedHistoryEvent } from "../../src/shared/history-events.ts";
-import { OUTCOMES_KEPT, PROJECTED_TYPES, PROJECTION_STATE, UNPROJECTED_KEPT_MAX_CHARS } from "./constants.ts";
+import { OUTCOMES_KEPT, PROJECTED_TYPES, PROJECTION_STATE, UNPROJECTED_KEPT_MAX_CHARS, waitingSourceKeyPrefix } from "./constants.ts";
 import { DATA_IN_PARTS, piecesOf } from "./event-parts.ts";
 import { utf8Length } from "../../src/shared/text-limits.ts";
 import { setBounded } from "../../src/shared/bounded-map.ts";
 import { IN_FLIGHT_DELTA_SQL, inFlightDelta } from "./in-flight.ts";
-import type { LogEntry, RunOutcome } from "./messages.ts";
+import type { LogEntry, LogEvent, LogEventData, LogEventType, RunOutcome } from "./messages.ts";
 
 const CLOSE_EVENT_TYPES_SQL = CLOSE_EVENT_TYPES.map((t) => `'${t}'`).join(", ");
 
@@ -30,24 +30,24 @@ interface LogRowSql extends Record<string, SqlStorageValue> {
 
 /** One stored event: its place in the log and the event itself. */
 export type LogRow = {
-  [T in RunEventType]: {
+  [T in LogEventType]: {
     seq: number;
     sourceKey: string;
     type: T;
     at: string;
     runId: string | null;
     historyEventId: number | null;
-    data: RunEventData<T>;
+    data: LogEventData<T>;
     projected: number;
   };
-}[RunEventType];
+}[LogEventType];
 
-export type LogRowOf<T extends RunEventType> = Extract<LogRow, { type: T }>;
+export type LogRowOf<T extends LogEventType> = Extract<LogRow, { type: T }>;
 
 /** A row D1 does not have yet, without its data: what the checks and the projection's cut need of it. */
 export interface UnprojectedRow {
   seq: number;
-  type: RunEventType;
+  type: LogEventType;
   runId: string | null;
   projected: number;
   /** Characters of its stored JSON: what keeping it whole costs, and what it weighs in a batch. */
@@ -88,7 +88,7 @@ function parseRow(r: LogRowSql, json: string): LogRow {
   return {
     seq: r.seq,
     sourceKey: r.source_key,
-    type: r.type as RunEventType,
+    type: r.type as LogEventType,
     at: r.at,
     runId: r.run_id,
     historyEventId: r.history_event_id,
@@ -129,7 +129,8 @@ function replacedBy(data: RunEventData<"run.started">): string[] {
   return [data.resetFromRunId, data.replacedRunId].filter((id): id is string => !!id);
 }
 
-const CLOSE_TYPES: ReadonlySet<string> = new Set(CLOSE_EVENT_TYPES);
+/** The history event types that close a run (its last event). */
+export const CLOSE_TYPES: ReadonlySet<string> = new Set(CLOSE_EVENT_TYPES);
 
 /**
  * The log's derived state, which every change to the log and every alarm consults: the latest
@@ -150,6 +151,8 @@ interface Derived {
   unprojected: Map<number, UnprojectedRow>;
   /** Runs a Temporal reset replaced (named by a later `run.started`: the run it started from, and the current run it took over from). */
   resetRuns: Set<string>;
+  /** Per run, what its last `run.waiting` entry says (false: none), read when first asked for (waiting.ts). */
+  waitingLogged: Map<string, boolean>;
   /** What `lineage` walks back, each the first such row in the log: a reset's run → the run it was started from. */
   resetFrom: Map<string, string>;
   /** …and a continue-as-new's next run → the run that handed over to it (any `run.finished` naming it, not only a run's first). */
@@ -163,6 +166,7 @@ function emptyDerived(): Derived {
     history: new Map(),
     unprojected: new Map(),
     resetRuns: new Set(),
+    waitingLogged: new Map(),
     resetFrom: new Map(),
     continuedFrom: new Map(),
   };
@@ -284,7 +288,7 @@ export class EventLog {
          CASE WHEN parts > 0 THEN (SELECT SUM(length(p.text)) FROM event_parts p WHERE p.seq = events.seq) ELSE length(data) END AS chars
        FROM events INDEXED BY events_pending WHERE projected <> ${PROJECTION_STATE.done} ORDER BY seq`,
     )) {
-      unprojected.set(r.seq, { seq: r.seq, type: r.type as RunEventType, runId: r.run_id, projected: r.projected, chars: r.chars ?? 0 });
+      unprojected.set(r.seq, { seq: r.seq, type: r.type as LogEventType, runId: r.run_id, projected: r.projected, chars: r.chars ?? 0 });
     }
     return derived;
   }
@@ -297,6 +301,7 @@ export class EventLog {
       this.keep(row, chars);
     }
     if (row.type === "run.started") noteResetStart(d, row.runId, row.data);
+    if (row.type === "run.waiting") d.waitingLogged.set(row.data.runId, row.data.waiting);
     if (row.runId === null) return;
     // A run a reset replaced, or one that continued as new, never becomes the latest again: its
     // late rows (the relay's history up to its close, an activity's last events) trail the run
@@ -416,7 +421,7 @@ export class EventLog {
   }
 
   /** Appends the events whose source key is new, in order; returns the rows added. */
-  append(events: readonly RunEvent[]): LogRow[] {
+  append(events: readonly LogEvent[]): LogRow[] {
     const fresh: LogRow[] = [];
     for (const event of events) {
       const history = event.type === "history" ? event.data.event : null;
@@ -875,6 +880,34 @@ export class EventLog {
       afterEventId,
       afterSeq,
     );
+  }
+
+  /**
+   * What the log last told `runId`'s log-view subscribers of its waiting (its last `run.waiting`
+   * entry; false if none): kept from the first read of this wake on, which reads only that run's
+   * `run.waiting` rows (by their source key, `waitingSourceKeyPrefix`).
+   */
+  loggedWaiting(runId: string): boolean {
+    const known = this.derived.waitingLogged.get(runId);
+    if (known !== undefined) return known;
+    let waiting = false;
+    if (!this.beganEmpty) {
+      // No ORDER BY: the range over the source keys' index is the plan, and the run's few flips are compared here.
+      const prefix = waitingSourceKeyPrefix(runId);
+      let newest = 0;
+      for (const r of this.sql.exec<{ seq: number; waiting: number }>(
+        `SELECT seq, json_extract(data, '$.waiting') AS waiting FROM events
+         WHERE source_key >= ?1 AND source_key < ?1 || char(0x10FFFF) AND type = 'run.waiting'`,
+        prefix,
+      )) {
+        if (r.seq > newest) {
+          newest = r.seq;
+          waiting = r.waiting === 1;
+        }
+      }
+    }
+    this.derived.waitingLogged.set(runId, waiting);
+    return waiting;
   }
 
   /** The Temporal event types of a run's history, newest first (waiting detection). */

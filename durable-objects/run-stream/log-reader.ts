@@ -9,10 +9,9 @@
  */
 import type { Attribute } from "../../src/shared/aggregations.ts";
 import { toOutputEvent } from "../../src/shared/output-history.ts";
-import type { RunEvent } from "../../src/shared/run-event-schema.ts";
 import { HISTORY_PAGE_MAX_CHARS, META_KEYS } from "./constants.ts";
 import type { EventLog } from "./event-log.ts";
-import type { StreamState, WorkflowSummary } from "./messages.ts";
+import type { LogEvent, StreamState, WorkflowSummary } from "./messages.ts";
 import type { Meta } from "./meta.ts";
 import type { TraceWriter } from "./traces.ts";
 
@@ -53,11 +52,11 @@ export class LogReader {
     return this.deps.log.usageAttributes(runId).map((r) => r.data.attribute);
   }
 
-  /** The log in order (for tests and for readers that want raw events). */
-  events(afterSeq: number): Array<RunEvent & { seq: number }> {
+  /** The log in order, the DO's own entries (`run.waiting`) included (for tests and for readers that want raw events). */
+  events(afterSeq: number): Array<LogEvent & { seq: number }> {
     return this.deps.log
       .after(afterSeq)
-      .map((r) => ({ seq: r.seq, sourceKey: r.sourceKey, type: r.type, at: r.at, data: r.data }) as RunEvent & { seq: number });
+      .map((r) => ({ seq: r.seq, sourceKey: r.sourceKey, type: r.type, at: r.at, data: r.data }) as LogEvent & { seq: number });
   }
 
   /** Stream state of `runId`, or of the latest run when none is given. */

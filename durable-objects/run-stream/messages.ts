@@ -3,7 +3,7 @@
  * messages it sends each subscriber. The DO never writes SSE: the stream routes frame these
  * messages (src/routes/workflow/history-stream.ts, src/sse/log-stream.ts).
  */
-import type { RunEventData, RunEventType } from "../../src/shared/run-event-schema.ts";
+import type { RunEvent, RunEventData } from "../../src/shared/run-event-schema.ts";
 import type { SerializedHistoryEvent } from "../../src/shared/history-events.ts";
 import type { RunStatus } from "../../src/shared/run-status.ts";
 
@@ -26,10 +26,29 @@ export interface StreamState {
 /** How a run ended, as its `run.finished` event says. */
 export type RunOutcome = RunEventData<"run.finished">;
 
+/**
+ * An entry the DO writes itself, never pushed (the push route's union, shared with the host, has
+ * no such type, so a push carrying one is refused whole): the workflow's latest run became blocked
+ * on a signal or human input (`waiting: true`), or went on (`false`), as waiting.ts finds it, written
+ * with the history that flipped it. Only the log view shows it (the Workflow Runs API's stream);
+ * the history view, D1 and the traces never read it.
+ */
+export interface RunWaitingEvent {
+  sourceKey: string;
+  type: "run.waiting";
+  at: string;
+  data: { runId: string; waiting: boolean };
+}
+
+/** What the log holds: the pushed events (the shared union) and the DO's own. */
+export type LogEvent = RunEvent | RunWaitingEvent;
+export type LogEventType = LogEvent["type"];
+export type LogEventData<T extends LogEventType> = Extract<LogEvent, { type: T }>["data"];
+
 /** A log entry as the `log` view sends it; `seq` orders the whole log and is its event id. */
 export type LogEntry = {
-  [T in RunEventType]: { seq: number; type: T; at: string; data: RunEventData<T> };
-}[RunEventType];
+  [T in LogEventType]: { seq: number; type: T; at: string; data: LogEventData<T> };
+}[LogEventType];
 
 /** The `workflow` summary a history subscriber gets first. */
 export interface WorkflowSummary {

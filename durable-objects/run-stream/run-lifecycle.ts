@@ -24,6 +24,7 @@ import type { RunStarter } from "./run-starter.ts";
 import type { Meta } from "./meta.ts";
 import type { PushNonces } from "./storage.ts";
 import type { TraceWriter } from "./traces.ts";
+import { waitingFlip } from "./waiting.ts";
 import type { Watchdog } from "./watchdog.ts";
 import type { WebhookOutbox } from "./webhook-outbox.ts";
 
@@ -31,7 +32,20 @@ import type { WebhookOutbox } from "./webhook-outbox.ts";
 export interface LifecycleParts {
   meta: Meta;
   nonces: Pick<PushNonces, "claim">;
-  log: Pick<EventLog, "append" | "latestRunId" | "wasReset" | "finished" | "finishedRunIds" | "hasUnprojected" | "isComplete">;
+  log: Pick<
+    EventLog,
+    | "append"
+    | "latestRunId"
+    | "wasReset"
+    | "finished"
+    | "finishedRunIds"
+    | "hasUnprojected"
+    | "isComplete"
+    | "loggedWaiting"
+    | "historyCount"
+    | "lastHistoryType"
+    | "inFlight"
+  >;
   projection: Pick<D1Projection, "apply">;
   traces: Pick<TraceWriter, "writeMissing" | "isMissing">;
   subscribers: Pick<Subscribers, "broadcast" | "releaseHeld" | "releaseRun">;
@@ -104,6 +118,12 @@ export class RunLifecycle {
     if (nonce && !nonces.claim(nonce)) return { accepted: 0, duplicates: 0, replayed: true };
     meta.set(META_KEYS.workflowId, workflowId);
     const fresh = log.append(withReplacedRun(events, log, this.parts.resetMark.get()));
+    // The latest run's waiting, when these events flipped it: appended in the same synchronous step,
+    // so its seq follows theirs (waiting.ts). Looked at on every call, new events or not (a look at
+    // the log's derived state): a run already waiting when its DO began to log such entries gets its
+    // entry with the next push or read.
+    const flip = waitingFlip(log, new Date().toISOString());
+    if (flip) fresh.push(...log.append([flip]));
     this.parts.resetMark.noteAppended(fresh);
     if (fresh.length > 0) {
       watchdog.heard();

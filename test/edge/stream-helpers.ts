@@ -1,9 +1,10 @@
 /** Runs and history pushes for stream tests, shaped exactly as the host's relay sends them. */
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
+import { SignJWT } from "jose";
 import { runStream } from "../../src/run-stream-client.ts";
 import { HOST_PATHS } from "../../src/shared/host-api.ts";
-import { scriptHost, signedPost } from "./helpers.ts";
+import { call, scriptHost, signedPost } from "./helpers.ts";
 
 export function historyEvent(runId: string, eventId: number, eventType = "EVENT_TYPE_ACTIVITY_TASK_COMPLETED") {
   return {
@@ -167,4 +168,23 @@ export async function runAcceptedWhileHostIsDown(organizationId: string) {
     restore();
     throw err;
   }
+}
+
+/**
+ * The Workflow Runs API's stream of a run, as the organization's backend opens it (a JWT signed
+ * with the edge tests' secret): `open` it by run UUID, from a Last-Event-ID; `runUuidOf` a workflow id.
+ */
+export async function workflowRunsStream(organizationId: string) {
+  const token = await new SignJWT({ org_id: organizationId })
+    .setProtectedHeader({ alg: "HS256" })
+    .setExpirationTime("5m")
+    .sign(new TextEncoder().encode("edge-test-jwt-secret-at-least-32-bytes-long"));
+  return {
+    open: (runUuid: string, lastEventId?: string) =>
+      call(`/api/v1/workflow-runs/${runUuid}/stream`, {
+        headers: { authorization: `Bearer ${token}`, ...(lastEventId ? { "last-event-id": lastEventId } : {}) },
+      }),
+    runUuidOf: async (workflowId: string) =>
+      (await env.DB.prepare("SELECT id FROM runs WHERE temporal_workflow_id = ?").bind(workflowId).first<{ id: string }>())!.id,
+  };
 }

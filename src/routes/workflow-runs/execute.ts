@@ -147,7 +147,7 @@ async function execute(c: Context<AppEnv>, waitMs: number) {
 type StreamedRun = Pick<Run, "id" | "temporalWorkflowId" | "organizationId"> & { temporalRunId: string | null };
 
 /** The log entries this stream shows (an admission needs them to tell whether a client has seen everything). */
-const STREAMED_ENTRY_TYPES = ["run.started", "run.finished", "step", "thinking"] as const;
+const STREAMED_ENTRY_TYPES = ["run.started", "run.waiting", "run.finished", "step", "thinking"] as const;
 
 /**
  * SSE over a run's log in the Workflow Runs API's events; ids are log sequence numbers, and the
@@ -178,6 +178,10 @@ function runEventStream(
     onEntry: async (entry) => {
       lastSeq = entry.seq;
       if (entry.type === "run.started") return sseFrame({ id: entry.seq, event: "workflow-run", data: content("running") });
+      // The run became blocked on a signal or human input, or went on (the DO's own entry: durable-objects/run-stream/waiting.ts).
+      if (entry.type === "run.waiting") {
+        return sseFrame({ id: entry.seq, event: "workflow-run", data: content(entry.data.waiting ? "waiting" : "running") });
+      }
       if (entry.type === "run.finished") {
         return sseFrame({ id: entry.seq, event: "workflow-run", data: content(toWorkflowRunStatus(entry.data.status)) });
       }
