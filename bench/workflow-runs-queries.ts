@@ -14,6 +14,7 @@ import { parseArgs } from "node:util";
 import { SignJWT } from "jose";
 import { percentile, round1, writeSection } from "./report.ts";
 import { freePorts } from "../test/support/ports.ts";
+import { foldForSearch } from "../src/shared/names.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -48,9 +49,10 @@ function wrangler(argv: string[]): string {
 function seedSql(): string {
   const lines = [
     `INSERT INTO organizations (id, name) VALUES ('${ORG}', 'bench'), ('${OTHER_ORG}', 'bench other');`,
+    // With each name's fold for search, as the catalog publish writes it (a NULL fold would be searched by lower(name)).
     ...WORKFLOWS.map(
       (name, i) =>
-        `INSERT INTO workflows (id, organization_id, name, kind, input_schema, output_schema) VALUES ('00000000-0000-4000-8000-00000000000${i}', NULL, '${name}', 'code', '{}', '{}');`,
+        `INSERT INTO workflows (id, organization_id, name, name_folded, kind, input_schema, output_schema) VALUES ('00000000-0000-4000-8000-00000000000${i}', NULL, '${name}', '${foldForSearch(name)}', 'code', '{}', '{}');`,
     ),
   ];
   const start = Date.parse("2026-01-01T00:00:00Z");
