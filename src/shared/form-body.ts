@@ -17,8 +17,7 @@
  * the Idempotency-Key fingerprint hashes what it gives, so both see the same fields.
  */
 import { ApiError } from "../errors.ts";
-import { headerParams, MAX_QUOTED_CHARSET, nonUtf8Charset } from "./media-type.ts";
-import { cutText } from "./text-limits.ts";
+import { headerParams, nonUtf8Charset, refuseNonUtf8Charset } from "./media-type.ts";
 
 /** A form field: text, or a file's name and bytes. */
 export type FormPart = { name: string; kind: "text"; value: string } | { name: string; kind: "file"; filename: string; bytes: Uint8Array };
@@ -52,15 +51,7 @@ export function isFormMediaType(contentType: string): boolean {
 }
 
 export function parseFormBody(contentType: string, body: Uint8Array): FormPart[] {
-  // Read as UTF-8 whatever it says, a form declared in another charset would be other text than
-  // its sender (or a proxy in front of the edge) read: refused, as a JSON body's is.
-  const charset = nonUtf8Charset(contentType);
-  if (charset !== null) {
-    throw new ApiError(
-      "unsupported_media_type",
-      `the form is sent with charset "${cutText(charset, MAX_QUOTED_CHARSET)}"; form fields are read as UTF-8 only: send UTF-8 (charset=utf-8, or no charset)`,
-    );
-  }
+  refuseNonUtf8Charset(contentType, "form");
   if (URLENCODED.test(contentType)) return parseUrlencoded(body);
   if (MULTIPART.test(contentType)) return parseMultipart(contentType, body);
   throw new MalformedFormError("not a form content type");
@@ -151,9 +142,8 @@ function parseMultipart(contentType: string, body: Uint8Array): FormPart[] {
     const filename = params.get("filename") ?? params.get("filename*");
     if (filename !== undefined) parts.push({ name, kind: "file", filename, bytes: content });
     else if (partCharset !== null) {
-      const declared = cutText(partCharset, MAX_QUOTED_CHARSET);
-      throw new ApiError("invalid_encoding", `field ${name} is declared as ${declared}: form fields must be UTF-8`, [
-        { path: name, message: `declared as ${declared}: form fields must be UTF-8` },
+      throw new ApiError("invalid_encoding", `field ${name} is declared as ${partCharset}: form fields must be UTF-8`, [
+        { path: name, message: `declared as ${partCharset}: form fields must be UTF-8` },
       ]);
     } else parts.push({ name, kind: "text", value: decodeText(content, name, `field ${name}`) });
     pos = next + delimiter.length;

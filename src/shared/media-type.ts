@@ -2,8 +2,10 @@
  * Parameters of a media type header (`Content-Type`, a multipart part's `Content-Disposition`):
  * the multipart boundary, and the charset a body declares. The edge reads every body as UTF-8, so
  * a body declared in another charset is refused rather than read as something its sender did not
- * mean (json-body's readOptionalJson).
+ * mean (refuseNonUtf8Charset: json-body's readOptionalJson, form-body's parseFormBody).
  */
+import { ApiError } from "../errors.ts";
+import { cutText } from "./text-limits.ts";
 
 /**
  * A header's parameters (`; key=value` or `; key="quoted \" value"`) in order, keys lower-cased,
@@ -57,7 +59,7 @@ export function headerParams(value: string): Map<string, string> {
 }
 
 /** The most of a caller's charset parameter an error quotes. */
-export const MAX_QUOTED_CHARSET = 64;
+const MAX_QUOTED_CHARSET = 64;
 
 /** Whether an encoding label names UTF-8 (the Encoding Standard's labels: `utf-8`, `UTF8`, `unicode-1-1-utf-8`, ...). */
 function isUtf8Label(label: string): boolean {
@@ -70,12 +72,27 @@ function isUtf8Label(label: string): boolean {
 
 /**
  * The first `charset` parameter of a Content-Type that does not name UTF-8, or null when every one
- * does (or there is none). Every one counts: of `charset=utf-8; charset=latin1` a proxy may read
- * either, and the edge must not read the body otherwise than what stands in front of it.
+ * does (or there is none), cut to what an error quotes. Every one counts: of
+ * `charset=utf-8; charset=latin1` a proxy may read either, and the edge must not read the body
+ * otherwise than what stands in front of it.
  */
 export function nonUtf8Charset(contentType: string): string | null {
   for (const [key, value] of headerParamList(contentType)) {
-    if (key === "charset" && !isUtf8Label(value)) return value;
+    if (key === "charset" && !isUtf8Label(value)) return cutText(value, MAX_QUOTED_CHARSET);
   }
   return null;
+}
+
+/**
+ * A JSON body or a form declared in another charset than UTF-8: 415 `unsupported_media_type`,
+ * before a byte of it is read. Read as UTF-8 whatever it says, it would be other text than its
+ * sender (or a proxy in front of the edge) read.
+ */
+export function refuseNonUtf8Charset(contentType: string, sent: "body" | "form"): void {
+  const charset = nonUtf8Charset(contentType);
+  if (charset === null) return;
+  throw new ApiError(
+    "unsupported_media_type",
+    `the ${sent} is sent with charset "${charset}"; ${sent === "body" ? "bodies" : "form fields"} are read as UTF-8 only: send UTF-8 (charset=utf-8, or no charset)`,
+  );
 }

@@ -8,8 +8,7 @@
 import type { Context } from "hono";
 import type { z } from "zod";
 import { ApiError, type Issue, issueText } from "../../errors.ts";
-import { MAX_QUOTED_CHARSET, nonUtf8Charset } from "../../shared/media-type.ts";
-import { cutText } from "../../shared/text-limits.ts";
+import { refuseNonUtf8Charset } from "../../shared/media-type.ts";
 
 export function zodIssues(error: z.ZodError, prefix = ""): Issue[] {
   return error.issues.map((issue) => ({
@@ -260,13 +259,7 @@ const JSON_WHITESPACE_ONLY = /^[ \t\r\n]*$/;
  */
 export async function readOptionalJson(c: Context, limits: JsonLimits = TENANT_JSON): Promise<unknown> {
   const type = c.req.header("content-type");
-  const charset = type === undefined ? null : nonUtf8Charset(type);
-  if (charset !== null) {
-    throw new ApiError(
-      "unsupported_media_type",
-      `the body is sent with charset "${cutText(charset, MAX_QUOTED_CHARSET)}"; bodies are read as UTF-8 only: send UTF-8 (charset=utf-8, or no charset)`,
-    );
-  }
+  if (type !== undefined) refuseNonUtf8Charset(type, "body");
   const text = await readUtf8Body(c);
   if (JSON_WHITESPACE_ONLY.test(text)) return undefined;
   if (type !== undefined && !isJsonMediaType(type)) {
